@@ -1,0 +1,63 @@
+/* args.c: the shared argument parser for subcommands (see cli.h). */
+#include "cli/cli.h"
+#include "core/core.h"
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void cli_args_init(cli_args *a, int argc, char **argv, const char *usage) {
+    a->argc = argc; a->argv = argv; a->i = 1; a->usage = usage; a->cmd = argc > 0 ? argv[0] : "?";
+}
+const char *cli_next(cli_args *a) {
+    if (a->i >= a->argc) return NULL;
+    const char *f = a->argv[a->i++];
+    if (!strcmp(f, "-h") || !strcmp(f, "--help")) { fputs(a->usage, stdout); exit(0); }
+    return f;
+}
+int cli_is_positional(const char *f) { return f[0] != '-' || f[1] == 0; }
+int cli_is_any(const char *f, ...) {
+    va_list ap; va_start(ap, f);
+    const char *s; int hit = 0;
+    while ((s = va_arg(ap, const char *))) if (!strcmp(f, s)) { hit = 1; break; }
+    va_end(ap);
+    return hit;
+}
+void cli_usage_error(cli_args *a, const char *fmt, ...) {
+    fprintf(stderr, "gptkit %s: ", a->cmd);
+    va_list ap; va_start(ap, fmt); vfprintf(stderr, fmt, ap); va_end(ap);
+    fprintf(stderr, "\n(see 'gptkit %s --help')\n", a->cmd);
+    exit(2);
+}
+const char *cli_str(cli_args *a, const char *flag) {
+    if (a->i >= a->argc) cli_usage_error(a, "%s needs a value", flag);
+    return a->argv[a->i++];
+}
+long cli_long(cli_args *a, const char *flag) {
+    const char *s = cli_str(a, flag);
+    long v;
+    if (gk_parse_long(s, &v) != 0) cli_usage_error(a, "%s needs an integer, got '%s'", flag, s);
+    return v;
+}
+double cli_double(cli_args *a, const char *flag) {
+    const char *s = cli_str(a, flag);
+    double v;
+    if (gk_parse_double(s, &v) != 0) cli_usage_error(a, "%s needs a number, got '%s'", flag, s);
+    return v;
+}
+void cli_unknown(cli_args *a, const char *flag) {
+    if (cli_is_positional(flag)) cli_usage_error(a, "unexpected argument '%s'", flag);
+    cli_usage_error(a, "unknown option '%s'", flag);
+}
+int cli_strs(cli_args *a, const char *flag, const char ***out) {
+    int start = a->i, n = 0;
+    while (a->i < a->argc && (a->argv[a->i][0] != '-' || a->argv[a->i][1] == 0)) { a->i++; n++; }
+    if (n == 0) cli_usage_error(a, "%s needs at least one value", flag);
+    *out = (const char **)(a->argv + start);
+    return n;
+}
+
+int cli_not_yet(const char *cmd, const char *what) {
+    fprintf(stderr, "gptkit %s: not implemented yet (%s)\n", cmd, what);
+    return 2;
+}

@@ -1,0 +1,53 @@
+/* cli: the gptkit binary's subcommands and a small shared argument parser.
+ * Each subcommand lives in its own cmd_*.c file and is `int cmd_NAME(int argc, char **argv)` where argv[0]
+ * is the subcommand name. Exit codes: 0 ok, 1 failure (bad input, I/O), 2 usage error, 130 interrupted. */
+#ifndef GK_CLI_H
+#define GK_CLI_H
+#include <stddef.h>
+
+int cmd_pretrain(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_tokenizer(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_sample(int argc, char **argv);
+int cmd_chat(int argc, char **argv);
+int cmd_sft(int argc, char **argv);
+int cmd_rm(int argc, char **argv);
+int cmd_score(int argc, char **argv);
+int cmd_ppo(int argc, char **argv);
+int cmd_dpo(int argc, char **argv);
+int cmd_compare(int argc, char **argv);
+int cmd_pipeline(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+
+/* Argument iteration:
+ *   cli_args a; cli_args_init(&a, argc, argv, usage_text);
+ *   const char *f;
+ *   while ((f = cli_next(&a))) {
+ *       if (cli_is(f, "--lr")) lr = cli_double(&a, f);
+ *       else if (cli_is(f, "-b", "--batch")) B = cli_long(&a, f);
+ *       else cli_unknown(&a, f);
+ *   }
+ * -h/--help print the usage text and exit 0. A value-less flag is just tested with cli_is. Bare words
+ * (not starting with '-') are returned too, so commands can take positional arguments (cli_positional). */
+typedef struct {
+    int argc; char **argv; int i;
+    const char *usage;
+    const char *cmd;
+} cli_args;
+void cli_args_init(cli_args *a, int argc, char **argv, const char *usage);
+const char *cli_next(cli_args *a);
+int  cli_is_positional(const char *flag);
+#define cli_is(f, ...) cli_is_any((f), __VA_ARGS__, (const char *)0)
+int  cli_is_any(const char *f, ...);
+const char *cli_str(cli_args *a, const char *flag);
+long   cli_long(cli_args *a, const char *flag);
+double cli_double(cli_args *a, const char *flag);
+void   cli_unknown(cli_args *a, const char *flag) __attribute__((noreturn));
+void   cli_usage_error(cli_args *a, const char *fmt, ...) __attribute__((noreturn, format(printf, 2, 3)));
+/* Like cli_str, but collects every following non-flag word (for --input FILES...). Returns count. */
+int    cli_strs(cli_args *a, const char *flag, const char ***out);
+#endif
+
+/* A subcommand whose issue has not landed yet: says so and exits 2. */
+int cli_not_yet(const char *cmd, const char *what);

@@ -1,0 +1,344 @@
+/* core.c: errors, allocation, RNG, time, atomic files, JSONL lines, SIGINT. See core.h. */
+#include "core/core.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* ---------------------------------------------------------------- errors */
+
+int gk_errf(gk_err *err, const char *fmt, ...) {
+    if (!err) return -1;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+int gk_err_prefix(gk_err *err, const char *fmt, ...) {
+    if (!err) return -1;
+    char prefix[512], old[sizeof err->msg];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(prefix, sizeof prefix, fmt, ap);
+    va_end(ap);
+    memcpy(old, err->msg, sizeof old);
+    snprintf(err->msg, sizeof err->msg, "%.500s: %.500s", prefix, old);
+    return -1;
+}
+
+void gk_fatal_at(const char *file, int line, const char *fmt, ...) {
+    fflush(stdout);
+    fprintf(stderr, "gptkit: fatal: %s:%d: ", file, line);
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    abort();
+}
+
+void *gk_malloc(size_t n) {
+    void *p = malloc(n ? n : 1);
+    GK_CHECK(p, "out of memory allocating %zu bytes (try a smaller batch size or model)", n);
+    return p;
+}
+void *gk_calloc(size_t count, size_t size) {
+    void *p = calloc(count ? count : 1, size ? size : 1);
+    GK_CHECK(p, "out of memory allocating %zu x %zu bytes (try a smaller batch size or model)", count, size);
+    return p;
+}
+void *gk_realloc(void *p, size_t n) {
+    void *q = realloc(p, n ? n : 1);
+    GK_CHECK(q, "out of memory reallocating to %zu bytes", n);
+    return q;
+}
+char *gk_strdup(const char *s) {
+    size_t n = strlen(s) + 1;
+    char *d = gk_malloc(n);
+    memcpy(d, s, n);
+    return d;
+}
+int gk_mul_size(size_t a, size_t b, size_t *out) {
+    if (a && b > SIZE_MAX / a) return -1;
+    *out = a * b;
+    return 0;
+}
+int gk_add_size(size_t a, size_t b, size_t *out) {
+    if (b > SIZE_MAX - a) return -1;
+    *out = a + b;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- logging */
+int gk_verbose = 1;
+void gk_log(const char *fmt, ...) {
+    if (gk_verbose < 1) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+}
+void gk_warn(const char *fmt, ...) {
+    fputs("warning: ", stderr);
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+}
+
+/* ---------------------------------------------------------------- RNG */
+static uint64_t splitmix64(uint64_t *x) {
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+void gk_rng_seed(gk_rng *r, uint64_t seed) {
+    uint64_t x = seed;
+    for (int i = 0; i < 4; i++) r->s[i] = splitmix64(&x);
+}
+static inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+uint64_t gk_rng_u64(gk_rng *r) {
+    uint64_t *s = r->s;
+    uint64_t result = rotl(s[1] * 5, 7) * 9;
+    uint64_t t = s[1] << 17;
+    s[2] ^= s[0]; s[3] ^= s[1]; s[1] ^= s[2]; s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
+    return result;
+}
+uint32_t gk_rng_below(gk_rng *r, uint32_t n) {
+    if (n <= 1) return 0;
+    /* rejection sampling on the top 32 bits */
+    uint32_t limit = (uint32_t)(-n) % n;   /* 2^32 mod n */
+    for (;;) {
+        uint32_t x = (uint32_t)(gk_rng_u64(r) >> 32);
+        if (x >= limit) return x % n;
+    }
+}
+double gk_rng_uniform(gk_rng *r) { return (double)(gk_rng_u64(r) >> 11) * (1.0 / 9007199254740992.0); }
+float gk_rng_normal(gk_rng *r) {
+    double u1 = gk_rng_uniform(r), u2 = gk_rng_uniform(r);
+    if (u1 < 1e-300) u1 = 1e-300;
+    return (float)(sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2));
+}
+void gk_rng_shuffle_u32(gk_rng *r, uint32_t *a, size_t n) {
+    for (size_t i = n; i > 1; i--) {
+        size_t j = (size_t)(gk_rng_uniform(r) * (double)i);
+        if (j >= i) j = i - 1;
+        uint32_t t = a[i - 1]; a[i - 1] = a[j]; a[j] = t;
+    }
+}
+
+/* ---------------------------------------------------------------- time */
+double gk_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+const char *gk_fmt_duration(double s, char *buf, size_t n) {
+    if (!(s >= 0) || !isfinite(s)) snprintf(buf, n, "?");
+    else if (s < 60) snprintf(buf, n, "%.1fs", s);
+    else if (s < 3600) snprintf(buf, n, "%dm%02ds", (int)(s / 60), (int)s % 60);
+    else snprintf(buf, n, "%dh%02dm", (int)(s / 3600), ((int)s % 3600) / 60);
+    return buf;
+}
+
+/* ---------------------------------------------------------------- files */
+int gk_read_file(const char *path, char **data, size_t *len, gk_err *err) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return gk_errf(err, "%s: cannot open: %s", path, strerror(errno));
+    if (fseek(f, 0, SEEK_END) != 0) { fclose(f); return gk_errf(err, "%s: cannot seek", path); }
+    long sz = ftell(f);
+    if (sz < 0) { fclose(f); return gk_errf(err, "%s: cannot determine size (not a regular file?)", path); }
+    rewind(f);
+    char *buf = gk_malloc((size_t)sz + 1);
+    size_t got = fread(buf, 1, (size_t)sz, f);
+    fclose(f);
+    if (got != (size_t)sz) { free(buf); return gk_errf(err, "%s: short read (%zu of %ld bytes)", path, got, sz); }
+    buf[sz] = 0;
+    *data = buf;
+    if (len) *len = (size_t)sz;
+    return 0;
+}
+int gk_file_exists(const char *path) { struct stat st; return stat(path, &st) == 0; }
+int gk_is_dir(const char *path) { struct stat st; return stat(path, &st) == 0 && S_ISDIR(st.st_mode); }
+int gk_mkdir_p(const char *path, gk_err *err) {
+    char *p = gk_strdup(path);
+    for (char *q = p + 1; ; q++) {
+        if (*q == '/' || *q == 0) {
+            char c = *q; *q = 0;
+            if (mkdir(p, 0755) != 0 && errno != EEXIST) {
+                int e = errno; free(p);
+                return gk_errf(err, "%s: cannot create directory: %s", path, strerror(e));
+            }
+            *q = c;
+            if (!c) break;
+        }
+    }
+    free(p);
+    if (!gk_is_dir(path)) return gk_errf(err, "%s: exists and is not a directory", path);
+    return 0;
+}
+char *gk_path_join(const char *dir, const char *name) {
+    size_t a = strlen(dir), b = strlen(name);
+    char *s = gk_malloc(a + b + 2);
+    memcpy(s, dir, a);
+    size_t k = a;
+    if (a && dir[a - 1] != '/') s[k++] = '/';
+    memcpy(s + k, name, b + 1);
+    return s;
+}
+
+struct gk_afile { FILE *f; char *path, *tmp; int failed; };
+
+gk_afile *gk_afile_open(const char *path, gk_err *err) {
+    gk_afile *a = gk_calloc(1, sizeof *a);
+    a->path = gk_strdup(path);
+    size_t n = strlen(path) + 32;
+    a->tmp = gk_malloc(n);
+    snprintf(a->tmp, n, "%s.tmp.%ld", path, (long)getpid());
+    a->f = fopen(a->tmp, "wb");
+    if (!a->f) {
+        gk_errf(err, "%s: cannot create temp file %s: %s", path, a->tmp, strerror(errno));
+        free(a->path); free(a->tmp); free(a);
+        return NULL;
+    }
+    return a;
+}
+int gk_afile_write(gk_afile *a, const void *data, size_t n) {
+    if (a->failed) return -1;
+    if (n && fwrite(data, 1, n, a->f) != n) { a->failed = errno ? errno : EIO; return -1; }
+    return 0;
+}
+int gk_afile_printf(gk_afile *a, const char *fmt, ...) {
+    if (a->failed) return -1;
+    va_list ap;
+    va_start(ap, fmt);
+    int r = vfprintf(a->f, fmt, ap);
+    va_end(ap);
+    if (r < 0) { a->failed = errno ? errno : EIO; return -1; }
+    return 0;
+}
+static void afile_free(gk_afile *a) { free(a->path); free(a->tmp); free(a); }
+void gk_afile_abort(gk_afile *a) {
+    if (!a) return;
+    if (a->f) fclose(a->f);
+    unlink(a->tmp);
+    afile_free(a);
+}
+int gk_afile_commit(gk_afile *a, gk_err *err) {
+    int rc = 0;
+    if (!a->failed && fflush(a->f) != 0) a->failed = errno ? errno : EIO;
+    if (!a->failed && fsync(fileno(a->f)) != 0) a->failed = errno ? errno : EIO;
+    if (fclose(a->f) != 0 && !a->failed) a->failed = errno ? errno : EIO;
+    a->f = NULL;
+    if (a->failed) {
+        rc = gk_errf(err, "%s: write failed: %s (previous file left untouched)", a->path, strerror(a->failed));
+        unlink(a->tmp);
+    } else if (rename(a->tmp, a->path) != 0) {
+        rc = gk_errf(err, "%s: cannot rename temp file into place: %s", a->path, strerror(errno));
+        unlink(a->tmp);
+    } else {
+        char *d = gk_strdup(a->path);
+        int fd = open(dirname(d), O_RDONLY | O_DIRECTORY);
+        if (fd >= 0) { fsync(fd); close(fd); }
+        free(d);
+    }
+    afile_free(a);
+    return rc;
+}
+int gk_write_file_atomic(const char *path, const void *data, size_t n, gk_err *err) {
+    gk_afile *a = gk_afile_open(path, err);
+    if (!a) return -1;
+    gk_afile_write(a, data, n);
+    return gk_afile_commit(a, err);
+}
+
+/* ---------------------------------------------------------------- JSONL */
+int gk_lines_open(gk_lines *r, const char *path, gk_err *err) {
+    memset(r, 0, sizeof *r);
+    if (gk_read_file(path, &r->data, &r->len, err) != 0) return -1;
+    r->path = gk_strdup(path);
+    return 0;
+}
+int gk_lines_next(gk_lines *r, char **line, size_t *line_no) {
+    while (r->pos < r->len) {
+        char *s = r->data + r->pos;
+        char *nl = memchr(s, '\n', r->len - r->pos);
+        size_t n = nl ? (size_t)(nl - s) : r->len - r->pos;
+        r->pos += n + (nl ? 1 : 0);
+        r->line_no++;
+        s[n] = 0;
+        if (n && s[n - 1] == '\r') s[n - 1] = 0;
+        int blank = 1;
+        for (char *p = s; *p; p++) if (*p != ' ' && *p != '\t' && *p != '\r') { blank = 0; break; }
+        if (blank) continue;
+        *line = s;
+        if (line_no) *line_no = r->line_no;
+        return 1;
+    }
+    return 0;
+}
+void gk_lines_close(gk_lines *r) { free(r->data); free(r->path); memset(r, 0, sizeof *r); }
+
+/* ---------------------------------------------------------------- signals */
+static volatile sig_atomic_t g_sigint = 0;
+static void on_sigint(int sig) {
+    (void)sig;
+    if (g_sigint) _exit(130);
+    g_sigint = 1;
+    static const char msg[] = "\n[interrupt] finishing the current step, saving, then exiting (Ctrl-C again to quit now)\n";
+    ssize_t w = write(2, msg, sizeof msg - 1);
+    (void)w;
+}
+void gk_sigint_install(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigint;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+int gk_sigint_pending(void) { return g_sigint != 0; }
+void gk_sigint_clear(void) { g_sigint = 0; }
+
+/* ---------------------------------------------------------------- misc */
+int gk_num_threads(void) {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+int gk_parse_long(const char *s, long *out) {
+    if (!s || !*s) return -1;
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || *end) return -1;
+    *out = v;
+    return 0;
+}
+int gk_parse_double(const char *s, double *out) {
+    if (!s || !*s) return -1;
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || *end) return -1;
+    *out = v;
+    return 0;
+}

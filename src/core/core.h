@@ -1,0 +1,110 @@
+/* core: the things every other module leans on.
+ *
+ *  - two error tiers (STYLE.md): GK_CHECK aborts with file:line and a hint for programmer errors and
+ *    unrecoverable local failures; anything reachable from outside input returns a status (0 ok, -1 bad)
+ *    and writes a message into a caller-owned gk_err;
+ *  - checked allocation, a small deterministic RNG, wall clock, progress/ETA formatting;
+ *  - file I/O: whole-file reads, atomic writes (temp file, fsync, rename, fsync dir);
+ *  - a JSONL line reader that tracks line numbers for error messages (parsing itself is cJSON's);
+ *  - SIGINT handling so long jobs can save and exit cleanly.
+ */
+#ifndef GK_CORE_H
+#define GK_CORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* ---------------------------------------------------------------- errors */
+
+/* Caller-owned error message. Functions that can fail on outside input take a gk_err* (may be NULL)
+ * and return 0 on success, -1 on failure with err->msg filled: "what is wrong, and where". */
+typedef struct { char msg[1024]; } gk_err;
+
+/* Formats into err (if non-NULL) and returns -1, so `return gk_errf(err, ...)` reads naturally. */
+int gk_errf(gk_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Prefixes an existing message: "prefix: old message". Returns -1. */
+int gk_err_prefix(gk_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Programmer errors / unrecoverable failures: prints "gptkit: fatal: file:line: message" and aborts. */
+void gk_fatal_at(const char *file, int line, const char *fmt, ...) __attribute__((noreturn, format(printf, 3, 4)));
+#define GK_FATAL(...) gk_fatal_at(__FILE__, __LINE__, __VA_ARGS__)
+#define GK_CHECK(cond, ...) do { if (!(cond)) gk_fatal_at(__FILE__, __LINE__, __VA_ARGS__); } while (0)
+
+/* Checked allocation: aborts with a hint on out-of-memory (the tier-1 case). */
+void *gk_malloc(size_t n);
+void *gk_calloc(size_t count, size_t size);
+void *gk_realloc(void *p, size_t n);
+char *gk_strdup(const char *s);
+/* Overflow-checked size arithmetic: returns 0 and sets *out, or -1 on overflow. */
+int gk_mul_size(size_t a, size_t b, size_t *out);
+int gk_add_size(size_t a, size_t b, size_t *out);
+
+/* ---------------------------------------------------------------- logging */
+extern int gk_verbose;  /* 0 quiet, 1 normal (default), 2 debug */
+void gk_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));   /* to stderr when verbose >= 1 */
+void gk_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));  /* always, "warning: " prefix */
+
+/* ---------------------------------------------------------------- RNG */
+/* xoshiro256** seeded through splitmix64. Deterministic across platforms; the whole state is 4 u64 so it
+ * can be saved in a checkpoint and restored for exact resume. */
+typedef struct { uint64_t s[4]; } gk_rng;
+void     gk_rng_seed(gk_rng *r, uint64_t seed);
+uint64_t gk_rng_u64(gk_rng *r);
+uint32_t gk_rng_below(gk_rng *r, uint32_t n);   /* uniform in [0, n), unbiased */
+double   gk_rng_uniform(gk_rng *r);             /* uniform in [0, 1), 53 bits */
+float    gk_rng_normal(gk_rng *r);              /* standard normal (Box-Muller) */
+void     gk_rng_shuffle_u32(gk_rng *r, uint32_t *a, size_t n);  /* Fisher-Yates */
+
+/* ---------------------------------------------------------------- time & progress */
+double gk_now(void);                            /* monotonic seconds */
+/* "1h02m", "3m05s", "12.3s": into buf (>= 16 bytes). Negative or non-finite gives "?". */
+const char *gk_fmt_duration(double seconds, char *buf, size_t n);
+
+/* ---------------------------------------------------------------- files */
+/* Reads a whole file into a malloc'd buffer (NUL-terminated for convenience; *len excludes the NUL). */
+int gk_read_file(const char *path, char **data, size_t *len, gk_err *err);
+int gk_file_exists(const char *path);
+int gk_is_dir(const char *path);
+int gk_mkdir_p(const char *path, gk_err *err);
+/* "dir" + "/" + "name" into a malloc'd string. */
+char *gk_path_join(const char *dir, const char *name);
+
+/* Atomic file writer: data goes to "<path>.tmp.<pid>"; gk_afile_commit fsyncs, renames over path and
+ * fsyncs the directory, so a crash leaves either the old file or the new one, never a torn one.
+ * gk_afile_abort removes the temp file. Write errors are remembered and reported at commit. */
+typedef struct gk_afile gk_afile;
+gk_afile *gk_afile_open(const char *path, gk_err *err);
+int  gk_afile_write(gk_afile *f, const void *data, size_t n);
+int  gk_afile_printf(gk_afile *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int  gk_afile_commit(gk_afile *f, gk_err *err);   /* frees f */
+void gk_afile_abort(gk_afile *f);                 /* frees f */
+/* One-shot: atomically replace path with the n bytes at data. */
+int gk_write_file_atomic(const char *path, const void *data, size_t n, gk_err *err);
+
+/* ---------------------------------------------------------------- JSONL */
+/* Line-by-line reader over a whole file in memory. Yields each non-blank line with its 1-based number;
+ * blank lines (only whitespace) are skipped. The line is NUL-terminated in place (the buffer is ours). */
+typedef struct {
+    char  *data; size_t len, pos;
+    size_t line_no;
+    char  *path;
+} gk_lines;
+int  gk_lines_open(gk_lines *r, const char *path, gk_err *err);
+/* Returns 1 with *line set, 0 at end. */
+int  gk_lines_next(gk_lines *r, char **line, size_t *line_no);
+void gk_lines_close(gk_lines *r);
+
+/* ---------------------------------------------------------------- signals */
+/* First Ctrl-C sets a flag the training loops poll (save and exit cleanly); a second one exits at once. */
+void gk_sigint_install(void);
+int  gk_sigint_pending(void);
+void gk_sigint_clear(void);
+
+/* ---------------------------------------------------------------- misc */
+int gk_num_threads(void);   /* OpenMP max threads, or 1 */
+/* Parses a whole string as a number; returns -1 if trailing junk or out of range. */
+int gk_parse_long(const char *s, long *out);
+int gk_parse_double(const char *s, double *out);
+
+#endif

@@ -1,0 +1,129 @@
+/* kern: the op list of the GPT trunk and its heads, forward and backward, on raw pointers.
+ *
+ * Every pointer named "device" below lives in the backend's memory (host memory for the CPU backends).
+ * The model never dereferences device pointers itself: it allocates with kern_alloc, moves bytes with
+ * kern_upload/kern_download, and calls these ops. A CUDA backend implements the same list.
+ *
+ * Conventions
+ *  - Row-major, fp32. N = number of rows (B*T), C = channels, OC = output channels, V = vocabulary.
+ *  - Token ids are int32 device arrays.
+ *  - Backward ops ACCUMULATE (+=) into every gradient they write, parameter and activation gradients alike;
+ *    the caller zeroes buffers before a backward pass. Exception: kern_xent_fwd_bwd overwrites dlogits
+ *    (it is where the gradient starts).
+ *  - A NULL gradient pointer means "not needed" (frozen parameter, or an input gradient nobody wants):
+ *    the op skips that work. This is how LoRA and reward-model training freeze parts of the model.
+ *  - Weight layouts: KERN_W_IN_OUT is HF GPT-2's Conv1D layout, w[C][OC] (out = inp @ w); KERN_W_OUT_IN is
+ *    torch.nn.Linear's layout, w[OC][C] (out = inp @ w^T), used for the tied LM head on wte[V][C].
+ *
+ * Implementations: src/kern/cpu/ref*.c is the plain fp32 reference (OpenMP-parallel, readable, the oracle);
+ * fast paths live in their own files and are selected with kern_set_impl. Tests compare every fast path
+ * with the reference on random inputs of awkward sizes, and check every reference backward by finite
+ * differences in double precision (kern_ref64_* below: the same reference code instantiated for double).
+ */
+#ifndef GK_KERN_H
+#define GK_KERN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum { KERN_W_IN_OUT = 0, KERN_W_OUT_IN = 1 };
+
+typedef enum { KERN_IMPL_REF = 0, KERN_IMPL_FAST = 1 } kern_impl;
+void kern_set_impl(kern_impl impl);     /* default: KERN_IMPL_FAST when built with fast paths, else REF */
+kern_impl kern_get_impl(void);
+const char *kern_impl_name(void);       /* e.g. "cpu-ref", "cpu-fast(openblas)" */
+
+/* ---------------------------------------------------------------- memory */
+void *kern_alloc(size_t bytes);                              /* zero-filled; aborts on OOM */
+void  kern_free(void *p);
+void  kern_zero(void *p, size_t bytes);
+void  kern_upload(void *dst_dev, const void *src_host, size_t bytes);
+void  kern_download(void *dst_host, const void *src_dev, size_t bytes);
+void  kern_copy(void *dst_dev, const void *src_dev, size_t bytes);
+
+/* ---------------------------------------------------------------- trunk ops */
+
+/* out[b,t,:] = wte[tok[b,t],:] + wpe[pos0+t,:].   out [B,T,C]; tok [B,T]; wte [V,C]; wpe [maxT,C].
+ * Token ids are validated by the caller (the model), not here. */
+void kern_embed_fwd(float *out, const int32_t *tok, const float *wte, const float *wpe,
+                    size_t B, size_t T, size_t C, size_t pos0);
+/* dwte[tok[b,t],:] += dout[b,t,:];  dwpe[pos0+t,:] += dout[b,t,:].  Either grad may be NULL. */
+void kern_embed_bwd(float *dwte, float *dwpe, const float *dout, const int32_t *tok,
+                    size_t B, size_t T, size_t C, size_t pos0);
+
+/* LayerNorm over the last dim, eps given.  out,inp [N,C]; w,b [C]; mean,rstd [N] (saved for backward). */
+void kern_layernorm_fwd(float *out, float *mean, float *rstd, const float *inp, const float *w,
+                        const float *b, size_t N, size_t C, float eps);
+/* dinp [N,C] +=; dw, db [C] +=.  Any of the three may be NULL. */
+void kern_layernorm_bwd(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                        const float *w, const float *mean, const float *rstd, size_t N, size_t C);
+
+/* out[N,OC] = inp[N,C] @ W + bias (bias may be NULL). W is w[C,OC] (KERN_W_IN_OUT) or w[OC,C] (KERN_W_OUT_IN).
+ * out is overwritten. */
+void kern_matmul_fwd(float *out, const float *inp, const float *w, const float *bias,
+                     size_t N, size_t C, size_t OC, int wlayout);
+/* dinp[N,C] += dout @ W^T;  dw += (inp^T @ dout, in w's layout);  dbias[OC] += sum_rows dout.  Each may be NULL. */
+void kern_matmul_bwd(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
+                     const float *w, size_t N, size_t C, size_t OC, int wlayout);
+
+/* Causal multi-head self-attention.  qkv [B,T,3C] holds q | k | v along the last dim (HF c_attn order),
+ * head h uses channels [h*hs, (h+1)*hs) of each, hs = C/NH.  out [B,T,C] (overwritten).
+ * scores scaled by 1/sqrt(hs).  saved: kern_attention_saved_floats(B,T,C,NH) floats that the forward fills and
+ * the backward reads (the reference keeps softmax probabilities; a blocked kernel keeps log-sum-exps). */
+size_t kern_attention_saved_floats(size_t B, size_t T, size_t C, size_t NH);
+void kern_attention_fwd(float *out, float *saved, const float *qkv, size_t B, size_t T, size_t C, size_t NH);
+/* dqkv [B,T,3C] +=.  out is the forward's output (a blocked backward needs it). */
+void kern_attention_bwd(float *dqkv, const float *dout, const float *qkv, const float *out,
+                        const float *saved, size_t B, size_t T, size_t C, size_t NH);
+
+/* GELU, tanh approximation: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).  n elements. */
+void kern_gelu_fwd(float *out, const float *inp, size_t n);
+void kern_gelu_bwd(float *dinp, const float *inp, const float *dout, size_t n);   /* dinp += */
+
+void kern_add(float *out, const float *a, const float *b, size_t n);            /* out = a + b */
+void kern_axpy(float *y, float alpha, const float *x, size_t n);                 /* y += alpha x */
+void kern_scale(float *x, float s, size_t n);                                    /* x *= s */
+
+/* ---------------------------------------------------------------- losses' building blocks */
+
+/* Softmax cross-entropy per row. logits [N,V]; targets [N] (host or device per backend; target < 0 means
+ * "ignore": loss 0, zero gradient).  loss [N] (overwritten, natural log).  If dloss is non-NULL, dlogits
+ * [N,V] is OVERWRITTEN with dloss[i] * (softmax(logits[i]) - onehot(target[i])); dlogits may alias logits. */
+void kern_xent_fwd_bwd(float *loss, float *dlogits, const float *logits, const int32_t *targets,
+                       const float *dloss, size_t N, size_t V);
+
+/* ---------------------------------------------------------------- optimizer building blocks */
+
+/* Sum of squares (in double) of x[0..n). */
+double kern_sumsq(const float *x, size_t n);
+/* AdamW, decoupled weight decay:
+ *   m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;
+ *   p -= lr * ( (m / bc1) / (sqrt(v / bc2) + eps) + wd * p )
+ * where bc1 = 1 - b1^t, bc2 = 1 - b2^t are passed in, and g = grad * gscale (gradient clipping folded in). */
+void kern_adamw(float *p, const float *g, float *m, float *v, size_t n, float lr, float b1, float b2,
+                float eps, float wd, float bc1, float bc2, float gscale);
+
+/* ---------------------------------------------------------------- double-precision reference */
+/* The same reference code compiled for double, for finite-difference gradient checks in tests.
+ * Signatures mirror the float ops above with double in place of float. */
+void kern_ref64_embed_fwd(double *out, const int32_t *tok, const double *wte, const double *wpe,
+                          size_t B, size_t T, size_t C, size_t pos0);
+void kern_ref64_embed_bwd(double *dwte, double *dwpe, const double *dout, const int32_t *tok,
+                          size_t B, size_t T, size_t C, size_t pos0);
+void kern_ref64_layernorm_fwd(double *out, double *mean, double *rstd, const double *inp, const double *w,
+                              const double *b, size_t N, size_t C, double eps);
+void kern_ref64_layernorm_bwd(double *dinp, double *dw, double *db, const double *dout, const double *inp,
+                              const double *w, const double *mean, const double *rstd, size_t N, size_t C);
+void kern_ref64_matmul_fwd(double *out, const double *inp, const double *w, const double *bias,
+                           size_t N, size_t C, size_t OC, int wlayout);
+void kern_ref64_matmul_bwd(double *dinp, double *dw, double *dbias, const double *dout, const double *inp,
+                           const double *w, size_t N, size_t C, size_t OC, int wlayout);
+void kern_ref64_attention_fwd(double *out, double *saved, const double *qkv, size_t B, size_t T, size_t C, size_t NH);
+void kern_ref64_attention_bwd(double *dqkv, const double *dout, const double *qkv, const double *out,
+                              const double *saved, size_t B, size_t T, size_t C, size_t NH);
+void kern_ref64_gelu_fwd(double *out, const double *inp, size_t n);
+void kern_ref64_gelu_bwd(double *dinp, const double *inp, const double *dout, size_t n);
+void kern_ref64_xent_fwd_bwd(double *loss, double *dlogits, const double *logits, const int32_t *targets,
+                             const double *dloss, size_t N, size_t V);
+
+#endif

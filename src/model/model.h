@@ -1,0 +1,168 @@
+/* model: the GPT-2 architecture — config, parameter table, trunk forward/backward, heads, checkpoint I/O.
+ *
+ * Trunk: tokens [B,T] -> final hidden states h [B,T,C] (after ln_f).
+ * Heads: the LM head (tied to wte: logits = h @ wte^T) and, when cfg.score_head is set, a scalar head
+ *        (score.weight [1,C]: r = h . w, HF GPT2ForSequenceClassification's layout) for reward/value models.
+ * Losses are not here: training code runs the trunk, applies a head and a loss to rows it chooses
+ * (chunked, so a 50k vocabulary never needs a [B,T,V] buffer), and hands dh back to gpt_backward.
+ *
+ * Parameters: a table (name, shape, group, decay) drives allocation, checkpoint I/O and the optimizer.
+ * All parameters live in one contiguous device buffer `params`, in table order; `grads` mirrors it.
+ * Table order is layer-major: wte, wpe, then h.0.* .. h.{L-1}.*, then ln_f.*, then score.* (if any).
+ * Names are HF GPT-2's without the "transformer." prefix (checkpoint I/O adds it for the trunk).
+ * Weights of Conv1D layers are stored [in, out] exactly as HF stores them, so checkpoints are plain copies.
+ */
+#ifndef GK_MODEL_H
+#define GK_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "core/core.h"
+
+/* ---------------------------------------------------------------- config */
+typedef struct {
+    int   n_layer, n_head, n_embd;
+    int   vocab_size;
+    int   n_ctx;          /* max sequence length = rows of wpe (HF: n_positions) */
+    float ln_eps;         /* 1e-5 */
+    int   score_head;     /* 1: add score.weight [1,C] (reward / value head) */
+} gpt_config;
+
+void gpt_config_default(gpt_config *c);    /* d6: 6 layers, 6 heads, 384 wide, vocab 50257, ctx 1024 */
+/* Named sizes: "d6" (6L/6H/384), "d12" (GPT-2 124M: 12L/12H/768), "d24" (GPT-2 medium 24L/16H/1024),
+ * "d36" (36L/20H/1280), "d48" (48L/25H/1600), any other "dN": N layers, N heads, 64N wide.
+ * Only the dims are set; vocab_size and n_ctx are left as they were. */
+int  gpt_config_from_name(gpt_config *c, const char *name, gk_err *err);
+int  gpt_config_validate(const gpt_config *c, gk_err *err);
+
+/* ---------------------------------------------------------------- parameter table */
+enum {
+    GPT_GROUP_EMBED = 0,   /* wte, wpe */
+    GPT_GROUP_BLOCKS,      /* h.*.* */
+    GPT_GROUP_FINAL,       /* ln_f */
+    GPT_GROUP_SCORE,       /* score head */
+    GPT_NGROUPS
+};
+
+typedef struct {
+    char   name[64];      /* e.g. "h.3.attn.c_attn.weight" */
+    int    ndim;          /* 1 or 2 */
+    size_t shape[2];      /* HF shape; shape[1] = 1 unused for 1-D */
+    size_t offset;        /* in floats, into params/grads */
+    size_t numel;
+    int    group;         /* GPT_GROUP_* */
+    int    decay;         /* AdamW weight decay applies (2-D matrices incl. wte; not wpe, biases, LN) */
+} gpt_param;
+
+/* Pointers into one layer's parameters (device). */
+typedef struct {
+    float *ln1_w, *ln1_b;        /* [C] */
+    float *qkv_w, *qkv_b;        /* [C,3C], [3C] */
+    float *proj_w, *proj_b;      /* [C,C], [C] */
+    float *ln2_w, *ln2_b;        /* [C] */
+    float *fc_w, *fc_b;          /* [C,4C], [4C] */
+    float *fcproj_w, *fcproj_b;  /* [4C,C], [C] */
+} gpt_layer_ptrs;
+
+/* Saved activations of one forward pass at (B,T), needed by backward. All device, [B*T, ...]. */
+typedef struct {
+    float *x;         /* [L+1, BT, C]   residual stream entering layer l (x[L] = trunk output before ln_f) */
+    float *ln1, *ln1_mean, *ln1_rstd;   /* [L, BT, C], [L, BT], [L, BT] */
+    float *qkv;       /* [L, BT, 3C] */
+    float *atty;      /* [L, BT, C]   attention output before c_proj */
+    float *att_saved; /* [L, kern_attention_saved_floats] */
+    float *res2;      /* [L, BT, C]   x + attn */
+    float *ln2, *ln2_mean, *ln2_rstd;
+    float *fch;       /* [L, BT, 4C]  pre-GELU */
+    float *fch_gelu;  /* [L, BT, 4C] */
+    float *lnf, *lnf_mean, *lnf_rstd;   /* [BT, C], [BT], [BT]: the trunk's output h */
+    int32_t *tokens;  /* [BT] device copy of the inputs */
+} gpt_acts;
+
+typedef struct gpt_model {
+    gpt_config cfg;
+    gpt_param *table; size_t n_table;
+    size_t num_params;            /* floats in params */
+    float *params;                /* device [num_params] */
+    float *grads;                 /* device [num_params], NULL until gpt_alloc_grads */
+    int    trainable[GPT_NGROUPS];   /* frozen groups get NULL grad pointers in backward */
+    /* activations, sized for the largest (B,T) seen so far */
+    gpt_acts acts;
+    size_t acts_cap_bt;           /* B*T the buffers hold */
+    size_t B, T;                  /* shape of the last forward */
+    float *scratch;               /* backward scratch, sized with the acts */
+} gpt_model;
+
+/* Builds the table and allocates params (zero). Aborts only on OOM; the config must be valid. */
+gpt_model *gpt_create(const gpt_config *cfg);
+void gpt_free(gpt_model *m);
+/* GPT-2 init: N(0, 0.02) weights, c_proj weights N(0, 0.02/sqrt(2L)), zero biases, LN weight 1. */
+void gpt_init_random(gpt_model *m, uint64_t seed);
+const gpt_param *gpt_find_param(const gpt_model *m, const char *name);   /* NULL if absent */
+float *gpt_param_ptr(gpt_model *m, const char *name);                    /* device pointer or NULL */
+gpt_layer_ptrs gpt_layer(float *base, const gpt_model *m, int l);         /* base = params or grads */
+void gpt_alloc_grads(gpt_model *m);
+void gpt_zero_grads(gpt_model *m);
+void gpt_set_trainable(gpt_model *m, int group, int on);
+
+/* ---------------------------------------------------------------- forward / backward */
+/* Checks token ids are in [0, vocab) and T <= n_ctx: returns -1 with a message otherwise. */
+int  gpt_check_tokens(const gpt_model *m, const int32_t *tokens, size_t B, size_t T, gk_err *err);
+/* Runs the trunk on host tokens [B,T] (validated by the caller). Result: gpt_hidden(m), [B*T, C] device. */
+void gpt_forward(gpt_model *m, const int32_t *tokens, size_t B, size_t T);
+const float *gpt_hidden(const gpt_model *m);
+/* LM head on N rows of hidden states: logits [N,V] = h [N,C] @ wte^T. */
+void gpt_lm_head_fwd(gpt_model *m, float *logits, const float *h, size_t N);
+/* dh [N,C] += dlogits @ wte;  dwte += dlogits^T @ h (if the embed group is trainable). */
+void gpt_lm_head_bwd(gpt_model *m, float *dh, const float *dlogits, const float *h, size_t N);
+/* Scalar head: r [N] = h [N,C] . score.weight.  Requires cfg.score_head. */
+void gpt_score_head_fwd(gpt_model *m, float *r, const float *h, size_t N);
+void gpt_score_head_bwd(gpt_model *m, float *dh, const float *dr, const float *h, size_t N);
+/* Backward through the trunk of the last forward: dh [B*T, C] (device) is the gradient at the trunk output.
+ * Accumulates into grads of trainable groups. dh is used as scratch (clobbered). */
+void gpt_backward(gpt_model *m, float *dh);
+
+/* ---------------------------------------------------------------- safetensors */
+/* A parsed safetensors file held in memory. Validated on open: 8-byte header length, JSON header, every
+ * tensor's dtype, shape and data_offsets checked against the file length with overflow-safe arithmetic. */
+typedef struct {
+    char   name[256];
+    char   dtype[8];      /* "F32", "F16", "BF16", "I32", ... */
+    int    ndim; size_t shape[8];
+    size_t begin, end;    /* byte offsets into data */
+} st_tensor;
+typedef struct {
+    char *file; size_t file_len;   /* whole file */
+    const uint8_t *data; size_t data_len;   /* after the header */
+    st_tensor *tensors; size_t n;
+    char **meta_keys, **meta_vals; size_t n_meta;   /* __metadata__ string map */
+    char *path;
+} st_file;
+int  st_open(st_file *f, const char *path, gk_err *err);
+void st_close(st_file *f);
+const st_tensor *st_find(const st_file *f, const char *name);
+const char *st_meta(const st_file *f, const char *key);   /* NULL if absent */
+/* Reads a tensor as fp32 into dst (numel floats): converts F32/F16/BF16; errors on anything else. */
+int  st_read_f32(const st_file *f, const st_tensor *t, float *dst, gk_err *err);
+
+typedef struct st_writer st_writer;
+st_writer *st_writer_new(void);
+/* Adds a tensor (data copied at write time: the pointer must stay valid until st_writer_write). */
+void st_writer_add_f32(st_writer *w, const char *name, int ndim, const size_t *shape, const float *host_data);
+void st_writer_add_meta(st_writer *w, const char *key, const char *value);
+/* Writes atomically; tensors sorted by name as HF does; dtype F32. Frees nothing: call st_writer_free. */
+int  st_writer_write(st_writer *w, const char *path, gk_err *err);
+void st_writer_free(st_writer *w);
+
+/* ---------------------------------------------------------------- checkpoints */
+/* A checkpoint directory: config.json (HF GPT2Config, plus a "gptkit" object with our extras) and
+ * model.safetensors (HF GPT-2 names with "transformer." prefix; lm_head tied and absent; score.weight
+ * at top level). `tokenizer` (may be NULL) is recorded in config.json so later stages find it. */
+int gpt_save(const gpt_model *m, const char *dir, const char *tokenizer, gk_err *err);
+/* Loads config.json + model.safetensors (names with or without "transformer."). Shapes are checked
+ * against config.json; missing keys, mismatched shapes and lying headers give a message naming the file.
+ * *tokenizer (if non-NULL) receives a malloc'd copy of the recorded tokenizer path or NULL. */
+gpt_model *gpt_load(const char *dir, char **tokenizer, gk_err *err);
+int gpt_load_config(const char *dir, gpt_config *cfg, char **tokenizer, gk_err *err);
+
+#endif

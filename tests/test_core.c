@@ -1,0 +1,71 @@
+/* test_core.c: core utilities — RNG determinism, atomic writes, JSONL line numbers, size overflow. */
+#include "core/core.h"
+#include "testlib.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void test_rng_deterministic(void) {
+    gk_rng a, b;
+    gk_rng_seed(&a, 42); gk_rng_seed(&b, 42);
+    for (int i = 0; i < 100; i++) CHECK(gk_rng_u64(&a) == gk_rng_u64(&b), "same seed diverged at %d", i);
+    gk_rng_seed(&b, 43);
+    CHECK(gk_rng_u64(&a) != gk_rng_u64(&b), "different seeds agree");
+    double s = 0, s2 = 0; int n = 20000;
+    for (int i = 0; i < n; i++) { double x = gk_rng_normal(&a); s += x; s2 += x * x; }
+    CHECK(fabs(s / n) < 0.05, "normal mean %g", s / n);
+    CHECK(fabs(s2 / n - 1) < 0.05, "normal var %g", s2 / n);
+    int counts[7] = {0};
+    for (int i = 0; i < 70000; i++) counts[gk_rng_below(&a, 7)]++;
+    for (int k = 0; k < 7; k++) CHECK(abs(counts[k] - 10000) < 500, "below(7) bucket %d has %d", k, counts[k]);
+}
+
+static void test_atomic_write(void) {
+    char *d = tl_tmpdir("core");
+    char *p = gk_path_join(d, "f.txt");
+    gk_err err;
+    CHECK(gk_write_file_atomic(p, "hello", 5, &err) == 0, "write: %s", err.msg);
+    gk_afile *f = gk_afile_open(p, &err);
+    CHECK(f != NULL, "open");
+    gk_afile_write(f, "garbage", 7);
+    gk_afile_abort(f);   /* a crash mid-write: the old file must survive */
+    char *data; size_t len;
+    CHECK(gk_read_file(p, &data, &len, &err) == 0 && len == 5 && !memcmp(data, "hello", 5), "old content lost");
+    free(data);
+    CHECK(gk_write_file_atomic("/nonexistent-dir/x", "a", 1, &err) != 0 && strstr(err.msg, "nonexistent-dir"),
+          "error should name the path: %s", err.msg);
+    free(p); free(d);
+}
+
+static void test_lines(void) {
+    char *d = tl_tmpdir("core");
+    char *p = gk_path_join(d, "a.jsonl");
+    gk_err err;
+    const char *txt = "{\"a\":1}\n\n  \n{\"b\":2}\r\n{\"c\":3}";
+    gk_write_file_atomic(p, txt, strlen(txt), &err);
+    gk_lines r; char *line; size_t no;
+    CHECK(gk_lines_open(&r, p, &err) == 0, "open");
+    size_t want[] = {1, 4, 5}; int k = 0;
+    while (gk_lines_next(&r, &line, &no)) { CHECK(k < 3 && no == want[k], "line %zu", no); k++; }
+    CHECK(k == 3, "got %d lines", k);
+    gk_lines_close(&r);
+    free(p); free(d);
+}
+
+static void test_sizes(void) {
+    size_t out;
+    CHECK(gk_mul_size(SIZE_MAX / 2, 3, &out) != 0, "mul overflow not caught");
+    CHECK(gk_add_size(SIZE_MAX, 1, &out) != 0, "add overflow not caught");
+    CHECK(gk_mul_size(1000, 1000, &out) == 0 && out == 1000000, "mul");
+    long v; double x;
+    CHECK(gk_parse_long("12x", &v) != 0, "trailing junk accepted");
+    CHECK(gk_parse_double("3e-4", &x) == 0 && x == 3e-4, "double");
+}
+
+int main(void) {
+    TL_RUN(test_rng_deterministic);
+    TL_RUN(test_atomic_write);
+    TL_RUN(test_lines);
+    TL_RUN(test_sizes);
+    return tl_summary();
+}

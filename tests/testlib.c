@@ -1,0 +1,64 @@
+/* testlib.c: see testlib.h. */
+#include "testlib.h"
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+int tl_failed_checks = 0;
+int tl_total_failed = 0;
+static int tl_total_run = 0;
+
+void tl_fail_at(const char *file, int line, const char *fmt, ...) {
+    tl_failed_checks++;
+    if (tl_failed_checks > 20) return;   /* keep logs readable */
+    fprintf(stdout, "  %s:%d: ", file, line);
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stdout, fmt, ap);
+    va_end(ap);
+    fputc('\n', stdout);
+    fflush(stdout);
+}
+
+void tl_run(const char *name, void (*fn)(void)) {
+    tl_failed_checks = 0;
+    fn();
+    tl_total_run++;
+    if (tl_failed_checks) { tl_total_failed++; printf("FAIL %s (%d checks)\n", name, tl_failed_checks); }
+    else printf("PASS %s\n", name);
+    fflush(stdout);
+}
+
+int tl_summary(void) { return tl_total_failed ? 1 : 0; }
+
+double tl_check_arrays(const char *file, int line, const char *what, const float *got, const float *want,
+                       size_t n, double atol, double rtol) {
+    double worst = 0; size_t wi = 0; int bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)got[i] - (double)want[i]);
+        if (!(d <= atol + rtol * fabs((double)want[i]))) { if (!bad || d > worst) { worst = d; wi = i; } bad++; }
+        else if (!bad && d > worst) { worst = d; wi = i; }
+        if (isnan(got[i]) && !isnan(want[i])) { bad++; wi = i; worst = INFINITY; }
+    }
+    if (bad) tl_fail_at(file, line, "%s: %d of %zu elements off; worst [%zu] got %.9g want %.9g (diff %.3g)",
+                        what, bad, n, wi, got[wi], want[wi], worst);
+    return worst;
+}
+
+const char *tl_path(const char *rel) {
+    static char buf[4096];
+    const char *root = getenv("GK_ROOT");
+    snprintf(buf, sizeof buf, "%s/%s", root ? root : ".", rel);
+    return buf;
+}
+
+char *tl_tmpdir(const char *tag) {
+    const char *base = getenv("TMPDIR");
+    char tmpl[4096];
+    snprintf(tmpl, sizeof tmpl, "%s/gptkit-%s-XXXXXX", base ? base : "/tmp", tag);
+    char *d = mkdtemp(tmpl);
+    if (!d) { perror("mkdtemp"); exit(2); }
+    return strdup(d);
+}
