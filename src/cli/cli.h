@@ -18,6 +18,7 @@ int cmd_ppo(int argc, char **argv);
 int cmd_dpo(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
 int cmd_pipeline(int argc, char **argv);
+int cmd_data(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 
 /* Argument iteration:
