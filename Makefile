@@ -35,6 +35,8 @@ CJSON_CFLAGS := $(shell pkg-config --cflags libcjson 2>/dev/null)
 CJSON_LIBS   := $(shell pkg-config --libs libcjson 2>/dev/null || echo -lcjson)
 CFLAGS += $(CJSON_CFLAGS)
 LDLIBS += $(CJSON_LIBS)
+# zlib is required (the built-in demo corpus is stored gzip-compressed).
+LDLIBS += -lz
 
 LIB_SRC  := $(filter-out src/cli/%,$(wildcard src/*/*.c src/*/*/*.c))
 CLI_SRC  := $(wildcard src/cli/*.c)
