@@ -1,0 +1,78 @@
+/* adamw.c: AdamW over the parameter table, global-norm clipping, LR schedules. See optim.h. */
+#include "optim/optim.h"
+#include "kern/kern.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+void adamw_config_default(adamw_config *c) {
+    c->beta1 = 0.9f; c->beta2 = 0.95f; c->eps = 1e-8f; c->weight_decay = 0.1f; c->grad_clip = 1.0f;
+}
+
+adamw *adamw_create(const gpt_model *model, const adamw_config *cfg) {
+    adamw *o = gk_calloc(1, sizeof *o);
+    o->cfg = *cfg;
+    o->n = model->num_params;
+    o->m = kern_alloc(o->n * sizeof(float));
+    o->v = kern_alloc(o->n * sizeof(float));
+    return o;
+}
+void adamw_free(adamw *o) {
+    if (!o) return;
+    kern_free(o->m); kern_free(o->v);
+    free(o);
+}
+
+double adamw_grad_norm(const gpt_model *model) {
+    double ss = 0;
+    for (size_t i = 0; i < model->n_table; i++) {
+        const gpt_param *p = &model->table[i];
+        if (!model->trainable[p->group]) continue;
+        ss += kern_sumsq(model->grads + p->offset, p->numel);
+    }
+    return sqrt(ss);
+}
+
+double adamw_step(adamw *o, gpt_model *model, float lr) {
+    GK_CHECK(model->grads, "adamw_step before gpt_alloc_grads");
+    double norm = adamw_grad_norm(model);
+    /* torch.nn.utils.clip_grad_norm_: g *= min(1, max_norm / (norm + 1e-6)) */
+    float gscale = 1.0f;
+    if (o->cfg.grad_clip > 0 && isfinite(norm)) {
+        double c = o->cfg.grad_clip / (norm + 1e-6);
+        if (c < 1.0) gscale = (float)c;
+    }
+    o->t++;
+    float bc1 = 1.0f - powf(o->cfg.beta1, (float)o->t);
+    float bc2 = 1.0f - powf(o->cfg.beta2, (float)o->t);
+    for (size_t i = 0; i < model->n_table; i++) {
+        const gpt_param *p = &model->table[i];
+        if (!model->trainable[p->group]) continue;
+        size_t off = p->offset;
+        kern_adamw(model->params + off, model->grads + off, o->m + off, o->v + off, p->numel, lr,
+                   o->cfg.beta1, o->cfg.beta2, o->cfg.eps, p->decay ? o->cfg.weight_decay : 0.0f, bc1, bc2, gscale);
+    }
+    return norm;
+}
+
+float lr_at(const lr_schedule *s, long step) {
+    if (s->warmup > 0 && step < s->warmup) return s->lr * (float)(step + 1) / (float)s->warmup;
+    if (s->shape == LR_CONSTANT) return s->lr;
+    long span = s->total - 1 - s->warmup;
+    double frac = span > 0 ? (double)(step - s->warmup) / (double)span : 1.0;
+    if (frac < 0) frac = 0;
+    if (frac > 1) frac = 1;
+    double lo = (double)s->lr * s->final_frac;
+    double mult = s->shape == LR_COSINE ? 0.5 * (1.0 + cos(M_PI * frac)) : 1.0 - frac;
+    return (float)(lo + ((double)s->lr - lo) * mult);
+}
+
+int lr_shape_parse(const char *name, lr_shape *out) {
+    if (!strcmp(name, "constant")) *out = LR_CONSTANT;
+    else if (!strcmp(name, "cosine")) *out = LR_COSINE;
+    else if (!strcmp(name, "linear")) *out = LR_LINEAR;
+    else return -1;
+    return 0;
+}
+const char *lr_shape_name(lr_shape s) { return s == LR_COSINE ? "cosine" : s == LR_LINEAR ? "linear" : "constant"; }
