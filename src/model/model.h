@@ -52,6 +52,7 @@ typedef struct {
     size_t numel;
     int    group;         /* GPT_GROUP_* */
     int    decay;         /* AdamW weight decay applies (2-D matrices incl. wte; not wpe, biases, LN) */
+    int    init;          /* how gpt_init_random fills it (model.c's INIT_* kinds) */
 } gpt_param;
 
 /* Pointers into one layer's parameters (device). */
@@ -89,8 +90,9 @@ typedef struct gpt_model {
     /* activations, sized for the largest (B,T) seen so far */
     gpt_acts acts;
     size_t acts_cap_bt;           /* B*T the buffers hold */
+    size_t acts_cap_saved;        /* floats per layer in acts.att_saved (depends on B and T, not only B*T) */
     size_t B, T;                  /* shape of the last forward */
-    float *scratch;               /* backward scratch, sized with the acts */
+    float *scratch;               /* backward scratch, sized with the acts: [9 * acts_cap_bt * C] */
 } gpt_model;
 
 /* Builds the table and allocates params (zero). Aborts only on OOM; the config must be valid. */

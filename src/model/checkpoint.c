@@ -1,0 +1,251 @@
+/* checkpoint.c: a model directory HF transformers reads unchanged, and reading HF's own GPT-2 directories.
+ *
+ *   <dir>/config.json        HF GPT2Config keys (model_type "gpt2", n_layer, n_head, n_embd, vocab_size,
+ *                            n_positions, n_ctx, layer_norm_epsilon, activation_function "gelu_new", dropouts 0,
+ *                            tie_word_embeddings true, ...) plus a "gptkit" object: {"tokenizer": path|null,
+ *                            "score_head": bool, "format_version": 1}
+ *   <dir>/model.safetensors  exactly the names GPT2LMHeadModel.save_pretrained writes (transformers 5.x):
+ *                            "transformer.wte.weight", "transformer.h.0.ln_1.weight", ... — no attn.bias
+ *                            buffers, no lm_head.weight (tied to wte). A score head is stored as top-level
+ *                            "score.weight" [1, C] (GPT2ForSequenceClassification's name).
+ *
+ * Reading is lenient where the ecosystem varies and strict where a mistake would be silent: names with or
+ * without the "transformer." prefix; attn.bias / attn.masked_bias buffers (older transformers) ignored;
+ * lm_head.weight accepted only if it equals wte (we tie); F16/BF16 converted; every shape checked against
+ * config.json; every required config key checked, with messages naming the file and the key or tensor.
+ */
+#include "model/model.h"
+#include "kern/kern.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define GK_CKPT_VERSION 1
+
+/* ---------------------------------------------------------------- config.json */
+
+int gpt_save(const gpt_model *m, const char *dir, const char *tokenizer, gk_err *err) {
+    const gpt_config *c = &m->cfg;
+    if (gk_mkdir_p(dir, err)) return -1;
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "model_type", "gpt2");
+    cJSON *arch = cJSON_AddArrayToObject(j, "architectures");
+    cJSON_AddItemToArray(arch, cJSON_CreateString(c->score_head ? "GPT2ForSequenceClassification" : "GPT2LMHeadModel"));
+    if (c->score_head) cJSON_AddNumberToObject(j, "num_labels", 1);
+    cJSON_AddNumberToObject(j, "vocab_size", c->vocab_size);
+    cJSON_AddNumberToObject(j, "n_positions", c->n_ctx);
+    cJSON_AddNumberToObject(j, "n_ctx", c->n_ctx);
+    cJSON_AddNumberToObject(j, "n_embd", c->n_embd);
+    cJSON_AddNumberToObject(j, "n_layer", c->n_layer);
+    cJSON_AddNumberToObject(j, "n_head", c->n_head);
+    cJSON_AddNullToObject(j, "n_inner");
+    cJSON_AddStringToObject(j, "activation_function", "gelu_new");
+    cJSON_AddNumberToObject(j, "resid_pdrop", 0);
+    cJSON_AddNumberToObject(j, "embd_pdrop", 0);
+    cJSON_AddNumberToObject(j, "attn_pdrop", 0);
+    cJSON_AddNumberToObject(j, "layer_norm_epsilon", (double)c->ln_eps);
+    cJSON_AddNumberToObject(j, "initializer_range", 0.02);
+    cJSON_AddBoolToObject(j, "scale_attn_weights", 1);
+    cJSON_AddBoolToObject(j, "scale_attn_by_inverse_layer_idx", 0);
+    cJSON_AddBoolToObject(j, "reorder_and_upcast_attn", 0);
+    cJSON_AddBoolToObject(j, "tie_word_embeddings", 1);
+    cJSON_AddBoolToObject(j, "use_cache", 1);
+    cJSON_AddStringToObject(j, "dtype", "float32");
+    cJSON *g = cJSON_AddObjectToObject(j, "gptkit");
+    cJSON_AddNumberToObject(g, "format_version", GK_CKPT_VERSION);
+    if (tokenizer) cJSON_AddStringToObject(g, "tokenizer", tokenizer);
+    else cJSON_AddNullToObject(g, "tokenizer");
+    cJSON_AddBoolToObject(g, "score_head", c->score_head != 0);
+    char *txt = cJSON_Print(j);
+    cJSON_Delete(j);
+    GK_CHECK(txt, "out of memory printing config.json");
+    char *cpath = gk_path_join(dir, "config.json"), *mpath = gk_path_join(dir, "model.safetensors");
+    size_t tl = strlen(txt);
+    txt = gk_realloc(txt, tl + 2);
+    txt[tl] = '\n'; txt[tl + 1] = 0;
+
+    /* Weights first, config last: a directory with a config.json has complete weights beside it. */
+    float *host = gk_malloc(m->num_params * sizeof(float));
+    kern_download(host, m->params, m->num_params * sizeof(float));
+    st_writer *w = st_writer_new();
+    char name[96];
+    for (size_t i = 0; i < m->n_table; i++) {
+        const gpt_param *p = &m->table[i];
+        snprintf(name, sizeof name, "%s%s", p->group == GPT_GROUP_SCORE ? "" : "transformer.", p->name);
+        st_writer_add_f32(w, name, p->ndim, p->shape, host + p->offset);
+    }
+    st_writer_add_meta(w, "format", "pt");
+    int rc = st_writer_write(w, mpath, err);
+    st_writer_free(w);
+    free(host);
+    if (!rc) rc = gk_write_file_atomic(cpath, txt, tl + 1, err);
+    free(txt); free(cpath); free(mpath);
+    return rc;
+}
+
+/* Integer config key: required (missing -> error naming the key) unless def_ok. */
+static int cfg_int(const cJSON *j, const char *path, const char *key, int *out, int required, gk_err *err) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
+    if (!v || cJSON_IsNull(v)) {
+        if (required) return gk_errf(err, "%s: missing required key \"%s\"", path, key);
+        return 1;   /* absent: caller keeps its default */
+    }
+    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || fabs(v->valuedouble) > 2147483647.0)
+        return gk_errf(err, "%s: key \"%s\" must be an integer", path, key);
+    *out = (int)v->valuedouble;
+    return 0;
+}
+
+int gpt_load_config(const char *dir, gpt_config *cfg, char **tokenizer, gk_err *err) {
+    if (tokenizer) *tokenizer = NULL;
+    char *path = gk_path_join(dir, "config.json");
+    char *txt = NULL; size_t len = 0;
+    if (gk_read_file(path, &txt, &len, err)) { free(path); return -1; }
+    cJSON *j = cJSON_ParseWithLength(txt, len);
+    free(txt);
+    int rc = 0;
+    if (!j || !cJSON_IsObject(j)) { rc = gk_errf(err, "%s: not a JSON object", path); goto done; }
+    gpt_config_default(cfg);
+    const cJSON *mt = cJSON_GetObjectItemCaseSensitive(j, "model_type");
+    if (mt && (!cJSON_IsString(mt) || strcmp(mt->valuestring, "gpt2"))) {
+        rc = gk_errf(err, "%s: model_type must be \"gpt2\"", path); goto done;
+    }
+    if (cfg_int(j, path, "n_layer", &cfg->n_layer, 1, err) < 0 || cfg_int(j, path, "n_head", &cfg->n_head, 1, err) < 0 ||
+        cfg_int(j, path, "n_embd", &cfg->n_embd, 1, err) < 0 || cfg_int(j, path, "vocab_size", &cfg->vocab_size, 1, err) < 0 ||
+        cfg_int(j, path, "n_positions", &cfg->n_ctx, 1, err) < 0) { rc = -1; goto done; }
+    int inner = 4 * cfg->n_embd;
+    if (cfg_int(j, path, "n_inner", &inner, 0, err) < 0) { rc = -1; goto done; }
+    if (inner != 4 * cfg->n_embd) { rc = gk_errf(err, "%s: n_inner %d is not supported (only 4 * n_embd)", path, inner); goto done; }
+    const cJSON *eps = cJSON_GetObjectItemCaseSensitive(j, "layer_norm_epsilon");
+    if (eps) {
+        if (!cJSON_IsNumber(eps)) { rc = gk_errf(err, "%s: layer_norm_epsilon must be a number", path); goto done; }
+        cfg->ln_eps = (float)eps->valuedouble;
+    }
+    const cJSON *act = cJSON_GetObjectItemCaseSensitive(j, "activation_function");
+    if (act && (!cJSON_IsString(act) || (strcmp(act->valuestring, "gelu_new") && strcmp(act->valuestring, "gelu_pytorch_tanh")))) {
+        rc = gk_errf(err, "%s: activation_function must be \"gelu_new\" (GELU, tanh approximation)", path); goto done;
+    }
+    const char *unsupported[] = {"scale_attn_by_inverse_layer_idx", "reorder_and_upcast_attn", "add_cross_attention"};
+    for (size_t i = 0; i < sizeof unsupported / sizeof unsupported[0]; i++)
+        if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, unsupported[i]))) {
+            rc = gk_errf(err, "%s: %s = true is not supported", path, unsupported[i]); goto done;
+        }
+    const cJSON *sa = cJSON_GetObjectItemCaseSensitive(j, "scale_attn_weights");
+    if (cJSON_IsFalse(sa)) { rc = gk_errf(err, "%s: scale_attn_weights = false is not supported", path); goto done; }
+    const cJSON *arch = cJSON_GetObjectItemCaseSensitive(j, "architectures");
+    const cJSON *a0 = cJSON_IsArray(arch) ? cJSON_GetArrayItem(arch, 0) : NULL;
+    if (cJSON_IsString(a0) && !strcmp(a0->valuestring, "GPT2ForSequenceClassification")) cfg->score_head = 1;
+    const cJSON *g = cJSON_GetObjectItemCaseSensitive(j, "gptkit");
+    if (g) {
+        if (!cJSON_IsObject(g)) { rc = gk_errf(err, "%s: \"gptkit\" must be an object", path); goto done; }
+        const cJSON *sh = cJSON_GetObjectItemCaseSensitive(g, "score_head");
+        if (sh) {
+            if (!cJSON_IsBool(sh)) { rc = gk_errf(err, "%s: gptkit.score_head must be true or false", path); goto done; }
+            cfg->score_head = cJSON_IsTrue(sh);
+        }
+        const cJSON *tk = cJSON_GetObjectItemCaseSensitive(g, "tokenizer");
+        if (tk && !cJSON_IsNull(tk) && !cJSON_IsString(tk)) { rc = gk_errf(err, "%s: gptkit.tokenizer must be a string", path); goto done; }
+        if (tokenizer && cJSON_IsString(tk)) *tokenizer = gk_strdup(tk->valuestring);
+        const cJSON *fv = cJSON_GetObjectItemCaseSensitive(g, "format_version");
+        if (cJSON_IsNumber(fv) && fv->valuedouble > GK_CKPT_VERSION) {
+            rc = gk_errf(err, "%s: gptkit.format_version %g is newer than this build understands (%d)", path,
+                         fv->valuedouble, GK_CKPT_VERSION);
+            goto done;
+        }
+    }
+    if (gpt_config_validate(cfg, err)) { rc = gk_err_prefix(err, "%s", path); goto done; }
+done:
+    if (rc && tokenizer) { free(*tokenizer); *tokenizer = NULL; }
+    cJSON_Delete(j);
+    free(path);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- model.safetensors */
+
+static void fmt_shape(char *buf, size_t n, int ndim, const size_t *shape) {
+    size_t k = (size_t)snprintf(buf, n, "[");
+    for (int i = 0; i < ndim && k < n; i++) k += (size_t)snprintf(buf + k, n - k, "%s%zu", i ? ", " : "", shape[i]);
+    if (k < n) snprintf(buf + k, n - k, "]");
+}
+
+/* Is `name` one of the tensors we knowingly ignore (causal-mask buffers of older transformers)? */
+static int ignorable(const char *name) {
+    size_t n = strlen(name);
+    const char *suf[] = {".attn.bias", ".attn.masked_bias"};
+    for (size_t i = 0; i < 2; i++) {
+        size_t k = strlen(suf[i]);
+        if (n >= k && !strcmp(name + n - k, suf[i])) return 1;
+    }
+    return 0;
+}
+
+gpt_model *gpt_load(const char *dir, char **tokenizer, gk_err *err) {
+    gpt_config cfg;
+    if (gpt_load_config(dir, &cfg, tokenizer, err)) return NULL;
+    char *path = gk_path_join(dir, "model.safetensors");
+    st_file f;
+    if (st_open(&f, path, err)) {
+        free(path);
+        if (tokenizer) { free(*tokenizer); *tokenizer = NULL; }
+        return NULL;
+    }
+    gpt_model *m = gpt_create(&cfg);
+    char *used = gk_calloc(f.n ? f.n : 1, 1);
+    char name[96], want[64], got[64];
+    int rc = 0;
+    float *host = NULL;
+    for (size_t i = 0; i < m->n_table && !rc; i++) {
+        const gpt_param *p = &m->table[i];
+        snprintf(name, sizeof name, "transformer.%s", p->name);
+        const st_tensor *t = st_find(&f, name);
+        if (!t) t = st_find(&f, p->name);
+        if (!t) { rc = gk_errf(err, "%s: missing tensor \"%s\" (config.json asks for it)", path, p->name); break; }
+        used[t - f.tensors] = 1;
+        /* shape must match exactly; a 1-row 2-D tensor may be written as... no: exact */
+        int ok = t->ndim == p->ndim && t->shape[0] == p->shape[0] && (p->ndim == 1 || t->shape[1] == p->shape[1]);
+        if (!ok) {
+            fmt_shape(want, sizeof want, p->ndim, p->shape);
+            fmt_shape(got, sizeof got, t->ndim, t->shape);
+            rc = gk_errf(err, "%s: tensor \"%s\" has shape %s, but config.json implies %s", path, t->name, got, want);
+            break;
+        }
+        host = gk_realloc(host, p->numel * sizeof(float));
+        if (st_read_f32(&f, t, host, err)) { rc = -1; break; }
+        kern_upload(m->params + p->offset, host, p->numel * sizeof(float));
+    }
+    /* Leftovers: mask buffers are ignored, a tied lm_head must equal wte, anything else is an error
+     * (a file for a different architecture should not load silently). */
+    for (size_t i = 0; i < f.n && !rc; i++) {
+        const st_tensor *t = &f.tensors[i];
+        if (used[i] || ignorable(t->name)) continue;
+        if (!strcmp(t->name, "lm_head.weight")) {
+            const gpt_param *p = &m->table[0];
+            if (t->ndim != 2 || t->shape[0] != p->shape[0] || t->shape[1] != p->shape[1]) {
+                rc = gk_errf(err, "%s: lm_head.weight's shape differs from wte's (untied heads are not supported)", path);
+                break;
+            }
+            float *wte = gk_malloc(p->numel * sizeof(float));
+            host = gk_realloc(host, p->numel * sizeof(float));
+            kern_download(wte, m->params + p->offset, p->numel * sizeof(float));
+            if (!st_read_f32(&f, t, host, err)) {
+                if (memcmp(wte, host, p->numel * sizeof(float)))
+                    rc = gk_errf(err, "%s: lm_head.weight differs from wte.weight (untied heads are not supported)", path);
+            } else rc = -1;
+            free(wte);
+            continue;
+        }
+        rc = gk_errf(err, "%s: unexpected tensor \"%s\" (not part of a GPT-2 with this config.json)", path, t->name);
+    }
+    free(host); free(used);
+    st_close(&f);
+    free(path);
+    if (rc) {
+        gpt_free(m);
+        if (tokenizer) { free(*tokenizer); *tokenizer = NULL; }
+        return NULL;
+    }
+    return m;
+}
