@@ -61,6 +61,8 @@ int  data_loader_seek(data_loader *dl, data_pos pos, gk_err *err);
 void data_loader_rewind(data_loader *dl);      /* back to the very first batch */
 size_t data_loader_total_tokens(const data_loader *dl);
 size_t data_loader_num_shards(const data_loader *dl);
+/* Batches in one pass over all shards (sequential: sum of (ntok-1)/(B*T); shuffled: sum of windows/B). */
+size_t data_loader_batches_per_epoch(const data_loader *dl);
 
 /* Writes a shard atomically: version 1 (uint16) when every id < 65536 fits and force32 is 0, else version 2. */
 int data_shard_write(const char *path, const uint32_t *tokens, size_t n, int force32, gk_err *err);

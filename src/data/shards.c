@@ -184,6 +184,14 @@ int data_loader_seek(data_loader *dl, data_pos pos, gk_err *err) {
     return 0;
 }
 size_t data_loader_num_shards(const data_loader *dl) { return dl->n; }
+size_t data_loader_batches_per_epoch(const data_loader *dl) {
+    size_t nb = 0;
+    for (size_t i = 0; i < dl->n; i++) {
+        if (dl->shuffle) nb += n_windows(dl, i) / dl->B;
+        else if (dl->shards[i].ntok >= dl->B * dl->T + 1) nb += (dl->shards[i].ntok - 1) / (dl->B * dl->T);
+    }
+    return nb;
+}
 size_t data_loader_total_tokens(const data_loader *dl) {
     size_t t = 0;
     for (size_t i = 0; i < dl->n; i++) t += dl->shards[i].ntok;

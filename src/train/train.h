@@ -1,0 +1,109 @@
+/* train: the training stages (pretrain now; sft, rm, ppo, dpo follow), each owning its loss and loop,
+ * plus the loop helpers they share (progress line with rate and ETA, metrics JSONL, checkpoint + resume
+ * state, Ctrl-C handling).
+ */
+#ifndef GK_TRAIN_H
+#define GK_TRAIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include "core/core.h"
+#include "model/model.h"
+#include "optim/optim.h"
+#include "data/data.h"
+
+/* ---------------------------------------------------------------- LM loss */
+/* Next-token cross-entropy over the rows of a batch, computed in row chunks so a [B*T, V] logits buffer
+ * never exists. Owns its scratch (device). */
+typedef struct train_lm train_lm;
+train_lm *train_lm_new(gpt_model *m);
+void train_lm_free(train_lm *l);
+/* Runs the trunk on inputs [B,T] (host), then the LM head + softmax cross-entropy against targets [B,T]
+ * (host; target < 0 = ignored). Returns the mean loss over counted targets (NaN if none) and their count
+ * in *ncounted. If grad_div > 0, also backpropagates d(sum of losses)/grad_div into the model's grads
+ * (accumulating): pretraining passes count*accum_steps so the accumulated gradient is of the mean loss.
+ * Token ids must already be validated (gpt_check_tokens / the data loader). */
+double train_lm_loss(train_lm *l, const int32_t *inputs, const int32_t *targets, size_t B, size_t T,
+                     double grad_div, size_t *ncounted);
+/* Per-row log-probabilities of the targets (no backward): logp [B*T] (host), 0 where target < 0. */
+void train_lm_logprobs(train_lm *l, const int32_t *inputs, const int32_t *targets, size_t B, size_t T, float *logp);
+
+/* ---------------------------------------------------------------- loop helpers */
+typedef struct {
+    FILE  *metrics;           /* JSONL, appended; NULL = none */
+    int    json;              /* print one JSON object per step on stdout instead of the human line */
+    double t_start;
+    long   step0, total;      /* for ETA */
+    const char *stage;        /* "pretrain", "sft", ... */
+} train_log;
+int  train_log_open(train_log *lg, const char *stage, const char *metrics_path, int json, long step0, long total, gk_err *err);
+void train_log_close(train_log *lg);
+/* Emits a step: fields is a JSON object body without braces, e.g. "\"loss\":3.2,\"lr\":1e-4";
+ * human is the human-readable part of the progress line. Adds step, elapsed time and ETA. */
+void train_log_step(train_log *lg, long step, const char *fields_json, const char *human);
+/* A non-step event (val loss, sample): JSON body written to metrics (and stdout in --json mode). */
+void train_log_event(train_log *lg, const char *fields_json, const char *human);
+
+/* Resume state beside a checkpoint: OUT/train_state.safetensors holds the optimizer moments and, in its
+ * metadata, the step, optimizer step count, data position, RNG and the stage's options (JSON). It records a
+ * checksum of the parameters it belongs to, so a state paired with the wrong model file is refused. */
+typedef struct {
+    long     step;
+    data_pos pos;
+    gk_rng   rng;
+    char    *opts_json;       /* malloc'd; the stage's options */
+} train_state;
+int  train_save(const char *dir, const gpt_model *m, const adamw *opt, const train_state *st,
+                const char *tokenizer, gk_err *err);
+/* Loads moments into opt (created for m) and fills st. m must already hold the checkpoint's params. */
+int  train_load_state(const char *dir, const gpt_model *m, adamw *opt, train_state *st, gk_err *err);
+/* Reads only the options JSON of a saved state (malloc'd), for resuming with the stored settings. */
+char *train_state_opts(const char *dir, gk_err *err);
+uint64_t train_params_checksum(const gpt_model *m);
+
+/* Greedy or temperature sampling by full recomputation (no KV cache): for progress samples during
+ * training. Writes up to max_new ids into out; stops early at stop_id (if >= 0). Returns count. */
+size_t train_sample(gpt_model *m, const int32_t *prompt, size_t n_prompt, size_t max_new, float temperature,
+                    gk_rng *rng, int32_t stop_id, int32_t *out);
+
+/* ---------------------------------------------------------------- pretraining */
+typedef struct {
+    /* model: exactly one of model_name (random init), init_dir (continue, fresh optimizer), resume */
+    const char *model_name;
+    int n_layer, n_head, n_embd, vocab_size, n_ctx;   /* overrides; 0 = default / from name */
+    const char *init_dir;
+    const char *resume_dir;
+    const char *data, *val;       /* shard glob, val shard (optional) */
+    const char *tokenizer;        /* recorded in the checkpoint; used to print sample text */
+    long   B, T;
+    long   steps;
+    long   total_batch;           /* tokens per optimizer step; 0 = B*T (no accumulation) */
+    lr_schedule sched;
+    adamw_config opt;
+    uint64_t seed;
+    int    shuffle;
+    const char *out;
+    int    json;
+    long   val_every, val_batches, sample_every, save_every;
+} pretrain_opts;
+void pretrain_opts_default(pretrain_opts *o);
+char *pretrain_opts_to_json(const pretrain_opts *o);
+/* Fills o from JSON written by pretrain_opts_to_json (strings are malloc'd and leaked on purpose: they
+ * live for the whole run). */
+int  pretrain_opts_from_json(pretrain_opts *o, const char *json, gk_err *err);
+
+typedef struct {
+    long   steps_done;
+    double final_loss, val_loss;      /* NaN if not measured */
+    double tokens, seconds;
+    int    interrupted;
+} pretrain_result;
+int train_pretrain(const pretrain_opts *o, pretrain_result *res, gk_err *err);
+
+/* ---------------------------------------------------------------- evaluation */
+/* Mean next-token loss over the first `batches` sequential batches of a shard (all batches if 0). */
+int train_eval_loss(gpt_model *m, const char *shard, size_t B, size_t T, long batches, double *loss,
+                    size_t *ntok, gk_err *err);
+
+#endif
