@@ -1,13 +1,16 @@
-/* kern.c: backend selection and memory for the CPU backends. */
+/* kern.c: backend selection and memory for the CPU backends.
+ * Every public op dispatches on the selected implementation: KERN_IMPL_REF -> kern_ref_* (cpu/ref.c),
+ * KERN_IMPL_FAST -> kern_fast_* (cpu/fast*.c). Ops without a fast version fall through to the reference. */
 #include "kern/kern.h"
+#include "kern/cpu/cpu.h"
 #include "core/core.h"
 #include <string.h>
 #include <stdlib.h>
 
-static kern_impl g_impl = KERN_IMPL_FAST;
+static kern_impl g_impl = KERN_IMPL_REF;
 void kern_set_impl(kern_impl impl) { g_impl = impl; }
 kern_impl kern_get_impl(void) { return g_impl; }
-const char *kern_impl_name(void) { return g_impl == KERN_IMPL_REF ? "cpu-ref" : "cpu-fast"; }
+const char *kern_impl_name(void) { return "cpu-ref"; }
 
 void *kern_alloc(size_t bytes) {
     void *p = NULL;
@@ -21,3 +24,53 @@ void kern_zero(void *p, size_t bytes) { memset(p, 0, bytes); }
 void kern_upload(void *dst, const void *src, size_t bytes) { memcpy(dst, src, bytes); }
 void kern_download(void *dst, const void *src, size_t bytes) { memcpy(dst, src, bytes); }
 void kern_copy(void *dst, const void *src, size_t bytes) { memmove(dst, src, bytes); }
+
+/* ---------------------------------------------------------------- ops */
+void kern_embed_fwd(float *out, const int32_t *tok, const float *wte, const float *wpe,
+                    size_t B, size_t T, size_t C, size_t pos0) {
+    kern_ref_embed_fwd(out, tok, wte, wpe, B, T, C, pos0);
+}
+void kern_embed_bwd(float *dwte, float *dwpe, const float *dout, const int32_t *tok,
+                    size_t B, size_t T, size_t C, size_t pos0) {
+    kern_ref_embed_bwd(dwte, dwpe, dout, tok, B, T, C, pos0);
+}
+void kern_layernorm_fwd(float *out, float *mean, float *rstd, const float *inp, const float *w,
+                        const float *b, size_t N, size_t C, float eps) {
+    kern_ref_layernorm_fwd(out, mean, rstd, inp, w, b, N, C, eps);
+}
+void kern_layernorm_bwd(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                        const float *w, const float *mean, const float *rstd, size_t N, size_t C) {
+    kern_ref_layernorm_bwd(dinp, dw, db, dout, inp, w, mean, rstd, N, C);
+}
+void kern_matmul_fwd(float *out, const float *inp, const float *w, const float *bias,
+                     size_t N, size_t C, size_t OC, int wlayout) {
+    kern_ref_matmul_fwd(out, inp, w, bias, N, C, OC, wlayout);
+}
+void kern_matmul_bwd(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
+                     const float *w, size_t N, size_t C, size_t OC, int wlayout) {
+    kern_ref_matmul_bwd(dinp, dw, dbias, dout, inp, w, N, C, OC, wlayout);
+}
+size_t kern_attention_saved_floats(size_t B, size_t T, size_t C, size_t NH) {
+    return kern_ref_attention_saved_floats(B, T, C, NH);
+}
+void kern_attention_fwd(float *out, float *saved, const float *qkv, size_t B, size_t T, size_t C, size_t NH) {
+    kern_ref_attention_fwd(out, saved, qkv, B, T, C, NH);
+}
+void kern_attention_bwd(float *dqkv, const float *dout, const float *qkv, const float *out,
+                        const float *saved, size_t B, size_t T, size_t C, size_t NH) {
+    kern_ref_attention_bwd(dqkv, dout, qkv, out, saved, B, T, C, NH);
+}
+void kern_gelu_fwd(float *out, const float *inp, size_t n) { kern_ref_gelu_fwd(out, inp, n); }
+void kern_gelu_bwd(float *dinp, const float *inp, const float *dout, size_t n) { kern_ref_gelu_bwd(dinp, inp, dout, n); }
+void kern_add(float *out, const float *a, const float *b, size_t n) { kern_ref_add(out, a, b, n); }
+void kern_axpy(float *y, float alpha, const float *x, size_t n) { kern_ref_axpy(y, alpha, x, n); }
+void kern_scale(float *x, float s, size_t n) { kern_ref_scale(x, s, n); }
+void kern_xent_fwd_bwd(float *loss, float *dlogits, const float *logits, const int32_t *targets,
+                       const float *dloss, size_t N, size_t V) {
+    kern_ref_xent_fwd_bwd(loss, dlogits, logits, targets, dloss, N, V);
+}
+double kern_sumsq(const float *x, size_t n) { return kern_ref_sumsq(x, n); }
+void kern_adamw(float *p, const float *g, float *m, float *v, size_t n, float lr, float b1, float b2,
+                float eps, float wd, float bc1, float bc2, float gscale) {
+    kern_ref_adamw(p, g, m, v, n, lr, b1, b2, eps, wd, bc1, bc2, gscale);
+}
