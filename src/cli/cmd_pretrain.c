@@ -42,6 +42,7 @@ static const char *USAGE =
 "  --val-every N --val-batches K   (defaults 250, 20)\n"
 "  --sample-every N      print a sample every N steps (default off)\n"
 "  --save-every N        checkpoint every N steps (default 500; always at the end and on Ctrl-C)\n"
+"  --stop-at STEP        save and stop when STEP is reached (the schedule still spans --steps)\n"
 "  --json                one JSON object per step on stdout instead of the progress line\n"
 "  -q, --quiet           no log lines on stderr\n";
 
@@ -87,6 +88,7 @@ static void parse(pretrain_opts *o, int argc, char **argv, int apply) {
         else if (cli_is(f, "--val-batches")) t->val_batches = cli_long(&a, f);
         else if (cli_is(f, "--sample-every")) t->sample_every = cli_long(&a, f);
         else if (cli_is(f, "--save-every")) t->save_every = cli_long(&a, f);
+        else if (cli_is(f, "--stop-at")) t->stop_at = cli_long(&a, f);
         else if (cli_is(f, "--json")) t->json = 1;
         else if (cli_is(f, "-q", "--quiet")) gk_verbose = 0;
         else cli_unknown(&a, f);

@@ -170,6 +170,7 @@ int train_pretrain(const pretrain_opts *o, pretrain_result *res, gk_err *err) {
     rc = 0;
     for (; step < o->steps; step++) {
         if (gk_sigint_pending()) { res->interrupted = 1; break; }
+        if (o->stop_at > 0 && step >= o->stop_at) break;
         double ts = gk_now();
         gpt_zero_grads(m);
         double lsum = 0;

@@ -86,6 +86,7 @@ typedef struct {
     const char *out;
     int    json;
     long   val_every, val_batches, sample_every, save_every;
+    long   stop_at;               /* >0: save and stop once this step is reached (resume later); not stored */
 } pretrain_opts;
 void pretrain_opts_default(pretrain_opts *o);
 char *pretrain_opts_to_json(const pretrain_opts *o);
