@@ -67,8 +67,17 @@ size_t data_loader_batches_per_epoch(const data_loader *dl);
 /* Writes a shard atomically: version 1 (uint16) when every id < 65536 fits and force32 is 0, else version 2. */
 int data_shard_write(const char *path, const uint32_t *tokens, size_t n, int force32, gk_err *err);
 
-/* The built-in demo data generators (issue 6) declare their API here. */
+/* Sections of this header kept in their own files (one per responsibility, so they can grow apart):
+ *  data_chat.inc  — chat conversations: JSONL parsing, rendering to ids + loss mask (issue 4)
+ *  data_prefs.inc — preference pairs / rankings and prompt sets (issue 5)
+ *  data_demo.inc  — the built-in demo data generators (issue 6) */
 #if defined(__has_include)
+#if __has_include("data_chat.inc")
+#include "data_chat.inc"
+#endif
+#if __has_include("data_prefs.inc")
+#include "data_prefs.inc"
+#endif
 #if __has_include("data_demo.inc")
 #include "data_demo.inc"
 #endif

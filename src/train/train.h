@@ -107,4 +107,16 @@ int train_pretrain(const pretrain_opts *o, pretrain_result *res, gk_err *err);
 int train_eval_loss(gpt_model *m, const char *shard, size_t B, size_t T, long batches, double *loss,
                     size_t *ntok, gk_err *err);
 
+/* Stages kept in their own header sections:
+ *  train_sft.inc  — supervised finetuning (issue 4)
+ *  train_rlhf.inc — reward model, PPO, DPO, compare (issue 5) */
+#if defined(__has_include)
+#if __has_include("train_sft.inc")
+#include "train_sft.inc"
+#endif
+#if __has_include("train_rlhf.inc")
+#include "train_rlhf.inc"
+#endif
+#endif
+
 #endif
