@@ -1,3 +1,211 @@
-/* cmd_tokenizer.c: gptkit tokenizer (placeholder until issue 3 lands). */
+/* cmd_tokenizer.c: gptkit tokenizer {encode, decode, info, train, bench}.
+ * encode: stdin bytes -> ids on stdout; decode: ids on stdin -> bytes on stdout; info: vocabulary facts;
+ * train: byte-level BPE on the user's files; bench: single-thread encode throughput on a file. */
 #include "cli/cli.h"
-int cmd_tokenizer(int argc, char **argv) { (void)argc; (void)argv; return cli_not_yet("tokenizer", "see issue 3"); }
+#include "core/core.h"
+#include "tok/tok.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *USAGE =
+    "usage: gptkit tokenizer SUBCOMMAND [options]\n\n"
+    "  encode --tokenizer T [--ids|--json] [--allow-special]   stdin text -> token ids on stdout\n"
+    "  decode --tokenizer T                                    ids (space/comma separated) on stdin -> bytes\n"
+    "  info   --tokenizer T                                    vocabulary size, pattern, special tokens\n"
+    "  train  --input FILES... --vocab-size N [--pattern gpt2|cl100k] [--special TOKENS...] [--name NAME] --out PATH\n"
+    "  bench  --tokenizer T --input FILE [--repeat N]          single-thread encode throughput\n\n"
+    "T is a .tiktoken rank file, a directory holding GPT-2's encoder.json + vocab.bpe, a tokenizer saved by\n"
+    "'train' (PATH, PATH.tiktoken or PATH.json), or one of the names gpt2 / cl100k_base (from data/vocab).\n"
+    "--allow-special: special-token text (e.g. <|endoftext|>) becomes its special id; otherwise it is plain text.\n"
+    "--vocab-size N counts everything: 256 bytes + merges + the 9 chat special tokens + --special ones.\n"
+    "See docs/tokenizer.md.\n";
+
+static int read_stdin(char **data, size_t *len) {
+    size_t cap = 1 << 16, n = 0;
+    char *b = gk_malloc(cap);
+    for (;;) {
+        if (n == cap) { cap *= 2; b = gk_realloc(b, cap); }
+        size_t r = fread(b + n, 1, cap - n, stdin);
+        n += r;
+        if (r == 0) break;
+    }
+    if (ferror(stdin)) { free(b); return -1; }
+    *data = b; *len = n;
+    return 0;
+}
+
+static tok_tokenizer *load_or_die(const char *path, const char *cmd) {
+    if (!path) { fprintf(stderr, "gptkit tokenizer %s: --tokenizer is required\n", cmd); exit(2); }
+    gk_err err;
+    tok_tokenizer *t = tok_load(path, &err);
+    if (!t) { fprintf(stderr, "gptkit tokenizer %s: %s\n", cmd, err.msg); exit(1); }
+    return t;
+}
+
+static int do_encode(int argc, char **argv) {
+    cli_args a; cli_args_init(&a, argc, argv, USAGE);
+    const char *tp = NULL, *f; int json = 0, allow = 0;
+    while ((f = cli_next(&a))) {
+        if (cli_is(f, "--tokenizer", "-t")) tp = cli_str(&a, f);
+        else if (cli_is(f, "--ids")) json = 0;
+        else if (cli_is(f, "--json")) json = 1;
+        else if (cli_is(f, "--allow-special")) allow = 1;
+        else cli_unknown(&a, f);
+    }
+    tok_tokenizer *t = load_or_die(tp, "encode");
+    char *data; size_t len;
+    if (read_stdin(&data, &len)) { fprintf(stderr, "gptkit tokenizer encode: reading stdin failed\n"); tok_free(t); return 1; }
+    tok_ids ids = {0};
+    tok_encoder *e = tok_encoder_new(t);
+    tok_encoder_encode(e, data, len, allow, &ids);
+    tok_encoder_free(e);
+    size_t cap = ids.n * 12 + 16, o = 0;
+    char *out = gk_malloc(cap);
+    if (json) out[o++] = '[';
+    for (size_t i = 0; i < ids.n; i++) {
+        if (i) { if (json) out[o++] = ','; out[o++] = ' '; }
+        o += (size_t)snprintf(out + o, cap - o, "%d", (int)ids.ids[i]);
+    }
+    if (json) out[o++] = ']';
+    out[o++] = '\n';
+    int rc = fwrite(out, 1, o, stdout) == o && fflush(stdout) == 0 ? 0 : 1;
+    free(out); free(data); tok_ids_free(&ids); tok_free(t);
+    return rc;
+}
+
+static int do_decode(int argc, char **argv) {
+    cli_args a; cli_args_init(&a, argc, argv, USAGE);
+    const char *tp = NULL, *f;
+    while ((f = cli_next(&a))) {
+        if (cli_is(f, "--tokenizer", "-t")) tp = cli_str(&a, f);
+        else cli_unknown(&a, f);
+    }
+    tok_tokenizer *t = load_or_die(tp, "decode");
+    char *data; size_t len;
+    if (read_stdin(&data, &len)) { fprintf(stderr, "gptkit tokenizer decode: reading stdin failed\n"); tok_free(t); return 1; }
+    data = gk_realloc(data, len + 1); data[len] = 0;
+    tok_ids ids = {0};
+    /* ids separated by whitespace and/or commas; surrounding [ ] (a JSON array) allowed */
+    for (size_t i = 0; i < len;) {
+        char c = data[i];
+        if (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == ',' || c == '[' || c == ']') { i++; continue; }
+        size_t j = i;
+        while (j < len && !(data[j] == ' ' || data[j] == '\t' || data[j] == '\n' || data[j] == '\r' || data[j] == ',' || data[j] == ']')) j++;
+        char save = data[j]; data[j] = 0;
+        long v;
+        if (gk_parse_long(data + i, &v) || v < -2147483647L || v > 2147483647L) {
+            fprintf(stderr, "gptkit tokenizer decode: stdin byte %zu: \"%.20s\" is not an integer token id\n", i, data + i);
+            free(data); tok_ids_free(&ids); tok_free(t); return 1;
+        }
+        data[j] = save;
+        tok_ids_push(&ids, (int32_t)v);
+        i = j;
+    }
+    tok_bytes out = {0};
+    gk_err err;
+    int rc = 0;
+    if (tok_decode(t, ids.ids, ids.n, &out, &err)) { fprintf(stderr, "gptkit tokenizer decode: %s\n", err.msg); rc = 1; }
+    else if (fwrite(out.data, 1, out.n, stdout) != out.n || fflush(stdout)) rc = 1;
+    free(data); tok_ids_free(&ids); tok_bytes_free(&out); tok_free(t);
+    return rc;
+}
+
+static int do_info(int argc, char **argv) {
+    cli_args a; cli_args_init(&a, argc, argv, USAGE);
+    const char *tp = NULL, *f;
+    while ((f = cli_next(&a))) {
+        if (cli_is(f, "--tokenizer", "-t")) tp = cli_str(&a, f);
+        else cli_unknown(&a, f);
+    }
+    tok_tokenizer *t = load_or_die(tp, "info");
+    printf("name:        %s\n", tok_name(t));
+    printf("vocab size:  %zu (ids 0..%zu)\n", tok_vocab_size(t), tok_vocab_size(t) - 1);
+    printf("ranks:       %zu (256 bytes + %zu merges)\n", tok_n_ranks(t), tok_n_ranks(t) - 256);
+    printf("pattern:     %s\n", tok_pattern(t));
+    printf("specials:    %zu\n", tok_n_specials(t));
+    for (size_t i = 0; i < tok_n_specials(t); i++) {
+        int32_t id; const char *s = tok_special_at(t, i, &id);
+        printf("  %-22s %d\n", s, (int)id);
+    }
+    printf("shard width: %s\n", tok_vocab_size(t) <= 65536 ? "uint16 (llm.c version 1)" : "uint32 (gptkit version 2)");
+    tok_free(t);
+    return 0;
+}
+
+static int do_train(int argc, char **argv) {
+    cli_args a; cli_args_init(&a, argc, argv, USAGE);
+    const char *out = NULL, *f, **inputs = NULL, **specials = NULL;
+    int ninputs = 0, nspecials = 0;
+    tok_train_opts o; tok_train_opts_default(&o);
+    o.progress = 1;
+    while ((f = cli_next(&a))) {
+        if (cli_is(f, "--input", "-i")) ninputs = cli_strs(&a, f, &inputs);
+        else if (cli_is(f, "--vocab-size")) {
+            long v = cli_long(&a, f);
+            if (v < 256 + TOK_N_CHAT_SPECIALS || v > (1L << 24)) cli_usage_error(&a, "--vocab-size must be in %d..16777216", 256 + TOK_N_CHAT_SPECIALS);
+            o.vocab_size = (size_t)v;
+        }
+        else if (cli_is(f, "--pattern")) o.pattern = cli_str(&a, f);
+        else if (cli_is(f, "--special")) nspecials = cli_strs(&a, f, &specials);
+        else if (cli_is(f, "--name")) o.name = cli_str(&a, f);
+        else if (cli_is(f, "--out", "-o")) out = cli_str(&a, f);
+        else if (cli_is(f, "--quiet", "-q")) o.progress = 0;
+        else cli_unknown(&a, f);
+    }
+    if (!ninputs) cli_usage_error(&a, "--input is required");
+    if (!out) cli_usage_error(&a, "--out is required");
+    if (!o.vocab_size) cli_usage_error(&a, "--vocab-size is required");
+    o.specials = specials; o.n_specials = (size_t)nspecials;
+    gk_err err;
+    double t0 = gk_now();
+    tok_tokenizer *t = tok_train_files(inputs, (size_t)ninputs, &o, &err);
+    if (!t) { fprintf(stderr, "gptkit tokenizer train: %s\n", err.msg); return 1; }
+    if (tok_save(t, out, &err)) { fprintf(stderr, "gptkit tokenizer train: %s\n", err.msg); tok_free(t); return 1; }
+    gk_log("tokenizer train: %zu ranks + %zu specials (vocab %zu) in %.2fs -> %s\n",
+           tok_n_ranks(t), tok_n_specials(t), tok_vocab_size(t), gk_now() - t0, out);
+    tok_free(t);
+    return 0;
+}
+
+static int do_bench(int argc, char **argv) {
+    cli_args a; cli_args_init(&a, argc, argv, USAGE);
+    const char *tp = NULL, *in = NULL, *f; long repeat = 3;
+    while ((f = cli_next(&a))) {
+        if (cli_is(f, "--tokenizer", "-t")) tp = cli_str(&a, f);
+        else if (cli_is(f, "--input", "-i")) in = cli_str(&a, f);
+        else if (cli_is(f, "--repeat")) repeat = cli_long(&a, f);
+        else cli_unknown(&a, f);
+    }
+    if (!in) cli_usage_error(&a, "--input is required");
+    tok_tokenizer *t = load_or_die(tp, "bench");
+    char *data; size_t len; gk_err err;
+    if (gk_read_file(in, &data, &len, &err)) { fprintf(stderr, "gptkit tokenizer bench: %s\n", err.msg); tok_free(t); return 1; }
+    tok_ids ids = {0};
+    double best = 1e30;
+    for (long r = 0; r < (repeat < 1 ? 1 : repeat); r++) {
+        ids.n = 0;
+        tok_encoder *e = tok_encoder_new(t);   /* cold cache every run */
+        double t0 = gk_now();
+        tok_encoder_encode(e, data, len, 0, &ids);
+        double dt = gk_now() - t0;
+        tok_encoder_free(e);
+        if (dt < best) best = dt;
+    }
+    printf("{\"bytes\": %zu, \"tokens\": %zu, \"seconds\": %.6f, \"mb_per_s\": %.3f}\n", len, ids.n, best, len / best / 1e6);
+    free(data); tok_ids_free(&ids); tok_free(t);
+    return 0;
+}
+
+int cmd_tokenizer(int argc, char **argv) {
+    if (argc < 2) { fputs(USAGE, stderr); return 2; }
+    const char *sub = argv[1];
+    if (!strcmp(sub, "-h") || !strcmp(sub, "--help")) { fputs(USAGE, stdout); return 0; }
+    if (!strcmp(sub, "encode")) return do_encode(argc - 1, argv + 1);
+    if (!strcmp(sub, "decode")) return do_decode(argc - 1, argv + 1);
+    if (!strcmp(sub, "info")) return do_info(argc - 1, argv + 1);
+    if (!strcmp(sub, "train")) return do_train(argc - 1, argv + 1);
+    if (!strcmp(sub, "bench")) return do_bench(argc - 1, argv + 1);
+    fprintf(stderr, "gptkit tokenizer: unknown subcommand '%s'\n\n%s", sub, USAGE);
+    return 2;
+}

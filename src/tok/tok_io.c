@@ -1,0 +1,387 @@
+/* tok_io.c: loading and saving tokenizers.
+ *
+ *  - .tiktoken rank files: one "base64(token bytes) SP rank" per line (tiktoken's format);
+ *  - GPT-2's encoder.json (token string -> id, bytes spelled with GPT-2's byte-to-unicode map) + vocab.bpe
+ *    (merge list); validated like tiktoken's data_gym loader: merge i must produce id 256 + i and every
+ *    multi-byte token must come from a merge;
+ *  - our saved format: PATH.tiktoken + PATH.json {"name", "pattern", "special_tokens": {text: id}}.
+ * Every error names the file and line. */
+#include "tok/tok_internal.h"
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <stdlib.h>
+
+/* ---------------------------------------------------------------- base64 */
+static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+size_t tok_b64_encode(const uint8_t *in, size_t n, char *out) {
+    size_t o = 0, i = 0;
+    for (; i + 3 <= n; i += 3) {
+        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
+        out[o++] = B64[v >> 18]; out[o++] = B64[(v >> 12) & 63]; out[o++] = B64[(v >> 6) & 63]; out[o++] = B64[v & 63];
+    }
+    if (n - i == 1) {
+        uint32_t v = (uint32_t)in[i] << 16;
+        out[o++] = B64[v >> 18]; out[o++] = B64[(v >> 12) & 63]; out[o++] = '='; out[o++] = '=';
+    } else if (n - i == 2) {
+        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8;
+        out[o++] = B64[v >> 18]; out[o++] = B64[(v >> 12) & 63]; out[o++] = B64[(v >> 6) & 63]; out[o++] = '=';
+    }
+    return o;
+}
+
+static int b64v(char c) {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+}
+
+int tok_b64_decode(const char *in, size_t n, uint8_t *out, size_t *outn) {
+    if (n == 0 || n % 4) return -1;
+    size_t o = 0;
+    for (size_t i = 0; i < n; i += 4) {
+        int v[4], pad = 0;
+        for (int k = 0; k < 4; k++) {
+            if (in[i + k] == '=' && i + 4 == n && k >= 2) { v[k] = 0; pad++; continue; }
+            if (pad) return -1;   /* data after '=' */
+            v[k] = b64v(in[i + k]);
+            if (v[k] < 0) return -1;
+        }
+        uint32_t x = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 | (uint32_t)v[3];
+        out[o++] = (uint8_t)(x >> 16);
+        if (pad < 2) out[o++] = (uint8_t)(x >> 8);
+        if (pad < 1) out[o++] = (uint8_t)x;
+    }
+    *outn = o;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- helpers */
+static int ends_with(const char *s, const char *suf) {
+    size_t a = strlen(s), b = strlen(suf);
+    return a >= b && !strcmp(s + a - b, suf);
+}
+static const char *base_name(const char *p) { const char *s = strrchr(p, '/'); return s ? s + 1 : p; }
+
+static char *strip_suffix(const char *p, const char *suf) {
+    char *s = gk_strdup(p);
+    if (ends_with(s, suf)) s[strlen(s) - strlen(suf)] = 0;
+    return s;
+}
+
+/* ---------------------------------------------------------------- .tiktoken */
+static tok_tokenizer *load_tiktoken(const char *path, const char *name, int pat, gk_err *err) {
+    char *data; size_t len;
+    if (gk_read_file(path, &data, &len, err)) return NULL;
+    tok_tokenizer *t = tok_new_empty(name, pat);
+    uint8_t *buf = NULL; size_t bufcap = 0;
+    size_t pos = 0, line = 0;
+    while (pos < len) {
+        line++;
+        size_t e = pos;
+        while (e < len && data[e] != '\n') e++;
+        size_t le = e;
+        if (le > pos && data[le - 1] == '\r') le--;
+        const char *l = data + pos;
+        size_t ll = le - pos;
+        pos = e + 1;
+        if (ll == 0) continue;
+        const char *sp = memchr(l, ' ', ll);
+        if (!sp) { gk_errf(err, "%s:%zu: expected \"base64 rank\", found no space", path, line); goto fail; }
+        size_t bl = (size_t)(sp - l);
+        if (bl / 4 * 3 + 3 > bufcap) { bufcap = bl / 4 * 3 + 3; buf = gk_realloc(buf, bufcap); }
+        size_t nb;
+        if (tok_b64_decode(l, bl, buf, &nb)) { gk_errf(err, "%s:%zu: bad base64 token \"%.*s\"", path, line, (int)(bl > 60 ? 60 : bl), l); goto fail; }
+        char num[32]; size_t nl = ll - bl - 1;
+        if (nl == 0 || nl >= sizeof num) { gk_errf(err, "%s:%zu: bad rank", path, line); goto fail; }
+        memcpy(num, sp + 1, nl); num[nl] = 0;
+        long r;
+        if (gk_parse_long(num, &r) || r < 0 || r >= (1L << 24)) { gk_errf(err, "%s:%zu: bad rank \"%s\" (want an integer in 0..16777215)", path, line, num); goto fail; }
+        int rc = tok_add_rank(t, buf, nb, (int32_t)r);
+        if (rc == 1) { gk_errf(err, "%s:%zu: duplicate rank %ld", path, line, r); goto fail; }
+        if (rc == 2) { gk_errf(err, "%s:%zu: duplicate token (its bytes already have rank %d)", path, line, (int)tok_rank(t, buf, nb)); goto fail; }
+    }
+    if (t->n_ranks == 0) { gk_errf(err, "%s: no tokens in rank file", path); goto fail; }
+    if (tok_finish_ranks(t, path, err)) goto fail;
+    free(buf); free(data);
+    return t;
+fail:
+    free(buf); free(data); tok_free(t);
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- GPT-2 encoder.json + vocab.bpe */
+/* GPT-2's bytes_to_unicode: printable Latin-1 bytes map to themselves, the other 68 to U+0100.. in order. */
+static void gpt2_byte_map(int32_t byte_to_cp[256], int16_t cp_to_byte[324]) {
+    int n = 0;
+    for (int i = 0; i < 324; i++) cp_to_byte[i] = -1;
+    for (int b = 0; b < 256; b++) {
+        int keep = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
+        byte_to_cp[b] = keep ? b : 256 + n++;
+        cp_to_byte[byte_to_cp[b]] = (int16_t)b;
+    }
+}
+
+/* Decodes a GPT-2 token string (UTF-8 of mapped code points) to bytes. -1 if a character is not in the map. */
+static int gpt2_unmap(const int16_t cp_to_byte[324], const char *s, size_t n, uint8_t *out, size_t *outn) {
+    size_t o = 0;
+    for (size_t i = 0; i < n;) {
+        uint8_t c = (uint8_t)s[i];
+        uint32_t cp;
+        if (c < 0x80) { cp = c; i++; }
+        else if ((c & 0xE0) == 0xC0 && i + 1 < n) { cp = ((uint32_t)(c & 0x1F) << 6) | ((uint8_t)s[i + 1] & 0x3F); i += 2; }
+        else return -1;
+        if (cp >= 324 || cp_to_byte[cp] < 0) return -1;
+        out[o++] = (uint8_t)cp_to_byte[cp];
+    }
+    *outn = o;
+    return 0;
+}
+
+static tok_tokenizer *load_gpt2_dir(const char *dir, gk_err *err) {
+    char *ej = gk_path_join(dir, "encoder.json"), *vb = gk_path_join(dir, "vocab.bpe");
+    char *jdata = NULL, *bdata = NULL; size_t jlen, blen;
+    cJSON *root = NULL;
+    tok_tokenizer *t = NULL;
+    uint8_t *buf = NULL;
+    int32_t b2c[256]; int16_t c2b[324];
+    gpt2_byte_map(b2c, c2b);
+    if (gk_read_file(ej, &jdata, &jlen, err) || gk_read_file(vb, &bdata, &blen, err)) goto fail;
+    root = cJSON_ParseWithLength(jdata, jlen);
+    if (!root || !cJSON_IsObject(root)) { gk_errf(err, "%s: not a JSON object (error near byte %td)", ej, root ? 0 : cJSON_GetErrorPtr() - jdata); goto fail; }
+    t = tok_new_empty("gpt2", TOK_PAT_GPT2);
+    buf = gk_malloc(jlen + 1);
+    size_t nent = 0;
+    for (cJSON *it = root->child; it; it = it->next) {
+        nent++;
+        if (!cJSON_IsNumber(it) || it->valuedouble < 0 || it->valuedouble >= (1 << 24) || it->valuedouble != (double)(int)it->valuedouble) {
+            gk_errf(err, "%s: entry %zu (\"%.40s\"): id must be a non-negative integer", ej, nent, it->string); goto fail;
+        }
+        int32_t id = (int32_t)it->valuedouble;
+        if (!strcmp(it->string, "<|endoftext|>") || !strcmp(it->string, "<|startoftext|>")) {
+            if (tok_add_special(t, it->string, id, err) < 0) { gk_err_prefix(err, "%s", ej); goto fail; }
+            continue;
+        }
+        size_t nb;
+        if (gpt2_unmap(c2b, it->string, strlen(it->string), buf, &nb) || nb == 0) {
+            gk_errf(err, "%s: entry %zu (\"%.40s\"): not a GPT-2 byte-mapped token string", ej, nent, it->string); goto fail;
+        }
+        int rc = tok_add_rank(t, buf, nb, id);
+        if (rc == 1) { gk_errf(err, "%s: entry %zu (\"%.40s\"): duplicate id %d", ej, nent, it->string, (int)id); goto fail; }
+        if (rc == 2) { gk_errf(err, "%s: entry %zu (\"%.40s\"): duplicate token", ej, nent, it->string); goto fail; }
+    }
+    if (tok_finish_ranks(t, ej, err)) goto fail;
+    /* vocab.bpe: "#version" line, then "A B" per line; merge i must give id 256 + i */
+    size_t pos = 0, line = 0, merges = 0;
+    uint8_t *pa = gk_malloc(blen + 1);
+    while (pos < blen) {
+        line++;
+        size_t e = pos;
+        while (e < blen && bdata[e] != '\n') e++;
+        size_t le = e;
+        if (le > pos && bdata[le - 1] == '\r') le--;
+        const char *l = bdata + pos; size_t ll = le - pos;
+        pos = e + 1;
+        if (ll == 0 || (line == 1 && l[0] == '#')) continue;
+        const char *sp = memchr(l, ' ', ll);
+        size_t na, nb2;
+        if (!sp || sp == l || sp + 1 == l + ll) { gk_errf(err, "%s:%zu: expected \"A B\" (two tokens separated by a space)", vb, line); free(pa); goto fail; }
+        if (gpt2_unmap(c2b, l, (size_t)(sp - l), pa, &na) || gpt2_unmap(c2b, sp + 1, (size_t)(l + ll - sp - 1), pa + na, &nb2)) {
+            gk_errf(err, "%s:%zu: not GPT-2 byte-mapped token strings", vb, line); free(pa); goto fail;
+        }
+        if (tok_rank(t, pa, na) < 0 || tok_rank(t, pa + na, nb2) < 0) {
+            gk_errf(err, "%s:%zu: merge \"%.*s\": a part is not a token in encoder.json", vb, line, (int)ll, l); free(pa); goto fail;
+        }
+        int32_t r = tok_rank(t, pa, na + nb2);
+        if (r < 0) { gk_errf(err, "%s:%zu: merge \"%.*s\": the merged token is not in encoder.json", vb, line, (int)ll, l); free(pa); goto fail; }
+        if ((size_t)r != 256 + merges) {
+            gk_errf(err, "%s:%zu: merge \"%.*s\" gives id %d in encoder.json; merge number %zu should give %zu",
+                    vb, line, (int)ll, l, (int)r, merges, 256 + merges); free(pa); goto fail;
+        }
+        merges++;
+    }
+    free(pa);
+    if (merges + 256 != t->n_ranks) {
+        /* name the first multi-byte token no merge produced */
+        int32_t first = (int32_t)(256 + merges);
+        while ((size_t)first < t->vocab_size && t->kind[first] != TOK_KIND_RANK) first++;
+        gk_errf(err, "%s: missing merges: encoder.json has %zu tokens beyond the 256 bytes but vocab.bpe has %zu merges "
+                "(first token without a merge: id %d)", vb, t->n_ranks - 256, merges, (int)first);
+        goto fail;
+    }
+    free(buf); cJSON_Delete(root); free(jdata); free(bdata); free(ej); free(vb);
+    return t;
+fail:
+    free(buf); cJSON_Delete(root); free(jdata); free(bdata); free(ej); free(vb); tok_free(t);
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- our JSON sidecar */
+static tok_tokenizer *load_saved(const char *tk_path, const char *json_path, gk_err *err) {
+    char *data; size_t len;
+    if (gk_read_file(json_path, &data, &len, err)) return NULL;
+    cJSON *root = cJSON_ParseWithLength(data, len);
+    tok_tokenizer *t = NULL;
+    if (!root || !cJSON_IsObject(root)) { gk_errf(err, "%s: not a JSON object", json_path); goto done; }
+    const cJSON *pat = cJSON_GetObjectItemCaseSensitive(root, "pattern");
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(root, "name");
+    const cJSON *spec = cJSON_GetObjectItemCaseSensitive(root, "special_tokens");
+    if (!cJSON_IsString(pat)) { gk_errf(err, "%s: field \"pattern\" (a string) is missing", json_path); goto done; }
+    int kind = tok_pattern_kind(pat->valuestring);
+    if (kind < 0) {
+        gk_errf(err, "%s: field \"pattern\": custom split patterns are not supported in this build (only GPT-2's and cl100k's)", json_path);
+        goto done;
+    }
+    if (spec && !cJSON_IsObject(spec)) { gk_errf(err, "%s: field \"special_tokens\" must be an object {text: id}", json_path); goto done; }
+    t = load_tiktoken(tk_path, cJSON_IsString(name) ? name->valuestring : "gptkit-bpe", kind, err);
+    if (!t) goto done;
+    for (const cJSON *it = spec ? spec->child : NULL; it; it = it->next) {
+        if (!cJSON_IsNumber(it) || it->valuedouble < 0 || it->valuedouble >= (1 << 24) || it->valuedouble != (double)(int)it->valuedouble) {
+            gk_errf(err, "%s: special_tokens[\"%s\"]: id must be a non-negative integer", json_path, it->string);
+            tok_free(t); t = NULL; goto done;
+        }
+        if (tok_add_special(t, it->string, (int32_t)it->valuedouble, err) < 0) {
+            gk_err_prefix(err, "%s", json_path); tok_free(t); t = NULL; goto done;
+        }
+    }
+done:
+    cJSON_Delete(root); free(data);
+    return t;
+}
+
+/* ---------------------------------------------------------------- known encodings */
+static int add_known_specials(tok_tokenizer *t, gk_err *err) {
+    if (t->pat == TOK_PAT_CL100K) {
+        static const char *names[] = {"<|endoftext|>", "<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>", "<|endofprompt|>"};
+        static const int ids[] = {100257, 100258, 100259, 100260, 100276};
+        for (int i = 0; i < 5; i++) if (tok_add_special(t, names[i], ids[i], err) < 0) return -1;
+    } else if (tok_add_special(t, TOK_EOT, 50256, err) < 0) return -1;
+    return 0;
+}
+
+static tok_tokenizer *load_rank_file(const char *path, gk_err *err) {
+    /* our sidecar? */
+    char *stem = strip_suffix(path, ".tiktoken");
+    size_t sl = strlen(stem);
+    char *js = gk_malloc(sl + 6);
+    memcpy(js, stem, sl); memcpy(js + sl, ".json", 6);
+    free(stem);
+    if (gk_file_exists(js)) { tok_tokenizer *t = load_saved(path, js, err); free(js); return t; }
+    free(js);
+    const char *b = base_name(path);
+    int kind = strstr(b, "cl100k") ? TOK_PAT_CL100K : (strstr(b, "r50k") || strstr(b, "gpt2")) ? TOK_PAT_GPT2 : -1;
+    tok_tokenizer *t = load_tiktoken(path, kind == TOK_PAT_CL100K ? "cl100k_base" : "gpt2", kind < 0 ? TOK_PAT_GPT2 : kind, err);
+    if (!t) return NULL;
+    if (kind < 0) {   /* recognise by size */
+        if (t->n_ranks == 100256) kind = TOK_PAT_CL100K;
+        else if (t->n_ranks == 50256) kind = TOK_PAT_GPT2;
+        if (kind == TOK_PAT_CL100K) {
+            t->pat = kind; free(t->pattern); t->pattern = gk_strdup(tok_pattern_cl100k);
+            free(t->name); t->name = gk_strdup("cl100k_base");
+        }
+    }
+    if (kind >= 0) {
+        if (add_known_specials(t, err)) { gk_err_prefix(err, "%s", path); tok_free(t); return NULL; }
+    } else {
+        free(t->name); t->name = gk_strdup(b);
+    }
+    return t;
+}
+
+tok_tokenizer *tok_load(const char *path, gk_err *err) {
+    if (!path || !*path) { gk_errf(err, "no tokenizer path given"); return NULL; }
+    if (gk_is_dir(path)) {
+        char *ej = gk_path_join(path, "encoder.json"), *tk = gk_path_join(path, "tokenizer.tiktoken");
+        int has_gpt2 = gk_file_exists(ej), has_ours = gk_file_exists(tk);
+        tok_tokenizer *t = NULL;
+        if (has_ours) t = load_rank_file(tk, err);
+        else if (has_gpt2) t = load_gpt2_dir(path, err);
+        else gk_errf(err, "%s: directory has neither encoder.json + vocab.bpe nor tokenizer.tiktoken", path);
+        if (t && has_gpt2 && !has_ours && add_known_specials(t, NULL) == 0) {}
+        free(ej); free(tk);
+        return t;
+    }
+    if (gk_file_exists(path)) {
+        if (ends_with(path, ".json")) {
+            char *stem = strip_suffix(path, ".json");
+            size_t sl = strlen(stem);
+            char *tk = gk_malloc(sl + 10);
+            memcpy(tk, stem, sl); memcpy(tk + sl, ".tiktoken", 10);
+            free(stem);
+            tok_tokenizer *t = gk_file_exists(tk) ? load_saved(tk, path, err) : NULL;
+            if (!t && !gk_file_exists(tk)) gk_errf(err, "%s: no rank file %s beside it", path, tk);
+            free(tk);
+            return t;
+        }
+        return load_rank_file(path, err);
+    }
+    /* PATH of a saved pair */
+    size_t pl = strlen(path);
+    char *tk = gk_malloc(pl + 10);
+    memcpy(tk, path, pl); memcpy(tk + pl, ".tiktoken", 10);
+    if (gk_file_exists(tk)) { tok_tokenizer *t = load_rank_file(tk, err); free(tk); return t; }
+    free(tk);
+    /* known names */
+    const char *file = !strcmp(path, "gpt2") || !strcmp(path, "r50k_base") ? "r50k_base.tiktoken"
+                     : !strcmp(path, "cl100k_base") || !strcmp(path, "cl100k") ? "cl100k_base.tiktoken" : NULL;
+    if (file) {
+        const char *dir = getenv("GPTKIT_VOCAB");
+        char *p = gk_path_join(dir && *dir ? dir : "data/vocab", file);
+        tok_tokenizer *t = gk_file_exists(p) ? load_rank_file(p, err) : NULL;
+        if (!t && !gk_file_exists(p)) gk_errf(err, "tokenizer '%s': %s not found (set GPTKIT_VOCAB to the folder holding it)", path, p);
+        free(p);
+        return t;
+    }
+    gk_errf(err, "%s: no such tokenizer (want a .tiktoken file, a directory with encoder.json + vocab.bpe, "
+                 "a saved PATH with PATH.tiktoken + PATH.json, or gpt2 / cl100k_base)", path);
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- save */
+int tok_save(const tok_tokenizer *t, const char *path, gk_err *err) {
+    char *stem;
+    if (gk_is_dir(path) || ends_with(path, "/")) {
+        if (gk_mkdir_p(path, err)) return -1;
+        stem = gk_path_join(path, "tokenizer");
+    } else {
+        char *a = strip_suffix(path, ".tiktoken");
+        stem = strip_suffix(a, ".json");
+        free(a);
+    }
+    size_t sl = strlen(stem);
+    char *tk = gk_malloc(sl + 10), *js = gk_malloc(sl + 6);
+    memcpy(tk, stem, sl); memcpy(tk + sl, ".tiktoken", 10);
+    memcpy(js, stem, sl); memcpy(js + sl, ".json", 6);
+    free(stem);
+    int rc = -1;
+    gk_afile *f = gk_afile_open(tk, err);
+    if (!f) goto out;
+    char *line = NULL; size_t cap = 0;
+    for (size_t id = 0; id < t->vocab_size; id++) {
+        if (t->kind[id] != TOK_KIND_RANK) continue;
+        size_t need = 4 * ((t->len[id] + 2) / 3) + 32;
+        if (need > cap) { cap = need; line = gk_realloc(line, cap); }
+        size_t o = tok_b64_encode(t->arena + t->off[id], t->len[id], line);
+        o += (size_t)snprintf(line + o, cap - o, " %zu\n", id);
+        gk_afile_write(f, line, o);
+    }
+    free(line);
+    if (gk_afile_commit(f, err)) goto out;
+    cJSON *root = cJSON_CreateObject(), *spec = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "name", t->name);
+    cJSON_AddStringToObject(root, "pattern", t->pattern);
+    for (size_t i = 0; i < t->n_spec; i++) cJSON_AddNumberToObject(spec, t->spec_text[i], t->spec_id[i]);
+    cJSON_AddItemToObject(root, "special_tokens", spec);
+    char *s = cJSON_Print(root);
+    cJSON_Delete(root);
+    size_t n = strlen(s);
+    s = gk_realloc(s, n + 2); s[n] = '\n'; s[n + 1] = 0;
+    rc = gk_write_file_atomic(js, s, n + 1, err);
+    free(s);
+out:
+    free(tk); free(js);
+    return rc;
+}
