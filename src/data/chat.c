@@ -1,0 +1,264 @@
+/* chat.c: chat conversations — JSONL parsing (cJSON), validation, rendering to ids + loss mask, and the
+ * training-set loader with the truncation policy. The format is described in data_chat.inc and docs/chat.md. */
+#include "data/data.h"
+
+#include <cjson/cJSON.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const role_names[] = { "system", "user", "assistant", "tool" };
+
+const char *chat_role_name(chat_role r) { return (unsigned)r < 4 ? role_names[r] : "?"; }
+
+int chat_role_parse(const char *s, chat_role *out) {
+    for (int i = 0; i < 4; i++) if (!strcmp(s, role_names[i])) { *out = (chat_role)i; return 0; }
+    return -1;
+}
+
+/* ---------------------------------------------------------------- conversations */
+
+void chat_conv_add(chat_conv *c, chat_role role, const char *content) {
+    if (c->n == c->cap) {
+        c->cap = c->cap ? 2 * c->cap : 8;
+        c->msgs = gk_realloc(c->msgs, c->cap * sizeof *c->msgs);
+    }
+    c->msgs[c->n].role = role;
+    c->msgs[c->n].content = gk_strdup(content ? content : "");
+    c->n++;
+}
+
+void chat_conv_clear(chat_conv *c) {
+    for (size_t i = 0; i < c->n; i++) free(c->msgs[i].content);
+    c->n = 0;
+}
+
+void chat_conv_free(chat_conv *c) {
+    if (!c) return;
+    chat_conv_clear(c);
+    free(c->msgs);
+    c->msgs = NULL; c->cap = 0;
+}
+
+static int ends_with(const char *s, const char *suf) {
+    size_t a = strlen(s), b = strlen(suf);
+    return a >= b && !memcmp(s + a - b, suf, b);
+}
+
+/* An assistant message ending in <|tool_call_end|> leaves its turn open for a tool result. */
+static int is_tool_call(const chat_msg *m) {
+    return m->role == CHAT_ASSISTANT && ends_with(m->content, TOK_TOOL_CALL_END);
+}
+
+int chat_conv_validate(const chat_conv *c, gk_err *err) {
+    for (size_t i = 0; i < c->n; i++) {
+        if (c->msgs[i].role != CHAT_TOOL) continue;
+        const chat_msg *p = i ? &c->msgs[i - 1] : NULL;
+        if (!p || !(is_tool_call(p) || p->role == CHAT_TOOL))
+            return gk_errf(err, "messages[%zu]: a tool message must follow an assistant message ending in %s "
+                           "(a tool call) or another tool message", i, TOK_TOOL_CALL_END);
+    }
+    return 0;
+}
+
+int chat_conv_from_json(chat_conv *c, const char *json, gk_err *err) {
+    chat_conv_clear(c);
+    const char *end = NULL;
+    cJSON *j = cJSON_ParseWithOpts(json, &end, 0);
+    if (!j) {
+        const char *at = cJSON_GetErrorPtr();
+        return gk_errf(err, "not valid JSON (near byte %ld)", at ? (long)(at - json) : 0L);
+    }
+    int rc = -1;
+    if (!cJSON_IsObject(j)) { gk_errf(err, "expected a JSON object {\"messages\": [...]}"); goto out; }
+    cJSON *msgs = cJSON_GetObjectItemCaseSensitive(j, "messages");
+    if (!msgs) { gk_errf(err, "messages: missing"); goto out; }
+    if (!cJSON_IsArray(msgs)) { gk_errf(err, "messages: expected an array"); goto out; }
+    if (cJSON_GetArraySize(msgs) == 0) { gk_errf(err, "messages: empty"); goto out; }
+    size_t i = 0;
+    for (cJSON *m = msgs->child; m; m = m->next, i++) {
+        if (!cJSON_IsObject(m)) { gk_errf(err, "messages[%zu]: expected an object {\"role\", \"content\"}", i); goto out; }
+        cJSON *r = cJSON_GetObjectItemCaseSensitive(m, "role");
+        cJSON *t = cJSON_GetObjectItemCaseSensitive(m, "content");
+        if (!r) { gk_errf(err, "messages[%zu].role: missing", i); goto out; }
+        if (!cJSON_IsString(r)) { gk_errf(err, "messages[%zu].role: expected a string", i); goto out; }
+        chat_role role;
+        if (chat_role_parse(r->valuestring, &role)) {
+            gk_errf(err, "messages[%zu].role: expected one of system|user|assistant|tool, got \"%.64s\"", i, r->valuestring);
+            goto out;
+        }
+        if (!t) { gk_errf(err, "messages[%zu].content: missing", i); goto out; }
+        if (!cJSON_IsString(t)) { gk_errf(err, "messages[%zu].content: expected a string", i); goto out; }
+        chat_conv_add(c, role, t->valuestring);
+    }
+    rc = chat_conv_validate(c, err);
+out:
+    cJSON_Delete(j);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- special tokens */
+
+int chat_specials_resolve(tok_tokenizer *t, size_t vocab_size, chat_specials *sp, gk_err *err) {
+    tok_add_chat_specials(t);
+    int32_t ids[TOK_N_CHAT_SPECIALS];
+    for (int i = 0; i < TOK_N_CHAT_SPECIALS; i++) {
+        ids[i] = tok_special_id(t, tok_chat_specials[i]);
+        if (ids[i] < 0) return gk_errf(err, "the tokenizer has no %s special token", tok_chat_specials[i]);
+        if (vocab_size && (size_t)ids[i] >= vocab_size) {
+            int32_t mx = 0;
+            for (int k = 0; k < TOK_N_CHAT_SPECIALS; k++) {
+                int32_t id = tok_special_id(t, tok_chat_specials[k]);
+                if (id > mx) mx = id;
+            }
+            return gk_errf(err, "the tokenizer's %s has id %d but the model's vocabulary is %zu: the model cannot "
+                           "read or write the chat tokens (use a model with --vocab-size >= %d, or a tokenizer "
+                           "trained with room for them)", tok_chat_specials[i], ids[i], vocab_size, mx + 1);
+        }
+    }
+    sp->eot = ids[0]; sp->system = ids[1]; sp->user = ids[2]; sp->assistant = ids[3]; sp->end = ids[4];
+    sp->tool_call = ids[5]; sp->tool_call_end = ids[6]; sp->tool_result = ids[7]; sp->tool_result_end = ids[8];
+    return 0;
+}
+
+/* ---------------------------------------------------------------- rendering */
+
+void chat_tokens_push(chat_tokens *t, int32_t id, uint8_t mask) {
+    if (t->n == t->cap) {
+        t->cap = t->cap ? 2 * t->cap : 256;
+        t->ids = gk_realloc(t->ids, t->cap * sizeof *t->ids);
+        t->mask = gk_realloc(t->mask, t->cap);
+    }
+    t->ids[t->n] = id; t->mask[t->n] = mask; t->n++;
+}
+
+void chat_tokens_free(chat_tokens *t) {
+    if (!t) return;
+    free(t->ids); free(t->mask);
+    memset(t, 0, sizeof *t);
+}
+
+void chat_encode_assistant(const tok_tokenizer *t, const chat_specials *sp, const char *text, tok_ids *out) {
+    static const size_t lc = sizeof TOK_TOOL_CALL - 1, le = sizeof TOK_TOOL_CALL_END - 1;
+    const char *p = text;
+    for (;;) {
+        const char *a = strstr(p, TOK_TOOL_CALL), *b = strstr(p, TOK_TOOL_CALL_END);
+        const char *hit = a && (!b || a < b) ? a : b;
+        if (!hit) break;
+        tok_encode(t, p, (size_t)(hit - p), 0, out);
+        tok_ids_push(out, hit == a ? sp->tool_call : sp->tool_call_end);
+        p = hit + (hit == a ? lc : le);
+    }
+    tok_encode(t, p, strlen(p), 0, out);
+}
+
+static void push_text(const tok_tokenizer *t, const char *s, uint8_t mask, tok_ids *tmp, chat_tokens *out) {
+    tmp->n = 0;
+    tok_encode(t, s, strlen(s), 0, tmp);
+    for (size_t i = 0; i < tmp->n; i++) chat_tokens_push(out, tmp->ids[i], mask);
+}
+
+void chat_render(const tok_tokenizer *t, const chat_specials *sp, const chat_conv *c, int gen_prompt,
+                 chat_tokens *out) {
+    tok_ids tmp = {0};
+    int open_turn = 0;   /* an assistant turn left open by a tool call */
+    for (size_t i = 0; i < c->n; i++) {
+        const chat_msg *m = &c->msgs[i];
+        switch (m->role) {
+        case CHAT_SYSTEM:
+        case CHAT_USER:
+            chat_tokens_push(out, m->role == CHAT_SYSTEM ? sp->system : sp->user, 0);
+            push_text(t, m->content, 0, &tmp, out);
+            chat_tokens_push(out, sp->end, 0);
+            open_turn = 0;
+            break;
+        case CHAT_TOOL:
+            chat_tokens_push(out, sp->tool_result, 0);
+            push_text(t, m->content, 0, &tmp, out);
+            chat_tokens_push(out, sp->tool_result_end, 0);
+            open_turn = 1;
+            break;
+        case CHAT_ASSISTANT:
+            if (!open_turn) chat_tokens_push(out, sp->assistant, 0);
+            tmp.n = 0;
+            chat_encode_assistant(t, sp, m->content, &tmp);
+            for (size_t k = 0; k < tmp.n; k++) chat_tokens_push(out, tmp.ids[k], 1);
+            if (is_tool_call(m)) open_turn = 1;
+            else { chat_tokens_push(out, sp->end, 1); open_turn = 0; }
+            break;
+        }
+    }
+    if (gen_prompt && !open_turn) chat_tokens_push(out, sp->assistant, 0);
+    tok_ids_free(&tmp);
+}
+
+/* ---------------------------------------------------------------- training set */
+
+static void data_push(chat_data *d, size_t *cap, const chat_tokens *r, size_t n) {
+    if (d->n == *cap) {
+        *cap = *cap ? 2 * *cap : 64;
+        d->ids = gk_realloc(d->ids, *cap * sizeof *d->ids);
+        d->mask = gk_realloc(d->mask, *cap * sizeof *d->mask);
+        d->len = gk_realloc(d->len, *cap * sizeof *d->len);
+    }
+    d->ids[d->n] = gk_malloc(n * sizeof(int32_t));
+    d->mask[d->n] = gk_malloc(n);
+    memcpy(d->ids[d->n], r->ids, n * sizeof(int32_t));
+    memcpy(d->mask[d->n], r->mask, n);
+    d->len[d->n] = n;
+    d->n++;
+    d->n_tokens += n;
+    for (size_t i = 1; i < n; i++) d->n_masked += r->mask[i];
+}
+
+int chat_data_load(chat_data *d, const char *path, const tok_tokenizer *t, const chat_specials *sp,
+                   size_t max_tokens, int skip_bad, gk_err *err) {
+    memset(d, 0, sizeof *d);
+    if (max_tokens < 2) return gk_errf(err, "chat data: max_tokens must be at least 2");
+    gk_lines lr;
+    if (gk_lines_open(&lr, path, err)) return -1;
+    chat_conv c = {0};
+    chat_tokens r = {0};
+    size_t cap = 0;
+    char *line; size_t line_no;
+    int rc = 0;
+    while (gk_lines_next(&lr, &line, &line_no)) {
+        d->n_lines++;
+        gk_err e;
+        if (chat_conv_from_json(&c, line, &e)) {
+            if (skip_bad) { d->n_bad++; continue; }
+            rc = gk_errf(err, "%s:%zu: %s", path, line_no, e.msg);
+            break;
+        }
+        r.n = 0;
+        chat_render(t, sp, &c, 0, &r);
+        /* mask[0] can never be a target (nothing precedes it), so count targets from 1 */
+        size_t n = r.n;
+        if (n > max_tokens) {
+            n = max_tokens;
+            d->n_truncated++;
+        }
+        size_t targets = 0;
+        for (size_t i = 1; i < n; i++) targets += r.mask[i];
+        if (targets == 0) {
+            if (n < r.n) d->n_truncated--;
+            d->n_dropped++;
+            continue;
+        }
+        data_push(d, &cap, &r, n);
+    }
+    gk_lines_close(&lr);
+    chat_conv_free(&c);
+    chat_tokens_free(&r);
+    if (rc == 0 && d->n == 0)
+        rc = gk_errf(err, "%s: no usable conversations (%zu lines, %zu malformed, %zu without assistant tokens "
+                     "within %zu tokens)", path, d->n_lines, d->n_bad, d->n_dropped, max_tokens);
+    if (rc) chat_data_free(d);
+    return rc;
+}
+
+void chat_data_free(chat_data *d) {
+    if (!d) return;
+    for (size_t i = 0; i < d->n; i++) { free(d->ids[i]); free(d->mask[i]); }
+    free(d->ids); free(d->mask); free(d->len);
+    memset(d, 0, sizeof *d);
+}
