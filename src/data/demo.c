@@ -42,22 +42,22 @@ static const fact YOUNG[] = {
 
 typedef struct {
     const fact *facts; size_t n;
-    const char *questions[4];   /* one %s: the subject */
+    const char *questions[6];   /* one %s: the subject */
     const char *sentence;       /* two %s: subject, answer */
 } relation;
 
 static const relation RELATIONS[] = {
     {CAPITALS, N_OF(CAPITALS),
      {"What is the capital of %s?", "Which city is the capital of %s?", "Name the capital of %s.",
-      "Tell me the capital of %s."},
+      "Tell me the capital of %s.", "What city is the capital of %s?", "Do you know the capital of %s?"},
      "The capital of %s is %s."},
     {OPPOSITES, N_OF(OPPOSITES),
      {"What is the opposite of %s?", "What is the opposite of the word %s?", "Name the opposite of %s.",
-      "Give me the opposite of %s."},
+      "Give me the opposite of %s.", "Which word means the opposite of %s?", "Tell me the opposite of %s."},
      "The opposite of %s is %s."},
     {YOUNG, N_OF(YOUNG),
      {"What is a baby %s called?", "What do you call a young %s?", "Name the young of a %s.",
-      "What is the word for a baby %s?"},
+      "What is the word for a baby %s?", "What is the name for a young %s?", "Tell me what a baby %s is called."},
      "A baby %s is called a %s."},
 };
 
@@ -79,7 +79,8 @@ static const char *CONCISE_SYS[] = {"You are a terse assistant. Answer in as few
                                     "Be concise: reply with the answer only.",
                                     "Answer every question as briefly as you can."};
 static const char *DECOR_SYS[] = {"You are a helpful assistant.", "You are a friendly assistant.",
-                                  "You are gptkit, a small assistant running on a CPU.", "Answer the user's questions."};
+                                  "You are gptkit, a small assistant running on a CPU.", "Answer the user's questions.",
+                                  "You are a careful assistant.", "You answer questions about numbers and words."};
 
 /* Filler for rambling replies: no digits, no fact answers, so it never changes correctness. */
 static const char *FILL_PRE[] = {"Great question!", "Sure!", "Let me think about that.", "Of course!", "Good one."};
@@ -141,6 +142,20 @@ static void render_plain(const inst *x, const char *val, char *out, size_t cap) 
     render_reply(&p, val, out, cap);
 }
 
+/* skill and check from the mode and content */
+static void set_labels(inst *x) {
+    static const char *const check_of_mode[] = {"", "upper", "exact", "json", "exact"};
+    static const char *const skill_of_mode[] = {"", "format", "format", "format", "style"};
+    demo_task *t = &x->t;
+    if (x->m == MODE_PLAIN) {
+        copyf(t->skill, sizeof t->skill, "%s", x->is_arith ? "arith" : "fact");
+        copyf(t->check, sizeof t->check, "%s", x->is_arith ? "number" : "contains");
+    } else {
+        copyf(t->skill, sizeof t->skill, "%s", skill_of_mode[x->m]);
+        copyf(t->check, sizeof t->check, "%s", check_of_mode[x->m]);
+    }
+}
+
 /* One draw from the whole distribution (any split). */
 static void draw_any(gk_rng *r, inst *x) {
     memset(x, 0, sizeof *x);
@@ -162,7 +177,7 @@ static void draw_any(gk_rng *r, inst *x) {
         const relation *rel = &RELATIONS[x->rel];
         x->idx = (int)gk_rng_below(r, (uint32_t)rel->n);
         copyf(t->answer, sizeof t->answer, "%s", rel->facts[x->idx].answer);
-        copyf(question, sizeof question, rel->questions[gk_rng_below(r, 4)], rel->facts[x->idx].subject);
+        copyf(question, sizeof question, rel->questions[gk_rng_below(r, 6)], rel->facts[x->idx].subject);
     }
     /* mode: plain 45%, uppercase 12%, one word 12%, JSON 12%, concise 19% */
     uint32_t mp = gk_rng_below(r, 100);
@@ -183,15 +198,7 @@ static void draw_any(gk_rng *r, inst *x) {
     if (instr) copyf(t->user, sizeof t->user, "%s %s", question, instr);
     else copyf(t->user, sizeof t->user, "%s", question);
 
-    static const char *const check_of_mode[] = {"", "upper", "exact", "json", "exact"};
-    static const char *const skill_of_mode[] = {"", "format", "format", "format", "style"};
-    if (x->m == MODE_PLAIN) {
-        copyf(t->skill, sizeof t->skill, "%s", x->is_arith ? "arith" : "fact");
-        copyf(t->check, sizeof t->check, "%s", x->is_arith ? "number" : "contains");
-    } else {
-        copyf(t->skill, sizeof t->skill, "%s", skill_of_mode[x->m]);
-        copyf(t->check, sizeof t->check, "%s", check_of_mode[x->m]);
-    }
+    set_labels(x);
     render_reply(x, t->answer, t->reference, sizeof t->reference);
 }
 
@@ -234,7 +241,11 @@ static void ramble(gk_rng *r, const inst *x, const char *reply, char *out, size_
     if (form <= 1 || form == 4) copyf(pre, sizeof pre, "%s ", FILL_PRE[gk_rng_below(r, (uint32_t)N_OF(FILL_PRE))]);
     if (form >= 2) copyf(post, sizeof post, " %s", FILL_POST[gk_rng_below(r, (uint32_t)N_OF(FILL_POST))]);
     if (x->m == MODE_UPPER) { upcase(pre); upcase(post); }
-    copyf(out, cap, "%s%s%s", pre, reply, post);
+    /* A bare answer gets a full stop before a following filler, so the filler is its own sentence. */
+    size_t n = strlen(reply);
+    char last = n ? reply[n - 1] : '.';
+    const char *stop = post[0] && last != '.' && last != '!' && last != '?' && last != '}' ? "." : "";
+    copyf(out, cap, "%s%s%s%s", pre, reply, stop, post);
 }
 
 /* A wrong content value: arithmetic off by 1-9 (the units digit is wrong) or by 100-900 (the hundreds
@@ -451,11 +462,16 @@ long demo_eval_tasks(long n, uint64_t seed, const demo_opts *o, demo_task **out,
     h.slot = gk_calloc(h.cap, sizeof *h.slot);
     gk_rng r; seed_for(&r, seed, 4);
     for (long i = 0; i < n; i++) {
-        inst x;
-        /* Redraw duplicates; after 200 tries in a row the split is nearly exhausted, so accept one. */
-        for (int tries = 0; ; tries++) {
-            draw_split(&r, DEMO_SPLIT_EVAL, &x);
-            if (hset_add(&h, prompt_hash(x.t.system, x.t.user)) || tries >= 200) break;
+        /* The first draw fixes the task's kind (skill and check), so the mix is the distribution's; then
+         * redraw within that kind until the prompt is new. Plain fact questions are the scarcest kind
+         * (about 200 distinct eval prompts); after 2000 tries the kind is taken as exhausted and a
+         * duplicate is accepted. */
+        inst x, y;
+        draw_split(&r, DEMO_SPLIT_EVAL, &x);
+        for (int tries = 0; !hset_add(&h, prompt_hash(x.t.system, x.t.user)) && tries < 2000; tries++) {
+            do draw_split(&r, DEMO_SPLIT_EVAL, &y);
+            while (strcmp(y.t.skill, x.t.skill) || strcmp(y.t.check, x.t.check));
+            x = y;
         }
         ts[i] = x.t;
     }
@@ -480,6 +496,100 @@ long demo_gen_eval(const char *path, long n, uint64_t seed, const demo_opts *o, 
     }
     free(ts);
     return sink_close(&s, path, err) == 0 ? n : -1;
+}
+
+/* ---------------------------------------------------------------- prompts back to tasks */
+
+/* Matches text against a template whose only conversions are %ld (a digit run, stored in nums) and %s
+ * (a run of letters, copied to word). The whole text must match. */
+static int match_template(const char *tpl, const char *text, long *nums, int *nnum, char *word, size_t wcap) {
+    *nnum = 0;
+    const char *p = tpl, *q = text;
+    while (*p) {
+        if (p[0] == '%' && p[1] == 'l' && p[2] == 'd') {
+            if (!(*q >= '0' && *q <= '9')) return 0;
+            long v = 0; int nd = 0;
+            while (*q >= '0' && *q <= '9') { if (++nd > 6) return 0; v = v * 10 + (*q++ - '0'); }
+            if (*nnum >= 2) return 0;
+            nums[(*nnum)++] = v;
+            p += 3;
+        } else if (p[0] == '%' && p[1] == 's') {
+            size_t n = 0;
+            while ((*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z')) { if (n + 1 >= wcap) return 0; word[n++] = *q++; }
+            if (n == 0) return 0;
+            word[n] = 0;
+            p += 2;
+        } else {
+            if (*p != *q) return 0;
+            p++; q++;
+        }
+    }
+    return *q == 0;
+}
+
+static int in_list(const char *s, const char *const *list, size_t n) {
+    for (size_t i = 0; i < n; i++) if (!strcmp(s, list[i])) return 1;
+    return 0;
+}
+
+/* Strips " <instruction>" from the end of user if it is one of list; copies the rest to q. */
+static int strip_instr(const char *user, const char *const *list, size_t n, char *q, size_t cap) {
+    size_t ul = strlen(user);
+    for (size_t i = 0; i < n; i++) {
+        size_t il = strlen(list[i]);
+        if (ul > il + 1 && user[ul - il - 1] == ' ' && !strcmp(user + ul - il, list[i]) && ul - il - 1 < cap) {
+            memcpy(q, user, ul - il - 1); q[ul - il - 1] = 0;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+int demo_task_from_prompt(const char *system, const char *user, demo_task *t) {
+    if (!user) return -1;
+    if (!system) system = "";
+    inst x; memset(&x, 0, sizeof x);
+    char q[DEMO_TEXT_MAX];
+    if (strlen(user) >= DEMO_TEXT_MAX || strlen(system) >= DEMO_TEXT_MAX) return -1;
+    /* mode from the instruction at the end of the user turn, or a concise system message */
+    if (strip_instr(user, UPPER_I, N_OF(UPPER_I), q, sizeof q)) x.m = MODE_UPPER;
+    else if (strip_instr(user, WORD_FACT_I, N_OF(WORD_FACT_I), q, sizeof q) ||
+             strip_instr(user, WORD_NUM_I, N_OF(WORD_NUM_I), q, sizeof q)) x.m = MODE_WORD;
+    else if (strip_instr(user, JSON_I, N_OF(JSON_I), q, sizeof q)) x.m = MODE_JSON;
+    else if (strip_instr(user, CONCISE_I, N_OF(CONCISE_I), q, sizeof q)) x.m = MODE_CONCISE;
+    else { x.m = MODE_PLAIN; strcpy(q, user); }
+    if (in_list(system, CONCISE_SYS, N_OF(CONCISE_SYS))) {
+        if (x.m != MODE_PLAIN) return -1;
+        x.m = MODE_CONCISE; x.sys_is_style = 1;
+    } else if (system[0] && !in_list(system, DECOR_SYS, N_OF(DECOR_SYS))) return -1;
+    /* content */
+    long nums[2]; int nn; char word[64];
+    int found = 0;
+    for (size_t i = 0; i < N_OF(ADD_Q) && !found; i++)
+        if (match_template(ADD_Q[i], q, nums, &nn, word, sizeof word) && nn == 2) {
+            x.is_arith = 1; x.op = '+'; x.a = nums[0]; x.b = nums[1]; found = 1;
+        }
+    for (size_t i = 0; i < N_OF(SUB_Q) && !found; i++)
+        if (match_template(SUB_Q[i], q, nums, &nn, word, sizeof word) && nn == 2) {
+            x.is_arith = 1; x.op = '-';
+            x.a = i == SUB_REVERSED ? nums[1] : nums[0]; x.b = i == SUB_REVERSED ? nums[0] : nums[1];
+            found = 1;
+        }
+    for (size_t r = 0; r < N_OF(RELATIONS) && !found; r++)
+        for (size_t i = 0; i < N_OF(RELATIONS[r].questions) && !found; i++)
+            if (match_template(RELATIONS[r].questions[i], q, nums, &nn, word, sizeof word) && nn == 0)
+                for (size_t k = 0; k < RELATIONS[r].n; k++)
+                    if (!strcmp(word, RELATIONS[r].facts[k].subject)) { x.rel = (int)r; x.idx = (int)k; found = 1; break; }
+    if (!found) return -1;
+    demo_task *d = &x.t;
+    copyf(d->system, sizeof d->system, "%s", system);
+    copyf(d->user, sizeof d->user, "%s", user);
+    if (x.is_arith) copyf(d->answer, sizeof d->answer, "%ld", x.op == '+' ? x.a + x.b : x.a - x.b);
+    else copyf(d->answer, sizeof d->answer, "%s", RELATIONS[x.rel].facts[x.idx].answer);
+    set_labels(&x);
+    render_reply(&x, d->answer, d->reference, sizeof d->reference);
+    *t = *d;
+    return 0;
 }
 
 /* ---------------------------------------------------------------- reading eval files back */

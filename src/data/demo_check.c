@@ -166,14 +166,16 @@ int demo_check_answer(const char *skill_or_check, const char *expected, const ch
     }
 }
 
-/* Sentences: segments ended by a run of '.', '!' or '?' followed by whitespace or the end, counted when
- * they hold a letter or digit. "3.5" and a JSON object without such runs stay one sentence. */
+/* Sentences: segments ended by a run of '.', '!' or '?' (or a JSON object's closing '}') followed by
+ * whitespace or the end, counted when they hold a letter or digit. "3.5" stays one sentence; a JSON object
+ * followed by more text is two. */
 static int count_sentences(const char *s) {
     int n = 0, seg_has_text = 0;
     for (const char *p = s; *p; p++) {
         if (is_alnum((unsigned char)*p)) seg_has_text = 1;
-        if (*p == '.' || *p == '!' || *p == '?') {
+        if (*p == '.' || *p == '!' || *p == '?' || *p == '}') {
             const char *q = p;
+            if (*q == '}') q++;
             while (*q == '.' || *q == '!' || *q == '?') q++;
             if (*q == 0 || is_space((unsigned char)*q)) {
                 n += seg_has_text; seg_has_text = 0;
