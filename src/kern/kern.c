@@ -7,10 +7,12 @@
 #include <string.h>
 #include <stdlib.h>
 
-static kern_impl g_impl = KERN_IMPL_REF;
+#define FAST (g_impl == KERN_IMPL_FAST)
+
+static kern_impl g_impl = KERN_IMPL_FAST;
 void kern_set_impl(kern_impl impl) { g_impl = impl; }
 kern_impl kern_get_impl(void) { return g_impl; }
-const char *kern_impl_name(void) { return "cpu-ref"; }
+const char *kern_impl_name(void) { return g_impl == KERN_IMPL_REF ? "cpu-ref" : kern_fast_name(); }
 
 void *kern_alloc(size_t bytes) {
     void *p = NULL;
@@ -36,41 +38,41 @@ void kern_embed_bwd(float *dwte, float *dwpe, const float *dout, const int32_t *
 }
 void kern_layernorm_fwd(float *out, float *mean, float *rstd, const float *inp, const float *w,
                         const float *b, size_t N, size_t C, float eps) {
-    kern_ref_layernorm_fwd(out, mean, rstd, inp, w, b, N, C, eps);
+    (FAST ? kern_fast_layernorm_fwd : kern_ref_layernorm_fwd)(out, mean, rstd, inp, w, b, N, C, eps);
 }
 void kern_layernorm_bwd(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                         const float *w, const float *mean, const float *rstd, size_t N, size_t C) {
-    kern_ref_layernorm_bwd(dinp, dw, db, dout, inp, w, mean, rstd, N, C);
+    (FAST ? kern_fast_layernorm_bwd : kern_ref_layernorm_bwd)(dinp, dw, db, dout, inp, w, mean, rstd, N, C);
 }
 void kern_matmul_fwd(float *out, const float *inp, const float *w, const float *bias,
                      size_t N, size_t C, size_t OC, int wlayout) {
-    kern_ref_matmul_fwd(out, inp, w, bias, N, C, OC, wlayout);
+    (FAST ? kern_fast_matmul_fwd : kern_ref_matmul_fwd)(out, inp, w, bias, N, C, OC, wlayout);
 }
 void kern_matmul_bwd(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
                      const float *w, size_t N, size_t C, size_t OC, int wlayout) {
-    kern_ref_matmul_bwd(dinp, dw, dbias, dout, inp, w, N, C, OC, wlayout);
+    (FAST ? kern_fast_matmul_bwd : kern_ref_matmul_bwd)(dinp, dw, dbias, dout, inp, w, N, C, OC, wlayout);
 }
 size_t kern_attention_saved_floats(size_t B, size_t T, size_t C, size_t NH) {
-    return kern_ref_attention_saved_floats(B, T, C, NH);
+    return (FAST ? kern_fast_attention_saved_floats : kern_ref_attention_saved_floats)(B, T, C, NH);
 }
 void kern_attention_fwd(float *out, float *saved, const float *qkv, size_t B, size_t T, size_t C, size_t NH) {
-    kern_ref_attention_fwd(out, saved, qkv, B, T, C, NH);
+    (FAST ? kern_fast_attention_fwd : kern_ref_attention_fwd)(out, saved, qkv, B, T, C, NH);
 }
 void kern_attention_bwd(float *dqkv, const float *dout, const float *qkv, const float *out,
                         const float *saved, size_t B, size_t T, size_t C, size_t NH) {
-    kern_ref_attention_bwd(dqkv, dout, qkv, out, saved, B, T, C, NH);
+    (FAST ? kern_fast_attention_bwd : kern_ref_attention_bwd)(dqkv, dout, qkv, out, saved, B, T, C, NH);
 }
-void kern_gelu_fwd(float *out, const float *inp, size_t n) { kern_ref_gelu_fwd(out, inp, n); }
-void kern_gelu_bwd(float *dinp, const float *inp, const float *dout, size_t n) { kern_ref_gelu_bwd(dinp, inp, dout, n); }
-void kern_add(float *out, const float *a, const float *b, size_t n) { kern_ref_add(out, a, b, n); }
-void kern_axpy(float *y, float alpha, const float *x, size_t n) { kern_ref_axpy(y, alpha, x, n); }
-void kern_scale(float *x, float s, size_t n) { kern_ref_scale(x, s, n); }
+void kern_gelu_fwd(float *out, const float *inp, size_t n) { (FAST ? kern_fast_gelu_fwd : kern_ref_gelu_fwd)(out, inp, n); }
+void kern_gelu_bwd(float *dinp, const float *inp, const float *dout, size_t n) { (FAST ? kern_fast_gelu_bwd : kern_ref_gelu_bwd)(dinp, inp, dout, n); }
+void kern_add(float *out, const float *a, const float *b, size_t n) { (FAST ? kern_fast_add : kern_ref_add)(out, a, b, n); }
+void kern_axpy(float *y, float alpha, const float *x, size_t n) { (FAST ? kern_fast_axpy : kern_ref_axpy)(y, alpha, x, n); }
+void kern_scale(float *x, float s, size_t n) { (FAST ? kern_fast_scale : kern_ref_scale)(x, s, n); }
 void kern_xent_fwd_bwd(float *loss, float *dlogits, const float *logits, const int32_t *targets,
                        const float *dloss, size_t N, size_t V) {
-    kern_ref_xent_fwd_bwd(loss, dlogits, logits, targets, dloss, N, V);
+    (FAST ? kern_fast_xent_fwd_bwd : kern_ref_xent_fwd_bwd)(loss, dlogits, logits, targets, dloss, N, V);
 }
-double kern_sumsq(const float *x, size_t n) { return kern_ref_sumsq(x, n); }
+double kern_sumsq(const float *x, size_t n) { return (FAST ? kern_fast_sumsq : kern_ref_sumsq)(x, n); }
 void kern_adamw(float *p, const float *g, float *m, float *v, size_t n, float lr, float b1, float b2,
                 float eps, float wd, float bc1, float bc2, float gscale) {
-    kern_ref_adamw(p, g, m, v, n, lr, b1, b2, eps, wd, bc1, bc2, gscale);
+    (FAST ? kern_fast_adamw : kern_ref_adamw)(p, g, m, v, n, lr, b1, b2, eps, wd, bc1, bc2, gscale);
 }

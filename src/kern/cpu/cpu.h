@@ -16,6 +16,31 @@
 #define GK_OMP(x) _Pragma(#x)
 #else
 #define GK_OMP(x)
+/* ---------------------------------------------------------------- fast paths (fast.c, fast_attn.c) */
+const char *kern_fast_name(void);
+void kern_fast_layernorm_fwd(float *out, float *mean, float *rstd, const float *inp, const float *w,
+                             const float *b, size_t N, size_t C, float eps);
+void kern_fast_layernorm_bwd(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                             const float *w, const float *mean, const float *rstd, size_t N, size_t C);
+void kern_fast_matmul_fwd(float *out, const float *inp, const float *w, const float *bias,
+                          size_t N, size_t C, size_t OC, int wlayout);
+void kern_fast_matmul_bwd(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
+                          const float *w, size_t N, size_t C, size_t OC, int wlayout);
+size_t kern_fast_attention_saved_floats(size_t B, size_t T, size_t C, size_t NH);
+void kern_fast_attention_fwd(float *out, float *saved, const float *qkv, size_t B, size_t T, size_t C, size_t NH);
+void kern_fast_attention_bwd(float *dqkv, const float *dout, const float *qkv, const float *out,
+                             const float *saved, size_t B, size_t T, size_t C, size_t NH);
+void kern_fast_gelu_fwd(float *out, const float *inp, size_t n);
+void kern_fast_gelu_bwd(float *dinp, const float *inp, const float *dout, size_t n);
+void kern_fast_add(float *out, const float *a, const float *b, size_t n);
+void kern_fast_axpy(float *y, float alpha, const float *x, size_t n);
+void kern_fast_scale(float *x, float s, size_t n);
+void kern_fast_xent_fwd_bwd(float *loss, float *dlogits, const float *logits, const int32_t *targets,
+                            const float *dloss, size_t N, size_t V);
+double kern_fast_sumsq(const float *x, size_t n);
+void kern_fast_adamw(float *p, const float *g, float *m, float *v, size_t n, float lr, float b1, float b2,
+                     float eps, float wd, float bc1, float bc2, float gscale);
+
 #endif
 
 /* ---------------------------------------------------------------- fp32 reference (ref.c) */
@@ -45,5 +70,30 @@ void kern_ref_xent_fwd_bwd(float *loss, float *dlogits, const float *logits, con
 double kern_ref_sumsq(const float *x, size_t n);
 void kern_ref_adamw(float *p, const float *g, float *m, float *v, size_t n, float lr, float b1, float b2,
                     float eps, float wd, float bc1, float bc2, float gscale);
+
+/* ---------------------------------------------------------------- fast paths (fast.c, fast_attn.c) */
+const char *kern_fast_name(void);
+void kern_fast_layernorm_fwd(float *out, float *mean, float *rstd, const float *inp, const float *w,
+                             const float *b, size_t N, size_t C, float eps);
+void kern_fast_layernorm_bwd(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                             const float *w, const float *mean, const float *rstd, size_t N, size_t C);
+void kern_fast_matmul_fwd(float *out, const float *inp, const float *w, const float *bias,
+                          size_t N, size_t C, size_t OC, int wlayout);
+void kern_fast_matmul_bwd(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
+                          const float *w, size_t N, size_t C, size_t OC, int wlayout);
+size_t kern_fast_attention_saved_floats(size_t B, size_t T, size_t C, size_t NH);
+void kern_fast_attention_fwd(float *out, float *saved, const float *qkv, size_t B, size_t T, size_t C, size_t NH);
+void kern_fast_attention_bwd(float *dqkv, const float *dout, const float *qkv, const float *out,
+                             const float *saved, size_t B, size_t T, size_t C, size_t NH);
+void kern_fast_gelu_fwd(float *out, const float *inp, size_t n);
+void kern_fast_gelu_bwd(float *dinp, const float *inp, const float *dout, size_t n);
+void kern_fast_add(float *out, const float *a, const float *b, size_t n);
+void kern_fast_axpy(float *y, float alpha, const float *x, size_t n);
+void kern_fast_scale(float *x, float s, size_t n);
+void kern_fast_xent_fwd_bwd(float *loss, float *dlogits, const float *logits, const int32_t *targets,
+                            const float *dloss, size_t N, size_t V);
+double kern_fast_sumsq(const float *x, size_t n);
+void kern_fast_adamw(float *p, const float *g, float *m, float *v, size_t n, float lr, float b1, float b2,
+                     float eps, float wd, float bc1, float bc2, float gscale);
 
 #endif

@@ -1,0 +1,355 @@
+/* fast.c: the fast CPU paths (KERN_IMPL_FAST) for everything except attention (fast_attn.c).
+ *
+ *  - matmuls: OpenBLAS cblas_sgemm (when built with GK_HAVE_BLAS), the bias folded in as beta = 1 over
+ *    bias-filled rows; dbias by per-thread partial column sums. OpenBLAS (Debian's pthread build) gets as
+ *    many threads as OpenMP, and is only ever called from outside OpenMP parallel regions, so the two thread
+ *    pools take turns instead of oversubscribing the cores. Without BLAS the reference matmul is used.
+ *  - layernorm, GELU, cross-entropy, AdamW, elementwise: vectorised workers (GK_HOT, see fast_math.h) with
+ *    an exp that vectorises; the layernorm backward reduces dw/db through per-thread partial sums instead
+ *    of walking columns; the cross-entropy does three passes over a row (max, exp+sum, scale) and writes the
+ *    exps straight into dlogits.
+ * Same math as the reference (ref_impl.h); tests/test_kern_fast.c holds every op to it at stated tolerances.
+ */
+#include "kern/kern.h"
+#include "kern/cpu/cpu.h"
+#include "kern/cpu/fast_math.h"
+#include "core/core.h"
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#ifdef GK_HAVE_BLAS
+#include <cblas.h>
+#endif
+
+#ifdef GK_HAVE_BLAS
+static int g_threads_set = 0;
+
+/* OpenBLAS gets OpenMP's thread count once. Called at the top of every BLAS-using op (cheap after the first). */
+static void blas_init(void) {
+    if (g_threads_set) return;
+    g_threads_set = 1;
+    openblas_set_num_threads(gk_num_threads());
+}
+#endif
+
+const char *kern_fast_name(void) {
+    static char buf[96];
+#ifdef GK_HAVE_BLAS
+    blas_init();
+    snprintf(buf, sizeof buf, "cpu-fast(openblas %s, %d threads)", openblas_get_corename(), gk_num_threads());
+#else
+    snprintf(buf, sizeof buf, "cpu-fast(no blas, %d threads)", gk_num_threads());
+#endif
+    return buf;
+}
+
+static int nthreads(void) {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+static int thread_id(void) {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+#ifdef GK_HAVE_BLAS
+/* ---------------------------------------------------------------- column sums
+ * acc[j] += sum_{n in [n0,n1)} x[n*ld + j], j < M. */
+GK_HOT static void colsum_rows(float *acc, const float *x, size_t n0, size_t n1, size_t M, size_t ld) {
+    for (size_t n = n0; n < n1; n++) {
+        const float *r = x + n * ld;
+        GK_OMP(omp simd)
+        for (size_t j = 0; j < M; j++) acc[j] += r[j];
+    }
+}
+
+/* out[j] += sum_n x[n, j] over N rows of width M: per-thread partials over row ranges, then a reduction
+ * over columns (each thread owns a column range), so no two threads write the same element. */
+static void colsum_add(float *out, const float *x, size_t N, size_t M) {
+    int nt = nthreads();
+    if (nt == 1 || N < 64) { colsum_rows(out, x, 0, N, M, M); return; }
+    float *part = calloc((size_t)nt * M, sizeof(float));
+    GK_CHECK(part, "out of memory");
+    GK_OMP(omp parallel num_threads(nt))
+    {
+        int t = thread_id();
+        size_t n0 = N * (size_t)t / (size_t)nt, n1 = N * (size_t)(t + 1) / (size_t)nt;
+        colsum_rows(part + (size_t)t * M, x, n0, n1, M, M);
+        GK_OMP(omp barrier)
+        size_t j0 = M * (size_t)t / (size_t)nt, j1 = M * (size_t)(t + 1) / (size_t)nt;
+        for (int k = 0; k < nt; k++)
+            for (size_t j = j0; j < j1; j++) out[j] += part[(size_t)k * M + j];
+    }
+    free(part);
+}
+#endif
+
+/* ---------------------------------------------------------------- matmul */
+void kern_fast_matmul_fwd(float *out, const float *inp, const float *w, const float *bias,
+                          size_t N, size_t C, size_t OC, int wlayout) {
+#ifdef GK_HAVE_BLAS
+    blas_init();
+    if (N == 0 || OC == 0) return;
+    float beta = 0;
+    if (bias) {
+        GK_OMP(omp parallel for schedule(static))
+        for (size_t n = 0; n < N; n++) memcpy(out + n * OC, bias, OC * sizeof(float));
+        beta = 1;
+    }
+    if (C == 0) { if (!bias) memset(out, 0, N * OC * sizeof(float)); return; }
+    if (wlayout == KERN_W_IN_OUT)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)OC, (int)C, 1.0f, inp, (int)C, w, (int)OC, beta, out, (int)OC);
+    else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)OC, (int)C, 1.0f, inp, (int)C, w, (int)C, beta, out, (int)OC);
+#else
+    kern_ref_matmul_fwd(out, inp, w, bias, N, C, OC, wlayout);
+#endif
+}
+
+void kern_fast_matmul_bwd(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
+                          const float *w, size_t N, size_t C, size_t OC, int wlayout) {
+#ifdef GK_HAVE_BLAS
+    blas_init();
+    if (N == 0 || OC == 0) return;
+    if (dbias) colsum_add(dbias, dout, N, OC);
+    if (C == 0) return;
+    if (dinp) {   /* dinp[N,C] += dout[N,OC] @ W^T */
+        if (wlayout == KERN_W_IN_OUT)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)C, (int)OC, 1.0f, dout, (int)OC, w, (int)OC, 1.0f, dinp, (int)C);
+        else
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)C, (int)OC, 1.0f, dout, (int)OC, w, (int)C, 1.0f, dinp, (int)C);
+    }
+    if (dw) {
+        if (wlayout == KERN_W_IN_OUT)   /* dw[C,OC] += inp^T @ dout */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)C, (int)OC, (int)N, 1.0f, inp, (int)C, dout, (int)OC, 1.0f, dw, (int)OC);
+        else                            /* dw[OC,C] += dout^T @ inp */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)OC, (int)C, (int)N, 1.0f, dout, (int)OC, inp, (int)C, 1.0f, dw, (int)C);
+    }
+#else
+    kern_ref_matmul_bwd(dinp, dw, dbias, dout, inp, w, N, C, OC, wlayout);
+#endif
+}
+
+/* ---------------------------------------------------------------- layernorm */
+GK_HOT static void ln_fwd_rows(float *out, float *mean, float *rstd, const float *inp, const float *w,
+                               const float *b, size_t i0, size_t i1, size_t C, float eps) {
+    for (size_t i = i0; i < i1; i++) {
+        const float *x = inp + i * C;
+        float m = 0;
+        GK_OMP(omp simd reduction(+:m))
+        for (size_t c = 0; c < C; c++) m += x[c];
+        m /= (float)C;
+        float v = 0;
+        GK_OMP(omp simd reduction(+:v))
+        for (size_t c = 0; c < C; c++) { float d = x[c] - m; v += d * d; }
+        v /= (float)C;
+        float s = 1.0f / sqrtf(v + eps);
+        float *o = out + i * C;
+        GK_OMP(omp simd)
+        for (size_t c = 0; c < C; c++) o[c] = (x[c] - m) * s * w[c] + b[c];
+        mean[i] = m;
+        rstd[i] = s;
+    }
+}
+
+void kern_fast_layernorm_fwd(float *out, float *mean, float *rstd, const float *inp, const float *w,
+                             const float *b, size_t N, size_t C, float eps) {
+    const size_t R = 16;   /* rows per task */
+    GK_OMP(omp parallel for schedule(static))
+    for (size_t i0 = 0; i0 < N; i0 += R) ln_fwd_rows(out, mean, rstd, inp, w, b, i0, i0 + R < N ? i0 + R : N, C, eps);
+}
+
+/* Rows [i0,i1): dinp += rstd (g - mean(g) - xhat mean(g xhat)), g = dout w;  pdw += dout xhat; pdb += dout. */
+GK_HOT static void ln_bwd_rows(float *dinp, float *pdw, float *pdb, const float *dout, const float *inp,
+                               const float *w, const float *mean, const float *rstd, size_t i0, size_t i1, size_t C) {
+    for (size_t i = i0; i < i1; i++) {
+        const float *x = inp + i * C, *go = dout + i * C;
+        float m = mean[i], s = rstd[i];
+        if (dinp) {
+            float gm = 0, gxm = 0;
+            GK_OMP(omp simd reduction(+:gm, gxm))
+            for (size_t c = 0; c < C; c++) {
+                float g = go[c] * w[c];
+                gm += g;
+                gxm += g * (x[c] - m) * s;
+            }
+            gm /= (float)C;
+            gxm /= (float)C;
+            float *dx = dinp + i * C;
+            GK_OMP(omp simd)
+            for (size_t c = 0; c < C; c++) dx[c] += s * (go[c] * w[c] - gm - (x[c] - m) * s * gxm);
+        }
+        if (pdw) {
+            GK_OMP(omp simd)
+            for (size_t c = 0; c < C; c++) pdw[c] += go[c] * (x[c] - m) * s;
+        }
+        if (pdb) {
+            GK_OMP(omp simd)
+            for (size_t c = 0; c < C; c++) pdb[c] += go[c];
+        }
+    }
+}
+
+void kern_fast_layernorm_bwd(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                             const float *w, const float *mean, const float *rstd, size_t N, size_t C) {
+    if (!dinp && !dw && !db) return;
+    int nt = nthreads();
+    float *part = NULL;
+    if (dw || db) { part = calloc((size_t)nt * 2 * C + 1, sizeof(float)); GK_CHECK(part, "out of memory"); }
+    GK_OMP(omp parallel num_threads(nt))
+    {
+        int t = thread_id();
+        size_t i0 = N * (size_t)t / (size_t)nt, i1 = N * (size_t)(t + 1) / (size_t)nt;
+        float *pdw = dw ? part + (size_t)t * 2 * C : NULL, *pdb = db ? part + (size_t)t * 2 * C + C : NULL;
+        ln_bwd_rows(dinp, pdw, pdb, dout, inp, w, mean, rstd, i0, i1, C);
+        if (part) {
+            GK_OMP(omp barrier)
+            size_t c0 = C * (size_t)t / (size_t)nt, c1 = C * (size_t)(t + 1) / (size_t)nt;
+            for (int k = 0; k < nt; k++)
+                for (size_t c = c0; c < c1; c++) {
+                    if (dw) dw[c] += part[(size_t)k * 2 * C + c];
+                    if (db) db[c] += part[(size_t)k * 2 * C + C + c];
+                }
+        }
+    }
+    free(part);
+}
+
+/* ---------------------------------------------------------------- GELU
+ * 0.5 x (1 + tanh u) = x sigmoid(2u), u = sqrt(2/pi)(x + 0.044715 x^3); with s = sigmoid(2u):
+ * gelu'(x) = s + 2 x s (1 - s) du/dx = s (1 + 2 x e s du/dx), e = exp(-2u), since 1 - s = e s.
+ * The sigmoid form avoids the cancellations of 1 + tanh and 1 - tanh^2 and vectorises. */
+#define GELU_K 0.7978845608028654f
+GK_HOT static void gelu_fwd_chunk(float *out, const float *inp, size_t n) {
+    GK_OMP(omp simd)
+    for (size_t i = 0; i < n; i++) {
+        float x = inp[i];
+        float u = GELU_K * (x + 0.044715f * x * x * x);
+        out[i] = x / (1.0f + gk_vexpf(-2.0f * u));
+    }
+}
+GK_HOT static void gelu_bwd_chunk(float *dinp, const float *inp, const float *dout, size_t n) {
+    GK_OMP(omp simd)
+    for (size_t i = 0; i < n; i++) {
+        float x = inp[i];
+        float u = GELU_K * (x + 0.044715f * x * x * x);
+        float e = gk_vexpf(-2.0f * u), s = 1.0f / (1.0f + e);   /* 1 - s = e s, without cancellation */
+        float du = GELU_K * (1.0f + 3.0f * 0.044715f * x * x);
+        float es = e * s;
+        dinp[i] += s * (1.0f + 2.0f * x * es * du) * dout[i];
+    }
+}
+#define CHUNK ((size_t)8192)
+void kern_fast_gelu_fwd(float *out, const float *inp, size_t n) {
+    GK_OMP(omp parallel for schedule(static))
+    for (size_t i = 0; i < n; i += CHUNK) gelu_fwd_chunk(out + i, inp + i, i + CHUNK < n ? CHUNK : n - i);
+}
+void kern_fast_gelu_bwd(float *dinp, const float *inp, const float *dout, size_t n) {
+    if (!dinp) return;
+    GK_OMP(omp parallel for schedule(static))
+    for (size_t i = 0; i < n; i += CHUNK) gelu_bwd_chunk(dinp + i, inp + i, dout + i, i + CHUNK < n ? CHUNK : n - i);
+}
+
+/* ---------------------------------------------------------------- elementwise */
+GK_HOT static void add_chunk(float *out, const float *a, const float *b, size_t n) {
+    GK_OMP(omp simd)
+    for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+}
+GK_HOT static void axpy_chunk(float *y, float alpha, const float *x, size_t n) {
+    GK_OMP(omp simd)
+    for (size_t i = 0; i < n; i++) y[i] += alpha * x[i];
+}
+GK_HOT static void scale_chunk(float *x, float s, size_t n) {
+    GK_OMP(omp simd)
+    for (size_t i = 0; i < n; i++) x[i] *= s;
+}
+GK_HOT static double sumsq_chunk(const float *x, size_t n) {
+    double s = 0;
+    GK_OMP(omp simd reduction(+:s))
+    for (size_t i = 0; i < n; i++) s += (double)x[i] * x[i];
+    return s;
+}
+void kern_fast_add(float *out, const float *a, const float *b, size_t n) {
+    GK_OMP(omp parallel for schedule(static))
+    for (size_t i = 0; i < n; i += CHUNK) add_chunk(out + i, a + i, b + i, i + CHUNK < n ? CHUNK : n - i);
+}
+void kern_fast_axpy(float *y, float alpha, const float *x, size_t n) {
+    GK_OMP(omp parallel for schedule(static))
+    for (size_t i = 0; i < n; i += CHUNK) axpy_chunk(y + i, alpha, x + i, i + CHUNK < n ? CHUNK : n - i);
+}
+void kern_fast_scale(float *x, float s, size_t n) {
+    GK_OMP(omp parallel for schedule(static))
+    for (size_t i = 0; i < n; i += CHUNK) scale_chunk(x + i, s, i + CHUNK < n ? CHUNK : n - i);
+}
+double kern_fast_sumsq(const float *x, size_t n) {
+    double s = 0;
+    GK_OMP(omp parallel for reduction(+:s) schedule(static))
+    for (size_t i = 0; i < n; i += CHUNK) s += sumsq_chunk(x + i, i + CHUNK < n ? CHUNK : n - i);
+    return s;
+}
+
+/* AdamW, as the reference. sqrtf and division are exact IEEE operations, so vectorising changes nothing. */
+GK_HOT static void adamw_chunk(float *p, const float *g, float *m, float *v, size_t n, float lr, float b1, float b2,
+                               float eps, float wd, float bc1, float bc2, float gscale) {
+    GK_OMP(omp simd)
+    for (size_t i = 0; i < n; i++) {
+        float gi = g[i] * gscale;
+        float mi = b1 * m[i] + (1 - b1) * gi;
+        float vi = b2 * v[i] + (1 - b2) * gi * gi;
+        m[i] = mi;
+        v[i] = vi;
+        p[i] -= lr * ((mi / bc1) / (sqrtf(vi / bc2) + eps) + wd * p[i]);
+    }
+}
+void kern_fast_adamw(float *p, const float *g, float *m, float *v, size_t n, float lr, float b1, float b2,
+                     float eps, float wd, float bc1, float bc2, float gscale) {
+    GK_OMP(omp parallel for schedule(static))
+    for (size_t i = 0; i < n; i += CHUNK)
+        adamw_chunk(p + i, g + i, m + i, v + i, i + CHUNK < n ? CHUNK : n - i, lr, b1, b2, eps, wd, bc1, bc2, gscale);
+}
+
+/* ---------------------------------------------------------------- cross-entropy
+ * One row: mx = max; e_v = exp(l_v - mx) (written into dlogits when wanted); lse = mx + log sum e;
+ * dlogits = dloss (e / sum - onehot). loss is taken before dlogits (which may alias logits) is written. */
+GK_HOT static void xent_row(float *loss, float *dl, const float *l, int32_t tg, const float *dloss, size_t V) {
+    float mx = -INFINITY;
+    GK_OMP(omp simd reduction(max:mx))
+    for (size_t v = 0; v < V; v++) mx = l[v] > mx ? l[v] : mx;
+    float lt = tg >= 0 ? l[tg] : 0;
+    float sum = 0;
+    if (dl && tg >= 0) {
+        GK_OMP(omp simd reduction(+:sum))
+        for (size_t v = 0; v < V; v++) { float e = gk_vexpf(l[v] - mx); dl[v] = e; sum += e; }
+    } else {
+        GK_OMP(omp simd reduction(+:sum))
+        for (size_t v = 0; v < V; v++) sum += gk_vexpf(l[v] - mx);
+    }
+    float lse = mx + logf(sum);
+    *loss = tg < 0 ? 0 : lse - lt;
+    if (!dl) return;
+    if (tg < 0) { memset(dl, 0, V * sizeof(float)); return; }
+    float k = *dloss / sum;
+    GK_OMP(omp simd)
+    for (size_t v = 0; v < V; v++) dl[v] *= k;
+    dl[tg] -= *dloss;
+}
+
+void kern_fast_xent_fwd_bwd(float *loss, float *dlogits, const float *logits, const int32_t *targets,
+                            const float *dloss, size_t N, size_t V) {
+    GK_OMP(omp parallel for schedule(static))
+    for (size_t i = 0; i < N; i++) {
+        int32_t tg = targets[i];
+        GK_CHECK(tg < 0 || (size_t)tg < V, "xent: target %d out of range [0,%zu) at row %zu", (int)tg, V, i);
+        xent_row(loss + i, dloss ? dlogits + i * V : NULL, logits + i * V, tg, dloss ? dloss + i : NULL, V);
+    }
+}
