@@ -26,6 +26,16 @@
 
 /* ---------------------------------------------------------------- config.json */
 
+/* The shortest decimal that reads back as f, as a double: 1e-5f is written "1e-05", not 9.99999974737875e-06. */
+static double float_as_short_double(float f) {
+    char buf[32];
+    for (int prec = 1; prec <= 9; prec++) {
+        snprintf(buf, sizeof buf, "%.*g", prec, (double)f);
+        if (strtof(buf, NULL) == f) break;
+    }
+    return strtod(buf, NULL);
+}
+
 int gpt_save(const gpt_model *m, const char *dir, const char *tokenizer, gk_err *err) {
     const gpt_config *c = &m->cfg;
     if (gk_mkdir_p(dir, err)) return -1;
@@ -45,7 +55,7 @@ int gpt_save(const gpt_model *m, const char *dir, const char *tokenizer, gk_err 
     cJSON_AddNumberToObject(j, "resid_pdrop", 0);
     cJSON_AddNumberToObject(j, "embd_pdrop", 0);
     cJSON_AddNumberToObject(j, "attn_pdrop", 0);
-    cJSON_AddNumberToObject(j, "layer_norm_epsilon", (double)c->ln_eps);
+    cJSON_AddNumberToObject(j, "layer_norm_epsilon", float_as_short_double(c->ln_eps));
     cJSON_AddNumberToObject(j, "initializer_range", 0.02);
     cJSON_AddBoolToObject(j, "scale_attn_weights", 1);
     cJSON_AddBoolToObject(j, "scale_attn_by_inverse_layer_idx", 0);

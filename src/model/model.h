@@ -159,7 +159,9 @@ void st_writer_free(st_writer *w);
 /* ---------------------------------------------------------------- checkpoints */
 /* A checkpoint directory: config.json (HF GPT2Config, plus a "gptkit" object with our extras) and
  * model.safetensors (HF GPT-2 names with "transformer." prefix; lm_head tied and absent; score.weight
- * at top level). `tokenizer` (may be NULL) is recorded in config.json so later stages find it. */
+ * at top level). `tokenizer` (may be NULL) is recorded in config.json so later stages find it.
+ * HF loads it with GPT2LMHeadModel.from_pretrained (GPT2ForSequenceClassification with a score head).
+ * Full description: docs/formats.md. */
 int gpt_save(const gpt_model *m, const char *dir, const char *tokenizer, gk_err *err);
 /* Loads config.json + model.safetensors (names with or without "transformer."). Shapes are checked
  * against config.json; missing keys, mismatched shapes and lying headers give a message naming the file.
