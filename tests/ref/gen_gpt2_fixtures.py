@@ -8,7 +8,10 @@ GPT2LMHeadModel. Writes tests/fixtures/gpt2/:
   grads.safetensors    d loss / d param for every parameter, named like gptkit's table ("wte.weight",
                        "h.0.attn.c_attn.weight", ...; no "transformer." prefix). wte's gradient includes the
                        tied LM head's contribution.
-  adamw.safetensors    10 AdamW steps on the same batch, starting from model/:
+  adamw.safetensors    "step1.<name>"   parameters after ONE AdamW step from model/ using exactly the fp32
+                                        gradients in grads.safetensors (clipped: step1_grad_norm [1] is their
+                                        norm) — the well-conditioned optimizer unit test
+                       10 AdamW steps on the same batch, starting from model/ (an end-to-end trajectory):
                          losses [10]      loss before step k (losses[0] == io loss)
                          grad_norms [10]  global L2 norm of the gradient before clipping, step k
                          final_loss [1]   loss after the 10th step
@@ -17,6 +20,10 @@ GPT2LMHeadModel. Writes tests/fixtures/gpt2/:
                        schedule); decay applies to 2-D matrices (wte, c_attn/c_proj/c_fc weights), not to wpe,
                        biases or LayerNorm. Clipping as torch.nn.utils.clip_grad_norm_: g *= min(1, clip /
                        (norm + 1e-6)).
+                       Conditioning: the key bias (c_attn.bias[C:2C]) has an exactly zero gradient (it shifts a
+                       whole softmax row), so in fp32 its gradient is rounding noise that Adam turns into steps
+                       of ~lr; a few weights whose gradient stays near zero (nearly dead GELU units) behave the
+                       same. Compare the 10-step params loosely there (tests/test_model.c shows how).
 
 The model's parameters are fp32 (what the checkpoint holds); every reference computation then runs in float64
 on those exact values, so the fixtures are the exact answer and the C test's tolerance measures only its own
@@ -90,6 +97,27 @@ def main():
     save_file(grads, os.path.join(OUT, "grads.safetensors"))
     print(f"loss {loss.item():.6f}, {len(grads)} gradients")
 
+    # One AdamW step from the model's parameters with exactly the fp32 gradients stored in grads.safetensors
+    # (so an optimizer test that feeds those grads gets a deterministic, well-conditioned answer).
+    a = ADAMW
+    step1 = {}
+    with torch.no_grad():
+        p1 = {n: p.detach().clone() for n, p in params.items()}
+        g1 = {n: grads[short(n)].double() for n in params}
+    for n in p1:
+        p1[n].requires_grad_(True)
+        p1[n].grad = g1[n].clone()
+    dec1 = [p1[n] for n in p1 if p1[n].dim() == 2 and not n.endswith("wpe.weight")]
+    nodec1 = [p1[n] for n in p1 if not (p1[n].dim() == 2 and not n.endswith("wpe.weight"))]
+    opt1 = torch.optim.AdamW([{"params": dec1, "weight_decay": a["weight_decay"]},
+                              {"params": nodec1, "weight_decay": 0.0}],
+                             lr=a["lr"], betas=(a["beta1"], a["beta2"]), eps=a["eps"], foreach=False)
+    norm1 = torch.nn.utils.clip_grad_norm_(list(p1.values()), a["clip"])
+    opt1.step()
+    for n in p1:
+        step1["step1." + short(n)] = p1[n].detach().float().contiguous()
+    step1["step1_grad_norm"] = torch.tensor([norm1.item()], dtype=torch.float32)
+
     # AdamW: decay on 2-D matrices (wte is also the LM head), none on wpe, biases, LayerNorm.
     decay = [p for n, p in params.items() if p.dim() == 2 and not n.endswith("wpe.weight")]
     no_decay = [p for n, p in params.items() if not (p.dim() == 2 and not n.endswith("wpe.weight"))]
@@ -112,6 +140,7 @@ def main():
     out["losses"] = torch.tensor(losses, dtype=torch.float32)
     out["grad_norms"] = torch.tensor(norms, dtype=torch.float32)
     out["final_loss"] = torch.tensor([final.item()], dtype=torch.float32)
+    out.update(step1)
     save_file(out, os.path.join(OUT, "adamw.safetensors"),
               metadata={k: repr(v) for k, v in a.items()})
     print("adamw losses", " ".join(f"{x:.5f}" for x in losses), "final", f"{final.item():.5f}")
