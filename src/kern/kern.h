@@ -126,4 +126,21 @@ void kern_ref64_gelu_bwd(double *dinp, const double *inp, const double *dout, si
 void kern_ref64_xent_fwd_bwd(double *loss, double *dlogits, const double *logits, const int32_t *targets,
                              const double *dloss, size_t N, size_t V);
 
+/* ================================================================ cached attention (issue 4: inference engine)
+ * Owned by the inference engine's author; implemented in src/kern/cpu/attn_cache.c (fp32 reference, OpenMP over
+ * sequences x heads x new rows). */
+
+/* Attention of n new tokens per sequence over a key/value cache, for prefill and one-token decode.
+ *  qkv [B, n, 3C]: the new rows' q | k | v (HF c_attn order, as kern_attention_fwd); head h uses channels
+ *  [h*hs, (h+1)*hs), hs = C/NH.
+ *  kc, vc [S, NH, maxT, hs]: one layer's key and value cache (S slots; each head's rows contiguous so a decode
+ *  step streams them). Sequence b uses slot slot[b] (host array) and already has pos[b] (host) cached rows.
+ * The op first writes the new k and v into rows pos[b] .. pos[b]+n-1 of that slot, then
+ *   out[b,i, head h] = sum_{j <= pos[b]+i} softmax_j( q[b,i,h] . k[j] / sqrt(hs) ) v[j]
+ * i.e. the new rows attend causally over everything cached before them and to themselves.  out [B, n, C]
+ * is overwritten.  Requires pos[b] + n <= maxT and distinct slots (the caller, the model, checks). */
+void kern_attn_cache_fwd(float *out, float *kc, float *vc, const float *qkv, const size_t *slot, const size_t *pos,
+                         size_t B, size_t n, size_t C, size_t NH, size_t maxT);
+/* ================================================================ end of cached attention */
+
 #endif

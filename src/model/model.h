@@ -169,4 +169,35 @@ int gpt_save(const gpt_model *m, const char *dir, const char *tokenizer, gk_err 
 gpt_model *gpt_load(const char *dir, char **tokenizer, gk_err *err);
 int gpt_load_config(const char *dir, gpt_config *cfg, char **tokenizer, gk_err *err);
 
+/* ================================================================ KV cache (issue 4: inference engine)
+ * Implemented in src/model/kvcache.c. Incremental inference: the keys and values of every layer are kept
+ * per sequence "slot", so a prefill runs the prompt once and each decode step runs one new token per
+ * sequence, attending over the cache (kern_attn_cache_fwd). Logits equal a full recomputation
+ * (gpt_forward + gpt_lm_head_fwd) up to float rounding (tests/test_engine.c checks 1e-5). */
+typedef struct gpt_kv {
+    size_t max_seqs, max_len;   /* slots; tokens per slot (<= n_ctx) */
+    size_t *len;                /* host [max_seqs]: tokens cached in each slot */
+    float *k, *v;               /* device [L, max_seqs, NH, max_len, hs] */
+    /* scratch for one call of up to cap_rows new rows (device unless noted) */
+    size_t cap_rows;
+    float *x, *ln, *qkv, *atty, *res, *fch, *fcg, *mean, *rstd, *h;
+    int32_t *tok;
+    size_t *pos;                /* host [max_seqs] */
+} gpt_kv;
+/* A cache of max_seqs slots of max_len tokens (0 = n_ctx; clamped to n_ctx). All slots start empty.
+ * Memory: 2 * L * max_seqs * max_len * C floats. */
+gpt_kv *gpt_kv_new(const gpt_model *m, size_t max_seqs, size_t max_len);
+void gpt_kv_free(gpt_kv *kv);
+void gpt_kv_reset(gpt_kv *kv, size_t slot);                      /* empties a slot */
+void gpt_kv_truncate(gpt_kv *kv, size_t slot, size_t len);       /* keeps the first len tokens (len <= current) */
+/* Copies slot src's cached tokens to slot dst (dst's length becomes src's): prefill once, decode N ways. */
+void gpt_kv_copy(const gpt_model *m, gpt_kv *kv, size_t dst, size_t src);
+/* Runs the trunk on n_new new tokens for each of B sequences: tokens [B, n_new] (host, validated by the
+ * caller), sequence b living in slot slots[b] (host, distinct) at positions len[slot] .. len[slot]+n_new-1.
+ * Appends their keys/values to the cache and advances len. Returns the final hidden states (after ln_f),
+ * [B*n_new, C] device, valid until the next call on kv; feed rows to gpt_lm_head_fwd for logits.
+ * Aborts (programmer error) if a slot would overflow max_len: callers check lengths first. */
+const float *gpt_forward_kv(gpt_model *m, gpt_kv *kv, const size_t *slots, const int32_t *tokens, size_t B, size_t n_new);
+/* ================================================================ end of KV cache */
+
 #endif

@@ -1,0 +1,113 @@
+/* infer: the inference engine — KV-cached prefill and decode, batched decode of N sequences that share one
+ * prompt prefill, sampling (temperature, top-k, top-p, min-p, repetition / frequency / presence penalties,
+ * seeded), stop rules (stop tokens, stop strings, max tokens, context full, cancel), per-token log-probs,
+ * and streaming through an incremental UTF-8-safe decoder. The CLI (sample, chat), the server, the
+ * strategies and PPO rollouts all go through this module. Description: docs/chat.md section 4.
+ *
+ * Threads: an engine is single-threaded (it owns the KV cache and scratch); the kernels it calls use OpenMP.
+ */
+#ifndef GK_INFER_H
+#define GK_INFER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "core/core.h"
+#include "model/model.h"
+#include "tok/tok.h"
+
+/* ---------------------------------------------------------------- sampling */
+typedef struct {
+    float temperature;         /* 0 = greedy (argmax, lowest id on ties); default 1 */
+    int   top_k;               /* keep the k most likely tokens; 0 = off */
+    float top_p;               /* keep the smallest most-likely set with total probability >= top_p; 1 = off */
+    float min_p;               /* drop tokens with p < min_p * p_max; 0 = off */
+    float repetition_penalty;  /* CTRL / HF: for every token already in the sequence (prompt + generated),
+                                  logit > 0 ? logit / r : logit * r; 1 = off */
+    float frequency_penalty;   /* OpenAI: logit -= f * (times the token was generated); 0 = off */
+    float presence_penalty;    /* OpenAI: logit -= p if the token was generated at all; 0 = off */
+    uint64_t seed;             /* sequence i of a generate call uses an RNG seeded from (seed, i) */
+} infer_sampling;
+void infer_sampling_default(infer_sampling *s);
+/* "temperature must be >= 0", "top-p must be in (0, 1]", ... */
+int  infer_sampling_validate(const infer_sampling *s, gk_err *err);
+
+/* The sampling distribution: penalties (counts [V] of generated tokens and seen [V] flags for prompt +
+ * generated, either may be NULL), then temperature, then top-k, top-p, min-p (in that order, each on the
+ * survivors of the previous, renormalising). probs [V] receives the final distribution (zeros on excluded
+ * tokens). logits is left unchanged. With temperature 0, probs is one-hot on the argmax of the penalised
+ * logits. */
+void infer_sampling_probs(const infer_sampling *s, const float *logits, size_t V, const uint32_t *counts,
+                          const uint8_t *seen, float *probs);
+/* Draws from probs [V] (sums to 1) with one uniform from rng (inverse CDF in id order). */
+int32_t infer_draw(const float *probs, size_t V, gk_rng *rng);
+/* log softmax(logits)[id] at temperature 1, computed in double. */
+float infer_logprob(const float *logits, size_t V, int32_t id);
+
+/* ---------------------------------------------------------------- engine */
+typedef struct engine engine;
+/* m and tok are borrowed and must outlive the engine; tok may be NULL (ids only: no text, no stop strings,
+ * no default stop tokens). max_seqs: the most sequences one call decodes together (KV slots). max_len:
+ * tokens per sequence, prompt + generated (0 = the model's n_ctx; clamped to it). The KV cache costs
+ * 2 * n_layer * max_seqs * max_len * n_embd floats. */
+engine *engine_new(gpt_model *m, const tok_tokenizer *tok, size_t max_seqs, size_t max_len);
+void engine_free(engine *e);
+gpt_model *engine_model(engine *e);
+size_t engine_max_len(const engine *e);
+size_t engine_max_seqs(const engine *e);
+
+typedef enum {
+    ENGINE_FINISH_STOP_TOKEN = 0,  /* a stop token was generated (it is the last id) */
+    ENGINE_FINISH_STOP_STRING,     /* a stop string appeared in the text (text cut before it) */
+    ENGINE_FINISH_LENGTH,          /* max_new tokens generated */
+    ENGINE_FINISH_CONTEXT,         /* the sequence filled max_len */
+    ENGINE_FINISH_CANCELLED,       /* *cancel was set, or the callback asked to stop */
+} engine_finish;
+const char *engine_finish_name(engine_finish f);   /* "stop", "stop_string", "length", "context", "cancelled" */
+
+/* Streaming callback: one call per generated token of sequence seq, with the text that token completes
+ * (valid UTF-8; may be empty while a multi-byte character is incomplete, or while text is held back because it
+ * could be the start of a stop string; stop tokens and stop strings are never passed). When the sequence
+ * finishes, a last call with id -1 flushes held-back text. Return non-zero to stop that sequence (CANCELLED). */
+typedef int (*engine_token_cb)(void *ctx, size_t seq, int32_t id, const char *text, size_t len);
+
+typedef struct {
+    size_t max_new;                 /* generated tokens per sequence; 0 = until max_len */
+    infer_sampling samp;
+    int    default_stops;           /* 1 (default): stop on <|end|> and <|endoftext|> if the tokenizer has them */
+    int32_t stop_ids[8]; size_t n_stop_ids;    /* more stop ids */
+    const char *const *stop_strs; size_t n_stop_strs;   /* needs a tokenizer */
+    engine_token_cb on_token; void *ctx;        /* streaming; NULL = none */
+    const volatile int *cancel;     /* polled before every step; non-zero finishes all sequences (CANCELLED) */
+} engine_gen_opts;
+void engine_gen_opts_default(engine_gen_opts *o);
+
+/* One generated sequence. */
+typedef struct {
+    int32_t *ids; size_t n;   /* generated ids only; includes the stop token when one ended the sequence */
+    float *logprob;           /* [n] log p(id | prefix) under the raw model: logits at temperature 1, no penalties
+                                 or filters (what PPO needs for its ratio and KL) */
+    float *sample_logprob;    /* [n] log of the probability id had in the distribution it was drawn from
+                                 (after penalties, temperature, top-k/p, min-p); 0 for greedy */
+    char  *text; size_t text_len;   /* decoded (NUL-terminated) without stop token / stop string; NULL without tokenizer */
+    engine_finish finish;
+} engine_seq;
+void engine_seq_free(engine_seq *s);
+
+/* Prefills the prompt once, copies its cache to n_seqs slots, and decodes them together until each stops.
+ * out[n_seqs] is filled (free each with engine_seq_free). Errors (returned, not aborted): empty prompt, ids
+ * outside the vocabulary, n_seqs > max_seqs, bad sampling options, stop strings without a tokenizer, and a
+ * prompt longer than the context: "prompt is 1100 tokens but the context holds 1024 (the model's n_ctx)". */
+int engine_generate(engine *e, const int32_t *prompt, size_t n_prompt, size_t n_seqs, const engine_gen_opts *o,
+                    engine_seq *out, gk_err *err);
+
+/* ---------------------------------------------------------------- low level (server, strategies, PPO) */
+/* Feeds n tokens to slot after what it already holds; logits [V] (host) of the last one, if non-NULL.
+ * Errors: ids outside the vocabulary, or the slot would exceed max_len. */
+int  engine_feed(engine *e, size_t slot, const int32_t *ids, size_t n, float *logits, gk_err *err);
+/* One decode step for B sequences: ids[b] appended to slots[b]; logits [B, V] (host). Lengths must fit. */
+void engine_step(engine *e, const size_t *slots, const int32_t *ids, size_t B, float *logits);
+void engine_fork(engine *e, size_t dst, size_t src);   /* dst's cache becomes a copy of src's */
+void engine_reset(engine *e, size_t slot);
+size_t engine_slot_len(const engine *e, size_t slot);
+
+#endif

@@ -1,0 +1,412 @@
+/* test_engine.c: the inference engine — KV-cache logits equal full recomputation (gpt_forward +
+ * gpt_lm_head_fwd) within 1e-5 for prefill, one-token steps, batched steps over slots of different lengths and
+ * forked slots, on both kernel implementations; greedy decode equals full-recompute greedy; batched decode of N
+ * sequences equals N single decodes; the sampler's frequencies match softmax at temperature 1 (chi-square at a
+ * fixed seed), top-k / top-p / min-p never emit an excluded token; penalties; stop tokens, stop strings and
+ * streaming; log-probs; clear errors. */
+#include "infer/infer.h"
+#include "kern/kern.h"
+#include "train/train.h"
+#include "testlib.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static gpt_model *tiny_model(int V, int ctx, uint64_t seed) {
+    gpt_config c;
+    gpt_config_default(&c);
+    c.n_layer = 2; c.n_head = 3; c.n_embd = 24; c.vocab_size = V; c.n_ctx = ctx;
+    gpt_model *m = gpt_create(&c);
+    gpt_init_random(m, seed);
+    /* larger weights than GPT-2's init so the logits are far from uniform and attention is not flat */
+    size_t n = m->num_params;
+    float *h = malloc(n * sizeof(float));
+    kern_download(h, m->params, n * sizeof(float));
+    for (size_t i = 0; i < n; i++) h[i] *= 4.0f;
+    kern_upload(m->params, h, n * sizeof(float));
+    free(h);
+    return m;
+}
+
+/* logits [T, V] of every position by full recomputation */
+static float *full_logits(gpt_model *m, const int32_t *ids, size_t T) {
+    size_t V = (size_t)m->cfg.vocab_size;
+    float *d = kern_alloc(T * V * sizeof(float)), *h = malloc(T * V * sizeof(float));
+    gpt_forward(m, ids, 1, T);
+    gpt_lm_head_fwd(m, d, gpt_hidden(m), T);
+    kern_download(h, d, T * V * sizeof(float));
+    kern_free(d);
+    return h;
+}
+
+static void kv_matches_full_impl(kern_impl impl) {
+    kern_set_impl(impl);
+    gpt_model *m = tiny_model(97, 40, 11);
+    size_t V = 97, T = 33;
+    int32_t ids[40], ids2[40];
+    for (size_t i = 0; i < T; i++) { ids[i] = (int32_t)((i * 37 + 5) % V); ids2[i] = (int32_t)((i * 53 + 2) % V); }
+    float *want = full_logits(m, ids, T), *want2 = full_logits(m, ids2, T);
+    engine *e = engine_new(m, NULL, 3, 0);
+    float *lg = malloc(3 * V * sizeof(float));
+    gk_err err;
+    /* prefill 7 tokens in slot 0, then single steps */
+    CHECK(engine_feed(e, 0, ids, 7, lg, &err) == 0, "feed: %s", err.msg);
+    CHECK_ARRAYS("prefill logits", lg, want + 6 * V, V, 1e-5, 0);
+    for (size_t t = 7; t < 20; t++) {
+        size_t slot = 0;
+        engine_step(e, &slot, ids + t, 1, lg);
+        CHECK_ARRAYS("decode step logits", lg, want + t * V, V, 1e-5, 0);
+    }
+    /* slot 1: a different sequence prefilled in two chunks */
+    CHECK(engine_feed(e, 1, ids2, 3, NULL, &err) == 0, "feed");
+    CHECK(engine_feed(e, 1, ids2 + 3, 9, lg, &err) == 0, "feed");
+    CHECK_ARRAYS("chunked prefill logits", lg, want2 + 11 * V, V, 1e-5, 0);
+    /* slot 2: a fork of slot 0 at 20 tokens */
+    engine_fork(e, 2, 0);
+    CHECK(engine_slot_len(e, 2) == 20, "fork length %zu", engine_slot_len(e, 2));
+    /* batched step over three slots of different lengths (20, 12, 20) */
+    for (int k = 0; k < 5; k++) {
+        size_t slots[3] = { 0, 1, 2 };
+        int32_t next[3] = { ids[20 + k], ids2[12 + k], ids[20 + k] };
+        engine_step(e, slots, next, 3, lg);
+        CHECK_ARRAYS("batched slot 0", lg, want + (20 + k) * V, V, 1e-5, 0);
+        CHECK_ARRAYS("batched slot 1", lg + V, want2 + (12 + k) * V, V, 1e-5, 0);
+        CHECK_ARRAYS("batched forked slot 2", lg + 2 * V, want + (20 + k) * V, V, 1e-5, 0);
+    }
+    /* a long prefill beyond one chunk is covered by the CLI greedy test; here: the rest of the sequence at once */
+    engine_reset(e, 1);
+    CHECK(engine_feed(e, 1, ids, T, lg, &err) == 0, "feed");
+    CHECK_ARRAYS("whole prefill", lg, want + (T - 1) * V, V, 1e-5, 0);
+    free(lg); free(want); free(want2);
+    engine_free(e);
+    gpt_free(m);
+    kern_set_impl(KERN_IMPL_FAST);
+}
+static void test_kv_matches_full_ref(void) { kv_matches_full_impl(KERN_IMPL_REF); }
+static void test_kv_matches_full_fast(void) { kv_matches_full_impl(KERN_IMPL_FAST); }
+
+static void test_greedy_equals_full_recompute(void) {
+    gpt_model *m = tiny_model(97, 64, 3);
+    int32_t prompt[5] = { 1, 50, 3, 77, 9 };
+    int32_t want[40];
+    size_t nw = train_sample(m, prompt, 5, 40, 0.0f, NULL, -1, want);
+    engine *e = engine_new(m, NULL, 4, 0);
+    engine_gen_opts o;
+    engine_gen_opts_default(&o);
+    o.samp.temperature = 0; o.max_new = 40;
+    engine_seq s[4];
+    gk_err err;
+    CHECK(engine_generate(e, prompt, 5, 4, &o, s, &err) == 0, "generate: %s", err.msg);
+    for (int k = 0; k < 4; k++) {
+        CHECK(s[k].n == nw && s[k].finish == ENGINE_FINISH_LENGTH, "seq %d: n %zu finish %s", k, s[k].n, engine_finish_name(s[k].finish));
+        for (size_t i = 0; i < nw && i < s[k].n; i++) CHECK(s[k].ids[i] == want[i], "seq %d id %zu: %d want %d", k, i, s[k].ids[i], want[i]);
+        CHECK(s[k].text == NULL, "no tokenizer, no text");
+    }
+    /* raw log-probs equal log-softmax of the full recomputation at each position */
+    int32_t full[45];
+    memcpy(full, prompt, sizeof prompt);
+    memcpy(full + 5, want, 40 * sizeof(int32_t));
+    float *lg = full_logits(m, full, 45);
+    for (size_t i = 0; i < s[0].n; i++) {
+        float lp = infer_logprob(lg + (4 + i) * 97, 97, want[i]);
+        CHECK_CLOSE(s[0].logprob[i], lp, 1e-4, 0, "logprob");
+        CHECK(s[0].sample_logprob[i] == 0, "greedy sample logprob is 0");
+    }
+    free(lg);
+    for (int k = 0; k < 4; k++) engine_seq_free(&s[k]);
+    /* context full: ctx 64, prompt 5 -> at most 60 new tokens */
+    o.max_new = 0;
+    CHECK(engine_generate(e, prompt, 5, 1, &o, s, &err) == 0, "generate");
+    CHECK(s[0].n == 60 && s[0].finish == ENGINE_FINISH_CONTEXT, "context: n %zu finish %s", s[0].n, engine_finish_name(s[0].finish));
+    engine_seq_free(&s[0]);
+    engine_free(e);
+    gpt_free(m);
+}
+
+static void test_batched_sampling_equals_single(void) {
+    gpt_model *m = tiny_model(97, 64, 5);
+    int32_t prompt[3] = { 4, 5, 6 };
+    engine *e = engine_new(m, NULL, 3, 0);
+    engine_gen_opts o;
+    engine_gen_opts_default(&o);
+    o.samp.temperature = 0.9f; o.samp.top_k = 20; o.samp.seed = 42; o.max_new = 25;
+    o.samp.repetition_penalty = 1.3f; o.samp.frequency_penalty = 0.2f;
+    engine_seq b[3], one;
+    gk_err err;
+    CHECK(engine_generate(e, prompt, 3, 3, &o, b, &err) == 0, "batched: %s", err.msg);
+    CHECK(engine_generate(e, prompt, 3, 1, &o, &one, &err) == 0, "single: %s", err.msg);
+    CHECK(one.n == b[0].n, "lengths %zu %zu", one.n, b[0].n);
+    for (size_t i = 0; i < one.n && i < b[0].n; i++) {
+        CHECK(one.ids[i] == b[0].ids[i], "id %zu", i);
+        CHECK_CLOSE(one.logprob[i], b[0].logprob[i], 1e-5, 0, "logprob");
+        CHECK(one.sample_logprob[i] <= 0 && one.sample_logprob[i] >= one.logprob[i] - 10, "sample logprob %g", one.sample_logprob[i]);
+    }
+    int differ = b[1].n != b[0].n || memcmp(b[1].ids, b[0].ids, b[0].n * sizeof(int32_t));
+    CHECK(differ, "sequences 0 and 1 use different RNG streams");
+    for (int k = 0; k < 3; k++) engine_seq_free(&b[k]);
+    engine_seq_free(&one);
+    engine_free(e);
+    gpt_free(m);
+}
+
+/* chi-square of observed counts against expected probabilities over bins with p > 0 */
+static double chi2(const size_t *obs, const float *p, size_t V, size_t N, size_t *df) {
+    double x = 0; size_t k = 0;
+    for (size_t v = 0; v < V; v++) {
+        if (p[v] <= 0) continue;
+        double e = (double)p[v] * (double)N;
+        x += ((double)obs[v] - e) * ((double)obs[v] - e) / e;
+        k++;
+    }
+    *df = k - 1;
+    return x;
+}
+
+static void test_sampler_statistics(void) {
+    size_t V = 12, N = 60000;
+    float logits[12] = { 1.0f, 2.0f, 0.5f, -1.0f, 3.0f, 2.5f, 0.0f, -0.5f, 1.5f, 2.2f, -2.0f, 0.7f };
+    float p[12], soft[12];
+    double z = 0;
+    for (size_t v = 0; v < V; v++) z += exp(logits[v]);
+    for (size_t v = 0; v < V; v++) soft[v] = (float)(exp(logits[v]) / z);
+    gk_rng rng;
+    gk_rng_seed(&rng, 2024);
+    infer_sampling s;
+    infer_sampling_default(&s);
+    /* temperature 1, no truncation: frequencies match softmax (chi-square, df 11: 99.9th percentile 31.26) */
+    infer_sampling_probs(&s, logits, V, NULL, NULL, p);
+    CHECK_ARRAYS("probs == softmax", p, soft, V, 1e-6, 0);
+    size_t obs[12] = {0}, df;
+    for (size_t i = 0; i < N; i++) obs[infer_draw(p, V, &rng)]++;
+    double x = chi2(obs, soft, V, N, &df);
+    CHECK(df == 11 && x < 31.26, "chi-square %.2f (df %zu)", x, df);
+    /* a biased sampler must fail the same test: shift 1% of mass from token 4 to token 3 */
+    float q[12]; memcpy(q, soft, sizeof q); q[4] -= 0.01f; q[3] += 0.01f;
+    size_t obs2[12] = {0};
+    for (size_t i = 0; i < N; i++) obs2[infer_draw(q, V, &rng)]++;
+    CHECK(chi2(obs2, soft, V, N, &df) > 31.26, "the test detects a 1%% bias");
+
+    /* top-k = 4: only the 4 most likely (ids 4, 5, 9, 1) are ever drawn, in proportion */
+    s.top_k = 4;
+    infer_sampling_probs(&s, logits, V, NULL, NULL, p);
+    memset(obs, 0, sizeof obs);
+    for (size_t i = 0; i < N; i++) obs[infer_draw(p, V, &rng)]++;
+    size_t outside = 0;
+    for (size_t v = 0; v < V; v++) if (v != 4 && v != 5 && v != 9 && v != 1) outside += obs[v];
+    CHECK(outside == 0, "top-k emitted %zu excluded tokens", outside);
+    double zk = exp(3.0) + exp(2.5) + exp(2.2) + exp(2.0);
+    float pk[12] = {0};
+    pk[4] = (float)(exp(3.0) / zk); pk[5] = (float)(exp(2.5) / zk); pk[9] = (float)(exp(2.2) / zk); pk[1] = (float)(exp(2.0) / zk);
+    x = chi2(obs, pk, V, N, &df);
+    CHECK(df == 3 && x < 16.27, "top-k chi-square %.2f (df %zu)", x, df);
+
+    /* top-p = 0.6: the nucleus is the smallest prefix by probability reaching 0.6 */
+    s.top_k = 0; s.top_p = 0.6f;
+    infer_sampling_probs(&s, logits, V, NULL, NULL, p);
+    int order[12]; for (int i = 0; i < 12; i++) order[i] = i;
+    for (int i = 0; i < 12; i++) for (int j = i + 1; j < 12; j++) if (soft[order[j]] > soft[order[i]]) { int t = order[i]; order[i] = order[j]; order[j] = t; }
+    double cum = 0; int nk = 0;
+    while (cum < 0.6) cum += soft[order[nk++]];
+    uint8_t in[12] = {0};
+    for (int i = 0; i < nk; i++) in[order[i]] = 1;
+    memset(obs, 0, sizeof obs);
+    for (size_t i = 0; i < N; i++) obs[infer_draw(p, V, &rng)]++;
+    outside = 0;
+    for (size_t v = 0; v < V; v++) { if (!in[v]) outside += obs[v]; CHECK(in[v] ? p[v] > 0 : p[v] == 0, "top-p prob of %zu", v); }
+    CHECK(outside == 0 && nk == 3, "top-p emitted %zu excluded tokens (nucleus %d)", outside, nk);
+
+    /* min-p = 0.3: tokens below 0.3 * p_max never appear */
+    s.top_p = 1; s.min_p = 0.3f;
+    infer_sampling_probs(&s, logits, V, NULL, NULL, p);
+    for (size_t v = 0; v < V; v++) CHECK((soft[v] >= 0.3f * soft[4]) == (p[v] > 0), "min-p keeps %zu iff p >= 0.3 pmax", v);
+
+    /* temperature 0.5 == softmax(2 * logits) */
+    s.min_p = 0; s.temperature = 0.5f;
+    infer_sampling_probs(&s, logits, V, NULL, NULL, p);
+    z = 0; for (size_t v = 0; v < V; v++) z += exp(2 * logits[v]);
+    for (size_t v = 0; v < V; v++) CHECK_CLOSE(p[v], exp(2 * logits[v]) / z, 1e-6, 1e-5, "temperature 0.5");
+
+    /* penalties: repetition divides positive / multiplies negative logits of seen tokens; frequency and
+     * presence subtract from generated tokens */
+    s.temperature = 1; s.repetition_penalty = 2.0f; s.frequency_penalty = 0.5f; s.presence_penalty = 0.25f;
+    uint8_t seen[12] = {0}; uint32_t counts[12] = {0};
+    seen[4] = 1; seen[3] = 1; counts[5] = 2;
+    infer_sampling_probs(&s, logits, V, counts, seen, p);
+    float adj[12]; memcpy(adj, logits, sizeof adj);
+    adj[4] = 1.5f; adj[3] = -2.0f; adj[5] = 2.5f - 1.0f - 0.25f;
+    z = 0; for (size_t v = 0; v < V; v++) z += exp(adj[v]);
+    for (size_t v = 0; v < V; v++) CHECK_CLOSE(p[v], exp(adj[v]) / z, 1e-6, 1e-5, "penalised probs");
+    gk_err err;
+    s.top_p = 0;
+    CHECK(infer_sampling_validate(&s, &err) == -1 && strstr(err.msg, "top-p"), "validate top-p: %s", err.msg);
+}
+
+/* The engine end to end at temperature 1: the first generated token's frequencies match the softmax of the
+ * prompt's logits. */
+static void test_engine_statistics(void) {
+    gpt_model *m = tiny_model(9, 16, 8);
+    int32_t prompt[2] = { 3, 7 };
+    float lg[9];
+    engine *e = engine_new(m, NULL, 8, 0);
+    gk_err err;
+    engine_feed(e, 0, prompt, 2, lg, &err);
+    float soft[9]; double z = 0;
+    for (int v = 0; v < 9; v++) z += exp(lg[v]);
+    for (int v = 0; v < 9; v++) soft[v] = (float)(exp(lg[v]) / z);
+    engine_gen_opts o;
+    engine_gen_opts_default(&o);
+    o.max_new = 1;
+    size_t obs[9] = {0}, N = 0;
+    for (int call = 0; call < 500; call++) {
+        o.samp.seed = 1000 + (uint64_t)call;
+        engine_seq s[8];
+        if (engine_generate(e, prompt, 2, 8, &o, s, &err)) { CHECK(0, "%s", err.msg); break; }
+        for (int k = 0; k < 8; k++) {
+            obs[s[k].ids[0]]++; N++;
+            CHECK_CLOSE(s[k].sample_logprob[0], s[k].logprob[0], 1e-4, 0, "T=1 sample logprob == raw");
+            engine_seq_free(&s[k]);
+        }
+    }
+    size_t df;
+    double x = chi2(obs, soft, 9, N, &df);
+    CHECK(df == 8 && x < 26.12, "engine chi-square %.2f (df %zu)", x, df);
+    engine_free(e);
+    gpt_free(m);
+}
+
+/* ---------------------------------------------------------------- text: stop rules and streaming */
+
+static tok_tokenizer *tiny_tok(void) {
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    char *d = tl_tmpdir("engtok");
+    char *p = gk_path_join(d, "tiny.tiktoken");
+    FILE *f = fopen(p, "w");
+    for (int i = 0; i < 256; i++) {
+        unsigned v = (unsigned)i << 16;
+        fprintf(f, "%c%c== %d\n", b64[v >> 18 & 63], b64[v >> 12 & 63], i);
+    }
+    fclose(f);
+    gk_err err;
+    tok_tokenizer *t = tok_load(p, &err);
+    if (!t) { printf("tokenizer: %s\n", err.msg); exit(2); }
+    tok_add_chat_specials(t);
+    free(p); free(d);
+    return t;
+}
+
+typedef struct { tok_bytes got; int calls, finals; } stream_ctx;
+static int on_tok(void *ctx, size_t seq, int32_t id, const char *text, size_t len) {
+    stream_ctx *c = ctx;
+    (void)seq;
+    tok_bytes_append(&c->got, text, len);
+    c->calls++;
+    if (id < 0) c->finals++;
+    return 0;
+}
+
+static void test_stops_and_streaming(void) {
+    tok_tokenizer *t = tiny_tok();
+    size_t V = tok_vocab_size(t);
+    gpt_model *m = tiny_model((int)V, 128, 21);
+    engine *e = engine_new(m, t, 2, 0);
+    int32_t prompt[4] = { 'a', 'b', 'c', 'd' };
+    engine_gen_opts o;
+    engine_gen_opts_default(&o);
+    o.samp.temperature = 0; o.max_new = 60; o.default_stops = 0;
+    engine_seq s, s2;
+    gk_err err;
+    CHECK(engine_generate(e, prompt, 4, 1, &o, &s, &err) == 0, "generate: %s", err.msg);
+    CHECK(s.n == 60 && s.text != NULL, "n %zu", s.n);
+    /* stop token: the id generated at position 7 */
+    int32_t sid = s.ids[7];
+    size_t first = 0;
+    while (s.ids[first] != sid) first++;
+    o.stop_ids[0] = sid; o.n_stop_ids = 1;
+    CHECK(engine_generate(e, prompt, 4, 1, &o, &s2, &err) == 0, "generate");
+    CHECK(s2.n == first + 1 && s2.finish == ENGINE_FINISH_STOP_TOKEN && s2.ids[first] == sid,
+          "stop id: n %zu (want %zu) finish %s", s2.n, first + 1, engine_finish_name(s2.finish));
+    engine_seq_free(&s2);
+    o.n_stop_ids = 0;
+    /* stop string: 3 bytes from the middle of the text; the text ends right before its first occurrence, and
+     * the streamed pieces concatenate to exactly the final text */
+    if (s.text_len >= 30) {
+        char stop[4]; memcpy(stop, s.text + 20, 3); stop[3] = 0;
+        const char *strs[1] = { stop };
+        char *hit = strstr(s.text, stop);
+        size_t want_len = (size_t)(hit - s.text);
+        o.stop_strs = strs; o.n_stop_strs = 1;
+        stream_ctx c; memset(&c, 0, sizeof c);
+        o.on_token = on_tok; o.ctx = &c;
+        CHECK(engine_generate(e, prompt, 4, 1, &o, &s2, &err) == 0, "generate");
+        CHECK(s2.finish == ENGINE_FINISH_STOP_STRING && s2.text_len == want_len && !memcmp(s2.text, s.text, want_len),
+              "stop string: finish %s len %zu want %zu", engine_finish_name(s2.finish), s2.text_len, want_len);
+        CHECK(c.got.n == s2.text_len && !memcmp(c.got.data, s2.text, c.got.n), "streamed %zu bytes, text %zu", c.got.n, s2.text_len);
+        CHECK(c.finals == 1 && c.calls == (int)s2.n, "calls %d (n %zu), finals %d", c.calls, s2.n, c.finals);
+        tok_bytes_free(&c.got);
+        engine_seq_free(&s2);
+        /* streaming without stop strings also reproduces the text */
+        memset(&c, 0, sizeof c);
+        o.stop_strs = NULL; o.n_stop_strs = 0;
+        CHECK(engine_generate(e, prompt, 4, 1, &o, &s2, &err) == 0, "generate");
+        CHECK(c.got.n == s2.text_len && !memcmp(c.got.data, s2.text, c.got.n), "streamed %zu bytes, text %zu", c.got.n, s2.text_len);
+        tok_bytes_free(&c.got);
+        engine_seq_free(&s2);
+        o.on_token = NULL;
+    } else CHECK(0, "text too short (%zu)", s.text_len);
+    engine_seq_free(&s);
+    /* default stops: <|end|> forced by a huge logit bias is not possible here, so check that the defaults are
+     * the tokenizer's <|end|> and <|endoftext|> via a stop-id run: generating from a prompt with <|end|> as the
+     * only allowed token (top-k 1 on a model is not controllable) is covered by the CLI chat test. */
+
+    /* cancel flag */
+    volatile int cancel = 1;
+    o.cancel = &cancel;
+    CHECK(engine_generate(e, prompt, 4, 2, &o, &s, &err) == 0, "generate");
+    CHECK(s.n == 0 && s.finish == ENGINE_FINISH_CANCELLED, "cancelled: n %zu", s.n);
+    engine_seq_free(&s);
+    o.cancel = NULL;
+    engine_free(e);
+    gpt_free(m);
+    tok_free(t);
+}
+
+static void test_errors(void) {
+    gpt_model *m = tiny_model(50, 16, 1);
+    engine *e = engine_new(m, NULL, 2, 0);
+    engine_gen_opts o;
+    engine_gen_opts_default(&o);
+    engine_seq s[3];
+    gk_err err;
+    int32_t ids[20] = {0};
+    CHECK(engine_generate(e, ids, 17, 1, &o, s, &err) == -1 && strstr(err.msg, "prompt is 17 tokens but the context holds 16"),
+          "too long: %s", err.msg);
+    ids[3] = 50;
+    CHECK(engine_generate(e, ids, 5, 1, &o, s, &err) == -1 && strstr(err.msg, "token id 50 at position 3"), "vocab: %s", err.msg);
+    ids[3] = 0;
+    CHECK(engine_generate(e, ids, 5, 3, &o, s, &err) == -1 && strstr(err.msg, "1 to 2"), "n_seqs: %s", err.msg);
+    CHECK(engine_generate(e, ids, 0, 1, &o, s, &err) == -1 && strstr(err.msg, "empty prompt"), "empty: %s", err.msg);
+    const char *st[1] = { "x" };
+    o.stop_strs = st; o.n_stop_strs = 1;
+    CHECK(engine_generate(e, ids, 5, 1, &o, s, &err) == -1 && strstr(err.msg, "tokenizer"), "stop strings: %s", err.msg);
+    o.n_stop_strs = 0; o.samp.temperature = -1;
+    CHECK(engine_generate(e, ids, 5, 1, &o, s, &err) == -1 && strstr(err.msg, "temperature"), "temperature: %s", err.msg);
+    /* a prompt of exactly the context still yields one token */
+    o.samp.temperature = 0;
+    CHECK(engine_generate(e, ids, 16, 1, &o, s, &err) == 0 && s[0].n == 1 && s[0].finish == ENGINE_FINISH_CONTEXT,
+          "full-context prompt: %s", err.msg);
+    engine_seq_free(&s[0]);
+    engine_free(e);
+    gpt_free(m);
+}
+
+int main(void) {
+    TL_RUN(test_kv_matches_full_ref);
+    TL_RUN(test_kv_matches_full_fast);
+    TL_RUN(test_greedy_equals_full_recompute);
+    TL_RUN(test_batched_sampling_equals_single);
+    TL_RUN(test_sampler_statistics);
+    TL_RUN(test_engine_statistics);
+    TL_RUN(test_stops_and_streaming);
+    TL_RUN(test_errors);
+    return tl_summary();
+}
