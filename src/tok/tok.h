@@ -146,7 +146,7 @@ tok_tokenizer *tok_train_files(const char *const *files, size_t nfiles, const to
 void tok_split(const tok_tokenizer *t, const void *text, size_t len,
                void (*fn)(size_t start, size_t end, void *ctx), void *ctx);
 /* A cut position near the end of s[0..len) that is a piece boundary under both known patterns: just after
- * the last '\n' that is followed by printable ASCII. Encoding the two sides separately gives the same ids as
+ * the last '\n' that is preceded and followed by printable non-space ASCII. Encoding the two sides separately gives the same ids as
  * encoding the whole. Returns len if there is none (cutting there may then change ids at the seam). */
 size_t tok_safe_cut(const uint8_t *s, size_t len);
 

@@ -311,11 +311,13 @@ tok_tokenizer *tok_trainer_finish(tok_trainer *tr, gk_err *err) {
 }
 
 /* ---------------------------------------------------------------- files */
-/* A cut after '\n' followed by a printable ASCII character is a piece boundary under both patterns (no
- * alternative matches a newline followed by a non-space), so blocks cut there count exactly as the whole. */
+/* A cut after '\n' is a piece boundary under both patterns when the '\n' follows a printable non-space ASCII
+ * character and precedes one: no alternative matches a newline followed by a non-space, and the newline is
+ * then a whitespace run of length one (GPT-2's \s+(?!\S) treats a longer run differently at the end of
+ * the text than before a non-space). So blocks cut there encode exactly as the whole. */
 size_t tok_safe_cut(const uint8_t *s, size_t len) {
-    for (size_t i = len; i > 1; i--)
-        if (s[i - 2] == '\n' && s[i - 1] > 0x20 && s[i - 1] < 0x7f) return i - 1;
+    for (size_t i = len; i > 2; i--)
+        if (s[i - 2] == '\n' && s[i - 1] > 0x20 && s[i - 1] < 0x7f && s[i - 3] > 0x20 && s[i - 3] < 0x7f) return i - 1;
     return len;
 }
 
