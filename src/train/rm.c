@@ -1,0 +1,516 @@
+/* rm.c: reward modelling — rendering (prompt, response) sequences, scoring them with a scalar head, and
+ * training the head and trunk on preference pairs and rankings.
+ *
+ *   r_i = h[last token of sequence i] . score.weight            h = trunk output (after ln_f)
+ *   loss = mean over groups of mean over the group's pairs of -log sigmoid(r_better - r_worse)
+ *
+ * A batch holds whole preference lines: a K-ranking puts its K sequences in the batch once and its
+ * K(K-1)/2 pairs share their scores (rlhf_rm_loss). Sequences of a batch are right-padded to the longest:
+ * attention is causal, so the padding after a sequence's last token never changes its reward.
+ *
+ * Normalisation (--normalize FILE): after training, the mean reward delta of FILE's demonstrations is
+ * folded into ln_f.bias so the saved model itself scores them mean 0: with h = n*g + b and r = h.w, adding
+ * -delta * w / |w|^2 to b shifts every reward by exactly -delta. The checkpoint stays a plain HF
+ * GPT2ForSequenceClassification (no side offset to forget); RM_DIR/reward.json records delta.
+ */
+#include "train/train.h"
+#include "kern/kern.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---------------------------------------------------------------- sequences */
+
+void rlhf_seq_free(rlhf_seq *s) {
+    if (!s) return;
+    free(s->ids);
+    memset(s, 0, sizeof *s);
+}
+
+int rlhf_chat_open(rlhf_chat *c, const char *tok_path, size_t vocab_size, gk_err *err) {
+    memset(c, 0, sizeof *c);
+    if (!tok_path) return gk_errf(err, "no tokenizer: the checkpoint records none; pass --tokenizer PATH");
+    c->tok = tok_load(tok_path, err);
+    if (!c->tok) return -1;
+    if (chat_specials_resolve(c->tok, vocab_size, &c->sp, err)) { tok_free(c->tok); c->tok = NULL; return -1; }
+    return 0;
+}
+
+void rlhf_chat_close(rlhf_chat *c) {
+    if (!c) return;
+    tok_free(c->tok);
+    c->tok = NULL;
+}
+
+void rlhf_render_prompt(const rlhf_chat *c, const prefs_item *it, tok_ids *out) {
+    chat_conv conv = {0};
+    for (size_t i = 0; i < it->n_prompt; i++) {
+        chat_role r = CHAT_USER;
+        chat_role_parse(it->prompt[i].role, &r);   /* validated by the prefs parser */
+        chat_conv_add(&conv, r, it->prompt[i].content);
+    }
+    chat_tokens ct = {0};
+    chat_render(c->tok, &c->sp, &conv, 1, &ct);
+    for (size_t i = 0; i < ct.n; i++) tok_ids_push(out, ct.ids[i]);
+    chat_tokens_free(&ct);
+    chat_conv_free(&conv);
+}
+
+void rlhf_render_seq(const rlhf_chat *c, const prefs_item *it, size_t k, rlhf_seq *out) {
+    tok_ids ids = {0};
+    rlhf_render_prompt(c, it, &ids);
+    size_t pl = ids.n;
+    chat_encode_assistant(c->tok, &c->sp, it->resp[k], &ids);
+    tok_ids_push(&ids, c->sp.end);
+    out->ids = ids.ids; out->n = ids.n; out->prompt_len = pl;
+}
+
+/* ---------------------------------------------------------------- scoring */
+
+/* Right-padded [n, T] batch of whole sequences (pad id 0), T = longest. Returns T. */
+static size_t pack_full(const rlhf_seq *seqs, size_t n, int32_t **buf) {
+    size_t T = 1;
+    for (size_t i = 0; i < n; i++) if (seqs[i].n > T) T = seqs[i].n;
+    int32_t *b = gk_calloc(n * T, sizeof(int32_t));
+    for (size_t i = 0; i < n; i++) memcpy(b + i * T, seqs[i].ids, seqs[i].n * sizeof(int32_t));
+    *buf = b;
+    return T;
+}
+
+double rlhf_rm_step(gpt_model *rm, const rlhf_seq *seqs, size_t n, const size_t *first, const size_t *count,
+                    size_t ngroups, int backward, float *r, rlhf_rm_stats *st) {
+    GK_CHECK(rm->cfg.score_head, "rlhf_rm_step: the model has no score head");
+    size_t C = (size_t)rm->cfg.n_embd;
+    int32_t *in;
+    size_t T = pack_full(seqs, n, &in), NT = n * T;
+    gpt_forward(rm, in, n, T);
+    const float *h = gpt_hidden(rm);
+    float *dev_r = kern_alloc(NT * sizeof(float));
+    float *all = gk_malloc(NT * sizeof(float));
+    gpt_score_head_fwd(rm, dev_r, h, NT);
+    kern_download(all, dev_r, NT * sizeof(float));
+    float *rr = r ? r : gk_malloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) rr[i] = all[i * T + seqs[i].n - 1];
+    double loss = NAN;
+    if (ngroups) {
+        float *dr = backward ? gk_malloc(n * sizeof(float)) : NULL;
+        loss = rlhf_rm_loss(rr, first, count, ngroups, dr, st);
+        if (backward) {
+            memset(all, 0, NT * sizeof(float));
+            for (size_t i = 0; i < n; i++) all[i * T + seqs[i].n - 1] = dr[i];
+            kern_upload(dev_r, all, NT * sizeof(float));
+            float *dh = kern_alloc(NT * C * sizeof(float));
+            gpt_score_head_bwd(rm, dh, dev_r, h, NT);
+            gpt_backward(rm, dh);
+            kern_free(dh);
+        }
+        free(dr);
+    }
+    if (!r) free(rr);
+    free(all); kern_free(dev_r); free(in);
+    return loss;
+}
+
+void rlhf_score_seqs(gpt_model *rm, const rlhf_seq *seqs, size_t n, size_t batch, float *out) {
+    if (batch == 0) batch = 8;
+    for (size_t i = 0; i < n; i += batch) {
+        size_t k = n - i < batch ? n - i : batch;
+        rlhf_rm_step(rm, seqs + i, k, NULL, NULL, 0, 0, out + i, NULL);
+    }
+}
+
+gpt_model *rlhf_load_rm(const char *dir, char **tokenizer, gk_err *err) {
+    gpt_model *m = gpt_load(dir, tokenizer, err);
+    if (!m) return NULL;
+    if (!m->cfg.score_head) {
+        gpt_free(m);
+        if (tokenizer) { free(*tokenizer); *tokenizer = NULL; }
+        gk_errf(err, "%s: not a reward model (no score head); train one with `gptkit rm`", dir);
+        return NULL;
+    }
+    return m;
+}
+
+/* A trunk checkpoint with a scalar head: the checkpoint's own head if it has one, else a new one (zeros or
+ * N(0, std)) after the copied trunk (the score head is the last entry of the parameter table). */
+gpt_model *rlhf_load_with_head(const char *dir, float head_std, uint64_t seed, char **tokenizer, gk_err *err) {
+    gpt_model *base = gpt_load(dir, tokenizer, err);
+    if (!base || base->cfg.score_head) return base;
+    gpt_config c = base->cfg;
+    c.score_head = 1;
+    gpt_model *m = gpt_create(&c);
+    kern_copy(m->params, base->params, base->num_params * sizeof(float));
+    const gpt_param *p = gpt_find_param(m, "score.weight");
+    float *w = gk_calloc(p->numel, sizeof(float));
+    if (head_std > 0) {
+        gk_rng r; gk_rng_seed(&r, seed ^ 0x5C0E5C0EULL);
+        for (size_t i = 0; i < p->numel; i++) w[i] = head_std * gk_rng_normal(&r);
+    }
+    kern_upload(m->params + p->offset, w, p->numel * sizeof(float));
+    free(w);
+    gpt_free(base);
+    return m;
+}
+
+/* ---------------------------------------------------------------- rendered preference sets */
+
+typedef struct {
+    rlhf_seq *seqs;       /* all responses of all kept lines, line by line */
+    size_t *first, *count;/* per kept line */
+    size_t n, nseq;
+    size_t dropped;       /* lines with a sequence longer than the context */
+    size_t pairs;
+} rm_data;
+
+static void rm_data_free(rm_data *d) {
+    for (size_t i = 0; i < d->nseq; i++) rlhf_seq_free(&d->seqs[i]);
+    free(d->seqs); free(d->first); free(d->count);
+    memset(d, 0, sizeof *d);
+}
+
+static void rm_data_build(rm_data *d, const rlhf_chat *c, const prefs_set *s, size_t max_len) {
+    memset(d, 0, sizeof *d);
+    size_t total = 0;
+    for (size_t i = 0; i < s->n; i++) total += s->items[i].n_resp;
+    d->seqs = gk_calloc(total ? total : 1, sizeof *d->seqs);
+    d->first = gk_calloc(s->n ? s->n : 1, sizeof(size_t));
+    d->count = gk_calloc(s->n ? s->n : 1, sizeof(size_t));
+    for (size_t i = 0; i < s->n; i++) {
+        const prefs_item *it = &s->items[i];
+        if (it->n_resp < 2) continue;
+        size_t f = d->nseq, ok = 1;
+        for (size_t k = 0; k < it->n_resp; k++) {
+            rlhf_render_seq(c, it, k, &d->seqs[d->nseq++]);
+            if (d->seqs[d->nseq - 1].n > max_len) ok = 0;
+        }
+        if (!ok) {
+            while (d->nseq > f) rlhf_seq_free(&d->seqs[--d->nseq]);
+            d->dropped++;
+            continue;
+        }
+        d->first[d->n] = f; d->count[d->n] = it->n_resp; d->n++;
+        d->pairs += it->n_resp * (it->n_resp - 1) / 2;
+    }
+}
+
+/* Loss/accuracy over lines idx[0..k) of d (or lines 0..k if idx NULL), optionally with backward. */
+static double rm_lines(gpt_model *m, const rm_data *d, const uint32_t *idx, size_t k, int backward, rlhf_rm_stats *st) {
+    size_t ns = 0;
+    for (size_t j = 0; j < k; j++) ns += d->count[idx ? idx[j] : j];
+    rlhf_seq *seqs = gk_malloc(ns * sizeof *seqs);
+    size_t *first = gk_malloc(k * sizeof(size_t)), *count = gk_malloc(k * sizeof(size_t));
+    size_t p = 0;
+    for (size_t j = 0; j < k; j++) {
+        size_t l = idx ? idx[j] : j;
+        first[j] = p; count[j] = d->count[l];
+        for (size_t q = 0; q < d->count[l]; q++) seqs[p++] = d->seqs[d->first[l] + q];
+    }
+    double loss = rlhf_rm_step(m, seqs, ns, first, count, k, backward, NULL, st);
+    free(seqs); free(first); free(count);
+    return loss;
+}
+
+static void rm_eval_data(gpt_model *m, const rm_data *d, size_t batch, rlhf_rm_stats *st) {
+    double lsum = 0, correct = 0, margin = 0; size_t pairs = 0;
+    for (size_t i = 0; i < d->n; i += batch) {
+        size_t k = d->n - i < batch ? d->n - i : batch;
+        uint32_t *idx = gk_malloc(k * sizeof(uint32_t));
+        for (size_t j = 0; j < k; j++) idx[j] = (uint32_t)(i + j);
+        rlhf_rm_stats s;
+        double l = rm_lines(m, d, idx, k, 0, &s);
+        free(idx);
+        lsum += l * (double)k; correct += s.correct; margin += s.margin * (double)s.npairs; pairs += s.npairs;
+    }
+    memset(st, 0, sizeof *st);
+    st->loss = d->n ? lsum / (double)d->n : NAN;
+    st->correct = correct; st->npairs = pairs;
+    st->accuracy = pairs ? correct / (double)pairs : NAN;
+    st->margin = pairs ? margin / (double)pairs : NAN;
+}
+
+int rlhf_rm_eval(gpt_model *rm, const rlhf_chat *c, const prefs_set *s, size_t batch, rlhf_rm_stats *st,
+                 size_t *dropped, gk_err *err) {
+    rm_data d;
+    rm_data_build(&d, c, s, (size_t)rm->cfg.n_ctx);
+    if (dropped) *dropped = d.dropped;
+    if (d.n == 0) { rm_data_free(&d); return gk_errf(err, "%s: no preference line fits the model's context", s->path); }
+    rm_eval_data(rm, &d, batch ? batch : 8, st);
+    rm_data_free(&d);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- options */
+
+void rm_opts_default(rm_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->batch = 8; o->epochs = 1;
+    o->sched.lr = 1e-4f; o->sched.warmup = 10; o->sched.shape = LR_LINEAR; o->sched.final_frac = 0.1f;
+    adamw_config_default(&o->opt);
+    o->opt.weight_decay = 0.0f;
+    o->seed = 1337;
+    o->out = "out/rm";
+    o->val_every = 0; o->save_every = 0;
+}
+
+char *rm_opts_to_json(const rm_opts *o) {
+    cJSON *j = cJSON_CreateObject();
+#define S(k, v) if (v) cJSON_AddStringToObject(j, k, v)
+#define N(k, v) cJSON_AddNumberToObject(j, k, (double)(v))
+    S("init_dir", o->init_dir); S("data", o->data); S("val", o->val); S("normalize", o->normalize);
+    S("tokenizer", o->tokenizer); S("out", o->out);
+    N("batch", o->batch); N("epochs", o->epochs); N("steps", o->steps);
+    N("lr", o->sched.lr); N("warmup", o->sched.warmup); S("schedule", lr_shape_name(o->sched.shape));
+    N("final_frac", o->sched.final_frac);
+    N("beta1", o->opt.beta1); N("beta2", o->opt.beta2); N("eps", o->opt.eps); N("weight_decay", o->opt.weight_decay);
+    N("grad_clip", o->opt.grad_clip); N("head_init_std", o->head_init_std);
+    char seed[32]; snprintf(seed, sizeof seed, "%llu", (unsigned long long)o->seed); cJSON_AddStringToObject(j, "seed", seed);
+    N("val_every", o->val_every); N("save_every", o->save_every);
+#undef S
+#undef N
+    char *s = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    char *r = gk_strdup(s);
+    cJSON_free(s);
+    return r;
+}
+
+int rm_opts_from_json(rm_opts *o, const char *json, gk_err *err) {
+    cJSON *j = cJSON_Parse(json);
+    if (!j) return gk_errf(err, "stored options are not valid JSON");
+#define GS(k, dst) do { cJSON *x = cJSON_GetObjectItemCaseSensitive(j, k); if (cJSON_IsString(x)) dst = gk_strdup(x->valuestring); } while (0)
+#define GN(k, dst, type) do { cJSON *x = cJSON_GetObjectItemCaseSensitive(j, k); if (cJSON_IsNumber(x)) dst = (type)x->valuedouble; } while (0)
+    GS("init_dir", o->init_dir); GS("data", o->data); GS("val", o->val); GS("normalize", o->normalize);
+    GS("tokenizer", o->tokenizer); GS("out", o->out);
+    GN("batch", o->batch, long); GN("epochs", o->epochs, long); GN("steps", o->steps, long);
+    GN("lr", o->sched.lr, float); GN("warmup", o->sched.warmup, long); GN("final_frac", o->sched.final_frac, float);
+    GN("beta1", o->opt.beta1, float); GN("beta2", o->opt.beta2, float); GN("eps", o->opt.eps, float);
+    GN("weight_decay", o->opt.weight_decay, float); GN("grad_clip", o->opt.grad_clip, float);
+    GN("head_init_std", o->head_init_std, float);
+    GN("val_every", o->val_every, long); GN("save_every", o->save_every, long);
+    cJSON *x = cJSON_GetObjectItemCaseSensitive(j, "schedule");
+    if (cJSON_IsString(x)) lr_shape_parse(x->valuestring, &o->sched.shape);
+    x = cJSON_GetObjectItemCaseSensitive(j, "seed");
+    if (cJSON_IsString(x)) o->seed = strtoull(x->valuestring, NULL, 10);
+#undef GS
+#undef GN
+    cJSON_Delete(j);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- normalisation */
+
+/* Shifts every reward of m by -delta through ln_f.bias (see the file comment). */
+static int fold_offset(gpt_model *m, double delta, gk_err *err) {
+    size_t C = (size_t)m->cfg.n_embd;
+    float *w = gk_malloc(C * sizeof(float)), *b = gk_malloc(C * sizeof(float));
+    float *dw = gpt_param_ptr(m, "score.weight"), *db = gpt_param_ptr(m, "ln_f.bias");
+    kern_download(w, dw, C * sizeof(float));
+    kern_download(b, db, C * sizeof(float));
+    double nn = 0;
+    for (size_t i = 0; i < C; i++) nn += (double)w[i] * w[i];
+    int rc = 0;
+    if (nn <= 0) rc = gk_errf(err, "cannot normalise: the score head is all zeros");
+    else {
+        for (size_t i = 0; i < C; i++) b[i] = (float)((double)b[i] - delta * (double)w[i] / nn);
+        kern_upload(db, b, C * sizeof(float));
+    }
+    free(w); free(b);
+    return rc;
+}
+
+/* Mean reward of a file's responses (each line's responses; {"messages"} lines: the last assistant turn). */
+static int mean_reward(gpt_model *m, const rlhf_chat *c, const char *path, double *mean, size_t *count, gk_err *err) {
+    prefs_set s;
+    if (prefs_load(path, PREFS_ACCEPT_SCORED | PREFS_ACCEPT_PREFS, &s, err)) return -1;
+    size_t total = 0;
+    for (size_t i = 0; i < s.n; i++) total += s.items[i].n_resp;
+    rlhf_seq *seqs = gk_calloc(total, sizeof *seqs);
+    size_t n = 0;
+    for (size_t i = 0; i < s.n; i++)
+        for (size_t k = 0; k < s.items[i].n_resp; k++) {
+            rlhf_render_seq(c, &s.items[i], k, &seqs[n]);
+            if (seqs[n].n > (size_t)m->cfg.n_ctx) rlhf_seq_free(&seqs[n]); else n++;
+        }
+    int rc = 0;
+    if (n == 0) rc = gk_errf(err, "%s: no response fits the model's context", path);
+    else {
+        float *r = gk_malloc(n * sizeof(float));
+        rlhf_score_seqs(m, seqs, n, 16, r);
+        double s0 = 0;
+        for (size_t i = 0; i < n; i++) s0 += r[i];
+        *mean = s0 / (double)n; *count = n;
+        free(r);
+    }
+    for (size_t i = 0; i < n; i++) rlhf_seq_free(&seqs[i]);
+    free(seqs);
+    prefs_free(&s);
+    return rc;
+}
+
+static int write_reward_json(const char *dir, const rm_opts *o, const rm_result *res, gk_err *err) {
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddNumberToObject(j, "format_version", 1);
+    cJSON_AddNumberToObject(j, "offset_folded", res->offset);
+    if (o->normalize) cJSON_AddStringToObject(j, "normalized_on", o->normalize);
+    else cJSON_AddNullToObject(j, "normalized_on");
+    if (isfinite(res->val_acc)) cJSON_AddNumberToObject(j, "val_accuracy", res->val_acc);
+    if (isfinite(res->val_loss)) cJSON_AddNumberToObject(j, "val_loss", res->val_loss);
+    cJSON_AddNumberToObject(j, "steps", (double)res->steps_done);
+    char *s = cJSON_Print(j);
+    cJSON_Delete(j);
+    char *path = gk_path_join(dir, "reward.json");
+    int rc = gk_write_file_atomic(path, s, strlen(s), err);
+    free(path); cJSON_free(s);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- training */
+
+int train_rm(const rm_opts *o, rm_result *res, gk_err *err) {
+    memset(res, 0, sizeof *res);
+    res->final_loss = res->final_acc = res->val_loss = res->val_acc = res->val_margin = NAN;
+    if (o->batch <= 0) return gk_errf(err, "--batch must be positive");
+    if (!o->data) return gk_errf(err, "no training data: pass --data PREFS.jsonl");
+    if (!o->out) return gk_errf(err, "no output directory: pass --out DIR");
+    if (!o->resume_dir && !o->init_dir) return gk_errf(err, "no model: pass --init SFT_DIR (or --resume RM_DIR)");
+    char *tok_rec = NULL;
+    gpt_model *m = rlhf_load_with_head(o->resume_dir ? o->resume_dir : o->init_dir, o->head_init_std, o->seed, &tok_rec, err);
+    if (!m) return -1;
+    const char *tokenizer = o->tokenizer ? o->tokenizer : tok_rec;
+    rlhf_chat chat; memset(&chat, 0, sizeof chat);
+    prefs_set train_set = {0}, val_set = {0};
+    rm_data td = {0}, vd = {0};
+    adamw *opt = NULL;
+    train_log lg; memset(&lg, 0, sizeof lg);
+    train_state st; memset(&st, 0, sizeof st);
+    uint32_t *perm = NULL;
+    int rc = -1;
+    if (rlhf_chat_open(&chat, tokenizer, (size_t)m->cfg.vocab_size, err)) goto done;
+    if (prefs_load(o->data, PREFS_ACCEPT_PREFS, &train_set, err)) goto done;
+    if (o->val && prefs_load(o->val, PREFS_ACCEPT_PREFS, &val_set, err)) goto done;
+    rm_data_build(&td, &chat, &train_set, (size_t)m->cfg.n_ctx);
+    if (td.n == 0) { gk_errf(err, "%s: no preference line fits the model's context (%d tokens)", o->data, m->cfg.n_ctx); goto done; }
+    if (o->val) rm_data_build(&vd, &chat, &val_set, (size_t)m->cfg.n_ctx);
+    res->pairs = td.pairs; res->val_pairs = vd.pairs; res->dropped = td.dropped + vd.dropped;
+    if (td.dropped) gk_warn("rm: dropped %zu training line(s) longer than the context (%d tokens)\n", td.dropped, m->cfg.n_ctx);
+
+    size_t B = (size_t)o->batch < td.n ? (size_t)o->batch : td.n;
+    long per_epoch = (long)((td.n + B - 1) / B);
+    long steps = o->steps > 0 ? o->steps : per_epoch * (o->epochs > 0 ? o->epochs : 1);
+    gpt_alloc_grads(m);
+    opt = adamw_create(m, &o->opt);
+    gk_rng_seed(&st.rng, o->seed ^ 0x2E3A11ULL);
+    long step0 = 0;
+    if (o->resume_dir) {
+        if (train_load_state(o->resume_dir, m, opt, &st, err)) goto done;
+        step0 = st.step;
+        free(st.opts_json); st.opts_json = NULL;
+    }
+    if (gk_mkdir_p(o->out, err)) goto done;
+    {
+        char *mp = gk_path_join(o->out, "metrics.jsonl");
+        int lrc = train_log_open(&lg, "rm", mp, o->json, step0, steps, err);
+        free(mp);
+        if (lrc) goto done;
+    }
+    st.opts_json = rm_opts_to_json(o);
+    lr_schedule sched = o->sched;
+    sched.total = steps;
+    if (!o->json)
+        gk_log("rm: %d layers, width %d, %.2fM parameters; %zu lines (%zu pairs) train, %zu lines (%zu pairs) val; "
+               "%zu lines/step, %ld steps\n", m->cfg.n_layer, m->cfg.n_embd, (double)m->num_params / 1e6, td.n, td.pairs,
+               vd.n, vd.pairs, B, steps);
+
+    /* Line order: a seeded permutation per epoch, recomputed from (seed, epoch), so the position is two numbers. */
+    perm = gk_malloc(td.n * sizeof(uint32_t));
+    uint64_t epoch = st.pos.epoch, pos = st.pos.pos, perm_epoch = UINT64_MAX;
+    gk_sigint_install();
+    double t0 = gk_now();
+    long step = step0;
+    rc = 0;
+    for (; step < steps; step++) {
+        if (gk_sigint_pending()) { res->interrupted = 1; break; }
+        if (o->stop_at > 0 && step >= o->stop_at) break;
+        if (pos + B > td.n) { epoch++; pos = 0; }
+        if (perm_epoch != epoch) {
+            for (size_t i = 0; i < td.n; i++) perm[i] = (uint32_t)i;
+            gk_rng pr; gk_rng_seed(&pr, o->seed * 1000003ULL + epoch);
+            gk_rng_shuffle_u32(&pr, perm, td.n);
+            perm_epoch = epoch;
+        }
+        double ts = gk_now();
+        gpt_zero_grads(m);
+        rlhf_rm_stats s;
+        double loss = rm_lines(m, &td, perm + pos, B, 1, &s);
+        pos += B;
+        float lr = lr_at(&sched, step);
+        double norm = adamw_step(opt, m, lr);
+        double dt = gk_now() - ts;
+        res->final_loss = loss; res->final_acc = s.accuracy;
+        char fields[512], human[512];
+        snprintf(fields, sizeof fields, "\"loss\":%.7g,\"accuracy\":%.5g,\"margin\":%.6g,\"lr\":%.6g,\"grad_norm\":%.6g,\"ms\":%.1f",
+                 loss, s.accuracy, s.margin, lr, norm, dt * 1000);
+        snprintf(human, sizeof human, "loss %.4f | acc %.3f | margin %+.3f | lr %.2e | norm %.3f | %.0f ms",
+                 loss, s.accuracy, s.margin, lr, norm, dt * 1000);
+        train_log_step(&lg, step, fields, human);
+        if (!isfinite(loss)) { rc = gk_errf(err, "loss became %f at step %ld; lower --lr", loss, step); break; }
+        int last = step + 1 == steps;
+        if (vd.n && o->val_every > 0 && (step + 1) % o->val_every == 0 && !last) {
+            rlhf_rm_stats v;
+            rm_eval_data(m, &vd, B, &v);
+            snprintf(fields, sizeof fields, "\"step\":%ld,\"val_loss\":%.7g,\"val_accuracy\":%.5g,\"val_margin\":%.6g", step, v.loss, v.accuracy, v.margin);
+            snprintf(human, sizeof human, "val loss %.4f | val acc %.4f (step %ld)", v.loss, v.accuracy, step + 1);
+            train_log_event(&lg, fields, human);
+        }
+        if (o->save_every > 0 && (step + 1) % o->save_every == 0 && !last) {
+            st.step = step + 1; st.pos.epoch = epoch; st.pos.pos = pos;
+            if (train_save(o->out, m, opt, &st, tokenizer, err)) { rc = -1; break; }
+        }
+    }
+    res->steps_done = step - step0;
+    res->seconds = gk_now() - t0;
+    if (rc == 0 && !res->interrupted && step >= steps) {
+        if (vd.n) {
+            rlhf_rm_stats v;
+            rm_eval_data(m, &vd, B, &v);
+            res->val_loss = v.loss; res->val_acc = v.accuracy; res->val_margin = v.margin;
+            char fields[512], human[512];
+            snprintf(fields, sizeof fields, "\"event\":\"final\",\"val_loss\":%.7g,\"val_accuracy\":%.5g,\"val_margin\":%.6g,\"val_pairs\":%zu",
+                     v.loss, v.accuracy, v.margin, vd.pairs);
+            snprintf(human, sizeof human, "held-out: loss %.4f | accuracy %.4f over %zu pairs | margin %+.3f", v.loss, v.accuracy, vd.pairs, v.margin);
+            train_log_event(&lg, fields, human);
+        }
+        if (o->normalize) {
+            double mean = 0; size_t cnt = 0;
+            if (mean_reward(m, &chat, o->normalize, &mean, &cnt, err) || fold_offset(m, mean, err)) rc = -1;
+            else {
+                res->offset = mean;
+                char fields[512], human[512];
+                snprintf(fields, sizeof fields, "\"event\":\"normalize\",\"offset\":%.7g,\"responses\":%zu", mean, cnt);
+                snprintf(human, sizeof human, "normalised: %zu demonstrations scored mean %+.4f; shifted to 0", cnt, mean);
+                train_log_event(&lg, fields, human);
+            }
+        }
+    }
+    if (rc == 0 || res->interrupted) {
+        st.step = step; st.pos.epoch = epoch; st.pos.pos = pos;
+        gk_err serr;
+        if (train_save(o->out, m, opt, &st, tokenizer, &serr) || write_reward_json(o->out, o, res, &serr)) {
+            if (rc == 0) { *err = serr; rc = -1; }
+        } else if (!o->json) gk_log("rm: saved reward model at step %ld to %s%s\n", step, o->out,
+                                    res->interrupted ? " (interrupted; continue with --resume)" : "");
+    }
+done:
+    free(perm);
+    train_log_close(&lg);
+    rm_data_free(&td); rm_data_free(&vd);
+    prefs_free(&train_set); prefs_free(&val_set);
+    rlhf_chat_close(&chat);
+    adamw_free(opt);
+    gpt_free(m);
+    free(st.opts_json);
+    free(tok_rec);
+    return rc;
+}
