@@ -60,8 +60,8 @@ static int check_vectors(tok_tokenizer *t, const char *rel) {
         if (!hex) continue;
         hex++;
         size_t hl = (size_t)(strchr(hex, '"') - hex);
-        char *hx = malloc(hl + 1); memcpy(hx, hex, hl); hx[hl] = 0;
-        uint8_t *b = malloc(hl / 2 + 1);
+        char *hx = gk_malloc(hl + 1); memcpy(hx, hex, hl); hx[hl] = 0;
+        uint8_t *b = gk_malloc(hl / 2 + 1);
         size_t len = unhex(hx, b);
         parse_ids(field(line, "ids"), &want);
         const char *sp = field(line, "ids_special");
@@ -116,7 +116,7 @@ static void test_roundtrip_random_bytes(void) {
         tok_tokenizer *t = load(files[f]);
         for (int it = 0; it < 400; it++) {
             size_t n = gk_rng_below(&r, it % 50 == 0 ? 5000 : 64);
-            uint8_t *b = malloc(n + 1);
+            uint8_t *b = gk_malloc(n + 1);
             int mode = it % 4;
             for (size_t i = 0; i < n; i++) {
                 uint32_t v = gk_rng_below(&r, 256);
@@ -144,7 +144,7 @@ static void test_roundtrip_random_bytes(void) {
 static void test_long_runs_not_quadratic(void) {
     tok_tokenizer *t = load("data/vocab/r50k_base.tiktoken");
     size_t n = 1 << 20;
-    char *b = malloc(n);
+    char *b = gk_malloc(n);
     for (size_t i = 0; i < n; i++) b[i] = (i % 3) ? '7' : '1';
     double t0 = gk_now();
     tok_ids ids = {0};
@@ -358,22 +358,22 @@ static void test_malformed_vocab(void) {
         tok_bytes_append(&good, line, (size_t)n);
     }
     tok_bytes_append(&good, "", 1);
-    char *buf = malloc(good.n + 200);
-    sprintf(buf, "%sYWI= 256\n", (char *)good.data);
+    static char buf[8192];
+    snprintf(buf, sizeof buf, "%sYWI= 256\n", (char *)good.data);
     char *p = gk_path_join(d, "ok.tiktoken"); gk_err err;
     gk_write_file_atomic(p, buf, strlen(buf), &err);
     tok_tokenizer *t = tok_load(p, &err);
     CHECK(t && tok_n_ranks(t) == 257, "valid small rank file: %s", t ? "" : err.msg);
     tok_free(t); free(p);
-    sprintf(buf, "%sYW!= 256\n", (char *)good.data);
+    snprintf(buf, sizeof buf, "%sYW!= 256\n", (char *)good.data);
     expect_load_error(d, "b64.tiktoken", buf, "b64.tiktoken:257: bad base64");
-    sprintf(buf, "%sYWI 256\n", (char *)good.data);
+    snprintf(buf, sizeof buf, "%sYWI 256\n", (char *)good.data);
     expect_load_error(d, "b64b.tiktoken", buf, "bad base64");
-    sprintf(buf, "%sYWI= 255\n", (char *)good.data);
+    snprintf(buf, sizeof buf, "%sYWI= 255\n", (char *)good.data);
     expect_load_error(d, "duprank.tiktoken", buf, "duprank.tiktoken:257: duplicate rank 255");
-    sprintf(buf, "%sYQ== 300\n", (char *)good.data);
+    snprintf(buf, sizeof buf, "%sYQ== 300\n", (char *)good.data);
     expect_load_error(d, "duptok.tiktoken", buf, "duplicate token");
-    sprintf(buf, "%sYWI= x1\n", (char *)good.data);
+    snprintf(buf, sizeof buf, "%sYWI= x1\n", (char *)good.data);
     expect_load_error(d, "rank.tiktoken", buf, "bad rank");
     expect_load_error(d, "missing.tiktoken", "YQ== 0\n", "single byte 0x00");
     expect_load_error(d, "empty.tiktoken", "", "no tokens");
@@ -401,7 +401,7 @@ static void test_malformed_vocab(void) {
     tok_free(t);
     free(data); free(ej); free(vb); free(g);
     CHECK(tok_load("/nonexistent/tok", &err) == NULL && strstr(err.msg, "/nonexistent/tok"), "missing path: %s", err.msg);
-    tok_bytes_free(&good); free(buf); free(d);
+    tok_bytes_free(&good); free(d);
 }
 
 /* Cutting at tok_safe_cut gives the same ids as encoding the whole (what tokenize relies on). */
