@@ -2,6 +2,9 @@
  * no turn-marker injection from user text, JSONL errors naming file:line and field, --skip-bad counting,
  * the truncation / drop policy, and the vocabulary check on the chat special tokens. */
 #include "data/data.h"
+#include "train/train.h"
+#include "kern/kern.h"
+#include <cjson/cJSON.h>
 #include "testlib.h"
 #include <math.h>
 #include <stdlib.h>
@@ -197,11 +200,81 @@ static void test_specials_vocab_check(void) {
     tok_free(t);
 }
 
+/* The masked SFT loss and its gradient equal PyTorch's (tests/ref/gen_sft_fixture.py): the fixture's
+ * conversations are rendered here by chat_render (ids and mask must match the Python rendering), batched by
+ * sft_make_batch (right padding) and run through sft_batch_loss, the code train_sft uses. */
+static void test_sft_matches_torch(void) {
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    char *d = tl_tmpdir("sftfix");
+    char *rp = gk_path_join(d, "bytes.tiktoken");
+    FILE *f = fopen(rp, "w");
+    for (int i = 0; i < 256; i++) { unsigned v = (unsigned)i << 16; fprintf(f, "%c%c== %d\n", b64[v >> 18 & 63], b64[v >> 12 & 63], i); }
+    fclose(f);
+    gk_err err;
+    tok_tokenizer *t = tok_load(rp, &err);
+    CHECK(t != NULL, "tokenizer: %s", err.msg);
+    if (!t) return;
+    chat_specials sp;
+    CHECK(chat_specials_resolve(t, 269, &sp, &err) == 0 && sp.eot == 256 && sp.tool_result_end == 264, "specials: %s", err.msg);
+    char *js; size_t jl;
+    CHECK(gk_read_file(tl_path("tests/fixtures/sft/expected.json"), &js, &jl, &err) == 0, "%s", err.msg);
+    cJSON *ex = cJSON_Parse(js);
+    chat_data cd;
+    CHECK(chat_data_load(&cd, tl_path("tests/fixtures/sft/convs.jsonl"), t, &sp, 160, 0, &err) == 0, "load: %s", err.msg);
+    cJSON *eids = cJSON_GetObjectItem(ex, "ids"), *emask = cJSON_GetObjectItem(ex, "mask");
+    CHECK(cd.n == 2 && cJSON_GetArraySize(eids) == 2, "conversations %zu", cd.n);
+    for (size_t c = 0; c < cd.n && c < 2; c++) {
+        cJSON *ei = cJSON_GetArrayItem(eids, (int)c), *em = cJSON_GetArrayItem(emask, (int)c);
+        CHECK(cd.len[c] == (size_t)cJSON_GetArraySize(ei), "conv %zu length %zu want %d", c, cd.len[c], cJSON_GetArraySize(ei));
+        for (size_t i = 0; i < cd.len[c] && i < (size_t)cJSON_GetArraySize(ei); i++) {
+            CHECK(cd.ids[c][i] == cJSON_GetArrayItem(ei, (int)i)->valueint, "conv %zu id %zu", c, i);
+            CHECK(cd.mask[c][i] == cJSON_GetArrayItem(em, (int)i)->valueint, "conv %zu mask %zu", c, i);
+        }
+    }
+    gpt_model *m = gpt_load(tl_path("tests/fixtures/sft/model"), NULL, &err);
+    CHECK(m != NULL, "model: %s", err.msg);
+    if (m && cd.n == 2) {
+        gpt_alloc_grads(m);
+        gpt_zero_grads(m);
+        train_lm *lm = train_lm_new(m);
+        size_t idx[2] = { 0, 1 }, count;
+        int32_t *in = malloc(2 * 160 * sizeof(int32_t)), *tg = malloc(2 * 160 * sizeof(int32_t));
+        size_t Tb = sft_make_batch(&cd, idx, 2, in, tg);
+        double loss = sft_batch_loss(lm, in, tg, 2, Tb, 1, &count);
+        CHECK(count == (size_t)cJSON_GetObjectItem(ex, "masked_targets")->valueint, "masked targets %zu", count);
+        CHECK_CLOSE(loss, cJSON_GetObjectItem(ex, "loss")->valuedouble, 1e-5, 0, "SFT loss");
+        st_file g;
+        CHECK(st_open(&g, tl_path("tests/fixtures/sft/grads.safetensors"), &err) == 0, "grads: %s", err.msg);
+        cJSON *names = cJSON_GetObjectItem(ex, "grads");
+        for (int k = 0; k < cJSON_GetArraySize(names); k++) {
+            const char *hf = cJSON_GetArrayItem(names, k)->valuestring;
+            const gpt_param *p = gpt_find_param(m, hf + strlen("transformer."));
+            const st_tensor *tt = st_find(&g, hf);
+            CHECK(p && tt, "%s present", hf);
+            if (!p || !tt) continue;
+            float *want = malloc(p->numel * sizeof(float)), *got = malloc(p->numel * sizeof(float));
+            st_read_f32(&g, tt, want, &err);
+            kern_download(got, m->grads + p->offset, p->numel * sizeof(float));
+            CHECK_ARRAYS(hf, got, want, p->numel, 2e-6, 1e-3);
+            free(want); free(got);
+        }
+        st_close(&g);
+        free(in); free(tg);
+        train_lm_free(lm);
+    }
+    gpt_free(m);
+    chat_data_free(&cd);
+    cJSON_Delete(ex);
+    free(js); free(rp); free(d);
+    tok_free(t);
+}
+
 int main(void) {
     TL_RUN(test_render_all_roles);
     TL_RUN(test_no_injection);
     TL_RUN(test_json_errors);
     TL_RUN(test_data_load);
     TL_RUN(test_specials_vocab_check);
+    TL_RUN(test_sft_matches_torch);
     return tl_summary();
 }
