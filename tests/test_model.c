@@ -642,6 +642,9 @@ static void test_bad_checkpoints(void) {
     expect_load_fail(d, "h.2.ln_1.weight", "missing", "too many layers");
     write_ckpt(d, "{\"model_type\":\"gpt2\",\"n_layer\":1,\"n_head\":3,\"n_embd\":24,\"vocab_size\":97,\"n_positions\":16}");
     expect_load_fail(d, "unexpected tensor", "h.1", "too few layers");
+    /* a config claiming a ~800 GB model must fail on the shapes, before any allocation */
+    write_ckpt(d, "{\"model_type\":\"gpt2\",\"n_layer\":4000,\"n_head\":64,\"n_embd\":4096,\"vocab_size\":97,\"n_positions\":16}");
+    expect_load_fail(d, "wte.weight", "[97, 4096]", "huge config");
     write_ckpt(d, "{\"model_type\":\"gpt2\",\"n_layer\":2,\"n_head\":5,\"n_embd\":24,\"vocab_size\":97,\"n_positions\":16}");
     expect_load_fail(d, "config.json", "divisible", "heads do not divide");
     write_ckpt(d, "{\"model_type\":\"gpt2\",\"n_layer\":\"2\",\"n_head\":3,\"n_embd\":24,\"vocab_size\":97,\"n_positions\":16}");

@@ -15,6 +15,7 @@
  * config.json; every required config key checked, with messages naming the file and the key or tensor.
  */
 #include "model/model.h"
+#include "model/model_internal.h"
 #include "kern/kern.h"
 
 #include <cjson/cJSON.h>
@@ -202,8 +203,11 @@ gpt_model *gpt_load(const char *dir, char **tokenizer, gk_err *err) {
         if (tokenizer) { free(*tokenizer); *tokenizer = NULL; }
         return NULL;
     }
-    gpt_model *m = gpt_create(&cfg);
+    /* Pass 1, no allocation yet: every tensor present with exactly the shape config.json implies. Only then
+     * is memory committed (a config.json claiming a huge model cannot make us allocate more than the file). */
+    gpt_model *m = gpt_create_table(&cfg);
     char *used = gk_calloc(f.n ? f.n : 1, 1);
+    const st_tensor **src = gk_calloc(m->n_table, sizeof *src);
     char name[96], want[64], got[64];
     int rc = 0;
     float *host = NULL;
@@ -214,7 +218,7 @@ gpt_model *gpt_load(const char *dir, char **tokenizer, gk_err *err) {
         if (!t) t = st_find(&f, p->name);
         if (!t) { rc = gk_errf(err, "%s: missing tensor \"%s\" (config.json asks for it)", path, p->name); break; }
         used[t - f.tensors] = 1;
-        /* shape must match exactly; a 1-row 2-D tensor may be written as... no: exact */
+        src[i] = t;
         int ok = t->ndim == p->ndim && t->shape[0] == p->shape[0] && (p->ndim == 1 || t->shape[1] == p->shape[1]);
         if (!ok) {
             fmt_shape(want, sizeof want, p->ndim, p->shape);
@@ -222,10 +226,16 @@ gpt_model *gpt_load(const char *dir, char **tokenizer, gk_err *err) {
             rc = gk_errf(err, "%s: tensor \"%s\" has shape %s, but config.json implies %s", path, t->name, got, want);
             break;
         }
+    }
+    /* Pass 2: read (and convert) into the parameter buffer. */
+    if (!rc) gpt_alloc_params(m);
+    for (size_t i = 0; i < m->n_table && !rc; i++) {
+        const gpt_param *p = &m->table[i];
         host = gk_realloc(host, p->numel * sizeof(float));
-        if (st_read_f32(&f, t, host, err)) { rc = -1; break; }
+        if (st_read_f32(&f, src[i], host, err)) { rc = -1; break; }
         kern_upload(m->params + p->offset, host, p->numel * sizeof(float));
     }
+    free(src);
     /* Leftovers: mask buffers are ignored, a tied lm_head must equal wte, anything else is an error
      * (a file for a different architecture should not load silently). */
     for (size_t i = 0; i < f.n && !rc; i++) {

@@ -12,6 +12,7 @@
  * (a CUDA backend runs the same code). Host memory is touched only through kern_upload / kern_download.
  */
 #include "model/model.h"
+#include "model/model_internal.h"
 #include "kern/kern.h"
 
 #include <math.h>
@@ -120,9 +121,10 @@ static void table_add(gpt_model *m, const param_spec *s, const char *prefix, int
     m->num_params += p->numel;
 }
 
-gpt_model *gpt_create(const gpt_config *cfg) {
+gpt_model *gpt_create_table(const gpt_config *cfg) {
     gk_err err;
     GK_CHECK(gpt_config_validate(cfg, &err) == 0, "gpt_create: invalid config: %s", err.msg);
+    /* the largest valid config must not overflow size_t arithmetic: 4096 layers x 12 (65536)^2 x 4 < 2^64 */
     gpt_model *m = gk_calloc(1, sizeof *m);
     m->cfg = *cfg;
     size_t cap = 0;
@@ -135,8 +137,17 @@ gpt_model *gpt_create(const gpt_config *cfg) {
     for (size_t i = 0; i < NSPEC(final_specs); i++) table_add(m, &final_specs[i], "", GPT_GROUP_FINAL, &cap);
     if (cfg->score_head)
         for (size_t i = 0; i < NSPEC(score_specs); i++) table_add(m, &score_specs[i], "", GPT_GROUP_SCORE, &cap);
-    m->params = kern_alloc(m->num_params * sizeof(float));
     for (int g = 0; g < GPT_NGROUPS; g++) m->trainable[g] = 1;
+    return m;
+}
+
+void gpt_alloc_params(gpt_model *m) {
+    if (!m->params) m->params = kern_alloc(m->num_params * sizeof(float));
+}
+
+gpt_model *gpt_create(const gpt_config *cfg) {
+    gpt_model *m = gpt_create_table(cfg);
+    gpt_alloc_params(m);
     return m;
 }
 
