@@ -15,6 +15,7 @@
  */
 #include "train/train.h"
 #include "kern/kern.h"
+#include "infer/infer.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -29,11 +30,10 @@ void rlhf_seq_free(rlhf_seq *s) {
     memset(s, 0, sizeof *s);
 }
 
-int rlhf_chat_open(rlhf_chat *c, const char *tok_path, size_t vocab_size, gk_err *err) {
+int rlhf_chat_open(rlhf_chat *c, const char *model_dir, const char *recorded, const char *override,
+                   size_t vocab_size, gk_err *err) {
     memset(c, 0, sizeof *c);
-    if (!tok_path) return gk_errf(err, "no tokenizer: the checkpoint records none; pass --tokenizer PATH");
-    c->tok = tok_load(tok_path, err);
-    if (!c->tok) return -1;
+    if (infer_load_tokenizer(model_dir, recorded, override, 1, &c->tok, err)) return -1;
     if (chat_specials_resolve(c->tok, vocab_size, &c->sp, err)) { tok_free(c->tok); c->tok = NULL; return -1; }
     return 0;
 }
@@ -387,7 +387,7 @@ int train_rm(const rm_opts *o, rm_result *res, gk_err *err) {
     train_state st; memset(&st, 0, sizeof st);
     uint32_t *perm = NULL;
     int rc = -1;
-    if (rlhf_chat_open(&chat, tokenizer, (size_t)m->cfg.vocab_size, err)) goto done;
+    if (rlhf_chat_open(&chat, o->resume_dir ? o->resume_dir : o->init_dir, tok_rec, o->tokenizer, (size_t)m->cfg.vocab_size, err)) goto done;
     if (prefs_load(o->data, PREFS_ACCEPT_PREFS, &train_set, err)) goto done;
     if (o->val && prefs_load(o->val, PREFS_ACCEPT_PREFS, &val_set, err)) goto done;
     rm_data_build(&td, &chat, &train_set, (size_t)m->cfg.n_ctx);
