@@ -13,6 +13,9 @@ OPT     ?= -O2
 CFLAGS  += -std=c11 -D_GNU_SOURCE $(OPT) -g -Wall -Wextra -Wno-unused-parameter -Isrc -MMD -MP
 LDLIBS  += -lm -lpthread
 BUILD   ?= build
+SAN     ?=
+CFLAGS  += $(SAN)
+LDFLAGS += $(SAN)
 
 # ---- optional pieces, detected by feature ----
 FEATURES :=
@@ -69,8 +72,7 @@ test: all
 	@bash tests/run.sh $(BUILD)
 
 asan:
-	$(MAKE) BUILD=build-asan OPT="-O1 -fsanitize=address,undefined -fno-omit-frame-pointer" \
-	  LDFLAGS="-fsanitize=address,undefined" test
+	$(MAKE) BUILD=build-asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer" test
 
 bench: all
 	@bash bench/run.sh

@@ -10,6 +10,7 @@
 #include "kern/kern.h"
 
 #include <cjson/cJSON.h>
+#include <sys/resource.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -219,6 +220,14 @@ int train_pretrain(const pretrain_opts *o, pretrain_result *res, gk_err *err) {
         }
     }
     free(in); free(tg);
+    {   /* peak memory of the training loop (before the checkpoint write, which needs host copies) */
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
+        res->peak_rss_mb = (double)ru.ru_maxrss / 1024.0;
+        char fields[128];
+        snprintf(fields, sizeof fields, "\"peak_rss_mb\":%.1f", res->peak_rss_mb);
+        if (o->json) train_log_event(&lg, fields, NULL);
+    }
     res->steps_done = step - step0;
     res->seconds = gk_now() - t0;
     if (rc == 0 || res->interrupted) {

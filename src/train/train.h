@@ -98,6 +98,7 @@ typedef struct {
     long   steps_done;
     double final_loss, val_loss;      /* NaN if not measured */
     double tokens, seconds;
+    double peak_rss_mb;               /* peak resident memory of the training loop */
     int    interrupted;
 } pretrain_result;
 int train_pretrain(const pretrain_opts *o, pretrain_result *res, gk_err *err);
