@@ -108,11 +108,21 @@ static void test_vectors_cl100k(void) {
     tok_free(t);
 }
 
+/* A tokenizer trained by gptkit (its own split pattern) against tiktoken running the same regex and ranks. */
+static void test_vectors_gptkit_pattern(void) {
+    tok_tokenizer *t = load("tests/fixtures/tok/kjv4k");
+    CHECK(!strcmp(tok_pattern(t), tok_pattern_gptkit), "kjv4k pattern: %s", tok_pattern(t));
+    CHECK(tok_vocab_size(t) == 4096 && tok_eot_id(t) == 4087, "kjv4k vocab %zu eot %d", tok_vocab_size(t), tok_eot_id(t));
+    int n = check_vectors(t, "tests/fixtures/tok/gptkit_random.jsonl");
+    CHECK(n >= 200, "only %d vectors", n);
+    tok_free(t);
+}
+
 /* decode(encode(x)) == x for random byte strings, including invalid UTF-8 and special-token text */
 static void test_roundtrip_random_bytes(void) {
-    const char *files[] = {"data/vocab/r50k_base.tiktoken", "data/vocab/cl100k_base.tiktoken"};
+    const char *files[] = {"data/vocab/r50k_base.tiktoken", "data/vocab/cl100k_base.tiktoken", "tests/fixtures/tok/kjv4k"};
     gk_rng r; gk_rng_seed(&r, 7);
-    for (int f = 0; f < 2; f++) {
+    for (int f = 0; f < 3; f++) {
         tok_tokenizer *t = load(files[f]);
         for (int it = 0; it < 400; it++) {
             size_t n = gk_rng_below(&r, it % 50 == 0 ? 5000 : 64);
@@ -406,10 +416,10 @@ static void test_malformed_vocab(void) {
 
 /* Cutting at tok_safe_cut gives the same ids as encoding the whole (what tokenize relies on). */
 static void test_safe_cut(void) {
-    const char *files[] = {"data/vocab/r50k_base.tiktoken", "data/vocab/cl100k_base.tiktoken"};
+    const char *files[] = {"data/vocab/r50k_base.tiktoken", "data/vocab/cl100k_base.tiktoken", "tests/fixtures/tok/kjv4k"};
     const char *text = "Hello there!\n\nIt's 12345 o'clock.\n  indented\n(paren) and\r\nwindows\n\t tab\n'quote\n1 two\n";
     size_t n = strlen(text);
-    for (int f = 0; f < 2; f++) {
+    for (int f = 0; f < 3; f++) {
         tok_tokenizer *t = load(files[f]);
         tok_ids whole = {0};
         tok_encode(t, text, n, 0, &whole);
@@ -430,6 +440,7 @@ int main(void) {
     TL_RUN(test_vectors_gpt2_tiktoken);
     TL_RUN(test_vectors_gpt2_encoder_json);
     TL_RUN(test_vectors_cl100k);
+    TL_RUN(test_vectors_gptkit_pattern);
     TL_RUN(test_roundtrip_random_bytes);
     TL_RUN(test_long_runs_not_quadratic);
     TL_RUN(test_stream_decoder);

@@ -40,7 +40,7 @@ tok_tokenizer *tok_new_empty(const char *name, int pat) {
     tok_tokenizer *t = gk_calloc(1, sizeof *t);
     t->name = gk_strdup(name ? name : "gptkit-bpe");
     t->pat = pat;
-    t->pattern = gk_strdup(pat == TOK_PAT_CL100K ? tok_pattern_cl100k : tok_pattern_gpt2);
+    t->pattern = gk_strdup(pat == TOK_PAT_CL100K ? tok_pattern_cl100k : pat == TOK_PAT_GPTKIT ? tok_pattern_gptkit : tok_pattern_gpt2);
     t->mask = 1023;
     t->slots = gk_malloc((t->mask + 1) * sizeof *t->slots);
     for (size_t i = 0; i <= t->mask; i++) t->slots[i].rank = -1;
@@ -314,6 +314,8 @@ static void encode_ordinary(const tok_tokenizer *t, cache_ent *cache, const uint
     size_t pos = 0;
     if (t->pat == TOK_PAT_CL100K) {
         while (pos < len) { size_t e = tok_split_next_cl100k(s, len, pos); encode_piece(t, cache, s + pos, e - pos, out); pos = e; }
+    } else if (t->pat == TOK_PAT_GPTKIT) {
+        while (pos < len) { size_t e = tok_split_next_gptkit(s, len, pos); encode_piece(t, cache, s + pos, e - pos, out); pos = e; }
     } else {
         while (pos < len) { size_t e = tok_split_next_gpt2(s, len, pos); encode_piece(t, cache, s + pos, e - pos, out); pos = e; }
     }

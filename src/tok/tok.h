@@ -37,6 +37,9 @@ extern const char *const tok_chat_specials[TOK_N_CHAT_SPECIALS];
 /* Known split patterns (tiktoken's exact strings). */
 extern const char tok_pattern_gpt2[];
 extern const char tok_pattern_cl100k[];
+/* gptkit's own pattern, the default for training: cl100k's, but a word may start with a newline and keeps
+ * its trailing punctuation (except an apostrophe). See docs/tokenizer.md. */
+extern const char tok_pattern_gptkit[];
 
 /* ---------------------------------------------------------------- growable outputs */
 /* Caller-owned growable arrays; zero-initialise ({0}) before first use, free with tok_ids_free /
@@ -123,7 +126,7 @@ void tok_stream_flush(tok_stream *s, tok_bytes *out);
  * from a lazy max-heap. A merge whose bytes already are a token reuses that token (no new rank). */
 typedef struct {
     size_t vocab_size;           /* total: 256 bytes + merges + specials */
-    const char *pattern;         /* "gpt2", "cl100k" or a regex string; NULL = gpt2 */
+    const char *pattern;         /* "gptkit", "gpt2", "cl100k" or one of their regex strings; NULL = gptkit */
     const char **specials;       /* extra special tokens after the chat ones (NULL ok) */
     size_t n_specials;
     const char *name;            /* recorded in the saved JSON; NULL = "gptkit-bpe" */

@@ -5,7 +5,7 @@
 #include "tok/tok.h"
 #include <string.h>
 
-enum { TOK_PAT_GPT2 = 0, TOK_PAT_CL100K = 1 };
+enum { TOK_PAT_GPT2 = 0, TOK_PAT_CL100K = 1, TOK_PAT_GPTKIT = 2 };
 enum { TOK_KIND_GAP = 0, TOK_KIND_RANK = 1, TOK_KIND_SPECIAL = 2 };
 enum { TOK_C_OTHER = 0, TOK_C_L = 1, TOK_C_N = 2, TOK_C_WS = 3 };
 
@@ -67,8 +67,10 @@ extern const uint8_t tok_ucls_blocks[][256];
 /* Pre-splitters (tok_split.c): the end of the piece that starts at pos (< len). */
 size_t tok_split_next_gpt2(const uint8_t *s, size_t len, size_t pos);
 size_t tok_split_next_cl100k(const uint8_t *s, size_t len, size_t pos);
+size_t tok_split_next_gptkit(const uint8_t *s, size_t len, size_t pos);
+size_t tok_split_next(int pat, const uint8_t *s, size_t len, size_t pos);
 /* Is pattern one we split natively? Returns TOK_PAT_* or -1. Accepts "gpt2"/"r50k_base"/"cl100k"/
- * "cl100k_base" and the exact regex strings. */
+ * "cl100k_base", "gptkit" and the exact regex strings. */
 int tok_pattern_kind(const char *pattern);
 
 /* internal constructors used by the loaders and the trainer */

@@ -9,6 +9,11 @@
  * GPT-2:  's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
  * cl100k: '(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]++[\r\n]*|\s*[\r\n]|
  *         \s+(?!\S)|\s+
+ * gptkit: '(?i:[sdmt]|ll|ve|re)|[^\p{L}\p{N}]?+\p{L}+[^\s\p{L}\p{N}']*|\p{N}{1,3}| ?[^\s\p{L}\p{N}]++[\r\n]*|
+ *         \s*[\r\n]|\s+(?!\S)|\s+
+ *         (our default for training: cl100k's, except that a word also takes a newline as its one leading
+ *         character and keeps trailing punctuation other than an apostrophe: " earth." and "\nAnd" become
+ *         pieces. On English prose this gives ~3% fewer tokens at vocabulary 4096 than cl100k's pattern.)
  * The matchers below walk the alternatives in that order; comments name the alternative. */
 #include "tok/tok_internal.h"
 
@@ -18,7 +23,12 @@ const char tok_pattern_cl100k[] =
     "'(?i:[sdmt]|ll|ve|re)|[^\\r\\n\\p{L}\\p{N}]?+\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]++[\\r\\n]*|"
     "\\s*[\\r\\n]|\\s+(?!\\S)|\\s+";
 
+const char tok_pattern_gptkit[] =
+    "'(?i:[sdmt]|ll|ve|re)|[^\\p{L}\\p{N}]?+\\p{L}+[^\\s\\p{L}\\p{N}']*|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]++[\\r\\n]*|"
+    "\\s*[\\r\\n]|\\s+(?!\\S)|\\s+";
+
 int tok_pattern_kind(const char *p) {
+    if (!strcmp(p, "gptkit") || !strcmp(p, tok_pattern_gptkit)) return TOK_PAT_GPTKIT;
     if (!strcmp(p, "gpt2") || !strcmp(p, "r50k_base") || !strcmp(p, tok_pattern_gpt2)) return TOK_PAT_GPT2;
     if (!strcmp(p, "cl100k") || !strcmp(p, "cl100k_base") || !strcmp(p, tok_pattern_cl100k)) return TOK_PAT_CL100K;
     return -1;
@@ -107,7 +117,7 @@ size_t tok_split_next_gpt2(const uint8_t *s, size_t len, size_t pos) {
     return last > pos ? last : end;
 }
 
-size_t tok_split_next_cl100k(const uint8_t *s, size_t len, size_t pos) {
+static inline size_t split_cl100k_like(const uint8_t *s, size_t len, size_t pos, int gptkit) {
     size_t n; int32_t cp;
     int c = char_at(s, len, pos, &n, &cp);
     /* '(?i:[sdmt]|ll|ve|re): case-insensitive; Unicode case folding adds U+017F (long s) for s */
@@ -118,11 +128,21 @@ size_t tok_split_next_cl100k(const uint8_t *s, size_t len, size_t pos) {
         if (s[pos + 1] < 0x80 && pos + 2 < len && s[pos + 2] < 0x80 &&
             ((a == 'l' && b == 'l') || (a == 'v' && b == 'e') || (a == 'r' && b == 'e'))) return pos + 3;
     }
-    /* [^\r\n\p{L}\p{N}]?+\p{L}+ */
-    if (c == TOK_C_L) return run_of(s, len, pos + n, TOK_C_L);
-    if (c != TOK_C_N && cp != '\r' && cp != '\n' && pos + n < len) {
+    /* cl100k: [^\r\n\p{L}\p{N}]?+\p{L}+    gptkit: [^\p{L}\p{N}]?+\p{L}+[^\s\p{L}\p{N}']* */
+    size_t le = 0;
+    if (c == TOK_C_L) le = run_of(s, len, pos + n, TOK_C_L);
+    else if (c != TOK_C_N && (gptkit || (cp != '\r' && cp != '\n')) && pos + n < len) {
         size_t n2; int32_t cp2;
-        if (char_at(s, len, pos + n, &n2, &cp2) == TOK_C_L) return run_of(s, len, pos + n + n2, TOK_C_L);
+        if (char_at(s, len, pos + n, &n2, &cp2) == TOK_C_L) le = run_of(s, len, pos + n + n2, TOK_C_L);
+    }
+    if (le) {
+        if (gptkit)
+            while (le < len) {
+                size_t n3; int32_t cp3;
+                if (char_at(s, len, le, &n3, &cp3) != TOK_C_OTHER || cp3 == '\'') break;
+                le += n3;
+            }
+        return le;
     }
     /* \p{N}{1,3} */
     if (c == TOK_C_N) {
@@ -154,12 +174,23 @@ size_t tok_split_next_cl100k(const uint8_t *s, size_t len, size_t pos) {
     return last > pos ? last : end;
 }
 
+size_t tok_split_next_cl100k(const uint8_t *s, size_t len, size_t pos) { return split_cl100k_like(s, len, pos, 0); }
+size_t tok_split_next_gptkit(const uint8_t *s, size_t len, size_t pos) { return split_cl100k_like(s, len, pos, 1); }
+
+size_t tok_split_next(int pat, const uint8_t *s, size_t len, size_t pos) {
+    switch (pat) {
+    case TOK_PAT_CL100K: return split_cl100k_like(s, len, pos, 0);
+    case TOK_PAT_GPTKIT: return split_cl100k_like(s, len, pos, 1);
+    default: return tok_split_next_gpt2(s, len, pos);
+    }
+}
+
 void tok_split(const tok_tokenizer *t, const void *text, size_t len,
                void (*fn)(size_t start, size_t end, void *ctx), void *ctx) {
     const uint8_t *s = text;
     size_t pos = 0;
     while (pos < len) {
-        size_t e = t->pat == TOK_PAT_CL100K ? tok_split_next_cl100k(s, len, pos) : tok_split_next_gpt2(s, len, pos);
+        size_t e = tok_split_next(t->pat, s, len, pos);
         fn(pos, e, ctx);
         pos = e;
     }

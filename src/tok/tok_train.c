@@ -18,7 +18,7 @@
 void tok_train_opts_default(tok_train_opts *o) {
     memset(o, 0, sizeof *o);
     o->vocab_size = 4096;
-    o->pattern = "gpt2";
+    o->pattern = "gptkit";
 }
 
 /* ---------------------------------------------------------------- piece counting */
@@ -33,10 +33,10 @@ struct tok_trainer {
 };
 
 tok_trainer *tok_trainer_new(const tok_train_opts *o, gk_err *err) {
-    const char *p = o->pattern ? o->pattern : "gpt2";
+    const char *p = o->pattern ? o->pattern : "gptkit";
     int pat = tok_pattern_kind(p);
     if (pat < 0) {
-        gk_errf(err, "split pattern \"%.80s\": custom regexes are not supported in this build; use gpt2 or cl100k "
+        gk_errf(err, "split pattern \"%.80s\": custom regexes are not supported in this build; use gptkit, gpt2 or cl100k "
                      "(or their exact regex strings)", p);
         return NULL;
     }
@@ -89,7 +89,7 @@ void tok_trainer_feed(tok_trainer *tr, const void *text, size_t len) {
     const uint8_t *s = text;
     size_t pos = 0;
     while (pos < len) {
-        size_t e = tr->pat == TOK_PAT_CL100K ? tok_split_next_cl100k(s, len, pos) : tok_split_next_gpt2(s, len, pos);
+        size_t e = tok_split_next(tr->pat, s, len, pos);
         count_piece(tr, s + pos, e - pos);
         pos = e;
     }

@@ -5,7 +5,8 @@ contractions in every case, and random code points from the whole range.
 
     python3 tests/ref/gen_tok_vectors.py [--n 200] [--seed 1] [--out tests/fixtures/tok]
 
-Writes OUT/gpt2_random.jsonl and OUT/cl100k_base_random.jsonl with the same fields as the shared vectors:
+Writes OUT/gpt2_random.jsonl, OUT/cl100k_base_random.jsonl and OUT/gptkit_random.jsonl (for the tokenizer
+trained by gptkit in tests/fixtures/tok/kjv4k.*, whose pattern is gptkit's own) with the same fields as the shared vectors:
 name, text, utf8_hex, ids (encode_ordinary), ids_special (encode with allowed_special="all"). tests/test_tok.c
 reads them; with --check BIN it instead runs `BIN tokenizer encode` on every case and reports mismatches
 (a fuzz run: use a large --n and a fresh --seed)."""
@@ -32,7 +33,7 @@ POOLS = {
               "\U0001F1FA\U0001F1F8", "\U0001F4A9", "\U0001F9D1\u200d\U0001F4BB", "\u263a", "\U0001FAE0"],
     "contraction": ["'s", "'S", "'t", "'T", "'re", "'RE", "'Re", "'ve", "'VE", "'m", "'M", "'ll", "'LL", "'lL",
                     "'d", "'D", "'\u017f", "'", "''", "\u2019s"],
-    "special": ["<|endoftext|>", "<|fim_prefix|>", "<|endofprompt|>", "<|endoftext", "<|", "|>", "<|user|>"],
+    "special": ["<|endoftext|>", "<|fim_prefix|>", "<|endofprompt|>", "<|endoftext", "<|", "|>", "<|user|>", "<|end|>"],
     "punct": list("!\"#$%&()*+,-./:;<=>?@[\\]^_`{|}~") + ["\u00bf", "\u2014", "\u2026", "\u00ab", "\u3002"],
 }
 WORDS = ["the", " the", " quick", " brown", "fox", " jumps", "over", " lazy", "dog", "Hello", " world",
@@ -40,8 +41,14 @@ WORDS = ["the", " the", " quick", " brown", "fox", " jumps", "over", " lazy", "d
 
 
 def local_encoding(name, root="data/vocab"):
-    """tiktoken's gpt2 / cl100k_base built from the rank files in data/vocab (no network needed)."""
+    """tiktoken's gpt2 / cl100k_base built from the rank files in data/vocab (no network needed), or, for a
+    path, a tokenizer saved by `gptkit tokenizer train` (PATH.tiktoken + PATH.json) run by tiktoken."""
     from tiktoken.load import load_tiktoken_bpe
+    if name not in ("gpt2", "cl100k_base"):
+        meta = json.load(open(name + ".json"))
+        return tiktoken.Encoding(name=meta["name"], pat_str=meta["pattern"],
+                                 mergeable_ranks=load_tiktoken_bpe(name + ".tiktoken"),
+                                 special_tokens=meta["special_tokens"])
     if name == "gpt2":
         return tiktoken.Encoding(
             name="gpt2", mergeable_ranks=load_tiktoken_bpe(os.path.join(root, "r50k_base.tiktoken")),
@@ -101,7 +108,10 @@ def main():
     ap.add_argument("--check", help="gptkit binary: compare instead of writing")
     a = ap.parse_args()
     for encname, fname, vocab in [("gpt2", "gpt2_random.jsonl", "data/vocab/r50k_base.tiktoken"),
-                                  ("cl100k_base", "cl100k_base_random.jsonl", "data/vocab/cl100k_base.tiktoken")]:
+                                  ("cl100k_base", "cl100k_base_random.jsonl", "data/vocab/cl100k_base.tiktoken"),
+                                  # a tokenizer trained by gptkit with its own split pattern (checks that
+                                  # pattern's splitter against tiktoken running the same regex)
+                                  ("tests/fixtures/tok/kjv4k", "gptkit_random.jsonl", "tests/fixtures/tok/kjv4k.json")]:
         enc = local_encoding(encname)
         rows, bad = [], 0
         for name, text in cases(a.n, a.seed):
@@ -121,7 +131,7 @@ def main():
                 row["ids_special"] = ids_sp
             rows.append(row)
         if a.check:
-            print("%s: %d cases, %d mismatches" % (encname, a.n, bad))
+            print("%s: %d cases, %d mismatches" % (os.path.basename(encname), a.n, bad))
         else:
             with open(os.path.join(a.out, fname), "w") as f:
                 for r in rows:
