@@ -1,3 +1,223 @@
-/* cmd_chat.c: gptkit chat (placeholder until issue 4 lands). */
+/* cmd_chat.c: gptkit chat — talk to a chat model. Interactive (multi-turn, streamed, /reset, /system, /temp;
+ * Ctrl-C interrupts a reply, not the program) or one-shot with -p (stdout = the reply only). */
 #include "cli/cli.h"
-int cmd_chat(int argc, char **argv) { (void)argc; (void)argv; return cli_not_yet("chat", "see issue 4"); }
+#include "core/core.h"
+#include "data/data.h"
+#include "infer/infer.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char *USAGE =
+"usage: gptkit chat --model DIR [-p QUESTION] [options]\n"
+"\n"
+"Talks to a chat model (an SFT or RLHF checkpoint; the chat format is in docs/chat.md). The tokenizer recorded\n"
+"in the checkpoint is used. Interactively, type a message and the reply streams back; commands:\n"
+"  /reset          forget the conversation (keeps the system prompt)\n"
+"  /system TEXT    set the system prompt (and reset)\n"
+"  /temp X         set the sampling temperature\n"
+"  /quit           exit (or Ctrl-D). Ctrl-C stops a reply that is being written.\n"
+"With -p, answers one question and exits; stdout holds the reply only.\n"
+"\n"
+"  --model DIR           checkpoint directory\n"
+"  --tokenizer PATH      override the tokenizer recorded in the checkpoint\n"
+"  -p, --prompt TEXT     answer once and exit\n"
+"  --system TEXT         system prompt\n"
+"  --max-new N           longest reply in tokens (default 256)\n"
+"  --temperature T       default 0.7 interactively, 0 (greedy, reproducible) with -p\n"
+"  --top-k K  --top-p P  --min-p P  --repetition-penalty R  --frequency-penalty F  --presence-penalty P\n"
+"  --seed S              sampling seed (default 1337)\n"
+"  -q, --quiet           no log lines on stderr\n";
+
+static volatile int g_generating = 0;
+static volatile int g_cancel = 0;
+
+static void on_sigint(int sig) {
+    (void)sig;
+    if (g_generating) { g_cancel = 1; return; }
+    static const char msg[] = "\n(type /quit or press Ctrl-D to exit)\n";
+    ssize_t r = write(STDERR_FILENO, msg, sizeof msg - 1);
+    (void)r;
+}
+
+static int stream_out(void *ctx, size_t seq, int32_t id, const char *text, size_t len) {
+    (void)ctx; (void)seq; (void)id;
+    fwrite(text, 1, len, stdout);
+    fflush(stdout);
+    return 0;
+}
+
+typedef struct {
+    gpt_model *m;
+    tok_tokenizer *tok;
+    chat_specials sp;
+    engine *e;
+    engine_gen_opts o;
+} chat_session;
+
+/* Renders conv with a generation prompt; drops the oldest non-system turns while it does not fit with room
+ * for a reply. Returns 0, or -1 if even the last message alone does not fit. */
+static int render_fitting(chat_session *s, chat_conv *c, chat_tokens *r, int *dropped, gk_err *err) {
+    size_t ctx = engine_max_len(s->e), room = s->o.max_new < ctx / 2 ? s->o.max_new : ctx / 2;
+    *dropped = 0;
+    for (;;) {
+        r->n = 0;
+        chat_render(s->tok, &s->sp, c, 1, r);
+        if (r->n + room <= ctx) return 0;
+        /* first non-system message, and every tool/assistant continuation glued to it */
+        size_t k = 0;
+        while (k < c->n && c->msgs[k].role == CHAT_SYSTEM) k++;
+        if (k + 1 >= c->n) {
+            if (r->n < ctx) return 0;   /* no room to spare, but it fits */
+            return gk_errf(err, "the message is %zu tokens with its chat markup but the model's context holds %zu", r->n, ctx);
+        }
+        size_t j = k + 1;
+        while (j < c->n && c->msgs[j].role != CHAT_USER) j++;
+        for (size_t i = k; i < j; i++) free(c->msgs[i].content);
+        memmove(c->msgs + k, c->msgs + j, (c->n - j) * sizeof *c->msgs);
+        c->n -= j - k;
+        (*dropped)++;
+    }
+}
+
+/* Generates the assistant's reply to conv, streaming it to stdout; appends it to conv. */
+static int reply(chat_session *s, chat_conv *c, int *interrupted, gk_err *err) {
+    chat_tokens r = {0};
+    int dropped;
+    if (render_fitting(s, c, &r, &dropped, err)) { chat_tokens_free(&r); return -1; }
+    if (dropped) gk_log("(dropped the %d oldest exchange%s to fit the context)\n", dropped, dropped > 1 ? "s" : "");
+    engine_seq q;
+    g_cancel = 0; g_generating = 1;
+    int rc = engine_generate(s->e, r.ids, r.n, 1, &s->o, &q, err);
+    g_generating = 0;
+    chat_tokens_free(&r);
+    if (rc) return -1;
+    *interrupted = q.finish == ENGINE_FINISH_CANCELLED;
+    chat_conv_add(c, CHAT_ASSISTANT, q.text ? q.text : "");
+    engine_seq_free(&q);
+    return 0;
+}
+
+int cmd_chat(int argc, char **argv) {
+    cli_args a;
+    cli_args_init(&a, argc, argv, USAGE);
+    const char *f, *model_dir = NULL, *tok_path = NULL, *question = NULL, *system = NULL;
+    chat_session s;
+    memset(&s, 0, sizeof s);
+    engine_gen_opts_default(&s.o);
+    s.o.max_new = 256;
+    int temp_set = 0;
+    while ((f = cli_next(&a))) {
+        if (cli_is(f, "--model")) model_dir = cli_str(&a, f);
+        else if (cli_is(f, "--tokenizer")) tok_path = cli_str(&a, f);
+        else if (cli_is(f, "-p", "--prompt")) question = cli_str(&a, f);
+        else if (cli_is(f, "--system")) system = cli_str(&a, f);
+        else if (cli_is(f, "--max-new")) { long v = cli_long(&a, f); if (v < 1) cli_usage_error(&a, "--max-new must be >= 1"); s.o.max_new = (size_t)v; }
+        else if (cli_is(f, "--temperature")) { s.o.samp.temperature = (float)cli_double(&a, f); temp_set = 1; }
+        else if (cli_is(f, "--top-k")) s.o.samp.top_k = (int)cli_long(&a, f);
+        else if (cli_is(f, "--top-p")) s.o.samp.top_p = (float)cli_double(&a, f);
+        else if (cli_is(f, "--min-p")) s.o.samp.min_p = (float)cli_double(&a, f);
+        else if (cli_is(f, "--repetition-penalty")) s.o.samp.repetition_penalty = (float)cli_double(&a, f);
+        else if (cli_is(f, "--frequency-penalty")) s.o.samp.frequency_penalty = (float)cli_double(&a, f);
+        else if (cli_is(f, "--presence-penalty")) s.o.samp.presence_penalty = (float)cli_double(&a, f);
+        else if (cli_is(f, "--seed")) s.o.samp.seed = (uint64_t)cli_long(&a, f);
+        else if (cli_is(f, "-q", "--quiet")) gk_verbose = 0;
+        else cli_unknown(&a, f);
+    }
+    if (!model_dir) cli_usage_error(&a, "--model DIR is required");
+    if (!temp_set) s.o.samp.temperature = question ? 0.0f : 0.7f;
+    gk_err err;
+    if (infer_sampling_validate(&s.o.samp, &err)) cli_usage_error(&a, "%s", err.msg);
+
+    char *tok_rec = NULL;
+    int rc = 1;
+    chat_conv c = {0};
+    s.m = gpt_load(model_dir, &tok_rec, &err);
+    if (!s.m) goto fail;
+    if (infer_load_tokenizer(model_dir, tok_rec, tok_path, 1, &s.tok, &err)) goto fail;
+    if (chat_specials_resolve(s.tok, (size_t)s.m->cfg.vocab_size, &s.sp, &err)) goto fail;
+    s.e = engine_new(s.m, s.tok, 1, 0);
+    s.o.cancel = &g_cancel;
+    s.o.on_token = stream_out;
+    if (system) chat_conv_add(&c, CHAT_SYSTEM, system);
+
+    if (question) {
+        chat_conv_add(&c, CHAT_USER, question);
+        int intr;
+        if (reply(&s, &c, &intr, &err)) goto fail;
+        printf("\n");
+        fflush(stdout);
+        rc = 0;
+        goto fail;
+    }
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigint;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGINT, &sa, NULL);
+    int tty = isatty(STDIN_FILENO);
+    if (tty) fprintf(stderr, "gptkit chat: %s (%d layers, width %d). /reset, /system TEXT, /temp X, /quit; Ctrl-C stops a reply.\n",
+                     model_dir, s.m->cfg.n_layer, s.m->cfg.n_embd);
+    char *line = NULL; size_t cap = 0;
+    for (;;) {
+        if (tty) { printf("you> "); fflush(stdout); }
+        ssize_t n = getline(&line, &cap, stdin);
+        if (n < 0) break;
+        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r')) line[--n] = 0;
+        if (n == 0) continue;
+        if (!strcmp(line, "/quit") || !strcmp(line, "/exit")) break;
+        if (!strcmp(line, "/reset")) {
+            size_t k = 0;
+            while (k < c.n && c.msgs[k].role == CHAT_SYSTEM) k++;
+            for (size_t i = k; i < c.n; i++) free(c.msgs[i].content);
+            c.n = k;
+            fprintf(stderr, "(conversation reset)\n");
+            continue;
+        }
+        if (!strncmp(line, "/system", 7) && (line[7] == ' ' || line[7] == 0)) {
+            chat_conv_clear(&c);
+            const char *txt = line[7] ? line + 8 : "";
+            if (*txt) chat_conv_add(&c, CHAT_SYSTEM, txt);
+            fprintf(stderr, "(system prompt %s; conversation reset)\n", *txt ? "set" : "cleared");
+            continue;
+        }
+        if (!strncmp(line, "/temp", 5) && (line[5] == ' ' || line[5] == 0)) {
+            double t;
+            if (gk_parse_double(line + 5 + (line[5] == ' '), &t) || t < 0) { fprintf(stderr, "(usage: /temp X with X >= 0)\n"); continue; }
+            s.o.samp.temperature = (float)t;
+            fprintf(stderr, "(temperature %g)\n", t);
+            continue;
+        }
+        if (line[0] == '/' && line[1] != '/' && line[1] != ' ') {
+            fprintf(stderr, "(unknown command %s; commands: /reset, /system TEXT, /temp X, /quit)\n", line);
+            continue;
+        }
+        chat_conv_add(&c, CHAT_USER, line);
+        if (tty) { printf("assistant> "); fflush(stdout); }
+        int intr = 0;
+        s.o.samp.seed++;
+        if (reply(&s, &c, &intr, &err)) {
+            fprintf(stderr, "gptkit chat: %s\n", err.msg);
+            free(c.msgs[--c.n].content);   /* forget the message that did not fit */
+            continue;
+        }
+        printf("\n");
+        if (intr) fprintf(stderr, "(interrupted)\n");
+        fflush(stdout);
+    }
+    free(line);
+    rc = 0;
+fail:
+    if (rc) fprintf(stderr, "gptkit chat: %s\n", err.msg);
+    chat_conv_free(&c);
+    engine_free(s.e);
+    tok_free(s.tok);
+    gpt_free(s.m);
+    free(tok_rec);
+    return rc;
+}

@@ -31,7 +31,7 @@ void kern_attn_cache_fwd(float *out, float *kc, float *vc, const float *qkv, con
     size_t slot_stride = NH * maxT * hs, head_stride = maxT * hs;
 
     /* 1. append the new keys and values: k[b,i] -> kc[slot[b]][h][pos[b]+i] */
-    AC_OMP(omp parallel for collapse(2) schedule(static))
+    AC_OMP(omp parallel for collapse(2) schedule(static) if(B * n * C >= 65536))
     for (size_t b = 0; b < B; b++)
         for (size_t i = 0; i < n; i++) {
             const float *row = qkv + (b * n + i) * 3 * C;
@@ -44,7 +44,11 @@ void kern_attn_cache_fwd(float *out, float *kc, float *vc, const float *qkv, con
 
     /* 2. each new row of each head: softmax(q . k_j / sqrt(hs)) over j <= pos+i, then the weighted sum of v_j */
     float scale = 1.0f / sqrtf((float)hs);
-    AC_OMP(omp parallel)
+    /* threads only pay off with enough work (fork/join costs microseconds; a tiny model's step is less) */
+    size_t work = B * NH * n * (pos[0] + n) * hs;
+    int par = work >= 65536;
+    (void)par;
+    AC_OMP(omp parallel if(par))
     {
         float *att = malloc(maxT * sizeof(float));
         GK_CHECK(att != NULL, "out of memory");
