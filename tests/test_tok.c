@@ -417,14 +417,15 @@ static void test_malformed_vocab(void) {
 /* Cutting at tok_safe_cut gives the same ids as encoding the whole (what tokenize relies on). */
 static void test_safe_cut(void) {
     const char *files[] = {"data/vocab/r50k_base.tiktoken", "data/vocab/cl100k_base.tiktoken", "tests/fixtures/tok/kjv4k"};
-    const char *text = "Hello there!\n\nIt's 12345 o'clock.\n  indented\n(paren) and\r\nwindows\n\t tab\n'quote\n1 two\n";
+    const char *text = "Hello there!\n\nIt's 12345 o'clock.\n  indented\n(paren) and\r\nwindows\n\t tab\n'quote\n1 two\n"
+                       "earth.\nAnd God said, Let there be light: and there was light.\nword\nnext ( x ) y!\n!z\n";
     size_t n = strlen(text);
     for (int f = 0; f < 3; f++) {
         tok_tokenizer *t = load(files[f]);
         tok_ids whole = {0};
         tok_encode(t, text, n, 0, &whole);
         for (size_t end = 1; end <= n; end++) {
-            size_t cut = tok_safe_cut((const uint8_t *)text, end);
+            size_t cut = tok_safe_cut(t, (const uint8_t *)text, end);
             if (cut == end) continue;
             tok_ids parts = {0};
             tok_encode(t, text, cut, 0, &parts);

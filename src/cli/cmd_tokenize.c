@@ -4,8 +4,8 @@
  * is one document (a bad line is an error naming file:line). Every document is preceded by <|endoftext|>
  * (as llm.c's and GPT-2's data preparation do), so the stream starts with it and documents are separated.
  *
- * Pipeline: input is read in 64 MB blocks (cut at piece boundaries: after '\n' followed by printable ASCII,
- * which both known split patterns treat as a boundary, so the ids equal those of the whole text), blocks
+ * Pipeline: input is read in 64 MB blocks (cut at piece boundaries found by tok_safe_cut, so the ids equal
+ * those of the whole text; only a block with no such boundary at all is cut blindly), blocks
  * are cut again into ~1 MB segments, and segments are encoded in parallel (OpenMP, one tok_encoder per
  * thread). Tokens are appended in order to a spool file in DIR; at the end the first --val-fraction of
  * tokens (rounded up to the next document start; if that would leave no training tokens, cut exactly) goes
@@ -56,11 +56,11 @@ typedef struct {
 } ctx;
 
 /* cut s[0..len) into segments of about SEG bytes at piece boundaries */
-static void add_segments(segment **segs, size_t *ns, size_t *cap, const uint8_t *p, size_t n, int doc_start) {
+static void add_segments(const tok_tokenizer *t, segment **segs, size_t *ns, size_t *cap, const uint8_t *p, size_t n, int doc_start) {
     do {
         size_t take = n;
         if (n > SEG + SEG / 2) {
-            take = tok_safe_cut(p, SEG);
+            take = tok_safe_cut(t, p, SEG);
             if (take == 0 || take >= SEG) take = n;   /* no safe cut: keep whole (exactness first) */
         }
         if (*ns == *cap) { *cap = *cap ? 2 * *cap : 256; *segs = gk_realloc(*segs, *cap * sizeof **segs); }
@@ -127,9 +127,9 @@ static int do_text_file(ctx *c, const char *path, gk_err *err) {
         have += r;
         if (ferror(fp)) { rc = gk_errf(err, "%s: read error", path); break; }
         int eof = feof(fp) || r == 0;
-        size_t cut = eof ? have : tok_safe_cut(buf, have);
+        size_t cut = eof ? have : tok_safe_cut(c->t, buf, have);
         ns = 0;
-        if (cut > 0 || first) add_segments(&segs, &ns, &cap, buf, cut, first);   /* an empty file is an empty document */
+        if (cut > 0 || first) add_segments(c->t, &segs, &ns, &cap, buf, cut, first);   /* an empty file is an empty document */
         first = 0;
         if ((rc = flush_segments(c, segs, ns, err))) break;
         memmove(buf, buf + cut, have - cut);
@@ -161,7 +161,7 @@ static int do_jsonl_file(ctx *c, const char *path, gk_err *err) {
             if (nd == capd) { capd = capd ? 2 * capd : 256; docs = gk_realloc(docs, capd * sizeof *docs); }
             docs[nd++] = j;
             size_t n = strlen(tx->valuestring);
-            add_segments(&segs, &ns, &cap, (const uint8_t *)tx->valuestring, n, 1);
+            add_segments(c->t, &segs, &ns, &cap, (const uint8_t *)tx->valuestring, n, 1);
             batch_bytes += strlen(line) + 1;
         }
         if ((!more && ns) || batch_bytes >= BLOCK / 4) {

@@ -148,9 +148,10 @@ tok_tokenizer *tok_train_files(const char *const *files, size_t nfiles, const to
 /* Calls fn(start, end, ctx) for each piece of text under t's pattern, in order; pieces tile the text. */
 void tok_split(const tok_tokenizer *t, const void *text, size_t len,
                void (*fn)(size_t start, size_t end, void *ctx), void *ctx);
-/* A cut position near the end of s[0..len) that is a piece boundary under both known patterns: just after
- * the last '\n' that is preceded and followed by printable non-space ASCII. Encoding the two sides separately gives the same ids as
- * encoding the whole. Returns len if there is none (cutting there may then change ids at the seam). */
-size_t tok_safe_cut(const uint8_t *s, size_t len);
+/* A cut position near the end of s[0..len) that is a piece boundary under t's pattern whatever comes
+ * before or after the block: encoding s[0..cut) and the rest separately gives the ids of the whole. Used to
+ * split big inputs for threads. Cuts at "letter| letter" or just after a newline between printable ASCII
+ * characters. Returns len if there is none (cutting there may then change ids at the seam). */
+size_t tok_safe_cut(const tok_tokenizer *t, const uint8_t *s, size_t len);
 
 #endif

@@ -69,6 +69,7 @@ size_t tok_split_next_gpt2(const uint8_t *s, size_t len, size_t pos);
 size_t tok_split_next_cl100k(const uint8_t *s, size_t len, size_t pos);
 size_t tok_split_next_gptkit(const uint8_t *s, size_t len, size_t pos);
 size_t tok_split_next(int pat, const uint8_t *s, size_t len, size_t pos);
+size_t tok_safe_cut_pat(int pat, const uint8_t *s, size_t len);   /* see tok_safe_cut */
 /* Is pattern one we split natively? Returns TOK_PAT_* or -1. Accepts "gpt2"/"r50k_base"/"cl100k"/
  * "cl100k_base", "gptkit" and the exact regex strings. */
 int tok_pattern_kind(const char *pattern);

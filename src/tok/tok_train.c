@@ -311,15 +311,25 @@ tok_tokenizer *tok_trainer_finish(tok_trainer *tr, gk_err *err) {
 }
 
 /* ---------------------------------------------------------------- files */
-/* A cut after '\n' is a piece boundary under both patterns when the '\n' follows a printable non-space ASCII
- * character and precedes one: no alternative matches a newline followed by a non-space, and the newline is
- * then a whitespace run of length one (GPT-2's \s+(?!\S) treats a longer run differently at the end of
- * the text than before a non-space). So blocks cut there encode exactly as the whole. */
-size_t tok_safe_cut(const uint8_t *s, size_t len) {
-    for (size_t i = len; i > 2; i--)
-        if (s[i - 2] == '\n' && s[i - 1] > 0x20 && s[i - 1] < 0x7f && s[i - 3] > 0x20 && s[i - 3] < 0x7f) return i - 1;
+/* Safe cut points (piece boundaries whatever follows or precedes the block), scanning back from the end:
+ *  - between an ASCII letter and " x" (x an ASCII letter): "word| word" — under all three patterns the left
+ *    piece ends at the letter (no alternative takes a space after letters) and " word" starts a piece;
+ *  - just after a '\n' with printable non-space ASCII on both sides: no alternative matches a newline
+ *    followed by a non-space, and the newline is a whitespace run of length one (GPT-2's \s+(?!\S) treats a
+ *    longer run differently at the end of the text than before a non-space). Under gptkit's pattern a
+ *    newline followed by a letter starts that word's piece, so there the next character must not be a letter.
+ * Encoding the two sides separately then gives exactly the ids of the whole. */
+static inline int is_alpha(uint8_t c) { return (c | 0x20) >= 'a' && (c | 0x20) <= 'z'; }
+static inline int is_graph(uint8_t c) { return c > 0x20 && c < 0x7f; }
+size_t tok_safe_cut_pat(int pat, const uint8_t *s, size_t len) {
+    for (size_t i = len; i > 2; i--) {
+        uint8_t a = s[i - 3], b = s[i - 2], c = s[i - 1];
+        if (b == ' ' && is_alpha(a) && is_alpha(c)) return i - 2;
+        if (b == '\n' && is_graph(a) && is_graph(c) && !(pat == TOK_PAT_GPTKIT && is_alpha(c))) return i - 1;
+    }
     return len;
 }
+size_t tok_safe_cut(const tok_tokenizer *t, const uint8_t *s, size_t len) { return tok_safe_cut_pat(t->pat, s, len); }
 
 tok_tokenizer *tok_train_files(const char *const *files, size_t nfiles, const tok_train_opts *o, gk_err *err) {
     tok_trainer *tr = tok_trainer_new(o, err);
@@ -336,7 +346,7 @@ tok_tokenizer *tok_train_files(const char *const *files, size_t nfiles, const to
             have += r;
             int eof = r == 0 || feof(fp);
             if (ferror(fp)) { gk_errf(err, "%s: read error", files[f]); fclose(fp); free(buf); tok_trainer_free(tr); return NULL; }
-            size_t cut = eof ? have : tok_safe_cut(buf, have);
+            size_t cut = eof ? have : tok_safe_cut_pat(tr->pat, buf, have);
             tok_trainer_feed(tr, buf, cut);
             memmove(buf, buf + cut, have - cut);
             have -= cut;
