@@ -75,17 +75,22 @@ static void score_rollouts(gpt_model *rm, const rlhf_seq *seqs, const int *ended
     free(tmp);
 }
 
-static void response_text(const tok_tokenizer *tok, const rlhf_seq *s, char *buf, size_t cap) {
+static void response_text(const tok_tokenizer *tok, int32_t end_id, const rlhf_seq *s, char *buf, size_t cap) {
     tok_bytes b = {0};
     gk_err e;
     size_t n = s->n - s->prompt_len;
     const int32_t *ids = s->ids + s->prompt_len;
-    if (n && tok_token_bytes(tok, ids[n - 1], NULL) && ids[n - 1] == tok_special_id(tok, TOK_END)) n--;
+    if (n && ids[n - 1] == end_id) n--;
     tok_decode(tok, ids, n, &b, &e);
     size_t k = b.n < cap - 1 ? b.n : cap - 1;
     memcpy(buf, b.data, k);
     buf[k] = 0;
-    for (size_t i = 0; i < k; i++) if (buf[i] == '\n' || buf[i] == '"' || buf[i] == '\\' || (unsigned char)buf[i] < 0x20) buf[i] = ' ';
+    /* one printable ASCII line, safe inside a JSON string (non-ASCII bytes become '?') */
+    for (size_t i = 0; i < k; i++) {
+        unsigned char ch = (unsigned char)buf[i];
+        if (ch >= 0x80) buf[i] = '?';
+        else if (ch == '"' || ch == '\\' || ch < 0x20 || ch == 0x7f) buf[i] = ' ';
+    }
     tok_bytes_free(&b);
 }
 
@@ -473,7 +478,7 @@ int train_ppo(const ppo_opts *o, ppo_result *res, gk_err *err) {
         if (!isfinite(L.policy_loss) || !isfinite(L.value_loss)) { rc = gk_errf(err, "loss became non-finite at iteration %ld; lower --lr", it); break; }
         if (o->sample_every > 0 && ((it + 1) % o->sample_every == 0 || it == step0)) {
             char txt[400], fb[700];
-            response_text(c.tok, &b.seqs[0], txt, sizeof txt);
+            response_text(c.tok, c.sp.end, &b.seqs[0], txt, sizeof txt);
             snprintf(fb, sizeof fb, "\"step\":%ld,\"sample\":\"%s\",\"sample_score\":%.5g", it, txt, b.raw[0]);
             char hb[600];
             snprintf(hb, sizeof hb, "sample (score %+.3f): %s", b.raw[0], txt);
@@ -571,8 +576,8 @@ int rlhf_compare(const compare_opts *o, compare_result *res, gk_err *err) {
             sum_a += ra[k]; sum_b += rb[k];
             if (o->json) {
                 char ta[300], tb[300];
-                response_text(tok, &sa[k], ta, sizeof ta);
-                response_text(tok, &sb[k], tb, sizeof tb);
+                response_text(tok, sp.end, &sa[k], ta, sizeof ta);
+                response_text(tok, sp.end, &sb[k], tb, sizeof tb);
                 printf("{\"prompt\":%zu,\"line\":%zu,\"sample\":%zu,\"score_a\":%.6g,\"score_b\":%.6g,\"a\":\"%s\",\"b\":\"%s\"}\n",
                        i, ps.items[i].line, k, ra[k], rb[k], ta, tb);
             }
