@@ -33,6 +33,13 @@ ifeq ($(NO_BLAS),)
     FEATURES += openblas
   endif
 endif
+ifeq ($(NO_DNNL),)
+  ifeq ($(shell printf '\043include <dnnl.h>\nint main(void){return dnnl_version() == 0;}\n' | $(CC) -x c - -ldnnl -o /dev/null 2>/dev/null && echo y),y)
+    CFLAGS  += -DGK_HAVE_DNNL
+    LDLIBS  += -ldnnl
+    FEATURES += onednn
+  endif
+endif
 # cJSON is required (JSON/JSONL reading and writing).
 CJSON_CFLAGS := $(shell pkg-config --cflags libcjson 2>/dev/null)
 CJSON_LIBS   := $(shell pkg-config --libs libcjson 2>/dev/null || echo -lcjson)

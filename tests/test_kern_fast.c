@@ -10,6 +10,7 @@
  *   cross-entropy   loss atol 1e-5 rtol 1e-5; dlogits atol 1e-7 rtol 1e-5
  *   adamw, add, axpy, scale: exact (same float operations in the same order per element)
  *   sumsq           rtol 1e-12 (double accumulation in another order)
+ *   bf16 matmul     atol 2e-2 sqrt(K) (inputs rounded to bfloat16), and must differ from fp32
  */
 #include "kern/kern.h"
 #include "kern/cpu/fast_math.h"
@@ -232,6 +233,50 @@ static void test_elementwise_fast(void) {
     kern_free(p1); kern_free(g); kern_free(m1); kern_free(v1); kern_free(p2); kern_free(m2); kern_free(v2);
 }
 
+/* bf16 matmuls: inputs rounded to bfloat16 (relative error <= 2^-9 each), fp32 accumulation. With N(0,1)
+ * inputs the error of a K-term sum is about sqrt(K) * 2 * 2^-9 * |a||b| ~ 4e-3 sqrt(K); allowed: 2e-2 sqrt(K).
+ * Also checks the result is NOT bit-identical to fp32 (else the bf16 path silently is not in use). */
+static void test_matmul_bf16(void) {
+    if (!kern_bf16_available()) {
+        CHECK(kern_set_precision(KERN_PREC_BF16) == -1 && kern_get_precision() == KERN_PREC_FP32,
+              "bf16 unavailable but accepted");
+        printf("  (bf16 matmul unavailable on this build/CPU: only the refusal is tested)\n");
+        return;
+    }
+    size_t N = 77, C = 45, OC = 131;
+    for (int layout = 0; layout < 2; layout++) {
+        float *x = rnd(N * C, 1), *w = rnd(C * OC, 1), *b = rnd(OC, 1), *g = rnd(N * OC, 1);
+        float *o1 = kern_alloc(N * OC * 4), *o2 = kern_alloc(N * OC * 4);
+        float *dx1 = kern_alloc(N * C * 4), *dw1 = kern_alloc(C * OC * 4), *dx2 = kern_alloc(N * C * 4), *dw2 = kern_alloc(C * OC * 4);
+        kern_set_impl(KERN_IMPL_REF);
+        kern_matmul_fwd(o1, x, w, b, N, C, OC, layout);
+        kern_matmul_bwd(dx1, dw1, NULL, g, x, w, N, C, OC, layout);
+        kern_set_impl(KERN_IMPL_FAST);
+        CHECK(kern_set_precision(KERN_PREC_BF16) == 0 && kern_get_precision() == KERN_PREC_BF16, "set bf16");
+        CHECK(strstr(kern_impl_name(), "bf16") != NULL, "impl name does not say bf16: %s", kern_impl_name());
+        kern_matmul_fwd(o2, x, w, b, N, C, OC, layout);
+        kern_matmul_bwd(dx2, dw2, NULL, g, x, w, N, C, OC, layout);
+        kern_set_precision(KERN_PREC_FP32);
+        CHECK_ARRAYS("bf16 matmul fwd", o2, o1, N * OC, 2e-2 * sqrt((double)C), 0);
+        CHECK_ARRAYS("bf16 matmul dinp", dx2, dx1, N * C, 2e-2 * sqrt((double)OC), 0);
+        CHECK_ARRAYS("bf16 matmul dw", dw2, dw1, C * OC, 2e-2 * sqrt((double)N), 0);
+        double maxd = 0;
+        for (size_t i = 0; i < N * OC; i++) maxd = fmax(maxd, fabs(o2[i] - o1[i]));
+        CHECK(maxd > 1e-4, "bf16 result equals fp32 (max diff %g): bf16 not in use?", maxd);
+        kern_free(x); kern_free(w); kern_free(b); kern_free(g); kern_free(o1); kern_free(o2);
+        kern_free(dx1); kern_free(dw1); kern_free(dx2); kern_free(dw2);
+    }
+}
+
+static void test_peak_probe(void) {
+    double f = -1, h = -1, bw = -1;
+    CHECK(kern_peak_probe(&f, &h, &bw) == 0, "probe failed");
+    CHECK(f > 0.1 && f < 1e6, "fp32 GFLOP/s %g", f);
+    CHECK(bw > 0.1 && bw < 1e5, "bandwidth %g GB/s", bw);
+    CHECK(kern_bf16_available() ? h > 0.1 : h == 0, "bf16 GFLOP/s %g", h);
+    CHECK(kern_get_impl() == KERN_IMPL_FAST && kern_get_precision() == KERN_PREC_FP32, "probe changed settings");
+}
+
 static void test_impl_name(void) {
     kern_set_impl(KERN_IMPL_FAST);
     const char *nm = kern_impl_name();
@@ -250,6 +295,8 @@ int main(void) {
     TL_RUN(test_gelu_fast);
     TL_RUN(test_xent_fast);
     TL_RUN(test_elementwise_fast);
+    TL_RUN(test_matmul_bf16);
+    TL_RUN(test_peak_probe);
     TL_RUN(test_impl_name);
     return tl_summary();
 }

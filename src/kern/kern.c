@@ -14,6 +14,15 @@ void kern_set_impl(kern_impl impl) { g_impl = impl; }
 kern_impl kern_get_impl(void) { return g_impl; }
 const char *kern_impl_name(void) { return g_impl == KERN_IMPL_REF ? "cpu-ref" : kern_fast_name(); }
 
+static kern_prec g_prec = KERN_PREC_FP32;
+int kern_bf16_available(void) { return kern_fast_bf16_available(); }
+int kern_set_precision(kern_prec prec) {
+    if (prec == KERN_PREC_BF16 && !kern_fast_bf16_available()) return -1;
+    g_prec = prec;
+    return 0;
+}
+kern_prec kern_get_precision(void) { return g_prec; }
+
 void *kern_alloc(size_t bytes) {
     void *p = NULL;
     size_t n = (bytes + 63) & ~(size_t)63;

@@ -31,7 +31,22 @@ enum { KERN_W_IN_OUT = 0, KERN_W_OUT_IN = 1 };
 typedef enum { KERN_IMPL_REF = 0, KERN_IMPL_FAST = 1 } kern_impl;
 void kern_set_impl(kern_impl impl);     /* default: KERN_IMPL_FAST when built with fast paths, else REF */
 kern_impl kern_get_impl(void);
-const char *kern_impl_name(void);       /* e.g. "cpu-ref", "cpu-fast(openblas)" */
+const char *kern_impl_name(void);       /* e.g. "cpu-ref", "cpu-fast(openblas SkylakeX, 2 threads)" */
+
+/* Matmul precision on the fast path. KERN_PREC_BF16 rounds both inputs of every matmul product to bfloat16
+ * and accumulates in fp32 (fp32 in, fp32 out: weights, grads and AdamW state stay fp32 masters); the other ops
+ * stay fp32. Returns 0, or -1 (precision unchanged) if this build/CPU has no bf16 matmul (needs oneDNN and
+ * AVX512-BF16 or AMX). The reference ignores it. Default KERN_PREC_FP32. */
+typedef enum { KERN_PREC_FP32 = 0, KERN_PREC_BF16 = 1 } kern_prec;
+int kern_set_precision(kern_prec prec);
+kern_prec kern_get_precision(void);
+int kern_bf16_available(void);
+
+/* Measures this machine with a small probe (~0.5 s): fp32 GEMM GFLOP/s (1024^3 products on the fast path's GEMM),
+ * bf16 GEMM GFLOP/s (0 if unavailable) and memory bandwidth in GB/s (a streaming a = b + s c over 3 x 32 MiB,
+ * counting 3 x 4 bytes per element). Any pointer may be NULL. For MFU: achieved FLOP/s over *fp32_gflops.
+ * Returns 0. */
+int kern_peak_probe(double *fp32_gflops, double *bf16_gflops, double *bw_gbs);
 
 /* ---------------------------------------------------------------- memory */
 void *kern_alloc(size_t bytes);                              /* zero-filled; aborts on OOM */
@@ -70,7 +85,8 @@ void kern_matmul_bwd(float *dinp, float *dw, float *dbias, const float *dout, co
  * head h uses channels [h*hs, (h+1)*hs) of each, hs = C/NH.  out [B,T,C] (overwritten).
  * scores scaled by 1/sqrt(hs).  saved: kern_attention_saved_floats(B,T,C,NH) floats that the forward fills and
  * the backward reads (the reference keeps softmax probabilities; a blocked kernel keeps log-sum-exps). */
-size_t kern_attention_saved_floats(size_t B, size_t T, size_t C, size_t NH);
+size_t kern_attention_saved_floats(size_t B, size_t T, size_t C, size_t NH);   /* depends on kern_set_impl:
+                                       ref B*NH*T*T, fast B*NH*T; forward and backward must use the same impl */
 void kern_attention_fwd(float *out, float *saved, const float *qkv, size_t B, size_t T, size_t C, size_t NH);
 /* dqkv [B,T,3C] +=.  out is the forward's output (a blocked backward needs it). */
 void kern_attention_bwd(float *dqkv, const float *dout, const float *qkv, const float *out,

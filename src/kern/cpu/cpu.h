@@ -16,31 +16,6 @@
 #define GK_OMP(x) _Pragma(#x)
 #else
 #define GK_OMP(x)
-/* ---------------------------------------------------------------- fast paths (fast.c, fast_attn.c) */
-const char *kern_fast_name(void);
-void kern_fast_layernorm_fwd(float *out, float *mean, float *rstd, const float *inp, const float *w,
-                             const float *b, size_t N, size_t C, float eps);
-void kern_fast_layernorm_bwd(float *dinp, float *dw, float *db, const float *dout, const float *inp,
-                             const float *w, const float *mean, const float *rstd, size_t N, size_t C);
-void kern_fast_matmul_fwd(float *out, const float *inp, const float *w, const float *bias,
-                          size_t N, size_t C, size_t OC, int wlayout);
-void kern_fast_matmul_bwd(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
-                          const float *w, size_t N, size_t C, size_t OC, int wlayout);
-size_t kern_fast_attention_saved_floats(size_t B, size_t T, size_t C, size_t NH);
-void kern_fast_attention_fwd(float *out, float *saved, const float *qkv, size_t B, size_t T, size_t C, size_t NH);
-void kern_fast_attention_bwd(float *dqkv, const float *dout, const float *qkv, const float *out,
-                             const float *saved, size_t B, size_t T, size_t C, size_t NH);
-void kern_fast_gelu_fwd(float *out, const float *inp, size_t n);
-void kern_fast_gelu_bwd(float *dinp, const float *inp, const float *dout, size_t n);
-void kern_fast_add(float *out, const float *a, const float *b, size_t n);
-void kern_fast_axpy(float *y, float alpha, const float *x, size_t n);
-void kern_fast_scale(float *x, float s, size_t n);
-void kern_fast_xent_fwd_bwd(float *loss, float *dlogits, const float *logits, const int32_t *targets,
-                            const float *dloss, size_t N, size_t V);
-double kern_fast_sumsq(const float *x, size_t n);
-void kern_fast_adamw(float *p, const float *g, float *m, float *v, size_t n, float lr, float b1, float b2,
-                     float eps, float wd, float bc1, float bc2, float gscale);
-
 #endif
 
 /* ---------------------------------------------------------------- fp32 reference (ref.c) */
@@ -73,6 +48,7 @@ void kern_ref_adamw(float *p, const float *g, float *m, float *v, size_t n, floa
 
 /* ---------------------------------------------------------------- fast paths (fast.c, fast_attn.c) */
 const char *kern_fast_name(void);
+int kern_fast_bf16_available(void);
 void kern_fast_layernorm_fwd(float *out, float *mean, float *rstd, const float *inp, const float *w,
                              const float *b, size_t N, size_t C, float eps);
 void kern_fast_layernorm_bwd(float *dinp, float *dw, float *db, const float *dout, const float *inp,
@@ -95,5 +71,14 @@ void kern_fast_xent_fwd_bwd(float *loss, float *dlogits, const float *logits, co
 double kern_fast_sumsq(const float *x, size_t n);
 void kern_fast_adamw(float *p, const float *g, float *m, float *v, size_t n, float lr, float b1, float b2,
                      float eps, float wd, float bc1, float bc2, float gscale);
+
+/* ---------------------------------------------------------------- GEMM backends (fast_dnnl.c, fast.c) */
+/* C[M,N] = op(A) op(B) (+ bias[N]) (+ C if accumulate), row-major; ta/tb: A stored [K,M] / B stored [N,K].
+ * bf16: inputs rounded to bfloat16, fp32 accumulation and result. oneDNN only (GK_HAVE_DNNL). */
+void gk_gemm(int ta, int tb, size_t M, size_t N, size_t K, const float *A, size_t lda, const float *B, size_t ldb,
+             const float *bias, int accumulate, float *C, size_t ldc, int bf16);
+int  gk_dnnl_available(void);
+void gk_f32_to_bf16(uint16_t *dst, const float *src, size_t n);   /* round to nearest even, OpenMP-parallel */
+int  gk_cpu_has_bf16(void);                                        /* AVX512-BF16 or AMX-BF16 */
 
 #endif

@@ -1,9 +1,10 @@
 /* fast.c: the fast CPU paths (KERN_IMPL_FAST) for everything except attention (fast_attn.c).
  *
- *  - matmuls: OpenBLAS cblas_sgemm (when built with GK_HAVE_BLAS), the bias folded in as beta = 1 over
- *    bias-filled rows; dbias by per-thread partial column sums. OpenBLAS (Debian's pthread build) gets as
- *    many threads as OpenMP, and is only ever called from outside OpenMP parallel regions, so the two thread
- *    pools take turns instead of oversubscribing the cores. Without BLAS the reference matmul is used.
+ *  - matmuls: one GEMM per product on OpenBLAS (cblas_sgemm) or oneDNN (fast_dnnl.c), chosen at first use
+ *    (see gemm_backend); bias folded into the GEMM; dbias by per-thread partial column sums. OpenBLAS
+ *    (Debian's pthread build) gets as many threads as OpenMP and is only ever called from outside OpenMP
+ *    parallel regions, so the two pools take turns instead of oversubscribing the cores. With
+ *    KERN_PREC_BF16 the products run in bf16 with fp32 accumulation (oneDNN). No backend: the reference.
  *  - layernorm, GELU, cross-entropy, AdamW, elementwise: vectorised workers (GK_HOT, see fast_math.h) with
  *    an exp that vectorises; the layernorm backward reduces dw/db through per-thread partial sums instead
  *    of walking columns; the cross-entropy does three passes over a row (max, exp+sum, scale) and writes the
@@ -24,26 +25,79 @@
 #ifdef GK_HAVE_BLAS
 #include <cblas.h>
 #endif
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <cpuid.h>
+#endif
 
-#ifdef GK_HAVE_BLAS
-static int g_threads_set = 0;
+/* ---------------------------------------------------------------- GEMM backend
+ * OpenBLAS when its detected core matches the CPU; oneDNN when OpenBLAS misdetects it (Debian's 0.3.21 calls
+ * some recent Xeons "Prescott" and runs SSE3 kernels, 3-5x slower) or is absent; the reference otherwise.
+ * GK_GEMM=openblas|onednn|ref in the environment overrides (benchmarks). bf16 always goes to oneDNN. */
+enum { GEMM_REF = 0, GEMM_OPENBLAS = 1, GEMM_ONEDNN = 2 };
+static int g_gemm = -1;
 
-/* OpenBLAS gets OpenMP's thread count once. Called at the top of every BLAS-using op (cheap after the first). */
-static void blas_init(void) {
-    if (g_threads_set) return;
-    g_threads_set = 1;
-    openblas_set_num_threads(gk_num_threads());
+#if defined(GK_HAVE_BLAS) && defined(GK_HAVE_DNNL)
+/* OpenBLAS's core name, if it looks right for this CPU. */
+static int openblas_core_ok(void) {
+    const char *core = openblas_get_corename();
+    if (!core) return 0;
+#if defined(__x86_64__) && defined(__GNUC__)
+    __builtin_cpu_init();
+    static const char *old[] = {"Prescott", "Core2", "Penryn", "Dunnington", "Nehalem", "Atom", "Katmai",
+                                "Coppermine", "Northwood", "Banias", "Opteron", "Barcelona", "Unknown"};
+    if (__builtin_cpu_supports("avx2"))
+        for (size_t i = 0; i < sizeof old / sizeof old[0]; i++) if (strstr(core, old[i])) return 0;
+    if (__builtin_cpu_supports("avx512f") && (strstr(core, "Haswell") || strstr(core, "Sandy"))) return 0;
+#endif
+    return 1;
 }
 #endif
 
-const char *kern_fast_name(void) {
-    static char buf[96];
+static int gemm_backend(void) {
+    if (g_gemm >= 0) return g_gemm;
+    g_gemm = GEMM_REF;
 #ifdef GK_HAVE_BLAS
-    blas_init();
-    snprintf(buf, sizeof buf, "cpu-fast(openblas %s, %d threads)", openblas_get_corename(), gk_num_threads());
-#else
-    snprintf(buf, sizeof buf, "cpu-fast(no blas, %d threads)", gk_num_threads());
+    openblas_set_num_threads(gk_num_threads());   /* same count as OpenMP; never called inside a parallel region */
+    g_gemm = GEMM_OPENBLAS;
 #endif
+#ifdef GK_HAVE_DNNL
+#ifdef GK_HAVE_BLAS
+    if (!openblas_core_ok() && gk_dnnl_available()) g_gemm = GEMM_ONEDNN;
+#else
+    if (gk_dnnl_available()) g_gemm = GEMM_ONEDNN;
+#endif
+#endif
+    const char *env = getenv("GK_GEMM");
+    if (env) {
+#ifdef GK_HAVE_BLAS
+        if (!strcmp(env, "openblas")) g_gemm = GEMM_OPENBLAS;
+#endif
+#ifdef GK_HAVE_DNNL
+        if (!strcmp(env, "onednn") && gk_dnnl_available()) g_gemm = GEMM_ONEDNN;
+#endif
+        if (!strcmp(env, "ref")) g_gemm = GEMM_REF;
+    }
+    return g_gemm;
+}
+
+int kern_fast_bf16_available(void) {
+#ifdef GK_HAVE_DNNL
+    return gk_cpu_has_bf16() && gk_dnnl_available();
+#else
+    return 0;
+#endif
+}
+
+const char *kern_fast_name(void) {
+    static char buf[128];
+    int be = gemm_backend();
+    const char *prec = kern_get_precision() == KERN_PREC_BF16 ? ", bf16 matmuls" : "";
+    if (be == GEMM_ONEDNN) snprintf(buf, sizeof buf, "cpu-fast(onednn%s, %d threads)", prec, gk_num_threads());
+#ifdef GK_HAVE_BLAS
+    else if (be == GEMM_OPENBLAS)
+        snprintf(buf, sizeof buf, "cpu-fast(openblas %s%s, %d threads)", openblas_get_corename(), prec, gk_num_threads());
+#endif
+    else snprintf(buf, sizeof buf, "cpu-fast(no blas%s, %d threads)", prec, gk_num_threads());
     return buf;
 }
 
@@ -62,7 +116,6 @@ static int thread_id(void) {
 #endif
 }
 
-#ifdef GK_HAVE_BLAS
 /* ---------------------------------------------------------------- column sums
  * acc[j] += sum_{n in [n0,n1)} x[n*ld + j], j < M. */
 GK_HOT static void colsum_rows(float *acc, const float *x, size_t n0, size_t n1, size_t M, size_t ld) {
@@ -92,51 +145,100 @@ static void colsum_add(float *out, const float *x, size_t N, size_t M) {
     }
     free(part);
 }
+
+/* C[M,N] (+)= op(A) op(B) (+ bias) on the selected backend. Returns 0 if no GEMM backend (caller uses ref). */
+static int gemm(int ta, int tb, size_t M, size_t N, size_t K, const float *A, size_t lda, const float *B, size_t ldb,
+                const float *bias, int acc, float *C, size_t ldc) {
+    int be = gemm_backend();
+    int bf16 = kern_get_precision() == KERN_PREC_BF16 && kern_fast_bf16_available();
+#ifdef GK_HAVE_DNNL
+    if (be == GEMM_ONEDNN || bf16) {
+        if (K == 0) be = GEMM_REF;   /* oneDNN rejects empty reductions; handled below */
+        else { gk_gemm(ta, tb, M, N, K, A, lda, B, ldb, bias, acc, C, ldc, bf16); return 1; }
+    }
 #endif
+    (void)bf16;
+    if (K == 0) {   /* op(A) op(B) = 0 */
+        for (size_t i = 0; i < M; i++)
+            for (size_t j = 0; j < N; j++) C[i * ldc + j] = (acc ? C[i * ldc + j] : 0) + (bias ? bias[j] : 0);
+        return 1;
+    }
+#ifdef GK_HAVE_BLAS
+    if (be == GEMM_OPENBLAS) {
+        float beta = acc ? 1.0f : 0.0f;
+        if (bias) {   /* bias folded in as beta = 1 over bias rows (or added to the accumulator) */
+            GK_OMP(omp parallel for schedule(static))
+            for (size_t i = 0; i < M; i++) {
+                float *c = C + i * ldc;
+                if (acc) for (size_t j = 0; j < N; j++) c[j] += bias[j];
+                else memcpy(c, bias, N * sizeof(float));
+            }
+            beta = 1.0f;
+        }
+        cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)M, (int)N, (int)K,
+                    1.0f, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
+        return 1;
+    }
+#endif
+    (void)be;
+    return 0;
+}
 
 /* ---------------------------------------------------------------- matmul */
 void kern_fast_matmul_fwd(float *out, const float *inp, const float *w, const float *bias,
                           size_t N, size_t C, size_t OC, int wlayout) {
-#ifdef GK_HAVE_BLAS
-    blas_init();
     if (N == 0 || OC == 0) return;
-    float beta = 0;
-    if (bias) {
-        GK_OMP(omp parallel for schedule(static))
-        for (size_t n = 0; n < N; n++) memcpy(out + n * OC, bias, OC * sizeof(float));
-        beta = 1;
-    }
-    if (C == 0) { if (!bias) memset(out, 0, N * OC * sizeof(float)); return; }
-    if (wlayout == KERN_W_IN_OUT)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)OC, (int)C, 1.0f, inp, (int)C, w, (int)OC, beta, out, (int)OC);
-    else
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)OC, (int)C, 1.0f, inp, (int)C, w, (int)C, beta, out, (int)OC);
-#else
-    kern_ref_matmul_fwd(out, inp, w, bias, N, C, OC, wlayout);
-#endif
+    int tb = wlayout == KERN_W_OUT_IN;
+    if (!gemm(0, tb, N, OC, C, inp, C, w, tb ? C : OC, bias, 0, out, OC))
+        kern_ref_matmul_fwd(out, inp, w, bias, N, C, OC, wlayout);
 }
 
 void kern_fast_matmul_bwd(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
                           const float *w, size_t N, size_t C, size_t OC, int wlayout) {
-#ifdef GK_HAVE_BLAS
-    blas_init();
     if (N == 0 || OC == 0) return;
+    if (gemm_backend() == GEMM_REF && !(kern_get_precision() == KERN_PREC_BF16 && kern_fast_bf16_available())) {
+        kern_ref_matmul_bwd(dinp, dw, dbias, dout, inp, w, N, C, OC, wlayout);
+        return;
+    }
     if (dbias) colsum_add(dbias, dout, N, OC);
     if (C == 0) return;
     if (dinp) {   /* dinp[N,C] += dout[N,OC] @ W^T */
-        if (wlayout == KERN_W_IN_OUT)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)C, (int)OC, 1.0f, dout, (int)OC, w, (int)OC, 1.0f, dinp, (int)C);
-        else
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)C, (int)OC, 1.0f, dout, (int)OC, w, (int)C, 1.0f, dinp, (int)C);
+        if (wlayout == KERN_W_IN_OUT) gemm(0, 1, N, C, OC, dout, OC, w, OC, NULL, 1, dinp, C);
+        else                          gemm(0, 0, N, C, OC, dout, OC, w, C, NULL, 1, dinp, C);
     }
     if (dw) {
-        if (wlayout == KERN_W_IN_OUT)   /* dw[C,OC] += inp^T @ dout */
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)C, (int)OC, (int)N, 1.0f, inp, (int)C, dout, (int)OC, 1.0f, dw, (int)OC);
-        else                            /* dw[OC,C] += dout^T @ inp */
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)OC, (int)C, (int)N, 1.0f, dout, (int)OC, inp, (int)C, 1.0f, dw, (int)C);
+        if (wlayout == KERN_W_IN_OUT) gemm(1, 0, C, OC, N, inp, C, dout, OC, NULL, 1, dw, OC);   /* dw[C,OC] += inp^T dout */
+        else                          gemm(1, 0, OC, C, N, dout, OC, inp, C, NULL, 1, dw, C);    /* dw[OC,C] += dout^T inp */
     }
+}
+
+/* ---------------------------------------------------------------- bf16 conversion */
+GK_HOT static void bf16_chunk(uint16_t *dst, const float *src, size_t n) {
+    GK_OMP(omp simd)
+    for (size_t i = 0; i < n; i++) {
+        union { float f; uint32_t u; } v;
+        v.f = src[i];
+        uint32_t r = v.u + 0x7fffu + ((v.u >> 16) & 1u);   /* round to nearest even (finite inputs) */
+        dst[i] = (uint16_t)(r >> 16);
+    }
+}
+void gk_f32_to_bf16(uint16_t *dst, const float *src, size_t n) {
+    const size_t CH = 16384;
+    GK_OMP(omp parallel for schedule(static))
+    for (size_t i = 0; i < n; i += CH) bf16_chunk(dst + i, src + i, i + CH < n ? CH : n - i);
+}
+
+int gk_cpu_has_bf16(void) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    unsigned a, b, c, d;
+    if (__get_cpuid_max(0, NULL) < 7) return 0;
+    __cpuid_count(7, 0, a, b, c, d);
+    int amx_bf16 = (d >> 22) & 1;
+    __cpuid_count(7, 1, a, b, c, d);
+    int avx512_bf16 = (a >> 5) & 1;
+    return amx_bf16 || avx512_bf16;
 #else
-    kern_ref_matmul_bwd(dinp, dw, dbias, dout, inp, w, N, C, OC, wlayout);
+    return 0;
 #endif
 }
 

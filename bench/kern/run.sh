@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# bench/kern/run.sh: kernel microbenchmarks, gptkit fast vs gptkit reference vs PyTorch, side by side in one run.
+# Builds kbench straight from src/kern and src/core (so it does not depend on the rest of the tree building),
+# with the same flags the Makefile uses. OMP_NUM_THREADS=2 and torch.set_num_threads(2) unless overridden.
+#   bash bench/kern/run.sh [--no-ref] [--reps N]     (extra arguments go to kbench)
+set -eu
+cd "$(dirname "$0")/../.."
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+OUT=${KBENCH_OUT:-build/bench}
+mkdir -p "$OUT"
+CFLAGS="-std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Wno-unused-parameter -Isrc -fopenmp"
+LIBS="-lm -lpthread"
+if [ -z "${NO_BLAS:-}" ] && pkg-config --exists openblas 2>/dev/null; then
+  CFLAGS="$CFLAGS -DGK_HAVE_BLAS $(pkg-config --cflags openblas)"; LIBS="$LIBS $(pkg-config --libs openblas)"
+fi
+if [ -z "${NO_DNNL:-}" ] && [ -f /usr/include/dnnl.h ]; then
+  CFLAGS="$CFLAGS -DGK_HAVE_DNNL"; LIBS="$LIBS -ldnnl"
+fi
+${CC:-gcc} $CFLAGS bench/kern/kbench.c src/kern/*.c src/kern/cpu/*.c src/core/core.c -o "$OUT/kbench" $LIBS
+echo "# machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; OMP_NUM_THREADS=$OMP_NUM_THREADS; $(date -u +%F)"
+"$OUT/kbench" "$@"
+if python3 -c "import torch" 2>/dev/null; then
+  python3 bench/kern/torch_bench.py --threads "$OMP_NUM_THREADS"
+else
+  echo "# torch not importable: PyTorch side skipped"
+fi
