@@ -1,0 +1,57 @@
+/* pipeline_internal.h: shared between cmd_pipeline.c (stages) and pipeline_report.c (report card).
+ * Private to src/cli. */
+#ifndef GK_PIPELINE_INTERNAL_H
+#define GK_PIPELINE_INTERNAL_H
+#include <stddef.h>
+#include <stdio.h>
+#include <cjson/cJSON.h>
+#include "core/core.h"
+
+/* The pipeline's configuration: every knob of every stage, with built-in defaults (the demo) that a
+ * `key = value` file overrides. Documented in docs/pipeline.md; configs/ holds examples. */
+typedef struct {
+    char   run_dir[1024];
+    long   seed;
+    /* tokenizer + shards */
+    long   vocab_size;
+    double val_fraction;
+    /* demo data */
+    long   n_sft, n_sft_val, n_prefs, n_prefs_val, n_prompts, n_eval;
+    /* pretrain */
+    long   n_layer, n_head, n_embd, n_ctx;
+    long   pt_batch, pt_seq, pt_steps, pt_warmup, pt_val_every;
+    double pt_lr;
+    /* sft */
+    long   sft_batch, sft_epochs, sft_steps;
+    double sft_lr;
+    /* reward model */
+    long   rm_batch, rm_epochs;
+    double rm_lr;
+    /* ppo */
+    long   ppo_iters, ppo_prompts, ppo_samples, ppo_max_new, ppo_epochs, ppo_minibatch;
+    double ppo_lr, ppo_beta, ppo_kl_target;
+    /* dpo */
+    long   dpo_batch, dpo_epochs;
+    double dpo_lr, dpo_beta;
+    /* evaluation */
+    long   eval_tasks, fewshot_k, div_prompts, div_samples, compare_n, max_new;
+} pipe_cfg;
+
+void pipe_cfg_default(pipe_cfg *c);
+/* Reads `key = value` lines (# comments, blank lines) over the defaults. Errors name file:line:key. */
+int  pipe_cfg_load(pipe_cfg *c, const char *path, gk_err *err);
+/* Writes the effective configuration (all keys) as a config file. */
+void pipe_cfg_write(const pipe_cfg *c, FILE *f);
+
+/* Report card: reads RUN/stages/<stage>.json (the results each stage recorded) and the stages'
+ * metrics.jsonl, writes RUN/report.md, RUN/report.json and RUN/plots/<name>.svg. */
+int pipe_report(const pipe_cfg *c, gk_err *err);
+
+/* A line chart as a standalone SVG: up to 4 series of (x, y) points, with axes and labels. */
+typedef struct { const char *name; const double *x, *y; size_t n; } svg_series;
+int svg_line_chart(const char *path, const char *title, const char *xlabel, const char *ylabel,
+                   const svg_series *s, size_t ns, gk_err *err);
+
+/* Loads RUN/stages/<stage>.json (NULL if the stage has not completed). */
+cJSON *pipe_stage_result(const pipe_cfg *c, const char *stage);
+#endif

@@ -1,0 +1,260 @@
+/* pipeline_report.c: the report card of a pipeline run — report.md (a person reads it: tables, sample
+ * conversations, loss curves as SVG images), report.json (a program reads it), plots/<name>.svg. */
+#include "cli/pipeline_internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---------------------------------------------------------------- SVG line charts */
+
+static void nice_range(double lo, double hi, double *a, double *b) {
+    if (!(hi > lo)) { lo -= 0.5; hi += 0.5; }
+    double pad = (hi - lo) * 0.05;
+    *a = lo - pad; *b = hi + pad;
+}
+
+int svg_line_chart(const char *path, const char *title, const char *xlabel, const char *ylabel,
+                   const svg_series *s, size_t ns, gk_err *err) {
+    static const char *colors[4] = { "#1f77b4", "#d62728", "#2ca02c", "#9467bd" };
+    const double W = 640, H = 360, L = 70, R = 20, T = 40, B = 50;
+    double x0 = INFINITY, x1 = -INFINITY, y0 = INFINITY, y1 = -INFINITY;
+    for (size_t k = 0; k < ns; k++)
+        for (size_t i = 0; i < s[k].n; i++) {
+            if (!isfinite(s[k].x[i]) || !isfinite(s[k].y[i])) continue;
+            if (s[k].x[i] < x0) x0 = s[k].x[i];
+            if (s[k].x[i] > x1) x1 = s[k].x[i];
+            if (s[k].y[i] < y0) y0 = s[k].y[i];
+            if (s[k].y[i] > y1) y1 = s[k].y[i];
+        }
+    if (!isfinite(x0)) { x0 = 0; x1 = 1; y0 = 0; y1 = 1; }
+    nice_range(y0, y1, &y0, &y1);
+    if (!(x1 > x0)) x1 = x0 + 1;
+    gk_afile *f = gk_afile_open(path, err);
+    if (!f) return -1;
+    gk_afile_printf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" font-family=\"sans-serif\" font-size=\"12\">\n", W, H);
+    gk_afile_printf(f, "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n");
+    gk_afile_printf(f, "<text x=\"%.0f\" y=\"22\" font-size=\"15\" text-anchor=\"middle\">%s</text>\n", W / 2, title);
+    double pw = W - L - R, ph = H - T - B;
+    gk_afile_printf(f, "<rect x=\"%.0f\" y=\"%.0f\" width=\"%.0f\" height=\"%.0f\" fill=\"none\" stroke=\"#444\"/>\n", L, T, pw, ph);
+    for (int t = 0; t <= 4; t++) {   /* grid and tick labels */
+        double fy = T + ph * t / 4.0, vy = y1 - (y1 - y0) * t / 4.0;
+        double fx = L + pw * t / 4.0, vx = x0 + (x1 - x0) * t / 4.0;
+        gk_afile_printf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/>\n", L, fy, L + pw, fy);
+        gk_afile_printf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%.4g</text>\n", L - 6, fy + 4, vy);
+        gk_afile_printf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%.4g</text>\n", fx, T + ph + 18, vx);
+    }
+    gk_afile_printf(f, "<text x=\"%.0f\" y=\"%.0f\" text-anchor=\"middle\">%s</text>\n", L + pw / 2, H - 10, xlabel);
+    gk_afile_printf(f, "<text x=\"16\" y=\"%.0f\" text-anchor=\"middle\" transform=\"rotate(-90 16 %.0f)\">%s</text>\n", T + ph / 2, T + ph / 2, ylabel);
+    for (size_t k = 0; k < ns && k < 4; k++) {
+        gk_afile_printf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"1.6\" points=\"", colors[k]);
+        for (size_t i = 0; i < s[k].n; i++) {
+            if (!isfinite(s[k].x[i]) || !isfinite(s[k].y[i])) continue;
+            gk_afile_printf(f, "%.1f,%.1f ", L + pw * (s[k].x[i] - x0) / (x1 - x0), T + ph * (y1 - s[k].y[i]) / (y1 - y0));
+        }
+        gk_afile_printf(f, "\"/>\n");
+        if (s[k].n <= 30)
+            for (size_t i = 0; i < s[k].n; i++)
+                if (isfinite(s[k].x[i]) && isfinite(s[k].y[i]))
+                    gk_afile_printf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"2.5\" fill=\"%s\"/>\n",
+                                    L + pw * (s[k].x[i] - x0) / (x1 - x0), T + ph * (y1 - s[k].y[i]) / (y1 - y0), colors[k]);
+        gk_afile_printf(f, "<rect x=\"%.0f\" y=\"%.0f\" width=\"12\" height=\"3\" fill=\"%s\"/><text x=\"%.0f\" y=\"%.0f\">%s</text>\n",
+                        L + 10, T + 12 + 16.0 * (double)k, colors[k], L + 27, T + 16 + 16.0 * (double)k, s[k].name);
+    }
+    gk_afile_printf(f, "</svg>\n");
+    return gk_afile_commit(f, err);
+}
+
+/* ---------------------------------------------------------------- metrics */
+
+typedef struct { double *x, *y; size_t n, cap; } series;
+
+/* Reads (step, field) from a stage's metrics.jsonl. Lines appended by a resumed run repeat steps: a step
+ * not after the previous one drops the points it supersedes. */
+static void read_series(const char *path, const char *field, series *s) {
+    memset(s, 0, sizeof *s);
+    gk_lines r;
+    if (gk_lines_open(&r, path, NULL)) return;
+    char *line; size_t no;
+    while (gk_lines_next(&r, &line, &no)) {
+        cJSON *j = cJSON_Parse(line);
+        if (!j) continue;
+        cJSON *st = cJSON_GetObjectItem(j, "step"), *v = cJSON_GetObjectItem(j, field);
+        if (cJSON_IsNumber(st) && cJSON_IsNumber(v)) {
+            double x = st->valuedouble + 1;
+            while (s->n && s->x[s->n - 1] >= x) s->n--;
+            if (s->n == s->cap) {
+                s->cap = s->cap ? 2 * s->cap : 256;
+                s->x = gk_realloc(s->x, s->cap * sizeof(double));
+                s->y = gk_realloc(s->y, s->cap * sizeof(double));
+            }
+            s->x[s->n] = x; s->y[s->n] = v->valuedouble; s->n++;
+        }
+        cJSON_Delete(j);
+    }
+    gk_lines_close(&r);
+}
+static void series_free(series *s) { free(s->x); free(s->y); }
+
+/* One plot from up to two fields of a stage's metrics; returns 1 if written. */
+static int plot(const pipe_cfg *c, const char *stage_dir, const char *name, const char *title, const char *ylabel,
+                const char *f1, const char *n1, const char *f2, const char *n2) {
+    char *dir = gk_path_join(c->run_dir, stage_dir);
+    char *mp = gk_path_join(dir, "metrics.jsonl");
+    series a, b;
+    read_series(mp, f1, &a);
+    memset(&b, 0, sizeof b);
+    if (f2) read_series(mp, f2, &b);
+    int ok = 0;
+    if (a.n) {
+        svg_series ss[2] = { { n1, a.x, a.y, a.n }, { n2, b.x, b.y, b.n } };
+        char rel[256]; snprintf(rel, sizeof rel, "plots/%s.svg", name);
+        char *pp = gk_path_join(c->run_dir, rel);
+        ok = svg_line_chart(pp, title, "step", ylabel, ss, b.n ? 2 : 1, NULL) == 0;
+        free(pp);
+    }
+    series_free(&a); series_free(&b);
+    free(mp); free(dir);
+    return ok;
+}
+
+/* ---------------------------------------------------------------- report */
+
+static double num(cJSON *j, const char *k) {
+    cJSON *v = j ? cJSON_GetObjectItem(j, k) : NULL;
+    return cJSON_IsNumber(v) ? v->valuedouble : NAN;
+}
+static cJSON *obj(cJSON *j, const char *k) { return j ? cJSON_GetObjectItem(j, k) : NULL; }
+
+static void md_num(gk_afile *f, double v, const char *fmt) {
+    if (isfinite(v)) gk_afile_printf(f, fmt, v); else gk_afile_printf(f, "–");
+}
+
+int pipe_report(const pipe_cfg *c, gk_err *err) {
+    static const char *names[] = { "corpus", "tokenizer", "shards", "data", "pretrain", "sft", "rm", "ppo", "dpo", "eval" };
+    const size_t NS = sizeof names / sizeof names[0];
+    cJSON *st[10];
+    cJSON *all = cJSON_CreateObject();
+    for (size_t i = 0; i < NS; i++) {
+        st[i] = pipe_stage_result(c, names[i]);
+        if (st[i]) cJSON_AddItemToObject(all, names[i], cJSON_Duplicate(st[i], 1));
+    }
+    char *pd = gk_path_join(c->run_dir, "plots");
+    gk_mkdir_p(pd, NULL);
+    free(pd);
+    int p_pt = plot(c, "base", "pretrain_loss", "Pretraining loss", "loss (nats/token)", "loss", "train", "val_loss", "validation");
+    int p_sft = plot(c, "sft", "sft_loss", "SFT loss (assistant tokens)", "loss", "loss", "train", "val_loss", "validation");
+    int p_rm = plot(c, "rm", "rm_accuracy", "Reward model accuracy", "pairwise accuracy", "accuracy", "train batch", "val_accuracy", "held-out");
+    int p_ppo = plot(c, "ppo", "ppo_reward", "PPO: mean reward-model score", "RM score", "score", "score", NULL, NULL);
+    int p_kl = plot(c, "ppo", "ppo_kl", "PPO: KL to the SFT model", "KL (nats/response)", "kl", "KL", NULL, NULL);
+    int p_dpo = plot(c, "dpo", "dpo_loss", "DPO loss", "loss", "loss", "train", "val_loss", "validation");
+
+    char *mdp = gk_path_join(c->run_dir, "report.md");
+    gk_afile *f = gk_afile_open(mdp, err);
+    free(mdp);
+    if (!f) { cJSON_Delete(all); for (size_t i = 0; i < NS; i++) cJSON_Delete(st[i]); return -1; }
+    gk_afile_printf(f, "# gptkit pipeline report\n\nRun directory `%s`; configuration in `config.txt`.\n\n", c->run_dir);
+    gk_afile_printf(f, "## Stages\n\n| stage | wall time | what it achieved |\n|---|---|---|\n");
+    double total = 0;
+    for (size_t i = 0; i < NS; i++) {
+        double s = num(st[i], "seconds");
+        if (isfinite(s)) total += s;
+        gk_afile_printf(f, "| %s | ", names[i]);
+        md_num(f, s, "%.1f s");
+        gk_afile_printf(f, " | ");
+        cJSON *j = st[i];
+        if (!j) gk_afile_printf(f, "not run");
+        else if (i == 0) gk_afile_printf(f, "%.0f bytes of text", num(j, "bytes"));
+        else if (i == 1) gk_afile_printf(f, "vocabulary %.0f, %.2f bytes/token on held-out text", num(j, "vocab_size"), num(j, "bytes_per_token"));
+        else if (i == 2) gk_afile_printf(f, "%.0f train / %.0f val tokens", num(j, "train_tokens"), num(j, "val_tokens"));
+        else if (i == 3) gk_afile_printf(f, "%.0f SFT conversations, %.0f preference lines, %.0f RL prompts, %.0f eval tasks",
+                                         num(j, "sft_train.jsonl"), num(j, "prefs_train.jsonl"), num(j, "prompts.jsonl"), num(j, "eval.jsonl"));
+        else if (i == 4) gk_afile_printf(f, "%.0f tokens; train loss %.3f, **val loss %.3f (%.3f bits/byte)**", num(j, "tokens"),
+                                         num(j, "final_loss"), num(j, "val_loss"), num(j, "val_bpb"));
+        else if (i == 5) gk_afile_printf(f, "%.0f steps; **held-out loss %.3f**", num(j, "steps"), num(j, "val_loss"));
+        else if (i == 6) gk_afile_printf(f, "**held-out accuracy %.1f%%** on %.0f pairs (margin %.2f)", 100 * num(j, "val_acc"), num(j, "val_pairs"), num(j, "val_margin"));
+        else if (i == 7) {
+            cJSON *sc = obj(j, "score"), *kl = obj(j, "kl");
+            int n = cJSON_GetArraySize(sc);
+            if (n > 0) {
+                double s0 = 0, s1 = 0, klmax = 0; int k = n < 5 ? n : 5;
+                for (int q = 0; q < k; q++) { s0 += cJSON_GetArrayItem(sc, q)->valuedouble; s1 += cJSON_GetArrayItem(sc, n - 1 - q)->valuedouble; }
+                for (int q = 0; q < n; q++) { double v = cJSON_GetArrayItem(kl, q)->valuedouble; if (v > klmax) klmax = v; }
+                gk_afile_printf(f, "**mean RM score %.3f → %.3f** (first vs last %d iterations); KL max %.3f, target %.3g", s0 / k, s1 / k, k, klmax, num(j, "kl_target"));
+            }
+        }
+        else if (i == 8) gk_afile_printf(f, "implicit-reward accuracy on held-out pairs %.1f%%", 100 * num(j, "val_acc"));
+        else if (i == 9) gk_afile_printf(f, "see below");
+        gk_afile_printf(f, " |\n");
+    }
+    gk_afile_printf(f, "| **total** | %.1f s | |\n\n", total);
+
+    cJSON *ev = st[9];
+    if (ev) {
+        cJSON *ms = obj(ev, "models");
+        gk_afile_printf(f, "## Task accuracy on held-out tasks\n\nGreedy answers to %.0f held-out tasks (arithmetic, facts, output formats, concise style). "
+                        "The base model is prompted few-shot (%ld examples); the others get the chat format.\n\n",
+                        num(obj(ms, "sft"), "tasks"), c->fewshot_k);
+        gk_afile_printf(f, "| model | accuracy | follows format | concise | mean answer tokens | distinct-1 | distinct-2 | token entropy |\n|---|---|---|---|---|---|---|---|\n");
+        const char *mn[4] = { "base", "sft", "ppo", "dpo" };
+        for (int k = 0; k < 4; k++) {
+            cJSON *o = obj(ms, mn[k]);
+            if (!o) continue;
+            gk_afile_printf(f, "| %s%s | **", mn[k], k == 0 ? " (few-shot)" : "");
+            md_num(f, 100 * num(o, "accuracy"), "%.1f%%");
+            gk_afile_printf(f, "** | "); md_num(f, 100 * num(o, "format_rate"), "%.1f%%");
+            gk_afile_printf(f, " | "); md_num(f, 100 * num(o, "concise_rate"), "%.1f%%");
+            gk_afile_printf(f, " | "); md_num(f, num(o, "mean_tokens"), "%.1f");
+            gk_afile_printf(f, " | "); md_num(f, num(o, "distinct1"), "%.3f");
+            gk_afile_printf(f, " | "); md_num(f, num(o, "distinct2"), "%.3f");
+            gk_afile_printf(f, " | "); md_num(f, num(o, "entropy"), "%.3f");
+            gk_afile_printf(f, " |\n");
+        }
+        gk_afile_printf(f, "\nDiversity: distinct-n is the fraction of unique n-grams among %ld samples (temperature 1) per prompt, "
+                        "averaged over %ld prompts; token entropy is the mean of −log p over sampled tokens (nats), an estimate "
+                        "of the per-token entropy of the model's distribution. Lower numbers after RLHF mean narrower outputs.\n\n",
+                        c->div_samples, c->div_prompts);
+        cJSON *wr = obj(ev, "win_rate_vs_sft");
+        gk_afile_printf(f, "## Reward-model win rate against the SFT model\n\n| model | win rate vs SFT | 95%% CI | prompts | mean RM score | SFT mean RM score |\n|---|---|---|---|---|---|\n");
+        const char *wn[2] = { "ppo", "dpo" };
+        for (int k = 0; k < 2; k++) {
+            cJSON *o = obj(wr, wn[k]);
+            if (!o) continue;
+            gk_afile_printf(f, "| %s | **%.1f%%** | [%.1f%%, %.1f%%] | %.0f | %.3f | %.3f |\n", wn[k], 100 * num(o, "win_rate"),
+                            100 * num(o, "ci_lo"), 100 * num(o, "ci_hi"), num(o, "n"), num(o, "mean_score"), num(o, "mean_score_sft"));
+        }
+        gk_afile_printf(f, "\n## Sample conversations\n\n");
+        for (int k = 0; k < 4; k++) {
+            cJSON *o = obj(ms, mn[k]);
+            cJSON *ss = obj(o, "samples");
+            if (!ss || !cJSON_GetArraySize(ss)) continue;
+            gk_afile_printf(f, "**%s**\n\n", mn[k]);
+            cJSON *it;
+            cJSON_ArrayForEach(it, ss) {
+                cJSON *sy = obj(it, "system");
+                gk_afile_printf(f, "> ");
+                if (cJSON_IsString(sy)) gk_afile_printf(f, "*system:* %s — ", sy->valuestring);
+                gk_afile_printf(f, "*user:* %s<br>\n> *%s:* %s  %s (expected %s)\n\n",
+                                cJSON_GetStringValue(obj(it, "user")), mn[k], cJSON_GetStringValue(obj(it, "reply")),
+                                cJSON_IsTrue(obj(it, "correct")) ? "✓" : "✗", cJSON_GetStringValue(obj(it, "expected")));
+            }
+        }
+    }
+    gk_afile_printf(f, "## Curves\n\n");
+    if (p_pt) gk_afile_printf(f, "![pretraining loss](plots/pretrain_loss.svg)\n\n");
+    if (p_sft) gk_afile_printf(f, "![SFT loss](plots/sft_loss.svg)\n\n");
+    if (p_rm) gk_afile_printf(f, "![reward model accuracy](plots/rm_accuracy.svg)\n\n");
+    if (p_ppo) gk_afile_printf(f, "![PPO reward](plots/ppo_reward.svg)\n\n");
+    if (p_kl) gk_afile_printf(f, "![PPO KL](plots/ppo_kl.svg)\n\n");
+    if (p_dpo) gk_afile_printf(f, "![DPO loss](plots/dpo_loss.svg)\n\n");
+    gk_afile_printf(f, "Talk to the result: `./build/gptkit chat --model %s/ppo`\n", c->run_dir);
+    int rc = gk_afile_commit(f, err);
+
+    char *jp = gk_path_join(c->run_dir, "report.json");
+    char *js = cJSON_Print(all);
+    if (rc == 0) rc = gk_write_file_atomic(jp, js, strlen(js), err);
+    cJSON_free(js); free(jp);
+    cJSON_Delete(all);
+    for (size_t i = 0; i < NS; i++) cJSON_Delete(st[i]);
+    return rc;
+}
