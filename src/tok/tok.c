@@ -45,6 +45,8 @@ tok_tokenizer *tok_new_empty(const char *name, int pat) {
     t->slots = gk_malloc((t->mask + 1) * sizeof *t->slots);
     for (size_t i = 0; i <= t->mask; i++) t->slots[i].rank = -1;
     for (int i = 0; i < 256; i++) t->byte_rank[i] = -1;
+    t->rank2 = gk_malloc(65536 * sizeof *t->rank2);
+    for (int i = 0; i < 65536; i++) t->rank2[i] = -1;
     return t;
 }
 
@@ -52,7 +54,7 @@ void tok_free(tok_tokenizer *t) {
     if (!t) return;
     for (size_t i = 0; i < t->n_spec; i++) free(t->spec_text[i]);
     free(t->spec_text); free(t->spec_len); free(t->spec_id);
-    free(t->name); free(t->pattern); free(t->off); free(t->len); free(t->kind); free(t->arena); free(t->slots);
+    free(t->name); free(t->pattern); free(t->off); free(t->len); free(t->kind); free(t->arena); free(t->slots); free(t->rank2);
     free(t);
 }
 
@@ -87,18 +89,17 @@ static void slots_grow(tok_tokenizer *t) {
     for (size_t i = 0; i <= t->mask; i++) {
         int32_t r = t->slots[i].rank;
         if (r < 0) continue;
-        uint64_t h = tok_hash(t->arena + t->off[r], t->len[r]);
-        size_t j = (size_t)h & (nsz - 1);
+        size_t j = (size_t)tok_hash(t->arena + t->off[r], t->len[r]) & (nsz - 1);
         while (ns[j].rank >= 0) j = (j + 1) & (nsz - 1);
-        ns[j].h = (uint32_t)(h >> 32); ns[j].rank = r;
+        ns[j] = t->slots[i];
     }
     free(t->slots); t->slots = ns; t->mask = nsz - 1;
 }
 
 int tok_add_rank(tok_tokenizer *t, const uint8_t *bytes, size_t n, int32_t id) {
     if ((size_t)id < t->vocab_size && t->kind[id] != TOK_KIND_GAP) return 1;
-    uint64_t h = tok_hash(bytes, n);
-    if (tok_rank_h(t, bytes, n, h) >= 0) return 2;
+    uint64_t w, h = tok_hash_w(bytes, n, &w);
+    if (tok_rank_hw(t, bytes, n, h, w) >= 0) return 2;
     ensure_ids(t, (size_t)id);
     t->off[id] = arena_add(t, bytes, n);
     t->len[id] = (uint32_t)n;
@@ -107,8 +108,9 @@ int tok_add_rank(tok_tokenizer *t, const uint8_t *bytes, size_t n, int32_t id) {
     if (2 * (t->n_ranks + 1) > t->mask + 1) slots_grow(t);
     size_t j = (size_t)h & t->mask;
     while (t->slots[j].rank >= 0) j = (j + 1) & t->mask;
-    t->slots[j].h = (uint32_t)(h >> 32); t->slots[j].rank = id;
+    t->slots[j].w = w; t->slots[j].tag = tok_tag(h, n); t->slots[j].rank = id;
     if (n == 1) t->byte_rank[bytes[0]] = id;
+    if (n == 2) t->rank2[(size_t)bytes[0] << 8 | bytes[1]] = id;
     return 0;
 }
 
@@ -171,16 +173,20 @@ int tok_add_chat_specials(tok_tokenizer *t) {
 }
 
 /* ---------------------------------------------------------------- BPE merge inside one piece */
+#ifndef SMALL_PIECE
 #define SMALL_PIECE 96
+#endif
 
 /* Appends the ids of piece p[0..n) (n >= 2, not itself a token) to out. */
 static void bpe_small(const tok_tokenizer *t, const uint8_t *p, size_t n, tok_ids *out) {
     uint32_t start[SMALL_PIECE + 1];
     int32_t rk[SMALL_PIECE + 1];   /* rk[i]: rank of parts i and i+1 joined, INT32_MAX if none */
+    int32_t prk[SMALL_PIECE + 1];  /* prk[i]: rank of part i itself */
     size_t cnt = n + 1;            /* boundaries */
     for (size_t i = 0; i <= n; i++) start[i] = (uint32_t)i;
+    for (size_t i = 0; i < n; i++) prk[i] = t->byte_rank[p[i]];
     for (size_t i = 0; i + 2 <= n; i++) {
-        int32_t r = tok_rank(t, p + i, 2);
+        int32_t r = t->rank2[(size_t)p[i] << 8 | p[i + 1]];
         rk[i] = r < 0 ? INT32_MAX : r;
     }
     rk[n - 1] = INT32_MAX;
@@ -189,8 +195,10 @@ static void bpe_small(const tok_tokenizer *t, const uint8_t *p, size_t n, tok_id
         for (size_t i = 0; i + 2 < cnt; i++) if (rk[i] < best) { best = rk[i]; bi = i; }
         if (best == INT32_MAX) break;
         /* merge parts bi and bi+1: drop boundary bi+1 */
+        prk[bi] = best;
         memmove(start + bi + 1, start + bi + 2, (cnt - bi - 2) * sizeof *start);
         memmove(rk + bi + 1, rk + bi + 2, (cnt - bi - 2) * sizeof *rk);
+        memmove(prk + bi + 1, prk + bi + 2, (cnt - bi - 2) * sizeof *prk);
         cnt--;
         if (bi + 2 < cnt) {
             int32_t r = tok_rank(t, p + start[bi], start[bi + 2] - start[bi]);
@@ -202,7 +210,8 @@ static void bpe_small(const tok_tokenizer *t, const uint8_t *p, size_t n, tok_id
         }
     }
     ids_reserve(out, cnt - 1);
-    for (size_t i = 0; i + 1 < cnt; i++) out->ids[out->n++] = tok_rank(t, p + start[i], start[i + 1] - start[i]);
+    memcpy(out->ids + out->n, prk, (cnt - 1) * sizeof *prk);
+    out->n += cnt - 1;
 }
 
 typedef struct { int32_t rank; uint32_t pos; } heap_ent;
@@ -230,12 +239,13 @@ static heap_ent heap_pop(heap_ent *h, size_t *n) {
 /* Long pieces: parts as a linked list over byte offsets; cur[i] = rank of the pair starting at part i. */
 static void bpe_large(const tok_tokenizer *t, const uint8_t *p, size_t n, tok_ids *out) {
     uint32_t *next = gk_malloc((n + 1) * sizeof *next), *prev = gk_malloc((n + 1) * sizeof *prev);
-    int32_t *cur = gk_malloc(n * sizeof *cur);
+    int32_t *cur = gk_malloc(n * sizeof *cur), *prk = gk_malloc(n * sizeof *prk);
     heap_ent *h = gk_malloc(3 * n * sizeof *h);
     size_t hn = 0;
     for (size_t i = 0; i <= n; i++) { next[i] = (uint32_t)i + 1; prev[i] = (uint32_t)i - 1; }
     for (size_t i = 0; i < n; i++) {
-        cur[i] = i + 1 < n ? tok_rank(t, p + i, 2) : -1;
+        prk[i] = t->byte_rank[p[i]];
+        cur[i] = i + 1 < n ? t->rank2[(size_t)p[i] << 8 | p[i + 1]] : -1;
         if (cur[i] >= 0) heap_push(h, &hn, (heap_ent){cur[i], (uint32_t)i});
     }
     while (hn) {
@@ -244,6 +254,7 @@ static void bpe_large(const tok_tokenizer *t, const uint8_t *p, size_t n, tok_id
         if (cur[i] != e.rank) continue;          /* stale: part gone (cur = -2) or pair changed */
         uint32_t j = next[i], k = next[j];       /* merge parts [i,j) and [j,k) */
         next[i] = k; if (k <= n) prev[k] = i;
+        prk[i] = e.rank;
         cur[j] = -2;
         cur[i] = -1;
         if (k < n) {
@@ -257,20 +268,20 @@ static void bpe_large(const tok_tokenizer *t, const uint8_t *p, size_t n, tok_id
             if (r >= 0) heap_push(h, &hn, (heap_ent){r, a});
         }
     }
-    for (uint32_t i = 0; i < n; i = next[i]) tok_ids_push(out, tok_rank(t, p + i, next[i] - i));
-    free(next); free(prev); free(cur); free(h);
+    for (uint32_t i = 0; i < n; i = next[i]) tok_ids_push(out, prk[i]);
+    free(next); free(prev); free(cur); free(prk); free(h);
 }
 
 /* ---------------------------------------------------------------- piece cache */
 #define CACHE_BITS 15
-#define CACHE_MAXLEN 24
-#define CACHE_MAXIDS 7
+#define CACHE_MAXLEN 46
+#define CACHE_MAXIDS 16
 typedef struct {
     uint64_t h;
     uint8_t len, nids;
     uint8_t bytes[CACHE_MAXLEN];
     int32_t ids[CACHE_MAXIDS];
-} cache_ent;   /* 64 bytes */
+} cache_ent;   /* 128 bytes: pieces up to 46 bytes and 16 ids (4 MB per encoder) */
 
 struct tok_encoder {
     const tok_tokenizer *t;
@@ -287,8 +298,8 @@ void tok_encoder_free(tok_encoder *e) { if (e) { free(e->cache); free(e); } }
 
 static inline void encode_piece(const tok_tokenizer *t, cache_ent *cache, const uint8_t *p, size_t n, tok_ids *out) {
     if (n == 1) { tok_ids_push(out, t->byte_rank[p[0]]); return; }
-    uint64_t h = tok_hash(p, n);
-    int32_t r = tok_rank_h(t, p, n, h);
+    uint64_t w, h = tok_hash_w(p, n, &w);
+    int32_t r = n == 2 ? t->rank2[(size_t)p[0] << 8 | p[1]] : tok_rank_hw(t, p, n, h, w);
     if (r >= 0) { tok_ids_push(out, r); return; }
     cache_ent *c = NULL;
     if (cache && n <= CACHE_MAXLEN) {

@@ -98,7 +98,7 @@ int tok_add_chat_specials(tok_tokenizer *t);
  * calls on one thread, a tok_encoder is faster. */
 void tok_encode(const tok_tokenizer *t, const void *text, size_t len, int allow_special, tok_ids *out);
 
-/* A per-thread encoder: the tokenizer plus a cache of recently seen pieces (~2 MB). Not thread-safe itself;
+/* A per-thread encoder: the tokenizer plus a cache of recently seen pieces (~4 MB). Not thread-safe itself;
  * use one per thread. The tokenizer must outlive it. */
 typedef struct tok_encoder tok_encoder;
 tok_encoder *tok_encoder_new(const tok_tokenizer *t);

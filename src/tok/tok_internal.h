@@ -9,8 +9,10 @@ enum { TOK_PAT_GPT2 = 0, TOK_PAT_CL100K = 1, TOK_PAT_GPTKIT = 2 };
 enum { TOK_KIND_GAP = 0, TOK_KIND_RANK = 1, TOK_KIND_SPECIAL = 2 };
 enum { TOK_C_OTHER = 0, TOK_C_L = 1, TOK_C_N = 2, TOK_C_WS = 3 };
 
-/* hash slot of the bytes -> rank map (ordinary tokens only); rank -1 = empty */
-typedef struct { uint32_t h; int32_t rank; } tok_slot;
+/* Hash slot of the bytes -> rank map (ordinary tokens only). Tokens of up to 8 bytes are verified inline
+ * (w holds their bytes, zero-padded), so a lookup costs one cache miss; longer ones are compared in the arena.
+ * tag: the hash's high 24 bits << 8 | min(length, 255). rank -1 = empty. */
+typedef struct { uint64_t w; uint32_t tag; int32_t rank; } tok_slot;
 
 struct tok_tokenizer {
     char *name, *pattern;
@@ -23,41 +25,62 @@ struct tok_tokenizer {
     uint8_t *kind;                /* [cap] TOK_KIND_* */
     uint8_t *arena; size_t arena_n, arena_cap;
     int32_t byte_rank[256];
+    int32_t *rank2;               /* [65536] rank of each 2-byte token (b0 << 8 | b1), -1 if none */
     tok_slot *slots; size_t mask; /* open addressing, power-of-two size, load <= 0.5 */
     size_t n_spec;
     char **spec_text; size_t *spec_len; int32_t *spec_id;
 };
 
-static inline uint64_t tok_hash(const uint8_t *p, size_t n) {
-    uint64_t h = 0x9E3779B97F4A7C15ull ^ (n * 0xff51afd7ed558ccdull);
-    while (n >= 8) {
-        uint64_t w; memcpy(&w, p, 8);
-        h = (h ^ w) * 0xbf58476d1ce4e5b9ull; h ^= h >> 29;
-        p += 8; n -= 8;
+static inline uint64_t tok_load_word(const uint8_t *p, size_t n) {   /* n <= 8 bytes, zero-padded */
+    uint64_t w = 0;
+    if (n == 8) { memcpy(&w, p, 8); return w; }
+    if (n >= 4) {
+        uint32_t a, b; memcpy(&a, p, 4); memcpy(&b, p + n - 4, 4);
+        return (uint64_t)a | ((uint64_t)b << (8 * (n - 4)));   /* overlapping loads, little-endian */
     }
-    if (n) {
-        uint64_t w = 0;
-        for (size_t i = 0; i < n; i++) w |= (uint64_t)p[i] << (8 * i);
-        h = (h ^ w) * 0x94d049bb133111ebull; h ^= h >> 31;
-    }
-    h *= 0xd6e8feb86659fd93ull; h ^= h >> 32;
-    return h;
+    for (size_t i = 0; i < n; i++) w |= (uint64_t)p[i] << (8 * i);
+    return w;
 }
 
-/* Rank of the byte string, or -1. */
-static inline int32_t tok_rank_h(const tok_tokenizer *t, const uint8_t *p, size_t n, uint64_t h) {
+static inline uint64_t tok_mix(uint64_t h) { h *= 0xd6e8feb86659fd93ull; h ^= h >> 32; h *= 0xd6e8feb86659fd93ull; h ^= h >> 29; return h; }
+
+/* Hash of a byte string; for n <= 8 also its zero-padded word in *w (else *w = 0). */
+static inline uint64_t tok_hash_w(const uint8_t *p, size_t n, uint64_t *w) {
+    if (n <= 8) { *w = tok_load_word(p, n); return tok_mix(*w ^ (n * 0x9E3779B97F4A7C15ull)); }
+    *w = 0;
+    uint64_t h = 0x9E3779B97F4A7C15ull ^ (n * 0xff51afd7ed558ccdull);
+    while (n > 8) {
+        uint64_t x; memcpy(&x, p, 8);
+        h = (h ^ x) * 0xbf58476d1ce4e5b9ull; h ^= h >> 29;
+        p += 8; n -= 8;
+    }
+    return tok_mix(h ^ tok_load_word(p, n));
+}
+static inline uint64_t tok_hash(const uint8_t *p, size_t n) { uint64_t w; return tok_hash_w(p, n, &w); }
+static inline uint32_t tok_tag(uint64_t h, size_t n) { return (uint32_t)(h >> 40) << 8 | (uint32_t)(n < 255 ? n : 255); }
+
+/* Rank of the byte string (hash h, word w from tok_hash_w), or -1. */
+static inline int32_t tok_rank_hw(const tok_tokenizer *t, const uint8_t *p, size_t n, uint64_t h, uint64_t w) {
     size_t i = (size_t)h & t->mask;
-    uint32_t h32 = (uint32_t)(h >> 32);
+    uint32_t tag = tok_tag(h, n);
     for (;;) {
         const tok_slot *s = &t->slots[i];
         if (s->rank < 0) return -1;
-        if (s->h == h32 && t->len[s->rank] == n && !memcmp(t->arena + t->off[s->rank], p, n)) return s->rank;
+        if (s->tag == tag) {
+            if (n <= 8) { if (s->w == w) return s->rank; }
+            else if (t->len[s->rank] == n && !memcmp(t->arena + t->off[s->rank], p, n)) return s->rank;
+        }
         i = (i + 1) & t->mask;
     }
 }
+static inline int32_t tok_rank_h(const tok_tokenizer *t, const uint8_t *p, size_t n, uint64_t h) {
+    return tok_rank_hw(t, p, n, h, n <= 8 ? tok_load_word(p, n) : 0);
+}
 static inline int32_t tok_rank(const tok_tokenizer *t, const uint8_t *p, size_t n) {
     if (n == 1) return t->byte_rank[p[0]];
-    return tok_rank_h(t, p, n, tok_hash(p, n));
+    if (n == 2) return t->rank2[(size_t)p[0] << 8 | p[1]];
+    uint64_t w, h = tok_hash_w(p, n, &w);
+    return tok_rank_hw(t, p, n, h, w);
 }
 
 /* character classes (tok_unicode.c, generated) */
