@@ -174,7 +174,7 @@ int tok_add_chat_specials(tok_tokenizer *t) {
 
 /* ---------------------------------------------------------------- BPE merge inside one piece */
 #ifndef SMALL_PIECE
-#define SMALL_PIECE 96
+#define SMALL_PIECE 64
 #endif
 
 /* Appends the ids of piece p[0..n) (n >= 2, not itself a token) to out. */
