@@ -74,19 +74,28 @@ def gk(args, **kw):
     return subprocess.run(args, capture_output=True, text=True, check=True, **kw)
 
 
+def have(mod):
+    try:
+        __import__(mod)
+        return True
+    except ImportError:
+        return False
+
+
 def encode_bench(gkbin, files, reps):
-    from tokenizers import Tokenizer, models, pre_tokenizers
     tt = local_encoding("gpt2")
-    hf = Tokenizer(models.BPE.from_file("data/vocab/gpt2/encoder.json", "data/vocab/gpt2/vocab.bpe"))
-    hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    hf = None
+    if have("tokenizers"):
+        from tokenizers import Tokenizer, models, pre_tokenizers
+        hf = Tokenizer(models.BPE.from_file("data/vocab/gpt2/encoder.json", "data/vocab/gpt2/vocab.bpe"))
+        hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     rows = []
     for path in files:
         data = open(path, "rb").read()
         text = data.decode()
         mb = len(data) / 1e6
         t_tt, ids_tt = best_of(lambda: tt.encode_ordinary(text), reps)
-        t_hf, enc = best_of(lambda: hf.encode(text), reps)
-        ids_hf = enc.ids
+        t_hf, ids_hf = best_of(lambda: hf.encode(text).ids, min(reps, 2)) if hf else (float("nan"), None)
         r = json.loads(gk([gkbin, "tokenizer", "bench", "--tokenizer", "data/vocab/r50k_base.tiktoken",
                            "--input", path, "--repeat", str(reps)]).stdout)
         ids_gk = [int(x) for x in gk([gkbin, "tokenizer", "encode", "--tokenizer", "data/vocab/r50k_base.tiktoken",
@@ -115,33 +124,34 @@ def tokenize_bench(gkbin, big, work):
 
 
 def train_bench(gkbin, eng, work, vocabs):
-    import sentencepiece as spm
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
     rows = []
     for v in vocabs:
         t_gk, _ = best_of(lambda: gk([gkbin, "tokenizer", "train", "--input", eng, "--vocab-size", str(v), "-q",
                                       "--out", os.path.join(work, "gk%d" % v)]), 3)
 
         def sp():
+            import sentencepiece as spm
             spm.SentencePieceTrainer.train(input=eng, model_prefix=os.path.join(work, "sp%d" % v), vocab_size=v,
                                            model_type="bpe", minloglevel=2, hard_vocab_limit=False)
-        t_sp, _ = best_of(sp, 1)
+        t_sp = best_of(sp, 1)[0] if have("sentencepiece") else float("nan")
 
         def hf(threads):
+            from tokenizers import Tokenizer, models, pre_tokenizers, trainers
             os.environ["RAYON_NUM_THREADS"] = str(threads)
             tok = Tokenizer(models.BPE())
             tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
             tr = trainers.BpeTrainer(vocab_size=v, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
                                      special_tokens=SPECIALS, show_progress=False)
             tok.train([eng], tr)
-        t_hf, _ = best_of(lambda: hf(os.cpu_count() or 1), 1)
+        t_hf = best_of(lambda: hf(os.cpu_count() or 1), 1)[0] if have("tokenizers") else float("nan")
         rows.append({"vocab": v, "gptkit_s": round(t_gk, 3), "sentencepiece_s": round(t_sp, 3),
                      "hf_tokenizers_s": round(t_hf, 3), "hf_threads": os.cpu_count()})
     return rows
 
 
 def compression(gkbin, eng, work):
-    import sentencepiece as spm
+    if have("sentencepiece"):
+        import sentencepiece as spm
     data = open(eng, "rb").read()
     cut = int(len(data) * 0.9)
     cut = data.index(b"\n", cut) + 1
@@ -155,7 +165,7 @@ def compression(gkbin, eng, work):
         n = len(gk([gkbin, "tokenizer", "encode", "--tokenizer", out, "--ids"], input=held).stdout.split())
         rows.append({"tokenizer": "gptkit BPE 4096, pattern " + pat, "tokens": n,
                      "bytes_per_token": round(len(data[cut:]) / n, 4), "lossless": True})
-    for bf in [False, True]:
+    for bf in ([False, True] if have("sentencepiece") else []):
         spm.SentencePieceTrainer.train(input=tr, model_prefix=os.path.join(work, "csp"), vocab_size=4096,
                                        model_type="bpe", minloglevel=2, byte_fallback=bf)
         sp = spm.SentencePieceProcessor(model_file=os.path.join(work, "csp.model"))
@@ -172,20 +182,26 @@ def main():
     ap.add_argument("--work", default="bench/out/tok")
     ap.add_argument("--quick", action="store_true", help="fewer repetitions, no 90 MB tokenize run")
     ap.add_argument("--only", default="encode,tokenize,train,compression")
+    ap.add_argument("--json-out", help="also write the results here after every section")
     a = ap.parse_args()
     eng, mixed, big = make_corpora(a.work)
     res = {"machine": subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo; nproc"],
                                      capture_output=True, text=True).stdout.strip().replace("\n", ", "),
            "when": time.strftime("%Y-%m-%d %H:%M:%S")}
     only = a.only.split(",")
-    if "encode" in only:
-        res["encode_single_thread_gpt2"] = encode_bench(a.gptkit, [eng, mixed], 2 if a.quick else 5)
-    if "tokenize" in only and not a.quick:
-        res["tokenize_threads"] = tokenize_bench(a.gptkit, big, a.work)
-    if "train" in only:
-        res["train"] = train_bench(a.gptkit, eng, a.work, [4096, 16384])
+
+    def save():
+        if a.json_out:
+            with open(a.json_out, "w") as f:
+                json.dump(res, f, indent=1, ensure_ascii=False)
     if "compression" in only:
-        res["compression_heldout_kjv"] = compression(a.gptkit, eng, a.work)
+        res["compression_heldout_kjv"] = compression(a.gptkit, eng, a.work); save()
+    if "encode" in only:
+        res["encode_single_thread_gpt2"] = encode_bench(a.gptkit, [eng, mixed], 2 if a.quick else 5); save()
+    if "train" in only:
+        res["train"] = train_bench(a.gptkit, eng, a.work, [4096, 16384]); save()
+    if "tokenize" in only and not a.quick:
+        res["tokenize_threads"] = tokenize_bench(a.gptkit, big, a.work); save()
     print(json.dumps(res, indent=1, ensure_ascii=False))
 
 
