@@ -90,12 +90,13 @@ static int flush_segments(ctx *c, segment *segs, size_t ns, gk_err *err) {
             out[s].ids[0] = c->eot;
         }
         size_t n = out[s].n, w = c->wide ? 4 : 2;
+        c->bytes_done += segs[s].n;
+        if (n == 0) continue;
         if (n * w > c->wcap) { c->wcap = n * w; c->wbuf = gk_realloc(c->wbuf, c->wcap); }
         if (c->wide) memcpy(c->wbuf, out[s].ids, n * 4);
         else { uint16_t *d = c->wbuf; for (size_t k = 0; k < n; k++) d[k] = (uint16_t)out[s].ids[k]; }
         if (rc == 0 && fwrite(c->wbuf, w, n, c->spool) != n) rc = gk_errf(err, "writing the spool file: %s", strerror(errno));
         c->ntok += n;
-        c->bytes_done += segs[s].n;
     }
     for (size_t s = 0; s < ns; s++) tok_ids_free(&out[s]);
     free(out);

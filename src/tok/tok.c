@@ -334,6 +334,7 @@ static void encode_ordinary(const tok_tokenizer *t, cache_ent *cache, const uint
 
 static void encode_impl(const tok_tokenizer *t, cache_ent *cache, const void *text, size_t len, int allow_special, tok_ids *out) {
     const uint8_t *s = text;
+    if (len == 0) return;
     if (!allow_special || t->n_spec == 0) { encode_ordinary(t, cache, s, len, out); return; }
     /* next occurrence of each special at or after pos (SIZE_MAX = none left) */
     size_t ns = t->n_spec;

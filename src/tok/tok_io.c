@@ -300,7 +300,7 @@ tok_tokenizer *tok_load(const char *path, gk_err *err) {
         if (has_ours) t = load_rank_file(tk, err);
         else if (has_gpt2) t = load_gpt2_dir(path, err);
         else gk_errf(err, "%s: directory has neither encoder.json + vocab.bpe nor tokenizer.tiktoken", path);
-        if (t && has_gpt2 && !has_ours && add_known_specials(t, NULL) == 0) {}
+        if (t && has_gpt2 && !has_ours && tok_eot_id(t) < 0) tok_add_special(t, TOK_EOT, 50256, NULL);   /* encoder.json without it */
         free(ej); free(tk);
         return t;
     }
