@@ -13,12 +13,14 @@ static const char *USAGE =
     "  encode --tokenizer T [--ids|--json] [--allow-special]   stdin text -> token ids on stdout\n"
     "  decode --tokenizer T                                    ids (space/comma separated) on stdin -> bytes\n"
     "  info   --tokenizer T                                    vocabulary size, pattern, special tokens\n"
-    "  train  --input FILES... --vocab-size N [--pattern gpt2|cl100k] [--special TOKENS...] [--name NAME] --out PATH\n"
+    "  train  --input FILES... --vocab-size N [--pattern gptkit|gpt2|cl100k|REGEX] [--special TOKENS...] [--name NAME] --out PATH\n"
     "  bench  --tokenizer T --input FILE [--repeat N]          single-thread encode throughput\n\n"
     "T is a .tiktoken rank file, a directory holding GPT-2's encoder.json + vocab.bpe, a tokenizer saved by\n"
     "'train' (PATH, PATH.tiktoken or PATH.json), or one of the names gpt2 / cl100k_base (from data/vocab).\n"
     "--allow-special: special-token text (e.g. <|endoftext|>) becomes its special id; otherwise it is plain text.\n"
     "--vocab-size N counts everything: 256 bytes + merges + the 9 chat special tokens + --special ones.\n"
+    "--pattern: the split regex; default gptkit (cl100k's, with words keeping trailing punctuation and a leading\n"
+    "newline); a custom REGEX needs a PCRE2 build. Training writes PATH.tiktoken + PATH.json.\n"
     "See docs/tokenizer.md.\n";
 
 static int read_stdin(char **data, size_t *len) {

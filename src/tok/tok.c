@@ -54,8 +54,24 @@ void tok_free(tok_tokenizer *t) {
     if (!t) return;
     for (size_t i = 0; i < t->n_spec; i++) free(t->spec_text[i]);
     free(t->spec_text); free(t->spec_len); free(t->spec_id);
-    free(t->name); free(t->pattern); free(t->off); free(t->len); free(t->kind); free(t->arena); free(t->slots); free(t->rank2);
+    free(t->name); free(t->pattern); free(t->off); free(t->len); free(t->kind); free(t->arena); free(t->slots); free(t->rank2); tok_regex_free(t->re);
     free(t);
+}
+
+int tok_set_pattern(tok_tokenizer *t, const char *pattern, gk_err *err) {
+    int kind = tok_pattern_kind(pattern);
+    void *re = NULL;
+    if (kind < 0) {
+        if (!(re = tok_regex_compile(pattern, err))) return -1;
+        kind = TOK_PAT_CUSTOM;
+    }
+    tok_regex_free(t->re);
+    t->re = re;
+    t->pat = kind;
+    free(t->pattern);
+    t->pattern = gk_strdup(kind == TOK_PAT_CL100K ? tok_pattern_cl100k : kind == TOK_PAT_GPTKIT ? tok_pattern_gptkit
+                           : kind == TOK_PAT_GPT2 ? tok_pattern_gpt2 : pattern);
+    return 0;
 }
 
 static void ensure_ids(tok_tokenizer *t, size_t id) {
@@ -327,6 +343,10 @@ static void encode_ordinary(const tok_tokenizer *t, cache_ent *cache, const uint
         while (pos < len) { size_t e = tok_split_next_cl100k(s, len, pos); encode_piece(t, cache, s + pos, e - pos, out); pos = e; }
     } else if (t->pat == TOK_PAT_GPTKIT) {
         while (pos < len) { size_t e = tok_split_next_gptkit(s, len, pos); encode_piece(t, cache, s + pos, e - pos, out); pos = e; }
+    } else if (t->pat == TOK_PAT_CUSTOM) {
+        void *md = tok_regex_md_new(t->re);
+        while (pos < len) { size_t e = tok_regex_next(t->re, md, s, len, pos); encode_piece(t, cache, s + pos, e - pos, out); pos = e; }
+        tok_regex_md_free(md);
     } else {
         while (pos < len) { size_t e = tok_split_next_gpt2(s, len, pos); encode_piece(t, cache, s + pos, e - pos, out); pos = e; }
     }

@@ -126,7 +126,7 @@ void tok_stream_flush(tok_stream *s, tok_bytes *out);
  * from a lazy max-heap. A merge whose bytes already are a token reuses that token (no new rank). */
 typedef struct {
     size_t vocab_size;           /* total: 256 bytes + merges + specials */
-    const char *pattern;         /* "gptkit", "gpt2", "cl100k" or one of their regex strings; NULL = gptkit */
+    const char *pattern;         /* "gptkit", "gpt2", "cl100k", their regex strings, or (PCRE2 builds) any regex; NULL = gptkit */
     const char **specials;       /* extra special tokens after the chat ones (NULL ok) */
     size_t n_specials;
     const char *name;            /* recorded in the saved JSON; NULL = "gptkit-bpe" */
@@ -145,6 +145,9 @@ void tok_trainer_free(tok_trainer *tr);
 tok_tokenizer *tok_train_files(const char *const *files, size_t nfiles, const tok_train_opts *o, gk_err *err);
 
 /* ---------------------------------------------------------------- pre-splitting (exposed for tests) */
+/* 1 if custom split regexes (anything but gptkit / gpt2 / cl100k) are supported: builds with PCRE2
+ * (-DGK_HAVE_PCRE2 -lpcre2-8). Otherwise loading or training with one fails with a clear error. */
+int tok_regex_available(void);
 /* Calls fn(start, end, ctx) for each piece of text under t's pattern, in order; pieces tile the text. */
 void tok_split(const tok_tokenizer *t, const void *text, size_t len,
                void (*fn)(size_t start, size_t end, void *ctx), void *ctx);

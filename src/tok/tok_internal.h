@@ -5,7 +5,7 @@
 #include "tok/tok.h"
 #include <string.h>
 
-enum { TOK_PAT_GPT2 = 0, TOK_PAT_CL100K = 1, TOK_PAT_GPTKIT = 2 };
+enum { TOK_PAT_GPT2 = 0, TOK_PAT_CL100K = 1, TOK_PAT_GPTKIT = 2, TOK_PAT_CUSTOM = 3 };
 enum { TOK_KIND_GAP = 0, TOK_KIND_RANK = 1, TOK_KIND_SPECIAL = 2 };
 enum { TOK_C_OTHER = 0, TOK_C_L = 1, TOK_C_N = 2, TOK_C_WS = 3 };
 
@@ -17,6 +17,7 @@ typedef struct { uint64_t w; uint32_t tag; int32_t rank; } tok_slot;
 struct tok_tokenizer {
     char *name, *pattern;
     int pat;                      /* TOK_PAT_* */
+    void *re;                     /* compiled custom pattern (TOK_PAT_CUSTOM, PCRE2), else NULL */
     size_t n_ranks;               /* ordinary tokens */
     size_t vocab_size;            /* 1 + largest id; arrays below have this many entries */
     size_t cap;                   /* capacity of the per-id arrays */
@@ -96,6 +97,15 @@ size_t tok_safe_cut_pat(int pat, const uint8_t *s, size_t len);   /* see tok_saf
 /* Is pattern one we split natively? Returns TOK_PAT_* or -1. Accepts "gpt2"/"r50k_base"/"cl100k"/
  * "cl100k_base", "gptkit" and the exact regex strings. */
 int tok_pattern_kind(const char *pattern);
+
+/* custom split patterns (tok_regex.c; PCRE2 when built with GK_HAVE_PCRE2, else compile fails clearly) */
+void *tok_regex_compile(const char *pattern, gk_err *err);
+void tok_regex_free(void *re);
+void *tok_regex_md_new(void *re);      /* per-call match data */
+void tok_regex_md_free(void *md);
+size_t tok_regex_next(void *re, void *md, const uint8_t *s, size_t len, size_t pos);   /* end of the piece at pos */
+/* Makes t use a split pattern given by name or regex: known ones natively, others through PCRE2. */
+int tok_set_pattern(tok_tokenizer *t, const char *pattern, gk_err *err);
 
 /* internal constructors used by the loaders and the trainer */
 tok_tokenizer *tok_new_empty(const char *name, int pat);

@@ -231,13 +231,13 @@ static tok_tokenizer *load_saved(const char *tk_path, const char *json_path, gk_
     const cJSON *spec = cJSON_GetObjectItemCaseSensitive(root, "special_tokens");
     if (!cJSON_IsString(pat)) { gk_errf(err, "%s: field \"pattern\" (a string) is missing", json_path); goto done; }
     int kind = tok_pattern_kind(pat->valuestring);
-    if (kind < 0) {
-        gk_errf(err, "%s: field \"pattern\": custom split patterns are not supported in this build (only GPT-2's and cl100k's)", json_path);
-        goto done;
-    }
+    void *probe = kind < 0 ? tok_regex_compile(pat->valuestring, err) : NULL;
+    if (kind < 0 && !probe) { gk_err_prefix(err, "%s: field \"pattern\"", json_path); goto done; }
+    tok_regex_free(probe);
     if (spec && !cJSON_IsObject(spec)) { gk_errf(err, "%s: field \"special_tokens\" must be an object {text: id}", json_path); goto done; }
-    t = load_tiktoken(tk_path, cJSON_IsString(name) ? name->valuestring : "gptkit-bpe", kind, err);
+    t = load_tiktoken(tk_path, cJSON_IsString(name) ? name->valuestring : "gptkit-bpe", kind < 0 ? TOK_PAT_GPT2 : kind, err);
     if (!t) goto done;
+    if (kind < 0 && tok_set_pattern(t, pat->valuestring, err)) { gk_err_prefix(err, "%s", json_path); tok_free(t); t = NULL; goto done; }
     for (const cJSON *it = spec ? spec->child : NULL; it; it = it->next) {
         if (!cJSON_IsNumber(it) || it->valuedouble < 0 || it->valuedouble >= (1 << 24) || it->valuedouble != (double)(int)it->valuedouble) {
             gk_errf(err, "%s: special_tokens[\"%s\"]: id must be a non-negative integer", json_path, it->string);

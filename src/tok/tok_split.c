@@ -189,9 +189,11 @@ void tok_split(const tok_tokenizer *t, const void *text, size_t len,
                void (*fn)(size_t start, size_t end, void *ctx), void *ctx) {
     const uint8_t *s = text;
     size_t pos = 0;
+    void *md = t->pat == TOK_PAT_CUSTOM ? tok_regex_md_new(t->re) : NULL;
     while (pos < len) {
-        size_t e = tok_split_next(t->pat, s, len, pos);
+        size_t e = t->pat == TOK_PAT_CUSTOM ? tok_regex_next(t->re, md, s, len, pos) : tok_split_next(t->pat, s, len, pos);
         fn(pos, e, ctx);
         pos = e;
     }
+    tok_regex_md_free(md);
 }

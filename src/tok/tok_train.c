@@ -27,6 +27,8 @@ typedef struct { uint64_t h; uint64_t off; uint32_t len; uint64_t count; } wslot
 struct tok_trainer {
     tok_train_opts o;
     int pat;
+    char *pattern;      /* as given (for a custom regex) */
+    void *re, *md;      /* custom regex and its match data */
     wslot *ws; size_t wmask, nw;
     uint8_t *arena; size_t an, acap;
     uint64_t bytes_fed;
@@ -35,14 +37,17 @@ struct tok_trainer {
 tok_trainer *tok_trainer_new(const tok_train_opts *o, gk_err *err) {
     const char *p = o->pattern ? o->pattern : "gptkit";
     int pat = tok_pattern_kind(p);
+    void *re = NULL;
     if (pat < 0) {
-        gk_errf(err, "split pattern \"%.80s\": custom regexes are not supported in this build; use gptkit, gpt2 or cl100k "
-                     "(or their exact regex strings)", p);
-        return NULL;
+        if (!(re = tok_regex_compile(p, err))) return NULL;
+        pat = TOK_PAT_CUSTOM;
     }
     tok_trainer *tr = gk_calloc(1, sizeof *tr);
     tr->o = *o;
     tr->pat = pat;
+    tr->re = re;
+    tr->md = re ? tok_regex_md_new(re) : NULL;
+    tr->pattern = gk_strdup(p);
     tr->wmask = (1u << 16) - 1;
     tr->ws = gk_calloc(tr->wmask + 1, sizeof *tr->ws);
     return tr;
@@ -50,7 +55,9 @@ tok_trainer *tok_trainer_new(const tok_train_opts *o, gk_err *err) {
 
 void tok_trainer_free(tok_trainer *tr) {
     if (!tr) return;
-    free(tr->ws); free(tr->arena); free(tr);
+    free(tr->ws); free(tr->arena); free(tr->pattern);
+    tok_regex_md_free(tr->md); tok_regex_free(tr->re);
+    free(tr);
 }
 
 static void words_grow(tok_trainer *tr) {
@@ -89,7 +96,7 @@ void tok_trainer_feed(tok_trainer *tr, const void *text, size_t len) {
     const uint8_t *s = text;
     size_t pos = 0;
     while (pos < len) {
-        size_t e = tok_split_next(tr->pat, s, len, pos);
+        size_t e = tr->re ? tok_regex_next(tr->re, tr->md, s, len, pos) : tok_split_next(tr->pat, s, len, pos);
         count_piece(tr, s + pos, e - pos);
         pos = e;
     }
@@ -192,7 +199,8 @@ tok_tokenizer *tok_trainer_finish(tok_trainer *tr, gk_err *err) {
     }
     size_t target = o->vocab_size - nspec;   /* ranks wanted: 256 + merges */
     double t0 = gk_now();
-    tok_tokenizer *t = tok_new_empty(o->name ? o->name : "gptkit-bpe", tr->pat);
+    tok_tokenizer *t = tok_new_empty(o->name ? o->name : "gptkit-bpe", tr->re ? TOK_PAT_GPT2 : tr->pat);
+    if (tr->re && tok_set_pattern(t, tr->pattern, err)) { tok_free(t); return NULL; }
     for (int b = 0; b < 256; b++) { uint8_t c = (uint8_t)b; tok_add_rank(t, &c, 1, b); }
 
     /* words */
@@ -322,6 +330,7 @@ tok_tokenizer *tok_trainer_finish(tok_trainer *tr, gk_err *err) {
 static inline int is_alpha(uint8_t c) { return (c | 0x20) >= 'a' && (c | 0x20) <= 'z'; }
 static inline int is_graph(uint8_t c) { return c > 0x20 && c < 0x7f; }
 size_t tok_safe_cut_pat(int pat, const uint8_t *s, size_t len) {
+    if (pat == TOK_PAT_CUSTOM) return len;   /* unknown regex: no boundary is known to be safe */
     for (size_t i = len; i > 2; i--) {
         uint8_t a = s[i - 3], b = s[i - 2], c = s[i - 1];
         if (b == ' ' && is_alpha(a) && is_alpha(c)) return i - 2;

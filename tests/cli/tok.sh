@@ -42,7 +42,8 @@ expect_fail vocab_missing_bytes "single byte" sh -c "printf x | '$GPTKIT' tokeni
 mkdir -p "$TMP/g2"; cp $G2DIR/encoder.json "$TMP/g2/"; head -n 20000 $G2DIR/vocab.bpe > "$TMP/g2/vocab.bpe"
 expect_fail vocab_missing_merges "missing merges" sh -c "printf x | '$GPTKIT' tokenizer encode --tokenizer '$TMP/g2'"
 expect_fail vocab_no_such_file "no such tokenizer" sh -c "printf x | '$GPTKIT' tokenizer encode --tokenizer '$TMP/nothing'"
-expect_fail train_custom_regex "custom regexes" "$GPTKIT" tokenizer train --input "$TMP/text.txt" --vocab-size 300 --pattern '\w+' --out "$TMP/x"
+# an unbalanced regex fails in every build (without PCRE2: custom regexes unsupported; with it: the parse error)
+expect_fail train_bad_regex "custom regexes|parenthesis" "$GPTKIT" tokenizer train --input "$TMP/text.txt" --vocab-size 300 --pattern '(\w+' --out "$TMP/x"
 
 # ---- info
 out=$("$GPTKIT" tokenizer info --tokenizer $CL)
