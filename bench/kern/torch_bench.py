@@ -23,12 +23,21 @@ def median_ms(fn, reps):
     return statistics.median(ts) * 1e3
 
 
+FILTER = None
+
+
+def want(op, shape):
+    return not FILTER or FILTER in op or FILTER in shape
+
+
 def line(op, shape, ms, flops):
     gf = flops / (ms * 1e-3) * 1e-9 if flops else 0.0
     print(f"{op:<10} {shape:<26} {'torch':<5} {ms:10.3f} ms {gf:8.1f} GFLOP/s", flush=True)
 
 
 def bench_mm(op, N, C, OC, out_in, bias, reps):
+    if not want(op, f"{N}x{C}x{OC}" + ("(T)" if out_in else "")):
+        return
     x = torch.randn(N, C)
     w = torch.randn(OC, C) * 0.02 if out_in else torch.randn(C, OC) * 0.02
     b = torch.randn(OC) * 0.1 if bias else None
@@ -53,6 +62,8 @@ def bench_mm(op, N, C, OC, out_in, bias, reps):
 
 
 def bench_attn(B, T, C, NH, reps):
+    if not want("attention", f"B{B} T{T} C{C} NH{NH}"):
+        return
     hs = C // NH
     q = torch.randn(B, NH, T, hs, requires_grad=True)
     k = torch.randn(B, NH, T, hs, requires_grad=True)
@@ -78,7 +89,8 @@ def bench_small(N, C, V, xN, reps):
         x.grad = w.grad = b.grad = None
         F.layer_norm(x, (C,), w, b, 1e-5).backward(g)
 
-    line("layernorm", f"{N}x{C}", median_ms(ln, reps), 0)
+    if want("layernorm", f"{N}x{C}"):
+        line("layernorm", f"{N}x{C}", median_ms(ln, reps), 0)
     h = torch.randn(N, 4 * C, requires_grad=True)
     gh = torch.randn(N, 4 * C)
 
@@ -86,7 +98,8 @@ def bench_small(N, C, V, xN, reps):
         h.grad = None
         F.gelu(h, approximate="tanh").backward(gh)
 
-    line("gelu", f"{N}x{4 * C}", median_ms(gelu, reps), 0)
+    if want("gelu", f"{N}x{4 * C}"):
+        line("gelu", f"{N}x{4 * C}", median_ms(gelu, reps), 0)
     logits = (torch.randn(xN, V) * 2).requires_grad_(True)
     tg = torch.randint(0, V, (xN,))
     dl = torch.randn(xN)
@@ -95,14 +108,18 @@ def bench_small(N, C, V, xN, reps):
         logits.grad = None
         F.cross_entropy(logits, tg, reduction="none").backward(dl)
 
-    line("xent", f"{xN}x{V}", median_ms(xent, reps), 0)
+    if want("xent", f"{xN}x{V}"):
+        line("xent", f"{xN}x{V}", median_ms(xent, reps), 0)
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--filter", default=None, help="only ops or shapes containing this")
     a = ap.parse_args()
+    global FILTER
+    FILTER = a.filter
     torch.set_num_threads(a.threads)
     print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"BLAS/cpu: {torch.backends.cpu.get_cpu_capability()}, mkl={torch.backends.mkl.is_available()}")

@@ -400,7 +400,8 @@ double kern_fast_sumsq(const float *x, size_t n) {
     return s;
 }
 
-/* AdamW, as the reference. sqrtf and division are exact IEEE operations, so vectorising changes nothing. */
+/* AdamW, as the reference (same float operations per element, so the results are bit-identical).
+ * GCC keeps sqrtf scalar here (errno semantics without -fno-math-errno); AdamW is memory-bound anyway. */
 GK_HOT static void adamw_chunk(float *p, const float *g, float *m, float *v, size_t n, float lr, float b1, float b2,
                                float eps, float wd, float bc1, float bc2, float gscale) {
     GK_OMP(omp simd)
