@@ -45,6 +45,7 @@ tok_tokenizer *tok_new_empty(const char *name, int pat) {
     t->slots = gk_malloc((t->mask + 1) * sizeof *t->slots);
     for (size_t i = 0; i <= t->mask; i++) t->slots[i].rank = -1;
     for (int i = 0; i < 256; i++) t->byte_rank[i] = -1;
+    t->filter = gk_calloc(TOK_FILTER_BITS / 64, sizeof *t->filter);
     t->rank2 = gk_malloc(65536 * sizeof *t->rank2);
     for (int i = 0; i < 65536; i++) t->rank2[i] = -1;
     return t;
@@ -54,7 +55,7 @@ void tok_free(tok_tokenizer *t) {
     if (!t) return;
     for (size_t i = 0; i < t->n_spec; i++) free(t->spec_text[i]);
     free(t->spec_text); free(t->spec_len); free(t->spec_id);
-    free(t->name); free(t->pattern); free(t->off); free(t->len); free(t->kind); free(t->arena); free(t->slots); free(t->rank2); tok_regex_free(t->re);
+    free(t->name); free(t->pattern); free(t->off); free(t->len); free(t->kind); free(t->arena); free(t->slots); free(t->rank2); free(t->filter); tok_regex_free(t->re);
     free(t);
 }
 
@@ -125,6 +126,8 @@ int tok_add_rank(tok_tokenizer *t, const uint8_t *bytes, size_t n, int32_t id) {
     size_t j = (size_t)h & t->mask;
     while (t->slots[j].rank >= 0) j = (j + 1) & t->mask;
     t->slots[j].w = w; t->slots[j].tag = tok_tag(h, n); t->slots[j].rank = id;
+    size_t fb = tok_filter_bit(h);
+    t->filter[fb >> 6] |= (uint64_t)1 << (fb & 63);
     if (n == 1) t->byte_rank[bytes[0]] = id;
     if (n == 2) t->rank2[(size_t)bytes[0] << 8 | bytes[1]] = id;
     return 0;

@@ -28,6 +28,7 @@ struct tok_tokenizer {
     int32_t byte_rank[256];
     int32_t *rank2;               /* [65536] rank of each 2-byte token (b0 << 8 | b1), -1 if none */
     tok_slot *slots; size_t mask; /* open addressing, power-of-two size, load <= 0.5 */
+    uint64_t *filter;             /* [TOK_FILTER_BITS / 64] bit per hash: most failed lookups stop here (fits L2) */
     size_t n_spec;
     char **spec_text; size_t *spec_len; int32_t *spec_id;
 };
@@ -60,8 +61,13 @@ static inline uint64_t tok_hash_w(const uint8_t *p, size_t n, uint64_t *w) {
 static inline uint64_t tok_hash(const uint8_t *p, size_t n) { uint64_t w; return tok_hash_w(p, n, &w); }
 static inline uint32_t tok_tag(uint64_t h, size_t n) { return (uint32_t)(h >> 40) << 8 | (uint32_t)(n < 255 ? n : 255); }
 
+#define TOK_FILTER_BITS (1u << 20)
+static inline size_t tok_filter_bit(uint64_t h) { return (size_t)(h >> 24) & (TOK_FILTER_BITS - 1); }
+
 /* Rank of the byte string (hash h, word w from tok_hash_w), or -1. */
 static inline int32_t tok_rank_hw(const tok_tokenizer *t, const uint8_t *p, size_t n, uint64_t h, uint64_t w) {
+    size_t fb = tok_filter_bit(h);
+    if (!(t->filter[fb >> 6] >> (fb & 63) & 1)) return -1;
     size_t i = (size_t)h & t->mask;
     uint32_t tag = tok_tag(h, n);
     for (;;) {
