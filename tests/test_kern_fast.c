@@ -5,7 +5,7 @@
  * Tolerances (|fast - ref| <= atol + rtol |ref|), stated per op:
  *   matmul          atol 1e-5 * sqrt(K), rtol 1e-5   (K = the reduction length; BLAS sums in another order)
  *   layernorm       atol 2e-5, rtol 1e-4 (dw/db: reductions over N rows in another order)
- *   attention       atol 2e-5, rtol 1e-4 (online softmax, exps from gk_vexpf)
+ *   attention       atol 2e-5, rtol 1e-4 (online softmax, exps from kern_vexpf)
  *   gelu            vs the f64 reference atol 1e-6, rtol 1e-6; vs the f32 one atol 3e-6 (its tanh form cancels)
  *   cross-entropy   loss atol 1e-5 rtol 1e-5; dlogits atol 1e-7 rtol 1e-5
  *   adamw, add, axpy, scale: exact (same float operations in the same order per element)
@@ -37,14 +37,14 @@ static void test_vexpf_accuracy(void) {
     double worst = 0, wx = 0;
     for (int i = 0; i <= 2000000; i++) {
         float x = -87.0f + 175.0f * (float)i / 2000000.0f;
-        double want = exp((double)x), got = gk_vexpf(x);
+        double want = exp((double)x), got = kern_vexpf(x);
         double e = fabs(got - want) / want;
         if (!(e <= worst)) { worst = e; wx = x; }
     }
-    CHECK(worst < 5e-7, "gk_vexpf max relative error %.3g at x = %.9g", worst, wx);
-    CHECK(gk_vexpf(0) == 1.0f, "exp(0) = %.9g", gk_vexpf(0));
-    CHECK(gk_vexpf(-INFINITY) == 0 && gk_vexpf(-100) == 0, "exp of very negative must be 0");
-    CHECK(isfinite(gk_vexpf(1000)), "exp(1000) must be finite (clamped)");
+    CHECK(worst < 5e-7, "kern_vexpf max relative error %.3g at x = %.9g", worst, wx);
+    CHECK(kern_vexpf(0) == 1.0f, "exp(0) = %.9g", kern_vexpf(0));
+    CHECK(kern_vexpf(-INFINITY) == 0 && kern_vexpf(-100) == 0, "exp of very negative must be 0");
+    CHECK(isfinite(kern_vexpf(1000)), "exp(1000) must be finite (clamped)");
 }
 
 static void matmul_case(size_t N, size_t C, size_t OC, int layout, int with_bias) {

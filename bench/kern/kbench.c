@@ -2,8 +2,9 @@
  *   d6   (6 layers, width 384, 6 heads, vocab 50257) at B 8, T 256  -> N = 2048 rows
  *   d12  (GPT-2 124M, width 768, 12 heads)         at B 4, T 64   -> N = 256 rows
  * and attention at T 256 (B 8) and T 1024 (B 2), 6 heads of 64.
- * Each case times forward + backward (all gradients) and prints one line:
- *   op  shape  impl  median_ms  GFLOP/s
+ * Each case times forward + backward (all gradients) and prints one line per implementation:
+ *   op  shape  impl  median_ms  min_ms  GFLOP/s(at the median)
+ * impl: fast (fp32), fast-bf16 (matmuls with bf16 inputs, when available), ref (skipped above 20 GFLOP).
  * Usage: kbench [--reps N] [--ref-reps N] [--no-ref] [--filter SUBSTR]
  * Built and run by bench/kern/run.sh (OMP_NUM_THREADS=2 there). */
 #include "kern/kern.h"
@@ -25,25 +26,35 @@ static float *rnd(size_t n, float s) {
 static int cmp_d(const void *a, const void *b) { double x = *(const double *)a, y = *(const double *)b; return (x > y) - (x < y); }
 
 typedef void (*runfn)(void *ctx);
-static double time_median(runfn f, void *ctx, int reps) {
+static double time_median(runfn f, void *ctx, int reps, double *tmin) {
     double t[64];
     if (reps > 64) reps = 64;
+    if (reps < 1) reps = 1;
     f(ctx);   /* warm-up */
     for (int r = 0; r < reps; r++) { double t0 = gk_now(); f(ctx); t[r] = gk_now() - t0; }
     qsort(t, (size_t)reps, sizeof(double), cmp_d);
+    *tmin = t[0];
     return t[reps / 2];
 }
-static void report(const char *op, const char *shape, runfn f, void *ctx, double flops) {
+/* impl 0 ref, 1 fast, 2 fast with bf16 matmuls (matmul cases only) */
+static void report_impls(const char *op, const char *shape, runfn f, void *ctx, double flops, int with_bf16) {
     if (g_filter && !strstr(op, g_filter) && !strstr(shape, g_filter)) return;
-    for (int impl = 1; impl >= 0; impl--) {
-        if (impl == 0 && g_no_ref) continue;
-        kern_set_impl(impl ? KERN_IMPL_FAST : KERN_IMPL_REF);
-        double t = time_median(f, ctx, impl ? g_reps : g_ref_reps);
-        printf("%-10s %-26s %-5s %10.3f ms %8.1f GFLOP/s\n", op, shape, impl ? "fast" : "ref", t * 1e3,
-               flops > 0 ? flops / t * 1e-9 : 0);
+    for (int impl = 1; impl <= 3; impl++) {
+        int im = impl % 3;
+        if (im == 0 && (g_no_ref || flops > 20e9)) continue;
+        if (im == 2 && (!with_bf16 || !kern_bf16_available())) continue;
+        kern_set_impl(im ? KERN_IMPL_FAST : KERN_IMPL_REF);
+        kern_set_precision(im == 2 ? KERN_PREC_BF16 : KERN_PREC_FP32);
+        double tmin, t = time_median(f, ctx, im ? g_reps : g_ref_reps, &tmin);
+        printf("%-10s %-26s %-9s %10.3f ms %10.3f ms %8.1f GFLOP/s\n", op, shape,
+               im == 0 ? "ref" : im == 1 ? "fast" : "fast-bf16", t * 1e3, tmin * 1e3, flops > 0 ? flops / t * 1e-9 : 0);
         fflush(stdout);
     }
     kern_set_impl(KERN_IMPL_FAST);
+    kern_set_precision(KERN_PREC_FP32);
+}
+static void report(const char *op, const char *shape, runfn f, void *ctx, double flops) {
+    report_impls(op, shape, f, ctx, flops, 0);
 }
 
 /* ---------------------------------------------------------------- matmul fwd + bwd */
@@ -59,7 +70,7 @@ static void bench_matmul(const char *name, size_t N, size_t C, size_t OC, int la
                  bias ? kern_alloc(OC * 4) : NULL };
     char shape[64];
     snprintf(shape, sizeof shape, "%zux%zux%zu%s", N, C, OC, layout == KERN_W_OUT_IN ? "(T)" : "");
-    report(name, shape, mm_run, &c, 6.0 * N * C * OC);
+    report_impls(name, shape, mm_run, &c, 6.0 * N * C * OC, 1);
     kern_free(c.inp); kern_free(c.w); kern_free(c.b); kern_free(c.out); kern_free(c.dout);
     kern_free(c.dinp); kern_free(c.dw); kern_free(c.db);
 }
@@ -131,7 +142,8 @@ int main(int argc, char **argv) {
     }
     gk_rng_seed(&g_rng, 1);
     kern_set_impl(KERN_IMPL_FAST);
-    printf("# kbench: %s, %d threads; fwd+bwd per line (matmul: 6NC*OC flops)\n", kern_impl_name(), gk_num_threads());
+    printf("# kbench: %s, %d threads; fwd+bwd per line (matmul: 6NC*OC flops); median and min of %d\n",
+           kern_impl_name(), gk_num_threads(), g_reps);
     /* d6 at B 8, T 256 */
     size_t N = 2048, C = 384;
     bench_matmul("mm.qkv", N, C, 3 * C, KERN_W_IN_OUT, 1);

@@ -157,6 +157,13 @@ void kern_ref64_xent_fwd_bwd(double *loss, double *dlogits, const double *logits
  * is overwritten.  Requires pos[b] + n <= maxT and distinct slots (the caller, the model, checks). */
 void kern_attn_cache_fwd(float *out, float *kc, float *vc, const float *qkv, const size_t *slot, const size_t *pos,
                          size_t B, size_t n, size_t C, size_t NH, size_t maxT);
+/* kern_matmul_fwd for a few rows (decode steps: N = live sequences, at most KERN_SKINNY_MAX_N): the same
+ * product, layouts and bias, computed by streaming W exactly once (a decode step is bound by reading the weights;
+ * a general GEMM packs W first, which costs more than the product at N = 1). OpenMP over output columns.
+ * Equals kern_matmul_fwd up to float summation order. Also in attn_cache.c (inference-only ops). */
+#define KERN_SKINNY_MAX_N 16
+void kern_matmul_skinny_fwd(float *out, const float *inp, const float *w, const float *bias,
+                            size_t N, size_t C, size_t OC, int wlayout);
 /* ================================================================ end of cached attention */
 
 #endif

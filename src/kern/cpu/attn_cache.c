@@ -83,3 +83,67 @@ void kern_attn_cache_fwd(float *out, float *kc, float *vc, const float *qkv, con
         free(att);
     }
 }
+
+/* ---------------------------------------------------------------- skinny matmul (decode)
+ * out[N,OC] = inp[N,C] @ W + bias for N <= KERN_SKINNY_MAX_N, reading W once.
+ *  - KERN_W_IN_OUT (w[C][OC]): each thread owns a range of output columns, processed in blocks of SK_BLOCK;
+ *    for every input channel c it reads the block's slice of row c of W once and updates the N accumulator
+ *    rows (acc[n][j] += inp[n][c] * w[c][o0+j]: an axpy the compiler vectorises).
+ *  - KERN_W_OUT_IN (w[OC][C], the tied LM head): each output o is N dot products with the contiguous row w[o];
+ *    16 independent partial sums per dot so the loop vectorises without reassociating a single sum. */
+#include "kern/cpu/fast_math.h"
+
+#define SK_BLOCK 256
+
+GK_HOT static void skinny_in_out(float *out, const float *inp, const float *w, const float *bias,
+                                 size_t N, size_t C, size_t OC, size_t o0, size_t o1) {
+    float acc[KERN_SKINNY_MAX_N][SK_BLOCK];
+    for (size_t b0 = o0; b0 < o1; b0 += SK_BLOCK) {
+        size_t len = o1 - b0 < SK_BLOCK ? o1 - b0 : SK_BLOCK;
+        for (size_t n = 0; n < N; n++)
+            for (size_t j = 0; j < len; j++) acc[n][j] = bias ? bias[b0 + j] : 0.0f;
+        for (size_t c = 0; c < C; c++) {
+            const float *wr = w + c * OC + b0;
+            for (size_t n = 0; n < N; n++) {
+                float a = inp[n * C + c];
+                float *r = acc[n];
+                for (size_t j = 0; j < len; j++) r[j] += a * wr[j];
+            }
+        }
+        for (size_t n = 0; n < N; n++) memcpy(out + n * OC + b0, acc[n], len * sizeof(float));
+    }
+}
+
+GK_HOT static void skinny_out_in(float *out, const float *inp, const float *w, const float *bias,
+                                 size_t N, size_t C, size_t OC, size_t o0, size_t o1) {
+    size_t C16 = C & ~(size_t)15;
+    for (size_t o = o0; o < o1; o++) {
+        const float *wr = w + o * C;
+        for (size_t n = 0; n < N; n++) {
+            const float *x = inp + n * C;
+            float p[16] = {0};
+            for (size_t c = 0; c < C16; c += 16)
+                for (size_t k = 0; k < 16; k++) p[k] += x[c + k] * wr[c + k];
+            float s = 0.0f;
+            for (size_t c = C16; c < C; c++) s += x[c] * wr[c];
+            for (size_t k = 0; k < 16; k++) s += p[k];
+            out[n * OC + o] = s + (bias ? bias[o] : 0.0f);
+        }
+    }
+}
+
+void kern_matmul_skinny_fwd(float *out, const float *inp, const float *w, const float *bias,
+                            size_t N, size_t C, size_t OC, int wlayout) {
+    GK_CHECK(N >= 1 && N <= KERN_SKINNY_MAX_N, "kern_matmul_skinny_fwd: N=%zu (max %d)", N, KERN_SKINNY_MAX_N);
+    /* column chunks: whole SK_BLOCKs, at least one per thread, more for load balance */
+    size_t chunk = wlayout == KERN_W_IN_OUT ? SK_BLOCK : 64;
+    size_t nchunks = (OC + chunk - 1) / chunk;
+    int par = C * OC >= 65536;
+    (void)par;
+    AC_OMP(omp parallel for schedule(static) if(par))
+    for (size_t k = 0; k < nchunks; k++) {
+        size_t o0 = k * chunk, o1 = o0 + chunk < OC ? o0 + chunk : OC;
+        if (wlayout == KERN_W_IN_OUT) skinny_in_out(out, inp, w, bias, N, C, OC, o0, o1);
+        else skinny_out_in(out, inp, w, bias, N, C, OC, o0, o1);
+    }
+}

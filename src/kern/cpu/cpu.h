@@ -75,10 +75,11 @@ void kern_fast_adamw(float *p, const float *g, float *m, float *v, size_t n, flo
 /* ---------------------------------------------------------------- GEMM backends (fast_dnnl.c, fast.c) */
 /* C[M,N] = op(A) op(B) (+ bias[N]) (+ C if accumulate), row-major; ta/tb: A stored [K,M] / B stored [N,K].
  * bf16: inputs rounded to bfloat16, fp32 accumulation and result. oneDNN only (GK_HAVE_DNNL). */
-void gk_gemm(int ta, int tb, size_t M, size_t N, size_t K, const float *A, size_t lda, const float *B, size_t ldb,
+void kern_cpu_gemm(int ta, int tb, size_t M, size_t N, size_t K, const float *A, size_t lda, const float *B, size_t ldb,
              const float *bias, int accumulate, float *C, size_t ldc, int bf16);
-int  gk_dnnl_available(void);
-void gk_f32_to_bf16(uint16_t *dst, const float *src, size_t n);   /* round to nearest even, OpenMP-parallel */
-int  gk_cpu_has_bf16(void);                                        /* AVX512-BF16 or AMX-BF16 */
+int  kern_cpu_dnnl_available(void);
+/* Rounds two fp32 arrays to bfloat16 (nearest even), in one OpenMP-parallel pass. */
+void kern_f32_to_bf16_pair(uint16_t *da, const float *a, size_t na, uint16_t *db, const float *b, size_t nb);
+int  kern_cpu_has_bf16(void);                                        /* AVX512-BF16 or AMX-BF16 */
 
 #endif

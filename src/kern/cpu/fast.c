@@ -62,9 +62,9 @@ static int gemm_backend(void) {
 #endif
 #ifdef GK_HAVE_DNNL
 #ifdef GK_HAVE_BLAS
-    if (!openblas_core_ok() && gk_dnnl_available()) g_gemm = GEMM_ONEDNN;
+    if (!openblas_core_ok() && kern_cpu_dnnl_available()) g_gemm = GEMM_ONEDNN;
 #else
-    if (gk_dnnl_available()) g_gemm = GEMM_ONEDNN;
+    if (kern_cpu_dnnl_available()) g_gemm = GEMM_ONEDNN;
 #endif
 #endif
     const char *env = getenv("GK_GEMM");
@@ -73,7 +73,7 @@ static int gemm_backend(void) {
         if (!strcmp(env, "openblas")) g_gemm = GEMM_OPENBLAS;
 #endif
 #ifdef GK_HAVE_DNNL
-        if (!strcmp(env, "onednn") && gk_dnnl_available()) g_gemm = GEMM_ONEDNN;
+        if (!strcmp(env, "onednn") && kern_cpu_dnnl_available()) g_gemm = GEMM_ONEDNN;
 #endif
         if (!strcmp(env, "ref")) g_gemm = GEMM_REF;
     }
@@ -82,7 +82,7 @@ static int gemm_backend(void) {
 
 int kern_fast_bf16_available(void) {
 #ifdef GK_HAVE_DNNL
-    return gk_cpu_has_bf16() && gk_dnnl_available();
+    return kern_cpu_has_bf16() && kern_cpu_dnnl_available();
 #else
     return 0;
 #endif
@@ -154,7 +154,7 @@ static int gemm(int ta, int tb, size_t M, size_t N, size_t K, const float *A, si
 #ifdef GK_HAVE_DNNL
     if (be == GEMM_ONEDNN || bf16) {
         if (K == 0) be = GEMM_REF;   /* oneDNN rejects empty reductions; handled below */
-        else { gk_gemm(ta, tb, M, N, K, A, lda, B, ldb, bias, acc, C, ldc, bf16); return 1; }
+        else { kern_cpu_gemm(ta, tb, M, N, K, A, lda, B, ldb, bias, acc, C, ldc, bf16); return 1; }
     }
 #endif
     (void)bf16;
@@ -222,13 +222,17 @@ GK_HOT static void bf16_chunk(uint16_t *dst, const float *src, size_t n) {
         dst[i] = (uint16_t)(r >> 16);
     }
 }
-void gk_f32_to_bf16(uint16_t *dst, const float *src, size_t n) {
+void kern_f32_to_bf16_pair(uint16_t *da, const float *a, size_t na, uint16_t *db, const float *b, size_t nb) {
     const size_t CH = 16384;
+    size_t ca = (na + CH - 1) / CH, cb = (nb + CH - 1) / CH;
     GK_OMP(omp parallel for schedule(static))
-    for (size_t i = 0; i < n; i += CH) bf16_chunk(dst + i, src + i, i + CH < n ? CH : n - i);
+    for (size_t k = 0; k < ca + cb; k++) {
+        if (k < ca) { size_t i = k * CH; bf16_chunk(da + i, a + i, i + CH < na ? CH : na - i); }
+        else { size_t i = (k - ca) * CH; bf16_chunk(db + i, b + i, i + CH < nb ? CH : nb - i); }
+    }
 }
 
-int gk_cpu_has_bf16(void) {
+int kern_cpu_has_bf16(void) {
 #if defined(__x86_64__) && defined(__GNUC__)
     unsigned a, b, c, d;
     if (__get_cpuid_max(0, NULL) < 7) return 0;
@@ -337,7 +341,7 @@ GK_HOT static void gelu_fwd_chunk(float *out, const float *inp, size_t n) {
     for (size_t i = 0; i < n; i++) {
         float x = inp[i];
         float u = GELU_K * (x + 0.044715f * x * x * x);
-        out[i] = x / (1.0f + gk_vexpf(-2.0f * u));
+        out[i] = x / (1.0f + kern_vexpf(-2.0f * u));
     }
 }
 GK_HOT static void gelu_bwd_chunk(float *dinp, const float *inp, const float *dout, size_t n) {
@@ -345,7 +349,7 @@ GK_HOT static void gelu_bwd_chunk(float *dinp, const float *inp, const float *do
     for (size_t i = 0; i < n; i++) {
         float x = inp[i];
         float u = GELU_K * (x + 0.044715f * x * x * x);
-        float e = gk_vexpf(-2.0f * u), s = 1.0f / (1.0f + e);   /* 1 - s = e s, without cancellation */
+        float e = kern_vexpf(-2.0f * u), s = 1.0f / (1.0f + e);   /* 1 - s = e s, without cancellation */
         float du = GELU_K * (1.0f + 3.0f * 0.044715f * x * x);
         float es = e * s;
         dinp[i] += s * (1.0f + 2.0f * x * es * du) * dout[i];
@@ -432,10 +436,10 @@ GK_HOT static void xent_row(float *loss, float *dl, const float *l, int32_t tg, 
     float sum = 0;
     if (dl && tg >= 0) {
         GK_OMP(omp simd reduction(+:sum))
-        for (size_t v = 0; v < V; v++) { float e = gk_vexpf(l[v] - mx); dl[v] = e; sum += e; }
+        for (size_t v = 0; v < V; v++) { float e = kern_vexpf(l[v] - mx); dl[v] = e; sum += e; }
     } else {
         GK_OMP(omp simd reduction(+:sum))
-        for (size_t v = 0; v < V; v++) sum += gk_vexpf(l[v] - mx);
+        for (size_t v = 0; v < V; v++) sum += kern_vexpf(l[v] - mx);
     }
     float lse = mx + logf(sum);
     *loss = tg < 0 ? 0 : lse - lt;

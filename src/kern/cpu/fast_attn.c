@@ -96,9 +96,9 @@ GK_HOT static void softmax_rows(float *S, float *M, float *L, float *O, size_t n
         float mx = M[r];
         GK_OMP(omp simd reduction(max:mx))
         for (size_t c = 0; c < nv; c++) mx = s[c] > mx ? s[c] : mx;
-        float corr = gk_vexpf(M[r] - mx), sum = 0;
+        float corr = kern_vexpf(M[r] - mx), sum = 0;
         GK_OMP(omp simd reduction(+:sum))
-        for (size_t c = 0; c < nv; c++) { s[c] = gk_vexpf(s[c] - mx); sum += s[c]; }
+        for (size_t c = 0; c < nv; c++) { s[c] = kern_vexpf(s[c] - mx); sum += s[c]; }
         for (size_t c = nv; c < BK; c++) s[c] = 0;
         L[r] = L[r] * corr + sum;
         M[r] = mx;
@@ -192,7 +192,7 @@ GK_HOT static void bwd_probs(float *S, float *dP, const float *lse, const float 
         float li = lse[i], Di = D[i];
         GK_OMP(omp simd)
         for (size_t c = 0; c < nv; c++) {
-            float p = gk_vexpf(s[c] - li);
+            float p = kern_vexpf(s[c] - li);
             s[c] = p;
             dp[c] = p * (dp[c] - Di);
         }

@@ -13,7 +13,7 @@
  * to keep the fp32 kernel, so the conversion is explicit.)
  * Not thread-safe (one cache, one scratch): called from the thread that drives the kernels.
  *
- * gk_gemm computes, row-major, C[M,N] = op(A)[M,K] op(B)[K,N] (+ bias[N]) (+ C if accumulate), where
+ * kern_cpu_gemm computes, row-major, C[M,N] = op(A)[M,K] op(B)[K,N] (+ bias[N]) (+ C if accumulate), where
  * op(A) = A (stored M x K, leading dim lda) or A^T (stored K x M); likewise B. Transposes are expressed as
  * strides, so nothing is copied. Primitives are created once per distinct problem and cached (a model has
  * a dozen shapes).
@@ -103,7 +103,7 @@ static gemm_entry *lookup(int ta, int tb, int64_t M, int64_t N, int64_t K, int64
     return e;
 }
 
-int gk_dnnl_available(void) { return dnnl_ok(); }
+int kern_cpu_dnnl_available(void) { return dnnl_ok(); }
 
 /* Grow-only scratch for the bf16 copies of A and B. */
 static uint16_t *g_abuf, *g_bbuf;
@@ -113,7 +113,7 @@ static uint16_t *scratch(uint16_t **buf, size_t *cap, size_t n) {
     return *buf;
 }
 
-void gk_gemm(int ta, int tb, size_t M, size_t N, size_t K, const float *A, size_t lda, const float *B, size_t ldb,
+void kern_cpu_gemm(int ta, int tb, size_t M, size_t N, size_t K, const float *A, size_t lda, const float *B, size_t ldb,
              const float *bias, int accumulate, float *C, size_t ldc, int bf16) {
     GK_CHECK(dnnl_ok(), "oneDNN CPU engine unavailable");
     gemm_entry *e = lookup(ta, tb, (int64_t)M, (int64_t)N, (int64_t)K, (int64_t)lda, (int64_t)ldb, (int64_t)ldc,
@@ -121,8 +121,7 @@ void gk_gemm(int ta, int tb, size_t M, size_t N, size_t K, const float *A, size_
     if (bf16) {   /* round both inputs to bfloat16 (nearest even); the product accumulates in fp32 */
         size_t na = (ta ? K : M) * lda, nb = (tb ? N : K) * ldb;
         uint16_t *a16 = scratch(&g_abuf, &g_acap, na), *b16 = scratch(&g_bbuf, &g_bcap, nb);
-        gk_f32_to_bf16(a16, A, na);
-        gk_f32_to_bf16(b16, B, nb);
+        kern_f32_to_bf16_pair(a16, A, na, b16, B, nb);   /* one parallel region for both */
         dnnl_memory_set_data_handle(e->a, a16);
         dnnl_memory_set_data_handle(e->b, b16);
     } else {

@@ -5,7 +5,7 @@
  *    build machine's virtualised "Intel Xeon Processor" matched none, silently running the baseline clone
  *    (tile_gemm measured 1.2 GFLOP/s there instead of 20-40).
  *    Workers are plain functions called from outside OpenMP regions' outlined bodies, so they get cloned.
- *  - gk_vexpf: an exp that the compiler can vectorise (libm's expf is a scalar call without -ffast-math).
+ *  - kern_vexpf: an exp that the compiler can vectorise (libm's expf is a scalar call without -ffast-math).
  *    Range reduction x = n ln2 + r, |r| <= ln2/2, degree-6 Taylor polynomial for e^r (truncation error
  *    r^7/7! < 1.2e-7 relative), then scaling by 2^n through the exponent bits. Measured max relative error
  *    about 2.5e-7 (~2 ulp) over [-87, 88]; inputs below -87 give exactly 0, above 88 are clamped to e^88.
@@ -23,7 +23,7 @@
 #define GK_HOT
 #endif
 
-static inline __attribute__((always_inline)) float gk_vexpf(float x) {
+static inline __attribute__((always_inline)) float kern_vexpf(float x) {
     float xc = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
     /* n = round(x / ln2) by the 1.5*2^23 trick: adding and subtracting it rounds to an integer. */
     float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
