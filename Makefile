@@ -5,7 +5,7 @@
 #   make bench      run the benchmarks (slow; needs PyTorch, see bench/README.md)
 #   make asan       test suite under AddressSanitizer + UBSan
 #
-# Opt-outs: NO_OPENMP=1, NO_BLAS=1.  Sources are picked up by wildcard: adding a .c file
+# Opt-outs: NO_OPENMP=1, NO_BLAS=1, NO_PCRE2=1 (custom tokenizer split regexes).  Sources are picked up by wildcard: adding a .c file
 # under src/<module>/ needs no edit here.
 
 CC      ?= gcc
@@ -40,6 +40,13 @@ ifeq ($(NO_DNNL),)
     FEATURES += onednn
   endif
 endif
+ifeq ($(NO_PCRE2),)
+  ifeq ($(shell pkg-config --exists libpcre2-8 2>/dev/null && echo y),y)
+    CFLAGS  += -DGK_HAVE_PCRE2 $(shell pkg-config --cflags libpcre2-8)
+    LDLIBS  += $(shell pkg-config --libs libpcre2-8)
+    FEATURES += pcre2
+  endif
+endif
 # cJSON is required (JSON/JSONL reading and writing).
 CJSON_CFLAGS := $(shell pkg-config --cflags libcjson 2>/dev/null)
 CJSON_LIBS   := $(shell pkg-config --libs libcjson 2>/dev/null || echo -lcjson)
@@ -59,7 +66,7 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 all: $(BUILD)/gptkit $(TEST_BIN) summary
 
 summary:
-	@echo "gptkit build: cc=$(CC) features=[$(strip $(FEATURES))] (opt-outs: NO_OPENMP=1 NO_BLAS=1)"
+	@echo "gptkit build: cc=$(CC) features=[$(strip $(FEATURES))] (opt-outs: NO_OPENMP=1 NO_BLAS=1 NO_PCRE2=1)"
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
