@@ -91,11 +91,21 @@ void kern_attn_cache_fwd(float *out, float *kc, float *vc, const float *qkv, con
  *    rows (acc[n][j] += inp[n][c] * w[c][o0+j]: an axpy the compiler vectorises).
  *  - KERN_W_OUT_IN (w[OC][C], the tied LM head): each output o is N dot products with the contiguous row w[o];
  *    16 independent partial sums per dot so the loop vectorises without reassociating a single sum. */
-#include "kern/cpu/fast_math.h"
-
 #define SK_BLOCK 256
+/* Compiled for AVX-512, AVX2 and baseline, picked at load time by CPU features (ISA names, not arch= names,
+ * which GCC's resolver matches by exact CPU model and so misses newer Xeons). */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
+#define SK_HOT __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define SK_HOT
+#endif
 
-GK_HOT static void skinny_in_out(float *out, const float *inp, const float *w, const float *bias,
+/* r[0..SK_BLOCK) += a * w[0..SK_BLOCK): constant trip count and restrict, so -O2 vectorises it */
+static inline void axpy_block(float *restrict r, float a, const float *restrict w) {
+    for (size_t j = 0; j < SK_BLOCK; j++) r[j] += a * w[j];
+}
+
+SK_HOT static void skinny_in_out(float *out, const float *inp, const float *w, const float *bias,
                                  size_t N, size_t C, size_t OC, size_t o0, size_t o1) {
     float acc[KERN_SKINNY_MAX_N][SK_BLOCK];
     for (size_t b0 = o0; b0 < o1; b0 += SK_BLOCK) {
@@ -104,17 +114,19 @@ GK_HOT static void skinny_in_out(float *out, const float *inp, const float *w, c
             for (size_t j = 0; j < len; j++) acc[n][j] = bias ? bias[b0 + j] : 0.0f;
         for (size_t c = 0; c < C; c++) {
             const float *wr = w + c * OC + b0;
-            for (size_t n = 0; n < N; n++) {
-                float a = inp[n * C + c];
-                float *r = acc[n];
-                for (size_t j = 0; j < len; j++) r[j] += a * wr[j];
-            }
+            if (len == SK_BLOCK)
+                for (size_t n = 0; n < N; n++) axpy_block(acc[n], inp[n * C + c], wr);
+            else
+                for (size_t n = 0; n < N; n++) {
+                    float a = inp[n * C + c];
+                    for (size_t j = 0; j < len; j++) acc[n][j] += a * wr[j];
+                }
         }
         for (size_t n = 0; n < N; n++) memcpy(out + n * OC + b0, acc[n], len * sizeof(float));
     }
 }
 
-GK_HOT static void skinny_out_in(float *out, const float *inp, const float *w, const float *bias,
+SK_HOT static void skinny_out_in(float *out, const float *inp, const float *w, const float *bias,
                                  size_t N, size_t C, size_t OC, size_t o0, size_t o1) {
     size_t C16 = C & ~(size_t)15;
     for (size_t o = o0; o < o1; o++) {

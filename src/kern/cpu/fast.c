@@ -408,7 +408,6 @@ double kern_fast_sumsq(const float *x, size_t n) {
  * GCC keeps sqrtf scalar here (errno semantics without -fno-math-errno); AdamW is memory-bound anyway. */
 GK_HOT static void adamw_chunk(float *p, const float *g, float *m, float *v, size_t n, float lr, float b1, float b2,
                                float eps, float wd, float bc1, float bc2, float gscale) {
-    GK_OMP(omp simd)
     for (size_t i = 0; i < n; i++) {
         float gi = g[i] * gscale;
         float mi = b1 * m[i] + (1 - b1) * gi;
@@ -430,7 +429,7 @@ void kern_fast_adamw(float *p, const float *g, float *m, float *v, size_t n, flo
  * dlogits = dloss (e / sum - onehot). loss is taken before dlogits (which may alias logits) is written. */
 GK_HOT static void xent_row(float *loss, float *dl, const float *l, int32_t tg, const float *dloss, size_t V) {
     float mx = -INFINITY;
-    GK_OMP(omp simd reduction(max:mx))
+    GK_SIMD_MAX(mx)
     for (size_t v = 0; v < V; v++) mx = l[v] > mx ? l[v] : mx;
     float lt = tg >= 0 ? l[tg] : 0;
     float sum = 0;

@@ -94,7 +94,7 @@ GK_HOT static void softmax_rows(float *S, float *M, float *L, float *O, size_t n
         float *s = S + r * BK;
         size_t nv = i + 1 < j0 + nk ? i + 1 - j0 : nk;   /* keys j0 .. min(j0+nk, i+1) - 1; i >= j0 here */
         float mx = M[r];
-        GK_OMP(omp simd reduction(max:mx))
+        GK_SIMD_MAX(mx)
         for (size_t c = 0; c < nv; c++) mx = s[c] > mx ? s[c] : mx;
         float corr = kern_vexpf(M[r] - mx), sum = 0;
         GK_OMP(omp simd reduction(+:sum))
