@@ -261,7 +261,7 @@ static int st_pretrain(ctx *x, cJSON *j, gk_err *err) {
     o.seed = (uint64_t)c->seed;
     o.out = x->p_base;
     o.val_every = c->pt_val_every; o.val_batches = 10; o.save_every = 100;
-    if (exists_in_run(c, "base/train_state.safetensors")) { o.resume_dir = x->p_base; gk_log("pipeline: resuming pretraining from %s\n", x->p_base); }
+    if (exists_in_run(c, "base/train_state.safetensors")) { o.resume_dir = x->p_base; gk_log("pipeline: resuming pretrain from %s\n", x->p_base); }
     pretrain_result r;
     int rc = train_pretrain(&o, &r, err);
     if (rc == 0 && r.interrupted) rc = gk_errf(err, "interrupted during pretraining (rerun to resume)");
@@ -298,7 +298,7 @@ static int st_sft(ctx *x, cJSON *j, gk_err *err) {
     o.seed = (uint64_t)c->seed;
     o.out = x->p_sft;
     o.save_every = 100;
-    if (exists_in_run(c, "sft/train_state.safetensors")) { o.resume_dir = x->p_sft; o.init_dir = NULL; }
+    if (exists_in_run(c, "sft/train_state.safetensors")) { o.resume_dir = x->p_sft; o.init_dir = NULL; gk_log("pipeline: resuming sft from %s\n", x->p_sft); }
     sft_result r;
     int rc = train_sft(&o, &r, err);
     if (rc == 0 && r.interrupted) rc = gk_errf(err, "interrupted during SFT (rerun to resume)");
@@ -324,7 +324,7 @@ static int st_rm(ctx *x, cJSON *j, gk_err *err) {
     o.batch = c->rm_batch; o.epochs = c->rm_epochs; o.sched.lr = (float)c->rm_lr;
     o.seed = (uint64_t)c->seed;
     o.out = x->p_rm;
-    if (exists_in_run(c, "rm/train_state.safetensors")) { o.resume_dir = x->p_rm; o.init_dir = NULL; }
+    if (exists_in_run(c, "rm/train_state.safetensors")) { o.resume_dir = x->p_rm; o.init_dir = NULL; gk_log("pipeline: resuming rm from %s\n", x->p_rm); }
     rm_result r;
     int rc = train_rm(&o, &r, err);
     if (rc == 0 && r.interrupted) rc = gk_errf(err, "interrupted during reward-model training (rerun to resume)");
@@ -356,7 +356,7 @@ static int st_ppo(ctx *x, cJSON *j, gk_err *err) {
     o.seed = (uint64_t)c->seed;
     o.sample_every = 10;
     o.save_every = 10;
-    if (exists_in_run(c, "ppo/train_state.safetensors")) o.resume_dir = x->p_ppo;
+    if (exists_in_run(c, "ppo/train_state.safetensors")) { o.resume_dir = x->p_ppo; gk_log("pipeline: resuming ppo from %s\n", x->p_ppo); }
     ppo_result r;
     memset(&r, 0, sizeof r);
     int rc = train_ppo(&o, &r, err);
@@ -385,7 +385,7 @@ static int st_dpo(ctx *x, cJSON *j, gk_err *err) {
     o.batch = c->dpo_batch; o.epochs = c->dpo_epochs; o.sched.lr = (float)c->dpo_lr; o.beta = (float)c->dpo_beta;
     o.seed = (uint64_t)c->seed;
     o.out = x->p_dpo;
-    if (exists_in_run(c, "dpo/train_state.safetensors")) o.resume_dir = x->p_dpo;
+    if (exists_in_run(c, "dpo/train_state.safetensors")) { o.resume_dir = x->p_dpo; gk_log("pipeline: resuming dpo from %s\n", x->p_dpo); }
     dpo_result r;
     int rc = train_dpo(&o, &r, err);
     if (rc == 0 && r.interrupted) rc = gk_errf(err, "interrupted during DPO (rerun to resume)");
@@ -684,6 +684,7 @@ int cmd_pipeline(int argc, char **argv) {
     x.p_rm = run_path(&c, "rm"); x.p_ppo = run_path(&c, "ppo"); x.p_dpo = run_path(&c, "dpo");
     double t0 = gk_now();
     int rc = 0;
+    gk_sigint_install();
     gk_log("pipeline: run directory %s; backend %s, %d threads\n", c.run_dir, kern_impl_name(), gk_num_threads());
     for (size_t i = 0; i < NSTAGES && rc == 0; i++) {
         char tb[32];
@@ -698,6 +699,15 @@ int cmd_pipeline(int argc, char **argv) {
         if (from_idx >= 0 && (long)i >= from_idx) {
             char rel[256]; snprintf(rel, sizeof rel, "stages/%s.json", STAGES[i].name);
             char *p = run_path(&c, rel); remove(p); free(p);
+            /* a redone training stage starts over: drop its resume state and metrics */
+            static const char *dirs[] = { [4] = "base", [5] = "sft", [6] = "rm", [7] = "ppo", [8] = "dpo" };
+            if (i < sizeof dirs / sizeof dirs[0] && dirs[i]) {
+                const char *files[2] = { "train_state.safetensors", "metrics.jsonl" };
+                for (int k = 0; k < 2; k++) {
+                    snprintf(rel, sizeof rel, "%s/%s", dirs[i], files[k]);
+                    p = run_path(&c, rel); remove(p); free(p);
+                }
+            }
         }
         gk_log("pipeline: [%zu/%zu] %-9s %s (total elapsed %s)\n", i + 1, NSTAGES, STAGES[i].name, STAGES[i].what,
                gk_fmt_duration(gk_now() - t0, tb, sizeof tb));
