@@ -1,4 +1,4 @@
-/* model_internal.h: shared between src/model/*.c only (not part of the public interface). */
+/* model_internal.h: shared between the files of src/model only (not part of the public interface). */
 #ifndef GK_MODEL_INTERNAL_H
 #define GK_MODEL_INTERNAL_H
 #include "model/model.h"
