@@ -399,7 +399,33 @@ static void test_errors(void) {
     gpt_free(m);
 }
 
+/* The decode matmul equals the reference matmul on awkward sizes, both layouts, with and without bias. */
+static void test_skinny_matmul(void) {
+    size_t sizes[][2] = { {35, 105}, {64, 300}, {97, 1000}, {384, 257} };
+    size_t Ns[] = { 1, 3, 8, 16 };
+    gk_rng r; gk_rng_seed(&r, 5);
+    for (size_t si = 0; si < 4; si++)
+        for (size_t ni = 0; ni < 4; ni++)
+            for (int lay = 0; lay < 2; lay++) {
+                size_t C = sizes[si][0], OC = sizes[si][1], N = Ns[ni];
+                float *x = malloc(N * C * sizeof(float)), *w = malloc(C * OC * sizeof(float)), *b = malloc(OC * sizeof(float));
+                float *got = malloc(N * OC * sizeof(float)), *want = malloc(N * OC * sizeof(float));
+                for (size_t i = 0; i < N * C; i++) x[i] = gk_rng_normal(&r);
+                for (size_t i = 0; i < C * OC; i++) w[i] = gk_rng_normal(&r) * 0.1f;
+                for (size_t i = 0; i < OC; i++) b[i] = gk_rng_normal(&r);
+                const float *bias = (si + ni) % 2 ? b : NULL;
+                kern_set_impl(KERN_IMPL_REF);
+                kern_matmul_fwd(want, x, w, bias, N, C, OC, lay);
+                kern_set_impl(KERN_IMPL_FAST);
+                kern_matmul_skinny_fwd(got, x, w, bias, N, C, OC, lay);
+                char what[64]; snprintf(what, sizeof what, "skinny N=%zu C=%zu OC=%zu layout %d", N, C, OC, lay);
+                CHECK_ARRAYS(what, got, want, N * OC, 1e-5, 1e-5);
+                free(x); free(w); free(b); free(got); free(want);
+            }
+}
+
 int main(void) {
+    TL_RUN(test_skinny_matmul);
     TL_RUN(test_kv_matches_full_ref);
     TL_RUN(test_kv_matches_full_fast);
     TL_RUN(test_greedy_equals_full_recompute);

@@ -40,6 +40,13 @@ engine *engine_new(gpt_model *m, const tok_tokenizer *tok, size_t max_seqs, size
     return e;
 }
 
+/* logits [B, V] = h [B, C] @ wte^T: the tied LM head (gpt_lm_head_fwd's product), skinny for decode rows */
+static void lm_head(engine *e, float *logits, const float *h, size_t B) {
+    if (B <= KERN_SKINNY_MAX_N)
+        kern_matmul_skinny_fwd(logits, h, e->m->params + e->m->table[0].offset, NULL, B, e->C, e->V, KERN_W_OUT_IN);
+    else gpt_lm_head_fwd(e->m, logits, h, B);
+}
+
 void engine_free(engine *e) {
     if (!e) return;
     gpt_kv_free(e->kv);
@@ -115,7 +122,7 @@ int engine_feed(engine *e, size_t slot, const int32_t *ids, size_t n, float *log
         last = k - 1;
     }
     if (logits) {
-        gpt_lm_head_fwd(e->m, e->dlogits, h + last * e->C, 1);
+        lm_head(e, e->dlogits, h + last * e->C, 1);
         kern_download(logits, e->dlogits, e->V * sizeof(float));
     }
     return 0;
@@ -124,7 +131,7 @@ int engine_feed(engine *e, size_t slot, const int32_t *ids, size_t n, float *log
 void engine_step(engine *e, const size_t *slots, const int32_t *ids, size_t B, float *logits) {
     GK_CHECK(B >= 1 && B <= e->max_seqs, "engine_step: B=%zu (max %zu)", B, e->max_seqs);
     const float *h = gpt_forward_kv(e->m, e->kv, slots, ids, B, 1);
-    gpt_lm_head_fwd(e->m, e->dlogits, h, B);
+    lm_head(e, e->dlogits, h, B);
     kern_download(logits, e->dlogits, B * e->V * sizeof(float));
 }
 

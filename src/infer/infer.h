@@ -40,7 +40,7 @@ void infer_sampling_probs(const infer_sampling *s, const float *logits, size_t V
                           const uint8_t *seen, float *probs);
 /* Draws from probs [V] (sums to 1) with one uniform from rng (inverse CDF in id order). */
 int32_t infer_draw(const float *probs, size_t V, gk_rng *rng);
-/* log softmax(logits)[id] at temperature 1, computed in double. */
+/* log softmax(logits)[id] at temperature 1 (expf terms summed in double). */
 float infer_logprob(const float *logits, size_t V, int32_t id);
 
 /* ---------------------------------------------------------------- engine */

@@ -79,6 +79,12 @@ static void scratch_reserve(gpt_kv *kv, size_t rows, size_t C) {
     kv->cap_rows = rows;
 }
 
+/* Decode steps (few rows) stream each weight once through the skinny matmul; prefill uses the GEMM. */
+static void mm(float *out, const float *inp, const float *w, const float *b, size_t R, size_t C, size_t OC) {
+    if (R <= KERN_SKINNY_MAX_N) kern_matmul_skinny_fwd(out, inp, w, b, R, C, OC, KERN_W_IN_OUT);
+    else kern_matmul_fwd(out, inp, w, b, R, C, OC, KERN_W_IN_OUT);
+}
+
 const float *gpt_forward_kv(gpt_model *m, gpt_kv *kv, const size_t *slots, const int32_t *tokens, size_t B, size_t n) {
     const gpt_config *c = &m->cfg;
     size_t C = (size_t)c->n_embd, NH = (size_t)c->n_head, L = (size_t)c->n_layer, R = B * n;
@@ -103,18 +109,18 @@ const float *gpt_forward_kv(gpt_model *m, gpt_kv *kv, const size_t *slots, const
         gpt_layer_ptrs w = gpt_layer(m->params, m, (int)l);
         /* ln = LayerNorm(x);  qkv = ln @ c_attn + b */
         kern_layernorm_fwd(kv->ln, kv->mean, kv->rstd, kv->x, w.ln1_w, w.ln1_b, R, C, c->ln_eps);
-        kern_matmul_fwd(kv->qkv, kv->ln, w.qkv_w, w.qkv_b, R, C, 3 * C, KERN_W_IN_OUT);
+        mm(kv->qkv, kv->ln, w.qkv_w, w.qkv_b, R, C, 3 * C);
         /* append k, v to the cache; attend over it */
         kern_attn_cache_fwd(kv->atty, kv->k + l * layer_stride, kv->v + l * layer_stride, kv->qkv, slots, kv->pos,
                             B, n, C, NH, T);
         /* res = x + atty @ c_proj + b */
-        kern_matmul_fwd(kv->res, kv->atty, w.proj_w, w.proj_b, R, C, C, KERN_W_IN_OUT);
+        mm(kv->res, kv->atty, w.proj_w, w.proj_b, R, C, C);
         kern_axpy(kv->res, 1.0f, kv->x, R * C);
         /* x = res + gelu(LayerNorm(res) @ c_fc + b) @ mlp.c_proj + b */
         kern_layernorm_fwd(kv->ln, kv->mean, kv->rstd, kv->res, w.ln2_w, w.ln2_b, R, C, c->ln_eps);
-        kern_matmul_fwd(kv->fch, kv->ln, w.fc_w, w.fc_b, R, C, 4 * C, KERN_W_IN_OUT);
+        mm(kv->fch, kv->ln, w.fc_w, w.fc_b, R, C, 4 * C);
         kern_gelu_fwd(kv->fcg, kv->fch, R * 4 * C);
-        kern_matmul_fwd(kv->x, kv->fcg, w.fcproj_w, w.fcproj_b, R, 4 * C, C, KERN_W_IN_OUT);
+        mm(kv->x, kv->fcg, w.fcproj_w, w.fcproj_b, R, 4 * C, C);
         kern_axpy(kv->x, 1.0f, kv->res, R * C);
     }
     const gpt_param *lnw = gpt_find_param(m, "ln_f.weight"), *lnb = gpt_find_param(m, "ln_f.bias");

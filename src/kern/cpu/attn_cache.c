@@ -15,6 +15,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #ifdef _OPENMP
 #define AC_OMP(x) _Pragma(#x)
@@ -92,6 +95,7 @@ void kern_attn_cache_fwd(float *out, float *kc, float *vc, const float *qkv, con
  *  - KERN_W_OUT_IN (w[OC][C], the tied LM head): each output o is N dot products with the contiguous row w[o];
  *    16 independent partial sums per dot so the loop vectorises without reassociating a single sum. */
 #define SK_BLOCK 256
+#define SK_WIDE 2048   /* columns per pass: runs of 8 KB of each weight row */
 /* Compiled for AVX-512, AVX2 and baseline, picked at load time by CPU features (ISA names, not arch= names,
  * which GCC's resolver matches by exact CPU model and so misses newer Xeons). */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
@@ -106,23 +110,22 @@ static inline void axpy_block(float *restrict r, float a, const float *restrict 
 }
 
 SK_HOT static void skinny_in_out(float *out, const float *inp, const float *w, const float *bias,
-                                 size_t N, size_t C, size_t OC, size_t o0, size_t o1) {
-    float acc[KERN_SKINNY_MAX_N][SK_BLOCK];
-    for (size_t b0 = o0; b0 < o1; b0 += SK_BLOCK) {
-        size_t len = o1 - b0 < SK_BLOCK ? o1 - b0 : SK_BLOCK;
+                                 size_t N, size_t C, size_t OC, size_t o0, size_t o1, float *acc) {
+    /* acc [N][SK_WIDE]: the block's accumulator rows (per thread, from the caller) */
+    for (size_t b0 = o0; b0 < o1; b0 += SK_WIDE) {
+        size_t len = o1 - b0 < SK_WIDE ? o1 - b0 : SK_WIDE;
+        size_t full = len / SK_BLOCK * SK_BLOCK;
         for (size_t n = 0; n < N; n++)
-            for (size_t j = 0; j < len; j++) acc[n][j] = bias ? bias[b0 + j] : 0.0f;
+            for (size_t j = 0; j < len; j++) acc[n * SK_WIDE + j] = bias ? bias[b0 + j] : 0.0f;
         for (size_t c = 0; c < C; c++) {
-            const float *wr = w + c * OC + b0;
-            if (len == SK_BLOCK)
-                for (size_t n = 0; n < N; n++) axpy_block(acc[n], inp[n * C + c], wr);
-            else
-                for (size_t n = 0; n < N; n++) {
-                    float a = inp[n * C + c];
-                    for (size_t j = 0; j < len; j++) acc[n][j] += a * wr[j];
-                }
+            const float *wr = w + c * OC + b0;   /* len contiguous floats of row c */
+            for (size_t n = 0; n < N; n++) {
+                float a = inp[n * C + c], *r = acc + n * SK_WIDE;
+                for (size_t j = 0; j < full; j += SK_BLOCK) axpy_block(r + j, a, wr + j);
+                for (size_t j = full; j < len; j++) r[j] += a * wr[j];
+            }
         }
-        for (size_t n = 0; n < N; n++) memcpy(out + n * OC + b0, acc[n], len * sizeof(float));
+        for (size_t n = 0; n < N; n++) memcpy(out + n * OC + b0, acc + n * SK_WIDE, len * sizeof(float));
     }
 }
 
@@ -147,15 +150,25 @@ SK_HOT static void skinny_out_in(float *out, const float *inp, const float *w, c
 void kern_matmul_skinny_fwd(float *out, const float *inp, const float *w, const float *bias,
                             size_t N, size_t C, size_t OC, int wlayout) {
     GK_CHECK(N >= 1 && N <= KERN_SKINNY_MAX_N, "kern_matmul_skinny_fwd: N=%zu (max %d)", N, KERN_SKINNY_MAX_N);
-    /* column chunks: whole SK_BLOCKs, at least one per thread, more for load balance */
-    size_t chunk = wlayout == KERN_W_IN_OUT ? SK_BLOCK : 64;
-    size_t nchunks = (OC + chunk - 1) / chunk;
     int par = C * OC >= 65536;
     (void)par;
-    AC_OMP(omp parallel for schedule(static) if(par))
-    for (size_t k = 0; k < nchunks; k++) {
-        size_t o0 = k * chunk, o1 = o0 + chunk < OC ? o0 + chunk : OC;
-        if (wlayout == KERN_W_IN_OUT) skinny_in_out(out, inp, w, bias, N, C, OC, o0, o1);
-        else skinny_out_in(out, inp, w, bias, N, C, OC, o0, o1);
+    /* each thread one contiguous range of output columns (multiples of 16), so it streams long runs of W */
+    AC_OMP(omp parallel if(par))
+    {
+        size_t nt = 1, t = 0;
+#ifdef _OPENMP
+        nt = (size_t)omp_get_num_threads(); t = (size_t)omp_get_thread_num();
+#endif
+        size_t per = (OC + nt - 1) / nt;
+        per = (per + 15) & ~(size_t)15;
+        size_t o0 = t * per < OC ? t * per : OC, o1 = o0 + per < OC ? o0 + per : OC;
+        if (o0 < o1) {
+            if (wlayout == KERN_W_IN_OUT) {
+                float *acc = malloc(N * SK_WIDE * sizeof(float));
+                GK_CHECK(acc != NULL, "out of memory");
+                skinny_in_out(out, inp, w, bias, N, C, OC, o0, o1, acc);
+                free(acc);
+            } else skinny_out_in(out, inp, w, bias, N, C, OC, o0, o1);
+        }
     }
 }
