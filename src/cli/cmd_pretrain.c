@@ -28,6 +28,8 @@ static const char *USAGE =
 "  -t, --seq-len T       tokens per sequence (default 256)\n"
 "  --total-batch N       tokens per optimizer step (gradient accumulation; default B*T)\n"
 "optimisation:\n"
+"  --precision P         fp32 (default) | bf16: matmuls in bfloat16 with fp32 accumulation and fp32\n"
+"                        master weights (needs oneDNN and AVX512-BF16/AMX)\n"
 "  --steps K             optimizer steps in total (default 1000)\n"
 "  --lr LR               peak learning rate (default 6e-4)\n"
 "  --warmup N            linear warmup steps (default 100)\n"
@@ -88,6 +90,11 @@ static void parse(pretrain_opts *o, int argc, char **argv, int apply) {
         else if (cli_is(f, "--val-batches")) t->val_batches = cli_long(&a, f);
         else if (cli_is(f, "--sample-every")) t->sample_every = cli_long(&a, f);
         else if (cli_is(f, "--save-every")) t->save_every = cli_long(&a, f);
+        else if (cli_is(f, "--precision")) {
+            const char *s = cli_str(&a, f);
+            if (!strcmp(s, "fp32")) t->bf16 = 0; else if (!strcmp(s, "bf16")) t->bf16 = 1;
+            else cli_usage_error(&a, "--precision must be fp32 or bf16, got '%s'", s);
+        }
         else if (cli_is(f, "--stop-at")) t->stop_at = cli_long(&a, f);
         else if (cli_is(f, "--json")) t->json = 1;
         else if (cli_is(f, "-q", "--quiet")) gk_verbose = 0;

@@ -163,3 +163,34 @@ done:
     st_close(&f);
     return rc;
 }
+
+/* ---------------------------------------------------------------- MFU */
+
+double train_flops_per_token(const gpt_model *m, size_t T) {
+    return 6.0 * (double)m->num_params + 12.0 * m->cfg.n_layer * (double)m->cfg.n_embd * (double)T;
+}
+
+double train_peak_gflops(int bf16) {
+    const char *env = getenv("GPTKIT_PEAK_GFLOPS");
+    double v;
+    if (env && gk_parse_double(env, &v) == 0 && v > 0) return v;
+    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    char dir[1024] = "", path[1100] = "";
+    if (xdg && *xdg) snprintf(dir, sizeof dir, "%s/gptkit", xdg);
+    else if (home && *home) snprintf(dir, sizeof dir, "%s/.cache/gptkit", home);
+    double fp32 = 0, b16 = 0;
+    if (*dir) {
+        snprintf(path, sizeof path, "%s/peak", dir);
+        FILE *f = fopen(path, "r");
+        if (f) { if (fscanf(f, "%lf %lf", &fp32, &b16) != 2) fp32 = 0; fclose(f); }
+    }
+    if (!(fp32 > 0)) {
+        kern_peak_probe(&fp32, &b16, NULL);
+        if (*dir && gk_mkdir_p(dir, NULL) == 0) {
+            char buf[64];
+            int n = snprintf(buf, sizeof buf, "%.1f %.1f\n", fp32, b16);
+            gk_write_file_atomic(path, buf, (size_t)n, NULL);
+        }
+    }
+    return bf16 && b16 > 0 ? b16 : fp32;
+}

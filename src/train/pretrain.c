@@ -41,7 +41,7 @@ char *pretrain_opts_to_json(const pretrain_opts *o) {
     N("grad_clip", o->opt.grad_clip);
     char seed[32]; snprintf(seed, sizeof seed, "%llu", (unsigned long long)o->seed); cJSON_AddStringToObject(j, "seed", seed);
     N("shuffle", o->shuffle); N("val_every", o->val_every); N("val_batches", o->val_batches);
-    N("sample_every", o->sample_every); N("save_every", o->save_every);
+    N("sample_every", o->sample_every); N("save_every", o->save_every); N("bf16", o->bf16);
 #undef S
 #undef N
     char *s = cJSON_PrintUnformatted(j);
@@ -66,6 +66,7 @@ int pretrain_opts_from_json(pretrain_opts *o, const char *json, gk_err *err) {
     GN("weight_decay", o->opt.weight_decay, float); GN("grad_clip", o->opt.grad_clip, float);
     GN("shuffle", o->shuffle, int); GN("val_every", o->val_every, long); GN("val_batches", o->val_batches, long);
     GN("sample_every", o->sample_every, long); GN("save_every", o->save_every, long);
+    GN("bf16", o->bf16, int);
     cJSON *x = cJSON_GetObjectItemCaseSensitive(j, "schedule");
     if (cJSON_IsString(x)) lr_shape_parse(x->valuestring, &o->sched.shape);
     x = cJSON_GetObjectItemCaseSensitive(j, "seed");
@@ -164,6 +165,13 @@ int train_pretrain(const pretrain_opts *o, pretrain_result *res, gk_err *err) {
         gk_log("pretrain: %zu shard(s), %zu tokens; batch %zu x %zu x %ld accum = %ld tokens/step; steps %ld..%ld\n",
                data_loader_num_shards(dl), data_loader_total_tokens(dl), B, T, accum, (long)BT * accum, step0, o->steps);
     }
+    if (o->bf16 && kern_set_precision(KERN_PREC_BF16) != 0) {
+        rc = gk_errf(err, "--precision bf16 needs oneDNN and a CPU with AVX512-BF16 or AMX; this build/CPU has neither");
+        goto done;
+    }
+    rc = -1;
+    double peak = train_peak_gflops(o->bf16) * 1e9;
+    double flops_step = train_flops_per_token(m, T) * (double)BT * (double)accum;
     gk_sigint_install();
     int32_t *in = gk_malloc(BT * sizeof(int32_t)), *tg = gk_malloc(BT * sizeof(int32_t));
     double t0 = gk_now();
@@ -188,9 +196,10 @@ int train_pretrain(const pretrain_opts *o, pretrain_result *res, gk_err *err) {
         res->final_loss = loss;
         res->tokens += (double)BT * (double)accum;
         char fields[1024], human[1024];
-        snprintf(fields, sizeof fields, "\"loss\":%.7g,\"lr\":%.6g,\"grad_norm\":%.6g,\"tokens_per_s\":%.1f,\"ms\":%.1f",
-                 loss, lr, norm, tps, dt * 1000);
-        snprintf(human, sizeof human, "loss %.4f | lr %.2e | norm %.3f | %.0f tok/s | %.0f ms", loss, lr, norm, tps, dt * 1000);
+        double mfu = peak > 0 ? flops_step / dt / peak : 0;
+        snprintf(fields, sizeof fields, "\"loss\":%.7g,\"lr\":%.6g,\"grad_norm\":%.6g,\"tokens_per_s\":%.1f,\"ms\":%.1f,\"mfu\":%.4f",
+                 loss, lr, norm, tps, dt * 1000, mfu);
+        snprintf(human, sizeof human, "loss %.4f | lr %.2e | norm %.3f | %.0f tok/s | %.0f ms | MFU %.1f%%", loss, lr, norm, tps, dt * 1000, 100 * mfu);
         train_log_step(&lg, step, fields, human);
         if (!isfinite(loss)) { rc = gk_errf(err, "loss became %f at step %ld; lower --lr or check the data", loss, step); break; }
         int last = step + 1 == o->steps;

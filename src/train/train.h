@@ -87,6 +87,7 @@ typedef struct {
     int    json;
     long   val_every, val_batches, sample_every, save_every;
     long   stop_at;               /* >0: save and stop once this step is reached (resume later); not stored */
+    int    bf16;                  /* matmuls in bf16 with fp32 accumulation and fp32 master weights */
 } pretrain_opts;
 void pretrain_opts_default(pretrain_opts *o);
 char *pretrain_opts_to_json(const pretrain_opts *o);
@@ -102,6 +103,12 @@ typedef struct {
     int    interrupted;
 } pretrain_result;
 int train_pretrain(const pretrain_opts *o, pretrain_result *res, gk_err *err);
+
+/* Peak fp32 (or bf16) GEMM GFLOP/s of this machine for MFU: measured once with kern_peak_probe and cached in
+ * $XDG_CACHE_HOME/gptkit/peak (or ~/.cache/gptkit/peak); $GPTKIT_PEAK_GFLOPS overrides. */
+double train_peak_gflops(int bf16);
+/* Training FLOPs per token of a GPT-2 forward+backward: 6 N (N = parameters) + 12 L C T (attention). */
+double train_flops_per_token(const gpt_model *m, size_t T);
 
 /* ---------------------------------------------------------------- evaluation */
 /* Mean next-token loss over the first `batches` sequential batches of a shard (all batches if 0). */
