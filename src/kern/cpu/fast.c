@@ -89,10 +89,17 @@ int kern_fast_bf16_available(void) {
 }
 
 const char *kern_fast_name(void) {
-    static char buf[128];
+    static char buf[160];
     int be = gemm_backend();
     const char *prec = kern_get_precision() == KERN_PREC_BF16 ? ", bf16 matmuls" : "";
-    if (be == GEMM_ONEDNN) snprintf(buf, sizeof buf, "cpu-fast(onednn%s, %d threads)", prec, gk_num_threads());
+    if (be == GEMM_ONEDNN) {
+#ifdef GK_HAVE_BLAS   /* say why OpenBLAS is not used */
+        snprintf(buf, sizeof buf, "cpu-fast(onednn%s, %d threads; openblas core %s not used)", prec, gk_num_threads(),
+                 openblas_get_corename());
+#else
+        snprintf(buf, sizeof buf, "cpu-fast(onednn%s, %d threads)", prec, gk_num_threads());
+#endif
+    }
 #ifdef GK_HAVE_BLAS
     else if (be == GEMM_OPENBLAS)
         snprintf(buf, sizeof buf, "cpu-fast(openblas %s%s, %d threads)", openblas_get_corename(), prec, gk_num_threads());
