@@ -8,6 +8,7 @@
  */
 #include "train/train.h"
 #include "kern/kern.h"
+#include "tok/tok.h"
 
 #include <cjson/cJSON.h>
 #include <sys/resource.h>
@@ -123,6 +124,12 @@ int train_pretrain(const pretrain_opts *o, pretrain_result *res, gk_err *err) {
     gpt_model *m = make_model(o, o->resume_dir ? o->resume_dir : o->init_dir, &tok_rec, err);
     if (!m) return -1;
     const char *tokenizer = o->tokenizer ? o->tokenizer : tok_rec;
+    tok_tokenizer *tok = NULL;   /* only for printing samples as text */
+    if (tokenizer && o->sample_every > 0) {
+        gk_err terr;
+        tok = tok_load(tokenizer, &terr);
+        if (!tok) gk_warn("samples will be shown as ids: %s\n", terr.msg);
+    }
     if (T > (size_t)m->cfg.n_ctx) {
         gpt_free(m); free(tok_rec);
         return gk_errf(err, "sequence length %zu exceeds the model's context length %d", T, m->cfg.n_ctx);
@@ -213,15 +220,36 @@ int train_pretrain(const pretrain_opts *o, pretrain_result *res, gk_err *err) {
             train_log_event(&lg, fields, human);
         }
         if (o->sample_every > 0 && (step + 1) % o->sample_every == 0) {
-            int32_t prompt[1] = { in[0] }, outids[32];
-            size_t n = train_sample(m, prompt, 1, 32, 0.8f, &st.rng, -1, outids);
-            char ids[512]; size_t k = 0;
+            /* a sample continuing the document separator (or the batch's first token without a tokenizer) */
+            int32_t eot = tok ? tok_eot_id(tok) : -1;
+            int32_t prompt[1] = { eot >= 0 && eot < m->cfg.vocab_size ? eot : in[0] }, outids[48];
+            size_t n = train_sample(m, prompt, 1, 48, 0.8f, &st.rng, -1, outids);
+            char *ids = gk_malloc(12 * n + 1); size_t k = 0;
             ids[0] = 0;
-            for (size_t i = 0; i < n && k + 12 < sizeof ids; i++) k += (size_t)snprintf(ids + k, sizeof ids - k, "%s%d", i ? " " : "", outids[i]);
-            snprintf(fields, sizeof fields, "\"step\":%ld,\"sample_ids\":[%.*s]", step, (int)sizeof ids, ids);
-            for (char *c = fields; *c; c++) if (*c == ' ') *c = ',';
-            snprintf(human, sizeof human, "sample (ids): %s", ids);
-            train_log_event(&lg, fields, human);
+            for (size_t i = 0; i < n; i++) k += (size_t)snprintf(ids + k, 12, "%s%d", i ? "," : "", outids[i]);
+            cJSON *ev = cJSON_CreateObject();
+            cJSON_AddNumberToObject(ev, "step", (double)step);
+            cJSON_AddItemToObject(ev, "sample_ids", cJSON_CreateIntArray(outids, (int)n));
+            tok_bytes text = {0};
+            if (tok) {
+                /* the streaming decoder: always valid UTF-8 (U+FFFD for broken bytes), so the JSON is too */
+                gk_err derr;
+                tok_stream ts;
+                tok_stream_init(&ts);
+                for (size_t i = 0; i < n; i++) tok_stream_push(&ts, tok, outids[i], &text, &derr);
+                tok_stream_flush(&ts, &text);
+                tok_bytes_append(&text, "", 1);
+                cJSON_AddStringToObject(ev, "sample", (const char *)text.data);
+                for (size_t i = 0; i + 1 < text.n; i++) if (text.data[i] == '\n') text.data[i] = ' ';
+            }
+            char *js = cJSON_PrintUnformatted(ev);
+            size_t jl = strlen(js);
+            char *body = gk_malloc(jl + 1);
+            memcpy(body, js + 1, jl - 2); body[jl - 2] = 0;     /* without the braces */
+            char *h = gk_malloc((tok ? text.n : k) + 16);
+            sprintf(h, "sample: %s", tok ? (const char *)text.data : ids);
+            train_log_event(&lg, body, h);
+            free(h); free(body); cJSON_free(js); cJSON_Delete(ev); tok_bytes_free(&text); free(ids);
         }
         if (o->save_every > 0 && (step + 1) % o->save_every == 0 && !last) {
             st.step = step + 1; st.pos = data_loader_tell(dl);
@@ -254,5 +282,6 @@ done:
     gpt_free(m);
     free(st.opts_json);
     free(tok_rec);
+    tok_free(tok);
     return rc;
 }
