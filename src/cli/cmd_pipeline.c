@@ -252,7 +252,9 @@ static int st_pretrain(ctx *x, cJSON *j, gk_err *err) {
     tok_free(t);
     o.model_name = NULL;
     o.n_layer = (int)c->n_layer; o.n_head = (int)c->n_head; o.n_embd = (int)c->n_embd; o.n_ctx = (int)c->n_ctx;
-    o.tokenizer = x->p_tok;
+    /* recorded in every checkpoint of the run: absolute, so the models load from any directory */
+    char *tok_abs = realpath(x->p_tok, NULL);
+    o.tokenizer = tok_abs ? tok_abs : x->p_tok;
     char *tr = gk_path_join(x->p_shards, "train_*.bin");
     char *va = gk_path_join(x->p_shards, "val_000000.bin");
     o.data = tr; o.val = va;
@@ -282,7 +284,7 @@ static int st_pretrain(ctx *x, cJSON *j, gk_err *err) {
         }
         tok_free(tk);
     }
-    free(tr); free(va);
+    free(tr); free(va); free(tok_abs);
     return rc;
 }
 
