@@ -4,6 +4,7 @@
 #ifndef GK_CLI_H
 #define GK_CLI_H
 #include <stddef.h>
+#include <stdint.h>
 
 int cmd_pretrain(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
@@ -49,6 +50,18 @@ void   cli_usage_error(cli_args *a, const char *fmt, ...) __attribute__((noretur
 /* Like cli_str, but collects every following non-flag word (for --input FILES...). Returns count. */
 int    cli_strs(cli_args *a, const char *flag, const char ***out);
 #endif
+
+/* Flags every training stage shares: --lr --warmup --schedule --final-lr-frac (sched), --weight-decay
+ * --grad-clip --beta1 --beta2 --eps (opt), --seed, --val-every, --save-every, --stop-at, --json, -q.
+ * Pointers may be NULL for what a stage lacks (that flag is then unknown to it). Returns 1 if f was one. */
+typedef struct {
+    void *sched;          /* lr_schedule * */
+    void *opt;            /* adamw_config * */
+    uint64_t *seed;
+    long *val_every, *save_every, *stop_at;
+    int  *json;
+} cli_train_flags;
+int cli_train_flag(cli_args *a, const char *f, const cli_train_flags *t);
 
 /* A subcommand whose issue has not landed yet: says so and exits 2. */
 int cli_not_yet(const char *cmd, const char *what);

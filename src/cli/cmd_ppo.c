@@ -67,14 +67,8 @@ static void parse(ppo_opts *o, int argc, char **argv, int apply) {
         else if (cli_is(f, "--vf-clip")) t->vf_clip = (float)cli_double(&a, f);
         else if (cli_is(f, "--gamma")) t->gamma = (float)cli_double(&a, f);
         else if (cli_is(f, "--lambda")) t->lambda = (float)cli_double(&a, f);
-        else if (cli_is(f, "--grad-clip")) t->opt.grad_clip = (float)cli_double(&a, f);
-        else if (cli_is(f, "--weight-decay")) t->opt.weight_decay = (float)cli_double(&a, f);
-        else if (cli_is(f, "--seed")) t->seed = (uint64_t)cli_long(&a, f);
+        else if (cli_train_flag(&a, f, &(cli_train_flags){ NULL, &t->opt, &t->seed, NULL, &t->save_every, &t->stop_at, &t->json })) {}
         else if (cli_is(f, "--sample-every")) t->sample_every = cli_long(&a, f);
-        else if (cli_is(f, "--save-every")) t->save_every = cli_long(&a, f);
-        else if (cli_is(f, "--stop-at")) t->stop_at = cli_long(&a, f);
-        else if (cli_is(f, "--json")) t->json = 1;
-        else if (cli_is(f, "-q", "--quiet")) gk_verbose = 0;
         else cli_unknown(&a, f);
     }
     if (!apply) o->resume_dir = d.resume_dir;

@@ -63,7 +63,7 @@ static void parse(pretrain_opts *o, int argc, char **argv, int apply) {
         else if (cli_is(f, "--n-ctx")) t->n_ctx = (int)cli_long(&a, f);
         else if (cli_is(f, "--init")) t->init_dir = cli_str(&a, f);
         else if (cli_is(f, "--resume")) t->resume_dir = cli_str(&a, f);
-        else if (cli_is(f, "--seed")) t->seed = (uint64_t)cli_long(&a, f);
+        else if (cli_train_flag(&a, f, &(cli_train_flags){ &t->sched, &t->opt, &t->seed, &t->val_every, &t->save_every, &t->stop_at, &t->json })) {}
         else if (cli_is(f, "--data")) t->data = cli_str(&a, f);
         else if (cli_is(f, "--val")) t->val = cli_str(&a, f);
         else if (cli_is(f, "--no-shuffle")) t->shuffle = 0;
@@ -72,32 +72,15 @@ static void parse(pretrain_opts *o, int argc, char **argv, int apply) {
         else if (cli_is(f, "-t", "--seq-len")) t->T = cli_long(&a, f);
         else if (cli_is(f, "--total-batch")) t->total_batch = cli_long(&a, f);
         else if (cli_is(f, "--steps")) t->steps = cli_long(&a, f);
-        else if (cli_is(f, "--lr")) t->sched.lr = (float)cli_double(&a, f);
-        else if (cli_is(f, "--warmup")) t->sched.warmup = cli_long(&a, f);
-        else if (cli_is(f, "--schedule")) {
-            const char *s = cli_str(&a, f);
-            if (lr_shape_parse(s, &t->sched.shape)) cli_usage_error(&a, "--schedule must be constant, cosine or linear, got '%s'", s);
-        }
-        else if (cli_is(f, "--final-lr-frac")) t->sched.final_frac = (float)cli_double(&a, f);
-        else if (cli_is(f, "--weight-decay")) t->opt.weight_decay = (float)cli_double(&a, f);
-        else if (cli_is(f, "--grad-clip")) t->opt.grad_clip = (float)cli_double(&a, f);
-        else if (cli_is(f, "--beta1")) t->opt.beta1 = (float)cli_double(&a, f);
-        else if (cli_is(f, "--beta2")) t->opt.beta2 = (float)cli_double(&a, f);
-        else if (cli_is(f, "--eps")) t->opt.eps = (float)cli_double(&a, f);
         else if (cli_is(f, "--out")) t->out = cli_str(&a, f);
         else if (cli_is(f, "--tokenizer")) t->tokenizer = cli_str(&a, f);
-        else if (cli_is(f, "--val-every")) t->val_every = cli_long(&a, f);
         else if (cli_is(f, "--val-batches")) t->val_batches = cli_long(&a, f);
         else if (cli_is(f, "--sample-every")) t->sample_every = cli_long(&a, f);
-        else if (cli_is(f, "--save-every")) t->save_every = cli_long(&a, f);
         else if (cli_is(f, "--precision")) {
             const char *s = cli_str(&a, f);
             if (!strcmp(s, "fp32")) t->bf16 = 0; else if (!strcmp(s, "bf16")) t->bf16 = 1;
             else cli_usage_error(&a, "--precision must be fp32 or bf16, got '%s'", s);
         }
-        else if (cli_is(f, "--stop-at")) t->stop_at = cli_long(&a, f);
-        else if (cli_is(f, "--json")) t->json = 1;
-        else if (cli_is(f, "-q", "--quiet")) gk_verbose = 0;
         else cli_unknown(&a, f);
     }
     if (!apply) o->resume_dir = d.resume_dir;
