@@ -16,6 +16,7 @@
 #include "kern/cpu/fast_math.h"
 #include "core/core.h"
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,8 +54,7 @@ static int openblas_core_ok(void) {
 }
 #endif
 
-static int gemm_backend(void) {
-    if (g_gemm >= 0) return g_gemm;
+static void gemm_backend_init(void) {
     g_gemm = GEMM_REF;
 #ifdef GK_HAVE_BLAS
     openblas_set_num_threads(gk_num_threads());   /* same count as OpenMP; never called inside a parallel region */
@@ -77,6 +77,10 @@ static int gemm_backend(void) {
 #endif
         if (!strcmp(env, "ref")) g_gemm = GEMM_REF;
     }
+}
+static int gemm_backend(void) {   /* decided once, thread-safely */
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, gemm_backend_init);
     return g_gemm;
 }
 

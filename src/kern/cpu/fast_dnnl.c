@@ -11,7 +11,8 @@
  * 6 bytes per input element, small next to the K-fold reuse in the product) and multiplied with fp32
  * accumulation and an fp32 result. (oneDNN 2.6's fpmath_mode=bf16 attribute on fp32 tensors was measured
  * to keep the fp32 kernel, so the conversion is explicit.)
- * Not thread-safe (one cache, one scratch): called from the thread that drives the kernels.
+ * One cache and one bf16 scratch, shared: a mutex serialises concurrent callers (each product is itself
+ * parallel, so callers on several threads gain nothing from overlapping anyway).
  *
  * kern_cpu_gemm computes, row-major, C[M,N] = op(A)[M,K] op(B)[K,N] (+ bias[N]) (+ C if accumulate), where
  * op(A) = A (stored M x K, leading dim lda) or A^T (stored K x M); likewise B. Transposes are expressed as
@@ -22,6 +23,7 @@
 #include "kern/cpu/cpu.h"
 #include "core/core.h"
 #include <dnnl.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -38,8 +40,9 @@ static int g_ncache = 0;
 static dnnl_engine_t g_engine;
 static dnnl_stream_t g_stream;
 static int g_init = 0;   /* 0 not tried, 1 ok, -1 failed */
+static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static int dnnl_ok(void) {
+static int dnnl_ok_locked(void) {
     if (g_init) return g_init > 0;
     g_init = -1;
     if (dnnl_engine_create(&g_engine, dnnl_cpu, 0) != dnnl_success) return 0;
@@ -103,7 +106,12 @@ static gemm_entry *lookup(int ta, int tb, int64_t M, int64_t N, int64_t K, int64
     return e;
 }
 
-int kern_cpu_dnnl_available(void) { return dnnl_ok(); }
+int kern_cpu_dnnl_available(void) {
+    pthread_mutex_lock(&g_lock);
+    int ok = dnnl_ok_locked();
+    pthread_mutex_unlock(&g_lock);
+    return ok;
+}
 
 /* Grow-only scratch for the bf16 copies of A and B. */
 static uint16_t *g_abuf, *g_bbuf;
@@ -115,7 +123,8 @@ static uint16_t *scratch(uint16_t **buf, size_t *cap, size_t n) {
 
 void kern_cpu_gemm(int ta, int tb, size_t M, size_t N, size_t K, const float *A, size_t lda, const float *B, size_t ldb,
              const float *bias, int accumulate, float *C, size_t ldc, int bf16) {
-    GK_CHECK(dnnl_ok(), "oneDNN CPU engine unavailable");
+    pthread_mutex_lock(&g_lock);
+    GK_CHECK(dnnl_ok_locked(), "oneDNN CPU engine unavailable");
     gemm_entry *e = lookup(ta, tb, (int64_t)M, (int64_t)N, (int64_t)K, (int64_t)lda, (int64_t)ldb, (int64_t)ldc,
                            accumulate, bias != NULL, bf16);
     if (bf16) {   /* round both inputs to bfloat16 (nearest even); the product accumulates in fp32 */
@@ -133,6 +142,7 @@ void kern_cpu_gemm(int ta, int tb, size_t M, size_t N, size_t K, const float *A,
     if (bias) dnnl_memory_set_data_handle(e->bi, (void *)bias);
     GK_CHECK(dnnl_primitive_execute(e->prim, g_stream, bias ? 4 : 3, args) == dnnl_success, "oneDNN matmul failed");
     dnnl_stream_wait(g_stream);
+    pthread_mutex_unlock(&g_lock);
 }
 #else
 typedef int gk_fast_dnnl_unused;   /* ISO C forbids an empty translation unit */
