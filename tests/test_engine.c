@@ -424,12 +424,44 @@ static void test_skinny_matmul(void) {
             }
 }
 
+/* Different prompts decoded together equal each decoded alone (greedy, with penalties in play). */
+static void test_generate_multi(void) {
+    gpt_model *m = tiny_model(97, 64, 13);
+    engine *e = engine_new(m, NULL, 3, 0);
+    int32_t p0[2] = { 5, 9 }, p1[7] = { 1, 2, 3, 4, 5, 6, 7 }, p2[4] = { 90, 80, 70, 60 };
+    const int32_t *ps[3] = { p0, p1, p2 };
+    size_t ns[3] = { 2, 7, 4 };
+    engine_gen_opts o;
+    engine_gen_opts_default(&o);
+    o.samp.temperature = 0; o.samp.repetition_penalty = 1.5f; o.max_new = 20;
+    engine_seq multi[3], one;
+    gk_err err;
+    CHECK(engine_generate_multi(e, ps, ns, 3, &o, multi, &err) == 0, "multi: %s", err.msg);
+    for (int k = 0; k < 3; k++) {
+        CHECK(engine_generate(e, ps[k], ns[k], 1, &o, &one, &err) == 0, "single: %s", err.msg);
+        CHECK(one.n == multi[k].n, "prompt %d: lengths %zu %zu", k, one.n, multi[k].n);
+        for (size_t i = 0; i < one.n && i < multi[k].n; i++) {
+            CHECK(one.ids[i] == multi[k].ids[i], "prompt %d id %zu", k, i);
+            CHECK_CLOSE(one.logprob[i], multi[k].logprob[i], 1e-5, 0, "logprob");
+        }
+        engine_seq_free(&one);
+        engine_seq_free(&multi[k]);
+    }
+    int32_t big[70] = {0};
+    const int32_t *pb[2] = { p0, big };
+    size_t nb[2] = { 2, 70 };
+    CHECK(engine_generate_multi(e, pb, nb, 2, &o, multi, &err) == -1 && strstr(err.msg, "prompt 1 is 70 tokens"), "too long: %s", err.msg);
+    engine_free(e);
+    gpt_free(m);
+}
+
 int main(void) {
     TL_RUN(test_skinny_matmul);
     TL_RUN(test_kv_matches_full_ref);
     TL_RUN(test_kv_matches_full_fast);
     TL_RUN(test_greedy_equals_full_recompute);
     TL_RUN(test_batched_sampling_equals_single);
+    TL_RUN(test_generate_multi);
     TL_RUN(test_sampler_statistics);
     TL_RUN(test_engine_statistics);
     TL_RUN(test_stops_and_streaming);

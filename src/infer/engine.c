@@ -194,25 +194,70 @@ static long find_stop(const engine_gen_opts *o, const tok_bytes *t, size_t old_n
     return best;
 }
 
-int engine_generate(engine *e, const int32_t *prompt, size_t n_prompt, size_t n_seqs, const engine_gen_opts *o,
-                    engine_seq *out, gk_err *err) {
-    size_t V = e->V;
-    if (n_prompt == 0) return gk_errf(err, "empty prompt: generation needs at least one token to condition on");
+/* The decode loop shared by engine_generate (one prompt prefilled once, forked) and engine_generate_multi (a
+ * prompt per sequence). Sequence i lives in slot i, its prompt is prompts[i] (for the repetition penalty), and
+ * the logits after its prompt are first + i * first_stride. */
+static int decode_loop(engine *e, const int32_t *const *prompts, const size_t *n_prompts, size_t n_seqs,
+                       const float *first, size_t first_stride, const engine_gen_opts *o, engine_seq *out);
+
+static int check_common(engine *e, size_t n_seqs, const engine_gen_opts *o, gk_err *err) {
     if (n_seqs == 0 || n_seqs > e->max_seqs)
         return gk_errf(err, "%zu sequences requested; this engine decodes 1 to %zu at once", n_seqs, e->max_seqs);
     if (infer_sampling_validate(&o->samp, err)) return -1;
     if (o->n_stop_strs && !e->tok) return gk_errf(err, "stop strings need a tokenizer (none is attached to the model)");
-    if (n_prompt > e->max_len)
-        return gk_errf(err, "prompt is %zu tokens but the context holds %zu (the model's n_ctx is %d); shorten it",
-                       n_prompt, e->max_len, e->m->cfg.n_ctx);
-    for (size_t i = 0; i < n_seqs; i++) memset(&out[i], 0, sizeof out[i]);
+    return 0;
+}
 
+static int check_prompt(engine *e, size_t n_prompt, const char *which, gk_err *err) {
+    if (n_prompt == 0) return gk_errf(err, "empty prompt%s: generation needs at least one token to condition on", which);
+    if (n_prompt > e->max_len)
+        return gk_errf(err, "prompt%s is %zu tokens but the context holds %zu (the model's n_ctx is %d); shorten it",
+                       which, n_prompt, e->max_len, e->m->cfg.n_ctx);
+    return 0;
+}
+
+int engine_generate(engine *e, const int32_t *prompt, size_t n_prompt, size_t n_seqs, const engine_gen_opts *o,
+                    engine_seq *out, gk_err *err) {
+    if (check_prompt(e, n_prompt, "", err) || check_common(e, n_seqs, o, err)) return -1;
+    for (size_t i = 0; i < n_seqs; i++) memset(&out[i], 0, sizeof out[i]);
     /* prefill slot 0, fork to the others */
-    float *first = gk_malloc(V * sizeof(float));
+    float *first = gk_malloc(e->V * sizeof(float));
     engine_reset(e, 0);
     if (engine_feed(e, 0, prompt, n_prompt, first, err)) { free(first); return -1; }
     for (size_t i = 1; i < n_seqs; i++) engine_fork(e, i, 0);
+    const int32_t **ps = gk_malloc(n_seqs * sizeof *ps);
+    size_t *ns = gk_malloc(n_seqs * sizeof *ns);
+    for (size_t i = 0; i < n_seqs; i++) { ps[i] = prompt; ns[i] = n_prompt; }
+    int rc = decode_loop(e, ps, ns, n_seqs, first, 0, o, out);
+    free(ps); free(ns); free(first);
+    return rc;
+}
 
+int engine_generate_multi(engine *e, const int32_t *const *prompts, const size_t *n_prompts, size_t n_seqs,
+                          const engine_gen_opts *o, engine_seq *out, gk_err *err) {
+    if (check_common(e, n_seqs, o, err)) return -1;
+    for (size_t i = 0; i < n_seqs; i++) {
+        char which[48];
+        snprintf(which, sizeof which, " %zu", i);
+        if (check_prompt(e, n_prompts[i], which, err)) return -1;
+    }
+    for (size_t i = 0; i < n_seqs; i++) memset(&out[i], 0, sizeof out[i]);
+    float *first = gk_malloc(n_seqs * e->V * sizeof(float));
+    for (size_t i = 0; i < n_seqs; i++) {
+        engine_reset(e, i);
+        if (engine_feed(e, i, prompts[i], n_prompts[i], first + i * e->V, err)) {
+            free(first);
+            return gk_err_prefix(err, "prompt %zu", i);
+        }
+    }
+    int rc = decode_loop(e, prompts, n_prompts, n_seqs, first, e->V, o, out);
+    free(first);
+    return rc;
+}
+
+static int decode_loop(engine *e, const int32_t *const *prompts, const size_t *n_prompts, size_t n_seqs,
+                       const float *first, size_t first_stride, const engine_gen_opts *o, engine_seq *out) {
+    size_t V = e->V;
     int32_t stops[10]; size_t nstops = 0;
     if (o->default_stops) {
         if (e->end_id >= 0) stops[nstops++] = e->end_id;
@@ -235,7 +280,7 @@ int engine_generate(engine *e, const int32_t *prompt, size_t n_prompt, size_t n_
         if (need_counts) st[i].counts = gk_calloc(V, sizeof(uint32_t));
         if (need_seen) {
             st[i].seen = gk_calloc(V, 1);
-            for (size_t k = 0; k < n_prompt; k++) st[i].seen[prompt[k]] = 1;
+            for (size_t k = 0; k < n_prompts[i]; k++) st[i].seen[prompts[i][k]] = 1;
         }
         tok_stream_init(&st[i].ts);
     }
@@ -252,7 +297,7 @@ int engine_generate(engine *e, const int32_t *prompt, size_t n_prompt, size_t n_
             seq_state *s = &st[i];
             if (!s->active) continue;
             if (cancelled) { seq_finish(o, i, s, ENGINE_FINISH_CANCELLED, e->tok != NULL); continue; }
-            const float *lg = first_step ? first : e->hlogits + row_of[i] * V;
+            const float *lg = first_step ? first + i * first_stride : e->hlogits + row_of[i] * V;
             infer_sampling_probs(sp, lg, V, s->counts, s->seen, probs);
             int32_t id = infer_draw(probs, V, &s->rng);
             float slp = sp->temperature == 0 ? 0.0f : logf(probs[id]);
@@ -298,6 +343,6 @@ int engine_generate(engine *e, const int32_t *prompt, size_t n_prompt, size_t n_
         tok_bytes_free(&s->text);
         free(s->counts); free(s->seen);
     }
-    free(st); free(probs); free(slots); free(next); free(row_of); free(first);
+    free(st); free(probs); free(slots); free(next); free(row_of);
     return 0;
 }

@@ -100,6 +100,12 @@ void engine_seq_free(engine_seq *s);
 int engine_generate(engine *e, const int32_t *prompt, size_t n_prompt, size_t n_seqs, const engine_gen_opts *o,
                     engine_seq *out, gk_err *err);
 
+/* Like engine_generate, but sequence i continues its own prompt prompts[i] (n_prompts[i] tokens): each is
+ * prefilled in its own slot, then all are decoded together (PPO rollouts over a batch of prompts, a server
+ * batching requests). Errors name the prompt: "prompt 3 is 1100 tokens but the context holds 1024 ...". */
+int engine_generate_multi(engine *e, const int32_t *const *prompts, const size_t *n_prompts, size_t n_seqs,
+                          const engine_gen_opts *o, engine_seq *out, gk_err *err);
+
 /* ---------------------------------------------------------------- loading */
 /* The tokenizer of a checkpoint: `override` if non-NULL (--tokenizer), else the path recorded in its
  * config.json (`recorded`, from gpt_load), tried as written and then relative to model_dir. *tok = NULL if
