@@ -361,9 +361,12 @@ static void test_stops_and_streaming(void) {
     /* cancel flag */
     volatile int cancel = 1;
     o.cancel = &cancel;
-    CHECK(engine_generate(e, prompt, 4, 2, &o, &s, &err) == 0, "generate");
-    CHECK(s.n == 0 && s.finish == ENGINE_FINISH_CANCELLED, "cancelled: n %zu", s.n);
-    engine_seq_free(&s);
+    engine_seq two[2];
+    CHECK(engine_generate(e, prompt, 4, 2, &o, two, &err) == 0, "generate");
+    for (int k = 0; k < 2; k++) {
+        CHECK(two[k].n == 0 && two[k].finish == ENGINE_FINISH_CANCELLED, "cancelled: n %zu", two[k].n);
+        engine_seq_free(&two[k]);
+    }
     o.cancel = NULL;
     engine_free(e);
     gpt_free(m);

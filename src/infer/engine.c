@@ -167,7 +167,7 @@ static int stream_upto(const engine_gen_opts *o, size_t i, seq_state *s, int32_t
     int stop = 0;
     if (o->on_token) {
         size_t a = s->emitted, b = upto > a ? upto : a;
-        stop = o->on_token(o->ctx, i, id, (const char *)s->text.data + a, b - a);
+        stop = o->on_token(o->ctx, i, id, s->text.data ? (const char *)s->text.data + a : "", b - a);
     }
     if (upto > s->emitted) s->emitted = upto;
     return stop;
@@ -336,7 +336,7 @@ static int decode_loop(engine *e, const int32_t *const *prompts, const size_t *n
         seq_state *s = &st[i];
         if (e->tok) {
             out[i].text = gk_malloc(s->text.n + 1);
-            memcpy(out[i].text, s->text.data, s->text.n);
+            if (s->text.n) memcpy(out[i].text, s->text.data, s->text.n);
             out[i].text[s->text.n] = 0;
             out[i].text_len = s->text.n;
         }
