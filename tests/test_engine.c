@@ -458,6 +458,51 @@ static void test_generate_multi(void) {
     gpt_free(m);
 }
 
+/* End to end: every token generated with top-k / top-p is inside the set those rules allow at its position,
+ * judged from a full recomputation of the logits. */
+static void test_engine_truncation_never_excluded(void) {
+    gpt_model *m = tiny_model(97, 64, 17);
+    engine *e = engine_new(m, NULL, 4, 0);
+    int32_t prompt[3] = { 10, 20, 30 };
+    gk_err err;
+    for (int mode = 0; mode < 2; mode++) {
+        engine_gen_opts o;
+        engine_gen_opts_default(&o);
+        o.samp.temperature = 1.5f; o.samp.seed = 99; o.max_new = 30;
+        if (mode == 0) o.samp.top_k = 3; else o.samp.top_p = 0.5f;
+        engine_seq s[4];
+        CHECK(engine_generate(e, prompt, 3, 4, &o, s, &err) == 0, "generate: %s", err.msg);
+        size_t bad = 0, total = 0;
+        for (int k = 0; k < 4; k++) {
+            int32_t full[40];
+            memcpy(full, prompt, sizeof prompt);
+            memcpy(full + 3, s[k].ids, s[k].n * sizeof(int32_t));
+            float *lg = full_logits(m, full, 3 + s[k].n);
+            for (size_t i = 0; i < s[k].n; i++) {
+                const float *row = lg + (2 + i) * 97;
+                int32_t id = s[k].ids[i];
+                size_t above = 0;   /* tokens strictly more likely than id */
+                for (int v = 0; v < 97; v++) above += row[v] > row[id];
+                if (mode == 0) bad += above >= 3;
+                else {
+                    /* nucleus at temperature 1.5: id is allowed iff the mass strictly above it is < 0.5 */
+                    double z = 0, mass = 0, mx = row[0];
+                    for (int v = 1; v < 97; v++) if (row[v] > mx) mx = row[v];
+                    for (int v = 0; v < 97; v++) z += exp((row[v] - mx) / 1.5);
+                    for (int v = 0; v < 97; v++) if (row[v] > row[id]) mass += exp((row[v] - mx) / 1.5) / z;
+                    bad += mass >= 0.5 + 1e-6;
+                }
+                total++;
+            }
+            free(lg);
+            engine_seq_free(&s[k]);
+        }
+        CHECK(bad == 0 && total == 120, "%s: %zu of %zu tokens outside the allowed set", mode ? "top-p" : "top-k", bad, total);
+    }
+    engine_free(e);
+    gpt_free(m);
+}
+
 int main(void) {
     TL_RUN(test_skinny_matmul);
     TL_RUN(test_kv_matches_full_ref);
@@ -467,6 +512,7 @@ int main(void) {
     TL_RUN(test_generate_multi);
     TL_RUN(test_sampler_statistics);
     TL_RUN(test_engine_statistics);
+    TL_RUN(test_engine_truncation_never_excluded);
     TL_RUN(test_stops_and_streaming);
     TL_RUN(test_errors);
     return tl_summary();

@@ -9,6 +9,7 @@
  */
 #include "train/train.h"
 #include "kern/kern.h"
+#include "infer/infer.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -150,12 +151,7 @@ int train_sft(const sft_opts *o, sft_result *res, gk_err *err) {
     int32_t *in = NULL, *tg = NULL;
     uint32_t *perm = NULL;
     size_t *idx = NULL;
-    if (!tok_path) { gk_errf(err, "%s records no tokenizer; pass --tokenizer PATH", src); goto done; }
-    {
-        gk_err e;
-        tok = tok_load(tok_path, &e);
-        if (!tok) { gk_errf(err, "tokenizer %s: %s", tok_path, e.msg); goto done; }
-    }
+    if (infer_load_tokenizer(src, tok_rec, o->tokenizer, 1, &tok, err)) goto done;
     chat_specials sp;
     if (chat_specials_resolve(tok, (size_t)m->cfg.vocab_size, &sp, err)) goto done;
     size_t T = o->T > 0 ? (size_t)o->T : (size_t)m->cfg.n_ctx;
