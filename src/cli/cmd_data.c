@@ -72,7 +72,8 @@ static const gen_kind KINDS[] = {
      "  --multi F    fraction of two-exchange conversations (default 0.15)\n", 3000, demo_gen_sft},
     {"prefs", "Preferences labelled by the hidden rule: correct beats wrong, follows the format beats ignores\n"
               "it, concise beats rambling. A mix of pairs and rankings (best first).",
-     "  --rank F     fraction of lines that are rankings rather than pairs (default 0.4)\n", 3000, demo_gen_prefs},
+     "  --rank F     fraction of lines that are rankings rather than pairs (default 0.4)\n"
+     "  --arith F    chance an arithmetic prompt is kept (default 1; the pipeline uses 0.25)\n", 3000, demo_gen_prefs},
     {"prompts", "RL prompts from the same skills as the SFT data, disjoint instances.", "", 500, demo_gen_prompts},
     {"eval", "Held-out evaluation tasks with the answer and how to check it (no duplicate prompts).", "", 300, demo_gen_eval},
 };
@@ -99,6 +100,7 @@ static int run_gen(const gen_kind *k, int argc, char **argv) {
         else if (k->fn == demo_gen_sft && cli_is(f, "--ramble")) o.sft_ramble = frac_arg(&a, f);
         else if (k->fn == demo_gen_sft && cli_is(f, "--multi")) o.sft_multi = frac_arg(&a, f);
         else if (k->fn == demo_gen_prefs && cli_is(f, "--rank")) o.pref_rank = frac_arg(&a, f);
+        else if (k->fn == demo_gen_prefs && cli_is(f, "--arith")) o.pref_arith = frac_arg(&a, f);
         else cli_unknown(&a, f);
     }
     if (!out) cli_usage_error(&a, "--out FILE is required ('-' for stdout)");

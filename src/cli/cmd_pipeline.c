@@ -34,6 +34,7 @@ static const kspec KEYS[] = {
     D("shards.val_fraction", val_fraction, "fraction of the corpus held out for validation"),
     L("data.sft", n_sft, "SFT conversations"), L("data.sft_val", n_sft_val, "held-out SFT conversations"),
     L("data.prefs", n_prefs, "preference lines (pairs and rankings)"), L("data.prefs_val", n_prefs_val, "held-out preference lines"),
+    D("data.pref_arith", pref_arith, "share of arithmetic prompts kept in the preference data"),
     L("data.prompts", n_prompts, "RL prompts"), L("data.eval", n_eval, "evaluation tasks (held out)"),
     L("model.n_layer", n_layer, "transformer blocks"), L("model.n_head", n_head, "attention heads"),
     L("model.n_embd", n_embd, "width"), L("model.n_ctx", n_ctx, "context length"),
@@ -65,7 +66,7 @@ void pipe_cfg_default(pipe_cfg *c) {
     snprintf(c->run_dir, sizeof c->run_dir, "runs/demo");
     c->seed = 1337;
     c->vocab_size = 2048; c->val_fraction = 0.02;
-    c->n_sft = 6000; c->n_sft_val = 300; c->n_prefs = 3000; c->n_prefs_val = 300; c->n_prompts = 1000; c->n_eval = 200;
+    c->n_sft = 6000; c->n_sft_val = 300; c->n_prefs = 3000; c->n_prefs_val = 300; c->n_prompts = 1000; c->n_eval = 200; c->pref_arith = 0.25;
     c->n_layer = 4; c->n_head = 4; c->n_embd = 192; c->n_ctx = 256;
     c->pt_batch = 16; c->pt_seq = 128; c->pt_steps = 600; c->pt_warmup = 30; c->pt_val_every = 100; c->pt_lr = 2e-3;
     c->sft_batch = 16; c->sft_epochs = 2; c->sft_steps = 0; c->sft_lr = 1e-3;
@@ -228,11 +229,14 @@ static int st_data(ctx *x, cJSON *j, gk_err *err) {
         { "prefs_train.jsonl", c->n_prefs, 3, 1 }, { "prefs_val.jsonl", c->n_prefs_val, 4, 1 },
         { "prompts.jsonl", c->n_prompts, 5, 2 }, { "eval.jsonl", c->n_eval, 6, 3 },
     };
+    demo_opts dop;
+    demo_opts_default(&dop);
+    dop.pref_arith = c->pref_arith;
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         char *p = gk_path_join(x->p_data, files[i].name);
         uint64_t seed = (uint64_t)c->seed * 1000 + files[i].seed;
-        long n = files[i].kind == 0 ? demo_gen_sft(p, files[i].n, seed, NULL, err)
-               : files[i].kind == 1 ? demo_gen_prefs(p, files[i].n, seed, NULL, err)
+        long n = files[i].kind == 0 ? demo_gen_sft(p, files[i].n, seed, &dop, err)
+               : files[i].kind == 1 ? demo_gen_prefs(p, files[i].n, seed, &dop, err)
                : files[i].kind == 2 ? demo_gen_prompts(p, files[i].n, seed, NULL, err)
                : demo_gen_eval(p, files[i].n, seed, NULL, err);
         free(p);

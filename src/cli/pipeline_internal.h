@@ -17,6 +17,7 @@ typedef struct {
     double val_fraction;
     /* demo data */
     long   n_sft, n_sft_val, n_prefs, n_prefs_val, n_prompts, n_eval;
+    double pref_arith;
     /* pretrain */
     long   n_layer, n_head, n_embd, n_ctx;
     long   pt_batch, pt_seq, pt_steps, pt_warmup, pt_val_every;

@@ -319,6 +319,7 @@ void demo_opts_default(demo_opts *o) {
     o->sft_ramble = 0.15;
     o->sft_multi = 0.15;
     o->pref_rank = 0.4;
+    o->pref_arith = 1.0;
 }
 
 static demo_opts opts_or_default(const demo_opts *o) {
@@ -388,6 +389,7 @@ long demo_gen_prefs(const char *path, long n, uint64_t seed, const demo_opts *o,
     gk_rng r; seed_for(&r, seed, 2);
     for (long i = 0; i < n; i++) {
         inst x; draw_split(&r, DEMO_SPLIT_PREFS, &x);
+        while (op.pref_arith < 1.0 && x.is_arith && gk_rng_uniform(&r) >= op.pref_arith) draw_split(&r, DEMO_SPLIT_PREFS, &x);
         cand c[4];
         candidates(&r, &x, c);
         cJSON *obj = cJSON_CreateObject();
