@@ -71,8 +71,8 @@ void pipe_cfg_default(pipe_cfg *c) {
     c->pt_batch = 16; c->pt_seq = 128; c->pt_steps = 600; c->pt_warmup = 30; c->pt_val_every = 100; c->pt_lr = 2e-3;
     c->sft_batch = 16; c->sft_epochs = 2; c->sft_steps = 0; c->sft_lr = 1e-3;
     c->rm_batch = 16; c->rm_epochs = 2; c->rm_lr = 3e-4;
-    c->ppo_iters = 30; c->ppo_prompts = 8; c->ppo_samples = 4; c->ppo_max_new = 24; c->ppo_epochs = 2; c->ppo_minibatch = 16;
-    c->ppo_lr = 3e-5; c->ppo_beta = 0.05; c->ppo_kl_target = 2.0;
+    c->ppo_iters = 60; c->ppo_prompts = 8; c->ppo_samples = 4; c->ppo_max_new = 24; c->ppo_epochs = 2; c->ppo_minibatch = 16;
+    c->ppo_lr = 5e-5; c->ppo_beta = 0.1; c->ppo_kl_target = 3.0;
     c->dpo_batch = 16; c->dpo_epochs = 1; c->dpo_lr = 5e-5; c->dpo_beta = 0.1;
     c->eval_tasks = 200; c->fewshot_k = 3; c->div_prompts = 16; c->div_samples = 8; c->compare_n = 100; c->max_new = 24;
 }
