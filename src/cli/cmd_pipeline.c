@@ -49,7 +49,9 @@ static const kspec KEYS[] = {
     L("ppo.epochs", ppo_epochs, "passes over each rollout batch"), L("ppo.minibatch", ppo_minibatch, "rollouts per minibatch"),
     D("ppo.lr", ppo_lr, "policy learning rate"), D("ppo.beta", ppo_beta, "initial KL coefficient"),
     D("ppo.kl_target", ppo_kl_target, "adaptive KL target (nats per response; 0 = fixed beta)"),
+    L("ppo.kl_horizon", ppo_kl_horizon, "adaptive KL controller horizon (rollouts)"),
     L("dpo.batch", dpo_batch, "preference lines per step"), L("dpo.epochs", dpo_epochs, "epochs"),
+    L("dpo.steps", dpo_steps, "optimizer steps (0 = epochs)"),
     D("dpo.lr", dpo_lr, "learning rate"), D("dpo.beta", dpo_beta, "DPO beta"),
     L("eval.tasks", eval_tasks, "held-out tasks per model"), L("eval.fewshot_k", fewshot_k, "examples in the base model's prompt"),
     L("eval.div_prompts", div_prompts, "prompts for the diversity measurement"),
@@ -66,14 +68,14 @@ void pipe_cfg_default(pipe_cfg *c) {
     snprintf(c->run_dir, sizeof c->run_dir, "runs/demo");
     c->seed = 1337;
     c->vocab_size = 2048; c->val_fraction = 0.02;
-    c->n_sft = 6000; c->n_sft_val = 300; c->n_prefs = 3000; c->n_prefs_val = 300; c->n_prompts = 1000; c->n_eval = 200; c->pref_arith = 0.25;
+    c->n_sft = 6000; c->n_sft_val = 300; c->n_prefs = 6000; c->n_prefs_val = 300; c->n_prompts = 1000; c->n_eval = 200; c->pref_arith = 0.1;
     c->n_layer = 4; c->n_head = 4; c->n_embd = 192; c->n_ctx = 256;
     c->pt_batch = 16; c->pt_seq = 128; c->pt_steps = 600; c->pt_warmup = 30; c->pt_val_every = 100; c->pt_lr = 2e-3;
     c->sft_batch = 16; c->sft_epochs = 2; c->sft_steps = 0; c->sft_lr = 1e-3;
-    c->rm_batch = 16; c->rm_epochs = 2; c->rm_lr = 3e-4;
-    c->ppo_iters = 60; c->ppo_prompts = 8; c->ppo_samples = 4; c->ppo_max_new = 24; c->ppo_epochs = 2; c->ppo_minibatch = 16;
-    c->ppo_lr = 5e-5; c->ppo_beta = 0.1; c->ppo_kl_target = 3.0;
-    c->dpo_batch = 16; c->dpo_epochs = 1; c->dpo_lr = 5e-5; c->dpo_beta = 0.1;
+    c->rm_batch = 16; c->rm_epochs = 2; c->rm_lr = 5e-4;
+    c->ppo_iters = 40; c->ppo_prompts = 16; c->ppo_samples = 4; c->ppo_max_new = 24; c->ppo_epochs = 2; c->ppo_minibatch = 16;
+    c->ppo_lr = 3e-5; c->ppo_beta = 0.1; c->ppo_kl_target = 6.0; c->ppo_kl_horizon = 1000;
+    c->dpo_batch = 16; c->dpo_epochs = 1; c->dpo_steps = 200; c->dpo_lr = 5e-5; c->dpo_beta = 0.1;
     c->eval_tasks = 200; c->fewshot_k = 3; c->div_prompts = 16; c->div_samples = 8; c->compare_n = 100; c->max_new = 24;
 }
 
@@ -359,6 +361,7 @@ static int st_ppo(ctx *x, cJSON *j, gk_err *err) {
     o.iters = c->ppo_iters; o.batch_prompts = c->ppo_prompts; o.samples = c->ppo_samples; o.max_new = c->ppo_max_new;
     o.ppo_epochs = c->ppo_epochs; o.minibatch = c->ppo_minibatch;
     o.lr = (float)c->ppo_lr; o.beta = (float)c->ppo_beta; o.kl_target = (float)c->ppo_kl_target;
+    if (c->ppo_kl_horizon > 0) o.kl_horizon = c->ppo_kl_horizon;
     o.seed = (uint64_t)c->seed;
     o.sample_every = 10;
     o.save_every = 10;
@@ -388,7 +391,7 @@ static int st_dpo(ctx *x, cJSON *j, gk_err *err) {
     o.policy_dir = x->p_sft;
     char *tr = gk_path_join(x->p_data, "prefs_train.jsonl"), *va = gk_path_join(x->p_data, "prefs_val.jsonl");
     o.data = tr; o.val = va;
-    o.batch = c->dpo_batch; o.epochs = c->dpo_epochs; o.sched.lr = (float)c->dpo_lr; o.beta = (float)c->dpo_beta;
+    o.batch = c->dpo_batch; o.epochs = c->dpo_epochs; o.steps = c->dpo_steps; o.sched.lr = (float)c->dpo_lr; o.beta = (float)c->dpo_beta;
     o.seed = (uint64_t)c->seed;
     o.out = x->p_dpo;
     if (exists_in_run(c, "dpo/train_state.safetensors")) { o.resume_dir = x->p_dpo; gk_log("pipeline: resuming dpo from %s\n", x->p_dpo); }

@@ -30,9 +30,10 @@ typedef struct {
     double rm_lr;
     /* ppo */
     long   ppo_iters, ppo_prompts, ppo_samples, ppo_max_new, ppo_epochs, ppo_minibatch;
+    long   ppo_kl_horizon;
     double ppo_lr, ppo_beta, ppo_kl_target;
     /* dpo */
-    long   dpo_batch, dpo_epochs;
+    long   dpo_batch, dpo_epochs, dpo_steps;
     double dpo_lr, dpo_beta;
     /* evaluation */
     long   eval_tasks, fewshot_k, div_prompts, div_samples, compare_n, max_new;
