@@ -61,25 +61,8 @@ static void parse(sft_opts *o, int argc, char **argv, int apply) {
         else if (cli_is(f, "-t", "--seq-len")) t->T = cli_long(&a, f);
         else if (cli_is(f, "--epochs")) { t->epochs = cli_long(&a, f); t->steps = 0; }
         else if (cli_is(f, "--steps")) t->steps = cli_long(&a, f);
-        else if (cli_is(f, "--lr")) t->sched.lr = (float)cli_double(&a, f);
-        else if (cli_is(f, "--warmup")) t->sched.warmup = cli_long(&a, f);
-        else if (cli_is(f, "--schedule")) {
-            const char *s = cli_str(&a, f);
-            if (lr_shape_parse(s, &t->sched.shape)) cli_usage_error(&a, "--schedule must be constant, cosine or linear, got '%s'", s);
-        }
-        else if (cli_is(f, "--final-lr-frac")) t->sched.final_frac = (float)cli_double(&a, f);
-        else if (cli_is(f, "--weight-decay")) t->opt.weight_decay = (float)cli_double(&a, f);
-        else if (cli_is(f, "--grad-clip")) t->opt.grad_clip = (float)cli_double(&a, f);
-        else if (cli_is(f, "--beta1")) t->opt.beta1 = (float)cli_double(&a, f);
-        else if (cli_is(f, "--beta2")) t->opt.beta2 = (float)cli_double(&a, f);
-        else if (cli_is(f, "--eps")) t->opt.eps = (float)cli_double(&a, f);
-        else if (cli_is(f, "--seed")) t->seed = (uint64_t)cli_long(&a, f);
+        else if (cli_train_flag(&a, f, &(cli_train_flags){ &t->sched, &t->opt, &t->seed, &t->val_every, &t->save_every, &t->stop_at, &t->json })) {}
         else if (cli_is(f, "--out")) t->out = cli_str(&a, f);
-        else if (cli_is(f, "--val-every")) t->val_every = cli_long(&a, f);
-        else if (cli_is(f, "--save-every")) t->save_every = cli_long(&a, f);
-        else if (cli_is(f, "--stop-at")) t->stop_at = cli_long(&a, f);
-        else if (cli_is(f, "--json")) t->json = 1;
-        else if (cli_is(f, "-q", "--quiet")) gk_verbose = 0;
         else cli_unknown(&a, f);
     }
     if (!apply) o->resume_dir = d.resume_dir;
