@@ -104,8 +104,9 @@ typedef struct {
 } pretrain_result;
 int train_pretrain(const pretrain_opts *o, pretrain_result *res, gk_err *err);
 
-/* Peak fp32 (or bf16) GEMM GFLOP/s of this machine for MFU: measured once with kern_peak_probe and cached in
- * $XDG_CACHE_HOME/gptkit/peak (or ~/.cache/gptkit/peak); $GPTKIT_PEAK_GFLOPS overrides. */
+/* Peak fp32 (or bf16) GEMM GFLOP/s of this machine for MFU: kern_peak_probe (~0.5 s) each run, keeping the
+ * largest figure ever seen in $XDG_CACHE_HOME/gptkit/peak (or ~/.cache/gptkit/peak), since a probe on a busy
+ * machine reads low; $GPTKIT_PEAK_GFLOPS overrides (and skips the probe). */
 double train_peak_gflops(int bf16);
 /* Training FLOPs per token of a GPT-2 forward+backward: 6 N (N = parameters) + 12 L C T (attention). */
 double train_flops_per_token(const gpt_model *m, size_t T);
