@@ -427,6 +427,7 @@ static int eval_model(const pipe_cfg *c, const char *dir, int base, const demo_t
     engine *e = rc ? NULL : engine_new(m, tok, (size_t)(c->div_samples > 1 ? c->div_samples : 1), 0);
     memset(ts, 0, sizeof *ts);
     double len_sum = 0;
+    int shown_ok = 0, shown_bad = 0;   /* sample conversations: two right and two wrong answers if there are */
     for (long i = 0; rc == 0 && i < nt; i++) {
         const demo_task *t = &tasks[i];
         tok_ids ids = {0};
@@ -465,7 +466,8 @@ static int eval_model(const pipe_cfg *c, const char *dir, int base, const demo_t
         ts->acc += ok; ts->format_rate += v.follows_format; ts->concise_rate += v.concise;
         len_sum += (double)s.n;
         ts->n++;
-        if (samples && i < 4) {
+        if (samples && (ok ? shown_ok < 2 : shown_bad < 2)) {
+            if (ok) shown_ok++; else shown_bad++;
             cJSON *o = cJSON_CreateObject();
             if (t->system[0]) cJSON_AddStringToObject(o, "system", t->system);
             cJSON_AddStringToObject(o, "user", t->user);
