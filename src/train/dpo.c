@@ -206,7 +206,7 @@ int train_dpo(const dpo_opts *o, dpo_result *res, gk_err *err) {
     rlhf_lp *lp = NULL;
     train_log lg; memset(&lg, 0, sizeof lg);
     train_state st; memset(&st, 0, sizeof st);
-    uint32_t *perm = NULL;
+    train_order ord = {0};
     int rc = -1;
     if (m->cfg.score_head) { gk_errf(err, "%s: has a score head; DPO trains an LM (SFT) checkpoint", mdir); goto done; }
     if (rlhf_chat_open(&chat, mdir, tok_rec, o->tokenizer, (size_t)m->cfg.vocab_size, err)) goto done;
@@ -254,8 +254,7 @@ int train_dpo(const dpo_opts *o, dpo_result *res, gk_err *err) {
     if (!o->json)
         gk_log("dpo: %d layers, width %d; beta %.3g; %zu lines (%zu pairs) train, %zu pairs val; %zu lines/step, %ld steps\n",
                m->cfg.n_layer, m->cfg.n_embd, o->beta, td.n, td.pairs, vd.pairs, B, steps);
-    perm = gk_malloc(td.n * sizeof(uint32_t));
-    uint64_t epoch = st.pos.epoch, pos = st.pos.pos, perm_epoch = UINT64_MAX;
+    train_order_init(&ord, td.n, o->seed * 1000003ULL, st.pos.epoch, st.pos.pos);
     gk_sigint_install();
     double t0 = gk_now();
     long step = step0;
@@ -263,18 +262,12 @@ int train_dpo(const dpo_opts *o, dpo_result *res, gk_err *err) {
     for (; step < steps; step++) {
         if (gk_sigint_pending()) { res->interrupted = 1; break; }
         if (o->stop_at > 0 && step >= o->stop_at) break;
-        if (pos + B > td.n) { epoch++; pos = 0; }
-        if (perm_epoch != epoch) {
-            for (size_t i = 0; i < td.n; i++) perm[i] = (uint32_t)i;
-            gk_rng pr; gk_rng_seed(&pr, o->seed * 1000003ULL + epoch);
-            gk_rng_shuffle_u32(&pr, perm, td.n);
-            perm_epoch = epoch;
-        }
+        size_t nb;
+        const uint32_t *idx = train_order_next(&ord, B, 0, &nb);
         double ts0 = gk_now();
         gpt_zero_grads(m);
         rlhf_dpo_stats s;
-        double loss = dpo_lines(lp, &td, perm + pos, B, o->beta, 1, &s, NULL);
-        pos += B;
+        double loss = dpo_lines(lp, &td, idx, nb, o->beta, 1, &s, NULL);
         float lr = lr_at(&sched, step);
         double norm = adamw_step(opt, m, lr);
         double dt = gk_now() - ts0;
@@ -295,7 +288,7 @@ int train_dpo(const dpo_opts *o, dpo_result *res, gk_err *err) {
             train_log_event(&lg, fields, human);
         }
         if (o->save_every > 0 && (step + 1) % o->save_every == 0 && !last) {
-            st.step = step + 1; st.pos.epoch = epoch; st.pos.pos = pos;
+            st.step = step + 1; st.pos.epoch = ord.epoch; st.pos.pos = ord.pos;
             if (train_save(o->out, m, opt, &st, o->tokenizer ? o->tokenizer : tok_rec, err)) { rc = -1; break; }
         }
     }
@@ -313,14 +306,14 @@ int train_dpo(const dpo_opts *o, dpo_result *res, gk_err *err) {
         train_log_event(&lg, fields, human);
     }
     if (rc == 0 || res->interrupted) {
-        st.step = step; st.pos.epoch = epoch; st.pos.pos = pos;
+        st.step = step; st.pos.epoch = ord.epoch; st.pos.pos = ord.pos;
         gk_err serr;
         if (train_save(o->out, m, opt, &st, o->tokenizer ? o->tokenizer : tok_rec, &serr)) { if (rc == 0) { *err = serr; rc = -1; } }
         else if (!o->json) gk_log("dpo: saved policy at step %ld to %s%s\n", step, o->out,
                                   res->interrupted ? " (interrupted; continue with --resume)" : "");
     }
 done:
-    free(perm);
+    train_order_free(&ord);
     train_log_close(&lg);
     rlhf_lp_free(lp);
     dd_free(&td); dd_free(&vd);

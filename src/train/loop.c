@@ -164,6 +164,30 @@ done:
     return rc;
 }
 
+/* ---------------------------------------------------------------- epoch order */
+
+void train_order_init(train_order *o, size_t n, uint64_t base, uint64_t epoch, uint64_t pos) {
+    o->perm = gk_malloc((n ? n : 1) * sizeof(uint32_t));
+    o->n = n; o->base = base; o->epoch = epoch; o->pos = pos; o->perm_epoch = UINT64_MAX;
+}
+void train_order_free(train_order *o) { free(o->perm); o->perm = NULL; }
+
+const uint32_t *train_order_next(train_order *o, size_t k, int partial, size_t *got) {
+    if (partial ? o->pos >= o->n : o->pos + k > o->n) { o->epoch++; o->pos = 0; }
+    if (o->perm_epoch != o->epoch) {
+        for (size_t i = 0; i < o->n; i++) o->perm[i] = (uint32_t)i;
+        gk_rng r;
+        gk_rng_seed(&r, o->base + o->epoch);
+        gk_rng_shuffle_u32(&r, o->perm, o->n);
+        o->perm_epoch = o->epoch;
+    }
+    size_t take = o->n - o->pos < k ? o->n - o->pos : k;
+    const uint32_t *p = o->perm + o->pos;
+    o->pos += take;
+    if (got) *got = take;
+    return p;
+}
+
 /* ---------------------------------------------------------------- MFU */
 
 double train_flops_per_token(const gpt_model *m, size_t T) {

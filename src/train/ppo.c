@@ -250,7 +250,8 @@ int train_ppo(const ppo_opts *o, ppo_result *res, gk_err *err) {
     train_state st, vst; memset(&st, 0, sizeof st); memset(&vst, 0, sizeof vst);
     rollout_batch b; memset(&b, 0, sizeof b);
     char *tok_rec = NULL, *rm_tok = NULL, *vdir = gk_path_join(o->out, "value");
-    uint32_t *perm = NULL, *order = NULL;
+    uint32_t *order = NULL;
+    train_order ord = {0};
     int rc = -1;
 
     const char *pdir = o->resume_dir ? o->resume_dir : o->policy_dir;
@@ -320,9 +321,8 @@ int train_ppo(const ppo_opts *o, ppo_result *res, gk_err *err) {
                "per iteration, %ld epochs of minibatch %zu; beta %.4g%s\n", c.policy->cfg.n_layer, c.policy->cfg.n_embd,
                (double)c.policy->num_params / 1e6, o->reward_dir, c.n_pids, P, S, o->ppo_epochs, MB, ctl.beta,
                o->kl_target > 0 ? " (adaptive)" : " (fixed)");
-    perm = gk_malloc(c.n_pids * sizeof(uint32_t));
     order = gk_malloc(N * sizeof(uint32_t));
-    uint64_t epoch = st.pos.epoch, pos = st.pos.pos, perm_epoch = UINT64_MAX;
+    train_order_init(&ord, c.n_pids, o->seed * 7919ULL, st.pos.epoch, st.pos.pos);
     gk_sigint_install();
     double t0 = gk_now();
     long it = step0;
@@ -331,7 +331,7 @@ int train_ppo(const ppo_opts *o, ppo_result *res, gk_err *err) {
         if (gk_sigint_pending()) { res->interrupted = 1; break; }
         if (o->stop_at > 0 && it >= o->stop_at) break;
         gk_rng rng_save = st.rng;
-        uint64_t epoch_save = epoch, pos_save = pos;
+        uint64_t epoch_save = ord.epoch, pos_save = ord.pos;
         ppo_step_log L; memset(&L, 0, sizeof L);
         L.beta = ctl.beta;
         /* ---- 1. rollouts */
@@ -342,21 +342,14 @@ int train_ppo(const ppo_opts *o, ppo_result *res, gk_err *err) {
         b.ended = gk_calloc(N, sizeof(int));
         int interrupted = 0;
         for (size_t p = 0; p < P; p++) {
-            if (pos >= c.n_pids) { epoch++; pos = 0; }
-            if (perm_epoch != epoch) {
-                for (size_t i = 0; i < c.n_pids; i++) perm[i] = (uint32_t)i;
-                gk_rng pr; gk_rng_seed(&pr, o->seed * 7919ULL + epoch);
-                gk_rng_shuffle_u32(&pr, perm, c.n_pids);
-                perm_epoch = epoch;
-            }
-            const tok_ids *pi = &c.pids[perm[pos++]];
+            const tok_ids *pi = &c.pids[train_order_next(&ord, 1, 1, NULL)[0]];
             if (rlhf_generate(c.eng, pi->ids, pi->n, S, (size_t)o->max_new, o->temperature, gk_rng_u64(&st.rng),
                               b.seqs + p * S, b.ended + p * S, err)) { rc = -1; break; }
             if (gk_sigint_pending()) { interrupted = 1; break; }
         }
         if (rc) break;
         if (interrupted) {   /* nothing updated yet: save the state as of this iteration's start */
-            st.rng = rng_save; epoch = epoch_save; pos = pos_save;
+            st.rng = rng_save; ord.epoch = epoch_save; ord.pos = pos_save;
             res->interrupted = 1;
             break;
         }
@@ -487,7 +480,7 @@ int train_ppo(const ppo_opts *o, ppo_result *res, gk_err *err) {
         batch_free(&b);
         int last = it + 1 == o->iters;
         if (o->save_every > 0 && (it + 1) % o->save_every == 0 && !last) {
-            st.step = it + 1; st.pos.epoch = epoch; st.pos.pos = pos;
+            st.step = it + 1; st.pos.epoch = ord.epoch; st.pos.pos = ord.pos;
             ppo_opts so = *o;
             char *oj = ppo_opts_to_json(&so);
             cJSON *j = cJSON_Parse(oj); cJSON_AddNumberToObject(j, "beta_now", ctl.beta);
@@ -500,7 +493,7 @@ int train_ppo(const ppo_opts *o, ppo_result *res, gk_err *err) {
     batch_free(&b);
     res->seconds = gk_now() - t0;
     if (rc == 0 || res->interrupted) {
-        st.step = it; st.pos.epoch = epoch; st.pos.pos = pos;
+        st.step = it; st.pos.epoch = ord.epoch; st.pos.pos = ord.pos;
         char *oj = ppo_opts_to_json(o);
         cJSON *j = cJSON_Parse(oj); cJSON_AddNumberToObject(j, "beta_now", ctl.beta);
         char *sj = cJSON_PrintUnformatted(j); cJSON_Delete(j); free(oj);
@@ -514,7 +507,7 @@ int train_ppo(const ppo_opts *o, ppo_result *res, gk_err *err) {
                                     res->interrupted ? " (interrupted; continue with --resume)" : "");
     }
 done:
-    free(perm); free(order);
+    train_order_free(&ord); free(order);
     train_log_close(&lg);
     ctx_free(&c);
     free(st.opts_json);

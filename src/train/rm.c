@@ -385,7 +385,7 @@ int train_rm(const rm_opts *o, rm_result *res, gk_err *err) {
     adamw *opt = NULL;
     train_log lg; memset(&lg, 0, sizeof lg);
     train_state st; memset(&st, 0, sizeof st);
-    uint32_t *perm = NULL;
+    train_order ord = {0};
     int rc = -1;
     if (rlhf_chat_open(&chat, o->resume_dir ? o->resume_dir : o->init_dir, tok_rec, o->tokenizer, (size_t)m->cfg.vocab_size, err)) goto done;
     if (prefs_load(o->data, PREFS_ACCEPT_PREFS, &train_set, err)) goto done;
@@ -424,8 +424,7 @@ int train_rm(const rm_opts *o, rm_result *res, gk_err *err) {
                vd.n, vd.pairs, B, steps);
 
     /* Line order: a seeded permutation per epoch, recomputed from (seed, epoch), so the position is two numbers. */
-    perm = gk_malloc(td.n * sizeof(uint32_t));
-    uint64_t epoch = st.pos.epoch, pos = st.pos.pos, perm_epoch = UINT64_MAX;
+    train_order_init(&ord, td.n, o->seed * 1000003ULL, st.pos.epoch, st.pos.pos);
     gk_sigint_install();
     double t0 = gk_now();
     long step = step0;
@@ -433,18 +432,12 @@ int train_rm(const rm_opts *o, rm_result *res, gk_err *err) {
     for (; step < steps; step++) {
         if (gk_sigint_pending()) { res->interrupted = 1; break; }
         if (o->stop_at > 0 && step >= o->stop_at) break;
-        if (pos + B > td.n) { epoch++; pos = 0; }
-        if (perm_epoch != epoch) {
-            for (size_t i = 0; i < td.n; i++) perm[i] = (uint32_t)i;
-            gk_rng pr; gk_rng_seed(&pr, o->seed * 1000003ULL + epoch);
-            gk_rng_shuffle_u32(&pr, perm, td.n);
-            perm_epoch = epoch;
-        }
+        size_t nb;
+        const uint32_t *idx = train_order_next(&ord, B, 0, &nb);
         double ts = gk_now();
         gpt_zero_grads(m);
         rlhf_rm_stats s;
-        double loss = rm_lines(m, &td, perm + pos, B, 1, &s);
-        pos += B;
+        double loss = rm_lines(m, &td, idx, nb, 1, &s);
         float lr = lr_at(&sched, step);
         double norm = adamw_step(opt, m, lr);
         double dt = gk_now() - ts;
@@ -465,7 +458,7 @@ int train_rm(const rm_opts *o, rm_result *res, gk_err *err) {
             train_log_event(&lg, fields, human);
         }
         if (o->save_every > 0 && (step + 1) % o->save_every == 0 && !last) {
-            st.step = step + 1; st.pos.epoch = epoch; st.pos.pos = pos;
+            st.step = step + 1; st.pos.epoch = ord.epoch; st.pos.pos = ord.pos;
             if (train_save(o->out, m, opt, &st, tokenizer, err)) { rc = -1; break; }
         }
     }
@@ -495,7 +488,7 @@ int train_rm(const rm_opts *o, rm_result *res, gk_err *err) {
         }
     }
     if (rc == 0 || res->interrupted) {
-        st.step = step; st.pos.epoch = epoch; st.pos.pos = pos;
+        st.step = step; st.pos.epoch = ord.epoch; st.pos.pos = ord.pos;
         gk_err serr;
         if (train_save(o->out, m, opt, &st, tokenizer, &serr) || write_reward_json(o->out, o, res, &serr)) {
             if (rc == 0) { *err = serr; rc = -1; }
@@ -503,7 +496,7 @@ int train_rm(const rm_opts *o, rm_result *res, gk_err *err) {
                                     res->interrupted ? " (interrupted; continue with --resume)" : "");
     }
 done:
-    free(perm);
+    train_order_free(&ord);
     train_log_close(&lg);
     rm_data_free(&td); rm_data_free(&vd);
     prefs_free(&train_set); prefs_free(&val_set);

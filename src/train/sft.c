@@ -117,14 +117,6 @@ double sft_eval_loss(train_lm *lm, const chat_data *d, size_t B, size_t *count) 
     return tot ? sum / (double)tot : NAN;
 }
 
-/* The conversation order of an epoch: a permutation from (seed, epoch), so a resumed run recomputes it. */
-static void epoch_order(uint32_t *perm, size_t n, uint64_t seed, uint64_t epoch) {
-    for (size_t i = 0; i < n; i++) perm[i] = (uint32_t)i;
-    gk_rng r;
-    gk_rng_seed(&r, seed * 0x9E3779B97F4A7C15ULL + epoch + 1);
-    gk_rng_shuffle_u32(&r, perm, n);
-}
-
 /* ---------------------------------------------------------------- the loop */
 
 int train_sft(const sft_opts *o, sft_result *res, gk_err *err) {
@@ -149,7 +141,7 @@ int train_sft(const sft_opts *o, sft_result *res, gk_err *err) {
     train_log lg; memset(&lg, 0, sizeof lg);
     train_state st; memset(&st, 0, sizeof st);
     int32_t *in = NULL, *tg = NULL;
-    uint32_t *perm = NULL;
+    train_order ord = {0};
     size_t *idx = NULL;
     if (infer_load_tokenizer(src, tok_rec, o->tokenizer, 1, &tok, err)) goto done;
     chat_specials sp;
@@ -204,10 +196,10 @@ int train_sft(const sft_opts *o, sft_result *res, gk_err *err) {
     size_t maxlen = 0;
     for (size_t i = 0; i < train.n; i++) if (train.len[i] > maxlen) maxlen = train.len[i];
     in = gk_malloc(B * maxlen * sizeof(int32_t)); tg = gk_malloc(B * maxlen * sizeof(int32_t));
-    perm = gk_malloc(train.n * sizeof(uint32_t));
     idx = gk_malloc(B * sizeof(size_t));
-    uint64_t epoch = o->resume_dir ? st.pos.epoch : 0, bi = o->resume_dir ? st.pos.pos : 0;
-    epoch_order(perm, train.n, o->seed, epoch);
+    /* Conversation order: a permutation per epoch from (seed, epoch); the position is (epoch, conversations taken). */
+    train_order_init(&ord, train.n, o->seed * 0x9E3779B97F4A7C15ULL + 1, o->resume_dir ? st.pos.epoch : 0,
+                     o->resume_dir ? st.pos.pos : 0);
     gk_sigint_install();
     double t0 = gk_now();
     long step = step0;
@@ -215,11 +207,10 @@ int train_sft(const sft_opts *o, sft_result *res, gk_err *err) {
     for (; step < total; step++) {
         if (gk_sigint_pending()) { res->interrupted = 1; break; }
         if (o->stop_at > 0 && step >= o->stop_at) break;
-        if (bi >= per_epoch) { epoch++; bi = 0; epoch_order(perm, train.n, o->seed, epoch); }
         double ts = gk_now();
-        size_t i0 = (size_t)bi * B, nb = train.n - i0 < B ? train.n - i0 : B;
-        for (size_t b = 0; b < nb; b++) idx[b] = perm[i0 + b];
-        bi++;
+        size_t nb;
+        const uint32_t *take = train_order_next(&ord, B, 1, &nb);
+        for (size_t b = 0; b < nb; b++) idx[b] = take[b];
         size_t Tb = sft_make_batch(&train, idx, nb, in, tg), count;
         gpt_zero_grads(m);
         double loss = sft_batch_loss(lm, in, tg, nb, Tb, 1, &count);
@@ -229,10 +220,10 @@ int train_sft(const sft_opts *o, sft_result *res, gk_err *err) {
         res->final_loss = loss;
         char fields[1024], human[1024];
         snprintf(fields, sizeof fields, "\"loss\":%.7g,\"lr\":%.6g,\"grad_norm\":%.6g,\"epoch\":%llu,\"trained_tokens\":%zu,"
-                 "\"tokens_per_s\":%.1f,\"ms\":%.1f", loss, lr, norm, (unsigned long long)epoch, count,
+                 "\"tokens_per_s\":%.1f,\"ms\":%.1f", loss, lr, norm, (unsigned long long)ord.epoch, count,
                  (double)(nb * Tb) / dt, dt * 1000);
         snprintf(human, sizeof human, "loss %.4f | lr %.2e | norm %.3f | epoch %llu | %.0f tok/s | %.0f ms", loss, lr, norm,
-                 (unsigned long long)epoch, (double)(nb * Tb) / dt, dt * 1000);
+                 (unsigned long long)ord.epoch, (double)(nb * Tb) / dt, dt * 1000);
         train_log_step(&lg, step, fields, human);
         if (!isfinite(loss)) { rc = gk_errf(err, "loss became %f at step %ld; lower --lr or check the data", loss, step); break; }
         int last = step + 1 == total;
@@ -245,14 +236,14 @@ int train_sft(const sft_opts *o, sft_result *res, gk_err *err) {
             train_log_event(&lg, fields, human);
         }
         if (o->save_every > 0 && (step + 1) % o->save_every == 0 && !last) {
-            st.step = step + 1; st.pos.epoch = epoch; st.pos.shard = 0; st.pos.pos = bi;
+            st.step = step + 1; st.pos.epoch = ord.epoch; st.pos.shard = 0; st.pos.pos = ord.pos;
             if (train_save(o->out, m, opt, &st, tok_path, err)) { rc = -1; break; }
         }
     }
     res->steps_done = step - step0;
     res->seconds = gk_now() - t0;
     if (rc == 0 || res->interrupted) {
-        st.step = step; st.pos.epoch = epoch; st.pos.shard = 0; st.pos.pos = bi;
+        st.step = step; st.pos.epoch = ord.epoch; st.pos.shard = 0; st.pos.pos = ord.pos;
         gk_err serr;
         if (train_save(o->out, m, opt, &st, tok_path, &serr)) { if (rc == 0) { *err = serr; rc = -1; } }
         else if (!o->json) gk_log("sft: saved checkpoint at step %ld to %s%s\n", step, o->out,
@@ -267,6 +258,6 @@ done:
     gpt_free(m);
     free(st.opts_json);
     free(tok_rec);
-    free(in); free(tg); free(perm); free(idx);
+    free(in); free(tg); train_order_free(&ord); free(idx);
     return rc;
 }

@@ -62,6 +62,19 @@ int  train_load_state(const char *dir, const gpt_model *m, adamw *opt, train_sta
 char *train_state_opts(const char *dir, gk_err *err);
 uint64_t train_params_checksum(const gpt_model *m);
 
+/* Items of a dataset (conversations, preference lines, prompts) visited epoch by epoch in a seeded order: the
+ * permutation of epoch e comes from gk_rng_seed(base + e), so the position (epoch, pos = items consumed in the
+ * epoch) is all a resume needs; it is stored in train_state's data_pos. */
+typedef struct {
+    uint32_t *perm; size_t n;
+    uint64_t base, epoch, pos, perm_epoch;
+} train_order;
+void train_order_init(train_order *o, size_t n, uint64_t base, uint64_t epoch, uint64_t pos);
+void train_order_free(train_order *o);
+/* The next k indices. A new epoch starts first when the current one has fewer than k left (partial = 0: the
+ * remainder is skipped) or none left (partial = 1: the last take of an epoch may be short). *got = count. */
+const uint32_t *train_order_next(train_order *o, size_t k, int partial, size_t *got);
+
 /* Greedy or temperature sampling by full recomputation (no KV cache): for progress samples during
  * training. Writes up to max_new ids into out; stops early at stop_id (if >= 0). Returns count. */
 size_t train_sample(gpt_model *m, const int32_t *prompt, size_t n_prompt, size_t max_new, float temperature,
