@@ -164,6 +164,27 @@ done:
     return rc;
 }
 
+/* ---------------------------------------------------------------- stage start */
+
+int train_stage_begin(gpt_model *m, const adamw_config *oc, uint64_t rng_seed, const char *resume_dir,
+                      const char *out, const char *stage, int json, long total, adamw **opt, train_state *st,
+                      train_log *lg, long *step0, gk_err *err) {
+    gpt_alloc_grads(m);
+    *opt = adamw_create(m, oc);
+    gk_rng_seed(&st->rng, rng_seed);
+    *step0 = 0;
+    if (resume_dir) {
+        if (train_load_state(resume_dir, m, *opt, st, err)) return -1;
+        *step0 = st->step;
+        free(st->opts_json); st->opts_json = NULL;
+    }
+    if (gk_mkdir_p(out, err)) return -1;
+    char *mp = gk_path_join(out, "metrics.jsonl");
+    int rc = train_log_open(lg, stage, mp, json, *step0, total, err);
+    free(mp);
+    return rc;
+}
+
 /* ---------------------------------------------------------------- epoch order */
 
 void train_order_init(train_order *o, size_t n, uint64_t base, uint64_t epoch, uint64_t pos) {

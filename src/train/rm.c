@@ -399,22 +399,8 @@ int train_rm(const rm_opts *o, rm_result *res, gk_err *err) {
     size_t B = (size_t)o->batch < td.n ? (size_t)o->batch : td.n;
     long per_epoch = (long)((td.n + B - 1) / B);
     long steps = o->steps > 0 ? o->steps : per_epoch * (o->epochs > 0 ? o->epochs : 1);
-    gpt_alloc_grads(m);
-    opt = adamw_create(m, &o->opt);
-    gk_rng_seed(&st.rng, o->seed ^ 0x2E3A11ULL);
-    long step0 = 0;
-    if (o->resume_dir) {
-        if (train_load_state(o->resume_dir, m, opt, &st, err)) goto done;
-        step0 = st.step;
-        free(st.opts_json); st.opts_json = NULL;
-    }
-    if (gk_mkdir_p(o->out, err)) goto done;
-    {
-        char *mp = gk_path_join(o->out, "metrics.jsonl");
-        int lrc = train_log_open(&lg, "rm", mp, o->json, step0, steps, err);
-        free(mp);
-        if (lrc) goto done;
-    }
+    long step0;
+    if (train_stage_begin(m, &o->opt, o->seed ^ 0x2E3A11ULL, o->resume_dir, o->out, "rm", o->json, steps, &opt, &st, &lg, &step0, err)) goto done;
     st.opts_json = rm_opts_to_json(o);
     lr_schedule sched = o->sched;
     sched.total = steps;

@@ -157,22 +157,8 @@ int train_sft(const sft_opts *o, sft_result *res, gk_err *err) {
     size_t B = (size_t)o->B < train.n ? (size_t)o->B : train.n;
     size_t per_epoch = (train.n + B - 1) / B;
     long total = o->steps > 0 ? o->steps : o->epochs * (long)per_epoch;
-    gpt_alloc_grads(m);
-    opt = adamw_create(m, &o->opt);
-    gk_rng_seed(&st.rng, o->seed ^ 0x5F5F5F5FULL);
-    long step0 = 0;
-    if (o->resume_dir) {
-        if (train_load_state(o->resume_dir, m, opt, &st, err)) goto done;
-        step0 = st.step;
-        free(st.opts_json); st.opts_json = NULL;
-    }
-    if (gk_mkdir_p(o->out, err)) goto done;
-    {
-        char *mp = gk_path_join(o->out, "metrics.jsonl");
-        int lrc = train_log_open(&lg, "sft", mp, o->json, step0, total, err);
-        free(mp);
-        if (lrc) goto done;
-    }
+    long step0;
+    if (train_stage_begin(m, &o->opt, o->seed ^ 0x5F5F5F5FULL, o->resume_dir, o->out, "sft", o->json, total, &opt, &st, &lg, &step0, err)) goto done;
     st.opts_json = sft_opts_to_json(o);
     lm = train_lm_new(m);
     lr_schedule sched = o->sched;

@@ -54,6 +54,13 @@ typedef struct {
     gk_rng   rng;
     char    *opts_json;       /* malloc'd; the stage's options */
 } train_state;
+/* The start every training stage shares: grads, a fresh AdamW (*opt, set even on failure so the caller frees
+ * it), the stage's RNG from rng_seed, and with resume_dir the moments, step and data position saved there
+ * (st->opts_json is cleared); then OUT is created and its metrics.jsonl opened for the stage. *step0 = the step
+ * to start from. Returns 0, or -1 with err. */
+int  train_stage_begin(gpt_model *m, const adamw_config *oc, uint64_t rng_seed, const char *resume_dir,
+                       const char *out, const char *stage, int json, long total, adamw **opt, train_state *st,
+                       train_log *lg, long *step0, gk_err *err);
 int  train_save(const char *dir, const gpt_model *m, const adamw *opt, const train_state *st,
                 const char *tokenizer, gk_err *err);
 /* Loads moments into opt (created for m) and fills st. m must already hold the checkpoint's params. */
