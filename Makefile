@@ -5,7 +5,7 @@
 #   make bench      run the benchmarks (slow; needs PyTorch, see bench/README.md)
 #   make asan       test suite under AddressSanitizer + UBSan
 #
-# Opt-outs: NO_OPENMP=1, NO_BLAS=1, NO_PCRE2=1 (custom tokenizer split regexes).  Sources are picked up by wildcard: adding a .c file
+# Opt-outs: NO_OPENMP=1, NO_BLAS=1, NO_DNNL=1, NO_PCRE2=1 (custom tokenizer split regexes).  Sources are picked up by wildcard: adding a .c file
 # under src/<module>/ needs no edit here.
 
 CC      ?= gcc
@@ -66,7 +66,7 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 all: $(BUILD)/gptkit $(TEST_BIN) summary
 
 summary:
-	@echo "gptkit build: cc=$(CC) features=[$(strip $(FEATURES))] (opt-outs: NO_OPENMP=1 NO_BLAS=1 NO_PCRE2=1)"
+	@echo "gptkit build: cc=$(CC) features=[$(strip $(FEATURES))] (opt-outs: NO_OPENMP=1 NO_BLAS=1 NO_DNNL=1 NO_PCRE2=1)"
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
