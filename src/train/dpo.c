@@ -19,38 +19,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct {
-    rlhf_seq *seqs; size_t nseq;
-    size_t *first, *count; size_t n;    /* per kept line */
-    float *ref;                         /* [nseq] reference sequence log-probs */
-    size_t pairs, dropped;
-} dpo_data;
-
-static void dd_free(dpo_data *d) {
-    for (size_t i = 0; i < d->nseq; i++) rlhf_seq_free(&d->seqs[i]);
-    free(d->seqs); free(d->first); free(d->count); free(d->ref);
-    memset(d, 0, sizeof *d);
-}
-
-static void dd_build(dpo_data *d, const rlhf_chat *c, const prefs_set *s, size_t max_len) {
-    memset(d, 0, sizeof *d);
-    size_t total = 0;
-    for (size_t i = 0; i < s->n; i++) total += s->items[i].n_resp;
-    d->seqs = gk_calloc(total ? total : 1, sizeof *d->seqs);
-    d->first = gk_calloc(s->n ? s->n : 1, sizeof(size_t));
-    d->count = gk_calloc(s->n ? s->n : 1, sizeof(size_t));
-    for (size_t i = 0; i < s->n; i++) {
-        const prefs_item *it = &s->items[i];
-        if (it->n_resp < 2) continue;
-        size_t f = d->nseq, ok = 1;
-        for (size_t k = 0; k < it->n_resp; k++) {
-            rlhf_render_seq(c, it, k, &d->seqs[d->nseq++]);
-            if (d->seqs[d->nseq - 1].n > max_len) ok = 0;
-        }
-        if (!ok) { while (d->nseq > f) rlhf_seq_free(&d->seqs[--d->nseq]); d->dropped++; continue; }
-        d->first[d->n] = f; d->count[d->n] = it->n_resp; d->n++;
-        d->pairs += it->n_resp * (it->n_resp - 1) / 2;
-    }
+/* The preference sets with their reference log-probs attached (ref, filled before training). */
+static void dd_build(rlhf_pref_data *d, const rlhf_chat *c, const prefs_set *s, size_t max_len) {
+    rlhf_pref_data_build(d, c, s, max_len);
     d->ref = gk_calloc(d->nseq ? d->nseq : 1, sizeof(float));
 }
 
@@ -78,7 +49,7 @@ static void all_logps(rlhf_lp *lp, const rlhf_seq *seqs, size_t n, size_t batch,
 }
 
 /* DPO over lines idx[0..k) of d: loss over their pairs, and the backward if asked. */
-static double dpo_lines(rlhf_lp *lp, const dpo_data *d, const uint32_t *idx, size_t k, float beta, int backward,
+static double dpo_lines(rlhf_lp *lp, const rlhf_pref_data *d, const uint32_t *idx, size_t k, float beta, int backward,
                         rlhf_dpo_stats *st, size_t *npairs) {
     size_t ns = 0, np = 0;
     for (size_t j = 0; j < k; j++) { size_t K = d->count[idx ? idx[j] : j]; ns += K; np += K * (K - 1) / 2; }
@@ -113,7 +84,7 @@ static double dpo_lines(rlhf_lp *lp, const dpo_data *d, const uint32_t *idx, siz
     return loss;
 }
 
-static void dpo_eval(rlhf_lp *lp, const dpo_data *d, size_t batch, float beta, rlhf_dpo_stats *out) {
+static void dpo_eval(rlhf_lp *lp, const rlhf_pref_data *d, size_t batch, float beta, rlhf_dpo_stats *out) {
     double lsum = 0, acc = 0, margin = 0; size_t pairs = 0;
     for (size_t i = 0; i < d->n; i += batch) {
         size_t k = d->n - i < batch ? d->n - i : batch;
@@ -201,7 +172,7 @@ int train_dpo(const dpo_opts *o, dpo_result *res, gk_err *err) {
     if (!m) return -1;
     rlhf_chat chat; memset(&chat, 0, sizeof chat);
     prefs_set ts = {0}, vs = {0};
-    dpo_data td = {0}, vd = {0};
+    rlhf_pref_data td = {0}, vd = {0};
     adamw *opt = NULL;
     rlhf_lp *lp = NULL;
     train_log lg; memset(&lg, 0, sizeof lg);
@@ -302,7 +273,7 @@ done:
     train_order_free(&ord);
     train_log_close(&lg);
     rlhf_lp_free(lp);
-    dd_free(&td); dd_free(&vd);
+    rlhf_pref_data_free(&td); rlhf_pref_data_free(&vd);
     prefs_free(&ts); prefs_free(&vs);
     rlhf_chat_close(&chat);
     adamw_free(opt);

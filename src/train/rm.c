@@ -156,21 +156,13 @@ gpt_model *rlhf_load_with_head(const char *dir, float head_std, uint64_t seed, c
 
 /* ---------------------------------------------------------------- rendered preference sets */
 
-typedef struct {
-    rlhf_seq *seqs;       /* all responses of all kept lines, line by line */
-    size_t *first, *count;/* per kept line */
-    size_t n, nseq;
-    size_t dropped;       /* lines with a sequence longer than the context */
-    size_t pairs;
-} rm_data;
-
-static void rm_data_free(rm_data *d) {
+void rlhf_pref_data_free(rlhf_pref_data *d) {
     for (size_t i = 0; i < d->nseq; i++) rlhf_seq_free(&d->seqs[i]);
-    free(d->seqs); free(d->first); free(d->count);
+    free(d->seqs); free(d->first); free(d->count); free(d->ref);
     memset(d, 0, sizeof *d);
 }
 
-static void rm_data_build(rm_data *d, const rlhf_chat *c, const prefs_set *s, size_t max_len) {
+void rlhf_pref_data_build(rlhf_pref_data *d, const rlhf_chat *c, const prefs_set *s, size_t max_len) {
     memset(d, 0, sizeof *d);
     size_t total = 0;
     for (size_t i = 0; i < s->n; i++) total += s->items[i].n_resp;
@@ -196,7 +188,7 @@ static void rm_data_build(rm_data *d, const rlhf_chat *c, const prefs_set *s, si
 }
 
 /* Loss/accuracy over lines idx[0..k) of d (or lines 0..k if idx NULL), optionally with backward. */
-static double rm_lines(gpt_model *m, const rm_data *d, const uint32_t *idx, size_t k, int backward, rlhf_rm_stats *st) {
+static double rm_lines(gpt_model *m, const rlhf_pref_data *d, const uint32_t *idx, size_t k, int backward, rlhf_rm_stats *st) {
     size_t ns = 0;
     for (size_t j = 0; j < k; j++) ns += d->count[idx ? idx[j] : j];
     rlhf_seq *seqs = gk_malloc(ns * sizeof *seqs);
@@ -212,7 +204,7 @@ static double rm_lines(gpt_model *m, const rm_data *d, const uint32_t *idx, size
     return loss;
 }
 
-static void rm_eval_data(gpt_model *m, const rm_data *d, size_t batch, rlhf_rm_stats *st) {
+static void rm_eval_data(gpt_model *m, const rlhf_pref_data *d, size_t batch, rlhf_rm_stats *st) {
     double lsum = 0, correct = 0, margin = 0; size_t pairs = 0;
     for (size_t i = 0; i < d->n; i += batch) {
         size_t k = d->n - i < batch ? d->n - i : batch;
@@ -232,12 +224,12 @@ static void rm_eval_data(gpt_model *m, const rm_data *d, size_t batch, rlhf_rm_s
 
 int rlhf_rm_eval(gpt_model *rm, const rlhf_chat *c, const prefs_set *s, size_t batch, rlhf_rm_stats *st,
                  size_t *dropped, gk_err *err) {
-    rm_data d;
-    rm_data_build(&d, c, s, (size_t)rm->cfg.n_ctx);
+    rlhf_pref_data d;
+    rlhf_pref_data_build(&d, c, s, (size_t)rm->cfg.n_ctx);
     if (dropped) *dropped = d.dropped;
-    if (d.n == 0) { rm_data_free(&d); return gk_errf(err, "%s: no preference line fits the model's context", s->path); }
+    if (d.n == 0) { rlhf_pref_data_free(&d); return gk_errf(err, "%s: no preference line fits the model's context", s->path); }
     rm_eval_data(rm, &d, batch ? batch : 8, st);
-    rm_data_free(&d);
+    rlhf_pref_data_free(&d);
     return 0;
 }
 
@@ -381,7 +373,7 @@ int train_rm(const rm_opts *o, rm_result *res, gk_err *err) {
     const char *tokenizer = o->tokenizer ? o->tokenizer : tok_rec;
     rlhf_chat chat; memset(&chat, 0, sizeof chat);
     prefs_set train_set = {0}, val_set = {0};
-    rm_data td = {0}, vd = {0};
+    rlhf_pref_data td = {0}, vd = {0};
     adamw *opt = NULL;
     train_log lg; memset(&lg, 0, sizeof lg);
     train_state st; memset(&st, 0, sizeof st);
@@ -390,9 +382,9 @@ int train_rm(const rm_opts *o, rm_result *res, gk_err *err) {
     if (rlhf_chat_open(&chat, o->resume_dir ? o->resume_dir : o->init_dir, tok_rec, o->tokenizer, (size_t)m->cfg.vocab_size, err)) goto done;
     if (prefs_load(o->data, PREFS_ACCEPT_PREFS, &train_set, err)) goto done;
     if (o->val && prefs_load(o->val, PREFS_ACCEPT_PREFS, &val_set, err)) goto done;
-    rm_data_build(&td, &chat, &train_set, (size_t)m->cfg.n_ctx);
+    rlhf_pref_data_build(&td, &chat, &train_set, (size_t)m->cfg.n_ctx);
     if (td.n == 0) { gk_errf(err, "%s: no preference line fits the model's context (%d tokens)", o->data, m->cfg.n_ctx); goto done; }
-    if (o->val) rm_data_build(&vd, &chat, &val_set, (size_t)m->cfg.n_ctx);
+    if (o->val) rlhf_pref_data_build(&vd, &chat, &val_set, (size_t)m->cfg.n_ctx);
     res->pairs = td.pairs; res->val_pairs = vd.pairs; res->dropped = td.dropped + vd.dropped;
     if (td.dropped) gk_warn("rm: dropped %zu training line(s) longer than the context (%d tokens)\n", td.dropped, m->cfg.n_ctx);
 
@@ -484,7 +476,7 @@ int train_rm(const rm_opts *o, rm_result *res, gk_err *err) {
 done:
     train_order_free(&ord);
     train_log_close(&lg);
-    rm_data_free(&td); rm_data_free(&vd);
+    rlhf_pref_data_free(&td); rlhf_pref_data_free(&vd);
     prefs_free(&train_set); prefs_free(&val_set);
     rlhf_chat_close(&chat);
     adamw_free(opt);
