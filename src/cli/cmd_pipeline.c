@@ -414,17 +414,32 @@ static int st_dpo(ctx *x, cJSON *j, gk_err *err) {
  * rendered with the generation prompt; the base model gets a few-shot prompt and answers up to a newline. */
 typedef struct { double acc, format_rate, concise_rate, mean_len; long n; } task_stats;
 
-static int eval_model(const pipe_cfg *c, const char *dir, int base, const demo_task *tasks, long nt,
-                      task_stats *ts, cJSON *samples, gk_err *err) {
+/* A checkpoint ready to answer: model, its recorded tokenizer with the chat specials, an engine. */
+typedef struct { gpt_model *m; tok_tokenizer *tok; chat_specials sp; engine *e; } chat_model;
+
+static void chat_model_close(chat_model *cm) {
+    engine_free(cm->e); tok_free(cm->tok); gpt_free(cm->m);
+    memset(cm, 0, sizeof *cm);
+}
+
+static int chat_model_open(chat_model *cm, const char *dir, size_t max_seqs, gk_err *err) {
+    memset(cm, 0, sizeof *cm);
     char *rec = NULL;
-    gpt_model *m = gpt_load(dir, &rec, err);
-    if (!m) return -1;
-    tok_tokenizer *tok = NULL;
-    if (infer_load_tokenizer(dir, rec, NULL, 1, &tok, err)) { free(rec); gpt_free(m); return -1; }
+    cm->m = gpt_load(dir, &rec, err);
+    if (!cm->m) return -1;
+    int rc = infer_load_tokenizer(dir, rec, NULL, 1, &cm->tok, err);
     free(rec);
-    chat_specials sp;
-    int rc = chat_specials_resolve(tok, (size_t)m->cfg.vocab_size, &sp, err);
-    engine *e = rc ? NULL : engine_new(m, tok, (size_t)(c->div_samples > 1 ? c->div_samples : 1), 0);
+    if (rc == 0) rc = chat_specials_resolve(cm->tok, (size_t)cm->m->cfg.vocab_size, &cm->sp, err);
+    if (rc == 0) cm->e = engine_new(cm->m, cm->tok, max_seqs, 0);
+    if (rc) chat_model_close(cm);
+    return rc;
+}
+
+static int eval_model(const pipe_cfg *c, chat_model *cm, int base, const demo_task *tasks, long nt,
+                      task_stats *ts, cJSON *samples, gk_err *err) {
+    gpt_model *m = cm->m; tok_tokenizer *tok = cm->tok; engine *e = cm->e;
+    const chat_specials sp = cm->sp;
+    int rc = 0;
     memset(ts, 0, sizeof *ts);
     double len_sum = 0;
     int shown_ok = 0, shown_bad = 0;   /* sample conversations: two right and two wrong answers if there are */
@@ -480,9 +495,6 @@ static int eval_model(const pipe_cfg *c, const char *dir, int base, const demo_t
         tok_ids_free(&ids);
     }
     if (ts->n) { ts->acc /= ts->n; ts->format_rate /= ts->n; ts->concise_rate /= ts->n; ts->mean_len = len_sum / ts->n; }
-    engine_free(e);
-    tok_free(tok);
-    gpt_free(m);
     return rc;
 }
 
@@ -503,17 +515,11 @@ static size_t count_unique(uint64_t *v, size_t n) {
     return u;
 }
 
-static int eval_diversity(const pipe_cfg *c, const char *dir, const demo_task *tasks, long nt, div_stats *ds, gk_err *err) {
-    char *rec = NULL;
-    gpt_model *m = gpt_load(dir, &rec, err);
-    if (!m) return -1;
-    tok_tokenizer *tok = NULL;
-    if (infer_load_tokenizer(dir, rec, NULL, 1, &tok, err)) { free(rec); gpt_free(m); return -1; }
-    free(rec);
-    chat_specials sp;
-    int rc = chat_specials_resolve(tok, (size_t)m->cfg.vocab_size, &sp, err);
+static int eval_diversity(const pipe_cfg *c, chat_model *cm, const demo_task *tasks, long nt, div_stats *ds, gk_err *err) {
+    tok_tokenizer *tok = cm->tok; engine *e = cm->e;
+    const chat_specials sp = cm->sp;
+    int rc = 0;
     size_t S = (size_t)(c->div_samples > 0 ? c->div_samples : 1);
-    engine *e = rc ? NULL : engine_new(m, tok, S, 0);
     memset(ds, 0, sizeof *ds);
     long np = 0; double ent_sum = 0; size_t ent_n = 0;
     engine_seq *seqs = gk_calloc(S, sizeof *seqs);
@@ -551,9 +557,6 @@ static int eval_diversity(const pipe_cfg *c, const char *dir, const demo_task *t
     free(seqs);
     if (np) { ds->distinct1 /= np; ds->distinct2 /= np; }
     ds->entropy = ent_n ? ent_sum / (double)ent_n : NAN;
-    engine_free(e);
-    tok_free(tok);
-    gpt_free(m);
     return rc;
 }
 
@@ -574,18 +577,21 @@ static int st_eval(ctx *x, cJSON *j, gk_err *err) {
         task_stats ts; div_stats ds;
         cJSON *o = cJSON_AddObjectToObject(acc, models[mi].name);
         cJSON *samples = cJSON_AddArrayToObject(o, "samples");
-        if (eval_model(c, models[mi].dir, models[mi].base, tasks, nt, &ts, samples, err)) { rc = -1; break; }
+        chat_model cm;
+        if (chat_model_open(&cm, models[mi].dir, (size_t)(c->div_samples > 1 ? c->div_samples : 1), err)) { rc = -1; break; }
+        if (eval_model(c, &cm, models[mi].base, tasks, nt, &ts, samples, err)) { chat_model_close(&cm); rc = -1; break; }
         cJSON_AddNumberToObject(o, "accuracy", ts.acc);
         cJSON_AddNumberToObject(o, "format_rate", ts.format_rate);
         cJSON_AddNumberToObject(o, "concise_rate", ts.concise_rate);
         cJSON_AddNumberToObject(o, "mean_tokens", ts.mean_len);
         cJSON_AddNumberToObject(o, "tasks", (double)ts.n);
         if (!models[mi].base) {
-            if (eval_diversity(c, models[mi].dir, tasks, nt, &ds, err)) { rc = -1; break; }
+            if (eval_diversity(c, &cm, tasks, nt, &ds, err)) { chat_model_close(&cm); rc = -1; break; }
             cJSON_AddNumberToObject(o, "distinct1", ds.distinct1);
             cJSON_AddNumberToObject(o, "distinct2", ds.distinct2);
             cJSON_AddNumberToObject(o, "entropy", ds.entropy);
         }
+        chat_model_close(&cm);
     }
     /* reward-model win rates against the SFT model */
     const char *vs[2] = { "ppo", "dpo" };
