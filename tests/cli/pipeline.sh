@@ -6,9 +6,11 @@ $GPTKIT pipeline --fast --run-dir "$RUN" > "$TMP/out.txt" 2> "$TMP/err.txt"
 rc=$?
 if [ $rc -eq 0 ] && [ -f "$RUN/report.md" ] && [ -f "$RUN/report.json" ]; then pass pipeline_fast_end_to_end
 else fail pipeline_fast_end_to_end "rc=$rc $(tail -5 "$TMP/err.txt")"; fi
+missing=""
 for s in corpus tokenizer shards data pretrain sft rm ppo dpo eval; do
-  [ -f "$RUN/stages/$s.json" ] || { fail "stage_$s" "no stages/$s.json"; continue; }
+  [ -f "$RUN/stages/$s.json" ] || missing="$missing $s"
 done
+[ -z "$missing" ] && pass every_stage_recorded || fail every_stage_recorded "no stages/*.json for:$missing"
 python3 - "$RUN/report.json" <<'PY' && pass report_has_every_number || fail report_has_every_number
 import json, math, sys
 r = json.load(open(sys.argv[1]))
@@ -23,10 +25,11 @@ for m in ("sft", "ppo", "dpo"):
 for m in ("ppo", "dpo"):
     w = r["eval"]["win_rate_vs_sft"][m]; assert w["ci_lo"] <= w["win_rate"] <= w["ci_hi"]
 PY
+missing=""
 for p in pretrain_loss sft_loss rm_accuracy ppo_reward ppo_kl dpo_loss; do
-  grep -q "<polyline" "$RUN/plots/$p.svg" 2>/dev/null || { fail "plot_$p"; continue; }
+  grep -q "<polyline" "$RUN/plots/$p.svg" 2>/dev/null || missing="$missing $p"
 done
-pass plots_written
+[ -z "$missing" ] && pass plots_written || fail plots_written "missing or empty:$missing"
 grep -q "plots/pretrain_loss.svg" "$RUN/report.md" && pass report_links_plots || fail report_links_plots
 
 # rerun: everything is skipped
@@ -48,8 +51,9 @@ $GPTKIT pipeline --fast --run-dir "$RUN" > /dev/null 2> "$TMP/err4.txt"; rc2=$?
 if [ $rc2 -eq 0 ] && grep -q "pretrain  done already" "$TMP/err4.txt" && grep -q "resuming sft" "$TMP/err4.txt" \
    && [ -f "$RUN/stages/eval.json" ]; then pass interrupted_pipeline_resumes
 else fail interrupted_pipeline_resumes "rerun rc=$rc2: $(tail -3 "$TMP/err4.txt")"; fi
+bad=""
 for m in base sft rm ppo dpo; do
   $GPTKIT eval --model "$RUN/$m" --data "$RUN/shards/val_000000.bin" -b 1 -t 16 --batches 2 --json > /dev/null \
-    || { fail "outputs_loadable_$m"; continue; }
+    || bad="$bad $m"
 done
-pass outputs_loadable_after_interrupt
+[ -z "$bad" ] && pass outputs_loadable_after_interrupt || fail outputs_loadable_after_interrupt "cannot load:$bad"
