@@ -404,10 +404,10 @@ static void test_errors(void) {
 
 /* The decode matmul equals the reference matmul on awkward sizes, both layouts, with and without bias. */
 static void test_skinny_matmul(void) {
-    size_t sizes[][2] = { {35, 105}, {64, 300}, {97, 1000}, {384, 257} };
+    size_t sizes[][2] = { {35, 105}, {64, 300}, {97, 1000}, {384, 257}, {203, 1601} };
     size_t Ns[] = { 1, 3, 8, 16 };
     gk_rng r; gk_rng_seed(&r, 5);
-    for (size_t si = 0; si < 4; si++)
+    for (size_t si = 0; si < 5; si++)
         for (size_t ni = 0; ni < 4; ni++)
             for (int lay = 0; lay < 2; lay++) {
                 size_t C = sizes[si][0], OC = sizes[si][1], N = Ns[ni];

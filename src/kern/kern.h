@@ -159,7 +159,8 @@ void kern_attn_cache_fwd(float *out, float *kc, float *vc, const float *qkv, con
                          size_t B, size_t n, size_t C, size_t NH, size_t maxT);
 /* kern_matmul_fwd for a few rows (decode steps: N = live sequences, at most KERN_SKINNY_MAX_N): the same
  * product, layouts and bias, computed by streaming W exactly once (a decode step is bound by reading the weights;
- * a general GEMM packs W first, which costs more than the product at N = 1). OpenMP over output columns.
+ * a general GEMM packs W first, which costs more than the product at N = 1). OpenMP: each thread streams one
+ * contiguous block of W (input rows for KERN_W_IN_OUT, output rows for KERN_W_OUT_IN).
  * Equals kern_matmul_fwd up to float summation order. Also in attn_cache.c (inference-only ops). */
 #define KERN_SKINNY_MAX_N 16
 void kern_matmul_skinny_fwd(float *out, const float *inp, const float *w, const float *bias,

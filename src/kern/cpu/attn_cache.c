@@ -5,12 +5,13 @@
  * Cache layout, one layer: kc, vc [S, NH, maxT, hs]. A decode step for head h of slot s reads
  * kc[s][h][0..pos] — one contiguous block — so the step streams memory linearly.
  *
- * This is the plain fp32 reference (no fast variant yet): OpenMP over (sequence, head, new row), dynamic
- * schedule because causal rows differ in length. Tested against kern_attention_fwd through the model
+ * One fp32 implementation serves both kernel sets: OpenMP over (sequence, head, new row), dynamic schedule
+ * because causal rows differ in length; vectorised dot products and exp (kern_vexpf, ~2 ulp). Tested against kern_attention_fwd through the model
  * (tests/test_engine.c: KV-cache logits == full recomputation).
  */
 #include "kern/kern.h"
 #include "core/core.h"
+#include "kern/cpu/fast_math.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -24,6 +25,34 @@
 #else
 #define AC_OMP(x)
 #endif
+
+/* One query row of one head over len cached keys/values: o = sum_j softmax_j(q . k_j * scale) v_j.
+ * 16 independent partial sums per dot product so the loop vectorises without -ffast-math. */
+GK_HOT static void attn_row(float *o, const float *q, const float *K, const float *V, size_t len, size_t hs,
+                            float scale, float *att) {
+    size_t h16 = hs & ~(size_t)15;
+    float mx = -INFINITY;
+    for (size_t j = 0; j < len; j++) {
+        const float *k = K + j * hs;
+        float p[16] = {0}, s = 0.0f;
+        for (size_t d = 0; d < h16; d += 16)
+            for (size_t u = 0; u < 16; u++) p[u] += q[d + u] * k[d + u];
+        for (size_t d = h16; d < hs; d++) s += q[d] * k[d];
+        for (size_t u = 0; u < 16; u++) s += p[u];
+        s *= scale;
+        att[j] = s;
+        if (s > mx) mx = s;
+    }
+    float sum = 0.0f;
+    for (size_t j = 0; j < len; j++) { att[j] = kern_vexpf(att[j] - mx); sum += att[j]; }
+    float inv = 1.0f / sum;
+    for (size_t d = 0; d < hs; d++) o[d] = 0.0f;
+    for (size_t j = 0; j < len; j++) {
+        const float *v = V + j * hs;
+        float pj = att[j] * inv;
+        for (size_t d = 0; d < hs; d++) o[d] += pj * v[d];
+    }
+}
 
 void kern_attn_cache_fwd(float *out, float *kc, float *vc, const float *qkv, const size_t *slot, const size_t *pos,
                          size_t B, size_t n, size_t C, size_t NH, size_t maxT) {
@@ -58,79 +87,54 @@ void kern_attn_cache_fwd(float *out, float *kc, float *vc, const float *qkv, con
         AC_OMP(omp for collapse(3) schedule(dynamic, 1))
         for (size_t b = 0; b < B; b++)
             for (size_t h = 0; h < NH; h++)
-                for (size_t i = 0; i < n; i++) {
-                    const float *q = qkv + (b * n + i) * 3 * C + h * hs;
-                    const float *K = kc + slot[b] * slot_stride + h * head_stride;
-                    const float *Vv = vc + slot[b] * slot_stride + h * head_stride;
-                    size_t len = pos[b] + i + 1;
-                    float mx = -INFINITY;
-                    for (size_t j = 0; j < len; j++) {
-                        const float *k = K + j * hs;
-                        float s = 0.0f;
-                        for (size_t d = 0; d < hs; d++) s += q[d] * k[d];
-                        s *= scale;
-                        att[j] = s;
-                        if (s > mx) mx = s;
-                    }
-                    float sum = 0.0f;
-                    for (size_t j = 0; j < len; j++) { att[j] = expf(att[j] - mx); sum += att[j]; }
-                    float inv = 1.0f / sum;
-                    float *o = out + (b * n + i) * C + h * hs;
-                    for (size_t d = 0; d < hs; d++) o[d] = 0.0f;
-                    for (size_t j = 0; j < len; j++) {
-                        const float *v = Vv + j * hs;
-                        float p = att[j] * inv;
-                        for (size_t d = 0; d < hs; d++) o[d] += p * v[d];
-                    }
-                }
+                for (size_t i = 0; i < n; i++)
+                    attn_row(out + (b * n + i) * C + h * hs, qkv + (b * n + i) * 3 * C + h * hs,
+                             kc + slot[b] * slot_stride + h * head_stride, vc + slot[b] * slot_stride + h * head_stride,
+                             pos[b] + i + 1, hs, scale, att);
         free(att);
     }
 }
 
 /* ---------------------------------------------------------------- skinny matmul (decode)
- * out[N,OC] = inp[N,C] @ W + bias for N <= KERN_SKINNY_MAX_N, reading W once.
- *  - KERN_W_IN_OUT (w[C][OC]): each thread owns a range of output columns, processed in blocks of SK_BLOCK;
- *    for every input channel c it reads the block's slice of row c of W once and updates the N accumulator
- *    rows (acc[n][j] += inp[n][c] * w[c][o0+j]: an axpy the compiler vectorises).
- *  - KERN_W_OUT_IN (w[OC][C], the tied LM head): each output o is N dot products with the contiguous row w[o];
- *    16 independent partial sums per dot so the loop vectorises without reassociating a single sum. */
-#define SK_BLOCK 256
-#define SK_WIDE 2048   /* columns per pass: runs of 8 KB of each weight row */
-/* Compiled for AVX-512, AVX2 and baseline, picked at load time by CPU features (ISA names, not arch= names,
- * which GCC's resolver matches by exact CPU model and so misses newer Xeons). */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
-#define SK_HOT __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define SK_HOT
+ * out[N,OC] = inp[N,C] @ W + bias for N <= KERN_SKINNY_MAX_N, reading W once, as one contiguous stream per
+ * thread (the hardware prefetchers follow a linear stream; short runs at a large stride they do not).
+ *  - KERN_W_IN_OUT (w[C][OC], HF Conv1D): the input channels are split between threads, so thread t reads
+ *    rows [c0, c1) of W — one contiguous block — into its own partial sums part[t][N][OC]; after a barrier
+ *    each thread adds the partials (and the bias) for a range of output columns. Inside a thread, four rows
+ *    of W at a time update a block of accumulator columns sized to stay in L1 (acc += x0 w0 + x1 w1 + ...).
+ *  - KERN_W_OUT_IN (w[OC][C], the tied LM head): each thread a contiguous range of outputs; four rows of W
+ *    at a time, each a dot product with the input row (16-lane partial sums).
+ * The AVX-512 bodies are intrinsics (fused multiply-add, masked tails), picked at run time; elsewhere the
+ * portable loops below do the same work in the same order of rows. */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define SK_X86 1
 #endif
 
-/* r[0..SK_BLOCK) += a * w[0..SK_BLOCK): constant trip count and restrict, so -O2 vectorises it */
-static inline void axpy_block(float *restrict r, float a, const float *restrict w) {
-    for (size_t j = 0; j < SK_BLOCK; j++) r[j] += a * w[j];
+#define SK_L1_FLOATS 32768
+#define SK_ROWS 8
+
+static size_t sk_block_cols(size_t N, size_t OC) {
+    size_t b = SK_L1_FLOATS / N;
+    b = b < 64 ? 64 : b & ~(size_t)15;
+    return b < OC ? b : OC;
 }
 
-SK_HOT static void skinny_in_out(float *out, const float *inp, const float *w, const float *bias,
-                                 size_t N, size_t C, size_t OC, size_t o0, size_t o1, float *acc) {
-    /* acc [N][SK_WIDE]: the block's accumulator rows (per thread, from the caller) */
-    for (size_t b0 = o0; b0 < o1; b0 += SK_WIDE) {
-        size_t len = o1 - b0 < SK_WIDE ? o1 - b0 : SK_WIDE;
-        size_t full = len / SK_BLOCK * SK_BLOCK;
-        for (size_t n = 0; n < N; n++)
-            for (size_t j = 0; j < len; j++) acc[n * SK_WIDE + j] = bias ? bias[b0 + j] : 0.0f;
-        for (size_t c = 0; c < C; c++) {
-            const float *wr = w + c * OC + b0;   /* len contiguous floats of row c */
-            for (size_t n = 0; n < N; n++) {
-                float a = inp[n * C + c], *r = acc + n * SK_WIDE;
-                for (size_t j = 0; j < full; j += SK_BLOCK) axpy_block(r + j, a, wr + j);
-                for (size_t j = full; j < len; j++) r[j] += a * wr[j];
-            }
+/* part[n][j] (row stride OC) = sum_{c in [c0,c1)} inp[n][c] w[c][j] for j in [j0, j1) */
+static void sk_rows_plain(float *part, const float *inp, const float *w, size_t N, size_t C, size_t OC,
+                          size_t c0, size_t c1, size_t j0, size_t j1) {
+    for (size_t n = 0; n < N; n++) memset(part + n * OC + j0, 0, (j1 - j0) * sizeof(float));
+    for (size_t c = c0; c < c1; c++) {
+        const float *wr = w + c * OC;
+        for (size_t n = 0; n < N; n++) {
+            float a = inp[n * C + c], *r = part + n * OC;
+            for (size_t j = j0; j < j1; j++) r[j] += a * wr[j];
         }
-        for (size_t n = 0; n < N; n++) memcpy(out + n * OC + b0, acc + n * SK_WIDE, len * sizeof(float));
     }
 }
 
-SK_HOT static void skinny_out_in(float *out, const float *inp, const float *w, const float *bias,
-                                 size_t N, size_t C, size_t OC, size_t o0, size_t o1) {
+static void sk_dots_plain(float *out, const float *inp, const float *w, const float *bias, size_t N, size_t C,
+                          size_t OC, size_t o0, size_t o1) {
     size_t C16 = C & ~(size_t)15;
     for (size_t o = o0; o < o1; o++) {
         const float *wr = w + o * C;
@@ -147,28 +151,149 @@ SK_HOT static void skinny_out_in(float *out, const float *inp, const float *w, c
     }
 }
 
+#ifdef SK_X86
+__attribute__((target("avx512f")))
+static void sk_rows_avx512(float *part, const float *inp, const float *w, size_t N, size_t C, size_t OC,
+                           size_t c0, size_t c1, size_t j0, size_t j1) {
+    size_t len = j1 - j0, full = len & ~(size_t)15;
+    __mmask16 tail = (__mmask16)((1u << (len - full)) - 1u);
+    for (size_t n = 0; n < N; n++) memset(part + n * OC + j0, 0, len * sizeof(float));
+    size_t c = c0;
+    for (; c + SK_ROWS <= c1; c += SK_ROWS) {   /* SK_ROWS rows of W per pass over the accumulators */
+        const float *w0 = w + c * OC + j0;
+        for (size_t j = 0; j < len; j += 16) {
+            __mmask16 m = j < full ? (__mmask16)0xFFFF : tail;
+            __m512 a[SK_ROWS];
+            for (size_t k = 0; k < SK_ROWS; k++) a[k] = _mm512_maskz_loadu_ps(m, w0 + k * OC + j);
+            for (size_t n = 0; n < N; n++) {
+                const float *x = inp + n * C + c;
+                float *r = part + n * OC + j0 + j;
+                __m512 acc = _mm512_maskz_loadu_ps(m, r);
+                for (size_t k = 0; k < SK_ROWS; k++) acc = _mm512_fmadd_ps(_mm512_set1_ps(x[k]), a[k], acc);
+                _mm512_mask_storeu_ps(r, m, acc);
+            }
+        }
+    }
+    for (; c < c1; c++) {
+        const float *w0 = w + c * OC + j0;
+        for (size_t j = 0; j < len; j += 16) {
+            __mmask16 m = j < full ? (__mmask16)0xFFFF : tail;
+            __m512 a0 = _mm512_maskz_loadu_ps(m, w0 + j);
+            for (size_t n = 0; n < N; n++) {
+                float *r = part + n * OC + j0 + j;
+                __m512 acc = _mm512_fmadd_ps(_mm512_set1_ps(inp[n * C + c]), a0, _mm512_maskz_loadu_ps(m, r));
+                _mm512_mask_storeu_ps(r, m, acc);
+            }
+        }
+    }
+}
+
+__attribute__((target("avx512f")))
+static void sk_dots_avx512(float *out, const float *inp, const float *w, const float *bias, size_t N, size_t C,
+                           size_t OC, size_t o0, size_t o1) {
+    size_t full = C & ~(size_t)15;
+    __mmask16 tail = (__mmask16)((1u << (C - full)) - 1u);
+    size_t o = o0;
+    for (; o + 4 <= o1; o += 4) {
+        const float *w0 = w + o * C, *w1 = w0 + C, *w2 = w1 + C, *w3 = w2 + C;
+        for (size_t n = 0; n < N; n++) {
+            const float *x = inp + n * C;
+            __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+            for (size_t c = 0; c < C; c += 16) {
+                __mmask16 m = c < full ? (__mmask16)0xFFFF : tail;
+                __m512 xv = _mm512_maskz_loadu_ps(m, x + c);
+                s0 = _mm512_fmadd_ps(xv, _mm512_maskz_loadu_ps(m, w0 + c), s0);
+                s1 = _mm512_fmadd_ps(xv, _mm512_maskz_loadu_ps(m, w1 + c), s1);
+                s2 = _mm512_fmadd_ps(xv, _mm512_maskz_loadu_ps(m, w2 + c), s2);
+                s3 = _mm512_fmadd_ps(xv, _mm512_maskz_loadu_ps(m, w3 + c), s3);
+            }
+            float *y = out + n * OC + o;
+            y[0] = _mm512_reduce_add_ps(s0) + (bias ? bias[o] : 0.0f);
+            y[1] = _mm512_reduce_add_ps(s1) + (bias ? bias[o + 1] : 0.0f);
+            y[2] = _mm512_reduce_add_ps(s2) + (bias ? bias[o + 2] : 0.0f);
+            y[3] = _mm512_reduce_add_ps(s3) + (bias ? bias[o + 3] : 0.0f);
+        }
+    }
+    if (o < o1) sk_dots_plain(out, inp, w, bias, N, C, OC, o, o1);
+}
+
+static int sk_avx512(void) {
+    static int have = -1;
+    if (have < 0) have = __builtin_cpu_supports("avx512f") ? 1 : 0;
+    return have;
+}
+#else
+static int sk_avx512(void) { return 0; }
+#define sk_rows_avx512 sk_rows_plain
+#define sk_dots_avx512 sk_dots_plain
+#endif
+
+/* One thread's share of the row split: partial sums over rows [c0, c1), block by block of columns. */
+static void sk_rows(float *part, const float *inp, const float *w, size_t N, size_t C, size_t OC, size_t c0,
+                    size_t c1, int wide) {
+    size_t bc = sk_block_cols(N, OC);
+    for (size_t j0 = 0; j0 < OC; j0 += bc) {
+        size_t j1 = j0 + bc < OC ? j0 + bc : OC;
+        if (wide) sk_rows_avx512(part, inp, w, N, C, OC, c0, c1, j0, j1);
+        else sk_rows_plain(part, inp, w, N, C, OC, c0, c1, j0, j1);
+    }
+}
+
 void kern_matmul_skinny_fwd(float *out, const float *inp, const float *w, const float *bias,
                             size_t N, size_t C, size_t OC, int wlayout) {
     GK_CHECK(N >= 1 && N <= KERN_SKINNY_MAX_N, "kern_matmul_skinny_fwd: N=%zu (max %d)", N, KERN_SKINNY_MAX_N);
-    int par = C * OC >= 65536;
-    (void)par;
-    /* each thread one contiguous range of output columns (multiples of 16), so it streams long runs of W */
+    int par = C * OC >= 65536, wide = sk_avx512();
+    size_t maxt = 1;
+#ifdef _OPENMP
+    if (par) maxt = (size_t)omp_get_max_threads();
+#endif
+    if (wlayout == KERN_W_OUT_IN) {
+        AC_OMP(omp parallel if(par))
+        {
+            size_t nt = 1, t = 0;
+#ifdef _OPENMP
+            nt = (size_t)omp_get_num_threads(); t = (size_t)omp_get_thread_num();
+#endif
+            size_t per = ((OC + nt - 1) / nt + 3) & ~(size_t)3;   /* whole groups of 4 rows per thread */
+            size_t o0 = t * per < OC ? t * per : OC, o1 = o0 + per < OC ? o0 + per : OC;
+            if (o0 < o1) {
+                if (wide) sk_dots_avx512(out, inp, w, bias, N, C, OC, o0, o1);
+                else sk_dots_plain(out, inp, w, bias, N, C, OC, o0, o1);
+            }
+        }
+        return;
+    }
+    /* KERN_W_IN_OUT: partials per thread beyond the first (thread 0 sums into out directly) */
+    static _Thread_local float *scratch;
+    static _Thread_local size_t scratch_cap;
+    size_t need = maxt > 1 ? (maxt - 1) * N * OC : 0;
+    if (need > scratch_cap) {
+        free(scratch);
+        scratch = malloc(need * sizeof(float));
+        GK_CHECK(scratch != NULL, "out of memory (%zu floats of decode scratch)", need);
+        scratch_cap = need;
+    }
+    float *parts = scratch;
     AC_OMP(omp parallel if(par))
     {
         size_t nt = 1, t = 0;
 #ifdef _OPENMP
         nt = (size_t)omp_get_num_threads(); t = (size_t)omp_get_thread_num();
 #endif
-        size_t per = (OC + nt - 1) / nt;
-        per = (per + 15) & ~(size_t)15;
-        size_t o0 = t * per < OC ? t * per : OC, o1 = o0 + per < OC ? o0 + per : OC;
-        if (o0 < o1) {
-            if (wlayout == KERN_W_IN_OUT) {
-                float *acc = malloc(N * SK_WIDE * sizeof(float));
-                GK_CHECK(acc != NULL, "out of memory");
-                skinny_in_out(out, inp, w, bias, N, C, OC, o0, o1, acc);
-                free(acc);
-            } else skinny_out_in(out, inp, w, bias, N, C, OC, o0, o1);
+        size_t c0 = C * t / nt, c1 = C * (t + 1) / nt;
+        float *mine = t == 0 ? out : parts + (t - 1) * N * OC;
+        sk_rows(mine, inp, w, N, C, OC, c0, c1, wide);
+        AC_OMP(omp barrier)
+        /* thread t adds the other threads' partials and the bias into out, columns [j0, j1) */
+        size_t j0 = OC * t / nt, j1 = OC * (t + 1) / nt;
+        for (size_t n = 0; n < N; n++) {
+            float *y = out + n * OC;
+            for (size_t u = 1; u < nt; u++) {
+                const float *p = parts + ((u - 1) * N + n) * OC;
+                for (size_t j = j0; j < j1; j++) y[j] += p[j];
+            }
+            if (bias)
+                for (size_t j = j0; j < j1; j++) y[j] += bias[j];
         }
     }
 }
