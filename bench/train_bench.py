@@ -13,7 +13,11 @@ process, including the interpreter and torch import, which is what a user pays).
 transformers' GPT2LMHeadModel in eager mode (default attention implementation) with torch.optim.AdamW.
 
 Usage: python3 bench/train_bench.py [--configs a,b] [--steps 6] [--threads 2] [--gptkit build/gptkit]
-       [--precision fp32|bf16] [--append bench/RESULTS.md]
+       [--precision fp32|bf16] [--torch-precision fp32|bf16] [--append bench/RESULTS.md]
+
+--precision picks gptkit's matmul precision (bf16: bfloat16 products, fp32 accumulation and master weights);
+--torch-precision bf16 runs PyTorch's forward under torch.autocast("cpu", dtype=torch.bfloat16) (fp32 master
+weights, fp32 loss), PyTorch's own mixed-precision path.
 """
 import argparse, datetime, json, os, platform, statistics, subprocess, sys, tempfile
 
@@ -43,8 +47,9 @@ for k in range(a["steps"]):
     x, y = buf[:-1].view(B, T), buf[1:].view(B, T)
     t0 = time.perf_counter()
     opt.zero_grad(set_to_none=True)
-    logits = model(x).logits
-    loss = torch.nn.functional.cross_entropy(logits.view(-1, logits.size(-1)), y.view(-1))
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a["bf16"]):
+        logits = model(x).logits
+    loss = torch.nn.functional.cross_entropy(logits.float().view(-1, logits.size(-1)), y.view(-1))
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     opt.step()
@@ -84,7 +89,8 @@ def run_gptkit(a, c, shard, out, env):
 
 
 def run_torch(a, c, shard, env):
-    arg = json.dumps(dict(c, vocab=VOCAB, ctx=CTX, steps=a.steps, threads=a.threads, shard=shard))
+    arg = json.dumps(dict(c, vocab=VOCAB, ctx=CTX, steps=a.steps, threads=a.threads, shard=shard,
+                          bf16=a.torch_precision == "bf16"))
     r = subprocess.run([sys.executable, "-c", TORCH_SCRIPT, arg], capture_output=True, text=True, env=env)
     if r.returncode != 0:
         sys.exit(f"torch failed: {r.stderr[-2000:]}")
@@ -97,7 +103,8 @@ def main():
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--gptkit", default="build/gptkit")
-    ap.add_argument("--precision", default="fp32")
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    ap.add_argument("--torch-precision", default="fp32", choices=["fp32", "bf16"])
     ap.add_argument("--append", default=None, help="append a dated row per config to this markdown file")
     a = ap.parse_args()
     env = dict(os.environ, OMP_NUM_THREADS=str(a.threads))
@@ -124,7 +131,7 @@ def main():
         date = datetime.date.today().isoformat()
         with open(a.append, "a") as f:
             for r in rows:
-                f.write(f"| {date} | train {r['config']} | {a.precision} | {a.threads} | {r['gptkit_ms']:.0f} ms ({r['gptkit_tok_s']:.0f} tok/s) | "
+                f.write(f"| {date} | train {r['config']} | {a.precision} / {a.torch_precision} | {a.threads} | {r['gptkit_ms']:.0f} ms ({r['gptkit_tok_s']:.0f} tok/s) | "
                         f"{r['torch_ms']:.0f} ms ({r['torch_tok_s']:.0f} tok/s) | **{r['speedup']:.2f}×** | "
                         f"{r['gptkit_rss']:.0f} / {r['torch_rss']:.0f} MB | torch {tv}, {platform.processor() or platform.machine()} |\n")
 
