@@ -9,7 +9,7 @@ cd "$(dirname "$0")/../.."
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 OUT=${KBENCH_OUT:-build/bench}
 mkdir -p "$OUT"
-CFLAGS="-std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Wno-unused-parameter -Isrc -fopenmp"
+CFLAGS="-std=c11 -D_GNU_SOURCE -O2 -fno-math-errno -Wall -Wextra -Wno-unused-parameter -Isrc -fopenmp"
 LIBS="-lm -lpthread"
 if [ -z "${NO_BLAS:-}" ] && pkg-config --exists openblas 2>/dev/null; then
   CFLAGS="$CFLAGS -DGK_HAVE_BLAS $(pkg-config --cflags openblas)"; LIBS="$LIBS $(pkg-config --libs openblas)"

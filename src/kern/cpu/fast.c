@@ -415,10 +415,13 @@ double kern_fast_sumsq(const float *x, size_t n) {
     return s;
 }
 
-/* AdamW, as the reference (same float operations per element, so the results are bit-identical).
- * GCC keeps sqrtf scalar here (errno semantics without -fno-math-errno); AdamW is memory-bound anyway. */
-GK_HOT static void adamw_chunk(float *p, const float *g, float *m, float *v, size_t n, float lr, float b1, float b2,
-                               float eps, float wd, float bc1, float bc2, float gscale) {
+/* AdamW, as the reference (same float operations per element, so the results are bit-identical). Vectorised
+ * (omp simd; -fno-math-errno lets sqrtf be vsqrtps): scalar, its divisions and square root cost more than the
+ * memory traffic for models that sit in cache (PPO's minibatch steps measured it at 12% of an iteration). */
+GK_HOT static void adamw_chunk(float *restrict p, const float *restrict g, float *restrict m, float *restrict v,
+                               size_t n, float lr, float b1, float b2, float eps, float wd, float bc1, float bc2,
+                               float gscale) {
+    GK_OMP(omp simd)
     for (size_t i = 0; i < n; i++) {
         float gi = g[i] * gscale;
         float mi = b1 * m[i] + (1 - b1) * gi;
