@@ -268,6 +268,38 @@ static void test_matmul_bf16(void) {
     }
 }
 
+/* The bf16 weight copy (kern_bf16_shadow): products reading registered weights equal products that round
+ * them afresh (bit for bit, forward and backward), and after kern_adamw changes the weights the next product
+ * sees the new values (the copy is refreshed), also for a weight that starts mid-range. */
+static void test_bf16_shadow(void) {
+    if (!kern_bf16_available()) { printf("  (bf16 unavailable: shadow not tested)\n"); return; }
+    size_t N = 19, C = 37, OC = 53, off = 11, np = off + C * OC + 5;
+    float *params = rnd(np, 1), *w = params + off, *x = rnd(N * C, 1), *g = rnd(N * OC, 1);
+    float *gw = rnd(np, 1), *mm = kern_alloc(np * 4), *vv = kern_alloc(np * 4);
+    float *o1 = kern_alloc(N * OC * 4), *o2 = kern_alloc(N * OC * 4), *dx1 = kern_alloc(N * C * 4), *dx2 = kern_alloc(N * C * 4);
+    kern_set_impl(KERN_IMPL_FAST);
+    CHECK(kern_set_precision(KERN_PREC_BF16) == 0, "set bf16");
+    for (int round = 0; round < 2; round++) {
+        kern_bf16_shadow(NULL, 0);                       /* fresh rounding */
+        kern_matmul_fwd(o1, x, w, NULL, N, C, OC, KERN_W_IN_OUT);
+        kern_matmul_bwd(dx1, NULL, NULL, g, x, w, N, C, OC, KERN_W_IN_OUT);
+        kern_bf16_shadow(params, np);                    /* through the copy */
+        kern_matmul_fwd(o2, x, w, NULL, N, C, OC, KERN_W_IN_OUT);
+        kern_matmul_bwd(dx2, NULL, NULL, g, x, w, N, C, OC, KERN_W_IN_OUT);
+        CHECK_ARRAYS("shadowed fwd", o2, o1, N * OC, 0, 0);
+        CHECK_ARRAYS("shadowed dinp", dx2, dx1, N * C, 0, 0);
+        /* an optimizer step on the registered range makes the copy stale; the next product must see it */
+        kern_adamw(params, gw, mm, vv, np, 0.5f, 0.9f, 0.95f, 1e-8f, 0.0f, 1.0f, 1.0f, 1.0f);
+        kern_matmul_fwd(o2, x, w, NULL, N, C, OC, KERN_W_IN_OUT);
+        kern_bf16_shadow(NULL, 0);
+        kern_matmul_fwd(o1, x, w, NULL, N, C, OC, KERN_W_IN_OUT);
+        CHECK_ARRAYS("shadow refreshed after adamw", o2, o1, N * OC, 0, 0);
+    }
+    kern_set_precision(KERN_PREC_FP32);
+    kern_free(params); kern_free(x); kern_free(g); kern_free(gw); kern_free(mm); kern_free(vv);
+    kern_free(o1); kern_free(o2); kern_free(dx1); kern_free(dx2);
+}
+
 static void test_peak_probe(void) {
     double f = -1, h = -1, bw = -1;
     CHECK(kern_peak_probe(&f, &h, &bw) == 0, "probe failed");
@@ -296,6 +328,7 @@ int main(void) {
     TL_RUN(test_xent_fast);
     TL_RUN(test_elementwise_fast);
     TL_RUN(test_matmul_bf16);
+    TL_RUN(test_bf16_shadow);
     TL_RUN(test_peak_probe);
     TL_RUN(test_impl_name);
     return tl_summary();

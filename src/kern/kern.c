@@ -16,6 +16,13 @@ const char *kern_impl_name(void) { return g_impl == KERN_IMPL_REF ? "cpu-ref" : 
 
 static kern_prec g_prec = KERN_PREC_FP32;
 int kern_bf16_available(void) { return kern_fast_bf16_available(); }
+void kern_bf16_shadow(const float *base, size_t n) {
+#ifdef GK_HAVE_DNNL
+    kern_cpu_bf16_shadow(base, n);
+#else
+    (void)base; (void)n;
+#endif
+}
 int kern_set_precision(kern_prec prec) {
     if (prec == KERN_PREC_BF16 && !kern_fast_bf16_available()) return -1;
     g_prec = prec;

@@ -41,6 +41,11 @@ typedef enum { KERN_PREC_FP32 = 0, KERN_PREC_BF16 = 1 } kern_prec;
 int kern_set_precision(kern_prec prec);
 kern_prec kern_get_precision(void);
 int kern_bf16_available(void);
+/* A bf16 copy of [base, base+n) kept for the bf16 matmuls (a training loop's parameters): products whose fp32
+ * input lies inside the range read the copy instead of rounding the input again on every call (forward and
+ * backward read each weight twice per step). The copy is refreshed on first use after kern_adamw writes into
+ * the range; nothing else may write there while it is registered. n = 0 drops it. No-op without bf16. */
+void kern_bf16_shadow(const float *base, size_t n);
 
 /* Measures this machine with a small probe (~0.5 s): fp32 GEMM GFLOP/s (1024^3 products on the fast path's GEMM),
  * bf16 GEMM GFLOP/s (0 if unavailable) and memory bandwidth in GB/s (a streaming a = b + s c over 3 x 32 MiB,

@@ -176,6 +176,7 @@ int train_pretrain(const pretrain_opts *o, pretrain_result *res, gk_err *err) {
         rc = gk_errf(err, "--precision bf16 needs oneDNN and a CPU with AVX512-BF16 or AMX; this build/CPU has neither");
         goto done;
     }
+    if (o->bf16) kern_bf16_shadow(m->params, m->num_params);   /* weights rounded once per step, not per product */
     rc = -1;
     double peak = train_peak_gflops(o->bf16) * 1e9;
     double flops_step = train_flops_per_token(m, T) * (double)BT * (double)accum;
@@ -275,6 +276,7 @@ int train_pretrain(const pretrain_opts *o, pretrain_result *res, gk_err *err) {
                                   res->interrupted ? " (interrupted; continue with --resume)" : "");
     }
 done:
+    if (o->bf16) { kern_bf16_shadow(NULL, 0); kern_set_precision(KERN_PREC_FP32); }
     train_log_close(&lg);
     train_lm_free(lm);
     data_loader_free(dl);

@@ -78,6 +78,9 @@ void kern_fast_adamw(float *p, const float *g, float *m, float *v, size_t n, flo
 void kern_cpu_gemm(int ta, int tb, size_t M, size_t N, size_t K, const float *A, size_t lda, const float *B, size_t ldb,
              const float *bias, int accumulate, float *C, size_t ldc, int bf16);
 int  kern_cpu_dnnl_available(void);
+/* kern_bf16_shadow's implementation, and the note kern_fast_adamw leaves when it writes [p, p+n). */
+void kern_cpu_bf16_shadow(const float *base, size_t n);
+void kern_cpu_bf16_written(const float *p, size_t n);
 /* Rounds two fp32 arrays to bfloat16 (nearest even), in one OpenMP-parallel pass. */
 void kern_f32_to_bf16_pair(uint16_t *da, const float *a, size_t na, uint16_t *db, const float *b, size_t nb);
 int  kern_cpu_has_bf16(void);                                        /* AVX512-BF16 or AMX-BF16 */

@@ -436,6 +436,9 @@ void kern_fast_adamw(float *p, const float *g, float *m, float *v, size_t n, flo
     GK_OMP(omp parallel for schedule(static))
     for (size_t i = 0; i < n; i += CHUNK)
         adamw_chunk(p + i, g + i, m + i, v + i, i + CHUNK < n ? CHUNK : n - i, lr, b1, b2, eps, wd, bc1, bc2, gscale);
+#ifdef GK_HAVE_DNNL
+    kern_cpu_bf16_written(p, n);   /* a bf16 copy of these weights (kern_bf16_shadow) is now stale */
+#endif
 }
 
 /* ---------------------------------------------------------------- cross-entropy

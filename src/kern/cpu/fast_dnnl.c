@@ -121,6 +121,35 @@ static uint16_t *scratch(uint16_t **buf, size_t *cap, size_t n) {
     return *buf;
 }
 
+/* The registered bf16 copy (kern_bf16_shadow): [g_sh_base, +g_sh_n) rounded into g_sh while g_sh_fresh. */
+static const float *g_sh_base;
+static size_t g_sh_n;
+static uint16_t *g_sh;
+static int g_sh_fresh;
+
+void kern_cpu_bf16_shadow(const float *base, size_t n) {
+    pthread_mutex_lock(&g_lock);
+    free(g_sh);
+    g_sh = n ? gk_malloc(n * sizeof(uint16_t)) : NULL;
+    g_sh_base = n ? base : NULL;
+    g_sh_n = n;
+    g_sh_fresh = 0;
+    pthread_mutex_unlock(&g_lock);
+}
+
+void kern_cpu_bf16_written(const float *p, size_t n) {
+    pthread_mutex_lock(&g_lock);
+    if (g_sh_base && p < g_sh_base + g_sh_n && p + n > g_sh_base) g_sh_fresh = 0;
+    pthread_mutex_unlock(&g_lock);
+}
+
+/* The copy of X[0, n) if it lies inside the registered range (refreshed first if stale), else NULL. */
+static const uint16_t *shadow_of(const float *X, size_t n) {
+    if (!g_sh_base || X < g_sh_base || X + n > g_sh_base + g_sh_n) return NULL;
+    if (!g_sh_fresh) { kern_f32_to_bf16_pair(g_sh, g_sh_base, g_sh_n, NULL, NULL, 0); g_sh_fresh = 1; }
+    return g_sh + (X - g_sh_base);
+}
+
 void kern_cpu_gemm(int ta, int tb, size_t M, size_t N, size_t K, const float *A, size_t lda, const float *B, size_t ldb,
              const float *bias, int accumulate, float *C, size_t ldc, int bf16) {
     pthread_mutex_lock(&g_lock);
@@ -129,10 +158,11 @@ void kern_cpu_gemm(int ta, int tb, size_t M, size_t N, size_t K, const float *A,
                            accumulate, bias != NULL, bf16);
     if (bf16) {   /* round both inputs to bfloat16 (nearest even); the product accumulates in fp32 */
         size_t na = (ta ? K : M) * lda, nb = (tb ? N : K) * ldb;
-        uint16_t *a16 = scratch(&g_abuf, &g_acap, na), *b16 = scratch(&g_bbuf, &g_bcap, nb);
-        kern_f32_to_bf16_pair(a16, A, na, b16, B, nb);   /* one parallel region for both */
-        dnnl_memory_set_data_handle(e->a, a16);
-        dnnl_memory_set_data_handle(e->b, b16);
+        const uint16_t *sa = shadow_of(A, na), *sb = shadow_of(B, nb);   /* weights: already rounded */
+        uint16_t *a16 = sa ? NULL : scratch(&g_abuf, &g_acap, na), *b16 = sb ? NULL : scratch(&g_bbuf, &g_bcap, nb);
+        kern_f32_to_bf16_pair(a16, sa ? NULL : A, sa ? 0 : na, b16, sb ? NULL : B, sb ? 0 : nb);
+        dnnl_memory_set_data_handle(e->a, sa ? (void *)sa : a16);
+        dnnl_memory_set_data_handle(e->b, sb ? (void *)sb : b16);
     } else {
         dnnl_memory_set_data_handle(e->a, (void *)A);
         dnnl_memory_set_data_handle(e->b, (void *)B);
