@@ -83,6 +83,12 @@ int cli_train_flag(cli_args *a, const char *f, const cli_train_flags *t) {
     else if (t->save_every && cli_is(f, "--save-every")) *t->save_every = cli_long(a, f);
     else if (t->stop_at && cli_is(f, "--stop-at")) *t->stop_at = cli_long(a, f);
     else if (t->json && cli_is(f, "--json")) *t->json = 1;
+    else if (t->bf16 && cli_is(f, "--precision")) {
+        const char *s = cli_str(a, f);
+        if (!strcmp(s, "fp32")) *t->bf16 = 0;
+        else if (!strcmp(s, "bf16")) *t->bf16 = 1;
+        else cli_usage_error(a, "--precision must be fp32 or bf16, got '%s'", s);
+    }
     else if (cli_is(f, "-q", "--quiet")) gk_verbose = 0;
     else return 0;
     return 1;

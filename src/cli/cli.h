@@ -52,7 +52,8 @@ int    cli_strs(cli_args *a, const char *flag, const char ***out);
 #endif
 
 /* Flags every training stage shares: --lr --warmup --schedule --final-lr-frac (sched), --weight-decay
- * --grad-clip --beta1 --beta2 --eps (opt), --seed, --val-every, --save-every, --stop-at, --json, -q.
+ * --grad-clip --beta1 --beta2 --eps (opt), --seed, --val-every, --save-every, --stop-at, --json, -q,
+ * --precision fp32|bf16 (bf16).
  * Pointers may be NULL for what a stage lacks (that flag is then unknown to it). Returns 1 if f was one. */
 typedef struct {
     void *sched;          /* lr_schedule * */
@@ -60,6 +61,7 @@ typedef struct {
     uint64_t *seed;
     long *val_every, *save_every, *stop_at;
     int  *json;
+    int  *bf16;           /* --precision */
 } cli_train_flags;
 int cli_train_flag(cli_args *a, const char *f, const cli_train_flags *t);
 

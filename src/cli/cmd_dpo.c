@@ -19,6 +19,8 @@ static const char *USAGE =
 "  -b, --batch N         lines per step (default 8)   --epochs N (default 1)   --steps K\n"
 "  --lr LR (default 1e-5)  --warmup N (default 10)  --schedule S (default linear)  --final-lr-frac F\n"
 "  --weight-decay W (default 0)  --grad-clip G (default 1)  --seed S\n"
+"  --precision P         fp32 (default) | bf16: matmuls in bfloat16 with fp32 accumulation and fp32\n"
+"                        master weights (needs oneDNN and AVX512-BF16/AMX)\n"
 "  --resume OUT  --tokenizer PATH  --out OUT  --val-every N  --save-every N  --stop-at STEP  --json  -q\n";
 
 static void parse(dpo_opts *o, int argc, char **argv, int apply) {
@@ -38,7 +40,7 @@ static void parse(dpo_opts *o, int argc, char **argv, int apply) {
         else if (cli_is(f, "-b", "--batch")) t->batch = cli_long(&a, f);
         else if (cli_is(f, "--epochs")) t->epochs = cli_long(&a, f);
         else if (cli_is(f, "--steps")) t->steps = cli_long(&a, f);
-        else if (cli_train_flag(&a, f, &(cli_train_flags){ &t->sched, &t->opt, &t->seed, &t->val_every, &t->save_every, &t->stop_at, &t->json })) {}
+        else if (cli_train_flag(&a, f, &(cli_train_flags){ &t->sched, &t->opt, &t->seed, &t->val_every, &t->save_every, &t->stop_at, &t->json, &t->bf16 })) {}
         else cli_unknown(&a, f);
     }
     if (!apply) o->resume_dir = d.resume_dir;

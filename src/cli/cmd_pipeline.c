@@ -24,12 +24,14 @@
 /* ---------------------------------------------------------------- configuration */
 
 typedef enum { K_LONG, K_DOUBLE, K_STR } ktype;
-typedef struct { const char *key; ktype type; size_t off; const char *help; } kspec;
-#define L(k, f, h) { k, K_LONG, offsetof(pipe_cfg, f), h }
-#define D(k, f, h) { k, K_DOUBLE, offsetof(pipe_cfg, f), h }
+typedef struct { const char *key; ktype type; size_t off; const char *help; size_t cap; } kspec;   /* cap: K_STR */
+#define L(k, f, h) { k, K_LONG, offsetof(pipe_cfg, f), h, 0 }
+#define D(k, f, h) { k, K_DOUBLE, offsetof(pipe_cfg, f), h, 0 }
 static const kspec KEYS[] = {
-    { "run_dir", K_STR, offsetof(pipe_cfg, run_dir), "where every stage writes (created)" },
+    { "run_dir", K_STR, offsetof(pipe_cfg, run_dir), "where every stage writes (created)", sizeof ((pipe_cfg *)0)->run_dir },
     L("seed", seed, "seed of every stage"),
+    { "precision", K_STR, offsetof(pipe_cfg, precision), "fp32 | bf16 (matmuls of pretrain/SFT/RM/DPO; needs AMX or AVX512-BF16)",
+      sizeof ((pipe_cfg *)0)->precision },
     L("tokenizer.vocab_size", vocab_size, "BPE vocabulary incl. the 9 chat special tokens"),
     D("shards.val_fraction", val_fraction, "fraction of the corpus held out for validation"),
     L("data.sft", n_sft, "SFT conversations"), L("data.sft_val", n_sft_val, "held-out SFT conversations"),
@@ -67,6 +69,7 @@ void pipe_cfg_default(pipe_cfg *c) {
     memset(c, 0, sizeof *c);
     snprintf(c->run_dir, sizeof c->run_dir, "runs/demo");
     c->seed = 1337;
+    snprintf(c->precision, sizeof c->precision, "fp32");
     c->vocab_size = 2048; c->val_fraction = 0.02;
     c->n_sft = 6000; c->n_sft_val = 300; c->n_prefs = 6000; c->n_prefs_val = 300; c->n_prompts = 1000; c->n_eval = 200; c->pref_arith = 0.1;
     c->n_layer = 4; c->n_head = 4; c->n_embd = 192; c->n_ctx = 256;
@@ -105,7 +108,10 @@ int pipe_cfg_load(pipe_cfg *c, const char *path, gk_err *err) {
         if (!ks) { rc = gk_errf(err, "%s:%zu: unknown key '%s' (see docs/pipeline.md for the list)", path, no, k); break; }
         char *base = (char *)c + ks->off;
         if (ks->type == K_STR) {
-            if (strlen(v) >= sizeof c->run_dir) { rc = gk_errf(err, "%s:%zu: %s: value too long", path, no, k); break; }
+            if (strlen(v) >= ks->cap) { rc = gk_errf(err, "%s:%zu: %s: value too long", path, no, k); break; }
+            if (base == c->precision && strcmp(v, "fp32") && strcmp(v, "bf16")) {
+                rc = gk_errf(err, "%s:%zu: precision: expected fp32 or bf16, got '%s'", path, no, v); break;
+            }
             strcpy(base, v);
         } else if (ks->type == K_LONG) {
             long x;
@@ -267,6 +273,7 @@ static int st_pretrain(ctx *x, cJSON *j, gk_err *err) {
     o.B = c->pt_batch; o.T = c->pt_seq; o.steps = c->pt_steps;
     o.sched.lr = (float)c->pt_lr; o.sched.warmup = c->pt_warmup; o.sched.shape = LR_COSINE; o.sched.final_frac = 0.1f;
     o.seed = (uint64_t)c->seed;
+    o.bf16 = !strcmp(c->precision, "bf16");
     o.out = x->p_base;
     o.val_every = c->pt_val_every; o.val_batches = 10; o.save_every = 100;
     if (exists_in_run(c, "base/train_state.safetensors")) { o.resume_dir = x->p_base; gk_log("pipeline: resuming pretrain from %s\n", x->p_base); }
@@ -304,6 +311,7 @@ static int st_sft(ctx *x, cJSON *j, gk_err *err) {
     o.B = c->sft_batch; o.epochs = c->sft_epochs; o.steps = c->sft_steps;
     o.sched.lr = (float)c->sft_lr;
     o.seed = (uint64_t)c->seed;
+    o.bf16 = !strcmp(c->precision, "bf16");
     o.out = x->p_sft;
     o.save_every = 100;
     if (exists_in_run(c, "sft/train_state.safetensors")) { o.resume_dir = x->p_sft; o.init_dir = NULL; gk_log("pipeline: resuming sft from %s\n", x->p_sft); }
@@ -331,6 +339,7 @@ static int st_rm(ctx *x, cJSON *j, gk_err *err) {
     o.data = tr; o.val = va; o.normalize = nz;
     o.batch = c->rm_batch; o.epochs = c->rm_epochs; o.sched.lr = (float)c->rm_lr;
     o.seed = (uint64_t)c->seed;
+    o.bf16 = !strcmp(c->precision, "bf16");
     o.out = x->p_rm;
     if (exists_in_run(c, "rm/train_state.safetensors")) { o.resume_dir = x->p_rm; o.init_dir = NULL; gk_log("pipeline: resuming rm from %s\n", x->p_rm); }
     rm_result r;
@@ -393,6 +402,7 @@ static int st_dpo(ctx *x, cJSON *j, gk_err *err) {
     o.data = tr; o.val = va;
     o.batch = c->dpo_batch; o.epochs = c->dpo_epochs; o.steps = c->dpo_steps; o.sched.lr = (float)c->dpo_lr; o.beta = (float)c->dpo_beta;
     o.seed = (uint64_t)c->seed;
+    o.bf16 = !strcmp(c->precision, "bf16");
     o.out = x->p_dpo;
     if (exists_in_run(c, "dpo/train_state.safetensors")) { o.resume_dir = x->p_dpo; gk_log("pipeline: resuming dpo from %s\n", x->p_dpo); }
     dpo_result r;

@@ -67,7 +67,7 @@ static void parse(ppo_opts *o, int argc, char **argv, int apply) {
         else if (cli_is(f, "--vf-clip")) t->vf_clip = (float)cli_double(&a, f);
         else if (cli_is(f, "--gamma")) t->gamma = (float)cli_double(&a, f);
         else if (cli_is(f, "--lambda")) t->lambda = (float)cli_double(&a, f);
-        else if (cli_train_flag(&a, f, &(cli_train_flags){ NULL, &t->opt, &t->seed, NULL, &t->save_every, &t->stop_at, &t->json })) {}
+        else if (cli_train_flag(&a, f, &(cli_train_flags){ NULL, &t->opt, &t->seed, NULL, &t->save_every, &t->stop_at, &t->json, NULL })) {}
         else if (cli_is(f, "--sample-every")) t->sample_every = cli_long(&a, f);
         else cli_unknown(&a, f);
     }

@@ -63,7 +63,7 @@ static void parse(pretrain_opts *o, int argc, char **argv, int apply) {
         else if (cli_is(f, "--n-ctx")) t->n_ctx = (int)cli_long(&a, f);
         else if (cli_is(f, "--init")) t->init_dir = cli_str(&a, f);
         else if (cli_is(f, "--resume")) t->resume_dir = cli_str(&a, f);
-        else if (cli_train_flag(&a, f, &(cli_train_flags){ &t->sched, &t->opt, &t->seed, &t->val_every, &t->save_every, &t->stop_at, &t->json })) {}
+        else if (cli_train_flag(&a, f, &(cli_train_flags){ &t->sched, &t->opt, &t->seed, &t->val_every, &t->save_every, &t->stop_at, &t->json, &t->bf16 })) {}
         else if (cli_is(f, "--data")) t->data = cli_str(&a, f);
         else if (cli_is(f, "--val")) t->val = cli_str(&a, f);
         else if (cli_is(f, "--no-shuffle")) t->shuffle = 0;
@@ -76,11 +76,6 @@ static void parse(pretrain_opts *o, int argc, char **argv, int apply) {
         else if (cli_is(f, "--tokenizer")) t->tokenizer = cli_str(&a, f);
         else if (cli_is(f, "--val-batches")) t->val_batches = cli_long(&a, f);
         else if (cli_is(f, "--sample-every")) t->sample_every = cli_long(&a, f);
-        else if (cli_is(f, "--precision")) {
-            const char *s = cli_str(&a, f);
-            if (!strcmp(s, "fp32")) t->bf16 = 0; else if (!strcmp(s, "bf16")) t->bf16 = 1;
-            else cli_usage_error(&a, "--precision must be fp32 or bf16, got '%s'", s);
-        }
         else cli_unknown(&a, f);
     }
     if (!apply) o->resume_dir = d.resume_dir;

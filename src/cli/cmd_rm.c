@@ -30,6 +30,8 @@ static const char *USAGE =
 "  --lr LR               peak learning rate (default 1e-4)    --warmup N  (default 10)\n"
 "  --schedule S          constant | cosine | linear (default linear)  --final-lr-frac F (default 0.1)\n"
 "  --weight-decay W (default 0)   --grad-clip G (default 1)   --seed S (default 1337)\n"
+"  --precision P         fp32 (default) | bf16: matmuls in bfloat16 with fp32 accumulation and fp32\n"
+"                        master weights (needs oneDNN and AVX512-BF16/AMX)\n"
 "output:\n"
 "  --out DIR             reward model checkpoint (+ reward.json, metrics.jsonl, resume state)\n"
 "  --val-every N  --save-every N  --stop-at STEP  --json  -q\n";
@@ -52,7 +54,7 @@ static void parse(rm_opts *o, int argc, char **argv, int apply) {
         else if (cli_is(f, "-b", "--batch")) t->batch = cli_long(&a, f);
         else if (cli_is(f, "--epochs")) t->epochs = cli_long(&a, f);
         else if (cli_is(f, "--steps")) t->steps = cli_long(&a, f);
-        else if (cli_train_flag(&a, f, &(cli_train_flags){ &t->sched, &t->opt, &t->seed, &t->val_every, &t->save_every, &t->stop_at, &t->json })) {}
+        else if (cli_train_flag(&a, f, &(cli_train_flags){ &t->sched, &t->opt, &t->seed, &t->val_every, &t->save_every, &t->stop_at, &t->json, &t->bf16 })) {}
         else cli_unknown(&a, f);
     }
     if (!apply) o->resume_dir = d.resume_dir;

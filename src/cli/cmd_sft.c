@@ -36,6 +36,8 @@ static const char *USAGE =
 "  --weight-decay W      (default 0)   --grad-clip G (default 1.0)\n"
 "  --beta1 B1 --beta2 B2 --eps E   AdamW (defaults 0.9, 0.95, 1e-8)\n"
 "  --seed S              data order seed (default 1337)\n"
+"  --precision P         fp32 (default) | bf16: matmuls in bfloat16 with fp32 accumulation and fp32\n"
+"                        master weights (needs oneDNN and AVX512-BF16/AMX)\n"
 "output:\n"
 "  --out DIR             checkpoint directory (created)\n"
 "  --val-every N         held-out loss every N steps (default: at the end)\n"
@@ -61,7 +63,7 @@ static void parse(sft_opts *o, int argc, char **argv, int apply) {
         else if (cli_is(f, "-t", "--seq-len")) t->T = cli_long(&a, f);
         else if (cli_is(f, "--epochs")) { t->epochs = cli_long(&a, f); t->steps = 0; }
         else if (cli_is(f, "--steps")) t->steps = cli_long(&a, f);
-        else if (cli_train_flag(&a, f, &(cli_train_flags){ &t->sched, &t->opt, &t->seed, &t->val_every, &t->save_every, &t->stop_at, &t->json })) {}
+        else if (cli_train_flag(&a, f, &(cli_train_flags){ &t->sched, &t->opt, &t->seed, &t->val_every, &t->save_every, &t->stop_at, &t->json, &t->bf16 })) {}
         else if (cli_is(f, "--out")) t->out = cli_str(&a, f);
         else cli_unknown(&a, f);
     }

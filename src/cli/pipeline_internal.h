@@ -12,6 +12,7 @@
 typedef struct {
     char   run_dir[1024];
     long   seed;
+    char   precision[8];      /* "fp32" | "bf16": matmul precision of pretrain, SFT, RM and DPO */
     /* tokenizer + shards */
     long   vocab_size;
     double val_fraction;

@@ -125,7 +125,7 @@ char *dpo_opts_to_json(const dpo_opts *o) {
     N("beta1", o->opt.beta1); N("beta2", o->opt.beta2); N("eps", o->opt.eps); N("weight_decay", o->opt.weight_decay);
     N("grad_clip", o->opt.grad_clip);
     char seed[32]; snprintf(seed, sizeof seed, "%llu", (unsigned long long)o->seed); cJSON_AddStringToObject(j, "seed", seed);
-    N("val_every", o->val_every); N("save_every", o->save_every);
+    N("val_every", o->val_every); N("save_every", o->save_every); N("bf16", o->bf16);
 #undef S
 #undef N
     char *s = cJSON_PrintUnformatted(j);
@@ -145,7 +145,7 @@ int dpo_opts_from_json(dpo_opts *o, const char *json, gk_err *err) {
     GN("lr", o->sched.lr, float); GN("warmup", o->sched.warmup, long); GN("final_frac", o->sched.final_frac, float);
     GN("beta1", o->opt.beta1, float); GN("beta2", o->opt.beta2, float); GN("eps", o->opt.eps, float);
     GN("weight_decay", o->opt.weight_decay, float); GN("grad_clip", o->opt.grad_clip, float);
-    GN("val_every", o->val_every, long); GN("save_every", o->save_every, long);
+    GN("val_every", o->val_every, long); GN("save_every", o->save_every, long); GN("bf16", o->bf16, int);
     cJSON *x = cJSON_GetObjectItemCaseSensitive(j, "schedule");
     if (cJSON_IsString(x)) lr_shape_parse(x->valuestring, &o->sched.shape);
     x = cJSON_GetObjectItemCaseSensitive(j, "seed");
@@ -188,6 +188,8 @@ int train_dpo(const dpo_opts *o, dpo_result *res, gk_err *err) {
     if (td.n == 0) { gk_errf(err, "%s: no preference line fits the model's context", o->data); goto done; }
     if (td.dropped) gk_warn("dpo: dropped %zu training line(s) longer than the context\n", td.dropped);
     res->pairs = td.pairs; res->val_pairs = vd.pairs; res->dropped = td.dropped + vd.dropped;
+    /* the reference log-probs are taken in the training precision too, so policy == reference at step 0 */
+    if (train_precision_begin(m, o->bf16, err)) goto done;
     /* reference log-probs, once, then the reference is freed */
     {
         double tr = gk_now();
@@ -270,6 +272,7 @@ int train_dpo(const dpo_opts *o, dpo_result *res, gk_err *err) {
                                   res->interrupted ? " (interrupted; continue with --resume)" : "");
     }
 done:
+    train_precision_end(o->bf16);
     train_order_free(&ord);
     train_log_close(&lg);
     rlhf_lp_free(lp);

@@ -185,6 +185,20 @@ int train_stage_begin(gpt_model *m, const adamw_config *oc, uint64_t rng_seed, c
     return rc;
 }
 
+int train_precision_begin(gpt_model *m, int bf16, gk_err *err) {
+    if (!bf16) return 0;
+    if (kern_set_precision(KERN_PREC_BF16) != 0)
+        return gk_errf(err, "--precision bf16 needs oneDNN and a CPU with AVX512-BF16 or AMX; this build/CPU has neither");
+    kern_bf16_shadow(m->params, m->num_params);
+    return 0;
+}
+
+void train_precision_end(int bf16) {
+    if (!bf16) return;
+    kern_bf16_shadow(NULL, 0);
+    kern_set_precision(KERN_PREC_FP32);
+}
+
 /* ---------------------------------------------------------------- epoch order */
 
 void train_order_init(train_order *o, size_t n, uint64_t base, uint64_t epoch, uint64_t pos) {

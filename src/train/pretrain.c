@@ -164,6 +164,7 @@ int train_pretrain(const pretrain_opts *o, pretrain_result *res, gk_err *err) {
     lm = train_lm_new(m);
     lr_schedule sched = o->sched;
     sched.total = o->steps;
+    if (train_precision_begin(m, o->bf16, err)) goto done;   /* before the log line, which names the backend */
 
     if (!o->json) {
         gk_log("pretrain: %d layers, %d heads, width %d, vocab %d, context %d: %.2fM parameters; backend %s, %d threads\n",
@@ -172,11 +173,6 @@ int train_pretrain(const pretrain_opts *o, pretrain_result *res, gk_err *err) {
         gk_log("pretrain: %zu shard(s), %zu tokens; batch %zu x %zu x %ld accum = %ld tokens/step; steps %ld..%ld\n",
                data_loader_num_shards(dl), data_loader_total_tokens(dl), B, T, accum, (long)BT * accum, step0, o->steps);
     }
-    if (o->bf16 && kern_set_precision(KERN_PREC_BF16) != 0) {
-        rc = gk_errf(err, "--precision bf16 needs oneDNN and a CPU with AVX512-BF16 or AMX; this build/CPU has neither");
-        goto done;
-    }
-    if (o->bf16) kern_bf16_shadow(m->params, m->num_params);   /* weights rounded once per step, not per product */
     rc = -1;
     double peak = train_peak_gflops(o->bf16) * 1e9;
     double flops_step = train_flops_per_token(m, T) * (double)BT * (double)accum;
@@ -276,7 +272,7 @@ int train_pretrain(const pretrain_opts *o, pretrain_result *res, gk_err *err) {
                                   res->interrupted ? " (interrupted; continue with --resume)" : "");
     }
 done:
-    if (o->bf16) { kern_bf16_shadow(NULL, 0); kern_set_precision(KERN_PREC_FP32); }
+    train_precision_end(o->bf16);
     train_log_close(&lg);
     train_lm_free(lm);
     data_loader_free(dl);

@@ -258,7 +258,7 @@ char *rm_opts_to_json(const rm_opts *o) {
     N("beta1", o->opt.beta1); N("beta2", o->opt.beta2); N("eps", o->opt.eps); N("weight_decay", o->opt.weight_decay);
     N("grad_clip", o->opt.grad_clip); N("head_init_std", o->head_init_std);
     char seed[32]; snprintf(seed, sizeof seed, "%llu", (unsigned long long)o->seed); cJSON_AddStringToObject(j, "seed", seed);
-    N("val_every", o->val_every); N("save_every", o->save_every);
+    N("val_every", o->val_every); N("save_every", o->save_every); N("bf16", o->bf16);
 #undef S
 #undef N
     char *s = cJSON_PrintUnformatted(j);
@@ -280,7 +280,7 @@ int rm_opts_from_json(rm_opts *o, const char *json, gk_err *err) {
     GN("beta1", o->opt.beta1, float); GN("beta2", o->opt.beta2, float); GN("eps", o->opt.eps, float);
     GN("weight_decay", o->opt.weight_decay, float); GN("grad_clip", o->opt.grad_clip, float);
     GN("head_init_std", o->head_init_std, float);
-    GN("val_every", o->val_every, long); GN("save_every", o->save_every, long);
+    GN("val_every", o->val_every, long); GN("save_every", o->save_every, long); GN("bf16", o->bf16, int);
     cJSON *x = cJSON_GetObjectItemCaseSensitive(j, "schedule");
     if (cJSON_IsString(x)) lr_shape_parse(x->valuestring, &o->sched.shape);
     x = cJSON_GetObjectItemCaseSensitive(j, "seed");
@@ -393,6 +393,7 @@ int train_rm(const rm_opts *o, rm_result *res, gk_err *err) {
     long steps = o->steps > 0 ? o->steps : per_epoch * (o->epochs > 0 ? o->epochs : 1);
     long step0;
     if (train_stage_begin(m, &o->opt, o->seed ^ 0x2E3A11ULL, o->resume_dir, o->out, "rm", o->json, steps, &opt, &st, &lg, &step0, err)) goto done;
+    if (train_precision_begin(m, o->bf16, err)) goto done;
     st.opts_json = rm_opts_to_json(o);
     lr_schedule sched = o->sched;
     sched.total = steps;
@@ -454,6 +455,9 @@ int train_rm(const rm_opts *o, rm_result *res, gk_err *err) {
             train_log_event(&lg, fields, human);
         }
         if (o->normalize) {
+            /* measured in fp32, as the reward model is used downstream (score, PPO, compare); fold_offset then
+             * writes ln_f.bias, which must not happen under a registered bf16 weight copy */
+            train_precision_end(o->bf16);
             double mean = 0; size_t cnt = 0;
             if (mean_reward(m, &chat, o->normalize, &mean, &cnt, err) || fold_offset(m, mean, err)) rc = -1;
             else {
@@ -474,6 +478,7 @@ int train_rm(const rm_opts *o, rm_result *res, gk_err *err) {
                                     res->interrupted ? " (interrupted; continue with --resume)" : "");
     }
 done:
+    train_precision_end(o->bf16);
     train_order_free(&ord);
     train_log_close(&lg);
     rlhf_pref_data_free(&td); rlhf_pref_data_free(&vd);

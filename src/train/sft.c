@@ -36,7 +36,7 @@ char *sft_opts_to_json(const sft_opts *o) {
     N("B", o->B); N("T", o->T); N("epochs", o->epochs); N("steps", o->steps);
     N("lr", o->sched.lr); N("warmup", o->sched.warmup); S("schedule", lr_shape_name(o->sched.shape)); N("final_frac", o->sched.final_frac);
     N("beta1", o->opt.beta1); N("beta2", o->opt.beta2); N("eps", o->opt.eps); N("weight_decay", o->opt.weight_decay);
-    N("grad_clip", o->opt.grad_clip); N("skip_bad", o->skip_bad); N("val_every", o->val_every); N("save_every", o->save_every);
+    N("grad_clip", o->opt.grad_clip); N("skip_bad", o->skip_bad); N("val_every", o->val_every); N("save_every", o->save_every); N("bf16", o->bf16);
     char seed[32]; snprintf(seed, sizeof seed, "%llu", (unsigned long long)o->seed); cJSON_AddStringToObject(j, "seed", seed);
 #undef S
 #undef N
@@ -57,7 +57,7 @@ int sft_opts_from_json(sft_opts *o, const char *json, gk_err *err) {
     GN("lr", o->sched.lr, float); GN("warmup", o->sched.warmup, long); GN("final_frac", o->sched.final_frac, float);
     GN("beta1", o->opt.beta1, float); GN("beta2", o->opt.beta2, float); GN("eps", o->opt.eps, float);
     GN("weight_decay", o->opt.weight_decay, float); GN("grad_clip", o->opt.grad_clip, float);
-    GN("skip_bad", o->skip_bad, int); GN("val_every", o->val_every, long); GN("save_every", o->save_every, long);
+    GN("skip_bad", o->skip_bad, int); GN("val_every", o->val_every, long); GN("save_every", o->save_every, long); GN("bf16", o->bf16, int);
     cJSON *x = cJSON_GetObjectItemCaseSensitive(j, "schedule");
     if (cJSON_IsString(x)) lr_shape_parse(x->valuestring, &o->sched.shape);
     x = cJSON_GetObjectItemCaseSensitive(j, "seed");
@@ -159,6 +159,7 @@ int train_sft(const sft_opts *o, sft_result *res, gk_err *err) {
     long total = o->steps > 0 ? o->steps : o->epochs * (long)per_epoch;
     long step0;
     if (train_stage_begin(m, &o->opt, o->seed ^ 0x5F5F5F5FULL, o->resume_dir, o->out, "sft", o->json, total, &opt, &st, &lg, &step0, err)) goto done;
+    if (train_precision_begin(m, o->bf16, err)) goto done;
     st.opts_json = sft_opts_to_json(o);
     lm = train_lm_new(m);
     lr_schedule sched = o->sched;
@@ -236,6 +237,7 @@ int train_sft(const sft_opts *o, sft_result *res, gk_err *err) {
                                   res->interrupted ? " (interrupted; continue with --resume)" : "");
     }
 done:
+    train_precision_end(o->bf16);
     train_log_close(&lg);
     train_lm_free(lm);
     adamw_free(opt);

@@ -32,6 +32,24 @@ done
 [ -z "$missing" ] && pass plots_written || fail plots_written "missing or empty:$missing"
 grep -q "plots/pretrain_loss.svg" "$RUN/report.md" && pass report_links_plots || fail report_links_plots
 
+# precision = bf16 reaches the training stages (their log lines name the bf16 backend) and still trains
+if $GPTKIT bench peak --json 2>/dev/null | grep -q '"bf16_gflops": [0-9]'; then
+  printf 'precision = bf16\n' > "$TMP/bf16.conf"
+  $GPTKIT pipeline "$TMP/bf16.conf" --fast --run-dir "$TMP/bf" > /dev/null 2> "$TMP/bf.err"; rc=$?
+  n=$(grep -c "bf16 matmuls" "$TMP/bf.err")
+  if [ $rc -eq 0 ] && [ "$n" -ge 2 ] && python3 - "$RUN/report.json" "$TMP/bf/report.json" <<'PY'
+import json, sys
+a, b = (json.load(open(p))["pretrain"]["val_loss"] for p in sys.argv[1:])
+print(a, b); sys.exit(0 if a != b and abs(a - b) < 0.05 * a else 1)
+PY
+  then pass pipeline_bf16; else fail pipeline_bf16 "rc=$rc, $n bf16 log lines; $(tail -3 "$TMP/bf.err")"; fi
+else
+  printf 'precision = bf16\n' > "$TMP/bf16.conf"
+  expect_fail pipeline_bf16_unavailable "bf16" $GPTKIT pipeline "$TMP/bf16.conf" --fast --run-dir "$TMP/bf"
+fi
+printf 'precision = fp16\n' > "$TMP/bad.conf"
+expect_fail pipeline_bad_precision "bad.conf:1: precision: expected fp32 or bf16" $GPTKIT pipeline "$TMP/bad.conf" --print-config
+
 # rerun: everything is skipped
 $GPTKIT pipeline --fast --run-dir "$RUN" > /dev/null 2> "$TMP/err2.txt"
 n=$(grep -c "skipped" "$TMP/err2.txt")
