@@ -25,6 +25,7 @@
  * Output: OUT/ holds the policy (a plain LM checkpoint) + resume state, OUT/value the value model + state.
  */
 #include "train/train.h"
+#include "train/opts_json.h"
 #include "kern/kern.h"
 #include "infer/infer.h"
 
@@ -116,50 +117,36 @@ void ppo_opts_default(ppo_opts *o) {
 }
 
 char *ppo_opts_to_json(const ppo_opts *o) {
+    ppo_opts c = *o;
     cJSON *j = cJSON_CreateObject();
-#define S(k, v) if (v) cJSON_AddStringToObject(j, k, v)
-#define N(k, v) cJSON_AddNumberToObject(j, k, (double)(v))
-    S("policy_dir", o->policy_dir); S("reward_dir", o->reward_dir); S("prompts", o->prompts);
-    S("tokenizer", o->tokenizer); S("out", o->out);
-    N("iters", o->iters); N("batch_prompts", o->batch_prompts); N("samples", o->samples); N("max_new", o->max_new);
-    N("temperature", o->temperature); N("beta", o->beta); N("kl_target", o->kl_target); N("kl_horizon", o->kl_horizon);
-    N("gamma", o->gamma); N("lambda", o->lambda); N("clip_eps", o->clip_eps); N("vf_clip", o->vf_clip);
-    N("ppo_epochs", o->ppo_epochs); N("minibatch", o->minibatch); N("lr", o->lr); N("vf_lr", o->vf_lr);
-    N("warmup", o->warmup); N("beta1", o->opt.beta1); N("beta2", o->opt.beta2); N("eps", o->opt.eps);
-    N("weight_decay", o->opt.weight_decay); N("grad_clip", o->opt.grad_clip);
-    N("missing_end_penalty", o->missing_end_penalty);
-    char seed[32]; snprintf(seed, sizeof seed, "%llu", (unsigned long long)o->seed); cJSON_AddStringToObject(j, "seed", seed);
-    N("sample_every", o->sample_every); N("save_every", o->save_every);
-#undef S
-#undef N
-    char *s = cJSON_PrintUnformatted(j);
-    cJSON_Delete(j);
-    char *r = gk_strdup(s);
-    cJSON_free(s);
-    return r;
+    OJ_PUT_S("policy_dir", o->policy_dir); OJ_PUT_S("reward_dir", o->reward_dir); OJ_PUT_S("prompts", o->prompts);
+    OJ_PUT_S("tokenizer", o->tokenizer); OJ_PUT_S("out", o->out);
+    OJ_PUT_N("iters", o->iters); OJ_PUT_N("batch_prompts", o->batch_prompts); OJ_PUT_N("samples", o->samples);
+    OJ_PUT_N("max_new", o->max_new); OJ_PUT_N("temperature", o->temperature); OJ_PUT_N("beta", o->beta);
+    OJ_PUT_N("kl_target", o->kl_target); OJ_PUT_N("kl_horizon", o->kl_horizon);
+    OJ_PUT_N("gamma", o->gamma); OJ_PUT_N("lambda", o->lambda); OJ_PUT_N("clip_eps", o->clip_eps);
+    OJ_PUT_N("vf_clip", o->vf_clip); OJ_PUT_N("ppo_epochs", o->ppo_epochs); OJ_PUT_N("minibatch", o->minibatch);
+    OJ_PUT_N("lr", o->lr); OJ_PUT_N("vf_lr", o->vf_lr); OJ_PUT_N("warmup", o->warmup);
+    OJ_PUT_N("missing_end_penalty", o->missing_end_penalty); OJ_PUT_N("sample_every", o->sample_every);
+    oj_put_common(j, &(oj_common){ NULL, &c.opt, &c.seed, NULL, &c.save_every, NULL });
+    return oj_finish(j);
 }
 
 int ppo_opts_from_json(ppo_opts *o, const char *json, gk_err *err) {
     cJSON *j = cJSON_Parse(json);
     if (!j) return gk_errf(err, "stored options are not valid JSON");
-#define GS(k, dst) do { cJSON *x = cJSON_GetObjectItemCaseSensitive(j, k); if (cJSON_IsString(x)) dst = gk_strdup(x->valuestring); } while (0)
-#define GN(k, dst, type) do { cJSON *x = cJSON_GetObjectItemCaseSensitive(j, k); if (cJSON_IsNumber(x)) dst = (type)x->valuedouble; } while (0)
-    GS("policy_dir", o->policy_dir); GS("reward_dir", o->reward_dir); GS("prompts", o->prompts);
-    GS("tokenizer", o->tokenizer); GS("out", o->out);
-    GN("iters", o->iters, long); GN("batch_prompts", o->batch_prompts, long); GN("samples", o->samples, long);
-    GN("max_new", o->max_new, long); GN("temperature", o->temperature, float); GN("beta", o->beta, float);
-    GN("kl_target", o->kl_target, float); GN("kl_horizon", o->kl_horizon, long);
-    GN("gamma", o->gamma, float); GN("lambda", o->lambda, float); GN("clip_eps", o->clip_eps, float);
-    GN("vf_clip", o->vf_clip, float); GN("ppo_epochs", o->ppo_epochs, long); GN("minibatch", o->minibatch, long);
-    GN("lr", o->lr, float); GN("vf_lr", o->vf_lr, float); GN("warmup", o->warmup, long);
-    GN("beta1", o->opt.beta1, float); GN("beta2", o->opt.beta2, float); GN("eps", o->opt.eps, float);
-    GN("weight_decay", o->opt.weight_decay, float); GN("grad_clip", o->opt.grad_clip, float);
-    GN("missing_end_penalty", o->missing_end_penalty, float);
-    GN("sample_every", o->sample_every, long); GN("save_every", o->save_every, long);
-    cJSON *x = cJSON_GetObjectItemCaseSensitive(j, "seed");
-    if (cJSON_IsString(x)) o->seed = strtoull(x->valuestring, NULL, 10);
-#undef GS
-#undef GN
+    OJ_GET_S("policy_dir", o->policy_dir); OJ_GET_S("reward_dir", o->reward_dir); OJ_GET_S("prompts", o->prompts);
+    OJ_GET_S("tokenizer", o->tokenizer); OJ_GET_S("out", o->out);
+    OJ_GET_N("iters", o->iters, long); OJ_GET_N("batch_prompts", o->batch_prompts, long);
+    OJ_GET_N("samples", o->samples, long); OJ_GET_N("max_new", o->max_new, long);
+    OJ_GET_N("temperature", o->temperature, float); OJ_GET_N("beta", o->beta, float);
+    OJ_GET_N("kl_target", o->kl_target, float); OJ_GET_N("kl_horizon", o->kl_horizon, long);
+    OJ_GET_N("gamma", o->gamma, float); OJ_GET_N("lambda", o->lambda, float); OJ_GET_N("clip_eps", o->clip_eps, float);
+    OJ_GET_N("vf_clip", o->vf_clip, float); OJ_GET_N("ppo_epochs", o->ppo_epochs, long);
+    OJ_GET_N("minibatch", o->minibatch, long); OJ_GET_N("lr", o->lr, float); OJ_GET_N("vf_lr", o->vf_lr, float);
+    OJ_GET_N("warmup", o->warmup, long); OJ_GET_N("missing_end_penalty", o->missing_end_penalty, float);
+    OJ_GET_N("sample_every", o->sample_every, long);
+    oj_get_common(j, &(oj_common){ NULL, &o->opt, &o->seed, NULL, &o->save_every, NULL });
     cJSON_Delete(j);
     return 0;
 }

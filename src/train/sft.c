@@ -8,6 +8,7 @@
  * position is (epoch, batch index) in train_state's data_pos.
  */
 #include "train/train.h"
+#include "train/opts_json.h"
 #include "kern/kern.h"
 #include "infer/infer.h"
 
@@ -29,41 +30,24 @@ void sft_opts_default(sft_opts *o) {
 }
 
 char *sft_opts_to_json(const sft_opts *o) {
+    sft_opts c = *o;
     cJSON *j = cJSON_CreateObject();
-#define S(k, v) if (v) cJSON_AddStringToObject(j, k, v)
-#define N(k, v) cJSON_AddNumberToObject(j, k, (double)(v))
-    S("init_dir", o->init_dir); S("data", o->data); S("val", o->val); S("tokenizer", o->tokenizer); S("out", o->out);
-    N("B", o->B); N("T", o->T); N("epochs", o->epochs); N("steps", o->steps);
-    N("lr", o->sched.lr); N("warmup", o->sched.warmup); S("schedule", lr_shape_name(o->sched.shape)); N("final_frac", o->sched.final_frac);
-    N("beta1", o->opt.beta1); N("beta2", o->opt.beta2); N("eps", o->opt.eps); N("weight_decay", o->opt.weight_decay);
-    N("grad_clip", o->opt.grad_clip); N("skip_bad", o->skip_bad); N("val_every", o->val_every); N("save_every", o->save_every); N("bf16", o->bf16);
-    char seed[32]; snprintf(seed, sizeof seed, "%llu", (unsigned long long)o->seed); cJSON_AddStringToObject(j, "seed", seed);
-#undef S
-#undef N
-    char *s = cJSON_PrintUnformatted(j);
-    cJSON_Delete(j);
-    char *r = gk_strdup(s);
-    cJSON_free(s);
-    return r;
+    OJ_PUT_S("init_dir", o->init_dir); OJ_PUT_S("data", o->data); OJ_PUT_S("val", o->val);
+    OJ_PUT_S("tokenizer", o->tokenizer); OJ_PUT_S("out", o->out);
+    OJ_PUT_N("B", o->B); OJ_PUT_N("T", o->T); OJ_PUT_N("epochs", o->epochs); OJ_PUT_N("steps", o->steps);
+    OJ_PUT_N("skip_bad", o->skip_bad);
+    oj_put_common(j, &(oj_common){ &c.sched, &c.opt, &c.seed, &c.val_every, &c.save_every, &c.bf16 });
+    return oj_finish(j);
 }
 
 int sft_opts_from_json(sft_opts *o, const char *json, gk_err *err) {
     cJSON *j = cJSON_Parse(json);
     if (!j) return gk_errf(err, "stored SFT options are not valid JSON");
-#define GS(k, dst) do { cJSON *x = cJSON_GetObjectItemCaseSensitive(j, k); if (cJSON_IsString(x)) dst = gk_strdup(x->valuestring); } while (0)
-#define GN(k, dst, type) do { cJSON *x = cJSON_GetObjectItemCaseSensitive(j, k); if (cJSON_IsNumber(x)) dst = (type)x->valuedouble; } while (0)
-    GS("init_dir", o->init_dir); GS("data", o->data); GS("val", o->val); GS("tokenizer", o->tokenizer); GS("out", o->out);
-    GN("B", o->B, long); GN("T", o->T, long); GN("epochs", o->epochs, long); GN("steps", o->steps, long);
-    GN("lr", o->sched.lr, float); GN("warmup", o->sched.warmup, long); GN("final_frac", o->sched.final_frac, float);
-    GN("beta1", o->opt.beta1, float); GN("beta2", o->opt.beta2, float); GN("eps", o->opt.eps, float);
-    GN("weight_decay", o->opt.weight_decay, float); GN("grad_clip", o->opt.grad_clip, float);
-    GN("skip_bad", o->skip_bad, int); GN("val_every", o->val_every, long); GN("save_every", o->save_every, long); GN("bf16", o->bf16, int);
-    cJSON *x = cJSON_GetObjectItemCaseSensitive(j, "schedule");
-    if (cJSON_IsString(x)) lr_shape_parse(x->valuestring, &o->sched.shape);
-    x = cJSON_GetObjectItemCaseSensitive(j, "seed");
-    if (cJSON_IsString(x)) o->seed = strtoull(x->valuestring, NULL, 10);
-#undef GS
-#undef GN
+    OJ_GET_S("init_dir", o->init_dir); OJ_GET_S("data", o->data); OJ_GET_S("val", o->val);
+    OJ_GET_S("tokenizer", o->tokenizer); OJ_GET_S("out", o->out);
+    OJ_GET_N("B", o->B, long); OJ_GET_N("T", o->T, long); OJ_GET_N("epochs", o->epochs, long);
+    OJ_GET_N("steps", o->steps, long); OJ_GET_N("skip_bad", o->skip_bad, int);
+    oj_get_common(j, &(oj_common){ &o->sched, &o->opt, &o->seed, &o->val_every, &o->save_every, &o->bf16 });
     cJSON_Delete(j);
     return 0;
 }

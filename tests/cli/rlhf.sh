@@ -135,6 +135,9 @@ cmp -s pfull/model.safetensors ppart/model.safetensors && cmp -s pfull/value/mod
 RMA="--init sft --data prefs.jsonl -b 8 --steps 6 --lr 1e-3 --json"
 $GPTKIT rm $RMA --out rfull >rf.log 2>/dev/null; $GPTKIT rm $RMA --stop-at 3 --out rpart >/dev/null 2>&1; $GPTKIT rm --resume rpart --json >/dev/null 2>&1
 cmp -s rfull/model.safetensors rpart/model.safetensors && pass rm_resume_exact || fail rm_resume_exact
+DPA="--policy sft --data prefs.jsonl -b 8 --steps 6 --lr 5e-4 --json"
+$GPTKIT dpo $DPA --out dfull >/dev/null 2>&1; $GPTKIT dpo $DPA --stop-at 3 --out dpart >/dev/null 2>&1; $GPTKIT dpo --resume dpart --json >/dev/null 2>&1
+cmp -s dfull/model.safetensors dpart/model.safetensors && pass dpo_resume_exact || fail dpo_resume_exact
 $GPTKIT ppo $PPO --iters 100000 --out pint >pint.log 2>pint.err &
 pid=$!
 for i in $(seq 1 100); do grep -q '"score"' pint.log 2>/dev/null && break; sleep 0.1; done
