@@ -402,7 +402,8 @@ static void test_errors(void) {
     gpt_free(m);
 }
 
-/* The decode matmul equals the reference matmul on awkward sizes, both layouts, with and without bias. */
+/* The decode matmul equals the reference matmul on awkward sizes, both layouts, with and without bias, in both
+ * its AVX-512 body and its portable loops. */
 static void test_skinny_matmul(void) {
     size_t sizes[][2] = { {35, 105}, {64, 300}, {97, 1000}, {384, 257}, {203, 1601} };
     size_t Ns[] = { 1, 3, 8, 16 };
@@ -420,9 +421,14 @@ static void test_skinny_matmul(void) {
                 kern_set_impl(KERN_IMPL_REF);
                 kern_matmul_fwd(want, x, w, bias, N, C, OC, lay);
                 kern_set_impl(KERN_IMPL_FAST);
-                kern_matmul_skinny_fwd(got, x, w, bias, N, C, OC, lay);
-                char what[64]; snprintf(what, sizeof what, "skinny N=%zu C=%zu OC=%zu layout %d", N, C, OC, lay);
-                CHECK_ARRAYS(what, got, want, N * OC, 1e-5, 1e-5);
+                for (int portable = 0; portable < 2; portable++) {   /* the AVX-512 body, then the portable loops */
+                    kern_skinny_portable(portable);
+                    kern_matmul_skinny_fwd(got, x, w, bias, N, C, OC, lay);
+                    char what[80];
+                    snprintf(what, sizeof what, "skinny N=%zu C=%zu OC=%zu layout %d%s", N, C, OC, lay, portable ? " portable" : "");
+                    CHECK_ARRAYS(what, got, want, N * OC, 1e-5, 1e-5);
+                }
+                kern_skinny_portable(0);
                 free(x); free(w); free(b); free(got); free(want);
             }
 }

@@ -170,6 +170,9 @@ void kern_attn_cache_fwd(float *out, float *kc, float *vc, const float *qkv, con
 #define KERN_SKINNY_MAX_N 16
 void kern_matmul_skinny_fwd(float *out, const float *inp, const float *w, const float *bias,
                             size_t N, size_t C, size_t OC, int wlayout);
+/* For tests: 1 makes kern_matmul_skinny_fwd use its portable loops (what CPUs without AVX-512 run) even where
+ * the AVX-512 body would be picked; returns the previous setting. */
+int kern_skinny_portable(int on);
 /* ================================================================ end of cached attention */
 
 #endif

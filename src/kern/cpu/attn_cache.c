@@ -218,12 +218,14 @@ static void sk_dots_avx512(float *out, const float *inp, const float *w, const f
     if (o < o1) sk_dots_plain(out, inp, w, bias, N, C, OC, o, o1);
 }
 
+static int g_sk_portable;   /* kern_skinny_portable(1): the portable loops even on AVX-512 (tests) */
 static int sk_avx512(void) {
     static int have = -1;
     if (have < 0) have = __builtin_cpu_supports("avx512f") ? 1 : 0;
-    return have;
+    return have && !g_sk_portable;
 }
 #else
+static int g_sk_portable;
 static int sk_avx512(void) { return 0; }
 #define sk_rows_avx512 sk_rows_plain
 #define sk_dots_avx512 sk_dots_plain
@@ -238,6 +240,12 @@ static void sk_rows(float *part, const float *inp, const float *w, size_t N, siz
         if (wide) sk_rows_avx512(part, inp, w, N, C, OC, c0, c1, j0, j1);
         else sk_rows_plain(part, inp, w, N, C, OC, c0, c1, j0, j1);
     }
+}
+
+int kern_skinny_portable(int on) {
+    int was = g_sk_portable;
+    g_sk_portable = on;
+    return was;
 }
 
 void kern_matmul_skinny_fwd(float *out, const float *inp, const float *w, const float *bias,
