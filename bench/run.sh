@@ -20,7 +20,7 @@ for w in $what; do
     engine)   bash bench/engine/run.sh | tee bench/out/engine.txt ;;
     tok)      bash bench/tok/bench.sh | tee bench/out/tok.txt ;;
     rlhf)     bash bench/rlhf/setup_trl.sh && bash bench/rlhf/run.sh build/gptkit | tee bench/out/rlhf.txt ;;
-    pipeline) for c in configs/demo.conf configs/big.conf; do
+    pipeline) for c in configs/demo.conf configs/demo-bf16.conf configs/big.conf; do
                 rm -rf "bench/out/run-$(basename "$c" .conf)"
                 /usr/bin/time -v build/gptkit pipeline "$c" --run-dir "bench/out/run-$(basename "$c" .conf)" \
                   2>&1 | grep -E "pipeline:|Elapsed|Maximum resident" | tee -a bench/out/pipeline.txt

@@ -58,6 +58,16 @@ print(json.dumps({"ms": times, "loss": losses, "peak_rss_mb": resource.getrusage
 '''
 
 
+def gflop_per_step(c):
+    """Matmul FLOPs of one training step (forward + backward): 6 x (matmul parameters incl. the tied LM head) x
+    tokens, plus causal attention (QK^T and AV, forward and backward: 3 x 2 x 2 x T^2/2 x C per sequence and
+    layer). What bench/RESULTS.md's roofline argument divides by."""
+    L, C, B, T = c["n_layer"], c["n_embd"], c["B"], c["T"]
+    dense = 6 * (12 * L * C * C + VOCAB * C) * B * T
+    attn = L * B * 6 * T * T * C
+    return (dense + attn) / 1e9
+
+
 def write_shard(path, n):
     rng = np.random.default_rng(0)
     hdr = np.zeros(256, dtype=np.int32)
@@ -127,6 +137,8 @@ def main():
         print(f"config {name}: gptkit {gm:.0f} ms/step ({row['gptkit_tok_s']:.0f} tok/s, peak {g['peak_rss_mb']:.0f} MB) | "
               f"torch {tm:.0f} ms/step ({row['torch_tok_s']:.0f} tok/s, peak {t['peak_rss_mb']:.0f} MB) | "
               f"speedup x{row['speedup']:.2f} | step-0 loss {g['loss'][0]:.4f} vs {t['loss'][0]:.4f}")
+        gf = gflop_per_step(c)
+        print(f"config {name}: {gf:.1f} GFLOP/step -> gptkit {gf / gm * 1000:.0f} GFLOP/s, torch {gf / tm * 1000:.0f} GFLOP/s")
     if a.append:
         date = datetime.date.today().isoformat()
         with open(a.append, "a") as f:

@@ -7,14 +7,8 @@ cd "$(dirname "$0")/../.."
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 OUT=${EBENCH_OUT:-build/bench}
 mkdir -p "$OUT"
-CFLAGS="-std=c11 -D_GNU_SOURCE -O2 -fno-math-errno -Wall -Wextra -Wno-unused-parameter -Isrc -fopenmp"
-LIBS="-lm -lpthread -lcjson -lz"
-if [ -z "${NO_BLAS:-}" ] && pkg-config --exists openblas 2>/dev/null; then
-  CFLAGS="$CFLAGS -DGK_HAVE_BLAS $(pkg-config --cflags openblas)"; LIBS="$LIBS $(pkg-config --libs openblas)"
-fi
-if [ -z "${NO_DNNL:-}" ] && [ -f /usr/include/dnnl.h ]; then
-  CFLAGS="$CFLAGS -DGK_HAVE_DNNL"; LIBS="$LIBS -ldnnl"
-fi
+. bench/build_flags.sh
+LIBS="$LIBS -lcjson -lz"
 ${CC:-gcc} $CFLAGS bench/engine/ebench.c src/core/*.c src/kern/*.c src/kern/cpu/*.c src/model/*.c src/tok/*.c \
   src/infer/*.c -o "$OUT/ebench" $LIBS
 echo "# machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; OMP_NUM_THREADS=$OMP_NUM_THREADS; $(date -u +%F); load average: $(cut -d" " -f1-3 /proc/loadavg)"

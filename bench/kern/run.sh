@@ -9,14 +9,7 @@ cd "$(dirname "$0")/../.."
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 OUT=${KBENCH_OUT:-build/bench}
 mkdir -p "$OUT"
-CFLAGS="-std=c11 -D_GNU_SOURCE -O2 -fno-math-errno -Wall -Wextra -Wno-unused-parameter -Isrc -fopenmp"
-LIBS="-lm -lpthread"
-if [ -z "${NO_BLAS:-}" ] && pkg-config --exists openblas 2>/dev/null; then
-  CFLAGS="$CFLAGS -DGK_HAVE_BLAS $(pkg-config --cflags openblas)"; LIBS="$LIBS $(pkg-config --libs openblas)"
-fi
-if [ -z "${NO_DNNL:-}" ] && [ -f /usr/include/dnnl.h ]; then
-  CFLAGS="$CFLAGS -DGK_HAVE_DNNL"; LIBS="$LIBS -ldnnl"
-fi
+. bench/build_flags.sh
 ${CC:-gcc} $CFLAGS bench/kern/kbench.c src/kern/*.c src/kern/cpu/*.c src/core/core.c -o "$OUT/kbench" $LIBS
 echo "# machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; OMP_NUM_THREADS=$OMP_NUM_THREADS; $(date -u +%F)"
 "$OUT/kbench" "$@"

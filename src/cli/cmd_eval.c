@@ -33,13 +33,7 @@ static double target_bytes(const char *data, const tok_tokenizer *tok, size_t B,
     long avail = (long)data_loader_batches_per_epoch(dl);
     if (batches <= 0 || batches > avail) batches = avail;
     for (long k = 0; k < batches && data_loader_next(dl, in, tg, &err) == 0; k++)
-        for (size_t i = 0; i < B * T; i++) {
-            size_t len = 0;
-            int32_t id = tg[i];
-            int special = 0;
-            for (size_t s = 0; s < tok_n_specials(tok); s++) { int32_t sid; tok_special_at(tok, s, &sid); if (sid == id) special = 1; }
-            if (!special && tok_token_bytes(tok, id, &len)) bytes += (double)len;
-        }
+        for (size_t i = 0; i < B * T; i++) bytes += (double)tok_text_len(tok, tg[i]);
     free(in); free(tg);
     data_loader_free(dl);
     return bytes;

@@ -24,14 +24,16 @@
 /* ---------------------------------------------------------------- configuration */
 
 typedef enum { K_LONG, K_DOUBLE, K_STR } ktype;
-typedef struct { const char *key; ktype type; size_t off; const char *help; size_t cap; } kspec;   /* cap: K_STR */
-#define L(k, f, h) { k, K_LONG, offsetof(pipe_cfg, f), h, 0 }
-#define D(k, f, h) { k, K_DOUBLE, offsetof(pipe_cfg, f), h, 0 }
+/* K_STR: cap = the field's size; choices = the allowed values (NULL-terminated), or NULL for any text */
+typedef struct { const char *key; ktype type; size_t off; const char *help; size_t cap; const char *const *choices; } kspec;
+#define L(k, f, h) { k, K_LONG, offsetof(pipe_cfg, f), h, 0, NULL }
+#define D(k, f, h) { k, K_DOUBLE, offsetof(pipe_cfg, f), h, 0, NULL }
+#define S(k, f, h, ch) { k, K_STR, offsetof(pipe_cfg, f), h, sizeof ((pipe_cfg *)0)->f, ch }
+static const char *const PRECISIONS[] = { "fp32", "bf16", NULL };
 static const kspec KEYS[] = {
-    { "run_dir", K_STR, offsetof(pipe_cfg, run_dir), "where every stage writes (created)", sizeof ((pipe_cfg *)0)->run_dir },
+    S("run_dir", run_dir, "where every stage writes (created)", NULL),
     L("seed", seed, "seed of every stage"),
-    { "precision", K_STR, offsetof(pipe_cfg, precision), "fp32 | bf16 (matmuls of pretrain/SFT/RM/DPO; needs AMX or AVX512-BF16)",
-      sizeof ((pipe_cfg *)0)->precision },
+    S("precision", precision, "fp32 | bf16 (matmuls of pretrain/SFT/RM/DPO; needs AMX or AVX512-BF16)", PRECISIONS),
     L("tokenizer.vocab_size", vocab_size, "BPE vocabulary incl. the 9 chat special tokens"),
     D("shards.val_fraction", val_fraction, "fraction of the corpus held out for validation"),
     L("data.sft", n_sft, "SFT conversations"), L("data.sft_val", n_sft_val, "held-out SFT conversations"),
@@ -63,6 +65,7 @@ static const kspec KEYS[] = {
 };
 #undef L
 #undef D
+#undef S
 #define NKEYS (sizeof KEYS / sizeof KEYS[0])
 
 void pipe_cfg_default(pipe_cfg *c) {
@@ -109,9 +112,13 @@ int pipe_cfg_load(pipe_cfg *c, const char *path, gk_err *err) {
         char *base = (char *)c + ks->off;
         if (ks->type == K_STR) {
             if (strlen(v) >= ks->cap) { rc = gk_errf(err, "%s:%zu: %s: value too long", path, no, k); break; }
-            if (base == c->precision && strcmp(v, "fp32") && strcmp(v, "bf16")) {
-                rc = gk_errf(err, "%s:%zu: precision: expected fp32 or bf16, got '%s'", path, no, v); break;
+            int ok = !ks->choices;
+            char allowed[128] = "";
+            for (const char *const *ch = ks->choices; ch && *ch; ch++) {
+                ok |= !strcmp(v, *ch);
+                snprintf(allowed + strlen(allowed), sizeof allowed - strlen(allowed), "%s%s", ch == ks->choices ? "" : " or ", *ch);
             }
+            if (!ok) { rc = gk_errf(err, "%s:%zu: %s: expected %s, got '%s'", path, no, k, allowed, v); break; }
             strcpy(base, v);
         } else if (ks->type == K_LONG) {
             long x;
@@ -254,14 +261,16 @@ static int st_data(ctx *x, cJSON *j, gk_err *err) {
     return 0;
 }
 
+/* precision = bf16: the training stages' matmuls in bfloat16 (PPO, eval and generation stay fp32) */
+static int cfg_bf16(const pipe_cfg *c) { return !strcmp(c->precision, "bf16"); }
+
 static int st_pretrain(ctx *x, cJSON *j, gk_err *err) {
     const pipe_cfg *c = x->c;
     pretrain_opts o;
     pretrain_opts_default(&o);
-    tok_tokenizer *t = tok_load(x->p_tok, err);
-    if (!t) return -1;
-    o.vocab_size = (int)tok_vocab_size(t);
-    tok_free(t);
+    tok_tokenizer *tk = tok_load(x->p_tok, err);   /* the vocabulary size now, bits per byte at the end */
+    if (!tk) return -1;
+    o.vocab_size = (int)tok_vocab_size(tk);
     o.model_name = NULL;
     o.n_layer = (int)c->n_layer; o.n_head = (int)c->n_head; o.n_embd = (int)c->n_embd; o.n_ctx = (int)c->n_ctx;
     /* recorded in every checkpoint of the run: absolute, so the models load from any directory */
@@ -273,7 +282,7 @@ static int st_pretrain(ctx *x, cJSON *j, gk_err *err) {
     o.B = c->pt_batch; o.T = c->pt_seq; o.steps = c->pt_steps;
     o.sched.lr = (float)c->pt_lr; o.sched.warmup = c->pt_warmup; o.sched.shape = LR_COSINE; o.sched.final_frac = 0.1f;
     o.seed = (uint64_t)c->seed;
-    o.bf16 = !strcmp(c->precision, "bf16");
+    o.bf16 = cfg_bf16(c);
     o.out = x->p_base;
     o.val_every = c->pt_val_every; o.val_batches = 10; o.save_every = 100;
     if (exists_in_run(c, "base/train_state.safetensors")) { o.resume_dir = x->p_base; gk_log("pipeline: resuming pretrain from %s\n", x->p_base); }
@@ -287,16 +296,15 @@ static int st_pretrain(ctx *x, cJSON *j, gk_err *err) {
         cJSON_AddNumberToObject(j, "train_seconds", r.seconds);
         cJSON_AddNumberToObject(j, "peak_rss_mb", r.peak_rss_mb);
         /* bits per byte of the val shard: val loss (nats/token) / ln 2 * tokens / bytes */
-        tok_tokenizer *tk = tok_load(x->p_tok, err);
         data_shard s;
-        if (tk && data_shard_open(&s, va, err) == 0) {
+        if (data_shard_open(&s, va, err) == 0) {
             size_t bytes = 0;
-            for (size_t i = 0; i < s.ntok; i++) { size_t l = 0; int32_t id = (int32_t)data_shard_token(&s, i); if (tok_token_bytes(tk, id, &l) && id != tok_eot_id(tk)) bytes += l; }
+            for (size_t i = 0; i < s.ntok; i++) bytes += tok_text_len(tk, (int32_t)data_shard_token(&s, i));
             if (bytes) cJSON_AddNumberToObject(j, "val_bpb", r.val_loss / log(2.0) * (double)s.ntok / (double)bytes);
             data_shard_close(&s);
         }
-        tok_free(tk);
     }
+    tok_free(tk);
     free(tr); free(va); free(tok_abs);
     return rc;
 }
@@ -311,7 +319,7 @@ static int st_sft(ctx *x, cJSON *j, gk_err *err) {
     o.B = c->sft_batch; o.epochs = c->sft_epochs; o.steps = c->sft_steps;
     o.sched.lr = (float)c->sft_lr;
     o.seed = (uint64_t)c->seed;
-    o.bf16 = !strcmp(c->precision, "bf16");
+    o.bf16 = cfg_bf16(c);
     o.out = x->p_sft;
     o.save_every = 100;
     if (exists_in_run(c, "sft/train_state.safetensors")) { o.resume_dir = x->p_sft; o.init_dir = NULL; gk_log("pipeline: resuming sft from %s\n", x->p_sft); }
@@ -339,7 +347,7 @@ static int st_rm(ctx *x, cJSON *j, gk_err *err) {
     o.data = tr; o.val = va; o.normalize = nz;
     o.batch = c->rm_batch; o.epochs = c->rm_epochs; o.sched.lr = (float)c->rm_lr;
     o.seed = (uint64_t)c->seed;
-    o.bf16 = !strcmp(c->precision, "bf16");
+    o.bf16 = cfg_bf16(c);
     o.out = x->p_rm;
     if (exists_in_run(c, "rm/train_state.safetensors")) { o.resume_dir = x->p_rm; o.init_dir = NULL; gk_log("pipeline: resuming rm from %s\n", x->p_rm); }
     rm_result r;
@@ -402,7 +410,7 @@ static int st_dpo(ctx *x, cJSON *j, gk_err *err) {
     o.data = tr; o.val = va;
     o.batch = c->dpo_batch; o.epochs = c->dpo_epochs; o.steps = c->dpo_steps; o.sched.lr = (float)c->dpo_lr; o.beta = (float)c->dpo_beta;
     o.seed = (uint64_t)c->seed;
-    o.bf16 = !strcmp(c->precision, "bf16");
+    o.bf16 = cfg_bf16(c);
     o.out = x->p_dpo;
     if (exists_in_run(c, "dpo/train_state.safetensors")) { o.resume_dir = x->p_dpo; gk_log("pipeline: resuming dpo from %s\n", x->p_dpo); }
     dpo_result r;

@@ -162,6 +162,11 @@ const uint8_t *tok_token_bytes(const tok_tokenizer *t, int32_t id, size_t *len) 
     return t->arena + t->off[id];
 }
 
+size_t tok_text_len(const tok_tokenizer *t, int32_t id) {
+    if (id < 0 || (size_t)id >= t->vocab_size || t->kind[id] != TOK_KIND_RANK) return 0;
+    return t->len[id];
+}
+
 int32_t tok_add_special(tok_tokenizer *t, const char *text, int32_t id, gk_err *err) {
     size_t n = strlen(text);
     if (n == 0) { gk_errf(err, "special token text is empty"); return -1; }

@@ -83,6 +83,9 @@ int32_t     tok_eot_id(const tok_tokenizer *t);       /* id of <|endoftext|>, -1
 const char *tok_special_at(const tok_tokenizer *t, size_t i, int32_t *id);
 /* Bytes of token id (ordinary or special); NULL if id is not a token (out of range or a gap). */
 const uint8_t *tok_token_bytes(const tok_tokenizer *t, int32_t id, size_t *len);
+/* Bytes of text token id stands for: its length for an ordinary token, 0 for a special token (a marker, not
+ * text) or a non-token. What bits-per-byte figures divide by. */
+size_t tok_text_len(const tok_tokenizer *t, int32_t id);
 
 /* Adds a special token with the given id (-1: next free id after everything). Returns its id, or -1 with err
  * if the text or id is already taken. */

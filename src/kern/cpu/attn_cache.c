@@ -6,8 +6,8 @@
  * kc[s][h][0..pos] — one contiguous block — so the step streams memory linearly.
  *
  * One fp32 implementation serves both kernel sets: OpenMP over (sequence, head, new row), dynamic schedule
- * because causal rows differ in length; vectorised dot products and exp (kern_vexpf, ~2 ulp). Tested against kern_attention_fwd through the model
- * (tests/test_engine.c: KV-cache logits == full recomputation).
+ * because causal rows differ in length; vectorised dot products and exp (kern_vexpf, ~2 ulp). Tested against
+ * kern_attention_fwd through the model (tests/test_engine.c: KV-cache logits == full recomputation).
  */
 #include "kern/kern.h"
 #include "core/core.h"
@@ -26,20 +26,23 @@
 #define AC_OMP(x)
 #endif
 
-/* One query row of one head over len cached keys/values: o = sum_j softmax_j(q . k_j * scale) v_j.
- * 16 independent partial sums per dot product so the loop vectorises without -ffast-math. */
+/* a . b over n floats with 16 independent partial sums, so the loop vectorises without -ffast-math */
+static inline float dot16(const float *a, const float *b, size_t n) {
+    size_t n16 = n & ~(size_t)15;
+    float p[16] = {0}, s = 0.0f;
+    for (size_t d = 0; d < n16; d += 16)
+        for (size_t u = 0; u < 16; u++) p[u] += a[d + u] * b[d + u];
+    for (size_t d = n16; d < n; d++) s += a[d] * b[d];
+    for (size_t u = 0; u < 16; u++) s += p[u];
+    return s;
+}
+
+/* One query row of one head over len cached keys/values: o = sum_j softmax_j(q . k_j * scale) v_j. */
 GK_HOT static void attn_row(float *o, const float *q, const float *K, const float *V, size_t len, size_t hs,
                             float scale, float *att) {
-    size_t h16 = hs & ~(size_t)15;
     float mx = -INFINITY;
     for (size_t j = 0; j < len; j++) {
-        const float *k = K + j * hs;
-        float p[16] = {0}, s = 0.0f;
-        for (size_t d = 0; d < h16; d += 16)
-            for (size_t u = 0; u < 16; u++) p[u] += q[d + u] * k[d + u];
-        for (size_t d = h16; d < hs; d++) s += q[d] * k[d];
-        for (size_t u = 0; u < 16; u++) s += p[u];
-        s *= scale;
+        float s = dot16(q, K + j * hs, hs) * scale;
         att[j] = s;
         if (s > mx) mx = s;
     }
@@ -136,20 +139,8 @@ static void sk_rows_plain(float *part, const float *inp, const float *w, size_t 
 
 static void sk_dots_plain(float *out, const float *inp, const float *w, const float *bias, size_t N, size_t C,
                           size_t OC, size_t o0, size_t o1) {
-    size_t C16 = C & ~(size_t)15;
-    for (size_t o = o0; o < o1; o++) {
-        const float *wr = w + o * C;
-        for (size_t n = 0; n < N; n++) {
-            const float *x = inp + n * C;
-            float p[16] = {0};
-            for (size_t c = 0; c < C16; c += 16)
-                for (size_t k = 0; k < 16; k++) p[k] += x[c + k] * wr[c + k];
-            float s = 0.0f;
-            for (size_t c = C16; c < C; c++) s += x[c] * wr[c];
-            for (size_t k = 0; k < 16; k++) s += p[k];
-            out[n * OC + o] = s + (bias ? bias[o] : 0.0f);
-        }
-    }
+    for (size_t o = o0; o < o1; o++)
+        for (size_t n = 0; n < N; n++) out[n * OC + o] = dot16(inp + n * C, w + o * C, C) + (bias ? bias[o] : 0.0f);
 }
 
 #ifdef SK_X86
