@@ -240,8 +240,7 @@ static void test_matmul_bf16(void) {
     if (!kern_bf16_available()) {
         CHECK(kern_set_precision(KERN_PREC_BF16) == -1 && kern_get_precision() == KERN_PREC_FP32,
               "bf16 unavailable but accepted");
-        printf("  (bf16 matmul unavailable on this build/CPU: only the refusal is tested)\n");
-        return;
+        TL_SKIP("bf16 matmul unavailable on this build/CPU (only its refusal was checked)");
     }
     size_t N = 77, C = 45, OC = 131;
     for (int layout = 0; layout < 2; layout++) {
@@ -272,7 +271,7 @@ static void test_matmul_bf16(void) {
  * them afresh (bit for bit, forward and backward), and after kern_adamw changes the weights the next product
  * sees the new values (the copy is refreshed), also for a weight that starts mid-range. */
 static void test_bf16_shadow(void) {
-    if (!kern_bf16_available()) { printf("  (bf16 unavailable: shadow not tested)\n"); return; }
+    if (!kern_bf16_available()) TL_SKIP("bf16 unavailable on this build/CPU: shadow not tested");
     size_t N = 19, C = 37, OC = 53, off = 11, np = off + C * OC + 5;
     float *params = rnd(np, 1), *w = params + off, *x = rnd(N * C, 1), *g = rnd(N * OC, 1);
     float *gw = rnd(np, 1), *mm = kern_alloc(np * 4), *vv = kern_alloc(np * 4);

@@ -8,6 +8,7 @@
 
 int tl_failed_checks = 0;
 int tl_total_failed = 0;
+static char tl_skip_why[256];
 static int tl_total_run = 0;
 
 void tl_fail_at(const char *file, int line, const char *fmt, ...) {
@@ -22,11 +23,21 @@ void tl_fail_at(const char *file, int line, const char *fmt, ...) {
     fflush(stdout);
 }
 
+void tl_skip(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(tl_skip_why, sizeof tl_skip_why, fmt, ap);
+    va_end(ap);
+    if (!tl_skip_why[0]) snprintf(tl_skip_why, sizeof tl_skip_why, "skipped");
+}
+
 void tl_run(const char *name, void (*fn)(void)) {
     tl_failed_checks = 0;
+    tl_skip_why[0] = 0;
     fn();
     tl_total_run++;
     if (tl_failed_checks) { tl_total_failed++; printf("FAIL %s (%d checks)\n", name, tl_failed_checks); }
+    else if (tl_skip_why[0]) printf("SKIP %s: %s\n", name, tl_skip_why);
     else printf("PASS %s\n", name);
     fflush(stdout);
 }

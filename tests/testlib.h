@@ -1,5 +1,7 @@
 /* testlib: a tiny test harness. Each tests/test_*.c is its own binary whose main() calls TL_RUN on each
- * test function; every test prints one "PASS name" or "FAIL name" line, and tests/run.sh counts them.
+ * test function; every test prints one "PASS name", "FAIL name" or "SKIP name: why" line, and tests/run.sh
+ * counts them. A test that cannot run here (no bf16 on this CPU, a library absent from the build) calls
+ * TL_SKIP and returns: it is reported as skipped, never as passed.
  * A check that fails prints file:line and the message and marks the current test failed (it goes on, so
  * one run shows every broken check). */
 #ifndef GK_TESTLIB_H
@@ -11,9 +13,13 @@ extern int tl_failed_checks;   /* in the current test */
 extern int tl_total_failed;    /* tests failed in this binary */
 void tl_fail_at(const char *file, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void tl_run(const char *name, void (*fn)(void));
+/* Marks the current test skipped, with the reason (printed on its SKIP line). The test should return next;
+ * a failed check before or after still makes it FAIL. */
+void tl_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int  tl_summary(void);          /* return value for main: 0 if all passed */
 
 #define TL_RUN(fn) tl_run(#fn, fn)
+#define TL_SKIP(...) do { tl_skip(__VA_ARGS__); return; } while (0)
 #define CHECK(cond, ...) do { if (!(cond)) tl_fail_at(__FILE__, __LINE__, __VA_ARGS__); } while (0)
 /* |a-b| <= atol + rtol*|b| */
 #define CHECK_CLOSE(a, b, atol, rtol, what) do { double _a = (a), _b = (b); \

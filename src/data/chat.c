@@ -1,5 +1,5 @@
 /* chat.c: chat conversations — JSONL parsing (cJSON), validation, rendering to ids + loss mask, and the
- * training-set loader with the truncation policy. The format is described in data_chat.inc and docs/chat.md. */
+ * training-set loader with the truncation policy. The format is described in data/data.h and docs/chat.md. */
 #include "data/data.h"
 
 #include <cjson/cJSON.h>

@@ -1,4 +1,4 @@
-/* demo.c: the built-in demo task distribution and its generators (API and rationale in data_demo.inc,
+/* demo.c: the built-in demo task distribution and its generators (API and rationale in data/data.h,
  * examples in docs/demo-data.md).
  *
  * A task instance is drawn in three steps: content (an arithmetic problem or a fact from the table), a mode

@@ -1,4 +1,4 @@
-/* demo_check.c: grading replies to the demo tasks, and the hidden preference rule (see data_demo.inc).
+/* demo_check.c: grading replies to the demo tasks, and the hidden preference rule (see data.h).
  *
  * Two consumers: the report card grades model replies against eval answers (demo_check_answer), and the
  * preference generator ranks candidate replies (demo_judge). Both read only the reply text, the expected

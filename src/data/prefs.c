@@ -1,7 +1,7 @@
-/* prefs.c: preference pairs, rankings, scored responses and prompt sets from JSONL (see data_prefs.inc).
+/* prefs.c: preference pairs, rankings, scored responses and prompt sets from JSONL (see data.h).
  *
  * Parsing only: the strings are kept as text. Turning a prompt and a response into token ids is the
- * chat format's job (data_chat.inc), done by the training stages that know the tokenizer. */
+ * chat format's job (data.h), done by the training stages that know the tokenizer. */
 #include "data/data.h"
 
 #include <cjson/cJSON.h>

@@ -21,7 +21,7 @@
  * features, and the policy checkpoint stays a plain LM. It costs a second trunk forward/backward per
  * minibatch (InstructGPT and TRL's PPOTrainer make the same choice).
  *
- * All per-token arrays are indexed by the position that predicts the token (see train_rlhf.inc).
+ * All per-token arrays are indexed by the position that predicts the token (see train.h).
  * Output: OUT/ holds the policy (a plain LM checkpoint) + resume state, OUT/value the value model + state.
  */
 #include "train/train.h"

@@ -12,6 +12,7 @@
 #include "model/model.h"
 #include "optim/optim.h"
 #include "data/data.h"
+#include "tok/tok.h"
 
 /* ---------------------------------------------------------------- LM loss */
 /* Next-token cross-entropy over the rows of a batch, computed in row chunks so a [B*T, V] logits buffer
@@ -141,16 +142,366 @@ double train_flops_per_token(const gpt_model *m, size_t T);
 int train_eval_loss(gpt_model *m, const char *shard, size_t B, size_t T, long batches, double *loss,
                     size_t *ntok, gk_err *err);
 
-/* Stages kept in their own header sections:
- *  train_sft.inc  — supervised finetuning (issue 4)
- *  train_rlhf.inc — reward model, PPO, DPO, compare (issue 5) */
-#if defined(__has_include)
-#if __has_include("train_sft.inc")
-#include "train_sft.inc"
-#endif
-#if __has_include("train_rlhf.inc")
-#include "train_rlhf.inc"
-#endif
-#endif
+/* ================================================================ */
+/* supervised finetuning on chat conversations (issue 4). implemented in
+ * src/train/sft.c. Format, mask and truncation policy: data/data.h and docs/chat.md.
+ *
+ * Loss: next-token cross-entropy on the masked (assistant) tokens only, averaged over all masked tokens of
+ * the batch (not per conversation): sum of losses / number of masked targets. Batches hold B conversations,
+ * right-padded to the longest one (padding targets are -1 and never contribute). One optimizer step per batch.
+ * Each epoch visits the conversations in an order shuffled from (seed, epoch), so resuming is exact. */
+
+typedef struct {
+    const char *init_dir;         /* checkpoint to finetune (fresh optimizer) */
+    const char *resume_dir;       /* continue an SFT run exactly (model, optimizer, data position, RNG) */
+    const char *data, *val;       /* chat JSONL; val optional */
+    const char *tokenizer;        /* override; default: the one recorded in the init checkpoint */
+    long   B;                     /* conversations per batch (default 8) */
+    long   T;                     /* max input tokens per conversation; 0 = the model's n_ctx */
+    long   epochs;                /* used when steps == 0 (default 3) */
+    long   steps;                 /* optimizer steps; 0 = epochs * batches per epoch */
+    lr_schedule sched;            /* default: 1e-4 peak, warmup 10, cosine to 0.1 */
+    adamw_config opt;             /* default: adamw_config_default with weight decay 0 */
+    uint64_t seed;
+    int    skip_bad;              /* skip malformed JSONL lines (counted) instead of failing */
+    const char *out;
+    int    json;
+    long   val_every, save_every; /* 0 = only at the end */
+    long   stop_at;               /* >0: save and stop at this step (not stored) */
+    int    bf16;                  /* --precision bf16 (train_precision_begin) */
+} sft_opts;
+void  sft_opts_default(sft_opts *o);
+char *sft_opts_to_json(const sft_opts *o);
+int   sft_opts_from_json(sft_opts *o, const char *json, gk_err *err);   /* strings malloc'd, kept for the run */
+
+typedef struct {
+    long   steps_done;
+    double final_loss, val_loss;  /* NaN if not measured */
+    double seconds;
+    size_t n_train, n_val;        /* conversations kept */
+    size_t n_bad, n_truncated, n_dropped;   /* over train + val */
+    int    interrupted;
+} sft_result;
+int train_sft(const sft_opts *o, sft_result *res, gk_err *err);
+
+/* The pieces train_sft uses, exposed for tests and other stages:
+ * sft_make_batch fills inputs/targets [B, Tb] (host; caller-sized for B*(T) entries) from conversations
+ * idx[0..B) of d: inputs = ids[0..len-2], targets[t] = mask[t+1] ? ids[t+1] : -1, right-padded with input 0 /
+ * target -1 to Tb = (longest len) - 1. Returns Tb. */
+size_t sft_make_batch(const chat_data *d, const size_t *idx, size_t B, int32_t *inputs, int32_t *targets);
+/* Masked mean loss of a batch; with backward, accumulates the gradient of that mean into the model's grads.
+ * *count receives the number of masked targets. */
+double sft_batch_loss(train_lm *lm, const int32_t *inputs, const int32_t *targets, size_t B, size_t Tb,
+                      int backward, size_t *count);
+/* Mean masked loss over a whole dataset (batches of B, no backward); *count = masked tokens. */
+double sft_eval_loss(train_lm *lm, const chat_data *d, size_t B, size_t *count);
+
+/* ================================================================ */
+/* reward modelling, PPO with a KL leash, DPO, and model comparison (issue 5).
+ * Implemented in rlhf_loss.c (loss math, per-token log-prob head), rm.c (sequences,
+ * scoring, reward-model training), ppo.c (PPO and `compare`), dpo.c. docs/rlhf.md has the full description.
+ *
+ * Sequences. A (prompt, response) pair becomes token ids exactly as the chat format renders it and as the
+ * engine generates it: chat_render(prompt, generation prompt) = "... <|assistant|>", then the response
+ * encoded as assistant text, then <|end|>. A reward model reads its scalar head at the LAST token of the
+ * sequence (the <|end|> of the assistant turn). Per-token quantities of a response (log-probs, values,
+ * rewards) are indexed by the position that PREDICTS the token: response token k sits at ids[prompt_len+k]
+ * and is predicted from position prompt_len+k-1.
+ */
+
+/* ================================================================ loss math (rlhf_loss.c) */
+
+/* Reward-model loss over groups of scored responses. Group g is responses r[first[g] .. first[g]+count[g])
+ * ranked best first (a pair is a group of 2, a K-ranking a group of K: its K(K-1)/2 pairs share the K
+ * scores). loss = mean over groups of (mean over the group's pairs i<j of -log sigmoid(r_i - r_j)), the
+ * InstructGPT normalisation: each prompt weighs the same whatever its K. dr (may be NULL) receives
+ * d loss / d r for every response (overwritten). Groups with fewer than 2 responses are skipped. */
+typedef struct {
+    double loss;
+    double accuracy;     /* fraction of pairs with r_i > r_j (ties count half) */
+    double margin;       /* mean r_i - r_j over pairs */
+    double correct;      /* pairs right (ties half) */
+    size_t npairs;
+} rlhf_rm_stats;
+double rlhf_rm_loss(const float *r, const size_t *first, const size_t *count, size_t ngroups, float *dr,
+                    rlhf_rm_stats *st);
+
+/* KL-shaped per-token rewards of one response of n tokens:
+ *   rewards[t] = -beta * (logp[t] - ref_logp[t]),  plus score on the last token.
+ * Returns the sampled KL estimate sum_t (logp[t] - ref_logp[t]). */
+double rlhf_kl_rewards(const float *logp, const float *ref_logp, size_t n, float score, float beta, float *rewards);
+
+/* Generalised advantage estimation over one response (the episode ends after token n-1: V = 0 beyond):
+ *   delta_t = r_t + gamma V_{t+1} - V_t;  A_t = delta_t + gamma lambda A_{t+1};  returns_t = A_t + V_t. */
+void rlhf_gae(const float *rewards, const float *values, size_t n, float gamma, float lambda, float *adv, float *ret);
+
+/* x <- (x - mean) / sqrt(var + 1e-8) (population variance), adding the mean back if keep_mean. */
+void rlhf_whiten(float *x, size_t n, int keep_mean);
+
+/* PPO's clipped surrogate over n tokens: ratio = exp(logp - old_logp),
+ *   loss = mean_t max(-A ratio, -A clip(ratio, 1-eps, 1+eps)).
+ * dlogp (may be NULL) receives d loss / d logp[t]. Stats: clip_frac = fraction of tokens where the clipped
+ * term is the larger one (gradient 0); approx_kl = mean 0.5 (logp - old_logp)^2. */
+typedef struct { double loss, clip_frac, approx_kl; } rlhf_ppo_stats;
+double rlhf_ppo_policy_loss(const float *logp, const float *old_logp, const float *adv, size_t n, float clip_eps,
+                            float *dlogp, rlhf_ppo_stats *st);
+
+/* Clipped value loss: vc = old_v + clip(v - old_v, -clip, clip);
+ *   loss = 0.5 mean_t max((v - R)^2, (vc - R)^2).  dv (may be NULL) = d loss / d v. */
+double rlhf_value_loss(const float *v, const float *old_v, const float *ret, size_t n, float clip, float *dv,
+                       double *clip_frac);
+
+/* Entropy (nats) of softmax(logits / temperature) over V entries. */
+double rlhf_entropy_row(const float *logits, size_t V, float temperature);
+
+/* DPO over n pairs with sequence log-probs (sums over response tokens) of the policy (pc, pr) and the frozen
+ * reference (rc, rr), chosen and rejected:  z = beta((pc - rc) - (pr - rr));  loss = mean -log sigmoid(z).
+ * dpc, dpr (may be NULL) receive d loss / d pc, d pr. Stats: accuracy of the implicit reward (z > 0; ties
+ * half), mean margin z, mean implicit rewards beta(pc - rc), beta(pr - rr). */
+typedef struct { double loss, accuracy, margin, reward_chosen, reward_rejected; } rlhf_dpo_stats;
+double rlhf_dpo_loss(const float *pc, const float *pr, const float *rc, const float *rr, size_t n, float beta,
+                     float *dpc, float *dpr, rlhf_dpo_stats *st);
+
+/* Wilson score interval for a proportion successes/n at normal quantile z (1.96 for 95%). */
+void rlhf_wilson(double successes, double n, double z, double *lo, double *hi);
+
+/* Adaptive KL coefficient (Ziegler et al. 2019): e = clip(KL / target - 1, -0.2, 0.2);
+ * beta <- beta (1 + e * n_steps / horizon). target <= 0 leaves beta fixed. */
+typedef struct { double beta, target; long horizon; } rlhf_kl_ctl;
+void rlhf_kl_ctl_update(rlhf_kl_ctl *c, double kl, long n_steps);
+
+/* Per-token log-probabilities of chosen tokens under a model's LM head, with backward (the policy side of
+ * PPO and DPO). logp = log softmax(logits / temperature)[target] = -xent; the backward recomputes the head's
+ * logits chunk by chunk (no [B*T, V] buffer), runs kern_xent_fwd_bwd with dloss = -dlogp, and hands dh to
+ * the trunk. */
+typedef struct rlhf_lp rlhf_lp;
+rlhf_lp *rlhf_lp_new(gpt_model *m);
+void rlhf_lp_free(rlhf_lp *l);
+/* Trunk + head on inputs [B,T] (host, validated). logp [B*T] (host): 0 where target < 0. entropy [B*T]
+ * (host, may be NULL): entropy of the tempered distribution at rows with target >= 0, else 0. */
+void rlhf_lp_forward(rlhf_lp *l, const int32_t *inputs, const int32_t *targets, size_t B, size_t T,
+                     float temperature, float *logp, float *entropy);
+/* Accumulates d(loss)/d(params) for dlogp [B*T] (host) = d loss / d logp, through the last forward. */
+void rlhf_lp_backward(rlhf_lp *l, const float *dlogp);
+
+/* Token ids of prompt + response. Response tokens are ids[prompt_len .. n). */
+typedef struct {
+    int32_t *ids; size_t n;
+    size_t prompt_len;
+} rlhf_seq;
+void rlhf_seq_free(rlhf_seq *s);
+
+/* LM batch of n sequences, right-padded: inputs [n, T] hold ids[0 .. len-2] (pad 0); targets [n, T] hold
+ * ids[p+1] at the positions p in [prompt_len-1, len-1) that predict response tokens, -1 elsewhere.
+ * T = longest len - 1. Returns T; *inputs and *targets are malloc'd. */
+size_t rlhf_lm_batch(const rlhf_seq *seqs, size_t n, int32_t **inputs, int32_t **targets);
+
+/* A scalar head read at every row (PPO's value model), with backward. */
+typedef struct rlhf_vh rlhf_vh;
+rlhf_vh *rlhf_vh_new(gpt_model *m);             /* m must have cfg.score_head */
+void rlhf_vh_free(rlhf_vh *v);
+/* Trunk + score head on inputs [B,T]: values [B*T] (host). */
+void rlhf_vh_forward(rlhf_vh *v, const int32_t *inputs, size_t B, size_t T, float *values);
+/* Accumulates grads for d loss / d values [B*T] (host) through the last forward. */
+void rlhf_vh_backward(rlhf_vh *v, const float *dvalues);
+
+/* ================================================================ sequences and scoring (rm.c) */
+
+/* What rendering needs: the tokenizer (with chat specials) and their ids. */
+typedef struct {
+    tok_tokenizer *tok;
+    chat_specials sp;
+} rlhf_chat;
+/* Loads a checkpoint's tokenizer (override if non-NULL, else the recorded path, also tried relative to
+ * model_dir) and resolves the chat specials against vocab_size. Returns 0 or -1 with err. */
+int  rlhf_chat_open(rlhf_chat *c, const char *model_dir, const char *recorded, const char *override,
+                    size_t vocab_size, gk_err *err);
+void rlhf_chat_close(rlhf_chat *c);
+/* A preference file rendered for training: every response of every line as a full sequence (prompt + response),
+ * line by line; lines with a sequence longer than max_len are dropped (counted). The RM and DPO share it. */
+typedef struct {
+    rlhf_seq *seqs; size_t nseq;   /* all responses of all kept lines, line by line */
+    size_t *first, *count; size_t n;   /* per kept line: its first sequence and how many */
+    size_t pairs, dropped;         /* pairs the kept lines yield; lines dropped for length */
+    float *ref;                    /* [nseq] values a stage attaches (DPO: reference log-probs), or NULL */
+} rlhf_pref_data;
+void rlhf_pref_data_build(rlhf_pref_data *d, const rlhf_chat *c, const prefs_set *s, size_t max_len);
+void rlhf_pref_data_free(rlhf_pref_data *d);   /* frees ref too */
+
+/* Renders the prompt of an item with the generation prompt (ending in <|assistant|>) into out (appended). */
+void rlhf_render_prompt(const rlhf_chat *c, const prefs_item *it, tok_ids *out);
+/* prompt + response k + <|end|>. */
+void rlhf_render_seq(const rlhf_chat *c, const prefs_item *it, size_t k, rlhf_seq *out);
+
+/* Scalar rewards of n sequences, read at each one's last token: batched (batch sequences per forward,
+ * right-padded). rm must have cfg.score_head. Rewards include the model's stored offset (see rm_offset). */
+void rlhf_score_seqs(gpt_model *rm, const rlhf_seq *seqs, size_t n, size_t batch, float *out);
+
+/* Reward-model forward on n sequences (right-padded into one [n, longest] batch): r [n] (host, may be NULL)
+ * at each sequence's last token. With ngroups > 0, also the loss of rlhf_rm_loss over the groups (indices
+ * into seqs) and, if backward, accumulates its gradient into the model's grads. Returns the loss (NaN
+ * without groups). */
+double rlhf_rm_step(gpt_model *rm, const rlhf_seq *seqs, size_t n, const size_t *first, const size_t *count,
+                    size_t ngroups, int backward, float *r, rlhf_rm_stats *st);
+
+/* A reward-model checkpoint (must have a score head). RM_DIR/reward.json records the normalisation. */
+gpt_model *rlhf_load_rm(const char *dir, char **tokenizer, gk_err *err);
+/* Any checkpoint with a scalar head: its own, or a new one (zeros, or N(0, head_std) if head_std > 0)
+ * added after the copied trunk. */
+gpt_model *rlhf_load_with_head(const char *dir, float head_std, uint64_t seed, char **tokenizer, gk_err *err);
+
+/* ================================================================ reward model training (rm.c) */
+typedef struct {
+    const char *init_dir;      /* a checkpoint (normally SFT): the trunk; a score head is added (zeros, or
+                                  N(0, head_init_std)) unless it has one */
+    const char *resume_dir;    /* continue an rm run exactly */
+    const char *data, *val;    /* preference JSONL (pairs / rankings) */
+    const char *normalize;     /* JSONL of demonstrations ({"messages"} or {"prompt","response"}): after
+                                  training, shift rewards so these score mean 0 (NULL: no shift) */
+    const char *tokenizer;     /* overrides the checkpoint's record */
+    const char *out;
+    long   batch;              /* preference lines per step (default 8) */
+    long   epochs;             /* default 1; steps = epochs * ceil(lines / batch) unless steps > 0 */
+    long   steps;
+    lr_schedule sched;         /* default 1e-4 peak, 10% warmup... see rm_opts_default */
+    adamw_config opt;
+    float  head_init_std;      /* 0: zeros */
+    uint64_t seed;
+    int    json;
+    long   val_every, save_every, stop_at;
+    int    bf16;                  /* --precision bf16 (train_precision_begin) */
+} rm_opts;
+void  rm_opts_default(rm_opts *o);
+char *rm_opts_to_json(const rm_opts *o);
+int   rm_opts_from_json(rm_opts *o, const char *json, gk_err *err);
+
+typedef struct {
+    long   steps_done;
+    double final_loss, final_acc;       /* last step's */
+    double val_loss, val_acc, val_margin;  /* held-out, at the end (NaN without --val) */
+    double offset;                      /* normalisation shift subtracted from raw rewards (0 if none) */
+    size_t pairs, val_pairs, dropped;   /* dropped: lines whose sequences exceed the context */
+    double seconds;
+    int    interrupted;
+} rm_result;
+int train_rm(const rm_opts *o, rm_result *res, gk_err *err);
+
+/* Held-out accuracy / loss of a reward model on a preference file. */
+int rlhf_rm_eval(gpt_model *rm, const rlhf_chat *c, const prefs_set *s, size_t batch, rlhf_rm_stats *st,
+                 size_t *dropped, gk_err *err);
+
+/* ================================================================ PPO (ppo.c) */
+typedef struct {
+    const char *policy_dir;    /* SFT checkpoint: the policy's start and the frozen reference */
+    const char *reward_dir;    /* reward model; the value model is initialised from it */
+    const char *prompts;       /* {"prompt"} JSONL */
+    const char *resume_dir;
+    const char *tokenizer;
+    const char *out;           /* policy checkpoint; OUT/value holds the value model */
+    long   iters;              /* PPO iterations (rollout batch + update) */
+    long   batch_prompts;      /* prompts per rollout batch (default 8) */
+    long   samples;            /* responses per prompt (one shared prefill; default 4) */
+    long   max_new;            /* response token limit (default 32) */
+    float  temperature;        /* rollouts: pure sampling at this temperature (default 1) */
+    float  beta;               /* initial KL coefficient (default 0.05) */
+    float  kl_target;          /* > 0: adaptive beta toward this KL (nats per response); 0: fixed */
+    long   kl_horizon;         /* adaptive controller horizon in rollouts (default 10000) */
+    float  gamma, lambda;      /* GAE (1, 0.95) */
+    float  clip_eps;           /* policy ratio clip (0.2) */
+    float  vf_clip;            /* value clip (0.2) */
+    long   ppo_epochs;         /* passes over each rollout batch (default 4) */
+    long   minibatch;          /* rollouts per minibatch (default 8) */
+    float  lr, vf_lr;          /* AdamW, constant with warmup (defaults 1e-5, 1e-5) */
+    long   warmup;
+    adamw_config opt;
+    float  missing_end_penalty;/* subtracted from the RM score of a response that hit max_new (default 1) */
+    uint64_t seed;
+    int    json;
+    long   sample_every;       /* print a sample response every N iterations (default 5; 0 off) */
+    long   save_every, stop_at;
+} ppo_opts;
+void  ppo_opts_default(ppo_opts *o);
+char *ppo_opts_to_json(const ppo_opts *o);
+int   ppo_opts_from_json(ppo_opts *o, const char *json, gk_err *err);
+
+/* One iteration's log (also the per-step JSONL record). */
+typedef struct {
+    double score;              /* mean RM score of the rollouts */
+    double reward;             /* mean score after the missing-end penalty (what PPO optimises, with the KL) */
+    double kl;                 /* mean over rollouts of sum_t (logp - ref_logp): KL to the reference */
+    double beta;               /* KL coefficient used */
+    double entropy;            /* mean per-token policy entropy at rollout time */
+    double clip_frac, approx_kl, policy_loss, value_loss, vf_clip_frac;
+    double resp_len, ended;    /* mean response length; fraction of responses that ended with <|end|> */
+    double t_rollout, t_score, t_ref, t_update;   /* seconds: generation, RM + value + old log-probs, reference, update */
+} ppo_step_log;
+typedef struct {
+    long   iters_done;
+    ppo_step_log *log;         /* [iters_done] of this run (malloc'd; ppo_result_free) */
+    double seconds;
+    int    interrupted;
+} ppo_result;
+int  train_ppo(const ppo_opts *o, ppo_result *res, gk_err *err);
+void ppo_result_free(ppo_result *r);
+
+/* Responses from the engine's model for one prompt: one prefill, n samples decoded together with pure
+ * temperature sampling (no top-k/top-p/penalties), stopping at <|end|> / <|endoftext|> or after max_new
+ * tokens. out[i] holds prompt + response (ids, prompt_len); ended[i] = 1 if it stopped at a stop token
+ * (included). seed fixes the draws. Returns 0 or -1 with err (e.g. the prompt does not fit the context). */
+struct engine;
+int rlhf_generate(struct engine *e, const int32_t *prompt, size_t n_prompt, size_t n, size_t max_new,
+                  float temperature, uint64_t seed, rlhf_seq *out, int *ended, gk_err *err);
+
+/* ================================================================ DPO (dpo.c) */
+typedef struct {
+    const char *policy_dir;    /* start and frozen reference */
+    const char *resume_dir;
+    const char *data, *val;
+    const char *tokenizer;
+    const char *out;
+    float  beta;               /* 0.1 */
+    long   batch;              /* preference lines per step (8) */
+    long   epochs, steps;
+    lr_schedule sched;
+    adamw_config opt;
+    uint64_t seed;
+    int    json;
+    long   val_every, save_every, stop_at;
+    int    bf16;                  /* --precision bf16 (train_precision_begin); the reference stays as given */
+} dpo_opts;
+void  dpo_opts_default(dpo_opts *o);
+char *dpo_opts_to_json(const dpo_opts *o);
+int   dpo_opts_from_json(dpo_opts *o, const char *json, gk_err *err);
+typedef struct {
+    long   steps_done;
+    double final_loss, final_acc;
+    double val_loss, val_acc, val_margin;   /* implicit-reward accuracy on held-out pairs at the end */
+    size_t pairs, val_pairs, dropped;
+    double seconds;
+    int    interrupted;
+} dpo_result;
+int train_dpo(const dpo_opts *o, dpo_result *res, gk_err *err);
+
+/* ================================================================ compare (ppo.c) */
+typedef struct {
+    const char *a_dir, *b_dir, *rm_dir, *prompts;
+    long   n;                  /* prompts used (first n; 0 = all) */
+    long   samples;            /* responses per prompt per model (default 1) */
+    long   max_new;            /* default 64 */
+    float  temperature;        /* default 0.7 */
+    uint64_t seed;
+    const char *tokenizer;
+    int    json;               /* one JSON object per comparison on stdout */
+} compare_opts;
+void compare_opts_default(compare_opts *o);
+typedef struct {
+    long   n;                  /* comparisons */
+    double wins, ties, losses;
+    double win_rate;           /* (wins + ties/2) / n */
+    double ci_lo, ci_hi;       /* 95% Wilson interval of win_rate */
+    double mean_a, mean_b;     /* mean RM scores */
+} compare_result;
+int rlhf_compare(const compare_opts *o, compare_result *res, gk_err *err);
+
 
 #endif

@@ -4,6 +4,7 @@ TMP=$(mktemp -d "${TMPDIR:-/tmp}/gptkit-cli-XXXXXX")
 trap 'rm -rf "$TMP"' EXIT
 pass() { echo "PASS $1"; }
 fail() { echo "FAIL $1"; shift; [ $# -gt 0 ] && echo "  $*"; }
+skip() { echo "SKIP $1: ${2:-skipped}"; }   # a check that cannot run here (counted as skipped, never passed)
 # expect_fail NAME PATTERN CMD...: CMD must exit non-zero, not crash (status < 128), and print PATTERN on stderr
 expect_fail() {
   local name=$1 pat=$2; shift 2
