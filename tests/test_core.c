@@ -62,10 +62,23 @@ static void test_sizes(void) {
     CHECK(gk_parse_double("3e-4", &x) == 0 && x == 3e-4, "double");
 }
 
+/* A directory where a file is expected is refused by name (it used to pass ftell's nonsense size to malloc);
+ * files whose size stat cannot tell (/proc) are read to their end. */
+static void test_read_not_regular(void) {
+    char *dir = tl_tmpdir("readdir"), *data = NULL; size_t len = 0; gk_err err = {{0}};
+    CHECK(gk_read_file(dir, &data, &len, &err) == -1, "directory read");
+    CHECK(strstr(err.msg, "is a directory") && strstr(err.msg, dir), "message: %s", err.msg);
+    CHECK(gk_read_file("/proc/self/status", &data, &len, &err) == 0 && len > 0 && strstr(data, "Name:"),
+          "/proc file: %s", err.msg);
+    free(data);
+    free(dir);
+}
+
 int main(void) {
     TL_RUN(test_rng_deterministic);
     TL_RUN(test_atomic_write);
     TL_RUN(test_lines);
     TL_RUN(test_sizes);
+    TL_RUN(test_read_not_regular);
     return tl_summary();
 }

@@ -158,20 +158,54 @@ const char *gk_fmt_duration(double s, char *buf, size_t n) {
 }
 
 /* ---------------------------------------------------------------- files */
+/* Reads what a descriptor yields until end of file, growing the buffer: for pipes, character devices and
+ * /proc files, whose size stat cannot tell (it says 0, or nothing). */
+static int read_stream(int fd, const char *path, char **data, size_t *len, gk_err *err) {
+    size_t cap = 1 << 16, n = 0;
+    char *buf = gk_malloc(cap + 1);
+    for (;;) {
+        if (n == cap) buf = gk_realloc(buf, (cap *= 2) + 1);
+        ssize_t got = read(fd, buf + n, cap - n);
+        if (got == 0) break;
+        if (got < 0) {
+            if (errno == EINTR) continue;
+            free(buf);
+            return gk_errf(err, "%s: read error: %s", path, strerror(errno));
+        }
+        n += (size_t)got;
+    }
+    buf[n] = 0;
+    *data = buf;
+    if (len) *len = n;
+    return 0;
+}
+
+/* Regular files are sized with fstat (not ftell, which "succeeds" on a directory with a nonsense size) and read
+ * in one go; a directory is refused by name; pipes and /proc files are read as streams. */
 int gk_read_file(const char *path, char **data, size_t *len, gk_err *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return gk_errf(err, "%s: cannot open: %s", path, strerror(errno));
-    if (fseek(f, 0, SEEK_END) != 0) { fclose(f); return gk_errf(err, "%s: cannot seek", path); }
-    long sz = ftell(f);
-    if (sz < 0) { fclose(f); return gk_errf(err, "%s: cannot determine size (not a regular file?)", path); }
-    rewind(f);
-    char *buf = gk_malloc((size_t)sz + 1);
-    size_t got = fread(buf, 1, (size_t)sz, f);
-    fclose(f);
-    if (got != (size_t)sz) { free(buf); return gk_errf(err, "%s: short read (%zu of %ld bytes)", path, got, sz); }
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return gk_errf(err, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0) { close(fd); return gk_errf(err, "%s: cannot stat: %s", path, strerror(errno)); }
+    if (S_ISDIR(st.st_mode)) { close(fd); return gk_errf(err, "%s: is a directory, expected a file", path); }
+    if (!S_ISREG(st.st_mode) || st.st_size == 0) {
+        int rc = read_stream(fd, path, data, len, err);
+        close(fd);
+        return rc;
+    }
+    size_t sz = (size_t)st.st_size, got = 0;
+    char *buf = gk_malloc(sz + 1);
+    while (got < sz) {
+        ssize_t r = read(fd, buf + got, sz - got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        got += (size_t)r;
+    }
+    close(fd);
+    if (got != sz) { free(buf); return gk_errf(err, "%s: short read (%zu of %zu bytes)", path, got, sz); }
     buf[sz] = 0;
     *data = buf;
-    if (len) *len = (size_t)sz;
+    if (len) *len = sz;
     return 0;
 }
 int gk_file_exists(const char *path) { struct stat st; return stat(path, &st) == 0; }
