@@ -4,6 +4,8 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 static void test_rng_deterministic(void) {
     gk_rng a, b;
@@ -74,11 +76,40 @@ static void test_read_not_regular(void) {
     free(dir);
 }
 
+/* A second writer on a locked directory is refused with the holder's pid (a child process plays the second
+ * writer: flock locks belong to open files, so a second open in this process would conflict as well, but a fork
+ * is the real case); stale temporaries of dead processes are swept, live ones kept. */
+static void test_dir_lock(void) {
+    char *dir = tl_tmpdir("lock"); gk_err err = {{0}};
+    char *stale = gk_path_join(dir, "model.safetensors.tmp.999999999"), *mine = NULL;
+    char name[64]; snprintf(name, sizeof name, "x.tmp.%ld", (long)getpid());
+    mine = gk_path_join(dir, name);
+    CHECK(gk_write_file_atomic(stale, "x", 1, &err) == 0 && gk_write_file_atomic(mine, "x", 1, &err) == 0, "setup");
+    gk_dir_lock *l = NULL;
+    CHECK(gk_dir_lock_take(dir, &l, &err) == 0 && l, "first lock: %s", err.msg);
+    CHECK(!gk_file_exists(stale), "stale temporary not removed");
+    CHECK(gk_file_exists(mine), "a live process's temporary was removed");
+    pid_t pid = fork();
+    if (pid == 0) {
+        gk_dir_lock *l2 = NULL; gk_err e2 = {{0}};
+        int ok = gk_dir_lock_take(dir, &l2, &e2) == -1 && strstr(e2.msg, "in use") && strstr(e2.msg, "pid");
+        _exit(ok ? 0 : 1);
+    }
+    int st = 0;
+    waitpid(pid, &st, 0);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "second writer was not refused with the holder's pid");
+    gk_dir_unlock(l);
+    CHECK(gk_dir_lock_take(dir, &l, &err) == 0, "relock after unlock: %s", err.msg);
+    gk_dir_unlock(l);
+    free(stale); free(mine); free(dir);
+}
+
 int main(void) {
     TL_RUN(test_rng_deterministic);
     TL_RUN(test_atomic_write);
     TL_RUN(test_lines);
     TL_RUN(test_sizes);
     TL_RUN(test_read_not_regular);
+    TL_RUN(test_dir_lock);
     return tl_summary();
 }

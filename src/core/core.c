@@ -2,7 +2,9 @@
 #include "core/core.h"
 
 #include <errno.h>
+#include <dirent.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <libgen.h>
 #include <math.h>
 #include <signal.h>
@@ -300,6 +302,61 @@ int gk_write_file_atomic(const char *path, const void *data, size_t n, gk_err *e
     if (!a) return -1;
     gk_afile_write(a, data, n);
     return gk_afile_commit(a, err);
+}
+
+/* ---------------------------------------------------------------- directory lock */
+struct gk_dir_lock { int fd; };
+
+/* A name "<anything>.tmp.<pid>" whose pid is not a live process: what gk_afile leaves when killed mid-write. */
+static int stale_tmp_name(const char *name) {
+    const char *t = strstr(name, ".tmp.");
+    if (!t) return 0;
+    char *end = NULL;
+    long pid = strtol(t + 5, &end, 10);
+    if (!end || *end || pid <= 0 || pid == (long)getpid()) return 0;
+    return kill((pid_t)pid, 0) != 0 && errno == ESRCH;
+}
+
+static void remove_stale_tmp(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        if (!stale_tmp_name(e->d_name)) continue;
+        char *p = gk_path_join(dir, e->d_name);
+        if (unlink(p) == 0) gk_log("removed a temporary left by an interrupted save: %s", p);
+        free(p);
+    }
+    closedir(d);
+}
+
+int gk_dir_lock_take(const char *dir, gk_dir_lock **out, gk_err *err) {
+    *out = NULL;
+    if (gk_mkdir_p(dir, err) != 0) return -1;
+    char *path = gk_path_join(dir, ".gptkit.lock");
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) { gk_errf(err, "%s: cannot open lock file: %s", path, strerror(errno)); free(path); return -1; }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        char buf[32] = {0};
+        ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+        long pid = n > 0 ? strtol(buf, NULL, 10) : 0;
+        close(fd); free(path);
+        if (pid > 0) return gk_errf(err, "%s is in use by another gptkit process (pid %ld); wait for it or use another directory", dir, pid);
+        return gk_errf(err, "%s is in use by another gptkit process; wait for it or use another directory", dir);
+    }
+    char buf[32];
+    int n = snprintf(buf, sizeof buf, "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, buf, (size_t)n, 0) != n) gk_warn("%s: cannot record our pid", path);
+    free(path);
+    remove_stale_tmp(dir);
+    *out = gk_malloc(sizeof **out);
+    (*out)->fd = fd;
+    return 0;
+}
+
+void gk_dir_unlock(gk_dir_lock *l) {
+    if (!l) return;
+    close(l->fd);   /* closing the descriptor releases the flock */
+    free(l);
 }
 
 /* ---------------------------------------------------------------- JSONL */

@@ -82,6 +82,14 @@ void gk_afile_abort(gk_afile *f);                 /* frees f */
 /* One-shot: atomically replace path with the n bytes at data. */
 int gk_write_file_atomic(const char *path, const void *data, size_t n, gk_err *err);
 
+/* One writer per directory: an advisory exclusive lock (flock) on DIR/.gptkit.lock, which holds the owner's pid
+ * for the message a second writer gets ("DIR is in use by another gptkit process (pid 1234)"). The directory is
+ * created if needed. Once the lock is held no other gptkit writes there, so temporaries left by a killed save
+ * ("*.tmp.<pid>" of a process no longer alive) are removed. The lock ends with gk_dir_unlock or the process. */
+typedef struct gk_dir_lock gk_dir_lock;
+int  gk_dir_lock_take(const char *dir, gk_dir_lock **out, gk_err *err);
+void gk_dir_unlock(gk_dir_lock *l);   /* NULL is fine */
+
 /* ---------------------------------------------------------------- JSONL */
 /* Line-by-line reader over a whole file in memory. Yields each non-blank line with its 1-based number;
  * blank lines (only whitespace) are skipped. The line is NUL-terminated in place (the buffer is ours). */
