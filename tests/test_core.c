@@ -104,6 +104,23 @@ static void test_dir_lock(void) {
     free(stale); free(mine); free(dir);
 }
 
+static void test_utf8_valid(void) {
+    struct { const char *s; int ok; size_t bad; } c[] = {
+        { "plain ascii", 1, 0 }, { "caf\xc3\xa9 \xe4\xb8\xad \xf0\x9f\x98\x80", 1, 0 },
+        { "ab\xff", 0, 2 }, { "\xc0\x80", 0, 0 },            /* overlong NUL */
+        { "x\xed\xa0\x80", 0, 1 },                            /* surrogate U+D800 */
+        { "\xf4\x90\x80\x80", 0, 0 },                        /* above U+10FFFF */
+        { "ok\xe2\x82", 0, 2 },                               /* truncated at the end */
+        { "\xe2\x28\xa1", 0, 0 },                            /* bad continuation */
+    };
+    for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
+        size_t bad = 99;
+        int ok = gk_utf8_valid(c[i].s, strlen(c[i].s), &bad);
+        CHECK(ok == c[i].ok, "case %zu: valid=%d", i, ok);
+        if (!c[i].ok) CHECK(bad == c[i].bad, "case %zu: bad at %zu want %zu", i, bad, c[i].bad);
+    }
+}
+
 int main(void) {
     TL_RUN(test_rng_deterministic);
     TL_RUN(test_atomic_write);
@@ -111,5 +128,6 @@ int main(void) {
     TL_RUN(test_sizes);
     TL_RUN(test_read_not_regular);
     TL_RUN(test_dir_lock);
+    TL_RUN(test_utf8_valid);
     return tl_summary();
 }

@@ -125,9 +125,32 @@ static void test_bad_shards(void) {
     free(data); free(p); free(good); free(d);
 }
 
+/* Invalid UTF-8 in chat or preference JSONL is refused with where it is (it used to be trained on silently):
+ * raw bad bytes, overlong forms, and a lone surrogate written as a JSON escape. */
+static void test_jsonl_utf8(void) {
+    const char *bad[] = {
+        "{\"prompt\":\"p\",\"chosen\":\"a\xff\",\"rejected\":\"b\"}",
+        "{\"prompt\":\"p\",\"chosen\":\"a\xc0\x80\",\"rejected\":\"b\"}",
+        "{\"prompt\":\"p\",\"chosen\":\"a\\udc00\",\"rejected\":\"b\"}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        prefs_item it; gk_err err = {{0}};
+        int rc = prefs_parse_line(bad[i], "p.jsonl", 3, PREFS_ACCEPT_PREFS, &it, &err);
+        CHECK(rc == -1 && strstr(err.msg, "p.jsonl:3"), "prefs case %zu accepted or unplaced: %s", i, err.msg);
+        if (rc == 0) prefs_item_free(&it);
+    }
+    chat_conv c = {0}; gk_err err = {{0}};
+    CHECK(chat_conv_from_json(&c, "{\"messages\":[{\"role\":\"user\",\"content\":\"hi \xe2\x82\"}]}", &err) == -1 &&
+          strstr(err.msg, "invalid UTF-8 at byte 42"), "chat: %s", err.msg);
+    CHECK(chat_conv_from_json(&c, "{\"messages\":[{\"role\":\"user\",\"content\":\"caf\xc3\xa9 \xe4\xb8\xad\"}]}", &err) == 0,
+          "valid UTF-8 refused: %s", err.msg);
+    chat_conv_free(&c);
+}
+
 int main(void) {
     TL_RUN(test_sequential_matches_llmc);
     TL_RUN(test_shuffled_resume);
     TL_RUN(test_bad_shards);
+    TL_RUN(test_jsonl_utf8);
     return tl_summary();
 }

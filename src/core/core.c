@@ -304,6 +304,33 @@ int gk_write_file_atomic(const char *path, const void *data, size_t n, gk_err *e
     return gk_afile_commit(a, err);
 }
 
+/* ---------------------------------------------------------------- text */
+int gk_utf8_valid(const char *str, size_t n, size_t *bad) {
+    const unsigned char *s = (const unsigned char *)str;
+    for (size_t i = 0; i < n;) {
+        unsigned c = s[i];
+        size_t len; unsigned cp, min;
+        if (c < 0x80) { i++; continue; }
+        else if ((c & 0xE0) == 0xC0) { len = 2; cp = c & 0x1F; min = 0x80; }
+        else if ((c & 0xF0) == 0xE0) { len = 3; cp = c & 0x0F; min = 0x800; }
+        else if ((c & 0xF8) == 0xF0) { len = 4; cp = c & 0x07; min = 0x10000; }
+        else goto invalid;
+        if (i + len > n) goto invalid;
+        for (size_t k = 1; k < len; k++) {
+            if ((s[i + k] & 0xC0) != 0x80) goto invalid;
+            cp = (cp << 6) | (s[i + k] & 0x3F);
+        }
+        /* overlong forms, UTF-16 surrogates and values beyond Unicode are not characters */
+        if (cp < min || (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF) goto invalid;
+        i += len;
+        continue;
+    invalid:
+        if (bad) *bad = i;
+        return 0;
+    }
+    return 1;
+}
+
 /* ---------------------------------------------------------------- directory lock */
 struct gk_dir_lock { int fd; };
 

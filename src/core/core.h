@@ -109,6 +109,12 @@ void gk_sigint_install(void);
 int  gk_sigint_pending(void);
 void gk_sigint_clear(void);
 
+/* ---------------------------------------------------------------- text */
+/* 1 if s[0..n) is well-formed UTF-8 (no overlong forms, surrogates or code points above U+10FFFF), else 0 with
+ * *bad (if non-NULL) = the byte offset of the first bad sequence. Text fields of outside input are checked with
+ * it, so a message can say where: "chats.jsonl:12: messages[1].content: invalid UTF-8 at byte 37". */
+int gk_utf8_valid(const char *s, size_t n, size_t *bad);
+
 /* ---------------------------------------------------------------- misc */
 int gk_num_threads(void);   /* OpenMP max threads, or 1 */
 /* Parses a whole string as a number; returns -1 if trailing junk or out of range. */

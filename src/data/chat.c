@@ -62,6 +62,9 @@ int chat_conv_validate(const chat_conv *c, gk_err *err) {
 
 int chat_conv_from_json(chat_conv *c, const char *json, gk_err *err) {
     chat_conv_clear(c);
+    size_t badb = 0;
+    if (!gk_utf8_valid(json, strlen(json), &badb))
+        return gk_errf(err, "invalid UTF-8 at byte %zu of the line (JSONL text must be UTF-8)", badb);
     const char *end = NULL;
     cJSON *j = cJSON_ParseWithOpts(json, &end, 0);
     if (!j) {

@@ -125,6 +125,9 @@ static int parse_obj(const cJSON *j, const char *path, size_t line, int accept, 
 int prefs_parse_line(const char *text, const char *path, size_t line_no, int accept, prefs_item *it, gk_err *err) {
     memset(it, 0, sizeof *it);
     it->line = line_no;
+    size_t badb = 0;
+    if (!gk_utf8_valid(text, strlen(text), &badb))
+        return gk_errf(err, "%s:%zu: invalid UTF-8 at byte %zu of the line (JSONL text must be UTF-8)", path, line_no, badb);
     cJSON *j = cJSON_Parse(text);
     if (!j) {
         const char *e = cJSON_GetErrorPtr();
