@@ -96,3 +96,16 @@ clean:
 	rm -rf $(BUILD) build-asan
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+
+# ---- fuzzers (clang + libFuzzer): `make fuzz` builds build-fuzz/fuzz/fuzz_* from tests/fuzz/fuzz_*.c over an
+# ASan/UBSan build of the library; tests/cli/fuzz.sh runs each for a bounded time over tests/fuzz/corpus/.
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
+.PHONY: fuzz fuzz-bins
+fuzz:
+	$(MAKE) CC=clang BUILD=build-fuzz OPT=-O1 NO_OPENMP=1 \
+	  SAN="-fsanitize=address,undefined,fuzzer-no-link -fno-omit-frame-pointer -fno-sanitize-recover=undefined" fuzz-bins
+fuzz-bins: $(FUZZ_BIN)
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(BUILD)/libgptkit.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests/fuzz -fsanitize=fuzzer $< $(BUILD)/libgptkit.a -o $@ $(LDFLAGS) $(LDLIBS)
