@@ -121,6 +121,14 @@ static void test_utf8_valid(void) {
     }
 }
 
+static void test_mem_available(void) {
+    size_t a = gk_mem_available();
+    CHECK(a > ((size_t)1 << 20), "available memory %zu bytes: /proc/meminfo unread?", a);
+    gk_err err = {{0}};
+    CHECK(gk_check_fits("a small thing", 1e6, &err) == 0, "1 MB refused: %s", err.msg);
+    CHECK(gk_check_fits("model d100", 1e15, &err) == -1 && strstr(err.msg, "model d100 needs 1000000.0 GB"), "%s", err.msg);
+}
+
 int main(void) {
     TL_RUN(test_rng_deterministic);
     TL_RUN(test_atomic_write);
@@ -129,5 +137,6 @@ int main(void) {
     TL_RUN(test_read_not_regular);
     TL_RUN(test_dir_lock);
     TL_RUN(test_utf8_valid);
+    TL_RUN(test_mem_available);
     return tl_summary();
 }

@@ -442,6 +442,34 @@ int gk_num_threads(void) {
     return 1;
 #endif
 }
+/* A number read from a one-line file (cgroup v2 memory files); 0 if absent or "max". */
+static size_t read_size_file(const char *path) {
+    char *d = NULL; size_t n = 0;
+    if (gk_read_file(path, &d, &n, NULL) != 0) return 0;
+    unsigned long long v = strtoull(d, NULL, 10);
+    free(d);
+    return (size_t)v;
+}
+
+size_t gk_mem_available(void) {
+    size_t avail = 0;
+    char *d = NULL; size_t n = 0;
+    if (gk_read_file("/proc/meminfo", &d, &n, NULL) == 0) {
+        const char *p = strstr(d, "MemAvailable:");
+        if (p) avail = (size_t)strtoull(p + 13, NULL, 10) * 1024;
+        free(d);
+    }
+    size_t max = read_size_file("/sys/fs/cgroup/memory.max"), cur = read_size_file("/sys/fs/cgroup/memory.current");
+    if (max && max > cur && (!avail || max - cur < avail)) avail = max - cur;
+    return avail;
+}
+
+int gk_check_fits(const char *what, double need, gk_err *err) {
+    size_t avail = gk_mem_available();
+    if (!avail || need <= (double)avail) return 0;
+    return gk_errf(err, "%s needs %.1f GB but only %.1f GB of memory is available", what, need / 1e9, (double)avail / 1e9);
+}
+
 int gk_parse_long(const char *s, long *out) {
     if (!s || !*s) return -1;
     char *end;

@@ -117,6 +117,13 @@ int gk_utf8_valid(const char *s, size_t n, size_t *bad);
 
 /* ---------------------------------------------------------------- misc */
 int gk_num_threads(void);   /* OpenMP max threads, or 1 */
+/* Bytes of memory this process can still use: the smaller of the system's MemAvailable (/proc/meminfo) and the
+ * cgroup's memory.max less its memory.current, where those exist; 0 if nothing can be read (then callers skip
+ * their check). Used to refuse a model that cannot fit before allocating it. */
+size_t gk_mem_available(void);
+/* The refusal every allocation estimate shares: 0 if need <= avail (or avail unknown), else -1 with
+ * "WHAT needs 197.3 GB but only 22.1 GB of memory is available". */
+int gk_check_fits(const char *what, double need_bytes, gk_err *err);
 /* Parses a whole string as a number; returns -1 if trailing junk or out of range. */
 int gk_parse_long(const char *s, long *out);
 int gk_parse_double(const char *s, double *out);
