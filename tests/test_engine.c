@@ -54,7 +54,7 @@ static void kv_matches_full_impl(kern_impl impl) {
     CHECK_ARRAYS("prefill logits", lg, want + 6 * V, V, 1e-5, 0);
     for (size_t t = 7; t < 20; t++) {
         size_t slot = 0;
-        engine_step(e, &slot, ids + t, 1, lg);
+        engine_decode_slots(e, &slot, ids + t, 1, lg);
         CHECK_ARRAYS("decode step logits", lg, want + t * V, V, 1e-5, 0);
     }
     /* slot 1: a different sequence prefilled in two chunks */
@@ -68,7 +68,7 @@ static void kv_matches_full_impl(kern_impl impl) {
     for (int k = 0; k < 5; k++) {
         size_t slots[3] = { 0, 1, 2 };
         int32_t next[3] = { ids[20 + k], ids2[12 + k], ids[20 + k] };
-        engine_step(e, slots, next, 3, lg);
+        engine_decode_slots(e, slots, next, 3, lg);
         CHECK_ARRAYS("batched slot 0", lg, want + (20 + k) * V, V, 1e-5, 0);
         CHECK_ARRAYS("batched slot 1", lg + V, want2 + (12 + k) * V, V, 1e-5, 0);
         CHECK_ARRAYS("batched forked slot 2", lg + 2 * V, want + (20 + k) * V, V, 1e-5, 0);
