@@ -764,6 +764,20 @@ static void test_sched_queue_and_busy(void) {
             engine_seq_free(&s[k]);
         }
     }
+    /* cancelling the blocked head of the queue lets the next one into the free slot at once */
+    o1.gen.max_new = 8; o2.n = 2;
+    a = engine_admit(e, p, 2, &o1, &err);
+    b = engine_admit(e, p, 2, &o2, &err);
+    c = engine_admit(e, p, 2, &o1, &err);
+    CHECK(engine_req_status(e, b) == ENGINE_REQ_QUEUED && engine_req_status(e, c) == ENGINE_REQ_QUEUED, "b, c wait");
+    CHECK(engine_cancel(e, b, &err) == 0 && engine_req_status(e, c) == ENGINE_REQ_RUNNING && engine_free_slots(e) == 0,
+          "c placed when the head was cancelled");
+    while (engine_step(e)) {}
+    for (int i = 0; i < 3; i++) {
+        engine_req_id id = i == 0 ? a : i == 1 ? b : c;
+        CHECK(engine_take_result(e, id, s, &err) == 0, "take: %s", err.msg);
+        for (size_t k = 0; k < (i == 1 ? 2u : 1u); k++) engine_seq_free(&s[k]);
+    }
     engine_free(e);
     gpt_free(m);
 }
@@ -802,7 +816,7 @@ static void test_sched_many_short_requests(void) {
             engine_req_id id = engine_admit(e, prompts[next], 1 + (size_t)next % 6, &o[next], &err);
             CHECK(id == next + 1, "admit %d: %lld %s", next, (long long)id, err.msg);
         }
-        CHECK(engine_in_flight(e) - (3 - engine_free_slots(e)) <= (size_t)MANY, "accounting");
+        CHECK(engine_free_slots(e) <= 3 && engine_in_flight(e) <= (size_t)MANY, "free %zu in flight %zu", engine_free_slots(e), engine_in_flight(e));
         engine_step(e);
         steps++;
     }
@@ -818,8 +832,9 @@ static void test_sched_many_short_requests(void) {
         engine_seq_free(&want);
         engine_seq_free(&c->res[i + 1]);
     }
-    /* 160 tokens through 3 slots: a step serves up to 3 sequences, so well under one step per token */
-    CHECK(steps * 2 < tokens + 3 * MANY && steps >= tokens / 3, "%zu steps for %zu tokens", steps, tokens);
+    /* a step serves up to 3 sequences: run one at a time, the requests would take one step per token */
+    printf("  %zu tokens of %d requests in %zu steps through 3 slots\n", tokens, MANY, steps);
+    CHECK(steps >= tokens / 3 && steps * 2 < tokens, "%zu steps for %zu tokens", steps, tokens);
     CHECK(engine_free_slots(e) == 3 && engine_in_flight(e) == 0, "idle at the end");
     free(c);
     engine_free(e);

@@ -272,8 +272,8 @@ static void slot_release(engine *e, size_t slot) {
     e->n_free++;
 }
 
-/* Retires sequence k of r: final streaming flush, text out, penalty state freed, slot freed at once. The
- * request is DONE when its last sequence retires; then the queue gets the freed slots. */
+/* Retires sequence k of r: final streaming flush, text out, penalty state freed, slot freed and handed to the
+ * queue at once. The request is DONE when its last sequence retires. */
 static void seq_retire(engine *e, request *r, size_t k, engine_finish f) {
     seq_state *s = &r->st[k];
     s->active = 0;
@@ -289,14 +289,14 @@ static void seq_retire(engine *e, request *r, size_t k, engine_finish f) {
     tok_bytes_free(&s->text);
     free(s->counts); free(s->seen);
     s->counts = NULL; s->seen = NULL;
-    if (r->state == ENGINE_REQ_RUNNING) {
-        slot_release(e, s->slot);
-        place_queued(e);
+    if (r->state == ENGINE_REQ_RUNNING) slot_release(e, s->slot);
+    int done = --r->live == 0;
+    if (done) {
+        r->state = ENGINE_REQ_DONE;
+        free(r->first); r->first = NULL;
     }
-    if (--r->live) return;
-    r->state = ENGINE_REQ_DONE;
-    free(r->first); r->first = NULL;
-    if (r->on_done) r->on_done(r->o.ctx, r->id);
+    place_queued(e);   /* the freed slot, or a cancelled head of the queue, lets the next in line in */
+    if (done && r->on_done) r->on_done(r->o.ctx, r->id);
 }
 
 static void place_queued(engine *e) {
