@@ -262,8 +262,6 @@ static int stream_upto(const engine_gen_opts *o, seq_state *s, int32_t id, size_
     return stop;
 }
 
-/* Hands the slot to the queue: FIFO, and a request needs all n of its slots at once (its samples are forked
- * from one prefill), so the head waits for room and nothing behind it overtakes it. */
 static void place_queued(engine *e);
 
 static void slot_release(engine *e, size_t slot) {
@@ -299,6 +297,8 @@ static void seq_retire(engine *e, request *r, size_t k, engine_finish f) {
     if (done && r->on_done) r->on_done(r->o.ctx, r->id);
 }
 
+/* Gives queued requests their slots: FIFO, and a request needs all n of its slots at once (its samples are
+ * forked from one prefill), so the head waits for room and nothing behind it overtakes it. */
 static void place_queued(engine *e) {
     for (size_t i = 0; i < e->n_reqs; i++) {
         request *r = e->reqs[i];
