@@ -3,7 +3,10 @@
  * forked slots, on both kernel implementations; greedy decode equals full-recompute greedy; batched decode of N
  * sequences equals N single decodes; the sampler's frequencies match softmax at temperature 1 (chi-square at a
  * fixed seed), top-k / top-p / min-p never emit an excluded token; penalties; stop tokens, stop strings and
- * streaming; log-probs; clear errors. */
+ * streaming; log-probs; clear errors. The scheduler (admit / step / cancel / take): requests joining a running
+ * batch generate what they generate alone (greedy and seeded sampling, with text, stop strings and streaming),
+ * a cancelled or finished sequence frees its slot at once and the queue's head takes it, FIFO order and the
+ * busy limit, many short requests through few slots. */
 #include "infer/infer.h"
 #include "kern/kern.h"
 #include "train/train.h"
@@ -54,7 +57,7 @@ static void kv_matches_full_impl(kern_impl impl) {
     CHECK_ARRAYS("prefill logits", lg, want + 6 * V, V, 1e-5, 0);
     for (size_t t = 7; t < 20; t++) {
         size_t slot = 0;
-        engine_step(e, &slot, ids + t, 1, lg);
+        engine_decode_slots(e, &slot, ids + t, 1, lg);
         CHECK_ARRAYS("decode step logits", lg, want + t * V, V, 1e-5, 0);
     }
     /* slot 1: a different sequence prefilled in two chunks */
@@ -68,7 +71,7 @@ static void kv_matches_full_impl(kern_impl impl) {
     for (int k = 0; k < 5; k++) {
         size_t slots[3] = { 0, 1, 2 };
         int32_t next[3] = { ids[20 + k], ids2[12 + k], ids[20 + k] };
-        engine_step(e, slots, next, 3, lg);
+        engine_decode_slots(e, slots, next, 3, lg);
         CHECK_ARRAYS("batched slot 0", lg, want + (20 + k) * V, V, 1e-5, 0);
         CHECK_ARRAYS("batched slot 1", lg + V, want2 + (12 + k) * V, V, 1e-5, 0);
         CHECK_ARRAYS("batched forked slot 2", lg + 2 * V, want + (20 + k) * V, V, 1e-5, 0);
@@ -509,6 +512,335 @@ static void test_engine_truncation_never_excluded(void) {
     gpt_free(m);
 }
 
+/* ---------------------------------------------------------------- the scheduler */
+
+/* Both results hold the same ids (exactly), finish and text; log-probs within batched-matmul rounding. */
+static void check_same_seq(const char *what, const engine_seq *got, const engine_seq *want) {
+    CHECK(got->n == want->n && got->finish == want->finish, "%s: n %zu finish %s, alone n %zu finish %s", what,
+          got->n, engine_finish_name(got->finish), want->n, engine_finish_name(want->finish));
+    for (size_t i = 0; i < got->n && i < want->n; i++) {
+        CHECK(got->ids[i] == want->ids[i], "%s: id %zu is %d, alone %d", what, i, got->ids[i], want->ids[i]);
+        CHECK_CLOSE(got->logprob[i], want->logprob[i], 1e-5, 0, what);
+        CHECK_CLOSE(got->sample_logprob[i], want->sample_logprob[i], 1e-5, 0, what);
+    }
+    CHECK((got->text == NULL) == (want->text == NULL), "%s: text presence", what);
+    if (got->text && want->text)
+        CHECK(got->text_len == want->text_len && !memcmp(got->text, want->text, got->text_len), "%s: text differs", what);
+}
+
+/* What request (prompt, o) generates alone on an idle engine of the same model. */
+static void run_alone(gpt_model *m, const tok_tokenizer *t, const int32_t *prompt, size_t n, const engine_req_opts *o,
+                      engine_seq *out) {
+    engine *e = engine_new(m, t, o->n, 0);
+    gk_err err;
+    engine_req_id id = engine_admit(e, prompt, n, o, &err);
+    CHECK(id > 0, "admit alone: %s", err.msg);
+    while (engine_step(e)) {}
+    CHECK(engine_take_result(e, id, out, &err) == 0, "take alone: %s", err.msg);
+    engine_free(e);
+}
+
+/* Requests admitted into a running batch (greedy, seeded sampling with penalties, N samples of one prompt)
+ * produce what they produce alone; seq_base k gives the RNG stream engine_generate gives its sequence k. */
+static void test_sched_join_running_batch(void) {
+    gpt_model *m = tiny_model(97, 64, 23);
+    engine *e = engine_new(m, NULL, 6, 0);
+    int32_t pa[4] = { 3, 1, 4, 1 }, pb[6] = { 5, 9, 2, 6, 5, 3 }, pc[2] = { 58, 97 - 1 };
+    engine_req_opts oa, ob, oc;
+    engine_req_opts_default(&oa); engine_req_opts_default(&ob); engine_req_opts_default(&oc);
+    oa.gen.samp.temperature = 0; oa.gen.max_new = 30;
+    ob.gen.samp.temperature = 0.8f; ob.gen.samp.seed = 7; ob.gen.samp.top_k = 30; ob.gen.max_new = 18;
+    ob.gen.samp.repetition_penalty = 1.2f; ob.gen.samp.frequency_penalty = 0.1f; ob.n = 2;
+    oc.gen.samp.temperature = 1.1f; oc.gen.samp.seed = 99; oc.gen.samp.top_p = 0.9f; oc.gen.max_new = 12; oc.seq_base = 3;
+    gk_err err;
+    engine_req_id a = engine_admit(e, pa, 4, &oa, &err);
+    CHECK(a > 0 && engine_req_status(e, a) == ENGINE_REQ_RUNNING, "admit a: %s", err.msg);
+    for (int i = 0; i < 5; i++) engine_step(e);
+    engine_req_id b = engine_admit(e, pb, 6, &ob, &err);   /* joins a batch that is 5 tokens in */
+    CHECK(b > 0 && engine_free_slots(e) == 3, "admit b: %s (free %zu)", err.msg, engine_free_slots(e));
+    for (int i = 0; i < 4; i++) engine_step(e);
+    engine_req_id c = engine_admit(e, pc, 2, &oc, &err);
+    size_t steps = 0;
+    while (engine_step(e)) steps++;
+    CHECK(steps < 30, "%zu steps after c joined", steps);
+    engine_seq got[2], want[2];
+    CHECK(engine_take_result(e, a, got, &err) == 0, "take a: %s", err.msg);
+    run_alone(m, NULL, pa, 4, &oa, want);
+    check_same_seq("greedy request joined by others", &got[0], &want[0]);
+    engine_seq_free(&got[0]); engine_seq_free(&want[0]);
+    CHECK(engine_take_result(e, b, got, &err) == 0, "take b: %s", err.msg);
+    run_alone(m, NULL, pb, 6, &ob, want);
+    for (int k = 0; k < 2; k++) { check_same_seq("sampled request joining", &got[k], &want[k]); engine_seq_free(&want[k]); }
+    /* the same as engine_generate's sequences 0 and 1 */
+    engine *g = engine_new(m, NULL, 2, 0);
+    CHECK(engine_generate(g, pb, 6, 2, &ob.gen, want, &err) == 0, "generate: %s", err.msg);
+    for (int k = 0; k < 2; k++) { check_same_seq("joined == engine_generate", &got[k], &want[k]); engine_seq_free(&got[k]); engine_seq_free(&want[k]); }
+    /* seq_base 3: the stream of engine_generate's sequence 3 */
+    CHECK(engine_take_result(e, c, got, &err) == 0, "take c: %s", err.msg);
+    engine_free(g);
+    g = engine_new(m, NULL, 4, 0);
+    engine_seq four[4];
+    CHECK(engine_generate(g, pc, 2, 4, &oc.gen, four, &err) == 0, "generate: %s", err.msg);
+    check_same_seq("seq_base 3 == sequence 3", &got[0], &four[3]);
+    for (int k = 0; k < 4; k++) engine_seq_free(&four[k]);
+    engine_seq_free(&got[0]);
+    CHECK(engine_take_result(e, c, got, &err) == -1 && strstr(err.msg, "no request"), "taken twice: %s", err.msg);
+    CHECK(engine_req_status(e, c) == ENGINE_REQ_UNKNOWN && engine_free_slots(e) == 6 && engine_in_flight(e) == 0, "idle");
+    engine_free(g);
+    engine_free(e);
+    gpt_free(m);
+}
+
+/* With text: two requests with their own stop strings and streaming callbacks, one joining the other; the
+ * streamed pieces (named by seq_base + k) concatenate to each text, and each equals its run alone. */
+typedef struct { tok_bytes got[4]; int finals[4]; size_t bad_seq; } multi_stream;
+static int on_tok_multi(void *ctx, size_t seq, int32_t id, const char *text, size_t len) {
+    multi_stream *c = ctx;
+    if (seq >= 4) { c->bad_seq++; return 0; }
+    tok_bytes_append(&c->got[seq], text, len);
+    if (id < 0) c->finals[seq]++;
+    return 0;
+}
+
+static void test_sched_text_and_streams(void) {
+    tok_tokenizer *t = tiny_tok();
+    size_t V = tok_vocab_size(t);
+    gpt_model *m = tiny_model((int)V, 128, 31);
+    engine *e = engine_new(m, t, 3, 0);
+    int32_t p1[3] = { 'x', 'y', 'z' }, p2[5] = { 'h', 'e', 'l', 'l', 'o' };
+    const char *s1[2] = { "Q", "ab" }, *s2[1] = { "e" };
+    multi_stream c1, c2;
+    memset(&c1, 0, sizeof c1); memset(&c2, 0, sizeof c2);
+    engine_req_opts o1, o2;
+    engine_req_opts_default(&o1); engine_req_opts_default(&o2);
+    o1.gen.samp.temperature = 0.9f; o1.gen.samp.seed = 5; o1.gen.max_new = 40; o1.gen.stop_strs = s1; o1.gen.n_stop_strs = 2;
+    o1.gen.on_token = on_tok_multi; o1.gen.ctx = &c1; o1.n = 2;
+    o2.gen.samp.temperature = 0; o2.gen.max_new = 40; o2.gen.stop_strs = s2; o2.gen.n_stop_strs = 1;
+    o2.gen.on_token = on_tok_multi; o2.gen.ctx = &c2; o2.seq_base = 2;
+    gk_err err;
+    engine_req_id r1 = engine_admit(e, p1, 3, &o1, &err);
+    engine_step(e); engine_step(e);
+    engine_req_id r2 = engine_admit(e, p2, 5, &o2, &err);
+    while (engine_step(e)) {}
+    engine_seq got[2], want[2];
+    CHECK(engine_take_result(e, r1, got, &err) == 0, "take: %s", err.msg);
+    for (int k = 0; k < 2; k++) {
+        CHECK(c1.got[k].n == got[k].text_len && !memcmp(c1.got[k].data, got[k].text, got[k].text_len) && c1.finals[k] == 1,
+              "request 1 seq %d: streamed %zu bytes, text %zu, finals %d", k, c1.got[k].n, got[k].text_len, c1.finals[k]);
+        tok_bytes_free(&c1.got[k]);
+    }
+    memset(&c1, 0, sizeof c1);
+    run_alone(m, t, p1, 3, &o1, want);
+    for (int k = 0; k < 2; k++) { check_same_seq("text request 1", &got[k], &want[k]); engine_seq_free(&got[k]); engine_seq_free(&want[k]); }
+    for (int k = 0; k < 4; k++) tok_bytes_free(&c1.got[k]);
+    CHECK(engine_take_result(e, r2, got, &err) == 0, "take: %s", err.msg);
+    CHECK(c2.got[2].n == got[0].text_len && !memcmp(c2.got[2].data, got[0].text, got[0].text_len) && c2.finals[2] == 1 &&
+          c2.got[0].n == 0 && c2.bad_seq == 0, "request 2 streams as seq 2: %zu bytes, text %zu", c2.got[2].n, got[0].text_len);
+    run_alone(m, t, p2, 5, &o2, want);
+    check_same_seq("text request 2", &got[0], &want[0]);
+    engine_seq_free(&got[0]); engine_seq_free(&want[0]);
+    for (int k = 0; k < 4; k++) tok_bytes_free(&c2.got[k]);
+    engine_free(e);
+    gpt_free(m);
+    tok_free(t);
+}
+
+/* A callback that stops its sequence after `after` tokens: the slot is free within that step */
+typedef struct { size_t after, seen; } stop_after;
+static int on_tok_stop(void *ctx, size_t seq, int32_t id, const char *text, size_t len) {
+    stop_after *c = ctx;
+    (void)seq; (void)text; (void)len;
+    if (id < 0) return 0;
+    return ++c->seen >= c->after;
+}
+
+/* Cancel frees the slots at once and the queue's head takes them: engine_cancel (running and queued
+ * requests), the cancel flag, and on_token asking to stop. */
+static void test_sched_cancel_frees_slot(void) {
+    gpt_model *m = tiny_model(97, 64, 29);
+    engine *e = engine_new(m, NULL, 2, 0);
+    int32_t p[3] = { 7, 8, 9 }, q[2] = { 40, 41 };
+    engine_req_opts o, oq;
+    engine_req_opts_default(&o); engine_req_opts_default(&oq);
+    o.gen.samp.temperature = 0; o.gen.max_new = 50;
+    oq.gen.samp.temperature = 0.7f; oq.gen.samp.seed = 3; oq.gen.max_new = 10;
+    gk_err err;
+    engine_req_id a = engine_admit(e, p, 3, &o, &err), b = engine_admit(e, p, 3, &o, &err);
+    engine_req_id c = engine_admit(e, q, 2, &oq, &err);
+    CHECK(engine_req_status(e, c) == ENGINE_REQ_QUEUED && engine_free_slots(e) == 0 && engine_in_flight(e) == 3, "c waits");
+    for (int i = 0; i < 4; i++) engine_step(e);
+    CHECK(engine_cancel(e, a, &err) == 0, "cancel: %s", err.msg);
+    CHECK(engine_req_status(e, a) == ENGINE_REQ_DONE && engine_req_status(e, c) == ENGINE_REQ_RUNNING && engine_free_slots(e) == 0,
+          "after cancel: a %d c %d free %zu", engine_req_status(e, a), engine_req_status(e, c), engine_free_slots(e));
+    engine_seq s, want;
+    CHECK(engine_take_result(e, b, &s, &err) == -1 && strstr(err.msg, "still running"), "b not done: %s", err.msg);
+    CHECK(engine_take_result(e, a, &s, &err) == 0 && s.n == 4 && s.finish == ENGINE_FINISH_CANCELLED, "a: n %zu finish %s",
+          s.n, engine_finish_name(s.finish));
+    engine_seq_free(&s);
+    while (engine_req_status(e, c) != ENGINE_REQ_DONE) engine_step(e);
+    CHECK(engine_take_result(e, c, &s, &err) == 0, "take c: %s", err.msg);
+    run_alone(m, NULL, q, 2, &oq, &want);
+    check_same_seq("request in a cancelled request's slot", &s, &want);
+    engine_seq_free(&s); engine_seq_free(&want);
+    /* the cancel flag: polled at the next step, the sequence retires without another token */
+    volatile int flag = 0;
+    engine_req_opts of = o;
+    of.gen.cancel = &flag;
+    engine_req_id d = engine_admit(e, q, 2, &of, &err);
+    engine_step(e);
+    flag = 1;
+    engine_step(e);
+    CHECK(engine_req_status(e, d) == ENGINE_REQ_DONE && engine_take_result(e, d, &s, &err) == 0 && s.n == 1 &&
+          s.finish == ENGINE_FINISH_CANCELLED, "flag: n %zu", s.n);
+    engine_seq_free(&s);
+    /* on_token asks to stop after 3 tokens: the queued request e2 is placed in that very step */
+    stop_after sa = { 3, 0 };
+    engine_req_opts ot = oq;
+    ot.gen.on_token = on_tok_stop; ot.gen.ctx = &sa;
+    engine_req_id f = engine_admit(e, p, 3, &ot, &err);
+    engine_req_id e2 = engine_admit(e, q, 2, &oq, &err);
+    CHECK(engine_req_status(e, e2) == ENGINE_REQ_QUEUED, "e2 waits");
+    for (int i = 0; i < 3; i++) engine_step(e);
+    CHECK(engine_req_status(e, f) == ENGINE_REQ_DONE && engine_req_status(e, e2) == ENGINE_REQ_RUNNING, "on_token stop frees the slot");
+    CHECK(engine_take_result(e, f, &s, &err) == 0 && s.n == 3 && s.finish == ENGINE_FINISH_CANCELLED, "f: n %zu", s.n);
+    engine_seq_free(&s);
+    /* cancelling a queued request: DONE with nothing generated, it never held a slot */
+    engine_req_id g = engine_admit(e, q, 2, &o, &err), h = engine_admit(e, q, 2, &o, &err);
+    CHECK(engine_req_status(e, h) == ENGINE_REQ_QUEUED, "h waits");
+    CHECK(engine_cancel(e, h, &err) == 0 && engine_take_result(e, h, &s, &err) == 0 && s.n == 0 &&
+          s.finish == ENGINE_FINISH_CANCELLED, "queued cancel");
+    engine_seq_free(&s);
+    CHECK(engine_cancel(e, 12345, &err) == -1 && strstr(err.msg, "no request 12345"), "unknown id: %s", err.msg);
+    while (engine_step(e)) {}
+    for (engine_req_id id = b; id <= g; id++)
+        if (engine_req_status(e, id) == ENGINE_REQ_DONE && engine_take_result(e, id, &s, &err) == 0) engine_seq_free(&s);
+    CHECK(engine_in_flight(e) == 0 && engine_free_slots(e) == 2, "idle at the end");
+    engine_free(e);
+    gpt_free(m);
+}
+
+/* FIFO with whole requests: a 2-sample request at the head waits for 2 free slots and a later 1-sample
+ * request does not overtake it; a queue limit makes admit return BUSY; engine_generate needs an idle engine;
+ * low-level calls refuse held slots. */
+static void test_sched_queue_and_busy(void) {
+    gpt_model *m = tiny_model(97, 64, 37);
+    engine *e = engine_new(m, NULL, 2, 0);
+    int32_t p[2] = { 11, 12 };
+    engine_req_opts o1, o2;
+    engine_req_opts_default(&o1);
+    o1.gen.samp.temperature = 0; o1.gen.max_new = 3;
+    o2 = o1; o2.n = 2;
+    gk_err err;
+    engine_set_max_queued(e, 2);
+    o1.gen.max_new = 8;
+    engine_req_id a = engine_admit(e, p, 2, &o1, &err);     /* slot 0, 8 tokens */
+    o1.gen.max_new = 3;
+    engine_req_id b = engine_admit(e, p, 2, &o2, &err);     /* needs both slots: waits */
+    engine_req_id c = engine_admit(e, p, 2, &o1, &err);     /* slot 1 is free, but b is first in line */
+    CHECK(engine_req_status(e, a) == ENGINE_REQ_RUNNING && engine_req_status(e, b) == ENGINE_REQ_QUEUED &&
+          engine_req_status(e, c) == ENGINE_REQ_QUEUED && engine_free_slots(e) == 1, "FIFO: no overtaking");
+    engine_req_id d = engine_admit(e, p, 2, &o1, &err);
+    CHECK(d == ENGINE_REQ_BUSY && strstr(err.msg, "busy"), "queue of 2 is full: %lld %s", (long long)d, err.msg);
+    o2.n = 3;
+    CHECK(engine_admit(e, p, 2, &o2, &err) == ENGINE_REQ_ERROR && strstr(err.msg, "1 to 2"), "n over the slots: %s", err.msg);
+    engine_seq s[2];
+    CHECK(engine_generate(e, p, 2, 1, &o1.gen, s, &err) == -1 && strstr(err.msg, "idle"), "generate on a busy engine: %s", err.msg);
+    float lg[97];
+    CHECK(engine_feed(e, 0, p, 2, lg, &err) == -1 && strstr(err.msg, "held"), "feed a held slot: %s", err.msg);
+    while (engine_req_status(e, a) != ENGINE_REQ_DONE) {
+        CHECK(engine_req_status(e, c) == ENGINE_REQ_QUEUED, "c waits behind b while a runs");
+        engine_step(e);
+    }
+    CHECK(engine_req_status(e, b) == ENGINE_REQ_RUNNING && engine_req_status(e, c) == ENGINE_REQ_QUEUED, "b placed when a retired");
+    d = engine_admit(e, p, 2, &o1, &err);
+    CHECK(d > 0 && engine_req_status(e, d) == ENGINE_REQ_QUEUED, "room in the queue again: %s", err.msg);
+    while (engine_step(e)) {}
+    engine_req_id ids[4] = { a, b, c, d };
+    size_t ns[4] = { 1, 2, 1, 1 }, lens[4] = { 8, 3, 3, 3 };
+    for (int i = 0; i < 4; i++) {
+        CHECK(engine_take_result(e, ids[i], s, &err) == 0, "take %d: %s", i, err.msg);
+        for (size_t k = 0; k < ns[i]; k++) {
+            CHECK(s[k].n == lens[i] && s[k].finish == ENGINE_FINISH_LENGTH, "request %d: n %zu", i, s[k].n);
+            engine_seq_free(&s[k]);
+        }
+    }
+    /* cancelling the blocked head of the queue lets the next one into the free slot at once */
+    o1.gen.max_new = 8; o2.n = 2;
+    a = engine_admit(e, p, 2, &o1, &err);
+    b = engine_admit(e, p, 2, &o2, &err);
+    c = engine_admit(e, p, 2, &o1, &err);
+    CHECK(engine_req_status(e, b) == ENGINE_REQ_QUEUED && engine_req_status(e, c) == ENGINE_REQ_QUEUED, "b, c wait");
+    CHECK(engine_cancel(e, b, &err) == 0 && engine_req_status(e, c) == ENGINE_REQ_RUNNING && engine_free_slots(e) == 0,
+          "c placed when the head was cancelled");
+    while (engine_step(e)) {}
+    for (int i = 0; i < 3; i++) {
+        engine_req_id id = i == 0 ? a : i == 1 ? b : c;
+        CHECK(engine_take_result(e, id, s, &err) == 0, "take: %s", err.msg);
+        for (size_t k = 0; k < (i == 1 ? 2u : 1u); k++) engine_seq_free(&s[k]);
+    }
+    engine_free(e);
+    gpt_free(m);
+}
+
+/* Many short requests through few slots, admitted in a trickle while stepping, results taken from on_done
+ * (inside the step): every one equals its run alone, no more than 3 run at once, the batch is shared. */
+#define MANY 40
+typedef struct { engine *e; engine_seq res[MANY + 1]; int done[MANY + 1]; int bad; } many_ctx;
+static void on_done_take(void *ctx, engine_req_id id) {
+    many_ctx *c = ctx;
+    gk_err err;
+    if (id < 1 || id > MANY || c->done[id]++) { c->bad++; return; }
+    if (engine_take_result(c->e, id, &c->res[id], &err)) c->bad++;
+}
+
+static void test_sched_many_short_requests(void) {
+    gpt_model *m = tiny_model(97, 64, 41);
+    engine *e = engine_new(m, NULL, 3, 0);
+    many_ctx *c = calloc(1, sizeof *c);
+    c->e = e;
+    int32_t prompts[MANY][6];
+    engine_req_opts o[MANY];
+    for (int i = 0; i < MANY; i++) {
+        for (int j = 0; j < 6; j++) prompts[i][j] = (int32_t)((i * 31 + j * 7) % 97);
+        engine_req_opts_default(&o[i]);
+        o[i].gen.max_new = 1 + (size_t)(i * 5) % 7;
+        o[i].gen.samp.temperature = i % 3 == 0 ? 0.0f : 0.9f;
+        o[i].gen.samp.seed = 1000 + (uint64_t)i;
+        o[i].gen.ctx = c; o[i].on_done = on_done_take;
+    }
+    gk_err err;
+    int next = 0;
+    size_t steps = 0, tokens = 0;
+    while (next < MANY || engine_in_flight(e)) {
+        for (int k = 0; k < 2 && next < MANY; k++, next++) {   /* two arrivals per step: more than the slots serve */
+            engine_req_id id = engine_admit(e, prompts[next], 1 + (size_t)next % 6, &o[next], &err);
+            CHECK(id == next + 1, "admit %d: %lld %s", next, (long long)id, err.msg);
+        }
+        CHECK(engine_free_slots(e) <= 3 && engine_in_flight(e) <= (size_t)MANY, "free %zu in flight %zu", engine_free_slots(e), engine_in_flight(e));
+        engine_step(e);
+        steps++;
+    }
+    CHECK(c->bad == 0, "%d bad on_done calls", c->bad);
+    for (int i = 0; i < MANY; i++) {
+        CHECK(c->done[i + 1] == 1, "request %d done %d times", i, c->done[i + 1]);
+        engine_seq want;
+        run_alone(m, NULL, prompts[i], 1 + (size_t)i % 6, &o[i], &want);
+        char what[48];
+        snprintf(what, sizeof what, "short request %d", i);
+        check_same_seq(what, &c->res[i + 1], &want);
+        tokens += c->res[i + 1].n;
+        engine_seq_free(&want);
+        engine_seq_free(&c->res[i + 1]);
+    }
+    /* a step serves up to 3 sequences: run one at a time, the requests would take one step per token */
+    printf("  %zu tokens of %d requests in %zu steps through 3 slots\n", tokens, MANY, steps);
+    CHECK(steps >= tokens / 3 && steps * 2 < tokens, "%zu steps for %zu tokens", steps, tokens);
+    CHECK(engine_free_slots(e) == 3 && engine_in_flight(e) == 0, "idle at the end");
+    free(c);
+    engine_free(e);
+    gpt_free(m);
+}
+
 int main(void) {
     TL_RUN(test_skinny_matmul);
     TL_RUN(test_kv_matches_full_ref);
@@ -521,5 +853,10 @@ int main(void) {
     TL_RUN(test_engine_truncation_never_excluded);
     TL_RUN(test_stops_and_streaming);
     TL_RUN(test_errors);
+    TL_RUN(test_sched_join_running_batch);
+    TL_RUN(test_sched_text_and_streams);
+    TL_RUN(test_sched_cancel_frees_slot);
+    TL_RUN(test_sched_queue_and_busy);
+    TL_RUN(test_sched_many_short_requests);
     return tl_summary();
 }

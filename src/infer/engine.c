@@ -1,11 +1,18 @@
-/* engine.c: KV-cached generation — prefill once, fork the prompt's cache to N slots, decode the N sequences
- * together one token per step, each with its own RNG, penalties state, stop rules and streaming decoder.
+/* engine.c: the inference engine — a scheduler over KV-cache slots. Requests (a prompt, n samples, their own
+ * sampling and stop settings) are admitted into free slots or a FIFO queue; every engine_step prefills the
+ * newly placed ones (once per prompt, the cache copied to the n sample slots), draws one token for every live
+ * sequence, retires the finished ones at once (freeing their slots for the queue), and runs one batched
+ * forward for the rest. engine_generate / engine_generate_multi are admit + step-until-done.
  *
  * Per step and sequence:  logits (host) -> raw log-prob of the pick (temperature 1, for PPO)
  *                                       -> sampling distribution (infer_sampling_probs) -> draw
  * then the pick is checked against the stop ids, decoded into text (tok_stream: only whole UTF-8 characters),
  * checked against the stop strings, and streamed, holding back the last (longest stop string - 1) bytes so
  * that a stop string split over tokens is never shown.
+ *
+ * Determinism: the batch's rows are the live sequences in admission order, each sequence has its own RNG
+ * stream, and slots are taken lowest-free first, so an idle engine given the requests of one generate call
+ * runs exactly the forwards and draws that call always ran (the demo's numbers depend on it).
  */
 #include "infer/infer.h"
 #include "kern/kern.h"
@@ -22,8 +29,21 @@ struct engine {
     gpt_kv *kv;
     size_t max_seqs, max_len, V, C;
     float *dlogits;     /* device [max_seqs, V] */
-    float *hlogits;     /* host [max_seqs, V] */
+    float *hlogits;     /* host [max_seqs, V]: row b = logits of the b-th sequence of the last decode batch */
     int32_t end_id, eot_id;
+    /* scheduler */
+    struct request **reqs;      /* [n_reqs] in admission order; NULL once taken (compacted between steps) */
+    size_t n_reqs, cap_reqs;
+    engine_req_id next_id;
+    size_t max_queued;          /* 0 = unbounded */
+    uint8_t *slot_used;         /* [max_seqs] */
+    size_t n_free;
+    int in_step;                /* inside engine_step or a retire: callbacks may not step or cancel */
+    /* the decode batch of one step: row b is sequence b_seq[b] in slot b_slots[b], fed b_ids[b] */
+    size_t *b_slots;            /* [max_seqs] */
+    int32_t *b_ids;             /* [max_seqs] */
+    struct seq_state **b_seq;   /* [max_seqs] */
+    float *probs;               /* host [V]: sampling distribution scratch */
 };
 
 engine *engine_new(gpt_model *m, const tok_tokenizer *tok, size_t max_seqs, size_t max_len) {
@@ -37,6 +57,13 @@ engine *engine_new(gpt_model *m, const tok_tokenizer *tok, size_t max_seqs, size
     e->hlogits = gk_malloc(e->max_seqs * e->V * sizeof(float));
     e->end_id = tok ? tok_special_id(tok, TOK_END) : -1;
     e->eot_id = tok ? tok_eot_id(tok) : -1;
+    e->next_id = 1;
+    e->slot_used = gk_calloc(e->max_seqs, 1);
+    e->n_free = e->max_seqs;
+    e->b_slots = gk_malloc(e->max_seqs * sizeof(size_t));
+    e->b_ids = gk_malloc(e->max_seqs * sizeof(int32_t));
+    e->b_seq = gk_malloc(e->max_seqs * sizeof *e->b_seq);
+    e->probs = gk_malloc(e->V * sizeof(float));
     return e;
 }
 
@@ -47,11 +74,16 @@ static void lm_head(engine *e, float *logits, const float *h, size_t B) {
     else gpt_lm_head_fwd(e->m, logits, h, B);
 }
 
+static void req_free(struct request *r);
+
 void engine_free(engine *e) {
     if (!e) return;
+    for (size_t i = 0; i < e->n_reqs; i++) req_free(e->reqs[i]);
+    free(e->reqs);
     gpt_kv_free(e->kv);
     kern_free(e->dlogits);
     free(e->hlogits);
+    free(e->slot_used); free(e->b_slots); free(e->b_ids); free(e->b_seq); free(e->probs);
     free(e);
 }
 
@@ -59,8 +91,14 @@ gpt_model *engine_model(engine *e) { return e->m; }
 size_t engine_max_len(const engine *e) { return e->max_len; }
 size_t engine_max_seqs(const engine *e) { return e->max_seqs; }
 size_t engine_slot_len(const engine *e, size_t slot) { return e->kv->len[slot]; }
-void engine_reset(engine *e, size_t slot) { gpt_kv_reset(e->kv, slot); }
-void engine_fork(engine *e, size_t dst, size_t src) { gpt_kv_copy(e->m, e->kv, dst, src); }
+void engine_reset(engine *e, size_t slot) {
+    GK_CHECK(slot < e->max_seqs && !e->slot_used[slot], "engine_reset: slot %zu is held by a running request (or out of range)", slot);
+    gpt_kv_reset(e->kv, slot);
+}
+void engine_fork(engine *e, size_t dst, size_t src) {
+    GK_CHECK(dst < e->max_seqs && src < e->max_seqs && !e->slot_used[dst], "engine_fork: slot %zu is held by a running request (or out of range)", dst);
+    gpt_kv_copy(e->m, e->kv, dst, src);
+}
 
 const char *engine_finish_name(engine_finish f) {
     static const char *n[] = { "stop", "stop_string", "length", "context", "cancelled" };
@@ -104,16 +142,9 @@ int infer_load_tokenizer(const char *model_dir, const char *recorded, const char
 
 /* ---------------------------------------------------------------- low level */
 
-int engine_feed(engine *e, size_t slot, const int32_t *ids, size_t n, float *logits, gk_err *err) {
-    if (slot >= e->max_seqs) return gk_errf(err, "slot %zu of %zu", slot, e->max_seqs);
-    if (n == 0) return gk_errf(err, "nothing to feed");
-    for (size_t i = 0; i < n; i++)
-        if (ids[i] < 0 || (size_t)ids[i] >= e->V)
-            return gk_errf(err, "token id %d at position %zu is outside the model's vocabulary [0, %zu)", ids[i], i, e->V);
-    size_t have = e->kv->len[slot];
-    if (have + n > e->max_len)
-        return gk_errf(err, "%s %zu tokens but the context holds %zu (the model's n_ctx is %d)",
-                       have ? "sequence would be" : "prompt is", have + n, e->max_len, e->m->cfg.n_ctx);
+/* Prefill rows: chunks of PREFILL_CHUNK; logits [V] (host) of the last token if non-NULL. The caller has
+ * validated ids and lengths. */
+static void feed_slot(engine *e, size_t slot, const int32_t *ids, size_t n, float *logits) {
     const float *h = NULL;
     size_t last = 0;
     for (size_t i = 0; i < n; i += PREFILL_CHUNK) {
@@ -125,29 +156,87 @@ int engine_feed(engine *e, size_t slot, const int32_t *ids, size_t n, float *log
         lm_head(e, e->dlogits, h + last * e->C, 1);
         kern_download(logits, e->dlogits, e->V * sizeof(float));
     }
-    return 0;
 }
 
-void engine_step(engine *e, const size_t *slots, const int32_t *ids, size_t B, float *logits) {
-    GK_CHECK(B >= 1 && B <= e->max_seqs, "engine_step: B=%zu (max %zu)", B, e->max_seqs);
+/* logits [B, V] (host) after appending ids[b] to slots[b]: one batched forward of one token per sequence */
+static void decode_rows(engine *e, const size_t *slots, const int32_t *ids, size_t B, float *logits) {
+    GK_CHECK(B >= 1 && B <= e->max_seqs, "decode of B=%zu sequences (max %zu)", B, e->max_seqs);
     const float *h = gpt_forward_kv(e->m, e->kv, slots, ids, B, 1);
     lm_head(e, e->dlogits, h, B);
     kern_download(logits, e->dlogits, B * e->V * sizeof(float));
 }
 
-/* ---------------------------------------------------------------- generate */
+static int check_ids(const engine *e, const int32_t *ids, size_t n, gk_err *err) {
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] < 0 || (size_t)ids[i] >= e->V)
+            return gk_errf(err, "token id %d at position %zu is outside the model's vocabulary [0, %zu)", ids[i], i, e->V);
+    return 0;
+}
 
-typedef struct {
+int engine_feed(engine *e, size_t slot, const int32_t *ids, size_t n, float *logits, gk_err *err) {
+    if (slot >= e->max_seqs) return gk_errf(err, "slot %zu of %zu", slot, e->max_seqs);
+    if (e->slot_used[slot]) return gk_errf(err, "slot %zu is held by a running request", slot);
+    if (n == 0) return gk_errf(err, "nothing to feed");
+    if (check_ids(e, ids, n, err)) return -1;
+    size_t have = e->kv->len[slot];
+    if (have + n > e->max_len)
+        return gk_errf(err, "%s %zu tokens but the context holds %zu (the model's n_ctx is %d)",
+                       have ? "sequence would be" : "prompt is", have + n, e->max_len, e->m->cfg.n_ctx);
+    feed_slot(e, slot, ids, n, logits);
+    return 0;
+}
+
+void engine_decode_slots(engine *e, const size_t *slots, const int32_t *ids, size_t B, float *logits) {
+    for (size_t b = 0; b < B; b++)
+        GK_CHECK(slots[b] < e->max_seqs && !e->slot_used[slots[b]], "engine_decode_slots: slot %zu is held by a running request", slots[b]);
+    decode_rows(e, slots, ids, B, logits);
+}
+
+/* ---------------------------------------------------------------- requests and sequences */
+
+typedef struct seq_state {
     engine_seq *out;
-    size_t cap;
+    size_t cap;         /* allocated length of out's arrays */
     gk_rng rng;
     uint32_t *counts;   /* [V] generated counts (penalties), or NULL */
     uint8_t *seen;      /* [V] in prompt or generated (repetition penalty), or NULL */
     tok_stream ts;
     tok_bytes text;
     size_t emitted;     /* bytes of text already streamed */
-    int active;
+    int active;         /* still decoding (holds slot) */
+    size_t slot;
+    size_t index;       /* seq_base + k: the callback's seq */
+    const float *logits;   /* host [V]: the distribution of its next token (the prefill's, or a decode row) */
 } seq_state;
+
+typedef struct request {
+    engine_req_id id;
+    engine_req_state state;
+    int prefilled, taken;
+    engine_gen_opts o;      /* the caller's options; o.stop_strs points at stop_copy */
+    char **stop_copy;       /* [o.n_stop_strs] */
+    engine_done_cb on_done;
+    int32_t *prompt;        /* [n_prompt] */
+    size_t n_prompt;
+    size_t n, live;         /* samples; samples still decoding */
+    seq_state *st;          /* [n] */
+    engine_seq *out;        /* [n] */
+    float *first;           /* host [V]: logits after the prompt, shared by the n samples' first draw */
+    int32_t stops[10];
+    size_t nstops, maxstop, hold, max_new;
+} request;
+
+static void req_free(request *r) {
+    if (!r) return;
+    for (size_t k = 0; k < r->n; k++) {
+        free(r->st[k].counts); free(r->st[k].seen);
+        tok_bytes_free(&r->st[k].text);
+        if (!r->taken) engine_seq_free(&r->out[k]);
+    }
+    for (size_t k = 0; k < r->o.n_stop_strs; k++) free(r->stop_copy[k]);
+    free(r->stop_copy); free(r->prompt); free(r->st); free(r->out); free(r->first);
+    free(r);
+}
 
 static void seq_push(seq_state *s, int32_t id, float lp, float slp) {
     engine_seq *o = s->out;
@@ -162,24 +251,169 @@ static void seq_push(seq_state *s, int32_t id, float lp, float slp) {
 }
 
 /* Streams text[emitted .. upto), upto moved back to a UTF-8 character start. Returns the callback's verdict. */
-static int stream_upto(const engine_gen_opts *o, size_t i, seq_state *s, int32_t id, size_t upto) {
+static int stream_upto(const engine_gen_opts *o, seq_state *s, int32_t id, size_t upto) {
     while (upto > s->emitted && upto < s->text.n && (s->text.data[upto] & 0xC0) == 0x80) upto--;
     int stop = 0;
     if (o->on_token) {
         size_t a = s->emitted, b = upto > a ? upto : a;
-        stop = o->on_token(o->ctx, i, id, s->text.data ? (const char *)s->text.data + a : "", b - a);
+        stop = o->on_token(o->ctx, s->index, id, s->text.data ? (const char *)s->text.data + a : "", b - a);
     }
     if (upto > s->emitted) s->emitted = upto;
     return stop;
 }
 
-static void seq_finish(const engine_gen_opts *o, size_t i, seq_state *s, engine_finish f, int has_tok) {
+static void place_queued(engine *e);
+
+static void slot_release(engine *e, size_t slot) {
+    GK_CHECK(e->slot_used[slot], "slot %zu released twice", slot);
+    e->slot_used[slot] = 0;
+    e->n_free++;
+}
+
+/* Retires sequence k of r: final streaming flush, text out, penalty state freed, slot freed and handed to the
+ * queue at once. The request is DONE when its last sequence retires. */
+static void seq_retire(engine *e, request *r, size_t k, engine_finish f) {
+    seq_state *s = &r->st[k];
     s->active = 0;
     s->out->finish = f;
-    if (!has_tok) return;
-    if (f != ENGINE_FINISH_STOP_STRING) tok_stream_flush(&s->ts, &s->text);
-    stream_upto(o, i, s, -1, s->text.n);
+    if (e->tok) {
+        if (f != ENGINE_FINISH_STOP_STRING) tok_stream_flush(&s->ts, &s->text);
+        stream_upto(&r->o, s, -1, s->text.n);
+        s->out->text = gk_malloc(s->text.n + 1);
+        if (s->text.n) memcpy(s->out->text, s->text.data, s->text.n);
+        s->out->text[s->text.n] = 0;
+        s->out->text_len = s->text.n;
+    }
+    tok_bytes_free(&s->text);
+    free(s->counts); free(s->seen);
+    s->counts = NULL; s->seen = NULL;
+    if (r->state == ENGINE_REQ_RUNNING) slot_release(e, s->slot);
+    int done = --r->live == 0;
+    if (done) {
+        r->state = ENGINE_REQ_DONE;
+        free(r->first); r->first = NULL;
+    }
+    place_queued(e);   /* the freed slot, or a cancelled head of the queue, lets the next in line in */
+    if (done && r->on_done) r->on_done(r->o.ctx, r->id);
 }
+
+/* Gives queued requests their slots: FIFO, and a request needs all n of its slots at once (its samples are
+ * forked from one prefill), so the head waits for room and nothing behind it overtakes it. */
+static void place_queued(engine *e) {
+    for (size_t i = 0; i < e->n_reqs; i++) {
+        request *r = e->reqs[i];
+        if (!r || r->state != ENGINE_REQ_QUEUED) continue;
+        if (r->n > e->n_free) return;
+        size_t slot = 0;
+        for (size_t k = 0; k < r->n; k++) {
+            while (e->slot_used[slot]) slot++;   /* lowest free first: an idle engine uses slots 0 .. n-1 */
+            e->slot_used[slot] = 1;
+            e->n_free--;
+            r->st[k].slot = slot;
+            gpt_kv_reset(e->kv, slot);
+        }
+        r->state = ENGINE_REQ_RUNNING;
+    }
+}
+
+/* ---------------------------------------------------------------- admit */
+
+static int check_prompt(const engine *e, size_t n_prompt, const char *which, gk_err *err) {
+    if (n_prompt == 0) return gk_errf(err, "empty prompt%s: generation needs at least one token to condition on", which);
+    if (n_prompt > e->max_len)
+        return gk_errf(err, "prompt%s is %zu tokens but the context holds %zu (the model's n_ctx is %d); shorten it",
+                       which, n_prompt, e->max_len, e->m->cfg.n_ctx);
+    return 0;
+}
+
+static int check_common(const engine *e, size_t n_seqs, const engine_gen_opts *o, gk_err *err) {
+    if (n_seqs == 0 || n_seqs > e->max_seqs)
+        return gk_errf(err, "%zu sequences requested; this engine decodes 1 to %zu at once", n_seqs, e->max_seqs);
+    if (infer_sampling_validate(&o->samp, err)) return -1;
+    if (o->n_stop_strs && !e->tok) return gk_errf(err, "stop strings need a tokenizer (none is attached to the model)");
+    return 0;
+}
+
+void engine_req_opts_default(engine_req_opts *o) {
+    memset(o, 0, sizeof *o);
+    engine_gen_opts_default(&o->gen);
+    o->n = 1;
+}
+
+/* The request's copy of the caller's options and its stop rules (stop ids, longest stop string, the bytes
+ * streaming holds back). */
+static void req_set_opts(engine *e, request *r, const engine_req_opts *ro) {
+    r->o = ro->gen;
+    r->on_done = ro->on_done;
+    if (r->o.n_stop_strs) {
+        r->stop_copy = gk_malloc(r->o.n_stop_strs * sizeof(char *));
+        for (size_t k = 0; k < r->o.n_stop_strs; k++) {
+            size_t L = strlen(ro->gen.stop_strs[k]);
+            r->stop_copy[k] = gk_malloc(L + 1);
+            memcpy(r->stop_copy[k], ro->gen.stop_strs[k], L + 1);
+            if (L > r->maxstop) r->maxstop = L;
+        }
+        r->o.stop_strs = (const char *const *)r->stop_copy;
+    }
+    r->hold = r->maxstop ? r->maxstop - 1 : 0;
+    if (r->o.default_stops) {
+        if (e->end_id >= 0) r->stops[r->nstops++] = e->end_id;
+        if (e->eot_id >= 0) r->stops[r->nstops++] = e->eot_id;
+    }
+    for (size_t k = 0; k < r->o.n_stop_ids && k < 8; k++) r->stops[r->nstops++] = r->o.stop_ids[k];
+    r->max_new = r->o.max_new ? r->o.max_new : e->max_len;
+}
+
+/* Sequence k's state: its own RNG stream (seq_base + k), penalty counts, the prompt marked as seen. */
+static void seq_init(engine *e, request *r, size_t k, size_t seq_base) {
+    seq_state *s = &r->st[k];
+    const infer_sampling *sp = &r->o.samp;
+    s->out = &r->out[k];
+    s->active = 1;
+    s->index = seq_base + k;
+    gk_rng_seed(&s->rng, sp->seed ^ (0x9E3779B97F4A7C15ULL * (uint64_t)(s->index + 1)));
+    if (sp->frequency_penalty != 0 || sp->presence_penalty != 0) s->counts = gk_calloc(e->V, sizeof(uint32_t));
+    if (sp->repetition_penalty != 1.0f) {
+        s->seen = gk_calloc(e->V, 1);
+        for (size_t j = 0; j < r->n_prompt; j++) s->seen[r->prompt[j]] = 1;
+    }
+    tok_stream_init(&s->ts);
+}
+
+engine_req_id engine_admit(engine *e, const int32_t *prompt, size_t n_prompt, const engine_req_opts *o, gk_err *err) {
+    engine_req_opts def;
+    if (!o) { engine_req_opts_default(&def); o = &def; }
+    if (check_prompt(e, n_prompt, "", err) || check_common(e, o->n, &o->gen, err) || check_ids(e, prompt, n_prompt, err))
+        return ENGINE_REQ_ERROR;
+    if (e->max_queued) {   /* it would wait if anything waits already or its n slots are not free */
+        size_t queued = 0;
+        for (size_t i = 0; i < e->n_reqs; i++) queued += e->reqs[i] && e->reqs[i]->state == ENGINE_REQ_QUEUED;
+        if ((queued || e->n_free < o->n) && queued >= e->max_queued) {
+            gk_errf(err, "busy: %zu requests already wait for a slot (the queue holds %zu)", queued, e->max_queued);
+            return ENGINE_REQ_BUSY;
+        }
+    }
+    request *r = gk_calloc(1, sizeof *r);
+    r->id = e->next_id++;
+    r->state = ENGINE_REQ_QUEUED;
+    r->n = r->live = o->n;
+    r->n_prompt = n_prompt;
+    r->prompt = gk_malloc(n_prompt * sizeof(int32_t));
+    memcpy(r->prompt, prompt, n_prompt * sizeof(int32_t));
+    req_set_opts(e, r, o);
+    r->st = gk_calloc(r->n, sizeof *r->st);
+    r->out = gk_calloc(r->n, sizeof *r->out);
+    for (size_t k = 0; k < r->n; k++) seq_init(e, r, k, o->seq_base);
+    if (e->n_reqs == e->cap_reqs) {
+        e->cap_reqs = e->cap_reqs ? 2 * e->cap_reqs : 16;
+        e->reqs = gk_realloc(e->reqs, e->cap_reqs * sizeof *e->reqs);
+    }
+    e->reqs[e->n_reqs++] = r;
+    place_queued(e);
+    return r->id;
+}
+
+/* ---------------------------------------------------------------- step */
 
 /* Earliest occurrence of any stop string that ends in the bytes added since old_n; -1 if none. */
 static long find_stop(const engine_gen_opts *o, const tok_bytes *t, size_t old_n, size_t maxlen) {
@@ -194,155 +428,211 @@ static long find_stop(const engine_gen_opts *o, const tok_bytes *t, size_t old_n
     return best;
 }
 
-/* The decode loop shared by engine_generate (one prompt prefilled once, forked) and engine_generate_multi (a
- * prompt per sequence). Sequence i lives in slot i, its prompt is prompts[i] (for the repetition penalty), and
- * the logits after its prompt are first + i * first_stride. */
-static int decode_loop(engine *e, const int32_t *const *prompts, const size_t *n_prompts, size_t n_seqs,
-                       const float *first, size_t first_stride, const engine_gen_opts *o, engine_seq *out);
+/* Runs the prompt once in the first sample's slot and copies its cache to the others. */
+static void req_prefill(engine *e, request *r) {
+    r->first = gk_malloc(e->V * sizeof(float));
+    feed_slot(e, r->st[0].slot, r->prompt, r->n_prompt, r->first);
+    for (size_t k = 1; k < r->n; k++) gpt_kv_copy(e->m, e->kv, r->st[k].slot, r->st[0].slot);
+    for (size_t k = 0; k < r->n; k++) r->st[k].logits = r->first;
+    r->prefilled = 1;
+}
 
-static int check_common(engine *e, size_t n_seqs, const engine_gen_opts *o, gk_err *err) {
-    if (n_seqs == 0 || n_seqs > e->max_seqs)
-        return gk_errf(err, "%zu sequences requested; this engine decodes 1 to %zu at once", n_seqs, e->max_seqs);
-    if (infer_sampling_validate(&o->samp, err)) return -1;
-    if (o->n_stop_strs && !e->tok) return gk_errf(err, "stop strings need a tokenizer (none is attached to the model)");
+/* Draws sequence k's next token from its logits and applies the stop rules (stop ids, stop strings while
+ * streaming, max_new, the context). Returns the token if the sequence goes on, -1 if it was retired. */
+static int32_t seq_advance(engine *e, request *r, size_t k) {
+    seq_state *s = &r->st[k];
+    const engine_gen_opts *o = &r->o;
+    const infer_sampling *sp = &o->samp;
+    const float *lg = s->logits;
+    infer_sampling_probs(sp, lg, e->V, s->counts, s->seen, e->probs);
+    int32_t id = infer_draw(e->probs, e->V, &s->rng);
+    float slp = sp->temperature == 0 ? 0.0f : logf(e->probs[id]);
+    seq_push(s, id, infer_logprob(lg, e->V, id), slp);
+    if (s->counts) s->counts[id]++;
+    if (s->seen) s->seen[id] = 1;
+    for (size_t j = 0; j < r->nstops; j++)
+        if (id == r->stops[j]) { seq_retire(e, r, k, ENGINE_FINISH_STOP_TOKEN); return -1; }
+    if (e->tok) {
+        size_t old = s->text.n;
+        gk_err derr;
+        tok_stream_push(&s->ts, e->tok, id, &s->text, &derr);
+        long at = r->maxstop ? find_stop(o, &s->text, old, r->maxstop) : -1;
+        if (at >= 0) {   /* cut the text before the stop string; never stream it */
+            s->text.n = (size_t)at;
+            if (s->emitted > s->text.n) s->emitted = s->text.n;
+            seq_retire(e, r, k, ENGINE_FINISH_STOP_STRING);
+            return -1;
+        }
+        /* stream all but the last `hold` bytes: they could begin a stop string that the next token completes */
+        size_t safe = s->text.n > r->hold ? s->text.n - r->hold : 0;
+        if (safe < s->emitted) safe = s->emitted;
+        if (stream_upto(o, s, id, safe)) { seq_retire(e, r, k, ENGINE_FINISH_CANCELLED); return -1; }
+    } else if (o->on_token && o->on_token(o->ctx, s->index, id, "", 0)) {
+        seq_retire(e, r, k, ENGINE_FINISH_CANCELLED);
+        return -1;
+    }
+    if (s->out->n >= r->max_new) { seq_retire(e, r, k, ENGINE_FINISH_LENGTH); return -1; }
+    if (e->kv->len[s->slot] >= e->max_len) { seq_retire(e, r, k, ENGINE_FINISH_CONTEXT); return -1; }
+    return id;
+}
+
+static int req_cancelled(const request *r) { return r->o.cancel && *r->o.cancel; }
+
+static void req_cancel(engine *e, request *r) {
+    for (size_t k = 0; k < r->n; k++)
+        if (r->st[k].active) seq_retire(e, r, k, ENGINE_FINISH_CANCELLED);
+}
+
+/* Drops taken requests from the list, keeping admission order. */
+static void compact(engine *e) {
+    size_t j = 0;
+    for (size_t i = 0; i < e->n_reqs; i++) {
+        request *r = e->reqs[i];
+        if (r && r->taken) { req_free(r); r = NULL; }
+        if (r) e->reqs[j++] = r;
+    }
+    e->n_reqs = j;
+}
+
+size_t engine_step(engine *e) {
+    GK_CHECK(!e->in_step, "engine_step called from an engine callback (on_token / on_done); step from the caller's loop");
+    e->in_step = 1;
+    place_queued(e);
+    /* 1. prefill the requests placed since the last step, in admission order (a cancelled one is retired
+     *    without it; its slots go to the queue, whose newly placed requests come later in this loop) */
+    for (size_t i = 0; i < e->n_reqs; i++) {
+        request *r = e->reqs[i];
+        if (!r || r->state != ENGINE_REQ_RUNNING || r->prefilled) continue;
+        if (req_cancelled(r)) req_cancel(e, r);
+        else req_prefill(e, r);
+    }
+    /* 2. one token for every live sequence, in admission order: the rows of the decode batch */
+    size_t nb = 0;
+    for (size_t i = 0; i < e->n_reqs; i++) {
+        request *r = e->reqs[i];
+        if (!r || r->state != ENGINE_REQ_RUNNING || !r->prefilled) continue;
+        if (req_cancelled(r)) { req_cancel(e, r); continue; }
+        for (size_t k = 0; k < r->n; k++) {
+            if (!r->st[k].active) continue;
+            int32_t id = seq_advance(e, r, k);
+            if (id < 0) continue;
+            e->b_slots[nb] = r->st[k].slot; e->b_ids[nb] = id; e->b_seq[nb] = &r->st[k];
+            nb++;
+        }
+    }
+    /* 3. one batched forward: row b holds the logits of b_seq[b]'s next token until the next step */
+    if (nb) {
+        decode_rows(e, e->b_slots, e->b_ids, nb, e->hlogits);
+        for (size_t b = 0; b < nb; b++) e->b_seq[b]->logits = e->hlogits + b * e->V;
+    }
+    e->in_step = 0;
+    compact(e);
+    return engine_in_flight(e);
+}
+
+/* ---------------------------------------------------------------- retire, status, results */
+
+static request *find_req(const engine *e, engine_req_id id) {
+    for (size_t i = 0; i < e->n_reqs; i++)
+        if (e->reqs[i] && e->reqs[i]->id == id && !e->reqs[i]->taken) return e->reqs[i];
+    return NULL;
+}
+
+int engine_cancel(engine *e, engine_req_id id, gk_err *err) {
+    GK_CHECK(!e->in_step, "engine_cancel called from an engine callback; set the request's cancel flag or return non-zero from on_token");
+    request *r = find_req(e, id);
+    if (!r) return gk_errf(err, "no request %lld (unknown, or its result was taken)", (long long)id);
+    if (r->state == ENGINE_REQ_DONE) return 0;
+    e->in_step = 1;
+    req_cancel(e, r);
+    e->in_step = 0;
     return 0;
 }
 
-static int check_prompt(engine *e, size_t n_prompt, const char *which, gk_err *err) {
-    if (n_prompt == 0) return gk_errf(err, "empty prompt%s: generation needs at least one token to condition on", which);
-    if (n_prompt > e->max_len)
-        return gk_errf(err, "prompt%s is %zu tokens but the context holds %zu (the model's n_ctx is %d); shorten it",
-                       which, n_prompt, e->max_len, e->m->cfg.n_ctx);
+engine_req_state engine_req_status(const engine *e, engine_req_id id) {
+    const request *r = find_req(e, id);
+    return r ? r->state : ENGINE_REQ_UNKNOWN;
+}
+
+int engine_take_result(engine *e, engine_req_id id, engine_seq *out, gk_err *err) {
+    request *r = find_req(e, id);
+    if (!r) return gk_errf(err, "no request %lld (unknown, or its result was taken)", (long long)id);
+    if (r->state != ENGINE_REQ_DONE)
+        return gk_errf(err, "request %lld is still %s", (long long)id, r->state == ENGINE_REQ_QUEUED ? "queued" : "running");
+    for (size_t k = 0; k < r->n; k++) out[k] = r->out[k];
+    r->taken = 1;
+    if (!e->in_step) compact(e);   /* inside a step the list is being walked: freed when the step ends */
+    return 0;
+}
+
+size_t engine_in_flight(const engine *e) {
+    size_t n = 0;
+    for (size_t i = 0; i < e->n_reqs; i++) n += e->reqs[i] && !e->reqs[i]->taken && e->reqs[i]->state != ENGINE_REQ_DONE;
+    return n;
+}
+
+size_t engine_free_slots(const engine *e) { return e->n_free; }
+void engine_set_max_queued(engine *e, size_t n) { e->max_queued = n; }
+
+/* ---------------------------------------------------------------- one-call generation */
+
+static int check_idle(const engine *e, const char *fn, gk_err *err) {
+    size_t n = engine_in_flight(e);
+    if (n) return gk_errf(err, "%s needs an idle engine, but %zu request%s queued or running", fn, n, n > 1 ? "s are" : " is");
+    return 0;
+}
+
+/* Steps until every one of ids[n] is DONE, then moves their results to out (request i's n_i results after
+ * request i-1's). */
+static int run_requests(engine *e, const engine_req_id *ids, size_t n, engine_seq *out, gk_err *err) {
+    for (;;) {
+        size_t done = 0;
+        for (size_t i = 0; i < n; i++) done += engine_req_status(e, ids[i]) == ENGINE_REQ_DONE;
+        if (done == n) break;
+        engine_step(e);
+    }
+    size_t at = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t ni = find_req(e, ids[i])->n;
+        if (engine_take_result(e, ids[i], out + at, err)) return -1;
+        at += ni;
+    }
     return 0;
 }
 
 int engine_generate(engine *e, const int32_t *prompt, size_t n_prompt, size_t n_seqs, const engine_gen_opts *o,
                     engine_seq *out, gk_err *err) {
-    if (check_prompt(e, n_prompt, "", err) || check_common(e, n_seqs, o, err)) return -1;
-    for (size_t i = 0; i < n_seqs; i++) memset(&out[i], 0, sizeof out[i]);
-    /* prefill slot 0, fork to the others */
-    float *first = gk_malloc(e->V * sizeof(float));
-    engine_reset(e, 0);
-    if (engine_feed(e, 0, prompt, n_prompt, first, err)) { free(first); return -1; }
-    for (size_t i = 1; i < n_seqs; i++) engine_fork(e, i, 0);
-    const int32_t **ps = gk_malloc(n_seqs * sizeof *ps);
-    size_t *ns = gk_malloc(n_seqs * sizeof *ns);
-    for (size_t i = 0; i < n_seqs; i++) { ps[i] = prompt; ns[i] = n_prompt; }
-    int rc = decode_loop(e, ps, ns, n_seqs, first, 0, o, out);
-    free(ps); free(ns); free(first);
-    return rc;
+    if (check_idle(e, "engine_generate", err)) return -1;
+    engine_req_opts ro;
+    engine_req_opts_default(&ro);
+    ro.gen = *o;
+    ro.n = n_seqs;
+    engine_req_id id = engine_admit(e, prompt, n_prompt, &ro, err);
+    if (id < 0) return -1;
+    return run_requests(e, &id, 1, out, err);
 }
 
 int engine_generate_multi(engine *e, const int32_t *const *prompts, const size_t *n_prompts, size_t n_seqs,
                           const engine_gen_opts *o, engine_seq *out, gk_err *err) {
-    if (check_common(e, n_seqs, o, err)) return -1;
+    if (check_idle(e, "engine_generate_multi", err) || check_common(e, n_seqs, o, err)) return -1;
+    /* validate every prompt before admitting any, so a bad one leaves nothing behind */
     for (size_t i = 0; i < n_seqs; i++) {
         char which[48];
         snprintf(which, sizeof which, " %zu", i);
         if (check_prompt(e, n_prompts[i], which, err)) return -1;
     }
-    for (size_t i = 0; i < n_seqs; i++) memset(&out[i], 0, sizeof out[i]);
-    float *first = gk_malloc(n_seqs * e->V * sizeof(float));
+    for (size_t i = 0; i < n_seqs; i++)
+        if (check_ids(e, prompts[i], n_prompts[i], err)) return gk_err_prefix(err, "prompt %zu", i);
+    engine_req_id *ids = gk_malloc(n_seqs * sizeof *ids);
+    engine_req_opts ro;
+    engine_req_opts_default(&ro);
+    ro.gen = *o;
     for (size_t i = 0; i < n_seqs; i++) {
-        engine_reset(e, i);
-        if (engine_feed(e, i, prompts[i], n_prompts[i], first + i * e->V, err)) {
-            free(first);
-            return gk_err_prefix(err, "prompt %zu", i);
-        }
+        ro.seq_base = i;
+        ids[i] = engine_admit(e, prompts[i], n_prompts[i], &ro, err);
+        GK_CHECK(ids[i] > 0, "engine_generate_multi: admit of a validated prompt failed: %s", err->msg);
     }
-    int rc = decode_loop(e, prompts, n_prompts, n_seqs, first, e->V, o, out);
-    free(first);
+    int rc = run_requests(e, ids, n_seqs, out, err);
+    free(ids);
     return rc;
-}
-
-static int decode_loop(engine *e, const int32_t *const *prompts, const size_t *n_prompts, size_t n_seqs,
-                       const float *first, size_t first_stride, const engine_gen_opts *o, engine_seq *out) {
-    size_t V = e->V;
-    int32_t stops[10]; size_t nstops = 0;
-    if (o->default_stops) {
-        if (e->end_id >= 0) stops[nstops++] = e->end_id;
-        if (e->eot_id >= 0) stops[nstops++] = e->eot_id;
-    }
-    for (size_t k = 0; k < o->n_stop_ids && k < 8; k++) stops[nstops++] = o->stop_ids[k];
-    size_t maxstop = 0;
-    for (size_t k = 0; k < o->n_stop_strs; k++) { size_t L = strlen(o->stop_strs[k]); if (L > maxstop) maxstop = L; }
-    size_t hold = maxstop ? maxstop - 1 : 0;
-    const infer_sampling *sp = &o->samp;
-    int need_counts = sp->frequency_penalty != 0 || sp->presence_penalty != 0;
-    int need_seen = sp->repetition_penalty != 1.0f;
-    size_t max_new = o->max_new ? o->max_new : e->max_len;
-
-    seq_state *st = gk_calloc(n_seqs, sizeof *st);
-    for (size_t i = 0; i < n_seqs; i++) {
-        st[i].out = &out[i];
-        st[i].active = 1;
-        gk_rng_seed(&st[i].rng, sp->seed ^ (0x9E3779B97F4A7C15ULL * (uint64_t)(i + 1)));
-        if (need_counts) st[i].counts = gk_calloc(V, sizeof(uint32_t));
-        if (need_seen) {
-            st[i].seen = gk_calloc(V, 1);
-            for (size_t k = 0; k < n_prompts[i]; k++) st[i].seen[prompts[i][k]] = 1;
-        }
-        tok_stream_init(&st[i].ts);
-    }
-    float *probs = gk_malloc(V * sizeof(float));
-    size_t *slots = gk_malloc(n_seqs * sizeof(size_t));
-    int32_t *next = gk_malloc(n_seqs * sizeof(int32_t));
-    size_t *row_of = gk_malloc(n_seqs * sizeof(size_t));
-    for (size_t i = 0; i < n_seqs; i++) row_of[i] = 0;
-    int first_step = 1;
-    for (;;) {
-        int cancelled = o->cancel && *o->cancel;
-        size_t nact = 0;
-        for (size_t i = 0; i < n_seqs; i++) {
-            seq_state *s = &st[i];
-            if (!s->active) continue;
-            if (cancelled) { seq_finish(o, i, s, ENGINE_FINISH_CANCELLED, e->tok != NULL); continue; }
-            const float *lg = first_step ? first + i * first_stride : e->hlogits + row_of[i] * V;
-            infer_sampling_probs(sp, lg, V, s->counts, s->seen, probs);
-            int32_t id = infer_draw(probs, V, &s->rng);
-            float slp = sp->temperature == 0 ? 0.0f : logf(probs[id]);
-            seq_push(s, id, infer_logprob(lg, V, id), slp);
-            if (s->counts) s->counts[id]++;
-            if (s->seen) s->seen[id] = 1;
-            int is_stop = 0;
-            for (size_t k = 0; k < nstops; k++) if (id == stops[k]) is_stop = 1;
-            if (is_stop) { seq_finish(o, i, s, ENGINE_FINISH_STOP_TOKEN, e->tok != NULL); continue; }
-            if (e->tok) {
-                size_t old = s->text.n;
-                gk_err derr;
-                tok_stream_push(&s->ts, e->tok, id, &s->text, &derr);
-                long at = maxstop ? find_stop(o, &s->text, old, maxstop) : -1;
-                if (at >= 0) {
-                    s->text.n = (size_t)at;
-                    if (s->emitted > s->text.n) s->emitted = s->text.n;
-                    seq_finish(o, i, s, ENGINE_FINISH_STOP_STRING, 1);
-                    continue;
-                }
-                size_t safe = s->text.n > hold ? s->text.n - hold : 0;
-                if (safe < s->emitted) safe = s->emitted;
-                if (stream_upto(o, i, s, id, safe)) { seq_finish(o, i, s, ENGINE_FINISH_CANCELLED, 1); continue; }
-            } else if (o->on_token && o->on_token(o->ctx, i, id, "", 0)) {
-                seq_finish(o, i, s, ENGINE_FINISH_CANCELLED, 0); continue;
-            }
-            if (s->out->n >= max_new) { seq_finish(o, i, s, ENGINE_FINISH_LENGTH, e->tok != NULL); continue; }
-            if (e->kv->len[i] >= e->max_len) { seq_finish(o, i, s, ENGINE_FINISH_CONTEXT, e->tok != NULL); continue; }
-            slots[nact] = i; next[nact] = id; row_of[i] = nact; nact++;
-        }
-        first_step = 0;
-        if (nact == 0) break;
-        engine_step(e, slots, next, nact, e->hlogits);
-    }
-    for (size_t i = 0; i < n_seqs; i++) {
-        seq_state *s = &st[i];
-        if (e->tok) {
-            out[i].text = gk_malloc(s->text.n + 1);
-            if (s->text.n) memcpy(out[i].text, s->text.data, s->text.n);
-            out[i].text[s->text.n] = 0;
-            out[i].text_len = s->text.n;
-        }
-        tok_bytes_free(&s->text);
-        free(s->counts); free(s->seen);
-    }
-    free(st); free(probs); free(slots); free(next); free(row_of);
-    return 0;
 }

@@ -1,8 +1,9 @@
-/* infer: the inference engine — KV-cached prefill and decode, batched decode of N sequences that share one
- * prompt prefill, sampling (temperature, top-k, top-p, min-p, repetition / frequency / presence penalties,
- * seeded), stop rules (stop tokens, stop strings, max tokens, context full, cancel), per-token log-probs,
- * and streaming through an incremental UTF-8-safe decoder. The CLI (sample, chat), the server, the
- * strategies and PPO rollouts all go through this module. Description: docs/chat.md section 4.
+/* infer: the inference engine — a scheduler over KV-cache slots (admit / step / retire: requests join and leave
+ * a running batch between decode steps), KV-cached prefill and batched decode, N samples of one prompt that
+ * share one prefill, sampling (temperature, top-k, top-p, min-p, repetition / frequency / presence penalties,
+ * seeded), stop rules (stop tokens, stop strings, max tokens, context full, cancel), per-token log-probs, and
+ * streaming through an incremental UTF-8-safe decoder. The CLI (sample, chat), the strategies, the pipeline's
+ * evaluation and PPO rollouts all go through this module. Description: docs/chat.md section 4.
  *
  * Threads: an engine is single-threaded (it owns the KV cache and scratch); the kernels it calls use OpenMP.
  */
@@ -46,7 +47,7 @@ float infer_logprob(const float *logits, size_t V, int32_t id);
 /* ---------------------------------------------------------------- engine */
 typedef struct engine engine;
 /* m and tok are borrowed and must outlive the engine; tok may be NULL (ids only: no text, no stop strings,
- * no default stop tokens). max_seqs: the most sequences one call decodes together (KV slots). max_len:
+ * no default stop tokens). max_seqs: KV slots, the most sequences decoded together. max_len:
  * tokens per sequence, prompt + generated (0 = the model's n_ctx; clamped to it). The KV cache costs
  * 2 * n_layer * max_seqs * max_len * n_embd floats. */
 engine *engine_new(gpt_model *m, const tok_tokenizer *tok, size_t max_seqs, size_t max_len);
@@ -93,6 +94,66 @@ typedef struct {
 } engine_seq;
 void engine_seq_free(engine_seq *s);
 
+/* ---------------------------------------------------------------- scheduler: admit / step / retire
+ * A request is one prompt and n samples of it. engine_admit validates it and gives it n KV slots at once if
+ * they are free, else puts it in a FIFO queue (unbounded unless engine_set_max_queued; a full queue makes
+ * admit return ENGINE_REQ_BUSY). engine_step runs one round for every running request:
+ *   1. requests that got their slots since the last step are prefilled (in admission order): the prompt runs
+ *      once in the first slot and its cache is copied to the other n-1 (shared-prefix prefill);
+ *   2. every live sequence, in admission order (then sample order), draws one token from its logits and is
+ *      checked against its stop rules; a sequence that finishes (or whose cancel flag is set) is retired at
+ *      once: its result is complete, its slot is freed and handed to the head of the queue (prefilled on the
+ *      next step);
+ *   3. one batched forward of the sequences that go on gives each the logits of its next token.
+ * A request is DONE when its last sequence retires; its results wait for engine_take_result. Sequence k of a
+ * request draws from an RNG seeded from (samp.seed, seq_base + k), so what it generates does not depend on
+ * what else is in the batch (up to the float rounding of batched matrix products). */
+typedef int64_t engine_req_id;        /* >= 1; admit's failures are negative */
+#define ENGINE_REQ_ERROR ((engine_req_id)-1)   /* invalid request (message in err) */
+#define ENGINE_REQ_BUSY  ((engine_req_id)-2)   /* the queue is full (engine_set_max_queued); try after a step */
+
+typedef enum {
+    ENGINE_REQ_UNKNOWN = 0,   /* no such id, or its result was already taken */
+    ENGINE_REQ_QUEUED,        /* waiting for free slots */
+    ENGINE_REQ_RUNNING,       /* holds slots (prefilled on the next step if it has not been yet) */
+    ENGINE_REQ_DONE,          /* every sequence finished; result ready for engine_take_result */
+} engine_req_state;
+
+/* Called once when a request becomes DONE (from engine_step or engine_cancel), with gen.ctx. */
+typedef void (*engine_done_cb)(void *ctx, engine_req_id id);
+
+typedef struct {
+    engine_gen_opts gen;     /* sampling, max_new, stops (stop strings are copied), streaming, cancel flag; the
+                                callback's seq argument is seq_base + k; *gen.cancel is polled once per step */
+    size_t n;                /* samples of the prompt (default 1): prefilled once, forked to n slots */
+    size_t seq_base;         /* sample k is sequence seq_base + k (RNG stream and callback index); default 0 */
+    engine_done_cb on_done;  /* NULL = none */
+} engine_req_opts;
+void engine_req_opts_default(engine_req_opts *o);
+
+/* Admits a request (prompt is copied; o NULL = defaults). Returns its id, ENGINE_REQ_BUSY, or
+ * ENGINE_REQ_ERROR with a message: empty prompt, ids outside the vocabulary, n of 0 or over max_seqs, bad
+ * sampling options, stop strings without a tokenizer, a prompt longer than the context. */
+engine_req_id engine_admit(engine *e, const int32_t *prompt, size_t n_prompt, const engine_req_opts *o, gk_err *err);
+/* One step (above) for every running request. Returns the requests still queued or running (0 = idle). */
+size_t engine_step(engine *e);
+/* Finishes the request now (CANCELLED; tokens already generated are kept): its slots are free and handed to
+ * the queue before this returns. A DONE request is left as it is. -1 (message) for an unknown id. */
+int engine_cancel(engine *e, engine_req_id id, gk_err *err);
+engine_req_state engine_req_status(const engine *e, engine_req_id id);
+/* Moves a DONE request's n results into out[n] (free each with engine_seq_free) and forgets the id.
+ * -1 (message) if the id is unknown or the request is not DONE yet. */
+int engine_take_result(engine *e, engine_req_id id, engine_seq *out, gk_err *err);
+size_t engine_in_flight(const engine *e);          /* requests queued or running */
+size_t engine_free_slots(const engine *e);
+void engine_set_max_queued(engine *e, size_t n);   /* 0 (default) = unbounded queue */
+/* Callbacks (on_token, on_done) may call engine_admit, engine_req_status and engine_take_result; calling
+ * engine_step or engine_cancel from them aborts (programmer error). */
+
+/* ---------------------------------------------------------------- one-call generation (on the scheduler)
+ * Both need an idle engine (nothing queued or running) and produce exactly what the scheduler produces for
+ * the same requests admitted together. */
+
 /* Prefills the prompt once, copies its cache to n_seqs slots, and decodes them together until each stops.
  * out[n_seqs] is filled (free each with engine_seq_free). Errors (returned, not aborted): empty prompt, ids
  * outside the vocabulary, n_seqs > max_seqs, bad sampling options, stop strings without a tokenizer, and a
@@ -101,8 +162,9 @@ int engine_generate(engine *e, const int32_t *prompt, size_t n_prompt, size_t n_
                     engine_seq *out, gk_err *err);
 
 /* Like engine_generate, but sequence i continues its own prompt prompts[i] (n_prompts[i] tokens): each is
- * prefilled in its own slot, then all are decoded together (PPO rollouts over a batch of prompts, a server
- * batching requests). Errors name the prompt: "prompt 3 is 1100 tokens but the context holds 1024 ...". */
+ * prefilled in its own slot, then all are decoded together (PPO rollouts over a batch of prompts). One
+ * request per prompt, with seq_base i. Errors name the prompt: "prompt 3 is 1100 tokens but the context
+ * holds 1024 ...". */
 int engine_generate_multi(engine *e, const int32_t *const *prompts, const size_t *n_prompts, size_t n_seqs,
                           const engine_gen_opts *o, engine_seq *out, gk_err *err);
 
@@ -113,12 +175,14 @@ int engine_generate_multi(engine *e, const int32_t *const *prompts, const size_t
 int infer_load_tokenizer(const char *model_dir, const char *recorded, const char *override, int required,
                          tok_tokenizer **tok, gk_err *err);
 
-/* ---------------------------------------------------------------- low level (server, strategies, PPO) */
+/* ---------------------------------------------------------------- low level (benchmarks, tests, scoring)
+ * Direct use of slots, for callers that drive the cache themselves. Only on slots no request holds: with
+ * requests in flight use the scheduler (engine_feed reports a held slot as an error; the others abort). */
 /* Feeds n tokens to slot after what it already holds; logits [V] (host) of the last one, if non-NULL.
  * Errors: ids outside the vocabulary, or the slot would exceed max_len. */
 int  engine_feed(engine *e, size_t slot, const int32_t *ids, size_t n, float *logits, gk_err *err);
 /* One decode step for B sequences: ids[b] appended to slots[b]; logits [B, V] (host). Lengths must fit. */
-void engine_step(engine *e, const size_t *slots, const int32_t *ids, size_t B, float *logits);
+void engine_decode_slots(engine *e, const size_t *slots, const int32_t *ids, size_t B, float *logits);
 void engine_fork(engine *e, size_t dst, size_t src);   /* dst's cache becomes a copy of src's */
 void engine_reset(engine *e, size_t slot);
 size_t engine_slot_len(const engine *e, size_t slot);
