@@ -193,6 +193,220 @@ static void test_param_table(void) {
     gpt_free(m);
 }
 
+/* A config the table can size but this build cannot run: LLaMA-shaped (RMSNorm, RoPE, SwiGLU, GQA, no biases,
+ * untied head). */
+static void llama_like(gpt_config *c) {
+    gpt_config_default(c);
+    c->arch = GPT_ARCH_LLAMA; c->n_layer = 2; c->n_head = 4; c->n_kv_head = 2; c->n_embd = 32; c->n_inner = 88;
+    c->vocab_size = 50; c->n_ctx = 16; c->norm = GPT_NORM_RMSNORM; c->pos = GPT_POS_ROPE; c->act = GPT_ACT_SWIGLU;
+    c->bias = 0; c->tied_head = 0;
+}
+
+static void test_table_from_arch_fields(void) {
+    gpt_config c;
+    gpt_config_default(&c);
+    c.n_layer = 2; c.n_head = 3; c.n_embd = 24; c.vocab_size = 97; c.n_ctx = 16;
+    gpt_model *m = gpt_create_table(&c);
+    size_t base_n = m->n_table, base_p = m->num_params;
+    CHECK(base_n == 2 + 2 * 12 + 2 && m->params == NULL, "GPT-2 table %zu", base_n);
+    gpt_free(m);
+    /* untied head: one more tensor, lm_head.weight [V,C] in the final group, found by the LM_HEAD role */
+    c.tied_head = 0;
+    m = gpt_create_table(&c);
+    const gpt_param *h = gpt_find_param(m, "lm_head.weight");
+    CHECK(m->n_table == base_n + 1 && m->num_params == base_p + 97 * 24, "untied: %zu tensors", m->n_table);
+    CHECK(h && h->shape[0] == 97 && h->shape[1] == 24 && h->group == GPT_GROUP_FINAL && h->decay && h->layer == -1,
+          "lm_head entry");
+    CHECK(gpt_param_role(m, GPT_ROLE_LM_HEAD, -1) == h && gpt_param_role(m, GPT_ROLE_EMBED_TOK, -1) != h, "untied role");
+    gpt_free(m);
+    /* no biases: the 4 linear and 2 LayerNorm biases per layer and ln_f.bias go */
+    c.tied_head = 1; c.bias = 0;
+    m = gpt_create_table(&c);
+    CHECK(m->n_table == base_n - 2 * 6 - 1, "no-bias table %zu", m->n_table);
+    CHECK(!gpt_find_param(m, "h.0.attn.c_attn.bias") && !gpt_find_param(m, "ln_f.bias") &&
+          !gpt_param_role(m, GPT_ROLE_FC_B, 1) && gpt_param_role(m, GPT_ROLE_FC_W, 1), "biases dropped");
+    size_t want = base_p - 2 * (3 * 24 + 24 + 96 + 24 + 2 * 24) - 24;
+    CHECK(m->num_params == want, "no-bias params %zu want %zu", m->num_params, want);
+    gpt_free(m);
+    /* FFN width from n_inner */
+    c.bias = 1; c.n_inner = 40;
+    m = gpt_create_table(&c);
+    const gpt_param *fc = gpt_param_role(m, GPT_ROLE_FC_W, 1), *fb = gpt_param_role(m, GPT_ROLE_FC_B, 1);
+    const gpt_param *fp = gpt_param_role(m, GPT_ROLE_FCPROJ_W, 0);
+    CHECK(fc && fc->shape[0] == 24 && fc->shape[1] == 40 && fb && fb->shape[0] == 40 && fp && fp->shape[0] == 40 &&
+          fp->shape[1] == 24, "n_inner widths");
+    gpt_free(m);
+    /* LLaMA-shaped: no wpe, qkv = (NH + 2 NKV) hs wide, a gate, RMSNorm without bias, untied head */
+    llama_like(&c);
+    m = gpt_create_table(&c);
+    const gpt_param *qkv = gpt_param_role(m, GPT_ROLE_QKV_W, 0), *g = gpt_param_role(m, GPT_ROLE_GATE_W, 1);
+    CHECK(!gpt_param_role(m, GPT_ROLE_EMBED_POS, -1) && !gpt_find_param(m, "wpe.weight"), "rope: no wpe");
+    CHECK(qkv && qkv->shape[0] == 32 && qkv->shape[1] == (4 + 2 * 2) * 8, "gqa qkv width %zu", qkv ? qkv->shape[1] : 0);
+    CHECK(g && g->shape[0] == 32 && g->shape[1] == 88, "swiglu gate");
+    CHECK(m->n_table == 1 + 2 * 7 + 1 + 1, "llama-like table %zu", m->n_table);
+    size_t lp = 2 * 32 + 32 * 64 + 32 * 32 + 3 * 32 * 88;
+    CHECK(m->num_params == 50 * 32 + 2 * lp + 32 + 50 * 32, "llama-like params %zu", m->num_params);
+    gpt_free(m);
+}
+
+static void test_roles(void) {
+    gpt_config c;
+    gpt_config_default(&c);
+    c.n_layer = 3; c.n_head = 2; c.n_embd = 8; c.vocab_size = 13; c.n_ctx = 6; c.score_head = 1;
+    gpt_model *m = gpt_create(&c);
+    /* every entry is found by its own (role, layer), and names agree with roles */
+    for (size_t i = 0; i < m->n_table; i++) {
+        const gpt_param *p = &m->table[i];
+        const gpt_param *q = gpt_param_role(m, p->role, p->layer);
+        CHECK(q == p, "%s: role %d layer %d", p->name, p->role, p->layer);
+        CHECK((p->layer >= 0) == (strncmp(p->name, "h.", 2) == 0), "%s layer %d", p->name, p->layer);
+    }
+    const gpt_param *wte = gpt_find_param(m, "wte.weight");
+    CHECK(gpt_param_role(m, GPT_ROLE_EMBED_TOK, -1) == wte && gpt_param_role(m, GPT_ROLE_LM_HEAD, -1) == wte, "tied head is wte");
+    CHECK(gpt_param_role(m, GPT_ROLE_SCORE, -1) == gpt_find_param(m, "score.weight"), "score");
+    CHECK(gpt_param_role(m, GPT_ROLE_PROJ_B, 2) == gpt_find_param(m, "h.2.attn.c_proj.bias"), "layer role");
+    CHECK(gpt_param_role(m, GPT_ROLE_LNF_W, -1) == gpt_find_param(m, "ln_f.weight"), "ln_f");
+    CHECK(gpt_param_role(m, GPT_ROLE_GATE_W, 0) == NULL && gpt_param_role(m, GPT_ROLE_QKV_W, -1) == NULL, "absent roles");
+    CHECK(gpt_role_ptr(m->params, m, GPT_ROLE_LM_HEAD, -1) == m->params + wte->offset && !gpt_role_ptr(NULL, m, GPT_ROLE_LM_HEAD, -1),
+          "role pointers");
+    gpt_layer_ptrs lp = gpt_layer(m->params, m, 2);
+    CHECK(lp.fc_b == gpt_param_ptr(m, "h.2.mlp.c_fc.bias") && lp.ln2_w == gpt_param_ptr(m, "h.2.ln_2.weight") &&
+          lp.gate_w == NULL, "gpt_layer by roles");
+    gpt_free(m);
+}
+
+/* Each field this build cannot run is refused by name; the dims themselves stay valid. */
+static void test_unsupported_arch(void) {
+    gpt_config c; gk_err err;
+    llama_like(&c);
+    CHECK(gpt_config_check_dims(&c, &err) == 0, "llama-like dims: %s", err.msg);
+    CHECK(gpt_config_validate(&c, &err) != 0 && strstr(err.msg, "architecture llama: not supported yet"), "llama: %s", err.msg);
+    const char *want[] = {"rmsnorm", "rope", "swiglu", "grouped-query", "bias"};
+    for (int k = 0; k < 5; k++) {
+        gpt_config_default(&c);
+        c.n_head = 6;
+        if (k == 0) c.norm = GPT_NORM_RMSNORM;
+        if (k == 1) c.pos = GPT_POS_ROPE;
+        if (k == 2) c.act = GPT_ACT_SWIGLU;
+        if (k == 3) c.n_kv_head = 2;
+        if (k == 4) c.bias = 0;
+        CHECK(gpt_config_validate(&c, &err) != 0 && strstr(err.msg, want[k]) && strstr(err.msg, "not supported yet"),
+              "%s: %s", want[k], err.msg);
+    }
+    gpt_config_default(&c);
+    c.n_kv_head = 4;   /* does not divide 6 */
+    CHECK(gpt_config_check_dims(&c, &err) != 0 && strstr(err.msg, "n_kv_head"), "kv heads: %s", err.msg);
+    gpt_config_default(&c);
+    c.tied_head = 0; c.n_inner = 100;   /* both run today */
+    CHECK(gpt_config_validate(&c, &err) == 0, "untied, n_inner: %s", err.msg);
+    /* a LLaMA checkpoint's config.json says so */
+    char *d = tl_tmpdir("model");
+    char *cp = gk_path_join(d, "config.json");
+    const char *js = "{\"model_type\":\"llama\",\"num_hidden_layers\":2,\"hidden_size\":32}";
+    CHECK(gk_write_file_atomic(cp, js, strlen(js), &err) == 0, "%s", err.msg);
+    gpt_model *m = gpt_load(d, NULL, &err);
+    CHECK(!m && strstr(err.msg, "config.json") && strstr(err.msg, "architecture llama: not supported yet"), "load llama: %s",
+          m ? "(loaded)" : err.msg);
+    gpt_free(m);
+    free(cp); free(d);
+}
+
+/* Sum of logits * R (R fixed): its gradient is dlogits = R, so a model's analytic gradient can be checked by
+ * central differences in float on a tiny model. */
+static double probe_loss(gpt_model *m, const int32_t *tok, size_t B, size_t T, const float *R, float *dR) {
+    size_t N = B * T, V = (size_t)m->cfg.vocab_size;
+    float *logits = kern_alloc(N * V * sizeof(float));
+    gpt_forward(m, tok, B, T);
+    gpt_lm_head_fwd(m, logits, gpt_hidden(m), N);
+    float *hl = download(logits, N * V);
+    double s = 0;
+    for (size_t i = 0; i < N * V; i++) s += (double)hl[i] * R[i];
+    if (dR) {
+        float *dh = kern_alloc(N * (size_t)m->cfg.n_embd * sizeof(float));
+        kern_upload(dR, R, N * V * sizeof(float));
+        gpt_lm_head_bwd(m, dh, dR, gpt_hidden(m), N);
+        gpt_backward(m, dh);
+        kern_free(dh);
+    }
+    free(hl); kern_free(logits);
+    return s;
+}
+
+static void test_untied_wide_ffn(void) {
+    /* GPT-2 with n_inner != 4C and an untied head: gradients by finite differences, the KV path against the full
+     * forward, and a checkpoint round trip (tie_word_embeddings false, lm_head.weight, n_inner kept). */
+    gpt_config c; gk_err err;
+    gpt_config_default(&c);
+    c.n_layer = 2; c.n_head = 2; c.n_embd = 8; c.vocab_size = 11; c.n_ctx = 8; c.n_inner = 20; c.tied_head = 0;
+    gpt_model *m = gpt_create(&c);
+    gpt_init_random(m, 11);
+    gpt_alloc_grads(m);
+    /* 3x GPT-2's init, so every tensor's gradient is well above float noise while the model stays smooth
+     * enough for central differences with step 1e-2 (agreement seen: ~1e-3 relative) */
+    float *hp = download(m->params, m->num_params);
+    for (size_t i = 0; i < m->num_params; i++) hp[i] *= 3.0f;
+    kern_upload(m->params, hp, m->num_params * sizeof(float));
+    size_t B = 2, T = 5, N = B * T, V = 11;
+    int32_t tok[10] = {1, 4, 7, 2, 9, 3, 3, 10, 0, 5};
+    float *R = malloc(N * V * sizeof(float)), *dR = kern_alloc(N * V * sizeof(float));
+    gk_rng rng; gk_rng_seed(&rng, 5);
+    for (size_t i = 0; i < N * V; i++) R[i] = gk_rng_normal(&rng);
+    gpt_zero_grads(m);
+    probe_loss(m, tok, B, T, R, dR);
+    float *g = download(m->grads, m->num_params);
+    const char *names[] = {"lm_head.weight", "wte.weight", "h.0.mlp.c_fc.weight", "h.1.mlp.c_fc.bias", "h.0.mlp.c_proj.weight",
+                           "h.1.attn.c_attn.weight", "wpe.weight"};
+    for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
+        const gpt_param *p = gpt_find_param(m, names[k]);
+        CHECK(p != NULL, "%s", names[k]);
+        if (!p) continue;
+        for (size_t j = 0; j < 3; j++) {
+            size_t at = p->offset + (j * 7919) % p->numel;
+            float keep = hp[at], e = 1e-2f;
+            hp[at] = keep + e; kern_upload(m->params, hp, m->num_params * sizeof(float));
+            double lp = probe_loss(m, tok, B, T, R, NULL);
+            hp[at] = keep - e; kern_upload(m->params, hp, m->num_params * sizeof(float));
+            double lm = probe_loss(m, tok, B, T, R, NULL);
+            hp[at] = keep; kern_upload(m->params, hp, m->num_params * sizeof(float));
+            double fd = (lp - lm) / (2.0 * e);
+            CHECK(fabs(fd - g[at]) <= 1e-2 * fabs(fd) + 1e-2, "%s[%zu]: fd %.6g analytic %.6g", p->name, at - p->offset, fd, g[at]);
+        }
+    }
+    /* KV prefill of both rows == full forward */
+    gpt_forward(m, tok, B, T);
+    float *full = download(gpt_hidden(m), N * 8);
+    gpt_kv *kv = gpt_kv_new(m, 2, 0);
+    size_t slots[2] = {1, 0};
+    float *cached = download(gpt_forward_kv(m, kv, slots, tok, B, T), N * 8);
+    CHECK_ARRAYS("kv vs full (n_inner 20)", cached, full, N * 8, 1e-5, 1e-5);
+    gpt_kv_free(kv);
+    /* checkpoint */
+    char *d = tl_tmpdir("model");
+    CHECK(gpt_save(m, d, NULL, &err) == 0, "%s", err.msg);
+    char *cp = gk_path_join(d, "config.json"), *txt = NULL; size_t len;
+    CHECK(gk_read_file(cp, &txt, &len, &err) == 0, "%s", err.msg);
+    CHECK(txt && strstr(txt, "\"tie_word_embeddings\":\tfalse") && strstr(txt, "\"n_inner\":\t20"), "config.json: %s", txt);
+    char *mp = gk_path_join(d, "model.safetensors");
+    st_file f;
+    if (!st_open(&f, mp, &err)) {
+        const st_tensor *t = st_find(&f, "lm_head.weight");
+        CHECK(t && t->shape[0] == 11 && t->shape[1] == 8 && !st_find(&f, "transformer.lm_head.weight"), "lm_head in file");
+        st_close(&f);
+    } else CHECK(0, "%s", err.msg);
+    gpt_model *m2 = gpt_load(d, NULL, &err);
+    CHECK(m2 != NULL, "reload: %s", err.msg);
+    if (m2) {
+        CHECK(!memcmp(&m->cfg, &m2->cfg, sizeof c) && m2->num_params == m->num_params, "config after round trip");
+        float *h2 = download(m2->params, m2->num_params);
+        CHECK(!memcmp(hp, h2, m->num_params * sizeof(float)), "params after round trip");
+        free(h2);
+        gpt_free(m2);
+    }
+    free(txt); free(cp); free(mp); free(d);
+    free(g); free(hp); free(R); kern_free(dR);
+    gpt_free(m);
+}
+
 static void test_fixture_logits_loss_grads(void) {
     gk_err err;
     char *tok = NULL;
@@ -835,6 +1049,10 @@ static void test_adamw_fixture_with_kern_ops(void) {
 int main(void) {
     TL_RUN(test_config_names);
     TL_RUN(test_param_table);
+    TL_RUN(test_table_from_arch_fields);
+    TL_RUN(test_roles);
+    TL_RUN(test_unsupported_arch);
+    TL_RUN(test_untied_wide_ffn);
     TL_RUN(test_safetensors_roundtrip);
     TL_RUN(test_half_dtypes);
     TL_RUN(test_bad_safetensors);

@@ -67,10 +67,12 @@ engine *engine_new(gpt_model *m, const tok_tokenizer *tok, size_t max_seqs, size
     return e;
 }
 
-/* logits [B, V] = h [B, C] @ wte^T: the tied LM head (gpt_lm_head_fwd's product), skinny for decode rows */
+/* logits [B, V] = h [B, C] @ W^T, W the LM head found by role (wte when tied): gpt_lm_head_fwd's product, skinny for
+ * decode rows */
 static void lm_head(engine *e, float *logits, const float *h, size_t B) {
     if (B <= KERN_SKINNY_MAX_N)
-        kern_matmul_skinny_fwd(logits, h, e->m->params + e->m->table[0].offset, NULL, B, e->C, e->V, KERN_W_OUT_IN);
+        kern_matmul_skinny_fwd(logits, h, gpt_role_ptr(e->m->params, e->m, GPT_ROLE_LM_HEAD, -1), NULL, B, e->C, e->V,
+                               KERN_W_OUT_IN);
     else gpt_lm_head_fwd(e->m, logits, h, B);
 }
 

@@ -1,18 +1,19 @@
 /* checkpoint.c: a model directory HF transformers reads unchanged, and reading HF's own GPT-2 directories.
  *
  *   <dir>/config.json        HF GPT2Config keys (model_type "gpt2", n_layer, n_head, n_embd, vocab_size,
- *                            n_positions, n_ctx, layer_norm_epsilon, activation_function "gelu_new", dropouts 0,
- *                            tie_word_embeddings true, ...) plus a "gptkit" object: {"tokenizer": path|null,
- *                            "score_head": bool, "format_version": 1}
+ *                            n_positions, n_ctx, n_inner (null = 4C), layer_norm_epsilon, activation_function
+ *                            "gelu_new", dropouts 0, tie_word_embeddings, ...) plus a "gptkit" object:
+ *                            {"tokenizer": path|null, "score_head": bool, "format_version": 1}
  *   <dir>/model.safetensors  exactly the names GPT2LMHeadModel.save_pretrained writes (transformers 5.x):
  *                            "transformer.wte.weight", "transformer.h.0.ln_1.weight", ... — no attn.bias
- *                            buffers, no lm_head.weight (tied to wte). A score head is stored as top-level
- *                            "score.weight" [1, C] (GPT2ForSequenceClassification's name).
+ *                            buffers, no lm_head.weight when tied to wte (top-level "lm_head.weight" [V, C]
+ *                            when untied). A score head is stored as top-level "score.weight" [1, C]
+ *                            (GPT2ForSequenceClassification's name).
  *
  * Reading is lenient where the ecosystem varies and strict where a mistake would be silent: names with or
  * without the "transformer." prefix; attn.bias / attn.masked_bias buffers (older transformers) ignored;
- * lm_head.weight accepted only if it equals wte (we tie); F16/BF16 converted; every shape checked against
- * config.json; every required config key checked, with messages naming the file and the key or tensor.
+ * with a tied head, lm_head.weight accepted only if it equals wte; F16/BF16 converted; every shape checked
+ * against config.json; every required config key checked, with messages naming the file and the key or tensor.
  */
 #include "model/model.h"
 #include "model/model_internal.h"
@@ -37,6 +38,9 @@ static double float_as_short_double(float f) {
     return strtod(buf, NULL);
 }
 
+/* HF keeps the trunk under "transformer." and the heads (lm_head, score) at the top level. */
+static int trunk_tensor(const gpt_param *p) { return p->role != GPT_ROLE_LM_HEAD && p->role != GPT_ROLE_SCORE; }
+
 int gpt_save(const gpt_model *m, const char *dir, const char *tokenizer, gk_err *err) {
     const gpt_config *c = &m->cfg;
     if (gk_mkdir_p(dir, err)) return -1;
@@ -51,7 +55,8 @@ int gpt_save(const gpt_model *m, const char *dir, const char *tokenizer, gk_err 
     cJSON_AddNumberToObject(j, "n_embd", c->n_embd);
     cJSON_AddNumberToObject(j, "n_layer", c->n_layer);
     cJSON_AddNumberToObject(j, "n_head", c->n_head);
-    cJSON_AddNullToObject(j, "n_inner");
+    if (c->n_inner) cJSON_AddNumberToObject(j, "n_inner", c->n_inner);
+    else cJSON_AddNullToObject(j, "n_inner");   /* HF: None = 4 * n_embd */
     cJSON_AddStringToObject(j, "activation_function", "gelu_new");
     cJSON_AddNumberToObject(j, "resid_pdrop", 0);
     cJSON_AddNumberToObject(j, "embd_pdrop", 0);
@@ -61,7 +66,7 @@ int gpt_save(const gpt_model *m, const char *dir, const char *tokenizer, gk_err 
     cJSON_AddBoolToObject(j, "scale_attn_weights", 1);
     cJSON_AddBoolToObject(j, "scale_attn_by_inverse_layer_idx", 0);
     cJSON_AddBoolToObject(j, "reorder_and_upcast_attn", 0);
-    cJSON_AddBoolToObject(j, "tie_word_embeddings", 1);
+    cJSON_AddBoolToObject(j, "tie_word_embeddings", c->tied_head != 0);
     cJSON_AddBoolToObject(j, "use_cache", 1);
     cJSON_AddStringToObject(j, "dtype", "float32");
     cJSON *g = cJSON_AddObjectToObject(j, "gptkit");
@@ -84,7 +89,7 @@ int gpt_save(const gpt_model *m, const char *dir, const char *tokenizer, gk_err 
     char name[96];
     for (size_t i = 0; i < m->n_table; i++) {
         const gpt_param *p = &m->table[i];
-        snprintf(name, sizeof name, "%s%s", p->group == GPT_GROUP_SCORE ? "" : "transformer.", p->name);
+        snprintf(name, sizeof name, "%s%s", trunk_tensor(p) ? "transformer." : "", p->name);
         st_writer_add_f32(w, name, p->ndim, p->shape, host + p->offset);
     }
     st_writer_add_meta(w, "format", "pt");
@@ -120,15 +125,25 @@ int gpt_load_config(const char *dir, gpt_config *cfg, char **tokenizer, gk_err *
     if (!j || !cJSON_IsObject(j)) { rc = gk_errf(err, "%s: not a JSON object", path); goto done; }
     gpt_config_default(cfg);
     const cJSON *mt = cJSON_GetObjectItemCaseSensitive(j, "model_type");
+    if (cJSON_IsString(mt) && !strcmp(mt->valuestring, "llama")) {
+        /* a family we can describe but not run yet: say so rather than "wrong model_type" */
+        cfg->arch = GPT_ARCH_LLAMA;
+        gk_err why;
+        gpt_config_validate(cfg, &why);
+        rc = gk_errf(err, "%s: model_type \"llama\": %s", path, why.msg); goto done;
+    }
     if (mt && (!cJSON_IsString(mt) || strcmp(mt->valuestring, "gpt2"))) {
-        rc = gk_errf(err, "%s: model_type must be \"gpt2\"", path); goto done;
+        rc = gk_errf(err, "%s: model_type must be \"gpt2\" (or \"llama\", not supported yet)", path); goto done;
     }
     if (cfg_int(j, path, "n_layer", &cfg->n_layer, 1, err) < 0 || cfg_int(j, path, "n_head", &cfg->n_head, 1, err) < 0 ||
         cfg_int(j, path, "n_embd", &cfg->n_embd, 1, err) < 0 || cfg_int(j, path, "vocab_size", &cfg->vocab_size, 1, err) < 0 ||
         cfg_int(j, path, "n_positions", &cfg->n_ctx, 1, err) < 0) { rc = -1; goto done; }
-    int inner = 4 * cfg->n_embd;
-    if (cfg_int(j, path, "n_inner", &inner, 0, err) < 0) { rc = -1; goto done; }
-    if (inner != 4 * cfg->n_embd) { rc = gk_errf(err, "%s: n_inner %d is not supported (only 4 * n_embd)", path, inner); goto done; }
+    /* n_inner: absent or null = 4 * n_embd (kept as 0, so a save writes null back) */
+    if (cfg_int(j, path, "n_inner", &cfg->n_inner, 0, err) < 0) { rc = -1; goto done; }
+    if (cfg->n_inner < 0 || cfg->n_inner > (1 << 20)) { rc = gk_errf(err, "%s: n_inner %d out of range [1, 2^20]", path, cfg->n_inner); goto done; }
+    const cJSON *tie = cJSON_GetObjectItemCaseSensitive(j, "tie_word_embeddings");
+    if (tie && !cJSON_IsBool(tie)) { rc = gk_errf(err, "%s: tie_word_embeddings must be true or false", path); goto done; }
+    if (cJSON_IsFalse(tie)) cfg->tied_head = 0;
     const cJSON *eps = cJSON_GetObjectItemCaseSensitive(j, "layer_norm_epsilon");
     if (eps) {
         if (!cJSON_IsNumber(eps)) { rc = gk_errf(err, "%s: layer_norm_epsilon must be a number", path); goto done; }
@@ -242,9 +257,11 @@ gpt_model *gpt_load(const char *dir, char **tokenizer, gk_err *err) {
         const st_tensor *t = &f.tensors[i];
         if (used[i] || ignorable(t->name)) continue;
         if (!strcmp(t->name, "lm_head.weight")) {
-            const gpt_param *p = &m->table[0];
+            /* only reached with a tied head (an untied one is a table tensor, already used) */
+            const gpt_param *p = gpt_param_role(m, GPT_ROLE_EMBED_TOK, -1);
             if (t->ndim != 2 || t->shape[0] != p->shape[0] || t->shape[1] != p->shape[1]) {
-                rc = gk_errf(err, "%s: lm_head.weight's shape differs from wte's (untied heads are not supported)", path);
+                rc = gk_errf(err, "%s: lm_head.weight's shape differs from wte's, but config.json ties them "
+                             "(tie_word_embeddings)", path);
                 break;
             }
             float *wte = gk_malloc(p->numel * sizeof(float));
@@ -252,7 +269,8 @@ gpt_model *gpt_load(const char *dir, char **tokenizer, gk_err *err) {
             kern_download(wte, m->params + p->offset, p->numel * sizeof(float));
             if (!st_read_f32(&f, t, host, err)) {
                 if (memcmp(wte, host, p->numel * sizeof(float)))
-                    rc = gk_errf(err, "%s: lm_head.weight differs from wte.weight (untied heads are not supported)", path);
+                    rc = gk_errf(err, "%s: lm_head.weight differs from wte.weight, but config.json ties them "
+                                 "(set tie_word_embeddings false for an untied head)", path);
             } else rc = -1;
             free(wte);
             continue;

@@ -1,12 +1,13 @@
 /* kvcache.c: the KV cache and the incremental trunk forward (gpt_forward_kv) used by the inference engine.
  *
- * The layer math is gpt_forward's, row by row; only attention differs: instead of attending within the batch,
- * the new rows append their keys/values to the cache and attend over everything cached for their sequence
- * (kern_attn_cache_fwd). Nothing is saved for a backward pass, so the scratch is one layer deep.
+ * Each layer is the same gpt_block_forward the training forward runs (block.c), in its cached attention mode:
+ * instead of attending within the batch, the new rows append their keys/values to the cache and attend over
+ * everything cached for their sequence (kern_attn_cache_fwd), and few rows use the skinny decode matmul.
+ * Nothing is saved for a backward pass, so the scratch is one layer deep (the block's buffers alias).
  *
  * Cache layout: k, v [L, S, NH, max_len, hs] (S = max_seqs slots): per layer the op's [S, NH, maxT, hs].
  */
-#include "model/model.h"
+#include "model/model_internal.h"
 #include "kern/kern.h"
 
 #include <stdlib.h>
@@ -67,22 +68,17 @@ void gpt_kv_copy(const gpt_model *m, gpt_kv *kv, size_t dst, size_t src) {
     kv->len[dst] = len;
 }
 
-static void scratch_reserve(gpt_kv *kv, size_t rows, size_t C) {
+static void scratch_reserve(gpt_kv *kv, const gpt_config *c, size_t rows) {
     if (rows <= kv->cap_rows) return;
     scratch_free(kv);
+    size_t C = (size_t)c->n_embd, I = (size_t)gpt_config_n_inner(c);
 #define FA(n) ((float *)kern_alloc((n) * sizeof(float)))
     kv->x = FA(rows * C); kv->ln = FA(rows * C); kv->qkv = FA(rows * 3 * C); kv->atty = FA(rows * C);
-    kv->res = FA(rows * C); kv->fch = FA(rows * 4 * C); kv->fcg = FA(rows * 4 * C);
+    kv->res = FA(rows * C); kv->fch = FA(rows * I); kv->fcg = FA(rows * I);
     kv->mean = FA(rows); kv->rstd = FA(rows); kv->h = FA(rows * C);
 #undef FA
     kv->tok = kern_alloc(rows * sizeof(int32_t));
     kv->cap_rows = rows;
-}
-
-/* Decode steps (few rows) stream each weight once through the skinny matmul; prefill uses the GEMM. */
-static void mm(float *out, const float *inp, const float *w, const float *b, size_t R, size_t C, size_t OC) {
-    if (R <= KERN_SKINNY_MAX_N) kern_matmul_skinny_fwd(out, inp, w, b, R, C, OC, KERN_W_IN_OUT);
-    else kern_matmul_fwd(out, inp, w, b, R, C, OC, KERN_W_IN_OUT);
 }
 
 const float *gpt_forward_kv(gpt_model *m, gpt_kv *kv, const size_t *slots, const int32_t *tokens, size_t B, size_t n) {
@@ -97,35 +93,30 @@ const float *gpt_forward_kv(gpt_model *m, gpt_kv *kv, const size_t *slots, const
         for (size_t a = 0; a < b; a++) GK_CHECK(slots[a] != slots[b], "gpt_forward_kv: slot %zu twice", slots[b]);
         kv->pos[b] = kv->len[slots[b]];
     }
-    scratch_reserve(kv, R, C);
+    scratch_reserve(kv, c, R);
     kern_upload(kv->tok, tokens, R * sizeof(int32_t));
-    const float *wte = m->params + m->table[0].offset, *wpe = m->params + m->table[1].offset;
+    const float *wte = gpt_role_ptr(m->params, m, GPT_ROLE_EMBED_TOK, -1);
+    const float *wpe = gpt_role_ptr(m->params, m, GPT_ROLE_EMBED_POS, -1);
 
     /* x[b,i,:] = wte[tok[b,i],:] + wpe[pos[b]+i,:]  (each sequence at its own position) */
     for (size_t b = 0; b < B; b++) kern_embed_fwd(kv->x + b * n * C, kv->tok + b * n, wte, wpe, 1, n, C, kv->pos[b]);
 
+    /* one layer of scratch: both LayerNorms share ln/mean/rstd and the block writes its output over x */
+    gpt_block_acts ba = {
+        .x = kv->x, .ln1 = kv->ln, .ln1_mean = kv->mean, .ln1_rstd = kv->rstd, .qkv = kv->qkv, .atty = kv->atty,
+        .res2 = kv->res, .ln2 = kv->ln, .ln2_mean = kv->mean, .ln2_rstd = kv->rstd, .fch = kv->fch,
+        .fch_gelu = kv->fcg, .xo = kv->x,
+    };
+    gpt_attn_mode am = { .cached = 1, .B = B, .T = n, .slots = slots, .pos = kv->pos, .max_len = T, .skinny = 1 };
     size_t layer_stride = S * NH * T * (C / NH);
     for (size_t l = 0; l < L; l++) {
         gpt_layer_ptrs w = gpt_layer(m->params, m, (int)l);
-        /* ln = LayerNorm(x);  qkv = ln @ c_attn + b */
-        kern_layernorm_fwd(kv->ln, kv->mean, kv->rstd, kv->x, w.ln1_w, w.ln1_b, R, C, c->ln_eps);
-        mm(kv->qkv, kv->ln, w.qkv_w, w.qkv_b, R, C, 3 * C);
-        /* append k, v to the cache; attend over it */
-        kern_attn_cache_fwd(kv->atty, kv->k + l * layer_stride, kv->v + l * layer_stride, kv->qkv, slots, kv->pos,
-                            B, n, C, NH, T);
-        /* res = x + atty @ c_proj + b */
-        mm(kv->res, kv->atty, w.proj_w, w.proj_b, R, C, C);
-        kern_axpy(kv->res, 1.0f, kv->x, R * C);
-        /* x = res + gelu(LayerNorm(res) @ c_fc + b) @ mlp.c_proj + b */
-        kern_layernorm_fwd(kv->ln, kv->mean, kv->rstd, kv->res, w.ln2_w, w.ln2_b, R, C, c->ln_eps);
-        mm(kv->fch, kv->ln, w.fc_w, w.fc_b, R, C, 4 * C);
-        kern_gelu_fwd(kv->fcg, kv->fch, R * 4 * C);
-        mm(kv->x, kv->fcg, w.fcproj_w, w.fcproj_b, R, 4 * C, C);
-        kern_axpy(kv->x, 1.0f, kv->res, R * C);
+        am.kc = kv->k + l * layer_stride;
+        am.vc = kv->v + l * layer_stride;
+        gpt_block_forward(c, &w, &ba, &am);
     }
-    const gpt_param *lnw = gpt_find_param(m, "ln_f.weight"), *lnb = gpt_find_param(m, "ln_f.bias");
-    GK_CHECK(lnw && lnb, "gpt_forward_kv: no ln_f in the parameter table");
-    kern_layernorm_fwd(kv->h, kv->mean, kv->rstd, kv->x, m->params + lnw->offset, m->params + lnb->offset, R, C, c->ln_eps);
+    gpt_norm_fwd(c, kv->h, kv->mean, kv->rstd, kv->x, gpt_role_ptr(m->params, m, GPT_ROLE_LNF_W, -1),
+                 gpt_role_ptr(m->params, m, GPT_ROLE_LNF_B, -1), R);
     for (size_t b = 0; b < B; b++) kv->len[slots[b]] += n;
     return kv->h;
 }

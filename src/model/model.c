@@ -1,12 +1,13 @@
-/* model.c: GPT-2 — config, parameter table, trunk forward/backward and the two heads.
+/* model.c: config, parameter table (sizes from the architecture fields, lookups by role), the trunk's
+ * forward/backward over the layers, and the two heads.
  *
  * The architecture (Radford et al. 2019, as in HF transformers' GPT2Model):
  *   x0 = wte[tok] + wpe[pos]
- *   for each layer:  x = x + attn(ln_1(x));  x = x + mlp(ln_2(x))
+ *   for each layer:  x = block(x)            (block.c: x = x + attn(ln_1(x));  x = x + mlp(ln_2(x)))
  *   h  = ln_f(x)
  * with pre-LayerNorm (eps cfg.ln_eps), causal multi-head attention scaled by 1/sqrt(head_dim),
- * mlp(u) = c_proj(gelu_tanh(c_fc(u))), Conv1D weights stored [in, out]. The LM head is tied:
- * logits = h @ wte^T. Losses are not here (see model.h).
+ * mlp(u) = c_proj(gelu_tanh(c_fc(u))), Conv1D weights stored [in, out]. The LM head is tied by default
+ * (logits = h @ wte^T) or its own lm_head.weight. Losses are not here (see model.h).
  *
  * Every op is a kern_* call on device pointers; this file never dereferences params, grads or activations
  * (a CUDA backend runs the same code). Host memory is touched only through kern_upload / kern_download.
@@ -23,10 +24,16 @@
 
 void gpt_config_default(gpt_config *c) {
     memset(c, 0, sizeof *c);
+    c->arch = GPT_ARCH_GPT2;
     c->n_layer = 6; c->n_head = 6; c->n_embd = 384;
+    c->n_kv_head = 0; c->n_inner = 0;   /* resolved from n_head / n_embd, so setting the dims later keeps them right */
     c->vocab_size = 50257;
     c->n_ctx = 1024;
-    c->ln_eps = 1e-5f;
+    c->norm = GPT_NORM_LAYERNORM; c->ln_eps = 1e-5f;
+    c->pos = GPT_POS_LEARNED; c->rope_theta = 10000.0f;
+    c->act = GPT_ACT_GELU_TANH;
+    c->bias = 1;
+    c->tied_head = 1;
     c->score_head = 0;
 }
 
@@ -46,97 +53,162 @@ int gpt_config_from_name(gpt_config *c, const char *name, gk_err *err) {
     return 0;
 }
 
-int gpt_config_validate(const gpt_config *c, gk_err *err) {
+int gpt_config_n_kv_head(const gpt_config *c) { return c->n_kv_head ? c->n_kv_head : c->n_head; }
+int gpt_config_n_inner(const gpt_config *c) { return c->n_inner ? c->n_inner : 4 * c->n_embd; }
+
+const char *gpt_arch_name(int arch) {
+    switch (arch) {
+    case GPT_ARCH_GPT2: return "gpt2";
+    case GPT_ARCH_LLAMA: return "llama";
+    default: return "?";
+    }
+}
+
+int gpt_config_check_dims(const gpt_config *c, gk_err *err) {
+    if (c->arch != GPT_ARCH_GPT2 && c->arch != GPT_ARCH_LLAMA) return gk_errf(err, "unknown architecture %d", c->arch);
     if (c->n_layer < 1 || c->n_layer > 4096) return gk_errf(err, "n_layer %d out of range [1, 4096]", c->n_layer);
     if (c->n_head < 1 || c->n_head > 4096) return gk_errf(err, "n_head %d out of range [1, 4096]", c->n_head);
     if (c->n_embd < 1 || c->n_embd > (1 << 16)) return gk_errf(err, "n_embd %d out of range [1, 65536]", c->n_embd);
     if (c->n_embd % c->n_head) return gk_errf(err, "n_embd %d is not divisible by n_head %d", c->n_embd, c->n_head);
+    if (c->n_kv_head < 0 || c->n_kv_head > c->n_head || (c->n_kv_head && c->n_head % c->n_kv_head))
+        return gk_errf(err, "n_kv_head %d must divide n_head %d (0 = n_head)", c->n_kv_head, c->n_head);
+    if (c->n_inner < 0 || c->n_inner > (1 << 20)) return gk_errf(err, "n_inner %d out of range [1, 2^20] (0 = 4 * n_embd)", c->n_inner);
     if (c->vocab_size < 1 || c->vocab_size > (1 << 24)) return gk_errf(err, "vocab_size %d out of range [1, 2^24]", c->vocab_size);
     if (c->n_ctx < 1 || c->n_ctx > (1 << 20)) return gk_errf(err, "n_ctx %d out of range [1, 2^20]", c->n_ctx);
+    if (c->norm != GPT_NORM_LAYERNORM && c->norm != GPT_NORM_RMSNORM) return gk_errf(err, "unknown norm type %d", c->norm);
     if (!(c->ln_eps > 0 && c->ln_eps < 1)) return gk_errf(err, "layer_norm_epsilon %g out of range (0, 1)", (double)c->ln_eps);
+    if (c->pos != GPT_POS_LEARNED && c->pos != GPT_POS_ROPE) return gk_errf(err, "unknown position encoding %d", c->pos);
+    if (c->pos == GPT_POS_ROPE && !(c->rope_theta > 0)) return gk_errf(err, "rope_theta %g must be > 0", (double)c->rope_theta);
+    if (c->act != GPT_ACT_GELU_TANH && c->act != GPT_ACT_SWIGLU) return gk_errf(err, "unknown activation %d", c->act);
+    return 0;
+}
+
+/* What the block and the kernels implement today: GPT-2 exactly, with any FFN width and a tied or untied head.
+ * Everything else is describable (the table sizes it) but refused here, by name, until its ops exist. */
+int gpt_config_validate(const gpt_config *c, gk_err *err) {
+    if (gpt_config_check_dims(c, err)) return -1;
+    if (c->arch != GPT_ARCH_GPT2) return gk_errf(err, "architecture %s: not supported yet", gpt_arch_name(c->arch));
+    if (c->norm != GPT_NORM_LAYERNORM) return gk_errf(err, "norm rmsnorm: not supported yet (only layernorm)");
+    if (c->pos != GPT_POS_LEARNED) return gk_errf(err, "position encoding rope: not supported yet (only learned)");
+    if (c->act != GPT_ACT_GELU_TANH) return gk_errf(err, "activation swiglu: not supported yet (only gelu_tanh)");
+    if (gpt_config_n_kv_head(c) != c->n_head)
+        return gk_errf(err, "grouped-query attention (n_kv_head %d < n_head %d): not supported yet", c->n_kv_head, c->n_head);
+    if (!c->bias) return gk_errf(err, "bias off: not supported yet (GPT-2's layers all have biases)");
     return 0;
 }
 
 /* ---------------------------------------------------------------- parameter table */
-/* Shapes are written as multiples of the model dims: dim = mult_C*C + mult_V*V + mult_T*n_ctx (+ lit).
+/* One line per tensor: its role, HF GPT-2 name, shape in named model dims, and when the architecture has it.
  * Adding a tensor is one line here (and, for a layer tensor, one field in gpt_layer_ptrs). */
 enum { INIT_NORMAL = 0, INIT_PROJ, INIT_ZERO, INIT_ONE };
-typedef struct { int c, v, t, lit; } dim_expr;
+enum { DIM_ONE = 0, DIM_C, DIM_V, DIM_CTX, DIM_QKV, DIM_INNER };
+enum { HAS_ALWAYS = 0, HAS_LEARNED_POS, HAS_BIAS, HAS_NORM_BIAS, HAS_GATE, HAS_UNTIED, HAS_SCORE };
 typedef struct {
+    int role;
     const char *name;   /* layer tensors: suffix after "h.<l>." */
-    int ndim; dim_expr d[2];
-    int decay, init;
+    int ndim, d[2];     /* DIM_* */
+    int decay, init, has;
     size_t field;       /* offsetof(gpt_layer_ptrs, ...) for layer tensors */
 } param_spec;
 
-#define DC(k) {k, 0, 0, 0}
-#define D1    {0, 0, 0, 1}
+#define LF(f) offsetof(gpt_layer_ptrs, f)
 static const param_spec embed_specs[] = {
-    /* decay on wte: it is also the LM head's matrix. Position embeddings are excluded (issue 2). */
-    {"wte.weight", 2, {{0, 1, 0, 0}, DC(1)}, 1, INIT_NORMAL, 0},
-    {"wpe.weight", 2, {{0, 0, 1, 0}, DC(1)}, 0, INIT_NORMAL, 0},
+    /* decay on wte: it is also the (tied) LM head's matrix. Position embeddings are excluded (issue 2). */
+    {GPT_ROLE_EMBED_TOK, "wte.weight", 2, {DIM_V, DIM_C},   1, INIT_NORMAL, HAS_ALWAYS, 0},
+    {GPT_ROLE_EMBED_POS, "wpe.weight", 2, {DIM_CTX, DIM_C}, 0, INIT_NORMAL, HAS_LEARNED_POS, 0},
 };
 static const param_spec layer_specs[] = {
-    {"ln_1.weight",        1, {DC(1), D1}, 0, INIT_ONE,    offsetof(gpt_layer_ptrs, ln1_w)},
-    {"ln_1.bias",          1, {DC(1), D1}, 0, INIT_ZERO,   offsetof(gpt_layer_ptrs, ln1_b)},
-    {"attn.c_attn.weight", 2, {DC(1), DC(3)}, 1, INIT_NORMAL, offsetof(gpt_layer_ptrs, qkv_w)},
-    {"attn.c_attn.bias",   1, {DC(3), D1}, 0, INIT_ZERO,   offsetof(gpt_layer_ptrs, qkv_b)},
-    {"attn.c_proj.weight", 2, {DC(1), DC(1)}, 1, INIT_PROJ, offsetof(gpt_layer_ptrs, proj_w)},
-    {"attn.c_proj.bias",   1, {DC(1), D1}, 0, INIT_ZERO,   offsetof(gpt_layer_ptrs, proj_b)},
-    {"ln_2.weight",        1, {DC(1), D1}, 0, INIT_ONE,    offsetof(gpt_layer_ptrs, ln2_w)},
-    {"ln_2.bias",          1, {DC(1), D1}, 0, INIT_ZERO,   offsetof(gpt_layer_ptrs, ln2_b)},
-    {"mlp.c_fc.weight",    2, {DC(1), DC(4)}, 1, INIT_NORMAL, offsetof(gpt_layer_ptrs, fc_w)},
-    {"mlp.c_fc.bias",      1, {DC(4), D1}, 0, INIT_ZERO,   offsetof(gpt_layer_ptrs, fc_b)},
-    {"mlp.c_proj.weight",  2, {DC(4), DC(1)}, 1, INIT_PROJ, offsetof(gpt_layer_ptrs, fcproj_w)},
-    {"mlp.c_proj.bias",    1, {DC(1), D1}, 0, INIT_ZERO,   offsetof(gpt_layer_ptrs, fcproj_b)},
+    {GPT_ROLE_LN1_W,    "ln_1.weight",        1, {DIM_C, DIM_ONE},     0, INIT_ONE,    HAS_ALWAYS,    LF(ln1_w)},
+    {GPT_ROLE_LN1_B,    "ln_1.bias",          1, {DIM_C, DIM_ONE},     0, INIT_ZERO,   HAS_NORM_BIAS, LF(ln1_b)},
+    {GPT_ROLE_QKV_W,    "attn.c_attn.weight", 2, {DIM_C, DIM_QKV},     1, INIT_NORMAL, HAS_ALWAYS,    LF(qkv_w)},
+    {GPT_ROLE_QKV_B,    "attn.c_attn.bias",   1, {DIM_QKV, DIM_ONE},   0, INIT_ZERO,   HAS_BIAS,      LF(qkv_b)},
+    {GPT_ROLE_PROJ_W,   "attn.c_proj.weight", 2, {DIM_C, DIM_C},       1, INIT_PROJ,   HAS_ALWAYS,    LF(proj_w)},
+    {GPT_ROLE_PROJ_B,   "attn.c_proj.bias",   1, {DIM_C, DIM_ONE},     0, INIT_ZERO,   HAS_BIAS,      LF(proj_b)},
+    {GPT_ROLE_LN2_W,    "ln_2.weight",        1, {DIM_C, DIM_ONE},     0, INIT_ONE,    HAS_ALWAYS,    LF(ln2_w)},
+    {GPT_ROLE_LN2_B,    "ln_2.bias",          1, {DIM_C, DIM_ONE},     0, INIT_ZERO,   HAS_NORM_BIAS, LF(ln2_b)},
+    {GPT_ROLE_FC_W,     "mlp.c_fc.weight",    2, {DIM_C, DIM_INNER},   1, INIT_NORMAL, HAS_ALWAYS,    LF(fc_w)},
+    {GPT_ROLE_FC_B,     "mlp.c_fc.bias",      1, {DIM_INNER, DIM_ONE}, 0, INIT_ZERO,   HAS_BIAS,      LF(fc_b)},
+    {GPT_ROLE_GATE_W,   "mlp.c_gate.weight",  2, {DIM_C, DIM_INNER},   1, INIT_NORMAL, HAS_GATE,      LF(gate_w)},
+    {GPT_ROLE_FCPROJ_W, "mlp.c_proj.weight",  2, {DIM_INNER, DIM_C},   1, INIT_PROJ,   HAS_ALWAYS,    LF(fcproj_w)},
+    {GPT_ROLE_FCPROJ_B, "mlp.c_proj.bias",    1, {DIM_C, DIM_ONE},     0, INIT_ZERO,   HAS_BIAS,      LF(fcproj_b)},
 };
+#undef LF
 static const param_spec final_specs[] = {
-    {"ln_f.weight", 1, {DC(1), D1}, 0, INIT_ONE, 0},
-    {"ln_f.bias",   1, {DC(1), D1}, 0, INIT_ZERO, 0},
+    {GPT_ROLE_LNF_W, "ln_f.weight", 1, {DIM_C, DIM_ONE}, 0, INIT_ONE,  HAS_ALWAYS,    0},
+    {GPT_ROLE_LNF_B, "ln_f.bias",   1, {DIM_C, DIM_ONE}, 0, INIT_ZERO, HAS_NORM_BIAS, 0},
+    /* untied LM head: torch.nn.Linear(C, V, bias=False).weight [V, C], HF's top-level "lm_head.weight" */
+    {GPT_ROLE_LM_HEAD, "lm_head.weight", 2, {DIM_V, DIM_C}, 1, INIT_NORMAL, HAS_UNTIED, 0},
 };
 /* HF GPT2ForSequenceClassification's score = nn.Linear(C, 1, bias=False): weight [1, C]. */
 static const param_spec score_specs[] = {
-    {"score.weight", 2, {D1, DC(1)}, 1, INIT_NORMAL, 0},
+    {GPT_ROLE_SCORE, "score.weight", 2, {DIM_ONE, DIM_C}, 1, INIT_NORMAL, HAS_SCORE, 0},
 };
 #define NSPEC(a) (sizeof a / sizeof a[0])
 #define N_LAYER_SPECS NSPEC(layer_specs)
 
-static size_t dim_eval(dim_expr d, const gpt_config *c) {
-    return (size_t)d.c * (size_t)c->n_embd + (size_t)d.v * (size_t)c->vocab_size + (size_t)d.t * (size_t)c->n_ctx + (size_t)d.lit;
+static size_t dim_eval(int d, const gpt_config *c) {
+    size_t C = (size_t)c->n_embd, hs = C / (size_t)c->n_head;
+    switch (d) {
+    case DIM_C: return C;
+    case DIM_V: return (size_t)c->vocab_size;
+    case DIM_CTX: return (size_t)c->n_ctx;
+    case DIM_QKV: return ((size_t)c->n_head + 2 * (size_t)gpt_config_n_kv_head(c)) * hs;   /* q | k | v */
+    case DIM_INNER: return (size_t)gpt_config_n_inner(c);
+    default: return 1;
+    }
 }
 
-static void table_add(gpt_model *m, const param_spec *s, const char *prefix, int group, size_t *cap) {
+static int spec_present(const param_spec *s, const gpt_config *c) {
+    switch (s->has) {
+    case HAS_LEARNED_POS: return c->pos == GPT_POS_LEARNED;
+    case HAS_BIAS: return c->bias;
+    case HAS_NORM_BIAS: return c->bias && c->norm == GPT_NORM_LAYERNORM;   /* RMSNorm has no bias */
+    case HAS_GATE: return c->act == GPT_ACT_SWIGLU;
+    case HAS_UNTIED: return !c->tied_head;
+    case HAS_SCORE: return c->score_head;
+    default: return 1;
+    }
+}
+
+static void table_add(gpt_model *m, const param_spec *s, int layer, int group, size_t *cap) {
+    if (!spec_present(s, &m->cfg)) return;
     if (m->n_table == *cap) { *cap = *cap ? 2 * *cap : 64; m->table = gk_realloc(m->table, *cap * sizeof *m->table); }
-    gpt_param *p = &m->table[m->n_table++];
+    gpt_param *p = &m->table[m->n_table];
     memset(p, 0, sizeof *p);
-    snprintf(p->name, sizeof p->name, "%s%s", prefix, s->name);
+    if (layer >= 0) snprintf(p->name, sizeof p->name, "h.%d.%s", layer, s->name);
+    else snprintf(p->name, sizeof p->name, "%s", s->name);
     p->ndim = s->ndim;
     p->shape[0] = dim_eval(s->d[0], &m->cfg);
     p->shape[1] = s->ndim == 2 ? dim_eval(s->d[1], &m->cfg) : 1;
     p->numel = p->shape[0] * p->shape[1];
     p->offset = m->num_params;
+    p->role = s->role;
+    p->layer = layer;
     p->group = group;
     p->decay = s->decay;
     p->init = s->init;
+    m->role_at[(size_t)(layer + 1) * GPT_NROLES + (size_t)s->role] = (int)m->n_table;
+    m->n_table++;
     m->num_params += p->numel;
 }
 
 gpt_model *gpt_create_table(const gpt_config *cfg) {
     gk_err err;
-    GK_CHECK(gpt_config_validate(cfg, &err) == 0, "gpt_create: invalid config: %s", err.msg);
-    /* the largest valid config must not overflow size_t arithmetic: 4096 layers x 12 (65536)^2 x 4 < 2^64 */
+    GK_CHECK(gpt_config_check_dims(cfg, &err) == 0, "gpt_create: invalid config: %s", err.msg);
+    /* the largest valid config must not overflow size_t arithmetic: 4096 layers x (65536 x 2^20) x 4 < 2^64 */
     gpt_model *m = gk_calloc(1, sizeof *m);
     m->cfg = *cfg;
+    size_t n_roles = ((size_t)cfg->n_layer + 1) * GPT_NROLES;
+    m->role_at = gk_malloc(n_roles * sizeof *m->role_at);
+    for (size_t i = 0; i < n_roles; i++) m->role_at[i] = -1;
     size_t cap = 0;
-    char prefix[32];
-    for (size_t i = 0; i < NSPEC(embed_specs); i++) table_add(m, &embed_specs[i], "", GPT_GROUP_EMBED, &cap);
-    for (int l = 0; l < cfg->n_layer; l++) {
-        snprintf(prefix, sizeof prefix, "h.%d.", l);
-        for (size_t i = 0; i < N_LAYER_SPECS; i++) table_add(m, &layer_specs[i], prefix, GPT_GROUP_BLOCKS, &cap);
-    }
-    for (size_t i = 0; i < NSPEC(final_specs); i++) table_add(m, &final_specs[i], "", GPT_GROUP_FINAL, &cap);
-    if (cfg->score_head)
-        for (size_t i = 0; i < NSPEC(score_specs); i++) table_add(m, &score_specs[i], "", GPT_GROUP_SCORE, &cap);
+    for (size_t i = 0; i < NSPEC(embed_specs); i++) table_add(m, &embed_specs[i], -1, GPT_GROUP_EMBED, &cap);
+    for (int l = 0; l < cfg->n_layer; l++)
+        for (size_t i = 0; i < N_LAYER_SPECS; i++) table_add(m, &layer_specs[i], l, GPT_GROUP_BLOCKS, &cap);
+    for (size_t i = 0; i < NSPEC(final_specs); i++) table_add(m, &final_specs[i], -1, GPT_GROUP_FINAL, &cap);
+    for (size_t i = 0; i < NSPEC(score_specs); i++) table_add(m, &score_specs[i], -1, GPT_GROUP_SCORE, &cap);
+    /* a tied head IS the token embedding: the role points at wte's entry */
+    if (cfg->tied_head) m->role_at[GPT_ROLE_LM_HEAD] = m->role_at[GPT_ROLE_EMBED_TOK];
     for (int g = 0; g < GPT_NGROUPS; g++) m->trainable[g] = 1;
     return m;
 }
@@ -146,6 +218,8 @@ void gpt_alloc_params(gpt_model *m) {
 }
 
 gpt_model *gpt_create(const gpt_config *cfg) {
+    gk_err err;
+    GK_CHECK(gpt_config_validate(cfg, &err) == 0, "gpt_create: config not runnable: %s", err.msg);
     gpt_model *m = gpt_create_table(cfg);
     gpt_alloc_params(m);
     return m;
@@ -167,6 +241,7 @@ void gpt_free(gpt_model *m) {
     kern_free(m->params);
     kern_free(m->grads);
     free(m->table);
+    free(m->role_at);
     free(m);
 }
 
@@ -201,16 +276,23 @@ float *gpt_param_ptr(gpt_model *m, const char *name) {
     return p ? m->params + p->offset : NULL;
 }
 
-/* Table index of a tensor, by construction of the table (no name lookups on the hot path). */
-static const gpt_param *tbl_layer(const gpt_model *m, int l, size_t k) {
-    return &m->table[NSPEC(embed_specs) + (size_t)l * N_LAYER_SPECS + k];
+const gpt_param *gpt_param_role(const gpt_model *m, int role, int layer) {
+    GK_CHECK(role >= 0 && role < GPT_NROLES && layer >= -1 && layer < m->cfg.n_layer,
+             "gpt_param_role: role %d, layer %d of %d", role, layer, m->cfg.n_layer);
+    int i = m->role_at[(size_t)(layer + 1) * GPT_NROLES + (size_t)role];
+    return i < 0 ? NULL : &m->table[i];
 }
-static const gpt_param *tbl_final(const gpt_model *m, size_t k) {
-    return &m->table[NSPEC(embed_specs) + (size_t)m->cfg.n_layer * N_LAYER_SPECS + k];
+
+float *gpt_role_ptr(float *base, const gpt_model *m, int role, int layer) {
+    const gpt_param *p = gpt_param_role(m, role, layer);
+    return base && p ? base + p->offset : NULL;
 }
-static const gpt_param *tbl_score(const gpt_model *m) {
-    GK_CHECK(m->cfg.score_head, "score head used on a model without one (cfg.score_head = 0)");
-    return tbl_final(m, NSPEC(final_specs));
+
+/* A tensor the caller cannot do without (the architecture guarantees it): found by role or abort. */
+static const gpt_param *need_role(const gpt_model *m, int role, int layer) {
+    const gpt_param *p = gpt_param_role(m, role, layer);
+    GK_CHECK(p, "model has no tensor for role %d (layer %d)", role, layer);
+    return p;
 }
 
 gpt_layer_ptrs gpt_layer(float *base, const gpt_model *m, int l) {
@@ -219,7 +301,7 @@ gpt_layer_ptrs gpt_layer(float *base, const gpt_model *m, int l) {
     if (!base) return lp;   /* all NULL: a frozen group's gradients */
     GK_CHECK(l >= 0 && l < m->cfg.n_layer, "gpt_layer: layer %d of %d", l, m->cfg.n_layer);
     for (size_t k = 0; k < N_LAYER_SPECS; k++)
-        *(float **)((char *)&lp + layer_specs[k].field) = base + tbl_layer(m, l, k)->offset;
+        *(float **)((char *)&lp + layer_specs[k].field) = gpt_role_ptr(base, m, layer_specs[k].role, l);
     return lp;
 }
 
@@ -234,18 +316,18 @@ void gpt_set_trainable(gpt_model *m, int group, int on) {
     m->trainable[group] = on ? 1 : 0;
 }
 
-/* Gradient base for a group: NULL when frozen or when no grads are allocated. */
-static float *grad_base(const gpt_model *m, int group) {
-    return m->trainable[group] && m->grads ? m->grads : NULL;
-}
-static float *gptr(float *base, const gpt_param *p) { return base ? base + p->offset : NULL; }
-
 /* ---------------------------------------------------------------- activations */
+
+/* Widest per-row activation: the FFN (I) or the q|k|v projection (3C for multi-head attention). */
+static size_t wide_cols(const gpt_config *c) {
+    size_t I = (size_t)gpt_config_n_inner(c), qkv = dim_eval(DIM_QKV, c);
+    return I > qkv ? I : qkv;
+}
 
 /* Sizes the activation buffers for (B, T); grows only. */
 static void acts_reserve(gpt_model *m, size_t B, size_t T) {
     const gpt_config *c = &m->cfg;
-    size_t BT = B * T, C = (size_t)c->n_embd, L = (size_t)c->n_layer;
+    size_t BT = B * T, C = (size_t)c->n_embd, L = (size_t)c->n_layer, I = (size_t)gpt_config_n_inner(c);
     size_t saved = kern_attention_saved_floats(B, T, C, (size_t)c->n_head);
     if (BT <= m->acts_cap_bt && saved <= m->acts_cap_saved) return;
     size_t cap_bt = BT > m->acts_cap_bt ? BT : m->acts_cap_bt;
@@ -255,19 +337,37 @@ static void acts_reserve(gpt_model *m, size_t B, size_t T) {
 #define FA(n) ((float *)kern_alloc((n) * sizeof(float)))
     a->x = FA((L + 1) * cap_bt * C);
     a->ln1 = FA(L * cap_bt * C); a->ln1_mean = FA(L * cap_bt); a->ln1_rstd = FA(L * cap_bt);
-    a->qkv = FA(L * cap_bt * 3 * C);
+    a->qkv = FA(L * cap_bt * dim_eval(DIM_QKV, c));
     a->atty = FA(L * cap_bt * C);
     a->att_saved = FA(L * cap_saved);
     a->res2 = FA(L * cap_bt * C);
     a->ln2 = FA(L * cap_bt * C); a->ln2_mean = FA(L * cap_bt); a->ln2_rstd = FA(L * cap_bt);
-    a->fch = FA(L * cap_bt * 4 * C);
-    a->fch_gelu = FA(L * cap_bt * 4 * C);
+    a->fch = FA(L * cap_bt * I);
+    a->fch_gelu = FA(L * cap_bt * I);
     a->lnf = FA(cap_bt * C); a->lnf_mean = FA(cap_bt); a->lnf_rstd = FA(cap_bt);
-    m->scratch = FA(cap_bt * 9 * C);   /* backward: dres [BT,C] | dbig1 [BT,4C] | dbig2 [BT,4C] */
+    m->scratch = FA(cap_bt * (C + 2 * wide_cols(c)));   /* backward: dres [BT,C] | dbig1 [BT,W] | dbig2 [BT,W] */
 #undef FA
     a->tokens = kern_alloc(cap_bt * sizeof(int32_t));
     m->acts_cap_bt = cap_bt;
     m->acts_cap_saved = cap_saved;
+}
+
+/* Layer l's slice of the saved activations of a (B,T) forward, and its attention mode. */
+static gpt_block_acts layer_acts(gpt_model *m, size_t l, gpt_attn_mode *am) {
+    gpt_acts *a = &m->acts;
+    size_t BT = m->B * m->T, C = (size_t)m->cfg.n_embd, I = (size_t)gpt_config_n_inner(&m->cfg);
+    gpt_block_acts b = {
+        .x = a->x + l * BT * C,
+        .ln1 = a->ln1 + l * BT * C, .ln1_mean = a->ln1_mean + l * BT, .ln1_rstd = a->ln1_rstd + l * BT,
+        .qkv = a->qkv + l * BT * dim_eval(DIM_QKV, &m->cfg), .atty = a->atty + l * BT * C, .res2 = a->res2 + l * BT * C,
+        .ln2 = a->ln2 + l * BT * C, .ln2_mean = a->ln2_mean + l * BT, .ln2_rstd = a->ln2_rstd + l * BT,
+        .fch = a->fch + l * BT * I, .fch_gelu = a->fch_gelu + l * BT * I,
+        .xo = a->x + (l + 1) * BT * C,
+    };
+    memset(am, 0, sizeof *am);
+    am->B = m->B; am->T = m->T;
+    am->att_saved = a->att_saved + l * m->acts_cap_saved;
+    return b;
 }
 
 /* ---------------------------------------------------------------- forward */
@@ -287,68 +387,61 @@ void gpt_forward(gpt_model *m, const int32_t *tokens, size_t B, size_t T) {
     GK_CHECK(B >= 1 && T >= 1 && T <= (size_t)c->n_ctx, "gpt_forward: B=%zu T=%zu (n_ctx %d)", B, T, c->n_ctx);
     acts_reserve(m, B, T);
     m->B = B; m->T = T;
-    size_t BT = B * T, C = (size_t)c->n_embd, NH = (size_t)c->n_head, L = (size_t)c->n_layer;
+    size_t BT = B * T, C = (size_t)c->n_embd, L = (size_t)c->n_layer;
     gpt_acts *a = &m->acts;
     kern_upload(a->tokens, tokens, BT * sizeof(int32_t));
 
     /* x0[b,t,:] = wte[tok[b,t],:] + wpe[t,:] */
-    kern_embed_fwd(a->x, a->tokens, m->params + m->table[0].offset, m->params + m->table[1].offset, B, T, C, 0);
-
+    kern_embed_fwd(a->x, a->tokens, gpt_role_ptr(m->params, m, GPT_ROLE_EMBED_TOK, -1),
+                   gpt_role_ptr(m->params, m, GPT_ROLE_EMBED_POS, -1), B, T, C, 0);
     for (size_t l = 0; l < L; l++) {
         gpt_layer_ptrs w = gpt_layer(m->params, m, (int)l);
-        float *x = a->x + l * BT * C, *xo = a->x + (l + 1) * BT * C;
-        float *ln1 = a->ln1 + l * BT * C, *ln1_mean = a->ln1_mean + l * BT, *ln1_rstd = a->ln1_rstd + l * BT;
-        float *qkv = a->qkv + l * BT * 3 * C, *atty = a->atty + l * BT * C, *att_saved = a->att_saved + l * m->acts_cap_saved;
-        float *res2 = a->res2 + l * BT * C;
-        float *ln2 = a->ln2 + l * BT * C, *ln2_mean = a->ln2_mean + l * BT, *ln2_rstd = a->ln2_rstd + l * BT;
-        float *fch = a->fch + l * BT * 4 * C, *fch_gelu = a->fch_gelu + l * BT * 4 * C;
-        /* ln1 = (x - mean) * rstd * ln1_w + ln1_b,   rstd = 1/sqrt(var + eps) */
-        kern_layernorm_fwd(ln1, ln1_mean, ln1_rstd, x, w.ln1_w, w.ln1_b, BT, C, c->ln_eps);
-        /* qkv [BT,3C] = ln1 @ c_attn.weight [C,3C] + c_attn.bias */
-        kern_matmul_fwd(qkv, ln1, w.qkv_w, w.qkv_b, BT, C, 3 * C, KERN_W_IN_OUT);
-        /* atty = per head softmax(q k^T / sqrt(hs) + causal mask) v */
-        kern_attention_fwd(atty, att_saved, qkv, B, T, C, NH);
-        /* res2 = x + atty @ attn.c_proj.weight + attn.c_proj.bias */
-        kern_matmul_fwd(res2, atty, w.proj_w, w.proj_b, BT, C, C, KERN_W_IN_OUT);
-        kern_axpy(res2, 1.0f, x, BT * C);
-        /* ln2 = LayerNorm(res2) */
-        kern_layernorm_fwd(ln2, ln2_mean, ln2_rstd, res2, w.ln2_w, w.ln2_b, BT, C, c->ln_eps);
-        /* fch [BT,4C] = ln2 @ c_fc.weight + c_fc.bias;  fch_gelu = gelu_tanh(fch) */
-        kern_matmul_fwd(fch, ln2, w.fc_w, w.fc_b, BT, C, 4 * C, KERN_W_IN_OUT);
-        kern_gelu_fwd(fch_gelu, fch, BT * 4 * C);
-        /* x_{l+1} = res2 + fch_gelu @ mlp.c_proj.weight [4C,C] + mlp.c_proj.bias */
-        kern_matmul_fwd(xo, fch_gelu, w.fcproj_w, w.fcproj_b, BT, 4 * C, C, KERN_W_IN_OUT);
-        kern_axpy(xo, 1.0f, res2, BT * C);
+        gpt_attn_mode am;
+        gpt_block_acts ba = layer_acts(m, l, &am);
+        gpt_block_forward(c, &w, &ba, &am);
     }
     /* h = ln_f(x_L) */
-    kern_layernorm_fwd(a->lnf, a->lnf_mean, a->lnf_rstd, a->x + L * BT * C,
-                       m->params + tbl_final(m, 0)->offset, m->params + tbl_final(m, 1)->offset, BT, C, c->ln_eps);
+    gpt_norm_fwd(c, a->lnf, a->lnf_mean, a->lnf_rstd, a->x + L * BT * C, gpt_role_ptr(m->params, m, GPT_ROLE_LNF_W, -1),
+                 gpt_role_ptr(m->params, m, GPT_ROLE_LNF_B, -1), BT);
 }
 
 const float *gpt_hidden(const gpt_model *m) { return m->acts.lnf; }
 
 /* ---------------------------------------------------------------- heads */
 
+/* Gradient base for a group: NULL when frozen or when no grads are allocated. */
+static float *grad_base(const gpt_model *m, int group) {
+    return m->trainable[group] && m->grads ? m->grads : NULL;
+}
+static float *gptr(float *base, const gpt_param *p) { return base && p ? base + p->offset : NULL; }
+
 void gpt_lm_head_fwd(gpt_model *m, float *logits, const float *h, size_t N) {
-    /* logits [N,V] = h [N,C] @ wte[V,C]^T  (torch.nn.Linear layout: tied lm_head.weight == wte) */
-    kern_matmul_fwd(logits, h, m->params + m->table[0].offset, NULL, N, (size_t)m->cfg.n_embd,
-                    (size_t)m->cfg.vocab_size, KERN_W_OUT_IN);
+    /* logits [N,V] = h [N,C] @ W[V,C]^T  (torch.nn.Linear layout; tied: W is wte) */
+    const gpt_param *p = need_role(m, GPT_ROLE_LM_HEAD, -1);
+    kern_matmul_fwd(logits, h, m->params + p->offset, NULL, N, (size_t)m->cfg.n_embd, (size_t)m->cfg.vocab_size,
+                    KERN_W_OUT_IN);
 }
 
 void gpt_lm_head_bwd(gpt_model *m, float *dh, const float *dlogits, const float *h, size_t N) {
-    /* dh += dlogits @ wte;  dwte += dlogits^T @ h — the tied weight's second gradient contribution */
-    kern_matmul_bwd(dh, gptr(grad_base(m, GPT_GROUP_EMBED), &m->table[0]), NULL, dlogits, h,
-                    m->params + m->table[0].offset, N, (size_t)m->cfg.n_embd, (size_t)m->cfg.vocab_size, KERN_W_OUT_IN);
+    /* dh += dlogits @ W;  dW += dlogits^T @ h — for a tied W (wte), its second gradient contribution */
+    const gpt_param *p = need_role(m, GPT_ROLE_LM_HEAD, -1);
+    kern_matmul_bwd(dh, gptr(grad_base(m, p->group), p), NULL, dlogits, h, m->params + p->offset, N,
+                    (size_t)m->cfg.n_embd, (size_t)m->cfg.vocab_size, KERN_W_OUT_IN);
+}
+
+static const gpt_param *score_param(const gpt_model *m) {
+    GK_CHECK(m->cfg.score_head, "score head used on a model without one (cfg.score_head = 0)");
+    return need_role(m, GPT_ROLE_SCORE, -1);
 }
 
 void gpt_score_head_fwd(gpt_model *m, float *r, const float *h, size_t N) {
     /* r [N] = h [N,C] . score.weight[0,:] */
-    kern_matmul_fwd(r, h, m->params + tbl_score(m)->offset, NULL, N, (size_t)m->cfg.n_embd, 1, KERN_W_OUT_IN);
+    kern_matmul_fwd(r, h, m->params + score_param(m)->offset, NULL, N, (size_t)m->cfg.n_embd, 1, KERN_W_OUT_IN);
 }
 
 void gpt_score_head_bwd(gpt_model *m, float *dh, const float *dr, const float *h, size_t N) {
     /* dh [N,C] += dr[n] * score.weight;  dscore += sum_n dr[n] h[n,:] */
-    const gpt_param *p = tbl_score(m);
+    const gpt_param *p = score_param(m);
     kern_matmul_bwd(dh, gptr(grad_base(m, GPT_GROUP_SCORE), p), NULL, dr, h, m->params + p->offset,
                     N, (size_t)m->cfg.n_embd, 1, KERN_W_OUT_IN);
 }
@@ -358,7 +451,7 @@ void gpt_score_head_bwd(gpt_model *m, float *dh, const float *dr, const float *h
 void gpt_backward(gpt_model *m, float *dh) {
     const gpt_config *c = &m->cfg;
     GK_CHECK(m->acts_cap_bt > 0 && m->B > 0, "gpt_backward without a forward pass");
-    size_t B = m->B, T = m->T, BT = B * T, C = (size_t)c->n_embd, NH = (size_t)c->n_head, L = (size_t)c->n_layer;
+    size_t B = m->B, T = m->T, BT = B * T, C = (size_t)c->n_embd, L = (size_t)c->n_layer, W = wide_cols(c);
     gpt_acts *a = &m->acts;
     float *g_embed = grad_base(m, GPT_GROUP_EMBED), *g_blocks = grad_base(m, GPT_GROUP_BLOCKS);
     float *g_final = grad_base(m, GPT_GROUP_FINAL);
@@ -366,15 +459,18 @@ void gpt_backward(gpt_model *m, float *dh) {
     int need_blocks = g_blocks || g_embed;   /* some group at or below the blocks wants gradients */
     if (!g_final && !need_blocks) return;
 
-    float *dres = m->scratch;                  /* [BT,C]  d(residual stream) at the current depth */
-    float *dbig1 = m->scratch + BT * C;        /* [BT,4C] */
-    float *dbig2 = m->scratch + BT * 5 * C;    /* [BT,4C] */
-    float *dsmall = dh;                        /* [BT,C]  dh is free once ln_f's backward has read it */
+    gpt_block_grads d = {
+        .dres = m->scratch,                   /* [BT,C]  d(residual stream) at the current depth */
+        .dbig1 = m->scratch + BT * C,         /* [BT,W] */
+        .dbig2 = m->scratch + BT * (C + W),   /* [BT,W] */
+        .dsmall = dh,                         /* [BT,C]  dh is free once ln_f's backward has read it */
+    };
 
     /* h = ln_f(x_L):  dx_L = LN_bwd(dh);  d ln_f.{weight,bias} */
-    kern_zero(dres, BT * C * sizeof(float));
-    kern_layernorm_bwd(need_blocks ? dres : NULL, gptr(g_final, tbl_final(m, 0)), gptr(g_final, tbl_final(m, 1)),
-                       dh, a->x + L * BT * C, m->params + tbl_final(m, 0)->offset, a->lnf_mean, a->lnf_rstd, BT, C);
+    kern_zero(d.dres, BT * C * sizeof(float));
+    kern_layernorm_bwd(need_blocks ? d.dres : NULL, gpt_role_ptr(g_final, m, GPT_ROLE_LNF_W, -1),
+                       gpt_role_ptr(g_final, m, GPT_ROLE_LNF_B, -1), dh, a->x + L * BT * C,
+                       gpt_role_ptr(m->params, m, GPT_ROLE_LNF_W, -1), a->lnf_mean, a->lnf_rstd, BT, C);
     if (!need_blocks) return;
 
     for (size_t li = L; li-- > 0;) {
@@ -382,40 +478,13 @@ void gpt_backward(gpt_model *m, float *dh) {
         gpt_layer_ptrs g = gpt_layer(g_blocks, m, (int)li);   /* all NULL if the blocks are frozen */
         /* Does anything below this point need the gradient w.r.t. this layer's input? */
         int need_input = g_embed || (g_blocks && li > 0);
-        float *x = a->x + li * BT * C;
-        float *ln1 = a->ln1 + li * BT * C, *ln1_mean = a->ln1_mean + li * BT, *ln1_rstd = a->ln1_rstd + li * BT;
-        float *qkv = a->qkv + li * BT * 3 * C, *atty = a->atty + li * BT * C;
-        float *att_saved = a->att_saved + li * m->acts_cap_saved;
-        float *res2 = a->res2 + li * BT * C;
-        float *ln2 = a->ln2 + li * BT * C, *ln2_mean = a->ln2_mean + li * BT, *ln2_rstd = a->ln2_rstd + li * BT;
-        float *fch = a->fch + li * BT * 4 * C, *fch_gelu = a->fch_gelu + li * BT * 4 * C;
-
-        /* x_{l+1} = res2 + fch_gelu @ Wp + bp:  d res2 = dres (residual, kept in dres);
-         * d fch_gelu = dres @ Wp^T;  dWp += fch_gelu^T dres;  dbp += sum dres */
-        kern_zero(dbig1, BT * 4 * C * sizeof(float));
-        kern_matmul_bwd(dbig1, g.fcproj_w, g.fcproj_b, dres, fch_gelu, w.fcproj_w, BT, 4 * C, C, KERN_W_IN_OUT);
-        /* fch_gelu = gelu(fch):  d fch = gelu'(fch) * d fch_gelu */
-        kern_zero(dbig2, BT * 4 * C * sizeof(float));
-        kern_gelu_bwd(dbig2, fch, dbig1, BT * 4 * C);
-        /* fch = ln2 @ Wfc + bfc:  d ln2 = d fch @ Wfc^T;  dWfc += ln2^T d fch */
-        kern_zero(dsmall, BT * C * sizeof(float));
-        kern_matmul_bwd(dsmall, g.fc_w, g.fc_b, dbig2, ln2, w.fc_w, BT, C, 4 * C, KERN_W_IN_OUT);
-        /* ln2 = LN(res2):  d res2 += LN_bwd(d ln2) */
-        kern_layernorm_bwd(dres, g.ln2_w, g.ln2_b, dsmall, res2, w.ln2_w, ln2_mean, ln2_rstd, BT, C);
-        /* res2 = x + atty @ Wo + bo:  d x = d res2 (residual, stays in dres);  d atty = d res2 @ Wo^T */
-        kern_zero(dsmall, BT * C * sizeof(float));
-        kern_matmul_bwd(dsmall, g.proj_w, g.proj_b, dres, atty, w.proj_w, BT, C, C, KERN_W_IN_OUT);
-        /* atty = attention(qkv):  d qkv (dbig1 reused as [BT,3C]) */
-        kern_zero(dbig1, BT * 3 * C * sizeof(float));
-        kern_attention_bwd(dbig1, dsmall, qkv, atty, att_saved, B, T, C, NH);
-        /* qkv = ln1 @ Wqkv + bqkv:  d ln1 = d qkv @ Wqkv^T */
-        kern_zero(dsmall, BT * C * sizeof(float));
-        kern_matmul_bwd(dsmall, g.qkv_w, g.qkv_b, dbig1, ln1, w.qkv_w, BT, C, 3 * C, KERN_W_IN_OUT);
-        /* ln1 = LN(x):  d x += LN_bwd(d ln1)  (only if something below wants it) */
-        kern_layernorm_bwd(need_input ? dres : NULL, g.ln1_w, g.ln1_b, dsmall, x, w.ln1_w, ln1_mean, ln1_rstd, BT, C);
+        gpt_attn_mode am;
+        gpt_block_acts ba = layer_acts(m, li, &am);
+        gpt_block_backward(c, &w, &g, &ba, &am, &d, need_input);
         if (!need_input) return;
     }
     /* x0 = wte[tok] + wpe[pos]:  scatter-add dres into the embedding rows */
     if (g_embed)
-        kern_embed_bwd(g_embed + m->table[0].offset, g_embed + m->table[1].offset, dres, a->tokens, B, T, C, 0);
+        kern_embed_bwd(gpt_role_ptr(g_embed, m, GPT_ROLE_EMBED_TOK, -1), gpt_role_ptr(g_embed, m, GPT_ROLE_EMBED_POS, -1),
+                       d.dres, a->tokens, B, T, C, 0);
 }

@@ -1,16 +1,30 @@
-/* model: the GPT-2 architecture — config, parameter table, trunk forward/backward, heads, checkpoint I/O.
+/* model: an architecture-aware transformer — config, parameter table with roles, one block, heads, checkpoint I/O.
+ *
+ * Config: the architecture is described by fields (family, KV heads, FFN width, norm, position encoding,
+ * activation, bias, tied head). GPT-2 fills them as it always did; a config this build cannot run yet (the
+ * LLaMA family, RMSNorm, RoPE, SwiGLU, grouped-query attention, no biases) is refused by gpt_config_validate
+ * with a message that says so ("architecture llama: not supported yet").
  *
  * Trunk: tokens [B,T] -> final hidden states h [B,T,C] (after ln_f).
- * Heads: the LM head (tied to wte: logits = h @ wte^T) and, when cfg.score_head is set, a scalar head
- *        (score.weight [1,C]: r = h . w, HF GPT2ForSequenceClassification's layout) for reward/value models.
+ * Heads: the LM head (found by role: tied, it is wte and logits = h @ wte^T; untied, its own lm_head.weight
+ *        [V,C]) and, when cfg.score_head is set, a scalar head (score.weight [1,C]: r = h . w, HF
+ *        GPT2ForSequenceClassification's layout) for reward/value models.
  * Losses are not here: training code runs the trunk, applies a head and a loss to rows it chooses
  * (chunked, so a 50k vocabulary never needs a [B,T,V] buffer), and hands dh back to gpt_backward.
  *
- * Parameters: a table (name, shape, group, decay) drives allocation, checkpoint I/O and the optimizer.
+ * Parameters: a table (name, shape, role, layer, group, decay) drives allocation, checkpoint I/O and the
+ * optimizer. Its sizes come from the config fields (wpe only with learned positions, biases only with bias on,
+ * lm_head only when untied, c_fc's width from n_inner, c_attn's from n_head and n_kv_head). Code finds a
+ * tensor by ROLE (GPT_ROLE_*, plus a layer index for block tensors), never by position:
+ * gpt_param_role(m, GPT_ROLE_LM_HEAD, -1) is wte when the head is tied.
  * All parameters live in one contiguous device buffer `params`, in table order; `grads` mirrors it.
- * Table order is layer-major: wte, wpe, then h.0.* .. h.{L-1}.*, then ln_f.*, then score.* (if any).
- * Names are HF GPT-2's without the "transformer." prefix (checkpoint I/O adds it for the trunk).
- * Weights of Conv1D layers are stored [in, out] exactly as HF stores them, so checkpoints are plain copies.
+ * Table order is layer-major: wte, wpe, then h.0.* .. h.{L-1}.*, then ln_f.*, lm_head (untied only),
+ * score.* (if any). Names are HF GPT-2's without the "transformer." prefix (checkpoint I/O adds it for the
+ * trunk). Weights of Conv1D layers are stored [in, out] exactly as HF stores them, so checkpoints are plain copies.
+ *
+ * One block function (src/model/block.c) runs a layer for every caller: the training forward (causal attention
+ * over [B,T], activations saved for backward), its backward, and the KV-cache prefill/decode (attention over a
+ * cache slot, the skinny matmul for few rows) — so the two paths cannot drift apart.
  */
 #ifndef GK_MODEL_H
 #define GK_MODEL_H
@@ -20,28 +34,67 @@
 #include "core/core.h"
 
 /* ---------------------------------------------------------------- config */
+enum { GPT_ARCH_GPT2 = 0, GPT_ARCH_LLAMA };                 /* model family */
+enum { GPT_NORM_LAYERNORM = 0, GPT_NORM_RMSNORM };
+enum { GPT_POS_LEARNED = 0, GPT_POS_ROPE };                 /* wpe table | rotary */
+enum { GPT_ACT_GELU_TANH = 0, GPT_ACT_SWIGLU };             /* mlp: gelu(x W1) W2 | (silu(x Wg) * x W1) W2 */
+
 typedef struct {
+    int   arch;           /* GPT_ARCH_*: GPT-2 (HF GPT2Config) today; LLaMA refused until implemented */
     int   n_layer, n_head, n_embd;
+    int   n_kv_head;      /* key/value heads; 0 = n_head (multi-head). Fewer: grouped-query (not yet) */
+    int   n_inner;        /* FFN width; 0 = 4 * n_embd (HF GPT2Config's n_inner = None) */
     int   vocab_size;
     int   n_ctx;          /* max sequence length = rows of wpe (HF: n_positions) */
+    int   norm;           /* GPT_NORM_* */
     float ln_eps;         /* 1e-5 */
+    int   pos;            /* GPT_POS_* */
+    float rope_theta;     /* rotary base (only with GPT_POS_ROPE); 10000 */
+    int   act;            /* GPT_ACT_* */
+    int   bias;           /* 1: linear layers and LayerNorms have biases (GPT-2) */
+    int   tied_head;      /* 1: the LM head is wte (GPT-2); 0: its own lm_head.weight [V,C] */
     int   score_head;     /* 1: add score.weight [1,C] (reward / value head) */
 } gpt_config;
 
-void gpt_config_default(gpt_config *c);    /* d6: 6 layers, 6 heads, 384 wide, vocab 50257, ctx 1024 */
+/* d6 GPT-2: 6 layers, 6 heads, 384 wide, vocab 50257, ctx 1024, LayerNorm 1e-5, learned positions,
+ * gelu_tanh, biases, tied head, no score head. */
+void gpt_config_default(gpt_config *c);
 /* Named sizes: "d6" (6L/6H/384), "d12" (GPT-2 124M: 12L/12H/768), "d24" (GPT-2 medium 24L/16H/1024),
  * "d36" (36L/20H/1280), "d48" (48L/25H/1600), any other "dN": N layers, N heads, 64N wide.
  * Only the dims are set; vocab_size and n_ctx are left as they were. */
 int  gpt_config_from_name(gpt_config *c, const char *name, gk_err *err);
+/* Ranges and consistency only (dims, divisibility, known enum values): any describable architecture passes. */
+int  gpt_config_check_dims(const gpt_config *c, gk_err *err);
+/* gpt_config_check_dims, then: can this build run it? Refuses what is not implemented, naming it. */
 int  gpt_config_validate(const gpt_config *c, gk_err *err);
+int  gpt_config_n_kv_head(const gpt_config *c);   /* resolved: n_kv_head or n_head */
+int  gpt_config_n_inner(const gpt_config *c);     /* resolved: n_inner or 4 * n_embd */
+const char *gpt_arch_name(int arch);               /* "gpt2", "llama" ("?" if unknown) */
 
 /* ---------------------------------------------------------------- parameter table */
 enum {
     GPT_GROUP_EMBED = 0,   /* wte, wpe */
     GPT_GROUP_BLOCKS,      /* h.*.* */
-    GPT_GROUP_FINAL,       /* ln_f */
+    GPT_GROUP_FINAL,       /* ln_f, an untied lm_head */
     GPT_GROUP_SCORE,       /* score head */
     GPT_NGROUPS
+};
+
+/* What a tensor is for. Model-level roles are looked up with layer -1, block roles with their layer. */
+enum {
+    GPT_ROLE_EMBED_TOK = 0,  /* wte [V,C] */
+    GPT_ROLE_EMBED_POS,      /* wpe [n_ctx,C]            learned positions only */
+    GPT_ROLE_LN1_W, GPT_ROLE_LN1_B,          /* [C]      (bias: LayerNorm with bias on) */
+    GPT_ROLE_QKV_W, GPT_ROLE_QKV_B,          /* [C, (NH + 2 NKV) hs], bias [(NH + 2 NKV) hs] */
+    GPT_ROLE_PROJ_W, GPT_ROLE_PROJ_B,        /* [C,C], [C] */
+    GPT_ROLE_LN2_W, GPT_ROLE_LN2_B,          /* [C] */
+    GPT_ROLE_FC_W, GPT_ROLE_FC_B,            /* [C,I], [I]   I = n_inner */
+    GPT_ROLE_GATE_W,                         /* [C,I]        SwiGLU only */
+    GPT_ROLE_FCPROJ_W, GPT_ROLE_FCPROJ_B,    /* [I,C], [C] */
+    GPT_ROLE_LNF_W, GPT_ROLE_LNF_B,          /* [C] */
+    GPT_ROLE_LM_HEAD,        /* [V,C]: lm_head.weight when untied; the EMBED_TOK entry when tied */
+    GPT_ROLE_SCORE,          /* score.weight [1,C] */
+    GPT_NROLES
 };
 
 typedef struct {
@@ -50,19 +103,22 @@ typedef struct {
     size_t shape[2];      /* HF shape; shape[1] = 1 unused for 1-D */
     size_t offset;        /* in floats, into params/grads */
     size_t numel;
+    int    role;          /* GPT_ROLE_* */
+    int    layer;         /* block index, -1 for model-level tensors */
     int    group;         /* GPT_GROUP_* */
     int    decay;         /* AdamW weight decay applies (2-D matrices incl. wte; not wpe, biases, LN) */
     int    init;          /* how gpt_init_random fills it (model.c's INIT_* kinds) */
 } gpt_param;
 
-/* Pointers into one layer's parameters (device). */
+/* Pointers into one layer's parameters (device); NULL for a tensor this architecture does not have. */
 typedef struct {
     float *ln1_w, *ln1_b;        /* [C] */
-    float *qkv_w, *qkv_b;        /* [C,3C], [3C] */
+    float *qkv_w, *qkv_b;        /* [C,3C], [3C] (GPT-2) */
     float *proj_w, *proj_b;      /* [C,C], [C] */
     float *ln2_w, *ln2_b;        /* [C] */
-    float *fc_w, *fc_b;          /* [C,4C], [4C] */
-    float *fcproj_w, *fcproj_b;  /* [4C,C], [C] */
+    float *fc_w, *fc_b;          /* [C,I], [I] */
+    float *gate_w;               /* [C,I] (SwiGLU only) */
+    float *fcproj_w, *fcproj_b;  /* [I,C], [C] */
 } gpt_layer_ptrs;
 
 /* Saved activations of one forward pass at (B,T), needed by backward. All device, [B*T, ...]. */
@@ -74,8 +130,8 @@ typedef struct {
     float *att_saved; /* [L, kern_attention_saved_floats] */
     float *res2;      /* [L, BT, C]   x + attn */
     float *ln2, *ln2_mean, *ln2_rstd;
-    float *fch;       /* [L, BT, 4C]  pre-GELU */
-    float *fch_gelu;  /* [L, BT, 4C] */
+    float *fch;       /* [L, BT, I]   pre-GELU */
+    float *fch_gelu;  /* [L, BT, I] */
     float *lnf, *lnf_mean, *lnf_rstd;   /* [BT, C], [BT], [BT]: the trunk's output h */
     int32_t *tokens;  /* [BT] device copy of the inputs */
 } gpt_acts;
@@ -83,6 +139,8 @@ typedef struct {
 typedef struct gpt_model {
     gpt_config cfg;
     gpt_param *table; size_t n_table;
+    int   *role_at;               /* [(L+1) * GPT_NROLES]: table index of (role, layer), -1 if absent;
+                                     row 0 = model-level roles, row l+1 = layer l */
     size_t num_params;            /* floats in params */
     float *params;                /* device [num_params] */
     float *grads;                 /* device [num_params], NULL until gpt_alloc_grads */
@@ -92,16 +150,26 @@ typedef struct gpt_model {
     size_t acts_cap_bt;           /* B*T the buffers hold */
     size_t acts_cap_saved;        /* floats per layer in acts.att_saved (depends on B and T, not only B*T) */
     size_t B, T;                  /* shape of the last forward */
-    float *scratch;               /* backward scratch, sized with the acts: [9 * acts_cap_bt * C] */
+    float *scratch;               /* backward scratch, sized with the acts: [(C + 2 max(I, 3C)) * acts_cap_bt] */
 } gpt_model;
 
-/* Builds the table and allocates params (zero). Aborts only on OOM; the config must be valid. */
+/* Builds the table and allocates params (zero). Aborts only on OOM; the config must pass gpt_config_validate. */
 gpt_model *gpt_create(const gpt_config *cfg);
+/* The table alone (params NULL, nothing allocated on the device) for any config passing gpt_config_check_dims,
+ * including architectures this build cannot run: sizes a model, checks a checkpoint's shapes before committing
+ * memory. Free with gpt_free. */
+gpt_model *gpt_create_table(const gpt_config *cfg);
 void gpt_free(gpt_model *m);
 /* GPT-2 init: N(0, 0.02) weights, c_proj weights N(0, 0.02/sqrt(2L)), zero biases, LN weight 1. */
 void gpt_init_random(gpt_model *m, uint64_t seed);
 const gpt_param *gpt_find_param(const gpt_model *m, const char *name);   /* NULL if absent */
 float *gpt_param_ptr(gpt_model *m, const char *name);                    /* device pointer or NULL */
+/* The tensor playing `role` (GPT_ROLE_*) in `layer` (-1 for model-level roles), or NULL if this architecture
+ * has none (e.g. biases off, wpe with RoPE, score without a score head). GPT_ROLE_LM_HEAD of a tied model is
+ * the token embedding's entry. O(1). Aborts on a role or layer out of range. */
+const gpt_param *gpt_param_role(const gpt_model *m, int role, int layer);
+/* base (params or grads, may be NULL) + the role's offset; NULL if base is NULL or the role is absent. */
+float *gpt_role_ptr(float *base, const gpt_model *m, int role, int layer);
 gpt_layer_ptrs gpt_layer(float *base, const gpt_model *m, int l);         /* base = params or grads */
 void gpt_alloc_grads(gpt_model *m);
 void gpt_zero_grads(gpt_model *m);
@@ -113,9 +181,10 @@ int  gpt_check_tokens(const gpt_model *m, const int32_t *tokens, size_t B, size_
 /* Runs the trunk on host tokens [B,T] (validated by the caller). Result: gpt_hidden(m), [B*T, C] device. */
 void gpt_forward(gpt_model *m, const int32_t *tokens, size_t B, size_t T);
 const float *gpt_hidden(const gpt_model *m);
-/* LM head on N rows of hidden states: logits [N,V] = h [N,C] @ wte^T. */
+/* LM head on N rows of hidden states: logits [N,V] = h [N,C] @ W^T, W = gpt_param_role(m, GPT_ROLE_LM_HEAD, -1)
+ * (wte when tied). */
 void gpt_lm_head_fwd(gpt_model *m, float *logits, const float *h, size_t N);
-/* dh [N,C] += dlogits @ wte;  dwte += dlogits^T @ h (if the embed group is trainable). */
+/* dh [N,C] += dlogits @ W;  dW += dlogits^T @ h (if W's group is trainable: embed when tied, final untied). */
 void gpt_lm_head_bwd(gpt_model *m, float *dh, const float *dlogits, const float *h, size_t N);
 /* Scalar head: r [N] = h [N,C] . score.weight.  Requires cfg.score_head. */
 void gpt_score_head_fwd(gpt_model *m, float *r, const float *h, size_t N);
@@ -158,8 +227,8 @@ void st_writer_free(st_writer *w);
 
 /* ---------------------------------------------------------------- checkpoints */
 /* A checkpoint directory: config.json (HF GPT2Config, plus a "gptkit" object with our extras) and
- * model.safetensors (HF GPT-2 names with "transformer." prefix; lm_head tied and absent; score.weight
- * at top level). `tokenizer` (may be NULL) is recorded in config.json so later stages find it.
+ * model.safetensors (HF GPT-2 names with "transformer." prefix; lm_head absent when tied, top-level
+ * lm_head.weight when untied (tie_word_embeddings false); score.weight at top level). `tokenizer` (may be NULL) is recorded in config.json so later stages find it.
  * HF loads it with GPT2LMHeadModel.from_pretrained (GPT2ForSequenceClassification with a score head).
  * Full description: docs/formats.md. */
 int gpt_save(const gpt_model *m, const char *dir, const char *tokenizer, gk_err *err);

@@ -3,8 +3,55 @@
 #define GK_MODEL_INTERNAL_H
 #include "model/model.h"
 
-/* gpt_create without the parameter buffer (params NULL): lets gpt_load check every tensor's shape against
- * the file before committing memory to a config.json that may claim a model far larger than the file. */
-gpt_model *gpt_create_table(const gpt_config *cfg);
 void gpt_alloc_params(gpt_model *m);   /* zero-filled; no-op if already allocated */
+
+/* ---------------------------------------------------------------- the block (block.c)
+ * One transformer layer, written once, for the training forward (and its backward) and the KV-cache
+ * prefill/decode. The caller picks the activation buffers and an attention mode; the layer math, the op
+ * sequence and therefore the floats are the same for both (only attention and, for few rows, the matmul
+ * kernel differ, as they must). */
+
+/* How a block call attends and multiplies. */
+typedef struct {
+    int    cached;        /* 0: causal attention within each of B sequences of T rows (training; saves for
+                           *    backward into att_saved). 1: T new rows per sequence attend over a KV cache. */
+    size_t B, T;          /* rows R = B*T */
+    float *att_saved;     /* full: kern_attention_saved_floats(B, T, C, NH) floats, filled for the backward */
+    float *kc, *vc;       /* cached: this layer's cache [S, NH, max_len, hs] */
+    const size_t *slots, *pos;   /* cached, host [B]: sequence b's slot and its cached length before the call */
+    size_t max_len;       /* cached: rows per slot */
+    int    skinny;        /* 1: R <= KERN_SKINNY_MAX_N uses the weight-streaming decode matmul (inference only) */
+} gpt_attn_mode;
+
+/* One layer's activations over R rows. In the training path every buffer is distinct and kept for backward;
+ * the KV path reuses one-layer scratch, so ln1/ln2 (and their mean/rstd) may alias and xo may alias x. */
+typedef struct {
+    float *x;                           /* [R,C]  residual stream entering the layer (read) */
+    float *ln1, *ln1_mean, *ln1_rstd;   /* [R,C], [R], [R] */
+    float *qkv;                         /* [R,3C] */
+    float *atty;                        /* [R,C]  attention output before c_proj */
+    float *res2;                        /* [R,C]  x + attn */
+    float *ln2, *ln2_mean, *ln2_rstd;   /* [R,C], [R], [R] */
+    float *fch, *fch_gelu;              /* [R,I]  pre- and post-activation */
+    float *xo;                          /* [R,C]  the layer's output */
+} gpt_block_acts;
+
+/* Backward scratch for one layer over R rows (device; contents are not kept between layers). */
+typedef struct {
+    float *dres;    /* [R,C]  gradient of the residual stream: in, the layer output's; out, its input's */
+    float *dsmall;  /* [R,C] */
+    float *dbig1;   /* [R, max(I, 3C)] */
+    float *dbig2;   /* [R, max(I, 3C)] */
+} gpt_block_grads;
+
+/* x -> xo through one layer with weights w. */
+void gpt_block_forward(const gpt_config *c, const gpt_layer_ptrs *w, const gpt_block_acts *a, const gpt_attn_mode *am);
+/* Backward of a full-attention gpt_block_forward with the same acts: accumulates into the non-NULL fields of g
+ * (all NULL when the blocks are frozen); d.dres becomes the gradient at the layer's input, or is left partial
+ * when need_input is 0 (nothing below wants it, so the last LayerNorm's input gradient is skipped). */
+void gpt_block_backward(const gpt_config *c, const gpt_layer_ptrs *w, const gpt_layer_ptrs *g, const gpt_block_acts *a,
+                        const gpt_attn_mode *am, const gpt_block_grads *d, int need_input);
+/* The configured norm (LayerNorm today) over R rows: out, mean, rstd [R,C], [R], [R]. Used by ln_f too. */
+void gpt_norm_fwd(const gpt_config *c, float *out, float *mean, float *rstd, const float *inp, const float *w,
+                  const float *b, size_t R);
 #endif
