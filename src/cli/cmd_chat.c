@@ -116,14 +116,7 @@ int cmd_chat(int argc, char **argv) {
         else if (cli_is(f, "-p", "--prompt")) question = cli_str(&a, f);
         else if (cli_is(f, "--system")) system = cli_str(&a, f);
         else if (cli_is(f, "--max-new")) { long v = cli_long(&a, f); if (v < 1) cli_usage_error(&a, "--max-new must be >= 1"); s.o.max_new = (size_t)v; }
-        else if (cli_is(f, "--temperature")) { s.o.samp.temperature = (float)cli_double(&a, f); temp_set = 1; }
-        else if (cli_is(f, "--top-k")) s.o.samp.top_k = (int)cli_long(&a, f);
-        else if (cli_is(f, "--top-p")) s.o.samp.top_p = (float)cli_double(&a, f);
-        else if (cli_is(f, "--min-p")) s.o.samp.min_p = (float)cli_double(&a, f);
-        else if (cli_is(f, "--repetition-penalty")) s.o.samp.repetition_penalty = (float)cli_double(&a, f);
-        else if (cli_is(f, "--frequency-penalty")) s.o.samp.frequency_penalty = (float)cli_double(&a, f);
-        else if (cli_is(f, "--presence-penalty")) s.o.samp.presence_penalty = (float)cli_double(&a, f);
-        else if (cli_is(f, "--seed")) s.o.samp.seed = (uint64_t)cli_long(&a, f);
+        else if (cli_sampling_flag(&a, f, &s.o.samp)) temp_set |= cli_is(f, "--temperature");
         else if (cli_is(f, "-q", "--quiet")) gk_verbose = 0;
         else cli_unknown(&a, f);
     }
@@ -137,7 +130,7 @@ int cmd_chat(int argc, char **argv) {
     chat_conv c = {0};
     s.m = gpt_load(model_dir, &tok_rec, &err);
     if (!s.m) goto fail;
-    if (infer_load_tokenizer(model_dir, tok_rec, tok_path, 1, &s.tok, &err)) goto fail;
+    if (tok_load_recorded(model_dir, tok_rec, tok_path, 1, &s.tok, &err)) goto fail;
     if (chat_specials_resolve(s.tok, (size_t)s.m->cfg.vocab_size, &s.sp, &err)) goto fail;
     s.e = engine_new(s.m, s.tok, 1, 0);
     s.o.cancel = &g_cancel;
