@@ -75,6 +75,15 @@
     { .type = TRAIN_OPT_BOOL, .flag = "--json", .key = "json", .off = offsetof(S, json), \
       .help = "one JSON object per step on stdout instead of the progress line" }
 
+/* What the gradient-descent stages (pretrain, sft, rm, dpo) share: the schedule, AdamW, seed and precision;
+ * then their output block: --out, --val-every, --save-every, --stop-at, --json. */
+#define OPT_OPTIM(S, d_lr, d_warmup, d_shape, d_frac, d_wd) \
+    OPT_SCHED(S, d_lr, d_warmup, d_shape, d_frac), OPT_ADAMW(S, d_wd), OPT_SEED(S), OPT_PRECISION(S)
+#define OPT_OUTPUT_BLOCK(S, d_out, mv, h, d_val, d_save) \
+    OPT_SECTION("output:"), \
+    OPT_STR_(S, "--out", "out", out, d_out, ST, mv, h), \
+    OPT_VAL_EVERY(S, d_val), OPT_OUTPUT(S, d_save)
+
 #define TABLE(name, stage, S, arr) \
     const train_opt_table name = { stage, arr, sizeof arr / sizeof arr[0], sizeof(S) }
 
@@ -98,7 +107,6 @@ static const train_opt PRETRAIN[] = {
     OPT_STR_(pretrain_opts, "--init", "init_dir", init_dir, NULL, ST | TRAIN_OPT_FRESH, "DIR",
              "continue from a checkpoint with a fresh optimizer"),
     OPT_RESUME(pretrain_opts, "OUT"),
-    OPT_SEED(pretrain_opts),
     OPT_SECTION("data:"),
     OPT_STR_(pretrain_opts, "--data", "data", data, NULL, ST, "GLOB", "training shards, e.g. 'shards/train_*.bin'"),
     OPT_STR_(pretrain_opts, "--val", "val", val, NULL, ST, "SHARD", "validation shard (val loss every --val-every steps)"),
@@ -112,10 +120,8 @@ static const train_opt PRETRAIN[] = {
     OPT_LONG(pretrain_opts, "--total-batch", "total_batch", total_batch, 0, 0, ST | PI, "N",
              "tokens per optimizer step (gradient accumulation; 0 = B*T)"),
     OPT_SECTION("optimisation:"),
-    OPT_PRECISION(pretrain_opts),
     OPT_LONG(pretrain_opts, "--steps", "steps", steps, 1000, 0, ST | PI, "K", "optimizer steps in total"),
-    OPT_SCHED(pretrain_opts, 6e-4, 100, "cosine", 0.1),
-    OPT_ADAMW(pretrain_opts, 0.1),
+    OPT_OPTIM(pretrain_opts, 6e-4, 100, "cosine", 0.1, 0.1),
     OPT_SECTION("output:"),
     OPT_STR_(pretrain_opts, "--out", "out", out, "out/pretrain", ST, "OUT", "checkpoint directory (created)"),
     OPT_STR_(pretrain_opts, "--tokenizer", "tokenizer", tokenizer, NULL, ST, "PATH", "tokenizer to record in the checkpoint"),
@@ -147,14 +153,8 @@ static const train_opt SFT[] = {
     { .type = TRAIN_OPT_LONG, .flag = "--epochs", .key = "epochs", .off = offsetof(sft_opts, epochs), .def = 3, .min = 0,
       .max = BIG, .flags = ST | PI, .clears = "steps", .metavar = "N", .help = "passes over the data, unless --steps is given" },
     OPT_LONG(sft_opts, "--steps", "steps", steps, 0, 0, ST | PI, "K", "optimizer steps in total (0 = --epochs)"),
-    OPT_SCHED(sft_opts, 1e-4, 10, "cosine", 0.1),
-    OPT_ADAMW(sft_opts, 0.0),
-    OPT_SEED(sft_opts),
-    OPT_PRECISION(sft_opts),
-    OPT_SECTION("output:"),
-    OPT_STR_(sft_opts, "--out", "out", out, "out/sft", ST, "DIR", "checkpoint directory (created)"),
-    OPT_VAL_EVERY(sft_opts, 0),
-    OPT_OUTPUT(sft_opts, 0),
+    OPT_OPTIM(sft_opts, 1e-4, 10, "cosine", 0.1, 0.0),
+    OPT_OUTPUT_BLOCK(sft_opts, "out/sft", "DIR", "checkpoint directory (created)", 0, 0),
 };
 TABLE(train_opts_sft, "sft", sft_opts, SFT);
 
@@ -179,15 +179,9 @@ static const train_opt RM[] = {
     OPT_NUM_(rm_opts, TRAIN_OPT_LONG, "--batch", "-b", "batch", NULL, batch, 8, 1, BIG, ST | PI, "N", "preference lines per step"),
     OPT_LONG(rm_opts, "--epochs", "epochs", epochs, 1, 0, ST | PI, "N", "passes over the data"),
     OPT_LONG(rm_opts, "--steps", "steps", steps, 0, 0, ST | PI, "K", "exact step count instead (0 = --epochs)"),
-    OPT_SCHED(rm_opts, 1e-4, 10, "linear", 0.1),
-    OPT_ADAMW(rm_opts, 0.0),
-    OPT_SEED(rm_opts),
-    OPT_PRECISION(rm_opts),
-    OPT_SECTION("output:"),
-    OPT_STR_(rm_opts, "--out", "out", out, "out/rm", ST, "DIR",
-             "reward model checkpoint (+ reward.json, metrics.jsonl, resume state)"),
-    OPT_VAL_EVERY(rm_opts, 0),
-    OPT_OUTPUT(rm_opts, 0),
+    OPT_OPTIM(rm_opts, 1e-4, 10, "linear", 0.1, 0.0),
+    OPT_OUTPUT_BLOCK(rm_opts, "out/rm", "DIR",
+                     "reward model checkpoint (+ reward.json, metrics.jsonl, resume state)", 0, 0),
 };
 TABLE(train_opts_rm, "rm", rm_opts, RM);
 
@@ -252,14 +246,8 @@ static const train_opt DPO[] = {
     OPT_NUM_(dpo_opts, TRAIN_OPT_LONG, "--batch", "-b", "batch", NULL, batch, 8, 1, BIG, ST | PI, "N", "preference lines per step"),
     OPT_LONG(dpo_opts, "--epochs", "epochs", epochs, 1, 0, ST | PI, "N", "passes over the data"),
     OPT_LONG(dpo_opts, "--steps", "steps", steps, 0, 0, ST | PI, "K", "optimizer steps (0 = --epochs)"),
-    OPT_SCHED(dpo_opts, 1e-5, 10, "linear", 0.1),
-    OPT_ADAMW(dpo_opts, 0.0),
-    OPT_SEED(dpo_opts),
-    OPT_PRECISION(dpo_opts),
-    OPT_SECTION("output:"),
-    OPT_STR_(dpo_opts, "--out", "out", out, "out/dpo", ST, "OUT", "checkpoint directory (created)"),
-    OPT_VAL_EVERY(dpo_opts, 0),
-    OPT_OUTPUT(dpo_opts, 0),
+    OPT_OPTIM(dpo_opts, 1e-5, 10, "linear", 0.1, 0.0),
+    OPT_OUTPUT_BLOCK(dpo_opts, "out/dpo", "OUT", "checkpoint directory (created)", 0, 0),
 };
 TABLE(train_opts_dpo, "dpo", dpo_opts, DPO);
 
