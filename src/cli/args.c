@@ -1,7 +1,6 @@
 /* args.c: the shared argument parser for subcommands (see cli.h). */
 #include "cli/cli.h"
 #include "core/core.h"
-#include "optim/optim.h"
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,33 +62,15 @@ int cli_not_yet(const char *cmd, const char *what) {
     return 2;
 }
 
-int cli_train_flag(cli_args *a, const char *f, const cli_train_flags *t) {
-    lr_schedule *sc = t->sched;
-    adamw_config *op = t->opt;
-    if (sc && cli_is(f, "--lr")) sc->lr = (float)cli_double(a, f);
-    else if (sc && cli_is(f, "--warmup")) sc->warmup = cli_long(a, f);
-    else if (sc && cli_is(f, "--schedule")) {
-        const char *s = cli_str(a, f);
-        if (lr_shape_parse(s, &sc->shape)) cli_usage_error(a, "--schedule must be constant, cosine or linear, got '%s'", s);
-    }
-    else if (sc && cli_is(f, "--final-lr-frac")) sc->final_frac = (float)cli_double(a, f);
-    else if (op && cli_is(f, "--weight-decay")) op->weight_decay = (float)cli_double(a, f);
-    else if (op && cli_is(f, "--grad-clip")) op->grad_clip = (float)cli_double(a, f);
-    else if (op && cli_is(f, "--beta1")) op->beta1 = (float)cli_double(a, f);
-    else if (op && cli_is(f, "--beta2")) op->beta2 = (float)cli_double(a, f);
-    else if (op && cli_is(f, "--eps")) op->eps = (float)cli_double(a, f);
-    else if (t->seed && cli_is(f, "--seed")) *t->seed = (uint64_t)cli_long(a, f);
-    else if (t->val_every && cli_is(f, "--val-every")) *t->val_every = cli_long(a, f);
-    else if (t->save_every && cli_is(f, "--save-every")) *t->save_every = cli_long(a, f);
-    else if (t->stop_at && cli_is(f, "--stop-at")) *t->stop_at = cli_long(a, f);
-    else if (t->json && cli_is(f, "--json")) *t->json = 1;
-    else if (t->bf16 && cli_is(f, "--precision")) {
-        const char *s = cli_str(a, f);
-        if (!strcmp(s, "fp32")) *t->bf16 = 0;
-        else if (!strcmp(s, "bf16")) *t->bf16 = 1;
-        else cli_usage_error(a, "--precision must be fp32 or bf16, got '%s'", s);
-    }
-    else if (cli_is(f, "-q", "--quiet")) gk_verbose = 0;
+int cli_sampling_flag(cli_args *a, const char *f, infer_sampling *s) {
+    if (cli_is(f, "--temperature")) s->temperature = (float)cli_double(a, f);
+    else if (cli_is(f, "--top-k")) s->top_k = (int)cli_long(a, f);
+    else if (cli_is(f, "--top-p")) s->top_p = (float)cli_double(a, f);
+    else if (cli_is(f, "--min-p")) s->min_p = (float)cli_double(a, f);
+    else if (cli_is(f, "--repetition-penalty")) s->repetition_penalty = (float)cli_double(a, f);
+    else if (cli_is(f, "--frequency-penalty")) s->frequency_penalty = (float)cli_double(a, f);
+    else if (cli_is(f, "--presence-penalty")) s->presence_penalty = (float)cli_double(a, f);
+    else if (cli_is(f, "--seed")) s->seed = (uint64_t)cli_long(a, f);
     else return 0;
     return 1;
 }

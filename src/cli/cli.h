@@ -5,6 +5,8 @@
 #define GK_CLI_H
 #include <stddef.h>
 #include <stdint.h>
+#include "infer/infer.h"
+#include "train/train.h"
 
 int cmd_pretrain(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
@@ -51,19 +53,18 @@ void   cli_usage_error(cli_args *a, const char *fmt, ...) __attribute__((noretur
 int    cli_strs(cli_args *a, const char *flag, const char ***out);
 #endif
 
-/* Flags every training stage shares: --lr --warmup --schedule --final-lr-frac (sched), --weight-decay
- * --grad-clip --beta1 --beta2 --eps (opt), --seed, --val-every, --save-every, --stop-at, --json, -q,
- * --precision fp32|bf16 (bf16).
- * Pointers may be NULL for what a stage lacks (that flag is then unknown to it). Returns 1 if f was one. */
-typedef struct {
-    void *sched;          /* lr_schedule * */
-    void *opt;            /* adamw_config * */
-    uint64_t *seed;
-    long *val_every, *save_every, *stop_at;
-    int  *json;
-    int  *bf16;           /* --precision */
-} cli_train_flags;
-int cli_train_flag(cli_args *a, const char *f, const cli_train_flags *t);
+/* A training command's options from its stage's table (train.h): parses the flags (each value checked against
+ * the table's type and range), and with --resume DIR takes the options stored in DIR's resume state as the
+ * base, re-applies the flags given (so `--resume OUT --steps 2000` extends a run), sets --out to DIR, and
+ * checks the result. head is the command's usage lines and description; --help prints it followed by the
+ * table's options with their defaults. -q/--quiet is accepted by every training command. Exits 2 on a usage
+ * error; returns 0, or 1 after printing why the resume state could not be read. */
+int cli_train_opts(const train_opt_table *t, void *o, int argc, char **argv, const char *head);
+
+
+/* The sampling flags sample and chat share: --temperature --top-k --top-p --min-p --repetition-penalty
+ * --frequency-penalty --presence-penalty --seed (infer_sampling_validate checks them). Returns 1 if f was one. */
+int cli_sampling_flag(cli_args *a, const char *f, infer_sampling *s);
 
 /* A subcommand whose issue has not landed yet: says so and exits 2. */
 int cli_not_yet(const char *cmd, const char *what);

@@ -3,6 +3,7 @@
 #include "cli/cli.h"
 #include "core/core.h"
 #include "data/data.h"
+#include "eval/eval.h"
 #include "infer/infer.h"
 
 #include <signal.h>
@@ -51,21 +52,18 @@ static int stream_out(void *ctx, size_t seq, int32_t id, const char *text, size_
 }
 
 typedef struct {
-    gpt_model *m;
-    tok_tokenizer *tok;
-    chat_specials sp;
-    engine *e;
+    eval_model em;             /* model, tokenizer, chat specials, a one-sequence engine */
     engine_gen_opts o;
 } chat_session;
 
 /* Renders conv with a generation prompt; drops the oldest non-system turns while it does not fit with room
  * for a reply. Returns 0, or -1 if even the last message alone does not fit. */
 static int render_fitting(chat_session *s, chat_conv *c, chat_tokens *r, int *dropped, gk_err *err) {
-    size_t ctx = engine_max_len(s->e), room = s->o.max_new < ctx / 2 ? s->o.max_new : ctx / 2;
+    size_t ctx = engine_max_len(s->em.e), room = s->o.max_new < ctx / 2 ? s->o.max_new : ctx / 2;
     *dropped = 0;
     for (;;) {
         r->n = 0;
-        chat_render(s->tok, &s->sp, c, 1, r);
+        chat_render(s->em.tok, &s->em.sp, c, 1, r);
         if (r->n + room <= ctx) return 0;
         /* first non-system message, and every tool/assistant continuation glued to it */
         size_t k = 0;
@@ -91,7 +89,7 @@ static int reply(chat_session *s, chat_conv *c, int *interrupted, gk_err *err) {
     if (dropped) gk_log("(dropped the %d oldest exchange%s to fit the context)\n", dropped, dropped > 1 ? "s" : "");
     engine_seq q;
     g_cancel = 0; g_generating = 1;
-    int rc = engine_generate(s->e, r.ids, r.n, 1, &s->o, &q, err);
+    int rc = engine_generate(s->em.e, r.ids, r.n, 1, &s->o, &q, err);
     g_generating = 0;
     chat_tokens_free(&r);
     if (rc) return -1;
@@ -116,14 +114,7 @@ int cmd_chat(int argc, char **argv) {
         else if (cli_is(f, "-p", "--prompt")) question = cli_str(&a, f);
         else if (cli_is(f, "--system")) system = cli_str(&a, f);
         else if (cli_is(f, "--max-new")) { long v = cli_long(&a, f); if (v < 1) cli_usage_error(&a, "--max-new must be >= 1"); s.o.max_new = (size_t)v; }
-        else if (cli_is(f, "--temperature")) { s.o.samp.temperature = (float)cli_double(&a, f); temp_set = 1; }
-        else if (cli_is(f, "--top-k")) s.o.samp.top_k = (int)cli_long(&a, f);
-        else if (cli_is(f, "--top-p")) s.o.samp.top_p = (float)cli_double(&a, f);
-        else if (cli_is(f, "--min-p")) s.o.samp.min_p = (float)cli_double(&a, f);
-        else if (cli_is(f, "--repetition-penalty")) s.o.samp.repetition_penalty = (float)cli_double(&a, f);
-        else if (cli_is(f, "--frequency-penalty")) s.o.samp.frequency_penalty = (float)cli_double(&a, f);
-        else if (cli_is(f, "--presence-penalty")) s.o.samp.presence_penalty = (float)cli_double(&a, f);
-        else if (cli_is(f, "--seed")) s.o.samp.seed = (uint64_t)cli_long(&a, f);
+        else if (cli_sampling_flag(&a, f, &s.o.samp)) temp_set |= cli_is(f, "--temperature");
         else if (cli_is(f, "-q", "--quiet")) gk_verbose = 0;
         else cli_unknown(&a, f);
     }
@@ -132,14 +123,9 @@ int cmd_chat(int argc, char **argv) {
     gk_err err;
     if (infer_sampling_validate(&s.o.samp, &err)) cli_usage_error(&a, "%s", err.msg);
 
-    char *tok_rec = NULL;
     int rc = 1;
     chat_conv c = {0};
-    s.m = gpt_load(model_dir, &tok_rec, &err);
-    if (!s.m) goto fail;
-    if (infer_load_tokenizer(model_dir, tok_rec, tok_path, 1, &s.tok, &err)) goto fail;
-    if (chat_specials_resolve(s.tok, (size_t)s.m->cfg.vocab_size, &s.sp, &err)) goto fail;
-    s.e = engine_new(s.m, s.tok, 1, 0);
+    if (eval_model_open(&s.em, model_dir, tok_path, 1, 1, 1, &err)) goto fail;
     s.o.cancel = &g_cancel;
     s.o.on_token = stream_out;
     if (system) chat_conv_add(&c, CHAT_SYSTEM, system);
@@ -162,7 +148,7 @@ int cmd_chat(int argc, char **argv) {
     sigaction(SIGINT, &sa, NULL);
     int tty = isatty(STDIN_FILENO);
     if (tty) fprintf(stderr, "gptkit chat: %s (%d layers, width %d). /reset, /system TEXT, /temp X, /quit; Ctrl-C stops a reply.\n",
-                     model_dir, s.m->cfg.n_layer, s.m->cfg.n_embd);
+                     model_dir, s.em.m->cfg.n_layer, s.em.m->cfg.n_embd);
     char *line = NULL; size_t cap = 0;
     for (;;) {
         if (tty) { printf("you> "); fflush(stdout); }
@@ -215,9 +201,6 @@ int cmd_chat(int argc, char **argv) {
 fail:
     if (rc) fprintf(stderr, "gptkit chat: %s\n", err.msg);
     chat_conv_free(&c);
-    engine_free(s.e);
-    tok_free(s.tok);
-    gpt_free(s.m);
-    free(tok_rec);
+    eval_model_close(&s.em);
     return rc;
 }

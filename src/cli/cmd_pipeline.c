@@ -10,6 +10,7 @@
 #include "cli/pipeline_internal.h"
 #include "core/core.h"
 #include "data/data.h"
+#include "eval/eval.h"
 #include "infer/infer.h"
 #include "kern/kern.h"
 #include "model/model.h"
@@ -24,7 +25,8 @@
 /* ---------------------------------------------------------------- configuration */
 
 typedef enum { K_LONG, K_DOUBLE, K_STR } ktype;
-/* K_STR: cap = the field's size; choices = the allowed values (NULL-terminated), or NULL for any text */
+/* The pipeline's own keys (the training stages' keys come from their option tables, see STAGE_OPTS).
+ * K_STR: cap = the field's size; choices = the allowed values (NULL-terminated), or NULL for any text */
 typedef struct { const char *key; ktype type; size_t off; const char *help; size_t cap; const char *const *choices; } kspec;
 #define L(k, f, h) { k, K_LONG, offsetof(pipe_cfg, f), h, 0, NULL }
 #define D(k, f, h) { k, K_DOUBLE, offsetof(pipe_cfg, f), h, 0, NULL }
@@ -40,23 +42,8 @@ static const kspec KEYS[] = {
     L("data.prefs", n_prefs, "preference lines (pairs and rankings)"), L("data.prefs_val", n_prefs_val, "held-out preference lines"),
     D("data.pref_arith", pref_arith, "share of arithmetic prompts kept in the preference data"),
     L("data.prompts", n_prompts, "RL prompts"), L("data.eval", n_eval, "evaluation tasks (held out)"),
-    L("model.n_layer", n_layer, "transformer blocks"), L("model.n_head", n_head, "attention heads"),
-    L("model.n_embd", n_embd, "width"), L("model.n_ctx", n_ctx, "context length"),
-    L("pretrain.batch", pt_batch, "sequences per step"), L("pretrain.seq_len", pt_seq, "tokens per sequence"),
-    L("pretrain.steps", pt_steps, "optimizer steps"), L("pretrain.warmup", pt_warmup, "warmup steps"),
-    L("pretrain.val_every", pt_val_every, "validation interval"), D("pretrain.lr", pt_lr, "peak learning rate"),
-    L("sft.batch", sft_batch, "conversations per step"), L("sft.epochs", sft_epochs, "epochs (when steps = 0)"),
-    L("sft.steps", sft_steps, "optimizer steps (0 = epochs)"), D("sft.lr", sft_lr, "peak learning rate"),
-    L("rm.batch", rm_batch, "preference lines per step"), L("rm.epochs", rm_epochs, "epochs"), D("rm.lr", rm_lr, "learning rate"),
-    L("ppo.iters", ppo_iters, "PPO iterations"), L("ppo.prompts", ppo_prompts, "prompts per rollout batch"),
-    L("ppo.samples", ppo_samples, "responses per prompt"), L("ppo.max_new", ppo_max_new, "response token limit"),
-    L("ppo.epochs", ppo_epochs, "passes over each rollout batch"), L("ppo.minibatch", ppo_minibatch, "rollouts per minibatch"),
-    D("ppo.lr", ppo_lr, "policy learning rate"), D("ppo.beta", ppo_beta, "initial KL coefficient"),
-    D("ppo.kl_target", ppo_kl_target, "adaptive KL target (nats per response; 0 = fixed beta)"),
-    L("ppo.kl_horizon", ppo_kl_horizon, "adaptive KL controller horizon (rollouts)"),
-    L("dpo.batch", dpo_batch, "preference lines per step"), L("dpo.epochs", dpo_epochs, "epochs"),
-    L("dpo.steps", dpo_steps, "optimizer steps (0 = epochs)"),
-    D("dpo.lr", dpo_lr, "learning rate"), D("dpo.beta", dpo_beta, "DPO beta"),
+};
+static const kspec EVAL_KEYS[] = {
     L("eval.tasks", eval_tasks, "held-out tasks per model"), L("eval.fewshot_k", fewshot_k, "examples in the base model's prompt"),
     L("eval.div_prompts", div_prompts, "prompts for the diversity measurement"),
     L("eval.div_samples", div_samples, "samples per prompt for diversity"),
@@ -67,6 +54,15 @@ static const kspec KEYS[] = {
 #undef D
 #undef S
 #define NKEYS (sizeof KEYS / sizeof KEYS[0])
+#define NEVAL_KEYS (sizeof EVAL_KEYS / sizeof EVAL_KEYS[0])
+
+/* the training stages' options inside pipe_cfg, keyed by their tables */
+static const struct { const train_opt_table *t; size_t off; } STAGE_OPTS[] = {
+    { &train_opts_pretrain, offsetof(pipe_cfg, pt) }, { &train_opts_sft, offsetof(pipe_cfg, sft) },
+    { &train_opts_rm, offsetof(pipe_cfg, rm) }, { &train_opts_ppo, offsetof(pipe_cfg, ppo) },
+    { &train_opts_dpo, offsetof(pipe_cfg, dpo) },
+};
+#define NSTAGE_OPTS (sizeof STAGE_OPTS / sizeof STAGE_OPTS[0])
 
 void pipe_cfg_default(pipe_cfg *c) {
     memset(c, 0, sizeof *c);
@@ -75,13 +71,20 @@ void pipe_cfg_default(pipe_cfg *c) {
     snprintf(c->precision, sizeof c->precision, "fp32");
     c->vocab_size = 2048; c->val_fraction = 0.02;
     c->n_sft = 6000; c->n_sft_val = 300; c->n_prefs = 6000; c->n_prefs_val = 300; c->n_prompts = 1000; c->n_eval = 200; c->pref_arith = 0.1;
-    c->n_layer = 4; c->n_head = 4; c->n_embd = 192; c->n_ctx = 256;
-    c->pt_batch = 16; c->pt_seq = 128; c->pt_steps = 600; c->pt_warmup = 30; c->pt_val_every = 100; c->pt_lr = 2e-3;
-    c->sft_batch = 16; c->sft_epochs = 2; c->sft_steps = 0; c->sft_lr = 1e-3;
-    c->rm_batch = 16; c->rm_epochs = 2; c->rm_lr = 5e-4;
-    c->ppo_iters = 40; c->ppo_prompts = 16; c->ppo_samples = 4; c->ppo_max_new = 24; c->ppo_epochs = 2; c->ppo_minibatch = 16;
-    c->ppo_lr = 3e-5; c->ppo_beta = 0.1; c->ppo_kl_target = 6.0; c->ppo_kl_horizon = 1000;
-    c->dpo_batch = 16; c->dpo_epochs = 1; c->dpo_steps = 200; c->dpo_lr = 5e-5; c->dpo_beta = 0.1;
+    for (size_t i = 0; i < NSTAGE_OPTS; i++) train_opts_default(STAGE_OPTS[i].t, (char *)c + STAGE_OPTS[i].off);
+    /* the demo: a small model the stages train in minutes on CPU */
+    pretrain_opts *pt = &c->pt;
+    pt->model_name = NULL;
+    pt->n_layer = 4; pt->n_head = 4; pt->n_embd = 192; pt->n_ctx = 256;
+    pt->B = 16; pt->T = 128; pt->steps = 600; pt->sched.warmup = 30; pt->val_every = 100; pt->sched.lr = (float)2e-3;
+    pt->val_batches = 10; pt->save_every = 100;
+    c->sft.B = 16; c->sft.epochs = 2; c->sft.steps = 0; c->sft.sched.lr = (float)1e-3; c->sft.save_every = 100;
+    c->rm.batch = 16; c->rm.epochs = 2; c->rm.sched.lr = (float)5e-4;
+    ppo_opts *po = &c->ppo;
+    po->iters = 40; po->batch_prompts = 16; po->samples = 4; po->max_new = 24; po->ppo_epochs = 2; po->minibatch = 16;
+    po->lr = (float)3e-5; po->beta = (float)0.1; po->kl_target = (float)6.0; po->kl_horizon = 1000;
+    po->sample_every = 10; po->save_every = 10;
+    c->dpo.batch = 16; c->dpo.epochs = 1; c->dpo.steps = 200; c->dpo.sched.lr = (float)5e-5; c->dpo.beta = (float)0.1;
     c->eval_tasks = 200; c->fewshot_k = 3; c->div_prompts = 16; c->div_samples = 8; c->compare_n = 100; c->max_new = 24;
 }
 
@@ -90,6 +93,37 @@ static char *trim(char *s) {
     char *e = s + strlen(s);
     while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r' || e[-1] == '\n')) *--e = 0;
     return s;
+}
+
+static const kspec *find_key(const char *k) {
+    for (size_t i = 0; i < NKEYS; i++) if (!strcmp(KEYS[i].key, k)) return &KEYS[i];
+    for (size_t i = 0; i < NEVAL_KEYS; i++) if (!strcmp(EVAL_KEYS[i].key, k)) return &EVAL_KEYS[i];
+    return NULL;
+}
+
+/* One pipeline key's value into c; the message (without file:line) into err. */
+static int set_key(pipe_cfg *c, const kspec *ks, const char *v, gk_err *err) {
+    char *base = (char *)c + ks->off;
+    if (ks->type == K_STR) {
+        if (strlen(v) >= ks->cap) return gk_errf(err, "value too long");
+        int ok = !ks->choices;
+        char allowed[128] = "";
+        for (const char *const *ch = ks->choices; ch && *ch; ch++) {
+            ok |= !strcmp(v, *ch);
+            snprintf(allowed + strlen(allowed), sizeof allowed - strlen(allowed), "%s%s", ch == ks->choices ? "" : " or ", *ch);
+        }
+        if (!ok) return gk_errf(err, "expected %s, got '%s'", allowed, v);
+        strcpy(base, v);
+    } else if (ks->type == K_LONG) {
+        long x;
+        if (gk_parse_long(v, &x) || x < 0) return gk_errf(err, "expected a non-negative integer, got '%s'", v);
+        *(long *)base = x;
+    } else {
+        double x;
+        if (gk_parse_double(v, &x) || x < 0) return gk_errf(err, "expected a non-negative number, got '%s'", v);
+        *(double *)base = x;
+    }
+    return 0;
 }
 
 int pipe_cfg_load(pipe_cfg *c, const char *path, gk_err *err) {
@@ -106,43 +140,44 @@ int pipe_cfg_load(pipe_cfg *c, const char *path, gk_err *err) {
         char *k = trim(s), *v = trim(eq + 1);
         char *hash = strstr(v, " #");
         if (hash) { *hash = 0; v = trim(v); }
-        const kspec *ks = NULL;
-        for (size_t i = 0; i < NKEYS; i++) if (!strcmp(KEYS[i].key, k)) ks = &KEYS[i];
-        if (!ks) { rc = gk_errf(err, "%s:%zu: unknown key '%s' (see docs/pipeline.md for the list)", path, no, k); break; }
-        char *base = (char *)c + ks->off;
-        if (ks->type == K_STR) {
-            if (strlen(v) >= ks->cap) { rc = gk_errf(err, "%s:%zu: %s: value too long", path, no, k); break; }
-            int ok = !ks->choices;
-            char allowed[128] = "";
-            for (const char *const *ch = ks->choices; ch && *ch; ch++) {
-                ok |= !strcmp(v, *ch);
-                snprintf(allowed + strlen(allowed), sizeof allowed - strlen(allowed), "%s%s", ch == ks->choices ? "" : " or ", *ch);
-            }
-            if (!ok) { rc = gk_errf(err, "%s:%zu: %s: expected %s, got '%s'", path, no, k, allowed, v); break; }
-            strcpy(base, v);
-        } else if (ks->type == K_LONG) {
-            long x;
-            if (gk_parse_long(v, &x) || x < 0) { rc = gk_errf(err, "%s:%zu: %s: expected a non-negative integer, got '%s'", path, no, k, v); break; }
-            *(long *)base = x;
-        } else {
-            double x;
-            if (gk_parse_double(v, &x) || x < 0) { rc = gk_errf(err, "%s:%zu: %s: expected a non-negative number, got '%s'", path, no, k, v); break; }
-            *(double *)base = x;
+        gk_err e;
+        const kspec *ks = find_key(k);
+        int found = ks != NULL, bad = ks ? set_key(c, ks, v, &e) : 0;
+        for (size_t i = 0; !found && i < NSTAGE_OPTS; i++) {
+            const train_opt *d = train_opt_by_pipe_key(STAGE_OPTS[i].t, k);
+            if (d) { found = 1; bad = train_opt_set(d, (char *)c + STAGE_OPTS[i].off, v, &e); }
         }
+        if (!found) rc = gk_errf(err, "%s:%zu: unknown key '%s' (see docs/pipeline.md for the list)", path, no, k);
+        else if (bad) rc = gk_errf(err, "%s:%zu: %s: %s", path, no, k, e.msg);
     }
     gk_lines_close(&r);
     return rc;
 }
 
-void pipe_cfg_write(const pipe_cfg *c, FILE *f) {
-    for (size_t i = 0; i < NKEYS; i++) {
-        const char *base = (const char *)c + KEYS[i].off;
-        fprintf(f, "%-24s = ", KEYS[i].key);
-        if (KEYS[i].type == K_STR) fprintf(f, "%s", base);
-        else if (KEYS[i].type == K_LONG) fprintf(f, "%ld", *(const long *)base);
+static void write_keys(const pipe_cfg *c, const kspec *keys, size_t n, FILE *f) {
+    for (size_t i = 0; i < n; i++) {
+        const char *base = (const char *)c + keys[i].off;
+        fprintf(f, "%-24s = ", keys[i].key);
+        if (keys[i].type == K_STR) fprintf(f, "%s", base);
+        else if (keys[i].type == K_LONG) fprintf(f, "%ld", *(const long *)base);
         else fprintf(f, "%g", *(const double *)base);
-        fprintf(f, "   # %s\n", KEYS[i].help);
+        fprintf(f, "   # %s\n", keys[i].help);
     }
+}
+
+void pipe_cfg_write(const pipe_cfg *c, FILE *f) {
+    write_keys(c, KEYS, NKEYS, f);
+    char key[128], val[128];
+    for (size_t i = 0; i < NSTAGE_OPTS; i++) {
+        const train_opt_table *t = STAGE_OPTS[i].t;
+        for (size_t k = 0; k < t->n; k++) {
+            if (!(t->opts[k].flags & TRAIN_OPT_PIPE)) continue;
+            train_opt_pipe_key(t, &t->opts[k], key, sizeof key);
+            train_opt_format(&t->opts[k], (const char *)c + STAGE_OPTS[i].off, val, sizeof val);
+            fprintf(f, "%-24s = %s   # %s\n", key, val, t->opts[k].help);
+        }
+    }
+    write_keys(c, EVAL_KEYS, NEVAL_KEYS, f);
 }
 
 /* ---------------------------------------------------------------- stage bookkeeping */
@@ -168,13 +203,6 @@ static int stage_done(const pipe_cfg *c, const char *stage, cJSON *j, double sec
     int rc = gk_write_file_atomic(p, s, strlen(s), err);
     cJSON_free(s); cJSON_Delete(j); free(p);
     return rc;
-}
-
-static int exists_in_run(const pipe_cfg *c, const char *rel) {
-    char *p = run_path(c, rel);
-    int e = gk_file_exists(p);
-    free(p);
-    return e;
 }
 
 /* ---------------------------------------------------------------- stages */
@@ -264,45 +292,54 @@ static int st_data(ctx *x, cJSON *j, gk_err *err) {
 /* precision = bf16: the training stages' matmuls in bfloat16 (PPO, eval and generation stay fp32) */
 static int cfg_bf16(const pipe_cfg *c) { return !strcmp(c->precision, "bf16"); }
 
+/* dir, when an interrupted run of the stage left its resume state there (the stage then continues it) */
+static const char *saved_state(const char *stage, const char *dir) {
+    char *p = gk_path_join(dir, "train_state.safetensors");
+    int e = gk_file_exists(p);
+    free(p);
+    if (e) gk_log("pipeline: resuming %s from %s\n", stage, dir);
+    return e ? dir : NULL;
+}
+
+/* What every training stage of the run shares: the run's seed, its output directory, resuming. */
+#define STAGE_RUN(o, c, stage, dir) \
+    do { (o).seed = (uint64_t)(c)->seed; (o).out = (dir); (o).resume_dir = saved_state(stage, dir); } while (0)
+
+/* An interrupted stage fails (so the run stops) with a message saying how to continue. */
+static int interrupted(const char *what, gk_err *err) {
+    return gk_errf(err, "interrupted during %s (rerun to resume)", what);
+}
+
+/* The numbers a stage achieved, into its stages/<stage>.json: keys[i] = vals[i]. */
+static void put_numbers(cJSON *j, const char *const *keys, const double *vals, size_t n) {
+    for (size_t i = 0; i < n; i++) cJSON_AddNumberToObject(j, keys[i], vals[i]);
+}
+#define PUT_NUMBERS(j, keys, ...) put_numbers(j, keys, (const double[]){ __VA_ARGS__ }, sizeof keys / sizeof keys[0])
+
 static int st_pretrain(ctx *x, cJSON *j, gk_err *err) {
     const pipe_cfg *c = x->c;
-    pretrain_opts o;
-    pretrain_opts_default(&o);
+    pretrain_opts o = c->pt;
     tok_tokenizer *tk = tok_load(x->p_tok, err);   /* the vocabulary size now, bits per byte at the end */
     if (!tk) return -1;
     o.vocab_size = (int)tok_vocab_size(tk);
-    o.model_name = NULL;
-    o.n_layer = (int)c->n_layer; o.n_head = (int)c->n_head; o.n_embd = (int)c->n_embd; o.n_ctx = (int)c->n_ctx;
     /* recorded in every checkpoint of the run: absolute, so the models load from any directory */
     char *tok_abs = realpath(x->p_tok, NULL);
     o.tokenizer = tok_abs ? tok_abs : x->p_tok;
     char *tr = gk_path_join(x->p_shards, "train_*.bin");
     char *va = gk_path_join(x->p_shards, "val_000000.bin");
     o.data = tr; o.val = va;
-    o.B = c->pt_batch; o.T = c->pt_seq; o.steps = c->pt_steps;
-    o.sched.lr = (float)c->pt_lr; o.sched.warmup = c->pt_warmup; o.sched.shape = LR_COSINE; o.sched.final_frac = 0.1f;
-    o.seed = (uint64_t)c->seed;
     o.bf16 = cfg_bf16(c);
-    o.out = x->p_base;
-    o.val_every = c->pt_val_every; o.val_batches = 10; o.save_every = 100;
-    if (exists_in_run(c, "base/train_state.safetensors")) { o.resume_dir = x->p_base; gk_log("pipeline: resuming pretrain from %s\n", x->p_base); }
+    STAGE_RUN(o, c, "pretrain", x->p_base);
     pretrain_result r;
     int rc = train_pretrain(&o, &r, err);
-    if (rc == 0 && r.interrupted) rc = gk_errf(err, "interrupted during pretraining (rerun to resume)");
+    if (rc == 0 && r.interrupted) rc = interrupted("pretraining", err);
     if (rc == 0) {
-        cJSON_AddNumberToObject(j, "final_loss", r.final_loss);
-        cJSON_AddNumberToObject(j, "val_loss", r.val_loss);
-        cJSON_AddNumberToObject(j, "tokens", r.tokens);
-        cJSON_AddNumberToObject(j, "train_seconds", r.seconds);
-        cJSON_AddNumberToObject(j, "peak_rss_mb", r.peak_rss_mb);
+        static const char *const K[] = { "final_loss", "val_loss", "tokens", "train_seconds", "peak_rss_mb" };
+        PUT_NUMBERS(j, K, r.final_loss, r.val_loss, r.tokens, r.seconds, r.peak_rss_mb);
         /* bits per byte of the val shard: val loss (nats/token) / ln 2 * tokens / bytes */
-        data_shard s;
-        if (data_shard_open(&s, va, err) == 0) {
-            size_t bytes = 0;
-            for (size_t i = 0; i < s.ntok; i++) bytes += tok_text_len(tk, (int32_t)data_shard_token(&s, i));
-            if (bytes) cJSON_AddNumberToObject(j, "val_bpb", r.val_loss / log(2.0) * (double)s.ntok / (double)bytes);
-            data_shard_close(&s);
-        }
+        size_t ntok, bytes;
+        if (eval_shard_bytes(va, tk, &ntok, &bytes, err) == 0 && bytes)
+            cJSON_AddNumberToObject(j, "val_bpb", r.val_loss / log(2.0) * (double)ntok / (double)bytes);
     }
     tok_free(tk);
     free(tr); free(va); free(tok_abs);
@@ -311,27 +348,19 @@ static int st_pretrain(ctx *x, cJSON *j, gk_err *err) {
 
 static int st_sft(ctx *x, cJSON *j, gk_err *err) {
     const pipe_cfg *c = x->c;
-    sft_opts o;
-    sft_opts_default(&o);
+    sft_opts o = c->sft;
     o.init_dir = x->p_base;
     char *tr = gk_path_join(x->p_data, "sft_train.jsonl"), *va = gk_path_join(x->p_data, "sft_val.jsonl");
     o.data = tr; o.val = va;
-    o.B = c->sft_batch; o.epochs = c->sft_epochs; o.steps = c->sft_steps;
-    o.sched.lr = (float)c->sft_lr;
-    o.seed = (uint64_t)c->seed;
     o.bf16 = cfg_bf16(c);
-    o.out = x->p_sft;
-    o.save_every = 100;
-    if (exists_in_run(c, "sft/train_state.safetensors")) { o.resume_dir = x->p_sft; o.init_dir = NULL; gk_log("pipeline: resuming sft from %s\n", x->p_sft); }
+    STAGE_RUN(o, c, "sft", x->p_sft);
+    if (o.resume_dir) o.init_dir = NULL;
     sft_result r;
     int rc = train_sft(&o, &r, err);
-    if (rc == 0 && r.interrupted) rc = gk_errf(err, "interrupted during SFT (rerun to resume)");
+    if (rc == 0 && r.interrupted) rc = interrupted("SFT", err);
     if (rc == 0) {
-        cJSON_AddNumberToObject(j, "final_loss", r.final_loss);
-        cJSON_AddNumberToObject(j, "val_loss", r.val_loss);
-        cJSON_AddNumberToObject(j, "steps", (double)r.steps_done);
-        cJSON_AddNumberToObject(j, "conversations", (double)r.n_train);
-        cJSON_AddNumberToObject(j, "train_seconds", r.seconds);
+        static const char *const K[] = { "final_loss", "val_loss", "steps", "conversations", "train_seconds" };
+        PUT_NUMBERS(j, K, r.final_loss, r.val_loss, (double)r.steps_done, (double)r.n_train, r.seconds);
     }
     free(tr); free(va);
     return rc;
@@ -339,29 +368,22 @@ static int st_sft(ctx *x, cJSON *j, gk_err *err) {
 
 static int st_rm(ctx *x, cJSON *j, gk_err *err) {
     const pipe_cfg *c = x->c;
-    rm_opts o;
-    rm_opts_default(&o);
+    rm_opts o = c->rm;
     o.init_dir = x->p_sft;
     char *tr = gk_path_join(x->p_data, "prefs_train.jsonl"), *va = gk_path_join(x->p_data, "prefs_val.jsonl");
     char *nz = gk_path_join(x->p_data, "sft_val.jsonl");
     o.data = tr; o.val = va; o.normalize = nz;
-    o.batch = c->rm_batch; o.epochs = c->rm_epochs; o.sched.lr = (float)c->rm_lr;
-    o.seed = (uint64_t)c->seed;
     o.bf16 = cfg_bf16(c);
-    o.out = x->p_rm;
-    if (exists_in_run(c, "rm/train_state.safetensors")) { o.resume_dir = x->p_rm; o.init_dir = NULL; gk_log("pipeline: resuming rm from %s\n", x->p_rm); }
+    STAGE_RUN(o, c, "rm", x->p_rm);
+    if (o.resume_dir) o.init_dir = NULL;
     rm_result r;
     int rc = train_rm(&o, &r, err);
-    if (rc == 0 && r.interrupted) rc = gk_errf(err, "interrupted during reward-model training (rerun to resume)");
+    if (rc == 0 && r.interrupted) rc = interrupted("reward-model training", err);
     if (rc == 0) {
-        cJSON_AddNumberToObject(j, "final_loss", r.final_loss);
-        cJSON_AddNumberToObject(j, "val_acc", r.val_acc);
-        cJSON_AddNumberToObject(j, "val_loss", r.val_loss);
-        cJSON_AddNumberToObject(j, "val_margin", r.val_margin);
-        cJSON_AddNumberToObject(j, "pairs", (double)r.pairs);
-        cJSON_AddNumberToObject(j, "val_pairs", (double)r.val_pairs);
-        cJSON_AddNumberToObject(j, "offset", r.offset);
-        cJSON_AddNumberToObject(j, "train_seconds", r.seconds);
+        static const char *const K[] = { "final_loss", "val_acc", "val_loss", "val_margin", "pairs", "val_pairs",
+                                         "offset", "train_seconds" };
+        PUT_NUMBERS(j, K, r.final_loss, r.val_acc, r.val_loss, r.val_margin, (double)r.pairs, (double)r.val_pairs,
+                    r.offset, r.seconds);
     }
     free(tr); free(va); free(nz);
     return rc;
@@ -369,31 +391,22 @@ static int st_rm(ctx *x, cJSON *j, gk_err *err) {
 
 static int st_ppo(ctx *x, cJSON *j, gk_err *err) {
     const pipe_cfg *c = x->c;
-    ppo_opts o;
-    ppo_opts_default(&o);
+    ppo_opts o = c->ppo;
     o.policy_dir = x->p_sft; o.reward_dir = x->p_rm;
     char *pr = gk_path_join(x->p_data, "prompts.jsonl");
     o.prompts = pr;
-    o.out = x->p_ppo;
-    o.iters = c->ppo_iters; o.batch_prompts = c->ppo_prompts; o.samples = c->ppo_samples; o.max_new = c->ppo_max_new;
-    o.ppo_epochs = c->ppo_epochs; o.minibatch = c->ppo_minibatch;
-    o.lr = (float)c->ppo_lr; o.beta = (float)c->ppo_beta; o.kl_target = (float)c->ppo_kl_target;
-    if (c->ppo_kl_horizon > 0) o.kl_horizon = c->ppo_kl_horizon;
-    o.seed = (uint64_t)c->seed;
-    o.sample_every = 10;
-    o.save_every = 10;
-    if (exists_in_run(c, "ppo/train_state.safetensors")) { o.resume_dir = x->p_ppo; gk_log("pipeline: resuming ppo from %s\n", x->p_ppo); }
+    STAGE_RUN(o, c, "ppo", x->p_ppo);
     ppo_result r;
     memset(&r, 0, sizeof r);
     int rc = train_ppo(&o, &r, err);
-    if (rc == 0 && r.interrupted) rc = gk_errf(err, "interrupted during PPO (rerun to resume)");
+    if (rc == 0 && r.interrupted) rc = interrupted("PPO", err);
     if (rc == 0 && r.iters_done > 0) {
         cJSON *sc = cJSON_AddArrayToObject(j, "score"), *kl = cJSON_AddArrayToObject(j, "kl");
         for (long i = 0; i < r.iters_done; i++) {
             cJSON_AddItemToArray(sc, cJSON_CreateNumber(r.log[i].score));
             cJSON_AddItemToArray(kl, cJSON_CreateNumber(r.log[i].kl));
         }
-        cJSON_AddNumberToObject(j, "kl_target", c->ppo_kl_target);
+        cJSON_AddNumberToObject(j, "kl_target", c->ppo.kl_target);
         cJSON_AddNumberToObject(j, "train_seconds", r.seconds);
     }
     ppo_result_free(&r);
@@ -403,24 +416,18 @@ static int st_ppo(ctx *x, cJSON *j, gk_err *err) {
 
 static int st_dpo(ctx *x, cJSON *j, gk_err *err) {
     const pipe_cfg *c = x->c;
-    dpo_opts o;
-    dpo_opts_default(&o);
+    dpo_opts o = c->dpo;
     o.policy_dir = x->p_sft;
     char *tr = gk_path_join(x->p_data, "prefs_train.jsonl"), *va = gk_path_join(x->p_data, "prefs_val.jsonl");
     o.data = tr; o.val = va;
-    o.batch = c->dpo_batch; o.epochs = c->dpo_epochs; o.steps = c->dpo_steps; o.sched.lr = (float)c->dpo_lr; o.beta = (float)c->dpo_beta;
-    o.seed = (uint64_t)c->seed;
     o.bf16 = cfg_bf16(c);
-    o.out = x->p_dpo;
-    if (exists_in_run(c, "dpo/train_state.safetensors")) { o.resume_dir = x->p_dpo; gk_log("pipeline: resuming dpo from %s\n", x->p_dpo); }
+    STAGE_RUN(o, c, "dpo", x->p_dpo);
     dpo_result r;
     int rc = train_dpo(&o, &r, err);
-    if (rc == 0 && r.interrupted) rc = gk_errf(err, "interrupted during DPO (rerun to resume)");
+    if (rc == 0 && r.interrupted) rc = interrupted("DPO", err);
     if (rc == 0) {
-        cJSON_AddNumberToObject(j, "final_loss", r.final_loss);
-        cJSON_AddNumberToObject(j, "val_acc", r.val_acc);
-        cJSON_AddNumberToObject(j, "val_margin", r.val_margin);
-        cJSON_AddNumberToObject(j, "train_seconds", r.seconds);
+        static const char *const K[] = { "final_loss", "val_acc", "val_margin", "train_seconds" };
+        PUT_NUMBERS(j, K, r.final_loss, r.val_acc, r.val_margin, r.seconds);
     }
     free(tr); free(va);
     return rc;
@@ -428,154 +435,52 @@ static int st_dpo(ctx *x, cJSON *j, gk_err *err) {
 
 /* ---------------------------------------------------------------- evaluation */
 
-/* Answers every task with one model: greedy, up to max_new tokens. Chat models get the conversation
- * rendered with the generation prompt; the base model gets a few-shot prompt and answers up to a newline. */
-typedef struct { double acc, format_rate, concise_rate, mean_len; long n; } task_stats;
-
-/* A checkpoint ready to answer: model, its recorded tokenizer with the chat specials, an engine. */
-typedef struct { gpt_model *m; tok_tokenizer *tok; chat_specials sp; engine *e; } chat_model;
-
-static void chat_model_close(chat_model *cm) {
-    engine_free(cm->e); tok_free(cm->tok); gpt_free(cm->m);
-    memset(cm, 0, sizeof *cm);
-}
-
-static int chat_model_open(chat_model *cm, const char *dir, size_t max_seqs, gk_err *err) {
-    memset(cm, 0, sizeof *cm);
-    char *rec = NULL;
-    cm->m = gpt_load(dir, &rec, err);
-    if (!cm->m) return -1;
-    int rc = infer_load_tokenizer(dir, rec, NULL, 1, &cm->tok, err);
-    free(rec);
-    if (rc == 0) rc = chat_specials_resolve(cm->tok, (size_t)cm->m->cfg.vocab_size, &cm->sp, err);
-    if (rc == 0) cm->e = engine_new(cm->m, cm->tok, max_seqs, 0);
-    if (rc) chat_model_close(cm);
-    return rc;
-}
-
-static int eval_model(const pipe_cfg *c, chat_model *cm, int base, const demo_task *tasks, long nt,
-                      task_stats *ts, cJSON *samples, gk_err *err) {
-    gpt_model *m = cm->m; tok_tokenizer *tok = cm->tok; engine *e = cm->e;
-    const chat_specials sp = cm->sp;
-    int rc = 0;
-    memset(ts, 0, sizeof *ts);
-    double len_sum = 0;
-    int shown_ok = 0, shown_bad = 0;   /* sample conversations: two right and two wrong answers if there are */
-    for (long i = 0; rc == 0 && i < nt; i++) {
-        const demo_task *t = &tasks[i];
-        tok_ids ids = {0};
-        if (base) {
-            char *p = demo_fewshot_prompt(t, (int)c->fewshot_k, (uint64_t)c->seed + (uint64_t)i);
-            tok_encode(tok, p, strlen(p), 0, &ids);
-            free(p);
-        } else {
-            chat_conv cv = {0};
-            if (t->system[0]) chat_conv_add(&cv, CHAT_SYSTEM, t->system);
-            chat_conv_add(&cv, CHAT_USER, t->user);
-            chat_tokens ct = {0};
-            chat_render(tok, &sp, &cv, 1, &ct);
-            for (size_t k = 0; k < ct.n; k++) tok_ids_push(&ids, ct.ids[k]);
-            chat_tokens_free(&ct); chat_conv_free(&cv);
-        }
-        /* keep the prompt inside the context, leaving room for the answer */
-        size_t room = (size_t)m->cfg.n_ctx - (size_t)c->max_new;
-        const int32_t *pp = ids.ids; size_t pn = ids.n;
-        if (pn > room) { pp += pn - room; pn = room; }
-        engine_gen_opts go;
-        engine_gen_opts_default(&go);
-        go.max_new = (size_t)c->max_new;
-        go.samp.temperature = 0;
-        const char *nl[1] = { "\n" };
-        if (base) { go.stop_strs = nl; go.n_stop_strs = 1; }
-        engine_seq s;
-        memset(&s, 0, sizeof s);
-        if (engine_generate(e, pp, pn, 1, &go, &s, err)) { tok_ids_free(&ids); rc = -1; break; }
-        const char *text = s.text ? s.text : "";
-        while (*text == ' ') text++;
-        int ok = demo_check_answer(t->check, t->answer, text) == 1;
-        demo_verdict v;
-        memset(&v, 0, sizeof v);
-        demo_judge(t->check, t->answer, text, &v);
-        ts->acc += ok; ts->format_rate += v.follows_format; ts->concise_rate += v.concise;
-        len_sum += (double)s.n;
-        ts->n++;
-        if (samples && (ok ? shown_ok < 2 : shown_bad < 2)) {
-            if (ok) shown_ok++; else shown_bad++;
-            cJSON *o = cJSON_CreateObject();
-            if (t->system[0]) cJSON_AddStringToObject(o, "system", t->system);
-            cJSON_AddStringToObject(o, "user", t->user);
-            cJSON_AddStringToObject(o, "reply", text);
-            cJSON_AddStringToObject(o, "expected", t->answer);
-            cJSON_AddBoolToObject(o, "correct", ok);
-            cJSON_AddItemToArray(samples, o);
-        }
-        engine_seq_free(&s);
-        tok_ids_free(&ids);
+/* One model's task accuracy (and, for a chat model, the diversity of its samples) into o. */
+static int eval_one(const pipe_cfg *c, const char *dir, int base, const demo_task *tasks, long nt, cJSON *o, gk_err *err) {
+    eval_model em;
+    size_t S = (size_t)(c->div_samples > 1 ? c->div_samples : 1);
+    if (eval_model_open(&em, dir, NULL, 1, 1, S, err)) return -1;
+    eval_task_stats ts;
+    cJSON *samples = cJSON_AddArrayToObject(o, "samples");
+    int rc = eval_tasks(&em, base, tasks, nt, (int)c->fewshot_k, (uint64_t)c->seed, (size_t)c->max_new, &ts, samples, err);
+    if (rc == 0) {
+        cJSON_AddNumberToObject(o, "accuracy", ts.acc);
+        cJSON_AddNumberToObject(o, "format_rate", ts.format_rate);
+        cJSON_AddNumberToObject(o, "concise_rate", ts.concise_rate);
+        cJSON_AddNumberToObject(o, "mean_tokens", ts.mean_len);
+        cJSON_AddNumberToObject(o, "tasks", (double)ts.n);
     }
-    if (ts->n) { ts->acc /= ts->n; ts->format_rate /= ts->n; ts->concise_rate /= ts->n; ts->mean_len = len_sum / ts->n; }
-    return rc;
-}
-
-/* Output diversity: for each of P prompts, S samples at temperature 1. distinct-n = unique n-grams / all
- * n-grams over a prompt's samples (averaged over prompts); entropy = mean over sampled tokens of -log p,
- * an unbiased estimate of the per-token entropy of the policy's sampling distribution. */
-typedef struct { double distinct1, distinct2, entropy; } div_stats;
-
-static int cmp_u64(const void *a, const void *b) {
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
-static size_t count_unique(uint64_t *v, size_t n) {
-    if (!n) return 0;
-    qsort(v, n, sizeof *v, cmp_u64);
-    size_t u = 1;
-    for (size_t i = 1; i < n; i++) u += v[i] != v[i - 1];
-    return u;
-}
-
-static int eval_diversity(const pipe_cfg *c, chat_model *cm, const demo_task *tasks, long nt, div_stats *ds, gk_err *err) {
-    tok_tokenizer *tok = cm->tok; engine *e = cm->e;
-    const chat_specials sp = cm->sp;
-    int rc = 0;
-    size_t S = (size_t)(c->div_samples > 0 ? c->div_samples : 1);
-    memset(ds, 0, sizeof *ds);
-    long np = 0; double ent_sum = 0; size_t ent_n = 0;
-    engine_seq *seqs = gk_calloc(S, sizeof *seqs);
-    for (long i = 0; rc == 0 && i < nt && i < c->div_prompts; i++) {
-        chat_conv cv = {0};
-        if (tasks[i].system[0]) chat_conv_add(&cv, CHAT_SYSTEM, tasks[i].system);
-        chat_conv_add(&cv, CHAT_USER, tasks[i].user);
-        chat_tokens ct = {0};
-        chat_render(tok, &sp, &cv, 1, &ct);
-        chat_conv_free(&cv);
-        engine_gen_opts go;
-        engine_gen_opts_default(&go);
-        go.max_new = (size_t)c->max_new;
-        go.samp.temperature = 1;
-        go.samp.seed = (uint64_t)c->seed + (uint64_t)i;
-        if (engine_generate(e, ct.ids, ct.n, S, &go, seqs, err)) { chat_tokens_free(&ct); rc = -1; break; }
-        chat_tokens_free(&ct);
-        size_t tot = 0;
-        for (size_t s = 0; s < S; s++) tot += seqs[s].n;
-        uint64_t *u1 = gk_malloc((tot + 1) * sizeof *u1), *u2 = gk_malloc((tot + 1) * sizeof *u2);
-        size_t n1 = 0, n2 = 0;
-        for (size_t s = 0; s < S; s++) {
-            for (size_t k = 0; k < seqs[s].n; k++) {
-                u1[n1++] = (uint64_t)(uint32_t)seqs[s].ids[k];
-                if (k) u2[n2++] = ((uint64_t)(uint32_t)seqs[s].ids[k - 1] << 32) | (uint32_t)seqs[s].ids[k];
-                ent_sum += -seqs[s].logprob[k]; ent_n++;
-            }
-            engine_seq_free(&seqs[s]);
-        }
-        if (n1) ds->distinct1 += (double)count_unique(u1, n1) / (double)n1;
-        if (n2) ds->distinct2 += (double)count_unique(u2, n2) / (double)n2;
-        free(u1); free(u2);
-        np++;
+    eval_div_stats ds;
+    if (rc == 0 && !base) {
+        size_t D = (size_t)(c->div_samples > 0 ? c->div_samples : 1);
+        rc = eval_diversity(&em, tasks, nt, c->div_prompts, D, (size_t)c->max_new, (uint64_t)c->seed, &ds, err);
     }
-    free(seqs);
-    if (np) { ds->distinct1 /= np; ds->distinct2 /= np; }
-    ds->entropy = ent_n ? ent_sum / (double)ent_n : NAN;
+    if (rc == 0 && !base) {
+        cJSON_AddNumberToObject(o, "distinct1", ds.distinct1);
+        cJSON_AddNumberToObject(o, "distinct2", ds.distinct2);
+        cJSON_AddNumberToObject(o, "entropy", ds.entropy);
+    }
+    eval_model_close(&em);
     return rc;
+}
+
+/* Win rate of a model over the SFT model by the reward model, into o. */
+static int win_rate(ctx *x, const char *name, const char *dir, const char *prompts, cJSON *o, gk_err *err) {
+    const pipe_cfg *c = x->c;
+    compare_opts co;
+    compare_opts_default(&co);
+    co.a_dir = dir; co.b_dir = x->p_sft; co.rm_dir = x->p_rm; co.prompts = prompts;
+    co.n = c->compare_n; co.max_new = c->max_new; co.seed = (uint64_t)c->seed;
+    compare_result cr;
+    gk_log("pipeline: comparing %s with sft by the reward model on %ld prompts\n", name, c->compare_n);
+    if (rlhf_compare(&co, &cr, err)) return -1;
+    cJSON_AddNumberToObject(o, "win_rate", cr.win_rate);
+    cJSON_AddNumberToObject(o, "ci_lo", cr.ci_lo);
+    cJSON_AddNumberToObject(o, "ci_hi", cr.ci_hi);
+    cJSON_AddNumberToObject(o, "n", (double)cr.n);
+    cJSON_AddNumberToObject(o, "mean_score", cr.mean_a);
+    cJSON_AddNumberToObject(o, "mean_score_sft", cr.mean_b);
+    return 0;
 }
 
 static int st_eval(ctx *x, cJSON *j, gk_err *err) {
@@ -592,45 +497,12 @@ static int st_eval(ctx *x, cJSON *j, gk_err *err) {
     int rc = 0;
     for (size_t mi = 0; rc == 0 && mi < 4; mi++) {
         gk_log("pipeline: evaluating %s on %ld held-out tasks\n", models[mi].name, nt);
-        task_stats ts; div_stats ds;
-        cJSON *o = cJSON_AddObjectToObject(acc, models[mi].name);
-        cJSON *samples = cJSON_AddArrayToObject(o, "samples");
-        chat_model cm;
-        if (chat_model_open(&cm, models[mi].dir, (size_t)(c->div_samples > 1 ? c->div_samples : 1), err)) { rc = -1; break; }
-        if (eval_model(c, &cm, models[mi].base, tasks, nt, &ts, samples, err)) { chat_model_close(&cm); rc = -1; break; }
-        cJSON_AddNumberToObject(o, "accuracy", ts.acc);
-        cJSON_AddNumberToObject(o, "format_rate", ts.format_rate);
-        cJSON_AddNumberToObject(o, "concise_rate", ts.concise_rate);
-        cJSON_AddNumberToObject(o, "mean_tokens", ts.mean_len);
-        cJSON_AddNumberToObject(o, "tasks", (double)ts.n);
-        if (!models[mi].base) {
-            if (eval_diversity(c, &cm, tasks, nt, &ds, err)) { chat_model_close(&cm); rc = -1; break; }
-            cJSON_AddNumberToObject(o, "distinct1", ds.distinct1);
-            cJSON_AddNumberToObject(o, "distinct2", ds.distinct2);
-            cJSON_AddNumberToObject(o, "entropy", ds.entropy);
-        }
-        chat_model_close(&cm);
+        rc = eval_one(c, models[mi].dir, models[mi].base, tasks, nt, cJSON_AddObjectToObject(acc, models[mi].name), err);
     }
     /* reward-model win rates against the SFT model */
-    const char *vs[2] = { "ppo", "dpo" };
-    const char *vdir[2] = { x->p_ppo, x->p_dpo };
     cJSON *wr = cJSON_AddObjectToObject(j, "win_rate_vs_sft");
-    for (int k = 0; rc == 0 && k < 2; k++) {
-        compare_opts co;
-        compare_opts_default(&co);
-        co.a_dir = vdir[k]; co.b_dir = x->p_sft; co.rm_dir = x->p_rm; co.prompts = ev;
-        co.n = c->compare_n; co.max_new = c->max_new; co.seed = (uint64_t)c->seed;
-        compare_result cr;
-        gk_log("pipeline: comparing %s with sft by the reward model on %ld prompts\n", vs[k], c->compare_n);
-        if (rlhf_compare(&co, &cr, err)) { rc = -1; break; }
-        cJSON *o = cJSON_AddObjectToObject(wr, vs[k]);
-        cJSON_AddNumberToObject(o, "win_rate", cr.win_rate);
-        cJSON_AddNumberToObject(o, "ci_lo", cr.ci_lo);
-        cJSON_AddNumberToObject(o, "ci_hi", cr.ci_hi);
-        cJSON_AddNumberToObject(o, "n", (double)cr.n);
-        cJSON_AddNumberToObject(o, "mean_score", cr.mean_a);
-        cJSON_AddNumberToObject(o, "mean_score_sft", cr.mean_b);
-    }
+    if (rc == 0) rc = win_rate(x, "ppo", x->p_ppo, ev, cJSON_AddObjectToObject(wr, "ppo"), err);
+    if (rc == 0) rc = win_rate(x, "dpo", x->p_dpo, ev, cJSON_AddObjectToObject(wr, "dpo"), err);
     free(tasks);
     free(ev);
     return rc;
@@ -670,12 +542,12 @@ static const struct { const char *name; stage_fn fn; const char *what; } STAGES[
 static void fast_config(pipe_cfg *c) {
     c->vocab_size = 512;
     c->n_sft = 600; c->n_sft_val = 50; c->n_prefs = 300; c->n_prefs_val = 50; c->n_prompts = 100; c->n_eval = 40;
-    c->n_layer = 2; c->n_head = 2; c->n_embd = 64; c->n_ctx = 128;
-    c->pt_batch = 8; c->pt_seq = 64; c->pt_steps = 40; c->pt_warmup = 5; c->pt_val_every = 20;
-    c->sft_epochs = 1; c->sft_batch = 16;
-    c->rm_epochs = 1; c->rm_batch = 16;
-    c->ppo_iters = 3; c->ppo_prompts = 4; c->ppo_samples = 2; c->ppo_max_new = 12;
-    c->dpo_epochs = 1;
+    c->pt.n_layer = 2; c->pt.n_head = 2; c->pt.n_embd = 64; c->pt.n_ctx = 128;
+    c->pt.B = 8; c->pt.T = 64; c->pt.steps = 40; c->pt.sched.warmup = 5; c->pt.val_every = 20;
+    c->sft.epochs = 1; c->sft.B = 16;
+    c->rm.epochs = 1; c->rm.batch = 16;
+    c->ppo.iters = 3; c->ppo.batch_prompts = 4; c->ppo.samples = 2; c->ppo.max_new = 12;
+    c->dpo.epochs = 1;
     c->eval_tasks = 20; c->div_prompts = 4; c->div_samples = 4; c->compare_n = 10; c->max_new = 12;
 }
 

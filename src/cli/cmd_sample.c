@@ -73,14 +73,7 @@ int cmd_sample(int argc, char **argv) {
         else if (cli_is(f, "--prompt")) prompt = cli_str(&a, f);
         else if (cli_is(f, "--prompt-ids")) prompt_ids = cli_str(&a, f);
         else if (cli_is(f, "--max-new")) { long v = cli_long(&a, f); if (v < 1) cli_usage_error(&a, "--max-new must be >= 1"); o.max_new = (size_t)v; }
-        else if (cli_is(f, "--temperature")) o.samp.temperature = (float)cli_double(&a, f);
-        else if (cli_is(f, "--top-k")) o.samp.top_k = (int)cli_long(&a, f);
-        else if (cli_is(f, "--top-p")) o.samp.top_p = (float)cli_double(&a, f);
-        else if (cli_is(f, "--min-p")) o.samp.min_p = (float)cli_double(&a, f);
-        else if (cli_is(f, "--repetition-penalty")) o.samp.repetition_penalty = (float)cli_double(&a, f);
-        else if (cli_is(f, "--frequency-penalty")) o.samp.frequency_penalty = (float)cli_double(&a, f);
-        else if (cli_is(f, "--presence-penalty")) o.samp.presence_penalty = (float)cli_double(&a, f);
-        else if (cli_is(f, "--seed")) o.samp.seed = (uint64_t)cli_long(&a, f);
+        else if (cli_sampling_flag(&a, f, &o.samp)) {}
         else if (cli_is(f, "--num-samples", "-n")) { nsamp = cli_long(&a, f); if (nsamp < 1 || nsamp > 4096) cli_usage_error(&a, "--num-samples must be 1..4096"); }
         else if (cli_is(f, "--stop")) { if (nstops == 16) cli_usage_error(&a, "at most 16 --stop strings"); stops[nstops++] = cli_str(&a, f); }
         else if (cli_is(f, "--no-stop")) o.default_stops = 0;
@@ -101,7 +94,7 @@ int cmd_sample(int argc, char **argv) {
     int32_t *ids = NULL; size_t n = 0;
     engine *e = NULL;
     engine_seq *out = NULL;
-    if (infer_load_tokenizer(model_dir, tok_rec, tok_path, prompt != NULL || nstops > 0, &tok, &err)) goto fail;
+    if (tok_load_recorded(model_dir, tok_rec, tok_path, prompt != NULL || nstops > 0, &tok, &err)) goto fail;
     if (prompt) {
         tok_ids v = {0};
         tok_encode(tok, prompt, strlen(prompt), 1, &v);

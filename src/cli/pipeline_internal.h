@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <cjson/cJSON.h>
 #include "core/core.h"
+#include "train/train.h"
 
 /* The pipeline's configuration: every knob of every stage, with built-in defaults (the demo) that a
  * `key = value` file overrides. Documented in docs/pipeline.md; configs/ holds examples. */
@@ -19,23 +20,13 @@ typedef struct {
     /* demo data */
     long   n_sft, n_sft_val, n_prefs, n_prefs_val, n_prompts, n_eval;
     double pref_arith;
-    /* pretrain */
-    long   n_layer, n_head, n_embd, n_ctx;
-    long   pt_batch, pt_seq, pt_steps, pt_warmup, pt_val_every;
-    double pt_lr;
-    /* sft */
-    long   sft_batch, sft_epochs, sft_steps;
-    double sft_lr;
-    /* reward model */
-    long   rm_batch, rm_epochs;
-    double rm_lr;
-    /* ppo */
-    long   ppo_iters, ppo_prompts, ppo_samples, ppo_max_new, ppo_epochs, ppo_minibatch;
-    long   ppo_kl_horizon;
-    double ppo_lr, ppo_beta, ppo_kl_target;
-    /* dpo */
-    long   dpo_batch, dpo_epochs, dpo_steps;
-    double dpo_lr, dpo_beta;
+    /* the training stages: every option of their tables (train.h) marked TRAIN_OPT_PIPE is a key,
+     * "<stage>.<name>" or "model.<name>"; paths, the seed and the precision are set by the pipeline */
+    pretrain_opts pt;
+    sft_opts      sft;
+    rm_opts       rm;
+    ppo_opts      ppo;
+    dpo_opts      dpo;
     /* evaluation */
     long   eval_tasks, fewshot_k, div_prompts, div_samples, compare_n, max_new;
 } pipe_cfg;

@@ -119,29 +119,6 @@ void engine_seq_free(engine_seq *s) {
     memset(s, 0, sizeof *s);
 }
 
-/* ---------------------------------------------------------------- loading */
-
-int infer_load_tokenizer(const char *model_dir, const char *recorded, const char *override, int required,
-                         tok_tokenizer **tok, gk_err *err) {
-    *tok = NULL;
-    const char *path = override ? override : recorded;
-    if (!path) {
-        if (!required) return 0;
-        return gk_errf(err, "%s records no tokenizer; pass --tokenizer PATH", model_dir);
-    }
-    gk_err e1;
-    *tok = tok_load(path, &e1);
-    if (*tok) return 0;
-    if (!override && path[0] != '/' && model_dir) {   /* a relative path recorded from elsewhere */
-        char *alt = gk_path_join(model_dir, path);
-        gk_err e2;
-        *tok = tok_load(alt, &e2);
-        free(alt);
-        if (*tok) return 0;
-    }
-    return gk_errf(err, "tokenizer %s%s: %s", path, override ? "" : " (recorded in the checkpoint; override with --tokenizer)", e1.msg);
-}
-
 /* ---------------------------------------------------------------- low level */
 
 /* Prefill rows: chunks of PREFILL_CHUNK; logits [V] (host) of the last token if non-NULL. The caller has

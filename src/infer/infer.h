@@ -168,13 +168,6 @@ int engine_generate(engine *e, const int32_t *prompt, size_t n_prompt, size_t n_
 int engine_generate_multi(engine *e, const int32_t *const *prompts, const size_t *n_prompts, size_t n_seqs,
                           const engine_gen_opts *o, engine_seq *out, gk_err *err);
 
-/* ---------------------------------------------------------------- loading */
-/* The tokenizer of a checkpoint: `override` if non-NULL (--tokenizer), else the path recorded in its
- * config.json (`recorded`, from gpt_load), tried as written and then relative to model_dir. *tok = NULL if
- * there is none; that is an error only when `required` ("... records no tokenizer; pass --tokenizer PATH"). */
-int infer_load_tokenizer(const char *model_dir, const char *recorded, const char *override, int required,
-                         tok_tokenizer **tok, gk_err *err);
-
 /* ---------------------------------------------------------------- low level (benchmarks, tests, scoring)
  * Direct use of slots, for callers that drive the cache themselves. Only on slots no request holds: with
  * requests in flight use the scheduler (engine_feed reports a held slot as an error; the others abort). */

@@ -65,6 +65,11 @@ typedef struct tok_tokenizer tok_tokenizer;
  * Returns a new tokenizer (free with tok_free) or NULL with err naming the file, line and problem
  * (bad base64, duplicate rank or token, missing single byte, merge not in vocabulary, ...). */
 tok_tokenizer *tok_load(const char *path, gk_err *err);
+/* The tokenizer of a checkpoint: `override` if non-NULL (--tokenizer), else the path recorded in its
+ * config.json (`recorded`, from gpt_load), tried as written and then relative to model_dir. *tok = NULL if
+ * there is none; that is an error only when `required` ("... records no tokenizer; pass --tokenizer PATH"). */
+int tok_load_recorded(const char *model_dir, const char *recorded, const char *override, int required,
+                      tok_tokenizer **tok, gk_err *err);
 void tok_free(tok_tokenizer *t);   /* NULL ok */
 
 /* Saves as PATH.tiktoken + PATH.json (a directory path gives DIR/tokenizer.{tiktoken,json}); atomic writes.

@@ -385,3 +385,25 @@ out:
     free(tk); free(js);
     return rc;
 }
+
+/* A checkpoint's tokenizer (tok.h). */
+int tok_load_recorded(const char *model_dir, const char *recorded, const char *override, int required,
+                      tok_tokenizer **tok, gk_err *err) {
+    *tok = NULL;
+    const char *path = override ? override : recorded;
+    if (!path) {
+        if (!required) return 0;
+        return gk_errf(err, "%s records no tokenizer; pass --tokenizer PATH", model_dir);
+    }
+    gk_err e1;
+    *tok = tok_load(path, &e1);
+    if (*tok) return 0;
+    if (!override && path[0] != '/' && model_dir) {   /* a relative path recorded from elsewhere */
+        char *alt = gk_path_join(model_dir, path);
+        gk_err e2;
+        *tok = tok_load(alt, &e2);
+        free(alt);
+        if (*tok) return 0;
+    }
+    return gk_errf(err, "tokenizer %s%s: %s", path, override ? "" : " (recorded in the checkpoint; override with --tokenizer)", e1.msg);
+}

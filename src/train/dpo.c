@@ -11,7 +11,6 @@
  * reward accuracy" is the fraction of held-out pairs with z > 0 (ties count half).
  */
 #include "train/train.h"
-#include "train/opts_json.h"
 #include "kern/kern.h"
 #include "infer/infer.h"
 
@@ -100,41 +99,6 @@ static void dpo_eval(rlhf_lp *lp, const rlhf_pref_data *d, size_t batch, float b
     out->loss = pairs ? lsum / (double)pairs : NAN;
     out->accuracy = pairs ? acc / (double)pairs : NAN;
     out->margin = pairs ? margin / (double)pairs : NAN;
-}
-
-/* ---------------------------------------------------------------- options */
-
-void dpo_opts_default(dpo_opts *o) {
-    memset(o, 0, sizeof *o);
-    o->out = "out/dpo";
-    o->beta = 0.1f;
-    o->batch = 8; o->epochs = 1;
-    o->sched.lr = 1e-5f; o->sched.warmup = 10; o->sched.shape = LR_LINEAR; o->sched.final_frac = 0.1f;
-    adamw_config_default(&o->opt);
-    o->opt.weight_decay = 0.0f;
-    o->seed = 1337;
-}
-
-char *dpo_opts_to_json(const dpo_opts *o) {
-    dpo_opts c = *o;
-    cJSON *j = cJSON_CreateObject();
-    OJ_PUT_S("policy_dir", o->policy_dir); OJ_PUT_S("data", o->data); OJ_PUT_S("val", o->val);
-    OJ_PUT_S("tokenizer", o->tokenizer); OJ_PUT_S("out", o->out);
-    OJ_PUT_N("beta", o->beta); OJ_PUT_N("batch", o->batch); OJ_PUT_N("epochs", o->epochs); OJ_PUT_N("steps", o->steps);
-    oj_put_common(j, &(oj_common){ &c.sched, &c.opt, &c.seed, &c.val_every, &c.save_every, &c.bf16 });
-    return oj_finish(j);
-}
-
-int dpo_opts_from_json(dpo_opts *o, const char *json, gk_err *err) {
-    cJSON *j = cJSON_Parse(json);
-    if (!j) return gk_errf(err, "stored options are not valid JSON");
-    OJ_GET_S("policy_dir", o->policy_dir); OJ_GET_S("data", o->data); OJ_GET_S("val", o->val);
-    OJ_GET_S("tokenizer", o->tokenizer); OJ_GET_S("out", o->out);
-    OJ_GET_N("beta", o->beta, float); OJ_GET_N("batch", o->batch, long); OJ_GET_N("epochs", o->epochs, long);
-    OJ_GET_N("steps", o->steps, long);
-    oj_get_common(j, &(oj_common){ &o->sched, &o->opt, &o->seed, &o->val_every, &o->save_every, &o->bf16 });
-    cJSON_Delete(j);
-    return 0;
 }
 
 /* ---------------------------------------------------------------- training */

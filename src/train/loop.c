@@ -1,7 +1,6 @@
 /* loop.c: what every training stage's loop shares — the progress line (rate, ETA), metrics JSONL,
  * checkpoints with an exact-resume sidecar, and the parameter checksum that ties the two together. */
 #include "train/train.h"
-#include "train/opts_json.h"
 #include "kern/kern.h"
 
 #include <cjson/cJSON.h>
@@ -163,56 +162,6 @@ int train_load_state(const char *dir, const gpt_model *m, adamw *opt, train_stat
 done:
     st_close(&f);
     return rc;
-}
-
-/* ---------------------------------------------------------------- stored options (opts_json.h) */
-
-void oj_put_common(cJSON *j, const oj_common *c) {
-    if (c->sched) {
-        OJ_PUT_N("lr", c->sched->lr); OJ_PUT_N("warmup", c->sched->warmup);
-        OJ_PUT_S("schedule", lr_shape_name(c->sched->shape)); OJ_PUT_N("final_frac", c->sched->final_frac);
-    }
-    if (c->opt) {
-        OJ_PUT_N("beta1", c->opt->beta1); OJ_PUT_N("beta2", c->opt->beta2); OJ_PUT_N("eps", c->opt->eps);
-        OJ_PUT_N("weight_decay", c->opt->weight_decay); OJ_PUT_N("grad_clip", c->opt->grad_clip);
-    }
-    if (c->seed) {
-        char seed[32];
-        snprintf(seed, sizeof seed, "%llu", (unsigned long long)*c->seed);
-        cJSON_AddStringToObject(j, "seed", seed);
-    }
-    if (c->val_every) OJ_PUT_N("val_every", *c->val_every);
-    if (c->save_every) OJ_PUT_N("save_every", *c->save_every);
-    if (c->bf16) OJ_PUT_N("bf16", *c->bf16);
-}
-
-void oj_get_common(const cJSON *j, const oj_common *c) {
-    if (c->sched) {
-        OJ_GET_N("lr", c->sched->lr, float); OJ_GET_N("warmup", c->sched->warmup, long);
-        OJ_GET_N("final_frac", c->sched->final_frac, float);
-        const cJSON *x = cJSON_GetObjectItemCaseSensitive(j, "schedule");
-        if (cJSON_IsString(x)) lr_shape_parse(x->valuestring, &c->sched->shape);
-    }
-    if (c->opt) {
-        OJ_GET_N("beta1", c->opt->beta1, float); OJ_GET_N("beta2", c->opt->beta2, float);
-        OJ_GET_N("eps", c->opt->eps, float); OJ_GET_N("weight_decay", c->opt->weight_decay, float);
-        OJ_GET_N("grad_clip", c->opt->grad_clip, float);
-    }
-    if (c->seed) {
-        const cJSON *x = cJSON_GetObjectItemCaseSensitive(j, "seed");
-        if (cJSON_IsString(x)) *c->seed = strtoull(x->valuestring, NULL, 10);
-    }
-    if (c->val_every) OJ_GET_N("val_every", *c->val_every, long);
-    if (c->save_every) OJ_GET_N("save_every", *c->save_every, long);
-    if (c->bf16) OJ_GET_N("bf16", *c->bf16, int);
-}
-
-char *oj_finish(cJSON *j) {
-    char *s = cJSON_PrintUnformatted(j);
-    cJSON_Delete(j);
-    char *r = gk_strdup(s);
-    cJSON_free(s);
-    return r;
 }
 
 /* ---------------------------------------------------------------- stage start */

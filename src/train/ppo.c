@@ -25,7 +25,6 @@
  * Output: OUT/ holds the policy (a plain LM checkpoint) + resume state, OUT/value the value model + state.
  */
 #include "train/train.h"
-#include "train/opts_json.h"
 #include "kern/kern.h"
 #include "infer/infer.h"
 
@@ -93,62 +92,6 @@ static void response_text(const tok_tokenizer *tok, int32_t end_id, const rlhf_s
         else if (ch == '"' || ch == '\\' || ch < 0x20 || ch == 0x7f) buf[i] = ' ';
     }
     tok_bytes_free(&b);
-}
-
-/* ---------------------------------------------------------------- options */
-
-void ppo_opts_default(ppo_opts *o) {
-    memset(o, 0, sizeof *o);
-    o->out = "out/ppo";
-    o->iters = 100;
-    o->batch_prompts = 8; o->samples = 4; o->max_new = 32;
-    o->temperature = 1.0f;
-    o->beta = 0.05f; o->kl_target = 0; o->kl_horizon = 10000;
-    o->gamma = 1.0f; o->lambda = 0.95f;
-    o->clip_eps = 0.2f; o->vf_clip = 0.2f;
-    o->ppo_epochs = 4; o->minibatch = 8;
-    o->lr = 1e-5f; o->vf_lr = 1e-5f; o->warmup = 0;
-    adamw_config_default(&o->opt);
-    o->opt.weight_decay = 0.0f;
-    o->missing_end_penalty = 1.0f;
-    o->seed = 1337;
-    o->sample_every = 5;
-    o->save_every = 0;
-}
-
-char *ppo_opts_to_json(const ppo_opts *o) {
-    ppo_opts c = *o;
-    cJSON *j = cJSON_CreateObject();
-    OJ_PUT_S("policy_dir", o->policy_dir); OJ_PUT_S("reward_dir", o->reward_dir); OJ_PUT_S("prompts", o->prompts);
-    OJ_PUT_S("tokenizer", o->tokenizer); OJ_PUT_S("out", o->out);
-    OJ_PUT_N("iters", o->iters); OJ_PUT_N("batch_prompts", o->batch_prompts); OJ_PUT_N("samples", o->samples);
-    OJ_PUT_N("max_new", o->max_new); OJ_PUT_N("temperature", o->temperature); OJ_PUT_N("beta", o->beta);
-    OJ_PUT_N("kl_target", o->kl_target); OJ_PUT_N("kl_horizon", o->kl_horizon);
-    OJ_PUT_N("gamma", o->gamma); OJ_PUT_N("lambda", o->lambda); OJ_PUT_N("clip_eps", o->clip_eps);
-    OJ_PUT_N("vf_clip", o->vf_clip); OJ_PUT_N("ppo_epochs", o->ppo_epochs); OJ_PUT_N("minibatch", o->minibatch);
-    OJ_PUT_N("lr", o->lr); OJ_PUT_N("vf_lr", o->vf_lr); OJ_PUT_N("warmup", o->warmup);
-    OJ_PUT_N("missing_end_penalty", o->missing_end_penalty); OJ_PUT_N("sample_every", o->sample_every);
-    oj_put_common(j, &(oj_common){ NULL, &c.opt, &c.seed, NULL, &c.save_every, NULL });
-    return oj_finish(j);
-}
-
-int ppo_opts_from_json(ppo_opts *o, const char *json, gk_err *err) {
-    cJSON *j = cJSON_Parse(json);
-    if (!j) return gk_errf(err, "stored options are not valid JSON");
-    OJ_GET_S("policy_dir", o->policy_dir); OJ_GET_S("reward_dir", o->reward_dir); OJ_GET_S("prompts", o->prompts);
-    OJ_GET_S("tokenizer", o->tokenizer); OJ_GET_S("out", o->out);
-    OJ_GET_N("iters", o->iters, long); OJ_GET_N("batch_prompts", o->batch_prompts, long);
-    OJ_GET_N("samples", o->samples, long); OJ_GET_N("max_new", o->max_new, long);
-    OJ_GET_N("temperature", o->temperature, float); OJ_GET_N("beta", o->beta, float);
-    OJ_GET_N("kl_target", o->kl_target, float); OJ_GET_N("kl_horizon", o->kl_horizon, long);
-    OJ_GET_N("gamma", o->gamma, float); OJ_GET_N("lambda", o->lambda, float); OJ_GET_N("clip_eps", o->clip_eps, float);
-    OJ_GET_N("vf_clip", o->vf_clip, float); OJ_GET_N("ppo_epochs", o->ppo_epochs, long);
-    OJ_GET_N("minibatch", o->minibatch, long); OJ_GET_N("lr", o->lr, float); OJ_GET_N("vf_lr", o->vf_lr, float);
-    OJ_GET_N("warmup", o->warmup, long); OJ_GET_N("missing_end_penalty", o->missing_end_penalty, float);
-    OJ_GET_N("sample_every", o->sample_every, long);
-    oj_get_common(j, &(oj_common){ NULL, &o->opt, &o->seed, NULL, &o->save_every, NULL });
-    cJSON_Delete(j);
-    return 0;
 }
 
 void ppo_result_free(ppo_result *r) {
@@ -253,7 +196,7 @@ int train_ppo(const ppo_opts *o, ppo_result *res, gk_err *err) {
                 c.rm->cfg.vocab_size, c.policy->cfg.vocab_size);
         goto done;
     }
-    if (infer_load_tokenizer(pdir, tok_rec, o->tokenizer, 1, &c.tok, err)) goto done;
+    if (tok_load_recorded(pdir, tok_rec, o->tokenizer, 1, &c.tok, err)) goto done;
     if (chat_specials_resolve(c.tok, (size_t)c.policy->cfg.vocab_size, &c.sp, err)) goto done;
     {
         rlhf_chat ch = {c.tok, c.sp};
@@ -504,11 +447,6 @@ done:
 
 /* ---------------------------------------------------------------- compare */
 
-void compare_opts_default(compare_opts *o) {
-    memset(o, 0, sizeof *o);
-    o->samples = 1; o->max_new = 64; o->temperature = 0.7f; o->seed = 1337;
-}
-
 int rlhf_compare(const compare_opts *o, compare_result *res, gk_err *err) {
     memset(res, 0, sizeof *res);
     if (!o->a_dir || !o->b_dir || !o->rm_dir || !o->prompts) return gk_errf(err, "compare needs --a, --b, --rm and --prompts");
@@ -526,7 +464,7 @@ int rlhf_compare(const compare_opts *o, compare_result *res, gk_err *err) {
         goto done;
     }
     chat_specials sp;
-    if (infer_load_tokenizer(o->a_dir, tok_rec, o->tokenizer, 1, &tok, err)) goto done;
+    if (tok_load_recorded(o->a_dir, tok_rec, o->tokenizer, 1, &tok, err)) goto done;
     if (chat_specials_resolve(tok, (size_t)ma->cfg.vocab_size, &sp, err)) goto done;
     if (prefs_load(o->prompts, PREFS_ACCEPT_ANY, &ps, err)) goto done;
     ea = engine_new(ma, tok, (size_t)o->samples, 0);

@@ -7,7 +7,6 @@
  * that --resume continues exactly: same batches, same RNG, same optimizer moments.
  */
 #include "train/train.h"
-#include "train/opts_json.h"
 #include "kern/kern.h"
 #include "tok/tok.h"
 
@@ -16,47 +15,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-void pretrain_opts_default(pretrain_opts *o) {
-    memset(o, 0, sizeof *o);
-    o->model_name = "d6";
-    o->B = 8; o->T = 256;
-    o->steps = 1000;
-    o->sched.lr = 6e-4f; o->sched.warmup = 100; o->sched.shape = LR_COSINE; o->sched.final_frac = 0.1f;
-    adamw_config_default(&o->opt);
-    o->seed = 1337;
-    o->shuffle = 1;
-    o->out = "out/pretrain";
-    o->val_every = 250; o->val_batches = 20; o->sample_every = 0; o->save_every = 500;
-}
-
-char *pretrain_opts_to_json(const pretrain_opts *o) {
-    pretrain_opts c = *o;
-    cJSON *j = cJSON_CreateObject();
-    OJ_PUT_S("model_name", o->model_name); OJ_PUT_S("init_dir", o->init_dir); OJ_PUT_S("data", o->data);
-    OJ_PUT_S("val", o->val); OJ_PUT_S("tokenizer", o->tokenizer); OJ_PUT_S("out", o->out);
-    OJ_PUT_N("n_layer", o->n_layer); OJ_PUT_N("n_head", o->n_head); OJ_PUT_N("n_embd", o->n_embd);
-    OJ_PUT_N("vocab_size", o->vocab_size); OJ_PUT_N("n_ctx", o->n_ctx);
-    OJ_PUT_N("B", o->B); OJ_PUT_N("T", o->T); OJ_PUT_N("steps", o->steps); OJ_PUT_N("total_batch", o->total_batch);
-    OJ_PUT_N("shuffle", o->shuffle); OJ_PUT_N("val_batches", o->val_batches); OJ_PUT_N("sample_every", o->sample_every);
-    oj_put_common(j, &(oj_common){ &c.sched, &c.opt, &c.seed, &c.val_every, &c.save_every, &c.bf16 });
-    return oj_finish(j);
-}
-
-int pretrain_opts_from_json(pretrain_opts *o, const char *json, gk_err *err) {
-    cJSON *j = cJSON_Parse(json);
-    if (!j) return gk_errf(err, "stored options are not valid JSON");
-    OJ_GET_S("model_name", o->model_name); OJ_GET_S("init_dir", o->init_dir); OJ_GET_S("data", o->data);
-    OJ_GET_S("val", o->val); OJ_GET_S("tokenizer", o->tokenizer); OJ_GET_S("out", o->out);
-    OJ_GET_N("n_layer", o->n_layer, int); OJ_GET_N("n_head", o->n_head, int); OJ_GET_N("n_embd", o->n_embd, int);
-    OJ_GET_N("vocab_size", o->vocab_size, int); OJ_GET_N("n_ctx", o->n_ctx, int);
-    OJ_GET_N("B", o->B, long); OJ_GET_N("T", o->T, long); OJ_GET_N("steps", o->steps, long);
-    OJ_GET_N("total_batch", o->total_batch, long); OJ_GET_N("shuffle", o->shuffle, int);
-    OJ_GET_N("val_batches", o->val_batches, long); OJ_GET_N("sample_every", o->sample_every, long);
-    oj_get_common(j, &(oj_common){ &o->sched, &o->opt, &o->seed, &o->val_every, &o->save_every, &o->bf16 });
-    cJSON_Delete(j);
-    return 0;
-}
 
 /* Builds the model the options ask for: a checkpoint to continue, or a fresh random init. */
 static gpt_model *make_model(const pretrain_opts *o, const char *dir, char **tok_rec, gk_err *err) {

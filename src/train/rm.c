@@ -14,9 +14,7 @@
  * GPT2ForSequenceClassification (no side offset to forget); RM_DIR/reward.json records delta.
  */
 #include "train/train.h"
-#include "train/opts_json.h"
 #include "kern/kern.h"
-#include "infer/infer.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -34,7 +32,7 @@ void rlhf_seq_free(rlhf_seq *s) {
 int rlhf_chat_open(rlhf_chat *c, const char *model_dir, const char *recorded, const char *override,
                    size_t vocab_size, gk_err *err) {
     memset(c, 0, sizeof *c);
-    if (infer_load_tokenizer(model_dir, recorded, override, 1, &c->tok, err)) return -1;
+    if (tok_load_recorded(model_dir, recorded, override, 1, &c->tok, err)) return -1;
     if (chat_specials_resolve(c->tok, vocab_size, &c->sp, err)) { tok_free(c->tok); c->tok = NULL; return -1; }
     return 0;
 }
@@ -231,42 +229,6 @@ int rlhf_rm_eval(gpt_model *rm, const rlhf_chat *c, const prefs_set *s, size_t b
     if (d.n == 0) { rlhf_pref_data_free(&d); return gk_errf(err, "%s: no preference line fits the model's context", s->path); }
     rm_eval_data(rm, &d, batch ? batch : 8, st);
     rlhf_pref_data_free(&d);
-    return 0;
-}
-
-/* ---------------------------------------------------------------- options */
-
-void rm_opts_default(rm_opts *o) {
-    memset(o, 0, sizeof *o);
-    o->batch = 8; o->epochs = 1;
-    o->sched.lr = 1e-4f; o->sched.warmup = 10; o->sched.shape = LR_LINEAR; o->sched.final_frac = 0.1f;
-    adamw_config_default(&o->opt);
-    o->opt.weight_decay = 0.0f;
-    o->seed = 1337;
-    o->out = "out/rm";
-    o->val_every = 0; o->save_every = 0;
-}
-
-char *rm_opts_to_json(const rm_opts *o) {
-    rm_opts c = *o;
-    cJSON *j = cJSON_CreateObject();
-    OJ_PUT_S("init_dir", o->init_dir); OJ_PUT_S("data", o->data); OJ_PUT_S("val", o->val);
-    OJ_PUT_S("normalize", o->normalize); OJ_PUT_S("tokenizer", o->tokenizer); OJ_PUT_S("out", o->out);
-    OJ_PUT_N("batch", o->batch); OJ_PUT_N("epochs", o->epochs); OJ_PUT_N("steps", o->steps);
-    OJ_PUT_N("head_init_std", o->head_init_std);
-    oj_put_common(j, &(oj_common){ &c.sched, &c.opt, &c.seed, &c.val_every, &c.save_every, &c.bf16 });
-    return oj_finish(j);
-}
-
-int rm_opts_from_json(rm_opts *o, const char *json, gk_err *err) {
-    cJSON *j = cJSON_Parse(json);
-    if (!j) return gk_errf(err, "stored options are not valid JSON");
-    OJ_GET_S("init_dir", o->init_dir); OJ_GET_S("data", o->data); OJ_GET_S("val", o->val);
-    OJ_GET_S("normalize", o->normalize); OJ_GET_S("tokenizer", o->tokenizer); OJ_GET_S("out", o->out);
-    OJ_GET_N("batch", o->batch, long); OJ_GET_N("epochs", o->epochs, long); OJ_GET_N("steps", o->steps, long);
-    OJ_GET_N("head_init_std", o->head_init_std, float);
-    oj_get_common(j, &(oj_common){ &o->sched, &o->opt, &o->seed, &o->val_every, &o->save_every, &o->bf16 });
-    cJSON_Delete(j);
     return 0;
 }
 

@@ -8,49 +8,12 @@
  * position is (epoch, batch index) in train_state's data_pos.
  */
 #include "train/train.h"
-#include "train/opts_json.h"
 #include "kern/kern.h"
-#include "infer/infer.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-void sft_opts_default(sft_opts *o) {
-    memset(o, 0, sizeof *o);
-    o->B = 8; o->T = 0;
-    o->epochs = 3; o->steps = 0;
-    o->sched.lr = 1e-4f; o->sched.warmup = 10; o->sched.shape = LR_COSINE; o->sched.final_frac = 0.1f;
-    adamw_config_default(&o->opt);
-    o->opt.weight_decay = 0.0f;
-    o->seed = 1337;
-    o->out = "out/sft";
-    o->val_every = 0; o->save_every = 0;
-}
-
-char *sft_opts_to_json(const sft_opts *o) {
-    sft_opts c = *o;
-    cJSON *j = cJSON_CreateObject();
-    OJ_PUT_S("init_dir", o->init_dir); OJ_PUT_S("data", o->data); OJ_PUT_S("val", o->val);
-    OJ_PUT_S("tokenizer", o->tokenizer); OJ_PUT_S("out", o->out);
-    OJ_PUT_N("B", o->B); OJ_PUT_N("T", o->T); OJ_PUT_N("epochs", o->epochs); OJ_PUT_N("steps", o->steps);
-    OJ_PUT_N("skip_bad", o->skip_bad);
-    oj_put_common(j, &(oj_common){ &c.sched, &c.opt, &c.seed, &c.val_every, &c.save_every, &c.bf16 });
-    return oj_finish(j);
-}
-
-int sft_opts_from_json(sft_opts *o, const char *json, gk_err *err) {
-    cJSON *j = cJSON_Parse(json);
-    if (!j) return gk_errf(err, "stored SFT options are not valid JSON");
-    OJ_GET_S("init_dir", o->init_dir); OJ_GET_S("data", o->data); OJ_GET_S("val", o->val);
-    OJ_GET_S("tokenizer", o->tokenizer); OJ_GET_S("out", o->out);
-    OJ_GET_N("B", o->B, long); OJ_GET_N("T", o->T, long); OJ_GET_N("epochs", o->epochs, long);
-    OJ_GET_N("steps", o->steps, long); OJ_GET_N("skip_bad", o->skip_bad, int);
-    oj_get_common(j, &(oj_common){ &o->sched, &o->opt, &o->seed, &o->val_every, &o->save_every, &o->bf16 });
-    cJSON_Delete(j);
-    return 0;
-}
 
 /* ---------------------------------------------------------------- batches and loss */
 
@@ -127,7 +90,7 @@ int train_sft(const sft_opts *o, sft_result *res, gk_err *err) {
     int32_t *in = NULL, *tg = NULL;
     train_order ord = {0};
     size_t *idx = NULL;
-    if (infer_load_tokenizer(src, tok_rec, o->tokenizer, 1, &tok, err)) goto done;
+    if (tok_load_recorded(src, tok_rec, o->tokenizer, 1, &tok, err)) goto done;
     chat_specials sp;
     if (chat_specials_resolve(tok, (size_t)m->cfg.vocab_size, &sp, err)) goto done;
     size_t T = o->T > 0 ? (size_t)o->T : (size_t)m->cfg.n_ctx;

@@ -93,6 +93,78 @@ const uint32_t *train_order_next(train_order *o, size_t k, int partial, size_t *
 size_t train_sample(gpt_model *m, const int32_t *prompt, size_t n_prompt, size_t max_new, float temperature,
                     gk_rng *rng, int32_t stop_id, int32_t *out);
 
+/* ---------------------------------------------------------------- option tables */
+/* Every training stage's options are one table of descriptors (options.c): name, type, default, help,
+ * range, whether the resume state stores it, and its pipeline key. The struct's defaults, the CLI flags and
+ * --help (src/cli), the resume JSON (train_state's "opts") and the pipeline config keys all come from it, so an
+ * option is written once. The options every stage shares (schedule, AdamW, seed, intervals, precision, output)
+ * are declared once in options.c and reused by each stage's table. */
+typedef enum {
+    TRAIN_OPT_SECTION = 0,     /* a heading in --help (help = "model:"); no field */
+    TRAIN_OPT_STR,             /* const char *: a path or a name; points at the caller's text (not copied) */
+    TRAIN_OPT_INT,             /* int */
+    TRAIN_OPT_LONG,            /* long */
+    TRAIN_OPT_FLOAT,           /* float */
+    TRAIN_OPT_U64,             /* uint64_t (seeds); stored as a decimal string: a JSON number cannot hold them all */
+    TRAIN_OPT_BOOL,            /* int 0/1: the flag sets 1, neg (e.g. --no-shuffle) sets 0; takes no value */
+    TRAIN_OPT_SHAPE,           /* lr_shape: constant | cosine | linear */
+    TRAIN_OPT_PRECISION,       /* int bf16: fp32 | bf16 */
+} train_opt_type;
+
+enum {
+    TRAIN_OPT_STORED = 1,      /* written to the resume state and read back by --resume */
+    TRAIN_OPT_PIPE   = 2,      /* a pipeline config key (docs/pipeline.md) */
+    TRAIN_OPT_FRESH  = 4,      /* cleared when resuming (pretrain's --init: the resume checkpoint replaces it) */
+};
+
+typedef struct {
+    train_opt_type type;
+    const char *flag, *alias;  /* "--batch", "-b" (alias may be NULL) */
+    const char *neg;           /* TRAIN_OPT_BOOL: the flag that sets 0, or NULL */
+    const char *key;           /* resume-JSON key; also the pipeline key's suffix unless pipe is set */
+    const char *pipe;          /* pipeline key: a suffix after "<stage>." ("batch"), or a whole key with a dot
+                                  ("model.n_layer"); NULL = key */
+    size_t off;                /* offsetof the field in the stage's options struct */
+    double def;                /* default of a number / bool / precision */
+    const char *def_str;       /* default of a string or a schedule shape ("cosine"); NULL = none */
+    double min, max;           /* allowed range of a number (inclusive) */
+    unsigned flags;            /* TRAIN_OPT_STORED | TRAIN_OPT_PIPE | TRAIN_OPT_FRESH */
+    const char *clears;        /* key of an option reset to 0 / NULL when this flag is given (sft's --epochs
+                                  clears --steps), or NULL */
+    const char *metavar, *help;
+} train_opt;
+
+typedef struct {
+    const char *stage;         /* "pretrain": the pipeline keys' prefix and the resume-state label */
+    const train_opt *opts; size_t n;
+    size_t size;               /* sizeof the options struct */
+} train_opt_table;
+extern const train_opt_table train_opts_pretrain, train_opts_sft, train_opts_rm, train_opts_ppo, train_opts_dpo;
+
+/* Zeroes o (t->size bytes) and sets every field to its default. */
+void train_opts_default(const train_opt_table *t, void *o);
+/* The option a command-line flag names (NULL if none); *value = 0 when it is a bool's negative spelling. */
+const train_opt *train_opt_by_flag(const train_opt_table *t, const char *flag, int *value);
+const train_opt *train_opt_by_key(const train_opt_table *t, const char *key);
+/* The option of a whole pipeline key ("pretrain.lr", "model.n_layer"), TRAIN_OPT_PIPE ones only. */
+const train_opt *train_opt_by_pipe_key(const train_opt_table *t, const char *key);
+/* Writes the whole pipeline key of d into buf ("pretrain.batch"). */
+void train_opt_pipe_key(const train_opt_table *t, const train_opt *d, char *buf, size_t cap);
+/* Parses value into d's field of o with its range check (a bool takes 0/1/true/false). On error returns -1
+ * with err holding "expected ..., got 'value'" for the caller to prefix with the flag or file:line:key. A
+ * string is stored as the pointer given. */
+int  train_opt_set(const train_opt *d, void *o, const char *value, gk_err *err);
+/* The field's value as text ("0.002", "cosine", "bf16", a path, "" for NULL). */
+void train_opt_format(const train_opt *d, const void *o, char *buf, size_t cap);
+/* Applies clears: resets the option d names in its `clears` (after d was given explicitly). */
+void train_opt_apply_clears(const train_opt_table *t, const train_opt *d, void *o);
+/* Every number in range; returns -1 with err naming the flag otherwise. */
+int  train_opts_check(const train_opt_table *t, const void *o, gk_err *err);
+/* The TRAIN_OPT_STORED fields as a JSON object (malloc'd), and back (strings malloc'd and kept for the run:
+ * options live for the whole process). */
+char *train_opts_to_json(const train_opt_table *t, const void *o);
+int   train_opts_from_json(const train_opt_table *t, void *o, const char *json, gk_err *err);
+
 /* ---------------------------------------------------------------- pretraining */
 typedef struct {
     /* model: exactly one of model_name (random init), init_dir (continue, fresh optimizer), resume */

@@ -49,6 +49,15 @@ else
 fi
 printf 'precision = fp16\n' > "$TMP/bad.conf"
 expect_fail pipeline_bad_precision "bad.conf:1: precision: expected fp32 or bf16" $GPTKIT pipeline "$TMP/bad.conf" --print-config
+# the training stages' keys come from their option tables: checked by range, file:line named; every option
+# the table marks for the pipeline is a key (sft.warmup was not one before the tables)
+printf '# a comment\npretrain.batch = 0\n' > "$TMP/bad2.conf"
+expect_fail pipeline_bad_stage_key "bad2.conf:2: pretrain.batch: expected an integer >= 1, got '0'" \
+  $GPTKIT pipeline "$TMP/bad2.conf" --print-config
+printf 'sft.warmup = 7\nmodel.n_layer = 3\n' > "$TMP/keys.conf"
+out=$($GPTKIT pipeline "$TMP/keys.conf" --print-config)
+if printf '%s\n' "$out" | grep -qE '^sft.warmup += 7 ' && printf '%s\n' "$out" | grep -qE '^model.n_layer += 3 '; then
+  pass pipeline_stage_keys; else fail pipeline_stage_keys "$(printf '%s\n' "$out" | grep -E 'sft.warmup|n_layer')"; fi
 
 # rerun: everything is skipped
 $GPTKIT pipeline --fast --run-dir "$RUN" > /dev/null 2> "$TMP/err2.txt"

@@ -90,3 +90,8 @@ expect_fail lying_safetensors_header "model.safetensors" $GPTKIT eval --model "$
 expect_fail missing_checkpoint "nowhere" $GPTKIT eval --model "$TMP/nowhere" --data "$F/data.bin"
 expect_fail unknown_flag "unknown option" $GPTKIT pretrain --bogus
 $GPTKIT pretrain --help | grep -q "usage: gptkit pretrain" && pass pretrain_help || fail pretrain_help
+# flags come from the stage's option table: values are range-checked, --help shows each default
+expect_fail flag_out_of_range "--final-lr-frac: expected a number in \[0, 1\], got '2'" $GPTKIT pretrain --final-lr-frac 2
+expect_fail flag_not_a_number "--lr: expected a number" $GPTKIT sft --lr fast
+$GPTKIT sft --help | grep -qE -- "--lr LR +peak learning rate \(default 0.0001\)" && pass help_shows_defaults \
+  || fail help_shows_defaults "$($GPTKIT sft --help | grep -- --lr)"
