@@ -28,11 +28,11 @@ static void dd_build(rlhf_pref_data *d, const rlhf_chat *c, const prefs_set *s, 
 
 /* Sequence log-probs of seqs[0..n) (sum over response tokens); keeps the last forward for a backward when
  * n fits one call (the training path passes one batch at a time). */
-static void seq_logps(rlhf_lp *lp, const rlhf_seq *seqs, size_t n, float *sums, int32_t **tg_out, size_t *T_out) {
+static void seq_logps(train_lm *lp, const rlhf_seq *seqs, size_t n, float *sums, int32_t **tg_out, size_t *T_out) {
     int32_t *in, *tg;
     size_t T = rlhf_lm_batch(seqs, n, &in, &tg), BT = n * T;
     float *rows = gk_malloc(BT * sizeof(float));
-    rlhf_lp_forward(lp, in, tg, n, T, 1.0f, rows, NULL);
+    train_lm_logprobs(lp, in, tg, n, T, 1.0f, rows, NULL);
     for (size_t i = 0; i < n; i++) {
         double s = 0;
         for (size_t t = 0; t < T; t++) s += rows[i * T + t];
@@ -42,7 +42,7 @@ static void seq_logps(rlhf_lp *lp, const rlhf_seq *seqs, size_t n, float *sums, 
     if (tg_out) { *tg_out = tg; *T_out = T; } else free(tg);
 }
 
-static void all_logps(rlhf_lp *lp, const rlhf_seq *seqs, size_t n, size_t batch, float *out) {
+static void all_logps(train_lm *lp, const rlhf_seq *seqs, size_t n, size_t batch, float *out) {
     for (size_t i = 0; i < n; i += batch) {
         size_t k = n - i < batch ? n - i : batch;
         seq_logps(lp, seqs + i, k, out + i, NULL, NULL);
@@ -50,7 +50,7 @@ static void all_logps(rlhf_lp *lp, const rlhf_seq *seqs, size_t n, size_t batch,
 }
 
 /* DPO over lines idx[0..k) of d: loss over their pairs, and the backward if asked. */
-static double dpo_lines(rlhf_lp *lp, const rlhf_pref_data *d, const uint32_t *idx, size_t k, float beta, int backward,
+static double dpo_lines(train_lm *lp, const rlhf_pref_data *d, const uint32_t *idx, size_t k, float beta, int backward,
                         rlhf_dpo_stats *st, size_t *npairs) {
     size_t ns = 0, np = 0;
     for (size_t j = 0; j < k; j++) { size_t K = d->count[idx ? idx[j] : j]; ns += K; np += K * (K - 1) / 2; }
@@ -76,7 +76,7 @@ static double dpo_lines(rlhf_lp *lp, const rlhf_pref_data *d, const uint32_t *id
         float *drows = gk_malloc(ns * T * sizeof(float));
         for (size_t i = 0; i < ns; i++)
             for (size_t t = 0; t < T; t++) drows[i * T + t] = tg[i * T + t] >= 0 ? dsum[i] : 0.0f;
-        rlhf_lp_backward(lp, drows);
+        train_lm_backward(lp, drows);
         free(drows);
     }
     if (npairs) *npairs = np;
@@ -85,7 +85,7 @@ static double dpo_lines(rlhf_lp *lp, const rlhf_pref_data *d, const uint32_t *id
     return loss;
 }
 
-static void dpo_eval(rlhf_lp *lp, const rlhf_pref_data *d, size_t batch, float beta, rlhf_dpo_stats *out) {
+static void dpo_eval(train_lm *lp, const rlhf_pref_data *d, size_t batch, float beta, rlhf_dpo_stats *out) {
     double lsum = 0, acc = 0, margin = 0; size_t pairs = 0;
     for (size_t i = 0; i < d->n; i += batch) {
         size_t k = d->n - i < batch ? d->n - i : batch;
@@ -139,6 +139,62 @@ int dpo_opts_from_json(dpo_opts *o, const char *json, gk_err *err) {
 
 /* ---------------------------------------------------------------- training */
 
+typedef struct {
+    const dpo_opts *o;
+    train_lm *lp;
+    const rlhf_pref_data *td, *vd;
+    size_t B;
+    train_order ord;
+    dpo_result *res;
+} dpo_ctx;
+
+static int dpo_micro(void *ctx, train_stage *s, long step, long micro, train_step_out *out, gk_err *err) {
+    (void)s; (void)step; (void)micro; (void)err;
+    dpo_ctx *c = ctx;
+    size_t nb;
+    const uint32_t *idx = train_order_next(&c->ord, c->B, 0, &nb);
+    rlhf_dpo_stats st;
+    out->loss = dpo_lines(c->lp, c->td, idx, nb, c->o->beta, 1, &st, NULL);
+    c->res->final_acc = st.accuracy;
+    train_put(out->pre, "accuracy", "%.5g", st.accuracy);
+    train_put(out->pre, "margin", "%.6g", st.margin);
+    train_put(out->pre, "reward_chosen", "%.6g", st.reward_chosen);
+    train_put(out->pre, "reward_rejected", "%.6g", st.reward_rejected);
+    snprintf(out->hpre, sizeof out->hpre, "acc %.3f | margin %+.3f", st.accuracy, st.margin);
+    return 0;
+}
+
+static int dpo_val(void *ctx, train_stage *s, long step, int final, gk_err *err) {
+    (void)err;
+    dpo_ctx *c = ctx;
+    rlhf_dpo_stats v;
+    dpo_eval(c->lp, c->vd, c->B, c->o->beta, &v);
+    if (final) { c->res->val_loss = v.loss; c->res->val_acc = v.accuracy; c->res->val_margin = v.margin; }
+    rlhf_pref_eval e = { v.loss, v.accuracy, v.margin, c->vd->pairs };
+    rlhf_log_pref_eval(&s->lg, step, final, &e, "implicit-reward acc", "implicit-reward accuracy");
+    return 0;
+}
+
+static void dpo_tell(void *ctx, data_pos *pos) {
+    const dpo_ctx *c = ctx;
+    pos->epoch = c->ord.epoch; pos->pos = c->ord.pos;
+}
+
+/* The reference's sequence log-probs, once (in the training precision, so policy == reference at step 0);
+ * then the reference is freed. */
+static int dpo_reference(const dpo_opts *o, rlhf_pref_data *td, rlhf_pref_data *vd, gk_err *err) {
+    double tr = gk_now();
+    gpt_model *ref = gpt_load(o->policy_dir, NULL, err);
+    if (!ref) return -1;
+    train_lm *rl = train_lm_new(ref);
+    all_logps(rl, td->seqs, td->nseq, 16, td->ref);
+    if (vd->nseq) all_logps(rl, vd->seqs, vd->nseq, 16, vd->ref);
+    train_lm_free(rl);
+    gpt_free(ref);
+    if (!o->json) gk_log("dpo: reference log-probs of %zu sequences in %.1fs\n", td->nseq + vd->nseq, gk_now() - tr);
+    return 0;
+}
+
 int train_dpo(const dpo_opts *o, dpo_result *res, gk_err *err) {
     memset(res, 0, sizeof *res);
     res->final_loss = res->final_acc = res->val_loss = res->val_acc = res->val_margin = NAN;
@@ -149,16 +205,14 @@ int train_dpo(const dpo_opts *o, dpo_result *res, gk_err *err) {
     if (!(o->beta > 0)) return gk_errf(err, "--beta must be > 0");
     char *tok_rec = NULL;
     const char *mdir = o->resume_dir ? o->resume_dir : o->policy_dir;
-    gpt_model *m = gpt_load(mdir, &tok_rec, err), *ref = NULL;
+    gpt_model *m = gpt_load(mdir, &tok_rec, err);
     if (!m) return -1;
     rlhf_chat chat; memset(&chat, 0, sizeof chat);
     prefs_set ts = {0}, vs = {0};
     rlhf_pref_data td = {0}, vd = {0};
-    adamw *opt = NULL;
-    rlhf_lp *lp = NULL;
-    train_log lg; memset(&lg, 0, sizeof lg);
-    train_state st; memset(&st, 0, sizeof st);
-    train_order ord = {0};
+    dpo_ctx c = { .o = o, .td = &td, .vd = &vd, .res = res };
+    train_stage s;
+    memset(&s, 0, sizeof s);
     int rc = -1;
     if (m->cfg.score_head) { gk_errf(err, "%s: has a score head; DPO trains an LM (SFT) checkpoint", mdir); goto done; }
     if (rlhf_chat_open(&chat, mdir, tok_rec, o->tokenizer, (size_t)m->cfg.vocab_size, err)) goto done;
@@ -169,100 +223,35 @@ int train_dpo(const dpo_opts *o, dpo_result *res, gk_err *err) {
     if (td.n == 0) { gk_errf(err, "%s: no preference line fits the model's context", o->data); goto done; }
     if (td.dropped) gk_warn("dpo: dropped %zu training line(s) longer than the context\n", td.dropped);
     res->pairs = td.pairs; res->val_pairs = vd.pairs; res->dropped = td.dropped + vd.dropped;
-    /* the reference log-probs are taken in the training precision too, so policy == reference at step 0 */
-    if (train_precision_begin(m, o->bf16, err)) goto done;
-    /* reference log-probs, once, then the reference is freed */
-    {
-        double tr = gk_now();
-        if (!(ref = gpt_load(o->policy_dir, NULL, err))) goto done;
-        rlhf_lp *rl = rlhf_lp_new(ref);
-        all_logps(rl, td.seqs, td.nseq, 16, td.ref);
-        if (vd.nseq) all_logps(rl, vd.seqs, vd.nseq, 16, vd.ref);
-        rlhf_lp_free(rl);
-        gpt_free(ref); ref = NULL;
-        if (!o->json) gk_log("dpo: reference log-probs of %zu sequences in %.1fs\n", td.nseq + vd.nseq, gk_now() - tr);
-    }
-    size_t B = (size_t)o->batch < td.n ? (size_t)o->batch : td.n;
-    long per_epoch = (long)((td.n + B - 1) / B);
-    long steps = o->steps > 0 ? o->steps : per_epoch * (o->epochs > 0 ? o->epochs : 1);
-    long step0;
-    if (train_stage_begin(m, &o->opt, o->seed ^ 0xD90ULL, o->resume_dir, o->out, "dpo", o->json, steps, &opt, &st, &lg, &step0, err)) goto done;
-    lp = rlhf_lp_new(m);
-    st.opts_json = dpo_opts_to_json(o);
-    lr_schedule sched = o->sched;
-    sched.total = steps;
+    c.B = (size_t)o->batch < td.n ? (size_t)o->batch : td.n;
+    long per_epoch = (long)((td.n + c.B - 1) / c.B);
+    train_stage_cfg sc = {
+        .name = "dpo", .models = { { .m = m, .out = o->out, .resume = o->resume_dir, .tokenizer = o->tokenizer ? o->tokenizer : tok_rec } },
+        .n_models = 1, .opt = &o->opt, .rng_seed = o->seed ^ 0xD90ULL,
+        .total = o->steps > 0 ? o->steps : per_epoch * (o->epochs > 0 ? o->epochs : 1), .sched = o->sched, .json = o->json,
+        .val_every = o->val_every, .eval_last = 1, .save_every = o->save_every, .stop_at = o->stop_at, .bf16 = o->bf16,
+        .saved_what = "policy",
+    };
+    if (train_stage_open(&s, &sc, err) || dpo_reference(o, &td, &vd, err)) goto done;
+    c.lp = train_lm_new(m);
     if (!o->json)
         gk_log("dpo: %d layers, width %d; beta %.3g; %zu lines (%zu pairs) train, %zu pairs val; %zu lines/step, %ld steps\n",
-               m->cfg.n_layer, m->cfg.n_embd, o->beta, td.n, td.pairs, vd.pairs, B, steps);
-    train_order_init(&ord, td.n, o->seed * 1000003ULL, st.pos.epoch, st.pos.pos);
-    gk_sigint_install();
-    double t0 = gk_now();
-    long step = step0;
-    rc = 0;
-    for (; step < steps; step++) {
-        if (gk_sigint_pending()) { res->interrupted = 1; break; }
-        if (o->stop_at > 0 && step >= o->stop_at) break;
-        size_t nb;
-        const uint32_t *idx = train_order_next(&ord, B, 0, &nb);
-        double ts0 = gk_now();
-        gpt_zero_grads(m);
-        rlhf_dpo_stats s;
-        double loss = dpo_lines(lp, &td, idx, nb, o->beta, 1, &s, NULL);
-        float lr = lr_at(&sched, step);
-        double norm = adamw_step(opt, m, lr);
-        double dt = gk_now() - ts0;
-        res->final_loss = loss; res->final_acc = s.accuracy;
-        char fields[512], human[512];
-        snprintf(fields, sizeof fields, "\"loss\":%.7g,\"accuracy\":%.5g,\"margin\":%.6g,\"reward_chosen\":%.6g,\"reward_rejected\":%.6g,"
-                 "\"lr\":%.6g,\"grad_norm\":%.6g,\"ms\":%.1f", loss, s.accuracy, s.margin, s.reward_chosen, s.reward_rejected, lr, norm, dt * 1000);
-        snprintf(human, sizeof human, "loss %.4f | acc %.3f | margin %+.3f | lr %.2e | norm %.3f | %.0f ms",
-                 loss, s.accuracy, s.margin, lr, norm, dt * 1000);
-        train_log_step(&lg, step, fields, human);
-        if (!isfinite(loss)) { rc = gk_errf(err, "loss became %f at step %ld; lower --lr", loss, step); break; }
-        int last = step + 1 == steps;
-        if (vd.n && o->val_every > 0 && (step + 1) % o->val_every == 0 && !last) {
-            rlhf_dpo_stats v;
-            dpo_eval(lp, &vd, B, o->beta, &v);
-            snprintf(fields, sizeof fields, "\"step\":%ld,\"val_loss\":%.7g,\"val_accuracy\":%.5g,\"val_margin\":%.6g", step, v.loss, v.accuracy, v.margin);
-            snprintf(human, sizeof human, "val loss %.4f | implicit-reward acc %.4f (step %ld)", v.loss, v.accuracy, step + 1);
-            train_log_event(&lg, fields, human);
-        }
-        if (o->save_every > 0 && (step + 1) % o->save_every == 0 && !last) {
-            st.step = step + 1; st.pos.epoch = ord.epoch; st.pos.pos = ord.pos;
-            if (train_save(o->out, m, opt, &st, o->tokenizer ? o->tokenizer : tok_rec, err)) { rc = -1; break; }
-        }
-    }
-    res->steps_done = step - step0;
-    res->seconds = gk_now() - t0;
-    if (rc == 0 && !res->interrupted && step >= steps && vd.n) {
-        rlhf_dpo_stats v;
-        dpo_eval(lp, &vd, B, o->beta, &v);
-        res->val_loss = v.loss; res->val_acc = v.accuracy; res->val_margin = v.margin;
-        char fields[512], human[512];
-        snprintf(fields, sizeof fields, "\"event\":\"final\",\"val_loss\":%.7g,\"val_accuracy\":%.5g,\"val_margin\":%.6g,\"val_pairs\":%zu",
-                 v.loss, v.accuracy, v.margin, vd.pairs);
-        snprintf(human, sizeof human, "held-out: loss %.4f | implicit-reward accuracy %.4f over %zu pairs | margin %+.3f",
-                 v.loss, v.accuracy, vd.pairs, v.margin);
-        train_log_event(&lg, fields, human);
-    }
-    if (rc == 0 || res->interrupted) {
-        st.step = step; st.pos.epoch = ord.epoch; st.pos.pos = ord.pos;
-        gk_err serr;
-        if (train_save(o->out, m, opt, &st, o->tokenizer ? o->tokenizer : tok_rec, &serr)) { if (rc == 0) { *err = serr; rc = -1; } }
-        else if (!o->json) gk_log("dpo: saved policy at step %ld to %s%s\n", step, o->out,
-                                  res->interrupted ? " (interrupted; continue with --resume)" : "");
-    }
+               m->cfg.n_layer, m->cfg.n_embd, o->beta, td.n, td.pairs, vd.pairs, c.B, sc.total);
+    train_order_init(&c.ord, td.n, o->seed * 1000003ULL, s.st.pos.epoch, s.st.pos.pos);
+    train_stage_hooks h = { .ctx = &c, .micro = dpo_micro, .eval = vd.n ? dpo_val : NULL, .tell = dpo_tell };
+    rc = train_stage_run(&s, &h, dpo_opts_to_json(o), err);
+    res->steps_done = s.step - s.step0;
+    res->seconds = s.seconds;
+    res->final_loss = s.last_loss;
+    res->interrupted = s.interrupted;
 done:
-    train_precision_end(o->bf16);
-    train_order_free(&ord);
-    train_log_close(&lg);
-    rlhf_lp_free(lp);
+    train_stage_close(&s);
+    train_order_free(&c.ord);
+    train_lm_free(c.lp);
     rlhf_pref_data_free(&td); rlhf_pref_data_free(&vd);
     prefs_free(&ts); prefs_free(&vs);
     rlhf_chat_close(&chat);
-    adamw_free(opt);
-    gpt_free(m); gpt_free(ref);
-    free(st.opts_json);
+    gpt_free(m);
     free(tok_rec);
     return rc;
 }

@@ -339,6 +339,83 @@ static int write_reward_json(const char *dir, const rm_opts *o, const rm_result 
 
 /* ---------------------------------------------------------------- training */
 
+void rlhf_log_pref_eval(train_log *lg, long step, int final, const rlhf_pref_eval *v, const char *acc_short,
+                        const char *acc_long) {
+    cJSON *f = cJSON_CreateObject();
+    char human[256];
+    if (final) cJSON_AddStringToObject(f, "event", "final");
+    else cJSON_AddNumberToObject(f, "step", (double)step);
+    train_put(f, "val_loss", "%.7g", v->loss);
+    train_put(f, "val_accuracy", "%.5g", v->accuracy);
+    train_put(f, "val_margin", "%.6g", v->margin);
+    if (final) {
+        cJSON_AddNumberToObject(f, "val_pairs", (double)v->pairs);
+        snprintf(human, sizeof human, "held-out: loss %.4f | %s %.4f over %zu pairs | margin %+.3f", v->loss, acc_long,
+                 v->accuracy, v->pairs, v->margin);
+    } else snprintf(human, sizeof human, "val loss %.4f | %s %.4f (step %ld)", v->loss, acc_short, v->accuracy, step + 1);
+    train_log_event(lg, f, human);
+}
+
+typedef struct {
+    const rm_opts *o;
+    gpt_model *m;
+    const rlhf_chat *chat;
+    const rlhf_pref_data *td, *vd;
+    size_t B;
+    train_order ord;          /* line order: a seeded permutation per epoch, recomputed from (seed, epoch) */
+    rm_result *res;
+} rm_ctx;
+
+static int rm_micro(void *ctx, train_stage *s, long step, long micro, train_step_out *out, gk_err *err) {
+    (void)s; (void)step; (void)micro; (void)err;
+    rm_ctx *c = ctx;
+    size_t nb;
+    const uint32_t *idx = train_order_next(&c->ord, c->B, 0, &nb);
+    rlhf_rm_stats st;
+    out->loss = rm_lines(c->m, c->td, idx, nb, 1, &st);
+    c->res->final_acc = st.accuracy;
+    train_put(out->pre, "accuracy", "%.5g", st.accuracy);
+    train_put(out->pre, "margin", "%.6g", st.margin);
+    snprintf(out->hpre, sizeof out->hpre, "acc %.3f | margin %+.3f", st.accuracy, st.margin);
+    return 0;
+}
+
+static int rm_eval(void *ctx, train_stage *s, long step, int final, gk_err *err) {
+    (void)err;
+    rm_ctx *c = ctx;
+    rlhf_rm_stats v;
+    rm_eval_data(c->m, c->vd, c->B, &v);
+    if (final) { c->res->val_loss = v.loss; c->res->val_acc = v.accuracy; c->res->val_margin = v.margin; }
+    rlhf_pref_eval e = { v.loss, v.accuracy, v.margin, c->vd->pairs };
+    rlhf_log_pref_eval(&s->lg, step, final, &e, "val acc", "accuracy");
+    return 0;
+}
+
+/* After a completed run: shift the rewards so the --normalize demonstrations score mean 0. */
+static int rm_finish(void *ctx, train_stage *s, int completed, gk_err *err) {
+    rm_ctx *c = ctx;
+    if (!completed || !c->o->normalize) return 0;
+    /* measured in fp32, as the reward model is used downstream (score, PPO, compare); fold_offset then writes
+     * ln_f.bias, which must not happen under a registered bf16 weight copy */
+    train_stage_precision_end(s);
+    double mean = 0; size_t cnt = 0;
+    if (mean_reward(c->m, c->chat, c->o->normalize, &mean, &cnt, err) || fold_offset(c->m, mean, err)) return -1;
+    c->res->offset = mean;
+    cJSON *f = cJSON_CreateObject();
+    cJSON_AddStringToObject(f, "event", "normalize");
+    train_put(f, "offset", "%.7g", mean);
+    cJSON_AddNumberToObject(f, "responses", (double)cnt);
+    char human[160];
+    snprintf(human, sizeof human, "normalised: %zu demonstrations scored mean %+.4f; shifted to 0", cnt, mean);
+    train_log_event(&s->lg, f, human);
+    return 0;
+}
+
+static void rm_tell(void *ctx, data_pos *pos) {
+    const rm_ctx *c = ctx;
+    pos->epoch = c->ord.epoch; pos->pos = c->ord.pos;
+}
+
 int train_rm(const rm_opts *o, rm_result *res, gk_err *err) {
     memset(res, 0, sizeof *res);
     res->final_loss = res->final_acc = res->val_loss = res->val_acc = res->val_margin = NAN;
@@ -349,14 +426,12 @@ int train_rm(const rm_opts *o, rm_result *res, gk_err *err) {
     char *tok_rec = NULL;
     gpt_model *m = rlhf_load_with_head(o->resume_dir ? o->resume_dir : o->init_dir, o->head_init_std, o->seed, &tok_rec, err);
     if (!m) return -1;
-    const char *tokenizer = o->tokenizer ? o->tokenizer : tok_rec;
     rlhf_chat chat; memset(&chat, 0, sizeof chat);
     prefs_set train_set = {0}, val_set = {0};
     rlhf_pref_data td = {0}, vd = {0};
-    adamw *opt = NULL;
-    train_log lg; memset(&lg, 0, sizeof lg);
-    train_state st; memset(&st, 0, sizeof st);
-    train_order ord = {0};
+    rm_ctx c = { .o = o, .m = m, .chat = &chat, .td = &td, .vd = &vd, .res = res };
+    train_stage s;
+    memset(&s, 0, sizeof s);
     int rc = -1;
     if (rlhf_chat_open(&chat, o->resume_dir ? o->resume_dir : o->init_dir, tok_rec, o->tokenizer, (size_t)m->cfg.vocab_size, err)) goto done;
     if (prefs_load(o->data, PREFS_ACCEPT_PREFS, &train_set, err)) goto done;
@@ -367,105 +442,36 @@ int train_rm(const rm_opts *o, rm_result *res, gk_err *err) {
     res->pairs = td.pairs; res->val_pairs = vd.pairs; res->dropped = td.dropped + vd.dropped;
     if (td.dropped) gk_warn("rm: dropped %zu training line(s) longer than the context (%d tokens)\n", td.dropped, m->cfg.n_ctx);
 
-    size_t B = (size_t)o->batch < td.n ? (size_t)o->batch : td.n;
-    long per_epoch = (long)((td.n + B - 1) / B);
-    long steps = o->steps > 0 ? o->steps : per_epoch * (o->epochs > 0 ? o->epochs : 1);
-    long step0;
-    if (train_stage_begin(m, &o->opt, o->seed ^ 0x2E3A11ULL, o->resume_dir, o->out, "rm", o->json, steps, &opt, &st, &lg, &step0, err)) goto done;
-    if (train_precision_begin(m, o->bf16, err)) goto done;
-    st.opts_json = rm_opts_to_json(o);
-    lr_schedule sched = o->sched;
-    sched.total = steps;
+    c.B = (size_t)o->batch < td.n ? (size_t)o->batch : td.n;
+    long per_epoch = (long)((td.n + c.B - 1) / c.B);
+    train_stage_cfg sc = {
+        .name = "rm", .models = { { .m = m, .out = o->out, .resume = o->resume_dir, .tokenizer = o->tokenizer ? o->tokenizer : tok_rec } },
+        .n_models = 1, .opt = &o->opt, .rng_seed = o->seed ^ 0x2E3A11ULL,
+        .total = o->steps > 0 ? o->steps : per_epoch * (o->epochs > 0 ? o->epochs : 1), .sched = o->sched, .json = o->json,
+        .val_every = o->val_every, .eval_last = 1, .save_every = o->save_every, .stop_at = o->stop_at, .bf16 = o->bf16,
+        .saved_what = "reward model",
+    };
+    if (train_stage_open(&s, &sc, err)) goto done;
     if (!o->json)
         gk_log("rm: %d layers, width %d, %.2fM parameters; %zu lines (%zu pairs) train, %zu lines (%zu pairs) val; "
                "%zu lines/step, %ld steps\n", m->cfg.n_layer, m->cfg.n_embd, (double)m->num_params / 1e6, td.n, td.pairs,
-               vd.n, vd.pairs, B, steps);
-
-    /* Line order: a seeded permutation per epoch, recomputed from (seed, epoch), so the position is two numbers. */
-    train_order_init(&ord, td.n, o->seed * 1000003ULL, st.pos.epoch, st.pos.pos);
-    gk_sigint_install();
-    double t0 = gk_now();
-    long step = step0;
-    rc = 0;
-    for (; step < steps; step++) {
-        if (gk_sigint_pending()) { res->interrupted = 1; break; }
-        if (o->stop_at > 0 && step >= o->stop_at) break;
-        size_t nb;
-        const uint32_t *idx = train_order_next(&ord, B, 0, &nb);
-        double ts = gk_now();
-        gpt_zero_grads(m);
-        rlhf_rm_stats s;
-        double loss = rm_lines(m, &td, idx, nb, 1, &s);
-        float lr = lr_at(&sched, step);
-        double norm = adamw_step(opt, m, lr);
-        double dt = gk_now() - ts;
-        res->final_loss = loss; res->final_acc = s.accuracy;
-        char fields[512], human[512];
-        snprintf(fields, sizeof fields, "\"loss\":%.7g,\"accuracy\":%.5g,\"margin\":%.6g,\"lr\":%.6g,\"grad_norm\":%.6g,\"ms\":%.1f",
-                 loss, s.accuracy, s.margin, lr, norm, dt * 1000);
-        snprintf(human, sizeof human, "loss %.4f | acc %.3f | margin %+.3f | lr %.2e | norm %.3f | %.0f ms",
-                 loss, s.accuracy, s.margin, lr, norm, dt * 1000);
-        train_log_step(&lg, step, fields, human);
-        if (!isfinite(loss)) { rc = gk_errf(err, "loss became %f at step %ld; lower --lr", loss, step); break; }
-        int last = step + 1 == steps;
-        if (vd.n && o->val_every > 0 && (step + 1) % o->val_every == 0 && !last) {
-            rlhf_rm_stats v;
-            rm_eval_data(m, &vd, B, &v);
-            snprintf(fields, sizeof fields, "\"step\":%ld,\"val_loss\":%.7g,\"val_accuracy\":%.5g,\"val_margin\":%.6g", step, v.loss, v.accuracy, v.margin);
-            snprintf(human, sizeof human, "val loss %.4f | val acc %.4f (step %ld)", v.loss, v.accuracy, step + 1);
-            train_log_event(&lg, fields, human);
-        }
-        if (o->save_every > 0 && (step + 1) % o->save_every == 0 && !last) {
-            st.step = step + 1; st.pos.epoch = ord.epoch; st.pos.pos = ord.pos;
-            if (train_save(o->out, m, opt, &st, tokenizer, err)) { rc = -1; break; }
-        }
-    }
-    res->steps_done = step - step0;
-    res->seconds = gk_now() - t0;
-    if (rc == 0 && !res->interrupted && step >= steps) {
-        if (vd.n) {
-            rlhf_rm_stats v;
-            rm_eval_data(m, &vd, B, &v);
-            res->val_loss = v.loss; res->val_acc = v.accuracy; res->val_margin = v.margin;
-            char fields[512], human[512];
-            snprintf(fields, sizeof fields, "\"event\":\"final\",\"val_loss\":%.7g,\"val_accuracy\":%.5g,\"val_margin\":%.6g,\"val_pairs\":%zu",
-                     v.loss, v.accuracy, v.margin, vd.pairs);
-            snprintf(human, sizeof human, "held-out: loss %.4f | accuracy %.4f over %zu pairs | margin %+.3f", v.loss, v.accuracy, vd.pairs, v.margin);
-            train_log_event(&lg, fields, human);
-        }
-        if (o->normalize) {
-            /* measured in fp32, as the reward model is used downstream (score, PPO, compare); fold_offset then
-             * writes ln_f.bias, which must not happen under a registered bf16 weight copy */
-            train_precision_end(o->bf16);
-            double mean = 0; size_t cnt = 0;
-            if (mean_reward(m, &chat, o->normalize, &mean, &cnt, err) || fold_offset(m, mean, err)) rc = -1;
-            else {
-                res->offset = mean;
-                char fields[512], human[512];
-                snprintf(fields, sizeof fields, "\"event\":\"normalize\",\"offset\":%.7g,\"responses\":%zu", mean, cnt);
-                snprintf(human, sizeof human, "normalised: %zu demonstrations scored mean %+.4f; shifted to 0", cnt, mean);
-                train_log_event(&lg, fields, human);
-            }
-        }
-    }
-    if (rc == 0 || res->interrupted) {
-        st.step = step; st.pos.epoch = ord.epoch; st.pos.pos = ord.pos;
-        gk_err serr;
-        if (train_save(o->out, m, opt, &st, tokenizer, &serr) || write_reward_json(o->out, o, res, &serr)) {
-            if (rc == 0) { *err = serr; rc = -1; }
-        } else if (!o->json) gk_log("rm: saved reward model at step %ld to %s%s\n", step, o->out,
-                                    res->interrupted ? " (interrupted; continue with --resume)" : "");
-    }
+               vd.n, vd.pairs, c.B, sc.total);
+    train_order_init(&c.ord, td.n, o->seed * 1000003ULL, s.st.pos.epoch, s.st.pos.pos);
+    train_stage_hooks h = { .ctx = &c, .micro = rm_micro, .eval = vd.n ? rm_eval : NULL, .finish = rm_finish, .tell = rm_tell };
+    rc = train_stage_run(&s, &h, rm_opts_to_json(o), err);
+    res->steps_done = s.step - s.step0;
+    res->seconds = s.seconds;
+    res->final_loss = s.last_loss;
+    res->interrupted = s.interrupted;
+    gk_err serr;
+    if (s.saved && write_reward_json(o->out, o, res, &serr) && rc == 0) { *err = serr; rc = -1; }
 done:
-    train_precision_end(o->bf16);
-    train_order_free(&ord);
-    train_log_close(&lg);
+    train_stage_close(&s);
+    train_order_free(&c.ord);
     rlhf_pref_data_free(&td); rlhf_pref_data_free(&vd);
     prefs_free(&train_set); prefs_free(&val_set);
     rlhf_chat_close(&chat);
-    adamw_free(opt);
     gpt_free(m);
-    free(st.opts_json);
     free(tok_rec);
     return rc;
 }
