@@ -140,27 +140,21 @@ int dpo_opts_from_json(dpo_opts *o, const char *json, gk_err *err) {
 /* ---------------------------------------------------------------- training */
 
 typedef struct {
+    rlhf_pref_loop pl;        /* first: rlhf_pref_tell */
     const dpo_opts *o;
     train_lm *lp;
-    const rlhf_pref_data *td, *vd;
-    size_t B;
-    train_order ord;
-    dpo_result *res;
 } dpo_ctx;
 
 static int dpo_micro(void *ctx, train_stage *s, long step, long micro, train_step_out *out, gk_err *err) {
     (void)s; (void)step; (void)micro; (void)err;
     dpo_ctx *c = ctx;
     size_t nb;
-    const uint32_t *idx = train_order_next(&c->ord, c->B, 0, &nb);
+    const uint32_t *idx = rlhf_pref_next(&c->pl, &nb);
     rlhf_dpo_stats st;
-    out->loss = dpo_lines(c->lp, c->td, idx, nb, c->o->beta, 1, &st, NULL);
-    c->res->final_acc = st.accuracy;
-    train_put(out->pre, "accuracy", "%.5g", st.accuracy);
-    train_put(out->pre, "margin", "%.6g", st.margin);
+    out->loss = dpo_lines(c->lp, c->pl.td, idx, nb, c->o->beta, 1, &st, NULL);
+    rlhf_pref_step_fields(&c->pl, out, st.accuracy, st.margin);
     train_put(out->pre, "reward_chosen", "%.6g", st.reward_chosen);
     train_put(out->pre, "reward_rejected", "%.6g", st.reward_rejected);
-    snprintf(out->hpre, sizeof out->hpre, "acc %.3f | margin %+.3f", st.accuracy, st.margin);
     return 0;
 }
 
@@ -168,16 +162,9 @@ static int dpo_val(void *ctx, train_stage *s, long step, int final, gk_err *err)
     (void)err;
     dpo_ctx *c = ctx;
     rlhf_dpo_stats v;
-    dpo_eval(c->lp, c->vd, c->B, c->o->beta, &v);
-    if (final) { c->res->val_loss = v.loss; c->res->val_acc = v.accuracy; c->res->val_margin = v.margin; }
-    rlhf_pref_eval e = { v.loss, v.accuracy, v.margin, c->vd->pairs };
-    rlhf_log_pref_eval(&s->lg, step, final, &e, "implicit-reward acc", "implicit-reward accuracy");
+    dpo_eval(c->lp, c->pl.vd, c->pl.B, c->o->beta, &v);
+    rlhf_pref_val(&c->pl, s, step, final, &(rlhf_pref_eval){ v.loss, v.accuracy, v.margin, c->pl.vd->pairs });
     return 0;
-}
-
-static void dpo_tell(void *ctx, data_pos *pos) {
-    const dpo_ctx *c = ctx;
-    pos->epoch = c->ord.epoch; pos->pos = c->ord.pos;
 }
 
 /* The reference's sequence log-probs, once (in the training precision, so policy == reference at step 0);
@@ -210,7 +197,10 @@ int train_dpo(const dpo_opts *o, dpo_result *res, gk_err *err) {
     rlhf_chat chat; memset(&chat, 0, sizeof chat);
     prefs_set ts = {0}, vs = {0};
     rlhf_pref_data td = {0}, vd = {0};
-    dpo_ctx c = { .o = o, .td = &td, .vd = &vd, .res = res };
+    dpo_ctx c = { .pl = { .td = &td, .vd = &vd, .acc_short = "implicit-reward acc", .acc_long = "implicit-reward accuracy",
+                          .final_acc = &res->final_acc, .val_loss = &res->val_loss, .val_acc = &res->val_acc,
+                          .val_margin = &res->val_margin },
+                  .o = o };
     train_stage s;
     memset(&s, 0, sizeof s);
     int rc = -1;
@@ -223,8 +213,8 @@ int train_dpo(const dpo_opts *o, dpo_result *res, gk_err *err) {
     if (td.n == 0) { gk_errf(err, "%s: no preference line fits the model's context", o->data); goto done; }
     if (td.dropped) gk_warn("dpo: dropped %zu training line(s) longer than the context\n", td.dropped);
     res->pairs = td.pairs; res->val_pairs = vd.pairs; res->dropped = td.dropped + vd.dropped;
-    c.B = (size_t)o->batch < td.n ? (size_t)o->batch : td.n;
-    long per_epoch = (long)((td.n + c.B - 1) / c.B);
+    c.pl.B = (size_t)o->batch < td.n ? (size_t)o->batch : td.n;
+    long per_epoch = (long)((td.n + c.pl.B - 1) / c.pl.B);
     train_stage_cfg sc = {
         .name = "dpo", .models = { { .m = m, .out = o->out, .resume = o->resume_dir, .tokenizer = o->tokenizer ? o->tokenizer : tok_rec } },
         .n_models = 1, .opt = &o->opt, .rng_seed = o->seed ^ 0xD90ULL,
@@ -236,9 +226,9 @@ int train_dpo(const dpo_opts *o, dpo_result *res, gk_err *err) {
     c.lp = train_lm_new(m);
     if (!o->json)
         gk_log("dpo: %d layers, width %d; beta %.3g; %zu lines (%zu pairs) train, %zu pairs val; %zu lines/step, %ld steps\n",
-               m->cfg.n_layer, m->cfg.n_embd, o->beta, td.n, td.pairs, vd.pairs, c.B, sc.total);
-    train_order_init(&c.ord, td.n, o->seed * 1000003ULL, s.st.pos.epoch, s.st.pos.pos);
-    train_stage_hooks h = { .ctx = &c, .micro = dpo_micro, .eval = vd.n ? dpo_val : NULL, .tell = dpo_tell };
+               m->cfg.n_layer, m->cfg.n_embd, o->beta, td.n, td.pairs, vd.pairs, c.pl.B, sc.total);
+    train_order_init(&c.pl.ord, td.n, o->seed * 1000003ULL, s.st.pos.epoch, s.st.pos.pos);
+    train_stage_hooks h = { .ctx = &c, .micro = dpo_micro, .eval = vd.n ? dpo_val : NULL, .tell = rlhf_pref_tell };
     rc = train_stage_run(&s, &h, dpo_opts_to_json(o), err);
     res->steps_done = s.step - s.step0;
     res->seconds = s.seconds;
@@ -246,7 +236,7 @@ int train_dpo(const dpo_opts *o, dpo_result *res, gk_err *err) {
     res->interrupted = s.interrupted;
 done:
     train_stage_close(&s);
-    train_order_free(&c.ord);
+    train_order_free(&c.pl.ord);
     train_lm_free(c.lp);
     rlhf_pref_data_free(&td); rlhf_pref_data_free(&vd);
     prefs_free(&ts); prefs_free(&vs);

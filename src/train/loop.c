@@ -1,5 +1,6 @@
-/* loop.c: what every training stage's loop shares — the progress line (rate, ETA), metrics JSONL,
- * checkpoints with an exact-resume sidecar, and the parameter checksum that ties the two together. */
+/* loop.c: the pieces under the stage skeleton (stage.c) — the progress line (rate, ETA), metrics JSONL (cJSON
+ * objects, so any string a stage logs is escaped correctly), checkpoints with an exact-resume sidecar, the
+ * parameter checksum that ties the two together, the per-epoch data order, and the MFU figures. */
 #include "train/train.h"
 #include "train/opts_json.h"
 #include "kern/kern.h"

@@ -339,30 +339,43 @@ static int write_reward_json(const char *dir, const rm_opts *o, const rm_result 
 
 /* ---------------------------------------------------------------- training */
 
-void rlhf_log_pref_eval(train_log *lg, long step, int final, const rlhf_pref_eval *v, const char *acc_short,
-                        const char *acc_long) {
+const uint32_t *rlhf_pref_next(rlhf_pref_loop *p, size_t *nb) { return train_order_next(&p->ord, p->B, 0, nb); }
+
+void rlhf_pref_step_fields(rlhf_pref_loop *p, train_step_out *out, double accuracy, double margin) {
+    *p->final_acc = accuracy;
+    train_put(out->pre, "accuracy", "%.5g", accuracy);
+    train_put(out->pre, "margin", "%.6g", margin);
+    snprintf(out->hpre, sizeof out->hpre, "acc %.3f | margin %+.3f", accuracy, margin);
+}
+
+void rlhf_pref_val(rlhf_pref_loop *p, train_stage *s, long step, int final, const rlhf_pref_eval *v) {
     cJSON *f = cJSON_CreateObject();
     char human[256];
-    if (final) cJSON_AddStringToObject(f, "event", "final");
-    else cJSON_AddNumberToObject(f, "step", (double)step);
+    if (final) {
+        *p->val_loss = v->loss; *p->val_acc = v->accuracy; *p->val_margin = v->margin;
+        cJSON_AddStringToObject(f, "event", "final");
+    } else cJSON_AddNumberToObject(f, "step", (double)step);
     train_put(f, "val_loss", "%.7g", v->loss);
     train_put(f, "val_accuracy", "%.5g", v->accuracy);
     train_put(f, "val_margin", "%.6g", v->margin);
     if (final) {
         cJSON_AddNumberToObject(f, "val_pairs", (double)v->pairs);
-        snprintf(human, sizeof human, "held-out: loss %.4f | %s %.4f over %zu pairs | margin %+.3f", v->loss, acc_long,
+        snprintf(human, sizeof human, "held-out: loss %.4f | %s %.4f over %zu pairs | margin %+.3f", v->loss, p->acc_long,
                  v->accuracy, v->pairs, v->margin);
-    } else snprintf(human, sizeof human, "val loss %.4f | %s %.4f (step %ld)", v->loss, acc_short, v->accuracy, step + 1);
-    train_log_event(lg, f, human);
+    } else snprintf(human, sizeof human, "val loss %.4f | %s %.4f (step %ld)", v->loss, p->acc_short, v->accuracy, step + 1);
+    train_log_event(&s->lg, f, human);
+}
+
+void rlhf_pref_tell(void *ctx, data_pos *pos) {
+    const rlhf_pref_loop *p = ctx;
+    pos->epoch = p->ord.epoch; pos->pos = p->ord.pos;
 }
 
 typedef struct {
+    rlhf_pref_loop pl;        /* first: rlhf_pref_tell */
     const rm_opts *o;
     gpt_model *m;
     const rlhf_chat *chat;
-    const rlhf_pref_data *td, *vd;
-    size_t B;
-    train_order ord;          /* line order: a seeded permutation per epoch, recomputed from (seed, epoch) */
     rm_result *res;
 } rm_ctx;
 
@@ -370,13 +383,10 @@ static int rm_micro(void *ctx, train_stage *s, long step, long micro, train_step
     (void)s; (void)step; (void)micro; (void)err;
     rm_ctx *c = ctx;
     size_t nb;
-    const uint32_t *idx = train_order_next(&c->ord, c->B, 0, &nb);
+    const uint32_t *idx = rlhf_pref_next(&c->pl, &nb);
     rlhf_rm_stats st;
-    out->loss = rm_lines(c->m, c->td, idx, nb, 1, &st);
-    c->res->final_acc = st.accuracy;
-    train_put(out->pre, "accuracy", "%.5g", st.accuracy);
-    train_put(out->pre, "margin", "%.6g", st.margin);
-    snprintf(out->hpre, sizeof out->hpre, "acc %.3f | margin %+.3f", st.accuracy, st.margin);
+    out->loss = rm_lines(c->m, c->pl.td, idx, nb, 1, &st);
+    rlhf_pref_step_fields(&c->pl, out, st.accuracy, st.margin);
     return 0;
 }
 
@@ -384,10 +394,8 @@ static int rm_eval(void *ctx, train_stage *s, long step, int final, gk_err *err)
     (void)err;
     rm_ctx *c = ctx;
     rlhf_rm_stats v;
-    rm_eval_data(c->m, c->vd, c->B, &v);
-    if (final) { c->res->val_loss = v.loss; c->res->val_acc = v.accuracy; c->res->val_margin = v.margin; }
-    rlhf_pref_eval e = { v.loss, v.accuracy, v.margin, c->vd->pairs };
-    rlhf_log_pref_eval(&s->lg, step, final, &e, "val acc", "accuracy");
+    rm_eval_data(c->m, c->pl.vd, c->pl.B, &v);
+    rlhf_pref_val(&c->pl, s, step, final, &(rlhf_pref_eval){ v.loss, v.accuracy, v.margin, c->pl.vd->pairs });
     return 0;
 }
 
@@ -411,11 +419,6 @@ static int rm_finish(void *ctx, train_stage *s, int completed, gk_err *err) {
     return 0;
 }
 
-static void rm_tell(void *ctx, data_pos *pos) {
-    const rm_ctx *c = ctx;
-    pos->epoch = c->ord.epoch; pos->pos = c->ord.pos;
-}
-
 int train_rm(const rm_opts *o, rm_result *res, gk_err *err) {
     memset(res, 0, sizeof *res);
     res->final_loss = res->final_acc = res->val_loss = res->val_acc = res->val_margin = NAN;
@@ -429,7 +432,9 @@ int train_rm(const rm_opts *o, rm_result *res, gk_err *err) {
     rlhf_chat chat; memset(&chat, 0, sizeof chat);
     prefs_set train_set = {0}, val_set = {0};
     rlhf_pref_data td = {0}, vd = {0};
-    rm_ctx c = { .o = o, .m = m, .chat = &chat, .td = &td, .vd = &vd, .res = res };
+    rm_ctx c = { .pl = { .td = &td, .vd = &vd, .acc_short = "val acc", .acc_long = "accuracy", .final_acc = &res->final_acc,
+                         .val_loss = &res->val_loss, .val_acc = &res->val_acc, .val_margin = &res->val_margin },
+                 .o = o, .m = m, .chat = &chat, .res = res };
     train_stage s;
     memset(&s, 0, sizeof s);
     int rc = -1;
@@ -442,8 +447,8 @@ int train_rm(const rm_opts *o, rm_result *res, gk_err *err) {
     res->pairs = td.pairs; res->val_pairs = vd.pairs; res->dropped = td.dropped + vd.dropped;
     if (td.dropped) gk_warn("rm: dropped %zu training line(s) longer than the context (%d tokens)\n", td.dropped, m->cfg.n_ctx);
 
-    c.B = (size_t)o->batch < td.n ? (size_t)o->batch : td.n;
-    long per_epoch = (long)((td.n + c.B - 1) / c.B);
+    c.pl.B = (size_t)o->batch < td.n ? (size_t)o->batch : td.n;
+    long per_epoch = (long)((td.n + c.pl.B - 1) / c.pl.B);
     train_stage_cfg sc = {
         .name = "rm", .models = { { .m = m, .out = o->out, .resume = o->resume_dir, .tokenizer = o->tokenizer ? o->tokenizer : tok_rec } },
         .n_models = 1, .opt = &o->opt, .rng_seed = o->seed ^ 0x2E3A11ULL,
@@ -455,9 +460,9 @@ int train_rm(const rm_opts *o, rm_result *res, gk_err *err) {
     if (!o->json)
         gk_log("rm: %d layers, width %d, %.2fM parameters; %zu lines (%zu pairs) train, %zu lines (%zu pairs) val; "
                "%zu lines/step, %ld steps\n", m->cfg.n_layer, m->cfg.n_embd, (double)m->num_params / 1e6, td.n, td.pairs,
-               vd.n, vd.pairs, c.B, sc.total);
-    train_order_init(&c.ord, td.n, o->seed * 1000003ULL, s.st.pos.epoch, s.st.pos.pos);
-    train_stage_hooks h = { .ctx = &c, .micro = rm_micro, .eval = vd.n ? rm_eval : NULL, .finish = rm_finish, .tell = rm_tell };
+               vd.n, vd.pairs, c.pl.B, sc.total);
+    train_order_init(&c.pl.ord, td.n, o->seed * 1000003ULL, s.st.pos.epoch, s.st.pos.pos);
+    train_stage_hooks h = { .ctx = &c, .micro = rm_micro, .eval = vd.n ? rm_eval : NULL, .finish = rm_finish, .tell = rlhf_pref_tell };
     rc = train_stage_run(&s, &h, rm_opts_to_json(o), err);
     res->steps_done = s.step - s.step0;
     res->seconds = s.seconds;
@@ -467,7 +472,7 @@ int train_rm(const rm_opts *o, rm_result *res, gk_err *err) {
     if (s.saved && write_reward_json(o->out, o, res, &serr) && rc == 0) { *err = serr; rc = -1; }
 done:
     train_stage_close(&s);
-    train_order_free(&c.ord);
+    train_order_free(&c.pl.ord);
     rlhf_pref_data_free(&td); rlhf_pref_data_free(&vd);
     prefs_free(&train_set); prefs_free(&val_set);
     rlhf_chat_close(&chat);

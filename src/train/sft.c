@@ -1,7 +1,8 @@
 /* sft.c: supervised finetuning — the second stage of the pipeline. A pretrained model learns the chat format
  * from demonstrations: next-token loss on the assistant's tokens only (the mask from chat_render), averaged
- * over the masked tokens of each batch. The loop mirrors pretrain.c: progress line / JSON, metrics JSONL,
- * held-out loss, checkpoints with an exact-resume sidecar, Ctrl-C saves.
+ * over the masked tokens of each batch. The loop is the stage skeleton's (stage.c): progress line / JSON,
+ * metrics JSONL, held-out loss, checkpoints with an exact-resume sidecar, Ctrl-C saves; this file supplies the
+ * batch (the micro hook), the held-out loss (eval) and the data position (tell).
  *
  * Batches: B conversations in an order shuffled per epoch from (seed, epoch), right-padded to the longest in
  * the batch (so short chats cost little); the last batch of an epoch may hold fewer than B. The resume

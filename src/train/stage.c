@@ -83,6 +83,9 @@ void train_stage_close(train_stage *s) {
 
 void train_stage_zero(train_stage *s, size_t k) { gpt_zero_grads(s->cfg.models[k].m); }
 
+/* The only optimizer step in src/train. Data-parallel training all-reduces the gradients here, before the
+ * norm; LoRA's parameter selection is the model's trainable[] groups, which adamw_step (norm, clipping,
+ * update) alone reads. */
 double train_stage_update(train_stage *s, size_t k, float lr) {
     const train_stage_model *sm = &s->cfg.models[k];
     return adamw_step(sm->opt, sm->m, lr);

@@ -1,6 +1,7 @@
-/* train: the training stages (pretrain now; sft, rm, ppo, dpo follow), each owning its loss and loop,
- * plus the loop helpers they share (progress line with rate and ETA, metrics JSONL, checkpoint + resume
- * state, Ctrl-C handling).
+/* train: the training stages (pretrain, sft, rm, dpo, ppo), each owning its loss and a step hook, run by one
+ * stage skeleton (stage.c) that owns the loop: start and exact resume, RNG, Ctrl-C, progress line and metrics
+ * JSONL, eval / checkpoint cadence, precision, gradient accumulation and the optimizer step. Also the helpers
+ * under it (metrics log, checkpoint + resume state, epoch order) and the one LM head path (lm.c).
  */
 #ifndef GK_TRAIN_H
 #define GK_TRAIN_H
@@ -315,7 +316,7 @@ double sft_eval_loss(train_lm *lm, const chat_data *d, size_t B, size_t *count);
 
 /* ================================================================ */
 /* reward modelling, PPO with a KL leash, DPO, and model comparison (issue 5).
- * Implemented in rlhf_loss.c (loss math, per-token log-prob head), rm.c (sequences,
+ * Implemented in rlhf_loss.c (loss math, LM batches of sequences, the value head), rm.c (sequences,
  * scoring, reward-model training), ppo.c (PPO and `compare`), dpo.c. docs/rlhf.md has the full description.
  *
  * Sequences. A (prompt, response) pair becomes token ids exactly as the chat format renders it and as the
@@ -489,12 +490,26 @@ typedef struct {
 } rm_result;
 int train_rm(const rm_opts *o, rm_result *res, gk_err *err);
 
-/* A held-out preference evaluation (the RM's accuracy, DPO's implicit-reward accuracy) logged as an event:
- * {"step", "val_loss", "val_accuracy", "val_margin"}, or after the last step {"event":"final", ..., "val_pairs"};
- * acc_short / acc_long name the accuracy in the human line ("val acc" / "accuracy"). */
+/* What the RM and DPO loops share: whole preference lines of td in batches of B, in a seeded order per epoch
+ * (the position is (epoch, lines taken)), accuracy and margin per step, a held-out evaluation on vd. A stage's
+ * hook context starts with this struct (rlhf_pref_tell casts it). */
 typedef struct { double loss, accuracy, margin; size_t pairs; } rlhf_pref_eval;
-void rlhf_log_pref_eval(train_log *lg, long step, int final, const rlhf_pref_eval *v, const char *acc_short,
-                        const char *acc_long);
+typedef struct {
+    const rlhf_pref_data *td, *vd;
+    size_t B;
+    train_order ord;
+    const char *acc_short, *acc_long;   /* the accuracy in human lines: "val acc" / "accuracy" */
+    double *final_acc, *val_loss, *val_acc, *val_margin;   /* the stage's result fields */
+} rlhf_pref_loop;
+/* The next batch of line indices (*nb of them). */
+const uint32_t *rlhf_pref_next(rlhf_pref_loop *p, size_t *nb);
+/* A step's "accuracy" and "margin" fields (and the result's final accuracy). */
+void rlhf_pref_step_fields(rlhf_pref_loop *p, train_step_out *out, double accuracy, double margin);
+/* Logs a held-out evaluation as an event: {"step", "val_loss", "val_accuracy", "val_margin"}, or after the last
+ * step {"event":"final", ..., "val_pairs"}, stored in the result too. */
+void rlhf_pref_val(rlhf_pref_loop *p, train_stage *s, long step, int final, const rlhf_pref_eval *v);
+/* The tell hook: the order's position. */
+void rlhf_pref_tell(void *ctx, data_pos *pos);
 
 /* Held-out accuracy / loss of a reward model on a preference file. */
 int rlhf_rm_eval(gpt_model *rm, const rlhf_chat *c, const prefs_set *s, size_t batch, rlhf_rm_stats *st,
