@@ -145,17 +145,13 @@ typedef struct {
     train_lm *lp;
 } dpo_ctx;
 
-static int dpo_micro(void *ctx, train_stage *s, long step, long micro, train_step_out *out, gk_err *err) {
-    (void)s; (void)step; (void)micro; (void)err;
+static double dpo_step_lines(void *ctx, const uint32_t *idx, size_t k, rlhf_pref_eval *st) {
     dpo_ctx *c = ctx;
-    size_t nb;
-    const uint32_t *idx = rlhf_pref_next(&c->pl, &nb);
-    rlhf_dpo_stats st;
-    out->loss = dpo_lines(c->lp, c->pl.td, idx, nb, c->o->beta, 1, &st, NULL);
-    rlhf_pref_step_fields(&c->pl, out, st.accuracy, st.margin);
-    train_put(out->pre, "reward_chosen", "%.6g", st.reward_chosen);
-    train_put(out->pre, "reward_rejected", "%.6g", st.reward_rejected);
-    return 0;
+    rlhf_dpo_stats ds;
+    double loss = dpo_lines(c->lp, c->pl.td, idx, k, c->o->beta, 1, &ds, NULL);
+    st->accuracy = ds.accuracy; st->margin = ds.margin;
+    st->extra[0] = ds.reward_chosen; st->extra[1] = ds.reward_rejected;
+    return loss;
 }
 
 static int dpo_val(void *ctx, train_stage *s, long step, int final, gk_err *err) {
@@ -163,7 +159,7 @@ static int dpo_val(void *ctx, train_stage *s, long step, int final, gk_err *err)
     dpo_ctx *c = ctx;
     rlhf_dpo_stats v;
     dpo_eval(c->lp, c->pl.vd, c->pl.B, c->o->beta, &v);
-    rlhf_pref_val(&c->pl, s, step, final, &(rlhf_pref_eval){ v.loss, v.accuracy, v.margin, c->pl.vd->pairs });
+    rlhf_pref_val(&c->pl, s, step, final, &(rlhf_pref_eval){ .loss = v.loss, .accuracy = v.accuracy, .margin = v.margin, .pairs = c->pl.vd->pairs });
     return 0;
 }
 
@@ -197,7 +193,8 @@ int train_dpo(const dpo_opts *o, dpo_result *res, gk_err *err) {
     rlhf_chat chat; memset(&chat, 0, sizeof chat);
     prefs_set ts = {0}, vs = {0};
     rlhf_pref_data td = {0}, vd = {0};
-    dpo_ctx c = { .pl = { .td = &td, .vd = &vd, .acc_short = "implicit-reward acc", .acc_long = "implicit-reward accuracy",
+    dpo_ctx c = { .pl = { .td = &td, .vd = &vd, .lines = dpo_step_lines, .extra_keys = { "reward_chosen", "reward_rejected" },
+                          .acc_short = "implicit-reward acc", .acc_long = "implicit-reward accuracy",
                           .final_acc = &res->final_acc, .val_loss = &res->val_loss, .val_acc = &res->val_acc,
                           .val_margin = &res->val_margin },
                   .o = o };
@@ -213,22 +210,16 @@ int train_dpo(const dpo_opts *o, dpo_result *res, gk_err *err) {
     if (td.n == 0) { gk_errf(err, "%s: no preference line fits the model's context", o->data); goto done; }
     if (td.dropped) gk_warn("dpo: dropped %zu training line(s) longer than the context\n", td.dropped);
     res->pairs = td.pairs; res->val_pairs = vd.pairs; res->dropped = td.dropped + vd.dropped;
-    c.pl.B = (size_t)o->batch < td.n ? (size_t)o->batch : td.n;
-    long per_epoch = (long)((td.n + c.pl.B - 1) / c.pl.B);
     train_stage_cfg sc = {
         .name = "dpo", .models = { { .m = m, .out = o->out, .resume = o->resume_dir, .tokenizer = o->tokenizer ? o->tokenizer : tok_rec } },
-        .n_models = 1, .opt = &o->opt, .rng_seed = o->seed ^ 0xD90ULL,
-        .total = o->steps > 0 ? o->steps : per_epoch * (o->epochs > 0 ? o->epochs : 1), .sched = o->sched, .json = o->json,
-        .val_every = o->val_every, .eval_last = 1, .save_every = o->save_every, .stop_at = o->stop_at, .bf16 = o->bf16,
-        .saved_what = "policy",
+        .rng_seed = o->seed ^ 0xD90ULL, .saved_what = "policy", TRAIN_STAGE_OPTS(o),
     };
-    if (train_stage_open(&s, &sc, err) || dpo_reference(o, &td, &vd, err)) goto done;
+    if (rlhf_pref_open(&c.pl, &s, &sc, o->batch, o->epochs, o->steps, o->seed, err) || dpo_reference(o, &td, &vd, err)) goto done;
     c.lp = train_lm_new(m);
     if (!o->json)
         gk_log("dpo: %d layers, width %d; beta %.3g; %zu lines (%zu pairs) train, %zu pairs val; %zu lines/step, %ld steps\n",
-               m->cfg.n_layer, m->cfg.n_embd, o->beta, td.n, td.pairs, vd.pairs, c.pl.B, sc.total);
-    train_order_init(&c.pl.ord, td.n, o->seed * 1000003ULL, s.st.pos.epoch, s.st.pos.pos);
-    train_stage_hooks h = { .ctx = &c, .micro = dpo_micro, .eval = vd.n ? dpo_val : NULL, .tell = rlhf_pref_tell };
+               m->cfg.n_layer, m->cfg.n_embd, o->beta, td.n, td.pairs, vd.pairs, c.pl.B, s.cfg.total);
+    train_stage_hooks h = { .ctx = &c, .micro = rlhf_pref_micro, .eval = vd.n ? dpo_val : NULL, .tell = rlhf_pref_tell };
     rc = train_stage_run(&s, &h, dpo_opts_to_json(o), err);
     res->steps_done = s.step - s.step0;
     res->seconds = s.seconds;

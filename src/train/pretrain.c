@@ -198,9 +198,8 @@ int train_pretrain(const pretrain_opts *o, pretrain_result *res, gk_err *err) {
     }
     train_stage_cfg sc = {
         .name = "pretrain", .models = { { .m = m, .out = o->out, .resume = o->resume_dir, .tokenizer = tokenizer } },
-        .n_models = 1, .opt = &o->opt, .rng_seed = o->seed ^ 0xA5A5A5A5ULL, .total = o->steps, .accum = accum,
-        .sched = o->sched, .json = o->json, .val_every = o->val_every, .eval_last = o->val_every > 0,
-        .sample_every = o->sample_every, .save_every = o->save_every, .stop_at = o->stop_at, .bf16 = o->bf16,
+        .n_models = 1, .rng_seed = o->seed ^ 0xA5A5A5A5ULL, .total = o->steps, .accum = accum, TRAIN_STAGE_OPTS(o),
+        .eval_last = o->val_every > 0, .sample_every = o->sample_every,
         .flops_per_step = train_flops_per_token(m, T) * (double)BT * (double)accum,
     };
     train_stage s;

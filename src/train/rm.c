@@ -339,13 +339,33 @@ static int write_reward_json(const char *dir, const rm_opts *o, const rm_result 
 
 /* ---------------------------------------------------------------- training */
 
-const uint32_t *rlhf_pref_next(rlhf_pref_loop *p, size_t *nb) { return train_order_next(&p->ord, p->B, 0, nb); }
+int rlhf_pref_open(rlhf_pref_loop *p, train_stage *s, train_stage_cfg *sc, long batch, long epochs, long steps,
+                   uint64_t seed, gk_err *err) {
+    p->B = (size_t)batch < p->td->n ? (size_t)batch : p->td->n;
+    long per_epoch = (long)((p->td->n + p->B - 1) / p->B);
+    sc->total = steps > 0 ? steps : per_epoch * (epochs > 0 ? epochs : 1);
+    sc->n_models = 1;
+    sc->eval_last = 1;
+    if (train_stage_open(s, sc, err)) return -1;
+    /* a seeded permutation per epoch, recomputed from (seed, epoch), so the position is two numbers */
+    train_order_init(&p->ord, p->td->n, seed * 1000003ULL, s->st.pos.epoch, s->st.pos.pos);
+    return 0;
+}
 
-void rlhf_pref_step_fields(rlhf_pref_loop *p, train_step_out *out, double accuracy, double margin) {
-    *p->final_acc = accuracy;
-    train_put(out->pre, "accuracy", "%.5g", accuracy);
-    train_put(out->pre, "margin", "%.6g", margin);
-    snprintf(out->hpre, sizeof out->hpre, "acc %.3f | margin %+.3f", accuracy, margin);
+int rlhf_pref_micro(void *ctx, train_stage *s, long step, long micro, train_step_out *out, gk_err *err) {
+    (void)s; (void)step; (void)micro; (void)err;
+    rlhf_pref_loop *p = ctx;
+    size_t nb;
+    const uint32_t *idx = train_order_next(&p->ord, p->B, 0, &nb);
+    rlhf_pref_eval st;
+    memset(&st, 0, sizeof st);
+    out->loss = p->lines(ctx, idx, nb, &st);
+    *p->final_acc = st.accuracy;
+    train_put(out->pre, "accuracy", "%.5g", st.accuracy);
+    train_put(out->pre, "margin", "%.6g", st.margin);
+    for (int i = 0; i < 2; i++) if (p->extra_keys[i]) train_put(out->pre, p->extra_keys[i], "%.6g", st.extra[i]);
+    snprintf(out->hpre, sizeof out->hpre, "acc %.3f | margin %+.3f", st.accuracy, st.margin);
+    return 0;
 }
 
 void rlhf_pref_val(rlhf_pref_loop *p, train_stage *s, long step, int final, const rlhf_pref_eval *v) {
@@ -379,15 +399,12 @@ typedef struct {
     rm_result *res;
 } rm_ctx;
 
-static int rm_micro(void *ctx, train_stage *s, long step, long micro, train_step_out *out, gk_err *err) {
-    (void)s; (void)step; (void)micro; (void)err;
+static double rm_step_lines(void *ctx, const uint32_t *idx, size_t k, rlhf_pref_eval *st) {
     rm_ctx *c = ctx;
-    size_t nb;
-    const uint32_t *idx = rlhf_pref_next(&c->pl, &nb);
-    rlhf_rm_stats st;
-    out->loss = rm_lines(c->m, c->pl.td, idx, nb, 1, &st);
-    rlhf_pref_step_fields(&c->pl, out, st.accuracy, st.margin);
-    return 0;
+    rlhf_rm_stats rs;
+    double loss = rm_lines(c->m, c->pl.td, idx, k, 1, &rs);
+    st->accuracy = rs.accuracy; st->margin = rs.margin;
+    return loss;
 }
 
 static int rm_eval(void *ctx, train_stage *s, long step, int final, gk_err *err) {
@@ -395,7 +412,7 @@ static int rm_eval(void *ctx, train_stage *s, long step, int final, gk_err *err)
     rm_ctx *c = ctx;
     rlhf_rm_stats v;
     rm_eval_data(c->m, c->pl.vd, c->pl.B, &v);
-    rlhf_pref_val(&c->pl, s, step, final, &(rlhf_pref_eval){ v.loss, v.accuracy, v.margin, c->pl.vd->pairs });
+    rlhf_pref_val(&c->pl, s, step, final, &(rlhf_pref_eval){ .loss = v.loss, .accuracy = v.accuracy, .margin = v.margin, .pairs = c->pl.vd->pairs });
     return 0;
 }
 
@@ -432,7 +449,7 @@ int train_rm(const rm_opts *o, rm_result *res, gk_err *err) {
     rlhf_chat chat; memset(&chat, 0, sizeof chat);
     prefs_set train_set = {0}, val_set = {0};
     rlhf_pref_data td = {0}, vd = {0};
-    rm_ctx c = { .pl = { .td = &td, .vd = &vd, .acc_short = "val acc", .acc_long = "accuracy", .final_acc = &res->final_acc,
+    rm_ctx c = { .pl = { .td = &td, .vd = &vd, .lines = rm_step_lines, .acc_short = "val acc", .acc_long = "accuracy", .final_acc = &res->final_acc,
                          .val_loss = &res->val_loss, .val_acc = &res->val_acc, .val_margin = &res->val_margin },
                  .o = o, .m = m, .chat = &chat, .res = res };
     train_stage s;
@@ -447,22 +464,16 @@ int train_rm(const rm_opts *o, rm_result *res, gk_err *err) {
     res->pairs = td.pairs; res->val_pairs = vd.pairs; res->dropped = td.dropped + vd.dropped;
     if (td.dropped) gk_warn("rm: dropped %zu training line(s) longer than the context (%d tokens)\n", td.dropped, m->cfg.n_ctx);
 
-    c.pl.B = (size_t)o->batch < td.n ? (size_t)o->batch : td.n;
-    long per_epoch = (long)((td.n + c.pl.B - 1) / c.pl.B);
     train_stage_cfg sc = {
         .name = "rm", .models = { { .m = m, .out = o->out, .resume = o->resume_dir, .tokenizer = o->tokenizer ? o->tokenizer : tok_rec } },
-        .n_models = 1, .opt = &o->opt, .rng_seed = o->seed ^ 0x2E3A11ULL,
-        .total = o->steps > 0 ? o->steps : per_epoch * (o->epochs > 0 ? o->epochs : 1), .sched = o->sched, .json = o->json,
-        .val_every = o->val_every, .eval_last = 1, .save_every = o->save_every, .stop_at = o->stop_at, .bf16 = o->bf16,
-        .saved_what = "reward model",
+        .rng_seed = o->seed ^ 0x2E3A11ULL, .saved_what = "reward model", TRAIN_STAGE_OPTS(o),
     };
-    if (train_stage_open(&s, &sc, err)) goto done;
+    if (rlhf_pref_open(&c.pl, &s, &sc, o->batch, o->epochs, o->steps, o->seed, err)) goto done;
     if (!o->json)
         gk_log("rm: %d layers, width %d, %.2fM parameters; %zu lines (%zu pairs) train, %zu lines (%zu pairs) val; "
                "%zu lines/step, %ld steps\n", m->cfg.n_layer, m->cfg.n_embd, (double)m->num_params / 1e6, td.n, td.pairs,
                vd.n, vd.pairs, c.pl.B, sc.total);
-    train_order_init(&c.pl.ord, td.n, o->seed * 1000003ULL, s.st.pos.epoch, s.st.pos.pos);
-    train_stage_hooks h = { .ctx = &c, .micro = rm_micro, .eval = vd.n ? rm_eval : NULL, .finish = rm_finish, .tell = rlhf_pref_tell };
+    train_stage_hooks h = { .ctx = &c, .micro = rlhf_pref_micro, .eval = vd.n ? rm_eval : NULL, .finish = rm_finish, .tell = rlhf_pref_tell };
     rc = train_stage_run(&s, &h, rm_opts_to_json(o), err);
     res->steps_done = s.step - s.step0;
     res->seconds = s.seconds;

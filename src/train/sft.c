@@ -209,9 +209,8 @@ int train_sft(const sft_opts *o, sft_result *res, gk_err *err) {
     size_t per_epoch = (train.n + c.B - 1) / c.B;
     train_stage_cfg sc = {
         .name = "sft", .models = { { .m = m, .out = o->out, .resume = o->resume_dir, .tokenizer = o->tokenizer ? o->tokenizer : tok_rec } },
-        .n_models = 1, .opt = &o->opt, .rng_seed = o->seed ^ 0x5F5F5F5FULL,
-        .total = o->steps > 0 ? o->steps : o->epochs * (long)per_epoch, .sched = o->sched, .json = o->json,
-        .val_every = o->val_every, .eval_last = 1, .save_every = o->save_every, .stop_at = o->stop_at, .bf16 = o->bf16,
+        .n_models = 1, .rng_seed = o->seed ^ 0x5F5F5F5FULL, .total = o->steps > 0 ? o->steps : o->epochs * (long)per_epoch,
+        .eval_last = 1, TRAIN_STAGE_OPTS(o),
     };
     if (train_stage_open(&s, &sc, err)) goto done;
     c.lm = train_lm_new(m);

@@ -179,6 +179,11 @@ struct train_stage {
     int    bf16_on;
 };
 
+/* The skeleton settings every stage's options carry under the same names (designated initializers for a
+ * train_stage_cfg from a pretrain_opts, sft_opts, rm_opts or dpo_opts pointer). */
+#define TRAIN_STAGE_OPTS(o) .opt = &(o)->opt, .sched = (o)->sched, .json = (o)->json, .val_every = (o)->val_every, \
+                            .save_every = (o)->save_every, .stop_at = (o)->stop_at, .bf16 = (o)->bf16
+
 /* Starts a stage (see above). On failure returns -1 with err; train_stage_close is still to be called. */
 int  train_stage_open(train_stage *s, const train_stage_cfg *cfg, gk_err *err);
 /* Runs the loop and writes the final checkpoint (options opts_json, malloc'd, taken over). Returns 0 (also
@@ -493,18 +498,23 @@ int train_rm(const rm_opts *o, rm_result *res, gk_err *err);
 /* What the RM and DPO loops share: whole preference lines of td in batches of B, in a seeded order per epoch
  * (the position is (epoch, lines taken)), accuracy and margin per step, a held-out evaluation on vd. A stage's
  * hook context starts with this struct (rlhf_pref_tell casts it). */
-typedef struct { double loss, accuracy, margin; size_t pairs; } rlhf_pref_eval;
+typedef struct { double loss, accuracy, margin; size_t pairs; double extra[2]; } rlhf_pref_eval;
 typedef struct {
     const rlhf_pref_data *td, *vd;
     size_t B;
     train_order ord;
+    /* Loss of lines idx[0..k) of td with the backward; fills accuracy, margin and the extra values. */
+    double (*lines)(void *ctx, const uint32_t *idx, size_t k, rlhf_pref_eval *st);
+    const char *extra_keys[2];          /* step fields after accuracy and margin (NULL: none) */
     const char *acc_short, *acc_long;   /* the accuracy in human lines: "val acc" / "accuracy" */
     double *final_acc, *val_loss, *val_acc, *val_margin;   /* the stage's result fields */
 } rlhf_pref_loop;
-/* The next batch of line indices (*nb of them). */
-const uint32_t *rlhf_pref_next(rlhf_pref_loop *p, size_t *nb);
-/* A step's "accuracy" and "margin" fields (and the result's final accuracy). */
-void rlhf_pref_step_fields(rlhf_pref_loop *p, train_step_out *out, double accuracy, double margin);
+/* Opens the skeleton for a preference stage: batches of B = min(batch, lines) lines, sc->total = steps, or
+ * epochs (at least 1) over the lines; one model; eval after the last step; the line order seeded from seed. */
+int  rlhf_pref_open(rlhf_pref_loop *p, train_stage *s, train_stage_cfg *sc, long batch, long epochs, long steps,
+                    uint64_t seed, gk_err *err);
+/* The micro hook: the next batch of lines through p->lines; logs accuracy, margin and the extra fields. */
+int  rlhf_pref_micro(void *ctx, train_stage *s, long step, long micro, train_step_out *out, gk_err *err);
 /* Logs a held-out evaluation as an event: {"step", "val_loss", "val_accuracy", "val_margin"}, or after the last
  * step {"event":"final", ..., "val_pairs"}, stored in the result too. */
 void rlhf_pref_val(rlhf_pref_loop *p, train_stage *s, long step, int final, const rlhf_pref_eval *v);
