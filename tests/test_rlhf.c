@@ -259,8 +259,8 @@ static void test_model_dpo(void) {
     int32_t *in, *tg;
     size_t T = rlhf_lm_batch(x.seqs, x.n, &in, &tg), BT = x.n * T;
     float *logp = malloc(BT * sizeof(float)), *dlogp = malloc(BT * sizeof(float));
-    rlhf_lp *lp = rlhf_lp_new(x.m);
-    rlhf_lp_forward(lp, in, tg, x.n, T, 1.0f, logp, NULL);
+    train_lm *lp = train_lm_new(x.m);
+    train_lm_logprobs(lp, in, tg, x.n, T, 1.0f, logp, NULL);
     float sums[8] = {0};
     for (size_t i = 0; i < x.n; i++) for (size_t t = 0; t < T; t++) sums[i] += logp[i * T + t];
     float *sw = ld(&x.f, "mdpo.sums", NULL), *ref = ld(&x.f, "mdpo.ref", NULL);
@@ -272,11 +272,11 @@ static void test_model_dpo(void) {
         CHECK_CLOSE(loss, sc(&x.f, "mdpo.loss"), 1e-5, 1e-4, "dpo loss through the model");
         for (size_t i = 0; i < x.n; i++)
             for (size_t t = 0; t < T; t++) dlogp[i * T + t] = (i % 2 ? dpr : dpc)[i / 2];
-        rlhf_lp_backward(lp, dlogp);
+        train_lm_backward(lp, dlogp);
         check_grads(&x, "mdpo", 1);
     }
     free(sw); free(ref);
-    rlhf_lp_free(lp);
+    train_lm_free(lp);
     free(in); free(tg); free(logp); free(dlogp);
     mfix_close(&x);
 }
@@ -287,9 +287,9 @@ static void test_model_ppo_policy(void) {
     size_t T = rlhf_lm_batch(x.seqs, x.n, &in, &tg), BT = x.n * T;
     float *logp = malloc(BT * sizeof(float)), *ent = malloc(BT * sizeof(float)), *drow = malloc(BT * sizeof(float));
     float flat[256], dflat[256];
-    rlhf_lp *lp = rlhf_lp_new(x.m);
+    train_lm *lp = train_lm_new(x.m);
     float temp = (float)sc(&x.f, "mpg.temp");
-    rlhf_lp_forward(lp, in, tg, x.n, T, temp, logp, ent);
+    train_lm_logprobs(lp, in, tg, x.n, T, temp, logp, ent);
     size_t n = gather(logp, tg, BT, flat), nw;
     float *lw = ld(&x.f, "mpg.logp", &nw), *old = ld(&x.f, "mpg.old", NULL), *adv = ld(&x.f, "mpg.adv", NULL);
     CHECK(n == nw, "response tokens %zu want %zu", n, nw);
@@ -300,12 +300,12 @@ static void test_model_ppo_policy(void) {
         CHECK_CLOSE(loss, sc(&x.f, "mpg.loss"), 1e-5, 1e-4, "ppo loss through the model");
         CHECK_CLOSE(st.clip_frac, sc(&x.f, "mpg.clip_frac"), 1e-6, 0, "clip fraction through the model");
         scatter(dflat, tg, BT, drow);
-        rlhf_lp_backward(lp, drow);
+        train_lm_backward(lp, drow);
         check_grads(&x, "mpg", 1);
         for (size_t i = 0; i < BT; i++) CHECK(ent[i] >= 0 && (tg[i] >= 0 || ent[i] == 0), "entropy row %zu", i);
     }
     free(lw); free(old); free(adv);
-    rlhf_lp_free(lp);
+    train_lm_free(lp);
     free(in); free(tg); free(logp); free(ent); free(drow);
     mfix_close(&x);
 }

@@ -12,7 +12,6 @@
  */
 #include "train/train.h"
 #include "kern/kern.h"
-#include "infer/infer.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -27,11 +26,11 @@ static void dd_build(rlhf_pref_data *d, const rlhf_chat *c, const prefs_set *s, 
 
 /* Sequence log-probs of seqs[0..n) (sum over response tokens); keeps the last forward for a backward when
  * n fits one call (the training path passes one batch at a time). */
-static void seq_logps(rlhf_lp *lp, const rlhf_seq *seqs, size_t n, float *sums, int32_t **tg_out, size_t *T_out) {
+static void seq_logps(train_lm *lp, const rlhf_seq *seqs, size_t n, float *sums, int32_t **tg_out, size_t *T_out) {
     int32_t *in, *tg;
     size_t T = rlhf_lm_batch(seqs, n, &in, &tg), BT = n * T;
     float *rows = gk_malloc(BT * sizeof(float));
-    rlhf_lp_forward(lp, in, tg, n, T, 1.0f, rows, NULL);
+    train_lm_logprobs(lp, in, tg, n, T, 1.0f, rows, NULL);
     for (size_t i = 0; i < n; i++) {
         double s = 0;
         for (size_t t = 0; t < T; t++) s += rows[i * T + t];
@@ -41,7 +40,7 @@ static void seq_logps(rlhf_lp *lp, const rlhf_seq *seqs, size_t n, float *sums, 
     if (tg_out) { *tg_out = tg; *T_out = T; } else free(tg);
 }
 
-static void all_logps(rlhf_lp *lp, const rlhf_seq *seqs, size_t n, size_t batch, float *out) {
+static void all_logps(train_lm *lp, const rlhf_seq *seqs, size_t n, size_t batch, float *out) {
     for (size_t i = 0; i < n; i += batch) {
         size_t k = n - i < batch ? n - i : batch;
         seq_logps(lp, seqs + i, k, out + i, NULL, NULL);
@@ -49,7 +48,7 @@ static void all_logps(rlhf_lp *lp, const rlhf_seq *seqs, size_t n, size_t batch,
 }
 
 /* DPO over lines idx[0..k) of d: loss over their pairs, and the backward if asked. */
-static double dpo_lines(rlhf_lp *lp, const rlhf_pref_data *d, const uint32_t *idx, size_t k, float beta, int backward,
+static double dpo_lines(train_lm *lp, const rlhf_pref_data *d, const uint32_t *idx, size_t k, float beta, int backward,
                         rlhf_dpo_stats *st, size_t *npairs) {
     size_t ns = 0, np = 0;
     for (size_t j = 0; j < k; j++) { size_t K = d->count[idx ? idx[j] : j]; ns += K; np += K * (K - 1) / 2; }
@@ -75,7 +74,7 @@ static double dpo_lines(rlhf_lp *lp, const rlhf_pref_data *d, const uint32_t *id
         float *drows = gk_malloc(ns * T * sizeof(float));
         for (size_t i = 0; i < ns; i++)
             for (size_t t = 0; t < T; t++) drows[i * T + t] = tg[i * T + t] >= 0 ? dsum[i] : 0.0f;
-        rlhf_lp_backward(lp, drows);
+        train_lm_backward(lp, drows);
         free(drows);
     }
     if (npairs) *npairs = np;
@@ -84,7 +83,7 @@ static double dpo_lines(rlhf_lp *lp, const rlhf_pref_data *d, const uint32_t *id
     return loss;
 }
 
-static void dpo_eval(rlhf_lp *lp, const rlhf_pref_data *d, size_t batch, float beta, rlhf_dpo_stats *out) {
+static void dpo_eval(train_lm *lp, const rlhf_pref_data *d, size_t batch, float beta, rlhf_dpo_stats *out) {
     double lsum = 0, acc = 0, margin = 0; size_t pairs = 0;
     for (size_t i = 0; i < d->n; i += batch) {
         size_t k = d->n - i < batch ? d->n - i : batch;
@@ -103,6 +102,45 @@ static void dpo_eval(rlhf_lp *lp, const rlhf_pref_data *d, size_t batch, float b
 
 /* ---------------------------------------------------------------- training */
 
+typedef struct {
+    rlhf_pref_loop pl;        /* first: rlhf_pref_tell */
+    const dpo_opts *o;
+    train_lm *lp;
+} dpo_ctx;
+
+static double dpo_step_lines(void *ctx, const uint32_t *idx, size_t k, rlhf_pref_eval *st) {
+    dpo_ctx *c = ctx;
+    rlhf_dpo_stats ds;
+    double loss = dpo_lines(c->lp, c->pl.td, idx, k, c->o->beta, 1, &ds, NULL);
+    st->accuracy = ds.accuracy; st->margin = ds.margin;
+    st->extra[0] = ds.reward_chosen; st->extra[1] = ds.reward_rejected;
+    return loss;
+}
+
+static int dpo_val(void *ctx, train_stage *s, long step, int final, gk_err *err) {
+    (void)err;
+    dpo_ctx *c = ctx;
+    rlhf_dpo_stats v;
+    dpo_eval(c->lp, c->pl.vd, c->pl.B, c->o->beta, &v);
+    rlhf_pref_val(&c->pl, s, step, final, &(rlhf_pref_eval){ .loss = v.loss, .accuracy = v.accuracy, .margin = v.margin, .pairs = c->pl.vd->pairs });
+    return 0;
+}
+
+/* The reference's sequence log-probs, once (in the training precision, so policy == reference at step 0);
+ * then the reference is freed. */
+static int dpo_reference(const dpo_opts *o, rlhf_pref_data *td, rlhf_pref_data *vd, gk_err *err) {
+    double tr = gk_now();
+    gpt_model *ref = gpt_load(o->policy_dir, NULL, err);
+    if (!ref) return -1;
+    train_lm *rl = train_lm_new(ref);
+    all_logps(rl, td->seqs, td->nseq, 16, td->ref);
+    if (vd->nseq) all_logps(rl, vd->seqs, vd->nseq, 16, vd->ref);
+    train_lm_free(rl);
+    gpt_free(ref);
+    if (!o->json) gk_log("dpo: reference log-probs of %zu sequences in %.1fs\n", td->nseq + vd->nseq, gk_now() - tr);
+    return 0;
+}
+
 int train_dpo(const dpo_opts *o, dpo_result *res, gk_err *err) {
     memset(res, 0, sizeof *res);
     res->final_loss = res->final_acc = res->val_loss = res->val_acc = res->val_margin = NAN;
@@ -113,16 +151,18 @@ int train_dpo(const dpo_opts *o, dpo_result *res, gk_err *err) {
     if (!(o->beta > 0)) return gk_errf(err, "--beta must be > 0");
     char *tok_rec = NULL;
     const char *mdir = o->resume_dir ? o->resume_dir : o->policy_dir;
-    gpt_model *m = gpt_load(mdir, &tok_rec, err), *ref = NULL;
+    gpt_model *m = gpt_load(mdir, &tok_rec, err);
     if (!m) return -1;
     rlhf_chat chat; memset(&chat, 0, sizeof chat);
     prefs_set ts = {0}, vs = {0};
     rlhf_pref_data td = {0}, vd = {0};
-    adamw *opt = NULL;
-    rlhf_lp *lp = NULL;
-    train_log lg; memset(&lg, 0, sizeof lg);
-    train_state st; memset(&st, 0, sizeof st);
-    train_order ord = {0};
+    dpo_ctx c = { .pl = { .td = &td, .vd = &vd, .lines = dpo_step_lines, .extra_keys = { "reward_chosen", "reward_rejected" },
+                          .acc_short = "implicit-reward acc", .acc_long = "implicit-reward accuracy",
+                          .final_acc = &res->final_acc, .val_loss = &res->val_loss, .val_acc = &res->val_acc,
+                          .val_margin = &res->val_margin },
+                  .o = o };
+    train_stage s;
+    memset(&s, 0, sizeof s);
     int rc = -1;
     if (m->cfg.score_head) { gk_errf(err, "%s: has a score head; DPO trains an LM (SFT) checkpoint", mdir); goto done; }
     if (rlhf_chat_open(&chat, mdir, tok_rec, o->tokenizer, (size_t)m->cfg.vocab_size, err)) goto done;
@@ -133,100 +173,29 @@ int train_dpo(const dpo_opts *o, dpo_result *res, gk_err *err) {
     if (td.n == 0) { gk_errf(err, "%s: no preference line fits the model's context", o->data); goto done; }
     if (td.dropped) gk_warn("dpo: dropped %zu training line(s) longer than the context\n", td.dropped);
     res->pairs = td.pairs; res->val_pairs = vd.pairs; res->dropped = td.dropped + vd.dropped;
-    /* the reference log-probs are taken in the training precision too, so policy == reference at step 0 */
-    if (train_precision_begin(m, o->bf16, err)) goto done;
-    /* reference log-probs, once, then the reference is freed */
-    {
-        double tr = gk_now();
-        if (!(ref = gpt_load(o->policy_dir, NULL, err))) goto done;
-        rlhf_lp *rl = rlhf_lp_new(ref);
-        all_logps(rl, td.seqs, td.nseq, 16, td.ref);
-        if (vd.nseq) all_logps(rl, vd.seqs, vd.nseq, 16, vd.ref);
-        rlhf_lp_free(rl);
-        gpt_free(ref); ref = NULL;
-        if (!o->json) gk_log("dpo: reference log-probs of %zu sequences in %.1fs\n", td.nseq + vd.nseq, gk_now() - tr);
-    }
-    size_t B = (size_t)o->batch < td.n ? (size_t)o->batch : td.n;
-    long per_epoch = (long)((td.n + B - 1) / B);
-    long steps = o->steps > 0 ? o->steps : per_epoch * (o->epochs > 0 ? o->epochs : 1);
-    long step0;
-    if (train_stage_begin(m, &o->opt, o->seed ^ 0xD90ULL, o->resume_dir, o->out, "dpo", o->json, steps, &opt, &st, &lg, &step0, err)) goto done;
-    lp = rlhf_lp_new(m);
-    st.opts_json = dpo_opts_to_json(o);
-    lr_schedule sched = o->sched;
-    sched.total = steps;
+    train_stage_cfg sc = {
+        .name = "dpo", .models = { { .m = m, .out = o->out, .resume = o->resume_dir, .tokenizer = o->tokenizer ? o->tokenizer : tok_rec } },
+        .rng_seed = o->seed ^ 0xD90ULL, .saved_what = "policy", TRAIN_STAGE_OPTS(o),
+    };
+    if (rlhf_pref_open(&c.pl, &s, &sc, o->batch, o->epochs, o->steps, o->seed, err) || dpo_reference(o, &td, &vd, err)) goto done;
+    c.lp = train_lm_new(m);
     if (!o->json)
         gk_log("dpo: %d layers, width %d; beta %.3g; %zu lines (%zu pairs) train, %zu pairs val; %zu lines/step, %ld steps\n",
-               m->cfg.n_layer, m->cfg.n_embd, o->beta, td.n, td.pairs, vd.pairs, B, steps);
-    train_order_init(&ord, td.n, o->seed * 1000003ULL, st.pos.epoch, st.pos.pos);
-    gk_sigint_install();
-    double t0 = gk_now();
-    long step = step0;
-    rc = 0;
-    for (; step < steps; step++) {
-        if (gk_sigint_pending()) { res->interrupted = 1; break; }
-        if (o->stop_at > 0 && step >= o->stop_at) break;
-        size_t nb;
-        const uint32_t *idx = train_order_next(&ord, B, 0, &nb);
-        double ts0 = gk_now();
-        gpt_zero_grads(m);
-        rlhf_dpo_stats s;
-        double loss = dpo_lines(lp, &td, idx, nb, o->beta, 1, &s, NULL);
-        float lr = lr_at(&sched, step);
-        double norm = adamw_step(opt, m, lr);
-        double dt = gk_now() - ts0;
-        res->final_loss = loss; res->final_acc = s.accuracy;
-        char fields[512], human[512];
-        snprintf(fields, sizeof fields, "\"loss\":%.7g,\"accuracy\":%.5g,\"margin\":%.6g,\"reward_chosen\":%.6g,\"reward_rejected\":%.6g,"
-                 "\"lr\":%.6g,\"grad_norm\":%.6g,\"ms\":%.1f", loss, s.accuracy, s.margin, s.reward_chosen, s.reward_rejected, lr, norm, dt * 1000);
-        snprintf(human, sizeof human, "loss %.4f | acc %.3f | margin %+.3f | lr %.2e | norm %.3f | %.0f ms",
-                 loss, s.accuracy, s.margin, lr, norm, dt * 1000);
-        train_log_step(&lg, step, fields, human);
-        if (!isfinite(loss)) { rc = gk_errf(err, "loss became %f at step %ld; lower --lr", loss, step); break; }
-        int last = step + 1 == steps;
-        if (vd.n && o->val_every > 0 && (step + 1) % o->val_every == 0 && !last) {
-            rlhf_dpo_stats v;
-            dpo_eval(lp, &vd, B, o->beta, &v);
-            snprintf(fields, sizeof fields, "\"step\":%ld,\"val_loss\":%.7g,\"val_accuracy\":%.5g,\"val_margin\":%.6g", step, v.loss, v.accuracy, v.margin);
-            snprintf(human, sizeof human, "val loss %.4f | implicit-reward acc %.4f (step %ld)", v.loss, v.accuracy, step + 1);
-            train_log_event(&lg, fields, human);
-        }
-        if (o->save_every > 0 && (step + 1) % o->save_every == 0 && !last) {
-            st.step = step + 1; st.pos.epoch = ord.epoch; st.pos.pos = ord.pos;
-            if (train_save(o->out, m, opt, &st, o->tokenizer ? o->tokenizer : tok_rec, err)) { rc = -1; break; }
-        }
-    }
-    res->steps_done = step - step0;
-    res->seconds = gk_now() - t0;
-    if (rc == 0 && !res->interrupted && step >= steps && vd.n) {
-        rlhf_dpo_stats v;
-        dpo_eval(lp, &vd, B, o->beta, &v);
-        res->val_loss = v.loss; res->val_acc = v.accuracy; res->val_margin = v.margin;
-        char fields[512], human[512];
-        snprintf(fields, sizeof fields, "\"event\":\"final\",\"val_loss\":%.7g,\"val_accuracy\":%.5g,\"val_margin\":%.6g,\"val_pairs\":%zu",
-                 v.loss, v.accuracy, v.margin, vd.pairs);
-        snprintf(human, sizeof human, "held-out: loss %.4f | implicit-reward accuracy %.4f over %zu pairs | margin %+.3f",
-                 v.loss, v.accuracy, vd.pairs, v.margin);
-        train_log_event(&lg, fields, human);
-    }
-    if (rc == 0 || res->interrupted) {
-        st.step = step; st.pos.epoch = ord.epoch; st.pos.pos = ord.pos;
-        gk_err serr;
-        if (train_save(o->out, m, opt, &st, o->tokenizer ? o->tokenizer : tok_rec, &serr)) { if (rc == 0) { *err = serr; rc = -1; } }
-        else if (!o->json) gk_log("dpo: saved policy at step %ld to %s%s\n", step, o->out,
-                                  res->interrupted ? " (interrupted; continue with --resume)" : "");
-    }
+               m->cfg.n_layer, m->cfg.n_embd, o->beta, td.n, td.pairs, vd.pairs, c.pl.B, s.cfg.total);
+    train_stage_hooks h = { .ctx = &c, .micro = rlhf_pref_micro, .eval = vd.n ? dpo_val : NULL, .tell = rlhf_pref_tell };
+    rc = train_stage_run(&s, &h, dpo_opts_to_json(o), err);
+    res->steps_done = s.step - s.step0;
+    res->seconds = s.seconds;
+    res->final_loss = s.last_loss;
+    res->interrupted = s.interrupted;
 done:
-    train_precision_end(o->bf16);
-    train_order_free(&ord);
-    train_log_close(&lg);
-    rlhf_lp_free(lp);
+    train_stage_close(&s);
+    train_order_free(&c.pl.ord);
+    train_lm_free(c.lp);
     rlhf_pref_data_free(&td); rlhf_pref_data_free(&vd);
     prefs_free(&ts); prefs_free(&vs);
     rlhf_chat_close(&chat);
-    adamw_free(opt);
-    gpt_free(m); gpt_free(ref);
-    free(st.opts_json);
+    gpt_free(m);
     free(tok_rec);
     return rc;
 }

@@ -1,13 +1,17 @@
-/* lm.c: next-token cross-entropy on top of the trunk, chunked over rows.
+/* lm.c: the LM head on top of the trunk, chunked over rows — one path for pretraining's and SFT's mean
+ * cross-entropy and for the per-token log-probs of PPO and DPO.
  *
- *   h = trunk(inputs)                       [BT, C]
- *   for each chunk of rows r:  logits_r = h_r @ wte^T       [R, V]
- *                              loss_r, dlogits_r = xent(logits_r, targets_r) scaled by 1/grad_div
- *                              dh_r += dlogits_r @ wte;  dwte += dlogits_r^T @ h_r
+ *   h = trunk(inputs)                                  [BT, C]
+ *   for each chunk of rows r:  logits_r = h_r @ wte^T / temperature          [R, V]
+ *                              loss_r = xent(logits_r, targets_r)  (logp = -loss)
+ *                              with a backward: dlogits_r = dloss_r * (softmax - onehot) / temperature
+ *                                               dh_r += dlogits_r @ wte;  dwte += dlogits_r^T @ h_r
  *   trunk backward from dh
  *
- * Only a [R, V] logits buffer exists at a time (R = LM_CHUNK_ROWS), so a 50k vocabulary costs
- * R*V*4 bytes instead of B*T*V*4.
+ * Only a [R, V] logits buffer exists at a time (R = LM_CHUNK_ROWS), so a 50k vocabulary costs R*V*4 bytes
+ * instead of B*T*V*4. train_lm_loss knows its dloss up front (1/grad_div per counted row) and runs forward
+ * and backward in one pass; train_lm_logprobs does not (PPO's and DPO's losses need every log-prob first),
+ * so train_lm_backward recomputes each chunk's logits, skipping chunks without a gradient.
  */
 #include "train/train.h"
 #include "kern/kern.h"
@@ -20,14 +24,17 @@
 
 struct train_lm {
     gpt_model *m;
-    size_t cap_bt;
-    float *logits;     /* device [LM_CHUNK_ROWS, V] (also dlogits, in place) */
-    float *loss;       /* device [BT] */
-    float *dloss;      /* device [BT] */
-    float *dh;         /* device [BT, C] */
-    int32_t *tgt;      /* device [BT] */
-    float *host_loss;  /* host [BT] */
-    float *host_dloss; /* host [BT] */
+    size_t cap_bt, B, T;  /* B, T: of the last forward */
+    float temperature;    /* of the last train_lm_logprobs */
+    float *logits;        /* device [LM_CHUNK_ROWS, V] (also dlogits, in place) */
+    float *hlogits;       /* host [LM_CHUNK_ROWS, V] for the entropy (only when asked) */
+    float *loss;          /* device [BT] */
+    float *dloss;         /* device [BT] */
+    float *dh;            /* device [BT, C] */
+    int32_t *tgt;         /* device [BT] */
+    int32_t *htgt;        /* host [BT] */
+    float *host_loss;     /* host [BT] */
+    float *host_dloss;    /* host [BT] */
 };
 
 train_lm *train_lm_new(gpt_model *m) {
@@ -40,7 +47,7 @@ train_lm *train_lm_new(gpt_model *m) {
 void train_lm_free(train_lm *l) {
     if (!l) return;
     kern_free(l->logits); kern_free(l->loss); kern_free(l->dloss); kern_free(l->dh); kern_free(l->tgt);
-    free(l->host_loss); free(l->host_dloss);
+    free(l->hlogits); free(l->htgt); free(l->host_loss); free(l->host_dloss);
     free(l);
 }
 
@@ -48,51 +55,98 @@ static void ensure(train_lm *l, size_t bt) {
     if (bt <= l->cap_bt) return;
     size_t C = (size_t)l->m->cfg.n_embd;
     kern_free(l->loss); kern_free(l->dloss); kern_free(l->dh); kern_free(l->tgt);
-    free(l->host_loss); free(l->host_dloss);
+    free(l->htgt); free(l->host_loss); free(l->host_dloss);
     l->loss = kern_alloc(bt * sizeof(float));
     l->dloss = kern_alloc(bt * sizeof(float));
     l->dh = kern_alloc(bt * C * sizeof(float));
     l->tgt = kern_alloc(bt * sizeof(int32_t));
+    l->htgt = gk_malloc(bt * sizeof(int32_t));
     l->host_loss = gk_malloc(bt * sizeof(float));
     l->host_dloss = gk_malloc(bt * sizeof(float));
     l->cap_bt = bt;
 }
 
+/* Stores the targets (host and device) of a [B, T] batch. */
+static void set_targets(train_lm *l, const int32_t *targets, size_t B, size_t T) {
+    size_t BT = B * T;
+    ensure(l, BT);
+    l->B = B; l->T = T;
+    memcpy(l->htgt, targets, BT * sizeof(int32_t));
+    kern_upload(l->tgt, targets, BT * sizeof(int32_t));
+}
+
+/* How one pass over the row chunks runs: skip chunks whose rows all have mask 0 (the logits are not needed),
+ * run the backward with the device dloss (l->dloss), write the tempered entropy of rows with a target. */
+typedef struct { const float *skip_mask; const int32_t *skip_tgt; int backward; float *entropy; } lm_pass;
+
+/* The chunk loop every entry point shares (h = the trunk's hidden states of the last forward). */
+static void lm_chunks(train_lm *l, const lm_pass *p) {
+    gpt_model *m = l->m;
+    size_t BT = l->B * l->T, C = (size_t)m->cfg.n_embd, V = (size_t)m->cfg.vocab_size;
+    float inv = 1.0f / l->temperature;
+    const float *h = gpt_hidden(m);
+    if (p->backward) kern_zero(l->dh, BT * C * sizeof(float));
+    for (size_t r0 = 0; r0 < BT; r0 += LM_CHUNK_ROWS) {
+        size_t R = BT - r0 < LM_CHUNK_ROWS ? BT - r0 : LM_CHUNK_ROWS;
+        if (p->skip_mask || p->skip_tgt) {
+            int any = 0;
+            for (size_t i = 0; i < R; i++) any |= p->skip_mask ? p->skip_mask[r0 + i] != 0.0f : p->skip_tgt[r0 + i] >= 0;
+            if (!any) { if (!p->backward) kern_zero(l->loss + r0, R * sizeof(float)); continue; }
+        }
+        gpt_lm_head_fwd(m, l->logits, h + r0 * C, R);
+        if (inv != 1.0f) kern_scale(l->logits, inv, R * V);
+        if (p->entropy) {
+            kern_download(l->hlogits, l->logits, R * V * sizeof(float));
+            for (size_t i = 0; i < R; i++)
+                p->entropy[r0 + i] = l->htgt[r0 + i] >= 0 ? (float)rlhf_entropy_row(l->hlogits + i * V, V, 1.0f) : 0.0f;
+        }
+        /* with a backward, overwrites logits with dloss * (softmax - onehot): the gradient of the tempered logits */
+        kern_xent_fwd_bwd(l->loss + r0, p->backward ? l->logits : NULL, l->logits, l->tgt + r0,
+                          p->backward ? l->dloss + r0 : NULL, R, V);
+        if (!p->backward) continue;
+        if (inv != 1.0f) kern_scale(l->logits, inv, R * V);
+        gpt_lm_head_bwd(m, l->dh + r0 * C, l->logits, h + r0 * C, R);
+    }
+    if (p->backward) gpt_backward(m, l->dh);
+}
+
 double train_lm_loss(train_lm *l, const int32_t *inputs, const int32_t *targets, size_t B, size_t T,
                      double grad_div, size_t *ncounted) {
-    gpt_model *m = l->m;
-    size_t BT = B * T, C = (size_t)m->cfg.n_embd, V = (size_t)m->cfg.vocab_size;
-    ensure(l, BT);
+    size_t BT = B * T;
+    set_targets(l, targets, B, T);
+    l->temperature = 1.0f;
     size_t count = 0;
     for (size_t i = 0; i < BT; i++) count += targets[i] >= 0;
     if (ncounted) *ncounted = count;
     int backward = grad_div > 0;
     float g = backward ? (float)(1.0 / grad_div) : 0.0f;
     for (size_t i = 0; i < BT; i++) l->host_dloss[i] = targets[i] >= 0 ? g : 0.0f;
-    kern_upload(l->tgt, targets, BT * sizeof(int32_t));
     kern_upload(l->dloss, l->host_dloss, BT * sizeof(float));
-
-    gpt_forward(m, inputs, B, T);
-    const float *h = gpt_hidden(m);
-    if (backward) kern_zero(l->dh, BT * C * sizeof(float));
-    for (size_t r0 = 0; r0 < BT; r0 += LM_CHUNK_ROWS) {
-        size_t R = BT - r0 < LM_CHUNK_ROWS ? BT - r0 : LM_CHUNK_ROWS;
-        gpt_lm_head_fwd(m, l->logits, h + r0 * C, R);
-        kern_xent_fwd_bwd(l->loss + r0, backward ? l->logits : NULL, l->logits, l->tgt + r0,
-                          backward ? l->dloss + r0 : NULL, R, V);
-        if (backward) gpt_lm_head_bwd(m, l->dh + r0 * C, l->logits, h + r0 * C, R);
-    }
-    if (backward) gpt_backward(m, l->dh);
+    gpt_forward(l->m, inputs, B, T);
+    lm_chunks(l, &(lm_pass){ NULL, NULL, backward, NULL });
     kern_download(l->host_loss, l->loss, BT * sizeof(float));
     double sum = 0;
     for (size_t i = 0; i < BT; i++) if (targets[i] >= 0) sum += l->host_loss[i];
     return count ? sum / (double)count : NAN;
 }
 
-void train_lm_logprobs(train_lm *l, const int32_t *inputs, const int32_t *targets, size_t B, size_t T, float *logp) {
+void train_lm_logprobs(train_lm *l, const int32_t *inputs, const int32_t *targets, size_t B, size_t T,
+                       float temperature, float *logp, float *entropy) {
     size_t BT = B * T;
-    train_lm_loss(l, inputs, targets, B, T, 0, NULL);
+    set_targets(l, targets, B, T);
+    l->temperature = temperature > 0 ? temperature : 1.0f;
+    if (entropy && !l->hlogits) l->hlogits = gk_malloc((size_t)LM_CHUNK_ROWS * (size_t)l->m->cfg.vocab_size * sizeof(float));
+    gpt_forward(l->m, inputs, B, T);
+    lm_chunks(l, &(lm_pass){ NULL, targets, 0, entropy });
+    kern_download(l->host_loss, l->loss, BT * sizeof(float));
     for (size_t i = 0; i < BT; i++) logp[i] = targets[i] >= 0 ? -l->host_loss[i] : 0.0f;
+}
+
+void train_lm_backward(train_lm *l, const float *dlogp) {
+    size_t BT = l->B * l->T;
+    for (size_t i = 0; i < BT; i++) l->host_dloss[i] = l->htgt[i] >= 0 ? -dlogp[i] : 0.0f;
+    kern_upload(l->dloss, l->host_dloss, BT * sizeof(float));
+    lm_chunks(l, &(lm_pass){ l->host_dloss, NULL, 1, NULL });
 }
 
 size_t train_sample(gpt_model *m, const int32_t *prompt, size_t n_prompt, size_t max_new, float temperature,

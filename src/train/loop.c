@@ -1,5 +1,6 @@
-/* loop.c: what every training stage's loop shares — the progress line (rate, ETA), metrics JSONL,
- * checkpoints with an exact-resume sidecar, and the parameter checksum that ties the two together. */
+/* loop.c: the pieces under the stage skeleton (stage.c) — the progress line (rate, ETA), metrics JSONL (cJSON
+ * objects, so any string a stage logs is escaped correctly), checkpoints with an exact-resume sidecar, the
+ * parameter checksum that ties the two together, the per-epoch data order, and the MFU figures. */
 #include "train/train.h"
 #include "kern/kern.h"
 
@@ -25,32 +26,70 @@ void train_log_close(train_log *lg) {
     lg->metrics = NULL;
 }
 
-void train_log_step(train_log *lg, long step, const char *fields, const char *human) {
+/* One metrics object of the envelope keys, then fields' items moved over in their order. */
+static cJSON *log_record(const char *stage, long step, cJSON *fields) {
+    cJSON *r = cJSON_CreateObject();
+    if (stage) cJSON_AddStringToObject(r, "stage", stage);
+    if (step >= 0) cJSON_AddNumberToObject(r, "step", (double)step);
+    while (fields && fields->child) {
+        cJSON *it = cJSON_DetachItemViaPointer(fields, fields->child);
+        cJSON_AddItemToObject(r, it->string, it);   /* keeps the key; the item's old key string is freed */
+    }
+    return r;
+}
+
+/* Prints r as one line to f and deletes it. */
+static void log_line(FILE *f, cJSON *r) {
+    char *s = cJSON_PrintUnformatted(r);
+    fprintf(f, "%s\n", s);
+    fflush(f);
+    cJSON_free(s);
+    cJSON_Delete(r);
+}
+
+void train_log_step(train_log *lg, long step, cJSON *fields, const char *human) {
     double el = gk_now() - lg->t_start;
     long done = step + 1 - lg->step0;
     double eta = done > 0 ? el / (double)done * (double)(lg->total - step - 1) : NAN;
     if (lg->metrics) {
-        fprintf(lg->metrics, "{\"stage\":\"%s\",\"step\":%ld,%s,\"elapsed_s\":%.3f}\n", lg->stage, step, fields, el);
-        fflush(lg->metrics);
+        cJSON *r = log_record(lg->stage, step, cJSON_Duplicate(fields, 1));
+        train_put(r, "elapsed_s", "%.3f", el);
+        log_line(lg->metrics, r);
     }
     if (lg->json) {
-        printf("{\"step\":%ld,%s}\n", step, fields);
-        fflush(stdout);
+        log_line(stdout, log_record(NULL, step, fields));
+        fields = NULL;
     } else {
         char eb[32];
         int w = 1; for (long t = lg->total; t >= 10; t /= 10) w++;
         printf("%s step %*ld/%ld | %s | ETA %s\n", lg->stage, w, step + 1, lg->total, human, gk_fmt_duration(eta, eb, sizeof eb));
         fflush(stdout);
     }
+    cJSON_Delete(fields);
 }
 
-void train_log_event(train_log *lg, const char *fields, const char *human) {
-    if (lg->metrics) {
-        fprintf(lg->metrics, "{\"stage\":\"%s\",%s}\n", lg->stage, fields);
-        fflush(lg->metrics);
-    }
-    if (lg->json) { printf("{%s}\n", fields); fflush(stdout); }
+void train_log_event(train_log *lg, cJSON *fields, const char *human) {
+    if (lg->metrics) log_line(lg->metrics, log_record(lg->stage, -1, cJSON_Duplicate(fields, 1)));
+    if (lg->json) { log_line(stdout, log_record(NULL, -1, fields)); fields = NULL; }
     else if (human) { printf("%s %s\n", lg->stage, human); fflush(stdout); }
+    cJSON_Delete(fields);
+}
+
+void train_put(cJSON *o, const char *key, const char *fmt, double v) {
+    /* print with fmt and read back: cJSON then prints the shortest text of that value (%.15g round-trips it) */
+    char buf[64];
+    snprintf(buf, sizeof buf, fmt, v);
+    cJSON_AddNumberToObject(o, key, isfinite(v) ? strtod(buf, NULL) : v);
+}
+
+void train_decode_text(const tok_tokenizer *tok, const int32_t *ids, size_t n, tok_bytes *out) {
+    /* the streaming decoder: always valid UTF-8 (U+FFFD for broken bytes), so the JSON is too */
+    gk_err derr;
+    tok_stream ts;
+    tok_stream_init(&ts);
+    for (size_t i = 0; i < n; i++) tok_stream_push(&ts, tok, ids[i], out, &derr);
+    tok_stream_flush(&ts, out);
+    tok_bytes_append(out, "", 1);
 }
 
 /* ---------------------------------------------------------------- checksum */
@@ -162,41 +201,6 @@ int train_load_state(const char *dir, const gpt_model *m, adamw *opt, train_stat
 done:
     st_close(&f);
     return rc;
-}
-
-/* ---------------------------------------------------------------- stage start */
-
-int train_stage_begin(gpt_model *m, const adamw_config *oc, uint64_t rng_seed, const char *resume_dir,
-                      const char *out, const char *stage, int json, long total, adamw **opt, train_state *st,
-                      train_log *lg, long *step0, gk_err *err) {
-    gpt_alloc_grads(m);
-    *opt = adamw_create(m, oc);
-    gk_rng_seed(&st->rng, rng_seed);
-    *step0 = 0;
-    if (resume_dir) {
-        if (train_load_state(resume_dir, m, *opt, st, err)) return -1;
-        *step0 = st->step;
-        free(st->opts_json); st->opts_json = NULL;
-    }
-    if (gk_mkdir_p(out, err)) return -1;
-    char *mp = gk_path_join(out, "metrics.jsonl");
-    int rc = train_log_open(lg, stage, mp, json, *step0, total, err);
-    free(mp);
-    return rc;
-}
-
-int train_precision_begin(gpt_model *m, int bf16, gk_err *err) {
-    if (!bf16) return 0;
-    if (kern_set_precision(KERN_PREC_BF16) != 0)
-        return gk_errf(err, "--precision bf16 needs oneDNN and a CPU with AVX512-BF16 or AMX; this build/CPU has neither");
-    kern_bf16_shadow(m->params, m->num_params);
-    return 0;
-}
-
-void train_precision_end(int bf16) {
-    if (!bf16) return;
-    kern_bf16_shadow(NULL, 0);
-    kern_set_precision(KERN_PREC_FP32);
 }
 
 /* ---------------------------------------------------------------- epoch order */

@@ -75,23 +75,17 @@ static void score_rollouts(gpt_model *rm, const rlhf_seq *seqs, const int *ended
     free(tmp);
 }
 
-static void response_text(const tok_tokenizer *tok, int32_t end_id, const rlhf_seq *s, char *buf, size_t cap) {
-    tok_bytes b = {0};
-    gk_err e;
+/* The response of a sequence as text (without its closing <|end|>), NUL-terminated valid UTF-8. */
+static void response_text(const tok_tokenizer *tok, int32_t end_id, const rlhf_seq *s, tok_bytes *out) {
     size_t n = s->n - s->prompt_len;
     const int32_t *ids = s->ids + s->prompt_len;
     if (n && ids[n - 1] == end_id) n--;
-    tok_decode(tok, ids, n, &b, &e);
-    size_t k = b.n < cap - 1 ? b.n : cap - 1;
-    memcpy(buf, b.data, k);
-    buf[k] = 0;
-    /* one printable ASCII line, safe inside a JSON string (non-ASCII bytes become '?') */
-    for (size_t i = 0; i < k; i++) {
-        unsigned char ch = (unsigned char)buf[i];
-        if (ch >= 0x80) buf[i] = '?';
-        else if (ch == '"' || ch == '\\' || ch < 0x20 || ch == 0x7f) buf[i] = ' ';
-    }
-    tok_bytes_free(&b);
+    train_decode_text(tok, ids, n, out);
+}
+
+/* Control characters (newlines) to spaces: one line of a progress log. */
+static void one_line(tok_bytes *t) {
+    for (size_t i = 0; i + 1 < t->n; i++) if (t->data[i] < 0x20 || t->data[i] == 0x7f) t->data[i] = ' ';
 }
 
 void ppo_result_free(ppo_result *r) {
@@ -122,14 +116,14 @@ static void batch_free(rollout_batch *b) {
 
 /* Per-token values of rollouts idx[0..k) through lp (policy/ref log-probs) or vh (values), in minibatches of
  * mb; written into dst at each rollout's offsets. */
-static void per_token_pass(rlhf_lp *lp, rlhf_vh *vh, const rollout_batch *b, size_t mb, float temp,
+static void per_token_pass(train_lm *lp, rlhf_vh *vh, const rollout_batch *b, size_t mb, float temp,
                            float *dst, float *ent) {
     for (size_t i0 = 0; i0 < b->n; i0 += mb) {
         size_t k = b->n - i0 < mb ? b->n - i0 : mb;
         int32_t *in, *tg;
         size_t T = rlhf_lm_batch(b->seqs + i0, k, &in, &tg), BT = k * T;
         float *rows = gk_malloc(BT * sizeof(float)), *erows = ent ? gk_malloc(BT * sizeof(float)) : NULL;
-        if (lp) rlhf_lp_forward(lp, in, tg, k, T, temp, rows, erows);
+        if (lp) train_lm_logprobs(lp, in, tg, k, T, temp, rows, erows);
         else rlhf_vh_forward(vh, in, k, T, rows);
         for (size_t j = 0; j < k; j++) {
             size_t r = i0 + j, q = b->off[r];
@@ -143,27 +137,278 @@ static void per_token_pass(rlhf_lp *lp, rlhf_vh *vh, const rollout_batch *b, siz
 /* ---------------------------------------------------------------- training */
 
 typedef struct {
+    const ppo_opts *o;
     gpt_model *policy, *ref, *rm, *value;
-    rlhf_lp *lp_pol, *lp_ref;
+    train_lm *lp_pol, *lp_ref;
     rlhf_vh *vh;
-    adamw *opt_pol, *opt_val;
     struct engine *eng;
     tok_tokenizer *tok;
     chat_specials sp;
     prefs_set prompts;
     tok_ids *pids;            /* rendered prompts that fit */
     size_t n_pids;
+    size_t P, S, N, MB;       /* prompts and samples per iteration, rollouts (P*S), minibatch */
+    rlhf_kl_ctl ctl;
+    train_order ord;          /* prompt order: a seeded permutation per epoch */
+    uint32_t *order;          /* [N] rollout order of an update epoch */
+    rollout_batch b;          /* this iteration's rollouts (kept for the sample) */
+    ppo_result *res;
 } ppo_ctx;
 
 static void ctx_free(ppo_ctx *c) {
-    rlhf_lp_free(c->lp_pol); rlhf_lp_free(c->lp_ref); rlhf_vh_free(c->vh);
-    adamw_free(c->opt_pol); adamw_free(c->opt_val);
+    batch_free(&c->b);
+    train_lm_free(c->lp_pol); train_lm_free(c->lp_ref); rlhf_vh_free(c->vh);
     if (c->eng) engine_free(c->eng);
     gpt_free(c->policy); gpt_free(c->ref); gpt_free(c->rm); gpt_free(c->value);
     for (size_t i = 0; i < c->n_pids; i++) tok_ids_free(&c->pids[i]);
     free(c->pids);
     prefs_free(&c->prompts);
     tok_free(c->tok);
+    train_order_free(&c->ord); free(c->order);
+}
+
+/* 1. P prompts x S samples through the engine. Returns 0, 1 if Ctrl-C came first (the RNG and prompt position
+ * are restored: nothing was updated), or -1 with err. */
+static int ppo_rollouts(ppo_ctx *c, train_stage *s, gk_err *err) {
+    gk_rng rng_save = s->st.rng;
+    uint64_t epoch_save = c->ord.epoch, pos_save = c->ord.pos;
+    rollout_batch *b = &c->b;
+    batch_free(b);
+    b->n = c->N;
+    b->seqs = gk_calloc(c->N, sizeof *b->seqs);
+    b->ended = gk_calloc(c->N, sizeof(int));
+    for (size_t p = 0; p < c->P; p++) {
+        const tok_ids *pi = &c->pids[train_order_next(&c->ord, 1, 1, NULL)[0]];
+        if (rlhf_generate(c->eng, pi->ids, pi->n, c->S, (size_t)c->o->max_new, c->o->temperature, gk_rng_u64(&s->st.rng),
+                          b->seqs + p * c->S, b->ended + p * c->S, err)) return -1;
+        if (gk_sigint_pending()) {
+            s->st.rng = rng_save; c->ord.epoch = epoch_save; c->ord.pos = pos_save;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* 2-3. Scores, old log-probs and entropy, values, then the reference's log-probs. */
+static void ppo_score(ppo_ctx *c, ppo_step_log *L) {
+    rollout_batch *b = &c->b;
+    size_t N = c->N;
+    double ts = gk_now();
+    b->off = gk_malloc((N + 1) * sizeof(size_t));
+    b->off[0] = 0;
+    for (size_t i = 0; i < N; i++) b->off[i + 1] = b->off[i] + (b->seqs[i].n - b->seqs[i].prompt_len);
+    b->raw = gk_malloc(N * sizeof(float)); b->score = gk_malloc(N * sizeof(float));
+    score_rollouts(c->rm, b->seqs, b->ended, N, c->sp.end, b->raw);
+    for (size_t i = 0; i < N; i++) b->score[i] = b->raw[i] - (b->ended[i] ? 0.0f : c->o->missing_end_penalty);
+    size_t cap = b->off[N] ? b->off[N] : 1;
+    b->logp = gk_malloc(cap * sizeof(float)); b->ref = gk_malloc(cap * sizeof(float)); b->val = gk_malloc(cap * sizeof(float));
+    b->adv = gk_malloc(cap * sizeof(float)); b->ret = gk_malloc(cap * sizeof(float)); b->ent = gk_malloc(cap * sizeof(float));
+    per_token_pass(c->lp_pol, NULL, b, c->MB, c->o->temperature, b->logp, b->ent);
+    per_token_pass(NULL, c->vh, b, c->MB, 1.0f, b->val, NULL);
+    L->t_score = gk_now() - ts;
+    ts = gk_now();
+    per_token_pass(c->lp_ref, NULL, b, c->MB, c->o->temperature, b->ref, NULL);
+    L->t_ref = gk_now() - ts;
+}
+
+/* 4. KL-shaped rewards, GAE per response, advantages whitened over the batch's tokens; the rollout statistics. */
+static void ppo_advantages(ppo_ctx *c, ppo_step_log *L) {
+    rollout_batch *b = &c->b;
+    size_t N = c->N, NT = b->off[N];
+    float *rw = gk_malloc((NT ? NT : 1) * sizeof(float));
+    double kl_sum = 0, score_sum = 0, raw_sum = 0, ent_sum = 0, len_sum = 0, ended_sum = 0;
+    for (size_t i = 0; i < N; i++) {
+        size_t q = b->off[i], n = b->off[i + 1] - q;
+        kl_sum += rlhf_kl_rewards(b->logp + q, b->ref + q, n, b->score[i], (float)c->ctl.beta, rw + q);
+        rlhf_gae(rw + q, b->val + q, n, c->o->gamma, c->o->lambda, b->adv + q, b->ret + q);
+        score_sum += b->score[i]; raw_sum += b->raw[i]; len_sum += (double)n; ended_sum += b->ended[i];
+    }
+    for (size_t q = 0; q < NT; q++) ent_sum += b->ent[q];
+    free(rw);
+    rlhf_whiten(b->adv, NT, 0);
+    L->score = raw_sum / (double)N;
+    L->reward = score_sum / (double)N;
+    L->kl = kl_sum / (double)N;
+    L->entropy = NT ? ent_sum / (double)NT : 0;
+    L->resp_len = len_sum / (double)N;
+    L->ended = ended_sum / (double)N;
+}
+
+/* Sums over an iteration's minibatches. */
+typedef struct { double pl, vl, cf, vcf, akl_last; long nmb, nmb_last; } ppo_sums;
+
+/* Scatters the minibatch's per-token values (in row order) to rows [BT] with target >= 0 (0 elsewhere). */
+static void to_rows(const int32_t *tg, size_t BT, const float *flat, float *rows) {
+    size_t q = 0;
+    for (size_t r = 0; r < BT; r++) rows[r] = tg[r] >= 0 ? flat[q++] : 0.0f;
+}
+
+/* 5. One minibatch (rollouts idx[0..k)): the clipped surrogate -> policy step; the clipped value loss -> value
+ * step. Per-token rollout values are gathered in the minibatch's row order. */
+static void ppo_minibatch(ppo_ctx *c, train_stage *s, const uint32_t *idx, size_t k, float lr, float vlr, int last_epoch,
+                          ppo_sums *sm) {
+    const rollout_batch *b = &c->b;
+    rlhf_seq *ms = gk_malloc(k * sizeof *ms);
+    for (size_t j = 0; j < k; j++) ms[j] = b->seqs[idx[j]];
+    int32_t *in, *tg;
+    size_t T = rlhf_lm_batch(ms, k, &in, &tg), BT = k * T, nt = 0;
+    for (size_t j = 0; j < k; j++) nt += b->off[idx[j] + 1] - b->off[idx[j]];
+    size_t cap = nt ? nt : 1;
+    float *rows = gk_malloc(BT * sizeof(float)), *drows = gk_malloc(BT * sizeof(float));
+    float *cur = gk_malloc(cap * sizeof(float)), *old = gk_malloc(cap * sizeof(float)), *oldv = gk_malloc(cap * sizeof(float));
+    float *adv = gk_malloc(cap * sizeof(float)), *ret = gk_malloc(cap * sizeof(float)), *dflat = gk_malloc(cap * sizeof(float));
+    size_t q = 0;
+    for (size_t j = 0; j < k; j++) {
+        size_t s0 = b->off[idx[j]];
+        for (size_t t = 0; t < T; t++)
+            if (tg[j * T + t] >= 0) { old[q] = b->logp[s0]; adv[q] = b->adv[s0]; ret[q] = b->ret[s0]; oldv[q] = b->val[s0]; s0++; q++; }
+    }
+    /* policy */
+    train_stage_zero(s, 0);
+    train_lm_logprobs(c->lp_pol, in, tg, k, T, c->o->temperature, rows, NULL);
+    q = 0;
+    for (size_t r = 0; r < BT; r++) if (tg[r] >= 0) cur[q++] = rows[r];
+    rlhf_ppo_stats ps;
+    sm->pl += rlhf_ppo_policy_loss(cur, old, adv, nt, c->o->clip_eps, dflat, &ps);
+    sm->cf += ps.clip_frac;
+    if (last_epoch) { sm->akl_last += ps.approx_kl; sm->nmb_last++; }
+    to_rows(tg, BT, dflat, drows);
+    train_lm_backward(c->lp_pol, drows);
+    train_stage_update(s, 0, lr);
+    /* value: the old values are the rollout-time ones (b->val) */
+    train_stage_zero(s, 1);
+    rlhf_vh_forward(c->vh, in, k, T, rows);
+    q = 0;
+    for (size_t r = 0; r < BT; r++) if (tg[r] >= 0) cur[q++] = rows[r];
+    double vcf;
+    sm->vl += rlhf_value_loss(cur, oldv, ret, nt, c->o->vf_clip, dflat, &vcf);
+    sm->vcf += vcf;
+    to_rows(tg, BT, dflat, drows);
+    rlhf_vh_backward(c->vh, drows);
+    train_stage_update(s, 1, vlr);
+    sm->nmb++;
+    free(ms); free(in); free(tg); free(rows); free(drows); free(cur); free(old); free(oldv); free(adv); free(ret); free(dflat);
+}
+
+/* 5. ppo_epochs passes over the rollouts in shuffled minibatches (learning rates warmed up linearly). */
+static void ppo_update(ppo_ctx *c, train_stage *s, long it, ppo_step_log *L) {
+    const ppo_opts *o = c->o;
+    double ts = gk_now();
+    int warming = o->warmup > 0 && it < o->warmup;
+    float lr = warming ? o->lr * (float)(it + 1) / (float)o->warmup : o->lr;
+    float vlr = warming ? o->vf_lr * (float)(it + 1) / (float)o->warmup : o->vf_lr;
+    ppo_sums sm = {0};
+    for (size_t i = 0; i < c->N; i++) c->order[i] = (uint32_t)i;
+    for (long ep = 0; ep < o->ppo_epochs; ep++) {
+        gk_rng_shuffle_u32(&s->st.rng, c->order, c->N);
+        for (size_t i0 = 0; i0 < c->N; i0 += c->MB) {
+            size_t k = c->N - i0 < c->MB ? c->N - i0 : c->MB;
+            ppo_minibatch(c, s, c->order + i0, k, lr, vlr, ep == o->ppo_epochs - 1, &sm);
+        }
+    }
+    L->t_update = gk_now() - ts;
+    L->policy_loss = sm.pl / (double)sm.nmb; L->value_loss = sm.vl / (double)sm.nmb;
+    L->clip_frac = sm.cf / (double)sm.nmb; L->vf_clip_frac = sm.vcf / (double)sm.nmb;
+    L->approx_kl = sm.nmb_last ? sm.akl_last / (double)sm.nmb_last : 0;
+}
+
+/* One PPO iteration as the skeleton's step: rollouts, scores, advantages, update, the KL coefficient. */
+static int ppo_iterate(void *ctx, train_stage *s, long it, train_step_out *out, gk_err *err) {
+    ppo_ctx *c = ctx;
+    ppo_step_log L;
+    memset(&L, 0, sizeof L);
+    L.beta = c->ctl.beta;
+    double ts = gk_now();
+    int r = ppo_rollouts(c, s, err);
+    if (r) return r;
+    L.t_rollout = gk_now() - ts;
+    ppo_score(c, &L);
+    ppo_advantages(c, &L);
+    ppo_update(c, s, it, &L);
+    rlhf_kl_ctl_update(&c->ctl, L.kl, (long)c->N);
+    c->res->log[it - s->step0] = L;
+    c->res->iters_done = it + 1 - s->step0;
+    /* a non-finite policy or value loss stops the run (the sum is finite only when both are) */
+    out->loss = L.policy_loss + L.value_loss;
+    const char *keys[16] = { "score", "reward", "kl", "beta", "entropy", "clip_frac", "approx_kl", "policy_loss",
+                             "value_loss", "vf_clip_frac", "resp_len", "ended", "t_rollout", "t_score", "t_ref", "t_update" };
+    const char *fmts[16] = { "%.6g", "%.6g", "%.6g", "%.6g", "%.6g", "%.5g", "%.6g", "%.6g", "%.6g", "%.5g", "%.4g", "%.4g",
+                             "%.4f", "%.4f", "%.4f", "%.4f" };
+    double vals[16] = { L.score, L.reward, L.kl, L.beta, L.entropy, L.clip_frac, L.approx_kl, L.policy_loss, L.value_loss,
+                        L.vf_clip_frac, L.resp_len, L.ended, L.t_rollout, L.t_score, L.t_ref, L.t_update };
+    for (int i = 0; i < 16; i++) train_put(out->post, keys[i], fmts[i], vals[i]);
+    snprintf(out->hpost, sizeof out->hpost,
+             "score %+.3f | kl %.3f | beta %.4f | ent %.3f | clip %.3f | vloss %.4f | akl %.2e | len %.1f | %.1fs",
+             L.score, L.kl, L.beta, L.entropy, L.clip_frac, L.value_loss, L.approx_kl, L.resp_len,
+             L.t_rollout + L.t_score + L.t_ref + L.t_update);
+    return 0;
+}
+
+static int ppo_sample(void *ctx, train_stage *s, long it, gk_err *err) {
+    (void)err;
+    ppo_ctx *c = ctx;
+    tok_bytes text = {0};
+    response_text(c->tok, c->sp.end, &c->b.seqs[0], &text);
+    cJSON *f = cJSON_CreateObject();
+    cJSON_AddNumberToObject(f, "step", (double)it);
+    cJSON_AddStringToObject(f, "sample", (const char *)text.data);
+    train_put(f, "sample_score", "%.5g", c->b.raw[0]);
+    one_line(&text);
+    char *h = gk_malloc(text.n + 48);
+    sprintf(h, "sample (score %+.3f): %s", c->b.raw[0], (const char *)text.data);
+    train_log_event(&s->lg, f, h);
+    free(h);
+    tok_bytes_free(&text);
+    return 0;
+}
+
+static void ppo_tell(void *ctx, data_pos *pos) {
+    const ppo_ctx *c = ctx;
+    pos->epoch = c->ord.epoch; pos->pos = c->ord.pos;
+}
+
+/* The options with the adaptive KL coefficient reached (beta_now), which a resume continues from. */
+static char *ppo_opts_now(void *ctx) {
+    const ppo_ctx *c = ctx;
+    char *oj = ppo_opts_to_json(c->o);
+    cJSON *j = cJSON_Parse(oj);
+    free(oj);
+    cJSON_AddNumberToObject(j, "beta_now", c->ctl.beta);
+    char *sj = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    char *r = gk_strdup(sj);
+    cJSON_free(sj);
+    return r;
+}
+
+/* Loads the policy, reference, reward and value models and the tokenizer; renders the prompts that fit. */
+static int ppo_load(ppo_ctx *c, const char *vdir, char **tok_rec, char **rm_tok, gk_err *err) {
+    const ppo_opts *o = c->o;
+    const char *pdir = o->resume_dir ? o->resume_dir : o->policy_dir;
+    if (!(c->policy = gpt_load(pdir, tok_rec, err))) return -1;
+    if (c->policy->cfg.score_head) return gk_errf(err, "%s: the policy has a score head; pass an LM (SFT) checkpoint", pdir);
+    if (!(c->ref = gpt_load(o->policy_dir, NULL, err))) return -1;
+    if (!(c->rm = rlhf_load_rm(o->reward_dir, rm_tok, err))) return -1;
+    if (!(c->value = gpt_load(o->resume_dir ? vdir : o->reward_dir, NULL, err))) return -1;
+    if (!c->value->cfg.score_head) return gk_errf(err, "value model has no score head");
+    if (c->rm->cfg.vocab_size != c->policy->cfg.vocab_size)
+        return gk_errf(err, "the reward model's vocabulary (%d) differs from the policy's (%d): they must share a tokenizer",
+                       c->rm->cfg.vocab_size, c->policy->cfg.vocab_size);
+    if (tok_load_recorded(pdir, *tok_rec, o->tokenizer, 1, &c->tok, err)) return -1;
+    if (chat_specials_resolve(c->tok, (size_t)c->policy->cfg.vocab_size, &c->sp, err)) return -1;
+    rlhf_chat ch = {c->tok, c->sp};
+    if (prefs_load(o->prompts, PREFS_ACCEPT_ANY, &c->prompts, err)) return -1;
+    c->pids = gk_calloc(c->prompts.n, sizeof *c->pids);
+    size_t too_long = 0, lim = (size_t)c->policy->cfg.n_ctx;
+    for (size_t i = 0; i < c->prompts.n; i++) {
+        tok_ids ids = {0};
+        rlhf_render_prompt(&ch, &c->prompts.items[i], &ids);
+        if (ids.n + (size_t)o->max_new + 1 > lim || ids.n + (size_t)o->max_new + 1 > (size_t)c->rm->cfg.n_ctx) { too_long++; tok_ids_free(&ids); continue; }
+        c->pids[c->n_pids++] = ids;
+    }
+    if (too_long) gk_warn("ppo: skipped %zu prompt(s) that leave no room for %ld new tokens in the context\n", too_long, o->max_new);
+    if (c->n_pids == 0) return gk_errf(err, "%s: no prompt fits the context with --max-new %ld", o->prompts, o->max_new);
+    return 0;
 }
 
 int train_ppo(const ppo_opts *o, ppo_result *res, gk_err *err) {
@@ -175,277 +420,77 @@ int train_ppo(const ppo_opts *o, ppo_result *res, gk_err *err) {
     if (o->iters <= 0 || o->batch_prompts <= 0 || o->samples <= 0 || o->max_new <= 0 || o->ppo_epochs <= 0 || o->minibatch <= 0)
         return gk_errf(err, "--iters, --batch, --samples, --max-new, --ppo-epochs and --minibatch must be positive");
     if (!(o->temperature > 0)) return gk_errf(err, "--temperature must be > 0 (PPO samples; greedy rollouts have no ratio)");
-    ppo_ctx c; memset(&c, 0, sizeof c);
-    train_log lg; memset(&lg, 0, sizeof lg);
-    train_state st, vst; memset(&st, 0, sizeof st); memset(&vst, 0, sizeof vst);
-    rollout_batch b; memset(&b, 0, sizeof b);
+    ppo_ctx c;
+    memset(&c, 0, sizeof c);
+    c.o = o; c.res = res;
+    train_stage s;
+    memset(&s, 0, sizeof s);
     char *tok_rec = NULL, *rm_tok = NULL, *vdir = gk_path_join(o->out, "value");
-    uint32_t *order = NULL;
-    train_order ord = {0};
     int rc = -1;
-
-    const char *pdir = o->resume_dir ? o->resume_dir : o->policy_dir;
-    if (!(c.policy = gpt_load(pdir, &tok_rec, err))) goto done;
-    if (c.policy->cfg.score_head) { gk_errf(err, "%s: the policy has a score head; pass an LM (SFT) checkpoint", pdir); goto done; }
-    if (!(c.ref = gpt_load(o->policy_dir, NULL, err))) goto done;
-    if (!(c.rm = rlhf_load_rm(o->reward_dir, &rm_tok, err))) goto done;
-    if (!(c.value = gpt_load(o->resume_dir ? vdir : o->reward_dir, NULL, err))) goto done;
-    if (!c.value->cfg.score_head) { gk_errf(err, "value model has no score head"); goto done; }
-    if (c.rm->cfg.vocab_size != c.policy->cfg.vocab_size) {
-        gk_errf(err, "the reward model's vocabulary (%d) differs from the policy's (%d): they must share a tokenizer",
-                c.rm->cfg.vocab_size, c.policy->cfg.vocab_size);
-        goto done;
-    }
-    if (tok_load_recorded(pdir, tok_rec, o->tokenizer, 1, &c.tok, err)) goto done;
-    if (chat_specials_resolve(c.tok, (size_t)c.policy->cfg.vocab_size, &c.sp, err)) goto done;
-    {
-        rlhf_chat ch = {c.tok, c.sp};
-        if (prefs_load(o->prompts, PREFS_ACCEPT_ANY, &c.prompts, err)) goto done;
-        c.pids = gk_calloc(c.prompts.n, sizeof *c.pids);
-        size_t too_long = 0, lim = (size_t)c.policy->cfg.n_ctx;
-        for (size_t i = 0; i < c.prompts.n; i++) {
-            tok_ids ids = {0};
-            rlhf_render_prompt(&ch, &c.prompts.items[i], &ids);
-            if (ids.n + (size_t)o->max_new + 1 > lim || ids.n + (size_t)o->max_new + 1 > (size_t)c.rm->cfg.n_ctx) { too_long++; tok_ids_free(&ids); continue; }
-            c.pids[c.n_pids++] = ids;
-        }
-        if (too_long) gk_warn("ppo: skipped %zu prompt(s) that leave no room for %ld new tokens in the context\n", too_long, o->max_new);
-        if (c.n_pids == 0) { gk_errf(err, "%s: no prompt fits the context with --max-new %ld", o->prompts, o->max_new); goto done; }
-    }
-    gpt_alloc_grads(c.policy);
-    gpt_alloc_grads(c.value);
-    adamw_config ocfg = o->opt;
-    c.opt_pol = adamw_create(c.policy, &ocfg);
-    c.opt_val = adamw_create(c.value, &ocfg);
-    c.lp_pol = rlhf_lp_new(c.policy);
-    c.lp_ref = rlhf_lp_new(c.ref);
+    if (ppo_load(&c, vdir, &tok_rec, &rm_tok, err)) goto done;
+    /* Two models, two optimizers: the policy (model 0, OUT) and the value model (OUT/value). */
+    train_stage_cfg sc = {
+        .name = "ppo", .n_models = 2, .opt = &o->opt, .rng_seed = o->seed ^ 0x9907A11ULL, .total = o->iters,
+        .json = o->json, .sample_every = o->sample_every, .sample_first = 1, .save_every = o->save_every,
+        .stop_at = o->stop_at, .saved_what = "policy",
+        .models = { { .m = c.policy, .out = o->out, .resume = o->resume_dir, .tokenizer = o->tokenizer ? o->tokenizer : tok_rec },
+                    { .m = c.value, .out = vdir, .resume = o->resume_dir ? vdir : NULL, .tokenizer = rm_tok } },
+    };
+    if (train_stage_open(&s, &sc, err)) goto done;
+    c.lp_pol = train_lm_new(c.policy);
+    c.lp_ref = train_lm_new(c.ref);
     c.vh = rlhf_vh_new(c.value);
     c.eng = engine_new(c.policy, c.tok, (size_t)o->samples, 0);
-
-    rlhf_kl_ctl ctl = {o->beta, o->kl_target, o->kl_horizon};
-    gk_rng_seed(&st.rng, o->seed ^ 0x9907A11ULL);
-    long step0 = 0;
-    if (o->resume_dir) {
-        if (train_load_state(o->resume_dir, c.policy, c.opt_pol, &st, err)) goto done;
-        if (train_load_state(vdir, c.value, c.opt_val, &vst, err)) goto done;
-        step0 = st.step;
-        cJSON *j = cJSON_Parse(st.opts_json ? st.opts_json : "{}");
+    c.ctl = (rlhf_kl_ctl){o->beta, o->kl_target, o->kl_horizon};
+    if (s.resumed_opts) {
+        cJSON *j = cJSON_Parse(s.resumed_opts);
         cJSON *x = j ? cJSON_GetObjectItemCaseSensitive(j, "beta_now") : NULL;
-        if (cJSON_IsNumber(x)) ctl.beta = x->valuedouble;
+        if (cJSON_IsNumber(x)) c.ctl.beta = x->valuedouble;
         cJSON_Delete(j);
-        free(st.opts_json); st.opts_json = NULL;
-        free(vst.opts_json); vst.opts_json = NULL;
     }
-    if (gk_mkdir_p(o->out, err) || gk_mkdir_p(vdir, err)) goto done;
-    {
-        char *mp = gk_path_join(o->out, "metrics.jsonl");
-        int lrc = train_log_open(&lg, "ppo", mp, o->json, step0, o->iters, err);
-        free(mp);
-        if (lrc) goto done;
-    }
-    res->log = gk_calloc((size_t)(o->iters - step0 > 0 ? o->iters - step0 : 1), sizeof *res->log);
-    size_t P = (size_t)o->batch_prompts < c.n_pids ? (size_t)o->batch_prompts : c.n_pids;
-    size_t S = (size_t)o->samples, N = P * S, MB = (size_t)o->minibatch < N ? (size_t)o->minibatch : N;
+    res->log = gk_calloc((size_t)(o->iters - s.step0 > 0 ? o->iters - s.step0 : 1), sizeof *res->log);
+    c.P = (size_t)o->batch_prompts < c.n_pids ? (size_t)o->batch_prompts : c.n_pids;
+    c.S = (size_t)o->samples; c.N = c.P * c.S; c.MB = (size_t)o->minibatch < c.N ? (size_t)o->minibatch : c.N;
     if (!o->json)
         gk_log("ppo: policy %d layers x %d wide (%.2fM params), value model from %s; %zu prompts; %zu prompts x %zu samples "
                "per iteration, %ld epochs of minibatch %zu; beta %.4g%s\n", c.policy->cfg.n_layer, c.policy->cfg.n_embd,
-               (double)c.policy->num_params / 1e6, o->reward_dir, c.n_pids, P, S, o->ppo_epochs, MB, ctl.beta,
+               (double)c.policy->num_params / 1e6, o->reward_dir, c.n_pids, c.P, c.S, o->ppo_epochs, c.MB, c.ctl.beta,
                o->kl_target > 0 ? " (adaptive)" : " (fixed)");
-    order = gk_malloc(N * sizeof(uint32_t));
-    train_order_init(&ord, c.n_pids, o->seed * 7919ULL, st.pos.epoch, st.pos.pos);
-    gk_sigint_install();
-    double t0 = gk_now();
-    long it = step0;
-    rc = 0;
-    for (; it < o->iters; it++) {
-        if (gk_sigint_pending()) { res->interrupted = 1; break; }
-        if (o->stop_at > 0 && it >= o->stop_at) break;
-        gk_rng rng_save = st.rng;
-        uint64_t epoch_save = ord.epoch, pos_save = ord.pos;
-        ppo_step_log L; memset(&L, 0, sizeof L);
-        L.beta = ctl.beta;
-        /* ---- 1. rollouts */
-        double ts = gk_now();
-        memset(&b, 0, sizeof b);
-        b.n = N;
-        b.seqs = gk_calloc(N, sizeof *b.seqs);
-        b.ended = gk_calloc(N, sizeof(int));
-        int interrupted = 0;
-        for (size_t p = 0; p < P; p++) {
-            const tok_ids *pi = &c.pids[train_order_next(&ord, 1, 1, NULL)[0]];
-            if (rlhf_generate(c.eng, pi->ids, pi->n, S, (size_t)o->max_new, o->temperature, gk_rng_u64(&st.rng),
-                              b.seqs + p * S, b.ended + p * S, err)) { rc = -1; break; }
-            if (gk_sigint_pending()) { interrupted = 1; break; }
-        }
-        if (rc) break;
-        if (interrupted) {   /* nothing updated yet: save the state as of this iteration's start */
-            st.rng = rng_save; ord.epoch = epoch_save; ord.pos = pos_save;
-            res->interrupted = 1;
-            break;
-        }
-        L.t_rollout = gk_now() - ts;
-        /* ---- 2. scores, old log-probs and entropy, values */
-        ts = gk_now();
-        b.off = gk_malloc((N + 1) * sizeof(size_t));
-        b.off[0] = 0;
-        for (size_t i = 0; i < N; i++) b.off[i + 1] = b.off[i] + (b.seqs[i].n - b.seqs[i].prompt_len);
-        size_t NT = b.off[N];
-        b.raw = gk_malloc(N * sizeof(float)); b.score = gk_malloc(N * sizeof(float));
-        score_rollouts(c.rm, b.seqs, b.ended, N, c.sp.end, b.raw);
-        for (size_t i = 0; i < N; i++) b.score[i] = b.raw[i] - (b.ended[i] ? 0.0f : o->missing_end_penalty);
-        size_t cap = NT ? NT : 1;
-        b.logp = gk_malloc(cap * sizeof(float)); b.ref = gk_malloc(cap * sizeof(float)); b.val = gk_malloc(cap * sizeof(float));
-        b.adv = gk_malloc(cap * sizeof(float)); b.ret = gk_malloc(cap * sizeof(float)); b.ent = gk_malloc(cap * sizeof(float));
-        per_token_pass(c.lp_pol, NULL, &b, MB, o->temperature, b.logp, b.ent);
-        per_token_pass(NULL, c.vh, &b, MB, 1.0f, b.val, NULL);
-        L.t_score = gk_now() - ts;
-        /* ---- 3. reference log-probs */
-        ts = gk_now();
-        per_token_pass(c.lp_ref, NULL, &b, MB, o->temperature, b.ref, NULL);
-        L.t_ref = gk_now() - ts;
-        /* ---- 4. rewards and advantages */
-        float *rw = gk_malloc(cap * sizeof(float));
-        double kl_sum = 0, score_sum = 0, raw_sum = 0, ent_sum = 0, len_sum = 0, ended_sum = 0;
-        for (size_t i = 0; i < N; i++) {
-            size_t q = b.off[i], n = b.off[i + 1] - q;
-            kl_sum += rlhf_kl_rewards(b.logp + q, b.ref + q, n, b.score[i], (float)ctl.beta, rw + q);
-            rlhf_gae(rw + q, b.val + q, n, o->gamma, o->lambda, b.adv + q, b.ret + q);
-            score_sum += b.score[i]; raw_sum += b.raw[i]; len_sum += (double)n; ended_sum += b.ended[i];
-        }
-        for (size_t q = 0; q < NT; q++) ent_sum += b.ent[q];
-        free(rw);
-        rlhf_whiten(b.adv, NT, 0);
-        L.score = raw_sum / (double)N;
-        L.reward = score_sum / (double)N;
-        L.kl = kl_sum / (double)N;
-        L.entropy = NT ? ent_sum / (double)NT : 0;
-        L.resp_len = len_sum / (double)N;
-        L.ended = ended_sum / (double)N;
-        /* ---- 5. update */
-        ts = gk_now();
-        float lr = o->warmup > 0 && it < o->warmup ? o->lr * (float)(it + 1) / (float)o->warmup : o->lr;
-        float vlr = o->warmup > 0 && it < o->warmup ? o->vf_lr * (float)(it + 1) / (float)o->warmup : o->vf_lr;
-        double pl_sum = 0, vl_sum = 0, cf_sum = 0, vcf_sum = 0, akl_last = 0; long nmb = 0, nmb_last = 0;
-        for (size_t i = 0; i < N; i++) order[i] = (uint32_t)i;
-        for (long ep = 0; ep < o->ppo_epochs; ep++) {
-            gk_rng_shuffle_u32(&st.rng, order, N);
-            for (size_t i0 = 0; i0 < N; i0 += MB) {
-                size_t k = N - i0 < MB ? N - i0 : MB;
-                rlhf_seq *ms = gk_malloc(k * sizeof *ms);
-                for (size_t j = 0; j < k; j++) ms[j] = b.seqs[order[i0 + j]];
-                int32_t *in, *tg;
-                size_t T = rlhf_lm_batch(ms, k, &in, &tg), BT = k * T;
-                size_t nt = 0;
-                for (size_t j = 0; j < k; j++) nt += b.off[order[i0 + j] + 1] - b.off[order[i0 + j]];
-                float *rows = gk_malloc(BT * sizeof(float)), *drows = gk_malloc(BT * sizeof(float));
-                float *cur = gk_malloc((nt ? nt : 1) * sizeof(float)), *old = gk_malloc((nt ? nt : 1) * sizeof(float));
-                float *adv = gk_malloc((nt ? nt : 1) * sizeof(float)), *ret = gk_malloc((nt ? nt : 1) * sizeof(float));
-                float *dflat = gk_malloc((nt ? nt : 1) * sizeof(float));
-                /* gather the minibatch's per-token rollout values in row order */
-                size_t q = 0;
-                for (size_t j = 0; j < k; j++) {
-                    size_t r = order[i0 + j], s0 = b.off[r];
-                    for (size_t t = 0; t < T; t++) if (tg[j * T + t] >= 0) { old[q] = b.logp[s0]; adv[q] = b.adv[s0]; ret[q] = b.ret[s0]; s0++; q++; }
-                }
-                /* policy */
-                gpt_zero_grads(c.policy);
-                rlhf_lp_forward(c.lp_pol, in, tg, k, T, o->temperature, rows, NULL);
-                q = 0;
-                for (size_t r = 0; r < BT; r++) if (tg[r] >= 0) cur[q++] = rows[r];
-                rlhf_ppo_stats ps;
-                pl_sum += rlhf_ppo_policy_loss(cur, old, adv, nt, o->clip_eps, dflat, &ps);
-                cf_sum += ps.clip_frac;
-                if (ep == o->ppo_epochs - 1) { akl_last += ps.approx_kl; nmb_last++; }
-                q = 0;
-                for (size_t r = 0; r < BT; r++) drows[r] = tg[r] >= 0 ? dflat[q++] : 0.0f;
-                rlhf_lp_backward(c.lp_pol, drows);
-                adamw_step(c.opt_pol, c.policy, lr);
-                /* value: old values are the rollout-time ones (b.val) */
-                gpt_zero_grads(c.value);
-                rlhf_vh_forward(c.vh, in, k, T, rows);
-                q = 0;
-                for (size_t j = 0; j < k; j++) {
-                    size_t r = order[i0 + j], s0 = b.off[r];
-                    for (size_t t = 0; t < T; t++) if (tg[j * T + t] >= 0) { cur[q] = rows[j * T + t]; old[q] = b.val[s0]; s0++; q++; }
-                }
-                double vcf;
-                vl_sum += rlhf_value_loss(cur, old, ret, nt, o->vf_clip, dflat, &vcf);
-                vcf_sum += vcf;
-                q = 0;
-                for (size_t r = 0; r < BT; r++) drows[r] = tg[r] >= 0 ? dflat[q++] : 0.0f;
-                rlhf_vh_backward(c.vh, drows);
-                adamw_step(c.opt_val, c.value, vlr);
-                nmb++;
-                free(ms); free(in); free(tg); free(rows); free(drows); free(cur); free(old); free(adv); free(ret); free(dflat);
-            }
-        }
-        L.t_update = gk_now() - ts;
-        L.policy_loss = pl_sum / (double)nmb; L.value_loss = vl_sum / (double)nmb;
-        L.clip_frac = cf_sum / (double)nmb; L.vf_clip_frac = vcf_sum / (double)nmb;
-        L.approx_kl = nmb_last ? akl_last / (double)nmb_last : 0;
-        /* ---- 6. KL coefficient */
-        rlhf_kl_ctl_update(&ctl, L.kl, (long)N);
-        res->log[it - step0] = L;
-        res->iters_done = it + 1 - step0;
-        char fields[1024], human[1024];
-        snprintf(fields, sizeof fields,
-                 "\"score\":%.6g,\"reward\":%.6g,\"kl\":%.6g,\"beta\":%.6g,\"entropy\":%.6g,\"clip_frac\":%.5g,"
-                 "\"approx_kl\":%.6g,\"policy_loss\":%.6g,\"value_loss\":%.6g,\"vf_clip_frac\":%.5g,\"resp_len\":%.4g,"
-                 "\"ended\":%.4g,\"t_rollout\":%.4f,\"t_score\":%.4f,\"t_ref\":%.4f,\"t_update\":%.4f",
-                 L.score, L.reward, L.kl, L.beta, L.entropy, L.clip_frac, L.approx_kl, L.policy_loss, L.value_loss,
-                 L.vf_clip_frac, L.resp_len, L.ended, L.t_rollout, L.t_score, L.t_ref, L.t_update);
-        snprintf(human, sizeof human, "score %+.3f | kl %.3f | beta %.4f | ent %.3f | clip %.3f | vloss %.4f | akl %.2e | len %.1f | %.1fs",
-                 L.score, L.kl, L.beta, L.entropy, L.clip_frac, L.value_loss, L.approx_kl, L.resp_len,
-                 L.t_rollout + L.t_score + L.t_ref + L.t_update);
-        train_log_step(&lg, it, fields, human);
-        if (!isfinite(L.policy_loss) || !isfinite(L.value_loss)) { rc = gk_errf(err, "loss became non-finite at iteration %ld; lower --lr", it); break; }
-        if (o->sample_every > 0 && ((it + 1) % o->sample_every == 0 || it == step0)) {
-            char txt[400], fb[700];
-            response_text(c.tok, c.sp.end, &b.seqs[0], txt, sizeof txt);
-            snprintf(fb, sizeof fb, "\"step\":%ld,\"sample\":\"%s\",\"sample_score\":%.5g", it, txt, b.raw[0]);
-            char hb[600];
-            snprintf(hb, sizeof hb, "sample (score %+.3f): %s", b.raw[0], txt);
-            train_log_event(&lg, fb, hb);
-        }
-        batch_free(&b);
-        int last = it + 1 == o->iters;
-        if (o->save_every > 0 && (it + 1) % o->save_every == 0 && !last) {
-            st.step = it + 1; st.pos.epoch = ord.epoch; st.pos.pos = ord.pos;
-            ppo_opts so = *o;
-            char *oj = ppo_opts_to_json(&so);
-            cJSON *j = cJSON_Parse(oj); cJSON_AddNumberToObject(j, "beta_now", ctl.beta);
-            char *sj = cJSON_PrintUnformatted(j); cJSON_Delete(j); free(oj);
-            free(st.opts_json); st.opts_json = gk_strdup(sj); cJSON_free(sj);
-            vst = st; vst.opts_json = NULL;
-            if (train_save(o->out, c.policy, c.opt_pol, &st, tok_rec, err) || train_save(vdir, c.value, c.opt_val, &vst, rm_tok, err)) { rc = -1; break; }
-        }
-    }
-    batch_free(&b);
-    res->seconds = gk_now() - t0;
-    if (rc == 0 || res->interrupted) {
-        st.step = it; st.pos.epoch = ord.epoch; st.pos.pos = ord.pos;
-        char *oj = ppo_opts_to_json(o);
-        cJSON *j = cJSON_Parse(oj); cJSON_AddNumberToObject(j, "beta_now", ctl.beta);
-        char *sj = cJSON_PrintUnformatted(j); cJSON_Delete(j); free(oj);
-        free(st.opts_json); st.opts_json = gk_strdup(sj); cJSON_free(sj);
-        vst = st; vst.opts_json = NULL;
-        gk_err serr;
-        const char *tk = o->tokenizer ? o->tokenizer : tok_rec;
-        if (train_save(o->out, c.policy, c.opt_pol, &st, tk, &serr) || train_save(vdir, c.value, c.opt_val, &vst, rm_tok, &serr)) {
-            if (rc == 0) { *err = serr; rc = -1; }
-        } else if (!o->json) gk_log("ppo: saved policy at iteration %ld to %s (value model in %s)%s\n", it, o->out, vdir,
-                                    res->interrupted ? " (interrupted; continue with --resume)" : "");
-    }
+    c.order = gk_malloc(c.N * sizeof(uint32_t));
+    train_order_init(&c.ord, c.n_pids, o->seed * 7919ULL, s.st.pos.epoch, s.st.pos.pos);
+    train_stage_hooks h = { .ctx = &c, .iterate = ppo_iterate, .sample = ppo_sample, .tell = ppo_tell, .opts = ppo_opts_now };
+    rc = train_stage_run(&s, &h, NULL, err);
+    res->seconds = s.seconds;
+    res->interrupted = s.interrupted;
 done:
-    train_order_free(&ord); free(order);
-    train_log_close(&lg);
+    train_stage_close(&s);
     ctx_free(&c);
-    free(st.opts_json);
     free(tok_rec); free(rm_tok); free(vdir);
     return rc;
 }
 
 /* ---------------------------------------------------------------- compare */
+
+/* One comparison as a JSON line on stdout (--json). */
+static void print_comparison(const tok_tokenizer *tok, int32_t end_id, size_t prompt, size_t line, size_t sample,
+                             const rlhf_seq *a, const rlhf_seq *b, float score_a, float score_b) {
+    tok_bytes ta = {0}, tb = {0};
+    response_text(tok, end_id, a, &ta);
+    response_text(tok, end_id, b, &tb);
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddNumberToObject(j, "prompt", (double)prompt);
+    cJSON_AddNumberToObject(j, "line", (double)line);
+    cJSON_AddNumberToObject(j, "sample", (double)sample);
+    train_put(j, "score_a", "%.6g", score_a);
+    train_put(j, "score_b", "%.6g", score_b);
+    cJSON_AddStringToObject(j, "a", (const char *)ta.data);
+    cJSON_AddStringToObject(j, "b", (const char *)tb.data);
+    char *s = cJSON_PrintUnformatted(j);
+    printf("%s\n", s);
+    cJSON_free(s);
+    cJSON_Delete(j);
+    tok_bytes_free(&ta); tok_bytes_free(&tb);
+}
 
 int rlhf_compare(const compare_opts *o, compare_result *res, gk_err *err) {
     memset(res, 0, sizeof *res);
@@ -492,13 +537,7 @@ int rlhf_compare(const compare_opts *o, compare_result *res, gk_err *err) {
             if (d > 0) res->wins++; else if (d < 0) res->losses++; else res->ties++;
             res->n++;
             sum_a += ra[k]; sum_b += rb[k];
-            if (o->json) {
-                char ta[300], tb[300];
-                response_text(tok, sp.end, &sa[k], ta, sizeof ta);
-                response_text(tok, sp.end, &sb[k], tb, sizeof tb);
-                printf("{\"prompt\":%zu,\"line\":%zu,\"sample\":%zu,\"score_a\":%.6g,\"score_b\":%.6g,\"a\":\"%s\",\"b\":\"%s\"}\n",
-                       i, ps.items[i].line, k, ra[k], rb[k], ta, tb);
-            }
+            if (o->json) print_comparison(tok, sp.end, i, ps.items[i].line, k, &sa[k], &sb[k], ra[k], rb[k]);
             rlhf_seq_free(&sa[k]); rlhf_seq_free(&sb[k]);
         }
         tok_ids_free(&pid);

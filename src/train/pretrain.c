@@ -37,11 +37,92 @@ static gpt_model *make_model(const pretrain_opts *o, const char *dir, char **tok
     return m;
 }
 
-static double val_loss(gpt_model *m, const pretrain_opts *o, gk_err *err, int *ok) {
-    double l = NAN;
-    *ok = train_eval_loss(m, o->val, (size_t)o->B, (size_t)o->T, o->val_batches, &l, NULL, err) == 0;
-    return l;
+/* ---------------------------------------------------------------- the stage's hooks */
+
+typedef struct {
+    const pretrain_opts *o;
+    gpt_model *m;
+    data_loader *dl;
+    train_lm *lm;
+    tok_tokenizer *tok;       /* only for printing samples as text (may be NULL) */
+    int32_t *in, *tg;         /* [B, T] the current micro-batch */
+    long accum;
+    pretrain_result *res;
+} pt_ctx;
+
+/* One micro-batch of B x T tokens; the gradient is of the mean loss over the step's accum micro-batches. */
+static int pt_micro(void *ctx, train_stage *s, long step, long micro, train_step_out *out, gk_err *err) {
+    (void)s; (void)step; (void)micro;
+    pt_ctx *c = ctx;
+    size_t BT = (size_t)c->o->B * (size_t)c->o->T;
+    if (data_loader_next(c->dl, c->in, c->tg, err)) return -1;
+    out->loss = train_lm_loss(c->lm, c->in, c->tg, (size_t)c->o->B, (size_t)c->o->T, (double)BT * (double)c->accum, NULL);
+    out->tokens += (double)BT;
+    return 0;
 }
+
+static int pt_eval(void *ctx, train_stage *s, long step, int final, gk_err *err) {
+    (void)final;
+    pt_ctx *c = ctx;
+    double vl = NAN;
+    if (train_eval_loss(c->m, c->o->val, (size_t)c->o->B, (size_t)c->o->T, c->o->val_batches, &vl, NULL, err)) return -1;
+    c->res->val_loss = vl;
+    cJSON *f = cJSON_CreateObject();
+    cJSON_AddNumberToObject(f, "step", (double)step);
+    train_put(f, "val_loss", "%.7g", vl);
+    char human[128];
+    snprintf(human, sizeof human, "val loss %.4f (step %ld)", vl, step + 1);
+    train_log_event(&s->lg, f, human);
+    return 0;
+}
+
+/* A sample continuing the document separator (or the batch's first token without a tokenizer). */
+static int pt_sample(void *ctx, train_stage *s, long step, gk_err *err) {
+    (void)err;
+    pt_ctx *c = ctx;
+    int32_t eot = c->tok ? tok_eot_id(c->tok) : -1;
+    int32_t prompt[1] = { eot >= 0 && eot < c->m->cfg.vocab_size ? eot : c->in[0] }, outids[48];
+    size_t n = train_sample(c->m, prompt, 1, 48, 0.8f, &s->st.rng, -1, outids);
+    cJSON *ev = cJSON_CreateObject();
+    cJSON_AddNumberToObject(ev, "step", (double)step);
+    cJSON_AddItemToObject(ev, "sample_ids", cJSON_CreateIntArray(outids, (int)n));
+    char *h;
+    if (c->tok) {
+        tok_bytes text = {0};
+        train_decode_text(c->tok, outids, n, &text);
+        cJSON_AddStringToObject(ev, "sample", (const char *)text.data);
+        for (size_t i = 0; i + 1 < text.n; i++) if (text.data[i] == '\n') text.data[i] = ' ';
+        h = gk_malloc(text.n + 16);
+        sprintf(h, "sample: %s", (const char *)text.data);
+        tok_bytes_free(&text);
+    } else {
+        h = gk_malloc(12 * n + 16);
+        size_t k = (size_t)sprintf(h, "sample: ");
+        for (size_t i = 0; i < n; i++) k += (size_t)sprintf(h + k, "%s%d", i ? "," : "", outids[i]);
+    }
+    train_log_event(&s->lg, ev, h);
+    free(h);
+    return 0;
+}
+
+/* Peak memory of the training loop (before the checkpoint write, which needs host copies). */
+static int pt_finish(void *ctx, train_stage *s, int completed, gk_err *err) {
+    (void)completed; (void)err;
+    pt_ctx *c = ctx;
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    c->res->peak_rss_mb = (double)ru.ru_maxrss / 1024.0;
+    if (c->o->json) {
+        cJSON *f = cJSON_CreateObject();
+        train_put(f, "peak_rss_mb", "%.1f", c->res->peak_rss_mb);
+        train_log_event(&s->lg, f, NULL);
+    }
+    return 0;
+}
+
+static void pt_tell(void *ctx, data_pos *pos) { *pos = data_loader_tell(((pt_ctx *)ctx)->dl); }
+
+/* ---------------------------------------------------------------- the stage */
 
 int train_pretrain(const pretrain_opts *o, pretrain_result *res, gk_err *err) {
     memset(res, 0, sizeof *res);
@@ -62,162 +143,52 @@ int train_pretrain(const pretrain_opts *o, pretrain_result *res, gk_err *err) {
     gpt_model *m = make_model(o, o->resume_dir ? o->resume_dir : o->init_dir, &tok_rec, err);
     if (!m) return -1;
     const char *tokenizer = o->tokenizer ? o->tokenizer : tok_rec;
-    tok_tokenizer *tok = NULL;   /* only for printing samples as text */
+    pt_ctx c = { .o = o, .m = m, .accum = accum, .res = res };
     if (tokenizer && o->sample_every > 0) {
         gk_err terr;
-        tok = tok_load(tokenizer, &terr);
-        if (!tok) gk_warn("samples will be shown as ids: %s\n", terr.msg);
+        c.tok = tok_load(tokenizer, &terr);
+        if (!c.tok) gk_warn("samples will be shown as ids: %s\n", terr.msg);
     }
     if (T > (size_t)m->cfg.n_ctx) {
-        gpt_free(m); free(tok_rec);
-        return gk_errf(err, "sequence length %zu exceeds the model's context length %d", T, m->cfg.n_ctx);
+        gk_errf(err, "sequence length %zu exceeds the model's context length %d", T, m->cfg.n_ctx);
+        tok_free(c.tok); gpt_free(m); free(tok_rec);
+        return -1;
     }
-    gpt_alloc_grads(m);
-    adamw *opt = adamw_create(m, &o->opt);
-    train_state st;
-    memset(&st, 0, sizeof st);
-    gk_rng_seed(&st.rng, o->seed ^ 0xA5A5A5A5ULL);
-    long step0 = 0;
-    data_loader *dl = NULL;
-    train_lm *lm = NULL;
-    train_log lg;
-    memset(&lg, 0, sizeof lg);
+    train_stage_cfg sc = {
+        .name = "pretrain", .models = { { .m = m, .out = o->out, .resume = o->resume_dir, .tokenizer = tokenizer } },
+        .n_models = 1, .rng_seed = o->seed ^ 0xA5A5A5A5ULL, .total = o->steps, .accum = accum, TRAIN_STAGE_OPTS(o),
+        .eval_last = o->val_every > 0, .sample_every = o->sample_every,
+        .flops_per_step = train_flops_per_token(m, T) * (double)BT * (double)accum,
+    };
+    train_stage s;
     int rc = -1;
-    if (o->resume_dir) {
-        if (train_load_state(o->resume_dir, m, opt, &st, err)) goto done;
-        step0 = st.step;
-        free(st.opts_json); st.opts_json = NULL;
-    }
-    dl = data_loader_open(o->data, B, T, o->shuffle, o->seed, (uint32_t)m->cfg.vocab_size, err);
-    if (!dl) goto done;
-    if (o->resume_dir && data_loader_seek(dl, st.pos, err)) goto done;
-    if (gk_mkdir_p(o->out, err)) goto done;
-    {
-        char *mp = gk_path_join(o->out, "metrics.jsonl");
-        int lrc = train_log_open(&lg, "pretrain", mp, o->json, step0, o->steps, err);
-        free(mp);
-        if (lrc) goto done;
-    }
-    st.opts_json = pretrain_opts_to_json(o);
-    lm = train_lm_new(m);
-    lr_schedule sched = o->sched;
-    sched.total = o->steps;
-    if (train_precision_begin(m, o->bf16, err)) goto done;   /* before the log line, which names the backend */
-
+    if (train_stage_open(&s, &sc, err)) goto done;
+    if (!(c.dl = data_loader_open(o->data, B, T, o->shuffle, o->seed, (uint32_t)m->cfg.vocab_size, err))) goto done;
+    if (o->resume_dir && data_loader_seek(c.dl, s.st.pos, err)) goto done;
+    c.lm = train_lm_new(m);
     if (!o->json) {
         gk_log("pretrain: %d layers, %d heads, width %d, vocab %d, context %d: %.2fM parameters; backend %s, %d threads\n",
                m->cfg.n_layer, m->cfg.n_head, m->cfg.n_embd, m->cfg.vocab_size, m->cfg.n_ctx,
                (double)m->num_params / 1e6, kern_impl_name(), gk_num_threads());
         gk_log("pretrain: %zu shard(s), %zu tokens; batch %zu x %zu x %ld accum = %ld tokens/step; steps %ld..%ld\n",
-               data_loader_num_shards(dl), data_loader_total_tokens(dl), B, T, accum, (long)BT * accum, step0, o->steps);
+               data_loader_num_shards(c.dl), data_loader_total_tokens(c.dl), B, T, accum, (long)BT * accum, s.step0, o->steps);
     }
-    rc = -1;
-    double peak = train_peak_gflops(o->bf16) * 1e9;
-    double flops_step = train_flops_per_token(m, T) * (double)BT * (double)accum;
-    gk_sigint_install();
-    int32_t *in = gk_malloc(BT * sizeof(int32_t)), *tg = gk_malloc(BT * sizeof(int32_t));
-    double t0 = gk_now();
-    long step = step0;
-    rc = 0;
-    for (; step < o->steps; step++) {
-        if (gk_sigint_pending()) { res->interrupted = 1; break; }
-        if (o->stop_at > 0 && step >= o->stop_at) break;
-        double ts = gk_now();
-        gpt_zero_grads(m);
-        double lsum = 0;
-        for (long a = 0; a < accum; a++) {
-            if (data_loader_next(dl, in, tg, err)) { rc = -1; break; }
-            lsum += train_lm_loss(lm, in, tg, B, T, (double)BT * (double)accum, NULL);
-        }
-        if (rc) break;
-        double loss = lsum / (double)accum;
-        float lr = lr_at(&sched, step);
-        double norm = adamw_step(opt, m, lr);
-        double dt = gk_now() - ts;
-        double tps = (double)BT * (double)accum / dt;
-        res->final_loss = loss;
-        res->tokens += (double)BT * (double)accum;
-        char fields[1024], human[1024];
-        double mfu = peak > 0 ? flops_step / dt / peak : 0;
-        snprintf(fields, sizeof fields, "\"loss\":%.7g,\"lr\":%.6g,\"grad_norm\":%.6g,\"tokens_per_s\":%.1f,\"ms\":%.1f,\"mfu\":%.4f",
-                 loss, lr, norm, tps, dt * 1000, mfu);
-        snprintf(human, sizeof human, "loss %.4f | lr %.2e | norm %.3f | %.0f tok/s | %.0f ms | MFU %.1f%%", loss, lr, norm, tps, dt * 1000, 100 * mfu);
-        train_log_step(&lg, step, fields, human);
-        if (!isfinite(loss)) { rc = gk_errf(err, "loss became %f at step %ld; lower --lr or check the data", loss, step); break; }
-        int last = step + 1 == o->steps;
-        if (o->val && o->val_every > 0 && ((step + 1) % o->val_every == 0 || last)) {
-            int ok;
-            double vl = val_loss(m, o, err, &ok);
-            if (!ok) { rc = -1; break; }
-            res->val_loss = vl;
-            snprintf(fields, sizeof fields, "\"step\":%ld,\"val_loss\":%.7g", step, vl);
-            snprintf(human, sizeof human, "val loss %.4f (step %ld)", vl, step + 1);
-            train_log_event(&lg, fields, human);
-        }
-        if (o->sample_every > 0 && (step + 1) % o->sample_every == 0) {
-            /* a sample continuing the document separator (or the batch's first token without a tokenizer) */
-            int32_t eot = tok ? tok_eot_id(tok) : -1;
-            int32_t prompt[1] = { eot >= 0 && eot < m->cfg.vocab_size ? eot : in[0] }, outids[48];
-            size_t n = train_sample(m, prompt, 1, 48, 0.8f, &st.rng, -1, outids);
-            char *ids = gk_malloc(12 * n + 1); size_t k = 0;
-            ids[0] = 0;
-            for (size_t i = 0; i < n; i++) k += (size_t)snprintf(ids + k, 12, "%s%d", i ? "," : "", outids[i]);
-            cJSON *ev = cJSON_CreateObject();
-            cJSON_AddNumberToObject(ev, "step", (double)step);
-            cJSON_AddItemToObject(ev, "sample_ids", cJSON_CreateIntArray(outids, (int)n));
-            tok_bytes text = {0};
-            if (tok) {
-                /* the streaming decoder: always valid UTF-8 (U+FFFD for broken bytes), so the JSON is too */
-                gk_err derr;
-                tok_stream ts;
-                tok_stream_init(&ts);
-                for (size_t i = 0; i < n; i++) tok_stream_push(&ts, tok, outids[i], &text, &derr);
-                tok_stream_flush(&ts, &text);
-                tok_bytes_append(&text, "", 1);
-                cJSON_AddStringToObject(ev, "sample", (const char *)text.data);
-                for (size_t i = 0; i + 1 < text.n; i++) if (text.data[i] == '\n') text.data[i] = ' ';
-            }
-            char *js = cJSON_PrintUnformatted(ev);
-            size_t jl = strlen(js);
-            char *body = gk_malloc(jl + 1);
-            memcpy(body, js + 1, jl - 2); body[jl - 2] = 0;     /* without the braces */
-            char *h = gk_malloc((tok ? text.n : k) + 16);
-            sprintf(h, "sample: %s", tok ? (const char *)text.data : ids);
-            train_log_event(&lg, body, h);
-            free(h); free(body); cJSON_free(js); cJSON_Delete(ev); tok_bytes_free(&text); free(ids);
-        }
-        if (o->save_every > 0 && (step + 1) % o->save_every == 0 && !last) {
-            st.step = step + 1; st.pos = data_loader_tell(dl);
-            if (train_save(o->out, m, opt, &st, tokenizer, err)) { rc = -1; break; }
-        }
-    }
-    free(in); free(tg);
-    {   /* peak memory of the training loop (before the checkpoint write, which needs host copies) */
-        struct rusage ru;
-        getrusage(RUSAGE_SELF, &ru);
-        res->peak_rss_mb = (double)ru.ru_maxrss / 1024.0;
-        char fields[128];
-        snprintf(fields, sizeof fields, "\"peak_rss_mb\":%.1f", res->peak_rss_mb);
-        if (o->json) train_log_event(&lg, fields, NULL);
-    }
-    res->steps_done = step - step0;
-    res->seconds = gk_now() - t0;
-    if (rc == 0 || res->interrupted) {
-        st.step = step; st.pos = data_loader_tell(dl);
-        gk_err serr;
-        if (train_save(o->out, m, opt, &st, tokenizer, &serr)) { if (rc == 0) { *err = serr; rc = -1; } }
-        else if (!o->json) gk_log("pretrain: saved checkpoint at step %ld to %s%s\n", step, o->out,
-                                  res->interrupted ? " (interrupted; continue with --resume)" : "");
-    }
+    c.in = gk_malloc(BT * sizeof(int32_t)); c.tg = gk_malloc(BT * sizeof(int32_t));
+    train_stage_hooks h = { .ctx = &c, .micro = pt_micro, .eval = o->val ? pt_eval : NULL, .sample = pt_sample,
+                            .finish = pt_finish, .tell = pt_tell };
+    rc = train_stage_run(&s, &h, pretrain_opts_to_json(o), err);
+    res->steps_done = s.step - s.step0;
+    res->seconds = s.seconds;
+    res->final_loss = s.last_loss;
+    res->tokens = s.tokens;
+    res->interrupted = s.interrupted;
 done:
-    train_precision_end(o->bf16);
-    train_log_close(&lg);
-    train_lm_free(lm);
-    data_loader_free(dl);
-    adamw_free(opt);
+    train_stage_close(&s);
+    train_lm_free(c.lm);
+    data_loader_free(c.dl);
     gpt_free(m);
-    free(st.opts_json);
+    free(c.in); free(c.tg);
     free(tok_rec);
-    tok_free(tok);
+    tok_free(c.tok);
     return rc;
 }

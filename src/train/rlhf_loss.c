@@ -8,6 +8,7 @@
  * Sums are accumulated in double; inputs and outputs are fp32.
  */
 #include "train/train.h"
+#include "kern/kern.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -208,107 +209,7 @@ void rlhf_kl_ctl_update(rlhf_kl_ctl *c, double kl, long n_steps) {
     c->beta *= 1.0 + e * (double)n_steps / (double)c->horizon;
 }
 
-/* ---------------------------------------------------------------- per-token log-probs with backward */
-
-#include "kern/kern.h"
-
-#define LP_CHUNK_ROWS 256
-
-struct rlhf_lp {
-    gpt_model *m;
-    size_t cap_bt, B, T;
-    float temperature;
-    float *logits;       /* device [LP_CHUNK_ROWS, V] (dlogits in place during backward) */
-    float *hlogits;      /* host [LP_CHUNK_ROWS, V] for the entropy (only when asked) */
-    float *loss, *dloss; /* device [BT] */
-    float *dh;           /* device [BT, C] */
-    int32_t *tgt;        /* device [BT] */
-    int32_t *htgt;       /* host [BT] */
-    float *hloss, *hdloss;
-};
-
-rlhf_lp *rlhf_lp_new(gpt_model *m) {
-    rlhf_lp *l = gk_calloc(1, sizeof *l);
-    l->m = m;
-    l->logits = kern_alloc((size_t)LP_CHUNK_ROWS * (size_t)m->cfg.vocab_size * sizeof(float));
-    return l;
-}
-
-void rlhf_lp_free(rlhf_lp *l) {
-    if (!l) return;
-    kern_free(l->logits); kern_free(l->loss); kern_free(l->dloss); kern_free(l->dh); kern_free(l->tgt);
-    free(l->hlogits); free(l->htgt); free(l->hloss); free(l->hdloss);
-    free(l);
-}
-
-static void lp_ensure(rlhf_lp *l, size_t bt) {
-    if (bt <= l->cap_bt) return;
-    size_t C = (size_t)l->m->cfg.n_embd;
-    kern_free(l->loss); kern_free(l->dloss); kern_free(l->dh); kern_free(l->tgt);
-    free(l->htgt); free(l->hloss); free(l->hdloss);
-    l->loss = kern_alloc(bt * sizeof(float));
-    l->dloss = kern_alloc(bt * sizeof(float));
-    l->dh = kern_alloc(bt * C * sizeof(float));
-    l->tgt = kern_alloc(bt * sizeof(int32_t));
-    l->htgt = gk_malloc(bt * sizeof(int32_t));
-    l->hloss = gk_malloc(bt * sizeof(float));
-    l->hdloss = gk_malloc(bt * sizeof(float));
-    l->cap_bt = bt;
-}
-
-void rlhf_lp_forward(rlhf_lp *l, const int32_t *inputs, const int32_t *targets, size_t B, size_t T,
-                     float temperature, float *logp, float *entropy) {
-    gpt_model *m = l->m;
-    size_t BT = B * T, C = (size_t)m->cfg.n_embd, V = (size_t)m->cfg.vocab_size;
-    lp_ensure(l, BT);
-    l->B = B; l->T = T;
-    l->temperature = temperature > 0 ? temperature : 1.0f;
-    float inv = 1.0f / l->temperature;
-    memcpy(l->htgt, targets, BT * sizeof(int32_t));
-    kern_upload(l->tgt, targets, BT * sizeof(int32_t));
-    if (entropy && !l->hlogits) l->hlogits = gk_malloc((size_t)LP_CHUNK_ROWS * V * sizeof(float));
-    gpt_forward(m, inputs, B, T);
-    const float *h = gpt_hidden(m);
-    for (size_t r0 = 0; r0 < BT; r0 += LP_CHUNK_ROWS) {
-        size_t R = BT - r0 < LP_CHUNK_ROWS ? BT - r0 : LP_CHUNK_ROWS;
-        int any = 0;
-        for (size_t i = 0; i < R; i++) any |= targets[r0 + i] >= 0;
-        if (!any) { kern_zero(l->loss + r0, R * sizeof(float)); continue; }
-        gpt_lm_head_fwd(m, l->logits, h + r0 * C, R);
-        if (inv != 1.0f) kern_scale(l->logits, inv, R * V);
-        if (entropy) {
-            kern_download(l->hlogits, l->logits, R * V * sizeof(float));
-            for (size_t i = 0; i < R; i++)
-                entropy[r0 + i] = targets[r0 + i] >= 0 ? (float)rlhf_entropy_row(l->hlogits + i * V, V, 1.0f) : 0.0f;
-        }
-        kern_xent_fwd_bwd(l->loss + r0, NULL, l->logits, l->tgt + r0, NULL, R, V);
-    }
-    kern_download(l->hloss, l->loss, BT * sizeof(float));
-    for (size_t i = 0; i < BT; i++) logp[i] = targets[i] >= 0 ? -l->hloss[i] : 0.0f;
-}
-
-void rlhf_lp_backward(rlhf_lp *l, const float *dlogp) {
-    gpt_model *m = l->m;
-    size_t BT = l->B * l->T, C = (size_t)m->cfg.n_embd, V = (size_t)m->cfg.vocab_size;
-    float inv = 1.0f / l->temperature;
-    for (size_t i = 0; i < BT; i++) l->hdloss[i] = l->htgt[i] >= 0 ? -dlogp[i] : 0.0f;
-    kern_upload(l->dloss, l->hdloss, BT * sizeof(float));
-    kern_zero(l->dh, BT * C * sizeof(float));
-    const float *h = gpt_hidden(m);
-    for (size_t r0 = 0; r0 < BT; r0 += LP_CHUNK_ROWS) {
-        size_t R = BT - r0 < LP_CHUNK_ROWS ? BT - r0 : LP_CHUNK_ROWS;
-        int any = 0;
-        for (size_t i = 0; i < R; i++) any |= l->hdloss[r0 + i] != 0.0f;
-        if (!any) continue;
-        gpt_lm_head_fwd(m, l->logits, h + r0 * C, R);
-        if (inv != 1.0f) kern_scale(l->logits, inv, R * V);
-        /* overwrites logits with dloss * (softmax - onehot), the gradient w.r.t. the tempered logits */
-        kern_xent_fwd_bwd(l->loss + r0, l->logits, l->logits, l->tgt + r0, l->dloss + r0, R, V);
-        if (inv != 1.0f) kern_scale(l->logits, inv, R * V);
-        gpt_lm_head_bwd(m, l->dh + r0 * C, l->logits, h + r0 * C, R);
-    }
-    gpt_backward(m, l->dh);
-}
+/* ---------------------------------------------------------------- LM batches of sequences */
 
 size_t rlhf_lm_batch(const rlhf_seq *seqs, size_t n, int32_t **inputs, int32_t **targets) {
     size_t T = 1;

@@ -301,6 +301,103 @@ static int write_reward_json(const char *dir, const rm_opts *o, const rm_result 
 
 /* ---------------------------------------------------------------- training */
 
+int rlhf_pref_open(rlhf_pref_loop *p, train_stage *s, train_stage_cfg *sc, long batch, long epochs, long steps,
+                   uint64_t seed, gk_err *err) {
+    p->B = (size_t)batch < p->td->n ? (size_t)batch : p->td->n;
+    long per_epoch = (long)((p->td->n + p->B - 1) / p->B);
+    sc->total = steps > 0 ? steps : per_epoch * (epochs > 0 ? epochs : 1);
+    sc->n_models = 1;
+    sc->eval_last = 1;
+    if (train_stage_open(s, sc, err)) return -1;
+    /* a seeded permutation per epoch, recomputed from (seed, epoch), so the position is two numbers */
+    train_order_init(&p->ord, p->td->n, seed * 1000003ULL, s->st.pos.epoch, s->st.pos.pos);
+    return 0;
+}
+
+int rlhf_pref_micro(void *ctx, train_stage *s, long step, long micro, train_step_out *out, gk_err *err) {
+    (void)s; (void)step; (void)micro; (void)err;
+    rlhf_pref_loop *p = ctx;
+    size_t nb;
+    const uint32_t *idx = train_order_next(&p->ord, p->B, 0, &nb);
+    rlhf_pref_eval st;
+    memset(&st, 0, sizeof st);
+    out->loss = p->lines(ctx, idx, nb, &st);
+    *p->final_acc = st.accuracy;
+    train_put(out->pre, "accuracy", "%.5g", st.accuracy);
+    train_put(out->pre, "margin", "%.6g", st.margin);
+    for (int i = 0; i < 2; i++) if (p->extra_keys[i]) train_put(out->pre, p->extra_keys[i], "%.6g", st.extra[i]);
+    snprintf(out->hpre, sizeof out->hpre, "acc %.3f | margin %+.3f", st.accuracy, st.margin);
+    return 0;
+}
+
+void rlhf_pref_val(rlhf_pref_loop *p, train_stage *s, long step, int final, const rlhf_pref_eval *v) {
+    cJSON *f = cJSON_CreateObject();
+    char human[256];
+    if (final) {
+        *p->val_loss = v->loss; *p->val_acc = v->accuracy; *p->val_margin = v->margin;
+        cJSON_AddStringToObject(f, "event", "final");
+    } else cJSON_AddNumberToObject(f, "step", (double)step);
+    train_put(f, "val_loss", "%.7g", v->loss);
+    train_put(f, "val_accuracy", "%.5g", v->accuracy);
+    train_put(f, "val_margin", "%.6g", v->margin);
+    if (final) {
+        cJSON_AddNumberToObject(f, "val_pairs", (double)v->pairs);
+        snprintf(human, sizeof human, "held-out: loss %.4f | %s %.4f over %zu pairs | margin %+.3f", v->loss, p->acc_long,
+                 v->accuracy, v->pairs, v->margin);
+    } else snprintf(human, sizeof human, "val loss %.4f | %s %.4f (step %ld)", v->loss, p->acc_short, v->accuracy, step + 1);
+    train_log_event(&s->lg, f, human);
+}
+
+void rlhf_pref_tell(void *ctx, data_pos *pos) {
+    const rlhf_pref_loop *p = ctx;
+    pos->epoch = p->ord.epoch; pos->pos = p->ord.pos;
+}
+
+typedef struct {
+    rlhf_pref_loop pl;        /* first: rlhf_pref_tell */
+    const rm_opts *o;
+    gpt_model *m;
+    const rlhf_chat *chat;
+    rm_result *res;
+} rm_ctx;
+
+static double rm_step_lines(void *ctx, const uint32_t *idx, size_t k, rlhf_pref_eval *st) {
+    rm_ctx *c = ctx;
+    rlhf_rm_stats rs;
+    double loss = rm_lines(c->m, c->pl.td, idx, k, 1, &rs);
+    st->accuracy = rs.accuracy; st->margin = rs.margin;
+    return loss;
+}
+
+static int rm_eval(void *ctx, train_stage *s, long step, int final, gk_err *err) {
+    (void)err;
+    rm_ctx *c = ctx;
+    rlhf_rm_stats v;
+    rm_eval_data(c->m, c->pl.vd, c->pl.B, &v);
+    rlhf_pref_val(&c->pl, s, step, final, &(rlhf_pref_eval){ .loss = v.loss, .accuracy = v.accuracy, .margin = v.margin, .pairs = c->pl.vd->pairs });
+    return 0;
+}
+
+/* After a completed run: shift the rewards so the --normalize demonstrations score mean 0. */
+static int rm_finish(void *ctx, train_stage *s, int completed, gk_err *err) {
+    rm_ctx *c = ctx;
+    if (!completed || !c->o->normalize) return 0;
+    /* measured in fp32, as the reward model is used downstream (score, PPO, compare); fold_offset then writes
+     * ln_f.bias, which must not happen under a registered bf16 weight copy */
+    train_stage_precision_end(s);
+    double mean = 0; size_t cnt = 0;
+    if (mean_reward(c->m, c->chat, c->o->normalize, &mean, &cnt, err) || fold_offset(c->m, mean, err)) return -1;
+    c->res->offset = mean;
+    cJSON *f = cJSON_CreateObject();
+    cJSON_AddStringToObject(f, "event", "normalize");
+    train_put(f, "offset", "%.7g", mean);
+    cJSON_AddNumberToObject(f, "responses", (double)cnt);
+    char human[160];
+    snprintf(human, sizeof human, "normalised: %zu demonstrations scored mean %+.4f; shifted to 0", cnt, mean);
+    train_log_event(&s->lg, f, human);
+    return 0;
+}
+
 int train_rm(const rm_opts *o, rm_result *res, gk_err *err) {
     memset(res, 0, sizeof *res);
     res->final_loss = res->final_acc = res->val_loss = res->val_acc = res->val_margin = NAN;
@@ -311,14 +408,14 @@ int train_rm(const rm_opts *o, rm_result *res, gk_err *err) {
     char *tok_rec = NULL;
     gpt_model *m = rlhf_load_with_head(o->resume_dir ? o->resume_dir : o->init_dir, o->head_init_std, o->seed, &tok_rec, err);
     if (!m) return -1;
-    const char *tokenizer = o->tokenizer ? o->tokenizer : tok_rec;
     rlhf_chat chat; memset(&chat, 0, sizeof chat);
     prefs_set train_set = {0}, val_set = {0};
     rlhf_pref_data td = {0}, vd = {0};
-    adamw *opt = NULL;
-    train_log lg; memset(&lg, 0, sizeof lg);
-    train_state st; memset(&st, 0, sizeof st);
-    train_order ord = {0};
+    rm_ctx c = { .pl = { .td = &td, .vd = &vd, .lines = rm_step_lines, .acc_short = "val acc", .acc_long = "accuracy", .final_acc = &res->final_acc,
+                         .val_loss = &res->val_loss, .val_acc = &res->val_acc, .val_margin = &res->val_margin },
+                 .o = o, .m = m, .chat = &chat, .res = res };
+    train_stage s;
+    memset(&s, 0, sizeof s);
     int rc = -1;
     if (rlhf_chat_open(&chat, o->resume_dir ? o->resume_dir : o->init_dir, tok_rec, o->tokenizer, (size_t)m->cfg.vocab_size, err)) goto done;
     if (prefs_load(o->data, PREFS_ACCEPT_PREFS, &train_set, err)) goto done;
@@ -329,105 +426,30 @@ int train_rm(const rm_opts *o, rm_result *res, gk_err *err) {
     res->pairs = td.pairs; res->val_pairs = vd.pairs; res->dropped = td.dropped + vd.dropped;
     if (td.dropped) gk_warn("rm: dropped %zu training line(s) longer than the context (%d tokens)\n", td.dropped, m->cfg.n_ctx);
 
-    size_t B = (size_t)o->batch < td.n ? (size_t)o->batch : td.n;
-    long per_epoch = (long)((td.n + B - 1) / B);
-    long steps = o->steps > 0 ? o->steps : per_epoch * (o->epochs > 0 ? o->epochs : 1);
-    long step0;
-    if (train_stage_begin(m, &o->opt, o->seed ^ 0x2E3A11ULL, o->resume_dir, o->out, "rm", o->json, steps, &opt, &st, &lg, &step0, err)) goto done;
-    if (train_precision_begin(m, o->bf16, err)) goto done;
-    st.opts_json = rm_opts_to_json(o);
-    lr_schedule sched = o->sched;
-    sched.total = steps;
+    train_stage_cfg sc = {
+        .name = "rm", .models = { { .m = m, .out = o->out, .resume = o->resume_dir, .tokenizer = o->tokenizer ? o->tokenizer : tok_rec } },
+        .rng_seed = o->seed ^ 0x2E3A11ULL, .saved_what = "reward model", TRAIN_STAGE_OPTS(o),
+    };
+    if (rlhf_pref_open(&c.pl, &s, &sc, o->batch, o->epochs, o->steps, o->seed, err)) goto done;
     if (!o->json)
         gk_log("rm: %d layers, width %d, %.2fM parameters; %zu lines (%zu pairs) train, %zu lines (%zu pairs) val; "
                "%zu lines/step, %ld steps\n", m->cfg.n_layer, m->cfg.n_embd, (double)m->num_params / 1e6, td.n, td.pairs,
-               vd.n, vd.pairs, B, steps);
-
-    /* Line order: a seeded permutation per epoch, recomputed from (seed, epoch), so the position is two numbers. */
-    train_order_init(&ord, td.n, o->seed * 1000003ULL, st.pos.epoch, st.pos.pos);
-    gk_sigint_install();
-    double t0 = gk_now();
-    long step = step0;
-    rc = 0;
-    for (; step < steps; step++) {
-        if (gk_sigint_pending()) { res->interrupted = 1; break; }
-        if (o->stop_at > 0 && step >= o->stop_at) break;
-        size_t nb;
-        const uint32_t *idx = train_order_next(&ord, B, 0, &nb);
-        double ts = gk_now();
-        gpt_zero_grads(m);
-        rlhf_rm_stats s;
-        double loss = rm_lines(m, &td, idx, nb, 1, &s);
-        float lr = lr_at(&sched, step);
-        double norm = adamw_step(opt, m, lr);
-        double dt = gk_now() - ts;
-        res->final_loss = loss; res->final_acc = s.accuracy;
-        char fields[512], human[512];
-        snprintf(fields, sizeof fields, "\"loss\":%.7g,\"accuracy\":%.5g,\"margin\":%.6g,\"lr\":%.6g,\"grad_norm\":%.6g,\"ms\":%.1f",
-                 loss, s.accuracy, s.margin, lr, norm, dt * 1000);
-        snprintf(human, sizeof human, "loss %.4f | acc %.3f | margin %+.3f | lr %.2e | norm %.3f | %.0f ms",
-                 loss, s.accuracy, s.margin, lr, norm, dt * 1000);
-        train_log_step(&lg, step, fields, human);
-        if (!isfinite(loss)) { rc = gk_errf(err, "loss became %f at step %ld; lower --lr", loss, step); break; }
-        int last = step + 1 == steps;
-        if (vd.n && o->val_every > 0 && (step + 1) % o->val_every == 0 && !last) {
-            rlhf_rm_stats v;
-            rm_eval_data(m, &vd, B, &v);
-            snprintf(fields, sizeof fields, "\"step\":%ld,\"val_loss\":%.7g,\"val_accuracy\":%.5g,\"val_margin\":%.6g", step, v.loss, v.accuracy, v.margin);
-            snprintf(human, sizeof human, "val loss %.4f | val acc %.4f (step %ld)", v.loss, v.accuracy, step + 1);
-            train_log_event(&lg, fields, human);
-        }
-        if (o->save_every > 0 && (step + 1) % o->save_every == 0 && !last) {
-            st.step = step + 1; st.pos.epoch = ord.epoch; st.pos.pos = ord.pos;
-            if (train_save(o->out, m, opt, &st, tokenizer, err)) { rc = -1; break; }
-        }
-    }
-    res->steps_done = step - step0;
-    res->seconds = gk_now() - t0;
-    if (rc == 0 && !res->interrupted && step >= steps) {
-        if (vd.n) {
-            rlhf_rm_stats v;
-            rm_eval_data(m, &vd, B, &v);
-            res->val_loss = v.loss; res->val_acc = v.accuracy; res->val_margin = v.margin;
-            char fields[512], human[512];
-            snprintf(fields, sizeof fields, "\"event\":\"final\",\"val_loss\":%.7g,\"val_accuracy\":%.5g,\"val_margin\":%.6g,\"val_pairs\":%zu",
-                     v.loss, v.accuracy, v.margin, vd.pairs);
-            snprintf(human, sizeof human, "held-out: loss %.4f | accuracy %.4f over %zu pairs | margin %+.3f", v.loss, v.accuracy, vd.pairs, v.margin);
-            train_log_event(&lg, fields, human);
-        }
-        if (o->normalize) {
-            /* measured in fp32, as the reward model is used downstream (score, PPO, compare); fold_offset then
-             * writes ln_f.bias, which must not happen under a registered bf16 weight copy */
-            train_precision_end(o->bf16);
-            double mean = 0; size_t cnt = 0;
-            if (mean_reward(m, &chat, o->normalize, &mean, &cnt, err) || fold_offset(m, mean, err)) rc = -1;
-            else {
-                res->offset = mean;
-                char fields[512], human[512];
-                snprintf(fields, sizeof fields, "\"event\":\"normalize\",\"offset\":%.7g,\"responses\":%zu", mean, cnt);
-                snprintf(human, sizeof human, "normalised: %zu demonstrations scored mean %+.4f; shifted to 0", cnt, mean);
-                train_log_event(&lg, fields, human);
-            }
-        }
-    }
-    if (rc == 0 || res->interrupted) {
-        st.step = step; st.pos.epoch = ord.epoch; st.pos.pos = ord.pos;
-        gk_err serr;
-        if (train_save(o->out, m, opt, &st, tokenizer, &serr) || write_reward_json(o->out, o, res, &serr)) {
-            if (rc == 0) { *err = serr; rc = -1; }
-        } else if (!o->json) gk_log("rm: saved reward model at step %ld to %s%s\n", step, o->out,
-                                    res->interrupted ? " (interrupted; continue with --resume)" : "");
-    }
+               vd.n, vd.pairs, c.pl.B, sc.total);
+    train_stage_hooks h = { .ctx = &c, .micro = rlhf_pref_micro, .eval = vd.n ? rm_eval : NULL, .finish = rm_finish, .tell = rlhf_pref_tell };
+    rc = train_stage_run(&s, &h, rm_opts_to_json(o), err);
+    res->steps_done = s.step - s.step0;
+    res->seconds = s.seconds;
+    res->final_loss = s.last_loss;
+    res->interrupted = s.interrupted;
+    gk_err serr;
+    if (s.saved && write_reward_json(o->out, o, res, &serr) && rc == 0) { *err = serr; rc = -1; }
 done:
-    train_precision_end(o->bf16);
-    train_order_free(&ord);
-    train_log_close(&lg);
+    train_stage_close(&s);
+    train_order_free(&c.pl.ord);
     rlhf_pref_data_free(&td); rlhf_pref_data_free(&vd);
     prefs_free(&train_set); prefs_free(&val_set);
     rlhf_chat_close(&chat);
-    adamw_free(opt);
     gpt_free(m);
-    free(st.opts_json);
     free(tok_rec);
     return rc;
 }

@@ -1,7 +1,8 @@
 /* sft.c: supervised finetuning — the second stage of the pipeline. A pretrained model learns the chat format
  * from demonstrations: next-token loss on the assistant's tokens only (the mask from chat_render), averaged
- * over the masked tokens of each batch. The loop mirrors pretrain.c: progress line / JSON, metrics JSONL,
- * held-out loss, checkpoints with an exact-resume sidecar, Ctrl-C saves.
+ * over the masked tokens of each batch. The loop is the stage skeleton's (stage.c): progress line / JSON,
+ * metrics JSONL, held-out loss, checkpoints with an exact-resume sidecar, Ctrl-C saves; this file supplies the
+ * batch (the micro hook), the held-out loss (eval) and the data position (tell).
  *
  * Batches: B conversations in an order shuffled per epoch from (seed, epoch), right-padded to the longest in
  * the batch (so short chats cost little); the last batch of an epoch may hold fewer than B. The resume
@@ -64,7 +65,78 @@ double sft_eval_loss(train_lm *lm, const chat_data *d, size_t B, size_t *count) 
     return tot ? sum / (double)tot : NAN;
 }
 
-/* ---------------------------------------------------------------- the loop */
+/* ---------------------------------------------------------------- the stage's hooks */
+
+typedef struct {
+    const sft_opts *o;
+    train_lm *lm;
+    const chat_data *train, *val;
+    size_t B;
+    train_order ord;          /* conversation order: a permutation per epoch from (seed, epoch) */
+    int32_t *in, *tg;         /* [B, longest - 1] */
+    size_t *idx;              /* [B] */
+    sft_result *res;
+} sft_ctx;
+
+/* One batch of up to B conversations (the last of an epoch may be short); the gradient of its masked mean. */
+static int sft_micro(void *ctx, train_stage *s, long step, long micro, train_step_out *out, gk_err *err) {
+    (void)s; (void)step; (void)micro; (void)err;
+    sft_ctx *c = ctx;
+    size_t nb, count;
+    const uint32_t *take = train_order_next(&c->ord, c->B, 1, &nb);
+    for (size_t b = 0; b < nb; b++) c->idx[b] = take[b];
+    size_t Tb = sft_make_batch(c->train, c->idx, nb, c->in, c->tg);
+    out->loss = sft_batch_loss(c->lm, c->in, c->tg, nb, Tb, 1, &count);
+    out->tokens += (double)(nb * Tb);
+    cJSON_AddNumberToObject(out->post, "epoch", (double)c->ord.epoch);
+    cJSON_AddNumberToObject(out->post, "trained_tokens", (double)count);
+    snprintf(out->hpost, sizeof out->hpost, "epoch %llu", (unsigned long long)c->ord.epoch);
+    return 0;
+}
+
+static int sft_eval(void *ctx, train_stage *s, long step, int final, gk_err *err) {
+    (void)final; (void)err;
+    sft_ctx *c = ctx;
+    size_t n;
+    double vl = sft_eval_loss(c->lm, c->val, c->B, &n);
+    c->res->val_loss = vl;
+    cJSON *f = cJSON_CreateObject();
+    cJSON_AddNumberToObject(f, "step", (double)step);
+    train_put(f, "val_loss", "%.7g", vl);
+    cJSON_AddNumberToObject(f, "val_tokens", (double)n);
+    char human[160];
+    snprintf(human, sizeof human, "val loss %.4f over %zu assistant tokens (step %ld)", vl, n, step + 1);
+    train_log_event(&s->lg, f, human);
+    return 0;
+}
+
+static void sft_tell(void *ctx, data_pos *pos) {
+    const sft_ctx *c = ctx;
+    pos->epoch = c->ord.epoch; pos->shard = 0; pos->pos = c->ord.pos;
+}
+
+/* The data summary: on stderr, or as one JSON event. */
+static void sft_log_data(train_stage *s, const sft_opts *o, const chat_data *train, const chat_data *val, size_t T,
+                         size_t B, size_t per_epoch, const sft_result *res) {
+    if (!o->json) {
+        gk_log("sft: %s: %zu conversations (%zu tokens, %zu trained), %zu truncated to %zu tokens, %zu dropped, %zu malformed skipped\n",
+               o->data, train->n, train->n_tokens, train->n_masked, train->n_truncated, T + 1, train->n_dropped, train->n_bad);
+        if (o->val) gk_log("sft: %s: %zu conversations for held-out loss\n", o->val, val->n);
+        gk_log("sft: batch %zu, %zu batches per epoch, steps %ld..%ld\n", B, per_epoch, s->step0, s->cfg.total);
+        return;
+    }
+    cJSON *f = cJSON_CreateObject(), *d = cJSON_AddObjectToObject(f, "data");
+    cJSON_AddNumberToObject(d, "conversations", (double)train->n);
+    cJSON_AddNumberToObject(d, "tokens", (double)train->n_tokens);
+    cJSON_AddNumberToObject(d, "trained_tokens", (double)train->n_masked);
+    cJSON_AddNumberToObject(d, "truncated", (double)train->n_truncated);
+    cJSON_AddNumberToObject(d, "dropped", (double)train->n_dropped);
+    cJSON_AddNumberToObject(d, "malformed", (double)res->n_bad);
+    cJSON_AddNumberToObject(d, "val_conversations", (double)val->n);
+    train_log_event(&s->lg, f, NULL);
+}
+
+/* ---------------------------------------------------------------- the stage */
 
 int train_sft(const sft_opts *o, sft_result *res, gk_err *err) {
     memset(res, 0, sizeof *res);
@@ -79,17 +151,12 @@ int train_sft(const sft_opts *o, sft_result *res, gk_err *err) {
     char *tok_rec = NULL;
     gpt_model *m = gpt_load(src, &tok_rec, err);
     if (!m) return -1;
-    const char *tok_path = o->tokenizer ? o->tokenizer : tok_rec;
     int rc = -1;
     tok_tokenizer *tok = NULL;
     chat_data train = {0}, val = {0};
-    adamw *opt = NULL;
-    train_lm *lm = NULL;
-    train_log lg; memset(&lg, 0, sizeof lg);
-    train_state st; memset(&st, 0, sizeof st);
-    int32_t *in = NULL, *tg = NULL;
-    train_order ord = {0};
-    size_t *idx = NULL;
+    sft_ctx c = { .o = o, .train = &train, .val = &val, .res = res };
+    train_stage s;
+    memset(&s, 0, sizeof s);
     if (tok_load_recorded(src, tok_rec, o->tokenizer, 1, &tok, err)) goto done;
     chat_specials sp;
     if (chat_specials_resolve(tok, (size_t)m->cfg.vocab_size, &sp, err)) goto done;
@@ -101,98 +168,38 @@ int train_sft(const sft_opts *o, sft_result *res, gk_err *err) {
     res->n_bad = train.n_bad + val.n_bad; res->n_truncated = train.n_truncated + val.n_truncated;
     res->n_dropped = train.n_dropped + val.n_dropped;
 
-    size_t B = (size_t)o->B < train.n ? (size_t)o->B : train.n;
-    size_t per_epoch = (train.n + B - 1) / B;
-    long total = o->steps > 0 ? o->steps : o->epochs * (long)per_epoch;
-    long step0;
-    if (train_stage_begin(m, &o->opt, o->seed ^ 0x5F5F5F5FULL, o->resume_dir, o->out, "sft", o->json, total, &opt, &st, &lg, &step0, err)) goto done;
-    if (train_precision_begin(m, o->bf16, err)) goto done;
-    st.opts_json = sft_opts_to_json(o);
-    lm = train_lm_new(m);
-    lr_schedule sched = o->sched;
-    sched.total = total;
-    if (!o->json) {
-        gk_log("sft: %d layers, width %d, vocab %d, context %d (%.2fM parameters); backend %s, %d threads\n",
-               m->cfg.n_layer, m->cfg.n_embd, m->cfg.vocab_size, m->cfg.n_ctx, (double)m->num_params / 1e6,
-               kern_impl_name(), gk_num_threads());
-        gk_log("sft: %s: %zu conversations (%zu tokens, %zu trained), %zu truncated to %zu tokens, %zu dropped, %zu malformed skipped\n",
-               o->data, train.n, train.n_tokens, train.n_masked, train.n_truncated, T + 1, train.n_dropped, train.n_bad);
-        if (o->val) gk_log("sft: %s: %zu conversations for held-out loss\n", o->val, val.n);
-        gk_log("sft: batch %zu, %zu batches per epoch, steps %ld..%ld\n", B, per_epoch, step0, total);
-    } else {
-        char f[512];
-        snprintf(f, sizeof f, "\"data\":{\"conversations\":%zu,\"tokens\":%zu,\"trained_tokens\":%zu,\"truncated\":%zu,"
-                 "\"dropped\":%zu,\"malformed\":%zu,\"val_conversations\":%zu}",
-                 train.n, train.n_tokens, train.n_masked, train.n_truncated, train.n_dropped, res->n_bad, val.n);
-        train_log_event(&lg, f, NULL);
-    }
-
+    c.B = (size_t)o->B < train.n ? (size_t)o->B : train.n;
+    size_t per_epoch = (train.n + c.B - 1) / c.B;
+    train_stage_cfg sc = {
+        .name = "sft", .models = { { .m = m, .out = o->out, .resume = o->resume_dir, .tokenizer = o->tokenizer ? o->tokenizer : tok_rec } },
+        .n_models = 1, .rng_seed = o->seed ^ 0x5F5F5F5FULL, .total = o->steps > 0 ? o->steps : o->epochs * (long)per_epoch,
+        .eval_last = 1, TRAIN_STAGE_OPTS(o),
+    };
+    if (train_stage_open(&s, &sc, err)) goto done;
+    c.lm = train_lm_new(m);
+    if (!o->json) gk_log("sft: %d layers, width %d, vocab %d, context %d (%.2fM parameters); backend %s, %d threads\n",
+                         m->cfg.n_layer, m->cfg.n_embd, m->cfg.vocab_size, m->cfg.n_ctx, (double)m->num_params / 1e6,
+                         kern_impl_name(), gk_num_threads());
+    sft_log_data(&s, o, &train, &val, T, c.B, per_epoch, res);
     size_t maxlen = 0;
     for (size_t i = 0; i < train.n; i++) if (train.len[i] > maxlen) maxlen = train.len[i];
-    in = gk_malloc(B * maxlen * sizeof(int32_t)); tg = gk_malloc(B * maxlen * sizeof(int32_t));
-    idx = gk_malloc(B * sizeof(size_t));
-    /* Conversation order: a permutation per epoch from (seed, epoch); the position is (epoch, conversations taken). */
-    train_order_init(&ord, train.n, o->seed * 0x9E3779B97F4A7C15ULL + 1, o->resume_dir ? st.pos.epoch : 0,
-                     o->resume_dir ? st.pos.pos : 0);
-    gk_sigint_install();
-    double t0 = gk_now();
-    long step = step0;
-    rc = 0;
-    for (; step < total; step++) {
-        if (gk_sigint_pending()) { res->interrupted = 1; break; }
-        if (o->stop_at > 0 && step >= o->stop_at) break;
-        double ts = gk_now();
-        size_t nb;
-        const uint32_t *take = train_order_next(&ord, B, 1, &nb);
-        for (size_t b = 0; b < nb; b++) idx[b] = take[b];
-        size_t Tb = sft_make_batch(&train, idx, nb, in, tg), count;
-        gpt_zero_grads(m);
-        double loss = sft_batch_loss(lm, in, tg, nb, Tb, 1, &count);
-        float lr = lr_at(&sched, step);
-        double norm = adamw_step(opt, m, lr);
-        double dt = gk_now() - ts;
-        res->final_loss = loss;
-        char fields[1024], human[1024];
-        snprintf(fields, sizeof fields, "\"loss\":%.7g,\"lr\":%.6g,\"grad_norm\":%.6g,\"epoch\":%llu,\"trained_tokens\":%zu,"
-                 "\"tokens_per_s\":%.1f,\"ms\":%.1f", loss, lr, norm, (unsigned long long)ord.epoch, count,
-                 (double)(nb * Tb) / dt, dt * 1000);
-        snprintf(human, sizeof human, "loss %.4f | lr %.2e | norm %.3f | epoch %llu | %.0f tok/s | %.0f ms", loss, lr, norm,
-                 (unsigned long long)ord.epoch, (double)(nb * Tb) / dt, dt * 1000);
-        train_log_step(&lg, step, fields, human);
-        if (!isfinite(loss)) { rc = gk_errf(err, "loss became %f at step %ld; lower --lr or check the data", loss, step); break; }
-        int last = step + 1 == total;
-        if (o->val && ((o->val_every > 0 && (step + 1) % o->val_every == 0) || last)) {
-            size_t c;
-            double vl = sft_eval_loss(lm, &val, B, &c);
-            res->val_loss = vl;
-            snprintf(fields, sizeof fields, "\"step\":%ld,\"val_loss\":%.7g,\"val_tokens\":%zu", step, vl, c);
-            snprintf(human, sizeof human, "val loss %.4f over %zu assistant tokens (step %ld)", vl, c, step + 1);
-            train_log_event(&lg, fields, human);
-        }
-        if (o->save_every > 0 && (step + 1) % o->save_every == 0 && !last) {
-            st.step = step + 1; st.pos.epoch = ord.epoch; st.pos.shard = 0; st.pos.pos = ord.pos;
-            if (train_save(o->out, m, opt, &st, tok_path, err)) { rc = -1; break; }
-        }
-    }
-    res->steps_done = step - step0;
-    res->seconds = gk_now() - t0;
-    if (rc == 0 || res->interrupted) {
-        st.step = step; st.pos.epoch = ord.epoch; st.pos.shard = 0; st.pos.pos = ord.pos;
-        gk_err serr;
-        if (train_save(o->out, m, opt, &st, tok_path, &serr)) { if (rc == 0) { *err = serr; rc = -1; } }
-        else if (!o->json) gk_log("sft: saved checkpoint at step %ld to %s%s\n", step, o->out,
-                                  res->interrupted ? " (interrupted; continue with --resume)" : "");
-    }
+    c.in = gk_malloc(c.B * maxlen * sizeof(int32_t)); c.tg = gk_malloc(c.B * maxlen * sizeof(int32_t));
+    c.idx = gk_malloc(c.B * sizeof(size_t));
+    train_order_init(&c.ord, train.n, o->seed * 0x9E3779B97F4A7C15ULL + 1, o->resume_dir ? s.st.pos.epoch : 0,
+                     o->resume_dir ? s.st.pos.pos : 0);
+    train_stage_hooks h = { .ctx = &c, .micro = sft_micro, .eval = o->val ? sft_eval : NULL, .tell = sft_tell };
+    rc = train_stage_run(&s, &h, sft_opts_to_json(o), err);
+    res->steps_done = s.step - s.step0;
+    res->seconds = s.seconds;
+    res->final_loss = s.last_loss;
+    res->interrupted = s.interrupted;
 done:
-    train_precision_end(o->bf16);
-    train_log_close(&lg);
-    train_lm_free(lm);
-    adamw_free(opt);
+    train_stage_close(&s);
+    train_lm_free(c.lm);
     chat_data_free(&train); chat_data_free(&val);
     tok_free(tok);
     gpt_free(m);
-    free(st.opts_json);
     free(tok_rec);
-    free(in); free(tg); train_order_free(&ord); free(idx);
+    free(c.in); free(c.tg); train_order_free(&c.ord); free(c.idx);
     return rc;
 }

@@ -1,6 +1,7 @@
-/* train: the training stages (pretrain now; sft, rm, ppo, dpo follow), each owning its loss and loop,
- * plus the loop helpers they share (progress line with rate and ETA, metrics JSONL, checkpoint + resume
- * state, Ctrl-C handling).
+/* train: the training stages (pretrain, sft, rm, dpo, ppo), each owning its loss and a step hook, run by one
+ * stage skeleton (stage.c) that owns the loop: start and exact resume, RNG, Ctrl-C, progress line and metrics
+ * JSONL, eval / checkpoint cadence, precision, gradient accumulation and the optimizer step. Also the helpers
+ * under it (metrics log, checkpoint + resume state, epoch order) and the one LM head path (lm.c).
  */
 #ifndef GK_TRAIN_H
 #define GK_TRAIN_H
@@ -14,23 +15,33 @@
 #include "data/data.h"
 #include "tok/tok.h"
 
-/* ---------------------------------------------------------------- LM loss */
-/* Next-token cross-entropy over the rows of a batch, computed in row chunks so a [B*T, V] logits buffer
- * never exists. Owns its scratch (device). */
+/* ---------------------------------------------------------------- LM loss and log-probs */
+/* The one path from the trunk's hidden states through the LM head to per-row next-token quantities, used by
+ * pretraining and SFT (mean cross-entropy) and by PPO and DPO (per-token log-probs with a backward). Rows are
+ * processed in chunks so a [B*T, V] logits buffer never exists. Owns its scratch (device). */
 typedef struct train_lm train_lm;
 train_lm *train_lm_new(gpt_model *m);
 void train_lm_free(train_lm *l);
 /* Runs the trunk on inputs [B,T] (host), then the LM head + softmax cross-entropy against targets [B,T]
  * (host; target < 0 = ignored). Returns the mean loss over counted targets (NaN if none) and their count
  * in *ncounted. If grad_div > 0, also backpropagates d(sum of losses)/grad_div into the model's grads
- * (accumulating): pretraining passes count*accum_steps so the accumulated gradient is of the mean loss.
- * Token ids must already be validated (gpt_check_tokens / the data loader). */
+ * (accumulating), in the same pass over the chunks: pretraining passes count*accum_steps so the accumulated
+ * gradient is of the mean loss. Token ids must already be validated (gpt_check_tokens / the data loader). */
 double train_lm_loss(train_lm *l, const int32_t *inputs, const int32_t *targets, size_t B, size_t T,
                      double grad_div, size_t *ncounted);
-/* Per-row log-probabilities of the targets (no backward): logp [B*T] (host), 0 where target < 0. */
-void train_lm_logprobs(train_lm *l, const int32_t *inputs, const int32_t *targets, size_t B, size_t T, float *logp);
+/* Per-token log-probabilities of the targets, logp = log softmax(logits / temperature)[target] = -xent
+ * (temperature <= 0 means 1): trunk + head on inputs [B,T] (host, validated); logp [B*T] (host), 0 where
+ * target < 0; entropy [B*T] (host, may be NULL): entropy of the tempered distribution at rows with target >= 0,
+ * else 0. Keeps what train_lm_backward needs. */
+void train_lm_logprobs(train_lm *l, const int32_t *inputs, const int32_t *targets, size_t B, size_t T,
+                       float temperature, float *logp, float *entropy);
+/* Accumulates d(loss)/d(params) for dlogp [B*T] (host) = d loss / d logp through the last train_lm_logprobs:
+ * recomputes the head's logits chunk by chunk, runs the cross-entropy backward with dloss = -dlogp, and hands
+ * dh to the trunk (the policy side of PPO and DPO). */
+void train_lm_backward(train_lm *l, const float *dlogp);
 
 /* ---------------------------------------------------------------- loop helpers */
+struct cJSON;
 typedef struct {
     FILE  *metrics;           /* JSONL, appended; NULL = none */
     int    json;              /* print one JSON object per step on stdout instead of the human line */
@@ -40,11 +51,19 @@ typedef struct {
 } train_log;
 int  train_log_open(train_log *lg, const char *stage, const char *metrics_path, int json, long step0, long total, gk_err *err);
 void train_log_close(train_log *lg);
-/* Emits a step: fields is a JSON object body without braces, e.g. "\"loss\":3.2,\"lr\":1e-4";
- * human is the human-readable part of the progress line. Adds step, elapsed time and ETA. */
-void train_log_step(train_log *lg, long step, const char *fields_json, const char *human);
-/* A non-step event (val loss, sample): JSON body written to metrics (and stdout in --json mode). */
-void train_log_event(train_log *lg, const char *fields_json, const char *human);
+/* Emits a step: fields is a cJSON object of the step's metrics (consumed: deleted here); human is the
+ * human-readable part of the progress line. The metrics line is {"stage", "step", fields..., "elapsed_s"}, the
+ * --json stdout line {"step", fields...}; the human line adds the step count and the ETA. */
+void train_log_step(train_log *lg, long step, struct cJSON *fields, const char *human);
+/* A non-step event (val loss, sample): fields (consumed) go to metrics as {"stage", fields...} and to stdout
+ * in --json mode; human (may be NULL) to stdout otherwise. */
+void train_log_event(train_log *lg, struct cJSON *fields, const char *human);
+/* Text of ids for a log line or a metrics string: valid UTF-8 (U+FFFD for broken bytes), appended to out
+ * and NUL-terminated (out->n counts the NUL). */
+void train_decode_text(const tok_tokenizer *tok, const int32_t *ids, size_t n, tok_bytes *out);
+/* Adds the number key = v to o rounded as printf's fmt prints it ("%.7g": 7 significant digits, "%.1f": one
+ * decimal), so a metrics line carries the digits that mean something; a non-finite v is written as null. */
+void train_put(struct cJSON *o, const char *key, const char *fmt, double v);
 
 /* Resume state beside a checkpoint: OUT/train_state.safetensors holds the optimizer moments and, in its
  * metadata, the step, optimizer step count, data position, RNG and the stage's options (JSON). It records a
@@ -55,18 +74,6 @@ typedef struct {
     gk_rng   rng;
     char    *opts_json;       /* malloc'd; the stage's options */
 } train_state;
-/* The start every training stage shares: grads, a fresh AdamW (*opt, set even on failure so the caller frees
- * it), the stage's RNG from rng_seed, and with resume_dir the moments, step and data position saved there
- * (st->opts_json is cleared); then OUT is created and its metrics.jsonl opened for the stage. *step0 = the step
- * to start from. Returns 0, or -1 with err. */
-int  train_stage_begin(gpt_model *m, const adamw_config *oc, uint64_t rng_seed, const char *resume_dir,
-                       const char *out, const char *stage, int json, long total, adamw **opt, train_state *st,
-                       train_log *lg, long *step0, gk_err *err);
-/* --precision bf16 for a stage: bf16 matmul inputs with fp32 accumulation and master weights, m's parameters
- * rounded once per optimizer step (kern_bf16_shadow). Returns 0 (nothing to do when !bf16), or -1 with err when
- * the build/CPU has no bf16 matmul. train_precision_end undoes it (call it on every exit path). */
-int  train_precision_begin(gpt_model *m, int bf16, gk_err *err);
-void train_precision_end(int bf16);
 int  train_save(const char *dir, const gpt_model *m, const adamw *opt, const train_state *st,
                 const char *tokenizer, gk_err *err);
 /* Loads moments into opt (created for m) and fills st. m must already hold the checkpoint's params. */
@@ -74,6 +81,122 @@ int  train_load_state(const char *dir, const gpt_model *m, adamw *opt, train_sta
 /* Reads only the options JSON of a saved state (malloc'd), for resuming with the stored settings. */
 char *train_state_opts(const char *dir, gk_err *err);
 uint64_t train_params_checksum(const gpt_model *m);
+
+/* ---------------------------------------------------------------- the stage skeleton */
+/* Every training stage (pretrain, sft, rm, dpo, ppo) runs inside this one loop, which owns what they share:
+ * start and exact resume, the stage's RNG, Ctrl-C, the progress line and metrics JSONL, the eval and sample
+ * cadence, periodic / stop-at / final checkpoints, precision begin/end, gradient accumulation, and the
+ * optimizer step (train_stage_update: the one place for the gradient norm and clipping, and next for the
+ * gradient all-reduce and LoRA's parameter selection). A stage supplies its models and a hook struct.
+ *
+ *   open:  grads + AdamW per model, RNG from rng_seed, resume (moments, step, data position, RNG), OUT dirs,
+ *          metrics.jsonl, precision
+ *   run:   for step in [step0, total) until Ctrl-C or stop_at:
+ *            zero grads; micro x accum (loss and gradient of one micro-batch); update at lr_at(sched, step)
+ *              -- or iterate (a stage that drives its own updates, PPO) --
+ *            log the step; stop on a non-finite loss; eval / sample at their cadence; periodic checkpoint
+ *          after the loop: finish; final checkpoint (also on Ctrl-C and stop_at)
+ *   close: precision end, frees the optimizers and the log (not the models) */
+#define TRAIN_STAGE_MAX_MODELS 2
+
+/* One model a stage trains: model 0 is the stage's main output (its OUT holds metrics.jsonl and the options). */
+typedef struct {
+    gpt_model  *m;            /* owned by the stage */
+    const char *out;          /* checkpoint directory */
+    const char *resume;       /* directory to resume from (its train_state.safetensors), or NULL */
+    const char *tokenizer;    /* recorded in its checkpoints (may be NULL) */
+    adamw      *opt;          /* created by train_stage_open */
+} train_stage_model;
+
+typedef struct {
+    const char *name;         /* "pretrain", "sft", ...: the metrics' stage field and the log prefix */
+    train_stage_model models[TRAIN_STAGE_MAX_MODELS];
+    size_t n_models;
+    const adamw_config *opt;  /* every model's optimizer settings */
+    uint64_t rng_seed;        /* the stage RNG's seed (a resume restores the saved RNG instead) */
+    long  total;              /* steps */
+    long  accum;              /* micro-batches per optimizer step (0 or 1: none) */
+    lr_schedule sched;        /* lr_at(&sched, step) for the micro path (sched.total is set to total) */
+    int   json;
+    long  val_every;          /* eval every N steps (0: never periodically) ... */
+    int   eval_last;          /* ... and after the last step */
+    long  sample_every;       /* sample hook every N steps (0: never) ... */
+    int   sample_first;       /* ... and after the first step of this run */
+    long  save_every, stop_at;
+    int   bf16;               /* --precision bf16 for model 0 (bf16 matmuls, fp32 master weights) */
+    double flops_per_step;    /* > 0: log MFU against the measured peak (pretraining) */
+    const char *saved_what;   /* the final log line: "saved <saved_what> at step ..." ("checkpoint") */
+} train_stage_cfg;
+
+/* What one step reports to the log. The skeleton writes "loss", pre's fields, "lr", "grad_norm", post's fields,
+ * then "tokens_per_s" (if tokens > 0), "ms" and "mfu"; the human line the same way. An iterate hook writes the
+ * whole record into post / hpost instead (no loss, lr or norm of the skeleton's). */
+typedef struct {
+    double loss;              /* of the micro-batch (the step's is the mean over micro-batches); checked finite */
+    double tokens;            /* tokens processed, summed over micro-batches (for the rate) */
+    struct cJSON *pre, *post; /* created by the skeleton; a hook adds fields with train_put */
+    char hpre[256], hpost[512];
+} train_step_out;
+
+typedef struct train_stage train_stage;
+typedef struct {
+    void *ctx;
+    /* One micro-batch (micro in [0, accum)) of optimizer step `step`: forward, loss, and backward accumulating
+     * into model 0's grads (zeroed before micro 0). Sets out->loss, adds to out->tokens, may add fields.
+     * Returns 0 or -1 with err. */
+    int  (*micro)(void *ctx, train_stage *s, long step, long micro, train_step_out *out, gk_err *err);
+    /* Instead of micro: a whole step the stage drives (PPO's rollout and update epochs), updating through
+     * train_stage_zero / train_stage_update. Returns 0; 1 when interrupted before anything was updated (the
+     * hook restored the RNG and data position: the step does not count); or -1 with err. */
+    int  (*iterate)(void *ctx, train_stage *s, long step, train_step_out *out, gk_err *err);
+    /* Held-out evaluation (logs its own event); final = after the last step. NULL: no held-out data. */
+    int  (*eval)(void *ctx, train_stage *s, long step, int final, gk_err *err);
+    /* A progress sample (logs its own event). */
+    int  (*sample)(void *ctx, train_stage *s, long step, gk_err *err);
+    /* After the loop when it ended without error (also on Ctrl-C / stop_at: completed = 0), before the final
+     * checkpoint. */
+    int  (*finish)(void *ctx, train_stage *s, int completed, gk_err *err);
+    /* The data position to store in a checkpoint. */
+    void (*tell)(void *ctx, data_pos *pos);
+    /* The options to store in a checkpoint (malloc'd JSON) when they change during the run (PPO's beta);
+     * NULL: the opts_json given to train_stage_run. */
+    char *(*opts)(void *ctx);
+} train_stage_hooks;
+
+/* The skeleton's state; the stage reads it (st.rng is the stage RNG, st.pos the resumed data position). */
+struct train_stage {
+    train_stage_cfg cfg;
+    train_state st;           /* step, data position, RNG, options of model 0's checkpoints */
+    char *resumed_opts;       /* the options stored in the resumed state (malloc'd), or NULL */
+    train_log lg;
+    long   step0;             /* the step this run starts from */
+    long   step;              /* after run: the step reached (the next to run) */
+    int    interrupted;       /* Ctrl-C */
+    int    saved;             /* the final checkpoint was written */
+    double last_loss;         /* of the last step (NaN before) */
+    double tokens, seconds;   /* over this run's loop */
+    double peak;              /* FLOP/s of the machine (for MFU) */
+    int    bf16_on;
+};
+
+/* The skeleton settings every stage's options carry under the same names (designated initializers for a
+ * train_stage_cfg from a pretrain_opts, sft_opts, rm_opts or dpo_opts pointer). */
+#define TRAIN_STAGE_OPTS(o) .opt = &(o)->opt, .sched = (o)->sched, .json = (o)->json, .val_every = (o)->val_every, \
+                            .save_every = (o)->save_every, .stop_at = (o)->stop_at, .bf16 = (o)->bf16
+
+/* Starts a stage (see above). On failure returns -1 with err; train_stage_close is still to be called. */
+int  train_stage_open(train_stage *s, const train_stage_cfg *cfg, gk_err *err);
+/* Runs the loop and writes the final checkpoint (options opts_json, malloc'd, taken over). Returns 0 (also
+ * when interrupted: s->interrupted) or -1 with err. */
+int  train_stage_run(train_stage *s, const train_stage_hooks *h, char *opts_json, gk_err *err);
+void train_stage_close(train_stage *s);
+/* Back to fp32 before the run ends (the RM's normalisation writes weights under a bf16 shadow otherwise). */
+void train_stage_precision_end(train_stage *s);
+/* Zeroes model k's grads. */
+void train_stage_zero(train_stage *s, size_t k);
+/* The optimizer step of model k at learning rate lr: global gradient norm, clipping, AdamW over the trainable
+ * parameters. Returns the pre-clip norm. Every stage's update goes through here. */
+double train_stage_update(train_stage *s, size_t k, float lr);
 
 /* Items of a dataset (conversations, preference lines, prompts) visited epoch by epoch in a seeded order: the
  * permutation of epoch e comes from gk_rng_seed(base + e), so the position (epoch, pos = items consumed in the
@@ -270,7 +393,7 @@ double sft_eval_loss(train_lm *lm, const chat_data *d, size_t B, size_t *count);
 
 /* ================================================================ */
 /* reward modelling, PPO with a KL leash, DPO, and model comparison (issue 5).
- * Implemented in rlhf_loss.c (loss math, per-token log-prob head), rm.c (sequences,
+ * Implemented in rlhf_loss.c (loss math, LM batches of sequences, the value head), rm.c (sequences,
  * scoring, reward-model training), ppo.c (PPO and `compare`), dpo.c. docs/rlhf.md has the full description.
  *
  * Sequences. A (prompt, response) pair becomes token ids exactly as the chat format renders it and as the
@@ -341,20 +464,6 @@ void rlhf_wilson(double successes, double n, double z, double *lo, double *hi);
  * beta <- beta (1 + e * n_steps / horizon). target <= 0 leaves beta fixed. */
 typedef struct { double beta, target; long horizon; } rlhf_kl_ctl;
 void rlhf_kl_ctl_update(rlhf_kl_ctl *c, double kl, long n_steps);
-
-/* Per-token log-probabilities of chosen tokens under a model's LM head, with backward (the policy side of
- * PPO and DPO). logp = log softmax(logits / temperature)[target] = -xent; the backward recomputes the head's
- * logits chunk by chunk (no [B*T, V] buffer), runs kern_xent_fwd_bwd with dloss = -dlogp, and hands dh to
- * the trunk. */
-typedef struct rlhf_lp rlhf_lp;
-rlhf_lp *rlhf_lp_new(gpt_model *m);
-void rlhf_lp_free(rlhf_lp *l);
-/* Trunk + head on inputs [B,T] (host, validated). logp [B*T] (host): 0 where target < 0. entropy [B*T]
- * (host, may be NULL): entropy of the tempered distribution at rows with target >= 0, else 0. */
-void rlhf_lp_forward(rlhf_lp *l, const int32_t *inputs, const int32_t *targets, size_t B, size_t T,
-                     float temperature, float *logp, float *entropy);
-/* Accumulates d(loss)/d(params) for dlogp [B*T] (host) = d loss / d logp, through the last forward. */
-void rlhf_lp_backward(rlhf_lp *l, const float *dlogp);
 
 /* Token ids of prompt + response. Response tokens are ids[prompt_len .. n). */
 typedef struct {
@@ -457,6 +566,32 @@ typedef struct {
     int    interrupted;
 } rm_result;
 int train_rm(const rm_opts *o, rm_result *res, gk_err *err);
+
+/* What the RM and DPO loops share: whole preference lines of td in batches of B, in a seeded order per epoch
+ * (the position is (epoch, lines taken)), accuracy and margin per step, a held-out evaluation on vd. A stage's
+ * hook context starts with this struct (rlhf_pref_tell casts it). */
+typedef struct { double loss, accuracy, margin; size_t pairs; double extra[2]; } rlhf_pref_eval;
+typedef struct {
+    const rlhf_pref_data *td, *vd;
+    size_t B;
+    train_order ord;
+    /* Loss of lines idx[0..k) of td with the backward; fills accuracy, margin and the extra values. */
+    double (*lines)(void *ctx, const uint32_t *idx, size_t k, rlhf_pref_eval *st);
+    const char *extra_keys[2];          /* step fields after accuracy and margin (NULL: none) */
+    const char *acc_short, *acc_long;   /* the accuracy in human lines: "val acc" / "accuracy" */
+    double *final_acc, *val_loss, *val_acc, *val_margin;   /* the stage's result fields */
+} rlhf_pref_loop;
+/* Opens the skeleton for a preference stage: batches of B = min(batch, lines) lines, sc->total = steps, or
+ * epochs (at least 1) over the lines; one model; eval after the last step; the line order seeded from seed. */
+int  rlhf_pref_open(rlhf_pref_loop *p, train_stage *s, train_stage_cfg *sc, long batch, long epochs, long steps,
+                    uint64_t seed, gk_err *err);
+/* The micro hook: the next batch of lines through p->lines; logs accuracy, margin and the extra fields. */
+int  rlhf_pref_micro(void *ctx, train_stage *s, long step, long micro, train_step_out *out, gk_err *err);
+/* Logs a held-out evaluation as an event: {"step", "val_loss", "val_accuracy", "val_margin"}, or after the last
+ * step {"event":"final", ..., "val_pairs"}, stored in the result too. */
+void rlhf_pref_val(rlhf_pref_loop *p, train_stage *s, long step, int final, const rlhf_pref_eval *v);
+/* The tell hook: the order's position. */
+void rlhf_pref_tell(void *ctx, data_pos *pos);
 
 /* Held-out accuracy / loss of a reward model on a preference file. */
 int rlhf_rm_eval(gpt_model *rm, const rlhf_chat *c, const prefs_set *s, size_t batch, rlhf_rm_stats *st,
