@@ -4,8 +4,9 @@
 # crashes or exits non-zero without reporting a FAIL counts as one failure, so a crash can never look like a
 # pass; a check that could not run here prints SKIP (with the reason) and is counted as skipped, never passed.
 # Also counted as failures: a binary or script that reports no check at all; one still running after
-# GK_TEST_TIMEOUT seconds (default 3600, far above any script's time even under ASan, and under CI's 90 minutes:
-# it turns a hang or a quadratic blow-up into a FAIL naming the culprit; it is never a timing verdict); and every
+# GK_TEST_TIMEOUT seconds (default 5400: on a 2-core machine shared with five other builds pipeline.sh took 3493 s;
+# on a quiet one a few minutes even under ASan, and .ci/run sets 1800). It turns a hang or a quadratic blow-up into
+# a FAIL naming the culprit; it is never a timing verdict. And every
 # sanitizer report (ASan, LeakSan, UBSan) written while it ran: the reports go to files under a log directory
 # (ASAN_OPTIONS/UBSAN_OPTIONS log_path), so one raised inside a CLI script that swallows the program's stderr or
 # expects it to fail is still seen.
@@ -16,7 +17,7 @@ export GK_ROOT=$PWD GPTKIT=$PWD/$BUILD/gptkit
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 # MFU needs this CPU's peak; a fixed figure keeps the tests from probing (and from caching a busy machine's)
 export GPTKIT_PEAK_GFLOPS=${GPTKIT_PEAK_GFLOPS:-250}
-TIMEOUT=${GK_TEST_TIMEOUT:-3600}
+TIMEOUT=${GK_TEST_TIMEOUT:-5400}
 SAN_LOG=$(mktemp -d "${TMPDIR:-/tmp}/gptkit-san-XXXXXX")
 trap 'rm -rf "$SAN_LOG"' EXIT
 export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}log_path=$SAN_LOG/asan"
