@@ -1,60 +1,67 @@
 # gptkit build. One library (build/libgptkit.a), one binary (build/gptkit), test binaries.
 #
 #   make            build everything (prints a one-screen summary of optional pieces found)
-#   make test       build and run the test suite; ends with "N passed, N failed"
+#   make test       build and run the test suite; ends with "N passed, N failed, N skipped"
 #   make bench      run the benchmarks (slow; needs PyTorch, see bench/README.md)
-#   make asan       test suite under AddressSanitizer + UBSan
+#   make asan       test suite under AddressSanitizer + UBSan (+ LeakSanitizer), in build-asan/
 #
 # Opt-outs: NO_OPENMP=1, NO_BLAS=1, NO_DNNL=1, NO_PCRE2=1 (custom tokenizer split regexes).  Sources are picked up by wildcard: adding a .c file
 # under src/<module>/ needs no edit here.
+# WERROR=1 turns warnings into errors (CI and scripts/test.sh build so; a plain `make` stays lenient, so a newer
+# compiler's new warning never stops a user's build). Extra flags on the command line add to ours rather than
+# replace them (`make CFLAGS+=-Werror` and `make CFLAGS=-Werror` both keep -std=c11 -Isrc ...): hence `override`.
 
 CC      ?= gcc
 OPT     ?= -O2
 # -fno-math-errno: sqrtf and friends never set errno (nothing reads it), so loops using them vectorise
-CFLAGS  += -std=c11 -D_GNU_SOURCE $(OPT) -fno-math-errno -g -Wall -Wextra -Wno-unused-parameter -Isrc -MMD -MP
-LDLIBS  += -lm -lpthread
+override CFLAGS  += -std=c11 -D_GNU_SOURCE $(OPT) -fno-math-errno -g -Wall -Wextra -Wno-unused-parameter -Isrc -MMD -MP
+override LDLIBS  += -lm -lpthread
 BUILD   ?= build
 SAN     ?=
-CFLAGS  += $(SAN)
-LDFLAGS += $(SAN)
+WERROR  ?=
+ifneq ($(WERROR),)
+  override CFLAGS += -Werror
+endif
+override CFLAGS  += $(SAN)
+override LDFLAGS += $(SAN)
 
 # ---- optional pieces, detected by feature ----
 FEATURES :=
 ifeq ($(NO_OPENMP),)
   ifeq ($(shell echo 'int main(void){return 0;}' | $(CC) -fopenmp -x c - -o /dev/null 2>/dev/null && echo y),y)
-    CFLAGS  += -fopenmp
-    LDFLAGS += -fopenmp
+    override CFLAGS  += -fopenmp
+    override LDFLAGS += -fopenmp
     FEATURES += openmp
   endif
 endif
 ifeq ($(NO_BLAS),)
   ifeq ($(shell pkg-config --exists openblas 2>/dev/null && echo y),y)
-    CFLAGS  += -DGK_HAVE_BLAS $(shell pkg-config --cflags openblas)
-    LDLIBS  += $(shell pkg-config --libs openblas)
+    override CFLAGS  += -DGK_HAVE_BLAS $(shell pkg-config --cflags openblas)
+    override LDLIBS  += $(shell pkg-config --libs openblas)
     FEATURES += openblas
   endif
 endif
 ifeq ($(NO_DNNL),)
   ifeq ($(shell printf '\043include <dnnl.h>\nint main(void){return dnnl_version() == 0;}\n' | $(CC) -x c - -ldnnl -o /dev/null 2>/dev/null && echo y),y)
-    CFLAGS  += -DGK_HAVE_DNNL
-    LDLIBS  += -ldnnl
+    override CFLAGS  += -DGK_HAVE_DNNL
+    override LDLIBS  += -ldnnl
     FEATURES += onednn
   endif
 endif
 ifeq ($(NO_PCRE2),)
   ifeq ($(shell pkg-config --exists libpcre2-8 2>/dev/null && echo y),y)
-    CFLAGS  += -DGK_HAVE_PCRE2 $(shell pkg-config --cflags libpcre2-8)
-    LDLIBS  += $(shell pkg-config --libs libpcre2-8)
+    override CFLAGS  += -DGK_HAVE_PCRE2 $(shell pkg-config --cflags libpcre2-8)
+    override LDLIBS  += $(shell pkg-config --libs libpcre2-8)
     FEATURES += pcre2
   endif
 endif
 # cJSON is required (JSON/JSONL reading and writing).
 CJSON_CFLAGS := $(shell pkg-config --cflags libcjson 2>/dev/null)
 CJSON_LIBS   := $(shell pkg-config --libs libcjson 2>/dev/null || echo -lcjson)
-CFLAGS += $(CJSON_CFLAGS)
-LDLIBS += $(CJSON_LIBS)
+override CFLAGS += $(CJSON_CFLAGS)
+override LDLIBS += $(CJSON_LIBS)
 # zlib is required (the built-in demo corpus is stored gzip-compressed).
-LDLIBS += -lz
+override LDLIBS += -lz
 
 LIB_SRC  := $(filter-out src/cli/%,$(wildcard src/*/*.c src/*/*/*.c))
 CLI_SRC  := $(wildcard src/cli/*.c)
@@ -86,8 +93,11 @@ $(BUILD)/tests/%: $(BUILD)/tests/%.o $(BUILD)/tests/testlib.o $(BUILD)/libgptkit
 test: all
 	@bash tests/run.sh $(BUILD)
 
+# UBSan findings abort (-fno-sanitize-recover) instead of printing and going on; tests/run.sh also sends every
+# sanitizer report to a log directory and counts each as a FAIL, so a report inside a CLI script (whose stderr
+# the script may swallow, or whose exit status it may expect to be non-zero) is never lost.
 asan:
-	$(MAKE) BUILD=build-asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer" test
+	$(MAKE) BUILD=build-asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" test
 
 bench: all
 	@bash bench/run.sh

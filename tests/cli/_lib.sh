@@ -15,3 +15,37 @@ expect_fail() {
   elif ! printf '%s' "$err" | grep -qE -- "$pat"; then fail "$name" "message did not match /$pat/: $err"
   else pass "$name"; fi
 }
+# seeded_bytes SEED N: N pseudo-random bytes on stdout, the same for the same SEED on every machine (Python's
+# Mersenne Twister), so a failing input can be regenerated from the seed the check names.
+seeded_bytes() {
+  python3 -c 'import random, sys; r = random.Random(int(sys.argv[1])); sys.stdout.buffer.write(bytes(r.getrandbits(8) for _ in range(int(sys.argv[2]))))' "$1" "$2"
+}
+# Ctrl-C tests without races or sleeps. start_ready PATTERN OUT ERR CMD... starts CMD in the background, its
+# stdout through a pipe and copied to OUT, stderr to ERR, and returns once CMD has printed a line matching
+# PATTERN (or has ended without one). The training commands print their first step line only after installing
+# their SIGINT handler, so a signal sent then cannot arrive before the handler (async commands of a
+# non-interactive shell start with SIGINT ignored; before the handler, Ctrl-C would be lost). READY=1 if the
+# line came. interrupt_ready then sends SIGINT, copies the rest of the output to OUT and returns CMD's exit status.
+# A program that hangs without printing PATTERN hangs the script: tests/run.sh's time limit reports it as a FAIL.
+start_ready() {
+  local pat=$1 line fifo
+  READY_OUT=$2; READY=0
+  fifo=$(mktemp -u "$TMP/ready-XXXXXX"); mkfifo "$fifo"
+  "${@:4}" > "$fifo" 2> "$3" &
+  READY_PID=$!
+  exec {READY_FD}< "$fifo"
+  rm -f "$fifo"
+  : > "$READY_OUT"
+  while IFS= read -r line <&"$READY_FD"; do
+    printf '%s\n' "$line" >> "$READY_OUT"
+    if printf '%s\n' "$line" | grep -qE -- "$pat"; then READY=1; break; fi
+  done
+}
+interrupt_ready() {
+  local rc
+  kill -INT "$READY_PID" 2>/dev/null
+  cat <&"$READY_FD" >> "$READY_OUT"   # keep reading: a writer blocked on a full pipe would never exit
+  exec {READY_FD}<&-
+  wait "$READY_PID"; rc=$?
+  return $rc
+}

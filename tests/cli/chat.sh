@@ -113,11 +113,10 @@ full=L('$TMP/full.jsonl'); part=L('$TMP/p1.jsonl')+L('$TMP/p2.jsonl')
 print(full, part) if full!=part else None
 sys.exit(0 if len(full)==12 and full==part else 1)"; then pass sft_resume_equals_uninterrupted; else fail sft_resume_equals_uninterrupted; fi
 cmp -s "$TMP/full/model.safetensors" "$TMP/part/model.safetensors" && pass sft_resume_same_weights || fail sft_resume_same_weights
-$GPTKIT sft --init "$TMP/base" --data "$TMP/train.jsonl" --steps 1000000 --out "$TMP/int" --json > "$TMP/int.jsonl" 2>"$TMP/int.err" &
-pid=$!
-for i in $(seq 1 100); do [ -s "$TMP/int.jsonl" ] && grep -q loss "$TMP/int.jsonl" && break; sleep 0.1; done
-kill -INT $pid; wait $pid; rc=$?
-if [ $rc -eq 130 ] && [ -f "$TMP/int/train_state.safetensors" ]; then pass sft_sigint_saves; else fail sft_sigint_saves "rc=$rc $(tail -3 "$TMP/int.err")"; fi
+start_ready '"loss"' "$TMP/int.jsonl" "$TMP/int.err" $GPTKIT sft --init "$TMP/base" --data "$TMP/train.jsonl" --steps 1000000 --out "$TMP/int" --json
+interrupt_ready; rc=$?
+if [ $READY = 1 ] && [ $rc -eq 130 ] && [ -f "$TMP/int/train_state.safetensors" ]; then pass sft_sigint_saves
+else fail sft_sigint_saves "ready=$READY rc=$rc $(tail -3 "$TMP/int.err")"; fi
 
 # 5. bad input
 cp "$TMP/train.jsonl" "$TMP/bad.jsonl"

@@ -45,6 +45,7 @@ PY
   then pass pipeline_bf16; else fail pipeline_bf16 "rc=$rc, $n bf16 log lines; $(tail -3 "$TMP/bf.err")"; fi
 else
   printf 'precision = bf16\n' > "$TMP/bf16.conf"
+  skip pipeline_bf16 "bf16 unavailable on this build/CPU (only its refusal is checked)"
   expect_fail pipeline_bf16_unavailable "bf16" $GPTKIT pipeline "$TMP/bf16.conf" --fast --run-dir "$TMP/bf"
 fi
 printf 'precision = fp16\n' > "$TMP/bad.conf"
@@ -68,12 +69,11 @@ n=$(grep -c "skipped" "$TMP/err2.txt")
 # SFT resumes from the checkpoint its Ctrl-C wrote, and every output loads afterwards.
 printf 'sft.steps = 100000\n' > "$TMP/long.conf"
 rm -f "$RUN/sft/metrics.jsonl"
-$GPTKIT pipeline --fast "$TMP/long.conf" --run-dir "$RUN" --from sft > /dev/null 2> "$TMP/err3.txt" &
-pid=$!
-for i in $(seq 1 600); do [ "$(cat "$RUN/sft/metrics.jsonl" 2>/dev/null | wc -l)" -ge 4 ] && break; sleep 0.1; done
-kill -INT $pid; wait $pid; rc=$?
-if [ $rc -eq 130 ] && [ ! -f "$RUN/stages/sft.json" ] && [ -f "$RUN/sft/train_state.safetensors" ]; then pass interrupt_saves_stage
-else fail interrupt_saves_stage "rc=$rc $(tail -3 "$TMP/err3.txt")"; fi
+# (signalled at SFT's 4th progress line: its handler is installed and a few steps are done)
+start_ready '^sft step +4/' "$TMP/out3.txt" "$TMP/err3.txt" $GPTKIT pipeline --fast "$TMP/long.conf" --run-dir "$RUN" --from sft
+interrupt_ready; rc=$?
+if [ $READY = 1 ] && [ $rc -eq 130 ] && [ ! -f "$RUN/stages/sft.json" ] && [ -f "$RUN/sft/train_state.safetensors" ]; then pass interrupt_saves_stage
+else fail interrupt_saves_stage "ready=$READY rc=$rc $(tail -3 "$TMP/err3.txt")"; fi
 $GPTKIT pipeline --fast --run-dir "$RUN" > /dev/null 2> "$TMP/err4.txt"; rc2=$?
 if [ $rc2 -eq 0 ] && grep -q "pretrain  done already" "$TMP/err4.txt" && grep -q "resuming sft" "$TMP/err4.txt" \
    && [ -f "$RUN/stages/eval.json" ]; then pass interrupted_pipeline_resumes

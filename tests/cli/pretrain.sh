@@ -36,11 +36,11 @@ sys.exit(0 if len(full)==10 and full==part else 1)"; then pass resume_equals_uni
 cmp -s "$TMP/full/model.safetensors" "$TMP/part/model.safetensors" && pass resume_same_final_weights || fail resume_same_final_weights
 
 # 4. Ctrl-C saves a resumable checkpoint and exits 130
-$GPTKIT pretrain $RUN --data "$F/data.bin" --steps 100000 --out "$TMP/int" > "$TMP/int.jsonl" 2>"$TMP/int.err" &
-pid=$!
-for i in $(seq 1 50); do [ -s "$TMP/int.jsonl" ] && break; sleep 0.1; done
-kill -INT $pid; wait $pid; rc=$?
-if [ $rc -eq 130 ] && [ -f "$TMP/int/train_state.safetensors" ]; then pass sigint_saves; else fail sigint_saves "rc=$rc $(cat "$TMP/int.err")"; fi
+#    (signalled once its first step line is out, i.e. once its handler is installed: no sleeping, no race)
+start_ready '"loss"' "$TMP/int.jsonl" "$TMP/int.err" $GPTKIT pretrain $RUN --data "$F/data.bin" --steps 100000 --out "$TMP/int"
+interrupt_ready; rc=$?
+if [ $READY = 1 ] && [ $rc -eq 130 ] && [ -f "$TMP/int/train_state.safetensors" ]; then pass sigint_saves
+else fail sigint_saves "ready=$READY rc=$rc $(cat "$TMP/int.err")"; fi
 
 # 5. mixed precision trains like fp32: bf16 matmuls (fp32 accumulation and master weights) reach the same loss
 #    within noise on a learnable stream (a noisy recurrence over 97 tokens), and bf16 is really in use

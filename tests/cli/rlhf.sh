@@ -138,12 +138,10 @@ cmp -s rfull/model.safetensors rpart/model.safetensors && pass rm_resume_exact |
 DPA="--policy sft --data prefs.jsonl -b 8 --steps 6 --lr 5e-4 --json"
 $GPTKIT dpo $DPA --out dfull >/dev/null 2>&1; $GPTKIT dpo $DPA --stop-at 3 --out dpart >/dev/null 2>&1; $GPTKIT dpo --resume dpart --json >/dev/null 2>&1
 cmp -s dfull/model.safetensors dpart/model.safetensors && pass dpo_resume_exact || fail dpo_resume_exact
-$GPTKIT ppo $PPO --iters 100000 --out pint >pint.log 2>pint.err &
-pid=$!
-for i in $(seq 1 100); do grep -q '"score"' pint.log 2>/dev/null && break; sleep 0.1; done
-kill -INT $pid; wait $pid; rc=$?
-if [ $rc -eq 130 ] && [ -f pint/train_state.safetensors ] && [ -f pint/value/train_state.safetensors ]; then pass ppo_sigint_saves
-else fail ppo_sigint_saves "rc=$rc $(tail -2 pint.err)"; fi
+start_ready '"score"' pint.log pint.err $GPTKIT ppo $PPO --iters 100000 --out pint
+interrupt_ready; rc=$?
+if [ $READY = 1 ] && [ $rc -eq 130 ] && [ -f pint/train_state.safetensors ] && [ -f pint/value/train_state.safetensors ]; then pass ppo_sigint_saves
+else fail ppo_sigint_saves "ready=$READY rc=$rc $(tail -2 pint.err)"; fi
 
 # 7. bad input: file:line:field, non-zero exit, no crash
 printf '%s\n' '{"prompt":"a","chosen":"x","rejected":"y"}' '{"prompt":"b","ranked":["only one"]}' > bad.jsonl
