@@ -6,8 +6,9 @@
 #   libcjson-dev zlib1g-dev      required libraries
 #   libopenblas-dev libdnnl-dev libpcre2-dev   optional fast paths / custom regexes (the tests cover them)
 #   python3                      the CLI tests parse JSON and make inputs with its standard library only
+#   clang libclang-rt-14-dev     libFuzzer for the fuzzers in tests/fuzz (tests/cli/fuzz.sh skips without them)
 set -euo pipefail
-PKGS="build-essential pkg-config libcjson-dev zlib1g-dev libopenblas-dev libdnnl-dev libpcre2-dev python3"
+PKGS="build-essential pkg-config libcjson-dev zlib1g-dev libopenblas-dev libdnnl-dev libpcre2-dev python3 clang libclang-rt-14-dev"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -7,6 +7,8 @@
 . "$(dirname "$0")/_lib.sh"
 ROOT=${GK_ROOT:-$PWD}
 SECS=${FUZZ_SECONDS:-10}
+case $GPTKIT in */build-asan/*)   # the harnesses are ASan/UBSan builds already: once per suite is enough
+  skip fuzzers "run by the plain suite (the harnesses are sanitizer builds themselves)"; exit 0 ;; esac
 if ! command -v clang >/dev/null || ! echo 'int LLVMFuzzerTestOneInput(const char *d, long n){return 0;}' |
      clang -x c - -fsanitize=fuzzer -o "$TMP/probe" 2>/dev/null; then
   skip fuzzers "clang with libFuzzer not installed (scripts/setup.sh installs clang)"; exit 0
