@@ -422,6 +422,15 @@ char *train_opts_to_json(const train_opt_table *t, const void *o) {
     return r;
 }
 
+/* Strings read back from stored options live as long as the process (the option structs hold plain pointers,
+ * as they do to argv): they are kept reachable here, an append-only pool, so nothing is lost or reported leaked. */
+static char **stored_strs;
+static size_t n_stored_strs;
+static const char *keep_str(const char *s) {
+    stored_strs = gk_realloc(stored_strs, (n_stored_strs + 1) * sizeof *stored_strs);
+    return stored_strs[n_stored_strs++] = gk_strdup(s);
+}
+
 int train_opts_from_json(const train_opt_table *t, void *o, const char *json, gk_err *err) {
     cJSON *j = cJSON_Parse(json);
     if (!j) return gk_errf(err, "stored %s options are not valid JSON", t->stage);
@@ -430,7 +439,7 @@ int train_opts_from_json(const train_opt_table *t, void *o, const char *json, gk
         if (!(d->flags & TRAIN_OPT_STORED)) continue;
         const cJSON *x = cJSON_GetObjectItemCaseSensitive(j, d->key);
         if (!x) continue;
-        if (d->type == TRAIN_OPT_STR && cJSON_IsString(x)) *FIELD(o, d, const char *) = gk_strdup(x->valuestring);
+        if (d->type == TRAIN_OPT_STR && cJSON_IsString(x)) *FIELD(o, d, const char *) = keep_str(x->valuestring);
         else if (d->type == TRAIN_OPT_SHAPE && cJSON_IsString(x)) lr_shape_parse(x->valuestring, FIELD(o, d, lr_shape));
         else if (d->type == TRAIN_OPT_U64 && cJSON_IsString(x)) *FIELD(o, d, uint64_t) = strtoull(x->valuestring, NULL, 10);
         else if (cJSON_IsNumber(x) && d->type != TRAIN_OPT_STR && d->type != TRAIN_OPT_SHAPE && d->type != TRAIN_OPT_U64)

@@ -283,8 +283,8 @@ void train_opt_format(const train_opt *d, const void *o, char *buf, size_t cap);
 void train_opt_apply_clears(const train_opt_table *t, const train_opt *d, void *o);
 /* Every number in range; returns -1 with err naming the flag otherwise. */
 int  train_opts_check(const train_opt_table *t, const void *o, gk_err *err);
-/* The TRAIN_OPT_STORED fields as a JSON object (malloc'd), and back (strings malloc'd and kept for the run:
- * options live for the whole process). */
+/* The TRAIN_OPT_STORED fields as a JSON object (malloc'd), and back (strings copied into a process-lifetime
+ * pool in options.c: option structs hold plain pointers and live for the whole process). */
 char *train_opts_to_json(const train_opt_table *t, const void *o);
 int   train_opts_from_json(const train_opt_table *t, void *o, const char *json, gk_err *err);
 
@@ -312,8 +312,7 @@ typedef struct {
 } pretrain_opts;
 void pretrain_opts_default(pretrain_opts *o);
 char *pretrain_opts_to_json(const pretrain_opts *o);
-/* Fills o from JSON written by pretrain_opts_to_json (strings are malloc'd and leaked on purpose: they
- * live for the whole run). */
+/* Fills o from JSON written by pretrain_opts_to_json (strings as train_opts_from_json keeps them). */
 int  pretrain_opts_from_json(pretrain_opts *o, const char *json, gk_err *err);
 
 typedef struct {
@@ -367,7 +366,7 @@ typedef struct {
 } sft_opts;
 void  sft_opts_default(sft_opts *o);
 char *sft_opts_to_json(const sft_opts *o);
-int   sft_opts_from_json(sft_opts *o, const char *json, gk_err *err);   /* strings malloc'd, kept for the run */
+int   sft_opts_from_json(sft_opts *o, const char *json, gk_err *err);   /* strings as train_opts_from_json */
 
 typedef struct {
     long   steps_done;
