@@ -33,7 +33,7 @@ engine *engine_new(gpt_model *m, const tok_tokenizer *tok, size_t max_seqs, size
     e->kv = gpt_kv_new(m, e->max_seqs, max_len);
     e->max_len = e->kv->max_len;
     e->V = (size_t)m->cfg.vocab_size; e->C = (size_t)m->cfg.n_embd;
-    e->dlogits = kern_alloc(e->max_seqs * e->V * sizeof(float));
+    e->dlogits = kern_alloc(e->m->be, e->max_seqs * e->V * sizeof(float));
     e->hlogits = gk_malloc(e->max_seqs * e->V * sizeof(float));
     e->end_id = tok ? tok_special_id(tok, TOK_END) : -1;
     e->eot_id = tok ? tok_eot_id(tok) : -1;
@@ -43,14 +43,14 @@ engine *engine_new(gpt_model *m, const tok_tokenizer *tok, size_t max_seqs, size
 /* logits [B, V] = h [B, C] @ wte^T: the tied LM head (gpt_lm_head_fwd's product), skinny for decode rows */
 static void lm_head(engine *e, float *logits, const float *h, size_t B) {
     if (B <= KERN_SKINNY_MAX_N)
-        kern_matmul_skinny_fwd(logits, h, e->m->params + e->m->table[0].offset, NULL, B, e->C, e->V, KERN_W_OUT_IN);
+        kern_matmul_skinny_fwd(e->m->be, logits, h, e->m->params + e->m->table[0].offset, NULL, B, e->C, e->V, KERN_W_OUT_IN);
     else gpt_lm_head_fwd(e->m, logits, h, B);
 }
 
 void engine_free(engine *e) {
     if (!e) return;
     gpt_kv_free(e->kv);
-    kern_free(e->dlogits);
+    kern_free(e->m->be, e->dlogits);
     free(e->hlogits);
     free(e);
 }
@@ -123,7 +123,7 @@ int engine_feed(engine *e, size_t slot, const int32_t *ids, size_t n, float *log
     }
     if (logits) {
         lm_head(e, e->dlogits, h + last * e->C, 1);
-        kern_download(logits, e->dlogits, e->V * sizeof(float));
+        kern_download(e->m->be, logits, e->dlogits, e->V * sizeof(float));
     }
     return 0;
 }
@@ -132,7 +132,7 @@ void engine_step(engine *e, const size_t *slots, const int32_t *ids, size_t B, f
     GK_CHECK(B >= 1 && B <= e->max_seqs, "engine_step: B=%zu (max %zu)", B, e->max_seqs);
     const float *h = gpt_forward_kv(e->m, e->kv, slots, ids, B, 1);
     lm_head(e, e->dlogits, h, B);
-    kern_download(logits, e->dlogits, B * e->V * sizeof(float));
+    kern_download(e->m->be, logits, e->dlogits, B * e->V * sizeof(float));
 }
 
 /* ---------------------------------------------------------------- generate */

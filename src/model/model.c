@@ -121,12 +121,14 @@ static void table_add(gpt_model *m, const param_spec *s, const char *prefix, int
     m->num_params += p->numel;
 }
 
-gpt_model *gpt_create_table(const gpt_config *cfg) {
+gpt_model *gpt_create_table(const gpt_config *cfg, kern_backend *be) {
     gk_err err;
     GK_CHECK(gpt_config_validate(cfg, &err) == 0, "gpt_create: invalid config: %s", err.msg);
     /* the largest valid config must not overflow size_t arithmetic: 4096 layers x 12 (65536)^2 x 4 < 2^64 */
     gpt_model *m = gk_calloc(1, sizeof *m);
     m->cfg = *cfg;
+    m->own_be = be == NULL;
+    m->be = be ? be : kern_backend_create(NULL, NULL);
     size_t cap = 0;
     char prefix[32];
     for (size_t i = 0; i < NSPEC(embed_specs); i++) table_add(m, &embed_specs[i], "", GPT_GROUP_EMBED, &cap);
@@ -142,11 +144,12 @@ gpt_model *gpt_create_table(const gpt_config *cfg) {
 }
 
 void gpt_alloc_params(gpt_model *m) {
-    if (!m->params) m->params = kern_alloc(m->num_params * sizeof(float));
+    if (!m->params) m->params = kern_alloc(m->be, m->num_params * sizeof(float));
 }
 
-gpt_model *gpt_create(const gpt_config *cfg) {
-    gpt_model *m = gpt_create_table(cfg);
+gpt_model *gpt_create(const gpt_config *cfg) { return gpt_create_on(cfg, NULL); }
+gpt_model *gpt_create_on(const gpt_config *cfg, kern_backend *be) {
+    gpt_model *m = gpt_create_table(cfg, be);
     gpt_alloc_params(m);
     return m;
 }
@@ -155,18 +158,19 @@ static void acts_free(gpt_model *m) {
     gpt_acts *a = &m->acts;
     float **fs[] = {&a->x, &a->ln1, &a->ln1_mean, &a->ln1_rstd, &a->qkv, &a->atty, &a->att_saved, &a->res2,
                     &a->ln2, &a->ln2_mean, &a->ln2_rstd, &a->fch, &a->fch_gelu, &a->lnf, &a->lnf_mean, &a->lnf_rstd};
-    for (size_t i = 0; i < sizeof fs / sizeof fs[0]; i++) { kern_free(*fs[i]); *fs[i] = NULL; }
-    kern_free(a->tokens); a->tokens = NULL;
-    kern_free(m->scratch); m->scratch = NULL;
+    for (size_t i = 0; i < sizeof fs / sizeof fs[0]; i++) { kern_free(m->be, *fs[i]); *fs[i] = NULL; }
+    kern_free(m->be, a->tokens); a->tokens = NULL;
+    kern_free(m->be, m->scratch); m->scratch = NULL;
     m->acts_cap_bt = 0; m->acts_cap_saved = 0;
 }
 
 void gpt_free(gpt_model *m) {
     if (!m) return;
     acts_free(m);
-    kern_free(m->params);
-    kern_free(m->grads);
+    kern_free(m->be, m->params);
+    kern_free(m->be, m->grads);
     free(m->table);
+    if (m->own_be) kern_backend_free(m->be);
     free(m);
 }
 
@@ -185,7 +189,7 @@ void gpt_init_random(gpt_model *m, uint64_t seed) {
             default:          h[k] = 0.0f; break;
             }
         }
-        kern_upload(m->params + p->offset, h, p->numel * sizeof(float));
+        kern_upload(m->be, m->params + p->offset, h, p->numel * sizeof(float));
         free(h);
     }
 }
@@ -224,10 +228,10 @@ gpt_layer_ptrs gpt_layer(float *base, const gpt_model *m, int l) {
 }
 
 void gpt_alloc_grads(gpt_model *m) {
-    if (!m->grads) m->grads = kern_alloc(m->num_params * sizeof(float));
+    if (!m->grads) m->grads = kern_alloc(m->be, m->num_params * sizeof(float));
 }
 void gpt_zero_grads(gpt_model *m) {
-    if (m->grads) kern_zero(m->grads, m->num_params * sizeof(float));
+    if (m->grads) kern_zero(m->be, m->grads, m->num_params * sizeof(float));
 }
 void gpt_set_trainable(gpt_model *m, int group, int on) {
     GK_CHECK(group >= 0 && group < GPT_NGROUPS, "gpt_set_trainable: group %d", group);
@@ -246,13 +250,13 @@ static float *gptr(float *base, const gpt_param *p) { return base ? base + p->of
 static void acts_reserve(gpt_model *m, size_t B, size_t T) {
     const gpt_config *c = &m->cfg;
     size_t BT = B * T, C = (size_t)c->n_embd, L = (size_t)c->n_layer;
-    size_t saved = kern_attention_saved_floats(B, T, C, (size_t)c->n_head);
+    size_t saved = kern_attention_saved_floats(m->be, B, T, C, (size_t)c->n_head);
     if (BT <= m->acts_cap_bt && saved <= m->acts_cap_saved) return;
     size_t cap_bt = BT > m->acts_cap_bt ? BT : m->acts_cap_bt;
     size_t cap_saved = saved > m->acts_cap_saved ? saved : m->acts_cap_saved;
     acts_free(m);
     gpt_acts *a = &m->acts;
-#define FA(n) ((float *)kern_alloc((n) * sizeof(float)))
+#define FA(n) ((float *)kern_alloc(m->be, (n) * sizeof(float)))
     a->x = FA((L + 1) * cap_bt * C);
     a->ln1 = FA(L * cap_bt * C); a->ln1_mean = FA(L * cap_bt); a->ln1_rstd = FA(L * cap_bt);
     a->qkv = FA(L * cap_bt * 3 * C);
@@ -265,7 +269,7 @@ static void acts_reserve(gpt_model *m, size_t B, size_t T) {
     a->lnf = FA(cap_bt * C); a->lnf_mean = FA(cap_bt); a->lnf_rstd = FA(cap_bt);
     m->scratch = FA(cap_bt * 9 * C);   /* backward: dres [BT,C] | dbig1 [BT,4C] | dbig2 [BT,4C] */
 #undef FA
-    a->tokens = kern_alloc(cap_bt * sizeof(int32_t));
+    a->tokens = kern_alloc(m->be, cap_bt * sizeof(int32_t));
     m->acts_cap_bt = cap_bt;
     m->acts_cap_saved = cap_saved;
 }
@@ -289,10 +293,10 @@ void gpt_forward(gpt_model *m, const int32_t *tokens, size_t B, size_t T) {
     m->B = B; m->T = T;
     size_t BT = B * T, C = (size_t)c->n_embd, NH = (size_t)c->n_head, L = (size_t)c->n_layer;
     gpt_acts *a = &m->acts;
-    kern_upload(a->tokens, tokens, BT * sizeof(int32_t));
+    kern_upload(m->be, a->tokens, tokens, BT * sizeof(int32_t));
 
     /* x0[b,t,:] = wte[tok[b,t],:] + wpe[t,:] */
-    kern_embed_fwd(a->x, a->tokens, m->params + m->table[0].offset, m->params + m->table[1].offset, B, T, C, 0);
+    kern_embed_fwd(m->be, a->x, a->tokens, m->params + m->table[0].offset, m->params + m->table[1].offset, B, T, C, 0);
 
     for (size_t l = 0; l < L; l++) {
         gpt_layer_ptrs w = gpt_layer(m->params, m, (int)l);
@@ -303,25 +307,25 @@ void gpt_forward(gpt_model *m, const int32_t *tokens, size_t B, size_t T) {
         float *ln2 = a->ln2 + l * BT * C, *ln2_mean = a->ln2_mean + l * BT, *ln2_rstd = a->ln2_rstd + l * BT;
         float *fch = a->fch + l * BT * 4 * C, *fch_gelu = a->fch_gelu + l * BT * 4 * C;
         /* ln1 = (x - mean) * rstd * ln1_w + ln1_b,   rstd = 1/sqrt(var + eps) */
-        kern_layernorm_fwd(ln1, ln1_mean, ln1_rstd, x, w.ln1_w, w.ln1_b, BT, C, c->ln_eps);
+        kern_layernorm_fwd(m->be, ln1, ln1_mean, ln1_rstd, x, w.ln1_w, w.ln1_b, BT, C, c->ln_eps);
         /* qkv [BT,3C] = ln1 @ c_attn.weight [C,3C] + c_attn.bias */
-        kern_matmul_fwd(qkv, ln1, w.qkv_w, w.qkv_b, BT, C, 3 * C, KERN_W_IN_OUT);
+        kern_matmul_fwd(m->be, qkv, ln1, w.qkv_w, w.qkv_b, BT, C, 3 * C, KERN_W_IN_OUT);
         /* atty = per head softmax(q k^T / sqrt(hs) + causal mask) v */
-        kern_attention_fwd(atty, att_saved, qkv, B, T, C, NH);
+        kern_attention_fwd(m->be, atty, att_saved, qkv, B, T, C, NH);
         /* res2 = x + atty @ attn.c_proj.weight + attn.c_proj.bias */
-        kern_matmul_fwd(res2, atty, w.proj_w, w.proj_b, BT, C, C, KERN_W_IN_OUT);
-        kern_axpy(res2, 1.0f, x, BT * C);
+        kern_matmul_fwd(m->be, res2, atty, w.proj_w, w.proj_b, BT, C, C, KERN_W_IN_OUT);
+        kern_axpy(m->be, res2, 1.0f, x, BT * C);
         /* ln2 = LayerNorm(res2) */
-        kern_layernorm_fwd(ln2, ln2_mean, ln2_rstd, res2, w.ln2_w, w.ln2_b, BT, C, c->ln_eps);
+        kern_layernorm_fwd(m->be, ln2, ln2_mean, ln2_rstd, res2, w.ln2_w, w.ln2_b, BT, C, c->ln_eps);
         /* fch [BT,4C] = ln2 @ c_fc.weight + c_fc.bias;  fch_gelu = gelu_tanh(fch) */
-        kern_matmul_fwd(fch, ln2, w.fc_w, w.fc_b, BT, C, 4 * C, KERN_W_IN_OUT);
-        kern_gelu_fwd(fch_gelu, fch, BT * 4 * C);
+        kern_matmul_fwd(m->be, fch, ln2, w.fc_w, w.fc_b, BT, C, 4 * C, KERN_W_IN_OUT);
+        kern_gelu_fwd(m->be, fch_gelu, fch, BT * 4 * C);
         /* x_{l+1} = res2 + fch_gelu @ mlp.c_proj.weight [4C,C] + mlp.c_proj.bias */
-        kern_matmul_fwd(xo, fch_gelu, w.fcproj_w, w.fcproj_b, BT, 4 * C, C, KERN_W_IN_OUT);
-        kern_axpy(xo, 1.0f, res2, BT * C);
+        kern_matmul_fwd(m->be, xo, fch_gelu, w.fcproj_w, w.fcproj_b, BT, 4 * C, C, KERN_W_IN_OUT);
+        kern_axpy(m->be, xo, 1.0f, res2, BT * C);
     }
     /* h = ln_f(x_L) */
-    kern_layernorm_fwd(a->lnf, a->lnf_mean, a->lnf_rstd, a->x + L * BT * C,
+    kern_layernorm_fwd(m->be, a->lnf, a->lnf_mean, a->lnf_rstd, a->x + L * BT * C,
                        m->params + tbl_final(m, 0)->offset, m->params + tbl_final(m, 1)->offset, BT, C, c->ln_eps);
 }
 
@@ -331,25 +335,25 @@ const float *gpt_hidden(const gpt_model *m) { return m->acts.lnf; }
 
 void gpt_lm_head_fwd(gpt_model *m, float *logits, const float *h, size_t N) {
     /* logits [N,V] = h [N,C] @ wte[V,C]^T  (torch.nn.Linear layout: tied lm_head.weight == wte) */
-    kern_matmul_fwd(logits, h, m->params + m->table[0].offset, NULL, N, (size_t)m->cfg.n_embd,
+    kern_matmul_fwd(m->be, logits, h, m->params + m->table[0].offset, NULL, N, (size_t)m->cfg.n_embd,
                     (size_t)m->cfg.vocab_size, KERN_W_OUT_IN);
 }
 
 void gpt_lm_head_bwd(gpt_model *m, float *dh, const float *dlogits, const float *h, size_t N) {
     /* dh += dlogits @ wte;  dwte += dlogits^T @ h — the tied weight's second gradient contribution */
-    kern_matmul_bwd(dh, gptr(grad_base(m, GPT_GROUP_EMBED), &m->table[0]), NULL, dlogits, h,
+    kern_matmul_bwd(m->be, dh, gptr(grad_base(m, GPT_GROUP_EMBED), &m->table[0]), NULL, dlogits, h,
                     m->params + m->table[0].offset, N, (size_t)m->cfg.n_embd, (size_t)m->cfg.vocab_size, KERN_W_OUT_IN);
 }
 
 void gpt_score_head_fwd(gpt_model *m, float *r, const float *h, size_t N) {
     /* r [N] = h [N,C] . score.weight[0,:] */
-    kern_matmul_fwd(r, h, m->params + tbl_score(m)->offset, NULL, N, (size_t)m->cfg.n_embd, 1, KERN_W_OUT_IN);
+    kern_matmul_fwd(m->be, r, h, m->params + tbl_score(m)->offset, NULL, N, (size_t)m->cfg.n_embd, 1, KERN_W_OUT_IN);
 }
 
 void gpt_score_head_bwd(gpt_model *m, float *dh, const float *dr, const float *h, size_t N) {
     /* dh [N,C] += dr[n] * score.weight;  dscore += sum_n dr[n] h[n,:] */
     const gpt_param *p = tbl_score(m);
-    kern_matmul_bwd(dh, gptr(grad_base(m, GPT_GROUP_SCORE), p), NULL, dr, h, m->params + p->offset,
+    kern_matmul_bwd(m->be, dh, gptr(grad_base(m, GPT_GROUP_SCORE), p), NULL, dr, h, m->params + p->offset,
                     N, (size_t)m->cfg.n_embd, 1, KERN_W_OUT_IN);
 }
 
@@ -372,8 +376,8 @@ void gpt_backward(gpt_model *m, float *dh) {
     float *dsmall = dh;                        /* [BT,C]  dh is free once ln_f's backward has read it */
 
     /* h = ln_f(x_L):  dx_L = LN_bwd(dh);  d ln_f.{weight,bias} */
-    kern_zero(dres, BT * C * sizeof(float));
-    kern_layernorm_bwd(need_blocks ? dres : NULL, gptr(g_final, tbl_final(m, 0)), gptr(g_final, tbl_final(m, 1)),
+    kern_zero(m->be, dres, BT * C * sizeof(float));
+    kern_layernorm_bwd(m->be, need_blocks ? dres : NULL, gptr(g_final, tbl_final(m, 0)), gptr(g_final, tbl_final(m, 1)),
                        dh, a->x + L * BT * C, m->params + tbl_final(m, 0)->offset, a->lnf_mean, a->lnf_rstd, BT, C);
     if (!need_blocks) return;
 
@@ -392,30 +396,30 @@ void gpt_backward(gpt_model *m, float *dh) {
 
         /* x_{l+1} = res2 + fch_gelu @ Wp + bp:  d res2 = dres (residual, kept in dres);
          * d fch_gelu = dres @ Wp^T;  dWp += fch_gelu^T dres;  dbp += sum dres */
-        kern_zero(dbig1, BT * 4 * C * sizeof(float));
-        kern_matmul_bwd(dbig1, g.fcproj_w, g.fcproj_b, dres, fch_gelu, w.fcproj_w, BT, 4 * C, C, KERN_W_IN_OUT);
+        kern_zero(m->be, dbig1, BT * 4 * C * sizeof(float));
+        kern_matmul_bwd(m->be, dbig1, g.fcproj_w, g.fcproj_b, dres, fch_gelu, w.fcproj_w, BT, 4 * C, C, KERN_W_IN_OUT);
         /* fch_gelu = gelu(fch):  d fch = gelu'(fch) * d fch_gelu */
-        kern_zero(dbig2, BT * 4 * C * sizeof(float));
-        kern_gelu_bwd(dbig2, fch, dbig1, BT * 4 * C);
+        kern_zero(m->be, dbig2, BT * 4 * C * sizeof(float));
+        kern_gelu_bwd(m->be, dbig2, fch, dbig1, BT * 4 * C);
         /* fch = ln2 @ Wfc + bfc:  d ln2 = d fch @ Wfc^T;  dWfc += ln2^T d fch */
-        kern_zero(dsmall, BT * C * sizeof(float));
-        kern_matmul_bwd(dsmall, g.fc_w, g.fc_b, dbig2, ln2, w.fc_w, BT, C, 4 * C, KERN_W_IN_OUT);
+        kern_zero(m->be, dsmall, BT * C * sizeof(float));
+        kern_matmul_bwd(m->be, dsmall, g.fc_w, g.fc_b, dbig2, ln2, w.fc_w, BT, C, 4 * C, KERN_W_IN_OUT);
         /* ln2 = LN(res2):  d res2 += LN_bwd(d ln2) */
-        kern_layernorm_bwd(dres, g.ln2_w, g.ln2_b, dsmall, res2, w.ln2_w, ln2_mean, ln2_rstd, BT, C);
+        kern_layernorm_bwd(m->be, dres, g.ln2_w, g.ln2_b, dsmall, res2, w.ln2_w, ln2_mean, ln2_rstd, BT, C);
         /* res2 = x + atty @ Wo + bo:  d x = d res2 (residual, stays in dres);  d atty = d res2 @ Wo^T */
-        kern_zero(dsmall, BT * C * sizeof(float));
-        kern_matmul_bwd(dsmall, g.proj_w, g.proj_b, dres, atty, w.proj_w, BT, C, C, KERN_W_IN_OUT);
+        kern_zero(m->be, dsmall, BT * C * sizeof(float));
+        kern_matmul_bwd(m->be, dsmall, g.proj_w, g.proj_b, dres, atty, w.proj_w, BT, C, C, KERN_W_IN_OUT);
         /* atty = attention(qkv):  d qkv (dbig1 reused as [BT,3C]) */
-        kern_zero(dbig1, BT * 3 * C * sizeof(float));
-        kern_attention_bwd(dbig1, dsmall, qkv, atty, att_saved, B, T, C, NH);
+        kern_zero(m->be, dbig1, BT * 3 * C * sizeof(float));
+        kern_attention_bwd(m->be, dbig1, dsmall, qkv, atty, att_saved, B, T, C, NH);
         /* qkv = ln1 @ Wqkv + bqkv:  d ln1 = d qkv @ Wqkv^T */
-        kern_zero(dsmall, BT * C * sizeof(float));
-        kern_matmul_bwd(dsmall, g.qkv_w, g.qkv_b, dbig1, ln1, w.qkv_w, BT, C, 3 * C, KERN_W_IN_OUT);
+        kern_zero(m->be, dsmall, BT * C * sizeof(float));
+        kern_matmul_bwd(m->be, dsmall, g.qkv_w, g.qkv_b, dbig1, ln1, w.qkv_w, BT, C, 3 * C, KERN_W_IN_OUT);
         /* ln1 = LN(x):  d x += LN_bwd(d ln1)  (only if something below wants it) */
-        kern_layernorm_bwd(need_input ? dres : NULL, g.ln1_w, g.ln1_b, dsmall, x, w.ln1_w, ln1_mean, ln1_rstd, BT, C);
+        kern_layernorm_bwd(m->be, need_input ? dres : NULL, g.ln1_w, g.ln1_b, dsmall, x, w.ln1_w, ln1_mean, ln1_rstd, BT, C);
         if (!need_input) return;
     }
     /* x0 = wte[tok] + wpe[pos]:  scatter-add dres into the embedding rows */
     if (g_embed)
-        kern_embed_bwd(g_embed + m->table[0].offset, g_embed + m->table[1].offset, dres, a->tokens, B, T, C, 0);
+        kern_embed_bwd(m->be, g_embed + m->table[0].offset, g_embed + m->table[1].offset, dres, a->tokens, B, T, C, 0);
 }

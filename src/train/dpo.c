@@ -253,7 +253,7 @@ int train_dpo(const dpo_opts *o, dpo_result *res, gk_err *err) {
                                   res->interrupted ? " (interrupted; continue with --resume)" : "");
     }
 done:
-    train_precision_end(o->bf16);
+    train_precision_end(m, o->bf16);
     train_order_free(&ord);
     train_log_close(&lg);
     rlhf_lp_free(lp);

@@ -33,13 +33,13 @@ struct train_lm {
 train_lm *train_lm_new(gpt_model *m) {
     train_lm *l = gk_calloc(1, sizeof *l);
     l->m = m;
-    l->logits = kern_alloc((size_t)LM_CHUNK_ROWS * (size_t)m->cfg.vocab_size * sizeof(float));
+    l->logits = kern_alloc(m->be, (size_t)LM_CHUNK_ROWS * (size_t)m->cfg.vocab_size * sizeof(float));
     return l;
 }
 
 void train_lm_free(train_lm *l) {
     if (!l) return;
-    kern_free(l->logits); kern_free(l->loss); kern_free(l->dloss); kern_free(l->dh); kern_free(l->tgt);
+    kern_free(l->m->be, l->logits); kern_free(l->m->be, l->loss); kern_free(l->m->be, l->dloss); kern_free(l->m->be, l->dh); kern_free(l->m->be, l->tgt);
     free(l->host_loss); free(l->host_dloss);
     free(l);
 }
@@ -47,12 +47,12 @@ void train_lm_free(train_lm *l) {
 static void ensure(train_lm *l, size_t bt) {
     if (bt <= l->cap_bt) return;
     size_t C = (size_t)l->m->cfg.n_embd;
-    kern_free(l->loss); kern_free(l->dloss); kern_free(l->dh); kern_free(l->tgt);
+    kern_free(l->m->be, l->loss); kern_free(l->m->be, l->dloss); kern_free(l->m->be, l->dh); kern_free(l->m->be, l->tgt);
     free(l->host_loss); free(l->host_dloss);
-    l->loss = kern_alloc(bt * sizeof(float));
-    l->dloss = kern_alloc(bt * sizeof(float));
-    l->dh = kern_alloc(bt * C * sizeof(float));
-    l->tgt = kern_alloc(bt * sizeof(int32_t));
+    l->loss = kern_alloc(l->m->be, bt * sizeof(float));
+    l->dloss = kern_alloc(l->m->be, bt * sizeof(float));
+    l->dh = kern_alloc(l->m->be, bt * C * sizeof(float));
+    l->tgt = kern_alloc(l->m->be, bt * sizeof(int32_t));
     l->host_loss = gk_malloc(bt * sizeof(float));
     l->host_dloss = gk_malloc(bt * sizeof(float));
     l->cap_bt = bt;
@@ -69,21 +69,21 @@ double train_lm_loss(train_lm *l, const int32_t *inputs, const int32_t *targets,
     int backward = grad_div > 0;
     float g = backward ? (float)(1.0 / grad_div) : 0.0f;
     for (size_t i = 0; i < BT; i++) l->host_dloss[i] = targets[i] >= 0 ? g : 0.0f;
-    kern_upload(l->tgt, targets, BT * sizeof(int32_t));
-    kern_upload(l->dloss, l->host_dloss, BT * sizeof(float));
+    kern_upload(m->be, l->tgt, targets, BT * sizeof(int32_t));
+    kern_upload(m->be, l->dloss, l->host_dloss, BT * sizeof(float));
 
     gpt_forward(m, inputs, B, T);
     const float *h = gpt_hidden(m);
-    if (backward) kern_zero(l->dh, BT * C * sizeof(float));
+    if (backward) kern_zero(m->be, l->dh, BT * C * sizeof(float));
     for (size_t r0 = 0; r0 < BT; r0 += LM_CHUNK_ROWS) {
         size_t R = BT - r0 < LM_CHUNK_ROWS ? BT - r0 : LM_CHUNK_ROWS;
         gpt_lm_head_fwd(m, l->logits, h + r0 * C, R);
-        kern_xent_fwd_bwd(l->loss + r0, backward ? l->logits : NULL, l->logits, l->tgt + r0,
+        kern_xent_fwd_bwd(m->be, l->loss + r0, backward ? l->logits : NULL, l->logits, l->tgt + r0,
                           backward ? l->dloss + r0 : NULL, R, V);
         if (backward) gpt_lm_head_bwd(m, l->dh + r0 * C, l->logits, h + r0 * C, R);
     }
     if (backward) gpt_backward(m, l->dh);
-    kern_download(l->host_loss, l->loss, BT * sizeof(float));
+    kern_download(m->be, l->host_loss, l->loss, BT * sizeof(float));
     double sum = 0;
     for (size_t i = 0; i < BT; i++) if (targets[i] >= 0) sum += l->host_loss[i];
     return count ? sum / (double)count : NAN;
@@ -101,13 +101,13 @@ size_t train_sample(gpt_model *m, const int32_t *prompt, size_t n_prompt, size_t
     int32_t *seq = gk_malloc((n_prompt + max_new + 1) * sizeof(int32_t));
     memcpy(seq, prompt, n_prompt * sizeof(int32_t));
     size_t n = n_prompt, produced = 0;
-    float *logits = kern_alloc(V * sizeof(float));
+    float *logits = kern_alloc(m->be, V * sizeof(float));
     float *host = gk_malloc(V * sizeof(float));
     while (produced < max_new && n > 0) {
         size_t start = n > ctx ? n - ctx : 0, len = n - start;
         gpt_forward(m, seq + start, 1, len);
         gpt_lm_head_fwd(m, logits, gpt_hidden(m) + (len - 1) * C, 1);
-        kern_download(host, logits, V * sizeof(float));
+        kern_download(m->be, host, logits, V * sizeof(float));
         size_t pick = 0;
         if (temperature <= 0) {
             for (size_t v = 1; v < V; v++) if (host[v] > host[pick]) pick = v;
@@ -124,7 +124,7 @@ size_t train_sample(gpt_model *m, const int32_t *prompt, size_t n_prompt, size_t
         seq[n++] = (int32_t)pick;
         if (stop_id >= 0 && (int32_t)pick == stop_id) break;
     }
-    kern_free(logits); free(host); free(seq);
+    kern_free(m->be, logits); free(host); free(seq);
     return produced;
 }
 

@@ -60,7 +60,7 @@ void train_log_event(train_log *lg, const char *fields, const char *human) {
 uint64_t train_params_checksum(const gpt_model *m) {
     size_t n = m->num_params;
     float *host = gk_malloc(n * sizeof(float));
-    kern_download(host, m->params, n * sizeof(float));
+    kern_download(m->be, host, m->params, n * sizeof(float));
     const uint8_t *b = (const uint8_t *)host;
     uint64_t h = 1469598103934665603ULL;
     for (size_t i = 0; i < n * sizeof(float); i++) { h ^= b[i]; h *= 1099511628211ULL; }
@@ -79,8 +79,8 @@ int train_save(const char *dir, const gpt_model *m, const adamw *opt, const trai
     if (!opt || !st) return 0;
     size_t n = opt->n;
     float *hm = gk_malloc(n * sizeof(float)), *hv = gk_malloc(n * sizeof(float));
-    kern_download(hm, opt->m, n * sizeof(float));
-    kern_download(hv, opt->v, n * sizeof(float));
+    kern_download(m->be, hm, opt->m, n * sizeof(float));
+    kern_download(m->be, hv, opt->v, n * sizeof(float));
     st_writer *w = st_writer_new();
     size_t shape[1] = {n};
     st_writer_add_f32(w, "adamw.m", 1, shape, hm);
@@ -149,9 +149,9 @@ int train_load_state(const char *dir, const gpt_model *m, adamw *opt, train_stat
     }
     float *h = gk_malloc(opt->n * sizeof(float));
     if (st_read_f32(&f, tm, h, err)) { free(h); goto done; }
-    kern_upload(opt->m, h, opt->n * sizeof(float));
+    kern_upload(m->be, opt->m, h, opt->n * sizeof(float));
     if (st_read_f32(&f, tv, h, err)) { free(h); goto done; }
-    kern_upload(opt->v, h, opt->n * sizeof(float));
+    kern_upload(m->be, opt->v, h, opt->n * sizeof(float));
     free(h);
     opt->t = (long)t;
     st->step = (long)step;
@@ -238,16 +238,16 @@ int train_stage_begin(gpt_model *m, const adamw_config *oc, uint64_t rng_seed, c
 
 int train_precision_begin(gpt_model *m, int bf16, gk_err *err) {
     if (!bf16) return 0;
-    if (kern_set_precision(KERN_PREC_BF16) != 0)
+    if (kern_set_precision(m->be, KERN_PREC_BF16) != 0)
         return gk_errf(err, "--precision bf16 needs oneDNN and a CPU with AVX512-BF16 or AMX; this build/CPU has neither");
-    kern_bf16_shadow(m->params, m->num_params);
+    kern_bf16_shadow(m->be, m->params, m->num_params);
     return 0;
 }
 
-void train_precision_end(int bf16) {
+void train_precision_end(gpt_model *m, int bf16) {
     if (!bf16) return;
-    kern_bf16_shadow(NULL, 0);
-    kern_set_precision(KERN_PREC_FP32);
+    kern_bf16_shadow(m->be, NULL, 0);
+    kern_set_precision(m->be, KERN_PREC_FP32);
 }
 
 /* ---------------------------------------------------------------- epoch order */
@@ -296,7 +296,9 @@ double train_peak_gflops(int bf16) {
         FILE *f = fopen(path, "r");
         if (f) { if (fscanf(f, "%lf %lf", &c32, &c16) != 2) c32 = c16 = 0; fclose(f); }
     }
-    kern_peak_probe(&fp32, &b16, NULL);
+    kern_backend *be = kern_backend_create(NULL, NULL);   /* the process default: what a model would run on */
+    kern_peak_probe(be, &fp32, &b16, NULL);
+    kern_backend_free(be);
     if (c32 > fp32) fp32 = c32;
     if (c16 > b16) b16 = c16;
     if (*dir && gk_mkdir_p(dir, NULL) == 0) {

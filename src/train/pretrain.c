@@ -149,7 +149,7 @@ int train_pretrain(const pretrain_opts *o, pretrain_result *res, gk_err *err) {
     if (!o->json) {
         gk_log("pretrain: %d layers, %d heads, width %d, vocab %d, context %d: %.2fM parameters; backend %s, %d threads\n",
                m->cfg.n_layer, m->cfg.n_head, m->cfg.n_embd, m->cfg.vocab_size, m->cfg.n_ctx,
-               (double)m->num_params / 1e6, kern_impl_name(), gk_num_threads());
+               (double)m->num_params / 1e6, kern_backend_name(m->be), gk_num_threads());
         gk_log("pretrain: %zu shard(s), %zu tokens; batch %zu x %zu x %ld accum = %ld tokens/step; steps %ld..%ld\n",
                data_loader_num_shards(dl), data_loader_total_tokens(dl), B, T, accum, (long)BT * accum, step0, o->steps);
     }
@@ -252,7 +252,7 @@ int train_pretrain(const pretrain_opts *o, pretrain_result *res, gk_err *err) {
                                   res->interrupted ? " (interrupted; continue with --resume)" : "");
     }
 done:
-    train_precision_end(o->bf16);
+    train_precision_end(m, o->bf16);
     train_log_close(&lg);
     train_lm_free(lm);
     data_loader_free(dl);

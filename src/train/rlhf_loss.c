@@ -230,13 +230,13 @@ struct rlhf_lp {
 rlhf_lp *rlhf_lp_new(gpt_model *m) {
     rlhf_lp *l = gk_calloc(1, sizeof *l);
     l->m = m;
-    l->logits = kern_alloc((size_t)LP_CHUNK_ROWS * (size_t)m->cfg.vocab_size * sizeof(float));
+    l->logits = kern_alloc(m->be, (size_t)LP_CHUNK_ROWS * (size_t)m->cfg.vocab_size * sizeof(float));
     return l;
 }
 
 void rlhf_lp_free(rlhf_lp *l) {
     if (!l) return;
-    kern_free(l->logits); kern_free(l->loss); kern_free(l->dloss); kern_free(l->dh); kern_free(l->tgt);
+    kern_free(l->m->be, l->logits); kern_free(l->m->be, l->loss); kern_free(l->m->be, l->dloss); kern_free(l->m->be, l->dh); kern_free(l->m->be, l->tgt);
     free(l->hlogits); free(l->htgt); free(l->hloss); free(l->hdloss);
     free(l);
 }
@@ -244,12 +244,12 @@ void rlhf_lp_free(rlhf_lp *l) {
 static void lp_ensure(rlhf_lp *l, size_t bt) {
     if (bt <= l->cap_bt) return;
     size_t C = (size_t)l->m->cfg.n_embd;
-    kern_free(l->loss); kern_free(l->dloss); kern_free(l->dh); kern_free(l->tgt);
+    kern_free(l->m->be, l->loss); kern_free(l->m->be, l->dloss); kern_free(l->m->be, l->dh); kern_free(l->m->be, l->tgt);
     free(l->htgt); free(l->hloss); free(l->hdloss);
-    l->loss = kern_alloc(bt * sizeof(float));
-    l->dloss = kern_alloc(bt * sizeof(float));
-    l->dh = kern_alloc(bt * C * sizeof(float));
-    l->tgt = kern_alloc(bt * sizeof(int32_t));
+    l->loss = kern_alloc(l->m->be, bt * sizeof(float));
+    l->dloss = kern_alloc(l->m->be, bt * sizeof(float));
+    l->dh = kern_alloc(l->m->be, bt * C * sizeof(float));
+    l->tgt = kern_alloc(l->m->be, bt * sizeof(int32_t));
     l->htgt = gk_malloc(bt * sizeof(int32_t));
     l->hloss = gk_malloc(bt * sizeof(float));
     l->hdloss = gk_malloc(bt * sizeof(float));
@@ -265,7 +265,7 @@ void rlhf_lp_forward(rlhf_lp *l, const int32_t *inputs, const int32_t *targets, 
     l->temperature = temperature > 0 ? temperature : 1.0f;
     float inv = 1.0f / l->temperature;
     memcpy(l->htgt, targets, BT * sizeof(int32_t));
-    kern_upload(l->tgt, targets, BT * sizeof(int32_t));
+    kern_upload(m->be, l->tgt, targets, BT * sizeof(int32_t));
     if (entropy && !l->hlogits) l->hlogits = gk_malloc((size_t)LP_CHUNK_ROWS * V * sizeof(float));
     gpt_forward(m, inputs, B, T);
     const float *h = gpt_hidden(m);
@@ -273,17 +273,17 @@ void rlhf_lp_forward(rlhf_lp *l, const int32_t *inputs, const int32_t *targets, 
         size_t R = BT - r0 < LP_CHUNK_ROWS ? BT - r0 : LP_CHUNK_ROWS;
         int any = 0;
         for (size_t i = 0; i < R; i++) any |= targets[r0 + i] >= 0;
-        if (!any) { kern_zero(l->loss + r0, R * sizeof(float)); continue; }
+        if (!any) { kern_zero(m->be, l->loss + r0, R * sizeof(float)); continue; }
         gpt_lm_head_fwd(m, l->logits, h + r0 * C, R);
-        if (inv != 1.0f) kern_scale(l->logits, inv, R * V);
+        if (inv != 1.0f) kern_scale(m->be, l->logits, inv, R * V);
         if (entropy) {
-            kern_download(l->hlogits, l->logits, R * V * sizeof(float));
+            kern_download(m->be, l->hlogits, l->logits, R * V * sizeof(float));
             for (size_t i = 0; i < R; i++)
                 entropy[r0 + i] = targets[r0 + i] >= 0 ? (float)rlhf_entropy_row(l->hlogits + i * V, V, 1.0f) : 0.0f;
         }
-        kern_xent_fwd_bwd(l->loss + r0, NULL, l->logits, l->tgt + r0, NULL, R, V);
+        kern_xent_fwd_bwd(m->be, l->loss + r0, NULL, l->logits, l->tgt + r0, NULL, R, V);
     }
-    kern_download(l->hloss, l->loss, BT * sizeof(float));
+    kern_download(m->be, l->hloss, l->loss, BT * sizeof(float));
     for (size_t i = 0; i < BT; i++) logp[i] = targets[i] >= 0 ? -l->hloss[i] : 0.0f;
 }
 
@@ -292,8 +292,8 @@ void rlhf_lp_backward(rlhf_lp *l, const float *dlogp) {
     size_t BT = l->B * l->T, C = (size_t)m->cfg.n_embd, V = (size_t)m->cfg.vocab_size;
     float inv = 1.0f / l->temperature;
     for (size_t i = 0; i < BT; i++) l->hdloss[i] = l->htgt[i] >= 0 ? -dlogp[i] : 0.0f;
-    kern_upload(l->dloss, l->hdloss, BT * sizeof(float));
-    kern_zero(l->dh, BT * C * sizeof(float));
+    kern_upload(m->be, l->dloss, l->hdloss, BT * sizeof(float));
+    kern_zero(m->be, l->dh, BT * C * sizeof(float));
     const float *h = gpt_hidden(m);
     for (size_t r0 = 0; r0 < BT; r0 += LP_CHUNK_ROWS) {
         size_t R = BT - r0 < LP_CHUNK_ROWS ? BT - r0 : LP_CHUNK_ROWS;
@@ -301,10 +301,10 @@ void rlhf_lp_backward(rlhf_lp *l, const float *dlogp) {
         for (size_t i = 0; i < R; i++) any |= l->hdloss[r0 + i] != 0.0f;
         if (!any) continue;
         gpt_lm_head_fwd(m, l->logits, h + r0 * C, R);
-        if (inv != 1.0f) kern_scale(l->logits, inv, R * V);
+        if (inv != 1.0f) kern_scale(m->be, l->logits, inv, R * V);
         /* overwrites logits with dloss * (softmax - onehot), the gradient w.r.t. the tempered logits */
-        kern_xent_fwd_bwd(l->loss + r0, l->logits, l->logits, l->tgt + r0, l->dloss + r0, R, V);
-        if (inv != 1.0f) kern_scale(l->logits, inv, R * V);
+        kern_xent_fwd_bwd(m->be, l->loss + r0, l->logits, l->logits, l->tgt + r0, l->dloss + r0, R, V);
+        if (inv != 1.0f) kern_scale(m->be, l->logits, inv, R * V);
         gpt_lm_head_bwd(m, l->dh + r0 * C, l->logits, h + r0 * C, R);
     }
     gpt_backward(m, l->dh);
@@ -343,28 +343,28 @@ rlhf_vh *rlhf_vh_new(gpt_model *m) {
 
 void rlhf_vh_free(rlhf_vh *v) {
     if (!v) return;
-    kern_free(v->r); kern_free(v->dh);
+    kern_free(v->m->be, v->r); kern_free(v->m->be, v->dh);
     free(v);
 }
 
 void rlhf_vh_forward(rlhf_vh *v, const int32_t *inputs, size_t B, size_t T, float *values) {
     size_t BT = B * T, C = (size_t)v->m->cfg.n_embd;
     if (BT > v->cap) {
-        kern_free(v->r); kern_free(v->dh);
-        v->r = kern_alloc(BT * sizeof(float));
-        v->dh = kern_alloc(BT * C * sizeof(float));
+        kern_free(v->m->be, v->r); kern_free(v->m->be, v->dh);
+        v->r = kern_alloc(v->m->be, BT * sizeof(float));
+        v->dh = kern_alloc(v->m->be, BT * C * sizeof(float));
         v->cap = BT;
     }
     v->BT = BT;
     gpt_forward(v->m, inputs, B, T);
     gpt_score_head_fwd(v->m, v->r, gpt_hidden(v->m), BT);
-    kern_download(values, v->r, BT * sizeof(float));
+    kern_download(v->m->be, values, v->r, BT * sizeof(float));
 }
 
 void rlhf_vh_backward(rlhf_vh *v, const float *dvalues) {
     size_t C = (size_t)v->m->cfg.n_embd;
-    kern_upload(v->r, dvalues, v->BT * sizeof(float));
-    kern_zero(v->dh, v->BT * C * sizeof(float));
+    kern_upload(v->m->be, v->r, dvalues, v->BT * sizeof(float));
+    kern_zero(v->m->be, v->dh, v->BT * C * sizeof(float));
     gpt_score_head_bwd(v->m, v->dh, v->r, gpt_hidden(v->m), v->BT);
     gpt_backward(v->m, v->dh);
 }

@@ -151,7 +151,7 @@ int train_sft(const sft_opts *o, sft_result *res, gk_err *err) {
     if (!o->json) {
         gk_log("sft: %d layers, width %d, vocab %d, context %d (%.2fM parameters); backend %s, %d threads\n",
                m->cfg.n_layer, m->cfg.n_embd, m->cfg.vocab_size, m->cfg.n_ctx, (double)m->num_params / 1e6,
-               kern_impl_name(), gk_num_threads());
+               kern_backend_name(m->be), gk_num_threads());
         gk_log("sft: %s: %zu conversations (%zu tokens, %zu trained), %zu truncated to %zu tokens, %zu dropped, %zu malformed skipped\n",
                o->data, train.n, train.n_tokens, train.n_masked, train.n_truncated, T + 1, train.n_dropped, train.n_bad);
         if (o->val) gk_log("sft: %s: %zu conversations for held-out loss\n", o->val, val.n);
@@ -221,7 +221,7 @@ int train_sft(const sft_opts *o, sft_result *res, gk_err *err) {
                                   res->interrupted ? " (interrupted; continue with --resume)" : "");
     }
 done:
-    train_precision_end(o->bf16);
+    train_precision_end(m, o->bf16);
     train_log_close(&lg);
     train_lm_free(lm);
     adamw_free(opt);

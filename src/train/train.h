@@ -66,7 +66,7 @@ int  train_stage_begin(gpt_model *m, const adamw_config *oc, uint64_t rng_seed, 
  * rounded once per optimizer step (kern_bf16_shadow). Returns 0 (nothing to do when !bf16), or -1 with err when
  * the build/CPU has no bf16 matmul. train_precision_end undoes it (call it on every exit path). */
 int  train_precision_begin(gpt_model *m, int bf16, gk_err *err);
-void train_precision_end(int bf16);
+void train_precision_end(gpt_model *m, int bf16);
 int  train_save(const char *dir, const gpt_model *m, const adamw *opt, const train_state *st,
                 const char *tokenizer, gk_err *err);
 /* Loads moments into opt (created for m) and fills st. m must already hold the checkpoint's params. */
