@@ -39,9 +39,12 @@ static int32_t *st_load_i32(const st_file *f, const char *name, size_t *n) {
     return d;
 }
 
+/* Host copy of n floats of device memory (tests run on CPU backends, whose memory is host memory: any
+ * backend can copy it out; g_mem is one kept for that). */
+static kern_backend *g_mem;
 static float *download(const float *dev, size_t n) {
     float *h = malloc((n ? n : 1) * sizeof(float));
-    kern_download(h, dev, n * sizeof(float));
+    kern_download(g_mem, h, dev, n * sizeof(float));
     return h;
 }
 
@@ -80,17 +83,17 @@ static double run_fixture_batch(gpt_model *m, float **logits_out) {
     gpt_alloc_grads(m);
     gpt_zero_grads(m);
     gpt_forward(m, tok, B, T);
-    float *logits = kern_alloc(BT * V * sizeof(float)), *dlogits = kern_alloc(BT * V * sizeof(float));
-    float *loss = kern_alloc(BT * sizeof(float)), *dloss = kern_alloc(BT * sizeof(float));
-    int32_t *dtgt = kern_alloc(BT * sizeof(int32_t));
-    float *dh = kern_alloc(BT * C * sizeof(float));
+    float *logits = kern_alloc(m->be, BT * V * sizeof(float)), *dlogits = kern_alloc(m->be, BT * V * sizeof(float));
+    float *loss = kern_alloc(m->be, BT * sizeof(float)), *dloss = kern_alloc(m->be, BT * sizeof(float));
+    int32_t *dtgt = kern_alloc(m->be, BT * sizeof(int32_t));
+    float *dh = kern_alloc(m->be, BT * C * sizeof(float));
     float *ones = malloc(BT * sizeof(float));
     for (size_t i = 0; i < BT; i++) ones[i] = 1.0f / (float)BT;   /* mean over rows */
-    kern_upload(dloss, ones, BT * sizeof(float));
-    kern_upload(dtgt, tgt, BT * sizeof(int32_t));
+    kern_upload(m->be, dloss, ones, BT * sizeof(float));
+    kern_upload(m->be, dtgt, tgt, BT * sizeof(int32_t));
     gpt_lm_head_fwd(m, logits, gpt_hidden(m), BT);
     if (logits_out) *logits_out = download(logits, BT * V);
-    kern_xent_fwd_bwd(loss, dlogits, logits, dtgt, dloss, BT, V);
+    kern_xent_fwd_bwd(m->be, loss, dlogits, logits, dtgt, dloss, BT, V);
     float *hl = download(loss, BT);
     double total = 0;
     for (size_t i = 0; i < BT; i++) total += hl[i];
@@ -98,7 +101,7 @@ static double run_fixture_batch(gpt_model *m, float **logits_out) {
     gpt_lm_head_bwd(m, dh, dlogits, gpt_hidden(m), BT);
     gpt_backward(m, dh);
     free(hl); free(ones); free(tok); free(tgt);
-    kern_free(logits); kern_free(dlogits); kern_free(loss); kern_free(dloss); kern_free(dtgt); kern_free(dh);
+    kern_free(m->be, logits); kern_free(m->be, dlogits); kern_free(m->be, loss); kern_free(m->be, dloss); kern_free(m->be, dtgt); kern_free(m->be, dh);
     st_close(&io);
     return total;
 }
@@ -217,16 +220,24 @@ static void test_fixture_logits_loss_grads(void) {
     gpt_free(m);
 }
 
-static void test_fixture_every_kern_impl(void) {
-    /* The same fixture on the reference kernels and on the fast paths (the default may be either). */
-    kern_impl saved = kern_get_impl();
-    kern_impl impls[2] = {KERN_IMPL_REF, KERN_IMPL_FAST};
-    for (int i = 0; i < 2; i++) {
-        kern_set_impl(impls[i]);
-        printf("  kern impl %s:\n", kern_impl_name());
+static void test_fixture_every_kern_backend(void) {
+    /* The same fixture on the reference backend and on the cpu backend with every GEMM library in the build
+     * (models take the process defaults, here set per run; the default may be any of them). */
+    kern_backend_opts saved;
+    kern_backend_opts_default(&saved);
+    kern_backend_opts runs[4] = {{KERN_KIND_REF, KERN_GEMM_BUILTIN, KERN_PREC_FP32},
+                                 {KERN_KIND_CPU, KERN_GEMM_OPENBLAS, KERN_PREC_FP32},
+                                 {KERN_KIND_CPU, KERN_GEMM_ONEDNN, KERN_PREC_FP32},
+                                 {KERN_KIND_CPU, KERN_GEMM_BUILTIN, KERN_PREC_FP32}};
+    for (int i = 0; i < 4; i++) {
+        if (!kern_gemm_present(runs[i].gemm)) { printf("  %s: not in this build\n", kern_gemm_name(runs[i].gemm)); continue; }
+        kern_backend_set_defaults(&runs[i]);
+        kern_backend *be = kern_backend_create(NULL, NULL);
+        printf("  kern backend %s:\n", kern_backend_name(be));
+        kern_backend_free(be);
         test_fixture_logits_loss_grads();
     }
-    kern_set_impl(saved);
+    kern_backend_set_defaults(&saved);
 }
 
 static void test_shapes_and_reuse(void) {
@@ -302,10 +313,10 @@ static void test_score_head(void) {
     int32_t tk[6] = {1, 2, 3, 4, 5, 6};
     gpt_forward(m, tk, 2, 3);
     size_t N = 6, C = 5;
-    float *r = kern_alloc(N * sizeof(float)), *dr = kern_alloc(N * sizeof(float)), *dh = kern_alloc(N * C * sizeof(float));
+    float *r = kern_alloc(m->be, N * sizeof(float)), *dr = kern_alloc(m->be, N * sizeof(float)), *dh = kern_alloc(m->be, N * C * sizeof(float));
     gpt_score_head_fwd(m, r, gpt_hidden(m), N);
     float hdr[6] = {0.5f, -1, 2, 0.25f, 3, -0.5f};
-    kern_upload(dr, hdr, sizeof hdr);
+    kern_upload(m->be, dr, hdr, sizeof hdr);
     gpt_score_head_bwd(m, dh, dr, gpt_hidden(m), N);
     float *h = download(gpt_hidden(m), N * C), *hr = download(r, N), *hdh = download(dh, N * C);
     const gpt_param *sp = gpt_find_param(m, "score.weight");
@@ -321,7 +332,7 @@ static void test_score_head(void) {
         CHECK_CLOSE(dw[k], s, 1e-6, 1e-5, "dscore");
     }
     free(h); free(hr); free(hdh); free(w); free(dw);
-    kern_free(r); kern_free(dr); kern_free(dh);
+    kern_free(m->be, r); kern_free(m->be, dr); kern_free(m->be, dh);
     gpt_free(m);
 }
 
@@ -735,17 +746,17 @@ static void test_adamw_step1_with_kern_ops(void) {
     gpt_alloc_grads(m);
     for (size_t i = 0; i < m->n_table; i++) {
         float *gr = st_load_f32(&g, m->table[i].name, NULL);
-        if (gr) kern_upload(m->grads + m->table[i].offset, gr, m->table[i].numel * sizeof(float));
+        if (gr) kern_upload(m->be, m->grads + m->table[i].offset, gr, m->table[i].numel * sizeof(float));
         free(gr);
     }
     float *wn = st_load_f32(&a, "step1_grad_norm", NULL);
-    double norm = sqrt(kern_sumsq(m->grads, m->num_params));
+    double norm = sqrt(kern_sumsq(m->be, m->grads, m->num_params));
     CHECK(wn && fabs(norm - wn[0]) <= 1e-6 * wn[0], "grad norm %.9g want %.9g", norm, wn ? wn[0] : 0);
     double gscale = clip / (norm + 1e-6) < 1 ? clip / (norm + 1e-6) : 1;
-    float *mom = kern_alloc(m->num_params * sizeof(float)), *vel = kern_alloc(m->num_params * sizeof(float));
+    float *mom = kern_alloc(m->be, m->num_params * sizeof(float)), *vel = kern_alloc(m->be, m->num_params * sizeof(float));
     for (size_t i = 0; i < m->n_table; i++) {
         const gpt_param *p = &m->table[i];
-        kern_adamw(m->params + p->offset, m->grads + p->offset, mom + p->offset, vel + p->offset, p->numel,
+        kern_adamw(m->be, m->params + p->offset, m->grads + p->offset, mom + p->offset, vel + p->offset, p->numel,
                    (float)lr, (float)b1, (float)b2, (float)eps, p->decay ? (float)wd : 0.0f,
                    (float)(1 - b1), (float)(1 - b2), (float)gscale);
     }
@@ -763,7 +774,7 @@ static void test_adamw_step1_with_kern_ops(void) {
     }
     printf("  adamw step 1: params max |diff| %.2e\n", worst);
     free(host); free(wn);
-    kern_free(mom); kern_free(vel);
+    kern_free(m->be, mom); kern_free(m->be, vel);
     st_close(&a); st_close(&g);
     gpt_free(m);
 }
@@ -782,16 +793,16 @@ static void test_adamw_fixture_with_kern_ops(void) {
     int steps = atoi(st_meta(&a, "steps"));
     float *losses = st_load_f32(&a, "losses", NULL), *norms = st_load_f32(&a, "grad_norms", NULL);
     float *final = st_load_f32(&a, "final_loss", NULL);
-    float *mom = kern_alloc(m->num_params * sizeof(float)), *vel = kern_alloc(m->num_params * sizeof(float));
+    float *mom = kern_alloc(m->be, m->num_params * sizeof(float)), *vel = kern_alloc(m->be, m->num_params * sizeof(float));
     for (int t = 1; t <= steps; t++) {
         double loss = run_fixture_batch(m, NULL);
-        double norm = sqrt(kern_sumsq(m->grads, m->num_params));
+        double norm = sqrt(kern_sumsq(m->be, m->grads, m->num_params));
         CHECK_CLOSE(loss, losses[t - 1], 0, 5e-5, "adamw loss");
         CHECK_CLOSE(norm, norms[t - 1], 0, 1e-4, "adamw grad norm");
         double gscale = clip / (norm + 1e-6) < 1 ? clip / (norm + 1e-6) : 1;
         for (size_t i = 0; i < m->n_table; i++) {
             const gpt_param *p = &m->table[i];
-            kern_adamw(m->params + p->offset, m->grads + p->offset, mom + p->offset, vel + p->offset, p->numel,
+            kern_adamw(m->be, m->params + p->offset, m->grads + p->offset, mom + p->offset, vel + p->offset, p->numel,
                        (float)lr, (float)b1, (float)b2, (float)eps, p->decay ? (float)wd : 0.0f,
                        (float)(1 - pow(b1, t)), (float)(1 - pow(b2, t)), (float)gscale);
         }
@@ -827,12 +838,13 @@ static void test_adamw_fixture_with_kern_ops(void) {
     printf("  adamw: loss after %d steps %.7f vs %.7f, params max |diff| %.2e (%zu of %zu beyond 1e-4)\n", steps, fl,
            final[0], worst, n_loose, m->num_params);
     free(host); free(losses); free(norms); free(final);
-    kern_free(mom); kern_free(vel);
+    kern_free(m->be, mom); kern_free(m->be, vel);
     st_close(&a);
     gpt_free(m);
 }
 
 int main(void) {
+    g_mem = kern_backend_create(NULL, NULL);
     TL_RUN(test_config_names);
     TL_RUN(test_param_table);
     TL_RUN(test_safetensors_roundtrip);
@@ -845,11 +857,12 @@ int main(void) {
     TL_RUN(test_load_variants);
     TL_RUN(test_bad_checkpoints);
     TL_RUN(test_fixture_logits_loss_grads);
-    TL_RUN(test_fixture_every_kern_impl);
+    TL_RUN(test_fixture_every_kern_backend);
     TL_RUN(test_shapes_and_reuse);
     TL_RUN(test_frozen_groups);
     TL_RUN(test_score_head);
     TL_RUN(test_adamw_step1_with_kern_ops);
     TL_RUN(test_adamw_fixture_with_kern_ops);
+    kern_backend_free(g_mem);
     return tl_summary();
 }
