@@ -36,9 +36,9 @@ enum { KERN_W_IN_OUT = 0, KERN_W_OUT_IN = 1 };
  * weights it keeps. Nothing about a backend is process-global, so two models can run on two backends (say
  * one in bf16 and one in fp32) in the same process. Each gpt_model holds the backend it runs on (m->be).
  *
- *   kind      GEMM library                               precision    name
- *   ref       the reference loops (cpu/ref_impl.h)       fp32         "cpu-ref"
- *   cpu       openblas | onednn | builtin (auto: fastest) fp32 | bf16  "cpu-fast(...)"
+ *   kind   GEMM library                                  precision     name
+ *   ref    the reference loops (cpu/ref_impl.h)          fp32          "cpu-ref"
+ *   cpu    openblas | onednn | builtin (auto: fastest)   fp32 | bf16   "cpu-fast(...)"
  *
  * Every op below is a thin dispatcher: kern_X(be, args...) calls be->ops->X(be, args...). Memory is owned
  * by the backend it was allocated on: free it with the same backend (kern_free(be, p)).
@@ -49,7 +49,7 @@ enum { KERN_W_IN_OUT = 0, KERN_W_OUT_IN = 1 };
  * oneDNN and AVX512-BF16 or AMX (kern_bf16_available). */
 typedef enum { KERN_PREC_FP32 = 0, KERN_PREC_BF16 = 1 } kern_prec;
 /* GEMM library of the cpu backend. AUTO: the fastest library present, timed once per process on a
- * training-shaped product (kern_gemm_auto). BUILTIN: the reference loops (no library). */
+ * training-shaped product (kern_gemm_auto, which says how ties are kept stable). BUILTIN: the reference loops. */
 typedef enum { KERN_GEMM_AUTO = 0, KERN_GEMM_OPENBLAS = 1, KERN_GEMM_ONEDNN = 2, KERN_GEMM_BUILTIN = 3 } kern_gemm;
 typedef enum { KERN_KIND_CPU = 0, KERN_KIND_REF = 1 } kern_kind;
 

@@ -6,7 +6,7 @@
  * kernels, 3-5x slower; on a Zen 4 EPYC oneDNN ran a GPT-2 124M training step 1.9x faster than OpenBLAS).
  * So each library present is timed once per process on a training-shaped product, [512,768] x [768,768]
  * (GPT-2 small's attention projection on 512 rows), best of 3 after a warm-up (oneDNN creates its primitive
- * then): about 50 ms on two cores.
+ * then), the libraries taking turns: about 50 ms on two cores.
  * Why a margin: where the two run level the pick would flip from run to run with the machine's noise, and
  * results differ between libraries in the last bits (summation order), so the demo's figures would too.
  * OpenBLAS, the historical default, stays the pick unless oneDNN is at least AUTO_MARGIN times faster.
@@ -87,16 +87,11 @@ int kern_cpu_gemm_lib(kern_gemm lib, int bf16, kern_cpu_shadow *sh, int ta, int 
     return 0;
 }
 
-/* Seconds of the best of 3 runs (after a warm-up) of out[M,N] = inp[M,K] @ w[K,N] on lib. */
-static double time_lib(kern_gemm lib, const float *inp, const float *w, float *out, size_t M, size_t K, size_t N) {
-    double best = 1e30;
-    for (int r = 0; r < 4; r++) {
-        double t0 = gk_now();
-        kern_cpu_gemm_lib(lib, 0, NULL, 0, 0, M, N, K, inp, K, w, N, NULL, 0, out, N);
-        double t = gk_now() - t0;
-        if (r > 0 && t < best) best = t;
-    }
-    return best;
+/* Seconds of one out[M,N] = inp[M,K] @ w[K,N] on lib. */
+static double time_once(kern_gemm lib, const float *inp, const float *w, float *out, size_t M, size_t K, size_t N) {
+    double t0 = gk_now();
+    kern_cpu_gemm_lib(lib, 0, NULL, 0, 0, M, N, K, inp, K, w, N, NULL, 0, out, N);
+    return gk_now() - t0;
 }
 
 static kern_gemm g_auto = KERN_GEMM_BUILTIN;
@@ -108,8 +103,15 @@ static void auto_pick(void) {
     float *out = gk_malloc(M * N * sizeof(float));
     for (size_t i = 0; i < M * K; i++) inp[i] = (float)(i % 13) * 0.01f;
     for (size_t i = 0; i < K * N; i++) w[i] = (float)(i % 7) * 0.01f;
-    double t_blas = time_lib(KERN_GEMM_OPENBLAS, inp, w, out, M, K, N);
-    double t_dnnl = time_lib(KERN_GEMM_ONEDNN, inp, w, out, M, K, N);
+    /* a warm-up each, then best of 3, the two libraries interleaved so that a burst of load elsewhere on the
+     * machine slows both rather than one */
+    double t_blas = 1e30, t_dnnl = 1e30;
+    for (int r = 0; r < 4; r++) {
+        double tb = time_once(KERN_GEMM_OPENBLAS, inp, w, out, M, K, N);
+        double td = time_once(KERN_GEMM_ONEDNN, inp, w, out, M, K, N);
+        if (r > 0 && tb < t_blas) t_blas = tb;
+        if (r > 0 && td < t_dnnl) t_dnnl = td;
+    }
     g_auto = t_blas >= AUTO_MARGIN * t_dnnl ? KERN_GEMM_ONEDNN : KERN_GEMM_OPENBLAS;
     if (gk_verbose >= 2) gk_log("kern: GEMM auto pick %s (openblas %.2f ms, onednn %.2f ms on 512x768x768)\n", kern_gemm_name(g_auto),
            t_blas * 1e3, t_dnnl * 1e3);
