@@ -175,6 +175,7 @@ int train_dpo(const dpo_opts *o, dpo_result *res, gk_err *err) {
     {
         double tr = gk_now();
         if (!(ref = gpt_load(o->policy_dir, NULL, err))) goto done;
+        kern_set_precision(ref->be, kern_get_precision(m->be));   /* precision is per model: match the policy's */
         rlhf_lp *rl = rlhf_lp_new(ref);
         all_logps(rl, td.seqs, td.nseq, 16, td.ref);
         if (vd.nseq) all_logps(rl, vd.seqs, vd.nseq, 16, vd.ref);

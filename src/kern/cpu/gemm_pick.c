@@ -8,8 +8,12 @@
  * (GPT-2 small's attention projection on 512 rows), best of 3 after a warm-up (oneDNN creates its primitive
  * then), the libraries taking turns: about 50 ms on two cores.
  * Why a margin: where the two run level the pick would flip from run to run with the machine's noise, and
- * results differ between libraries in the last bits (summation order), so the demo's figures would too.
- * OpenBLAS, the historical default, stays the pick unless oneDNN is at least AUTO_MARGIN times faster.
+ * results differ between libraries in the last bits (summation order), so the demo's figures, and a resumed
+ * run against an uninterrupted one, would too. oneDNN is the pick unless OpenBLAS is at least AUTO_MARGIN
+ * times faster. Why that way round: on the 2-core AMD EPYC (AVX-512, AVX512-BF16) these were written on, the
+ * ratio openblas/onednn time measured 1.1 to 7 on this product under varying load (OpenBLAS's own thread
+ * pool suffers most when the cores are shared) and 0.9-1.1 on small products, so "OpenBLAS unless oneDNN is
+ * 1.25x faster" flipped between processes, while "oneDNN unless OpenBLAS is 1.25x faster" never did.
  *
  * OpenBLAS (Debian's pthread build) gets as many threads as OpenMP and is only ever called from outside
  * OpenMP parallel regions, so the two pools take turns instead of oversubscribing the cores. */
@@ -112,7 +116,7 @@ static void auto_pick(void) {
         if (r > 0 && tb < t_blas) t_blas = tb;
         if (r > 0 && td < t_dnnl) t_dnnl = td;
     }
-    g_auto = t_blas >= AUTO_MARGIN * t_dnnl ? KERN_GEMM_ONEDNN : KERN_GEMM_OPENBLAS;
+    g_auto = t_dnnl >= AUTO_MARGIN * t_blas ? KERN_GEMM_OPENBLAS : KERN_GEMM_ONEDNN;
     if (gk_verbose >= 2) gk_log("kern: GEMM auto pick %s (openblas %.2f ms, onednn %.2f ms on 512x768x768)\n", kern_gemm_name(g_auto),
            t_blas * 1e3, t_dnnl * 1e3);
     free(inp); free(w); free(out);
