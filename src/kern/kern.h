@@ -144,8 +144,8 @@ void kern_bf16_shadow(kern_backend *be, const float *base, size_t n);
 /* GEMM libraries: names "auto", "openblas", "onednn", "builtin". parse returns 0, or -1 for an unknown name.
  * kern_gemm_present: 1 if the library is built in and works here (BUILTIN and AUTO always). kern_gemm_auto:
  * the library AUTO resolves to: each library present is timed on a training-shaped product (512 x 768 x 768,
- * best of 3 after a warm-up, ~50 ms in all, once per process on first use). oneDNN is the pick unless
- * OpenBLAS beats it by 25% or more: where the two run level the pick must not flip from run to run with the
+ * best of 5 after a warm-up, ~60 ms in all, once per process on first use). oneDNN is the pick unless
+ * OpenBLAS beats it by 1.5x or more: where the two run level the pick must not flip from run to run with the
  * machine's noise (results depend on the library's summation order). cpu/gemm_pick.c says why this way. */
 int kern_gemm_parse(const char *s, kern_gemm *out);
 const char *kern_gemm_name(kern_gemm g);
