@@ -254,7 +254,7 @@ static void test_sft_matches_torch(void) {
             if (!p || !tt) continue;
             float *want = malloc(p->numel * sizeof(float)), *got = malloc(p->numel * sizeof(float));
             st_read_f32(&g, tt, want, &err);
-            kern_download(got, m->grads + p->offset, p->numel * sizeof(float));
+            kern_download(m->be, got, m->grads + p->offset, p->numel * sizeof(float));
             CHECK_ARRAYS(hf, got, want, p->numel, 2e-6, 1e-3);
             free(want); free(got);
         }

@@ -15,36 +15,39 @@
 #include <stdlib.h>
 #include <string.h>
 
-static gpt_model *tiny_model(int V, int ctx, uint64_t seed) {
+/* on backend be (borrowed), or NULL: a default one */
+static gpt_model *tiny_model_on(int V, int ctx, uint64_t seed, kern_backend *be) {
     gpt_config c;
     gpt_config_default(&c);
     c.n_layer = 2; c.n_head = 3; c.n_embd = 24; c.vocab_size = V; c.n_ctx = ctx;
-    gpt_model *m = gpt_create(&c);
+    gpt_model *m = gpt_create_on(&c, be);
     gpt_init_random(m, seed);
     /* larger weights than GPT-2's init so the logits are far from uniform and attention is not flat */
     size_t n = m->num_params;
     float *h = malloc(n * sizeof(float));
-    kern_download(h, m->params, n * sizeof(float));
+    kern_download(m->be, h, m->params, n * sizeof(float));
     for (size_t i = 0; i < n; i++) h[i] *= 4.0f;
-    kern_upload(m->params, h, n * sizeof(float));
+    kern_upload(m->be, m->params, h, n * sizeof(float));
     free(h);
     return m;
 }
+static gpt_model *tiny_model(int V, int ctx, uint64_t seed) { return tiny_model_on(V, ctx, seed, NULL); }
 
 /* logits [T, V] of every position by full recomputation */
 static float *full_logits(gpt_model *m, const int32_t *ids, size_t T) {
     size_t V = (size_t)m->cfg.vocab_size;
-    float *d = kern_alloc(T * V * sizeof(float)), *h = malloc(T * V * sizeof(float));
+    float *d = kern_alloc(m->be, T * V * sizeof(float)), *h = malloc(T * V * sizeof(float));
     gpt_forward(m, ids, 1, T);
     gpt_lm_head_fwd(m, d, gpt_hidden(m), T);
-    kern_download(h, d, T * V * sizeof(float));
-    kern_free(d);
+    kern_download(m->be, h, d, T * V * sizeof(float));
+    kern_free(m->be, d);
     return h;
 }
 
-static void kv_matches_full_impl(kern_impl impl) {
-    kern_set_impl(impl);
-    gpt_model *m = tiny_model(97, 40, 11);
+static void kv_matches_full_on(kern_kind kind) {
+    kern_backend_opts o = {kind, KERN_GEMM_AUTO, KERN_PREC_FP32};
+    kern_backend *be = kern_backend_create(&o, NULL);
+    gpt_model *m = tiny_model_on(97, 40, 11, be);
     size_t V = 97, T = 33;
     int32_t ids[40], ids2[40];
     for (size_t i = 0; i < T; i++) { ids[i] = (int32_t)((i * 37 + 5) % V); ids2[i] = (int32_t)((i * 53 + 2) % V); }
@@ -83,10 +86,10 @@ static void kv_matches_full_impl(kern_impl impl) {
     free(lg); free(want); free(want2);
     engine_free(e);
     gpt_free(m);
-    kern_set_impl(KERN_IMPL_FAST);
+    kern_backend_free(be);
 }
-static void test_kv_matches_full_ref(void) { kv_matches_full_impl(KERN_IMPL_REF); }
-static void test_kv_matches_full_fast(void) { kv_matches_full_impl(KERN_IMPL_FAST); }
+static void test_kv_matches_full_ref(void) { kv_matches_full_on(KERN_KIND_REF); }
+static void test_kv_matches_full_fast(void) { kv_matches_full_on(KERN_KIND_CPU); }
 
 static void test_greedy_equals_full_recompute(void) {
     gpt_model *m = tiny_model(97, 64, 3);
@@ -411,6 +414,8 @@ static void test_skinny_matmul(void) {
     size_t sizes[][2] = { {35, 105}, {64, 300}, {97, 1000}, {384, 257}, {203, 1601} };
     size_t Ns[] = { 1, 3, 8, 16 };
     gk_rng r; gk_rng_seed(&r, 5);
+    kern_backend_opts ro = {KERN_KIND_REF, KERN_GEMM_BUILTIN, KERN_PREC_FP32};
+    kern_backend *ref = kern_backend_create(&ro, NULL), *fast = kern_backend_create(NULL, NULL);
     for (size_t si = 0; si < 5; si++)
         for (size_t ni = 0; ni < 4; ni++)
             for (int lay = 0; lay < 2; lay++) {
@@ -421,19 +426,19 @@ static void test_skinny_matmul(void) {
                 for (size_t i = 0; i < C * OC; i++) w[i] = gk_rng_normal(&r) * 0.1f;
                 for (size_t i = 0; i < OC; i++) b[i] = gk_rng_normal(&r);
                 const float *bias = (si + ni) % 2 ? b : NULL;
-                kern_set_impl(KERN_IMPL_REF);
-                kern_matmul_fwd(want, x, w, bias, N, C, OC, lay);
-                kern_set_impl(KERN_IMPL_FAST);
+                kern_matmul_fwd(ref, want, x, w, bias, N, C, OC, lay);
                 for (int portable = 0; portable < 2; portable++) {   /* the AVX-512 body, then the portable loops */
-                    kern_skinny_portable(portable);
-                    kern_matmul_skinny_fwd(got, x, w, bias, N, C, OC, lay);
+                    fast->skinny_portable = portable;
+                    kern_matmul_skinny_fwd(fast, got, x, w, bias, N, C, OC, lay);
                     char what[80];
                     snprintf(what, sizeof what, "skinny N=%zu C=%zu OC=%zu layout %d%s", N, C, OC, lay, portable ? " portable" : "");
                     CHECK_ARRAYS(what, got, want, N * OC, 1e-5, 1e-5);
                 }
-                kern_skinny_portable(0);
+                fast->skinny_portable = 0;
                 free(x); free(w); free(b); free(got); free(want);
             }
+    kern_backend_free(ref);
+    kern_backend_free(fast);
 }
 
 /* Different prompts decoded together equal each decoded alone (greedy, with penalties in play). */

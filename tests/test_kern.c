@@ -1,7 +1,7 @@
 /* test_kern.c: the reference ops.
  *  - every backward checked by central finite differences on the double-precision reference (kern_ref64_*),
  *    at awkward sizes, with gradients pre-filled with noise so that "+=" (not "=") is what passes;
- *  - the float reference (public kern_* with KERN_IMPL_REF) agrees with the double one;
+ *  - the float reference (public kern_* on the "ref" backend) agrees with the double one;
  *  - NULL gradients are skipped and leave the other gradients unchanged;
  *  - a deliberately broken gradient is caught by the checker (so the checks can fail);
  *  - cross-entropy ignore targets and dloss scaling, AdamW against a hand-computed step;
@@ -14,6 +14,7 @@
 #include <string.h>
 
 static gk_rng g_rng;
+static kern_backend *g_ref;   /* the fp32 reference backend: these tests check it against double and by hand */
 
 static double *rnd64(size_t n, double scale) {
     double *x = gk_malloc((n ? n : 1) * sizeof(double));
@@ -373,22 +374,21 @@ static void test_fd_checker_catches_bugs(void) {
 
 /* ---------------------------------------------------------------- float reference vs double reference */
 static void test_f32_matches_f64(void) {
-    kern_set_impl(KERN_IMPL_REF);
     /* embedding */
     {
         embed_ctx c; embed_setup(&c);
         size_t BT = c.B * c.T, nte = c.V * c.C, npe = c.maxT * c.C;
         float *wte = to32(c.wte, nte), *wpe = to32(c.wpe, npe), *R = to32(c.R, BT * c.C);
-        float *out = kern_alloc(BT * c.C * 4), *dwte = kern_alloc(nte * 4), *dwpe = kern_alloc(npe * 4);
+        float *out = kern_alloc(g_ref, BT * c.C * 4), *dwte = kern_alloc(g_ref, nte * 4), *dwpe = kern_alloc(g_ref, npe * 4);
         double *dte = rnd64(nte, 0), *dpe = rnd64(npe, 0); memset(dte, 0, nte * 8); memset(dpe, 0, npe * 8);
-        kern_embed_fwd(out, c.tok, wte, wpe, c.B, c.T, c.C, c.pos0);
+        kern_embed_fwd(g_ref, out, c.tok, wte, wpe, c.B, c.T, c.C, c.pos0);
         embed_loss(&c);
         CHECK_F32_F64("embed fwd f32", out, c.out, BT * c.C, 1e-6, 1e-6);
-        kern_embed_bwd(dwte, dwpe, R, c.tok, c.B, c.T, c.C, c.pos0);
+        kern_embed_bwd(g_ref, dwte, dwpe, R, c.tok, c.B, c.T, c.C, c.pos0);
         kern_ref64_embed_bwd(dte, dpe, c.R, c.tok, c.B, c.T, c.C, c.pos0);
         CHECK_F32_F64("embed dwte f32", dwte, dte, nte, 1e-6, 1e-6);
         CHECK_F32_F64("embed dwpe f32", dwpe, dpe, npe, 1e-6, 1e-6);
-        kern_free(out); kern_free(dwte); kern_free(dwpe); free(wte); free(wpe); free(R); free(dte); free(dpe);
+        kern_free(g_ref, out); kern_free(g_ref, dwte); kern_free(g_ref, dwpe); free(wte); free(wpe); free(R); free(dte); free(dpe);
         embed_free(&c);
     }
     /* layernorm */
@@ -396,20 +396,20 @@ static void test_f32_matches_f64(void) {
         ln_ctx c; ln_setup(&c);
         size_t NC = c.N * c.C;
         float *inp = to32(c.inp, NC), *w = to32(c.w, c.C), *b = to32(c.b, c.C), *R = to32(c.R, NC);
-        float *out = kern_alloc(NC * 4), *mean = kern_alloc(c.N * 4), *rstd = kern_alloc(c.N * 4);
-        float *dx = kern_alloc(NC * 4), *dw = kern_alloc(c.C * 4), *db = kern_alloc(c.C * 4);
+        float *out = kern_alloc(g_ref, NC * 4), *mean = kern_alloc(g_ref, c.N * 4), *rstd = kern_alloc(g_ref, c.N * 4);
+        float *dx = kern_alloc(g_ref, NC * 4), *dw = kern_alloc(g_ref, c.C * 4), *db = kern_alloc(g_ref, c.C * 4);
         double *dx64 = rnd64(NC, 0), *dw64 = rnd64(c.C, 0), *db64 = rnd64(c.C, 0);
         memset(dx64, 0, NC * 8); memset(dw64, 0, c.C * 8); memset(db64, 0, c.C * 8);
-        kern_layernorm_fwd(out, mean, rstd, inp, w, b, c.N, c.C, 1e-5f);
+        kern_layernorm_fwd(g_ref, out, mean, rstd, inp, w, b, c.N, c.C, 1e-5f);
         ln_loss(&c);
         CHECK_F32_F64("ln fwd f32", out, c.out, NC, 1e-5, 1e-5);
         CHECK_F32_F64("ln rstd f32", rstd, c.rstd, c.N, 1e-6, 1e-5);
-        kern_layernorm_bwd(dx, dw, db, R, inp, w, mean, rstd, c.N, c.C);
+        kern_layernorm_bwd(g_ref, dx, dw, db, R, inp, w, mean, rstd, c.N, c.C);
         kern_ref64_layernorm_bwd(dx64, dw64, db64, c.R, c.inp, c.w, c.mean, c.rstd, c.N, c.C);
         CHECK_F32_F64("ln dinp f32", dx, dx64, NC, 1e-5, 1e-4);
         CHECK_F32_F64("ln dw f32", dw, dw64, c.C, 1e-5, 1e-4);
         CHECK_F32_F64("ln db f32", db, db64, c.C, 1e-5, 1e-4);
-        kern_free(out); kern_free(mean); kern_free(rstd); kern_free(dx); kern_free(dw); kern_free(db);
+        kern_free(g_ref, out); kern_free(g_ref, mean); kern_free(g_ref, rstd); kern_free(g_ref, dx); kern_free(g_ref, dw); kern_free(g_ref, db);
         free(inp); free(w); free(b); free(R); free(dx64); free(dw64); free(db64);
         ln_free(&c);
     }
@@ -418,18 +418,18 @@ static void test_f32_matches_f64(void) {
         mm_ctx c; mm_setup(&c, layout, 1);
         size_t NC = c.N * c.C, W = c.C * c.OC, NO = c.N * c.OC;
         float *inp = to32(c.inp, NC), *w = to32(c.w, W), *bias = to32(c.bias, c.OC), *R = to32(c.R, NO);
-        float *out = kern_alloc(NO * 4), *dx = kern_alloc(NC * 4), *dw = kern_alloc(W * 4), *db = kern_alloc(c.OC * 4);
+        float *out = kern_alloc(g_ref, NO * 4), *dx = kern_alloc(g_ref, NC * 4), *dw = kern_alloc(g_ref, W * 4), *db = kern_alloc(g_ref, c.OC * 4);
         double *dx64 = rnd64(NC, 0), *dw64 = rnd64(W, 0), *db64 = rnd64(c.OC, 0);
         memset(dx64, 0, NC * 8); memset(dw64, 0, W * 8); memset(db64, 0, c.OC * 8);
-        kern_matmul_fwd(out, inp, w, bias, c.N, c.C, c.OC, layout);
+        kern_matmul_fwd(g_ref, out, inp, w, bias, c.N, c.C, c.OC, layout);
         mm_loss(&c);
         CHECK_F32_F64("matmul fwd f32", out, c.out, NO, 1e-5, 1e-5);
-        kern_matmul_bwd(dx, dw, db, R, inp, w, c.N, c.C, c.OC, layout);
+        kern_matmul_bwd(g_ref, dx, dw, db, R, inp, w, c.N, c.C, c.OC, layout);
         kern_ref64_matmul_bwd(dx64, dw64, db64, c.R, c.inp, c.w, c.N, c.C, c.OC, layout);
         CHECK_F32_F64("matmul dinp f32", dx, dx64, NC, 1e-5, 1e-5);
         CHECK_F32_F64("matmul dw f32", dw, dw64, W, 1e-5, 1e-5);
         CHECK_F32_F64("matmul dbias f32", db, db64, c.OC, 1e-5, 1e-5);
-        kern_free(out); kern_free(dx); kern_free(dw); kern_free(db);
+        kern_free(g_ref, out); kern_free(g_ref, dx); kern_free(g_ref, dw); kern_free(g_ref, db);
         free(inp); free(w); free(bias); free(R); free(dx64); free(dw64); free(db64);
         mm_free(&c);
     }
@@ -438,17 +438,17 @@ static void test_f32_matches_f64(void) {
         att_ctx c; att_setup(&c, 2, 5, 12, 3);
         size_t n = c.B * c.T * 3 * c.C, no = c.B * c.T * c.C;
         float *qkv = to32(c.qkv, n), *R = to32(c.R, no);
-        float *out = kern_alloc(no * 4), *saved = kern_alloc(kern_attention_saved_floats(c.B, c.T, c.C, c.NH) * 4);
-        float *dq = kern_alloc(n * 4);
+        float *out = kern_alloc(g_ref, no * 4), *saved = kern_alloc(g_ref, kern_attention_saved_floats(g_ref, c.B, c.T, c.C, c.NH) * 4);
+        float *dq = kern_alloc(g_ref, n * 4);
         double *dq64 = rnd64(n, 0); memset(dq64, 0, n * 8);
-        CHECK(kern_attention_saved_floats(c.B, c.T, c.C, c.NH) == c.B * c.NH * c.T * c.T, "ref saved size");
-        kern_attention_fwd(out, saved, qkv, c.B, c.T, c.C, c.NH);
+        CHECK(kern_attention_saved_floats(g_ref, c.B, c.T, c.C, c.NH) == c.B * c.NH * c.T * c.T, "ref saved size");
+        kern_attention_fwd(g_ref, out, saved, qkv, c.B, c.T, c.C, c.NH);
         att_loss(&c);
         CHECK_F32_F64("attention fwd f32", out, c.out, no, 1e-5, 1e-5);
-        kern_attention_bwd(dq, R, qkv, out, saved, c.B, c.T, c.C, c.NH);
+        kern_attention_bwd(g_ref, dq, R, qkv, out, saved, c.B, c.T, c.C, c.NH);
         kern_ref64_attention_bwd(dq64, c.R, c.qkv, c.out, c.saved, c.B, c.T, c.C, c.NH);
         CHECK_F32_F64("attention dqkv f32", dq, dq64, n, 1e-5, 1e-4);
-        kern_free(out); kern_free(saved); kern_free(dq); free(qkv); free(R); free(dq64);
+        kern_free(g_ref, out); kern_free(g_ref, saved); kern_free(g_ref, dq); free(qkv); free(R); free(dq64);
         att_free(&c);
     }
     /* gelu and xent */
@@ -456,47 +456,45 @@ static void test_f32_matches_f64(void) {
         size_t n = 41, N = 7, V = 97;
         double *x64 = rnd64(n, 2), *o64 = rnd64(n, 0), *R64 = rnd64(n, 1), *d64 = rnd64(n, 0);
         memset(d64, 0, n * 8);
-        float *x = to32(x64, n), *R = to32(R64, n), *o = kern_alloc(n * 4), *d = kern_alloc(n * 4);
-        kern_gelu_fwd(o, x, n); kern_ref64_gelu_fwd(o64, x64, n);
+        float *x = to32(x64, n), *R = to32(R64, n), *o = kern_alloc(g_ref, n * 4), *d = kern_alloc(g_ref, n * 4);
+        kern_gelu_fwd(g_ref, o, x, n); kern_ref64_gelu_fwd(o64, x64, n);
         CHECK_F32_F64("gelu fwd f32", o, o64, n, 1e-6, 1e-5);
-        kern_gelu_bwd(d, x, R, n); kern_ref64_gelu_bwd(d64, x64, R64, n);
+        kern_gelu_bwd(g_ref, d, x, R, n); kern_ref64_gelu_bwd(d64, x64, R64, n);
         CHECK_F32_F64("gelu bwd f32", d, d64, n, 1e-6, 1e-5);
         double *l64 = rnd64(N * V, 3), *loss64 = rnd64(N, 0), *dl64 = rnd64(N * V, 0), *dls64 = rnd64(N, 1);
         int32_t tg[7] = {3, -1, 96, 0, 50, -1, 7};
-        float *l = to32(l64, N * V), *dls = to32(dls64, N), *loss = kern_alloc(N * 4), *dl = kern_alloc(N * V * 4);
-        kern_xent_fwd_bwd(loss, dl, l, tg, dls, N, V);
+        float *l = to32(l64, N * V), *dls = to32(dls64, N), *loss = kern_alloc(g_ref, N * 4), *dl = kern_alloc(g_ref, N * V * 4);
+        kern_xent_fwd_bwd(g_ref, loss, dl, l, tg, dls, N, V);
         kern_ref64_xent_fwd_bwd(loss64, dl64, l64, tg, dls64, N, V);
         CHECK_F32_F64("xent loss f32", loss, loss64, N, 1e-5, 1e-5);
         CHECK_F32_F64("xent dlogits f32", dl, dl64, N * V, 1e-6, 1e-4);
-        free(x64); free(o64); free(R64); free(d64); free(x); free(R); kern_free(o); kern_free(d);
-        free(l64); free(loss64); free(dl64); free(dls64); free(l); free(dls); kern_free(loss); kern_free(dl);
+        free(x64); free(o64); free(R64); free(d64); free(x); free(R); kern_free(g_ref, o); kern_free(g_ref, d);
+        free(l64); free(loss64); free(dl64); free(dls64); free(l); free(dls); kern_free(g_ref, loss); kern_free(g_ref, dl);
     }
 }
 
 /* ---------------------------------------------------------------- elementwise and optimizer */
 static void test_elementwise(void) {
-    kern_set_impl(KERN_IMPL_REF);
     size_t n = 1003;
-    float *a = kern_alloc(n * 4), *b = kern_alloc(n * 4), *o = kern_alloc(n * 4);
+    float *a = kern_alloc(g_ref, n * 4), *b = kern_alloc(g_ref, n * 4), *o = kern_alloc(g_ref, n * 4);
     double ss = 0;
     for (size_t i = 0; i < n; i++) { a[i] = (float)i * 0.5f - 3; b[i] = 1.0f / (float)(i + 1); ss += (double)a[i] * a[i]; }
-    kern_add(o, a, b, n);
+    kern_add(g_ref, o, a, b, n);
     for (size_t i = 0; i < n; i += 97) CHECK(o[i] == a[i] + b[i], "add [%zu]", i);
-    kern_axpy(o, -2.0f, b, n);
+    kern_axpy(g_ref, o, -2.0f, b, n);
     for (size_t i = 0; i < n; i += 97) CHECK_CLOSE(o[i], a[i] - b[i], 1e-6, 1e-6, "axpy");
-    kern_scale(o, 0.25f, n);
+    kern_scale(g_ref, o, 0.25f, n);
     for (size_t i = 0; i < n; i += 97) CHECK_CLOSE(o[i], 0.25 * ((double)a[i] - b[i]), 1e-6, 1e-6, "scale");
-    CHECK_CLOSE(kern_sumsq(a, n), ss, 0, 1e-12, "sumsq");
-    CHECK(kern_sumsq(a, 0) == 0, "sumsq of nothing");
-    kern_free(a); kern_free(b); kern_free(o);
+    CHECK_CLOSE(kern_sumsq(g_ref, a, n), ss, 0, 1e-12, "sumsq");
+    CHECK(kern_sumsq(g_ref, a, 0) == 0, "sumsq of nothing");
+    kern_free(g_ref, a); kern_free(g_ref, b); kern_free(g_ref, o);
 }
 
 static void test_adamw_step(void) {
-    kern_set_impl(KERN_IMPL_REF);
     /* First step from zero moments: m/bc1 = g and v/bc2 = g^2, so the update is lr (g/(|g|+eps) + wd p):
      * p = 1, g = 0.5 * gscale 2 = 1, lr 0.1, wd 0.1  ->  p = 1 - 0.1 (1 + 0.1) = 0.89 */
     float p = 1, g = 0.5f, m = 0, v = 0;
-    kern_adamw(&p, &g, &m, &v, 1, 0.1f, 0.9f, 0.999f, 1e-8f, 0.1f, 1 - 0.9f, 1 - 0.999f, 2.0f);
+    kern_adamw(g_ref, &p, &g, &m, &v, 1, 0.1f, 0.9f, 0.999f, 1e-8f, 0.1f, 1 - 0.9f, 1 - 0.999f, 2.0f);
     CHECK_CLOSE(p, 0.89, 1e-6, 0, "adamw first step");
     CHECK_CLOSE(m, 0.1, 1e-7, 0, "adamw m");
     CHECK_CLOSE(v, 0.001, 3e-8, 0, "adamw v");   /* 1 - 0.999f is 0.00099998713 in float */
@@ -506,7 +504,7 @@ static void test_adamw_step(void) {
      *   mhat = 0.553505535..., vhat = 16.69669112..., sqrt = 4.086158480...
      *   p = 2 - 0.01 (0.553505535/(4.086158480 + 1e-3) + 0.01*2) = 2 - 0.01 (0.135425513... + 0.02) = 1.998445745 */
     float ps[3] = {2, 2, -1}, gs[3] = {-0.3f, -0.3f, 0}, ms[3] = {0.2f, 0.2f, 0}, vs[3] = {0.05f, 0.05f, 0};
-    kern_adamw(ps, gs, ms, vs, 3, 0.01f, 0.9f, 0.999f, 1e-3f, 0.01f, 0.271f, 0.002997001f, 1.0f);
+    kern_adamw(g_ref, ps, gs, ms, vs, 3, 0.01f, 0.9f, 0.999f, 1e-3f, 0.01f, 0.271f, 0.002997001f, 1.0f);
     CHECK_CLOSE(ms[0], 0.15, 1e-7, 0, "adamw m t=3");
     CHECK_CLOSE(vs[0], 0.05004, 1e-8, 0, "adamw v t=3");
     CHECK_CLOSE(ps[0], 1.998445745, 2e-6, 0, "adamw p t=3");
@@ -518,33 +516,34 @@ static void test_adamw_step(void) {
 /* Many rows with the same token and many rows summed into one dw/dbias: a racy parallel reduction loses
  * updates. Integer-valued data makes the exact answer representable, so the comparison is exact. */
 static void test_reductions_race_free(void) {
-    kern_set_impl(KERN_IMPL_REF);
     size_t B = 8, T = 512, C = 67, V = 5, BT = B * T;
     int32_t *tok = gk_malloc(BT * sizeof(int32_t));
-    float *dout = kern_alloc(BT * C * 4), *dwte = kern_alloc(V * C * 4), *dwpe = kern_alloc(T * C * 4);
+    float *dout = kern_alloc(g_ref, BT * C * 4), *dwte = kern_alloc(g_ref, V * C * 4), *dwpe = kern_alloc(g_ref, T * C * 4);
     for (size_t i = 0; i < BT; i++) tok[i] = (int32_t)(i % 3 == 0 ? 2 : i % V);
     for (size_t i = 0; i < BT * C; i++) dout[i] = (float)((i % 7) + 1);
-    kern_embed_bwd(dwte, dwpe, dout, tok, B, T, C, 0);
+    kern_embed_bwd(g_ref, dwte, dwpe, dout, tok, B, T, C, 0);
     double *want = rnd64(V * C, 0); memset(want, 0, V * C * 8);
     for (size_t i = 0; i < BT; i++) for (size_t c = 0; c < C; c++) want[tok[i] * C + c] += dout[i * C + c];
     CHECK_F32_F64("embed scatter with repeats", dwte, want, V * C, 0, 0);
     /* matmul dbias/dw over 4096 rows, layernorm dw/db */
     size_t OC = 3;
-    float *inp = kern_alloc(BT * C * 4), *g = kern_alloc(BT * OC * 4), *w = kern_alloc(C * OC * 4);
-    float *dw = kern_alloc(C * OC * 4), *db = kern_alloc(OC * 4);
+    float *inp = kern_alloc(g_ref, BT * C * 4), *g = kern_alloc(g_ref, BT * OC * 4), *w = kern_alloc(g_ref, C * OC * 4);
+    float *dw = kern_alloc(g_ref, C * OC * 4), *db = kern_alloc(g_ref, OC * 4);
     for (size_t i = 0; i < BT * C; i++) inp[i] = (float)(i % 3);
     for (size_t i = 0; i < BT * OC; i++) g[i] = 1;
-    kern_matmul_bwd(NULL, dw, db, g, inp, w, BT, C, OC, KERN_W_OUT_IN);
+    kern_matmul_bwd(g_ref, NULL, dw, db, g, inp, w, BT, C, OC, KERN_W_OUT_IN);
     for (size_t j = 0; j < OC; j++) CHECK(db[j] == (float)BT, "dbias[%zu] = %g want %zu", j, db[j], BT);
     double s0 = 0;
     for (size_t n = 0; n < BT; n++) s0 += inp[n * C + 0];
     CHECK(dw[0] == (float)s0 && dw[C] == (float)s0, "dw col 0: %g want %g", dw[0], s0);
-    free(tok); kern_free(dout); kern_free(dwte); kern_free(dwpe); free(want);
-    kern_free(inp); kern_free(g); kern_free(w); kern_free(dw); kern_free(db);
+    free(tok); kern_free(g_ref, dout); kern_free(g_ref, dwte); kern_free(g_ref, dwpe); free(want);
+    kern_free(g_ref, inp); kern_free(g_ref, g); kern_free(g_ref, w); kern_free(g_ref, dw); kern_free(g_ref, db);
 }
 
 int main(void) {
     gk_rng_seed(&g_rng, 1234);
+    kern_backend_opts o = {KERN_KIND_REF, KERN_GEMM_BUILTIN, KERN_PREC_FP32};
+    g_ref = kern_backend_create(&o, NULL);
     TL_RUN(test_embed_grad);
     TL_RUN(test_layernorm_grad);
     TL_RUN(test_matmul_grad);
@@ -556,5 +555,6 @@ int main(void) {
     TL_RUN(test_elementwise);
     TL_RUN(test_adamw_step);
     TL_RUN(test_reductions_race_free);
+    kern_backend_free(g_ref);
     return tl_summary();
 }

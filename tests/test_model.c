@@ -39,9 +39,12 @@ static int32_t *st_load_i32(const st_file *f, const char *name, size_t *n) {
     return d;
 }
 
+/* Host copy of n floats of device memory (tests run on CPU backends, whose memory is host memory: any
+ * backend can copy it out; g_mem is one kept for that). */
+static kern_backend *g_mem;
 static float *download(const float *dev, size_t n) {
     float *h = malloc((n ? n : 1) * sizeof(float));
-    kern_download(h, dev, n * sizeof(float));
+    kern_download(g_mem, h, dev, n * sizeof(float));
     return h;
 }
 
@@ -80,17 +83,17 @@ static double run_fixture_batch(gpt_model *m, float **logits_out) {
     gpt_alloc_grads(m);
     gpt_zero_grads(m);
     gpt_forward(m, tok, B, T);
-    float *logits = kern_alloc(BT * V * sizeof(float)), *dlogits = kern_alloc(BT * V * sizeof(float));
-    float *loss = kern_alloc(BT * sizeof(float)), *dloss = kern_alloc(BT * sizeof(float));
-    int32_t *dtgt = kern_alloc(BT * sizeof(int32_t));
-    float *dh = kern_alloc(BT * C * sizeof(float));
+    float *logits = kern_alloc(m->be, BT * V * sizeof(float)), *dlogits = kern_alloc(m->be, BT * V * sizeof(float));
+    float *loss = kern_alloc(m->be, BT * sizeof(float)), *dloss = kern_alloc(m->be, BT * sizeof(float));
+    int32_t *dtgt = kern_alloc(m->be, BT * sizeof(int32_t));
+    float *dh = kern_alloc(m->be, BT * C * sizeof(float));
     float *ones = malloc(BT * sizeof(float));
     for (size_t i = 0; i < BT; i++) ones[i] = 1.0f / (float)BT;   /* mean over rows */
-    kern_upload(dloss, ones, BT * sizeof(float));
-    kern_upload(dtgt, tgt, BT * sizeof(int32_t));
+    kern_upload(m->be, dloss, ones, BT * sizeof(float));
+    kern_upload(m->be, dtgt, tgt, BT * sizeof(int32_t));
     gpt_lm_head_fwd(m, logits, gpt_hidden(m), BT);
     if (logits_out) *logits_out = download(logits, BT * V);
-    kern_xent_fwd_bwd(loss, dlogits, logits, dtgt, dloss, BT, V);
+    kern_xent_fwd_bwd(m->be, loss, dlogits, logits, dtgt, dloss, BT, V);
     float *hl = download(loss, BT);
     double total = 0;
     for (size_t i = 0; i < BT; i++) total += hl[i];
@@ -98,7 +101,7 @@ static double run_fixture_batch(gpt_model *m, float **logits_out) {
     gpt_lm_head_bwd(m, dh, dlogits, gpt_hidden(m), BT);
     gpt_backward(m, dh);
     free(hl); free(ones); free(tok); free(tgt);
-    kern_free(logits); kern_free(dlogits); kern_free(loss); kern_free(dloss); kern_free(dtgt); kern_free(dh);
+    kern_free(m->be, logits); kern_free(m->be, dlogits); kern_free(m->be, loss); kern_free(m->be, dloss); kern_free(m->be, dtgt); kern_free(m->be, dh);
     st_close(&io);
     return total;
 }
@@ -206,13 +209,13 @@ static void test_table_from_arch_fields(void) {
     gpt_config c;
     gpt_config_default(&c);
     c.n_layer = 2; c.n_head = 3; c.n_embd = 24; c.vocab_size = 97; c.n_ctx = 16;
-    gpt_model *m = gpt_create_table(&c);
+    gpt_model *m = gpt_create_table(&c, NULL);
     size_t base_n = m->n_table, base_p = m->num_params;
     CHECK(base_n == 2 + 2 * 12 + 2 && m->params == NULL, "GPT-2 table %zu", base_n);
     gpt_free(m);
     /* untied head: one more tensor, lm_head.weight [V,C] in the final group, found by the LM_HEAD role */
     c.tied_head = 0;
-    m = gpt_create_table(&c);
+    m = gpt_create_table(&c, NULL);
     const gpt_param *h = gpt_find_param(m, "lm_head.weight");
     CHECK(m->n_table == base_n + 1 && m->num_params == base_p + 97 * 24, "untied: %zu tensors", m->n_table);
     CHECK(h && h->shape[0] == 97 && h->shape[1] == 24 && h->group == GPT_GROUP_FINAL && h->decay && h->layer == -1,
@@ -221,7 +224,7 @@ static void test_table_from_arch_fields(void) {
     gpt_free(m);
     /* no biases: the 4 linear and 2 LayerNorm biases per layer and ln_f.bias go */
     c.tied_head = 1; c.bias = 0;
-    m = gpt_create_table(&c);
+    m = gpt_create_table(&c, NULL);
     CHECK(m->n_table == base_n - 2 * 6 - 1, "no-bias table %zu", m->n_table);
     CHECK(!gpt_find_param(m, "h.0.attn.c_attn.bias") && !gpt_find_param(m, "ln_f.bias") &&
           !gpt_param_role(m, GPT_ROLE_FC_B, 1) && gpt_param_role(m, GPT_ROLE_FC_W, 1), "biases dropped");
@@ -230,7 +233,7 @@ static void test_table_from_arch_fields(void) {
     gpt_free(m);
     /* FFN width from n_inner */
     c.bias = 1; c.n_inner = 40;
-    m = gpt_create_table(&c);
+    m = gpt_create_table(&c, NULL);
     const gpt_param *fc = gpt_param_role(m, GPT_ROLE_FC_W, 1), *fb = gpt_param_role(m, GPT_ROLE_FC_B, 1);
     const gpt_param *fp = gpt_param_role(m, GPT_ROLE_FCPROJ_W, 0);
     CHECK(fc && fc->shape[0] == 24 && fc->shape[1] == 40 && fb && fb->shape[0] == 40 && fp && fp->shape[0] == 40 &&
@@ -238,7 +241,7 @@ static void test_table_from_arch_fields(void) {
     gpt_free(m);
     /* LLaMA-shaped: no wpe, qkv = (NH + 2 NKV) hs wide, a gate, RMSNorm without bias, untied head */
     llama_like(&c);
-    m = gpt_create_table(&c);
+    m = gpt_create_table(&c, NULL);
     const gpt_param *qkv = gpt_param_role(m, GPT_ROLE_QKV_W, 0), *g = gpt_param_role(m, GPT_ROLE_GATE_W, 1);
     CHECK(!gpt_param_role(m, GPT_ROLE_EMBED_POS, -1) && !gpt_find_param(m, "wpe.weight"), "rope: no wpe");
     CHECK(qkv && qkv->shape[0] == 32 && qkv->shape[1] == (4 + 2 * 2) * 8, "gqa qkv width %zu", qkv ? qkv->shape[1] : 0);
@@ -315,20 +318,20 @@ static void test_unsupported_arch(void) {
  * central differences in float on a tiny model. */
 static double probe_loss(gpt_model *m, const int32_t *tok, size_t B, size_t T, const float *R, float *dR) {
     size_t N = B * T, V = (size_t)m->cfg.vocab_size;
-    float *logits = kern_alloc(N * V * sizeof(float));
+    float *logits = kern_alloc(m->be, N * V * sizeof(float));
     gpt_forward(m, tok, B, T);
     gpt_lm_head_fwd(m, logits, gpt_hidden(m), N);
     float *hl = download(logits, N * V);
     double s = 0;
     for (size_t i = 0; i < N * V; i++) s += (double)hl[i] * R[i];
     if (dR) {
-        float *dh = kern_alloc(N * (size_t)m->cfg.n_embd * sizeof(float));
-        kern_upload(dR, R, N * V * sizeof(float));
+        float *dh = kern_alloc(m->be, N * (size_t)m->cfg.n_embd * sizeof(float));
+        kern_upload(m->be, dR, R, N * V * sizeof(float));
         gpt_lm_head_bwd(m, dh, dR, gpt_hidden(m), N);
         gpt_backward(m, dh);
-        kern_free(dh);
+        kern_free(m->be, dh);
     }
-    free(hl); kern_free(logits);
+    free(hl); kern_free(m->be, logits);
     return s;
 }
 
@@ -345,10 +348,10 @@ static void test_untied_wide_ffn(void) {
      * enough for central differences with step 1e-2 (agreement seen: ~1e-3 relative) */
     float *hp = download(m->params, m->num_params);
     for (size_t i = 0; i < m->num_params; i++) hp[i] *= 3.0f;
-    kern_upload(m->params, hp, m->num_params * sizeof(float));
+    kern_upload(m->be, m->params, hp, m->num_params * sizeof(float));
     size_t B = 2, T = 5, N = B * T, V = 11;
     int32_t tok[10] = {1, 4, 7, 2, 9, 3, 3, 10, 0, 5};
-    float *R = malloc(N * V * sizeof(float)), *dR = kern_alloc(N * V * sizeof(float));
+    float *R = malloc(N * V * sizeof(float)), *dR = kern_alloc(m->be, N * V * sizeof(float));
     gk_rng rng; gk_rng_seed(&rng, 5);
     for (size_t i = 0; i < N * V; i++) R[i] = gk_rng_normal(&rng);
     gpt_zero_grads(m);
@@ -363,11 +366,11 @@ static void test_untied_wide_ffn(void) {
         for (size_t j = 0; j < 3; j++) {
             size_t at = p->offset + (j * 7919) % p->numel;
             float keep = hp[at], e = 1e-2f;
-            hp[at] = keep + e; kern_upload(m->params, hp, m->num_params * sizeof(float));
+            hp[at] = keep + e; kern_upload(m->be, m->params, hp, m->num_params * sizeof(float));
             double lp = probe_loss(m, tok, B, T, R, NULL);
-            hp[at] = keep - e; kern_upload(m->params, hp, m->num_params * sizeof(float));
+            hp[at] = keep - e; kern_upload(m->be, m->params, hp, m->num_params * sizeof(float));
             double lm = probe_loss(m, tok, B, T, R, NULL);
-            hp[at] = keep; kern_upload(m->params, hp, m->num_params * sizeof(float));
+            hp[at] = keep; kern_upload(m->be, m->params, hp, m->num_params * sizeof(float));
             double fd = (lp - lm) / (2.0 * e);
             CHECK(fabs(fd - g[at]) <= 1e-2 * fabs(fd) + 1e-2, "%s[%zu]: fd %.6g analytic %.6g", p->name, at - p->offset, fd, g[at]);
         }
@@ -403,7 +406,7 @@ static void test_untied_wide_ffn(void) {
         gpt_free(m2);
     }
     free(txt); free(cp); free(mp); free(d);
-    free(g); free(hp); free(R); kern_free(dR);
+    free(g); free(hp); free(R); kern_free(m->be, dR);
     gpt_free(m);
 }
 
@@ -431,16 +434,24 @@ static void test_fixture_logits_loss_grads(void) {
     gpt_free(m);
 }
 
-static void test_fixture_every_kern_impl(void) {
-    /* The same fixture on the reference kernels and on the fast paths (the default may be either). */
-    kern_impl saved = kern_get_impl();
-    kern_impl impls[2] = {KERN_IMPL_REF, KERN_IMPL_FAST};
-    for (int i = 0; i < 2; i++) {
-        kern_set_impl(impls[i]);
-        printf("  kern impl %s:\n", kern_impl_name());
+static void test_fixture_every_kern_backend(void) {
+    /* The same fixture on the reference backend and on the cpu backend with every GEMM library in the build
+     * (models take the process defaults, here set per run; the default may be any of them). */
+    kern_backend_opts saved;
+    kern_backend_opts_default(&saved);
+    kern_backend_opts runs[4] = {{KERN_KIND_REF, KERN_GEMM_BUILTIN, KERN_PREC_FP32},
+                                 {KERN_KIND_CPU, KERN_GEMM_OPENBLAS, KERN_PREC_FP32},
+                                 {KERN_KIND_CPU, KERN_GEMM_ONEDNN, KERN_PREC_FP32},
+                                 {KERN_KIND_CPU, KERN_GEMM_BUILTIN, KERN_PREC_FP32}};
+    for (int i = 0; i < 4; i++) {
+        if (!kern_gemm_present(runs[i].gemm)) { printf("  %s: not in this build\n", kern_gemm_name(runs[i].gemm)); continue; }
+        kern_backend_set_defaults(&runs[i]);
+        kern_backend *be = kern_backend_create(NULL, NULL);
+        printf("  kern backend %s:\n", kern_backend_name(be));
+        kern_backend_free(be);
         test_fixture_logits_loss_grads();
     }
-    kern_set_impl(saved);
+    kern_backend_set_defaults(&saved);
 }
 
 static void test_shapes_and_reuse(void) {
@@ -516,10 +527,10 @@ static void test_score_head(void) {
     int32_t tk[6] = {1, 2, 3, 4, 5, 6};
     gpt_forward(m, tk, 2, 3);
     size_t N = 6, C = 5;
-    float *r = kern_alloc(N * sizeof(float)), *dr = kern_alloc(N * sizeof(float)), *dh = kern_alloc(N * C * sizeof(float));
+    float *r = kern_alloc(m->be, N * sizeof(float)), *dr = kern_alloc(m->be, N * sizeof(float)), *dh = kern_alloc(m->be, N * C * sizeof(float));
     gpt_score_head_fwd(m, r, gpt_hidden(m), N);
     float hdr[6] = {0.5f, -1, 2, 0.25f, 3, -0.5f};
-    kern_upload(dr, hdr, sizeof hdr);
+    kern_upload(m->be, dr, hdr, sizeof hdr);
     gpt_score_head_bwd(m, dh, dr, gpt_hidden(m), N);
     float *h = download(gpt_hidden(m), N * C), *hr = download(r, N), *hdh = download(dh, N * C);
     const gpt_param *sp = gpt_find_param(m, "score.weight");
@@ -535,7 +546,7 @@ static void test_score_head(void) {
         CHECK_CLOSE(dw[k], s, 1e-6, 1e-5, "dscore");
     }
     free(h); free(hr); free(hdh); free(w); free(dw);
-    kern_free(r); kern_free(dr); kern_free(dh);
+    kern_free(m->be, r); kern_free(m->be, dr); kern_free(m->be, dh);
     gpt_free(m);
 }
 
@@ -949,17 +960,17 @@ static void test_adamw_step1_with_kern_ops(void) {
     gpt_alloc_grads(m);
     for (size_t i = 0; i < m->n_table; i++) {
         float *gr = st_load_f32(&g, m->table[i].name, NULL);
-        if (gr) kern_upload(m->grads + m->table[i].offset, gr, m->table[i].numel * sizeof(float));
+        if (gr) kern_upload(m->be, m->grads + m->table[i].offset, gr, m->table[i].numel * sizeof(float));
         free(gr);
     }
     float *wn = st_load_f32(&a, "step1_grad_norm", NULL);
-    double norm = sqrt(kern_sumsq(m->grads, m->num_params));
+    double norm = sqrt(kern_sumsq(m->be, m->grads, m->num_params));
     CHECK(wn && fabs(norm - wn[0]) <= 1e-6 * wn[0], "grad norm %.9g want %.9g", norm, wn ? wn[0] : 0);
     double gscale = clip / (norm + 1e-6) < 1 ? clip / (norm + 1e-6) : 1;
-    float *mom = kern_alloc(m->num_params * sizeof(float)), *vel = kern_alloc(m->num_params * sizeof(float));
+    float *mom = kern_alloc(m->be, m->num_params * sizeof(float)), *vel = kern_alloc(m->be, m->num_params * sizeof(float));
     for (size_t i = 0; i < m->n_table; i++) {
         const gpt_param *p = &m->table[i];
-        kern_adamw(m->params + p->offset, m->grads + p->offset, mom + p->offset, vel + p->offset, p->numel,
+        kern_adamw(m->be, m->params + p->offset, m->grads + p->offset, mom + p->offset, vel + p->offset, p->numel,
                    (float)lr, (float)b1, (float)b2, (float)eps, p->decay ? (float)wd : 0.0f,
                    (float)(1 - b1), (float)(1 - b2), (float)gscale);
     }
@@ -977,7 +988,7 @@ static void test_adamw_step1_with_kern_ops(void) {
     }
     printf("  adamw step 1: params max |diff| %.2e\n", worst);
     free(host); free(wn);
-    kern_free(mom); kern_free(vel);
+    kern_free(m->be, mom); kern_free(m->be, vel);
     st_close(&a); st_close(&g);
     gpt_free(m);
 }
@@ -996,16 +1007,16 @@ static void test_adamw_fixture_with_kern_ops(void) {
     int steps = atoi(st_meta(&a, "steps"));
     float *losses = st_load_f32(&a, "losses", NULL), *norms = st_load_f32(&a, "grad_norms", NULL);
     float *final = st_load_f32(&a, "final_loss", NULL);
-    float *mom = kern_alloc(m->num_params * sizeof(float)), *vel = kern_alloc(m->num_params * sizeof(float));
+    float *mom = kern_alloc(m->be, m->num_params * sizeof(float)), *vel = kern_alloc(m->be, m->num_params * sizeof(float));
     for (int t = 1; t <= steps; t++) {
         double loss = run_fixture_batch(m, NULL);
-        double norm = sqrt(kern_sumsq(m->grads, m->num_params));
+        double norm = sqrt(kern_sumsq(m->be, m->grads, m->num_params));
         CHECK_CLOSE(loss, losses[t - 1], 0, 5e-5, "adamw loss");
         CHECK_CLOSE(norm, norms[t - 1], 0, 1e-4, "adamw grad norm");
         double gscale = clip / (norm + 1e-6) < 1 ? clip / (norm + 1e-6) : 1;
         for (size_t i = 0; i < m->n_table; i++) {
             const gpt_param *p = &m->table[i];
-            kern_adamw(m->params + p->offset, m->grads + p->offset, mom + p->offset, vel + p->offset, p->numel,
+            kern_adamw(m->be, m->params + p->offset, m->grads + p->offset, mom + p->offset, vel + p->offset, p->numel,
                        (float)lr, (float)b1, (float)b2, (float)eps, p->decay ? (float)wd : 0.0f,
                        (float)(1 - pow(b1, t)), (float)(1 - pow(b2, t)), (float)gscale);
         }
@@ -1041,12 +1052,13 @@ static void test_adamw_fixture_with_kern_ops(void) {
     printf("  adamw: loss after %d steps %.7f vs %.7f, params max |diff| %.2e (%zu of %zu beyond 1e-4)\n", steps, fl,
            final[0], worst, n_loose, m->num_params);
     free(host); free(losses); free(norms); free(final);
-    kern_free(mom); kern_free(vel);
+    kern_free(m->be, mom); kern_free(m->be, vel);
     st_close(&a);
     gpt_free(m);
 }
 
 int main(void) {
+    g_mem = kern_backend_create(NULL, NULL);
     TL_RUN(test_config_names);
     TL_RUN(test_param_table);
     TL_RUN(test_table_from_arch_fields);
@@ -1063,11 +1075,12 @@ int main(void) {
     TL_RUN(test_load_variants);
     TL_RUN(test_bad_checkpoints);
     TL_RUN(test_fixture_logits_loss_grads);
-    TL_RUN(test_fixture_every_kern_impl);
+    TL_RUN(test_fixture_every_kern_backend);
     TL_RUN(test_shapes_and_reuse);
     TL_RUN(test_frozen_groups);
     TL_RUN(test_score_head);
     TL_RUN(test_adamw_step1_with_kern_ops);
     TL_RUN(test_adamw_fixture_with_kern_ops);
+    kern_backend_free(g_mem);
     return tl_summary();
 }

@@ -207,7 +207,7 @@ static void check_grads(mfix *x, const char *pfx, int skip_score) {
              * exactly 0 in exact arithmetic (the reference's is), so only check it is tiny. */
             const gpt_param *p = gpt_find_param(x->m, GRADS[g]);
             float got[64];
-            kern_download(got, x->m->grads + p->offset, p->numel * sizeof(float));
+            kern_download(x->m->be, got, x->m->grads + p->offset, p->numel * sizeof(float));
             for (size_t i = 0; i < p->numel; i++) CHECK(fabsf(got[i]) < 1e-6f, "ln_f.bias grad[%zu] = %g", i, got[i]);
             continue;
         }
@@ -219,7 +219,7 @@ static void check_grads(mfix *x, const char *pfx, int skip_score) {
         if (!want || !p) { free(want); CHECK(p, "param %s", GRADS[g]); continue; }
         CHECK(n == p->numel, "%s: %zu values, model has %zu", nm, n, p->numel);
         float *got = malloc(p->numel * sizeof(float));
-        kern_download(got, x->m->grads + p->offset, p->numel * sizeof(float));
+        kern_download(x->m->be, got, x->m->grads + p->offset, p->numel * sizeof(float));
         double mx = 0;
         for (size_t i = 0; i < n; i++) if (fabs(want[i]) > mx) mx = fabs(want[i]);
         CHECK(mx > 0, "%s: reference gradient is all zero (a test that cannot fail)", nm);

@@ -43,7 +43,7 @@ int main(int argc, char **argv) {
     gk_rng rng; gk_rng_seed(&rng, 7);
     for (size_t i = 0; i < P; i++) prompt[i] = (int32_t)gk_rng_below(&rng, (uint32_t)V);
     printf("model %s\nlayers %d\nwidth %d\nparams %zu\nbackend %s\nthreads %d\n", name, c.n_layer, c.n_embd,
-           m->num_params, kern_impl_name(), gk_num_threads());
+           m->num_params, kern_backend_name(m->be), gk_num_threads());
 
     engine *e = engine_new(m, NULL, 8, P + N + 1);
     float *lg = malloc(V * sizeof(float));
@@ -85,7 +85,7 @@ int main(int argc, char **argv) {
     }
     if (probe) {   /* the kernel module's probe (gptkit bench peak): streaming a = b + s*c, best of 5 */
         double gf, bf, bw;
-        kern_peak_probe(&gf, &bf, &bw);
+        kern_peak_probe(m->be, &gf, &bf, &bw);
         printf("peak_mem_GB_s %.2f\n", bw);
     }
     engine_free(e);

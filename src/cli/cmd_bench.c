@@ -30,21 +30,22 @@ static int bench_peak(int argc, char **argv) {
         if (cli_is(f, "--json")) json = 1;
         else cli_unknown(&a, f);
     }
-    kern_set_impl(KERN_IMPL_FAST);
+    kern_backend *be = kern_backend_create(NULL, NULL);   /* the default backend (--gemm picks its library) */
     double fp32 = 0, bf16 = 0, bw = 0;
-    kern_peak_probe(&fp32, &bf16, &bw);
+    kern_peak_probe(be, &fp32, &bf16, &bw);
     if (json) {
-        printf("{\"impl\": \"%s\", \"threads\": %d, \"fp32_gflops\": %.1f, ", kern_impl_name(), gk_num_threads(), fp32);
+        printf("{\"impl\": \"%s\", \"threads\": %d, \"fp32_gflops\": %.1f, ", kern_backend_name(be), gk_num_threads(), fp32);
         if (bf16 > 0) printf("\"bf16_gflops\": %.1f, ", bf16);
         else printf("\"bf16_gflops\": null, ");
         printf("\"bw_gbs\": %.2f}\n", bw);
     } else {
-        printf("gptkit bench peak: %s\n", kern_impl_name());
+        printf("gptkit bench peak: %s\n", kern_backend_name(be));
         printf("  fp32 GEMM  %8.1f GFLOP/s   (1024^3, best of 5)\n", fp32);
         if (bf16 > 0) printf("  bf16 GEMM  %8.1f GFLOP/s   (bf16 inputs, fp32 accumulation)\n", bf16);
         else printf("  bf16 GEMM       n/a         (needs oneDNN and AVX512-BF16 or AMX)\n");
         printf("  memory     %8.2f GB/s      (a = b + s*c, 3 x 32 MiB)\n", bw);
     }
+    kern_backend_free(be);
     return 0;
 }
 

@@ -592,7 +592,9 @@ int cmd_pipeline(int argc, char **argv) {
     double t0 = gk_now();
     int rc = 0;
     gk_sigint_install();
-    gk_log("pipeline: run directory %s; backend %s, %d threads\n", c.run_dir, kern_impl_name(), gk_num_threads());
+    kern_backend *be = kern_backend_create(NULL, NULL);   /* what the stages' models run on (the defaults) */
+    gk_log("pipeline: run directory %s; backend %s, %d threads\n", c.run_dir, kern_backend_name(be), gk_num_threads());
+    kern_backend_free(be);
     for (size_t i = 0; i < NSTAGES && rc == 0; i++) {
         char tb[32];
         cJSON *prev = pipe_stage_result(&c, STAGES[i].name);

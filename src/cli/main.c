@@ -28,12 +28,57 @@ static const command commands[] = {
 
 static void usage(FILE *f) {
     fprintf(f, "gptkit: the GPT-assistant pipeline in C — tokenizer, pretraining, SFT, reward model, PPO, inference.\n\n"
-               "usage: gptkit COMMAND [options]   (gptkit COMMAND --help for each)\n\ncommands:\n");
+               "usage: gptkit [--backend cpu|ref] [--gemm auto|openblas|onednn|builtin] COMMAND [options]\n"
+               "       (gptkit COMMAND --help for each)\n\ncommands:\n");
     for (size_t i = 0; i < NCOMMANDS; i++) fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
-    fprintf(f, "\nbackend: %s, %d threads\n", kern_impl_name(), gk_num_threads());
+    fprintf(f, "\nglobal options (any command, anywhere on the line; docs/kernels.md):\n"
+               "  --backend cpu|ref    kernels: the fast CPU backend (default) or the plain fp32 reference (slow, exact)\n"
+               "  --gemm LIB           the cpu backend's GEMM library: auto (default: the fastest present, timed once\n"
+               "                       per run), openblas, onednn, or builtin (plain loops); present here:");
+    for (int g = KERN_GEMM_OPENBLAS; g <= KERN_GEMM_BUILTIN; g++)
+        if (kern_gemm_present((kern_gemm)g)) fprintf(f, " %s", kern_gemm_name((kern_gemm)g));
+    kern_backend *be = kern_backend_create(NULL, NULL);
+    fprintf(f, "\n\nbackend: %s, %d threads\n", kern_backend_name(be), gk_num_threads());
+    kern_backend_free(be);
+}
+
+/* Strips the global options (--backend, --gemm; "--opt VALUE" or "--opt=VALUE") from argv wherever they stand
+ * and makes them the defaults of every backend created later (kern_backend_set_defaults), so commands never
+ * see them. Returns the new argc, or -1 with a message on stderr. */
+static int global_options(int argc, char **argv) {
+    kern_backend_opts o;
+    kern_backend_opts_default(&o);
+    int out = 1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *val = NULL;
+        int is_gemm = !strncmp(a, "--gemm", 6) && (a[6] == 0 || a[6] == '=');
+        int is_be = !strncmp(a, "--backend", 9) && (a[9] == 0 || a[9] == '=');
+        if (!strcmp(a, "--")) { while (i < argc) argv[out++] = argv[i++]; break; }
+        if (!is_gemm && !is_be) { argv[out++] = argv[i]; continue; }
+        const char *eq = strchr(a, '=');
+        if (eq) val = eq + 1;
+        else if (i + 1 < argc) val = argv[++i];
+        if (is_gemm && (!val || kern_gemm_parse(val, &o.gemm) != 0)) {
+            fprintf(stderr, "gptkit: --gemm takes auto, openblas, onednn or builtin (got '%s')\n", val ? val : "");
+            return -1;
+        }
+        if (is_gemm && !kern_gemm_present(o.gemm)) {
+            fprintf(stderr, "gptkit: --gemm %s: this build has no %s (gptkit --help lists what it has)\n", val, val);
+            return -1;
+        }
+        if (is_be && (!val || kern_kind_parse(val, &o.kind) != 0)) {
+            fprintf(stderr, "gptkit: --backend takes cpu or ref (got '%s')\n", val ? val : "");
+            return -1;
+        }
+    }
+    argv[out] = NULL;
+    kern_backend_set_defaults(&o);
+    return out;
 }
 
 int main(int argc, char **argv) {
+    argc = global_options(argc, argv);
+    if (argc < 0) return 2;
     if (argc < 2) { usage(stderr); return 2; }
     if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) { usage(stdout); return 0; }
     if (!strcmp(argv[1], "--version")) { printf("gptkit 0.1\n"); return 0; }

@@ -53,7 +53,7 @@ engine *engine_new(gpt_model *m, const tok_tokenizer *tok, size_t max_seqs, size
     e->kv = gpt_kv_new(m, e->max_seqs, max_len);
     e->max_len = e->kv->max_len;
     e->V = (size_t)m->cfg.vocab_size; e->C = (size_t)m->cfg.n_embd;
-    e->dlogits = kern_alloc(e->max_seqs * e->V * sizeof(float));
+    e->dlogits = kern_alloc(e->m->be, e->max_seqs * e->V * sizeof(float));
     e->hlogits = gk_malloc(e->max_seqs * e->V * sizeof(float));
     e->end_id = tok ? tok_special_id(tok, TOK_END) : -1;
     e->eot_id = tok ? tok_eot_id(tok) : -1;
@@ -71,7 +71,7 @@ engine *engine_new(gpt_model *m, const tok_tokenizer *tok, size_t max_seqs, size
  * decode rows */
 static void lm_head(engine *e, float *logits, const float *h, size_t B) {
     if (B <= KERN_SKINNY_MAX_N)
-        kern_matmul_skinny_fwd(logits, h, gpt_role_ptr(e->m->params, e->m, GPT_ROLE_LM_HEAD, -1), NULL, B, e->C, e->V,
+        kern_matmul_skinny_fwd(e->m->be, logits, h, gpt_role_ptr(e->m->params, e->m, GPT_ROLE_LM_HEAD, -1), NULL, B, e->C, e->V,
                                KERN_W_OUT_IN);
     else gpt_lm_head_fwd(e->m, logits, h, B);
 }
@@ -83,7 +83,7 @@ void engine_free(engine *e) {
     for (size_t i = 0; i < e->n_reqs; i++) req_free(e->reqs[i]);
     free(e->reqs);
     gpt_kv_free(e->kv);
-    kern_free(e->dlogits);
+    kern_free(e->m->be, e->dlogits);
     free(e->hlogits);
     free(e->slot_used); free(e->b_slots); free(e->b_ids); free(e->b_seq); free(e->probs);
     free(e);
@@ -133,7 +133,7 @@ static void feed_slot(engine *e, size_t slot, const int32_t *ids, size_t n, floa
     }
     if (logits) {
         lm_head(e, e->dlogits, h + last * e->C, 1);
-        kern_download(logits, e->dlogits, e->V * sizeof(float));
+        kern_download(e->m->be, logits, e->dlogits, e->V * sizeof(float));
     }
 }
 
@@ -142,7 +142,7 @@ static void decode_rows(engine *e, const size_t *slots, const int32_t *ids, size
     GK_CHECK(B >= 1 && B <= e->max_seqs, "decode of B=%zu sequences (max %zu)", B, e->max_seqs);
     const float *h = gpt_forward_kv(e->m, e->kv, slots, ids, B, 1);
     lm_head(e, e->dlogits, h, B);
-    kern_download(logits, e->dlogits, B * e->V * sizeof(float));
+    kern_download(e->m->be, logits, e->dlogits, B * e->V * sizeof(float));
 }
 
 static int check_ids(const engine *e, const int32_t *ids, size_t n, gk_err *err) {

@@ -16,112 +16,218 @@
  *    torch.nn.Linear's layout, w[OC][C] (out = inp @ w^T), used for the tied LM head on wte[V][C].
  *
  * Implementations: src/kern/cpu/ref*.c is the plain fp32 reference (OpenMP-parallel, readable, the oracle);
- * fast paths live in their own files and are selected with kern_set_impl. Tests compare every fast path
+ * fast paths live in their own files and form the "cpu" backend (see "backends" below; docs/kernels.md says
+ * how to add an op or a backend). Tests compare every backend
  * with the reference on random inputs of awkward sizes, and check every reference backward by finite
  * differences in double precision (kern_ref64_* below: the same reference code instantiated for double).
  */
 #ifndef GK_KERN_H
 #define GK_KERN_H
 
+#include "core/core.h"
 #include <stddef.h>
 #include <stdint.h>
 
 enum { KERN_W_IN_OUT = 0, KERN_W_OUT_IN = 1 };
 
-typedef enum { KERN_IMPL_REF = 0, KERN_IMPL_FAST = 1 } kern_impl;
-void kern_set_impl(kern_impl impl);     /* default: KERN_IMPL_FAST when built with fast paths, else REF */
-kern_impl kern_get_impl(void);
-const char *kern_impl_name(void);       /* e.g. "cpu-ref", "cpu-fast(openblas SkylakeX, 2 threads)" */
+/* ================================================================ backends
+ * A backend is one instance of struct kern_backend: a table of op pointers (kern_ops, one static table per kind
+ * of backend) plus the instance's own state: its GEMM library, its matmul precision and the bf16 copy of the
+ * weights it keeps. Nothing about a backend is process-global, so two models can run on two backends (say
+ * one in bf16 and one in fp32) in the same process. Each gpt_model holds the backend it runs on (m->be).
+ *
+ *   kind   GEMM library                                  precision     name
+ *   ref    the reference loops (cpu/ref_impl.h)          fp32          "cpu-ref"
+ *   cpu    openblas | onednn | builtin (auto: fastest)   fp32 | bf16   "cpu-fast(...)"
+ *
+ * Every op below is a thin dispatcher: kern_X(be, args...) calls be->ops->X(be, args...). Memory is owned
+ * by the backend it was allocated on: free it with the same backend (kern_free(be, p)).
+ */
 
-/* Matmul precision on the fast path. KERN_PREC_BF16 rounds both inputs of every matmul product to bfloat16
- * and accumulates in fp32 (fp32 in, fp32 out: weights, grads and AdamW state stay fp32 masters); the other ops
- * stay fp32. Returns 0, or -1 (precision unchanged) if this build/CPU has no bf16 matmul (needs oneDNN and
- * AVX512-BF16 or AMX). The reference ignores it. Default KERN_PREC_FP32. */
+/* Matmul precision. KERN_PREC_BF16 rounds both inputs of every matmul product to bfloat16 and accumulates in
+ * fp32 (fp32 in, fp32 out: weights, grads and AdamW state stay fp32 masters); the other ops stay fp32. Needs
+ * oneDNN and AVX512-BF16 or AMX (kern_bf16_available). */
 typedef enum { KERN_PREC_FP32 = 0, KERN_PREC_BF16 = 1 } kern_prec;
-int kern_set_precision(kern_prec prec);
-kern_prec kern_get_precision(void);
-int kern_bf16_available(void);
-/* A bf16 copy of [base, base+n) kept for the bf16 matmuls (a training loop's parameters): products whose fp32
- * input lies inside the range read the copy instead of rounding the input again on every call (forward and
- * backward read each weight twice per step). The copy is refreshed on first use after kern_adamw writes into
- * the range; nothing else may write there while it is registered. n = 0 drops it. No-op without bf16. */
-void kern_bf16_shadow(const float *base, size_t n);
+/* GEMM library of the cpu backend. AUTO: the fastest library present, timed once per process on a
+ * training-shaped product (kern_gemm_auto, which says how ties are kept stable). BUILTIN: the reference loops. */
+typedef enum { KERN_GEMM_AUTO = 0, KERN_GEMM_OPENBLAS = 1, KERN_GEMM_ONEDNN = 2, KERN_GEMM_BUILTIN = 3 } kern_gemm;
+typedef enum { KERN_KIND_CPU = 0, KERN_KIND_REF = 1 } kern_kind;
 
-/* Measures this machine with a small probe (~0.5 s): fp32 GEMM GFLOP/s (1024^3 products on the fast path's GEMM),
- * bf16 GEMM GFLOP/s (0 if unavailable) and memory bandwidth in GB/s (a streaming a = b + s c over 3 x 32 MiB,
- * counting 3 x 4 bytes per element). Any pointer may be NULL. For MFU: achieved FLOP/s over *fp32_gflops.
- * Returns 0. */
-int kern_peak_probe(double *fp32_gflops, double *bf16_gflops, double *bw_gbs);
+/* How to build a backend. Plain struct; kern_backend_opts_default fills the process defaults. */
+typedef struct {
+    kern_kind kind;     /* default KERN_KIND_CPU */
+    kern_gemm gemm;     /* default KERN_GEMM_AUTO (ignored by the ref kind) */
+    kern_prec prec;     /* default KERN_PREC_FP32 */
+} kern_backend_opts;
+
+typedef struct kern_backend kern_backend;
+typedef struct kern_cpu_shadow kern_cpu_shadow;   /* private to src/kern/cpu */
+
+/* The op table. Signatures are those of the public kern_* dispatchers below (see there for the math). */
+typedef struct {
+    void *(*alloc)(kern_backend *be, size_t bytes);
+    void  (*free)(kern_backend *be, void *p);
+    void  (*zero)(kern_backend *be, void *p, size_t bytes);
+    void  (*upload)(kern_backend *be, void *dst_dev, const void *src_host, size_t bytes);
+    void  (*download)(kern_backend *be, void *dst_host, const void *src_dev, size_t bytes);
+    void  (*copy)(kern_backend *be, void *dst_dev, const void *src_dev, size_t bytes);
+    void  (*embed_fwd)(kern_backend *be, float *out, const int32_t *tok, const float *wte, const float *wpe,
+                       size_t B, size_t T, size_t C, size_t pos0);
+    void  (*embed_bwd)(kern_backend *be, float *dwte, float *dwpe, const float *dout, const int32_t *tok,
+                       size_t B, size_t T, size_t C, size_t pos0);
+    void  (*layernorm_fwd)(kern_backend *be, float *out, float *mean, float *rstd, const float *inp, const float *w,
+                           const float *b, size_t N, size_t C, float eps);
+    void  (*layernorm_bwd)(kern_backend *be, float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                           const float *w, const float *mean, const float *rstd, size_t N, size_t C);
+    void  (*matmul_fwd)(kern_backend *be, float *out, const float *inp, const float *w, const float *bias,
+                        size_t N, size_t C, size_t OC, int wlayout);
+    void  (*matmul_bwd)(kern_backend *be, float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
+                        const float *w, size_t N, size_t C, size_t OC, int wlayout);
+    void  (*matmul_skinny_fwd)(kern_backend *be, float *out, const float *inp, const float *w, const float *bias,
+                               size_t N, size_t C, size_t OC, int wlayout);
+    size_t (*attention_saved_floats)(kern_backend *be, size_t B, size_t T, size_t C, size_t NH);
+    void  (*attention_fwd)(kern_backend *be, float *out, float *saved, const float *qkv, size_t B, size_t T,
+                           size_t C, size_t NH);
+    void  (*attention_bwd)(kern_backend *be, float *dqkv, const float *dout, const float *qkv, const float *out,
+                           const float *saved, size_t B, size_t T, size_t C, size_t NH);
+    void  (*attn_cache_fwd)(kern_backend *be, float *out, float *kc, float *vc, const float *qkv,
+                            const int32_t *slot, const int32_t *pos, size_t B, size_t n, size_t C, size_t NH,
+                            size_t maxT);
+    void  (*gelu_fwd)(kern_backend *be, float *out, const float *inp, size_t n);
+    void  (*gelu_bwd)(kern_backend *be, float *dinp, const float *inp, const float *dout, size_t n);
+    void  (*add)(kern_backend *be, float *out, const float *a, const float *b, size_t n);
+    void  (*axpy)(kern_backend *be, float *y, float alpha, const float *x, size_t n);
+    void  (*scale)(kern_backend *be, float *x, float s, size_t n);
+    void  (*xent_fwd_bwd)(kern_backend *be, float *loss, float *dlogits, const float *logits, const int32_t *targets,
+                          const float *dloss, size_t N, size_t V);
+    double (*sumsq)(kern_backend *be, const float *x, size_t n);
+    void  (*adamw)(kern_backend *be, float *p, const float *g, float *m, float *v, size_t n, float lr, float b1,
+                   float b2, float eps, float wd, float bc1, float bc2, float gscale);
+    void  (*bf16_shadow)(kern_backend *be, const float *base, size_t n);
+} kern_ops;
+
+/* One backend instance. Open so that a backend's files can fill it; callers treat it as opaque and use the
+ * functions below. */
+struct kern_backend {
+    const kern_ops *ops;
+    kern_backend_opts opts;     /* as requested (gemm may be KERN_GEMM_AUTO) */
+    kern_gemm gemm;             /* the library in use (never AUTO); KERN_GEMM_BUILTIN for the ref kind */
+    kern_prec prec;             /* the matmul precision in use */
+    int skinny_portable;        /* tests: 1 makes matmul_skinny_fwd use its portable loops, not AVX-512 */
+    kern_cpu_shadow *shadow;    /* the bf16 weight copy (kern_bf16_shadow), NULL when none */
+    char name[192];             /* e.g. "cpu-ref", "cpu-fast(openblas Cooperlake, 2 threads)" */
+};
+
+/* The options kern_backend_create(NULL, ...) uses: the process defaults, which the CLI sets once at startup
+ * from its global flags (--backend, --gemm) with kern_backend_set_defaults. Library code never changes them. */
+void kern_backend_opts_default(kern_backend_opts *o);
+void kern_backend_set_defaults(const kern_backend_opts *o);
+/* A new backend (o NULL: the defaults). Returns NULL with a message in err if the build or CPU lacks what o
+ * asks for (a GEMM library not built in, bf16 without AVX512-BF16/AMX); with err NULL that aborts instead.
+ * Free with kern_backend_free (after every buffer allocated on it). */
+kern_backend *kern_backend_create(const kern_backend_opts *o, gk_err *err);
+void kern_backend_free(kern_backend *be);
+const char *kern_backend_name(const kern_backend *be);
+/* Changes be's matmul precision (a model's, for bf16 training). Returns 0, or -1 (unchanged) if be cannot do
+ * bf16 (the ref kind never does; the cpu kind needs kern_bf16_available). */
+int kern_set_precision(kern_backend *be, kern_prec prec);
+kern_prec kern_get_precision(const kern_backend *be);
+/* 1 if this build and CPU have bf16 matmuls (oneDNN and AVX512-BF16 or AMX). A property of the machine. */
+int kern_bf16_available(void);
+/* A bf16 copy of [base, base+n) kept by be for its bf16 matmuls (a training loop's parameters): products whose
+ * fp32 input lies inside the range read the copy instead of rounding the input again on every call (forward
+ * and backward read each weight twice per step). The copy is refreshed on first use after kern_adamw on be
+ * writes into the range; nothing else may write there while it is registered. n = 0 drops it (so does
+ * kern_backend_free). No-op on backends without bf16 matmuls (ref; cpu built without oneDNN). */
+void kern_bf16_shadow(kern_backend *be, const float *base, size_t n);
+
+/* GEMM libraries: names "auto", "openblas", "onednn", "builtin". parse returns 0, or -1 for an unknown name.
+ * kern_gemm_present: 1 if the library is built in and works here (BUILTIN and AUTO always). kern_gemm_auto:
+ * the library AUTO resolves to: each library present is timed on a training-shaped product (512 x 768 x 768,
+ * best of 5 after a warm-up, ~60 ms in all, once per process on first use). oneDNN is the pick unless
+ * OpenBLAS beats it by 1.5x or more: where the two run level the pick must not flip from run to run with the
+ * machine's noise (results depend on the library's summation order). cpu/gemm_pick.c says why this way. */
+int kern_gemm_parse(const char *s, kern_gemm *out);
+const char *kern_gemm_name(kern_gemm g);
+int kern_gemm_present(kern_gemm g);
+kern_gemm kern_gemm_auto(void);
+int kern_kind_parse(const char *s, kern_kind *out);   /* "ref" | "cpu" */
+
+/* Measures this machine with a small probe (~0.5 s) on be's GEMM library: fp32 GEMM GFLOP/s (1024^3
+ * products), bf16 GEMM GFLOP/s (0 if unavailable) and memory bandwidth in GB/s (a streaming a = b + s c over
+ * 3 x 32 MiB, counting 3 x 4 bytes per element). Any pointer may be NULL. For MFU: achieved FLOP/s over
+ * *fp32_gflops. Returns 0. */
+int kern_peak_probe(kern_backend *be, double *fp32_gflops, double *bf16_gflops, double *bw_gbs);
 
 /* ---------------------------------------------------------------- memory */
-void *kern_alloc(size_t bytes);                              /* zero-filled; aborts on OOM */
-void  kern_free(void *p);
-void  kern_zero(void *p, size_t bytes);
-void  kern_upload(void *dst_dev, const void *src_host, size_t bytes);
-void  kern_download(void *dst_host, const void *src_dev, size_t bytes);
-void  kern_copy(void *dst_dev, const void *src_dev, size_t bytes);
+void *kern_alloc(kern_backend *be, size_t bytes);                 /* zero-filled; aborts on OOM */
+void  kern_free(kern_backend *be, void *p);                       /* p from kern_alloc on the same be; NULL ok */
+void  kern_zero(kern_backend *be, void *p, size_t bytes);
+void  kern_upload(kern_backend *be, void *dst_dev, const void *src_host, size_t bytes);
+void  kern_download(kern_backend *be, void *dst_host, const void *src_dev, size_t bytes);
+void  kern_copy(kern_backend *be, void *dst_dev, const void *src_dev, size_t bytes);
 
 /* ---------------------------------------------------------------- trunk ops */
 
 /* out[b,t,:] = wte[tok[b,t],:] + wpe[pos0+t,:].   out [B,T,C]; tok [B,T]; wte [V,C]; wpe [maxT,C].
  * Token ids are validated by the caller (the model), not here. */
-void kern_embed_fwd(float *out, const int32_t *tok, const float *wte, const float *wpe,
+void kern_embed_fwd(kern_backend *be, float *out, const int32_t *tok, const float *wte, const float *wpe,
                     size_t B, size_t T, size_t C, size_t pos0);
 /* dwte[tok[b,t],:] += dout[b,t,:];  dwpe[pos0+t,:] += dout[b,t,:].  Either grad may be NULL. */
-void kern_embed_bwd(float *dwte, float *dwpe, const float *dout, const int32_t *tok,
+void kern_embed_bwd(kern_backend *be, float *dwte, float *dwpe, const float *dout, const int32_t *tok,
                     size_t B, size_t T, size_t C, size_t pos0);
 
 /* LayerNorm over the last dim, eps given.  out,inp [N,C]; w,b [C]; mean,rstd [N] (saved for backward). */
-void kern_layernorm_fwd(float *out, float *mean, float *rstd, const float *inp, const float *w,
+void kern_layernorm_fwd(kern_backend *be, float *out, float *mean, float *rstd, const float *inp, const float *w,
                         const float *b, size_t N, size_t C, float eps);
 /* dinp [N,C] +=; dw, db [C] +=.  Any of the three may be NULL. */
-void kern_layernorm_bwd(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+void kern_layernorm_bwd(kern_backend *be, float *dinp, float *dw, float *db, const float *dout, const float *inp,
                         const float *w, const float *mean, const float *rstd, size_t N, size_t C);
 
 /* out[N,OC] = inp[N,C] @ W + bias (bias may be NULL). W is w[C,OC] (KERN_W_IN_OUT) or w[OC,C] (KERN_W_OUT_IN).
  * out is overwritten. */
-void kern_matmul_fwd(float *out, const float *inp, const float *w, const float *bias,
+void kern_matmul_fwd(kern_backend *be, float *out, const float *inp, const float *w, const float *bias,
                      size_t N, size_t C, size_t OC, int wlayout);
 /* dinp[N,C] += dout @ W^T;  dw += (inp^T @ dout, in w's layout);  dbias[OC] += sum_rows dout.  Each may be NULL. */
-void kern_matmul_bwd(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
+void kern_matmul_bwd(kern_backend *be, float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
                      const float *w, size_t N, size_t C, size_t OC, int wlayout);
 
 /* Causal multi-head self-attention.  qkv [B,T,3C] holds q | k | v along the last dim (HF c_attn order),
  * head h uses channels [h*hs, (h+1)*hs) of each, hs = C/NH.  out [B,T,C] (overwritten).
  * scores scaled by 1/sqrt(hs).  saved: kern_attention_saved_floats(B,T,C,NH) floats that the forward fills and
  * the backward reads (the reference keeps softmax probabilities; a blocked kernel keeps log-sum-exps). */
-size_t kern_attention_saved_floats(size_t B, size_t T, size_t C, size_t NH);   /* depends on kern_set_impl:
-                                       ref B*NH*T*T, fast B*NH*T; forward and backward must use the same impl */
-void kern_attention_fwd(float *out, float *saved, const float *qkv, size_t B, size_t T, size_t C, size_t NH);
+size_t kern_attention_saved_floats(kern_backend *be, size_t B, size_t T, size_t C, size_t NH);   /* depends on the
+                                       backend: ref B*NH*T*T, cpu B*NH*T; forward and backward use the same be */
+void kern_attention_fwd(kern_backend *be, float *out, float *saved, const float *qkv, size_t B, size_t T, size_t C, size_t NH);
 /* dqkv [B,T,3C] +=.  out is the forward's output (a blocked backward needs it). */
-void kern_attention_bwd(float *dqkv, const float *dout, const float *qkv, const float *out,
+void kern_attention_bwd(kern_backend *be, float *dqkv, const float *dout, const float *qkv, const float *out,
                         const float *saved, size_t B, size_t T, size_t C, size_t NH);
 
 /* GELU, tanh approximation: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).  n elements. */
-void kern_gelu_fwd(float *out, const float *inp, size_t n);
-void kern_gelu_bwd(float *dinp, const float *inp, const float *dout, size_t n);   /* dinp += */
+void kern_gelu_fwd(kern_backend *be, float *out, const float *inp, size_t n);
+void kern_gelu_bwd(kern_backend *be, float *dinp, const float *inp, const float *dout, size_t n);   /* dinp += */
 
-void kern_add(float *out, const float *a, const float *b, size_t n);            /* out = a + b */
-void kern_axpy(float *y, float alpha, const float *x, size_t n);                 /* y += alpha x */
-void kern_scale(float *x, float s, size_t n);                                    /* x *= s */
+void kern_add(kern_backend *be, float *out, const float *a, const float *b, size_t n);            /* out = a + b */
+void kern_axpy(kern_backend *be, float *y, float alpha, const float *x, size_t n);                 /* y += alpha x */
+void kern_scale(kern_backend *be, float *x, float s, size_t n);                                    /* x *= s */
 
 /* ---------------------------------------------------------------- losses' building blocks */
 
 /* Softmax cross-entropy per row. logits [N,V]; targets [N] (host or device per backend; target < 0 means
  * "ignore": loss 0, zero gradient).  loss [N] (overwritten, natural log).  If dloss is non-NULL, dlogits
  * [N,V] is OVERWRITTEN with dloss[i] * (softmax(logits[i]) - onehot(target[i])); dlogits may alias logits. */
-void kern_xent_fwd_bwd(float *loss, float *dlogits, const float *logits, const int32_t *targets,
+void kern_xent_fwd_bwd(kern_backend *be, float *loss, float *dlogits, const float *logits, const int32_t *targets,
                        const float *dloss, size_t N, size_t V);
 
 /* ---------------------------------------------------------------- optimizer building blocks */
 
 /* Sum of squares (in double) of x[0..n). */
-double kern_sumsq(const float *x, size_t n);
+double kern_sumsq(kern_backend *be, const float *x, size_t n);
 /* AdamW, decoupled weight decay:
  *   m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;
  *   p -= lr * ( (m / bc1) / (sqrt(v / bc2) + eps) + wd * p )
  * where bc1 = 1 - b1^t, bc2 = 1 - b2^t are passed in, and g = grad * gscale (gradient clipping folded in). */
-void kern_adamw(float *p, const float *g, float *m, float *v, size_t n, float lr, float b1, float b2,
+void kern_adamw(kern_backend *be, float *p, const float *g, float *m, float *v, size_t n, float lr, float b1, float b2,
                 float eps, float wd, float bc1, float bc2, float gscale);
 
 /* ---------------------------------------------------------------- double-precision reference */
@@ -147,32 +253,29 @@ void kern_ref64_gelu_bwd(double *dinp, const double *inp, const double *dout, si
 void kern_ref64_xent_fwd_bwd(double *loss, double *dlogits, const double *logits, const int32_t *targets,
                              const double *dloss, size_t N, size_t V);
 
-/* ================================================================ cached attention (issue 4: inference engine)
- * Owned by the inference engine's author; implemented in src/kern/cpu/attn_cache.c (fp32 reference, OpenMP over
- * sequences x heads x new rows). */
+/* ---------------------------------------------------------------- inference ops */
 
 /* Attention of n new tokens per sequence over a key/value cache, for prefill and one-token decode.
  *  qkv [B, n, 3C]: the new rows' q | k | v (HF c_attn order, as kern_attention_fwd); head h uses channels
  *  [h*hs, (h+1)*hs), hs = C/NH.
  *  kc, vc [S, NH, maxT, hs]: one layer's key and value cache (S slots; each head's rows contiguous so a decode
- *  step streams them). Sequence b uses slot slot[b] (host array) and already has pos[b] (host) cached rows.
+ *  step streams them). Sequence b uses slot slot[b] and already has pos[b] cached rows; slot and pos are int32
+ *  device arrays [B] (so a device backend reads them where it runs).
  * The op first writes the new k and v into rows pos[b] .. pos[b]+n-1 of that slot, then
  *   out[b,i, head h] = sum_{j <= pos[b]+i} softmax_j( q[b,i,h] . k[j] / sqrt(hs) ) v[j]
  * i.e. the new rows attend causally over everything cached before them and to themselves.  out [B, n, C]
- * is overwritten.  Requires pos[b] + n <= maxT and distinct slots (the caller, the model, checks). */
-void kern_attn_cache_fwd(float *out, float *kc, float *vc, const float *qkv, const size_t *slot, const size_t *pos,
-                         size_t B, size_t n, size_t C, size_t NH, size_t maxT);
+ * is overwritten.  Requires pos[b] + n <= maxT and distinct slots (the caller, the model, checks).
+ * ref: a plain triple loop (cpu/ref.c); cpu: OpenMP over sequences x heads x new rows (cpu/attn_cache.c). */
+void kern_attn_cache_fwd(kern_backend *be, float *out, float *kc, float *vc, const float *qkv, const int32_t *slot,
+                         const int32_t *pos, size_t B, size_t n, size_t C, size_t NH, size_t maxT);
 /* kern_matmul_fwd for a few rows (decode steps: N = live sequences, at most KERN_SKINNY_MAX_N): the same
- * product, layouts and bias, computed by streaming W exactly once (a decode step is bound by reading the weights;
- * a general GEMM packs W first, which costs more than the product at N = 1). OpenMP: each thread streams one
- * contiguous block of W (input rows for KERN_W_IN_OUT, output rows for KERN_W_OUT_IN).
- * Equals kern_matmul_fwd up to float summation order. Also in attn_cache.c (inference-only ops). */
+ * product, layouts and bias. The cpu backend streams W exactly once (a decode step is bound by reading the
+ * weights; a general GEMM packs W first, which costs more than the product at N = 1): OpenMP, each thread one
+ * contiguous block of W (input rows for KERN_W_IN_OUT, output rows for KERN_W_OUT_IN); AVX-512 where the CPU
+ * has it, portable loops elsewhere (or when be->skinny_portable is set, for tests). The ref backend runs
+ * kern_matmul_fwd's reference. Equals kern_matmul_fwd up to float summation order. */
 #define KERN_SKINNY_MAX_N 16
-void kern_matmul_skinny_fwd(float *out, const float *inp, const float *w, const float *bias,
+void kern_matmul_skinny_fwd(kern_backend *be, float *out, const float *inp, const float *w, const float *bias,
                             size_t N, size_t C, size_t OC, int wlayout);
-/* For tests: 1 makes kern_matmul_skinny_fwd use its portable loops (what CPUs without AVX-512 run) even where
- * the AVX-512 body would be picked; returns the previous setting. */
-int kern_skinny_portable(int on);
-/* ================================================================ end of cached attention */
 
 #endif

@@ -11,19 +11,19 @@
 #include "model/model_internal.h"
 #include "kern/kern.h"
 
-void gpt_norm_fwd(const gpt_config *c, float *out, float *mean, float *rstd, const float *inp, const float *w,
+void gpt_norm_fwd(kern_backend *be, const gpt_config *c, float *out, float *mean, float *rstd, const float *inp, const float *w,
                   const float *b, size_t R) {
     GK_CHECK(c->norm == GPT_NORM_LAYERNORM, "norm %d not implemented (gpt_config_validate refuses it)", c->norm);
     /* out = (x - mean) * rstd * w + b,   rstd = 1/sqrt(var + eps) */
-    kern_layernorm_fwd(out, mean, rstd, inp, w, b, R, (size_t)c->n_embd, c->ln_eps);
+    kern_layernorm_fwd(be, out, mean, rstd, inp, w, b, R, (size_t)c->n_embd, c->ln_eps);
 }
 
 /* Decode steps (few rows, inference only) stream each weight once through the skinny matmul; everything else,
  * training included, uses the GEMM. */
-static void mm(const gpt_attn_mode *am, float *out, const float *inp, const float *w, const float *b, size_t R,
+static void mm(kern_backend *be, const gpt_attn_mode *am, float *out, const float *inp, const float *w, const float *b, size_t R,
                size_t C, size_t OC) {
-    if (am->skinny && R <= KERN_SKINNY_MAX_N) kern_matmul_skinny_fwd(out, inp, w, b, R, C, OC, KERN_W_IN_OUT);
-    else kern_matmul_fwd(out, inp, w, b, R, C, OC, KERN_W_IN_OUT);
+    if (am->skinny && R <= KERN_SKINNY_MAX_N) kern_matmul_skinny_fwd(be, out, inp, w, b, R, C, OC, KERN_W_IN_OUT);
+    else kern_matmul_fwd(be, out, inp, w, b, R, C, OC, KERN_W_IN_OUT);
 }
 
 /* q | k | v width of c_attn's output: (NH + 2 NKV) hs (3C for multi-head attention). */
@@ -32,33 +32,33 @@ static size_t qkv_width(const gpt_config *c) {
     return ((size_t)c->n_head + 2 * (size_t)gpt_config_n_kv_head(c)) * hs;
 }
 
-void gpt_block_forward(const gpt_config *c, const gpt_layer_ptrs *w, const gpt_block_acts *a, const gpt_attn_mode *am) {
+void gpt_block_forward(kern_backend *be, const gpt_config *c, const gpt_layer_ptrs *w, const gpt_block_acts *a, const gpt_attn_mode *am) {
     GK_CHECK(c->act == GPT_ACT_GELU_TANH, "activation %d not implemented (gpt_config_validate refuses it)", c->act);
     size_t R = am->B * am->T, C = (size_t)c->n_embd, NH = (size_t)c->n_head, I = (size_t)gpt_config_n_inner(c);
     /* ln1 = LN(x) */
-    gpt_norm_fwd(c, a->ln1, a->ln1_mean, a->ln1_rstd, a->x, w->ln1_w, w->ln1_b, R);
+    gpt_norm_fwd(be, c, a->ln1, a->ln1_mean, a->ln1_rstd, a->x, w->ln1_w, w->ln1_b, R);
     /* qkv [R,3C] = ln1 @ c_attn.weight [C,3C] + c_attn.bias */
-    mm(am, a->qkv, a->ln1, w->qkv_w, w->qkv_b, R, C, qkv_width(c));
+    mm(be, am, a->qkv, a->ln1, w->qkv_w, w->qkv_b, R, C, qkv_width(c));
     /* atty = per head softmax(q k^T / sqrt(hs) + causal mask) v: within the batch, or (cached) after appending
      * this call's k, v to each sequence's slot, over everything cached for it */
     if (am->cached)
-        kern_attn_cache_fwd(a->atty, am->kc, am->vc, a->qkv, am->slots, am->pos, am->B, am->T, C, NH, am->max_len);
+        kern_attn_cache_fwd(be, a->atty, am->kc, am->vc, a->qkv, am->slots, am->pos, am->B, am->T, C, NH, am->max_len);
     else
-        kern_attention_fwd(a->atty, am->att_saved, a->qkv, am->B, am->T, C, NH);
+        kern_attention_fwd(be, a->atty, am->att_saved, a->qkv, am->B, am->T, C, NH);
     /* res2 = x + atty @ attn.c_proj.weight + attn.c_proj.bias */
-    mm(am, a->res2, a->atty, w->proj_w, w->proj_b, R, C, C);
-    kern_axpy(a->res2, 1.0f, a->x, R * C);
+    mm(be, am, a->res2, a->atty, w->proj_w, w->proj_b, R, C, C);
+    kern_axpy(be, a->res2, 1.0f, a->x, R * C);
     /* ln2 = LN(res2) */
-    gpt_norm_fwd(c, a->ln2, a->ln2_mean, a->ln2_rstd, a->res2, w->ln2_w, w->ln2_b, R);
+    gpt_norm_fwd(be, c, a->ln2, a->ln2_mean, a->ln2_rstd, a->res2, w->ln2_w, w->ln2_b, R);
     /* fch [R,I] = ln2 @ c_fc.weight + c_fc.bias;  fch_gelu = gelu_tanh(fch) */
-    mm(am, a->fch, a->ln2, w->fc_w, w->fc_b, R, C, I);
-    kern_gelu_fwd(a->fch_gelu, a->fch, R * I);
+    mm(be, am, a->fch, a->ln2, w->fc_w, w->fc_b, R, C, I);
+    kern_gelu_fwd(be, a->fch_gelu, a->fch, R * I);
     /* xo = res2 + fch_gelu @ mlp.c_proj.weight [I,C] + mlp.c_proj.bias  (xo may alias x: x is no longer read) */
-    mm(am, a->xo, a->fch_gelu, w->fcproj_w, w->fcproj_b, R, I, C);
-    kern_axpy(a->xo, 1.0f, a->res2, R * C);
+    mm(be, am, a->xo, a->fch_gelu, w->fcproj_w, w->fcproj_b, R, I, C);
+    kern_axpy(be, a->xo, 1.0f, a->res2, R * C);
 }
 
-void gpt_block_backward(const gpt_config *c, const gpt_layer_ptrs *w, const gpt_layer_ptrs *g, const gpt_block_acts *a,
+void gpt_block_backward(kern_backend *be, const gpt_config *c, const gpt_layer_ptrs *w, const gpt_layer_ptrs *g, const gpt_block_acts *a,
                         const gpt_attn_mode *am, const gpt_block_grads *d, int need_input) {
     GK_CHECK(!am->cached, "gpt_block_backward: a KV-cache forward saves nothing to differentiate");
     GK_CHECK(c->norm == GPT_NORM_LAYERNORM && c->act == GPT_ACT_GELU_TANH, "block backward: norm/activation not implemented");
@@ -68,25 +68,25 @@ void gpt_block_backward(const gpt_config *c, const gpt_layer_ptrs *w, const gpt_
 
     /* xo = res2 + fch_gelu @ Wp + bp:  d res2 = dres (residual, kept in dres);
      * d fch_gelu = dres @ Wp^T;  dWp += fch_gelu^T dres;  dbp += sum dres */
-    kern_zero(dbig1, R * I * sizeof(float));
-    kern_matmul_bwd(dbig1, g->fcproj_w, g->fcproj_b, dres, a->fch_gelu, w->fcproj_w, R, I, C, KERN_W_IN_OUT);
+    kern_zero(be, dbig1, R * I * sizeof(float));
+    kern_matmul_bwd(be, dbig1, g->fcproj_w, g->fcproj_b, dres, a->fch_gelu, w->fcproj_w, R, I, C, KERN_W_IN_OUT);
     /* fch_gelu = gelu(fch):  d fch = gelu'(fch) * d fch_gelu */
-    kern_zero(dbig2, R * I * sizeof(float));
-    kern_gelu_bwd(dbig2, a->fch, dbig1, R * I);
+    kern_zero(be, dbig2, R * I * sizeof(float));
+    kern_gelu_bwd(be, dbig2, a->fch, dbig1, R * I);
     /* fch = ln2 @ Wfc + bfc:  d ln2 = d fch @ Wfc^T;  dWfc += ln2^T d fch */
-    kern_zero(dsmall, R * C * sizeof(float));
-    kern_matmul_bwd(dsmall, g->fc_w, g->fc_b, dbig2, a->ln2, w->fc_w, R, C, I, KERN_W_IN_OUT);
+    kern_zero(be, dsmall, R * C * sizeof(float));
+    kern_matmul_bwd(be, dsmall, g->fc_w, g->fc_b, dbig2, a->ln2, w->fc_w, R, C, I, KERN_W_IN_OUT);
     /* ln2 = LN(res2):  d res2 += LN_bwd(d ln2) */
-    kern_layernorm_bwd(dres, g->ln2_w, g->ln2_b, dsmall, a->res2, w->ln2_w, a->ln2_mean, a->ln2_rstd, R, C);
+    kern_layernorm_bwd(be, dres, g->ln2_w, g->ln2_b, dsmall, a->res2, w->ln2_w, a->ln2_mean, a->ln2_rstd, R, C);
     /* res2 = x + atty @ Wo + bo:  d x = d res2 (residual, stays in dres);  d atty = d res2 @ Wo^T */
-    kern_zero(dsmall, R * C * sizeof(float));
-    kern_matmul_bwd(dsmall, g->proj_w, g->proj_b, dres, a->atty, w->proj_w, R, C, C, KERN_W_IN_OUT);
+    kern_zero(be, dsmall, R * C * sizeof(float));
+    kern_matmul_bwd(be, dsmall, g->proj_w, g->proj_b, dres, a->atty, w->proj_w, R, C, C, KERN_W_IN_OUT);
     /* atty = attention(qkv):  d qkv (dbig1 reused as [R,3C]) */
-    kern_zero(dbig1, R * QKV * sizeof(float));
-    kern_attention_bwd(dbig1, dsmall, a->qkv, a->atty, am->att_saved, B, T, C, NH);
+    kern_zero(be, dbig1, R * QKV * sizeof(float));
+    kern_attention_bwd(be, dbig1, dsmall, a->qkv, a->atty, am->att_saved, B, T, C, NH);
     /* qkv = ln1 @ Wqkv + bqkv:  d ln1 = d qkv @ Wqkv^T */
-    kern_zero(dsmall, R * C * sizeof(float));
-    kern_matmul_bwd(dsmall, g->qkv_w, g->qkv_b, dbig1, a->ln1, w->qkv_w, R, C, QKV, KERN_W_IN_OUT);
+    kern_zero(be, dsmall, R * C * sizeof(float));
+    kern_matmul_bwd(be, dsmall, g->qkv_w, g->qkv_b, dbig1, a->ln1, w->qkv_w, R, C, QKV, KERN_W_IN_OUT);
     /* ln1 = LN(x):  d x += LN_bwd(d ln1)  (only if something below wants it) */
-    kern_layernorm_bwd(need_input ? dres : NULL, g->ln1_w, g->ln1_b, dsmall, a->x, w->ln1_w, a->ln1_mean, a->ln1_rstd, R, C);
+    kern_layernorm_bwd(be, need_input ? dres : NULL, g->ln1_w, g->ln1_b, dsmall, a->x, w->ln1_w, a->ln1_mean, a->ln1_rstd, R, C);
 }

@@ -84,7 +84,7 @@ int gpt_save(const gpt_model *m, const char *dir, const char *tokenizer, gk_err 
 
     /* Weights first, config last: a directory with a config.json has complete weights beside it. */
     float *host = gk_malloc(m->num_params * sizeof(float));
-    kern_download(host, m->params, m->num_params * sizeof(float));
+    kern_download(m->be, host, m->params, m->num_params * sizeof(float));
     st_writer *w = st_writer_new();
     char name[96];
     for (size_t i = 0; i < m->n_table; i++) {
@@ -220,7 +220,7 @@ gpt_model *gpt_load(const char *dir, char **tokenizer, gk_err *err) {
     }
     /* Pass 1, no allocation yet: every tensor present with exactly the shape config.json implies. Only then
      * is memory committed (a config.json claiming a huge model cannot make us allocate more than the file). */
-    gpt_model *m = gpt_create_table(&cfg);
+    gpt_model *m = gpt_create_table(&cfg, NULL);
     char *used = gk_calloc(f.n ? f.n : 1, 1);
     const st_tensor **src = gk_calloc(m->n_table, sizeof *src);
     char name[96], want[64], got[64];
@@ -248,7 +248,7 @@ gpt_model *gpt_load(const char *dir, char **tokenizer, gk_err *err) {
         const gpt_param *p = &m->table[i];
         host = gk_realloc(host, p->numel * sizeof(float));
         if (st_read_f32(&f, src[i], host, err)) { rc = -1; break; }
-        kern_upload(m->params + p->offset, host, p->numel * sizeof(float));
+        kern_upload(m->be, m->params + p->offset, host, p->numel * sizeof(float));
     }
     free(src);
     /* Leftovers: mask buffers are ignored, a tied lm_head must equal wte, anything else is an error
@@ -266,7 +266,7 @@ gpt_model *gpt_load(const char *dir, char **tokenizer, gk_err *err) {
             }
             float *wte = gk_malloc(p->numel * sizeof(float));
             host = gk_realloc(host, p->numel * sizeof(float));
-            kern_download(wte, m->params + p->offset, p->numel * sizeof(float));
+            kern_download(m->be, wte, m->params + p->offset, p->numel * sizeof(float));
             if (!st_read_f32(&f, t, host, err)) {
                 if (memcmp(wte, host, p->numel * sizeof(float)))
                     rc = gk_errf(err, "%s: lm_head.weight differs from wte.weight, but config.json ties them "

@@ -21,26 +21,29 @@ gpt_kv *gpt_kv_new(const gpt_model *m, size_t max_seqs, size_t max_len) {
     kv->max_seqs = max_seqs; kv->max_len = max_len;
     kv->len = gk_calloc(max_seqs, sizeof(size_t));
     kv->pos = gk_calloc(max_seqs, sizeof(size_t));
+    kv->be = m->be;
+    kv->idx = gk_calloc(2 * max_seqs, sizeof(int32_t));
+    kv->didx = kern_alloc(m->be, 2 * max_seqs * sizeof(int32_t));
     size_t n;
     GK_CHECK(gk_mul_size((size_t)c->n_layer * max_seqs, max_len * (size_t)c->n_embd, &n) == 0 &&
              gk_mul_size(n, sizeof(float), &n) == 0, "gpt_kv_new: cache size overflows");
-    kv->k = kern_alloc(n);
-    kv->v = kern_alloc(n);
+    kv->k = kern_alloc(m->be, n);
+    kv->v = kern_alloc(m->be, n);
     return kv;
 }
 
 static void scratch_free(gpt_kv *kv) {
     float **fs[] = { &kv->x, &kv->ln, &kv->qkv, &kv->atty, &kv->res, &kv->fch, &kv->fcg, &kv->mean, &kv->rstd, &kv->h };
-    for (size_t i = 0; i < sizeof fs / sizeof fs[0]; i++) { kern_free(*fs[i]); *fs[i] = NULL; }
-    kern_free(kv->tok); kv->tok = NULL;
+    for (size_t i = 0; i < sizeof fs / sizeof fs[0]; i++) { kern_free(kv->be, *fs[i]); *fs[i] = NULL; }
+    kern_free(kv->be, kv->tok); kv->tok = NULL;
     kv->cap_rows = 0;
 }
 
 void gpt_kv_free(gpt_kv *kv) {
     if (!kv) return;
     scratch_free(kv);
-    kern_free(kv->k); kern_free(kv->v);
-    free(kv->len); free(kv->pos);
+    kern_free(kv->be, kv->k); kern_free(kv->be, kv->v); kern_free(kv->be, kv->didx);
+    free(kv->len); free(kv->pos); free(kv->idx);
     free(kv);
 }
 
@@ -62,8 +65,8 @@ void gpt_kv_copy(const gpt_model *m, gpt_kv *kv, size_t dst, size_t src) {
     for (size_t l = 0; l < L; l++)
         for (size_t h = 0; h < NH; h++) {
             size_t so = ((l * S + src) * NH + h) * T * hs, d = ((l * S + dst) * NH + h) * T * hs;
-            kern_copy(kv->k + d, kv->k + so, len * hs * sizeof(float));
-            kern_copy(kv->v + d, kv->v + so, len * hs * sizeof(float));
+            kern_copy(m->be, kv->k + d, kv->k + so, len * hs * sizeof(float));
+            kern_copy(m->be, kv->v + d, kv->v + so, len * hs * sizeof(float));
         }
     kv->len[dst] = len;
 }
@@ -72,12 +75,12 @@ static void scratch_reserve(gpt_kv *kv, const gpt_config *c, size_t rows) {
     if (rows <= kv->cap_rows) return;
     scratch_free(kv);
     size_t C = (size_t)c->n_embd, I = (size_t)gpt_config_n_inner(c);
-#define FA(n) ((float *)kern_alloc((n) * sizeof(float)))
+#define FA(n) ((float *)kern_alloc(kv->be, (n) * sizeof(float)))
     kv->x = FA(rows * C); kv->ln = FA(rows * C); kv->qkv = FA(rows * 3 * C); kv->atty = FA(rows * C);
     kv->res = FA(rows * C); kv->fch = FA(rows * I); kv->fcg = FA(rows * I);
     kv->mean = FA(rows); kv->rstd = FA(rows); kv->h = FA(rows * C);
 #undef FA
-    kv->tok = kern_alloc(rows * sizeof(int32_t));
+    kv->tok = kern_alloc(kv->be, rows * sizeof(int32_t));
     kv->cap_rows = rows;
 }
 
@@ -92,14 +95,17 @@ const float *gpt_forward_kv(gpt_model *m, gpt_kv *kv, const size_t *slots, const
                  slots[b], kv->len[slots[b]], n, T);
         for (size_t a = 0; a < b; a++) GK_CHECK(slots[a] != slots[b], "gpt_forward_kv: slot %zu twice", slots[b]);
         kv->pos[b] = kv->len[slots[b]];
+        kv->idx[b] = (int32_t)slots[b];
+        kv->idx[S + b] = (int32_t)kv->pos[b];
     }
     scratch_reserve(kv, c, R);
-    kern_upload(kv->tok, tokens, R * sizeof(int32_t));
+    kern_upload(m->be, kv->tok, tokens, R * sizeof(int32_t));
+    kern_upload(m->be, kv->didx, kv->idx, 2 * S * sizeof(int32_t));   /* slot | pos, for kern_attn_cache_fwd */
     const float *wte = gpt_role_ptr(m->params, m, GPT_ROLE_EMBED_TOK, -1);
     const float *wpe = gpt_role_ptr(m->params, m, GPT_ROLE_EMBED_POS, -1);
 
     /* x[b,i,:] = wte[tok[b,i],:] + wpe[pos[b]+i,:]  (each sequence at its own position) */
-    for (size_t b = 0; b < B; b++) kern_embed_fwd(kv->x + b * n * C, kv->tok + b * n, wte, wpe, 1, n, C, kv->pos[b]);
+    for (size_t b = 0; b < B; b++) kern_embed_fwd(m->be, kv->x + b * n * C, kv->tok + b * n, wte, wpe, 1, n, C, kv->pos[b]);
 
     /* one layer of scratch: both LayerNorms share ln/mean/rstd and the block writes its output over x */
     gpt_block_acts ba = {
@@ -107,15 +113,15 @@ const float *gpt_forward_kv(gpt_model *m, gpt_kv *kv, const size_t *slots, const
         .res2 = kv->res, .ln2 = kv->ln, .ln2_mean = kv->mean, .ln2_rstd = kv->rstd, .fch = kv->fch,
         .fch_gelu = kv->fcg, .xo = kv->x,
     };
-    gpt_attn_mode am = { .cached = 1, .B = B, .T = n, .slots = slots, .pos = kv->pos, .max_len = T, .skinny = 1 };
+    gpt_attn_mode am = { .cached = 1, .B = B, .T = n, .slots = kv->didx, .pos = kv->didx + S, .max_len = T, .skinny = 1 };
     size_t layer_stride = S * NH * T * (C / NH);
     for (size_t l = 0; l < L; l++) {
         gpt_layer_ptrs w = gpt_layer(m->params, m, (int)l);
         am.kc = kv->k + l * layer_stride;
         am.vc = kv->v + l * layer_stride;
-        gpt_block_forward(c, &w, &ba, &am);
+        gpt_block_forward(m->be, c, &w, &ba, &am);
     }
-    gpt_norm_fwd(c, kv->h, kv->mean, kv->rstd, kv->x, gpt_role_ptr(m->params, m, GPT_ROLE_LNF_W, -1),
+    gpt_norm_fwd(m->be, c, kv->h, kv->mean, kv->rstd, kv->x, gpt_role_ptr(m->params, m, GPT_ROLE_LNF_W, -1),
                  gpt_role_ptr(m->params, m, GPT_ROLE_LNF_B, -1), R);
     for (size_t b = 0; b < B; b++) kv->len[slots[b]] += n;
     return kv->h;

@@ -192,12 +192,14 @@ static void table_add(gpt_model *m, const param_spec *s, int layer, int group, s
     m->num_params += p->numel;
 }
 
-gpt_model *gpt_create_table(const gpt_config *cfg) {
+gpt_model *gpt_create_table(const gpt_config *cfg, kern_backend *be) {
     gk_err err;
     GK_CHECK(gpt_config_check_dims(cfg, &err) == 0, "gpt_create: invalid config: %s", err.msg);
     /* the largest valid config must not overflow size_t arithmetic: 4096 layers x (65536 x 2^20) x 4 < 2^64 */
     gpt_model *m = gk_calloc(1, sizeof *m);
     m->cfg = *cfg;
+    m->own_be = be == NULL;
+    m->be = be ? be : kern_backend_create(NULL, NULL);
     size_t n_roles = ((size_t)cfg->n_layer + 1) * GPT_NROLES;
     m->role_at = gk_malloc(n_roles * sizeof *m->role_at);
     for (size_t i = 0; i < n_roles; i++) m->role_at[i] = -1;
@@ -214,13 +216,14 @@ gpt_model *gpt_create_table(const gpt_config *cfg) {
 }
 
 void gpt_alloc_params(gpt_model *m) {
-    if (!m->params) m->params = kern_alloc(m->num_params * sizeof(float));
+    if (!m->params) m->params = kern_alloc(m->be, m->num_params * sizeof(float));
 }
 
-gpt_model *gpt_create(const gpt_config *cfg) {
+gpt_model *gpt_create(const gpt_config *cfg) { return gpt_create_on(cfg, NULL); }
+gpt_model *gpt_create_on(const gpt_config *cfg, kern_backend *be) {
     gk_err err;
     GK_CHECK(gpt_config_validate(cfg, &err) == 0, "gpt_create: config not runnable: %s", err.msg);
-    gpt_model *m = gpt_create_table(cfg);
+    gpt_model *m = gpt_create_table(cfg, be);
     gpt_alloc_params(m);
     return m;
 }
@@ -229,19 +232,20 @@ static void acts_free(gpt_model *m) {
     gpt_acts *a = &m->acts;
     float **fs[] = {&a->x, &a->ln1, &a->ln1_mean, &a->ln1_rstd, &a->qkv, &a->atty, &a->att_saved, &a->res2,
                     &a->ln2, &a->ln2_mean, &a->ln2_rstd, &a->fch, &a->fch_gelu, &a->lnf, &a->lnf_mean, &a->lnf_rstd};
-    for (size_t i = 0; i < sizeof fs / sizeof fs[0]; i++) { kern_free(*fs[i]); *fs[i] = NULL; }
-    kern_free(a->tokens); a->tokens = NULL;
-    kern_free(m->scratch); m->scratch = NULL;
+    for (size_t i = 0; i < sizeof fs / sizeof fs[0]; i++) { kern_free(m->be, *fs[i]); *fs[i] = NULL; }
+    kern_free(m->be, a->tokens); a->tokens = NULL;
+    kern_free(m->be, m->scratch); m->scratch = NULL;
     m->acts_cap_bt = 0; m->acts_cap_saved = 0;
 }
 
 void gpt_free(gpt_model *m) {
     if (!m) return;
     acts_free(m);
-    kern_free(m->params);
-    kern_free(m->grads);
+    kern_free(m->be, m->params);
+    kern_free(m->be, m->grads);
     free(m->table);
     free(m->role_at);
+    if (m->own_be) kern_backend_free(m->be);
     free(m);
 }
 
@@ -260,7 +264,7 @@ void gpt_init_random(gpt_model *m, uint64_t seed) {
             default:          h[k] = 0.0f; break;
             }
         }
-        kern_upload(m->params + p->offset, h, p->numel * sizeof(float));
+        kern_upload(m->be, m->params + p->offset, h, p->numel * sizeof(float));
         free(h);
     }
 }
@@ -306,10 +310,10 @@ gpt_layer_ptrs gpt_layer(float *base, const gpt_model *m, int l) {
 }
 
 void gpt_alloc_grads(gpt_model *m) {
-    if (!m->grads) m->grads = kern_alloc(m->num_params * sizeof(float));
+    if (!m->grads) m->grads = kern_alloc(m->be, m->num_params * sizeof(float));
 }
 void gpt_zero_grads(gpt_model *m) {
-    if (m->grads) kern_zero(m->grads, m->num_params * sizeof(float));
+    if (m->grads) kern_zero(m->be, m->grads, m->num_params * sizeof(float));
 }
 void gpt_set_trainable(gpt_model *m, int group, int on) {
     GK_CHECK(group >= 0 && group < GPT_NGROUPS, "gpt_set_trainable: group %d", group);
@@ -328,13 +332,13 @@ static size_t wide_cols(const gpt_config *c) {
 static void acts_reserve(gpt_model *m, size_t B, size_t T) {
     const gpt_config *c = &m->cfg;
     size_t BT = B * T, C = (size_t)c->n_embd, L = (size_t)c->n_layer, I = (size_t)gpt_config_n_inner(c);
-    size_t saved = kern_attention_saved_floats(B, T, C, (size_t)c->n_head);
+    size_t saved = kern_attention_saved_floats(m->be, B, T, C, (size_t)c->n_head);
     if (BT <= m->acts_cap_bt && saved <= m->acts_cap_saved) return;
     size_t cap_bt = BT > m->acts_cap_bt ? BT : m->acts_cap_bt;
     size_t cap_saved = saved > m->acts_cap_saved ? saved : m->acts_cap_saved;
     acts_free(m);
     gpt_acts *a = &m->acts;
-#define FA(n) ((float *)kern_alloc((n) * sizeof(float)))
+#define FA(n) ((float *)kern_alloc(m->be, (n) * sizeof(float)))
     a->x = FA((L + 1) * cap_bt * C);
     a->ln1 = FA(L * cap_bt * C); a->ln1_mean = FA(L * cap_bt); a->ln1_rstd = FA(L * cap_bt);
     a->qkv = FA(L * cap_bt * dim_eval(DIM_QKV, c));
@@ -347,7 +351,7 @@ static void acts_reserve(gpt_model *m, size_t B, size_t T) {
     a->lnf = FA(cap_bt * C); a->lnf_mean = FA(cap_bt); a->lnf_rstd = FA(cap_bt);
     m->scratch = FA(cap_bt * (C + 2 * wide_cols(c)));   /* backward: dres [BT,C] | dbig1 [BT,W] | dbig2 [BT,W] */
 #undef FA
-    a->tokens = kern_alloc(cap_bt * sizeof(int32_t));
+    a->tokens = kern_alloc(m->be, cap_bt * sizeof(int32_t));
     m->acts_cap_bt = cap_bt;
     m->acts_cap_saved = cap_saved;
 }
@@ -389,19 +393,19 @@ void gpt_forward(gpt_model *m, const int32_t *tokens, size_t B, size_t T) {
     m->B = B; m->T = T;
     size_t BT = B * T, C = (size_t)c->n_embd, L = (size_t)c->n_layer;
     gpt_acts *a = &m->acts;
-    kern_upload(a->tokens, tokens, BT * sizeof(int32_t));
+    kern_upload(m->be, a->tokens, tokens, BT * sizeof(int32_t));
 
     /* x0[b,t,:] = wte[tok[b,t],:] + wpe[t,:] */
-    kern_embed_fwd(a->x, a->tokens, gpt_role_ptr(m->params, m, GPT_ROLE_EMBED_TOK, -1),
+    kern_embed_fwd(m->be, a->x, a->tokens, gpt_role_ptr(m->params, m, GPT_ROLE_EMBED_TOK, -1),
                    gpt_role_ptr(m->params, m, GPT_ROLE_EMBED_POS, -1), B, T, C, 0);
     for (size_t l = 0; l < L; l++) {
         gpt_layer_ptrs w = gpt_layer(m->params, m, (int)l);
         gpt_attn_mode am;
         gpt_block_acts ba = layer_acts(m, l, &am);
-        gpt_block_forward(c, &w, &ba, &am);
+        gpt_block_forward(m->be, c, &w, &ba, &am);
     }
     /* h = ln_f(x_L) */
-    gpt_norm_fwd(c, a->lnf, a->lnf_mean, a->lnf_rstd, a->x + L * BT * C, gpt_role_ptr(m->params, m, GPT_ROLE_LNF_W, -1),
+    gpt_norm_fwd(m->be, c, a->lnf, a->lnf_mean, a->lnf_rstd, a->x + L * BT * C, gpt_role_ptr(m->params, m, GPT_ROLE_LNF_W, -1),
                  gpt_role_ptr(m->params, m, GPT_ROLE_LNF_B, -1), BT);
 }
 
@@ -418,14 +422,14 @@ static float *gptr(float *base, const gpt_param *p) { return base && p ? base + 
 void gpt_lm_head_fwd(gpt_model *m, float *logits, const float *h, size_t N) {
     /* logits [N,V] = h [N,C] @ W[V,C]^T  (torch.nn.Linear layout; tied: W is wte) */
     const gpt_param *p = need_role(m, GPT_ROLE_LM_HEAD, -1);
-    kern_matmul_fwd(logits, h, m->params + p->offset, NULL, N, (size_t)m->cfg.n_embd, (size_t)m->cfg.vocab_size,
+    kern_matmul_fwd(m->be, logits, h, m->params + p->offset, NULL, N, (size_t)m->cfg.n_embd, (size_t)m->cfg.vocab_size,
                     KERN_W_OUT_IN);
 }
 
 void gpt_lm_head_bwd(gpt_model *m, float *dh, const float *dlogits, const float *h, size_t N) {
     /* dh += dlogits @ W;  dW += dlogits^T @ h — for a tied W (wte), its second gradient contribution */
     const gpt_param *p = need_role(m, GPT_ROLE_LM_HEAD, -1);
-    kern_matmul_bwd(dh, gptr(grad_base(m, p->group), p), NULL, dlogits, h, m->params + p->offset, N,
+    kern_matmul_bwd(m->be, dh, gptr(grad_base(m, p->group), p), NULL, dlogits, h, m->params + p->offset, N,
                     (size_t)m->cfg.n_embd, (size_t)m->cfg.vocab_size, KERN_W_OUT_IN);
 }
 
@@ -436,13 +440,13 @@ static const gpt_param *score_param(const gpt_model *m) {
 
 void gpt_score_head_fwd(gpt_model *m, float *r, const float *h, size_t N) {
     /* r [N] = h [N,C] . score.weight[0,:] */
-    kern_matmul_fwd(r, h, m->params + score_param(m)->offset, NULL, N, (size_t)m->cfg.n_embd, 1, KERN_W_OUT_IN);
+    kern_matmul_fwd(m->be, r, h, m->params + score_param(m)->offset, NULL, N, (size_t)m->cfg.n_embd, 1, KERN_W_OUT_IN);
 }
 
 void gpt_score_head_bwd(gpt_model *m, float *dh, const float *dr, const float *h, size_t N) {
     /* dh [N,C] += dr[n] * score.weight;  dscore += sum_n dr[n] h[n,:] */
     const gpt_param *p = score_param(m);
-    kern_matmul_bwd(dh, gptr(grad_base(m, GPT_GROUP_SCORE), p), NULL, dr, h, m->params + p->offset,
+    kern_matmul_bwd(m->be, dh, gptr(grad_base(m, GPT_GROUP_SCORE), p), NULL, dr, h, m->params + p->offset,
                     N, (size_t)m->cfg.n_embd, 1, KERN_W_OUT_IN);
 }
 
@@ -467,8 +471,8 @@ void gpt_backward(gpt_model *m, float *dh) {
     };
 
     /* h = ln_f(x_L):  dx_L = LN_bwd(dh);  d ln_f.{weight,bias} */
-    kern_zero(d.dres, BT * C * sizeof(float));
-    kern_layernorm_bwd(need_blocks ? d.dres : NULL, gpt_role_ptr(g_final, m, GPT_ROLE_LNF_W, -1),
+    kern_zero(m->be, d.dres, BT * C * sizeof(float));
+    kern_layernorm_bwd(m->be, need_blocks ? d.dres : NULL, gpt_role_ptr(g_final, m, GPT_ROLE_LNF_W, -1),
                        gpt_role_ptr(g_final, m, GPT_ROLE_LNF_B, -1), dh, a->x + L * BT * C,
                        gpt_role_ptr(m->params, m, GPT_ROLE_LNF_W, -1), a->lnf_mean, a->lnf_rstd, BT, C);
     if (!need_blocks) return;
@@ -480,11 +484,11 @@ void gpt_backward(gpt_model *m, float *dh) {
         int need_input = g_embed || (g_blocks && li > 0);
         gpt_attn_mode am;
         gpt_block_acts ba = layer_acts(m, li, &am);
-        gpt_block_backward(c, &w, &g, &ba, &am, &d, need_input);
+        gpt_block_backward(m->be, c, &w, &g, &ba, &am, &d, need_input);
         if (!need_input) return;
     }
     /* x0 = wte[tok] + wpe[pos]:  scatter-add dres into the embedding rows */
     if (g_embed)
-        kern_embed_bwd(gpt_role_ptr(g_embed, m, GPT_ROLE_EMBED_TOK, -1), gpt_role_ptr(g_embed, m, GPT_ROLE_EMBED_POS, -1),
+        kern_embed_bwd(m->be, gpt_role_ptr(g_embed, m, GPT_ROLE_EMBED_TOK, -1), gpt_role_ptr(g_embed, m, GPT_ROLE_EMBED_POS, -1),
                        d.dres, a->tokens, B, T, C, 0);
 }

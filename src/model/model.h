@@ -32,6 +32,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "core/core.h"
+#include "kern/kern.h"
 
 /* ---------------------------------------------------------------- config */
 enum { GPT_ARCH_GPT2 = 0, GPT_ARCH_LLAMA };                 /* model family */
@@ -138,6 +139,8 @@ typedef struct {
 
 typedef struct gpt_model {
     gpt_config cfg;
+    kern_backend *be;             /* the backend every op and buffer of this model uses (precision included) */
+    int own_be;                   /* 1: gpt_free frees be (made by gpt_create); 0: borrowed (gpt_create_on) */
     gpt_param *table; size_t n_table;
     int   *role_at;               /* [(L+1) * GPT_NROLES]: table index of (role, layer), -1 if absent;
                                      row 0 = model-level roles, row l+1 = layer l */
@@ -153,12 +156,16 @@ typedef struct gpt_model {
     float *scratch;               /* backward scratch, sized with the acts: [(C + 2 max(I, 3C)) * acts_cap_bt] */
 } gpt_model;
 
-/* Builds the table and allocates params (zero). Aborts only on OOM; the config must pass gpt_config_validate. */
+/* Builds the table and allocates params (zero) on a new backend with the process defaults (kern_backend_create
+ * (NULL), owned by the model). Aborts only on OOM; the config must pass gpt_config_validate. */
 gpt_model *gpt_create(const gpt_config *cfg);
+/* The same on a given backend, borrowed: be must outlive the model (several models may share one; they then
+ * share its precision too). To switch a model's precision (bf16 training): kern_set_precision(m->be, ...). */
+gpt_model *gpt_create_on(const gpt_config *cfg, kern_backend *be);
 /* The table alone (params NULL, nothing allocated on the device) for any config passing gpt_config_check_dims,
  * including architectures this build cannot run: sizes a model, checks a checkpoint's shapes before committing
  * memory. Free with gpt_free. */
-gpt_model *gpt_create_table(const gpt_config *cfg);
+gpt_model *gpt_create_table(const gpt_config *cfg, kern_backend *be);   /* be NULL: a default one, owned */
 void gpt_free(gpt_model *m);
 /* GPT-2 init: N(0, 0.02) weights, c_proj weights N(0, 0.02/sqrt(2L)), zero biases, LN weight 1. */
 void gpt_init_random(gpt_model *m, uint64_t seed);
@@ -252,6 +259,8 @@ typedef struct gpt_kv {
     float *x, *ln, *qkv, *atty, *res, *fch, *fcg, *mean, *rstd, *h;
     int32_t *tok;
     size_t *pos;                /* host [max_seqs] */
+    int32_t *idx, *didx;        /* host, device [2, max_seqs]: one call's slot | pos per sequence, as int32 */
+    kern_backend *be;           /* the model's backend, which owns the buffers above */
 } gpt_kv;
 /* A cache of max_seqs slots of max_len tokens (0 = n_ctx; clamped to n_ctx). All slots start empty.
  * Memory: 2 * L * max_seqs * max_len * C floats. */

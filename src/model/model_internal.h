@@ -18,7 +18,7 @@ typedef struct {
     size_t B, T;          /* rows R = B*T */
     float *att_saved;     /* full: kern_attention_saved_floats(B, T, C, NH) floats, filled for the backward */
     float *kc, *vc;       /* cached: this layer's cache [S, NH, max_len, hs] */
-    const size_t *slots, *pos;   /* cached, host [B]: sequence b's slot and its cached length before the call */
+    const int32_t *slots, *pos;  /* cached, device [B]: sequence b's slot and its cached length before the call */
     size_t max_len;       /* cached: rows per slot */
     int    skinny;        /* 1: R <= KERN_SKINNY_MAX_N uses the weight-streaming decode matmul (inference only) */
 } gpt_attn_mode;
@@ -45,13 +45,13 @@ typedef struct {
 } gpt_block_grads;
 
 /* x -> xo through one layer with weights w. */
-void gpt_block_forward(const gpt_config *c, const gpt_layer_ptrs *w, const gpt_block_acts *a, const gpt_attn_mode *am);
+void gpt_block_forward(kern_backend *be, const gpt_config *c, const gpt_layer_ptrs *w, const gpt_block_acts *a, const gpt_attn_mode *am);
 /* Backward of a full-attention gpt_block_forward with the same acts: accumulates into the non-NULL fields of g
  * (all NULL when the blocks are frozen); d.dres becomes the gradient at the layer's input, or is left partial
  * when need_input is 0 (nothing below wants it, so the last LayerNorm's input gradient is skipped). */
-void gpt_block_backward(const gpt_config *c, const gpt_layer_ptrs *w, const gpt_layer_ptrs *g, const gpt_block_acts *a,
+void gpt_block_backward(kern_backend *be, const gpt_config *c, const gpt_layer_ptrs *w, const gpt_layer_ptrs *g, const gpt_block_acts *a,
                         const gpt_attn_mode *am, const gpt_block_grads *d, int need_input);
 /* The configured norm (LayerNorm today) over R rows: out, mean, rstd [R,C], [R], [R]. Used by ln_f too. */
-void gpt_norm_fwd(const gpt_config *c, float *out, float *mean, float *rstd, const float *inp, const float *w,
+void gpt_norm_fwd(kern_backend *be, const gpt_config *c, float *out, float *mean, float *rstd, const float *inp, const float *w,
                   const float *b, size_t R);
 #endif

@@ -14,13 +14,14 @@ adamw *adamw_create(const gpt_model *model, const adamw_config *cfg) {
     adamw *o = gk_calloc(1, sizeof *o);
     o->cfg = *cfg;
     o->n = model->num_params;
-    o->m = kern_alloc(o->n * sizeof(float));
-    o->v = kern_alloc(o->n * sizeof(float));
+    o->be = model->be;
+    o->m = kern_alloc(model->be, o->n * sizeof(float));
+    o->v = kern_alloc(model->be, o->n * sizeof(float));
     return o;
 }
 void adamw_free(adamw *o) {
     if (!o) return;
-    kern_free(o->m); kern_free(o->v);
+    kern_free(o->be, o->m); kern_free(o->be, o->v);
     free(o);
 }
 
@@ -29,7 +30,7 @@ double adamw_grad_norm(const gpt_model *model) {
     for (size_t i = 0; i < model->n_table; i++) {
         const gpt_param *p = &model->table[i];
         if (!model->trainable[p->group]) continue;
-        ss += kern_sumsq(model->grads + p->offset, p->numel);
+        ss += kern_sumsq(model->be, model->grads + p->offset, p->numel);
     }
     return sqrt(ss);
 }
@@ -50,7 +51,7 @@ double adamw_step(adamw *o, gpt_model *model, float lr) {
         const gpt_param *p = &model->table[i];
         if (!model->trainable[p->group]) continue;
         size_t off = p->offset;
-        kern_adamw(model->params + off, model->grads + off, o->m + off, o->v + off, p->numel, lr,
+        kern_adamw(model->be, model->params + off, model->grads + off, o->m + off, o->v + off, p->numel, lr,
                    o->cfg.beta1, o->cfg.beta2, o->cfg.eps, p->decay ? o->cfg.weight_decay : 0.0f, bc1, bc2, gscale);
     }
     return norm;

@@ -24,6 +24,7 @@ typedef struct {
     size_t n;          /* = model num_params */
     float *m, *v;      /* device [n] */
     long   t;          /* steps taken */
+    kern_backend *be;  /* the model's backend, which owns m and v */
 } adamw;
 
 adamw *adamw_create(const gpt_model *model, const adamw_config *cfg);

@@ -132,6 +132,7 @@ static int dpo_reference(const dpo_opts *o, rlhf_pref_data *td, rlhf_pref_data *
     double tr = gk_now();
     gpt_model *ref = gpt_load(o->policy_dir, NULL, err);
     if (!ref) return -1;
+    if (o->bf16) kern_set_precision(ref->be, KERN_PREC_BF16);   /* precision is per model: the policy's (the stage set it) */
     train_lm *rl = train_lm_new(ref);
     all_logps(rl, td->seqs, td->nseq, 16, td->ref);
     if (vd->nseq) all_logps(rl, vd->seqs, vd->nseq, 16, vd->ref);

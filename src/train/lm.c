@@ -40,13 +40,13 @@ struct train_lm {
 train_lm *train_lm_new(gpt_model *m) {
     train_lm *l = gk_calloc(1, sizeof *l);
     l->m = m;
-    l->logits = kern_alloc((size_t)LM_CHUNK_ROWS * (size_t)m->cfg.vocab_size * sizeof(float));
+    l->logits = kern_alloc(m->be, (size_t)LM_CHUNK_ROWS * (size_t)m->cfg.vocab_size * sizeof(float));
     return l;
 }
 
 void train_lm_free(train_lm *l) {
     if (!l) return;
-    kern_free(l->logits); kern_free(l->loss); kern_free(l->dloss); kern_free(l->dh); kern_free(l->tgt);
+    kern_free(l->m->be, l->logits); kern_free(l->m->be, l->loss); kern_free(l->m->be, l->dloss); kern_free(l->m->be, l->dh); kern_free(l->m->be, l->tgt);
     free(l->hlogits); free(l->htgt); free(l->host_loss); free(l->host_dloss);
     free(l);
 }
@@ -54,12 +54,12 @@ void train_lm_free(train_lm *l) {
 static void ensure(train_lm *l, size_t bt) {
     if (bt <= l->cap_bt) return;
     size_t C = (size_t)l->m->cfg.n_embd;
-    kern_free(l->loss); kern_free(l->dloss); kern_free(l->dh); kern_free(l->tgt);
+    kern_free(l->m->be, l->loss); kern_free(l->m->be, l->dloss); kern_free(l->m->be, l->dh); kern_free(l->m->be, l->tgt);
     free(l->htgt); free(l->host_loss); free(l->host_dloss);
-    l->loss = kern_alloc(bt * sizeof(float));
-    l->dloss = kern_alloc(bt * sizeof(float));
-    l->dh = kern_alloc(bt * C * sizeof(float));
-    l->tgt = kern_alloc(bt * sizeof(int32_t));
+    l->loss = kern_alloc(l->m->be, bt * sizeof(float));
+    l->dloss = kern_alloc(l->m->be, bt * sizeof(float));
+    l->dh = kern_alloc(l->m->be, bt * C * sizeof(float));
+    l->tgt = kern_alloc(l->m->be, bt * sizeof(int32_t));
     l->htgt = gk_malloc(bt * sizeof(int32_t));
     l->host_loss = gk_malloc(bt * sizeof(float));
     l->host_dloss = gk_malloc(bt * sizeof(float));
@@ -72,7 +72,7 @@ static void set_targets(train_lm *l, const int32_t *targets, size_t B, size_t T)
     ensure(l, BT);
     l->B = B; l->T = T;
     memcpy(l->htgt, targets, BT * sizeof(int32_t));
-    kern_upload(l->tgt, targets, BT * sizeof(int32_t));
+    kern_upload(l->m->be, l->tgt, targets, BT * sizeof(int32_t));
 }
 
 /* How one pass over the row chunks runs: skip chunks whose rows all have mask 0 (the logits are not needed),
@@ -85,26 +85,26 @@ static void lm_chunks(train_lm *l, const lm_pass *p) {
     size_t BT = l->B * l->T, C = (size_t)m->cfg.n_embd, V = (size_t)m->cfg.vocab_size;
     float inv = 1.0f / l->temperature;
     const float *h = gpt_hidden(m);
-    if (p->backward) kern_zero(l->dh, BT * C * sizeof(float));
+    if (p->backward) kern_zero(l->m->be, l->dh, BT * C * sizeof(float));
     for (size_t r0 = 0; r0 < BT; r0 += LM_CHUNK_ROWS) {
         size_t R = BT - r0 < LM_CHUNK_ROWS ? BT - r0 : LM_CHUNK_ROWS;
         if (p->skip_mask || p->skip_tgt) {
             int any = 0;
             for (size_t i = 0; i < R; i++) any |= p->skip_mask ? p->skip_mask[r0 + i] != 0.0f : p->skip_tgt[r0 + i] >= 0;
-            if (!any) { if (!p->backward) kern_zero(l->loss + r0, R * sizeof(float)); continue; }
+            if (!any) { if (!p->backward) kern_zero(l->m->be, l->loss + r0, R * sizeof(float)); continue; }
         }
         gpt_lm_head_fwd(m, l->logits, h + r0 * C, R);
-        if (inv != 1.0f) kern_scale(l->logits, inv, R * V);
+        if (inv != 1.0f) kern_scale(l->m->be, l->logits, inv, R * V);
         if (p->entropy) {
-            kern_download(l->hlogits, l->logits, R * V * sizeof(float));
+            kern_download(l->m->be, l->hlogits, l->logits, R * V * sizeof(float));
             for (size_t i = 0; i < R; i++)
                 p->entropy[r0 + i] = l->htgt[r0 + i] >= 0 ? (float)rlhf_entropy_row(l->hlogits + i * V, V, 1.0f) : 0.0f;
         }
         /* with a backward, overwrites logits with dloss * (softmax - onehot): the gradient of the tempered logits */
-        kern_xent_fwd_bwd(l->loss + r0, p->backward ? l->logits : NULL, l->logits, l->tgt + r0,
+        kern_xent_fwd_bwd(l->m->be, l->loss + r0, p->backward ? l->logits : NULL, l->logits, l->tgt + r0,
                           p->backward ? l->dloss + r0 : NULL, R, V);
         if (!p->backward) continue;
-        if (inv != 1.0f) kern_scale(l->logits, inv, R * V);
+        if (inv != 1.0f) kern_scale(l->m->be, l->logits, inv, R * V);
         gpt_lm_head_bwd(m, l->dh + r0 * C, l->logits, h + r0 * C, R);
     }
     if (p->backward) gpt_backward(m, l->dh);
@@ -121,10 +121,10 @@ double train_lm_loss(train_lm *l, const int32_t *inputs, const int32_t *targets,
     int backward = grad_div > 0;
     float g = backward ? (float)(1.0 / grad_div) : 0.0f;
     for (size_t i = 0; i < BT; i++) l->host_dloss[i] = targets[i] >= 0 ? g : 0.0f;
-    kern_upload(l->dloss, l->host_dloss, BT * sizeof(float));
+    kern_upload(l->m->be, l->dloss, l->host_dloss, BT * sizeof(float));
     gpt_forward(l->m, inputs, B, T);
     lm_chunks(l, &(lm_pass){ NULL, NULL, backward, NULL });
-    kern_download(l->host_loss, l->loss, BT * sizeof(float));
+    kern_download(l->m->be, l->host_loss, l->loss, BT * sizeof(float));
     double sum = 0;
     for (size_t i = 0; i < BT; i++) if (targets[i] >= 0) sum += l->host_loss[i];
     return count ? sum / (double)count : NAN;
@@ -138,14 +138,14 @@ void train_lm_logprobs(train_lm *l, const int32_t *inputs, const int32_t *target
     if (entropy && !l->hlogits) l->hlogits = gk_malloc((size_t)LM_CHUNK_ROWS * (size_t)l->m->cfg.vocab_size * sizeof(float));
     gpt_forward(l->m, inputs, B, T);
     lm_chunks(l, &(lm_pass){ NULL, targets, 0, entropy });
-    kern_download(l->host_loss, l->loss, BT * sizeof(float));
+    kern_download(l->m->be, l->host_loss, l->loss, BT * sizeof(float));
     for (size_t i = 0; i < BT; i++) logp[i] = targets[i] >= 0 ? -l->host_loss[i] : 0.0f;
 }
 
 void train_lm_backward(train_lm *l, const float *dlogp) {
     size_t BT = l->B * l->T;
     for (size_t i = 0; i < BT; i++) l->host_dloss[i] = l->htgt[i] >= 0 ? -dlogp[i] : 0.0f;
-    kern_upload(l->dloss, l->host_dloss, BT * sizeof(float));
+    kern_upload(l->m->be, l->dloss, l->host_dloss, BT * sizeof(float));
     lm_chunks(l, &(lm_pass){ l->host_dloss, NULL, 1, NULL });
 }
 
@@ -155,13 +155,13 @@ size_t train_sample(gpt_model *m, const int32_t *prompt, size_t n_prompt, size_t
     int32_t *seq = gk_malloc((n_prompt + max_new + 1) * sizeof(int32_t));
     memcpy(seq, prompt, n_prompt * sizeof(int32_t));
     size_t n = n_prompt, produced = 0;
-    float *logits = kern_alloc(V * sizeof(float));
+    float *logits = kern_alloc(m->be, V * sizeof(float));
     float *host = gk_malloc(V * sizeof(float));
     while (produced < max_new && n > 0) {
         size_t start = n > ctx ? n - ctx : 0, len = n - start;
         gpt_forward(m, seq + start, 1, len);
         gpt_lm_head_fwd(m, logits, gpt_hidden(m) + (len - 1) * C, 1);
-        kern_download(host, logits, V * sizeof(float));
+        kern_download(m->be, host, logits, V * sizeof(float));
         size_t pick = 0;
         if (temperature <= 0) {
             for (size_t v = 1; v < V; v++) if (host[v] > host[pick]) pick = v;
@@ -178,7 +178,7 @@ size_t train_sample(gpt_model *m, const int32_t *prompt, size_t n_prompt, size_t
         seq[n++] = (int32_t)pick;
         if (stop_id >= 0 && (int32_t)pick == stop_id) break;
     }
-    kern_free(logits); free(host); free(seq);
+    kern_free(m->be, logits); free(host); free(seq);
     return produced;
 }
 

@@ -98,7 +98,7 @@ void train_decode_text(const tok_tokenizer *tok, const int32_t *ids, size_t n, t
 uint64_t train_params_checksum(const gpt_model *m) {
     size_t n = m->num_params;
     float *host = gk_malloc(n * sizeof(float));
-    kern_download(host, m->params, n * sizeof(float));
+    kern_download(m->be, host, m->params, n * sizeof(float));
     const uint8_t *b = (const uint8_t *)host;
     uint64_t h = 1469598103934665603ULL;
     for (size_t i = 0; i < n * sizeof(float); i++) { h ^= b[i]; h *= 1099511628211ULL; }
@@ -117,8 +117,8 @@ int train_save(const char *dir, const gpt_model *m, const adamw *opt, const trai
     if (!opt || !st) return 0;
     size_t n = opt->n;
     float *hm = gk_malloc(n * sizeof(float)), *hv = gk_malloc(n * sizeof(float));
-    kern_download(hm, opt->m, n * sizeof(float));
-    kern_download(hv, opt->v, n * sizeof(float));
+    kern_download(m->be, hm, opt->m, n * sizeof(float));
+    kern_download(m->be, hv, opt->v, n * sizeof(float));
     st_writer *w = st_writer_new();
     size_t shape[1] = {n};
     st_writer_add_f32(w, "adamw.m", 1, shape, hm);
@@ -187,9 +187,9 @@ int train_load_state(const char *dir, const gpt_model *m, adamw *opt, train_stat
     }
     float *h = gk_malloc(opt->n * sizeof(float));
     if (st_read_f32(&f, tm, h, err)) { free(h); goto done; }
-    kern_upload(opt->m, h, opt->n * sizeof(float));
+    kern_upload(m->be, opt->m, h, opt->n * sizeof(float));
     if (st_read_f32(&f, tv, h, err)) { free(h); goto done; }
-    kern_upload(opt->v, h, opt->n * sizeof(float));
+    kern_upload(m->be, opt->v, h, opt->n * sizeof(float));
     free(h);
     opt->t = (long)t;
     st->step = (long)step;
@@ -249,7 +249,9 @@ double train_peak_gflops(int bf16) {
         FILE *f = fopen(path, "r");
         if (f) { if (fscanf(f, "%lf %lf", &c32, &c16) != 2) c32 = c16 = 0; fclose(f); }
     }
-    kern_peak_probe(&fp32, &b16, NULL);
+    kern_backend *be = kern_backend_create(NULL, NULL);   /* the process default: what a model would run on */
+    kern_peak_probe(be, &fp32, &b16, NULL);
+    kern_backend_free(be);
     if (c32 > fp32) fp32 = c32;
     if (c16 > b16) b16 = c16;
     if (*dir && gk_mkdir_p(dir, NULL) == 0) {

@@ -169,7 +169,7 @@ int train_pretrain(const pretrain_opts *o, pretrain_result *res, gk_err *err) {
     if (!o->json) {
         gk_log("pretrain: %d layers, %d heads, width %d, vocab %d, context %d: %.2fM parameters; backend %s, %d threads\n",
                m->cfg.n_layer, m->cfg.n_head, m->cfg.n_embd, m->cfg.vocab_size, m->cfg.n_ctx,
-               (double)m->num_params / 1e6, kern_impl_name(), gk_num_threads());
+               (double)m->num_params / 1e6, kern_backend_name(m->be), gk_num_threads());
         gk_log("pretrain: %zu shard(s), %zu tokens; batch %zu x %zu x %ld accum = %ld tokens/step; steps %ld..%ld\n",
                data_loader_num_shards(c.dl), data_loader_total_tokens(c.dl), B, T, accum, (long)BT * accum, s.step0, o->steps);
     }

@@ -244,28 +244,28 @@ rlhf_vh *rlhf_vh_new(gpt_model *m) {
 
 void rlhf_vh_free(rlhf_vh *v) {
     if (!v) return;
-    kern_free(v->r); kern_free(v->dh);
+    kern_free(v->m->be, v->r); kern_free(v->m->be, v->dh);
     free(v);
 }
 
 void rlhf_vh_forward(rlhf_vh *v, const int32_t *inputs, size_t B, size_t T, float *values) {
     size_t BT = B * T, C = (size_t)v->m->cfg.n_embd;
     if (BT > v->cap) {
-        kern_free(v->r); kern_free(v->dh);
-        v->r = kern_alloc(BT * sizeof(float));
-        v->dh = kern_alloc(BT * C * sizeof(float));
+        kern_free(v->m->be, v->r); kern_free(v->m->be, v->dh);
+        v->r = kern_alloc(v->m->be, BT * sizeof(float));
+        v->dh = kern_alloc(v->m->be, BT * C * sizeof(float));
         v->cap = BT;
     }
     v->BT = BT;
     gpt_forward(v->m, inputs, B, T);
     gpt_score_head_fwd(v->m, v->r, gpt_hidden(v->m), BT);
-    kern_download(values, v->r, BT * sizeof(float));
+    kern_download(v->m->be, values, v->r, BT * sizeof(float));
 }
 
 void rlhf_vh_backward(rlhf_vh *v, const float *dvalues) {
     size_t C = (size_t)v->m->cfg.n_embd;
-    kern_upload(v->r, dvalues, v->BT * sizeof(float));
-    kern_zero(v->dh, v->BT * C * sizeof(float));
+    kern_upload(v->m->be, v->r, dvalues, v->BT * sizeof(float));
+    kern_zero(v->m->be, v->dh, v->BT * C * sizeof(float));
     gpt_score_head_bwd(v->m, v->dh, v->r, gpt_hidden(v->m), v->BT);
     gpt_backward(v->m, v->dh);
 }

@@ -86,10 +86,10 @@ double rlhf_rm_step(gpt_model *rm, const rlhf_seq *seqs, size_t n, const size_t 
     size_t T = pack_full(seqs, n, &in), NT = n * T;
     gpt_forward(rm, in, n, T);
     const float *h = gpt_hidden(rm);
-    float *dev_r = kern_alloc(NT * sizeof(float));
+    float *dev_r = kern_alloc(rm->be, NT * sizeof(float));
     float *all = gk_malloc(NT * sizeof(float));
     gpt_score_head_fwd(rm, dev_r, h, NT);
-    kern_download(all, dev_r, NT * sizeof(float));
+    kern_download(rm->be, all, dev_r, NT * sizeof(float));
     float *rr = r ? r : gk_malloc(n * sizeof(float));
     for (size_t i = 0; i < n; i++) rr[i] = all[i * T + seqs[i].n - 1];
     double loss = NAN;
@@ -99,16 +99,16 @@ double rlhf_rm_step(gpt_model *rm, const rlhf_seq *seqs, size_t n, const size_t 
         if (backward) {
             memset(all, 0, NT * sizeof(float));
             for (size_t i = 0; i < n; i++) all[i * T + seqs[i].n - 1] = dr[i];
-            kern_upload(dev_r, all, NT * sizeof(float));
-            float *dh = kern_alloc(NT * C * sizeof(float));
+            kern_upload(rm->be, dev_r, all, NT * sizeof(float));
+            float *dh = kern_alloc(rm->be, NT * C * sizeof(float));
             gpt_score_head_bwd(rm, dh, dev_r, h, NT);
             gpt_backward(rm, dh);
-            kern_free(dh);
+            kern_free(rm->be, dh);
         }
         free(dr);
     }
     if (!r) free(rr);
-    free(all); kern_free(dev_r); free(in);
+    free(all); kern_free(rm->be, dev_r); free(in);
     return loss;
 }
 
@@ -140,14 +140,14 @@ gpt_model *rlhf_load_with_head(const char *dir, float head_std, uint64_t seed, c
     gpt_config c = base->cfg;
     c.score_head = 1;
     gpt_model *m = gpt_create(&c);
-    kern_copy(m->params, base->params, base->num_params * sizeof(float));
+    kern_copy(m->be, m->params, base->params, base->num_params * sizeof(float));
     const gpt_param *p = gpt_find_param(m, "score.weight");
     float *w = gk_calloc(p->numel, sizeof(float));
     if (head_std > 0) {
         gk_rng r; gk_rng_seed(&r, seed ^ 0x5C0E5C0EULL);
         for (size_t i = 0; i < p->numel; i++) w[i] = head_std * gk_rng_normal(&r);
     }
-    kern_upload(m->params + p->offset, w, p->numel * sizeof(float));
+    kern_upload(m->be, m->params + p->offset, w, p->numel * sizeof(float));
     free(w);
     gpt_free(base);
     return m;
@@ -239,15 +239,15 @@ static int fold_offset(gpt_model *m, double delta, gk_err *err) {
     size_t C = (size_t)m->cfg.n_embd;
     float *w = gk_malloc(C * sizeof(float)), *b = gk_malloc(C * sizeof(float));
     float *dw = gpt_param_ptr(m, "score.weight"), *db = gpt_param_ptr(m, "ln_f.bias");
-    kern_download(w, dw, C * sizeof(float));
-    kern_download(b, db, C * sizeof(float));
+    kern_download(m->be, w, dw, C * sizeof(float));
+    kern_download(m->be, b, db, C * sizeof(float));
     double nn = 0;
     for (size_t i = 0; i < C; i++) nn += (double)w[i] * w[i];
     int rc = 0;
     if (nn <= 0) rc = gk_errf(err, "cannot normalise: the score head is all zeros");
     else {
         for (size_t i = 0; i < C; i++) b[i] = (float)((double)b[i] - delta * (double)w[i] / nn);
-        kern_upload(db, b, C * sizeof(float));
+        kern_upload(m->be, db, b, C * sizeof(float));
     }
     free(w); free(b);
     return rc;

@@ -179,7 +179,7 @@ int train_sft(const sft_opts *o, sft_result *res, gk_err *err) {
     c.lm = train_lm_new(m);
     if (!o->json) gk_log("sft: %d layers, width %d, vocab %d, context %d (%.2fM parameters); backend %s, %d threads\n",
                          m->cfg.n_layer, m->cfg.n_embd, m->cfg.vocab_size, m->cfg.n_ctx, (double)m->num_params / 1e6,
-                         kern_impl_name(), gk_num_threads());
+                         kern_backend_name(m->be), gk_num_threads());
     sft_log_data(&s, o, &train, &val, T, c.B, per_epoch, res);
     size_t maxlen = 0;
     for (size_t i = 0; i < train.n; i++) if (train.len[i] > maxlen) maxlen = train.len[i];

@@ -20,16 +20,17 @@
  * per optimizer step (kern_bf16_shadow). */
 static int precision_begin(gpt_model *m, int bf16, gk_err *err) {
     if (!bf16) return 0;
-    if (kern_set_precision(KERN_PREC_BF16) != 0)
+    if (kern_set_precision(m->be, KERN_PREC_BF16) != 0)
         return gk_errf(err, "--precision bf16 needs oneDNN and a CPU with AVX512-BF16 or AMX; this build/CPU has neither");
-    kern_bf16_shadow(m->params, m->num_params);
+    kern_bf16_shadow(m->be, m->params, m->num_params);
     return 0;
 }
 
 void train_stage_precision_end(train_stage *s) {
     if (!s->bf16_on) return;
-    kern_bf16_shadow(NULL, 0);
-    kern_set_precision(KERN_PREC_FP32);
+    gpt_model *m = s->cfg.models[0].m;
+    kern_bf16_shadow(m->be, NULL, 0);
+    kern_set_precision(m->be, KERN_PREC_FP32);
     s->bf16_on = 0;
 }
 

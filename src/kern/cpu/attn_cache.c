@@ -1,15 +1,17 @@
-/* attn_cache.c: attention over a key/value cache (kern_attn_cache_fwd, declared at the end of kern.h) — the
+/* attn_cache.c: the cpu backend's inference ops: attention over a key/value cache (kern_attn_cache_fwd) — the
  * op that makes inference incremental: a prefill of n prompt tokens and each one-token decode step attend
  * over the cached keys and values instead of recomputing the whole prefix.
  *
  * Cache layout, one layer: kc, vc [S, NH, maxT, hs]. A decode step for head h of slot s reads
  * kc[s][h][0..pos] — one contiguous block — so the step streams memory linearly.
  *
- * One fp32 implementation serves both kernel sets: OpenMP over (sequence, head, new row), dynamic schedule
- * because causal rows differ in length; vectorised dot products and exp (kern_vexpf, ~2 ulp). Tested against
- * kern_attention_fwd through the model (tests/test_engine.c: KV-cache logits == full recomputation).
+ * OpenMP over (sequence, head, new row), dynamic schedule because causal rows differ in length; vectorised dot
+ * products and exp (kern_vexpf, ~2 ulp). Tested against the ref backend's plain loops (tests/test_kern_fast.c)
+ * and against kern_attention_fwd through the model (tests/test_engine.c: KV-cache logits == full recomputation).
+ * Also the skinny decode matmul (below).
  */
 #include "kern/kern.h"
+#include "kern/cpu/cpu.h"
 #include "core/core.h"
 #include "kern/cpu/fast_math.h"
 
@@ -57,12 +59,13 @@ GK_HOT static void attn_row(float *o, const float *q, const float *K, const floa
     }
 }
 
-void kern_attn_cache_fwd(float *out, float *kc, float *vc, const float *qkv, const size_t *slot, const size_t *pos,
-                         size_t B, size_t n, size_t C, size_t NH, size_t maxT) {
+void kern_fast_attn_cache_fwd(kern_backend *be, float *out, float *kc, float *vc, const float *qkv, const int32_t *slot,
+                              const int32_t *pos, size_t B, size_t n, size_t C, size_t NH, size_t maxT) {
     size_t hs = C / NH;
     GK_CHECK(hs * NH == C, "kern_attn_cache_fwd: C=%zu not divisible by NH=%zu", C, NH);
     for (size_t b = 0; b < B; b++)
-        GK_CHECK(pos[b] + n <= maxT, "kern_attn_cache_fwd: %zu cached + %zu new rows exceed the cache (%zu)", pos[b], n, maxT);
+        GK_CHECK(slot[b] >= 0 && pos[b] >= 0 && (size_t)pos[b] + n <= maxT,
+                 "kern_attn_cache_fwd: %d cached + %zu new rows exceed the cache (%zu)", (int)pos[b], n, maxT);
     size_t slot_stride = NH * maxT * hs, head_stride = maxT * hs;
 
     /* 1. append the new keys and values: k[b,i] -> kc[slot[b]][h][pos[b]+i] */
@@ -71,7 +74,7 @@ void kern_attn_cache_fwd(float *out, float *kc, float *vc, const float *qkv, con
         for (size_t i = 0; i < n; i++) {
             const float *row = qkv + (b * n + i) * 3 * C;
             for (size_t h = 0; h < NH; h++) {
-                size_t at = slot[b] * slot_stride + h * head_stride + (pos[b] + i) * hs;
+                size_t at = (size_t)slot[b] * slot_stride + h * head_stride + ((size_t)pos[b] + i) * hs;
                 memcpy(kc + at, row + C + h * hs, hs * sizeof(float));
                 memcpy(vc + at, row + 2 * C + h * hs, hs * sizeof(float));
             }
@@ -80,7 +83,7 @@ void kern_attn_cache_fwd(float *out, float *kc, float *vc, const float *qkv, con
     /* 2. each new row of each head: softmax(q . k_j / sqrt(hs)) over j <= pos+i, then the weighted sum of v_j */
     float scale = 1.0f / sqrtf((float)hs);
     /* threads only pay off with enough work (fork/join costs microseconds; a tiny model's step is less) */
-    size_t work = B * NH * n * (pos[0] + n) * hs;
+    size_t work = B * NH * n * ((size_t)pos[0] + n) * hs;
     int par = work >= 65536;
     (void)par;
     AC_OMP(omp parallel if(par))
@@ -92,8 +95,8 @@ void kern_attn_cache_fwd(float *out, float *kc, float *vc, const float *qkv, con
             for (size_t h = 0; h < NH; h++)
                 for (size_t i = 0; i < n; i++)
                     attn_row(out + (b * n + i) * C + h * hs, qkv + (b * n + i) * 3 * C + h * hs,
-                             kc + slot[b] * slot_stride + h * head_stride, vc + slot[b] * slot_stride + h * head_stride,
-                             pos[b] + i + 1, hs, scale, att);
+                             kc + (size_t)slot[b] * slot_stride + h * head_stride,
+                             vc + (size_t)slot[b] * slot_stride + h * head_stride, (size_t)pos[b] + i + 1, hs, scale, att);
         free(att);
     }
 }
@@ -209,15 +212,14 @@ static void sk_dots_avx512(float *out, const float *inp, const float *w, const f
     if (o < o1) sk_dots_plain(out, inp, w, bias, N, C, OC, o, o1);
 }
 
-static int g_sk_portable;   /* kern_skinny_portable(1): the portable loops even on AVX-512 (tests) */
-static int sk_avx512(void) {
+/* be->skinny_portable (tests): the portable loops even on AVX-512 */
+static int sk_avx512(const kern_backend *be) {
     static int have = -1;
     if (have < 0) have = __builtin_cpu_supports("avx512f") ? 1 : 0;
-    return have && !g_sk_portable;
+    return have && !be->skinny_portable;
 }
 #else
-static int g_sk_portable;
-static int sk_avx512(void) { return 0; }
+static int sk_avx512(const kern_backend *be) { (void)be; return 0; }
 #define sk_rows_avx512 sk_rows_plain
 #define sk_dots_avx512 sk_dots_plain
 #endif
@@ -233,16 +235,10 @@ static void sk_rows(float *part, const float *inp, const float *w, size_t N, siz
     }
 }
 
-int kern_skinny_portable(int on) {
-    int was = g_sk_portable;
-    g_sk_portable = on;
-    return was;
-}
-
-void kern_matmul_skinny_fwd(float *out, const float *inp, const float *w, const float *bias,
-                            size_t N, size_t C, size_t OC, int wlayout) {
+void kern_fast_matmul_skinny_fwd(kern_backend *be, float *out, const float *inp, const float *w, const float *bias,
+                                 size_t N, size_t C, size_t OC, int wlayout) {
     GK_CHECK(N >= 1 && N <= KERN_SKINNY_MAX_N, "kern_matmul_skinny_fwd: N=%zu (max %d)", N, KERN_SKINNY_MAX_N);
-    int par = C * OC >= 65536, wide = sk_avx512();
+    int par = C * OC >= 65536, wide = sk_avx512(be);
     size_t maxt = 1;
 #ifdef _OPENMP
     if (par) maxt = (size_t)omp_get_max_threads();

@@ -1,10 +1,8 @@
-/* fast.c: the fast CPU paths (KERN_IMPL_FAST) for everything except attention (fast_attn.c).
+/* fast.c: the fast CPU paths (the "cpu" backend) for everything except attention (fast_attn.c).
  *
- *  - matmuls: one GEMM per product on OpenBLAS (cblas_sgemm) or oneDNN (fast_dnnl.c), chosen at first use
- *    (see gemm_backend); bias folded into the GEMM; dbias by per-thread partial column sums. OpenBLAS
- *    (Debian's pthread build) gets as many threads as OpenMP and is only ever called from outside OpenMP
- *    parallel regions, so the two pools take turns instead of oversubscribing the cores. With
- *    KERN_PREC_BF16 the products run in bf16 with fp32 accumulation (oneDNN). No backend: the reference.
+ *  - matmuls: one GEMM per product on the backend's library (gemm_pick.c: OpenBLAS's cblas_sgemm, oneDNN in
+ *    fast_dnnl.c, or the builtin reference loops); bias folded into the GEMM; dbias by per-thread partial
+ *    column sums. With KERN_PREC_BF16 the products run in bf16 with fp32 accumulation (oneDNN).
  *  - layernorm, GELU, cross-entropy, AdamW, elementwise: vectorised workers (GK_HOT, see fast_math.h) with
  *    an exp that vectorises; the layernorm backward reduces dw/db through per-thread partial sums instead
  *    of walking columns; the cross-entropy does three passes over a row (max, exp+sum, scale) and writes the
@@ -16,75 +14,18 @@
 #include "kern/cpu/fast_math.h"
 #include "core/core.h"
 #include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
-#ifdef GK_HAVE_BLAS
-#include <cblas.h>
-#endif
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <cpuid.h>
 #endif
 
-/* ---------------------------------------------------------------- GEMM backend
- * OpenBLAS when its detected core matches the CPU; oneDNN when OpenBLAS misdetects it (Debian's 0.3.21 calls
- * some recent Xeons "Prescott" and runs SSE3 kernels, 3-5x slower) or is absent; the reference otherwise.
- * GK_GEMM=openblas|onednn|ref in the environment overrides (benchmarks). bf16 always goes to oneDNN. */
-enum { GEMM_REF = 0, GEMM_OPENBLAS = 1, GEMM_ONEDNN = 2 };
-static int g_gemm = -1;
-
-#if defined(GK_HAVE_BLAS) && defined(GK_HAVE_DNNL)
-/* OpenBLAS's core name, if it looks right for this CPU. */
-static int openblas_core_ok(void) {
-    const char *core = openblas_get_corename();
-    if (!core) return 0;
-#if defined(__x86_64__) && defined(__GNUC__)
-    __builtin_cpu_init();
-    static const char *old[] = {"Prescott", "Core2", "Penryn", "Dunnington", "Nehalem", "Atom", "Katmai",
-                                "Coppermine", "Northwood", "Banias", "Opteron", "Barcelona", "Unknown"};
-    if (__builtin_cpu_supports("avx2"))
-        for (size_t i = 0; i < sizeof old / sizeof old[0]; i++) if (strstr(core, old[i])) return 0;
-    if (__builtin_cpu_supports("avx512f") && (strstr(core, "Haswell") || strstr(core, "Sandy"))) return 0;
-#endif
-    return 1;
-}
-#endif
-
-static void gemm_backend_init(void) {
-    g_gemm = GEMM_REF;
-#ifdef GK_HAVE_BLAS
-    openblas_set_num_threads(gk_num_threads());   /* same count as OpenMP; never called inside a parallel region */
-    g_gemm = GEMM_OPENBLAS;
-#endif
-#ifdef GK_HAVE_DNNL
-#ifdef GK_HAVE_BLAS
-    if (!openblas_core_ok() && kern_cpu_dnnl_available()) g_gemm = GEMM_ONEDNN;
-#else
-    if (kern_cpu_dnnl_available()) g_gemm = GEMM_ONEDNN;
-#endif
-#endif
-    const char *env = getenv("GK_GEMM");
-    if (env) {
-#ifdef GK_HAVE_BLAS
-        if (!strcmp(env, "openblas")) g_gemm = GEMM_OPENBLAS;
-#endif
-#ifdef GK_HAVE_DNNL
-        if (!strcmp(env, "onednn") && kern_cpu_dnnl_available()) g_gemm = GEMM_ONEDNN;
-#endif
-        if (!strcmp(env, "ref")) g_gemm = GEMM_REF;
-    }
-}
-static int gemm_backend(void) {   /* decided once, thread-safely */
-    static pthread_once_t once = PTHREAD_ONCE_INIT;
-    pthread_once(&once, gemm_backend_init);
-    return g_gemm;
-}
-
-int kern_fast_bf16_available(void) {
+/* ---------------------------------------------------------------- backend description */
+int kern_bf16_available(void) {
 #ifdef GK_HAVE_DNNL
     return kern_cpu_has_bf16() && kern_cpu_dnnl_available();
 #else
@@ -92,24 +33,17 @@ int kern_fast_bf16_available(void) {
 #endif
 }
 
-const char *kern_fast_name(void) {
-    static char buf[160];
-    int be = gemm_backend();
-    const char *prec = kern_get_precision() == KERN_PREC_BF16 ? ", bf16 matmuls" : "";
-    if (be == GEMM_ONEDNN) {
-#ifdef GK_HAVE_BLAS   /* say why OpenBLAS is not used */
-        snprintf(buf, sizeof buf, "cpu-fast(onednn%s, %d threads; openblas core %s not used)", prec, gk_num_threads(),
-                 openblas_get_corename());
-#else
-        snprintf(buf, sizeof buf, "cpu-fast(onednn%s, %d threads)", prec, gk_num_threads());
-#endif
-    }
-#ifdef GK_HAVE_BLAS
-    else if (be == GEMM_OPENBLAS)
-        snprintf(buf, sizeof buf, "cpu-fast(openblas %s%s, %d threads)", openblas_get_corename(), prec, gk_num_threads());
-#endif
-    else snprintf(buf, sizeof buf, "cpu-fast(no blas%s, %d threads)", prec, gk_num_threads());
-    return buf;
+void kern_cpu_name(kern_backend *be) {
+    const char *prec = be->prec == KERN_PREC_BF16 ? ", bf16 matmuls" : "";
+    const char *core = kern_cpu_openblas_core();
+    if (be->gemm == KERN_GEMM_ONEDNN && core)   /* say which OpenBLAS was passed over */
+        snprintf(be->name, sizeof be->name, "cpu-fast(onednn%s, %d threads; openblas core %s not used)", prec,
+                 gk_num_threads(), core);
+    else if (be->gemm == KERN_GEMM_ONEDNN)
+        snprintf(be->name, sizeof be->name, "cpu-fast(onednn%s, %d threads)", prec, gk_num_threads());
+    else if (be->gemm == KERN_GEMM_OPENBLAS)
+        snprintf(be->name, sizeof be->name, "cpu-fast(openblas %s%s, %d threads)", core, prec, gk_num_threads());
+    else snprintf(be->name, sizeof be->name, "cpu-fast(no blas%s, %d threads)", prec, gk_num_threads());
 }
 
 static int nthreads(void) {
@@ -157,69 +91,40 @@ static void colsum_add(float *out, const float *x, size_t N, size_t M) {
     free(part);
 }
 
-/* C[M,N] (+)= op(A) op(B) (+ bias) on the selected backend. Returns 0 if no GEMM backend (caller uses ref). */
-static int gemm(int ta, int tb, size_t M, size_t N, size_t K, const float *A, size_t lda, const float *B, size_t ldb,
-                const float *bias, int acc, float *C, size_t ldc) {
-    int be = gemm_backend();
-    int bf16 = kern_get_precision() == KERN_PREC_BF16 && kern_fast_bf16_available();
-#ifdef GK_HAVE_DNNL
-    if (be == GEMM_ONEDNN || bf16) {
-        if (K == 0) be = GEMM_REF;   /* oneDNN rejects empty reductions; handled below */
-        else { kern_cpu_gemm(ta, tb, M, N, K, A, lda, B, ldb, bias, acc, C, ldc, bf16); return 1; }
-    }
-#endif
-    (void)bf16;
-    if (K == 0) {   /* op(A) op(B) = 0 */
-        for (size_t i = 0; i < M; i++)
-            for (size_t j = 0; j < N; j++) C[i * ldc + j] = (acc ? C[i * ldc + j] : 0) + (bias ? bias[j] : 0);
-        return 1;
-    }
-#ifdef GK_HAVE_BLAS
-    if (be == GEMM_OPENBLAS) {
-        float beta = acc ? 1.0f : 0.0f;
-        if (bias) {   /* bias folded in as beta = 1 over bias rows (or added to the accumulator) */
-            GK_OMP(omp parallel for schedule(static))
-            for (size_t i = 0; i < M; i++) {
-                float *c = C + i * ldc;
-                if (acc) for (size_t j = 0; j < N; j++) c[j] += bias[j];
-                else memcpy(c, bias, N * sizeof(float));
-            }
-            beta = 1.0f;
-        }
-        cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)M, (int)N, (int)K,
-                    1.0f, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
-        return 1;
-    }
-#endif
-    (void)be;
-    return 0;
+/* C[M,N] (+)= op(A) op(B) (+ bias) on be's library and precision. Returns 0 for the builtin loops (caller uses
+ * the reference). bf16 products always run on oneDNN, whatever be's fp32 library. */
+static int gemm(kern_backend *be, int ta, int tb, size_t M, size_t N, size_t K, const float *A, size_t lda,
+                const float *B, size_t ldb, const float *bias, int acc, float *C, size_t ldc) {
+    int bf16 = be->prec == KERN_PREC_BF16;
+    return kern_cpu_gemm_lib(bf16 ? KERN_GEMM_ONEDNN : be->gemm, bf16, be->shadow, ta, tb, M, N, K, A, lda, B, ldb,
+                             bias, acc, C, ldc);
 }
 
 /* ---------------------------------------------------------------- matmul */
-void kern_fast_matmul_fwd(float *out, const float *inp, const float *w, const float *bias,
+void kern_fast_matmul_fwd(kern_backend *be, float *out, const float *inp, const float *w, const float *bias,
                           size_t N, size_t C, size_t OC, int wlayout) {
     if (N == 0 || OC == 0) return;
     int tb = wlayout == KERN_W_OUT_IN;
-    if (!gemm(0, tb, N, OC, C, inp, C, w, tb ? C : OC, bias, 0, out, OC))
-        kern_ref_matmul_fwd(out, inp, w, bias, N, C, OC, wlayout);
+    if (!gemm(be, 0, tb, N, OC, C, inp, C, w, tb ? C : OC, bias, 0, out, OC))
+        kern_ref_matmul_fwd(be, out, inp, w, bias, N, C, OC, wlayout);
 }
 
-void kern_fast_matmul_bwd(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
+void kern_fast_matmul_bwd(kern_backend *be, float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
                           const float *w, size_t N, size_t C, size_t OC, int wlayout) {
     if (N == 0 || OC == 0) return;
-    if (gemm_backend() == GEMM_REF && !(kern_get_precision() == KERN_PREC_BF16 && kern_fast_bf16_available())) {
-        kern_ref_matmul_bwd(dinp, dw, dbias, dout, inp, w, N, C, OC, wlayout);
+    if (be->gemm == KERN_GEMM_BUILTIN && be->prec != KERN_PREC_BF16) {
+        kern_ref_matmul_bwd(be, dinp, dw, dbias, dout, inp, w, N, C, OC, wlayout);
         return;
     }
     if (dbias) colsum_add(dbias, dout, N, OC);
     if (C == 0) return;
     if (dinp) {   /* dinp[N,C] += dout[N,OC] @ W^T */
-        if (wlayout == KERN_W_IN_OUT) gemm(0, 1, N, C, OC, dout, OC, w, OC, NULL, 1, dinp, C);
-        else                          gemm(0, 0, N, C, OC, dout, OC, w, C, NULL, 1, dinp, C);
+        if (wlayout == KERN_W_IN_OUT) gemm(be, 0, 1, N, C, OC, dout, OC, w, OC, NULL, 1, dinp, C);
+        else                          gemm(be, 0, 0, N, C, OC, dout, OC, w, C, NULL, 1, dinp, C);
     }
     if (dw) {
-        if (wlayout == KERN_W_IN_OUT) gemm(1, 0, C, OC, N, inp, C, dout, OC, NULL, 1, dw, OC);   /* dw[C,OC] += inp^T dout */
-        else                          gemm(1, 0, OC, C, N, dout, OC, inp, C, NULL, 1, dw, C);    /* dw[OC,C] += dout^T inp */
+        if (wlayout == KERN_W_IN_OUT) gemm(be, 1, 0, C, OC, N, inp, C, dout, OC, NULL, 1, dw, OC);   /* dw[C,OC] += inp^T dout */
+        else                          gemm(be, 1, 0, OC, C, N, dout, OC, inp, C, NULL, 1, dw, C);    /* dw[OC,C] += dout^T inp */
     }
 }
 
@@ -279,7 +184,7 @@ GK_HOT static void ln_fwd_rows(float *out, float *mean, float *rstd, const float
     }
 }
 
-void kern_fast_layernorm_fwd(float *out, float *mean, float *rstd, const float *inp, const float *w,
+void kern_fast_layernorm_fwd(kern_backend *be, float *out, float *mean, float *rstd, const float *inp, const float *w,
                              const float *b, size_t N, size_t C, float eps) {
     const size_t R = 16;   /* rows per task */
     GK_OMP(omp parallel for schedule(static))
@@ -317,7 +222,7 @@ GK_HOT static void ln_bwd_rows(float *dinp, float *pdw, float *pdb, const float 
     }
 }
 
-void kern_fast_layernorm_bwd(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+void kern_fast_layernorm_bwd(kern_backend *be, float *dinp, float *dw, float *db, const float *dout, const float *inp,
                              const float *w, const float *mean, const float *rstd, size_t N, size_t C) {
     if (!dinp && !dw && !db) return;
     int nt = nthreads();
@@ -367,11 +272,11 @@ GK_HOT static void gelu_bwd_chunk(float *dinp, const float *inp, const float *do
     }
 }
 #define CHUNK ((size_t)8192)
-void kern_fast_gelu_fwd(float *out, const float *inp, size_t n) {
+void kern_fast_gelu_fwd(kern_backend *be, float *out, const float *inp, size_t n) {
     GK_OMP(omp parallel for schedule(static))
     for (size_t i = 0; i < n; i += CHUNK) gelu_fwd_chunk(out + i, inp + i, i + CHUNK < n ? CHUNK : n - i);
 }
-void kern_fast_gelu_bwd(float *dinp, const float *inp, const float *dout, size_t n) {
+void kern_fast_gelu_bwd(kern_backend *be, float *dinp, const float *inp, const float *dout, size_t n) {
     if (!dinp) return;
     GK_OMP(omp parallel for schedule(static))
     for (size_t i = 0; i < n; i += CHUNK) gelu_bwd_chunk(dinp + i, inp + i, dout + i, i + CHUNK < n ? CHUNK : n - i);
@@ -396,19 +301,19 @@ GK_HOT static double sumsq_chunk(const float *x, size_t n) {
     for (size_t i = 0; i < n; i++) s += (double)x[i] * x[i];
     return s;
 }
-void kern_fast_add(float *out, const float *a, const float *b, size_t n) {
+void kern_fast_add(kern_backend *be, float *out, const float *a, const float *b, size_t n) {
     GK_OMP(omp parallel for schedule(static))
     for (size_t i = 0; i < n; i += CHUNK) add_chunk(out + i, a + i, b + i, i + CHUNK < n ? CHUNK : n - i);
 }
-void kern_fast_axpy(float *y, float alpha, const float *x, size_t n) {
+void kern_fast_axpy(kern_backend *be, float *y, float alpha, const float *x, size_t n) {
     GK_OMP(omp parallel for schedule(static))
     for (size_t i = 0; i < n; i += CHUNK) axpy_chunk(y + i, alpha, x + i, i + CHUNK < n ? CHUNK : n - i);
 }
-void kern_fast_scale(float *x, float s, size_t n) {
+void kern_fast_scale(kern_backend *be, float *x, float s, size_t n) {
     GK_OMP(omp parallel for schedule(static))
     for (size_t i = 0; i < n; i += CHUNK) scale_chunk(x + i, s, i + CHUNK < n ? CHUNK : n - i);
 }
-double kern_fast_sumsq(const float *x, size_t n) {
+double kern_fast_sumsq(kern_backend *be, const float *x, size_t n) {
     double s = 0;
     GK_OMP(omp parallel for reduction(+:s) schedule(static))
     for (size_t i = 0; i < n; i += CHUNK) s += sumsq_chunk(x + i, i + CHUNK < n ? CHUNK : n - i);
@@ -431,13 +336,13 @@ GK_HOT static void adamw_chunk(float *restrict p, const float *restrict g, float
         p[i] -= lr * ((mi / bc1) / (sqrtf(vi / bc2) + eps) + wd * p[i]);
     }
 }
-void kern_fast_adamw(float *p, const float *g, float *m, float *v, size_t n, float lr, float b1, float b2,
+void kern_fast_adamw(kern_backend *be, float *p, const float *g, float *m, float *v, size_t n, float lr, float b1, float b2,
                      float eps, float wd, float bc1, float bc2, float gscale) {
     GK_OMP(omp parallel for schedule(static))
     for (size_t i = 0; i < n; i += CHUNK)
         adamw_chunk(p + i, g + i, m + i, v + i, i + CHUNK < n ? CHUNK : n - i, lr, b1, b2, eps, wd, bc1, bc2, gscale);
 #ifdef GK_HAVE_DNNL
-    kern_cpu_bf16_written(p, n);   /* a bf16 copy of these weights (kern_bf16_shadow) is now stale */
+    if (be->shadow) kern_cpu_shadow_written(be->shadow, p, n);   /* a bf16 copy of these weights is now stale */
 #endif
 }
 
@@ -467,7 +372,7 @@ GK_HOT static void xent_row(float *loss, float *dl, const float *l, int32_t tg, 
     dl[tg] -= *dloss;
 }
 
-void kern_fast_xent_fwd_bwd(float *loss, float *dlogits, const float *logits, const int32_t *targets,
+void kern_fast_xent_fwd_bwd(kern_backend *be, float *loss, float *dlogits, const float *logits, const int32_t *targets,
                             const float *dloss, size_t N, size_t V) {
     GK_OMP(omp parallel for schedule(static))
     for (size_t i = 0; i < N; i++) {

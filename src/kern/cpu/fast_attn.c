@@ -36,7 +36,7 @@
 #define BK ((size_t)64)
 #define PAD32(x) (((x) + 31) & ~(size_t)31)
 
-size_t kern_fast_attention_saved_floats(size_t B, size_t T, size_t C, size_t NH) {
+size_t kern_fast_attention_saved_floats(kern_backend *be, size_t B, size_t T, size_t C, size_t NH) {
     (void)C;
     return B * NH * T;
 }
@@ -151,7 +151,7 @@ static void fwd_block(float *out, float *lse, const float *qkv, size_t b, size_t
     }
 }
 
-void kern_fast_attention_fwd(float *out, float *saved, const float *qkv, size_t B, size_t T, size_t C, size_t NH) {
+void kern_fast_attention_fwd(kern_backend *be, float *out, float *saved, const float *qkv, size_t B, size_t T, size_t C, size_t NH) {
     size_t hs = C / NH, hp = PAD32(hs), nqb = (T + BQ - 1) / BQ;
     GK_OMP(omp parallel)
     {
@@ -256,7 +256,7 @@ static void bwd_head(float *dqkv, const float *dout, const float *qkv, const flo
     }
 }
 
-void kern_fast_attention_bwd(float *dqkv, const float *dout, const float *qkv, const float *out,
+void kern_fast_attention_bwd(kern_backend *be, float *dqkv, const float *dout, const float *qkv, const float *out,
                              const float *saved, size_t B, size_t T, size_t C, size_t NH) {
     if (!dqkv) return;
     size_t hs = C / NH, hp = PAD32(hs);

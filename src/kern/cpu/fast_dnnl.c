@@ -11,7 +11,8 @@
  * 6 bytes per input element, small next to the K-fold reuse in the product) and multiplied with fp32
  * accumulation and an fp32 result. (oneDNN 2.6's fpmath_mode=bf16 attribute on fp32 tensors was measured
  * to keep the fp32 kernel, so the conversion is explicit.)
- * One cache and one bf16 scratch, shared: a mutex serialises concurrent callers (each product is itself
+ * One primitive cache and one bf16 scratch, shared by every backend instance (the bf16 weight copy is each
+ * backend's own: kern_cpu_shadow): a mutex serialises concurrent callers (each product is itself
  * parallel, so callers on several threads gain nothing from overlapping anyway).
  *
  * kern_cpu_gemm computes, row-major, C[M,N] = op(A)[M,K] op(B)[K,N] (+ bias[N]) (+ C if accumulate), where
@@ -121,44 +122,49 @@ static uint16_t *scratch(uint16_t **buf, size_t *cap, size_t n) {
     return *buf;
 }
 
-/* The registered bf16 copy (kern_bf16_shadow): [g_sh_base, +g_sh_n) rounded into g_sh while g_sh_fresh. */
-static const float *g_sh_base;
-static size_t g_sh_n;
-static uint16_t *g_sh;
-static int g_sh_fresh;
+/* A backend's bf16 copy (kern_bf16_shadow): [base, base+n) rounded into copy while fresh. Guarded by g_lock,
+ * which every oneDNN product holds anyway. */
+struct kern_cpu_shadow {
+    const float *base;
+    size_t n;
+    uint16_t *copy;
+    int fresh;
+};
 
-void kern_cpu_bf16_shadow(const float *base, size_t n) {
+void kern_cpu_shadow_set(kern_cpu_shadow **sh, const float *base, size_t n) {
     pthread_mutex_lock(&g_lock);
-    free(g_sh);
-    g_sh = n ? gk_malloc(n * sizeof(uint16_t)) : NULL;
-    g_sh_base = n ? base : NULL;
-    g_sh_n = n;
-    g_sh_fresh = 0;
+    if (*sh) { free((*sh)->copy); free(*sh); *sh = NULL; }
+    if (n) {
+        *sh = gk_calloc(1, sizeof **sh);
+        (*sh)->copy = gk_malloc(n * sizeof(uint16_t));
+        (*sh)->base = base;
+        (*sh)->n = n;
+    }
     pthread_mutex_unlock(&g_lock);
 }
 
-void kern_cpu_bf16_written(const float *p, size_t n) {
+void kern_cpu_shadow_written(kern_cpu_shadow *sh, const float *p, size_t n) {
     pthread_mutex_lock(&g_lock);
-    if (g_sh_base && p < g_sh_base + g_sh_n && p + n > g_sh_base) g_sh_fresh = 0;
+    if (p < sh->base + sh->n && p + n > sh->base) sh->fresh = 0;
     pthread_mutex_unlock(&g_lock);
 }
 
-/* The copy of X[0, n) if it lies inside the registered range (refreshed first if stale), else NULL. */
-static const uint16_t *shadow_of(const float *X, size_t n) {
-    if (!g_sh_base || X < g_sh_base || X + n > g_sh_base + g_sh_n) return NULL;
-    if (!g_sh_fresh) { kern_f32_to_bf16_pair(g_sh, g_sh_base, g_sh_n, NULL, NULL, 0); g_sh_fresh = 1; }
-    return g_sh + (X - g_sh_base);
+/* The copy of X[0, n) if it lies inside sh's range (refreshed first if stale), else NULL. */
+static const uint16_t *shadow_of(kern_cpu_shadow *sh, const float *X, size_t n) {
+    if (!sh || X < sh->base || X + n > sh->base + sh->n) return NULL;
+    if (!sh->fresh) { kern_f32_to_bf16_pair(sh->copy, sh->base, sh->n, NULL, NULL, 0); sh->fresh = 1; }
+    return sh->copy + (X - sh->base);
 }
 
-void kern_cpu_gemm(int ta, int tb, size_t M, size_t N, size_t K, const float *A, size_t lda, const float *B, size_t ldb,
-             const float *bias, int accumulate, float *C, size_t ldc, int bf16) {
+void kern_cpu_gemm(int ta, int tb, size_t M, size_t N, size_t K, const float *A, size_t lda, const float *B,
+                   size_t ldb, const float *bias, int accumulate, float *C, size_t ldc, int bf16, kern_cpu_shadow *sh) {
     pthread_mutex_lock(&g_lock);
     GK_CHECK(dnnl_ok_locked(), "oneDNN CPU engine unavailable");
     gemm_entry *e = lookup(ta, tb, (int64_t)M, (int64_t)N, (int64_t)K, (int64_t)lda, (int64_t)ldb, (int64_t)ldc,
                            accumulate, bias != NULL, bf16);
     if (bf16) {   /* round both inputs to bfloat16 (nearest even); the product accumulates in fp32 */
         size_t na = (ta ? K : M) * lda, nb = (tb ? N : K) * ldb;
-        const uint16_t *sa = shadow_of(A, na), *sb = shadow_of(B, nb);   /* weights: already rounded */
+        const uint16_t *sa = shadow_of(sh, A, na), *sb = shadow_of(sh, B, nb);   /* weights: already rounded */
         uint16_t *a16 = sa ? NULL : scratch(&g_abuf, &g_acap, na), *b16 = sb ? NULL : scratch(&g_bbuf, &g_bcap, nb);
         kern_f32_to_bf16_pair(a16, sa ? NULL : A, sa ? 0 : na, b16, sb ? NULL : B, sb ? 0 : nb);
         dnnl_memory_set_data_handle(e->a, sa ? (void *)sa : a16);

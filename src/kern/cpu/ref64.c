@@ -8,6 +8,7 @@
 
 #define REAL double
 #define FN(x) kern_ref64_##x
+#define REF_BE
 #define R_EXP exp
 #define R_LOG log
 #define R_SQRT sqrt

@@ -1,7 +1,9 @@
 /* ref_impl.h: the reference ops, written once and compiled twice (no include guard on purpose):
  *   ref.c   with REAL = float,  FN(x) = kern_ref_##x     (the fp32 oracle the fast paths are tested against)
  *   ref64.c with REAL = double, FN(x) = kern_ref64_##x   (for finite-difference gradient checks)
- * The includer also defines R_EXP, R_LOG, R_SQRT, R_TANH for REAL.
+ * The includer also defines R_EXP, R_LOG, R_SQRT, R_TANH for REAL, and REF_BE: the leading parameter of every op,
+ * `kern_backend *be,` in ref.c (the fp32 ops sit in the backend table, whose ops take their backend first; the
+ * reference has no state and ignores it) and empty in ref64.c.
  *
  * Plain loops, parallel with OpenMP where that is race-free. Backward ops accumulate (+=) into every
  * gradient and skip a NULL one. Parallel loops never let two threads write the same element: reductions
@@ -9,7 +11,7 @@
  * Nothing assumes a size is a multiple of anything.
  */
 #ifndef REAL
-#error "define REAL, FN, R_EXP, R_LOG, R_SQRT, R_TANH before including ref_impl.h"
+#error "define REAL, FN, REF_BE, R_EXP, R_LOG, R_SQRT, R_TANH before including ref_impl.h"
 #endif
 
 /* Channels handled by one thread in column-wise reductions: 32 floats = two cache lines. */
@@ -18,7 +20,7 @@
 
 /* ---------------------------------------------------------------- embedding
  * out[b,t,c] = wte[tok[b,t], c] + wpe[pos0 + t, c] */
-void FN(embed_fwd)(REAL *out, const int32_t *tok, const REAL *wte, const REAL *wpe,
+void FN(embed_fwd)(REF_BE REAL *out, const int32_t *tok, const REAL *wte, const REAL *wpe,
                    size_t B, size_t T, size_t C, size_t pos0) {
     GK_OMP(omp parallel for schedule(static))
     for (size_t bt = 0; bt < B * T; bt++) {
@@ -32,7 +34,7 @@ void FN(embed_fwd)(REAL *out, const int32_t *tok, const REAL *wte, const REAL *w
 /* dwte[tok[b,t], c] += dout[b,t,c];  dwpe[pos0+t, c] += sum_b dout[b,t,c].
  * The same token can appear many times, so the wte scatter is split over channel blocks (each thread owns
  * a set of columns and walks every token); the wpe rows are distinct per t, so that one splits over t. */
-void FN(embed_bwd)(REAL *dwte, REAL *dwpe, const REAL *dout, const int32_t *tok,
+void FN(embed_bwd)(REF_BE REAL *dwte, REAL *dwpe, const REAL *dout, const int32_t *tok,
                    size_t B, size_t T, size_t C, size_t pos0) {
     if (dwte) {
         GK_OMP(omp parallel for schedule(static))
@@ -60,7 +62,7 @@ void FN(embed_bwd)(REAL *dwte, REAL *dwpe, const REAL *dout, const int32_t *tok,
 /* ---------------------------------------------------------------- layernorm
  * mean = (1/C) sum_c x_c;  var = (1/C) sum_c (x_c - mean)^2  (biased, as torch);  rstd = 1/sqrt(var + eps)
  * xhat_c = (x_c - mean) rstd;  out_c = xhat_c w_c + b_c */
-void FN(layernorm_fwd)(REAL *out, REAL *mean, REAL *rstd, const REAL *inp, const REAL *w,
+void FN(layernorm_fwd)(REF_BE REAL *out, REAL *mean, REAL *rstd, const REAL *inp, const REAL *w,
                        const REAL *b, size_t N, size_t C, REAL eps) {
     GK_OMP(omp parallel for schedule(static))
     for (size_t i = 0; i < N; i++) {
@@ -82,7 +84,7 @@ void FN(layernorm_fwd)(REAL *out, REAL *mean, REAL *rstd, const REAL *inp, const
 /* With g_c = dout_c w_c (the gradient at xhat):
  *   dx_c += rstd (g_c - mean_c'(g) - xhat_c mean_c'(g xhat))
  *   dw_c += sum_rows dout_c xhat_c;   db_c += sum_rows dout_c */
-void FN(layernorm_bwd)(REAL *dinp, REAL *dw, REAL *db, const REAL *dout, const REAL *inp,
+void FN(layernorm_bwd)(REF_BE REAL *dinp, REAL *dw, REAL *db, const REAL *dout, const REAL *inp,
                        const REAL *w, const REAL *mean, const REAL *rstd, size_t N, size_t C) {
     if (dinp) {
         GK_OMP(omp parallel for schedule(static))
@@ -121,7 +123,7 @@ void FN(layernorm_bwd)(REAL *dinp, REAL *dw, REAL *db, const REAL *dout, const R
 
 /* ---------------------------------------------------------------- matmul
  * out[n,o] = bias[o] + sum_c inp[n,c] W[c,o],  W[c,o] = w[c*OC + o] (IN_OUT) or w[o*C + c] (OUT_IN) */
-void FN(matmul_fwd)(REAL *out, const REAL *inp, const REAL *w, const REAL *bias,
+void FN(matmul_fwd)(REF_BE REAL *out, const REAL *inp, const REAL *w, const REAL *bias,
                     size_t N, size_t C, size_t OC, int wlayout) {
     GK_OMP(omp parallel for schedule(static))
     for (size_t n = 0; n < N; n++) {
@@ -148,7 +150,7 @@ void FN(matmul_fwd)(REAL *out, const REAL *inp, const REAL *w, const REAL *bias,
 /* dinp[n,c] += sum_o dout[n,o] W[c,o]
  * dW[c,o]   += sum_n inp[n,c] dout[n,o]    (stored in w's layout)
  * dbias[o]  += sum_n dout[n,o] */
-void FN(matmul_bwd)(REAL *dinp, REAL *dw, REAL *dbias, const REAL *dout, const REAL *inp,
+void FN(matmul_bwd)(REF_BE REAL *dinp, REAL *dw, REAL *dbias, const REAL *dout, const REAL *inp,
                     const REAL *w, size_t N, size_t C, size_t OC, int wlayout) {
     if (dinp) {
         GK_OMP(omp parallel for schedule(static))
@@ -210,7 +212,7 @@ void FN(matmul_bwd)(REAL *dinp, REAL *dw, REAL *dbias, const REAL *dout, const R
  *   P[t,j] = exp(s[t,j] - max_j s[t,:]) / sum_j exp(...)
  *   out_t  = sum_{j<=t} P[t,j] v_j
  * saved = P, [B,NH,T,T] (zeros above the diagonal). */
-void FN(attention_fwd)(REAL *out, REAL *saved, const REAL *qkv, size_t B, size_t T, size_t C, size_t NH) {
+void FN(attention_fwd)(REF_BE REAL *out, REAL *saved, const REAL *qkv, size_t B, size_t T, size_t C, size_t NH) {
     size_t hs = C / NH, C3 = 3 * C;
     REAL scale = 1 / R_SQRT((REAL)hs);
     GK_OMP(omp parallel for collapse(3) schedule(static))
@@ -248,7 +250,7 @@ void FN(attention_fwd)(REAL *out, REAL *saved, const REAL *qkv, size_t B, size_t
  *   dq_t    += (1/sqrt(hs)) sum_j dS[t,j] k_j
  *   dk_j    += (1/sqrt(hs)) sum_t dS[t,j] q_t
  * Every (b,h) writes only its own slices of dqkv, so (b,h) pairs run in parallel; t runs serially inside. */
-void FN(attention_bwd)(REAL *dqkv, const REAL *dout, const REAL *qkv, const REAL *out,
+void FN(attention_bwd)(REF_BE REAL *dqkv, const REAL *dout, const REAL *qkv, const REAL *out,
                        const REAL *saved, size_t B, size_t T, size_t C, size_t NH) {
     (void)out;
     if (!dqkv) return;
@@ -287,7 +289,7 @@ void FN(attention_bwd)(REAL *dqkv, const REAL *dout, const REAL *qkv, const REAL
  * u = sqrt(2/pi) (x + 0.044715 x^3);  gelu(x) = 0.5 x (1 + tanh u)
  * gelu'(x) = 0.5 (1 + tanh u) + 0.5 x (1 - tanh^2 u) sqrt(2/pi) (1 + 3 * 0.044715 x^2) */
 #define REF_GELU_K ((REAL)0.7978845608028654)   /* sqrt(2/pi) */
-void FN(gelu_fwd)(REAL *out, const REAL *inp, size_t n) {
+void FN(gelu_fwd)(REF_BE REAL *out, const REAL *inp, size_t n) {
     GK_OMP(omp parallel for schedule(static))
     for (size_t i = 0; i < n; i++) {
         REAL x = inp[i];
@@ -296,7 +298,7 @@ void FN(gelu_fwd)(REAL *out, const REAL *inp, size_t n) {
     }
 }
 
-void FN(gelu_bwd)(REAL *dinp, const REAL *inp, const REAL *dout, size_t n) {
+void FN(gelu_bwd)(REF_BE REAL *dinp, const REAL *inp, const REAL *dout, size_t n) {
     if (!dinp) return;
     GK_OMP(omp parallel for schedule(static))
     for (size_t i = 0; i < n; i++) {
@@ -314,7 +316,7 @@ void FN(gelu_bwd)(REAL *dinp, const REAL *inp, const REAL *dout, size_t n) {
  * lse_i = log sum_v exp(logits[i,v]);  loss_i = lse_i - logits[i, target_i]  (0 if target_i < 0)
  * dlogits[i,v] = dloss_i (exp(logits[i,v] - lse_i) - [v == target_i])  (0 row if target_i < 0)
  * dlogits may alias logits: each row reads everything it needs before it writes. */
-void FN(xent_fwd_bwd)(REAL *loss, REAL *dlogits, const REAL *logits, const int32_t *targets,
+void FN(xent_fwd_bwd)(REF_BE REAL *loss, REAL *dlogits, const REAL *logits, const int32_t *targets,
                       const REAL *dloss, size_t N, size_t V) {
     GK_OMP(omp parallel for schedule(static))
     for (size_t i = 0; i < N; i++) {

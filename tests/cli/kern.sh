@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# CLI tests for the global kernel options (--backend, --gemm; docs/kernels.md): accepted by every command,
+# anywhere on the line, stripped before the command sees them; they pick what `gptkit --help` reports; unknown
+# values and libraries this build lacks fail with a clear message.
+source "$(dirname "$0")/_lib.sh"
+G=$GPTKIT
+cd "$TMP"
+
+backend_line() { "$@" --help 2>/dev/null | sed -n 's/^backend: //p'; }
+
+if $G --help | grep -q -- '--gemm LIB' && $G --help | grep -q -- '--backend cpu|ref'; then pass kern_help_lists_options
+else fail kern_help_lists_options "gptkit --help does not document --gemm / --backend"; fi
+
+b=$(backend_line $G --backend ref)
+case "$b" in cpu-ref*) pass kern_backend_ref;; *) fail kern_backend_ref "backend line: $b";; esac
+b=$(backend_line $G --gemm=builtin)
+case "$b" in cpu-fast\(no\ blas*) pass kern_gemm_builtin;; *) fail kern_gemm_builtin "backend line: $b";; esac
+
+# each library: picked when present (the backend line names it), refused with a message when absent
+present=$($G --help | sed -n 's/.*present here://p')
+for lib in openblas onednn; do
+  if printf '%s' "$present" | grep -qw $lib; then
+    b=$(backend_line $G --gemm $lib)
+    case "$b" in cpu-fast\($lib*) pass kern_gemm_$lib;; *) fail kern_gemm_$lib "backend line: $b";; esac
+  else
+    expect_fail kern_gemm_${lib}_absent "this build has no $lib" $G --gemm $lib --help
+  fi
+done
+
+# stripped wherever it stands: after the command and its own options too
+if $G data sft --n 3 --seed 1 --gemm builtin --out a.jsonl 2>/dev/null && [ "$(wc -l < a.jsonl)" -eq 3 ]; then
+  pass kern_option_after_command
+else fail kern_option_after_command "data sft with a trailing --gemm failed"; fi
+
+expect_fail kern_gemm_unknown "--gemm takes auto, openblas, onednn or builtin" $G --gemm mkl data --help
+expect_fail kern_gemm_missing_value "--gemm takes" $G data --help --gemm
+expect_fail kern_backend_unknown "--backend takes cpu or ref" $G --backend gpu --help
