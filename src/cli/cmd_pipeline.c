@@ -576,8 +576,12 @@ int cmd_pipeline(int argc, char **argv) {
         for (size_t i = 0; i < NSTAGES; i++) if (!strcmp(STAGES[i].name, from)) from_idx = (long)i;
         if (from_idx < 0) cli_usage_error(&a, "--from: unknown stage '%s'", from);
     }
+    gk_dir_lock *lock = NULL;   /* one pipeline per run directory */
+    if (gk_dir_lock_take(c.run_dir, &lock, &err)) { fprintf(stderr, "gptkit pipeline: %s\n", err.msg); return 1; }
     char *stages_dir = gk_path_join(c.run_dir, "stages");
-    if (gk_mkdir_p(stages_dir, &err)) { fprintf(stderr, "gptkit pipeline: %s\n", err.msg); free(stages_dir); return 1; }
+    if (gk_mkdir_p(stages_dir, &err)) {
+        fprintf(stderr, "gptkit pipeline: %s\n", err.msg); free(stages_dir); gk_dir_unlock(lock); return 1;
+    }
     free(stages_dir);
     {   /* the effective config, for the record */
         char *p = gk_path_join(c.run_dir, "config.txt");
@@ -639,5 +643,6 @@ int cmd_pipeline(int argc, char **argv) {
     }
     free(x.p_corpus); free(x.p_tok); free(x.p_shards); free(x.p_data); free(x.p_base); free(x.p_sft);
     free(x.p_rm); free(x.p_ppo); free(x.p_dpo);
+    gk_dir_unlock(lock);
     return rc;
 }

@@ -229,6 +229,17 @@ int gk_mkdir_p(const char *path, gk_err *err) {
     if (!gk_is_dir(path)) return gk_errf(err, "%s: exists and is not a directory", path);
     return 0;
 }
+char *gk_cache_path(const char *name) {
+    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    char *dir;
+    if (xdg && *xdg) dir = gk_path_join(xdg, "gptkit");
+    else if (home && *home) dir = gk_path_join(home, ".cache/gptkit");
+    else return NULL;
+    char *p = gk_mkdir_p(dir, NULL) == 0 ? gk_path_join(dir, name) : NULL;
+    free(dir);
+    return p;
+}
+
 char *gk_path_join(const char *dir, const char *name) {
     size_t a = strlen(dir), b = strlen(name);
     char *s = gk_malloc(a + b + 2);

@@ -67,6 +67,10 @@ int gk_read_file(const char *path, char **data, size_t *len, gk_err *err);
 int gk_file_exists(const char *path);
 int gk_is_dir(const char *path);
 int gk_mkdir_p(const char *path, gk_err *err);
+/* Path of a per-machine cache file: $XDG_CACHE_HOME/gptkit/NAME, else $HOME/.cache/gptkit/NAME (the directory
+ * is created); malloc'd, or NULL where neither variable is set or the directory cannot be made. Holds what is
+ * measured once per machine (peak GFLOP/s, the GEMM library `auto` picks). */
+char *gk_cache_path(const char *name);
 /* "dir" + "/" + "name" into a malloc'd string. */
 char *gk_path_join(const char *dir, const char *name);
 

@@ -239,13 +239,9 @@ double train_peak_gflops(int bf16) {
     const char *env = getenv("GPTKIT_PEAK_GFLOPS");
     double v;
     if (env && gk_parse_double(env, &v) == 0 && v > 0) return v;
-    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
-    char dir[1024] = "", path[1100] = "";
-    if (xdg && *xdg) snprintf(dir, sizeof dir, "%s/gptkit", xdg);
-    else if (home && *home) snprintf(dir, sizeof dir, "%s/.cache/gptkit", home);
+    char *path = gk_cache_path("peak");
     double fp32 = 0, b16 = 0, c32 = 0, c16 = 0;
-    if (*dir) {
-        snprintf(path, sizeof path, "%s/peak", dir);
+    if (path) {
         FILE *f = fopen(path, "r");
         if (f) { if (fscanf(f, "%lf %lf", &c32, &c16) != 2) c32 = c16 = 0; fclose(f); }
     }
@@ -254,10 +250,11 @@ double train_peak_gflops(int bf16) {
     kern_backend_free(be);
     if (c32 > fp32) fp32 = c32;
     if (c16 > b16) b16 = c16;
-    if (*dir && gk_mkdir_p(dir, NULL) == 0) {
+    if (path) {
         char buf[64];
         int n = snprintf(buf, sizeof buf, "%.1f %.1f\n", fp32, b16);
         gk_write_file_atomic(path, buf, (size_t)n, NULL);
+        free(path);
     }
     return bf16 && b16 > 0 ? b16 : fp32;
 }

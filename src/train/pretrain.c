@@ -16,6 +16,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Refuses, before allocating, a model and batch that cannot fit in memory (`--model d100` asked for 197 GB and
+ * aborted in the allocator): parameters, gradients and AdamW's two moments (16 bytes a parameter) plus the
+ * activations kept for the backward (about 20 floats per row, channel and layer). */
+static int check_memory(const gpt_config *c, const pretrain_opts *o, gk_err *err) {
+    gpt_model *t = gpt_create_table(c, NULL);
+    double rows = (double)(o->B > 0 ? o->B : 1) * (double)(o->T > 0 ? o->T : c->n_ctx);
+    double need = 16.0 * (double)t->num_params + 4.0 * 20.0 * rows * c->n_embd * c->n_layer;
+    gpt_free(t);
+    char what[96];
+    snprintf(what, sizeof what, "a %d-layer, %d-wide model at batch %ld x %ld", c->n_layer, c->n_embd, o->B, o->T);
+    return gk_check_fits(what, need, err);
+}
+
 /* Builds the model the options ask for: a checkpoint to continue, or a fresh random init. */
 static gpt_model *make_model(const pretrain_opts *o, const char *dir, char **tok_rec, gk_err *err) {
     if (dir) {
@@ -32,6 +45,7 @@ static gpt_model *make_model(const pretrain_opts *o, const char *dir, char **tok
     if (o->vocab_size) c.vocab_size = o->vocab_size;
     if (o->n_ctx) c.n_ctx = o->n_ctx;
     if (gpt_config_validate(&c, err)) return NULL;
+    if (check_memory(&c, o, err)) return NULL;
     gpt_model *m = gpt_create(&c);
     gpt_init_random(m, o->seed);
     return m;

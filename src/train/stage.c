@@ -44,6 +44,10 @@ int train_stage_open(train_stage *s, const train_stage_cfg *cfg, gk_err *err) {
     if (!s->cfg.saved_what) s->cfg.saved_what = "checkpoint";
     s->last_loss = NAN;
     GK_CHECK(cfg->n_models >= 1 && cfg->n_models <= TRAIN_STAGE_MAX_MODELS, "train_stage_open: %zu models", cfg->n_models);
+    /* one writer per output directory, before anything there is read or written (this also removes the
+     * temporaries of a save that was killed) */
+    for (size_t k = 0; k < s->cfg.n_models; k++)
+        if (gk_dir_lock_take(s->cfg.models[k].out, &s->locks[k], err)) return -1;
     for (size_t k = 0; k < s->cfg.n_models; k++) {
         gpt_alloc_grads(s->cfg.models[k].m);
         s->cfg.models[k].opt = adamw_create(s->cfg.models[k].m, cfg->opt);
@@ -78,6 +82,7 @@ void train_stage_close(train_stage *s) {
     for (size_t k = 0; k < s->cfg.n_models; k++) { adamw_free(s->cfg.models[k].opt); s->cfg.models[k].opt = NULL; }
     free(s->st.opts_json); s->st.opts_json = NULL;
     free(s->resumed_opts); s->resumed_opts = NULL;
+    for (size_t k = 0; k < TRAIN_STAGE_MAX_MODELS; k++) { gk_dir_unlock(s->locks[k]); s->locks[k] = NULL; }
 }
 
 /* ---------------------------------------------------------------- the optimizer step */

@@ -177,6 +177,7 @@ struct train_stage {
     double tokens, seconds;   /* over this run's loop */
     double peak;              /* FLOP/s of the machine (for MFU) */
     int    bf16_on;
+    gk_dir_lock *locks[TRAIN_STAGE_MAX_MODELS];   /* one writer per output directory (gk_dir_lock_take) */
 };
 
 /* The skeleton settings every stage's options carry under the same names (designated initializers for a

@@ -35,3 +35,17 @@ else fail kern_option_after_command "data sft with a trailing --gemm failed"; fi
 expect_fail kern_gemm_unknown "--gemm takes auto, openblas, onednn or builtin" $G --gemm mkl data --help
 expect_fail kern_gemm_missing_value "--gemm takes" $G data --help --gemm
 expect_fail kern_backend_unknown "--backend takes cpu or ref" $G --backend gpu --help
+
+# auto's pick is measured once per machine and cached (XDG_CACHE_HOME/gptkit/gemm: key line, library line), so
+# every later process, a resumed run's included, uses the same library; a cached pick is honoured as written
+mkdir -p cache
+b1=$(XDG_CACHE_HOME=$TMP/cache backend_line $G)
+if [ -f cache/gptkit/gemm ] && [ "$(wc -l < cache/gptkit/gemm)" -eq 2 ]; then
+  key=$(head -1 cache/gptkit/gemm)
+  printf '%s\nbuiltin\n' "$key" > cache/gptkit/gemm
+  b2=$(XDG_CACHE_HOME=$TMP/cache backend_line $G)
+  printf 'another machine\nbuiltin\n' > cache/gptkit/gemm
+  b3=$(XDG_CACHE_HOME=$TMP/cache backend_line $G)
+  case "$b2|$b3" in "cpu-fast(no blas"*"|$b1") pass kern_auto_pick_cached;;
+    *) fail kern_auto_pick_cached "first '$b1', cached builtin '$b2', other key '$b3'";; esac
+else fail kern_auto_pick_cached "no cache file after the first process: $(ls -R cache)"; fi

@@ -38,6 +38,9 @@ cmp -s "$TMP/full/model.safetensors" "$TMP/part/model.safetensors" && pass resum
 # 4. Ctrl-C saves a resumable checkpoint and exits 130
 #    (signalled once its first step line is out, i.e. once its handler is installed: no sleeping, no race)
 start_ready '"loss"' "$TMP/int.jsonl" "$TMP/int.err" $GPTKIT pretrain $RUN --data "$F/data.bin" --steps 100000 --out "$TMP/int"
+# one writer per directory: a second run on the same --out is refused at once, naming the holder's pid
+expect_fail second_writer_refused "in use by another gptkit process \(pid $READY_PID\)" \
+  $GPTKIT pretrain $RUN --data "$F/data.bin" --steps 3 --out "$TMP/int"
 interrupt_ready; rc=$?
 if [ $READY = 1 ] && [ $rc -eq 130 ] && [ -f "$TMP/int/train_state.safetensors" ]; then pass sigint_saves
 else fail sigint_saves "ready=$READY rc=$rc $(cat "$TMP/int.err")"; fi
@@ -67,6 +70,9 @@ elif grep -q "needs oneDNN" "$TMP/mp16.err"; then
 else fail bf16_trains_like_fp32 "$(cat "$TMP/mp16.err")"; fi
 
 # 6. bad input: a clear message naming the file, a non-zero exit, never a crash
+expect_fail model_too_big "needs [0-9.]+ GB but only" $GPTKIT pretrain --model d100 --vocab-size 50257 -b 4 -t 64 \
+  --data "$F/data.bin" --steps 1 --out "$TMP/huge"
+expect_fail config_is_directory "$TMP.*is a directory" $GPTKIT pipeline "$TMP"
 cp "$F/data.bin" "$TMP/magic.bin"; printf '\x01\x02\x03\x04' | dd of="$TMP/magic.bin" conv=notrunc 2>/dev/null
 expect_fail bad_magic "magic.bin.*magic" $GPTKIT eval --model "$F/init" --data "$TMP/magic.bin" -b 1 -t 4
 head -c 1500 "$F/data.bin" > "$TMP/trunc.bin"

@@ -4,7 +4,8 @@
  * Why a timed pick: which library is faster depends on the CPU and on the libraries' builds, not on a vendor
  * or model name we could list (Debian's OpenBLAS 0.3.21 calls some recent Xeons "Prescott" and runs SSE3
  * kernels, 3-5x slower; on a Zen 4 EPYC oneDNN ran a GPT-2 124M training step 1.9x faster than OpenBLAS).
- * So each library present is timed once per process on a training-shaped product, [512,768] x [768,768]
+ * So each library present is timed once per machine (the pick is cached with the CPU model, thread count and
+ * OpenBLAS core as its key: see cached_pick) on a training-shaped product, [512,768] x [768,768]
  * (GPT-2 small's attention projection on 512 rows), best of 5 after a warm-up (oneDNN creates its primitive
  * then), the libraries taking turns: about 60 ms on two idle cores (120 ms on one).
  * Why a margin: where the two run level the pick would flip from run to run with the machine's noise, and
@@ -99,10 +100,44 @@ static double time_once(kern_gemm lib, const float *inp, const float *w, float *
     return gk_now() - t0;
 }
 
+/* The machine's identity for the cached pick: the CPU model, core count and the libraries of this build. */
+static void machine_key(char *key, size_t cap) {
+    char *info = NULL, model[128] = "unknown";
+    if (gk_read_file("/proc/cpuinfo", &info, NULL, NULL) == 0) {
+        const char *p = strstr(info, "model name");
+        if (p && (p = strchr(p, ':'))) sscanf(p + 1, " %127[^\n]", model);
+        free(info);
+    }
+    snprintf(key, cap, "%s | %d threads | openblas %s", model, gk_num_threads(),
+             kern_cpu_openblas_core() ? kern_cpu_openblas_core() : "-");
+}
+
+/* A pick measured earlier on this machine (the cache file's first line is the key, its second the library):
+ * once measured, every later process uses the same library, so a resumed run sums in the same order as the
+ * run it continues even when the machine is busy during the second probe. */
+static int cached_pick(const char *path, const char *key, kern_gemm *out) {
+    char *d = NULL;
+    if (!path || gk_read_file(path, &d, NULL, NULL) != 0) return 0;
+    char *nl = strchr(d, '\n');
+    int ok = 0;
+    if (nl) {
+        *nl = 0;
+        char *name = nl + 1, *end = strchr(name, '\n');
+        if (end) *end = 0;
+        ok = !strcmp(d, key) && kern_gemm_parse(name, out) == 0 && *out != KERN_GEMM_AUTO && kern_gemm_present(*out);
+    }
+    free(d);
+    return ok;
+}
+
 static kern_gemm g_auto = KERN_GEMM_BUILTIN;
 static void auto_pick(void) {
     int blas = kern_gemm_present(KERN_GEMM_OPENBLAS), dnnl = kern_gemm_present(KERN_GEMM_ONEDNN);
     if (!blas || !dnnl) { g_auto = blas ? KERN_GEMM_OPENBLAS : dnnl ? KERN_GEMM_ONEDNN : KERN_GEMM_BUILTIN; return; }
+    char key[256];
+    machine_key(key, sizeof key);
+    char *path = gk_cache_path("gemm");
+    if (cached_pick(path, key, &g_auto)) { free(path); return; }
     const size_t M = 512, K = 768, N = 768;
     float *inp = gk_malloc(M * K * sizeof(float)), *w = gk_malloc(K * N * sizeof(float));
     float *out = gk_malloc(M * N * sizeof(float));
@@ -121,6 +156,12 @@ static void auto_pick(void) {
     if (gk_verbose >= 2) gk_log("kern: GEMM auto pick %s (openblas %.2f ms, onednn %.2f ms on 512x768x768)\n", kern_gemm_name(g_auto),
            t_blas * 1e3, t_dnnl * 1e3);
     free(inp); free(w); free(out);
+    if (path) {
+        char buf[320];
+        int n = snprintf(buf, sizeof buf, "%s\n%s\n", key, kern_gemm_name(g_auto));
+        gk_write_file_atomic(path, buf, (size_t)n, NULL);
+        free(path);
+    }
 }
 
 kern_gemm kern_gemm_auto(void) {
