@@ -185,10 +185,7 @@ int train_dpo(const dpo_opts *o, dpo_result *res, gk_err *err) {
                m->cfg.n_layer, m->cfg.n_embd, o->beta, td.n, td.pairs, vd.pairs, c.pl.B, s.cfg.total);
     train_stage_hooks h = { .ctx = &c, .micro = rlhf_pref_micro, .eval = vd.n ? dpo_val : NULL, .tell = rlhf_pref_tell };
     rc = train_stage_run(&s, &h, dpo_opts_to_json(o), err);
-    res->steps_done = s.step - s.step0;
-    res->seconds = s.seconds;
-    res->final_loss = s.last_loss;
-    res->interrupted = s.interrupted;
+    TRAIN_STAGE_RESULT(res, &s);
 done:
     train_stage_close(&s);
     train_order_free(&c.pl.ord);

@@ -191,11 +191,8 @@ int train_pretrain(const pretrain_opts *o, pretrain_result *res, gk_err *err) {
     train_stage_hooks h = { .ctx = &c, .micro = pt_micro, .eval = o->val ? pt_eval : NULL, .sample = pt_sample,
                             .finish = pt_finish, .tell = pt_tell };
     rc = train_stage_run(&s, &h, pretrain_opts_to_json(o), err);
-    res->steps_done = s.step - s.step0;
-    res->seconds = s.seconds;
-    res->final_loss = s.last_loss;
+    TRAIN_STAGE_RESULT(res, &s);
     res->tokens = s.tokens;
-    res->interrupted = s.interrupted;
 done:
     train_stage_close(&s);
     train_lm_free(c.lm);

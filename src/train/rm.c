@@ -437,10 +437,7 @@ int train_rm(const rm_opts *o, rm_result *res, gk_err *err) {
                vd.n, vd.pairs, c.pl.B, sc.total);
     train_stage_hooks h = { .ctx = &c, .micro = rlhf_pref_micro, .eval = vd.n ? rm_eval : NULL, .finish = rm_finish, .tell = rlhf_pref_tell };
     rc = train_stage_run(&s, &h, rm_opts_to_json(o), err);
-    res->steps_done = s.step - s.step0;
-    res->seconds = s.seconds;
-    res->final_loss = s.last_loss;
-    res->interrupted = s.interrupted;
+    TRAIN_STAGE_RESULT(res, &s);
     gk_err serr;
     if (s.saved && write_reward_json(o->out, o, res, &serr) && rc == 0) { *err = serr; rc = -1; }
 done:

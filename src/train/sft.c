@@ -189,10 +189,7 @@ int train_sft(const sft_opts *o, sft_result *res, gk_err *err) {
                      o->resume_dir ? s.st.pos.pos : 0);
     train_stage_hooks h = { .ctx = &c, .micro = sft_micro, .eval = o->val ? sft_eval : NULL, .tell = sft_tell };
     rc = train_stage_run(&s, &h, sft_opts_to_json(o), err);
-    res->steps_done = s.step - s.step0;
-    res->seconds = s.seconds;
-    res->final_loss = s.last_loss;
-    res->interrupted = s.interrupted;
+    TRAIN_STAGE_RESULT(res, &s);
 done:
     train_stage_close(&s);
     train_lm_free(c.lm);

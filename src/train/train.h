@@ -185,6 +185,10 @@ struct train_stage {
 #define TRAIN_STAGE_OPTS(o) .opt = &(o)->opt, .sched = (o)->sched, .json = (o)->json, .val_every = (o)->val_every, \
                             .save_every = (o)->save_every, .stop_at = (o)->stop_at, .bf16 = (o)->bf16
 
+/* The outcome every stage reports, from the skeleton's state into the stage's result struct (same field names). */
+#define TRAIN_STAGE_RESULT(res, s) do { (res)->steps_done = (s)->step - (s)->step0; (res)->seconds = (s)->seconds; \
+                                        (res)->final_loss = (s)->last_loss; (res)->interrupted = (s)->interrupted; } while (0)
+
 /* Starts a stage (see above). On failure returns -1 with err; train_stage_close is still to be called. */
 int  train_stage_open(train_stage *s, const train_stage_cfg *cfg, gk_err *err);
 /* Runs the loop and writes the final checkpoint (options opts_json, malloc'd, taken over). Returns 0 (also
