@@ -72,7 +72,9 @@ static void add_segments(const tok_tokenizer *t, segment **segs, size_t *ns, siz
 static int flush_segments(ctx *c, segment *segs, size_t ns, gk_err *err) {
     tok_ids *out = gk_calloc(ns ? ns : 1, sizeof *out);
     long i;
+#ifdef _OPENMP
     #pragma omp parallel for schedule(dynamic, 1)
+#endif
     for (i = 0; i < (long)ns; i++) {
         int th = 0;
 #ifdef _OPENMP

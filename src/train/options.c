@@ -368,7 +368,7 @@ int train_opt_set(const train_opt *d, void *o, const char *value, gk_err *err) {
 
 void train_opt_format(const train_opt *d, const void *o, char *buf, size_t cap) {
     switch (d->type) {
-    case TRAIN_OPT_STR: { const char *s = *CFIELD(o, d, const char *); snprintf(buf, cap, "%s", s ? s : ""); break; }
+    case TRAIN_OPT_STR: { const char *s = *CFIELD(o, d, char *); snprintf(buf, cap, "%s", s ? s : ""); break; }
     case TRAIN_OPT_SHAPE: snprintf(buf, cap, "%s", lr_shape_name(*CFIELD(o, d, lr_shape))); break;
     case TRAIN_OPT_PRECISION: snprintf(buf, cap, "%s", *CFIELD(o, d, int) ? "bf16" : "fp32"); break;
     case TRAIN_OPT_U64: snprintf(buf, cap, "%llu", (unsigned long long)*CFIELD(o, d, uint64_t)); break;
@@ -406,7 +406,7 @@ char *train_opts_to_json(const train_opt_table *t, const void *o) {
         const train_opt *d = &t->opts[i];
         if (!(d->flags & TRAIN_OPT_STORED)) continue;
         if (d->type == TRAIN_OPT_STR) {
-            const char *s = *CFIELD(o, d, const char *);
+            const char *s = *CFIELD(o, d, char *);
             if (s) cJSON_AddStringToObject(j, d->key, s);
         } else if (d->type == TRAIN_OPT_SHAPE || d->type == TRAIN_OPT_U64) {
             train_opt_format(d, o, buf, sizeof buf);

@@ -242,6 +242,8 @@ void kern_fast_matmul_skinny_fwd(kern_backend *be, float *out, const float *inp,
     size_t maxt = 1;
 #ifdef _OPENMP
     if (par) maxt = (size_t)omp_get_max_threads();
+#else
+    (void)par;   /* without OpenMP there is one thread: nothing to decide */
 #endif
     if (wlayout == KERN_W_OUT_IN) {
         AC_OMP(omp parallel if(par))
