@@ -406,6 +406,7 @@ static void test_untied_wide_ffn(void) {
         gpt_free(m2);
     }
     free(txt); free(cp); free(mp); free(d);
+    free(full); free(cached);
     free(g); free(hp); free(R); kern_free(m->be, dR);
     gpt_free(m);
 }

@@ -26,7 +26,8 @@ void train_log_close(train_log *lg) {
     lg->metrics = NULL;
 }
 
-/* One metrics object of the envelope keys, then fields' items moved over in their order. */
+/* One metrics object of the envelope keys, then fields' items moved over in their order. Takes fields (the
+ * emptied container is freed here). */
 static cJSON *log_record(const char *stage, long step, cJSON *fields) {
     cJSON *r = cJSON_CreateObject();
     if (stage) cJSON_AddStringToObject(r, "stage", stage);
@@ -35,6 +36,7 @@ static cJSON *log_record(const char *stage, long step, cJSON *fields) {
         cJSON *it = cJSON_DetachItemViaPointer(fields, fields->child);
         cJSON_AddItemToObject(r, it->string, it);   /* keeps the key; the item's old key string is freed */
     }
+    cJSON_Delete(fields);
     return r;
 }
 
