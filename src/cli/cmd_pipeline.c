@@ -126,30 +126,62 @@ static int set_key(pipe_cfg *c, const kspec *ks, const char *v, gk_err *err) {
     return 0;
 }
 
+/* Line of key k among the keys seen so far (0 if new), recording it; a key given twice is refused, since the
+ * second would silently win. */
+typedef struct { char **keys; size_t *lines, n; } seen_keys;
+static size_t seen_before(seen_keys *sk, const char *k, size_t line) {
+    for (size_t i = 0; i < sk->n; i++) if (!strcmp(sk->keys[i], k)) return sk->lines[i];
+    sk->keys = gk_realloc(sk->keys, (sk->n + 1) * sizeof *sk->keys);
+    sk->lines = gk_realloc(sk->lines, (sk->n + 1) * sizeof *sk->lines);
+    sk->keys[sk->n] = gk_strdup(k);
+    sk->lines[sk->n++] = line;
+    return 0;
+}
+static size_t seen_line(const seen_keys *sk, const char *k) {
+    for (size_t i = 0; i < sk->n; i++) if (!strcmp(sk->keys[i], k)) return sk->lines[i];
+    return 0;
+}
+
+/* One `key = value` line into c (message with file:line into err). */
+static int load_line(pipe_cfg *c, const char *path, size_t no, char *s, seen_keys *sk, gk_err *err) {
+    char *eq = strchr(s, '=');
+    if (!eq) return gk_errf(err, "%s:%zu: expected 'key = value', got '%s'", path, no, s);
+    *eq = 0;
+    char *k = trim(s), *v = trim(eq + 1);
+    char *hash = strstr(v, " #");
+    if (hash) { *hash = 0; v = trim(v); }
+    gk_err e;
+    const kspec *ks = find_key(k);
+    int found = ks != NULL, bad = ks ? set_key(c, ks, v, &e) : 0;
+    for (size_t i = 0; !found && i < NSTAGE_OPTS; i++) {
+        const train_opt *d = train_opt_by_pipe_key(STAGE_OPTS[i].t, k);
+        if (d) { found = 1; bad = train_opt_set(d, (char *)c + STAGE_OPTS[i].off, v, &e); }
+    }
+    if (!found) return gk_errf(err, "%s:%zu: unknown key '%s' (see docs/pipeline.md for the list)", path, no, k);
+    if (bad) return gk_errf(err, "%s:%zu: %s: %s", path, no, k, e.msg);
+    size_t first = seen_before(sk, k, no);
+    if (first) return gk_errf(err, "%s:%zu: %s: given twice (first on line %zu)", path, no, k, first);
+    return 0;
+}
+
 int pipe_cfg_load(pipe_cfg *c, const char *path, gk_err *err) {
     gk_lines r;
     if (gk_lines_open(&r, path, err)) return -1;
     char *line; size_t no;
     int rc = 0;
+    seen_keys sk = {0};
     while (rc == 0 && gk_lines_next(&r, &line, &no)) {
         char *s = trim(line);
-        if (*s == '#') continue;
-        char *eq = strchr(s, '=');
-        if (!eq) { rc = gk_errf(err, "%s:%zu: expected 'key = value', got '%s'", path, no, s); break; }
-        *eq = 0;
-        char *k = trim(s), *v = trim(eq + 1);
-        char *hash = strstr(v, " #");
-        if (hash) { *hash = 0; v = trim(v); }
-        gk_err e;
-        const kspec *ks = find_key(k);
-        int found = ks != NULL, bad = ks ? set_key(c, ks, v, &e) : 0;
-        for (size_t i = 0; !found && i < NSTAGE_OPTS; i++) {
-            const train_opt *d = train_opt_by_pipe_key(STAGE_OPTS[i].t, k);
-            if (d) { found = 1; bad = train_opt_set(d, (char *)c + STAGE_OPTS[i].off, v, &e); }
-        }
-        if (!found) rc = gk_errf(err, "%s:%zu: unknown key '%s' (see docs/pipeline.md for the list)", path, no, k);
-        else if (bad) rc = gk_errf(err, "%s:%zu: %s: %s", path, no, k, e.msg);
+        if (*s != '#') rc = load_line(c, path, no, s, &sk, err);
     }
+    /* the width must split into the heads; said here, with the line, rather than when the model is built */
+    if (rc == 0 && c->pt.n_embd > 0 && c->pt.n_head > 0 && c->pt.n_embd % c->pt.n_head) {
+        size_t l1 = seen_line(&sk, "model.n_embd"), l2 = seen_line(&sk, "model.n_head");
+        rc = gk_errf(err, "%s:%zu: model.n_embd %d is not divisible by model.n_head %d", path, l1 > l2 ? l1 : l2,
+                     c->pt.n_embd, c->pt.n_head);
+    }
+    for (size_t i = 0; i < sk.n; i++) free(sk.keys[i]);
+    free(sk.keys); free(sk.lines);
     gk_lines_close(&r);
     return rc;
 }

@@ -55,6 +55,12 @@ expect_fail pipeline_bad_precision "bad.conf:1: precision: expected fp32 or bf16
 printf '# a comment\npretrain.batch = 0\n' > "$TMP/bad2.conf"
 expect_fail pipeline_bad_stage_key "bad2.conf:2: pretrain.batch: expected an integer >= 1, got '0'" \
   $GPTKIT pipeline "$TMP/bad2.conf" --print-config
+# a key given twice is refused (the second would silently win), and a width the heads cannot split is named
+# with its line before any stage runs
+printf 'sft.lr = 1e-3\n# again\nsft.lr = 2e-3\n' > "$TMP/dup.conf"
+expect_fail pipeline_duplicate_key "dup.conf:3: sft.lr: given twice \(first on line 1\)" $GPTKIT pipeline "$TMP/dup.conf" --print-config
+printf 'model.n_head = 3\nmodel.n_embd = 100\n' > "$TMP/heads.conf"
+expect_fail pipeline_heads_divide "heads.conf:2: model.n_embd 100 is not divisible by model.n_head 3" $GPTKIT pipeline "$TMP/heads.conf" --print-config
 printf 'sft.warmup = 7\nmodel.n_layer = 3\n' > "$TMP/keys.conf"
 out=$($GPTKIT pipeline "$TMP/keys.conf" --print-config)
 if printf '%s\n' "$out" | grep -qE '^sft.warmup += 7 ' && printf '%s\n' "$out" | grep -qE '^model.n_layer += 3 '; then
