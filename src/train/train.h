@@ -367,7 +367,7 @@ typedef struct {
     int    json;
     long   val_every, save_every; /* 0 = only at the end */
     long   stop_at;               /* >0: save and stop at this step (not stored) */
-    int    bf16;                  /* --precision bf16 (train_precision_begin) */
+    int    bf16;                  /* --precision bf16 (the stage skeleton sets it on the model's backend) */
 } sft_opts;
 void  sft_opts_default(sft_opts *o);
 char *sft_opts_to_json(const sft_opts *o);
@@ -554,7 +554,7 @@ typedef struct {
     uint64_t seed;
     int    json;
     long   val_every, save_every, stop_at;
-    int    bf16;                  /* --precision bf16 (train_precision_begin) */
+    int    bf16;                  /* --precision bf16 (the stage skeleton sets it on the model's backend) */
 } rm_opts;
 void  rm_opts_default(rm_opts *o);
 char *rm_opts_to_json(const rm_opts *o);
@@ -678,7 +678,7 @@ typedef struct {
     uint64_t seed;
     int    json;
     long   val_every, save_every, stop_at;
-    int    bf16;                  /* --precision bf16 (train_precision_begin); the reference stays as given */
+    int    bf16;                  /* --precision bf16 (the stage skeleton; the reference model matches it) */
 } dpo_opts;
 void  dpo_opts_default(dpo_opts *o);
 char *dpo_opts_to_json(const dpo_opts *o);

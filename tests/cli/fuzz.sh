@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fuzzers in the suite: each libFuzzer harness in tests/fuzz runs for FUZZ_SECONDS (default 10) under
-# ASan/UBSan, starting from its committed seed corpus (tests/fuzz/corpus/NAME; new inputs go to a temporary
+# ASan/UBSan, starting from its committed seed corpus (tests/fuzz/corpus/NAME, written by
+# tests/fuzz/make_corpus.py; new inputs go to a temporary
 # directory, so the repository is not written), after replaying every past crash in tests/fuzz/regress/NAME.
 # A crash, leak or sanitizer report fails the check and leaves the input under $FUZZ_ARTIFACTS (default: the
 # temporary directory, printed). Skipped (never passed) where clang's libFuzzer is not installed.

@@ -1,0 +1,55 @@
+#!/usr/bin/env python3
+"""Writes the fuzzers' seed corpus (tests/fuzz/corpus/NAME/): small valid inputs of each parser, so libFuzzer
+starts from the formats' real shapes. Standard library only; run from the repository root:
+    python3 tests/fuzz/make_corpus.py
+The committed files are its output."""
+import base64, json, os, struct
+
+C = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
+
+
+def put(name, data):
+    path = os.path.join(C, name)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data if isinstance(data, bytes) else data.encode())
+
+
+def safetensors(tensors, meta=None):
+    hdr, off, blob = {}, 0, b""
+    for name, (dtype, shape, raw) in tensors.items():
+        hdr[name] = {"dtype": dtype, "shape": shape, "data_offsets": [off, off + len(raw)]}
+        off += len(raw)
+        blob += raw
+    if meta:
+        hdr["__metadata__"] = meta
+    h = json.dumps(hdr).encode()
+    return struct.pack("<Q", len(h)) + h + blob
+
+
+put("safetensors/f32.safetensors", safetensors({"a": ("F32", [2, 3], struct.pack("<6f", *range(6)))}, {"format": "pt"}))
+put("safetensors/mixed.safetensors", safetensors({"h": ("F16", [4], struct.pack("<4e", 1, 2, 3, 4)),
+                                                  "b": ("BF16", [2], b"\x80\x3f\x00\x40"),
+                                                  "i": ("I32", [1], b"\x01\0\0\0")}))
+put("safetensors/empty.safetensors", safetensors({}))
+
+# llm.c shard: 256 int32 header (magic, version, token count), then uint16 (v1) or uint32 (v2) ids
+put("shard/v1.bin", struct.pack("<256i", *([20240520, 1, 10] + [0] * 253)) + struct.pack("<10H", *range(10)))
+put("shard/v2.bin", struct.pack("<256i", *([20240520, 2, 5] + [0] * 253)) + struct.pack("<5I", 1, 70000, 3, 4, 5))
+
+# tokenizer: first byte 0 = a bare rank file, 1 = our saved pair (ranks NUL json)
+ranks = "\n".join([base64.b64encode(bytes([i])).decode() + " " + str(i) for i in range(256)] +
+                  [base64.b64encode(b"he").decode() + " 256", base64.b64encode(b"hel").decode() + " 257"]) + "\n"
+saved = json.load(open(os.path.join(C, "..", "..", "fixtures", "tok", "kjv4k.json")))
+saved["name"], saved["special_tokens"] = "tiny", {"<|endoftext|>": 258, "<|end|>": 259}
+put("tokenizer/ranks", b"\0" + ranks.encode())
+put("tokenizer/pair", b"\x01" + ranks.encode() + b"\0" + json.dumps(saved).encode())
+
+put("jsonl/chat.json", '{"messages":[{"role":"system","content":"be brief"},{"role":"user","content":"What is 2+2?"},'
+    '{"role":"assistant","content":"<|tool_call|>calc 2+2<|tool_call_end|>"},{"role":"tool","content":"4"},'
+    '{"role":"assistant","content":"4"}]}')
+put("jsonl/pair.json", '{"prompt":"hi","chosen":"hello","rejected":"go away"}')
+put("jsonl/ranked.json", '{"prompt":[{"role":"user","content":"q"}],"ranked":["a","b","c"]}')
+put("jsonl/scored.json", '{"prompt":"p","response":"r"}')
+
+put("config/gpt2.json", open(os.path.join(C, "..", "..", "fixtures", "train", "init", "config.json")).read())
