@@ -49,3 +49,14 @@ interrupt_ready() {
   wait "$READY_PID"; rc=$?
   return $rc
 }
+# The test venv's python (scripts/setup.sh, tests/requirements.txt); plain python3 when there is none.
+PYT=python3
+[ -x "$GK_ROOT/.venv-test/bin/python" ] && PYT=$GK_ROOT/.venv-test/bin/python
+# need_py NAME MODULE...: true when PYT imports every MODULE; otherwise prints SKIP NAME (naming the missing
+# module) and returns 1, so a check reads: need_py openai-client openai && { ...; }
+need_py() {
+  local name=$1 m; shift
+  for m in "$@"; do
+    "$PYT" -c "import $m" 2>/dev/null || { skip "$name" "python module $m not installed (tests/requirements.txt; PyPI unreachable?)"; return 1; }
+  done
+}
