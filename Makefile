@@ -116,6 +116,10 @@ fuzz:
 	$(MAKE) CC=clang BUILD=build-fuzz OPT=-O1 NO_OPENMP=1 \
 	  SAN="-fsanitize=address,undefined,fuzzer-no-link -fno-omit-frame-pointer -fno-sanitize-recover=undefined" fuzz-bins
 fuzz-bins: $(FUZZ_BIN)
-$(BUILD)/fuzz/%: tests/fuzz/%.c $(BUILD)/libgptkit.a
+# the command-line parsers (the pipeline config) live in src/cli: the harnesses link its objects but main's
+$(BUILD)/libgptkit-cli.a: $(filter-out $(BUILD)/src/cli/main.o,$(CLI_OBJ))
+	@rm -f $@
+	ar rcs $@ $^
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(BUILD)/libgptkit-cli.a $(BUILD)/libgptkit.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Itests/fuzz -fsanitize=fuzzer $< $(BUILD)/libgptkit.a -o $@ $(LDFLAGS) $(LDLIBS)
+	$(CC) $(CFLAGS) -Itests/fuzz -fsanitize=fuzzer $< $(BUILD)/libgptkit-cli.a $(BUILD)/libgptkit.a -o $@ $(LDFLAGS) $(LDLIBS)

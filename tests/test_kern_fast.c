@@ -51,6 +51,7 @@ static void test_vexpf_accuracy(void) {
     CHECK(kern_vexpf(0) == 1.0f, "exp(0) = %.9g", kern_vexpf(0));
     CHECK(kern_vexpf(-INFINITY) == 0 && kern_vexpf(-100) == 0, "exp of very negative must be 0");
     CHECK(isfinite(kern_vexpf(1000)), "exp(1000) must be finite (clamped)");
+    CHECK(isnan(kern_vexpf(NAN)), "exp(NaN) must be NaN (and convert no NaN to an integer: UBSan)");
 }
 
 static void matmul_case(size_t N, size_t C, size_t OC, int layout, int with_bias) {

@@ -324,13 +324,24 @@ static int st_data(ctx *x, cJSON *j, gk_err *err) {
 /* precision = bf16: the training stages' matmuls in bfloat16 (PPO, eval and generation stay fp32) */
 static int cfg_bf16(const pipe_cfg *c) { return !strcmp(c->precision, "bf16"); }
 
-/* dir, when an interrupted run of the stage left its resume state there (the stage then continues it) */
+/* A training stage's output directory starts over: its checkpoint, resume state and metrics are dropped. */
+static void stage_dir_forget(const char *dir) {
+    gk_ckpt_drop(dir);
+    const char *files[2] = { "train_state.safetensors", "metrics.jsonl" };   /* plain files of older versions */
+    for (int k = 0; k < 2; k++) { char *p = gk_path_join(dir, files[k]); remove(p); free(p); }
+}
+
+/* dir, when an interrupted run of the stage left its resume state there (the stage then continues it). A stage
+ * killed after its final save but before its result was recorded starts over instead: a resume with nothing
+ * left to run could not report the final evaluation, and a rerun reproduces it exactly. */
 static const char *saved_state(const char *stage, const char *dir) {
-    char *p = gk_path_join(dir, "train_state.safetensors");
-    int e = gk_file_exists(p);
-    free(p);
-    if (e) gk_log("pipeline: resuming %s from %s\n", stage, dir);
-    return e ? dir : NULL;
+    int fin = train_state_finished(dir);
+    if (fin == 1) {
+        gk_log("pipeline: %s finished but its result was not recorded; running it again\n", stage);
+        stage_dir_forget(dir);
+    }
+    if (fin == 0) gk_log("pipeline: resuming %s from %s\n", stage, dir);
+    return fin == 0 ? dir : NULL;
 }
 
 /* What every training stage of the run shares: the run's seed, its output directory, resuming. */
@@ -432,12 +443,18 @@ static int st_ppo(ctx *x, cJSON *j, gk_err *err) {
     memset(&r, 0, sizeof r);
     int rc = train_ppo(&o, &r, err);
     if (rc == 0 && r.interrupted) rc = interrupted("PPO", err);
-    if (rc == 0 && r.iters_done > 0) {
-        cJSON *sc = cJSON_AddArrayToObject(j, "score"), *kl = cJSON_AddArrayToObject(j, "kl");
-        for (long i = 0; i < r.iters_done; i++) {
-            cJSON_AddItemToArray(sc, cJSON_CreateNumber(r.log[i].score));
-            cJSON_AddItemToArray(kl, cJSON_CreateNumber(r.log[i].kl));
+    if (rc == 0) {
+        /* from the metrics, which hold every iteration even when this run resumed an interrupted one */
+        char *mp = gk_path_join(x->p_ppo, "metrics.jsonl");
+        const char *keys[2] = { "score", "kl" };
+        for (int k = 0; k < 2; k++) {
+            pipe_series ser;
+            pipe_read_series(mp, keys[k], &ser);
+            cJSON *arr = cJSON_AddArrayToObject(j, keys[k]);
+            for (size_t i = 0; i < ser.n; i++) cJSON_AddItemToArray(arr, cJSON_CreateNumber(ser.y[i]));
+            pipe_series_free(&ser);
         }
+        free(mp);
         cJSON_AddNumberToObject(j, "kl_target", c->ppo.kl_target);
         cJSON_AddNumberToObject(j, "train_seconds", r.seconds);
     }
@@ -543,7 +560,7 @@ static int st_eval(ctx *x, cJSON *j, gk_err *err) {
 /* ---------------------------------------------------------------- driver */
 
 static const char *USAGE =
-"usage: gptkit pipeline [CONFIG] [--run-dir DIR] [--fast] [--from STAGE] [--print-config]\n"
+"usage: gptkit pipeline [CONFIG] [--run-dir DIR] [--fast] [--from STAGE] [--to STAGE] [--print-config]\n"
 "\n"
 "Runs the whole chain on the built-in demo data: corpus -> tokenizer -> shards -> data -> pretrain -> sft ->\n"
 "rm -> ppo -> dpo -> eval -> report. Each stage is skipped when its output is already complete, and an\n"
@@ -554,6 +571,7 @@ static const char *USAGE =
 "  --run-dir DIR     override run_dir (default runs/demo)\n"
 "  --fast            a tiny configuration that runs end to end in a minute or two (for tests)\n"
 "  --from STAGE      redo STAGE and everything after it\n"
+"  --to STAGE        stop after STAGE (the report covers the stages done so far)\n"
 "  --print-config    print the effective configuration and exit\n";
 
 typedef int (*stage_fn)(ctx *, cJSON *, gk_err *);
@@ -571,6 +589,12 @@ static const struct { const char *name; stage_fn fn; const char *what; } STAGES[
 };
 #define NSTAGES (sizeof STAGES / sizeof STAGES[0])
 
+/* Index of the stage called name, -1 if there is none. */
+static long stage_index(const char *name) {
+    for (size_t i = 0; i < NSTAGES; i++) if (!strcmp(STAGES[i].name, name)) return (long)i;
+    return -1;
+}
+
 static void fast_config(pipe_cfg *c) {
     c->vocab_size = 512;
     c->n_sft = 600; c->n_sft_val = 50; c->n_prefs = 300; c->n_prefs_val = 50; c->n_prompts = 100; c->n_eval = 40;
@@ -586,12 +610,13 @@ static void fast_config(pipe_cfg *c) {
 int cmd_pipeline(int argc, char **argv) {
     cli_args a;
     cli_args_init(&a, argc, argv, USAGE);
-    const char *f, *cfgpath = NULL, *rundir = NULL, *from = NULL;
+    const char *f, *cfgpath = NULL, *rundir = NULL, *from = NULL, *to = NULL;
     int fast = 0, print = 0;
     while ((f = cli_next(&a))) {
         if (cli_is(f, "--run-dir")) rundir = cli_str(&a, f);
         else if (cli_is(f, "--fast")) fast = 1;
         else if (cli_is(f, "--from")) from = cli_str(&a, f);
+        else if (cli_is(f, "--to")) to = cli_str(&a, f);
         else if (cli_is(f, "--print-config")) print = 1;
         else if (cli_is_positional(f) && !cfgpath) cfgpath = f;
         else cli_unknown(&a, f);
@@ -603,11 +628,10 @@ int cmd_pipeline(int argc, char **argv) {
     if (cfgpath && pipe_cfg_load(&c, cfgpath, &err)) { fprintf(stderr, "gptkit pipeline: %s\n", err.msg); return 1; }
     if (rundir) snprintf(c.run_dir, sizeof c.run_dir, "%s", rundir);
     if (print) { pipe_cfg_write(&c, stdout); return 0; }
-    long from_idx = -1;
-    if (from) {
-        for (size_t i = 0; i < NSTAGES; i++) if (!strcmp(STAGES[i].name, from)) from_idx = (long)i;
-        if (from_idx < 0) cli_usage_error(&a, "--from: unknown stage '%s'", from);
-    }
+    long from_idx = from ? stage_index(from) : -1, to_idx = to ? stage_index(to) : (long)NSTAGES - 1;
+    if (from && from_idx < 0) cli_usage_error(&a, "--from: unknown stage '%s'", from);
+    if (to && to_idx < 0) cli_usage_error(&a, "--to: unknown stage '%s'", to);
+    if (from && from_idx > to_idx) cli_usage_error(&a, "--from %s comes after --to %s", from, to);
     gk_dir_lock *lock = NULL;   /* one pipeline per run directory */
     if (gk_dir_lock_take(c.run_dir, &lock, &err)) { fprintf(stderr, "gptkit pipeline: %s\n", err.msg); return 1; }
     char *stages_dir = gk_path_join(c.run_dir, "stages");
@@ -631,7 +655,7 @@ int cmd_pipeline(int argc, char **argv) {
     kern_backend *be = kern_backend_create(NULL, NULL);   /* what the stages' models run on (the defaults) */
     gk_log("pipeline: run directory %s; backend %s, %d threads\n", c.run_dir, kern_backend_name(be), gk_num_threads());
     kern_backend_free(be);
-    for (size_t i = 0; i < NSTAGES && rc == 0; i++) {
+    for (size_t i = 0; (long)i <= to_idx && rc == 0; i++) {
         char tb[32];
         cJSON *prev = pipe_stage_result(&c, STAGES[i].name);
         if (prev && (from_idx < 0 || (long)i < from_idx)) {
@@ -644,15 +668,9 @@ int cmd_pipeline(int argc, char **argv) {
         if (from_idx >= 0 && (long)i >= from_idx) {
             char rel[256]; snprintf(rel, sizeof rel, "stages/%s.json", STAGES[i].name);
             char *p = run_path(&c, rel); remove(p); free(p);
-            /* a redone training stage starts over: drop its resume state and metrics */
+            /* a redone training stage starts over */
             static const char *dirs[] = { [4] = "base", [5] = "sft", [6] = "rm", [7] = "ppo", [8] = "dpo" };
-            if (i < sizeof dirs / sizeof dirs[0] && dirs[i]) {
-                const char *files[2] = { "train_state.safetensors", "metrics.jsonl" };
-                for (int k = 0; k < 2; k++) {
-                    snprintf(rel, sizeof rel, "%s/%s", dirs[i], files[k]);
-                    p = run_path(&c, rel); remove(p); free(p);
-                }
-            }
+            if (i < sizeof dirs / sizeof dirs[0] && dirs[i]) { p = run_path(&c, dirs[i]); stage_dir_forget(p); free(p); }
         }
         gk_log("pipeline: [%zu/%zu] %-9s %s (total elapsed %s)\n", i + 1, NSTAGES, STAGES[i].name, STAGES[i].what,
                gk_fmt_duration(gk_now() - t0, tb, sizeof tb));

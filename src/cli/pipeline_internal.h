@@ -41,6 +41,12 @@ void pipe_cfg_write(const pipe_cfg *c, FILE *f);
  * metrics.jsonl, writes RUN/report.md, RUN/report.json and RUN/plots/<name>.svg. */
 int pipe_report(const pipe_cfg *c, gk_err *err);
 
+/* (step + 1, field) points of a stage's metrics.jsonl. Lines appended by a resumed run repeat steps: a step
+ * not after the previous one drops the points it supersedes, so a run killed and resumed reads as one run. */
+typedef struct { double *x, *y; size_t n, cap; } pipe_series;
+void pipe_read_series(const char *path, const char *field, pipe_series *s);
+void pipe_series_free(pipe_series *s);
+
 /* A line chart as a standalone SVG: up to 4 series of (x, y) points, with axes and labels. */
 typedef struct { const char *name; const double *x, *y; size_t n; } svg_series;
 int svg_line_chart(const char *path, const char *title, const char *xlabel, const char *ylabel,

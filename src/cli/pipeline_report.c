@@ -67,11 +67,7 @@ int svg_line_chart(const char *path, const char *title, const char *xlabel, cons
 
 /* ---------------------------------------------------------------- metrics */
 
-typedef struct { double *x, *y; size_t n, cap; } series;
-
-/* Reads (step, field) from a stage's metrics.jsonl. Lines appended by a resumed run repeat steps: a step
- * not after the previous one drops the points it supersedes. */
-static void read_series(const char *path, const char *field, series *s) {
+void pipe_read_series(const char *path, const char *field, pipe_series *s) {
     memset(s, 0, sizeof *s);
     gk_lines r;
     if (gk_lines_open(&r, path, NULL)) return;
@@ -94,17 +90,17 @@ static void read_series(const char *path, const char *field, series *s) {
     }
     gk_lines_close(&r);
 }
-static void series_free(series *s) { free(s->x); free(s->y); }
+void pipe_series_free(pipe_series *s) { free(s->x); free(s->y); }
 
 /* One plot from up to two fields of a stage's metrics; returns 1 if written. */
 static int plot(const pipe_cfg *c, const char *stage_dir, const char *name, const char *title, const char *ylabel,
                 const char *f1, const char *n1, const char *f2, const char *n2) {
     char *dir = gk_path_join(c->run_dir, stage_dir);
     char *mp = gk_path_join(dir, "metrics.jsonl");
-    series a, b;
-    read_series(mp, f1, &a);
+    pipe_series a, b;
+    pipe_read_series(mp, f1, &a);
     memset(&b, 0, sizeof b);
-    if (f2) read_series(mp, f2, &b);
+    if (f2) pipe_read_series(mp, f2, &b);
     int ok = 0;
     if (a.n) {
         svg_series ss[2] = { { n1, a.x, a.y, a.n }, { n2, b.x, b.y, b.n } };
@@ -113,7 +109,7 @@ static int plot(const pipe_cfg *c, const char *stage_dir, const char *name, cons
         ok = svg_line_chart(pp, title, "step", ylabel, ss, b.n ? 2 : 1, NULL) == 0;
         free(pp);
     }
-    series_free(&a); series_free(&b);
+    pipe_series_free(&a); pipe_series_free(&b);
     free(mp); free(dir);
     return ok;
 }

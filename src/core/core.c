@@ -315,6 +315,15 @@ int gk_write_file_atomic(const char *path, const void *data, size_t n, gk_err *e
     return gk_afile_commit(a, err);
 }
 
+size_t gk_first_nonfinite(const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) if (!isfinite(x[i])) return i;
+    return n;
+}
+size_t gk_first_negative(const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) if (x[i] < 0) return i;
+    return n;
+}
+
 /* ---------------------------------------------------------------- text */
 int gk_utf8_valid(const char *str, size_t n, size_t *bad) {
     const unsigned char *s = (const unsigned char *)str;
@@ -361,7 +370,7 @@ static void remove_stale_tmp(const char *dir) {
     for (struct dirent *e; (e = readdir(d)) != NULL;) {
         if (!stale_tmp_name(e->d_name)) continue;
         char *p = gk_path_join(dir, e->d_name);
-        if (unlink(p) == 0) gk_log("removed a temporary left by an interrupted save: %s", p);
+        if (unlink(p) == 0) gk_log("removed a temporary left by an interrupted save: %s\n", p);
         free(p);
     }
     closedir(d);
@@ -386,6 +395,7 @@ int gk_dir_lock_take(const char *dir, gk_dir_lock **out, gk_err *err) {
     if (ftruncate(fd, 0) != 0 || pwrite(fd, buf, (size_t)n, 0) != n) gk_warn("%s: cannot record our pid", path);
     free(path);
     remove_stale_tmp(dir);
+    gk_ckpt_sweep(dir);
     *out = gk_malloc(sizeof **out);
     (*out)->fd = fd;
     return 0;

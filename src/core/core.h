@@ -61,6 +61,10 @@ double gk_now(void);                            /* monotonic seconds */
 /* "1h02m", "3m05s", "12.3s": into buf (>= 16 bytes). Negative or non-finite gives "?". */
 const char *gk_fmt_duration(double seconds, char *buf, size_t n);
 
+/* Index of the first NaN or infinity in x[n] (n if none) / of the first value < 0: checks on loaded data. */
+size_t gk_first_nonfinite(const float *x, size_t n);
+size_t gk_first_negative(const float *x, size_t n);
+
 /* ---------------------------------------------------------------- files */
 /* Reads a whole file into a malloc'd buffer (NUL-terminated for convenience; *len excludes the NUL). */
 int gk_read_file(const char *path, char **data, size_t *len, gk_err *err);
@@ -93,6 +97,24 @@ int gk_write_file_atomic(const char *path, const void *data, size_t n, gk_err *e
 typedef struct gk_dir_lock gk_dir_lock;
 int  gk_dir_lock_take(const char *dir, gk_dir_lock **out, gk_err *err);
 void gk_dir_unlock(gk_dir_lock *l);   /* NULL is fine */
+
+/* Checkpoint directories (src/core/ckpt_dir.c): a save is one atomic unit. gk_ckpt_begin makes a fresh staging
+ * directory DIR/.ckpt/<name> (malloc'd path) for the whole checkpoint (a second model goes in a subdirectory of
+ * it); gk_ckpt_commit switches DIR/.ckpt/current to it with one rename and shows each of its files at DIR/<rel> as
+ * a symlink through current, then removes the previous checkpoint. A kill or an error at any point leaves DIR
+ * showing either the previous complete checkpoint or the new one. On error the staging directory is removed.
+ * gk_ckpt_sweep (run by gk_dir_lock_take) removes staging directories left by a killed save. Callers hold DIR's
+ * lock. */
+char *gk_ckpt_begin(const char *dir, long step, gk_err *err);
+int  gk_ckpt_commit(const char *dir, const char *staging, gk_err *err);
+void gk_ckpt_abort(const char *staging);   /* removes the staging directory (NULL is fine) */
+void gk_ckpt_sweep(const char *dir);
+/* Forgets DIR's checkpoint: .ckpt/ and the symlinks into it (a stage that starts over). */
+void gk_ckpt_drop(const char *dir);
+/* Crash tests: with GPTKIT_CRASH_AT=NAME[:K] in the environment, the K-th pass through crash point NAME kills the
+ * process (SIGKILL). Points: "save:model" (weights written, resume state not yet), "ckpt:before-switch",
+ * "ckpt:after-switch". Free when the variable is unset. */
+void gk_crash_point(const char *name);
 
 /* ---------------------------------------------------------------- JSONL */
 /* Line-by-line reader over a whole file in memory. Yields each non-blank line with its 1-based number;

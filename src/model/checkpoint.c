@@ -248,6 +248,12 @@ gpt_model *gpt_load(const char *dir, char **tokenizer, gk_err *err) {
         const gpt_param *p = &m->table[i];
         host = gk_realloc(host, p->numel * sizeof(float));
         if (st_read_f32(&f, src[i], host, err)) { rc = -1; break; }
+        size_t bad = gk_first_nonfinite(host, p->numel);
+        if (bad < p->numel) {
+            rc = gk_errf(err, "%s: tensor \"%s\" holds a non-finite value (%g at index %zu): the checkpoint is "
+                         "damaged or its training diverged", path, src[i]->name, (double)host[bad], bad);
+            break;
+        }
         kern_upload(m->be, m->params + p->offset, host, p->numel * sizeof(float));
     }
     free(src);

@@ -117,6 +117,7 @@ int train_save(const char *dir, const gpt_model *m, const adamw *opt, const trai
      * state that refuses to pair with the new model (and says so) rather than a silent mismatch. */
     if (gpt_save(m, dir, tokenizer, err)) return -1;
     if (!opt || !st) return 0;
+    gk_crash_point("save:model");
     size_t n = opt->n;
     float *hm = gk_malloc(n * sizeof(float)), *hv = gk_malloc(n * sizeof(float));
     kern_download(m->be, hm, opt->m, n * sizeof(float));
@@ -135,6 +136,9 @@ int train_save(const char *dir, const gpt_model *m, const adamw *opt, const trai
     st_writer_add_meta(w, "rng", buf);
     snprintf(buf, sizeof buf, "%016" PRIx64, train_params_checksum(m));   st_writer_add_meta(w, "params_checksum", buf);
     st_writer_add_meta(w, "opts", st->opts_json ? st->opts_json : "{}");
+    snprintf(buf, sizeof buf, "%.17g", st->tokens);                       st_writer_add_meta(w, "tokens", buf);
+    snprintf(buf, sizeof buf, "%.17g", st->last_loss);                    st_writer_add_meta(w, "last_loss", buf);
+    st_writer_add_meta(w, "finished", st->finished ? "1" : "0");
     char *path = gk_path_join(dir, "train_state.safetensors");
     int rc = st_writer_write(w, path, err);
     st_writer_free(w);
@@ -166,6 +170,19 @@ char *train_state_opts(const char *dir, gk_err *err) {
     return r;
 }
 
+int train_state_finished(const char *dir) {
+    char *path = gk_path_join(dir, "train_state.safetensors");
+    st_file f;
+    int r = -1;
+    if (gk_file_exists(path) && st_open(&f, path, NULL) == 0) {
+        const char *v = st_meta(&f, "finished");
+        r = v && !strcmp(v, "1");
+        st_close(&f);
+    }
+    free(path);
+    return r;
+}
+
 int train_load_state(const char *dir, const gpt_model *m, adamw *opt, train_state *st, gk_err *err) {
     char *path = gk_path_join(dir, "train_state.safetensors");
     st_file f;
@@ -176,6 +193,12 @@ int train_load_state(const char *dir, const gpt_model *m, adamw *opt, train_stat
     if (meta_u64s(&f, "step", 1, &step, 0, err) || meta_u64s(&f, "adamw_t", 1, &t, 0, err) ||
         meta_u64s(&f, "data_pos", 3, pos, 0, err) || meta_u64s(&f, "rng", 4, rng, 1, err) ||
         meta_u64s(&f, "params_checksum", 1, &ck, 1, err)) goto done;
+    /* a step count no run reaches is a damaged (or hand-edited) state, not one to continue */
+    if (step > (uint64_t)1e12 || t > (uint64_t)1e12) {
+        gk_errf(err, "%s: resume state field '%s' is out of range (%" PRIu64 ")", f.path, step > (uint64_t)1e12 ? "step" : "adamw_t",
+                step > (uint64_t)1e12 ? step : t);
+        goto done;
+    }
     if (ck != train_params_checksum(m)) {
         gk_errf(err, "%s: resume state belongs to different parameters than model.safetensors "
                 "(a save was interrupted between the two files?); start again with --init %s", f.path, dir);
@@ -188,10 +211,17 @@ int train_load_state(const char *dir, const gpt_model *m, adamw *opt, train_stat
         goto done;
     }
     float *h = gk_malloc(opt->n * sizeof(float));
-    if (st_read_f32(&f, tm, h, err)) { free(h); goto done; }
-    kern_upload(m->be, opt->m, h, opt->n * sizeof(float));
-    if (st_read_f32(&f, tv, h, err)) { free(h); goto done; }
-    kern_upload(m->be, opt->v, h, opt->n * sizeof(float));
+    const st_tensor *mv[2] = { tm, tv };
+    for (int k = 0; k < 2; k++) {
+        if (st_read_f32(&f, mv[k], h, err)) { free(h); goto done; }
+        size_t bad = gk_first_nonfinite(h, opt->n);
+        if (bad < opt->n || (k == 1 && gk_first_negative(h, opt->n) < opt->n)) {
+            gk_errf(err, "%s: optimizer moment %s holds %s", f.path, mv[k]->name,
+                    bad < opt->n ? "a non-finite value" : "a negative second moment");
+            free(h); goto done;
+        }
+        kern_upload(m->be, k ? opt->v : opt->m, h, opt->n * sizeof(float));
+    }
     free(h);
     opt->t = (long)t;
     st->step = (long)step;
@@ -199,6 +229,13 @@ int train_load_state(const char *dir, const gpt_model *m, adamw *opt, train_stat
     for (int i = 0; i < 4; i++) st->rng.s[i] = rng[i];
     const char *o = st_meta(&f, "opts");
     st->opts_json = o ? gk_strdup(o) : NULL;
+    /* optional: states written before these existed resume with the tokens and last loss unknown */
+    const char *v = st_meta(&f, "tokens");
+    st->tokens = v ? strtod(v, NULL) : 0;
+    v = st_meta(&f, "last_loss");
+    st->last_loss = v ? strtod(v, NULL) : NAN;
+    v = st_meta(&f, "finished");
+    st->finished = v && !strcmp(v, "1");
     rc = 0;
 done:
     st_close(&f);

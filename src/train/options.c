@@ -55,7 +55,7 @@
     OPT_FLOAT(S, "--grad-clip", "grad_clip", opt.grad_clip, 1.0, 0, BIG, ST | PI, "G", "global gradient-norm clip, 0 = off"), \
     OPT_FLOAT(S, "--beta1", "beta1", opt.beta1, 0.9, 0, 1, ST, "B1", "AdamW first-moment decay"), \
     OPT_FLOAT(S, "--beta2", "beta2", opt.beta2, 0.95, 0, 1, ST, "B2", "AdamW second-moment decay"), \
-    OPT_FLOAT(S, "--eps", "eps", opt.eps, 1e-8, 0, BIG, ST, "E", "AdamW epsilon")
+    OPT_FLOAT(S, "--eps", "eps", opt.eps, 1e-8, 1e-30, BIG, ST, "E", "AdamW epsilon (> 0)")
 
 #define OPT_SEED(S) \
     OPT_NUM_(S, TRAIN_OPT_U64, "--seed", NULL, "seed", NULL, seed, 1337, 0, 0, ST, "S", \
@@ -100,10 +100,10 @@ static const train_opt PRETRAIN[] = {
              "attention heads (0 = the named size's)"),
     OPT_NUM_(pretrain_opts, TRAIN_OPT_INT, "--n-embd", NULL, "n_embd", "model.n_embd", n_embd, 0, 0, 1e8, ST | PI, "N",
              "width (0 = the named size's)"),
-    OPT_NUM_(pretrain_opts, TRAIN_OPT_INT, "--vocab-size", NULL, "vocab_size", NULL, vocab_size, 0, 0, 1e9, ST, "N",
-             "vocabulary (0 = 50257)"),
-    OPT_NUM_(pretrain_opts, TRAIN_OPT_INT, "--n-ctx", NULL, "n_ctx", "model.n_ctx", n_ctx, 0, 0, 1e8, ST | PI, "N",
-             "context length (0 = 1024)"),
+    OPT_NUM_(pretrain_opts, TRAIN_OPT_INT, "--vocab-size", NULL, "vocab_size", NULL, vocab_size, 50257, 1, 1e9, ST, "N",
+             "vocabulary size"),
+    OPT_NUM_(pretrain_opts, TRAIN_OPT_INT, "--n-ctx", NULL, "n_ctx", "model.n_ctx", n_ctx, 1024, 1, 1e8, ST | PI, "N",
+             "context length"),
     OPT_STR_(pretrain_opts, "--init", "init_dir", init_dir, NULL, ST | TRAIN_OPT_FRESH, "DIR",
              "continue from a checkpoint with a fresh optimizer"),
     OPT_RESUME(pretrain_opts, "OUT"),

@@ -62,7 +62,10 @@ int train_stage_open(train_stage *s, const train_stage_cfg *cfg, gk_err *err) {
         memset(&tmp, 0, sizeof tmp);
         if (train_load_state(sm->resume, sm->m, sm->opt, k ? &tmp : &s->st, err)) return -1;
         free(tmp.opts_json);
-        if (k == 0) { s->step0 = s->st.step; s->resumed_opts = s->st.opts_json; s->st.opts_json = NULL; }
+        if (k == 0) {
+            s->step0 = s->st.step; s->resumed_opts = s->st.opts_json; s->st.opts_json = NULL;
+            s->tokens = s->st.tokens; s->last_loss = s->st.last_loss;
+        }
     }
     for (size_t k = 0; k < s->cfg.n_models; k++)
         if (gk_mkdir_p(s->cfg.models[k].out, err)) return -1;
@@ -99,18 +102,39 @@ double train_stage_update(train_stage *s, size_t k, float lr) {
 
 /* ---------------------------------------------------------------- checkpoints */
 
-/* Every model's checkpoint + resume state at `step` (the next step to run). */
-static int save_all(train_stage *s, const train_stage_hooks *h, long step, gk_err *err) {
+/* Where model output `out` goes inside the staging directory of model 0's output out0: out0 itself, or the
+ * subdirectory `out` is of it. */
+static char *stage_subdir(const char *staging, const char *out0, const char *out) {
+    size_t n = strlen(out0);
+    if (!strcmp(out, out0)) return gk_strdup(staging);
+    GK_CHECK(!strncmp(out, out0, n) && out[n] == '/' && out[n + 1], "checkpoint of %s must lie inside %s", out, out0);
+    return gk_path_join(staging, out + n + 1);
+}
+
+/* Every model's checkpoint + resume state at `step` (the next step to run), as one unit (gk_ckpt_begin/commit):
+ * written complete into a staging directory, then switched to. Model k > 0 lives in a subdirectory of model 0's
+ * output (PPO's OUT/value), so one switch covers every model and their steps always agree. */
+static int save_all(train_stage *s, const train_stage_hooks *h, long step, int finished, gk_err *err) {
     s->st.step = step;
+    s->st.tokens = s->tokens; s->st.last_loss = s->last_loss; s->st.finished = finished;
     if (h->tell) h->tell(h->ctx, &s->st.pos);
     if (h->opts) { free(s->st.opts_json); s->st.opts_json = h->opts(h->ctx); }
-    for (size_t k = 0; k < s->cfg.n_models; k++) {
+    const char *out0 = s->cfg.models[0].out;
+    char *staging = gk_ckpt_begin(out0, step, err);
+    if (!staging) return -1;
+    int rc = 0;
+    for (size_t k = 0; k < s->cfg.n_models && rc == 0; k++) {
         const train_stage_model *sm = &s->cfg.models[k];
         train_state st = s->st;
         if (k) st.opts_json = NULL;   /* the options live with model 0 */
-        if (train_save(sm->out, sm->m, sm->opt, &st, sm->tokenizer, err)) return -1;
+        char *dir = stage_subdir(staging, out0, sm->out);
+        rc = train_save(dir, sm->m, sm->opt, &st, sm->tokenizer, err);
+        free(dir);
     }
-    return 0;
+    if (rc == 0) rc = gk_ckpt_commit(out0, staging, err);   /* removes staging itself on failure */
+    else gk_ckpt_abort(staging);
+    free(staging);
+    return rc ? -1 : 0;
 }
 
 /* ---------------------------------------------------------------- one step */
@@ -202,7 +226,7 @@ static int after_step(train_stage *s, const train_stage_hooks *h, long step, gk_
     if (h->eval && ((last && c->eval_last) || periodic) && h->eval(h->ctx, s, step, last && c->eval_last, err)) return -1;
     if (h->sample && c->sample_every > 0 && ((step + 1) % c->sample_every == 0 || (c->sample_first && step == s->step0)) &&
         h->sample(h->ctx, s, step, err)) return -1;
-    if (c->save_every > 0 && (step + 1) % c->save_every == 0 && !last && save_all(s, h, step + 1, err)) return -1;
+    if (c->save_every > 0 && (step + 1) % c->save_every == 0 && !last && save_all(s, h, step + 1, 0, err)) return -1;
     return 0;
 }
 
@@ -226,7 +250,7 @@ int train_stage_run(train_stage *s, const train_stage_hooks *h, char *opts_json,
     if (rc == 0 && h->finish && h->finish(h->ctx, s, step >= c->total && !s->interrupted, err)) rc = -1;
     if (rc == 0 || s->interrupted) {
         gk_err serr;
-        if (save_all(s, h, step, &serr)) { if (rc == 0) { *err = serr; rc = -1; } }
+        if (save_all(s, h, step, step >= c->total && !s->interrupted, &serr)) { if (rc == 0) { *err = serr; rc = -1; } }
         else {
             s->saved = 1;
             if (!c->json) {

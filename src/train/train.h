@@ -66,13 +66,18 @@ void train_decode_text(const tok_tokenizer *tok, const int32_t *ids, size_t n, t
 void train_put(struct cJSON *o, const char *key, const char *fmt, double v);
 
 /* Resume state beside a checkpoint: OUT/train_state.safetensors holds the optimizer moments and, in its
- * metadata, the step, optimizer step count, data position, RNG and the stage's options (JSON). It records a
- * checksum of the parameters it belongs to, so a state paired with the wrong model file is refused. */
+ * metadata, the step, optimizer step count, data position, RNG, the stage's options (JSON), and what the stage's
+ * result carries on (tokens so far, the last step's loss) so that a resumed run reports what an uninterrupted
+ * one does. `finished` marks the final save of a run that completed. It records a checksum of the parameters it
+ * belongs to, so a state paired with the wrong model file is refused. */
 typedef struct {
     long     step;
     data_pos pos;
     gk_rng   rng;
     char    *opts_json;       /* malloc'd; the stage's options */
+    double   tokens;          /* tokens processed by the stage up to step */
+    double   last_loss;       /* the loss of step - 1 (NaN when unknown, as in states of older versions) */
+    int      finished;        /* 1: saved after the stage's last step and its final evaluation */
 } train_state;
 int  train_save(const char *dir, const gpt_model *m, const adamw *opt, const train_state *st,
                 const char *tokenizer, gk_err *err);
@@ -80,6 +85,9 @@ int  train_save(const char *dir, const gpt_model *m, const adamw *opt, const tra
 int  train_load_state(const char *dir, const gpt_model *m, adamw *opt, train_state *st, gk_err *err);
 /* Reads only the options JSON of a saved state (malloc'd), for resuming with the stored settings. */
 char *train_state_opts(const char *dir, gk_err *err);
+/* 1 if DIR holds the resume state of a stage that ran to its end (train_state.finished), 0 if it holds one of
+ * an unfinished run, -1 if it holds none (or an unreadable one). */
+int train_state_finished(const char *dir);
 uint64_t train_params_checksum(const gpt_model *m);
 
 /* ---------------------------------------------------------------- the stage skeleton */
@@ -186,7 +194,7 @@ struct train_stage {
                             .save_every = (o)->save_every, .stop_at = (o)->stop_at, .bf16 = (o)->bf16
 
 /* The outcome every stage reports, from the skeleton's state into the stage's result struct (same field names). */
-#define TRAIN_STAGE_RESULT(res, s) do { (res)->steps_done = (s)->step - (s)->step0; (res)->seconds = (s)->seconds; \
+#define TRAIN_STAGE_RESULT(res, s) do { (res)->steps_done = (s)->step; (res)->seconds = (s)->seconds; \
                                         (res)->final_loss = (s)->last_loss; (res)->interrupted = (s)->interrupted; } while (0)
 
 /* Starts a stage (see above). On failure returns -1 with err; train_stage_close is still to be called. */

@@ -71,6 +71,33 @@ $GPTKIT pipeline --fast --run-dir "$RUN" > /dev/null 2> "$TMP/err2.txt"
 n=$(grep -c "skipped" "$TMP/err2.txt")
 [ "$n" -eq 10 ] && pass rerun_skips_finished_stages || fail rerun_skips_finished_stages "$n stages skipped"
 
+# a pipeline killed inside any of its saves (or right after one, before the stage's result is recorded)
+# completes on rerun with the same figures and weights: on a copy of the finished run, redo sft and rm killed at
+# three points (crash hooks, src/core/ckpt_dir.c), rerun, compare with the uninterrupted run
+quiet() { "$@" >/dev/null 2>&1; } 2>/dev/null
+same_figures() {   # same_figures RUN_A RUN_B STAGE...: the stages' recorded figures agree (times and memory aside)
+  python3 - "$@" <<'PY'
+import json, sys
+a, b = sys.argv[1:3]
+def load(d, s):
+    return {k: v for k, v in json.load(open(f"{d}/stages/{s}.json")).items() if "seconds" not in k and "rss" not in k}
+bad = [(s, load(a, s), load(b, s)) for s in sys.argv[3:] if load(a, s) != load(b, s)]
+print(bad) if bad else None
+sys.exit(1 if bad else 0)
+PY
+}
+bad=""; n=0
+for point in save:model:1 ckpt:before-switch:2 ckpt:after-switch:1; do
+  n=$((n + 1)); K=$TMP/kill$n; cp -a "$RUN" "$K"
+  GPTKIT_CRASH_AT=$point quiet $GPTKIT pipeline --fast --run-dir "$K" --from sft --to rm; rc=$?
+  $GPTKIT pipeline --fast --run-dir "$K" --to rm >/dev/null 2>"$TMP/k$n.err"; rc2=$?
+  if [ $rc -ne 137 ] || [ $rc2 -ne 0 ]; then bad="$bad $point(rc=$rc,$rc2: $(tail -1 "$TMP/k$n.err"))"; continue; fi
+  same_figures "$RUN" "$K" sft rm || bad="$bad $point(figures)"
+  for m in sft rm; do cmp -s "$RUN/$m/model.safetensors" "$K/$m/model.safetensors" || bad="$bad $point($m weights)"; done
+  rm -rf "$K"
+done
+[ -z "$bad" ] && pass pipeline_killed_in_saves_completes_same || fail pipeline_killed_in_saves_completes_same "$bad"
+
 # interrupt SFT mid-stage (a long SFT config), rerun with the normal config: earlier stages are skipped,
 # SFT resumes from the checkpoint its Ctrl-C wrote, and every output loads afterwards.
 printf 'sft.steps = 100000\n' > "$TMP/long.conf"

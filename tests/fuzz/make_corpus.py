@@ -53,3 +53,17 @@ put("jsonl/ranked.json", '{"prompt":[{"role":"user","content":"q"}],"ranked":["a
 put("jsonl/scored.json", '{"prompt":"p","response":"r"}')
 
 put("config/gpt2.json", open(os.path.join(C, "..", "..", "fixtures", "train", "init", "config.json")).read())
+
+# pipeline config: key = value lines with comments
+put("pipeconf/fast.conf", "# a comment\nseed = 3\nmodel.n_layer = 2\nmodel.n_head = 2\nmodel.n_embd = 64\n"
+    "pretrain.steps = 40\nsft.lr = 1e-3\nprecision = fp32\nrun_dir = runs/x\n")
+put("pipeconf/bad.conf", "pretrain.batch = 0\nsft.lr = 1e-3\nsft.lr = 2e-3\n")
+
+# resume state: optimizer moments and every metadata key (the checksum is not the harness model's, which is
+# fine: the metadata parsers and range checks run before that check)
+n = 64
+meta = {"step": "3", "adamw_t": "3", "data_pos": "0 1 2", "rng": "0123456789abcdef 1 2 3",
+        "params_checksum": "00000000deadbeef", "opts": '{"lr": 0.001}', "tokens": "96", "last_loss": "2.5",
+        "finished": "0"}
+put("state/state.safetensors", safetensors({"adamw.m": ("F32", [n], b"\0" * 4 * n),
+                                            "adamw.v": ("F32", [n], b"\0" * 4 * n)}, meta))

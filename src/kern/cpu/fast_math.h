@@ -8,7 +8,8 @@
  *  - kern_vexpf: an exp that the compiler can vectorise (libm's expf is a scalar call without -ffast-math).
  *    Range reduction x = n ln2 + r, |r| <= ln2/2, degree-6 Taylor polynomial for e^r (truncation error
  *    r^7/7! < 1.2e-7 relative), then scaling by 2^n through the exponent bits. Measured max relative error
- *    about 2.5e-7 (~2 ulp) over [-87, 88]; inputs below -87 give exactly 0, above 88 are clamped to e^88.
+ *    about 2.5e-7 (~2 ulp) over [-87, 88]; inputs below -87 give exactly 0, above 88 are clamped to e^88,
+ *    NaN gives NaN.
  */
 #ifndef GK_KERN_FAST_MATH_H
 #define GK_KERN_FAST_MATH_H
@@ -31,7 +32,10 @@
 #endif
 
 static inline __attribute__((always_inline)) float kern_vexpf(float x) {
-    float xc = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+    /* written so that NaN clamps too (every comparison with NaN is false): the int conversion below must
+     * never see NaN (undefined behaviour); NaN is passed through at the end */
+    float xc = x > -87.0f ? x : -87.0f;
+    xc = xc < 88.0f ? xc : 88.0f;
     /* n = round(x / ln2) by the 1.5*2^23 trick: adding and subtracting it rounds to an integer. */
     float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
     float r = xc - n * 0.693145751953125f;        /* ln2 split in a high part exact in float ... */
@@ -40,7 +44,7 @@ static inline __attribute__((always_inline)) float kern_vexpf(float x) {
     union { int32_t i; float f; } s;
     s.i = ((int32_t)n + 127) << 23;
     float y = p * s.f;
-    return x < -87.0f ? 0.0f : y;
+    return x < -87.0f ? 0.0f : (x == x ? y : x);
 }
 
 #endif
