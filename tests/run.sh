@@ -20,6 +20,9 @@ export GPTKIT_PEAK_GFLOPS=${GPTKIT_PEAK_GFLOPS:-250}
 TIMEOUT=${GK_TEST_TIMEOUT:-5400}
 SAN_LOG=$(mktemp -d "${TMPDIR:-/tmp}/gptkit-san-XXXXXX")
 trap 'rm -rf "$SAN_LOG"' EXIT
+# the suite's own per-machine cache (the GEMM library `auto` picks): never the user's, and never shared with
+# other processes on the machine, whose probes under load could pick differently between two runs of a test
+export XDG_CACHE_HOME=$SAN_LOG/cache
 export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}log_path=$SAN_LOG/asan"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:+$UBSAN_OPTIONS:}print_stacktrace=1:log_path=$SAN_LOG/ubsan"
 passed=0; failed=0; skipped=0; failed_names=()

@@ -3,7 +3,8 @@
 # during a save leaves the previous checkpoint usable; a directory written by an older gptkit (plain files) is
 # adopted without a window where its files disagree. Saves are killed at exact points through the crash hooks
 # (GPTKIT_CRASH_AT=POINT:K, src/core/ckpt_dir.c), so every case is deterministic. PPO's two-model case is in
-# rlhf.sh; the pipeline's in pipeline.sh.
+# rlhf.sh; the pipeline's in pipeline.sh. More kills for a stress run (issue 12's acceptance: 50):
+#   CRASH_KS="1 2 3 4 5 6 7 8" CRASH_RANDOM=26 bash tests/run.sh ... or GK_ROOT=. GPTKIT=build/gptkit bash tests/cli/crash.sh
 . "$(dirname "$0")/_lib.sh"
 F=$GK_ROOT/tests/fixtures/train
 RUN="--model d2 --n-embd 32 --n-head 4 --vocab-size 97 --n-ctx 16 --seed 7 -b 2 -t 11 --total-batch 44 --lr 3e-3 --warmup 2"
@@ -24,7 +25,7 @@ finish() {
 # 1. a kill at every point of a save, at the 1st, 3rd and 7th save: rc 137, then resume = uninterrupted
 bad=""; n=0
 for point in save:model ckpt:before-switch ckpt:after-switch; do
-  for k in 1 3 7; do
+  for k in ${CRASH_KS:-1 3 7}; do
     d="$TMP/k-${point/:/-}-$k"
     GPTKIT_CRASH_AT=$point:$k quiet $GPTKIT pretrain $RUN --data "$F/data.bin" --steps $STEPS --save-every 1 --out "$d"
     rc=$?
@@ -49,7 +50,7 @@ left=$(ls "$d/.ckpt" | grep -vc '^current$')
 
 # 4. kills at random moments of a run that saves every step (seeded delays, so a failure names its case)
 bad=""
-for seed in 1 2 3 4 5 6; do
+for seed in $(seq 1 "${CRASH_RANDOM:-6}"); do
   d="$TMP/r$seed"
   delay=$(python3 -c "import random; print(round(random.Random($seed).uniform(0.05, 0.6), 3))")
   $GPTKIT pretrain $RUN --data "$F/data.bin" --steps 40 --save-every 1 --out "$d" >/dev/null 2>&1 &

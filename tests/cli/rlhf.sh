@@ -132,6 +132,20 @@ print(full, part) if full!=part else None
 sys.exit(0 if len(full)==4 and full==part else 1)"; then pass ppo_resume_exact; else fail ppo_resume_exact; fi
 cmp -s pfull/model.safetensors ppart/model.safetensors && cmp -s pfull/value/model.safetensors ppart/value/model.safetensors \
   && pass ppo_resume_same_weights || fail ppo_resume_same_weights
+# a kill between the policy's and the value model's files of one save, or right before its switch: the two
+# models stay one checkpoint unit, and the resumed run ends with the uninterrupted run's weights
+quiet() { "$@" >/dev/null 2>&1; } 2>/dev/null
+bad=""
+for point in save:model:3 ckpt:before-switch:2 ckpt:after-switch:3; do
+  d=pk-${point//:/-}
+  GPTKIT_CRASH_AT=$point quiet $GPTKIT ppo $PPO --iters 4 --save-every 1 --out $d; rc=$?
+  [ $rc -eq 137 ] || { bad="$bad $point(rc=$rc)"; continue; }
+  if [ -e $d/train_state.safetensors ]; then $GPTKIT ppo --resume $d >/dev/null 2>&1
+  else $GPTKIT ppo $PPO --iters 4 --out $d >/dev/null 2>&1; fi
+  cmp -s pfull/model.safetensors $d/model.safetensors && cmp -s pfull/value/model.safetensors $d/value/model.safetensors \
+    || bad="$bad $point"
+done
+[ -z "$bad" ] && pass ppo_killed_in_saves_resumes_exact || fail ppo_killed_in_saves_resumes_exact "$bad"
 RMA="--init sft --data prefs.jsonl -b 8 --steps 6 --lr 1e-3 --json"
 $GPTKIT rm $RMA --out rfull >rf.log 2>/dev/null; $GPTKIT rm $RMA --stop-at 3 --out rpart >/dev/null 2>&1; $GPTKIT rm --resume rpart --json >/dev/null 2>&1
 cmp -s rfull/model.safetensors rpart/model.safetensors && pass rm_resume_exact || fail rm_resume_exact

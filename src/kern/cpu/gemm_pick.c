@@ -112,22 +112,41 @@ static void machine_key(char *key, size_t cap) {
              kern_cpu_openblas_core() ? kern_cpu_openblas_core() : "-");
 }
 
-/* A pick measured earlier on this machine (the cache file's first line is the key, its second the library):
- * once measured, every later process uses the same library, so a resumed run sums in the same order as the
- * run it continues even when the machine is busy during the second probe. */
+/* A pick measured earlier on this machine. The cache file holds one "KEY<TAB>LIBRARY" line per key (each
+ * thread count its own: processes run with different counts must not keep replacing each other's pick): once
+ * measured, every later process with that key uses the same library, so a resumed run sums in the same order as
+ * the run it continues even when the machine is busy during a second probe. */
 static int cached_pick(const char *path, const char *key, kern_gemm *out) {
     char *d = NULL;
     if (!path || gk_read_file(path, &d, NULL, NULL) != 0) return 0;
-    char *nl = strchr(d, '\n');
     int ok = 0;
-    if (nl) {
-        *nl = 0;
-        char *name = nl + 1, *end = strchr(name, '\n');
-        if (end) *end = 0;
-        ok = !strcmp(d, key) && kern_gemm_parse(name, out) == 0 && *out != KERN_GEMM_AUTO && kern_gemm_present(*out);
+    size_t kl = strlen(key);
+    for (char *line = d, *next; line && *line && !ok; line = next) {
+        next = strchr(line, '\n');
+        if (next) *next++ = 0;
+        if (strncmp(line, key, kl) || line[kl] != '\t') continue;
+        ok = kern_gemm_parse(line + kl + 1, out) == 0 && *out != KERN_GEMM_AUTO && kern_gemm_present(*out);
     }
     free(d);
     return ok;
+}
+
+/* Records key's pick in the cache file, keeping the other keys' lines. */
+static void cache_pick(const char *path, const char *key, kern_gemm g) {
+    char *d = NULL;
+    size_t n = 0, kl = strlen(key);
+    if (gk_read_file(path, &d, &n, NULL) != 0) { d = NULL; n = 0; }
+    size_t cap = n + kl + 64, len = 0;
+    char *buf = gk_malloc(cap);
+    for (char *line = d, *next; line && *line; line = next) {
+        next = strchr(line, '\n');
+        if (next) *next++ = 0;
+        if (!strchr(line, '\t') || (!strncmp(line, key, kl) && line[kl] == '\t')) continue;   /* old format, or ours */
+        len += (size_t)snprintf(buf + len, cap - len, "%s\n", line);
+    }
+    len += (size_t)snprintf(buf + len, cap - len, "%s\t%s\n", key, kern_gemm_name(g));
+    gk_write_file_atomic(path, buf, len, NULL);
+    free(buf); free(d);
 }
 
 static kern_gemm g_auto = KERN_GEMM_BUILTIN;
@@ -156,12 +175,8 @@ static void auto_pick(void) {
     if (gk_verbose >= 2) gk_log("kern: GEMM auto pick %s (openblas %.2f ms, onednn %.2f ms on 512x768x768)\n", kern_gemm_name(g_auto),
            t_blas * 1e3, t_dnnl * 1e3);
     free(inp); free(w); free(out);
-    if (path) {
-        char buf[320];
-        int n = snprintf(buf, sizeof buf, "%s\n%s\n", key, kern_gemm_name(g_auto));
-        gk_write_file_atomic(path, buf, (size_t)n, NULL);
-        free(path);
-    }
+    if (path) cache_pick(path, key, g_auto);
+    free(path);
 }
 
 kern_gemm kern_gemm_auto(void) {
