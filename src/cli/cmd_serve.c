@@ -44,6 +44,7 @@ static const char *USAGE =
 "  --idle-timeout S      idle keep-alive connections are closed after S seconds (default 30)\n"
 "  --grace S             on SIGTERM, in-flight requests may finish for S seconds (default 10)\n"
 "  -q, --quiet           no log lines on stderr\n"
+"  --step-delay MS       testing only: pause after every decode step (to watch queues, cancels, shutdown)\n"
 "\n"
 "Examples (docs/serve.md has more):\n"
 "  gptkit serve --model runs/demo/sft --port 8080\n"
@@ -91,6 +92,7 @@ int cmd_serve(int argc, char **argv) {
         else if (cli_is(f, "--read-timeout")) o.read_timeout_s = pos_secs(&a, f);
         else if (cli_is(f, "--idle-timeout")) o.idle_timeout_s = pos_secs(&a, f);
         else if (cli_is(f, "--grace")) o.grace_s = pos_secs(&a, f);
+        else if (cli_is(f, "--step-delay")) o.step_delay_ms = cli_double(&a, f);
         else if (cli_is(f, "-q", "--quiet")) gk_verbose = 0;
         else cli_unknown(&a, f);
     }

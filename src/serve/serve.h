@@ -44,6 +44,7 @@ typedef struct {
     double read_timeout_s;      /* the whole request (headers and body) must arrive within this (default 10) */
     double idle_timeout_s;      /* a connection idle this long is closed (default 30) */
     double grace_s;             /* SIGTERM: in-flight requests may finish this long, then are cancelled (10) */
+    double step_delay_ms;       /* testing: a pause after every decode step, so queues and cancels can be watched */
 } serve_opts;
 void serve_opts_default(serve_opts *o);
 

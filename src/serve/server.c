@@ -227,7 +227,10 @@ static void *engine_main(void *arg) {
         pthread_mutex_unlock(&s->mu);
         while (in) { job *nx = in->next; job_admit(s, in, stopping); in = nx; }
         sweep(s, cancels, hard);
-        if (engine_in_flight(e)) engine_step(e);
+        if (engine_in_flight(e)) {
+            engine_step(e);
+            if (s->o.step_delay_ms > 0) usleep((useconds_t)(s->o.step_delay_ms * 1000));
+        }
         sweep(s, 0, 0);
         size_t queued = 0;
         for (size_t i = 0; i < s->n_active; i++) queued += engine_req_status(e, s->active[i]->eid) == ENGINE_REQ_QUEUED;
