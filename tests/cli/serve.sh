@@ -54,13 +54,20 @@ stop_server() {
 if start_server main; then
   python3 "$S/raw_test.py" main "$URL"
   need_py serve_openai_client openai && "$PYT" "$S/openai_test.py" "$URL"
-  if [ -f "$S/page_test.py" ] && need_py serve_page selenium; then "$PYT" "$S/page_test.py" "$URL" "${GK_TEST_OUT:-$TMP}/serve_page.png"; fi
   stop_server main
 fi
 
 if start_server limits --slots 1 --queue 1 --api-key sekrit --read-timeout 2 --step-delay 20; then
   python3 "$S/raw_test.py" limits "$URL" sekrit
   stop_server limits
+fi
+
+# the page in headless Chromium; decode steps slowed so a reply streams long enough to be stopped. The
+# screenshot is kept in build/test-output/ (or $GK_TEST_OUT).
+if need_py serve_page selenium && start_server page --slots 2 --step-delay 200; then
+  OUTDIR=${GK_TEST_OUT:-$GK_ROOT/build/test-output}; mkdir -p "$OUTDIR"
+  "$PYT" "$S/page_test.py" "$URL" "$OUTDIR/serve_page.png"
+  stop_server page
 fi
 
 # graceful shutdown: a stream in flight when SIGTERM comes finishes (within --grace) and ends with [DONE]
