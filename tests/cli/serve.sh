@@ -35,7 +35,7 @@ pass serve_model
 # start_server NAME ARGS...: starts gptkit serve --port 0 ARGS, waits for its ready line; sets SPID and URL
 start_server() {
   local name=$1; shift
-  start_ready "listening on http://" "$TMP/$name.out" "$TMP/$name.err" $GPTKIT serve --model "$TMP/sft" --port 0 "$@"
+  start_ready "listening on http://" "$TMP/$name.out" "$TMP/$name.err" $GPTKIT serve --model "$TMP/${SMODEL:-sft}" --port 0 "$@"
   SPID=$READY_PID; SFD=$READY_FD
   URL=$(grep -o 'http://[0-9.]*:[0-9]*' "$TMP/$name.out" | head -1)
   if [ "$READY" = 1 ] && [ -n "$URL" ]; then pass "serve_${name}_ready"; return 0; fi
@@ -68,6 +68,19 @@ if need_py serve_page selenium && start_server page --slots 2 --step-delay 200; 
   OUTDIR=${GK_TEST_OUT:-$GK_ROOT/build/test-output}; mkdir -p "$OUTDIR"
   "$PYT" "$S/page_test.py" "$URL" "$OUTDIR/serve_page.png"
   stop_server page
+fi
+
+# --timeout: the barely trained base model rambles (greedy, no <|end|>); its request is ended by the time limit
+if SMODEL=base start_server timeout --timeout 0.5 --step-delay 20; then
+  r=$(python3 -c "
+import json, sys, urllib.request
+q = urllib.request.Request(sys.argv[1] + '/v1/completions', json.dumps({'prompt': 'What do bees make?', 'max_tokens': 200,
+                           'temperature': 0}).encode(), {'Content-Type': 'application/json'})
+r = json.load(urllib.request.urlopen(q, timeout=60))
+print(r['choices'][0]['finish_reason'], r['usage']['completion_tokens'])" "$URL" 2>&1)
+  set -- $r
+  if [ "${1:-}" = length ] && [ "${2:-999}" -lt 200 ]; then pass serve_request_timeout; else fail serve_request_timeout "$r"; fi
+  stop_server timeout
 fi
 
 # graceful shutdown: a stream in flight when SIGTERM comes finishes (within --grace) and ends with [DONE]
