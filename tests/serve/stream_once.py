@@ -5,7 +5,7 @@ import http.client, json, sys, urllib.parse
 u = urllib.parse.urlparse(sys.argv[1])
 c = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
 body = {"messages": [{"role": "user", "content": "What do bees make?"}], "stream": True,
-        "max_tokens": int(sys.argv[2]), "temperature": 1.0, "seed": 3}
+        "max_tokens": int(sys.argv[2]), "temperature": 0}
 c.request("POST", "/v1/chat/completions", json.dumps(body), {"Content-Type": "application/json"})
 r = c.getresponse()
 started = False
