@@ -3,6 +3,7 @@ OpenAI error answers with the right status, and the server stays healthy; stream
 log-probs, completions, metrics; 64 concurrent streaming clients. Prints PASS/FAIL/SKIP lines.
 
 usage: raw_test.py main URL            checks against a server started with defaults (--slots 8)
+       raw_test.py load URL            64 concurrent streaming clients only
        raw_test.py limits URL KEY      checks against one started with --slots 1 --queue 1 --api-key KEY
                                        --read-timeout 2 --step-delay 20, serving a model that does not stop
                                        by itself under greedy decoding (the test's barely trained base model)
@@ -369,6 +370,8 @@ def main():
         bad_requests(srv)
         good_requests(srv)
         many_streams(srv)
+    elif mode == "load":
+        many_streams(Server(url))
     else:
         limits(Server(url, sys.argv[3]))
     sys.exit(1 if FAILED else 0)
