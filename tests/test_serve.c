@@ -81,7 +81,20 @@ static void test_tools_round_trip(void) {
     chat_tokens t = {0};
     render(&c, &t);
     CHECK(r.n_prompt == t.n && !memcmp(r.prompt, t.ids, t.n * sizeof(int32_t)), "tool conversation renders differently");
-    chat_tokens_free(&t); chat_conv_free(&c); serve_req_free(&r);
+    chat_tokens_free(&t); chat_conv_free(&c);
+    /* tool_choice "required" starts the reply on <|tool_call|>; "none" leaves the tools out */
+    size_t n_auto = r.n_prompt;
+    serve_req_free(&r);
+    char *req = gk_malloc(strlen(body) + 64);
+    snprintf(req, strlen(body) + 64, "%.*s,\"tool_choice\":\"required\"}", (int)strlen(body) - 1, body);
+    CHECK(serve_req_parse(&r, req, strlen(req), 1, &big, g_tok, &g_sp, &e) == 0, "parse: %s", e.err.msg);
+    CHECK(r.force_call && r.n_prompt == n_auto + 1 && r.prompt[r.n_prompt - 1] == g_sp.tool_call, "required");
+    serve_req_free(&r);
+    snprintf(req, strlen(body) + 64, "%.*s,\"tool_choice\":\"none\"}", (int)strlen(body) - 1, body);
+    CHECK(serve_req_parse(&r, req, strlen(req), 1, &big, g_tok, &g_sp, &e) == 0, "parse: %s", e.err.msg);
+    CHECK(!r.force_call && !r.tools && r.n_prompt < n_auto, "none");
+    serve_req_free(&r);
+    free(req);
 }
 
 static void expect_400(const char *body, int chat, const char *param, const char *msg_part) {
@@ -113,6 +126,7 @@ static void test_bad_requests(void) {
                "response_format", "not supported by this build");
     expect_400("{\"messages\":[{\"role\":\"tool\",\"content\":\"x\"}]}", 1, "messages", "tool");
     expect_400("{\"prompt\":[1, 99999]}", 0, "prompt", "token id");
+    expect_400("{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"tool_choice\":\"maybe\"}", 1, "tool_choice", "expected");
     expect_400("{\"prompt\":\"\"}", 0, "prompt", "empty");
     /* a rejected request leaves nothing behind: LeakSanitizer checks the paths above under make asan */
 }

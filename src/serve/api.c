@@ -235,15 +235,35 @@ static int msg_tool_calls(const cJSON *m, int i, tok_bytes *text, serve_error *e
     return 0;
 }
 
+/* tool_choice: "auto" (default), "none", "required", or {"type": "function", "function": {"name": ...}}; the last
+ * two force a call (the model is started on <|tool_call|>). Sets *none / r->force_call. */
+static int tool_choice(const cJSON *o, serve_req *r, int *none, serve_error *e) {
+    const cJSON *c = cJSON_GetObjectItemCaseSensitive(o, "tool_choice");
+    *none = 0;
+    if (!c || cJSON_IsNull(c)) return 0;
+    if (cJSON_IsString(c)) {
+        if (!strcmp(c->valuestring, "none")) *none = 1;
+        else if (!strcmp(c->valuestring, "required")) r->force_call = 1;
+        else if (strcmp(c->valuestring, "auto"))
+            return BAD("tool_choice", "tool_choice: expected \"auto\", \"none\", \"required\" or {\"type\": \"function\", ...}");
+        return 0;
+    }
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(c, "function");
+    if (!cJSON_IsObject(c) || !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(f, "name")))
+        return BAD("tool_choice", "tool_choice: expected \"auto\", \"none\", \"required\" or {\"type\": \"function\", \"function\": {\"name\": ...}}");
+    r->force_call = 1;
+    return 0;
+}
+
 /* The tools' descriptions as system text: how to call them, then one JSON line per function. NULL if none. */
-static int tools_text(const cJSON *o, char **out, serve_error *e) {
+static int tools_text(const cJSON *o, serve_req *r, char **out, serve_error *e) {
     const cJSON *tools = cJSON_GetObjectItemCaseSensitive(o, "tools");
     *out = NULL;
-    if (!tools || cJSON_IsNull(tools)) return 0;
+    int none;
+    if (tool_choice(o, r, &none, e)) return -1;
+    if (!tools || cJSON_IsNull(tools)) { r->force_call = 0; return 0; }
     if (!cJSON_IsArray(tools)) return BAD("tools", "tools: expected an array, got %s", json_type_name(tools));
-    const cJSON *choice = cJSON_GetObjectItemCaseSensitive(o, "tool_choice");
-    if (cJSON_IsString(choice) && !strcmp(choice->valuestring, "none")) return 0;
-    if (!cJSON_GetArraySize(tools)) return 0;
+    if (none || !cJSON_GetArraySize(tools)) { r->force_call = 0; return 0; }
     tok_bytes b = {0};
     static const char head[] = "You can call these tools. To call one, write " TOK_TOOL_CALL
         "{\"name\": NAME, \"arguments\": {...}}" TOK_TOOL_CALL_END " and wait for its result.\n";
@@ -294,7 +314,7 @@ static int parse_messages(const cJSON *o, chat_conv *c, const serve_limits *lim,
     if ((size_t)nm > lim->max_messages)
         return BAD("messages", "messages: %d messages, more than this server takes (%zu, --max-messages)", nm, lim->max_messages);
     char *tools = NULL;
-    if (tools_text(o, &tools, e)) return -1;
+    if (tools_text(o, r, &tools, e)) return -1;
     r->tools = tools != NULL;
     int i = 0;
     for (const cJSON *m = ms->child; m; m = m->next, i++) {
@@ -373,6 +393,7 @@ int serve_req_parse(serve_req *r, const char *body, size_t len, int chat, const 
         if (parse_messages(o, &c, lim, r, e)) goto done;
         chat_tokens t = {0};
         chat_render(tok, sp, &c, 1, &t);
+        if (r->force_call) chat_tokens_push(&t, sp->tool_call, 0);
         r->prompt = t.ids; r->n_prompt = t.n;
         free(t.mask);
     } else if (parse_prompt(o, r, tok, tok_vocab_size(tok), e)) goto done;

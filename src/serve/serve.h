@@ -61,6 +61,8 @@ typedef struct {
     int logprobs;               /* per-token log-probs in the answer */
     int top_logprobs;           /* alternatives asked for (see docs/serve.md: only the sampled token is listed) */
     int tools;                  /* tools were given: <|tool_call|>...<|tool_call_end|> ends the turn -> tool_calls */
+    int force_call;             /* tool_choice "required" or a named function: the reply starts with <|tool_call|>
+                                   (appended to the prompt; the server puts it back in front of the text) */
     int echo;                   /* completions: the prompt text is prepended to the answer */
     size_t n;                   /* choices (samples of the prompt) */
     size_t max_tokens;          /* generated tokens per choice */

@@ -100,6 +100,7 @@ job *job_submit(server *s, serve_req *req) {
     j->refs = 2;
     j->text = gk_calloc(j->req.n, sizeof *j->text);
     j->in_call = gk_calloc(j->req.n, sizeof *j->in_call);
+    for (size_t k = 0; k < j->req.n; k++) j->in_call[k] = j->req.force_call;   /* nothing of it is content */
     j->out = gk_calloc(j->req.n, sizeof *j->out);
     j->t0 = gk_now();
     pthread_mutex_lock(&s->mu);
@@ -140,6 +141,18 @@ static void on_done(void *ctx, engine_req_id id) {
     job *j = ctx;
     gk_err err;
     GK_CHECK(engine_take_result(j->srv->em.e, id, j->out, &err) == 0, "serve: %s", err.msg);
+    if (j->req.force_call)   /* the prompt ended in <|tool_call|>: the call's text starts with it */
+        for (size_t k = 0; k < j->req.n; k++) {
+            engine_seq *q = &j->out[k];
+            size_t L = strlen(TOK_TOOL_CALL);
+            char *t = gk_malloc(L + q->text_len + 1);
+            memcpy(t, TOK_TOOL_CALL, L);
+            if (q->text_len) memcpy(t + L, q->text, q->text_len);
+            t[L + q->text_len] = 0;
+            free(q->text);
+            q->text = t;
+            q->text_len += L;
+        }
     j->e_done = 1;
     double now = gk_now();
     size_t gen = 0;

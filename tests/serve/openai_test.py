@@ -82,6 +82,18 @@ def main():
             tc += ch.choices[0].delta.tool_calls
     check("openai_tool_call_streamed", len(tc) == 1 and tc[0].function.name == "get_weather", tc)
 
+    # tool_choice "required": the model is started on <|tool_call|>, so even a question it answers in words
+    # comes back as a call (without it, the same request gets the words: checked too)
+    r = client.chat.completions.create(model="sft", messages=user("What do bees make?"), tools=TOOLS, temperature=0,
+                                       tool_choice="required")
+    c = r.choices[0]
+    check("openai_tool_choice_required", c.finish_reason == "tool_calls" and c.message.tool_calls and
+          json.loads(c.message.tool_calls[0].function.arguments) == {"city": "Paris"}, c)
+    r = client.chat.completions.create(model="sft", messages=user("What do bees make?"), tools=TOOLS, temperature=0,
+                                       tool_choice="none")
+    check("openai_tool_choice_none", r.choices[0].message.content == "Bees make honey." and not r.choices[0].message.tool_calls,
+          r.choices[0])
+
     r = client.completions.create(model="sft", prompt="What do bees", max_tokens=4, temperature=0)
     check("openai_completions", r.object == "text_completion" and isinstance(r.choices[0].text, str) and
           r.usage.completion_tokens > 0, r)
