@@ -56,9 +56,12 @@ if start_server main; then
   # memory back to baseline: after a first round of 64 streams has sized the allocator, two more rounds must not
   # grow the server (a leak per request would; the ASan run checks for leaks at exit directly)
   rss() { awk '/^VmRSS/ {print $2}' "/proc/$SPID/status"; }
-  r1=$(rss); python3 "$S/raw_test.py" load "$URL" >/dev/null; python3 "$S/raw_test.py" load "$URL" >/dev/null; r2=$(rss)
-  if [ -n "$r1" ] && [ -n "$r2" ] && [ $((r2 - r1)) -lt 16384 ]; then pass "serve_memory_flat (RSS ${r1} -> ${r2} kB over 128 more streams)"
-  else fail serve_memory_flat "RSS ${r1:-?} -> ${r2:-?} kB after 128 more streams"; fi
+  case $GPTKIT in
+    */build-asan/*) skip serve_memory_flat "ASan's quarantine keeps freed memory; LeakSanitizer checks this server at exit" ;;
+    *) r1=$(rss); python3 "$S/raw_test.py" load "$URL" >/dev/null; python3 "$S/raw_test.py" load "$URL" >/dev/null; r2=$(rss)
+       if [ -n "$r1" ] && [ -n "$r2" ] && [ $((r2 - r1)) -lt 16384 ]; then pass "serve_memory_flat (RSS ${r1} -> ${r2} kB over 128 more streams)"
+       else fail serve_memory_flat "RSS ${r1:-?} -> ${r2:-?} kB after 128 more streams"; fi ;;
+  esac
   need_py serve_openai_client openai && "$PYT" "$S/openai_test.py" "$URL"
   stop_server main
 fi
