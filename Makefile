@@ -5,7 +5,7 @@
 #   make bench      run the benchmarks (slow; needs PyTorch, see bench/README.md)
 #   make asan       test suite under AddressSanitizer + UBSan (+ LeakSanitizer), in build-asan/
 #
-# Opt-outs: NO_OPENMP=1, NO_BLAS=1, NO_DNNL=1, NO_PCRE2=1 (custom tokenizer split regexes).  Sources are picked up by wildcard: adding a .c file
+# Opt-outs: NO_OPENMP=1, NO_BLAS=1, NO_DNNL=1, NO_PCRE2=1 (custom tokenizer split regexes), NO_MHD=1 (no `gptkit serve`).  Sources are picked up by wildcard: adding a .c file
 # under src/<module>/ needs no edit here.
 # WERROR=1 turns warnings into errors (CI and scripts/test.sh build so; a plain `make` stays lenient, so a newer
 # compiler's new warning never stops a user's build). Extra flags on the command line add to ours rather than
@@ -55,6 +55,14 @@ ifeq ($(NO_PCRE2),)
     FEATURES += pcre2
   endif
 endif
+# libmicrohttpd: the HTTP server of `gptkit serve` (without it the command says the build has none)
+ifeq ($(NO_MHD),)
+  ifeq ($(shell pkg-config --exists libmicrohttpd 2>/dev/null && echo y),y)
+    override CFLAGS  += -DGK_HAVE_MHD $(shell pkg-config --cflags libmicrohttpd)
+    override LDLIBS  += $(shell pkg-config --libs libmicrohttpd)
+    FEATURES += microhttpd
+  endif
+endif
 # cJSON is required (JSON/JSONL reading and writing).
 CJSON_CFLAGS := $(shell pkg-config --cflags libcjson 2>/dev/null)
 CJSON_LIBS   := $(shell pkg-config --libs libcjson 2>/dev/null || echo -lcjson)
@@ -69,12 +77,14 @@ TEST_SRC := $(wildcard tests/test_*.c)
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+# The serve web page is compiled in: src/serve/page.html becomes a C byte array (rule below).
+LIB_OBJ  += $(BUILD)/gen/serve_page.o
 
 .PHONY: all test bench asan clean summary
 all: $(BUILD)/gptkit $(TEST_BIN) summary
 
 summary:
-	@echo "gptkit build: cc=$(CC) features=[$(strip $(FEATURES))] (opt-outs: NO_OPENMP=1 NO_BLAS=1 NO_DNNL=1 NO_PCRE2=1)"
+	@echo "gptkit build: cc=$(CC) features=[$(strip $(FEATURES))] (opt-outs: NO_OPENMP=1 NO_BLAS=1 NO_DNNL=1 NO_PCRE2=1 NO_MHD=1)"
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -89,6 +99,15 @@ $(BUILD)/gptkit: $(CLI_OBJ) $(BUILD)/libgptkit.a
 
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(BUILD)/tests/testlib.o $(BUILD)/libgptkit.a
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+
+# src/serve/page.html as a C byte array (od + sed; no xxd needed)
+$(BUILD)/gen/serve_page.c: src/serve/page.html
+	@mkdir -p $(dir $@)
+	{ echo '/* generated from src/serve/page.html by the Makefile */'; echo '#include <stddef.h>'; \
+	  echo 'const unsigned char serve_page_html[] = {'; od -An -v -tx1 $< | sed 's/\([0-9a-f][0-9a-f]\)/0x\1,/g'; \
+	  echo '0x00 };'; echo 'const size_t serve_page_html_len = sizeof serve_page_html - 1;'; } > $@.tmp && mv $@.tmp $@
+$(BUILD)/gen/serve_page.o: $(BUILD)/gen/serve_page.c
+	$(CC) $(CFLAGS) -c $< -o $@
 
 test: all
 	@bash tests/run.sh $(BUILD)

@@ -10,8 +10,10 @@
 #   python3-venv                 the test venv .venv-test: the ecosystem's own readers and clients the tests check
 #                                gptkit against (tests/requirements.txt, from PyPI; never used by gptkit itself).
 #                                Without PyPI the venv is left incomplete and the checks needing it print SKIP.
+#   libmicrohttpd-dev            HTTP for `gptkit serve` (optional: without it the build has no serve command)
+#   chromium chromium-driver     the serve web page's test in headless Chromium (skips without them)
 set -euo pipefail
-PKGS="build-essential pkg-config libcjson-dev zlib1g-dev libopenblas-dev libdnnl-dev libpcre2-dev python3 python3-venv clang libclang-rt-14-dev"
+PKGS="build-essential pkg-config libcjson-dev zlib1g-dev libopenblas-dev libdnnl-dev libpcre2-dev python3 python3-venv clang libclang-rt-14-dev libmicrohttpd-dev chromium chromium-driver"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -67,3 +67,19 @@ meta = {"step": "3", "adamw_t": "3", "data_pos": "0 1 2", "rng": "0123456789abcd
         "finished": "0"}
 put("state/state.safetensors", safetensors({"adamw.m": ("F32", [n], b"\0" * 4 * n),
                                             "adamw.v": ("F32", [n], b"\0" * 4 * n)}, meta))
+
+# serve request bodies: first byte 0 = /v1/chat/completions, 1 = /v1/completions
+put("http_request/chat.json", b"\0" + json.dumps({
+    "model": "m", "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "Weather?"},
+                               {"role": "assistant", "content": None, "tool_calls": [{"id": "c1", "type": "function",
+                                "function": {"name": "get_weather", "arguments": "{\"city\": \"Paris\"}"}}]},
+                               {"role": "tool", "tool_call_id": "c1", "content": "sunny"}],
+    "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}],
+    "temperature": 0.5, "top_p": 0.9, "n": 2, "seed": 3, "stop": ["\n"], "max_tokens": 20, "logprobs": True,
+    "top_logprobs": 2, "stream": True, "stream_options": {"include_usage": True}}).encode())
+put("http_request/parts.json", b"\0" + json.dumps({"messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}],
+                                                    "response_format": {"type": "text"}}).encode())
+put("http_request/completion.json", b"\1" + json.dumps({"prompt": "The capital", "echo": True, "logprobs": 2,
+                                                         "max_tokens": 8}).encode())
+put("http_request/ids.json", b"\1" + json.dumps({"prompt": [1, 2, 3], "max_tokens": 4}).encode())
+
