@@ -10,8 +10,9 @@
 #   python3-venv                 the test venv .venv-test: the ecosystem's own readers and clients the tests check
 #                                gptkit against (tests/requirements.txt, from PyPI; never used by gptkit itself).
 #                                Without PyPI the venv is left incomplete and the checks needing it print SKIP.
+#   libgmp-dev                   exact big-number arithmetic of the `calc` tool (optional: calc says it is missing)
 set -euo pipefail
-PKGS="build-essential pkg-config libcjson-dev zlib1g-dev libopenblas-dev libdnnl-dev libpcre2-dev python3 python3-venv clang libclang-rt-14-dev"
+PKGS="build-essential pkg-config libcjson-dev zlib1g-dev libopenblas-dev libdnnl-dev libpcre2-dev python3 python3-venv clang libclang-rt-14-dev libgmp-dev"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
