@@ -15,6 +15,7 @@ static const command commands[] = {
     {"sft",       cmd_sft,       "supervised finetuning on chat JSONL (loss on assistant tokens)"},
     {"sample",    cmd_sample,    "generate completions from a checkpoint"},
     {"chat",      cmd_chat,      "talk to a chat model"},
+    {"solve",     cmd_solve,     "answer a task file with a strategy (greedy, fewshot, cot, sc, tot, reflect) and tools"},
     {"rm",        cmd_rm,        "train a reward model on preference pairs / rankings"},
     {"score",     cmd_score,     "score (prompt, response) pairs with a reward model"},
     {"ppo",       cmd_ppo,       "RLHF: PPO against a reward model with a KL leash"},

@@ -5,6 +5,7 @@
 #include <ctype.h>
 #include <math.h>
 #include <regex.h>
+#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -221,4 +222,88 @@ void strategy_wilson(long k, long n, double z, double *lo, double *hi) {
     double h = z * sqrt(p * (1 - p) / nn + z2 / (4 * nn * nn)) / (1 + z2 / nn);
     *lo = c - h < 0 ? 0 : c - h;
     *hi = c + h > 1 ? 1 : c + h;
+}
+
+/* ---------------------------------------------------------------- task files */
+
+static char *dup_s(const char *s) {
+    size_t n = strlen(s);
+    char *d = gk_malloc(n + 1);
+    memcpy(d, s, n + 1);
+    return d;
+}
+
+void strategy_example_free(strategy_example *x) {
+    if (!x) return;
+    free(x->prompt); free(x->system); free(x->answer); free(x->reply);
+    memset(x, 0, sizeof *x);
+}
+
+void strategy_tasks_free(strategy_example *t, size_t n) {
+    for (size_t i = 0; i < n; i++) strategy_example_free(&t[i]);
+    free(t);
+}
+
+/* "prompt": a string, or a message list of system / user messages (the last user message is the prompt). */
+static int task_prompt_field(const cJSON *p, strategy_example *x, const char *path, size_t ln, gk_err *err) {
+    if (cJSON_IsString(p)) { x->prompt = dup_s(p->valuestring); return 0; }
+    if (!cJSON_IsArray(p)) return gk_errf(err, "%s:%zu: field \"prompt\" must be a string or a list of messages", path, ln);
+    int k = 0;
+    for (const cJSON *m = p->child; m; m = m->next, k++) {
+        const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
+        const cJSON *content = cJSON_GetObjectItemCaseSensitive(m, "content");
+        if (!cJSON_IsString(role) || !cJSON_IsString(content))
+            return gk_errf(err, "%s:%zu: field \"prompt\"[%d] needs string \"role\" and \"content\"", path, ln, k);
+        char **dst = !strcmp(role->valuestring, "system") ? &x->system : !strcmp(role->valuestring, "user") ? &x->prompt : NULL;
+        if (!dst) return gk_errf(err, "%s:%zu: field \"prompt\"[%d].role must be system or user, got \"%s\"", path, ln, k, role->valuestring);
+        free(*dst);
+        *dst = dup_s(content->valuestring);
+    }
+    if (!x->prompt) return gk_errf(err, "%s:%zu: field \"prompt\" has no user message", path, ln);
+    return 0;
+}
+
+int strategy_task_parse(const char *line, const char *path, size_t ln, strategy_example *x, gk_err *err) {
+    memset(x, 0, sizeof *x);
+    cJSON *j = cJSON_Parse(line);
+    int rc = 0;
+    if (!cJSON_IsObject(j)) { cJSON_Delete(j); return gk_errf(err, "%s:%zu: not a JSON object", path, ln); }
+    const cJSON *p = cJSON_GetObjectItemCaseSensitive(j, "prompt");
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(j, "answer");
+    const cJSON *r = cJSON_GetObjectItemCaseSensitive(j, "reply");
+    if (!p) rc = gk_errf(err, "%s:%zu: field \"prompt\" is missing", path, ln);
+    else if (task_prompt_field(p, x, path, ln, err)) rc = -1;
+    else if (!a) rc = gk_errf(err, "%s:%zu: field \"answer\" is missing", path, ln);
+    else if (cJSON_IsString(a)) x->answer = dup_s(a->valuestring);
+    else if (cJSON_IsNumber(a)) {   /* a JSON number: its text as written is lost, so print it back exactly */
+        char b[64];
+        if (a->valuedouble == (double)(long long)a->valuedouble && fabs(a->valuedouble) < 9e15) snprintf(b, sizeof b, "%lld", (long long)a->valuedouble);
+        else snprintf(b, sizeof b, "%.17g", a->valuedouble);
+        x->answer = dup_s(b);
+    } else rc = gk_errf(err, "%s:%zu: field \"answer\" must be a string or a number", path, ln);
+    if (!rc && r) {
+        if (!cJSON_IsString(r)) rc = gk_errf(err, "%s:%zu: field \"reply\" must be a string", path, ln);
+        else x->reply = dup_s(r->valuestring);
+    }
+    cJSON_Delete(j);
+    if (rc) strategy_example_free(x);
+    return rc;
+}
+
+int strategy_tasks_load(const char *path, strategy_example **out, size_t *n, gk_err *err) {
+    gk_lines lr;
+    *out = NULL; *n = 0;
+    if (gk_lines_open(&lr, path, err)) return -1;
+    size_t cap = 64, cnt = 0;
+    strategy_example *t = gk_malloc(cap * sizeof *t);
+    char *line; size_t ln;
+    while (gk_lines_next(&lr, &line, &ln)) {
+        if (cnt == cap) { cap *= 2; t = gk_realloc(t, cap * sizeof *t); }
+        if (strategy_task_parse(line, path, ln, &t[cnt], err)) { gk_lines_close(&lr); strategy_tasks_free(t, cnt); return -1; }
+        cnt++;
+    }
+    gk_lines_close(&lr);
+    if (!cnt) { free(t); return gk_errf(err, "%s: no tasks (the file is empty)", path); }
+    *out = t; *n = cnt;
+    return 0;
 }

@@ -69,7 +69,17 @@ int strategy_number_norm(const char *s, char *out, size_t cap);
 void strategy_wilson(long k, long n, double z, double *lo, double *hi);
 
 /* ---------------------------------------------------------------- solving */
-typedef struct { char *prompt, *answer, *reply; } strategy_example;   /* reply: an example answer text; NULL = answer */
+/* A task or a few-shot example: prompt (the user's text), its system message (NULL = none), the expected
+ * answer, and optionally a full example reply (NULL = the answer is the reply). All malloc'd. */
+typedef struct { char *prompt, *system, *answer, *reply; } strategy_example;
+/* Reads a task file: JSONL lines {"prompt": TEXT or [{"role":"system"|"user","content":...}], "answer": TEXT or
+ * a number, "reply": TEXT (optional)}; other keys are ignored (so demo eval files load as they are). Errors name
+ * the file, line and field: "tasks.jsonl:3: field \"answer\" is missing". An empty file is an error. */
+int strategy_tasks_load(const char *path, strategy_example **out, size_t *n, gk_err *err);
+/* Parses one line (for the fuzzer and the loader); fills x (free with strategy_example_free). */
+int strategy_task_parse(const char *line, const char *path, size_t line_no, strategy_example *x, gk_err *err);
+void strategy_example_free(strategy_example *x);
+void strategy_tasks_free(strategy_example *t, size_t n);
 
 /* What a tool call looked like, for callers that show them (chat). */
 typedef void (*strategy_tool_cb)(void *ctx, const char *call, const char *result);
