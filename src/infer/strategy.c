@@ -138,7 +138,7 @@ static int extract_number(const char *text, char *out, size_t cap) {
     const char *last = NULL; size_t last_n = 0;
     for (const char *p = text + (m >= 0 ? m : 0); *p; p++) {
         /* a number starts at a digit or sign not glued to a preceding digit or letter */
-        if (p > text && (isalnum((unsigned char)p[-1]) || p[-1] == '.' || p[-1] == ',')) continue;
+        if (p > text && (isalnum((unsigned char)p[-1]) || p[-1] == '.')) continue;
         size_t n = number_len(p);
         if (!n) continue;
         if (m >= 0) return strategy_number_norm(strndupa(p, n), out, cap) == 0;

@@ -53,3 +53,11 @@ put("jsonl/ranked.json", '{"prompt":[{"role":"user","content":"q"}],"ranked":["a
 put("jsonl/scored.json", '{"prompt":"p","response":"r"}')
 
 put("config/gpt2.json", open(os.path.join(C, "..", "..", "fixtures", "train", "init", "config.json")).read())
+
+# tool calls (as the model writes them between <|tool_call|> and <|tool_call_end|>), calc expressions, and
+# `gptkit solve` task lines
+put("tools/call.json", '{"name": "calc", "arguments": {"expression": "(123456789 + 2) * 3 / 7 - 2^10"}}')
+put("tools/bad_call.json", '{"name": "shell", "arguments": {"cmd": "ls"}}')
+put("tools/expr.txt", "-(1.5e3 % 7) ** 2 / (0.25 - 1/3)")
+put("tools/task.json", '{"prompt": [{"role": "system", "content": "s"}, {"role": "user", "content": "What is 2+2?"}], "answer": 4}')
+put("tools/reply.txt", "Let me see: 1,234 + 5 = 1,239. The answer is 1239.")
