@@ -108,8 +108,11 @@ static int reply_strategy(chat_session *s, chat_conv *c, int *interrupted, gk_er
     so.system = system; so.history = &hist;
     so.max_new = s->o.max_new;
     so.samp = s->o.samp;
+    /* streamed only without tools and with one answer: otherwise the reply is printed when it is final (tool
+     * calls and results go to stderr as they happen) */
+    int streamed = !s->tools && s->spec.kind != STRAT_SC && s->spec.kind != STRAT_TOT;
     if (s->spec.kind == STRAT_SC || s->spec.kind == STRAT_TOT) { if (so.samp.temperature == 0) so.samp.temperature = 0.7f; }
-    else { so.on_token = s->o.on_token; so.ctx = s->o.ctx; }
+    if (streamed) { so.on_token = s->o.on_token; so.ctx = s->o.ctx; }
     so.on_tool = show_tool;
     so.cancel = s->o.cancel;
     strategy_result r;
@@ -118,7 +121,7 @@ static int reply_strategy(chat_session *s, chat_conv *c, int *interrupted, gk_er
     g_generating = 0;
     chat_conv_free(&hist);
     if (rc) return -1;
-    if (s->spec.kind == STRAT_SC || s->spec.kind == STRAT_TOT) {
+    if (!streamed) {
         fputs(r.final, stdout);
         if (s->spec.kind == STRAT_SC) fprintf(stderr, "\n(agreement %.0f%%)", 100 * r.confidence);
     }

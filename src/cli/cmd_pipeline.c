@@ -549,7 +549,7 @@ static int strategy_row(const pipe_cfg *c, eval_model *em, const char *set, cons
         strategy_result_free(&r);
     }
     double lo, hi;
-    strategy_wilson(right, n, 1.96, &lo, &hi);
+    strategy_wilson(right, n, STRATEGY_Z95, &lo, &hi);
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "tasks", set);
     cJSON_AddStringToObject(o, "strategy", spec_s);

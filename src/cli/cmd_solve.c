@@ -94,7 +94,7 @@ static void print_task(const solve_args *a, const strategy_example *t, const str
 
 static void print_summary(const solve_args *a, long right, long n, double tokens, double secs) {
     double lo, hi;
-    strategy_wilson(right, n, 1.96, &lo, &hi);
+    strategy_wilson(right, n, STRATEGY_Z95, &lo, &hi);
     double acc = n ? (double)right / (double)n : 0;
     if (a->json) {
         cJSON *o = cJSON_CreateObject();

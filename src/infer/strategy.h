@@ -65,7 +65,8 @@ int strategy_extract(const answer_rule *rule, const char *expected, const char *
 int strategy_answer_equal(const char *got, const char *expected);
 /* Canonical number text ("1,234.50" -> "1234.5", "-0" -> "0") into out; 0, or -1 when s is not a number. */
 int strategy_number_norm(const char *s, char *out, size_t cap);
-/* Wilson score interval for k successes in n trials at normal quantile z (1.96: 95%); n = 0 gives [0, 1]. */
+/* Wilson score interval for k successes in n trials at normal quantile z (STRATEGY_Z95 for 95%); n = 0 gives [0, 1]. */
+#define STRATEGY_Z95 1.959963984540054   /* the 0.975 quantile of the standard normal */
 void strategy_wilson(long k, long n, double z, double *lo, double *hi);
 
 /* ---------------------------------------------------------------- solving */

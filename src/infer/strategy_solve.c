@@ -464,7 +464,7 @@ static int solve_tot(const strategy_spec *sp, const strategy_opts *o, const char
 
 /* A follow-up in a conversation about the task: greedy, with tools; returns the final segment (malloc'd). */
 static char *reflect_turn(const strategy_opts *o, const char *prompt, char *const *turns, size_t nturns, size_t max_new,
-                          int use_tools, strategy_result *r, gk_err *err) {
+                          int use_tools, strategy_result *r, int *no_room, gk_err *err) {
     tok_ids ids = {0};
     if (o->sp) {
         chat_conv c = {0};
@@ -488,8 +488,12 @@ static char *reflect_turn(const strategy_opts *o, const char *prompt, char *cons
     c.max_new = max_new;
     c.use_tools = use_tools;
     gen_out g = {0};
-    size_t keep = ids.n;
-    long t = fits(o, keep, err) ? -1 : gen_run(o, &c, ids.ids, ids.n, &g, err);
+    if (ids.n + (max_new < 16 ? max_new : 16) > engine_max_len(o->e)) {   /* the conversation has outgrown the context: stop reflecting */
+        *no_room = 1;
+        tok_ids_free(&ids);
+        return NULL;
+    }
+    long t = gen_run(o, &c, ids.ids, ids.n, &g, err);
     tok_ids_free(&ids);
     char *s = NULL;
     if (t >= 0) {
@@ -510,17 +514,18 @@ static int solve_reflect(const strategy_spec *sp, const strategy_opts *o, const 
     for (int round = 0; round < sp->rounds; round++) {
         turns[0] = dup_s(r->final);
         turns[1] = dup_s(CHECK_Q);
-        char *verdict = reflect_turn(o, prompt, turns, 2, 8, 0, r, err);
-        if (!verdict) { for (int i = 0; i < 2; i++) free(turns[i]); return -1; }
+        int no_room = 0;
+        char *verdict = reflect_turn(o, prompt, turns, 2, 8, 0, r, &no_room, err);
+        if (!verdict) { for (int i = 0; i < 2; i++) free(turns[i]); if (no_room) break; return -1; }
         const char *v = verdict;
         while (*v == ' ' || *v == '\n') v++;
         int ok = !strncasecmp(v, "yes", 3);
         if (ok) { free(verdict); for (int i = 0; i < 2; i++) free(turns[i]); break; }
         turns[2] = verdict;
         turns[3] = dup_s(REVISE_Q);
-        char *revised = reflect_turn(o, prompt, turns, 4, o->max_new, 1, r, err);
+        char *revised = reflect_turn(o, prompt, turns, 4, o->max_new, 1, r, &no_room, err);
         for (int i = 0; i < 4; i++) { free(turns[i]); turns[i] = NULL; }
-        if (!revised) return -1;
+        if (!revised) { if (no_room) break; return -1; }
         free(r->final); free(r->text);
         r->final = revised;
         r->text = dup_s(revised);
