@@ -116,8 +116,14 @@ static void build_root(const char *root, const tools_sandbox_opts *o, const char
     if (fchown(fd, uid, uid)) die(errfd, "chown main.py");
     close(fd);
     if (chdir(root)) die(errfd, "chdir root");
-    if (syscall(SYS_pivot_root, ".", ".")) die(errfd, "pivot_root");
-    if (umount2(".", MNT_DETACH)) die(errfd, "detaching the host tree");
+    if (syscall(SYS_pivot_root, ".", ".") == 0) {
+        if (umount2(".", MNT_DETACH)) die(errfd, "detaching the host tree");
+    } else if (errno == EINVAL) {
+        /* inside a chroot (the caller's root is not a mount point) pivot_root refuses; chroot instead: the host
+         * tree stays mounted but unreachable, since the program drops to nobody (no CAP_SYS_CHROOT) and seccomp
+         * denies chroot, the only way back out */
+        if (chroot(".")) die(errfd, "chroot");
+    } else die(errfd, "pivot_root");
     if (chdir("/")) die(errfd, "chdir /");
     if (mount(NULL, "/", NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, "size=1m,mode=0755")) die(errfd, "read-only root");
     if (chdir("/work")) die(errfd, "chdir /work");
