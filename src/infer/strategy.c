@@ -220,8 +220,8 @@ void strategy_wilson(long k, long n, double z, double *lo, double *hi) {
     double p = (double)k / (double)n, nn = (double)n, z2 = z * z;
     double c = (p + z2 / (2 * nn)) / (1 + z2 / nn);
     double h = z * sqrt(p * (1 - p) / nn + z2 / (4 * nn * nn)) / (1 + z2 / nn);
-    *lo = c - h < 0 ? 0 : c - h;
-    *hi = c + h > 1 ? 1 : c + h;
+    *lo = k == 0 || c - h < 0 ? 0 : c - h;   /* exact ends: c - h is 0 only up to rounding when k = 0 */
+    *hi = k == n || c + h > 1 ? 1 : c + h;
 }
 
 /* ---------------------------------------------------------------- task files */
