@@ -58,6 +58,11 @@ static void test_extract(void) {
     ex(ANSWER_REGEX, "is ([A-Z][a-z]+)\\.", NULL, "The capital of Peru is Lima.", "Lima");
     ex(ANSWER_AUTO, NULL, "432", "The answer is 432.", "432");
     ex(ANSWER_AUTO, NULL, "Lima", "The answer is Lima.", "Lima");
+    ex(ANSWER_AUTO, NULL, "Lima", "The capital of Peru is Lima.", "Lima");
+    ex(ANSWER_AUTO, NULL, "calf", "calf.", "calf");
+    ex(ANSWER_AUTO, NULL, "Lima", "{\"answer\": \"Lima\"}", "Lima");
+    ex(ANSWER_AUTO, NULL, "New York", "It is in New York.", "It is in New York");
+    ex(ANSWER_WORD, NULL, NULL, "...", NULL);
     answer_rule bad = {ANSWER_REGEX, "("};
     char out[16];
     CHECK(strategy_extract(&bad, NULL, "x", out, sizeof out) == -1, "bad regex");

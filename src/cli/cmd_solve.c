@@ -25,7 +25,8 @@ static const char *USAGE =
 "  --strategy S          greedy (default) | fewshot:K | cot | sc:N | tot:K,B,D | reflect:R\n"
 "  --tools LIST          tools the model may call: calc, python (comma-separated; default none)\n"
 "  --examples FILE       few-shot examples (same format; default: other tasks of --tasks)\n"
-"  --extract RULE        auto (default: number when the answer is a number, else text) | number | choice | text |\n"
+"  --extract RULE        auto (default: number for a numeric answer, word for a one-word one, else text) | number |\n"
+"                        choice | text | word |\n"
 "                        regex:RE (POSIX extended; group 1 if any)\n"
 "  --system TEXT         system message for every task (a task's own system message wins)\n"
 "  --base                prompt as a base model (Q/A document) even if the checkpoint knows the chat format\n"
@@ -51,6 +52,7 @@ static int parse_extract(const char *s, answer_rule *r) {
     else if (!strcmp(s, "number")) r->kind = ANSWER_NUMBER;
     else if (!strcmp(s, "choice")) r->kind = ANSWER_CHOICE;
     else if (!strcmp(s, "text")) r->kind = ANSWER_TEXT;
+    else if (!strcmp(s, "word")) r->kind = ANSWER_WORD;
     else if (!strncmp(s, "regex:", 6) && s[6]) { r->kind = ANSWER_REGEX; r->regex = s + 6; }
     else return -1;
     return 0;
@@ -135,7 +137,7 @@ static void parse_args(int argc, char **argv, solve_args *a) {
         else if (cli_is(f, "--examples")) a->examples = cli_str(&c, f);
         else if (cli_is(f, "--system")) a->system = cli_str(&c, f);
         else if (cli_is(f, "--tokenizer")) a->tok = cli_str(&c, f);
-        else if (cli_is(f, "--extract")) { if (parse_extract(cli_str(&c, f), &a->rule)) cli_usage_error(&c, "--extract: auto, number, choice, text or regex:RE"); }
+        else if (cli_is(f, "--extract")) { if (parse_extract(cli_str(&c, f), &a->rule)) cli_usage_error(&c, "--extract: auto, number, choice, text, word or regex:RE"); }
         else if (cli_is(f, "--base")) a->base = 1;
         else if (cli_is(f, "--json")) a->json = 1;
         else if (cli_is(f, "--limit")) { a->limit = cli_long(&c, f); if (a->limit < 1) cli_usage_error(&c, "--limit must be >= 1"); }

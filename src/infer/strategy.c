@@ -179,6 +179,18 @@ static int extract_text(const char *text, char *out, size_t cap) {
     return set_out(out, cap, s, n);
 }
 
+static int word_char(char c) { return isalnum((unsigned char)c) || c == '\'' || c == '-'; }
+
+static int extract_word(const char *text, char *out, size_t cap) {
+    char t[STRATEGY_ANSWER_MAX * 4];
+    if (!extract_text(text, t, sizeof t)) { out[0] = 0; return 0; }
+    size_t e = strlen(t);
+    while (e && !word_char(t[e - 1])) e--;
+    size_t b = e;
+    while (b && word_char(t[b - 1])) b--;
+    return set_out(out, cap, t + b, e - b);
+}
+
 static int extract_regex(const char *re, const char *text, char *out, size_t cap) {
     regex_t rx;
     if (!re || regcomp(&rx, re, REG_EXTENDED)) return -1;
@@ -197,12 +209,17 @@ static int extract_regex(const char *re, const char *text, char *out, size_t cap
 int strategy_extract(const answer_rule *rule, const char *expected, const char *text, char *out, size_t cap) {
     char tmp[STRATEGY_ANSWER_MAX];
     answer_kind k = rule->kind;
-    if (k == ANSWER_AUTO) k = expected && !strategy_number_norm(expected, tmp, sizeof tmp) ? ANSWER_NUMBER : ANSWER_TEXT;
+    if (k == ANSWER_AUTO) {
+        int one_word = expected && *expected;
+        for (const char *p = expected; one_word && *p; p++) one_word = word_char(*p);
+        k = expected && !strategy_number_norm(expected, tmp, sizeof tmp) ? ANSWER_NUMBER : one_word ? ANSWER_WORD : ANSWER_TEXT;
+    }
     if (!text) text = "";
     switch (k) {
     case ANSWER_NUMBER: return extract_number(text, out, cap);
     case ANSWER_CHOICE: return extract_choice(text, out, cap);
     case ANSWER_REGEX:  return extract_regex(rule->regex, text, out, cap);
+    case ANSWER_WORD:   return extract_word(text, out, cap);
     default:            return extract_text(text, out, cap);
     }
 }

@@ -48,9 +48,9 @@ int strategy_parse(const char *s, strategy_spec *out, gk_err *err);
 const char *strategy_str(const strategy_spec *s, char *buf, size_t cap);
 
 /* ---------------------------------------------------------------- answers */
-typedef enum { ANSWER_AUTO = 0, ANSWER_NUMBER, ANSWER_CHOICE, ANSWER_REGEX, ANSWER_TEXT } answer_kind;
+typedef enum { ANSWER_AUTO = 0, ANSWER_NUMBER, ANSWER_CHOICE, ANSWER_REGEX, ANSWER_TEXT, ANSWER_WORD } answer_kind;
 typedef struct {
-    answer_kind kind;     /* AUTO: NUMBER when the expected answer is a number, else TEXT */
+    answer_kind kind;     /* AUTO: NUMBER when the expected answer is a number, WORD when it is one word, else TEXT */
     const char *regex;    /* REGEX: POSIX extended; the first match's group 1 if it has one, else the match */
 } answer_rule;
 /* Extracts the answer of text under rule (expected only decides AUTO; may be NULL). Into out[cap]; returns 1
@@ -59,7 +59,8 @@ typedef struct {
  *           else the last number in the text; "1,234" and "-0.50" read as 1234 and -0.5
  *   choice  a letter A-E: after the last marker, else the last "(X)" or standalone capital A-E
  *   text    the text after the last marker up to the end of its sentence, else the whole text; trimmed, one
- *           trailing '.' dropped */
+ *           trailing '.' dropped
+ *   word    the last word (letters, digits, ' and -) of what text would take: "The capital of Peru is Lima." -> Lima */
 int strategy_extract(const answer_rule *rule, const char *expected, const char *text, char *out, size_t cap);
 /* 1 when got equals expected as numbers (both parse) or as trimmed text. */
 int strategy_answer_equal(const char *got, const char *expected);
