@@ -124,7 +124,7 @@ typedef struct {
  * there is no room left in the context (the reply then ends here). */
 static size_t tool_turn(const strategy_opts *o, gen_out *g, size_t seg_start, size_t cache_len, tok_ids *ext) {
     size_t start = seg_start;
-    for (size_t i = g->ids.n - 1; i-- > 0;)   /* the last <|tool_call|> before the stop */
+    for (size_t i = g->ids.n - 1; i-- > seg_start;)   /* the last <|tool_call|> of this segment before the stop */
         if (g->ids.ids[i] == o->sp->tool_call) { start = i + 1; break; }
     tok_bytes call = {0};
     gk_err derr;
@@ -548,8 +548,8 @@ int strategy_solve(const strategy_spec *sp, const strategy_opts *o, const char *
     default:            rc = solve_single(sp, o, prompt, expected, task, r, err); break;
     }
     r->seconds = gk_now() - t0;
-    if (rc) strategy_result_free(r);
+    if (rc) { strategy_result_free(r); return rc; }   /* nothing to free after a failure */
     if (!r->text) r->text = dup_s("");
     if (!r->final) r->final = dup_s("");
-    return rc;
+    return 0;
 }
