@@ -5,7 +5,8 @@
 #   make bench      run the benchmarks (slow; needs PyTorch, see bench/README.md)
 #   make asan       test suite under AddressSanitizer + UBSan (+ LeakSanitizer), in build-asan/
 #
-# Opt-outs: NO_OPENMP=1, NO_BLAS=1, NO_DNNL=1, NO_PCRE2=1 (custom tokenizer split regexes), NO_MHD=1 (no `gptkit serve`).  Sources are picked up by wildcard: adding a .c file
+# Opt-outs: NO_OPENMP=1, NO_BLAS=1, NO_DNNL=1, NO_PCRE2=1 (custom tokenizer split regexes), NO_MHD=1 (no `gptkit serve`),
+# NO_GMP=1 (calc tool).  Sources are picked up by wildcard: adding a .c file
 # under src/<module>/ needs no edit here.
 # WERROR=1 turns warnings into errors (CI and scripts/test.sh build so; a plain `make` stays lenient, so a newer
 # compiler's new warning never stops a user's build). Extra flags on the command line add to ours rather than
@@ -63,6 +64,14 @@ ifeq ($(NO_MHD),)
     FEATURES += microhttpd
   endif
 endif
+ifeq ($(NO_GMP),)
+  # GMP: exact big-number arithmetic for the `calc` tool (without it calc answers that it is unavailable)
+  ifeq ($(shell printf '\043include <gmp.h>\nint main(void){mpz_t a; mpz_init(a); mpz_clear(a); return 0;}\n' | $(CC) -x c - -lgmp -o /dev/null 2>/dev/null && echo y),y)
+    override CFLAGS  += -DGK_HAVE_GMP
+    override LDLIBS  += -lgmp
+    FEATURES += gmp
+  endif
+endif
 # cJSON is required (JSON/JSONL reading and writing).
 CJSON_CFLAGS := $(shell pkg-config --cflags libcjson 2>/dev/null)
 CJSON_LIBS   := $(shell pkg-config --libs libcjson 2>/dev/null || echo -lcjson)
@@ -84,7 +93,7 @@ LIB_OBJ  += $(BUILD)/gen/serve_page.o
 all: $(BUILD)/gptkit $(TEST_BIN) summary
 
 summary:
-	@echo "gptkit build: cc=$(CC) features=[$(strip $(FEATURES))] (opt-outs: NO_OPENMP=1 NO_BLAS=1 NO_DNNL=1 NO_PCRE2=1 NO_MHD=1)"
+	@echo "gptkit build: cc=$(CC) features=[$(strip $(FEATURES))] (opt-outs: NO_OPENMP=1 NO_BLAS=1 NO_DNNL=1 NO_PCRE2=1 NO_MHD=1 NO_GMP=1)"
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)

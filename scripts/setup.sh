@@ -12,8 +12,9 @@
 #                                Without PyPI the venv is left incomplete and the checks needing it print SKIP.
 #   libmicrohttpd-dev            HTTP for `gptkit serve` (optional: without it the build has no serve command)
 #   chromium chromium-driver     the serve web page's test in headless Chromium (skips without them)
+#   libgmp-dev                   exact big-number arithmetic of the `calc` tool (optional: calc says it is missing)
 set -euo pipefail
-PKGS="build-essential pkg-config libcjson-dev zlib1g-dev libopenblas-dev libdnnl-dev libpcre2-dev python3 python3-venv clang libclang-rt-14-dev libmicrohttpd-dev chromium chromium-driver"
+PKGS="build-essential pkg-config libcjson-dev zlib1g-dev libopenblas-dev libdnnl-dev libpcre2-dev python3 python3-venv clang libclang-rt-14-dev libmicrohttpd-dev chromium chromium-driver libgmp-dev"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -15,6 +15,7 @@ int cmd_tokenize(int argc, char **argv);
 int cmd_sample(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
+int cmd_solve(int argc, char **argv);
 int cmd_sft(int argc, char **argv);
 int cmd_rm(int argc, char **argv);
 int cmd_score(int argc, char **argv);

@@ -5,6 +5,8 @@
 #include "data/data.h"
 #include "eval/eval.h"
 #include "infer/infer.h"
+#include "infer/strategy.h"
+#include "tools/tools.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -31,6 +33,8 @@ static const char *USAGE =
 "  --temperature T       default 0.7 interactively, 0 (greedy, reproducible) with -p\n"
 "  --top-k K  --top-p P  --min-p P  --repetition-penalty R  --frequency-penalty F  --presence-penalty P\n"
 "  --seed S              sampling seed (default 1337)\n"
+"  --tools LIST          tools the model may call: calc, python (calls are shown on stderr as they happen)\n"
+"  --strategy S          greedy (default) | cot | sc:N | tot:K,B,D | reflect:R (docs/strategies.md)\n"
 "  -q, --quiet           no log lines on stderr\n";
 
 static volatile int g_generating = 0;
@@ -54,6 +58,10 @@ static int stream_out(void *ctx, size_t seq, int32_t id, const char *text, size_
 typedef struct {
     eval_model em;             /* model, tokenizer, chat specials, a one-sequence engine */
     engine_gen_opts o;
+    /* tools and strategies (issue 15): replies go through strategy_solve when either is set */
+    tool_registry *tools;
+    strategy_spec spec;
+    int use_strategy;
 } chat_session;
 
 /* Renders conv with a generation prompt; drops the oldest non-system turns while it does not fit with room
@@ -81,8 +89,51 @@ static int render_fitting(chat_session *s, chat_conv *c, chat_tokens *r, int *dr
     }
 }
 
+static void show_tool(void *ctx, const char *call, const char *result) {
+    (void)ctx;
+    fprintf(stderr, "\n[tool] %s\n[result] %s\n", call, result);
+}
+
+/* A reply through a strategy and/or tools: the earlier turns as history, the last user message as the task. */
+static int reply_strategy(chat_session *s, chat_conv *c, int *interrupted, gk_err *err) {
+    chat_conv hist = {0};
+    const char *system = NULL;
+    for (size_t i = 0; i + 1 < c->n; i++) {
+        if (c->msgs[i].role == CHAT_SYSTEM) system = c->msgs[i].content;
+        else chat_conv_add(&hist, c->msgs[i].role, c->msgs[i].content);
+    }
+    strategy_opts so;
+    strategy_opts_default(&so);
+    so.e = s->em.e; so.tok = s->em.tok; so.sp = &s->em.sp; so.tools = s->tools;
+    so.system = system; so.history = &hist;
+    so.max_new = s->o.max_new;
+    so.samp = s->o.samp;
+    /* streamed only without tools and with one answer: otherwise the reply is printed when it is final (tool
+     * calls and results go to stderr as they happen) */
+    int streamed = !s->tools && s->spec.kind != STRAT_SC && s->spec.kind != STRAT_TOT;
+    if (s->spec.kind == STRAT_SC || s->spec.kind == STRAT_TOT) { if (so.samp.temperature == 0) so.samp.temperature = 0.7f; }
+    if (streamed) { so.on_token = s->o.on_token; so.ctx = s->o.ctx; }
+    so.on_tool = show_tool;
+    so.cancel = s->o.cancel;
+    strategy_result r;
+    g_cancel = 0; g_generating = 1;
+    int rc = strategy_solve(&s->spec, &so, c->msgs[c->n - 1].content, NULL, 0, &r, err);
+    g_generating = 0;
+    chat_conv_free(&hist);
+    if (rc) return -1;
+    if (!streamed) {
+        fputs(r.final, stdout);
+        if (s->spec.kind == STRAT_SC) fprintf(stderr, "\n(agreement %.0f%%)", 100 * r.confidence);
+    }
+    *interrupted = g_cancel;
+    chat_conv_add(c, CHAT_ASSISTANT, r.final);
+    strategy_result_free(&r);
+    return 0;
+}
+
 /* Generates the assistant's reply to conv, streaming it to stdout; appends it to conv. */
 static int reply(chat_session *s, chat_conv *c, int *interrupted, gk_err *err) {
+    if (s->use_strategy) return reply_strategy(s, c, interrupted, err);
     chat_tokens r = {0};
     int dropped;
     if (render_fitting(s, c, &r, &dropped, err)) { chat_tokens_free(&r); return -1; }
@@ -108,6 +159,7 @@ int cmd_chat(int argc, char **argv) {
     engine_gen_opts_default(&s.o);
     s.o.max_new = 256;
     int temp_set = 0;
+    const char *tools = NULL, *strategy = NULL;
     while ((f = cli_next(&a))) {
         if (cli_is(f, "--model")) model_dir = cli_str(&a, f);
         else if (cli_is(f, "--tokenizer")) tok_path = cli_str(&a, f);
@@ -116,16 +168,27 @@ int cmd_chat(int argc, char **argv) {
         else if (cli_is(f, "--max-new")) { long v = cli_long(&a, f); if (v < 1) cli_usage_error(&a, "--max-new must be >= 1"); s.o.max_new = (size_t)v; }
         else if (cli_sampling_flag(&a, f, &s.o.samp)) temp_set |= cli_is(f, "--temperature");
         else if (cli_is(f, "-q", "--quiet")) gk_verbose = 0;
+        else if (cli_is(f, "--tools")) tools = cli_str(&a, f);
+        else if (cli_is(f, "--strategy")) strategy = cli_str(&a, f);
         else cli_unknown(&a, f);
     }
     if (!model_dir) cli_usage_error(&a, "--model DIR is required");
+    if (strategy || tools) {
+        gk_err e2;
+        s.use_strategy = 1;
+        if (strategy_parse(strategy ? strategy : "greedy", &s.spec, &e2)) cli_usage_error(&a, "--strategy: %s", e2.msg);
+        if (s.spec.kind == STRAT_FEWSHOT) cli_usage_error(&a, "--strategy: fewshot needs examples; use gptkit solve --examples");
+        s.tools = tools ? tools_new() : NULL;
+        if (tools && tools_enable(s.tools, tools, &e2)) cli_usage_error(&a, "%s", e2.msg);
+    }
     if (!temp_set) s.o.samp.temperature = question ? 0.0f : 0.7f;
     gk_err err;
     if (infer_sampling_validate(&s.o.samp, &err)) cli_usage_error(&a, "%s", err.msg);
 
     int rc = 1;
     chat_conv c = {0};
-    if (eval_model_open(&s.em, model_dir, tok_path, 1, 1, 1, &err)) goto fail;
+    size_t seqs = s.spec.kind == STRAT_SC ? (size_t)s.spec.n : s.spec.kind == STRAT_TOT ? (size_t)s.spec.k : 1;
+    if (eval_model_open(&s.em, model_dir, tok_path, 1, 1, seqs, &err)) goto fail;
     s.o.cancel = &g_cancel;
     s.o.on_token = stream_out;
     if (system) chat_conv_add(&c, CHAT_SYSTEM, system);
@@ -201,6 +264,7 @@ int cmd_chat(int argc, char **argv) {
 fail:
     if (rc) fprintf(stderr, "gptkit chat: %s\n", err.msg);
     chat_conv_free(&c);
+    tools_free(s.tools);
     eval_model_close(&s.em);
     return rc;
 }

@@ -21,6 +21,7 @@ static const char USAGE[] =
     "  prefs    preference pairs and K=3..4 rankings for the RM     {\"prompt\",\"chosen\",\"rejected\"} / {\"prompt\",\"ranked\"}\n"
     "  prompts  RL prompts for PPO                                  {\"prompt\"}\n"
     "  eval     held-out tasks with checkable answers               {\"prompt\",\"answer\",\"skill\",\"check\",\"reference\"}\n"
+    "  tool-eval  held-out big-number arithmetic for the calc tool  (same shape as eval)\n"
     "  corpus   extract the pretraining corpus (KJV Bible, data/corpus/kjv.txt.gz) to plain text\n"
     "  check    grade one response the way the report card does\n"
     "\n"
@@ -69,13 +70,15 @@ static const gen_kind KINDS[] = {
     {"sft", "Chat conversations in the OpenAI shape teaching arithmetic, facts, output formats and a concise\n"
             "style; a few replies ramble (--ramble) so the reward model has something to fix.", 
      "  --ramble F   fraction of plain replies with a filler sentence (default 0.15)\n"
-     "  --multi F    fraction of two-exchange conversations (default 0.15)\n", 3000, demo_gen_sft},
+     "  --multi F    fraction of two-exchange conversations (default 0.15)\n"
+     "  --tools F    fraction of big-number arithmetic conversations that call the calc tool (default 0)\n", 3000, demo_gen_sft},
     {"prefs", "Preferences labelled by the hidden rule: correct beats wrong, follows the format beats ignores\n"
               "it, concise beats rambling. A mix of pairs and rankings (best first).",
      "  --rank F     fraction of lines that are rankings rather than pairs (default 0.4)\n"
      "  --arith F    chance an arithmetic prompt is kept (default 1; the pipeline uses 0.25)\n", 3000, demo_gen_prefs},
     {"prompts", "RL prompts from the same skills as the SFT data, disjoint instances.", "", 500, demo_gen_prompts},
     {"eval", "Held-out evaluation tasks with the answer and how to check it (no duplicate prompts).", "", 300, demo_gen_eval},
+    {"tool-eval", "Held-out big-number arithmetic (operands of 4-12 digits) for the tools (docs/strategies.md).", "", 200, demo_gen_tool_eval},
 };
 
 static double frac_arg(cli_args *a, const char *flag) {
@@ -99,6 +102,7 @@ static int run_gen(const gen_kind *k, int argc, char **argv) {
         else if (cli_is(f, "--out", "-o")) out = cli_str(&a, f);
         else if (k->fn == demo_gen_sft && cli_is(f, "--ramble")) o.sft_ramble = frac_arg(&a, f);
         else if (k->fn == demo_gen_sft && cli_is(f, "--multi")) o.sft_multi = frac_arg(&a, f);
+        else if (k->fn == demo_gen_sft && cli_is(f, "--tools")) o.sft_tools = frac_arg(&a, f);
         else if (k->fn == demo_gen_prefs && cli_is(f, "--rank")) o.pref_rank = frac_arg(&a, f);
         else if (k->fn == demo_gen_prefs && cli_is(f, "--arith")) o.pref_arith = frac_arg(&a, f);
         else cli_unknown(&a, f);
@@ -160,6 +164,6 @@ int cmd_data(int argc, char **argv) {
         if (!strcmp(kind, KINDS[i].name)) return run_gen(&KINDS[i], argc - 1, argv + 1);
     if (!strcmp(kind, "corpus")) return run_corpus(argc - 1, argv + 1);
     if (!strcmp(kind, "check")) return run_check(argc - 1, argv + 1);
-    fprintf(stderr, "gptkit data: unknown kind '%s' (sft, prefs, prompts, eval, corpus, check)\n\n%s", kind, USAGE);
+    fprintf(stderr, "gptkit data: unknown kind '%s' (sft, prefs, prompts, eval, tool-eval, corpus, check)\n\n%s", kind, USAGE);
     return 2;
 }

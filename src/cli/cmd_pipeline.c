@@ -10,6 +10,8 @@
 #include "cli/pipeline_internal.h"
 #include "core/core.h"
 #include "data/data.h"
+#include "infer/strategy.h"
+#include "tools/tools.h"
 #include "eval/eval.h"
 #include "infer/infer.h"
 #include "kern/kern.h"
@@ -42,6 +44,8 @@ static const kspec KEYS[] = {
     L("data.prefs", n_prefs, "preference lines (pairs and rankings)"), L("data.prefs_val", n_prefs_val, "held-out preference lines"),
     D("data.pref_arith", pref_arith, "share of arithmetic prompts kept in the preference data"),
     L("data.prompts", n_prompts, "RL prompts"), L("data.eval", n_eval, "evaluation tasks (held out)"),
+    D("data.sft_tools", sft_tools, "share of SFT conversations that call the calc tool (big-number arithmetic)"),
+    L("data.tool_eval", n_tool_eval, "held-out big-number arithmetic tasks for the tools"),
 };
 static const kspec EVAL_KEYS[] = {
     L("eval.tasks", eval_tasks, "held-out tasks per model"), L("eval.fewshot_k", fewshot_k, "examples in the base model's prompt"),
@@ -49,6 +53,7 @@ static const kspec EVAL_KEYS[] = {
     L("eval.div_samples", div_samples, "samples per prompt for diversity"),
     L("eval.compare_n", compare_n, "prompts for the reward-model win rates"),
     L("eval.max_new", max_new, "answer token limit"),
+    L("eval.strategy_tasks", strategy_tasks, "tasks per row of the strategies table (0 = none)"),
 };
 #undef L
 #undef D
@@ -70,7 +75,8 @@ void pipe_cfg_default(pipe_cfg *c) {
     c->seed = 1337;
     snprintf(c->precision, sizeof c->precision, "fp32");
     c->vocab_size = 2048; c->val_fraction = 0.02;
-    c->n_sft = 6000; c->n_sft_val = 300; c->n_prefs = 6000; c->n_prefs_val = 300; c->n_prompts = 1000; c->n_eval = 200; c->pref_arith = 0.1;
+    c->n_sft = 7500; c->n_sft_val = 300; c->n_prefs = 6000; c->n_prefs_val = 300; c->n_prompts = 1000; c->n_eval = 200; c->pref_arith = 0.1;
+    c->sft_tools = 0.2; c->n_tool_eval = 100;
     for (size_t i = 0; i < NSTAGE_OPTS; i++) train_opts_default(STAGE_OPTS[i].t, (char *)c + STAGE_OPTS[i].off);
     /* the demo: a small model the stages train in minutes on CPU */
     pretrain_opts *pt = &c->pt;
@@ -86,6 +92,7 @@ void pipe_cfg_default(pipe_cfg *c) {
     po->sample_every = 10; po->save_every = 10;
     c->dpo.batch = 16; c->dpo.epochs = 1; c->dpo.steps = 200; c->dpo.sched.lr = (float)5e-5; c->dpo.beta = (float)0.1;
     c->eval_tasks = 200; c->fewshot_k = 3; c->div_prompts = 16; c->div_samples = 8; c->compare_n = 100; c->max_new = 24;
+    c->strategy_tasks = 100;
 }
 
 static char *trim(char *s) {
@@ -303,17 +310,20 @@ static int st_data(ctx *x, cJSON *j, gk_err *err) {
         { "sft_train.jsonl", c->n_sft, 1, 0 }, { "sft_val.jsonl", c->n_sft_val, 2, 0 },
         { "prefs_train.jsonl", c->n_prefs, 3, 1 }, { "prefs_val.jsonl", c->n_prefs_val, 4, 1 },
         { "prompts.jsonl", c->n_prompts, 5, 2 }, { "eval.jsonl", c->n_eval, 6, 3 },
+        { "tool_eval.jsonl", c->n_tool_eval, 7, 4 },
     };
     demo_opts dop;
     demo_opts_default(&dop);
     dop.pref_arith = c->pref_arith;
+    dop.sft_tools = c->sft_tools;
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         char *p = gk_path_join(x->p_data, files[i].name);
         uint64_t seed = (uint64_t)c->seed * 1000 + files[i].seed;
         long n = files[i].kind == 0 ? demo_gen_sft(p, files[i].n, seed, &dop, err)
                : files[i].kind == 1 ? demo_gen_prefs(p, files[i].n, seed, &dop, err)
                : files[i].kind == 2 ? demo_gen_prompts(p, files[i].n, seed, NULL, err)
-               : demo_gen_eval(p, files[i].n, seed, NULL, err);
+               : files[i].kind == 3 ? demo_gen_eval(p, files[i].n, seed, NULL, err)
+               : demo_gen_tool_eval(p, files[i].n, seed, NULL, err);
         free(p);
         if (n < 0) return -1;
         cJSON_AddNumberToObject(j, files[i].name, (double)n);
@@ -532,6 +542,82 @@ static int win_rate(ctx *x, const char *name, const char *dir, const char *promp
     return 0;
 }
 
+/* ---------------------------------------------------------------- strategies (issue 15) */
+
+/* One row of the strategies table: the SFT model on tasks[0..n) under spec, with tools or not. */
+static int strategy_row(const pipe_cfg *c, eval_model *em, const char *set, const demo_task *tasks, long n,
+                        const char *spec_s, tool_registry *tools, cJSON *rows, gk_err *err) {
+    strategy_spec spec;
+    if (strategy_parse(spec_s, &spec, err)) return -1;
+    strategy_opts so;
+    strategy_opts_default(&so);
+    so.e = em->e; so.tok = em->tok; so.sp = &em->sp; so.tools = tools;
+    so.max_new = (size_t)c->max_new * 2;
+    so.samp.seed = (uint64_t)c->seed;
+    long right = 0;
+    double tokens = 0, secs = 0;
+    for (long i = 0; i < n; i++) {
+        strategy_opts to = so;
+        to.system = tasks[i].system[0] ? tasks[i].system : NULL;
+        strategy_result r;
+        if (strategy_solve(&spec, &to, tasks[i].user, tasks[i].answer, (size_t)i, &r, err)) return -1;
+        right += r.found && strategy_answer_equal(r.extracted, tasks[i].answer);
+        tokens += (double)r.tokens; secs += r.seconds;
+        strategy_result_free(&r);
+    }
+    double lo, hi;
+    strategy_wilson(right, n, STRATEGY_Z95, &lo, &hi);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "tasks", set);
+    cJSON_AddStringToObject(o, "strategy", spec_s);
+    cJSON_AddStringToObject(o, "tools", tools ? "calc" : "");
+    cJSON_AddNumberToObject(o, "n", (double)n);
+    cJSON_AddNumberToObject(o, "correct", (double)right);
+    cJSON_AddNumberToObject(o, "accuracy", n ? (double)right / (double)n : 0);
+    cJSON_AddNumberToObject(o, "ci_lo", lo);
+    cJSON_AddNumberToObject(o, "ci_hi", hi);
+    cJSON_AddNumberToObject(o, "tokens_per_task", n ? tokens / (double)n : 0);
+    cJSON_AddNumberToObject(o, "seconds_per_task", n ? secs / (double)n : 0);
+    cJSON_AddItemToArray(rows, o);
+    gk_log("pipeline: strategies: %s %s%s: %.1f%% of %ld\n", set, spec_s, tools ? " + calc" : "", n ? 100.0 * (double)right / (double)n : 0.0, n);
+    return 0;
+}
+
+/* The talk's trade-off between thinking tokens and accuracy: the SFT model under each strategy on held-out
+ * small arithmetic (where greedy is sometimes right), and on big-number arithmetic with and without calc. */
+static int eval_strategies(ctx *x, cJSON *j, gk_err *err) {
+    const pipe_cfg *c = x->c;
+    if (c->strategy_tasks <= 0) return 0;
+    long want = c->strategy_tasks, got = 0;
+    demo_task *pool = NULL, *big = NULL;
+    /* small arithmetic: plain arithmetic tasks of the held-out eval split (a draw of their own) */
+    long np = demo_eval_tasks(want * 12, (uint64_t)c->seed * 1000 + 8, NULL, &pool, err);
+    if (np < 0) return -1;
+    for (long i = 0; i < np && got < want; i++) if (!strcmp(pool[i].skill, "arith")) pool[got++] = pool[i];
+    char *tp = gk_path_join(x->p_data, "tool_eval.jsonl");
+    long nb = demo_read_eval(tp, &big, err);
+    free(tp);
+    if (nb < 0) { free(pool); return -1; }
+    if (nb > want) nb = want;
+    eval_model em;
+    tool_registry *calc = tools_new();
+    int rc = tools_enable(calc, "calc", err);
+    if (!rc) rc = eval_model_open(&em, x->p_sft, NULL, 1, 1, 5, err);
+    if (!rc) {
+        cJSON *rows = cJSON_AddArrayToObject(j, "strategies");
+        static const char *const SMALL[] = {"greedy", "cot", "sc:5", "tot:3,2,2", "reflect:1"};
+        gk_log("pipeline: strategies on %ld small and %ld big arithmetic tasks (sft model)\n", got, nb);
+        for (size_t i = 0; i < sizeof SMALL / sizeof *SMALL && !rc; i++)
+            rc = strategy_row(c, &em, "arith", pool, got, SMALL[i], NULL, rows, err);
+        if (!rc) rc = strategy_row(c, &em, "bigarith", big, nb, "greedy", NULL, rows, err);
+        if (!rc && tools_calc_available()) rc = strategy_row(c, &em, "bigarith", big, nb, "greedy", calc, rows, err);
+        eval_model_close(&em);
+    }
+    tools_free(calc);
+    free(pool); free(big);
+    return rc;
+}
+
 static int st_eval(ctx *x, cJSON *j, gk_err *err) {
     const pipe_cfg *c = x->c;
     demo_task *tasks = NULL;
@@ -552,6 +638,7 @@ static int st_eval(ctx *x, cJSON *j, gk_err *err) {
     cJSON *wr = cJSON_AddObjectToObject(j, "win_rate_vs_sft");
     if (rc == 0) rc = win_rate(x, "ppo", x->p_ppo, ev, cJSON_AddObjectToObject(wr, "ppo"), err);
     if (rc == 0) rc = win_rate(x, "dpo", x->p_dpo, ev, cJSON_AddObjectToObject(wr, "dpo"), err);
+    if (rc == 0) rc = eval_strategies(x, j, err);
     free(tasks);
     free(ev);
     return rc;
@@ -605,6 +692,7 @@ static void fast_config(pipe_cfg *c) {
     c->ppo.iters = 3; c->ppo.batch_prompts = 4; c->ppo.samples = 2; c->ppo.max_new = 12;
     c->dpo.epochs = 1;
     c->eval_tasks = 20; c->div_prompts = 4; c->div_samples = 4; c->compare_n = 10; c->max_new = 12;
+    c->n_tool_eval = 10; c->strategy_tasks = 4;
 }
 
 int cmd_pipeline(int argc, char **argv) {

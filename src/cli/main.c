@@ -16,6 +16,7 @@ static const command commands[] = {
     {"sample",    cmd_sample,    "generate completions from a checkpoint"},
     {"chat",      cmd_chat,      "talk to a chat model"},
     {"serve",     cmd_serve,     "OpenAI-compatible HTTP server with continuous batching, and a web chat page"},
+    {"solve",     cmd_solve,     "answer a task file with a strategy (greedy, fewshot, cot, sc, tot, reflect) and tools"},
     {"rm",        cmd_rm,        "train a reward model on preference pairs / rankings"},
     {"score",     cmd_score,     "score (prompt, response) pairs with a reward model"},
     {"ppo",       cmd_ppo,       "RLHF: PPO against a reward model with a KL leash"},

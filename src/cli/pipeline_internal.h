@@ -20,6 +20,8 @@ typedef struct {
     /* demo data */
     long   n_sft, n_sft_val, n_prefs, n_prefs_val, n_prompts, n_eval;
     double pref_arith;
+    double sft_tools;         /* share of SFT conversations that teach the calc tool (issue 15) */
+    long   n_tool_eval;       /* held-out big-number arithmetic tasks (tool_eval.jsonl) */
     /* the training stages: every option of their tables (train.h) marked TRAIN_OPT_PIPE is a key,
      * "<stage>.<name>" or "model.<name>"; paths, the seed and the precision are set by the pipeline */
     pretrain_opts pt;
@@ -29,6 +31,7 @@ typedef struct {
     dpo_opts      dpo;
     /* evaluation */
     long   eval_tasks, fewshot_k, div_prompts, div_samples, compare_n, max_new;
+    long   strategy_tasks;    /* tasks per row of the strategies table (0 = no table) */
 } pipe_cfg;
 
 void pipe_cfg_default(pipe_cfg *c);

@@ -219,6 +219,22 @@ int pipe_report(const pipe_cfg *c, gk_err *err) {
             gk_afile_printf(f, "| %s | **%.1f%%** | [%.1f%%, %.1f%%] | %.0f | %.3f | %.3f |\n", wn[k], 100 * num(o, "win_rate"),
                             100 * num(o, "ci_lo"), 100 * num(o, "ci_hi"), num(o, "n"), num(o, "mean_score"), num(o, "mean_score_sft"));
         }
+        cJSON *sr = obj(ev, "strategies");
+        if (sr && cJSON_GetArraySize(sr)) {   /* issue 15: what thinking tokens and tools buy */
+            gk_afile_printf(f, "\n## Strategies and tools (SFT model)\n\nThe SFT model on held-out small arithmetic (1–3 digit + and −) "
+                            "under each strategy of `gptkit solve` (docs/strategies.md), and on big-number arithmetic (4–12 digit operands, + − ×) "
+                            "without and with the `calc` tool. Accuracy with its 95%% Wilson interval; tokens generated and seconds per task "
+                            "(the machine's load shows in the seconds).\n\n"
+                            "| tasks | strategy | tools | accuracy | 95%% interval | tasks | tokens per task | seconds per task |\n|---|---|---|---|---|---|---|---|\n");
+            cJSON *it;
+            cJSON_ArrayForEach(it, sr) {
+                const char *tl = cJSON_GetStringValue(obj(it, "tools"));
+                gk_afile_printf(f, "| %s | %s | %s | **%.1f%%** | [%.1f%%, %.1f%%] | %.0f | %.1f | %.3f |\n",
+                                cJSON_GetStringValue(obj(it, "tasks")), cJSON_GetStringValue(obj(it, "strategy")), tl && *tl ? tl : "–",
+                                100 * num(it, "accuracy"), 100 * num(it, "ci_lo"), 100 * num(it, "ci_hi"), num(it, "n"),
+                                num(it, "tokens_per_task"), num(it, "seconds_per_task"));
+            }
+        }
         gk_afile_printf(f, "\n## Sample conversations\n\n");
         for (int k = 0; k < 4; k++) {
             cJSON *o = obj(ms, mn[k]);

@@ -325,6 +325,9 @@ typedef struct {
                             another prefs-split instance is drawn); default 1. Below 1 it thins the comparisons
                             that hinge on whether a sum is right, which a small reward model cannot compute;
                             the rule itself is unchanged (the demo pipeline uses 0.25). */
+    double sft_tools;    /* fraction of SFT conversations that are big-number arithmetic solved with the calc
+                            tool (demo_tool_conversation; drawn from their own RNG stream); default 0, which
+                            leaves the file as it was before tools existed */
 } demo_opts;
 void demo_opts_default(demo_opts *o);
 
@@ -345,6 +348,16 @@ long demo_gen_eval(const char *path, long n, uint64_t seed, const demo_opts *o, 
 /* In-memory eval set: the same tasks demo_gen_eval writes for (n, seed, o). *out is malloc'd (caller frees).
  * Returns n, or -1 on bad n. */
 long demo_eval_tasks(long n, uint64_t seed, const demo_opts *o, demo_task **out, gk_err *err);
+
+/* Big-number arithmetic for the tools (demo_tools.c): operands of 4-12 digits, + - *, the small tasks' wording.
+ * demo_tool_conversation appends one SFT-split conversation to msgs (a cJSON array): user question, assistant
+ * <|tool_call|>{"name": "calc", "arguments": {"expression": "A op B"}}<|tool_call_end|>, tool result, assistant
+ * "The answer is R.". demo_tool_tasks / demo_gen_tool_eval: n eval-split tasks (skill "calc", check "number"),
+ * lines shaped like demo_gen_eval's. */
+struct cJSON;
+void demo_tool_conversation(gk_rng *r, struct cJSON *msgs);
+long demo_tool_tasks(long n, uint64_t seed, demo_task **out, gk_err *err);
+long demo_gen_tool_eval(const char *path, long n, uint64_t seed, const demo_opts *o, gk_err *err);
 
 /* Reads an eval JSONL file (as written by demo_gen_eval; "reference" optional) into a malloc'd array
  * (caller frees). Returns the count, or -1 with err naming file:line and the field. */

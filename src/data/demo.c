@@ -320,6 +320,7 @@ void demo_opts_default(demo_opts *o) {
     o->sft_multi = 0.15;
     o->pref_rank = 0.4;
     o->pref_arith = 1.0;
+    o->sft_tools = 0;
 }
 
 static demo_opts opts_or_default(const demo_opts *o) {
@@ -336,7 +337,14 @@ long demo_gen_sft(const char *path, long n, uint64_t seed, const demo_opts *o, g
     sink s;
     if (sink_open(&s, path, err)) return -1;
     gk_rng r; seed_for(&r, seed, 1);
+    gk_rng rt; seed_for(&rt, seed, 6);   /* tool conversations: their own stream, so sft_tools = 0 changes nothing */
     for (long i = 0; i < n; i++) {
+        if (op.sft_tools > 0 && gk_rng_uniform(&rt) < op.sft_tools) {
+            cJSON *obj = cJSON_CreateObject();
+            demo_tool_conversation(&rt, cJSON_AddArrayToObject(obj, "messages"));
+            sink_line(&s, obj);
+            continue;
+        }
         inst x; draw_split(&r, DEMO_SPLIT_SFT, &x);
         cJSON *obj = cJSON_CreateObject(), *msgs = cJSON_AddArrayToObject(obj, "messages");
         int turns = (!x.sys_is_style && gk_rng_uniform(&r) < op.sft_multi) ? 2 : 1;

@@ -183,6 +183,7 @@ typedef struct seq_state {
     tok_bytes text;
     size_t emitted;     /* bytes of text already streamed */
     int active;         /* still decoding (holds slot) */
+    int held;           /* slot is ours (placed, not yet released) */
     size_t slot;
     size_t index;       /* seq_base + k: the callback's seq */
     const float *logits;   /* host [V]: the distribution of its next token (the prefill's, or a decode row) */
@@ -203,6 +204,11 @@ typedef struct request {
     float *first;           /* host [V]: logits after the prompt, shared by the n samples' first draw */
     int32_t stops[10];
     size_t nstops, maxstop, hold, max_new;
+    /* pause and resume (keep): finished sequences hold their slots until engine_release */
+    int keep, results_out;  /* results_out: engine_take_result moved the results of the last segment */
+    int32_t **pend;         /* [n] tokens engine_extend asked to feed (NULL = none), or NULL */
+    size_t *npend;          /* [n] */
+    float *ext_logits;      /* host [n, V]: logits after each extended sequence's fed tokens */
 } request;
 
 static void req_free(request *r) {
@@ -213,6 +219,8 @@ static void req_free(request *r) {
         if (!r->taken) engine_seq_free(&r->out[k]);
     }
     for (size_t k = 0; k < r->o.n_stop_strs; k++) free(r->stop_copy[k]);
+    if (r->pend) for (size_t k = 0; k < r->n; k++) free(r->pend[k]);
+    free(r->pend); free(r->npend); free(r->ext_logits);
     free(r->stop_copy); free(r->prompt); free(r->st); free(r->out); free(r->first);
     free(r);
 }
@@ -264,9 +272,11 @@ static void seq_retire(engine *e, request *r, size_t k, engine_finish f) {
         s->out->text_len = s->text.n;
     }
     tok_bytes_free(&s->text);
-    free(s->counts); free(s->seen);
-    s->counts = NULL; s->seen = NULL;
-    if (r->state == ENGINE_REQ_RUNNING) slot_release(e, s->slot);
+    if (!r->keep) {   /* a kept sequence may be extended: its penalty state and slot stay */
+        free(s->counts); free(s->seen);
+        s->counts = NULL; s->seen = NULL;
+        if (s->held) { slot_release(e, s->slot); s->held = 0; }
+    }
     int done = --r->live == 0;
     if (done) {
         r->state = ENGINE_REQ_DONE;
@@ -289,6 +299,7 @@ static void place_queued(engine *e) {
             e->slot_used[slot] = 1;
             e->n_free--;
             r->st[k].slot = slot;
+            r->st[k].held = 1;
             gpt_kv_reset(e->kv, slot);
         }
         r->state = ENGINE_REQ_RUNNING;
@@ -324,6 +335,7 @@ void engine_req_opts_default(engine_req_opts *o) {
 static void req_set_opts(engine *e, request *r, const engine_req_opts *ro) {
     r->o = ro->gen;
     r->on_done = ro->on_done;
+    r->keep = ro->keep;
     if (r->o.n_stop_strs) {
         r->stop_copy = gk_malloc(r->o.n_stop_strs * sizeof(char *));
         for (size_t k = 0; k < r->o.n_stop_strs; k++) {
@@ -407,8 +419,24 @@ static long find_stop(const engine_gen_opts *o, const tok_bytes *t, size_t old_n
     return best;
 }
 
+/* An extended request: feeds each extended sequence's new tokens into its own slot (engine_extend). */
+static void req_prefill_extension(engine *e, request *r) {
+    if (!r->ext_logits) r->ext_logits = gk_malloc(r->n * e->V * sizeof(float));
+    for (size_t k = 0; k < r->n; k++) {
+        if (!r->pend[k]) continue;
+        seq_state *s = &r->st[k];
+        float *lg = r->ext_logits + k * e->V;
+        feed_slot(e, s->slot, r->pend[k], r->npend[k], lg);
+        if (s->seen) for (size_t j = 0; j < r->npend[k]; j++) s->seen[r->pend[k][j]] = 1;
+        s->logits = lg;
+        free(r->pend[k]); r->pend[k] = NULL;
+    }
+    r->prefilled = 1;
+}
+
 /* Runs the prompt once in the first sample's slot and copies its cache to the others. */
 static void req_prefill(engine *e, request *r) {
+    if (r->pend) { req_prefill_extension(e, r); return; }
     r->first = gk_malloc(e->V * sizeof(float));
     feed_slot(e, r->st[0].slot, r->prompt, r->n_prompt, r->first);
     for (size_t k = 1; k < r->n; k++) gpt_kv_copy(e->m, e->kv, r->st[k].slot, r->st[0].slot);
@@ -539,8 +567,64 @@ int engine_take_result(engine *e, engine_req_id id, engine_seq *out, gk_err *err
     if (r->state != ENGINE_REQ_DONE)
         return gk_errf(err, "request %lld is still %s", (long long)id, r->state == ENGINE_REQ_QUEUED ? "queued" : "running");
     for (size_t k = 0; k < r->n; k++) out[k] = r->out[k];
+    if (r->keep) {   /* the request stays for engine_extend / engine_release; its next results start empty */
+        for (size_t k = 0; k < r->n; k++) { memset(&r->out[k], 0, sizeof r->out[k]); r->st[k].cap = 0; }
+        r->results_out = 1;
+        return 0;
+    }
     r->taken = 1;
     if (!e->in_step) compact(e);   /* inside a step the list is being walked: freed when the step ends */
+    return 0;
+}
+
+int engine_extend(engine *e, engine_req_id id, const int32_t *const *ids, const size_t *n_ids, gk_err *err) {
+    request *r = find_req(e, id);
+    if (!r) return gk_errf(err, "no request %lld (unknown, or released)", (long long)id);
+    if (!r->keep) return gk_errf(err, "request %lld was not admitted with keep = 1; it cannot be extended", (long long)id);
+    if (r->state != ENGINE_REQ_DONE) return gk_errf(err, "request %lld is still running; extend it when it is done", (long long)id);
+    if (!r->results_out) return gk_errf(err, "take request %lld's results before extending it", (long long)id);
+    size_t any = 0;
+    for (size_t k = 0; k < r->n; k++) {
+        if (!n_ids[k]) continue;
+        any++;
+        if (check_ids(e, ids[k], n_ids[k], err)) return gk_err_prefix(err, "extending sequence %zu", k);
+        size_t have = e->kv->len[r->st[k].slot];
+        if (have + n_ids[k] > e->max_len)
+            return gk_errf(err, "sequence %zu would be %zu tokens but the context holds %zu", k, have + n_ids[k], e->max_len);
+    }
+    if (!any) return gk_errf(err, "nothing to extend (every n_ids[k] is 0)");
+    if (!r->pend) { r->pend = gk_calloc(r->n, sizeof *r->pend); r->npend = gk_calloc(r->n, sizeof *r->npend); }
+    for (size_t k = 0; k < r->n; k++) {
+        if (!n_ids[k]) continue;
+        seq_state *s = &r->st[k];
+        r->pend[k] = gk_malloc(n_ids[k] * sizeof(int32_t));
+        memcpy(r->pend[k], ids[k], n_ids[k] * sizeof(int32_t));
+        r->npend[k] = n_ids[k];
+        s->active = 1;
+        s->emitted = 0;
+        memset(&s->text, 0, sizeof s->text);
+        tok_stream_init(&s->ts);
+        r->live++;
+    }
+    r->state = ENGINE_REQ_RUNNING;
+    r->prefilled = 0;
+    r->results_out = 0;
+    return 0;
+}
+
+int engine_release(engine *e, engine_req_id id, gk_err *err) {
+    GK_CHECK(!e->in_step, "engine_release called from an engine callback");
+    request *r = find_req(e, id);
+    if (!r) return gk_errf(err, "no request %lld (unknown, or released)", (long long)id);
+    if (r->state == ENGINE_REQ_RUNNING || r->state == ENGINE_REQ_QUEUED)
+        return gk_errf(err, "request %lld is still %s; cancel it first", (long long)id, r->state == ENGINE_REQ_QUEUED ? "queued" : "running");
+    for (size_t k = 0; k < r->n; k++) {
+        if (r->st[k].held) { slot_release(e, r->st[k].slot); r->st[k].held = 0; }
+        if (!r->results_out) engine_seq_free(&r->out[k]);
+    }
+    r->taken = 1;
+    compact(e);
+    place_queued(e);
     return 0;
 }
 

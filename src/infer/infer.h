@@ -128,6 +128,8 @@ typedef struct {
     size_t n;                /* samples of the prompt (default 1): prefilled once, forked to n slots */
     size_t seq_base;         /* sample k is sequence seq_base + k (RNG stream and callback index); default 0 */
     engine_done_cb on_done;  /* NULL = none */
+    int keep;                /* 1: finished sequences keep their slots and state (RNG, penalties) for
+                                engine_extend — the tool loop's pause and resume; free them with engine_release */
 } engine_req_opts;
 void engine_req_opts_default(engine_req_opts *o);
 
@@ -149,6 +151,19 @@ size_t engine_free_slots(const engine *e);
 void engine_set_max_queued(engine *e, size_t n);   /* 0 (default) = unbounded queue */
 /* Callbacks (on_token, on_done) may call engine_admit, engine_req_status and engine_take_result; calling
  * engine_step or engine_cancel from them aborts (programmer error). */
+
+/* ---------------------------------------------------------------- pause and resume (requests with keep = 1)
+ * A kept request that is DONE still holds its slots: each sequence's cache holds the prompt and every token it
+ * generated except the last one (drawn, never fed). engine_take_result moves its results out but keeps the
+ * request. engine_extend then appends ids[k] (n_ids[k] tokens; 0 = sequence k stays finished) after what
+ * sequence k's cache holds — typically its last token, then inserted text such as a tool result — and the
+ * request runs again: on the next step those tokens are fed (one prefill per extended sequence) and decoding
+ * continues with the sequence's own RNG stream and penalty state; max_new and the stop rules apply afresh to
+ * the new segment, whose results are taken as before. Errors (request unknown, not kept, not DONE, results not
+ * taken, ids outside the vocabulary, a sequence that would exceed max_len, nothing to extend): -1, request
+ * unchanged. engine_release frees a kept request's slots (any state but RUNNING/QUEUED) and forgets it. */
+int engine_extend(engine *e, engine_req_id id, const int32_t *const *ids, const size_t *n_ids, gk_err *err);
+int engine_release(engine *e, engine_req_id id, gk_err *err);
 
 /* ---------------------------------------------------------------- one-call generation (on the scheduler)
  * Both need an idle engine (nothing queued or running) and produce exactly what the scheduler produces for

@@ -83,3 +83,11 @@ put("http_request/completion.json", b"\1" + json.dumps({"prompt": "The capital",
                                                          "max_tokens": 8}).encode())
 put("http_request/ids.json", b"\1" + json.dumps({"prompt": [1, 2, 3], "max_tokens": 4}).encode())
 
+
+# tool calls (as the model writes them between <|tool_call|> and <|tool_call_end|>), calc expressions, and
+# `gptkit solve` task lines
+put("tools/call.json", '{"name": "calc", "arguments": {"expression": "(123456789 + 2) * 3 / 7 - 2^10"}}')
+put("tools/bad_call.json", '{"name": "shell", "arguments": {"cmd": "ls"}}')
+put("tools/expr.txt", "-(1.5e3 % 7) ** 2 / (0.25 - 1/3)")
+put("tools/task.json", '{"prompt": [{"role": "system", "content": "s"}, {"role": "user", "content": "What is 2+2?"}], "answer": 4}')
+put("tools/reply.txt", "Let me see: 1,234 + 5 = 1,239. The answer is 1239.")
