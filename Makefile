@@ -79,6 +79,9 @@ override CFLAGS += $(CJSON_CFLAGS)
 override LDLIBS += $(CJSON_LIBS)
 # zlib is required (the built-in demo corpus is stored gzip-compressed).
 override LDLIBS += -lz
+# SQLite 3 with FTS5 is required (the retrieval index, src/index: Debian libsqlite3-dev).
+override CFLAGS += $(shell pkg-config --cflags sqlite3 2>/dev/null)
+override LDLIBS += $(shell pkg-config --libs sqlite3 2>/dev/null || echo -lsqlite3)
 
 LIB_SRC  := $(filter-out src/cli/%,$(wildcard src/*/*.c src/*/*/*.c))
 CLI_SRC  := $(wildcard src/cli/*.c)

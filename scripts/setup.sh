@@ -13,8 +13,9 @@
 #   libmicrohttpd-dev            HTTP for `gptkit serve` (optional: without it the build has no serve command)
 #   chromium chromium-driver     the serve web page's test in headless Chromium (skips without them)
 #   libgmp-dev                   exact big-number arithmetic of the `calc` tool (optional: calc says it is missing)
+#   libsqlite3-dev               the retrieval index (src/index): documents, chunks, FTS5 BM25 and vectors in one file
 set -euo pipefail
-PKGS="build-essential pkg-config libcjson-dev zlib1g-dev libopenblas-dev libdnnl-dev libpcre2-dev python3 python3-venv clang libclang-rt-14-dev libmicrohttpd-dev chromium chromium-driver libgmp-dev"
+PKGS="build-essential pkg-config libcjson-dev zlib1g-dev libopenblas-dev libdnnl-dev libpcre2-dev python3 python3-venv clang libclang-rt-14-dev libmicrohttpd-dev chromium chromium-driver libgmp-dev libsqlite3-dev"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

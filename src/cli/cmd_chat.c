@@ -1,6 +1,7 @@
 /* cmd_chat.c: gptkit chat — talk to a chat model. Interactive (multi-turn, streamed, /reset, /system, /temp;
  * Ctrl-C interrupts a reply, not the program) or one-shot with -p (stdout = the reply only). */
 #include "cli/cli.h"
+#include "index/index.h"
 #include "core/core.h"
 #include "data/data.h"
 #include "eval/eval.h"
@@ -35,6 +36,9 @@ static const char *USAGE =
 "  --seed S              sampling seed (default 1337)\n"
 "  --tools LIST          tools the model may call: calc, python (calls are shown on stderr as they happen)\n"
 "  --strategy S          greedy (default) | cot | sc:N | tot:K,B,D | reflect:R (docs/strategies.md)\n"
+"  --retrieve INDEX.db   put the top chunks of a retrieval index (gptkit index build) before each question\n"
+"  --retrieve-k K        how many chunks at most (default 3)\n"
+"  --retrieve-budget N   chat-model tokens the chunks may take at most (default: a quarter of the context)\n"
 "  -q, --quiet           no log lines on stderr\n";
 
 static volatile int g_generating = 0;
@@ -150,6 +154,16 @@ static int reply(chat_session *s, chat_conv *c, int *interrupted, gk_err *err) {
     return 0;
 }
 
+/* The user's turn, with retrieved sources before it when --retrieve is on (index_augment_question). */
+static int rag_add_user(index_db *rag, chat_session *s, chat_conv *c, const char *text, size_t k, size_t budget, gk_err *err) {
+    if (!rag) { chat_conv_add(c, CHAT_USER, text); return 0; }
+    char *t = index_augment_question(rag, s->em.tok, text, k, budget, err);
+    if (!t) return -1;
+    chat_conv_add(c, CHAT_USER, t);
+    free(t);
+    return 0;
+}
+
 int cmd_chat(int argc, char **argv) {
     cli_args a;
     cli_args_init(&a, argc, argv, USAGE);
@@ -160,6 +174,7 @@ int cmd_chat(int argc, char **argv) {
     s.o.max_new = 256;
     int temp_set = 0;
     const char *tools = NULL, *strategy = NULL;
+    const char *rag_db = NULL; size_t rag_k = 3, rag_budget = 0; index_db *rag = NULL;
     while ((f = cli_next(&a))) {
         if (cli_is(f, "--model")) model_dir = cli_str(&a, f);
         else if (cli_is(f, "--tokenizer")) tok_path = cli_str(&a, f);
@@ -170,6 +185,10 @@ int cmd_chat(int argc, char **argv) {
         else if (cli_is(f, "-q", "--quiet")) gk_verbose = 0;
         else if (cli_is(f, "--tools")) tools = cli_str(&a, f);
         else if (cli_is(f, "--strategy")) strategy = cli_str(&a, f);
+        /* retrieval (issue 16): --retrieve INDEX.db [--retrieve-k K] [--retrieve-budget N] */
+        else if (cli_is(f, "--retrieve")) rag_db = cli_str(&a, f);
+        else if (cli_is(f, "--retrieve-k")) { long v = cli_long(&a, f); if (v < 1 || v > 100) cli_usage_error(&a, "--retrieve-k must be in [1, 100]"); rag_k = (size_t)v; }
+        else if (cli_is(f, "--retrieve-budget")) { long v = cli_long(&a, f); if (v < 1) cli_usage_error(&a, "--retrieve-budget must be >= 1"); rag_budget = (size_t)v; }
         else cli_unknown(&a, f);
     }
     if (!model_dir) cli_usage_error(&a, "--model DIR is required");
@@ -187,14 +206,16 @@ int cmd_chat(int argc, char **argv) {
 
     int rc = 1;
     chat_conv c = {0};
+    if (rag_db && !(rag = index_open(rag_db, NULL, &err))) goto fail;
     size_t seqs = s.spec.kind == STRAT_SC ? (size_t)s.spec.n : s.spec.kind == STRAT_TOT ? (size_t)s.spec.k : 1;
     if (eval_model_open(&s.em, model_dir, tok_path, 1, 1, seqs, &err)) goto fail;
     s.o.cancel = &g_cancel;
     s.o.on_token = stream_out;
     if (system) chat_conv_add(&c, CHAT_SYSTEM, system);
+    if (rag && !rag_budget) rag_budget = engine_max_len(s.em.e) / 4;
 
     if (question) {
-        chat_conv_add(&c, CHAT_USER, question);
+        if (rag_add_user(rag, &s, &c, question, rag_k, rag_budget, &err)) goto fail;
         int intr;
         if (reply(&s, &c, &intr, &err)) goto fail;
         printf("\n");
@@ -246,7 +267,7 @@ int cmd_chat(int argc, char **argv) {
             fprintf(stderr, "(unknown command %s; commands: /reset, /system TEXT, /temp X, /quit)\n", line);
             continue;
         }
-        chat_conv_add(&c, CHAT_USER, line);
+        if (rag_add_user(rag, &s, &c, line, rag_k, rag_budget, &err)) { fprintf(stderr, "gptkit chat: %s\n", err.msg); continue; }
         if (tty) { printf("assistant> "); fflush(stdout); }
         int intr = 0;
         s.o.samp.seed++;
@@ -265,6 +286,7 @@ fail:
     if (rc) fprintf(stderr, "gptkit chat: %s\n", err.msg);
     chat_conv_free(&c);
     tools_free(s.tools);
+    index_close(rag);
     eval_model_close(&s.em);
     return rc;
 }

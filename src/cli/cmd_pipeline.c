@@ -639,6 +639,8 @@ static int st_eval(ctx *x, cJSON *j, gk_err *err) {
     if (rc == 0) rc = win_rate(x, "ppo", x->p_ppo, ev, cJSON_AddObjectToObject(wr, "ppo"), err);
     if (rc == 0) rc = win_rate(x, "dpo", x->p_dpo, ev, cJSON_AddObjectToObject(wr, "dpo"), err);
     if (rc == 0) rc = eval_strategies(x, j, err);
+    /* retrieval (issue 16): recall@k of the demo document set, BM25 */
+    if (rc == 0) rc = pipe_retrieval(c, x->p_data, cJSON_AddObjectToObject(j, "retrieval"), err);
     free(tasks);
     free(ev);
     return rc;

@@ -25,6 +25,8 @@ static const command commands[] = {
     {"data",      cmd_data,      "generate the built-in demo datasets (SFT, preferences, prompts, eval tasks)"},
     {"pipeline",  cmd_pipeline,  "run the whole chain on the built-in demo data (or a config)"},
     {"bench",     cmd_bench,     "micro-benchmarks (peak GEMM / bandwidth probe)"},
+    {"embed",     cmd_embed,     "sentence embeddings of text lines with a sentence-transformers BERT model"},
+    {"index",     cmd_index,     "retrieval index (SQLite): build from documents, query by BM25 / vector / hybrid"},
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 

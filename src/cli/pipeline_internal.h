@@ -55,6 +55,10 @@ typedef struct { const char *name; const double *x, *y; size_t n; } svg_series;
 int svg_line_chart(const char *path, const char *title, const char *xlabel, const char *ylabel,
                    const svg_series *s, size_t ns, gk_err *err);
 
+/* Retrieval recall of the demo document set, BM25 (pipeline_retrieval.c; the eval stage records it as
+ * "retrieval" in stages/eval.json). data_dir: the run's data directory. */
+int pipe_retrieval(const pipe_cfg *c, const char *data_dir, cJSON *j, gk_err *err);
+
 /* Loads RUN/stages/<stage>.json (NULL if the stage has not completed). */
 cJSON *pipe_stage_result(const pipe_cfg *c, const char *stage);
 #endif

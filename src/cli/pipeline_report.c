@@ -235,6 +235,17 @@ int pipe_report(const pipe_cfg *c, gk_err *err) {
                                 num(it, "tokens_per_task"), num(it, "seconds_per_task"));
             }
         }
+        /* retrieval (issue 16): recall@k on the demo document set */
+        cJSON *rt = obj(ev, "retrieval"), *bm = obj(rt, "bm25");
+        if (bm) gk_afile_printf(f, "\n## Retrieval\n\nRecall@k on the demo document set (%.0f documents of invented facts, %.0f paraphrased "
+                                "questions, %.0f chunks): the share of questions whose top-k chunks hold the answer, from its document.\n\n"
+                                "| mode | recall@1 | recall@5 | recall@10 |\n|---|---|---|---|\n| BM25 | %.1f%% | %.1f%% | %.1f%% |\n\n"
+                                "Vector and hybrid rows need a sentence-embedding model, which the offline demo does not have: "
+                                "`gptkit index build --embedder DIR` and `gptkit index eval` give them (docs/retrieval.md). "
+                                "Answering accuracy with and without retrieval is not reported: the demo's chat model was not "
+                                "trained to read sources in its prompt.\n",
+                                num(rt, "documents"), num(rt, "questions"), num(rt, "chunks"), 100 * num(bm, "recall@1"),
+                                100 * num(bm, "recall@5"), 100 * num(bm, "recall@10"));
         gk_afile_printf(f, "\n## Sample conversations\n\n");
         for (int k = 0; k < 4; k++) {
             cJSON *o = obj(ms, mn[k]);

@@ -363,6 +363,13 @@ long demo_gen_tool_eval(const char *path, long n, uint64_t seed, const demo_opts
  * (caller frees). Returns the count, or -1 with err naming file:line and the field. */
 long demo_read_eval(const char *path, demo_task **out, gk_err *err);
 
+/* ---------------------------------------------------------------- retrieval documents (rag_docs.c) */
+/* The retrieval demo's document set: facts no model has seen (generated people and towns: birthplaces, years,
+ * trades, quantities, spouses, heights), one document each, and paraphrased questions about them. Writes
+ * DIR/docs.jsonl ({"text", "id"}) and DIR/questions.jsonl ({"question", "answer", "doc"}: the answer is
+ * verbatim in document doc) atomically. Deterministic in (n_people, seed). Returns 0 or -1. */
+int rag_docs_write(const char *dir, long n_people, uint64_t seed, size_t *n_docs, size_t *n_questions, gk_err *err);
+
 
 
 #endif

@@ -91,3 +91,12 @@ put("tools/bad_call.json", '{"name": "shell", "arguments": {"cmd": "ls"}}')
 put("tools/expr.txt", "-(1.5e3 % 7) ** 2 / (0.25 - 1/3)")
 put("tools/task.json", '{"prompt": [{"role": "system", "content": "s"}, {"role": "user", "content": "What is 2+2?"}], "answer": 4}')
 put("tools/reply.txt", "Let me see: 1,234 + 5 = 1,239. The answer is 1239.")
+
+# wordpiece: [mode][flags] then a vocab.txt (0), a tokenizer.json (1) or text (2)
+put("wordpiece/vocab", b"\x00\x00" + open(os.path.join(C, "..", "..", "fixtures", "embed", "vocab.txt"), "rb").read())
+put("wordpiece/json", b"\x01\x00" + open(os.path.join(C, "..", "..", "fixtures", "embed", "st_mean", "tokenizer.json"), "rb").read())
+put("wordpiece/text", b"\x02\x0b" + "Running, the CAFÉ! 中国 [SEP] a\u0301 ﬁ İ Σ 한국\x00\x07 end".encode())
+
+# docs: [jsonl bit][chunk size] then a text file or JSONL
+put("docs/text", b"\x00\x10" + b"the river runs.\n\nthe rivers, a b.\n  \nthe " * 5)
+put("docs/jsonl", b"\x01\x09" + b'{"text": "the river a b", "id": "x"}\n\n{"text": "the rivers", "id": 3}\n{"text": "b, a."}\n')
