@@ -122,8 +122,10 @@ typedef struct {
  * with --vocab-size >= 50265)". */
 int chat_specials_resolve(tok_tokenizer *t, size_t vocab_size, chat_specials *sp, gk_err *err);
 
-/* Token ids with a parallel loss mask (mask[i] = 1: token i is a training target). Zero-initialise. */
-typedef struct { int32_t *ids; uint8_t *mask; size_t n, cap; } chat_tokens;
+/* Token ids with a parallel loss mask (mask[i] = 1: token i is a training target). Zero-initialise. limit,
+ * when set, keeps only the first limit tokens: later pushes are counted in n_over and not stored, so rendering
+ * a conversation far longer than the context costs no more than the context. */
+typedef struct { int32_t *ids; uint8_t *mask; size_t n, cap, limit, n_over; } chat_tokens;
 void chat_tokens_push(chat_tokens *t, int32_t id, uint8_t mask);
 void chat_tokens_free(chat_tokens *t);
 
