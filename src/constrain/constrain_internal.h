@@ -72,6 +72,17 @@ struct constrain_state {
 
 constrain_state *cn_state_new_pool(const constrain_grammar *g, cn_pool *pool);
 
+/* A growing string (converters build GBNF text). */
+typedef struct { char *s; size_t n, cap; } cn_sb;
+void cn_sb_addn(cn_sb *b, const char *s, size_t n);
+void cn_sb_add(cn_sb *b, const char *s);
+void cn_sb_addf(cn_sb *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void cn_sb_literal(cn_sb *b, const char *s, size_t n);        /* a GBNF "string literal" of bytes s[n] */
+/* A GBNF class of code point ranges lo[k]..hi[k] (sorted, disjoint, non-empty). */
+void cn_sb_class(cn_sb *b, const uint32_t *lo, const uint32_t *hi, size_t n);
+/* The GBNF text of a regex as an expression (no rule name), appended to b. 0 or -1 with err. */
+int cn_regex_expr(cn_sb *b, const char *re, size_t len, gk_err *err);
+
 #define CN_MAX_NODES (1u << 22)
 #define CN_MAX_STACKS 4096
 #endif
