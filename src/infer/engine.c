@@ -44,6 +44,8 @@ struct engine {
     int32_t *b_ids;             /* [max_seqs] */
     struct seq_state **b_seq;   /* [max_seqs] */
     float *probs;               /* host [V]: sampling distribution scratch */
+    float *masked;              /* host [V]: logits with the grammar's mask applied */
+    uint32_t *mask_words;       /* [ceil(V/32)] */
 };
 
 engine *engine_new(gpt_model *m, const tok_tokenizer *tok, size_t max_seqs, size_t max_len) {
@@ -64,6 +66,8 @@ engine *engine_new(gpt_model *m, const tok_tokenizer *tok, size_t max_seqs, size
     e->b_ids = gk_malloc(e->max_seqs * sizeof(int32_t));
     e->b_seq = gk_malloc(e->max_seqs * sizeof *e->b_seq);
     e->probs = gk_malloc(e->V * sizeof(float));
+    e->masked = gk_malloc(e->V * sizeof(float));
+    e->mask_words = gk_malloc((e->V + 31) / 32 * sizeof(uint32_t));
     return e;
 }
 
@@ -85,7 +89,7 @@ void engine_free(engine *e) {
     gpt_kv_free(e->kv);
     kern_free(e->m->be, e->dlogits);
     free(e->hlogits);
-    free(e->slot_used); free(e->b_slots); free(e->b_ids); free(e->b_seq); free(e->probs);
+    free(e->slot_used); free(e->b_slots); free(e->b_ids); free(e->b_seq); free(e->probs); free(e->masked); free(e->mask_words);
     free(e);
 }
 
@@ -103,8 +107,8 @@ void engine_fork(engine *e, size_t dst, size_t src) {
 }
 
 const char *engine_finish_name(engine_finish f) {
-    static const char *n[] = { "stop", "stop_string", "length", "context", "cancelled" };
-    return (unsigned)f < 5 ? n[f] : "?";
+    static const char *n[] = { "stop", "stop_string", "length", "context", "cancelled", "grammar" };
+    return (unsigned)f < 6 ? n[f] : "?";
 }
 
 void engine_gen_opts_default(engine_gen_opts *o) {
@@ -187,6 +191,7 @@ typedef struct seq_state {
     size_t slot;
     size_t index;       /* seq_base + k: the callback's seq */
     const float *logits;   /* host [V]: the distribution of its next token (the prefill's, or a decode row) */
+    constrain_state *cst;  /* grammar state (o.grammar), or NULL */
 } seq_state;
 
 typedef struct request {
@@ -215,6 +220,7 @@ static void req_free(request *r) {
     if (!r) return;
     for (size_t k = 0; k < r->n; k++) {
         free(r->st[k].counts); free(r->st[k].seen);
+        constrain_state_free(r->st[k].cst);
         tok_bytes_free(&r->st[k].text);
         if (!r->taken) engine_seq_free(&r->out[k]);
     }
@@ -368,6 +374,7 @@ static void seq_init(engine *e, request *r, size_t k, size_t seq_base) {
         s->seen = gk_calloc(e->V, 1);
         for (size_t j = 0; j < r->n_prompt; j++) s->seen[r->prompt[j]] = 1;
     }
+    if (r->o.grammar) s->cst = constrain_state_new(r->o.grammar);
     tok_stream_init(&s->ts);
 }
 
@@ -450,11 +457,25 @@ static int32_t seq_advance(engine *e, request *r, size_t k) {
     seq_state *s = &r->st[k];
     const engine_gen_opts *o = &r->o;
     const infer_sampling *sp = &o->samp;
-    const float *lg = s->logits;
-    infer_sampling_probs(sp, lg, e->V, s->counts, s->seen, e->probs);
+    const float *lg = s->logits, *dist = lg;
+    if (s->cst) {   /* the grammar's mask: disallowed tokens to -inf; stop tokens only where it may end */
+        memcpy(e->masked, lg, e->V * sizeof(float));
+        size_t allowed = constrain_apply(o->grammar, s->cst, e->masked, e->V, e->mask_words);
+        if (constrain_state_can_end(s->cst))
+            for (size_t j = 0; j < r->nstops; j++)
+                if (r->stops[j] >= 0 && (size_t)r->stops[j] < e->V && e->masked[r->stops[j]] == -INFINITY) { e->masked[r->stops[j]] = lg[r->stops[j]]; allowed++; }
+        if (!allowed) { seq_retire(e, r, k, ENGINE_FINISH_GRAMMAR); return -1; }
+        dist = e->masked;
+    }
+    infer_sampling_probs(sp, dist, e->V, s->counts, s->seen, e->probs);
     int32_t id = infer_draw(e->probs, e->V, &s->rng);
     float slp = sp->temperature == 0 ? 0.0f : logf(e->probs[id]);
     seq_push(s, id, infer_logprob(lg, e->V, id), slp);
+    if (s->cst) {
+        int is_stop = 0;
+        for (size_t j = 0; j < r->nstops; j++) is_stop |= id == r->stops[j];
+        if (!is_stop) GK_CHECK(constrain_accept_token(o->grammar, s->cst, id) == 0, "engine: the grammar rejected token %d it allowed", id);
+    }
     if (s->counts) s->counts[id]++;
     if (s->seen) s->seen[id] = 1;
     for (size_t j = 0; j < r->nstops; j++)
@@ -602,6 +623,7 @@ int engine_extend(engine *e, engine_req_id id, const int32_t *const *ids, const 
         r->npend[k] = n_ids[k];
         s->active = 1;
         s->emitted = 0;
+        if (s->cst) { constrain_state_free(s->cst); s->cst = constrain_state_new(r->o.grammar); }
         memset(&s->text, 0, sizeof s->text);
         tok_stream_init(&s->ts);
         r->live++;
