@@ -80,6 +80,12 @@ size_t constrain_mask_ref(constrain *c, const constrain_state *s, uint32_t *mask
 /* Advances s by token id. End ids: allowed if the state can end (the state then is finished). Returns 0,
  * or -1 (unchanged) if the token is not allowed. */
 int constrain_accept_token(constrain *c, constrain_state *s, int32_t id);
+/* Budgets: the fewest bytes that complete the grammar from s (0 = it can end now; every byte is at most one
+ * token in a byte-level vocabulary, so a generation with that many tokens left can always finish), and the
+ * same after token id (SIZE_MAX if id is not allowed). The engine keeps a sequence finishable within its
+ * max_new / context with these. */
+size_t constrain_min_to_end(constrain *c, const constrain_state *s);
+size_t constrain_min_after(constrain *c, const constrain_state *s, int32_t id);
 /* Sets logits of disallowed tokens to -INFINITY (logits [V], a copy the caller owns); scratch [ceil(V/32)]. */
 size_t constrain_apply(constrain *c, const constrain_state *s, float *logits, size_t V, uint32_t *scratch);
 

@@ -165,7 +165,68 @@ struct constrain {
     cn_set ta, tb;            /* token-check scratch */
     uint32_t seen_gen;
     size_t walks;             /* trie walks done (statistics) */
+    /* shortest completions: minrest[pos] bytes from position pos to the end of its alternative; cost[node]
+     * bytes to empty the whole stack (UINT32_MAX = not computed yet) */
+    uint32_t *minrest;        /* [n_elems] */
+    uint32_t *cost; size_t cost_cap;
 };
+
+/* minlen(rule) by fixpoint (a BYTES element is 1 byte), then minrest per position (from each END backward) */
+static void min_lengths(constrain *c) {
+    const constrain_grammar *g = c->g;
+    uint32_t *ml = gk_malloc(g->n_rules * sizeof *ml);
+    for (size_t r = 0; r < g->n_rules; r++) ml[r] = UINT32_MAX;
+    for (int changed = 1; changed;) {
+        changed = 0;
+        for (size_t r = 0; r < g->n_rules; r++)
+            for (uint32_t a = 0; a < g->rule_nalt[r]; a++) {
+                uint64_t sum = 0;
+                for (uint32_t p = g->alt_start[g->rule_alt0[r] + a]; CN_TAG(g->elems[p]) != CN_END && sum < UINT32_MAX; p++)
+                    sum += CN_TAG(g->elems[p]) == CN_BYTES ? 1 : ml[CN_ARG(g->elems[p])];
+                if (sum < ml[r]) { ml[r] = (uint32_t)sum; changed = 1; }
+            }
+    }
+    c->minrest = gk_malloc((g->n_elems + 1) * sizeof *c->minrest);
+    uint64_t acc = 0;
+    for (size_t p = g->n_elems; p-- > 0;) {
+        uint32_t e = g->elems[p];
+        if (CN_TAG(e) == CN_END) acc = 0;
+        else acc += CN_TAG(e) == CN_BYTES ? 1 : ml[CN_ARG(e)];
+        c->minrest[p] = acc > UINT32_MAX ? UINT32_MAX : (uint32_t)acc;
+    }
+    free(ml);
+}
+
+static uint32_t node_cost(constrain *c, uint32_t n) {
+    if (n == CN_EMPTY) return 0;
+    if (n == CN_BELOW || n == UINT32_MAX) return UINT32_MAX;
+    if (c->cost_cap < c->pool.n_nodes) {
+        size_t nc = c->pool.cap_nodes;
+        c->cost = gk_realloc(c->cost, nc * sizeof *c->cost);
+        for (size_t k = c->cost_cap; k < nc; k++) c->cost[k] = UINT32_MAX;
+        c->cost_cap = nc;
+    }
+    if (c->cost[n] != UINT32_MAX) return c->cost[n];
+    /* the chain up to the first known (or empty) ancestor, then back down */
+    uint64_t sum = 0;
+    uint32_t x = n;
+    while (x != CN_EMPTY && x != CN_BELOW && c->cost[x] == UINT32_MAX) { sum += c->minrest[c->pool.nodes[x].pos]; x = c->pool.nodes[x].parent; }
+    uint64_t base = x == CN_EMPTY ? 0 : x == CN_BELOW ? UINT32_MAX : c->cost[x];
+    uint64_t total = sum + base;
+    /* store along the chain: each node's own suffix */
+    uint64_t run = total;
+    for (uint32_t y = n; y != x; y = c->pool.nodes[y].parent) {
+        c->cost[y] = run > UINT32_MAX - 1 ? UINT32_MAX - 1 : (uint32_t)run;
+        run -= c->minrest[c->pool.nodes[y].pos];
+    }
+    return c->cost[n];
+}
+
+static size_t set_cost(constrain *c, const uint32_t *v, size_t n) {
+    size_t best = SIZE_MAX;
+    for (size_t k = 0; k < n; k++) { size_t x = node_cost(c, v[k]); if (x < best) best = x; }
+    return best;
+}
 
 constrain *constrain_new(constrain_grammar *g, const constrain_vocab *v, const int32_t *end_ids, size_t n_end) {
     constrain *c = gk_calloc(1, sizeof *c);
@@ -175,6 +236,7 @@ constrain *constrain_new(constrain_grammar *g, const constrain_vocab *v, const i
         if (end_ids[k] >= 0 && (size_t)end_ids[k] < v->V) c->end_ids[c->n_end++] = end_ids[k];
     c->W = (v->V + 31) / 32;
     c->dsets = gk_calloc(v->max_len + 2, sizeof *c->dsets);
+    min_lengths(c);
     return c;
 }
 
@@ -184,7 +246,7 @@ void constrain_free(constrain *c) {
     free(c->all);
     free(c->by_trunc.k); free(c->by_trunc.v); free(c->by_node.k); free(c->by_node.v);
     for (size_t d = 0; d < c->v->max_len + 2; d++) free(c->dsets[d].v);
-    free(c->dsets); free(c->ta.v); free(c->tb.v);
+    free(c->dsets); free(c->ta.v); free(c->tb.v); free(c->minrest); free(c->cost);
     cn_pool_free(&c->pool);
     constrain_grammar_free(c->g);
     free(c);
@@ -354,4 +416,18 @@ size_t constrain_apply(constrain *c, const constrain_state *s, float *logits, si
     }
     for (size_t id = Vm; id < V; id++) logits[id] = -INFINITY;
     return n;
+}
+
+size_t constrain_min_to_end(constrain *c, const constrain_state *s) {
+    if (s->finished) return 0;
+    return set_cost(c, s->set.v, s->set.n);
+}
+
+size_t constrain_min_after(constrain *c, const constrain_state *s, int32_t id) {
+    if (s->finished || id < 0 || (size_t)id >= c->v->V) return SIZE_MAX;
+    for (size_t k = 0; k < c->n_end; k++) if (c->end_ids[k] == id) return constrain_state_can_end(s) ? 0 : SIZE_MAX;
+    size_t len;
+    const uint8_t *b = tb(c->v, id, &len);
+    if (!len || !check_bytes(c, s->set.v, s->set.n, b, len)) return SIZE_MAX;
+    return set_cost(c, c->tb.v, c->tb.n);
 }

@@ -451,6 +451,50 @@ static void req_prefill(engine *e, request *r) {
     r->prefilled = 1;
 }
 
+/* A constrained sequence must be able to finish within what it may still generate (max_new, the context):
+ * when the budget gets near the shortest completion of its grammar, a drawn token whose shortest completion
+ * no longer fits is struck out (logit -inf) and the draw repeated; after a few misses every allowed token is
+ * checked at once. Every byte is at most one token, so a budget of b tokens fits a completion of b bytes. */
+#define BUDGET_SLACK 64
+#define BUDGET_TRIES 16
+static int is_stop_id(const request *r, int32_t id) {
+    for (size_t j = 0; j < r->nstops; j++) if (id == r->stops[j]) return 1;
+    return 0;
+}
+static size_t min_after(engine *e, request *r, seq_state *s, int32_t id) {
+    if (is_stop_id(r, id)) return constrain_state_can_end(s->cst) ? 0 : SIZE_MAX;
+    (void)e;
+    return constrain_min_after(r->o.grammar, s->cst, id);
+}
+static int32_t budget_draw(engine *e, request *r, seq_state *s, int32_t id) {
+    size_t by_new = r->max_new > s->out->n ? r->max_new - s->out->n : 0;
+    size_t in_ctx = e->max_len > e->kv->len[s->slot] ? e->max_len - e->kv->len[s->slot] : 0;
+    size_t left = by_new < in_ctx ? by_new : in_ctx;   /* tokens this sequence may still draw, this one included */
+    if (left == 0) return id;
+    size_t budget = left - 1, need = constrain_min_to_end(r->o.grammar, s->cst);
+    /* need > left: the budget was too small from the start (a long literal in few tokens); nothing to keep.
+     * need <= left: the first byte of a shortest completion (a one-byte token) leaves need - 1 <= budget, so
+     * some allowed token always fits */
+    if (need > left || budget >= need + BUDGET_SLACK) return id;
+    const infer_sampling *sp = &r->o.samp;
+    int32_t id0 = id;
+    for (int t = 0; t < BUDGET_TRIES; t++) {
+        if (min_after(e, r, s, id) <= budget) return id;
+        e->masked[id] = -INFINITY;
+        infer_sampling_probs(sp, e->masked, e->V, s->counts, s->seen, e->probs);
+        id = infer_draw(e->probs, e->V, &s->rng);
+    }
+    size_t alive = 0;
+    for (size_t v = 0; v < e->V; v++) {
+        if (e->masked[v] == -INFINITY) continue;
+        if (min_after(e, r, s, (int32_t)v) <= budget) alive++;
+        else e->masked[v] = -INFINITY;
+    }
+    if (!alive) return id0;   /* only without one-byte tokens (not a byte-level vocabulary): keep the first draw */
+    infer_sampling_probs(sp, e->masked, e->V, s->counts, s->seen, e->probs);
+    return infer_draw(e->probs, e->V, &s->rng);
+}
+
 /* Draws sequence k's next token from its logits and applies the stop rules (stop ids, stop strings while
  * streaming, max_new, the context). Returns the token if the sequence goes on, -1 if it was retired. */
 static int32_t seq_advance(engine *e, request *r, size_t k) {
@@ -469,6 +513,7 @@ static int32_t seq_advance(engine *e, request *r, size_t k) {
     }
     infer_sampling_probs(sp, dist, e->V, s->counts, s->seen, e->probs);
     int32_t id = infer_draw(e->probs, e->V, &s->rng);
+    if (s->cst) id = budget_draw(e, r, s, id);
     float slp = sp->temperature == 0 ? 0.0f : logf(e->probs[id]);
     seq_push(s, id, infer_logprob(lg, e->V, id), slp);
     if (s->cst) {
