@@ -111,6 +111,26 @@ static void test_gbnf_match(void) {
     }
 }
 
+/* the example grammars shipped in docs/grammars parse and mean what they say */
+static void test_doc_grammars(void) {
+    static const struct { const char *file; const char *ok[3]; const char *bad[3]; } cases[] = {
+        { "docs/grammars/json.gbnf", { "{\"a\": [1, -2.5e3, \"\\u00e9\"]}", "null", "\"x\"" }, { "{a:1}", "01", "[1,]" } },
+        { "docs/grammars/arithmetic.gbnf", { "1 + 2 * (3 - 4) = -1", "(7)/7 = 1" }, { "1 + = 2", "1 + 2" } },
+        { "docs/grammars/choice.gbnf", { "yes", "maybe, because it rained." }, { "Yes", "no, because." } },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *txt; size_t n; gk_err err;
+        CHECK(gk_read_file(tl_path(cases[i].file), &txt, &n, &err) == 0, "%s", err.msg);
+        constrain_grammar *g = constrain_grammar_parse(txt, n, NULL, &err);
+        CHECK(g != NULL, "%s: %s", cases[i].file, err.msg);
+        free(txt);
+        if (!g) continue;
+        for (int k = 0; k < 3 && cases[i].ok[k]; k++) CHECK(matches(g, cases[i].ok[k]), "%s rejects %s", cases[i].file, cases[i].ok[k]);
+        for (int k = 0; k < 3 && cases[i].bad[k]; k++) CHECK(!matches(g, cases[i].bad[k]), "%s accepts %s", cases[i].file, cases[i].bad[k]);
+        constrain_grammar_free(g);
+    }
+}
+
 static constrain_grammar *from_gbnf_text(char *t) {
     if (!t) return NULL;
     constrain_grammar *g = parse(t);
@@ -371,6 +391,7 @@ static void test_engine_constrained(void) {
 int main(void) {
     TL_RUN(test_gbnf_errors);
     TL_RUN(test_gbnf_match);
+    TL_RUN(test_doc_grammars);
     TL_RUN(test_regex);
     TL_RUN(test_schema);
     TL_RUN(test_masks_match_reference);

@@ -501,38 +501,46 @@ static int check_left_recursion(parser *p) {
             }
         }
     }
-    /* iterative DFS over "calls at the left edge" edges; colour 1 = on the path */
-    uint8_t *colour = gk_calloc(R, 1);
-    uint32_t *stk = gk_malloc(R * sizeof *stk); size_t *it = gk_malloc(R * sizeof *it);
     int rc = 0;
-    for (size_t r0 = 0; r0 < R && !rc; r0++) {
-        if (colour[r0]) continue;
-        size_t sp = 0;
-        stk[sp] = (uint32_t)r0; it[sp] = 0; sp++; colour[r0] = 1;
-        while (sp && !rc) {
-            uint32_t r = stk[sp - 1];
-            /* edge number it: enumerate (alt, symbol) pairs lazily */
-            size_t e = it[sp - 1]++, idx = 0;
-            uint32_t next = UINT32_MAX;
-            for (size_t a = 0; a < p->rules[r].nalts && next == UINT32_MAX; a++) {
-                symv *s = &p->rules[r].alts[a];
-                for (size_t k = 0; k < s->n; k++) {
-                    if (CN_TAG(s->v[k]) != CN_RULE) break;
-                    if (idx++ == e) { next = CN_ARG(s->v[k]); break; }
-                    if (!nullable[CN_ARG(s->v[k])]) break;
+    /* the "calls at the left edge" edges, as lists (CSR) */
+    size_t *e0 = gk_calloc(R + 1, sizeof *e0), ne = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        uint32_t *to = pass ? gk_malloc((ne + 1) * sizeof *to) : NULL;
+        size_t at = 0;
+        for (size_t r = 0; r < R; r++) {
+            if (pass) e0[r] = at;
+            for (size_t a = 0; a < p->rules[r].nalts; a++) {
+                symv *sv = &p->rules[r].alts[a];
+                for (size_t k = 0; k < sv->n; k++) {
+                    if (CN_TAG(sv->v[k]) != CN_RULE) break;
+                    if (pass) to[at] = CN_ARG(sv->v[k]);
+                    at++;
+                    if (!nullable[CN_ARG(sv->v[k])]) break;
                 }
             }
-            if (next == UINT32_MAX) { colour[r] = 2; sp--; continue; }
-            if (colour[next] == 1) {
-                const char *nm = p->rules[next].name;
-                size_t at = p->rules[next].def_at;
-                /* a generated rule: name its user rule (the text before the first "-digits") */
-                rc = fail(p, at, "rule '%s' is left-recursive: it can reach itself without matching a character "
-                                 "(rewrite it right-recursively, or check for a repetition of something that can be empty)", nm);
-            } else if (!colour[next]) { colour[next] = 1; stk[sp] = next; it[sp] = 0; sp++; }
         }
+        if (!pass) { ne = at; continue; }
+        e0[R] = at;
+        /* iterative DFS; colour 1 = on the path */
+        uint8_t *colour = gk_calloc(R, 1);
+        uint32_t *stk = gk_malloc(R * sizeof *stk); size_t *it = gk_malloc(R * sizeof *it);
+        for (size_t r0 = 0; r0 < R && !rc; r0++) {
+            if (colour[r0]) continue;
+            size_t sp = 0;
+            stk[sp] = (uint32_t)r0; it[sp] = e0[r0]; sp++; colour[r0] = 1;
+            while (sp && !rc) {
+                uint32_t r = stk[sp - 1];
+                if (it[sp - 1] == e0[r + 1]) { colour[r] = 2; sp--; continue; }
+                uint32_t next = to[it[sp - 1]++];
+                if (colour[next] == 1)
+                    rc = fail(p, p->rules[next].def_at, "rule '%s' is left-recursive: it can reach itself without matching a character "
+                              "(rewrite it right-recursively, or check for a repetition of something that can be empty)", p->rules[next].name);
+                else if (!colour[next]) { colour[next] = 1; stk[sp] = next; it[sp] = e0[next]; sp++; }
+            }
+        }
+        free(colour); free(stk); free(it); free(to);
     }
-    free(nullable); free(colour); free(stk); free(it);
+    free(e0); free(nullable);
     return rc;
 }
 
