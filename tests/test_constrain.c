@@ -44,7 +44,7 @@ static void test_gbnf_errors(void) {
         { "root ::= (\"a\"", "line 1, column 14: expected ')'" },
         { "root ::= \"a\"\n\n# c\nroot ::= \"b\"", "line 4, column 1: rule 'root' is defined twice (first at line 1)" },
         { "root ::= \"\\q\"", "line 1, column 11: unknown escape \\q" },
-        { "root ::= (\"a\"?)*", "left-recursive" },
+        { "root ::= x\nx ::= y \"c\" | \"d\"\ny ::= z? x\nz ::= \"e\"", "is left-recursive" },
         { "root ::= [^\\x00-\\U0010FFFF]", "matches no character" },
         { "root ::= \"a\"{3,1}", "maximum is below the minimum" },
         { "root ::= \"a\"{99999}", "repetition count over" },
@@ -96,6 +96,12 @@ static void test_gbnf_match(void) {
         CHECK(!matches(g, "abababab" "cd1"), "x4");
         CHECK(!matches(g, "ababcdd1"), "y3");
         CHECK(!matches(g, "ababcd"), "z0");
+        constrain_grammar_free(g);
+    }
+    /* repetitions of what can be empty: tail calls, no left recursion */
+    g = parse("root ::= (\"a\"? | \"b\")* \"c\"");
+    if (g) {
+        CHECK(matches(g, "c") && matches(g, "aabac") && !matches(g, "aab"), "(a?|b)* c");
         constrain_grammar_free(g);
     }
     /* a state: can_end and is_done */

@@ -485,7 +485,12 @@ static int parse_alternates(parser *p, uint32_t rule, int nested) {
 
 /* ---------------------------------------------------------------- checks and flattening */
 
-/* Left recursion loops a top-down matcher: reject a rule that can call itself before consuming a byte. */
+/* Left recursion loops a top-down matcher when the loop grows the stack: a rule that can call itself before
+ * consuming a byte through at least one call that is not a tail call (a tail call replaces its frame, and the
+ * interned stacks then revisit the same node, which the closure's marks stop). So `expr ::= expr "+" term` is
+ * rejected, while a repetition of something that can be empty (`("a"?)*`, the regex `(a|b?)*`) is fine.
+ * Method: the graph of calls at the left edge (after nullable prefixes), its strongly connected components
+ * (Kosaraju, iterative), and an error for a component holding a non-tail edge. */
 static int check_left_recursion(parser *p) {
     size_t R = p->nrules;
     uint8_t *nullable = gk_calloc(R, 1);
@@ -501,46 +506,71 @@ static int check_left_recursion(parser *p) {
             }
         }
     }
-    int rc = 0;
-    /* the "calls at the left edge" edges, as lists (CSR) */
-    size_t *e0 = gk_calloc(R + 1, sizeof *e0), ne = 0;
-    for (int pass = 0; pass < 2; pass++) {
-        uint32_t *to = pass ? gk_malloc((ne + 1) * sizeof *to) : NULL;
-        size_t at = 0;
-        for (size_t r = 0; r < R; r++) {
-            if (pass) e0[r] = at;
-            for (size_t a = 0; a < p->rules[r].nalts; a++) {
-                symv *sv = &p->rules[r].alts[a];
-                for (size_t k = 0; k < sv->n; k++) {
-                    if (CN_TAG(sv->v[k]) != CN_RULE) break;
-                    if (pass) to[at] = CN_ARG(sv->v[k]);
-                    at++;
-                    if (!nullable[CN_ARG(sv->v[k])]) break;
-                }
+    /* edges (CSR, forward and reversed), each with its tail flag */
+    size_t ne = 0;
+    for (size_t r = 0; r < R; r++)
+        for (size_t a = 0; a < p->rules[r].nalts; a++) {
+            symv *sv = &p->rules[r].alts[a];
+            for (size_t k = 0; k < sv->n && CN_TAG(sv->v[k]) == CN_RULE; k++) { ne++; if (!nullable[CN_ARG(sv->v[k])]) break; }
+        }
+    uint32_t *efrom = gk_malloc((ne + 1) * sizeof *efrom), *eto = gk_malloc((ne + 1) * sizeof *eto);
+    uint8_t *etail = gk_malloc(ne + 1);
+    size_t at = 0;
+    for (size_t r = 0; r < R; r++)
+        for (size_t a = 0; a < p->rules[r].nalts; a++) {
+            symv *sv = &p->rules[r].alts[a];
+            for (size_t k = 0; k < sv->n && CN_TAG(sv->v[k]) == CN_RULE; k++) {
+                efrom[at] = (uint32_t)r; eto[at] = CN_ARG(sv->v[k]); etail[at] = k + 1 == sv->n; at++;
+                if (!nullable[CN_ARG(sv->v[k])]) break;
             }
         }
-        if (!pass) { ne = at; continue; }
-        e0[R] = at;
-        /* iterative DFS; colour 1 = on the path */
-        uint8_t *colour = gk_calloc(R, 1);
-        uint32_t *stk = gk_malloc(R * sizeof *stk); size_t *it = gk_malloc(R * sizeof *it);
-        for (size_t r0 = 0; r0 < R && !rc; r0++) {
-            if (colour[r0]) continue;
-            size_t sp = 0;
-            stk[sp] = (uint32_t)r0; it[sp] = e0[r0]; sp++; colour[r0] = 1;
-            while (sp && !rc) {
-                uint32_t r = stk[sp - 1];
-                if (it[sp - 1] == e0[r + 1]) { colour[r] = 2; sp--; continue; }
-                uint32_t next = to[it[sp - 1]++];
-                if (colour[next] == 1)
-                    rc = fail(p, p->rules[next].def_at, "rule '%s' is left-recursive: it can reach itself without matching a character "
-                              "(rewrite it right-recursively, or check for a repetition of something that can be empty)", p->rules[next].name);
-                else if (!colour[next]) { colour[next] = 1; stk[sp] = next; it[sp] = e0[next]; sp++; }
-            }
+    size_t *f0 = gk_calloc(R + 1, sizeof *f0), *b0 = gk_calloc(R + 1, sizeof *b0);
+    uint32_t *fadj = gk_malloc((ne + 1) * sizeof *fadj), *badj = gk_malloc((ne + 1) * sizeof *badj);
+    for (size_t e = 0; e < ne; e++) { f0[efrom[e] + 1]++; b0[eto[e] + 1]++; }
+    for (size_t r = 0; r < R; r++) { f0[r + 1] += f0[r]; b0[r + 1] += b0[r]; }
+    size_t *fi = gk_malloc((R + 1) * sizeof *fi), *bi = gk_malloc((R + 1) * sizeof *bi);
+    memcpy(fi, f0, (R + 1) * sizeof *fi); memcpy(bi, b0, (R + 1) * sizeof *bi);
+    for (size_t e = 0; e < ne; e++) { fadj[fi[efrom[e]]++] = eto[e]; badj[bi[eto[e]]++] = efrom[e]; }
+    /* pass 1: finishing order on the forward graph */
+    uint8_t *seen = gk_calloc(R, 1);
+    uint32_t *order = gk_malloc((R + 1) * sizeof *order), *stk = gk_malloc((R + 1) * sizeof *stk);
+    size_t *it = gk_malloc((R + 1) * sizeof *it), no = 0;
+    for (size_t r0 = 0; r0 < R; r0++) {
+        if (seen[r0]) continue;
+        size_t sp = 0;
+        stk[sp] = (uint32_t)r0; it[sp] = f0[r0]; sp++; seen[r0] = 1;
+        while (sp) {
+            uint32_t r = stk[sp - 1];
+            if (it[sp - 1] == f0[r + 1]) { order[no++] = r; sp--; continue; }
+            uint32_t nx = fadj[it[sp - 1]++];
+            if (!seen[nx]) { seen[nx] = 1; stk[sp] = nx; it[sp] = f0[nx]; sp++; }
         }
-        free(colour); free(stk); free(it); free(to);
     }
-    free(e0); free(nullable);
+    /* pass 2: components on the reversed graph, in reverse finishing order */
+    uint32_t *comp = gk_malloc((R + 1) * sizeof *comp);
+    for (size_t r = 0; r < R; r++) comp[r] = UINT32_MAX;
+    uint32_t nc = 0;
+    for (size_t k = no; k-- > 0;) {
+        uint32_t r0 = order[k];
+        if (comp[r0] != UINT32_MAX) continue;
+        size_t sp = 0;
+        stk[sp++] = r0; comp[r0] = nc;
+        while (sp) {
+            uint32_t r = stk[--sp];
+            for (size_t e = b0[r]; e < b0[r + 1]; e++)
+                if (comp[badj[e]] == UINT32_MAX) { comp[badj[e]] = nc; stk[sp++] = badj[e]; }
+        }
+        nc++;
+    }
+    int rc = 0;
+    for (size_t e = 0; e < ne && !rc; e++)
+        if (!etail[e] && comp[efrom[e]] == comp[eto[e]]) {
+            uint32_t r = eto[e];
+            rc = fail(p, p->rules[r].def_at, "rule '%s' is left-recursive: it can reach itself without matching a character "
+                      "(rewrite it right-recursively, e.g. expr ::= term (\"+\" term)*)", p->rules[r].name);
+        }
+    free(nullable); free(efrom); free(eto); free(etail); free(f0); free(b0); free(fadj); free(badj); free(fi); free(bi);
+    free(seen); free(order); free(stk); free(it); free(comp);
     return rc;
 }
 
@@ -613,7 +643,7 @@ constrain_grammar *constrain_grammar_parse(const char *text, size_t len, const c
         g->rule_names[r] = p->rules[r].name; p->rules[r].name = NULL;
         for (size_t a = 0; a < p->rules[r].nalts; a++) {
             g->alt_start[ai++] = (uint32_t)ei;
-            memcpy(g->elems + ei, p->rules[r].alts[a].v, p->rules[r].alts[a].n * sizeof(uint32_t));
+            if (p->rules[r].alts[a].n) memcpy(g->elems + ei, p->rules[r].alts[a].v, p->rules[r].alts[a].n * sizeof(uint32_t));
             ei += p->rules[r].alts[a].n;
             g->elems[ei++] = CN_MK(CN_END, 0);
         }
