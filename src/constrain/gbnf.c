@@ -209,7 +209,7 @@ static int crange_cmp(const void *a, const void *b) {
 }
 /* sorts and merges in place; drops surrogates; returns the new count */
 static size_t ranges_normalize(crange *r, size_t n, crange **out) {
-    qsort(r, n, sizeof *r, crange_cmp);
+    if (n) qsort(r, n, sizeof *r, crange_cmp);
     crange *o = gk_malloc((2 * n + 2) * sizeof *o);
     size_t m = 0;
     for (size_t k = 0; k < n; k++) {

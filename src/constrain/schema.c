@@ -532,6 +532,12 @@ static int gen(conv *c, const cJSON *s, const char *ptr, const char *hint, char 
 
 char *constrain_schema_to_gbnf(const cJSON *schema, gk_err *err) {
     conv C = { .root = schema, .err = err }, *c = &C;
+    /* names and values become grammar literals, which are text: the schema must be valid UTF-8 */
+    char *all = cJSON_PrintUnformatted(schema);
+    size_t bad = 0;
+    int ok = all && gk_utf8_valid(all, strlen(all), &bad);
+    free(all);
+    if (!ok) { gk_errf(err, "JSON Schema is not valid UTF-8 (near byte %zu of its printed form)", bad); return NULL; }
     char *r;
     if (gen(c, schema, "", "root", &r)) {
         free(c->out.s);
