@@ -4,11 +4,11 @@
  *     document valid under the schema is replayed token by token, and at every step the allowed-token mask is
  *     computed — the fast path (cold: first pass, trie walks included; warm: a second document, caches
  *     filled) and the reference (every token fed to the state). Median and p90 ms per token.
- *  2. decode: a GPT-2-small-shaped model (d12, random weights, 50257 vocab) decodes 48 tokens greedily at
- *     batch 1 and batch 8, with and without the schema grammar (json_object grammar for the unconstrained
- *     model's distribution); ms per decode step and the overhead in percent. Grammar compile time of a large
- *     schema (60 properties).
- * Usage: cbench [--no-decode] (run from the repository root; bench/constrain/run.sh builds it). */
+ *  2. decode: a small checkpoint (--model DIR; the one llama.cpp runs too) samples 48 tokens at temperature 1,
+ *     batch 1 and 8, with and without the schema grammar: ms per step and the grammar's overhead in ms; then a
+ *     GPT-2-small-shaped (d12) decode step for scale, and that overhead as a share of it. Grammar compile
+ *     time of a large schema (60 properties).
+ * Usage: cbench [--model DIR] [--no-decode] [--write-gbnf FILE] (from the repository root; run.sh builds it). */
 #include "constrain/constrain.h"
 #include "infer/infer.h"
 #include "kern/kern.h"
@@ -94,8 +94,8 @@ static void bench_masks(const char *vocab) {
     tok_free(t);
 }
 
-/* ms per decode step over 48 steps, B sequences, with or without a grammar */
-static double decode_ms(engine *e, const int32_t *p, size_t np, size_t B, constrain *c, double *mask_share) {
+/* ms per decode step over 48 steps of B sequences, with or without a grammar (temperature 1, seeded) */
+static double decode_ms(engine *e, const int32_t *p, size_t np, size_t B, constrain *c) {
     engine_gen_opts o;
     engine_gen_opts_default(&o);
     o.max_new = 48; o.samp.temperature = 1.0f; o.samp.seed = 7; o.default_stops = 0; o.grammar = c;
@@ -106,44 +106,62 @@ static double decode_ms(engine *e, const int32_t *p, size_t np, size_t B, constr
     double dt = gk_now() - t0;
     size_t steps = 0;
     for (size_t k = 0; k < B; k++) { if (out[k].n > steps) steps = out[k].n; engine_seq_free(&out[k]); }
-    (void)mask_share;
     return dt * 1e3 / (double)steps;
 }
 
+/* The model of model_dir (the small checkpoint both sides run) with and without the schema grammar, batch 1
+ * and 8, medians of 5 alternating runs; then a d12 (GPT-2 small shape, random weights) decode step for scale. */
 static void bench_decode(const char *model_dir) {
     gk_err err;
     tok_tokenizer *t = tok_load("data/vocab/r50k_base.tiktoken", &err);
-    gpt_model *m;
-    if (model_dir) {
-        char *rec = NULL;
-        m = gpt_load(model_dir, &rec, &err);
-        free(rec);
-        if (!m) { fprintf(stderr, "%s\n", err.msg); exit(1); }
-    } else {
-        gpt_config cfg;
-        gpt_config_default(&cfg);
-        cfg.n_layer = 12; cfg.n_head = 12; cfg.n_embd = 768; cfg.vocab_size = 50257; cfg.n_ctx = 256;
-        m = gpt_create_on(&cfg, NULL);
-        gpt_init_random(m, 1);
-    }
-    engine *e = engine_new(m, t, 8, 256);
     constrain_vocab *v = constrain_vocab_new(t);
     tok_ids p = {0};
     tok_encode(t, "The record as JSON:", 19, 0, &p);
-    printf("| model | unconstrained ms/step | JSON-schema constrained ms/step | overhead |\n|---|---|---|---|\n");
-    for (size_t B = 1; B <= 8; B *= 8) {
-        constrain *c = constrain_new(schema_grammar(SCHEMA, NULL), v, NULL, 0);
-        decode_ms(e, p.ids, p.n, B, c, NULL);   /* warm-up: caches of the grammar, the GEMM pick */
-        double a[3], b[3];
-        for (int r = 0; r < 3; r++) { a[r] = decode_ms(e, p.ids, p.n, B, NULL, NULL); b[r] = decode_ms(e, p.ids, p.n, B, c, NULL); }
-        double ma = pct(a, 3, 0.5), mb = pct(b, 3, 0.5);
-        printf("| d12, batch %zu | %.2f | %.2f | %+.1f%% |\n", B, ma, mb, 100.0 * (mb - ma) / ma);
-        constrain_free(c);
+    printf("| model | batch | unconstrained ms/step | JSON-schema constrained ms/step | overhead ms/step | overhead |\n|---|---|---|---|---|---|\n");
+    double over[9] = {0};
+    if (model_dir) {
+        char *rec = NULL;
+        gpt_model *m = gpt_load(model_dir, &rec, &err);
+        free(rec);
+        if (!m) { fprintf(stderr, "%s\n", err.msg); exit(1); }
+        engine *e = engine_new(m, t, 8, 256);
+        for (size_t B = 1; B <= 8; B *= 8) {
+            constrain *c = constrain_new(schema_grammar(SCHEMA, NULL), v, NULL, 0);
+            decode_ms(e, p.ids, p.n, B, c);   /* warm-up: the grammar's caches, the GEMM pick */
+            decode_ms(e, p.ids, p.n, B, NULL);
+            double a[5], b[5];
+            for (int r = 0; r < 5; r++) { a[r] = decode_ms(e, p.ids, p.n, B, NULL); b[r] = decode_ms(e, p.ids, p.n, B, c); }
+            double ma = pct(a, 5, 0.5), mb = pct(b, 5, 0.5);
+            over[B] = mb - ma;
+            printf("| %s (d%d, width %d, vocab %d) | %zu | %.2f | %.2f | %.2f | %+.1f%% |\n", model_dir, m->cfg.n_layer, m->cfg.n_embd,
+                   m->cfg.vocab_size, B, ma, mb, mb - ma, 100.0 * (mb - ma) / ma);
+            constrain_free(c);
+        }
+        engine_free(e);
+        gpt_free(m);
     }
-    tok_ids_free(&p);
-    constrain_vocab_free(v);
+    /* scale: a GPT-2-small-shaped decode step */
+    gpt_config cfg;
+    gpt_config_default(&cfg);
+    cfg.n_layer = 12; cfg.n_head = 12; cfg.n_embd = 768; cfg.vocab_size = 50257; cfg.n_ctx = 256;
+    gpt_model *m = gpt_create_on(&cfg, NULL);
+    gpt_init_random(m, 1);
+    engine *e = engine_new(m, t, 8, 256);
+    float *logits = malloc(8 * 50257 * sizeof(float));
+    for (size_t B = 1; B <= 8; B *= 8) {
+        size_t slots[8]; int32_t ids[8];
+        for (size_t k = 0; k < B; k++) { slots[k] = k; ids[k] = 464; engine_reset(e, k); engine_feed(e, k, p.ids, p.n, NULL, &err); }
+        double d[8];
+        for (int r = 0; r < 8; r++) { double t0 = gk_now(); engine_decode_slots(e, slots, ids, B, logits); d[r] = (gk_now() - t0) * 1e3; }
+        double md = pct(d, 8, 0.5);
+        printf("| d12 (GPT-2 small shape, 50257 vocab): decode step only | %zu | %.2f | (%.2f + the grammar's %.2f) | %.2f | %+.1f%% (the small model's grammar cost over this step) |\n",
+               B, md, md, over[B], over[B], 100.0 * over[B] / md);
+    }
+    free(logits);
     engine_free(e);
     gpt_free(m);
+    tok_ids_free(&p);
+    constrain_vocab_free(v);
     tok_free(t);
 }
 

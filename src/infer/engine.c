@@ -452,18 +452,17 @@ static void req_prefill(engine *e, request *r) {
 }
 
 /* A constrained sequence must be able to finish within what it may still generate (max_new, the context):
- * when the budget gets near the shortest completion of its grammar, a drawn token whose shortest completion
- * no longer fits is struck out (logit -inf) and the draw repeated; after a few misses every allowed token is
- * checked at once. Every byte is at most one token, so a budget of b tokens fits a completion of b bytes. */
-#define BUDGET_SLACK 64
-#define BUDGET_TRIES 16
+ * every drawn token's shortest completion must fit in the tokens left after it (every byte is at most one token,
+ * so b tokens fit a completion of b bytes). A token that does not fit is struck out (its probability zeroed)
+ * and the draw repeated from the rest; after many misses every allowed token is checked at once. One check of
+ * the drawn token is a few memoised steps, so this costs next to nothing until the budget gets tight. */
+#define BUDGET_TRIES 64
 static int is_stop_id(const request *r, int32_t id) {
     for (size_t j = 0; j < r->nstops; j++) if (id == r->stops[j]) return 1;
     return 0;
 }
-static size_t min_after(engine *e, request *r, seq_state *s, int32_t id) {
+static size_t min_after(request *r, seq_state *s, int32_t id) {
     if (is_stop_id(r, id)) return constrain_state_can_end(s->cst) ? 0 : SIZE_MAX;
-    (void)e;
     return constrain_min_after(r->o.grammar, s->cst, id);
 }
 static int32_t budget_draw(engine *e, request *r, seq_state *s, int32_t id) {
@@ -475,23 +474,25 @@ static int32_t budget_draw(engine *e, request *r, seq_state *s, int32_t id) {
     /* need > left: the budget was too small from the start (a long literal in few tokens); nothing to keep.
      * need <= left: the first byte of a shortest completion (a one-byte token) leaves need - 1 <= budget, so
      * some allowed token always fits */
-    if (need > left || budget >= need + BUDGET_SLACK) return id;
-    const infer_sampling *sp = &r->o.samp;
+    if (need > left) return id;
     int32_t id0 = id;
+    double mass = 1.0;
     for (int t = 0; t < BUDGET_TRIES; t++) {
-        if (min_after(e, r, s, id) <= budget) return id;
+        if (min_after(r, s, id) <= budget) return id;
+        mass -= e->probs[id];
+        e->probs[id] = 0;
         e->masked[id] = -INFINITY;
-        infer_sampling_probs(sp, e->masked, e->V, s->counts, s->seen, e->probs);
+        if (mass <= 1e-6) break;
         id = infer_draw(e->probs, e->V, &s->rng);
     }
     size_t alive = 0;
     for (size_t v = 0; v < e->V; v++) {
         if (e->masked[v] == -INFINITY) continue;
-        if (min_after(e, r, s, (int32_t)v) <= budget) alive++;
+        if (min_after(r, s, (int32_t)v) <= budget) alive++;
         else e->masked[v] = -INFINITY;
     }
     if (!alive) return id0;   /* only without one-byte tokens (not a byte-level vocabulary): keep the first draw */
-    infer_sampling_probs(sp, e->masked, e->V, s->counts, s->seen, e->probs);
+    infer_sampling_probs(&r->o.samp, e->masked, e->V, s->counts, s->seen, e->probs);
     return infer_draw(e->probs, e->V, &s->rng);
 }
 
