@@ -305,7 +305,9 @@ int   train_opts_from_json(const train_opt_table *t, void *o, const char *json, 
 typedef struct {
     /* model: exactly one of model_name (random init), init_dir (continue, fresh optimizer), resume */
     const char *model_name;
+    const char *arch;             /* "gpt2" (default) | "llama": the family a random init builds */
     int n_layer, n_head, n_embd, vocab_size, n_ctx;   /* overrides; 0 = default / from name */
+    int n_kv_head, n_inner;       /* overrides (LLaMA: grouped-query heads, SwiGLU width); 0 = from name */
     const char *init_dir;
     const char *resume_dir;
     const char *data, *val;       /* shard glob, val shard (optional) */

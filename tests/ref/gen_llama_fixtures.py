@@ -105,7 +105,41 @@ def make(case):
             else:
                 grads[gk_name(n)] = p.grad.detach().float().contiguous()
         save_file(grads, os.path.join(d, "grads.safetensors"))
+    if case == "gqa":
+        write_cli_fixtures(d, m64)
     print(f"{case}: loss {loss.item():.6f}, files {sorted(os.listdir(mdir))}")
+
+
+def write_cli_fixtures(d, m64):
+    """For tests/cli/llama.sh: an llm.c shard and the eval loss over it (gptkit eval -b 2 -t 13 --batches 2), and
+    transformers' greedy continuation of a prompt (gptkit sample --temperature 0)."""
+    import json
+    from array import array
+    gen = torch.Generator().manual_seed(5)
+    n = 2 * 2 * T + 1
+    toks = torch.randint(0, BASE["vocab_size"], (n,), generator=gen)
+    h = array("i", [0] * 256)
+    h[0], h[1], h[2] = 20240520, 1, n
+    with open(os.path.join(d, "data.bin"), "wb") as f:
+        f.write(h.tobytes() + array("H", toks.tolist()).tobytes())
+    losses = []
+    with torch.no_grad():
+        for k in range(2):   # sequential batches of B=2 rows of T: row r of batch k starts at (2k + r) T
+            x = torch.stack([toks[(2 * k + r) * T:(2 * k + r) * T + T] for r in range(2)])
+            y = torch.stack([toks[(2 * k + r) * T + 1:(2 * k + r) * T + T + 1] for r in range(2)])
+            lg = m64(input_ids=x).logits
+            losses.append(torch.nn.functional.cross_entropy(lg.reshape(-1, BASE["vocab_size"]), y.reshape(-1)).item())
+        prompt = [3, 14, 15, 9, 26]
+        out = m64.generate(torch.tensor([prompt]), max_new_tokens=12, do_sample=False, pad_token_id=0,
+                           eos_token_id=None)[0, len(prompt):].tolist()
+        # the smallest top-1 / top-2 logit gap along the greedy path: a near tie would make fp32 flip
+        seq = prompt + out
+        lg = m64(input_ids=torch.tensor([seq])).logits[0, len(prompt) - 1:-1]
+        top2 = lg.topk(2, dim=-1).values
+        gap = (top2[:, 0] - top2[:, 1]).min().item()
+    with open(os.path.join(d, "expected.json"), "w") as f:
+        json.dump({"eval_loss": sum(losses) / len(losses), "prompt_ids": prompt, "greedy_ids": out, "min_gap": gap}, f,
+                  indent=1)
 
 
 def main():

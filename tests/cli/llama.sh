@@ -1,0 +1,72 @@
+# CLI tests for the LLaMA family: eval and greedy sampling of an HF LlamaForCausalLM directory equal transformers'
+# (committed fixtures, tests/ref/gen_llama_fixtures.py), pretrain --arch llama, every stage's model loading, bad
+# input, and (when torch + transformers are installed) transformers reloading what gptkit saves.
+. "$(dirname "$0")/_lib.sh"
+F=$GK_ROOT/tests/fixtures/llama
+py() { python3 -c "$@"; }
+J=$F/gqa/expected.json
+
+# 1. eval loss over an llm.c shard equals transformers' (head_dim 10, 3 query heads per KV head, untied)
+got=$($GPTKIT eval --model "$F/gqa/model" --data "$F/gqa/data.bin" -b 2 -t 13 --batches 2 --json 2>"$TMP/e.err")
+if py "import json,sys; g=json.loads('''$got''')['loss']; w=json.load(open('$J'))['eval_loss']; sys.exit(0 if abs(g-w)<1e-4 else 1)"
+then pass llama_eval_matches_transformers; else fail llama_eval_matches_transformers "$got $(cat "$TMP/e.err")"; fi
+
+# 2. greedy ids equal transformers' generate (KV cache decode with rotary positions and grouped-query attention)
+P=$(py "import json; print(' '.join(map(str, json.load(open('$J'))['prompt_ids'])))")
+got=$($GPTKIT sample --model "$F/gqa/model" --prompt-ids "$P" --max-new 12 --temperature 0 --json -q 2>"$TMP/s.err")
+if py "import json,sys; g=json.loads('''$got''')['ids']; w=json.load(open('$J'))['greedy_ids']; print(g, w) if g!=w else None; sys.exit(0 if g==w else 1)"
+then pass llama_greedy_matches_transformers; else fail llama_greedy_matches_transformers "$got $(cat "$TMP/s.err")"; fi
+
+# 3. sharded fp16 (tied, llama3 rope) and bf16 Qwen2 directories load and sample
+for c in tied qwen2; do
+  if $GPTKIT sample --model "$F/$c/model" --prompt-ids "1 2 3" --max-new 4 --temperature 0 --json -q > "$TMP/$c.json" 2>&1 \
+     && grep -q '"ids"' "$TMP/$c.json"; then pass "llama_sample_$c"; else fail "llama_sample_$c" "$(cat "$TMP/$c.json")"; fi
+done
+
+# 4. pretrain --arch llama: the loss falls, the checkpoint is an HF LlamaForCausalLM directory, and it resumes
+RUN="--arch llama --model d2 --n-embd 60 --n-head 6 --vocab-size 97 --n-ctx 16 --seed 7 -b 2 -t 11 --lr 3e-3 --warmup 2 --json"
+D=$GK_ROOT/tests/fixtures/train/data.bin
+$GPTKIT pretrain $RUN --data "$D" --steps 30 --out "$TMP/pt" > "$TMP/pt.jsonl" 2>"$TMP/pt.err"
+if py "
+import json,sys
+L=[json.loads(l)['loss'] for l in open('$TMP/pt.jsonl') if '\"loss\"' in l]
+c=json.load(open('$TMP/pt/config.json'))
+ok=len(L)==30 and L[-1]<L[0]-0.3 and c['model_type']=='llama' and c['num_key_value_heads']==2 and c['head_dim']==10
+print(L[0], L[-1], c.get('num_key_value_heads')) if not ok else None
+sys.exit(0 if ok else 1)"; then pass llama_pretrain_learns; else fail llama_pretrain_learns "$(tail -3 "$TMP/pt.err")"; fi
+$GPTKIT pretrain $RUN --data "$D" --steps 6 --stop-at 3 --out "$TMP/part" > "$TMP/p1.jsonl" 2>/dev/null
+$GPTKIT pretrain --resume "$TMP/part" --json > "$TMP/p2.jsonl" 2>/dev/null
+$GPTKIT pretrain $RUN --data "$D" --steps 6 --out "$TMP/full" > "$TMP/f.jsonl" 2>/dev/null
+cmp -s "$TMP/full/model.safetensors" "$TMP/part/model.safetensors" && pass llama_resume_same_weights || fail llama_resume_same_weights
+$GPTKIT eval --model "$TMP/pt" --data "$D" -b 2 -t 11 --batches 2 --json > "$TMP/ev.json" 2>"$TMP/ev.err" \
+  && pass llama_eval_own_checkpoint || fail llama_eval_own_checkpoint "$(cat "$TMP/ev.err")"
+
+# 5. bad input: a clear message naming the file, no crash
+mkdir -p "$TMP/bad"; cp "$F/tied/model/config.json" "$F/tied/model/model.safetensors.index.json" "$TMP/bad/"
+expect_fail llama_missing_shard 'index.json: names shard "model-000[0-9]+-of-00011.safetensors", which is missing' \
+  $GPTKIT sample --model "$TMP/bad" --prompt-ids "1 2" --max-new 2
+expect_fail llama_unknown_arch 'unknown --arch "mamba"' $GPTKIT pretrain --arch mamba --data "$D" --out "$TMP/x" --steps 1
+
+# 6. transformers loads what gptkit saved with the same loss (only where torch and transformers are installed)
+if need_py transformers_reloads_llama torch transformers; then
+  want=$(py "import json; print(json.load(open('$TMP/ev.json'))['loss'])")
+  if "$PYT" - "$TMP/pt" "$D" "$want" <<'EOF'
+import sys, numpy as np, torch
+from transformers import AutoModelForCausalLM
+d, shard, want = sys.argv[1], sys.argv[2], float(sys.argv[3])
+m = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32).eval()
+raw = open(shard, "rb").read()
+toks = torch.tensor(np.frombuffer(raw[1024:], dtype=np.uint16).astype(np.int64))
+B, T, losses = 2, 11, []
+with torch.no_grad():
+    for k in range(2):
+        x = torch.stack([toks[(2 * k + r) * T:(2 * k + r) * T + T] for r in range(B)])
+        y = torch.stack([toks[(2 * k + r) * T + 1:(2 * k + r) * T + T + 1] for r in range(B)])
+        lg = m(input_ids=x).logits
+        losses.append(torch.nn.functional.cross_entropy(lg.reshape(-1, lg.shape[-1]), y.reshape(-1)).item())
+got = sum(losses) / len(losses)
+print("transformers", got, "gptkit", want)
+sys.exit(0 if abs(got - want) < 1e-4 else 1)
+EOF
+  then pass transformers_reloads_llama; else fail transformers_reloads_llama; fi
+fi
