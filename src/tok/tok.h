@@ -59,7 +59,8 @@ typedef struct tok_tokenizer tok_tokenizer;
  *     exists beside it, that is our saved format and gives the pattern and special tokens; otherwise
  *     r50k_base / gpt2 and cl100k_base are recognised (by file name, else by rank count) and get their
  *     pattern and special tokens; any other rank file gets the GPT-2 pattern and no special tokens;
- *   - a directory holding GPT-2's encoder.json + vocab.bpe, or our tokenizer.tiktoken + tokenizer.json;
+ *   - a directory holding GPT-2's encoder.json + vocab.bpe, our tokenizer.tiktoken + tokenizer.json, or HF's
+ *     tokenizer.json alone (byte-level BPE; tok_io.c says which pre-tokenizers), or that tokenizer.json's path;
  *   - our saved PATH (PATH.tiktoken + PATH.json), given as PATH, PATH.tiktoken or PATH.json;
  *   - the names "gpt2", "r50k_base", "cl100k_base": looked up under $GPTKIT_VOCAB, else data/vocab.
  * Returns a new tokenizer (free with tok_free) or NULL with err naming the file, line and problem
@@ -84,6 +85,9 @@ const char *tok_name(const tok_tokenizer *t);         /* "gpt2", "cl100k_base", 
 const char *tok_pattern(const tok_tokenizer *t);      /* the split regex (exact string) */
 int32_t     tok_special_id(const tok_tokenizer *t, const char *name);   /* -1 if absent */
 int32_t     tok_eot_id(const tok_tokenizer *t);       /* id of <|endoftext|>, -1 if absent */
+/* 1 for a tokenizer that matches its special tokens in any text (HF tokenizer.json's added tokens): callers
+ * that encode user text for the model pass allow_special = 1 for it, as HF's encode does. */
+int         tok_specials_in_text(const tok_tokenizer *t);
 /* The i-th special token (0 <= i < tok_n_specials): its text and id. */
 const char *tok_special_at(const tok_tokenizer *t, size_t i, int32_t *id);
 /* Bytes of token id (ordinary or special); NULL if id is not a token (out of range or a gap). */

@@ -219,6 +219,175 @@ fail:
     return NULL;
 }
 
+/* ---------------------------------------------------------------- HF tokenizer.json (byte-level BPE)
+ * model {"type": "BPE", "vocab": {token: id}, "merges": ["a b", ...] or [["a", "b"], ...]} with tokens spelled in
+ * GPT-2's byte-to-unicode map; added_tokens [{id, content, special}] (all matched in text, as HF does); the
+ * pre-tokenizer decides the split pattern:
+ *   ByteLevel(use_regex)                                    GPT-2's pattern
+ *   Sequence[Split(Regex P, Isolated), ByteLevel(no regex)]  P (LLaMA 3 = cl100k's, Qwen2's, ...; PCRE2 if not native)
+ *   Sequence[Digits(individual), ByteLevel(use_regex)]       GPT-2's pattern with every digit its own piece (SmolLM)
+ * Anything else (a normalizer, other pre-tokenizers, non-byte-level models) is refused by name.
+ * Encoding uses gptkit's rank BPE with rank = id, which equals HF's merge-priority BPE when every merged token
+ * has a merge and merges come in id order: both are checked. */
+static const char hf_digits_gpt2_pattern[] =
+    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
+
+/* The split pattern a tokenizer.json pre_tokenizer means, or NULL with err. */
+static const char *hf_pattern(const cJSON *pt, const char *path, gk_err *err) {
+    const cJSON *ty = cJSON_GetObjectItemCaseSensitive(pt, "type");
+    const char *type = cJSON_IsString(ty) ? ty->valuestring : "?";
+    if (!strcmp(type, "ByteLevel")) {
+        if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(pt, "add_prefix_space")))
+            return gk_errf(err, "%s: pre_tokenizer ByteLevel with add_prefix_space is not supported", path), NULL;
+        if (cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(pt, "use_regex")))
+            return gk_errf(err, "%s: pre_tokenizer ByteLevel without a split regex is not supported", path), NULL;
+        return tok_pattern_gpt2;
+    }
+    if (!strcmp(type, "Sequence")) {
+        const cJSON *seq = cJSON_GetObjectItemCaseSensitive(pt, "pretokenizers");
+        const cJSON *a = cJSON_GetArrayItem(seq, 0), *b = cJSON_GetArrayItem(seq, 1);
+        const cJSON *at = cJSON_GetObjectItemCaseSensitive(a, "type"), *bt = cJSON_GetObjectItemCaseSensitive(b, "type");
+        if (cJSON_GetArraySize(seq) == 2 && cJSON_IsString(at) && cJSON_IsString(bt) && !strcmp(bt->valuestring, "ByteLevel")) {
+            int b_regex = !cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(b, "use_regex"));
+            if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(b, "add_prefix_space")))
+                return gk_errf(err, "%s: pre_tokenizer ByteLevel with add_prefix_space is not supported", path), NULL;
+            if (!strcmp(at->valuestring, "Split") && !b_regex) {
+                const cJSON *pat = cJSON_GetObjectItemCaseSensitive(a, "pattern");
+                const cJSON *re = cJSON_GetObjectItemCaseSensitive(pat, "Regex");
+                const cJSON *beh = cJSON_GetObjectItemCaseSensitive(a, "behavior");
+                if (cJSON_IsString(re) && cJSON_IsString(beh) && !strcmp(beh->valuestring, "Isolated") &&
+                    !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(a, "invert")))
+                    return re->valuestring;
+            }
+            if (!strcmp(at->valuestring, "Digits") && b_regex &&
+                cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(a, "individual_digits")))
+                return hf_digits_gpt2_pattern;
+        }
+    }
+    return gk_errf(err, "%s: pre_tokenizer \"%s\" is not supported (byte-level BPE with ByteLevel, Split(regex) + "
+                   "ByteLevel, or Digits + ByteLevel only)", path, type), NULL;
+}
+
+static tok_tokenizer *load_hf_json(const char *path, gk_err *err) {
+    char *data = NULL; size_t len = 0;
+    if (gk_read_file(path, &data, &len, err)) return NULL;
+    cJSON *root = cJSON_ParseWithLength(data, len);
+    tok_tokenizer *t = NULL;
+    uint8_t *buf = NULL, *pa = NULL;
+    int32_t b2c[256]; int16_t c2b[324];
+    gpt2_byte_map(b2c, c2b);
+    const cJSON *model = root ? cJSON_GetObjectItemCaseSensitive(root, "model") : NULL;
+    const cJSON *mty = cJSON_GetObjectItemCaseSensitive(model, "type");
+    const cJSON *vocab = cJSON_GetObjectItemCaseSensitive(model, "vocab"), *merges = cJSON_GetObjectItemCaseSensitive(model, "merges");
+    if (!cJSON_IsObject(model) || !cJSON_IsString(mty) || strcmp(mty->valuestring, "BPE") || !cJSON_IsObject(vocab) ||
+        !cJSON_IsArray(merges)) {
+        gk_errf(err, "%s: not a byte-level BPE tokenizer.json (want model.type \"BPE\" with vocab and merges)", path);
+        goto fail;
+    }
+    const cJSON *norm = cJSON_GetObjectItemCaseSensitive(root, "normalizer");
+    if (norm && !cJSON_IsNull(norm)) { gk_errf(err, "%s: a normalizer is not supported (byte-level BPE has none)", path); goto fail; }
+    const cJSON *pt = cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer");
+    const char *pattern = cJSON_IsObject(pt) ? hf_pattern(pt, path, err) : NULL;
+    if (!pattern) { if (!cJSON_IsObject(pt)) gk_errf(err, "%s: no pre_tokenizer (byte-level BPE needs one)", path); goto fail; }
+    const char *b = base_name(path);
+    t = tok_new_empty(strcmp(b, "tokenizer.json") ? b : "hf-bpe", TOK_PAT_GPT2);
+    if (tok_set_pattern(t, pattern, err)) { gk_err_prefix(err, "%s", path); goto fail; }
+    /* added tokens first: their ids are not ranks even where vocab lists them too */
+    const cJSON *added = cJSON_GetObjectItemCaseSensitive(root, "added_tokens");
+    size_t nadd = (size_t)cJSON_GetArraySize(added);
+    int32_t *add_id = gk_calloc(nadd ? nadd : 1, sizeof *add_id);
+    size_t k = 0;
+    for (const cJSON *a = cJSON_IsArray(added) ? added->child : NULL; a; a = a->next, k++) {
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(a, "id"), *ct = cJSON_GetObjectItemCaseSensitive(a, "content");
+        if (!cJSON_IsNumber(id) || id->valuedouble < 0 || id->valuedouble >= (1 << 24) || !cJSON_IsString(ct)) {
+            gk_errf(err, "%s: added_tokens[%zu] needs an integer id and a content string", path, k); free(add_id); goto fail;
+        }
+        add_id[k] = (int32_t)id->valuedouble;
+    }
+    buf = gk_malloc(len + 1);
+    size_t nent = 0;
+    for (cJSON *it = vocab->child; it; it = it->next) {
+        nent++;
+        if (!cJSON_IsNumber(it) || it->valuedouble < 0 || it->valuedouble >= (1 << 24) || it->valuedouble != (double)(int)it->valuedouble) {
+            gk_errf(err, "%s: vocab entry %zu (\"%.40s\"): id must be a non-negative integer", path, nent, it->string);
+            free(add_id); goto fail;
+        }
+        int32_t id = (int32_t)it->valuedouble;
+        int is_added = 0;
+        for (size_t i = 0; i < nadd; i++) is_added |= add_id[i] == id;
+        if (is_added) continue;
+        size_t nb;
+        if (gpt2_unmap(c2b, it->string, strlen(it->string), buf, &nb) || nb == 0) {
+            gk_errf(err, "%s: vocab entry %zu (\"%.40s\"): not a byte-level token string", path, nent, it->string);
+            free(add_id); goto fail;
+        }
+        int rc = tok_add_rank(t, buf, nb, id);
+        if (rc == 1) { gk_errf(err, "%s: vocab entry \"%.40s\": duplicate id %d", path, it->string, (int)id); free(add_id); goto fail; }
+        if (rc == 2) { gk_errf(err, "%s: vocab entry \"%.40s\": duplicate token", path, it->string); free(add_id); goto fail; }
+    }
+    free(add_id);
+    if (tok_finish_ranks(t, path, err)) goto fail;
+    /* merges: each makes a token of the vocabulary, in increasing id order; every multi-byte token has one */
+    pa = gk_malloc(len + 1);
+    uint8_t *made = gk_calloc(t->vocab_size ? t->vocab_size : 1, 1);
+    int32_t last = -1;
+    size_t mi = 0;
+    for (const cJSON *m = merges->child; m; m = m->next, mi++) {
+        const char *a = NULL, *bb = NULL; size_t al = 0, bl = 0;
+        if (cJSON_IsString(m)) {
+            const char *sp = strchr(m->valuestring, ' ');
+            if (sp) { a = m->valuestring; al = (size_t)(sp - a); bb = sp + 1; bl = strlen(bb); }
+        } else if (cJSON_IsArray(m) && cJSON_GetArraySize(m) == 2 && cJSON_IsString(m->child) && cJSON_IsString(m->child->next)) {
+            a = m->child->valuestring; al = strlen(a); bb = m->child->next->valuestring; bl = strlen(bb);
+        }
+        size_t na, nb2;
+        if (!a || gpt2_unmap(c2b, a, al, pa, &na) || gpt2_unmap(c2b, bb, bl, pa + na, &nb2)) {
+            gk_errf(err, "%s: merges[%zu] is not a pair of byte-level token strings", path, mi); free(made); goto fail;
+        }
+        int32_t r = tok_rank(t, pa, na + nb2);
+        if (tok_rank(t, pa, na) < 0 || tok_rank(t, pa + na, nb2) < 0 || r < 0) {
+            gk_errf(err, "%s: merges[%zu] (\"%.*s\" + \"%.*s\"): a part or the result is not in the vocabulary", path, mi,
+                    (int)al, a, (int)bl, bb);
+            free(made); goto fail;
+        }
+        if (made[r]) continue;   /* a second merge to the same token: the rank order already holds */
+        if (r <= last) {
+            gk_errf(err, "%s: merges[%zu] makes id %d after a merge made id %d: merges out of id order are not supported",
+                    path, mi, (int)r, (int)last);
+            free(made); goto fail;
+        }
+        made[r] = 1; last = r;
+    }
+    for (size_t id = 0; id < t->vocab_size; id++)
+        if (t->kind[id] == TOK_KIND_RANK && t->len[id] > 1 && !made[id]) {
+            gk_errf(err, "%s: vocabulary token %zu has no merge making it (not supported)", path, id);
+            free(made); goto fail;
+        }
+    free(made);
+    k = 0;
+    for (const cJSON *a = cJSON_IsArray(added) ? added->child : NULL; a; a = a->next, k++) {
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(a, "id"), *ct = cJSON_GetObjectItemCaseSensitive(a, "content");
+        if (tok_add_special(t, ct->valuestring, (int32_t)id->valuedouble, err) < 0) { gk_err_prefix(err, "%s", path); goto fail; }
+    }
+    t->hf = 1;
+    free(buf); free(pa); cJSON_Delete(root); free(data);
+    return t;
+fail:
+    free(buf); free(pa); cJSON_Delete(root); free(data); tok_free(t);
+    return NULL;
+}
+
+/* Is this tokenizer.json HF's (a "model" object) rather than our rank file's sidecar? */
+static int is_hf_json(const char *path) {
+    char *data = NULL; size_t len = 0;
+    gk_err e;
+    if (gk_read_file(path, &data, &len, &e)) return 0;
+    cJSON *root = cJSON_ParseWithLength(data, len);
+    int hf = root && cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(root, "model"));
+    cJSON_Delete(root); free(data);
+    return hf;
+}
+
 /* ---------------------------------------------------------------- our JSON sidecar */
 static tok_tokenizer *load_saved(const char *tk_path, const char *json_path, gk_err *err) {
     char *data; size_t len;
@@ -295,16 +464,21 @@ tok_tokenizer *tok_load(const char *path, gk_err *err) {
     if (!path || !*path) { gk_errf(err, "no tokenizer path given"); return NULL; }
     if (gk_is_dir(path)) {
         char *ej = gk_path_join(path, "encoder.json"), *tk = gk_path_join(path, "tokenizer.tiktoken");
-        int has_gpt2 = gk_file_exists(ej), has_ours = gk_file_exists(tk);
+        char *hj = gk_path_join(path, "tokenizer.json");
+        int has_gpt2 = gk_file_exists(ej), has_ours = gk_file_exists(tk), has_hf = gk_file_exists(hj) && is_hf_json(hj);
         tok_tokenizer *t = NULL;
         if (has_ours) t = load_rank_file(tk, err);
+        else if (has_hf) t = load_hf_json(hj, err);
         else if (has_gpt2) t = load_gpt2_dir(path, err);
-        else gk_errf(err, "%s: directory has neither encoder.json + vocab.bpe nor tokenizer.tiktoken", path);
+        else gk_errf(err, "%s: directory has neither encoder.json + vocab.bpe, tokenizer.tiktoken nor HF's tokenizer.json", path);
+        free(hj);
+        if (has_hf) has_gpt2 = 0;
         if (t && has_gpt2 && !has_ours && tok_eot_id(t) < 0) tok_add_special(t, TOK_EOT, 50256, NULL);   /* encoder.json without it */
         free(ej); free(tk);
         return t;
     }
     if (gk_file_exists(path)) {
+        if (ends_with(path, ".json") && is_hf_json(path)) return load_hf_json(path, err);
         if (ends_with(path, ".json")) {
             char *stem = strip_suffix(path, ".json");
             size_t sl = strlen(stem);
@@ -391,6 +565,12 @@ int tok_load_recorded(const char *model_dir, const char *recorded, const char *o
                       tok_tokenizer **tok, gk_err *err) {
     *tok = NULL;
     const char *path = override ? override : recorded;
+    if (!path && model_dir) {   /* an HF model directory carries its tokenizer.json */
+        char *hj = gk_path_join(model_dir, "tokenizer.json");
+        int hf = gk_file_exists(hj) && is_hf_json(hj);
+        free(hj);
+        if (hf) { *tok = tok_load(model_dir, err); return *tok ? 0 : -1; }
+    }
     if (!path) {
         if (!required) return 0;
         return gk_errf(err, "%s records no tokenizer; pass --tokenizer PATH", model_dir);

@@ -70,3 +70,27 @@ sys.exit(0 if abs(got - want) < 1e-4 else 1)
 EOF
   then pass transformers_reloads_llama; else fail transformers_reloads_llama; fi
 fi
+
+# 7. HF tokenizer.json (byte-level BPE): ids equal HF tokenizers' for LLaMA 3, Qwen2 and SmolLM-style pre-tokenizers
+#    (tests/ref/gen_hf_tokenizer_fixtures.py), added tokens matched in text as HF does
+for k in llama3 qwen2 smollm; do
+  if python3 - "$GPTKIT" "$GK_ROOT/tests/fixtures/hftok/$k" <<'EOF2'
+import json, subprocess, sys
+gk, d = sys.argv[1], sys.argv[2]
+bad = 0
+for c in json.load(open(d + "/expected.json"))["cases"]:
+    out = subprocess.run([gk, "tokenizer", "encode", "--tokenizer", d, "--ids"], input=c["text"].encode(), capture_output=True)
+    got = [int(x) for x in out.stdout.split()]
+    if got != c["ids"]:
+        bad += 1
+        print("  mismatch", repr(c["text"][:40]), got[:12], c["ids"][:12], out.stderr[:200])
+sys.exit(1 if bad else 0)
+EOF2
+  then pass "hf_tokenizer_$k"; else fail "hf_tokenizer_$k"; fi
+done
+mkdir -p "$TMP/badtok"
+python3 -c "
+import json; j=json.load(open('$GK_ROOT/tests/fixtures/hftok/llama3/tokenizer.json'))
+j['pre_tokenizer']={'type':'Metaspace','replacement':'_'}; json.dump(j,open('$TMP/badtok/tokenizer.json','w'))"
+expect_fail hf_tokenizer_unsupported_pretokenizer 'tokenizer.json: pre_tokenizer "Metaspace" is not supported' \
+  sh -c "echo hi | $GPTKIT tokenizer encode --tokenizer $TMP/badtok --ids"
