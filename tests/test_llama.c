@@ -7,7 +7,10 @@
  */
 #include "model/model.h"
 #include "kern/kern.h"
+#include "data/data.h"
+#include "tok/tok.h"
 #include "testlib.h"
+#include <cjson/cJSON.h>
 
 #include <math.h>
 #include <stdlib.h>
@@ -472,6 +475,46 @@ static void test_named_sizes(void) {
     CHECK(gpt_config_from_name(&c, "llama-135m", &err) != 0, "gpt2 has no llama-135m");
 }
 
+/* The model's own chat template: a Qwen2 directory's tokenizer.json announces ChatML; the rendering of a
+ * conversation equals transformers' apply_chat_template(add_generation_prompt=True). */
+static void test_chat_template_chatml(void) {
+    gk_err err;
+    char *txt = NULL; size_t n;
+    if (gk_read_file(tl_path(FIX "/chat/expected.json"), &txt, &n, &err)) { CHECK(0, "%s", err.msg); return; }
+    cJSON *j = cJSON_ParseWithLength(txt, n);
+    tok_tokenizer *t = NULL;
+    CHECK(tok_load_recorded(tl_path(FIX "/chat/model"), NULL, NULL, 1, &t, &err) == 0, "tokenizer: %s", err.msg);
+    if (!t || !j) { cJSON_Delete(j); free(txt); tok_free(t); return; }
+    chat_specials sp;
+    CHECK(chat_specials_resolve(t, 0, &sp, &err) == 0 && sp.fmt == CHAT_FMT_CHATML, "chatml recognised: %s", err.msg);
+    chat_conv c = {0};
+    const cJSON *m;
+    cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(j, "messages")) {
+        chat_role r;
+        chat_role_parse(cJSON_GetObjectItemCaseSensitive(m, "role")->valuestring, &r);
+        chat_conv_add(&c, r, cJSON_GetObjectItemCaseSensitive(m, "content")->valuestring);
+    }
+    chat_tokens ct = {0};
+    chat_render(t, &sp, &c, 1, &ct);
+    const cJSON *want = cJSON_GetObjectItemCaseSensitive(j, "prompt_ids");
+    int same = (size_t)cJSON_GetArraySize(want) == ct.n;
+    for (size_t i = 0; same && i < ct.n; i++) same = cJSON_GetArrayItem(want, (int)i)->valueint == ct.ids[i];
+    CHECK(same, "rendering differs from apply_chat_template (%zu vs %d ids)", ct.n, cJSON_GetArraySize(want));
+    /* an assistant turn's content and <|im_end|> are the targets, nothing else */
+    chat_conv_add(&c, CHAT_ASSISTANT, "Light.");
+    chat_tokens ct2 = {0};
+    chat_render(t, &sp, &c, 0, &ct2);
+    size_t targets = 0;
+    for (size_t i = 0; i < ct2.n; i++) targets += ct2.mask[i];
+    tok_ids reply = {0};
+    tok_encode(t, "Light.", 6, 0, &reply);
+    CHECK(targets == reply.n + 1 && ct2.mask[ct2.n - 2] == 1 && ct2.ids[ct2.n - 2] == sp.end && ct2.mask[ct2.n - 1] == 0,
+          "mask: %zu targets for a %zu-token reply", targets, reply.n);
+    tok_ids_free(&reply);
+    chat_tokens_free(&ct); chat_tokens_free(&ct2); chat_conv_free(&c);
+    tok_free(t); cJSON_Delete(j); free(txt);
+}
+
 int main(void) {
     g_mem = kern_backend_create(NULL, NULL);
     TL_RUN(test_ops_finite_differences);
@@ -482,6 +525,7 @@ int main(void) {
     TL_RUN(test_kv_cache);
     TL_RUN(test_save_roundtrip);
     TL_RUN(test_bad_inputs);
+    TL_RUN(test_chat_template_chatml);
     kern_backend_free(g_mem);
     return tl_summary();
 }

@@ -94,3 +94,12 @@ import json; j=json.load(open('$GK_ROOT/tests/fixtures/hftok/llama3/tokenizer.js
 j['pre_tokenizer']={'type':'Metaspace','replacement':'_'}; json.dump(j,open('$TMP/badtok/tokenizer.json','w'))"
 expect_fail hf_tokenizer_unsupported_pretokenizer 'tokenizer.json: pre_tokenizer "Metaspace" is not supported' \
   sh -c "echo hi | $GPTKIT tokenizer encode --tokenizer $TMP/badtok --ids"
+
+# 8. chat with the model's own template (ChatML from a Qwen2 directory's tokenizer.json): the greedy reply equals
+#    transformers' generate after apply_chat_template, stopping at <|im_end|>
+M=$F/chat/model
+got=$($GPTKIT chat --model "$M" --system "Be brief." -p "In the beginning, what was made?" --max-new 10 -q 2>"$TMP/c.err")
+if python3 -c "
+import json,sys; w=json.load(open('$F/chat/expected.json'))['reply_text']; g=sys.argv[1]
+print(repr(g), repr(w)) if g!=w else None; sys.exit(0 if g==w else 1)" "$got"; then pass chat_own_template_matches_transformers
+else fail chat_own_template_matches_transformers "$(cat "$TMP/c.err")"; fi

@@ -142,10 +142,58 @@ def write_cli_fixtures(d, m64):
                   indent=1)
 
 
+CHATML = ("{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + "
+          "'<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
+
+
+def make_chat():
+    """chat/model: a Qwen2ForCausalLM over the Qwen2-style tokenizer.json of tests/fixtures/hftok/qwen2 with a ChatML
+    chat template; expected.json: the template's ids for a conversation (add_generation_prompt) and the greedy
+    reply (ids and text) transformers generates, stopping at <|im_end|>."""
+    import json
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+    d = os.path.join(OUT, "chat")
+    if os.path.isdir(d):
+        shutil.rmtree(d)
+    mdir = os.path.join(d, "model")
+    tok = PreTrainedTokenizerFast(tokenizer_file=os.path.join(OUT, "..", "hftok", "qwen2", "tokenizer.json"),
+                                  eos_token="<|im_end|>", pad_token="<|endoftext|>")
+    tok.chat_template = CHATML
+    torch.manual_seed(14)
+    V = len(tok)
+    cfg = Qwen2Config(**{**BASE, "vocab_size": V, "max_position_embeddings": 64, "bos_token_id": None,
+                         "eos_token_id": tok.convert_tokens_to_ids("<|im_end|>")}, rms_norm_eps=1e-6)
+    model = Qwen2ForCausalLM(cfg).float().eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name:
+                p.copy_(1.0 + 0.2 * torch.randn_like(p))
+            else:
+                p.normal_(0.0, 0.3)
+        # make <|im_end|> likely after a few tokens so the reply ends by itself
+    model.save_pretrained(mdir, safe_serialization=True)
+    tok.save_pretrained(mdir)
+    tok = AutoTokenizer.from_pretrained(mdir)
+    msgs = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "In the beginning, what was made?"}]
+    ids = tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=True, return_dict=False)
+    if isinstance(ids, dict):
+        ids = ids["input_ids"]
+    m = Qwen2ForCausalLM.from_pretrained(mdir, dtype=torch.float32).double().eval()
+    with torch.no_grad():
+        out = m.generate(torch.tensor([ids]), max_new_tokens=10, do_sample=False,
+                         eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"), pad_token_id=0)[0, len(ids):].tolist()
+    text = tok.decode([i for i in out if i != tok.convert_tokens_to_ids("<|im_end|>")])
+    with open(os.path.join(d, "expected.json"), "w", encoding="utf-8") as f:
+        json.dump({"messages": msgs, "prompt_ids": ids, "reply_ids": out, "reply_text": text}, f, ensure_ascii=False,
+                  indent=1)
+    print("chat: prompt", len(ids), "tokens, reply", out, repr(text))
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     for case in CASES:
         make(case)
+    make_chat()
 
 
 if __name__ == "__main__":
