@@ -440,7 +440,21 @@ static int ignorable_any(const char *name) {
     return ignorable(name) || (n >= k && !strcmp(name + n - k, ".rotary_emb.inv_freq"));
 }
 
+static int is_gguf_file(const char *path) {
+    if (gk_is_dir(path)) return 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    char m[4] = {0};
+    size_t n = fread(m, 1, 4, f);
+    fclose(f);
+    return n == 4 && !memcmp(m, "GGUF", 4);
+}
+
 gpt_model *gpt_load(const char *dir, char **tokenizer, gk_err *err) {
+    if (is_gguf_file(dir)) {   /* a .gguf file: llama.cpp's container */
+        if (tokenizer) *tokenizer = NULL;
+        return gpt_load_gguf(dir, err);
+    }
     gpt_config cfg;
     if (gpt_load_config(dir, &cfg, tokenizer, err)) return NULL;
     st_set set;

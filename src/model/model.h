@@ -32,6 +32,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include "core/core.h"
 #include "kern/kern.h"
 
@@ -265,6 +266,49 @@ int gpt_save(const gpt_model *m, const char *dir, const char *tokenizer, gk_err 
  * *tokenizer (if non-NULL) receives a malloc'd copy of the recorded tokenizer path or NULL. */
 gpt_model *gpt_load(const char *dir, char **tokenizer, gk_err *err);
 int gpt_load_config(const char *dir, gpt_config *cfg, char **tokenizer, gk_err *err);
+
+/* ---------------------------------------------------------------- GGUF (gguf.c) */
+/* ggml tensor types (the values in the file) */
+enum { GGUF_F32 = 0, GGUF_F16 = 1, GGUF_Q4_0 = 2, GGUF_Q4_1 = 3, GGUF_Q5_0 = 6, GGUF_Q5_1 = 7, GGUF_Q8_0 = 8,
+       GGUF_Q4_K = 12, GGUF_Q5_K = 13, GGUF_Q6_K = 14, GGUF_BF16 = 30 };
+typedef struct { const char *p; size_t n; } gguf_str;             /* not NUL-terminated */
+typedef struct { gguf_str key; uint32_t type; size_t at, end; } gguf_kv;   /* value bytes [at, end) */
+typedef struct { gguf_str name; int n_dims; size_t ne[4]; int type; uint64_t offset; size_t numel, bytes; } gguf_tensor;
+typedef struct {
+    const uint8_t *data; size_t len;   /* the whole file */
+    gguf_kv *kv; size_t n_kv;
+    gguf_tensor *tensors; size_t n_tensors;
+    size_t alignment, data_off;        /* tensor t's bytes: data + data_off + t.offset */
+    void *mapped; char *path;
+} gguf_file;
+/* Parses and validates a GGUF buffer (kept, not copied): every length, count, type, dim and offset is checked
+ * before use; errors name the file and the field. gguf_open maps a file read-only. */
+int  gguf_parse(gguf_file *g, const uint8_t *data, size_t len, const char *path, gk_err *err);
+int  gguf_open(gguf_file *g, const char *path, gk_err *err);
+void gguf_close(gguf_file *g);
+const gguf_kv *gguf_find_kv(const gguf_file *g, const char *key);
+const gguf_tensor *gguf_find_tensor(const gguf_file *g, const char *name);
+int  gguf_get_num(const gguf_file *g, const char *key, double *out);     /* any numeric type; -1 if absent */
+int  gguf_get_str(const gguf_file *g, const char *key, gguf_str *out);   /* -1 if absent or not a string */
+const char *gguf_type_name(int type);                 /* "Q4_K", ... ("?" if unknown) */
+int  gguf_type_parse(const char *s, int *type);       /* case-insensitive name -> type; -1 if unknown */
+size_t gguf_type_bytes(int type, size_t n);           /* bytes of n elements (n a multiple of the block) */
+/* n elements of type at src -> fp32, exactly as the `gguf` Python package's dequantize. -1: type not readable. */
+int  gguf_dequantize(int type, const uint8_t *src, size_t n, float *dst);
+/* LLaMA / Qwen2 GGUF (llama.cpp's tensor names and metadata) -> config, -> model (weights dequantized to fp32). */
+int  gguf_load_config(const gguf_file *g, gpt_config *c, gk_err *err);
+gpt_model *gpt_load_gguf(const char *path, gk_err *err);
+/* Extra metadata entries for the writer (serialised key + type + value), e.g. the tokenizer's. */
+typedef struct { uint8_t *bytes; size_t n; } gguf_extra_kv;
+void gguf_kv_string(gguf_extra_kv *kv, const char *key, const char *val);
+void gguf_kv_u32(gguf_extra_kv *kv, const char *key, uint32_t val);
+void gguf_kv_str_array(gguf_extra_kv *kv, const char *key, const char *const *vals, const size_t *lens, size_t n);
+void gguf_kv_i32_array(gguf_extra_kv *kv, const char *key, const int32_t *vals, size_t n);
+/* Writes a LLaMA-family model as GGUF v3 (type GGUF_F32 | F16 | Q8_0 | Q4_0 for the matrices; norms and biases
+ * f32), llama.cpp's names and metadata, plus the extra entries. Atomic write. */
+int  gpt_export_gguf(const gpt_model *m, const char *path, int type, const gguf_extra_kv *extra, size_t n_extra, gk_err *err);
+/* `gptkit info` for a .gguf file: architecture, sizes, parameters, tokenizer, template, every tensor. */
+int  gguf_print_info(const char *path, FILE *out, gk_err *err);
 
 /* ================================================================ KV cache (issue 4: inference engine)
  * Implemented in src/model/kvcache.c. Incremental inference: the keys and values of every layer are kept
