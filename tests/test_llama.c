@@ -515,6 +515,178 @@ static void test_chat_template_chatml(void) {
     tok_free(t); cJSON_Delete(j); free(txt);
 }
 
+/* ---------------------------------------------------------------- GGUF */
+
+#define GFIX "tests/fixtures/gguf"
+
+static void test_gguf_dequant_bit_exact(void) {
+    gk_err err;
+    gguf_file g;
+    if (gguf_open(&g, tl_path(GFIX "/dequant.gguf"), &err)) { CHECK(0, "%s", err.msg); return; }
+    const char *types[] = {"F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K", "Q5_K", "Q6_K"};
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+        char en[32];
+        snprintf(en, sizeof en, "%s.expected", types[i]);
+        const gguf_tensor *t = gguf_find_tensor(&g, types[i]), *e = gguf_find_tensor(&g, en);
+        CHECK(t && e && e->type == GGUF_F32 && t->numel == e->numel, "%s: tensors", types[i]);
+        if (!t || !e) continue;
+        float *got = malloc(t->numel * sizeof(float));
+        CHECK(gguf_dequantize(t->type, g.data + g.data_off + t->offset, t->numel, got) == 0, "%s: dequantize", types[i]);
+        size_t bad = 0;
+        const uint8_t *want = g.data + g.data_off + e->offset;
+        for (size_t k = 0; k < t->numel; k++) if (memcmp(got + k, want + 4 * k, 4)) bad++;
+        CHECK(bad == 0, "%s: %zu of %zu values differ from gguf.quants.dequantize", types[i], bad, t->numel);
+        free(got);
+    }
+    gguf_close(&g);
+}
+
+static cJSON *load_json(const char *rel) {
+    gk_err err;
+    char *txt = NULL; size_t n;
+    if (gk_read_file(tl_path(rel), &txt, &n, &err)) return NULL;
+    cJSON *j = cJSON_ParseWithLength(txt, n);
+    free(txt);
+    return j;
+}
+
+static void test_gguf_models_match_transformers(void) {
+    cJSON *j = load_json(GFIX "/expected.json");
+    CHECK(j != NULL, "expected.json");
+    if (!j) return;
+    const cJSON *tk = cJSON_GetObjectItemCaseSensitive(j, "tokens");
+    int32_t tok[30];
+    for (int b = 0; b < 2; b++)
+        for (int t = 0; t < 15; t++) tok[b * 15 + t] = cJSON_GetArrayItem(cJSON_GetArrayItem(tk, b), t)->valueint;
+    const char *qs[] = {"f32", "q8_0", "q4_0"};
+    for (int q = 0; q < 3; q++) {
+        char path[128];
+        snprintf(path, sizeof path, GFIX "/model-%s.gguf", qs[q]);
+        gk_err err;
+        gpt_model *m = gpt_load(tl_path(path), NULL, &err);
+        CHECK(m != NULL, "%s: %s", qs[q], err.msg);
+        if (!m) continue;
+        CHECK(m->cfg.arch == GPT_ARCH_LLAMA && gpt_config_n_kv_head(&m->cfg) == 1 && m->cfg.n_embd == 96 && !m->cfg.tied_head,
+              "%s: config", qs[q]);
+        size_t N = 30, V = 67;
+        gpt_forward(m, tok, 2, 15);
+        float *dl = kern_alloc(m->be, N * V * sizeof(float));
+        gpt_lm_head_fwd(m, dl, gpt_hidden(m), N);
+        float *got = download(dl, N * V), *want = malloc(N * V * sizeof(float));
+        const cJSON *wl = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, qs[q]), "logits");
+        for (size_t i = 0; i < N * V; i++) want[i] = (float)cJSON_GetArrayItem(wl, (int)i)->valuedouble;
+        char what[64];
+        snprintf(what, sizeof what, "%s logits", qs[q]);
+        double d = CHECK_ARRAYS(what, got, want, N * V, 1e-4, 1e-4);
+        printf("  %s GGUF vs transformers on the stored weights: logits max |diff| %.2e\n", qs[q], d);
+        free(got); free(want); kern_free(m->be, dl);
+        gpt_free(m);
+    }
+    cJSON_Delete(j);
+}
+
+/* gptkit's writer: an HF directory exported as f32 reloads to the same parameters; as q8_0 / q4_0 its tensors
+ * equal the gguf package's quantization of the same weights (the fixture files), bit for bit. */
+static void test_gguf_export(void) {
+    gk_err err;
+    gpt_model *m = gpt_load(tl_path(GFIX "/model"), NULL, &err);
+    CHECK(m != NULL, "%s", err.msg);
+    if (!m) return;
+    char *d = tl_tmpdir("gguf");
+    const char *qs[] = {"f32", "q8_0", "q4_0"};
+    for (int q = 0; q < 3; q++) {
+        int type;
+        CHECK(gguf_type_parse(qs[q], &type) == 0, "type %s", qs[q]);
+        char name[32];
+        snprintf(name, sizeof name, "out-%s.gguf", qs[q]);
+        char *out = gk_path_join(d, name);
+        CHECK(gpt_export_gguf(m, out, type, NULL, 0, &err) == 0, "export %s: %s", qs[q], err.msg);
+        gguf_file a, b;
+        char ref[128];
+        snprintf(ref, sizeof ref, GFIX "/model-%s.gguf", qs[q]);
+        if (gguf_open(&a, out, &err) == 0) {
+            if (gguf_open(&b, tl_path(ref), &err) == 0) {
+                CHECK(a.n_tensors == b.n_tensors, "%s: %zu tensors vs %zu", qs[q], a.n_tensors, b.n_tensors);
+                for (size_t i = 0; i < a.n_tensors; i++) {
+                    const gguf_tensor *ta = &a.tensors[i];
+                    char tn[128];
+                    snprintf(tn, sizeof tn, "%.*s", (int)ta->name.n, ta->name.p);
+                    const gguf_tensor *tb = gguf_find_tensor(&b, tn);
+                    CHECK(tb && tb->type == ta->type && tb->bytes == ta->bytes &&
+                          !memcmp(a.data + a.data_off + ta->offset, b.data + b.data_off + tb->offset, ta->bytes),
+                          "%s: tensor %s differs from the gguf package's", qs[q], tn);
+                }
+                gguf_close(&b);
+            } else CHECK(0, "%s", err.msg);
+            gguf_close(&a);
+        } else CHECK(0, "%s", err.msg);
+        if (q == 0) {   /* f32 round trip */
+            gpt_model *m2 = gpt_load(out, NULL, &err);
+            CHECK(m2 && m2->num_params == m->num_params, "reload: %s", m2 ? "" : err.msg);
+            if (m2) {
+                float *h1 = download(m->params, m->num_params), *h2 = download(m2->params, m2->num_params);
+                CHECK(!memcmp(h1, h2, m->num_params * sizeof(float)), "f32 GGUF round trip changes the weights");
+                free(h1); free(h2);
+                gpt_free(m2);
+            }
+        }
+        free(out);
+    }
+    free(d);
+    gpt_free(m);
+}
+
+/* Bad files: clear errors naming the file and the field, never a crash. */
+static void test_gguf_bad_files(void) {
+    gk_err err;
+    char *txt = NULL; size_t n;
+    CHECK(gk_read_file(tl_path(GFIX "/model-q8_0.gguf"), &txt, &n, &err) == 0, "%s", err.msg);
+    if (!txt) return;
+    gguf_file g;
+    uint8_t *buf = malloc(n);
+    /* truncated anywhere in the header or the data */
+    size_t cuts[] = {3, 10, 23, 100, 500, 2000, n / 2, n - 64};   /* (the last bytes may be padding) */
+    for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++) {
+        memcpy(buf, txt, n);
+        int rc = gguf_parse(&g, buf, cuts[i], "x.gguf", &err);
+        CHECK(rc != 0 && strstr(err.msg, "x.gguf"), "truncated at %zu: %s", cuts[i], rc ? err.msg : "parsed");
+        if (!rc) gguf_close(&g);
+    }
+    CHECK(gguf_parse(&g, (const uint8_t *)txt, n, "ok.gguf", &err) == 0, "intact: %s", err.msg);
+    size_t first_off_at = 0;
+    if (g.n_tensors) {   /* where the first tensor's offset field sits: right before the next name, found by scanning */
+        const gguf_tensor *t = &g.tensors[0];
+        first_off_at = (size_t)((const uint8_t *)t->name.p - g.data) + t->name.n + 4 + 8 * (size_t)t->n_dims + 4;
+    }
+    gguf_close(&g);
+    /* lying counts */
+    memcpy(buf, txt, n);
+    uint64_t big = (uint64_t)1 << 40;
+    memcpy(buf + 8, &big, 8);
+    CHECK(gguf_parse(&g, buf, n, "x.gguf", &err) != 0 && strstr(err.msg, "tensors"), "tensor count: %s", err.msg);
+    memcpy(buf, txt, n);
+    memcpy(buf + 16, &big, 8);
+    CHECK(gguf_parse(&g, buf, n, "x.gguf", &err) != 0 && strstr(err.msg, "metadata"), "kv count: %s", err.msg);
+    /* a tensor offset past the end, and a misaligned one */
+    memcpy(buf, txt, n);
+    uint64_t off = (uint64_t)n;
+    memcpy(buf + first_off_at, &off, 8);
+    CHECK(gguf_parse(&g, buf, n, "x.gguf", &err) != 0 && strstr(err.msg, "past the end"), "offset: %s", err.msg);
+    memcpy(buf, txt, n);
+    off = 8;
+    memcpy(buf + first_off_at, &off, 8);
+    CHECK(gguf_parse(&g, buf, n, "x.gguf", &err) != 0 && (strstr(err.msg, "alignment") || strstr(err.msg, "overlap")),
+          "misaligned: %s", err.msg);
+    /* an unknown tensor type */
+    memcpy(buf, txt, n);
+    uint32_t ty = 99;
+    memcpy(buf + first_off_at - 4, &ty, 4);
+    CHECK(gguf_parse(&g, buf, n, "x.gguf", &err) != 0 && strstr(err.msg, "unknown type 99"), "type: %s", err.msg);
+    /* not GGUF at all */
+    CHECK(gguf_parse(&g, (const uint8_t *)"GGML\3\0\0\0", 8, "x.gguf", &err) != 0 && strstr(err.msg, "not a GGUF"), "magic");
+    free(buf); free(txt);
+}
+
 int main(void) {
     g_mem = kern_backend_create(NULL, NULL);
     TL_RUN(test_ops_finite_differences);
@@ -526,6 +698,10 @@ int main(void) {
     TL_RUN(test_save_roundtrip);
     TL_RUN(test_bad_inputs);
     TL_RUN(test_chat_template_chatml);
+    TL_RUN(test_gguf_dequant_bit_exact);
+    TL_RUN(test_gguf_models_match_transformers);
+    TL_RUN(test_gguf_export);
+    TL_RUN(test_gguf_bad_files);
     kern_backend_free(g_mem);
     return tl_summary();
 }
