@@ -103,3 +103,34 @@ if python3 -c "
 import json,sys; w=json.load(open('$F/chat/expected.json'))['reply_text']; g=sys.argv[1]
 print(repr(g), repr(w)) if g!=w else None; sys.exit(0 if g==w else 1)" "$got"; then pass chat_own_template_matches_transformers
 else fail chat_own_template_matches_transformers "$(cat "$TMP/c.err")"; fi
+
+# 9. GGUF: a .gguf file is a --model everywhere (greedy ids equal transformers' on the stored weights), gptkit info
+#    lists it, gptkit export writes one that reloads with the same greedy ids, and bad files fail clearly
+G=$GK_ROOT/tests/fixtures/gguf
+for q in f32 q8_0 q4_0; do
+  got=$($GPTKIT sample --model "$G/model-$q.gguf" --prompt-ids "5 17 33 2 60" --max-new 10 --temperature 0 --json -q 2>&1)
+  if python3 -c "import json,sys; g=json.loads(sys.argv[1])['ids']; w=json.load(open('$G/expected.json'))['$q']['greedy']; sys.exit(0 if g==w else 1)" "$got"
+  then pass "gguf_${q}_greedy_matches_transformers"; else fail "gguf_${q}_greedy_matches_transformers" "$got"; fi
+done
+$GPTKIT info --model "$G/model-q4_0.gguf" > "$TMP/info.txt" 2>&1
+grep -q "architecture  llama" "$TMP/info.txt" && grep -q "Q4_0 x16" "$TMP/info.txt" && grep -q "blk.1.ffn_down.weight" "$TMP/info.txt" \
+  && pass gguf_info || fail gguf_info "$(head -5 "$TMP/info.txt")"
+$GPTKIT info --model "$F/gqa/model" | grep -q "3 heads (1 key/value), width 30, FFN 46" && pass info_hf_dir || fail info_hf_dir
+$GPTKIT export --model "$G/model" --format gguf --type q8_0 --out "$TMP/e.gguf" 2>/dev/null
+a=$($GPTKIT sample --model "$TMP/e.gguf" --prompt-ids "5 17 33 2 60" --max-new 10 --temperature 0 --json -q 2>&1 | python3 -c "import json,sys; print(json.load(sys.stdin)['ids'])")
+b=$(python3 -c "import json; print(json.load(open('$G/expected.json'))['q8_0']['greedy'])")
+[ "$a" = "$b" ] && pass gguf_export_q8_0_reloads || fail gguf_export_q8_0_reloads "$a vs $b"
+head -c 1000 "$G/model-f32.gguf" > "$TMP/trunc.gguf"
+expect_fail gguf_truncated 'trunc.gguf: .*(truncated|past the end)' $GPTKIT sample --model "$TMP/trunc.gguf" --prompt-ids "1" --max-new 1
+if need_py gguf_reader_reads_export gguf numpy; then
+  if "$PYT" - "$TMP/e.gguf" <<'EOF2'
+import sys
+from gguf import GGUFReader
+r = GGUFReader(sys.argv[1])
+names = {t.name: t.tensor_type.name for t in r.tensors}
+ok = names.get("blk.0.attn_q.weight") == "Q8_0" and names.get("output_norm.weight") == "F32" and len(names) == 21
+ok = ok and bytes(r.fields["general.architecture"].parts[-1]).decode() == "llama"
+sys.exit(0 if ok else 1)
+EOF2
+  then pass gguf_reader_reads_export; else fail gguf_reader_reads_export; fi
+fi
