@@ -20,6 +20,7 @@
 #include "kern/kern.h"
 
 #include <cjson/cJSON.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,7 +51,9 @@ static cJSON *llama_config_json(const gpt_config *c) {
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "model_type", qwen ? "qwen2" : "llama");
     cJSON *arch = cJSON_AddArrayToObject(j, "architectures");
-    cJSON_AddItemToArray(arch, cJSON_CreateString(qwen ? "Qwen2ForCausalLM" : "LlamaForCausalLM"));
+    cJSON_AddItemToArray(arch, cJSON_CreateString(c->score_head ? (qwen ? "Qwen2ForSequenceClassification" : "LlamaForSequenceClassification")
+                                                                : (qwen ? "Qwen2ForCausalLM" : "LlamaForCausalLM")));
+    if (c->score_head) cJSON_AddNumberToObject(j, "num_labels", 1);
     cJSON_AddNumberToObject(j, "vocab_size", c->vocab_size);
     cJSON_AddNumberToObject(j, "hidden_size", c->n_embd);
     cJSON_AddNumberToObject(j, "intermediate_size", gpt_config_n_inner(c));
@@ -259,6 +262,9 @@ static int load_llama_config(const cJSON *j, const char *path, const char *type,
         if (win > 0 && win < cfg->n_ctx) cfg->n_ctx = win;
     }
     if (cfg->n_ctx > (1 << 20)) cfg->n_ctx = 1 << 20;
+    const cJSON *archs = cJSON_GetObjectItemCaseSensitive(j, "architectures");
+    const cJSON *a0 = cJSON_IsArray(archs) ? cJSON_GetArrayItem(archs, 0) : NULL;
+    if (cJSON_IsString(a0) && strstr(a0->valuestring, "ForSequenceClassification")) cfg->score_head = 1;
     return 0;
 }
 
@@ -457,6 +463,14 @@ gpt_model *gpt_load(const char *dir, char **tokenizer, gk_err *err) {
     }
     gpt_config cfg;
     if (gpt_load_config(dir, &cfg, tokenizer, err)) return NULL;
+    if (tokenizer && !*tokenizer) {
+        /* an HF directory's own tokenizer.json (not our rank file's sidecar): recorded by absolute path, so a
+         * checkpoint trained from this one finds it too */
+        char *hj = gk_path_join(dir, "tokenizer.json"), *tk = gk_path_join(dir, "tokenizer.tiktoken");
+        char abs[4096];
+        if (gk_file_exists(hj) && !gk_file_exists(tk) && realpath(hj, abs)) *tokenizer = gk_strdup(abs);
+        free(hj); free(tk);
+    }
     st_set set;
     if (set_open(&set, dir, err)) {
         if (tokenizer) { free(*tokenizer); *tokenizer = NULL; }

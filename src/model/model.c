@@ -151,7 +151,6 @@ int gpt_config_validate(const gpt_config *c, gk_err *err) {
         if (c->act != GPT_ACT_SWIGLU) return gk_errf(err, "architecture llama: activation gelu not supported (only swiglu)");
         if (c->bias) return gk_errf(err, "architecture llama: biases on every layer not supported (only a q/k/v bias)");
         if ((c->n_embd / c->n_head) % 2) return gk_errf(err, "architecture llama: head_dim %d must be even for rotary embeddings", c->n_embd / c->n_head);
-        if (c->score_head) return gk_errf(err, "architecture llama: a score head is not supported yet");
         return 0;
     }
     if (c->qkv_bias) return gk_errf(err, "architecture gpt2: a separate q/k/v bias is not supported");
