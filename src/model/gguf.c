@@ -545,8 +545,11 @@ int gguf_load_config(const gguf_file *g, gpt_config *c, gk_err *err) {
     if (!gguf_get_str(g, k, &st) && !(st.n == 4 && !memcmp(st.p, "none", 4)))
         return gk_errf(err, "%s: rope scaling \"%.*s\" is not supported", g->path, (int)st.n, st.p);
     const double lim = 1 << 20;
-    if (!(L >= 1 && L <= 4096 && C >= 1 && C <= 65536 && H >= 1 && H <= 4096 && KV >= 0 && KV <= H && I >= 1 && I <= lim))
+    if (!(L >= 1 && L <= 4096 && C >= 1 && C <= 65536 && H >= 1 && H <= 4096 && KV >= 0 && KV <= H && I >= 1 && I <= lim &&
+          rd >= 0 && rd <= 65536) ||
+        L != floor(L) || C != floor(C) || H != floor(H) || KV != floor(KV) || I != floor(I) || rd != floor(rd))
         return gk_errf(err, "%s: model dimensions out of range", g->path);
+    if (!(ctx >= 1)) ctx = 2048;
     c->n_layer = (int)L; c->n_embd = (int)C; c->n_head = (int)H; c->n_kv_head = (int)KV; c->n_inner = (int)I;
     c->n_ctx = ctx >= 1 && ctx <= lim ? (int)ctx : (int)lim;
     c->ln_eps = (float)eps; c->rope_theta = (float)theta;

@@ -148,10 +148,10 @@ import json,sys
 L=[json.loads(l) for l in open('$TMP/sft.out') if '\"loss\"' in l]
 sys.exit(0 if len(L)==20 and L[-1]['loss']<L[0]['loss'] and L[0]['trained_tokens']==15 else 1)"; then pass llama_sft_learns
 else fail llama_sft_learns "$(tail -3 "$TMP/sft.err")"; fi
-$GPTKIT rm --init "$TMP/sft" --data "$TMP/prefs.jsonl" --steps 5 -b 2 --out "$TMP/rm" -q 2>"$TMP/rm.err" \
+$GPTKIT rm --init "$TMP/sft" --data "$TMP/prefs.jsonl" --steps 5 -b 2 --out "$TMP/rm" -q >/dev/null 2>"$TMP/rm.err" \
   && grep -q Qwen2ForSequenceClassification "$TMP/rm/config.json" && pass llama_rm || fail llama_rm "$(tail -3 "$TMP/rm.err")"
-$GPTKIT dpo --init "$TMP/sft" --data "$TMP/prefs.jsonl" --steps 3 -b 2 --out "$TMP/dpo" -q 2>"$TMP/dpo.err" \
+$GPTKIT dpo --init "$TMP/sft" --data "$TMP/prefs.jsonl" --steps 3 -b 2 --out "$TMP/dpo" -q >/dev/null 2>"$TMP/dpo.err" \
   && pass llama_dpo || fail llama_dpo "$(tail -3 "$TMP/dpo.err")"
-$GPTKIT ppo --policy "$TMP/sft" --rm "$TMP/rm" --prompts "$TMP/prompts.jsonl" --steps 2 --out "$TMP/ppo" -q 2>"$TMP/ppo.err" \
+$GPTKIT ppo --policy "$TMP/sft" --rm "$TMP/rm" --prompts "$TMP/prompts.jsonl" --steps 2 --out "$TMP/ppo" -q >/dev/null 2>"$TMP/ppo.err" \
   && $GPTKIT chat --model "$TMP/ppo" -p "In the beginning" --max-new 8 -q > /dev/null 2>&1 && pass llama_ppo_then_chat \
   || fail llama_ppo_then_chat "$(tail -3 "$TMP/ppo.err")"
