@@ -344,9 +344,13 @@ void FN(xent_fwd_bwd)(REF_BE REAL *loss, REAL *dlogits, const REAL *logits, cons
 }
 
 /* ---------------------------------------------------------------- the LLaMA family's ops
- * RMSNorm (HF LlamaRMSNorm): rstd = 1/sqrt(mean_c x_c^2 + eps);  out_c = w_c (x_c rstd).  rstd [N] saved. */
+ * Row-wise and elementwise: a decode step's few rows run on one thread (an OpenMP region costs more than the
+ * work below REF_PAR_MIN elements, and far more on a loaded machine where threads wait for each other). */
+#define REF_PAR_MIN ((size_t)1 << 15)
+
+/* RMSNorm (HF LlamaRMSNorm): rstd = 1/sqrt(mean_c x_c^2 + eps);  out_c = w_c (x_c rstd).  rstd [N] saved. */
 void FN(rmsnorm_fwd)(REF_BE REAL *out, REAL *rstd, const REAL *inp, const REAL *w, size_t N, size_t C, REAL eps) {
-    GK_OMP(omp parallel for schedule(static))
+    GK_OMP(omp parallel for schedule(static) if (N * C >= REF_PAR_MIN))
     for (size_t i = 0; i < N; i++) {
         const REAL *x = inp + i * C;
         REAL ss = 0;
@@ -362,7 +366,7 @@ void FN(rmsnorm_fwd)(REF_BE REAL *out, REAL *rstd, const REAL *inp, const REAL *
 void FN(rmsnorm_bwd)(REF_BE REAL *dinp, REAL *dw, const REAL *dout, const REAL *inp, const REAL *w, const REAL *rstd,
                      size_t N, size_t C) {
     if (dinp) {
-        GK_OMP(omp parallel for schedule(static))
+        GK_OMP(omp parallel for schedule(static) if (N * C >= REF_PAR_MIN))
         for (size_t i = 0; i < N; i++) {
             const REAL *x = inp + i * C, *go = dout + i * C;
             REAL s = rstd[i], gx = 0;
@@ -392,7 +396,7 @@ void FN(rmsnorm_bwd)(REF_BE REAL *dinp, REAL *dw, const REAL *dout, const REAL *
 void FN(rope)(REF_BE REAL *x, const int32_t *pos, const REAL *inv_freq, size_t R, size_t W, size_t nheads, size_t hs,
               int inverse) {
     size_t half = hs / 2;
-    GK_OMP(omp parallel for schedule(static))
+    GK_OMP(omp parallel for schedule(static) if (R * nheads * hs >= REF_PAR_MIN))
     for (size_t r = 0; r < R; r++) {
         REAL p = (REAL)pos[r];
         for (size_t d = 0; d < half; d++) {
@@ -412,7 +416,7 @@ void FN(rope)(REF_BE REAL *x, const int32_t *pos, const REAL *inv_freq, size_t R
  * the attention ops take), query head h reading key/value head h / (NH / NKV). */
 void FN(kv_expand_fwd)(REF_BE REAL *out, const REAL *qkv, size_t R, size_t NH, size_t NKV, size_t hs) {
     size_t W = (NH + 2 * NKV) * hs, C = NH * hs, g = NH / NKV;
-    GK_OMP(omp parallel for schedule(static))
+    GK_OMP(omp parallel for schedule(static) if (R * C >= REF_PAR_MIN))
     for (size_t r = 0; r < R; r++) {
         const REAL *in = qkv + r * W;
         REAL *o = out + r * 3 * C;
@@ -428,7 +432,7 @@ void FN(kv_expand_fwd)(REF_BE REAL *out, const REAL *qkv, size_t R, size_t NH, s
 /* dqkv [R, (NH + 2 NKV) hs] += the expansion's transpose of dout [R, 3 NH hs] (a key/value head sums its group). */
 void FN(kv_expand_bwd)(REF_BE REAL *dqkv, const REAL *dout, size_t R, size_t NH, size_t NKV, size_t hs) {
     size_t W = (NH + 2 * NKV) * hs, C = NH * hs, g = NH / NKV;
-    GK_OMP(omp parallel for schedule(static))
+    GK_OMP(omp parallel for schedule(static) if (R * C >= REF_PAR_MIN))
     for (size_t r = 0; r < R; r++) {
         REAL *d = dqkv + r * W;
         const REAL *go = dout + r * 3 * C;
@@ -443,7 +447,7 @@ void FN(kv_expand_bwd)(REF_BE REAL *dqkv, const REAL *dout, size_t R, size_t NH,
 
 /* SwiGLU: out = silu(gate) * up, silu(g) = g / (1 + exp(-g)).  n elements. */
 void FN(swiglu_fwd)(REF_BE REAL *out, const REAL *gate, const REAL *up, size_t n) {
-    GK_OMP(omp parallel for schedule(static))
+    GK_OMP(omp parallel for schedule(static) if (n >= REF_PAR_MIN))
     for (size_t i = 0; i < n; i++) {
         REAL g = gate[i];
         out[i] = g / (1 + R_EXP(-g)) * up[i];
@@ -452,7 +456,7 @@ void FN(swiglu_fwd)(REF_BE REAL *out, const REAL *gate, const REAL *up, size_t n
 
 /* dgate += dout up silu'(g), silu'(g) = sig (1 + g (1 - sig));  dup += dout silu(g).  Either may be NULL. */
 void FN(swiglu_bwd)(REF_BE REAL *dgate, REAL *dup, const REAL *dout, const REAL *gate, const REAL *up, size_t n) {
-    GK_OMP(omp parallel for schedule(static))
+    GK_OMP(omp parallel for schedule(static) if (n >= REF_PAR_MIN))
     for (size_t i = 0; i < n; i++) {
         REAL g = gate[i], sg = 1 / (1 + R_EXP(-g));
         if (dgate) dgate[i] += dout[i] * up[i] * sg * (1 + g * (1 - sg));
@@ -460,5 +464,6 @@ void FN(swiglu_bwd)(REF_BE REAL *dgate, REAL *dup, const REAL *dout, const REAL 
     }
 }
 
+#undef REF_PAR_MIN
 #undef REF_CBLK
 #undef REF_MIN
