@@ -66,6 +66,9 @@ typedef struct tok_tokenizer tok_tokenizer;
  * Returns a new tokenizer (free with tok_free) or NULL with err naming the file, line and problem
  * (bad base64, duplicate rank or token, missing single byte, merge not in vocabulary, ...). */
 tok_tokenizer *tok_load(const char *path, gk_err *err);
+/* The vocabulary of a GGUF model file (tokenizer.ggml.model "gpt2" with pre llama-bpe, qwen2, smollm or gpt-2);
+ * tok_load calls it for a path ending in .gguf. */
+tok_tokenizer *tok_load_gguf(const char *path, gk_err *err);
 /* The tokenizer of a checkpoint: `override` if non-NULL (--tokenizer), else the path recorded in its
  * config.json (`recorded`, from gpt_load), tried as written and then relative to model_dir. *tok = NULL if
  * there is none; that is an error only when `required` ("... records no tokenizer; pass --tokenizer PATH"). */

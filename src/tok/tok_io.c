@@ -7,6 +7,7 @@
  *  - our saved format: PATH.tiktoken + PATH.json {"name", "pattern", "special_tokens": {text: id}}.
  * Every error names the file and line. */
 #include "tok/tok_internal.h"
+#include "model/model.h"   /* the GGUF reader (tok_load_gguf) */
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdlib.h>
@@ -268,113 +269,227 @@ static const char *hf_pattern(const cJSON *pt, const char *path, gk_err *err) {
                    "ByteLevel, or Digits + ByteLevel only)", path, type), NULL;
 }
 
+/* A byte-level BPE vocabulary given as lists (from tokenizer.json or GGUF's tokenizer.ggml.*): ordinary tokens
+ * (byte-mapped strings) with their ids, merges as (a, b) byte-mapped string pairs in priority order, special
+ * tokens with their ids. Checks that rank-by-id BPE equals merge-priority BPE (see above). */
+typedef struct { const char *s; size_t n; int32_t id; } bpe_tok;
+typedef struct { const char *a; size_t an; const char *b; size_t bn; } bpe_merge;
+
+static tok_tokenizer *build_bpe(const char *what, const char *name, const char *pattern, const bpe_tok *toks, size_t nt,
+                                const bpe_merge *merges, size_t nm, const bpe_tok *spec, size_t ns, gk_err *err) {
+    int32_t b2c[256]; int16_t c2b[324];
+    gpt2_byte_map(b2c, c2b);
+    tok_tokenizer *t = tok_new_empty(name, TOK_PAT_GPT2);
+    uint8_t *buf = NULL, *made = NULL;
+    if (tok_set_pattern(t, pattern, err)) { gk_err_prefix(err, "%s", what); goto fail; }
+    size_t maxl = 16;
+    for (size_t i = 0; i < nt; i++) if (toks[i].n > maxl) maxl = toks[i].n;
+    for (size_t i = 0; i < nm; i++) if (merges[i].an + merges[i].bn > maxl) maxl = merges[i].an + merges[i].bn;
+    buf = gk_malloc(maxl + 1);
+    for (size_t i = 0; i < nt; i++) {
+        size_t nb;
+        if (toks[i].id < 0 || toks[i].id >= (1 << 24)) { gk_errf(err, "%s: token %zu has id %d", what, i, (int)toks[i].id); goto fail; }
+        if (gpt2_unmap(c2b, toks[i].s, toks[i].n, buf, &nb) || nb == 0) {
+            gk_errf(err, "%s: token %d (\"%.*s\"): not a byte-level token string", what, (int)toks[i].id,
+                    (int)(toks[i].n < 40 ? toks[i].n : 40), toks[i].s);
+            goto fail;
+        }
+        int rc = tok_add_rank(t, buf, nb, toks[i].id);
+        if (rc == 1) { gk_errf(err, "%s: duplicate id %d", what, (int)toks[i].id); goto fail; }
+        if (rc == 2) { gk_errf(err, "%s: token %d (\"%.*s\") duplicates another", what, (int)toks[i].id, (int)(toks[i].n < 40 ? toks[i].n : 40), toks[i].s); goto fail; }
+    }
+    if (tok_finish_ranks(t, what, err)) goto fail;
+    made = gk_calloc(t->vocab_size ? t->vocab_size : 1, 1);
+    int32_t last = -1;
+    for (size_t mi = 0; mi < nm; mi++) {
+        const bpe_merge *m = &merges[mi];
+        size_t na, nb2;
+        if (gpt2_unmap(c2b, m->a, m->an, buf, &na) || gpt2_unmap(c2b, m->b, m->bn, buf + na, &nb2)) {
+            gk_errf(err, "%s: merges[%zu] is not a pair of byte-level token strings", what, mi); goto fail;
+        }
+        int32_t r = tok_rank(t, buf, na + nb2);
+        if (tok_rank(t, buf, na) < 0 || tok_rank(t, buf + na, nb2) < 0 || r < 0) {
+            gk_errf(err, "%s: merges[%zu] (\"%.*s\" + \"%.*s\"): a part or the result is not in the vocabulary", what, mi,
+                    (int)m->an, m->a, (int)m->bn, m->b);
+            goto fail;
+        }
+        if (made[r]) continue;   /* a second merge to the same token: the rank order already holds */
+        if (r <= last) {
+            gk_errf(err, "%s: merges[%zu] makes id %d after a merge made id %d: merges out of id order are not supported",
+                    what, mi, (int)r, (int)last);
+            goto fail;
+        }
+        made[r] = 1; last = r;
+    }
+    for (size_t id = 0; id < t->vocab_size; id++)
+        if (t->kind[id] == TOK_KIND_RANK && t->len[id] > 1 && !made[id]) {
+            gk_errf(err, "%s: vocabulary token %zu has no merge making it (not supported)", what, id);
+            goto fail;
+        }
+    for (size_t i = 0; i < ns; i++) {
+        char *txt = gk_malloc(spec[i].n + 1);
+        memcpy(txt, spec[i].s, spec[i].n); txt[spec[i].n] = 0;
+        int32_t rc = tok_add_special(t, txt, spec[i].id, err);
+        free(txt);
+        if (rc < 0) { gk_err_prefix(err, "%s", what); goto fail; }
+    }
+    t->hf = 1;
+    free(buf); free(made);
+    return t;
+fail:
+    free(buf); free(made); tok_free(t);
+    return NULL;
+}
+
 static tok_tokenizer *load_hf_json(const char *path, gk_err *err) {
     char *data = NULL; size_t len = 0;
     if (gk_read_file(path, &data, &len, err)) return NULL;
     cJSON *root = cJSON_ParseWithLength(data, len);
     tok_tokenizer *t = NULL;
-    uint8_t *buf = NULL, *pa = NULL;
-    int32_t b2c[256]; int16_t c2b[324];
-    gpt2_byte_map(b2c, c2b);
+    bpe_tok *toks = NULL, *spec = NULL;
+    bpe_merge *mg = NULL;
+    int32_t *add_id = NULL;
     const cJSON *model = root ? cJSON_GetObjectItemCaseSensitive(root, "model") : NULL;
     const cJSON *mty = cJSON_GetObjectItemCaseSensitive(model, "type");
     const cJSON *vocab = cJSON_GetObjectItemCaseSensitive(model, "vocab"), *merges = cJSON_GetObjectItemCaseSensitive(model, "merges");
     if (!cJSON_IsObject(model) || !cJSON_IsString(mty) || strcmp(mty->valuestring, "BPE") || !cJSON_IsObject(vocab) ||
         !cJSON_IsArray(merges)) {
         gk_errf(err, "%s: not a byte-level BPE tokenizer.json (want model.type \"BPE\" with vocab and merges)", path);
-        goto fail;
+        goto done;
     }
     const cJSON *norm = cJSON_GetObjectItemCaseSensitive(root, "normalizer");
-    if (norm && !cJSON_IsNull(norm)) { gk_errf(err, "%s: a normalizer is not supported (byte-level BPE has none)", path); goto fail; }
+    if (norm && !cJSON_IsNull(norm)) { gk_errf(err, "%s: a normalizer is not supported (byte-level BPE has none)", path); goto done; }
     const cJSON *pt = cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer");
     const char *pattern = cJSON_IsObject(pt) ? hf_pattern(pt, path, err) : NULL;
-    if (!pattern) { if (!cJSON_IsObject(pt)) gk_errf(err, "%s: no pre_tokenizer (byte-level BPE needs one)", path); goto fail; }
-    const char *b = base_name(path);
-    t = tok_new_empty(strcmp(b, "tokenizer.json") ? b : "hf-bpe", TOK_PAT_GPT2);
-    if (tok_set_pattern(t, pattern, err)) { gk_err_prefix(err, "%s", path); goto fail; }
-    /* added tokens first: their ids are not ranks even where vocab lists them too */
+    if (!pattern) { if (!cJSON_IsObject(pt)) gk_errf(err, "%s: no pre_tokenizer (byte-level BPE needs one)", path); goto done; }
+    /* added tokens: special ids, not ranks, even where vocab lists them too */
     const cJSON *added = cJSON_GetObjectItemCaseSensitive(root, "added_tokens");
-    size_t nadd = (size_t)cJSON_GetArraySize(added);
-    int32_t *add_id = gk_calloc(nadd ? nadd : 1, sizeof *add_id);
-    size_t k = 0;
+    size_t nadd = (size_t)cJSON_GetArraySize(added), k = 0;
+    add_id = gk_calloc(nadd ? nadd : 1, sizeof *add_id);
+    spec = gk_calloc(nadd ? nadd : 1, sizeof *spec);
     for (const cJSON *a = cJSON_IsArray(added) ? added->child : NULL; a; a = a->next, k++) {
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(a, "id"), *ct = cJSON_GetObjectItemCaseSensitive(a, "content");
         if (!cJSON_IsNumber(id) || id->valuedouble < 0 || id->valuedouble >= (1 << 24) || !cJSON_IsString(ct)) {
-            gk_errf(err, "%s: added_tokens[%zu] needs an integer id and a content string", path, k); free(add_id); goto fail;
+            gk_errf(err, "%s: added_tokens[%zu] needs an integer id and a content string", path, k); goto done;
         }
         add_id[k] = (int32_t)id->valuedouble;
+        spec[k] = (bpe_tok){ct->valuestring, strlen(ct->valuestring), add_id[k]};
     }
-    buf = gk_malloc(len + 1);
-    size_t nent = 0;
+    size_t nv = (size_t)cJSON_GetArraySize(vocab), nt = 0, nent = 0;
+    toks = gk_calloc(nv ? nv : 1, sizeof *toks);
     for (cJSON *it = vocab->child; it; it = it->next) {
         nent++;
         if (!cJSON_IsNumber(it) || it->valuedouble < 0 || it->valuedouble >= (1 << 24) || it->valuedouble != (double)(int)it->valuedouble) {
-            gk_errf(err, "%s: vocab entry %zu (\"%.40s\"): id must be a non-negative integer", path, nent, it->string);
-            free(add_id); goto fail;
+            gk_errf(err, "%s: vocab entry %zu (\"%.40s\"): id must be a non-negative integer", path, nent, it->string); goto done;
         }
         int32_t id = (int32_t)it->valuedouble;
         int is_added = 0;
         for (size_t i = 0; i < nadd; i++) is_added |= add_id[i] == id;
-        if (is_added) continue;
-        size_t nb;
-        if (gpt2_unmap(c2b, it->string, strlen(it->string), buf, &nb) || nb == 0) {
-            gk_errf(err, "%s: vocab entry %zu (\"%.40s\"): not a byte-level token string", path, nent, it->string);
-            free(add_id); goto fail;
-        }
-        int rc = tok_add_rank(t, buf, nb, id);
-        if (rc == 1) { gk_errf(err, "%s: vocab entry \"%.40s\": duplicate id %d", path, it->string, (int)id); free(add_id); goto fail; }
-        if (rc == 2) { gk_errf(err, "%s: vocab entry \"%.40s\": duplicate token", path, it->string); free(add_id); goto fail; }
+        if (!is_added) toks[nt++] = (bpe_tok){it->string, strlen(it->string), id};
     }
-    free(add_id);
-    if (tok_finish_ranks(t, path, err)) goto fail;
-    /* merges: each makes a token of the vocabulary, in increasing id order; every multi-byte token has one */
-    pa = gk_malloc(len + 1);
-    uint8_t *made = gk_calloc(t->vocab_size ? t->vocab_size : 1, 1);
-    int32_t last = -1;
-    size_t mi = 0;
+    size_t nm = (size_t)cJSON_GetArraySize(merges), mi = 0;
+    mg = gk_calloc(nm ? nm : 1, sizeof *mg);
     for (const cJSON *m = merges->child; m; m = m->next, mi++) {
-        const char *a = NULL, *bb = NULL; size_t al = 0, bl = 0;
+        bpe_merge *g = &mg[mi];
         if (cJSON_IsString(m)) {
             const char *sp = strchr(m->valuestring, ' ');
-            if (sp) { a = m->valuestring; al = (size_t)(sp - a); bb = sp + 1; bl = strlen(bb); }
+            if (sp) { g->a = m->valuestring; g->an = (size_t)(sp - g->a); g->b = sp + 1; g->bn = strlen(g->b); }
         } else if (cJSON_IsArray(m) && cJSON_GetArraySize(m) == 2 && cJSON_IsString(m->child) && cJSON_IsString(m->child->next)) {
-            a = m->child->valuestring; al = strlen(a); bb = m->child->next->valuestring; bl = strlen(bb);
+            g->a = m->child->valuestring; g->an = strlen(g->a); g->b = m->child->next->valuestring; g->bn = strlen(g->b);
         }
-        size_t na, nb2;
-        if (!a || gpt2_unmap(c2b, a, al, pa, &na) || gpt2_unmap(c2b, bb, bl, pa + na, &nb2)) {
-            gk_errf(err, "%s: merges[%zu] is not a pair of byte-level token strings", path, mi); free(made); goto fail;
-        }
-        int32_t r = tok_rank(t, pa, na + nb2);
-        if (tok_rank(t, pa, na) < 0 || tok_rank(t, pa + na, nb2) < 0 || r < 0) {
-            gk_errf(err, "%s: merges[%zu] (\"%.*s\" + \"%.*s\"): a part or the result is not in the vocabulary", path, mi,
-                    (int)al, a, (int)bl, bb);
-            free(made); goto fail;
-        }
-        if (made[r]) continue;   /* a second merge to the same token: the rank order already holds */
-        if (r <= last) {
-            gk_errf(err, "%s: merges[%zu] makes id %d after a merge made id %d: merges out of id order are not supported",
-                    path, mi, (int)r, (int)last);
-            free(made); goto fail;
-        }
-        made[r] = 1; last = r;
+        if (!g->a) { gk_errf(err, "%s: merges[%zu] is not a pair of token strings", path, mi); goto done; }
     }
-    for (size_t id = 0; id < t->vocab_size; id++)
-        if (t->kind[id] == TOK_KIND_RANK && t->len[id] > 1 && !made[id]) {
-            gk_errf(err, "%s: vocabulary token %zu has no merge making it (not supported)", path, id);
-            free(made); goto fail;
-        }
-    free(made);
-    k = 0;
-    for (const cJSON *a = cJSON_IsArray(added) ? added->child : NULL; a; a = a->next, k++) {
-        const cJSON *id = cJSON_GetObjectItemCaseSensitive(a, "id"), *ct = cJSON_GetObjectItemCaseSensitive(a, "content");
-        if (tok_add_special(t, ct->valuestring, (int32_t)id->valuedouble, err) < 0) { gk_err_prefix(err, "%s", path); goto fail; }
-    }
-    t->hf = 1;
-    free(buf); free(pa); cJSON_Delete(root); free(data);
+    const char *b = base_name(path);
+    t = build_bpe(path, strcmp(b, "tokenizer.json") ? b : "hf-bpe", pattern, toks, nt, mg, nm, spec, nadd, err);
+done:
+    free(toks); free(spec); free(mg); free(add_id);
+    cJSON_Delete(root); free(data);
     return t;
-fail:
-    free(buf); free(pa); cJSON_Delete(root); free(data); tok_free(t);
-    return NULL;
+}
+
+/* ---------------------------------------------------------------- GGUF's tokenizer.ggml.* (model "gpt2") */
+/* tokens (byte-level strings, index = id), token_type (3 control, 4 user-defined: special tokens, matched in
+ * text), merges ("a b"), and pre naming the split: llama-bpe / llama3 (LLaMA 3's regex), qwen2, smollm (digits
+ * alone, then GPT-2's), gpt-2. The "llama" (SentencePiece) model and other pre-tokenizers are refused by name. */
+static const char hf_llama3_pattern[] =
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+static const char hf_qwen2_pattern[] =
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+
+/* A string array's elements (pointers into the file). */
+static int gguf_strs(const gguf_file *g, const char *key, bpe_tok **out, size_t *n, gk_err *err) {
+    const gguf_kv *kv = gguf_find_kv(g, key);
+    *out = NULL; *n = 0;
+    if (!kv) return 1;
+    uint32_t et; uint64_t cnt;
+    const uint8_t *p = g->data + kv->at;
+    if (kv->type != 9) return gk_errf(err, "%s: %s is not an array", g->path, key);
+    memcpy(&et, p, 4); memcpy(&cnt, p + 4, 8);
+    if (et != 8) return gk_errf(err, "%s: %s is not an array of strings", g->path, key);
+    p += 12;
+    *out = gk_calloc(cnt ? cnt : 1, sizeof **out);   /* parse validated: cnt strings fit in [at, end) */
+    for (uint64_t i = 0; i < cnt; i++) {
+        uint64_t l;
+        memcpy(&l, p, 8);
+        (*out)[i] = (bpe_tok){(const char *)p + 8, (size_t)l, (int32_t)i};
+        p += 8 + l;
+    }
+    *n = (size_t)cnt;
+    return 0;
+}
+
+tok_tokenizer *tok_load_gguf(const char *path, gk_err *err) {
+    gguf_file g;
+    if (gguf_open(&g, path, err)) return NULL;
+    tok_tokenizer *t = NULL;
+    bpe_tok *all = NULL, *merges_s = NULL, *toks = NULL, *spec = NULL;
+    bpe_merge *mg = NULL;
+    size_t n = 0, nm = 0;
+    gguf_str model, pre = {"default", 7};
+    if (gguf_get_str(&g, "tokenizer.ggml.model", &model)) { gk_errf(err, "%s: has no tokenizer (tokenizer.ggml.model)", path); goto done; }
+    if (!(model.n == 4 && !memcmp(model.p, "gpt2", 4))) {
+        gk_errf(err, "%s: tokenizer model \"%.*s\" is not supported (only \"gpt2\", byte-level BPE)", path, (int)model.n, model.p);
+        goto done;
+    }
+    gguf_get_str(&g, "tokenizer.ggml.pre", &pre);
+    const char *pattern = NULL;
+#define PRE(s) (pre.n == strlen(s) && !memcmp(pre.p, s, pre.n))
+    if (PRE("llama-bpe") || PRE("llama3")) pattern = hf_llama3_pattern;
+    else if (PRE("qwen2")) pattern = hf_qwen2_pattern;
+    else if (PRE("smollm")) pattern = hf_digits_gpt2_pattern;
+    else if (PRE("gpt-2") || PRE("gpt2")) pattern = tok_pattern_gpt2;
+#undef PRE
+    if (!pattern) { gk_errf(err, "%s: pre-tokenizer \"%.*s\" is not supported (llama-bpe, qwen2, smollm, gpt-2)", path, (int)pre.n, pre.p); goto done; }
+    if (gguf_strs(&g, "tokenizer.ggml.tokens", &all, &n, err)) { if (!all) gk_errf(err, "%s: no tokenizer.ggml.tokens", path); goto done; }
+    if (gguf_strs(&g, "tokenizer.ggml.merges", &merges_s, &nm, err) < 0) goto done;
+    const gguf_kv *tt = gguf_find_kv(&g, "tokenizer.ggml.token_type");
+    const int32_t *types = NULL;
+    if (tt) {
+        uint32_t et; uint64_t cnt;
+        memcpy(&et, g.data + tt->at, 4); memcpy(&cnt, g.data + tt->at + 4, 8);
+        if (tt->type != 9 || et != 5 || cnt != n) { gk_errf(err, "%s: tokenizer.ggml.token_type must be %zu int32s", path, n); goto done; }
+        types = (const int32_t *)(g.data + tt->at + 12);
+    }
+    toks = gk_calloc(n ? n : 1, sizeof *toks);
+    spec = gk_calloc(n ? n : 1, sizeof *spec);
+    size_t nt = 0, ns = 0;
+    for (size_t i = 0; i < n; i++) {
+        int32_t ty = 1;
+        if (types) memcpy(&ty, (const uint8_t *)types + 4 * i, 4);
+        if (ty == 3 || ty == 4) spec[ns++] = all[i];
+        else if (ty != 5) toks[nt++] = all[i];   /* unused slots stay gaps */
+    }
+    mg = gk_calloc(nm ? nm : 1, sizeof *mg);
+    for (size_t i = 0; i < nm; i++) {
+        const char *sp = memchr(merges_s[i].s, ' ', merges_s[i].n);
+        if (!sp) { gk_errf(err, "%s: tokenizer.ggml.merges[%zu] is not \"a b\"", path, i); goto done; }
+        mg[i] = (bpe_merge){merges_s[i].s, (size_t)(sp - merges_s[i].s), sp + 1, merges_s[i].n - (size_t)(sp - merges_s[i].s) - 1};
+    }
+    t = build_bpe(path, base_name(path), pattern, toks, nt, mg, nm, spec, ns, err);
+done:
+    free(all); free(merges_s); free(toks); free(spec); free(mg);
+    gguf_close(&g);
+    return t;
 }
 
 /* Is this tokenizer.json HF's (a "model" object) rather than our rank file's sidecar? */
@@ -478,6 +593,7 @@ tok_tokenizer *tok_load(const char *path, gk_err *err) {
         return t;
     }
     if (gk_file_exists(path)) {
+        if (ends_with(path, ".gguf")) return tok_load_gguf(path, err);
         if (ends_with(path, ".json") && is_hf_json(path)) return load_hf_json(path, err);
         if (ends_with(path, ".json")) {
             char *stem = strip_suffix(path, ".json");
@@ -565,6 +681,12 @@ int tok_load_recorded(const char *model_dir, const char *recorded, const char *o
                       tok_tokenizer **tok, gk_err *err) {
     *tok = NULL;
     const char *path = override ? override : recorded;
+    if (!path && model_dir && ends_with(model_dir, ".gguf") && !gk_is_dir(model_dir)) {   /* a GGUF file carries its vocabulary */
+        gk_err e;
+        *tok = tok_load_gguf(model_dir, &e);
+        if (*tok || !required) return 0;
+        return gk_errf(err, "%s", e.msg);
+    }
     if (!path && model_dir) {   /* an HF model directory carries its tokenizer.json */
         char *hj = gk_path_join(model_dir, "tokenizer.json");
         int hf = gk_file_exists(hj) && is_hf_json(hj);

@@ -72,13 +72,16 @@ EOF
 fi
 
 # 7. HF tokenizer.json (byte-level BPE): ids equal HF tokenizers' for LLaMA 3, Qwen2 and SmolLM-style pre-tokenizers
-#    (tests/ref/gen_hf_tokenizer_fixtures.py), added tokens matched in text as HF does
-for k in llama3 qwen2 smollm; do
-  if python3 - "$GPTKIT" "$GK_ROOT/tests/fixtures/hftok/$k" <<'EOF2'
+#    (tests/ref/gen_hf_tokenizer_fixtures.py), added tokens matched in text as HF does; the same vocabularies
+#    stored in GGUF files (tokenizer.ggml.*, pre llama-bpe / qwen2 / smollm) give the same ids
+for k in llama3 qwen2 smollm gguf:llama3 gguf:qwen2 gguf:smollm; do
+  case $k in gguf:*) T=$GK_ROOT/tests/fixtures/gguf/tok-${k#gguf:}.gguf; E=$GK_ROOT/tests/fixtures/hftok/${k#gguf:} ;;
+             *) T=$GK_ROOT/tests/fixtures/hftok/$k; E=$T ;; esac
+  if python3 - "$GPTKIT" "$T" "$E" <<'EOF2'
 import json, subprocess, sys
-gk, d = sys.argv[1], sys.argv[2]
+gk, d, e = sys.argv[1], sys.argv[2], sys.argv[3]
 bad = 0
-for c in json.load(open(d + "/expected.json"))["cases"]:
+for c in json.load(open(e + "/expected.json"))["cases"]:
     out = subprocess.run([gk, "tokenizer", "encode", "--tokenizer", d, "--ids"], input=c["text"].encode(), capture_output=True)
     got = [int(x) for x in out.stdout.split()]
     if got != c["ids"]:
@@ -86,7 +89,7 @@ for c in json.load(open(d + "/expected.json"))["cases"]:
         print("  mismatch", repr(c["text"][:40]), got[:12], c["ids"][:12], out.stderr[:200])
 sys.exit(1 if bad else 0)
 EOF2
-  then pass "hf_tokenizer_$k"; else fail "hf_tokenizer_$k"; fi
+  then pass "hf_tokenizer_${k/:/_}"; else fail "hf_tokenizer_${k/:/_}"; fi
 done
 mkdir -p "$TMP/badtok"
 python3 -c "

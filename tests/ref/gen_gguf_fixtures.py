@@ -149,12 +149,41 @@ def write_model():
         json.dump(expected, f)
 
 
+def write_tokenizers():
+    """tok-<kind>.gguf: the HF tokenizer.json fixtures of tests/fixtures/hftok as llama.cpp's converter stores a
+    byte-level BPE vocabulary (tokenizer.ggml.model "gpt2", tokens by id, token_type 3 for added tokens, merges
+    "a b", pre naming the split). Their expected ids are hftok's (HF's), which llama.cpp's pre types reproduce."""
+    pre = {"llama3": "llama-bpe", "qwen2": "qwen2", "smollm": "smollm"}
+    for kind, p in pre.items():
+        j = json.load(open(os.path.join(OUT, "..", "hftok", kind, "tokenizer.json"), encoding="utf-8"))
+        vocab = dict(j["model"]["vocab"])
+        added = {a["id"]: a["content"] for a in j["added_tokens"]}
+        n = max(list(vocab.values()) + list(added)) + 1
+        tokens, types = [""] * n, [5] * n
+        for s, i in vocab.items():
+            tokens[i], types[i] = s, 1
+        for i, s in added.items():
+            tokens[i], types[i] = s, 3
+        merges = [m if isinstance(m, str) else " ".join(m) for m in j["model"]["merges"]]
+        w = GGUFWriter(os.path.join(OUT, f"tok-{kind}.gguf"), "llama")
+        w.add_tokenizer_model("gpt2")
+        w.add_tokenizer_pre(p)
+        w.add_token_list(tokens)
+        w.add_token_types(types)
+        w.add_token_merges(merges)
+        w.write_header_to_file()
+        w.write_kv_data_to_file()
+        w.write_tensors_to_file()
+        w.close()
+
+
 def main():
     if os.path.isdir(OUT):
         shutil.rmtree(OUT)
     os.makedirs(OUT)
     write_dequant(os.path.join(OUT, "dequant.gguf"))
     write_model()
+    write_tokenizers()
 
 
 if __name__ == "__main__":
