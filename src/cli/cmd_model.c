@@ -72,6 +72,54 @@ static const char *EXPORT_USAGE =
 "  --type T        f32 | f16 | q8_0 | q4_0 (GGUF only)\n"
 "  --out PATH      the file (gguf) or directory (hf) to write\n";
 
+/* The chat templates of the formats gptkit speaks, as Jinja (what llama.cpp and transformers read). */
+static const char *chat_template_jinja(int fmt) {
+    switch (fmt) {
+    case CHAT_FMT_CHATML:
+        return "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + "
+               "'\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+    case CHAT_FMT_LLAMA3:
+        return "{{ bos_token }}{% for message in messages %}{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' + "
+               "message['content'] | trim + '<|eot_id|>' }}{% endfor %}{% if add_generation_prompt %}"
+               "{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{% endif %}";
+    default:
+        return "{% for message in messages %}{{ '<|' + message['role'] + '|>' + message['content'] + '<|end|>' }}{% endfor %}"
+               "{% if add_generation_prompt %}{{ '<|assistant|>' }}{% endif %}";
+    }
+}
+
+/* GGUF metadata for the model's tokenizer (tokenizer.ggml.* and the chat template); 0 entries (with a warning)
+ * when it has none or its split pattern has no llama.cpp equivalent. */
+static size_t tokenizer_kvs(const char *model, const char *rec, gguf_extra_kv *kv) {
+    gk_err err;
+    tok_tokenizer *tok = NULL;
+    if (tok_load_recorded(model, rec, NULL, 0, &tok, &err) || !tok) {
+        fprintf(stderr, "gptkit export: no tokenizer written (%s)\n", tok ? err.msg : "the model records none");
+        return 0;
+    }
+    tok_bpe_export x;
+    if (tok_export_bpe(tok, &x, &err)) {
+        fprintf(stderr, "gptkit export: no tokenizer written: %s\n", err.msg);
+        tok_free(tok);
+        return 0;
+    }
+    size_t n = 0;
+    gguf_kv_string(&kv[n++], "tokenizer.ggml.model", "gpt2");
+    gguf_kv_string(&kv[n++], "tokenizer.ggml.pre", x.pre);
+    gguf_kv_str_array(&kv[n++], "tokenizer.ggml.tokens", (const char *const *)x.tokens, x.lens, x.n);
+    gguf_kv_i32_array(&kv[n++], "tokenizer.ggml.token_type", x.types, x.n);
+    gguf_kv_str_array(&kv[n++], "tokenizer.ggml.merges", (const char *const *)x.merges, x.mlens, x.nm);
+    chat_specials sp;
+    if (chat_specials_resolve(tok, 0, &sp, &err) == 0) {
+        if (sp.end >= 0) gguf_kv_u32(&kv[n++], "tokenizer.ggml.eos_token_id", (uint32_t)sp.end);
+        if (sp.fmt == CHAT_FMT_LLAMA3 && sp.bos >= 0) gguf_kv_u32(&kv[n++], "tokenizer.ggml.bos_token_id", (uint32_t)sp.bos);
+        gguf_kv_string(&kv[n++], "tokenizer.chat_template", chat_template_jinja(sp.fmt));
+    }
+    tok_bpe_export_free(&x);
+    tok_free(tok);
+    return n;
+}
+
 int cmd_export(int argc, char **argv) {
     cli_args a;
     cli_args_init(&a, argc, argv, EXPORT_USAGE);
@@ -93,7 +141,11 @@ int cmd_export(int argc, char **argv) {
     char *rec = NULL;
     gpt_model *m = gpt_load(model, &rec, &err);
     if (!m) { fprintf(stderr, "gptkit export: %s\n", err.msg); return 1; }
-    int rc = gg ? gpt_export_gguf(m, out, t, NULL, 0, &err) : gpt_save(m, out, rec, &err);
+    gguf_extra_kv kv[12];
+    size_t nkv = 0;
+    if (gg) nkv = tokenizer_kvs(model, rec, kv);
+    int rc = gg ? gpt_export_gguf(m, out, t, kv, nkv, &err) : gpt_save(m, out, rec, &err);
+    for (size_t i = 0; i < nkv; i++) free(kv[i].bytes);
     gpt_free(m);
     free(rec);
     if (rc) { fprintf(stderr, "gptkit export: %s\n", err.msg); return 1; }

@@ -69,6 +69,17 @@ tok_tokenizer *tok_load(const char *path, gk_err *err);
 /* The vocabulary of a GGUF model file (tokenizer.ggml.model "gpt2" with pre llama-bpe, qwen2, smollm or gpt-2);
  * tok_load calls it for a path ending in .gguf. */
 tok_tokenizer *tok_load_gguf(const char *path, gk_err *err);
+/* The vocabulary as llama.cpp's GGUF stores a byte-level BPE ("gpt2" model): per id its string (byte-mapped,
+ * or the special token's text, or "[PAD<id>]" for a gap) and type (1 normal, 3 control, 5 unused); merges "a b"
+ * in rank order (each token's last merge under rank BPE); pre = llama.cpp's name for the split pattern
+ * (llama-bpe, qwen2, smollm, gpt-2). -1 with err if the pattern has no llama.cpp equivalent. */
+typedef struct {
+    char **tokens; size_t *lens; int32_t *types; size_t n;
+    char **merges; size_t *mlens; size_t nm;
+    const char *pre;
+} tok_bpe_export;
+int  tok_export_bpe(const tok_tokenizer *t, tok_bpe_export *x, gk_err *err);
+void tok_bpe_export_free(tok_bpe_export *x);
 /* The tokenizer of a checkpoint: `override` if non-NULL (--tokenizer), else the path recorded in its
  * config.json (`recorded`, from gpt_load), tried as written and then relative to model_dir. *tok = NULL if
  * there is none; that is an error only when `required` ("... records no tokenizer; pass --tokenizer PATH"). */

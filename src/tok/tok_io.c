@@ -492,6 +492,98 @@ done:
     return t;
 }
 
+/* ---------------------------------------------------------------- export for GGUF */
+
+/* The merge that makes token r (bytes p[0..n)): rank BPE on its bytes using only tokens of lower rank ends in
+ * two parts; *split = the first part's length. -1 if it does not (not a BPE-reachable token). */
+static int merge_of(const tok_tokenizer *t, const uint8_t *p, size_t n, int32_t r, size_t *split) {
+    size_t *cut = gk_malloc((n + 1) * sizeof *cut), k = n;   /* part i = [cut[i], cut[i+1]) */
+    for (size_t i = 0; i <= n; i++) cut[i] = i;
+    while (k > 2) {
+        int32_t best = -1; size_t bi = 0;
+        for (size_t i = 0; i + 1 < k; i++) {
+            int32_t q = tok_rank(t, p + cut[i], cut[i + 2] - cut[i]);
+            if (q >= 0 && q < r && (best < 0 || q < best)) { best = q; bi = i; }
+        }
+        if (best < 0) break;
+        memmove(cut + bi + 1, cut + bi + 2, (k - bi - 1) * sizeof *cut);
+        k--;
+    }
+    int ok = k == 2;
+    *split = cut[1];
+    free(cut);
+    return ok ? 0 : -1;
+}
+
+int tok_export_bpe(const tok_tokenizer *t, tok_bpe_export *x, gk_err *err) {
+    memset(x, 0, sizeof *x);
+    if (t->pat == TOK_PAT_CL100K || !strcmp(t->pattern, hf_llama3_pattern)) x->pre = "llama-bpe";
+    else if (!strcmp(t->pattern, hf_qwen2_pattern)) x->pre = "qwen2";
+    else if (!strcmp(t->pattern, hf_digits_gpt2_pattern)) x->pre = "smollm";
+    else if (t->pat == TOK_PAT_GPT2) x->pre = "gpt-2";
+    else return gk_errf(err, "tokenizer %s: its split pattern has no llama.cpp pre-tokenizer", t->name);
+    int32_t b2c[256]; int16_t c2b[324];
+    gpt2_byte_map(b2c, c2b);
+    size_t n = t->vocab_size;
+    x->n = n;
+    x->tokens = gk_calloc(n ? n : 1, sizeof *x->tokens);
+    x->lens = gk_calloc(n ? n : 1, sizeof *x->lens);
+    x->types = gk_calloc(n ? n : 1, sizeof *x->types);
+    x->merges = gk_calloc(n ? n : 1, sizeof *x->merges);
+    x->mlens = gk_calloc(n ? n : 1, sizeof *x->mlens);
+    char *tmp = NULL;
+    /* byte-mapped spelling: each byte becomes one code point < 324, at most 2 UTF-8 bytes */
+    for (size_t id = 0; id < n; id++) {
+        if (t->kind[id] == TOK_KIND_GAP) {
+            char b[32];
+            int l = snprintf(b, sizeof b, "[PAD%zu]", id);
+            x->tokens[id] = gk_strdup(b); x->lens[id] = (size_t)l; x->types[id] = 5;
+            continue;
+        }
+        const uint8_t *p = t->arena + t->off[id];
+        size_t len = t->len[id];
+        if (t->kind[id] == TOK_KIND_SPECIAL) {
+            x->tokens[id] = gk_malloc(len + 1); memcpy(x->tokens[id], p, len); x->tokens[id][len] = 0;
+            x->lens[id] = len; x->types[id] = 3;
+            continue;
+        }
+        char *s = gk_malloc(2 * len + 1);
+        size_t o = 0;
+        for (size_t i = 0; i < len; i++) {
+            uint32_t cp = (uint32_t)b2c[p[i]];
+            if (cp < 0x80) s[o++] = (char)cp;
+            else { s[o++] = (char)(0xC0 | (cp >> 6)); s[o++] = (char)(0x80 | (cp & 0x3F)); }
+        }
+        s[o] = 0;
+        x->tokens[id] = s; x->lens[id] = o; x->types[id] = 1;
+    }
+    /* merges in rank (= id) order */
+    for (size_t id = 0; id < n; id++) {
+        if (t->kind[id] != TOK_KIND_RANK || t->len[id] < 2) continue;
+        size_t split;
+        const uint8_t *p = t->arena + t->off[id];
+        if (merge_of(t, p, t->len[id], (int32_t)id, &split)) {
+            free(tmp);
+            tok_bpe_export_free(x);
+            return gk_errf(err, "tokenizer %s: token %zu is not made by a merge of lower-ranked tokens", t->name, id);
+        }
+        int32_t a = tok_rank(t, p, split), b = tok_rank(t, p + split, t->len[id] - split);
+        size_t la = x->lens[a], lb = x->lens[b];
+        char *m = gk_malloc(la + lb + 2);
+        memcpy(m, x->tokens[a], la); m[la] = ' '; memcpy(m + la + 1, x->tokens[b], lb); m[la + lb + 1] = 0;
+        x->merges[x->nm] = m; x->mlens[x->nm] = la + lb + 1; x->nm++;
+    }
+    free(tmp);
+    return 0;
+}
+
+void tok_bpe_export_free(tok_bpe_export *x) {
+    for (size_t i = 0; i < x->n; i++) free(x->tokens[i]);
+    for (size_t i = 0; i < x->nm; i++) free(x->merges[i]);
+    free(x->tokens); free(x->lens); free(x->types); free(x->merges); free(x->mlens);
+    memset(x, 0, sizeof *x);
+}
+
 /* Is this tokenizer.json HF's (a "model" object) rather than our rank file's sidecar? */
 static int is_hf_json(const char *path) {
     char *data = NULL; size_t len = 0;

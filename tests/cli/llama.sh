@@ -158,3 +158,16 @@ $GPTKIT dpo --init "$TMP/sft" --data "$TMP/prefs.jsonl" --steps 3 -b 2 --out "$T
 $GPTKIT ppo --policy "$TMP/sft" --rm "$TMP/rm" --prompts "$TMP/prompts.jsonl" --steps 2 --out "$TMP/ppo" -q >/dev/null 2>"$TMP/ppo.err" \
   && $GPTKIT chat --model "$TMP/ppo" -p "In the beginning" --max-new 8 -q > /dev/null 2>&1 && pass llama_ppo_then_chat \
   || fail llama_ppo_then_chat "$(tail -3 "$TMP/ppo.err")"
+
+# 11. GGUF export carries the tokenizer (tokenizer.ggml.*, pre qwen2) and the chat template: the exported file
+#     chats and tokenizes exactly as the HF directory it came from
+$GPTKIT export --model "$F/chat/model" --format gguf --type f32 --out "$TMP/chat.gguf" 2>/dev/null
+got=$($GPTKIT chat --model "$TMP/chat.gguf" --system "Be brief." -p "In the beginning, what was made?" --max-new 10 -q 2>&1)
+if python3 -c "
+import json,sys; w=json.load(open('$F/chat/expected.json'))['reply_text']; sys.exit(0 if sys.argv[1]==w else 1)" "$got"
+then pass gguf_export_chats_like_hf; else fail gguf_export_chats_like_hf "$got"; fi
+$GPTKIT info --model "$TMP/chat.gguf" | grep -q "tokenizer     gpt2 / qwen2" && $GPTKIT info --model "$TMP/chat.gguf" | grep -q "chat template" \
+  && pass gguf_export_has_tokenizer || fail gguf_export_has_tokenizer
+a=$(printf 'In the beginning God created 12345 things.<|im_end|>' | $GPTKIT tokenizer encode --tokenizer "$TMP/chat.gguf" --ids)
+b=$(printf 'In the beginning God created 12345 things.<|im_end|>' | $GPTKIT tokenizer encode --tokenizer "$F/chat/model" --ids)
+[ -n "$a" ] && [ "$a" = "$b" ] && pass gguf_export_tokenizes_like_hf || fail gguf_export_tokenizes_like_hf "$a vs $b"
