@@ -632,6 +632,23 @@ static void test_gguf_export(void) {
         }
         free(out);
     }
+    /* GPT-2 too: llama.cpp's gpt2 layout (Conv1D matrices transposed to [out, in]), reloaded unchanged */
+    gpt_model *g2 = gpt_load(tl_path("tests/fixtures/gpt2/model"), NULL, &err);
+    CHECK(g2 != NULL, "%s", err.msg);
+    if (g2) {
+        char *out = gk_path_join(d, "gpt2.gguf");
+        CHECK(gpt_export_gguf(g2, out, GGUF_F32, NULL, 0, &err) == 0, "gpt2 export: %s", err.msg);
+        gpt_model *r = gpt_load(out, NULL, &err);
+        CHECK(r && r->cfg.arch == GPT_ARCH_GPT2 && r->num_params == g2->num_params, "gpt2 reload: %s", r ? "" : err.msg);
+        if (r) {
+            float *h1 = download(g2->params, g2->num_params), *h2 = download(r->params, r->num_params);
+            CHECK(!memcmp(h1, h2, g2->num_params * sizeof(float)), "gpt2 GGUF round trip changes the weights");
+            free(h1); free(h2);
+            gpt_free(r);
+        }
+        free(out);
+        gpt_free(g2);
+    }
     free(d);
     gpt_free(m);
 }

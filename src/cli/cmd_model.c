@@ -67,7 +67,7 @@ static const char *EXPORT_USAGE =
 "\n"
 "Writes a model in another format.\n"
 "  --model PATH    checkpoint directory (gptkit or HF) or .gguf file\n"
-"  --format gguf   one GGUF v3 file as llama.cpp's converter lays it out (LLaMA family; norms and biases f32,\n"
+"  --format gguf   one GGUF v3 file as llama.cpp's converter lays it out (LLaMA family or GPT-2; norms and biases f32,\n"
 "                  matrices in --type, default f16); hf: an HF directory (config.json + model.safetensors, fp32)\n"
 "  --type T        f32 | f16 | q8_0 | q4_0 (GGUF only)\n"
 "  --out PATH      the file (gguf) or directory (hf) to write\n";

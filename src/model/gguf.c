@@ -468,6 +468,25 @@ int gguf_get_str(const gguf_file *g, const char *key, gguf_str *out) {
 
 /* GGUF name of table entry p, part k (q, k, v of the fused projection). */
 static int gguf_parts(const gpt_model *m, const gpt_param *p, char names[3][96]) {
+    if (m->cfg.arch == GPT_ARCH_GPT2) {   /* llama.cpp's gpt2 names; c_attn stays fused */
+        static const struct { int role; const char *name; } g2[] = {
+            {GPT_ROLE_LN1_W, "attn_norm.weight"}, {GPT_ROLE_LN1_B, "attn_norm.bias"}, {GPT_ROLE_QKV_W, "attn_qkv.weight"},
+            {GPT_ROLE_QKV_B, "attn_qkv.bias"}, {GPT_ROLE_PROJ_W, "attn_output.weight"}, {GPT_ROLE_PROJ_B, "attn_output.bias"},
+            {GPT_ROLE_LN2_W, "ffn_norm.weight"}, {GPT_ROLE_LN2_B, "ffn_norm.bias"}, {GPT_ROLE_FC_W, "ffn_up.weight"},
+            {GPT_ROLE_FC_B, "ffn_up.bias"}, {GPT_ROLE_FCPROJ_W, "ffn_down.weight"}, {GPT_ROLE_FCPROJ_B, "ffn_down.bias"},
+        };
+        switch (p->role) {
+        case GPT_ROLE_EMBED_TOK: snprintf(names[0], 96, "token_embd.weight"); return 1;
+        case GPT_ROLE_EMBED_POS: snprintf(names[0], 96, "position_embd.weight"); return 1;
+        case GPT_ROLE_LNF_W: snprintf(names[0], 96, "output_norm.weight"); return 1;
+        case GPT_ROLE_LNF_B: snprintf(names[0], 96, "output_norm.bias"); return 1;
+        case GPT_ROLE_LM_HEAD: snprintf(names[0], 96, "output.weight"); return 1;
+        default:
+            for (size_t i = 0; i < sizeof g2 / sizeof g2[0]; i++)
+                if (g2[i].role == p->role) { snprintf(names[0], 96, "blk.%d.%s", p->layer, g2[i].name); return 1; }
+        }
+        return 0;
+    }
     static const struct { int role; const char *name; } map[] = {
         {GPT_ROLE_LN1_W, "attn_norm.weight"}, {GPT_ROLE_PROJ_W, "attn_output.weight"}, {GPT_ROLE_LN2_W, "ffn_norm.weight"},
         {GPT_ROLE_FC_W, "ffn_up.weight"}, {GPT_ROLE_GATE_W, "ffn_gate.weight"}, {GPT_ROLE_FCPROJ_W, "ffn_down.weight"},
@@ -512,6 +531,18 @@ static void permute_rows(float *w, size_t rows, size_t cols, size_t hs, int inve
     free(tmp);
 }
 
+/* GPT-2's Conv1D block matrices are [in, out] in memory, GGUF rows are outputs: transpose [r, c] -> [c, r]. */
+static void transpose(float *w, size_t r, size_t c) {
+    float *tmp = gk_malloc(r * c * sizeof(float));
+    for (size_t i = 0; i < r; i++)
+        for (size_t j = 0; j < c; j++) tmp[j * r + i] = w[i * c + j];
+    memcpy(w, tmp, r * c * sizeof(float));
+    free(tmp);
+}
+static int gpt2_block_matrix(const gpt_model *m, const gpt_param *p) {
+    return m->cfg.arch == GPT_ARCH_GPT2 && p->layer >= 0 && p->ndim == 2;
+}
+
 static int gguf_arch(const gguf_file *g, char *arch, size_t n) {
     gguf_str s;
     if (gguf_get_str(g, "general.architecture", &s)) return -1;
@@ -529,8 +560,26 @@ static int arch_num(const gguf_file *g, const char *arch, const char *key, doubl
 int gguf_load_config(const gguf_file *g, gpt_config *c, gk_err *err) {
     char arch[32];
     if (gguf_arch(g, arch, sizeof arch)) return gk_errf(err, "%s: no general.architecture", g->path);
-    if (strcmp(arch, "llama") && strcmp(arch, "qwen2"))
-        return gk_errf(err, "%s: architecture \"%s\" is not supported (llama and qwen2)", g->path, arch);
+    if (strcmp(arch, "llama") && strcmp(arch, "qwen2") && strcmp(arch, "gpt2"))
+        return gk_errf(err, "%s: architecture \"%s\" is not supported (llama, qwen2, gpt2)", g->path, arch);
+    if (!strcmp(arch, "gpt2")) {
+        gpt_config_default(c);
+        double L, C, H, I = 0, ctx = 1024, eps = 1e-5;
+        if (arch_num(g, arch, "block_count", &L, 1, err) < 0 || arch_num(g, arch, "embedding_length", &C, 1, err) < 0 ||
+            arch_num(g, arch, "attention.head_count", &H, 1, err) < 0 || arch_num(g, arch, "feed_forward_length", &I, 0, err) < 0 ||
+            arch_num(g, arch, "context_length", &ctx, 0, err) < 0 || arch_num(g, arch, "attention.layer_norm_epsilon", &eps, 0, err) < 0)
+            return -1;
+        if (!(L >= 1 && L <= 4096 && C >= 1 && C <= 65536 && H >= 1 && H <= 4096 && I >= 0 && I <= (1 << 20) && ctx >= 1 &&
+              ctx <= (1 << 20)) || L != floor(L) || C != floor(C) || H != floor(H) || I != floor(I) || ctx != floor(ctx))
+            return gk_errf(err, "%s: model dimensions out of range", g->path);
+        c->n_layer = (int)L; c->n_embd = (int)C; c->n_head = (int)H; c->n_inner = (int)I == 4 * (int)C ? 0 : (int)I;
+        c->n_ctx = (int)ctx; c->ln_eps = (float)eps;
+        const gguf_tensor *emb = gguf_find_tensor(g, "token_embd.weight");
+        if (!emb || emb->n_dims != 2 || emb->ne[1] > (1 << 24)) return gk_errf(err, "%s: no usable 2-D token_embd.weight", g->path);
+        c->vocab_size = (int)emb->ne[1];
+        c->tied_head = gguf_find_tensor(g, "output.weight") == NULL;
+        return gpt_config_validate(c, err) ? gk_err_prefix(err, "%s", g->path) : 0;
+    }
     gpt_config_llama(c);
     double L, C, H, KV = 0, I, ctx = 2048, eps = 1e-5, theta = 10000, rd = 0;
     if (arch_num(g, arch, "block_count", &L, 1, err) < 0 || arch_num(g, arch, "embedding_length", &C, 1, err) < 0 ||
@@ -583,6 +632,7 @@ gpt_model *gpt_load_gguf(const char *path, gk_err *err) {
             const gguf_tensor *t = gguf_find_tensor(&g, names[k]);
             if (!t) { rc = gk_errf(err, "%s: missing tensor \"%s\"", path, names[k]); break; }
             size_t rows = part_rows(m, p, np, k), cols = p->ndim == 2 ? p->shape[1] : 1;
+            if (gpt2_block_matrix(m, p)) { size_t tmp = rows; rows = cols; cols = tmp; }   /* stored transposed */
             /* GGUF dims are innermost first: a [rows, cols] matrix is ne = {cols, rows} */
             int ok = p->ndim == 2 ? t->n_dims == 2 && t->ne[0] == cols && t->ne[1] == rows : t->n_dims == 1 && t->ne[0] == rows;
             if (!ok) { rc = gk_errf(err, "%s: tensor \"%s\" has dims [%zu, %zu], the metadata implies [%zu, %zu]", path, names[k],
@@ -611,6 +661,7 @@ gpt_model *gpt_load_gguf(const char *path, gk_err *err) {
                 break;
             }
             if (permuted && np == 3 && k < 2) permute_rows(dst, rows, cols, hs, 1);
+            if (gpt2_block_matrix(m, p)) transpose(dst, p->shape[1], p->shape[0]);   /* [out, in] -> Conv1D [in, out] */
             row0 += rows;
         }
         if (!rc) kern_upload(m->be, m->params + p->offset, host, p->numel * sizeof(float));
@@ -637,12 +688,13 @@ static void kv_f32(wbuf *b, const char *k, float v) { wstr(b, k); w32(b, 6); wpu
 
 int gpt_export_gguf(const gpt_model *m, const char *path, int type, const gguf_extra_kv *extra, size_t n_extra, gk_err *err) {
     const gpt_config *c = &m->cfg;
-    if (c->arch != GPT_ARCH_LLAMA) return gk_errf(err, "GGUF export: only the LLaMA family is supported (this model is %s)", gpt_arch_name(c->arch));
+    if (c->score_head) return gk_errf(err, "GGUF export: a model with a score head (reward model) is not written");
     if (c->rope_scaling != GPT_ROPE_SCALE_NONE) return gk_errf(err, "GGUF export: llama3 rope scaling is not written yet");
     if (type != GGUF_F32 && type != GGUF_F16 && type != GGUF_Q8_0 && type != GGUF_Q4_0)
         return gk_errf(err, "GGUF export: type %s is not written (f32, f16, q8_0, q4_0)", gguf_type_name(type));
-    const char *arch = c->qkv_bias ? "qwen2" : "llama";
-    int permute = !c->qkv_bias;
+    int gpt2 = c->arch == GPT_ARCH_GPT2;
+    const char *arch = gpt2 ? "gpt2" : c->qkv_bias ? "qwen2" : "llama";
+    int permute = !gpt2 && !c->qkv_bias;
     size_t hs = (size_t)(c->n_embd / c->n_head);
     /* tensors: name, dims, type, data (quantized into one blob) */
     typedef struct { char name[300]; size_t rows, cols; int ndim, type; size_t off, bytes; } wt;
@@ -661,12 +713,15 @@ int gpt_export_gguf(const gpt_model *m, const char *path, int type, const gguf_e
             wt *t = &ts[nts++];
             snprintf(t->name, sizeof t->name, "%s", names[k]);
             t->rows = part_rows(m, p, np, k); t->cols = cols; t->ndim = p->ndim;
+            int tr = gpt2_block_matrix(m, p);
+            if (tr) { t->rows = p->shape[1]; t->cols = p->shape[0]; }   /* Conv1D [in, out] -> [out, in] */
             /* norms and biases stay f32 (as llama.cpp's converter does); matrices whose rows do not fill blocks too */
             t->type = p->ndim == 1 ? GGUF_F32 : type;
-            if ((t->type == GGUF_Q8_0 || t->type == GGUF_Q4_0) && cols % 32) t->type = GGUF_F16;
-            size_t n = t->rows * cols;
+            if ((t->type == GGUF_Q8_0 || t->type == GGUF_Q4_0) && t->cols % 32) t->type = GGUF_F16;
+            size_t n = t->rows * t->cols;
             float *w = gk_malloc(n * sizeof(float));
             memcpy(w, host + p->offset + row0 * cols, n * sizeof(float));
+            if (tr) transpose(w, p->shape[0], p->shape[1]);
             if (permute && np == 3 && k < 2) permute_rows(w, t->rows, p->ndim == 2 ? cols : 1, hs, 0);
             t->bytes = gguf_type_bytes(t->type, n);
             while (data.n % A) { uint8_t z = 0; wput(&data, &z, 1); }
@@ -697,11 +752,16 @@ int gpt_export_gguf(const gpt_model *m, const char *path, int type, const gguf_e
     kv_u32(&h, KEY("block_count"), (uint32_t)c->n_layer); nkv++;
     kv_u32(&h, KEY("feed_forward_length"), (uint32_t)gpt_config_n_inner(c)); nkv++;
     kv_u32(&h, KEY("attention.head_count"), (uint32_t)c->n_head); nkv++;
+    if (gpt2) {
+        kv_f32(&h, KEY("attention.layer_norm_epsilon"), c->ln_eps); nkv++;
+        goto extra;
+    }
     kv_u32(&h, KEY("attention.head_count_kv"), (uint32_t)gpt_config_n_kv_head(c)); nkv++;
     kv_u32(&h, KEY("rope.dimension_count"), (uint32_t)hs); nkv++;
     kv_f32(&h, KEY("rope.freq_base"), c->rope_theta); nkv++;
     kv_f32(&h, KEY("attention.layer_norm_rms_epsilon"), c->ln_eps); nkv++;
     kv_u32(&h, KEY("vocab_size"), (uint32_t)c->vocab_size); nkv++;
+extra:
 #undef KEY
     for (size_t i = 0; i < n_extra; i++) { wput(&h, extra[i].bytes, extra[i].n); nkv++; }
     memcpy(h.p + nkv_at, &nkv, 8);
@@ -762,7 +822,8 @@ int gguf_print_info(const char *path, FILE *out, gk_err *err) {
         fprintf(out, "sizes         %d layers, %d heads (%d key/value), width %d, FFN %d, vocab %d, context %d\n", c.n_layer,
                 c.n_head, gpt_config_n_kv_head(&c), c.n_embd, gpt_config_n_inner(&c), c.vocab_size, c.n_ctx);
         fprintf(out, "parameters    %zu (%.1fM)%s\n", t->num_params, (double)t->num_params / 1e6, c.tied_head ? ", tied head" : "");
-        fprintf(out, "rope          theta %g, rms eps %g%s\n", (double)c.rope_theta, (double)c.ln_eps, c.qkv_bias ? ", q/k/v bias" : "");
+        if (c.arch == GPT_ARCH_LLAMA)
+            fprintf(out, "rope          theta %g, rms eps %g%s\n", (double)c.rope_theta, (double)c.ln_eps, c.qkv_bias ? ", q/k/v bias" : "");
         gpt_free(t);
     } else {
         fprintf(out, "config        not runnable here: %s\n", e2.msg);
