@@ -299,6 +299,8 @@ int  train_opts_check(const train_opt_table *t, const void *o, gk_err *err);
 /* The TRAIN_OPT_STORED fields as a JSON object (malloc'd), and back (strings copied into a process-lifetime
  * pool in options.c: option structs hold plain pointers and live for the whole process). */
 char *train_opts_to_json(const train_opt_table *t, const void *o);
+/* A copy of s that lives as long as the process (string options read from a file outlive its buffer). */
+const char *train_opt_keep_str(const char *s);
 int   train_opts_from_json(const train_opt_table *t, void *o, const char *json, gk_err *err);
 
 /* ---------------------------------------------------------------- pretraining */
