@@ -10,8 +10,10 @@ typedef struct { const char *name; int (*fn)(int, char **); const char *help; } 
 static const command commands[] = {
     {"tokenizer", cmd_tokenizer, "train / encode / decode / inspect a byte-level BPE tokenizer"},
     {"tokenize",  cmd_tokenize,  "turn text files into token shards (llm.c .bin layout)"},
-    {"pretrain",  cmd_pretrain,  "train a GPT-2 from scratch or continue one, on token shards"},
+    {"pretrain",  cmd_pretrain,  "train a GPT-2 or LLaMA-family model from scratch or continue one, on token shards"},
     {"eval",      cmd_eval,      "mean next-token loss of a checkpoint on a shard"},
+    {"info",      cmd_info,      "what a model is: architecture, sizes, parameters, tensor types, tokenizer"},
+    {"export",    cmd_export,    "write a model as GGUF (f32/f16/q8_0/q4_0) or an HF directory"},
     {"sft",       cmd_sft,       "supervised finetuning on chat JSONL (loss on assistant tokens)"},
     {"sample",    cmd_sample,    "generate completions from a checkpoint"},
     {"chat",      cmd_chat,      "talk to a chat model"},

@@ -299,13 +299,17 @@ int  train_opts_check(const train_opt_table *t, const void *o, gk_err *err);
 /* The TRAIN_OPT_STORED fields as a JSON object (malloc'd), and back (strings copied into a process-lifetime
  * pool in options.c: option structs hold plain pointers and live for the whole process). */
 char *train_opts_to_json(const train_opt_table *t, const void *o);
+/* A copy of s that lives as long as the process (string options read from a file outlive its buffer). */
+const char *train_opt_keep_str(const char *s);
 int   train_opts_from_json(const train_opt_table *t, void *o, const char *json, gk_err *err);
 
 /* ---------------------------------------------------------------- pretraining */
 typedef struct {
     /* model: exactly one of model_name (random init), init_dir (continue, fresh optimizer), resume */
     const char *model_name;
+    const char *arch;             /* "gpt2" (default) | "llama": the family a random init builds */
     int n_layer, n_head, n_embd, vocab_size, n_ctx;   /* overrides; 0 = default / from name */
+    int n_kv_head, n_inner;       /* overrides (LLaMA: grouped-query heads, SwiGLU width); 0 = from name */
     const char *init_dir;
     const char *resume_dir;
     const char *data, *val;       /* shard glob, val shard (optional) */
