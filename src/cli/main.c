@@ -2,6 +2,7 @@
 #include "cli/cli.h"
 #include "core/core.h"
 #include "kern/kern.h"
+#include "dist/dist.h"
 #include <stdio.h>
 #include <string.h>
 
@@ -87,7 +88,15 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) { usage(stdout); return 0; }
     if (!strcmp(argv[1], "--version")) { printf("gptkit 0.1\n"); return 0; }
     for (size_t i = 0; i < NCOMMANDS; i++)
-        if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
+        if (!strcmp(argv[1], commands[i].name)) {
+            /* under mpirun every rank runs the same command; the training stages split the work (src/dist) */
+            dist_init(&argc, &argv);
+            int rc = commands[i].fn(argc - 1, argv + 1);
+            /* a rank that failed alone must not leave the others waiting in a collective: end the job */
+            if (rc != 0 && dist_size() > 1) { fflush(stdout); fflush(stderr); dist_abort(rc); }
+            dist_finalize();
+            return rc;
+        }
     fprintf(stderr, "gptkit: unknown command '%s'\n\n", argv[1]);
     usage(stderr);
     return 2;

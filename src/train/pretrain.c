@@ -75,6 +75,14 @@ static int pt_micro(void *ctx, train_stage *s, long step, long micro, train_step
     return 0;
 }
 
+/* Another rank's micro-batch: read past it, so every rank's loader stays at the same position. */
+static void pt_skip(void *ctx, train_stage *s, long step, long micro) {
+    (void)s; (void)step; (void)micro;
+    pt_ctx *c = ctx;
+    gk_err e;
+    if (data_loader_next(c->dl, c->in, c->tg, &e)) gk_warn("pretrain: %s\n", e.msg);
+}
+
 static int pt_eval(void *ctx, train_stage *s, long step, int final, gk_err *err) {
     (void)final;
     pt_ctx *c = ctx;
@@ -189,7 +197,7 @@ int train_pretrain(const pretrain_opts *o, pretrain_result *res, gk_err *err) {
     }
     c.in = gk_malloc(BT * sizeof(int32_t)); c.tg = gk_malloc(BT * sizeof(int32_t));
     train_stage_hooks h = { .ctx = &c, .micro = pt_micro, .eval = o->val ? pt_eval : NULL, .sample = pt_sample,
-                            .finish = pt_finish, .tell = pt_tell };
+                            .finish = pt_finish, .tell = pt_tell, .skip = pt_skip };
     rc = train_stage_run(&s, &h, pretrain_opts_to_json(o), err);
     TRAIN_STAGE_RESULT(res, &s);
     res->tokens = s.tokens;

@@ -142,6 +142,8 @@ typedef struct {
 typedef struct {
     double loss;              /* of the micro-batch (the step's is the mean over micro-batches); checked finite */
     double tokens;            /* tokens processed, summed over micro-batches (for the rate) */
+    double units;             /* split hooks under several ranks: what this rank's loss is a mean over (counted
+                                 tokens, pairs); the skeleton weights losses, gradients and pre's numbers by it */
     struct cJSON *pre, *post; /* created by the skeleton; a hook adds fields with train_put */
     char hpre[256], hpost[512];
 } train_step_out;
@@ -153,6 +155,12 @@ typedef struct {
      * into model 0's grads (zeroed before micro 0). Sets out->loss, adds to out->tokens, may add fields.
      * Returns 0 or -1 with err. */
     int  (*micro)(void *ctx, train_stage *s, long step, long micro, train_step_out *out, gk_err *err);
+    /* Data parallelism (several ranks): split = 0, each rank runs whole micro-batches (micro a on rank
+     * a % nranks) and calls skip for the others' (advance the data position without computing; required).
+     * split = 1: micro itself takes this rank's share of its batch (train_stage_share) and sets out->units; the
+     * skeleton then rescales the gradients (accum must be 1). */
+    int  split;
+    void (*skip)(void *ctx, train_stage *s, long step, long micro);
     /* Instead of micro: a whole step the stage drives (PPO's rollout and update epochs), updating through
      * train_stage_zero / train_stage_update. Returns 0; 1 when interrupted before anything was updated (the
      * hook restored the RNG and data position: the step does not count); or -1 with err. */
@@ -186,7 +194,12 @@ struct train_stage {
     double peak;              /* FLOP/s of the machine (for MFU) */
     int    bf16_on;
     gk_dir_lock *locks[TRAIN_STAGE_MAX_MODELS];   /* one writer per output directory (gk_dir_lock_take) */
+    int    rank, nranks;      /* data parallelism (src/dist): only rank 0 writes files and prints */
+    double opt_bytes;         /* this rank's optimizer state (AdamW moments, ZeRO-1 sharded), bytes */
 };
+
+/* This rank's contiguous share [*lo, *hi) of n items of a split micro-batch (all of them with one rank). */
+void train_stage_share(const train_stage *s, size_t n, size_t *lo, size_t *hi);
 
 /* The skeleton settings every stage's options carry under the same names (designated initializers for a
  * train_stage_cfg from a pretrain_opts, sft_opts, rm_opts or dpo_opts pointer). */
