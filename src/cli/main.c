@@ -8,6 +8,15 @@
 
 typedef struct { const char *name; int (*fn)(int, char **); const char *help; } command;
 
+/* `mpirun -np N gptkit dist-info`: whether this build has MPI and how many ranks the launcher started (rank 0
+ * prints; the others' stdout is closed by dist_init). */
+static int cmd_dist_info(int argc, char **argv) {
+    (void)argc; (void)argv;
+    printf("gptkit dist: MPI %s; rank %d of ranks %d\n", dist_available() ? "built in (Open MPI)" : "not built in",
+           dist_rank(), dist_size());
+    return 0;
+}
+
 static const command commands[] = {
     {"tokenizer", cmd_tokenizer, "train / encode / decode / inspect a byte-level BPE tokenizer"},
     {"tokenize",  cmd_tokenize,  "turn text files into token shards (llm.c .bin layout)"},
@@ -28,6 +37,7 @@ static const command commands[] = {
     {"bench",     cmd_bench,     "micro-benchmarks (peak GEMM / bandwidth probe)"},
     {"embed",     cmd_embed,     "sentence embeddings of text lines with a sentence-transformers BERT model"},
     {"index",     cmd_index,     "retrieval index (SQLite): build from documents, query by BM25 / vector / hybrid"},
+    {"dist-info", cmd_dist_info, "data parallelism: MPI in this build, and the ranks mpirun started"},
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 

@@ -225,25 +225,16 @@ static void human_add(char *h, size_t cap, const char *text) {
     if (*text && n < cap) snprintf(h + n, cap - n, "%s%s", n ? " | " : "", text);
 }
 
-#define SPLIT_MAX_FIELDS 16
+void train_stage_sum(const train_stage *s, double *v, size_t n) { if (s->nranks > 1) dist_allreduce_sum_f64(v, n); }
 
-/* A split hook's step across ranks: loss = sum_r units_r loss_r / sum_r units_r; rank r's gradient (of its
- * own mean) rescaled by units_r / sum_r units_r before the update sums them; the numbers of pre (accuracy,
- * margin, ...) weighted the same way. Returns the step's loss. */
+/* A split hook's step across ranks: loss = sum_r units_r loss_r / sum_r units_r, and rank r's gradient (of its
+ * own mean) rescaled by units_r / sum_r units_r before the update sums them. Returns the step's loss. */
 static double split_combine(train_stage *s, train_step_out *o) {
-    double v[2 + SPLIT_MAX_FIELDS] = {0};
-    size_t nf = 0;
-    double u = o->units;
-    v[0] = u > 0 ? o->loss * u : 0; v[1] = u; 
-    for (cJSON *it = o->pre->child; it && nf < SPLIT_MAX_FIELDS; it = it->next)
-        if (cJSON_IsNumber(it)) { v[2 + nf++] = u > 0 && isfinite(it->valuedouble) ? it->valuedouble * u : 0; }
-    dist_allreduce_sum_f64(v, 2 + SPLIT_MAX_FIELDS);
+    double u = o->units, v[2] = { u > 0 ? o->loss * u : 0, u };
+    dist_allreduce_sum_f64(v, 2);
     double U = v[1];
     gpt_model *m = s->cfg.models[0].m;
     kern_scale(m->be, m->grads, U > 0 ? (float)(u / U) : 0.0f, m->num_params);
-    nf = 0;
-    for (cJSON *it = o->pre->child; it && nf < SPLIT_MAX_FIELDS; it = it->next)
-        if (cJSON_IsNumber(it)) cJSON_SetNumberValue(it, U > 0 ? v[2 + nf++] / U : NAN);
     return U > 0 ? v[0] / U : NAN;
 }
 

@@ -200,6 +200,8 @@ struct train_stage {
 
 /* This rank's contiguous share [*lo, *hi) of n items of a split micro-batch (all of them with one rank). */
 void train_stage_share(const train_stage *s, size_t n, size_t *lo, size_t *hi);
+/* v[n] summed over ranks in place (nothing with one rank): a split hook's statistics. Every rank must call it. */
+void train_stage_sum(const train_stage *s, double *v, size_t n);
 
 /* The skeleton settings every stage's options carry under the same names (designated initializers for a
  * train_stage_cfg from a pretrain_opts, sft_opts, rm_opts or dpo_opts pointer). */
@@ -595,7 +597,9 @@ int train_rm(const rm_opts *o, rm_result *res, gk_err *err);
 /* What the RM and DPO loops share: whole preference lines of td in batches of B, in a seeded order per epoch
  * (the position is (epoch, lines taken)), accuracy and margin per step, a held-out evaluation on vd. A stage's
  * hook context starts with this struct (rlhf_pref_tell casts it). */
-typedef struct { double loss, accuracy, margin; size_t pairs; double extra[2]; } rlhf_pref_eval;
+/* units: what the loss is a mean over (RM: ranked lines, DPO: pairs), to weight ranks' shares by; pairs: what
+ * accuracy, margin and extra are means over */
+typedef struct { double loss, accuracy, margin; size_t pairs; double extra[2]; double units; } rlhf_pref_eval;
 typedef struct {
     const rlhf_pref_data *td, *vd;
     size_t B;

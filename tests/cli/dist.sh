@@ -1,0 +1,131 @@
+# CLI tests for data-parallel training under Open MPI (src/dist, docs/distributed.md): 2 ranks against 1 for
+# pretrain, SFT, RM and DPO (losses and final weights), ZeRO-1's optimizer state per rank, resume 2 -> 1 and
+# 1 -> 2 ranks equal to the uninterrupted run, a killed rank ending the job with a message naming it, Ctrl-C.
+# Tolerance 1e-5 (losses and weights; the issue's contract): 2 ranks add the same terms as 1 rank but in another
+# order (each rank accumulates its own micro-batches, then the reduce-scatter adds the ranks' sums; split
+# batches are rescaled by count_r / count), so float32 results differ in the last bits and drift a little
+# through AdamW's m / sqrt(v); tiny models and a few steps keep that drift ~1e-6.
+# Skips (loudly) when the build has no MPI or mpirun is missing. 2 ranks x 1 thread; a few seconds.
+. "$(dirname "$0")/_lib.sh"
+export OMP_NUM_THREADS=1
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1   # CI runs as root; Open MPI refuses it otherwise
+export OMPI_MCA_btl=self,vader,tcp OMPI_MCA_btl_tcp_if_include=lo OMPI_MCA_oob_tcp_if_include=lo
+py() { python3 -c "$@"; }
+cd "$TMP"
+if ! $GPTKIT --help 2>&1 | grep -q . || ! command -v mpirun >/dev/null; then
+  skip dist "mpirun not found (scripts/setup.sh installs openmpi-bin)"; exit 0
+fi
+if ! mpirun --oversubscribe -np 2 $GPTKIT dist-info 2>/dev/null | grep -q "ranks 2"; then
+  skip dist "this gptkit was built without MPI (libopenmpi-dev) or mpirun cannot start 2 ranks here"; exit 0
+fi
+MPI="timeout 120 mpirun --oversubscribe -np 2"
+
+cat > st.py <<'PYEOF'
+import json, struct, sys
+from array import array
+def load(p):
+    b = open(p, 'rb').read(); n = struct.unpack('<Q', b[:8])[0]; h = json.loads(b[8:8+n]); d = b[8+n:]; out = {}
+    for k, v in h.items():
+        if k == '__metadata__': continue
+        s, e = v['data_offsets']; a = array('f'); a.frombytes(d[s:e]); out[k] = a
+    return out
+def maxdiff(a, b):
+    A, B = load(a), load(b)
+    if A.keys() != B.keys(): return float('inf')
+    return max(max((abs(x - y) for x, y in zip(A[k], B[k])), default=0.0) for k in A)
+def losses(p, key='loss'):
+    return [json.loads(l)[key] for l in open(p) if '"%s"' % key in l and l.startswith('{')]
+# same(a.jsonl, b.jsonl, dirA, dirB [, n]): equal step losses (n of them) and final weights within 1e-5
+if __name__ == '__main__':
+    a, b, da, db = sys.argv[1:5]
+    la, lb = losses(a), losses(b)
+    n = int(sys.argv[5]) if len(sys.argv) > 5 else len(la)
+    dl = max((abs(x - y) for x, y in zip(la, lb)), default=float('inf'))
+    dw = maxdiff(da + '/model.safetensors', db + '/model.safetensors')
+    print('steps', len(la), len(lb), 'max loss diff', dl, 'max weight diff', dw)
+    sys.exit(0 if len(la) == len(lb) == n and dl <= 1e-5 and dw <= 1e-5 else 1)
+PYEOF
+same() { python3 st.py "$@" > same.out 2>&1; local rc=$?; [ -n "$DIST_VERBOSE" ] && cat same.out >&2; return $rc; }
+
+# data: the learnable recurrence of pretrain.sh's mixed-precision check (a shard of 97 tokens)
+py "
+import random
+from array import array
+rng=random.Random(3); n=6000; t=array('H',[0]*n); t[0],t[1]=5,11
+for i in range(2,n): t[i]=(t[i-1]+t[i-2]%3+1+(rng.randrange(97) if rng.random()<0.1 else 0))%97
+h=array('i',[0]*256); h[0],h[1],h[2]=20240520,1,n
+open('d.bin','wb').write(h.tobytes()+t.tobytes())"
+
+# 1. pretrain: 2 ranks x 2 micro-batches == 1 rank x 4 (--total-batch), losses and weights
+PT="--model d2 --n-embd 32 --n-head 4 --vocab-size 97 --n-ctx 16 --seed 7 -b 2 -t 12 --total-batch 96 --lr 3e-3 --warmup 2 --steps 8 --data d.bin --json"
+$GPTKIT pretrain $PT --out p1 > p1.jsonl 2>p1.err
+$MPI $GPTKIT pretrain $PT --out p2 > p2.jsonl 2>p2.err
+same p1.jsonl p2.jsonl p1 p2 8 && pass dist_pretrain_equal || fail dist_pretrain_equal "$(cat same.out p2.err | tail -5)"
+# the contract's form: --init DIR --no-shuffle
+$MPI $GPTKIT pretrain --init p1 --data d.bin --no-shuffle -b 2 -t 12 --total-batch 96 --steps 3 --lr 1e-3 --out q2 --json > q2.jsonl 2>q2.err
+$GPTKIT pretrain --init p1 --data d.bin --no-shuffle -b 2 -t 12 --total-batch 96 --steps 3 --lr 1e-3 --out q1 --json > q1.jsonl 2>q1.err
+same q1.jsonl q2.jsonl q1 q2 3 && pass dist_pretrain_init_no_shuffle || fail dist_pretrain_init_no_shuffle "$(cat same.out q2.err | tail -5)"
+# rank 0 alone prints: one JSON line per step, not two
+[ "$(grep -c '"loss"' p2.jsonl)" = 8 ] && pass dist_rank0_prints_once || fail dist_rank0_prints_once "$(grep -c loss p2.jsonl)"
+
+# 2. ZeRO-1: each rank holds half the AdamW moments
+if grep -q "ZeRO-1 optimizer state" p2.err && py "
+import re,sys
+m=re.search(r'state ([0-9.]+) MB per rank \(([0-9.]+) MB unsharded\)', open('p2.err').read())
+a,b=float(m.group(1)),float(m.group(2)); sys.exit(0 if abs(a-b/2)<=0.011 else 1)"; then pass dist_zero1_half_moments
+else fail dist_zero1_half_moments "$(cat p2.err)"; fi
+
+# 3. resume across rank counts: 2 -> 1 and 1 -> 2 equal the uninterrupted run (shuffled data, accumulation)
+PR="--model d2 --n-embd 32 --n-head 4 --vocab-size 97 --n-ctx 16 --seed 5 -b 2 -t 12 --total-batch 96 --lr 3e-3 --warmup 2 --steps 8 --data d.bin --json"
+$GPTKIT pretrain $PR --out full > full.jsonl 2>/dev/null
+$MPI $GPTKIT pretrain $PR --stop-at 4 --out r21 > r21a.jsonl 2>/dev/null
+$GPTKIT pretrain --resume r21 --json > r21b.jsonl 2>r21.err
+cat r21a.jsonl r21b.jsonl > r21.jsonl
+same full.jsonl r21.jsonl full r21 8 && pass dist_resume_2_to_1 || fail dist_resume_2_to_1 "$(cat same.out r21.err | tail -5)"
+$GPTKIT pretrain $PR --stop-at 4 --out r12 > r12a.jsonl 2>/dev/null
+$MPI $GPTKIT pretrain --resume r12 --json > r12b.jsonl 2>r12.err
+cat r12a.jsonl r12b.jsonl > r12.jsonl
+same full.jsonl r12.jsonl full r12 8 && pass dist_resume_1_to_2 || fail dist_resume_1_to_2 "$(cat same.out r12.err | tail -5)"
+# the optimizer moments saved by 2 ranks are the whole ones, in today's format
+py "
+import sys; sys.path.insert(0,'.'); import st
+sys.exit(0 if st.maxdiff('full/train_state.safetensors','r12/train_state.safetensors') <= 1e-5 else 1)" \
+  && pass dist_moments_gathered || fail dist_moments_gathered
+
+# 4. SFT, RM and DPO: the batch split across ranks (losses and weights equal)
+py "
+import json
+things=['cat','dog','tree','house','river','book','song','car','bird','fish','apple','city']
+order=['good','fine','old','bad']
+with open('corpus.txt','w') as f:
+    for t in things:
+        for a in order: f.write(f'Tell me about the {t}. The {t} is {a}.\n')
+with open('sft.jsonl','w') as f:
+    for t in things:
+        for a in order: f.write(json.dumps({'messages':[{'role':'user','content':f'Tell me about the {t}.'},{'role':'assistant','content':f'The {t} is {a}.'}]})+'\n')
+with open('prefs.jsonl','w') as f:
+    for i,t in enumerate(things*2):
+        if i%3==2: f.write(json.dumps({'prompt':f'Tell me about the {t}.','ranked':[f'The {t} is {a}.' for a in order]})+'\n')
+        else:
+            a,b=sorted([i%4,(i+1+i//4)%4]) if i%4!=(i+1+i//4)%4 else (0,3)
+            f.write(json.dumps({'prompt':f'Tell me about the {t}.','chosen':f'The {t} is {order[a]}.','rejected':f'The {t} is {order[b]}.'})+'\n')
+"
+$GPTKIT tokenizer train --input corpus.txt --vocab-size 300 --out tok >/dev/null 2>&1 \
+  && $GPTKIT tokenize --tokenizer tok --input corpus.txt --out-dir shards --val-fraction 0 >/dev/null 2>&1 \
+  && $GPTKIT pretrain --model d2 --n-embd 32 --n-head 4 --vocab-size 300 --n-ctx 32 --data "shards/train_*.bin" \
+       --tokenizer tok -b 4 -t 16 --steps 3 --out base --json >/dev/null 2>base.err || fail dist_base "$(cat base.err)"
+SF="--init base --data sft.jsonl -b 5 --steps 6 --lr 3e-3 --warmup 2 --seed 3 --json"
+$GPTKIT sft $SF --out s1 > s1.jsonl 2>s1.err
+$MPI $GPTKIT sft $SF --out s2 > s2.jsonl 2>s2.err
+same s1.jsonl s2.jsonl s1 s2 6 && pass dist_sft_equal || fail dist_sft_equal "$(cat same.out s2.err | tail -5)"
+RM="--init base --data prefs.jsonl -b 5 --steps 5 --lr 1e-3 --warmup 2 --seed 3 --json"
+$GPTKIT rm $RM --out m1 > m1.jsonl 2>m1.err
+$MPI $GPTKIT rm $RM --out m2 > m2.jsonl 2>m2.err
+if same m1.jsonl m2.jsonl m1 m2 5 && py "
+import sys; sys.path.insert(0,'.'); import st
+a,b=st.losses('m1.jsonl','accuracy'),st.losses('m2.jsonl','accuracy'); print(a,b); sys.exit(0 if a==b else 1)" >>same.out; then
+  pass dist_rm_equal; else fail dist_rm_equal "$(cat same.out m2.err | tail -5)"; fi
+DP="--policy base --data prefs.jsonl -b 5 --steps 4 --beta 0.1 --lr 5e-4 --warmup 2 --seed 3 --json"
+$GPTKIT dpo $DP --out o1 > o1.jsonl 2>o1.err
+$MPI $GPTKIT dpo $DP --out o2 > o2.jsonl 2>o2.err
+same o1.jsonl o2.jsonl o1 o2 4 && pass dist_dpo_equal || fail dist_dpo_equal "$(cat same.out o2.err | tail -5)"
