@@ -7,6 +7,7 @@
 #include "dist/dist.h"
 #include "core/core.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +16,10 @@
 #include <mpi.h>
 #endif
 
-static int g_rank = 0, g_size = 1, g_started = 0;
+static int g_rank = 0, g_size = 1;
+#ifdef GK_HAVE_MPI
+static int g_started = 0;
+#endif
 
 int dist_available(void) {
 #ifdef GK_HAVE_MPI
@@ -172,6 +176,30 @@ void dist_gather_f32(const float *slice, float *full, size_t n) {
     }
 #endif
     memcpy(full, slice, (hi - lo) * sizeof(float));
+}
+
+void *dist_allgatherv(const void *mine, size_t nbytes, size_t *total) {
+#ifdef GK_HAVE_MPI
+    if (g_size > 1) {
+        long long me = (long long)nbytes, *all = gk_malloc((size_t)g_size * sizeof(long long));
+        MPI_Allgather(&me, 1, MPI_LONG_LONG, all, 1, MPI_LONG_LONG, MPI_COMM_WORLD);
+        int *counts = gk_malloc((size_t)g_size * sizeof(int)), *displs = gk_malloc((size_t)g_size * sizeof(int));
+        long long sum = 0;
+        for (int r = 0; r < g_size; r++) {
+            GK_CHECK(all[r] < INT_MAX && sum + all[r] < INT_MAX, "dist_allgatherv: %lld bytes exceed MPI's int counts", sum + all[r]);
+            counts[r] = (int)all[r]; displs[r] = (int)sum; sum += all[r];
+        }
+        char *out = gk_malloc(sum ? (size_t)sum : 1);
+        MPI_Allgatherv(mine, (int)nbytes, MPI_BYTE, out, counts, displs, MPI_BYTE, MPI_COMM_WORLD);
+        free(all); free(counts); free(displs);
+        *total = (size_t)sum;
+        return out;
+    }
+#endif
+    void *out = gk_malloc(nbytes ? nbytes : 1);
+    if (nbytes) memcpy(out, mine, nbytes);
+    *total = nbytes;
+    return out;
 }
 
 void dist_barrier(void) {

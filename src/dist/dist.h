@@ -46,6 +46,9 @@ void dist_allgather_f32(float *buf, size_t n);
 /* Gather to rank 0: every rank's slice [lo, hi) of a n-float buffer, given as slice[hi - lo]; on rank 0 full[n]
  * receives all of them (full is ignored elsewhere). */
 void dist_gather_f32(const float *slice, float *full, size_t n);
+/* Concatenation in rank order of every rank's mine[nbytes] (sizes may differ), on every rank: a malloc'd
+ * buffer of *total bytes (a copy of mine with one rank). For variable-length data (PPO's rollouts). */
+void *dist_allgatherv(const void *mine, size_t nbytes, size_t *total);
 /* Blocks until every rank arrives. */
 void dist_barrier(void);
 /* Ends every rank of the job (MPI_Abort) with code; exit(code) without MPI. */

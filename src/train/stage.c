@@ -227,15 +227,25 @@ static void human_add(char *h, size_t cap, const char *text) {
 
 void train_stage_sum(const train_stage *s, double *v, size_t n) { if (s->nranks > 1) dist_allreduce_sum_f64(v, n); }
 
+void train_stage_weigh(train_stage *s, size_t k, double units, double *vals, size_t n) {
+    if (s->nranks < 2) return;
+    double *v = gk_malloc((n + 1) * sizeof(double));
+    v[0] = units;
+    for (size_t i = 0; i < n; i++) v[1 + i] = units > 0 ? vals[i] * units : 0;   /* a NaN of a real share stays */
+    dist_allreduce_sum_f64(v, n + 1);
+    double U = v[0];
+    gpt_model *m = s->cfg.models[k].m;
+    kern_scale(m->be, m->grads, U > 0 ? (float)(units / U) : 0.0f, m->num_params);
+    for (size_t i = 0; i < n; i++) vals[i] = U > 0 ? v[1 + i] / U : NAN;
+    free(v);
+}
+
 /* A split hook's step across ranks: loss = sum_r units_r loss_r / sum_r units_r, and rank r's gradient (of its
  * own mean) rescaled by units_r / sum_r units_r before the update sums them. Returns the step's loss. */
 static double split_combine(train_stage *s, train_step_out *o) {
-    double u = o->units, v[2] = { u > 0 ? o->loss * u : 0, u };
-    dist_allreduce_sum_f64(v, 2);
-    double U = v[1];
-    gpt_model *m = s->cfg.models[0].m;
-    kern_scale(m->be, m->grads, U > 0 ? (float)(u / U) : 0.0f, m->num_params);
-    return U > 0 ? v[0] / U : NAN;
+    double loss = o->loss;
+    train_stage_weigh(s, 0, o->units, &loss, 1);
+    return loss;
 }
 
 /* The micro-batch path: zero, accum micro-batches, one update on the schedule; then the step's log record. */

@@ -202,6 +202,10 @@ struct train_stage {
 void train_stage_share(const train_stage *s, size_t n, size_t *lo, size_t *hi);
 /* v[n] summed over ranks in place (nothing with one rank): a split hook's statistics. Every rank must call it. */
 void train_stage_sum(const train_stage *s, double *v, size_t n);
+/* After a backward over this rank's share of a batch whose loss is a mean over `units` (tokens, pairs): model
+ * k's gradient (of the share's mean) is rescaled by units / (sum over ranks of units), and vals[n] (the share's
+ * means: loss, statistics) become the means over every rank's units. Nothing with one rank. Collective. */
+void train_stage_weigh(train_stage *s, size_t k, double units, double *vals, size_t n);
 
 /* The skeleton settings every stage's options carry under the same names (designated initializers for a
  * train_stage_cfg from a pretrain_opts, sft_opts, rm_opts or dpo_opts pointer). */

@@ -129,3 +129,24 @@ DP="--policy base --data prefs.jsonl -b 5 --steps 4 --beta 0.1 --lr 5e-4 --warmu
 $GPTKIT dpo $DP --out o1 > o1.jsonl 2>o1.err
 $MPI $GPTKIT dpo $DP --out o2 > o2.jsonl 2>o2.err
 same o1.jsonl o2.jsonl o1 o2 4 && pass dist_dpo_equal || fail dist_dpo_equal "$(cat same.out o2.err | tail -5)"
+
+# 5. PPO: rollouts split across ranks, whitening / KL statistics / the adaptive KL controller over the whole
+#    batch, minibatches split; with a fixed seed the statistics and weights equal one process's
+py "
+import json
+with open('prompts.jsonl','w') as f:
+    for t in ['cat','dog','tree','house','river','book']: f.write(json.dumps({'prompt':f'Tell me about the {t}.'})+'\n')"
+PP="--policy base --reward m1 --prompts prompts.jsonl -b 3 --samples 2 --max-new 6 --lr 3e-4 --vf-lr 1e-3 --ppo-epochs 2 --minibatch 3 --beta 0.5 --kl-target 3 --seed 11 --iters 3 --json"
+$GPTKIT ppo $PP --out x1 > x1.jsonl 2>x1.err
+$MPI $GPTKIT ppo $PP --out x2 > x2.jsonl 2>x2.err
+if py "
+import json,sys
+sys.path.insert(0,'.'); import st
+K=['score','reward','kl','beta','entropy','clip_frac','approx_kl','policy_loss','value_loss','resp_len','ended']
+A=[json.loads(l) for l in open('x1.jsonl') if '\"score\"' in l and '\"kl\"' in l]
+B=[json.loads(l) for l in open('x2.jsonl') if '\"score\"' in l and '\"kl\"' in l]
+bad=[(i,k,a[k],b[k]) for i,(a,b) in enumerate(zip(A,B)) for k in K if abs(a[k]-b[k])>1e-5*max(1,abs(a[k]))]
+dw=max(st.maxdiff('x1/model.safetensors','x2/model.safetensors'), st.maxdiff('x1/value/model.safetensors','x2/value/model.safetensors'))
+print(len(A),len(B),bad[:4],dw)
+sys.exit(0 if len(A)==len(B)==3 and not bad and dw<=1e-5 else 1)" > ppo.chk 2>&1; then pass dist_ppo_equal; [ -n "$DIST_VERBOSE" ] && cat ppo.chk x2.jsonl >&2
+else fail dist_ppo_equal "$(cat ppo.chk x2.err | tail -6)"; fi
