@@ -102,8 +102,9 @@ int main(int argc, char **argv) {
             /* under mpirun every rank runs the same command; the training stages split the work (src/dist) */
             dist_init(&argc, &argv);
             int rc = commands[i].fn(argc - 1, argv + 1);
-            /* a rank that failed alone must not leave the others waiting in a collective: end the job */
-            if (rc != 0 && dist_size() > 1) { fflush(stdout); fflush(stderr); dist_abort(rc); }
+            /* a rank that failed alone must not leave the others waiting in a collective: end the job. 130 is
+             * Ctrl-C after the checkpoint every rank agreed on (stage.c): a clean end, not a failure. */
+            if (rc != 0 && rc != 130 && dist_size() > 1) { fflush(stdout); fflush(stderr); dist_abort(rc); }
             dist_finalize();
             return rc;
         }

@@ -150,3 +150,34 @@ dw=max(st.maxdiff('x1/model.safetensors','x2/model.safetensors'), st.maxdiff('x1
 print(len(A),len(B),bad[:4],dw)
 sys.exit(0 if len(A)==len(B)==3 and not bad and dw<=1e-5 else 1)" > ppo.chk 2>&1; then pass dist_ppo_equal; [ -n "$DIST_VERBOSE" ] && cat ppo.chk x2.jsonl >&2
 else fail dist_ppo_equal "$(cat ppo.chk x2.err | tail -6)"; fi
+
+# 6. faults. A killed rank: Open MPI's runtime ends the job (the default MPI_ERRORS_ARE_FATAL handler plus
+#    mpirun's watch over its children) in seconds and names the rank; the last checkpoint survives and resumes.
+FT="--model d2 --n-embd 32 --n-head 4 --vocab-size 97 --n-ctx 16 --seed 7 -b 2 -t 12 --total-batch 48 --lr 3e-3 --save-every 10 --data d.bin --json"
+start_ready '"step":25,' kill.jsonl kill.err mpirun --oversubscribe -np 2 $GPTKIT pretrain $FT --steps 1000000 --out k
+r1=""
+for p in $(pgrep -P $READY_PID); do tr '\0' '\n' < /proc/$p/environ 2>/dev/null | grep -qx OMPI_COMM_WORLD_RANK=1 && r1=$p; done
+t0=$(date +%s%N)
+[ -n "$r1" ] && kill -9 $r1
+cat <&"$READY_FD" >> kill.jsonl; exec {READY_FD}<&-
+wait $READY_PID; rc=$?
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+if [ $READY = 1 ] && [ -n "$r1" ] && [ $rc -ne 0 ] && [ $ms -lt 10000 ] && grep -q "process rank 1 .*exited on signal 9" kill.err; then
+  pass dist_killed_rank_ends_job
+else fail dist_killed_rank_ends_job "ready=$READY rank1=$r1 rc=$rc ${ms}ms $(tail -5 kill.err)"; fi
+if $GPTKIT pretrain --resume k --steps 40 --json > kr.jsonl 2>kr.err && grep -q '"step":39,' kr.jsonl; then pass dist_killed_checkpoint_resumes
+else fail dist_killed_checkpoint_resumes "$(ls k; tail -3 kr.err)"; fi
+
+# Ctrl-C to mpirun (it sends the ranks SIGTERM, then SIGKILL after a grace of 1 s): every rank stops at the same
+# step and rank 0 saves once. SIGUSR1, which mpirun forwards without ending the job, does the same for runs
+# whose step and save outlast that grace, and mpirun then exits 130.
+for sig in INT USR1; do
+  start_ready '"step":3,' s$sig.jsonl s$sig.err mpirun --oversubscribe -np 2 $GPTKIT pretrain $FT --save-every 0 --steps 1000000 --out s$sig
+  kill -$sig $READY_PID 2>/dev/null
+  cat <&"$READY_FD" >> s$sig.jsonl; exec {READY_FD}<&-
+  wait $READY_PID; rc=$?
+  n=$(grep -c '\[interrupt\]' s$sig.err)
+  if [ $READY = 1 ] && [ -f s$sig/train_state.safetensors ] && [ "$n" = 2 ] && { [ $sig = INT ] || [ $rc = 130 ]; } &&
+     $GPTKIT pretrain --resume s$sig --steps 1 --json >/dev/null 2>&1; then pass dist_sig${sig}_saves_once
+  else fail dist_sig${sig}_saves_once "ready=$READY rc=$rc interrupts=$n $(ls s$sig 2>&1) $(tail -3 s$sig.err)"; fi
+done
