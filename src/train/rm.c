@@ -452,7 +452,7 @@ int train_rm(const rm_opts *o, rm_result *res, gk_err *err) {
     rc = train_stage_run(&s, &h, rm_opts_to_json(o), err);
     TRAIN_STAGE_RESULT(res, &s);
     gk_err serr;
-    if (s.saved && write_reward_json(o->out, o, res, &serr) && rc == 0) { *err = serr; rc = -1; }
+    if (s.saved && s.rank == 0 && write_reward_json(o->out, o, res, &serr) && rc == 0) { *err = serr; rc = -1; }   /* rank 0 writes */
 done:
     train_stage_close(&s);
     train_order_free(&c.pl.ord);

@@ -140,6 +140,8 @@ double train_stage_update(train_stage *s, size_t k, float lr) {
     double norm = sqrt(ss);
     adamw_update(sm->opt, m, lr, norm);
     dist_allgather_f32(m->params, m->num_params);
+    /* the other ranks' slices changed without this rank's kern_adamw: the bf16 copy must be redone */
+    if (k == 0 && s->bf16_on) kern_bf16_shadow(m->be, m->params, m->num_params);
     return norm;
 }
 
