@@ -4,6 +4,7 @@
 #include "kern/kern.h"
 #include "dist/dist.h"
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct { const char *name; int (*fn)(int, char **); const char *help; } command;
@@ -11,9 +12,29 @@ typedef struct { const char *name; int (*fn)(int, char **); const char *help; } 
 /* `mpirun -np N gptkit dist-info`: whether this build has MPI and how many ranks the launcher started (rank 0
  * prints; the others' stdout is closed by dist_init). */
 static int cmd_dist_info(int argc, char **argv) {
-    (void)argc; (void)argv;
     printf("gptkit dist: MPI %s; rank %d of ranks %d\n", dist_available() ? "built in (Open MPI)" : "not built in",
            dist_rank(), dist_size());
+    /* --bench MB: the all-reduce (sum of floats) of an MB-megabyte buffer, median of 9 after 2 warm-ups, and its
+     * bus bandwidth 2 (N-1)/N bytes / time (what a ring moves per rank; NCCL's convention) */
+    if (argc >= 3 && !strcmp(argv[1], "--bench")) {
+        double mb = atof(argv[2]);
+        size_t n = (size_t)(mb * 1e6 / sizeof(float));
+        if (n == 0) { fprintf(stderr, "gptkit dist-info: --bench takes a size in MB\n"); return 2; }
+        float *buf = gk_calloc(n, sizeof(float));
+        double t[11];
+        for (int i = 0; i < 11; i++) {
+            dist_barrier();
+            double t0 = gk_now();
+            dist_allreduce_sum_f32(buf, n);
+            t[i] = gk_now() - t0;
+        }
+        double *w = t + 2;
+        for (int i = 0; i < 9; i++) for (int j = i + 1; j < 9; j++) if (w[j] < w[i]) { double x = w[i]; w[i] = w[j]; w[j] = x; }
+        double N = dist_size(), bus = N > 1 ? 2.0 * (N - 1) / N * (double)n * sizeof(float) / w[4] : 0;
+        printf("allreduce %.1f MB over %d ranks: median %.3f ms, bus bandwidth %.2f GB/s\n", (double)n * sizeof(float) / 1e6,
+               dist_size(), w[4] * 1e3, bus / 1e9);
+        free(buf);
+    }
     return 0;
 }
 

@@ -134,12 +134,15 @@ double train_stage_update(train_stage *s, size_t k, float lr) {
     const train_stage_model *sm = &s->cfg.models[k];
     if (s->nranks < 2) return adamw_step(sm->opt, sm->m, lr);
     gpt_model *m = sm->m;
+    double t0 = gk_now();
     dist_reduce_scatter_sum_f32(m->grads, m->num_params);
     double ss = adamw_grad_sumsq(sm->opt, m);
     dist_allreduce_sum_f64(&ss, 1);
-    double norm = sqrt(ss);
+    double norm = sqrt(ss), t1 = gk_now();
     adamw_update(sm->opt, m, lr, norm);
+    double t2 = gk_now();
     dist_allgather_f32(m->params, m->num_params);
+    s->comm_s += (t1 - t0) + (gk_now() - t2);
     /* the other ranks' slices changed without this rank's kern_adamw: the bf16 copy must be redone */
     if (k == 0 && s->bf16_on) kern_bf16_shadow(m->be, m->params, m->num_params);
     return norm;
@@ -256,6 +259,7 @@ static int micro_step(train_stage *s, const train_stage_hooks *h, long step, gk_
     out_init(&o);
     double ts = gk_now(), lsum = 0;
     train_stage_zero(s, 0);
+    s->comm_s = 0;
     int dp = s->nranks > 1, split = dp && h->split;
     GK_CHECK(!split || s->cfg.accum == 1, "%s: a split hook under data parallelism needs accum 1", s->cfg.name);
     GK_CHECK(!dp || split || h->skip, "%s: data parallelism needs the stage's skip hook", s->cfg.name);
@@ -290,6 +294,12 @@ static int micro_step(train_stage *s, const train_stage_hooks *h, long step, gk_
     }
     train_put(f, "ms", "%.1f", dt * 1000);
     snprintf(part, sizeof part, "%.0f ms", dt * 1000);                    human_add(hum, sizeof hum, part);
+    if (dp) {
+        /* the gradient reduce-scatter, the norm and the parameter all-gather (waiting for the slowest rank
+         * included: on a shared machine that is most of it) */
+        train_put(f, "comm_ms", "%.2f", s->comm_s * 1000);
+        snprintf(part, sizeof part, "comm %.0f ms", s->comm_s * 1000);   human_add(hum, sizeof hum, part);
+    }
     if (s->cfg.flops_per_step > 0) {
         double mfu = s->peak > 0 ? s->cfg.flops_per_step / dt / s->peak : 0;
         train_put(f, "mfu", "%.4f", mfu);

@@ -196,6 +196,7 @@ struct train_stage {
     gk_dir_lock *locks[TRAIN_STAGE_MAX_MODELS];   /* one writer per output directory (gk_dir_lock_take) */
     int    rank, nranks;      /* data parallelism (src/dist): only rank 0 writes files and prints */
     double opt_bytes;         /* this rank's optimizer state (AdamW moments, ZeRO-1 sharded), bytes */
+    double comm_s;            /* seconds in the update's collectives during the current step ("comm_ms") */
 };
 
 /* This rank's contiguous share [*lo, *hi) of n items of a split micro-batch (all of them with one rank). */
