@@ -1,6 +1,7 @@
 # CLI tests for data-parallel training under Open MPI (src/dist, docs/distributed.md): 2 ranks against 1 for
 # pretrain, SFT, RM and DPO (losses and final weights), ZeRO-1's optimizer state per rank, resume 2 -> 1 and
-# 1 -> 2 ranks equal to the uninterrupted run, a killed rank ending the job with a message naming it, Ctrl-C.
+# 1 -> 2 ranks equal to the uninterrupted run, PPO statistics, a killed rank ending the job with a message
+# naming it, Ctrl-C and SIGUSR1 saving once, and two "hosts" (network namespaces) talking TCP.
 # Tolerance 1e-5 (losses and weights; the issue's contract): 2 ranks add the same terms as 1 rank but in another
 # order (each rank accumulates its own micro-batches, then the reduce-scatter adds the ranks' sums; split
 # batches are rescaled by count_r / count), so float32 results differ in the last bits and drift a little
@@ -181,3 +182,33 @@ for sig in INT USR1; do
      $GPTKIT pretrain --resume s$sig --steps 1 --json >/dev/null 2>&1; then pass dist_sig${sig}_saves_once
   else fail dist_sig${sig}_saves_once "ready=$READY rc=$rc interrupts=$n $(ls s$sig 2>&1) $(tail -3 s$sig.err)"; fi
 done
+
+# 7. two "hosts" on this machine: two network namespaces joined by a veth pair, Open MPI over TCP between them
+#    (mpirun in namespace A; its rsh agent starts Open MPI's daemon in namespace B by `ip netns exec`). The
+#    2-rank pretraining run over the veth link equals the 1-rank run. Needs root and network namespaces.
+NA=gkA$$; NB=gkB$$; VA=gva$$; VB=gvb$$
+if [ "$(id -u)" != 0 ] || ! command -v ip >/dev/null || ! ip netns add $NA 2>/dev/null; then
+  skip dist_two_hosts "network namespaces are not allowed here (needs root and iproute2's ip netns)"
+else
+  trap 'ip netns del $NA 2>/dev/null; ip netns del $NB 2>/dev/null; rm -rf "$TMP"' EXIT
+  if ip netns add $NB && ip link add $VA type veth peer name $VB && ip link set $VA netns $NA && ip link set $VB netns $NB &&
+     ip -n $NA addr add 10.77.0.1/24 dev $VA && ip -n $NB addr add 10.77.0.2/24 dev $VB &&
+     ip -n $NA link set lo up && ip -n $NB link set lo up && ip -n $NA link set $VA up && ip -n $NB link set $VB up; then
+    cat > agent.sh <<AEOF
+#!/bin/sh
+# Open MPI's rsh agent: "agent HOST COMMAND..." runs COMMAND in the namespace that owns HOST's address
+h=\$1; shift
+case \$h in 10.77.0.1) ns=$NA;; 10.77.0.2) ns=$NB;; *) echo "agent.sh: unknown host \$h" >&2; exit 1;; esac
+exec ip netns exec \$ns sh -c "\$*"
+AEOF
+    chmod +x agent.sh
+    NET="--mca plm_rsh_agent $TMP/agent.sh --host 10.77.0.1,10.77.0.2 --mca btl self,tcp --mca btl_tcp_if_include 10.77.0.0/24 --mca oob_tcp_if_include 10.77.0.0/24"
+    ( unset OMPI_MCA_btl OMPI_MCA_btl_tcp_if_include OMPI_MCA_oob_tcp_if_include
+      timeout 120 ip netns exec $NA mpirun -np 2 $NET sh -c 'ip -o -4 addr show | grep -o "10\.77\.0\.[12]"' > where.txt 2>where.err
+      timeout 120 ip netns exec $NA mpirun -np 2 $NET $GPTKIT pretrain $PT --out h2 > h2.jsonl 2>h2.err )
+    if [ "$(sort where.txt | tr '\n' ' ')" = "10.77.0.1 10.77.0.2 " ] && same p1.jsonl h2.jsonl p1 h2 8; then pass dist_two_hosts
+    else fail dist_two_hosts "$(cat where.txt where.err same.out h2.err 2>/dev/null | tail -8)"; fi
+  else
+    skip dist_two_hosts "could not make the veth pair between the namespaces"
+  fi
+fi
