@@ -7,7 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct { const char *name; int (*fn)(int, char **); const char *help; } command;
+/* dist: 1 for the commands that split their work across ranks under mpirun (src/dist); the others refuse to run
+ * on more than one rank rather than repeat their work and race on their output files. */
+typedef struct { const char *name; int (*fn)(int, char **); const char *help; int dist; } command;
 
 /* `mpirun -np N gptkit dist-info`: whether this build has MPI and how many ranks the launcher started (rank 0
  * prints; the others' stdout is closed by dist_init). */
@@ -39,26 +41,26 @@ static int cmd_dist_info(int argc, char **argv) {
 }
 
 static const command commands[] = {
-    {"tokenizer", cmd_tokenizer, "train / encode / decode / inspect a byte-level BPE tokenizer"},
-    {"tokenize",  cmd_tokenize,  "turn text files into token shards (llm.c .bin layout)"},
-    {"pretrain",  cmd_pretrain,  "train a GPT-2 from scratch or continue one, on token shards"},
-    {"eval",      cmd_eval,      "mean next-token loss of a checkpoint on a shard"},
-    {"sft",       cmd_sft,       "supervised finetuning on chat JSONL (loss on assistant tokens)"},
-    {"sample",    cmd_sample,    "generate completions from a checkpoint"},
-    {"chat",      cmd_chat,      "talk to a chat model"},
-    {"serve",     cmd_serve,     "OpenAI-compatible HTTP server with continuous batching, and a web chat page"},
-    {"solve",     cmd_solve,     "answer a task file with a strategy (greedy, fewshot, cot, sc, tot, reflect) and tools"},
-    {"rm",        cmd_rm,        "train a reward model on preference pairs / rankings"},
-    {"score",     cmd_score,     "score (prompt, response) pairs with a reward model"},
-    {"ppo",       cmd_ppo,       "RLHF: PPO against a reward model with a KL leash"},
-    {"dpo",       cmd_dpo,       "direct preference optimisation"},
-    {"compare",   cmd_compare,   "win rate of model A over model B by a reward model"},
-    {"data",      cmd_data,      "generate the built-in demo datasets (SFT, preferences, prompts, eval tasks)"},
-    {"pipeline",  cmd_pipeline,  "run the whole chain on the built-in demo data (or a config)"},
-    {"bench",     cmd_bench,     "micro-benchmarks (peak GEMM / bandwidth probe)"},
-    {"embed",     cmd_embed,     "sentence embeddings of text lines with a sentence-transformers BERT model"},
-    {"index",     cmd_index,     "retrieval index (SQLite): build from documents, query by BM25 / vector / hybrid"},
-    {"dist-info", cmd_dist_info, "data parallelism: MPI in this build, and the ranks mpirun started"},
+    {"tokenizer", cmd_tokenizer, "train / encode / decode / inspect a byte-level BPE tokenizer", 0},
+    {"tokenize",  cmd_tokenize,  "turn text files into token shards (llm.c .bin layout)", 0},
+    {"pretrain",  cmd_pretrain,  "train a GPT-2 from scratch or continue one, on token shards", 1},
+    {"eval",      cmd_eval,      "mean next-token loss of a checkpoint on a shard", 0},
+    {"sft",       cmd_sft,       "supervised finetuning on chat JSONL (loss on assistant tokens)", 1},
+    {"sample",    cmd_sample,    "generate completions from a checkpoint", 0},
+    {"chat",      cmd_chat,      "talk to a chat model", 0},
+    {"serve",     cmd_serve,     "OpenAI-compatible HTTP server with continuous batching, and a web chat page", 0},
+    {"solve",     cmd_solve,     "answer a task file with a strategy (greedy, fewshot, cot, sc, tot, reflect) and tools", 0},
+    {"rm",        cmd_rm,        "train a reward model on preference pairs / rankings", 1},
+    {"score",     cmd_score,     "score (prompt, response) pairs with a reward model", 0},
+    {"ppo",       cmd_ppo,       "RLHF: PPO against a reward model with a KL leash", 1},
+    {"dpo",       cmd_dpo,       "direct preference optimisation", 1},
+    {"compare",   cmd_compare,   "win rate of model A over model B by a reward model", 0},
+    {"data",      cmd_data,      "generate the built-in demo datasets (SFT, preferences, prompts, eval tasks)", 0},
+    {"pipeline",  cmd_pipeline,  "run the whole chain on the built-in demo data (or a config)", 0},
+    {"bench",     cmd_bench,     "micro-benchmarks (peak GEMM / bandwidth probe)", 0},
+    {"embed",     cmd_embed,     "sentence embeddings of text lines with a sentence-transformers BERT model", 0},
+    {"index",     cmd_index,     "retrieval index (SQLite): build from documents, query by BM25 / vector / hybrid", 0},
+    {"dist-info", cmd_dist_info, "data parallelism: MPI in this build, and the ranks mpirun started", 1},
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 
@@ -122,6 +124,13 @@ int main(int argc, char **argv) {
         if (!strcmp(argv[1], commands[i].name)) {
             /* under mpirun every rank runs the same command; the training stages split the work (src/dist) */
             dist_init(&argc, &argv);
+            if (dist_size() > 1 && !commands[i].dist) {
+                if (dist_rank() == 0)
+                    fprintf(stderr, "gptkit %s: runs in one process; under mpirun only pretrain, sft, rm, dpo and ppo "
+                            "split their work across ranks (run it without mpirun)\n", argv[1]);
+                dist_finalize();
+                return 2;
+            }
             int rc = commands[i].fn(argc - 1, argv + 1);
             /* a rank that failed alone must not leave the others waiting in a collective: end the job. 130 is
              * Ctrl-C after the checkpoint every rank agreed on (stage.c): a clean end, not a failure. */
