@@ -94,8 +94,10 @@ uint64_t train_params_checksum(const gpt_model *m);
 /* Every training stage (pretrain, sft, rm, dpo, ppo) runs inside this one loop, which owns what they share:
  * start and exact resume, the stage's RNG, Ctrl-C, the progress line and metrics JSONL, the eval and sample
  * cadence, periodic / stop-at / final checkpoints, precision begin/end, gradient accumulation, and the
- * optimizer step (train_stage_update: the one place for the gradient norm and clipping, and next for the
- * gradient all-reduce and LoRA's parameter selection). A stage supplies its models and a hook struct.
+ * optimizer step (train_stage_update: the one place for the gradient norm and clipping, the data-parallel
+ * reduce-scatter / ZeRO-1 update / all-gather, and LoRA's parameter selection). A stage supplies its models
+ * and a hook struct. Under mpirun every rank runs the loop; the micro-batches of a step are dealt to the ranks
+ * (or a split hook takes its share of the batch), only rank 0 writes (docs/distributed.md).
  *
  *   open:  grads + AdamW per model, RNG from rng_seed, resume (moments, step, data position, RNG), OUT dirs,
  *          metrics.jsonl, precision
@@ -228,7 +230,9 @@ void train_stage_precision_end(train_stage *s);
 /* Zeroes model k's grads. */
 void train_stage_zero(train_stage *s, size_t k);
 /* The optimizer step of model k at learning rate lr: global gradient norm, clipping, AdamW over the trainable
- * parameters. Returns the pre-clip norm. Every stage's update goes through here. */
+ * parameters. Returns the pre-clip norm. Every stage's update goes through here. With several ranks it is a
+ * collective: the gradients summed over ranks (reduce-scatter), each rank's slice updated with its slice of the
+ * moments (ZeRO-1), the parameters all-gathered. */
 double train_stage_update(train_stage *s, size_t k, float lr);
 
 /* Items of a dataset (conversations, preference lines, prompts) visited epoch by epoch in a seeded order: the

@@ -13,7 +13,7 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1   # CI runs as 
 export OMPI_MCA_btl=self,vader,tcp OMPI_MCA_btl_tcp_if_include=lo OMPI_MCA_oob_tcp_if_include=lo
 py() { python3 -c "$@"; }
 cd "$TMP"
-if ! $GPTKIT --help 2>&1 | grep -q . || ! command -v mpirun >/dev/null; then
+if ! command -v mpirun >/dev/null; then
   skip dist "mpirun not found (scripts/setup.sh installs openmpi-bin)"; exit 0
 fi
 if ! mpirun --oversubscribe -np 2 $GPTKIT dist-info 2>/dev/null | grep -q "ranks 2"; then
