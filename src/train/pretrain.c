@@ -9,6 +9,7 @@
 #include "train/train.h"
 #include "kern/kern.h"
 #include "tok/tok.h"
+#include "dist/dist.h"
 
 #include <cjson/cJSON.h>
 #include <sys/resource.h>
@@ -87,7 +88,16 @@ static int pt_eval(void *ctx, train_stage *s, long step, int final, gk_err *err)
     (void)final;
     pt_ctx *c = ctx;
     double vl = NAN;
-    if (train_eval_loss(c->m, c->o->val, (size_t)c->o->B, (size_t)c->o->T, c->o->val_batches, &vl, NULL, err)) return -1;
+    /* each rank evaluates every nranks-th batch; the sums are added over ranks (collective) */
+    double v[2] = {0, 0};
+    size_t cnt = 0;
+    int bad = train_eval_sums(c->m, c->o->val, (size_t)c->o->B, (size_t)c->o->T, c->o->val_batches, s->rank, s->nranks,
+                              &v[0], &cnt, err) != 0;
+    v[1] = (double)cnt;
+    if (s->nranks > 1 && dist_any(bad)) return bad ? -1 : gk_errf(err, "another rank failed to evaluate %s", c->o->val);
+    if (bad) return -1;
+    train_stage_sum(s, v, 2);
+    vl = v[1] > 0 ? v[0] / v[1] : NAN;
     c->res->val_loss = vl;
     cJSON *f = cJSON_CreateObject();
     cJSON_AddNumberToObject(f, "step", (double)step);

@@ -370,6 +370,10 @@ double train_flops_per_token(const gpt_model *m, size_t T);
 
 /* ---------------------------------------------------------------- evaluation */
 /* Mean next-token loss over the first `batches` sequential batches of a shard (all batches if 0). */
+/* The sums under it, of batches k with k % nparts == part only (a rank's share under data parallelism): the
+ * summed loss of the counted targets and their count. */
+int train_eval_sums(gpt_model *m, const char *shard, size_t B, size_t T, long batches, int part, int nparts,
+                    double *sum, size_t *count, gk_err *err);
 int train_eval_loss(gpt_model *m, const char *shard, size_t B, size_t T, long batches, double *loss,
                     size_t *ntok, gk_err *err);
 
