@@ -21,6 +21,7 @@ static const command commands[] = {
     {"score",     cmd_score,     "score (prompt, response) pairs with a reward model"},
     {"ppo",       cmd_ppo,       "RLHF: PPO against a reward model with a KL leash"},
     {"dpo",       cmd_dpo,       "direct preference optimisation"},
+    {"grpo",      cmd_grpo,      "GRPO with verifiable rewards (answers checked)"},
     {"compare",   cmd_compare,   "win rate of model A over model B by a reward model"},
     {"data",      cmd_data,      "generate the built-in demo datasets (SFT, preferences, prompts, eval tasks)"},
     {"pipeline",  cmd_pipeline,  "run the whole chain on the built-in demo data (or a config)"},
