@@ -823,4 +823,33 @@ double grpo_accuracy(struct engine *e, const tok_tokenizer *tok, const chat_spec
                      size_t max_new, unsigned char *correct, gk_err *err);
 
 
+
+/* ================================================================ judged win rates (judge.c) */
+/* Win rate of model A over model B on held-out prompts by two judges: the reward model (what PPO optimised,
+ * and can fool) and, for demo prompts, the gold rule the preferences were generated from (demo_gold). One reply
+ * per prompt per model; with best_of > 1, A's reply is the reward model's favourite of best_of samples from A
+ * (best-of-N: the baseline an RL method must beat at equal sampling cost). */
+typedef struct {
+    const char *a_dir, *b_dir, *rm_dir, *prompts;
+    long   n;                  /* prompts used (first n; 0 = all) */
+    long   best_of;            /* > 1: best-of-N for A (by the reward model) */
+    long   max_new;            /* default 64 */
+    float  temperature;        /* default 0.7 */
+    uint64_t seed;
+    const char *tokenizer;
+    int    json;               /* one JSON object per comparison on stdout */
+} judge_opts;
+void judge_opts_default(judge_opts *o);
+typedef struct {
+    compare_result rm;         /* by the reward model: wins/ties/losses, win rate (ties half), Wilson 95%, mean scores */
+    compare_result gold;       /* by the gold rule over the comparisons it can judge (n); mean_a/b: mean rule score 0..7 */
+    double gold_correct_a, gold_correct_b;   /* share of A's / B's judged replies with the right answer */
+} judge_result;
+int rlhf_judge(const judge_opts *o, judge_result *res, gk_err *err);
+
+/* A paired 95% interval for the difference of two accuracies on the same n tasks (a[i], b[i] in {0,1}):
+ * mean d = a - b, interval d +- z sd(d) / sqrt(n) (sd with n - 1; the normal approximation of the paired
+ * difference). n < 2 gives [-1, 1]. */
+void rlhf_paired_diff(const unsigned char *a, const unsigned char *b, size_t n, double z, double *mean, double *lo, double *hi);
+
 #endif
