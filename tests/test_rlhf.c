@@ -517,6 +517,29 @@ static void test_grpo_reward(void) {
     prefs_item_free(&it);
 }
 
+/* The gold judge is the demo's rule on any reply to a demo prompt; the paired interval of an accuracy difference. */
+static void test_gold_and_paired(void) {
+    demo_verdict v;
+    CHECK(demo_gold(NULL, "What is 47 + 385?", "The answer is 432.", &v) == 0 && v.score == 7, "ideal reply scores 7 (%d)", v.score);
+    CHECK(demo_gold("", "What is 47 + 385?", "Sure! The answer is 432.", &v) == 0 && v.score == 6, "rambling scores 6 (%d)", v.score);
+    CHECK(demo_gold(NULL, "What is 47 + 385?", "The answer is 431.", &v) == 0 && v.score == 3 && !v.correct, "wrong scores 3 (%d)", v.score);
+    CHECK(demo_gold(NULL, "What is the capital of Peru? Answer as JSON {\"answer\": ...}.", "{\"answer\": \"Lima\"}", &v) == 0 &&
+          v.score == 7, "JSON reply scores 7 (%d)", v.score);
+    CHECK(demo_gold(NULL, "What is the capital of Peru? Answer as JSON {\"answer\": ...}.", "The capital of Peru is Lima.", &v) == 0 &&
+          v.score == 5, "format ignored scores 5 (%d)", v.score);
+    CHECK(demo_gold(NULL, "How many legs has a spider?", "Eight.", &v) == -1, "not a demo prompt: no verdict");
+    unsigned char a[10] = {1, 1, 1, 1, 1, 1, 0, 1, 1, 0}, b[10] = {0, 1, 0, 1, 0, 1, 0, 1, 0, 0};
+    double m, lo, hi;
+    rlhf_paired_diff(a, b, 10, 1.959964, &m, &lo, &hi);
+    /* d = 1 on 4 tasks, 0 on 6: mean 0.4, sd sqrt(0.4*0.6*10/9), se = sd / sqrt(10) */
+    double se = sqrt(0.4 * 0.6 * 10.0 / 9.0) / sqrt(10.0);
+    CHECK_CLOSE(m, 0.4, 1e-12, 0, "paired mean");
+    CHECK_CLOSE(lo, 0.4 - 1.959964 * se, 1e-12, 0, "paired lower end");
+    CHECK_CLOSE(hi, 0.4 + 1.959964 * se, 1e-12, 0, "paired upper end");
+    rlhf_paired_diff(a, a, 10, 1.959964, &m, &lo, &hi);
+    CHECK(m == 0 && lo == 0 && hi == 0, "identical models: a zero-width interval at 0");
+}
+
 int main(void) {
     TL_RUN(test_rm_loss_pairs);
     TL_RUN(test_rm_loss_ranking);
@@ -535,5 +558,6 @@ int main(void) {
     TL_RUN(test_grpo_loss_seq);
     TL_RUN(test_grpo_loss_token);
     TL_RUN(test_grpo_reward);
+    TL_RUN(test_gold_and_paired);
     return tl_summary();
 }
