@@ -79,3 +79,11 @@ expect_fail grpo_no_answer 'bad_noanswer.jsonl:2: .*answer' $GPTKIT grpo --polic
 expect_fail grpo_bad_check 'bad_check.jsonl:1: field "check"' $GPTKIT grpo --policy sft --prompts bad_check.jsonl --out gx
 expect_fail grpo_group_one 'group must be at least 2' $GPTKIT grpo --policy sft --prompts prompts.jsonl -G 1 --out gx
 expect_fail grpo_no_policy 'no policy' $GPTKIT grpo --prompts prompts.jsonl --out gx
+
+# 5. Ctrl-C saves a resumable checkpoint (exit 130); --resume finishes the run
+start_ready '"step":' gi.log gi.err $GPTKIT grpo $G --iters 400 --out gint --json
+if [ $READY = 1 ]; then interrupt_ready; rc=$?; else rc=-1; fi
+if [ $rc -eq 130 ] && [ -f gint/train_state.safetensors ]; then
+  $GPTKIT grpo --resume gint --iters 2 --json >gr.log 2>gr.err; rc2=$?
+  [ $rc2 -eq 0 ] && pass grpo_ctrl_c_resumes || fail grpo_ctrl_c_resumes "resume rc=$rc2 $(tail -2 gr.err)"
+else fail grpo_ctrl_c_resumes "rc=$rc ready=$READY $(tail -2 gi.err)"; fi
