@@ -23,6 +23,7 @@ int cmd_rm(int argc, char **argv);
 int cmd_score(int argc, char **argv);
 int cmd_ppo(int argc, char **argv);
 int cmd_dpo(int argc, char **argv);
+int cmd_grpo(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
 int cmd_pipeline(int argc, char **argv);
 int cmd_data(int argc, char **argv);

@@ -317,6 +317,10 @@ typedef struct {
 } demo_verdict;
 /* Judges response for a task graded by check with the given answer. Returns 0, or -1 if check is unknown. */
 int demo_judge(const char *check, const char *answer, const char *response, demo_verdict *v);
+/* The gold judge: the preference rule applied to any (prompt, response) of a demo prompt — the task is
+ * recovered from the prompt text (demo_task_from_prompt), then judged (demo_judge). system may be NULL or "".
+ * Returns 0 with v filled, or -1 when the prompt is not one the demo generators make (no verdict). */
+int demo_gold(const char *system, const char *user, const char *response, demo_verdict *v);
 
 /* ---------------------------------------------------------------- prompts for a base model */
 
