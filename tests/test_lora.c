@@ -45,6 +45,15 @@ enum { B_ = 2, T_ = 7 };
 static const int32_t TOK[B_ * T_] = {1, 5, 9, 3, 44, 2, 17, 8, 8, 31, 0, 49, 12, 6};
 
 /* logits [B*T, V] on the host */
+static float *logits_of(gpt_model *m, const int32_t *tok, size_t B, size_t T) {
+    size_t N = B * T, V = (size_t)m->cfg.vocab_size;
+    gpt_forward(m, tok, B, T);
+    float *d = kern_alloc(m->be, N * V * sizeof(float));
+    gpt_lm_head_fwd(m, d, gpt_hidden(m), N);
+    float *h = dl(m, d, N * V);
+    kern_free(m->be, d);
+    return h;
+}
 static float *logits(gpt_model *m) {
     size_t N = B_ * T_, V = (size_t)m->cfg.vocab_size;
     gpt_forward(m, TOK, B_, T_);
@@ -241,6 +250,103 @@ static void test_peft_files_roundtrip(void) {
     }
 }
 
+/* peft's forward, loss, adapter gradients and merge on the same base + adapter (tests/ref/gen_lora_fixtures.py) */
+static float *fx(const st_file *f, const char *name, size_t want) {
+    const st_tensor *t = st_find(f, name);
+    if (!t) return NULL;
+    size_t n = 1;
+    for (int i = 0; i < t->ndim; i++) n *= t->shape[i];
+    if (n != want) return NULL;
+    float *d = malloc(n * sizeof(float));
+    gk_err err;
+    if (st_read_f32(f, t, d, &err)) { free(d); return NULL; }
+    return d;
+}
+
+static void test_matches_peft(void) {
+    const char *cases[] = {"gpt2", "llama"};
+    for (int c = 0; c < 2; c++) {
+        char dir[256], ad[300], io[300];
+        snprintf(dir, sizeof dir, "%s", tl_path(FIX));
+        snprintf(ad, sizeof ad, "%s/%s/adapter", dir, cases[c]);
+        snprintf(io, sizeof io, "%s/%s/io.safetensors", dir, cases[c]);
+        snprintf(dir + strlen(dir), sizeof dir - strlen(dir), "/%s/model", cases[c]);
+        gk_err err;
+        gpt_model *m = gpt_load(dir, NULL, &err);
+        CHECK(m != NULL, "%s: %s", cases[c], err.msg);
+        if (!m) continue;
+        st_file f;
+        if (st_open(&f, io, &err)) { CHECK(0, "%s", err.msg); gpt_free(m); continue; }
+        const st_tensor *tt = st_find(&f, "tokens");
+        size_t B = tt->shape[0], T = tt->shape[1], V = (size_t)m->cfg.vocab_size, C = (size_t)m->cfg.n_embd, N = B * T;
+        int32_t *tok = malloc(N * 4), *tg = malloc(N * 4);
+        memcpy(tok, f.data + tt->begin, N * 4);
+        memcpy(tg, f.data + st_find(&f, "targets")->begin, N * 4);
+        float *want = fx(&f, "logits", N * V), *want_base = fx(&f, "base_logits", N * V), *want_merged = fx(&f, "merged_logits", N * V);
+        float *want_loss = fx(&f, "loss", 1);
+        CHECK(want && want_base && want_merged && want_loss, "fixture tensors");
+        CHECK(gpt_lora_load(m, ad, NULL, &err) == 0, "peft's adapter loads: %s", err.msg);
+        if (!m->lora || !want || !want_base || !want_merged || !want_loss) { st_close(&f); gpt_free(m); continue; }
+        for (int g = 0; g < GPT_NGROUPS; g++) gpt_set_trainable(m, g, 0);
+        gpt_model *pm = m->lora->pm;
+        gpt_alloc_grads(pm);
+        gpt_zero_grads(pm);
+        /* forward: logits [N, V] */
+        gpt_forward(m, tok, B, T);
+        float *dlog = kern_alloc(m->be, N * V * sizeof(float)), *dh = kern_alloc(m->be, N * C * sizeof(float));
+        gpt_lm_head_fwd(m, dlog, gpt_hidden(m), N);
+        float *lg = dl(m, dlog, N * V);
+        CHECK_ARRAYS("logits with peft's adapter", lg, want, N * V, 1e-4, 1e-4);
+        /* mean cross-entropy over kept targets, its gradient on the host */
+        size_t kept = 0;
+        for (size_t i = 0; i < N; i++) kept += tg[i] >= 0;
+        double loss = 0;
+        float *g = calloc(N * V, sizeof(float));
+        for (size_t i = 0; i < N; i++) {
+            if (tg[i] < 0) continue;
+            double mx = -1e30, z = 0;
+            for (size_t v = 0; v < V; v++) mx = fmax(mx, lg[i * V + v]);
+            for (size_t v = 0; v < V; v++) z += exp(lg[i * V + v] - mx);
+            loss += -(lg[i * V + (size_t)tg[i]] - mx - log(z));
+            for (size_t v = 0; v < V; v++) g[i * V + v] = (float)(exp(lg[i * V + v] - mx) / z / (double)kept);
+            g[i * V + (size_t)tg[i]] -= (float)(1.0 / (double)kept);
+        }
+        CHECK_CLOSE(loss / (double)kept, want_loss[0], 1e-5, 1e-5, "loss");
+        kern_upload(m->be, dlog, g, N * V * sizeof(float));
+        kern_zero(m->be, dh, N * C * sizeof(float));
+        gpt_lm_head_bwd(m, dh, dlog, gpt_hidden(m), N);
+        gpt_backward(m, dh);
+        float *grads = dl(m, pm->grads, pm->num_params);
+        size_t matched = 0;
+        for (size_t i = 0; i < m->lora->n_sites; i++)
+            for (int ab = 0; ab < 2; ab++) {
+                const gpt_lora_site *s = &m->lora->sites[i];
+                char key[160], gk[200];
+                gpt_lora_key(m, i, ab ? 'B' : 'A', key, sizeof key);
+                snprintf(gk, sizeof gk, "grad.%s", key);
+                size_t n = (size_t)m->lora->cfg.rank * (ab ? s->out : s->in);
+                float *w = fx(&f, gk, n);
+                CHECK(w != NULL, "fixture has %s", gk);
+                if (w) { CHECK_ARRAYS(gk, grads + (ab ? s->b_off : s->a_off), w, n, 2e-5, 1e-3); matched++; }
+                free(w);
+            }
+        CHECK(matched == 2 * m->lora->n_sites && matched >= 16, "every adapter gradient compared (%zu)", matched);
+        /* adapters off: the base; merged: peft's merge_and_unload */
+        m->lora->enabled = 0;
+        float *lb = logits_of(m, tok, B, T);
+        CHECK_ARRAYS("logits with adapters off", lb, want_base, N * V, 1e-4, 1e-4);
+        m->lora->enabled = 1;
+        gpt_lora_merge(m);
+        float *lm = logits_of(m, tok, B, T);
+        CHECK_ARRAYS("merged logits vs peft's merge_and_unload", lm, want_merged, N * V, 1e-4, 1e-4);
+        free(lb); free(lm); free(grads); free(g); free(lg);
+        kern_free(m->be, dlog); kern_free(m->be, dh);
+        free(tok); free(tg); free(want); free(want_base); free(want_merged); free(want_loss);
+        st_close(&f);
+        gpt_free(m);
+    }
+}
+
 static void test_bad_configs(void) {
     gpt_model *g = make(0, 1), *l = make(1, 1);
     gk_err err;
@@ -264,6 +370,7 @@ int main(void) {
     TL_RUN(test_gradients_finite_differences);
     TL_RUN(test_merge_and_kv_cache);
     TL_RUN(test_peft_files_roundtrip);
+    TL_RUN(test_matches_peft);
     TL_RUN(test_bad_configs);
     return tl_summary();
 }

@@ -171,7 +171,7 @@ void gpt_lora_detach(gpt_model *m) {
     kern_free(m->be, L->u); kern_free(m->be, L->du); kern_free(m->be, L->tmp);
     kern_free(m->be, L->pm->params); kern_free(m->be, L->pm->grads);
     free(L->pm->table); free(L->pm);
-    free(L->sites); free(L->site_at);
+    free(L->sites); free(L->site_at); free(L->base);
     free(L);
     m->lora = NULL;
 }
@@ -282,7 +282,9 @@ uint64_t gpt_params_checksum(const gpt_model *m) {
 }
 
 /* PEFT's key of a site's A (ab 'A') or B: base_model.model. + the HF module path + .lora_X.weight */
-static void peft_key(const gpt_config *c, const gpt_lora_site *s, char ab, char *out, size_t cap) {
+void gpt_lora_key(const gpt_model *m, size_t site, char ab, char *out, size_t cap) {
+    const gpt_config *c = &m->cfg;
+    const gpt_lora_site *s = &m->lora->sites[site];
     if (c->arch == GPT_ARCH_LLAMA) {
         int attn = s->target <= GPT_LORA_O;
         snprintf(out, cap, "base_model.model.model.layers.%d.%s.%s.lora_%c.weight", s->layer, attn ? "self_attn" : "mlp",
@@ -310,8 +312,8 @@ int gpt_lora_save(const gpt_model *m, const char *dir, const char *base, gk_err 
     for (size_t i = 0; i < L->n_sites; i++) {
         const gpt_lora_site *s = &L->sites[i];
         size_t sa[2] = {(size_t)L->cfg.rank, s->in}, sb[2] = {s->out, (size_t)L->cfg.rank};
-        peft_key(&m->cfg, s, 'A', keys[2 * i], sizeof keys[0]);
-        peft_key(&m->cfg, s, 'B', keys[2 * i + 1], sizeof keys[0]);
+        gpt_lora_key(m, i, 'A', keys[2 * i], sizeof keys[0]);
+        gpt_lora_key(m, i, 'B', keys[2 * i + 1], sizeof keys[0]);
         st_writer_add_f32(w, keys[2 * i], 2, sa, P + s->a_off);
         st_writer_add_f32(w, keys[2 * i + 1], 2, sb, P + s->b_off);
     }
@@ -368,6 +370,20 @@ int gpt_lora_load(gpt_model *m, const char *dir, char **base, gk_err *err) {
     if (!cJSON_IsNumber(r) || r->valuedouble < 1 || r->valuedouble > 65536) { gk_errf(err, "%s: field 'r' missing or out of range", cpath); goto done; }
     if (!cJSON_IsNumber(al)) { gk_errf(err, "%s: field 'lora_alpha' missing", cpath); goto done; }
     if (!cJSON_IsArray(tm)) { gk_errf(err, "%s: field 'target_modules' must be a list of names", cpath); goto done; }
+    /* PEFT options that change the function computed: only their defaults are understood */
+    static const char *const must_be_off[] = {"use_dora", "lora_bias", "use_qalora", "use_bdlora", "layers_to_transform",
+                                               "modules_to_save", "target_parameters", "layer_replication", "trainable_token_indices"};
+    for (size_t k = 0; k < sizeof must_be_off / sizeof must_be_off[0]; k++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, must_be_off[k]);
+        if (v && !cJSON_IsNull(v) && !cJSON_IsFalse(v)) { gk_errf(err, "%s: '%s' is set: not supported (only plain LoRA)", cpath, must_be_off[k]); goto done; }
+    }
+    static const char *const must_be_empty[] = {"rank_pattern", "alpha_pattern"};
+    for (size_t k = 0; k < 2; k++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, must_be_empty[k]);
+        if (v && !cJSON_IsNull(v) && !(cJSON_IsObject(v) && !v->child)) { gk_errf(err, "%s: '%s' is not empty: per-layer ranks are not supported", cpath, must_be_empty[k]); goto done; }
+    }
+    const cJSON *bi = cJSON_GetObjectItemCaseSensitive(j, "bias");
+    if (bi && !cJSON_IsNull(bi) && !(cJSON_IsString(bi) && !strcmp(bi->valuestring, "none"))) { gk_errf(err, "%s: 'bias' must be \"none\"", cpath); goto done; }
     gpt_lora_config lc = { .rank = (int)r->valuedouble, .alpha = (float)al->valuedouble, .rslora = cJSON_IsTrue(rs) };
     const cJSON *it;
     cJSON_ArrayForEach(it, tm) {
@@ -402,7 +418,7 @@ int gpt_lora_load(gpt_model *m, const char *dir, char **base, gk_err *err) {
         for (int ab = 0; ab < 2; ab++) {
             const gpt_lora_site *s = &L->sites[i];
             char key[128];
-            peft_key(&m->cfg, s, ab ? 'B' : 'A', key, sizeof key);
+            gpt_lora_key(m, i, ab ? 'B' : 'A', key, sizeof key);
             const st_tensor *t = st_find(&f, key);
             if (!t) { char k2[160]; snprintf(k2, sizeof k2, "%s", key);   /* PEFT may keep the adapter name */
                 char *dot = strstr(k2, ".weight"); if (dot) strcpy(dot, ".default.weight");

@@ -348,6 +348,7 @@ typedef struct gpt_lora {
     size_t *site_at;               /* [L * nroles]: first site index + 1 of (layer, role), 0 none */
     float *u, *du, *tmp;           /* device scratch: [R, r], [R, r], [R, max out] */
     size_t cap_rows;
+    char  *base;                   /* the base model's directory, recorded in adapter_config.json (owned; may be NULL) */
 } gpt_lora;
 /* Parses "q,v", "all-linear", ... for m's family into cfg->targets; unknown names (or the other family's) are
  * an error naming them and listing the valid ones. */
@@ -370,6 +371,8 @@ int  gpt_lora_save(const gpt_model *m, const char *dir, const char *base, gk_err
  * every tensor's name and shape checked against m's architecture; a different recorded base checksum is an
  * error. *base (if non-NULL) gets a malloc'd copy of base_model_name_or_path (or NULL). */
 int  gpt_lora_load(gpt_model *m, const char *dir, char **base, gk_err *err);
+/* The PEFT key of site's A (ab 'A') or B ('B'): "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight". */
+void gpt_lora_key(const gpt_model *m, size_t site, char ab, char *out, size_t cap);
 /* 1 if dir holds adapter_config.json. */
 int  gpt_lora_is_dir(const char *dir);
 /* FNV-style checksum of the base parameters' bytes (host copy), for matching an adapter to its base. */
