@@ -87,15 +87,15 @@
 /* LoRA (train_lora_opts lora): rank 0 = full finetuning */
 #define OPT_LORA(S) \
     OPT_SECTION("LoRA (train low-rank adapters only; the base stays frozen):"), \
-    OPT_NUM_(S, TRAIN_OPT_LONG, "--lora-rank", NULL, "lora_rank", NULL, lora.rank, 0, 0, 65536, ST | PI, "R", \
+    OPT_NUM_(S, TRAIN_OPT_LONG, "--lora-rank", NULL, "lora_rank", NULL, lora.rank, 0, 0, 65536, ST, "R", \
              "adapter rank (0 = full finetuning)"), \
-    OPT_NUM_(S, TRAIN_OPT_FLOAT, "--lora-alpha", NULL, "lora_alpha", NULL, lora.alpha, 16, 1e-9, BIG, ST | PI, "A", \
+    OPT_NUM_(S, TRAIN_OPT_FLOAT, "--lora-alpha", NULL, "lora_alpha", NULL, lora.alpha, 16, 1e-9, BIG, ST, "A", \
              "adapter scaling numerator: updates are scaled by A/R"), \
-    OPT_NUM_(S, TRAIN_OPT_FLOAT, "--lora-dropout", NULL, "lora_dropout", NULL, lora.dropout, 0, 0, 1, ST | PI, "P", \
+    OPT_NUM_(S, TRAIN_OPT_FLOAT, "--lora-dropout", NULL, "lora_dropout", NULL, lora.dropout, 0, 0, 1, ST, "P", \
              "dropout on the adapter input (only 0 is implemented)"), \
-    OPT_STR_(S, "--lora-targets", "lora_targets", lora.targets, "all-linear", ST | PI, "LIST", \
+    OPT_STR_(S, "--lora-targets", "lora_targets", lora.targets, "all-linear", ST, "LIST", \
              "layers to adapt: q,k,v,o,gate,up,down (llama) | c_attn,c_proj,c_fc,mlp.c_proj (gpt2) | all-linear"), \
-    { .type = TRAIN_OPT_BOOL, .flag = "--rslora", .key = "rslora", .off = offsetof(S, lora.rslora), .flags = ST | PI, \
+    { .type = TRAIN_OPT_BOOL, .flag = "--rslora", .key = "rslora", .off = offsetof(S, lora.rslora), .flags = ST, \
       .help = "rank-stabilised scaling A/sqrt(R) instead of A/R" }
 
 #define TABLE(name, stage, S, arr) \
