@@ -269,6 +269,7 @@ static const train_opt DPO[] = {
     OPT_LONG(dpo_opts, "--epochs", "epochs", epochs, 1, 0, ST | PI, "N", "passes over the data"),
     OPT_LONG(dpo_opts, "--steps", "steps", steps, 0, 0, ST | PI, "K", "optimizer steps (0 = --epochs)"),
     OPT_OPTIM(dpo_opts, 1e-5, 10, "linear", 0.1, 0.0),
+    OPT_LORA(dpo_opts),
     OPT_OUTPUT_BLOCK(dpo_opts, "out/dpo", "OUT", "checkpoint directory (created)", 0, 0),
 };
 TABLE(train_opts_dpo, "dpo", dpo_opts, DPO);

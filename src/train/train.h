@@ -741,6 +741,7 @@ typedef struct {
     int    json;
     long   val_every, save_every, stop_at;
     int    bf16;                  /* --precision bf16 (the stage skeleton; the reference model matches it) */
+    train_lora_opts lora;         /* --lora-*: train adapters; the reference is the base (adapters off) */
 } dpo_opts;
 void  dpo_opts_default(dpo_opts *o);
 char *dpo_opts_to_json(const dpo_opts *o);

@@ -15,6 +15,9 @@ with open("sft.jsonl", "w") as f:
     for t in things:
         f.write(json.dumps({"messages": [{"role": "user", "content": f"Tell me about the {t}."},
                                          {"role": "assistant", "content": f"The {t} is good."}]}) + "\n")
+with open("prefs.jsonl", "w") as f:
+    for t in things:
+        f.write(json.dumps({"prompt": f"Tell me about the {t}.", "chosen": f"The {t} is good.", "rejected": f"The {t} is bad."}) + "\n")
 EOF
 python3 gen.py
 $GPTKIT tokenizer train --input corpus.txt --vocab-size 280 --out tok >/dev/null 2>tok.err \
@@ -80,7 +83,25 @@ $GPTKIT pretrain --model d2 --n-embd 64 --n-head 4 --vocab-size 280 --n-ctx 48 -
 expect_fail lora_other_base "trained on another base" \
   $GPTKIT eval --model base2 --adapter lo --data "$SHARD" -t 16
 
-# 5. the ecosystem's readers
+# 5. DPO with adapters: the reference is the same weights with the adapters off, so step 0 has z = 0 (loss ln 2);
+# the reward margin grows; resume continues exactly; an adapter as --policy is refused (merge it first)
+$GPTKIT export --model base --adapter lo --format hf --out sftm >/dev/null 2>&1
+$GPTKIT dpo --policy sftm --data prefs.jsonl --batch 6 --steps 8 --lr 1e-2 --warmup 1 --lora-rank 2 --out dp --json \
+  >dp.log 2>dp.err
+rc=$?
+if [ $rc -eq 0 ] && python3 -c "
+import json,math,sys
+L=[json.loads(l) for l in open('dp.log')]; s=[x for x in L if 'step' in x and 'loss' in x]
+print(s[0]['loss'], s[-1]['loss']); sys.exit(0 if len(s)==8 and abs(s[0]['loss']-math.log(2))<1e-5 and s[-1]['loss']<s[0]['loss'] else 1)" >dp.chk \
+  && [ -f dp/adapter_model.safetensors ] && [ ! -f dp/model.safetensors ]; then pass lora_dpo_reference_is_base
+else fail lora_dpo_reference_is_base "rc=$rc $(cat dp.chk) $(tail -3 dp.err)"; fi
+$GPTKIT dpo --policy sftm --data prefs.jsonl --batch 6 --steps 8 --lr 1e-2 --warmup 1 --lora-rank 2 --out dq --stop-at 4 --json \
+  >dq1.log 2>dq1.err && $GPTKIT dpo --resume dq --json >dq2.log 2>dq2.err
+cmp -s dp/adapter_model.safetensors dq/adapter_model.safetensors && pass lora_dpo_resume_exact \
+  || fail lora_dpo_resume_exact "$(tail -2 dq1.err dq2.err)"
+expect_fail lora_dpo_adapter_policy "is a LoRA adapter" $GPTKIT dpo --policy lo --data prefs.jsonl --steps 1 --out dbad
+
+# 6. the ecosystem's readers
 if need_py lora_safetensors_names safetensors numpy; then
   if "$PYT" -c "
 import json,sys
