@@ -2,6 +2,7 @@
 #include "cli/cli.h"
 #include "core/core.h"
 #include "infer/infer.h"
+#include "train/train.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -90,8 +91,9 @@ int cmd_sample(int argc, char **argv) {
     gk_err err;
     if (infer_sampling_validate(&o.samp, &err)) cli_usage_error(&a, "%s", err.msg);
 
-    char *tok_rec = NULL;
-    gpt_model *m = gpt_load(model_dir, &tok_rec, &err);
+    char *tok_rec = NULL, *base_dir = NULL;
+    /* a checkpoint, or a LoRA adapter directory (its recorded base with the adapter on) */
+    gpt_model *m = train_open_model(model_dir, &tok_rec, &base_dir, &err);
     if (!m) { fprintf(stderr, "gptkit sample: %s\n", err.msg); return 1; }
     tok_tokenizer *tok = NULL;
     int rc = 1;
@@ -100,7 +102,7 @@ int cmd_sample(int argc, char **argv) {
     engine_seq *out = NULL;
     constrain_vocab *cv = NULL;
     constrain *cons = NULL;
-    if (tok_load_recorded(model_dir, tok_rec, tok_path, prompt != NULL || nstops > 0 || cc.kind >= 0, &tok, &err)) goto fail;
+    if (tok_load_recorded(base_dir, tok_rec, tok_path, prompt != NULL || nstops > 0 || cc.kind >= 0, &tok, &err)) goto fail;
     if (cli_constraint_build(&cc, tok, &cv, &cons, &err)) goto fail;
     o.grammar = cons;
     if (prompt) {
@@ -152,7 +154,7 @@ fail:
     constrain_vocab_free(cv);
     free(ids);
     tok_free(tok);
-    free(tok_rec);
+    free(tok_rec); free(base_dir);
     gpt_free(m);
     return rc;
 }
