@@ -4,6 +4,7 @@
  * HF peft's on the same weights (tests/ref/gen_lora_fixtures.py). */
 #include "model/model.h"
 #include "kern/kern.h"
+#include "optim/optim.h"
 #include "testlib.h"
 
 #include <math.h>
@@ -263,6 +264,37 @@ static float *fx(const st_file *f, const char *name, size_t want) {
     return d;
 }
 
+/* Forward on tok [B,T], mean cross-entropy over targets >= 0, backward into the adapters' grads (accumulated).
+ * Returns the loss; *lg_out (if non-NULL) gets the host logits [B*T, V]. */
+static double ce_fwd_bwd(gpt_model *m, const int32_t *tok, const int32_t *tg, size_t B, size_t T, float **lg_out) {
+    size_t N = B * T, V = (size_t)m->cfg.vocab_size, C = (size_t)m->cfg.n_embd;
+    gpt_forward(m, tok, B, T);
+    float *dlog = kern_alloc(m->be, N * V * sizeof(float)), *dh = kern_alloc(m->be, N * C * sizeof(float));
+    gpt_lm_head_fwd(m, dlog, gpt_hidden(m), N);
+    float *lg = dl(m, dlog, N * V);
+    size_t kept = 0;
+    for (size_t i = 0; i < N; i++) kept += tg[i] >= 0;
+    double loss = 0;
+    float *g = calloc(N * V, sizeof(float));
+    for (size_t i = 0; i < N; i++) {
+        if (tg[i] < 0) continue;
+        double mx = -1e30, z = 0;
+        for (size_t v = 0; v < V; v++) mx = fmax(mx, lg[i * V + v]);
+        for (size_t v = 0; v < V; v++) z += exp(lg[i * V + v] - mx);
+        loss += -(lg[i * V + (size_t)tg[i]] - mx - log(z));
+        for (size_t v = 0; v < V; v++) g[i * V + v] = (float)(exp(lg[i * V + v] - mx) / z / (double)kept);
+        g[i * V + (size_t)tg[i]] -= (float)(1.0 / (double)kept);
+    }
+    kern_upload(m->be, dlog, g, N * V * sizeof(float));
+    kern_zero(m->be, dh, N * C * sizeof(float));
+    gpt_lm_head_bwd(m, dh, dlog, gpt_hidden(m), N);
+    gpt_backward(m, dh);
+    kern_free(m->be, dlog); kern_free(m->be, dh);
+    free(g);
+    if (lg_out) *lg_out = lg; else free(lg);
+    return loss / (double)kept;
+}
+
 static void test_matches_peft(void) {
     const char *cases[] = {"gpt2", "llama"};
     for (int c = 0; c < 2; c++) {
@@ -278,7 +310,7 @@ static void test_matches_peft(void) {
         st_file f;
         if (st_open(&f, io, &err)) { CHECK(0, "%s", err.msg); gpt_free(m); continue; }
         const st_tensor *tt = st_find(&f, "tokens");
-        size_t B = tt->shape[0], T = tt->shape[1], V = (size_t)m->cfg.vocab_size, C = (size_t)m->cfg.n_embd, N = B * T;
+        size_t B = tt->shape[0], T = tt->shape[1], V = (size_t)m->cfg.vocab_size, N = B * T;
         int32_t *tok = malloc(N * 4), *tg = malloc(N * 4);
         memcpy(tok, f.data + tt->begin, N * 4);
         memcpy(tg, f.data + st_find(&f, "targets")->begin, N * 4);
@@ -291,31 +323,11 @@ static void test_matches_peft(void) {
         gpt_model *pm = m->lora->pm;
         gpt_alloc_grads(pm);
         gpt_zero_grads(pm);
-        /* forward: logits [N, V] */
-        gpt_forward(m, tok, B, T);
-        float *dlog = kern_alloc(m->be, N * V * sizeof(float)), *dh = kern_alloc(m->be, N * C * sizeof(float));
-        gpt_lm_head_fwd(m, dlog, gpt_hidden(m), N);
-        float *lg = dl(m, dlog, N * V);
+        /* forward, loss and backward: logits [N, V] */
+        float *lg = NULL;
+        double loss = ce_fwd_bwd(m, tok, tg, B, T, &lg);
         CHECK_ARRAYS("logits with peft's adapter", lg, want, N * V, 1e-4, 1e-4);
-        /* mean cross-entropy over kept targets, its gradient on the host */
-        size_t kept = 0;
-        for (size_t i = 0; i < N; i++) kept += tg[i] >= 0;
-        double loss = 0;
-        float *g = calloc(N * V, sizeof(float));
-        for (size_t i = 0; i < N; i++) {
-            if (tg[i] < 0) continue;
-            double mx = -1e30, z = 0;
-            for (size_t v = 0; v < V; v++) mx = fmax(mx, lg[i * V + v]);
-            for (size_t v = 0; v < V; v++) z += exp(lg[i * V + v] - mx);
-            loss += -(lg[i * V + (size_t)tg[i]] - mx - log(z));
-            for (size_t v = 0; v < V; v++) g[i * V + v] = (float)(exp(lg[i * V + v] - mx) / z / (double)kept);
-            g[i * V + (size_t)tg[i]] -= (float)(1.0 / (double)kept);
-        }
-        CHECK_CLOSE(loss / (double)kept, want_loss[0], 1e-5, 1e-5, "loss");
-        kern_upload(m->be, dlog, g, N * V * sizeof(float));
-        kern_zero(m->be, dh, N * C * sizeof(float));
-        gpt_lm_head_bwd(m, dh, dlog, gpt_hidden(m), N);
-        gpt_backward(m, dh);
+        CHECK_CLOSE(loss, want_loss[0], 1e-5, 1e-5, "loss");
         float *grads = dl(m, pm->grads, pm->num_params);
         size_t matched = 0;
         for (size_t i = 0; i < m->lora->n_sites; i++)
@@ -339,8 +351,40 @@ static void test_matches_peft(void) {
         gpt_lora_merge(m);
         float *lm = logits_of(m, tok, B, T);
         CHECK_ARRAYS("merged logits vs peft's merge_and_unload", lm, want_merged, N * V, 1e-4, 1e-4);
-        free(lb); free(lm); free(grads); free(g); free(lg);
-        kern_free(m->be, dlog); kern_free(m->be, dh);
+        free(lb); free(lm); free(grads); free(lg);
+        gpt_free(m);
+        /* 5 AdamW steps on the adapters alone, from peft's adapter on a fresh base: torch.optim.AdamW's result */
+        m = gpt_load(dir, NULL, &err);
+        if (m && gpt_lora_load(m, ad, NULL, &err) == 0) {
+            for (int gi = 0; gi < GPT_NGROUPS; gi++) gpt_set_trainable(m, gi, 0);
+            pm = m->lora->pm;
+            gpt_alloc_grads(pm);
+            adamw_config ac = { .beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f, .weight_decay = 0.05f, .grad_clip = 0 };
+            adamw *o = adamw_create(pm, &ac);
+            for (int step = 0; step < 5; step++) {
+                gpt_zero_grads(pm);
+                ce_fwd_bwd(m, tok, tg, B, T, NULL);
+                adamw_step(o, pm, 1e-2f);
+            }
+            CHECK(m->grads == NULL, "the base never had gradients");
+            float *p = dl(m, pm->params, pm->num_params);
+            size_t cmp = 0;
+            for (size_t i = 0; i < m->lora->n_sites; i++)
+                for (int ab = 0; ab < 2; ab++) {
+                    const gpt_lora_site *s = &m->lora->sites[i];
+                    char key[160], k2[200];
+                    gpt_lora_key(m, i, ab ? 'B' : 'A', key, sizeof key);
+                    snprintf(k2, sizeof k2, "adamw5.%s", key);
+                    size_t n = (size_t)m->lora->cfg.rank * (ab ? s->out : s->in);
+                    float *w = fx(&f, k2, n);
+                    CHECK(w != NULL, "fixture has %s", k2);
+                    if (w) { CHECK_ARRAYS(k2, p + (ab ? s->b_off : s->a_off), w, n, 2e-5, 1e-4); cmp++; }
+                    free(w);
+                }
+            CHECK(cmp == 2 * m->lora->n_sites, "every adapter tensor after 5 AdamW steps");
+            free(p);
+            adamw_free(o);
+        } else CHECK(0, "reload for the AdamW steps: %s", err.msg);
         free(tok); free(tg); free(want); free(want_base); free(want_merged); free(want_loss);
         st_close(&f);
         gpt_free(m);

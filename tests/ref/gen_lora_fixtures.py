@@ -9,7 +9,9 @@ Writes tests/fixtures/lora/<case>/:
   io.safetensors  tokens [B,T] I32, targets [B,T] I32 (-1 = ignored), logits [B,T,V] F32 (base + adapter),
               merged_logits [B,T,V] F32 (after peft's merge_and_unload), base_logits (adapters disabled),
               loss [1] F32 (mean cross-entropy over the kept targets), and grad.<peft key> for every lora_A /
-              lora_B tensor (d loss / d tensor), keyed as adapter_model.safetensors names them
+              lora_B tensor (d loss / d tensor), keyed as adapter_model.safetensors names them, and
+              adamw5.<peft key>: every adapter tensor after 5 torch AdamW steps on that batch (lr 1e-2,
+              betas 0.9/0.95, eps 1e-8, weight decay 0.05, no clipping), the base frozen
 
 Cases: gpt2 (GPT2LMHeadModel: Conv1D bases, fan_in_fan_out, targets attn.c_attn, attn.c_proj, mlp.c_fc,
 mlp.c_proj; 2 layers, 3 heads, width 24), llama (LlamaForCausalLM, grouped-query 3:1, head_dim 10, SwiGLU 46,
@@ -23,7 +25,7 @@ import os
 import shutil
 
 import torch
-from peft import LoraConfig, get_peft_model
+from peft import LoraConfig, PeftModel, get_peft_model
 from safetensors.torch import save_file
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
@@ -82,6 +84,21 @@ def make(case):
             out["base_logits"] = pm(input_ids=tokens).logits.float()
         merged = pm.merge_and_unload()
         out["merged_logits"] = merged(input_ids=tokens).logits.float()
+    # 5 AdamW steps on the adapters alone (torch.optim.AdamW, betas 0.9/0.95, eps 1e-8, weight decay 0.05, no
+    # clipping) on the same batch, from the saved adapter reloaded onto a fresh copy of the base
+    cls = GPT2LMHeadModel if case == "gpt2" else LlamaForCausalLM
+    base2 = cls.from_pretrained(os.path.join(d, "model")).double().eval()
+    tm = PeftModel.from_pretrained(base2, os.path.join(d, "adapter"), is_trainable=True).double()
+    params = [p for n, p in tm.named_parameters() if "lora_" in n]
+    opt = torch.optim.AdamW(params, lr=1e-2, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.05)
+    for _ in range(5):
+        opt.zero_grad()
+        lg = tm(input_ids=tokens).logits
+        torch.nn.functional.cross_entropy(lg[keep], targets_[keep]).backward()
+        opt.step()
+    for n, p in tm.named_parameters():
+        if "lora_" in n:
+            out["adamw5." + n.replace(".default", "")] = p.detach().float().contiguous()
     save_file(out, os.path.join(d, "io.safetensors"))
     print(case, "loss", float(loss), "grads", sum(1 for k in out if k.startswith("grad.")))
 
