@@ -65,11 +65,13 @@ e2=$($GPTKIT eval --model lo --data "$SHARD" -b 2 -t 16 --json 2>e2.err)
 $GPTKIT export --model base --adapter lo --format hf --out merged >/dev/null 2>ex.err
 e3=$($GPTKIT eval --model merged --data "$SHARD" -b 2 -t 16 --json 2>e3.err)
 e0=$($GPTKIT eval --model base --data "$SHARD" -b 2 -t 16 --json 2>e0.err)
+$GPTKIT lora merge --model base --adapter lo --out merged2 >/dev/null 2>lm.err
+e4=$($GPTKIT eval --model merged2 --data "$SHARD" -b 2 -t 16 --json 2>e4.err)
 if python3 -c "
 import json,sys
-a,b,c,z=[json.loads(x)['loss'] for x in sys.argv[1:5]]
-print(a,b,c,z); sys.exit(0 if a==b and abs(a-c)<1e-5 and abs(a-z)>1e-3 else 1)" "$e1" "$e2" "$e3" "$e0" >ev.chk 2>&1; then
-  pass lora_eval_adapter_merge; else fail lora_eval_adapter_merge "$(cat ev.chk) $(cat e1.err e2.err ex.err e3.err)"; fi
+a,b,c,z,d=[json.loads(x)['loss'] for x in sys.argv[1:6]]
+print(a,b,c,z,d); sys.exit(0 if a==b and abs(a-c)<1e-5 and abs(a-d)<1e-5 and abs(a-z)>1e-3 else 1)" "$e1" "$e2" "$e3" "$e0" "$e4" >ev.chk 2>&1; then
+  pass lora_eval_adapter_merge; else fail lora_eval_adapter_merge "$(cat ev.chk) $(cat e1.err e2.err ex.err e3.err lm.err e4.err)"; fi
 
 # 4. bad input
 expect_fail lora_bad_target "'q' is not a linear layer of this gpt2 model" \
