@@ -30,21 +30,20 @@ done
 python3 - "$G" <<'PY'
 import json, re, statistics, sys
 def stats(name):
-    ms = []
+    ms, lo = [], None
     for rep in (1, 2):
         L = [json.loads(l) for l in open(f"{name}{rep}.log")]
         ms += [x["ms"] for x in L if "ms" in x][3:]   # the first steps warm the allocator and the GEMM
+        lo = next((x["lora"] for x in L if "lora" in x), lo)
     rss = max(int(open(f"{name}{rep}.rss").read().split()[-1]) for rep in (1, 2)) / 1024
-    err = open(f"{name}1.err").read()
-    m = re.search(r"(\d+) trainable parameters", err)
-    return statistics.median(ms), rss, m
+    return statistics.median(ms), rss, lo
 full_ms, full_rss, _ = stats("full")
-n_full = int(re.search(r"% of (\d+)\)", open("lora81.err").read()).group(1))   # the base's parameter count
+n_full = stats("lora8")[2]["base_params"]
 print("| run | trainable params | optimizer + grads | peak RSS | median step | vs full |")
 print("|---|---|---|---|---|---|")
 print(f"| full SFT | {n_full/1e6:.2f} M | {12*n_full/1e6:.1f} MB | {full_rss:.0f} MB | {full_ms:.1f} ms | 1.00× |")
 for name, label in (("lora8", "LoRA r=8, all-linear"), ("lora8qv", "LoRA r=8, c_attn")):
-    ms, rss, m = stats(name)
-    n = int(m.group(1))
+    ms, rss, lo = stats(name)
+    n = lo["trainable_params"]
     print(f"| {label} | {n/1e3:.1f} k ({100*n/n_full:.2f}%) | {12*n/1e6:.2f} MB | {rss:.0f} MB | {ms:.1f} ms | {full_ms/ms:.2f}× |")
 PY

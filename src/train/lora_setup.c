@@ -10,6 +10,7 @@
 
 #include <cjson/cJSON.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,8 +29,22 @@ int train_lora_setup(gpt_model *m, const train_lora_opts *o, const char *base_di
         return gk_errf(err, "--lora-rank %ld differs from the resumed adapter's rank %d", o->rank, m->lora->cfg.rank);
     }
     for (int g = 0; g < GPT_NGROUPS; g++) gpt_set_trainable(m, g, 0);
-    if (!quiet) {
-        size_t n = gpt_lora_num_params(m);
+    size_t n = gpt_lora_num_params(m);
+    if (quiet) {   /* --json: one object on stdout, like the stages' data summary */
+        cJSON *j = cJSON_CreateObject(), *l = cJSON_AddObjectToObject(j, "lora");
+        cJSON_AddNumberToObject(l, "rank", m->lora->cfg.rank);
+        cJSON_AddNumberToObject(l, "alpha", m->lora->cfg.alpha);
+        cJSON_AddNumberToObject(l, "layers", (double)m->lora->n_sites);
+        cJSON_AddNumberToObject(l, "trainable_params", (double)n);
+        cJSON_AddNumberToObject(l, "base_params", (double)m->num_params);
+        cJSON_AddNumberToObject(l, "optimizer_grad_bytes", 12.0 * (double)n);
+        cJSON_AddNumberToObject(l, "full_optimizer_grad_bytes", 12.0 * (double)m->num_params);
+        char *txt = cJSON_PrintUnformatted(j);
+        if (txt) printf("%s\n", txt);
+        fflush(stdout);
+        free(txt);
+        cJSON_Delete(j);
+    } else {
         gk_log("lora: rank %d, alpha %g (scale %.4g), %zu adapted layers: %zu trainable parameters (%.3f%% of %zu); "
                "optimizer + gradients %.2f MB (full finetuning: %.2f MB)\n",
                m->lora->cfg.rank, m->lora->cfg.alpha, m->lora->scale, m->lora->n_sites, n,

@@ -102,7 +102,7 @@ typedef struct {
 } train_lora_opts;
 /* Attaches fresh adapters to m per o (rank > 0; no-op at rank 0), freezes every base group, records base_dir
  * (made absolute) as the adapter's base, and logs the trainable parameters and the optimizer + gradient memory
- * unless quiet. Errors name the flag. */
+ * (quiet, i.e. --json: as one {"lora": {...}} object on stdout instead). Errors name the flag. */
 int train_lora_setup(gpt_model *m, const train_lora_opts *o, const char *base_dir, uint64_t seed, int quiet, gk_err *err);
 /* Opens what a run continues from: a full checkpoint (gpt_load), or a LoRA adapter directory (its recorded base
  * loaded, the adapter attached, the base frozen). *tok_rec and *base_dir (may be NULL) as gpt_load's tokenizer
