@@ -144,7 +144,8 @@ static int dpo_reference(const dpo_opts *o, gpt_model *policy, rlhf_pref_data *t
     train_lm_free(rl);
     if (ref == policy) policy->lora->enabled = 1;
     else gpt_free(ref);
-    if (!o->json) gk_log("dpo: reference log-probs of %zu sequences in %.1fs\n", td->nseq + vd->nseq, gk_now() - tr);
+    if (!o->json) gk_log("dpo: reference log-probs of %zu sequences in %.1fs%s\n", td->nseq + vd->nseq, gk_now() - tr,
+                         ref == policy ? " (LoRA: the policy's own weights with the adapters off; no second copy loaded)" : "");
     return 0;
 }
 
