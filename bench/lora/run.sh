@@ -2,7 +2,7 @@
 # LoRA vs full SFT on the same base and data (issue 14): trainable parameters, optimizer + gradient memory,
 # peak RSS and the median step time. Base: a random-init GPT-2-family model (default 6 layers, 384 wide, vocab
 # 512 trained on the rlhf test corpus, context 64) — step time is what is measured, not what is learned.
-# Usage: bash bench/lora/run.sh [BUILD_DIR]   (OMP_NUM_THREADS defaults to 2; prints a markdown table)
+# Usage: [ARCH=llama] bash bench/lora/run.sh [BUILD_DIR]   (OMP_NUM_THREADS defaults to 2; prints a markdown table)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 G=$ROOT/${1:-build}/gptkit
@@ -15,7 +15,7 @@ sed -n '/^cat > gen.py/,/^EOF$/p' "$ROOT/tests/cli/rlhf.sh" | sed '1d;$d' > gen.
 python3 gen.py
 $G tokenizer train --input corpus.txt --vocab-size 512 --out tok >/dev/null 2>&1
 $G tokenize --tokenizer tok --input corpus.txt --out-dir shards --val-fraction 0 >/dev/null 2>&1
-$G pretrain --model d6 --vocab-size 512 --n-ctx 64 --data "shards/train_*.bin" --tokenizer tok -b 4 -t 32 --steps 1 \
+$G pretrain --arch "${ARCH:-gpt2}" --model d6 --vocab-size 512 --n-ctx 64 --data "shards/train_*.bin" --tokenizer tok -b 4 -t 32 --steps 1 \
   --out base --json >/dev/null 2>&1
 run() {   # name, extra flags...
   local name=$1; shift
@@ -25,7 +25,8 @@ run() {   # name, extra flags...
 for rep in 1 2; do
   run full$rep
   run lora8$rep --lora-rank 8 --lora-targets all-linear
-  run lora8qv$rep --lora-rank 8 --lora-targets c_attn
+  if [ "${ARCH:-gpt2}" = llama ]; then run lora8qv$rep --lora-rank 8 --lora-targets q,v
+  else run lora8qv$rep --lora-rank 8 --lora-targets c_attn; fi
 done
 python3 - "$G" <<'PY'
 import json, re, statistics, sys
@@ -42,7 +43,9 @@ n_full = stats("lora8")[2]["base_params"]
 print("| run | trainable params | optimizer + grads | peak RSS | median step | vs full |")
 print("|---|---|---|---|---|---|")
 print(f"| full SFT | {n_full/1e6:.2f} M | {12*n_full/1e6:.1f} MB | {full_rss:.0f} MB | {full_ms:.1f} ms | 1.00× |")
-for name, label in (("lora8", "LoRA r=8, all-linear"), ("lora8qv", "LoRA r=8, c_attn")):
+import os
+qv = "q,v" if os.environ.get("ARCH") == "llama" else "c_attn"
+for name, label in (("lora8", "LoRA r=8, all-linear"), ("lora8qv", f"LoRA r=8, {qv}")):
     ms, rss, lo = stats(name)
     n = lo["trainable_params"]
     print(f"| {label} | {n/1e3:.1f} k ({100*n/n_full:.2f}%) | {12*n/1e6:.2f} MB | {rss:.0f} MB | {ms:.1f} ms | {full_ms/ms:.2f}× |")

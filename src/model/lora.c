@@ -13,6 +13,8 @@
  * Backward of one site, with g = dout[:, cols] (the product's output gradient), u = x A^T recomputed:
  *   dB += s g^T u          du = s g B          dA += du^T x          dx += du A
  * (u is recomputed rather than saved: [R, r] for r ~ 8 is cheaper to redo than to keep for every layer.)
+ * A site that covers only some columns of its product (q, k or v of the fused q|k|v) uses B zero-padded to the
+ * product's width, so every op is on whole contiguous rows (no per-row strided adds).
  */
 #include "model/model_internal.h"
 #include "kern/kern.h"
@@ -169,6 +171,7 @@ void gpt_lora_detach(gpt_model *m) {
     gpt_lora *L = m ? m->lora : NULL;
     if (!L) return;
     kern_free(m->be, L->u); kern_free(m->be, L->du); kern_free(m->be, L->tmp);
+    kern_free(m->be, L->bpad); kern_free(m->be, L->dbpad);
     kern_free(m->be, L->pm->params); kern_free(m->be, L->pm->grads);
     free(L->pm->table); free(L->pm);
     free(L->sites); free(L->site_at); free(L->base);
@@ -183,18 +186,26 @@ size_t gpt_lora_num_params(const gpt_model *m) { return m->lora ? m->lora->pm->n
 static void reserve(gpt_lora *L, kern_backend *be, size_t R) {
     if (R <= L->cap_rows) return;
     size_t wide = 0, r = (size_t)L->cfg.rank;
-    for (size_t i = 0; i < L->n_sites; i++) if (L->sites[i].out > wide) wide = L->sites[i].out;
-    kern_free(be, L->u); kern_free(be, L->du); kern_free(be, L->tmp);
+    for (size_t i = 0; i < L->n_sites; i++) if (L->sites[i].ldo > wide) wide = L->sites[i].ldo;
+    kern_free(be, L->u); kern_free(be, L->du); kern_free(be, L->tmp); kern_free(be, L->bpad); kern_free(be, L->dbpad);
     L->u = kern_alloc(be, R * r * sizeof(float));
     L->du = kern_alloc(be, R * r * sizeof(float));
     L->tmp = kern_alloc(be, R * wide * sizeof(float));
+    L->bpad = kern_alloc(be, wide * r * sizeof(float));
+    L->dbpad = kern_alloc(be, wide * r * sizeof(float));
     L->cap_rows = R;
 }
 
-/* y[:, col0 : col0 + n] (row stride ldy) += alpha * x (contiguous [R, n]); or, with gather, x = y's columns. */
-static void cols_axpy(kern_backend *be, float *y, size_t ldy, float alpha, const float *x, size_t R, size_t n) {
-    if (ldy == n) { kern_axpy(be, y, alpha, x, R * n); return; }
-    for (size_t i = 0; i < R; i++) kern_axpy(be, y + i * ldy, alpha, x + i * n, n);
+/* The site's B as a [ldo, r] matrix over the whole product's width: B itself when the adapter covers every
+ * output column, else B's rows placed at col0 in a zeroed copy (LLaMA's q, k, v share one fused product). Rows
+ * of B are contiguous, so this is one copy, and every later op works on whole contiguous rows. */
+static const float *b_full(gpt_lora *L, kern_backend *be, const gpt_lora_site *s) {
+    const float *B = L->pm->params + s->b_off;
+    if (s->ldo == s->out) return B;
+    size_t r = (size_t)L->cfg.rank;
+    kern_zero(be, L->bpad, s->ldo * r * sizeof(float));
+    kern_copy(be, L->bpad + s->col0 * r, B, s->out * r * sizeof(float));
+    return L->bpad;
 }
 
 void gpt_lora_fwd(gpt_lora *L, kern_backend *be, int layer, int role, float *out, const float *inp, size_t R) {
@@ -206,10 +217,10 @@ void gpt_lora_fwd(gpt_lora *L, kern_backend *be, int layer, int role, float *out
     const float *P = L->pm->params;
     for (size_t i = at - 1; i < L->n_sites && L->sites[i].layer == layer && L->sites[i].role == role; i++) {
         const gpt_lora_site *s = &L->sites[i];
-        /* u [R, r] = inp A^T;  tmp [R, out] = u B^T;  out[:, cols] += s * tmp */
+        /* u [R, r] = inp A^T;  tmp [R, ldo] = u Bfull^T (zero outside the site's columns);  out += s * tmp */
         kern_matmul_fwd(be, L->u, inp, P + s->a_off, NULL, R, s->in, r, KERN_W_OUT_IN);
-        kern_matmul_fwd(be, L->tmp, L->u, P + s->b_off, NULL, R, r, s->out, KERN_W_OUT_IN);
-        cols_axpy(be, out + s->col0, s->ldo, L->scale, L->tmp, R, s->out);
+        kern_matmul_fwd(be, L->tmp, L->u, b_full(L, be, s), NULL, R, r, s->ldo, KERN_W_OUT_IN);
+        kern_axpy(be, out, L->scale, L->tmp, R * s->ldo);
     }
 }
 
@@ -224,14 +235,17 @@ void gpt_lora_bwd(gpt_lora *L, kern_backend *be, int layer, int role, float *din
     float *G = L->pm->grads;
     for (size_t i = at - 1; i < L->n_sites && L->sites[i].layer == layer && L->sites[i].role == role; i++) {
         const gpt_lora_site *s = &L->sites[i];
-        /* g = s * dout[:, cols] (tmp);  u = inp A^T (recomputed) */
-        kern_zero(be, L->tmp, R * s->out * sizeof(float));
-        if (s->ldo == s->out) kern_axpy(be, L->tmp, L->scale, dout, R * s->out);
-        else for (size_t k = 0; k < R; k++) kern_axpy(be, L->tmp + k * s->out, L->scale, dout + k * s->ldo + s->col0, s->out);
+        int pad = s->ldo != s->out;
+        /* g = s * dout [R, ldo] (tmp);  u = inp A^T (recomputed) */
+        kern_zero(be, L->tmp, R * s->ldo * sizeof(float));
+        kern_axpy(be, L->tmp, L->scale, dout, R * s->ldo);
         kern_matmul_fwd(be, L->u, inp, P + s->a_off, NULL, R, s->in, r, KERN_W_OUT_IN);
-        /* dB += g^T u;  du = g B */
+        /* dBfull += g^T u (its rows at col0 are dB);  du = g Bfull (rows outside the site are zero: no effect) */
+        float *dB = G ? (pad ? L->dbpad : G + s->b_off) : NULL;
+        if (dB && pad) kern_zero(be, L->dbpad, s->ldo * r * sizeof(float));
         kern_zero(be, L->du, R * r * sizeof(float));
-        kern_matmul_bwd(be, L->du, G ? G + s->b_off : NULL, NULL, L->tmp, L->u, P + s->b_off, R, r, s->out, KERN_W_OUT_IN);
+        kern_matmul_bwd(be, L->du, dB, NULL, L->tmp, L->u, b_full(L, be, s), R, r, s->ldo, KERN_W_OUT_IN);
+        if (dB && pad) kern_axpy(be, G + s->b_off, 1.0f, L->dbpad + s->col0 * r, s->out * r);
         /* dA += du^T inp;  dinp += du A */
         kern_matmul_bwd(be, dinp, G ? G + s->a_off : NULL, NULL, L->du, inp, P + s->a_off, R, s->in, r, KERN_W_OUT_IN);
     }

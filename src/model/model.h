@@ -346,7 +346,8 @@ typedef struct gpt_lora {
     gpt_model *pm;                 /* the adapter parameters as a table (optimizer, checkpoints) */
     gpt_lora_site *sites; size_t n_sites;
     size_t *site_at;               /* [L * nroles]: first site index + 1 of (layer, role), 0 none */
-    float *u, *du, *tmp;           /* device scratch: [R, r], [R, r], [R, max out] */
+    float *u, *du, *tmp;           /* device scratch: [R, r], [R, r], [R, max ldo] */
+    float *bpad, *dbpad;           /* device scratch [max ldo, r]: B (and dB) zero-padded to the product's width */
     size_t cap_rows;
     char  *base;                   /* the base model's directory, recorded in adapter_config.json (owned; may be NULL) */
 } gpt_lora;
