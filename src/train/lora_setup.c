@@ -25,8 +25,13 @@ int train_lora_setup(gpt_model *m, const train_lora_opts *o, const char *base_di
         if (gpt_lora_attach(m, &c, seed ^ 0x4C6F5241ULL, err)) return -1;
         char *abs = base_dir ? realpath(base_dir, NULL) : NULL;
         m->lora->base = abs ? abs : (base_dir ? gk_strdup(base_dir) : NULL);
-    } else if (m->lora->cfg.rank != (int)o->rank) {
-        return gk_errf(err, "--lora-rank %ld differs from the resumed adapter's rank %d", o->rank, m->lora->cfg.rank);
+    } else {
+        /* continuing an adapter (--resume, or --init ADAPTER_DIR): the flags must describe that adapter */
+        unsigned t = 0;
+        if (gpt_lora_parse_targets(&m->cfg, o->targets, &t, err)) return -1;
+        if (m->lora->cfg.rank != (int)o->rank || t != m->lora->cfg.targets)
+            return gk_errf(err, "--lora-rank %ld / --lora-targets %s differ from the adapter being continued (rank %d); "
+                           "pass its settings, or start from its base", o->rank, o->targets, m->lora->cfg.rank);
     }
     for (int g = 0; g < GPT_NGROUPS; g++) gpt_set_trainable(m, g, 0);
     size_t n = gpt_lora_num_params(m);
