@@ -6,7 +6,7 @@
 #   make -j2 && bash bench/constrain/run.sh [--no-decode]
 set -eu
 cd "$(dirname "$0")/../.."
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}   # one thread: on a shared machine two spin against other jobs
 OUT=${CBENCH_OUT:-build/bench}
 mkdir -p "$OUT"
 . bench/build_flags.sh

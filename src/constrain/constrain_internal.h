@@ -37,7 +37,7 @@ typedef struct cn_pool {
     cn_node *nodes; size_t n_nodes, cap_nodes;
     uint32_t *ht; size_t ht_cap;    /* node interning: open addressing over node ids (0 = free slot) */
     /* memoised transitions: (node, byte) -> list of nodes in tr_list */
-    uint64_t *tr_key; uint32_t *tr_off, *tr_len; size_t tr_cap, tr_n;
+    struct cn_tr { uint64_t key; uint32_t off, len; } *tr; size_t tr_cap, tr_n;   /* one cache line per probe */
     uint32_t *tr_list; size_t tr_list_n, tr_list_cap;
     /* dedupe marks: mark[node] == gen means "already in the set being built" */
     uint32_t *mark; size_t mark_cap; uint32_t gen;

@@ -35,14 +35,12 @@ void cn_pool_init(cn_pool *p, const constrain_grammar *g) {
     p->ht_cap = 2048;
     p->ht = gk_calloc(p->ht_cap, sizeof *p->ht);
     p->tr_cap = 2048;
-    p->tr_key = gk_calloc(p->tr_cap, sizeof *p->tr_key);
-    p->tr_off = gk_malloc(p->tr_cap * sizeof *p->tr_off);
-    p->tr_len = gk_malloc(p->tr_cap * sizeof *p->tr_len);
+    p->tr = gk_calloc(p->tr_cap, sizeof *p->tr);
     cn_mark_grow(p);
 }
 
 void cn_pool_free(cn_pool *p) {
-    free(p->nodes); free(p->ht); free(p->tr_key); free(p->tr_off); free(p->tr_len); free(p->tr_list);
+    free(p->nodes); free(p->ht); free(p->tr); free(p->tr_list);
     free(p->mark); free(p->umark); free(p->work);
     memset(p, 0, sizeof *p);
 }
@@ -137,8 +135,8 @@ const uint32_t *cn_step(cn_pool *p, uint32_t n, unsigned b, size_t *len) {
     uint64_t key = (((uint64_t)n << 8) | b) + 1;
     size_t m = p->tr_cap - 1, h = (size_t)mix64(key) & m;
     for (;; h = (h + 1) & m) {
-        if (!p->tr_key[h]) break;
-        if (p->tr_key[h] == key) { *len = p->tr_len[h]; return p->tr_list + p->tr_off[h]; }
+        if (!p->tr[h].key) break;
+        if (p->tr[h].key == key) { *len = p->tr[h].len; return p->tr_list + p->tr[h].off; }
     }
     /* compute: the frame moves past the byte, then closure */
     cn_set tmp = { 0 };
@@ -154,26 +152,25 @@ const uint32_t *cn_step(cn_pool *p, uint32_t n, unsigned b, size_t *len) {
     /* the table may have been probed past; find the free slot again after possible growth */
     if (2 * (p->tr_n + 1) > p->tr_cap) {
         size_t nc = p->tr_cap * 2;
-        uint64_t *nk = gk_calloc(nc, sizeof *nk);
-        uint32_t *no = gk_malloc(nc * sizeof *no), *nl = gk_malloc(nc * sizeof *nl);
+        struct cn_tr *nt = gk_calloc(nc, sizeof *nt);
         for (size_t k = 0; k < p->tr_cap; k++) {
-            if (!p->tr_key[k]) continue;
-            size_t j = (size_t)mix64(p->tr_key[k]) & (nc - 1);
-            while (nk[j]) j = (j + 1) & (nc - 1);
-            nk[j] = p->tr_key[k]; no[j] = p->tr_off[k]; nl[j] = p->tr_len[k];
+            if (!p->tr[k].key) continue;
+            size_t j = (size_t)mix64(p->tr[k].key) & (nc - 1);
+            while (nt[j].key) j = (j + 1) & (nc - 1);
+            nt[j] = p->tr[k];
         }
-        free(p->tr_key); free(p->tr_off); free(p->tr_len);
-        p->tr_key = nk; p->tr_off = no; p->tr_len = nl; p->tr_cap = nc;
+        free(p->tr);
+        p->tr = nt; p->tr_cap = nc;
         m = nc - 1;
         h = (size_t)mix64(key) & m;
-        while (p->tr_key[h]) h = (h + 1) & m;
+        while (p->tr[h].key) h = (h + 1) & m;
     }
-    p->tr_key[h] = key; p->tr_off[h] = (uint32_t)p->tr_list_n; p->tr_len[h] = (uint32_t)tmp.n;
+    p->tr[h].key = key; p->tr[h].off = (uint32_t)p->tr_list_n; p->tr[h].len = (uint32_t)tmp.n;
     p->tr_n++;
     p->tr_list_n += tmp.n;
     free(tmp.v);
-    *len = p->tr_len[h];
-    return p->tr_list + p->tr_off[h];
+    *len = p->tr[h].len;
+    return p->tr_list + p->tr[h].off;
 }
 
 void cn_advance(cn_pool *p, const uint32_t *in, size_t n_in, unsigned b, cn_set *out) {
