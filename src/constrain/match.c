@@ -41,12 +41,16 @@ void cn_pool_init(cn_pool *p, const constrain_grammar *g) {
 
 void cn_pool_free(cn_pool *p) {
     free(p->nodes); free(p->ht); free(p->tr); free(p->tr_list);
-    free(p->mark); free(p->umark); free(p->work);
+    free(p->mark); free(p->umark); free(p->work); free(p->hot_idx); free(p->hits); free(p->hot);
     memset(p, 0, sizeof *p);
 }
 
 void cn_mark_grow(cn_pool *p) {
     if (p->mark_cap >= p->cap_nodes) return;
+    p->hot_idx = gk_realloc(p->hot_idx, p->cap_nodes * sizeof *p->hot_idx);
+    p->hits = gk_realloc(p->hits, p->cap_nodes * sizeof *p->hits);
+    memset(p->hot_idx + p->mark_cap, 0, (p->cap_nodes - p->mark_cap) * sizeof *p->hot_idx);
+    memset(p->hits + p->mark_cap, 0, (p->cap_nodes - p->mark_cap) * sizeof *p->hits);
     p->mark = gk_realloc(p->mark, p->cap_nodes * sizeof *p->mark);
     p->umark = gk_realloc(p->umark, p->cap_nodes * sizeof *p->umark);
     memset(p->mark + p->mark_cap, 0, (p->cap_nodes - p->mark_cap) * sizeof *p->mark);
@@ -132,11 +136,24 @@ const uint32_t *cn_step(cn_pool *p, uint32_t n, unsigned b, size_t *len) {
     const constrain_grammar *g = p->g;
     cn_node nd = p->nodes[n];
     if (!cn_class_has(&g->classes[CN_ARG(g->elems[nd.pos])], b)) { *len = 0; return NULL; }
+    uint64_t *slot = NULL;
+    if (p->hot_idx[n]) {
+        slot = &p->hot[(size_t)(p->hot_idx[n] - 1) * 256 + b];
+        if (*slot != UINT64_MAX) { *len = (size_t)(*slot & 0xFFFFFF); return p->tr_list + (*slot >> 24); }
+    } else if (++p->hits[n] >= CN_HOT && p->n_hot < CN_MAX_HOT) {
+        if (p->n_hot == p->cap_hot) { p->cap_hot = p->cap_hot ? 2 * p->cap_hot : 16; p->hot = gk_realloc(p->hot, p->cap_hot * 256 * sizeof *p->hot); }
+        memset(p->hot + p->n_hot * 256, 0xFF, 256 * sizeof *p->hot);
+        p->hot_idx[n] = (uint32_t)++p->n_hot;
+    }
     uint64_t key = (((uint64_t)n << 8) | b) + 1;
     size_t m = p->tr_cap - 1, h = (size_t)mix64(key) & m;
     for (;; h = (h + 1) & m) {
         if (!p->tr[h].key) break;
-        if (p->tr[h].key == key) { *len = p->tr[h].len; return p->tr_list + p->tr[h].off; }
+        if (p->tr[h].key == key) {
+            if (p->hot_idx[n]) p->hot[(size_t)(p->hot_idx[n] - 1) * 256 + b] = ((uint64_t)p->tr[h].off << 24) | p->tr[h].len;
+            *len = p->tr[h].len;
+            return p->tr_list + p->tr[h].off;
+        }
     }
     /* compute: the frame moves past the byte, then closure */
     cn_set tmp = { 0 };
@@ -169,6 +186,7 @@ const uint32_t *cn_step(cn_pool *p, uint32_t n, unsigned b, size_t *len) {
     p->tr_n++;
     p->tr_list_n += tmp.n;
     free(tmp.v);
+    if (p->hot_idx[n]) p->hot[(size_t)(p->hot_idx[n] - 1) * 256 + b] = ((uint64_t)p->tr[h].off << 24) | p->tr[h].len;
     *len = p->tr[h].len;
     return p->tr_list + p->tr[h].off;
 }
