@@ -115,3 +115,16 @@ expect_fail constrain_bad_schema_names_keyword "uniqueItems: true is not support
 expect_fail constrain_bad_regex "regex at offset 2" $GPTKIT sample --model "$M" --prompt x --regex 'ab)'
 expect_fail constrain_two_constraints "at most one of" $GPTKIT sample --model "$M" --prompt x --regex a --json-object
 expect_fail constrain_missing_grammar_file "nope.gbnf" $GPTKIT sample --model "$M" --prompt x --grammar "$TMP/nope.gbnf"
+
+# PPO rollouts take a grammar: every printed sample response follows it
+printf '{"prompt":"Say yes or no.","chosen":"yes","rejected":"no"}\n{"prompt":"Answer:","chosen":"no","rejected":"maybe"}\n' > "$TMP/prefs.jsonl"
+printf '{"prompt":"Say yes or no."}\n{"prompt":"Answer:"}\n' > "$TMP/prompts.jsonl"
+if $GPTKIT rm --init "$M" --data "$TMP/prefs.jsonl" --steps 1 -b 2 --out "$TMP/rm" --json >/dev/null 2>"$TMP/rm.err" \
+   && $GPTKIT ppo --policy "$M" --reward "$TMP/rm" --prompts "$TMP/prompts.jsonl" --iters 2 -b 2 --samples 2 --max-new 16 \
+        --grammar "$GK_ROOT/docs/grammars/choice.gbnf" --sample-every 1 --out "$TMP/ppo" > "$TMP/ppo.out" 2>&1 \
+   && grep "ppo sample" "$TMP/ppo.out" | sed 's/^ppo sample (score [^)]*): //' | python3 -c '
+import re, sys
+L = [re.sub(r"<\|[a-z_]+\|>$", "", l.rstrip("\n")) for l in sys.stdin]   # the stop token ppo prints
+sys.exit(0 if len(L) == 2 and all(re.fullmatch(r"(yes|no|maybe)(, because [^\n.]{1,60}\.)?", t) for t in L) else 1)'; then
+  pass constrain_ppo_grammar_rollouts
+else fail constrain_ppo_grammar_rollouts "$(tail -n 3 "$TMP/rm.err" "$TMP/ppo.out" 2>&1)"; fi
