@@ -27,6 +27,7 @@ static const command commands[] = {
     {"bench",     cmd_bench,     "micro-benchmarks (peak GEMM / bandwidth probe)"},
     {"embed",     cmd_embed,     "sentence embeddings of text lines with a sentence-transformers BERT model"},
     {"index",     cmd_index,     "retrieval index (SQLite): build from documents, query by BM25 / vector / hybrid"},
+    {"fill",      cmd_fill,      "fill a template's holes (gen / select / grammar) in one pass: captures as JSON"},
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 
