@@ -10,6 +10,8 @@
 
 int cmd_pretrain(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_export(int argc, char **argv);
 int cmd_tokenizer(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_sample(int argc, char **argv);
@@ -21,6 +23,7 @@ int cmd_rm(int argc, char **argv);
 int cmd_score(int argc, char **argv);
 int cmd_ppo(int argc, char **argv);
 int cmd_dpo(int argc, char **argv);
+int cmd_grpo(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
 int cmd_pipeline(int argc, char **argv);
 int cmd_data(int argc, char **argv);

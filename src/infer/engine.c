@@ -54,13 +54,19 @@ engine *engine_new(gpt_model *m, const tok_tokenizer *tok, size_t max_seqs, size
     engine *e = gk_calloc(1, sizeof *e);
     e->m = m; e->tok = tok;
     e->max_seqs = max_seqs ? max_seqs : 1;
+    /* a long-context model (LLaMA 3: 131072) gets a cache of 2048 tokens unless the caller asks for more */
+    if (!max_len && m->cfg.n_ctx > 2048) max_len = 2048;
     e->kv = gpt_kv_new(m, e->max_seqs, max_len);
     e->max_len = e->kv->max_len;
     e->V = (size_t)m->cfg.vocab_size; e->C = (size_t)m->cfg.n_embd;
     e->dlogits = kern_alloc(e->m->be, e->max_seqs * e->V * sizeof(float));
     e->hlogits = gk_malloc(e->max_seqs * e->V * sizeof(float));
+    /* default stops: the end of a turn and of a document, in whichever chat format the tokenizer speaks */
     e->end_id = tok ? tok_special_id(tok, TOK_END) : -1;
+    if (tok && e->end_id < 0) e->end_id = tok_special_id(tok, "<|im_end|>");
+    if (tok && e->end_id < 0) e->end_id = tok_special_id(tok, "<|eot_id|>");
     e->eot_id = tok ? tok_eot_id(tok) : -1;
+    if (tok && e->eot_id < 0) e->eot_id = tok_special_id(tok, "<|end_of_text|>");
     e->next_id = 1;
     e->slot_used = gk_calloc(e->max_seqs, 1);
     e->n_free = e->max_seqs;
