@@ -63,6 +63,7 @@ static const command commands[] = {
     {"bench",     cmd_bench,     "micro-benchmarks (peak GEMM / bandwidth probe)", 0},
     {"embed",     cmd_embed,     "sentence embeddings of text lines with a sentence-transformers BERT model", 0},
     {"index",     cmd_index,     "retrieval index (SQLite): build from documents, query by BM25 / vector / hybrid", 0},
+    {"fill",      cmd_fill,      "fill a template's holes (gen / select / grammar) in one pass: captures as JSON", 0},
     {"dist-info", cmd_dist_info, "data parallelism: MPI in this build, and the ranks mpirun started", 1},
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])

@@ -110,7 +110,7 @@ static int grpo_rollouts(grpo_ctx *c, train_stage *s, grpo_step_log *L, gk_err *
         const tok_ids *pi = &c->pids[k];
         for (size_t g = 0; g < c->G; g++) task[p * c->G + g] = &c->set.tasks[c->pitem[k]];
         if (rlhf_generate(c->eng, pi->ids, pi->n, c->G, (size_t)c->o->max_new, c->o->temperature, gk_rng_u64(&s->st.rng),
-                          c->seqs + p * c->G, c->ended + p * c->G, err)) { free(task); return -1; }
+                          c->seqs + p * c->G, c->ended + p * c->G, NULL, err)) { free(task); return -1; }
         if (gk_sigint_pending()) {
             s->st.rng = rng_save; c->ord.epoch = epoch_save; c->ord.pos = pos_save;
             free(task);

@@ -205,6 +205,8 @@ static const train_opt PPO[] = {
     OPT_STR_(ppo_opts, "--resume", "resume_dir", resume_dir, NULL, 0, "OUT",
              "continue a run exactly (policy, value model, optimizers, beta, prompt order, RNG)"),
     OPT_TOKENIZER(ppo_opts),
+    OPT_STR_(ppo_opts, "--grammar", "grammar", grammar, NULL, ST, "FILE",
+             "constrain the rollouts to a GBNF grammar (docs/constrain.md; e.g. a JSON or answer format)"),
     OPT_SECTION("rollouts:"),
     PPO_L("--iters", "--steps", "iters", NULL, iters, 100, 0, "N", "PPO iterations"),
     PPO_L("--batch", "-b", "batch_prompts", "prompts", batch_prompts, 8, 1, "P", "prompts per iteration"),

@@ -650,6 +650,7 @@ typedef struct {
     const char *prompts;       /* {"prompt"} JSONL */
     const char *resume_dir;
     const char *tokenizer;
+    const char *grammar;       /* GBNF file: rollouts constrained to it (docs/constrain.md); NULL = none */
     const char *out;           /* policy checkpoint; OUT/value holds the value model */
     long   iters;              /* PPO iterations (rollout batch + update) */
     long   batch_prompts;      /* prompts per rollout batch (default 8) */
@@ -700,10 +701,12 @@ void ppo_result_free(ppo_result *r);
 /* Responses from the engine's model for one prompt: one prefill, n samples decoded together with pure
  * temperature sampling (no top-k/top-p/penalties), stopping at <|end|> / <|endoftext|> or after max_new
  * tokens. out[i] holds prompt + response (ids, prompt_len); ended[i] = 1 if it stopped at a stop token
- * (included). seed fixes the draws. Returns 0 or -1 with err (e.g. the prompt does not fit the context). */
+ * (included). seed fixes the draws. grammar (NULL = none): responses constrained to it (docs/constrain.md).
+ * Returns 0 or -1 with err (e.g. the prompt does not fit the context). */
 struct engine;
+struct constrain;
 int rlhf_generate(struct engine *e, const int32_t *prompt, size_t n_prompt, size_t n, size_t max_new,
-                  float temperature, uint64_t seed, rlhf_seq *out, int *ended, gk_err *err);
+                  float temperature, uint64_t seed, rlhf_seq *out, int *ended, struct constrain *grammar, gk_err *err);
 
 /* ================================================================ DPO (dpo.c) */
 typedef struct {
