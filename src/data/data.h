@@ -112,18 +112,34 @@ int chat_conv_validate(const chat_conv *c, gk_err *err);
  * c is cleared first. */
 int chat_conv_from_json(chat_conv *c, const char *json, gk_err *err);
 
-/* Ids of the nine chat special tokens. */
+/* The chat format a tokenizer's special tokens announce (its model's own template, recognised by markers):
+ *   CHAT_FMT_GPTKIT  <|user|>text<|end|><|assistant|>reply<|end|>              (gptkit's, docs/chat.md)
+ *   CHAT_FMT_CHATML  <|im_start|>user\ntext<|im_end|>\n<|im_start|>assistant\nreply<|im_end|>\n   (Qwen2, SmolLM2)
+ *   CHAT_FMT_LLAMA3  <|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\ntext<|eot_id|>...  (LLaMA 3)
+ * Text between two special tokens is encoded as one piece, as HF's apply_chat_template + encode does. */
+enum { CHAT_FMT_GPTKIT = 0, CHAT_FMT_CHATML, CHAT_FMT_LLAMA3 };
+const char *chat_format_name(int fmt);   /* "gptkit", "chatml", "llama3" */
+
+/* Ids of the nine chat special tokens (gptkit's format); in the ChatML and LLaMA 3 formats `end` is the turn's
+ * end (<|im_end|>, <|eot_id|>), `eot` the document's end (or -1), `assistant` the start of a turn marker, and
+ * the tool tokens are -1 (no tool calls in those formats). */
 typedef struct {
     int32_t eot, system, user, assistant, end, tool_call, tool_call_end, tool_result, tool_result_end;
+    int fmt;                 /* CHAT_FMT_* */
+    int32_t header_end, bos; /* LLaMA 3: <|end_header_id|>, <|begin_of_text|> */
 } chat_specials;
-/* Looks up the chat specials in t, adding missing ones with tok_add_chat_specials (so t is mutated), and
+/* Recognises the format by t's special tokens (ChatML's <|im_start|> + <|im_end|>, LLaMA 3's
+ * <|start_header_id|> + <|end_header_id|> + <|eot_id|>); otherwise gptkit's: looks up the chat specials in t,
+ * adding missing ones with tok_add_chat_specials (so t is mutated), and
  * checks each id is < vocab_size (the model's; 0 = skip the check). Error example: "the tokenizer's <|end|>
  * has id 50260 but the model's vocabulary is 50257: the model cannot read or write it (SFT it from a model
  * with --vocab-size >= 50265)". */
 int chat_specials_resolve(tok_tokenizer *t, size_t vocab_size, chat_specials *sp, gk_err *err);
 
-/* Token ids with a parallel loss mask (mask[i] = 1: token i is a training target). Zero-initialise. */
-typedef struct { int32_t *ids; uint8_t *mask; size_t n, cap; } chat_tokens;
+/* Token ids with a parallel loss mask (mask[i] = 1: token i is a training target). Zero-initialise. limit,
+ * when set, keeps only the first limit tokens: later pushes are counted in n_over and not stored, so rendering
+ * a conversation far longer than the context costs no more than the context. */
+typedef struct { int32_t *ids; uint8_t *mask; size_t n, cap, limit, n_over; } chat_tokens;
 void chat_tokens_push(chat_tokens *t, int32_t id, uint8_t mask);
 void chat_tokens_free(chat_tokens *t);
 
@@ -301,6 +317,10 @@ typedef struct {
 } demo_verdict;
 /* Judges response for a task graded by check with the given answer. Returns 0, or -1 if check is unknown. */
 int demo_judge(const char *check, const char *answer, const char *response, demo_verdict *v);
+/* The gold judge: the preference rule applied to any (prompt, response) of a demo prompt — the task is
+ * recovered from the prompt text (demo_task_from_prompt), then judged (demo_judge). system may be NULL or "".
+ * Returns 0 with v filled, or -1 when the prompt is not one the demo generators make (no verdict). */
+int demo_gold(const char *system, const char *user, const char *response, demo_verdict *v);
 
 /* ---------------------------------------------------------------- prompts for a base model */
 

@@ -38,11 +38,21 @@ static gpt_model *make_model(const pretrain_opts *o, const char *dir, char **tok
         return m;
     }
     gpt_config c;
-    gpt_config_default(&c);
+    if (!o->arch || !strcmp(o->arch, "gpt2")) gpt_config_default(&c);
+    else if (!strcmp(o->arch, "llama")) gpt_config_llama(&c);
+    else return gk_errf(err, "unknown --arch \"%s\" (expected gpt2 or llama)", o->arch), NULL;
     if (o->model_name && gpt_config_from_name(&c, o->model_name, err)) return NULL;
+    int heads_set = o->n_head && o->n_head != c.n_head, embd_set = o->n_embd && o->n_embd != c.n_embd;
     if (o->n_layer) c.n_layer = o->n_layer;
     if (o->n_head) c.n_head = o->n_head;
     if (o->n_embd) c.n_embd = o->n_embd;
+    if (c.arch == GPT_ARCH_LLAMA) {   /* LLaMA dims follow overridden heads and width, as a named size's do */
+        int H = c.n_head;
+        if (heads_set) c.n_kv_head = H % 3 == 0 ? H / 3 : H % 2 == 0 ? H / 2 : H;
+        if (embd_set) c.n_inner = (8 * c.n_embd / 3 + 63) / 64 * 64;
+    }
+    if (o->n_kv_head) c.n_kv_head = o->n_kv_head;
+    if (o->n_inner) c.n_inner = o->n_inner;
     if (o->vocab_size) c.vocab_size = o->vocab_size;
     if (o->n_ctx) c.n_ctx = o->n_ctx;
     if (gpt_config_validate(&c, err)) return NULL;
