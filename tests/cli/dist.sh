@@ -76,6 +76,11 @@ import sys; sys.path.insert(0,'.'); import st
 a,b=st.losses('t1.jsonl','val_loss'),st.losses('t3.jsonl','val_loss')
 sys.exit(0 if len(a)==len(b)==2 and max(abs(x-y) for x,y in zip(a,b))<=1e-6 else 1)"; then pass dist_three_ranks_uneven
 else fail dist_three_ranks_uneven "$(cat same.out t3.err | tail -5)"; fi
+# the LLaMA family (RMSNorm, RoPE, SwiGLU, grouped-query attention) through the same skeleton
+PL="--arch llama --model d2 --n-embd 32 --n-head 4 --n-kv-head 2 --vocab-size 97 --n-ctx 16 --seed 3 -b 2 -t 12 --total-batch 96 --lr 3e-3 --steps 5 --data d.bin --json"
+$GPTKIT pretrain $PL --out l1 > l1.jsonl 2>l1.err
+$MPI $GPTKIT pretrain $PL --out l2 > l2.jsonl 2>l2.err
+same l1.jsonl l2.jsonl l1 l2 5 && pass dist_llama_equal || fail dist_llama_equal "$(cat same.out l2.err | tail -5)"
 # rank 0 alone prints: one JSON line per step, not two
 [ "$(grep -c '"loss"' p2.jsonl)" = 8 ] && pass dist_rank0_prints_once || fail dist_rank0_prints_once "$(grep -c loss p2.jsonl)"
 
