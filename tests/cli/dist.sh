@@ -1,7 +1,8 @@
 # CLI tests for data-parallel training under Open MPI (src/dist, docs/distributed.md): 2 ranks against 1 for
 # pretrain, SFT, RM and DPO (losses and final weights), ZeRO-1's optimizer state per rank, resume 2 -> 1 and
 # 1 -> 2 ranks equal to the uninterrupted run, PPO statistics, a killed rank ending the job with a message
-# naming it, Ctrl-C and SIGUSR1 saving once, and two "hosts" (network namespaces) talking TCP.
+# naming it, Ctrl-C and SIGUSR1 saving once, and two "hosts" (network namespaces) talking TCP. Also GRPO and a
+# LLaMA-family model, 3 ranks with uneven micro-batches.
 # Tolerance 1e-5 (losses and weights; the issue's contract): 2 ranks add the same terms as 1 rank but in another
 # order (each rank accumulates its own micro-batches, then the reduce-scatter adds the ranks' sums; split
 # batches are rescaled by count_r / count), so float32 results differ in the last bits and drift a little
@@ -129,7 +130,7 @@ with open('prefs.jsonl','w') as f:
 $GPTKIT tokenizer train --input corpus.txt --vocab-size 300 --out tok >/dev/null 2>&1 \
   && $GPTKIT tokenize --tokenizer tok --input corpus.txt --out-dir shards --val-fraction 0 >/dev/null 2>&1 \
   && $GPTKIT pretrain --model d2 --n-embd 32 --n-head 4 --vocab-size 300 --n-ctx 32 --data "shards/train_*.bin" \
-       --tokenizer tok -b 4 -t 16 --steps 3 --out base --json >/dev/null 2>base.err || fail dist_base "$(cat base.err)"
+       --tokenizer tok -b 4 -t 16 --steps 30 --lr 3e-3 --out base --json >/dev/null 2>base.err || fail dist_base "$(cat base.err)"
 SF="--init base --data sft.jsonl -b 5 --steps 6 --lr 3e-3 --warmup 2 --seed 3 --json"
 $GPTKIT sft $SF --out s1 > s1.jsonl 2>s1.err
 $MPI $GPTKIT sft $SF --out s2 > s2.jsonl 2>s2.err
@@ -166,6 +167,31 @@ dw=max(st.maxdiff('x1/model.safetensors','x2/model.safetensors'), st.maxdiff('x1
 print(len(A),len(B),bad[:4],dw)
 sys.exit(0 if len(A)==len(B)==3 and not bad and dw<=1e-5 else 1)" > ppo.chk 2>&1; then pass dist_ppo_equal; [ -n "$DIST_VERBOSE" ] && cat ppo.chk x2.jsonl >&2
 else fail dist_ppo_equal "$(cat ppo.chk x2.err | tail -6)"; fi
+
+# GRPO the same way: prompts split for the rollouts, rewards and group advantages on the gathered batch, old and
+# reference log-probs split and gathered, minibatches split (both normalisations of the loss)
+py "
+import json
+with open('gprompts.jsonl','w') as f:
+    for t in ['cat','dog','tree','house','river','book']: f.write(json.dumps({'prompt':f'Tell me about the {t}.','answer':'good'})+'\n')"
+for tn in "" "--token-norm"; do
+  GR="--policy base --prompts gprompts.jsonl -b 3 -G 4 --max-new 10 --temperature 1.5 --format-reward 0.5 --lr 1e-3 --beta 0.04 --minibatch 5 --grpo-epochs 2 --seed 5 --iters 4 --sample-every 0 --json $tn"
+  $GPTKIT grpo $GR --out y1 > y1.jsonl 2>y1.err
+  $MPI $GPTKIT grpo $GR --out y2 > y2.jsonl 2>y2.err
+  if py "
+import json,sys
+sys.path.insert(0,'.'); import st
+K=['reward','accuracy','format','reward_std','kl','kl_k3','loss','clip_frac','approx_kl','resp_len','ended']
+A=[json.loads(l) for l in open('y1.jsonl') if '\"kl_k3\"' in l]
+B=[json.loads(l) for l in open('y2.jsonl') if '\"kl_k3\"' in l]
+bad=[(i,k,a[k],b[k]) for i,(a,b) in enumerate(zip(A,B)) for k in K if abs(a[k]-b[k])>1e-5*max(1,abs(a[k]))]
+dw=st.maxdiff('y1/model.safetensors','y2/model.safetensors')
+moved=[a['loss'] for a in A if a['loss']!=0]   # a run whose groups all tied would test nothing
+print(len(A),len(B),bad[:4],dw,moved)
+sys.exit(0 if len(A)==len(B)==4 and moved and not bad and dw<=1e-5 else 1)" > grpo.chk 2>&1; then pass "dist_grpo_equal${tn:+_token_norm}"
+  else fail "dist_grpo_equal${tn:+_token_norm}" "$(cat grpo.chk y2.err | tail -6)"; fi
+  [ -n "$DIST_VERBOSE" ] && cat grpo.chk >&2
+done
 
 # 6. faults. A killed rank: Open MPI's runtime ends the job (the default MPI_ERRORS_ARE_FATAL handler plus
 #    mpirun's watch over its children) in seconds and names the rank; the last checkpoint survives and resumes.
