@@ -31,6 +31,9 @@ if [ -n "$missing" ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing
 fi
+# A debootstrapped root has no /etc/hosts, so "localhost" does not resolve there; selenium reaches chromedriver by
+# that name (the serve page's test). Every installed Debian has these two lines; written only when the file is absent.
+if [ ! -e /etc/hosts ] && [ "$(id -u)" -eq 0 ]; then printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost\n' > /etc/hosts; fi
 # The test venv (tests/requirements.txt). Rebuilt only when the requirements change (a stamp holds their hash).
 cd "$(dirname "$0")/.."
 req=tests/requirements.txt
