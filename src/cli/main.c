@@ -56,7 +56,7 @@ static const command commands[] = {
     {"score",     cmd_score,     "score (prompt, response) pairs with a reward model", 0},
     {"ppo",       cmd_ppo,       "RLHF: PPO against a reward model with a KL leash", 1},
     {"dpo",       cmd_dpo,       "direct preference optimisation", 1},
-    {"grpo",      cmd_grpo,      "GRPO with verifiable rewards (answers checked)", 0},
+    {"grpo",      cmd_grpo,      "GRPO with verifiable rewards (answers checked)", 1},
     {"compare",   cmd_compare,   "win rate of model A over model B by a reward model", 0},
     {"data",      cmd_data,      "generate the built-in demo datasets (SFT, preferences, prompts, eval tasks)", 0},
     {"pipeline",  cmd_pipeline,  "run the whole chain on the built-in demo data (or a config)", 0},
@@ -130,7 +130,7 @@ int main(int argc, char **argv) {
             dist_init(&argc, &argv);
             if (dist_size() > 1 && !commands[i].dist) {
                 if (dist_rank() == 0)
-                    fprintf(stderr, "gptkit %s: runs in one process; under mpirun only pretrain, sft, rm, dpo and ppo "
+                    fprintf(stderr, "gptkit %s: runs in one process; under mpirun only pretrain, sft, rm, dpo, ppo and grpo "
                             "split their work across ranks (run it without mpirun)\n", argv[1]);
                 dist_finalize();
                 return 2;
