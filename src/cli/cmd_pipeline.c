@@ -169,7 +169,7 @@ static int load_line(pipe_cfg *c, const char *path, size_t no, char *s, seen_key
     int found = ks != NULL, bad = ks ? set_key(c, ks, v, &e) : 0;
     for (size_t i = 0; !found && i < NSTAGE_OPTS; i++) {
         const train_opt *d = train_opt_by_pipe_key(STAGE_OPTS[i].t, k);
-        if (d) { found = 1; bad = train_opt_set(d, (char *)c + STAGE_OPTS[i].off, v, &e); }
+        if (d) { found = 1; bad = train_opt_set(d, (char *)c + STAGE_OPTS[i].off, d->type == TRAIN_OPT_STR ? train_opt_keep_str(v) : v, &e); }
     }
     if (!found) return gk_errf(err, "%s:%zu: unknown key '%s' (see docs/pipeline.md for the list)", path, no, k);
     if (bad) return gk_errf(err, "%s:%zu: %s: %s", path, no, k, e.msg);

@@ -15,9 +15,10 @@ static const char *USAGE =
     "  info   --tokenizer T                                    vocabulary size, pattern, special tokens\n"
     "  train  --input FILES... --vocab-size N [--pattern gptkit|gpt2|cl100k|REGEX] [--special TOKENS...] [--name NAME] --out PATH\n"
     "  bench  --tokenizer T --input FILE [--repeat N]          single-thread encode throughput\n\n"
-    "T is a .tiktoken rank file, a directory holding GPT-2's encoder.json + vocab.bpe, a tokenizer saved by\n"
+    "T is a .tiktoken rank file, a directory holding GPT-2's encoder.json + vocab.bpe or HF's tokenizer.json, a tokenizer saved by\n"
     "'train' (PATH, PATH.tiktoken or PATH.json), or one of the names gpt2 / cl100k_base (from data/vocab).\n"
-    "--allow-special: special-token text (e.g. <|endoftext|>) becomes its special id; otherwise it is plain text.\n"
+    "--allow-special: special-token text (e.g. <|endoftext|>) becomes its special id; otherwise it is plain text\n"
+    "(an HF tokenizer.json always matches its added tokens, as HF does).\n"
     "--vocab-size N counts everything: 256 bytes + merges + the 9 chat special tokens + --special ones.\n"
     "--pattern: the split regex; default gptkit (cl100k's, with words keeping trailing punctuation and a leading\n"
     "newline); a custom REGEX needs a PCRE2 build. Training writes PATH.tiktoken + PATH.json.\n"
@@ -60,7 +61,7 @@ static int do_encode(int argc, char **argv) {
     if (read_stdin(&data, &len)) { fprintf(stderr, "gptkit tokenizer encode: reading stdin failed\n"); tok_free(t); return 1; }
     tok_ids ids = {0};
     tok_encoder *e = tok_encoder_new(t);
-    tok_encoder_encode(e, data, len, allow, &ids);
+    tok_encoder_encode(e, data, len, allow || tok_specials_in_text(t), &ids);
     tok_encoder_free(e);
     size_t cap = ids.n * 12 + 16, o = 0;
     char *out = gk_malloc(cap);

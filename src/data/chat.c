@@ -101,7 +101,44 @@ out:
 
 /* ---------------------------------------------------------------- special tokens */
 
+const char *chat_format_name(int fmt) {
+    return fmt == CHAT_FMT_CHATML ? "chatml" : fmt == CHAT_FMT_LLAMA3 ? "llama3" : "gptkit";
+}
+
+/* ChatML / LLaMA 3 by their markers; 1 if recognised. */
+static int resolve_model_format(const tok_tokenizer *t, size_t vocab_size, chat_specials *sp, gk_err *err, int *rc) {
+    memset(sp, 0, sizeof *sp);
+    sp->tool_call = sp->tool_call_end = sp->tool_result = sp->tool_result_end = -1;
+    int32_t ims = tok_special_id(t, "<|im_start|>"), ime = tok_special_id(t, "<|im_end|>");
+    int32_t sh = tok_special_id(t, "<|start_header_id|>"), eh = tok_special_id(t, "<|end_header_id|>");
+    int32_t eotid = tok_special_id(t, "<|eot_id|>");
+    int32_t need[3] = {-1, -1, -1};
+    if (ims >= 0 && ime >= 0) {
+        sp->fmt = CHAT_FMT_CHATML;
+        sp->system = sp->user = sp->assistant = ims; sp->end = ime;
+        sp->eot = tok_special_id(t, "<|endoftext|>");
+        need[0] = ims; need[1] = ime;
+    } else if (sh >= 0 && eh >= 0 && eotid >= 0) {
+        sp->fmt = CHAT_FMT_LLAMA3;
+        sp->system = sp->user = sp->assistant = sh; sp->header_end = eh; sp->end = eotid;
+        sp->eot = tok_special_id(t, "<|end_of_text|>");
+        sp->bos = tok_special_id(t, "<|begin_of_text|>");
+        need[0] = sh; need[1] = eh; need[2] = eotid;
+    } else {
+        return 0;
+    }
+    *rc = 0;
+    for (int i = 0; i < 3; i++)
+        if (need[i] >= 0 && vocab_size && (size_t)need[i] >= vocab_size)
+            *rc = gk_errf(err, "the tokenizer's chat token id %d is outside the model's vocabulary (%zu)", (int)need[i], vocab_size);
+    return 1;
+}
+
 int chat_specials_resolve(tok_tokenizer *t, size_t vocab_size, chat_specials *sp, gk_err *err) {
+    int rc;
+    if (resolve_model_format(t, vocab_size, sp, err, &rc)) return rc;
+    memset(sp, 0, sizeof *sp);
+    sp->fmt = CHAT_FMT_GPTKIT;
     tok_add_chat_specials(t);
     int32_t ids[TOK_N_CHAT_SPECIALS];
     for (int i = 0; i < TOK_N_CHAT_SPECIALS; i++) {
@@ -144,7 +181,7 @@ void chat_tokens_free(chat_tokens *t) {
 void chat_encode_assistant(const tok_tokenizer *t, const chat_specials *sp, const char *text, tok_ids *out) {
     static const size_t lc = sizeof TOK_TOOL_CALL - 1, le = sizeof TOK_TOOL_CALL_END - 1;
     const char *p = text;
-    for (;;) {
+    for (; sp->tool_call >= 0;) {
         const char *a = strstr(p, TOK_TOOL_CALL), *b = strstr(p, TOK_TOOL_CALL_END);
         const char *hit = a && (!b || a < b) ? a : b;
         if (!hit) break;
@@ -167,8 +204,63 @@ static void push_text(const tok_tokenizer *t, const char *s, uint8_t mask, tok_i
     for (size_t i = 0; i < tmp->n; i++) chat_tokens_push(out, tmp->ids[i], mask);
 }
 
+/* ChatML and LLaMA 3: <start>role<sep>content<end>[\n]; the assistant's content and end token are targets. */
+static void render_model_format(const tok_tokenizer *t, const chat_specials *sp, const chat_conv *c, int gen_prompt,
+                                chat_tokens *out) {
+    tok_ids tmp = {0};
+    int l3 = sp->fmt == CHAT_FMT_LLAMA3;
+    if (l3 && sp->bos >= 0) chat_tokens_push(out, sp->bos, 0);
+    for (size_t i = 0; i <= c->n; i++) {
+        int gen = i == c->n;
+        if (gen && !gen_prompt) break;
+        const chat_msg *m = gen ? NULL : &c->msgs[i];
+        const char *role = gen ? "assistant" : chat_role_name(m->role);
+        int asst = gen || m->role == CHAT_ASSISTANT;
+        chat_tokens_push(out, sp->user, 0);   /* <|im_start|> | <|start_header_id|> */
+        size_t rl = strlen(role), cl = gen ? 0 : strlen(m->content);
+        char *head = gk_malloc(rl + 3);
+        memcpy(head, role, rl);
+        if (l3) {
+            head[rl] = 0;
+            push_text(t, head, 0, &tmp, out);
+            chat_tokens_push(out, sp->header_end, 0);
+            /* "\n\n" + content (trimmed, as the LLaMA 3 template does) is one piece; the "\n\n" is the prompt's */
+            const char *cs = gen ? "" : m->content;
+            while (*cs == ' ' || *cs == '\n' || *cs == '\t' || *cs == '\r') cs++;
+            size_t n = strlen(cs);
+            while (n && (cs[n - 1] == ' ' || cs[n - 1] == '\n' || cs[n - 1] == '\t' || cs[n - 1] == '\r')) n--;
+            char *body = gk_malloc(n + 3);
+            body[0] = '\n'; body[1] = '\n'; memcpy(body + 2, cs, n); body[n + 2] = 0;
+            tmp.n = 0;
+            tok_encode(t, body, n + 2, 0, &tmp);
+            /* the tokens covering the content are targets; "\n\n" may merge with its first token: count it as prompt */
+            for (size_t k = 0; k < tmp.n; k++) chat_tokens_push(out, tmp.ids[k], (uint8_t)(asst && !gen && k > 0));
+            free(body);
+        } else {
+            head[rl] = '\n'; head[rl + 1] = 0;
+            if (gen) { push_text(t, head, 0, &tmp, out); free(head); break; }
+            /* "role\ncontent" is one piece between the two markers */
+            char *body = gk_malloc(rl + 1 + cl + 1);
+            memcpy(body, head, rl + 1); memcpy(body + rl + 1, m->content, cl + 1);
+            tmp.n = 0;
+            tok_encode(t, body, rl + 1 + cl, 0, &tmp);
+            tok_ids rtmp = {0};
+            tok_encode(t, head, rl + 1, 0, &rtmp);
+            for (size_t k = 0; k < tmp.n; k++) chat_tokens_push(out, tmp.ids[k], (uint8_t)(asst && k >= rtmp.n));
+            tok_ids_free(&rtmp);
+            free(body);
+        }
+        free(head);
+        if (gen) break;
+        chat_tokens_push(out, sp->end, (uint8_t)asst);
+        if (!l3) push_text(t, "\n", 0, &tmp, out);
+    }
+    tok_ids_free(&tmp);
+}
+
 void chat_render(const tok_tokenizer *t, const chat_specials *sp, const chat_conv *c, int gen_prompt,
                  chat_tokens *out) {
+    if (sp->fmt != CHAT_FMT_GPTKIT) { render_model_format(t, sp, c, gen_prompt, out); return; }
     tok_ids tmp = {0};
     int open_turn = 0;   /* an assistant turn left open by a tool call */
     for (size_t i = 0; i < c->n; i++) {

@@ -112,11 +112,25 @@ int chat_conv_validate(const chat_conv *c, gk_err *err);
  * c is cleared first. */
 int chat_conv_from_json(chat_conv *c, const char *json, gk_err *err);
 
-/* Ids of the nine chat special tokens. */
+/* The chat format a tokenizer's special tokens announce (its model's own template, recognised by markers):
+ *   CHAT_FMT_GPTKIT  <|user|>text<|end|><|assistant|>reply<|end|>              (gptkit's, docs/chat.md)
+ *   CHAT_FMT_CHATML  <|im_start|>user\ntext<|im_end|>\n<|im_start|>assistant\nreply<|im_end|>\n   (Qwen2, SmolLM2)
+ *   CHAT_FMT_LLAMA3  <|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\ntext<|eot_id|>...  (LLaMA 3)
+ * Text between two special tokens is encoded as one piece, as HF's apply_chat_template + encode does. */
+enum { CHAT_FMT_GPTKIT = 0, CHAT_FMT_CHATML, CHAT_FMT_LLAMA3 };
+const char *chat_format_name(int fmt);   /* "gptkit", "chatml", "llama3" */
+
+/* Ids of the nine chat special tokens (gptkit's format); in the ChatML and LLaMA 3 formats `end` is the turn's
+ * end (<|im_end|>, <|eot_id|>), `eot` the document's end (or -1), `assistant` the start of a turn marker, and
+ * the tool tokens are -1 (no tool calls in those formats). */
 typedef struct {
     int32_t eot, system, user, assistant, end, tool_call, tool_call_end, tool_result, tool_result_end;
+    int fmt;                 /* CHAT_FMT_* */
+    int32_t header_end, bos; /* LLaMA 3: <|end_header_id|>, <|begin_of_text|> */
 } chat_specials;
-/* Looks up the chat specials in t, adding missing ones with tok_add_chat_specials (so t is mutated), and
+/* Recognises the format by t's special tokens (ChatML's <|im_start|> + <|im_end|>, LLaMA 3's
+ * <|start_header_id|> + <|end_header_id|> + <|eot_id|>); otherwise gptkit's: looks up the chat specials in t,
+ * adding missing ones with tok_add_chat_specials (so t is mutated), and
  * checks each id is < vocab_size (the model's; 0 = skip the check). Error example: "the tokenizer's <|end|>
  * has id 50260 but the model's vocabulary is 50257: the model cannot read or write it (SFT it from a model
  * with --vocab-size >= 50265)". */

@@ -113,3 +113,27 @@ void kern_adamw(kern_backend *be, float *p, const float *g, float *m, float *v, 
                 float eps, float wd, float bc1, float bc2, float gscale) {
     be->ops->adamw(be, p, g, m, v, n, lr, b1, b2, eps, wd, bc1, bc2, gscale);
 }
+
+void kern_rmsnorm_fwd(kern_backend *be, float *out, float *rstd, const float *inp, const float *w, size_t N, size_t C, float eps) {
+    be->ops->rmsnorm_fwd(be, out, rstd, inp, w, N, C, eps);
+}
+void kern_rmsnorm_bwd(kern_backend *be, float *dinp, float *dw, const float *dout, const float *inp, const float *w,
+                      const float *rstd, size_t N, size_t C) {
+    be->ops->rmsnorm_bwd(be, dinp, dw, dout, inp, w, rstd, N, C);
+}
+void kern_rope(kern_backend *be, float *x, const int32_t *pos, const float *inv_freq, size_t R, size_t W, size_t nheads,
+               size_t hs, int inverse) {
+    be->ops->rope(be, x, pos, inv_freq, R, W, nheads, hs, inverse);
+}
+void kern_kv_expand_fwd(kern_backend *be, float *out, const float *qkv, size_t R, size_t NH, size_t NKV, size_t hs) {
+    be->ops->kv_expand_fwd(be, out, qkv, R, NH, NKV, hs);
+}
+void kern_kv_expand_bwd(kern_backend *be, float *dqkv, const float *dout, size_t R, size_t NH, size_t NKV, size_t hs) {
+    be->ops->kv_expand_bwd(be, dqkv, dout, R, NH, NKV, hs);
+}
+void kern_swiglu_fwd(kern_backend *be, float *out, const float *gate, const float *up, size_t n) {
+    be->ops->swiglu_fwd(be, out, gate, up, n);
+}
+void kern_swiglu_bwd(kern_backend *be, float *dgate, float *dup, const float *dout, const float *gate, const float *up, size_t n) {
+    be->ops->swiglu_bwd(be, dgate, dup, dout, gate, up, n);
+}

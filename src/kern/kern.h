@@ -104,6 +104,17 @@ typedef struct {
     void  (*adamw)(kern_backend *be, float *p, const float *g, float *m, float *v, size_t n, float lr, float b1,
                    float b2, float eps, float wd, float bc1, float bc2, float gscale);
     void  (*bf16_shadow)(kern_backend *be, const float *base, size_t n);
+    void  (*rmsnorm_fwd)(kern_backend *be, float *out, float *rstd, const float *inp, const float *w, size_t N, size_t C,
+                         float eps);
+    void  (*rmsnorm_bwd)(kern_backend *be, float *dinp, float *dw, const float *dout, const float *inp, const float *w,
+                         const float *rstd, size_t N, size_t C);
+    void  (*rope)(kern_backend *be, float *x, const int32_t *pos, const float *inv_freq, size_t R, size_t W, size_t nheads,
+                  size_t hs, int inverse);
+    void  (*kv_expand_fwd)(kern_backend *be, float *out, const float *qkv, size_t R, size_t NH, size_t NKV, size_t hs);
+    void  (*kv_expand_bwd)(kern_backend *be, float *dqkv, const float *dout, size_t R, size_t NH, size_t NKV, size_t hs);
+    void  (*swiglu_fwd)(kern_backend *be, float *out, const float *gate, const float *up, size_t n);
+    void  (*swiglu_bwd)(kern_backend *be, float *dgate, float *dup, const float *dout, const float *gate, const float *up,
+                        size_t n);
 } kern_ops;
 
 /* One backend instance. Open so that a backend's files can fill it; callers treat it as opaque and use the
@@ -169,7 +180,7 @@ void  kern_copy(kern_backend *be, void *dst_dev, const void *src_dev, size_t byt
 
 /* ---------------------------------------------------------------- trunk ops */
 
-/* out[b,t,:] = wte[tok[b,t],:] + wpe[pos0+t,:].   out [B,T,C]; tok [B,T]; wte [V,C]; wpe [maxT,C].
+/* out[b,t,:] = wte[tok[b,t],:] + wpe[pos0+t,:].   out [B,T,C]; tok [B,T]; wte [V,C]; wpe [maxT,C] or NULL (none).
  * Token ids are validated by the caller (the model), not here. */
 void kern_embed_fwd(kern_backend *be, float *out, const int32_t *tok, const float *wte, const float *wpe,
                     size_t B, size_t T, size_t C, size_t pos0);
@@ -211,6 +222,28 @@ void kern_add(kern_backend *be, float *out, const float *a, const float *b, size
 void kern_axpy(kern_backend *be, float *y, float alpha, const float *x, size_t n);                 /* y += alpha x */
 void kern_scale(kern_backend *be, float *x, float s, size_t n);                                    /* x *= s */
 
+/* ---------------------------------------------------------------- the LLaMA family's ops */
+
+/* RMSNorm (no mean, no bias): rstd[i] = 1/sqrt(mean_c inp[i,c]^2 + eps);  out[i,c] = w[c] (inp[i,c] rstd[i]). */
+void kern_rmsnorm_fwd(kern_backend *be, float *out, float *rstd, const float *inp, const float *w, size_t N, size_t C, float eps);
+/* dinp [N,C] +=, dw [C] += (either may be NULL). */
+void kern_rmsnorm_bwd(kern_backend *be, float *dinp, float *dw, const float *dout, const float *inp, const float *w,
+                      const float *rstd, size_t N, size_t C);
+/* Rotary position embedding in place on the first nheads heads (hs wide, hs even) of each row of x [R, W]: HF's
+ * rotate_half pairing (channel d with d + hs/2, d < hs/2) by angle pos[r] * inv_freq[d]. pos [R] int32 and
+ * inv_freq [hs/2] are device arrays. inverse = 1 rotates the other way: applied to the gradient of the rotated
+ * values it gives the gradient of the unrotated ones (the rotation is orthogonal), in place. */
+void kern_rope(kern_backend *be, float *x, const int32_t *pos, const float *inv_freq, size_t R, size_t W, size_t nheads,
+               size_t hs, int inverse);
+/* Grouped-query attention: qkv [R, (NH + 2 NKV) hs] (q | k | v with NKV key/value heads) -> out [R, 3 NH hs], the
+ * multi-head layout of kern_attention_fwd / kern_attn_cache_fwd, query head h using key/value head h/(NH/NKV).
+ * NKV divides NH. The backward accumulates: dqkv += (a key/value head sums the gradients of its group). */
+void kern_kv_expand_fwd(kern_backend *be, float *out, const float *qkv, size_t R, size_t NH, size_t NKV, size_t hs);
+void kern_kv_expand_bwd(kern_backend *be, float *dqkv, const float *dout, size_t R, size_t NH, size_t NKV, size_t hs);
+/* SwiGLU: out = silu(gate) * up elementwise (silu(g) = g sigmoid(g)). Backward: dgate +=, dup += (NULL skips). */
+void kern_swiglu_fwd(kern_backend *be, float *out, const float *gate, const float *up, size_t n);
+void kern_swiglu_bwd(kern_backend *be, float *dgate, float *dup, const float *dout, const float *gate, const float *up, size_t n);
+
 /* ---------------------------------------------------------------- losses' building blocks */
 
 /* Softmax cross-entropy per row. logits [N,V]; targets [N] (host or device per backend; target < 0 means
@@ -248,6 +281,15 @@ void kern_ref64_matmul_bwd(double *dinp, double *dw, double *dbias, const double
 void kern_ref64_attention_fwd(double *out, double *saved, const double *qkv, size_t B, size_t T, size_t C, size_t NH);
 void kern_ref64_attention_bwd(double *dqkv, const double *dout, const double *qkv, const double *out,
                               const double *saved, size_t B, size_t T, size_t C, size_t NH);
+void kern_ref64_rmsnorm_fwd(double *out, double *rstd, const double *inp, const double *w, size_t N, size_t C, double eps);
+void kern_ref64_rmsnorm_bwd(double *dinp, double *dw, const double *dout, const double *inp, const double *w,
+                            const double *rstd, size_t N, size_t C);
+void kern_ref64_rope(double *x, const int32_t *pos, const double *inv_freq, size_t R, size_t W, size_t nheads, size_t hs,
+                     int inverse);
+void kern_ref64_kv_expand_fwd(double *out, const double *qkv, size_t R, size_t NH, size_t NKV, size_t hs);
+void kern_ref64_kv_expand_bwd(double *dqkv, const double *dout, size_t R, size_t NH, size_t NKV, size_t hs);
+void kern_ref64_swiglu_fwd(double *out, const double *gate, const double *up, size_t n);
+void kern_ref64_swiglu_bwd(double *dgate, double *dup, const double *dout, const double *gate, const double *up, size_t n);
 void kern_ref64_gelu_fwd(double *out, const double *inp, size_t n);
 void kern_ref64_gelu_bwd(double *dinp, const double *inp, const double *dout, size_t n);
 void kern_ref64_xent_fwd_bwd(double *loss, double *dlogits, const double *logits, const int32_t *targets,

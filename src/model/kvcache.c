@@ -33,9 +33,11 @@ gpt_kv *gpt_kv_new(const gpt_model *m, size_t max_seqs, size_t max_len) {
 }
 
 static void scratch_free(gpt_kv *kv) {
-    float **fs[] = { &kv->x, &kv->ln, &kv->qkv, &kv->atty, &kv->res, &kv->fch, &kv->fcg, &kv->mean, &kv->rstd, &kv->h };
+    float **fs[] = { &kv->x, &kv->ln, &kv->qkv, &kv->atty, &kv->res, &kv->fch, &kv->fcg, &kv->mean, &kv->rstd, &kv->h,
+                     &kv->gate, &kv->qkve };
     for (size_t i = 0; i < sizeof fs / sizeof fs[0]; i++) { kern_free(kv->be, *fs[i]); *fs[i] = NULL; }
     kern_free(kv->be, kv->tok); kv->tok = NULL;
+    kern_free(kv->be, kv->rpos); kv->rpos = NULL;
     kv->cap_rows = 0;
 }
 
@@ -79,8 +81,11 @@ static void scratch_reserve(gpt_kv *kv, const gpt_config *c, size_t rows) {
     kv->x = FA(rows * C); kv->ln = FA(rows * C); kv->qkv = FA(rows * 3 * C); kv->atty = FA(rows * C);
     kv->res = FA(rows * C); kv->fch = FA(rows * I); kv->fcg = FA(rows * I);
     kv->mean = FA(rows); kv->rstd = FA(rows); kv->h = FA(rows * C);
+    if (c->act == GPT_ACT_SWIGLU) kv->gate = FA(rows * I);
+    if (gpt_config_n_kv_head(c) != c->n_head) kv->qkve = FA(rows * 3 * C);
 #undef FA
     kv->tok = kern_alloc(kv->be, rows * sizeof(int32_t));
+    kv->rpos = kern_alloc(kv->be, rows * sizeof(int32_t));
     kv->cap_rows = rows;
 }
 
@@ -102,7 +107,13 @@ const float *gpt_forward_kv(gpt_model *m, gpt_kv *kv, const size_t *slots, const
     kern_upload(m->be, kv->tok, tokens, R * sizeof(int32_t));
     kern_upload(m->be, kv->didx, kv->idx, 2 * S * sizeof(int32_t));   /* slot | pos, for kern_attn_cache_fwd */
     const float *wte = gpt_role_ptr(m->params, m, GPT_ROLE_EMBED_TOK, -1);
-    const float *wpe = gpt_role_ptr(m->params, m, GPT_ROLE_EMBED_POS, -1);
+    const float *wpe = gpt_role_ptr(m->params, m, GPT_ROLE_EMBED_POS, -1);   /* NULL for rotary models */
+    if (c->pos == GPT_POS_ROPE) {   /* row b*n + i sits at position pos[b] + i */
+        int32_t *p = gk_malloc(R * sizeof(int32_t));
+        for (size_t i = 0; i < R; i++) p[i] = (int32_t)(kv->pos[i / n] + i % n);
+        kern_upload(m->be, kv->rpos, p, R * sizeof(int32_t));
+        free(p);
+    }
 
     /* x[b,i,:] = wte[tok[b,i],:] + wpe[pos[b]+i,:]  (each sequence at its own position) */
     for (size_t b = 0; b < B; b++) kern_embed_fwd(m->be, kv->x + b * n * C, kv->tok + b * n, wte, wpe, 1, n, C, kv->pos[b]);
@@ -111,9 +122,10 @@ const float *gpt_forward_kv(gpt_model *m, gpt_kv *kv, const size_t *slots, const
     gpt_block_acts ba = {
         .x = kv->x, .ln1 = kv->ln, .ln1_mean = kv->mean, .ln1_rstd = kv->rstd, .qkv = kv->qkv, .atty = kv->atty,
         .res2 = kv->res, .ln2 = kv->ln, .ln2_mean = kv->mean, .ln2_rstd = kv->rstd, .fch = kv->fch,
-        .fch_gelu = kv->fcg, .xo = kv->x,
+        .fch_gelu = kv->fcg, .gate = kv->gate, .qkve = kv->qkve, .xo = kv->x,
     };
-    gpt_attn_mode am = { .cached = 1, .B = B, .T = n, .slots = kv->didx, .pos = kv->didx + S, .max_len = T, .skinny = 1 };
+    gpt_attn_mode am = { .cached = 1, .B = B, .T = n, .slots = kv->didx, .pos = kv->didx + S, .max_len = T, .skinny = 1,
+                         .rpos = kv->rpos, .inv_freq = m->inv_freq };
     size_t layer_stride = S * NH * T * (C / NH);
     for (size_t l = 0; l < L; l++) {
         gpt_layer_ptrs w = gpt_layer(m->params, m, (int)l);

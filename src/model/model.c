@@ -37,20 +37,70 @@ void gpt_config_default(gpt_config *c) {
     c->score_head = 0;
 }
 
+void gpt_config_llama(gpt_config *c) {
+    gpt_config_default(c);
+    c->arch = GPT_ARCH_LLAMA;
+    c->n_kv_head = 2; c->n_inner = 1024;
+    c->norm = GPT_NORM_RMSNORM;
+    c->pos = GPT_POS_ROPE; c->rope_theta = 10000.0f;
+    c->act = GPT_ACT_SWIGLU;
+    c->bias = 0;
+    c->tied_head = 0;
+}
+
+/* LLaMA dims for a GPT-2-style size: grouped-query where the head count allows, SwiGLU width 8C/3 (64-aligned). */
+static void llama_dims(gpt_config *c) {
+    int H = c->n_head;
+    c->n_kv_head = H % 3 == 0 ? H / 3 : H % 2 == 0 ? H / 2 : H;
+    c->n_inner = (8 * c->n_embd / 3 + 63) / 64 * 64;
+}
+
 int gpt_config_from_name(gpt_config *c, const char *name, gk_err *err) {
     static const struct { const char *name; int L, H, C; } named[] = {
         {"d6", 6, 6, 384}, {"d12", 12, 12, 768}, {"d24", 24, 16, 1024}, {"d36", 36, 20, 1280}, {"d48", 48, 25, 1600},
     };
+    if (c->arch == GPT_ARCH_LLAMA && !strcmp(name, "llama-135m")) {   /* SmolLM-135M's shape */
+        c->n_layer = 30; c->n_head = 9; c->n_kv_head = 3; c->n_embd = 576; c->n_inner = 1536;
+        return 0;
+    }
     for (size_t i = 0; i < sizeof named / sizeof named[0]; i++)
         if (!strcmp(name, named[i].name)) {
             c->n_layer = named[i].L; c->n_head = named[i].H; c->n_embd = named[i].C;
+            if (c->arch == GPT_ARCH_LLAMA) llama_dims(c);
             return 0;
         }
     long n;
     if (name[0] != 'd' || gk_parse_long(name + 1, &n) || n < 1 || n > 1000)
-        return gk_errf(err, "unknown model size \"%s\" (expected d6, d12, d24, d36, d48 or dN with N in 1..1000)", name);
+        return gk_errf(err, "unknown model size \"%s\" (expected d6, d12, d24, d36, d48 or dN with N in 1..1000%s)", name,
+                       c->arch == GPT_ARCH_LLAMA ? ", or llama-135m" : "");
     c->n_layer = (int)n; c->n_head = (int)n; c->n_embd = 64 * (int)n;
+    if (c->arch == GPT_ARCH_LLAMA) llama_dims(c);
     return 0;
+}
+
+int gpt_wlayout(const gpt_config *c) { return c->arch == GPT_ARCH_LLAMA ? KERN_W_OUT_IN : KERN_W_IN_OUT; }
+
+/* HF: inv_freq[i] = 1 / theta^(2i / hs) in fp32; llama3 scaling (HF _compute_llama3_parameters): wavelengths longer
+ * than orig_ctx / low_freq_factor are divided by factor, shorter than orig_ctx / high_freq_factor kept, and those
+ * between interpolated smoothly. */
+void gpt_rope_inv_freq(const gpt_config *c, float *inv_freq) {
+    int hs = c->n_embd / c->n_head;
+    for (int i = 0; i < hs / 2; i++) {
+        float f = 1.0f / powf(c->rope_theta, (float)(2 * i) / (float)hs);
+        if (c->rope_scaling == GPT_ROPE_SCALE_LLAMA3) {
+            float pi = 3.14159265358979323846f, wavelen = 2 * pi / f;
+            float low_wl = (float)c->rope_orig_ctx / c->rope_low_freq_factor;
+            float high_wl = (float)c->rope_orig_ctx / c->rope_high_freq_factor;
+            float fl = wavelen > low_wl ? f / c->rope_factor : f;
+            if (!(wavelen < high_wl) && !(wavelen > low_wl)) {
+                float sm = ((float)c->rope_orig_ctx / wavelen - c->rope_low_freq_factor) /
+                           (c->rope_high_freq_factor - c->rope_low_freq_factor);
+                fl = (1 - sm) * fl / c->rope_factor + sm * fl;
+            }
+            f = fl;
+        }
+        inv_freq[i] = f;
+    }
 }
 
 int gpt_config_n_kv_head(const gpt_config *c) { return c->n_kv_head ? c->n_kv_head : c->n_head; }
@@ -80,6 +130,13 @@ int gpt_config_check_dims(const gpt_config *c, gk_err *err) {
     if (c->pos != GPT_POS_LEARNED && c->pos != GPT_POS_ROPE) return gk_errf(err, "unknown position encoding %d", c->pos);
     if (c->pos == GPT_POS_ROPE && !(c->rope_theta > 0)) return gk_errf(err, "rope_theta %g must be > 0", (double)c->rope_theta);
     if (c->act != GPT_ACT_GELU_TANH && c->act != GPT_ACT_SWIGLU) return gk_errf(err, "unknown activation %d", c->act);
+    if (c->rope_scaling != GPT_ROPE_SCALE_NONE && c->rope_scaling != GPT_ROPE_SCALE_LLAMA3)
+        return gk_errf(err, "unknown rope scaling %d", c->rope_scaling);
+    if (c->rope_scaling == GPT_ROPE_SCALE_LLAMA3 &&
+        !(c->rope_factor > 0 && c->rope_low_freq_factor > 0 && c->rope_high_freq_factor > c->rope_low_freq_factor &&
+          c->rope_orig_ctx > 0))
+        return gk_errf(err, "llama3 rope scaling needs factor > 0, high_freq_factor > low_freq_factor > 0 and "
+                       "original_max_position_embeddings > 0");
     return 0;
 }
 
@@ -87,6 +144,16 @@ int gpt_config_check_dims(const gpt_config *c, gk_err *err) {
  * Everything else is describable (the table sizes it) but refused here, by name, until its ops exist. */
 int gpt_config_validate(const gpt_config *c, gk_err *err) {
     if (gpt_config_check_dims(c, err)) return -1;
+    if (c->arch == GPT_ARCH_LLAMA) {
+        /* the LLaMA family as HF LlamaForCausalLM (and Qwen2, Mistral) runs it */
+        if (c->norm != GPT_NORM_RMSNORM) return gk_errf(err, "architecture llama: norm layernorm not supported (only rmsnorm)");
+        if (c->pos != GPT_POS_ROPE) return gk_errf(err, "architecture llama: learned positions not supported (only rope)");
+        if (c->act != GPT_ACT_SWIGLU) return gk_errf(err, "architecture llama: activation gelu not supported (only swiglu)");
+        if (c->bias) return gk_errf(err, "architecture llama: biases on every layer not supported (only a q/k/v bias)");
+        if ((c->n_embd / c->n_head) % 2) return gk_errf(err, "architecture llama: head_dim %d must be even for rotary embeddings", c->n_embd / c->n_head);
+        return 0;
+    }
+    if (c->qkv_bias) return gk_errf(err, "architecture gpt2: a separate q/k/v bias is not supported");
     if (c->arch != GPT_ARCH_GPT2) return gk_errf(err, "architecture %s: not supported yet", gpt_arch_name(c->arch));
     if (c->norm != GPT_NORM_LAYERNORM) return gk_errf(err, "norm rmsnorm: not supported yet (only layernorm)");
     if (c->pos != GPT_POS_LEARNED) return gk_errf(err, "position encoding rope: not supported yet (only learned)");
@@ -102,10 +169,11 @@ int gpt_config_validate(const gpt_config *c, gk_err *err) {
  * Adding a tensor is one line here (and, for a layer tensor, one field in gpt_layer_ptrs). */
 enum { INIT_NORMAL = 0, INIT_PROJ, INIT_ZERO, INIT_ONE };
 enum { DIM_ONE = 0, DIM_C, DIM_V, DIM_CTX, DIM_QKV, DIM_INNER };
-enum { HAS_ALWAYS = 0, HAS_LEARNED_POS, HAS_BIAS, HAS_NORM_BIAS, HAS_GATE, HAS_UNTIED, HAS_SCORE };
+enum { HAS_ALWAYS = 0, HAS_LEARNED_POS, HAS_BIAS, HAS_QKV_BIAS, HAS_NORM_BIAS, HAS_GATE, HAS_UNTIED, HAS_SCORE };
 typedef struct {
     int role;
     const char *name;   /* layer tensors: suffix after "h.<l>." */
+    const char *lname;  /* the LLaMA family's name (HF LlamaForCausalLM's without "model."; layers "layers.<l>.") */
     int ndim, d[2];     /* DIM_* */
     int decay, init, has;
     size_t field;       /* offsetof(gpt_layer_ptrs, ...) for layer tensors */
@@ -114,34 +182,34 @@ typedef struct {
 #define LF(f) offsetof(gpt_layer_ptrs, f)
 static const param_spec embed_specs[] = {
     /* decay on wte: it is also the (tied) LM head's matrix. Position embeddings are excluded (issue 2). */
-    {GPT_ROLE_EMBED_TOK, "wte.weight", 2, {DIM_V, DIM_C},   1, INIT_NORMAL, HAS_ALWAYS, 0},
-    {GPT_ROLE_EMBED_POS, "wpe.weight", 2, {DIM_CTX, DIM_C}, 0, INIT_NORMAL, HAS_LEARNED_POS, 0},
+    {GPT_ROLE_EMBED_TOK, "wte.weight", "embed_tokens.weight", 2, {DIM_V, DIM_C},   1, INIT_NORMAL, HAS_ALWAYS, 0},
+    {GPT_ROLE_EMBED_POS, "wpe.weight", NULL, 2, {DIM_CTX, DIM_C}, 0, INIT_NORMAL, HAS_LEARNED_POS, 0},
 };
 static const param_spec layer_specs[] = {
-    {GPT_ROLE_LN1_W,    "ln_1.weight",        1, {DIM_C, DIM_ONE},     0, INIT_ONE,    HAS_ALWAYS,    LF(ln1_w)},
-    {GPT_ROLE_LN1_B,    "ln_1.bias",          1, {DIM_C, DIM_ONE},     0, INIT_ZERO,   HAS_NORM_BIAS, LF(ln1_b)},
-    {GPT_ROLE_QKV_W,    "attn.c_attn.weight", 2, {DIM_C, DIM_QKV},     1, INIT_NORMAL, HAS_ALWAYS,    LF(qkv_w)},
-    {GPT_ROLE_QKV_B,    "attn.c_attn.bias",   1, {DIM_QKV, DIM_ONE},   0, INIT_ZERO,   HAS_BIAS,      LF(qkv_b)},
-    {GPT_ROLE_PROJ_W,   "attn.c_proj.weight", 2, {DIM_C, DIM_C},       1, INIT_PROJ,   HAS_ALWAYS,    LF(proj_w)},
-    {GPT_ROLE_PROJ_B,   "attn.c_proj.bias",   1, {DIM_C, DIM_ONE},     0, INIT_ZERO,   HAS_BIAS,      LF(proj_b)},
-    {GPT_ROLE_LN2_W,    "ln_2.weight",        1, {DIM_C, DIM_ONE},     0, INIT_ONE,    HAS_ALWAYS,    LF(ln2_w)},
-    {GPT_ROLE_LN2_B,    "ln_2.bias",          1, {DIM_C, DIM_ONE},     0, INIT_ZERO,   HAS_NORM_BIAS, LF(ln2_b)},
-    {GPT_ROLE_FC_W,     "mlp.c_fc.weight",    2, {DIM_C, DIM_INNER},   1, INIT_NORMAL, HAS_ALWAYS,    LF(fc_w)},
-    {GPT_ROLE_FC_B,     "mlp.c_fc.bias",      1, {DIM_INNER, DIM_ONE}, 0, INIT_ZERO,   HAS_BIAS,      LF(fc_b)},
-    {GPT_ROLE_GATE_W,   "mlp.c_gate.weight",  2, {DIM_C, DIM_INNER},   1, INIT_NORMAL, HAS_GATE,      LF(gate_w)},
-    {GPT_ROLE_FCPROJ_W, "mlp.c_proj.weight",  2, {DIM_INNER, DIM_C},   1, INIT_PROJ,   HAS_ALWAYS,    LF(fcproj_w)},
-    {GPT_ROLE_FCPROJ_B, "mlp.c_proj.bias",    1, {DIM_C, DIM_ONE},     0, INIT_ZERO,   HAS_BIAS,      LF(fcproj_b)},
+    {GPT_ROLE_LN1_W,    "ln_1.weight", "input_layernorm.weight",        1, {DIM_C, DIM_ONE},     0, INIT_ONE,    HAS_ALWAYS,    LF(ln1_w)},
+    {GPT_ROLE_LN1_B,    "ln_1.bias", NULL,          1, {DIM_C, DIM_ONE},     0, INIT_ZERO,   HAS_NORM_BIAS, LF(ln1_b)},
+    {GPT_ROLE_QKV_W,    "attn.c_attn.weight", "self_attn.qkv_proj.weight", 2, {DIM_C, DIM_QKV},     1, INIT_NORMAL, HAS_ALWAYS,    LF(qkv_w)},
+    {GPT_ROLE_QKV_B,    "attn.c_attn.bias", "self_attn.qkv_proj.bias",   1, {DIM_QKV, DIM_ONE},   0, INIT_ZERO,   HAS_QKV_BIAS,  LF(qkv_b)},
+    {GPT_ROLE_PROJ_W,   "attn.c_proj.weight", "self_attn.o_proj.weight", 2, {DIM_C, DIM_C},       1, INIT_PROJ,   HAS_ALWAYS,    LF(proj_w)},
+    {GPT_ROLE_PROJ_B,   "attn.c_proj.bias", NULL,   1, {DIM_C, DIM_ONE},     0, INIT_ZERO,   HAS_BIAS,      LF(proj_b)},
+    {GPT_ROLE_LN2_W,    "ln_2.weight", "post_attention_layernorm.weight",        1, {DIM_C, DIM_ONE},     0, INIT_ONE,    HAS_ALWAYS,    LF(ln2_w)},
+    {GPT_ROLE_LN2_B,    "ln_2.bias", NULL,          1, {DIM_C, DIM_ONE},     0, INIT_ZERO,   HAS_NORM_BIAS, LF(ln2_b)},
+    {GPT_ROLE_FC_W,     "mlp.c_fc.weight", "mlp.up_proj.weight",    2, {DIM_C, DIM_INNER},   1, INIT_NORMAL, HAS_ALWAYS,    LF(fc_w)},
+    {GPT_ROLE_FC_B,     "mlp.c_fc.bias", NULL,      1, {DIM_INNER, DIM_ONE}, 0, INIT_ZERO,   HAS_BIAS,      LF(fc_b)},
+    {GPT_ROLE_GATE_W,   "mlp.c_gate.weight", "mlp.gate_proj.weight",  2, {DIM_C, DIM_INNER},   1, INIT_NORMAL, HAS_GATE,      LF(gate_w)},
+    {GPT_ROLE_FCPROJ_W, "mlp.c_proj.weight", "mlp.down_proj.weight",  2, {DIM_INNER, DIM_C},   1, INIT_PROJ,   HAS_ALWAYS,    LF(fcproj_w)},
+    {GPT_ROLE_FCPROJ_B, "mlp.c_proj.bias", NULL,    1, {DIM_C, DIM_ONE},     0, INIT_ZERO,   HAS_BIAS,      LF(fcproj_b)},
 };
 #undef LF
 static const param_spec final_specs[] = {
-    {GPT_ROLE_LNF_W, "ln_f.weight", 1, {DIM_C, DIM_ONE}, 0, INIT_ONE,  HAS_ALWAYS,    0},
-    {GPT_ROLE_LNF_B, "ln_f.bias",   1, {DIM_C, DIM_ONE}, 0, INIT_ZERO, HAS_NORM_BIAS, 0},
+    {GPT_ROLE_LNF_W, "ln_f.weight", "norm.weight", 1, {DIM_C, DIM_ONE}, 0, INIT_ONE,  HAS_ALWAYS,    0},
+    {GPT_ROLE_LNF_B, "ln_f.bias", NULL,   1, {DIM_C, DIM_ONE}, 0, INIT_ZERO, HAS_NORM_BIAS, 0},
     /* untied LM head: torch.nn.Linear(C, V, bias=False).weight [V, C], HF's top-level "lm_head.weight" */
-    {GPT_ROLE_LM_HEAD, "lm_head.weight", 2, {DIM_V, DIM_C}, 1, INIT_NORMAL, HAS_UNTIED, 0},
+    {GPT_ROLE_LM_HEAD, "lm_head.weight", "lm_head.weight", 2, {DIM_V, DIM_C}, 1, INIT_NORMAL, HAS_UNTIED, 0},
 };
 /* HF GPT2ForSequenceClassification's score = nn.Linear(C, 1, bias=False): weight [1, C]. */
 static const param_spec score_specs[] = {
-    {GPT_ROLE_SCORE, "score.weight", 2, {DIM_ONE, DIM_C}, 1, INIT_NORMAL, HAS_SCORE, 0},
+    {GPT_ROLE_SCORE, "score.weight", "score.weight", 2, {DIM_ONE, DIM_C}, 1, INIT_NORMAL, HAS_SCORE, 0},
 };
 #define NSPEC(a) (sizeof a / sizeof a[0])
 #define N_LAYER_SPECS NSPEC(layer_specs)
@@ -162,6 +230,7 @@ static int spec_present(const param_spec *s, const gpt_config *c) {
     switch (s->has) {
     case HAS_LEARNED_POS: return c->pos == GPT_POS_LEARNED;
     case HAS_BIAS: return c->bias;
+    case HAS_QKV_BIAS: return c->bias || c->qkv_bias;
     case HAS_NORM_BIAS: return c->bias && c->norm == GPT_NORM_LAYERNORM;   /* RMSNorm has no bias */
     case HAS_GATE: return c->act == GPT_ACT_SWIGLU;
     case HAS_UNTIED: return !c->tied_head;
@@ -175,11 +244,16 @@ static void table_add(gpt_model *m, const param_spec *s, int layer, int group, s
     if (m->n_table == *cap) { *cap = *cap ? 2 * *cap : 64; m->table = gk_realloc(m->table, *cap * sizeof *m->table); }
     gpt_param *p = &m->table[m->n_table];
     memset(p, 0, sizeof *p);
-    if (layer >= 0) snprintf(p->name, sizeof p->name, "h.%d.%s", layer, s->name);
-    else snprintf(p->name, sizeof p->name, "%s", s->name);
+    int llama = m->cfg.arch == GPT_ARCH_LLAMA;
+    GK_CHECK(!llama || s->lname, "parameter %s has no LLaMA name", s->name);
+    if (layer >= 0) snprintf(p->name, sizeof p->name, llama ? "layers.%d.%s" : "h.%d.%s", layer, llama ? s->lname : s->name);
+    else snprintf(p->name, sizeof p->name, "%s", llama ? s->lname : s->name);
     p->ndim = s->ndim;
     p->shape[0] = dim_eval(s->d[0], &m->cfg);
     p->shape[1] = s->ndim == 2 ? dim_eval(s->d[1], &m->cfg) : 1;
+    if (llama && layer >= 0 && s->ndim == 2) {   /* nn.Linear: [out, in] */
+        size_t t = p->shape[0]; p->shape[0] = p->shape[1]; p->shape[1] = t;
+    }
     p->numel = p->shape[0] * p->shape[1];
     p->offset = m->num_params;
     p->role = s->role;
@@ -217,6 +291,14 @@ gpt_model *gpt_create_table(const gpt_config *cfg, kern_backend *be) {
 
 void gpt_alloc_params(gpt_model *m) {
     if (!m->params) m->params = kern_alloc(m->be, m->num_params * sizeof(float));
+    if (m->cfg.pos == GPT_POS_ROPE && !m->inv_freq) {
+        size_t half = (size_t)(m->cfg.n_embd / m->cfg.n_head / 2);
+        float *h = gk_malloc((half ? half : 1) * sizeof(float));
+        gpt_rope_inv_freq(&m->cfg, h);
+        m->inv_freq = kern_alloc(m->be, (half ? half : 1) * sizeof(float));
+        kern_upload(m->be, m->inv_freq, h, half * sizeof(float));
+        free(h);
+    }
 }
 
 gpt_model *gpt_create(const gpt_config *cfg) { return gpt_create_on(cfg, NULL); }
@@ -231,9 +313,11 @@ gpt_model *gpt_create_on(const gpt_config *cfg, kern_backend *be) {
 static void acts_free(gpt_model *m) {
     gpt_acts *a = &m->acts;
     float **fs[] = {&a->x, &a->ln1, &a->ln1_mean, &a->ln1_rstd, &a->qkv, &a->atty, &a->att_saved, &a->res2,
-                    &a->ln2, &a->ln2_mean, &a->ln2_rstd, &a->fch, &a->fch_gelu, &a->lnf, &a->lnf_mean, &a->lnf_rstd};
+                    &a->ln2, &a->ln2_mean, &a->ln2_rstd, &a->fch, &a->fch_gelu, &a->lnf, &a->lnf_mean, &a->lnf_rstd,
+                    &a->gate, &a->qkve};
     for (size_t i = 0; i < sizeof fs / sizeof fs[0]; i++) { kern_free(m->be, *fs[i]); *fs[i] = NULL; }
     kern_free(m->be, a->tokens); a->tokens = NULL;
+    kern_free(m->be, a->rpos); a->rpos = NULL;
     kern_free(m->be, m->scratch); m->scratch = NULL;
     m->acts_cap_bt = 0; m->acts_cap_saved = 0;
 }
@@ -243,6 +327,7 @@ void gpt_free(gpt_model *m) {
     acts_free(m);
     kern_free(m->be, m->params);
     kern_free(m->be, m->grads);
+    kern_free(m->be, m->inv_freq);
     free(m->table);
     free(m->role_at);
     if (m->own_be) kern_backend_free(m->be);
@@ -322,9 +407,10 @@ void gpt_set_trainable(gpt_model *m, int group, int on) {
 
 /* ---------------------------------------------------------------- activations */
 
-/* Widest per-row activation: the FFN (I) or the q|k|v projection (3C for multi-head attention). */
+/* Widest per-row activation: the FFN (I) or the q|k|v projection as attention sees it (3C: grouped-query
+ * attention's k, v expanded to every query head). */
 static size_t wide_cols(const gpt_config *c) {
-    size_t I = (size_t)gpt_config_n_inner(c), qkv = dim_eval(DIM_QKV, c);
+    size_t I = (size_t)gpt_config_n_inner(c), qkv = 3 * (size_t)c->n_embd;
     return I > qkv ? I : qkv;
 }
 
@@ -348,10 +434,13 @@ static void acts_reserve(gpt_model *m, size_t B, size_t T) {
     a->ln2 = FA(L * cap_bt * C); a->ln2_mean = FA(L * cap_bt); a->ln2_rstd = FA(L * cap_bt);
     a->fch = FA(L * cap_bt * I);
     a->fch_gelu = FA(L * cap_bt * I);
+    if (c->act == GPT_ACT_SWIGLU) a->gate = FA(L * cap_bt * I);
+    if (gpt_config_n_kv_head(c) != c->n_head) a->qkve = FA(L * cap_bt * 3 * C);
     a->lnf = FA(cap_bt * C); a->lnf_mean = FA(cap_bt); a->lnf_rstd = FA(cap_bt);
-    m->scratch = FA(cap_bt * (C + 2 * wide_cols(c)));   /* backward: dres [BT,C] | dbig1 [BT,W] | dbig2 [BT,W] */
+    m->scratch = FA(cap_bt * (C + 3 * wide_cols(c)));   /* backward: dres [BT,C] | dbig1..3 [BT,W] */
 #undef FA
     a->tokens = kern_alloc(m->be, cap_bt * sizeof(int32_t));
+    a->rpos = kern_alloc(m->be, cap_bt * sizeof(int32_t));
     m->acts_cap_bt = cap_bt;
     m->acts_cap_saved = cap_saved;
 }
@@ -366,10 +455,12 @@ static gpt_block_acts layer_acts(gpt_model *m, size_t l, gpt_attn_mode *am) {
         .qkv = a->qkv + l * BT * dim_eval(DIM_QKV, &m->cfg), .atty = a->atty + l * BT * C, .res2 = a->res2 + l * BT * C,
         .ln2 = a->ln2 + l * BT * C, .ln2_mean = a->ln2_mean + l * BT, .ln2_rstd = a->ln2_rstd + l * BT,
         .fch = a->fch + l * BT * I, .fch_gelu = a->fch_gelu + l * BT * I,
+        .gate = a->gate ? a->gate + l * BT * I : NULL, .qkve = a->qkve ? a->qkve + l * BT * 3 * C : NULL,
         .xo = a->x + (l + 1) * BT * C,
     };
     memset(am, 0, sizeof *am);
     am->B = m->B; am->T = m->T;
+    am->rpos = a->rpos; am->inv_freq = m->inv_freq;
     am->att_saved = a->att_saved + l * m->acts_cap_saved;
     return b;
 }
@@ -394,6 +485,12 @@ void gpt_forward(gpt_model *m, const int32_t *tokens, size_t B, size_t T) {
     size_t BT = B * T, C = (size_t)c->n_embd, L = (size_t)c->n_layer;
     gpt_acts *a = &m->acts;
     kern_upload(m->be, a->tokens, tokens, BT * sizeof(int32_t));
+    if (c->pos == GPT_POS_ROPE) {   /* row b*T + t sits at position t */
+        int32_t *p = gk_malloc(BT * sizeof(int32_t));
+        for (size_t i = 0; i < BT; i++) p[i] = (int32_t)(i % T);
+        kern_upload(m->be, a->rpos, p, BT * sizeof(int32_t));
+        free(p);
+    }
 
     /* x0[b,t,:] = wte[tok[b,t],:] + wpe[t,:] */
     kern_embed_fwd(m->be, a->x, a->tokens, gpt_role_ptr(m->params, m, GPT_ROLE_EMBED_TOK, -1),
@@ -467,14 +564,15 @@ void gpt_backward(gpt_model *m, float *dh) {
         .dres = m->scratch,                   /* [BT,C]  d(residual stream) at the current depth */
         .dbig1 = m->scratch + BT * C,         /* [BT,W] */
         .dbig2 = m->scratch + BT * (C + W),   /* [BT,W] */
+        .dbig3 = m->scratch + BT * (C + 2 * W),   /* [BT,W] */
         .dsmall = dh,                         /* [BT,C]  dh is free once ln_f's backward has read it */
     };
 
     /* h = ln_f(x_L):  dx_L = LN_bwd(dh);  d ln_f.{weight,bias} */
     kern_zero(m->be, d.dres, BT * C * sizeof(float));
-    kern_layernorm_bwd(m->be, need_blocks ? d.dres : NULL, gpt_role_ptr(g_final, m, GPT_ROLE_LNF_W, -1),
-                       gpt_role_ptr(g_final, m, GPT_ROLE_LNF_B, -1), dh, a->x + L * BT * C,
-                       gpt_role_ptr(m->params, m, GPT_ROLE_LNF_W, -1), a->lnf_mean, a->lnf_rstd, BT, C);
+    gpt_norm_bwd(m->be, c, need_blocks ? d.dres : NULL, gpt_role_ptr(g_final, m, GPT_ROLE_LNF_W, -1),
+                 gpt_role_ptr(g_final, m, GPT_ROLE_LNF_B, -1), dh, a->x + L * BT * C,
+                 gpt_role_ptr(m->params, m, GPT_ROLE_LNF_W, -1), a->lnf_mean, a->lnf_rstd, BT);
     if (!need_blocks) return;
 
     for (size_t li = L; li-- > 0;) {

@@ -1,9 +1,10 @@
 /* model: an architecture-aware transformer — config, parameter table with roles, one block, heads, checkpoint I/O.
  *
  * Config: the architecture is described by fields (family, KV heads, FFN width, norm, position encoding,
- * activation, bias, tied head). GPT-2 fills them as it always did; a config this build cannot run yet (the
- * LLaMA family, RMSNorm, RoPE, SwiGLU, grouped-query attention, no biases) is refused by gpt_config_validate
- * with a message that says so ("architecture llama: not supported yet").
+ * activation, bias, tied head). Two families run: GPT-2 (LayerNorm, learned positions, GELU, biases, Conv1D
+ * weights [in, out]) and LLaMA (RMSNorm, rotary positions with optional llama3 scaling, SwiGLU, grouped-query
+ * attention, no biases but an optional q/k/v bias (Qwen2), torch.nn.Linear weights [out, in]: block matmuls use
+ * gpt_wlayout(cfg)). Mixtures of the two are refused by gpt_config_validate, naming what is not supported.
  *
  * Trunk: tokens [B,T] -> final hidden states h [B,T,C] (after ln_f).
  * Heads: the LM head (found by role: tied, it is wte and logits = h @ wte^T; untied, its own lm_head.weight
@@ -31,6 +32,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include "core/core.h"
 #include "kern/kern.h"
 
@@ -55,14 +57,22 @@ typedef struct {
     int   bias;           /* 1: linear layers and LayerNorms have biases (GPT-2) */
     int   tied_head;      /* 1: the LM head is wte (GPT-2); 0: its own lm_head.weight [V,C] */
     int   score_head;     /* 1: add score.weight [1,C] (reward / value head) */
+    /* the LLaMA family */
+    int   qkv_bias;       /* 1: the q/k/v projections have biases though nothing else does (Qwen2) */
+    int   rope_scaling;   /* GPT_ROPE_SCALE_*: how inv_freq is adjusted for long contexts */
+    float rope_factor, rope_low_freq_factor, rope_high_freq_factor;   /* llama3 scaling's parameters */
+    int   rope_orig_ctx;  /* llama3: original_max_position_embeddings */
 } gpt_config;
+enum { GPT_ROPE_SCALE_NONE = 0, GPT_ROPE_SCALE_LLAMA3 };
 
 /* d6 GPT-2: 6 layers, 6 heads, 384 wide, vocab 50257, ctx 1024, LayerNorm 1e-5, learned positions,
  * gelu_tanh, biases, tied head, no score head. */
 void gpt_config_default(gpt_config *c);
 /* Named sizes: "d6" (6L/6H/384), "d12" (GPT-2 124M: 12L/12H/768), "d24" (GPT-2 medium 24L/16H/1024),
  * "d36" (36L/20H/1280), "d48" (48L/25H/1600), any other "dN": N layers, N heads, 64N wide.
- * Only the dims are set; vocab_size and n_ctx are left as they were. */
+ * Only the dims are set; vocab_size and n_ctx are left as they were. With c->arch LLAMA, a dN size also sets
+ * n_kv_head (n_head / 3 when 3 divides it, else n_head / 2 when even, else n_head) and n_inner (8C/3 rounded up
+ * to a multiple of 64), and "llama-135m" is SmolLM-135M's shape (30L, 9 heads, 3 KV heads, 576 wide, I 1536). */
 int  gpt_config_from_name(gpt_config *c, const char *name, gk_err *err);
 /* Ranges and consistency only (dims, divisibility, known enum values): any describable architecture passes. */
 int  gpt_config_check_dims(const gpt_config *c, gk_err *err);
@@ -70,6 +80,13 @@ int  gpt_config_check_dims(const gpt_config *c, gk_err *err);
 int  gpt_config_validate(const gpt_config *c, gk_err *err);
 int  gpt_config_n_kv_head(const gpt_config *c);   /* resolved: n_kv_head or n_head */
 int  gpt_config_n_inner(const gpt_config *c);     /* resolved: n_inner or 4 * n_embd */
+/* The LLaMA family's defaults (HF LlamaConfig's, except eps 1e-5): RMSNorm, RoPE theta 10000, SwiGLU, no biases,
+ * untied head; dims as gpt_config_default (d6) with n_kv_head 2 and n_inner 1024. */
+void gpt_config_llama(gpt_config *c);
+/* KERN_W_IN_OUT (GPT-2's Conv1D) or KERN_W_OUT_IN (LLaMA's nn.Linear): how the block's weights are stored. */
+int  gpt_wlayout(const gpt_config *c);
+/* Rotary frequencies inv_freq[hs/2] (host) for c, llama3 scaling applied, in fp32 as HF computes them. */
+void gpt_rope_inv_freq(const gpt_config *c, float *inv_freq);
 const char *gpt_arch_name(int arch);               /* "gpt2", "llama" ("?" if unknown) */
 
 /* ---------------------------------------------------------------- parameter table */
@@ -121,6 +138,7 @@ typedef struct {
     float *gate_w;               /* [C,I] (SwiGLU only) */
     float *fcproj_w, *fcproj_b;  /* [I,C], [C] */
 } gpt_layer_ptrs;
+/* (LLaMA's weights are the transposes: qkv [QKV,C], proj [C,C], fc (up) and gate [I,C], fcproj (down) [C,I].) */
 
 /* Saved activations of one forward pass at (B,T), needed by backward. All device, [B*T, ...]. */
 typedef struct {
@@ -132,7 +150,10 @@ typedef struct {
     float *res2;      /* [L, BT, C]   x + attn */
     float *ln2, *ln2_mean, *ln2_rstd;
     float *fch;       /* [L, BT, I]   pre-GELU */
-    float *fch_gelu;  /* [L, BT, I] */
+    float *fch_gelu;  /* [L, BT, I]   (SwiGLU: silu(gate) * fch) */
+    float *gate;      /* [L, BT, I]   SwiGLU's gate projection (NULL for GPT-2) */
+    float *qkve;      /* [L, BT, 3C]  grouped-query attention: k, v expanded to every query head (NULL otherwise) */
+    int32_t *rpos;    /* [BT] device: each row's position (rotary models) */
     float *lnf, *lnf_mean, *lnf_rstd;   /* [BT, C], [BT], [BT]: the trunk's output h */
     int32_t *tokens;  /* [BT] device copy of the inputs */
 } gpt_acts;
@@ -153,7 +174,8 @@ typedef struct gpt_model {
     size_t acts_cap_bt;           /* B*T the buffers hold */
     size_t acts_cap_saved;        /* floats per layer in acts.att_saved (depends on B and T, not only B*T) */
     size_t B, T;                  /* shape of the last forward */
-    float *scratch;               /* backward scratch, sized with the acts: [(C + 2 max(I, 3C)) * acts_cap_bt] */
+    float *scratch;               /* backward scratch, sized with the acts: [(C + 3 max(I, 3C)) * acts_cap_bt] */
+    float *inv_freq;              /* device [hs/2]: rotary frequencies (rotary models), NULL otherwise */
 } gpt_model;
 
 /* Builds the table and allocates params (zero) on a new backend with the process defaults (kern_backend_create
@@ -245,6 +267,49 @@ int gpt_save(const gpt_model *m, const char *dir, const char *tokenizer, gk_err 
 gpt_model *gpt_load(const char *dir, char **tokenizer, gk_err *err);
 int gpt_load_config(const char *dir, gpt_config *cfg, char **tokenizer, gk_err *err);
 
+/* ---------------------------------------------------------------- GGUF (gguf.c) */
+/* ggml tensor types (the values in the file) */
+enum { GGUF_F32 = 0, GGUF_F16 = 1, GGUF_Q4_0 = 2, GGUF_Q4_1 = 3, GGUF_Q5_0 = 6, GGUF_Q5_1 = 7, GGUF_Q8_0 = 8,
+       GGUF_Q4_K = 12, GGUF_Q5_K = 13, GGUF_Q6_K = 14, GGUF_BF16 = 30 };
+typedef struct { const char *p; size_t n; } gguf_str;             /* not NUL-terminated */
+typedef struct { gguf_str key; uint32_t type; size_t at, end; } gguf_kv;   /* value bytes [at, end) */
+typedef struct { gguf_str name; int n_dims; size_t ne[4]; int type; uint64_t offset; size_t numel, bytes; } gguf_tensor;
+typedef struct {
+    const uint8_t *data; size_t len;   /* the whole file */
+    gguf_kv *kv; size_t n_kv;
+    gguf_tensor *tensors; size_t n_tensors;
+    size_t alignment, data_off;        /* tensor t's bytes: data + data_off + t.offset */
+    void *mapped; char *path;
+} gguf_file;
+/* Parses and validates a GGUF buffer (kept, not copied): every length, count, type, dim and offset is checked
+ * before use; errors name the file and the field. gguf_open maps a file read-only. */
+int  gguf_parse(gguf_file *g, const uint8_t *data, size_t len, const char *path, gk_err *err);
+int  gguf_open(gguf_file *g, const char *path, gk_err *err);
+void gguf_close(gguf_file *g);
+const gguf_kv *gguf_find_kv(const gguf_file *g, const char *key);
+const gguf_tensor *gguf_find_tensor(const gguf_file *g, const char *name);
+int  gguf_get_num(const gguf_file *g, const char *key, double *out);     /* any numeric type; -1 if absent */
+int  gguf_get_str(const gguf_file *g, const char *key, gguf_str *out);   /* -1 if absent or not a string */
+const char *gguf_type_name(int type);                 /* "Q4_K", ... ("?" if unknown) */
+int  gguf_type_parse(const char *s, int *type);       /* case-insensitive name -> type; -1 if unknown */
+size_t gguf_type_bytes(int type, size_t n);           /* bytes of n elements (n a multiple of the block) */
+/* n elements of type at src -> fp32, exactly as the `gguf` Python package's dequantize. -1: type not readable. */
+int  gguf_dequantize(int type, const uint8_t *src, size_t n, float *dst);
+/* LLaMA / Qwen2 GGUF (llama.cpp's tensor names and metadata) -> config, -> model (weights dequantized to fp32). */
+int  gguf_load_config(const gguf_file *g, gpt_config *c, gk_err *err);
+gpt_model *gpt_load_gguf(const char *path, gk_err *err);
+/* Extra metadata entries for the writer (serialised key + type + value), e.g. the tokenizer's. */
+typedef struct { uint8_t *bytes; size_t n; } gguf_extra_kv;
+void gguf_kv_string(gguf_extra_kv *kv, const char *key, const char *val);
+void gguf_kv_u32(gguf_extra_kv *kv, const char *key, uint32_t val);
+void gguf_kv_str_array(gguf_extra_kv *kv, const char *key, const char *const *vals, const size_t *lens, size_t n);
+void gguf_kv_i32_array(gguf_extra_kv *kv, const char *key, const int32_t *vals, size_t n);
+/* Writes a LLaMA-family model as GGUF v3 (type GGUF_F32 | F16 | Q8_0 | Q4_0 for the matrices; norms and biases
+ * f32), llama.cpp's names and metadata, plus the extra entries. Atomic write. */
+int  gpt_export_gguf(const gpt_model *m, const char *path, int type, const gguf_extra_kv *extra, size_t n_extra, gk_err *err);
+/* `gptkit info` for a .gguf file: architecture, sizes, parameters, tokenizer, template, every tensor. */
+int  gguf_print_info(const char *path, FILE *out, gk_err *err);
+
 /* ================================================================ KV cache (issue 4: inference engine)
  * Implemented in src/model/kvcache.c. Incremental inference: the keys and values of every layer are kept
  * per sequence "slot", so a prefill runs the prompt once and each decode step runs one new token per
@@ -257,7 +322,8 @@ typedef struct gpt_kv {
     /* scratch for one call of up to cap_rows new rows (device unless noted) */
     size_t cap_rows;
     float *x, *ln, *qkv, *atty, *res, *fch, *fcg, *mean, *rstd, *h;
-    int32_t *tok;
+    float *gate, *qkve;         /* SwiGLU gate; expanded k/v (grouped-query attention) */
+    int32_t *tok, *rpos;        /* rpos: each new row's position (rotary models) */
     size_t *pos;                /* host [max_seqs] */
     int32_t *idx, *didx;        /* host, device [2, max_seqs]: one call's slot | pos per sequence, as int32 */
     kern_backend *be;           /* the model's backend, which owns the buffers above */

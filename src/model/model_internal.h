@@ -21,6 +21,8 @@ typedef struct {
     const int32_t *slots, *pos;  /* cached, device [B]: sequence b's slot and its cached length before the call */
     size_t max_len;       /* cached: rows per slot */
     int    skinny;        /* 1: R <= KERN_SKINNY_MAX_N uses the weight-streaming decode matmul (inference only) */
+    const int32_t *rpos;  /* rotary models: device [R], each row's position */
+    const float *inv_freq;   /* rotary models: device [hs/2] */
 } gpt_attn_mode;
 
 /* One layer's activations over R rows. In the training path every buffer is distinct and kept for backward;
@@ -32,7 +34,9 @@ typedef struct {
     float *atty;                        /* [R,C]  attention output before c_proj */
     float *res2;                        /* [R,C]  x + attn */
     float *ln2, *ln2_mean, *ln2_rstd;   /* [R,C], [R], [R] */
-    float *fch, *fch_gelu;              /* [R,I]  pre- and post-activation */
+    float *fch, *fch_gelu;              /* [R,I]  pre- and post-activation (SwiGLU: up, silu(gate) * up) */
+    float *gate;                        /* [R,I]  SwiGLU's gate projection */
+    float *qkve;                        /* [R,3C] grouped-query attention: qkv with k, v expanded per query head */
     float *xo;                          /* [R,C]  the layer's output */
 } gpt_block_acts;
 
@@ -42,6 +46,7 @@ typedef struct {
     float *dsmall;  /* [R,C] */
     float *dbig1;   /* [R, max(I, 3C)] */
     float *dbig2;   /* [R, max(I, 3C)] */
+    float *dbig3;   /* [R, max(I, 3C)] (SwiGLU) */
 } gpt_block_grads;
 
 /* x -> xo through one layer with weights w. */
@@ -51,7 +56,9 @@ void gpt_block_forward(kern_backend *be, const gpt_config *c, const gpt_layer_pt
  * when need_input is 0 (nothing below wants it, so the last LayerNorm's input gradient is skipped). */
 void gpt_block_backward(kern_backend *be, const gpt_config *c, const gpt_layer_ptrs *w, const gpt_layer_ptrs *g, const gpt_block_acts *a,
                         const gpt_attn_mode *am, const gpt_block_grads *d, int need_input);
-/* The configured norm (LayerNorm today) over R rows: out, mean, rstd [R,C], [R], [R]. Used by ln_f too. */
+/* The configured norm over R rows: out, mean, rstd [R,C], [R], [R] (RMSNorm: mean unused). Used by ln_f too. */
 void gpt_norm_fwd(kern_backend *be, const gpt_config *c, float *out, float *mean, float *rstd, const float *inp, const float *w,
                   const float *b, size_t R);
+void gpt_norm_bwd(kern_backend *be, const gpt_config *c, float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                  const float *w, const float *mean, const float *rstd, size_t R);
 #endif

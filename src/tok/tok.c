@@ -151,6 +151,7 @@ int32_t tok_special_id(const tok_tokenizer *t, const char *name) {
     return -1;
 }
 int32_t tok_eot_id(const tok_tokenizer *t) { return tok_special_id(t, TOK_EOT); }
+int tok_specials_in_text(const tok_tokenizer *t) { return t->hf; }
 const char *tok_special_at(const tok_tokenizer *t, size_t i, int32_t *id) {
     if (i >= t->n_spec) return NULL;
     if (id) *id = t->spec_id[i];

@@ -59,12 +59,27 @@ typedef struct tok_tokenizer tok_tokenizer;
  *     exists beside it, that is our saved format and gives the pattern and special tokens; otherwise
  *     r50k_base / gpt2 and cl100k_base are recognised (by file name, else by rank count) and get their
  *     pattern and special tokens; any other rank file gets the GPT-2 pattern and no special tokens;
- *   - a directory holding GPT-2's encoder.json + vocab.bpe, or our tokenizer.tiktoken + tokenizer.json;
+ *   - a directory holding GPT-2's encoder.json + vocab.bpe, our tokenizer.tiktoken + tokenizer.json, or HF's
+ *     tokenizer.json alone (byte-level BPE; tok_io.c says which pre-tokenizers), or that tokenizer.json's path;
  *   - our saved PATH (PATH.tiktoken + PATH.json), given as PATH, PATH.tiktoken or PATH.json;
  *   - the names "gpt2", "r50k_base", "cl100k_base": looked up under $GPTKIT_VOCAB, else data/vocab.
  * Returns a new tokenizer (free with tok_free) or NULL with err naming the file, line and problem
  * (bad base64, duplicate rank or token, missing single byte, merge not in vocabulary, ...). */
 tok_tokenizer *tok_load(const char *path, gk_err *err);
+/* The vocabulary of a GGUF model file (tokenizer.ggml.model "gpt2" with pre llama-bpe, qwen2, smollm or gpt-2);
+ * tok_load calls it for a path ending in .gguf. */
+tok_tokenizer *tok_load_gguf(const char *path, gk_err *err);
+/* The vocabulary as llama.cpp's GGUF stores a byte-level BPE ("gpt2" model): per id its string (byte-mapped,
+ * or the special token's text, or "[PAD<id>]" for a gap) and type (1 normal, 3 control, 5 unused); merges "a b"
+ * in rank order (each token's last merge under rank BPE); pre = llama.cpp's name for the split pattern
+ * (llama-bpe, qwen2, smollm, gpt-2). -1 with err if the pattern has no llama.cpp equivalent. */
+typedef struct {
+    char **tokens; size_t *lens; int32_t *types; size_t n;
+    char **merges; size_t *mlens; size_t nm;
+    const char *pre;
+} tok_bpe_export;
+int  tok_export_bpe(const tok_tokenizer *t, tok_bpe_export *x, gk_err *err);
+void tok_bpe_export_free(tok_bpe_export *x);
 /* The tokenizer of a checkpoint: `override` if non-NULL (--tokenizer), else the path recorded in its
  * config.json (`recorded`, from gpt_load), tried as written and then relative to model_dir. *tok = NULL if
  * there is none; that is an error only when `required` ("... records no tokenizer; pass --tokenizer PATH"). */
@@ -84,6 +99,9 @@ const char *tok_name(const tok_tokenizer *t);         /* "gpt2", "cl100k_base", 
 const char *tok_pattern(const tok_tokenizer *t);      /* the split regex (exact string) */
 int32_t     tok_special_id(const tok_tokenizer *t, const char *name);   /* -1 if absent */
 int32_t     tok_eot_id(const tok_tokenizer *t);       /* id of <|endoftext|>, -1 if absent */
+/* 1 for a tokenizer that matches its special tokens in any text (HF tokenizer.json's added tokens): callers
+ * that encode user text for the model pass allow_special = 1 for it, as HF's encode does. */
+int         tok_specials_in_text(const tok_tokenizer *t);
 /* The i-th special token (0 <= i < tok_n_specials): its text and id. */
 const char *tok_special_at(const tok_tokenizer *t, size_t i, int32_t *id);
 /* Bytes of token id (ordinary or special); NULL if id is not a token (out of range or a gap). */

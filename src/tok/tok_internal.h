@@ -29,6 +29,7 @@ struct tok_tokenizer {
     int32_t *rank2;               /* [65536] rank of each 2-byte token (b0 << 8 | b1), -1 if none */
     tok_slot *slots; size_t mask; /* open addressing, power-of-two size, load <= 0.5 */
     uint64_t *filter;             /* [TOK_FILTER_BITS / 64] bit per hash: most failed lookups stop here (fits L2) */
+    int hf;                       /* loaded from HF's tokenizer.json: added tokens match in any text */
     size_t n_spec;
     char **spec_text; size_t *spec_len; int32_t *spec_id;
 };

@@ -7,6 +7,7 @@
  *  - our saved format: PATH.tiktoken + PATH.json {"name", "pattern", "special_tokens": {text: id}}.
  * Every error names the file and line. */
 #include "tok/tok_internal.h"
+#include "model/model.h"   /* the GGUF reader (tok_load_gguf) */
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdlib.h>
@@ -219,6 +220,381 @@ fail:
     return NULL;
 }
 
+/* ---------------------------------------------------------------- HF tokenizer.json (byte-level BPE)
+ * model {"type": "BPE", "vocab": {token: id}, "merges": ["a b", ...] or [["a", "b"], ...]} with tokens spelled in
+ * GPT-2's byte-to-unicode map; added_tokens [{id, content, special}] (all matched in text, as HF does); the
+ * pre-tokenizer decides the split pattern:
+ *   ByteLevel(use_regex)                                    GPT-2's pattern
+ *   Sequence[Split(Regex P, Isolated), ByteLevel(no regex)]  P (LLaMA 3 = cl100k's, Qwen2's, ...; PCRE2 if not native)
+ *   Sequence[Digits(individual), ByteLevel(use_regex)]       GPT-2's pattern with every digit its own piece (SmolLM)
+ * Anything else (a normalizer, other pre-tokenizers, non-byte-level models) is refused by name.
+ * Encoding uses gptkit's rank BPE with rank = id, which equals HF's merge-priority BPE when every merged token
+ * has a merge and merges come in id order: both are checked. */
+static const char hf_digits_gpt2_pattern[] =
+    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
+
+/* The split pattern a tokenizer.json pre_tokenizer means, or NULL with err. */
+static const char *hf_pattern(const cJSON *pt, const char *path, gk_err *err) {
+    const cJSON *ty = cJSON_GetObjectItemCaseSensitive(pt, "type");
+    const char *type = cJSON_IsString(ty) ? ty->valuestring : "?";
+    if (!strcmp(type, "ByteLevel")) {
+        if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(pt, "add_prefix_space")))
+            return gk_errf(err, "%s: pre_tokenizer ByteLevel with add_prefix_space is not supported", path), NULL;
+        if (cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(pt, "use_regex")))
+            return gk_errf(err, "%s: pre_tokenizer ByteLevel without a split regex is not supported", path), NULL;
+        return tok_pattern_gpt2;
+    }
+    if (!strcmp(type, "Sequence")) {
+        const cJSON *seq = cJSON_GetObjectItemCaseSensitive(pt, "pretokenizers");
+        const cJSON *a = cJSON_GetArrayItem(seq, 0), *b = cJSON_GetArrayItem(seq, 1);
+        const cJSON *at = cJSON_GetObjectItemCaseSensitive(a, "type"), *bt = cJSON_GetObjectItemCaseSensitive(b, "type");
+        if (cJSON_GetArraySize(seq) == 2 && cJSON_IsString(at) && cJSON_IsString(bt) && !strcmp(bt->valuestring, "ByteLevel")) {
+            int b_regex = !cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(b, "use_regex"));
+            if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(b, "add_prefix_space")))
+                return gk_errf(err, "%s: pre_tokenizer ByteLevel with add_prefix_space is not supported", path), NULL;
+            if (!strcmp(at->valuestring, "Split") && !b_regex) {
+                const cJSON *pat = cJSON_GetObjectItemCaseSensitive(a, "pattern");
+                const cJSON *re = cJSON_GetObjectItemCaseSensitive(pat, "Regex");
+                const cJSON *beh = cJSON_GetObjectItemCaseSensitive(a, "behavior");
+                if (cJSON_IsString(re) && cJSON_IsString(beh) && !strcmp(beh->valuestring, "Isolated") &&
+                    !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(a, "invert")))
+                    return re->valuestring;
+            }
+            if (!strcmp(at->valuestring, "Digits") && b_regex &&
+                cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(a, "individual_digits")))
+                return hf_digits_gpt2_pattern;
+        }
+    }
+    return gk_errf(err, "%s: pre_tokenizer \"%s\" is not supported (byte-level BPE with ByteLevel, Split(regex) + "
+                   "ByteLevel, or Digits + ByteLevel only)", path, type), NULL;
+}
+
+/* A byte-level BPE vocabulary given as lists (from tokenizer.json or GGUF's tokenizer.ggml.*): ordinary tokens
+ * (byte-mapped strings) with their ids, merges as (a, b) byte-mapped string pairs in priority order, special
+ * tokens with their ids. Checks that rank-by-id BPE equals merge-priority BPE (see above). */
+typedef struct { const char *s; size_t n; int32_t id; } bpe_tok;
+typedef struct { const char *a; size_t an; const char *b; size_t bn; } bpe_merge;
+
+static tok_tokenizer *build_bpe(const char *what, const char *name, const char *pattern, const bpe_tok *toks, size_t nt,
+                                const bpe_merge *merges, size_t nm, const bpe_tok *spec, size_t ns, gk_err *err) {
+    int32_t b2c[256]; int16_t c2b[324];
+    gpt2_byte_map(b2c, c2b);
+    tok_tokenizer *t = tok_new_empty(name, TOK_PAT_GPT2);
+    uint8_t *buf = NULL, *made = NULL;
+    if (tok_set_pattern(t, pattern, err)) { gk_err_prefix(err, "%s", what); goto fail; }
+    size_t maxl = 16;
+    for (size_t i = 0; i < nt; i++) if (toks[i].n > maxl) maxl = toks[i].n;
+    for (size_t i = 0; i < nm; i++) if (merges[i].an + merges[i].bn > maxl) maxl = merges[i].an + merges[i].bn;
+    buf = gk_malloc(maxl + 1);
+    for (size_t i = 0; i < nt; i++) {
+        size_t nb;
+        if (toks[i].id < 0 || toks[i].id >= (1 << 24)) { gk_errf(err, "%s: token %zu has id %d", what, i, (int)toks[i].id); goto fail; }
+        if (gpt2_unmap(c2b, toks[i].s, toks[i].n, buf, &nb) || nb == 0) {
+            gk_errf(err, "%s: token %d (\"%.*s\"): not a byte-level token string", what, (int)toks[i].id,
+                    (int)(toks[i].n < 40 ? toks[i].n : 40), toks[i].s);
+            goto fail;
+        }
+        int rc = tok_add_rank(t, buf, nb, toks[i].id);
+        if (rc == 1) { gk_errf(err, "%s: duplicate id %d", what, (int)toks[i].id); goto fail; }
+        if (rc == 2) { gk_errf(err, "%s: token %d (\"%.*s\") duplicates another", what, (int)toks[i].id, (int)(toks[i].n < 40 ? toks[i].n : 40), toks[i].s); goto fail; }
+    }
+    if (tok_finish_ranks(t, what, err)) goto fail;
+    made = gk_calloc(t->vocab_size ? t->vocab_size : 1, 1);
+    int32_t last = -1;
+    for (size_t mi = 0; mi < nm; mi++) {
+        const bpe_merge *m = &merges[mi];
+        size_t na, nb2;
+        if (gpt2_unmap(c2b, m->a, m->an, buf, &na) || gpt2_unmap(c2b, m->b, m->bn, buf + na, &nb2)) {
+            gk_errf(err, "%s: merges[%zu] is not a pair of byte-level token strings", what, mi); goto fail;
+        }
+        int32_t r = tok_rank(t, buf, na + nb2);
+        if (tok_rank(t, buf, na) < 0 || tok_rank(t, buf + na, nb2) < 0 || r < 0) {
+            gk_errf(err, "%s: merges[%zu] (\"%.*s\" + \"%.*s\"): a part or the result is not in the vocabulary", what, mi,
+                    (int)m->an, m->a, (int)m->bn, m->b);
+            goto fail;
+        }
+        if (made[r]) continue;   /* a second merge to the same token: the rank order already holds */
+        if (r <= last) {
+            gk_errf(err, "%s: merges[%zu] makes id %d after a merge made id %d: merges out of id order are not supported",
+                    what, mi, (int)r, (int)last);
+            goto fail;
+        }
+        made[r] = 1; last = r;
+    }
+    for (size_t id = 0; id < t->vocab_size; id++)
+        if (t->kind[id] == TOK_KIND_RANK && t->len[id] > 1 && !made[id]) {
+            gk_errf(err, "%s: vocabulary token %zu has no merge making it (not supported)", what, id);
+            goto fail;
+        }
+    for (size_t i = 0; i < ns; i++) {
+        char *txt = gk_malloc(spec[i].n + 1);
+        memcpy(txt, spec[i].s, spec[i].n); txt[spec[i].n] = 0;
+        int32_t rc = tok_add_special(t, txt, spec[i].id, err);
+        free(txt);
+        if (rc < 0) { gk_err_prefix(err, "%s", what); goto fail; }
+    }
+    t->hf = 1;
+    free(buf); free(made);
+    return t;
+fail:
+    free(buf); free(made); tok_free(t);
+    return NULL;
+}
+
+static tok_tokenizer *load_hf_json(const char *path, gk_err *err) {
+    char *data = NULL; size_t len = 0;
+    if (gk_read_file(path, &data, &len, err)) return NULL;
+    cJSON *root = cJSON_ParseWithLength(data, len);
+    tok_tokenizer *t = NULL;
+    bpe_tok *toks = NULL, *spec = NULL;
+    bpe_merge *mg = NULL;
+    int32_t *add_id = NULL;
+    const cJSON *model = root ? cJSON_GetObjectItemCaseSensitive(root, "model") : NULL;
+    const cJSON *mty = cJSON_GetObjectItemCaseSensitive(model, "type");
+    const cJSON *vocab = cJSON_GetObjectItemCaseSensitive(model, "vocab"), *merges = cJSON_GetObjectItemCaseSensitive(model, "merges");
+    if (!cJSON_IsObject(model) || !cJSON_IsString(mty) || strcmp(mty->valuestring, "BPE") || !cJSON_IsObject(vocab) ||
+        !cJSON_IsArray(merges)) {
+        gk_errf(err, "%s: not a byte-level BPE tokenizer.json (want model.type \"BPE\" with vocab and merges)", path);
+        goto done;
+    }
+    const cJSON *norm = cJSON_GetObjectItemCaseSensitive(root, "normalizer");
+    if (norm && !cJSON_IsNull(norm)) { gk_errf(err, "%s: a normalizer is not supported (byte-level BPE has none)", path); goto done; }
+    const cJSON *pt = cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer");
+    const char *pattern = cJSON_IsObject(pt) ? hf_pattern(pt, path, err) : NULL;
+    if (!pattern) { if (!cJSON_IsObject(pt)) gk_errf(err, "%s: no pre_tokenizer (byte-level BPE needs one)", path); goto done; }
+    /* added tokens: special ids, not ranks, even where vocab lists them too */
+    const cJSON *added = cJSON_GetObjectItemCaseSensitive(root, "added_tokens");
+    size_t nadd = (size_t)cJSON_GetArraySize(added), k = 0;
+    add_id = gk_calloc(nadd ? nadd : 1, sizeof *add_id);
+    spec = gk_calloc(nadd ? nadd : 1, sizeof *spec);
+    for (const cJSON *a = cJSON_IsArray(added) ? added->child : NULL; a; a = a->next, k++) {
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(a, "id"), *ct = cJSON_GetObjectItemCaseSensitive(a, "content");
+        if (!cJSON_IsNumber(id) || id->valuedouble < 0 || id->valuedouble >= (1 << 24) || !cJSON_IsString(ct)) {
+            gk_errf(err, "%s: added_tokens[%zu] needs an integer id and a content string", path, k); goto done;
+        }
+        add_id[k] = (int32_t)id->valuedouble;
+        spec[k] = (bpe_tok){ct->valuestring, strlen(ct->valuestring), add_id[k]};
+    }
+    size_t nv = (size_t)cJSON_GetArraySize(vocab), nt = 0, nent = 0;
+    toks = gk_calloc(nv ? nv : 1, sizeof *toks);
+    for (cJSON *it = vocab->child; it; it = it->next) {
+        nent++;
+        if (!cJSON_IsNumber(it) || it->valuedouble < 0 || it->valuedouble >= (1 << 24) || it->valuedouble != (double)(int)it->valuedouble) {
+            gk_errf(err, "%s: vocab entry %zu (\"%.40s\"): id must be a non-negative integer", path, nent, it->string); goto done;
+        }
+        int32_t id = (int32_t)it->valuedouble;
+        int is_added = 0;
+        for (size_t i = 0; i < nadd; i++) is_added |= add_id[i] == id;
+        if (!is_added) toks[nt++] = (bpe_tok){it->string, strlen(it->string), id};
+    }
+    size_t nm = (size_t)cJSON_GetArraySize(merges), mi = 0;
+    mg = gk_calloc(nm ? nm : 1, sizeof *mg);
+    for (const cJSON *m = merges->child; m; m = m->next, mi++) {
+        bpe_merge *g = &mg[mi];
+        if (cJSON_IsString(m)) {
+            const char *sp = strchr(m->valuestring, ' ');
+            if (sp) { g->a = m->valuestring; g->an = (size_t)(sp - g->a); g->b = sp + 1; g->bn = strlen(g->b); }
+        } else if (cJSON_IsArray(m) && cJSON_GetArraySize(m) == 2 && cJSON_IsString(m->child) && cJSON_IsString(m->child->next)) {
+            g->a = m->child->valuestring; g->an = strlen(g->a); g->b = m->child->next->valuestring; g->bn = strlen(g->b);
+        }
+        if (!g->a) { gk_errf(err, "%s: merges[%zu] is not a pair of token strings", path, mi); goto done; }
+    }
+    const char *b = base_name(path);
+    t = build_bpe(path, strcmp(b, "tokenizer.json") ? b : "hf-bpe", pattern, toks, nt, mg, nm, spec, nadd, err);
+done:
+    free(toks); free(spec); free(mg); free(add_id);
+    cJSON_Delete(root); free(data);
+    return t;
+}
+
+/* ---------------------------------------------------------------- GGUF's tokenizer.ggml.* (model "gpt2") */
+/* tokens (byte-level strings, index = id), token_type (3 control, 4 user-defined: special tokens, matched in
+ * text), merges ("a b"), and pre naming the split: llama-bpe / llama3 (LLaMA 3's regex), qwen2, smollm (digits
+ * alone, then GPT-2's), gpt-2. The "llama" (SentencePiece) model and other pre-tokenizers are refused by name. */
+static const char hf_llama3_pattern[] =
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+static const char hf_qwen2_pattern[] =
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+
+/* A string array's elements (pointers into the file). */
+static int gguf_strs(const gguf_file *g, const char *key, bpe_tok **out, size_t *n, gk_err *err) {
+    const gguf_kv *kv = gguf_find_kv(g, key);
+    *out = NULL; *n = 0;
+    if (!kv) return 1;
+    uint32_t et; uint64_t cnt;
+    const uint8_t *p = g->data + kv->at;
+    if (kv->type != 9) return gk_errf(err, "%s: %s is not an array", g->path, key);
+    memcpy(&et, p, 4); memcpy(&cnt, p + 4, 8);
+    if (et != 8) return gk_errf(err, "%s: %s is not an array of strings", g->path, key);
+    p += 12;
+    *out = gk_calloc(cnt ? cnt : 1, sizeof **out);   /* parse validated: cnt strings fit in [at, end) */
+    for (uint64_t i = 0; i < cnt; i++) {
+        uint64_t l;
+        memcpy(&l, p, 8);
+        (*out)[i] = (bpe_tok){(const char *)p + 8, (size_t)l, (int32_t)i};
+        p += 8 + l;
+    }
+    *n = (size_t)cnt;
+    return 0;
+}
+
+tok_tokenizer *tok_load_gguf(const char *path, gk_err *err) {
+    gguf_file g;
+    if (gguf_open(&g, path, err)) return NULL;
+    tok_tokenizer *t = NULL;
+    bpe_tok *all = NULL, *merges_s = NULL, *toks = NULL, *spec = NULL;
+    bpe_merge *mg = NULL;
+    size_t n = 0, nm = 0;
+    gguf_str model, pre = {"default", 7};
+    if (gguf_get_str(&g, "tokenizer.ggml.model", &model)) { gk_errf(err, "%s: has no tokenizer (tokenizer.ggml.model)", path); goto done; }
+    if (!(model.n == 4 && !memcmp(model.p, "gpt2", 4))) {
+        gk_errf(err, "%s: tokenizer model \"%.*s\" is not supported (only \"gpt2\", byte-level BPE)", path, (int)model.n, model.p);
+        goto done;
+    }
+    gguf_get_str(&g, "tokenizer.ggml.pre", &pre);
+    const char *pattern = NULL;
+#define PRE(s) (pre.n == strlen(s) && !memcmp(pre.p, s, pre.n))
+    if (PRE("llama-bpe") || PRE("llama3")) pattern = hf_llama3_pattern;
+    else if (PRE("qwen2")) pattern = hf_qwen2_pattern;
+    else if (PRE("smollm")) pattern = hf_digits_gpt2_pattern;
+    else if (PRE("gpt-2") || PRE("gpt2")) pattern = tok_pattern_gpt2;
+#undef PRE
+    if (!pattern) { gk_errf(err, "%s: pre-tokenizer \"%.*s\" is not supported (llama-bpe, qwen2, smollm, gpt-2)", path, (int)pre.n, pre.p); goto done; }
+    if (gguf_strs(&g, "tokenizer.ggml.tokens", &all, &n, err)) { if (!all) gk_errf(err, "%s: no tokenizer.ggml.tokens", path); goto done; }
+    if (gguf_strs(&g, "tokenizer.ggml.merges", &merges_s, &nm, err) < 0) goto done;
+    const gguf_kv *tt = gguf_find_kv(&g, "tokenizer.ggml.token_type");
+    const int32_t *types = NULL;
+    if (tt) {
+        uint32_t et; uint64_t cnt;
+        memcpy(&et, g.data + tt->at, 4); memcpy(&cnt, g.data + tt->at + 4, 8);
+        if (tt->type != 9 || et != 5 || cnt != n) { gk_errf(err, "%s: tokenizer.ggml.token_type must be %zu int32s", path, n); goto done; }
+        types = (const int32_t *)(g.data + tt->at + 12);
+    }
+    toks = gk_calloc(n ? n : 1, sizeof *toks);
+    spec = gk_calloc(n ? n : 1, sizeof *spec);
+    size_t nt = 0, ns = 0;
+    for (size_t i = 0; i < n; i++) {
+        int32_t ty = 1;
+        if (types) memcpy(&ty, (const uint8_t *)types + 4 * i, 4);
+        if (ty == 3 || ty == 4) spec[ns++] = all[i];
+        else if (ty != 5) toks[nt++] = all[i];   /* unused slots stay gaps */
+    }
+    mg = gk_calloc(nm ? nm : 1, sizeof *mg);
+    for (size_t i = 0; i < nm; i++) {
+        const char *sp = memchr(merges_s[i].s, ' ', merges_s[i].n);
+        if (!sp) { gk_errf(err, "%s: tokenizer.ggml.merges[%zu] is not \"a b\"", path, i); goto done; }
+        mg[i] = (bpe_merge){merges_s[i].s, (size_t)(sp - merges_s[i].s), sp + 1, merges_s[i].n - (size_t)(sp - merges_s[i].s) - 1};
+    }
+    t = build_bpe(path, base_name(path), pattern, toks, nt, mg, nm, spec, ns, err);
+done:
+    free(all); free(merges_s); free(toks); free(spec); free(mg);
+    gguf_close(&g);
+    return t;
+}
+
+/* ---------------------------------------------------------------- export for GGUF */
+
+/* The merge that makes token r (bytes p[0..n)): rank BPE on its bytes using only tokens of lower rank ends in
+ * two parts; *split = the first part's length. -1 if it does not (not a BPE-reachable token). */
+static int merge_of(const tok_tokenizer *t, const uint8_t *p, size_t n, int32_t r, size_t *split) {
+    size_t *cut = gk_malloc((n + 1) * sizeof *cut), k = n;   /* part i = [cut[i], cut[i+1]) */
+    for (size_t i = 0; i <= n; i++) cut[i] = i;
+    while (k > 2) {
+        int32_t best = -1; size_t bi = 0;
+        for (size_t i = 0; i + 1 < k; i++) {
+            int32_t q = tok_rank(t, p + cut[i], cut[i + 2] - cut[i]);
+            if (q >= 0 && q < r && (best < 0 || q < best)) { best = q; bi = i; }
+        }
+        if (best < 0) break;
+        memmove(cut + bi + 1, cut + bi + 2, (k - bi - 1) * sizeof *cut);
+        k--;
+    }
+    int ok = k == 2;
+    *split = cut[1];
+    free(cut);
+    return ok ? 0 : -1;
+}
+
+int tok_export_bpe(const tok_tokenizer *t, tok_bpe_export *x, gk_err *err) {
+    memset(x, 0, sizeof *x);
+    if (t->pat == TOK_PAT_CL100K || !strcmp(t->pattern, hf_llama3_pattern)) x->pre = "llama-bpe";
+    else if (!strcmp(t->pattern, hf_qwen2_pattern)) x->pre = "qwen2";
+    else if (!strcmp(t->pattern, hf_digits_gpt2_pattern)) x->pre = "smollm";
+    else if (t->pat == TOK_PAT_GPT2) x->pre = "gpt-2";
+    else return gk_errf(err, "tokenizer %s: its split pattern has no llama.cpp pre-tokenizer", t->name);
+    int32_t b2c[256]; int16_t c2b[324];
+    gpt2_byte_map(b2c, c2b);
+    size_t n = t->vocab_size;
+    x->n = n;
+    x->tokens = gk_calloc(n ? n : 1, sizeof *x->tokens);
+    x->lens = gk_calloc(n ? n : 1, sizeof *x->lens);
+    x->types = gk_calloc(n ? n : 1, sizeof *x->types);
+    x->merges = gk_calloc(n ? n : 1, sizeof *x->merges);
+    x->mlens = gk_calloc(n ? n : 1, sizeof *x->mlens);
+    char *tmp = NULL;
+    /* byte-mapped spelling: each byte becomes one code point < 324, at most 2 UTF-8 bytes */
+    for (size_t id = 0; id < n; id++) {
+        if (t->kind[id] == TOK_KIND_GAP) {
+            char b[32];
+            int l = snprintf(b, sizeof b, "[PAD%zu]", id);
+            x->tokens[id] = gk_strdup(b); x->lens[id] = (size_t)l; x->types[id] = 5;
+            continue;
+        }
+        const uint8_t *p = t->arena + t->off[id];
+        size_t len = t->len[id];
+        if (t->kind[id] == TOK_KIND_SPECIAL) {
+            x->tokens[id] = gk_malloc(len + 1); memcpy(x->tokens[id], p, len); x->tokens[id][len] = 0;
+            x->lens[id] = len; x->types[id] = 3;
+            continue;
+        }
+        char *s = gk_malloc(2 * len + 1);
+        size_t o = 0;
+        for (size_t i = 0; i < len; i++) {
+            uint32_t cp = (uint32_t)b2c[p[i]];
+            if (cp < 0x80) s[o++] = (char)cp;
+            else { s[o++] = (char)(0xC0 | (cp >> 6)); s[o++] = (char)(0x80 | (cp & 0x3F)); }
+        }
+        s[o] = 0;
+        x->tokens[id] = s; x->lens[id] = o; x->types[id] = 1;
+    }
+    /* merges in rank (= id) order */
+    for (size_t id = 0; id < n; id++) {
+        if (t->kind[id] != TOK_KIND_RANK || t->len[id] < 2) continue;
+        size_t split;
+        const uint8_t *p = t->arena + t->off[id];
+        if (merge_of(t, p, t->len[id], (int32_t)id, &split)) {
+            free(tmp);
+            tok_bpe_export_free(x);
+            return gk_errf(err, "tokenizer %s: token %zu is not made by a merge of lower-ranked tokens", t->name, id);
+        }
+        int32_t a = tok_rank(t, p, split), b = tok_rank(t, p + split, t->len[id] - split);
+        size_t la = x->lens[a], lb = x->lens[b];
+        char *m = gk_malloc(la + lb + 2);
+        memcpy(m, x->tokens[a], la); m[la] = ' '; memcpy(m + la + 1, x->tokens[b], lb); m[la + lb + 1] = 0;
+        x->merges[x->nm] = m; x->mlens[x->nm] = la + lb + 1; x->nm++;
+    }
+    free(tmp);
+    return 0;
+}
+
+void tok_bpe_export_free(tok_bpe_export *x) {
+    for (size_t i = 0; i < x->n; i++) free(x->tokens[i]);
+    for (size_t i = 0; i < x->nm; i++) free(x->merges[i]);
+    free(x->tokens); free(x->lens); free(x->types); free(x->merges); free(x->mlens);
+    memset(x, 0, sizeof *x);
+}
+
+/* Is this tokenizer.json HF's (a "model" object) rather than our rank file's sidecar? */
+static int is_hf_json(const char *path) {
+    char *data = NULL; size_t len = 0;
+    gk_err e;
+    if (gk_read_file(path, &data, &len, &e)) return 0;
+    cJSON *root = cJSON_ParseWithLength(data, len);
+    int hf = root && cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(root, "model"));
+    cJSON_Delete(root); free(data);
+    return hf;
+}
+
 /* ---------------------------------------------------------------- our JSON sidecar */
 static tok_tokenizer *load_saved(const char *tk_path, const char *json_path, gk_err *err) {
     char *data; size_t len;
@@ -295,16 +671,22 @@ tok_tokenizer *tok_load(const char *path, gk_err *err) {
     if (!path || !*path) { gk_errf(err, "no tokenizer path given"); return NULL; }
     if (gk_is_dir(path)) {
         char *ej = gk_path_join(path, "encoder.json"), *tk = gk_path_join(path, "tokenizer.tiktoken");
-        int has_gpt2 = gk_file_exists(ej), has_ours = gk_file_exists(tk);
+        char *hj = gk_path_join(path, "tokenizer.json");
+        int has_gpt2 = gk_file_exists(ej), has_ours = gk_file_exists(tk), has_hf = gk_file_exists(hj) && is_hf_json(hj);
         tok_tokenizer *t = NULL;
         if (has_ours) t = load_rank_file(tk, err);
+        else if (has_hf) t = load_hf_json(hj, err);
         else if (has_gpt2) t = load_gpt2_dir(path, err);
-        else gk_errf(err, "%s: directory has neither encoder.json + vocab.bpe nor tokenizer.tiktoken", path);
+        else gk_errf(err, "%s: directory has neither encoder.json + vocab.bpe, tokenizer.tiktoken nor HF's tokenizer.json", path);
+        free(hj);
+        if (has_hf) has_gpt2 = 0;
         if (t && has_gpt2 && !has_ours && tok_eot_id(t) < 0) tok_add_special(t, TOK_EOT, 50256, NULL);   /* encoder.json without it */
         free(ej); free(tk);
         return t;
     }
     if (gk_file_exists(path)) {
+        if (ends_with(path, ".gguf")) return tok_load_gguf(path, err);
+        if (ends_with(path, ".json") && is_hf_json(path)) return load_hf_json(path, err);
         if (ends_with(path, ".json")) {
             char *stem = strip_suffix(path, ".json");
             size_t sl = strlen(stem);
@@ -391,6 +773,18 @@ int tok_load_recorded(const char *model_dir, const char *recorded, const char *o
                       tok_tokenizer **tok, gk_err *err) {
     *tok = NULL;
     const char *path = override ? override : recorded;
+    if (!path && model_dir && ends_with(model_dir, ".gguf") && !gk_is_dir(model_dir)) {   /* a GGUF file carries its vocabulary */
+        gk_err e;
+        *tok = tok_load_gguf(model_dir, &e);
+        if (*tok || !required) return 0;
+        return gk_errf(err, "%s", e.msg);
+    }
+    if (!path && model_dir) {   /* an HF model directory carries its tokenizer.json */
+        char *hj = gk_path_join(model_dir, "tokenizer.json");
+        int hf = gk_file_exists(hj) && is_hf_json(hj);
+        free(hj);
+        if (hf) { *tok = tok_load(model_dir, err); return *tok ? 0 : -1; }
+    }
     if (!path) {
         if (!required) return 0;
         return gk_errf(err, "%s records no tokenizer; pass --tokenizer PATH", model_dir);

@@ -93,13 +93,20 @@ static const train_opt PRETRAIN[] = {
     OPT_SECTION("model:"),
     { .type = TRAIN_OPT_STR, .flag = "--model", .key = "model_name", .off = offsetof(pretrain_opts, model_name),
       .def_str = "d6", .flags = ST, .clears = "init_dir", .metavar = "NAME",
-      .help = "random init of a named size: d6 (6L/6H/384), d12 (GPT-2 124M), d24, d36, d48, dN" },
+      .help = "random init of a named size: d6 (6L/6H/384), d12 (GPT-2 124M), d24, d36, d48, dN; llama-135m with --arch llama" },
+    { .type = TRAIN_OPT_STR, .flag = "--arch", .key = "arch", .pipe = "model.arch", .off = offsetof(pretrain_opts, arch),
+      .def_str = "gpt2", .flags = ST | PI, .metavar = "NAME",
+      .help = "model family of a random init: gpt2 or llama (RMSNorm, RoPE, SwiGLU, grouped-query attention)" },
     OPT_NUM_(pretrain_opts, TRAIN_OPT_INT, "--n-layer", NULL, "n_layer", "model.n_layer", n_layer, 0, 0, 1e6, ST | PI, "N",
              "transformer blocks (0 = the named size's)"),
     OPT_NUM_(pretrain_opts, TRAIN_OPT_INT, "--n-head", NULL, "n_head", "model.n_head", n_head, 0, 0, 1e6, ST | PI, "N",
              "attention heads (0 = the named size's)"),
     OPT_NUM_(pretrain_opts, TRAIN_OPT_INT, "--n-embd", NULL, "n_embd", "model.n_embd", n_embd, 0, 0, 1e8, ST | PI, "N",
              "width (0 = the named size's)"),
+    OPT_NUM_(pretrain_opts, TRAIN_OPT_INT, "--n-kv-head", NULL, "n_kv_head", "model.n_kv_head", n_kv_head, 0, 0, 1e6, ST | PI, "N",
+             "key/value heads, dividing --n-head (llama; 0 = the named size's)"),
+    OPT_NUM_(pretrain_opts, TRAIN_OPT_INT, "--n-inner", NULL, "n_inner", "model.n_inner", n_inner, 0, 0, 1e8, ST | PI, "N",
+             "FFN width (0 = the named size's)"),
     OPT_NUM_(pretrain_opts, TRAIN_OPT_INT, "--vocab-size", NULL, "vocab_size", NULL, vocab_size, 50257, 1, 1e9, ST, "N",
              "vocabulary size"),
     OPT_NUM_(pretrain_opts, TRAIN_OPT_INT, "--n-ctx", NULL, "n_ctx", "model.n_ctx", n_ctx, 1024, 1, 1e8, ST | PI, "N",
@@ -472,8 +479,10 @@ char *train_opts_to_json(const train_opt_table *t, const void *o) {
 
 /* Strings read back from stored options live as long as the process (the option structs hold plain pointers,
  * as they do to argv): they are kept reachable here, an append-only pool, so nothing is lost or reported leaked. */
+static const char *keep_str(const char *s);
 static char **stored_strs;
 static size_t n_stored_strs;
+const char *train_opt_keep_str(const char *s) { return keep_str(s); }
 static const char *keep_str(const char *s) {
     stored_strs = gk_realloc(stored_strs, (n_stored_strs + 1) * sizeof *stored_strs);
     return stored_strs[n_stored_strs++] = gk_strdup(s);

@@ -94,8 +94,10 @@ uint64_t train_params_checksum(const gpt_model *m);
 /* Every training stage (pretrain, sft, rm, dpo, ppo) runs inside this one loop, which owns what they share:
  * start and exact resume, the stage's RNG, Ctrl-C, the progress line and metrics JSONL, the eval and sample
  * cadence, periodic / stop-at / final checkpoints, precision begin/end, gradient accumulation, and the
- * optimizer step (train_stage_update: the one place for the gradient norm and clipping, and next for the
- * gradient all-reduce and LoRA's parameter selection). A stage supplies its models and a hook struct.
+ * optimizer step (train_stage_update: the one place for the gradient norm and clipping, the data-parallel
+ * reduce-scatter / ZeRO-1 update / all-gather, and LoRA's parameter selection). A stage supplies its models
+ * and a hook struct. Under mpirun every rank runs the loop; the micro-batches of a step are dealt to the ranks
+ * (or a split hook takes its share of the batch), only rank 0 writes (docs/distributed.md).
  *
  *   open:  grads + AdamW per model, RNG from rng_seed, resume (moments, step, data position, RNG), OUT dirs,
  *          metrics.jsonl, precision
@@ -142,6 +144,8 @@ typedef struct {
 typedef struct {
     double loss;              /* of the micro-batch (the step's is the mean over micro-batches); checked finite */
     double tokens;            /* tokens processed, summed over micro-batches (for the rate) */
+    double units;             /* split hooks under several ranks: what this rank's loss is a mean over (counted
+                                 tokens, pairs); the skeleton weights losses, gradients and pre's numbers by it */
     struct cJSON *pre, *post; /* created by the skeleton; a hook adds fields with train_put */
     char hpre[256], hpost[512];
 } train_step_out;
@@ -153,6 +157,12 @@ typedef struct {
      * into model 0's grads (zeroed before micro 0). Sets out->loss, adds to out->tokens, may add fields.
      * Returns 0 or -1 with err. */
     int  (*micro)(void *ctx, train_stage *s, long step, long micro, train_step_out *out, gk_err *err);
+    /* Data parallelism (several ranks): split = 0, each rank runs whole micro-batches (micro a on rank
+     * a % nranks) and calls skip for the others' (advance the data position without computing; required).
+     * split = 1: micro itself takes this rank's share of its batch (train_stage_share) and sets out->units; the
+     * skeleton then rescales the gradients (accum must be 1). */
+    int  split;
+    void (*skip)(void *ctx, train_stage *s, long step, long micro);
     /* Instead of micro: a whole step the stage drives (PPO's rollout and update epochs), updating through
      * train_stage_zero / train_stage_update. Returns 0; 1 when interrupted before anything was updated (the
      * hook restored the RNG and data position: the step does not count); or -1 with err. */
@@ -186,7 +196,19 @@ struct train_stage {
     double peak;              /* FLOP/s of the machine (for MFU) */
     int    bf16_on;
     gk_dir_lock *locks[TRAIN_STAGE_MAX_MODELS];   /* one writer per output directory (gk_dir_lock_take) */
+    int    rank, nranks;      /* data parallelism (src/dist): only rank 0 writes files and prints */
+    double opt_bytes;         /* this rank's optimizer state (AdamW moments, ZeRO-1 sharded), bytes */
+    double comm_s;            /* seconds in the update's collectives during the current step ("comm_ms") */
 };
+
+/* This rank's contiguous share [*lo, *hi) of n items of a split micro-batch (all of them with one rank). */
+void train_stage_share(const train_stage *s, size_t n, size_t *lo, size_t *hi);
+/* v[n] summed over ranks in place (nothing with one rank): a split hook's statistics. Every rank must call it. */
+void train_stage_sum(const train_stage *s, double *v, size_t n);
+/* After a backward over this rank's share of a batch whose loss is a mean over `units` (tokens, pairs): model
+ * k's gradient (of the share's mean) is rescaled by units / (sum over ranks of units), and vals[n] (the share's
+ * means: loss, statistics) become the means over every rank's units. Nothing with one rank. Collective. */
+void train_stage_weigh(train_stage *s, size_t k, double units, double *vals, size_t n);
 
 /* The skeleton settings every stage's options carry under the same names (designated initializers for a
  * train_stage_cfg from a pretrain_opts, sft_opts, rm_opts or dpo_opts pointer). */
@@ -208,7 +230,9 @@ void train_stage_precision_end(train_stage *s);
 /* Zeroes model k's grads. */
 void train_stage_zero(train_stage *s, size_t k);
 /* The optimizer step of model k at learning rate lr: global gradient norm, clipping, AdamW over the trainable
- * parameters. Returns the pre-clip norm. Every stage's update goes through here. */
+ * parameters. Returns the pre-clip norm. Every stage's update goes through here. With several ranks it is a
+ * collective: the gradients summed over ranks (reduce-scatter), each rank's slice updated with its slice of the
+ * moments (ZeRO-1), the parameters all-gathered. */
 double train_stage_update(train_stage *s, size_t k, float lr);
 
 /* Items of a dataset (conversations, preference lines, prompts) visited epoch by epoch in a seeded order: the
@@ -299,13 +323,17 @@ int  train_opts_check(const train_opt_table *t, const void *o, gk_err *err);
 /* The TRAIN_OPT_STORED fields as a JSON object (malloc'd), and back (strings copied into a process-lifetime
  * pool in options.c: option structs hold plain pointers and live for the whole process). */
 char *train_opts_to_json(const train_opt_table *t, const void *o);
+/* A copy of s that lives as long as the process (string options read from a file outlive its buffer). */
+const char *train_opt_keep_str(const char *s);
 int   train_opts_from_json(const train_opt_table *t, void *o, const char *json, gk_err *err);
 
 /* ---------------------------------------------------------------- pretraining */
 typedef struct {
     /* model: exactly one of model_name (random init), init_dir (continue, fresh optimizer), resume */
     const char *model_name;
+    const char *arch;             /* "gpt2" (default) | "llama": the family a random init builds */
     int n_layer, n_head, n_embd, vocab_size, n_ctx;   /* overrides; 0 = default / from name */
+    int n_kv_head, n_inner;       /* overrides (LLaMA: grouped-query heads, SwiGLU width); 0 = from name */
     const char *init_dir;
     const char *resume_dir;
     const char *data, *val;       /* shard glob, val shard (optional) */
@@ -346,6 +374,10 @@ double train_flops_per_token(const gpt_model *m, size_t T);
 
 /* ---------------------------------------------------------------- evaluation */
 /* Mean next-token loss over the first `batches` sequential batches of a shard (all batches if 0). */
+/* The sums under it, of batches k with k % nparts == part only (a rank's share under data parallelism): the
+ * summed loss of the counted targets and their count. */
+int train_eval_sums(gpt_model *m, const char *shard, size_t B, size_t T, long batches, int part, int nparts,
+                    double *sum, size_t *count, gk_err *err);
 int train_eval_loss(gpt_model *m, const char *shard, size_t B, size_t T, long batches, double *loss,
                     size_t *ntok, gk_err *err);
 
@@ -582,7 +614,9 @@ int train_rm(const rm_opts *o, rm_result *res, gk_err *err);
 /* What the RM and DPO loops share: whole preference lines of td in batches of B, in a seeded order per epoch
  * (the position is (epoch, lines taken)), accuracy and margin per step, a held-out evaluation on vd. A stage's
  * hook context starts with this struct (rlhf_pref_tell casts it). */
-typedef struct { double loss, accuracy, margin; size_t pairs; double extra[2]; } rlhf_pref_eval;
+/* units: what the loss is a mean over (RM: ranked lines, DPO: pairs), to weight ranks' shares by; pairs: what
+ * accuracy, margin and extra are means over */
+typedef struct { double loss, accuracy, margin; size_t pairs; double extra[2]; double units; } rlhf_pref_eval;
 typedef struct {
     const rlhf_pref_data *td, *vd;
     size_t B;

@@ -100,3 +100,55 @@ put("wordpiece/text", b"\x02\x0b" + "Running, the CAFÉ! 中国 [SEP] a\u0301 �
 # docs: [jsonl bit][chunk size] then a text file or JSONL
 put("docs/text", b"\x00\x10" + b"the river runs.\n\nthe rivers, a b.\n  \nthe " * 5)
 put("docs/jsonl", b"\x01\x09" + b'{"text": "the river a b", "id": "x"}\n\n{"text": "the rivers", "id": 3}\n{"text": "b, a."}\n')
+
+# gbnf: grammars (a NUL splits off bytes to feed the matcher); schema: [0] + a JSON Schema, [1] + a regex
+put("gbnf/json.gbnf", open(os.path.join(C, "..", "..", "..", "docs", "grammars", "json.gbnf"), "rb").read())
+put("gbnf/date.gbnf", 'root ::= date " (" day ")"\ndate ::= [0-9]{4} "-" ("0" [1-9] | "1" [0-2]) "-" [0-3] [0-9]\n'
+                      'day ::= "Mon" | "Tue" # comment\n' + "\x00" + '2024-01-31 (Mon)')
+put("gbnf/utf8.gbnf", 'root ::= [^a-z\\x00-\\x1f]+ "\\u00e9"? (x | "\\U0001F600"){1,3}\nx ::= [\\[\\]\\-]*\n')
+put("gbnf/error.gbnf", 'root ::= a\na ::= a "x" | "("\n')
+put("schema/object.json", b"\x00" + json.dumps({"type": "object", "properties": {
+    "name": {"type": "string", "maxLength": 8}, "age": {"type": "integer", "minimum": 0, "maximum": 120},
+    "tags": {"type": "array", "items": {"enum": ["a", 1, None]}, "minItems": 1, "maxItems": 3},
+    "when": {"type": "string", "format": "date-time"}, "code": {"type": "string", "pattern": "^[A-Z]{2}-[0-9]+$"},
+    "next": {"$ref": "#/$defs/n"}}, "required": ["name"], "additionalProperties": False,
+    "$defs": {"n": {"anyOf": [{"type": "null"}, {"$ref": "#"}]}}}).encode())
+put("schema/tuple.json", b"\x00" + json.dumps({"type": "array", "prefixItems": [{"const": 1}, {"type": ["string", "null"]}],
+    "items": False}).encode())
+put("schema/regex.txt", b"\x01" + "^(a|bc)*[^\\s,]{2,4}\\d+(?:x|[[:upper:]])?$".encode())
+
+
+# GGUF: a tiny LLaMA-shaped header with metadata of several types and two tensors (F32, Q8_0)
+def gguf(kvs, tensors, align=32):
+    def gstr(x):
+        b = x.encode()
+        return struct.pack("<Q", len(b)) + b
+    out = b"GGUF" + struct.pack("<IQQ", 3, len(tensors), len(kvs))
+    for k, (t, v) in kvs.items():
+        out += gstr(k) + struct.pack("<I", t)
+        if t == 8:
+            out += gstr(v)
+        elif t == 4:
+            out += struct.pack("<I", v)
+        elif t == 6:
+            out += struct.pack("<f", v)
+        elif t == 9:
+            out += struct.pack("<IQ", 8, len(v)) + b"".join(gstr(x) for x in v)
+    blob, infos = b"", b""
+    for name, ty, dims, raw in tensors:
+        while len(blob) % align:
+            blob += b"\0"
+        infos += gstr(name) + struct.pack("<I", len(dims)) + b"".join(struct.pack("<Q", d) for d in dims)
+        infos += struct.pack("<IQ", ty, len(blob))
+        blob += raw
+    out += infos
+    while len(out) % align:
+        out += b"\0"
+    return out + blob
+
+q8 = struct.pack("<e", 0.5) + bytes(range(32))
+put("gguf/llama.gguf", gguf({"general.architecture": (8, "llama"), "llama.block_count": (4, 1),
+                             "llama.embedding_length": (4, 32), "llama.attention.head_count": (4, 2),
+                             "llama.feed_forward_length": (4, 64), "llama.rope.freq_base": (6, 10000.0),
+                             "tokenizer.ggml.tokens": (9, ["a", "b", "c"])},
+                            [("token_embd.weight", 8, [32, 1], q8), ("output_norm.weight", 0, [32], struct.pack("<32f", *range(32)))]))

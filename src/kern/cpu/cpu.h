@@ -48,6 +48,17 @@ double kern_ref_sumsq(kern_backend *be, const float *x, size_t n);
 void kern_ref_adamw(kern_backend *be, float *p, const float *g, float *m, float *v, size_t n, float lr, float b1, float b2,
                     float eps, float wd, float bc1, float bc2, float gscale);
 
+/* The LLaMA family's ops (ref_impl.h): both backends use these (OpenMP, elementwise or row-wise). */
+void kern_ref_rmsnorm_fwd(kern_backend *be, float *out, float *rstd, const float *inp, const float *w, size_t N, size_t C, float eps);
+void kern_ref_rmsnorm_bwd(kern_backend *be, float *dinp, float *dw, const float *dout, const float *inp, const float *w,
+                          const float *rstd, size_t N, size_t C);
+void kern_ref_rope(kern_backend *be, float *x, const int32_t *pos, const float *inv_freq, size_t R, size_t W, size_t nheads,
+                   size_t hs, int inverse);
+void kern_ref_kv_expand_fwd(kern_backend *be, float *out, const float *qkv, size_t R, size_t NH, size_t NKV, size_t hs);
+void kern_ref_kv_expand_bwd(kern_backend *be, float *dqkv, const float *dout, size_t R, size_t NH, size_t NKV, size_t hs);
+void kern_ref_swiglu_fwd(kern_backend *be, float *out, const float *gate, const float *up, size_t n);
+void kern_ref_swiglu_bwd(kern_backend *be, float *dgate, float *dup, const float *dout, const float *gate, const float *up, size_t n);
+
 /* Cached attention (plain triple loop) and the skinny decode matmul (kern_ref_matmul_fwd) of the reference. */
 void kern_ref_attn_cache_fwd(kern_backend *be, float *out, float *kc, float *vc, const float *qkv, const int32_t *slot,
                              const int32_t *pos, size_t B, size_t n, size_t C, size_t NH, size_t maxT);

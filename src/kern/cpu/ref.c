@@ -15,6 +15,8 @@
 #define R_LOG logf
 #define R_SQRT sqrtf
 #define R_TANH tanhf
+#define R_COS cosf
+#define R_SIN sinf
 #include "kern/cpu/ref_impl.h"
 
 /* The reference keeps the softmax probabilities P [B,NH,T,T]. */

@@ -13,4 +13,6 @@
 #define R_LOG log
 #define R_SQRT sqrt
 #define R_TANH tanh
+#define R_COS cos
+#define R_SIN sin
 #include "kern/cpu/ref_impl.h"

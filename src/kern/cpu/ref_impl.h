@@ -1,7 +1,7 @@
 /* ref_impl.h: the reference ops, written once and compiled twice (no include guard on purpose):
  *   ref.c   with REAL = float,  FN(x) = kern_ref_##x     (the fp32 oracle the fast paths are tested against)
  *   ref64.c with REAL = double, FN(x) = kern_ref64_##x   (for finite-difference gradient checks)
- * The includer also defines R_EXP, R_LOG, R_SQRT, R_TANH for REAL, and REF_BE: the leading parameter of every op,
+ * The includer also defines R_EXP, R_LOG, R_SQRT, R_TANH, R_COS, R_SIN for REAL, and REF_BE: the leading parameter of every op,
  * `kern_backend *be,` in ref.c (the fp32 ops sit in the backend table, whose ops take their backend first; the
  * reference has no state and ignores it) and empty in ref64.c.
  *
@@ -11,7 +11,7 @@
  * Nothing assumes a size is a multiple of anything.
  */
 #ifndef REAL
-#error "define REAL, FN, REF_BE, R_EXP, R_LOG, R_SQRT, R_TANH before including ref_impl.h"
+#error "define REAL, FN, REF_BE, R_EXP, R_LOG, R_SQRT, R_TANH, R_COS, R_SIN before including ref_impl.h"
 #endif
 
 /* Channels handled by one thread in column-wise reductions: 32 floats = two cache lines. */
@@ -25,8 +25,9 @@ void FN(embed_fwd)(REF_BE REAL *out, const int32_t *tok, const REAL *wte, const 
     GK_OMP(omp parallel for schedule(static))
     for (size_t bt = 0; bt < B * T; bt++) {
         const REAL *e = wte + (size_t)tok[bt] * C;
-        const REAL *p = wpe + (pos0 + bt % T) * C;
         REAL *o = out + bt * C;
+        if (!wpe) { for (size_t c = 0; c < C; c++) o[c] = e[c]; continue; }   /* rotary models: no position table */
+        const REAL *p = wpe + (pos0 + bt % T) * C;
         for (size_t c = 0; c < C; c++) o[c] = e[c] + p[c];
     }
 }
@@ -342,5 +343,127 @@ void FN(xent_fwd_bwd)(REF_BE REAL *loss, REAL *dlogits, const REAL *logits, cons
     }
 }
 
+/* ---------------------------------------------------------------- the LLaMA family's ops
+ * Row-wise and elementwise: a decode step's few rows run on one thread (an OpenMP region costs more than the
+ * work below REF_PAR_MIN elements, and far more on a loaded machine where threads wait for each other). */
+#define REF_PAR_MIN ((size_t)1 << 15)
+
+/* RMSNorm (HF LlamaRMSNorm): rstd = 1/sqrt(mean_c x_c^2 + eps);  out_c = w_c (x_c rstd).  rstd [N] saved. */
+void FN(rmsnorm_fwd)(REF_BE REAL *out, REAL *rstd, const REAL *inp, const REAL *w, size_t N, size_t C, REAL eps) {
+    GK_OMP(omp parallel for schedule(static) if (N * C >= REF_PAR_MIN))
+    for (size_t i = 0; i < N; i++) {
+        const REAL *x = inp + i * C;
+        REAL ss = 0;
+        for (size_t c = 0; c < C; c++) ss += x[c] * x[c];
+        REAL s = 1 / R_SQRT(ss / (REAL)C + eps);
+        REAL *o = out + i * C;
+        for (size_t c = 0; c < C; c++) o[c] = w[c] * (x[c] * s);
+        rstd[i] = s;
+    }
+}
+
+/* With g_c = dout_c w_c:  dx_c += rstd g_c - rstd^3 x_c (1/C) sum_k g_k x_k;   dw_c += sum_rows dout_c x_c rstd */
+void FN(rmsnorm_bwd)(REF_BE REAL *dinp, REAL *dw, const REAL *dout, const REAL *inp, const REAL *w, const REAL *rstd,
+                     size_t N, size_t C) {
+    if (dinp) {
+        GK_OMP(omp parallel for schedule(static) if (N * C >= REF_PAR_MIN))
+        for (size_t i = 0; i < N; i++) {
+            const REAL *x = inp + i * C, *go = dout + i * C;
+            REAL s = rstd[i], gx = 0;
+            for (size_t c = 0; c < C; c++) gx += go[c] * w[c] * x[c];
+            REAL k = s * s * s * gx / (REAL)C;
+            REAL *dx = dinp + i * C;
+            for (size_t c = 0; c < C; c++) dx[c] += s * go[c] * w[c] - k * x[c];
+        }
+    }
+    if (dw) {
+        GK_OMP(omp parallel for schedule(static))
+        for (size_t c0 = 0; c0 < C; c0 += REF_CBLK) {
+            size_t c1 = REF_MIN(c0 + REF_CBLK, C);
+            for (size_t i = 0; i < N; i++) {
+                const REAL *x = inp + i * C, *go = dout + i * C;
+                for (size_t c = c0; c < c1; c++) dw[c] += go[c] * x[c] * rstd[i];
+            }
+        }
+    }
+}
+
+/* Rotary position embedding, in place, HF's rotate_half pairing: in each of the first nheads heads (hs wide) of
+ * each row of x [R, W], channel d < hs/2 pairs with d + hs/2 and rotates by angle a = pos[r] inv_freq[d]:
+ *   x1' = x1 cos a - x2 sin a;   x2' = x2 cos a + x1 sin a.
+ * inverse = 1 rotates by -a: the transpose of the rotation, i.e. the backward of the op applied to a gradient.
+ * The angle is formed in REAL (fp32 as HF does: inv_freq * position in float, then cos/sin). */
+void FN(rope)(REF_BE REAL *x, const int32_t *pos, const REAL *inv_freq, size_t R, size_t W, size_t nheads, size_t hs,
+              int inverse) {
+    size_t half = hs / 2;
+    GK_OMP(omp parallel for schedule(static) if (R * nheads * hs >= REF_PAR_MIN))
+    for (size_t r = 0; r < R; r++) {
+        REAL p = (REAL)pos[r];
+        for (size_t d = 0; d < half; d++) {
+            REAL a = p * inv_freq[d];
+            REAL cs = R_COS(a), sn = inverse ? -R_SIN(a) : R_SIN(a);
+            for (size_t h = 0; h < nheads; h++) {
+                REAL *v = x + r * W + h * hs;
+                REAL x1 = v[d], x2 = v[d + half];
+                v[d] = x1 * cs - x2 * sn;
+                v[d + half] = x2 * cs + x1 * sn;
+            }
+        }
+    }
+}
+
+/* Grouped-query attention's key/value sharing: qkv [R, (NH + 2 NKV) hs] -> out [R, 3 NH hs] (the multi-head layout
+ * the attention ops take), query head h reading key/value head h / (NH / NKV). */
+void FN(kv_expand_fwd)(REF_BE REAL *out, const REAL *qkv, size_t R, size_t NH, size_t NKV, size_t hs) {
+    size_t W = (NH + 2 * NKV) * hs, C = NH * hs, g = NH / NKV;
+    GK_OMP(omp parallel for schedule(static) if (R * C >= REF_PAR_MIN))
+    for (size_t r = 0; r < R; r++) {
+        const REAL *in = qkv + r * W;
+        REAL *o = out + r * 3 * C;
+        for (size_t c = 0; c < C; c++) o[c] = in[c];
+        for (size_t h = 0; h < NH; h++)
+            for (size_t d = 0; d < hs; d++) {
+                o[C + h * hs + d] = in[C + (h / g) * hs + d];
+                o[2 * C + h * hs + d] = in[C + NKV * hs + (h / g) * hs + d];
+            }
+    }
+}
+
+/* dqkv [R, (NH + 2 NKV) hs] += the expansion's transpose of dout [R, 3 NH hs] (a key/value head sums its group). */
+void FN(kv_expand_bwd)(REF_BE REAL *dqkv, const REAL *dout, size_t R, size_t NH, size_t NKV, size_t hs) {
+    size_t W = (NH + 2 * NKV) * hs, C = NH * hs, g = NH / NKV;
+    GK_OMP(omp parallel for schedule(static) if (R * C >= REF_PAR_MIN))
+    for (size_t r = 0; r < R; r++) {
+        REAL *d = dqkv + r * W;
+        const REAL *go = dout + r * 3 * C;
+        for (size_t c = 0; c < C; c++) d[c] += go[c];
+        for (size_t h = 0; h < NH; h++)
+            for (size_t e = 0; e < hs; e++) {
+                d[C + (h / g) * hs + e] += go[C + h * hs + e];
+                d[C + NKV * hs + (h / g) * hs + e] += go[2 * C + h * hs + e];
+            }
+    }
+}
+
+/* SwiGLU: out = silu(gate) * up, silu(g) = g / (1 + exp(-g)).  n elements. */
+void FN(swiglu_fwd)(REF_BE REAL *out, const REAL *gate, const REAL *up, size_t n) {
+    GK_OMP(omp parallel for schedule(static) if (n >= REF_PAR_MIN))
+    for (size_t i = 0; i < n; i++) {
+        REAL g = gate[i];
+        out[i] = g / (1 + R_EXP(-g)) * up[i];
+    }
+}
+
+/* dgate += dout up silu'(g), silu'(g) = sig (1 + g (1 - sig));  dup += dout silu(g).  Either may be NULL. */
+void FN(swiglu_bwd)(REF_BE REAL *dgate, REAL *dup, const REAL *dout, const REAL *gate, const REAL *up, size_t n) {
+    GK_OMP(omp parallel for schedule(static) if (n >= REF_PAR_MIN))
+    for (size_t i = 0; i < n; i++) {
+        REAL g = gate[i], sg = 1 / (1 + R_EXP(-g));
+        if (dgate) dgate[i] += dout[i] * up[i] * sg * (1 + g * (1 - sg));
+        if (dup) dup[i] += dout[i] * g * sg;
+    }
+}
+
+#undef REF_PAR_MIN
 #undef REF_CBLK
 #undef REF_MIN

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# bench/llama/run.sh: LLaMA-family inference, gptkit vs llama.cpp (llama-cpp-python) on the same GGUF files.
+# Makes a random 135M-class model (bench/llama/make_model.py, needs torch + transformers), exports it with
+# `gptkit export --format gguf` in f32, f16, q8_0 and q4_0, and runs bench/llama/lbench.c and
+# bench/llama/llama_cpp_bench.py on each, at OMP_NUM_THREADS (default 2) threads, one process per figure.
+#   bash bench/llama/run.sh            (LLAMA_BENCH_DIR: where the model files go, default /tmp/gptkit-llama-bench)
+#   LCP_PYTHON: the python that has llama_cpp (default python3)
+set -eu
+cd "$(dirname "$0")/../.."
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+OUT=${EBENCH_OUT:-build/bench}; D=${LLAMA_BENCH_DIR:-/tmp/gptkit-llama-bench}; PY=${LCP_PYTHON:-python3}
+mkdir -p "$OUT" "$D"
+. bench/build_flags.sh
+make -s -j2 build/libgptkit.a build/gptkit   # the library (with its optional parts) and the CLI that exports
+LIBS="$LIBS -lcjson -lz -lpcre2-8 -lmicrohttpd -lgmp -lsqlite3"
+${CC:-gcc} $CFLAGS bench/llama/lbench.c build/libgptkit.a -o "$OUT/lbench" $LIBS
+[ -f "$D/hf/config.json" ] || python3 bench/llama/make_model.py "$D/hf"
+echo "# machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; OMP_NUM_THREADS=$OMP_NUM_THREADS; $(date -u +%F); load average: $(cut -d" " -f1-3 /proc/loadavg)"
+for t in ${@:-f32 f16 q8_0 q4_0}; do
+  [ -f "$D/m-$t.gguf" ] || build/gptkit export --model "$D/hf" --format gguf --type "$t" --out "$D/m-$t.gguf"
+  echo "## $t ($(du -m "$D/m-$t.gguf" | cut -f1) MB)"
+  "$OUT/lbench" --model "$D/m-$t.gguf"
+  if $PY -c "import llama_cpp" 2>/dev/null; then $PY bench/llama/llama_cpp_bench.py --model "$D/m-$t.gguf" --threads "$OMP_NUM_THREADS"
+  else echo "# llama_cpp not importable: llama.cpp side skipped"; fi
+done
