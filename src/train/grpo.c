@@ -298,23 +298,34 @@ static int grpo_iterate(void *ctx, train_stage *s, long it, train_step_out *out,
     float lr = o->warmup > 0 && it < o->warmup ? o->lr * (float)(it + 1) / (float)o->warmup : o->lr;
     rlhf_grpo_stats sum = {0};
     long nmb = 0;
-    for (size_t i = 0; i < c->N; i++) c->order[i] = (uint32_t)i;
-    for (long ep = 0; ep < o->epochs; ep++) {
-        gk_rng_shuffle_u32(&s->st.rng, c->order, c->N);
-        for (size_t i0 = 0; i0 < c->N; i0 += c->MB, nmb++)
-            grpo_minibatch(c, s, c->order + i0, c->N - i0 < c->MB ? c->N - i0 : c->MB, lr, &sum);
+    /* --skip-no-signal (DAPO's dynamic-sampling filter, without the resampling): responses of groups whose
+     * rewards are all equal (A = 0) are left out of the update, so no optimizer step is made of the KL term alone
+     * (Adam would scale that small gradient up to a full step) and the per-response mean runs over the responses
+     * that carry a signal */
+    size_t nu = 0;
+    for (size_t i = 0; i < c->N; i++) {
+        int flat = 1;
+        for (size_t g = 0, g0 = i / c->G * c->G; g < c->G; g++) flat &= c->reward[g0 + g] == c->reward[g0];
+        if (!(o->skip_no_signal && flat)) c->order[nu++] = (uint32_t)i;
+    }
+    for (long ep = 0; ep < o->epochs && nu; ep++) {
+        gk_rng_shuffle_u32(&s->st.rng, c->order, nu);
+        for (size_t i0 = 0; i0 < nu; i0 += c->MB, nmb++)
+            grpo_minibatch(c, s, c->order + i0, nu - i0 < c->MB ? nu - i0 : c->MB, lr, &sum);
     }
     L.t_update = gk_now() - ts - L.t_ref;
-    L.loss = sum.loss / (double)nmb; L.clip_frac = sum.clip_frac / (double)nmb; L.approx_kl = sum.approx_kl / (double)nmb;
+    double dn = nmb ? (double)nmb : 1.0;
+    L.loss = sum.loss / dn; L.clip_frac = sum.clip_frac / dn; L.approx_kl = sum.approx_kl / dn;
+    L.updated = (double)nu / (double)c->N;
     c->res->log[it - s->step0] = L;
     c->res->iters_done = it + 1 - s->step0;
     out->loss = L.loss;
     out->tokens = (double)c->off[c->N];
-    const char *keys[16] = { "reward", "accuracy", "format", "reward_std", "zero_std", "kl", "kl_k3", "loss", "clip_frac",
-                             "approx_kl", "resp_len", "ended", "lr", "t_rollout", "t_ref", "t_update" };
-    double vals[16] = { L.reward, L.accuracy, L.format, L.reward_std, L.zero_std, L.kl, L.kl_k3, L.loss, L.clip_frac,
-                        L.approx_kl, L.resp_len, L.ended, lr, L.t_rollout, L.t_ref, L.t_update };
-    for (int i = 0; i < 16; i++) train_put(out->post, keys[i], i >= 13 ? "%.4f" : "%.6g", vals[i]);
+    const char *keys[17] = { "reward", "accuracy", "format", "reward_std", "zero_std", "kl", "kl_k3", "loss", "clip_frac",
+                             "approx_kl", "resp_len", "ended", "updated", "lr", "t_rollout", "t_ref", "t_update" };
+    double vals[17] = { L.reward, L.accuracy, L.format, L.reward_std, L.zero_std, L.kl, L.kl_k3, L.loss, L.clip_frac,
+                        L.approx_kl, L.resp_len, L.ended, L.updated, lr, L.t_rollout, L.t_ref, L.t_update };
+    for (int i = 0; i < 17; i++) train_put(out->post, keys[i], i >= 14 ? "%.4f" : "%.6g", vals[i]);
     snprintf(out->hpost, sizeof out->hpost,
              "reward %.3f | acc %.3f | fmt %.2f | kl %.3f | k3 %.4f | loss %+.4f | clip %.3f | no-signal %.2f | len %.1f | %.1fs",
              L.reward, L.accuracy, L.format, L.kl, L.kl_k3, L.loss, L.clip_frac, L.zero_std, L.resp_len,

@@ -289,6 +289,9 @@ static const train_opt GRPO[] = {
     { .type = TRAIN_OPT_BOOL, .flag = "--token-norm", .neg = "--seq-norm", .key = "token_norm", .pipe = "token_norm",
       .off = offsetof(grpo_opts, token_norm), .flags = ST | PI,
       .help = "average the loss over all tokens (DAPO) instead of per response, then over responses (the paper; default)" },
+    { .type = TRAIN_OPT_BOOL, .flag = "--skip-no-signal", .key = "skip_no_signal", .off = offsetof(grpo_opts, skip_no_signal),
+      .flags = ST | PI, .help = "leave groups whose rewards are all equal (advantage 0) out of the update (DAPO's filter): "
+                                "no optimizer step of the KL term alone" },
     GR_L("--grpo-epochs", "--mu", "epochs", NULL, epochs, 1, 1, "E", "passes over each rollout batch"),
     GR_L("--minibatch", NULL, "minibatch", NULL, minibatch, 16, 1, "M", "responses per minibatch (one optimizer step)"),
     GR_F("--lr", NULL, "lr", NULL, lr, 1e-5, 0, BIG, "LR", "AdamW learning rate"),

@@ -816,6 +816,7 @@ typedef struct {
     float  clip_eps;           /* ratio clip (0.2) */
     float  adv_eps;            /* advantage denominator epsilon (1e-4) */
     int    token_norm;         /* 0: mean per response then over responses (the paper); 1: mean over tokens */
+    int    skip_no_signal;     /* 1: groups whose rewards are all equal are left out of the update (DAPO's filter) */
     long   epochs;             /* mu: passes over each rollout batch (1) */
     long   minibatch;          /* responses per minibatch (16) */
     float  lr;                 /* AdamW, constant after warmup (1e-5) */
@@ -841,6 +842,7 @@ typedef struct {
     double kl_k3;                      /* mean k3 per token, weighted as the loss */
     double loss, clip_frac, approx_kl;
     double resp_len, ended;
+    double updated;                    /* share of the responses that entered the update (skip_no_signal) */
     double t_rollout, t_ref, t_update;
 } grpo_step_log;
 typedef struct {
