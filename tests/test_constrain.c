@@ -258,13 +258,14 @@ static void walk_check(constrain *c, const constrain_vocab *v, size_t steps, uin
         size_t a = constrain_mask(c, s, m1), b = constrain_mask_ref(c, s, m2);
         CHECK(a == b && !memcmp(m1, m2, W * 4), "%s seed %llu step %zu: fast mask (%zu) != reference (%zu)", what,
               (unsigned long long)seed, step, a, b);
+        if (a == 0 && eot < 0 && constrain_state_is_done(s)) break;   /* complete, and no end token to allow */
         CHECK(a > 0, "%s seed %llu step %zu: a state admits no token", what, (unsigned long long)seed, step);
         if (!a) break;
         size_t n = 0;
         for (size_t id = 0; id < V; id++) if (m2[id >> 5] >> (id & 31) & 1) allowed[n++] = (int32_t)id;
         /* prefer short tokens half the time, so walks reach deep states instead of long strings */
         int32_t id = allowed[gk_rng_below(&rng, (uint32_t)n)];
-        if (constrain_state_can_end(s) && gk_rng_below(&rng, 4) == 0) id = eot;
+        if (eot >= 0 && constrain_state_can_end(s) && gk_rng_below(&rng, 4) == 0) id = eot;
         CHECK(constrain_accept_token(c, s, id) == 0, "%s: allowed token %d rejected", what, id);
         if (id == eot) {
             CHECK(constrain_mask(c, s, m1) == 0, "%s: tokens allowed after the end", what);
@@ -300,6 +301,44 @@ static void test_masks_match_reference(void) {
     }
     constrain_vocab_free(v);
     tok_free(t);
+}
+
+/* HF tokenizer.json vocabularies of the LLaMA-3, SmolLM and Qwen2 formats (the committed fixtures are cut to
+ * ~700 tokens, the formats are what matters): a JSON document goes through token by token, and random walks
+ * keep fast = reference with no dead end */
+static void test_hf_tokenizer_masks(void) {
+    static const char *names[] = { "llama3", "smollm", "qwen2" };
+    for (int k = 0; k < 3; k++) {
+        char rel[128];
+        snprintf(rel, sizeof rel, "tests/fixtures/hftok/%s/tokenizer.json", names[k]);
+        gk_err err;
+        tok_tokenizer *t = tok_load(tl_path(rel), &err);
+        CHECK(t != NULL, "%s: %s", rel, err.msg);
+        if (!t) continue;
+        constrain_vocab *v = constrain_vocab_new(t);
+        char *g = constrain_json_object_gbnf();
+        int32_t eot = tok_eot_id(t);
+        constrain *c = constrain_new(parse(g), v, eot >= 0 ? &eot : NULL, eot >= 0);
+        free(g);
+        const char *doc = "{\"name\": \"h\u00e9llo w\u00f6rld\", \"n\": [1, 2.5, -3e4], \"ok\": true}";
+        tok_ids ids = {0};
+        tok_encode(t, doc, strlen(doc), 0, &ids);
+        constrain_state *s = constrain_state_new(c);
+        size_t W = (constrain_vocab_size(v) + 31) / 32;
+        uint32_t *m = malloc(W * 4);
+        for (size_t i = 0; i < ids.n; i++) {
+            CHECK(constrain_mask(c, s, m) > 0 && (m[ids.ids[i] >> 5] >> (ids.ids[i] & 31) & 1), "%s: token %zu not allowed", names[k], i);
+            CHECK(constrain_accept_token(c, s, ids.ids[i]) == 0, "%s: token %zu rejected", names[k], i);
+        }
+        CHECK(constrain_state_can_end(s), "%s: the document is incomplete for the grammar", names[k]);
+        constrain_state_free(s);
+        free(m);
+        tok_ids_free(&ids);
+        for (uint64_t seed = 1; seed <= 3; seed++) walk_check(c, v, 20, seed, eot, names[k]);
+        constrain_free(c);
+        constrain_vocab_free(v);
+        tok_free(t);
+    }
 }
 
 /* ---------------------------------------------------------------- through the engine */
@@ -401,6 +440,7 @@ int main(void) {
     TL_RUN(test_regex);
     TL_RUN(test_schema);
     TL_RUN(test_masks_match_reference);
+    TL_RUN(test_hf_tokenizer_masks);
     TL_RUN(test_engine_constrained);
     return tl_summary();
 }

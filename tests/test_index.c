@@ -6,6 +6,7 @@
 #include "core/core.h"
 #include "embed/embed.h"
 #include "index/index.h"
+#include "tools/tools.h"
 #include "index/index_internal.h"
 #include "testlib.h"
 #include <sqlite3.h>
@@ -118,6 +119,22 @@ static void test_build_query(void) {
         ctx = index_retrieve_context(ix, "the market village", 5, 10, &err);
         CHECK(ctx && ctx[0] == 0, "a 10-byte budget holds no whole chunk: %s", ctx ? ctx : err.msg);
         free(ctx);
+        /* the tool loop's `retrieve` tool: a call the model writes gets the passages; a bad one an error text */
+        tool_registry *reg = tools_new();
+        CHECK(index_tool_register(reg, ix, 2, &err) == 0 && tools_enable(reg, "calc,retrieve", &err) == 0, "register: %s", err.msg);
+        int ok = 0;
+        const char *call = "{\"name\": \"retrieve\", \"arguments\": {\"query\": \"castle valley\"}}";
+        char *res = tools_call(reg, call, strlen(call), &ok);
+        CHECK(ok && !strncmp(res, "[1] (", 5) && strstr(res, "castle") && !strstr(res, "[3]"), "retrieve: %s", res);
+        free(res);
+        call = "{\"name\": \"retrieve\", \"arguments\": {\"q\": 3}}";
+        res = tools_call(reg, call, strlen(call), &ok);
+        CHECK(!ok && !strncmp(res, "error: ", 7) && strstr(res, "query"), "bad arguments: %s", res);
+        free(res);
+        tools_free(reg);
+        reg = tools_new();
+        CHECK(tools_enable(reg, "retrieve", &err) == -1 && strstr(err.msg, "--retrieve INDEX.db"), "no index: %s", err.msg);
+        tools_free(reg);
         /* the chat turn under a token budget of the chat model's tokenizer */
         tok_tokenizer *tk = tok_load(tl_path("tests/fixtures/tok/kjv4k.tiktoken"), &err);
         CHECK(tk, "%s", err.msg);

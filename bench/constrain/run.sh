@@ -6,7 +6,7 @@
 #   make -j2 && bash bench/constrain/run.sh [--no-decode]
 set -eu
 cd "$(dirname "$0")/../.."
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}   # one thread: on a shared machine two spin against other jobs
 OUT=${CBENCH_OUT:-build/bench}
 mkdir -p "$OUT"
 . bench/build_flags.sh
@@ -14,7 +14,7 @@ mkdir -p "$OUT"
 # linked against the library the Makefile built (its objects carry the build's feature flags)
 LIBS="$LIBS -lcjson -lz $(pkg-config --libs libpcre2-8 2>/dev/null || true)"
 ${CC:-gcc} $CFLAGS $(pkg-config --cflags libcjson 2>/dev/null) bench/constrain/cbench.c build/libgptkit.a -o "$OUT/cbench" $LIBS
-echo "# machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; OMP_NUM_THREADS=$OMP_NUM_THREADS; $(date -u +%F); load average: $(cut -d" " -f1-3 /proc/loadavg)"
+echo "# machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc --all) cores; OMP_NUM_THREADS=$OMP_NUM_THREADS; $(date -u +%F); load average: $(cut -d" " -f1-3 /proc/loadavg)"
 # the same weights for both sides: a small checkpoint on the GPT-2 vocabulary (1 pretraining step on generated
 # text: the grammar's cost, not the model's, is what is compared) and its GGUF
 M=$OUT/cbench-small

@@ -31,6 +31,7 @@ int cmd_data(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_embed(int argc, char **argv);
 int cmd_index(int argc, char **argv);
+int cmd_fill(int argc, char **argv);
 
 /* Argument iteration:
  *   cli_args a; cli_args_init(&a, argc, argv, usage_text);

@@ -35,7 +35,8 @@ static const char *USAGE =
 "  --top-k K  --top-p P  --min-p P  --repetition-penalty R  --frequency-penalty F  --presence-penalty P\n"
 "  --seed S              sampling seed (default 1337)\n"
 CLI_CONSTRAINT_HELP
-"  --tools LIST          tools the model may call: calc, python (calls are shown on stderr as they happen)\n"
+"  --tools LIST          tools the model may call: calc, python, retrieve (with --retrieve; calls are shown on\n"
+"                        stderr as they happen)\n"
 "  --strategy S          greedy (default) | cot | sc:N | tot:K,B,D | reflect:R (docs/strategies.md)\n"
 "  --retrieve INDEX.db   put the top chunks of a retrieval index (gptkit index build) before each question\n"
 "  --retrieve-k K        how many chunks at most (default 3)\n"
@@ -205,7 +206,8 @@ int cmd_chat(int argc, char **argv) {
         if (strategy_parse(strategy ? strategy : "greedy", &s.spec, &e2)) cli_usage_error(&a, "--strategy: %s", e2.msg);
         if (s.spec.kind == STRAT_FEWSHOT) cli_usage_error(&a, "--strategy: fewshot needs examples; use gptkit solve --examples");
         s.tools = tools ? tools_new() : NULL;
-        if (tools && tools_enable(s.tools, tools, &e2)) cli_usage_error(&a, "%s", e2.msg);
+        if (tools && ((rag_db && index_tool_register(s.tools, NULL, rag_k, &e2)) || tools_enable(s.tools, tools, &e2)))
+            cli_usage_error(&a, "%s", e2.msg);
     }
     if (!temp_set) s.o.samp.temperature = question ? 0.0f : 0.7f;
     gk_err err;
@@ -214,6 +216,7 @@ int cmd_chat(int argc, char **argv) {
     int rc = 1;
     chat_conv c = {0};
     if (rag_db && !(rag = index_open(rag_db, NULL, &err))) goto fail;
+    if (rag && s.tools && index_tool_register(s.tools, rag, rag_k, &err)) goto fail;   /* now on the open index */
     size_t seqs = s.spec.kind == STRAT_SC ? (size_t)s.spec.n : s.spec.kind == STRAT_TOT ? (size_t)s.spec.k : 1;
     if (eval_model_open(&s.em, model_dir, tok_path, 1, 1, seqs, &err)) goto fail;
     if (cli_constraint_build(&cc, s.em.tok, &s.cv, &s.cons, &err)) goto fail;

@@ -5,6 +5,7 @@
 #include "eval/eval.h"
 #include "infer/strategy.h"
 #include "tools/tools.h"
+#include "index/index.h"
 
 #include <cjson/cJSON.h>
 #include <signal.h>
@@ -23,7 +24,11 @@ static const char *USAGE =
 "  --model DIR           checkpoint (a chat model gets chat turns; a base model a Q/A document)\n"
 "  --tasks FILE          the tasks\n"
 "  --strategy S          greedy (default) | fewshot:K | cot | sc:N | tot:K,B,D | reflect:R\n"
-"  --tools LIST          tools the model may call: calc, python (comma-separated; default none)\n"
+"  --tools LIST          tools the model may call: calc, python, retrieve (comma-separated; default none)\n"
+"  --retrieve INDEX.db   put the top chunks of a retrieval index (gptkit index build) before each task's prompt;\n"
+"                        with --tools retrieve the model may also search it itself\n"
+"  --retrieve-k K        how many chunks at most (default 3)\n"
+"  --retrieve-budget N   model tokens the chunks may take at most (default: a quarter of the context)\n"
 "  --examples FILE       few-shot examples (same format; default: other tasks of --tasks)\n"
 "  --extract RULE        auto (default: number for a numeric answer, word for a one-word one, else text) | number |\n"
 "                        choice | text | word |\n"
@@ -60,7 +65,8 @@ static int parse_extract(const char *s, answer_rule *r) {
 }
 
 typedef struct {
-    const char *model, *tasks, *examples, *tools, *system, *tok;
+    const char *model, *tasks, *examples, *tools, *system, *tok, *rag_db;
+    size_t rag_k, rag_budget;
     strategy_spec spec;
     char spec_text[64];
     answer_rule rule;
@@ -129,6 +135,7 @@ static void parse_args(int argc, char **argv, solve_args *a) {
     memset(a, 0, sizeof *a);
     const char *strat = "greedy", *f;
     a->max_new = 128;
+    a->rag_k = 3;
     infer_sampling_default(&a->samp);
     a->samp.temperature = 0.7f;
     cli_constraint_init(&a->cons);
@@ -141,6 +148,9 @@ static void parse_args(int argc, char **argv, solve_args *a) {
         else if (cli_is(f, "--system")) a->system = cli_str(&c, f);
         else if (cli_is(f, "--tokenizer")) a->tok = cli_str(&c, f);
         else if (cli_is(f, "--extract")) { if (parse_extract(cli_str(&c, f), &a->rule)) cli_usage_error(&c, "--extract: auto, number, choice, text, word or regex:RE"); }
+        else if (cli_is(f, "--retrieve")) a->rag_db = cli_str(&c, f);
+        else if (cli_is(f, "--retrieve-k")) { long v = cli_long(&c, f); if (v < 1 || v > 100) cli_usage_error(&c, "--retrieve-k must be in [1, 100]"); a->rag_k = (size_t)v; }
+        else if (cli_is(f, "--retrieve-budget")) { long v = cli_long(&c, f); if (v < 1) cli_usage_error(&c, "--retrieve-budget must be >= 1"); a->rag_budget = (size_t)v; }
         else if (cli_is(f, "--base")) a->base = 1;
         else if (cli_is(f, "--json")) a->json = 1;
         else if (cli_is(f, "--limit")) { a->limit = cli_long(&c, f); if (a->limit < 1) cli_usage_error(&c, "--limit must be >= 1"); }
@@ -158,7 +168,7 @@ static void parse_args(int argc, char **argv, solve_args *a) {
     if (infer_sampling_validate(&a->samp, &err)) cli_usage_error(&c, "%s", err.msg);
     if (a->tools) {
         tool_registry *r = tools_new();
-        int bad = tools_enable(r, a->tools, &err);
+        int bad = (a->rag_db && index_tool_register(r, NULL, a->rag_k, &err)) || tools_enable(r, a->tools, &err);
         tools_free(r);
         if (bad) cli_usage_error(&c, "%s", err.msg);
     }
@@ -186,6 +196,9 @@ int cmd_solve(int argc, char **argv) {
     tool_registry *reg = NULL;
     constrain_vocab *cv = NULL;
     constrain *cons = NULL;
+    index_db *rag = NULL;
+    char *prompt = NULL;
+    if (a.rag_db && !(rag = index_open(a.rag_db, NULL, &err))) goto out;
     if (strategy_tasks_load(a.tasks, &tasks, &nt, &err)) goto out;
     n_loaded = nt;
     if (a.examples && strategy_tasks_load(a.examples, &ex, &nx, &err)) goto out;
@@ -195,7 +208,7 @@ int cmd_solve(int argc, char **argv) {
     if (cli_constraint_build(&a.cons, em.tok, &cv, &cons, &err)) goto out;
     if (a.tools) {
         reg = tools_new();
-        if (tools_enable(reg, a.tools, &err)) goto out;
+        if ((rag && index_tool_register(reg, rag, a.rag_k, &err)) || tools_enable(reg, a.tools, &err)) goto out;
         if (!chat) gk_log("gptkit solve: %s has no chat format, so it cannot call tools; answering without them\n", a.model);
     }
     strategy_opts so;
@@ -208,6 +221,7 @@ int cmd_solve(int argc, char **argv) {
     so.rule = a.rule;
     so.cancel = &g_cancel;
     so.grammar = cons;
+    if (rag && !a.rag_budget) a.rag_budget = engine_max_len(em.e) / 4;
     signal(SIGINT, on_sigint);
     long right = 0, done = 0;
     double tokens = 0, secs = 0, t0 = gk_now();
@@ -215,7 +229,11 @@ int cmd_solve(int argc, char **argv) {
         strategy_opts to = so;
         to.system = tasks[i].system ? tasks[i].system : a.system;
         strategy_result r;
-        if (strategy_solve(&a.spec, &to, tasks[i].prompt, tasks[i].answer, i, &r, &err)) {
+        free(prompt);
+        prompt = rag ? index_augment_question(rag, em.tok, tasks[i].prompt, a.rag_k, a.rag_budget, &err)
+                     : gk_strdup(tasks[i].prompt);
+        if (!prompt) { gk_err_prefix(&err, "%s: task %zu", a.tasks, i + 1); goto out; }
+        if (strategy_solve(&a.spec, &to, prompt, tasks[i].answer, i, &r, &err)) {
             gk_err_prefix(&err, "%s: task %zu", a.tasks, i + 1);
             goto out;
         }
@@ -237,6 +255,8 @@ int cmd_solve(int argc, char **argv) {
 out:
     if (rc == 1) fprintf(stderr, "gptkit solve: %s\n", err.msg);
     tools_free(reg);
+    free(prompt);
+    index_close(rag);
     eval_model_close(&em);
     constrain_free(cons);
     constrain_vocab_free(cv);

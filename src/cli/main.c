@@ -57,13 +57,14 @@ static const command commands[] = {
     {"score",     cmd_score,     "score (prompt, response) pairs with a reward model", 0},
     {"ppo",       cmd_ppo,       "RLHF: PPO against a reward model with a KL leash", 1},
     {"dpo",       cmd_dpo,       "direct preference optimisation", 1},
-    {"grpo",      cmd_grpo,      "GRPO with verifiable rewards (answers checked)", 0},
+    {"grpo",      cmd_grpo,      "GRPO with verifiable rewards (answers checked)", 1},
     {"compare",   cmd_compare,   "win rate of model A over model B by a reward model", 0},
     {"data",      cmd_data,      "generate the built-in demo datasets (SFT, preferences, prompts, eval tasks)", 0},
     {"pipeline",  cmd_pipeline,  "run the whole chain on the built-in demo data (or a config)", 0},
     {"bench",     cmd_bench,     "micro-benchmarks (peak GEMM / bandwidth probe)", 0},
     {"embed",     cmd_embed,     "sentence embeddings of text lines with a sentence-transformers BERT model", 0},
     {"index",     cmd_index,     "retrieval index (SQLite): build from documents, query by BM25 / vector / hybrid", 0},
+    {"fill",      cmd_fill,      "fill a template's holes (gen / select / grammar) in one pass: captures as JSON", 0},
     {"dist-info", cmd_dist_info, "data parallelism: MPI in this build, and the ranks mpirun started", 1},
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
@@ -130,7 +131,7 @@ int main(int argc, char **argv) {
             dist_init(&argc, &argv);
             if (dist_size() > 1 && !commands[i].dist) {
                 if (dist_rank() == 0)
-                    fprintf(stderr, "gptkit %s: runs in one process; under mpirun only pretrain, sft, rm, dpo and ppo "
+                    fprintf(stderr, "gptkit %s: runs in one process; under mpirun only pretrain, sft, rm, dpo, ppo and grpo "
                             "split their work across ranks (run it without mpirun)\n", argv[1]);
                 dist_finalize();
                 return 2;

@@ -88,6 +88,9 @@ size_t constrain_min_to_end(constrain *c, const constrain_state *s);
 size_t constrain_min_after(constrain *c, const constrain_state *s, int32_t id);
 /* Sets logits of disallowed tokens to -INFINITY (logits [V], a copy the caller owns); scratch [ceil(V/32)]. */
 size_t constrain_apply(constrain *c, const constrain_state *s, float *logits, size_t V, uint32_t *scratch);
+/* The same with a mask computed earlier (constrain_mask): the engine computes the next masks on a second
+ * thread while the batched forward runs. */
+void constrain_apply_mask(const constrain *c, const uint32_t *mask, float *logits, size_t V);
 
 /* ---------------------------------------------------------------- the command line's and server's entry */
 typedef enum { CONSTRAIN_GBNF = 0, CONSTRAIN_JSON_SCHEMA, CONSTRAIN_REGEX, CONSTRAIN_JSON } constrain_kind;

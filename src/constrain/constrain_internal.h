@@ -37,8 +37,13 @@ typedef struct cn_pool {
     cn_node *nodes; size_t n_nodes, cap_nodes;
     uint32_t *ht; size_t ht_cap;    /* node interning: open addressing over node ids (0 = free slot) */
     /* memoised transitions: (node, byte) -> list of nodes in tr_list */
-    uint64_t *tr_key; uint32_t *tr_off, *tr_len; size_t tr_cap, tr_n;
+    struct cn_tr { uint64_t key; uint32_t off, len; } *tr; size_t tr_cap, tr_n;   /* one cache line per probe */
     uint32_t *tr_list; size_t tr_list_n, tr_list_cap;
+    /* hot nodes (stepped CN_HOT times) get a direct 256-entry table of (offset << 24 | length), UINT64_MAX =
+     * not computed: the trie walks step the same few nodes ~10^5 times, an array index beats the hash probe */
+    uint32_t *hot_idx;  /* [cap_nodes] 1 + block index, 0 = none */
+    uint16_t *hits;     /* [cap_nodes] steps so far (saturating) */
+    uint64_t *hot; size_t n_hot, cap_hot;
     /* dedupe marks: mark[node] == gen means "already in the set being built" */
     uint32_t *mark; size_t mark_cap; uint32_t gen;
     uint32_t *umark; uint32_t ugen;   /* the same, for unions of memoised steps (cn_advance) */
@@ -84,5 +89,7 @@ void cn_sb_class(cn_sb *b, const uint32_t *lo, const uint32_t *hi, size_t n);
 int cn_regex_expr(cn_sb *b, const char *re, size_t len, gk_err *err);
 
 #define CN_MAX_NODES (1u << 22)
+#define CN_HOT 64
+#define CN_MAX_HOT 8192
 #define CN_MAX_STACKS 4096
 #endif

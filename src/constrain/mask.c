@@ -407,15 +407,19 @@ int constrain_accept_token(constrain *c, constrain_state *s, int32_t id) {
 
 size_t constrain_apply(constrain *c, const constrain_state *s, float *logits, size_t V, uint32_t *scratch) {
     size_t n = constrain_mask(c, s, scratch);
+    constrain_apply_mask(c, scratch, logits, V);
+    return n;
+}
+
+void constrain_apply_mask(const constrain *c, const uint32_t *mask, float *logits, size_t V) {
     size_t Vm = V < c->v->V ? V : c->v->V;
     for (size_t w = 0; w < (Vm + 31) / 32; w++) {
-        uint32_t m = scratch[w];
+        uint32_t m = mask[w];
         if (m == 0xFFFFFFFFu) continue;
         size_t base = w * 32, top = base + 32 < Vm ? base + 32 : Vm;
         for (size_t id = base; id < top; id++) if (!(m >> (id - base) & 1)) logits[id] = -INFINITY;
     }
     for (size_t id = Vm; id < V; id++) logits[id] = -INFINITY;
-    return n;
 }
 
 size_t constrain_min_to_end(constrain *c, const constrain_state *s) {

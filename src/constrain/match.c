@@ -35,20 +35,22 @@ void cn_pool_init(cn_pool *p, const constrain_grammar *g) {
     p->ht_cap = 2048;
     p->ht = gk_calloc(p->ht_cap, sizeof *p->ht);
     p->tr_cap = 2048;
-    p->tr_key = gk_calloc(p->tr_cap, sizeof *p->tr_key);
-    p->tr_off = gk_malloc(p->tr_cap * sizeof *p->tr_off);
-    p->tr_len = gk_malloc(p->tr_cap * sizeof *p->tr_len);
+    p->tr = gk_calloc(p->tr_cap, sizeof *p->tr);
     cn_mark_grow(p);
 }
 
 void cn_pool_free(cn_pool *p) {
-    free(p->nodes); free(p->ht); free(p->tr_key); free(p->tr_off); free(p->tr_len); free(p->tr_list);
-    free(p->mark); free(p->umark); free(p->work);
+    free(p->nodes); free(p->ht); free(p->tr); free(p->tr_list);
+    free(p->mark); free(p->umark); free(p->work); free(p->hot_idx); free(p->hits); free(p->hot);
     memset(p, 0, sizeof *p);
 }
 
 void cn_mark_grow(cn_pool *p) {
     if (p->mark_cap >= p->cap_nodes) return;
+    p->hot_idx = gk_realloc(p->hot_idx, p->cap_nodes * sizeof *p->hot_idx);
+    p->hits = gk_realloc(p->hits, p->cap_nodes * sizeof *p->hits);
+    memset(p->hot_idx + p->mark_cap, 0, (p->cap_nodes - p->mark_cap) * sizeof *p->hot_idx);
+    memset(p->hits + p->mark_cap, 0, (p->cap_nodes - p->mark_cap) * sizeof *p->hits);
     p->mark = gk_realloc(p->mark, p->cap_nodes * sizeof *p->mark);
     p->umark = gk_realloc(p->umark, p->cap_nodes * sizeof *p->umark);
     memset(p->mark + p->mark_cap, 0, (p->cap_nodes - p->mark_cap) * sizeof *p->mark);
@@ -134,11 +136,24 @@ const uint32_t *cn_step(cn_pool *p, uint32_t n, unsigned b, size_t *len) {
     const constrain_grammar *g = p->g;
     cn_node nd = p->nodes[n];
     if (!cn_class_has(&g->classes[CN_ARG(g->elems[nd.pos])], b)) { *len = 0; return NULL; }
+    uint64_t *slot = NULL;
+    if (p->hot_idx[n]) {
+        slot = &p->hot[(size_t)(p->hot_idx[n] - 1) * 256 + b];
+        if (*slot != UINT64_MAX) { *len = (size_t)(*slot & 0xFFFFFF); return p->tr_list + (*slot >> 24); }
+    } else if (++p->hits[n] >= CN_HOT && p->n_hot < CN_MAX_HOT) {
+        if (p->n_hot == p->cap_hot) { p->cap_hot = p->cap_hot ? 2 * p->cap_hot : 16; p->hot = gk_realloc(p->hot, p->cap_hot * 256 * sizeof *p->hot); }
+        memset(p->hot + p->n_hot * 256, 0xFF, 256 * sizeof *p->hot);
+        p->hot_idx[n] = (uint32_t)++p->n_hot;
+    }
     uint64_t key = (((uint64_t)n << 8) | b) + 1;
     size_t m = p->tr_cap - 1, h = (size_t)mix64(key) & m;
     for (;; h = (h + 1) & m) {
-        if (!p->tr_key[h]) break;
-        if (p->tr_key[h] == key) { *len = p->tr_len[h]; return p->tr_list + p->tr_off[h]; }
+        if (!p->tr[h].key) break;
+        if (p->tr[h].key == key) {
+            if (p->hot_idx[n]) p->hot[(size_t)(p->hot_idx[n] - 1) * 256 + b] = ((uint64_t)p->tr[h].off << 24) | p->tr[h].len;
+            *len = p->tr[h].len;
+            return p->tr_list + p->tr[h].off;
+        }
     }
     /* compute: the frame moves past the byte, then closure */
     cn_set tmp = { 0 };
@@ -154,26 +169,26 @@ const uint32_t *cn_step(cn_pool *p, uint32_t n, unsigned b, size_t *len) {
     /* the table may have been probed past; find the free slot again after possible growth */
     if (2 * (p->tr_n + 1) > p->tr_cap) {
         size_t nc = p->tr_cap * 2;
-        uint64_t *nk = gk_calloc(nc, sizeof *nk);
-        uint32_t *no = gk_malloc(nc * sizeof *no), *nl = gk_malloc(nc * sizeof *nl);
+        struct cn_tr *nt = gk_calloc(nc, sizeof *nt);
         for (size_t k = 0; k < p->tr_cap; k++) {
-            if (!p->tr_key[k]) continue;
-            size_t j = (size_t)mix64(p->tr_key[k]) & (nc - 1);
-            while (nk[j]) j = (j + 1) & (nc - 1);
-            nk[j] = p->tr_key[k]; no[j] = p->tr_off[k]; nl[j] = p->tr_len[k];
+            if (!p->tr[k].key) continue;
+            size_t j = (size_t)mix64(p->tr[k].key) & (nc - 1);
+            while (nt[j].key) j = (j + 1) & (nc - 1);
+            nt[j] = p->tr[k];
         }
-        free(p->tr_key); free(p->tr_off); free(p->tr_len);
-        p->tr_key = nk; p->tr_off = no; p->tr_len = nl; p->tr_cap = nc;
+        free(p->tr);
+        p->tr = nt; p->tr_cap = nc;
         m = nc - 1;
         h = (size_t)mix64(key) & m;
-        while (p->tr_key[h]) h = (h + 1) & m;
+        while (p->tr[h].key) h = (h + 1) & m;
     }
-    p->tr_key[h] = key; p->tr_off[h] = (uint32_t)p->tr_list_n; p->tr_len[h] = (uint32_t)tmp.n;
+    p->tr[h].key = key; p->tr[h].off = (uint32_t)p->tr_list_n; p->tr[h].len = (uint32_t)tmp.n;
     p->tr_n++;
     p->tr_list_n += tmp.n;
     free(tmp.v);
-    *len = p->tr_len[h];
-    return p->tr_list + p->tr_off[h];
+    if (p->hot_idx[n]) p->hot[(size_t)(p->hot_idx[n] - 1) * 256 + b] = ((uint64_t)p->tr[h].off << 24) | p->tr[h].len;
+    *len = p->tr[h].len;
+    return p->tr_list + p->tr[h].off;
 }
 
 void cn_advance(cn_pool *p, const uint32_t *in, size_t n_in, unsigned b, cn_set *out) {

@@ -79,4 +79,9 @@ int index_eval_recall(index_db *ix, const char *questions_path, const size_t *ks
  * model's tokenizer; just the question when none fits or nothing matched. malloc'd; NULL with err. */
 char *index_augment_question(index_db *ix, const tok_tokenizer *tok, const char *question, size_t k,
                              size_t budget_tokens, gk_err *err);
+/* The `retrieve` tool ({"query": TEXT} -> the top k passages with sources, as index_retrieve_context, cut to
+ * a tool result's size) registered in r for the tool loop (`--tools retrieve` with `--retrieve INDEX.db`). ix may
+ * be NULL to check a tool list before the index is opened (a call then answers an error). */
+struct tool_registry;
+int index_tool_register(struct tool_registry *r, index_db *ix, size_t k, gk_err *err);
 #endif

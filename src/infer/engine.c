@@ -18,6 +18,7 @@
 #include "kern/kern.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -45,7 +46,8 @@ struct engine {
     struct seq_state **b_seq;   /* [max_seqs] */
     float *probs;               /* host [V]: sampling distribution scratch */
     float *masked;              /* host [V]: logits with the grammar's mask applied */
-    uint32_t *mask_words;       /* [ceil(V/32)] */
+    uint32_t *mask_words;       /* [mask_W] */
+    size_t mask_W;              /* mask words: the larger of the model's and the tokenizer's vocabulary */
 };
 
 engine *engine_new(gpt_model *m, const tok_tokenizer *tok, size_t max_seqs, size_t max_len) {
@@ -73,7 +75,9 @@ engine *engine_new(gpt_model *m, const tok_tokenizer *tok, size_t max_seqs, size
     e->b_seq = gk_malloc(e->max_seqs * sizeof *e->b_seq);
     e->probs = gk_malloc(e->V * sizeof(float));
     e->masked = gk_malloc(e->V * sizeof(float));
-    e->mask_words = gk_malloc((e->V + 31) / 32 * sizeof(uint32_t));
+    size_t vt = tok ? tok_vocab_size(tok) : 0;
+    e->mask_W = ((vt > e->V ? vt : e->V) + 31) / 32;
+    e->mask_words = gk_malloc(e->mask_W * sizeof(uint32_t));
     return e;
 }
 
@@ -198,6 +202,10 @@ typedef struct seq_state {
     size_t index;       /* seq_base + k: the callback's seq */
     const float *logits;   /* host [V]: the distribution of its next token (the prefill's, or a decode row) */
     constrain_state *cst;  /* grammar state (o.grammar), or NULL */
+    constrain *grammar;    /* o.grammar */
+    uint32_t *pre_mask;    /* [ceil(V/32)] the mask of cst, computed while the forward ran (pre_n allowed), */
+    size_t pre_n;          /* or pre_valid = 0 */
+    int pre_valid;
 } seq_state;
 
 typedef struct request {
@@ -227,6 +235,7 @@ static void req_free(request *r) {
     for (size_t k = 0; k < r->n; k++) {
         free(r->st[k].counts); free(r->st[k].seen);
         constrain_state_free(r->st[k].cst);
+        free(r->st[k].pre_mask);
         tok_bytes_free(&r->st[k].text);
         if (!r->taken) engine_seq_free(&r->out[k]);
     }
@@ -381,6 +390,7 @@ static void seq_init(engine *e, request *r, size_t k, size_t seq_base) {
         for (size_t j = 0; j < r->n_prompt; j++) s->seen[r->prompt[j]] = 1;
     }
     if (r->o.grammar) s->cst = constrain_state_new(r->o.grammar);
+    s->grammar = r->o.grammar;
     tok_stream_init(&s->ts);
 }
 
@@ -511,7 +521,9 @@ static int32_t seq_advance(engine *e, request *r, size_t k) {
     const float *lg = s->logits, *dist = lg;
     if (s->cst) {   /* the grammar's mask: disallowed tokens to -inf; stop tokens only where it may end */
         memcpy(e->masked, lg, e->V * sizeof(float));
-        size_t allowed = constrain_apply(o->grammar, s->cst, e->masked, e->V, e->mask_words);
+        size_t allowed;
+        if (s->pre_valid) { constrain_apply_mask(o->grammar, s->pre_mask, e->masked, e->V); allowed = s->pre_n; s->pre_valid = 0; }
+        else allowed = constrain_apply(o->grammar, s->cst, e->masked, e->V, e->mask_words);
         if (constrain_state_can_end(s->cst))
             for (size_t j = 0; j < r->nstops; j++)
                 if (r->stops[j] >= 0 && (size_t)r->stops[j] < e->V && e->masked[r->stops[j]] == -INFINITY) { e->masked[r->stops[j]] = lg[r->stops[j]]; allowed++; }
@@ -574,6 +586,21 @@ static void compact(engine *e) {
     e->n_reqs = j;
 }
 
+/* The next masks of the constrained sequences of this step's batch (run beside the forward). */
+typedef struct { engine *e; size_t nb; } masks_job;
+static void *masks_run(void *arg) {
+    masks_job *mj = arg;
+    engine *e = mj->e;
+    for (size_t b = 0; b < mj->nb; b++) {
+        seq_state *s = e->b_seq[b];
+        if (!s->cst) continue;
+        if (!s->pre_mask) s->pre_mask = gk_malloc(e->mask_W * sizeof(uint32_t));
+        s->pre_n = constrain_mask(s->grammar, s->cst, s->pre_mask);
+        s->pre_valid = 1;
+    }
+    return NULL;
+}
+
 size_t engine_step(engine *e) {
     GK_CHECK(!e->in_step, "engine_step called from an engine callback (on_token / on_done); step from the caller's loop");
     e->in_step = 1;
@@ -600,9 +627,17 @@ size_t engine_step(engine *e) {
             nb++;
         }
     }
-    /* 3. one batched forward: row b holds the logits of b_seq[b]'s next token until the next step */
+    /* 3. one batched forward: row b holds the logits of b_seq[b]'s next token until the next step. The grammar
+     *    masks of the next step depend only on the states, not on the logits: a second thread computes them
+     *    meanwhile (nothing else touches the constraints until the forward is done) */
     if (nb) {
+        masks_job mj = { e, nb };
+        pthread_t th;
+        int threaded = 0;
+        for (size_t b = 0; b < nb && !threaded; b++) threaded = e->b_seq[b]->cst != NULL;
+        if (threaded && pthread_create(&th, NULL, masks_run, &mj) != 0) { threaded = 0; }
         decode_rows(e, e->b_slots, e->b_ids, nb, e->hlogits);
+        if (threaded) pthread_join(th, NULL);
         for (size_t b = 0; b < nb; b++) e->b_seq[b]->logits = e->hlogits + b * e->V;
     }
     e->in_step = 0;
@@ -675,7 +710,7 @@ int engine_extend(engine *e, engine_req_id id, const int32_t *const *ids, const 
         r->npend[k] = n_ids[k];
         s->active = 1;
         s->emitted = 0;
-        if (s->cst) { constrain_state_free(s->cst); s->cst = constrain_state_new(r->o.grammar); }
+        if (s->cst) { constrain_state_free(s->cst); s->cst = constrain_state_new(r->o.grammar); s->pre_valid = 0; }
         memset(&s->text, 0, sizeof s->text);
         tok_stream_init(&s->ts);
         r->live++;

@@ -39,6 +39,7 @@ void serve_req_free(serve_req *r) {
     for (size_t i = 0; i < r->n_stops; i++) free(r->stops[i]);
     free(r->prompt); free(r->prompt_text);
     constrain_grammar_free(r->grammar);
+    free(r->grammar_text);
     memset(r, 0, sizeof *r);
 }
 
@@ -172,8 +173,9 @@ int serve_response_format(const cJSON *rf, serve_req *r, serve_error *e) {
     if (constrain_from_response_format(rf, &gbnf, &err)) return BAD("response_format", "%s", err.msg);
     if (!gbnf) return 0;   /* text */
     constrain_grammar_free(r->grammar);
+    free(r->grammar_text);
     r->grammar = constrain_grammar_parse(gbnf, strlen(gbnf), NULL, &err);
-    free(gbnf);
+    r->grammar_text = gbnf;
     if (!r->grammar) return BAD("response_format", "response_format: the schema's grammar does not compile: %s", err.msg);
     return 0;
 }

@@ -72,6 +72,7 @@ typedef struct {
     char *prompt_text;          /* completions: the prompt as given (for echo; owned) */
     constrain_grammar *grammar; /* response_format json_object / json_schema: the compiled grammar (owned until the
                                    engine thread binds it to the vocabulary), NULL = unconstrained */
+    char *grammar_text;         /* its GBNF text (owned): the engine thread's cache key */
 } serve_req;
 void serve_req_free(serve_req *r);
 

@@ -29,6 +29,7 @@ typedef struct job {
     engine_req_id eid;
     int e_done;
     constrain *cons;             /* response_format's grammar on the vocabulary (engine thread), or NULL */
+    int gslot1;                  /* 1 + the grammar cache entry it uses (engine thread), 0 = none */
     struct job *next;            /* in server.incoming */
     struct server *srv;
 } job;
@@ -56,6 +57,12 @@ typedef struct server {
     serve_opts o;
     eval_model em;               /* model, tokenizer, chat specials, engine (engine thread only) */
     constrain_vocab *cvocab;     /* response_format: the tokenizer's trie, built on first use (engine thread) */
+    /* response_format grammars by GBNF text (engine thread): requests with the same schema share one
+     * constraint and its mask caches (the first request pays the trie walks, the rest reuse them). An entry
+     * in use is never evicted; one used SERVE_GCACHE_USES times is rebuilt when idle (bounds its caches). */
+#define SERVE_GCACHE 8
+#define SERVE_GCACHE_USES 256
+    struct { char *text; constrain *c; size_t users, uses; } gcache[SERVE_GCACHE];
     char model_name[256];
     serve_limits lim;
     long created;

@@ -194,15 +194,31 @@ static void job_admit(server *s, job *j, int stopping) {
     ro.gen.on_token = on_token;
     ro.gen.ctx = j;
     ro.on_done = on_done;
-    if (j->req.grammar) {   /* response_format: bind the request's grammar to the vocabulary */
+    int slot = -1;
+    if (j->req.grammar) {   /* response_format: the cached constraint of this grammar, else a new one */
         if (!s->cvocab) s->cvocab = constrain_vocab_new(s->em.tok);
-        j->cons = constrain_new(j->req.grammar, s->cvocab, NULL, 0);
-        j->req.grammar = NULL;
-        ro.gen.grammar = j->cons;
+        for (int k = 0; k < SERVE_GCACHE && slot < 0; k++)
+            if (s->gcache[k].text && j->req.grammar_text && !strcmp(s->gcache[k].text, j->req.grammar_text)) slot = k;
+        for (int k = 0; k < SERVE_GCACHE && slot < 0 && j->req.grammar_text; k++)
+            if (!s->gcache[k].users) {   /* a free or idle entry: (re)filled with this grammar */
+                constrain_free(s->gcache[k].c); free(s->gcache[k].text);
+                s->gcache[k].text = gk_strdup(j->req.grammar_text);
+                s->gcache[k].c = constrain_new(j->req.grammar, s->cvocab, NULL, 0);
+                s->gcache[k].uses = 0;
+                j->req.grammar = NULL;
+                slot = k;
+            }
+        if (slot >= 0) ro.gen.grammar = s->gcache[slot].c;
+        else {   /* every entry busy with other grammars: this request's own */
+            j->cons = constrain_new(j->req.grammar, s->cvocab, NULL, 0);
+            j->req.grammar = NULL;
+            ro.gen.grammar = j->cons;
+        }
     }
     engine_req_id id = engine_admit(s->em.e, j->req.prompt, j->req.n_prompt, &ro, &err);
     if (id == ENGINE_REQ_BUSY) { job_reject(j, 429, "rate_limit_error", &err); return; }
     if (id < 0) { job_reject(j, 400, "invalid_request_error", &err); return; }
+    if (slot >= 0) { s->gcache[slot].users++; s->gcache[slot].uses++; j->gslot1 = slot + 1; }
     pthread_mutex_lock(&j->mu);
     j->eid = id;
     j->state = JOB_RUNNING;
@@ -227,8 +243,17 @@ static void sweep(server *s, int cancels, int hard) {
     }
     size_t w = 0;
     for (size_t i = 0; i < s->n_active; i++) {
-        if (s->active[i]->e_done) job_unref(s->active[i]);
-        else s->active[w++] = s->active[i];
+        job *j = s->active[i];
+        if (!j->e_done) { s->active[w++] = j; continue; }
+        if (j->gslot1) {   /* its request is done: the cached grammar is free for eviction when unused */
+            int k = j->gslot1 - 1;
+            j->gslot1 = 0;
+            if (--s->gcache[k].users == 0 && s->gcache[k].uses >= SERVE_GCACHE_USES) {
+                constrain_free(s->gcache[k].c); free(s->gcache[k].text);
+                s->gcache[k].c = NULL; s->gcache[k].text = NULL; s->gcache[k].uses = 0;
+            }
+        }
+        job_unref(j);
     }
     s->n_active = w;
 }
@@ -447,6 +472,7 @@ int serve_run(const serve_opts *o, gk_err *err) {
 out:
     if (g_sigpipe[0] >= 0) { close(g_sigpipe[0]); close(g_sigpipe[1]); g_sigpipe[0] = g_sigpipe[1] = -1; }
     eval_model_close(&s->em);
+    for (int k = 0; k < SERVE_GCACHE; k++) { constrain_free(s->gcache[k].c); free(s->gcache[k].text); }
     constrain_vocab_free(s->cvocab);
     free(s->active);
     pthread_mutex_destroy(&s->mu); pthread_cond_destroy(&s->cv);

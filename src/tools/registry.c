@@ -135,7 +135,8 @@ int tools_enable(tool_registry *r, const char *list, gk_err *err) {
         else if (!strcmp(name, "python")) {
             tools_sandbox_opts_default(&g_python_opts);
             if (tools_register(r, "python", PYTHON_DESC, run_python, &g_python_opts, err)) return -1;
-        } else return gk_errf(err, "--tools: unknown tool \"%s\" (known: calc, python)", name);
+        } else if (!strcmp(name, "retrieve")) return gk_errf(err, "--tools: retrieve searches an index: add --retrieve INDEX.db");
+        else return gk_errf(err, "--tools: unknown tool \"%s\" (known: calc, python, retrieve)", name);
         p += n;
         if (*p == ',') p++;
     }

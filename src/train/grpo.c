@@ -13,12 +13,18 @@
  * Unlike PPO the KL is not folded into the reward, and there is no value model to train or to load: the group
  * mean is the baseline. Log-probs are of the tempered distribution softmax(logits / T), as PPO's.
  *
+ * Across ranks (mpirun, src/dist) as PPO: every rank draws every prompt and seed but generates only its share
+ * of the prompts, the rollouts are all-gathered (rewards and group advantages are then the one process's, on
+ * every rank), the old and reference log-probs are computed for a share of the rollouts each and all-gathered,
+ * and each update minibatch is split across ranks, weighted by what the loss averages over (train_stage_weigh).
+ *
  * Per-token arrays are indexed by the position that predicts the token (train.h). OUT holds the policy (a
  * plain LM checkpoint) and its resume state; the prompt order and RNG are in it, so --resume is exact.
  */
 #include "train/train.h"
 #include "kern/kern.h"
 #include "infer/infer.h"
+#include "dist/dist.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -80,10 +86,13 @@ static void reply_text(const grpo_ctx *c, const rlhf_seq *s, tok_bytes *out) {
     train_decode_text(c->tok, ids, n, out);
 }
 
-/* Per-token log-probs of every rollout through lp, minibatch by minibatch, into dst at the rollouts' offsets. */
-static void logprob_pass(grpo_ctx *c, train_lm *lp, float *dst) {
-    for (size_t i0 = 0; i0 < c->N; i0 += c->MB) {
-        size_t k = c->N - i0 < c->MB ? c->N - i0 : c->MB;
+/* Per-token log-probs of every rollout through lp, minibatch by minibatch, into dst at the rollouts' offsets.
+ * Under several ranks each computes a share of the rollouts and the shares are all-gathered. */
+static void logprob_pass(grpo_ctx *c, train_stage *s, train_lm *lp, float *dst) {
+    size_t r0, r1;
+    train_stage_share(s, c->N, &r0, &r1);
+    for (size_t i0 = r0; i0 < r1; i0 += c->MB) {
+        size_t k = r1 - i0 < c->MB ? r1 - i0 : c->MB;
         int32_t *in, *tg;
         size_t T = rlhf_lm_batch(c->seqs + i0, k, &in, &tg), BT = k * T;
         float *rows = gk_malloc(BT * sizeof(float));
@@ -94,6 +103,40 @@ static void logprob_pass(grpo_ctx *c, train_lm *lp, float *dst) {
         }
         free(in); free(tg); free(rows);
     }
+    if (s->nranks > 1) {
+        size_t tot;
+        float *all = dist_allgatherv(dst + c->off[r0], (c->off[r1] - c->off[r0]) * sizeof(float), &tot);
+        GK_CHECK(tot == c->off[c->N] * sizeof(float), "grpo: gathered %zu log-probs, expected %zu", tot / sizeof(float), c->off[c->N]);
+        memcpy(dst, all, tot);
+        free(all);
+    }
+}
+
+/* Under several ranks: every rank's rollouts [lo, hi) (its share of the prompts, times G) into every rank's
+ * seqs / ended, in rollout order. */
+static void gather_rollouts(grpo_ctx *c, train_stage *s, size_t lo, size_t hi) {
+    if (s->nranks < 2) return;
+    size_t n = hi - lo, nids = 0, tot;
+    double *hdr = gk_malloc((n ? n : 1) * 3 * sizeof(double));
+    for (size_t i = lo; i < hi; i++) {
+        double *h = hdr + 3 * (i - lo);
+        h[0] = (double)c->seqs[i].n; h[1] = (double)c->seqs[i].prompt_len; h[2] = c->ended[i];
+        nids += c->seqs[i].n;
+    }
+    int32_t *ids = gk_malloc((nids ? nids : 1) * sizeof(int32_t));
+    for (size_t i = lo, q = 0; i < hi; q += c->seqs[i].n, i++) memcpy(ids + q, c->seqs[i].ids, c->seqs[i].n * sizeof(int32_t));
+    double *H = dist_allgatherv(hdr, n * 3 * sizeof(double), &tot);
+    GK_CHECK(tot == c->N * 3 * sizeof(double), "grpo: gathered %zu rollouts, expected %zu", tot / (3 * sizeof(double)), c->N);
+    int32_t *I = dist_allgatherv(ids, nids * sizeof(int32_t), &tot);
+    for (size_t i = 0, q = 0; i < c->N; i++) {
+        rlhf_seq_free(&c->seqs[i]);
+        const double *h = H + 3 * i;
+        c->seqs[i].n = (size_t)h[0]; c->seqs[i].prompt_len = (size_t)h[1]; c->ended[i] = (int)h[2];
+        c->seqs[i].ids = gk_malloc((c->seqs[i].n ? c->seqs[i].n : 1) * sizeof(int32_t));
+        memcpy(c->seqs[i].ids, I + q, c->seqs[i].n * sizeof(int32_t));
+        q += c->seqs[i].n;
+    }
+    free(hdr); free(ids); free(H); free(I);
 }
 
 /* 1-2. Rollouts and their rewards. Returns 0, 1 if Ctrl-C came first (RNG and prompt position restored), -1. */
@@ -105,18 +148,27 @@ static int grpo_rollouts(grpo_ctx *c, train_stage *s, grpo_step_log *L, gk_err *
     c->seqs = gk_calloc(N, sizeof *c->seqs);
     c->ended = gk_calloc(N, sizeof(int));
     const grpo_task **task = gk_malloc(N * sizeof *task);
+    /* this rank's prompts [plo, phi); the prompt order and the seeds advance over all P on every rank */
+    size_t plo, phi;
+    train_stage_share(s, c->P, &plo, &phi);
+    int stop = 0;
     for (size_t p = 0; p < c->P; p++) {
         uint32_t k = train_order_next(&c->ord, 1, 1, NULL)[0];
         const tok_ids *pi = &c->pids[k];
         for (size_t g = 0; g < c->G; g++) task[p * c->G + g] = &c->set.tasks[c->pitem[k]];
-        if (rlhf_generate(c->eng, pi->ids, pi->n, c->G, (size_t)c->o->max_new, c->o->temperature, gk_rng_u64(&s->st.rng),
-                          c->seqs + p * c->G, c->ended + p * c->G, err)) { free(task); return -1; }
-        if (gk_sigint_pending()) {
-            s->st.rng = rng_save; c->ord.epoch = epoch_save; c->ord.pos = pos_save;
-            free(task);
-            return 1;
-        }
+        uint64_t seed = gk_rng_u64(&s->st.rng);
+        if (p < plo || p >= phi || stop) continue;
+        if (rlhf_generate(c->eng, pi->ids, pi->n, c->G, (size_t)c->o->max_new, c->o->temperature, seed,
+                          c->seqs + p * c->G, c->ended + p * c->G, NULL, err)) { free(task); return -1; }
+        stop = gk_sigint_pending();
     }
+    /* every rank stops when any rank saw Ctrl-C */
+    if (dist_any(stop)) {
+        s->st.rng = rng_save; c->ord.epoch = epoch_save; c->ord.pos = pos_save;
+        free(task);
+        return 1;
+    }
+    gather_rollouts(c, s, plo * c->G, phi * c->G);
     c->reward = gk_malloc(N * sizeof(float)); c->adv = gk_malloc(N * sizeof(float));
     c->off = gk_malloc((N + 1) * sizeof(size_t));
     c->off[0] = 0;
@@ -155,12 +207,12 @@ static int grpo_rollouts(grpo_ctx *c, train_stage *s, grpo_step_log *L, gk_err *
 }
 
 /* 4. Old and reference log-probs; the rollout-time KL (sum of logp - ref per response, and k3 per token). */
-static void grpo_old_ref(grpo_ctx *c, grpo_step_log *L) {
+static void grpo_old_ref(grpo_ctx *c, train_stage *s, grpo_step_log *L) {
     size_t NT = c->off[c->N], cap = NT ? NT : 1;
     c->old = gk_malloc(cap * sizeof(float)); c->reflp = gk_malloc(cap * sizeof(float));
-    logprob_pass(c, c->lp_pol, c->old);
+    logprob_pass(c, s, c->lp_pol, c->old);
     double ts = gk_now();
-    logprob_pass(c, c->lp_ref, c->reflp);
+    logprob_pass(c, s, c->lp_ref, c->reflp);
     L->t_ref = gk_now() - ts;
     double kl = 0;
     for (size_t q = 0; q < NT; q++) kl += (double)c->old[q] - (double)c->reflp[q];
@@ -170,8 +222,26 @@ static void grpo_old_ref(grpo_ctx *c, grpo_step_log *L) {
     L->kl_k3 = st.kl;
 }
 
-/* 5. One minibatch (rollouts idx[0..k)): current log-probs, the loss and its gradient, one AdamW step. */
+/* 5. One minibatch (rollouts idx[0..k)): current log-probs, the loss and its gradient, one AdamW step. Under
+ * several ranks this rank takes rollouts [lo, hi) of the minibatch: its loss is a mean over its tokens
+ * (token_norm) or responses, weighted across ranks by them; clip_frac and approx_kl by tokens. */
 static void grpo_minibatch(grpo_ctx *c, train_stage *s, const uint32_t *idx, size_t k, float lr, rlhf_grpo_stats *sum) {
+    if (s->nranks > 1) {
+        size_t lo, hi;
+        train_stage_share(s, k, &lo, &hi);
+        idx += lo; k = hi - lo;
+        if (k == 0) {
+            /* no share: no gradient, but every collective of the update */
+            double v[3] = {0}, w[3] = {0};
+            train_stage_zero(s, 0);
+            train_stage_weigh(s, 0, 0, v, 1);
+            train_stage_sum(s, w, 3);
+            train_stage_update(s, 0, lr);
+            sum->loss += v[0];
+            sum->clip_frac += w[2] > 0 ? w[0] / w[2] : 0; sum->approx_kl += w[2] > 0 ? w[1] / w[2] : 0;
+            return;
+        }
+    }
     rlhf_seq *ms = gk_malloc(k * sizeof *ms);
     size_t *off = gk_malloc((k + 1) * sizeof(size_t));
     float *adv = gk_malloc(k * sizeof(float));
@@ -202,6 +272,13 @@ static void grpo_minibatch(grpo_ctx *c, train_stage *s, const uint32_t *idx, siz
     q = 0;
     for (size_t r = 0; r < BT; r++) rows[r] = tg[r] >= 0 ? d[q++] : 0.0f;
     train_lm_backward(c->lp_pol, rows);
+    if (s->nranks > 1) {
+        double v[1] = { st.loss }, w[3] = { st.clip_frac * (double)nt, st.approx_kl * (double)nt, (double)nt };
+        train_stage_weigh(s, 0, c->o->token_norm ? (double)nt : (double)k, v, 1);
+        train_stage_sum(s, w, 3);
+        st.loss = v[0];
+        st.clip_frac = w[2] > 0 ? w[0] / w[2] : 0; st.approx_kl = w[2] > 0 ? w[1] / w[2] : 0;
+    }
     train_stage_update(s, 0, lr);
     sum->loss += st.loss; sum->clip_frac += st.clip_frac; sum->approx_kl += st.approx_kl;
     free(ms); free(off); free(adv); free(cur); free(old); free(ref); free(d); free(in); free(tg); free(rows);
@@ -217,27 +294,38 @@ static int grpo_iterate(void *ctx, train_stage *s, long it, train_step_out *out,
     if (r) return r;
     L.t_rollout = gk_now() - ts;
     ts = gk_now();
-    grpo_old_ref(c, &L);
+    grpo_old_ref(c, s, &L);
     float lr = o->warmup > 0 && it < o->warmup ? o->lr * (float)(it + 1) / (float)o->warmup : o->lr;
     rlhf_grpo_stats sum = {0};
     long nmb = 0;
-    for (size_t i = 0; i < c->N; i++) c->order[i] = (uint32_t)i;
-    for (long ep = 0; ep < o->epochs; ep++) {
-        gk_rng_shuffle_u32(&s->st.rng, c->order, c->N);
-        for (size_t i0 = 0; i0 < c->N; i0 += c->MB, nmb++)
-            grpo_minibatch(c, s, c->order + i0, c->N - i0 < c->MB ? c->N - i0 : c->MB, lr, &sum);
+    /* --skip-no-signal (DAPO's dynamic-sampling filter, without the resampling): responses of groups whose
+     * rewards are all equal (A = 0) are left out of the update, so no optimizer step is made of the KL term alone
+     * (Adam would scale that small gradient up to a full step) and the per-response mean runs over the responses
+     * that carry a signal */
+    size_t nu = 0;
+    for (size_t i = 0; i < c->N; i++) {
+        int flat = 1;
+        for (size_t g = 0, g0 = i / c->G * c->G; g < c->G; g++) flat &= c->reward[g0 + g] == c->reward[g0];
+        if (!(o->skip_no_signal && flat)) c->order[nu++] = (uint32_t)i;
+    }
+    for (long ep = 0; ep < o->epochs && nu; ep++) {
+        gk_rng_shuffle_u32(&s->st.rng, c->order, nu);
+        for (size_t i0 = 0; i0 < nu; i0 += c->MB, nmb++)
+            grpo_minibatch(c, s, c->order + i0, nu - i0 < c->MB ? nu - i0 : c->MB, lr, &sum);
     }
     L.t_update = gk_now() - ts - L.t_ref;
-    L.loss = sum.loss / (double)nmb; L.clip_frac = sum.clip_frac / (double)nmb; L.approx_kl = sum.approx_kl / (double)nmb;
+    double dn = nmb ? (double)nmb : 1.0;
+    L.loss = sum.loss / dn; L.clip_frac = sum.clip_frac / dn; L.approx_kl = sum.approx_kl / dn;
+    L.updated = (double)nu / (double)c->N;
     c->res->log[it - s->step0] = L;
     c->res->iters_done = it + 1 - s->step0;
     out->loss = L.loss;
     out->tokens = (double)c->off[c->N];
-    const char *keys[16] = { "reward", "accuracy", "format", "reward_std", "zero_std", "kl", "kl_k3", "loss", "clip_frac",
-                             "approx_kl", "resp_len", "ended", "lr", "t_rollout", "t_ref", "t_update" };
-    double vals[16] = { L.reward, L.accuracy, L.format, L.reward_std, L.zero_std, L.kl, L.kl_k3, L.loss, L.clip_frac,
-                        L.approx_kl, L.resp_len, L.ended, lr, L.t_rollout, L.t_ref, L.t_update };
-    for (int i = 0; i < 16; i++) train_put(out->post, keys[i], i >= 13 ? "%.4f" : "%.6g", vals[i]);
+    const char *keys[17] = { "reward", "accuracy", "format", "reward_std", "zero_std", "kl", "kl_k3", "loss", "clip_frac",
+                             "approx_kl", "resp_len", "ended", "updated", "lr", "t_rollout", "t_ref", "t_update" };
+    double vals[17] = { L.reward, L.accuracy, L.format, L.reward_std, L.zero_std, L.kl, L.kl_k3, L.loss, L.clip_frac,
+                        L.approx_kl, L.resp_len, L.ended, L.updated, lr, L.t_rollout, L.t_ref, L.t_update };
+    for (int i = 0; i < 17; i++) train_put(out->post, keys[i], i >= 14 ? "%.4f" : "%.6g", vals[i]);
     snprintf(out->hpost, sizeof out->hpost,
              "reward %.3f | acc %.3f | fmt %.2f | kl %.3f | k3 %.4f | loss %+.4f | clip %.3f | no-signal %.2f | len %.1f | %.1fs",
              L.reward, L.accuracy, L.format, L.kl, L.kl_k3, L.loss, L.clip_frac, L.zero_std, L.resp_len,

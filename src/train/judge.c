@@ -97,8 +97,8 @@ int rlhf_judge(const judge_opts *o, judge_result *res, gk_err *err) {
         if (pid.n + (size_t)o->max_new + 1 > ctx) { skipped++; tok_ids_free(&pid); continue; }
         uint64_t seed = o->seed * 1000003ULL + i;
         /* best-of-N draws from its own stream, so A = B with N = 1 is not a comparison of a reply with itself */
-        if (rlhf_generate(ea, pid.ids, pid.n, K, (size_t)o->max_new, o->temperature, K > 1 ? seed ^ 0xB0F0B0F0ULL : seed, sa, enda, err) ||
-            rlhf_generate(eb, pid.ids, pid.n, 1, (size_t)o->max_new, o->temperature, seed, &sb, &endb, err)) { tok_ids_free(&pid); rc = -1; break; }
+        if (rlhf_generate(ea, pid.ids, pid.n, K, (size_t)o->max_new, o->temperature, K > 1 ? seed ^ 0xB0F0B0F0ULL : seed, sa, enda, NULL, err) ||
+            rlhf_generate(eb, pid.ids, pid.n, 1, (size_t)o->max_new, o->temperature, seed, &sb, &endb, NULL, err)) { tok_ids_free(&pid); rc = -1; break; }
         rm_scores(rm, sa, enda, K, sp.end, ra);
         rm_scores(rm, &sb, &endb, 1, sp.end, &rb);
         size_t best = 0;

@@ -220,6 +220,8 @@ static const train_opt PPO[] = {
     OPT_STR_(ppo_opts, "--resume", "resume_dir", resume_dir, NULL, 0, "OUT",
              "continue a run exactly (policy, value model, optimizers, beta, prompt order, RNG)"),
     OPT_TOKENIZER(ppo_opts),
+    OPT_STR_(ppo_opts, "--grammar", "grammar", grammar, NULL, ST, "FILE",
+             "constrain the rollouts to a GBNF grammar (docs/constrain.md; e.g. a JSON or answer format)"),
     OPT_SECTION("rollouts:"),
     PPO_L("--iters", "--steps", "iters", NULL, iters, 100, 0, "N", "PPO iterations"),
     PPO_L("--batch", "-b", "batch_prompts", "prompts", batch_prompts, 8, 1, "P", "prompts per iteration"),
@@ -303,6 +305,9 @@ static const train_opt GRPO[] = {
     { .type = TRAIN_OPT_BOOL, .flag = "--token-norm", .neg = "--seq-norm", .key = "token_norm", .pipe = "token_norm",
       .off = offsetof(grpo_opts, token_norm), .flags = ST | PI,
       .help = "average the loss over all tokens (DAPO) instead of per response, then over responses (the paper; default)" },
+    { .type = TRAIN_OPT_BOOL, .flag = "--skip-no-signal", .key = "skip_no_signal", .off = offsetof(grpo_opts, skip_no_signal),
+      .flags = ST | PI, .help = "leave groups whose rewards are all equal (advantage 0) out of the update (DAPO's filter): "
+                                "no optimizer step of the KL term alone" },
     GR_L("--grpo-epochs", "--mu", "epochs", NULL, epochs, 1, 1, "E", "passes over each rollout batch"),
     GR_L("--minibatch", NULL, "minibatch", NULL, minibatch, 16, 1, "M", "responses per minibatch (one optimizer step)"),
     GR_F("--lr", NULL, "lr", NULL, lr, 1e-5, 0, BIG, "LR", "AdamW learning rate"),

@@ -43,7 +43,7 @@
 /* ---------------------------------------------------------------- rollouts */
 
 int rlhf_generate(struct engine *e, const int32_t *prompt, size_t n_prompt, size_t n, size_t max_new,
-                  float temperature, uint64_t seed, rlhf_seq *out, int *ended, gk_err *err) {
+                  float temperature, uint64_t seed, rlhf_seq *out, int *ended, struct constrain *grammar, gk_err *err) {
     engine_gen_opts go;
     engine_gen_opts_default(&go);
     go.max_new = max_new;
@@ -51,6 +51,7 @@ int rlhf_generate(struct engine *e, const int32_t *prompt, size_t n_prompt, size
     go.samp.temperature = temperature;   /* pure sampling: no top-k / top-p / min-p / penalties */
     go.samp.seed = seed;
     go.default_stops = 1;
+    go.grammar = grammar;
     engine_seq *gs = gk_calloc(n, sizeof *gs);
     if (engine_generate(e, prompt, n_prompt, n, &go, gs, err)) { free(gs); return -1; }
     for (size_t i = 0; i < n; i++) {
@@ -151,6 +152,8 @@ typedef struct {
     struct engine *eng;
     tok_tokenizer *tok;
     chat_specials sp;
+    constrain_vocab *cvocab;  /* --grammar: the rollouts' constraint on the tokenizer's vocabulary */
+    constrain *cons;
     prefs_set prompts;
     tok_ids *pids;            /* rendered prompts that fit */
     size_t n_pids;
@@ -170,6 +173,8 @@ static void ctx_free(ppo_ctx *c) {
     for (size_t i = 0; i < c->n_pids; i++) tok_ids_free(&c->pids[i]);
     free(c->pids);
     prefs_free(&c->prompts);
+    constrain_free(c->cons);
+    constrain_vocab_free(c->cvocab);
     tok_free(c->tok);
     train_order_free(&c->ord); free(c->order);
 }
@@ -193,7 +198,7 @@ static int ppo_rollouts(ppo_ctx *c, train_stage *s, gk_err *err) {
         uint64_t seed = gk_rng_u64(&s->st.rng);
         if (p < plo || p >= phi || stop) continue;
         if (rlhf_generate(c->eng, pi->ids, pi->n, c->S, (size_t)c->o->max_new, c->o->temperature, seed,
-                          b->seqs + (p - plo) * c->S, b->ended + (p - plo) * c->S, err)) return -1;
+                          b->seqs + (p - plo) * c->S, b->ended + (p - plo) * c->S, c->cons, err)) return -1;
         stop = gk_sigint_pending();
     }
     /* every rank stops when any rank saw Ctrl-C */
@@ -482,6 +487,15 @@ static int ppo_load(ppo_ctx *c, const char *vdir, char **tok_rec, char **rm_tok,
                        c->rm->cfg.vocab_size, c->policy->cfg.vocab_size);
     if (tok_load_recorded(pdir, *tok_rec, o->tokenizer, 1, &c->tok, err)) return -1;
     if (chat_specials_resolve(c->tok, (size_t)c->policy->cfg.vocab_size, &c->sp, err)) return -1;
+    if (o->grammar) {   /* constrained rollouts: the grammar file compiled onto the tokenizer's vocabulary */
+        char *txt; size_t n;
+        if (gk_read_file(o->grammar, &txt, &n, err)) return -1;
+        constrain_grammar *g = constrain_grammar_parse(txt, n, NULL, err);
+        free(txt);
+        if (!g) return gk_err_prefix(err, "%s", o->grammar);
+        c->cvocab = constrain_vocab_new(c->tok);
+        c->cons = constrain_new(g, c->cvocab, NULL, 0);
+    }
     rlhf_chat ch = {c->tok, c->sp};
     if (prefs_load(o->prompts, PREFS_ACCEPT_ANY, &c->prompts, err)) return -1;
     c->pids = gk_calloc(c->prompts.n, sizeof *c->pids);
@@ -614,8 +628,8 @@ int rlhf_compare(const compare_opts *o, compare_result *res, gk_err *err) {
         size_t ctx = (size_t)(ma->cfg.n_ctx < mb->cfg.n_ctx ? ma->cfg.n_ctx : mb->cfg.n_ctx);
         if (pid.n + (size_t)o->max_new + 1 > ctx || pid.n + (size_t)o->max_new + 1 > (size_t)rm->cfg.n_ctx) { skipped++; tok_ids_free(&pid); continue; }
         uint64_t seed = o->seed * 1000003ULL + i;
-        if (rlhf_generate(ea, pid.ids, pid.n, S, (size_t)o->max_new, o->temperature, seed, sa, enda, err) ||
-            rlhf_generate(eb, pid.ids, pid.n, S, (size_t)o->max_new, o->temperature, seed, sb, endb, err)) { tok_ids_free(&pid); rc = -1; break; }
+        if (rlhf_generate(ea, pid.ids, pid.n, S, (size_t)o->max_new, o->temperature, seed, sa, enda, NULL, err) ||
+            rlhf_generate(eb, pid.ids, pid.n, S, (size_t)o->max_new, o->temperature, seed, sb, endb, NULL, err)) { tok_ids_free(&pid); rc = -1; break; }
         score_rollouts(rm, sa, enda, S, sp.end, ra);
         score_rollouts(rm, sb, endb, S, sp.end, rb);
         for (size_t k = 0; k < S; k++) {

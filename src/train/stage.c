@@ -21,6 +21,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* ---------------------------------------------------------------- precision */
 
@@ -353,6 +354,9 @@ int train_stage_run(train_stage *s, const train_stage_hooks *h, char *opts_json,
         gpt_model *m = c->models[0].m;
         gk_log("%s: data parallel over %d ranks (Open MPI); ZeRO-1 optimizer state %.2f MB per rank (%.2f MB unsharded)\n",
                c->name, s->nranks, s->opt_bytes / 1e6, 8.0 * (double)m->num_params / 1e6);
+        /* mpirun answers Ctrl-C with SIGTERM and, a second later, SIGKILL; SIGUSR1 it forwards (docs/distributed.md) */
+        gk_log("%s: to stop and save: Ctrl-C if a step and a save take under a second, else kill -USR1 %ld (mpirun)\n",
+               c->name, (long)getppid());
         if (s->rank == 0 && h->micro && !h->split && c->accum % s->nranks)
             gk_warn("%s: %ld micro-batches per step do not divide among %d ranks: some ranks wait each step "
                     "(make --total-batch / (B*T) a multiple of %d)\n", c->name, c->accum, s->nranks, s->nranks);

@@ -670,6 +670,7 @@ typedef struct {
     const char *prompts;       /* {"prompt"} JSONL */
     const char *resume_dir;
     const char *tokenizer;
+    const char *grammar;       /* GBNF file: rollouts constrained to it (docs/constrain.md); NULL = none */
     const char *out;           /* policy checkpoint; OUT/value holds the value model */
     long   iters;              /* PPO iterations (rollout batch + update) */
     long   batch_prompts;      /* prompts per rollout batch (default 8) */
@@ -720,10 +721,12 @@ void ppo_result_free(ppo_result *r);
 /* Responses from the engine's model for one prompt: one prefill, n samples decoded together with pure
  * temperature sampling (no top-k/top-p/penalties), stopping at <|end|> / <|endoftext|> or after max_new
  * tokens. out[i] holds prompt + response (ids, prompt_len); ended[i] = 1 if it stopped at a stop token
- * (included). seed fixes the draws. Returns 0 or -1 with err (e.g. the prompt does not fit the context). */
+ * (included). seed fixes the draws. grammar (NULL = none): responses constrained to it (docs/constrain.md).
+ * Returns 0 or -1 with err (e.g. the prompt does not fit the context). */
 struct engine;
+struct constrain;
 int rlhf_generate(struct engine *e, const int32_t *prompt, size_t n_prompt, size_t n, size_t max_new,
-                  float temperature, uint64_t seed, rlhf_seq *out, int *ended, gk_err *err);
+                  float temperature, uint64_t seed, rlhf_seq *out, int *ended, struct constrain *grammar, gk_err *err);
 
 /* ================================================================ DPO (dpo.c) */
 typedef struct {
@@ -834,6 +837,7 @@ typedef struct {
     float  clip_eps;           /* ratio clip (0.2) */
     float  adv_eps;            /* advantage denominator epsilon (1e-4) */
     int    token_norm;         /* 0: mean per response then over responses (the paper); 1: mean over tokens */
+    int    skip_no_signal;     /* 1: groups whose rewards are all equal are left out of the update (DAPO's filter) */
     long   epochs;             /* mu: passes over each rollout batch (1) */
     long   minibatch;          /* responses per minibatch (16) */
     float  lr;                 /* AdamW, constant after warmup (1e-5) */
@@ -859,6 +863,7 @@ typedef struct {
     double kl_k3;                      /* mean k3 per token, weighted as the loss */
     double loss, clip_frac, approx_kl;
     double resp_len, ended;
+    double updated;                    /* share of the responses that entered the update (skip_no_signal) */
     double t_rollout, t_ref, t_update;
 } grpo_step_log;
 typedef struct {

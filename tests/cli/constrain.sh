@@ -115,3 +115,46 @@ expect_fail constrain_bad_schema_names_keyword "uniqueItems: true is not support
 expect_fail constrain_bad_regex "regex at offset 2" $GPTKIT sample --model "$M" --prompt x --regex 'ab)'
 expect_fail constrain_two_constraints "at most one of" $GPTKIT sample --model "$M" --prompt x --regex a --json-object
 expect_fail constrain_missing_grammar_file "nope.gbnf" $GPTKIT sample --model "$M" --prompt x --grammar "$TMP/nope.gbnf"
+
+# PPO rollouts take a grammar: every printed sample response follows it
+printf '{"prompt":"Say yes or no.","chosen":"yes","rejected":"no"}\n{"prompt":"Answer:","chosen":"no","rejected":"maybe"}\n' > "$TMP/prefs.jsonl"
+printf '{"prompt":"Say yes or no."}\n{"prompt":"Answer:"}\n' > "$TMP/prompts.jsonl"
+if $GPTKIT rm --init "$M" --data "$TMP/prefs.jsonl" --steps 1 -b 2 --out "$TMP/rm" --json >/dev/null 2>"$TMP/rm.err" \
+   && $GPTKIT ppo --policy "$M" --reward "$TMP/rm" --prompts "$TMP/prompts.jsonl" --iters 2 -b 2 --samples 2 --max-new 16 \
+        --grammar "$GK_ROOT/docs/grammars/choice.gbnf" --sample-every 1 --out "$TMP/ppo" > "$TMP/ppo.out" 2>&1 \
+   && grep "ppo sample" "$TMP/ppo.out" | sed 's/^ppo sample (score [^)]*): //' | python3 -c '
+import re, sys
+L = [re.sub(r"<\|[a-z_]+\|>$", "", l.rstrip("\n")) for l in sys.stdin]   # the stop token ppo prints
+sys.exit(0 if len(L) == 2 and all(re.fullmatch(r"(yes|no|maybe)(, because [^\n.]{1,60}\.)?", t) for t in L) else 1)'; then
+  pass constrain_ppo_grammar_rollouts
+else fail constrain_ppo_grammar_rollouts "$(tail -n 3 "$TMP/rm.err" "$TMP/ppo.out" 2>&1)"; fi
+
+# gptkit fill: a template with selects, regex-bounded gens, a grammar hole and a variable; every capture
+# satisfies its constraint, for several seeds at temperature 1
+cat > "$TMP/t.tpl" <<TPL
+Name: {{name}}
+Mood: {{select mood options=["happy", "sad", "very happy"]}}
+Age: {{gen age regex="[1-9][0-9]?" max_tokens=4}}
+Note: {{gen note max_tokens=8 stop="\n"}}
+Date: {{gen when regex="20[0-9]{2}-(0[1-9]|1[0-2])-[0-2][0-9]" max_tokens=12}}
+Answer: {{grammar ans file="$GK_ROOT/docs/grammars/choice.gbnf"}}
+TPL
+: > "$TMP/fill.jsonl"; rc=0
+for seed in 1 2 3 4; do
+  $GPTKIT fill --model "$M" --template "$TMP/t.tpl" --var name=Ada --json --temperature 1 --seed $seed >> "$TMP/fill.jsonl" 2>"$TMP/fill.err" || rc=$?
+done
+if [ $rc -eq 0 ] && python3 -c '
+import json, re, sys
+bad = []
+for l in open(sys.argv[1]):
+    j = json.loads(l); c = j["captures"]
+    ok = (c["mood"] in ("happy", "sad", "very happy") and re.fullmatch(r"[1-9][0-9]?", c["age"])
+          and re.fullmatch(r"20[0-9]{2}-(0[1-9]|1[0-2])-[0-2][0-9]", c["when"]) and "\n" not in c["note"]
+          and re.fullmatch(r"(yes|no|maybe)(, because [^\n.]{1,60}\.)?", c["ans"]) and j["text"].startswith("Name: Ada\nMood: " + c["mood"] + "\n"))
+    if not ok: bad.append(c)
+print(bad[:2]) if bad else None
+sys.exit(1 if bad else 0)' "$TMP/fill.jsonl"; then pass constrain_fill_template_captures; else fail constrain_fill_template_captures "rc=$rc $(tail -n 2 "$TMP/fill.err")"; fi
+printf 'Q: {{gen}}\n' > "$TMP/bad.tpl"
+expect_fail constrain_fill_bad_template "needs a NAME" $GPTKIT fill --model "$M" --template "$TMP/bad.tpl"
+printf 'Q: {{who}}\n' > "$TMP/var.tpl"
+expect_fail constrain_fill_missing_var "no --var who=VALUE" $GPTKIT fill --model "$M" --template "$TMP/var.tpl"

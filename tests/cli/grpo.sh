@@ -74,6 +74,14 @@ full=[key(x) for x in f if 'reward' in x]; part=[key(x) for x in p if 'reward' i
 sys.exit(0 if len(full)==4 and full[2:]==part else 1)"; then pass grpo_resume_exact; else fail grpo_resume_exact; fi
 cmp -s gfull/model.safetensors gpart/model.safetensors && pass grpo_resume_same_weights || fail grpo_resume_same_weights
 
+# 3b. --skip-no-signal: only groups with unequal rewards enter the update (the share is logged as "updated")
+$GPTKIT grpo $G --iters 3 --skip-no-signal --out gskip --json >gs.log 2>/dev/null
+if py "
+import json,sys
+st=[json.loads(l) for l in open('gs.log')]; st=[x for x in st if 'updated' in x]
+ok=len(st)==3 and all(abs(x['updated']-(1-x['zero_std']))<1e-6 for x in st)
+print(st); sys.exit(0 if ok else 1)" >gs.check 2>&1; then pass grpo_skip_no_signal; else fail grpo_skip_no_signal "$(tail -c 400 gs.check)"; fi
+
 # 4. errors name the file and line
 expect_fail grpo_no_answer 'bad_noanswer.jsonl:2: .*answer' $GPTKIT grpo --policy sft --prompts bad_noanswer.jsonl --out gx
 expect_fail grpo_bad_check 'bad_check.jsonl:1: field "check"' $GPTKIT grpo --policy sft --prompts bad_check.jsonl --out gx

@@ -75,6 +75,16 @@ if "$GPTKIT" index demo-docs --out "$TMP/demo" --people 30 -q && "$GPTKIT" index
   [ "$a" = "$(md5sum < "$TMP/demo2/docs.jsonl")" ] && pass demo_docs_deterministic || fail demo_docs_deterministic
 else fail index_eval_recall_demo "demo-docs or build failed"; fi
 expect_fail chat_retrieve_missing_index "nope.db: no such index" "$GPTKIT" chat --model "$GK_ROOT/tests/fixtures/sft/model" --retrieve "$TMP/nope.db" -p hi
+# solve: sources before each task's prompt, and the `retrieve` tool (its call and results: test_index)
+printf '{"prompt": "Where is the old castle?", "answer": "valley"}\n' > "$TMP/rt.jsonl"
+SM="$GK_ROOT/tests/fixtures/sft/model"   # its tokenizer: the 256 bytes (plus the chat tokens gptkit adds)
+python3 -c 'import base64
+for b in range(256): print(base64.b64encode(bytes([b])).decode(), b)' > "$TMP/bytes.tiktoken"
+expect_fail solve_retrieve_missing_index "nope.db: no such index" "$GPTKIT" solve --model "$SM" --tasks "$TMP/rt.jsonl" --retrieve "$TMP/nope.db"
+expect_fail solve_tool_retrieve_needs_index "add --retrieve INDEX.db" "$GPTKIT" solve --model "$SM" --tasks "$TMP/rt.jsonl" --tools retrieve
+if out=$("$GPTKIT" solve --model "$SM" --tasks "$TMP/rt.jsonl" --tokenizer "$TMP/bytes.tiktoken" --retrieve "$TMP/ix.db" --tools calc,retrieve --max-new 8 --json -q 2>"$TMP/rt.err") &&
+   printf '%s\n' "$out" | tail -1 | grep -q '"tools":"calc,retrieve"'; then pass solve_retrieve_runs
+else fail solve_retrieve_runs "$(tail -2 "$TMP/rt.err") $out"; fi
 
 # ---- SIGKILL mid-build: the index opens, answers, passes SQLite's integrity check, and a rerun completes
 python3 -c '
