@@ -73,6 +73,15 @@ a,b,c,z,d=[json.loads(x)['loss'] for x in sys.argv[1:6]]
 print(a,b,c,z,d); sys.exit(0 if a==b and abs(a-c)<1e-5 and abs(a-d)<1e-5 and abs(a-z)>1e-3 else 1)" "$e1" "$e2" "$e3" "$e0" "$e4" >ev.chk 2>&1; then
   pass lora_eval_adapter_merge; else fail lora_eval_adapter_merge "$(cat ev.chk) $(cat e1.err e2.err ex.err e3.err lm.err e4.err)"; fi
 
+# sample / chat: --adapter DIR equals the adapter directory as --model (greedy), and both differ from the base
+s1=$($GPTKIT sample --model base --adapter lo --prompt "Tell me" --max-new 8 --temperature 0 2>s1.err)
+s2=$($GPTKIT sample --model lo --prompt "Tell me" --max-new 8 --temperature 0 2>s2.err)
+c1=$($GPTKIT chat --model base --adapter lo -p "Tell me about the cat." --max-new 8 --temperature 0 2>c1.err)
+c2=$($GPTKIT chat --model lo -p "Tell me about the cat." --max-new 8 --temperature 0 2>c2.err)
+c0=$($GPTKIT chat --model base -p "Tell me about the cat." --max-new 8 --temperature 0 2>c0.err)
+[ -n "$s1" ] && [ "$s1" = "$s2" ] && [ -n "$c1" ] && [ "$c1" = "$c2" ] && [ "$c1" != "$c0" ] && pass lora_sample_chat_adapter \
+  || fail lora_sample_chat_adapter "[$s1] [$s2] [$c1] [$c2] [$c0] $(cat s1.err c1.err)"
+
 # 4. bad input
 expect_fail lora_bad_target "'q' is not a linear layer of this gpt2 model" \
   $GPTKIT sft --init base --data sft.jsonl --steps 1 --lora-rank 2 --lora-targets q,v --out bad1
