@@ -372,8 +372,9 @@ int gpt_lora_load(gpt_model *m, const char *dir, char **base, gk_err *err) {
     char *txt = NULL; size_t tl = 0;
     cJSON *j = NULL;
     st_file f; memset(&f, 0, sizeof f);
-    int rc = -1, st_ok = 0;
+    int rc = -1, st_ok = 0, attached = 0;
     float *h = NULL;
+    if (m->lora) { gk_errf(err, "%s: the model already carries LoRA adapters", dir); goto done; }
     if (gk_read_file(cpath, &txt, &tl, err)) goto done;
     j = cJSON_ParseWithLength(txt, tl);
     if (!j || !cJSON_IsObject(j)) { gk_errf(err, "%s: not a JSON object", cpath); goto done; }
@@ -417,6 +418,7 @@ int gpt_lora_load(gpt_model *m, const char *dir, char **base, gk_err *err) {
         gk_errf(err, "%s: %s", cpath, msg);
         goto done;
     }
+    attached = 1;
     if (st_open(&f, mpath, err)) goto done;
     st_ok = 1;
     const char *ck = st_meta(&f, "gptkit_base_checksum");
@@ -456,7 +458,7 @@ int gpt_lora_load(gpt_model *m, const char *dir, char **base, gk_err *err) {
     if (base && cJSON_IsString(bm)) *base = gk_strdup(bm->valuestring);
     rc = 0;
 done:
-    if (rc) gpt_lora_detach(m);
+    if (rc && attached) gpt_lora_detach(m);   /* never a half-loaded adapter; an earlier one is not touched */
     free(h);
     if (st_ok) st_close(&f);
     cJSON_Delete(j);
