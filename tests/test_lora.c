@@ -242,6 +242,41 @@ static void test_peft_files_roundtrip(void) {
         CHECK(gpt_lora_load(o, d, NULL, &err) != 0 && strstr(err.msg, "another base"), "other base refused: %s", err.msg);
         CHECK(o->lora == NULL, "nothing attached after a refusal");
         gpt_free(o);
+        /* same family, other width: refused by shape (checksum removed, as in an adapter peft wrote) */
+        {
+            gpt_config c2;
+            tiny(&c2, llama);
+            c2.n_embd = 48;
+            gpt_model *w = gpt_create(&c2);
+            gpt_init_random(w, 3);
+            char *d2 = tl_tmpdir("lora-nock");
+            gpt_model *src = make(llama, 21);
+            gpt_lora_config lc = lcfg(3, t);
+            CHECK(gpt_lora_attach(src, &lc, 14, &err) == 0, "%s", err.msg);
+            CHECK(gpt_lora_save(src, d2, NULL, &err) == 0, "%s", err.msg);
+            /* drop the checksum: rewrite the tensors without it */
+            char *p2 = gk_path_join(d2, "adapter_model.safetensors");
+            st_file g;
+            if (st_open(&g, p2, &err) == 0) {
+                st_writer *wr = st_writer_new();
+                float **keep = calloc(g.n, sizeof *keep);
+                for (size_t k = 0; k < g.n; k++) {
+                    size_t n = g.tensors[k].shape[0] * g.tensors[k].shape[1];
+                    keep[k] = malloc(n * sizeof(float));
+                    st_read_f32(&g, &g.tensors[k], keep[k], &err);
+                    st_writer_add_f32(wr, g.tensors[k].name, 2, g.tensors[k].shape, keep[k]);
+                }
+                CHECK(st_writer_write(wr, p2, &err) == 0, "%s", err.msg);
+                st_writer_free(wr);
+                for (size_t k = 0; k < g.n; k++) free(keep[k]);
+                free(keep);
+                st_close(&g);
+            }
+            CHECK(gpt_lora_load(w, d2, NULL, &err) != 0 && strstr(err.msg, "has shape") && strstr(err.msg, "another model"),
+                  "other width refused by shape: %s", err.msg);
+            CHECK(w->lora == NULL, "nothing attached after a shape refusal");
+            gpt_free(w); gpt_free(src); free(p2); free(d2);
+        }
         /* the other family: refused by target names */
         o = make(!llama, 22);
         CHECK(gpt_lora_load(o, d, NULL, &err) != 0 && strstr(err.msg, "adapter_config.json"), "other family refused: %s", err.msg);
