@@ -6,7 +6,7 @@
 #   make asan       test suite under AddressSanitizer + UBSan (+ LeakSanitizer), in build-asan/
 #
 # Opt-outs: NO_OPENMP=1, NO_BLAS=1, NO_DNNL=1, NO_PCRE2=1 (custom tokenizer split regexes), NO_MHD=1 (no `gptkit serve`),
-# NO_GMP=1 (calc tool).  Sources are picked up by wildcard: adding a .c file
+# NO_GMP=1 (calc tool), NO_MPI=1 (no data-parallel training under mpirun).  Sources are picked up by wildcard: adding a .c file
 # under src/<module>/ needs no edit here.
 # WERROR=1 turns warnings into errors (CI and scripts/test.sh build so; a plain `make` stays lenient, so a newer
 # compiler's new warning never stops a user's build). Extra flags on the command line add to ours rather than
@@ -72,6 +72,15 @@ ifeq ($(NO_GMP),)
     FEATURES += gmp
   endif
 endif
+# Open MPI: data-parallel training under mpirun (src/dist; without it the dist layer is a one-rank stand-in).
+# The flags come from pkg-config's ompi-c (Debian libopenmpi-dev), so the build keeps $(CC) rather than mpicc.
+ifeq ($(NO_MPI),)
+  ifeq ($(shell pkg-config --exists ompi-c 2>/dev/null && echo y),y)
+    override CFLAGS  += -DGK_HAVE_MPI $(shell pkg-config --cflags ompi-c)
+    override LDLIBS  += $(shell pkg-config --libs ompi-c)
+    FEATURES += openmpi
+  endif
+endif
 # cJSON is required (JSON/JSONL reading and writing).
 CJSON_CFLAGS := $(shell pkg-config --cflags libcjson 2>/dev/null)
 CJSON_LIBS   := $(shell pkg-config --libs libcjson 2>/dev/null || echo -lcjson)
@@ -96,7 +105,7 @@ LIB_OBJ  += $(BUILD)/gen/serve_page.o
 all: $(BUILD)/gptkit $(TEST_BIN) summary
 
 summary:
-	@echo "gptkit build: cc=$(CC) features=[$(strip $(FEATURES))] (opt-outs: NO_OPENMP=1 NO_BLAS=1 NO_DNNL=1 NO_PCRE2=1 NO_MHD=1 NO_GMP=1)"
+	@echo "gptkit build: cc=$(CC) features=[$(strip $(FEATURES))] (opt-outs: NO_OPENMP=1 NO_BLAS=1 NO_DNNL=1 NO_PCRE2=1 NO_MHD=1 NO_GMP=1 NO_MPI=1)"
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)

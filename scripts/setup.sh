@@ -14,8 +14,9 @@
 #   chromium chromium-driver     the serve web page's test in headless Chromium (skips without them)
 #   libgmp-dev                   exact big-number arithmetic of the `calc` tool (optional: calc says it is missing)
 #   libsqlite3-dev               the retrieval index (src/index): documents, chunks, FTS5 BM25 and vectors in one file
+#   libopenmpi-dev openmpi-bin   data-parallel training under mpirun (optional: without it src/dist is one rank)
 set -euo pipefail
-PKGS="build-essential pkg-config libcjson-dev zlib1g-dev libopenblas-dev libdnnl-dev libpcre2-dev python3 python3-venv clang libclang-rt-14-dev libmicrohttpd-dev chromium chromium-driver libgmp-dev libsqlite3-dev"
+PKGS="build-essential pkg-config libcjson-dev zlib1g-dev libopenblas-dev libdnnl-dev libpcre2-dev python3 python3-venv clang libclang-rt-14-dev libmicrohttpd-dev chromium chromium-driver libgmp-dev libsqlite3-dev libopenmpi-dev openmpi-bin"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

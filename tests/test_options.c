@@ -121,7 +121,7 @@ static void check_table(const train_opt_table *t) {
 
 static void test_tables_consistent(void) {
     check_table(&train_opts_pretrain); check_table(&train_opts_sft); check_table(&train_opts_rm);
-    check_table(&train_opts_ppo); check_table(&train_opts_dpo);
+    check_table(&train_opts_ppo); check_table(&train_opts_dpo); check_table(&train_opts_grpo);
 }
 
 int main(void) {

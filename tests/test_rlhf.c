@@ -1,7 +1,8 @@
 /* test_rlhf.c: reward-model, PPO and DPO loss math against PyTorch, on plain arrays and through a tiny
  * model; preference-data parsing and its error messages; the Wilson interval and the KL controller.
  *
- * Fixtures: tests/fixtures/rlhf/, made by tests/ref/gen_rlhf_fixtures.py (float64 autograd on fp32 inputs).
+ * Fixtures: tests/fixtures/rlhf/, made by tests/ref/gen_rlhf_fixtures.py and gen_grpo_fixtures.py (GRPO: grpo.safetensors)
+ * (float64 autograd on fp32 inputs).
  * Tolerances: loss-level values 1e-6 relative (fp32 storage); through the model (fp32 vs float64):
  *   values / losses 1e-5 + 1e-4 relative; grads |d| <= 1e-4 |ref| + 1e-4 * max|ref of that tensor|.
  */
@@ -414,6 +415,131 @@ static void test_prefs_parse(void) {
     free(path); free(dir);
 }
 
+
+/* ---------------------------------------------------------------- GRPO */
+
+static void test_grpo_advantages(void) {
+    st_file f; if (open_fix(&f, FIX "/grpo.safetensors")) return;
+    size_t n;
+    float *r = ld(&f, "adv.r", &n), *want = ld(&f, "adv.adv", NULL);
+    int32_t *G = ldi(&f, "adv.G", NULL);
+    if (r && want && G) {
+        float adv[64];
+        rlhf_grpo_advantages(r, n / (size_t)G[0], (size_t)G[0], (float)sc(&f, "adv.eps"), adv);
+        CHECK_ARRAYS("grpo advantages", adv, want, n, 1e-6, 1e-5);
+        CHECK(adv[8] == 0 && adv[11] == 0, "a group with equal rewards has zero advantages (%g %g)", adv[8], adv[11]);
+    }
+    free(r); free(want); free(G);
+    st_close(&f);
+}
+
+/* The loss and its gradient for both normalisations against PyTorch; the gradient also against central finite
+ * differences of the loss itself (in double through the float inputs: h = 1e-3 on logp, points within 2h of a
+ * clip boundary skipped since the loss has a kink there). */
+static void grpo_case(const char *pfx) {
+    st_file f; if (open_fix(&f, FIX "/grpo.safetensors")) return;
+    char nm[64]; size_t n, no;
+#define NM(s) (snprintf(nm, sizeof nm, "%s.%s", pfx, s), nm)
+    float *lp = ld(&f, NM("logp"), &n), *old = ld(&f, NM("old"), NULL), *ref = ld(&f, NM("ref"), NULL);
+    float *adv = ld(&f, NM("adv"), NULL), *pr = ld(&f, NM("params"), NULL), *dw = ld(&f, NM("dlogp"), NULL);
+    int32_t *of = ldi(&f, NM("off"), &no);
+    int tn = !strcmp(pfx, "tok");
+    if (lp && old && ref && adv && pr && dw && of) {
+        size_t off[16], N = no - 1;
+        for (size_t i = 0; i < no; i++) off[i] = (size_t)of[i];
+        float d[64];
+        rlhf_grpo_stats st;
+        double loss = rlhf_grpo_loss(lp, old, ref, off, adv, N, pr[0], pr[1], tn, d, &st);
+        CHECK_CLOSE(loss, sc(&f, NM("loss")), 1e-6, 1e-5, "grpo loss");
+        CHECK_CLOSE(st.kl, sc(&f, NM("kl")), 1e-6, 1e-5, "grpo kl (k3)");
+        CHECK_ARRAYS("grpo dloss/dlogp", d, dw, n, 1e-7, 1e-5);
+        CHECK(st.clip_frac > 0.05 && st.clip_frac < 0.95, "fixture should exercise both branches (clip frac %g)", st.clip_frac);
+        /* finite differences */
+        const float h = 1e-3f;
+        size_t checked = 0;
+        for (size_t t = 0; t < n; t++) {
+            double rho = exp((double)lp[t] - (double)old[t]);
+            if (fabs(rho - (1 - pr[0])) < 3 * h * rho || fabs(rho - (1 + pr[0])) < 3 * h * rho) continue;
+            float save = lp[t];
+            lp[t] = save + h; double up = rlhf_grpo_loss(lp, old, ref, off, adv, N, pr[0], pr[1], tn, NULL, NULL);
+            lp[t] = save - h; double dn = rlhf_grpo_loss(lp, old, ref, off, adv, N, pr[0], pr[1], tn, NULL, NULL);
+            lp[t] = save;
+            double fd = (up - dn) / ((double)(save + h) - (double)(save - h));
+            CHECK_CLOSE(d[t], fd, 2e-5, 2e-3, "grpo finite difference");
+            checked++;
+        }
+        CHECK(checked > n / 2, "finite differences checked only %zu of %zu tokens", checked, n);
+        /* at rollout time (logp = old) no token is clipped and the KL part of the gradient is beta w (1 - exp(ref - logp)) */
+        rlhf_grpo_loss(old, old, ref, off, adv, N, pr[0], pr[1], tn, NULL, &st);
+        CHECK(st.clip_frac == 0 && st.approx_kl == 0, "ratio 1 clips nothing (%g, %g)", st.clip_frac, st.approx_kl);
+    }
+#undef NM
+    free(lp); free(old); free(ref); free(adv); free(pr); free(dw); free(of);
+    st_close(&f);
+}
+static void test_grpo_loss_seq(void) { grpo_case("seq"); }
+static void test_grpo_loss_token(void) { grpo_case("tok"); }
+
+/* Verifiable rewards: demo tasks recovered from their prompt text, graded by the demo's checks; an "answer"
+ * field graded by the strategies' extraction; the format flag. */
+static void test_grpo_reward(void) {
+    prefs_item it;
+    gk_err err;
+    grpo_task t;
+    grpo_reward_out r;
+    CHECK(prefs_parse_line("{\"prompt\": \"What is 47 + 385?\"}", "x", 1, PREFS_ACCEPT_ANY, &it, &err) == 0, "%s", err.msg);
+    CHECK(grpo_task_of(&it, NULL, NULL, &t, &err) == 0 && !strcmp(t.answer, "432") && !strcmp(t.check, "number"),
+          "demo arith task: answer %s check %s", t.answer, t.check);
+    grpo_reward(&t, "The answer is 432.", 1, 1, 0.5f, &r);
+    CHECK(r.correct && r.format && fabs(r.reward - 1.5) < 1e-12, "right, ended: %d %d %g", r.correct, r.format, r.reward);
+    grpo_reward(&t, "The answer is 433.", 1, 1, 0.5f, &r);
+    CHECK(!r.correct && r.format && fabs(r.reward - 0.5) < 1e-12, "wrong: %d %d %g", r.correct, r.format, r.reward);
+    grpo_reward(&t, "The answer is 432. I hope this helps.", 1, 1, 0.5f, &r);
+    CHECK(r.correct && !r.format, "rambling loses the format reward: %d %d", r.correct, r.format);
+    grpo_reward(&t, "The answer is 432.", 0, 1, 0.5f, &r);
+    CHECK(r.correct && !r.format, "a reply cut at max_new loses the format reward");
+    prefs_item_free(&it);
+    CHECK(prefs_parse_line("{\"prompt\": \"What is the capital of Peru? Reply in uppercase.\"}", "x", 1, PREFS_ACCEPT_ANY, &it, &err) == 0, "%s", err.msg);
+    CHECK(grpo_task_of(&it, NULL, NULL, &t, &err) == 0 && !strcmp(t.check, "upper"), "upper task: %s", t.check);
+    grpo_reward(&t, "THE CAPITAL OF PERU IS LIMA.", 1, 1, 0, &r);
+    CHECK(r.correct && r.reward == 1, "uppercase right");
+    grpo_reward(&t, "The capital of Peru is Lima.", 1, 1, 0, &r);
+    CHECK(!r.correct && r.reward == 0, "uppercase instruction ignored: not correct under the check");
+    prefs_item_free(&it);
+    CHECK(prefs_parse_line("{\"prompt\": \"How many legs has a spider?\"}", "x", 1, PREFS_ACCEPT_ANY, &it, &err) == 0, "%s", err.msg);
+    CHECK(grpo_task_of(&it, NULL, NULL, &t, &err) == -1 && strstr(err.msg, "answer"), "not a demo prompt: %s", err.msg);
+    CHECK(grpo_task_of(&it, "8", NULL, &t, &err) == 0 && t.check[0] == 0, "answer field");
+    grpo_reward(&t, "Let me count: 2 per pair, four pairs. The answer is 8.", 1, 1, 0, &r);
+    CHECK(r.correct, "extracted after the marker");
+    grpo_reward(&t, "The answer is 6.", 1, 1, 0, &r);
+    CHECK(!r.correct, "wrong number");
+    CHECK(grpo_task_of(&it, "8", "bogus", &t, &err) == -1 && strstr(err.msg, "check"), "unknown check: %s", err.msg);
+    prefs_item_free(&it);
+}
+
+/* The gold judge is the demo's rule on any reply to a demo prompt; the paired interval of an accuracy difference. */
+static void test_gold_and_paired(void) {
+    demo_verdict v;
+    CHECK(demo_gold(NULL, "What is 47 + 385?", "The answer is 432.", &v) == 0 && v.score == 7, "ideal reply scores 7 (%d)", v.score);
+    CHECK(demo_gold("", "What is 47 + 385?", "Sure! The answer is 432.", &v) == 0 && v.score == 6, "rambling scores 6 (%d)", v.score);
+    CHECK(demo_gold(NULL, "What is 47 + 385?", "The answer is 431.", &v) == 0 && v.score == 3 && !v.correct, "wrong scores 3 (%d)", v.score);
+    CHECK(demo_gold(NULL, "What is the capital of Peru? Answer as JSON {\"answer\": ...}.", "{\"answer\": \"Lima\"}", &v) == 0 &&
+          v.score == 7, "JSON reply scores 7 (%d)", v.score);
+    CHECK(demo_gold(NULL, "What is the capital of Peru? Answer as JSON {\"answer\": ...}.", "The capital of Peru is Lima.", &v) == 0 &&
+          v.score == 5, "format ignored scores 5 (%d)", v.score);
+    CHECK(demo_gold(NULL, "How many legs has a spider?", "Eight.", &v) == -1, "not a demo prompt: no verdict");
+    unsigned char a[10] = {1, 1, 1, 1, 1, 1, 0, 1, 1, 0}, b[10] = {0, 1, 0, 1, 0, 1, 0, 1, 0, 0};
+    double m, lo, hi;
+    rlhf_paired_diff(a, b, 10, 1.959964, &m, &lo, &hi);
+    /* d = 1 on 4 tasks, 0 on 6: mean 0.4, sd sqrt(0.4*0.6*10/9), se = sd / sqrt(10) */
+    double se = sqrt(0.4 * 0.6 * 10.0 / 9.0) / sqrt(10.0);
+    CHECK_CLOSE(m, 0.4, 1e-12, 0, "paired mean");
+    CHECK_CLOSE(lo, 0.4 - 1.959964 * se, 1e-12, 0, "paired lower end");
+    CHECK_CLOSE(hi, 0.4 + 1.959964 * se, 1e-12, 0, "paired upper end");
+    rlhf_paired_diff(a, a, 10, 1.959964, &m, &lo, &hi);
+    CHECK(m == 0 && lo == 0 && hi == 0, "identical models: a zero-width interval at 0");
+}
+
 int main(void) {
     TL_RUN(test_rm_loss_pairs);
     TL_RUN(test_rm_loss_ranking);
@@ -428,5 +554,10 @@ int main(void) {
     TL_RUN(test_model_value);
     TL_RUN(test_wilson_and_kl_ctl);
     TL_RUN(test_prefs_parse);
+    TL_RUN(test_grpo_advantages);
+    TL_RUN(test_grpo_loss_seq);
+    TL_RUN(test_grpo_loss_token);
+    TL_RUN(test_grpo_reward);
+    TL_RUN(test_gold_and_paired);
     return tl_summary();
 }

@@ -122,13 +122,41 @@ static void test_bad_requests(void) {
     expect_400("{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"n\":1.5}", 1, "n", "expected an integer");
     expect_400("{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"max_tokens\":500}", 1, "max_tokens", "at most");
     expect_400("{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"top_logprobs\":2}", 1, "top_logprobs", "needs logprobs");
-    expect_400("{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"response_format\":{\"type\":\"json_object\"}}", 1,
-               "response_format", "not supported by this build");
+    expect_400("{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"response_format\":{\"type\":\"json_schema\","
+               "\"json_schema\":{\"name\":\"x\",\"schema\":{\"type\":\"array\",\"uniqueItems\":true}}}}", 1,
+               "response_format", "uniqueItems");
+    expect_400("{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"response_format\":{\"type\":\"json_schema\"}}", 1,
+               "response_format", "json_schema");
+    expect_400("{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"response_format\":{\"type\":\"yaml\"}}", 1,
+               "response_format", "not one of");
     expect_400("{\"messages\":[{\"role\":\"tool\",\"content\":\"x\"}]}", 1, "messages", "tool");
     expect_400("{\"prompt\":[1, 99999]}", 0, "prompt", "token id");
     expect_400("{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"tool_choice\":\"maybe\"}", 1, "tool_choice", "expected");
     expect_400("{\"prompt\":\"\"}", 0, "prompt", "empty");
     /* a rejected request leaves nothing behind: LeakSanitizer checks the paths above under make asan */
+}
+
+/* response_format json_object / json_schema compile a grammar onto the request; text leaves none */
+static void test_response_format(void) {
+    const char *bodies[3] = {
+        "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"response_format\":{\"type\":\"json_object\"}}",
+        "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"response_format\":{\"type\":\"json_schema\",\"json_schema\":"
+        "{\"name\":\"p\",\"strict\":true,\"schema\":{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"integer\"}},\"required\":[\"a\"]}}}}",
+        "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"response_format\":{\"type\":\"text\"}}" };
+    for (int i = 0; i < 3; i++) {
+        serve_req r;
+        serve_error e;
+        int rc = parse(&r, bodies[i], 1, &e);
+        CHECK(rc == 0, "body %d rejected: %s", i, rc ? e.err.msg : "");
+        if (rc) continue;
+        CHECK((r.grammar != NULL) == (i < 2), "body %d: grammar %p", i, (void *)r.grammar);
+        if (i == 1 && r.grammar) {
+            CHECK(constrain_grammar_matches(r.grammar, "{\"a\": 5}", 8), "schema grammar rejects {\"a\": 5}");
+            CHECK(!constrain_grammar_matches(r.grammar, "{}", 2), "schema grammar accepts {} without the required a");
+        }
+        if (i == 0 && r.grammar) CHECK(!constrain_grammar_matches(r.grammar, "[1]", 3), "json_object accepts an array");
+        serve_req_free(&r);
+    }
 }
 
 static void test_depth_scan(void) {
@@ -191,6 +219,7 @@ int main(void) {
     TL_RUN(test_chat_renders_like_chat_render);
     TL_RUN(test_tools_round_trip);
     TL_RUN(test_bad_requests);
+    TL_RUN(test_response_format);
     TL_RUN(test_depth_scan);
     TL_RUN(test_tool_call_split);
     TL_RUN(test_response_shapes);

@@ -74,3 +74,43 @@ int cli_sampling_flag(cli_args *a, const char *f, infer_sampling *s) {
     else return 0;
     return 1;
 }
+
+/* ---------------------------------------------------------------- constrained output flags */
+
+void cli_constraint_init(cli_constraint *c) { c->kind = -1; c->arg = NULL; }
+
+int cli_constraint_flag(cli_args *a, const char *f, cli_constraint *c) {
+    int kind;
+    if (cli_is(f, "--grammar")) kind = CONSTRAIN_GBNF;
+    else if (cli_is(f, "--json-schema")) kind = CONSTRAIN_JSON_SCHEMA;
+    else if (cli_is(f, "--regex")) kind = CONSTRAIN_REGEX;
+    else if (cli_is(f, "--json-value", "--json-object")) kind = CONSTRAIN_JSON;
+    else return 0;
+    if (c->kind >= 0) cli_usage_error(a, "give at most one of --grammar, --json-schema, --regex, --json-value, --json-object");
+    c->kind = kind;
+    c->arg = kind == CONSTRAIN_JSON ? (cli_is(f, "--json-object") ? "object" : "value") : cli_str(a, f);
+    return 1;
+}
+
+int cli_constraint_build(const cli_constraint *c, const tok_tokenizer *tok, constrain_vocab **v, constrain **out, gk_err *err) {
+    *v = NULL; *out = NULL;
+    if (c->kind < 0) return 0;
+    if (!tok) return gk_errf(err, "constrained output needs a tokenizer (the checkpoint records none; pass --tokenizer)");
+    char *gbnf = NULL;
+    if (c->kind == CONSTRAIN_REGEX) gbnf = constrain_spec_to_gbnf(CONSTRAIN_REGEX, c->arg, strlen(c->arg), err);
+    else if (c->kind == CONSTRAIN_JSON) gbnf = !strcmp(c->arg, "object") ? constrain_json_object_gbnf() : constrain_json_value_gbnf();
+    else {
+        char *data; size_t n;
+        if (gk_read_file(c->arg, &data, &n, err)) return -1;
+        gbnf = constrain_spec_to_gbnf((constrain_kind)c->kind, data, n, err);
+        free(data);
+        if (!gbnf) return gk_err_prefix(err, "%s", c->arg);
+    }
+    if (!gbnf) return gk_err_prefix(err, "--regex");
+    constrain_grammar *g = constrain_grammar_parse(gbnf, strlen(gbnf), NULL, err);
+    free(gbnf);
+    if (!g) return c->kind == CONSTRAIN_GBNF ? gk_err_prefix(err, "%s", c->arg) : -1;
+    *v = constrain_vocab_new(tok);
+    *out = constrain_new(g, *v, NULL, 0);   /* the engine allows its own stop tokens where the grammar may end */
+    return 0;
+}

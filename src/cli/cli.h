@@ -23,6 +23,7 @@ int cmd_rm(int argc, char **argv);
 int cmd_score(int argc, char **argv);
 int cmd_ppo(int argc, char **argv);
 int cmd_dpo(int argc, char **argv);
+int cmd_grpo(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
 int cmd_pipeline(int argc, char **argv);
 int cmd_data(int argc, char **argv);
@@ -71,6 +72,21 @@ int cli_train_opts(const train_opt_table *t, void *o, int argc, char **argv, con
 /* The sampling flags sample and chat share: --temperature --top-k --top-p --min-p --repetition-penalty
  * --frequency-penalty --presence-penalty --seed (infer_sampling_validate checks them). Returns 1 if f was one. */
 int cli_sampling_flag(cli_args *a, const char *f, infer_sampling *s);
+
+/* Constrained output, the flags sample, chat and solve share: --grammar FILE.gbnf, --json-schema FILE.json,
+ * --regex RE, --json-value (any JSON value), --json-object (any JSON object); at most one. Returns 1 if f
+ * was one. */
+typedef struct { int kind; const char *arg; } cli_constraint;   /* kind -1 = none, else a constrain_kind */
+#define CLI_CONSTRAINT_HELP \
+"  --grammar FILE        constrain the output to a GBNF grammar (llama.cpp syntax; docs/constrain.md)\n" \
+"  --json-schema FILE    constrain the output to JSON valid under a JSON Schema\n" \
+"  --regex RE            constrain the output to match a regular expression (whole output)\n" \
+"  --json-value | --json-object   constrain the output to any JSON value / object\n"
+void cli_constraint_init(cli_constraint *c);
+int cli_constraint_flag(cli_args *a, const char *f, cli_constraint *c);
+/* The constraint asked for (NULL in *out when none): grammar text read/converted, compiled and bound to
+ * tok's vocabulary (*v, built here; free both after the engine). 0, or -1 with err naming the file. */
+int cli_constraint_build(const cli_constraint *c, const tok_tokenizer *tok, constrain_vocab **v, constrain **out, gk_err *err);
 
 /* A subcommand whose issue has not landed yet: says so and exits 2. */
 int cli_not_yet(const char *cmd, const char *what);

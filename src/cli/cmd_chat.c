@@ -34,6 +34,7 @@ static const char *USAGE =
 "  --temperature T       default 0.7 interactively, 0 (greedy, reproducible) with -p\n"
 "  --top-k K  --top-p P  --min-p P  --repetition-penalty R  --frequency-penalty F  --presence-penalty P\n"
 "  --seed S              sampling seed (default 1337)\n"
+CLI_CONSTRAINT_HELP
 "  --tools LIST          tools the model may call: calc, python (calls are shown on stderr as they happen)\n"
 "  --strategy S          greedy (default) | cot | sc:N | tot:K,B,D | reflect:R (docs/strategies.md)\n"
 "  --retrieve INDEX.db   put the top chunks of a retrieval index (gptkit index build) before each question\n"
@@ -66,6 +67,8 @@ typedef struct {
     tool_registry *tools;
     strategy_spec spec;
     int use_strategy;
+    constrain_vocab *cv;       /* --grammar / --json-schema / --regex: every reply constrained */
+    constrain *cons;
 } chat_session;
 
 /* Renders conv with a generation prompt; drops the oldest non-system turns while it does not fit with room
@@ -119,6 +122,7 @@ static int reply_strategy(chat_session *s, chat_conv *c, int *interrupted, gk_er
     if (streamed) { so.on_token = s->o.on_token; so.ctx = s->o.ctx; }
     so.on_tool = show_tool;
     so.cancel = s->o.cancel;
+    so.grammar = s->cons;
     strategy_result r;
     g_cancel = 0; g_generating = 1;
     int rc = strategy_solve(&s->spec, &so, c->msgs[c->n - 1].content, NULL, 0, &r, err);
@@ -175,6 +179,8 @@ int cmd_chat(int argc, char **argv) {
     int temp_set = 0;
     const char *tools = NULL, *strategy = NULL;
     const char *rag_db = NULL; size_t rag_k = 3, rag_budget = 0; index_db *rag = NULL;
+    cli_constraint cc;
+    cli_constraint_init(&cc);
     while ((f = cli_next(&a))) {
         if (cli_is(f, "--model")) model_dir = cli_str(&a, f);
         else if (cli_is(f, "--tokenizer")) tok_path = cli_str(&a, f);
@@ -182,6 +188,7 @@ int cmd_chat(int argc, char **argv) {
         else if (cli_is(f, "--system")) system = cli_str(&a, f);
         else if (cli_is(f, "--max-new")) { long v = cli_long(&a, f); if (v < 1) cli_usage_error(&a, "--max-new must be >= 1"); s.o.max_new = (size_t)v; }
         else if (cli_sampling_flag(&a, f, &s.o.samp)) temp_set |= cli_is(f, "--temperature");
+        else if (cli_constraint_flag(&a, f, &cc)) {}
         else if (cli_is(f, "-q", "--quiet")) gk_verbose = 0;
         else if (cli_is(f, "--tools")) tools = cli_str(&a, f);
         else if (cli_is(f, "--strategy")) strategy = cli_str(&a, f);
@@ -209,6 +216,8 @@ int cmd_chat(int argc, char **argv) {
     if (rag_db && !(rag = index_open(rag_db, NULL, &err))) goto fail;
     size_t seqs = s.spec.kind == STRAT_SC ? (size_t)s.spec.n : s.spec.kind == STRAT_TOT ? (size_t)s.spec.k : 1;
     if (eval_model_open(&s.em, model_dir, tok_path, 1, 1, seqs, &err)) goto fail;
+    if (cli_constraint_build(&cc, s.em.tok, &s.cv, &s.cons, &err)) goto fail;
+    s.o.grammar = s.cons;
     s.o.cancel = &g_cancel;
     s.o.on_token = stream_out;
     if (system) chat_conv_add(&c, CHAT_SYSTEM, system);
@@ -288,5 +297,7 @@ fail:
     tools_free(s.tools);
     index_close(rag);
     eval_model_close(&s.em);
+    constrain_free(s.cons);
+    constrain_vocab_free(s.cv);
     return rc;
 }

@@ -1,6 +1,6 @@
 /* cmd_pipeline.c: gptkit pipeline — the whole chain on the built-in demo data (or a config):
  *
- *   corpus -> tokenizer -> shards -> data -> pretrain -> sft -> rm -> ppo -> dpo -> eval -> report
+ *   corpus -> tokenizer -> shards -> data -> pretrain -> sft -> rm -> ppo -> dpo -> grpo -> eval -> report
  *
  * Each stage writes its outputs under RUN/ and, when complete, RUN/stages/<stage>.json with what it
  * achieved. A rerun skips completed stages; an interrupted training stage resumes from its last checkpoint
@@ -54,6 +54,7 @@ static const kspec EVAL_KEYS[] = {
     L("eval.compare_n", compare_n, "prompts for the reward-model win rates"),
     L("eval.max_new", max_new, "answer token limit"),
     L("eval.strategy_tasks", strategy_tasks, "tasks per row of the strategies table (0 = none)"),
+    L("eval.best_of", best_of, "N of the best-of-N baseline in the win rates (samples from SFT, the RM's favourite; 0 = none)"),
 };
 #undef L
 #undef D
@@ -65,7 +66,7 @@ static const kspec EVAL_KEYS[] = {
 static const struct { const train_opt_table *t; size_t off; } STAGE_OPTS[] = {
     { &train_opts_pretrain, offsetof(pipe_cfg, pt) }, { &train_opts_sft, offsetof(pipe_cfg, sft) },
     { &train_opts_rm, offsetof(pipe_cfg, rm) }, { &train_opts_ppo, offsetof(pipe_cfg, ppo) },
-    { &train_opts_dpo, offsetof(pipe_cfg, dpo) },
+    { &train_opts_dpo, offsetof(pipe_cfg, dpo) }, { &train_opts_grpo, offsetof(pipe_cfg, grpo) },
 };
 #define NSTAGE_OPTS (sizeof STAGE_OPTS / sizeof STAGE_OPTS[0])
 
@@ -91,6 +92,12 @@ void pipe_cfg_default(pipe_cfg *c) {
     po->lr = (float)3e-5; po->beta = (float)0.1; po->kl_target = (float)6.0; po->kl_horizon = 1000;
     po->sample_every = 10; po->save_every = 10;
     c->dpo.batch = 16; c->dpo.epochs = 1; c->dpo.steps = 200; c->dpo.sched.lr = (float)5e-5; c->dpo.beta = (float)0.1;
+    grpo_opts *go = &c->grpo;
+    /* G = 16 at temperature 0.7: with the demo's SFT model most groups of 8 at temperature 1 held no correct reply
+     * (no signal); lr 1e-4: 2e-4 and above drifted (KL 2-20) without gaining (bench/RESULTS.md, issue 21) */
+    go->iters = 30; go->batch_prompts = 8; go->group = 16; go->temperature = 0.7f; go->max_new = 24; go->minibatch = 32;
+    go->lr = (float)1e-4; go->beta = (float)0.04; go->sample_every = 10; go->save_every = 10;
+    c->best_of = 4;
     c->eval_tasks = 200; c->fewshot_k = 3; c->div_prompts = 16; c->div_samples = 8; c->compare_n = 100; c->max_new = 24;
     c->strategy_tasks = 100;
 }
@@ -246,7 +253,7 @@ static int stage_done(const pipe_cfg *c, const char *stage, cJSON *j, double sec
 
 /* ---------------------------------------------------------------- stages */
 
-typedef struct { const pipe_cfg *c; char *p_corpus, *p_tok, *p_shards, *p_data, *p_base, *p_sft, *p_rm, *p_ppo, *p_dpo; } ctx;
+typedef struct { const pipe_cfg *c; char *p_corpus, *p_tok, *p_shards, *p_data, *p_base, *p_sft, *p_rm, *p_ppo, *p_dpo, *p_grpo; } ctx;
 
 static int st_corpus(ctx *x, cJSON *j, gk_err *err) {
     char *gz = demo_corpus_locate();
@@ -492,16 +499,50 @@ static int st_dpo(ctx *x, cJSON *j, gk_err *err) {
     return rc;
 }
 
+/* GRPO from the SFT model on the RL prompts, rewarded by the demo's answer checks (their answers are recovered
+ * from the prompt text); grpo.iters = 0 skips it. */
+static int st_grpo(ctx *x, cJSON *j, gk_err *err) {
+    const pipe_cfg *c = x->c;
+    if (c->grpo.iters <= 0) { cJSON_AddBoolToObject(j, "skipped", 1); return 0; }
+    grpo_opts o = c->grpo;
+    o.policy_dir = x->p_sft;
+    char *pr = gk_path_join(x->p_data, "prompts.jsonl");
+    o.prompts = pr;
+    STAGE_RUN(o, c, "grpo", x->p_grpo);
+    grpo_result r;
+    memset(&r, 0, sizeof r);
+    int rc = train_grpo(&o, &r, err);
+    if (rc == 0 && r.interrupted) rc = interrupted("GRPO", err);
+    if (rc == 0) {
+        char *mp = gk_path_join(x->p_grpo, "metrics.jsonl");
+        const char *keys[3] = { "reward", "accuracy", "kl" };
+        for (int k = 0; k < 3; k++) {
+            pipe_series ser;
+            pipe_read_series(mp, keys[k], &ser);
+            cJSON *arr = cJSON_AddArrayToObject(j, keys[k]);
+            for (size_t i = 0; i < ser.n; i++) cJSON_AddItemToArray(arr, cJSON_CreateNumber(ser.y[i]));
+            pipe_series_free(&ser);
+        }
+        free(mp);
+        cJSON_AddNumberToObject(j, "train_seconds", r.seconds);
+    }
+    grpo_result_free(&r);
+    free(pr);
+    return rc;
+}
+
 /* ---------------------------------------------------------------- evaluation */
 
 /* One model's task accuracy (and, for a chat model, the diversity of its samples) into o. */
-static int eval_one(const pipe_cfg *c, const char *dir, int base, const demo_task *tasks, long nt, cJSON *o, gk_err *err) {
+static int eval_one(const pipe_cfg *c, const char *dir, int base, const demo_task *tasks, long nt, cJSON *o,
+                    unsigned char *correct, gk_err *err) {
     eval_model em;
     size_t S = (size_t)(c->div_samples > 1 ? c->div_samples : 1);
     if (eval_model_open(&em, dir, NULL, 1, 1, S, err)) return -1;
     eval_task_stats ts;
     cJSON *samples = cJSON_AddArrayToObject(o, "samples");
-    int rc = eval_tasks(&em, base, tasks, nt, (int)c->fewshot_k, (uint64_t)c->seed, (size_t)c->max_new, &ts, samples, err);
+    int rc = eval_tasks_graded(&em, base, tasks, nt, (int)c->fewshot_k, (uint64_t)c->seed, (size_t)c->max_new, &ts, samples,
+                               correct, err);
     if (rc == 0) {
         cJSON_AddNumberToObject(o, "accuracy", ts.acc);
         cJSON_AddNumberToObject(o, "format_rate", ts.format_rate);
@@ -523,22 +564,38 @@ static int eval_one(const pipe_cfg *c, const char *dir, int base, const demo_tas
     return rc;
 }
 
-/* Win rate of a model over the SFT model by the reward model, into o. */
-static int win_rate(ctx *x, const char *name, const char *dir, const char *prompts, cJSON *o, gk_err *err) {
+static void put_compare(cJSON *o, const compare_result *r) {
+    cJSON_AddNumberToObject(o, "win_rate", r->win_rate);
+    cJSON_AddNumberToObject(o, "ci_lo", r->ci_lo);
+    cJSON_AddNumberToObject(o, "ci_hi", r->ci_hi);
+    cJSON_AddNumberToObject(o, "n", (double)r->n);
+    cJSON_AddNumberToObject(o, "wins", r->wins);
+    cJSON_AddNumberToObject(o, "ties", r->ties);
+    cJSON_AddNumberToObject(o, "losses", r->losses);
+}
+
+/* Win rate of a model (or best-of-N samples of the SFT model) over the SFT model on held-out prompts, judged by
+ * the reward model and by the gold rule (rlhf_judge), into o: the reward model's numbers at the top level
+ * (win_rate, ci_lo, ci_hi, n, mean_score, mean_score_sft), the gold rule's under "gold". */
+static int win_rate(ctx *x, const char *name, const char *dir, long best_of, const char *prompts, cJSON *o, gk_err *err) {
     const pipe_cfg *c = x->c;
-    compare_opts co;
-    compare_opts_default(&co);
-    co.a_dir = dir; co.b_dir = x->p_sft; co.rm_dir = x->p_rm; co.prompts = prompts;
-    co.n = c->compare_n; co.max_new = c->max_new; co.seed = (uint64_t)c->seed;
-    compare_result cr;
-    gk_log("pipeline: comparing %s with sft by the reward model on %ld prompts\n", name, c->compare_n);
-    if (rlhf_compare(&co, &cr, err)) return -1;
-    cJSON_AddNumberToObject(o, "win_rate", cr.win_rate);
-    cJSON_AddNumberToObject(o, "ci_lo", cr.ci_lo);
-    cJSON_AddNumberToObject(o, "ci_hi", cr.ci_hi);
-    cJSON_AddNumberToObject(o, "n", (double)cr.n);
-    cJSON_AddNumberToObject(o, "mean_score", cr.mean_a);
-    cJSON_AddNumberToObject(o, "mean_score_sft", cr.mean_b);
+    judge_opts jo;
+    judge_opts_default(&jo);
+    jo.a_dir = dir; jo.b_dir = x->p_sft; jo.rm_dir = x->p_rm; jo.prompts = prompts; jo.best_of = best_of;
+    jo.n = c->compare_n; jo.max_new = c->max_new; jo.seed = (uint64_t)c->seed;
+    judge_result jr;
+    gk_log("pipeline: comparing %s with sft by the reward model and the gold rule on %ld prompts\n", name, c->compare_n);
+    if (rlhf_judge(&jo, &jr, err)) return -1;
+    put_compare(o, &jr.rm);
+    cJSON_AddNumberToObject(o, "mean_score", jr.rm.mean_a);
+    cJSON_AddNumberToObject(o, "mean_score_sft", jr.rm.mean_b);
+    cJSON_AddNumberToObject(o, "samples_per_reply", (double)(best_of > 1 ? best_of : 1));
+    cJSON *g = cJSON_AddObjectToObject(o, "gold");
+    put_compare(g, &jr.gold);
+    cJSON_AddNumberToObject(g, "mean_score", jr.gold.mean_a);
+    cJSON_AddNumberToObject(g, "mean_score_sft", jr.gold.mean_b);
+    cJSON_AddNumberToObject(g, "correct", jr.gold_correct_a);
+    cJSON_AddNumberToObject(g, "correct_sft", jr.gold_correct_b);
     return 0;
 }
 
@@ -625,19 +682,40 @@ static int st_eval(ctx *x, cJSON *j, gk_err *err) {
     long nt = demo_read_eval(ev, &tasks, err);
     if (nt < 0) { free(ev); return -1; }
     if (c->eval_tasks > 0 && nt > c->eval_tasks) nt = c->eval_tasks;
+    cJSON *gs = pipe_stage_result(c, "grpo");
+    int has_grpo = gs && !cJSON_IsTrue(cJSON_GetObjectItem(gs, "skipped"));
+    cJSON_Delete(gs);
     struct { const char *name; const char *dir; int base; } models[] = {
-        { "base", x->p_base, 1 }, { "sft", x->p_sft, 0 }, { "ppo", x->p_ppo, 0 }, { "dpo", x->p_dpo, 0 },
+        { "base", x->p_base, 1 }, { "sft", x->p_sft, 0 }, { "ppo", x->p_ppo, 0 }, { "dpo", x->p_dpo, 0 }, { "grpo", x->p_grpo, 0 },
     };
+    size_t nmodels = has_grpo ? 5 : 4;
     cJSON *acc = cJSON_AddObjectToObject(j, "models");
+    unsigned char *right = gk_calloc((size_t)(nt > 0 ? nt : 1) * nmodels, 1);   /* [model][task]: for paired differences */
     int rc = 0;
-    for (size_t mi = 0; rc == 0 && mi < 4; mi++) {
+    for (size_t mi = 0; rc == 0 && mi < nmodels; mi++) {
         gk_log("pipeline: evaluating %s on %ld held-out tasks\n", models[mi].name, nt);
-        rc = eval_one(c, models[mi].dir, models[mi].base, tasks, nt, cJSON_AddObjectToObject(acc, models[mi].name), err);
+        rc = eval_one(c, models[mi].dir, models[mi].base, tasks, nt, cJSON_AddObjectToObject(acc, models[mi].name),
+                      right + mi * (size_t)nt, err);
     }
-    /* reward-model win rates against the SFT model */
+    /* each RL model's accuracy minus the SFT model's on the same tasks, with a paired 95% interval */
+    for (size_t mi = 2; rc == 0 && mi < nmodels && nt > 0; mi++) {
+        double d, lo, hi;
+        rlhf_paired_diff(right + mi * (size_t)nt, right + (size_t)nt, (size_t)nt, 1.959964, &d, &lo, &hi);
+        cJSON *o = cJSON_GetObjectItem(acc, models[mi].name);
+        cJSON_AddNumberToObject(o, "gain_vs_sft", d);
+        cJSON_AddNumberToObject(o, "gain_ci_lo", lo);
+        cJSON_AddNumberToObject(o, "gain_ci_hi", hi);
+    }
+    free(right);
+    /* win rates against the SFT model, by the reward model and the gold rule; best-of-N of SFT as the baseline */
     cJSON *wr = cJSON_AddObjectToObject(j, "win_rate_vs_sft");
-    if (rc == 0) rc = win_rate(x, "ppo", x->p_ppo, ev, cJSON_AddObjectToObject(wr, "ppo"), err);
-    if (rc == 0) rc = win_rate(x, "dpo", x->p_dpo, ev, cJSON_AddObjectToObject(wr, "dpo"), err);
+    if (rc == 0) rc = win_rate(x, "ppo", x->p_ppo, 1, ev, cJSON_AddObjectToObject(wr, "ppo"), err);
+    if (rc == 0) rc = win_rate(x, "dpo", x->p_dpo, 1, ev, cJSON_AddObjectToObject(wr, "dpo"), err);
+    if (rc == 0 && has_grpo) rc = win_rate(x, "grpo", x->p_grpo, 1, ev, cJSON_AddObjectToObject(wr, "grpo"), err);
+    if (rc == 0 && c->best_of > 1) {
+        char nm[32]; snprintf(nm, sizeof nm, "best_of_%ld", c->best_of);
+        rc = win_rate(x, nm, x->p_sft, c->best_of, ev, cJSON_AddObjectToObject(wr, "best_of_n"), err);
+    }
     if (rc == 0) rc = eval_strategies(x, j, err);
     /* retrieval (issue 16): recall@k of the demo document set, BM25 */
     if (rc == 0) rc = pipe_retrieval(c, x->p_data, cJSON_AddObjectToObject(j, "retrieval"), err);
@@ -652,7 +730,7 @@ static const char *USAGE =
 "usage: gptkit pipeline [CONFIG] [--run-dir DIR] [--fast] [--from STAGE] [--to STAGE] [--print-config]\n"
 "\n"
 "Runs the whole chain on the built-in demo data: corpus -> tokenizer -> shards -> data -> pretrain -> sft ->\n"
-"rm -> ppo -> dpo -> eval -> report. Each stage is skipped when its output is already complete, and an\n"
+"rm -> ppo -> dpo -> grpo -> eval -> report. Each stage is skipped when its output is already complete, and an\n"
 "interrupted training stage resumes from its last checkpoint, so rerunning after Ctrl-C continues.\n"
 "Results: RUN/report.md (with plots under RUN/plots/) and RUN/report.json.\n"
 "\n"
@@ -674,6 +752,7 @@ static const struct { const char *name; stage_fn fn; const char *what; } STAGES[
     { "rm", st_rm, "train the reward model" },
     { "ppo", st_ppo, "PPO against the reward model" },
     { "dpo", st_dpo, "DPO on the preferences (comparison)" },
+    { "grpo", st_grpo, "GRPO on the RL prompts, rewarded by answer checks" },
     { "eval", st_eval, "evaluate every stage's model" },
 };
 #define NSTAGES (sizeof STAGES / sizeof STAGES[0])
@@ -693,6 +772,8 @@ static void fast_config(pipe_cfg *c) {
     c->rm.epochs = 1; c->rm.batch = 16;
     c->ppo.iters = 3; c->ppo.batch_prompts = 4; c->ppo.samples = 2; c->ppo.max_new = 12;
     c->dpo.epochs = 1;
+    c->grpo.iters = 2; c->grpo.batch_prompts = 2; c->grpo.group = 4; c->grpo.max_new = 12; c->grpo.minibatch = 8;
+    c->best_of = 2;
     c->eval_tasks = 20; c->div_prompts = 4; c->div_samples = 4; c->compare_n = 10; c->max_new = 12;
     c->n_tool_eval = 10; c->strategy_tasks = 4;
 }
@@ -738,7 +819,7 @@ int cmd_pipeline(int argc, char **argv) {
     ctx x = { .c = &c };
     x.p_corpus = run_path(&c, "corpus.txt"); x.p_tok = run_path(&c, "tokenizer"); x.p_shards = run_path(&c, "shards");
     x.p_data = run_path(&c, "data"); x.p_base = run_path(&c, "base"); x.p_sft = run_path(&c, "sft");
-    x.p_rm = run_path(&c, "rm"); x.p_ppo = run_path(&c, "ppo"); x.p_dpo = run_path(&c, "dpo");
+    x.p_rm = run_path(&c, "rm"); x.p_ppo = run_path(&c, "ppo"); x.p_dpo = run_path(&c, "dpo"); x.p_grpo = run_path(&c, "grpo");
     double t0 = gk_now();
     int rc = 0;
     gk_sigint_install();
@@ -759,7 +840,7 @@ int cmd_pipeline(int argc, char **argv) {
             char rel[256]; snprintf(rel, sizeof rel, "stages/%s.json", STAGES[i].name);
             char *p = run_path(&c, rel); remove(p); free(p);
             /* a redone training stage starts over */
-            static const char *dirs[] = { [4] = "base", [5] = "sft", [6] = "rm", [7] = "ppo", [8] = "dpo" };
+            static const char *dirs[] = { [4] = "base", [5] = "sft", [6] = "rm", [7] = "ppo", [8] = "dpo", [9] = "grpo" };
             if (i < sizeof dirs / sizeof dirs[0] && dirs[i]) { p = run_path(&c, dirs[i]); stage_dir_forget(p); free(p); }
         }
         gk_log("pipeline: [%zu/%zu] %-9s %s (total elapsed %s)\n", i + 1, NSTAGES, STAGES[i].name, STAGES[i].what,
@@ -782,7 +863,7 @@ int cmd_pipeline(int argc, char **argv) {
         printf("Talk to the result:  ./build/gptkit chat --model %s/ppo\n", c.run_dir);
     }
     free(x.p_corpus); free(x.p_tok); free(x.p_shards); free(x.p_data); free(x.p_base); free(x.p_sft);
-    free(x.p_rm); free(x.p_ppo); free(x.p_dpo);
+    free(x.p_rm); free(x.p_ppo); free(x.p_dpo); free(x.p_grpo);
     gk_dir_unlock(lock);
     return rc;
 }

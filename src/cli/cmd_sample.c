@@ -13,7 +13,7 @@ static const char *USAGE =
 "\n"
 "Generates completions with the KV-cached engine. Prints the generated text (streamed) or, without a\n"
 "tokenizer, the generated ids. --json prints one object per sample:\n"
-"  {\"ids\":[generated ids], \"text\":\"...\" (with a tokenizer), \"finish\":\"length|stop|stop_string|context\",\n"
+"  {\"ids\":[generated ids], \"text\":\"...\" (with a tokenizer), \"finish\":\"length|stop|stop_string|context|grammar\",\n"
 "   \"logprobs\":[raw model log-probs of the ids]}\n"
 "\n"
 "  --model DIR           checkpoint directory (config.json + model.safetensors)\n"
@@ -30,6 +30,7 @@ static const char *USAGE =
 "  --num-samples N       independent samples sharing one prompt prefill (default 1)\n"
 "  --stop STR            stop when STR appears (repeatable; the text ends before it)\n"
 "  --no-stop             do not stop on <|end|> / <|endoftext|>\n"
+CLI_CONSTRAINT_HELP
 "  --json                one JSON object per sample on stdout\n"
 "  -q, --quiet           no log lines on stderr\n";
 
@@ -67,6 +68,8 @@ int cmd_sample(int argc, char **argv) {
     long nsamp = 1;
     int json = 0;
     const char *stops[16]; size_t nstops = 0;
+    cli_constraint cc;
+    cli_constraint_init(&cc);
     while ((f = cli_next(&a))) {
         if (cli_is(f, "--model")) model_dir = cli_str(&a, f);
         else if (cli_is(f, "--tokenizer")) tok_path = cli_str(&a, f);
@@ -74,6 +77,7 @@ int cmd_sample(int argc, char **argv) {
         else if (cli_is(f, "--prompt-ids")) prompt_ids = cli_str(&a, f);
         else if (cli_is(f, "--max-new")) { long v = cli_long(&a, f); if (v < 1) cli_usage_error(&a, "--max-new must be >= 1"); o.max_new = (size_t)v; }
         else if (cli_sampling_flag(&a, f, &o.samp)) {}
+        else if (cli_constraint_flag(&a, f, &cc)) {}
         else if (cli_is(f, "--num-samples", "-n")) { nsamp = cli_long(&a, f); if (nsamp < 1 || nsamp > 4096) cli_usage_error(&a, "--num-samples must be 1..4096"); }
         else if (cli_is(f, "--stop")) { if (nstops == 16) cli_usage_error(&a, "at most 16 --stop strings"); stops[nstops++] = cli_str(&a, f); }
         else if (cli_is(f, "--no-stop")) o.default_stops = 0;
@@ -94,7 +98,11 @@ int cmd_sample(int argc, char **argv) {
     int32_t *ids = NULL; size_t n = 0;
     engine *e = NULL;
     engine_seq *out = NULL;
-    if (tok_load_recorded(model_dir, tok_rec, tok_path, prompt != NULL || nstops > 0, &tok, &err)) goto fail;
+    constrain_vocab *cv = NULL;
+    constrain *cons = NULL;
+    if (tok_load_recorded(model_dir, tok_rec, tok_path, prompt != NULL || nstops > 0 || cc.kind >= 0, &tok, &err)) goto fail;
+    if (cli_constraint_build(&cc, tok, &cv, &cons, &err)) goto fail;
+    o.grammar = cons;
     if (prompt) {
         tok_ids v = {0};
         tok_encode(tok, prompt, strlen(prompt), 1, &v);
@@ -140,6 +148,8 @@ fail:
     if (out) for (long s = 0; s < nsamp; s++) engine_seq_free(&out[s]);
     free(out);
     engine_free(e);
+    constrain_free(cons);
+    constrain_vocab_free(cv);
     free(ids);
     tok_free(tok);
     free(tok_rec);

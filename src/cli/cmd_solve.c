@@ -35,6 +35,7 @@ static const char *USAGE =
 "  --temperature T       sampling temperature of sc and tot proposals (default 0.7)\n"
 "  --top-k K  --top-p P  --min-p P   sampling filters of sc and tot\n"
 "  --seed S              sampling seed (default 1337)\n"
+CLI_CONSTRAINT_HELP
 "  --json                one JSON object per task, then a summary object (below)\n"
 "  --tokenizer PATH      override the tokenizer recorded in the checkpoint\n"
 "  -q, --quiet           no progress on stderr\n"
@@ -67,6 +68,7 @@ typedef struct {
     long limit;
     size_t max_new;
     infer_sampling samp;
+    cli_constraint cons;
 } solve_args;
 
 static void print_task(const solve_args *a, const strategy_example *t, const strategy_result *r, int correct, size_t i) {
@@ -129,6 +131,7 @@ static void parse_args(int argc, char **argv, solve_args *a) {
     a->max_new = 128;
     infer_sampling_default(&a->samp);
     a->samp.temperature = 0.7f;
+    cli_constraint_init(&a->cons);
     while ((f = cli_next(&c))) {
         if (cli_is(f, "--model")) a->model = cli_str(&c, f);
         else if (cli_is(f, "--tasks")) a->tasks = cli_str(&c, f);
@@ -143,6 +146,7 @@ static void parse_args(int argc, char **argv, solve_args *a) {
         else if (cli_is(f, "--limit")) { a->limit = cli_long(&c, f); if (a->limit < 1) cli_usage_error(&c, "--limit must be >= 1"); }
         else if (cli_is(f, "--max-new")) { long v = cli_long(&c, f); if (v < 1) cli_usage_error(&c, "--max-new must be >= 1"); a->max_new = (size_t)v; }
         else if (cli_sampling_flag(&c, f, &a->samp)) {}
+        else if (cli_constraint_flag(&c, f, &a->cons)) {}
         else if (cli_is(f, "-q", "--quiet")) gk_verbose = 0;
         else cli_unknown(&c, f);
     }
@@ -180,12 +184,15 @@ int cmd_solve(int argc, char **argv) {
     eval_model em;
     memset(&em, 0, sizeof em);
     tool_registry *reg = NULL;
+    constrain_vocab *cv = NULL;
+    constrain *cons = NULL;
     if (strategy_tasks_load(a.tasks, &tasks, &nt, &err)) goto out;
     n_loaded = nt;
     if (a.examples && strategy_tasks_load(a.examples, &ex, &nx, &err)) goto out;
     if (a.limit && (size_t)a.limit < nt) nt = (size_t)a.limit;
     size_t seqs = a.spec.kind == STRAT_SC ? (size_t)a.spec.n : a.spec.kind == STRAT_TOT ? (size_t)a.spec.k : 1;
     if (open_model(&a, &em, seqs, &chat, &err)) goto out;
+    if (cli_constraint_build(&a.cons, em.tok, &cv, &cons, &err)) goto out;
     if (a.tools) {
         reg = tools_new();
         if (tools_enable(reg, a.tools, &err)) goto out;
@@ -200,6 +207,7 @@ int cmd_solve(int argc, char **argv) {
     so.examples = ex ? ex : tasks; so.n_examples = ex ? nx : nt;
     so.rule = a.rule;
     so.cancel = &g_cancel;
+    so.grammar = cons;
     signal(SIGINT, on_sigint);
     long right = 0, done = 0;
     double tokens = 0, secs = 0, t0 = gk_now();
@@ -230,6 +238,8 @@ out:
     if (rc == 1) fprintf(stderr, "gptkit solve: %s\n", err.msg);
     tools_free(reg);
     eval_model_close(&em);
+    constrain_free(cons);
+    constrain_vocab_free(cv);
     strategy_tasks_free(tasks, n_loaded);
     strategy_tasks_free(ex, nx);
     return rc;

@@ -1,4 +1,4 @@
-/* cmd_train.c: the training commands — gptkit pretrain, sft, rm, ppo, dpo. Each is its stage's option table
+/* cmd_train.c: the training commands — gptkit pretrain, sft, rm, ppo, dpo, grpo. Each is its stage's option table
  * (flags, --help, --resume: cli_train_opts) around its train_* function; only the usage head and the summary
  * line printed at the end differ. */
 #include "cli/cli.h"
@@ -96,6 +96,32 @@ static int run_dpo(void *o, gk_err *err) {
     return r.interrupted ? 130 : 0;
 }
 
+/* ---------------------------------------------------------------- grpo */
+
+static const char *HEAD_GRPO =
+"usage: gptkit grpo (--policy SFT_DIR --prompts PROMPTS.jsonl | --resume OUT) --out OUT [--val TASKS.jsonl] [options]\n"
+"\n"
+"GRPO (group relative policy optimisation) with verifiable rewards: G responses per prompt from the policy,\n"
+"reward = --correct-reward if the answer checks (the demo's checks, or the strategies' answer extraction for an\n"
+"\"answer\" field) + --format-reward if it ends and keeps the prompt's format; advantage (r - group mean) /\n"
+"(group std + eps) on every token, no value model; loss -min(rho A, clip(rho) A) + beta k3 KL to the frozen\n"
+"SFT_DIR, averaged per response then over responses (--token-norm: over tokens). docs/rlhf.md.\n"
+"\n";
+static int run_grpo(void *o, gk_err *err) {
+    grpo_result r;
+    if (train_grpo(o, &r, err)) { grpo_result_free(&r); return -1; }
+    if (!((grpo_opts *)o)->json && r.iters_done > 0) {
+        const grpo_step_log *a = &r.log[0], *b = &r.log[r.iters_done - 1];
+        printf("grpo: mean reward %.4f -> %.4f, accuracy %.4f -> %.4f, KL to reference %.4f -> %.4f over %ld iterations\n",
+               a->reward, b->reward, a->accuracy, b->accuracy, a->kl, b->kl, r.iters_done);
+        if (r.val_n > 0)
+            printf("grpo: held-out accuracy %.4f -> %.4f over %ld tasks (greedy)\n", r.val_acc0, r.val_acc, r.val_n);
+    }
+    int rc = r.interrupted ? 130 : 0;
+    grpo_result_free(&r);
+    return rc;
+}
+
 /* ---------------------------------------------------------------- shared */
 
 typedef struct {
@@ -107,7 +133,7 @@ typedef struct {
 
 /* parse (cli_train_opts) -> train -> exit code */
 static int run_cmd(const train_cmd *c, int argc, char **argv) {
-    union { pretrain_opts pt; sft_opts sft; rm_opts rm; ppo_opts ppo; dpo_opts dpo; } o;
+    union { pretrain_opts pt; sft_opts sft; rm_opts rm; ppo_opts ppo; dpo_opts dpo; grpo_opts grpo; } o;
     if (cli_train_opts(c->t, &o, argc, argv, *c->head)) return 1;
     gk_err err;
     int rc = c->run(&o, &err);
@@ -122,3 +148,4 @@ int cmd_sft(int argc, char **argv) { return run_cmd(&(train_cmd){ "sft", &train_
 int cmd_rm(int argc, char **argv) { return run_cmd(&(train_cmd){ "rm", &train_opts_rm, &HEAD_RM, run_rm }, argc, argv); }
 int cmd_ppo(int argc, char **argv) { return run_cmd(&(train_cmd){ "ppo", &train_opts_ppo, &HEAD_PPO, run_ppo }, argc, argv); }
 int cmd_dpo(int argc, char **argv) { return run_cmd(&(train_cmd){ "dpo", &train_opts_dpo, &HEAD_DPO, run_dpo }, argc, argv); }
+int cmd_grpo(int argc, char **argv) { return run_cmd(&(train_cmd){ "grpo", &train_opts_grpo, &HEAD_GRPO, run_grpo }, argc, argv); }

@@ -29,9 +29,11 @@ typedef struct {
     rm_opts       rm;
     ppo_opts      ppo;
     dpo_opts      dpo;
+    grpo_opts     grpo;       /* grpo.iters = 0 skips the stage */
     /* evaluation */
     long   eval_tasks, fewshot_k, div_prompts, div_samples, compare_n, max_new;
     long   strategy_tasks;    /* tasks per row of the strategies table (0 = no table) */
+    long   best_of;           /* N of the best-of-N row of the win rates (0 or 1 = no row) */
 } pipe_cfg;
 
 void pipe_cfg_default(pipe_cfg *c);

@@ -127,9 +127,9 @@ static void md_num(gk_afile *f, double v, const char *fmt) {
 }
 
 int pipe_report(const pipe_cfg *c, gk_err *err) {
-    static const char *names[] = { "corpus", "tokenizer", "shards", "data", "pretrain", "sft", "rm", "ppo", "dpo", "eval" };
+    static const char *names[] = { "corpus", "tokenizer", "shards", "data", "pretrain", "sft", "rm", "ppo", "dpo", "grpo", "eval" };
     const size_t NS = sizeof names / sizeof names[0];
-    cJSON *st[10];
+    cJSON *st[11];
     cJSON *all = cJSON_CreateObject();
     for (size_t i = 0; i < NS; i++) {
         st[i] = pipe_stage_result(c, names[i]);
@@ -144,6 +144,9 @@ int pipe_report(const pipe_cfg *c, gk_err *err) {
     int p_ppo = plot(c, "ppo", "ppo_reward", "PPO: mean reward-model score", "RM score", "score", "score", NULL, NULL);
     int p_kl = plot(c, "ppo", "ppo_kl", "PPO: KL to the SFT model", "KL (nats/response)", "kl", "KL", NULL, NULL);
     int p_dpo = plot(c, "dpo", "dpo_loss", "DPO loss", "loss", "loss", "train", "val_loss", "validation");
+    int p_grpo = plot(c, "grpo", "grpo_reward", "GRPO: rollout accuracy and reward", "share of rollouts", "accuracy",
+                      "accuracy (answer checks)", "reward", "reward");
+    int p_gkl = plot(c, "grpo", "grpo_kl", "GRPO: KL to the SFT model", "KL (nats/response)", "kl", "KL", NULL, NULL);
 
     char *mdp = gk_path_join(c->run_dir, "report.md");
     gk_afile *f = gk_afile_open(mdp, err);
@@ -180,25 +183,40 @@ int pipe_report(const pipe_cfg *c, gk_err *err) {
             }
         }
         else if (i == 8) gk_afile_printf(f, "implicit-reward accuracy on held-out pairs %.1f%%", 100 * num(j, "val_acc"));
-        else if (i == 9) gk_afile_printf(f, "see below");
+        else if (i == 9) {
+            cJSON *ac = obj(j, "accuracy"), *kl = obj(j, "kl");
+            int n = cJSON_GetArraySize(ac);
+            if (cJSON_IsTrue(obj(j, "skipped"))) gk_afile_printf(f, "skipped (grpo.iters = 0)");
+            else if (n > 0) {
+                double a0 = 0, a1 = 0, klmax = 0; int k = n < 5 ? n : 5;
+                for (int q = 0; q < k; q++) { a0 += cJSON_GetArrayItem(ac, q)->valuedouble; a1 += cJSON_GetArrayItem(ac, n - 1 - q)->valuedouble; }
+                for (int q = 0; q < cJSON_GetArraySize(kl); q++) { double v = cJSON_GetArrayItem(kl, q)->valuedouble; if (v > klmax) klmax = v; }
+                gk_afile_printf(f, "**rollout accuracy %.1f%% → %.1f%%** (first vs last %d iterations); KL max %.3f", 100 * a0 / k, 100 * a1 / k, k, klmax);
+            }
+        }
+        else if (i == 10) gk_afile_printf(f, "see below");
         gk_afile_printf(f, " |\n");
     }
     gk_afile_printf(f, "| **total** | %.1f s | |\n\n", total);
 
-    cJSON *ev = st[9];
+    cJSON *ev = st[10];
     if (ev) {
         cJSON *ms = obj(ev, "models");
         gk_afile_printf(f, "## Task accuracy on held-out tasks\n\nGreedy answers to %.0f held-out tasks (arithmetic, facts, output formats, concise style). "
                         "The base model is prompted few-shot (%ld examples); the others get the chat format.\n\n",
                         num(obj(ms, "sft"), "tasks"), c->fewshot_k);
-        gk_afile_printf(f, "| model | accuracy | follows format | concise | mean answer tokens | distinct-1 | distinct-2 | token entropy |\n|---|---|---|---|---|---|---|---|\n");
-        const char *mn[4] = { "base", "sft", "ppo", "dpo" };
-        for (int k = 0; k < 4; k++) {
+        gk_afile_printf(f, "| model | accuracy | vs SFT [paired 95%% CI] | follows format | concise | mean answer tokens | distinct-1 | distinct-2 | token entropy |\n|---|---|---|---|---|---|---|---|---|\n");
+        const char *mn[5] = { "base", "sft", "ppo", "dpo", "grpo" };
+        for (int k = 0; k < 5; k++) {
             cJSON *o = obj(ms, mn[k]);
             if (!o) continue;
             gk_afile_printf(f, "| %s%s | **", mn[k], k == 0 ? " (few-shot)" : "");
             md_num(f, 100 * num(o, "accuracy"), "%.1f%%");
-            gk_afile_printf(f, "** | "); md_num(f, 100 * num(o, "format_rate"), "%.1f%%");
+            gk_afile_printf(f, "** | ");
+            if (isfinite(num(o, "gain_vs_sft")))
+                gk_afile_printf(f, "%+.1f [%+.1f, %+.1f] pts", 100 * num(o, "gain_vs_sft"), 100 * num(o, "gain_ci_lo"), 100 * num(o, "gain_ci_hi"));
+            else gk_afile_printf(f, "–");
+            gk_afile_printf(f, " | "); md_num(f, 100 * num(o, "format_rate"), "%.1f%%");
             gk_afile_printf(f, " | "); md_num(f, 100 * num(o, "concise_rate"), "%.1f%%");
             gk_afile_printf(f, " | "); md_num(f, num(o, "mean_tokens"), "%.1f");
             gk_afile_printf(f, " | "); md_num(f, num(o, "distinct1"), "%.3f");
@@ -211,13 +229,43 @@ int pipe_report(const pipe_cfg *c, gk_err *err) {
                         "of the per-token entropy of the model's distribution. Lower numbers after RLHF mean narrower outputs.\n\n",
                         c->div_samples, c->div_prompts);
         cJSON *wr = obj(ev, "win_rate_vs_sft");
-        gk_afile_printf(f, "## Reward-model win rate against the SFT model\n\n| model | win rate vs SFT | 95%% CI | prompts | mean RM score | SFT mean RM score |\n|---|---|---|---|---|---|\n");
-        const char *wn[2] = { "ppo", "dpo" };
-        for (int k = 0; k < 2; k++) {
-            cJSON *o = obj(wr, wn[k]);
+        cJSON *sft_o = obj(ms, "sft"), *grpo_o = obj(ms, "grpo");
+        if (grpo_o)
+            gk_afile_printf(f, "GRPO (issue 21) was trained on the RL prompts with the answer checks as its only reward; its gain in "
+                            "held-out accuracy over SFT is **%+.1f points, 95%% interval [%+.1f, %+.1f]** (paired over the same tasks: "
+                            "mean of the per-task differences ± 1.96 standard errors) — the interval %s zero.\n\n",
+                            100 * num(grpo_o, "gain_vs_sft"), 100 * num(grpo_o, "gain_ci_lo"), 100 * num(grpo_o, "gain_ci_hi"),
+                            num(grpo_o, "gain_ci_lo") > 0 || num(grpo_o, "gain_ci_hi") < 0 ? "excludes" : "includes");
+        (void)sft_o;
+        gk_afile_printf(f, "## Win rates against the SFT model: the reward model and the gold rule\n\n"
+                        "One reply per held-out prompt from each model (temperature 0.7, the same seed for both), judged by the reward "
+                        "model (what PPO optimised) and by the **gold rule** the demo's preferences were generated from (4·correct + "
+                        "2·follows format + 1·concise; `demo_gold`). Ties count half; W/T/L are wins, ties and losses. Best-of-N "
+                        "samples N replies from the SFT model and keeps the reward model's favourite: N times the sampling cost of "
+                        "one reply.\n\n"
+                        "| model | samples per reply | RM win rate | 95%% CI | gold win rate | 95%% CI | gold W/T/L | gold score (SFT) | correct (SFT) |\n"
+                        "|---|---|---|---|---|---|---|---|---|\n");
+        const char *wn[4] = { "ppo", "dpo", "grpo", "best_of_n" };
+        for (int k = 0; k < 4; k++) {
+            cJSON *o = obj(wr, wn[k]), *g = obj(o, "gold");
             if (!o) continue;
-            gk_afile_printf(f, "| %s | **%.1f%%** | [%.1f%%, %.1f%%] | %.0f | %.3f | %.3f |\n", wn[k], 100 * num(o, "win_rate"),
-                            100 * num(o, "ci_lo"), 100 * num(o, "ci_hi"), num(o, "n"), num(o, "mean_score"), num(o, "mean_score_sft"));
+            gk_afile_printf(f, "| %s | %.0f | **%.1f%%** | [%.1f%%, %.1f%%] | **%.1f%%** | [%.1f%%, %.1f%%] | %.0f/%.0f/%.0f | %.2f (%.2f) | %.0f%% (%.0f%%) |\n",
+                            k == 3 ? "best-of-N (SFT)" : wn[k], isfinite(num(o, "samples_per_reply")) ? num(o, "samples_per_reply") : 1,
+                            100 * num(o, "win_rate"), 100 * num(o, "ci_lo"), 100 * num(o, "ci_hi"),
+                            100 * num(g, "win_rate"), 100 * num(g, "ci_lo"), 100 * num(g, "ci_hi"), num(g, "wins"), num(g, "ties"),
+                            num(g, "losses"), num(g, "mean_score"), num(g, "mean_score_sft"), 100 * num(g, "correct"), 100 * num(g, "correct_sft"));
+        }
+        /* the issue's targets, stated plainly */
+        cJSON *bo = obj(obj(wr, "best_of_n"), "gold");
+        for (int k = 0; k < 2; k++) {
+            cJSON *g = obj(obj(wr, wn[k]), "gold");
+            if (!g) continue;
+            int met = num(g, "win_rate") >= 0.65 && num(g, "ci_lo") > 0.55;
+            gk_afile_printf(f, "%s%s: gold win rate %.1f%% [%.1f%%, %.1f%%] — the target (≥ 65%%, lower end > 55%%) is **%s**",
+                            k ? "" : "\n", wn[k], 100 * num(g, "win_rate"), 100 * num(g, "ci_lo"), 100 * num(g, "ci_hi"), met ? "met" : "not met");
+            if (bo) gk_afile_printf(f, "; %s best-of-%.0f (%.1f%%) at 1/%.0f of its sampling cost", num(g, "win_rate") > num(bo, "win_rate") ? "above" : "not above",
+                                    num(obj(wr, "best_of_n"), "samples_per_reply"), 100 * num(bo, "win_rate"), num(obj(wr, "best_of_n"), "samples_per_reply"));
+            gk_afile_printf(f, ".\n\n");
         }
         cJSON *sr = obj(ev, "strategies");
         if (sr && cJSON_GetArraySize(sr)) {   /* issue 15: what thinking tokens and tools buy */
@@ -247,7 +295,7 @@ int pipe_report(const pipe_cfg *c, gk_err *err) {
                                 num(rt, "documents"), num(rt, "questions"), num(rt, "chunks"), 100 * num(bm, "recall@1"),
                                 100 * num(bm, "recall@5"), 100 * num(bm, "recall@10"));
         gk_afile_printf(f, "\n## Sample conversations\n\n");
-        for (int k = 0; k < 4; k++) {
+        for (int k = 0; k < 5; k++) {
             cJSON *o = obj(ms, mn[k]);
             cJSON *ss = obj(o, "samples");
             if (!ss || !cJSON_GetArraySize(ss)) continue;
@@ -270,6 +318,8 @@ int pipe_report(const pipe_cfg *c, gk_err *err) {
     if (p_ppo) gk_afile_printf(f, "![PPO reward](plots/ppo_reward.svg)\n\n");
     if (p_kl) gk_afile_printf(f, "![PPO KL](plots/ppo_kl.svg)\n\n");
     if (p_dpo) gk_afile_printf(f, "![DPO loss](plots/dpo_loss.svg)\n\n");
+    if (p_grpo) gk_afile_printf(f, "![GRPO accuracy](plots/grpo_reward.svg)\n\n");
+    if (p_gkl) gk_afile_printf(f, "![GRPO KL](plots/grpo_kl.svg)\n\n");
     gk_afile_printf(f, "Talk to the result: `./build/gptkit chat --model %s/ppo`\n", c->run_dir);
     int rc = gk_afile_commit(f, err);
 

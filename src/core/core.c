@@ -451,6 +451,9 @@ void gk_sigint_install(void) {
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    /* mpirun forwards SIGUSR1 to every rank without ending the job (it answers Ctrl-C with SIGTERM, then
+     * SIGKILL after a short grace): `kill -USR1 <mpirun>` asks a long data-parallel run to save and stop */
+    sigaction(SIGUSR1, &sa, NULL);
 }
 int gk_sigint_pending(void) { return g_sigint != 0; }
 void gk_sigint_clear(void) { g_sigint = 0; }

@@ -163,6 +163,7 @@ int chat_specials_resolve(tok_tokenizer *t, size_t vocab_size, chat_specials *sp
 /* ---------------------------------------------------------------- rendering */
 
 void chat_tokens_push(chat_tokens *t, int32_t id, uint8_t mask) {
+    if (t->limit && t->n >= t->limit) { t->n_over++; return; }
     if (t->n == t->cap) {
         t->cap = t->cap ? 2 * t->cap : 256;
         t->ids = gk_realloc(t->ids, t->cap * sizeof *t->ids);
@@ -191,7 +192,13 @@ void chat_encode_assistant(const tok_tokenizer *t, const chat_specials *sp, cons
     tok_encode(t, p, strlen(p), 0, out);
 }
 
+static int full(chat_tokens *out) {   /* a limited render already full: what follows need not be encoded */
+    if (out->limit && out->n >= out->limit) { out->n_over++; return 1; }
+    return 0;
+}
+
 static void push_text(const tok_tokenizer *t, const char *s, uint8_t mask, tok_ids *tmp, chat_tokens *out) {
+    if (full(out)) return;
     tmp->n = 0;
     tok_encode(t, s, strlen(s), 0, tmp);
     for (size_t i = 0; i < tmp->n; i++) chat_tokens_push(out, tmp->ids[i], mask);
@@ -275,7 +282,7 @@ void chat_render(const tok_tokenizer *t, const chat_specials *sp, const chat_con
         case CHAT_ASSISTANT:
             if (!open_turn) chat_tokens_push(out, sp->assistant, 0);
             tmp.n = 0;
-            chat_encode_assistant(t, sp, m->content, &tmp);
+            if (!full(out)) chat_encode_assistant(t, sp, m->content, &tmp);
             for (size_t k = 0; k < tmp.n; k++) chat_tokens_push(out, tmp.ids[k], 1);
             if (is_tool_call(m)) open_turn = 1;
             else { chat_tokens_push(out, sp->end, 1); open_turn = 0; }
@@ -312,7 +319,7 @@ int chat_data_load(chat_data *d, const char *path, const tok_tokenizer *t, const
     gk_lines lr;
     if (gk_lines_open(&lr, path, err)) return -1;
     chat_conv c = {0};
-    chat_tokens r = {0};
+    chat_tokens r = {.limit = max_tokens};
     size_t cap = 0;
     char *line; size_t line_no;
     int rc = 0;
@@ -324,18 +331,15 @@ int chat_data_load(chat_data *d, const char *path, const tok_tokenizer *t, const
             rc = gk_errf(err, "%s:%zu: %s", path, line_no, e.msg);
             break;
         }
-        r.n = 0;
-        chat_render(t, sp, &c, 0, &r);
-        /* mask[0] can never be a target (nothing precedes it), so count targets from 1 */
+        r.n = r.n_over = 0;
+        chat_render(t, sp, &c, 0, &r);   /* keeps the first max_tokens: longer ones are cut from the right */
         size_t n = r.n;
-        if (n > max_tokens) {
-            n = max_tokens;
-            d->n_truncated++;
-        }
+        if (r.n_over) d->n_truncated++;
+        /* mask[0] can never be a target (nothing precedes it), so count targets from 1 */
         size_t targets = 0;
         for (size_t i = 1; i < n; i++) targets += r.mask[i];
         if (targets == 0) {
-            if (n < r.n) d->n_truncated--;
+            if (r.n_over) d->n_truncated--;
             d->n_dropped++;
             continue;
         }

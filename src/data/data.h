@@ -136,8 +136,10 @@ typedef struct {
  * with --vocab-size >= 50265)". */
 int chat_specials_resolve(tok_tokenizer *t, size_t vocab_size, chat_specials *sp, gk_err *err);
 
-/* Token ids with a parallel loss mask (mask[i] = 1: token i is a training target). Zero-initialise. */
-typedef struct { int32_t *ids; uint8_t *mask; size_t n, cap; } chat_tokens;
+/* Token ids with a parallel loss mask (mask[i] = 1: token i is a training target). Zero-initialise. limit,
+ * when set, keeps only the first limit tokens: later pushes are counted in n_over and not stored, so rendering
+ * a conversation far longer than the context costs no more than the context. */
+typedef struct { int32_t *ids; uint8_t *mask; size_t n, cap, limit, n_over; } chat_tokens;
 void chat_tokens_push(chat_tokens *t, int32_t id, uint8_t mask);
 void chat_tokens_free(chat_tokens *t);
 
@@ -315,6 +317,10 @@ typedef struct {
 } demo_verdict;
 /* Judges response for a task graded by check with the given answer. Returns 0, or -1 if check is unknown. */
 int demo_judge(const char *check, const char *answer, const char *response, demo_verdict *v);
+/* The gold judge: the preference rule applied to any (prompt, response) of a demo prompt — the task is
+ * recovered from the prompt text (demo_task_from_prompt), then judged (demo_judge). system may be NULL or "".
+ * Returns 0 with v filled, or -1 when the prompt is not one the demo generators make (no verdict). */
+int demo_gold(const char *system, const char *user, const char *response, demo_verdict *v);
 
 /* ---------------------------------------------------------------- prompts for a base model */
 

@@ -1,7 +1,8 @@
 /* demo_check.c: grading replies to the demo tasks, and the hidden preference rule (see data.h).
  *
  * Two consumers: the report card grades model replies against eval answers (demo_check_answer), and the
- * preference generator ranks candidate replies (demo_judge). Both read only the reply text, the expected
+ * preference generator ranks candidate replies (demo_judge); demo_gold is the same rule as a judge of any
+ * model's reply to a demo prompt (the report's gold win rates). Both read only the reply text, the expected
  * answer and the check name, so a reply from any model is graded the same way as a generated one.
  * All comparisons are ASCII and locale-independent (no <ctype.h>, whose answers depend on the locale).
  */
@@ -200,4 +201,11 @@ int demo_judge(const char *check, const char *answer, const char *response, demo
     v->correct = correct; v->follows_format = fmt; v->concise = concise;
     v->score = 4 * correct + 2 * fmt + concise;
     return 0;
+}
+
+int demo_gold(const char *system, const char *user, const char *response, demo_verdict *v) {
+    demo_task t;
+    if (!user || !response || demo_task_from_prompt(system, user, &t) != 0) return -1;
+    while (*response == ' ') response++;
+    return demo_judge(t.check, t.answer, response, v);
 }

@@ -32,7 +32,7 @@ static void rag_add_q(cJSON *qs, const char *q, const char *answer, const char *
 /* one person: the document and four questions, each in one of three phrasings */
 static void rag_person_doc(gk_rng *r, long i, cJSON *docs, cJSON *qs) {
     rag_person p;
-    char tmp[64], t2[64];
+    char tmp[24], t2[24];   /* two syllables: at most 7 bytes */
     rag_name(r, p.first, sizeof p.first, 2, 1); rag_name(r, p.last, sizeof p.last, 2 + (int)gk_rng_below(r, 2), 1);
     rag_name(r, tmp, sizeof tmp, 2, 1); snprintf(p.town, sizeof p.town, "%s%s", tmp, TOWN_END[gk_rng_below(r, 8)]);
     rag_name(r, tmp, sizeof tmp, 2, 1); rag_name(r, t2, sizeof t2, 2, 1); snprintf(p.spouse, sizeof p.spouse, "%s %s", tmp, t2);

@@ -97,6 +97,11 @@ static void add_sample(cJSON *samples, const demo_task *t, const char *text, int
 
 int eval_tasks(eval_model *em, int base, const demo_task *tasks, long nt, int fewshot_k, uint64_t seed,
                size_t max_new, eval_task_stats *ts, cJSON *samples, gk_err *err) {
+    return eval_tasks_graded(em, base, tasks, nt, fewshot_k, seed, max_new, ts, samples, NULL, err);
+}
+
+int eval_tasks_graded(eval_model *em, int base, const demo_task *tasks, long nt, int fewshot_k, uint64_t seed,
+                      size_t max_new, eval_task_stats *ts, cJSON *samples, unsigned char *correct, gk_err *err) {
     int rc = 0;
     memset(ts, 0, sizeof *ts);
     double len_sum = 0;
@@ -121,6 +126,7 @@ int eval_tasks(eval_model *em, int base, const demo_task *tasks, long nt, int fe
         const char *text = s.text ? s.text : "";
         while (*text == ' ') text++;
         int ok = demo_check_answer(t->check, t->answer, text) == 1;
+        if (correct) correct[i] = (unsigned char)ok;
         demo_verdict v;
         memset(&v, 0, sizeof v);
         demo_judge(t->check, t->answer, text, &v);

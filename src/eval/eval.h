@@ -56,6 +56,9 @@ typedef struct { double acc, format_rate, concise_rate, mean_len; long n; } eval
  * {system?, user, reply, expected, correct}. */
 int eval_tasks(eval_model *em, int base, const demo_task *tasks, long nt, int fewshot_k, uint64_t seed,
                size_t max_new, eval_task_stats *ts, cJSON *samples, gk_err *err);
+/* eval_tasks, also writing 1/0 per task into correct [nt] (may be NULL): for paired comparisons of two models. */
+int eval_tasks_graded(eval_model *em, int base, const demo_task *tasks, long nt, int fewshot_k, uint64_t seed,
+                      size_t max_new, eval_task_stats *ts, cJSON *samples, unsigned char *correct, gk_err *err);
 
 /* Output diversity over the first `prompts` tasks: `samples` answers each at temperature 1 (seed + task index).
  * distinct-n = unique n-grams / all n-grams over a prompt's samples (averaged over prompts); entropy = mean

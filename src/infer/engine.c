@@ -44,6 +44,8 @@ struct engine {
     int32_t *b_ids;             /* [max_seqs] */
     struct seq_state **b_seq;   /* [max_seqs] */
     float *probs;               /* host [V]: sampling distribution scratch */
+    float *masked;              /* host [V]: logits with the grammar's mask applied */
+    uint32_t *mask_words;       /* [ceil(V/32)] */
 };
 
 engine *engine_new(gpt_model *m, const tok_tokenizer *tok, size_t max_seqs, size_t max_len) {
@@ -70,6 +72,8 @@ engine *engine_new(gpt_model *m, const tok_tokenizer *tok, size_t max_seqs, size
     e->b_ids = gk_malloc(e->max_seqs * sizeof(int32_t));
     e->b_seq = gk_malloc(e->max_seqs * sizeof *e->b_seq);
     e->probs = gk_malloc(e->V * sizeof(float));
+    e->masked = gk_malloc(e->V * sizeof(float));
+    e->mask_words = gk_malloc((e->V + 31) / 32 * sizeof(uint32_t));
     return e;
 }
 
@@ -91,7 +95,7 @@ void engine_free(engine *e) {
     gpt_kv_free(e->kv);
     kern_free(e->m->be, e->dlogits);
     free(e->hlogits);
-    free(e->slot_used); free(e->b_slots); free(e->b_ids); free(e->b_seq); free(e->probs);
+    free(e->slot_used); free(e->b_slots); free(e->b_ids); free(e->b_seq); free(e->probs); free(e->masked); free(e->mask_words);
     free(e);
 }
 
@@ -109,8 +113,8 @@ void engine_fork(engine *e, size_t dst, size_t src) {
 }
 
 const char *engine_finish_name(engine_finish f) {
-    static const char *n[] = { "stop", "stop_string", "length", "context", "cancelled" };
-    return (unsigned)f < 5 ? n[f] : "?";
+    static const char *n[] = { "stop", "stop_string", "length", "context", "cancelled", "grammar" };
+    return (unsigned)f < 6 ? n[f] : "?";
 }
 
 void engine_gen_opts_default(engine_gen_opts *o) {
@@ -193,6 +197,7 @@ typedef struct seq_state {
     size_t slot;
     size_t index;       /* seq_base + k: the callback's seq */
     const float *logits;   /* host [V]: the distribution of its next token (the prefill's, or a decode row) */
+    constrain_state *cst;  /* grammar state (o.grammar), or NULL */
 } seq_state;
 
 typedef struct request {
@@ -221,6 +226,7 @@ static void req_free(request *r) {
     if (!r) return;
     for (size_t k = 0; k < r->n; k++) {
         free(r->st[k].counts); free(r->st[k].seen);
+        constrain_state_free(r->st[k].cst);
         tok_bytes_free(&r->st[k].text);
         if (!r->taken) engine_seq_free(&r->out[k]);
     }
@@ -374,6 +380,7 @@ static void seq_init(engine *e, request *r, size_t k, size_t seq_base) {
         s->seen = gk_calloc(e->V, 1);
         for (size_t j = 0; j < r->n_prompt; j++) s->seen[r->prompt[j]] = 1;
     }
+    if (r->o.grammar) s->cst = constrain_state_new(r->o.grammar);
     tok_stream_init(&s->ts);
 }
 
@@ -450,17 +457,77 @@ static void req_prefill(engine *e, request *r) {
     r->prefilled = 1;
 }
 
+/* A constrained sequence must be able to finish within what it may still generate (max_new, the context):
+ * every drawn token's shortest completion must fit in the tokens left after it (every byte is at most one token,
+ * so b tokens fit a completion of b bytes). A token that does not fit is struck out (its probability zeroed)
+ * and the draw repeated from the rest; after many misses every allowed token is checked at once. One check of
+ * the drawn token is a few memoised steps, so this costs next to nothing until the budget gets tight. */
+#define BUDGET_TRIES 64
+static int is_stop_id(const request *r, int32_t id) {
+    for (size_t j = 0; j < r->nstops; j++) if (id == r->stops[j]) return 1;
+    return 0;
+}
+static size_t min_after(request *r, seq_state *s, int32_t id) {
+    if (is_stop_id(r, id)) return constrain_state_can_end(s->cst) ? 0 : SIZE_MAX;
+    return constrain_min_after(r->o.grammar, s->cst, id);
+}
+static int32_t budget_draw(engine *e, request *r, seq_state *s, int32_t id) {
+    size_t by_new = r->max_new > s->out->n ? r->max_new - s->out->n : 0;
+    size_t in_ctx = e->max_len > e->kv->len[s->slot] ? e->max_len - e->kv->len[s->slot] : 0;
+    size_t left = by_new < in_ctx ? by_new : in_ctx;   /* tokens this sequence may still draw, this one included */
+    if (left == 0) return id;
+    size_t budget = left - 1, need = constrain_min_to_end(r->o.grammar, s->cst);
+    /* need > left: the budget was too small from the start (a long literal in few tokens); nothing to keep.
+     * need <= left: the first byte of a shortest completion (a one-byte token) leaves need - 1 <= budget, so
+     * some allowed token always fits */
+    if (need > left) return id;
+    int32_t id0 = id;
+    double mass = 1.0;
+    for (int t = 0; t < BUDGET_TRIES; t++) {
+        if (min_after(r, s, id) <= budget) return id;
+        mass -= e->probs[id];
+        e->probs[id] = 0;
+        e->masked[id] = -INFINITY;
+        if (mass <= 1e-6) break;
+        id = infer_draw(e->probs, e->V, &s->rng);
+    }
+    size_t alive = 0;
+    for (size_t v = 0; v < e->V; v++) {
+        if (e->masked[v] == -INFINITY) continue;
+        if (min_after(r, s, (int32_t)v) <= budget) alive++;
+        else e->masked[v] = -INFINITY;
+    }
+    if (!alive) return id0;   /* only without one-byte tokens (not a byte-level vocabulary): keep the first draw */
+    infer_sampling_probs(&r->o.samp, e->masked, e->V, s->counts, s->seen, e->probs);
+    return infer_draw(e->probs, e->V, &s->rng);
+}
+
 /* Draws sequence k's next token from its logits and applies the stop rules (stop ids, stop strings while
  * streaming, max_new, the context). Returns the token if the sequence goes on, -1 if it was retired. */
 static int32_t seq_advance(engine *e, request *r, size_t k) {
     seq_state *s = &r->st[k];
     const engine_gen_opts *o = &r->o;
     const infer_sampling *sp = &o->samp;
-    const float *lg = s->logits;
-    infer_sampling_probs(sp, lg, e->V, s->counts, s->seen, e->probs);
+    const float *lg = s->logits, *dist = lg;
+    if (s->cst) {   /* the grammar's mask: disallowed tokens to -inf; stop tokens only where it may end */
+        memcpy(e->masked, lg, e->V * sizeof(float));
+        size_t allowed = constrain_apply(o->grammar, s->cst, e->masked, e->V, e->mask_words);
+        if (constrain_state_can_end(s->cst))
+            for (size_t j = 0; j < r->nstops; j++)
+                if (r->stops[j] >= 0 && (size_t)r->stops[j] < e->V && e->masked[r->stops[j]] == -INFINITY) { e->masked[r->stops[j]] = lg[r->stops[j]]; allowed++; }
+        if (!allowed) { seq_retire(e, r, k, ENGINE_FINISH_GRAMMAR); return -1; }
+        dist = e->masked;
+    }
+    infer_sampling_probs(sp, dist, e->V, s->counts, s->seen, e->probs);
     int32_t id = infer_draw(e->probs, e->V, &s->rng);
+    if (s->cst) id = budget_draw(e, r, s, id);
     float slp = sp->temperature == 0 ? 0.0f : logf(e->probs[id]);
     seq_push(s, id, infer_logprob(lg, e->V, id), slp);
+    if (s->cst) {
+        int is_stop = 0;
+        for (size_t j = 0; j < r->nstops; j++) is_stop |= id == r->stops[j];
+        if (!is_stop) GK_CHECK(constrain_accept_token(o->grammar, s->cst, id) == 0, "engine: the grammar rejected token %d it allowed", id);
+    }
     if (s->counts) s->counts[id]++;
     if (s->seen) s->seen[id] = 1;
     for (size_t j = 0; j < r->nstops; j++)
@@ -608,6 +675,7 @@ int engine_extend(engine *e, engine_req_id id, const int32_t *const *ids, const 
         r->npend[k] = n_ids[k];
         s->active = 1;
         s->emitted = 0;
+        if (s->cst) { constrain_state_free(s->cst); s->cst = constrain_state_new(r->o.grammar); }
         memset(&s->text, 0, sizeof s->text);
         tok_stream_init(&s->ts);
         r->live++;

@@ -15,6 +15,7 @@
 #include "core/core.h"
 #include "model/model.h"
 #include "tok/tok.h"
+#include "constrain/constrain.h"
 
 /* ---------------------------------------------------------------- sampling */
 typedef struct {
@@ -62,8 +63,10 @@ typedef enum {
     ENGINE_FINISH_LENGTH,          /* max_new tokens generated */
     ENGINE_FINISH_CONTEXT,         /* the sequence filled max_len */
     ENGINE_FINISH_CANCELLED,       /* *cancel was set, or the callback asked to stop */
+    ENGINE_FINISH_GRAMMAR,         /* the grammar is complete and allows nothing more (and no stop token) */
 } engine_finish;
-const char *engine_finish_name(engine_finish f);   /* "stop", "stop_string", "length", "context", "cancelled" */
+/* "stop", "stop_string", "length", "context", "cancelled", "grammar" */
+const char *engine_finish_name(engine_finish f);
 
 /* Streaming callback: one call per generated token of sequence seq, with the text that token completes
  * (valid UTF-8; may be empty while a multi-byte character is incomplete, or while text is held back because it
@@ -79,6 +82,11 @@ typedef struct {
     const char *const *stop_strs; size_t n_stop_strs;   /* needs a tokenizer */
     engine_token_cb on_token; void *ctx;        /* streaming; NULL = none */
     const volatile int *cancel;     /* polled before every step; non-zero finishes all sequences (CANCELLED) */
+    constrain *grammar;             /* constrained output (NULL = none; borrowed, outlives the request): each
+                                       sequence keeps its own grammar state; tokens the grammar rejects get
+                                       probability 0 before sampling; stop tokens only where the grammar may end.
+                                       The raw logprob stays the unmasked model's. An extended (keep) sequence
+                                       starts the grammar afresh for its new segment. */
 } engine_gen_opts;
 void engine_gen_opts_default(engine_gen_opts *o);
 

@@ -100,6 +100,10 @@ typedef struct {
     engine_token_cb on_token; void *ctx;   /* streams greedy / reflect text (chat); NULL = none */
     strategy_tool_cb on_tool; void *tool_ctx;
     const volatile int *cancel;
+    constrain *grammar;            /* constrained answers (NULL = none): every generation that produces the reply
+                                      (greedy, fewshot, cot, sc samples, tot's last completion, reflect's
+                                      revisions; each tool-loop segment afresh) — not tot's step proposals or
+                                      reflect's verdicts */
 } strategy_opts;
 void strategy_opts_default(strategy_opts *o);
 

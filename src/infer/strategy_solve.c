@@ -117,6 +117,7 @@ typedef struct {
     const char *const *stop_strs; size_t n_stop_strs;
     int use_tools;
     int stream;          /* pass o->on_token */
+    int constrained;     /* an answer: o->grammar applies */
 } gen_cfg;
 
 /* After a segment that stopped at <|tool_call_end|>: runs the call and builds the ids to feed (the pending
@@ -168,6 +169,7 @@ static long gen_run(const strategy_opts *o, const gen_cfg *c, const int32_t *pro
     ro.gen.samp = c->samp;
     ro.gen.stop_strs = c->stop_strs; ro.gen.n_stop_strs = c->n_stop_strs;
     ro.gen.cancel = o->cancel;
+    if (c->constrained) ro.gen.grammar = o->grammar;
     if (c->stream) { ro.gen.on_token = o->on_token; ro.gen.ctx = o->ctx; }
     if (tools) ro.gen.stop_ids[ro.gen.n_stop_ids++] = o->sp->tool_call_end;
     engine_req_id id = engine_admit(o->e, prompt, n_prompt, &ro, err);
@@ -228,6 +230,7 @@ static void cfg_for(const strategy_opts *o, gen_cfg *c, size_t nseq, int greedy,
     c->samp = o->samp;
     if (greedy) c->samp.temperature = 0;
     c->use_tools = 1;
+    c->constrained = 1;
     if (!o->sp) {   /* a base model answers on one line; reasoning may take a paragraph */
         c->stop_strs = cot ? BASE_STOP : NL_STOP;
         c->n_stop_strs = cot ? 2 : 1;
@@ -374,6 +377,7 @@ static int tot_expand(const strategy_spec *sp, const strategy_opts *o, const cha
     gen_cfg c;
     cfg_for(o, &c, (size_t)sp->k, 0, 1);
     c.use_tools = 0;
+    c.constrained = 0;   /* a step of reasoning, not the answer */
     c.stop_strs = NL_STOP; c.n_stop_strs = 1;
     c.max_new = o->max_new < 64 ? o->max_new : 64;
     c.samp.seed = seed;
@@ -487,6 +491,7 @@ static char *reflect_turn(const strategy_opts *o, const char *prompt, char *cons
     cfg_for(o, &c, 1, 1, 0);
     c.max_new = max_new;
     c.use_tools = use_tools;
+    c.constrained = use_tools;   /* revisions are answers; the short verdict turns are not */
     gen_out g = {0};
     if (ids.n + (max_new < 16 ? max_new : 16) > engine_max_len(o->e)) {   /* the conversation has outgrown the context: stop reflecting */
         *no_room = 1;

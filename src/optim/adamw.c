@@ -10,14 +10,21 @@ void adamw_config_default(adamw_config *c) {
     c->beta1 = 0.9f; c->beta2 = 0.95f; c->eps = 1e-8f; c->weight_decay = 0.1f; c->grad_clip = 1.0f;
 }
 
-adamw *adamw_create(const gpt_model *model, const adamw_config *cfg) {
+adamw *adamw_create_shard(const gpt_model *model, const adamw_config *cfg, size_t lo, size_t hi) {
+    GK_CHECK(lo <= hi && hi <= model->num_params, "adamw shard [%zu, %zu) of %zu parameters", lo, hi, model->num_params);
     adamw *o = gk_calloc(1, sizeof *o);
     o->cfg = *cfg;
     o->n = model->num_params;
+    o->lo = lo; o->hi = hi;
     o->be = model->be;
-    o->m = kern_alloc(model->be, o->n * sizeof(float));
-    o->v = kern_alloc(model->be, o->n * sizeof(float));
+    /* an empty shard (more ranks than parameters) still gets a valid allocation */
+    size_t k = hi - lo ? hi - lo : 1;
+    o->m = kern_alloc(model->be, k * sizeof(float));
+    o->v = kern_alloc(model->be, k * sizeof(float));
     return o;
+}
+adamw *adamw_create(const gpt_model *model, const adamw_config *cfg) {
+    return adamw_create_shard(model, cfg, 0, model->num_params);
 }
 void adamw_free(adamw *o) {
     if (!o) return;
@@ -35,9 +42,33 @@ double adamw_grad_norm(const gpt_model *model) {
     return sqrt(ss);
 }
 
+/* The part of table entry p inside [lo, hi): offset *a and count (0 if none). */
+static size_t clip_entry(const gpt_param *p, size_t lo, size_t hi, size_t *a) {
+    size_t b0 = p->offset > lo ? p->offset : lo, e = p->offset + p->numel, b1 = e < hi ? e : hi;
+    *a = b0;
+    return b1 > b0 ? b1 - b0 : 0;
+}
+
+double adamw_grad_sumsq(const adamw *o, const gpt_model *model) {
+    double ss = 0;
+    for (size_t i = 0; i < model->n_table; i++) {
+        const gpt_param *p = &model->table[i];
+        if (!model->trainable[p->group]) continue;
+        size_t a, k = clip_entry(p, o->lo, o->hi, &a);
+        if (k) ss += kern_sumsq(model->be, model->grads + a, k);
+    }
+    return ss;
+}
+
 double adamw_step(adamw *o, gpt_model *model, float lr) {
     GK_CHECK(model->grads, "adamw_step before gpt_alloc_grads");
-    double norm = adamw_grad_norm(model);
+    double norm = sqrt(adamw_grad_sumsq(o, model));
+    adamw_update(o, model, lr, norm);
+    return norm;
+}
+
+void adamw_update(adamw *o, gpt_model *model, float lr, double norm) {
+    GK_CHECK(model->grads, "adamw_update before gpt_alloc_grads");
     /* torch.nn.utils.clip_grad_norm_: g *= min(1, max_norm / (norm + 1e-6)) */
     float gscale = 1.0f;
     if (o->cfg.grad_clip > 0 && isfinite(norm)) {
@@ -50,11 +81,11 @@ double adamw_step(adamw *o, gpt_model *model, float lr) {
     for (size_t i = 0; i < model->n_table; i++) {
         const gpt_param *p = &model->table[i];
         if (!model->trainable[p->group]) continue;
-        size_t off = p->offset;
-        kern_adamw(model->be, model->params + off, model->grads + off, o->m + off, o->v + off, p->numel, lr,
+        size_t a, k = clip_entry(p, o->lo, o->hi, &a);
+        if (!k) continue;
+        kern_adamw(model->be, model->params + a, model->grads + a, o->m + (a - o->lo), o->v + (a - o->lo), k, lr,
                    o->cfg.beta1, o->cfg.beta2, o->cfg.eps, p->decay ? o->cfg.weight_decay : 0.0f, bc1, bc2, gscale);
     }
-    return norm;
 }
 
 float lr_at(const lr_schedule *s, long step) {

@@ -38,6 +38,7 @@ void serve_req_free(serve_req *r) {
     if (!r) return;
     for (size_t i = 0; i < r->n_stops; i++) free(r->stops[i]);
     free(r->prompt); free(r->prompt_text);
+    constrain_grammar_free(r->grammar);
     memset(r, 0, sizeof *r);
 }
 
@@ -162,15 +163,19 @@ static int parse_common(const cJSON *o, serve_req *r, const serve_limits *lim, s
 }
 
 int serve_response_format(const cJSON *rf, serve_req *r, serve_error *e) {
-    (void)r;
     if (!rf || cJSON_IsNull(rf)) return 0;
     if (!cJSON_IsObject(rf)) return BAD("response_format", "response_format: expected an object, got %s", json_type_name(rf));
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(rf, "type");
     if (!cJSON_IsString(t)) return BAD("response_format.type", "response_format.type: expected a string");
-    if (!strcmp(t->valuestring, "text")) return 0;
-    /* json_object / json_schema: wired to the constrained-output decoder (issue 16) when it lands */
-    return BAD("response_format", "response_format %s is not supported by this build (constrained decoding is not built in)",
-               t->valuestring);
+    char *gbnf = NULL;
+    gk_err err;
+    if (constrain_from_response_format(rf, &gbnf, &err)) return BAD("response_format", "%s", err.msg);
+    if (!gbnf) return 0;   /* text */
+    constrain_grammar_free(r->grammar);
+    r->grammar = constrain_grammar_parse(gbnf, strlen(gbnf), NULL, &err);
+    free(gbnf);
+    if (!r->grammar) return BAD("response_format", "response_format: the schema's grammar does not compile: %s", err.msg);
+    return 0;
 }
 
 /* ---------------------------------------------------------------- chat messages */

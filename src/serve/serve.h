@@ -70,6 +70,8 @@ typedef struct {
     char *stops[4]; size_t n_stops;   /* stop strings (owned) */
     int32_t *prompt; size_t n_prompt; /* rendered prompt ids (owned) */
     char *prompt_text;          /* completions: the prompt as given (for echo; owned) */
+    constrain_grammar *grammar; /* response_format json_object / json_schema: the compiled grammar (owned until the
+                                   engine thread binds it to the vocabulary), NULL = unconstrained */
 } serve_req;
 void serve_req_free(serve_req *r);
 
@@ -96,9 +98,9 @@ typedef struct {
 int serve_req_parse(serve_req *r, const char *body, size_t len, int chat, const serve_limits *lim,
                     const tok_tokenizer *tok, const chat_specials *sp, serve_error *e);
 
-/* The single place response_format is handled. {"type":"text"} is accepted; json_object / json_schema need
- * the constrained-output decoder, which this build does not have yet: 400 "response_format is not supported
- * by this build". Returns 0 or -1 with e. */
+/* The single place response_format is handled: {"type":"text"} (nothing), {"type":"json_object"} (any JSON
+ * object), {"type":"json_schema","json_schema":{"schema":{...}}} (JSON valid under the schema): r->grammar is
+ * set. A schema the converter cannot take is a 400 naming the keyword and where it is. Returns 0 or -1 with e. */
 int serve_response_format(const cJSON *rf, serve_req *r, serve_error *e);
 
 /* Deepest nesting of arrays/objects in a JSON text (strings skipped); stops counting past limit + 1. */

@@ -28,6 +28,7 @@ typedef struct job {
     double t0, t_first;          /* submitted; first token */
     engine_req_id eid;
     int e_done;
+    constrain *cons;             /* response_format's grammar on the vocabulary (engine thread), or NULL */
     struct job *next;            /* in server.incoming */
     struct server *srv;
 } job;
@@ -54,6 +55,7 @@ typedef struct {
 typedef struct server {
     serve_opts o;
     eval_model em;               /* model, tokenizer, chat specials, engine (engine thread only) */
+    constrain_vocab *cvocab;     /* response_format: the tokenizer's trie, built on first use (engine thread) */
     char model_name[256];
     serve_limits lim;
     long created;

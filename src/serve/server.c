@@ -66,6 +66,7 @@ void job_unref(job *j) {
         if (j->state == JOB_DONE) engine_seq_free(&j->out[k]);
     }
     free(j->text); free(j->in_call); free(j->out);
+    constrain_free(j->cons);
     serve_req_free(&j->req);
     pthread_mutex_destroy(&j->mu);
     pthread_cond_destroy(&j->cv);
@@ -193,6 +194,12 @@ static void job_admit(server *s, job *j, int stopping) {
     ro.gen.on_token = on_token;
     ro.gen.ctx = j;
     ro.on_done = on_done;
+    if (j->req.grammar) {   /* response_format: bind the request's grammar to the vocabulary */
+        if (!s->cvocab) s->cvocab = constrain_vocab_new(s->em.tok);
+        j->cons = constrain_new(j->req.grammar, s->cvocab, NULL, 0);
+        j->req.grammar = NULL;
+        ro.gen.grammar = j->cons;
+    }
     engine_req_id id = engine_admit(s->em.e, j->req.prompt, j->req.n_prompt, &ro, &err);
     if (id == ENGINE_REQ_BUSY) { job_reject(j, 429, "rate_limit_error", &err); return; }
     if (id < 0) { job_reject(j, 400, "invalid_request_error", &err); return; }
@@ -440,6 +447,7 @@ int serve_run(const serve_opts *o, gk_err *err) {
 out:
     if (g_sigpipe[0] >= 0) { close(g_sigpipe[0]); close(g_sigpipe[1]); g_sigpipe[0] = g_sigpipe[1] = -1; }
     eval_model_close(&s->em);
+    constrain_vocab_free(s->cvocab);
     free(s->active);
     pthread_mutex_destroy(&s->mu); pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->conn_mu); pthread_mutex_destroy(&s->met_mu);

@@ -111,7 +111,10 @@ typedef struct {
 static double dpo_step_lines(void *ctx, const uint32_t *idx, size_t k, rlhf_pref_eval *st) {
     dpo_ctx *c = ctx;
     rlhf_dpo_stats ds;
-    double loss = dpo_lines(c->lp, c->pl.td, idx, k, c->o->beta, 1, &ds, NULL);
+    size_t np;
+    double loss = dpo_lines(c->lp, c->pl.td, idx, k, c->o->beta, 1, &ds, &np);
+    st->units = (double)np;   /* the loss is a mean over pairs */
+    st->pairs = np;
     st->accuracy = ds.accuracy; st->margin = ds.margin;
     st->extra[0] = ds.reward_chosen; st->extra[1] = ds.reward_rejected;
     return loss;
@@ -183,7 +186,7 @@ int train_dpo(const dpo_opts *o, dpo_result *res, gk_err *err) {
     if (!o->json)
         gk_log("dpo: %d layers, width %d; beta %.3g; %zu lines (%zu pairs) train, %zu pairs val; %zu lines/step, %ld steps\n",
                m->cfg.n_layer, m->cfg.n_embd, o->beta, td.n, td.pairs, vd.pairs, c.pl.B, s.cfg.total);
-    train_stage_hooks h = { .ctx = &c, .micro = rlhf_pref_micro, .eval = vd.n ? dpo_val : NULL, .tell = rlhf_pref_tell };
+    train_stage_hooks h = { .ctx = &c, .micro = rlhf_pref_micro, .split = 1, .eval = vd.n ? dpo_val : NULL, .tell = rlhf_pref_tell };
     rc = train_stage_run(&s, &h, dpo_opts_to_json(o), err);
     TRAIN_STAGE_RESULT(res, &s);
 done:

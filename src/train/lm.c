@@ -184,6 +184,16 @@ size_t train_sample(gpt_model *m, const int32_t *prompt, size_t n_prompt, size_t
 
 int train_eval_loss(gpt_model *m, const char *shard, size_t B, size_t T, long batches, double *loss,
                     size_t *ntok, gk_err *err) {
+    double sum = 0;
+    size_t count = 0;
+    if (train_eval_sums(m, shard, B, T, batches, 0, 1, &sum, &count, err)) return -1;
+    *loss = count ? sum / (double)count : NAN;
+    if (ntok) *ntok = count;
+    return 0;
+}
+
+int train_eval_sums(gpt_model *m, const char *shard, size_t B, size_t T, long batches, int part, int nparts,
+                    double *sum_out, size_t *count_out, gk_err *err) {
     if (T > (size_t)m->cfg.n_ctx)
         return gk_errf(err, "sequence length %zu exceeds the model's context %d", T, m->cfg.n_ctx);
     data_loader *dl = data_loader_open(shard, B, T, 0, 0, (uint32_t)m->cfg.vocab_size, err);
@@ -199,6 +209,7 @@ int train_eval_loss(gpt_model *m, const char *shard, size_t B, size_t T, long ba
     double sum = 0; size_t count = 0; int rc = 0;
     for (long k = 0; k < batches; k++) {
         if (data_loader_next(dl, in, tg, err) != 0) { rc = -1; break; }
+        if (k % nparts != part) continue;   /* another rank's batch */
         size_t c;
         double mean = train_lm_loss(l, in, tg, B, T, 0, &c);
         sum += mean * (double)c; count += c;
@@ -207,7 +218,6 @@ int train_eval_loss(gpt_model *m, const char *shard, size_t B, size_t T, long ba
     free(in); free(tg);
     data_loader_free(dl);
     if (rc) return -1;
-    *loss = count ? sum / (double)count : NAN;
-    if (ntok) *ntok = count;
+    *sum_out = sum; *count_out = count;
     return 0;
 }

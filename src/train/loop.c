@@ -118,6 +118,7 @@ int train_save(const char *dir, const gpt_model *m, const adamw *opt, const trai
     if (gpt_save(m, dir, tokenizer, err)) return -1;
     if (!opt || !st) return 0;
     gk_crash_point("save:model");
+    GK_CHECK(opt->lo == 0 && opt->hi == opt->n, "train_save of a sharded optimizer: gather its moments first");
     size_t n = opt->n;
     float *hm = gk_malloc(n * sizeof(float)), *hv = gk_malloc(n * sizeof(float));
     kern_download(m->be, hm, opt->m, n * sizeof(float));
@@ -220,7 +221,8 @@ int train_load_state(const char *dir, const gpt_model *m, adamw *opt, train_stat
                     bad < opt->n ? "a non-finite value" : "a negative second moment");
             free(h); goto done;
         }
-        kern_upload(m->be, k ? opt->v : opt->m, h, opt->n * sizeof(float));
+        /* a ZeRO-1 shard keeps only its slice: the file is the same whatever the number of ranks */
+        kern_upload(m->be, k ? opt->v : opt->m, h + opt->lo, (opt->hi - opt->lo) * sizeof(float));
     }
     free(h);
     opt->t = (long)t;

@@ -258,6 +258,51 @@ static const train_opt DPO[] = {
 };
 TABLE(train_opts_dpo, "dpo", dpo_opts, DPO);
 
+/* ---------------------------------------------------------------- grpo */
+
+#define GR_F(fl, al, k, pk, f, d, lo, hi, mv, h) OPT_NUM_(grpo_opts, TRAIN_OPT_FLOAT, fl, al, k, pk, f, d, lo, hi, ST | PI, mv, h)
+#define GR_L(fl, al, k, pk, f, d, lo, mv, h) OPT_NUM_(grpo_opts, TRAIN_OPT_LONG, fl, al, k, pk, f, d, lo, BIG, ST | PI, mv, h)
+static const train_opt GRPO[] = {
+    OPT_SECTION("data and model:"),
+    OPT_STR_(grpo_opts, "--policy", "policy_dir", policy_dir, NULL, ST, "DIR", "SFT checkpoint: the start and the frozen reference"),
+    OPT_STR_(grpo_opts, "--prompts", "prompts", prompts, NULL, ST, "FILE",
+             "{\"prompt\": P, \"answer\"?: A, \"check\"?: C} per line; a demo prompt needs no answer"),
+    OPT_STR_(grpo_opts, "--val", "val", val, NULL, ST, "FILE", "held-out tasks (same shape): greedy accuracy before and after"),
+    GR_L("--val-n", NULL, "val_n", NULL, val_n, 0, 0, "N", "held-out tasks used (0 = all)"),
+    OPT_STR_(grpo_opts, "--resume", "resume_dir", resume_dir, NULL, 0, "OUT", "continue a run exactly (policy, optimizer, prompt order, RNG)"),
+    OPT_TOKENIZER(grpo_opts),
+    OPT_SECTION("rollouts and rewards:"),
+    GR_L("--iters", "--steps", "iters", NULL, iters, 100, 0, "N", "iterations (rollouts + update)"),
+    GR_L("--batch", "-b", "batch_prompts", "prompts", batch_prompts, 8, 1, "P", "prompts per iteration"),
+    GR_L("--group", "-G", "group", NULL, group, 8, 1, "G", "responses per prompt (the group)"),
+    GR_L("--max-new", NULL, "max_new", NULL, max_new, 32, 1, "N", "response token limit"),
+    GR_F("--temperature", NULL, "temperature", NULL, temperature, 1.0, 0, BIG, "T", "rollout sampling temperature"),
+    GR_F("--correct-reward", NULL, "correct_reward", NULL, correct_reward, 1.0, -BIG, BIG, "R", "reward of a correct answer"),
+    GR_F("--format-reward", NULL, "format_reward", NULL, format_reward, 0.0, -BIG, BIG, "R",
+         "reward of a reply that ends and keeps the prompt's format in one sentence (0 = off)"),
+    OPT_SECTION("objective:"),
+    GR_F("--beta", "--kl-coef", "beta", NULL, beta, 0.04, 0, BIG, "B", "KL coefficient (k3 estimator, in the loss)"),
+    GR_F("--clip", NULL, "clip_eps", NULL, clip_eps, 0.2, 0, BIG, "E", "ratio clip"),
+    GR_F("--adv-eps", NULL, "adv_eps", NULL, adv_eps, 1e-4, 0, BIG, "E", "advantage = (r - mean) / (std + E)"),
+    { .type = TRAIN_OPT_BOOL, .flag = "--token-norm", .neg = "--seq-norm", .key = "token_norm", .pipe = "token_norm",
+      .off = offsetof(grpo_opts, token_norm), .flags = ST | PI,
+      .help = "average the loss over all tokens (DAPO) instead of per response, then over responses (the paper; default)" },
+    GR_L("--grpo-epochs", "--mu", "epochs", NULL, epochs, 1, 1, "E", "passes over each rollout batch"),
+    GR_L("--minibatch", NULL, "minibatch", NULL, minibatch, 16, 1, "M", "responses per minibatch (one optimizer step)"),
+    GR_F("--lr", NULL, "lr", NULL, lr, 1e-5, 0, BIG, "LR", "AdamW learning rate"),
+    GR_L("--warmup", NULL, "warmup", NULL, warmup, 0, 0, "N", "learning-rate warmup iterations"),
+    OPT_ADAMW(grpo_opts, 0.0),
+    OPT_SEED(grpo_opts),
+    OPT_SECTION("output:"),
+    OPT_STR_(grpo_opts, "--out", "out", out, "out/grpo", ST, "OUT", "policy checkpoint directory (created)"),
+    GR_L("--sample-every", NULL, "sample_every", NULL, sample_every, 5, 0, "N", "print a sample response every N iterations (0 = off)"),
+    OPT_VAL_EVERY(grpo_opts, 0),
+    OPT_OUTPUT(grpo_opts, 0),
+};
+#undef GR_F
+#undef GR_L
+TABLE(train_opts_grpo, "grpo", grpo_opts, GRPO);
+
 /* ---------------------------------------------------------------- generic code over a table */
 
 #define FIELD(o, d, type) ((type *)((char *)(o) + (d)->off))
@@ -475,6 +520,10 @@ int   ppo_opts_from_json(ppo_opts *o, const char *json, gk_err *err) { return tr
 void  dpo_opts_default(dpo_opts *o) { train_opts_default(&train_opts_dpo, o); }
 char *dpo_opts_to_json(const dpo_opts *o) { return train_opts_to_json(&train_opts_dpo, o); }
 int   dpo_opts_from_json(dpo_opts *o, const char *json, gk_err *err) { return train_opts_from_json(&train_opts_dpo, o, json, err); }
+
+void  grpo_opts_default(grpo_opts *o) { train_opts_default(&train_opts_grpo, o); }
+char *grpo_opts_to_json(const grpo_opts *o) { return train_opts_to_json(&train_opts_grpo, o); }
+int   grpo_opts_from_json(grpo_opts *o, const char *json, gk_err *err) { return train_opts_from_json(&train_opts_grpo, o, json, err); }
 
 void compare_opts_default(compare_opts *o) {
     memset(o, 0, sizeof *o);

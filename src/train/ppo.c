@@ -21,12 +21,19 @@
  * features, and the policy checkpoint stays a plain LM. It costs a second trunk forward/backward per
  * minibatch (InstructGPT and TRL's PPOTrainer make the same choice).
  *
+ * Across ranks (mpirun, src/dist): every rank draws every prompt and sampling seed in the same order, but
+ * generates, scores and evaluates (steps 1-3, the expensive part) only its contiguous share of the prompts;
+ * the rollouts are then all-gathered, so steps 4 and 6 (whitening, KL statistics, the adaptive KL controller)
+ * see the whole batch on every rank, exactly as one process does. Each update minibatch is split across ranks
+ * (a share of its rollouts each), weighted by response tokens (train_stage_weigh).
+ *
  * All per-token arrays are indexed by the position that predicts the token (see train.h).
  * Output: OUT/ holds the policy (a plain LM checkpoint) + resume state, OUT/value the value model + state.
  */
 #include "train/train.h"
 #include "kern/kern.h"
 #include "infer/infer.h"
+#include "dist/dist.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -174,25 +181,33 @@ static int ppo_rollouts(ppo_ctx *c, train_stage *s, gk_err *err) {
     uint64_t epoch_save = c->ord.epoch, pos_save = c->ord.pos;
     rollout_batch *b = &c->b;
     batch_free(b);
-    b->n = c->N;
-    b->seqs = gk_calloc(c->N, sizeof *b->seqs);
-    b->ended = gk_calloc(c->N, sizeof(int));
+    /* this rank's prompts [plo, phi); the prompt order and the seeds advance over all P on every rank */
+    size_t plo, phi;
+    train_stage_share(s, c->P, &plo, &phi);
+    b->n = (phi - plo) * c->S;
+    b->seqs = gk_calloc(b->n ? b->n : 1, sizeof *b->seqs);
+    b->ended = gk_calloc(b->n ? b->n : 1, sizeof(int));
+    int stop = 0;
     for (size_t p = 0; p < c->P; p++) {
         const tok_ids *pi = &c->pids[train_order_next(&c->ord, 1, 1, NULL)[0]];
-        if (rlhf_generate(c->eng, pi->ids, pi->n, c->S, (size_t)c->o->max_new, c->o->temperature, gk_rng_u64(&s->st.rng),
-                          b->seqs + p * c->S, b->ended + p * c->S, err)) return -1;
-        if (gk_sigint_pending()) {
-            s->st.rng = rng_save; c->ord.epoch = epoch_save; c->ord.pos = pos_save;
-            return 1;
-        }
+        uint64_t seed = gk_rng_u64(&s->st.rng);
+        if (p < plo || p >= phi || stop) continue;
+        if (rlhf_generate(c->eng, pi->ids, pi->n, c->S, (size_t)c->o->max_new, c->o->temperature, seed,
+                          b->seqs + (p - plo) * c->S, b->ended + (p - plo) * c->S, err)) return -1;
+        stop = gk_sigint_pending();
+    }
+    /* every rank stops when any rank saw Ctrl-C */
+    if (dist_any(stop)) {
+        s->st.rng = rng_save; c->ord.epoch = epoch_save; c->ord.pos = pos_save;
+        return 1;
     }
     return 0;
 }
 
-/* 2-3. Scores, old log-probs and entropy, values, then the reference's log-probs. */
+/* 2-3. Scores, old log-probs and entropy, values, then the reference's log-probs (of this rank's rollouts). */
 static void ppo_score(ppo_ctx *c, ppo_step_log *L) {
     rollout_batch *b = &c->b;
-    size_t N = c->N;
+    size_t N = b->n;
     double ts = gk_now();
     b->off = gk_malloc((N + 1) * sizeof(size_t));
     b->off[0] = 0;
@@ -209,6 +224,51 @@ static void ppo_score(ppo_ctx *c, ppo_step_log *L) {
     ts = gk_now();
     per_token_pass(c->lp_ref, NULL, b, c->MB, c->o->temperature, b->ref, NULL);
     L->t_ref = gk_now() - ts;
+}
+
+/* Under several ranks: every rank's rollouts (in rank order, which is the prompts' order) into c->b on every
+ * rank: per rollout (length, prompt length, ended, raw score, score) and the token ids; per response token
+ * the old log-prob, the reference's, the value and the entropy. */
+static void ppo_gather(ppo_ctx *c, train_stage *s) {
+    if (s->nranks < 2) return;
+    rollout_batch *b = &c->b, g;
+    memset(&g, 0, sizeof g);
+    size_t n = b->n, NT = b->off[n], nids = 0, tot;
+    double *hdr = gk_malloc((n ? n : 1) * 5 * sizeof(double));
+    for (size_t i = 0; i < n; i++) {
+        double *h = hdr + 5 * i;
+        h[0] = (double)b->seqs[i].n; h[1] = (double)b->seqs[i].prompt_len; h[2] = b->ended[i]; h[3] = b->raw[i]; h[4] = b->score[i];
+        nids += b->seqs[i].n;
+    }
+    int32_t *ids = gk_malloc((nids ? nids : 1) * sizeof(int32_t));
+    for (size_t i = 0, q = 0; i < n; q += b->seqs[i].n, i++) memcpy(ids + q, b->seqs[i].ids, b->seqs[i].n * sizeof(int32_t));
+    double *H = dist_allgatherv(hdr, n * 5 * sizeof(double), &tot);
+    int32_t *I = dist_allgatherv(ids, nids * sizeof(int32_t), &nids);
+    g.n = tot / (5 * sizeof(double));
+    GK_CHECK(g.n == c->N, "ppo: gathered %zu rollouts, expected %zu", g.n, c->N);
+    g.seqs = gk_calloc(g.n, sizeof *g.seqs); g.ended = gk_malloc(g.n * sizeof(int));
+    g.raw = gk_malloc(g.n * sizeof(float)); g.score = gk_malloc(g.n * sizeof(float));
+    g.off = gk_malloc((g.n + 1) * sizeof(size_t));
+    g.off[0] = 0;
+    for (size_t i = 0, q = 0; i < g.n; i++) {
+        const double *h = H + 5 * i;
+        g.seqs[i].n = (size_t)h[0]; g.seqs[i].prompt_len = (size_t)h[1];
+        g.seqs[i].ids = gk_malloc((g.seqs[i].n ? g.seqs[i].n : 1) * sizeof(int32_t));
+        memcpy(g.seqs[i].ids, I + q, g.seqs[i].n * sizeof(int32_t));
+        q += g.seqs[i].n;
+        g.ended[i] = (int)h[2]; g.raw[i] = (float)h[3]; g.score[i] = (float)h[4];
+        g.off[i + 1] = g.off[i] + (g.seqs[i].n - g.seqs[i].prompt_len);
+    }
+    float **mine[4] = { &b->logp, &b->ref, &b->val, &b->ent }, **all[4] = { &g.logp, &g.ref, &g.val, &g.ent };
+    for (int k = 0; k < 4; k++) {
+        *all[k] = dist_allgatherv(*mine[k], NT * sizeof(float), &tot);
+        GK_CHECK(tot == g.off[g.n] * sizeof(float), "ppo: gathered %zu per-token values, expected %zu", tot / sizeof(float), g.off[g.n]);
+    }
+    size_t cap = g.off[g.n] ? g.off[g.n] : 1;
+    g.adv = gk_malloc(cap * sizeof(float)); g.ret = gk_malloc(cap * sizeof(float));
+    free(hdr); free(ids); free(H); free(I);
+    batch_free(b);
+    *b = g;
 }
 
 /* 4. KL-shaped rewards, GAE per response, advantages whitened over the batch's tokens; the rollout statistics. */
@@ -244,10 +304,29 @@ static void to_rows(const int32_t *tg, size_t BT, const float *flat, float *rows
 }
 
 /* 5. One minibatch (rollouts idx[0..k)): the clipped surrogate -> policy step; the clipped value loss -> value
- * step. Per-token rollout values are gathered in the minibatch's row order. */
+ * step. Per-token rollout values are gathered in the minibatch's row order. Under several ranks this rank
+ * takes rollouts [lo, hi) of the minibatch, and the losses (means over response tokens) are weighted by them. */
 static void ppo_minibatch(ppo_ctx *c, train_stage *s, const uint32_t *idx, size_t k, float lr, float vlr, int last_epoch,
                           ppo_sums *sm) {
     const rollout_batch *b = &c->b;
+    if (s->nranks > 1) {
+        size_t lo, hi;
+        train_stage_share(s, k, &lo, &hi);
+        idx += lo; k = hi - lo;
+        if (k == 0) {
+            /* no share: a zero gradient and no tokens, but the collectives of both updates all the same */
+            double pv[3] = {0}, vv[2] = {0};
+            train_stage_zero(s, 0);
+            train_stage_weigh(s, 0, 0, pv, 3);
+            train_stage_update(s, 0, lr);
+            train_stage_zero(s, 1);
+            train_stage_weigh(s, 1, 0, vv, 2);
+            train_stage_update(s, 1, vlr);
+            sm->pl += pv[0]; sm->cf += pv[1]; if (last_epoch) { sm->akl_last += pv[2]; sm->nmb_last++; }
+            sm->vl += vv[0]; sm->vcf += vv[1]; sm->nmb++;
+            return;
+        }
+    }
     rlhf_seq *ms = gk_malloc(k * sizeof *ms);
     for (size_t j = 0; j < k; j++) ms[j] = b->seqs[idx[j]];
     int32_t *in, *tg;
@@ -269,22 +348,28 @@ static void ppo_minibatch(ppo_ctx *c, train_stage *s, const uint32_t *idx, size_
     q = 0;
     for (size_t r = 0; r < BT; r++) if (tg[r] >= 0) cur[q++] = rows[r];
     rlhf_ppo_stats ps;
-    sm->pl += rlhf_ppo_policy_loss(cur, old, adv, nt, c->o->clip_eps, dflat, &ps);
-    sm->cf += ps.clip_frac;
-    if (last_epoch) { sm->akl_last += ps.approx_kl; sm->nmb_last++; }
+    double pv[3];
+    pv[0] = rlhf_ppo_policy_loss(cur, old, adv, nt, c->o->clip_eps, dflat, &ps);
+    pv[1] = ps.clip_frac; pv[2] = ps.approx_kl;
     to_rows(tg, BT, dflat, drows);
     train_lm_backward(c->lp_pol, drows);
+    train_stage_weigh(s, 0, (double)nt, pv, 3);
+    sm->pl += pv[0];
+    sm->cf += pv[1];
+    if (last_epoch) { sm->akl_last += pv[2]; sm->nmb_last++; }
     train_stage_update(s, 0, lr);
     /* value: the old values are the rollout-time ones (b->val) */
     train_stage_zero(s, 1);
     rlhf_vh_forward(c->vh, in, k, T, rows);
     q = 0;
     for (size_t r = 0; r < BT; r++) if (tg[r] >= 0) cur[q++] = rows[r];
-    double vcf;
-    sm->vl += rlhf_value_loss(cur, oldv, ret, nt, c->o->vf_clip, dflat, &vcf);
-    sm->vcf += vcf;
+    double vv[2];
+    vv[0] = rlhf_value_loss(cur, oldv, ret, nt, c->o->vf_clip, dflat, &vv[1]);
     to_rows(tg, BT, dflat, drows);
     rlhf_vh_backward(c->vh, drows);
+    train_stage_weigh(s, 1, (double)nt, vv, 2);
+    sm->vl += vv[0];
+    sm->vcf += vv[1];
     train_stage_update(s, 1, vlr);
     sm->nmb++;
     free(ms); free(in); free(tg); free(rows); free(drows); free(cur); free(old); free(oldv); free(adv); free(ret); free(dflat);
@@ -323,6 +408,7 @@ static int ppo_iterate(void *ctx, train_stage *s, long it, train_step_out *out, 
     if (r) return r;
     L.t_rollout = gk_now() - ts;
     ppo_score(c, &L);
+    ppo_gather(c, s);
     ppo_advantages(c, &L);
     ppo_update(c, s, it, &L);
     rlhf_kl_ctl_update(&c->ctl, L.kl, (long)c->N);

@@ -9,6 +9,7 @@
 #include "train/train.h"
 #include "kern/kern.h"
 #include "tok/tok.h"
+#include "dist/dist.h"
 
 #include <cjson/cJSON.h>
 #include <sys/resource.h>
@@ -85,11 +86,28 @@ static int pt_micro(void *ctx, train_stage *s, long step, long micro, train_step
     return 0;
 }
 
+/* Another rank's micro-batch: read past it, so every rank's loader stays at the same position. */
+static void pt_skip(void *ctx, train_stage *s, long step, long micro) {
+    (void)s; (void)step; (void)micro;
+    pt_ctx *c = ctx;
+    gk_err e;
+    if (data_loader_next(c->dl, c->in, c->tg, &e)) gk_warn("pretrain: %s\n", e.msg);
+}
+
 static int pt_eval(void *ctx, train_stage *s, long step, int final, gk_err *err) {
     (void)final;
     pt_ctx *c = ctx;
     double vl = NAN;
-    if (train_eval_loss(c->m, c->o->val, (size_t)c->o->B, (size_t)c->o->T, c->o->val_batches, &vl, NULL, err)) return -1;
+    /* each rank evaluates every nranks-th batch; the sums are added over ranks (collective) */
+    double v[2] = {0, 0};
+    size_t cnt = 0;
+    int bad = train_eval_sums(c->m, c->o->val, (size_t)c->o->B, (size_t)c->o->T, c->o->val_batches, s->rank, s->nranks,
+                              &v[0], &cnt, err) != 0;
+    v[1] = (double)cnt;
+    if (s->nranks > 1 && dist_any(bad)) return bad ? -1 : gk_errf(err, "another rank failed to evaluate %s", c->o->val);
+    if (bad) return -1;
+    train_stage_sum(s, v, 2);
+    vl = v[1] > 0 ? v[0] / v[1] : NAN;
     c->res->val_loss = vl;
     cJSON *f = cJSON_CreateObject();
     cJSON_AddNumberToObject(f, "step", (double)step);
@@ -199,7 +217,7 @@ int train_pretrain(const pretrain_opts *o, pretrain_result *res, gk_err *err) {
     }
     c.in = gk_malloc(BT * sizeof(int32_t)); c.tg = gk_malloc(BT * sizeof(int32_t));
     train_stage_hooks h = { .ctx = &c, .micro = pt_micro, .eval = o->val ? pt_eval : NULL, .sample = pt_sample,
-                            .finish = pt_finish, .tell = pt_tell };
+                            .finish = pt_finish, .tell = pt_tell, .skip = pt_skip };
     rc = train_stage_run(&s, &h, pretrain_opts_to_json(o), err);
     TRAIN_STAGE_RESULT(res, &s);
     res->tokens = s.tokens;

@@ -314,14 +314,25 @@ int rlhf_pref_open(rlhf_pref_loop *p, train_stage *s, train_stage_cfg *sc, long 
     return 0;
 }
 
+/* Under several ranks each takes a contiguous share of the batch's lines (a split hook: the skeleton weights
+ * the loss, the gradient and accuracy / margin / extras by st.units). */
 int rlhf_pref_micro(void *ctx, train_stage *s, long step, long micro, train_step_out *out, gk_err *err) {
-    (void)s; (void)step; (void)micro; (void)err;
+    (void)step; (void)micro; (void)err;
     rlhf_pref_loop *p = ctx;
-    size_t nb;
+    size_t nb, lo, hi;
     const uint32_t *idx = train_order_next(&p->ord, p->B, 0, &nb);
+    train_stage_share(s, nb, &lo, &hi);
     rlhf_pref_eval st;
     memset(&st, 0, sizeof st);
-    out->loss = p->lines(ctx, idx, nb, &st);
+    out->loss = hi > lo ? p->lines(ctx, idx + lo, hi - lo, &st) : NAN;
+    out->units = st.units;
+    if (s->nranks > 1) {
+        /* the step's statistics over every rank's pairs */
+        double w = (double)st.pairs, v[5] = { st.accuracy * w, st.margin * w, st.extra[0] * w, st.extra[1] * w, w };
+        if (!(w > 0)) v[0] = v[1] = v[2] = v[3] = 0;
+        train_stage_sum(s, v, 5);
+        st.accuracy = v[0] / v[4]; st.margin = v[1] / v[4]; st.extra[0] = v[2] / v[4]; st.extra[1] = v[3] / v[4];
+    }
     *p->final_acc = st.accuracy;
     train_put(out->pre, "accuracy", "%.5g", st.accuracy);
     train_put(out->pre, "margin", "%.6g", st.margin);
@@ -365,7 +376,9 @@ static double rm_step_lines(void *ctx, const uint32_t *idx, size_t k, rlhf_pref_
     rm_ctx *c = ctx;
     rlhf_rm_stats rs;
     double loss = rm_lines(c->m, c->pl.td, idx, k, 1, &rs);
-    st->accuracy = rs.accuracy; st->margin = rs.margin;
+    st->accuracy = rs.accuracy; st->margin = rs.margin; st->pairs = rs.npairs;
+    st->units = 0;   /* the loss is a mean over the lines that hold a pair */
+    for (size_t j = 0; j < k; j++) st->units += c->pl.td->count[idx[j]] >= 2;
     return loss;
 }
 
@@ -443,11 +456,11 @@ int train_rm(const rm_opts *o, rm_result *res, gk_err *err) {
         gk_log("rm: %d layers, width %d, %.2fM parameters; %zu lines (%zu pairs) train, %zu lines (%zu pairs) val; "
                "%zu lines/step, %ld steps\n", m->cfg.n_layer, m->cfg.n_embd, (double)m->num_params / 1e6, td.n, td.pairs,
                vd.n, vd.pairs, c.pl.B, sc.total);
-    train_stage_hooks h = { .ctx = &c, .micro = rlhf_pref_micro, .eval = vd.n ? rm_eval : NULL, .finish = rm_finish, .tell = rlhf_pref_tell };
+    train_stage_hooks h = { .ctx = &c, .micro = rlhf_pref_micro, .split = 1, .eval = vd.n ? rm_eval : NULL, .finish = rm_finish, .tell = rlhf_pref_tell };
     rc = train_stage_run(&s, &h, rm_opts_to_json(o), err);
     TRAIN_STAGE_RESULT(res, &s);
     gk_err serr;
-    if (s.saved && write_reward_json(o->out, o, res, &serr) && rc == 0) { *err = serr; rc = -1; }
+    if (s.saved && s.rank == 0 && write_reward_json(o->out, o, res, &serr) && rc == 0) { *err = serr; rc = -1; }   /* rank 0 writes */
 done:
     train_stage_close(&s);
     train_order_free(&c.pl.ord);

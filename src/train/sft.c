@@ -79,15 +79,21 @@ typedef struct {
 } sft_ctx;
 
 /* One batch of up to B conversations (the last of an epoch may be short); the gradient of its masked mean. */
+/* Under several ranks each takes a contiguous share of the batch's rows (padded to the whole batch's longest,
+ * as one process pads them) and reports its counted tokens as out->units; the skeleton weights by them. */
 static int sft_micro(void *ctx, train_stage *s, long step, long micro, train_step_out *out, gk_err *err) {
-    (void)s; (void)step; (void)micro; (void)err;
+    (void)step; (void)micro; (void)err;
     sft_ctx *c = ctx;
-    size_t nb, count;
+    size_t nb, count = 0, lo, hi;
     const uint32_t *take = train_order_next(&c->ord, c->B, 1, &nb);
     for (size_t b = 0; b < nb; b++) c->idx[b] = take[b];
     size_t Tb = sft_make_batch(c->train, c->idx, nb, c->in, c->tg);
-    out->loss = sft_batch_loss(c->lm, c->in, c->tg, nb, Tb, 1, &count);
-    out->tokens += (double)(nb * Tb);
+    train_stage_share(s, nb, &lo, &hi);
+    out->loss = hi > lo ? sft_batch_loss(c->lm, c->in + lo * Tb, c->tg + lo * Tb, hi - lo, Tb, 1, &count) : NAN;
+    out->units = (double)count;
+    count = 0;   /* the whole batch's, for the log */
+    for (size_t i = 0; i < nb * Tb; i++) count += c->tg[i] >= 0;
+    out->tokens += (double)((hi - lo) * Tb);
     cJSON_AddNumberToObject(out->post, "epoch", (double)c->ord.epoch);
     cJSON_AddNumberToObject(out->post, "trained_tokens", (double)count);
     snprintf(out->hpost, sizeof out->hpost, "epoch %llu", (unsigned long long)c->ord.epoch);
@@ -187,7 +193,7 @@ int train_sft(const sft_opts *o, sft_result *res, gk_err *err) {
     c.idx = gk_malloc(c.B * sizeof(size_t));
     train_order_init(&c.ord, train.n, o->seed * 0x9E3779B97F4A7C15ULL + 1, o->resume_dir ? s.st.pos.epoch : 0,
                      o->resume_dir ? s.st.pos.pos : 0);
-    train_stage_hooks h = { .ctx = &c, .micro = sft_micro, .eval = o->val ? sft_eval : NULL, .tell = sft_tell };
+    train_stage_hooks h = { .ctx = &c, .micro = sft_micro, .split = 1, .eval = o->val ? sft_eval : NULL, .tell = sft_tell };
     rc = train_stage_run(&s, &h, sft_opts_to_json(o), err);
     TRAIN_STAGE_RESULT(res, &s);
 done:

@@ -5,9 +5,17 @@
  * the stage RNG, Ctrl-C, the progress line and metrics JSONL, the eval / sample / checkpoint cadence, precision
  * begin/end, gradient accumulation and the optimizer step. Anything every stage needs (the gradient
  * all-reduce, LoRA's parameter selection, a new precision) is added here once.
+ *
+ * Data parallelism (src/dist, docs/distributed.md): under mpirun every rank runs this same loop on the same
+ * options. The micro-batches of a step are dealt out to the ranks (or a hook splits its one batch), the
+ * gradients are summed by a reduce-scatter, each rank runs AdamW on its slice of the parameters with its
+ * slice of the moments (ZeRO-1), and an all-gather gives every rank the new parameters. Whatever decides
+ * whether to go on (Ctrl-C, a failed save, a bad resume) is agreed with dist_any so no rank waits alone in a
+ * collective. Only rank 0 takes the directory locks and writes checkpoints, metrics and the progress line.
  */
 #include "train/train.h"
 #include "kern/kern.h"
+#include "dist/dist.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -43,14 +51,31 @@ int train_stage_open(train_stage *s, const train_stage_cfg *cfg, gk_err *err) {
     if (s->cfg.accum < 1) s->cfg.accum = 1;
     if (!s->cfg.saved_what) s->cfg.saved_what = "checkpoint";
     s->last_loss = NAN;
+    s->rank = dist_rank(); s->nranks = dist_size();
     GK_CHECK(cfg->n_models >= 1 && cfg->n_models <= TRAIN_STAGE_MAX_MODELS, "train_stage_open: %zu models", cfg->n_models);
     /* one writer per output directory, before anything there is read or written (this also removes the
-     * temporaries of a save that was killed) */
-    for (size_t k = 0; k < s->cfg.n_models; k++)
-        if (gk_dir_lock_take(s->cfg.models[k].out, &s->locks[k], err)) return -1;
+     * temporaries of a save that was killed); with several ranks rank 0 is that writer */
+    int bad = 0;
+    for (size_t k = 0; k < s->cfg.n_models && !bad && s->rank == 0; k++)
+        bad = gk_dir_lock_take(s->cfg.models[k].out, &s->locks[k], err) != 0;
+    if (dist_any(bad)) return bad ? -1 : gk_errf(err, "rank %d: rank 0 could not lock the output directory", s->rank);
+    s->opt_bytes = 0;
     for (size_t k = 0; k < s->cfg.n_models; k++) {
-        gpt_alloc_grads(s->cfg.models[k].m);
-        s->cfg.models[k].opt = adamw_create(s->cfg.models[k].m, cfg->opt);
+        gpt_model *m = s->cfg.models[k].m;
+        gpt_alloc_grads(m);
+        /* ZeRO-1: this rank's moments cover only its slice of the flat parameters */
+        size_t lo, hi;
+        dist_shard(m->num_params, s->rank, s->nranks, &lo, &hi);
+        s->cfg.models[k].opt = adamw_create_shard(m, cfg->opt, lo, hi);
+        s->opt_bytes += 2.0 * (double)(hi - lo) * sizeof(float);
+        if (s->nranks > 1) {
+            /* every rank starts from rank 0's parameters (a fresh init is seeded alike, but be sure) */
+            float *h = gk_malloc(m->num_params * sizeof(float));
+            kern_download(m->be, h, m->params, m->num_params * sizeof(float));
+            dist_bcast(h, m->num_params * sizeof(float), 0);
+            kern_upload(m->be, m->params, h, m->num_params * sizeof(float));
+            free(h);
+        }
     }
     gk_rng_seed(&s->st.rng, cfg->rng_seed);
     /* Resume: every model's moments from its own state; step, data position and RNG from model 0's (the
@@ -60,16 +85,18 @@ int train_stage_open(train_stage *s, const train_stage_cfg *cfg, gk_err *err) {
         if (!sm->resume) continue;
         train_state tmp;
         memset(&tmp, 0, sizeof tmp);
-        if (train_load_state(sm->resume, sm->m, sm->opt, k ? &tmp : &s->st, err)) return -1;
+        /* every rank reads the state (a shared directory) and keeps its slice of the moments */
+        bad = train_load_state(sm->resume, sm->m, sm->opt, k ? &tmp : &s->st, err) != 0;
         free(tmp.opts_json);
+        if (dist_any(bad)) return bad ? -1 : gk_errf(err, "rank %d: another rank could not read the resume state in %s", s->rank, sm->resume);
         if (k == 0) {
             s->step0 = s->st.step; s->resumed_opts = s->st.opts_json; s->st.opts_json = NULL;
             s->tokens = s->st.tokens; s->last_loss = s->st.last_loss;
         }
     }
-    for (size_t k = 0; k < s->cfg.n_models; k++)
+    for (size_t k = 0; k < s->cfg.n_models && s->rank == 0; k++)
         if (gk_mkdir_p(s->cfg.models[k].out, err)) return -1;
-    char *mp = gk_path_join(s->cfg.models[0].out, "metrics.jsonl");
+    char *mp = s->rank == 0 ? gk_path_join(s->cfg.models[0].out, "metrics.jsonl") : NULL;
     int rc = train_log_open(&s->lg, cfg->name, mp, cfg->json, s->step0, cfg->total, err);
     free(mp);
     if (rc) return -1;
@@ -92,12 +119,46 @@ void train_stage_close(train_stage *s) {
 
 void train_stage_zero(train_stage *s, size_t k) { gpt_zero_grads(s->cfg.models[k].m); }
 
-/* The only optimizer step in src/train. Data-parallel training all-reduces the gradients here, before the
- * norm; LoRA's parameter selection is the model's trainable[] groups, which adamw_step (norm, clipping,
- * update) alone reads. */
+void train_stage_share(const train_stage *s, size_t n, size_t *lo, size_t *hi) {
+    dist_shard(n, s->rank, s->nranks, lo, hi);
+}
+
+/* The only optimizer step in src/train. LoRA's parameter selection is the model's trainable[] groups, which
+ * the optimizer (norm, clipping, update) alone reads. With several ranks, ZeRO-1:
+ *   reduce-scatter: rank r gets the sum over ranks of the gradients in its slice [lo_r, hi_r)
+ *   norm = sqrt(sum over ranks of the slice's sum of squares)      (the global norm clipping needs)
+ *   AdamW on the slice with the slice's moments; all-gather of the parameters
+ * The hooks' gradients are already divided by the whole step's count (or rescaled by micro_step), so the sum
+ * over ranks is the single process's gradient up to the order of the additions. */
 double train_stage_update(train_stage *s, size_t k, float lr) {
     const train_stage_model *sm = &s->cfg.models[k];
-    return adamw_step(sm->opt, sm->m, lr);
+    if (s->nranks < 2) return adamw_step(sm->opt, sm->m, lr);
+    gpt_model *m = sm->m;
+    double t0 = gk_now();
+    dist_reduce_scatter_sum_f32(m->grads, m->num_params);
+    double ss = adamw_grad_sumsq(sm->opt, m);
+    dist_allreduce_sum_f64(&ss, 1);
+    double norm = sqrt(ss), t1 = gk_now();
+    adamw_update(sm->opt, m, lr, norm);
+    double t2 = gk_now();
+    dist_allgather_f32(m->params, m->num_params);
+    s->comm_s += (t1 - t0) + (gk_now() - t2);
+    /* the other ranks' slices changed without this rank's kern_adamw: the bf16 copy must be redone */
+    if (k == 0 && s->bf16_on) kern_bf16_shadow(m->be, m->params, m->num_params);
+    return norm;
+}
+
+/* The whole moments of model k's sharded optimizer, gathered on rank 0 into an unsharded optimizer for the
+ * checkpoint (NULL on the other ranks; the optimizer itself with one rank). Every rank must call it. */
+static adamw *gather_opt(train_stage *s, size_t k) {
+    adamw *o = s->cfg.models[k].opt;
+    if (s->nranks < 2) return o;
+    gpt_model *m = s->cfg.models[k].m;
+    adamw *full = s->rank == 0 ? adamw_create(m, &o->cfg) : NULL;
+    if (full) full->t = o->t;
+    dist_gather_f32(o->m, full ? full->m : NULL, o->n);
+    dist_gather_f32(o->v, full ? full->v : NULL, o->n);
+    return full;
 }
 
 /* ---------------------------------------------------------------- checkpoints */
@@ -120,21 +181,30 @@ static int save_all(train_stage *s, const train_stage_hooks *h, long step, int f
     if (h->tell) h->tell(h->ctx, &s->st.pos);
     if (h->opts) { free(s->st.opts_json); s->st.opts_json = h->opts(h->ctx); }
     const char *out0 = s->cfg.models[0].out;
-    char *staging = gk_ckpt_begin(out0, step, err);
-    if (!staging) return -1;
+    /* the moments are gathered first (a collective every rank joins); rank 0 alone writes the unit */
+    adamw *full[TRAIN_STAGE_MAX_MODELS] = {0};
+    for (size_t k = 0; k < s->cfg.n_models; k++) full[k] = gather_opt(s, k);
     int rc = 0;
-    for (size_t k = 0; k < s->cfg.n_models && rc == 0; k++) {
-        const train_stage_model *sm = &s->cfg.models[k];
-        train_state st = s->st;
-        if (k) st.opts_json = NULL;   /* the options live with model 0 */
-        char *dir = stage_subdir(staging, out0, sm->out);
-        rc = train_save(dir, sm->m, sm->opt, &st, sm->tokenizer, err);
-        free(dir);
+    if (s->rank == 0) {
+        char *staging = gk_ckpt_begin(out0, step, err);
+        if (!staging) rc = -1;
+        for (size_t k = 0; k < s->cfg.n_models && rc == 0; k++) {
+            const train_stage_model *sm = &s->cfg.models[k];
+            train_state st = s->st;
+            if (k) st.opts_json = NULL;   /* the options live with model 0 */
+            char *dir = stage_subdir(staging, out0, sm->out);
+            rc = train_save(dir, sm->m, full[k], &st, sm->tokenizer, err);
+            free(dir);
+        }
+        if (staging) {
+            if (rc == 0) rc = gk_ckpt_commit(out0, staging, err);   /* removes staging itself on failure */
+            else gk_ckpt_abort(staging);
+        }
+        free(staging);
     }
-    if (rc == 0) rc = gk_ckpt_commit(out0, staging, err);   /* removes staging itself on failure */
-    else gk_ckpt_abort(staging);
-    free(staging);
-    return rc ? -1 : 0;
+    if (s->nranks > 1) for (size_t k = 0; k < s->cfg.n_models; k++) adamw_free(full[k]);
+    if (dist_any(rc != 0)) return rc ? -1 : gk_errf(err, "rank %d: rank 0 failed to write the checkpoint", s->rank);
+    return 0;
 }
 
 /* ---------------------------------------------------------------- one step */
@@ -160,17 +230,49 @@ static void human_add(char *h, size_t cap, const char *text) {
     if (*text && n < cap) snprintf(h + n, cap - n, "%s%s", n ? " | " : "", text);
 }
 
+void train_stage_sum(const train_stage *s, double *v, size_t n) { if (s->nranks > 1) dist_allreduce_sum_f64(v, n); }
+
+void train_stage_weigh(train_stage *s, size_t k, double units, double *vals, size_t n) {
+    if (s->nranks < 2) return;
+    double *v = gk_malloc((n + 1) * sizeof(double));
+    v[0] = units;
+    for (size_t i = 0; i < n; i++) v[1 + i] = units > 0 ? vals[i] * units : 0;   /* a NaN of a real share stays */
+    dist_allreduce_sum_f64(v, n + 1);
+    double U = v[0];
+    gpt_model *m = s->cfg.models[k].m;
+    kern_scale(m->be, m->grads, U > 0 ? (float)(units / U) : 0.0f, m->num_params);
+    for (size_t i = 0; i < n; i++) vals[i] = U > 0 ? v[1 + i] / U : NAN;
+    free(v);
+}
+
+/* A split hook's step across ranks: loss = sum_r units_r loss_r / sum_r units_r, and rank r's gradient (of its
+ * own mean) rescaled by units_r / sum_r units_r before the update sums them. Returns the step's loss. */
+static double split_combine(train_stage *s, train_step_out *o) {
+    double loss = o->loss;
+    train_stage_weigh(s, 0, o->units, &loss, 1);
+    return loss;
+}
+
 /* The micro-batch path: zero, accum micro-batches, one update on the schedule; then the step's log record. */
 static int micro_step(train_stage *s, const train_stage_hooks *h, long step, gk_err *err) {
     train_step_out o;
     out_init(&o);
     double ts = gk_now(), lsum = 0;
     train_stage_zero(s, 0);
+    s->comm_s = 0;
+    int dp = s->nranks > 1, split = dp && h->split;
+    GK_CHECK(!split || s->cfg.accum == 1, "%s: a split hook under data parallelism needs accum 1", s->cfg.name);
+    GK_CHECK(!dp || split || h->skip, "%s: data parallelism needs the stage's skip hook", s->cfg.name);
     for (long a = 0; a < s->cfg.accum; a++) {
+        /* whole micro-batches dealt round-robin: rank r runs a = r, r + N, ...; every rank reads them all */
+        if (dp && !split && a % s->nranks != s->rank) { h->skip(h->ctx, s, step, a); continue; }
         if (h->micro(h->ctx, s, step, a, &o, err)) { cJSON_Delete(o.pre); cJSON_Delete(o.post); return -1; }
         lsum += o.loss;
     }
     double loss = lsum / (double)s->cfg.accum;
+    if (split) loss = split_combine(s, &o);
+    else if (dp) { dist_allreduce_sum_f64(&lsum, 1); loss = lsum / (double)s->cfg.accum; }
+    if (dp) dist_allreduce_sum_f64(&o.tokens, 1);
     float lr = lr_at(&s->cfg.sched, step);
     double norm = train_stage_update(s, 0, lr);
     double dt = gk_now() - ts;
@@ -192,6 +294,12 @@ static int micro_step(train_stage *s, const train_stage_hooks *h, long step, gk_
     }
     train_put(f, "ms", "%.1f", dt * 1000);
     snprintf(part, sizeof part, "%.0f ms", dt * 1000);                    human_add(hum, sizeof hum, part);
+    if (dp) {
+        /* the gradient reduce-scatter, the norm and the parameter all-gather (waiting for the slowest rank
+         * included: on a shared machine that is most of it) */
+        train_put(f, "comm_ms", "%.2f", s->comm_s * 1000);
+        snprintf(part, sizeof part, "comm %.0f ms", s->comm_s * 1000);   human_add(hum, sizeof hum, part);
+    }
     if (s->cfg.flops_per_step > 0) {
         double mfu = s->peak > 0 ? s->cfg.flops_per_step / dt / s->peak : 0;
         train_put(f, "mfu", "%.4f", mfu);
@@ -235,11 +343,20 @@ int train_stage_run(train_stage *s, const train_stage_hooks *h, char *opts_json,
     free(s->st.opts_json);
     s->st.opts_json = opts_json;
     gk_sigint_install();
+    if (s->nranks > 1) {
+        gpt_model *m = c->models[0].m;
+        gk_log("%s: data parallel over %d ranks (Open MPI); ZeRO-1 optimizer state %.2f MB per rank (%.2f MB unsharded)\n",
+               c->name, s->nranks, s->opt_bytes / 1e6, 8.0 * (double)m->num_params / 1e6);
+        if (s->rank == 0 && h->micro && !h->split && c->accum % s->nranks)
+            gk_warn("%s: %ld micro-batches per step do not divide among %d ranks: some ranks wait each step "
+                    "(make --total-batch / (B*T) a multiple of %d)\n", c->name, c->accum, s->nranks, s->nranks);
+    }
     double t0 = gk_now();
     long step = s->step0;
     int rc = 0;
     for (; step < c->total; step++) {
-        if (gk_sigint_pending()) { s->interrupted = 1; break; }
+        /* a Ctrl-C seen by any rank stops every rank at the same step */
+        if (dist_any(gk_sigint_pending())) { s->interrupted = 1; break; }
         if (c->stop_at > 0 && step >= c->stop_at) break;
         int r = h->iterate ? iterate_step(s, h, step, err) : micro_step(s, h, step, err);
         if (r == 1) { s->interrupted = 1; break; }

@@ -94,8 +94,10 @@ uint64_t train_params_checksum(const gpt_model *m);
 /* Every training stage (pretrain, sft, rm, dpo, ppo) runs inside this one loop, which owns what they share:
  * start and exact resume, the stage's RNG, Ctrl-C, the progress line and metrics JSONL, the eval and sample
  * cadence, periodic / stop-at / final checkpoints, precision begin/end, gradient accumulation, and the
- * optimizer step (train_stage_update: the one place for the gradient norm and clipping, and next for the
- * gradient all-reduce and LoRA's parameter selection). A stage supplies its models and a hook struct.
+ * optimizer step (train_stage_update: the one place for the gradient norm and clipping, the data-parallel
+ * reduce-scatter / ZeRO-1 update / all-gather, and LoRA's parameter selection). A stage supplies its models
+ * and a hook struct. Under mpirun every rank runs the loop; the micro-batches of a step are dealt to the ranks
+ * (or a split hook takes its share of the batch), only rank 0 writes (docs/distributed.md).
  *
  *   open:  grads + AdamW per model, RNG from rng_seed, resume (moments, step, data position, RNG), OUT dirs,
  *          metrics.jsonl, precision
@@ -142,6 +144,8 @@ typedef struct {
 typedef struct {
     double loss;              /* of the micro-batch (the step's is the mean over micro-batches); checked finite */
     double tokens;            /* tokens processed, summed over micro-batches (for the rate) */
+    double units;             /* split hooks under several ranks: what this rank's loss is a mean over (counted
+                                 tokens, pairs); the skeleton weights losses, gradients and pre's numbers by it */
     struct cJSON *pre, *post; /* created by the skeleton; a hook adds fields with train_put */
     char hpre[256], hpost[512];
 } train_step_out;
@@ -153,6 +157,12 @@ typedef struct {
      * into model 0's grads (zeroed before micro 0). Sets out->loss, adds to out->tokens, may add fields.
      * Returns 0 or -1 with err. */
     int  (*micro)(void *ctx, train_stage *s, long step, long micro, train_step_out *out, gk_err *err);
+    /* Data parallelism (several ranks): split = 0, each rank runs whole micro-batches (micro a on rank
+     * a % nranks) and calls skip for the others' (advance the data position without computing; required).
+     * split = 1: micro itself takes this rank's share of its batch (train_stage_share) and sets out->units; the
+     * skeleton then rescales the gradients (accum must be 1). */
+    int  split;
+    void (*skip)(void *ctx, train_stage *s, long step, long micro);
     /* Instead of micro: a whole step the stage drives (PPO's rollout and update epochs), updating through
      * train_stage_zero / train_stage_update. Returns 0; 1 when interrupted before anything was updated (the
      * hook restored the RNG and data position: the step does not count); or -1 with err. */
@@ -186,7 +196,19 @@ struct train_stage {
     double peak;              /* FLOP/s of the machine (for MFU) */
     int    bf16_on;
     gk_dir_lock *locks[TRAIN_STAGE_MAX_MODELS];   /* one writer per output directory (gk_dir_lock_take) */
+    int    rank, nranks;      /* data parallelism (src/dist): only rank 0 writes files and prints */
+    double opt_bytes;         /* this rank's optimizer state (AdamW moments, ZeRO-1 sharded), bytes */
+    double comm_s;            /* seconds in the update's collectives during the current step ("comm_ms") */
 };
+
+/* This rank's contiguous share [*lo, *hi) of n items of a split micro-batch (all of them with one rank). */
+void train_stage_share(const train_stage *s, size_t n, size_t *lo, size_t *hi);
+/* v[n] summed over ranks in place (nothing with one rank): a split hook's statistics. Every rank must call it. */
+void train_stage_sum(const train_stage *s, double *v, size_t n);
+/* After a backward over this rank's share of a batch whose loss is a mean over `units` (tokens, pairs): model
+ * k's gradient (of the share's mean) is rescaled by units / (sum over ranks of units), and vals[n] (the share's
+ * means: loss, statistics) become the means over every rank's units. Nothing with one rank. Collective. */
+void train_stage_weigh(train_stage *s, size_t k, double units, double *vals, size_t n);
 
 /* The skeleton settings every stage's options carry under the same names (designated initializers for a
  * train_stage_cfg from a pretrain_opts, sft_opts, rm_opts or dpo_opts pointer). */
@@ -208,7 +230,9 @@ void train_stage_precision_end(train_stage *s);
 /* Zeroes model k's grads. */
 void train_stage_zero(train_stage *s, size_t k);
 /* The optimizer step of model k at learning rate lr: global gradient norm, clipping, AdamW over the trainable
- * parameters. Returns the pre-clip norm. Every stage's update goes through here. */
+ * parameters. Returns the pre-clip norm. Every stage's update goes through here. With several ranks it is a
+ * collective: the gradients summed over ranks (reduce-scatter), each rank's slice updated with its slice of the
+ * moments (ZeRO-1), the parameters all-gathered. */
 double train_stage_update(train_stage *s, size_t k, float lr);
 
 /* Items of a dataset (conversations, preference lines, prompts) visited epoch by epoch in a seeded order: the
@@ -350,6 +374,10 @@ double train_flops_per_token(const gpt_model *m, size_t T);
 
 /* ---------------------------------------------------------------- evaluation */
 /* Mean next-token loss over the first `batches` sequential batches of a shard (all batches if 0). */
+/* The sums under it, of batches k with k % nparts == part only (a rank's share under data parallelism): the
+ * summed loss of the counted targets and their count. */
+int train_eval_sums(gpt_model *m, const char *shard, size_t B, size_t T, long batches, int part, int nparts,
+                    double *sum, size_t *count, gk_err *err);
 int train_eval_loss(gpt_model *m, const char *shard, size_t B, size_t T, long batches, double *loss,
                     size_t *ntok, gk_err *err);
 
@@ -586,7 +614,9 @@ int train_rm(const rm_opts *o, rm_result *res, gk_err *err);
 /* What the RM and DPO loops share: whole preference lines of td in batches of B, in a seeded order per epoch
  * (the position is (epoch, lines taken)), accuracy and margin per step, a held-out evaluation on vd. A stage's
  * hook context starts with this struct (rlhf_pref_tell casts it). */
-typedef struct { double loss, accuracy, margin; size_t pairs; double extra[2]; } rlhf_pref_eval;
+/* units: what the loss is a mean over (RM: ranked lines, DPO: pairs), to weight ranks' shares by; pairs: what
+ * accuracy, margin and extra are means over */
+typedef struct { double loss, accuracy, margin; size_t pairs; double extra[2]; double units; } rlhf_pref_eval;
 typedef struct {
     const rlhf_pref_data *td, *vd;
     size_t B;
@@ -726,5 +756,134 @@ typedef struct {
 } compare_result;
 int rlhf_compare(const compare_opts *o, compare_result *res, gk_err *err);
 
+
+
+/* ================================================================ GRPO (grpo.c, grpo_loss.c, grpo_reward.c) */
+/* Group Relative Policy Optimization (Shao et al. 2024): G sampled responses per prompt, advantages relative to
+ * the group (no value model), a KL penalty to the frozen reference by the k3 estimator inside the loss, the
+ * clipped ratio objective; rewards that check the answer. docs/rlhf.md has the equations and choices. */
+
+/* Group-relative advantages: r [ngroups * G], groups of G consecutive responses; adv_i = (r_i - mean) /
+ * (std + eps), std the sample standard deviation (G - 1); G = 1 gives 0. */
+void rlhf_grpo_advantages(const float *r, size_t ngroups, size_t G, float eps, float *adv);
+/* The GRPO loss over nseq responses whose per-token arrays (logp: current policy, old_logp: at rollout,
+ * ref_logp: the reference) hold response i at [off[i] - off[0], off[i+1] - off[0]); adv [nseq] per response.
+ * Loss = -sum w_it (min(rho A, clip(rho, 1 -+ eps) A) - beta k3), k3 = exp(ref - logp) - (ref - logp) - 1,
+ * w_it = 1 / (responses x |o_i|) (token_norm = 0: the paper's mean per response, then over responses) or
+ * 1 / tokens (token_norm = 1). dlogp (may be NULL) = d loss / d logp. Stats: the loss, the mean k3 under the
+ * same weights, the fraction of tokens clipped, mean 0.5 (logp - old)^2. */
+typedef struct { double loss, kl, clip_frac, approx_kl; } rlhf_grpo_stats;
+double rlhf_grpo_loss(const float *logp, const float *old_logp, const float *ref_logp, const size_t *off,
+                      const float *adv, size_t nseq, float clip_eps, float beta, int token_norm, float *dlogp,
+                      rlhf_grpo_stats *st);
+
+/* A task with a checkable answer: check is a demo check ("number", "contains", "upper", "exact", "json":
+ * demo_check_answer) or "" for any other answer, which is then read from the reply by the strategies' rules
+ * (strategy_extract, ANSWER_AUTO; strategy_answer_equal). */
+typedef struct { char answer[64]; char check[16]; } grpo_task;
+/* The task of a prompt line: answer (and check) given on the line, or else recovered from a demo prompt
+ * (demo_task_from_prompt on the prompt's system and last user message). Returns 0, or -1 with err when the
+ * line has no answer and its prompt is not one of the demo's. answer/check may be NULL. */
+int grpo_task_of(const prefs_item *it, const char *answer, const char *check, grpo_task *t, gk_err *err);
+/* Verifiable reward of a reply (text without the closing <|end|>; ended = it closed with <|end|>):
+ *   reward = correct_w * correct + format_w * format
+ * correct: the answer checks; format: it ended and, for a demo task, it obeys the prompt's format instruction
+ * and is one sentence (demo_judge's follows_format and concise). */
+typedef struct { int correct, format; double reward; } grpo_reward_out;
+void grpo_reward(const grpo_task *t, const char *reply, int ended, float correct_w, float format_w, grpo_reward_out *out);
+/* A prompt file for GRPO: {"prompt": P, "answer"?: TEXT or number, "check"?: NAME} per line (an eval file of
+ * the demo loads as it is; an RL prompt file of the demo needs no answers). Errors name file:line:field. */
+typedef struct { prefs_item *items; grpo_task *tasks; size_t n; } grpo_set;
+int  grpo_set_load(const char *path, grpo_set *s, gk_err *err);
+void grpo_set_free(grpo_set *s);
+
+typedef struct {
+    const char *policy_dir;    /* SFT checkpoint: the start and the frozen reference */
+    const char *prompts;       /* grpo_set file */
+    const char *val;           /* held-out tasks (grpo_set file): greedy accuracy before and after, NULL = none */
+    const char *resume_dir;
+    const char *tokenizer;
+    const char *out;
+    long   iters;              /* iterations (rollouts + update) */
+    long   batch_prompts;      /* prompts per iteration (8) */
+    long   group;              /* G: responses per prompt (8) */
+    long   max_new;            /* response token limit (32) */
+    float  temperature;        /* rollout sampling temperature (1) */
+    float  beta;               /* KL coefficient (0.04) */
+    float  clip_eps;           /* ratio clip (0.2) */
+    float  adv_eps;            /* advantage denominator epsilon (1e-4) */
+    int    token_norm;         /* 0: mean per response then over responses (the paper); 1: mean over tokens */
+    long   epochs;             /* mu: passes over each rollout batch (1) */
+    long   minibatch;          /* responses per minibatch (16) */
+    float  lr;                 /* AdamW, constant after warmup (1e-5) */
+    long   warmup;
+    adamw_config opt;
+    float  correct_reward;     /* reward of a correct answer (1) */
+    float  format_reward;      /* reward of the format (0: off) */
+    long   val_n;              /* held-out tasks used (0 = all) */
+    uint64_t seed;
+    int    json;
+    long   sample_every, val_every, save_every, stop_at;
+} grpo_opts;
+extern const train_opt_table train_opts_grpo;
+void  grpo_opts_default(grpo_opts *o);
+char *grpo_opts_to_json(const grpo_opts *o);
+int   grpo_opts_from_json(grpo_opts *o, const char *json, gk_err *err);
+
+typedef struct {
+    double reward, accuracy, format;   /* means over the iteration's responses */
+    double reward_std;                 /* mean within-group std of the rewards */
+    double zero_std;                   /* fraction of groups whose rewards are all equal (no signal) */
+    double kl;                         /* mean over responses of sum_t (logp - ref): nats per response, as PPO's */
+    double kl_k3;                      /* mean k3 per token, weighted as the loss */
+    double loss, clip_frac, approx_kl;
+    double resp_len, ended;
+    double t_rollout, t_ref, t_update;
+} grpo_step_log;
+typedef struct {
+    long   iters_done;
+    grpo_step_log *log;        /* [iters_done] of this run (grpo_result_free) */
+    double val_acc0, val_acc;  /* held-out greedy accuracy before (NaN when resumed) and after; NaN without --val */
+    long   val_n;
+    double seconds;
+    int    interrupted;
+} grpo_result;
+int  train_grpo(const grpo_opts *o, grpo_result *res, gk_err *err);
+void grpo_result_free(grpo_result *r);
+/* Greedy accuracy of a model (its engine) on tasks: replies up to max_new tokens, graded as grpo_reward's
+ * correct. correct [n] (may be NULL) receives 1/0 per task. Returns the accuracy, or NaN with err on failure. */
+struct engine;
+double grpo_accuracy(struct engine *e, const tok_tokenizer *tok, const chat_specials *sp, const grpo_set *s, size_t n,
+                     size_t max_new, unsigned char *correct, gk_err *err);
+
+
+
+/* ================================================================ judged win rates (judge.c) */
+/* Win rate of model A over model B on held-out prompts by two judges: the reward model (what PPO optimised,
+ * and can fool) and, for demo prompts, the gold rule the preferences were generated from (demo_gold). One reply
+ * per prompt per model; with best_of > 1, A's reply is the reward model's favourite of best_of samples from A
+ * (best-of-N: the baseline an RL method must beat at equal sampling cost). */
+typedef struct {
+    const char *a_dir, *b_dir, *rm_dir, *prompts;
+    long   n;                  /* prompts used (first n; 0 = all) */
+    long   best_of;            /* > 1: best-of-N for A (by the reward model) */
+    long   max_new;            /* default 64 */
+    float  temperature;        /* default 0.7 */
+    uint64_t seed;
+    const char *tokenizer;
+    int    json;               /* one JSON object per comparison on stdout */
+} judge_opts;
+void judge_opts_default(judge_opts *o);
+typedef struct {
+    compare_result rm;         /* by the reward model: wins/ties/losses, win rate (ties half), Wilson 95%, mean scores */
+    compare_result gold;       /* by the gold rule over the comparisons it can judge (n); mean_a/b: mean rule score 0..7 */
+    double gold_correct_a, gold_correct_b;   /* share of A's / B's judged replies with the right answer */
+} judge_result;
+int rlhf_judge(const judge_opts *o, judge_result *res, gk_err *err);
+
+/* A paired 95% interval for the difference of two accuracies on the same n tasks (a[i], b[i] in {0,1}):
+ * mean d = a - b, interval d +- z sd(d) / sqrt(n) (sd with n - 1; the normal approximation of the paired
+ * difference). n < 2 gives [-1, 1]. */
+void rlhf_paired_diff(const unsigned char *a, const unsigned char *b, size_t n, double z, double *mean, double *lo, double *hi);
 
 #endif

@@ -7,7 +7,7 @@ rc=$?
 if [ $rc -eq 0 ] && [ -f "$RUN/report.md" ] && [ -f "$RUN/report.json" ]; then pass pipeline_fast_end_to_end
 else fail pipeline_fast_end_to_end "rc=$rc $(tail -5 "$TMP/err.txt")"; fi
 missing=""
-for s in corpus tokenizer shards data pretrain sft rm ppo dpo eval; do
+for s in corpus tokenizer shards data pretrain sft rm ppo dpo grpo eval; do
   [ -f "$RUN/stages/$s.json" ] || missing="$missing $s"
 done
 [ -z "$missing" ] && pass every_stage_recorded || fail every_stage_recorded "no stages/*.json for:$missing"
@@ -18,15 +18,24 @@ need = [("pretrain", "val_loss"), ("pretrain", "val_bpb"), ("sft", "val_loss"), 
 for st, k in need:
     v = r[st][k]; assert isinstance(v, (int, float)) and math.isfinite(v), (st, k, v)
 assert len(r["ppo"]["score"]) == len(r["ppo"]["kl"]) > 0
-for m in ("base", "sft", "ppo", "dpo"):
+for m in ("base", "sft", "ppo", "dpo", "grpo"):
     assert 0 <= r["eval"]["models"][m]["accuracy"] <= 1
 for m in ("sft", "ppo", "dpo"):
     assert r["eval"]["models"][m]["distinct1"] > 0
-for m in ("ppo", "dpo"):
+for m in ("ppo", "dpo", "grpo", "best_of_n"):   # issue 21: by the reward model and by the gold rule
     w = r["eval"]["win_rate_vs_sft"][m]; assert w["ci_lo"] <= w["win_rate"] <= w["ci_hi"]
+    g = w["gold"]; assert g["n"] == w["n"] > 0 and g["ci_lo"] <= g["win_rate"] <= g["ci_hi"], (m, g)
+    assert g["wins"] + g["ties"] + g["losses"] == g["n"] and 0 <= g["mean_score"] <= 7
+assert r["eval"]["win_rate_vs_sft"]["best_of_n"]["samples_per_reply"] == 2
+for m in ("ppo", "dpo", "grpo"):                   # accuracy gains over SFT with a paired interval
+    o = r["eval"]["models"][m]; assert o["gain_ci_lo"] <= o["gain_vs_sft"] <= o["gain_ci_hi"]
+    assert abs(o["gain_vs_sft"] - (o["accuracy"] - r["eval"]["models"]["sft"]["accuracy"])) < 1e-9
+assert len(r["grpo"]["accuracy"]) == len(r["grpo"]["kl"]) == 2
 PY
+grep -q "gold win rate" "$RUN/report.md" && grep -qE "the target .* is \*\*(met|not met)\*\*" "$RUN/report.md" \
+  && pass report_gold_win_rates || fail report_gold_win_rates
 missing=""
-for p in pretrain_loss sft_loss rm_accuracy ppo_reward ppo_kl dpo_loss; do
+for p in pretrain_loss sft_loss rm_accuracy ppo_reward ppo_kl dpo_loss grpo_reward grpo_kl; do
   grep -q "<polyline" "$RUN/plots/$p.svg" 2>/dev/null || missing="$missing $p"
 done
 [ -z "$missing" ] && pass plots_written || fail plots_written "missing or empty:$missing"
@@ -69,7 +78,7 @@ if printf '%s\n' "$out" | grep -qE '^sft.warmup += 7 ' && printf '%s\n' "$out" |
 # rerun: everything is skipped
 $GPTKIT pipeline --fast --run-dir "$RUN" > /dev/null 2> "$TMP/err2.txt"
 n=$(grep -c "skipped" "$TMP/err2.txt")
-[ "$n" -eq 10 ] && pass rerun_skips_finished_stages || fail rerun_skips_finished_stages "$n stages skipped"
+[ "$n" -eq 11 ] && pass rerun_skips_finished_stages || fail rerun_skips_finished_stages "$n stages skipped"
 
 # a pipeline killed inside any of its saves (or right after one, before the stage's result is recorded)
 # completes on rerun with the same figures and weights: on a copy of the finished run, redo sft and rm killed at

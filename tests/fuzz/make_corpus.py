@@ -101,6 +101,22 @@ put("wordpiece/text", b"\x02\x0b" + "Running, the CAFÉ! 中国 [SEP] a\u0301 �
 put("docs/text", b"\x00\x10" + b"the river runs.\n\nthe rivers, a b.\n  \nthe " * 5)
 put("docs/jsonl", b"\x01\x09" + b'{"text": "the river a b", "id": "x"}\n\n{"text": "the rivers", "id": 3}\n{"text": "b, a."}\n')
 
+# gbnf: grammars (a NUL splits off bytes to feed the matcher); schema: [0] + a JSON Schema, [1] + a regex
+put("gbnf/json.gbnf", open(os.path.join(C, "..", "..", "..", "docs", "grammars", "json.gbnf"), "rb").read())
+put("gbnf/date.gbnf", 'root ::= date " (" day ")"\ndate ::= [0-9]{4} "-" ("0" [1-9] | "1" [0-2]) "-" [0-3] [0-9]\n'
+                      'day ::= "Mon" | "Tue" # comment\n' + "\x00" + '2024-01-31 (Mon)')
+put("gbnf/utf8.gbnf", 'root ::= [^a-z\\x00-\\x1f]+ "\\u00e9"? (x | "\\U0001F600"){1,3}\nx ::= [\\[\\]\\-]*\n')
+put("gbnf/error.gbnf", 'root ::= a\na ::= a "x" | "("\n')
+put("schema/object.json", b"\x00" + json.dumps({"type": "object", "properties": {
+    "name": {"type": "string", "maxLength": 8}, "age": {"type": "integer", "minimum": 0, "maximum": 120},
+    "tags": {"type": "array", "items": {"enum": ["a", 1, None]}, "minItems": 1, "maxItems": 3},
+    "when": {"type": "string", "format": "date-time"}, "code": {"type": "string", "pattern": "^[A-Z]{2}-[0-9]+$"},
+    "next": {"$ref": "#/$defs/n"}}, "required": ["name"], "additionalProperties": False,
+    "$defs": {"n": {"anyOf": [{"type": "null"}, {"$ref": "#"}]}}}).encode())
+put("schema/tuple.json", b"\x00" + json.dumps({"type": "array", "prefixItems": [{"const": 1}, {"type": ["string", "null"]}],
+    "items": False}).encode())
+put("schema/regex.txt", b"\x01" + "^(a|bc)*[^\\s,]{2,4}\\d+(?:x|[[:upper:]])?$".encode())
+
 
 # GGUF: a tiny LLaMA-shaped header with metadata of several types and two tensors (F32, Q8_0)
 def gguf(kvs, tensors, align=32):

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# bench/constrain/run.sh: the cost of constrained output (issue 17) — token masks on the 50k and 100k
+# vocabularies (fast path cold and warm, the reference beside it), decode ms/step of a d12 model with and
+# without a JSON-schema grammar at batch 1 and 8, compile time of a large schema; then llama.cpp's grammar
+# sampling (llama-cpp-python) on the same grammar when it is importable.
+#   make -j2 && bash bench/constrain/run.sh [--no-decode]
+set -eu
+cd "$(dirname "$0")/../.."
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+OUT=${CBENCH_OUT:-build/bench}
+mkdir -p "$OUT"
+. bench/build_flags.sh
+[ -f build/libgptkit.a ] || { echo "build first: make -j2"; exit 1; }
+# linked against the library the Makefile built (its objects carry the build's feature flags)
+LIBS="$LIBS -lcjson -lz $(pkg-config --libs libpcre2-8 2>/dev/null || true)"
+${CC:-gcc} $CFLAGS $(pkg-config --cflags libcjson 2>/dev/null) bench/constrain/cbench.c build/libgptkit.a -o "$OUT/cbench" $LIBS
+echo "# machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; OMP_NUM_THREADS=$OMP_NUM_THREADS; $(date -u +%F); load average: $(cut -d" " -f1-3 /proc/loadavg)"
+# the same weights for both sides: a small checkpoint on the GPT-2 vocabulary (1 pretraining step on generated
+# text: the grammar's cost, not the model's, is what is compared) and its GGUF
+M=$OUT/cbench-small
+if [ ! -f "$M/model.safetensors" ]; then
+  python3 -c "
+import random; r = random.Random(1)
+w = 'the of and to a in that is was he for it with as his on be at by i this had not are but from or have'.split()
+print('\n'.join(' '.join(r.choice(w) for _ in range(40)) for _ in range(100)))" > "$OUT/cbench-text.txt"
+  build/gptkit tokenize --tokenizer gpt2 --input "$OUT/cbench-text.txt" --out-dir "$OUT/cbench-shards" --val-fraction 0 >/dev/null
+  build/gptkit pretrain --model d2 --n-embd 128 --n-head 4 --vocab-size 50304 --n-ctx 256 --tokenizer gpt2 --data "$OUT/cbench-shards/train_*.bin" \
+     -b 1 -t 64 --steps 1 --warmup 1 --out "$M" -q >/dev/null
+fi
+"$OUT/cbench" --model "$M" "$@"
+"$OUT/cbench" --write-gbnf "$OUT/cbench-schema.gbnf"
+case " $* " in *" --no-decode "*) exit 0 ;; esac
+if python3 -c "import llama_cpp, gguf" 2>/dev/null; then
+  [ -f "$M.gguf" ] || python3 bench/serve/gguf_export.py "$M" data/vocab/gpt2 "$M.gguf" >/dev/null
+  python3 bench/constrain/llama_grammar.py "$M.gguf" "$OUT/cbench-schema.gbnf" "$OMP_NUM_THREADS"
+else
+  echo "# llama_cpp (llama-cpp-python) or gguf not importable: llama.cpp's grammar sampling was not measured"
+fi

@@ -1,0 +1,216 @@
+/* dist.c: the collectives of dist.h over Open MPI (GK_HAVE_MPI), or their one-rank stand-ins.
+ *
+ * MPI starts only when Open MPI's launcher set up this process (OMPI_COMM_WORLD_SIZE, or PMIx's PMIX_RANK):
+ * a plain `gptkit pretrain ...` never touches MPI, so a build with MPI behaves exactly like one without it
+ * outside mpirun (and does not pay the singleton start-up).
+ */
+#include "dist/dist.h"
+#include "core/core.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef GK_HAVE_MPI
+#include <mpi.h>
+#endif
+
+static int g_rank = 0, g_size = 1;
+#ifdef GK_HAVE_MPI
+static int g_started = 0;
+#endif
+
+int dist_available(void) {
+#ifdef GK_HAVE_MPI
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+void dist_init(int *argc, char ***argv) {
+    (void)argc; (void)argv;
+#ifdef GK_HAVE_MPI
+    if (g_started || (!getenv("OMPI_COMM_WORLD_SIZE") && !getenv("PMIX_RANK"))) return;
+    MPI_Init(argc, argv);
+    g_started = 1;
+    MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &g_size);
+#else
+    if (getenv("OMPI_COMM_WORLD_SIZE") && atoi(getenv("OMPI_COMM_WORLD_SIZE")) > 1)
+        gk_warn("this gptkit was built without MPI (install libopenmpi-dev and rebuild): every rank trains alone\n");
+#endif
+    if (g_rank > 0) {
+        /* one voice: rank 0 prints the progress line, the JSON and the log; the others only warn and fail */
+        if (!freopen("/dev/null", "w", stdout)) { /* keep the old stdout: harmless duplicate lines */ }
+        gk_verbose = 0;
+    }
+}
+
+void dist_finalize(void) {
+#ifdef GK_HAVE_MPI
+    if (g_started) { MPI_Finalize(); g_started = 0; }
+#endif
+}
+
+int dist_rank(void) { return g_rank; }
+int dist_size(void) { return g_size; }
+
+void dist_shard(size_t n, int rank, int size, size_t *lo, size_t *hi) {
+    size_t r = (size_t)rank, s = size > 0 ? (size_t)size : 1, base = n / s, extra = n % s;
+    *lo = r * base + (r < extra ? r : extra);
+    *hi = *lo + base + (r < extra ? 1 : 0);
+}
+
+#ifdef GK_HAVE_MPI
+/* Per-rank counts and displacements of the part of [b0, b1) that each rank's shard of n covers, relative to b0. */
+static void bucket_parts(size_t n, size_t b0, size_t b1, int *counts, int *displs) {
+    for (int r = 0; r < g_size; r++) {
+        size_t lo, hi;
+        dist_shard(n, r, g_size, &lo, &hi);
+        size_t a = lo > b0 ? lo : b0, b = hi < b1 ? hi : b1;
+        counts[r] = b > a ? (int)(b - a) : 0;
+        displs[r] = b > a ? (int)(a - b0) : 0;
+    }
+}
+#endif
+
+void dist_allreduce_sum_f32(float *buf, size_t n) {
+#ifdef GK_HAVE_MPI
+    if (g_size < 2) return;
+    for (size_t i = 0; i < n; i += DIST_BUCKET) {
+        size_t k = n - i < DIST_BUCKET ? n - i : DIST_BUCKET;
+        MPI_Allreduce(MPI_IN_PLACE, buf + i, (int)k, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+    }
+#else
+    (void)buf; (void)n;
+#endif
+}
+
+void dist_allreduce_sum_f64(double *buf, size_t n) {
+#ifdef GK_HAVE_MPI
+    if (g_size < 2) return;
+    for (size_t i = 0; i < n; i += DIST_BUCKET) {
+        size_t k = n - i < DIST_BUCKET ? n - i : DIST_BUCKET;
+        MPI_Allreduce(MPI_IN_PLACE, buf + i, (int)k, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+    }
+#else
+    (void)buf; (void)n;
+#endif
+}
+
+int dist_any(int v) {
+#ifdef GK_HAVE_MPI
+    if (g_size < 2) return v != 0;
+    int in = v != 0, out = 0;
+    MPI_Allreduce(&in, &out, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    return out;
+#else
+    return v != 0;
+#endif
+}
+
+void dist_bcast(void *buf, size_t bytes, int root) {
+#ifdef GK_HAVE_MPI
+    if (g_size < 2) return;
+    char *p = buf;
+    size_t step = DIST_BUCKET * sizeof(float);
+    for (size_t i = 0; i < bytes; i += step) {
+        size_t k = bytes - i < step ? bytes - i : step;
+        MPI_Bcast(p + i, (int)k, MPI_BYTE, root, MPI_COMM_WORLD);
+    }
+#else
+    (void)buf; (void)bytes; (void)root;
+#endif
+}
+
+void dist_reduce_scatter_sum_f32(float *full, size_t n) {
+#ifdef GK_HAVE_MPI
+    if (g_size < 2) return;
+    int *counts = gk_malloc((size_t)g_size * sizeof(int)), *displs = gk_malloc((size_t)g_size * sizeof(int));
+    float *tmp = gk_malloc((n < DIST_BUCKET ? n : DIST_BUCKET) * sizeof(float) + sizeof(float));
+    for (size_t b0 = 0; b0 < n; b0 += DIST_BUCKET) {
+        size_t b1 = n - b0 < DIST_BUCKET ? n : b0 + DIST_BUCKET;
+        bucket_parts(n, b0, b1, counts, displs);
+        /* the ranks' parts of a bucket are contiguous and in rank order, as MPI_Reduce_scatter lays them out */
+        MPI_Reduce_scatter(full + b0, tmp, counts, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+        memcpy(full + b0 + displs[g_rank], tmp, (size_t)counts[g_rank] * sizeof(float));
+    }
+    free(counts); free(displs); free(tmp);
+#else
+    (void)full; (void)n;
+#endif
+}
+
+void dist_allgather_f32(float *buf, size_t n) {
+#ifdef GK_HAVE_MPI
+    if (g_size < 2) return;
+    int *counts = gk_malloc((size_t)g_size * sizeof(int)), *displs = gk_malloc((size_t)g_size * sizeof(int));
+    for (size_t b0 = 0; b0 < n; b0 += DIST_BUCKET) {
+        size_t b1 = n - b0 < DIST_BUCKET ? n : b0 + DIST_BUCKET;
+        bucket_parts(n, b0, b1, counts, displs);
+        MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf + b0, counts, displs, MPI_FLOAT, MPI_COMM_WORLD);
+    }
+    free(counts); free(displs);
+#else
+    (void)buf; (void)n;
+#endif
+}
+
+void dist_gather_f32(const float *slice, float *full, size_t n) {
+    size_t lo, hi;
+    dist_shard(n, g_rank, g_size, &lo, &hi);
+#ifdef GK_HAVE_MPI
+    if (g_size > 1) {
+        int *counts = gk_malloc((size_t)g_size * sizeof(int)), *displs = gk_malloc((size_t)g_size * sizeof(int));
+        for (size_t b0 = 0; b0 < n; b0 += DIST_BUCKET) {
+            size_t b1 = n - b0 < DIST_BUCKET ? n : b0 + DIST_BUCKET;
+            bucket_parts(n, b0, b1, counts, displs);
+            size_t a = lo > b0 ? lo : b0;
+            MPI_Gatherv(counts[g_rank] ? slice + (a - lo) : slice, counts[g_rank], MPI_FLOAT, g_rank == 0 ? full + b0 : NULL, counts, displs,
+                        MPI_FLOAT, 0, MPI_COMM_WORLD);
+        }
+        free(counts); free(displs);
+        return;
+    }
+#endif
+    memcpy(full, slice, (hi - lo) * sizeof(float));
+}
+
+void *dist_allgatherv(const void *mine, size_t nbytes, size_t *total) {
+#ifdef GK_HAVE_MPI
+    if (g_size > 1) {
+        long long me = (long long)nbytes, *all = gk_malloc((size_t)g_size * sizeof(long long));
+        MPI_Allgather(&me, 1, MPI_LONG_LONG, all, 1, MPI_LONG_LONG, MPI_COMM_WORLD);
+        int *counts = gk_malloc((size_t)g_size * sizeof(int)), *displs = gk_malloc((size_t)g_size * sizeof(int));
+        long long sum = 0;
+        for (int r = 0; r < g_size; r++) {
+            GK_CHECK(all[r] < INT_MAX && sum + all[r] < INT_MAX, "dist_allgatherv: %lld bytes exceed MPI's int counts", sum + all[r]);
+            counts[r] = (int)all[r]; displs[r] = (int)sum; sum += all[r];
+        }
+        char *out = gk_malloc(sum ? (size_t)sum : 1);
+        MPI_Allgatherv(mine, (int)nbytes, MPI_BYTE, out, counts, displs, MPI_BYTE, MPI_COMM_WORLD);
+        free(all); free(counts); free(displs);
+        *total = (size_t)sum;
+        return out;
+    }
+#endif
+    void *out = gk_malloc(nbytes ? nbytes : 1);
+    if (nbytes) memcpy(out, mine, nbytes);
+    *total = nbytes;
+    return out;
+}
+
+void dist_barrier(void) {
+#ifdef GK_HAVE_MPI
+    if (g_size > 1) MPI_Barrier(MPI_COMM_WORLD);
+#endif
+}
+
+void dist_abort(int code) {
+#ifdef GK_HAVE_MPI
+    if (g_started && g_size > 1) MPI_Abort(MPI_COMM_WORLD, code);
+#endif
+    exit(code);
+}
