@@ -4,7 +4,7 @@
 # `gptkit export --format gguf` in f32, f16, q8_0 and q4_0, and runs bench/llama/lbench.c and
 # bench/llama/llama_cpp_bench.py on each, at OMP_NUM_THREADS (default 2) threads, one process per figure.
 #   bash bench/llama/run.sh            (LLAMA_BENCH_DIR: where the model files go, default /tmp/gptkit-llama-bench)
-#   LCP_PYTHON: the python that has llama_cpp (default python3)
+#   LCP_PYTHON: the python that has llama_cpp (default python3); BENCH_ARGS: e.g. "--reps 1 --new 32" for a quick run
 set -eu
 cd "$(dirname "$0")/../.."
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
@@ -19,7 +19,7 @@ echo "# machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; OMP_NU
 for t in ${@:-f32 f16 q8_0 q4_0}; do
   [ -f "$D/m-$t.gguf" ] || build/gptkit export --model "$D/hf" --format gguf --type "$t" --out "$D/m-$t.gguf"
   echo "## $t ($(du -m "$D/m-$t.gguf" | cut -f1) MB)"
-  "$OUT/lbench" --model "$D/m-$t.gguf"
-  if $PY -c "import llama_cpp" 2>/dev/null; then $PY bench/llama/llama_cpp_bench.py --model "$D/m-$t.gguf" --threads "$OMP_NUM_THREADS"
+  "$OUT/lbench" --model "$D/m-$t.gguf" ${BENCH_ARGS:-}
+  if $PY -c "import llama_cpp" 2>/dev/null; then $PY bench/llama/llama_cpp_bench.py --model "$D/m-$t.gguf" --threads "$OMP_NUM_THREADS" ${BENCH_ARGS:-}
   else echo "# llama_cpp not importable: llama.cpp side skipped"; fi
 done

@@ -763,7 +763,15 @@ int gpt_export_gguf(const gpt_model *m, const char *path, int type, const gguf_e
     kv_u32(&h, KEY("vocab_size"), (uint32_t)c->vocab_size); nkv++;
 extra:
 #undef KEY
-    for (size_t i = 0; i < n_extra; i++) { wput(&h, extra[i].bytes, extra[i].n); nkv++; }
+    int has_tok = 0;
+    for (size_t i = 0; i < n_extra; i++) {
+        wput(&h, extra[i].bytes, extra[i].n); nkv++;
+        static const char tk[] = "tokenizer.ggml.model";
+        uint64_t kl;
+        memcpy(&kl, extra[i].bytes, 8);
+        if (kl == sizeof tk - 1 && !memcmp(extra[i].bytes + 8, tk, kl)) has_tok = 1;
+    }
+    if (!has_tok) { kv_str(&h, "tokenizer.ggml.model", "none"); nkv++; }   /* llama.cpp loads a model without a vocabulary so */
     memcpy(h.p + nkv_at, &nkv, 8);
     for (size_t i = 0; i < nts; i++) {
         wt *t = &ts[i];

@@ -399,6 +399,14 @@ static int rm_finish(void *ctx, train_stage *s, int completed, gk_err *err) {
      * ln_f.bias, which must not happen under a registered bf16 weight copy */
     train_stage_precision_end(s);
     double mean = 0; size_t cnt = 0;
+    if (!gpt_param_role(c->m, GPT_ROLE_LNF_B, -1)) {
+        /* RMSNorm (the LLaMA family) has no bias to fold the offset into, and HF's score head none either */
+        cJSON *f = cJSON_CreateObject();
+        cJSON_AddStringToObject(f, "event", "normalize");
+        cJSON_AddBoolToObject(f, "skipped", 1);
+        train_log_event(&s->lg, f, "normalisation skipped: this architecture has no final-norm bias to fold the offset into");
+        return 0;
+    }
     if (mean_reward(c->m, c->chat, c->o->normalize, &mean, &cnt, err) || fold_offset(c->m, mean, err)) return -1;
     c->res->offset = mean;
     cJSON *f = cJSON_CreateObject();

@@ -171,3 +171,29 @@ $GPTKIT info --model "$TMP/chat.gguf" | grep -q "tokenizer     gpt2 / qwen2" && 
 a=$(printf 'In the beginning God created 12345 things.<|im_end|>' | $GPTKIT tokenizer encode --tokenizer "$TMP/chat.gguf" --ids)
 b=$(printf 'In the beginning God created 12345 things.<|im_end|>' | $GPTKIT tokenizer encode --tokenizer "$F/chat/model" --ids)
 [ -n "$a" ] && [ "$a" = "$b" ] && pass gguf_export_tokenizes_like_hf || fail gguf_export_tokenizes_like_hf "$a vs $b"
+
+# 12. llama.cpp itself (llama-cpp-python; LCP_PYTHON names a python that has it): gptkit's GGUF exports load and
+#     give gptkit's greedy ids in every written type, and llama.cpp tokenizes the GGUF vocabularies (the fixtures
+#     and gptkit's export) as gptkit does
+LPY=${LCP_PYTHON:-$PYT}
+if "$LPY" -c "import llama_cpp" 2>/dev/null; then
+  ok=1
+  for t in f32 f16 q8_0 q4_0; do
+    $GPTKIT export --model "$G/model" --format gguf --type $t --out "$TMP/lc-$t.gguf" 2>/dev/null
+    a=$("$LPY" "$GK_ROOT/tests/ref/check_llama_cpp.py" greedy "$TMP/lc-$t.gguf" "5 17 33 2 60" 10 2>/dev/null)
+    b=$($GPTKIT sample --model "$TMP/lc-$t.gguf" --prompt-ids "5 17 33 2 60" --max-new 10 --temperature 0 -q 2>/dev/null)
+    [ -n "$a" ] && [ "$a" = "$b" ] || { ok=0; echo "  $t: llama.cpp [$a] gptkit [$b]"; }
+  done
+  [ $ok = 1 ] && pass llama_cpp_greedy_equals_gptkit || fail llama_cpp_greedy_equals_gptkit
+  ok=1
+  TXT='In the beginning God created 12345 things. <|im_start|>user
+Hi  there!!<|im_end|>'
+  for f in "$G/tok-llama3.gguf" "$G/tok-qwen2.gguf" "$G/tok-smollm.gguf" "$TMP/chat.gguf"; do
+    a=$("$LPY" "$GK_ROOT/tests/ref/check_llama_cpp.py" tokenize "$f" "$TXT" 2>/dev/null)
+    b=$(printf '%s' "$TXT" | $GPTKIT tokenizer encode --tokenizer "$f" --ids)
+    [ -n "$a" ] && [ "$a" = "$b" ] || { ok=0; echo "  $f: llama.cpp [$a] gptkit [$b]"; }
+  done
+  [ $ok = 1 ] && pass llama_cpp_tokenizes_like_gptkit || fail llama_cpp_tokenizes_like_gptkit
+else
+  skip llama_cpp_checks "llama_cpp not importable (pip install llama-cpp-python; LCP_PYTHON=...)"
+fi
