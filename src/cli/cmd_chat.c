@@ -26,7 +26,8 @@ static const char *USAGE =
 "  /quit           exit (or Ctrl-D). Ctrl-C stops a reply that is being written.\n"
 "With -p, answers one question and exits; stdout holds the reply only.\n"
 "\n"
-"  --model DIR           checkpoint directory\n"
+"  --model DIR           checkpoint directory (or a LoRA adapter directory: its base with the adapter on)\n"
+"  --adapter DIR         a LoRA adapter (PEFT layout) on top of --model, unmerged (docs/lora.md)\n"
 "  --tokenizer PATH      override the tokenizer recorded in the checkpoint\n"
 "  -p, --prompt TEXT     answer once and exit\n"
 "  --system TEXT         system prompt\n"
@@ -178,12 +179,13 @@ int cmd_chat(int argc, char **argv) {
     engine_gen_opts_default(&s.o);
     s.o.max_new = 256;
     int temp_set = 0;
-    const char *tools = NULL, *strategy = NULL;
+    const char *tools = NULL, *strategy = NULL, *adapter = NULL;
     const char *rag_db = NULL; size_t rag_k = 3, rag_budget = 0; index_db *rag = NULL;
     cli_constraint cc;
     cli_constraint_init(&cc);
     while ((f = cli_next(&a))) {
         if (cli_is(f, "--model")) model_dir = cli_str(&a, f);
+        else if (cli_is(f, "--adapter")) adapter = cli_str(&a, f);
         else if (cli_is(f, "--tokenizer")) tok_path = cli_str(&a, f);
         else if (cli_is(f, "-p", "--prompt")) question = cli_str(&a, f);
         else if (cli_is(f, "--system")) system = cli_str(&a, f);
@@ -219,6 +221,7 @@ int cmd_chat(int argc, char **argv) {
     if (rag && s.tools && index_tool_register(s.tools, rag, rag_k, &err)) goto fail;   /* now on the open index */
     size_t seqs = s.spec.kind == STRAT_SC ? (size_t)s.spec.n : s.spec.kind == STRAT_TOT ? (size_t)s.spec.k : 1;
     if (eval_model_open(&s.em, model_dir, tok_path, 1, 1, seqs, &err)) goto fail;
+    if (adapter && eval_model_add_adapter(&s.em, adapter, &err)) goto fail;
     if (cli_constraint_build(&cc, s.em.tok, &s.cv, &s.cons, &err)) goto fail;
     s.o.grammar = s.cons;
     s.o.cancel = &g_cancel;

@@ -11,7 +11,8 @@ static const char *USAGE =
 "\n"
 "Mean next-token cross-entropy (nats) of the checkpoint in DIR over the first K sequential batches of\n"
 "SHARD (read exactly as llm.c's loader does), and its perplexity.\n"
-"  --model DIR      checkpoint directory (config.json + model.safetensors)\n"
+"  --model DIR      checkpoint directory (config.json + model.safetensors), or a LoRA adapter directory\n"
+"  --adapter DIR    a LoRA adapter (PEFT layout) applied on top of --model, unmerged (docs/lora.md)\n"
 "  --data SHARD     token shard (.bin) or a glob of shards\n"
 "  -b, --batch B    sequences per batch (default 4)\n"
 "  -t, --seq-len T  tokens per sequence (default: min(256, context))\n"
@@ -24,7 +25,7 @@ static const char *USAGE =
 int cmd_eval(int argc, char **argv) {
     cli_args a;
     cli_args_init(&a, argc, argv, USAGE);
-    const char *f, *model = NULL, *data = NULL, *tokpath = NULL;
+    const char *f, *model = NULL, *data = NULL, *tokpath = NULL, *adapter = NULL;
     long B = 4, T = 0, K = 0; int json = 0;
     while ((f = cli_next(&a))) {
         if (cli_is(f, "--model")) model = cli_str(&a, f);
@@ -33,6 +34,7 @@ int cmd_eval(int argc, char **argv) {
         else if (cli_is(f, "-t", "--seq-len")) T = cli_long(&a, f);
         else if (cli_is(f, "--batches")) K = cli_long(&a, f);
         else if (cli_is(f, "--tokenizer")) tokpath = cli_str(&a, f);
+        else if (cli_is(f, "--adapter")) adapter = cli_str(&a, f);
         else if (cli_is(f, "--json")) json = 1;
         else cli_unknown(&a, f);
     }
@@ -42,6 +44,11 @@ int cmd_eval(int argc, char **argv) {
     gk_err err;
     eval_model em;
     if (eval_model_open(&em, model, tokpath, 0, 0, 0, &err)) { fprintf(stderr, "gptkit eval: %s\n", err.msg); return 1; }
+    if (adapter && eval_model_add_adapter(&em, adapter, &err)) {
+        fprintf(stderr, "gptkit eval: %s\n", err.msg);
+        eval_model_close(&em);
+        return 1;
+    }
     if (T == 0) T = em.m->cfg.n_ctx < 256 ? em.m->cfg.n_ctx : 256;
     eval_loss_stats st;
     double t0 = gk_now();

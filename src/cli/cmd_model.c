@@ -63,13 +63,14 @@ int cmd_info(int argc, char **argv) {
 }
 
 static const char *EXPORT_USAGE =
-"usage: gptkit export --model PATH --format gguf|hf [--type f32|f16|q8_0|q4_0] --out FILE|DIR\n"
+"usage: gptkit export --model PATH [--adapter DIR] --format gguf|hf [--type f32|f16|q8_0|q4_0] --out FILE|DIR\n"
 "\n"
 "Writes a model in another format.\n"
 "  --model PATH    checkpoint directory (gptkit or HF) or .gguf file\n"
 "  --format gguf   one GGUF v3 file as llama.cpp's converter lays it out (LLaMA family or GPT-2; norms and biases f32,\n"
 "                  matrices in --type, default f16); hf: an HF directory (config.json + model.safetensors, fp32)\n"
 "  --type T        f32 | f16 | q8_0 | q4_0 (GGUF only)\n"
+"  --adapter DIR   merge this LoRA adapter (PEFT layout) into the weights first: W += (alpha/r) B A\n"
 "  --out PATH      the file (gguf) or directory (hf) to write\n";
 
 /* The chat templates of the formats gptkit speaks, as Jinja (what llama.cpp and transformers read). */
@@ -123,12 +124,13 @@ static size_t tokenizer_kvs(const char *model, const char *rec, gguf_extra_kv *k
 int cmd_export(int argc, char **argv) {
     cli_args a;
     cli_args_init(&a, argc, argv, EXPORT_USAGE);
-    const char *f, *model = NULL, *format = NULL, *type = "f16", *out = NULL;
+    const char *f, *model = NULL, *format = NULL, *type = "f16", *out = NULL, *adapter = NULL;
     while ((f = cli_next(&a))) {
         if (cli_is(f, "--model")) model = cli_str(&a, f);
         else if (cli_is(f, "--format")) format = cli_str(&a, f);
         else if (cli_is(f, "--type")) type = cli_str(&a, f);
         else if (cli_is(f, "--out")) out = cli_str(&a, f);
+        else if (cli_is(f, "--adapter")) adapter = cli_str(&a, f);
         else cli_unknown(&a, f);
     }
     if (!model || !out || !format) cli_usage_error(&a, "--model, --format and --out are required");
@@ -141,6 +143,14 @@ int cmd_export(int argc, char **argv) {
     char *rec = NULL;
     gpt_model *m = gpt_load(model, &rec, &err);
     if (!m) { fprintf(stderr, "gptkit export: %s\n", err.msg); return 1; }
+    if (adapter) {
+        if (gpt_lora_load(m, adapter, NULL, &err)) {
+            fprintf(stderr, "gptkit export: %s\n", err.msg);
+            gpt_free(m); free(rec);
+            return 1;
+        }
+        gpt_lora_merge(m);   /* the written model computes base + adapter with no adapter left */
+    }
     gguf_extra_kv kv[12];
     size_t nkv = 0;
     if (gg) nkv = tokenizer_kvs(model, rec, kv);

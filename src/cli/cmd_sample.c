@@ -2,6 +2,7 @@
 #include "cli/cli.h"
 #include "core/core.h"
 #include "infer/infer.h"
+#include "train/train.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -16,7 +17,8 @@ static const char *USAGE =
 "  {\"ids\":[generated ids], \"text\":\"...\" (with a tokenizer), \"finish\":\"length|stop|stop_string|context|grammar\",\n"
 "   \"logprobs\":[raw model log-probs of the ids]}\n"
 "\n"
-"  --model DIR           checkpoint directory (config.json + model.safetensors)\n"
+"  --model DIR           checkpoint directory (config.json + model.safetensors), or a LoRA adapter directory\n"
+"  --adapter DIR         a LoRA adapter (PEFT layout) on top of --model, unmerged (docs/lora.md)\n"
 "  --tokenizer PATH      override the tokenizer recorded in the checkpoint\n"
 "  --prompt TEXT         prompt text (special-token text such as <|endoftext|> is recognised)\n"
 "  --prompt-ids IDS      prompt as token ids, separated by spaces or commas\n"
@@ -61,7 +63,7 @@ static int parse_ids(const char *s, int32_t **out, size_t *n) {
 int cmd_sample(int argc, char **argv) {
     cli_args a;
     cli_args_init(&a, argc, argv, USAGE);
-    const char *f, *model_dir = NULL, *tok_path = NULL, *prompt = NULL, *prompt_ids = NULL;
+    const char *f, *model_dir = NULL, *tok_path = NULL, *prompt = NULL, *prompt_ids = NULL, *adapter = NULL;
     engine_gen_opts o;
     engine_gen_opts_default(&o);
     o.max_new = 64;
@@ -72,6 +74,7 @@ int cmd_sample(int argc, char **argv) {
     cli_constraint_init(&cc);
     while ((f = cli_next(&a))) {
         if (cli_is(f, "--model")) model_dir = cli_str(&a, f);
+        else if (cli_is(f, "--adapter")) adapter = cli_str(&a, f);
         else if (cli_is(f, "--tokenizer")) tok_path = cli_str(&a, f);
         else if (cli_is(f, "--prompt")) prompt = cli_str(&a, f);
         else if (cli_is(f, "--prompt-ids")) prompt_ids = cli_str(&a, f);
@@ -90,8 +93,9 @@ int cmd_sample(int argc, char **argv) {
     gk_err err;
     if (infer_sampling_validate(&o.samp, &err)) cli_usage_error(&a, "%s", err.msg);
 
-    char *tok_rec = NULL;
-    gpt_model *m = gpt_load(model_dir, &tok_rec, &err);
+    char *tok_rec = NULL, *base_dir = NULL;
+    /* a checkpoint, or a LoRA adapter directory (its recorded base with the adapter on) */
+    gpt_model *m = train_open_model(model_dir, &tok_rec, &base_dir, &err);
     if (!m) { fprintf(stderr, "gptkit sample: %s\n", err.msg); return 1; }
     tok_tokenizer *tok = NULL;
     int rc = 1;
@@ -100,7 +104,9 @@ int cmd_sample(int argc, char **argv) {
     engine_seq *out = NULL;
     constrain_vocab *cv = NULL;
     constrain *cons = NULL;
-    if (tok_load_recorded(model_dir, tok_rec, tok_path, prompt != NULL || nstops > 0 || cc.kind >= 0, &tok, &err)) goto fail;
+    if (adapter && (m->lora ? gk_errf(&err, "%s: --model is already an adapter", adapter) : gpt_lora_load(m, adapter, NULL, &err)))
+        goto fail;
+    if (tok_load_recorded(base_dir, tok_rec, tok_path, prompt != NULL || nstops > 0 || cc.kind >= 0, &tok, &err)) goto fail;
     if (cli_constraint_build(&cc, tok, &cv, &cons, &err)) goto fail;
     o.grammar = cons;
     if (prompt) {
@@ -152,7 +158,7 @@ fail:
     constrain_vocab_free(cv);
     free(ids);
     tok_free(tok);
-    free(tok_rec);
+    free(tok_rec); free(base_dir);
     gpt_free(m);
     return rc;
 }

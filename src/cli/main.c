@@ -47,6 +47,7 @@ static const command commands[] = {
     {"eval",      cmd_eval,      "mean next-token loss of a checkpoint on a shard", 0},
     {"info",      cmd_info,      "what a model is: architecture, sizes, parameters, tensor types, tokenizer", 0},
     {"export",    cmd_export,    "write a model as GGUF (f32/f16/q8_0/q4_0) or an HF directory", 0},
+    {"lora",      cmd_lora,      "LoRA adapters: merge one into its base (docs/lora.md)", 0},
     {"sft",       cmd_sft,       "supervised finetuning on chat JSONL (loss on assistant tokens)", 1},
     {"sample",    cmd_sample,    "generate completions from a checkpoint", 0},
     {"chat",      cmd_chat,      "talk to a chat model", 0},

@@ -16,15 +16,21 @@ void eval_model_close(eval_model *em) {
 int eval_model_open(eval_model *em, const char *dir, const char *tok_override, int tok_required, int chat,
                     size_t max_seqs, gk_err *err) {
     memset(em, 0, sizeof *em);
-    char *rec = NULL;
-    em->m = gpt_load(dir, &rec, err);
+    char *rec = NULL, *base = NULL;
+    /* a checkpoint, or a LoRA adapter directory: its recorded base with the adapter on (not merged) */
+    em->m = train_open_model(dir, &rec, &base, err);
     if (!em->m) return -1;
-    int rc = tok_load_recorded(dir, rec, tok_override, tok_required, &em->tok, err);
-    free(rec);
+    int rc = tok_load_recorded(base, rec, tok_override, tok_required, &em->tok, err);
+    free(rec); free(base);
     if (rc == 0 && chat) rc = chat_specials_resolve(em->tok, (size_t)em->m->cfg.vocab_size, &em->sp, err);
     if (rc == 0 && max_seqs > 0) em->e = engine_new(em->m, em->tok, max_seqs, 0);
     if (rc) eval_model_close(em);
     return rc;
+}
+
+int eval_model_add_adapter(eval_model *em, const char *dir, gk_err *err) {
+    if (em->m->lora) return gk_errf(err, "%s: the model already carries an adapter", dir);
+    return gpt_lora_load(em->m, dir, NULL, err);
 }
 
 /* ---------------------------------------------------------------- loss on a shard */

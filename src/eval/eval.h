@@ -25,12 +25,15 @@ typedef struct {
     chat_specials  sp;         /* resolved when opened with chat */
     engine        *e;          /* when opened with max_seqs > 0 */
 } eval_model;
-/* Opens checkpoint dir: the model; its tokenizer (tok_override if non-NULL, else the recorded one, see
+/* Opens checkpoint dir (or a LoRA adapter directory: its recorded base with the adapter on): the model; its tokenizer (tok_override if non-NULL, else the recorded one, see
  * tok_load_recorded; an error when tok_required and there is none); with chat, the chat specials resolved
  * against the model's vocabulary; with max_seqs > 0, an engine decoding up to max_seqs sequences together.
  * Returns 0, or -1 with err and nothing left open. */
 int  eval_model_open(eval_model *em, const char *dir, const char *tok_override, int tok_required, int chat,
                      size_t max_seqs, gk_err *err);
+/* Puts the LoRA adapter in dir (PEFT layout, src/model/lora.c) on em's model, unmerged. The adapter's recorded
+ * base checksum, its shapes and its target names must fit the model (errors name the file). */
+int  eval_model_add_adapter(eval_model *em, const char *dir, gk_err *err);
 void eval_model_close(eval_model *em);    /* safe on a zeroed or closed one */
 
 /* ---------------------------------------------------------------- loss on a shard */

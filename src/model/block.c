@@ -59,6 +59,7 @@ void gpt_block_forward(kern_backend *be, const gpt_config *c, const gpt_layer_pt
     gpt_norm_fwd(be, c, a->ln1, a->ln1_mean, a->ln1_rstd, a->x, w->ln1_w, w->ln1_b, R);
     /* qkv [R, QKV] = ln1 @ W_qkv + b_qkv */
     mm(be, c, am, a->qkv, a->ln1, w->qkv_w, w->qkv_b, R, C, qkv_width(c));
+    gpt_lora_fwd(am->lora, be, am->layer, GPT_ROLE_QKV_W, a->qkv, a->ln1, R);   /* + s (ln1 A^T) B^T (LoRA) */
     /* rotary: q and k heads (contiguous at the start of each row) rotated by each row's position */
     if (c->pos == GPT_POS_ROPE) kern_rope(be, a->qkv, am->rpos, am->inv_freq, R, qkv_width(c), NH + NKV, hs, 0);
     /* grouped-query: expand k, v to one head per query head */
@@ -72,19 +73,23 @@ void gpt_block_forward(kern_backend *be, const gpt_config *c, const gpt_layer_pt
         kern_attention_fwd(be, a->atty, am->att_saved, qkv3, am->B, am->T, C, NH);
     /* res2 = x + atty @ W_o + b_o */
     mm(be, c, am, a->res2, a->atty, w->proj_w, w->proj_b, R, C, C);
+    gpt_lora_fwd(am->lora, be, am->layer, GPT_ROLE_PROJ_W, a->res2, a->atty, R);
     kern_axpy(be, a->res2, 1.0f, a->x, R * C);
     /* ln2 = norm(res2) */
     gpt_norm_fwd(be, c, a->ln2, a->ln2_mean, a->ln2_rstd, a->res2, w->ln2_w, w->ln2_b, R);
     /* fch [R,I] = ln2 @ W_fc + b_fc;  fch_gelu = gelu_tanh(fch)  |  SwiGLU: silu(ln2 @ W_gate) * fch */
     mm(be, c, am, a->fch, a->ln2, w->fc_w, w->fc_b, R, C, I);
+    gpt_lora_fwd(am->lora, be, am->layer, GPT_ROLE_FC_W, a->fch, a->ln2, R);
     if (c->act == GPT_ACT_SWIGLU) {
         mm(be, c, am, a->gate, a->ln2, w->gate_w, NULL, R, C, I);
+        gpt_lora_fwd(am->lora, be, am->layer, GPT_ROLE_GATE_W, a->gate, a->ln2, R);
         kern_swiglu_fwd(be, a->fch_gelu, a->gate, a->fch, R * I);
     } else {
         kern_gelu_fwd(be, a->fch_gelu, a->fch, R * I);
     }
     /* xo = res2 + fch_gelu @ W_proj [I,C] + b_proj  (xo may alias x: x is no longer read) */
     mm(be, c, am, a->xo, a->fch_gelu, w->fcproj_w, w->fcproj_b, R, I, C);
+    gpt_lora_fwd(am->lora, be, am->layer, GPT_ROLE_FCPROJ_W, a->xo, a->fch_gelu, R);
     kern_axpy(be, a->xo, 1.0f, a->res2, R * C);
 }
 
@@ -100,6 +105,8 @@ void gpt_block_backward(kern_backend *be, const gpt_config *c, const gpt_layer_p
      * d fch_gelu = dres @ Wp^T;  dWp += fch_gelu^T dres;  dbp += sum dres */
     kern_zero(be, dbig1, R * I * sizeof(float));
     mm_bwd(be, c, dbig1, g->fcproj_w, g->fcproj_b, dres, a->fch_gelu, w->fcproj_w, R, I, C);
+    /* LoRA beside each product: its A, B gradients and its share of the input gradient (lora.c) */
+    gpt_lora_bwd(am->lora, be, am->layer, GPT_ROLE_FCPROJ_W, dbig1, dres, a->fch_gelu, R);
     kern_zero(be, dsmall, R * C * sizeof(float));
     if (c->act == GPT_ACT_SWIGLU) {
         /* fch_gelu = silu(gate) * fch:  d gate (dbig2), d fch (dbig3) */
@@ -109,18 +116,22 @@ void gpt_block_backward(kern_backend *be, const gpt_config *c, const gpt_layer_p
         /* gate = ln2 @ Wgate, fch = ln2 @ Wfc:  d ln2 = d gate @ Wgate^T + d fch @ Wfc^T */
         mm_bwd(be, c, dsmall, g->gate_w, NULL, dbig2, a->ln2, w->gate_w, R, C, I);
         mm_bwd(be, c, dsmall, g->fc_w, g->fc_b, dbig3, a->ln2, w->fc_w, R, C, I);
+        gpt_lora_bwd(am->lora, be, am->layer, GPT_ROLE_GATE_W, dsmall, dbig2, a->ln2, R);
+        gpt_lora_bwd(am->lora, be, am->layer, GPT_ROLE_FC_W, dsmall, dbig3, a->ln2, R);
     } else {
         /* fch_gelu = gelu(fch):  d fch = gelu'(fch) * d fch_gelu */
         kern_zero(be, dbig2, R * I * sizeof(float));
         kern_gelu_bwd(be, dbig2, a->fch, dbig1, R * I);
         /* fch = ln2 @ Wfc + bfc:  d ln2 = d fch @ Wfc^T;  dWfc += ln2^T d fch */
         mm_bwd(be, c, dsmall, g->fc_w, g->fc_b, dbig2, a->ln2, w->fc_w, R, C, I);
+        gpt_lora_bwd(am->lora, be, am->layer, GPT_ROLE_FC_W, dsmall, dbig2, a->ln2, R);
     }
     /* ln2 = norm(res2):  d res2 += norm_bwd(d ln2) */
     gpt_norm_bwd(be, c, dres, g->ln2_w, g->ln2_b, dsmall, a->res2, w->ln2_w, a->ln2_mean, a->ln2_rstd, R);
     /* res2 = x + atty @ Wo + bo:  d x = d res2 (residual, stays in dres);  d atty = d res2 @ Wo^T */
     kern_zero(be, dsmall, R * C * sizeof(float));
     mm_bwd(be, c, dsmall, g->proj_w, g->proj_b, dres, a->atty, w->proj_w, R, C, C);
+    gpt_lora_bwd(am->lora, be, am->layer, GPT_ROLE_PROJ_W, dsmall, dres, a->atty, R);
     /* atty = attention(qkv):  d qkv (dbig1 reused as [R,3C]) */
     kern_zero(be, dbig1, R * 3 * C * sizeof(float));
     float *dqkv = dbig1;
@@ -138,6 +149,7 @@ void gpt_block_backward(kern_backend *be, const gpt_config *c, const gpt_layer_p
     /* qkv = ln1 @ Wqkv + bqkv:  d ln1 = d qkv @ Wqkv^T */
     kern_zero(be, dsmall, R * C * sizeof(float));
     mm_bwd(be, c, dsmall, g->qkv_w, g->qkv_b, dqkv, a->ln1, w->qkv_w, R, C, QKV);
+    gpt_lora_bwd(am->lora, be, am->layer, GPT_ROLE_QKV_W, dsmall, dqkv, a->ln1, R);
     /* ln1 = norm(x):  d x += norm_bwd(d ln1)  (only if something below wants it) */
     gpt_norm_bwd(be, c, need_input ? dres : NULL, g->ln1_w, g->ln1_b, dsmall, a->x, w->ln1_w, a->ln1_mean, a->ln1_rstd, R);
 }

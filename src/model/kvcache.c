@@ -125,12 +125,13 @@ const float *gpt_forward_kv(gpt_model *m, gpt_kv *kv, const size_t *slots, const
         .fch_gelu = kv->fcg, .gate = kv->gate, .qkve = kv->qkve, .xo = kv->x,
     };
     gpt_attn_mode am = { .cached = 1, .B = B, .T = n, .slots = kv->didx, .pos = kv->didx + S, .max_len = T, .skinny = 1,
-                         .rpos = kv->rpos, .inv_freq = m->inv_freq };
+                         .rpos = kv->rpos, .inv_freq = m->inv_freq, .lora = m->lora };
     size_t layer_stride = S * NH * T * (C / NH);
     for (size_t l = 0; l < L; l++) {
         gpt_layer_ptrs w = gpt_layer(m->params, m, (int)l);
         am.kc = kv->k + l * layer_stride;
         am.vc = kv->v + l * layer_stride;
+        am.layer = (int)l;
         gpt_block_forward(m->be, c, &w, &ba, &am);
     }
     gpt_norm_fwd(m->be, c, kv->h, kv->mean, kv->rstd, kv->x, gpt_role_ptr(m->params, m, GPT_ROLE_LNF_W, -1),

@@ -324,6 +324,7 @@ static void acts_free(gpt_model *m) {
 
 void gpt_free(gpt_model *m) {
     if (!m) return;
+    gpt_lora_detach(m);
     acts_free(m);
     kern_free(m->be, m->params);
     kern_free(m->be, m->grads);
@@ -462,6 +463,7 @@ static gpt_block_acts layer_acts(gpt_model *m, size_t l, gpt_attn_mode *am) {
     am->B = m->B; am->T = m->T;
     am->rpos = a->rpos; am->inv_freq = m->inv_freq;
     am->att_saved = a->att_saved + l * m->acts_cap_saved;
+    am->lora = m->lora; am->layer = (int)l;
     return b;
 }
 
@@ -557,7 +559,8 @@ void gpt_backward(gpt_model *m, float *dh) {
     float *g_embed = grad_base(m, GPT_GROUP_EMBED), *g_blocks = grad_base(m, GPT_GROUP_BLOCKS);
     float *g_final = grad_base(m, GPT_GROUP_FINAL);
     /* How far down the gradient has to flow: nothing below the lowest trainable group is computed. */
-    int need_blocks = g_blocks || g_embed;   /* some group at or below the blocks wants gradients */
+    int lora = m->lora && m->lora->enabled && m->lora->pm->grads;   /* adapters in every block want gradients */
+    int need_blocks = g_blocks || g_embed || lora;   /* some group at or below the blocks wants gradients */
     if (!g_final && !need_blocks) return;
 
     gpt_block_grads d = {
@@ -579,7 +582,7 @@ void gpt_backward(gpt_model *m, float *dh) {
         gpt_layer_ptrs w = gpt_layer(m->params, m, (int)li);
         gpt_layer_ptrs g = gpt_layer(g_blocks, m, (int)li);   /* all NULL if the blocks are frozen */
         /* Does anything below this point need the gradient w.r.t. this layer's input? */
-        int need_input = g_embed || (g_blocks && li > 0);
+        int need_input = g_embed || ((g_blocks || lora) && li > 0);
         gpt_attn_mode am;
         gpt_block_acts ba = layer_acts(m, li, &am);
         gpt_block_backward(m->be, c, &w, &g, &ba, &am, &d, need_input);

@@ -158,6 +158,8 @@ typedef struct {
     int32_t *tokens;  /* [BT] device copy of the inputs */
 } gpt_acts;
 
+struct gpt_lora;
+
 typedef struct gpt_model {
     gpt_config cfg;
     kern_backend *be;             /* the backend every op and buffer of this model uses (precision included) */
@@ -176,6 +178,7 @@ typedef struct gpt_model {
     size_t B, T;                  /* shape of the last forward */
     float *scratch;               /* backward scratch, sized with the acts: [(C + 3 max(I, 3C)) * acts_cap_bt] */
     float *inv_freq;              /* device [hs/2]: rotary frequencies (rotary models), NULL otherwise */
+    struct gpt_lora *lora;        /* LoRA adapters on the block's linear layers (lora.c), or NULL; owned */
 } gpt_model;
 
 /* Builds the table and allocates params (zero) on a new backend with the process defaults (kern_backend_create
@@ -309,6 +312,78 @@ void gguf_kv_i32_array(gguf_extra_kv *kv, const char *key, const int32_t *vals, 
 int  gpt_export_gguf(const gpt_model *m, const char *path, int type, const gguf_extra_kv *extra, size_t n_extra, gk_err *err);
 /* `gptkit info` for a .gguf file: architecture, sizes, parameters, tokenizer, template, every tensor. */
 int  gguf_print_info(const char *path, FILE *out, gk_err *err);
+
+/* ================================================================ LoRA adapters (src/model/lora.c, docs/lora.md)
+ * A low-rank update beside chosen linear layers of every block: y = x W (+ b) + s * (x A^T) B^T, A [r, in],
+ * B [out, r] (PEFT's lora_A / lora_B layouts for both families), s = alpha / r (rsLoRA: alpha / sqrt(r)).
+ * A is drawn as PEFT draws it (kaiming-uniform with a = sqrt(5): U(-1/sqrt(in), 1/sqrt(in))), B is zero, so a
+ * fresh adapter leaves the model's outputs exactly unchanged. The adapters live in their own parameter table,
+ * `pm` (a gpt_model shell: table, params, grads, no config-driven tensors), which is what the optimizer sees:
+ * moments and gradients are the adapter's size, the base's params are never written and it has no grads.
+ * gpt_forward, gpt_forward_kv and gpt_backward apply them through the block (one place). */
+enum {   /* what an adapter may sit on */
+    GPT_LORA_Q = 0, GPT_LORA_K, GPT_LORA_V, GPT_LORA_O, GPT_LORA_GATE, GPT_LORA_UP, GPT_LORA_DOWN,   /* llama */
+    GPT_LORA_C_ATTN, GPT_LORA_C_PROJ, GPT_LORA_C_FC, GPT_LORA_MLP_C_PROJ,                            /* gpt2 */
+    GPT_LORA_NTARGETS
+};
+typedef struct {
+    int      rank;        /* r >= 1 */
+    float    alpha;       /* scaling numerator (default 2r... callers pass it; 16 is PEFT's default) */
+    float    dropout;     /* on the adapter's input; only 0 is implemented (refused otherwise) */
+    int      rslora;      /* 1: s = alpha / sqrt(r) */
+    unsigned targets;     /* bit GPT_LORA_* set for each adapted layer kind */
+} gpt_lora_config;
+typedef struct {
+    int    target, layer, role;    /* GPT_LORA_*, block, the base weight's GPT_ROLE_* */
+    size_t in, out;                /* the adapter's input and output widths */
+    size_t col0, ldo;              /* its output columns [col0, col0 + out) of the base product's ldo */
+    size_t a_off, b_off;           /* offsets of A [r, in] and B [out, r] in pm's params/grads */
+} gpt_lora_site;
+typedef struct gpt_lora {
+    gpt_lora_config cfg;
+    float  scale;                  /* alpha / r or alpha / sqrt(r) */
+    int    enabled;                /* 0: the base model alone (DPO's reference), adapters kept */
+    gpt_model *pm;                 /* the adapter parameters as a table (optimizer, checkpoints) */
+    gpt_lora_site *sites; size_t n_sites;
+    size_t *site_at;               /* [L * nroles]: first site index + 1 of (layer, role), 0 none */
+    float *u, *du, *tmp;           /* device scratch: [R, r], [R, r], [R, max ldo] */
+    float *bpad, *dbpad;           /* device scratch [max ldo, r]: B (and dB) zero-padded to the product's width */
+    size_t cap_rows;
+    char  *base;                   /* the base model's directory, recorded in adapter_config.json (owned; may be NULL) */
+} gpt_lora;
+/* Parses "q,v", "all-linear", ... for m's family into cfg->targets; unknown names (or the other family's) are
+ * an error naming them and listing the valid ones. */
+int  gpt_lora_parse_targets(const gpt_config *c, const char *list, unsigned *targets, gk_err *err);
+/* The target's name as our flags and PEFT's target_modules spell it ("q_proj", "attn.c_proj", ...). */
+const char *gpt_lora_target_name(int target);
+/* Attaches fresh adapters to m (A kaiming-uniform from seed, B zero). Errors: rank < 1 or larger than a
+ * target's in or out width, dropout != 0, no targets, targets of the other family, m already has adapters. */
+int  gpt_lora_attach(gpt_model *m, const gpt_lora_config *cfg, uint64_t seed, gk_err *err);
+void gpt_lora_detach(gpt_model *m);                /* frees m->lora (no-op without) */
+size_t gpt_lora_num_params(const gpt_model *m);    /* 0 without adapters */
+/* W += s * B A into the base weights (then the adapters are detached): the merged model computes the same
+ * function without them. */
+void gpt_lora_merge(gpt_model *m);
+/* Writes dir/adapter_config.json and dir/adapter_model.safetensors exactly as PEFT's save_pretrained names
+ * them; base (may be NULL) is recorded as base_model_name_or_path, and the base parameters' checksum as
+ * gptkit_base_checksum in the safetensors metadata. */
+int  gpt_lora_save(const gpt_model *m, const char *dir, const char *base, gk_err *err);
+/* Reads a PEFT adapter directory written by gpt_lora_save or by peft onto m (which has none yet): config,
+ * every tensor's name and shape checked against m's architecture; a different recorded base checksum is an
+ * error. *base (if non-NULL) gets a malloc'd copy of base_model_name_or_path (or NULL). */
+int  gpt_lora_load(gpt_model *m, const char *dir, char **base, gk_err *err);
+/* The PEFT key of site's A (ab 'A') or B ('B'): "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight". */
+void gpt_lora_key(const gpt_model *m, size_t site, char ab, char *out, size_t cap);
+/* 1 if dir holds adapter_config.json. */
+int  gpt_lora_is_dir(const char *dir);
+/* FNV-style checksum of the base parameters' bytes (host copy), for matching an adapter to its base. */
+uint64_t gpt_params_checksum(const gpt_model *m);
+/* Internal to the block (model/block.c): apply / differentiate the adapters of (layer, role).
+ * fwd: out [R, ldo] += s * (inp A^T) B^T in the site's columns. bwd: given dout [R, ldo] at the product's
+ * output and its input inp [R, in]: grads of A and B (pm->grads, if allocated) += ..., dinp [R, in] += ... */
+void gpt_lora_fwd(gpt_lora *L, kern_backend *be, int layer, int role, float *out, const float *inp, size_t R);
+void gpt_lora_bwd(gpt_lora *L, kern_backend *be, int layer, int role, float *dinp, const float *dout, const float *inp,
+                  size_t R);
 
 /* ================================================================ KV cache (issue 4: inference engine)
  * Implemented in src/model/kvcache.c. Incremental inference: the keys and values of every layer are kept

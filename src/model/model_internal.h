@@ -23,6 +23,8 @@ typedef struct {
     int    skinny;        /* 1: R <= KERN_SKINNY_MAX_N uses the weight-streaming decode matmul (inference only) */
     const int32_t *rpos;  /* rotary models: device [R], each row's position */
     const float *inv_freq;   /* rotary models: device [hs/2] */
+    gpt_lora *lora;       /* the model's adapters (NULL: none): added to the products they sit on */
+    int    layer;         /* this block's index (finds its adapters) */
 } gpt_attn_mode;
 
 /* One layer's activations over R rows. In the training path every buffer is distinct and kept for backward;

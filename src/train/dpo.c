@@ -130,18 +130,22 @@ static int dpo_val(void *ctx, train_stage *s, long step, int final, gk_err *err)
 }
 
 /* The reference's sequence log-probs, once (in the training precision, so policy == reference at step 0);
- * then the reference is freed. */
-static int dpo_reference(const dpo_opts *o, rlhf_pref_data *td, rlhf_pref_data *vd, gk_err *err) {
+ * then the reference is freed. With LoRA the reference is the policy itself with its adapters switched off
+ * (the frozen base): no second copy of the weights is ever loaded. */
+static int dpo_reference(const dpo_opts *o, gpt_model *policy, rlhf_pref_data *td, rlhf_pref_data *vd, gk_err *err) {
     double tr = gk_now();
-    gpt_model *ref = gpt_load(o->policy_dir, NULL, err);
+    gpt_model *ref = policy->lora ? policy : gpt_load(o->policy_dir, NULL, err);
     if (!ref) return -1;
-    if (o->bf16) kern_set_precision(ref->be, KERN_PREC_BF16);   /* precision is per model: the policy's (the stage set it) */
+    if (ref != policy && o->bf16) kern_set_precision(ref->be, KERN_PREC_BF16);   /* precision is per model: the policy's */
+    if (ref == policy) policy->lora->enabled = 0;
     train_lm *rl = train_lm_new(ref);
     all_logps(rl, td->seqs, td->nseq, 16, td->ref);
     if (vd->nseq) all_logps(rl, vd->seqs, vd->nseq, 16, vd->ref);
     train_lm_free(rl);
-    gpt_free(ref);
-    if (!o->json) gk_log("dpo: reference log-probs of %zu sequences in %.1fs\n", td->nseq + vd->nseq, gk_now() - tr);
+    if (ref == policy) policy->lora->enabled = 1;
+    else gpt_free(ref);
+    if (!o->json) gk_log("dpo: reference log-probs of %zu sequences in %.1fs%s\n", td->nseq + vd->nseq, gk_now() - tr,
+                         ref == policy ? " (LoRA: the policy's own weights with the adapters off; no second copy loaded)" : "");
     return 0;
 }
 
@@ -149,13 +153,18 @@ int train_dpo(const dpo_opts *o, dpo_result *res, gk_err *err) {
     memset(res, 0, sizeof *res);
     res->final_loss = res->final_acc = res->val_loss = res->val_acc = res->val_margin = NAN;
     if (!o->policy_dir) return gk_errf(err, "no policy: pass --policy SFT_DIR");
+    if (!o->resume_dir && gpt_lora_is_dir(o->policy_dir))
+        return gk_errf(err, "--policy %s is a LoRA adapter; DPO needs the whole SFT model as its reference: merge it first "
+                       "(gptkit export --model BASE --adapter %s --format hf --out MERGED) and pass --policy MERGED",
+                       o->policy_dir, o->policy_dir);
     if (!o->data) return gk_errf(err, "no training data: pass --data PREFS.jsonl");
     if (!o->out) return gk_errf(err, "no output directory: pass --out DIR");
     if (o->batch <= 0) return gk_errf(err, "--batch must be positive");
     if (!(o->beta > 0)) return gk_errf(err, "--beta must be > 0");
-    char *tok_rec = NULL;
+    char *tok_rec = NULL, *base_dir = NULL;
     const char *mdir = o->resume_dir ? o->resume_dir : o->policy_dir;
-    gpt_model *m = gpt_load(mdir, &tok_rec, err);
+    /* a LoRA run's --resume names its adapter directory: the recorded base is opened and the adapter attached */
+    gpt_model *m = train_open_model(mdir, &tok_rec, &base_dir, err);
     if (!m) return -1;
     rlhf_chat chat; memset(&chat, 0, sizeof chat);
     prefs_set ts = {0}, vs = {0};
@@ -169,7 +178,8 @@ int train_dpo(const dpo_opts *o, dpo_result *res, gk_err *err) {
     memset(&s, 0, sizeof s);
     int rc = -1;
     if (m->cfg.score_head) { gk_errf(err, "%s: has a score head; DPO trains an LM (SFT) checkpoint", mdir); goto done; }
-    if (rlhf_chat_open(&chat, mdir, tok_rec, o->tokenizer, (size_t)m->cfg.vocab_size, err)) goto done;
+    if (train_lora_setup(m, &o->lora, base_dir, o->seed, o->json, err)) goto done;
+    if (rlhf_chat_open(&chat, base_dir, tok_rec, o->tokenizer, (size_t)m->cfg.vocab_size, err)) goto done;
     if (prefs_load(o->data, PREFS_ACCEPT_PREFS, &ts, err)) goto done;
     if (o->val && prefs_load(o->val, PREFS_ACCEPT_PREFS, &vs, err)) goto done;
     dd_build(&td, &chat, &ts, (size_t)m->cfg.n_ctx + 1);
@@ -181,7 +191,7 @@ int train_dpo(const dpo_opts *o, dpo_result *res, gk_err *err) {
         .name = "dpo", .models = { { .m = m, .out = o->out, .resume = o->resume_dir, .tokenizer = o->tokenizer ? o->tokenizer : tok_rec } },
         .rng_seed = o->seed ^ 0xD90ULL, .saved_what = "policy", TRAIN_STAGE_OPTS(o),
     };
-    if (rlhf_pref_open(&c.pl, &s, &sc, o->batch, o->epochs, o->steps, o->seed, err) || dpo_reference(o, &td, &vd, err)) goto done;
+    if (rlhf_pref_open(&c.pl, &s, &sc, o->batch, o->epochs, o->steps, o->seed, err) || dpo_reference(o, m, &td, &vd, err)) goto done;
     c.lp = train_lm_new(m);
     if (!o->json)
         gk_log("dpo: %d layers, width %d; beta %.3g; %zu lines (%zu pairs) train, %zu pairs val; %zu lines/step, %ld steps\n",
@@ -197,6 +207,6 @@ done:
     prefs_free(&ts); prefs_free(&vs);
     rlhf_chat_close(&chat);
     gpt_free(m);
-    free(tok_rec);
+    free(tok_rec); free(base_dir);
     return rc;
 }

@@ -115,14 +115,15 @@ int train_save(const char *dir, const gpt_model *m, const adamw *opt, const trai
     if (gk_mkdir_p(dir, err)) return -1;
     /* Model first, then the state that names the model's checksum: a crash between the two leaves a
      * state that refuses to pair with the new model (and says so) rather than a silent mismatch. */
-    if (gpt_save(m, dir, tokenizer, err)) return -1;
+    if (m->lora ? gpt_lora_save(m, dir, m->lora->base, err) : gpt_save(m, dir, tokenizer, err)) return -1;
     if (!opt || !st) return 0;
+    const gpt_model *om = m->lora ? m->lora->pm : m;   /* a LoRA run's optimizer covers its adapters only */
     gk_crash_point("save:model");
     GK_CHECK(opt->lo == 0 && opt->hi == opt->n, "train_save of a sharded optimizer: gather its moments first");
     size_t n = opt->n;
     float *hm = gk_malloc(n * sizeof(float)), *hv = gk_malloc(n * sizeof(float));
-    kern_download(m->be, hm, opt->m, n * sizeof(float));
-    kern_download(m->be, hv, opt->v, n * sizeof(float));
+    kern_download(om->be, hm, opt->m, n * sizeof(float));
+    kern_download(om->be, hv, opt->v, n * sizeof(float));
     st_writer *w = st_writer_new();
     size_t shape[1] = {n};
     st_writer_add_f32(w, "adamw.m", 1, shape, hm);
@@ -135,7 +136,7 @@ int train_save(const char *dir, const gpt_model *m, const adamw *opt, const trai
     snprintf(buf, sizeof buf, "%016" PRIx64 " %016" PRIx64 " %016" PRIx64 " %016" PRIx64,
              st->rng.s[0], st->rng.s[1], st->rng.s[2], st->rng.s[3]);
     st_writer_add_meta(w, "rng", buf);
-    snprintf(buf, sizeof buf, "%016" PRIx64, train_params_checksum(m));   st_writer_add_meta(w, "params_checksum", buf);
+    snprintf(buf, sizeof buf, "%016" PRIx64, train_params_checksum(om));  st_writer_add_meta(w, "params_checksum", buf);
     st_writer_add_meta(w, "opts", st->opts_json ? st->opts_json : "{}");
     snprintf(buf, sizeof buf, "%.17g", st->tokens);                       st_writer_add_meta(w, "tokens", buf);
     snprintf(buf, sizeof buf, "%.17g", st->last_loss);                    st_writer_add_meta(w, "last_loss", buf);
@@ -185,6 +186,7 @@ int train_state_finished(const char *dir) {
 }
 
 int train_load_state(const char *dir, const gpt_model *m, adamw *opt, train_state *st, gk_err *err) {
+    if (m->lora) m = m->lora->pm;   /* a LoRA run's state: the adapters' checksum and moments */
     char *path = gk_path_join(dir, "train_state.safetensors");
     st_file f;
     if (st_open(&f, path, err)) { free(path); return -1; }

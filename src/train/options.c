@@ -84,6 +84,20 @@
     OPT_STR_(S, "--out", "out", out, d_out, ST, mv, h), \
     OPT_VAL_EVERY(S, d_val), OPT_OUTPUT(S, d_save)
 
+/* LoRA (train_lora_opts lora): rank 0 = full finetuning */
+#define OPT_LORA(S) \
+    OPT_SECTION("LoRA (train low-rank adapters only; the base stays frozen):"), \
+    OPT_NUM_(S, TRAIN_OPT_LONG, "--lora-rank", NULL, "lora_rank", NULL, lora.rank, 0, 0, 65536, ST, "R", \
+             "adapter rank (0 = full finetuning)"), \
+    OPT_NUM_(S, TRAIN_OPT_FLOAT, "--lora-alpha", NULL, "lora_alpha", NULL, lora.alpha, 16, 1e-9, BIG, ST, "A", \
+             "adapter scaling numerator: updates are scaled by A/R"), \
+    OPT_NUM_(S, TRAIN_OPT_FLOAT, "--lora-dropout", NULL, "lora_dropout", NULL, lora.dropout, 0, 0, 1, ST, "P", \
+             "dropout on the adapter input (only 0 is implemented)"), \
+    OPT_STR_(S, "--lora-targets", "lora_targets", lora.targets, "all-linear", ST, "LIST", \
+             "layers to adapt: q,k,v,o,gate,up,down (llama) | c_attn,c_proj,c_fc,mlp.c_proj (gpt2) | all-linear"), \
+    { .type = TRAIN_OPT_BOOL, .flag = "--rslora", .key = "rslora", .off = offsetof(S, lora.rslora), .flags = ST, \
+      .help = "rank-stabilised scaling A/sqrt(R) instead of A/R" }
+
 #define TABLE(name, stage, S, arr) \
     const train_opt_table name = { stage, arr, sizeof arr / sizeof arr[0], sizeof(S) }
 
@@ -161,6 +175,7 @@ static const train_opt SFT[] = {
       .max = BIG, .flags = ST | PI, .clears = "steps", .metavar = "N", .help = "passes over the data, unless --steps is given" },
     OPT_LONG(sft_opts, "--steps", "steps", steps, 0, 0, ST | PI, "K", "optimizer steps in total (0 = --epochs)"),
     OPT_OPTIM(sft_opts, 1e-4, 10, "cosine", 0.1, 0.0),
+    OPT_LORA(sft_opts),
     OPT_OUTPUT_BLOCK(sft_opts, "out/sft", "DIR", "checkpoint directory (created)", 0, 0),
 };
 TABLE(train_opts_sft, "sft", sft_opts, SFT);
@@ -256,6 +271,7 @@ static const train_opt DPO[] = {
     OPT_LONG(dpo_opts, "--epochs", "epochs", epochs, 1, 0, ST | PI, "N", "passes over the data"),
     OPT_LONG(dpo_opts, "--steps", "steps", steps, 0, 0, ST | PI, "K", "optimizer steps (0 = --epochs)"),
     OPT_OPTIM(dpo_opts, 1e-5, 10, "linear", 0.1, 0.0),
+    OPT_LORA(dpo_opts),
     OPT_OUTPUT_BLOCK(dpo_opts, "out/dpo", "OUT", "checkpoint directory (created)", 0, 0),
 };
 TABLE(train_opts_dpo, "dpo", dpo_opts, DPO);

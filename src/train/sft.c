@@ -154,8 +154,9 @@ int train_sft(const sft_opts *o, sft_result *res, gk_err *err) {
     if (o->B <= 0) return gk_errf(err, "batch size (-b) must be positive");
     if (o->steps < 0 || o->epochs < 0 || (o->steps == 0 && o->epochs == 0)) return gk_errf(err, "give --steps or --epochs (positive)");
 
-    char *tok_rec = NULL;
-    gpt_model *m = gpt_load(src, &tok_rec, err);
+    char *tok_rec = NULL, *base_dir = NULL;
+    /* --resume of a LoRA run names an adapter directory: its recorded base is opened and the adapter attached */
+    gpt_model *m = train_open_model(src, &tok_rec, &base_dir, err);
     if (!m) return -1;
     int rc = -1;
     tok_tokenizer *tok = NULL;
@@ -163,7 +164,8 @@ int train_sft(const sft_opts *o, sft_result *res, gk_err *err) {
     sft_ctx c = { .o = o, .train = &train, .val = &val, .res = res };
     train_stage s;
     memset(&s, 0, sizeof s);
-    if (tok_load_recorded(src, tok_rec, o->tokenizer, 1, &tok, err)) goto done;
+    if (train_lora_setup(m, &o->lora, base_dir, o->seed, o->json, err)) goto done;
+    if (tok_load_recorded(base_dir, tok_rec, o->tokenizer, 1, &tok, err)) goto done;
     chat_specials sp;
     if (chat_specials_resolve(tok, (size_t)m->cfg.vocab_size, &sp, err)) goto done;
     size_t T = o->T > 0 ? (size_t)o->T : (size_t)m->cfg.n_ctx;
@@ -202,7 +204,7 @@ done:
     chat_data_free(&train); chat_data_free(&val);
     tok_free(tok);
     gpt_free(m);
-    free(tok_rec);
+    free(tok_rec); free(base_dir);
     free(c.in); free(c.tg); train_order_free(&c.ord); free(c.idx);
     return rc;
 }

@@ -45,6 +45,10 @@ void train_stage_precision_end(train_stage *s) {
 
 /* ---------------------------------------------------------------- start */
 
+/* What the optimizer of model m updates: its LoRA adapters' table when it has adapters (the base then has no
+ * gradients and no moments), else m itself. Every grad/moment/update below goes through this. */
+gpt_model *train_opt_model(gpt_model *m) { return m->lora ? m->lora->pm : m; }
+
 int train_stage_open(train_stage *s, const train_stage_cfg *cfg, gk_err *err) {
     memset(s, 0, sizeof *s);
     s->cfg = *cfg;
@@ -62,7 +66,9 @@ int train_stage_open(train_stage *s, const train_stage_cfg *cfg, gk_err *err) {
     if (dist_any(bad)) return bad ? -1 : gk_errf(err, "rank %d: rank 0 could not lock the output directory", s->rank);
     s->opt_bytes = 0;
     for (size_t k = 0; k < s->cfg.n_models; k++) {
-        gpt_model *m = s->cfg.models[k].m;
+        gpt_model *m = train_opt_model(s->cfg.models[k].m);
+        if (cfg->bf16 && m != s->cfg.models[k].m)
+            return gk_errf(err, "--precision bf16 with LoRA adapters is not supported yet; use fp32");
         gpt_alloc_grads(m);
         /* ZeRO-1: this rank's moments cover only its slice of the flat parameters */
         size_t lo, hi;
@@ -118,7 +124,7 @@ void train_stage_close(train_stage *s) {
 
 /* ---------------------------------------------------------------- the optimizer step */
 
-void train_stage_zero(train_stage *s, size_t k) { gpt_zero_grads(s->cfg.models[k].m); }
+void train_stage_zero(train_stage *s, size_t k) { gpt_zero_grads(train_opt_model(s->cfg.models[k].m)); }
 
 void train_stage_share(const train_stage *s, size_t n, size_t *lo, size_t *hi) {
     dist_shard(n, s->rank, s->nranks, lo, hi);
@@ -133,8 +139,8 @@ void train_stage_share(const train_stage *s, size_t n, size_t *lo, size_t *hi) {
  * over ranks is the single process's gradient up to the order of the additions. */
 double train_stage_update(train_stage *s, size_t k, float lr) {
     const train_stage_model *sm = &s->cfg.models[k];
-    if (s->nranks < 2) return adamw_step(sm->opt, sm->m, lr);
-    gpt_model *m = sm->m;
+    gpt_model *m = train_opt_model(sm->m);
+    if (s->nranks < 2) return adamw_step(sm->opt, m, lr);
     double t0 = gk_now();
     dist_reduce_scatter_sum_f32(m->grads, m->num_params);
     double ss = adamw_grad_sumsq(sm->opt, m);
@@ -154,7 +160,7 @@ double train_stage_update(train_stage *s, size_t k, float lr) {
 static adamw *gather_opt(train_stage *s, size_t k) {
     adamw *o = s->cfg.models[k].opt;
     if (s->nranks < 2) return o;
-    gpt_model *m = s->cfg.models[k].m;
+    gpt_model *m = train_opt_model(s->cfg.models[k].m);
     adamw *full = s->rank == 0 ? adamw_create(m, &o->cfg) : NULL;
     if (full) full->t = o->t;
     dist_gather_f32(o->m, full ? full->m : NULL, o->n);
@@ -240,7 +246,7 @@ void train_stage_weigh(train_stage *s, size_t k, double units, double *vals, siz
     for (size_t i = 0; i < n; i++) v[1 + i] = units > 0 ? vals[i] * units : 0;   /* a NaN of a real share stays */
     dist_allreduce_sum_f64(v, n + 1);
     double U = v[0];
-    gpt_model *m = s->cfg.models[k].m;
+    gpt_model *m = train_opt_model(s->cfg.models[k].m);
     kern_scale(m->be, m->grads, U > 0 ? (float)(units / U) : 0.0f, m->num_params);
     for (size_t i = 0; i < n; i++) vals[i] = U > 0 ? v[1 + i] / U : NAN;
     free(v);

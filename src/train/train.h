@@ -89,6 +89,25 @@ char *train_state_opts(const char *dir, gk_err *err);
  * an unfinished run, -1 if it holds none (or an unreadable one). */
 int train_state_finished(const char *dir);
 uint64_t train_params_checksum(const gpt_model *m);
+/* What model m's optimizer updates: m->lora->pm when m has LoRA adapters, else m (stage.c). */
+gpt_model *train_opt_model(gpt_model *m);
+
+/* LoRA settings a stage may take (docs/lora.md): rank 0 = full finetuning. */
+typedef struct {
+    long   rank;                  /* --lora-rank R (0: off) */
+    float  alpha;                 /* --lora-alpha A (default 16, PEFT's) */
+    float  dropout;               /* --lora-dropout P (only 0 implemented: refused otherwise) */
+    const char *targets;          /* --lora-targets LIST (default all-linear) */
+    int    rslora;                /* --rslora: scale alpha / sqrt(R) */
+} train_lora_opts;
+/* Attaches fresh adapters to m per o (rank > 0; no-op at rank 0), freezes every base group, records base_dir
+ * (made absolute) as the adapter's base, and logs the trainable parameters and the optimizer + gradient memory
+ * (quiet, i.e. --json: as one {"lora": {...}} object on stdout instead). Errors name the flag. */
+int train_lora_setup(gpt_model *m, const train_lora_opts *o, const char *base_dir, uint64_t seed, int quiet, gk_err *err);
+/* Opens what a run continues from: a full checkpoint (gpt_load), or a LoRA adapter directory (its recorded base
+ * loaded, the adapter attached, the base frozen). *tok_rec and *base_dir (may be NULL) as gpt_load's tokenizer
+ * and the directory the model's tokenizer is found from. */
+gpt_model *train_open_model(const char *dir, char **tok_rec, char **base_dir, gk_err *err);
 
 /* ---------------------------------------------------------------- the stage skeleton */
 /* Every training stage (pretrain, sft, rm, dpo, ppo) runs inside this one loop, which owns what they share:
@@ -408,6 +427,7 @@ typedef struct {
     long   val_every, save_every; /* 0 = only at the end */
     long   stop_at;               /* >0: save and stop at this step (not stored) */
     int    bf16;                  /* --precision bf16 (the stage skeleton sets it on the model's backend) */
+    train_lora_opts lora;         /* --lora-*: train adapters only (docs/lora.md) */
 } sft_opts;
 void  sft_opts_default(sft_opts *o);
 char *sft_opts_to_json(const sft_opts *o);
@@ -724,6 +744,7 @@ typedef struct {
     int    json;
     long   val_every, save_every, stop_at;
     int    bf16;                  /* --precision bf16 (the stage skeleton; the reference model matches it) */
+    train_lora_opts lora;         /* --lora-*: train adapters; the reference is the base (adapters off) */
 } dpo_opts;
 void  dpo_opts_default(dpo_opts *o);
 char *dpo_opts_to_json(const dpo_opts *o);

@@ -1,0 +1,141 @@
+# CLI tests for LoRA (docs/lora.md): sft --lora-rank on a tiny GPT-2 base learns (loss falls), writes a PEFT
+# adapter (adapter_config.json + adapter_model.safetensors + the resume state) and never touches the base's
+# bytes; --resume continues exactly; eval --adapter, eval --model ADAPTER and export --adapter (merged) agree;
+# bad input is refused with a message. With the test venv: the safetensors package reads PEFT's names back, and
+# with torch + transformers + peft, peft loads the adapter onto the base with our loss.
+. "$(dirname "$0")/_lib.sh"
+export OMP_NUM_THREADS=1
+cd "$TMP"
+cat > gen.py <<'EOF'
+import json
+things = ["cat","dog","tree","house","river","book","song","car","bird","fish","apple","city"]
+with open("corpus.txt", "w") as f:
+    for t in things: f.write(f"Tell me about the {t}. The {t} is good.\n")
+with open("sft.jsonl", "w") as f:
+    for t in things:
+        f.write(json.dumps({"messages": [{"role": "user", "content": f"Tell me about the {t}."},
+                                         {"role": "assistant", "content": f"The {t} is good."}]}) + "\n")
+with open("prefs.jsonl", "w") as f:
+    for t in things:
+        f.write(json.dumps({"prompt": f"Tell me about the {t}.", "chosen": f"The {t} is good.", "rejected": f"The {t} is bad."}) + "\n")
+EOF
+python3 gen.py
+$GPTKIT tokenizer train --input corpus.txt --vocab-size 280 --out tok >/dev/null 2>tok.err \
+  && $GPTKIT tokenize --tokenizer tok --input corpus.txt --out-dir shards --val-fraction 0 >/dev/null 2>&1 \
+  && $GPTKIT pretrain --model d2 --n-embd 64 --n-head 4 --vocab-size 280 --n-ctx 48 --data "shards/train_*.bin" \
+       --tokenizer tok -b 4 -t 16 --steps 3 --out base --json >/dev/null 2>base.err \
+  && pass lora_setup || fail lora_setup "$(tail -3 tok.err base.err 2>/dev/null)"
+SHARD=$(ls shards/train_*.bin | head -1)
+sum_base() { cat base/model.safetensors base/config.json | md5sum; }
+before=$(sum_base)
+
+# 1. sft with adapters: one JSON line per step with step and loss, loss falls, PEFT files, base bytes unchanged
+$GPTKIT sft --init base --data sft.jsonl -b 6 --steps 24 --lr 1e-2 --warmup 2 --lora-rank 3 --lora-alpha 6 \
+  --lora-targets c_attn,mlp.c_proj --out lo --json >lo.log 2>lo.err
+rc=$?
+if [ $rc -eq 0 ] && python3 -c "
+import json,sys
+L=[json.loads(l) for l in open('lo.log')]
+s=[x for x in L if 'step' in x and 'loss' in x]
+print(len(s), s[0]['loss'], s[-1]['loss'])
+sys.exit(0 if len(s)==24 and s[-1]['loss'] < s[0]['loss'] - 0.5 else 1)" >lo.chk; then pass lora_sft_learns
+else fail lora_sft_learns "rc=$rc $(cat lo.chk) $(tail -3 lo.err)"; fi
+[ -f lo/adapter_config.json ] && [ -f lo/adapter_model.safetensors ] && [ -f lo/train_state.safetensors ] && [ ! -f lo/model.safetensors ] \
+  && grep -q '"r":	3' lo/adapter_config.json && grep -q "$TMP/base\|$(cd base && pwd -P)" lo/adapter_config.json \
+  && pass lora_peft_files || fail lora_peft_files "$(ls lo; cat lo/adapter_config.json)"
+[ "$(sum_base)" = "$before" ] && pass lora_base_bytes_unchanged || fail lora_base_bytes_unchanged
+# trainable parameters: 2 layers x (c_attn 3*(64+192) + mlp.c_proj 3*(256+64)) = 3456
+$GPTKIT sft --init base --data sft.jsonl -b 6 --steps 1 --lora-rank 3 --lora-targets c_attn,mlp.c_proj --out lo1 >/dev/null 2>lo1.err
+grep -q "3456 trainable parameters" lo1.err && pass lora_trainable_count || fail lora_trainable_count "$(grep lora: lo1.err)"
+
+# 2. exact resume: stop at 12 and continue == the straight run
+$GPTKIT sft --init base --data sft.jsonl -b 6 --steps 24 --lr 1e-2 --warmup 2 --lora-rank 3 --lora-alpha 6 \
+  --lora-targets c_attn,mlp.c_proj --out lr --stop-at 12 --json >lr1.log 2>lr1.err \
+  && $GPTKIT sft --resume lr --json >lr2.log 2>lr2.err
+if python3 -c "
+import json,sys
+a=[json.loads(l) for l in open('lo.log')]; a=[x['loss'] for x in a if 'loss' in x and 'step' in x]
+b=[json.loads(l) for l in open('lr1.log')]+[json.loads(l) for l in open('lr2.log')]; b=[x['loss'] for x in b if 'loss' in x and 'step' in x]
+print(a[-3:], b[-3:]); sys.exit(0 if a==b else 1)" >lr.chk && cmp -s lo/adapter_model.safetensors lr/adapter_model.safetensors; then
+  pass lora_resume_exact; else fail lora_resume_exact "$(cat lr.chk) $(tail -2 lr2.err)"; fi
+
+# 3. the adapter at inference: --adapter, the adapter directory as the model, and the merged export agree
+e1=$($GPTKIT eval --model base --adapter lo --data "$SHARD" -b 2 -t 16 --json 2>e1.err)
+e2=$($GPTKIT eval --model lo --data "$SHARD" -b 2 -t 16 --json 2>e2.err)
+$GPTKIT export --model base --adapter lo --format hf --out merged >/dev/null 2>ex.err
+e3=$($GPTKIT eval --model merged --data "$SHARD" -b 2 -t 16 --json 2>e3.err)
+e0=$($GPTKIT eval --model base --data "$SHARD" -b 2 -t 16 --json 2>e0.err)
+$GPTKIT lora merge --model base --adapter lo --out merged2 >/dev/null 2>lm.err
+e4=$($GPTKIT eval --model merged2 --data "$SHARD" -b 2 -t 16 --json 2>e4.err)
+if python3 -c "
+import json,sys
+a,b,c,z,d=[json.loads(x)['loss'] for x in sys.argv[1:6]]
+print(a,b,c,z,d); sys.exit(0 if a==b and abs(a-c)<1e-5 and abs(a-d)<1e-5 and abs(a-z)>1e-3 else 1)" "$e1" "$e2" "$e3" "$e0" "$e4" >ev.chk 2>&1; then
+  pass lora_eval_adapter_merge; else fail lora_eval_adapter_merge "$(cat ev.chk) $(cat e1.err e2.err ex.err e3.err lm.err e4.err)"; fi
+
+# sample / chat: --adapter DIR equals the adapter directory as --model (greedy), and both differ from the base
+s1=$($GPTKIT sample --model base --adapter lo --prompt "Tell me" --max-new 8 --temperature 0 2>s1.err)
+s2=$($GPTKIT sample --model lo --prompt "Tell me" --max-new 8 --temperature 0 2>s2.err)
+c1=$($GPTKIT chat --model base --adapter lo -p "Tell me about the cat." --max-new 8 --temperature 0 2>c1.err)
+c2=$($GPTKIT chat --model lo -p "Tell me about the cat." --max-new 8 --temperature 0 2>c2.err)
+c0=$($GPTKIT chat --model base -p "Tell me about the cat." --max-new 8 --temperature 0 2>c0.err)
+[ -n "$s1" ] && [ "$s1" = "$s2" ] && [ -n "$c1" ] && [ "$c1" = "$c2" ] && [ "$c1" != "$c0" ] && pass lora_sample_chat_adapter \
+  || fail lora_sample_chat_adapter "[$s1] [$s2] [$c1] [$c2] [$c0] $(cat s1.err c1.err)"
+
+# 4. bad input
+expect_fail lora_bad_target "'q' is not a linear layer of this gpt2 model" \
+  $GPTKIT sft --init base --data sft.jsonl --steps 1 --lora-rank 2 --lora-targets q,v --out bad1
+expect_fail lora_rank_too_large "larger than target" \
+  $GPTKIT sft --init base --data sft.jsonl --steps 1 --lora-rank 65 --out bad2
+expect_fail lora_dropout_refused "dropout is not implemented" \
+  $GPTKIT sft --init base --data sft.jsonl --steps 1 --lora-rank 2 --lora-dropout 0.1 --out bad3
+$GPTKIT pretrain --model d2 --n-embd 64 --n-head 4 --vocab-size 280 --n-ctx 48 --data "shards/train_*.bin" \
+  --tokenizer tok -b 4 -t 16 --steps 3 --seed 5 --out base2 --json >/dev/null 2>&1
+expect_fail lora_other_base "trained on another base" \
+  $GPTKIT eval --model base2 --adapter lo --data "$SHARD" -t 16
+
+# 5. DPO with adapters: the reference is the same weights with the adapters off, so step 0 has z = 0 (loss ln 2);
+# the reward margin grows; resume continues exactly; an adapter as --policy is refused (merge it first)
+$GPTKIT export --model base --adapter lo --format hf --out sftm >/dev/null 2>&1
+$GPTKIT dpo --policy sftm --data prefs.jsonl --batch 6 --steps 8 --lr 1e-2 --warmup 1 --lora-rank 2 --out dp --json \
+  >dp.log 2>dp.err
+rc=$?
+if [ $rc -eq 0 ] && python3 -c "
+import json,math,sys
+L=[json.loads(l) for l in open('dp.log')]; s=[x for x in L if 'step' in x and 'loss' in x]
+print(s[0]['loss'], s[-1]['loss']); sys.exit(0 if len(s)==8 and abs(s[0]['loss']-math.log(2))<1e-5 and s[-1]['loss']<s[0]['loss'] else 1)" >dp.chk \
+  && [ -f dp/adapter_model.safetensors ] && [ ! -f dp/model.safetensors ]; then pass lora_dpo_reference_is_base
+else fail lora_dpo_reference_is_base "rc=$rc $(cat dp.chk) $(tail -3 dp.err)"; fi
+$GPTKIT dpo --policy sftm --data prefs.jsonl --batch 6 --steps 8 --lr 1e-2 --warmup 1 --lora-rank 2 --out dq --stop-at 4 --json \
+  >dq1.log 2>dq1.err && $GPTKIT dpo --resume dq --json >dq2.log 2>dq2.err
+cmp -s dp/adapter_model.safetensors dq/adapter_model.safetensors && pass lora_dpo_resume_exact \
+  || fail lora_dpo_resume_exact "$(tail -2 dq1.err dq2.err)"
+expect_fail lora_dpo_adapter_policy "is a LoRA adapter" $GPTKIT dpo --policy lo --data prefs.jsonl --steps 1 --out dbad
+
+# 6. the ecosystem's readers
+if need_py lora_safetensors_names safetensors numpy; then
+  if "$PYT" -c "
+import json,sys
+from safetensors.numpy import load_file
+t=load_file('lo/adapter_model.safetensors'); c=json.load(open('lo/adapter_config.json'))
+want={f'base_model.model.transformer.h.{l}.{m}.lora_{ab}.weight' for l in range(2) for m in ('attn.c_attn','mlp.c_proj') for ab in 'AB'}
+ok=set(t)==want and t['base_model.model.transformer.h.0.attn.c_attn.lora_A.weight'].shape==(3,64) \
+  and t['base_model.model.transformer.h.1.attn.c_attn.lora_B.weight'].shape==(192,3) \
+  and t['base_model.model.transformer.h.0.mlp.c_proj.lora_A.weight'].shape==(3,256) \
+  and c['peft_type']=='LORA' and c['r']==3 and c['lora_alpha']==6 and sorted(c['target_modules'])==['attn.c_attn','mlp.c_proj']
+print(sorted(t)[:2]); sys.exit(0 if ok else 1)" >st.chk 2>&1; then pass lora_safetensors_names; else fail lora_safetensors_names "$(cat st.chk)"; fi
+fi
+if need_py lora_peft_loads torch transformers peft; then
+  if "$PYT" -c "
+import sys, numpy as np, torch
+from transformers import GPT2LMHeadModel
+from peft import PeftModel
+tok=np.fromfile(sys.argv[1], dtype=np.uint16, offset=1024).astype(np.int64)
+x=torch.tensor(tok[:32]).view(2,16); y=torch.tensor(tok[1:33]).view(2,16)
+m=PeftModel.from_pretrained(GPT2LMHeadModel.from_pretrained('base').double(), 'lo').double().eval()
+with torch.no_grad(): l=torch.nn.functional.cross_entropy(m(input_ids=x).logits.view(32,-1), y.view(32)).item()
+import json; want=json.loads(sys.argv[2])['loss']
+print(l, want); sys.exit(0 if abs(l-want)<1e-4 else 1)" "$SHARD" \
+    "$($GPTKIT eval --model base --adapter lo --data "$SHARD" -b 2 -t 16 --batches 1 --json 2>/dev/null)" >pf.chk 2>&1; then
+    pass lora_peft_loads; else fail lora_peft_loads "$(tail -3 pf.chk)"; fi
+fi

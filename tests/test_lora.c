@@ -1,0 +1,455 @@
+/* test_lora.c: LoRA adapters (src/model/lora.c) on both families — a fresh adapter is the base exactly, the
+ * adapter gradients by central differences, merge equals unmerged, the KV-cache path applies them, PEFT-layout
+ * save/load round trip, bad input refused with a message, and (fixture) logits and adapter gradients equal
+ * HF peft's on the same weights (tests/ref/gen_lora_fixtures.py). */
+#include "model/model.h"
+#include "kern/kern.h"
+#include "optim/optim.h"
+#include "testlib.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define FIX "tests/fixtures/lora"
+
+static float *dl(const gpt_model *m, const float *dev, size_t n) {
+    float *h = malloc((n ? n : 1) * sizeof(float));
+    kern_download(m->be, h, dev, n * sizeof(float));
+    return h;
+}
+
+static void tiny(gpt_config *c, int llama) {
+    if (llama) {
+        gpt_config_llama(c);
+        c->n_layer = 2; c->n_head = 6; c->n_kv_head = 2; c->n_embd = 60; c->n_inner = 76;
+    } else {
+        gpt_config_default(c);
+        c->n_layer = 2; c->n_head = 4; c->n_embd = 32;
+    }
+    c->vocab_size = 50; c->n_ctx = 16;
+}
+
+static gpt_model *make(int llama, uint64_t seed) {
+    gpt_config c;
+    tiny(&c, llama);
+    kern_backend_opts o;
+    kern_backend_opts_default(&o);
+    o.kind = KERN_KIND_REF;
+    gpt_model *m = gpt_create_on(&c, kern_backend_create(&o, NULL));
+    m->own_be = 1;
+    gpt_init_random(m, seed);
+    return m;
+}
+
+enum { B_ = 2, T_ = 7 };
+static const int32_t TOK[B_ * T_] = {1, 5, 9, 3, 44, 2, 17, 8, 8, 31, 0, 49, 12, 6};
+
+/* logits [B*T, V] on the host */
+static float *logits_of(gpt_model *m, const int32_t *tok, size_t B, size_t T) {
+    size_t N = B * T, V = (size_t)m->cfg.vocab_size;
+    gpt_forward(m, tok, B, T);
+    float *d = kern_alloc(m->be, N * V * sizeof(float));
+    gpt_lm_head_fwd(m, d, gpt_hidden(m), N);
+    float *h = dl(m, d, N * V);
+    kern_free(m->be, d);
+    return h;
+}
+static float *logits(gpt_model *m) {
+    size_t N = B_ * T_, V = (size_t)m->cfg.vocab_size;
+    gpt_forward(m, TOK, B_, T_);
+    float *d = kern_alloc(m->be, N * V * sizeof(float));
+    gpt_lm_head_fwd(m, d, gpt_hidden(m), N);
+    float *h = dl(m, d, N * V);
+    kern_free(m->be, d);
+    return h;
+}
+
+/* A scalar of the logits with a fixed weighting: f = sum_i w_i logits_i, w_i = sin(i) (double on the host). */
+static double objective(gpt_model *m, int backward) {
+    size_t N = B_ * T_, V = (size_t)m->cfg.vocab_size, C = (size_t)m->cfg.n_embd;
+    float *lg = logits(m);
+    double f = 0;
+    float *w = malloc(N * V * sizeof(float));
+    for (size_t i = 0; i < N * V; i++) { w[i] = (float)sin((double)i); f += (double)w[i] * lg[i]; }
+    if (backward) {
+        float *dw = kern_alloc(m->be, N * V * sizeof(float)), *dh = kern_alloc(m->be, N * C * sizeof(float));
+        kern_upload(m->be, dw, w, N * V * sizeof(float));
+        gpt_lm_head_bwd(m, dh, dw, gpt_hidden(m), N);
+        gpt_backward(m, dh);
+        kern_free(m->be, dw); kern_free(m->be, dh);
+    }
+    free(w); free(lg);
+    return f;
+}
+
+static gpt_lora_config lcfg(int rank, unsigned targets) {
+    gpt_lora_config c = { .rank = rank, .alpha = 7, .targets = targets };
+    return c;
+}
+
+/* B random (a fresh adapter's B is zero, which would hide half the gradient paths) */
+static void randomize_b(gpt_model *m, uint64_t seed) {
+    gpt_lora *L = m->lora;
+    float *h = dl(m, L->pm->params, L->pm->num_params);
+    gk_rng r;
+    gk_rng_seed(&r, seed);
+    for (size_t i = 0; i < L->n_sites; i++)
+        for (size_t k = 0; k < L->sites[i].out * (size_t)L->cfg.rank; k++)
+            h[L->sites[i].b_off + k] = (float)(gk_rng_uniform(&r) - 0.5) * 0.6f;
+    kern_upload(m->be, L->pm->params, h, L->pm->num_params * sizeof(float));
+    free(h);
+}
+
+static void test_fresh_adapter_is_base(void) {
+    for (int llama = 0; llama < 2; llama++) {
+        gpt_model *m = make(llama, 3);
+        float *l0 = logits(m);
+        gk_err err;
+        unsigned t;
+        CHECK(gpt_lora_parse_targets(&m->cfg, "all-linear", &t, &err) == 0, "%s", err.msg);
+        gpt_lora_config c = lcfg(3, t);
+        CHECK(gpt_lora_attach(m, &c, 11, &err) == 0, "%s", err.msg);
+        float *l1 = logits(m);
+        size_t n = B_ * T_ * (size_t)m->cfg.vocab_size;
+        CHECK(!memcmp(l0, l1, n * sizeof(float)), "%s: B = 0 leaves the logits bit-identical", llama ? "llama" : "gpt2");
+        /* A drawn as PEFT draws it: |A| <= 1/sqrt(in), and not all zero */
+        float *p = dl(m, m->lora->pm->params, m->lora->pm->num_params);
+        const gpt_lora_site *s = &m->lora->sites[0];
+        double mx = 0;
+        for (size_t k = 0; k < (size_t)c.rank * s->in; k++) mx = fmax(mx, fabs(p[s->a_off + k]));
+        CHECK(mx > 0.5 / sqrt((double)s->in) && mx <= 1 / sqrt((double)s->in), "A's range %g", mx);
+        free(p); free(l0); free(l1);
+        gpt_free(m);
+    }
+}
+
+static void test_gradients_finite_differences(void) {
+    for (int llama = 0; llama < 2; llama++) {
+        gpt_model *m = make(llama, 5);
+        gk_err err;
+        unsigned t;
+        CHECK(gpt_lora_parse_targets(&m->cfg, "all-linear", &t, &err) == 0, "%s", err.msg);
+        gpt_lora_config c = lcfg(3, t);
+        CHECK(gpt_lora_attach(m, &c, 12, &err) == 0, "%s", err.msg);
+        randomize_b(m, 99);
+        gpt_model *pm = m->lora->pm;
+        for (int g = 0; g < GPT_NGROUPS; g++) gpt_set_trainable(m, g, 0);   /* the base frozen */
+        gpt_alloc_grads(pm);
+        gpt_zero_grads(pm);
+        objective(m, 1);
+        CHECK(m->grads == NULL, "the frozen base has no gradient buffer");
+        float *g = dl(m, pm->grads, pm->num_params), *p = dl(m, pm->params, pm->num_params);
+        /* every tensor: its 3 largest-index and a middle entry, central differences in float (f is O(10)) */
+        double worst = 0;
+        int checked = 0;
+        for (size_t e = 0; e < pm->n_table; e++) {
+            const gpt_param *tp = &pm->table[e];
+            size_t idx[3] = {0, tp->numel / 2, tp->numel - 1};
+            for (int k = 0; k < 3; k++) {
+                size_t i = tp->offset + idx[k];
+                float save = p[i], h = 1e-2f;
+                p[i] = save + h; kern_upload(m->be, pm->params, p, pm->num_params * sizeof(float));
+                double fp = objective(m, 0);
+                p[i] = save - h; kern_upload(m->be, pm->params, p, pm->num_params * sizeof(float));
+                double fm = objective(m, 0);
+                p[i] = save; kern_upload(m->be, pm->params, p, pm->num_params * sizeof(float));
+                double fd = (fp - fm) / (2 * h), err_ = fabs(fd - g[i]) / (fabs(fd) + 1e-1);
+                if (err_ > worst) worst = err_;
+                if (err_ > 2e-2) tl_fail_at(__FILE__, __LINE__, "%s %s[%zu]: analytic %g, central difference %g",
+                                            llama ? "llama" : "gpt2", tp->name, idx[k], g[i], fd);
+                checked++;
+            }
+        }
+        CHECK(checked >= 6 * (int)m->cfg.n_layer, "checked %d entries", checked);
+        free(g); free(p);
+        gpt_free(m);
+    }
+}
+
+static void test_merge_and_kv_cache(void) {
+    for (int llama = 0; llama < 2; llama++) {
+        gpt_model *m = make(llama, 8);
+        gk_err err;
+        unsigned t;
+        CHECK(gpt_lora_parse_targets(&m->cfg, llama ? "q,v,down" : "c_attn,mlp.c_proj", &t, &err) == 0, "%s", err.msg);
+        gpt_lora_config c = lcfg(5, t);
+        c.rslora = llama;
+        CHECK(gpt_lora_attach(m, &c, 13, &err) == 0, "%s", err.msg);
+        randomize_b(m, 7);
+        float *l0 = logits(m);
+        size_t V = (size_t)m->cfg.vocab_size, n = B_ * T_ * V;
+        /* the KV-cache path applies the adapters too: prefill sequence 0 and compare its logits */
+        gpt_kv *kv = gpt_kv_new(m, 1, 0);
+        size_t slot = 0;
+        const float *h = gpt_forward_kv(m, kv, &slot, TOK, 1, T_);
+        float *d = kern_alloc(m->be, T_ * V * sizeof(float));
+        gpt_lm_head_fwd(m, d, h, T_);
+        float *lk = dl(m, d, T_ * V);
+        CHECK_ARRAYS("kv-cache logits with adapters", lk, l0, T_ * V, 1e-5, 1e-5);
+        kern_free(m->be, d); free(lk); gpt_kv_free(kv);
+        /* adapters off: the base */
+        m->lora->enabled = 0;
+        float *lb = logits(m);
+        double diff = 0;
+        for (size_t i = 0; i < n; i++) diff = fmax(diff, fabs(lb[i] - l0[i]));
+        CHECK(diff > 1e-3, "adapters change the logits (%g)", diff);
+        m->lora->enabled = 1;
+        gpt_lora_merge(m);
+        CHECK(m->lora == NULL, "merge detaches");
+        float *l1 = logits(m);
+        CHECK_ARRAYS("merged logits", l1, l0, n, 1e-5, 1e-5);
+        free(l0); free(l1); free(lb);
+        gpt_free(m);
+    }
+}
+
+static void test_peft_files_roundtrip(void) {
+    for (int llama = 0; llama < 2; llama++) {
+        gpt_model *m = make(llama, 21);
+        gk_err err;
+        unsigned t;
+        CHECK(gpt_lora_parse_targets(&m->cfg, "all-linear", &t, &err) == 0, "%s", err.msg);
+        gpt_lora_config c = lcfg(3, t);
+        CHECK(gpt_lora_attach(m, &c, 14, &err) == 0, "%s", err.msg);
+        randomize_b(m, 8);
+        float *l0 = logits(m);
+        char *d = tl_tmpdir("lora");
+        CHECK(gpt_lora_save(m, d, "/base/dir", &err) == 0, "%s", err.msg);
+        char *mp = gk_path_join(d, "adapter_model.safetensors");
+        st_file f;
+        if (!st_open(&f, mp, &err)) {
+            const char *k = llama ? "base_model.model.model.layers.1.self_attn.k_proj.lora_B.weight"
+                                  : "base_model.model.transformer.h.1.attn.c_attn.lora_B.weight";
+            const st_tensor *tt = st_find(&f, k);
+            CHECK(tt && tt->shape[1] == 3 && tt->shape[0] == (llama ? 20u : 96u), "PEFT name and shape of %s", k);
+            CHECK(st_find(&f, llama ? "base_model.model.model.layers.0.mlp.down_proj.lora_A.weight"
+                                    : "base_model.model.transformer.h.0.mlp.c_proj.lora_A.weight") != NULL, "mlp names");
+            st_close(&f);
+        } else CHECK(0, "%s", err.msg);
+        gpt_lora_detach(m);
+        char *base = NULL;
+        CHECK(gpt_lora_load(m, d, &base, &err) == 0, "load: %s", err.msg);
+        CHECK(base && !strcmp(base, "/base/dir"), "base recorded");
+        free(base);
+        if (m->lora) {
+            float *l1 = logits(m);
+            CHECK(!memcmp(l0, l1, B_ * T_ * (size_t)m->cfg.vocab_size * sizeof(float)), "logits after reload");
+            free(l1);
+        }
+        /* another base (different weights, same shapes): refused by its checksum */
+        gpt_model *o = make(llama, 22);
+        CHECK(gpt_lora_load(o, d, NULL, &err) != 0 && strstr(err.msg, "another base"), "other base refused: %s", err.msg);
+        CHECK(o->lora == NULL, "nothing attached after a refusal");
+        gpt_free(o);
+        /* same family, other width: refused by shape (checksum removed, as in an adapter peft wrote) */
+        {
+            gpt_config c2;
+            tiny(&c2, llama);
+            c2.n_embd = 48;
+            gpt_model *w = gpt_create(&c2);
+            gpt_init_random(w, 3);
+            char *d2 = tl_tmpdir("lora-nock");
+            gpt_model *src = make(llama, 21);
+            gpt_lora_config lc = lcfg(3, t);
+            CHECK(gpt_lora_attach(src, &lc, 14, &err) == 0, "%s", err.msg);
+            CHECK(gpt_lora_save(src, d2, NULL, &err) == 0, "%s", err.msg);
+            /* drop the checksum: rewrite the tensors without it */
+            char *p2 = gk_path_join(d2, "adapter_model.safetensors");
+            st_file g;
+            if (st_open(&g, p2, &err) == 0) {
+                st_writer *wr = st_writer_new();
+                float **keep = calloc(g.n, sizeof *keep);
+                for (size_t k = 0; k < g.n; k++) {
+                    size_t n = g.tensors[k].shape[0] * g.tensors[k].shape[1];
+                    keep[k] = malloc(n * sizeof(float));
+                    st_read_f32(&g, &g.tensors[k], keep[k], &err);
+                    st_writer_add_f32(wr, g.tensors[k].name, 2, g.tensors[k].shape, keep[k]);
+                }
+                CHECK(st_writer_write(wr, p2, &err) == 0, "%s", err.msg);
+                st_writer_free(wr);
+                for (size_t k = 0; k < g.n; k++) free(keep[k]);
+                free(keep);
+                st_close(&g);
+            }
+            CHECK(gpt_lora_load(w, d2, NULL, &err) != 0 && strstr(err.msg, "has shape") && strstr(err.msg, "another model"),
+                  "other width refused by shape: %s", err.msg);
+            CHECK(w->lora == NULL, "nothing attached after a shape refusal");
+            gpt_free(w); gpt_free(src); free(p2); free(d2);
+        }
+        /* the other family: refused by target names */
+        o = make(!llama, 22);
+        CHECK(gpt_lora_load(o, d, NULL, &err) != 0 && strstr(err.msg, "adapter_config.json"), "other family refused: %s", err.msg);
+        gpt_free(o);
+        free(l0); free(mp); free(d);
+        gpt_free(m);
+    }
+}
+
+/* peft's forward, loss, adapter gradients and merge on the same base + adapter (tests/ref/gen_lora_fixtures.py) */
+static float *fx(const st_file *f, const char *name, size_t want) {
+    const st_tensor *t = st_find(f, name);
+    if (!t) return NULL;
+    size_t n = 1;
+    for (int i = 0; i < t->ndim; i++) n *= t->shape[i];
+    if (n != want) return NULL;
+    float *d = malloc(n * sizeof(float));
+    gk_err err;
+    if (st_read_f32(f, t, d, &err)) { free(d); return NULL; }
+    return d;
+}
+
+/* Forward on tok [B,T], mean cross-entropy over targets >= 0, backward into the adapters' grads (accumulated).
+ * Returns the loss; *lg_out (if non-NULL) gets the host logits [B*T, V]. */
+static double ce_fwd_bwd(gpt_model *m, const int32_t *tok, const int32_t *tg, size_t B, size_t T, float **lg_out) {
+    size_t N = B * T, V = (size_t)m->cfg.vocab_size, C = (size_t)m->cfg.n_embd;
+    gpt_forward(m, tok, B, T);
+    float *dlog = kern_alloc(m->be, N * V * sizeof(float)), *dh = kern_alloc(m->be, N * C * sizeof(float));
+    gpt_lm_head_fwd(m, dlog, gpt_hidden(m), N);
+    float *lg = dl(m, dlog, N * V);
+    size_t kept = 0;
+    for (size_t i = 0; i < N; i++) kept += tg[i] >= 0;
+    double loss = 0;
+    float *g = calloc(N * V, sizeof(float));
+    for (size_t i = 0; i < N; i++) {
+        if (tg[i] < 0) continue;
+        double mx = -1e30, z = 0;
+        for (size_t v = 0; v < V; v++) mx = fmax(mx, lg[i * V + v]);
+        for (size_t v = 0; v < V; v++) z += exp(lg[i * V + v] - mx);
+        loss += -(lg[i * V + (size_t)tg[i]] - mx - log(z));
+        for (size_t v = 0; v < V; v++) g[i * V + v] = (float)(exp(lg[i * V + v] - mx) / z / (double)kept);
+        g[i * V + (size_t)tg[i]] -= (float)(1.0 / (double)kept);
+    }
+    kern_upload(m->be, dlog, g, N * V * sizeof(float));
+    kern_zero(m->be, dh, N * C * sizeof(float));
+    gpt_lm_head_bwd(m, dh, dlog, gpt_hidden(m), N);
+    gpt_backward(m, dh);
+    kern_free(m->be, dlog); kern_free(m->be, dh);
+    free(g);
+    if (lg_out) *lg_out = lg; else free(lg);
+    return loss / (double)kept;
+}
+
+static void test_matches_peft(void) {
+    const char *cases[] = {"gpt2", "llama"};
+    for (int c = 0; c < 2; c++) {
+        char dir[256], ad[300], io[300];
+        snprintf(dir, sizeof dir, "%s", tl_path(FIX));
+        snprintf(ad, sizeof ad, "%s/%s/adapter", dir, cases[c]);
+        snprintf(io, sizeof io, "%s/%s/io.safetensors", dir, cases[c]);
+        snprintf(dir + strlen(dir), sizeof dir - strlen(dir), "/%s/model", cases[c]);
+        gk_err err;
+        gpt_model *m = gpt_load(dir, NULL, &err);
+        CHECK(m != NULL, "%s: %s", cases[c], err.msg);
+        if (!m) continue;
+        st_file f;
+        if (st_open(&f, io, &err)) { CHECK(0, "%s", err.msg); gpt_free(m); continue; }
+        const st_tensor *tt = st_find(&f, "tokens");
+        size_t B = tt->shape[0], T = tt->shape[1], V = (size_t)m->cfg.vocab_size, N = B * T;
+        int32_t *tok = malloc(N * 4), *tg = malloc(N * 4);
+        memcpy(tok, f.data + tt->begin, N * 4);
+        memcpy(tg, f.data + st_find(&f, "targets")->begin, N * 4);
+        float *want = fx(&f, "logits", N * V), *want_base = fx(&f, "base_logits", N * V), *want_merged = fx(&f, "merged_logits", N * V);
+        float *want_loss = fx(&f, "loss", 1);
+        CHECK(want && want_base && want_merged && want_loss, "fixture tensors");
+        CHECK(gpt_lora_load(m, ad, NULL, &err) == 0, "peft's adapter loads: %s", err.msg);
+        if (!m->lora || !want || !want_base || !want_merged || !want_loss) { st_close(&f); gpt_free(m); continue; }
+        for (int g = 0; g < GPT_NGROUPS; g++) gpt_set_trainable(m, g, 0);
+        gpt_model *pm = m->lora->pm;
+        gpt_alloc_grads(pm);
+        gpt_zero_grads(pm);
+        /* forward, loss and backward: logits [N, V] */
+        float *lg = NULL;
+        double loss = ce_fwd_bwd(m, tok, tg, B, T, &lg);
+        CHECK_ARRAYS("logits with peft's adapter", lg, want, N * V, 1e-4, 1e-4);
+        CHECK_CLOSE(loss, want_loss[0], 1e-5, 1e-5, "loss");
+        float *grads = dl(m, pm->grads, pm->num_params);
+        size_t matched = 0;
+        for (size_t i = 0; i < m->lora->n_sites; i++)
+            for (int ab = 0; ab < 2; ab++) {
+                const gpt_lora_site *s = &m->lora->sites[i];
+                char key[160], gk[200];
+                gpt_lora_key(m, i, ab ? 'B' : 'A', key, sizeof key);
+                snprintf(gk, sizeof gk, "grad.%s", key);
+                size_t n = (size_t)m->lora->cfg.rank * (ab ? s->out : s->in);
+                float *w = fx(&f, gk, n);
+                CHECK(w != NULL, "fixture has %s", gk);
+                if (w) { CHECK_ARRAYS(gk, grads + (ab ? s->b_off : s->a_off), w, n, 2e-5, 1e-3); matched++; }
+                free(w);
+            }
+        CHECK(matched == 2 * m->lora->n_sites && matched >= 16, "every adapter gradient compared (%zu)", matched);
+        /* adapters off: the base; merged: peft's merge_and_unload */
+        m->lora->enabled = 0;
+        float *lb = logits_of(m, tok, B, T);
+        CHECK_ARRAYS("logits with adapters off", lb, want_base, N * V, 1e-4, 1e-4);
+        m->lora->enabled = 1;
+        gpt_lora_merge(m);
+        float *lm = logits_of(m, tok, B, T);
+        CHECK_ARRAYS("merged logits vs peft's merge_and_unload", lm, want_merged, N * V, 1e-4, 1e-4);
+        free(lb); free(lm); free(grads); free(lg);
+        gpt_free(m);
+        /* 5 AdamW steps on the adapters alone, from peft's adapter on a fresh base: torch.optim.AdamW's result */
+        m = gpt_load(dir, NULL, &err);
+        if (m && gpt_lora_load(m, ad, NULL, &err) == 0) {
+            for (int gi = 0; gi < GPT_NGROUPS; gi++) gpt_set_trainable(m, gi, 0);
+            pm = m->lora->pm;
+            gpt_alloc_grads(pm);
+            adamw_config ac = { .beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f, .weight_decay = 0.05f, .grad_clip = 0 };
+            adamw *o = adamw_create(pm, &ac);
+            for (int step = 0; step < 5; step++) {
+                gpt_zero_grads(pm);
+                ce_fwd_bwd(m, tok, tg, B, T, NULL);
+                adamw_step(o, pm, 1e-2f);
+            }
+            CHECK(m->grads == NULL, "the base never had gradients");
+            float *p = dl(m, pm->params, pm->num_params);
+            size_t cmp = 0;
+            for (size_t i = 0; i < m->lora->n_sites; i++)
+                for (int ab = 0; ab < 2; ab++) {
+                    const gpt_lora_site *s = &m->lora->sites[i];
+                    char key[160], k2[200];
+                    gpt_lora_key(m, i, ab ? 'B' : 'A', key, sizeof key);
+                    snprintf(k2, sizeof k2, "adamw5.%s", key);
+                    size_t n = (size_t)m->lora->cfg.rank * (ab ? s->out : s->in);
+                    float *w = fx(&f, k2, n);
+                    CHECK(w != NULL, "fixture has %s", k2);
+                    if (w) { CHECK_ARRAYS(k2, p + (ab ? s->b_off : s->a_off), w, n, 2e-5, 1e-4); cmp++; }
+                    free(w);
+                }
+            CHECK(cmp == 2 * m->lora->n_sites, "every adapter tensor after 5 AdamW steps");
+            free(p);
+            adamw_free(o);
+        } else CHECK(0, "reload for the AdamW steps: %s", err.msg);
+        free(tok); free(tg); free(want); free(want_base); free(want_merged); free(want_loss);
+        st_close(&f);
+        gpt_free(m);
+    }
+}
+
+static void test_bad_configs(void) {
+    gpt_model *g = make(0, 1), *l = make(1, 1);
+    gk_err err;
+    unsigned t;
+    CHECK(gpt_lora_parse_targets(&g->cfg, "q,v", &t, &err) != 0 && strstr(err.msg, "'q'") && strstr(err.msg, "c_attn"),
+          "llama name on gpt2: %s", err.msg);
+    CHECK(gpt_lora_parse_targets(&l->cfg, "q,bogus", &t, &err) != 0 && strstr(err.msg, "bogus"), "unknown: %s", err.msg);
+    CHECK(gpt_lora_parse_targets(&l->cfg, "q_proj,o", &t, &err) == 0 && t == ((1u << GPT_LORA_Q) | (1u << GPT_LORA_O)), "aliases");
+    gpt_lora_config c = lcfg(21, 1u << GPT_LORA_K);   /* k is 20 wide */
+    CHECK(gpt_lora_attach(l, &c, 1, &err) != 0 && strstr(err.msg, "larger than target 'k'"), "rank too large: %s", err.msg);
+    c = lcfg(0, 1u << GPT_LORA_Q);
+    CHECK(gpt_lora_attach(l, &c, 1, &err) != 0, "rank 0");
+    c = lcfg(2, 1u << GPT_LORA_Q); c.dropout = 0.1f;
+    CHECK(gpt_lora_attach(l, &c, 1, &err) != 0 && strstr(err.msg, "dropout"), "dropout refused: %s", err.msg);
+    CHECK(l->lora == NULL && g->lora == NULL, "nothing attached");
+    gpt_free(g); gpt_free(l);
+}
+
+int main(void) {
+    TL_RUN(test_fresh_adapter_is_base);
+    TL_RUN(test_gradients_finite_differences);
+    TL_RUN(test_merge_and_kv_cache);
+    TL_RUN(test_peft_files_roundtrip);
+    TL_RUN(test_matches_peft);
+    TL_RUN(test_bad_configs);
+    return tl_summary();
+}
