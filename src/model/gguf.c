@@ -754,14 +754,13 @@ int gpt_export_gguf(const gpt_model *m, const char *path, int type, const gguf_e
     kv_u32(&h, KEY("attention.head_count"), (uint32_t)c->n_head); nkv++;
     if (gpt2) {
         kv_f32(&h, KEY("attention.layer_norm_epsilon"), c->ln_eps); nkv++;
-        goto extra;
+    } else {
+        kv_u32(&h, KEY("attention.head_count_kv"), (uint32_t)gpt_config_n_kv_head(c)); nkv++;
+        kv_u32(&h, KEY("rope.dimension_count"), (uint32_t)hs); nkv++;
+        kv_f32(&h, KEY("rope.freq_base"), c->rope_theta); nkv++;
+        kv_f32(&h, KEY("attention.layer_norm_rms_epsilon"), c->ln_eps); nkv++;
+        kv_u32(&h, KEY("vocab_size"), (uint32_t)c->vocab_size); nkv++;
     }
-    kv_u32(&h, KEY("attention.head_count_kv"), (uint32_t)gpt_config_n_kv_head(c)); nkv++;
-    kv_u32(&h, KEY("rope.dimension_count"), (uint32_t)hs); nkv++;
-    kv_f32(&h, KEY("rope.freq_base"), c->rope_theta); nkv++;
-    kv_f32(&h, KEY("attention.layer_norm_rms_epsilon"), c->ln_eps); nkv++;
-    kv_u32(&h, KEY("vocab_size"), (uint32_t)c->vocab_size); nkv++;
-extra:
 #undef KEY
     int has_tok = 0;
     for (size_t i = 0; i < n_extra; i++) {
