@@ -358,7 +358,9 @@ static void test_kv_cache(void) {
     float *got = malloc(2 * T * C * sizeof(float));
     /* sequence 0 in slot 2: prefill 4, then one at a time; sequence 1 in slot 0: prefill 7, then 4 at once */
     size_t s2 = 2, s0 = 0;
-    memcpy(got, download(gpt_forward_kv(m, kv, &s2, tok, 1, 4), 4 * C), 4 * C * sizeof(float));
+    float *first = download(gpt_forward_kv(m, kv, &s2, tok, 1, 4), 4 * C);
+    memcpy(got, first, 4 * C * sizeof(float));
+    free(first);
     for (size_t t = 4; t < T; t++) {
         float *r = download(gpt_forward_kv(m, kv, &s2, tok + t, 1, 1), C);
         memcpy(got + t * C, r, C * sizeof(float));
