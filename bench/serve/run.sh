@@ -54,7 +54,8 @@ if command -v llama-server >/dev/null; then
     --ctx-size $((16 * 1024)) > "$OUT/llama.log" 2>&1 &
 elif python3 -c "import llama_cpp.server" 2>/dev/null; then
   echo "## llama-cpp-python server ($MODEL.gguf)"
-  python3 -m llama_cpp.server --model "$OUT/$MODEL.gguf" --port $PORT --n_threads "$THREADS" --n_ctx 1024 \
+  # one request at a time: queued, not cancelled by the next (its default would cut most requests short)
+  python3 -m llama_cpp.server --model "$OUT/$MODEL.gguf" --port $PORT --n_threads "$THREADS" --n_ctx 1024 --interrupt_requests False \
     > "$OUT/llama.log" 2>&1 &
 else
   echo "# llama.cpp's server not found (llama-server on PATH, or pip install 'llama-cpp-python[server]'): peer skipped"
