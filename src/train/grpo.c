@@ -78,14 +78,6 @@ static void ctx_free(grpo_ctx *c) {
     train_order_free(&c->ord); free(c->order);
 }
 
-/* The reply of a rollout as text, without its closing <|end|> (valid UTF-8, NUL-terminated). */
-static void reply_text(const grpo_ctx *c, const rlhf_seq *s, tok_bytes *out) {
-    size_t n = s->n - s->prompt_len;
-    const int32_t *ids = s->ids + s->prompt_len;
-    if (n && ids[n - 1] == c->sp.end) n--;
-    train_decode_text(c->tok, ids, n, out);
-}
-
 /* Per-token log-probs of every rollout through lp, minibatch by minibatch, into dst at the rollouts' offsets.
  * Under several ranks each computes a share of the rollouts and the shares are all-gathered. */
 static void logprob_pass(grpo_ctx *c, train_stage *s, train_lm *lp, float *dst) {
@@ -175,7 +167,7 @@ static int grpo_rollouts(grpo_ctx *c, train_stage *s, grpo_step_log *L, gk_err *
     double rs = 0, cs = 0, fs = 0, ls = 0, es = 0;
     for (size_t i = 0; i < N; i++) {
         tok_bytes t = {0};
-        reply_text(c, &c->seqs[i], &t);
+        rlhf_response_text(c->tok, c->sp.end, &c->seqs[i], &t);
         grpo_reward_out r;
         grpo_reward(task[i], (const char *)t.data, c->ended[i], c->o->correct_reward, c->o->format_reward, &r);
         c->reward[i] = (float)r.reward;

@@ -22,29 +22,6 @@ void judge_opts_default(judge_opts *o) {
     o->best_of = 1; o->max_new = 64; o->temperature = 0.7f; o->seed = 1337;
 }
 
-/* Reward-model scores of n sequences; one that did not end gets <|end|> appended for scoring. */
-static void rm_scores(gpt_model *rm, const rlhf_seq *s, const int *ended, size_t n, int32_t end_id, float *out) {
-    rlhf_seq *tmp = gk_calloc(n, sizeof *tmp);
-    for (size_t i = 0; i < n; i++) {
-        tmp[i] = s[i];
-        if (!ended[i]) {
-            tmp[i].ids = gk_malloc((s[i].n + 1) * sizeof(int32_t));
-            memcpy(tmp[i].ids, s[i].ids, s[i].n * sizeof(int32_t));
-            tmp[i].ids[tmp[i].n++] = end_id;
-        }
-    }
-    rlhf_score_seqs(rm, tmp, n, 16, out);
-    for (size_t i = 0; i < n; i++) if (!ended[i]) free(tmp[i].ids);
-    free(tmp);
-}
-
-static void reply_text(const tok_tokenizer *tok, int32_t end_id, const rlhf_seq *s, tok_bytes *out) {
-    size_t n = s->n - s->prompt_len;
-    const int32_t *ids = s->ids + s->prompt_len;
-    if (n && ids[n - 1] == end_id) n--;
-    train_decode_text(tok, ids, n, out);
-}
-
 /* Adds one comparison (d > 0: A wins) to r. */
 static void tally(compare_result *r, double d, double a, double b) {
     if (d > 0) r->wins++; else if (d < 0) r->losses++; else r->ties++;
@@ -99,8 +76,8 @@ int rlhf_judge(const judge_opts *o, judge_result *res, gk_err *err) {
         /* best-of-N draws from its own stream, so A = B with N = 1 is not a comparison of a reply with itself */
         if (rlhf_generate(ea, pid.ids, pid.n, K, (size_t)o->max_new, o->temperature, K > 1 ? seed ^ 0xB0F0B0F0ULL : seed, sa, enda, NULL, err) ||
             rlhf_generate(eb, pid.ids, pid.n, 1, (size_t)o->max_new, o->temperature, seed, &sb, &endb, NULL, err)) { tok_ids_free(&pid); rc = -1; break; }
-        rm_scores(rm, sa, enda, K, sp.end, ra);
-        rm_scores(rm, &sb, &endb, 1, sp.end, &rb);
+        rlhf_score_rollouts(rm, sa, enda, K, sp.end, ra);
+        rlhf_score_rollouts(rm, &sb, &endb, 1, sp.end, &rb);
         size_t best = 0;
         for (size_t k = 1; k < K; k++) if (ra[k] > ra[best]) best = k;
         tally(&res->rm, (double)ra[best] - (double)rb, ra[best], rb);
@@ -111,8 +88,8 @@ int rlhf_judge(const judge_opts *o, judge_result *res, gk_err *err) {
             else if (!strcmp(it->prompt[k].role, "user")) user = it->prompt[k].content;
         }
         tok_bytes ta = {0}, tb = {0};
-        reply_text(tok, sp.end, &sa[best], &ta);
-        reply_text(tok, sp.end, &sb, &tb);
+        rlhf_response_text(tok, sp.end, &sa[best], &ta);
+        rlhf_response_text(tok, sp.end, &sb, &tb);
         demo_verdict va, vb;
         int judged = demo_gold(sys, user, (const char *)ta.data, &va) == 0 && demo_gold(sys, user, (const char *)tb.data, &vb) == 0;
         if (judged) {

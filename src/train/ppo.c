@@ -67,8 +67,7 @@ int rlhf_generate(struct engine *e, const int32_t *prompt, size_t n_prompt, size
     return 0;
 }
 
-/* RM scores of rollouts: a response that did not end gets <|end|> appended for scoring. */
-static void score_rollouts(gpt_model *rm, const rlhf_seq *seqs, const int *ended, size_t n, int32_t end_id, float *out) {
+void rlhf_score_rollouts(gpt_model *rm, const rlhf_seq *seqs, const int *ended, size_t n, int32_t end_id, float *out) {
     rlhf_seq *tmp = gk_calloc(n, sizeof *tmp);
     for (size_t i = 0; i < n; i++) {
         tmp[i] = seqs[i];
@@ -83,8 +82,7 @@ static void score_rollouts(gpt_model *rm, const rlhf_seq *seqs, const int *ended
     free(tmp);
 }
 
-/* The response of a sequence as text (without its closing <|end|>), NUL-terminated valid UTF-8. */
-static void response_text(const tok_tokenizer *tok, int32_t end_id, const rlhf_seq *s, tok_bytes *out) {
+void rlhf_response_text(const tok_tokenizer *tok, int32_t end_id, const rlhf_seq *s, tok_bytes *out) {
     size_t n = s->n - s->prompt_len;
     const int32_t *ids = s->ids + s->prompt_len;
     if (n && ids[n - 1] == end_id) n--;
@@ -218,7 +216,7 @@ static void ppo_score(ppo_ctx *c, ppo_step_log *L) {
     b->off[0] = 0;
     for (size_t i = 0; i < N; i++) b->off[i + 1] = b->off[i] + (b->seqs[i].n - b->seqs[i].prompt_len);
     b->raw = gk_malloc(N * sizeof(float)); b->score = gk_malloc(N * sizeof(float));
-    score_rollouts(c->rm, b->seqs, b->ended, N, c->sp.end, b->raw);
+    rlhf_score_rollouts(c->rm, b->seqs, b->ended, N, c->sp.end, b->raw);
     for (size_t i = 0; i < N; i++) b->score[i] = b->raw[i] - (b->ended[i] ? 0.0f : c->o->missing_end_penalty);
     size_t cap = b->off[N] ? b->off[N] : 1;
     b->logp = gk_malloc(cap * sizeof(float)); b->ref = gk_malloc(cap * sizeof(float)); b->val = gk_malloc(cap * sizeof(float));
@@ -439,7 +437,7 @@ static int ppo_sample(void *ctx, train_stage *s, long it, gk_err *err) {
     (void)err;
     ppo_ctx *c = ctx;
     tok_bytes text = {0};
-    response_text(c->tok, c->sp.end, &c->b.seqs[0], &text);
+    rlhf_response_text(c->tok, c->sp.end, &c->b.seqs[0], &text);
     cJSON *f = cJSON_CreateObject();
     cJSON_AddNumberToObject(f, "step", (double)it);
     cJSON_AddStringToObject(f, "sample", (const char *)text.data);
@@ -575,8 +573,8 @@ done:
 static void print_comparison(const tok_tokenizer *tok, int32_t end_id, size_t prompt, size_t line, size_t sample,
                              const rlhf_seq *a, const rlhf_seq *b, float score_a, float score_b) {
     tok_bytes ta = {0}, tb = {0};
-    response_text(tok, end_id, a, &ta);
-    response_text(tok, end_id, b, &tb);
+    rlhf_response_text(tok, end_id, a, &ta);
+    rlhf_response_text(tok, end_id, b, &tb);
     cJSON *j = cJSON_CreateObject();
     cJSON_AddNumberToObject(j, "prompt", (double)prompt);
     cJSON_AddNumberToObject(j, "line", (double)line);
@@ -630,8 +628,8 @@ int rlhf_compare(const compare_opts *o, compare_result *res, gk_err *err) {
         uint64_t seed = o->seed * 1000003ULL + i;
         if (rlhf_generate(ea, pid.ids, pid.n, S, (size_t)o->max_new, o->temperature, seed, sa, enda, NULL, err) ||
             rlhf_generate(eb, pid.ids, pid.n, S, (size_t)o->max_new, o->temperature, seed, sb, endb, NULL, err)) { tok_ids_free(&pid); rc = -1; break; }
-        score_rollouts(rm, sa, enda, S, sp.end, ra);
-        score_rollouts(rm, sb, endb, S, sp.end, rb);
+        rlhf_score_rollouts(rm, sa, enda, S, sp.end, ra);
+        rlhf_score_rollouts(rm, sb, endb, S, sp.end, rb);
         for (size_t k = 0; k < S; k++) {
             double d = (double)ra[k] - (double)rb[k];
             if (d > 0) res->wins++; else if (d < 0) res->losses++; else res->ties++;

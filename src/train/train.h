@@ -581,6 +581,10 @@ void rlhf_render_seq(const rlhf_chat *c, const prefs_item *it, size_t k, rlhf_se
 /* Scalar rewards of n sequences, read at each one's last token: batched (batch sequences per forward,
  * right-padded). rm must have cfg.score_head. Rewards include the model's stored offset (see rm_offset). */
 void rlhf_score_seqs(gpt_model *rm, const rlhf_seq *seqs, size_t n, size_t batch, float *out);
+/* The same for rollouts (PPO, the judge): a response that did not end gets <|end|> appended for scoring. */
+void rlhf_score_rollouts(gpt_model *rm, const rlhf_seq *seqs, const int *ended, size_t n, int32_t end_id, float *out);
+/* The response of a sequence as text (without its closing <|end|>), NUL-terminated valid UTF-8. */
+void rlhf_response_text(const tok_tokenizer *tok, int32_t end_id, const rlhf_seq *s, tok_bytes *out);
 
 /* Reward-model forward on n sequences (right-padded into one [n, longest] batch): r [n] (host, may be NULL)
  * at each sequence's last token. With ngroups > 0, also the loss of rlhf_rm_loss over the groups (indices
