@@ -231,6 +231,14 @@ static const struct { const char *name, *re; } formats[] = {
 };
 
 /* a string's contents as a regex inside the quotes: JSON-escape-free characters only (no " \ or control) */
+/* A count keyword (minItems, maxLength, ...): dflt when absent; a value outside 0..1e6 (negative, huge,
+ * infinite) comes back as -2 or 1000001 for the caller's range check, never as an out-of-range cast. */
+static long count_kw(const cJSON *v, long dflt) {
+    if (!cJSON_IsNumber(v)) return dflt;
+    double d = v->valuedouble;
+    return d < 0 ? -2 : d <= 1e6 ? (long)d : 1000001;
+}
+
 static int gen_string(conv *c, const cJSON *s, const char *ptr, cn_sb *e) {
     const cJSON *pat = cJSON_GetObjectItemCaseSensitive(s, "pattern"), *fmt = cJSON_GetObjectItemCaseSensitive(s, "format");
     const cJSON *mn = cJSON_GetObjectItemCaseSensitive(s, "minLength"), *mx = cJSON_GetObjectItemCaseSensitive(s, "maxLength");
@@ -255,8 +263,8 @@ static int gen_string(conv *c, const cJSON *s, const char *ptr, cn_sb *e) {
         cn_sb_add(e, " \"\\\"\"");
         return 0;
     }
-    long lo = cJSON_IsNumber(mn) ? (long)mn->valuedouble : 0, hi = cJSON_IsNumber(mx) ? (long)mx->valuedouble : -1;
-    if (lo < 0 || lo > 10000 || hi > 10000) return cfail(c, ptr, "minLength/maxLength must be in 0..10000");
+    long lo = count_kw(mn, 0), hi = count_kw(mx, -1);
+    if (lo < 0 || lo > 10000 || hi < -1 || hi > 10000) return cfail(c, ptr, "minLength/maxLength must be in 0..10000");
     if (hi >= 0 && hi < lo) return cfail(c, ptr, "maxLength %ld is below minLength %ld", hi, lo);
     if (hi < 0 && lo == 0) cn_sb_add(e, "string");
     else if (hi < 0) cn_sb_addf(e, "\"\\\"\" char{%ld,} \"\\\"\"", lo);
@@ -271,8 +279,8 @@ static int gen_array(conv *c, const cJSON *s, const char *ptr, const char *hint,
     char p2[1024];
     if (cJSON_IsTrue(uq)) return cfail(c, ptr, "uniqueItems: true is not supported");
     if (cJSON_GetObjectItemCaseSensitive(s, "contains")) return cfail(c, ptr, "contains is not supported");
-    long lo = cJSON_IsNumber(mn) ? (long)mn->valuedouble : 0, hi = cJSON_IsNumber(mx) ? (long)mx->valuedouble : -1;
-    if (lo < 0 || lo > 1000 || hi > 1000) return cfail(c, ptr, "minItems/maxItems must be in 0..1000");
+    long lo = count_kw(mn, 0), hi = count_kw(mx, -1);
+    if (lo < 0 || lo > 1000 || hi < -1 || hi > 1000) return cfail(c, ptr, "minItems/maxItems must be in 0..1000");
     if (hi >= 0 && hi < lo) return cfail(c, ptr, "maxItems %ld is below minItems %ld", hi, lo);
     if (prefix) {   /* a tuple: exactly the prefix items (further items only if items allows and minItems asks) */
         if (!cJSON_IsArray(prefix)) return cfail(c, ptr, "prefixItems must be an array");
