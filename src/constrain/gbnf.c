@@ -422,11 +422,17 @@ static int parse_sequence(parser *p, uint32_t rule, int nested, symv *seq) {
         if (!nested && rule_start_at(p, p->i)) return 0;
         symv unit = { 0 };
         if (parse_primary(p, rule, &unit)) { free(unit.v); return -1; }
-        /* postfix operators (possibly several: x?* ...) */
+        /* postfix operators (possibly several: x?* ...); none after an unbounded one: x++ or x*+ nests one
+         * unbounded repetition in another, which matches nothing more and costs the matcher exponential time */
+        int unbounded = 0;
         for (;;) {
             if (p->i >= p->n) break;
             char op = p->s[p->i];
             long min, max;
+            if (unbounded && (op == '*' || op == '+' || op == '?' || op == '{')) {
+                free(unit.v);
+                return fail(p, p->i, "'%c' after an unbounded repetition: repeat it once ('*' or '+' alone)", op);
+            }
             if (op == '*') { min = 0; max = -1; }
             else if (op == '+') { min = 1; max = -1; }
             else if (op == '?') { min = 0; max = 1; }
@@ -456,6 +462,7 @@ static int parse_sequence(parser *p, uint32_t rule, int nested, symv *seq) {
                 x = CN_MK(CN_RULE, W);
             }
             unit.n = 0;
+            unbounded = max < 0;
             repeat(p, rule, &unit, x, min, max);
             if (p->failed) { free(unit.v); return -1; }
             if (unit.n != 1) {   /* x{m,n} made several symbols; a further postfix wraps them */

@@ -188,7 +188,7 @@ const uint32_t *cn_step(cn_pool *p, uint32_t n, unsigned b, size_t *len) {
     free(tmp.v);
     if (p->hot_idx[n]) p->hot[(size_t)(p->hot_idx[n] - 1) * 256 + b] = ((uint64_t)p->tr[h].off << 24) | p->tr[h].len;
     *len = p->tr[h].len;
-    return p->tr_list + p->tr[h].off;
+    return p->tr_list ? p->tr_list + p->tr[h].off : NULL;   /* an empty list before any was stored */
 }
 
 void cn_advance(cn_pool *p, const uint32_t *in, size_t n_in, unsigned b, cn_set *out) {

@@ -339,7 +339,11 @@ static int rx_concat(rx *r, cn_sb *b) {
             } else break;
             /* a lazy or possessive mark after a quantifier: the same strings */
             if (r->i < r->n && (r->s[r->i] == '?' || r->s[r->i] == '+')) r->i++;
-            /* a second quantifier (a** etc.) wraps the first in a group in GBNF: not needed, GBNF stacks them */
+            /* a second quantifier (a**, a+{2}): undefined in ERE, and a repetition of a repetition costs the
+             * matcher exponential time; refused (group it explicitly if it is meant) */
+            if (r->i < r->n && (r->s[r->i] == '*' || r->s[r->i] == '+' || r->s[r->i] == '?' || r->s[r->i] == '{'))
+                return rfail(r, r->i, "'%c' after a quantifier: one quantifier per atom", r->s[r->i]);
+            break;
         }
     }
     if (!any) cn_sb_add(b, "\"\"");

@@ -8,6 +8,9 @@
 . "$(dirname "$0")/_lib.sh"
 ROOT=${GK_ROOT:-$PWD}
 SECS=${FUZZ_SECONDS:-10}
+# a fixed seed makes the suite's fuzzing the same from run to run (a failure replays exactly);
+# FUZZ_SEED=0 lets libFuzzer pick one, for longer exploratory runs
+SEED=${FUZZ_SEED:-1}
 case $GPTKIT in */build-asan/*)   # the harnesses are ASan/UBSan builds already: once per suite is enough
   skip fuzzers "run by the plain suite (the harnesses are sanitizer builds themselves)"; exit 0 ;; esac
 if ! command -v clang >/dev/null || ! echo 'int LLVMFuzzerTestOneInput(const char *d, long n){return 0;}' |
@@ -27,7 +30,7 @@ for bin in "$ROOT"/build-fuzz/fuzz/fuzz_*; do
     else fail "${name}_regressions" "$(grep -m3 -E 'ERROR|runtime error' "$TMP/$name.regress.log")"; fi
   fi
   mkdir -p "$TMP/corpus-$short"
-  if TMPDIR="$TMP" "$bin" "$TMP/corpus-$short" "$ROOT/tests/fuzz/corpus/$short" -max_total_time="$SECS" \
+  if TMPDIR="$TMP" "$bin" "$TMP/corpus-$short" "$ROOT/tests/fuzz/corpus/$short" -max_total_time="$SECS" -seed="$SEED" \
        -max_len=65536 -rss_limit_mb=2048 -timeout=20 -artifact_prefix="$ART/$short-" -print_final_stats=1 \
        >"$TMP/$name.log" 2>&1; then
     pass "$name ($(grep -m1 -o 'stat::number_of_executed_units: *[0-9]*' "$TMP/$name.log" | grep -o '[0-9]*$') runs in ${SECS}s)"
