@@ -196,6 +196,11 @@ static int gen_integer(conv *c, const cJSON *s, const char *ptr, cn_sb *e) {
     int has_lo = 0, has_hi = 0;
     long long lo = 0, hi = 0;
     const double big = 1e15;
+    /* range-checked as doubles first: a cast of a value beyond long long's range is undefined */
+    const cJSON *bounds[4] = { mn, emn, mx, emx };
+    for (int k = 0; k < 4; k++)
+        if (cJSON_IsNumber(bounds[k]) && !(fabs(bounds[k]->valuedouble) <= big))
+            return cfail(c, ptr, "integer bounds beyond 1e15 are not supported");
     if (cJSON_IsNumber(mn)) { has_lo = 1; lo = (long long)ceil(mn->valuedouble); }
     if (cJSON_IsNumber(emn)) { long long v = (long long)floor(emn->valuedouble) + 1; if (!has_lo || v > lo) lo = v; has_lo = 1; }
     if (cJSON_IsNumber(mx)) { has_hi = 1; hi = (long long)floor(mx->valuedouble); }
