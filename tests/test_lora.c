@@ -438,8 +438,8 @@ static void test_bad_configs(void) {
     CHECK(gpt_lora_attach(l, &c, 1, &err) != 0 && strstr(err.msg, "larger than target 'k'"), "rank too large: %s", err.msg);
     c = lcfg(0, 1u << GPT_LORA_Q);
     CHECK(gpt_lora_attach(l, &c, 1, &err) != 0, "rank 0");
-    c = lcfg(2, 1u << GPT_LORA_Q); c.dropout = 0.1f;
-    CHECK(gpt_lora_attach(l, &c, 1, &err) != 0 && strstr(err.msg, "dropout"), "dropout refused: %s", err.msg);
+    c = lcfg(2, 1u << GPT_LORA_Q); c.dropout = 1.0f;
+    CHECK(gpt_lora_attach(l, &c, 1, &err) != 0 && strstr(err.msg, "dropout"), "dropout 1 refused: %s", err.msg);
     CHECK(l->lora == NULL && g->lora == NULL, "nothing attached");
     gpt_free(g); gpt_free(l);
 }

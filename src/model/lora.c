@@ -93,6 +93,8 @@ static void site_shape(const gpt_config *c, int t, gpt_lora_site *s) {
 
 /* ---------------------------------------------------------------- attach / detach */
 
+static size_t C_bytes(const gpt_config *c) { return (size_t)c->n_embd * sizeof(float); }
+
 static void add_entry(gpt_model *pm, size_t *cap, const char *name, size_t d0, size_t d1, int layer) {
     if (pm->n_table == *cap) {
         *cap = *cap ? 2 * *cap : 64;
@@ -112,7 +114,7 @@ int gpt_lora_attach(gpt_model *m, const gpt_lora_config *cfg, uint64_t seed, gk_
     if (m->lora) return gk_errf(err, "the model already has LoRA adapters");
     if (cfg->rank < 1) return gk_errf(err, "--lora-rank must be at least 1 (got %d)", cfg->rank);
     if (!(cfg->alpha > 0) || !isfinite(cfg->alpha)) return gk_errf(err, "--lora-alpha must be positive (got %g)", cfg->alpha);
-    if (cfg->dropout != 0) return gk_errf(err, "--lora-dropout %g: adapter dropout is not implemented yet (use 0)", cfg->dropout);
+    if (!(cfg->dropout >= 0 && cfg->dropout < 1)) return gk_errf(err, "--lora-dropout must be in [0, 1) (got %g)", cfg->dropout);
     if (!cfg->targets) return gk_errf(err, "no LoRA targets: pass --lora-targets (e.g. all-linear)");
     for (int t = 0; t < GPT_LORA_NTARGETS; t++) {
         if (!(cfg->targets & (1u << t))) continue;
@@ -150,6 +152,12 @@ int gpt_lora_attach(gpt_model *m, const gpt_lora_config *cfg, uint64_t seed, gk_
             if (!*at) *at = L->n_sites + 1;
             L->n_sites++;
         }
+    if (cfg->score) {   /* a reward / value adapter's own scalar head, trained beside the adapters */
+        add_entry(pm, &cap, "score.weight", 1, (size_t)c->n_embd, -1);
+        pm->table[pm->n_table - 1].group = GPT_GROUP_SCORE;
+        pm->table[pm->n_table - 1].role = GPT_ROLE_SCORE;
+        L->score_off = pm->table[pm->n_table - 1].offset;
+    }
     pm->params = kern_alloc(m->be, pm->num_params * sizeof(float));
     /* A ~ U(-1/sqrt(in), 1/sqrt(in)): kaiming_uniform_(a = sqrt(5)) as PEFT draws it; B = 0 */
     float *h = gk_calloc(pm->num_params, sizeof(float));
@@ -160,6 +168,8 @@ int gpt_lora_attach(gpt_model *m, const gpt_lora_config *cfg, uint64_t seed, gk_
         float bound = 1.0f / sqrtf((float)s->in);
         for (size_t k = 0; k < r * s->in; k++) h[s->a_off + k] = (float)(2.0 * gk_rng_uniform(&rng) - 1.0) * bound;
     }
+    if (cfg->score && c->score_head)   /* start from the model's own head (zeros otherwise) */
+        kern_download(m->be, h + L->score_off, m->params + gpt_param_role(m, GPT_ROLE_SCORE, -1)->offset, C_bytes(c));
     kern_upload(m->be, pm->params, h, pm->num_params * sizeof(float));
     free(h);
     L->pm = pm;
@@ -172,6 +182,7 @@ void gpt_lora_detach(gpt_model *m) {
     if (!L) return;
     kern_free(m->be, L->u); kern_free(m->be, L->du); kern_free(m->be, L->tmp);
     kern_free(m->be, L->bpad); kern_free(m->be, L->dbpad);
+    kern_free(m->be, L->xd); kern_free(m->be, L->dxd); free(L->hmask);
     kern_free(m->be, L->pm->params); kern_free(m->be, L->pm->grads);
     free(L->pm->table); free(L->pm);
     free(L->sites); free(L->site_at); free(L->base);
@@ -208,6 +219,50 @@ static const float *b_full(gpt_lora *L, kern_backend *be, const gpt_lora_site *s
     return L->bpad;
 }
 
+void gpt_lora_train(gpt_model *m, int on, uint64_t seed) {
+    if (!m || !m->lora) return;
+    m->lora->training = on;
+    m->lora->drop_seed = seed;
+    m->lora->drop_pass = 0;
+}
+
+void gpt_lora_new_pass(gpt_lora *L) { if (L->training) L->drop_pass++; }
+
+static int dropping(const gpt_lora *L) { return L->training && L->cfg.dropout > 0; }
+
+/* splitmix64's finaliser: a well-mixed 64-bit hash */
+static uint64_t mix64(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+/* Inverted dropout of site i's input in the current pass, on the host: hmask [R, in] = keep / (1 - p), keep =
+ * 1 with probability 1 - p, from a hash of (seed, pass, site, element) so that the backward of the same pass
+ * gets the same mask. xd [R, in] (device) = inp * hmask. */
+static void drop_input(gpt_lora *L, kern_backend *be, size_t site, const float *inp, size_t R, size_t in) {
+    size_t n = R * in;
+    if (in > L->cap_in || R > L->cap_rows) {
+        size_t ci = in > L->cap_in ? in : L->cap_in, rows = R > L->cap_rows ? R : L->cap_rows;
+        kern_free(be, L->xd); kern_free(be, L->dxd); free(L->hmask);
+        L->xd = kern_alloc(be, rows * ci * sizeof(float));
+        L->dxd = kern_alloc(be, rows * ci * sizeof(float));
+        L->hmask = gk_malloc(rows * ci * sizeof(float));
+        L->cap_in = ci;
+    }
+    float p = L->cfg.dropout, keep = 1.0f / (1.0f - p);
+    uint64_t key = mix64(L->drop_seed ^ mix64(L->drop_pass * 0x9E3779B97F4A7C15ULL + site));
+    float *x = gk_malloc(n * sizeof(float));
+    kern_download(be, x, inp, n * sizeof(float));
+    for (size_t k = 0; k < n; k++) {
+        double u = (double)(mix64(key + k) >> 11) * 0x1.0p-53;   /* uniform in [0, 1) */
+        L->hmask[k] = u < p ? 0.0f : keep;
+        x[k] *= L->hmask[k];
+    }
+    kern_upload(be, L->xd, x, n * sizeof(float));
+    free(x);
+}
+
 void gpt_lora_fwd(gpt_lora *L, kern_backend *be, int layer, int role, float *out, const float *inp, size_t R) {
     if (!L || !L->enabled) return;
     size_t at = L->site_at[(size_t)layer * GPT_NROLES + (size_t)role];
@@ -217,8 +272,11 @@ void gpt_lora_fwd(gpt_lora *L, kern_backend *be, int layer, int role, float *out
     const float *P = L->pm->params;
     for (size_t i = at - 1; i < L->n_sites && L->sites[i].layer == layer && L->sites[i].role == role; i++) {
         const gpt_lora_site *s = &L->sites[i];
-        /* u [R, r] = inp A^T;  tmp [R, ldo] = u Bfull^T (zero outside the site's columns);  out += s * tmp */
-        kern_matmul_fwd(be, L->u, inp, P + s->a_off, NULL, R, s->in, r, KERN_W_OUT_IN);
+        /* x = inp, or dropout(inp) while training */
+        const float *x = inp;
+        if (dropping(L)) { drop_input(L, be, i, inp, R, s->in); x = L->xd; }
+        /* u [R, r] = x A^T;  tmp [R, ldo] = u Bfull^T (zero outside the site's columns);  out += s * tmp */
+        kern_matmul_fwd(be, L->u, x, P + s->a_off, NULL, R, s->in, r, KERN_W_OUT_IN);
         kern_matmul_fwd(be, L->tmp, L->u, b_full(L, be, s), NULL, R, r, s->ldo, KERN_W_OUT_IN);
         kern_axpy(be, out, L->scale, L->tmp, R * s->ldo);
     }
@@ -235,19 +293,34 @@ void gpt_lora_bwd(gpt_lora *L, kern_backend *be, int layer, int role, float *din
     float *G = L->pm->grads;
     for (size_t i = at - 1; i < L->n_sites && L->sites[i].layer == layer && L->sites[i].role == role; i++) {
         const gpt_lora_site *s = &L->sites[i];
-        int pad = s->ldo != s->out;
-        /* g = s * dout [R, ldo] (tmp);  u = inp A^T (recomputed) */
+        int pad = s->ldo != s->out, drop = dropping(L);
+        /* with dropout, x = inp * mask (the forward's mask, regenerated) and dinp gets (du A) * mask */
+        const float *x = inp;
+        if (drop) { drop_input(L, be, i, inp, R, s->in); x = L->xd; }
+        /* g = s * dout [R, ldo] (tmp);  u = x A^T (recomputed) */
         kern_zero(be, L->tmp, R * s->ldo * sizeof(float));
         kern_axpy(be, L->tmp, L->scale, dout, R * s->ldo);
-        kern_matmul_fwd(be, L->u, inp, P + s->a_off, NULL, R, s->in, r, KERN_W_OUT_IN);
+        kern_matmul_fwd(be, L->u, x, P + s->a_off, NULL, R, s->in, r, KERN_W_OUT_IN);
         /* dBfull += g^T u (its rows at col0 are dB);  du = g Bfull (rows outside the site are zero: no effect) */
         float *dB = G ? (pad ? L->dbpad : G + s->b_off) : NULL;
         if (dB && pad) kern_zero(be, L->dbpad, s->ldo * r * sizeof(float));
         kern_zero(be, L->du, R * r * sizeof(float));
         kern_matmul_bwd(be, L->du, dB, NULL, L->tmp, L->u, b_full(L, be, s), R, r, s->ldo, KERN_W_OUT_IN);
         if (dB && pad) kern_axpy(be, G + s->b_off, 1.0f, L->dbpad + s->col0 * r, s->out * r);
-        /* dA += du^T inp;  dinp += du A */
-        kern_matmul_bwd(be, dinp, G ? G + s->a_off : NULL, NULL, L->du, inp, P + s->a_off, R, s->in, r, KERN_W_OUT_IN);
+        /* dA += du^T x;  dinp += du A (times the mask with dropout) */
+        if (!drop) {
+            kern_matmul_bwd(be, dinp, G ? G + s->a_off : NULL, NULL, L->du, x, P + s->a_off, R, s->in, r, KERN_W_OUT_IN);
+            continue;
+        }
+        size_t n = R * s->in;
+        kern_zero(be, L->dxd, n * sizeof(float));
+        kern_matmul_bwd(be, L->dxd, G ? G + s->a_off : NULL, NULL, L->du, x, P + s->a_off, R, s->in, r, KERN_W_OUT_IN);
+        float *h = gk_malloc(n * sizeof(float));
+        kern_download(be, h, L->dxd, n * sizeof(float));
+        for (size_t k = 0; k < n; k++) h[k] *= L->hmask[k];
+        kern_upload(be, L->dxd, h, n * sizeof(float));
+        free(h);
+        kern_axpy(be, dinp, 1.0f, L->dxd, n);
     }
 }
 
@@ -278,6 +351,10 @@ void gpt_lora_merge(gpt_model *m) {
         kern_upload(m->be, m->params + wp->offset, W, wp->numel * sizeof(float));
         free(W);
     }
+    if (L->cfg.score) {   /* the adapter's scalar head becomes the model's */
+        gpt_add_score_head(m);
+        kern_upload(m->be, m->params + gpt_param_role(m, GPT_ROLE_SCORE, -1)->offset, P + L->score_off, C_bytes(&m->cfg));
+    }
     free(P);
     gpt_lora_detach(m);
 }
@@ -288,12 +365,19 @@ uint64_t gpt_params_checksum(const gpt_model *m) {
     size_t n = m->num_params;
     float *host = gk_malloc(n * sizeof(float));
     kern_download(m->be, host, m->params, n * sizeof(float));
-    const uint8_t *b = (const uint8_t *)host;
     uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < n * sizeof(float); i++) { h ^= b[i]; h *= 1099511628211ULL; }
+    for (size_t t = 0; t < m->n_table; t++) {   /* the tensors in buffer order, the score head left out */
+        const gpt_param *p = &m->table[t];
+        if (p->role == GPT_ROLE_SCORE) continue;
+        const uint8_t *b = (const uint8_t *)(host + p->offset);
+        for (size_t i = 0; i < p->numel * sizeof(float); i++) { h ^= b[i]; h *= 1099511628211ULL; }
+    }
     free(host);
     return h;
 }
+
+/* PEFT's key of a reward / value adapter's scalar head (a module saved whole: modules_to_save = ["score"]) */
+#define SCORE_KEY "base_model.model.score.weight"
 
 /* PEFT's key of a site's A (ab 'A') or B: base_model.model. + the HF module path + .lora_X.weight */
 void gpt_lora_key(const gpt_model *m, size_t site, char ab, char *out, size_t cap) {
@@ -331,6 +415,8 @@ int gpt_lora_save(const gpt_model *m, const char *dir, const char *base, gk_err 
         st_writer_add_f32(w, keys[2 * i], 2, sa, P + s->a_off);
         st_writer_add_f32(w, keys[2 * i + 1], 2, sb, P + s->b_off);
     }
+    size_t shead[2] = {1, (size_t)m->cfg.n_embd};
+    if (L->cfg.score) st_writer_add_f32(w, SCORE_KEY, 2, shead, P + L->score_off);   /* as PEFT saves modules_to_save */
     char ck[32];
     snprintf(ck, sizeof ck, "%016llx", (unsigned long long)gpt_params_checksum(m));
     st_writer_add_meta(w, "format", "pt");
@@ -342,7 +428,7 @@ int gpt_lora_save(const gpt_model *m, const char *dir, const char *base, gk_err 
     if (rc == 0) {
         cJSON *j = cJSON_CreateObject();
         cJSON_AddStringToObject(j, "peft_type", "LORA");
-        cJSON_AddStringToObject(j, "task_type", "CAUSAL_LM");
+        cJSON_AddStringToObject(j, "task_type", L->cfg.score ? "SEQ_CLS" : "CAUSAL_LM");
         if (base) cJSON_AddStringToObject(j, "base_model_name_or_path", base);
         else cJSON_AddNullToObject(j, "base_model_name_or_path");
         cJSON_AddNumberToObject(j, "r", L->cfg.rank);
@@ -353,6 +439,7 @@ int gpt_lora_save(const gpt_model *m, const char *dir, const char *base, gk_err 
         cJSON_AddStringToObject(j, "bias", "none");
         cJSON_AddBoolToObject(j, "inference_mode", 1);
         cJSON_AddBoolToObject(j, "init_lora_weights", 1);
+        if (L->cfg.score) cJSON_AddItemToArray(cJSON_AddArrayToObject(j, "modules_to_save"), cJSON_CreateString("score"));
         cJSON *tm = cJSON_AddArrayToObject(j, "target_modules");
         for (int t = 0; t < GPT_LORA_NTARGETS; t++)
             if (L->cfg.targets & (1u << t)) cJSON_AddItemToArray(tm, cJSON_CreateString(TGT[t].peft));
@@ -387,7 +474,7 @@ int gpt_lora_load(gpt_model *m, const char *dir, char **base, gk_err *err) {
     if (!cJSON_IsArray(tm)) { gk_errf(err, "%s: field 'target_modules' must be a list of names", cpath); goto done; }
     /* PEFT options that change the function computed: only their defaults are understood */
     static const char *const must_be_off[] = {"use_dora", "lora_bias", "use_qalora", "use_bdlora", "layers_to_transform",
-                                               "modules_to_save", "target_parameters", "layer_replication", "trainable_token_indices"};
+                                               "target_parameters", "layer_replication", "trainable_token_indices"};
     for (size_t k = 0; k < sizeof must_be_off / sizeof must_be_off[0]; k++) {
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, must_be_off[k]);
         if (v && !cJSON_IsNull(v) && !cJSON_IsFalse(v)) { gk_errf(err, "%s: '%s' is set: not supported (only plain LoRA)", cpath, must_be_off[k]); goto done; }
@@ -397,9 +484,22 @@ int gpt_lora_load(gpt_model *m, const char *dir, char **base, gk_err *err) {
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, must_be_empty[k]);
         if (v && !cJSON_IsNull(v) && !(cJSON_IsObject(v) && !v->child)) { gk_errf(err, "%s: '%s' is not empty: per-layer ranks are not supported", cpath, must_be_empty[k]); goto done; }
     }
+    /* modules_to_save: only a scalar head ("score"; PEFT adds "classifier" too for SEQ_CLS), held by the adapter */
+    const cJSON *ms = cJSON_GetObjectItemCaseSensitive(j, "modules_to_save"), *mi;
+    if (ms && !cJSON_IsNull(ms)) {
+        if (!cJSON_IsArray(ms)) { gk_errf(err, "%s: 'modules_to_save' must be a list", cpath); goto done; }
+        cJSON_ArrayForEach(mi, ms)
+            if (!cJSON_IsString(mi) || (strcmp(mi->valuestring, "score") && strcmp(mi->valuestring, "classifier"))) {
+                gk_errf(err, "%s: modules_to_save holds %s: only a scalar head (\"score\") is supported", cpath,
+                        cJSON_IsString(mi) ? mi->valuestring : "a non-string");
+                goto done;
+            }
+    }
     const cJSON *bi = cJSON_GetObjectItemCaseSensitive(j, "bias");
     if (bi && !cJSON_IsNull(bi) && !(cJSON_IsString(bi) && !strcmp(bi->valuestring, "none"))) { gk_errf(err, "%s: 'bias' must be \"none\"", cpath); goto done; }
     gpt_lora_config lc = { .rank = (int)r->valuedouble, .alpha = (float)al->valuedouble, .rslora = cJSON_IsTrue(rs) };
+    const cJSON *dr = cJSON_GetObjectItemCaseSensitive(j, "lora_dropout");
+    if (cJSON_IsNumber(dr) && dr->valuedouble >= 0 && dr->valuedouble < 1) lc.dropout = (float)dr->valuedouble;   /* training only */
     const cJSON *it;
     cJSON_ArrayForEach(it, tm) {
         if (!cJSON_IsString(it)) { gk_errf(err, "%s: target_modules holds a non-string", cpath); goto done; }
@@ -412,6 +512,17 @@ int gpt_lora_load(gpt_model *m, const char *dir, char **base, gk_err *err) {
         }
         lc.targets |= t1;
     }
+    if (st_open(&f, mpath, err)) goto done;
+    st_ok = 1;
+    /* a scalar head saved with the adapter makes it a reward / value adapter: attached with its own head */
+    const st_tensor *head = st_find(&f, SCORE_KEY);
+    if (!head) head = st_find(&f, "base_model.model.score.modules_to_save.default.weight");
+    if (head && (head->ndim != 2 || head->shape[0] != 1 || head->shape[1] != (size_t)m->cfg.n_embd)) {
+        gk_errf(err, "%s: the score head has shape [%zu, %zu], this base needs [1, %d] (a head for another base, or more "
+                "than one label?)", mpath, head->ndim > 0 ? head->shape[0] : 0, head->ndim > 1 ? head->shape[1] : 0, m->cfg.n_embd);
+        goto done;
+    }
+    lc.score = head != NULL;
     if (gpt_lora_attach(m, &lc, 0, err)) { /* message names the problem */
         char msg[sizeof err->msg];
         snprintf(msg, sizeof msg, "%s", err->msg);
@@ -419,8 +530,6 @@ int gpt_lora_load(gpt_model *m, const char *dir, char **base, gk_err *err) {
         goto done;
     }
     attached = 1;
-    if (st_open(&f, mpath, err)) goto done;
-    st_ok = 1;
     const char *ck = st_meta(&f, "gptkit_base_checksum");
     if (ck) {
         char mine[32];
@@ -449,6 +558,10 @@ int gpt_lora_load(gpt_model *m, const char *dir, char **base, gk_err *err) {
             if (st_read_f32(&f, t, h + (ab ? s->b_off : s->a_off), err)) goto done;
             found++;
         }
+    if (head) {
+        if (st_read_f32(&f, head, h + L->score_off, err)) goto done;
+        found++;
+    }
     if (found != f.n) {
         gk_errf(err, "%s: holds %zu tensors, the config's targets give %zu (adapters on layers this config does not name?)",
                 mpath, f.n, found);

@@ -322,13 +322,42 @@ static void acts_free(gpt_model *m) {
     m->acts_cap_bt = 0; m->acts_cap_saved = 0;
 }
 
+gpt_model *gpt_create_view(gpt_model *base) {
+    GK_CHECK(base->params, "gpt_create_view of a model without parameters");
+    gpt_model *v = gpt_create_table(&base->cfg, base->be);   /* the same table, borrowed backend */
+    v->params = base->params;
+    v->inv_freq = base->inv_freq;
+    v->view = 1;
+    for (int g = 0; g < GPT_NGROUPS; g++) v->trainable[g] = 0;   /* a view never trains the shared base */
+    return v;
+}
+
+void gpt_add_score_head(gpt_model *m) {
+    if (m->cfg.score_head) return;
+    GK_CHECK(!m->view, "gpt_add_score_head on a view");
+    gpt_config c = m->cfg;
+    c.score_head = 1;
+    gpt_model *t = gpt_create_table(&c, m->be);   /* the score head is the table's last entry */
+    float *p = kern_alloc(m->be, t->num_params * sizeof(float));   /* zero-filled: the new head is 0 */
+    kern_copy(m->be, p, m->params, m->num_params * sizeof(float));
+    kern_free(m->be, m->params);
+    m->params = p;
+    if (m->grads) { kern_free(m->be, m->grads); m->grads = kern_alloc(m->be, t->num_params * sizeof(float)); }
+    free(m->table); free(m->role_at);
+    m->table = t->table; m->n_table = t->n_table; m->role_at = t->role_at; m->num_params = t->num_params;
+    m->cfg = c;
+    t->table = NULL; t->role_at = NULL;
+    gpt_free(t);
+}
+
+int gpt_has_score_head(const gpt_model *m) { return m->cfg.score_head || (m->lora && m->lora->cfg.score); }
+
 void gpt_free(gpt_model *m) {
     if (!m) return;
     gpt_lora_detach(m);
     acts_free(m);
-    kern_free(m->be, m->params);
+    if (!m->view) { kern_free(m->be, m->params); kern_free(m->be, m->inv_freq); }
     kern_free(m->be, m->grads);
-    kern_free(m->be, m->inv_freq);
     free(m->table);
     free(m->role_at);
     if (m->own_be) kern_backend_free(m->be);
@@ -484,6 +513,7 @@ void gpt_forward(gpt_model *m, const int32_t *tokens, size_t B, size_t T) {
     GK_CHECK(B >= 1 && T >= 1 && T <= (size_t)c->n_ctx, "gpt_forward: B=%zu T=%zu (n_ctx %d)", B, T, c->n_ctx);
     acts_reserve(m, B, T);
     m->B = B; m->T = T;
+    if (m->lora) gpt_lora_new_pass(m->lora);   /* new dropout masks (training only) */
     size_t BT = B * T, C = (size_t)c->n_embd, L = (size_t)c->n_layer;
     gpt_acts *a = &m->acts;
     kern_upload(m->be, a->tokens, tokens, BT * sizeof(int32_t));
@@ -532,21 +562,31 @@ void gpt_lm_head_bwd(gpt_model *m, float *dh, const float *dlogits, const float 
                     (size_t)m->cfg.n_embd, (size_t)m->cfg.vocab_size, KERN_W_OUT_IN);
 }
 
-static const gpt_param *score_param(const gpt_model *m) {
+/* The scalar head's weight [1, C] and its gradient (NULL = frozen): the LoRA adapter's own head when it has one
+ * (a reward or value adapter trains it beside the adapters), else the model's score.weight. */
+static const float *score_weights(const gpt_model *m, float **grad) {
+    if (m->lora && m->lora->cfg.score) {
+        gpt_model *pm = m->lora->pm;
+        *grad = pm->grads ? pm->grads + m->lora->score_off : NULL;
+        return pm->params + m->lora->score_off;
+    }
     GK_CHECK(m->cfg.score_head, "score head used on a model without one (cfg.score_head = 0)");
-    return need_role(m, GPT_ROLE_SCORE, -1);
+    const gpt_param *p = need_role(m, GPT_ROLE_SCORE, -1);
+    *grad = gptr(grad_base(m, GPT_GROUP_SCORE), p);
+    return m->params + p->offset;
 }
 
 void gpt_score_head_fwd(gpt_model *m, float *r, const float *h, size_t N) {
     /* r [N] = h [N,C] . score.weight[0,:] */
-    kern_matmul_fwd(m->be, r, h, m->params + score_param(m)->offset, NULL, N, (size_t)m->cfg.n_embd, 1, KERN_W_OUT_IN);
+    float *g;
+    kern_matmul_fwd(m->be, r, h, score_weights(m, &g), NULL, N, (size_t)m->cfg.n_embd, 1, KERN_W_OUT_IN);
 }
 
 void gpt_score_head_bwd(gpt_model *m, float *dh, const float *dr, const float *h, size_t N) {
     /* dh [N,C] += dr[n] * score.weight;  dscore += sum_n dr[n] h[n,:] */
-    const gpt_param *p = score_param(m);
-    kern_matmul_bwd(m->be, dh, gptr(grad_base(m, GPT_GROUP_SCORE), p), NULL, dr, h, m->params + p->offset,
-                    N, (size_t)m->cfg.n_embd, 1, KERN_W_OUT_IN);
+    float *g;
+    const float *w = score_weights(m, &g);
+    kern_matmul_bwd(m->be, dh, g, NULL, dr, h, w, N, (size_t)m->cfg.n_embd, 1, KERN_W_OUT_IN);
 }
 
 /* ---------------------------------------------------------------- backward */

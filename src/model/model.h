@@ -179,6 +179,7 @@ typedef struct gpt_model {
     float *scratch;               /* backward scratch, sized with the acts: [(C + 3 max(I, 3C)) * acts_cap_bt] */
     float *inv_freq;              /* device [hs/2]: rotary frequencies (rotary models), NULL otherwise */
     struct gpt_lora *lora;        /* LoRA adapters on the block's linear layers (lora.c), or NULL; owned */
+    int view;                     /* 1: params and inv_freq are another model's (gpt_create_view) */
 } gpt_model;
 
 /* Builds the table and allocates params (zero) on a new backend with the process defaults (kern_backend_create
@@ -206,6 +207,15 @@ gpt_layer_ptrs gpt_layer(float *base, const gpt_model *m, int l);         /* bas
 void gpt_alloc_grads(gpt_model *m);
 void gpt_zero_grads(gpt_model *m);
 void gpt_set_trainable(gpt_model *m, int group, int on);
+/* A second model over m's parameters (borrowed: m must outlive it and they must never be written while a view
+ * reads them): its own activations and its own LoRA adapters, for several adapter sets on one frozen base
+ * (PPO's policy and value). No gradients for the base. Free with gpt_free (m's parameters are not freed). */
+gpt_model *gpt_create_view(gpt_model *m);
+/* Gives m a scalar head (score.weight [1, C], zeros) if it has none, in place: the parameters are copied into
+ * a buffer one head larger (grads too, if allocated). */
+void gpt_add_score_head(gpt_model *m);
+/* 1 if m scores: its own score head, or one its LoRA adapter owns. */
+int gpt_has_score_head(const gpt_model *m);
 
 /* ---------------------------------------------------------------- forward / backward */
 /* Checks token ids are in [0, vocab) and T <= n_ctx: returns -1 with a message otherwise. */
@@ -329,9 +339,11 @@ enum {   /* what an adapter may sit on */
 typedef struct {
     int      rank;        /* r >= 1 */
     float    alpha;       /* scaling numerator (default 2r... callers pass it; 16 is PEFT's default) */
-    float    dropout;     /* on the adapter's input; only 0 is implemented (refused otherwise) */
+    float    dropout;     /* P in [0, 1): dropout on the adapter's input while training (gpt_lora_train) */
     int      rslora;      /* 1: s = alpha / sqrt(r) */
     unsigned targets;     /* bit GPT_LORA_* set for each adapted layer kind */
+    int      score;       /* 1: the adapter owns a trainable scalar head ("score.weight" [1, C], PEFT's
+                             modules_to_save = ["score"]): reward and value models */
 } gpt_lora_config;
 typedef struct {
     int    target, layer, role;    /* GPT_LORA_*, block, the base weight's GPT_ROLE_* */
@@ -349,6 +361,14 @@ typedef struct gpt_lora {
     float *u, *du, *tmp;           /* device scratch: [R, r], [R, r], [R, max ldo] */
     float *bpad, *dbpad;           /* device scratch [max ldo, r]: B (and dB) zero-padded to the product's width */
     size_t cap_rows;
+    size_t score_off;              /* cfg.score: offset of score.weight [1, C] in pm */
+    /* dropout (cfg.dropout > 0, training only): the mask of element (row, col) of site i's input in pass p is a
+     * hash of (drop_seed, p, i, row, col), so the backward regenerates it instead of storing it */
+    int    training;               /* 1: dropout on (gpt_lora_train) */
+    uint64_t drop_seed, drop_pass; /* the current pass (gpt_forward starts a new one while training) */
+    float *xd, *dxd;               /* device scratch [R, max in]: the dropped input, its gradient */
+    float *hmask;                  /* host scratch [R, max in] */
+    size_t cap_in;
     char  *base;                   /* the base model's directory, recorded in adapter_config.json (owned; may be NULL) */
 } gpt_lora;
 /* Parses "q,v", "all-linear", ... for m's family into cfg->targets; unknown names (or the other family's) are
@@ -356,11 +376,18 @@ typedef struct gpt_lora {
 int  gpt_lora_parse_targets(const gpt_config *c, const char *list, unsigned *targets, gk_err *err);
 /* The target's name as our flags and PEFT's target_modules spell it ("q_proj", "attn.c_proj", ...). */
 const char *gpt_lora_target_name(int target);
-/* Attaches fresh adapters to m (A kaiming-uniform from seed, B zero). Errors: rank < 1 or larger than a
- * target's in or out width, dropout != 0, no targets, targets of the other family, m already has adapters. */
+/* Attaches fresh adapters to m (A kaiming-uniform from seed, B zero; with cfg->score, a score head copied from
+ * m's own if it has one, else zero). Errors: rank < 1 or larger than a target's in or out width, dropout outside
+ * [0, 1), no targets, targets of the other family, m already has adapters. */
 int  gpt_lora_attach(gpt_model *m, const gpt_lora_config *cfg, uint64_t seed, gk_err *err);
 void gpt_lora_detach(gpt_model *m);                /* frees m->lora (no-op without) */
 size_t gpt_lora_num_params(const gpt_model *m);    /* 0 without adapters */
+/* Training mode of m's adapters: on = 1 turns adapter dropout on (if cfg.dropout > 0) with masks drawn from
+ * seed (the stage passes one per micro-batch, so a resumed run draws the same masks); 0 = evaluation (no
+ * dropout). No-op without adapters. */
+void gpt_lora_train(gpt_model *m, int on, uint64_t seed);
+/* Called by gpt_forward: a new pass (new dropout masks). */
+void gpt_lora_new_pass(gpt_lora *L);
 /* W += s * B A into the base weights (then the adapters are detached): the merged model computes the same
  * function without them. */
 void gpt_lora_merge(gpt_model *m);
@@ -376,7 +403,8 @@ int  gpt_lora_load(gpt_model *m, const char *dir, char **base, gk_err *err);
 void gpt_lora_key(const gpt_model *m, size_t site, char ab, char *out, size_t cap);
 /* 1 if dir holds adapter_config.json. */
 int  gpt_lora_is_dir(const char *dir);
-/* FNV-style checksum of the base parameters' bytes (host copy), for matching an adapter to its base. */
+/* FNV-style checksum of the base parameters' bytes (host copy), for matching an adapter to its base. The score
+ * head is left out: a reward adapter's base is the LM it was trained on, with or without a head added. */
 uint64_t gpt_params_checksum(const gpt_model *m);
 /* Internal to the block (model/block.c): apply / differentiate the adapters of (layer, role).
  * fwd: out [R, ldo] += s * (inp A^T) B^T in the site's columns. bwd: given dout [R, ldo] at the product's
