@@ -153,10 +153,7 @@ int train_dpo(const dpo_opts *o, dpo_result *res, gk_err *err) {
     memset(res, 0, sizeof *res);
     res->final_loss = res->final_acc = res->val_loss = res->val_acc = res->val_margin = NAN;
     if (!o->policy_dir) return gk_errf(err, "no policy: pass --policy SFT_DIR");
-    if (!o->resume_dir && gpt_lora_is_dir(o->policy_dir))
-        return gk_errf(err, "--policy %s is a LoRA adapter; DPO needs the whole SFT model as its reference: merge it first "
-                       "(gptkit export --model BASE --adapter %s --format hf --out MERGED) and pass --policy MERGED",
-                       o->policy_dir, o->policy_dir);
+    if (!o->resume_dir && train_refuse_adapter_policy("dpo", o->policy_dir, err)) return -1;
     if (!o->data) return gk_errf(err, "no training data: pass --data PREFS.jsonl");
     if (!o->out) return gk_errf(err, "no output directory: pass --out DIR");
     if (o->batch <= 0) return gk_errf(err, "--batch must be positive");

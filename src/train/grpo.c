@@ -70,7 +70,8 @@ static void ctx_free(grpo_ctx *c) {
     rollouts_free(c);
     train_lm_free(c->lp_pol); train_lm_free(c->lp_ref);
     if (c->eng) engine_free(c->eng);
-    gpt_free(c->policy); gpt_free(c->ref);
+    gpt_free(c->ref);   /* first: with LoRA it is a view of the policy's base */
+    gpt_free(c->policy);
     for (size_t i = 0; i < c->n_pids; i++) tok_ids_free(&c->pids[i]);
     free(c->pids); free(c->pitem);
     grpo_set_free(&c->set); grpo_set_free(&c->val);
@@ -364,13 +365,12 @@ static void grpo_tell(void *ctx, data_pos *pos) {
     pos->epoch = c->ord.epoch; pos->pos = c->ord.pos;
 }
 
-static int grpo_load(grpo_ctx *c, char **tok_rec, gk_err *err) {
+static int grpo_load(grpo_ctx *c, char **tok_rec, char **base_dir, gk_err *err) {
     const grpo_opts *o = c->o;
-    const char *pdir = o->resume_dir ? o->resume_dir : o->policy_dir;
-    if (!(c->policy = gpt_load(pdir, tok_rec, err))) return -1;
-    if (c->policy->cfg.score_head) return gk_errf(err, "%s: the policy has a score head; pass an LM (SFT) checkpoint", pdir);
-    if (!(c->ref = gpt_load(o->policy_dir, NULL, err))) return -1;
-    if (tok_load_recorded(pdir, *tok_rec, o->tokenizer, 1, &c->tok, err)) return -1;
+    /* with --lora-*, the reference is the policy's base with the adapters off (no second copy) */
+    if (train_policy_open("grpo", o->policy_dir, o->resume_dir, &o->lora, o->seed, o->json, &c->policy, &c->ref, tok_rec,
+                          base_dir, err)) return -1;
+    if (tok_load_recorded(*base_dir, *tok_rec, o->tokenizer, 1, &c->tok, err)) return -1;
     if (chat_specials_resolve(c->tok, (size_t)c->policy->cfg.vocab_size, &c->sp, err)) return -1;
     if (grpo_set_load(o->prompts, &c->set, err)) return -1;
     if (o->val && grpo_set_load(o->val, &c->val, err)) return -1;
@@ -405,9 +405,9 @@ int train_grpo(const grpo_opts *o, grpo_result *res, gk_err *err) {
     c.o = o; c.res = res;
     train_stage s;
     memset(&s, 0, sizeof s);
-    char *tok_rec = NULL;
+    char *tok_rec = NULL, *base_dir = NULL;
     int rc = -1;
-    if (grpo_load(&c, &tok_rec, err)) goto done;
+    if (grpo_load(&c, &tok_rec, &base_dir, err)) goto done;
     train_stage_cfg sc = {
         .name = "grpo", .n_models = 1, .opt = &o->opt, .rng_seed = o->seed ^ 0x6E90ULL, .total = o->iters,
         .json = o->json, .sample_every = o->sample_every, .sample_first = 1, .save_every = o->save_every,
@@ -449,6 +449,6 @@ int train_grpo(const grpo_opts *o, grpo_result *res, gk_err *err) {
 done:
     train_stage_close(&s);
     ctx_free(&c);
-    free(tok_rec);
+    free(tok_rec); free(base_dir);
     return rc;
 }

@@ -20,13 +20,15 @@ int train_lora_setup(gpt_model *m, const train_lora_opts *o, const char *base_di
         return 0;
     }
     if (!m->lora) {
-        gpt_lora_config c = { .rank = (int)o->rank, .alpha = o->alpha, .dropout = o->dropout, .rslora = o->rslora };
+        gpt_lora_config c = { .rank = (int)o->rank, .alpha = o->alpha, .dropout = o->dropout, .rslora = o->rslora,
+                              .score = o->score };
         if (gpt_lora_parse_targets(&m->cfg, o->targets, &c.targets, err)) return -1;
         if (gpt_lora_attach(m, &c, seed ^ 0x4C6F5241ULL, err)) return -1;
         char *abs = base_dir ? realpath(base_dir, NULL) : NULL;
         m->lora->base = abs ? abs : (base_dir ? gk_strdup(base_dir) : NULL);
     } else {
         /* continuing an adapter (--resume, or --init ADAPTER_DIR): the flags must describe that adapter */
+        m->lora->cfg.dropout = o->dropout;   /* a training setting, not the adapter's: the run's flag holds */
         unsigned t = 0;
         if (gpt_lora_parse_targets(&m->cfg, o->targets, &t, err)) return -1;
         if (m->lora->cfg.rank != (int)o->rank || t != m->lora->cfg.targets)
@@ -92,4 +94,28 @@ gpt_model *train_open_model(const char *dir, char **tok_rec, char **base_dir, gk
     for (int g = 0; g < GPT_NGROUPS; g++) gpt_set_trainable(probe, g, 0);
     if (base_dir) *base_dir = base; else free(base);
     return probe;
+}
+
+int train_refuse_adapter_policy(const char *stage, const char *dir, gk_err *err) {
+    if (!gpt_lora_is_dir(dir)) return 0;
+    return gk_errf(err, "--policy %s is a LoRA adapter; %s needs the whole SFT model as its reference: merge it first "
+                   "(gptkit lora merge --model BASE --adapter %s --out MERGED) and pass --policy MERGED", dir, stage, dir);
+}
+
+int train_policy_open(const char *stage, const char *policy_dir, const char *resume_dir, const train_lora_opts *lo,
+                      uint64_t seed, int quiet, gpt_model **policy, gpt_model **ref, char **tok_rec, char **base_dir,
+                      gk_err *err) {
+    *policy = *ref = NULL;
+    if (!resume_dir && train_refuse_adapter_policy(stage, policy_dir, err)) return -1;
+    const char *pdir = resume_dir ? resume_dir : policy_dir;
+    if (!(*policy = train_open_model(pdir, tok_rec, base_dir, err))) return -1;
+    gpt_model *p = *policy;
+    if (p->cfg.score_head) return gk_errf(err, "%s: the policy has a score head; pass an LM (SFT) checkpoint", pdir);
+    if (train_lora_setup(p, lo, *base_dir, seed, quiet, err)) return -1;
+    if (!p->lora) return (*ref = gpt_load(policy_dir, NULL, err)) ? 0 : -1;
+    /* the reference is the policy's own base with no adapters: a view, not a copy */
+    *ref = gpt_create_view(p);
+    gk_log("%s: the reference is the frozen base with the adapters off (no second copy: %.1f MB saved)\n", stage,
+           (double)p->num_params * sizeof(float) / 1e6);
+    return 0;
 }

@@ -87,16 +87,16 @@
 /* LoRA (train_lora_opts lora): rank 0 = full finetuning */
 #define OPT_LORA(S) \
     OPT_SECTION("LoRA (train low-rank adapters only; the base stays frozen):"), \
-    OPT_NUM_(S, TRAIN_OPT_LONG, "--lora-rank", NULL, "lora_rank", NULL, lora.rank, 0, 0, 65536, ST, "R", \
+    OPT_NUM_(S, TRAIN_OPT_LONG, "--lora-rank", NULL, "lora_rank", NULL, lora.rank, 0, 0, 65536, ST | PI, "R", \
              "adapter rank (0 = full finetuning)"), \
-    OPT_NUM_(S, TRAIN_OPT_FLOAT, "--lora-alpha", NULL, "lora_alpha", NULL, lora.alpha, 16, 1e-9, BIG, ST, "A", \
+    OPT_NUM_(S, TRAIN_OPT_FLOAT, "--lora-alpha", NULL, "lora_alpha", NULL, lora.alpha, 16, 1e-9, BIG, ST | PI, "A", \
              "adapter scaling numerator: updates are scaled by A/R"), \
-    OPT_NUM_(S, TRAIN_OPT_FLOAT, "--lora-dropout", NULL, "lora_dropout", NULL, lora.dropout, 0, 0, 1, ST, "P", \
-             "dropout on the adapter input (only 0 is implemented)"), \
-    OPT_STR_(S, "--lora-targets", "lora_targets", lora.targets, "all-linear", ST, "LIST", \
+    OPT_NUM_(S, TRAIN_OPT_FLOAT, "--lora-dropout", NULL, "lora_dropout", NULL, lora.dropout, 0, 0, 0.999, ST | PI, "P", \
+             "dropout on the adapters' input while training (off at evaluation)"), \
+    OPT_STR_(S, "--lora-targets", "lora_targets", lora.targets, "all-linear", ST | PI, "LIST", \
              "layers to adapt: q,k,v,o,gate,up,down (llama) | c_attn,c_proj,c_fc,mlp.c_proj (gpt2) | all-linear"), \
-    { .type = TRAIN_OPT_BOOL, .flag = "--rslora", .key = "rslora", .off = offsetof(S, lora.rslora), .flags = ST, \
-      .help = "rank-stabilised scaling A/sqrt(R) instead of A/R" }
+    { .type = TRAIN_OPT_BOOL, .flag = "--rslora", .alias = "--lora-rslora", .key = "rslora", .pipe = "lora_rslora", \
+      .off = offsetof(S, lora.rslora), .flags = ST | PI, .help = "rank-stabilised scaling A/sqrt(R) instead of A/R" }
 
 #define TABLE(name, stage, S, arr) \
     const train_opt_table name = { stage, arr, sizeof arr / sizeof arr[0], sizeof(S) }
@@ -143,6 +143,7 @@ static const train_opt PRETRAIN[] = {
     OPT_SECTION("optimisation:"),
     OPT_LONG(pretrain_opts, "--steps", "steps", steps, 1000, 0, ST | PI, "K", "optimizer steps in total"),
     OPT_OPTIM(pretrain_opts, 6e-4, 100, "cosine", 0.1, 0.1),
+    OPT_LORA(pretrain_opts),
     OPT_SECTION("output:"),
     OPT_STR_(pretrain_opts, "--out", "out", out, "out/pretrain", ST, "OUT", "checkpoint directory (created)"),
     OPT_STR_(pretrain_opts, "--tokenizer", "tokenizer", tokenizer, NULL, ST, "PATH", "tokenizer to record in the checkpoint"),
@@ -202,6 +203,7 @@ static const train_opt RM[] = {
     OPT_LONG(rm_opts, "--epochs", "epochs", epochs, 1, 0, ST | PI, "N", "passes over the data"),
     OPT_LONG(rm_opts, "--steps", "steps", steps, 0, 0, ST | PI, "K", "exact step count instead (0 = --epochs)"),
     OPT_OPTIM(rm_opts, 1e-4, 10, "linear", 0.1, 0.0),
+    OPT_LORA(rm_opts),
     OPT_OUTPUT_BLOCK(rm_opts, "out/rm", "DIR",
                      "reward model checkpoint (+ reward.json, metrics.jsonl, resume state)", 0, 0),
 };
@@ -246,6 +248,7 @@ static const train_opt PPO[] = {
     PPO_F("--lambda", NULL, "lambda", NULL, lambda, 0.95, 0, 1, "L", "GAE lambda"),
     OPT_ADAMW(ppo_opts, 0.0),
     OPT_SEED(ppo_opts),
+    OPT_LORA(ppo_opts),
     OPT_SECTION("output:"),
     OPT_STR_(ppo_opts, "--out", "out", out, "out/ppo", ST, "OUT", "policy checkpoint; OUT/value holds the value model"),
     PPO_L("--sample-every", NULL, "sample_every", NULL, sample_every, 5, 0, "N", "print a sample response every N iterations (0 = off)"),
@@ -314,6 +317,7 @@ static const train_opt GRPO[] = {
     GR_L("--warmup", NULL, "warmup", NULL, warmup, 0, 0, "N", "learning-rate warmup iterations"),
     OPT_ADAMW(grpo_opts, 0.0),
     OPT_SEED(grpo_opts),
+    OPT_LORA(grpo_opts),
     OPT_SECTION("output:"),
     OPT_STR_(grpo_opts, "--out", "out", out, "out/grpo", ST, "OUT", "policy checkpoint directory (created)"),
     GR_L("--sample-every", NULL, "sample_every", NULL, sample_every, 5, 0, "N", "print a sample response every N iterations (0 = off)"),

@@ -167,7 +167,8 @@ static void ctx_free(ppo_ctx *c) {
     batch_free(&c->b);
     train_lm_free(c->lp_pol); train_lm_free(c->lp_ref); rlhf_vh_free(c->vh);
     if (c->eng) engine_free(c->eng);
-    gpt_free(c->policy); gpt_free(c->ref); gpt_free(c->rm); gpt_free(c->value);
+    gpt_free(c->ref); gpt_free(c->rm); gpt_free(c->value);   /* first: with LoRA they are views of the policy's base */
+    gpt_free(c->policy);
     for (size_t i = 0; i < c->n_pids; i++) tok_ids_free(&c->pids[i]);
     free(c->pids);
     prefs_free(&c->prompts);
@@ -470,20 +471,65 @@ static char *ppo_opts_now(void *ctx) {
     return r;
 }
 
+/* With LoRA (policy adapters attached): the reward and value models over the policy's frozen base. A reward adapter
+ * trained on this base (gptkit rm --lora-rank) is loaded onto a view of it; a whole reward model is loaded as it
+ * is. The value model is another view with its own adapter and score head: on a resume the saved value adapter;
+ * else a copy of the reward adapter (the informed start full PPO gets from copying the reward model), or, beside a
+ * whole reward model, fresh adapters per --lora-* with the reward model's score head. */
+static int ppo_load_lora_critics(ppo_ctx *c, const char *vdir, char **rm_tok, gk_err *err) {
+    const ppo_opts *o = c->o;
+    int rm_adapter = gpt_lora_is_dir(o->reward_dir);
+    if (rm_adapter) {
+        c->rm = gpt_create_view(c->policy);
+        if (gpt_lora_load(c->rm, o->reward_dir, NULL, err))
+            return gk_err_prefix(err, "the reward adapter must be trained on the policy's base (%s)", c->policy->lora->base);
+        if (!c->rm->lora->cfg.score) return gk_errf(err, "%s: this adapter has no score head: it is not a reward adapter", o->reward_dir);
+    } else if (!(c->rm = rlhf_load_rm(o->reward_dir, rm_tok, err))) return -1;
+    c->value = gpt_create_view(c->policy);
+    if (o->resume_dir || rm_adapter) {
+        if (gpt_lora_load(c->value, o->resume_dir ? vdir : o->reward_dir, NULL, err)) return -1;
+        c->value->lora->cfg.dropout = o->lora.dropout;
+    } else {
+        train_lora_opts lo = o->lora;
+        lo.score = 1;
+        if (train_lora_setup(c->value, &lo, NULL, o->seed ^ 0x7A1E, 1, err)) return -1;
+        kern_copy(c->value->be, c->value->lora->pm->params + c->value->lora->score_off,
+                  c->rm->params + gpt_param_role(c->rm, GPT_ROLE_SCORE, -1)->offset, (size_t)c->rm->cfg.n_embd * sizeof(float));
+    }
+    if (!c->value->lora->cfg.score) return gk_errf(err, "the value adapter has no score head");
+    free(c->value->lora->base);
+    c->value->lora->base = c->policy->lora->base ? gk_strdup(c->policy->lora->base) : NULL;
+    double mb = (double)c->policy->num_params * sizeof(float) / 1e6;
+    int copies = 2 + rm_adapter;   /* the reference's and the value model's, and the reward model's when it is an adapter */
+    gk_log("ppo: one frozen base (%.1f MB) holds the policy, the reference (adapters off), the value model%s; "
+           "%.1f MB of weights not loaded compared with full finetuning (%d copies)\n", mb,
+           rm_adapter ? " and the reward model (adapters)" : " (adapters)", copies * mb, copies);
+    return 0;
+}
+
 /* Loads the policy, reference, reward and value models and the tokenizer; renders the prompts that fit. */
 static int ppo_load(ppo_ctx *c, const char *vdir, char **tok_rec, char **rm_tok, gk_err *err) {
     const ppo_opts *o = c->o;
-    const char *pdir = o->resume_dir ? o->resume_dir : o->policy_dir;
-    if (!(c->policy = gpt_load(pdir, tok_rec, err))) return -1;
-    if (c->policy->cfg.score_head) return gk_errf(err, "%s: the policy has a score head; pass an LM (SFT) checkpoint", pdir);
-    if (!(c->ref = gpt_load(o->policy_dir, NULL, err))) return -1;
-    if (!(c->rm = rlhf_load_rm(o->reward_dir, rm_tok, err))) return -1;
-    if (!(c->value = gpt_load(o->resume_dir ? vdir : o->reward_dir, NULL, err))) return -1;
-    if (!c->value->cfg.score_head) return gk_errf(err, "value model has no score head");
+    char *base_dir = NULL;
+    int rc = train_policy_open("ppo", o->policy_dir, o->resume_dir, &o->lora, o->seed, o->json, &c->policy, &c->ref,
+                               tok_rec, &base_dir, err);
+    if (rc == 0 && c->policy->lora) rc = ppo_load_lora_critics(c, vdir, rm_tok, err);
+    else if (rc == 0) {
+        if (!(c->rm = rlhf_load_rm(o->reward_dir, rm_tok, err))) rc = -1;
+        /* the value model starts as a copy of the reward model (an adapter one merged into a whole model) */
+        else if (!(c->value = train_open_model(o->resume_dir ? vdir : o->reward_dir, NULL, NULL, err))) rc = -1;
+        else {
+            gpt_lora_merge(c->value);
+            for (int g = 0; g < GPT_NGROUPS; g++) gpt_set_trainable(c->value, g, 1);
+            if (!c->value->cfg.score_head) rc = gk_errf(err, "value model has no score head");
+        }
+    }
+    if (rc == 0) rc = tok_load_recorded(base_dir, *tok_rec, o->tokenizer, 1, &c->tok, err);
+    free(base_dir);
+    if (rc) return -1;
     if (c->rm->cfg.vocab_size != c->policy->cfg.vocab_size)
         return gk_errf(err, "the reward model's vocabulary (%d) differs from the policy's (%d): they must share a tokenizer",
                        c->rm->cfg.vocab_size, c->policy->cfg.vocab_size);
-    if (tok_load_recorded(pdir, *tok_rec, o->tokenizer, 1, &c->tok, err)) return -1;
     if (chat_specials_resolve(c->tok, (size_t)c->policy->cfg.vocab_size, &c->sp, err)) return -1;
     if (o->grammar) {   /* constrained rollouts: the grammar file compiled onto the tokenizer's vocabulary */
         char *txt; size_t n;

@@ -33,10 +33,15 @@ static int check_memory(const gpt_config *c, const pretrain_opts *o, gk_err *err
 /* Builds the model the options ask for: a checkpoint to continue, or a fresh random init. */
 static gpt_model *make_model(const pretrain_opts *o, const char *dir, char **tok_rec, gk_err *err) {
     if (dir) {
-        gpt_model *m = gpt_load(dir, tok_rec, err);
-        if (!m) return NULL;
+        /* a checkpoint, or (resuming a LoRA continuation) an adapter directory onto its recorded base; with
+         * --lora-* the adapters are attached to it and only they train */
+        char *base_dir = NULL;
+        gpt_model *m = train_open_model(dir, tok_rec, &base_dir, err);
+        if (m && train_lora_setup(m, &o->lora, base_dir, o->seed, o->json, err)) { gpt_free(m); m = NULL; }
+        free(base_dir);
         return m;
     }
+    if (o->lora.rank > 0) return gk_errf(err, "--lora-rank continues a trained model: pass --init DIR (the base)"), NULL;
     gpt_config c;
     if (!o->arch || !strcmp(o->arch, "gpt2")) gpt_config_default(&c);
     else if (!strcmp(o->arch, "llama")) gpt_config_llama(&c);

@@ -236,7 +236,7 @@ struct rlhf_vh {
 };
 
 rlhf_vh *rlhf_vh_new(gpt_model *m) {
-    GK_CHECK(m->cfg.score_head, "rlhf_vh_new: the model has no score head");
+    GK_CHECK(gpt_has_score_head(m), "rlhf_vh_new: the model has no score head");
     rlhf_vh *v = gk_calloc(1, sizeof *v);
     v->m = m;
     return v;

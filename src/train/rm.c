@@ -80,7 +80,7 @@ static size_t pack_full(const rlhf_seq *seqs, size_t n, int32_t **buf) {
 
 double rlhf_rm_step(gpt_model *rm, const rlhf_seq *seqs, size_t n, const size_t *first, const size_t *count,
                     size_t ngroups, int backward, float *r, rlhf_rm_stats *st) {
-    GK_CHECK(rm->cfg.score_head, "rlhf_rm_step: the model has no score head");
+    GK_CHECK(gpt_has_score_head(rm), "rlhf_rm_step: the model has no score head");
     size_t C = (size_t)rm->cfg.n_embd;
     int32_t *in;
     size_t T = pack_full(seqs, n, &in), NT = n * T;
@@ -121,9 +121,10 @@ void rlhf_score_seqs(gpt_model *rm, const rlhf_seq *seqs, size_t n, size_t batch
 }
 
 gpt_model *rlhf_load_rm(const char *dir, char **tokenizer, gk_err *err) {
-    gpt_model *m = gpt_load(dir, tokenizer, err);
+    /* a reward adapter (gptkit rm --lora-rank) opens onto its recorded base */
+    gpt_model *m = train_open_model(dir, tokenizer, NULL, err);
     if (!m) return NULL;
-    if (!m->cfg.score_head) {
+    if (!gpt_has_score_head(m)) {
         gpt_free(m);
         if (tokenizer) { free(*tokenizer); *tokenizer = NULL; }
         gk_errf(err, "%s: not a reward model (no score head); train one with `gptkit rm`", dir);
@@ -132,24 +133,49 @@ gpt_model *rlhf_load_rm(const char *dir, char **tokenizer, gk_err *err) {
     return m;
 }
 
-/* A trunk checkpoint with a scalar head: the checkpoint's own head if it has one, else a new one (zeros or
- * N(0, std)) after the copied trunk (the score head is the last entry of the parameter table). */
-gpt_model *rlhf_load_with_head(const char *dir, float head_std, uint64_t seed, char **tokenizer, gk_err *err) {
-    gpt_model *base = gpt_load(dir, tokenizer, err);
-    if (!base || base->cfg.score_head) return base;
-    gpt_config c = base->cfg;
-    c.score_head = 1;
-    gpt_model *m = gpt_create(&c);
-    kern_copy(m->be, m->params, base->params, base->num_params * sizeof(float));
-    const gpt_param *p = gpt_find_param(m, "score.weight");
-    float *w = gk_calloc(p->numel, sizeof(float));
-    if (head_std > 0) {
+/* A new score head's weights [C] (device) at dst: zeros, or N(0, std) from seed. */
+static void init_head(gpt_model *m, float *dst, float std, uint64_t seed) {
+    size_t C = (size_t)m->cfg.n_embd;
+    float *w = gk_calloc(C, sizeof(float));
+    if (std > 0) {
         gk_rng r; gk_rng_seed(&r, seed ^ 0x5C0E5C0EULL);
-        for (size_t i = 0; i < p->numel; i++) w[i] = head_std * gk_rng_normal(&r);
+        for (size_t i = 0; i < C; i++) w[i] = std * gk_rng_normal(&r);
     }
-    kern_upload(m->be, m->params + p->offset, w, p->numel * sizeof(float));
+    kern_upload(m->be, dst, w, C * sizeof(float));
     free(w);
-    gpt_free(base);
+}
+
+/* A trunk checkpoint with a scalar head: the checkpoint's own head if it has one, else a new one (zeros or
+ * N(0, std)) after the trunk (the score head is the last entry of the parameter table). */
+gpt_model *rlhf_load_with_head(const char *dir, float head_std, uint64_t seed, char **tokenizer, gk_err *err) {
+    gpt_model *m = gpt_load(dir, tokenizer, err);
+    if (!m || m->cfg.score_head) return m;
+    gpt_add_score_head(m);
+    init_head(m, gpt_param_ptr(m, "score.weight"), head_std, seed);
+    return m;
+}
+
+/* The model rm trains: the head-carrying checkpoint above (full finetuning), or with --lora-* the base (the
+ * start's trunk; a resumed run's recorded base) with adapters that own the score head: a new head is drawn as
+ * above, one the start already has is copied into the adapter. *base_dir: where the tokenizer is found. */
+static gpt_model *rm_open(const rm_opts *o, char **tok_rec, char **base_dir, gk_err *err) {
+    const char *src = o->resume_dir ? o->resume_dir : o->init_dir;
+    if (o->lora.rank <= 0 && !gpt_lora_is_dir(src)) {
+        *base_dir = gk_strdup(src);
+        return rlhf_load_with_head(src, o->head_init_std, o->seed, tok_rec, err);
+    }
+    gpt_model *m = train_open_model(src, tok_rec, base_dir, err);
+    if (!m) return NULL;
+    int fresh = !m->lora && !m->cfg.score_head;
+    train_lora_opts lo = o->lora;
+    lo.score = 1;
+    if (train_lora_setup(m, &lo, *base_dir, o->seed, o->json, err)) { gpt_free(m); return NULL; }
+    if (!m->lora->cfg.score) {
+        gpt_free(m);
+        gk_errf(err, "%s: this adapter has no score head: it is not a reward adapter", src);
+        return NULL;
+    }
+    if (fresh) init_head(m, m->lora->pm->params + m->lora->score_off, o->head_init_std, o->seed);
     return m;
 }
 
@@ -395,6 +421,13 @@ static int rm_eval(void *ctx, train_stage *s, long step, int final, gk_err *err)
 static int rm_finish(void *ctx, train_stage *s, int completed, gk_err *err) {
     rm_ctx *c = ctx;
     if (!completed || !c->o->normalize) return 0;
+    if (c->m->lora) {   /* the offset would go into the frozen base's ln_f.bias, which a LoRA run never writes */
+        cJSON *f = cJSON_CreateObject();
+        cJSON_AddStringToObject(f, "event", "normalize");
+        cJSON_AddBoolToObject(f, "skipped", 1);
+        train_log_event(&s->lg, f, "normalisation skipped: a LoRA reward adapter leaves the base's ln_f.bias frozen");
+        return 0;
+    }
     /* measured in fp32, as the reward model is used downstream (score, PPO, compare); fold_offset then writes
      * ln_f.bias, which must not happen under a registered bf16 weight copy */
     train_stage_precision_end(s);
@@ -426,9 +459,9 @@ int train_rm(const rm_opts *o, rm_result *res, gk_err *err) {
     if (!o->data) return gk_errf(err, "no training data: pass --data PREFS.jsonl");
     if (!o->out) return gk_errf(err, "no output directory: pass --out DIR");
     if (!o->resume_dir && !o->init_dir) return gk_errf(err, "no model: pass --init SFT_DIR (or --resume RM_DIR)");
-    char *tok_rec = NULL;
-    gpt_model *m = rlhf_load_with_head(o->resume_dir ? o->resume_dir : o->init_dir, o->head_init_std, o->seed, &tok_rec, err);
-    if (!m) return -1;
+    char *tok_rec = NULL, *base_dir = NULL;
+    gpt_model *m = rm_open(o, &tok_rec, &base_dir, err);
+    if (!m) { free(tok_rec); free(base_dir); return -1; }
     rlhf_chat chat; memset(&chat, 0, sizeof chat);
     prefs_set train_set = {0}, val_set = {0};
     rlhf_pref_data td = {0}, vd = {0};
@@ -438,7 +471,7 @@ int train_rm(const rm_opts *o, rm_result *res, gk_err *err) {
     train_stage s;
     memset(&s, 0, sizeof s);
     int rc = -1;
-    if (rlhf_chat_open(&chat, o->resume_dir ? o->resume_dir : o->init_dir, tok_rec, o->tokenizer, (size_t)m->cfg.vocab_size, err)) goto done;
+    if (rlhf_chat_open(&chat, base_dir, tok_rec, o->tokenizer, (size_t)m->cfg.vocab_size, err)) goto done;
     if (prefs_load(o->data, PREFS_ACCEPT_PREFS, &train_set, err)) goto done;
     if (o->val && prefs_load(o->val, PREFS_ACCEPT_PREFS, &val_set, err)) goto done;
     rlhf_pref_data_build(&td, &chat, &train_set, (size_t)m->cfg.n_ctx);
@@ -468,6 +501,6 @@ done:
     prefs_free(&train_set); prefs_free(&val_set);
     rlhf_chat_close(&chat);
     gpt_free(m);
-    free(tok_rec);
+    free(tok_rec); free(base_dir);
     return rc;
 }

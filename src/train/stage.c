@@ -124,6 +124,12 @@ void train_stage_close(train_stage *s) {
 
 /* ---------------------------------------------------------------- the optimizer step */
 
+/* Dropout masks from (the stage's seed, step, micro, model): the same in a resumed run as in an uninterrupted one. */
+void train_stage_lora_train(train_stage *s, size_t k, long step, long micro, int on) {
+    uint64_t seed = s->cfg.rng_seed * 0x9E3779B97F4A7C15ULL ^ ((uint64_t)step << 20) ^ ((uint64_t)micro << 4) ^ (uint64_t)k;
+    gpt_lora_train(s->cfg.models[k].m, on, seed);
+}
+
 void train_stage_zero(train_stage *s, size_t k) { gpt_zero_grads(train_opt_model(s->cfg.models[k].m)); }
 
 void train_stage_share(const train_stage *s, size_t n, size_t *lo, size_t *hi) {
@@ -273,7 +279,10 @@ static int micro_step(train_stage *s, const train_stage_hooks *h, long step, gk_
     for (long a = 0; a < s->cfg.accum; a++) {
         /* whole micro-batches dealt round-robin: rank r runs a = r, r + N, ...; every rank reads them all */
         if (dp && !split && a % s->nranks != s->rank) { h->skip(h->ctx, s, step, a); continue; }
-        if (h->micro(h->ctx, s, step, a, &o, err)) { cJSON_Delete(o.pre); cJSON_Delete(o.post); return -1; }
+        train_stage_lora_train(s, 0, step, a, 1);   /* adapter dropout on for this micro-batch's passes */
+        int bad = h->micro(h->ctx, s, step, a, &o, err);
+        train_stage_lora_train(s, 0, step, a, 0);
+        if (bad) { cJSON_Delete(o.pre); cJSON_Delete(o.post); return -1; }
         lsum += o.loss;
     }
     double loss = lsum / (double)s->cfg.accum;

@@ -96,14 +96,26 @@ gpt_model *train_opt_model(gpt_model *m);
 typedef struct {
     long   rank;                  /* --lora-rank R (0: off) */
     float  alpha;                 /* --lora-alpha A (default 16, PEFT's) */
-    float  dropout;               /* --lora-dropout P (only 0 implemented: refused otherwise) */
+    float  dropout;               /* --lora-dropout P: on the adapters' input while training */
     const char *targets;          /* --lora-targets LIST (default all-linear) */
     int    rslora;                /* --rslora: scale alpha / sqrt(R) */
+    int    score;                 /* not a flag: the stage's adapter owns a trainable score head (rm) */
 } train_lora_opts;
 /* Attaches fresh adapters to m per o (rank > 0; no-op at rank 0), freezes every base group, records base_dir
  * (made absolute) as the adapter's base, and logs the trainable parameters and the optimizer + gradient memory
  * (quiet, i.e. --json: as one {"lora": {...}} object on stdout instead). Errors name the flag. */
 int train_lora_setup(gpt_model *m, const train_lora_opts *o, const char *base_dir, uint64_t seed, int quiet, gk_err *err);
+/* The policy a stage trains and its frozen reference (PPO, GRPO): the policy from resume_dir or policy_dir
+ * (train_open_model), adapters attached per lo (train_lora_setup); with adapters the reference is a view of the
+ * same base with none (gpt_create_view: no second copy of the weights), else a second load of policy_dir.
+ * A policy_dir that is itself an adapter is refused (stacked adapters: merge it first). *base_dir as
+ * train_open_model's. On error the models opened so far are still returned (the caller frees them, the
+ * reference first). */
+int train_policy_open(const char *stage, const char *policy_dir, const char *resume_dir, const train_lora_opts *lo,
+                      uint64_t seed, int quiet, gpt_model **policy, gpt_model **ref, char **tok_rec, char **base_dir,
+                      gk_err *err);
+/* Refuses a LoRA adapter directory where a stage needs a whole model as its frozen reference. */
+int train_refuse_adapter_policy(const char *stage, const char *dir, gk_err *err);
 /* Opens what a run continues from: a full checkpoint (gpt_load), or a LoRA adapter directory (its recorded base
  * loaded, the adapter attached, the base frozen). *tok_rec and *base_dir (may be NULL) as gpt_load's tokenizer
  * and the directory the model's tokenizer is found from. */
@@ -246,6 +258,10 @@ int  train_stage_run(train_stage *s, const train_stage_hooks *h, char *opts_json
 void train_stage_close(train_stage *s);
 /* Back to fp32 before the run ends (the RM's normalisation writes weights under a bf16 shadow otherwise). */
 void train_stage_precision_end(train_stage *s);
+/* Model k's LoRA adapters in training mode (on: dropout with masks seeded from the stage seed, step and micro, so a
+ * resume is exact) or evaluation mode (off). The micro path does this itself around each micro hook; an iterate
+ * hook (PPO) calls it around its update passes. No-op without adapters. */
+void train_stage_lora_train(train_stage *s, size_t k, long step, long micro, int on);
 /* Zeroes model k's grads. */
 void train_stage_zero(train_stage *s, size_t k);
 /* The optimizer step of model k at learning rate lr: global gradient norm, clipping, AdamW over the trainable
@@ -369,6 +385,7 @@ typedef struct {
     long   val_every, val_batches, sample_every, save_every;
     long   stop_at;               /* >0: save and stop once this step is reached (resume later); not stored */
     int    bf16;                  /* matmuls in bf16 with fp32 accumulation and fp32 master weights */
+    train_lora_opts lora;         /* --lora-* with --init: continue pretraining through adapters (docs/lora.md) */
 } pretrain_opts;
 void pretrain_opts_default(pretrain_opts *o);
 char *pretrain_opts_to_json(const pretrain_opts *o);
@@ -619,6 +636,7 @@ typedef struct {
     int    json;
     long   val_every, save_every, stop_at;
     int    bf16;                  /* --precision bf16 (the stage skeleton sets it on the model's backend) */
+    train_lora_opts lora;         /* --lora-*: adapters plus the adapter's own score head (docs/lora.md) */
 } rm_opts;
 void  rm_opts_default(rm_opts *o);
 char *rm_opts_to_json(const rm_opts *o);
@@ -697,6 +715,7 @@ typedef struct {
     int    json;
     long   sample_every;       /* print a sample response every N iterations (default 5; 0 off) */
     long   save_every, stop_at;
+    train_lora_opts lora;      /* --lora-*: policy and value adapters over one frozen base (docs/lora.md) */
 } ppo_opts;
 void  ppo_opts_default(ppo_opts *o);
 char *ppo_opts_to_json(const ppo_opts *o);
@@ -853,6 +872,7 @@ typedef struct {
     uint64_t seed;
     int    json;
     long   sample_every, val_every, save_every, stop_at;
+    train_lora_opts lora;      /* --lora-*: policy adapters; the reference is the base (adapters off) */
 } grpo_opts;
 extern const train_opt_table train_opts_grpo;
 void  grpo_opts_default(grpo_opts *o);
