@@ -242,13 +242,12 @@ static uint64_t mix64(uint64_t z) {
  * gets the same mask. xd [R, in] (device) = inp * hmask. */
 static void drop_input(gpt_lora *L, kern_backend *be, size_t site, const float *inp, size_t R, size_t in) {
     size_t n = R * in;
-    if (in > L->cap_in || R > L->cap_rows) {
-        size_t ci = in > L->cap_in ? in : L->cap_in, rows = R > L->cap_rows ? R : L->cap_rows;
+    if (n > L->cap_in) {   /* grows only */
         kern_free(be, L->xd); kern_free(be, L->dxd); free(L->hmask);
-        L->xd = kern_alloc(be, rows * ci * sizeof(float));
-        L->dxd = kern_alloc(be, rows * ci * sizeof(float));
-        L->hmask = gk_malloc(rows * ci * sizeof(float));
-        L->cap_in = ci;
+        L->xd = kern_alloc(be, n * sizeof(float));
+        L->dxd = kern_alloc(be, n * sizeof(float));
+        L->hmask = gk_malloc(n * sizeof(float));
+        L->cap_in = n;
     }
     float p = L->cfg.dropout, keep = 1.0f / (1.0f - p);
     uint64_t key = mix64(L->drop_seed ^ mix64(L->drop_pass * 0x9E3779B97F4A7C15ULL + site));

@@ -366,9 +366,9 @@ typedef struct gpt_lora {
      * hash of (drop_seed, p, i, row, col), so the backward regenerates it instead of storing it */
     int    training;               /* 1: dropout on (gpt_lora_train) */
     uint64_t drop_seed, drop_pass; /* the current pass (gpt_forward starts a new one while training) */
-    float *xd, *dxd;               /* device scratch [R, max in]: the dropped input, its gradient */
-    float *hmask;                  /* host scratch [R, max in] */
-    size_t cap_in;
+    float *xd, *dxd;               /* device scratch [R, in]: the dropped input, its gradient */
+    float *hmask;                  /* host scratch [R, in]: the mask */
+    size_t cap_in;                 /* floats each of them holds */
     char  *base;                   /* the base model's directory, recorded in adapter_config.json (owned; may be NULL) */
 } gpt_lora;
 /* Parses "q,v", "all-linear", ... for m's family into cfg->targets; unknown names (or the other family's) are
