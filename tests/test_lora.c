@@ -426,6 +426,184 @@ static void test_matches_peft(void) {
     }
 }
 
+
+/* Dropout on the adapters' input: on only in training mode; within one pass the backward sees the forward's mask
+ * (central differences of the adapter gradients with the mask held fixed: each objective restarts the pass
+ * count with the same seed); another seed draws another mask; evaluation mode is the plain adapter. */
+static void test_dropout(void) {
+    for (int llama = 0; llama < 2; llama++) {
+        gpt_model *m = make(llama, 41);
+        gk_err err;
+        unsigned t;
+        CHECK(gpt_lora_parse_targets(&m->cfg, "all-linear", &t, &err) == 0, "%s", err.msg);
+        gpt_lora_config c = lcfg(3, t);
+        c.dropout = 0.3f;
+        CHECK(gpt_lora_attach(m, &c, 12, &err) == 0, "%s", err.msg);
+        randomize_b(m, 77);
+        size_t n = B_ * T_ * (size_t)m->cfg.vocab_size;
+        float *le = logits(m);   /* evaluation mode: no dropout */
+        m->lora->cfg.dropout = 0;
+        float *l0 = logits(m);
+        m->lora->cfg.dropout = 0.3f;
+        CHECK(!memcmp(le, l0, n * sizeof(float)), "%s: evaluation mode is the adapter without dropout", llama ? "llama" : "gpt2");
+        gpt_lora_train(m, 1, 5);
+        float *la = logits(m);
+        gpt_lora_train(m, 1, 5);
+        float *lb = logits(m);
+        gpt_lora_train(m, 1, 6);
+        float *lc = logits(m);
+        CHECK(!memcmp(la, lb, n * sizeof(float)), "same seed, same pass: same mask");
+        CHECK(memcmp(la, le, n * sizeof(float)) && memcmp(la, lc, n * sizeof(float)), "dropout changes the logits; another seed another mask");
+        free(le); free(l0); free(la); free(lb); free(lc);
+        /* gradients under a fixed mask */
+        gpt_model *pm = m->lora->pm;
+        for (int g = 0; g < GPT_NGROUPS; g++) gpt_set_trainable(m, g, 0);
+        gpt_alloc_grads(pm);
+        gpt_zero_grads(pm);
+        gpt_lora_train(m, 1, 9);
+        objective(m, 1);
+        float *g = dl(m, pm->grads, pm->num_params), *p = dl(m, pm->params, pm->num_params);
+        int bad = 0, checked = 0;
+        for (size_t e = 0; e < pm->n_table; e++) {
+            const gpt_param *tp = &pm->table[e];
+            size_t idx[3] = {0, tp->numel / 2, tp->numel - 1};
+            for (int k = 0; k < 3; k++) {
+                size_t i = tp->offset + idx[k];
+                float save = p[i], h = 1e-2f;
+                p[i] = save + h; kern_upload(m->be, pm->params, p, pm->num_params * sizeof(float));
+                gpt_lora_train(m, 1, 9);
+                double fp = objective(m, 0);
+                p[i] = save - h; kern_upload(m->be, pm->params, p, pm->num_params * sizeof(float));
+                gpt_lora_train(m, 1, 9);
+                double fm = objective(m, 0);
+                p[i] = save; kern_upload(m->be, pm->params, p, pm->num_params * sizeof(float));
+                double fd = (fp - fm) / (2 * h);
+                if (fabs(fd - g[i]) / (fabs(fd) + 1e-1) > 2e-2) {
+                    bad++;
+                    tl_fail_at(__FILE__, __LINE__, "dropout %s %s[%zu]: analytic %g, central difference %g",
+                               llama ? "llama" : "gpt2", tp->name, idx[k], g[i], fd);
+                }
+                checked++;
+            }
+        }
+        CHECK(checked >= 6 * (int)m->cfg.n_layer && !bad, "dropout gradients: %d of %d entries off", bad, checked);
+        free(g); free(p);
+        gpt_free(m);
+    }
+}
+
+/* r [B*T] of m's scalar head (host) */
+static float *scores(gpt_model *m) {
+    size_t N = B_ * T_;
+    gpt_forward(m, TOK, B_, T_);
+    float *d = kern_alloc(m->be, N * sizeof(float));
+    gpt_score_head_fwd(m, d, gpt_hidden(m), N);
+    float *h = dl(m, d, N);
+    kern_free(m->be, d);
+    return h;
+}
+
+/* A reward / value adapter owns its score head: a base without one scores through it; the head's gradient by
+ * central differences; PEFT files carry it (task SEQ_CLS, modules_to_save score) and reload; merge gives the
+ * base a head with the same scores; the base checksum ignores a head. */
+static void test_score_adapter(void) {
+    for (int llama = 0; llama < 2; llama++) {
+        gpt_model *m = make(llama, 51);
+        uint64_t ck0 = gpt_params_checksum(m);
+        gk_err err;
+        unsigned t;
+        CHECK(gpt_lora_parse_targets(&m->cfg, llama ? "q,v" : "c_attn", &t, &err) == 0, "%s", err.msg);
+        gpt_lora_config c = lcfg(2, t);
+        c.score = 1;
+        CHECK(!gpt_has_score_head(m), "a plain LM has no head");
+        CHECK(gpt_lora_attach(m, &c, 3, &err) == 0, "%s", err.msg);
+        CHECK(gpt_has_score_head(m) && !m->cfg.score_head, "the adapter's head");
+        randomize_b(m, 5);
+        gpt_lora *L = m->lora;
+        size_t C = (size_t)m->cfg.n_embd;
+        float *w = malloc(C * sizeof(float));
+        for (size_t i = 0; i < C; i++) w[i] = (float)cos((double)i);
+        kern_upload(m->be, L->pm->params + L->score_off, w, C * sizeof(float));
+        float *r0 = scores(m);
+        /* d(sum r)/d score.weight = sum over rows of h */
+        gpt_model *pm = L->pm;
+        gpt_alloc_grads(pm);
+        gpt_zero_grads(pm);
+        for (int g = 0; g < GPT_NGROUPS; g++) gpt_set_trainable(m, g, 0);
+        gpt_forward(m, TOK, B_, T_);
+        size_t N = B_ * T_;
+        float *dr = kern_alloc(m->be, N * sizeof(float)), *dh = kern_alloc(m->be, N * C * sizeof(float));
+        float *ones = malloc(N * sizeof(float));
+        for (size_t i = 0; i < N; i++) ones[i] = 1;
+        kern_upload(m->be, dr, ones, N * sizeof(float));
+        gpt_score_head_bwd(m, dh, dr, gpt_hidden(m), N);
+        float *hid = dl(m, gpt_hidden(m), N * C), *g = dl(m, pm->grads + L->score_off, C);
+        double worst = 0;
+        for (size_t k = 0; k < C; k++) {
+            double want = 0;
+            for (size_t i = 0; i < N; i++) want += hid[i * C + k];
+            worst = fmax(worst, fabs(want - g[k]));
+        }
+        CHECK(worst < 1e-4, "score head gradient off by %g", worst);
+        kern_free(m->be, dr); kern_free(m->be, dh);
+        free(ones); free(hid); free(g);
+        /* files */
+        char *d = tl_tmpdir("lora-score");
+        CHECK(gpt_lora_save(m, d, NULL, &err) == 0, "%s", err.msg);
+        char *cp = gk_path_join(d, "adapter_config.json"), *txt = NULL;
+        size_t tl = 0;
+        CHECK(gk_read_file(cp, &txt, &tl, &err) == 0 && strstr(txt, "SEQ_CLS") && strstr(txt, "\"score\""), "config: %s", txt ? txt : err.msg);
+        free(cp); free(txt);
+        gpt_model *o = make(llama, 51);
+        CHECK(gpt_lora_load(o, d, NULL, &err) == 0 && o->lora && o->lora->cfg.score, "reload: %s", err.msg);
+        if (o->lora) {
+            float *r1 = scores(o);
+            CHECK_ARRAYS("scores after reload", r1, r0, N, 0, 0);
+            free(r1);
+            gpt_lora_merge(o);
+            CHECK(o->cfg.score_head && !o->lora, "merge gives the base a head");
+            float *r2 = scores(o);
+            CHECK_ARRAYS("merged scores", r2, r0, N, 1e-5, 1e-5);
+            free(r2);
+        }
+        gpt_free(o);
+        /* a head on the base changes no checksum: the adapter still fits */
+        gpt_model *h2 = make(llama, 51);
+        gpt_add_score_head(h2);
+        CHECK(gpt_params_checksum(h2) == ck0, "checksum without the head");
+        CHECK(gpt_lora_load(h2, d, NULL, &err) == 0, "onto a base with a head: %s", err.msg);
+        gpt_free(h2);
+        free(d); free(w); free(r0);
+        gpt_free(m);
+    }
+}
+
+/* Views: several adapter sets over one base, whose parameters are shared, never copied. A view without adapters
+ * is the base (the reference of PPO / GRPO); one with adapters changes only its own outputs. */
+static void test_views(void) {
+    gpt_model *m = make(1, 61);
+    float *l0 = logits(m);
+    gk_err err;
+    gpt_model *ref = gpt_create_view(m), *val = gpt_create_view(m);
+    CHECK(ref->params == m->params && ref->grads == NULL, "a view shares the parameters");
+    unsigned t;
+    CHECK(gpt_lora_parse_targets(&m->cfg, "all-linear", &t, &err) == 0, "%s", err.msg);
+    gpt_lora_config c = lcfg(2, t);
+    CHECK(gpt_lora_attach(m, &c, 1, &err) == 0, "%s", err.msg);
+    randomize_b(m, 2);
+    c.score = 1;
+    CHECK(gpt_lora_attach(val, &c, 3, &err) == 0, "%s", err.msg);
+    size_t n = B_ * T_ * (size_t)m->cfg.vocab_size;
+    float *lp = logits(m), *lr = logits(ref);
+    CHECK(!memcmp(lr, l0, n * sizeof(float)), "the reference view is the base");
+    CHECK(memcmp(lp, l0, n * sizeof(float)) != 0, "the policy's adapters change its logits");
+    float *rv = scores(val);
+    CHECK(rv[0] == 0, "the value view's fresh head scores 0");
+    free(l0); free(lp); free(lr); free(rv);
+    gpt_free(val); gpt_free(ref);   /* views before their base */
+    gpt_free(m);
+}
+
 static void test_bad_configs(void) {
     gpt_model *g = make(0, 1), *l = make(1, 1);
     gk_err err;
@@ -450,6 +628,9 @@ int main(void) {
     TL_RUN(test_merge_and_kv_cache);
     TL_RUN(test_peft_files_roundtrip);
     TL_RUN(test_matches_peft);
+    TL_RUN(test_dropout);
+    TL_RUN(test_score_adapter);
+    TL_RUN(test_views);
     TL_RUN(test_bad_configs);
     return tl_summary();
 }
