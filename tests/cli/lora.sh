@@ -87,8 +87,10 @@ expect_fail lora_bad_target "'q' is not a linear layer of this gpt2 model" \
   $GPTKIT sft --init base --data sft.jsonl --steps 1 --lora-rank 2 --lora-targets q,v --out bad1
 expect_fail lora_rank_too_large "larger than target" \
   $GPTKIT sft --init base --data sft.jsonl --steps 1 --lora-rank 65 --out bad2
-expect_fail lora_dropout_refused "dropout is not implemented" \
-  $GPTKIT sft --init base --data sft.jsonl --steps 1 --lora-rank 2 --lora-dropout 0.1 --out bad3
+expect_fail lora_dropout_range "lora-dropout" \
+  $GPTKIT sft --init base --data sft.jsonl --steps 1 --lora-rank 2 --lora-dropout 1 --out bad3
+expect_fail lora_pretrain_needs_init "pass --init" \
+  $GPTKIT pretrain --model d2 --data "shards/train_*.bin" --steps 1 --lora-rank 2 --out bad4
 $GPTKIT pretrain --model d2 --n-embd 64 --n-head 4 --vocab-size 280 --n-ctx 48 --data "shards/train_*.bin" \
   --tokenizer tok -b 4 -t 16 --steps 3 --seed 5 --out base2 --json >/dev/null 2>&1
 expect_fail lora_other_base "trained on another base" \
@@ -111,6 +113,70 @@ $GPTKIT dpo --policy sftm --data prefs.jsonl --batch 6 --steps 8 --lr 1e-2 --war
 cmp -s dp/adapter_model.safetensors dq/adapter_model.safetensors && pass lora_dpo_resume_exact \
   || fail lora_dpo_resume_exact "$(tail -2 dq1.err dq2.err)"
 expect_fail lora_dpo_adapter_policy "is a LoRA adapter" $GPTKIT dpo --policy lo --data prefs.jsonl --steps 1 --out dbad
+
+# 5b. dropout trains (the losses part from the plain run's after the first steps) and resumes exactly
+D="--init base --data sft.jsonl -b 6 --steps 10 --lr 1e-2 --warmup 2 --lora-rank 3 --lora-alpha 6 --lora-targets c_attn,mlp.c_proj --json"
+$GPTKIT sft $D --lora-dropout 0.2 --out ld >ld.log 2>ld.err && $GPTKIT sft $D --lora-dropout 0.2 --out le --stop-at 5 >/dev/null 2>&1 \
+  && $GPTKIT sft --resume le --json >/dev/null 2>le.err && $GPTKIT sft $D --out l0 >l0.log 2>&1
+if python3 -c "
+import json,sys
+a=[json.loads(l)['loss'] for l in open('ld.log') if '\"step\"' in l and 'loss' in l]
+b=[json.loads(l)['loss'] for l in open('l0.log') if '\"step\"' in l and 'loss' in l]
+print(a[:4], b[:4]); sys.exit(0 if len(a)==10 and a[0]==b[0] and a[3:]!=b[3:] and a[-1]<a[0] else 1)" >ld.chk \
+  && cmp -s ld/adapter_model.safetensors le/adapter_model.safetensors && grep -q '"lora_dropout":	0.2' ld/adapter_config.json; then
+  pass lora_dropout_trains_resumes; else fail lora_dropout_trains_resumes "$(cat ld.chk) $(tail -2 ld.err le.err)"; fi
+
+# 5c. reward model with adapters: the adapter owns the score head (PEFT SEQ_CLS, modules_to_save score), learns the
+# pairs, resumes exactly, scores through `gptkit score`, and merges into a whole reward model with equal scores
+R="--init sftm --data prefs.jsonl --val prefs.jsonl -b 6 --steps 8 --lr 1e-2 --lora-rank 2 --json"
+$GPTKIT rm $R --out rml >rml.log 2>rml.err && $GPTKIT rm $R --out rmr --stop-at 4 >/dev/null 2>&1 \
+  && $GPTKIT rm --resume rmr --json >/dev/null 2>rmr.err
+if python3 -c "
+import json,sys
+L=[json.loads(l) for l in open('rml.log')]; f=[x for x in L if x.get('event')=='final'][0]
+print(f); sys.exit(0 if f['val_accuracy']>0.9 else 1)" >rml.chk && grep -q SEQ_CLS rml/adapter_config.json \
+  && grep -q '"score"' rml/adapter_config.json && [ ! -f rml/model.safetensors ] \
+  && cmp -s rml/adapter_model.safetensors rmr/adapter_model.safetensors; then pass lora_rm_learns_resumes
+else fail lora_rm_learns_resumes "$(cat rml.chk) $(tail -3 rml.err rmr.err)"; fi
+$GPTKIT lora merge --model sftm --adapter rml --out rmm >/dev/null 2>rmm.err
+sc1=$($GPTKIT score --rm rml --data prefs.jsonl 2>sc1.err | head -4)
+sc2=$($GPTKIT score --rm rmm --data prefs.jsonl 2>sc2.err | head -4)
+if python3 -c "
+import sys
+a=[float(l.split()[-1]) for l in sys.argv[1].splitlines()]; b=[float(l.split()[-1]) for l in sys.argv[2].splitlines()]
+print(a, b); sys.exit(0 if len(a)==4 and all(abs(x-y)<1e-4 for x,y in zip(a,b)) else 1)" "$sc1" "$sc2" >sc.chk 2>&1; then
+  pass lora_rm_score_merge; else fail lora_rm_score_merge "$(cat sc.chk sc1.err sc2.err rmm.err)"; fi
+
+# 5d. PPO with adapters: policy, value and reward adapters over one frozen base (the reference = adapters off), so
+# the step-0 KL is 0 up to sampling; OUT and OUT/value are adapters; resume is exact; the base's bytes unchanged
+python3 -c "
+import json
+with open('prompts.jsonl','w') as f:
+    for t in ['cat','dog','tree','house','river','book']: f.write(json.dumps({'prompt':f'Tell me about the {t}.'})+'\n')"
+sum_sftm() { cat sftm/model.safetensors | md5sum; }
+before_sftm=$(sum_sftm)
+P="--policy sftm --reward rml --prompts prompts.jsonl --iters 4 -b 2 --samples 2 --max-new 6 --minibatch 2 --ppo-epochs 2 --lr 1e-3 --lora-rank 2 --json"
+$GPTKIT ppo $P --out ppl >ppl.log 2>ppl.err && $GPTKIT ppo $P --out ppr --stop-at 2 >/dev/null 2>&1 \
+  && $GPTKIT ppo --resume ppr --json >/dev/null 2>ppr.err
+if python3 -c "
+import json,sys
+L=[json.loads(l) for l in open('ppl.log')]; s=[x for x in L if 'step' in x and 'kl' in x]
+print(s[0]['kl']); sys.exit(0 if len(s)==4 and abs(s[0]['kl'])<1e-4 else 1)" >ppl.chk \
+  && [ -f ppl/adapter_model.safetensors ] && [ -f ppl/value/adapter_model.safetensors ] && grep -q SEQ_CLS ppl/value/adapter_config.json \
+  && grep -q "one frozen base" ppl.err && cmp -s ppl/adapter_model.safetensors ppr/adapter_model.safetensors \
+  && cmp -s ppl/value/adapter_model.safetensors ppr/value/adapter_model.safetensors && [ "$(sum_sftm)" = "$before_sftm" ]; then
+  pass lora_ppo_one_base_resume; else fail lora_ppo_one_base_resume "$(cat ppl.chk) $(tail -3 ppl.err ppr.err)"; fi
+expect_fail lora_ppo_reward_other_base "policy's base" \
+  $GPTKIT ppo --policy base --reward rml --prompts prompts.jsonl --iters 1 --lora-rank 2 --out ppbad
+
+# 5e. continued pretraining through adapters: step 0 equals the full run's (the base exactly), the base's bytes kept
+T="--init base --data shards/train_*.bin -b 4 -t 16 --steps 3 --lr 1e-3 --json"
+$GPTKIT pretrain $T --out ptf >ptf.log 2>&1; $GPTKIT pretrain $T --lora-rank 2 --out ptl >ptl.log 2>ptl.err
+if python3 -c "
+import json,sys
+a=[json.loads(l) for l in open('ptf.log') if '\"step\":0' in l][0]; b=[json.loads(l) for l in open('ptl.log') if '\"step\":0' in l][0]
+print(a['loss'], b['loss']); sys.exit(0 if a['loss']==b['loss'] else 1)" >pt.chk && [ -f ptl/adapter_model.safetensors ] \
+  && [ "$(sum_base)" = "$before" ]; then pass lora_pretrain_step0_is_base; else fail lora_pretrain_step0_is_base "$(cat pt.chk) $(tail -2 ptl.err)"; fi
 
 # 6. the ecosystem's readers
 if need_py lora_safetensors_names safetensors numpy; then
