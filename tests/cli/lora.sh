@@ -205,3 +205,24 @@ print(l, want); sys.exit(0 if abs(l-want)<1e-4 else 1)" "$SHARD" \
     "$($GPTKIT eval --model base --adapter lo --data "$SHARD" -b 2 -t 16 --batches 1 --json 2>/dev/null)" >pf.chk 2>&1; then
     pass lora_peft_loads; else fail lora_peft_loads "$(tail -3 pf.chk)"; fi
 fi
+# peft reads a reward adapter (task SEQ_CLS, the head in modules_to_save) onto GPT2ForSequenceClassification: the
+# head and an adapter matrix as gptkit wrote them, and the score of a token sequence equals the merged model's
+if need_py lora_peft_reward_adapter torch transformers peft safetensors; then
+  if "$PYT" -c "
+import sys, torch
+from transformers import GPT2ForSequenceClassification
+from peft import PeftModel
+from safetensors.torch import load_file
+t=load_file('rml/adapter_model.safetensors')
+base=GPT2ForSequenceClassification.from_pretrained('sftm', num_labels=1).double().eval()
+m=PeftModel.from_pretrained(base, 'rml').double().eval()
+head=[p for n,p in m.named_parameters() if n.endswith('score.modules_to_save.default.weight')][0]
+a=[p for n,p in m.named_parameters() if n.endswith('h.0.attn.c_attn.lora_A.default.weight')][0]
+ok=torch.allclose(head, t['base_model.model.score.weight'].double()) and torch.allclose(a, t['base_model.model.transformer.h.0.attn.c_attn.lora_A.weight'].double())
+x=torch.tensor([[3,17,40,2,99,5]])
+with torch.no_grad():
+    s1=m(input_ids=x).logits.item()
+    s2=GPT2ForSequenceClassification.from_pretrained('rmm', num_labels=1).double().eval()(input_ids=x).logits.item()
+print(ok, s1, s2); sys.exit(0 if ok and abs(s1-s2)<1e-5 else 1)" >pr.chk 2>&1; then pass lora_peft_reward_adapter
+  else fail lora_peft_reward_adapter "$(tail -3 pr.chk)"; fi
+fi
