@@ -253,7 +253,14 @@ static int stage_done(const pipe_cfg *c, const char *stage, cJSON *j, double sec
 
 /* ---------------------------------------------------------------- stages */
 
-typedef struct { const pipe_cfg *c; char *p_corpus, *p_tok, *p_shards, *p_data, *p_base, *p_sft, *p_rm, *p_ppo, *p_dpo, *p_grpo; } ctx;
+/* The run directory of each training stage, by stage index (NULL: not a training stage). */
+static const char *const TRAIN_DIRS[] = { [4] = "base", [5] = "sft", [6] = "rm", [7] = "ppo", [8] = "dpo", [9] = "grpo" };
+#define NTRAIN_DIRS (sizeof TRAIN_DIRS / sizeof TRAIN_DIRS[0])
+
+/* p_sft_model: the SFT model the later stages start from: RUN/sft, or with sft.lora_rank > 0 (RUN/sft then holds
+ * an adapter) RUN/sft_merged, the adapter merged into the base (RM, PPO, DPO and GRPO need a whole model as
+ * their start and reference; their own adapters go on top of it) */
+typedef struct { const pipe_cfg *c; char *p_corpus, *p_tok, *p_shards, *p_data, *p_base, *p_sft, *p_sft_model, *p_rm, *p_ppo, *p_dpo, *p_grpo; } ctx;
 
 static int st_corpus(ctx *x, cJSON *j, gk_err *err) {
     char *gz = demo_corpus_locate();
@@ -422,6 +429,12 @@ static int st_sft(ctx *x, cJSON *j, gk_err *err) {
         static const char *const K[] = { "final_loss", "val_loss", "steps", "conversations", "train_seconds" };
         PUT_NUMBERS(j, K, r.final_loss, r.val_loss, (double)r.steps_done, (double)r.n_train, r.seconds);
     }
+    if (rc == 0 && strcmp(x->p_sft_model, x->p_sft)) {   /* a LoRA SFT: the whole model the next stages start from */
+        char *argv[] = { "lora", "merge", "--model", x->p_base, "--adapter", x->p_sft, "--out", x->p_sft_model, NULL };
+        int mrc = cmd_lora(8, argv);
+        if (mrc) rc = gk_errf(err, "merging the SFT adapter into %s failed (exit %d)", x->p_sft_model, mrc);
+        else cJSON_AddStringToObject(j, "merged", x->p_sft_model);
+    }
     free(tr); free(va);
     return rc;
 }
@@ -429,7 +442,7 @@ static int st_sft(ctx *x, cJSON *j, gk_err *err) {
 static int st_rm(ctx *x, cJSON *j, gk_err *err) {
     const pipe_cfg *c = x->c;
     rm_opts o = c->rm;
-    o.init_dir = x->p_sft;
+    o.init_dir = x->p_sft_model;
     char *tr = gk_path_join(x->p_data, "prefs_train.jsonl"), *va = gk_path_join(x->p_data, "prefs_val.jsonl");
     char *nz = gk_path_join(x->p_data, "sft_val.jsonl");
     o.data = tr; o.val = va; o.normalize = nz;
@@ -452,7 +465,7 @@ static int st_rm(ctx *x, cJSON *j, gk_err *err) {
 static int st_ppo(ctx *x, cJSON *j, gk_err *err) {
     const pipe_cfg *c = x->c;
     ppo_opts o = c->ppo;
-    o.policy_dir = x->p_sft; o.reward_dir = x->p_rm;
+    o.policy_dir = x->p_sft_model; o.reward_dir = x->p_rm;
     char *pr = gk_path_join(x->p_data, "prompts.jsonl");
     o.prompts = pr;
     STAGE_RUN(o, c, "ppo", x->p_ppo);
@@ -483,7 +496,7 @@ static int st_ppo(ctx *x, cJSON *j, gk_err *err) {
 static int st_dpo(ctx *x, cJSON *j, gk_err *err) {
     const pipe_cfg *c = x->c;
     dpo_opts o = c->dpo;
-    o.policy_dir = x->p_sft;
+    o.policy_dir = x->p_sft_model;
     char *tr = gk_path_join(x->p_data, "prefs_train.jsonl"), *va = gk_path_join(x->p_data, "prefs_val.jsonl");
     o.data = tr; o.val = va;
     o.bf16 = cfg_bf16(c);
@@ -505,7 +518,7 @@ static int st_grpo(ctx *x, cJSON *j, gk_err *err) {
     const pipe_cfg *c = x->c;
     if (c->grpo.iters <= 0) { cJSON_AddBoolToObject(j, "skipped", 1); return 0; }
     grpo_opts o = c->grpo;
-    o.policy_dir = x->p_sft;
+    o.policy_dir = x->p_sft_model;
     char *pr = gk_path_join(x->p_data, "prompts.jsonl");
     o.prompts = pr;
     STAGE_RUN(o, c, "grpo", x->p_grpo);
@@ -581,7 +594,7 @@ static int win_rate(ctx *x, const char *name, const char *dir, long best_of, con
     const pipe_cfg *c = x->c;
     judge_opts jo;
     judge_opts_default(&jo);
-    jo.a_dir = dir; jo.b_dir = x->p_sft; jo.rm_dir = x->p_rm; jo.prompts = prompts; jo.best_of = best_of;
+    jo.a_dir = dir; jo.b_dir = x->p_sft_model; jo.rm_dir = x->p_rm; jo.prompts = prompts; jo.best_of = best_of;
     jo.n = c->compare_n; jo.max_new = c->max_new; jo.seed = (uint64_t)c->seed;
     judge_result jr;
     gk_log("pipeline: comparing %s with sft by the reward model and the gold rule on %ld prompts\n", name, c->compare_n);
@@ -659,7 +672,7 @@ static int eval_strategies(ctx *x, cJSON *j, gk_err *err) {
     eval_model em;
     tool_registry *calc = tools_new();
     int rc = tools_enable(calc, "calc", err);
-    if (!rc) rc = eval_model_open(&em, x->p_sft, NULL, 1, 1, 5, err);
+    if (!rc) rc = eval_model_open(&em, x->p_sft_model, NULL, 1, 1, 5, err);
     if (!rc) {
         cJSON *rows = cJSON_AddArrayToObject(j, "strategies");
         static const char *const SMALL[] = {"greedy", "cot", "sc:5", "tot:3,2,2", "reflect:1"};
@@ -686,7 +699,7 @@ static int st_eval(ctx *x, cJSON *j, gk_err *err) {
     int has_grpo = gs && !cJSON_IsTrue(cJSON_GetObjectItem(gs, "skipped"));
     cJSON_Delete(gs);
     struct { const char *name; const char *dir; int base; } models[] = {
-        { "base", x->p_base, 1 }, { "sft", x->p_sft, 0 }, { "ppo", x->p_ppo, 0 }, { "dpo", x->p_dpo, 0 }, { "grpo", x->p_grpo, 0 },
+        { "base", x->p_base, 1 }, { "sft", x->p_sft_model, 0 }, { "ppo", x->p_ppo, 0 }, { "dpo", x->p_dpo, 0 }, { "grpo", x->p_grpo, 0 },
     };
     size_t nmodels = has_grpo ? 5 : 4;
     cJSON *acc = cJSON_AddObjectToObject(j, "models");
@@ -714,7 +727,7 @@ static int st_eval(ctx *x, cJSON *j, gk_err *err) {
     if (rc == 0 && has_grpo) rc = win_rate(x, "grpo", x->p_grpo, 1, ev, cJSON_AddObjectToObject(wr, "grpo"), err);
     if (rc == 0 && c->best_of > 1) {
         char nm[32]; snprintf(nm, sizeof nm, "best_of_%ld", c->best_of);
-        rc = win_rate(x, nm, x->p_sft, c->best_of, ev, cJSON_AddObjectToObject(wr, "best_of_n"), err);
+        rc = win_rate(x, nm, x->p_sft_model, c->best_of, ev, cJSON_AddObjectToObject(wr, "best_of_n"), err);
     }
     if (rc == 0) rc = eval_strategies(x, j, err);
     /* retrieval (issue 16): recall@k of the demo document set, BM25 */
@@ -819,6 +832,7 @@ int cmd_pipeline(int argc, char **argv) {
     ctx x = { .c = &c };
     x.p_corpus = run_path(&c, "corpus.txt"); x.p_tok = run_path(&c, "tokenizer"); x.p_shards = run_path(&c, "shards");
     x.p_data = run_path(&c, "data"); x.p_base = run_path(&c, "base"); x.p_sft = run_path(&c, "sft");
+    x.p_sft_model = run_path(&c, c.sft.lora.rank > 0 ? "sft_merged" : "sft");
     x.p_rm = run_path(&c, "rm"); x.p_ppo = run_path(&c, "ppo"); x.p_dpo = run_path(&c, "dpo"); x.p_grpo = run_path(&c, "grpo");
     double t0 = gk_now();
     int rc = 0;
@@ -840,8 +854,7 @@ int cmd_pipeline(int argc, char **argv) {
             char rel[256]; snprintf(rel, sizeof rel, "stages/%s.json", STAGES[i].name);
             char *p = run_path(&c, rel); remove(p); free(p);
             /* a redone training stage starts over */
-            static const char *dirs[] = { [4] = "base", [5] = "sft", [6] = "rm", [7] = "ppo", [8] = "dpo", [9] = "grpo" };
-            if (i < sizeof dirs / sizeof dirs[0] && dirs[i]) { p = run_path(&c, dirs[i]); stage_dir_forget(p); free(p); }
+            if (i < NTRAIN_DIRS && TRAIN_DIRS[i]) { p = run_path(&c, TRAIN_DIRS[i]); stage_dir_forget(p); free(p); }
         }
         gk_log("pipeline: [%zu/%zu] %-9s %s (total elapsed %s)\n", i + 1, NSTAGES, STAGES[i].name, STAGES[i].what,
                gk_fmt_duration(gk_now() - t0, tb, sizeof tb));
@@ -853,6 +866,12 @@ int cmd_pipeline(int argc, char **argv) {
             rc = gk_sigint_pending() ? 130 : 1;
             break;
         }
+        if (i < NTRAIN_DIRS && TRAIN_DIRS[i]) {   /* what the training cost: the stage skeleton's last "resources" event */
+            char *d = run_path(&c, TRAIN_DIRS[i]), *mp = gk_path_join(d, "metrics.jsonl");
+            cJSON *res = pipe_read_event(mp, "resources");
+            if (res) cJSON_AddItemToObject(j, "resources", res);
+            free(d); free(mp);
+        }
         if (stage_done(&c, STAGES[i].name, j, gk_now() - ts, &err)) { fprintf(stderr, "gptkit pipeline: %s\n", err.msg); rc = 1; }
         if (gk_sigint_pending()) { fprintf(stderr, "gptkit pipeline: interrupted after stage %s; rerun to continue\n", STAGES[i].name); rc = 130; }
     }
@@ -862,7 +881,7 @@ int cmd_pipeline(int argc, char **argv) {
         printf("\npipeline finished in %s. Report: %s/report.md\n", gk_fmt_duration(gk_now() - t0, tb, sizeof tb), c.run_dir);
         printf("Talk to the result:  ./build/gptkit chat --model %s/ppo\n", c.run_dir);
     }
-    free(x.p_corpus); free(x.p_tok); free(x.p_shards); free(x.p_data); free(x.p_base); free(x.p_sft);
+    free(x.p_corpus); free(x.p_tok); free(x.p_shards); free(x.p_data); free(x.p_base); free(x.p_sft); free(x.p_sft_model);
     free(x.p_rm); free(x.p_ppo); free(x.p_dpo); free(x.p_grpo);
     gk_dir_unlock(lock);
     return rc;

@@ -50,6 +50,8 @@ int pipe_report(const pipe_cfg *c, gk_err *err);
  * not after the previous one drops the points it supersedes, so a run killed and resumed reads as one run. */
 typedef struct { double *x, *y; size_t n, cap; } pipe_series;
 void pipe_read_series(const char *path, const char *field, pipe_series *s);
+/* The last line of a metrics JSONL whose "event" is `event` (a new object, the caller's), or NULL. */
+cJSON *pipe_read_event(const char *path, const char *event);
 void pipe_series_free(pipe_series *s);
 
 /* A line chart as a standalone SVG: up to 4 series of (x, y) points, with axes and labels. */

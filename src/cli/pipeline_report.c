@@ -92,6 +92,21 @@ void pipe_read_series(const char *path, const char *field, pipe_series *s) {
 }
 void pipe_series_free(pipe_series *s) { free(s->x); free(s->y); }
 
+cJSON *pipe_read_event(const char *path, const char *event) {
+    gk_lines r;
+    if (gk_lines_open(&r, path, NULL)) return NULL;
+    cJSON *last = NULL;
+    char *line; size_t no;
+    while (gk_lines_next(&r, &line, &no)) {
+        cJSON *j = cJSON_Parse(line);
+        const cJSON *e = j ? cJSON_GetObjectItem(j, "event") : NULL;
+        if (cJSON_IsString(e) && !strcmp(e->valuestring, event)) { cJSON_Delete(last); last = j; }
+        else cJSON_Delete(j);
+    }
+    gk_lines_close(&r);
+    return last;
+}
+
 /* One plot from up to two fields of a stage's metrics; returns 1 if written. */
 static int plot(const pipe_cfg *c, const char *stage_dir, const char *name, const char *title, const char *ylabel,
                 const char *f1, const char *n1, const char *f2, const char *n2) {
@@ -198,6 +213,22 @@ int pipe_report(const pipe_cfg *c, gk_err *err) {
         gk_afile_printf(f, " |\n");
     }
     gk_afile_printf(f, "| **total** | %.1f s | |\n\n", total);
+    /* what each training stage cost (the stage skeleton's "resources" event): LoRA stages beside what full
+     * finetuning of the same models holds in gradients and AdamW moments */
+    gk_afile_printf(f, "## Training cost per stage\n\n| stage | finetuning | trainable parameters | gradients + AdamW | "
+                       "full finetuning's | peak RSS | median step |\n|---|---|---|---|---|---|---|\n");
+    for (size_t i = 4; i <= 9; i++) {
+        cJSON *r = obj(st[i], "resources");
+        if (!r) continue;
+        double rank = num(r, "lora_rank"), n = num(r, "trainable_params"), all = num(r, "params");
+        char mode[32];
+        if (rank > 0) snprintf(mode, sizeof mode, "LoRA r=%.0f", rank); else snprintf(mode, sizeof mode, "full");
+        gk_afile_printf(f, "| %s | %s | %.3g M (%.2f%% of %.3g M) | %.2f MB | %.2f MB | %.0f MB | %.1f ms |\n", names[i], mode,
+                        n / 1e6, 100 * n / all, all / 1e6, num(r, "optimizer_grad_mb"), num(r, "full_optimizer_grad_mb"),
+                        num(r, "peak_rss_mb"), num(r, "median_step_ms"));
+    }
+    gk_afile_printf(f, "\nSet `sft.lora_rank`, `rm.lora_rank`, `ppo.lora_rank`, `dpo.lora_rank` (0 = full finetuning) to compare "
+                       "(docs/lora.md).\n\n");
 
     cJSON *ev = st[10];
     if (ev) {

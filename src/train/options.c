@@ -84,19 +84,19 @@
     OPT_STR_(S, "--out", "out", out, d_out, ST, mv, h), \
     OPT_VAL_EVERY(S, d_val), OPT_OUTPUT(S, d_save)
 
-/* LoRA (train_lora_opts lora): rank 0 = full finetuning */
-#define OPT_LORA(S) \
+/* LoRA (train_lora_opts lora): rank 0 = full finetuning; PIPE: TRAIN_OPT_PIPE to make them pipeline keys, or 0 */
+#define OPT_LORA(S, PIPE) \
     OPT_SECTION("LoRA (train low-rank adapters only; the base stays frozen):"), \
-    OPT_NUM_(S, TRAIN_OPT_LONG, "--lora-rank", NULL, "lora_rank", NULL, lora.rank, 0, 0, 65536, ST | PI, "R", \
+    OPT_NUM_(S, TRAIN_OPT_LONG, "--lora-rank", NULL, "lora_rank", NULL, lora.rank, 0, 0, 65536, ST | (PIPE), "R", \
              "adapter rank (0 = full finetuning)"), \
-    OPT_NUM_(S, TRAIN_OPT_FLOAT, "--lora-alpha", NULL, "lora_alpha", NULL, lora.alpha, 16, 1e-9, BIG, ST | PI, "A", \
+    OPT_NUM_(S, TRAIN_OPT_FLOAT, "--lora-alpha", NULL, "lora_alpha", NULL, lora.alpha, 16, 1e-9, BIG, ST | (PIPE), "A", \
              "adapter scaling numerator: updates are scaled by A/R"), \
-    OPT_NUM_(S, TRAIN_OPT_FLOAT, "--lora-dropout", NULL, "lora_dropout", NULL, lora.dropout, 0, 0, 0.999, ST | PI, "P", \
+    OPT_NUM_(S, TRAIN_OPT_FLOAT, "--lora-dropout", NULL, "lora_dropout", NULL, lora.dropout, 0, 0, 0.999, ST | (PIPE), "P", \
              "dropout on the adapters' input while training (off at evaluation)"), \
-    OPT_STR_(S, "--lora-targets", "lora_targets", lora.targets, "all-linear", ST | PI, "LIST", \
+    OPT_STR_(S, "--lora-targets", "lora_targets", lora.targets, "all-linear", ST | (PIPE), "LIST", \
              "layers to adapt: q,k,v,o,gate,up,down (llama) | c_attn,c_proj,c_fc,mlp.c_proj (gpt2) | all-linear"), \
     { .type = TRAIN_OPT_BOOL, .flag = "--rslora", .alias = "--lora-rslora", .key = "rslora", .pipe = "lora_rslora", \
-      .off = offsetof(S, lora.rslora), .flags = ST | PI, .help = "rank-stabilised scaling A/sqrt(R) instead of A/R" }
+      .off = offsetof(S, lora.rslora), .flags = ST | (PIPE), .help = "rank-stabilised scaling A/sqrt(R) instead of A/R" }
 
 #define TABLE(name, stage, S, arr) \
     const train_opt_table name = { stage, arr, sizeof arr / sizeof arr[0], sizeof(S) }
@@ -143,7 +143,7 @@ static const train_opt PRETRAIN[] = {
     OPT_SECTION("optimisation:"),
     OPT_LONG(pretrain_opts, "--steps", "steps", steps, 1000, 0, ST | PI, "K", "optimizer steps in total"),
     OPT_OPTIM(pretrain_opts, 6e-4, 100, "cosine", 0.1, 0.1),
-    OPT_LORA(pretrain_opts),
+    OPT_LORA(pretrain_opts, 0),
     OPT_SECTION("output:"),
     OPT_STR_(pretrain_opts, "--out", "out", out, "out/pretrain", ST, "OUT", "checkpoint directory (created)"),
     OPT_STR_(pretrain_opts, "--tokenizer", "tokenizer", tokenizer, NULL, ST, "PATH", "tokenizer to record in the checkpoint"),
@@ -176,7 +176,7 @@ static const train_opt SFT[] = {
       .max = BIG, .flags = ST | PI, .clears = "steps", .metavar = "N", .help = "passes over the data, unless --steps is given" },
     OPT_LONG(sft_opts, "--steps", "steps", steps, 0, 0, ST | PI, "K", "optimizer steps in total (0 = --epochs)"),
     OPT_OPTIM(sft_opts, 1e-4, 10, "cosine", 0.1, 0.0),
-    OPT_LORA(sft_opts),
+    OPT_LORA(sft_opts, PI),
     OPT_OUTPUT_BLOCK(sft_opts, "out/sft", "DIR", "checkpoint directory (created)", 0, 0),
 };
 TABLE(train_opts_sft, "sft", sft_opts, SFT);
@@ -203,7 +203,7 @@ static const train_opt RM[] = {
     OPT_LONG(rm_opts, "--epochs", "epochs", epochs, 1, 0, ST | PI, "N", "passes over the data"),
     OPT_LONG(rm_opts, "--steps", "steps", steps, 0, 0, ST | PI, "K", "exact step count instead (0 = --epochs)"),
     OPT_OPTIM(rm_opts, 1e-4, 10, "linear", 0.1, 0.0),
-    OPT_LORA(rm_opts),
+    OPT_LORA(rm_opts, PI),
     OPT_OUTPUT_BLOCK(rm_opts, "out/rm", "DIR",
                      "reward model checkpoint (+ reward.json, metrics.jsonl, resume state)", 0, 0),
 };
@@ -248,7 +248,7 @@ static const train_opt PPO[] = {
     PPO_F("--lambda", NULL, "lambda", NULL, lambda, 0.95, 0, 1, "L", "GAE lambda"),
     OPT_ADAMW(ppo_opts, 0.0),
     OPT_SEED(ppo_opts),
-    OPT_LORA(ppo_opts),
+    OPT_LORA(ppo_opts, PI),
     OPT_SECTION("output:"),
     OPT_STR_(ppo_opts, "--out", "out", out, "out/ppo", ST, "OUT", "policy checkpoint; OUT/value holds the value model"),
     PPO_L("--sample-every", NULL, "sample_every", NULL, sample_every, 5, 0, "N", "print a sample response every N iterations (0 = off)"),
@@ -274,7 +274,7 @@ static const train_opt DPO[] = {
     OPT_LONG(dpo_opts, "--epochs", "epochs", epochs, 1, 0, ST | PI, "N", "passes over the data"),
     OPT_LONG(dpo_opts, "--steps", "steps", steps, 0, 0, ST | PI, "K", "optimizer steps (0 = --epochs)"),
     OPT_OPTIM(dpo_opts, 1e-5, 10, "linear", 0.1, 0.0),
-    OPT_LORA(dpo_opts),
+    OPT_LORA(dpo_opts, PI),
     OPT_OUTPUT_BLOCK(dpo_opts, "out/dpo", "OUT", "checkpoint directory (created)", 0, 0),
 };
 TABLE(train_opts_dpo, "dpo", dpo_opts, DPO);
@@ -317,7 +317,7 @@ static const train_opt GRPO[] = {
     GR_L("--warmup", NULL, "warmup", NULL, warmup, 0, 0, "N", "learning-rate warmup iterations"),
     OPT_ADAMW(grpo_opts, 0.0),
     OPT_SEED(grpo_opts),
-    OPT_LORA(grpo_opts),
+    OPT_LORA(grpo_opts, PI),
     OPT_SECTION("output:"),
     OPT_STR_(grpo_opts, "--out", "out", out, "out/grpo", ST, "OUT", "policy checkpoint directory (created)"),
     GR_L("--sample-every", NULL, "sample_every", NULL, sample_every, 5, 0, "N", "print a sample response every N iterations (0 = off)"),

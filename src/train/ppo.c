@@ -643,17 +643,19 @@ int rlhf_compare(const compare_opts *o, compare_result *res, gk_err *err) {
     gpt_model *ma = NULL, *mb = NULL, *rm = NULL;
     tok_tokenizer *tok = NULL;
     struct engine *ea = NULL, *eb = NULL;
-    char *tok_rec = NULL;
+    char *tok_rec = NULL, *a_base = NULL;
     prefs_set ps = {0};
     int rc = -1;
-    if (!(ma = gpt_load(o->a_dir, &tok_rec, err)) || !(mb = gpt_load(o->b_dir, NULL, err)) || !(rm = rlhf_load_rm(o->rm_dir, NULL, err))) goto done;
+    /* checkpoints or LoRA adapters (opened onto their recorded bases) */
+    if (!(ma = train_open_model(o->a_dir, &tok_rec, &a_base, err)) || !(mb = train_open_model(o->b_dir, NULL, NULL, err)) ||
+        !(rm = rlhf_load_rm(o->rm_dir, NULL, err))) goto done;
     if (ma->cfg.vocab_size != mb->cfg.vocab_size || ma->cfg.vocab_size != rm->cfg.vocab_size) {
         gk_errf(err, "models A (%d), B (%d) and the reward model (%d) must share a vocabulary", ma->cfg.vocab_size,
                 mb->cfg.vocab_size, rm->cfg.vocab_size);
         goto done;
     }
     chat_specials sp;
-    if (tok_load_recorded(o->a_dir, tok_rec, o->tokenizer, 1, &tok, err)) goto done;
+    if (tok_load_recorded(a_base, tok_rec, o->tokenizer, 1, &tok, err)) goto done;
     if (chat_specials_resolve(tok, (size_t)ma->cfg.vocab_size, &sp, err)) goto done;
     if (prefs_load(o->prompts, PREFS_ACCEPT_ANY, &ps, err)) goto done;
     ea = engine_new(ma, tok, (size_t)o->samples, 0);
@@ -701,6 +703,6 @@ done:
     prefs_free(&ps);
     tok_free(tok);
     gpt_free(ma); gpt_free(mb); gpt_free(rm);
-    free(tok_rec);
+    free(tok_rec); free(a_base);
     return rc;
 }

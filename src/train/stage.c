@@ -21,6 +21,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 /* ---------------------------------------------------------------- precision */
@@ -41,6 +42,67 @@ void train_stage_precision_end(train_stage *s) {
     kern_bf16_shadow(m->be, NULL, 0);
     kern_set_precision(m->be, KERN_PREC_FP32);
     s->bf16_on = 0;
+}
+
+/* ---------------------------------------------------------------- resources */
+
+/* Peak resident memory of a stage: Linux keeps the process's high-water mark (VmHWM), which writing "5" to
+ * /proc/self/clear_refs resets to the current size, so a stage run after another in one process (the pipeline)
+ * reports its own peak. Elsewhere: getrusage's lifetime peak. */
+static void peak_rss_reset(void) {
+    FILE *f = fopen("/proc/self/clear_refs", "w");
+    if (!f) return;
+    fputs("5", f);
+    fclose(f);
+}
+
+static double peak_rss_mb(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    double kb = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmHWM:", 6)) { kb = strtod(line + 6, NULL); break; }
+    if (f) fclose(f);
+    if (kb < 0) { struct rusage ru; getrusage(RUSAGE_SELF, &ru); kb = (double)ru.ru_maxrss; }
+    return kb / 1024.0;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* What the run cost, to metrics.jsonl (and the log line): trainable parameters against the whole models',
+ * gradient + AdamW memory (12 bytes per trainable parameter) against full finetuning's, the peak resident memory
+ * and the median step time of this run. The pipeline's report reads it (docs/pipeline.md). */
+static void log_resources(train_stage *s, double *step_ms, size_t n) {
+    double trainable = 0, whole = 0;
+    for (size_t k = 0; k < s->cfg.n_models; k++) {
+        gpt_model *m = s->cfg.models[k].m;
+        trainable += (double)train_opt_model(m)->num_params;
+        whole += (double)m->num_params + (m->lora && m->lora->cfg.score && !m->cfg.score_head ? (double)m->cfg.n_embd : 0);
+    }
+    qsort(step_ms, n, sizeof *step_ms, cmp_double);
+    double med = n ? (n % 2 ? step_ms[n / 2] : 0.5 * (step_ms[n / 2 - 1] + step_ms[n / 2])) : NAN, rss = peak_rss_mb();
+    gpt_model *m0 = s->cfg.models[0].m;
+    cJSON *f = cJSON_CreateObject();
+    cJSON_AddStringToObject(f, "event", "resources");
+    cJSON_AddNumberToObject(f, "lora_rank", m0->lora ? m0->lora->cfg.rank : 0);
+    cJSON_AddNumberToObject(f, "trainable_params", trainable);
+    cJSON_AddNumberToObject(f, "params", whole);
+    train_put(f, "optimizer_grad_mb", "%.3f", 12.0 * trainable / 1e6);
+    train_put(f, "full_optimizer_grad_mb", "%.3f", 12.0 * whole / 1e6);
+    train_put(f, "peak_rss_mb", "%.1f", rss);
+    train_put(f, "median_step_ms", "%.1f", med);
+    cJSON_AddNumberToObject(f, "steps_timed", (double)n);
+    char human[256];
+    snprintf(human, sizeof human, "%.0f trainable parameters (%.2f%% of %.0f); gradients + AdamW %.2f MB (full finetuning "
+             "%.2f MB); peak RSS %.0f MB; median step %.1f ms", trainable, 100 * trainable / whole, whole,
+             12.0 * trainable / 1e6, 12.0 * whole / 1e6, rss, med);
+    int json = s->lg.json;
+    s->lg.json = 0;   /* metrics.jsonl and the human log only: --json's stdout keeps its one-object-per-step shape */
+    train_log_event(&s->lg, f, json ? NULL : human);
+    s->lg.json = json;
 }
 
 /* ---------------------------------------------------------------- start */
@@ -110,6 +172,7 @@ int train_stage_open(train_stage *s, const train_stage_cfg *cfg, gk_err *err) {
     if (precision_begin(s->cfg.models[0].m, cfg->bf16, err)) return -1;
     s->bf16_on = cfg->bf16;
     if (cfg->flops_per_step > 0) s->peak = train_peak_gflops(cfg->bf16) * 1e9;
+    peak_rss_reset();
     return 0;
 }
 
@@ -373,16 +436,22 @@ int train_stage_run(train_stage *s, const train_stage_hooks *h, char *opts_json,
     double t0 = gk_now();
     long step = s->step0;
     int rc = 0;
+    double *step_ms = gk_malloc((size_t)(c->total > s->step0 ? c->total - s->step0 : 1) * sizeof(double));
+    size_t nms = 0;
     for (; step < c->total; step++) {
         /* a Ctrl-C seen by any rank stops every rank at the same step */
         if (dist_any(gk_sigint_pending())) { s->interrupted = 1; break; }
         if (c->stop_at > 0 && step >= c->stop_at) break;
+        double ts = gk_now();
         int r = h->iterate ? iterate_step(s, h, step, err) : micro_step(s, h, step, err);
+        if (r == 0) step_ms[nms++] = (gk_now() - ts) * 1000;
         if (r == 1) { s->interrupted = 1; break; }
         if (r || after_step(s, h, step, err)) { rc = -1; break; }
     }
     s->step = step;
     s->seconds = gk_now() - t0;
+    if (rc == 0) log_resources(s, step_ms, nms);
+    free(step_ms);
     if (rc == 0 && h->finish && h->finish(h->ctx, s, step >= c->total && !s->interrupted, err)) rc = -1;
     if (rc == 0 || s->interrupted) {
         gk_err serr;
