@@ -75,6 +75,40 @@ out=$($GPTKIT pipeline "$TMP/keys.conf" --print-config)
 if printf '%s\n' "$out" | grep -qE '^sft.warmup += 7 ' && printf '%s\n' "$out" | grep -qE '^model.n_layer += 3 '; then
   pass pipeline_stage_keys; else fail pipeline_stage_keys "$(printf '%s\n' "$out" | grep -E 'sft.warmup|n_layer')"; fi
 
+# every training stage records what it cost (the stage skeleton's resources event) and the report tabulates it
+if python3 - "$RUN" <<'PY'
+import json, sys
+for s in ("pretrain", "sft", "rm", "ppo", "dpo", "grpo"):
+    r = json.load(open(f"{sys.argv[1]}/stages/{s}.json"))["resources"]
+    assert r["lora_rank"] == 0 and r["trainable_params"] == r["params"] > 0 and r["peak_rss_mb"] > 0 and r["median_step_ms"] > 0, (s, r)
+PY
+then grep -q "| sft | full |" "$RUN/report.md" && pass pipeline_stage_costs || fail pipeline_stage_costs "report table"
+else fail pipeline_stage_costs "stages/*.json resources"; fi
+
+# LoRA stages (issue 14): the fast run's base and data, then sft, rm, ppo and dpo with adapters (lora_rank keys);
+# the SFT adapter is merged for the later stages, PPO writes policy and value adapters, the report's cost table
+# shows the adapters' parameters and memory beside full finetuning's
+L=$TMP/lrun; cp -a "$RUN" "$L"
+printf 'sft.lora_rank = 4
+rm.lora_rank = 4
+ppo.lora_rank = 4
+dpo.lora_rank = 4
+dpo.steps = 6
+' > "$TMP/lora.conf"
+$GPTKIT pipeline "$TMP/lora.conf" --fast --run-dir "$L" --from sft --to dpo > /dev/null 2> "$TMP/lerr.txt"; rc=$?
+if [ $rc -eq 0 ] && [ -f "$L/sft/adapter_config.json" ] && [ -f "$L/sft_merged/model.safetensors" ] \
+   && [ -f "$L/ppo/value/adapter_config.json" ] && grep -q "one frozen base" "$TMP/lerr.txt" \
+   && python3 - "$L" <<'PY'
+import json, sys
+for s in ("sft", "rm", "ppo", "dpo"):
+    r = json.load(open(f"{sys.argv[1]}/stages/{s}.json"))["resources"]
+    assert r["lora_rank"] == 4 and 0 < r["trainable_params"] < 0.2 * r["params"], (s, r)
+    assert r["optimizer_grad_mb"] < 0.2 * r["full_optimizer_grad_mb"], (s, r)
+PY
+then grep -q "| ppo | LoRA r=4 |" "$L/report.md" && pass pipeline_lora_stages || fail pipeline_lora_stages "report table"
+else fail pipeline_lora_stages "rc=$rc $(tail -3 "$TMP/lerr.txt")"; fi
+rm -rf "$L"
+
 # rerun: everything is skipped
 $GPTKIT pipeline --fast --run-dir "$RUN" > /dev/null 2> "$TMP/err2.txt"
 n=$(grep -c "skipped" "$TMP/err2.txt")
@@ -89,7 +123,8 @@ same_figures() {   # same_figures RUN_A RUN_B STAGE...: the stages' recorded fig
 import json, sys
 a, b = sys.argv[1:3]
 def load(d, s):
-    return {k: v for k, v in json.load(open(f"{d}/stages/{s}.json")).items() if "seconds" not in k and "rss" not in k}
+    return {k: v for k, v in json.load(open(f"{d}/stages/{s}.json")).items()
+            if "seconds" not in k and "rss" not in k and k != "resources"}
 bad = [(s, load(a, s), load(b, s)) for s in sys.argv[3:] if load(a, s) != load(b, s)]
 print(bad) if bad else None
 sys.exit(1 if bad else 0)
