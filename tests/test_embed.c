@@ -3,7 +3,8 @@
  * sentence-transformers' encode() on two tiny random models (mean pooling + Normalize with truncation at 24
  * tokens; CLS pooling, cased, unnormalised), on both CPU kinds. Fixtures: tests/ref/gen_embed_fixture.py.
  * Also: the vector-search dot products (AVX2 and portable) against a double-precision sum, the encoder's
- * bidirectional attention against a batch-of-one run (padding must not leak), and bad model directories. */
+ * bidirectional attention against a batch-of-one run (padding must not leak) and, with the exact GELU, against
+ * double-precision loops; and bad model directories. */
 #include "core/core.h"
 #include "embed/embed.h"
 #include "kern/kern_enc.h"
@@ -195,6 +196,54 @@ static void test_dot_rows(void) {
     free(x); free(q); free(sc); free(x8);
 }
 
+/* The encoder's attention and exact GELU (vectorised loops, src/kern/enc.c) against double-precision loops written
+ * from the definitions, at awkward sizes: head width 7 (no vector multiple), lengths 1, T and in between, padding. */
+static void test_attention_gelu_vs_double(void) {
+    gk_rng r; gk_rng_seed(&r, 11);
+    kern_backend *be = kern_backend_create(NULL, NULL);
+    size_t B = 4, T = 13, NH = 3, hs = 7, C = NH * hs;
+    int32_t lens[4] = {1, 13, 6, 12};
+    float *qkv = kern_alloc(be, B * T * 3 * C * sizeof(float)), *out = kern_alloc(be, B * T * C * sizeof(float));
+    for (size_t i = 0; i < B * T * 3 * C; i++) qkv[i] = 2 * gk_rng_normal(&r);
+    for (size_t i = 0; i < B * T * C; i++) out[i] = NAN;   /* every element must be written, padding with 0 */
+    kern_enc_attention_fwd(be, out, qkv, lens, B, T, C, NH);
+    double worst = 0, p[13];
+    for (size_t b = 0; b < B; b++)
+        for (size_t h = 0; h < NH; h++)
+            for (size_t i = 0; i < T; i++) {
+                size_t L = (size_t)lens[b];
+                const float *q = qkv + (b * T + i) * 3 * C + h * hs;
+                double mx = -INFINITY, sum = 0;
+                for (size_t j = 0; j < L; j++) {
+                    const float *k = qkv + (b * T + j) * 3 * C + C + h * hs;
+                    double s = 0;
+                    for (size_t c = 0; c < hs; c++) s += (double)q[c] * k[c];
+                    p[j] = s / sqrt((double)hs);
+                    if (p[j] > mx) mx = p[j];
+                }
+                for (size_t j = 0; j < L; j++) { p[j] = exp(p[j] - mx); sum += p[j]; }
+                for (size_t c = 0; c < hs; c++) {
+                    double o = 0;
+                    for (size_t j = 0; j < L && i < L; j++) o += p[j] / sum * qkv[(b * T + j) * 3 * C + 2 * C + h * hs + c];
+                    double d = fabs(o - out[(b * T + i) * C + h * hs + c]);
+                    if (!(d <= worst)) worst = d;   /* NaN propagates as a failure */
+                }
+            }
+    CHECK(worst < 2e-5, "attention vs double: worst abs diff %.3g", worst);
+    size_t n = 4099;   /* GELU: a chunk boundary and a tail; values across erf's range */
+    float *x = kern_alloc(be, n * sizeof(float)), *y = kern_alloc(be, n * sizeof(float));
+    for (size_t i = 0; i < n; i++) x[i] = -9.0f + 18.0f * (float)i / (float)(n - 1);
+    kern_enc_gelu_erf_fwd(be, y, x, n);
+    double wg = 0;
+    for (size_t i = 0; i < n; i++) {
+        double want = 0.5 * x[i] * (1 + erf(x[i] / sqrt(2.0))), d = fabs(y[i] - want) / (1 + fabs(want));
+        if (!(d <= wg)) wg = d;
+    }
+    CHECK(wg < 5e-7, "GELU vs double: worst diff %.3g", wg);
+    kern_free(be, qkv); kern_free(be, out); kern_free(be, x); kern_free(be, y);
+    kern_backend_free(be);
+}
+
 static void test_bad_model_dirs(void) {
     gk_err err;
     char *d = tl_tmpdir("embed_bad");
@@ -228,6 +277,7 @@ int main(void) {
     TL_RUN(test_encoder_cls_cased_cpu);
     TL_RUN(test_encoder_batch_independent);
     TL_RUN(test_dot_rows);
+    TL_RUN(test_attention_gelu_vs_double);
     TL_RUN(test_bad_model_dirs);
     return tl_summary();
 }

@@ -73,3 +73,27 @@ char *tl_tmpdir(const char *tag) {
     if (!d) { perror("mkdtemp"); exit(2); }
     return strdup(d);
 }
+
+/* ---------------------------------------------------------------- fixture tensors */
+
+float *st_load_f32(const st_file *f, const char *name, size_t *n) {
+    const st_tensor *t = st_find(f, name);
+    if (!t) return NULL;
+    size_t numel = 1;
+    for (int i = 0; i < t->ndim; i++) numel *= t->shape[i];
+    float *d = malloc((numel ? numel : 1) * sizeof(float));
+    gk_err err;
+    if (st_read_f32(f, t, d, &err)) { free(d); return NULL; }
+    if (n) *n = numel;
+    return d;
+}
+
+int32_t *st_load_i32(const st_file *f, const char *name, size_t *n) {
+    const st_tensor *t = st_find(f, name);
+    if (!t || strcmp(t->dtype, "I32")) return NULL;
+    size_t bytes = t->end - t->begin;
+    int32_t *d = malloc(bytes ? bytes : 1);
+    memcpy(d, f->data + t->begin, bytes);
+    if (n) *n = bytes / 4;
+    return d;
+}

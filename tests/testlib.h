@@ -6,6 +6,7 @@
  * one run shows every broken check). */
 #ifndef GK_TESTLIB_H
 #define GK_TESTLIB_H
+#include "model/model.h"
 #include <stddef.h>
 #include <stdio.h>
 
@@ -35,4 +36,9 @@ double tl_check_arrays(const char *file, int line, const char *what, const float
 const char *tl_path(const char *rel);
 /* A fresh empty temp directory for this test (under $TMPDIR), malloc'd path. */
 char *tl_tmpdir(const char *tag);
+/* Fixture tensors of a safetensors file (tests/ref's scripts write them): a malloc'd copy as float32 (any float
+ * dtype converted) or int32 (dtype I32 only); NULL when the tensor is absent. n (may be NULL): element count. */
+float *st_load_f32(const st_file *f, const char *name, size_t *n);
+int32_t *st_load_i32(const st_file *f, const char *name, size_t *n);
+
 #endif

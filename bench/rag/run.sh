@@ -13,15 +13,17 @@ mkdir -p "$W"
 head -n "$N" "$W/sentences.txt" > "$W/embed_in.txt"
 echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores; load $(cut -d' ' -f1-3 /proc/loadavg)"
 
-# ---- embedding throughput, 2 threads, medians of REPS
-gk=()
+# ---- embedding throughput, 2 threads, medians of REPS runs interleaved (gptkit, peer, gptkit, peer, ...), so a
+# change in the machine's load falls on both sides alike
+gk=(); st=()
 for i in $(seq "$REPS"); do
   # gptkit's own timer: from after loading the model to the last vector written (as the peer's excludes loading)
   gk+=("$(OMP_NUM_THREADS=2 "$G" embed --model "$W/minilm_shape" < "$W/embed_in.txt" 2>&1 >/dev/null | sed -n 's/.*lines in .*(\([0-9.]*\) lines\/s).*/\1/p')")
+  st+=("$(python3 bench/rag/st_embed.py "$W/minilm_shape" "$W/embed_in.txt" "$N" 2 1 2>/dev/null)")
 done
-gkm=$(printf '%s\n' "${gk[@]}" | sort -n | sed -n "$(( (REPS + 1) / 2 ))p")
-st=$(python3 bench/rag/st_embed.py "$W/minilm_shape" "$W/embed_in.txt" "$N" 2 "$REPS" 2>/dev/null)
-echo "embed: $N sentences, 2 threads: gptkit ${gk[*]} (median $gkm) sent/s; sentence-transformers $st sent/s; ratio $(python3 -c "print('%.2f' % ($gkm / $st))")x"
-echo "  (both exclude loading the model; both include tokenising)"
+med() { printf '%s\n' "$@" | sort -n | sed -n "$(( ($# + 1) / 2 ))p"; }
+gkm=$(med "${gk[@]}"); stm=$(med "${st[@]}")
+echo "embed: $N sentences, 2 threads: gptkit ${gk[*]} (median $gkm) sent/s; sentence-transformers ${st[*]} (median $stm) sent/s; ratio $(python3 -c "print('%.2f' % ($gkm / $stm))")x"
+echo "  (both exclude loading the model; both include tokenising); load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # ---- index scale: bench/rag/scale.sh

@@ -3,6 +3,7 @@
 #include "cli/cli.h"
 #include "core/core.h"
 #include "train/train.h"
+#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,31 @@ static const char *USAGE =
 "  --gold                also judge by the demo's preference rule (demo prompts only; docs/rlhf.md): one\n"
 "                        response per prompt per model, both win rates with 95% intervals\n"
 "  --best-of N           with --gold: A's response is the reward model's favourite of N samples from A\n";
+
+/* One result: a JSON object (judge: its "judge" field, or NULL; a win rate with nothing compared is null) or a line. */
+static void print_result(const compare_result *r, int json, const char *judge, const char *label) {
+    if (json) {
+        cJSON *j = cJSON_CreateObject();
+        if (judge) cJSON_AddStringToObject(j, "judge", judge);
+        cJSON_AddNumberToObject(j, "n", (double)r->n);
+        cJSON_AddNumberToObject(j, "wins", r->wins);
+        cJSON_AddNumberToObject(j, "ties", r->ties);
+        cJSON_AddNumberToObject(j, "losses", r->losses);
+        train_put(j, "win_rate", "%.6g", r->win_rate);
+        train_put(j, "ci_lo", "%.6g", r->ci_lo);
+        train_put(j, "ci_hi", "%.6g", r->ci_hi);
+        train_put(j, "mean_a", "%.6g", r->mean_a);
+        train_put(j, "mean_b", "%.6g", r->mean_b);
+        char *s = cJSON_PrintUnformatted(j);
+        printf("%s\n", s);
+        cJSON_free(s);
+        cJSON_Delete(j);
+    } else {
+        printf("compare (%s): A wins %.0f, ties %.0f, loses %.0f of %ld: win rate %.3f (95%% CI %.3f-%.3f); "
+               "mean score A %+.4f, B %+.4f\n", label, r->wins, r->ties, r->losses, r->n, r->win_rate, r->ci_lo, r->ci_hi,
+               r->mean_a, r->mean_b);
+    }
+}
 
 int cmd_compare(int argc, char **argv) {
     cli_args a;
@@ -61,28 +87,12 @@ int cmd_compare(int argc, char **argv) {
         jo.tokenizer = o.tokenizer; jo.json = o.json;
         judge_result jr;
         if (rlhf_judge(&jo, &jr, &err)) { fprintf(stderr, "gptkit compare: %s\n", err.msg); return 1; }
-        const compare_result *c[2] = { &jr.rm, &jr.gold };
-        const char *name[2] = { "reward model", "gold rule" };
-        for (int k = 0; k < 2; k++) {
-            const compare_result *r = c[k];
-            if (o.json)
-                printf("{\"judge\":\"%s\",\"n\":%ld,\"wins\":%g,\"ties\":%g,\"losses\":%g,\"win_rate\":%.6g,\"ci_lo\":%.6g,"
-                       "\"ci_hi\":%.6g,\"mean_a\":%.6g,\"mean_b\":%.6g}\n", k ? "gold" : "rm", r->n, r->wins, r->ties, r->losses,
-                       r->win_rate, r->ci_lo, r->ci_hi, r->mean_a, r->mean_b);
-            else
-                printf("compare (%s%s): A wins %.0f, ties %.0f, loses %.0f of %ld: win rate %.3f (95%% CI %.3f-%.3f); "
-                       "mean score A %+.4f, B %+.4f\n", name[k], best_of > 1 ? ", A best-of-N" : "", r->wins, r->ties, r->losses,
-                       r->n, r->win_rate, r->ci_lo, r->ci_hi, r->mean_a, r->mean_b);
-        }
+        print_result(&jr.rm, o.json, "rm", best_of > 1 ? "reward model, A best-of-N" : "reward model");
+        print_result(&jr.gold, o.json, "gold", best_of > 1 ? "gold rule, A best-of-N" : "gold rule");
         return 0;
     }
     compare_result r;
     if (rlhf_compare(&o, &r, &err)) { fprintf(stderr, "gptkit compare: %s\n", err.msg); return 1; }
-    if (o.json)
-        printf("{\"n\":%ld,\"wins\":%g,\"ties\":%g,\"losses\":%g,\"win_rate\":%.6g,\"ci_lo\":%.6g,\"ci_hi\":%.6g,"
-               "\"mean_a\":%.6g,\"mean_b\":%.6g}\n", r.n, r.wins, r.ties, r.losses, r.win_rate, r.ci_lo, r.ci_hi, r.mean_a, r.mean_b);
-    else
-        printf("compare: A wins %.0f, ties %.0f, loses %.0f of %ld: win rate %.3f (95%% CI %.3f-%.3f); "
-               "mean RM score A %+.4f, B %+.4f\n", r.wins, r.ties, r.losses, r.n, r.win_rate, r.ci_lo, r.ci_hi, r.mean_a, r.mean_b);
+    print_result(&r, o.json, NULL, "reward model");
     return 0;
 }

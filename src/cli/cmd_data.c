@@ -70,6 +70,7 @@ static const gen_kind KINDS[] = {
     {"sft", "Chat conversations in the OpenAI shape teaching arithmetic, facts, output formats and a concise\n"
             "style; a few replies ramble (--ramble) so the reward model has something to fix.", 
      "  --ramble F   fraction of plain replies with a filler sentence (default 0.15)\n"
+     "  --slip F     fraction of format-mode replies that ignore the format (default 0)\n"
      "  --multi F    fraction of two-exchange conversations (default 0.15)\n"
      "  --tools F    fraction of big-number arithmetic conversations that call the calc tool (default 0)\n", 3000, demo_gen_sft},
     {"prefs", "Preferences labelled by the hidden rule: correct beats wrong, follows the format beats ignores\n"
@@ -101,6 +102,7 @@ static int run_gen(const gen_kind *k, int argc, char **argv) {
         else if (cli_is(f, "--seed")) seed = cli_long(&a, f);
         else if (cli_is(f, "--out", "-o")) out = cli_str(&a, f);
         else if (k->fn == demo_gen_sft && cli_is(f, "--ramble")) o.sft_ramble = frac_arg(&a, f);
+        else if (k->fn == demo_gen_sft && cli_is(f, "--slip")) o.sft_slip = frac_arg(&a, f);
         else if (k->fn == demo_gen_sft && cli_is(f, "--multi")) o.sft_multi = frac_arg(&a, f);
         else if (k->fn == demo_gen_sft && cli_is(f, "--tools")) o.sft_tools = frac_arg(&a, f);
         else if (k->fn == demo_gen_prefs && cli_is(f, "--rank")) o.pref_rank = frac_arg(&a, f);

@@ -44,6 +44,8 @@ static const kspec KEYS[] = {
     L("data.prefs", n_prefs, "preference lines (pairs and rankings)"), L("data.prefs_val", n_prefs_val, "held-out preference lines"),
     D("data.pref_arith", pref_arith, "share of arithmetic prompts kept in the preference data"),
     L("data.prompts", n_prompts, "RL prompts"), L("data.eval", n_eval, "evaluation tasks (held out)"),
+    D("data.sft_ramble", sft_ramble, "share of plain SFT replies that add a filler sentence (imperfect demonstrations)"),
+    D("data.sft_slip", sft_slip, "share of format-mode SFT replies that ignore the format (imperfect demonstrations)"),
     D("data.sft_tools", sft_tools, "share of SFT conversations that call the calc tool (big-number arithmetic)"),
     L("data.tool_eval", n_tool_eval, "held-out big-number arithmetic tasks for the tools"),
 };
@@ -78,6 +80,7 @@ void pipe_cfg_default(pipe_cfg *c) {
     c->vocab_size = 2048; c->val_fraction = 0.02;
     c->n_sft = 7500; c->n_sft_val = 300; c->n_prefs = 6000; c->n_prefs_val = 300; c->n_prompts = 1000; c->n_eval = 200; c->pref_arith = 0.1;
     c->sft_tools = 0.2; c->n_tool_eval = 100;
+    c->sft_ramble = 0.15; c->sft_slip = 0;
     for (size_t i = 0; i < NSTAGE_OPTS; i++) train_opts_default(STAGE_OPTS[i].t, (char *)c + STAGE_OPTS[i].off);
     /* the demo: a small model the stages train in minutes on CPU */
     pretrain_opts *pt = &c->pt;
@@ -330,6 +333,8 @@ static int st_data(ctx *x, cJSON *j, gk_err *err) {
     demo_opts_default(&dop);
     dop.pref_arith = c->pref_arith;
     dop.sft_tools = c->sft_tools;
+    dop.sft_ramble = c->sft_ramble;
+    dop.sft_slip = c->sft_slip;
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         char *p = gk_path_join(x->p_data, files[i].name);
         uint64_t seed = (uint64_t)c->seed * 1000 + files[i].seed;

@@ -19,6 +19,8 @@ static const char *USAGE =
 "                             presence/frequency_penalty, logprobs, top_logprobs, stream (SSE, ends with\n"
 "                             'data: [DONE]'), stream_options.include_usage, tools / tool_choice\n"
 "  POST /v1/completions       prompt (a string or token ids), echo, logprobs, and the sampling fields above\n"
+"  POST /v1/embeddings        input (a string or an array of strings), encoding_format float|base64 — with\n"
+"                             --embedder only\n"
 "  GET  /v1/models            the model being served     GET /health    200 ok, 503 while stopping\n"
 "  GET  /metrics              Prometheus text: requests, tokens, queue depth, slot use, latency histograms\n"
 "  GET  /                     the chat page\n"
@@ -28,6 +30,12 @@ static const char *USAGE =
 "  --model DIR           checkpoint directory (an SFT or RLHF chat model; its recorded tokenizer is used)\n"
 "  --name NAME           the model id /v1/models lists and answers carry (default: DIR's last component)\n"
 "  --tokenizer PATH      override the tokenizer recorded in the checkpoint\n"
+"  --embedder DIR        a sentence-embedding model (all-MiniLM-L6-v2 and kin, as gptkit embed takes):\n"
+"                        serves POST /v1/embeddings\n"
+"  --retrieve INDEX.db   a retrieval index (gptkit index build): each chat request's last user message gets\n"
+"                        the index's top chunks before it, with their sources (as chat --retrieve)\n"
+"  --retrieve-k K        chunks at most (default 3)\n"
+"  --retrieve-budget N   chat-model tokens the chunks may take (default: a quarter of the context)\n"
 "  --host H              address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)\n"
 "  --port P              TCP port (default 8080; 0 picks a free one, printed in the ready line)\n"
 "  --api-key K           require 'Authorization: Bearer K' on /v1/* and /metrics (401 otherwise);\n"
@@ -75,6 +83,13 @@ int cmd_serve(int argc, char **argv) {
         if (cli_is(f, "--model")) o.model_dir = cli_str(&a, f);
         else if (cli_is(f, "--name")) o.model_name = cli_str(&a, f);
         else if (cli_is(f, "--tokenizer")) o.tok_path = cli_str(&a, f);
+        else if (cli_is(f, "--embedder")) o.embedder = cli_str(&a, f);
+        else if (cli_is(f, "--retrieve")) o.retrieve = cli_str(&a, f);
+        else if (cli_is(f, "--retrieve-k")) {
+            o.retrieve_k = pos_size(&a, f, 1);
+            if (o.retrieve_k > 100) cli_usage_error(&a, "--retrieve-k must be in [1, 100]");
+        }
+        else if (cli_is(f, "--retrieve-budget")) o.retrieve_budget = pos_size(&a, f, 1);
         else if (cli_is(f, "--host")) o.host = cli_str(&a, f);
         else if (cli_is(f, "--port")) {
             long p = cli_long(&a, f);

@@ -21,6 +21,7 @@ typedef struct {
     long   n_sft, n_sft_val, n_prefs, n_prefs_val, n_prompts, n_eval;
     double pref_arith;
     double sft_tools;         /* share of SFT conversations that teach the calc tool (issue 15) */
+    double sft_ramble, sft_slip;   /* imperfect demonstrations: rambling plain replies, format slips (issue 21) */
     long   n_tool_eval;       /* held-out big-number arithmetic tasks (tool_eval.jsonl) */
     /* the training stages: every option of their tables (train.h) marked TRAIN_OPT_PIPE is a key,
      * "<stage>.<name>" or "model.<name>"; paths, the seed and the precision are set by the pipeline */

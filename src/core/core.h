@@ -140,6 +140,10 @@ void gk_sigint_clear(void);
  * *bad (if non-NULL) = the byte offset of the first bad sequence. Text fields of outside input are checked with
  * it, so a message can say where: "chats.jsonl:12: messages[1].content: invalid UTF-8 at byte 37". */
 int gk_utf8_valid(const char *s, size_t n, size_t *bad);
+/* base64, standard alphabet, padded: encode writes 4*((n+2)/3) bytes to out and returns that length; decode
+ * writes at most 3*n/4 bytes, returns -1 on bad input (a length not a multiple of 4, a stray character or '='). */
+size_t gk_b64_encode(const uint8_t *in, size_t n, char *out);
+int gk_b64_decode(const char *in, size_t n, uint8_t *out, size_t *outn);
 
 /* ---------------------------------------------------------------- misc */
 int gk_num_threads(void);   /* OpenMP max threads, or 1 */

@@ -339,6 +339,9 @@ char *demo_fewshot_prompt(const demo_task *t, int k, uint64_t seed);
 typedef struct {
     double sft_ramble;   /* fraction of plain-mode SFT replies that add a filler sentence (imperfect
                             demonstrators: gives PPO something the reward model dislikes); default 0.15 */
+    double sft_slip;     /* fraction of format-mode SFT replies (uppercase, one word, JSON, concise) that ignore the
+                            format and answer in a plain sentence (imperfect demonstrators again: what comparisons
+                            can fix); default 0 */
     double sft_multi;    /* fraction of SFT conversations with two user/assistant exchanges; default 0.15 */
     double pref_rank;    /* fraction of preference lines that are rankings (K = 3 or 4) rather than pairs; default 0.4 */
     double pref_arith;   /* chance that an arithmetic instance drawn for the preference file is kept (otherwise

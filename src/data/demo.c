@@ -316,6 +316,7 @@ static int check_n(long n, gk_err *err) {
 static void seed_for(gk_rng *r, uint64_t seed, uint64_t stream) { gk_rng_seed(r, mix64(seed ^ (stream * 0x9e3779b97f4a7c15ULL))); }
 
 void demo_opts_default(demo_opts *o) {
+    memset(o, 0, sizeof *o);
     o->sft_ramble = 0.15;
     o->sft_multi = 0.15;
     o->pref_rank = 0.4;
@@ -338,6 +339,7 @@ long demo_gen_sft(const char *path, long n, uint64_t seed, const demo_opts *o, g
     if (sink_open(&s, path, err)) return -1;
     gk_rng r; seed_for(&r, seed, 1);
     gk_rng rt; seed_for(&rt, seed, 6);   /* tool conversations: their own stream, so sft_tools = 0 changes nothing */
+    gk_rng rs; seed_for(&rs, seed, 7);   /* format slips: their own stream, so sft_slip = 0 changes nothing */
     for (long i = 0; i < n; i++) {
         if (op.sft_tools > 0 && gk_rng_uniform(&rt) < op.sft_tools) {
             cJSON *obj = cJSON_CreateObject();
@@ -353,6 +355,7 @@ long demo_gen_sft(const char *path, long n, uint64_t seed, const demo_opts *o, g
             if (k > 0) do draw_split(&r, DEMO_SPLIT_SFT, &x); while (x.t.system[0]);
             char reply[DEMO_TEXT_MAX];
             if (x.m == MODE_PLAIN && gk_rng_uniform(&r) < op.sft_ramble) ramble(&r, &x, x.t.reference, reply, sizeof reply);
+            else if (x.m != MODE_PLAIN && op.sft_slip > 0 && gk_rng_uniform(&rs) < op.sft_slip) render_plain(&x, x.t.answer, reply, sizeof reply);
             else copyf(reply, sizeof reply, "%s", x.t.reference);
             cJSON_AddItemToArray(msgs, message("user", x.t.user));
             cJSON_AddItemToArray(msgs, message("assistant", reply));

@@ -379,6 +379,20 @@ static int parse_prompt(const cJSON *o, serve_req *r, const tok_tokenizer *tok, 
     return 0;
 }
 
+/* Retrieval: the last user message gets the retrieved sources before it (lim->augment). */
+static int augment_last_user(chat_conv *c, const serve_limits *lim, serve_error *e) {
+    if (!lim->augment) return 0;
+    size_t i = c->n;
+    while (i > 0 && c->msgs[i - 1].role != CHAT_USER) i--;
+    if (i == 0) return 0;
+    gk_err err;
+    char *t = lim->augment(lim->augment_ctx, c->msgs[i - 1].content, &err);
+    if (!t) { serve_error_set(e, 500, "server_error", "", "retrieval failed: %s", err.msg); return -1; }
+    free(c->msgs[i - 1].content);
+    c->msgs[i - 1].content = t;
+    return 0;
+}
+
 int serve_req_parse(serve_req *r, const char *body, size_t len, int chat, const serve_limits *lim,
                     const tok_tokenizer *tok, const chat_specials *sp, serve_error *e) {
     memset(r, 0, sizeof *r);
@@ -397,7 +411,7 @@ int serve_req_parse(serve_req *r, const char *body, size_t len, int chat, const 
     if (model && !cJSON_IsString(model) && !cJSON_IsNull(model)) { (void)BAD("model", "model: expected a string, got %s", json_type_name(model)); goto done; }
     if (parse_common(o, r, lim, e)) goto done;
     if (chat) {
-        if (parse_messages(o, &c, lim, r, e)) goto done;
+        if (parse_messages(o, &c, lim, r, e) || augment_last_user(&c, lim, e)) goto done;
         chat_tokens t = {0};
         chat_render(tok, sp, &c, 1, &t);
         if (r->force_call) chat_tokens_push(&t, sp->tool_call, 0);
@@ -420,5 +434,67 @@ done:
     chat_conv_free(&c);
     cJSON_Delete(o);
     if (rc) serve_req_free(r), r->chat = chat;
+    return rc;
+}
+
+/* ---------------------------------------------------------------- /v1/embeddings */
+
+void serve_embed_req_free(serve_embed_req *r) {
+    for (size_t i = 0; i < r->n; i++) free(r->texts[i]);
+    free(r->texts);
+    memset(r, 0, sizeof *r);
+}
+
+static int embed_text(serve_embed_req *r, const cJSON *v, const char *param, serve_error *e) {
+    if (cJSON_IsNumber(v) || cJSON_IsArray(v))
+        return BAD(param, "%s: token-id input is not supported by this server; send the text", param);
+    if (!cJSON_IsString(v)) return BAD(param, "%s: expected a string, got %s", param, json_type_name(v));
+    r->texts[r->n++] = gk_strdup(v->valuestring);
+    return 0;
+}
+
+int serve_embed_parse(serve_embed_req *r, const char *body, size_t len, const serve_limits *lim, serve_error *e) {
+    memset(r, 0, sizeof *r);
+    size_t bad;
+    if (!gk_utf8_valid(body, len, &bad)) return BAD("", "the request body is not valid UTF-8 (byte %zu)", bad);
+    if (serve_json_depth(body, len, lim->max_depth) > lim->max_depth)
+        return BAD("", "the request body nests deeper than %zu levels", lim->max_depth);
+    const char *end = NULL;
+    cJSON *o = cJSON_ParseWithLengthOpts(body, len, &end, 0);
+    if (!o) return BAD("", "the request body is not valid JSON (near byte %ld)", end ? (long)(end - body) : 0L);
+    int rc = -1;
+    if (!cJSON_IsObject(o)) { (void)BAD("", "the request body must be a JSON object, got %s", json_type_name(o)); goto done; }
+    const cJSON *in = cJSON_GetObjectItemCaseSensitive(o, "input");
+    if (!in || cJSON_IsNull(in)) { (void)BAD("input", "input: required (a string or an array of strings)"); goto done; }
+    if (cJSON_IsArray(in)) {
+        int n = cJSON_GetArraySize(in);
+        if (n == 0) { (void)BAD("input", "input: empty array; at least one text is needed"); goto done; }
+        if (n > SERVE_EMBED_MAX_INPUTS) { (void)BAD("input", "input: %d texts, more than %d per request", n, SERVE_EMBED_MAX_INPUTS); goto done; }
+        r->texts = gk_calloc((size_t)n, sizeof *r->texts);
+        char param[40];
+        for (int i = 0; i < n; i++) {
+            snprintf(param, sizeof param, "input[%d]", i);
+            if (embed_text(r, cJSON_GetArrayItem(in, i), param, e)) goto done;
+        }
+    } else {
+        r->texts = gk_calloc(1, sizeof *r->texts);
+        if (embed_text(r, in, "input", e)) goto done;
+    }
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(o, "encoding_format");
+    if (f && !cJSON_IsNull(f)) {
+        if (!cJSON_IsString(f)) { (void)BAD("encoding_format", "encoding_format: expected a string, got %s", json_type_name(f)); goto done; }
+        if (!strcmp(f->valuestring, "base64")) r->base64 = 1;
+        else if (strcmp(f->valuestring, "float")) {
+            (void)BAD("encoding_format", "encoding_format: \"%.40s\" is not one of float, base64", f->valuestring);
+            goto done;
+        }
+    }
+    double dims = 0;
+    if (get_int(o, "dimensions", 1, 1e6, &dims, e)) goto done;
+    r->dimensions = (long)dims;
+    rc = 0;
+done:
+    cJSON_Delete(o);
+    if (rc) serve_embed_req_free(r);
     return rc;
 }

@@ -220,3 +220,37 @@ cJSON *serve_chunk(const serve_req *r, const char *id, long created, const char 
     cJSON_AddItemToArray(ch, c);
     return o;
 }
+
+cJSON *serve_embed_response(const float *vecs, size_t n, size_t dim, int base64, const char *model, size_t tokens) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "object", "list");
+    cJSON *data = cJSON_AddArrayToObject(o, "data");
+    char *b64 = base64 ? gk_malloc(4 * ((dim * 4 + 2) / 3) + 1) : NULL;
+    uint8_t *bytes = base64 ? gk_malloc(dim * 4) : NULL;
+    for (size_t i = 0; i < n; i++) {
+        const float *v = vecs + i * dim;
+        cJSON *d = cJSON_CreateObject();
+        cJSON_AddStringToObject(d, "object", "embedding");
+        cJSON_AddNumberToObject(d, "index", (double)i);
+        if (base64) {   /* float32, little-endian, as OpenAI's clients decode it */
+            for (size_t k = 0; k < dim; k++) {
+                uint32_t u;
+                memcpy(&u, &v[k], 4);
+                for (int b = 0; b < 4; b++) bytes[4 * k + (size_t)b] = (uint8_t)(u >> (8 * b));
+            }
+            b64[gk_b64_encode(bytes, dim * 4, b64)] = 0;
+            cJSON_AddStringToObject(d, "embedding", b64);
+        } else {
+            cJSON *arr = cJSON_AddArrayToObject(d, "embedding");
+            for (size_t k = 0; k < dim; k++) cJSON_AddItemToArray(arr, cJSON_CreateNumber((double)v[k]));
+        }
+        cJSON_AddItemToArray(data, d);
+    }
+    free(b64); free(bytes);
+    cJSON_AddStringToObject(o, "model", model);
+    cJSON *u = cJSON_CreateObject();
+    cJSON_AddNumberToObject(u, "prompt_tokens", (double)tokens);
+    cJSON_AddNumberToObject(u, "total_tokens", (double)tokens);
+    cJSON_AddItemToObject(o, "usage", u);
+    return o;
+}

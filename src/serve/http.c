@@ -266,6 +266,37 @@ static enum MHD_Result models(req_ctx *rc, const char *one) {
     return respond_json(rc, 200, o);
 }
 
+/* POST /v1/embeddings: the embedder runs on this handler's thread, one request at a time. */
+static enum MHD_Result embeddings(req_ctx *rc) {
+    server *s = rc->s;
+    if (rc->too_big)
+        return fail(rc, 413, "invalid_request_error", "the request body is larger than this server takes (%s, --max-body)", "see --help");
+    serve_embed_req q;
+    serve_error e;
+    if (serve_embed_parse(&q, (const char *)rc->body.data, rc->body.n, &s->lim, &e)) return respond_error(rc, &e);
+    size_t dim = embed_dim(s->emb), tokens = 0;
+    if (q.dimensions && (size_t)q.dimensions != dim) {
+        serve_error_set(&e, 400, "invalid_request_error", "dimensions", "dimensions: %ld asked, but this embedding model gives %zu",
+                        q.dimensions, dim);
+        serve_embed_req_free(&q);
+        return respond_error(rc, &e);
+    }
+    float *v = gk_malloc(q.n * dim * sizeof(float));
+    gk_err err;
+    pthread_mutex_lock(&s->aux_mu);
+    int bad = embed_texts(s->emb, (const char *const *)q.texts, NULL, q.n, v, &err);
+    wp_ids ids = {0};
+    for (size_t i = 0; !bad && i < q.n; i++)
+        if (wp_encode(embed_tokenizer(s->emb), q.texts[i], strlen(q.texts[i]), 1, embed_max_tokens(s->emb), &ids, &err) == 0) tokens += ids.n;
+    wp_ids_free(&ids);
+    pthread_mutex_unlock(&s->aux_mu);
+    enum MHD_Result ok = bad ? fail(rc, 400, "invalid_request_error", "input: %s", err.msg)
+                             : respond_json(rc, 200, serve_embed_response(v, q.n, dim, q.base64, s->embed_name, tokens));
+    free(v);
+    serve_embed_req_free(&q);
+    return ok;
+}
+
 /* ---------------------------------------------------------------- dispatch */
 
 static enum MHD_Result route(req_ctx *rc, const char *url, const char *method) {
@@ -308,8 +339,11 @@ static enum MHD_Result route(req_ctx *rc, const char *url, const char *method) {
         if (!post) return fail(rc, 405, "invalid_request_error", "%s: use POST", url);
         return generate(rc, chat);
     }
-    if (!strcmp(url, "/v1/embeddings"))
-        return fail(rc, 404, "invalid_request_error", "%s: no embedding model is loaded in this server", url);
+    if (!strcmp(url, "/v1/embeddings")) {
+        if (!s->emb) return fail(rc, 404, "invalid_request_error", "%s: no embedding model is loaded in this server (serve --embedder DIR)", url);
+        if (!post) return fail(rc, 405, "invalid_request_error", "%s: use POST", url);
+        return embeddings(rc);
+    }
     return fail(rc, 404, "invalid_request_error", "no route %s", url);
 }
 

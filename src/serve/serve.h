@@ -45,6 +45,11 @@ typedef struct {
     double idle_timeout_s;      /* a connection idle this long is closed (default 30) */
     double grace_s;             /* SIGTERM: in-flight requests may finish this long, then are cancelled (10) */
     double step_delay_ms;       /* testing: a pause after every decode step, so queues and cancels can be watched */
+    const char *embedder;       /* a sentence-embedding model directory: POST /v1/embeddings (NULL = route off) */
+    const char *retrieve;       /* a retrieval index (gptkit index build): every chat request's last user message
+                                   gets the index's top chunks before it, as chat --retrieve does (NULL = off) */
+    size_t retrieve_k;          /* chunks at most (default 3) */
+    size_t retrieve_budget;     /* chat-model tokens the chunks may take (0 = a quarter of the context) */
 } serve_opts;
 void serve_opts_default(serve_opts *o);
 
@@ -80,6 +85,10 @@ typedef struct {
     size_t max_depth, max_messages;
     size_t ctx;                 /* tokens per sequence: prompt + max_tokens must fit */
     size_t max_n;               /* the most choices (the engine's slots) */
+    /* Retrieval (serve_opts.retrieve): when set, a chat request's last user message is replaced by
+     * augment(augment_ctx, text) (malloc'd; NULL with err: the request fails with 500) before rendering. */
+    char *(*augment)(void *augment_ctx, const char *question, gk_err *err);
+    void *augment_ctx;
 } serve_limits;
 
 /* An error for the client: HTTP status, OpenAI error type and the offending parameter ("" when none). */
@@ -106,6 +115,21 @@ int serve_response_format(const cJSON *rf, serve_req *r, serve_error *e);
 
 /* Deepest nesting of arrays/objects in a JSON text (strings skipped); stops counting past limit + 1. */
 size_t serve_json_depth(const char *s, size_t n, size_t limit);
+
+/* ---------------------------------------------------------------- embeddings (api.c, api_out.c) */
+#define SERVE_EMBED_MAX_INPUTS 2048   /* texts per request, as OpenAI's API allows */
+typedef struct {
+    char **texts; size_t n;     /* "input": one string or an array of strings (owned, NUL-terminated) */
+    int base64;                 /* "encoding_format": "base64" (little-endian float32 bytes) or "float" (default) */
+    long dimensions;            /* "dimensions" if given (must then equal the model's), else 0 */
+} serve_embed_req;
+/* Parses a /v1/embeddings body. Token-id inputs, more than SERVE_EMBED_MAX_INPUTS texts, an
+ * unknown encoding_format: 400 naming the field. Returns 0 or -1 with e. */
+int serve_embed_parse(serve_embed_req *r, const char *body, size_t len, const serve_limits *lim, serve_error *e);
+void serve_embed_req_free(serve_embed_req *r);
+/* The "list" answer: data[i] = {"object":"embedding","index":i,"embedding": vecs[i] as numbers or base64},
+ * model, usage (tokens: the embedder's tokens over all inputs, counted as prompt tokens). */
+cJSON *serve_embed_response(const float *vecs, size_t n, size_t dim, int base64, const char *model, size_t tokens);
 
 /* ---------------------------------------------------------------- responses (api.c) */
 /* OpenAI's error body: {"error":{"message","type","param","code"}} (malloc'd string). */

@@ -4,6 +4,8 @@
 #define GK_SERVE_INTERNAL_H
 #include "serve/serve.h"
 #include "eval/eval.h"
+#include "embed/embed.h"
+#include "index/index.h"
 #ifdef GK_HAVE_MHD
 #include <pthread.h>
 #include <microhttpd.h>
@@ -81,6 +83,12 @@ typedef struct server {
     pthread_mutex_t met_mu;
     serve_metrics met;
     uint64_t next_id;            /* under met_mu */
+    /* --embedder and --retrieve: used by handler threads one request at a time (aux_mu) */
+    pthread_mutex_t aux_mu;
+    embed_model *emb;
+    char embed_name[256];        /* the embedder's id in /v1/embeddings answers */
+    index_db *rag;
+    size_t rag_k, rag_budget;
 } server;
 
 /* server.c */

@@ -425,13 +425,40 @@ static void wait_and_stop(server *s) {
     MHD_stop_daemon(s->d);
 }
 
-static void model_name(server *s) {
-    if (s->o.model_name) { snprintf(s->model_name, sizeof s->model_name, "%s", s->o.model_name); return; }
-    size_t n = strlen(s->o.model_dir);
-    while (n > 1 && s->o.model_dir[n - 1] == '/') n--;
+/* A directory's last component (trailing slashes dropped): the default model ids. */
+static void dir_name(const char *dir, char *out, size_t cap) {
+    size_t n = strlen(dir);
+    while (n > 1 && dir[n - 1] == '/') n--;
     size_t a = n;
-    while (a > 0 && s->o.model_dir[a - 1] != '/') a--;
-    snprintf(s->model_name, sizeof s->model_name, "%.*s", (int)(n - a), s->o.model_dir + a);
+    while (a > 0 && dir[a - 1] != '/') a--;
+    snprintf(out, cap, "%.*s", (int)(n - a), dir + a);
+}
+
+static char *rag_augment(void *ctx, const char *question, gk_err *err) {
+    server *s = ctx;
+    pthread_mutex_lock(&s->aux_mu);
+    char *t = index_augment_question(s->rag, s->em.tok, question, s->rag_k, s->rag_budget, err);
+    pthread_mutex_unlock(&s->aux_mu);
+    return t;
+}
+
+/* --embedder and --retrieve: loaded before listening, so the first request does not pay for them. */
+static int open_aux(server *s, gk_err *err) {
+    if (s->o.embedder) {
+        if (!(s->emb = embed_load(s->o.embedder, NULL, err))) return -1;
+        dir_name(s->o.embedder, s->embed_name, sizeof s->embed_name);
+        gk_log("gptkit serve: embeddings from %s (%s)\n", s->o.embedder, embed_describe(s->emb));
+    }
+    if (s->o.retrieve) {
+        if (!(s->rag = index_open(s->o.retrieve, NULL, err)) || index_load(s->rag, err)) return -1;
+        s->rag_k = s->o.retrieve_k ? s->o.retrieve_k : 3;
+        s->rag_budget = s->o.retrieve_budget ? s->o.retrieve_budget : s->lim.ctx / 4;
+        s->lim.augment = rag_augment;
+        s->lim.augment_ctx = s;
+        gk_log("gptkit serve: retrieval from %s (%zu chunks; top %zu within %zu tokens before each question)\n",
+               s->o.retrieve, index_n_chunks(s->rag), s->rag_k, s->rag_budget);
+    }
+    return 0;
 }
 
 int serve_run(const serve_opts *o, gk_err *err) {
@@ -441,12 +468,15 @@ int serve_run(const serve_opts *o, gk_err *err) {
     pthread_mutex_init(&s->mu, NULL); pthread_cond_init(&s->cv, NULL);
     pthread_mutex_init(&s->conn_mu, NULL); pthread_mutex_init(&s->met_mu, NULL);
     s->tail = &s->incoming;
-    model_name(s);
+    if (s->o.model_name) snprintf(s->model_name, sizeof s->model_name, "%s", s->o.model_name);
+    else dir_name(s->o.model_dir, s->model_name, sizeof s->model_name);
+    pthread_mutex_init(&s->aux_mu, NULL);
     int rc = -1;
     if (eval_model_open(&s->em, o->model_dir, o->tok_path, 1, 1, o->slots, err)) goto out;
     engine_set_max_queued(s->em.e, o->max_queue);
     s->lim.max_depth = o->max_depth; s->lim.max_messages = o->max_messages;
     s->lim.ctx = engine_max_len(s->em.e); s->lim.max_n = engine_max_seqs(s->em.e);
+    if (open_aux(s, err)) goto out;
     if (pipe(g_sigpipe)) { gk_errf(err, "pipe: %s", strerror(errno)); goto out; }
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -472,6 +502,9 @@ int serve_run(const serve_opts *o, gk_err *err) {
 out:
     if (g_sigpipe[0] >= 0) { close(g_sigpipe[0]); close(g_sigpipe[1]); g_sigpipe[0] = g_sigpipe[1] = -1; }
     eval_model_close(&s->em);
+    embed_free(s->emb);
+    if (s->rag) index_close(s->rag);
+    pthread_mutex_destroy(&s->aux_mu);
     for (int k = 0; k < SERVE_GCACHE; k++) { constrain_free(s->gcache[k].c); free(s->gcache[k].text); }
     constrain_vocab_free(s->cvocab);
     free(s->active);

@@ -121,7 +121,4 @@ int tok_add_rank(tok_tokenizer *t, const uint8_t *bytes, size_t n, int32_t id);
 /* After all ranks: checks the 256 bytes are present and fills byte_rank. */
 int tok_finish_ranks(tok_tokenizer *t, const char *what, gk_err *err);
 
-/* base64 (standard alphabet, padded) */
-size_t tok_b64_encode(const uint8_t *in, size_t n, char *out);   /* out needs 4*((n+2)/3) bytes; returns length */
-int tok_b64_decode(const char *in, size_t n, uint8_t *out, size_t *outn);   /* -1 on bad input */
 #endif

@@ -22,67 +22,34 @@ void judge_opts_default(judge_opts *o) {
     o->best_of = 1; o->max_new = 64; o->temperature = 0.7f; o->seed = 1337;
 }
 
-/* Adds one comparison (d > 0: A wins) to r. */
-static void tally(compare_result *r, double d, double a, double b) {
-    if (d > 0) r->wins++; else if (d < 0) r->losses++; else r->ties++;
-    r->n++;
-    r->mean_a += a; r->mean_b += b;
-}
-static void finish(compare_result *r) {
-    if (r->n == 0) { r->win_rate = NAN; r->ci_lo = 0; r->ci_hi = 1; return; }
-    double N = (double)r->n;
-    r->win_rate = (r->wins + 0.5 * r->ties) / N;
-    rlhf_wilson(r->wins + 0.5 * r->ties, N, 1.959964, &r->ci_lo, &r->ci_hi);
-    r->mean_a /= N; r->mean_b /= N;
-}
-
 int rlhf_judge(const judge_opts *o, judge_result *res, gk_err *err) {
     memset(res, 0, sizeof *res);
     if (!o->a_dir || !o->b_dir || !o->rm_dir || !o->prompts) return gk_errf(err, "the judge needs model A, model B, a reward model and prompts");
     if (o->max_new <= 0) return gk_errf(err, "max_new must be positive");
     size_t K = o->best_of > 1 ? (size_t)o->best_of : 1;
-    gpt_model *ma = NULL, *mb = NULL, *rm = NULL;
-    tok_tokenizer *tok = NULL;
-    struct engine *ea = NULL, *eb = NULL;
-    char *tok_rec = NULL, *a_base = NULL;
-    prefs_set ps = {0};
-    int rc = -1;
-    /* checkpoints or LoRA adapters (opened onto their recorded bases) */
-    if (!(ma = train_open_model(o->a_dir, &tok_rec, &a_base, err)) || !(mb = train_open_model(o->b_dir, NULL, NULL, err)) ||
-        !(rm = rlhf_load_rm(o->rm_dir, NULL, err))) goto done;
-    if (ma->cfg.vocab_size != mb->cfg.vocab_size || ma->cfg.vocab_size != rm->cfg.vocab_size) {
-        gk_errf(err, "models A (%d), B (%d) and the reward model (%d) must share a vocabulary", ma->cfg.vocab_size,
-                mb->cfg.vocab_size, rm->cfg.vocab_size);
-        goto done;
-    }
-    chat_specials sp;
-    if (tok_load_recorded(a_base, tok_rec, o->tokenizer, 1, &tok, err)) goto done;
-    if (chat_specials_resolve(tok, (size_t)ma->cfg.vocab_size, &sp, err)) goto done;
-    if (prefs_load(o->prompts, PREFS_ACCEPT_ANY, &ps, err)) goto done;
-    ea = engine_new(ma, tok, K, 0);
-    eb = engine_new(mb, tok, 1, 0);
-    rlhf_chat ch = { tok, sp };
-    size_t n = o->n > 0 && (size_t)o->n < ps.n ? (size_t)o->n : ps.n, skipped = 0;
-    size_t ctx = (size_t)(ma->cfg.n_ctx < mb->cfg.n_ctx ? ma->cfg.n_ctx : mb->cfg.n_ctx);
-    if ((size_t)rm->cfg.n_ctx < ctx) ctx = (size_t)rm->cfg.n_ctx;
+    rlhf_duel d;
+    if (rlhf_duel_open(&d, o->a_dir, o->b_dir, o->rm_dir, o->prompts, o->tokenizer, err)) return -1;
+    size_t n = o->n > 0 && (size_t)o->n < d.ps.n ? (size_t)o->n : d.ps.n, skipped = 0;
+    struct engine *ea = engine_new(d.a, d.ch.tok, K, 0), *eb = engine_new(d.b, d.ch.tok, 1, 0);
+    int32_t end = d.ch.sp.end;
     rlhf_seq *sa = gk_calloc(K, sizeof *sa), sb;
     int *enda = gk_calloc(K, sizeof(int)), endb;
     float *ra = gk_malloc(K * sizeof(float)), rb;
-    rc = 0;
+    int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++) {
-        const prefs_item *it = &ps.items[i];
+        const prefs_item *it = &d.ps.items[i];
         tok_ids pid = {0};
-        rlhf_render_prompt(&ch, it, &pid);
-        if (pid.n + (size_t)o->max_new + 1 > ctx) { skipped++; tok_ids_free(&pid); continue; }
+        rlhf_render_prompt(&d.ch, it, &pid);
+        if (pid.n + (size_t)o->max_new + 1 > d.ctx) { skipped++; tok_ids_free(&pid); continue; }
         uint64_t seed = o->seed * 1000003ULL + i;
         /* best-of-N draws from its own stream, so A = B with N = 1 is not a comparison of a reply with itself */
         if (rlhf_generate(ea, pid.ids, pid.n, K, (size_t)o->max_new, o->temperature, K > 1 ? seed ^ 0xB0F0B0F0ULL : seed, sa, enda, NULL, err) ||
             rlhf_generate(eb, pid.ids, pid.n, 1, (size_t)o->max_new, o->temperature, seed, &sb, &endb, NULL, err)) { tok_ids_free(&pid); rc = -1; break; }
-        rlhf_score_rollouts(rm, sa, enda, K, sp.end, ra);
-        rlhf_score_rollouts(rm, &sb, &endb, 1, sp.end, &rb);
+        rlhf_score_rollouts(d.rm, sa, enda, K, end, ra);
+        rlhf_score_rollouts(d.rm, &sb, &endb, 1, end, &rb);
         size_t best = 0;
         for (size_t k = 1; k < K; k++) if (ra[k] > ra[best]) best = k;
-        tally(&res->rm, (double)ra[best] - (double)rb, ra[best], rb);
+        rlhf_tally(&res->rm, (double)ra[best] - (double)rb, ra[best], rb);
         /* the gold rule, on the prompt's system and last user message */
         const char *sys = NULL, *user = NULL;
         for (size_t k = 0; k < it->n_prompt; k++) {
@@ -90,12 +57,12 @@ int rlhf_judge(const judge_opts *o, judge_result *res, gk_err *err) {
             else if (!strcmp(it->prompt[k].role, "user")) user = it->prompt[k].content;
         }
         tok_bytes ta = {0}, tb = {0};
-        rlhf_response_text(tok, sp.end, &sa[best], &ta);
-        rlhf_response_text(tok, sp.end, &sb, &tb);
+        rlhf_response_text(d.ch.tok, end, &sa[best], &ta);
+        rlhf_response_text(d.ch.tok, end, &sb, &tb);
         demo_verdict va, vb;
         int judged = demo_gold(sys, user, (const char *)ta.data, &va) == 0 && demo_gold(sys, user, (const char *)tb.data, &vb) == 0;
         if (judged) {
-            tally(&res->gold, (double)va.score - (double)vb.score, va.score, vb.score);
+            rlhf_tally(&res->gold, (double)va.score - (double)vb.score, va.score, vb.score);
             res->gold_correct_a += va.correct; res->gold_correct_b += vb.correct;
         }
         if (o->json) {
@@ -121,17 +88,12 @@ int rlhf_judge(const judge_opts *o, judge_result *res, gk_err *err) {
     if (rc == 0 && res->rm.n == 0) rc = gk_errf(err, "%s: no prompt could be compared", o->prompts);
     if (rc == 0) {
         if (res->gold.n) { res->gold_correct_a /= (double)res->gold.n; res->gold_correct_b /= (double)res->gold.n; }
-        finish(&res->rm);
-        finish(&res->gold);
+        rlhf_tally_finish(&res->rm);
+        rlhf_tally_finish(&res->gold);
     }
     free(sa); free(enda); free(ra);
-done:
-    if (ea) engine_free(ea);
-    if (eb) engine_free(eb);
-    prefs_free(&ps);
-    tok_free(tok);
-    gpt_free(ma); gpt_free(mb); gpt_free(rm);
-    free(tok_rec); free(a_base);
+    engine_free(ea); engine_free(eb);
+    rlhf_duel_close(&d);
     return rc;
 }
 

@@ -636,73 +636,87 @@ static void print_comparison(const tok_tokenizer *tok, int32_t end_id, size_t pr
     tok_bytes_free(&ta); tok_bytes_free(&tb);
 }
 
+void rlhf_tally(compare_result *r, double d, double a, double b) {
+    if (d > 0) r->wins++; else if (d < 0) r->losses++; else r->ties++;
+    r->n++;
+    r->mean_a += a; r->mean_b += b;
+}
+
+void rlhf_tally_finish(compare_result *r) {
+    if (r->n == 0) { r->win_rate = NAN; r->ci_lo = 0; r->ci_hi = 1; return; }
+    double N = (double)r->n;
+    r->win_rate = (r->wins + 0.5 * r->ties) / N;
+    rlhf_wilson(r->wins + 0.5 * r->ties, N, 1.959964, &r->ci_lo, &r->ci_hi);
+    r->mean_a /= N; r->mean_b /= N;
+}
+
+int rlhf_duel_open(rlhf_duel *d, const char *a_dir, const char *b_dir, const char *rm_dir, const char *prompts,
+                   const char *tokenizer, gk_err *err) {
+    memset(d, 0, sizeof *d);
+    char *tok_rec = NULL, *a_base = NULL;
+    int rc = -1;
+    /* checkpoints or LoRA adapters (opened onto their recorded bases) */
+    if (!(d->a = train_open_model(a_dir, &tok_rec, &a_base, err)) || !(d->b = train_open_model(b_dir, NULL, NULL, err)) ||
+        !(d->rm = rlhf_load_rm(rm_dir, NULL, err))) goto done;
+    if (d->a->cfg.vocab_size != d->b->cfg.vocab_size || d->a->cfg.vocab_size != d->rm->cfg.vocab_size) {
+        gk_errf(err, "models A (%d), B (%d) and the reward model (%d) must share a vocabulary", d->a->cfg.vocab_size,
+                d->b->cfg.vocab_size, d->rm->cfg.vocab_size);
+        goto done;
+    }
+    if (rlhf_chat_open(&d->ch, a_base, tok_rec, tokenizer, (size_t)d->a->cfg.vocab_size, err)) goto done;
+    if (prefs_load(prompts, PREFS_ACCEPT_ANY, &d->ps, err)) goto done;
+    d->ctx = (size_t)d->a->cfg.n_ctx;
+    if ((size_t)d->b->cfg.n_ctx < d->ctx) d->ctx = (size_t)d->b->cfg.n_ctx;
+    if ((size_t)d->rm->cfg.n_ctx < d->ctx) d->ctx = (size_t)d->rm->cfg.n_ctx;
+    rc = 0;
+done:
+    free(tok_rec); free(a_base);
+    if (rc) rlhf_duel_close(d);
+    return rc;
+}
+
+void rlhf_duel_close(rlhf_duel *d) {
+    prefs_free(&d->ps);
+    rlhf_chat_close(&d->ch);
+    gpt_free(d->a); gpt_free(d->b); gpt_free(d->rm);
+    memset(d, 0, sizeof *d);
+}
+
 int rlhf_compare(const compare_opts *o, compare_result *res, gk_err *err) {
     memset(res, 0, sizeof *res);
     if (!o->a_dir || !o->b_dir || !o->rm_dir || !o->prompts) return gk_errf(err, "compare needs --a, --b, --rm and --prompts");
     if (o->samples <= 0 || o->max_new <= 0) return gk_errf(err, "--samples and --max-new must be positive");
-    gpt_model *ma = NULL, *mb = NULL, *rm = NULL;
-    tok_tokenizer *tok = NULL;
-    struct engine *ea = NULL, *eb = NULL;
-    char *tok_rec = NULL, *a_base = NULL;
-    prefs_set ps = {0};
-    int rc = -1;
-    /* checkpoints or LoRA adapters (opened onto their recorded bases) */
-    if (!(ma = train_open_model(o->a_dir, &tok_rec, &a_base, err)) || !(mb = train_open_model(o->b_dir, NULL, NULL, err)) ||
-        !(rm = rlhf_load_rm(o->rm_dir, NULL, err))) goto done;
-    if (ma->cfg.vocab_size != mb->cfg.vocab_size || ma->cfg.vocab_size != rm->cfg.vocab_size) {
-        gk_errf(err, "models A (%d), B (%d) and the reward model (%d) must share a vocabulary", ma->cfg.vocab_size,
-                mb->cfg.vocab_size, rm->cfg.vocab_size);
-        goto done;
-    }
-    chat_specials sp;
-    if (tok_load_recorded(a_base, tok_rec, o->tokenizer, 1, &tok, err)) goto done;
-    if (chat_specials_resolve(tok, (size_t)ma->cfg.vocab_size, &sp, err)) goto done;
-    if (prefs_load(o->prompts, PREFS_ACCEPT_ANY, &ps, err)) goto done;
-    ea = engine_new(ma, tok, (size_t)o->samples, 0);
-    eb = engine_new(mb, tok, (size_t)o->samples, 0);
-    size_t n = o->n > 0 && (size_t)o->n < ps.n ? (size_t)o->n : ps.n, S = (size_t)o->samples;
-    rlhf_chat ch = {tok, sp};
+    rlhf_duel d;
+    if (rlhf_duel_open(&d, o->a_dir, o->b_dir, o->rm_dir, o->prompts, o->tokenizer, err)) return -1;
+    size_t n = o->n > 0 && (size_t)o->n < d.ps.n ? (size_t)o->n : d.ps.n, S = (size_t)o->samples;
+    struct engine *ea = engine_new(d.a, d.ch.tok, S, 0), *eb = engine_new(d.b, d.ch.tok, S, 0);
+    int32_t end = d.ch.sp.end;
     rlhf_seq *sa = gk_calloc(S, sizeof *sa), *sb = gk_calloc(S, sizeof *sb);
     int *enda = gk_calloc(S, sizeof(int)), *endb = gk_calloc(S, sizeof(int));
     float *ra = gk_malloc(S * sizeof(float)), *rb = gk_malloc(S * sizeof(float));
-    double sum_a = 0, sum_b = 0;
     size_t skipped = 0;
-    rc = 0;
+    int rc = 0;
     for (size_t i = 0; i < n; i++) {
         tok_ids pid = {0};
-        rlhf_render_prompt(&ch, &ps.items[i], &pid);
-        size_t ctx = (size_t)(ma->cfg.n_ctx < mb->cfg.n_ctx ? ma->cfg.n_ctx : mb->cfg.n_ctx);
-        if (pid.n + (size_t)o->max_new + 1 > ctx || pid.n + (size_t)o->max_new + 1 > (size_t)rm->cfg.n_ctx) { skipped++; tok_ids_free(&pid); continue; }
+        rlhf_render_prompt(&d.ch, &d.ps.items[i], &pid);
+        if (pid.n + (size_t)o->max_new + 1 > d.ctx) { skipped++; tok_ids_free(&pid); continue; }
         uint64_t seed = o->seed * 1000003ULL + i;
         if (rlhf_generate(ea, pid.ids, pid.n, S, (size_t)o->max_new, o->temperature, seed, sa, enda, NULL, err) ||
             rlhf_generate(eb, pid.ids, pid.n, S, (size_t)o->max_new, o->temperature, seed, sb, endb, NULL, err)) { tok_ids_free(&pid); rc = -1; break; }
-        rlhf_score_rollouts(rm, sa, enda, S, sp.end, ra);
-        rlhf_score_rollouts(rm, sb, endb, S, sp.end, rb);
+        rlhf_score_rollouts(d.rm, sa, enda, S, end, ra);
+        rlhf_score_rollouts(d.rm, sb, endb, S, end, rb);
         for (size_t k = 0; k < S; k++) {
-            double d = (double)ra[k] - (double)rb[k];
-            if (d > 0) res->wins++; else if (d < 0) res->losses++; else res->ties++;
-            res->n++;
-            sum_a += ra[k]; sum_b += rb[k];
-            if (o->json) print_comparison(tok, sp.end, i, ps.items[i].line, k, &sa[k], &sb[k], ra[k], rb[k]);
+            rlhf_tally(res, (double)ra[k] - (double)rb[k], ra[k], rb[k]);
+            if (o->json) print_comparison(d.ch.tok, end, i, d.ps.items[i].line, k, &sa[k], &sb[k], ra[k], rb[k]);
             rlhf_seq_free(&sa[k]); rlhf_seq_free(&sb[k]);
         }
         tok_ids_free(&pid);
     }
     if (skipped) gk_warn("compare: skipped %zu prompt(s) too long for the context with --max-new %ld\n", skipped, o->max_new);
     if (rc == 0 && res->n == 0) rc = gk_errf(err, "%s: no prompt could be compared", o->prompts);
-    if (rc == 0) {
-        double N = (double)res->n;
-        res->win_rate = (res->wins + 0.5 * res->ties) / N;
-        rlhf_wilson(res->wins + 0.5 * res->ties, N, 1.959964, &res->ci_lo, &res->ci_hi);
-        res->mean_a = sum_a / N; res->mean_b = sum_b / N;
-    }
+    if (rc == 0) rlhf_tally_finish(res);
     free(sa); free(sb); free(enda); free(endb); free(ra); free(rb);
-done:
-    if (ea) engine_free(ea);
-    if (eb) engine_free(eb);
-    prefs_free(&ps);
-    tok_free(tok);
-    gpt_free(ma); gpt_free(mb); gpt_free(rm);
-    free(tok_rec); free(a_base);
+    engine_free(ea); engine_free(eb);
+    rlhf_duel_close(&d);
     return rc;
 }

@@ -802,6 +802,22 @@ typedef struct {
     double mean_a, mean_b;     /* mean RM scores */
 } compare_result;
 int rlhf_compare(const compare_opts *o, compare_result *res, gk_err *err);
+/* Adds one comparison to r (d > 0: A wins; a, b: the two scores); rlhf_tally_finish turns the sums into the
+ * win rate (ties half), its Wilson 95% interval and the mean scores (win_rate NaN when n = 0). */
+void rlhf_tally(compare_result *r, double d, double a, double b);
+void rlhf_tally_finish(compare_result *r);
+
+/* What compare and the judge open: policies A and B, a reward model sharing their vocabulary, A's tokenizer with
+ * its chat specials, the prompts, and the smallest context of the three models. */
+typedef struct {
+    gpt_model *a, *b, *rm;
+    rlhf_chat ch;
+    prefs_set ps;
+    size_t ctx;
+} rlhf_duel;
+int  rlhf_duel_open(rlhf_duel *d, const char *a_dir, const char *b_dir, const char *rm_dir, const char *prompts,
+                    const char *tokenizer, gk_err *err);
+void rlhf_duel_close(rlhf_duel *d);
 
 
 

@@ -86,6 +86,29 @@ if out=$("$GPTKIT" solve --model "$SM" --tasks "$TMP/rt.jsonl" --tokenizer "$TMP
    printf '%s\n' "$out" | tail -1 | grep -q '"tools":"calc,retrieve"'; then pass solve_retrieve_runs
 else fail solve_retrieve_runs "$(tail -2 "$TMP/rt.err") $out"; fi
 
+# ---- serve --embedder (POST /v1/embeddings) and --retrieve (sources before each chat question)
+if "$GPTKIT" serve --model x --port 0 2>&1 | grep -q "built without an HTTP server"; then
+  skip serve_rag "this gptkit was built without libmicrohttpd"
+else
+  rag_server() {   # NAME ARGS...: sets the NAME_PID, NAME_FD and NAME_URL variables
+    local name=$1; shift
+    start_ready "listening on http://" "$TMP/$name.out" "$TMP/$name.err" env OMP_NUM_THREADS=1 "$GPTKIT" serve --model "$SM" \
+      --tokenizer "$TMP/bytes.tiktoken" --port 0 "$@"
+    eval "${name}_PID=$READY_PID ${name}_FD=$READY_FD ${name}_URL=$(grep -o 'http://[0-9.]*:[0-9]*' "$TMP/$name.out" | head -1)"
+    [ "$READY" = 1 ] && pass "serve_${name}_ready" || fail "serve_${name}_ready" "$(cat "$TMP/$name.out" "$TMP/$name.err")"
+  }
+  rag_server srag --embedder "$M" --retrieve "$TMP/ix.db" --retrieve-k 1 --retrieve-budget 100
+  rag_server splain
+  "$GPTKIT" embed --model "$M" --json -q < "$TMP/lines.txt" > "$TMP/emb_want.jsonl"
+  "$PYT" "$GK_ROOT/tests/serve/rag_test.py" "$srag_URL" "$splain_URL" "$TMP/emb_want.jsonl" "$TMP/lines.txt"
+  for name in srag splain; do
+    eval "pid=\$${name}_PID fd=\$${name}_FD"
+    kill -TERM "$pid"; cat <&"$fd" > /dev/null; exec {fd}<&-; wait "$pid"
+  done
+  expect_fail serve_retrieve_missing_index "nope.db: no such index" "$GPTKIT" serve --model "$SM" --tokenizer "$TMP/bytes.tiktoken" --port 0 --retrieve "$TMP/nope.db"
+  expect_fail serve_embedder_missing "nodir: not a directory" "$GPTKIT" serve --model "$SM" --tokenizer "$TMP/bytes.tiktoken" --port 0 --embedder "$TMP/nodir"
+fi
+
 # ---- SIGKILL mid-build: the index opens, answers, passes SQLite's integrity check, and a rerun completes
 python3 -c '
 import random, sys

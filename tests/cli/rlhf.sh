@@ -107,6 +107,15 @@ s=json.loads(open('cmp.log').read().splitlines()[-1])
 print(s)
 sys.exit(0 if s['n']==96 and s['win_rate']>0.5 and s['ci_lo']>0.5 and s['ci_lo']<s['win_rate']<s['ci_hi'] else 1)" >cmp.chk; then pass compare_ppo_beats_sft
 else fail compare_ppo_beats_sft "$(cat cmp.chk cmp.err)"; fi
+# the judged form (best-of-2 for A): the reward model's verdict over every prompt; these synthetic prompts are not
+# the demo's, so the gold rule judges none of them
+$GPTKIT compare --a ppo --b sft --rm rm --prompts eval_prompts.jsonl --gold --best-of 2 --max-new 12 --temperature 1 --json >cmpg.log 2>cmpg.err
+if py "
+import json,sys
+r={j['judge']:j for j in map(json.loads,open('cmpg.log').read().splitlines()) if 'judge' in j}
+print(r)
+sys.exit(0 if r['rm']['n']==24 and r['rm']['win_rate']>0.5 and r['gold']['n']==0 else 1)" >cmpg.chk; then pass compare_gold_best_of
+else fail compare_gold_best_of "$(cat cmpg.chk cmpg.err | tail -5)"; fi
 
 # 5. DPO: implicit-reward accuracy on held-out pairs, and it beats SFT by the same comparison
 $GPTKIT dpo --policy sft --data prefs.jsonl --val val.jsonl --beta 0.1 -b 8 --epochs 3 --lr 5e-4 --warmup 3 --out dpo --json >dpo.log 2>dpo.err

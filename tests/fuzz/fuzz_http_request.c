@@ -1,7 +1,8 @@
 /* fuzz_http_request.c: request bodies of `gptkit serve` (src/serve/api.c) — the first byte picks the route
  * (even: /v1/chat/completions, odd: /v1/completions), the rest is the body. A body that parses is answered
  * with a made-up generation (its text taken from the input, so tool-call parsing sees fuzzed text too)
- * through the same response and SSE-chunk builders the server uses. */
+ * through the same response and SSE-chunk builders the server uses; every body is also parsed and answered as
+ * a /v1/embeddings request. */
 #include "serve/serve.h"
 #include "fuzz_common.h"
 
@@ -30,6 +31,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n) {
     serve_limits lim = { .max_depth = 32, .max_messages = 64, .ctx = 512, .max_n = 4 };
     serve_req r;
     serve_error e;
+    /* the same body as a /v1/embeddings request: parsed, answered with made-up vectors of dimension 3 */
+    serve_embed_req q;
+    if (serve_embed_parse(&q, body, len, &lim, &e)) free(serve_error_json(&e));
+    else {
+        float *v = calloc(q.n * 3 + 1, sizeof(float));
+        for (size_t i = 0; i < q.n * 3; i++) v[i] = (float)strlen(q.texts[i / 3]) - 1.5f;
+        cJSON_Delete(serve_embed_response(v, q.n, 3, q.base64, "m", q.n));
+        free(v);
+        serve_embed_req_free(&q);
+    }
     if (serve_req_parse(&r, body, len, chat, &lim, g_tok, &g_sp, &e)) {
         free(serve_error_json(&e));
         return 0;

@@ -1,4 +1,4 @@
-/* fast_math.h: private to src/kern/cpu. Helpers for the fast CPU paths:
+/* fast_math.h: private to the CPU kernels (src/kern/cpu, src/kern/enc.c). Helpers for the fast CPU paths:
  *  - GK_HOT: compile a hot worker three times (AVX-512F, AVX2, baseline x86-64) and pick one at load time
  *    (GCC's target_clones, an ifunc), so one binary uses the wide vector units where the CPU has them.
  *    The clones are keyed on ISA features, not "arch=" names: an arch= clone is picked by CPU model, and the
