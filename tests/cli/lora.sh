@@ -178,6 +178,18 @@ a=[json.loads(l) for l in open('ptf.log') if '\"step\":0' in l][0]; b=[json.load
 print(a['loss'], b['loss']); sys.exit(0 if a['loss']==b['loss'] else 1)" >pt.chk && [ -f ptl/adapter_model.safetensors ] \
   && [ "$(sum_base)" = "$before" ]; then pass lora_pretrain_step0_is_base; else fail lora_pretrain_step0_is_base "$(cat pt.chk) $(tail -2 ptl.err)"; fi
 
+# 5f. a GGUF base (dequantized at load: QLoRA proper is not done) takes adapters; the adapter names the .gguf
+$GPTKIT pretrain --arch llama --model d2 --n-embd 64 --n-head 4 --n-kv-head 2 --n-inner 128 --vocab-size 280 --n-ctx 48 \
+  --data "shards/train_*.bin" --tokenizer tok -b 4 -t 16 --steps 3 --out lbase --json >/dev/null 2>&1 \
+  && $GPTKIT export --model lbase --format gguf --type q8_0 --out lbase.gguf >/dev/null 2>&1 \
+  && $GPTKIT sft --init lbase.gguf --tokenizer tok --data sft.jsonl -b 6 --steps 6 --lr 1e-2 --lora-rank 2 --out lg --json \
+       >lg.log 2>lg.err
+g1=$($GPTKIT eval --model lbase.gguf --adapter lg --data "$SHARD" -b 2 -t 16 --json 2>/dev/null)
+g0=$($GPTKIT eval --model lbase.gguf --data "$SHARD" -b 2 -t 16 --json 2>/dev/null)
+if grep -q 'lbase.gguf"' lg/adapter_config.json 2>/dev/null && python3 -c "
+import json,sys; a,b=(json.loads(x)['loss'] for x in sys.argv[1:3]); print(a,b); sys.exit(0 if abs(a-b)>1e-4 else 1)" "$g1" "$g0" >lg.chk 2>&1; then
+  pass lora_gguf_base; else fail lora_gguf_base "$(cat lg.chk) $(tail -2 lg.err)"; fi
+
 # 6. the ecosystem's readers
 if need_py lora_safetensors_names safetensors numpy; then
   if "$PYT" -c "
