@@ -517,6 +517,7 @@ gpt_model *gpt_load(const char *dir, char **tokenizer, gk_err *err) {
             const st_tensor *t = src[i][k];
             size_t rows = part_rows(m, p, nparts[i], k), n = rows * cols;
             if (st_read_f32(srcf[i][k], t, host + row0 * cols, err)) { rc = -1; break; }
+            st_release(srcf[i][k], t);   /* the file's copy is not kept beside the parameters' */
             size_t bad = gk_first_nonfinite(host + row0 * cols, n);
             if (bad < n) {
                 rc = gk_errf(err, "%s: tensor \"%s\" holds a non-finite value (%g at index %zu): the checkpoint is "

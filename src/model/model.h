@@ -245,13 +245,17 @@ typedef struct {
     size_t begin, end;    /* byte offsets into data */
 } st_tensor;
 typedef struct {
-    char *file; size_t file_len;   /* whole file */
+    char *file; size_t file_len;   /* whole file: mapped read-only (mapped = 1), or read into memory */
+    int mapped;
     const uint8_t *data; size_t data_len;   /* after the header */
     st_tensor *tensors; size_t n;
     char **meta_keys, **meta_vals; size_t n_meta;   /* __metadata__ string map */
     char *path;
 } st_file;
 int  st_open(st_file *f, const char *path, gk_err *err);
+/* Hands tensor t's pages back to the OS once read (a mapped file: later reads fault them in again), so loading a
+ * checkpoint never holds the file and the parameters in memory at once. No-op for a file read into memory. */
+void st_release(const st_file *f, const st_tensor *t);
 void st_close(st_file *f);
 const st_tensor *st_find(const st_file *f, const char *name);
 const char *st_meta(const st_file *f, const char *key);   /* NULL if absent */

@@ -18,8 +18,13 @@
 #include "model/model.h"
 
 #include <cjson/cJSON.h>
+#include <fcntl.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define ST_MAX_HEADER ((uint64_t)100 << 20)   /* 100 MB, the reference implementation's limit */
 
@@ -51,7 +56,7 @@ static int st_json_size(const cJSON *j, size_t *out) {
 
 void st_close(st_file *f) {
     if (!f) return;
-    free(f->file);
+    if (f->mapped) munmap(f->file, f->file_len); else free(f->file);
     free(f->tensors);
     for (size_t i = 0; i < f->n_meta; i++) { free(f->meta_keys[i]); free(f->meta_vals[i]); }
     free(f->meta_keys); free(f->meta_vals);
@@ -183,9 +188,32 @@ static int st_parse(st_file *f, gk_err *err) {
     return rc;
 }
 
+/* The file mapped read-only (its pages come and go with use, st_release), or read whole where it cannot be mapped. */
+static int st_map(st_file *f, const char *path) {
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return -1;
+    struct stat st;
+    void *p = MAP_FAILED;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0)
+        p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (p == MAP_FAILED) return -1;
+    f->file = p; f->file_len = (size_t)st.st_size; f->mapped = 1;
+    return 0;
+}
+
+void st_release(const st_file *f, const st_tensor *t) {
+    if (!f->mapped || t->end <= t->begin) return;
+    /* the whole pages inside the tensor's bytes (a neighbour's bytes on a shared page stay) */
+    uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE), a = (uintptr_t)(f->data + t->begin), b = (uintptr_t)(f->data + t->end);
+    a = (a + pg - 1) / pg * pg;
+    b = b / pg * pg;
+    if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
 int st_open(st_file *f, const char *path, gk_err *err) {
     memset(f, 0, sizeof *f);
-    if (gk_read_file(path, &f->file, &f->file_len, err)) return -1;
+    if (st_map(f, path) && gk_read_file(path, &f->file, &f->file_len, err)) return -1;
     f->path = gk_strdup(path);
     if (st_parse(f, err)) {
         gk_err_prefix(err, "%s", path);
