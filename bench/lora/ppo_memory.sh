@@ -7,10 +7,10 @@
 #   LoRA: one frozen copy of the SFT weights; the reference is it with the adapters off, the policy, value and
 #         reward models are adapters on it (views).
 # Peak RSS of each gptkit process by /usr/bin/time; the median PPO iteration time from its step lines.
-# Usage: [MODEL=d12] [ITERS=3] bash bench/lora/ppo_memory.sh [BUILD_DIR]   (OMP_NUM_THREADS defaults to 2)
+# Usage: [MODEL=d12] [ITERS=3] [GPTKIT_BIN=path] bash bench/lora/ppo_memory.sh [BUILD_DIR]   (OMP_NUM_THREADS defaults to 2)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-G=$ROOT/${1:-build}/gptkit
+G=${GPTKIT_BIN:-$ROOT/${1:-build}/gptkit}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 ITERS=${ITERS:-3}
 W=$(mktemp -d "${TMPDIR:-/tmp}/gk-lora-ppo-XXXXXX")

@@ -361,15 +361,20 @@ void gpt_lora_merge(gpt_model *m) {
 /* ---------------------------------------------------------------- PEFT files */
 
 uint64_t gpt_params_checksum(const gpt_model *m) {
-    size_t n = m->num_params;
-    float *host = gk_malloc(n * sizeof(float));
-    kern_download(m->be, host, m->params, n * sizeof(float));
+    /* the tensors in buffer order, the score head left out; downloaded a chunk at a time (a whole host copy
+     * would double a large base's memory at every save) */
+    enum { CHUNK = 1 << 18 };
+    float *host = gk_malloc(CHUNK * sizeof(float));
     uint64_t h = 1469598103934665603ULL;
-    for (size_t t = 0; t < m->n_table; t++) {   /* the tensors in buffer order, the score head left out */
+    for (size_t t = 0; t < m->n_table; t++) {
         const gpt_param *p = &m->table[t];
         if (p->role == GPT_ROLE_SCORE) continue;
-        const uint8_t *b = (const uint8_t *)(host + p->offset);
-        for (size_t i = 0; i < p->numel * sizeof(float); i++) { h ^= b[i]; h *= 1099511628211ULL; }
+        for (size_t i0 = 0; i0 < p->numel; i0 += CHUNK) {
+            size_t n = p->numel - i0 < CHUNK ? p->numel - i0 : CHUNK;
+            kern_download(m->be, host, m->params + p->offset + i0, n * sizeof(float));
+            const uint8_t *b = (const uint8_t *)host;
+            for (size_t i = 0; i < n * sizeof(float); i++) { h ^= b[i]; h *= 1099511628211ULL; }
+        }
     }
     free(host);
     return h;
