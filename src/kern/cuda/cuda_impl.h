@@ -1,0 +1,95 @@
+/* cuda_impl.h: private to src/kern/cuda (CUDA C++ only). The backend's state, the error checks, launch-size
+ * helpers and the declarations shared by its three files:
+ *   backend.cu   state, memory ops, matmuls (cuBLASLt), the bf16 weight copy, the op table
+ *   ops.cu       embedding, norms, elementwise ops, cross-entropy, AdamW, sum of squares, LLaMA ops
+ *   attn.cu      causal attention forward/backward and attention over the KV cache
+ *
+ * Error tiers (STYLE.md): a CUDA or cuBLASLt error mid-run is unrecoverable, so every call is checked and aborts
+ * with file:line, the API's own message and a hint (CU_CHECK, CU_LAUNCHED after every kernel launch). Only
+ * backend creation (kern_cuda_init) returns errors, because "no GPU here" is an expected outcome.
+ *
+ * Index arithmetic is size_t (B*T*3C overflows int at GPT-2 sizes only by a factor of a few, but it does), and
+ * every grid is capped (cu_grid) with grid-stride loops inside, so no size can exceed a launch limit. */
+#ifndef GK_KERN_CUDA_IMPL_H
+#define GK_KERN_CUDA_IMPL_H
+
+extern "C" {
+#include "kern/kern.h"
+#include "kern/cuda/cuda.h"
+#include "core/core.h"
+}
+#include <cuda_runtime.h>
+#include <cuda_bf16.h>
+#include <cublasLt.h>
+#include <stdint.h>
+
+#define CU_CHECK(call) do { cudaError_t cu_e_ = (call); if (cu_e_ != cudaSuccess) \
+    gk_fatal_at(__FILE__, __LINE__, "CUDA error %s (%s) in %s (run with CUDA_LAUNCH_BLOCKING=1 to find the kernel)", \
+                cudaGetErrorName(cu_e_), cudaGetErrorString(cu_e_), #call); } while (0)
+/* After every <<<...>>>: a bad launch configuration shows here; a fault inside the kernel at the next sync. */
+#define CU_LAUNCHED() CU_CHECK(cudaGetLastError())
+#define LT_CHECK(call) do { cublasStatus_t lt_e_ = (call); if (lt_e_ != CUBLAS_STATUS_SUCCESS) \
+    gk_fatal_at(__FILE__, __LINE__, "cuBLASLt error %d in %s", (int)lt_e_, #call); } while (0)
+
+/* The backend's state (be->cuda). */
+struct kern_cuda_state {
+    int device;
+    cudaDeviceProp prop;
+    cublasLtHandle_t lt;
+    void *workspace;                 /* cuBLASLt workspace, KCU_WORKSPACE bytes */
+    /* scratch: grown on demand, never shrunk; used within one op (all ops run in order on one stream) */
+    void *scratch[3];
+    size_t scratch_bytes[3];
+    /* bf16 weight copy (kern_bf16_shadow): [base, base+n) rounded once per AdamW step */
+    const float *sh_base;
+    size_t sh_n;
+    __nv_bfloat16 *sh_bf16;
+    int sh_stale;
+};
+
+#define KCU_WORKSPACE ((size_t)32 << 20)
+#define KCU_THREADS 256
+/* Blocks for n items at `per` items per block, at least 1, at most 2^20 (kernels loop with a grid stride). */
+static inline unsigned cu_grid(size_t n, size_t per) {
+    size_t b = (n + per - 1) / per;
+    if (b < 1) b = 1;
+    if (b > ((size_t)1 << 20)) b = (size_t)1 << 20;
+    return (unsigned)b;
+}
+/* Scratch buffer i of at least `bytes` (device memory; contents undefined). */
+void *kcu_scratch(kern_backend *be, int i, size_t bytes);
+
+/* Column sums over rows, deterministic (fixed row chunks, partials summed in order):
+ *   dst[c] += sum_i f(i, c),  f = mode 0: a[i,c];  1: a[i,c] (x[i,c] - mean[i]) rstd[i];  2: a[i,c] x[i,c] rstd[i]. */
+void kcu_colsum(kern_backend *be, float *dst, const float *a, const float *x, const float *mean, const float *rstd,
+                size_t N, size_t C, int mode);
+
+/* ops.cu and attn.cu: the table's entries (signatures of kern_ops). */
+#define KCU_DECL_OPS \
+    void kcu_embed_fwd(kern_backend *be, float *out, const int32_t *tok, const float *wte, const float *wpe, size_t B, size_t T, size_t C, size_t pos0); \
+    void kcu_embed_bwd(kern_backend *be, float *dwte, float *dwpe, const float *dout, const int32_t *tok, size_t B, size_t T, size_t C, size_t pos0); \
+    void kcu_layernorm_fwd(kern_backend *be, float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b, size_t N, size_t C, float eps); \
+    void kcu_layernorm_bwd(kern_backend *be, float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w, const float *mean, const float *rstd, size_t N, size_t C); \
+    size_t kcu_attention_saved_floats(kern_backend *be, size_t B, size_t T, size_t C, size_t NH); \
+    void kcu_attention_fwd(kern_backend *be, float *out, float *saved, const float *qkv, size_t B, size_t T, size_t C, size_t NH); \
+    void kcu_attention_bwd(kern_backend *be, float *dqkv, const float *dout, const float *qkv, const float *out, const float *saved, size_t B, size_t T, size_t C, size_t NH); \
+    void kcu_attn_cache_fwd(kern_backend *be, float *out, float *kc, float *vc, const float *qkv, const int32_t *slot, const int32_t *pos, size_t B, size_t n, size_t C, size_t NH, size_t maxT); \
+    void kcu_gelu_fwd(kern_backend *be, float *out, const float *inp, size_t n); \
+    void kcu_gelu_bwd(kern_backend *be, float *dinp, const float *inp, const float *dout, size_t n); \
+    void kcu_add(kern_backend *be, float *out, const float *a, const float *b, size_t n); \
+    void kcu_axpy(kern_backend *be, float *y, float alpha, const float *x, size_t n); \
+    void kcu_scale(kern_backend *be, float *x, float s, size_t n); \
+    void kcu_xent_fwd_bwd(kern_backend *be, float *loss, float *dlogits, const float *logits, const int32_t *targets, const float *dloss, size_t N, size_t V); \
+    double kcu_sumsq(kern_backend *be, const float *x, size_t n); \
+    void kcu_adamw_raw(kern_backend *be, float *p, const float *g, float *m, float *v, size_t n, float lr, float b1, float b2, float eps, float wd, float bc1, float bc2, float gscale); \
+    void kcu_rmsnorm_fwd(kern_backend *be, float *out, float *rstd, const float *inp, const float *w, size_t N, size_t C, float eps); \
+    void kcu_rmsnorm_bwd(kern_backend *be, float *dinp, float *dw, const float *dout, const float *inp, const float *w, const float *rstd, size_t N, size_t C); \
+    void kcu_rope(kern_backend *be, float *x, const int32_t *pos, const float *inv_freq, size_t R, size_t W, size_t nheads, size_t hs, int inverse); \
+    void kcu_kv_expand_fwd(kern_backend *be, float *out, const float *qkv, size_t R, size_t NH, size_t NKV, size_t hs); \
+    void kcu_kv_expand_bwd(kern_backend *be, float *dqkv, const float *dout, size_t R, size_t NH, size_t NKV, size_t hs); \
+    void kcu_swiglu_fwd(kern_backend *be, float *out, const float *gate, const float *up, size_t n); \
+    void kcu_swiglu_bwd(kern_backend *be, float *dgate, float *dup, const float *dout, const float *gate, const float *up, size_t n); \
+    void kcu_f32_to_bf16(__nv_bfloat16 *dst, const float *src, size_t n);
+KCU_DECL_OPS
+
+#endif
