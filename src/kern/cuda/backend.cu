@@ -21,7 +21,13 @@ extern "C" int kern_cuda_usable_impl(gk_err *err) {
     int n = 0;
     cudaError_t e = cudaGetDeviceCount(&n);
     if (e != cudaSuccess) {
-        cudaGetLastError();   /* clear the sticky-free error so a later call starts clean */
+        cudaGetLastError();   /* clear the (non-sticky) error so a later call starts clean */
+        if (e == cudaErrorNoDevice)
+            return gk_errf(err, "no CUDA device: the NVIDIA driver reports no GPU (cudaErrorNoDevice)");
+        if (e == cudaErrorInsufficientDriver)
+            return gk_errf(err, "no CUDA device: no NVIDIA driver is loaded here, or one older than this build's CUDA "
+                           "runtime %d.%d needs (cudaErrorInsufficientDriver)", CUDART_VERSION / 1000,
+                           CUDART_VERSION % 1000 / 10);
         return gk_errf(err, "no CUDA device: %s (%s)", cudaGetErrorString(e), cudaGetErrorName(e));
     }
     if (n < 1) return gk_errf(err, "no CUDA device: the driver reports no GPU");
