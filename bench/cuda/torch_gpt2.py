@@ -10,7 +10,8 @@ compiled is exactly this.
 
 Prints one JSON object per timed step and a final summary line {"summary": ...} with the median tokens/s of
 the timed steps (the first --warmup steps, which include compilation, are dropped) and MFU against --peak
-TFLOP/s, counting 6 N + 12 L C T FLOPs per token (N = all parameters; the same count gpu-check.sh uses for
+TFLOP/s, counting 6 N + 6 L C T FLOPs per token (N = all parameters, causal attention halved, as
+BENCH-NOTES.md does; the same count gpu-check.sh uses for
 gptkit).
 
 Usage: python3 bench/cuda/torch_gpt2.py [--batch 64] [--seq 1024] [--steps 30] [--warmup 8] [--no-compile]
@@ -93,7 +94,7 @@ def main():
     step_fn = torch.compile(model) if not a.no_compile else model
     B, T = a.batch, a.seq
     g = torch.Generator(device=dev).manual_seed(1)
-    flops_per_token = 6 * N + 12 * L * C * T
+    flops_per_token = 6 * N + 6 * L * C * T   # causal attention: half of 12 L C T (BENCH-NOTES.md)
     times = []
     for step in range(a.steps):
         x = torch.randint(0, V, (B, T + 1), device=dev, generator=g)
