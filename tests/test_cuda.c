@@ -28,6 +28,10 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdint.h>
+#include <sys/wait.h>
+#include <signal.h>
+#include <unistd.h>
 
 static gk_rng g_rng;
 static kern_backend *g_ref;   /* the fp32 reference (host memory) */
@@ -485,6 +489,108 @@ static void test_matmul_bf16(void) {
     free(x); free(w); free(out);
 }
 
+/* ---------------------------------------------------------------- devsim: a host-unreadable "device"
+ * A stand-in backend whose buffers the host cannot dereference: kern_alloc returns the host allocation's address
+ * with bit 62 flipped (a non-canonical x86-64 address: any load or store through it faults), and every op flips
+ * it back before calling the cpu backend. Offsets added by the caller survive the flip (no carry reaches bit 62).
+ * Training, decoding and checkpointing on it prove that the model, the training loop, the engine and checkpoint
+ * I/O touch device memory only through kern_* (upload/download/ops) -- which the CUDA backend needs and a CPU
+ * backend can never show. It proves nothing about the CUDA kernels. Runs everywhere (no GPU needed). */
+#define DS_TAG ((uintptr_t)1 << 62)
+static kern_backend *g_ds_inner;   /* the cpu backend doing the work */
+#define U(p) ((__typeof__(p))((p) ? (void *)((uintptr_t)(p) ^ DS_TAG) : NULL))
+#define IN g_ds_inner
+static void *ds_alloc(kern_backend *be, size_t n) { (void)be; void *p = kern_alloc(IN, n); return (void *)((uintptr_t)p ^ DS_TAG); }
+static void ds_free(kern_backend *be, void *p) { (void)be; kern_free(IN, U(p)); }
+static void ds_zero(kern_backend *be, void *p, size_t n) { (void)be; kern_zero(IN, U(p), n); }
+static void ds_upload(kern_backend *be, void *d, const void *s, size_t n) { (void)be; kern_upload(IN, U(d), s, n); }
+static void ds_download(kern_backend *be, void *d, const void *s, size_t n) { (void)be; kern_download(IN, d, U(s), n); }
+static void ds_copy(kern_backend *be, void *d, const void *s, size_t n) { (void)be; kern_copy(IN, U(d), U(s), n); }
+static void ds_embed_fwd(kern_backend *be, float *out, const int32_t *tok, const float *wte, const float *wpe, size_t B,
+                         size_t T, size_t C, size_t pos0) { (void)be; kern_embed_fwd(IN, U(out), U(tok), U(wte), U(wpe), B, T, C, pos0); }
+static void ds_embed_bwd(kern_backend *be, float *dwte, float *dwpe, const float *dout, const int32_t *tok, size_t B,
+                         size_t T, size_t C, size_t pos0) { (void)be; kern_embed_bwd(IN, U(dwte), U(dwpe), U(dout), U(tok), B, T, C, pos0); }
+static void ds_ln_fwd(kern_backend *be, float *out, float *mean, float *rstd, const float *inp, const float *w,
+                      const float *b, size_t N, size_t C, float eps) {
+    (void)be; kern_layernorm_fwd(IN, U(out), U(mean), U(rstd), U(inp), U(w), U(b), N, C, eps);
+}
+static void ds_ln_bwd(kern_backend *be, float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                      const float *w, const float *mean, const float *rstd, size_t N, size_t C) {
+    (void)be; kern_layernorm_bwd(IN, U(dinp), U(dw), U(db), U(dout), U(inp), U(w), U(mean), U(rstd), N, C);
+}
+static void ds_mm_fwd(kern_backend *be, float *out, const float *inp, const float *w, const float *bias, size_t N,
+                      size_t C, size_t OC, int l) { (void)be; kern_matmul_fwd(IN, U(out), U(inp), U(w), U(bias), N, C, OC, l); }
+static void ds_mm_bwd(kern_backend *be, float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
+                      const float *w, size_t N, size_t C, size_t OC, int l) {
+    (void)be; kern_matmul_bwd(IN, U(dinp), U(dw), U(dbias), U(dout), U(inp), U(w), N, C, OC, l);
+}
+static void ds_mm_skinny(kern_backend *be, float *out, const float *inp, const float *w, const float *bias, size_t N,
+                         size_t C, size_t OC, int l) { (void)be; kern_matmul_skinny_fwd(IN, U(out), U(inp), U(w), U(bias), N, C, OC, l); }
+static size_t ds_saved(kern_backend *be, size_t B, size_t T, size_t C, size_t NH) { (void)be; return kern_attention_saved_floats(IN, B, T, C, NH); }
+static void ds_att_fwd(kern_backend *be, float *out, float *saved, const float *qkv, size_t B, size_t T, size_t C,
+                       size_t NH) { (void)be; kern_attention_fwd(IN, U(out), U(saved), U(qkv), B, T, C, NH); }
+static void ds_att_bwd(kern_backend *be, float *dqkv, const float *dout, const float *qkv, const float *out,
+                       const float *saved, size_t B, size_t T, size_t C, size_t NH) {
+    (void)be; kern_attention_bwd(IN, U(dqkv), U(dout), U(qkv), U(out), U(saved), B, T, C, NH);
+}
+static void ds_att_cache(kern_backend *be, float *out, float *kc, float *vc, const float *qkv, const int32_t *slot,
+                         const int32_t *pos, size_t B, size_t n, size_t C, size_t NH, size_t maxT) {
+    (void)be; kern_attn_cache_fwd(IN, U(out), U(kc), U(vc), U(qkv), U(slot), U(pos), B, n, C, NH, maxT);
+}
+static void ds_gelu_fwd(kern_backend *be, float *out, const float *inp, size_t n) { (void)be; kern_gelu_fwd(IN, U(out), U(inp), n); }
+static void ds_gelu_bwd(kern_backend *be, float *dinp, const float *inp, const float *dout, size_t n) { (void)be; kern_gelu_bwd(IN, U(dinp), U(inp), U(dout), n); }
+static void ds_add(kern_backend *be, float *out, const float *a, const float *b, size_t n) { (void)be; kern_add(IN, U(out), U(a), U(b), n); }
+static void ds_axpy(kern_backend *be, float *y, float al, const float *x, size_t n) { (void)be; kern_axpy(IN, U(y), al, U(x), n); }
+static void ds_scale(kern_backend *be, float *x, float s, size_t n) { (void)be; kern_scale(IN, U(x), s, n); }
+static void ds_xent(kern_backend *be, float *loss, float *dl, const float *l, const int32_t *tg, const float *dloss,
+                    size_t N, size_t V) { (void)be; kern_xent_fwd_bwd(IN, U(loss), U(dl), U(l), U(tg), U(dloss), N, V); }
+static double ds_sumsq(kern_backend *be, const float *x, size_t n) { (void)be; return kern_sumsq(IN, U(x), n); }
+static void ds_adamw(kern_backend *be, float *p, const float *g, float *m, float *v, size_t n, float lr, float b1, float b2,
+                     float eps, float wd, float bc1, float bc2, float gs) {
+    (void)be; kern_adamw(IN, U(p), U(g), U(m), U(v), n, lr, b1, b2, eps, wd, bc1, bc2, gs);
+}
+static void ds_shadow(kern_backend *be, const float *base, size_t n) { (void)be; kern_bf16_shadow(IN, U(base), n); }
+static void ds_rms_fwd(kern_backend *be, float *out, float *rstd, const float *inp, const float *w, size_t N, size_t C,
+                       float eps) { (void)be; kern_rmsnorm_fwd(IN, U(out), U(rstd), U(inp), U(w), N, C, eps); }
+static void ds_rms_bwd(kern_backend *be, float *dinp, float *dw, const float *dout, const float *inp, const float *w,
+                       const float *rstd, size_t N, size_t C) { (void)be; kern_rmsnorm_bwd(IN, U(dinp), U(dw), U(dout), U(inp), U(w), U(rstd), N, C); }
+static void ds_rope(kern_backend *be, float *x, const int32_t *pos, const float *inv, size_t R, size_t W, size_t nh,
+                    size_t hs, int inv_) { (void)be; kern_rope(IN, U(x), U(pos), U(inv), R, W, nh, hs, inv_); }
+static void ds_kv_fwd(kern_backend *be, float *out, const float *qkv, size_t R, size_t NH, size_t NKV, size_t hs) {
+    (void)be; kern_kv_expand_fwd(IN, U(out), U(qkv), R, NH, NKV, hs);
+}
+static void ds_kv_bwd(kern_backend *be, float *dqkv, const float *dout, size_t R, size_t NH, size_t NKV, size_t hs) {
+    (void)be; kern_kv_expand_bwd(IN, U(dqkv), U(dout), R, NH, NKV, hs);
+}
+static void ds_swiglu_fwd(kern_backend *be, float *out, const float *g, const float *u, size_t n) { (void)be; kern_swiglu_fwd(IN, U(out), U(g), U(u), n); }
+static void ds_swiglu_bwd(kern_backend *be, float *dg, float *du, const float *dout, const float *g, const float *u, size_t n) {
+    (void)be; kern_swiglu_bwd(IN, U(dg), U(du), U(dout), U(g), U(u), n);
+}
+#undef IN
+static const kern_ops g_ds_ops = {
+    .alloc = ds_alloc, .free = ds_free, .zero = ds_zero, .upload = ds_upload, .download = ds_download, .copy = ds_copy,
+    .embed_fwd = ds_embed_fwd, .embed_bwd = ds_embed_bwd, .layernorm_fwd = ds_ln_fwd, .layernorm_bwd = ds_ln_bwd,
+    .matmul_fwd = ds_mm_fwd, .matmul_bwd = ds_mm_bwd, .matmul_skinny_fwd = ds_mm_skinny,
+    .attention_saved_floats = ds_saved, .attention_fwd = ds_att_fwd, .attention_bwd = ds_att_bwd,
+    .attn_cache_fwd = ds_att_cache, .gelu_fwd = ds_gelu_fwd, .gelu_bwd = ds_gelu_bwd, .add = ds_add, .axpy = ds_axpy,
+    .scale = ds_scale, .xent_fwd_bwd = ds_xent, .sumsq = ds_sumsq, .adamw = ds_adamw, .bf16_shadow = ds_shadow,
+    .rmsnorm_fwd = ds_rms_fwd, .rmsnorm_bwd = ds_rms_bwd, .rope = ds_rope, .kv_expand_fwd = ds_kv_fwd,
+    .kv_expand_bwd = ds_kv_bwd, .swiglu_fwd = ds_swiglu_fwd, .swiglu_bwd = ds_swiglu_bwd,
+};
+/* A devsim backend over a new cpu backend (fp32). Free with devsim_free. */
+static kern_backend *devsim_new(void) {
+    kern_backend_opts o;
+    kern_backend_opts_default(&o);
+    o.kind = KERN_KIND_CPU;
+    if (!g_ds_inner) g_ds_inner = kern_backend_create(&o, NULL);
+    kern_backend *be = gk_calloc(1, sizeof *be);
+    be->ops = &g_ds_ops;
+    be->opts = o;
+    be->gemm = g_ds_inner->gemm;
+    snprintf(be->name, sizeof be->name, "devsim(%s)", kern_backend_name(g_ds_inner));
+    return be;
+}
+
 /* ---------------------------------------------------------------- the model on the GPU */
 
 static void tiny_config(gpt_config *c, int llama) {
@@ -514,12 +620,11 @@ static void train_steps(gpt_model *m, adamw *opt, int s0, int steps, double *los
     train_lm_free(lm);
 }
 
-static void test_train_10_steps(void) {
-    NEED_GPU();
+static void train_10_steps_on(kern_backend *dev) {
     for (int llama = 0; llama < 2; llama++) {
         gpt_config c;
         tiny_config(&c, llama);
-        gpt_model *mc = gpt_create_on(&c, g_ref), *mg = gpt_create_on(&c, g_cu);
+        gpt_model *mc = gpt_create_on(&c, g_ref), *mg = gpt_create_on(&c, dev);
         gpt_init_random(mc, 11);
         gpt_init_random(mg, 11);
         gpt_alloc_grads(mc); gpt_alloc_grads(mg);
@@ -540,11 +645,10 @@ static void test_train_10_steps(void) {
     }
 }
 
-static void test_greedy_decode(void) {
-    NEED_GPU();
+static void greedy_decode_on(kern_backend *dev) {
     gpt_config c;
     tiny_config(&c, 0);
-    gpt_model *mc = gpt_create_on(&c, g_ref), *mg = gpt_create_on(&c, g_cu);
+    gpt_model *mc = gpt_create_on(&c, g_ref), *mg = gpt_create_on(&c, dev);
     gpt_init_random(mc, 3);
     gpt_init_random(mg, 3);
     engine *ec = engine_new(mc, NULL, 2, 0), *eg = engine_new(mg, NULL, 2, 0);
@@ -627,10 +731,46 @@ static void resume_case(kern_backend *a, kern_backend *b, kern_kind kind_b, cons
     free(dir);
 }
 
+static void test_train_10_steps(void) { NEED_GPU(); train_10_steps_on(g_cu); }
+static void test_greedy_decode(void) { NEED_GPU(); greedy_decode_on(g_cu); }
 static void test_resume_across_devices(void) {
     NEED_GPU();
     resume_case(g_cu, g_ref, KERN_KIND_CPU, "gpu-to-cpu");
     resume_case(g_ref, g_cu, g_dry ? KERN_KIND_CPU : KERN_KIND_CUDA, "cpu-to-gpu");
+}
+
+/* The devsim backend (above) really is unreadable from the host: a child that loads through one of its
+ * pointers dies of a signal. Without this the devsim tests below could pass by not testing anything. */
+static void test_devsim_faults(void) {
+    kern_backend *ds = devsim_new();
+    float *p = kern_alloc(ds, 16);
+    float one = 1.0f, back = 0;
+    kern_upload(ds, p, &one, 4);
+    kern_download(ds, &back, p, 4);
+    CHECK(back == 1.0f, "devsim round trip");
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        /* die of the fault itself, not through a sanitizer's handler (whose report the suite counts as a FAIL) */
+        signal(SIGSEGV, SIG_DFL);
+        signal(SIGBUS, SIG_DFL);
+        volatile float *vp = p;
+        _exit(*vp == 1.0f ? 0 : 1);   /* must fault before it can exit */
+    }
+    int st = 0;
+    CHECK(pid > 0 && waitpid(pid, &st, 0) == pid, "fork/wait");
+    CHECK(WIFSIGNALED(st), "a host load through a devsim pointer did not fault (status %d)", st);
+    kern_free(ds, p);
+    kern_backend_free(ds);
+}
+/* The model, the training loop, the engine and checkpoint I/O on a backend whose memory the host cannot touch:
+ * what the CUDA backend needs of them, checked without a GPU. */
+static void test_devsim_train(void) { kern_backend *ds = devsim_new(); train_10_steps_on(ds); kern_backend_free(ds); }
+static void test_devsim_decode(void) { kern_backend *ds = devsim_new(); greedy_decode_on(ds); kern_backend_free(ds); }
+static void test_devsim_checkpoint(void) {
+    kern_backend *ds = devsim_new();
+    resume_case(ds, g_ref, KERN_KIND_CPU, "devsim-to-cpu");
+    kern_backend_free(ds);
 }
 
 int main(void) {
@@ -645,11 +785,10 @@ int main(void) {
      * and the suite never sets it. */
     const char *dry = getenv("GK_TEST_CUDA_DRYRUN");
     if (dry && *dry == '1') {
-        kern_backend_opts_default(&o);
-        o.kind = KERN_KIND_CPU;
-        g_cu = kern_backend_create(&o, NULL);
+        g_cu = devsim_new();
         g_dry = 1;
-        printf("# DRY RUN: the cpu backend stands in for the GPU; nothing here tests CUDA\n");
+        printf("# DRY RUN: the devsim backend (cpu, host-unreadable pointers) stands in for the GPU; nothing here "
+               "tests CUDA\n");
     } else if (kern_cuda_usable(&err) != 0) {
         snprintf(g_why, sizeof g_why, "%s", err.msg);
     } else {
@@ -677,7 +816,12 @@ int main(void) {
     TL_RUN(test_train_10_steps);
     TL_RUN(test_greedy_decode);
     TL_RUN(test_resume_across_devices);
+    TL_RUN(test_devsim_faults);
+    TL_RUN(test_devsim_train);
+    TL_RUN(test_devsim_decode);
+    TL_RUN(test_devsim_checkpoint);
     kern_backend_free(g_cu);
+    kern_backend_free(g_ds_inner);
     kern_backend_free(g_ref);
     return tl_summary();
 }
