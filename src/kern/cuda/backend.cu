@@ -124,9 +124,17 @@ static void cu_download(kern_backend *be, void *dst, const void *src, size_t byt
     (void)be;
     if (bytes) CU_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost));
 }
+/* kern_copy is memmove on the host; cudaMemcpy's result is undefined for overlapping ranges, so those go
+ * through scratch. */
 static void cu_copy(kern_backend *be, void *dst, const void *src, size_t bytes) {
-    (void)be;
-    if (bytes && dst != src) CU_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToDevice));
+    if (!bytes || dst == src) return;
+    const char *d = (const char *)dst, *s = (const char *)src;
+    if (d < s + bytes && s < d + bytes) {
+        void *tmp = kcu_scratch(be, 0, bytes);
+        CU_CHECK(cudaMemcpy(tmp, src, bytes, cudaMemcpyDeviceToDevice));
+        src = tmp;
+    }
+    CU_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToDevice));
 }
 
 /* ---------------------------------------------------------------- bf16 */
