@@ -156,6 +156,21 @@ $(BUILD)/gen/serve_page.c: src/serve/page.html
 $(BUILD)/gen/serve_page.o: $(BUILD)/gen/serve_page.c
 	$(CC) $(CFLAGS) -c $< -o $@
 
+# The CUDA kernels' logic under a CPU emulation of CUDA's execution model (tests/cuda_emu; docs/cuda.md): the .cu
+# files of src/kern/cuda compiled as C++ with -DKCU_EMULATE. Needs only a C++ compiler (no nvcc, no GPU); skipped
+# (not built) without one.
+CXX ?= g++
+ifeq ($(shell echo 'int main(){return 0;}' | $(CXX) -x c++ - -o /dev/null 2>/dev/null && echo y),y)
+EMU_SRC := src/kern/cuda/ops.cu src/kern/cuda/attn.cu tests/cuda_emu/emu.cc tests/cuda_emu/test_cuda_emu.cc
+all: $(BUILD)/tests/test_cuda_emu
+$(BUILD)/tests/test_cuda_emu: $(EMU_SRC) tests/cuda_emu/emu.h src/kern/cuda/cuda_impl.h src/kern/cuda/cuda.h src/kern/kern.h \
+                              $(BUILD)/tests/testlib.o $(BUILD)/libgptkit.a
+	@mkdir -p $(dir $@)
+	$(CXX) -std=c++17 $(OPT) -g -Wall -Wextra -Wno-unused-parameter -Wno-unknown-pragmas $(if $(WERROR),-Werror) $(SAN) \
+	  -fno-math-errno $(filter -fopenmp,$(CFLAGS)) -DKCU_EMULATE -Isrc -Itests -Itests/cuda_emu $(CJSON_CFLAGS) \
+	  -x c++ $(EMU_SRC) -x none $(BUILD)/tests/testlib.o $(BUILD)/libgptkit.a -o $@ $(LDFLAGS) $(LDLIBS)
+endif
+
 test: all
 	@bash tests/run.sh $(BUILD)
 

@@ -48,7 +48,7 @@ size_t kcu_attention_saved_floats(kern_backend *be, size_t B, size_t T, size_t C
 }
 
 /* row = (b*NH + h)*T + t: out_t = softmax(q_t K^T / sqrt(hs)) V over j <= t;  lse saved */
-__global__ void k_attn_fwd(float *out, float *lse, const float *qkv, size_t B, size_t T, size_t C, size_t NH) {
+static __global__ void k_attn_fwd(float *out, float *lse, const float *qkv, size_t B, size_t T, size_t C, size_t NH) {
     int lane = threadIdx.x % 32, hs = (int)(C / NH);
     size_t C3 = 3 * C;
     float scale = 1.0f / sqrtf((float)hs);
@@ -82,12 +82,12 @@ void kcu_attention_fwd(kern_backend *be, float *out, float *saved, const float *
     check_heads(C, NH, "kern_attention_fwd");
     size_t rows = B * NH * T;
     if (!rows) return;
-    k_attn_fwd<<<cu_grid(rows, AT_WARPS), KCU_THREADS>>>(out, saved, qkv, B, T, C, NH);
+    KCU_LAUNCH(k_attn_fwd, cu_grid(rows, AT_WARPS), KCU_THREADS, out, saved, qkv, B, T, C, NH);
     CU_LAUNCHED();
 }
 
 /* D[row] = dO_t . O_t */
-__global__ void k_attn_bwd_D(float *D, const float *dout, const float *out, size_t B, size_t T, size_t C, size_t NH) {
+static __global__ void k_attn_bwd_D(float *D, const float *dout, const float *out, size_t B, size_t T, size_t C, size_t NH) {
     int lane = threadIdx.x % 32, hs = (int)(C / NH);
     WARP_ROW_LOOP(row, B * NH * T) {
         size_t t = row % T, h = (row / T) % NH, b = row / (T * NH);
@@ -99,7 +99,7 @@ __global__ void k_attn_bwd_D(float *D, const float *dout, const float *out, size
     }
 }
 /* dq_t += (1/sqrt(hs)) sum_{j<=t} P (dO_t . v_j - D_t) k_j */
-__global__ void k_attn_bwd_dq(float *dqkv, const float *dout, const float *qkv, const float *lse, const float *D,
+static __global__ void k_attn_bwd_dq(float *dqkv, const float *dout, const float *qkv, const float *lse, const float *D,
                               size_t B, size_t T, size_t C, size_t NH) {
     int lane = threadIdx.x % 32, hs = (int)(C / NH);
     size_t C3 = 3 * C;
@@ -125,7 +125,7 @@ __global__ void k_attn_bwd_dq(float *dqkv, const float *dout, const float *qkv, 
     }
 }
 /* for key row j: dv_j += sum_{t>=j} P dO_t;  dk_j += (1/sqrt(hs)) sum_{t>=j} P (dO_t . v_j - D_t) q_t */
-__global__ void k_attn_bwd_dkv(float *dqkv, const float *dout, const float *qkv, const float *lse, const float *D,
+static __global__ void k_attn_bwd_dkv(float *dqkv, const float *dout, const float *qkv, const float *lse, const float *D,
                                size_t B, size_t T, size_t C, size_t NH) {
     int lane = threadIdx.x % 32, hs = (int)(C / NH);
     size_t C3 = 3 * C;
@@ -164,11 +164,11 @@ void kcu_attention_bwd(kern_backend *be, float *dqkv, const float *dout, const f
     if (!rows) return;
     float *D = (float *)kcu_scratch(be, 0, rows * sizeof(float));
     unsigned g = cu_grid(rows, AT_WARPS);
-    k_attn_bwd_D<<<g, KCU_THREADS>>>(D, dout, out, B, T, C, NH);
+    KCU_LAUNCH(k_attn_bwd_D, g, KCU_THREADS, D, dout, out, B, T, C, NH);
     CU_LAUNCHED();
-    k_attn_bwd_dq<<<g, KCU_THREADS>>>(dqkv, dout, qkv, saved, D, B, T, C, NH);
+    KCU_LAUNCH(k_attn_bwd_dq, g, KCU_THREADS, dqkv, dout, qkv, saved, D, B, T, C, NH);
     CU_LAUNCHED();
-    k_attn_bwd_dkv<<<g, KCU_THREADS>>>(dqkv, dout, qkv, saved, D, B, T, C, NH);
+    KCU_LAUNCH(k_attn_bwd_dkv, g, KCU_THREADS, dqkv, dout, qkv, saved, D, B, T, C, NH);
     CU_LAUNCHED();
 }
 
@@ -176,7 +176,7 @@ void kcu_attention_bwd(kern_backend *be, float *dqkv, const float *dout, const f
 
 /* Writes the new keys/values of qkv [B, n, 3C] into rows pos[b] .. pos[b]+n-1 of slot slot[b]:
  * kc, vc [S, NH, maxT, hs]. Rows past maxT are dropped (the model checks pos + n <= maxT before calling). */
-__global__ void k_cache_put(float *kc, float *vc, const float *qkv, const int32_t *slot, const int32_t *pos, size_t B,
+static __global__ void k_cache_put(float *kc, float *vc, const float *qkv, const int32_t *slot, const int32_t *pos, size_t B,
                             size_t n, size_t C, size_t NH, size_t maxT) {
     size_t hs = C / NH;
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < B * n * C; i += (size_t)gridDim.x * blockDim.x) {
@@ -190,7 +190,7 @@ __global__ void k_cache_put(float *kc, float *vc, const float *qkv, const int32_
     }
 }
 /* one warp per (b, new row i, head h): out = softmax(q K[0..pos+i]^T / sqrt(hs)) V over the slot's cache */
-__global__ void k_cache_attn(float *out, const float *kc, const float *vc, const float *qkv, const int32_t *slot,
+static __global__ void k_cache_attn(float *out, const float *kc, const float *vc, const float *qkv, const int32_t *slot,
                              const int32_t *pos, size_t B, size_t n, size_t C, size_t NH, size_t maxT) {
     int lane = threadIdx.x % 32, hs = (int)(C / NH);
     float scale = 1.0f / sqrtf((float)hs);
@@ -225,8 +225,8 @@ void kcu_attn_cache_fwd(kern_backend *be, float *out, float *kc, float *vc, cons
     (void)be;
     check_heads(C, NH, "kern_attn_cache_fwd");
     if (!B || !n) return;
-    k_cache_put<<<cu_grid(B * n * C, KCU_THREADS), KCU_THREADS>>>(kc, vc, qkv, slot, pos, B, n, C, NH, maxT);
+    KCU_LAUNCH(k_cache_put, cu_grid(B * n * C, KCU_THREADS), KCU_THREADS, kc, vc, qkv, slot, pos, B, n, C, NH, maxT);
     CU_LAUNCHED();
-    k_cache_attn<<<cu_grid(B * n * NH, AT_WARPS), KCU_THREADS>>>(out, kc, vc, qkv, slot, pos, B, n, C, NH, maxT);
+    KCU_LAUNCH(k_cache_attn, cu_grid(B * n * NH, AT_WARPS), KCU_THREADS, out, kc, vc, qkv, slot, pos, B, n, C, NH, maxT);
     CU_LAUNCHED();
 }

@@ -139,13 +139,13 @@ static void cu_copy(kern_backend *be, void *dst, const void *src, size_t bytes) 
 
 /* ---------------------------------------------------------------- bf16 */
 
-__global__ void k_f32_to_bf16(__nv_bfloat16 *dst, const float *src, size_t n) {
+static __global__ void k_f32_to_bf16(__nv_bfloat16 *dst, const float *src, size_t n) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
         dst[i] = __float2bfloat16_rn(src[i]);
 }
 void kcu_f32_to_bf16(__nv_bfloat16 *dst, const float *src, size_t n) {
     if (!n) return;
-    k_f32_to_bf16<<<cu_grid(n, KCU_THREADS), KCU_THREADS>>>(dst, src, n);
+    KCU_LAUNCH(k_f32_to_bf16, cu_grid(n, KCU_THREADS), KCU_THREADS, dst, src, n);
     CU_LAUNCHED();
 }
 
@@ -182,7 +182,7 @@ static void cu_adamw(kern_backend *be, float *p, const float *g, float *m, float
 
 /* ---------------------------------------------------------------- matmul (cuBLASLt) */
 
-__global__ void k_add_bias_rows(float *out, const float *bias, size_t N, size_t OC) {
+static __global__ void k_add_bias_rows(float *out, const float *bias, size_t N, size_t OC) {
     size_t total = N * OC;
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x)
         out[i] += bias[i % OC];
@@ -207,7 +207,7 @@ static void kcu_gemm(kern_backend *be, int ta, int tb, size_t M, size_t N, size_
         if (!acc) {
             GK_CHECK(ldc == N, "kcu_gemm: K=0 with a strided C");
             CU_CHECK(cudaMemset(C, 0, M * N * sizeof(float)));
-            if (bias) { k_add_bias_rows<<<cu_grid(M * N, KCU_THREADS), KCU_THREADS>>>(C, bias, M, N); CU_LAUNCHED(); }
+            if (bias) { KCU_LAUNCH(k_add_bias_rows, cu_grid(M * N, KCU_THREADS), KCU_THREADS, C, bias, M, N); CU_LAUNCHED(); }
         }
         return;
     }
@@ -270,7 +270,7 @@ static void kcu_gemm(kern_backend *be, int ta, int tb, size_t M, size_t N, size_
     if (bias && !use_epi) {
         GK_CHECK(!acc, "kcu_gemm: bias with accumulate is not supported");
         GK_CHECK(ldc == N, "kcu_gemm: bias on a strided C");
-        k_add_bias_rows<<<cu_grid(M * N, KCU_THREADS), KCU_THREADS>>>(C, bias, M, N);
+        KCU_LAUNCH(k_add_bias_rows, cu_grid(M * N, KCU_THREADS), KCU_THREADS, C, bias, M, N);
         CU_LAUNCHED();
     }
     cublasLtMatmulPreferenceDestroy(pref);

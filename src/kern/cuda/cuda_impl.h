@@ -18,16 +18,25 @@ extern "C" {
 #include "kern/cuda/cuda.h"
 #include "core/core.h"
 }
+#include <stdint.h>
+#ifdef KCU_EMULATE
+/* tests/cuda_emu/emu.h: ops.cu and attn.cu compiled as plain C++ and run on the CPU under an emulation of CUDA's
+ * execution model (blocks, threads as fibers, __syncthreads, warp shuffles), to test their logic without a GPU. */
+#include "emu.h"
+#else
 #include <cuda_runtime.h>
 #include <cuda_bf16.h>
 #include <cublasLt.h>
-#include <stdint.h>
+/* every launch goes through this, so the emulation can replace it */
+#define KCU_LAUNCH(kernel, grid, block, ...) kernel<<<(grid), (block)>>>(__VA_ARGS__)
+#endif
 
 #define CU_CHECK(call) do { cudaError_t cu_e_ = (call); if (cu_e_ != cudaSuccess) \
     gk_fatal_at(__FILE__, __LINE__, "CUDA error %s (%s) in %s (run with CUDA_LAUNCH_BLOCKING=1 to find the kernel)", \
                 cudaGetErrorName(cu_e_), cudaGetErrorString(cu_e_), #call); } while (0)
 /* After every <<<...>>>: a bad launch configuration shows here; a fault inside the kernel at the next sync. */
 #define CU_LAUNCHED() CU_CHECK(cudaGetLastError())
+#ifndef KCU_EMULATE
 #define LT_CHECK(call) do { cublasStatus_t lt_e_ = (call); if (lt_e_ != CUBLAS_STATUS_SUCCESS) \
     gk_fatal_at(__FILE__, __LINE__, "cuBLASLt error %d in %s", (int)lt_e_, #call); } while (0)
 
@@ -46,6 +55,38 @@ struct kern_cuda_state {
     __nv_bfloat16 *sh_bf16;
     int sh_stale;
 };
+
+#endif   /* KCU_EMULATE */
+
+/* Under emulation the ops get other names, so a test can link them beside the real ones of libgptkit.a. */
+#ifdef KCU_EMULATE
+#define kcu_adamw_raw emu_kcu_adamw_raw
+#define kcu_add emu_kcu_add
+#define kcu_attention_bwd emu_kcu_attention_bwd
+#define kcu_attention_fwd emu_kcu_attention_fwd
+#define kcu_attention_saved_floats emu_kcu_attention_saved_floats
+#define kcu_attn_cache_fwd emu_kcu_attn_cache_fwd
+#define kcu_axpy emu_kcu_axpy
+#define kcu_colsum emu_kcu_colsum
+#define kcu_embed_bwd emu_kcu_embed_bwd
+#define kcu_embed_fwd emu_kcu_embed_fwd
+#define kcu_f32_to_bf16 emu_kcu_f32_to_bf16
+#define kcu_gelu_bwd emu_kcu_gelu_bwd
+#define kcu_gelu_fwd emu_kcu_gelu_fwd
+#define kcu_kv_expand_bwd emu_kcu_kv_expand_bwd
+#define kcu_kv_expand_fwd emu_kcu_kv_expand_fwd
+#define kcu_layernorm_bwd emu_kcu_layernorm_bwd
+#define kcu_layernorm_fwd emu_kcu_layernorm_fwd
+#define kcu_rmsnorm_bwd emu_kcu_rmsnorm_bwd
+#define kcu_rmsnorm_fwd emu_kcu_rmsnorm_fwd
+#define kcu_rope emu_kcu_rope
+#define kcu_scale emu_kcu_scale
+#define kcu_scratch emu_kcu_scratch
+#define kcu_sumsq emu_kcu_sumsq
+#define kcu_swiglu_bwd emu_kcu_swiglu_bwd
+#define kcu_swiglu_fwd emu_kcu_swiglu_fwd
+#define kcu_xent_fwd_bwd emu_kcu_xent_fwd_bwd
+#endif
 
 #define KCU_WORKSPACE ((size_t)32 << 20)
 #define KCU_THREADS 256

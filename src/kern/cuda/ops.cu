@@ -21,8 +21,6 @@
 /* one warp per row r of n rows, grid-stride */
 #define WARP_ROW_LOOP(r, n) \
     for (size_t r = blockIdx.x * (size_t)WARPS_PER_BLOCK + threadIdx.x / 32; r < (n); r += (size_t)gridDim.x * WARPS_PER_BLOCK)
-#define LAUNCH_ELEMS(n) cu_grid((n), KCU_THREADS), KCU_THREADS
-#define LAUNCH_ROWS(n) cu_grid((n), WARPS_PER_BLOCK), KCU_THREADS
 
 __device__ __forceinline__ float warp_sum(float v) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
@@ -32,7 +30,7 @@ __device__ __forceinline__ float warp_sum(float v) {
 /* ---------------------------------------------------------------- column sums */
 
 #define COLSUM_MIN_ROWS 256
-__global__ void k_colsum_partial(float *part, const float *a, const float *x, const float *mean, const float *rstd,
+static __global__ void k_colsum_partial(float *part, const float *a, const float *x, const float *mean, const float *rstd,
                                  size_t N, size_t C, size_t rows_per_chunk, int mode) {
     __shared__ float sh[8][33];
     size_t c = blockIdx.x * (size_t)32 + threadIdx.x;
@@ -54,7 +52,7 @@ __global__ void k_colsum_partial(float *part, const float *a, const float *x, co
         part[blockIdx.y * C + c] = s;
     }
 }
-__global__ void k_colsum_final(float *dst, const float *part, size_t nchunks, size_t C) {
+static __global__ void k_colsum_final(float *dst, const float *part, size_t nchunks, size_t C) {
     GSTRIDE_LOOP(c, C) {
         float s = 0.0f;
         for (size_t k = 0; k < nchunks; k++) s += part[k * C + c];
@@ -71,16 +69,16 @@ void kcu_colsum(kern_backend *be, float *dst, const float *a, const float *x, co
     GK_CHECK(cblocks < ((size_t)1 << 31), "kcu_colsum: C=%zu", C);
     float *part = (float *)kcu_scratch(be, 2, nchunks * C * sizeof(float));
     dim3 grid((unsigned)cblocks, (unsigned)nchunks), block(32, 8);
-    k_colsum_partial<<<grid, block>>>(part, a, x, mean, rstd, N, C, rows, mode);
+    KCU_LAUNCH(k_colsum_partial, grid, block, part, a, x, mean, rstd, N, C, rows, mode);
     CU_LAUNCHED();
-    k_colsum_final<<<LAUNCH_ELEMS(C)>>>(dst, part, nchunks, C);
+    KCU_LAUNCH(k_colsum_final, cu_grid(C, KCU_THREADS), KCU_THREADS, dst, part, nchunks, C);
     CU_LAUNCHED();
 }
 
 /* ---------------------------------------------------------------- embedding */
 
 /* out[b,t,c] = wte[tok[b,t], c] + wpe[pos0 + t, c] (wpe NULL: none) */
-__global__ void k_embed_fwd(float *out, const int32_t *tok, const float *wte, const float *wpe, size_t T, size_t C,
+static __global__ void k_embed_fwd(float *out, const int32_t *tok, const float *wte, const float *wpe, size_t T, size_t C,
                             size_t pos0, size_t total) {
     GSTRIDE_LOOP(i, total) {
         size_t bt = i / C, c = i % C;
@@ -94,15 +92,15 @@ void kcu_embed_fwd(kern_backend *be, float *out, const int32_t *tok, const float
     (void)be;
     size_t n = B * T * C;
     if (!n) return;
-    k_embed_fwd<<<LAUNCH_ELEMS(n)>>>(out, tok, wte, wpe, T, C, pos0, n);
+    KCU_LAUNCH(k_embed_fwd, cu_grid(n, KCU_THREADS), KCU_THREADS, out, tok, wte, wpe, T, C, pos0, n);
     CU_LAUNCHED();
 }
 /* dwte[tok[b,t], c] += dout[b,t,c] (atomic: tokens repeat);  dwpe[pos0+t, c] += sum_b dout[b,t,c] (one thread
  * per (t, c), b in order: deterministic). */
-__global__ void k_embed_bwd_wte(float *dwte, const float *dout, const int32_t *tok, size_t C, size_t total) {
+static __global__ void k_embed_bwd_wte(float *dwte, const float *dout, const int32_t *tok, size_t C, size_t total) {
     GSTRIDE_LOOP(i, total) atomicAdd(&dwte[(size_t)tok[i / C] * C + i % C], dout[i]);
 }
-__global__ void k_embed_bwd_wpe(float *dwpe, const float *dout, size_t B, size_t T, size_t C, size_t pos0) {
+static __global__ void k_embed_bwd_wpe(float *dwpe, const float *dout, size_t B, size_t T, size_t C, size_t pos0) {
     GSTRIDE_LOOP(i, T * C) {
         size_t t = i / C, c = i % C;
         float s = 0.0f;
@@ -115,14 +113,14 @@ void kcu_embed_bwd(kern_backend *be, float *dwte, float *dwpe, const float *dout
     (void)be;
     size_t n = B * T * C;
     if (!n) return;
-    if (dwte) { k_embed_bwd_wte<<<LAUNCH_ELEMS(n)>>>(dwte, dout, tok, C, n); CU_LAUNCHED(); }
-    if (dwpe) { k_embed_bwd_wpe<<<LAUNCH_ELEMS(T * C)>>>(dwpe, dout, B, T, C, pos0); CU_LAUNCHED(); }
+    if (dwte) { KCU_LAUNCH(k_embed_bwd_wte, cu_grid(n, KCU_THREADS), KCU_THREADS, dwte, dout, tok, C, n); CU_LAUNCHED(); }
+    if (dwpe) { KCU_LAUNCH(k_embed_bwd_wpe, cu_grid(T * C, KCU_THREADS), KCU_THREADS, dwpe, dout, B, T, C, pos0); CU_LAUNCHED(); }
 }
 
 /* ---------------------------------------------------------------- LayerNorm */
 
 /* mean = (1/C) sum x;  var = (1/C) sum (x - mean)^2;  rstd = 1/sqrt(var + eps);  out = (x - mean) rstd w + b */
-__global__ void k_layernorm_fwd(float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b,
+static __global__ void k_layernorm_fwd(float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b,
                                 size_t N, size_t C, float eps) {
     int lane = threadIdx.x % 32;
     WARP_ROW_LOOP(r, N) {
@@ -142,11 +140,11 @@ void kcu_layernorm_fwd(kern_backend *be, float *out, float *mean, float *rstd, c
                        const float *b, size_t N, size_t C, float eps) {
     (void)be;
     if (!N) return;
-    k_layernorm_fwd<<<LAUNCH_ROWS(N)>>>(out, mean, rstd, inp, w, b, N, C, eps);
+    KCU_LAUNCH(k_layernorm_fwd, cu_grid(N, WARPS_PER_BLOCK), KCU_THREADS, out, mean, rstd, inp, w, b, N, C, eps);
     CU_LAUNCHED();
 }
 /* g = dout w;  dx += rstd (g - mean(g) - xhat mean(g xhat));  dw += sum_rows dout xhat;  db += sum_rows dout */
-__global__ void k_layernorm_bwd_dx(float *dinp, const float *dout, const float *inp, const float *w, const float *mean,
+static __global__ void k_layernorm_bwd_dx(float *dinp, const float *dout, const float *inp, const float *w, const float *mean,
                                    const float *rstd, size_t N, size_t C) {
     int lane = threadIdx.x % 32;
     WARP_ROW_LOOP(r, N) {
@@ -166,7 +164,7 @@ __global__ void k_layernorm_bwd_dx(float *dinp, const float *dout, const float *
 void kcu_layernorm_bwd(kern_backend *be, float *dinp, float *dw, float *db, const float *dout, const float *inp,
                        const float *w, const float *mean, const float *rstd, size_t N, size_t C) {
     if (!N) return;
-    if (dinp) { k_layernorm_bwd_dx<<<LAUNCH_ROWS(N)>>>(dinp, dout, inp, w, mean, rstd, N, C); CU_LAUNCHED(); }
+    if (dinp) { KCU_LAUNCH(k_layernorm_bwd_dx, cu_grid(N, WARPS_PER_BLOCK), KCU_THREADS, dinp, dout, inp, w, mean, rstd, N, C); CU_LAUNCHED(); }
     if (dw) kcu_colsum(be, dw, dout, inp, mean, rstd, N, C, 1);
     if (db) kcu_colsum(be, db, dout, NULL, NULL, NULL, N, C, 0);
 }
@@ -174,7 +172,7 @@ void kcu_layernorm_bwd(kern_backend *be, float *dinp, float *dw, float *db, cons
 /* ---------------------------------------------------------------- RMSNorm */
 
 /* rstd = 1/sqrt(mean x^2 + eps);  out = w (x rstd) */
-__global__ void k_rmsnorm_fwd(float *out, float *rstd, const float *inp, const float *w, size_t N, size_t C, float eps) {
+static __global__ void k_rmsnorm_fwd(float *out, float *rstd, const float *inp, const float *w, size_t N, size_t C, float eps) {
     int lane = threadIdx.x % 32;
     WARP_ROW_LOOP(r, N) {
         const float *x = inp + r * C;
@@ -190,11 +188,11 @@ void kcu_rmsnorm_fwd(kern_backend *be, float *out, float *rstd, const float *inp
                      float eps) {
     (void)be;
     if (!N) return;
-    k_rmsnorm_fwd<<<LAUNCH_ROWS(N)>>>(out, rstd, inp, w, N, C, eps);
+    KCU_LAUNCH(k_rmsnorm_fwd, cu_grid(N, WARPS_PER_BLOCK), KCU_THREADS, out, rstd, inp, w, N, C, eps);
     CU_LAUNCHED();
 }
 /* dx += rstd dout w - rstd^3 x (1/C) sum(dout w x);  dw += sum_rows dout x rstd */
-__global__ void k_rmsnorm_bwd_dx(float *dinp, const float *dout, const float *inp, const float *w, const float *rstd,
+static __global__ void k_rmsnorm_bwd_dx(float *dinp, const float *dout, const float *inp, const float *w, const float *rstd,
                                  size_t N, size_t C) {
     int lane = threadIdx.x % 32;
     WARP_ROW_LOOP(r, N) {
@@ -209,14 +207,14 @@ __global__ void k_rmsnorm_bwd_dx(float *dinp, const float *dout, const float *in
 void kcu_rmsnorm_bwd(kern_backend *be, float *dinp, float *dw, const float *dout, const float *inp, const float *w,
                      const float *rstd, size_t N, size_t C) {
     if (!N) return;
-    if (dinp) { k_rmsnorm_bwd_dx<<<LAUNCH_ROWS(N)>>>(dinp, dout, inp, w, rstd, N, C); CU_LAUNCHED(); }
+    if (dinp) { KCU_LAUNCH(k_rmsnorm_bwd_dx, cu_grid(N, WARPS_PER_BLOCK), KCU_THREADS, dinp, dout, inp, w, rstd, N, C); CU_LAUNCHED(); }
     if (dw) kcu_colsum(be, dw, dout, inp, NULL, rstd, N, C, 2);
 }
 
 /* ---------------------------------------------------------------- GELU (tanh approximation), SwiGLU */
 
 #define GELU_K 0.7978845608028654f   /* sqrt(2/pi) */
-__global__ void k_gelu_fwd(float *out, const float *inp, size_t n) {
+static __global__ void k_gelu_fwd(float *out, const float *inp, size_t n) {
     GSTRIDE_LOOP(i, n) {
         float x = inp[i];
         float u = GELU_K * (x + 0.044715f * x * x * x);
@@ -224,7 +222,7 @@ __global__ void k_gelu_fwd(float *out, const float *inp, size_t n) {
     }
 }
 /* gelu'(x) = 0.5 (1 + tanh u) + 0.5 x (1 - tanh^2 u) sqrt(2/pi) (1 + 3 0.044715 x^2);  dinp += gelu' dout */
-__global__ void k_gelu_bwd(float *dinp, const float *inp, const float *dout, size_t n) {
+static __global__ void k_gelu_bwd(float *dinp, const float *inp, const float *dout, size_t n) {
     GSTRIDE_LOOP(i, n) {
         float x = inp[i];
         float u = GELU_K * (x + 0.044715f * x * x * x);
@@ -236,25 +234,25 @@ __global__ void k_gelu_bwd(float *dinp, const float *inp, const float *dout, siz
 void kcu_gelu_fwd(kern_backend *be, float *out, const float *inp, size_t n) {
     (void)be;
     if (!n) return;
-    k_gelu_fwd<<<LAUNCH_ELEMS(n)>>>(out, inp, n);
+    KCU_LAUNCH(k_gelu_fwd, cu_grid(n, KCU_THREADS), KCU_THREADS, out, inp, n);
     CU_LAUNCHED();
 }
 void kcu_gelu_bwd(kern_backend *be, float *dinp, const float *inp, const float *dout, size_t n) {
     (void)be;
     if (!n || !dinp) return;
-    k_gelu_bwd<<<LAUNCH_ELEMS(n)>>>(dinp, inp, dout, n);
+    KCU_LAUNCH(k_gelu_bwd, cu_grid(n, KCU_THREADS), KCU_THREADS, dinp, inp, dout, n);
     CU_LAUNCHED();
 }
 
 /* out = silu(g) up, silu(g) = g / (1 + exp(-g)) */
-__global__ void k_swiglu_fwd(float *out, const float *gate, const float *up, size_t n) {
+static __global__ void k_swiglu_fwd(float *out, const float *gate, const float *up, size_t n) {
     GSTRIDE_LOOP(i, n) {
         float g = gate[i];
         out[i] = g / (1.0f + expf(-g)) * up[i];
     }
 }
 /* dgate += dout up sig (1 + g (1 - sig));  dup += dout g sig */
-__global__ void k_swiglu_bwd(float *dgate, float *dup, const float *dout, const float *gate, const float *up, size_t n) {
+static __global__ void k_swiglu_bwd(float *dgate, float *dup, const float *dout, const float *gate, const float *up, size_t n) {
     GSTRIDE_LOOP(i, n) {
         float g = gate[i], sg = 1.0f / (1.0f + expf(-g));
         if (dgate) dgate[i] += dout[i] * up[i] * sg * (1.0f + g * (1.0f - sg));
@@ -264,38 +262,38 @@ __global__ void k_swiglu_bwd(float *dgate, float *dup, const float *dout, const 
 void kcu_swiglu_fwd(kern_backend *be, float *out, const float *gate, const float *up, size_t n) {
     (void)be;
     if (!n) return;
-    k_swiglu_fwd<<<LAUNCH_ELEMS(n)>>>(out, gate, up, n);
+    KCU_LAUNCH(k_swiglu_fwd, cu_grid(n, KCU_THREADS), KCU_THREADS, out, gate, up, n);
     CU_LAUNCHED();
 }
 void kcu_swiglu_bwd(kern_backend *be, float *dgate, float *dup, const float *dout, const float *gate, const float *up,
                     size_t n) {
     (void)be;
     if (!n || (!dgate && !dup)) return;
-    k_swiglu_bwd<<<LAUNCH_ELEMS(n)>>>(dgate, dup, dout, gate, up, n);
+    KCU_LAUNCH(k_swiglu_bwd, cu_grid(n, KCU_THREADS), KCU_THREADS, dgate, dup, dout, gate, up, n);
     CU_LAUNCHED();
 }
 
 /* ---------------------------------------------------------------- elementwise */
 
-__global__ void k_add(float *out, const float *a, const float *b, size_t n) { GSTRIDE_LOOP(i, n) out[i] = a[i] + b[i]; }
-__global__ void k_axpy(float *y, float alpha, const float *x, size_t n) { GSTRIDE_LOOP(i, n) y[i] += alpha * x[i]; }
-__global__ void k_scale(float *x, float s, size_t n) { GSTRIDE_LOOP(i, n) x[i] *= s; }
+static __global__ void k_add(float *out, const float *a, const float *b, size_t n) { GSTRIDE_LOOP(i, n) out[i] = a[i] + b[i]; }
+static __global__ void k_axpy(float *y, float alpha, const float *x, size_t n) { GSTRIDE_LOOP(i, n) y[i] += alpha * x[i]; }
+static __global__ void k_scale(float *x, float s, size_t n) { GSTRIDE_LOOP(i, n) x[i] *= s; }
 void kcu_add(kern_backend *be, float *out, const float *a, const float *b, size_t n) {
     (void)be;
     if (!n) return;
-    k_add<<<LAUNCH_ELEMS(n)>>>(out, a, b, n);
+    KCU_LAUNCH(k_add, cu_grid(n, KCU_THREADS), KCU_THREADS, out, a, b, n);
     CU_LAUNCHED();
 }
 void kcu_axpy(kern_backend *be, float *y, float alpha, const float *x, size_t n) {
     (void)be;
     if (!n) return;
-    k_axpy<<<LAUNCH_ELEMS(n)>>>(y, alpha, x, n);
+    KCU_LAUNCH(k_axpy, cu_grid(n, KCU_THREADS), KCU_THREADS, y, alpha, x, n);
     CU_LAUNCHED();
 }
 void kcu_scale(kern_backend *be, float *x, float s, size_t n) {
     (void)be;
     if (!n) return;
-    k_scale<<<LAUNCH_ELEMS(n)>>>(x, s, n);
+    KCU_LAUNCH(k_scale, cu_grid(n, KCU_THREADS), KCU_THREADS, x, s, n);
     CU_LAUNCHED();
 }
 
@@ -304,7 +302,7 @@ void kcu_scale(kern_backend *be, float *x, float s, size_t n) {
 /* HF rotate_half pairing, in place on the first nheads heads of each row of x [R, W]:
  *   x1' = x1 cos a - x2 sin a;  x2' = x2 cos a + x1 sin a;  a = pos[r] inv_freq[d] (inverse: -a).
  * One thread per (row, head, d < hs/2): each thread owns one pair, so in place is race-free. */
-__global__ void k_rope(float *x, const int32_t *pos, const float *inv_freq, size_t R, size_t W, size_t nheads,
+static __global__ void k_rope(float *x, const int32_t *pos, const float *inv_freq, size_t R, size_t W, size_t nheads,
                        size_t hs, int inverse) {
     size_t half = hs / 2;
     GSTRIDE_LOOP(i, R * nheads * half) {
@@ -323,12 +321,12 @@ void kcu_rope(kern_backend *be, float *x, const int32_t *pos, const float *inv_f
     GK_CHECK(hs % 2 == 0, "kern_rope: head size %zu is odd", hs);
     size_t n = R * nheads * (hs / 2);
     if (!n) return;
-    k_rope<<<LAUNCH_ELEMS(n)>>>(x, pos, inv_freq, R, W, nheads, hs, inverse);
+    KCU_LAUNCH(k_rope, cu_grid(n, KCU_THREADS), KCU_THREADS, x, pos, inv_freq, R, W, nheads, hs, inverse);
     CU_LAUNCHED();
 }
 
 /* qkv [R, (NH + 2 NKV) hs] -> out [R, 3 NH hs]; query head h reads key/value head h / (NH / NKV). */
-__global__ void k_kv_expand_fwd(float *out, const float *qkv, size_t R, size_t NH, size_t NKV, size_t hs) {
+static __global__ void k_kv_expand_fwd(float *out, const float *qkv, size_t R, size_t NH, size_t NKV, size_t hs) {
     size_t C = NH * hs, W = (NH + 2 * NKV) * hs, g = NH / NKV;
     GSTRIDE_LOOP(i, R * 3 * C) {
         size_t r = i / (3 * C), j = i % (3 * C);
@@ -341,7 +339,7 @@ __global__ void k_kv_expand_fwd(float *out, const float *qkv, size_t R, size_t N
     }
 }
 /* dqkv += the transpose: one thread per element of dqkv sums its group in order (no atomics). */
-__global__ void k_kv_expand_bwd(float *dqkv, const float *dout, size_t R, size_t NH, size_t NKV, size_t hs) {
+static __global__ void k_kv_expand_bwd(float *dqkv, const float *dout, size_t R, size_t NH, size_t NKV, size_t hs) {
     size_t C = NH * hs, W = (NH + 2 * NKV) * hs, g = NH / NKV;
     GSTRIDE_LOOP(i, R * W) {
         size_t r = i / W, w = i % W;
@@ -363,7 +361,7 @@ void kcu_kv_expand_fwd(kern_backend *be, float *out, const float *qkv, size_t R,
     GK_CHECK(NKV > 0 && NH % NKV == 0, "kern_kv_expand_fwd: NKV=%zu does not divide NH=%zu", NKV, NH);
     size_t n = R * 3 * NH * hs;
     if (!n) return;
-    k_kv_expand_fwd<<<LAUNCH_ELEMS(n)>>>(out, qkv, R, NH, NKV, hs);
+    KCU_LAUNCH(k_kv_expand_fwd, cu_grid(n, KCU_THREADS), KCU_THREADS, out, qkv, R, NH, NKV, hs);
     CU_LAUNCHED();
 }
 void kcu_kv_expand_bwd(kern_backend *be, float *dqkv, const float *dout, size_t R, size_t NH, size_t NKV, size_t hs) {
@@ -371,7 +369,7 @@ void kcu_kv_expand_bwd(kern_backend *be, float *dqkv, const float *dout, size_t 
     GK_CHECK(NKV > 0 && NH % NKV == 0, "kern_kv_expand_bwd: NKV=%zu does not divide NH=%zu", NKV, NH);
     size_t n = R * (NH + 2 * NKV) * hs;
     if (!n || !dqkv) return;
-    k_kv_expand_bwd<<<LAUNCH_ELEMS(n)>>>(dqkv, dout, R, NH, NKV, hs);
+    KCU_LAUNCH(k_kv_expand_bwd, cu_grid(n, KCU_THREADS), KCU_THREADS, dqkv, dout, R, NH, NKV, hs);
     CU_LAUNCHED();
 }
 
@@ -384,7 +382,7 @@ void kcu_kv_expand_bwd(kern_backend *be, float *dqkv, const float *dout, size_t 
  *   loss = lse - l[target] (0 if target < 0);  dl = dloss (softmax - onehot) (0 row if target < 0).
  * A target >= V (a caller's bug; the reference aborts) gives loss NaN, so it cannot go unnoticed. */
 #define XENT_THREADS 512
-__global__ void k_xent(float *loss, float *dlogits, const float *logits, const int32_t *targets, const float *dloss,
+static __global__ void k_xent(float *loss, float *dlogits, const float *logits, const int32_t *targets, const float *dloss,
                        size_t N, size_t V) {
     __shared__ float sm[XENT_THREADS / 32], ss[XENT_THREADS / 32];
     __shared__ float row_lse, row_tl;
@@ -435,14 +433,14 @@ void kcu_xent_fwd_bwd(kern_backend *be, float *loss, float *dlogits, const float
     if (!N) return;
     GK_CHECK(V > 0, "kern_xent_fwd_bwd: V=0");
     unsigned grid = N < 65535 ? (unsigned)N : 65535u;
-    k_xent<<<grid, XENT_THREADS>>>(loss, dlogits, logits, targets, dloss, N, V);
+    KCU_LAUNCH(k_xent, grid, XENT_THREADS, loss, dlogits, logits, targets, dloss, N, V);
     CU_LAUNCHED();
 }
 
 /* ---------------------------------------------------------------- optimizer building blocks */
 
 /* m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;  p -= lr ((m/bc1) / (sqrt(v/bc2) + eps) + wd p),  g = grad gscale */
-__global__ void k_adamw(float *p, const float *g, float *m, float *v, size_t n, float lr, float b1, float b2, float eps,
+static __global__ void k_adamw(float *p, const float *g, float *m, float *v, size_t n, float lr, float b1, float b2, float eps,
                         float wd, float bc1, float bc2, float gscale) {
     GSTRIDE_LOOP(i, n) {
         float gi = g[i] * gscale;
@@ -457,14 +455,14 @@ void kcu_adamw_raw(kern_backend *be, float *p, const float *g, float *m, float *
                    float b2, float eps, float wd, float bc1, float bc2, float gscale) {
     (void)be;
     if (!n) return;
-    k_adamw<<<LAUNCH_ELEMS(n)>>>(p, g, m, v, n, lr, b1, b2, eps, wd, bc1, bc2, gscale);
+    KCU_LAUNCH(k_adamw, cu_grid(n, KCU_THREADS), KCU_THREADS, p, g, m, v, n, lr, b1, b2, eps, wd, bc1, bc2, gscale);
     CU_LAUNCHED();
 }
 
 /* sum x^2 in double: a fixed number of blocks (a function of n only) each reduce a grid-stride share, then one
  * thread adds the block sums in order: the same n gives the same bits on every run. */
 #define SUMSQ_MAX_BLOCKS 1024
-__global__ void k_sumsq_partial(double *part, const float *x, size_t n) {
+static __global__ void k_sumsq_partial(double *part, const float *x, size_t n) {
     __shared__ double sh[KCU_THREADS];
     double s = 0.0;
     GSTRIDE_LOOP(i, n) s += (double)x[i] * (double)x[i];
@@ -476,7 +474,7 @@ __global__ void k_sumsq_partial(double *part, const float *x, size_t n) {
     }
     if (threadIdx.x == 0) part[blockIdx.x] = sh[0];
 }
-__global__ void k_sumsq_final(double *part, unsigned nb) {
+static __global__ void k_sumsq_final(double *part, unsigned nb) {
     if (threadIdx.x == 0 && blockIdx.x == 0) {
         double s = 0.0;
         for (unsigned k = 0; k < nb; k++) s += part[k];
@@ -488,9 +486,9 @@ double kcu_sumsq(kern_backend *be, const float *x, size_t n) {
     unsigned nb = cu_grid(n, KCU_THREADS);
     if (nb > SUMSQ_MAX_BLOCKS) nb = SUMSQ_MAX_BLOCKS;
     double *part = (double *)kcu_scratch(be, 2, SUMSQ_MAX_BLOCKS * sizeof(double));
-    k_sumsq_partial<<<nb, KCU_THREADS>>>(part, x, n);
+    KCU_LAUNCH(k_sumsq_partial, nb, KCU_THREADS, part, x, n);
     CU_LAUNCHED();
-    k_sumsq_final<<<1, 32>>>(part, nb);
+    KCU_LAUNCH(k_sumsq_final, 1, 32, part, nb);
     CU_LAUNCHED();
     double r = 0.0;
     CU_CHECK(cudaMemcpy(&r, part, sizeof r, cudaMemcpyDeviceToHost));

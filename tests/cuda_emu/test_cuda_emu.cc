@@ -1,0 +1,252 @@
+/* test_cuda_emu: the CUDA backend's kernels (src/kern/cuda/ops.cu, attn.cu) compiled as C++ and run on the CPU
+ * under emu.h's emulation of CUDA's execution model, against the fp32 CPU reference on awkward sizes: embedding,
+ * LayerNorm, RMSNorm, GELU, SwiGLU, add/axpy/scale, rotary, GQA expansion, cross-entropy (in place too), AdamW,
+ * sum of squares, attention forward/backward and the KV-cache attention. Gradients are pre-filled with noise
+ * (so "+=" is checked) and NULL gradients skipped. Not covered: matmuls (cuBLASLt, backend.cu) and the bf16
+ * conversion. Runs everywhere a C++ compiler is (no nvcc, no GPU): it tests the kernels' logic, not the GPU
+ * (emu.h lists what the emulation cannot show). Tolerances: as tests/test_cuda.c (normwise 1e-5). */
+#include "kern/cuda/cuda_impl.h"
+extern "C" {
+#include "testlib.h"
+}
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <vector>
+
+/* the emulated backend's scratch: host memory */
+void *kcu_scratch(kern_backend *be, int i, size_t bytes) {
+    (void)be;
+    static std::vector<char> bufs[3];
+    if (bufs[i].size() < bytes + 64) bufs[i].resize(bytes + 64);
+    return bufs[i].data();
+}
+
+static gk_rng g_rng;
+static kern_backend *g_ref;
+#define EB ((kern_backend *)NULL)   /* the emulated ops ignore their backend */
+
+static std::vector<float> rnd(size_t n, float s) {
+    std::vector<float> v(n ? n : 1);
+    for (size_t i = 0; i < n; i++) v[i] = s * gk_rng_normal(&g_rng);
+    return v;
+}
+static double amax(const float *x, size_t n) {
+    double m = 0;
+    for (size_t i = 0; i < n; i++) m = fabs(x[i]) > m ? fabs(x[i]) : m;
+    return m;
+}
+static void cmp(const char *file, int line, const char *what, const std::vector<float> &got,
+                const std::vector<float> &want, size_t n, double tol) {
+    double sc = amax(want.data(), n);
+    tl_check_arrays(file, line, what, got.data(), want.data(), n, tol * (sc > 1 ? sc : 1), 0);
+}
+#define CMP(what, got, want, n, tol) cmp(__FILE__, __LINE__, what, got, want, n, tol)
+
+static void test_emu_embed(void) {
+    size_t B = 3, T = 7, C = 37, V = 11, maxT = 20, pos0 = 5;
+    std::vector<int32_t> tok(B * T);
+    for (auto &t : tok) t = (int32_t)gk_rng_below(&g_rng, 4);
+    auto wte = rnd(V * C, 1), wpe = rnd(maxT * C, 1), dout = rnd(B * T * C, 1), dwte = rnd(V * C, 1), dwpe = rnd(maxT * C, 1);
+    auto dwte2 = dwte, dwpe2 = dwpe;
+    std::vector<float> o1(B * T * C), o2(B * T * C);
+    for (int pe = 0; pe < 2; pe++) {
+        kern_embed_fwd(g_ref, o1.data(), tok.data(), wte.data(), pe ? wpe.data() : NULL, B, T, C, pos0);
+        kcu_embed_fwd(EB, o2.data(), tok.data(), wte.data(), pe ? wpe.data() : NULL, B, T, C, pos0);
+        CMP("embed_fwd", o2, o1, B * T * C, 0);
+    }
+    kern_embed_bwd(g_ref, dwte.data(), dwpe.data(), dout.data(), tok.data(), B, T, C, pos0);
+    kcu_embed_bwd(EB, dwte2.data(), dwpe2.data(), dout.data(), tok.data(), B, T, C, pos0);
+    CMP("embed_bwd dwte", dwte2, dwte, V * C, 1e-5);
+    CMP("embed_bwd dwpe", dwpe2, dwpe, maxT * C, 1e-5);
+    kcu_embed_bwd(EB, NULL, dwpe2.data(), dout.data(), tok.data(), B, T, C, pos0);
+    kern_embed_bwd(g_ref, NULL, dwpe.data(), dout.data(), tok.data(), B, T, C, pos0);
+    CMP("embed_bwd dwpe (dwte NULL)", dwpe2, dwpe, maxT * C, 1e-5);
+}
+
+static void test_emu_layernorm(void) {
+    size_t sizes[][2] = { {1, 7}, {37, 77}, {300, 131}, {5, 1029} };
+    for (auto &sz : sizes) {
+        size_t N = sz[0], C = sz[1];
+        auto x = rnd(N * C, 2), w = rnd(C, 1), b = rnd(C, 1), dout = rnd(N * C, 1);
+        auto dx = rnd(N * C, 1), dw = rnd(C, 1), db = rnd(C, 1);
+        auto dx2 = dx, dw2 = dw, db2 = db;
+        std::vector<float> o1(N * C), m1(N), r1(N), o2(N * C), m2(N), r2(N);
+        kern_layernorm_fwd(g_ref, o1.data(), m1.data(), r1.data(), x.data(), w.data(), b.data(), N, C, 1e-5f);
+        kcu_layernorm_fwd(EB, o2.data(), m2.data(), r2.data(), x.data(), w.data(), b.data(), N, C, 1e-5f);
+        CMP("layernorm out", o2, o1, N * C, 1e-5);
+        CMP("layernorm mean", m2, m1, N, 1e-5);
+        CMP("layernorm rstd", r2, r1, N, 1e-5);
+        kern_layernorm_bwd(g_ref, dx.data(), dw.data(), db.data(), dout.data(), x.data(), w.data(), m1.data(), r1.data(), N, C);
+        kcu_layernorm_bwd(EB, dx2.data(), dw2.data(), db2.data(), dout.data(), x.data(), w.data(), m1.data(), r1.data(), N, C);
+        CMP("layernorm dx", dx2, dx, N * C, 1e-5);
+        CMP("layernorm dw", dw2, dw, C, 1e-5 * sqrt((double)N));
+        CMP("layernorm db", db2, db, C, 1e-5 * sqrt((double)N));
+        kern_layernorm_bwd(g_ref, NULL, NULL, db.data(), dout.data(), x.data(), w.data(), m1.data(), r1.data(), N, C);
+        kcu_layernorm_bwd(EB, NULL, NULL, db2.data(), dout.data(), x.data(), w.data(), m1.data(), r1.data(), N, C);
+        CMP("layernorm db only", db2, db, C, 1e-5 * sqrt((double)N));
+        CMP("layernorm dx untouched", dx2, dx, N * C, 1e-5);
+    }
+}
+
+static void test_emu_rmsnorm(void) {
+    size_t N = 41, C = 93;
+    auto x = rnd(N * C, 2), w = rnd(C, 1), dout = rnd(N * C, 1), dx = rnd(N * C, 1), dw = rnd(C, 1);
+    auto dx2 = dx, dw2 = dw;
+    std::vector<float> o1(N * C), r1(N), o2(N * C), r2(N);
+    kern_rmsnorm_fwd(g_ref, o1.data(), r1.data(), x.data(), w.data(), N, C, 1e-6f);
+    kcu_rmsnorm_fwd(EB, o2.data(), r2.data(), x.data(), w.data(), N, C, 1e-6f);
+    CMP("rmsnorm out", o2, o1, N * C, 1e-5);
+    CMP("rmsnorm rstd", r2, r1, N, 1e-5);
+    kern_rmsnorm_bwd(g_ref, dx.data(), dw.data(), dout.data(), x.data(), w.data(), r1.data(), N, C);
+    kcu_rmsnorm_bwd(EB, dx2.data(), dw2.data(), dout.data(), x.data(), w.data(), r1.data(), N, C);
+    CMP("rmsnorm dx", dx2, dx, N * C, 1e-5);
+    CMP("rmsnorm dw", dw2, dw, C, 1e-5 * sqrt((double)N));
+}
+
+static void test_emu_elementwise(void) {
+    size_t n = 5003;
+    auto a = rnd(n, 2), b = rnd(n, 1), d = rnd(n, 1), du = rnd(n, 1);
+    auto d2 = d, du2 = du;
+    std::vector<float> o1(n), o2(n);
+    kern_gelu_fwd(g_ref, o1.data(), a.data(), n); kcu_gelu_fwd(EB, o2.data(), a.data(), n); CMP("gelu_fwd", o2, o1, n, 1e-6);
+    kern_gelu_bwd(g_ref, d.data(), a.data(), b.data(), n); kcu_gelu_bwd(EB, d2.data(), a.data(), b.data(), n);
+    CMP("gelu_bwd", d2, d, n, 1e-6);
+    kern_swiglu_fwd(g_ref, o1.data(), a.data(), b.data(), n); kcu_swiglu_fwd(EB, o2.data(), a.data(), b.data(), n);
+    CMP("swiglu_fwd", o2, o1, n, 1e-6);
+    kern_swiglu_bwd(g_ref, d.data(), du.data(), o1.data(), a.data(), b.data(), n);
+    kcu_swiglu_bwd(EB, d2.data(), du2.data(), o1.data(), a.data(), b.data(), n);
+    CMP("swiglu_bwd dgate", d2, d, n, 1e-6);
+    CMP("swiglu_bwd dup", du2, du, n, 1e-6);
+    kern_add(g_ref, o1.data(), a.data(), b.data(), n); kcu_add(EB, o2.data(), a.data(), b.data(), n); CMP("add", o2, o1, n, 0);
+    kern_axpy(g_ref, o1.data(), -0.3f, a.data(), n); kcu_axpy(EB, o2.data(), -0.3f, a.data(), n); CMP("axpy", o2, o1, n, 0);
+    kern_scale(g_ref, o1.data(), 1.7f, n); kcu_scale(EB, o2.data(), 1.7f, n); CMP("scale", o2, o1, n, 0);
+    double s1 = kern_sumsq(g_ref, a.data(), n), s2 = kcu_sumsq(EB, a.data(), n);
+    CHECK_CLOSE(s2, s1, 0, 1e-12, "sumsq");
+    auto big = rnd(300007, 1);   /* more blocks than the partial sums' cap: grid-stride inside */
+    CHECK_CLOSE(kcu_sumsq(EB, big.data(), 300007), kern_sumsq(g_ref, big.data(), 300007), 0, 1e-12, "sumsq (large)");
+}
+
+static void test_emu_rope_kv(void) {
+    size_t R = 13, NH = 6, NKV = 2, hs = 8, W = (NH + 2 * NKV) * hs, C = NH * hs;
+    std::vector<int32_t> pos(R);
+    for (size_t r = 0; r < R; r++) pos[r] = (int32_t)(r * 37 % 500);
+    std::vector<float> inv(hs / 2);
+    for (size_t d = 0; d < hs / 2; d++) inv[d] = powf(10000.0f, -2.0f * (float)d / (float)hs);
+    auto x = rnd(R * W, 1);
+    auto x2 = x;
+    for (int inverse = 0; inverse < 2; inverse++) {
+        kern_rope(g_ref, x.data(), pos.data(), inv.data(), R, W, NH + NKV, hs, inverse);
+        kcu_rope(EB, x2.data(), pos.data(), inv.data(), R, W, NH + NKV, hs, inverse);
+        CMP(inverse ? "rope inverse" : "rope", x2, x, R * W, 1e-5);
+    }
+    std::vector<float> o1(R * 3 * C), o2(R * 3 * C);
+    kern_kv_expand_fwd(g_ref, o1.data(), x.data(), R, NH, NKV, hs);
+    kcu_kv_expand_fwd(EB, o2.data(), x.data(), R, NH, NKV, hs);
+    CMP("kv_expand_fwd", o2, o1, R * 3 * C, 0);
+    auto g = rnd(R * 3 * C, 1), dq = rnd(R * W, 1);
+    auto dq2 = dq;
+    kern_kv_expand_bwd(g_ref, dq.data(), g.data(), R, NH, NKV, hs);
+    kcu_kv_expand_bwd(EB, dq2.data(), g.data(), R, NH, NKV, hs);
+    CMP("kv_expand_bwd", dq2, dq, R * W, 1e-6);
+}
+
+static void xent_case(size_t N, size_t V) {
+    auto l = rnd(N * V, 3), dloss = rnd(N, 1);
+    std::vector<int32_t> tg(N);
+    for (size_t i = 0; i < N; i++) tg[i] = i % 5 == 3 ? -1 : (int32_t)gk_rng_below(&g_rng, (uint32_t)V);
+    std::vector<float> L1(N), L2(N), d1(N * V), d2(N * V);
+    kern_xent_fwd_bwd(g_ref, L1.data(), d1.data(), l.data(), tg.data(), dloss.data(), N, V);
+    kcu_xent_fwd_bwd(EB, L2.data(), d2.data(), l.data(), tg.data(), dloss.data(), N, V);
+    CMP("xent loss", L2, L1, N, 1e-5);
+    CMP("xent dlogits", d2, d1, N * V, 1e-5);
+    std::fill(L2.begin(), L2.end(), 0.0f);
+    kcu_xent_fwd_bwd(EB, L2.data(), NULL, l.data(), tg.data(), NULL, N, V);
+    CMP("xent loss (forward only)", L2, L1, N, 1e-5);
+    auto inplace = l;
+    kcu_xent_fwd_bwd(EB, L2.data(), inplace.data(), inplace.data(), tg.data(), dloss.data(), N, V);
+    CMP("xent loss (in place)", L2, L1, N, 1e-5);
+    CMP("xent dlogits (in place)", inplace, d1, N * V, 1e-5);
+}
+static void test_emu_xent(void) {
+    xent_case(1, 1);
+    xent_case(13, 97);
+    xent_case(5, 1003);
+    xent_case(2, 50257);
+}
+
+static void test_emu_adamw(void) {
+    size_t n = 7001;
+    auto p = rnd(n, 1), g = rnd(n, 1);
+    std::vector<float> m(n), v(n);
+    auto p2 = p, m2 = m, v2 = v;
+    for (int t = 1; t <= 3; t++) {
+        float bc1 = 1 - powf(0.9f, (float)t), bc2 = 1 - powf(0.95f, (float)t);
+        kern_adamw(g_ref, p.data(), g.data(), m.data(), v.data(), n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, bc1, bc2, 0.7f);
+        kcu_adamw_raw(EB, p2.data(), g.data(), m2.data(), v2.data(), n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, bc1, bc2, 0.7f);
+    }
+    CMP("adamw p", p2, p, n, 1e-6);
+    CMP("adamw m", m2, m, n, 1e-6);
+    CMP("adamw v", v2, v, n, 1e-6);
+}
+
+static void attention_case(size_t B, size_t T, size_t C, size_t NH) {
+    char what[96];
+    auto qkv = rnd(B * T * 3 * C, 1), dout = rnd(B * T * C, 1), dqkv = rnd(B * T * 3 * C, 1);
+    auto dqkv2 = dqkv;
+    std::vector<float> o1(B * T * C), o2(B * T * C);
+    std::vector<float> s1(kern_attention_saved_floats(g_ref, B, T, C, NH)), s2(kcu_attention_saved_floats(EB, B, T, C, NH));
+    kern_attention_fwd(g_ref, o1.data(), s1.data(), qkv.data(), B, T, C, NH);
+    kcu_attention_fwd(EB, o2.data(), s2.data(), qkv.data(), B, T, C, NH);
+    snprintf(what, sizeof what, "attention_fwd B=%zu T=%zu C=%zu NH=%zu", B, T, C, NH);
+    CMP(what, o2, o1, B * T * C, 1e-5);
+    kern_attention_bwd(g_ref, dqkv.data(), dout.data(), qkv.data(), o1.data(), s1.data(), B, T, C, NH);
+    kcu_attention_bwd(EB, dqkv2.data(), dout.data(), qkv.data(), o2.data(), s2.data(), B, T, C, NH);
+    snprintf(what, sizeof what, "attention_bwd B=%zu T=%zu C=%zu NH=%zu", B, T, C, NH);
+    CMP(what, dqkv2, dqkv, B * T * 3 * C, 1e-5 * sqrt((double)T));
+}
+static void test_emu_attention(void) {
+    attention_case(2, 1, 12, 3);
+    attention_case(2, 5, 12, 3);
+    attention_case(1, 33, 24, 2);
+    attention_case(1, 9, 80, 1);    /* hs 80: 3 channels on some lanes, 2 on others */
+    attention_case(1, 3, 256, 1);   /* hs 256: the largest supported, 8 per lane */
+}
+
+static void test_emu_attn_cache(void) {
+    size_t S = 4, NH = 3, hs = 10, C = NH * hs, maxT = 23, B = 2;
+    std::vector<int32_t> slot = { 3, 1 }, pos = { 0, 0 };
+    auto kc = rnd(S * NH * maxT * hs, 1);
+    auto vc = kc, kc2 = kc, vc2 = kc;
+    size_t steps[] = { 9, 1, 1 };
+    for (size_t n : steps) {
+        auto qkv = rnd(B * n * 3 * C, 1);
+        std::vector<float> o1(B * n * C), o2(B * n * C);
+        kern_attn_cache_fwd(g_ref, o1.data(), kc.data(), vc.data(), qkv.data(), slot.data(), pos.data(), B, n, C, NH, maxT);
+        kcu_attn_cache_fwd(EB, o2.data(), kc2.data(), vc2.data(), qkv.data(), slot.data(), pos.data(), B, n, C, NH, maxT);
+        CMP("attn_cache out", o2, o1, B * n * C, 1e-5);
+        CMP("attn_cache k", kc2, kc, S * NH * maxT * hs, 0);
+        CMP("attn_cache v", vc2, vc, S * NH * maxT * hs, 0);
+        for (auto &p : pos) p += (int32_t)n;
+    }
+}
+
+int main(void) {
+    gk_rng_seed(&g_rng, 31);
+    kern_backend_opts o;
+    kern_backend_opts_default(&o);
+    o.kind = KERN_KIND_REF;
+    g_ref = kern_backend_create(&o, NULL);
+    printf("# the CUDA kernels under CPU emulation (tests/cuda_emu/emu.h): their logic, not the GPU\n");
+    TL_RUN(test_emu_embed);
+    TL_RUN(test_emu_layernorm);
+    TL_RUN(test_emu_rmsnorm);
+    TL_RUN(test_emu_elementwise);
+    TL_RUN(test_emu_rope_kv);
+    TL_RUN(test_emu_xent);
+    TL_RUN(test_emu_adamw);
+    TL_RUN(test_emu_attention);
+    TL_RUN(test_emu_attn_cache);
+    kern_backend_free(g_ref);
+    return tl_summary();
+}
