@@ -161,7 +161,7 @@ $(BUILD)/gen/serve_page.o: $(BUILD)/gen/serve_page.c
 # (not built) without one.
 CXX ?= g++
 ifeq ($(shell echo 'int main(){return 0;}' | $(CXX) -x c++ - -o /dev/null 2>/dev/null && echo y),y)
-EMU_SRC := src/kern/cuda/ops.cu src/kern/cuda/attn.cu tests/cuda_emu/emu.cc tests/cuda_emu/test_cuda_emu.cc
+EMU_SRC := src/kern/cuda/ops.cu src/kern/cuda/attn.cu src/kern/cuda/matmul.cu tests/cuda_emu/emu.cc tests/cuda_emu/test_cuda_emu.cc
 all: $(BUILD)/tests/test_cuda_emu
 $(BUILD)/tests/test_cuda_emu: $(EMU_SRC) tests/cuda_emu/emu.h src/kern/cuda/cuda_impl.h src/kern/cuda/cuda.h src/kern/kern.h \
                               $(BUILD)/tests/testlib.o $(BUILD)/libgptkit.a

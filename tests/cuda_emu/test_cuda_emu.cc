@@ -2,8 +2,9 @@
  * under emu.h's emulation of CUDA's execution model, against the fp32 CPU reference on awkward sizes: embedding,
  * LayerNorm, RMSNorm, GELU, SwiGLU, add/axpy/scale, rotary, GQA expansion, cross-entropy (in place too), AdamW,
  * sum of squares, attention forward/backward and the KV-cache attention. Gradients are pre-filled with noise
- * (so "+=" is checked) and NULL gradients skipped. Not covered: matmuls (cuBLASLt, backend.cu) and the bf16
- * conversion. Runs everywhere a C++ compiler is (no nvcc, no GPU): it tests the kernels' logic, not the GPU
+ * (so "+=" is checked) and NULL gradients skipped. The matmuls (matmul.cu) run with a plain column-major GEMM
+ * standing in for cuBLASLt (kcu_gemm below): that checks their calls and the row-major -> column-major mapping
+ * (kcu_lt_map), not cuBLASLt itself. Not covered: backend.cu (the cuBLASLt call, bf16 rounding, memory). Runs everywhere a C++ compiler is (no nvcc, no GPU): it tests the kernels' logic, not the GPU
  * (emu.h lists what the emulation cannot show). Tolerances: as tests/test_cuda.c (normwise 1e-5). */
 #include "kern/cuda/cuda_impl.h"
 extern "C" {
@@ -20,6 +21,34 @@ void *kcu_scratch(kern_backend *be, int i, size_t bytes) {
     static std::vector<char> bufs[3];
     if (bufs[i].size() < bytes + 64) bufs[i].resize(bytes + 64);
     return bufs[i].data();
+}
+
+/* cuBLASLt stand-in: what cublasLtMatmul computes from the column-major description backend.cu builds with
+ * kcu_lt_map (first operand B, second A; D = op1 op2 + beta D (+ bias[i] per row i of D with the BIAS epilogue)),
+ * written from cuBLASLt's documented semantics, so matmul.cu's calls and the mapping are checked together. A
+ * description cuBLASLt would reject (stored shape not matching op, ld < rows) fails the test. */
+static int g_gemm_bad;
+void kcu_gemm(kern_backend *be, int ta, int tb, size_t M, size_t N, size_t K, const float *A, size_t lda,
+              const float *B, size_t ldb, const float *bias, int acc, float *C, size_t ldc) {
+    (void)be;
+    kcu_lt_shape s = kcu_lt_map(ta, tb, M, N, K, lda, ldb, ldc);
+    const float *P1 = B, *P2 = A;
+    uint64_t m = s.m, n = s.n, k = s.k;
+    int ok = (s.t1 ? (s.rows1 == k && s.cols1 == m) : (s.rows1 == m && s.cols1 == k)) &&
+             (s.t2 ? (s.rows2 == n && s.cols2 == k) : (s.rows2 == k && s.cols2 == n)) &&
+             s.ld1 >= (int64_t)s.rows1 && s.ld2 >= (int64_t)s.rows2 && s.ldd >= (int64_t)m;
+    if (!ok) { g_gemm_bad++; return; }
+    for (uint64_t j = 0; j < n; j++)
+        for (uint64_t i = 0; i < m; i++) {
+            double acc_v = 0;
+            for (uint64_t l = 0; l < k; l++) {
+                float a = s.t1 ? P1[l + i * s.ld1] : P1[i + l * s.ld1];
+                float b = s.t2 ? P2[j + l * s.ld2] : P2[l + j * s.ld2];
+                acc_v += (double)a * b;
+            }
+            float *d = &C[i + j * s.ldd];
+            *d = (float)acc_v + (acc ? *d : 0.0f) + (bias && !acc ? bias[i] : 0.0f);
+        }
 }
 
 static gk_rng g_rng;
@@ -205,6 +234,40 @@ static void attention_case(size_t B, size_t T, size_t C, size_t NH) {
     snprintf(what, sizeof what, "attention_bwd B=%zu T=%zu C=%zu NH=%zu", B, T, C, NH);
     CMP(what, dqkv2, dqkv, B * T * 3 * C, 1e-5 * sqrt((double)T));
 }
+static void matmul_case(size_t N, size_t C, size_t OC, int layout, int with_bias) {
+    char what[96];
+    auto x = rnd(N * C, 1), w = rnd(C * OC, 1), b = rnd(OC, 1), dout = rnd(N * OC, 1);
+    auto dx = rnd(N * C, 1), dw = rnd(C * OC, 1), db = rnd(OC, 1);
+    auto dx2 = dx, dw2 = dw, db2 = db;
+    std::vector<float> o1(N * OC), o2(N * OC);
+    g_gemm_bad = 0;
+    kern_matmul_fwd(g_ref, o1.data(), x.data(), w.data(), with_bias ? b.data() : NULL, N, C, OC, layout);
+    kcu_matmul_fwd(EB, o2.data(), x.data(), w.data(), with_bias ? b.data() : NULL, N, C, OC, layout);
+    snprintf(what, sizeof what, "matmul_fwd N=%zu C=%zu OC=%zu layout=%d bias=%d", N, C, OC, layout, with_bias);
+    CMP(what, o2, o1, N * OC, 1e-5 * sqrt((double)C));
+    kern_matmul_bwd(g_ref, dx.data(), dw.data(), with_bias ? db.data() : NULL, dout.data(), x.data(), w.data(), N, C, OC, layout);
+    kcu_matmul_bwd(EB, dx2.data(), dw2.data(), with_bias ? db2.data() : NULL, dout.data(), x.data(), w.data(), N, C, OC, layout);
+    snprintf(what, sizeof what, "matmul_bwd dinp N=%zu C=%zu OC=%zu layout=%d", N, C, OC, layout);
+    CMP(what, dx2, dx, N * C, 1e-5 * sqrt((double)OC));
+    snprintf(what, sizeof what, "matmul_bwd dw N=%zu C=%zu OC=%zu layout=%d", N, C, OC, layout);
+    CMP(what, dw2, dw, C * OC, 1e-5 * sqrt((double)N));
+    CMP("matmul_bwd dbias", db2, db, OC, 1e-5 * sqrt((double)N));
+    kcu_matmul_bwd(EB, NULL, dw2.data(), NULL, dout.data(), x.data(), w.data(), N, C, OC, layout);
+    kern_matmul_bwd(g_ref, NULL, dw.data(), NULL, dout.data(), x.data(), w.data(), N, C, OC, layout);
+    CMP("matmul_bwd dw only", dw2, dw, C * OC, 1e-5 * sqrt((double)N));
+    if (N <= KERN_SKINNY_MAX_N) {
+        kcu_matmul_skinny_fwd(EB, o2.data(), x.data(), w.data(), with_bias ? b.data() : NULL, N, C, OC, layout);
+        CMP("matmul_skinny_fwd", o2, o1, N * OC, 1e-5 * sqrt((double)C));
+    }
+    CHECK(g_gemm_bad == 0, "%d GEMM descriptions cuBLASLt would reject (shape/ld mismatch)", g_gemm_bad);
+}
+static void test_emu_matmul(void) {
+    size_t sizes[][3] = { {1, 1, 1}, {7, 13, 11}, {33, 70, 45}, {3, 96, 203}, {64, 31, 130} };
+    for (auto &sz : sizes)
+        for (int layout = 0; layout < 2; layout++)
+            for (int bias = 0; bias < 2; bias++) matmul_case(sz[0], sz[1], sz[2], layout, bias);
+}
+
 static void test_emu_attention(void) {
     attention_case(2, 1, 12, 3);
     attention_case(2, 5, 12, 3);
@@ -245,6 +308,7 @@ int main(void) {
     TL_RUN(test_emu_rope_kv);
     TL_RUN(test_emu_xent);
     TL_RUN(test_emu_adamw);
+    TL_RUN(test_emu_matmul);
     TL_RUN(test_emu_attention);
     TL_RUN(test_emu_attn_cache);
     kern_backend_free(g_ref);

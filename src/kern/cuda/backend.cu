@@ -199,7 +199,7 @@ static uint32_t align_of(const void *p) {
 /* Row-major C[M,N] (=, or += with acc) op(A)[M,K] op(B)[K,N] (+ bias[N] on every row, only with acc = 0).
  * ta: A is stored [K,M] (lda its row stride); tb: B is stored [N,K]. fp32 or bf16 inputs per be->prec; the
  * result is fp32. nA/nB: element counts of A and B as stored (for bf16 rounding). */
-static void kcu_gemm(kern_backend *be, int ta, int tb, size_t M, size_t N, size_t K, const float *A, size_t lda,
+void kcu_gemm(kern_backend *be, int ta, int tb, size_t M, size_t N, size_t K, const float *A, size_t lda,
                      const float *B, size_t ldb, const float *bias, int acc, float *C, size_t ldc) {
     if (M == 0 || N == 0) return;
     kern_cuda_state *s = be->cuda;
@@ -220,11 +220,9 @@ static void kcu_gemm(kern_backend *be, int ta, int tb, size_t M, size_t N, size_
         pb = bf16_operand(be, B, (tb ? N : K) * ldb, 1);
     }
     cudaDataType_t in_t = bf16 ? CUDA_R_16BF : CUDA_R_32F;
-    /* column-major view: D^T[N,M] = op(B)^T [N,K] * op(A)^T [K,M] */
-    cublasOperation_t opA = tb ? CUBLAS_OP_T : CUBLAS_OP_N;   /* first operand: B */
-    cublasOperation_t opB = ta ? CUBLAS_OP_T : CUBLAS_OP_N;   /* second operand: A */
-    uint64_t a_rows = tb ? K : N, a_cols = tb ? N : K;        /* B as stored, column-major */
-    uint64_t b_rows = ta ? M : K, b_cols = ta ? K : M;        /* A as stored, column-major */
+    kcu_lt_shape sh = kcu_lt_map(ta, tb, M, N, K, lda, ldb, ldc);   /* first operand B, second A (cuda_impl.h) */
+    cublasOperation_t opA = sh.t1 ? CUBLAS_OP_T : CUBLAS_OP_N;
+    cublasOperation_t opB = sh.t2 ? CUBLAS_OP_T : CUBLAS_OP_N;
     cublasLtMatmulDesc_t desc;
     cublasLtMatrixLayout_t la, lb, lc;
     LT_CHECK(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
@@ -238,9 +236,9 @@ static void kcu_gemm(kern_backend *be, int ta, int tb, size_t M, size_t N, size_
         cudaDataType_t bt = CUDA_R_32F;
         LT_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof bt));
     }
-    LT_CHECK(cublasLtMatrixLayoutCreate(&la, in_t, a_rows, a_cols, (int64_t)ldb));
-    LT_CHECK(cublasLtMatrixLayoutCreate(&lb, in_t, b_rows, b_cols, (int64_t)lda));
-    LT_CHECK(cublasLtMatrixLayoutCreate(&lc, CUDA_R_32F, N, M, (int64_t)ldc));
+    LT_CHECK(cublasLtMatrixLayoutCreate(&la, in_t, sh.rows1, sh.cols1, sh.ld1));
+    LT_CHECK(cublasLtMatrixLayoutCreate(&lb, in_t, sh.rows2, sh.cols2, sh.ld2));
+    LT_CHECK(cublasLtMatrixLayoutCreate(&lc, CUDA_R_32F, sh.m, sh.n, sh.ldd));
     cublasLtMatmulPreference_t pref;
     LT_CHECK(cublasLtMatmulPreferenceCreate(&pref));
     size_t ws = KCU_WORKSPACE;
@@ -280,32 +278,6 @@ static void kcu_gemm(kern_backend *be, int ta, int tb, size_t M, size_t N, size_
     cublasLtMatmulDescDestroy(desc);
 }
 
-/* out[N,OC] = inp[N,C] @ W + bias;  W = w[C][OC] (IN_OUT) or w[OC][C]^T (OUT_IN). */
-static void cu_matmul_fwd(kern_backend *be, float *out, const float *inp, const float *w, const float *bias, size_t N,
-                          size_t C, size_t OC, int wlayout) {
-    if (wlayout == KERN_W_IN_OUT) kcu_gemm(be, 0, 0, N, OC, C, inp, C, w, OC, bias, 0, out, OC);
-    else kcu_gemm(be, 0, 1, N, OC, C, inp, C, w, C, bias, 0, out, OC);
-}
-
-/* dinp += dout W^T;  dW += inp^T dout (in w's layout);  dbias += column sums of dout. */
-static void cu_matmul_bwd(kern_backend *be, float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
-                          const float *w, size_t N, size_t C, size_t OC, int wlayout) {
-    if (wlayout == KERN_W_IN_OUT) {
-        if (dinp) kcu_gemm(be, 0, 1, N, C, OC, dout, OC, w, OC, NULL, 1, dinp, C);      /* w stored [C,OC] = [N',K'] */
-        if (dw) kcu_gemm(be, 1, 0, C, OC, N, inp, C, dout, OC, NULL, 1, dw, OC);        /* inp stored [N,C] = [K',M'] */
-    } else {
-        if (dinp) kcu_gemm(be, 0, 0, N, C, OC, dout, OC, w, C, NULL, 1, dinp, C);       /* w stored [OC,C] = [K',N'] */
-        if (dw) kcu_gemm(be, 1, 0, OC, C, N, dout, OC, inp, C, NULL, 1, dw, C);         /* dw[OC,C] += dout^T inp */
-    }
-    if (dbias) kcu_colsum(be, dbias, dout, NULL, NULL, NULL, N, OC, 0);
-}
-
-static void cu_matmul_skinny_fwd(kern_backend *be, float *out, const float *inp, const float *w, const float *bias,
-                                 size_t N, size_t C, size_t OC, int wlayout) {
-    GK_CHECK(N >= 1 && N <= KERN_SKINNY_MAX_N, "kern_matmul_skinny_fwd: N=%zu (max %d)", N, KERN_SKINNY_MAX_N);
-    cu_matmul_fwd(be, out, inp, w, bias, N, C, OC, wlayout);
-}
-
 /* ---------------------------------------------------------------- the table */
 
 static kern_ops make_ops(void) {
@@ -315,7 +287,7 @@ static kern_ops make_ops(void) {
     t.upload = cu_upload; t.download = cu_download; t.copy = cu_copy;
     t.embed_fwd = kcu_embed_fwd; t.embed_bwd = kcu_embed_bwd;
     t.layernorm_fwd = kcu_layernorm_fwd; t.layernorm_bwd = kcu_layernorm_bwd;
-    t.matmul_fwd = cu_matmul_fwd; t.matmul_bwd = cu_matmul_bwd; t.matmul_skinny_fwd = cu_matmul_skinny_fwd;
+    t.matmul_fwd = kcu_matmul_fwd; t.matmul_bwd = kcu_matmul_bwd; t.matmul_skinny_fwd = kcu_matmul_skinny_fwd;
     t.attention_saved_floats = kcu_attention_saved_floats;
     t.attention_fwd = kcu_attention_fwd; t.attention_bwd = kcu_attention_bwd;
     t.attn_cache_fwd = kcu_attn_cache_fwd;

@@ -1,6 +1,7 @@
 /* cuda_impl.h: private to src/kern/cuda (CUDA C++ only). The backend's state, the error checks, launch-size
  * helpers and the declarations shared by its three files:
- *   backend.cu   state, memory ops, matmuls (cuBLASLt), the bf16 weight copy, the op table
+ *   backend.cu   state, memory ops, the cuBLASLt call (kcu_gemm), the bf16 weight copy, the op table
+ *   matmul.cu    the table's matmuls as row-major products for kcu_gemm
  *   ops.cu       embedding, norms, elementwise ops, cross-entropy, AdamW, sum of squares, LLaMA ops
  *   attn.cu      causal attention forward/backward and attention over the KV cache
  *
@@ -62,6 +63,10 @@ struct kern_cuda_state {
 #ifdef KCU_EMULATE
 #define kcu_adamw_raw emu_kcu_adamw_raw
 #define kcu_add emu_kcu_add
+#define kcu_gemm emu_kcu_gemm
+#define kcu_matmul_fwd emu_kcu_matmul_fwd
+#define kcu_matmul_bwd emu_kcu_matmul_bwd
+#define kcu_matmul_skinny_fwd emu_kcu_matmul_skinny_fwd
 #define kcu_attention_bwd emu_kcu_attention_bwd
 #define kcu_attention_fwd emu_kcu_attention_fwd
 #define kcu_attention_saved_floats emu_kcu_attention_saved_floats
@@ -99,6 +104,34 @@ static inline unsigned cu_grid(size_t n, size_t per) {
 }
 /* Scratch buffer i of at least `bytes` (device memory; contents undefined). */
 void *kcu_scratch(kern_backend *be, int i, size_t bytes);
+
+/* How a row-major product C[M,N] (+)= op(A)[M,K] op(B)[K,N] (ta: A stored [K,M], row stride lda; tb: B stored
+ * [N,K], row stride ldb; C row stride ldc) is handed to a column-major GEMM (cuBLASLt): a row-major X with row
+ * stride ld read column-major is X^T with leading dimension ld, so C^T[N,M] = op(B)^T op(A)^T: the FIRST operand
+ * is B (transposed iff tb), the SECOND is A (transposed iff ta), each described as stored (rows x cols, ld), and D
+ * is m x n = N x M with leading dimension ldc. */
+typedef struct {
+    int t1, t2;                                  /* transpose the first (B) / second (A) operand */
+    uint64_t rows1, cols1, rows2, cols2, m, n, k;
+    int64_t ld1, ld2, ldd;
+} kcu_lt_shape;
+static inline kcu_lt_shape kcu_lt_map(int ta, int tb, size_t M, size_t N, size_t K, size_t lda, size_t ldb, size_t ldc) {
+    kcu_lt_shape s;
+    s.t1 = tb; s.t2 = ta;
+    s.rows1 = tb ? K : N; s.cols1 = tb ? N : K; s.ld1 = (int64_t)ldb;   /* B as stored, column-major */
+    s.rows2 = ta ? M : K; s.cols2 = ta ? K : M; s.ld2 = (int64_t)lda;   /* A as stored, column-major */
+    s.m = N; s.n = M; s.k = K; s.ldd = (int64_t)ldc;
+    return s;
+}
+/* Row-major C[M,N] (=, or += with acc) op(A) op(B) (+ bias[N] on every row, acc = 0 only); backend.cu. */
+void kcu_gemm(kern_backend *be, int ta, int tb, size_t M, size_t N, size_t K, const float *A, size_t lda,
+              const float *B, size_t ldb, const float *bias, int acc, float *C, size_t ldc);
+void kcu_matmul_fwd(kern_backend *be, float *out, const float *inp, const float *w, const float *bias, size_t N,
+                    size_t C, size_t OC, int wlayout);
+void kcu_matmul_bwd(kern_backend *be, float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
+                    const float *w, size_t N, size_t C, size_t OC, int wlayout);
+void kcu_matmul_skinny_fwd(kern_backend *be, float *out, const float *inp, const float *w, const float *bias,
+                           size_t N, size_t C, size_t OC, int wlayout);
 
 /* Column sums over rows, deterministic (fixed row chunks, partials summed in order):
  *   dst[c] += sum_i f(i, c),  f = mode 0: a[i,c];  1: a[i,c] (x[i,c] - mean[i]) rstd[i];  2: a[i,c] x[i,c] rstd[i]. */
