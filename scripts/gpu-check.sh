@@ -48,6 +48,12 @@ if ls "$DEPS"/*.deb >/dev/null 2>&1; then
   export LD_LIBRARY_PATH=/tmp/gpudeps/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
   log "using the packages in $DEPS"
 fi
+for h in cjson/cJSON.h zlib.h sqlite3.h; do
+  if ! printf '#include <%s>\n' "$h" | cc -E -x c - ${EXTRA:+-I/tmp/gpudeps/usr/include} -I/usr/include/cjson >/dev/null 2>&1; then
+    log "missing header <$h>: on the build machine run 'bash scripts/gpu-deps.sh' and carry .gpudeps"
+    echo "- build: header <$h> missing on this machine (scripts/gpu-deps.sh + carry .gpudeps)" >> "$SUM"
+  fi
+done
 B=build-gpu
 log "building ($B, -j$JOBS)"
 # optional CPU libraries off: the GPU run needs none of them, and the image may not have them
