@@ -66,6 +66,14 @@ double shfl_xor_d(double v, int lane_mask) {
     return r;
 }
 float shfl_xor(float v, int lane_mask) { return (float)shfl_xor_d(v, lane_mask); }
+float shfl_idx(float v, int src_lane) {
+    double *x = &g_xchg[(size_t)cur->warp * 32];
+    x[cur->lane] = v;
+    warp_barrier();
+    float r = (float)x[src_lane & 31];
+    warp_barrier();
+    return r;
+}
 
 void launch(dim3 grid, dim3 block, const std::function<void()> &body) {
     unsigned n = block.x * block.y * block.z;

@@ -40,6 +40,7 @@ void launch(dim3 grid, dim3 block, const std::function<void()> &body);
 void syncthreads();
 float shfl_xor(float v, int lane_mask);
 double shfl_xor_d(double v, int lane_mask);
+float shfl_idx(float v, int src_lane);
 }
 
 #define threadIdx (emu::thread_idx())
@@ -53,6 +54,7 @@ double shfl_xor_d(double v, int lane_mask);
 #define __shared__ static
 #define __syncthreads() emu::syncthreads()
 static inline float __shfl_xor_sync(unsigned mask, float v, int o) { (void)mask; return emu::shfl_xor(v, o); }
+static inline float __shfl_sync(unsigned mask, float v, int src) { (void)mask; return emu::shfl_idx(v, src); }
 static inline float atomicAdd(float *p, float v) { float old = *p; *p += v; return old; }
 
 #define KCU_LAUNCH(kernel, grid, block, ...) emu::launch(dim3(grid), dim3(block), [&]() { kernel(__VA_ARGS__); })

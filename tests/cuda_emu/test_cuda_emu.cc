@@ -272,6 +272,8 @@ static void test_emu_attention(void) {
     attention_case(2, 1, 12, 3);
     attention_case(2, 5, 12, 3);
     attention_case(1, 33, 24, 2);
+    attention_case(2, 70, 128, 2);  /* hs 64: the tiled forward at its widest, three tiles, the last partial */
+    attention_case(1, 64, 96, 3);   /* hs 32: two full tiles */
     attention_case(1, 9, 80, 1);    /* hs 80: 3 channels on some lanes, 2 on others */
     attention_case(1, 3, 256, 1);   /* hs 256: the largest supported, 8 per lane */
 }

@@ -76,13 +76,96 @@ static __global__ void k_attn_fwd(float *out, float *lse, const float *qkv, size
         if (lane == 0) lse[row] = m + logf(l);
     }
 }
+/* The tiled forward (flash-style, fp32, no tensor cores) for head sizes <= FT_HS: a block owns FT_BR = 32 query
+ * rows of one (b, h) and walks the key tiles of FT_BC = 32 keys up to the diagonal, staging Q (pre-scaled by
+ * 1/sqrt(hs)), K and V tiles in shared memory, so each key and value is read from global memory once per 32
+ * query rows instead of once per row. Lane j of a warp scores key j of the tile against one query row (a dot
+ * product from shared memory, no shuffles), the row's max and sum are warp reductions, and P V is accumulated
+ * with P broadcast lane by lane; each warp owns 8 query rows (online softmax state and two output channels per
+ * lane in registers). Same outputs and lse as k_attn_fwd, which remains for head sizes above FT_HS. */
+#define FT_BR 32
+#define FT_BC 32
+#define FT_HS 64
+#define FT_WARPS 4
+#define FT_ROWS (FT_BR / FT_WARPS)
+static __global__ void k_attn_fwd_tiled(float *out, float *lse, const float *qkv, size_t B, size_t T, size_t C,
+                                        size_t NH) {
+    __shared__ float Qs[FT_BR][FT_HS];
+    __shared__ float Ks[FT_BC][FT_HS + 1];   /* +1: lane j reading row j, channel d hits bank (j + d) % 32 */
+    __shared__ float Vs[FT_BC][FT_HS];
+    int lane = threadIdx.x % 32, warp = threadIdx.x / 32, hs = (int)(C / NH);
+    size_t C3 = 3 * C, ntiles = (T + FT_BR - 1) / FT_BR;
+    float scale = 1.0f / sqrtf((float)hs);
+    for (size_t blk = blockIdx.x; blk < B * NH * ntiles; blk += gridDim.x) {
+        size_t qt = blk % ntiles, h = (blk / ntiles) % NH, b = blk / (ntiles * NH), q0 = qt * FT_BR;
+        for (int idx = threadIdx.x; idx < FT_BR * FT_HS; idx += blockDim.x) {
+            int r = idx / FT_HS, d = idx % FT_HS;
+            size_t t = q0 + (size_t)r;
+            Qs[r][d] = (t < T && d < hs) ? qkv[(b * T + t) * C3 + h * hs + d] * scale : 0.0f;
+        }
+        float m[FT_ROWS], l[FT_ROWS], acc0[FT_ROWS], acc1[FT_ROWS];
+#pragma unroll
+        for (int i = 0; i < FT_ROWS; i++) { m[i] = -INFINITY; l[i] = 0.0f; acc0[i] = 0.0f; acc1[i] = 0.0f; }
+        for (size_t kt = 0; kt <= qt; kt++) {
+            size_t k0 = kt * FT_BC;
+            __syncthreads();   /* Q is loaded; everyone is done with the previous K/V tile */
+            for (int idx = threadIdx.x; idx < FT_BC * FT_HS; idx += blockDim.x) {
+                int j = idx / FT_HS, d = idx % FT_HS;
+                size_t t = k0 + (size_t)j;
+                int ok = t < T && d < hs;
+                Ks[j][d] = ok ? qkv[(b * T + t) * C3 + C + h * hs + d] : 0.0f;
+                Vs[j][d] = ok ? qkv[(b * T + t) * C3 + 2 * C + h * hs + d] : 0.0f;
+            }
+            __syncthreads();
+#pragma unroll
+            for (int i = 0; i < FT_ROWS; i++) {
+                int r = warp * FT_ROWS + i;
+                size_t t = q0 + (size_t)r;
+                if (t >= T) continue;                      /* warp-uniform */
+                size_t key = k0 + (size_t)lane;
+                float sc = 0.0f;
+#pragma unroll 16
+                for (int d = 0; d < FT_HS; d++) sc += Qs[r][d] * Ks[lane][d];
+                if (key > t) sc = -INFINITY;               /* causal mask (also covers keys past T: t < T) */
+                float mt = sc;
+                for (int o = 16; o > 0; o >>= 1) mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, o));
+                float mn = fmaxf(m[i], mt);                /* finite: key k0 <= q0 <= t is never masked */
+                float p = expf(sc - mn), corr = expf(m[i] - mn);
+                l[i] = l[i] * corr + at_warp_sum(p);
+                float a0 = acc0[i] * corr, a1 = acc1[i] * corr;
+                for (int j = 0; j < FT_BC; j++) {
+                    float pj = __shfl_sync(0xffffffffu, p, j);
+                    a0 += pj * Vs[j][lane];
+                    a1 += pj * Vs[j][lane + 32];
+                }
+                acc0[i] = a0; acc1[i] = a1; m[i] = mn;
+            }
+        }
+#pragma unroll
+        for (int i = 0; i < FT_ROWS; i++) {
+            size_t t = q0 + (size_t)(warp * FT_ROWS + i);
+            if (t >= T) continue;
+            float *o = out + (b * T + t) * C + h * hs;
+            if (lane < hs) o[lane] = acc0[i] / l[i];
+            if (lane + 32 < hs) o[lane + 32] = acc1[i] / l[i];
+            if (lane == 0) lse[(b * NH + h) * T + t] = m[i] + logf(l[i]);
+        }
+        __syncthreads();   /* Qs is reloaded for the next block index */
+    }
+}
+
 void kcu_attention_fwd(kern_backend *be, float *out, float *saved, const float *qkv, size_t B, size_t T, size_t C,
                        size_t NH) {
     (void)be;
     check_heads(C, NH, "kern_attention_fwd");
     size_t rows = B * NH * T;
     if (!rows) return;
-    KCU_LAUNCH(k_attn_fwd, cu_grid(rows, AT_WARPS), KCU_THREADS, out, saved, qkv, B, T, C, NH);
+    if (C / NH <= FT_HS) {
+        size_t blocks = B * NH * ((T + FT_BR - 1) / FT_BR);
+        KCU_LAUNCH(k_attn_fwd_tiled, cu_grid(blocks, 1), FT_WARPS * 32, out, saved, qkv, B, T, C, NH);
+    } else {
+        KCU_LAUNCH(k_attn_fwd, cu_grid(rows, AT_WARPS), KCU_THREADS, out, saved, qkv, B, T, C, NH);
+    }
     CU_LAUNCHED();
 }
 
