@@ -239,6 +239,143 @@ static __global__ void k_attn_bwd_dkv(float *dqkv, const float *dout, const floa
         }
     }
 }
+/* The tiled backward for head sizes <= FT_HS, the same structure as the tiled forward, in two kernels that each
+ * own the rows they write (no atomics, deterministic):
+ *   dq: a block owns 32 query rows (Q pre-scaled and dO staged), walks the key tiles up to the diagonal; lane j:
+ *       P = exp(q.k_j - lse), dP = dO.v_j, dS = P (dP - D); dq += dS k_j (dS broadcast lane by lane), scaled once.
+ *   dkv: a block owns 32 keys (K and V staged), walks the query tiles from the diagonal down; lane t (a query
+ *       row of the tile): the same P and dS; dv_j += P dO_t, dk_j += dS q_t (P, dS broadcast lane by lane).
+ * Rows are padded (FT_HS + 1) where a lane reads its own row, so those reads hit distinct banks. */
+static __global__ void k_attn_bwd_dq_tiled(float *dqkv, const float *dout, const float *qkv, const float *lse,
+                                           const float *D, size_t B, size_t T, size_t C, size_t NH) {
+    __shared__ float Qs[FT_BR][FT_HS], Gs[FT_BR][FT_HS];           /* q (scaled), dO of the block's rows */
+    __shared__ float Ks[FT_BC][FT_HS + 1], Vs[FT_BC][FT_HS + 1];
+    int lane = threadIdx.x % 32, warp = threadIdx.x / 32, hs = (int)(C / NH);
+    size_t C3 = 3 * C, ntiles = (T + FT_BR - 1) / FT_BR;
+    float scale = 1.0f / sqrtf((float)hs);
+    for (size_t blk = blockIdx.x; blk < B * NH * ntiles; blk += gridDim.x) {
+        size_t qt = blk % ntiles, h = (blk / ntiles) % NH, b = blk / (ntiles * NH), q0 = qt * FT_BR;
+        for (int idx = threadIdx.x; idx < FT_BR * FT_HS; idx += blockDim.x) {
+            int r = idx / FT_HS, d = idx % FT_HS;
+            size_t t = q0 + (size_t)r;
+            int ok = t < T && d < hs;
+            Qs[r][d] = ok ? qkv[(b * T + t) * C3 + h * hs + d] * scale : 0.0f;
+            Gs[r][d] = ok ? dout[(b * T + t) * C + h * hs + d] : 0.0f;
+        }
+        float dq0[FT_ROWS], dq1[FT_ROWS];
+#pragma unroll
+        for (int i = 0; i < FT_ROWS; i++) { dq0[i] = 0.0f; dq1[i] = 0.0f; }
+        for (size_t kt = 0; kt <= qt; kt++) {
+            size_t k0 = kt * FT_BC;
+            __syncthreads();
+            for (int idx = threadIdx.x; idx < FT_BC * FT_HS; idx += blockDim.x) {
+                int j = idx / FT_HS, d = idx % FT_HS;
+                size_t t = k0 + (size_t)j;
+                int ok = t < T && d < hs;
+                Ks[j][d] = ok ? qkv[(b * T + t) * C3 + C + h * hs + d] : 0.0f;
+                Vs[j][d] = ok ? qkv[(b * T + t) * C3 + 2 * C + h * hs + d] : 0.0f;
+            }
+            __syncthreads();
+#pragma unroll
+            for (int i = 0; i < FT_ROWS; i++) {
+                int r = warp * FT_ROWS + i;
+                size_t t = q0 + (size_t)r;
+                if (t >= T) continue;                      /* warp-uniform */
+                size_t row = (b * NH + h) * T + t;
+                float sc = 0.0f, dp = 0.0f;
+#pragma unroll 16
+                for (int d = 0; d < FT_HS; d++) { sc += Qs[r][d] * Ks[lane][d]; dp += Gs[r][d] * Vs[lane][d]; }
+                float p = (k0 + (size_t)lane > t) ? 0.0f : expf(sc - lse[row]);
+                float ds = p * (dp - D[row]);
+                float a0 = dq0[i], a1 = dq1[i];
+                for (int j = 0; j < FT_BC; j++) {
+                    float dsj = __shfl_sync(0xffffffffu, ds, j);
+                    a0 += dsj * Ks[j][lane];
+                    a1 += dsj * Ks[j][lane + 32];
+                }
+                dq0[i] = a0; dq1[i] = a1;
+            }
+        }
+#pragma unroll
+        for (int i = 0; i < FT_ROWS; i++) {
+            size_t t = q0 + (size_t)(warp * FT_ROWS + i);
+            if (t >= T) continue;
+            float *dq = dqkv + (b * T + t) * C3 + h * hs;
+            if (lane < hs) dq[lane] += dq0[i] * scale;
+            if (lane + 32 < hs) dq[lane + 32] += dq1[i] * scale;
+        }
+        __syncthreads();
+    }
+}
+static __global__ void k_attn_bwd_dkv_tiled(float *dqkv, const float *dout, const float *qkv, const float *lse,
+                                            const float *D, size_t B, size_t T, size_t C, size_t NH) {
+    __shared__ float Ks[FT_BC][FT_HS], Vs[FT_BC][FT_HS];           /* the block's keys and values */
+    __shared__ float Qs[FT_BR][FT_HS + 1], Gs[FT_BR][FT_HS + 1];   /* a query tile (q scaled), its dO */
+    __shared__ float Ls[FT_BR], Ds[FT_BR];
+    int lane = threadIdx.x % 32, warp = threadIdx.x / 32, hs = (int)(C / NH);
+    size_t C3 = 3 * C, ntiles = (T + FT_BC - 1) / FT_BC;
+    float scale = 1.0f / sqrtf((float)hs);
+    for (size_t blk = blockIdx.x; blk < B * NH * ntiles; blk += gridDim.x) {
+        size_t kt = blk % ntiles, h = (blk / ntiles) % NH, b = blk / (ntiles * NH), k0 = kt * FT_BC;
+        for (int idx = threadIdx.x; idx < FT_BC * FT_HS; idx += blockDim.x) {
+            int j = idx / FT_HS, d = idx % FT_HS;
+            size_t t = k0 + (size_t)j;
+            int ok = t < T && d < hs;
+            Ks[j][d] = ok ? qkv[(b * T + t) * C3 + C + h * hs + d] : 0.0f;
+            Vs[j][d] = ok ? qkv[(b * T + t) * C3 + 2 * C + h * hs + d] : 0.0f;
+        }
+        float dk0[FT_ROWS], dk1[FT_ROWS], dv0[FT_ROWS], dv1[FT_ROWS];
+#pragma unroll
+        for (int i = 0; i < FT_ROWS; i++) { dk0[i] = 0.0f; dk1[i] = 0.0f; dv0[i] = 0.0f; dv1[i] = 0.0f; }
+        for (size_t qt = kt; qt < ntiles; qt++) {
+            size_t q0 = qt * FT_BR;
+            __syncthreads();
+            for (int idx = threadIdx.x; idx < FT_BR * FT_HS; idx += blockDim.x) {
+                int r = idx / FT_HS, d = idx % FT_HS;
+                size_t t = q0 + (size_t)r;
+                int ok = t < T && d < hs;
+                Qs[r][d] = ok ? qkv[(b * T + t) * C3 + h * hs + d] * scale : 0.0f;
+                Gs[r][d] = ok ? dout[(b * T + t) * C + h * hs + d] : 0.0f;
+            }
+            for (int r = threadIdx.x; r < FT_BR; r += blockDim.x) {
+                size_t t = q0 + (size_t)r;
+                Ls[r] = t < T ? lse[(b * NH + h) * T + t] : 0.0f;
+                Ds[r] = t < T ? D[(b * NH + h) * T + t] : 0.0f;
+            }
+            __syncthreads();
+#pragma unroll
+            for (int i = 0; i < FT_ROWS; i++) {
+                int j = warp * FT_ROWS + i;
+                size_t key = k0 + (size_t)j, t = q0 + (size_t)lane;
+                if (key >= T) continue;                    /* warp-uniform */
+                float sc = 0.0f, dp = 0.0f;
+#pragma unroll 16
+                for (int d = 0; d < FT_HS; d++) { sc += Qs[lane][d] * Ks[j][d]; dp += Gs[lane][d] * Vs[j][d]; }
+                float p = (t >= T || key > t) ? 0.0f : expf(sc - Ls[lane]);
+                float ds = p * (dp - Ds[lane]);
+                float k_0 = dk0[i], k_1 = dk1[i], v_0 = dv0[i], v_1 = dv1[i];
+                for (int r = 0; r < FT_BR; r++) {
+                    float pr = __shfl_sync(0xffffffffu, p, r), dsr = __shfl_sync(0xffffffffu, ds, r);
+                    v_0 += pr * Gs[r][lane];
+                    v_1 += pr * Gs[r][lane + 32];
+                    k_0 += dsr * Qs[r][lane];
+                    k_1 += dsr * Qs[r][lane + 32];
+                }
+                dk0[i] = k_0; dk1[i] = k_1; dv0[i] = v_0; dv1[i] = v_1;
+            }
+        }
+#pragma unroll
+        for (int i = 0; i < FT_ROWS; i++) {
+            size_t key = k0 + (size_t)(warp * FT_ROWS + i);
+            if (key >= T) continue;
+            float *dk = dqkv + (b * T + key) * C3 + C + h * hs, *dv = dk + C;
+            if (lane < hs) { dk[lane] += dk0[i]; dv[lane] += dv0[i]; }   /* q was pre-scaled: dk needs no scale */
+            if (lane + 32 < hs) { dk[lane + 32] += dk1[i]; dv[lane + 32] += dv1[i]; }
+        }
+        __syncthreads();
+    }
+}
+
 void kcu_attention_bwd(kern_backend *be, float *dqkv, const float *dout, const float *qkv, const float *out,
                        const float *saved, size_t B, size_t T, size_t C, size_t NH) {
     if (!dqkv) return;
@@ -249,6 +386,14 @@ void kcu_attention_bwd(kern_backend *be, float *dqkv, const float *dout, const f
     unsigned g = cu_grid(rows, AT_WARPS);
     KCU_LAUNCH(k_attn_bwd_D, g, KCU_THREADS, D, dout, out, B, T, C, NH);
     CU_LAUNCHED();
+    if (C / NH <= FT_HS) {
+        unsigned gt = cu_grid(B * NH * ((T + FT_BR - 1) / FT_BR), 1);
+        KCU_LAUNCH(k_attn_bwd_dq_tiled, gt, FT_WARPS * 32, dqkv, dout, qkv, saved, D, B, T, C, NH);
+        CU_LAUNCHED();
+        KCU_LAUNCH(k_attn_bwd_dkv_tiled, gt, FT_WARPS * 32, dqkv, dout, qkv, saved, D, B, T, C, NH);
+        CU_LAUNCHED();
+        return;
+    }
     KCU_LAUNCH(k_attn_bwd_dq, g, KCU_THREADS, dqkv, dout, qkv, saved, D, B, T, C, NH);
     CU_LAUNCHED();
     KCU_LAUNCH(k_attn_bwd_dkv, g, KCU_THREADS, dqkv, dout, qkv, saved, D, B, T, C, NH);
