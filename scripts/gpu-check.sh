@@ -68,7 +68,7 @@ echo "- build: ok ($(grep -o 'features=\[[^]]*\]' "$OUT/build.log" | tail -1))" 
 
 # ---- 3. the GPU tests
 log "tests/test_cuda"
-timeout 300 env OMP_NUM_THREADS=8 GK_ROOT=$PWD ./$B/tests/test_cuda > "$OUT/test_cuda.txt" 2>&1
+timeout 180 env OMP_NUM_THREADS=8 GK_ROOT=$PWD ./$B/tests/test_cuda > "$OUT/test_cuda.txt" 2>&1
 rc=$?
 p=$(grep -c '^PASS ' "$OUT/test_cuda.txt"); f=$(grep -c '^FAIL ' "$OUT/test_cuda.txt"); s=$(grep -c '^SKIP ' "$OUT/test_cuda.txt")
 log "test_cuda: $p passed, $f failed, $s skipped (exit $rc)"
@@ -101,7 +101,7 @@ run_gptkit() {   # batch, extra args...
   local b=$1; shift
   rm -rf /tmp/gpu-check-run
   # line-buffered, so the steps done before a timeout are kept
-  timeout 240 env GPTKIT_PEAK_GFLOPS=$((PEAK * 1000)) stdbuf -oL ./$B/gptkit --device cuda pretrain --model d12 --data "$SHARD" \
+  timeout 200 env GPTKIT_PEAK_GFLOPS=$((PEAK * 1000)) stdbuf -oL ./$B/gptkit --device cuda pretrain --model d12 --data "$SHARD" \
     --out /tmp/gpu-check-run -b "$b" -t 1024 --total-batch $BT --steps "$STEPS" --warmup 5 --precision bf16 \
     --save-every 0 --val-every 0 --json "$@" > "$OUT/bench_gptkit.jsonl" 2> "$OUT/bench_gptkit.err"
 }
@@ -114,7 +114,7 @@ if [ $grc -ne 0 ] && ! grep -q tokens_per_s "$OUT/bench_gptkit.jsonl"; then
 fi
 [ $grc -eq 124 ] && log "gptkit stopped by its time limit: the steps done so far are counted"
 log "benchmark: PyTorch (bench/cuda/torch_gpt2.py)"
-timeout 420 env PYTHONUNBUFFERED=1 python3 bench/cuda/torch_gpt2.py --batch 64 --seq 1024 --steps "$STEPS" \
+timeout 300 env PYTHONUNBUFFERED=1 python3 bench/cuda/torch_gpt2.py --batch 64 --seq 1024 --steps "$STEPS" \
   --peak "$PEAK" > "$OUT/bench_torch.jsonl" 2> "$OUT/bench_torch.err"
 
 # ---- 5. side by side: median tokens/s of the steps after warm-up, MFU with the same FLOP count on both sides
