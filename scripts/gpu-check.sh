@@ -24,6 +24,18 @@ QUICK=0
 [ "${1:-}" = "--quick" ] && QUICK=1
 SUM=$OUT/summary.md
 t_start=$(date +%s)
+# the device tool returns at most 8 files: on exit the stderr logs, the memcheck output and the progress lines are
+# folded into logs.txt, leaving summary.md, env.txt, build.log, test_cuda.txt, bench_gptkit.jsonl,
+# bench_torch.jsonl and logs.txt
+fold_logs() {
+  local f
+  for f in "$OUT"/progress.txt "$OUT"/*.err "$OUT"/memcheck.txt; do
+    [ -f "$f" ] || continue
+    { echo "===== $(basename "$f")"; cat "$f"; echo; } >> "$OUT/logs.txt"
+    rm -f "$f"
+  done
+}
+trap fold_logs EXIT
 log() { echo "[gpu-check $(( $(date +%s) - t_start ))s] $*" | tee -a "$OUT/progress.txt"; }
 : > "$OUT/progress.txt"
 {
