@@ -24,8 +24,13 @@ const char *kern_gemm_name(kern_gemm g) { return (unsigned)g < 4 ? gemm_names[g]
 int kern_kind_parse(const char *s, kern_kind *out) {
     if (s && !strcmp(s, "cpu")) *out = KERN_KIND_CPU;
     else if (s && !strcmp(s, "ref")) *out = KERN_KIND_REF;
+    else if (s && !strcmp(s, "cuda")) *out = KERN_KIND_CUDA;
     else return -1;
     return 0;
+}
+
+const char *kern_kind_name(kern_kind k) {
+    return k == KERN_KIND_CPU ? "cpu" : k == KERN_KIND_REF ? "ref" : k == KERN_KIND_CUDA ? "cuda" : "?";
 }
 
 const char *kern_backend_name(const kern_backend *be) { return be->name; }

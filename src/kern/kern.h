@@ -39,6 +39,8 @@ enum { KERN_W_IN_OUT = 0, KERN_W_OUT_IN = 1 };
  *   kind   GEMM library                                  precision     name
  *   ref    the reference loops (cpu/ref_impl.h)          fp32          "cpu-ref"
  *   cpu    openblas | onednn | builtin (auto: fastest)   fp32 | bf16   "cpu-fast(...)"
+ *   cuda   cuBLASLt (src/kern/cuda/; built when nvcc is   fp32 | bf16   "cuda(<GPU name>, sm_XY, ...)"
+ *          found; needs an NVIDIA GPU at run time)
  *
  * Every op below is a thin dispatcher: kern_X(be, args...) calls be->ops->X(be, args...). Memory is owned
  * by the backend it was allocated on: free it with the same backend (kern_free(be, p)).
@@ -51,7 +53,7 @@ typedef enum { KERN_PREC_FP32 = 0, KERN_PREC_BF16 = 1 } kern_prec;
 /* GEMM library of the cpu backend. AUTO: the fastest library present, timed once per process on a
  * training-shaped product (kern_gemm_auto, which says how ties are kept stable). BUILTIN: the reference loops. */
 typedef enum { KERN_GEMM_AUTO = 0, KERN_GEMM_OPENBLAS = 1, KERN_GEMM_ONEDNN = 2, KERN_GEMM_BUILTIN = 3 } kern_gemm;
-typedef enum { KERN_KIND_CPU = 0, KERN_KIND_REF = 1 } kern_kind;
+typedef enum { KERN_KIND_CPU = 0, KERN_KIND_REF = 1, KERN_KIND_CUDA = 2 } kern_kind;
 
 /* How to build a backend. Plain struct; kern_backend_opts_default fills the process defaults. */
 typedef struct {
@@ -62,6 +64,7 @@ typedef struct {
 
 typedef struct kern_backend kern_backend;
 typedef struct kern_cpu_shadow kern_cpu_shadow;   /* private to src/kern/cpu */
+typedef struct kern_cuda_state kern_cuda_state;   /* private to src/kern/cuda */
 
 /* The op table. Signatures are those of the public kern_* dispatchers below (see there for the math). */
 typedef struct {
@@ -126,6 +129,7 @@ struct kern_backend {
     kern_prec prec;             /* the matmul precision in use */
     int skinny_portable;        /* tests: 1 makes matmul_skinny_fwd use its portable loops, not AVX-512 */
     kern_cpu_shadow *shadow;    /* the bf16 weight copy (kern_bf16_shadow), NULL when none */
+    kern_cuda_state *cuda;      /* the cuda kind's device, cuBLASLt handle, scratch and bf16 copy; NULL otherwise */
     char name[192];             /* e.g. "cpu-ref", "cpu-fast(openblas Cooperlake, 2 threads)" */
 };
 
@@ -162,7 +166,13 @@ int kern_gemm_parse(const char *s, kern_gemm *out);
 const char *kern_gemm_name(kern_gemm g);
 int kern_gemm_present(kern_gemm g);
 kern_gemm kern_gemm_auto(void);
-int kern_kind_parse(const char *s, kern_kind *out);   /* "ref" | "cpu" */
+int kern_kind_parse(const char *s, kern_kind *out);   /* "ref" | "cpu" | "cuda" */
+const char *kern_kind_name(kern_kind k);
+/* 1 if this build has the CUDA backend (nvcc was found at build time; src/kern/cuda/). */
+int kern_cuda_built(void);
+/* 0 if the cuda kind can run here (built in, a driver and at least one GPU); else -1 with a one-line reason in
+ * err ("no CUDA device: ..." or "this build has no CUDA backend ..."). Cheap; never aborts. */
+int kern_cuda_usable(gk_err *err);
 
 /* Measures this machine with a small probe (~0.5 s) on be's GEMM library: fp32 GEMM GFLOP/s (1024^3
  * products), bf16 GEMM GFLOP/s (0 if unavailable) and memory bandwidth in GB/s (a streaming a = b + s c over
