@@ -37,6 +37,7 @@
 
 /* ---------------------------------------------------------------- types */
 
+
 static const struct { int type; const char *name; size_t block, bytes; int read; } gg_types[] = {
     {GGUF_F32, "F32", 1, 4, 1},     {GGUF_F16, "F16", 1, 2, 1},      {GGUF_Q4_0, "Q4_0", 32, 18, 1},
     {GGUF_Q4_1, "Q4_1", 32, 20, 1}, {GGUF_Q5_0, "Q5_0", 32, 22, 1},  {GGUF_Q5_1, "Q5_1", 32, 24, 1},
@@ -66,21 +67,6 @@ size_t gguf_type_bytes(int type, size_t n) {
 
 /* ---------------------------------------------------------------- halves */
 
-static float f16_to_f32(uint16_t h) {
-    uint32_t sign = (uint32_t)(h >> 15) << 31, exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
-    if (exp == 0x1f) bits = sign | 0x7f800000u | (man << 13);
-    else if (exp) bits = sign | ((exp + 112) << 23) | (man << 13);
-    else if (!man) bits = sign;
-    else {
-        int e = -1;
-        do { e++; man <<= 1; } while (!(man & 0x400));
-        bits = sign | ((uint32_t)(112 - e) << 23) | ((man & 0x3ff) << 13);
-    }
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
-
 /* float -> IEEE half, round to nearest even (numpy's astype(float16)); overflow to inf, nan kept. */
 static uint16_t f32_to_f16(float f) {
     uint32_t x;
@@ -107,86 +93,11 @@ static uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
 
 /* ---------------------------------------------------------------- dequantization */
 
+/* The decoders live with the kernels (src/kern/quant.c), one per format; the type numbers are the same. */
 int gguf_dequantize(int type, const uint8_t *src, size_t n, float *dst) {
     int ti = type_index(type);
     if (ti < 0 || !gg_types[ti].read || n % gg_types[ti].block) return -1;
-    size_t nb = n / gg_types[ti].block;
-    switch (type) {
-    case GGUF_F32: memcpy(dst, src, n * 4); break;
-    case GGUF_F16: for (size_t i = 0; i < n; i++) dst[i] = f16_to_f32(rd16(src + 2 * i)); break;
-    case GGUF_BF16:
-        for (size_t i = 0; i < n; i++) { uint32_t b = (uint32_t)rd16(src + 2 * i) << 16; memcpy(&dst[i], &b, 4); }
-        break;
-    case GGUF_Q8_0:
-        for (size_t b = 0; b < nb; b++, src += 34, dst += 32) {
-            float d = f16_to_f32(rd16(src));
-            for (int j = 0; j < 32; j++) dst[j] = (float)(int8_t)src[2 + j] * d;
-        }
-        break;
-    case GGUF_Q4_0: case GGUF_Q4_1:
-        for (size_t b = 0; b < nb; b++, dst += 32) {
-            float d = f16_to_f32(rd16(src)), m = 0;
-            if (type == GGUF_Q4_1) m = f16_to_f32(rd16(src + 2));
-            const uint8_t *qs = src + (type == GGUF_Q4_1 ? 4 : 2);
-            for (int j = 0; j < 16; j++) {
-                int lo = qs[j] & 0xF, hi = qs[j] >> 4;
-                if (type == GGUF_Q4_0) { dst[j] = d * (float)(lo - 8); dst[j + 16] = d * (float)(hi - 8); }
-                else { float a = d * (float)lo, c = d * (float)hi; dst[j] = a + m; dst[j + 16] = c + m; }
-            }
-            src += type == GGUF_Q4_1 ? 20 : 18;
-        }
-        break;
-    case GGUF_Q5_0: case GGUF_Q5_1:
-        for (size_t b = 0; b < nb; b++, dst += 32) {
-            float d = f16_to_f32(rd16(src)), m = 0;
-            if (type == GGUF_Q5_1) m = f16_to_f32(rd16(src + 2));
-            const uint8_t *qhp = src + (type == GGUF_Q5_1 ? 4 : 2), *qs = qhp + 4;
-            uint32_t qh = (uint32_t)qhp[0] | (uint32_t)qhp[1] << 8 | (uint32_t)qhp[2] << 16 | (uint32_t)qhp[3] << 24;
-            for (int j = 0; j < 32; j++) {
-                int q = (j < 16 ? qs[j] & 0xF : qs[j - 16] >> 4) | (int)((qh >> j) & 1) << 4;
-                if (type == GGUF_Q5_0) dst[j] = d * (float)(q - 16);
-                else { float a = d * (float)q; dst[j] = a + m; }
-            }
-            src += type == GGUF_Q5_1 ? 24 : 22;
-        }
-        break;
-    case GGUF_Q4_K: case GGUF_Q5_K:
-        for (size_t b = 0; b < nb; b++, dst += 256) {
-            float d = f16_to_f32(rd16(src)), dmin = f16_to_f32(rd16(src + 2));
-            const uint8_t *sc = src + 4, *qh = src + 16, *qs = type == GGUF_Q5_K ? src + 48 : src + 16;
-            for (int s = 0; s < 8; s++) {
-                int scale, mn;
-                if (s < 4) { scale = sc[s] & 63; mn = sc[s + 4] & 63; }
-                else { scale = (sc[s + 4] & 0xF) | ((sc[s - 4] >> 6) << 4); mn = (sc[s + 4] >> 4) | ((sc[s] >> 6) << 4); }
-                float dl = d * (float)scale, ml = dmin * (float)mn;
-                const uint8_t *q = qs + (s / 2) * 32;
-                for (int l = 0; l < 32; l++) {
-                    int v = (s & 1) ? q[l] >> 4 : q[l] & 0xF;
-                    if (type == GGUF_Q5_K) v |= ((qh[l] >> s) & 1) << 4;
-                    float a = dl * (float)v;
-                    dst[s * 32 + l] = a - ml;
-                }
-            }
-            src += type == GGUF_Q5_K ? 176 : 144;
-        }
-        break;
-    case GGUF_Q6_K:
-        for (size_t b = 0; b < nb; b++, src += 210, dst += 256) {
-            const uint8_t *ql = src, *qh = src + 128;
-            const int8_t *sc = (const int8_t *)(src + 192);
-            float d = f16_to_f32(rd16(src + 208));
-            for (int i = 0; i < 256; i++) {
-                int c = i / 128, r = i % 128;
-                int lo = (ql[c * 64 + r % 64] >> (4 * (r / 64))) & 0xF;
-                int hi = (qh[c * 32 + r % 32] >> (2 * (r / 32))) & 3;
-                float ds = d * (float)sc[i / 16];
-                dst[i] = ds * (float)((lo | hi << 4) - 32);
-            }
-        }
-        break;
-    default: return -1;
-    }
-    return 0;
+    return kern_q_dequantize(type, src, n, dst);
 }
 
 /* ---------------------------------------------------------------- quantization (writer) */

@@ -272,8 +272,10 @@ int gpt_load_config(const char *dir, gpt_config *cfg, char **tokenizer, gk_err *
 
 /* ---------------------------------------------------------------- GGUF (gguf.c) */
 /* ggml tensor types (the values in the file) */
-enum { GGUF_F32 = 0, GGUF_F16 = 1, GGUF_Q4_0 = 2, GGUF_Q4_1 = 3, GGUF_Q5_0 = 6, GGUF_Q5_1 = 7, GGUF_Q8_0 = 8,
-       GGUF_Q4_K = 12, GGUF_Q5_K = 13, GGUF_Q6_K = 14, GGUF_BF16 = 30 };
+/* ggml tensor types (the values in the file): the kernels' format numbers (kern.h, src/kern/quant.c) */
+enum { GGUF_F32 = KERN_QT_F32, GGUF_F16 = KERN_QT_F16, GGUF_Q4_0 = KERN_QT_Q4_0, GGUF_Q4_1 = KERN_QT_Q4_1,
+       GGUF_Q5_0 = KERN_QT_Q5_0, GGUF_Q5_1 = KERN_QT_Q5_1, GGUF_Q8_0 = KERN_QT_Q8_0, GGUF_Q4_K = KERN_QT_Q4_K,
+       GGUF_Q5_K = KERN_QT_Q5_K, GGUF_Q6_K = KERN_QT_Q6_K, GGUF_BF16 = KERN_QT_BF16 };
 typedef struct { const char *p; size_t n; } gguf_str;             /* not NUL-terminated */
 typedef struct { gguf_str key; uint32_t type; size_t at, end; } gguf_kv;   /* value bytes [at, end) */
 typedef struct { gguf_str name; int n_dims; size_t ne[4]; int type; uint64_t offset; size_t numel, bytes; } gguf_tensor;

@@ -1,0 +1,364 @@
+/* quant.c (cpu): products with weights kept in a GGUF block format (kern_matmul_q_fwd) and the quantized token
+ * embedding (kern_embed_q_fwd), for both CPU kinds.
+ *
+ * Reference (the "ref" backend, the oracle): each weight row dequantized with kern_q_dequantize, fp32 dot products.
+ *
+ * Fast ("cpu" backend):
+ *  - Decode (N <= KERN_Q_DECODE_MAX_N input rows), Q8_0 and Q4_0: a decode step is bound by streaming the weights,
+ *    so they are read in their blocks, never widened in memory. Each input row is quantized once per call to int8
+ *    in 32-value blocks, x ~ dx qx with dx = max|x| / 127 (the block size of the weights, so a block of W meets
+ *    exactly one block of x). Then per output j and block b: the integer dot s = sum_i qw_i qx_i is exact, and
+ *    out[j] = sum_b (dw_b dx_b) s_b. The int8 product uses the unsigned-by-signed instructions (VNNI's vpdpbusd,
+ *    AVX2's vpmaddubsw) by moving the weight's sign onto x: qw qx = |qw| (sign(qw) qx). Q4_0's nibbles are
+ *    unpacked to int8 (q - 8) first. Two output rows per pass, so two independent accumulator chains.
+ *    F16: halves widened in registers (F16C) and fp32 fused multiply-adds with x.
+ *    Q4_K, Q6_K: each weight row dequantized into a per-thread buffer and dotted in fp32 (still read once).
+ *  - Prefill (more rows): a panel of weight rows at a time is dequantized to fp32 (about 4 MB, cache-sized) and
+ *    multiplied by the backend's GEMM; the dequantization is amortised over the N rows, and the GEMM is the
+ *    tuned one training uses (measured: faster than the int8 path tiled over rows at N = 512, bench/llama).
+ *  The instruction set is picked at run time (AVX-512 VNNI+VL+BW, else AVX2+FMA+F16C, else portable C), capped by
+ *  be->q_isa for the tests that hold every path to the reference. OpenMP over output rows, each thread one
+ *  contiguous range (one stream through W).
+ */
+#include "kern/kern.h"
+#include "kern/cpu/cpu.h"
+#include "core/core.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define Q_X86 1
+#endif
+
+#define QB 32   /* values per block of Q8_0 / Q4_0, and of the quantized input */
+
+static int q_nthreads(void) {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+static int q_thread(void) {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+static uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
+
+/* The backend's scratch, grown to at least `bytes` (64-byte aligned; contents not kept). */
+static void *q_scratch(kern_backend *be, size_t bytes) {
+    if (bytes > be->q_scratch_bytes) {
+        free(be->q_scratch);
+        be->q_scratch = NULL;
+        GK_CHECK(posix_memalign(&be->q_scratch, 64, bytes) == 0, "out of memory (%zu bytes of matmul scratch)", bytes);
+        be->q_scratch_bytes = bytes;
+    }
+    return be->q_scratch;
+}
+
+/* ---------------------------------------------------------------- reference */
+
+void kern_ref_matmul_q_fwd(kern_backend *be, float *out, size_t ldo, const float *inp, const kern_qmat *w,
+                           const float *bias, size_t N) {
+    size_t C = w->cols, rb = kern_qtype_row_bytes(w->type, C);
+    GK_OMP(omp parallel)
+    {
+        float *row = gk_malloc((C ? C : 1) * sizeof(float));
+        GK_OMP(omp for schedule(static))
+        for (size_t j = 0; j < w->rows; j++) {
+            kern_q_dequantize(w->type, w->data + j * rb, C, row);
+            for (size_t n = 0; n < N; n++) {
+                const float *x = inp + n * C;
+                float acc = 0;
+                for (size_t c = 0; c < C; c++) acc += x[c] * row[c];
+                out[n * ldo + j] = acc + (bias ? bias[j] : 0.0f);
+            }
+        }
+        free(row);
+    }
+}
+
+void kern_ref_embed_q_fwd(kern_backend *be, float *out, const int32_t *tok, const kern_qmat *wte, const float *wpe,
+                          size_t B, size_t T, size_t pos0) {
+    size_t C = wte->cols, rb = kern_qtype_row_bytes(wte->type, C);
+    GK_OMP(omp parallel for schedule(static))
+    for (size_t i = 0; i < B * T; i++) {
+        float *o = out + i * C;
+        kern_q_dequantize(wte->type, wte->data + (size_t)tok[i] * rb, C, o);
+        if (wpe) {
+            const float *p = wpe + (pos0 + i % T) * C;
+            for (size_t c = 0; c < C; c++) o[c] += p[c];
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- input quantization (decode)
+ * Row n of x [N, C] -> qx [N, C] int8 and dx [N, C/32]: x ~ dx qx per block, qx = round(x / dx) in [-127, 127].
+ * Scalar and shared by every instruction set, so all of them multiply the same integers. */
+static void q_quantize_rows(const float *x, size_t N, size_t C, int8_t *qx, float *dx) {
+    size_t nb = C / QB;
+    for (size_t i = 0; i < N * nb; i++) {
+        const float *v = x + i * QB;
+        float amax = 0;
+        for (int k = 0; k < QB; k++) amax = fmaxf(amax, fabsf(v[k]));
+        float d = amax / 127.0f, id = d > 0 ? 1.0f / d : 0.0f;
+        dx[i] = d;
+        for (int k = 0; k < QB; k++) {
+            float q = roundf(v[k] * id);
+            qx[i * QB + k] = (int8_t)(q > 127.0f ? 127.0f : q < -127.0f ? -127.0f : q);
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- portable dot products */
+
+/* One Q8_0 / Q4_0 block -> its 32 int8 values and scale. */
+static float q_unpack_plain(int type, const uint8_t *blk, int8_t *q) {
+    if (type == KERN_QT_Q8_0) memcpy(q, blk + 2, QB);
+    else
+        for (int j = 0; j < 16; j++) { q[j] = (int8_t)((blk[2 + j] & 0xF) - 8); q[j + 16] = (int8_t)((blk[2 + j] >> 4) - 8); }
+    return kern_f16_to_f32(rd16(blk));
+}
+
+static float q_dot_plain(int type, const uint8_t *row, size_t nb, const int8_t *qx, const float *dx) {
+    size_t bytes = kern_qtype_block_bytes(type);
+    float acc = 0;
+    for (size_t b = 0; b < nb; b++) {
+        int8_t q[QB];
+        float dw = q_unpack_plain(type, row + b * bytes, q);
+        int32_t s = 0;
+        for (int k = 0; k < QB; k++) s += (int32_t)q[k] * qx[b * QB + k];
+        acc += (float)s * (dw * dx[b]);
+    }
+    return acc;
+}
+
+static float f16_dot_plain(const uint8_t *row, const float *x, size_t C) {
+    float acc = 0;
+    for (size_t c = 0; c < C; c++) acc += kern_f16_to_f32(rd16(row + 2 * c)) * x[c];
+    return acc;
+}
+
+/* ---------------------------------------------------------------- x86 dot products */
+#ifdef Q_X86
+#define Q_AVX2 "avx2,fma,f16c"
+#define Q_AVX512 "avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni"
+
+__attribute__((target(Q_AVX2))) static inline float q_hsum256(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+/* 32 int8 weights of a block: Q8_0 as stored; Q4_0's low nibbles are values 0..15, high nibbles 16..31, minus 8 */
+__attribute__((target(Q_AVX2))) static inline __m256i q_unpack_q8(const uint8_t *blk) {
+    return _mm256_loadu_si256((const __m256i *)(blk + 2));
+}
+__attribute__((target(Q_AVX2))) static inline __m256i q_unpack_q4(const uint8_t *blk) {
+    __m128i b = _mm_loadu_si128((const __m128i *)(blk + 2)), m = _mm_set1_epi8(0xF);
+    __m128i lo = _mm_and_si128(b, m), hi = _mm_and_si128(_mm_srli_epi16(b, 4), m);
+    return _mm256_sub_epi8(_mm256_set_m128i(hi, lo), _mm256_set1_epi8(8));
+}
+/* Integer dot of 32 int8 pairs as 8 int32 partial sums, via |w| (unsigned) times x with w's sign. */
+#define Q_DOT_VNNI(aw, sx) _mm256_dpbusd_epi32(_mm256_setzero_si256(), aw, sx)
+#define Q_DOT_AVX2(aw, sx) _mm256_madd_epi16(_mm256_maddubs_epi16(aw, sx), _mm256_set1_epi16(1))
+
+/* s[0], s[1] = rows r0, r1 (nb blocks of BYTES) dotted with the quantized input (qx, dx). */
+#define Q_DOT2(NAME, TARGET, UNPACK, BYTES, DOT)                                                                   \
+    __attribute__((target(TARGET))) static void NAME(const uint8_t *r0, const uint8_t *r1, size_t nb,             \
+                                                     const int8_t *qx, const float *dx, float *s) {               \
+        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();                                                 \
+        for (size_t b = 0; b < nb; b++) {                                                                          \
+            const uint8_t *b0 = r0 + b * (BYTES), *b1 = r1 + b * (BYTES);                                          \
+            __m256i x = _mm256_loadu_si256((const __m256i *)(qx + b * QB));                                        \
+            __m256i w0 = UNPACK(b0), w1 = UNPACK(b1);                                                              \
+            __m256i p0 = DOT(_mm256_abs_epi8(w0), _mm256_sign_epi8(x, w0));                                         \
+            __m256i p1 = DOT(_mm256_abs_epi8(w1), _mm256_sign_epi8(x, w1));                                         \
+            a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(_cvtsh_ss(rd16(b0)) * dx[b]), a0);          \
+            a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), _mm256_set1_ps(_cvtsh_ss(rd16(b1)) * dx[b]), a1);          \
+        }                                                                                                          \
+        s[0] = q_hsum256(a0);                                                                                      \
+        s[1] = q_hsum256(a1);                                                                                      \
+    }
+Q_DOT2(q8_dot2_avx512, Q_AVX512, q_unpack_q8, 34, Q_DOT_VNNI)
+Q_DOT2(q4_dot2_avx512, Q_AVX512, q_unpack_q4, 18, Q_DOT_VNNI)
+Q_DOT2(q8_dot2_avx2, Q_AVX2, q_unpack_q8, 34, Q_DOT_AVX2)
+Q_DOT2(q4_dot2_avx2, Q_AVX2, q_unpack_q4, 18, Q_DOT_AVX2)
+
+__attribute__((target(Q_AVX512))) static float f16_dot_avx512(const uint8_t *row, const float *x, size_t C) {
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+    size_t c = 0;
+    for (; c + 32 <= C; c += 32) {
+        a0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(row + 2 * c))), _mm512_loadu_ps(x + c), a0);
+        a1 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(row + 2 * c + 32))),
+                             _mm512_loadu_ps(x + c + 16), a1);
+    }
+    float acc = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+    for (; c < C; c++) acc += _cvtsh_ss(rd16(row + 2 * c)) * x[c];
+    return acc;
+}
+__attribute__((target(Q_AVX2))) static float f16_dot_avx2(const uint8_t *row, const float *x, size_t C) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    size_t c = 0;
+    for (; c + 16 <= C; c += 16) {
+        a0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + 2 * c))), _mm256_loadu_ps(x + c), a0);
+        a1 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + 2 * c + 16))),
+                             _mm256_loadu_ps(x + c + 8), a1);
+    }
+    float acc = q_hsum256(_mm256_add_ps(a0, a1));
+    for (; c < C; c++) acc += _cvtsh_ss(rd16(row + 2 * c)) * x[c];
+    return acc;
+}
+
+/* The best instruction set here, capped by be->q_isa (tests). */
+static int q_isa(const kern_backend *be) {
+    static int have = -1;
+    if (have < 0) {
+        have = KERN_ISA_PORTABLE;
+        if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
+            have = KERN_ISA_AVX2;
+        if (have == KERN_ISA_AVX2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+            __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vnni"))
+            have = KERN_ISA_AVX512;
+    }
+    return be->q_isa && be->q_isa < have ? be->q_isa : have;
+}
+#else
+static int q_isa(const kern_backend *be) { (void)be; return KERN_ISA_PORTABLE; }
+#endif
+
+/* ---------------------------------------------------------------- decode */
+
+/* Rows [j0, j1) of W (Q8_0 / Q4_0) against the N quantized input rows. */
+static void q_rows_int8(float *out, size_t ldo, const kern_qmat *w, const float *bias, size_t N, const int8_t *qx,
+                        const float *dx, size_t j0, size_t j1, int isa) {
+    size_t C = w->cols, nb = C / QB, rb = kern_qtype_row_bytes(w->type, C);
+    size_t j = j0;
+#ifdef Q_X86
+    if (isa >= KERN_ISA_AVX2) {
+        int q8 = w->type == KERN_QT_Q8_0, wide = isa >= KERN_ISA_AVX512;
+        for (; j + 2 <= j1; j += 2) {
+            const uint8_t *r0 = w->data + j * rb, *r1 = r0 + rb;
+            for (size_t n = 0; n < N; n++) {
+                float s[2];
+                const int8_t *q = qx + n * C;
+                const float *d = dx + n * nb;
+                if (wide) (q8 ? q8_dot2_avx512 : q4_dot2_avx512)(r0, r1, nb, q, d, s);
+                else (q8 ? q8_dot2_avx2 : q4_dot2_avx2)(r0, r1, nb, q, d, s);
+                out[n * ldo + j] = s[0] + (bias ? bias[j] : 0.0f);
+                out[n * ldo + j + 1] = s[1] + (bias ? bias[j + 1] : 0.0f);
+            }
+        }
+    }
+#else
+    (void)isa;
+#endif
+    for (; j < j1; j++)
+        for (size_t n = 0; n < N; n++)
+            out[n * ldo + j] = q_dot_plain(w->type, w->data + j * rb, nb, qx + n * C, dx + n * nb) + (bias ? bias[j] : 0.0f);
+}
+
+/* Rows [j0, j1) of an F16 W against the fp32 input. */
+static void q_rows_f16(float *out, size_t ldo, const kern_qmat *w, const float *bias, const float *inp, size_t N,
+                       size_t j0, size_t j1, int isa) {
+    size_t C = w->cols, rb = 2 * C;
+    for (size_t j = j0; j < j1; j++)
+        for (size_t n = 0; n < N; n++) {
+            const uint8_t *r = w->data + j * rb;
+            const float *x = inp + n * C;
+            float s;
+#ifdef Q_X86
+            if (isa >= KERN_ISA_AVX512) s = f16_dot_avx512(r, x, C);
+            else if (isa >= KERN_ISA_AVX2) s = f16_dot_avx2(r, x, C);
+            else
+#endif
+                s = f16_dot_plain(r, x, C);
+            out[n * ldo + j] = s + (bias ? bias[j] : 0.0f);
+        }
+    (void)isa;
+}
+
+/* Rows [j0, j1) of any type, each dequantized into row [C] and dotted in fp32. */
+static void q_rows_dequant(float *out, size_t ldo, const kern_qmat *w, const float *bias, const float *inp, size_t N,
+                           size_t j0, size_t j1, float *row) {
+    size_t C = w->cols, rb = kern_qtype_row_bytes(w->type, C);
+    for (size_t j = j0; j < j1; j++) {
+        kern_q_dequantize(w->type, w->data + j * rb, C, row);
+        for (size_t n = 0; n < N; n++) {
+            const float *x = inp + n * C;
+            float acc = 0;
+            GK_OMP(omp simd reduction(+:acc))
+            for (size_t c = 0; c < C; c++) acc += x[c] * row[c];
+            out[n * ldo + j] = acc + (bias ? bias[j] : 0.0f);
+        }
+    }
+}
+
+#define Q_ROWS_PER_TASK 16   /* even: the int8 kernels take output rows two at a time */
+
+static void q_decode(kern_backend *be, float *out, size_t ldo, const float *inp, const kern_qmat *w, const float *bias,
+                     size_t N) {
+    size_t C = w->cols, nt = (w->rows + Q_ROWS_PER_TASK - 1) / Q_ROWS_PER_TASK;
+    int isa = q_isa(be), int8 = w->type == KERN_QT_Q8_0 || w->type == KERN_QT_Q4_0;
+    int8_t *qx = NULL;
+    float *dx = NULL, *rows = NULL;
+    if (int8) {   /* scratch: dx [N, C/32] | qx [N, C] */
+        dx = q_scratch(be, N * (C / QB) * sizeof(float) + N * C + 64);
+        qx = (int8_t *)(dx + N * (C / QB));
+        q_quantize_rows(inp, N, C, qx, dx);
+    } else if (w->type != KERN_QT_F16) {
+        rows = q_scratch(be, (size_t)q_nthreads() * C * sizeof(float));
+    }
+    GK_OMP(omp parallel for schedule(static))
+    for (size_t t = 0; t < nt; t++) {
+        size_t j0 = t * Q_ROWS_PER_TASK, j1 = j0 + Q_ROWS_PER_TASK < w->rows ? j0 + Q_ROWS_PER_TASK : w->rows;
+        if (int8) q_rows_int8(out, ldo, w, bias, N, qx, dx, j0, j1, isa);
+        else if (w->type == KERN_QT_F16) q_rows_f16(out, ldo, w, bias, inp, N, j0, j1, isa);
+        else q_rows_dequant(out, ldo, w, bias, inp, N, j0, j1, rows + (size_t)q_thread() * C);
+    }
+}
+
+/* ---------------------------------------------------------------- prefill: dequantized panels through the GEMM */
+
+#define Q_PANEL_BYTES ((size_t)4 << 20)
+
+static void q_prefill(kern_backend *be, float *out, size_t ldo, const float *inp, const kern_qmat *w, const float *bias,
+                      size_t N) {
+    size_t C = w->cols, rb = kern_qtype_row_bytes(w->type, C);
+    size_t P = Q_PANEL_BYTES / (C * sizeof(float));
+    if (P < 16) P = 16;
+    if (P > w->rows) P = w->rows;
+    float *panel = q_scratch(be, P * C * sizeof(float));
+    int bf16 = be->prec == KERN_PREC_BF16;
+    for (size_t j0 = 0; j0 < w->rows; j0 += P) {
+        size_t p = j0 + P < w->rows ? P : w->rows - j0;
+        GK_OMP(omp parallel for schedule(static))
+        for (size_t r = 0; r < p; r++) kern_q_dequantize(w->type, w->data + (j0 + r) * rb, C, panel + r * C);
+        /* out[:, j0 .. j0+p) = inp [N, C] @ panel [p, C]^T + bias */
+        if (kern_cpu_gemm_lib(bf16 ? KERN_GEMM_ONEDNN : be->gemm, bf16, NULL, 0, 1, N, p, C, inp, C, panel, C,
+                              bias ? bias + j0 : NULL, 0, out + j0, ldo))
+            continue;
+        GK_OMP(omp parallel for schedule(static))
+        for (size_t n = 0; n < N; n++)
+            for (size_t r = 0; r < p; r++) {
+                float acc = 0;
+                for (size_t c = 0; c < C; c++) acc += inp[n * C + c] * panel[r * C + c];
+                out[n * ldo + j0 + r] = acc + (bias ? bias[j0 + r] : 0.0f);
+            }
+    }
+}
+
+void kern_fast_matmul_q_fwd(kern_backend *be, float *out, size_t ldo, const float *inp, const kern_qmat *w,
+                            const float *bias, size_t N) {
+    if (N == 0 || w->rows == 0) return;
+    if (N <= KERN_Q_DECODE_MAX_N) q_decode(be, out, ldo, inp, w, bias, N);
+    else q_prefill(be, out, ldo, inp, w, bias, N);
+}
