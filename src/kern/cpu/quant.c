@@ -12,7 +12,8 @@
  *    AVX2's vpmaddubsw) by moving the weight's sign onto x: qw qx = |qw| (sign(qw) qx). Q4_0's nibbles are
  *    unpacked to int8 (q - 8) first. Two output rows per pass, so two independent accumulator chains.
  *    F16: halves widened in registers (F16C) and fp32 fused multiply-adds with x.
- *    Q4_K, Q6_K: each weight row dequantized into a per-thread buffer and dotted in fp32 (still read once).
+ *    Q4_K, Q6_K: each weight row decoded into a per-thread buffer (vectorising decoders, the same floats as the
+ *    reference's) and dotted in fp32 (still read once, from its blocks).
  *  - Prefill (more rows): a panel of weight rows at a time is dequantized to fp32 (about 4 MB, cache-sized) and
  *    multiplied by the backend's GEMM; the dequantization is amortised over the N rows, and the GEMM is the
  *    tuned one training uses (measured: faster than the int8 path tiled over rows at N = 512, bench/llama).
@@ -22,6 +23,7 @@
  */
 #include "kern/kern.h"
 #include "kern/cpu/cpu.h"
+#include "kern/cpu/fast_math.h"
 #include "core/core.h"
 #include <math.h>
 #include <stdlib.h>
@@ -286,19 +288,71 @@ static void q_rows_f16(float *out, size_t ldo, const kern_qmat *w, const float *
     (void)isa;
 }
 
-/* Rows [j0, j1) of any type, each dequantized into row [C] and dotted in fp32. */
+/* The fast path's decoders of one row of the K formats: the same values as kern_q_dequantize (the same float
+ * operations), written a whole sub-block at a time so that the loops vectorise (the reference walks value by
+ * value with divisions). Layouts: src/kern/quant.c. */
+GK_HOT static void q4k_row(const uint8_t *restrict src, size_t nb, float *restrict dst) {
+    for (size_t b = 0; b < nb; b++, src += 144, dst += 256) {
+        float d = kern_f16_to_f32(rd16(src)), dmin = kern_f16_to_f32(rd16(src + 2));
+        const uint8_t *sc = src + 4, *qs = src + 16;
+        float dl[8], ml[8];
+        for (int s = 0; s < 8; s++) {
+            int scale, mn;
+            if (s < 4) { scale = sc[s] & 63; mn = sc[s + 4] & 63; }
+            else { scale = (sc[s + 4] & 0xF) | ((sc[s - 4] >> 6) << 4); mn = (sc[s + 4] >> 4) | ((sc[s] >> 6) << 4); }
+            dl[s] = d * (float)scale;
+            ml[s] = dmin * (float)mn;
+        }
+        for (int p = 0; p < 4; p++) {   /* sub-blocks 2p (low nibbles) and 2p+1 (high) share 32 bytes */
+            const uint8_t *q = qs + 32 * p;
+            float *o = dst + 64 * p, d0 = dl[2 * p], m0 = ml[2 * p], d1 = dl[2 * p + 1], m1 = ml[2 * p + 1];
+            GK_OMP(omp simd)
+            for (int l = 0; l < 32; l++) {
+                float a = d0 * (float)(q[l] & 0xF), c = d1 * (float)(q[l] >> 4);
+                o[l] = a - m0;
+                o[32 + l] = c - m1;
+            }
+        }
+    }
+}
+GK_HOT static void q6k_row(const uint8_t *restrict src, size_t nb, float *restrict dst) {
+    for (size_t b = 0; b < nb; b++, src += 210, dst += 256) {
+        const uint8_t *ql = src, *qh = src + 128;
+        const int8_t *sc = (const int8_t *)(src + 192);
+        float d = kern_f16_to_f32(rd16(src + 208));
+        for (int s = 0; s < 8; s++) {   /* 32 values 32 s ..: 4 bits from ql, 2 from qh; scale per 16 */
+            int c = s / 4, part = s % 4, shl = 4 * (part >> 1), shh = 2 * part;
+            const uint8_t *l4 = ql + 64 * c + 32 * (part & 1), *h2 = qh + 32 * c;
+            float ds0 = d * (float)sc[2 * s], ds1 = d * (float)sc[2 * s + 1];
+            float *o = dst + 32 * s;
+            GK_OMP(omp simd)
+            for (int k = 0; k < 32; k++) {
+                int q = ((l4[k] >> shl) & 0xF) | ((h2[k] >> shh) & 3) << 4;
+                o[k] = (k < 16 ? ds0 : ds1) * (float)(q - 32);
+            }
+        }
+    }
+}
+/* A row of W -> fp32: the vectorising decoders above for the K formats, the reference for the rest. */
+static void q_row_f32(int type, const uint8_t *src, size_t C, float *dst) {
+    if (type == KERN_QT_Q4_K) q4k_row(src, C / 256, dst);
+    else if (type == KERN_QT_Q6_K) q6k_row(src, C / 256, dst);
+    else kern_q_dequantize(type, src, C, dst);
+}
+GK_HOT static float dot_f32(const float *x, const float *y, size_t C) {
+    float acc = 0;
+    GK_OMP(omp simd reduction(+:acc))
+    for (size_t c = 0; c < C; c++) acc += x[c] * y[c];
+    return acc;
+}
+
+/* Rows [j0, j1) of any type, each decoded into row [C] and dotted in fp32. */
 static void q_rows_dequant(float *out, size_t ldo, const kern_qmat *w, const float *bias, const float *inp, size_t N,
                            size_t j0, size_t j1, float *row) {
     size_t C = w->cols, rb = kern_qtype_row_bytes(w->type, C);
     for (size_t j = j0; j < j1; j++) {
-        kern_q_dequantize(w->type, w->data + j * rb, C, row);
-        for (size_t n = 0; n < N; n++) {
-            const float *x = inp + n * C;
-            float acc = 0;
-            GK_OMP(omp simd reduction(+:acc))
-            for (size_t c = 0; c < C; c++) acc += x[c] * row[c];
-            out[n * ldo + j] = acc + (bias ? bias[j] : 0.0f);
-        }
+        q_row_f32(w->type, w->data + j * rb, C, row);
+        for (size_t n = 0; n < N; n++) out[n * ldo + j] = dot_f32(inp + n * C, row, C) + (bias ? bias[j] : 0.0f);
     }
 }
 
@@ -341,7 +395,7 @@ static void q_prefill(kern_backend *be, float *out, size_t ldo, const float *inp
     for (size_t j0 = 0; j0 < w->rows; j0 += P) {
         size_t p = j0 + P < w->rows ? P : w->rows - j0;
         GK_OMP(omp parallel for schedule(static))
-        for (size_t r = 0; r < p; r++) kern_q_dequantize(w->type, w->data + (j0 + r) * rb, C, panel + r * C);
+        for (size_t r = 0; r < p; r++) q_row_f32(w->type, w->data + (j0 + r) * rb, C, panel + r * C);
         /* out[:, j0 .. j0+p) = inp [N, C] @ panel [p, C]^T + bias */
         if (kern_cpu_gemm_lib(bf16 ? KERN_GEMM_ONEDNN : be->gemm, bf16, NULL, 0, 1, N, p, C, inp, C, panel, C,
                               bias ? bias + j0 : NULL, 0, out + j0, ldo))
