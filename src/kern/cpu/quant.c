@@ -9,9 +9,9 @@
  *    in 32-value blocks, x ~ dx qx with dx = max|x| / 127 (the block size of the weights, so a block of W meets
  *    exactly one block of x). Then per output j and block b: the integer dot s = sum_i qw_i qx_i is exact, and
  *    out[j] = sum_b (dw_b dx_b) s_b. The int8 product uses the unsigned-by-signed instructions (VNNI's vpdpbusd,
- *    AVX2's vpmaddubsw). VNNI takes the weights as unsigned bytes offset by a constant (Q4_0's raw nibbles, Q8_0's
- *    bytes + 128) and starts the sum at -offset * sum x; AVX2 moves the weight's sign onto x instead
- *    (qw qx = |qw| (sign(qw) qx)). One output row at a time with two accumulator chains.
+ *    AVX2's vpmaddubsw). VNNI takes two blocks per 512-bit instruction, the weights as unsigned bytes offset by a
+ *    constant (Q4_0's raw nibbles, Q8_0's bytes + 128), the sum starting at -offset * sum x (once per input row);
+ *    AVX2 moves the weight's sign onto x instead (qw qx = |qw| (sign(qw) qx)). One output row at a time.
  *    F16: halves widened in registers (F16C) and fp32 fused multiply-adds with x.
  *    Q4_K, Q6_K: each weight row decoded into a per-thread buffer (vectorising decoders, the same floats as the
  *    reference's) and dotted in fp32 (still read once, from its blocks).
@@ -161,23 +161,13 @@ __attribute__((target(Q_AVX2))) static inline float q_hsum256(__m256 v) {
     s = _mm_add_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
 }
-/* One block's integer dot product with the input block x, as 8 int32 partial sums.
- * VNNI (vpdpbusd, unsigned x signed bytes): the weights as unsigned bytes u = w + K (Q8_0: w XOR 0x80, K = 128;
- * Q4_0: the raw nibbles, K = 8), so sum u x = sum w x + K sum x, and the sum starts at -K sum x.
- * AVX2 (vpmaddubsw, whose int16 pair sums cannot hold an offset weight: 2 * 255 * 127 overflows): the weight's sign
- * moves onto x instead, w x = |w| (sign(w) x). Q4_0's low nibbles are values 0..15 of the block, high 16..31. */
+/* AVX2: one block's integer dot product with the input block x, as 8 int32 partial sums. vpmaddubsw multiplies
+ * unsigned by signed bytes (and its int16 pair sums could not hold an offset weight: 2 * 255 * 127 overflows), so
+ * the weight's sign moves onto x: w x = |w| (sign(w) x). Q4_0's low nibbles are values 0..15 of the block, high
+ * 16..31. */
 __attribute__((target(Q_AVX2))) static inline __m256i q4_nibbles(const uint8_t *blk) {
     __m128i b = _mm_loadu_si128((const __m128i *)(blk + 2)), m = _mm_set1_epi8(0xF);
     return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(b, 4), m), _mm_and_si128(b, m));
-}
-__attribute__((target(Q_AVX512))) static inline __m256i q8_blk_vnni(const uint8_t *blk, __m256i x) {
-    __m256i k = _mm256_set1_epi8((char)0x80), z = _mm256_setzero_si256();
-    __m256i c = _mm256_sub_epi32(z, _mm256_dpbusd_epi32(z, k, x));
-    return _mm256_dpbusd_epi32(c, _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(blk + 2)), k), x);
-}
-__attribute__((target(Q_AVX512))) static inline __m256i q4_blk_vnni(const uint8_t *blk, __m256i x) {
-    __m256i z = _mm256_setzero_si256(), c = _mm256_sub_epi32(z, _mm256_dpbusd_epi32(z, _mm256_set1_epi8(8), x));
-    return _mm256_dpbusd_epi32(c, q4_nibbles(blk), x);
 }
 __attribute__((target(Q_AVX2))) static inline __m256i q_signed_dot_avx2(__m256i w, __m256i x) {
     return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(x, w)), _mm256_set1_epi16(1));
@@ -193,9 +183,9 @@ __attribute__((target(Q_AVX2))) static inline __m256 q_scale_add(__m256i p, cons
     return _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(_cvtsh_ss(rd16(blk)) * dx), acc);
 }
 
-/* One row (nb blocks of BYTES) dotted with the quantized input (qx, dx). One row at a time, two accumulators
- * (even and odd blocks): measured 3-4x faster than four rows interleaved per pass for Q8_0 (one stream per thread
- * is what the prefetchers follow best) and level for Q4_0. */
+/* AVX2: one row (nb blocks of BYTES) dotted with the quantized input (qx, dx). One row at a time, two
+ * accumulators (even and odd blocks): four rows interleaved per pass measured 3-4x slower for Q8_0 (one stream
+ * per thread is what the prefetchers follow best). */
 #define Q_DOT(NAME, TARGET, BLK, BYTES)                                                                            \
     __attribute__((target(TARGET))) static float NAME(const uint8_t *r, size_t nb, const int8_t *qx,              \
                                                       const float *dx) {                                          \
@@ -210,10 +200,53 @@ __attribute__((target(Q_AVX2))) static inline __m256 q_scale_add(__m256i p, cons
                                      r + b * (BYTES), dx[b], a0);                                                  \
         return q_hsum256(_mm256_add_ps(a0, a1));                                                                   \
     }
-Q_DOT(q8_dot_avx512, Q_AVX512, q8_blk_vnni, 34)
-Q_DOT(q4_dot_avx512, Q_AVX512, q4_blk_vnni, 18)
 Q_DOT(q8_dot_avx2, Q_AVX2, q8_blk_avx2, 34)
 Q_DOT(q4_dot_avx2, Q_AVX2, q4_blk_avx2, 18)
+
+/* AVX-512 VNNI: two blocks per 512-bit vpdpbusd (unsigned by signed bytes). The weights enter as unsigned bytes
+ * u = w + K (Q8_0: w XOR 0x80, K = 128; Q4_0: the raw nibbles, K = 8), so sum u x = sum w x + K sum x; the
+ * accumulator starts at corr = -K sum x per 4-byte lane group, computed once per input row (q_input_corr), not
+ * once per weight row. */
+__attribute__((target(Q_AVX512))) static inline __m512i q8_pair_u8(const uint8_t *b0, const uint8_t *b1) {
+    __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(b0 + 2))),
+                                   _mm256_loadu_si256((const __m256i *)(b1 + 2)), 1);
+    return _mm512_xor_si512(v, _mm512_set1_epi8((char)0x80));
+}
+__attribute__((target(Q_AVX512))) static inline __m512i q4_pair_u8(const uint8_t *b0, const uint8_t *b1) {
+    __m256i t = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)(b1 + 2)), _mm_loadu_si128((const __m128i *)(b0 + 2)));
+    __m256i m = _mm256_set1_epi8(0xF), lo = _mm256_and_si256(t, m), hi = _mm256_and_si256(_mm256_srli_epi16(t, 4), m);
+    __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);   /* lo0 lo1 hi0 hi1 */
+    return _mm512_shuffle_i64x2(v, v, _MM_SHUFFLE(3, 1, 2, 0));          /* lo0 hi0 lo1 hi1: the two blocks in order */
+}
+/* [dw0 dx0] x 8 | [dw1 dx1] x 8: the two blocks' scales, each over its 8 lanes */
+__attribute__((target(Q_AVX512))) static inline __m512 q_pair_scales(const uint8_t *b0, const uint8_t *b1, const float *dx) {
+    __m128 dw = _mm_cvtph_ps(_mm_insert_epi16(_mm_cvtsi32_si128(rd16(b0)), rd16(b1), 1));
+    __m128 d = _mm_mul_ps(dw, _mm_castpd_ps(_mm_load_sd((const double *)dx)));
+    return _mm512_permutexvar_ps(_mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0), _mm512_castps128_ps512(d));
+}
+#define Q_DOT512(NAME, PAIR, BYTES)                                                                                \
+    __attribute__((target(Q_AVX512))) static float NAME(const uint8_t *r, size_t nb, const int8_t *qx,            \
+                                                        const float *dx, const int32_t *corr) {                   \
+        __m512 acc = _mm512_setzero_ps();                                                                          \
+        size_t b = 0;                                                                                              \
+        for (; b + 2 <= nb; b += 2) {                                                                              \
+            const uint8_t *b0 = r + b * (BYTES), *b1 = b0 + (BYTES);                                               \
+            __m512i p = _mm512_dpbusd_epi32(_mm512_loadu_si512(corr + 8 * b), PAIR(b0, b1),                        \
+                                            _mm512_loadu_si512(qx + b * QB));                                      \
+            __m512 sc = q_pair_scales(b0, b1, dx + b);                                                             \
+            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), sc, acc);                                                 \
+        }                                                                                                          \
+        if (b < nb) {   /* an odd last block: the pair's first half */                                             \
+            const uint8_t *b0 = r + b * (BYTES);                                                                   \
+            __m512i p = _mm512_dpbusd_epi32(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(corr + 8 * b))), \
+                                            PAIR(b0, b0), _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(qx + b * QB)))); \
+            acc = _mm512_mask3_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_set1_ps(_cvtsh_ss(rd16(b0)) * dx[b]), acc,   \
+                                        (__mmask16)0x00FF);   /* the upper half (not a block) leaves acc as it was */ \
+        }                                                                                                          \
+        return _mm512_reduce_add_ps(acc);                                                                          \
+    }
+Q_DOT512(q8_dot_avx512, q8_pair_u8, 34)
+Q_DOT512(q4_dot_avx512, q4_pair_u8, 18)
 
 __attribute__((target(Q_AVX512))) static float f16_dot_avx512(const uint8_t *row, const float *x, size_t C) {
     __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
@@ -261,7 +294,7 @@ static int q_isa(const kern_backend *be) { (void)be; return KERN_ISA_PORTABLE; }
 
 /* Rows [j0, j1) of W (Q8_0 / Q4_0) against the N quantized input rows. */
 static void q_rows_int8(float *out, size_t ldo, const kern_qmat *w, const float *bias, size_t N, const int8_t *qx,
-                        const float *dx, size_t j0, size_t j1, int isa) {
+                        const float *dx, const int32_t *corr, size_t j0, size_t j1, int isa) {
     size_t C = w->cols, nb = C / QB, rb = kern_qtype_row_bytes(w->type, C);
     int q8 = w->type == KERN_QT_Q8_0;
     for (size_t j = j0; j < j1; j++)
@@ -271,7 +304,10 @@ static void q_rows_int8(float *out, size_t ldo, const kern_qmat *w, const float 
             const float *d = dx + n * nb;
             float s;
 #ifdef Q_X86
-            if (isa >= KERN_ISA_AVX512) s = q8 ? q8_dot_avx512(r, nb, q, d) : q4_dot_avx512(r, nb, q, d);
+            if (isa >= KERN_ISA_AVX512) {
+                const int32_t *k = corr + n * nb * 8;
+                s = q8 ? q8_dot_avx512(r, nb, q, d, k) : q4_dot_avx512(r, nb, q, d, k);
+            }
             else if (isa >= KERN_ISA_AVX2) s = q8 ? q8_dot_avx2(r, nb, q, d) : q4_dot_avx2(r, nb, q, d);
             else
 #endif
@@ -377,17 +413,24 @@ static void q_decode(kern_backend *be, float *out, size_t ldo, const float *inp,
     int isa = q_isa(be), int8 = w->type == KERN_QT_Q8_0 || w->type == KERN_QT_Q4_0;
     int8_t *qx = NULL;
     float *dx = NULL, *rows = NULL;
-    if (int8) {   /* scratch: dx [N, C/32] | qx [N, C] */
-        dx = q_scratch(be, N * (C / QB) * sizeof(float) + N * C + 64);
-        qx = (int8_t *)(dx + N * (C / QB));
+    int32_t *corr = NULL;
+    if (int8) {   /* scratch: corr [N, C/32, 8] | dx [N, C/32] | qx [N, C] */
+        size_t nb = C / QB;
+        corr = q_scratch(be, N * nb * (8 * sizeof(int32_t) + sizeof(float)) + N * C);
+        dx = (float *)(corr + N * nb * 8);
+        qx = (int8_t *)(dx + N * nb);
         q_quantize_rows(inp, N, C, qx, dx);
+        /* the VNNI kernels' start value per block and 4-value lane group: -K (sum of the group's qx) */
+        int K = w->type == KERN_QT_Q8_0 ? 128 : 8;
+        for (size_t i = 0; i < N * nb * 8; i++)
+            corr[i] = -K * (qx[4 * i] + qx[4 * i + 1] + qx[4 * i + 2] + qx[4 * i + 3]);
     } else if (w->type != KERN_QT_F16) {
         rows = q_scratch(be, (size_t)q_nthreads() * C * sizeof(float));
     }
     GK_OMP(omp parallel for schedule(static))
     for (size_t t = 0; t < nt; t++) {
         size_t j0 = t * Q_ROWS_PER_TASK, j1 = j0 + Q_ROWS_PER_TASK < w->rows ? j0 + Q_ROWS_PER_TASK : w->rows;
-        if (int8) q_rows_int8(out, ldo, w, bias, N, qx, dx, j0, j1, isa);
+        if (int8) q_rows_int8(out, ldo, w, bias, N, qx, dx, corr, j0, j1, isa);
         else if (w->type == KERN_QT_F16) q_rows_f16(out, ldo, w, bias, inp, N, j0, j1, isa);
         else q_rows_dequant(out, ldo, w, bias, inp, N, j0, j1, rows + (size_t)q_thread() * C);
     }
