@@ -16,6 +16,7 @@
  *    step's logit range (q8_0), 2% and 0.8% (q4_0). Held to 8% (max) and 3% (mean) of the range, and the greedy
  *    id equal to fp32's on every step whose top-two margin exceeds 10% of the range (a closer tie may flip honestly).
  *  - Training on an inference load dequantizes to exactly gpt_load's parameters; memory holds the blocks only.
+ *  - Bad files (rows short of a block, truncation) are refused by the inference load with the file named.
  */
 #include "model/model.h"
 #include "kern/kern.h"
@@ -261,9 +262,41 @@ static void test_gguf_inference_load(void) {
     free(d);
 }
 
+/* Bad files through the inference load: a quantized tensor whose rows do not fill whole blocks, and a truncated
+ * file, are refused with the file named (never multiplied). */
+static void test_bad_quantized_files(void) {
+    gk_err err;
+    char *txt = NULL;
+    size_t n = 0;
+    CHECK(gk_read_file(tl_path(GFIX "/model-q8_0.gguf"), &txt, &n, &err) == 0, "%s", err.msg);
+    if (!txt) return;
+    const char name[] = "blk.0.ffn_up.weight";
+    uint8_t *at = memmem(txt, n, name, sizeof name - 1);
+    CHECK(at != NULL, "tensor info of %s", name);
+    char *d = tl_tmpdir("quant-bad"), path[1024];
+    snprintf(path, sizeof path, "%s/bad.gguf", d);
+    if (at) {
+        uint64_t ne0;
+        memcpy(&ne0, at + sizeof name - 1 + 4, 8);   /* name | u32 n_dims | u64 ne[0] */
+        CHECK(ne0 % 32 == 0, "ne[0] = %llu", (unsigned long long)ne0);
+        uint64_t bad = ne0 - 16;                     /* half a Q8_0 block short */
+        memcpy(at + sizeof name - 1 + 4, &bad, 8);
+        CHECK(gk_write_file_atomic(path, txt, n, &err) == 0, "%s", err.msg);
+        gpt_model *m = gpt_load_infer(path, NULL, &err);
+        CHECK(!m && strstr(err.msg, "bad.gguf") && strstr(err.msg, "block"), "rows short of a block: %s", m ? "loaded" : err.msg);
+        gpt_free(m);
+    }
+    CHECK(gk_write_file_atomic(path, txt, n - 1000, &err) == 0, "%s", err.msg);
+    gpt_model *m = gpt_load_infer(path, NULL, &err);
+    CHECK(!m && strstr(err.msg, "bad.gguf"), "truncated: %s", m ? "loaded" : err.msg);
+    gpt_free(m);
+    free(txt); free(d);
+}
+
 int main(void) {
     TL_RUN(test_matmul_q_vs_dequant);
     TL_RUN(test_embed_q);
     TL_RUN(test_gguf_inference_load);
+    TL_RUN(test_bad_quantized_files);
     return tl_summary();
 }
