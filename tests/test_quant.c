@@ -259,6 +259,16 @@ static void test_gguf_inference_load(void) {
     CHECK(gpt_export_gguf(m, path, GGUF_F16, NULL, 0, &err) == 0, "export f16: %s", err.msg);
     gpt_free(m);
     compare_model(path, "f16");
+    /* GPT-2: Conv1D weights stored [in, out] in fp32, [out, in] in the file and in the blocks */
+    gpt_config c;
+    gpt_config_default(&c);
+    c.n_layer = 2; c.n_head = 4; c.n_embd = 128; c.vocab_size = 97; c.n_ctx = 64;
+    gpt_model *g = gpt_create(&c);
+    gpt_init_random(g, 5);
+    snprintf(path, sizeof path, "%s/gpt2-q8_0.gguf", d);
+    CHECK(gpt_export_gguf(g, path, GGUF_Q8_0, NULL, 0, &err) == 0, "export gpt2: %s", err.msg);
+    gpt_free(g);
+    compare_model(path, "gpt2 q8_0");
     free(d);
 }
 
