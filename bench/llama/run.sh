@@ -19,7 +19,7 @@ ${CC:-gcc} $CFLAGS bench/llama/lbench.c build/libgptkit.a -o "$OUT/lbench" $LIBS
 [ -f "$D/hf/config.json" ] || python3 bench/llama/make_model.py "$D/hf"
 RAW="$OUT/llama-raw.txt"
 {
-echo "# machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; OMP_NUM_THREADS=$OMP_NUM_THREADS; $(date -u +%F); load average: $(cut -d" " -f1-3 /proc/loadavg)"
+echo "# machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc --all) cores; OMP_NUM_THREADS=$OMP_NUM_THREADS; $(date -u +%F); load average: $(cut -d" " -f1-3 /proc/loadavg)"
 for t in ${@:-f32 f16 q8_0 q4_0}; do
   [ -f "$D/m-$t.gguf" ] || build/gptkit export --model "$D/hf" --format gguf --type "$t" --out "$D/m-$t.gguf" >&2
   echo "## $t ($(du -m "$D/m-$t.gguf" | cut -f1) MB)"
