@@ -33,6 +33,7 @@
 #include <omp.h>
 #endif
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
 #include <immintrin.h>
 #define Q_X86 1
 #endif
@@ -278,7 +279,9 @@ static int q_isa(const kern_backend *be) {
     static int have = -1;
     if (have < 0) {
         have = KERN_ISA_PORTABLE;
-        if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
+        unsigned a, b, c, d;   /* F16C: CPUID.1:ECX bit 29 (clang's __builtin_cpu_supports does not know "f16c") */
+        int f16c = __get_cpuid(1, &a, &b, &c, &d) && ((c >> 29) & 1);
+        if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c)
             have = KERN_ISA_AVX2;
         if (have == KERN_ISA_AVX2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
             __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vnni"))
