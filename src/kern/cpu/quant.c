@@ -17,7 +17,8 @@
  *    reference's) and dotted in fp32 (still read once, from its blocks).
  *  - Prefill (more rows): a panel of weight rows at a time is dequantized to fp32 (about 4 MB, cache-sized) and
  *    multiplied by the backend's GEMM; the dequantization is amortised over the N rows, and the GEMM is the
- *    tuned one training uses (measured: faster than the int8 path tiled over rows at N = 512, bench/llama).
+ *    tuned one training uses (measured within noise of the fp32 GEMM at 512 x 576 x 1536; an int8 path tiled over
+ *    rows, as llama.cpp's, was not tried: it would need its own register-blocked kernel).
  *  The instruction set is picked at run time (AVX-512 VNNI+VL+BW, else AVX2+FMA+F16C, else portable C), capped by
  *  be->q_isa for the tests that hold every path to the reference. OpenMP over output rows, each thread one
  *  contiguous range (one stream through W).
