@@ -223,7 +223,7 @@ __attribute__((target(Q_AVX512))) static inline __m512i q4_pair_u8(const uint8_t
 /* [dw0 dx0] x 8 | [dw1 dx1] x 8: the two blocks' scales, each over its 8 lanes */
 __attribute__((target(Q_AVX512))) static inline __m512 q_pair_scales(const uint8_t *b0, const uint8_t *b1, const float *dx) {
     __m128 dw = _mm_cvtph_ps(_mm_insert_epi16(_mm_cvtsi32_si128(rd16(b0)), rd16(b1), 1));
-    __m128 d = _mm_mul_ps(dw, _mm_castpd_ps(_mm_load_sd((const double *)dx)));
+    __m128 d = _mm_mul_ps(dw, _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)dx)));   /* dx[0], dx[1] (unaligned) */
     return _mm512_permutexvar_ps(_mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0), _mm512_castps128_ps512(d));
 }
 #define Q_DOT512(NAME, PAIR, BYTES)                                                                                \
