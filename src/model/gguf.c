@@ -568,10 +568,11 @@ static long long first_nonfinite_q(int type, const uint8_t *src, size_t n, size_
     return at;
 }
 
-/* Copies the parts of quantized entry i into qdata at *off and describes them in q. */
-static int load_quantized(gpt_model *m, const gguf_file *g, const gpt_param *p, const gguf_tensor *const *parts, int np,
-                          int permuted, gpt_qweight *q, size_t *off, gk_err *err) {
-    size_t hs = (size_t)(m->cfg.n_embd / m->cfg.n_head), start = *off;
+/* Copies a quantized entry's parts (the file's tensors) into m->qdata at *off (advanced, 64-byte aligned after)
+ * and describes them in q; the values are checked finite first. */
+static int load_quantized(gpt_model *m, const gguf_file *g, const gguf_tensor *const *parts, int np, int permuted,
+                          gpt_qweight *q, size_t *off, gk_err *err) {
+    size_t hs = (size_t)(m->cfg.n_embd / m->cfg.n_head);
     int same = 1;
     for (int k = 0; k < np; k++) {
         const gguf_tensor *t = parts[k];
@@ -603,7 +604,6 @@ static int load_quantized(gpt_model *m, const gguf_file *g, const gpt_param *p, 
         q->nparts = 1;
     }
     *off = (*off + 63) / 64 * 64;
-    (void)start; (void)p;
     return 0;
 }
 
@@ -663,7 +663,7 @@ static gpt_model *load_gguf(const char *path, int quant, gk_err *err) {
         const gpt_param *p = &m->table[i];
         int np = gguf_parts(m, p, names);
         if (m->qw && m->qw[i].nparts) {
-            rc = load_quantized(m, &g, p, src[i], np, permuted, &m->qw[i], &qoff, err);
+            rc = load_quantized(m, &g, src[i], np, permuted, &m->qw[i], &qoff, err);
             continue;
         }
         host = gk_realloc(host, p->numel * sizeof(float));
