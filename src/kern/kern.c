@@ -137,6 +137,7 @@ void kern_swiglu_fwd(kern_backend *be, float *out, const float *gate, const floa
 void kern_swiglu_bwd(kern_backend *be, float *dgate, float *dup, const float *dout, const float *gate, const float *up, size_t n) {
     be->ops->swiglu_bwd(be, dgate, dup, dout, gate, up, n);
 }
+int kern_quant_supported(const kern_backend *be) { return be->ops->matmul_q_fwd && be->ops->embed_q_fwd; }
 void kern_matmul_q_fwd(kern_backend *be, float *out, size_t ldo, const float *inp, const kern_qmat *w, const float *bias,
                        size_t N) {
     GK_CHECK(kern_qtype_matmul(w->type) && w->cols % kern_qtype_block(w->type) == 0 && ldo >= w->rows,

@@ -377,6 +377,9 @@ float kern_f16_to_f32(uint16_t h);
 enum { KERN_ISA_BEST = 0, KERN_ISA_PORTABLE = 1, KERN_ISA_AVX2 = 2, KERN_ISA_AVX512 = 3 };
 void kern_matmul_q_fwd(kern_backend *be, float *out, size_t ldo, const float *inp, const kern_qmat *w, const float *bias,
                        size_t N);
+/* 1 if be's table has the two quantized ops; a backend without them (a device backend that has not implemented
+ * them yet) gets fp32 weights from the model's loader instead. */
+int kern_quant_supported(const kern_backend *be);
 /* out[b,t,:] = row tok[b,t] of wte (dequantized) + wpe[pos0+t,:] (wpe may be NULL): kern_embed_fwd for a quantized
  * token table, dequantizing only the rows it reads. C = wte->cols. */
 void kern_embed_q_fwd(kern_backend *be, float *out, const int32_t *tok, const kern_qmat *wte, const float *wpe,

@@ -617,6 +617,7 @@ static gpt_model *load_gguf(const char *path, int quant, gk_err *err) {
     gguf_arch(&g, arch, sizeof arch);
     int permuted = !strcmp(arch, "llama");
     gpt_model *m = gpt_create_table(&c, NULL);
+    if (!kern_quant_supported(m->be)) quant = 0;   /* a backend without the quantized ops runs fp32 weights */
     const gguf_tensor *(*src)[3] = gk_calloc(m->n_table, sizeof *src);
     char names[3][96];
     int rc = 0;
