@@ -327,8 +327,9 @@ int  gguf_dequantize(int type, const uint8_t *src, size_t n, float *dst);
 int  gguf_load_config(const gguf_file *g, gpt_config *c, gk_err *err);
 gpt_model *gpt_load_gguf(const char *path, gk_err *err);
 /* The same for inference: on a backend with the quantized ops (kern_quant_supported; else as gpt_load_gguf) the
- * block matrices (q, k, v, o, gate, up, down), the token table and the LM head whose type kern_matmul_q_fwd multiplies (F16, Q8_0, Q4_0, Q4_K, Q6_K; kern_qtype_matmul) stay in that format in
- * memory (m->qw: copied out of the file, q/k rows un-permuted, no fp32 copy); other types are dequantized. The
+ * block matrices (q, k, v, o, gate, up, down), the token table and the LM head whose type kern_matmul_q_fwd
+ * multiplies (F16, Q8_0, Q4_0, Q4_K, Q6_K; kern_qtype_matmul) stay in that format in memory (m->qw: copied out
+ * of the file, q/k rows un-permuted, no fp32 copy); other types are dequantized. The
  * model runs forward (gpt_forward, gpt_forward_kv, the LM head); anything needing fp32 weights dequantizes
  * them first (gpt_dequantize_weights). Peak memory: about the file's size (each tensor's pages of the mapped
  * file are released once copied). */
