@@ -142,3 +142,14 @@ void kern_swiglu_fwd(kern_backend *be, float *out, const float *gate, const floa
 void kern_swiglu_bwd(kern_backend *be, float *dgate, float *dup, const float *dout, const float *gate, const float *up, size_t n) {
     be->ops->swiglu_bwd(be, dgate, dup, dout, gate, up, n);
 }
+int kern_quant_supported(const kern_backend *be) { return be->ops->matmul_q_fwd && be->ops->embed_q_fwd; }
+void kern_matmul_q_fwd(kern_backend *be, float *out, size_t ldo, const float *inp, const kern_qmat *w, const float *bias,
+                       size_t N) {
+    GK_CHECK(kern_qtype_matmul(w->type) && w->cols % kern_qtype_block(w->type) == 0 && ldo >= w->rows,
+             "kern_matmul_q_fwd: type %d, %zu x %zu, ldo %zu", w->type, w->rows, w->cols, ldo);
+    be->ops->matmul_q_fwd(be, out, ldo, inp, w, bias, N);
+}
+void kern_embed_q_fwd(kern_backend *be, float *out, const int32_t *tok, const kern_qmat *wte, const float *wpe,
+                      size_t B, size_t T, size_t pos0) {
+    be->ops->embed_q_fwd(be, out, tok, wte, wpe, B, T, pos0);
+}

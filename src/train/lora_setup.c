@@ -58,10 +58,10 @@ int train_lora_setup(gpt_model *m, const train_lora_opts *o, const char *base_di
     return 0;
 }
 
-gpt_model *train_open_model(const char *dir, char **tok_rec, char **base_dir, gk_err *err) {
+gpt_model *train_open_model(const char *dir, char **tok_rec, char **base_dir, int infer, gk_err *err) {
     if (base_dir) *base_dir = NULL;
     if (!gpt_lora_is_dir(dir)) {
-        gpt_model *m = gpt_load(dir, tok_rec, err);
+        gpt_model *m = infer ? gpt_load_infer(dir, tok_rec, err) : gpt_load(dir, tok_rec, err);
         if (m && base_dir) *base_dir = gk_strdup(dir);
         return m;
     }

@@ -20,7 +20,7 @@
 #define LLAMA_OPS \
     .rmsnorm_fwd = kern_ref_rmsnorm_fwd, .rmsnorm_bwd = kern_ref_rmsnorm_bwd, .rope = kern_ref_rope, \
     .kv_expand_fwd = kern_ref_kv_expand_fwd, .kv_expand_bwd = kern_ref_kv_expand_bwd, \
-    .swiglu_fwd = kern_ref_swiglu_fwd, .swiglu_bwd = kern_ref_swiglu_bwd,
+    .swiglu_fwd = kern_ref_swiglu_fwd, .swiglu_bwd = kern_ref_swiglu_bwd, .embed_q_fwd = kern_ref_embed_q_fwd,
 
 static void ref_bf16_shadow(kern_backend *be, const float *base, size_t n) { (void)be; (void)base; (void)n; }
 
@@ -30,7 +30,7 @@ static const kern_ops kern_ref_ops = {
     .embed_fwd = kern_ref_embed_fwd, .embed_bwd = kern_ref_embed_bwd,
     .layernorm_fwd = kern_ref_layernorm_fwd, .layernorm_bwd = kern_ref_layernorm_bwd,
     .matmul_fwd = kern_ref_matmul_fwd, .matmul_bwd = kern_ref_matmul_bwd,
-    .matmul_skinny_fwd = kern_ref_matmul_skinny_fwd,
+    .matmul_skinny_fwd = kern_ref_matmul_skinny_fwd, .matmul_q_fwd = kern_ref_matmul_q_fwd,
     .attention_saved_floats = kern_ref_attention_saved_floats,
     .attention_fwd = kern_ref_attention_fwd, .attention_bwd = kern_ref_attention_bwd,
     .attn_cache_fwd = kern_ref_attn_cache_fwd,
@@ -55,7 +55,7 @@ static const kern_ops kern_cpu_ops = {
     .embed_fwd = kern_ref_embed_fwd, .embed_bwd = kern_ref_embed_bwd,
     .layernorm_fwd = kern_fast_layernorm_fwd, .layernorm_bwd = kern_fast_layernorm_bwd,
     .matmul_fwd = kern_fast_matmul_fwd, .matmul_bwd = kern_fast_matmul_bwd,
-    .matmul_skinny_fwd = kern_fast_matmul_skinny_fwd,
+    .matmul_skinny_fwd = kern_fast_matmul_skinny_fwd, .matmul_q_fwd = kern_fast_matmul_q_fwd,
     .attention_saved_floats = kern_fast_attention_saved_floats,
     .attention_fwd = kern_fast_attention_fwd, .attention_bwd = kern_fast_attention_bwd,
     .attn_cache_fwd = kern_fast_attn_cache_fwd,
@@ -126,6 +126,7 @@ void kern_backend_free(kern_backend *be) {
     if (!be) return;
     be->ops->bf16_shadow(be, NULL, 0);
     if (be->opts.kind == KERN_KIND_CUDA) kern_cuda_fini(be);
+    free(be->q_scratch);
     free(be);
 }
 
