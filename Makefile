@@ -6,7 +6,7 @@
 #   make asan       test suite under AddressSanitizer + UBSan (+ LeakSanitizer), in build-asan/
 #
 # Opt-outs: NO_OPENMP=1, NO_BLAS=1, NO_DNNL=1, NO_PCRE2=1 (custom tokenizer split regexes), NO_MHD=1 (no `gptkit serve`),
-# NO_GMP=1 (calc tool), NO_MPI=1 (no data-parallel training under mpirun).  Sources are picked up by wildcard: adding a .c file
+# NO_GMP=1 (calc tool), NO_MPI=1 (no data-parallel training under mpirun), NO_CUDA=1 (no `--device cuda`).  Sources are picked up by wildcard: adding a .c file
 # under src/<module>/ needs no edit here.
 # WERROR=1 turns warnings into errors (CI and scripts/test.sh build so; a plain `make` stays lenient, so a newer
 # compiler's new warning never stops a user's build). Extra flags on the command line add to ours rather than
@@ -81,6 +81,28 @@ ifeq ($(NO_MPI),)
     FEATURES += openmpi
   endif
 endif
+# CUDA: the cuda backend (src/kern/cuda/*.cu, docs/cuda.md) when nvcc is found (on PATH, else /usr/local/cuda);
+# linked against cudart and cuBLASLt. Without it src/kern/cuda/none.c makes `--device cuda` refuse with a reason.
+# Code for sm_90 (H100/H200) plus compute_90 PTX for newer GPUs: one architecture keeps nvcc's time modest on the
+# 2-core CI. CUDA_ARCH overrides (e.g. CUDA_ARCH="-gencode arch=compute_80,code=sm_80" for an A100).
+# Sanitizer builds (make asan, fuzzers) leave it out: ASan and the CUDA runtime do not mix, and they test the CPU.
+NVCC ?= $(shell command -v nvcc 2>/dev/null || { test -x /usr/local/cuda/bin/nvcc && echo /usr/local/cuda/bin/nvcc; })
+CUDA_ARCH ?= -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90
+CU_SRC :=
+ifeq ($(NO_CUDA)$(SAN),)
+  ifneq ($(NVCC),)
+    CUDA_HOME := $(patsubst %/bin/nvcc,%,$(NVCC))
+    CU_SRC := $(wildcard src/kern/cuda/*.cu)
+    override CFLAGS  += -DGK_HAVE_CUDA
+    override LDLIBS  += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcudart -lstdc++
+    FEATURES += cuda
+  endif
+endif
+NVCCFLAGS ?= -O2 -g
+override NVCCFLAGS += -std=c++17 $(CUDA_ARCH) -Isrc -DGK_HAVE_CUDA -MMD -MP -Xcompiler -Wall,-Wextra,-Wno-unused-parameter
+ifneq ($(WERROR),)
+  override NVCCFLAGS += -Werror all-warnings -Xcompiler -Werror
+endif
 # cJSON is required (JSON/JSONL reading and writing).
 CJSON_CFLAGS := $(shell pkg-config --cflags libcjson 2>/dev/null)
 CJSON_LIBS   := $(shell pkg-config --libs libcjson 2>/dev/null || echo -lcjson)
@@ -95,7 +117,7 @@ override LDLIBS += $(shell pkg-config --libs sqlite3 2>/dev/null || echo -lsqlit
 LIB_SRC  := $(filter-out src/cli/%,$(wildcard src/*/*.c src/*/*/*.c))
 CLI_SRC  := $(wildcard src/cli/*.c)
 TEST_SRC := $(wildcard tests/test_*.c)
-LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o) $(CU_SRC:%.cu=$(BUILD)/%.o)
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 # The serve web page is compiled in: src/serve/page.html becomes a C byte array (rule below).
@@ -105,11 +127,15 @@ LIB_OBJ  += $(BUILD)/gen/serve_page.o
 all: $(BUILD)/gptkit $(TEST_BIN) summary
 
 summary:
-	@echo "gptkit build: cc=$(CC) features=[$(strip $(FEATURES))] (opt-outs: NO_OPENMP=1 NO_BLAS=1 NO_DNNL=1 NO_PCRE2=1 NO_MHD=1 NO_GMP=1 NO_MPI=1)"
+	@echo "gptkit build: cc=$(CC) features=[$(strip $(FEATURES))] (opt-outs: NO_OPENMP=1 NO_BLAS=1 NO_DNNL=1 NO_PCRE2=1 NO_MHD=1 NO_GMP=1 NO_MPI=1 NO_CUDA=1)"
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/%.o: %.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -c $< -o $@
 
 $(BUILD)/libgptkit.a: $(LIB_OBJ)
 	@rm -f $@
@@ -129,6 +155,21 @@ $(BUILD)/gen/serve_page.c: src/serve/page.html
 	  echo '0x00 };'; echo 'const size_t serve_page_html_len = sizeof serve_page_html - 1;'; } > $@.tmp && mv $@.tmp $@
 $(BUILD)/gen/serve_page.o: $(BUILD)/gen/serve_page.c
 	$(CC) $(CFLAGS) -c $< -o $@
+
+# The CUDA kernels' logic under a CPU emulation of CUDA's execution model (tests/cuda_emu; docs/cuda.md): the .cu
+# files of src/kern/cuda compiled as C++ with -DKCU_EMULATE. Needs only a C++ compiler (no nvcc, no GPU); skipped
+# (not built) without one.
+CXX ?= g++
+ifeq ($(shell echo 'int main(){return 0;}' | $(CXX) -x c++ - -o /dev/null 2>/dev/null && echo y),y)
+EMU_SRC := src/kern/cuda/ops.cu src/kern/cuda/attn.cu src/kern/cuda/matmul.cu tests/cuda_emu/emu.cc tests/cuda_emu/test_cuda_emu.cc
+all: $(BUILD)/tests/test_cuda_emu
+$(BUILD)/tests/test_cuda_emu: $(EMU_SRC) tests/cuda_emu/emu.h src/kern/cuda/cuda_impl.h src/kern/cuda/cuda.h src/kern/kern.h \
+                              $(BUILD)/tests/testlib.o $(BUILD)/libgptkit.a
+	@mkdir -p $(dir $@)
+	$(CXX) -std=c++17 $(OPT) -g -Wall -Wextra -Wno-unused-parameter -Wno-unknown-pragmas $(if $(WERROR),-Werror) $(SAN) \
+	  -fno-math-errno $(filter -fopenmp,$(CFLAGS)) -DKCU_EMULATE -Isrc -Itests -Itests/cuda_emu $(CJSON_CFLAGS) \
+	  -x c++ $(EMU_SRC) -x none $(BUILD)/tests/testlib.o $(BUILD)/libgptkit.a -o $@ $(LDFLAGS) $(LDLIBS)
+endif
 
 test: all
 	@bash tests/run.sh $(BUILD)

@@ -7,6 +7,8 @@
  * prefill: engine_feed of one P-token prompt, tokens/s = P / time (median of reps, after a warm-up).
  * decode:  after that prefill, N-1 greedy steps of one token each (engine_feed of the argmax: the KV-cache decode
  *          path), timed alone; tokens/s = (N-1) / time (median of reps).
+ * memory: peak RSS after loading (weights) and at the end (weights, KV cache of P + N rows, activations).
+ * A .gguf model is loaded for inference (gpt_load_infer: quantized matrices stay quantized).
  * Prints "key value" lines. */
 #include "infer/infer.h"
 #include "kern/kern.h"
@@ -34,15 +36,19 @@ int main(int argc, char **argv) {
     if (!path) { fprintf(stderr, "lbench: --model PATH is required\n"); return 2; }
     gk_err err;
     double tl = gk_now();
-    gpt_model *m = gpt_load(path, NULL, &err);
+    gpt_model *m = gpt_load_infer(path, NULL, &err);   /* a .gguf keeps its quantized matrices quantized */
     if (!m) { fprintf(stderr, "lbench: %s\n", err.msg); return 1; }
     tl = gk_now() - tl;
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double load_rss = (double)ru.ru_maxrss / 1024.0;
     size_t V = (size_t)m->cfg.vocab_size;
     int32_t *prompt = malloc(P * sizeof(int32_t));
     gk_rng rng; gk_rng_seed(&rng, 7);
     for (size_t i = 0; i < P; i++) prompt[i] = (int32_t)gk_rng_below(&rng, (uint32_t)V);
     printf("gptkit_params %zu\ngptkit_backend %s\ngptkit_threads %d\ngptkit_load_s %.2f\n", m->num_params,
            kern_backend_name(m->be), gk_num_threads(), tl);
+    printf("gptkit_load_peak_rss_mb %.0f\n", load_rss);
     engine *e = engine_new(m, NULL, 1, P + N + 1);
     float *lg = malloc(V * sizeof(float));
     double t[16];
@@ -68,7 +74,6 @@ int main(int argc, char **argv) {
         t[r] = gk_now() - t0;
     }
     printf("gptkit_decode_tok_s %.2f\n", (double)(N - 1) / median(t, reps));
-    struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     printf("gptkit_peak_rss_mb %.0f\n", (double)ru.ru_maxrss / 1024.0);
     engine_free(e);

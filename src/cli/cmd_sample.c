@@ -95,7 +95,7 @@ int cmd_sample(int argc, char **argv) {
 
     char *tok_rec = NULL, *base_dir = NULL;
     /* a checkpoint, or a LoRA adapter directory (its recorded base with the adapter on) */
-    gpt_model *m = train_open_model(model_dir, &tok_rec, &base_dir, &err);
+    gpt_model *m = train_open_model(model_dir, &tok_rec, &base_dir, 1, &err);
     if (!m) { fprintf(stderr, "gptkit sample: %s\n", err.msg); return 1; }
     tok_tokenizer *tok = NULL;
     int rc = 1;

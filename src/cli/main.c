@@ -71,11 +71,12 @@ static const command commands[] = {
 
 static void usage(FILE *f) {
     fprintf(f, "gptkit: the GPT-assistant pipeline in C — tokenizer, pretraining, SFT, reward model, PPO, inference.\n\n"
-               "usage: gptkit [--backend cpu|ref] [--gemm auto|openblas|onednn|builtin] COMMAND [options]\n"
+               "usage: gptkit [--backend cpu|ref|cuda] [--gemm auto|openblas|onednn|builtin] COMMAND [options]\n"
                "       (gptkit COMMAND --help for each)\n\ncommands:\n");
     for (size_t i = 0; i < NCOMMANDS; i++) fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
     fprintf(f, "\nglobal options (any command, anywhere on the line; docs/kernels.md):\n"
-               "  --backend cpu|ref    kernels: the fast CPU backend (default) or the plain fp32 reference (slow, exact)\n"
+               "  --backend cpu|ref|cuda  kernels: the fast CPU backend (default), the plain fp32 reference (slow, exact)\n"
+               "                       or the NVIDIA GPU (docs/cuda.md); --device is the same option\n"
                "  --gemm LIB           the cpu backend's GEMM library: auto (default: the fastest present, timed once\n"
                "                       per run), openblas, onednn, or builtin (plain loops); present here:");
     for (int g = KERN_GEMM_OPENBLAS; g <= KERN_GEMM_BUILTIN; g++)
@@ -95,7 +96,8 @@ static int global_options(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *val = NULL;
         int is_gemm = !strncmp(a, "--gemm", 6) && (a[6] == 0 || a[6] == '=');
-        int is_be = !strncmp(a, "--backend", 9) && (a[9] == 0 || a[9] == '=');
+        int is_be = (!strncmp(a, "--backend", 9) && (a[9] == 0 || a[9] == '=')) ||
+                    (!strncmp(a, "--device", 8) && (a[8] == 0 || a[8] == '='));
         if (!strcmp(a, "--")) { while (i < argc) argv[out++] = argv[i++]; break; }
         if (!is_gemm && !is_be) { argv[out++] = argv[i]; continue; }
         const char *eq = strchr(a, '=');
@@ -110,7 +112,13 @@ static int global_options(int argc, char **argv) {
             return -1;
         }
         if (is_be && (!val || kern_kind_parse(val, &o.kind) != 0)) {
-            fprintf(stderr, "gptkit: --backend takes cpu or ref (got '%s')\n", val ? val : "");
+            fprintf(stderr, "gptkit: --backend/--device takes cpu, ref or cuda (got '%s')\n", val ? val : "");
+            return -1;
+        }
+        /* fail here, in one line, rather than deep inside the first model the command builds */
+        gk_err e;
+        if (is_be && o.kind == KERN_KIND_CUDA && kern_cuda_usable(&e) != 0) {
+            fprintf(stderr, "gptkit: --device cuda: %s\n", e.msg);
             return -1;
         }
     }

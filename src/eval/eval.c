@@ -18,7 +18,7 @@ int eval_model_open(eval_model *em, const char *dir, const char *tok_override, i
     memset(em, 0, sizeof *em);
     char *rec = NULL, *base = NULL;
     /* a checkpoint, or a LoRA adapter directory: its recorded base with the adapter on (not merged) */
-    em->m = train_open_model(dir, &rec, &base, err);
+    em->m = train_open_model(dir, &rec, &base, 1, err);
     if (!em->m) return -1;
     int rc = tok_load_recorded(base, rec, tok_override, tok_required, &em->tok, err);
     free(rec); free(base);

@@ -82,11 +82,11 @@ engine *engine_new(gpt_model *m, const tok_tokenizer *tok, size_t max_seqs, size
 }
 
 /* logits [B, V] = h [B, C] @ W^T, W the LM head found by role (wte when tied): gpt_lm_head_fwd's product, skinny for
- * decode rows */
+ * decode rows of an fp32 head (a head kept quantized picks its own decode kernel inside gpt_lm_head_fwd) */
 static void lm_head(engine *e, float *logits, const float *h, size_t B) {
-    if (B <= KERN_SKINNY_MAX_N)
-        kern_matmul_skinny_fwd(e->m->be, logits, h, gpt_role_ptr(e->m->params, e->m, GPT_ROLE_LM_HEAD, -1), NULL, B, e->C, e->V,
-                               KERN_W_OUT_IN);
+    const float *w = gpt_role_ptr(e->m->params, e->m, GPT_ROLE_LM_HEAD, -1);   /* NULL when kept quantized */
+    if (w && B <= KERN_SKINNY_MAX_N)
+        kern_matmul_skinny_fwd(e->m->be, logits, h, w, NULL, B, e->C, e->V, KERN_W_OUT_IN);
     else gpt_lm_head_fwd(e->m, logits, h, B);
 }
 

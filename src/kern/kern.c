@@ -24,8 +24,13 @@ const char *kern_gemm_name(kern_gemm g) { return (unsigned)g < 4 ? gemm_names[g]
 int kern_kind_parse(const char *s, kern_kind *out) {
     if (s && !strcmp(s, "cpu")) *out = KERN_KIND_CPU;
     else if (s && !strcmp(s, "ref")) *out = KERN_KIND_REF;
+    else if (s && !strcmp(s, "cuda")) *out = KERN_KIND_CUDA;
     else return -1;
     return 0;
+}
+
+const char *kern_kind_name(kern_kind k) {
+    return k == KERN_KIND_CPU ? "cpu" : k == KERN_KIND_REF ? "ref" : k == KERN_KIND_CUDA ? "cuda" : "?";
 }
 
 const char *kern_backend_name(const kern_backend *be) { return be->name; }
@@ -136,4 +141,15 @@ void kern_swiglu_fwd(kern_backend *be, float *out, const float *gate, const floa
 }
 void kern_swiglu_bwd(kern_backend *be, float *dgate, float *dup, const float *dout, const float *gate, const float *up, size_t n) {
     be->ops->swiglu_bwd(be, dgate, dup, dout, gate, up, n);
+}
+int kern_quant_supported(const kern_backend *be) { return be->ops->matmul_q_fwd && be->ops->embed_q_fwd; }
+void kern_matmul_q_fwd(kern_backend *be, float *out, size_t ldo, const float *inp, const kern_qmat *w, const float *bias,
+                       size_t N) {
+    GK_CHECK(kern_qtype_matmul(w->type) && w->cols % kern_qtype_block(w->type) == 0 && ldo >= w->rows,
+             "kern_matmul_q_fwd: type %d, %zu x %zu, ldo %zu", w->type, w->rows, w->cols, ldo);
+    be->ops->matmul_q_fwd(be, out, ldo, inp, w, bias, N);
+}
+void kern_embed_q_fwd(kern_backend *be, float *out, const int32_t *tok, const kern_qmat *wte, const float *wpe,
+                      size_t B, size_t T, size_t pos0) {
+    be->ops->embed_q_fwd(be, out, tok, wte, wpe, B, T, pos0);
 }

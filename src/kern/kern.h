@@ -39,6 +39,8 @@ enum { KERN_W_IN_OUT = 0, KERN_W_OUT_IN = 1 };
  *   kind   GEMM library                                  precision     name
  *   ref    the reference loops (cpu/ref_impl.h)          fp32          "cpu-ref"
  *   cpu    openblas | onednn | builtin (auto: fastest)   fp32 | bf16   "cpu-fast(...)"
+ *   cuda   cuBLASLt (src/kern/cuda/; built when nvcc is   fp32 | bf16   "cuda(<GPU name>, sm_XY, ...)"
+ *          found; needs an NVIDIA GPU at run time)
  *
  * Every op below is a thin dispatcher: kern_X(be, args...) calls be->ops->X(be, args...). Memory is owned
  * by the backend it was allocated on: free it with the same backend (kern_free(be, p)).
@@ -51,7 +53,7 @@ typedef enum { KERN_PREC_FP32 = 0, KERN_PREC_BF16 = 1 } kern_prec;
 /* GEMM library of the cpu backend. AUTO: the fastest library present, timed once per process on a
  * training-shaped product (kern_gemm_auto, which says how ties are kept stable). BUILTIN: the reference loops. */
 typedef enum { KERN_GEMM_AUTO = 0, KERN_GEMM_OPENBLAS = 1, KERN_GEMM_ONEDNN = 2, KERN_GEMM_BUILTIN = 3 } kern_gemm;
-typedef enum { KERN_KIND_CPU = 0, KERN_KIND_REF = 1 } kern_kind;
+typedef enum { KERN_KIND_CPU = 0, KERN_KIND_REF = 1, KERN_KIND_CUDA = 2 } kern_kind;
 
 /* How to build a backend. Plain struct; kern_backend_opts_default fills the process defaults. */
 typedef struct {
@@ -62,6 +64,8 @@ typedef struct {
 
 typedef struct kern_backend kern_backend;
 typedef struct kern_cpu_shadow kern_cpu_shadow;   /* private to src/kern/cpu */
+typedef struct kern_cuda_state kern_cuda_state;   /* private to src/kern/cuda */
+struct kern_qmat;                                 /* a quantized weight matrix (below, "quantized weights") */
 
 /* The op table. Signatures are those of the public kern_* dispatchers below (see there for the math). */
 typedef struct {
@@ -115,6 +119,10 @@ typedef struct {
     void  (*swiglu_fwd)(kern_backend *be, float *out, const float *gate, const float *up, size_t n);
     void  (*swiglu_bwd)(kern_backend *be, float *dgate, float *dup, const float *dout, const float *gate, const float *up,
                         size_t n);
+    void  (*matmul_q_fwd)(kern_backend *be, float *out, size_t ldo, const float *inp, const struct kern_qmat *w,
+                          const float *bias, size_t N);
+    void  (*embed_q_fwd)(kern_backend *be, float *out, const int32_t *tok, const struct kern_qmat *wte, const float *wpe,
+                         size_t B, size_t T, size_t pos0);
 } kern_ops;
 
 /* One backend instance. Open so that a backend's files can fill it; callers treat it as opaque and use the
@@ -125,7 +133,11 @@ struct kern_backend {
     kern_gemm gemm;             /* the library in use (never AUTO); KERN_GEMM_BUILTIN for the ref kind */
     kern_prec prec;             /* the matmul precision in use */
     int skinny_portable;        /* tests: 1 makes matmul_skinny_fwd use its portable loops, not AVX-512 */
+    int q_isa;                  /* tests: caps the instruction set of matmul_q_fwd (KERN_ISA_*; 0 = the best the CPU has) */
     kern_cpu_shadow *shadow;    /* the bf16 weight copy (kern_bf16_shadow), NULL when none */
+    kern_cuda_state *cuda;      /* the cuda kind's device, cuBLASLt handle, scratch and bf16 copy; NULL otherwise */
+    void *q_scratch;            /* matmul_q_fwd's scratch (quantized activations, dequantized weight panels) */
+    size_t q_scratch_bytes;
     char name[192];             /* e.g. "cpu-ref", "cpu-fast(openblas Cooperlake, 2 threads)" */
 };
 
@@ -162,7 +174,13 @@ int kern_gemm_parse(const char *s, kern_gemm *out);
 const char *kern_gemm_name(kern_gemm g);
 int kern_gemm_present(kern_gemm g);
 kern_gemm kern_gemm_auto(void);
-int kern_kind_parse(const char *s, kern_kind *out);   /* "ref" | "cpu" */
+int kern_kind_parse(const char *s, kern_kind *out);   /* "ref" | "cpu" | "cuda" */
+const char *kern_kind_name(kern_kind k);
+/* 1 if this build has the CUDA backend (nvcc was found at build time; src/kern/cuda/). */
+int kern_cuda_built(void);
+/* 0 if the cuda kind can run here (built in, a driver and at least one GPU); else -1 with a one-line reason in
+ * err ("no CUDA device: ..." or "this build has no CUDA backend ..."). Cheap; never aborts. */
+int kern_cuda_usable(gk_err *err);
 
 /* Measures this machine with a small probe (~0.5 s) on be's GEMM library: fp32 GEMM GFLOP/s (1024^3
  * products), bf16 GEMM GFLOP/s (0 if unavailable) and memory bandwidth in GB/s (a streaming a = b + s c over
@@ -319,5 +337,62 @@ void kern_attn_cache_fwd(kern_backend *be, float *out, float *kc, float *vc, con
 #define KERN_SKINNY_MAX_N 16
 void kern_matmul_skinny_fwd(kern_backend *be, float *out, const float *inp, const float *w, const float *bias,
                             size_t N, size_t C, size_t OC, int wlayout);
+
+/* ---------------------------------------------------------------- quantized weights (inference)
+ * A weight matrix kept in a GGUF block format instead of fp32: a quarter (Q8_0) to an eighth (Q4_0) of the bytes
+ * a decode step has to stream. Row-major [rows = OC, cols = C] in torch.nn.Linear's layout (GGUF stores every
+ * matrix so: a row is one output), each row cols / block blocks. The formats are ggml's (their type numbers are
+ * GGUF's, src/kern/quant.c describes the bytes):
+ *   F16   1 value per "block": IEEE half                                                   2 bytes
+ *   Q8_0  32 values: half d, 32 x int8 q;                 x = d q                         34 bytes
+ *   Q4_0  32 values: half d, 16 bytes of nibbles;         x = d (q - 8), q in 0..15       18 bytes
+ *   Q4_K  256 values: 8 sub-blocks of 32, 6-bit scales and mins, 4-bit q                  144 bytes
+ *   Q6_K  256 values: 16 sub-blocks of 16, int8 scales, 6-bit q                            210 bytes
+ * Other GGUF types (Q4_1, Q5_*, Q5_K, BF16) are readable by kern_q_dequantize only; the model dequantizes them at
+ * load. Training never sees these: it needs fp32 weights (the model dequantizes before it allocates gradients). */
+enum {
+    KERN_QT_F32 = 0, KERN_QT_F16 = 1, KERN_QT_Q4_0 = 2, KERN_QT_Q4_1 = 3, KERN_QT_Q5_0 = 6, KERN_QT_Q5_1 = 7,
+    KERN_QT_Q8_0 = 8, KERN_QT_Q4_K = 12, KERN_QT_Q5_K = 13, KERN_QT_Q6_K = 14, KERN_QT_BF16 = 30
+};
+typedef struct kern_qmat {
+    int type;                 /* KERN_QT_F16 | Q8_0 | Q4_0 | Q4_K | Q6_K (kern_qtype_matmul) */
+    const uint8_t *data;      /* device: rows * kern_qtype_row_bytes(type, cols) bytes */
+    size_t rows, cols;        /* OC, C; cols a multiple of the type's block */
+} kern_qmat;
+/* Values per block and bytes per block of a GGUF type (0, 0 if unknown). */
+size_t kern_qtype_block(int type);
+size_t kern_qtype_block_bytes(int type);
+/* Bytes of one row of n values (n a multiple of the block; 0 for an unknown type). */
+size_t kern_qtype_row_bytes(int type, size_t n);
+/* 1 if kern_matmul_q_fwd multiplies this type directly. */
+int kern_qtype_matmul(int type);
+/* Host code, any readable type: n values at src -> fp32 dst, exactly as the `gguf` Python package's dequantize
+ * (float32, the same operation order, no fused multiply-adds). Returns -1 for a type it cannot read or n not a
+ * multiple of the block. The one decoder of every format: the model's loader, the kernels' reference and the
+ * tests all use it. */
+int kern_q_dequantize(int type, const uint8_t *src, size_t n, float *dst);
+float kern_f16_to_f32(uint16_t h);
+
+/* out[n, j] = sum_c inp[n, c] W[j, c] + bias[j] for n < N, j < w->rows, written with row stride ldo (>= w->rows;
+ * so that q | k | v stored as three matrices of different types fill one [N, QKV] buffer). inp [N, w->cols];
+ * bias [w->rows] or NULL. The ref backend dequantizes each row (kern_q_dequantize) and takes fp32 dot products:
+ * the oracle. The cpu backend, for few rows (N <= KERN_Q_DECODE_MAX_N) of Q8_0 / Q4_0: each 32-value block of
+ * an input row quantized to int8 (scale max|x| / 127, rounded to nearest), then integer block dot products
+ * (AVX-512 VNNI, AVX2, or portable loops, picked at run time) scaled by the two blocks' scales; F16: halves
+ * converted on the fly (F16C) with fp32 fused multiply-adds; Q4_K / Q6_K: each row dequantized into cache and dotted
+ * in fp32. For more rows (prefill) every type is dequantized a panel of rows at a time into fp32 and multiplied
+ * by the backend's GEMM. OpenMP over output rows. The int8 input rounding makes the Q8_0 / Q4_0 decode products
+ * differ from the oracle by at most sum_blocks (d_x / 2) sum_i |W[j, i]| (tests/test_kern.c holds them to it). */
+#define KERN_Q_DECODE_MAX_N 8
+enum { KERN_ISA_BEST = 0, KERN_ISA_PORTABLE = 1, KERN_ISA_AVX2 = 2, KERN_ISA_AVX512 = 3 };
+void kern_matmul_q_fwd(kern_backend *be, float *out, size_t ldo, const float *inp, const kern_qmat *w, const float *bias,
+                       size_t N);
+/* 1 if be's table has the two quantized ops; a backend without them (a device backend that has not implemented
+ * them yet) gets fp32 weights from the model's loader instead. */
+int kern_quant_supported(const kern_backend *be);
+/* out[b,t,:] = row tok[b,t] of wte (dequantized) + wpe[pos0+t,:] (wpe may be NULL): kern_embed_fwd for a quantized
+ * token table, dequantizing only the rows it reads. C = wte->cols. */
+void kern_embed_q_fwd(kern_backend *be, float *out, const int32_t *tok, const kern_qmat *wte, const float *wpe,
+                      size_t B, size_t T, size_t pos0);
 
 #endif

@@ -34,11 +34,26 @@ void gpt_norm_bwd(kern_backend *be, const gpt_config *c, float *dinp, float *dw,
     else kern_layernorm_bwd(be, dinp, dw, db, dout, inp, w, mean, rstd, R, (size_t)c->n_embd);
 }
 
-/* Decode steps (few rows, inference only) stream each weight once through the skinny matmul; everything else,
- * training included, uses the GEMM. */
+void gpt_qweight_fwd(kern_backend *be, const gpt_qweight *q, float *out, const float *inp, const float *bias, size_t R,
+                     size_t C, size_t OC) {
+    size_t col = 0;
+    for (int k = 0; k < q->nparts; k++) {
+        const kern_qmat *w = &q->part[k];
+        GK_CHECK(w->cols == C && col + w->rows <= OC, "quantized weight part %d: [%zu, %zu] in a [%zu, %zu] product", k,
+                 w->rows, w->cols, OC, C);
+        kern_matmul_q_fwd(be, out + col, OC, inp, w, bias ? bias + col : NULL, R);
+        col += w->rows;
+    }
+    GK_CHECK(col == OC, "quantized weight: %zu output rows for a product of %zu", col, OC);
+}
+
+/* A weight kept quantized (inference on a GGUF file) multiplies in its block format; decode steps (few rows,
+ * inference only) stream each fp32 weight once through the skinny matmul; everything else, training included,
+ * uses the GEMM. */
 static void mm(kern_backend *be, const gpt_config *c, const gpt_attn_mode *am, float *out, const float *inp, const float *w,
-               const float *b, size_t R, size_t C, size_t OC) {
-    if (am->skinny && R <= KERN_SKINNY_MAX_N) kern_matmul_skinny_fwd(be, out, inp, w, b, R, C, OC, gpt_wlayout(c));
+               const gpt_qweight *q, const float *b, size_t R, size_t C, size_t OC) {
+    if (q) gpt_qweight_fwd(be, q, out, inp, b, R, C, OC);
+    else if (am->skinny && R <= KERN_SKINNY_MAX_N) kern_matmul_skinny_fwd(be, out, inp, w, b, R, C, OC, gpt_wlayout(c));
     else kern_matmul_fwd(be, out, inp, w, b, R, C, OC, gpt_wlayout(c));
 }
 static void mm_bwd(kern_backend *be, const gpt_config *c, float *dinp, float *dw, float *db, const float *dout, const float *inp,
@@ -58,7 +73,7 @@ void gpt_block_forward(kern_backend *be, const gpt_config *c, const gpt_layer_pt
     /* ln1 = norm(x) */
     gpt_norm_fwd(be, c, a->ln1, a->ln1_mean, a->ln1_rstd, a->x, w->ln1_w, w->ln1_b, R);
     /* qkv [R, QKV] = ln1 @ W_qkv + b_qkv */
-    mm(be, c, am, a->qkv, a->ln1, w->qkv_w, w->qkv_b, R, C, qkv_width(c));
+    mm(be, c, am, a->qkv, a->ln1, w->qkv_w, w->qkv_q, w->qkv_b, R, C, qkv_width(c));
     gpt_lora_fwd(am->lora, be, am->layer, GPT_ROLE_QKV_W, a->qkv, a->ln1, R);   /* + s (ln1 A^T) B^T (LoRA) */
     /* rotary: q and k heads (contiguous at the start of each row) rotated by each row's position */
     if (c->pos == GPT_POS_ROPE) kern_rope(be, a->qkv, am->rpos, am->inv_freq, R, qkv_width(c), NH + NKV, hs, 0);
@@ -72,23 +87,23 @@ void gpt_block_forward(kern_backend *be, const gpt_config *c, const gpt_layer_pt
     else
         kern_attention_fwd(be, a->atty, am->att_saved, qkv3, am->B, am->T, C, NH);
     /* res2 = x + atty @ W_o + b_o */
-    mm(be, c, am, a->res2, a->atty, w->proj_w, w->proj_b, R, C, C);
+    mm(be, c, am, a->res2, a->atty, w->proj_w, w->proj_q, w->proj_b, R, C, C);
     gpt_lora_fwd(am->lora, be, am->layer, GPT_ROLE_PROJ_W, a->res2, a->atty, R);
     kern_axpy(be, a->res2, 1.0f, a->x, R * C);
     /* ln2 = norm(res2) */
     gpt_norm_fwd(be, c, a->ln2, a->ln2_mean, a->ln2_rstd, a->res2, w->ln2_w, w->ln2_b, R);
     /* fch [R,I] = ln2 @ W_fc + b_fc;  fch_gelu = gelu_tanh(fch)  |  SwiGLU: silu(ln2 @ W_gate) * fch */
-    mm(be, c, am, a->fch, a->ln2, w->fc_w, w->fc_b, R, C, I);
+    mm(be, c, am, a->fch, a->ln2, w->fc_w, w->fc_q, w->fc_b, R, C, I);
     gpt_lora_fwd(am->lora, be, am->layer, GPT_ROLE_FC_W, a->fch, a->ln2, R);
     if (c->act == GPT_ACT_SWIGLU) {
-        mm(be, c, am, a->gate, a->ln2, w->gate_w, NULL, R, C, I);
+        mm(be, c, am, a->gate, a->ln2, w->gate_w, w->gate_q, NULL, R, C, I);
         gpt_lora_fwd(am->lora, be, am->layer, GPT_ROLE_GATE_W, a->gate, a->ln2, R);
         kern_swiglu_fwd(be, a->fch_gelu, a->gate, a->fch, R * I);
     } else {
         kern_gelu_fwd(be, a->fch_gelu, a->fch, R * I);
     }
     /* xo = res2 + fch_gelu @ W_proj [I,C] + b_proj  (xo may alias x: x is no longer read) */
-    mm(be, c, am, a->xo, a->fch_gelu, w->fcproj_w, w->fcproj_b, R, I, C);
+    mm(be, c, am, a->xo, a->fch_gelu, w->fcproj_w, w->fcproj_q, w->fcproj_b, R, I, C);
     gpt_lora_fwd(am->lora, be, am->layer, GPT_ROLE_FCPROJ_W, a->xo, a->fch_gelu, R);
     kern_axpy(be, a->xo, 1.0f, a->res2, R * C);
 }

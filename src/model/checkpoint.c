@@ -90,6 +90,7 @@ static cJSON *llama_config_json(const gpt_config *c) {
 }
 
 int gpt_save(const gpt_model *m, const char *dir, const char *tokenizer, gk_err *err) {
+    GK_CHECK(!m->qw, "gpt_save of a model holding quantized weights (gpt_dequantize_weights first)");
     const gpt_config *c = &m->cfg;
     if (gk_mkdir_p(dir, err)) return -1;
     cJSON *j = c->arch == GPT_ARCH_LLAMA ? llama_config_json(c) : cJSON_CreateObject();
@@ -454,6 +455,12 @@ static int is_gguf_file(const char *path) {
     size_t n = fread(m, 1, 4, f);
     fclose(f);
     return n == 4 && !memcmp(m, "GGUF", 4);
+}
+
+gpt_model *gpt_load_infer(const char *dir, char **tokenizer, gk_err *err) {
+    if (!is_gguf_file(dir)) return gpt_load(dir, tokenizer, err);
+    if (tokenizer) *tokenizer = NULL;
+    return gpt_load_gguf_quant(dir, err);
 }
 
 gpt_model *gpt_load(const char *dir, char **tokenizer, gk_err *err) {

@@ -37,6 +37,7 @@
 
 /* ---------------------------------------------------------------- types */
 
+
 static const struct { int type; const char *name; size_t block, bytes; int read; } gg_types[] = {
     {GGUF_F32, "F32", 1, 4, 1},     {GGUF_F16, "F16", 1, 2, 1},      {GGUF_Q4_0, "Q4_0", 32, 18, 1},
     {GGUF_Q4_1, "Q4_1", 32, 20, 1}, {GGUF_Q5_0, "Q5_0", 32, 22, 1},  {GGUF_Q5_1, "Q5_1", 32, 24, 1},
@@ -66,21 +67,6 @@ size_t gguf_type_bytes(int type, size_t n) {
 
 /* ---------------------------------------------------------------- halves */
 
-static float f16_to_f32(uint16_t h) {
-    uint32_t sign = (uint32_t)(h >> 15) << 31, exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
-    if (exp == 0x1f) bits = sign | 0x7f800000u | (man << 13);
-    else if (exp) bits = sign | ((exp + 112) << 23) | (man << 13);
-    else if (!man) bits = sign;
-    else {
-        int e = -1;
-        do { e++; man <<= 1; } while (!(man & 0x400));
-        bits = sign | ((uint32_t)(112 - e) << 23) | ((man & 0x3ff) << 13);
-    }
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
-
 /* float -> IEEE half, round to nearest even (numpy's astype(float16)); overflow to inf, nan kept. */
 static uint16_t f32_to_f16(float f) {
     uint32_t x;
@@ -107,86 +93,11 @@ static uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
 
 /* ---------------------------------------------------------------- dequantization */
 
+/* The decoders live with the kernels (src/kern/quant.c), one per format; the type numbers are the same. */
 int gguf_dequantize(int type, const uint8_t *src, size_t n, float *dst) {
     int ti = type_index(type);
     if (ti < 0 || !gg_types[ti].read || n % gg_types[ti].block) return -1;
-    size_t nb = n / gg_types[ti].block;
-    switch (type) {
-    case GGUF_F32: memcpy(dst, src, n * 4); break;
-    case GGUF_F16: for (size_t i = 0; i < n; i++) dst[i] = f16_to_f32(rd16(src + 2 * i)); break;
-    case GGUF_BF16:
-        for (size_t i = 0; i < n; i++) { uint32_t b = (uint32_t)rd16(src + 2 * i) << 16; memcpy(&dst[i], &b, 4); }
-        break;
-    case GGUF_Q8_0:
-        for (size_t b = 0; b < nb; b++, src += 34, dst += 32) {
-            float d = f16_to_f32(rd16(src));
-            for (int j = 0; j < 32; j++) dst[j] = (float)(int8_t)src[2 + j] * d;
-        }
-        break;
-    case GGUF_Q4_0: case GGUF_Q4_1:
-        for (size_t b = 0; b < nb; b++, dst += 32) {
-            float d = f16_to_f32(rd16(src)), m = 0;
-            if (type == GGUF_Q4_1) m = f16_to_f32(rd16(src + 2));
-            const uint8_t *qs = src + (type == GGUF_Q4_1 ? 4 : 2);
-            for (int j = 0; j < 16; j++) {
-                int lo = qs[j] & 0xF, hi = qs[j] >> 4;
-                if (type == GGUF_Q4_0) { dst[j] = d * (float)(lo - 8); dst[j + 16] = d * (float)(hi - 8); }
-                else { float a = d * (float)lo, c = d * (float)hi; dst[j] = a + m; dst[j + 16] = c + m; }
-            }
-            src += type == GGUF_Q4_1 ? 20 : 18;
-        }
-        break;
-    case GGUF_Q5_0: case GGUF_Q5_1:
-        for (size_t b = 0; b < nb; b++, dst += 32) {
-            float d = f16_to_f32(rd16(src)), m = 0;
-            if (type == GGUF_Q5_1) m = f16_to_f32(rd16(src + 2));
-            const uint8_t *qhp = src + (type == GGUF_Q5_1 ? 4 : 2), *qs = qhp + 4;
-            uint32_t qh = (uint32_t)qhp[0] | (uint32_t)qhp[1] << 8 | (uint32_t)qhp[2] << 16 | (uint32_t)qhp[3] << 24;
-            for (int j = 0; j < 32; j++) {
-                int q = (j < 16 ? qs[j] & 0xF : qs[j - 16] >> 4) | (int)((qh >> j) & 1) << 4;
-                if (type == GGUF_Q5_0) dst[j] = d * (float)(q - 16);
-                else { float a = d * (float)q; dst[j] = a + m; }
-            }
-            src += type == GGUF_Q5_1 ? 24 : 22;
-        }
-        break;
-    case GGUF_Q4_K: case GGUF_Q5_K:
-        for (size_t b = 0; b < nb; b++, dst += 256) {
-            float d = f16_to_f32(rd16(src)), dmin = f16_to_f32(rd16(src + 2));
-            const uint8_t *sc = src + 4, *qh = src + 16, *qs = type == GGUF_Q5_K ? src + 48 : src + 16;
-            for (int s = 0; s < 8; s++) {
-                int scale, mn;
-                if (s < 4) { scale = sc[s] & 63; mn = sc[s + 4] & 63; }
-                else { scale = (sc[s + 4] & 0xF) | ((sc[s - 4] >> 6) << 4); mn = (sc[s + 4] >> 4) | ((sc[s] >> 6) << 4); }
-                float dl = d * (float)scale, ml = dmin * (float)mn;
-                const uint8_t *q = qs + (s / 2) * 32;
-                for (int l = 0; l < 32; l++) {
-                    int v = (s & 1) ? q[l] >> 4 : q[l] & 0xF;
-                    if (type == GGUF_Q5_K) v |= ((qh[l] >> s) & 1) << 4;
-                    float a = dl * (float)v;
-                    dst[s * 32 + l] = a - ml;
-                }
-            }
-            src += type == GGUF_Q5_K ? 176 : 144;
-        }
-        break;
-    case GGUF_Q6_K:
-        for (size_t b = 0; b < nb; b++, src += 210, dst += 256) {
-            const uint8_t *ql = src, *qh = src + 128;
-            const int8_t *sc = (const int8_t *)(src + 192);
-            float d = f16_to_f32(rd16(src + 208));
-            for (int i = 0; i < 256; i++) {
-                int c = i / 128, r = i % 128;
-                int lo = (ql[c * 64 + r % 64] >> (4 * (r / 64))) & 0xF;
-                int hi = (qh[c * 32 + r % 32] >> (2 * (r / 32))) & 3;
-                float ds = d * (float)sc[i / 16];
-                dst[i] = ds * (float)((lo | hi << 4) - 32);
-            }
-        }
-        break;
-    default: return -1;
-    }
-    return 0;
+    return kern_q_dequantize(type, src, n, dst);
 }
 
 /* ---------------------------------------------------------------- quantization (writer) */
@@ -613,7 +524,91 @@ int gguf_load_config(const gguf_file *g, gpt_config *c, gk_err *err) {
     return gpt_config_validate(c, err) ? gk_err_prefix(err, "%s", g->path) : 0;
 }
 
-gpt_model *gpt_load_gguf(const char *path, gk_err *err) {
+/* Drops the mapped file's pages of tensor t from this process (they were copied or decoded): the load's peak memory
+ * stays near one copy of the weights rather than the file plus the copy. The page cache keeps them. */
+static void gguf_release(const gguf_file *g, const gguf_tensor *t) {
+    if (!g->mapped) return;
+    size_t pg = (size_t)sysconf(_SC_PAGESIZE), b = g->data_off + (size_t)t->offset, e = b + t->bytes;
+    size_t b0 = (b + pg - 1) / pg * pg, e0 = e / pg * pg;   /* whole pages only: neighbours may share the edges */
+    if (e0 > b0) madvise((char *)g->mapped + b0, e0 - b0, MADV_DONTNEED);
+}
+
+/* Rows of a "llama" q or k matrix in GGUF order -> HF order (permute_rows' inverse on whole rows of any type). */
+static void unpermute_rows_bytes(uint8_t *dst, const uint8_t *src, size_t rows, size_t row_bytes, size_t hs) {
+    size_t half = hs / 2;
+    for (size_t h = 0; h < rows / hs; h++)
+        for (size_t i = 0; i < 2; i++)
+            for (size_t j = 0; j < half; j++)
+                memcpy(dst + (h * hs + i * half + j) * row_bytes, src + (h * hs + 2 * j + i) * row_bytes, row_bytes);
+}
+
+/* Is table entry p a matrix the forward can multiply in its block format (inference loads)? */
+static int keep_quantized(const gpt_param *p, const gguf_tensor *const *parts, int np) {
+    int role_ok = p->role == GPT_ROLE_QKV_W || p->role == GPT_ROLE_PROJ_W || p->role == GPT_ROLE_FC_W ||
+                  p->role == GPT_ROLE_GATE_W || p->role == GPT_ROLE_FCPROJ_W || p->role == GPT_ROLE_EMBED_TOK ||
+                  p->role == GPT_ROLE_LM_HEAD;
+    if (!role_ok || p->ndim != 2) return 0;
+    for (int k = 0; k < np; k++)
+        if (!kern_qtype_matmul(parts[k]->type) || parts[k]->n_dims != 2) return 0;
+    return 1;
+}
+
+/* The first non-finite value of n values of a tensor in its format (decoded in chunks), or -1 with none. */
+static long long first_nonfinite_q(int type, const uint8_t *src, size_t n, size_t row, float *bad) {
+    size_t rb = gguf_type_bytes(type, row), rows_per = row >= 65536 ? 1 : 65536 / row;
+    float *buf = gk_malloc(rows_per * row * sizeof(float));
+    long long at = -1;
+    for (size_t r0 = 0; r0 * row < n && at < 0; r0 += rows_per) {
+        size_t k = (n / row - r0) < rows_per ? n / row - r0 : rows_per;
+        gguf_dequantize(type, src + r0 * rb, k * row, buf);
+        size_t i = gk_first_nonfinite(buf, k * row);
+        if (i < k * row) { at = (long long)(r0 * row + i); *bad = buf[i]; }
+    }
+    free(buf);
+    return at;
+}
+
+/* Copies a quantized entry's parts (the file's tensors) into m->qdata at *off (advanced, 64-byte aligned after)
+ * and describes them in q; the values are checked finite first. */
+static int load_quantized(gpt_model *m, const gguf_file *g, const gguf_tensor *const *parts, int np, int permuted,
+                          gpt_qweight *q, size_t *off, gk_err *err) {
+    size_t hs = (size_t)(m->cfg.n_embd / m->cfg.n_head);
+    int same = 1;
+    for (int k = 0; k < np; k++) {
+        const gguf_tensor *t = parts[k];
+        const uint8_t *src = g->data + g->data_off + t->offset;
+        float bad = 0;
+        long long at = first_nonfinite_q(t->type, src, t->numel, t->ne[0], &bad);
+        if (at >= 0)
+            return gk_errf(err, "%s: tensor \"%.*s\" holds a non-finite value (%g at index %lld)", g->path, (int)t->name.n,
+                           t->name.p, (double)bad, at);
+        uint8_t *dst = m->qdata + *off;
+        if (permuted && np == 3 && k < 2) {   /* undo llama.cpp's q/k row order, whole rows (blocks never straddle rows) */
+            uint8_t *tmp = gk_malloc(t->bytes);
+            unpermute_rows_bytes(tmp, src, t->ne[1], t->bytes / t->ne[1], hs);
+            kern_upload(m->be, dst, tmp, t->bytes);
+            free(tmp);
+        } else {
+            kern_upload(m->be, dst, src, t->bytes);
+        }
+        gguf_release(g, t);
+        q->part[k] = (kern_qmat){.type = t->type, .data = dst, .rows = t->ne[1], .cols = t->ne[0]};
+        *off += t->bytes;
+        if (t->type != parts[0]->type) same = 0;
+    }
+    q->nparts = np;
+    if (same && np > 1) {   /* q | k | v of one type: one matrix, one call */
+        size_t rows = 0;
+        for (int k = 0; k < np; k++) rows += q->part[k].rows;
+        q->part[0].rows = rows;
+        q->nparts = 1;
+    }
+    *off = (*off + 63) / 64 * 64;
+    return 0;
+}
+
+/* gpt_load_gguf (quant 0) and gpt_load_gguf_quant (quant 1). */
+static gpt_model *load_gguf(const char *path, int quant, gk_err *err) {
     gguf_file g;
     if (gguf_open(&g, path, err)) return NULL;
     gpt_config c;
@@ -622,6 +617,7 @@ gpt_model *gpt_load_gguf(const char *path, gk_err *err) {
     gguf_arch(&g, arch, sizeof arch);
     int permuted = !strcmp(arch, "llama");
     gpt_model *m = gpt_create_table(&c, NULL);
+    if (!kern_quant_supported(m->be)) quant = 0;   /* a backend without the quantized ops runs fp32 weights */
     const gguf_tensor *(*src)[3] = gk_calloc(m->n_table, sizeof *src);
     char names[3][96];
     int rc = 0;
@@ -641,12 +637,36 @@ gpt_model *gpt_load_gguf(const char *path, gk_err *err) {
             src[i][k] = t;
         }
     }
+    /* Which entries stay quantized; the fp32 ones get compact offsets in params (quantized ones have none). */
+    size_t qbytes = 0, nfp32 = 0;
+    if (!rc && quant) {
+        m->qw = gk_calloc(m->n_table, sizeof *m->qw);
+        for (size_t i = 0; i < m->n_table; i++) {
+            gpt_param *p = &m->table[i];
+            int np = gguf_parts(m, p, names);
+            if (keep_quantized(p, src[i], np)) {
+                m->qw[i].nparts = np;   /* marked; filled below */
+                for (int k = 0; k < np; k++) qbytes += src[i][k]->bytes;
+                qbytes = (qbytes + 63) / 64 * 64;
+                p->offset = GPT_NO_OFFSET;
+            } else {
+                p->offset = nfp32;
+                nfp32 += p->numel;
+            }
+        }
+        m->params = kern_alloc(m->be, (nfp32 ? nfp32 : 1) * sizeof(float));
+        m->qdata = kern_alloc(m->be, qbytes ? qbytes : 64);
+    }
     if (!rc) gpt_alloc_params(m);
     float *host = NULL;
-    size_t hs = (size_t)(c.n_embd / c.n_head);
+    size_t hs = (size_t)(c.n_embd / c.n_head), qoff = 0;
     for (size_t i = 0; i < m->n_table && !rc; i++) {
         const gpt_param *p = &m->table[i];
         int np = gguf_parts(m, p, names);
+        if (m->qw && m->qw[i].nparts) {
+            rc = load_quantized(m, &g, src[i], np, permuted, &m->qw[i], &qoff, err);
+            continue;
+        }
         host = gk_realloc(host, p->numel * sizeof(float));
         size_t row0 = 0, cols = p->ndim == 2 ? p->shape[1] : 1;
         for (int k = 0; k < np; k++) {
@@ -654,6 +674,7 @@ gpt_model *gpt_load_gguf(const char *path, gk_err *err) {
             size_t rows = part_rows(m, p, np, k);
             float *dst = host + row0 * cols;
             gguf_dequantize(t->type, g.data + g.data_off + t->offset, t->numel, dst);
+            gguf_release(&g, t);
             size_t bad = gk_first_nonfinite(dst, t->numel);
             if (bad < t->numel) {
                 rc = gk_errf(err, "%s: tensor \"%.*s\" holds a non-finite value (%g at index %zu)", path, (int)t->name.n, t->name.p,
@@ -672,6 +693,49 @@ gpt_model *gpt_load_gguf(const char *path, gk_err *err) {
     return m;
 }
 
+gpt_model *gpt_load_gguf(const char *path, gk_err *err) { return load_gguf(path, 0, err); }
+gpt_model *gpt_load_gguf_quant(const char *path, gk_err *err) { return load_gguf(path, 1, err); }
+
+/* The inverse of the quantized load's layout: every tensor fp32 at its table offset (entries in table order). */
+void gpt_dequantize_weights(gpt_model *m) {
+    if (!m->qw) return;
+    size_t total = 0;
+    for (size_t i = 0; i < m->n_table; i++) total += m->table[i].numel;
+    GK_CHECK(total == m->num_params, "gpt_dequantize_weights: table holds %zu floats, model %zu", total, m->num_params);
+    float *params = kern_alloc(m->be, total * sizeof(float)), *host = NULL;
+    uint8_t *bytes = NULL;
+    size_t off = 0;
+    for (size_t i = 0; i < m->n_table; i++) {
+        gpt_param *p = &m->table[i];
+        const gpt_qweight *q = &m->qw[i];
+        if (q->nparts) {
+            host = gk_realloc(host, p->numel * sizeof(float));
+            size_t row0 = 0;
+            for (int k = 0; k < q->nparts; k++) {
+                const kern_qmat *w = &q->part[k];
+                size_t nb = w->rows * kern_qtype_row_bytes(w->type, w->cols);
+                bytes = gk_realloc(bytes, nb);
+                kern_download(m->be, bytes, w->data, nb);
+                kern_q_dequantize(w->type, bytes, w->rows * w->cols, host + row0 * w->cols);
+                row0 += w->rows;
+            }
+            if (gpt2_block_matrix(m, p)) transpose(host, p->shape[1], p->shape[0]);   /* [out, in] -> Conv1D [in, out] */
+            kern_upload(m->be, params + off, host, p->numel * sizeof(float));
+        } else {
+            kern_copy(m->be, params + off, m->params + p->offset, p->numel * sizeof(float));
+        }
+        p->offset = off;
+        off += p->numel;
+    }
+    free(host); free(bytes);
+    kern_free(m->be, m->params);
+    kern_free(m->be, m->qdata);
+    free(m->qw);
+    m->params = params;
+    m->qdata = NULL;
+    m->qw = NULL;
+}
+
 /* ---------------------------------------------------------------- writer */
 
 typedef struct { uint8_t *p; size_t n, cap; } wbuf;
@@ -688,6 +752,7 @@ static void kv_f32(wbuf *b, const char *k, float v) { wstr(b, k); w32(b, 6); wpu
 
 int gpt_export_gguf(const gpt_model *m, const char *path, int type, const gguf_extra_kv *extra, size_t n_extra, gk_err *err) {
     const gpt_config *c = &m->cfg;
+    GK_CHECK(!m->qw, "gpt_export_gguf of a model holding quantized weights (gpt_dequantize_weights first)");
     if (c->score_head) return gk_errf(err, "GGUF export: a model with a score head (reward model) is not written");
     if (c->rope_scaling != GPT_ROPE_SCALE_NONE) return gk_errf(err, "GGUF export: llama3 rope scaling is not written yet");
     if (type != GGUF_F32 && type != GGUF_F16 && type != GGUF_Q8_0 && type != GGUF_Q4_0)

@@ -106,8 +106,6 @@ const float *gpt_forward_kv(gpt_model *m, gpt_kv *kv, const size_t *slots, const
     scratch_reserve(kv, c, R);
     kern_upload(m->be, kv->tok, tokens, R * sizeof(int32_t));
     kern_upload(m->be, kv->didx, kv->idx, 2 * S * sizeof(int32_t));   /* slot | pos, for kern_attn_cache_fwd */
-    const float *wte = gpt_role_ptr(m->params, m, GPT_ROLE_EMBED_TOK, -1);
-    const float *wpe = gpt_role_ptr(m->params, m, GPT_ROLE_EMBED_POS, -1);   /* NULL for rotary models */
     if (c->pos == GPT_POS_ROPE) {   /* row b*n + i sits at position pos[b] + i */
         int32_t *p = gk_malloc(R * sizeof(int32_t));
         for (size_t i = 0; i < R; i++) p[i] = (int32_t)(kv->pos[i / n] + i % n);
@@ -116,7 +114,7 @@ const float *gpt_forward_kv(gpt_model *m, gpt_kv *kv, const size_t *slots, const
     }
 
     /* x[b,i,:] = wte[tok[b,i],:] + wpe[pos[b]+i,:]  (each sequence at its own position) */
-    for (size_t b = 0; b < B; b++) kern_embed_fwd(m->be, kv->x + b * n * C, kv->tok + b * n, wte, wpe, 1, n, C, kv->pos[b]);
+    for (size_t b = 0; b < B; b++) gpt_embed_tokens(m, kv->x + b * n * C, kv->tok + b * n, 1, n, kv->pos[b]);
 
     /* one layer of scratch: both LayerNorms share ln/mean/rstd and the block writes its output over x */
     gpt_block_acts ba = {

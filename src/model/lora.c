@@ -112,6 +112,7 @@ static void add_entry(gpt_model *pm, size_t *cap, const char *name, size_t d0, s
 int gpt_lora_attach(gpt_model *m, const gpt_lora_config *cfg, uint64_t seed, gk_err *err) {
     const gpt_config *c = &m->cfg;
     if (m->lora) return gk_errf(err, "the model already has LoRA adapters");
+    gpt_dequantize_weights(m);   /* adapters differentiate through (and merge into) fp32 base weights */
     if (cfg->rank < 1) return gk_errf(err, "--lora-rank must be at least 1 (got %d)", cfg->rank);
     if (!(cfg->alpha > 0) || !isfinite(cfg->alpha)) return gk_errf(err, "--lora-alpha must be positive (got %g)", cfg->alpha);
     if (!(cfg->dropout >= 0 && cfg->dropout < 1)) return gk_errf(err, "--lora-dropout must be in [0, 1) (got %g)", cfg->dropout);
@@ -361,6 +362,7 @@ void gpt_lora_merge(gpt_model *m) {
 /* ---------------------------------------------------------------- PEFT files */
 
 uint64_t gpt_params_checksum(const gpt_model *m) {
+    GK_CHECK(!m->qw, "gpt_params_checksum of a model holding quantized weights (gpt_dequantize_weights first)");
     /* the tensors in buffer order, the score head left out; downloaded a chunk at a time (a whole host copy
      * would double a large base's memory at every save) */
     enum { CHUNK = 1 << 18 };

@@ -324,6 +324,7 @@ static void acts_free(gpt_model *m) {
 
 gpt_model *gpt_create_view(gpt_model *base) {
     GK_CHECK(base->params, "gpt_create_view of a model without parameters");
+    gpt_dequantize_weights(base);   /* views share the standard fp32 layout (training, adapters) */
     gpt_model *v = gpt_create_table(&base->cfg, base->be);   /* the same table, borrowed backend */
     v->params = base->params;
     v->inv_freq = base->inv_freq;
@@ -335,6 +336,7 @@ gpt_model *gpt_create_view(gpt_model *base) {
 void gpt_add_score_head(gpt_model *m) {
     if (m->cfg.score_head) return;
     GK_CHECK(!m->view, "gpt_add_score_head on a view");
+    gpt_dequantize_weights(m);
     gpt_config c = m->cfg;
     c.score_head = 1;
     gpt_model *t = gpt_create_table(&c, m->be);   /* the score head is the table's last entry */
@@ -358,6 +360,8 @@ void gpt_free(gpt_model *m) {
     acts_free(m);
     if (!m->view) { kern_free(m->be, m->params); kern_free(m->be, m->inv_freq); }
     kern_free(m->be, m->grads);
+    kern_free(m->be, m->qdata);
+    free(m->qw);
     free(m->table);
     free(m->role_at);
     if (m->own_be) kern_backend_free(m->be);
@@ -365,6 +369,7 @@ void gpt_free(gpt_model *m) {
 }
 
 void gpt_init_random(gpt_model *m, uint64_t seed) {
+    GK_CHECK(!m->qw, "gpt_init_random on a model holding quantized weights");
     gk_rng rng;
     gk_rng_seed(&rng, seed);
     float proj_std = 0.02f / sqrtf(2.0f * (float)m->cfg.n_layer);
@@ -392,7 +397,7 @@ const gpt_param *gpt_find_param(const gpt_model *m, const char *name) {
 
 float *gpt_param_ptr(gpt_model *m, const char *name) {
     const gpt_param *p = gpt_find_param(m, name);
-    return p ? m->params + p->offset : NULL;
+    return p && p->offset != GPT_NO_OFFSET ? m->params + p->offset : NULL;
 }
 
 const gpt_param *gpt_param_role(const gpt_model *m, int role, int layer) {
@@ -404,7 +409,13 @@ const gpt_param *gpt_param_role(const gpt_model *m, int role, int layer) {
 
 float *gpt_role_ptr(float *base, const gpt_model *m, int role, int layer) {
     const gpt_param *p = gpt_param_role(m, role, layer);
-    return base && p ? base + p->offset : NULL;
+    return base && p && p->offset != GPT_NO_OFFSET ? base + p->offset : NULL;
+}
+
+const gpt_qweight *gpt_param_qweight(const gpt_model *m, const gpt_param *p) {
+    if (!m->qw || !p) return NULL;
+    const gpt_qweight *q = &m->qw[p - m->table];
+    return q->nparts ? q : NULL;
 }
 
 /* A tensor the caller cannot do without (the architecture guarantees it): found by role or abort. */
@@ -421,10 +432,18 @@ gpt_layer_ptrs gpt_layer(float *base, const gpt_model *m, int l) {
     GK_CHECK(l >= 0 && l < m->cfg.n_layer, "gpt_layer: layer %d of %d", l, m->cfg.n_layer);
     for (size_t k = 0; k < N_LAYER_SPECS; k++)
         *(float **)((char *)&lp + layer_specs[k].field) = gpt_role_ptr(base, m, layer_specs[k].role, l);
+    if (base == m->params && m->qw) {   /* the matrices kept quantized (inference) */
+        lp.qkv_q = gpt_param_qweight(m, gpt_param_role(m, GPT_ROLE_QKV_W, l));
+        lp.proj_q = gpt_param_qweight(m, gpt_param_role(m, GPT_ROLE_PROJ_W, l));
+        lp.fc_q = gpt_param_qweight(m, gpt_param_role(m, GPT_ROLE_FC_W, l));
+        lp.gate_q = gpt_param_qweight(m, gpt_param_role(m, GPT_ROLE_GATE_W, l));
+        lp.fcproj_q = gpt_param_qweight(m, gpt_param_role(m, GPT_ROLE_FCPROJ_W, l));
+    }
     return lp;
 }
 
 void gpt_alloc_grads(gpt_model *m) {
+    gpt_dequantize_weights(m);   /* training needs fp32 weights */
     if (!m->grads) m->grads = kern_alloc(m->be, m->num_params * sizeof(float));
 }
 void gpt_zero_grads(gpt_model *m) {
@@ -525,8 +544,7 @@ void gpt_forward(gpt_model *m, const int32_t *tokens, size_t B, size_t T) {
     }
 
     /* x0[b,t,:] = wte[tok[b,t],:] + wpe[t,:] */
-    kern_embed_fwd(m->be, a->x, a->tokens, gpt_role_ptr(m->params, m, GPT_ROLE_EMBED_TOK, -1),
-                   gpt_role_ptr(m->params, m, GPT_ROLE_EMBED_POS, -1), B, T, C, 0);
+    gpt_embed_tokens(m, a->x, a->tokens, B, T, 0);
     for (size_t l = 0; l < L; l++) {
         gpt_layer_ptrs w = gpt_layer(m->params, m, (int)l);
         gpt_attn_mode am;
@@ -540,6 +558,14 @@ void gpt_forward(gpt_model *m, const int32_t *tokens, size_t B, size_t T) {
 
 const float *gpt_hidden(const gpt_model *m) { return m->acts.lnf; }
 
+void gpt_embed_tokens(gpt_model *m, float *out, const int32_t *tok, size_t B, size_t T, size_t pos0) {
+    const gpt_param *p = need_role(m, GPT_ROLE_EMBED_TOK, -1);
+    const gpt_qweight *q = gpt_param_qweight(m, p);
+    const float *wpe = gpt_role_ptr(m->params, m, GPT_ROLE_EMBED_POS, -1);   /* NULL for rotary models */
+    if (q) kern_embed_q_fwd(m->be, out, tok, &q->part[0], wpe, B, T, pos0);   /* only the rows it reads */
+    else kern_embed_fwd(m->be, out, tok, m->params + p->offset, wpe, B, T, (size_t)m->cfg.n_embd, pos0);
+}
+
 /* ---------------------------------------------------------------- heads */
 
 /* Gradient base for a group: NULL when frozen or when no grads are allocated. */
@@ -551,13 +577,16 @@ static float *gptr(float *base, const gpt_param *p) { return base && p ? base + 
 void gpt_lm_head_fwd(gpt_model *m, float *logits, const float *h, size_t N) {
     /* logits [N,V] = h [N,C] @ W[V,C]^T  (torch.nn.Linear layout; tied: W is wte) */
     const gpt_param *p = need_role(m, GPT_ROLE_LM_HEAD, -1);
-    kern_matmul_fwd(m->be, logits, h, m->params + p->offset, NULL, N, (size_t)m->cfg.n_embd, (size_t)m->cfg.vocab_size,
-                    KERN_W_OUT_IN);
+    const gpt_qweight *q = gpt_param_qweight(m, p);
+    if (q) gpt_qweight_fwd(m->be, q, logits, h, NULL, N, (size_t)m->cfg.n_embd, (size_t)m->cfg.vocab_size);
+    else kern_matmul_fwd(m->be, logits, h, m->params + p->offset, NULL, N, (size_t)m->cfg.n_embd, (size_t)m->cfg.vocab_size,
+                         KERN_W_OUT_IN);
 }
 
 void gpt_lm_head_bwd(gpt_model *m, float *dh, const float *dlogits, const float *h, size_t N) {
     /* dh += dlogits @ W;  dW += dlogits^T @ h — for a tied W (wte), its second gradient contribution */
     const gpt_param *p = need_role(m, GPT_ROLE_LM_HEAD, -1);
+    GK_CHECK(!m->qw, "gpt_lm_head_bwd on a model holding quantized weights (gpt_dequantize_weights first)");
     kern_matmul_bwd(m->be, dh, gptr(grad_base(m, p->group), p), NULL, dlogits, h, m->params + p->offset, N,
                     (size_t)m->cfg.n_embd, (size_t)m->cfg.vocab_size, KERN_W_OUT_IN);
 }
@@ -594,6 +623,7 @@ void gpt_score_head_bwd(gpt_model *m, float *dh, const float *dr, const float *h
 void gpt_backward(gpt_model *m, float *dh) {
     const gpt_config *c = &m->cfg;
     GK_CHECK(m->acts_cap_bt > 0 && m->B > 0, "gpt_backward without a forward pass");
+    GK_CHECK(!m->qw, "gpt_backward on a model holding quantized weights (an inference load; gpt_dequantize_weights first)");
     size_t B = m->B, T = m->T, BT = B * T, C = (size_t)c->n_embd, L = (size_t)c->n_layer, W = wide_cols(c);
     gpt_acts *a = &m->acts;
     float *g_embed = grad_base(m, GPT_GROUP_EMBED), *g_blocks = grad_base(m, GPT_GROUP_BLOCKS);

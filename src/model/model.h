@@ -119,7 +119,7 @@ typedef struct {
     char   name[64];      /* e.g. "h.3.attn.c_attn.weight" */
     int    ndim;          /* 1 or 2 */
     size_t shape[2];      /* HF shape; shape[1] = 1 unused for 1-D */
-    size_t offset;        /* in floats, into params/grads */
+    size_t offset;        /* in floats, into params/grads; GPT_NO_OFFSET: kept quantized (gpt_model.qw), no fp32 copy */
     size_t numel;
     int    role;          /* GPT_ROLE_* */
     int    layer;         /* block index, -1 for model-level tensors */
@@ -128,7 +128,15 @@ typedef struct {
     int    init;          /* how gpt_init_random fills it (model.c's INIT_* kinds) */
 } gpt_param;
 
-/* Pointers into one layer's parameters (device); NULL for a tensor this architecture does not have. */
+#define GPT_NO_OFFSET ((size_t)-1)
+
+/* A matrix kept in its GGUF block format for inference (gpt_load_infer of a .gguf file): no fp32 copy exists.
+ * Up to three parts stacked by output rows, each [rows, C] in kern_qmat's [out, in] layout whatever the family
+ * (the fused q | k | v of a file that stores q, k and v in different types keeps three; otherwise one). */
+typedef struct { int nparts; kern_qmat part[3]; } gpt_qweight;
+
+/* Pointers into one layer's parameters (device); NULL for a tensor this architecture does not have. A matrix kept
+ * quantized has a NULL float pointer and its *_q set (both NULL in a gradient's gpt_layer_ptrs). */
 typedef struct {
     float *ln1_w, *ln1_b;        /* [C] */
     float *qkv_w, *qkv_b;        /* [C,3C], [3C] (GPT-2) */
@@ -137,6 +145,7 @@ typedef struct {
     float *fc_w, *fc_b;          /* [C,I], [I] */
     float *gate_w;               /* [C,I] (SwiGLU only) */
     float *fcproj_w, *fcproj_b;  /* [I,C], [C] */
+    const gpt_qweight *qkv_q, *proj_q, *fc_q, *gate_q, *fcproj_q;   /* quantized matrices (inference), or NULL */
 } gpt_layer_ptrs;
 /* (LLaMA's weights are the transposes: qkv [QKV,C], proj [C,C], fc (up) and gate [I,C], fcproj (down) [C,I].) */
 
@@ -180,6 +189,11 @@ typedef struct gpt_model {
     float *inv_freq;              /* device [hs/2]: rotary frequencies (rotary models), NULL otherwise */
     struct gpt_lora *lora;        /* LoRA adapters on the block's linear layers (lora.c), or NULL; owned */
     int view;                     /* 1: params and inv_freq are another model's (gpt_create_view) */
+    /* Inference on a quantized GGUF (gpt_load_infer): qw [n_table], entry i kept in its block format when
+     * qw[i].nparts > 0 (its offset is GPT_NO_OFFSET and params holds only the fp32 tensors, compacted); the
+     * blocks live in qdata (device, owned). NULL: every tensor is fp32 at its offset (the normal case). */
+    gpt_qweight *qw;
+    uint8_t *qdata;
 } gpt_model;
 
 /* Builds the table and allocates params (zero) on a new backend with the process defaults (kern_backend_create
@@ -204,7 +218,13 @@ const gpt_param *gpt_param_role(const gpt_model *m, int role, int layer);
 /* base (params or grads, may be NULL) + the role's offset; NULL if base is NULL or the role is absent. */
 float *gpt_role_ptr(float *base, const gpt_model *m, int role, int layer);
 gpt_layer_ptrs gpt_layer(float *base, const gpt_model *m, int l);         /* base = params or grads */
-void gpt_alloc_grads(gpt_model *m);
+/* Dequantizes every matrix kept quantized into fp32 (the standard layout: table offsets, one params buffer),
+ * as gpt_load would have loaded them; no-op without. Training, LoRA and checkpoint writing call it (or need it):
+ * gpt_alloc_grads and gpt_lora_attach/gpt_lora_load do it themselves. */
+void gpt_dequantize_weights(gpt_model *m);
+/* The quantized form of table entry p, or NULL when it is fp32. */
+const gpt_qweight *gpt_param_qweight(const gpt_model *m, const gpt_param *p);
+void gpt_alloc_grads(gpt_model *m);   /* dequantizes a quantized model first (gpt_dequantize_weights) */
 void gpt_zero_grads(gpt_model *m);
 void gpt_set_trainable(gpt_model *m, int group, int on);
 /* A second model over m's parameters (borrowed: m must outlive it and they must never be written while a view
@@ -282,12 +302,17 @@ int gpt_save(const gpt_model *m, const char *dir, const char *tokenizer, gk_err 
  * against config.json; missing keys, mismatched shapes and lying headers give a message naming the file.
  * *tokenizer (if non-NULL) receives a malloc'd copy of the recorded tokenizer path or NULL. */
 gpt_model *gpt_load(const char *dir, char **tokenizer, gk_err *err);
+/* gpt_load for inference: a .gguf file keeps its F16 / Q8_0 / Q4_0 / Q4_K / Q6_K matrices in their block format
+ * (gpt_load_gguf_quant); anything else loads as gpt_load does. */
+gpt_model *gpt_load_infer(const char *dir, char **tokenizer, gk_err *err);
 int gpt_load_config(const char *dir, gpt_config *cfg, char **tokenizer, gk_err *err);
 
 /* ---------------------------------------------------------------- GGUF (gguf.c) */
 /* ggml tensor types (the values in the file) */
-enum { GGUF_F32 = 0, GGUF_F16 = 1, GGUF_Q4_0 = 2, GGUF_Q4_1 = 3, GGUF_Q5_0 = 6, GGUF_Q5_1 = 7, GGUF_Q8_0 = 8,
-       GGUF_Q4_K = 12, GGUF_Q5_K = 13, GGUF_Q6_K = 14, GGUF_BF16 = 30 };
+/* ggml tensor types (the values in the file): the kernels' format numbers (kern.h, src/kern/quant.c) */
+enum { GGUF_F32 = KERN_QT_F32, GGUF_F16 = KERN_QT_F16, GGUF_Q4_0 = KERN_QT_Q4_0, GGUF_Q4_1 = KERN_QT_Q4_1,
+       GGUF_Q5_0 = KERN_QT_Q5_0, GGUF_Q5_1 = KERN_QT_Q5_1, GGUF_Q8_0 = KERN_QT_Q8_0, GGUF_Q4_K = KERN_QT_Q4_K,
+       GGUF_Q5_K = KERN_QT_Q5_K, GGUF_Q6_K = KERN_QT_Q6_K, GGUF_BF16 = KERN_QT_BF16 };
 typedef struct { const char *p; size_t n; } gguf_str;             /* not NUL-terminated */
 typedef struct { gguf_str key; uint32_t type; size_t at, end; } gguf_kv;   /* value bytes [at, end) */
 typedef struct { gguf_str name; int n_dims; size_t ne[4]; int type; uint64_t offset; size_t numel, bytes; } gguf_tensor;
@@ -315,6 +340,14 @@ int  gguf_dequantize(int type, const uint8_t *src, size_t n, float *dst);
 /* LLaMA / Qwen2 GGUF (llama.cpp's tensor names and metadata) -> config, -> model (weights dequantized to fp32). */
 int  gguf_load_config(const gguf_file *g, gpt_config *c, gk_err *err);
 gpt_model *gpt_load_gguf(const char *path, gk_err *err);
+/* The same for inference: on a backend with the quantized ops (kern_quant_supported; else as gpt_load_gguf) the
+ * block matrices (q, k, v, o, gate, up, down), the token table and the LM head whose type kern_matmul_q_fwd
+ * multiplies (F16, Q8_0, Q4_0, Q4_K, Q6_K; kern_qtype_matmul) stay in that format in memory (m->qw: copied out
+ * of the file, q/k rows un-permuted, no fp32 copy); other types are dequantized. The
+ * model runs forward (gpt_forward, gpt_forward_kv, the LM head); anything needing fp32 weights dequantizes
+ * them first (gpt_dequantize_weights). Peak memory: about the file's size (each tensor's pages of the mapped
+ * file are released once copied). */
+gpt_model *gpt_load_gguf_quant(const char *path, gk_err *err);
 /* Extra metadata entries for the writer (serialised key + type + value), e.g. the tokenizer's. */
 typedef struct { uint8_t *bytes; size_t n; } gguf_extra_kv;
 void gguf_kv_string(gguf_extra_kv *kv, const char *key, const char *val);

@@ -4,6 +4,12 @@
 #include "model/model.h"
 
 void gpt_alloc_params(gpt_model *m);   /* zero-filled; no-op if already allocated */
+/* out [B*T, C] = token embedding of tok [B*T] (device) + positions pos0 + t (learned positions), whether the token
+ * table is fp32 or kept quantized. */
+void gpt_embed_tokens(gpt_model *m, float *out, const int32_t *tok, size_t B, size_t T, size_t pos0);
+/* out [R, OC] = inp [R, C] @ W^T + bias for a quantized W [OC, C] (its parts fill column ranges). */
+void gpt_qweight_fwd(kern_backend *be, const gpt_qweight *q, float *out, const float *inp, const float *bias, size_t R,
+                     size_t C, size_t OC);
 
 /* ---------------------------------------------------------------- the block (block.c)
  * One transformer layer, written once, for the training forward (and its backward) and the KV-cache

@@ -282,7 +282,10 @@ double train_peak_gflops(int bf16) {
     const char *env = getenv("GPTKIT_PEAK_GFLOPS");
     double v;
     if (env && gk_parse_double(env, &v) == 0 && v > 0) return v;
-    char *path = gk_cache_path("peak");
+    /* per device kind: the cache keeps the largest figure seen, so a GPU's must never reach a CPU run's MFU */
+    kern_backend_opts d;
+    kern_backend_opts_default(&d);
+    char *path = gk_cache_path(d.kind == KERN_KIND_CUDA ? "peak-cuda" : "peak");
     double fp32 = 0, b16 = 0, c32 = 0, c16 = 0;
     if (path) {
         FILE *f = fopen(path, "r");

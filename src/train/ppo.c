@@ -517,7 +517,7 @@ static int ppo_load(ppo_ctx *c, const char *vdir, char **tok_rec, char **rm_tok,
     else if (rc == 0) {
         if (!(c->rm = rlhf_load_rm(o->reward_dir, rm_tok, err))) rc = -1;
         /* the value model starts as a copy of the reward model (an adapter one merged into a whole model) */
-        else if (!(c->value = train_open_model(o->resume_dir ? vdir : o->reward_dir, NULL, NULL, err))) rc = -1;
+        else if (!(c->value = train_open_model(o->resume_dir ? vdir : o->reward_dir, NULL, NULL, 0, err))) rc = -1;
         else {
             gpt_lora_merge(c->value);
             for (int g = 0; g < GPT_NGROUPS; g++) gpt_set_trainable(c->value, g, 1);
@@ -656,7 +656,7 @@ int rlhf_duel_open(rlhf_duel *d, const char *a_dir, const char *b_dir, const cha
     char *tok_rec = NULL, *a_base = NULL;
     int rc = -1;
     /* checkpoints or LoRA adapters (opened onto their recorded bases) */
-    if (!(d->a = train_open_model(a_dir, &tok_rec, &a_base, err)) || !(d->b = train_open_model(b_dir, NULL, NULL, err)) ||
+    if (!(d->a = train_open_model(a_dir, &tok_rec, &a_base, 0, err)) || !(d->b = train_open_model(b_dir, NULL, NULL, 0, err)) ||
         !(d->rm = rlhf_load_rm(rm_dir, NULL, err))) goto done;
     if (d->a->cfg.vocab_size != d->b->cfg.vocab_size || d->a->cfg.vocab_size != d->rm->cfg.vocab_size) {
         gk_errf(err, "models A (%d), B (%d) and the reward model (%d) must share a vocabulary", d->a->cfg.vocab_size,

@@ -122,7 +122,7 @@ void rlhf_score_seqs(gpt_model *rm, const rlhf_seq *seqs, size_t n, size_t batch
 
 gpt_model *rlhf_load_rm(const char *dir, char **tokenizer, gk_err *err) {
     /* a reward adapter (gptkit rm --lora-rank) opens onto its recorded base */
-    gpt_model *m = train_open_model(dir, tokenizer, NULL, err);
+    gpt_model *m = train_open_model(dir, tokenizer, NULL, 0, err);
     if (!m) return NULL;
     if (!gpt_has_score_head(m)) {
         gpt_free(m);
@@ -164,7 +164,7 @@ static gpt_model *rm_open(const rm_opts *o, char **tok_rec, char **base_dir, gk_
         *base_dir = gk_strdup(src);
         return rlhf_load_with_head(src, o->head_init_std, o->seed, tok_rec, err);
     }
-    gpt_model *m = train_open_model(src, tok_rec, base_dir, err);
+    gpt_model *m = train_open_model(src, tok_rec, base_dir, 0, err);
     if (!m) return NULL;
     int fresh = !m->lora && !m->cfg.score_head;
     train_lora_opts lo = o->lora;

@@ -34,7 +34,7 @@ else fail kern_option_after_command "data sft with a trailing --gemm failed"; fi
 
 expect_fail kern_gemm_unknown "--gemm takes auto, openblas, onednn or builtin" $G --gemm mkl data --help
 expect_fail kern_gemm_missing_value "--gemm takes" $G data --help --gemm
-expect_fail kern_backend_unknown "--backend takes cpu or ref" $G --backend gpu --help
+expect_fail kern_backend_unknown "--backend/--device takes cpu, ref or cuda" $G --backend gpu --help
 
 # auto's pick is measured once per machine and cached (XDG_CACHE_HOME/gptkit/gemm: one "KEY<TAB>LIBRARY" line per
 # machine key), so every later process, a resumed run's included, uses the same library; a cached pick is honoured

@@ -4,10 +4,14 @@
  *   cpu  (kern_cpu_ops):  the fast paths (fast.c, fast_attn.c, attn_cache.c) on a GEMM library (openblas |
  *                         onednn | builtin loops), fp32 or bf16 matmuls. The embedding keeps the reference:
  *                         it is a gather, already memory-bound.
- * Both keep their data in host memory (kern_host_*). A new backend adds its table here (or in its own folder)
+ * Both keep their data in host memory (kern_host_*).
+ *   cuda (src/kern/cuda/): its own table (kern_cuda_ops) and state (be->cuda), device memory; created here by
+ *                         create_cuda. A build without nvcc has cuda/none.c, whose entries refuse with a reason.
+ * A new backend adds its table here (or in its own folder)
  * and a case to kern_backend_create; docs/kernels.md walks through it. */
 #include "kern/kern.h"
 #include "kern/cpu/cpu.h"
+#include "kern/cuda/cuda.h"
 #include "core/core.h"
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,7 +20,7 @@
 #define LLAMA_OPS \
     .rmsnorm_fwd = kern_ref_rmsnorm_fwd, .rmsnorm_bwd = kern_ref_rmsnorm_bwd, .rope = kern_ref_rope, \
     .kv_expand_fwd = kern_ref_kv_expand_fwd, .kv_expand_bwd = kern_ref_kv_expand_bwd, \
-    .swiglu_fwd = kern_ref_swiglu_fwd, .swiglu_bwd = kern_ref_swiglu_bwd,
+    .swiglu_fwd = kern_ref_swiglu_fwd, .swiglu_bwd = kern_ref_swiglu_bwd, .embed_q_fwd = kern_ref_embed_q_fwd,
 
 static void ref_bf16_shadow(kern_backend *be, const float *base, size_t n) { (void)be; (void)base; (void)n; }
 
@@ -26,7 +30,7 @@ static const kern_ops kern_ref_ops = {
     .embed_fwd = kern_ref_embed_fwd, .embed_bwd = kern_ref_embed_bwd,
     .layernorm_fwd = kern_ref_layernorm_fwd, .layernorm_bwd = kern_ref_layernorm_bwd,
     .matmul_fwd = kern_ref_matmul_fwd, .matmul_bwd = kern_ref_matmul_bwd,
-    .matmul_skinny_fwd = kern_ref_matmul_skinny_fwd,
+    .matmul_skinny_fwd = kern_ref_matmul_skinny_fwd, .matmul_q_fwd = kern_ref_matmul_q_fwd,
     .attention_saved_floats = kern_ref_attention_saved_floats,
     .attention_fwd = kern_ref_attention_fwd, .attention_bwd = kern_ref_attention_bwd,
     .attn_cache_fwd = kern_ref_attn_cache_fwd,
@@ -51,7 +55,7 @@ static const kern_ops kern_cpu_ops = {
     .embed_fwd = kern_ref_embed_fwd, .embed_bwd = kern_ref_embed_bwd,
     .layernorm_fwd = kern_fast_layernorm_fwd, .layernorm_bwd = kern_fast_layernorm_bwd,
     .matmul_fwd = kern_fast_matmul_fwd, .matmul_bwd = kern_fast_matmul_bwd,
-    .matmul_skinny_fwd = kern_fast_matmul_skinny_fwd,
+    .matmul_skinny_fwd = kern_fast_matmul_skinny_fwd, .matmul_q_fwd = kern_fast_matmul_q_fwd,
     .attention_saved_floats = kern_fast_attention_saved_floats,
     .attention_fwd = kern_fast_attention_fwd, .attention_bwd = kern_fast_attention_bwd,
     .attn_cache_fwd = kern_fast_attn_cache_fwd,
@@ -64,7 +68,27 @@ static const kern_ops kern_cpu_ops = {
 
 static void rename_backend(kern_backend *be) {
     if (be->opts.kind == KERN_KIND_REF) snprintf(be->name, sizeof be->name, "cpu-ref");
+    else if (be->opts.kind == KERN_KIND_CUDA) kern_cuda_name(be);
     else kern_cpu_name(be);
+}
+
+int kern_cuda_built(void) { return kern_cuda_built_impl(); }
+int kern_cuda_usable(gk_err *err) { return kern_cuda_usable_impl(err); }
+
+/* The cuda kind: its own table and state (src/kern/cuda); bf16 needs nothing of the CPU (any sm_80+ GPU). */
+static kern_backend *create_cuda(const kern_backend_opts *o, gk_err *err) {
+    gk_err local;
+    gk_err *e = err ? err : &local;
+    kern_backend *be = gk_calloc(1, sizeof *be);
+    be->opts = *o;
+    be->gemm = KERN_GEMM_BUILTIN;   /* no CPU GEMM library: cuBLASLt */
+    be->prec = o->prec;
+    if (kern_cuda_init(be, e) != 0) {
+        free(be);
+        GK_CHECK(err, "--device cuda: %s", e->msg);
+        return NULL;
+    }
+    return be;
 }
 
 kern_backend *kern_backend_create(const kern_backend_opts *o, gk_err *err) {
@@ -72,6 +96,7 @@ kern_backend *kern_backend_create(const kern_backend_opts *o, gk_err *err) {
     if (!o) { kern_backend_opts_default(&d); o = &d; }
     gk_err local;
     gk_err *e = err ? err : &local;
+    if (o->kind == KERN_KIND_CUDA) return create_cuda(o, err);
     kern_gemm lib = KERN_GEMM_BUILTIN;
     if (o->kind == KERN_KIND_CPU) {
         lib = o->gemm == KERN_GEMM_AUTO ? kern_gemm_auto() : o->gemm;
@@ -100,11 +125,14 @@ kern_backend *kern_backend_create(const kern_backend_opts *o, gk_err *err) {
 void kern_backend_free(kern_backend *be) {
     if (!be) return;
     be->ops->bf16_shadow(be, NULL, 0);
+    if (be->opts.kind == KERN_KIND_CUDA) kern_cuda_fini(be);
+    free(be->q_scratch);
     free(be);
 }
 
 int kern_set_precision(kern_backend *be, kern_prec prec) {
-    if (prec == KERN_PREC_BF16 && (be->opts.kind == KERN_KIND_REF || !kern_bf16_available())) return -1;
+    if (prec == KERN_PREC_BF16 && be->opts.kind != KERN_KIND_CUDA &&
+        (be->opts.kind == KERN_KIND_REF || !kern_bf16_available())) return -1;
     be->prec = prec;
     rename_backend(be);
     return 0;

@@ -93,6 +93,14 @@ double kern_fast_sumsq(kern_backend *be, const float *x, size_t n);
 void kern_fast_adamw(kern_backend *be, float *p, const float *g, float *m, float *v, size_t n, float lr, float b1, float b2,
                      float eps, float wd, float bc1, float bc2, float gscale);
 
+/* ---------------------------------------------------------------- quantized weights (cpu/quant.c) */
+void kern_ref_matmul_q_fwd(kern_backend *be, float *out, size_t ldo, const float *inp, const kern_qmat *w,
+                           const float *bias, size_t N);
+void kern_fast_matmul_q_fwd(kern_backend *be, float *out, size_t ldo, const float *inp, const kern_qmat *w,
+                            const float *bias, size_t N);
+void kern_ref_embed_q_fwd(kern_backend *be, float *out, const int32_t *tok, const kern_qmat *wte, const float *wpe,
+                          size_t B, size_t T, size_t pos0);
+
 /* ---------------------------------------------------------------- memory (kern.c): host memory, both CPU kinds */
 void *kern_host_alloc(kern_backend *be, size_t bytes);
 void  kern_host_free(kern_backend *be, void *p);
