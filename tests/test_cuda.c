@@ -27,6 +27,7 @@
 #include "testlib.h"
 #include <math.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 #include <stdint.h>
 #include <sys/wait.h>
@@ -97,9 +98,11 @@ static void test_table_complete(void) {
     }
     CHECK(t != NULL, "CUDA build without a table");
     if (!t) return;
+    /* every slot before the optional quantized-weight ops (kern.h) */
     const void *const *slots = (const void *const *)(const void *)t;
-    size_t ns = sizeof(kern_ops) / sizeof(void *);
+    size_t ns = offsetof(kern_ops, matmul_q_fwd) / sizeof(void *);
     for (size_t i = 0; i < ns; i++) CHECK(slots[i] != NULL, "kern_ops slot %zu of the cuda table is NULL", i);
+    CHECK((t->matmul_q_fwd == NULL) == (t->embed_q_fwd == NULL), "the quantized-weight ops are half present");
 }
 
 /* The cuda kind without a device (or without CUDA in the build) refuses with a message naming the reason. */

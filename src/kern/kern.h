@@ -119,6 +119,8 @@ typedef struct {
     void  (*swiglu_fwd)(kern_backend *be, float *out, const float *gate, const float *up, size_t n);
     void  (*swiglu_bwd)(kern_backend *be, float *dgate, float *dup, const float *dout, const float *gate, const float *up,
                         size_t n);
+    /* Optional (NULL on a backend without quantized weights, e.g. cuda today: kern_quant_supported says which;
+     * the inference loader then dequantizes to fp32). Every slot above is required. */
     void  (*matmul_q_fwd)(kern_backend *be, float *out, size_t ldo, const float *inp, const struct kern_qmat *w,
                           const float *bias, size_t N);
     void  (*embed_q_fwd)(kern_backend *be, float *out, const int32_t *tok, const struct kern_qmat *wte, const float *wpe,
