@@ -88,6 +88,19 @@ static __global__ void k_attn_fwd(float *out, float *lse, const float *qkv, size
 #define FT_HS 64
 #define FT_WARPS 4
 #define FT_ROWS (FT_BR / FT_WARPS)
+/* Stages keys and values of rows [t0, t0 + FT_BC) of head h of sequence b into shared tiles (row widths KW, VW:
+ * FT_HS, or FT_HS + 1 where a lane reads its own row), zero past T and past hs. Every thread of the block takes part. */
+template <int KW, int VW>
+__device__ __forceinline__ void ft_stage_kv(float (*Ks)[KW], float (*Vs)[VW], const float *qkv, size_t b, size_t h,
+                                            size_t t0, size_t T, size_t C, int hs) {
+    for (int idx = threadIdx.x; idx < FT_BC * FT_HS; idx += blockDim.x) {
+        int j = idx / FT_HS, d = idx % FT_HS;
+        size_t t = t0 + (size_t)j;
+        int ok = t < T && d < hs;
+        Ks[j][d] = ok ? qkv[(b * T + t) * 3 * C + C + h * hs + d] : 0.0f;
+        Vs[j][d] = ok ? qkv[(b * T + t) * 3 * C + 2 * C + h * hs + d] : 0.0f;
+    }
+}
 static __global__ void k_attn_fwd_tiled(float *out, float *lse, const float *qkv, size_t B, size_t T, size_t C,
                                         size_t NH) {
     __shared__ float Qs[FT_BR][FT_HS];
@@ -109,13 +122,7 @@ static __global__ void k_attn_fwd_tiled(float *out, float *lse, const float *qkv
         for (size_t kt = 0; kt <= qt; kt++) {
             size_t k0 = kt * FT_BC;
             __syncthreads();   /* Q is loaded; everyone is done with the previous K/V tile */
-            for (int idx = threadIdx.x; idx < FT_BC * FT_HS; idx += blockDim.x) {
-                int j = idx / FT_HS, d = idx % FT_HS;
-                size_t t = k0 + (size_t)j;
-                int ok = t < T && d < hs;
-                Ks[j][d] = ok ? qkv[(b * T + t) * C3 + C + h * hs + d] : 0.0f;
-                Vs[j][d] = ok ? qkv[(b * T + t) * C3 + 2 * C + h * hs + d] : 0.0f;
-            }
+            ft_stage_kv(Ks, Vs, qkv, b, h, k0, T, C, hs);
             __syncthreads();
 #pragma unroll
             for (int i = 0; i < FT_ROWS; i++) {
@@ -268,13 +275,7 @@ static __global__ void k_attn_bwd_dq_tiled(float *dqkv, const float *dout, const
         for (size_t kt = 0; kt <= qt; kt++) {
             size_t k0 = kt * FT_BC;
             __syncthreads();
-            for (int idx = threadIdx.x; idx < FT_BC * FT_HS; idx += blockDim.x) {
-                int j = idx / FT_HS, d = idx % FT_HS;
-                size_t t = k0 + (size_t)j;
-                int ok = t < T && d < hs;
-                Ks[j][d] = ok ? qkv[(b * T + t) * C3 + C + h * hs + d] : 0.0f;
-                Vs[j][d] = ok ? qkv[(b * T + t) * C3 + 2 * C + h * hs + d] : 0.0f;
-            }
+            ft_stage_kv(Ks, Vs, qkv, b, h, k0, T, C, hs);
             __syncthreads();
 #pragma unroll
             for (int i = 0; i < FT_ROWS; i++) {
@@ -317,13 +318,7 @@ static __global__ void k_attn_bwd_dkv_tiled(float *dqkv, const float *dout, cons
     float scale = 1.0f / sqrtf((float)hs);
     for (size_t blk = blockIdx.x; blk < B * NH * ntiles; blk += gridDim.x) {
         size_t kt = blk % ntiles, h = (blk / ntiles) % NH, b = blk / (ntiles * NH), k0 = kt * FT_BC;
-        for (int idx = threadIdx.x; idx < FT_BC * FT_HS; idx += blockDim.x) {
-            int j = idx / FT_HS, d = idx % FT_HS;
-            size_t t = k0 + (size_t)j;
-            int ok = t < T && d < hs;
-            Ks[j][d] = ok ? qkv[(b * T + t) * C3 + C + h * hs + d] : 0.0f;
-            Vs[j][d] = ok ? qkv[(b * T + t) * C3 + 2 * C + h * hs + d] : 0.0f;
-        }
+        ft_stage_kv(Ks, Vs, qkv, b, h, k0, T, C, hs);
         float dk0[FT_ROWS], dk1[FT_ROWS], dv0[FT_ROWS], dv1[FT_ROWS];
 #pragma unroll
         for (int i = 0; i < FT_ROWS; i++) { dk0[i] = 0.0f; dk1[i] = 0.0f; dv0[i] = 0.0f; dv1[i] = 0.0f; }
