@@ -123,8 +123,12 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 # The serve web page is compiled in: src/serve/page.html becomes a C byte array (rule below).
 LIB_OBJ  += $(BUILD)/gen/serve_page.o
 
-.PHONY: all test bench asan clean summary
+.PHONY: all test bench asan clean summary print-ldlibs
 all: $(BUILD)/gptkit $(TEST_BIN) summary
+
+# The libraries a program linked against $(BUILD)/libgptkit.a needs (bench/llama and bench/constrain read them).
+print-ldlibs:
+	@echo $(LDLIBS)
 
 summary:
 	@echo "gptkit build: cc=$(CC) features=[$(strip $(FEATURES))] (opt-outs: NO_OPENMP=1 NO_BLAS=1 NO_DNNL=1 NO_PCRE2=1 NO_MHD=1 NO_GMP=1 NO_MPI=1 NO_CUDA=1)"

@@ -12,7 +12,7 @@ mkdir -p "$OUT"
 . bench/build_flags.sh
 [ -f build/libgptkit.a ] || { echo "build first: make -j2"; exit 1; }
 # linked against the library the Makefile built (its objects carry the build's feature flags)
-LIBS="$LIBS -lcjson -lz $(pkg-config --libs libpcre2-8 2>/dev/null || true)"
+LIBS=$(make -s print-ldlibs)   # every library the build linked in (BLAS, oneDNN, MPI, CUDA, ...)
 ${CC:-gcc} $CFLAGS $(pkg-config --cflags libcjson 2>/dev/null) bench/constrain/cbench.c build/libgptkit.a -o "$OUT/cbench" $LIBS
 echo "# machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc --all) cores; OMP_NUM_THREADS=$OMP_NUM_THREADS; $(date -u +%F); load average: $(cut -d" " -f1-3 /proc/loadavg)"
 # the same weights for both sides: a small checkpoint on the GPT-2 vocabulary (1 pretraining step on generated

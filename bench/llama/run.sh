@@ -14,7 +14,7 @@ OUT=${EBENCH_OUT:-build/bench}; D=${LLAMA_BENCH_DIR:-/tmp/gptkit-llama-bench}; P
 mkdir -p "$OUT" "$D"
 . bench/build_flags.sh
 make -s -j2 build/libgptkit.a build/gptkit   # the library (with its optional parts) and the CLI that exports
-LIBS="$LIBS -lcjson -lz -lpcre2-8 -lmicrohttpd -lgmp -lsqlite3"
+LIBS=$(make -s print-ldlibs)   # every library the build linked in (BLAS, oneDNN, MPI, CUDA, ...)
 ${CC:-gcc} $CFLAGS bench/llama/lbench.c build/libgptkit.a -o "$OUT/lbench" $LIBS
 [ -f "$D/hf/config.json" ] || python3 bench/llama/make_model.py "$D/hf"
 RAW="$OUT/llama-raw.txt"
