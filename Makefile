@@ -81,8 +81,12 @@ ifeq ($(NO_MPI),)
     FEATURES += openmpi
   endif
 endif
-# CUDA: the cuda backend (src/kern/cuda/*.cu, docs/cuda.md) when nvcc is found (on PATH, else /usr/local/cuda);
-# linked against cudart and cuBLASLt. Without it src/kern/cuda/none.c makes `--device cuda` refuse with a reason.
+# CUDA: the cuda backend (src/kern/cuda/*.cu, docs/cuda.md) when nvcc is found (on PATH, else /usr/local/cuda),
+# built as a plugin, $(BUILD)/libgptkit-cuda.so (linked against cudart and cuBLASLt), that src/kern/cuda/loader.c
+# opens on the first use of `--device cuda`: linking cuBLASLt into gptkit itself cost every command ~200 MB of
+# resident memory and ~80 ms at start. The plugin calls back gk_errf, gk_fatal_at and gk_calloc, which the programs
+# export (test_cuda loads the plugin, so a fourth callback would show there).
+# Without nvcc, loader.c makes `--device cuda` refuse with a reason.
 # Code for sm_90 (H100/H200) plus compute_90 PTX for newer GPUs: one architecture keeps nvcc's time modest on the
 # 2-core CI. CUDA_ARCH overrides (e.g. CUDA_ARCH="-gencode arch=compute_80,code=sm_80" for an A100).
 # Sanitizer builds (make asan, fuzzers) leave it out: ASan and the CUDA runtime do not mix, and they test the CPU.
@@ -94,12 +98,14 @@ ifeq ($(NO_CUDA)$(SAN),)
     CUDA_HOME := $(patsubst %/bin/nvcc,%,$(NVCC))
     CU_SRC := $(wildcard src/kern/cuda/*.cu)
     override CFLAGS  += -DGK_HAVE_CUDA
-    override LDLIBS  += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcudart -lstdc++
+    override LDLIBS  += -ldl -Wl,--export-dynamic-symbol=gk_errf -Wl,--export-dynamic-symbol=gk_fatal_at \
+                        -Wl,--export-dynamic-symbol=gk_calloc
+    CUDA_PLUGIN := $(BUILD)/libgptkit-cuda.so
     FEATURES += cuda
   endif
 endif
 NVCCFLAGS ?= -O2 -g
-override NVCCFLAGS += -std=c++17 $(CUDA_ARCH) -Isrc -DGK_HAVE_CUDA -MMD -MP -Xcompiler -Wall,-Wextra,-Wno-unused-parameter
+override NVCCFLAGS += -std=c++17 $(CUDA_ARCH) -Isrc -DGK_HAVE_CUDA -MMD -MP -Xcompiler -fPIC,-Wall,-Wextra,-Wno-unused-parameter
 ifneq ($(WERROR),)
   override NVCCFLAGS += -Werror all-warnings -Xcompiler -Werror
 endif
@@ -117,14 +123,15 @@ override LDLIBS += $(shell pkg-config --libs sqlite3 2>/dev/null || echo -lsqlit
 LIB_SRC  := $(filter-out src/cli/%,$(wildcard src/*/*.c src/*/*/*.c))
 CLI_SRC  := $(wildcard src/cli/*.c)
 TEST_SRC := $(wildcard tests/test_*.c)
-LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o) $(CU_SRC:%.cu=$(BUILD)/%.o)
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+CU_OBJ   := $(CU_SRC:%.cu=$(BUILD)/%.o)
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 # The serve web page is compiled in: src/serve/page.html becomes a C byte array (rule below).
 LIB_OBJ  += $(BUILD)/gen/serve_page.o
 
 .PHONY: all test bench asan clean summary print-ldlibs
-all: $(BUILD)/gptkit $(TEST_BIN) summary
+all: $(BUILD)/gptkit $(TEST_BIN) $(CUDA_PLUGIN) summary
 
 # The libraries a program linked against $(BUILD)/libgptkit.a needs (bench/llama and bench/constrain read them).
 print-ldlibs:
@@ -140,6 +147,9 @@ $(BUILD)/%.o: %.c
 $(BUILD)/%.o: %.cu
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -c $< -o $@
+
+$(BUILD)/libgptkit-cuda.so: $(CU_OBJ)
+	$(NVCC) -shared $(CUDA_ARCH) -o $@ $^ -L$(CUDA_HOME)/lib64 -Xlinker -rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcudart
 
 $(BUILD)/libgptkit.a: $(LIB_OBJ)
 	@rm -f $@
