@@ -6,7 +6,7 @@
  *                         it is a gather, already memory-bound.
  * Both keep their data in host memory (kern_host_*).
  *   cuda (src/kern/cuda/): its own table (kern_cuda_ops) and state (be->cuda), device memory; created here by
- *                         create_cuda. A build without nvcc has cuda/none.c, whose entries refuse with a reason.
+ *                         create_cuda. cuda/loader.c opens the plugin (without nvcc: refuses with a reason).
  * A new backend adds its table here (or in its own folder)
  * and a case to kern_backend_create; docs/kernels.md walks through it. */
 #include "kern/kern.h"

@@ -1,5 +1,5 @@
 /* cuda.h: private to src/kern. What the backend tables (cpu/backends.c) need from the CUDA backend, in plain C.
- * Built from the .cu files of src/kern/cuda when the Makefile finds nvcc (GK_HAVE_CUDA); otherwise cuda/none.c stands in and
+ * Built from the .cu files of src/kern/cuda when the Makefile finds nvcc (GK_HAVE_CUDA); otherwise cuda/loader.c stands in and
  * every entry says "this build has no CUDA backend". The .cu files include this header inside extern "C".
  *
  * The backend's ops take device pointers (cudaMalloc'd by its alloc op); token ids, targets, slots, positions
