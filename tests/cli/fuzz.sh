@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Fuzzers in the suite: each libFuzzer harness in tests/fuzz runs for FUZZ_SECONDS (default 10) under
-# ASan/UBSan, starting from its committed seed corpus (tests/fuzz/corpus/NAME, written by
-# tests/fuzz/make_corpus.py; new inputs go to a temporary
-# directory, so the repository is not written), after replaying every past crash in tests/fuzz/regress/NAME.
+# ASan/UBSan, starting from its seeds: the hand-written ones committed in tests/fuzz/corpus/NAME and those
+# tests/fuzz/make_corpus.py generates from the fixtures into a temporary directory (binary files stay out of
+# git); new inputs go to a temporary directory, so the repository is not written; after replaying every past
+# crash in tests/fuzz/regress/NAME.
 # A crash, leak or sanitizer report fails the check and leaves the input under $FUZZ_ARTIFACTS (default: the
 # temporary directory, printed). Skipped (never passed) where clang's libFuzzer is not installed.
 . "$(dirname "$0")/_lib.sh"
@@ -21,6 +22,9 @@ if ! make -s -C "$ROOT" fuzz >"$TMP/build.log" 2>&1; then
   fail fuzz_build "$(tail -20 "$TMP/build.log")"; exit 0
 fi
 ART=${FUZZ_ARTIFACTS:-$TMP/artifacts}; mkdir -p "$ART"
+if ! python3 "$ROOT/tests/fuzz/make_corpus.py" "$TMP/seeds" >"$TMP/seeds.log" 2>&1; then
+  fail fuzz_seeds "$(tail -5 "$TMP/seeds.log")"; exit 0
+fi
 for bin in "$ROOT"/build-fuzz/fuzz/fuzz_*; do
   case $bin in *.d) continue ;; esac
   name=$(basename "$bin"); short=${name#fuzz_}
@@ -30,7 +34,9 @@ for bin in "$ROOT"/build-fuzz/fuzz/fuzz_*; do
     else fail "${name}_regressions" "$(grep -m3 -E 'ERROR|runtime error' "$TMP/$name.regress.log")"; fi
   fi
   mkdir -p "$TMP/corpus-$short"
-  if TMPDIR="$TMP" "$bin" "$TMP/corpus-$short" "$ROOT/tests/fuzz/corpus/$short" -max_total_time="$SECS" -seed="$SEED" \
+  seeds=()
+  for d in "$ROOT/tests/fuzz/corpus/$short" "$TMP/seeds/$short"; do [ -d "$d" ] && seeds+=("$d"); done
+  if TMPDIR="$TMP" "$bin" "$TMP/corpus-$short" "${seeds[@]}" -max_total_time="$SECS" -seed="$SEED" \
        -max_len=65536 -rss_limit_mb=2048 -timeout=20 -artifact_prefix="$ART/$short-" -print_final_stats=1 \
        >"$TMP/$name.log" 2>&1; then
     pass "$name ($(grep -m1 -o 'stat::number_of_executed_units: *[0-9]*' "$TMP/$name.log" | grep -o '[0-9]*$') runs in ${SECS}s)"

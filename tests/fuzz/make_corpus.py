@@ -1,11 +1,15 @@
 #!/usr/bin/env python3
-"""Writes the fuzzers' seed corpus (tests/fuzz/corpus/NAME/): small valid inputs of each parser, so libFuzzer
-starts from the formats' real shapes. Standard library only; run from the repository root:
-    python3 tests/fuzz/make_corpus.py
-The committed files are its output."""
-import base64, json, os, struct
+"""Writes the fuzzers' generated seeds (OUTDIR/NAME/): small valid inputs of each parser, built from the repository's
+fixtures, so libFuzzer starts from the formats' real shapes. Standard library only:
+    python3 tests/fuzz/make_corpus.py OUTDIR
+tests/cli/fuzz.sh runs it into a temporary directory on every run (generated files, binary ones among them, are not
+committed); tests/fuzz/corpus/NAME holds the hand-written seeds beside them."""
+import base64, json, os, struct, sys
 
-C = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
+if len(sys.argv) != 2:
+    sys.exit("usage: make_corpus.py OUTDIR")
+C = sys.argv[1]
+TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def put(name, data):
@@ -40,7 +44,7 @@ put("shard/v2.bin", struct.pack("<256i", *([20240520, 2, 5] + [0] * 253)) + stru
 # tokenizer: first byte 0 = a bare rank file, 1 = our saved pair (ranks NUL json)
 ranks = "\n".join([base64.b64encode(bytes([i])).decode() + " " + str(i) for i in range(256)] +
                   [base64.b64encode(b"he").decode() + " 256", base64.b64encode(b"hel").decode() + " 257"]) + "\n"
-saved = json.load(open(os.path.join(C, "..", "..", "fixtures", "tok", "kjv4k.json")))
+saved = json.load(open(os.path.join(TESTS, "fixtures", "tok", "kjv4k.json")))
 saved["name"], saved["special_tokens"] = "tiny", {"<|endoftext|>": 258, "<|end|>": 259}
 put("tokenizer/ranks", b"\0" + ranks.encode())
 put("tokenizer/pair", b"\x01" + ranks.encode() + b"\0" + json.dumps(saved).encode())
@@ -52,7 +56,7 @@ put("jsonl/pair.json", '{"prompt":"hi","chosen":"hello","rejected":"go away"}')
 put("jsonl/ranked.json", '{"prompt":[{"role":"user","content":"q"}],"ranked":["a","b","c"]}')
 put("jsonl/scored.json", '{"prompt":"p","response":"r"}')
 
-put("config/gpt2.json", open(os.path.join(C, "..", "..", "fixtures", "train", "init", "config.json")).read())
+put("config/gpt2.json", open(os.path.join(TESTS, "fixtures", "train", "init", "config.json")).read())
 
 # pipeline config: key = value lines with comments
 put("pipeconf/fast.conf", "# a comment\nseed = 3\nmodel.n_layer = 2\nmodel.n_head = 2\nmodel.n_embd = 64\n"
@@ -93,8 +97,8 @@ put("tools/task.json", '{"prompt": [{"role": "system", "content": "s"}, {"role":
 put("tools/reply.txt", "Let me see: 1,234 + 5 = 1,239. The answer is 1239.")
 
 # wordpiece: [mode][flags] then a vocab.txt (0), a tokenizer.json (1) or text (2)
-put("wordpiece/vocab", b"\x00\x00" + open(os.path.join(C, "..", "..", "fixtures", "embed", "vocab.txt"), "rb").read())
-put("wordpiece/json", b"\x01\x00" + open(os.path.join(C, "..", "..", "fixtures", "embed", "st_mean", "tokenizer.json"), "rb").read())
+put("wordpiece/vocab", b"\x00\x00" + open(os.path.join(TESTS, "fixtures", "embed", "vocab.txt"), "rb").read())
+put("wordpiece/json", b"\x01\x00" + open(os.path.join(TESTS, "fixtures", "embed", "st_mean", "tokenizer.json"), "rb").read())
 put("wordpiece/text", b"\x02\x0b" + "Running, the CAFÉ! 中国 [SEP] a\u0301 ﬁ İ Σ 한국\x00\x07 end".encode())
 
 # docs: [jsonl bit][chunk size] then a text file or JSONL
@@ -102,7 +106,7 @@ put("docs/text", b"\x00\x10" + b"the river runs.\n\nthe rivers, a b.\n  \nthe " 
 put("docs/jsonl", b"\x01\x09" + b'{"text": "the river a b", "id": "x"}\n\n{"text": "the rivers", "id": 3}\n{"text": "b, a."}\n')
 
 # gbnf: grammars (a NUL splits off bytes to feed the matcher); schema: [0] + a JSON Schema, [1] + a regex
-put("gbnf/json.gbnf", open(os.path.join(C, "..", "..", "..", "docs", "grammars", "json.gbnf"), "rb").read())
+put("gbnf/json.gbnf", open(os.path.join(TESTS, "..", "docs", "grammars", "json.gbnf"), "rb").read())
 put("gbnf/date.gbnf", 'root ::= date " (" day ")"\ndate ::= [0-9]{4} "-" ("0" [1-9] | "1" [0-2]) "-" [0-3] [0-9]\n'
                       'day ::= "Mon" | "Tue" # comment\n' + "\x00" + '2024-01-31 (Mon)')
 put("gbnf/utf8.gbnf", 'root ::= [^a-z\\x00-\\x1f]+ "\\u00e9"? (x | "\\U0001F600"){1,3}\nx ::= [\\[\\]\\-]*\n')
