@@ -1,14 +1,17 @@
 /* cbench.c: the cost of constrained output (issue 17).
  *
- *  1. masks: a JSON-schema grammar on the GPT-2 vocabulary (50257 tokens) and on cl100k's (100277); a fixed
+ *  1. masks: a JSON-schema grammar on the GPT-2 vocabulary (50257 tokens), on cl100k's (100277) and on every
+ *     --vocab FILE given (run.sh passes LLaMA 3's 128256-token vocabulary when it could fetch it); a fixed
  *     document valid under the schema is replayed token by token, and at every step the allowed-token mask is
  *     computed — the fast path (cold: first pass, trie walks included; warm: a second document, caches
  *     filled) and the reference (every token fed to the state). Median and p90 ms per token.
- *  2. decode: a small checkpoint (--model DIR; the one llama.cpp runs too) samples 48 tokens at temperature 1,
- *     batch 1 and 8, with and without the schema grammar: ms per step and the grammar's overhead in ms; then a
- *     GPT-2-small-shaped (d12) decode step for scale, and that overhead as a share of it. Grammar compile
- *     time of a large schema (60 properties).
- * Usage: cbench [--model DIR] [--no-decode] [--write-gbnf FILE] (from the repository root; run.sh builds it). */
+ *  2. decode, end to end through the engine: 48 tokens at temperature 1, batch 1 and 8, with and without the
+ *     schema grammar (ms per generated token, the overhead in ms and %) on a small checkpoint (--model DIR; the one llama.cpp
+ *     runs too), on a GPT-2-small-shaped model (d12, 50257 tokens) and, with --vocab-128k FILE, on a
+ *     SmolLM-135M-shaped LLaMA with that 128256-token vocabulary (random weights: the cost, not the text, is
+ *     measured). Grammar compile time of a large schema (60 properties).
+ * Usage: cbench [--model DIR] [--vocab FILE]... [--vocab-128k FILE] [--no-decode] [--write-gbnf FILE]
+ *        (from the repository root; run.sh builds it). */
 #include "constrain/constrain.h"
 #include "infer/infer.h"
 #include "kern/kern.h"
@@ -52,17 +55,22 @@ static constrain_grammar *schema_grammar(const char *schema, double *ms) {
     return gr;
 }
 
-static void bench_masks(const char *vocab) {
+static tok_tokenizer *load_vocab(const char *path) {
     gk_err err;
-    char path[256];
-    snprintf(path, sizeof path, "data/vocab/%s.tiktoken", vocab);
     tok_tokenizer *t = tok_load(path, &err);
     if (!t) { fprintf(stderr, "%s\n", err.msg); exit(1); }
+    return t;
+}
+static const char *base_of(const char *path) { const char *b = strrchr(path, '/'); return b ? b + 1 : path; }
+
+static void bench_masks(const char *path) {
+    const char *vocab = base_of(path);
+    tok_tokenizer *t = load_vocab(path);
     double t0 = gk_now();
     constrain_vocab *v = constrain_vocab_new(t);
     double trie_ms = (gk_now() - t0) * 1e3;
     int32_t eot = tok_eot_id(t);
-    constrain *c = constrain_new(schema_grammar(SCHEMA, NULL), v, &eot, 1);
+    constrain *c = constrain_new(schema_grammar(SCHEMA, NULL), v, &eot, eot >= 0);
     size_t W = (constrain_vocab_size(v) + 31) / 32;
     uint32_t *m = malloc(W * 4);
     double fast[2][512], ref[512];
@@ -99,11 +107,9 @@ static void bench_masks(const char *vocab) {
  * the engine adds for a constrained sequence — the logits copy and mask (constrain_apply), the budget check of
  * the drawn token (constrain_min_after) and the state's advance (constrain_accept_token); the sampling itself
  * is the same with or without a grammar and is not timed. Median and mean ms per step (the sum over B). */
-static void bench_isolated(const char *vocab, double *mean_b1, double *mean_b8) {
-    gk_err err;
-    char path[256];
-    snprintf(path, sizeof path, "data/vocab/%s.tiktoken", vocab);
-    tok_tokenizer *t = tok_load(path, &err);
+static void bench_isolated(const char *path, double *mean_b1, double *mean_b8) {
+    const char *vocab = base_of(path);
+    tok_tokenizer *t = load_vocab(path);
     constrain_vocab *v = constrain_vocab_new(t);
     size_t V = constrain_vocab_size(v), W = (V + 31) / 32;
     float *logits = malloc(V * sizeof(float)), *masked = malloc(V * sizeof(float)), *probs = malloc(V * sizeof(float));
@@ -158,27 +164,9 @@ static void bench_isolated(const char *vocab, double *mean_b1, double *mean_b8) 
     tok_free(t);
 }
 
-/* d12 (GPT-2 small shape) decode step at batch B: median of 8 */
-static double d12_step_ms(size_t B) {
-    gk_err err;
-    gpt_config cfg;
-    gpt_config_default(&cfg);
-    cfg.n_layer = 12; cfg.n_head = 12; cfg.n_embd = 768; cfg.vocab_size = 50257; cfg.n_ctx = 128;
-    gpt_model *m = gpt_create_on(&cfg, NULL);
-    gpt_init_random(m, 1);
-    engine *e = engine_new(m, NULL, 8, 128);
-    float *logits = malloc(8 * 50257 * sizeof(float));
-    size_t slots[8]; int32_t ids[8], p[4] = {464, 1110, 318, 257};
-    for (size_t k = 0; k < B; k++) { slots[k] = k; ids[k] = 464; engine_feed(e, k, p, 4, NULL, &err); }
-    double d[8];
-    for (int r = 0; r < 8; r++) { double t0 = gk_now(); engine_decode_slots(e, slots, ids, B, logits); d[r] = (gk_now() - t0) * 1e3; }
-    free(logits);
-    engine_free(e);
-    gpt_free(m);
-    return pct(d, 8, 0.5);
-}
-
-/* ms per decode step over 48 steps of B sequences, with or without a grammar (temperature 1, seeded) */
+/* ms per generated token over up to 48 tokens of B sequences, with or without a grammar (temperature 1,
+ * seeded): the run's time over the tokens it generated (prefill included, the same on both sides). Per token,
+ * not per step: a constrained sequence may finish before 48 tokens, and the rows left make cheaper steps. */
 static double decode_ms(engine *e, const int32_t *p, size_t np, size_t B, constrain *c) {
     engine_gen_opts o;
     engine_gen_opts_default(&o);
@@ -188,53 +176,84 @@ static double decode_ms(engine *e, const int32_t *p, size_t np, size_t B, constr
     double t0 = gk_now();
     if (engine_generate(e, p, np, B, &o, out, &err)) { fprintf(stderr, "%s\n", err.msg); exit(1); }
     double dt = gk_now() - t0;
-    size_t steps = 0;
-    for (size_t k = 0; k < B; k++) { if (out[k].n > steps) steps = out[k].n; engine_seq_free(&out[k]); }
-    return dt * 1e3 / (double)steps;
+    size_t tokens = 0;
+    for (size_t k = 0; k < B; k++) { tokens += out[k].n; engine_seq_free(&out[k]); }
+    return dt * 1e3 / (double)tokens;
 }
 
-/* The model of model_dir (the small checkpoint both sides run) with and without the schema grammar, batch 1
- * and 8, medians of 5 alternating runs; then a d12 (GPT-2 small shape, random weights) decode step for scale. */
-static void bench_decode(const char *model_dir) {
-    gk_err err;
-    tok_tokenizer *t = tok_load("data/vocab/r50k_base.tiktoken", &err);
+/* One model with and without the schema grammar, batch 1 and 8: medians of 5 alternating runs of 48 tokens,
+ * after a warm-up of each (the grammar's caches, the GEMM pick). */
+static void bench_decode(const char *label, gpt_model *m, tok_tokenizer *t) {
     constrain_vocab *v = constrain_vocab_new(t);
     tok_ids p = {0};
     tok_encode(t, "The record as JSON:", 19, 0, &p);
-    printf("| model | batch | unconstrained ms/step | JSON-schema constrained ms/step | overhead ms/step | overhead |\n|---|---|---|---|---|---|\n");
+    engine *e = engine_new(m, t, 8, 256);
+    for (size_t B = 1; B <= 8; B *= 8) {
+        constrain *c = constrain_new(schema_grammar(SCHEMA, NULL), v, NULL, 0);
+        decode_ms(e, p.ids, p.n, B, c);
+        decode_ms(e, p.ids, p.n, B, NULL);
+        double a[5], b[5];
+        for (int r = 0; r < 5; r++) { a[r] = decode_ms(e, p.ids, p.n, B, NULL); b[r] = decode_ms(e, p.ids, p.n, B, c); }
+        double ma = pct(a, 5, 0.5), mb = pct(b, 5, 0.5);
+        printf("| %s (%d layers, width %d, vocab %d) | %zu | %.2f | %.2f | %.2f | %+.1f%% |\n", label, m->cfg.n_layer, m->cfg.n_embd,
+               m->cfg.vocab_size, B, ma, mb, mb - ma, 100.0 * (mb - ma) / ma);
+        fflush(stdout);
+        constrain_free(c);
+    }
+    engine_free(e);
+    tok_ids_free(&p);
+    constrain_vocab_free(v);
+}
+
+/* A model of a named size and vocabulary with random weights */
+static gpt_model *random_model(int arch, const char *size, int vocab) {
+    gk_err err;
+    gpt_config cfg;
+    if (arch == GPT_ARCH_LLAMA) gpt_config_llama(&cfg);
+    else gpt_config_default(&cfg);
+    if (gpt_config_from_name(&cfg, size, &err)) { fprintf(stderr, "%s\n", err.msg); exit(1); }
+    cfg.vocab_size = vocab; cfg.n_ctx = 256; cfg.tied_head = 1;   /* SmolLM ties its head */
+    gpt_model *m = gpt_create_on(&cfg, NULL);
+    gpt_init_random(m, 1);
+    return m;
+}
+
+static void bench_decode_all(const char *model_dir, const char *vocab_128k) {
+    gk_err err;
+    printf("| model | batch | unconstrained ms/token | JSON-schema constrained ms/token | overhead ms/token | overhead |\n|---|---|---|---|---|---|\n");
+    tok_tokenizer *r50k = load_vocab("data/vocab/r50k_base.tiktoken");
     if (model_dir) {
         char *rec = NULL;
         gpt_model *m = gpt_load(model_dir, &rec, &err);
         free(rec);
         if (!m) { fprintf(stderr, "%s\n", err.msg); exit(1); }
-        engine *e = engine_new(m, t, 8, 256);
-        for (size_t B = 1; B <= 8; B *= 8) {
-            constrain *c = constrain_new(schema_grammar(SCHEMA, NULL), v, NULL, 0);
-            decode_ms(e, p.ids, p.n, B, c);   /* warm-up: the grammar's caches, the GEMM pick */
-            decode_ms(e, p.ids, p.n, B, NULL);
-            double a[5], b[5];
-            for (int r = 0; r < 5; r++) { a[r] = decode_ms(e, p.ids, p.n, B, NULL); b[r] = decode_ms(e, p.ids, p.n, B, c); }
-            double ma = pct(a, 5, 0.5), mb = pct(b, 5, 0.5);
-
-            printf("| %s (d%d, width %d, vocab %d) | %zu | %.2f | %.2f | %.2f | %+.1f%% |\n", model_dir, m->cfg.n_layer, m->cfg.n_embd,
-                   m->cfg.vocab_size, B, ma, mb, mb - ma, 100.0 * (mb - ma) / ma);
-            constrain_free(c);
-        }
-        engine_free(e);
+        bench_decode(model_dir, m, r50k);
         gpt_free(m);
     }
-    tok_ids_free(&p);
-    constrain_vocab_free(v);
-    tok_free(t);
+    gpt_model *d12 = random_model(GPT_ARCH_GPT2, "d12", 50257);
+    bench_decode("GPT-2 small shape, r50k_base", d12, r50k);
+    gpt_free(d12);
+    tok_free(r50k);
+    if (vocab_128k) {
+        tok_tokenizer *t = load_vocab(vocab_128k);
+        gpt_model *m = random_model(GPT_ARCH_LLAMA, "llama-135m", (int)tok_vocab_size(t));
+        bench_decode("SmolLM-135M shape (LLaMA), LLaMA 3 vocabulary", m, t);
+        gpt_free(m);
+        tok_free(t);
+    }
 }
 
 int main(int argc, char **argv) {
     int decode = 1;
-    const char *model_dir = NULL, *gbnf_out = NULL;
+    const char *model_dir = NULL, *gbnf_out = NULL, *vocab_128k = NULL, *vocabs[8] = {"data/vocab/r50k_base.tiktoken", "data/vocab/cl100k_base.tiktoken"};
+    size_t nvocab = 2;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--no-decode")) decode = 0;
         else if (!strcmp(argv[i], "--model") && i + 1 < argc) model_dir = argv[++i];
         else if (!strcmp(argv[i], "--write-gbnf") && i + 1 < argc) gbnf_out = argv[++i];
+        else if (!strcmp(argv[i], "--vocab") && i + 1 < argc && nvocab < 8) vocabs[nvocab++] = argv[++i];
+        else if (!strcmp(argv[i], "--vocab-128k") && i + 1 < argc) vocab_128k = vocabs[nvocab < 8 ? nvocab++ : 7] = argv[++i];
+        else { fprintf(stderr, "cbench: unknown argument %s\n", argv[i]); return 2; }
     }
     if (gbnf_out) {   /* the schema's grammar, for the llama.cpp side */
         gk_err err;
@@ -265,19 +284,13 @@ int main(int argc, char **argv) {
     cJSON_Delete(big);
 
     printf("| vocabulary | trie build ms | fast mask, cold: median / p90 ms | cold total ms | fast mask, warm: median / p90 ms | reference mask: median / p90 ms |\n|---|---|---|---|---|---|\n");
-    bench_masks("r50k_base");
-    bench_masks("cl100k_base");
+    for (size_t k = 0; k < nvocab; k++) bench_masks(vocabs[k]);
     if (decode) {
         printf("\nThe grammar's own work per decode step (mask + budget check + advance), timed in isolation:\n\n");
         printf("| vocabulary | batch | median ms/step | mean ms/step | p90 ms/step |\n|---|---|---|---|---|\n");
-        double m1 = 0, m8 = 0, c1 = 0, c8 = 0;
-        bench_isolated("r50k_base", &m1, &m8);
-        bench_isolated("cl100k_base", &c1, &c8);
-        double s1 = d12_step_ms(1), s8 = d12_step_ms(8);
-        printf("\nAgainst a d12 (GPT-2 small shape, 50257 vocab) decode step on this machine: batch 1 %.1f ms -> +%.2f%% (r50k) / +%.2f%% (cl100k);"
-               " batch 8 %.1f ms -> +%.2f%% / +%.2f%%\n\n", s1, 100 * m1 / s1, 100 * c1 / s1, s8, 100 * m8 / s8, 100 * c8 / s8);
-        printf("End to end on the small checkpoint both sides run (noisy on a loaded machine):\n\n");
-        bench_decode(model_dir);
+        for (size_t k = 0; k < nvocab; k++) { double m1, m8; bench_isolated(vocabs[k], &m1, &m8); }
+        printf("\nEnd to end through the engine (up to 48 tokens per sequence at temperature 1; run time / tokens generated; medians of 5 alternating runs):\n\n");
+        bench_decode_all(model_dir, vocab_128k);
     }
     return 0;
 }

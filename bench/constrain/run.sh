@@ -27,7 +27,33 @@ print('\n'.join(' '.join(r.choice(w) for _ in range(40)) for _ in range(100)))" 
   build/gptkit pretrain --model d2 --n-embd 128 --n-head 4 --vocab-size 50304 --n-ctx 256 --tokenizer gpt2 --data "$OUT/cbench-shards/train_*.bin" \
      -b 1 -t 64 --steps 1 --warmup 1 --out "$M" -q >/dev/null
 fi
-"$OUT/cbench" --model "$M" "$@"
+# LLaMA 3's 128256-token vocabulary (a tiktoken rank file plus 256 special tokens), from the llama-models wheel on
+# PyPI (benchmark-time only; gptkit never fetches anything): the 128k-vocabulary row of the issue
+V128=$OUT/llama3.tiktoken
+if [ ! -f "$V128" ]; then
+  tmp=$(mktemp -d)
+  if pip download -q --no-deps llama-models==0.3.0 -d "$tmp" >/dev/null 2>&1 &&
+     unzip -p "$tmp"/llama_models-*.whl llama_models/llama3/tokenizer.model > "$V128.part"; then
+    mv "$V128.part" "$V128"
+  else
+    rm -f "$V128.part"; echo "# llama-models could not be fetched from PyPI: no 128k-vocabulary rows"
+  fi
+  rm -rf "$tmp"
+fi
+if [ -f "$V128" ]; then   # the sidecar gptkit reads beside a rank file: pattern and the special tokens' ids
+  python3 -c "
+import json, sys
+named = {128000: '<|begin_of_text|>', 128001: '<|end_of_text|>', 128004: '<|finetune_right_pad_id|>', 128006: '<|start_header_id|>',
+         128007: '<|end_header_id|>', 128008: '<|eom_id|>', 128009: '<|eot_id|>', 128010: '<|python_tag|>'}
+spec, r = {}, 0
+for i in range(128000, 128256):
+    if i in named: spec[named[i]] = i
+    else: spec['<|reserved_special_token_%d|>' % r] = i; r += 1
+json.dump({'name': 'llama3', 'pattern': 'cl100k_base', 'special_tokens': spec}, open(sys.argv[1], 'w'))" "${V128%.tiktoken}.json"
+  "$OUT/cbench" --model "$M" --vocab-128k "$V128" "$@"
+else
+  "$OUT/cbench" --model "$M" "$@"
+fi
 "$OUT/cbench" --write-gbnf "$OUT/cbench-schema.gbnf"
 case " $* " in *" --no-decode "*) exit 0 ;; esac
 if python3 -c "import llama_cpp, gguf" 2>/dev/null; then

@@ -6,6 +6,7 @@
  * inverse CDF in id order with one uniform. Ties in ranking go to the lower id, so results are deterministic.
  */
 #include "infer/infer.h"
+#include "kern/kern.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -50,18 +51,18 @@ void infer_sampling_probs(const infer_sampling *s, const float *logits, size_t V
     if (counts && (s->frequency_penalty != 0 || s->presence_penalty != 0))
         for (size_t v = 0; v < V; v++)
             if (counts[v]) probs[v] -= s->frequency_penalty * (float)counts[v] + s->presence_penalty;
-    /* 2. greedy */
-    size_t amax = 0;
-    for (size_t v = 1; v < V; v++) if (probs[v] > probs[amax]) amax = v;
+    /* 2. greedy: the first id of the largest logit */
+    float mx = kern_row_max(probs, V);
     if (s->temperature == 0) {
+        size_t amax = 0;
+        while (amax + 1 < V && !(probs[amax] == mx)) amax++;
         memset(probs, 0, V * sizeof(float));
         probs[amax] = 1.0f;
         return;
     }
-    /* 3. temperature + softmax (in double) */
-    double mx = probs[amax], z = 0, inv_t = 1.0 / s->temperature;
-    for (size_t v = 0; v < V; v++) { double e = exp(((double)probs[v] - mx) * inv_t); probs[v] = (float)e; z += e; }
-    for (size_t v = 0; v < V; v++) probs[v] = (float)(probs[v] / z);
+    /* 3. temperature + softmax (vectorised exp, the sum in double) */
+    double z = kern_row_exp(probs, probs, V, mx, 1.0f / s->temperature);
+    kern_row_scale(probs, V, (float)(1.0 / z));
     /* 4. truncations */
     int need_rank = (s->top_k > 0 && (size_t)s->top_k < V) || s->top_p < 1.0f;
     if (need_rank) {
@@ -109,11 +110,8 @@ int32_t infer_draw(const float *probs, size_t V, gk_rng *rng) {
 }
 
 float infer_logprob(const float *logits, size_t V, int32_t id) {
-    /* expf per element (a fraction of the cost of exp in double, once per generated token and sequence),
-     * summed in double: relative error ~1e-7, far below what PPO's ratios notice */
-    float mx = logits[0];
-    for (size_t v = 1; v < V; v++) if (logits[v] > mx) mx = logits[v];
-    double z = 0;
-    for (size_t v = 0; v < V; v++) z += (double)expf(logits[v] - mx);
+    /* the kernels' vectorised exp, summed in double: relative error ~1e-7, far below what PPO's ratios notice */
+    float mx = kern_row_max(logits, V);
+    double z = kern_row_expsum(logits, V, mx);
     return (float)((double)logits[id] - (double)mx - log(z));
 }

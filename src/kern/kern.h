@@ -190,6 +190,16 @@ int kern_cuda_usable(gk_err *err);
  * *fp32_gflops. Returns 0. */
 int kern_peak_probe(kern_backend *be, double *fp32_gflops, double *bf16_gflops, double *bw_gbs);
 
+/* ---------------------------------------------------------------- host rows
+ * Plain host memory, whatever the backend: the sampler's rows of logits (downloaded per step). Vectorised
+ * (AVX-512/AVX2 clones) with the kernels' exp (relative error ~2.5e-7); sums are taken in float over blocks
+ * of 1024 and added in double. A NaN input makes the exp sums NaN, not a crash; the max skips NaN. */
+float  kern_row_max(const float *x, size_t n);                                  /* -inf for n == 0 */
+/* out[i] = exp((x[i] - mx) * scale) (out may be x); returns the sum of out. */
+double kern_row_exp(float *out, const float *x, size_t n, float mx, float scale);
+double kern_row_expsum(const float *x, size_t n, float mx);                    /* sum exp(x[i] - mx) */
+void   kern_row_scale(float *x, size_t n, float s);                            /* x *= s */
+
 /* ---------------------------------------------------------------- memory */
 void *kern_alloc(kern_backend *be, size_t bytes);                 /* zero-filled; aborts on OOM */
 void  kern_free(kern_backend *be, void *p);                       /* p from kern_alloc on the same be; NULL ok */

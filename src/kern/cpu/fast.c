@@ -346,6 +346,39 @@ void kern_fast_adamw(kern_backend *be, float *p, const float *g, float *m, float
 #endif
 }
 
+/* ---------------------------------------------------------------- host rows (kern.h) */
+#define ROW_BLOCK 1024
+GK_HOT static float row_max(const float *x, size_t n) {
+    float mx = -INFINITY;
+    GK_SIMD_MAX(mx)
+    for (size_t i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    return mx;
+}
+GK_HOT static float row_exp_block(float *out, const float *x, size_t n, float mx, float scale) {
+    float sum = 0;
+    if (out) {
+        GK_OMP(omp simd reduction(+:sum))
+        for (size_t i = 0; i < n; i++) { float e = kern_vexpf((x[i] - mx) * scale); out[i] = e; sum += e; }
+    } else {
+        GK_OMP(omp simd reduction(+:sum))
+        for (size_t i = 0; i < n; i++) sum += kern_vexpf((x[i] - mx) * scale);
+    }
+    return sum;
+}
+GK_HOT static void row_scale(float *x, size_t n, float s) {
+    GK_OMP(omp simd)
+    for (size_t i = 0; i < n; i++) x[i] *= s;
+}
+float kern_row_max(const float *x, size_t n) { return row_max(x, n); }
+double kern_row_exp(float *out, const float *x, size_t n, float mx, float scale) {
+    double z = 0;
+    for (size_t i = 0; i < n; i += ROW_BLOCK)
+        z += row_exp_block(out ? out + i : NULL, x + i, n - i < ROW_BLOCK ? n - i : ROW_BLOCK, mx, scale);
+    return z;
+}
+double kern_row_expsum(const float *x, size_t n, float mx) { return kern_row_exp(NULL, x, n, mx, 1.0f); }
+void kern_row_scale(float *x, size_t n, float s) { row_scale(x, n, s); }
+
 /* ---------------------------------------------------------------- cross-entropy
  * One row: mx = max; e_v = exp(l_v - mx) (written into dlogits when wanted); lse = mx + log sum e;
  * dlogits = dloss (e / sum - onehot). loss is taken before dlogits (which may alias logits) is written. */
