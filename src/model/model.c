@@ -420,6 +420,16 @@ const gpt_qweight *gpt_param_qweight(const gpt_model *m, const gpt_param *p) {
     return q->nparts ? q : NULL;
 }
 
+size_t gpt_weight_bytes(const gpt_model *m) {
+    size_t b = 0;
+    for (size_t i = 0; i < m->n_table; i++) {
+        const gpt_qweight *q = gpt_param_qweight(m, &m->table[i]);
+        if (!q) { b += m->table[i].numel * sizeof(float); continue; }
+        for (int k = 0; k < q->nparts; k++) b += q->part[k].rows * kern_qtype_row_bytes(q->part[k].type, q->part[k].cols);
+    }
+    return b;
+}
+
 /* A tensor the caller cannot do without (the architecture guarantees it): found by role or abort. */
 static const gpt_param *need_role(const gpt_model *m, int role, int layer) {
     const gpt_param *p = gpt_param_role(m, role, layer);

@@ -224,6 +224,8 @@ gpt_layer_ptrs gpt_layer(float *base, const gpt_model *m, int l);         /* bas
 void gpt_dequantize_weights(gpt_model *m);
 /* The quantized form of table entry p, or NULL when it is fp32. */
 const gpt_qweight *gpt_param_qweight(const gpt_model *m, const gpt_param *p);
+/* Bytes m's parameters occupy: 4 per fp32 value, the block bytes of the matrices kept quantized. */
+size_t gpt_weight_bytes(const gpt_model *m);
 void gpt_alloc_grads(gpt_model *m);   /* dequantizes a quantized model first (gpt_dequantize_weights) */
 void gpt_zero_grads(gpt_model *m);
 void gpt_set_trainable(gpt_model *m, int group, int on);

@@ -116,6 +116,6 @@ int train_policy_open(const char *stage, const char *policy_dir, const char *res
     /* the reference is the policy's own base with no adapters: a view, not a copy */
     *ref = gpt_create_view(p);
     gk_log("%s: the reference is the frozen base with the adapters off (no second copy: %.1f MB saved)\n", stage,
-           (double)p->num_params * sizeof(float) / 1e6);
+           (double)gpt_weight_bytes(p) / 1e6);
     return 0;
 }

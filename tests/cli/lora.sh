@@ -2,7 +2,9 @@
 # adapter (adapter_config.json + adapter_model.safetensors + the resume state) and never touches the base's
 # bytes; --resume continues exactly; eval --adapter, eval --model ADAPTER and export --adapter (merged) agree;
 # bad input is refused with a message. With the test venv: the safetensors package reads PEFT's names back, and
-# with torch + transformers + peft, peft loads the adapter onto the base with our loss.
+# with torch + transformers + peft, peft loads the adapter onto the base with our loss. QLoRA (5f): adapters over
+# Q8_0 / Q4_0 / Q4_K GGUF bases kept quantized train as over the dequantized base, in less memory; serve --adapter
+# (5g) answers as sample --adapter.
 . "$(dirname "$0")/_lib.sh"
 export OMP_NUM_THREADS=1
 cd "$TMP"
