@@ -102,7 +102,8 @@ static void test_table_complete(void) {
     const void *const *slots = (const void *const *)(const void *)t;
     size_t ns = offsetof(kern_ops, matmul_q_fwd) / sizeof(void *);
     for (size_t i = 0; i < ns; i++) CHECK(slots[i] != NULL, "kern_ops slot %zu of the cuda table is NULL", i);
-    CHECK((t->matmul_q_fwd == NULL) == (t->embed_q_fwd == NULL), "the quantized-weight ops are half present");
+    CHECK((t->matmul_q_fwd == NULL) == (t->embed_q_fwd == NULL) && (t->matmul_q_fwd == NULL) == (t->matmul_q_bwd == NULL),
+          "the quantized-weight ops are half present");
 }
 
 /* The cuda kind without a device (or without CUDA in the build) refuses with a message naming the reason. */

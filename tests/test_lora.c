@@ -604,6 +604,163 @@ static void test_views(void) {
     gpt_free(m);
 }
 
+/* ---------------------------------------------------------------- QLoRA: adapters over a quantized base
+ * A LLaMA model 256 wide (every matrix's rows fill Q4_K's 256-value super-blocks) written as GGUF of a type, then
+ * loaded twice: kept quantized (gpt_load_gguf_quant: QLoRA) and dequantized to fp32 (gpt_load_gguf). The same
+ * adapters (same seed, B randomized) on both compute the same function, so the objective and every adapter gradient
+ * must agree. The quantized forward multiplies dequantized panels through the same GEMM as the fp32 weights (the
+ * training forward never takes the int8 decode path), and the backward's dX = dY W uses the same decoded values:
+ * the only difference is float summation order (panels, q | k | v parts), so the tolerance is float noise:
+ * |df| <= 1e-5 (1 + |f|) and each gradient within 1e-4 of the largest gradient's magnitude (+1e-6). */
+enum { QB_ = 2, QT_ = 24 };   /* 48 rows: the "many rows" regime, well above KERN_Q_DECODE_MAX_N */
+
+static gpt_model *qlora_load(int type, int quant, const char *path) {
+    gk_err err;
+    gpt_model *m = quant ? gpt_load_gguf_quant(path, &err) : gpt_load_gguf(path, &err);
+    CHECK(m != NULL, "%s", err.msg);
+    return m;
+}
+
+static const char *qlora_write(int type, char *path, size_t cap) {
+    gpt_config c;
+    gpt_config_llama(&c);
+    c.n_layer = 2; c.n_head = 4; c.n_kv_head = 2; c.n_embd = 256; c.n_inner = 256; c.vocab_size = 64; c.n_ctx = 32;
+    gpt_model *m = gpt_create(&c);
+    gpt_init_random(m, 77);
+    char *d = tl_tmpdir("qlora");
+    snprintf(path, cap, "%s/base-%s.gguf", d, gguf_type_name(type));
+    free(d);
+    gk_err err;
+    CHECK(gpt_export_gguf(m, path, type, NULL, 0, &err) == 0, "%s", err.msg);
+    gpt_free(m);
+    return path;
+}
+
+/* f = sum_i sin(i) logits_i over [QB_, QT_] tokens; with backward, the adapters' gradients (pm->grads). */
+static double qobjective(gpt_model *m, int backward) {
+    size_t N = QB_ * QT_, V = (size_t)m->cfg.vocab_size, C = (size_t)m->cfg.n_embd;
+    int32_t tok[QB_ * QT_];
+    for (size_t i = 0; i < N; i++) tok[i] = (int32_t)((i * 37 + 11) % V);
+    gpt_forward(m, tok, QB_, QT_);
+    float *d = kern_alloc(m->be, N * V * sizeof(float));
+    gpt_lm_head_fwd(m, d, gpt_hidden(m), N);
+    float *lg = dl(m, d, N * V), *w = malloc(N * V * sizeof(float));
+    double f = 0;
+    for (size_t i = 0; i < N * V; i++) { w[i] = (float)sin((double)i); f += (double)w[i] * lg[i]; }
+    if (backward) {
+        float *dh = kern_alloc(m->be, N * C * sizeof(float));
+        kern_zero(m->be, dh, N * C * sizeof(float));
+        kern_upload(m->be, d, w, N * V * sizeof(float));
+        gpt_lm_head_bwd(m, dh, d, gpt_hidden(m), N);
+        gpt_backward(m, dh);
+        kern_free(m->be, dh);
+    }
+    kern_free(m->be, d);
+    free(w); free(lg);
+    return f;
+}
+
+static void qlora_attach(gpt_model *m) {
+    gk_err err;
+    unsigned t;
+    CHECK(gpt_lora_parse_targets(&m->cfg, "all-linear", &t, &err) == 0, "%s", err.msg);
+    gpt_lora_config c = lcfg(3, t);
+    CHECK(gpt_lora_attach(m, &c, 31, &err) == 0, "%s", err.msg);
+    randomize_b(m, 41);
+    for (int g = 0; g < GPT_NGROUPS; g++) gpt_set_trainable(m, g, 0);
+    gpt_alloc_grads(m->lora->pm);
+    gpt_zero_grads(m->lora->pm);
+}
+
+static const int QTYPES[] = {GGUF_Q8_0, GGUF_Q4_0, GGUF_Q4_K};
+
+static void test_qlora_matches_dequantized(void) {
+    for (size_t ti = 0; ti < 3; ti++) {
+        char path[4096];
+        qlora_write(QTYPES[ti], path, sizeof path);
+        gpt_model *q = qlora_load(QTYPES[ti], 1, path), *f = qlora_load(QTYPES[ti], 0, path);
+        const char *tn = gguf_type_name(QTYPES[ti]);
+        /* the base stays in its blocks: no fp32 copy of the block matrices or the head */
+        int kept = q->qw != NULL;
+        for (int l = 0; l < q->cfg.n_layer && kept; l++)
+            for (int role = GPT_ROLE_QKV_W; role <= GPT_ROLE_FCPROJ_W; role++) {
+                const gpt_param *p = gpt_param_role(q, role, l);
+                if (p && p->ndim == 2) kept &= p->offset == GPT_NO_OFFSET && gpt_param_qweight(q, p) != NULL;
+            }
+        CHECK(kept, "%s: the block matrices are kept quantized", tn);
+        qlora_attach(q);
+        qlora_attach(f);
+        CHECK(q->qw != NULL && q->grads == NULL, "%s: attaching adapters keeps the base quantized, with no gradients", tn);
+        CHECK(gpt_params_checksum(q) == gpt_params_checksum(f), "%s: the quantized base's checksum is its dequantized one's", tn);
+        double fq = qobjective(q, 1), ff = qobjective(f, 1);
+        CHECK(fabs(fq - ff) <= 1e-5 * (1 + fabs(ff)), "%s: objective %.9g over the blocks vs %.9g over fp32", tn, fq, ff);
+        gpt_model *pq = q->lora->pm, *pf = f->lora->pm;
+        float *gq = dl(q, pq->grads, pq->num_params), *gf = dl(f, pf->grads, pf->num_params);
+        double gmax = 0, worst = 0;
+        for (size_t i = 0; i < pq->num_params; i++) gmax = fmax(gmax, fabs(gf[i]));
+        for (size_t i = 0; i < pq->num_params; i++) worst = fmax(worst, fabs(gq[i] - gf[i]));
+        CHECK(gmax > 0 && worst <= 1e-4 * gmax + 1e-6, "%s: adapter gradients differ by %g (largest %g)", tn, worst, gmax);
+        printf("  %s: |df| %.3g (f %.6g), max |dgrad| %.3g of %.3g\n", tn, fabs(fq - ff), ff, worst, gmax);
+        free(gq); free(gf);
+        /* DPO's reference: the adapters off leave the base */
+        q->lora->enabled = 0; f->lora->enabled = 0;
+        double bq = qobjective(q, 0), bf = qobjective(f, 0);
+        CHECK(fabs(bq - bf) <= 1e-5 * (1 + fabs(bf)) && fabs(bq - fq) > 1e-3, "%s: adapters off %.9g vs %.9g", tn, bq, bf);
+        q->lora->enabled = 1;
+        /* a view (PPO's reference and value models) shares the blocks */
+        gpt_model *v = gpt_create_view(q);
+        CHECK(v->qw == q->qw && v->params == q->params, "%s: a view shares the quantized base", tn);
+        double fv = qobjective(v, 0);
+        CHECK(fabs(fv - bq) <= 1e-6 * (1 + fabs(bq)), "%s: the view is the base: %.9g vs %.9g", tn, fv, bq);
+        gpt_free(v);
+        /* merging dequantizes: the merged fp32 model computes base + adapter */
+        gpt_lora_merge(q);
+        CHECK(q->qw == NULL && q->lora == NULL, "%s: merge leaves an fp32 model without adapters", tn);
+        f->lora->enabled = 1;
+        double fm = qobjective(q, 0);
+        CHECK(fabs(fm - ff) <= 1e-4 * (1 + fabs(ff)), "%s: merged %.9g vs unmerged %.9g", tn, fm, ff);
+        gpt_free(q); gpt_free(f);
+        remove(path);
+    }
+}
+
+/* The adapters' gradients through a quantized base by central differences (float, h = 1e-2: f is O(10), the
+ * same criterion as test_gradients_finite_differences). */
+static void test_qlora_finite_differences(void) {
+    for (size_t ti = 0; ti < 3; ti++) {
+        char path[4096];
+        qlora_write(QTYPES[ti], path, sizeof path);
+        gpt_model *m = qlora_load(QTYPES[ti], 1, path);
+        qlora_attach(m);
+        gpt_model *pm = m->lora->pm;
+        qobjective(m, 1);
+        float *g = dl(m, pm->grads, pm->num_params), *p = dl(m, pm->params, pm->num_params);
+        int checked = 0;
+        for (size_t e = 0; e < pm->n_table; e += 3) {   /* every third tensor: A and B of each kind across layers */
+            const gpt_param *tp = &pm->table[e];
+            size_t idx[2] = {tp->numel / 3, tp->numel - 1};
+            for (int k = 0; k < 2; k++) {
+                size_t i = tp->offset + idx[k];
+                float save = p[i], h = 1e-2f;
+                p[i] = save + h; kern_upload(m->be, pm->params, p, pm->num_params * sizeof(float));
+                double fp = qobjective(m, 0);
+                p[i] = save - h; kern_upload(m->be, pm->params, p, pm->num_params * sizeof(float));
+                double fmn = qobjective(m, 0);
+                p[i] = save; kern_upload(m->be, pm->params, p, pm->num_params * sizeof(float));
+                double fd = (fp - fmn) / (2 * h);
+                if (fabs(fd - g[i]) / (fabs(fd) + 1e-1) > 2e-2)
+                    tl_fail_at(__FILE__, __LINE__, "%s %s[%zu]: analytic %g, central difference %g", gguf_type_name(QTYPES[ti]),
+                               tp->name, idx[k], g[i], fd);
+                checked++;
+            }
+        }
+        CHECK(checked >= 8, "checked %d entries", checked);
+        free(g); free(p);
+        gpt_free(m);
+        remove(path);
+    }
+}
+
 static void test_bad_configs(void) {
     gpt_model *g = make(0, 1), *l = make(1, 1);
     gk_err err;
@@ -632,5 +789,7 @@ int main(void) {
     TL_RUN(test_score_adapter);
     TL_RUN(test_views);
     TL_RUN(test_bad_configs);
+    TL_RUN(test_qlora_matches_dequantized);
+    TL_RUN(test_qlora_finite_differences);
     return tl_summary();
 }

@@ -143,6 +143,71 @@ static void test_matmul_q_vs_dequant(void) {
     kern_backend_free(cpu);
 }
 
+/* QLoRA's two products with a frozen quantized W: kern_matmul_q_train_fwd (no int8 decode path at any row count:
+ * equal to dequantize-then-multiply within float summation, 2e-6 sum |w x|, even for N <= KERN_Q_DECODE_MAX_N) and
+ * kern_matmul_q_bwd (dinp += dout W, accumulating, dout read with a row stride wider than W's rows), against
+ * double products of the dequantized W, on both backends; 2e-6 sum |dout w| + 1e-6 (float sums of OC terms). */
+static void test_matmul_q_train_and_bwd(void) {
+    kern_backend_opts o;
+    kern_backend_opts_default(&o);
+    o.kind = KERN_KIND_REF;
+    kern_backend *ref = kern_backend_create(&o, NULL);
+    o.kind = KERN_KIND_CPU;
+    kern_backend *cpu = kern_backend_create(&o, NULL);
+    kern_backend *bes[2] = {ref, cpu};
+    const int types[] = {KERN_QT_F16, KERN_QT_Q8_0, KERN_QT_Q4_0, KERN_QT_Q4_K, KERN_QT_Q6_K};
+    const size_t Ns[] = {1, 5, 37}, OCs[] = {3, 41};
+    gk_rng r;
+    gk_rng_seed(&r, 29);
+    size_t cases = 0;
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+        int type = types[ti];
+        size_t C = kern_qtype_block(type) == 256 ? 512 : 96;
+        for (size_t oi = 0; oi < 2; oi++)
+            for (size_t ni = 0; ni < 3; ni++) {
+                size_t OC = OCs[oi], N = Ns[ni], ldd = OC + 5;
+                uint8_t *wq = rand_qmat(type, OC, C, &r);
+                float *wd = malloc(OC * C * sizeof(float)), *x = malloc(N * C * sizeof(float));
+                float *dy = malloc(N * ldd * sizeof(float)), *dx0 = malloc(N * C * sizeof(float));
+                float *got = malloc(N * ldd * sizeof(float)), *dx = malloc(N * C * sizeof(float));
+                kern_q_dequantize(type, wq, OC * C, wd);
+                for (size_t i = 0; i < N * C; i++) { x[i] = gk_rng_normal(&r); dx0[i] = gk_rng_normal(&r); }
+                for (size_t i = 0; i < N * ldd; i++) dy[i] = gk_rng_normal(&r);
+                kern_qmat w = {.type = type, .data = wq, .rows = OC, .cols = C};
+                for (int k = 0; k < 2; k++) {
+                    kern_matmul_q_train_fwd(bes[k], got, ldd, x, &w, NULL, N);
+                    for (size_t n = 0; n < N; n++)
+                        for (size_t j = 0; j < OC; j++) {
+                            double acc = 0, ad = 0;
+                            for (size_t c = 0; c < C; c++) {
+                                acc += (double)wd[j * C + c] * x[n * C + c];
+                                ad += fabs((double)wd[j * C + c] * x[n * C + c]);
+                            }
+                            CHECK(fabs(got[n * ldd + j] - acc) <= 2e-6 * ad + 1e-6, "type %d %s train fwd N=%zu: %.7g vs %.7g",
+                                  type, k ? "cpu" : "ref", N, got[n * ldd + j], acc);
+                        }
+                    memcpy(dx, dx0, N * C * sizeof(float));
+                    kern_matmul_q_bwd(bes[k], dx, dy, ldd, &w, N);
+                    for (size_t n = 0; n < N; n++)
+                        for (size_t c = 0; c < C; c++) {
+                            double acc = dx0[n * C + c], ad = fabs(dx0[n * C + c]);
+                            for (size_t j = 0; j < OC; j++) {
+                                acc += (double)dy[n * ldd + j] * wd[j * C + c];
+                                ad += fabs((double)dy[n * ldd + j] * wd[j * C + c]);
+                            }
+                            CHECK(fabs(dx[n * C + c] - acc) <= 2e-6 * ad + 1e-6, "type %d %s bwd N=%zu OC=%zu: dx[%zu,%zu] %.7g vs %.7g",
+                                  type, k ? "cpu" : "ref", N, OC, n, c, dx[n * C + c], acc);
+                        }
+                }
+                cases++;
+                free(wq); free(wd); free(x); free(dy); free(dx0); free(got); free(dx);
+            }
+    }
+    printf("  %zu cases x 2 backends\n", cases);
+    kern_backend_free(ref);
+    kern_backend_free(cpu);
+}
+
 static void test_embed_q(void) {
     kern_backend *be = kern_backend_create(NULL, NULL);
     gk_rng r;
@@ -305,6 +370,7 @@ static void test_bad_quantized_files(void) {
 
 int main(void) {
     TL_RUN(test_matmul_q_vs_dequant);
+    TL_RUN(test_matmul_q_train_and_bwd);
     TL_RUN(test_embed_q);
     TL_RUN(test_gguf_inference_load);
     TL_RUN(test_bad_quantized_files);

@@ -63,13 +63,14 @@ int cmd_info(int argc, char **argv) {
 }
 
 static const char *EXPORT_USAGE =
-"usage: gptkit export --model PATH [--adapter DIR] --format gguf|hf [--type f32|f16|q8_0|q4_0] --out FILE|DIR\n"
+"usage: gptkit export --model PATH [--adapter DIR] --format gguf|hf [--type f32|f16|q8_0|q4_0|q4_k] --out FILE|DIR\n"
 "\n"
 "Writes a model in another format.\n"
 "  --model PATH    checkpoint directory (gptkit or HF) or .gguf file\n"
 "  --format gguf   one GGUF v3 file as llama.cpp's converter lays it out (LLaMA family or GPT-2; norms and biases f32,\n"
 "                  matrices in --type, default f16); hf: an HF directory (config.json + model.safetensors, fp32)\n"
-"  --type T        f32 | f16 | q8_0 | q4_0 (GGUF only)\n"
+"  --type T        f32 | f16 | q8_0 | q4_0 | q4_k (GGUF only; q4_k: a plain min/max fit, matrices whose rows\n"
+"                  are not a multiple of 256 wide in q8_0)\n"
 "  --adapter DIR   merge this LoRA adapter (PEFT layout) into the weights first: W += (alpha/r) B A\n"
 "  --out PATH      the file (gguf) or directory (hf) to write\n";
 
@@ -137,8 +138,8 @@ int cmd_export(int argc, char **argv) {
     int gg = !strcmp(format, "gguf");
     if (!gg && strcmp(format, "hf")) cli_usage_error(&a, "--format must be gguf or hf");
     int t = 0;
-    if (gg && (gguf_type_parse(type, &t) || (t != GGUF_F32 && t != GGUF_F16 && t != GGUF_Q8_0 && t != GGUF_Q4_0)))
-        cli_usage_error(&a, "--type must be f32, f16, q8_0 or q4_0");
+    if (gg && (gguf_type_parse(type, &t) || (t != GGUF_F32 && t != GGUF_F16 && t != GGUF_Q8_0 && t != GGUF_Q4_0 && t != GGUF_Q4_K)))
+        cli_usage_error(&a, "--type must be f32, f16, q8_0, q4_0 or q4_k");
     gk_err err;
     char *rec = NULL;
     gpt_model *m = gpt_load(model, &rec, &err);

@@ -27,7 +27,10 @@ static const char *USAGE =
 "Concurrent requests share decode steps (continuous batching) over --slots KV slots; up to --queue more wait,\n"
 "beyond that the answer is 429. A client that disconnects frees its slots at once. Errors use OpenAI's shape.\n"
 "\n"
-"  --model DIR           checkpoint directory (an SFT or RLHF chat model; its recorded tokenizer is used)\n"
+"  --model DIR           checkpoint directory (an SFT or RLHF chat model; its recorded tokenizer is used), a .gguf\n"
+"                        file, or a LoRA adapter directory (its recorded base with the adapter on)\n"
+"  --adapter DIR         a LoRA adapter (PEFT layout) on top of --model, unmerged (docs/lora.md); over a .gguf\n"
+"                        base the base stays quantized\n"
 "  --name NAME           the model id /v1/models lists and answers carry (default: DIR's last component)\n"
 "  --tokenizer PATH      override the tokenizer recorded in the checkpoint\n"
 "  --embedder DIR        a sentence-embedding model (all-MiniLM-L6-v2 and kin, as gptkit embed takes):\n"
@@ -82,6 +85,7 @@ int cmd_serve(int argc, char **argv) {
     while ((f = cli_next(&a))) {
         if (cli_is(f, "--model")) o.model_dir = cli_str(&a, f);
         else if (cli_is(f, "--name")) o.model_name = cli_str(&a, f);
+        else if (cli_is(f, "--adapter")) o.adapter = cli_str(&a, f);
         else if (cli_is(f, "--tokenizer")) o.tok_path = cli_str(&a, f);
         else if (cli_is(f, "--embedder")) o.embedder = cli_str(&a, f);
         else if (cli_is(f, "--retrieve")) o.retrieve = cli_str(&a, f);

@@ -142,12 +142,26 @@ void kern_swiglu_fwd(kern_backend *be, float *out, const float *gate, const floa
 void kern_swiglu_bwd(kern_backend *be, float *dgate, float *dup, const float *dout, const float *gate, const float *up, size_t n) {
     be->ops->swiglu_bwd(be, dgate, dup, dout, gate, up, n);
 }
-int kern_quant_supported(const kern_backend *be) { return be->ops->matmul_q_fwd && be->ops->embed_q_fwd; }
+int kern_quant_supported(const kern_backend *be) {
+    return be->ops->matmul_q_fwd && be->ops->embed_q_fwd && be->ops->matmul_q_bwd;
+}
+static void q_check(const char *op, const kern_qmat *w, size_t ld) {
+    GK_CHECK(kern_qtype_matmul(w->type) && w->cols % kern_qtype_block(w->type) == 0 && ld >= w->rows,
+             "%s: type %d, %zu x %zu, ld %zu", op, w->type, w->rows, w->cols, ld);
+}
 void kern_matmul_q_fwd(kern_backend *be, float *out, size_t ldo, const float *inp, const kern_qmat *w, const float *bias,
                        size_t N) {
-    GK_CHECK(kern_qtype_matmul(w->type) && w->cols % kern_qtype_block(w->type) == 0 && ldo >= w->rows,
-             "kern_matmul_q_fwd: type %d, %zu x %zu, ldo %zu", w->type, w->rows, w->cols, ldo);
-    be->ops->matmul_q_fwd(be, out, ldo, inp, w, bias, N);
+    q_check("kern_matmul_q_fwd", w, ldo);
+    be->ops->matmul_q_fwd(be, out, ldo, inp, w, bias, N, 0);
+}
+void kern_matmul_q_train_fwd(kern_backend *be, float *out, size_t ldo, const float *inp, const kern_qmat *w,
+                             const float *bias, size_t N) {
+    q_check("kern_matmul_q_train_fwd", w, ldo);
+    be->ops->matmul_q_fwd(be, out, ldo, inp, w, bias, N, 1);
+}
+void kern_matmul_q_bwd(kern_backend *be, float *dinp, const float *dout, size_t ldd, const kern_qmat *w, size_t N) {
+    q_check("kern_matmul_q_bwd", w, ldd);
+    be->ops->matmul_q_bwd(be, dinp, dout, ldd, w, N);
 }
 void kern_embed_q_fwd(kern_backend *be, float *out, const int32_t *tok, const kern_qmat *wte, const float *wpe,
                       size_t B, size_t T, size_t pos0) {

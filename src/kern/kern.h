@@ -122,9 +122,10 @@ typedef struct {
     /* Optional (NULL on a backend without quantized weights, e.g. cuda today: kern_quant_supported says which;
      * the inference loader then dequantizes to fp32). Every slot above is required. */
     void  (*matmul_q_fwd)(kern_backend *be, float *out, size_t ldo, const float *inp, const struct kern_qmat *w,
-                          const float *bias, size_t N);
+                          const float *bias, size_t N, int train);
     void  (*embed_q_fwd)(kern_backend *be, float *out, const int32_t *tok, const struct kern_qmat *wte, const float *wpe,
                          size_t B, size_t T, size_t pos0);
+    void  (*matmul_q_bwd)(kern_backend *be, float *dinp, const float *dout, size_t ldd, const struct kern_qmat *w, size_t N);
 } kern_ops;
 
 /* One backend instance. Open so that a backend's files can fill it; callers treat it as opaque and use the
@@ -361,7 +362,8 @@ void kern_matmul_skinny_fwd(kern_backend *be, float *out, const float *inp, cons
  *   Q4_K  256 values: 8 sub-blocks of 32, 6-bit scales and mins, 4-bit q                  144 bytes
  *   Q6_K  256 values: 16 sub-blocks of 16, int8 scales, 6-bit q                            210 bytes
  * Other GGUF types (Q4_1, Q5_*, Q5_K, BF16) are readable by kern_q_dequantize only; the model dequantizes them at
- * load. Training never sees these: it needs fp32 weights (the model dequantizes before it allocates gradients). */
+ * load. Full training needs fp32 weights (the model dequantizes before it allocates gradients); LoRA over a
+ * quantized base (QLoRA) keeps them: the forward and the input gradient (kern_matmul_q_bwd) come from the blocks. */
 enum {
     KERN_QT_F32 = 0, KERN_QT_F16 = 1, KERN_QT_Q4_0 = 2, KERN_QT_Q4_1 = 3, KERN_QT_Q5_0 = 6, KERN_QT_Q5_1 = 7,
     KERN_QT_Q8_0 = 8, KERN_QT_Q4_K = 12, KERN_QT_Q5_K = 13, KERN_QT_Q6_K = 14, KERN_QT_BF16 = 30
@@ -399,7 +401,17 @@ float kern_f16_to_f32(uint16_t h);
 enum { KERN_ISA_BEST = 0, KERN_ISA_PORTABLE = 1, KERN_ISA_AVX2 = 2, KERN_ISA_AVX512 = 3 };
 void kern_matmul_q_fwd(kern_backend *be, float *out, size_t ldo, const float *inp, const kern_qmat *w, const float *bias,
                        size_t N);
-/* 1 if be's table has the two quantized ops; a backend without them (a device backend that has not implemented
+/* kern_matmul_q_fwd for a product training differentiates (QLoRA): every row count takes the fp32 path (the
+ * reference's dot products; the cpu backend's dequantized panels through the GEMM), never the decode path's int8
+ * input rounding, so the forward is the function whose gradient kern_matmul_q_bwd gives. */
+void kern_matmul_q_train_fwd(kern_backend *be, float *out, size_t ldo, const float *inp, const kern_qmat *w,
+                             const float *bias, size_t N);
+/* The input gradient of that product for a frozen quantized W (there is no dW): dinp [N, w->cols] += dout @ W, dout
+ * [N, w->rows] read with row stride ldd (>= w->rows: one part of a q | k | v product). The ref backend dequantizes
+ * a row of W at a time (the oracle); the cpu backend dequantizes a panel of rows at a time into fp32 and accumulates
+ * dout[:, panel] @ panel with the backend's GEMM (the prefill's panels, transposed use). */
+void kern_matmul_q_bwd(kern_backend *be, float *dinp, const float *dout, size_t ldd, const kern_qmat *w, size_t N);
+/* 1 if be's table has the quantized ops; a backend without them (a device backend that has not implemented
  * them yet) gets fp32 weights from the model's loader instead. */
 int kern_quant_supported(const kern_backend *be);
 /* out[b,t,:] = row tok[b,t] of wte (dequantized) + wpe[pos0+t,:] (wpe may be NULL): kern_embed_fwd for a quantized

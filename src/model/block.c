@@ -35,29 +35,49 @@ void gpt_norm_bwd(kern_backend *be, const gpt_config *c, float *dinp, float *dw,
 }
 
 void gpt_qweight_fwd(kern_backend *be, const gpt_qweight *q, float *out, const float *inp, const float *bias, size_t R,
-                     size_t C, size_t OC) {
+                     size_t C, size_t OC, int train) {
     size_t col = 0;
     for (int k = 0; k < q->nparts; k++) {
         const kern_qmat *w = &q->part[k];
         GK_CHECK(w->cols == C && col + w->rows <= OC, "quantized weight part %d: [%zu, %zu] in a [%zu, %zu] product", k,
                  w->rows, w->cols, OC, C);
-        kern_matmul_q_fwd(be, out + col, OC, inp, w, bias ? bias + col : NULL, R);
+        if (train) kern_matmul_q_train_fwd(be, out + col, OC, inp, w, bias ? bias + col : NULL, R);
+        else kern_matmul_q_fwd(be, out + col, OC, inp, w, bias ? bias + col : NULL, R);
         col += w->rows;
     }
     GK_CHECK(col == OC, "quantized weight: %zu output rows for a product of %zu", col, OC);
 }
 
-/* A weight kept quantized (inference on a GGUF file) multiplies in its block format; decode steps (few rows,
- * inference only) stream each fp32 weight once through the skinny matmul; everything else, training included,
- * uses the GEMM. */
+void gpt_qweight_bwd(kern_backend *be, const gpt_qweight *q, float *dinp, const float *dout, size_t R, size_t C, size_t OC) {
+    size_t col = 0;
+    for (int k = 0; k < q->nparts; k++) {   /* each part's output columns of dout back through its rows */
+        const kern_qmat *w = &q->part[k];
+        GK_CHECK(w->cols == C && col + w->rows <= OC, "quantized weight part %d: [%zu, %zu] in a [%zu, %zu] product", k,
+                 w->rows, w->cols, OC, C);
+        kern_matmul_q_bwd(be, dinp, dout + col, OC, w, R);
+        col += w->rows;
+    }
+    GK_CHECK(col == OC, "quantized weight: %zu output rows for a product of %zu", col, OC);
+}
+
+/* A weight kept quantized (a GGUF file: inference, or QLoRA's frozen base) multiplies in its block format (the
+ * full-attention forward, which training differentiates, never takes the decode path's int8 input rounding);
+ * decode steps (few rows, inference only) stream each fp32 weight once through the skinny matmul; everything else,
+ * training included, uses the GEMM. */
 static void mm(kern_backend *be, const gpt_config *c, const gpt_attn_mode *am, float *out, const float *inp, const float *w,
                const gpt_qweight *q, const float *b, size_t R, size_t C, size_t OC) {
-    if (q) gpt_qweight_fwd(be, q, out, inp, b, R, C, OC);
+    if (q) gpt_qweight_fwd(be, q, out, inp, b, R, C, OC, !am->cached);
     else if (am->skinny && R <= KERN_SKINNY_MAX_N) kern_matmul_skinny_fwd(be, out, inp, w, b, R, C, OC, gpt_wlayout(c));
     else kern_matmul_fwd(be, out, inp, w, b, R, C, OC, gpt_wlayout(c));
 }
+/* A quantized W is frozen (QLoRA's base: no dW, no db), so only dinp += dout W flows, from its blocks. */
 static void mm_bwd(kern_backend *be, const gpt_config *c, float *dinp, float *dw, float *db, const float *dout, const float *inp,
-                   const float *w, size_t R, size_t C, size_t OC) {
+                   const float *w, const gpt_qweight *q, size_t R, size_t C, size_t OC) {
+    if (q) {
+        GK_CHECK(!dw && !db, "a weight kept quantized has no gradient (frozen base only)");
+        if (dinp) gpt_qweight_bwd(be, q, dinp, dout, R, C, OC);
+        return;
+    }
     kern_matmul_bwd(be, dinp, dw, db, dout, inp, w, R, C, OC, gpt_wlayout(c));
 }
 
@@ -119,7 +139,7 @@ void gpt_block_backward(kern_backend *be, const gpt_config *c, const gpt_layer_p
     /* xo = res2 + fch_gelu @ Wp + bp:  d res2 = dres (residual, kept in dres);
      * d fch_gelu = dres @ Wp^T;  dWp += fch_gelu^T dres;  dbp += sum dres */
     kern_zero(be, dbig1, R * I * sizeof(float));
-    mm_bwd(be, c, dbig1, g->fcproj_w, g->fcproj_b, dres, a->fch_gelu, w->fcproj_w, R, I, C);
+    mm_bwd(be, c, dbig1, g->fcproj_w, g->fcproj_b, dres, a->fch_gelu, w->fcproj_w, w->fcproj_q, R, I, C);
     /* LoRA beside each product: its A, B gradients and its share of the input gradient (lora.c) */
     gpt_lora_bwd(am->lora, be, am->layer, GPT_ROLE_FCPROJ_W, dbig1, dres, a->fch_gelu, R);
     kern_zero(be, dsmall, R * C * sizeof(float));
@@ -129,8 +149,8 @@ void gpt_block_backward(kern_backend *be, const gpt_config *c, const gpt_layer_p
         kern_zero(be, dbig3, R * I * sizeof(float));
         kern_swiglu_bwd(be, dbig2, dbig3, dbig1, a->gate, a->fch, R * I);
         /* gate = ln2 @ Wgate, fch = ln2 @ Wfc:  d ln2 = d gate @ Wgate^T + d fch @ Wfc^T */
-        mm_bwd(be, c, dsmall, g->gate_w, NULL, dbig2, a->ln2, w->gate_w, R, C, I);
-        mm_bwd(be, c, dsmall, g->fc_w, g->fc_b, dbig3, a->ln2, w->fc_w, R, C, I);
+        mm_bwd(be, c, dsmall, g->gate_w, NULL, dbig2, a->ln2, w->gate_w, w->gate_q, R, C, I);
+        mm_bwd(be, c, dsmall, g->fc_w, g->fc_b, dbig3, a->ln2, w->fc_w, w->fc_q, R, C, I);
         gpt_lora_bwd(am->lora, be, am->layer, GPT_ROLE_GATE_W, dsmall, dbig2, a->ln2, R);
         gpt_lora_bwd(am->lora, be, am->layer, GPT_ROLE_FC_W, dsmall, dbig3, a->ln2, R);
     } else {
@@ -138,14 +158,14 @@ void gpt_block_backward(kern_backend *be, const gpt_config *c, const gpt_layer_p
         kern_zero(be, dbig2, R * I * sizeof(float));
         kern_gelu_bwd(be, dbig2, a->fch, dbig1, R * I);
         /* fch = ln2 @ Wfc + bfc:  d ln2 = d fch @ Wfc^T;  dWfc += ln2^T d fch */
-        mm_bwd(be, c, dsmall, g->fc_w, g->fc_b, dbig2, a->ln2, w->fc_w, R, C, I);
+        mm_bwd(be, c, dsmall, g->fc_w, g->fc_b, dbig2, a->ln2, w->fc_w, w->fc_q, R, C, I);
         gpt_lora_bwd(am->lora, be, am->layer, GPT_ROLE_FC_W, dsmall, dbig2, a->ln2, R);
     }
     /* ln2 = norm(res2):  d res2 += norm_bwd(d ln2) */
     gpt_norm_bwd(be, c, dres, g->ln2_w, g->ln2_b, dsmall, a->res2, w->ln2_w, a->ln2_mean, a->ln2_rstd, R);
     /* res2 = x + atty @ Wo + bo:  d x = d res2 (residual, stays in dres);  d atty = d res2 @ Wo^T */
     kern_zero(be, dsmall, R * C * sizeof(float));
-    mm_bwd(be, c, dsmall, g->proj_w, g->proj_b, dres, a->atty, w->proj_w, R, C, C);
+    mm_bwd(be, c, dsmall, g->proj_w, g->proj_b, dres, a->atty, w->proj_w, w->proj_q, R, C, C);
     gpt_lora_bwd(am->lora, be, am->layer, GPT_ROLE_PROJ_W, dsmall, dres, a->atty, R);
     /* atty = attention(qkv):  d qkv (dbig1 reused as [R,3C]) */
     kern_zero(be, dbig1, R * 3 * C * sizeof(float));
@@ -163,7 +183,7 @@ void gpt_block_backward(kern_backend *be, const gpt_config *c, const gpt_layer_p
     if (c->pos == GPT_POS_ROPE) kern_rope(be, dqkv, am->rpos, am->inv_freq, R, QKV, NH + NKV, hs, 1);
     /* qkv = ln1 @ Wqkv + bqkv:  d ln1 = d qkv @ Wqkv^T */
     kern_zero(be, dsmall, R * C * sizeof(float));
-    mm_bwd(be, c, dsmall, g->qkv_w, g->qkv_b, dqkv, a->ln1, w->qkv_w, R, C, QKV);
+    mm_bwd(be, c, dsmall, g->qkv_w, g->qkv_b, dqkv, a->ln1, w->qkv_w, w->qkv_q, R, C, QKV);
     gpt_lora_bwd(am->lora, be, am->layer, GPT_ROLE_QKV_W, dsmall, dqkv, a->ln1, R);
     /* ln1 = norm(x):  d x += norm_bwd(d ln1)  (only if something below wants it) */
     gpt_norm_bwd(be, c, need_input ? dres : NULL, g->ln1_w, g->ln1_b, dsmall, a->x, w->ln1_w, a->ln1_mean, a->ln1_rstd, R);

@@ -16,7 +16,7 @@
  * Tensor types read (dequantized to fp32 exactly as the `gguf` Python package's dequantize computes them, in
  * float32 with the same operation order: no fused multiply-adds, see the Makefile's -ffp-contract=off for
  * ISO C): F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K. Written: F32, F16, Q8_0, Q4_0 (the
- * reference quantizers' rounding).
+ * reference quantizers' rounding), Q4_K (a plain min/max fit: quantize_q4k_block).
  *
  * LLaMA-family models: tensors named as llama.cpp's converter names them (token_embd, blk.N.attn_q, ...,
  * output_norm, output); general.architecture "llama" stores q and k rows permuted for its interleaved rotary
@@ -102,6 +102,43 @@ int gguf_dequantize(int type, const uint8_t *src, size_t n, float *dst) {
 
 /* ---------------------------------------------------------------- quantization (writer) */
 
+/* One Q4_K super-block of 256 values (layout: src/kern/quant.c): x = d sc q - dmin mn per sub-block of 32. A plain
+ * min/max fit, not llama.cpp's searched one (make_qkx2_quants): each sub-block's range [min(x, 0), max x] maps to
+ * q in 0..15, its scale and min are rounded to 6 bits against the super-block's d and dmin, then q is rounded
+ * against the scales as stored (halves), so the values decode to the nearest level the block can express. */
+static int clamp_int(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
+static void quantize_q4k_block(const float *x, uint8_t *out) {
+    float scale[8], mn[8], smax = 0, mmax = 0;
+    for (int s = 0; s < 8; s++) {
+        float lo = 0, hi = x[s * 32];
+        for (int l = 0; l < 32; l++) { float v = x[s * 32 + l]; lo = v < lo ? v : lo; hi = v > hi ? v : hi; }
+        scale[s] = (hi - lo) / 15; mn[s] = -lo;
+        smax = fmaxf(smax, scale[s]); mmax = fmaxf(mmax, mn[s]);
+    }
+    uint16_t hd = f32_to_f16(smax / 63), hm = f32_to_f16(mmax / 63);
+    float d = kern_f16_to_f32(hd), dmin = kern_f16_to_f32(hm);
+    int sc[8], m[8];
+    for (int s = 0; s < 8; s++) {
+        sc[s] = d > 0 ? clamp_int((int)roundf(scale[s] / d), 0, 63) : 0;
+        m[s] = dmin > 0 ? clamp_int((int)roundf(mn[s] / dmin), 0, 63) : 0;
+    }
+    memset(out, 0, 144);
+    out[0] = (uint8_t)hd; out[1] = (uint8_t)(hd >> 8); out[2] = (uint8_t)hm; out[3] = (uint8_t)(hm >> 8);
+    uint8_t *p = out + 4, *qs = out + 16;
+    for (int s = 0; s < 4; s++) {   /* 6-bit scales and mins: 0..3 whole in bytes 0..7, 4..7 split (low 4 | high 2) */
+        p[s] = (uint8_t)(sc[s] | (sc[s + 4] >> 4) << 6);
+        p[s + 4] = (uint8_t)(m[s] | (m[s + 4] >> 4) << 6);
+        p[s + 8] = (uint8_t)((sc[s + 4] & 0xF) | (m[s + 4] & 0xF) << 4);
+    }
+    for (int s = 0; s < 8; s++) {
+        float dl = d * (float)sc[s], ml = dmin * (float)m[s];
+        for (int l = 0; l < 32; l++) {
+            int q = dl > 0 ? clamp_int((int)roundf((x[s * 32 + l] + ml) / dl), 0, 15) : 0;
+            qs[(s / 2) * 32 + l] |= (uint8_t)(s & 1 ? q << 4 : q);
+        }
+    }
+}
+
 /* round half away from zero (C roundf), as the reference quantizers */
 static void quantize_row(int type, const float *x, size_t n, uint8_t *out) {
     switch (type) {
@@ -133,6 +170,9 @@ static void quantize_row(int type, const float *x, size_t n, uint8_t *out) {
                 out[2 + j] = (uint8_t)(qa | qc << 4);
             }
         }
+        break;
+    case GGUF_Q4_K:
+        for (size_t b = 0; b < n / 256; b++, x += 256, out += 144) quantize_q4k_block(x, out);
         break;
     }
 }
@@ -755,8 +795,8 @@ int gpt_export_gguf(const gpt_model *m, const char *path, int type, const gguf_e
     GK_CHECK(!m->qw, "gpt_export_gguf of a model holding quantized weights (gpt_dequantize_weights first)");
     if (c->score_head) return gk_errf(err, "GGUF export: a model with a score head (reward model) is not written");
     if (c->rope_scaling != GPT_ROPE_SCALE_NONE) return gk_errf(err, "GGUF export: llama3 rope scaling is not written yet");
-    if (type != GGUF_F32 && type != GGUF_F16 && type != GGUF_Q8_0 && type != GGUF_Q4_0)
-        return gk_errf(err, "GGUF export: type %s is not written (f32, f16, q8_0, q4_0)", gguf_type_name(type));
+    if (type != GGUF_F32 && type != GGUF_F16 && type != GGUF_Q8_0 && type != GGUF_Q4_0 && type != GGUF_Q4_K)
+        return gk_errf(err, "GGUF export: type %s is not written (f32, f16, q8_0, q4_0, q4_k)", gguf_type_name(type));
     int gpt2 = c->arch == GPT_ARCH_GPT2;
     const char *arch = gpt2 ? "gpt2" : c->qkv_bias ? "qwen2" : "llama";
     int permute = !gpt2 && !c->qkv_bias;
@@ -782,6 +822,7 @@ int gpt_export_gguf(const gpt_model *m, const char *path, int type, const gguf_e
             if (tr) { t->rows = p->shape[1]; t->cols = p->shape[0]; }   /* Conv1D [in, out] -> [out, in] */
             /* norms and biases stay f32 (as llama.cpp's converter does); matrices whose rows do not fill blocks too */
             t->type = p->ndim == 1 ? GGUF_F32 : type;
+            if (t->type == GGUF_Q4_K && t->cols % 256) t->type = GGUF_Q8_0;   /* rows that do not fill super-blocks */
             if ((t->type == GGUF_Q8_0 || t->type == GGUF_Q4_0) && t->cols % 32) t->type = GGUF_F16;
             size_t n = t->rows * t->cols;
             float *w = gk_malloc(n * sizeof(float));
@@ -811,7 +852,7 @@ int gpt_export_gguf(const gpt_model *m, const char *path, int type, const gguf_e
     kv_str(&h, "general.architecture", arch); nkv++;
     kv_str(&h, "general.name", "gptkit"); nkv++;
     kv_u32(&h, "general.alignment", (uint32_t)A); nkv++;
-    kv_u32(&h, "general.file_type", type == GGUF_F32 ? 0 : type == GGUF_F16 ? 1 : type == GGUF_Q8_0 ? 7 : 2); nkv++;
+    kv_u32(&h, "general.file_type", type == GGUF_F32 ? 0 : type == GGUF_F16 ? 1 : type == GGUF_Q8_0 ? 7 : type == GGUF_Q4_K ? 14 : 2); nkv++;
     kv_u32(&h, KEY("context_length"), (uint32_t)c->n_ctx); nkv++;
     kv_u32(&h, KEY("embedding_length"), (uint32_t)c->n_embd); nkv++;
     kv_u32(&h, KEY("block_count"), (uint32_t)c->n_layer); nkv++;

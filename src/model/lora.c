@@ -112,7 +112,7 @@ static void add_entry(gpt_model *pm, size_t *cap, const char *name, size_t d0, s
 int gpt_lora_attach(gpt_model *m, const gpt_lora_config *cfg, uint64_t seed, gk_err *err) {
     const gpt_config *c = &m->cfg;
     if (m->lora) return gk_errf(err, "the model already has LoRA adapters");
-    gpt_dequantize_weights(m);   /* adapters differentiate through (and merge into) fp32 base weights */
+    /* a base kept quantized (a GGUF file) stays so: QLoRA, the adapters' gradients flow through its blocks */
     if (cfg->rank < 1) return gk_errf(err, "--lora-rank must be at least 1 (got %d)", cfg->rank);
     if (!(cfg->alpha > 0) || !isfinite(cfg->alpha)) return gk_errf(err, "--lora-alpha must be positive (got %g)", cfg->alpha);
     if (!(cfg->dropout >= 0 && cfg->dropout < 1)) return gk_errf(err, "--lora-dropout must be in [0, 1) (got %g)", cfg->dropout);
@@ -329,6 +329,8 @@ void gpt_lora_bwd(gpt_lora *L, kern_backend *be, int layer, int role, float *din
 void gpt_lora_merge(gpt_model *m) {
     gpt_lora *L = m->lora;
     if (!L) return;
+    GK_CHECK(!m->view, "gpt_lora_merge on a view (its base's weights are shared)");
+    gpt_dequantize_weights(m);   /* a quantized base merges into fp32 weights (the delta is not quantized) */
     size_t r = (size_t)L->cfg.rank;
     int inout = gpt_wlayout(&m->cfg) == KERN_W_IN_OUT;
     float *P = gk_malloc(L->pm->num_params * sizeof(float));
@@ -361,24 +363,62 @@ void gpt_lora_merge(gpt_model *m) {
 
 /* ---------------------------------------------------------------- PEFT files */
 
+/* FNV-1a over n floats' bytes, continuing h */
+static uint64_t fnv_floats(uint64_t h, const float *x, size_t n) {
+    const uint8_t *b = (const uint8_t *)x;
+    for (size_t i = 0; i < n * sizeof(float); i++) { h ^= b[i]; h *= 1099511628211ULL; }
+    return h;
+}
+
 uint64_t gpt_params_checksum(const gpt_model *m) {
-    GK_CHECK(!m->qw, "gpt_params_checksum of a model holding quantized weights (gpt_dequantize_weights first)");
-    /* the tensors in buffer order, the score head left out; downloaded a chunk at a time (a whole host copy
-     * would double a large base's memory at every save) */
+    /* the tensors in table order as fp32 in the table's layout, the score head left out; a chunk at a time (a whole
+     * host copy would double a large base's memory at every save). A matrix kept quantized (QLoRA) is hashed as
+     * its dequantized values (gpt_dequantize_weights' decoder and layout), so an adapter trained over a quantized
+     * base matches the same file dequantized, and the other way round. */
     enum { CHUNK = 1 << 18 };
     float *host = gk_malloc(CHUNK * sizeof(float));
+    uint8_t *bytes = NULL;
     uint64_t h = 1469598103934665603ULL;
     for (size_t t = 0; t < m->n_table; t++) {
         const gpt_param *p = &m->table[t];
         if (p->role == GPT_ROLE_SCORE) continue;
-        for (size_t i0 = 0; i0 < p->numel; i0 += CHUNK) {
-            size_t n = p->numel - i0 < CHUNK ? p->numel - i0 : CHUNK;
-            kern_download(m->be, host, m->params + p->offset + i0, n * sizeof(float));
-            const uint8_t *b = (const uint8_t *)host;
-            for (size_t i = 0; i < n * sizeof(float); i++) { h ^= b[i]; h *= 1099511628211ULL; }
+        const gpt_qweight *q = gpt_param_qweight(m, p);
+        if (!q) {
+            for (size_t i0 = 0; i0 < p->numel; i0 += CHUNK) {
+                size_t n = p->numel - i0 < CHUNK ? p->numel - i0 : CHUNK;
+                kern_download(m->be, host, m->params + p->offset + i0, n * sizeof(float));
+                h = fnv_floats(h, host, n);
+            }
+            continue;
+        }
+        /* GPT-2's Conv1D block matrices are [in, out] in the table, the blocks [out, in]: transposed whole (they
+         * are a block's size); every other matrix's rows are the table's rows, hashed a few rows at a time */
+        int tr = m->cfg.arch == GPT_ARCH_GPT2 && p->layer >= 0;
+        float *whole = tr ? gk_malloc(p->numel * sizeof(float)) : NULL;
+        size_t row0 = 0;
+        for (int k = 0; k < q->nparts; k++) {
+            const kern_qmat *w = &q->part[k];
+            size_t rb = kern_qtype_row_bytes(w->type, w->cols), per = w->cols >= CHUNK ? 1 : CHUNK / w->cols;
+            bytes = gk_realloc(bytes, per * rb);
+            for (size_t r0 = 0; r0 < w->rows; r0 += per) {
+                size_t nr = w->rows - r0 < per ? w->rows - r0 : per;
+                float *dst = tr ? whole + (row0 + r0) * w->cols : host;
+                kern_download(m->be, bytes, w->data + r0 * rb, nr * rb);
+                kern_q_dequantize(w->type, bytes, nr * w->cols, dst);
+                if (!tr) h = fnv_floats(h, dst, nr * w->cols);
+            }
+            row0 += w->rows;
+        }
+        if (tr) {   /* [out, in] -> [in, out] */
+            size_t out = p->shape[1], in = p->shape[0];
+            float *t2 = gk_malloc(p->numel * sizeof(float));
+            for (size_t o = 0; o < out; o++)
+                for (size_t i = 0; i < in; i++) t2[i * out + o] = whole[o * in + i];
+            h = fnv_floats(h, t2, p->numel);
+            free(t2); free(whole);
         }
     }
-    free(host);
+    free(host); free(bytes);
     return h;
 }
 

@@ -324,8 +324,11 @@ static void acts_free(gpt_model *m) {
 
 gpt_model *gpt_create_view(gpt_model *base) {
     GK_CHECK(base->params, "gpt_create_view of a model without parameters");
-    gpt_dequantize_weights(base);   /* views share the standard fp32 layout (training, adapters) */
     gpt_model *v = gpt_create_table(&base->cfg, base->be);   /* the same table, borrowed backend */
+    if (base->qw) {   /* a quantized base (QLoRA) is shared as it is: its compacted offsets and its blocks */
+        memcpy(v->table, base->table, base->n_table * sizeof *v->table);
+        v->qw = base->qw;
+    }
     v->params = base->params;
     v->inv_freq = base->inv_freq;
     v->view = 1;
@@ -360,8 +363,7 @@ void gpt_free(gpt_model *m) {
     acts_free(m);
     if (!m->view) { kern_free(m->be, m->params); kern_free(m->be, m->inv_freq); }
     kern_free(m->be, m->grads);
-    kern_free(m->be, m->qdata);
-    free(m->qw);
+    if (!m->view) { kern_free(m->be, m->qdata); free(m->qw); }   /* a view borrows its base's blocks */
     free(m->table);
     free(m->role_at);
     if (m->own_be) kern_backend_free(m->be);
@@ -418,6 +420,16 @@ const gpt_qweight *gpt_param_qweight(const gpt_model *m, const gpt_param *p) {
     return q->nparts ? q : NULL;
 }
 
+size_t gpt_weight_bytes(const gpt_model *m) {
+    size_t b = 0;
+    for (size_t i = 0; i < m->n_table; i++) {
+        const gpt_qweight *q = gpt_param_qweight(m, &m->table[i]);
+        if (!q) { b += m->table[i].numel * sizeof(float); continue; }
+        for (int k = 0; k < q->nparts; k++) b += q->part[k].rows * kern_qtype_row_bytes(q->part[k].type, q->part[k].cols);
+    }
+    return b;
+}
+
 /* A tensor the caller cannot do without (the architecture guarantees it): found by role or abort. */
 static const gpt_param *need_role(const gpt_model *m, int role, int layer) {
     const gpt_param *p = gpt_param_role(m, role, layer);
@@ -443,7 +455,8 @@ gpt_layer_ptrs gpt_layer(float *base, const gpt_model *m, int l) {
 }
 
 void gpt_alloc_grads(gpt_model *m) {
-    gpt_dequantize_weights(m);   /* training needs fp32 weights */
+    GK_CHECK(!m->view || !m->qw, "gpt_alloc_grads on a view of a quantized base");
+    gpt_dequantize_weights(m);   /* training the base itself needs fp32 weights */
     if (!m->grads) m->grads = kern_alloc(m->be, m->num_params * sizeof(float));
 }
 void gpt_zero_grads(gpt_model *m) {
@@ -578,7 +591,11 @@ void gpt_lm_head_fwd(gpt_model *m, float *logits, const float *h, size_t N) {
     /* logits [N,V] = h [N,C] @ W[V,C]^T  (torch.nn.Linear layout; tied: W is wte) */
     const gpt_param *p = need_role(m, GPT_ROLE_LM_HEAD, -1);
     const gpt_qweight *q = gpt_param_qweight(m, p);
-    if (q) gpt_qweight_fwd(m->be, q, logits, h, NULL, N, (size_t)m->cfg.n_embd, (size_t)m->cfg.vocab_size);
+    /* rows of the training forward's hidden states (gpt_hidden) may be differentiated (QLoRA): those take the
+     * quantized product's fp32 path; other rows (the engine's decode) may take its int8 decode path */
+    size_t C = (size_t)m->cfg.n_embd;
+    int train = m->acts.lnf && h >= m->acts.lnf && h < m->acts.lnf + m->acts_cap_bt * C;
+    if (q) gpt_qweight_fwd(m->be, q, logits, h, NULL, N, C, (size_t)m->cfg.vocab_size, train);
     else kern_matmul_fwd(m->be, logits, h, m->params + p->offset, NULL, N, (size_t)m->cfg.n_embd, (size_t)m->cfg.vocab_size,
                          KERN_W_OUT_IN);
 }
@@ -586,7 +603,11 @@ void gpt_lm_head_fwd(gpt_model *m, float *logits, const float *h, size_t N) {
 void gpt_lm_head_bwd(gpt_model *m, float *dh, const float *dlogits, const float *h, size_t N) {
     /* dh += dlogits @ W;  dW += dlogits^T @ h — for a tied W (wte), its second gradient contribution */
     const gpt_param *p = need_role(m, GPT_ROLE_LM_HEAD, -1);
-    GK_CHECK(!m->qw, "gpt_lm_head_bwd on a model holding quantized weights (gpt_dequantize_weights first)");
+    const gpt_qweight *q = gpt_param_qweight(m, p);
+    if (q) {   /* a frozen quantized head (QLoRA): dh only, from its blocks */
+        gpt_qweight_bwd(m->be, q, dh, dlogits, N, (size_t)m->cfg.n_embd, (size_t)m->cfg.vocab_size);
+        return;
+    }
     kern_matmul_bwd(m->be, dh, gptr(grad_base(m, p->group), p), NULL, dlogits, h, m->params + p->offset, N,
                     (size_t)m->cfg.n_embd, (size_t)m->cfg.vocab_size, KERN_W_OUT_IN);
 }
@@ -623,7 +644,9 @@ void gpt_score_head_bwd(gpt_model *m, float *dh, const float *dr, const float *h
 void gpt_backward(gpt_model *m, float *dh) {
     const gpt_config *c = &m->cfg;
     GK_CHECK(m->acts_cap_bt > 0 && m->B > 0, "gpt_backward without a forward pass");
-    GK_CHECK(!m->qw, "gpt_backward on a model holding quantized weights (an inference load; gpt_dequantize_weights first)");
+    /* a quantized base (QLoRA) has no gradient buffer (gpt_alloc_grads dequantizes), so every group is frozen here
+     * and only the adapters' gradients flow, through dX = dY W of the blocks (block.c) */
+    GK_CHECK(!m->qw || !m->grads, "gpt_backward: a model holding quantized weights with base gradients");
     size_t B = m->B, T = m->T, BT = B * T, C = (size_t)c->n_embd, L = (size_t)c->n_layer, W = wide_cols(c);
     gpt_acts *a = &m->acts;
     float *g_embed = grad_base(m, GPT_GROUP_EMBED), *g_blocks = grad_base(m, GPT_GROUP_BLOCKS);

@@ -224,6 +224,8 @@ gpt_layer_ptrs gpt_layer(float *base, const gpt_model *m, int l);         /* bas
 void gpt_dequantize_weights(gpt_model *m);
 /* The quantized form of table entry p, or NULL when it is fp32. */
 const gpt_qweight *gpt_param_qweight(const gpt_model *m, const gpt_param *p);
+/* Bytes m's parameters occupy: 4 per fp32 value, the block bytes of the matrices kept quantized. */
+size_t gpt_weight_bytes(const gpt_model *m);
 void gpt_alloc_grads(gpt_model *m);   /* dequantizes a quantized model first (gpt_dequantize_weights) */
 void gpt_zero_grads(gpt_model *m);
 void gpt_set_trainable(gpt_model *m, int group, int on);
@@ -354,8 +356,9 @@ void gguf_kv_string(gguf_extra_kv *kv, const char *key, const char *val);
 void gguf_kv_u32(gguf_extra_kv *kv, const char *key, uint32_t val);
 void gguf_kv_str_array(gguf_extra_kv *kv, const char *key, const char *const *vals, const size_t *lens, size_t n);
 void gguf_kv_i32_array(gguf_extra_kv *kv, const char *key, const int32_t *vals, size_t n);
-/* Writes a LLaMA-family model as GGUF v3 (type GGUF_F32 | F16 | Q8_0 | Q4_0 for the matrices; norms and biases
- * f32), llama.cpp's names and metadata, plus the extra entries. Atomic write. */
+/* Writes a LLaMA-family model as GGUF v3 (type GGUF_F32 | F16 | Q8_0 | Q4_0 | Q4_K for the matrices, a matrix whose
+ * rows do not fill the type's blocks falling back to Q8_0 then F16; norms and biases f32), llama.cpp's names and
+ * metadata, plus the extra entries. Atomic write. */
 int  gpt_export_gguf(const gpt_model *m, const char *path, int type, const gguf_extra_kv *extra, size_t n_extra, gk_err *err);
 /* `gptkit info` for a .gguf file: architecture, sizes, parameters, tokenizer, template, every tensor. */
 int  gguf_print_info(const char *path, FILE *out, gk_err *err);

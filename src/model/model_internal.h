@@ -7,9 +7,12 @@ void gpt_alloc_params(gpt_model *m);   /* zero-filled; no-op if already allocate
 /* out [B*T, C] = token embedding of tok [B*T] (device) + positions pos0 + t (learned positions), whether the token
  * table is fp32 or kept quantized. */
 void gpt_embed_tokens(gpt_model *m, float *out, const int32_t *tok, size_t B, size_t T, size_t pos0);
-/* out [R, OC] = inp [R, C] @ W^T + bias for a quantized W [OC, C] (its parts fill column ranges). */
+/* out [R, OC] = inp [R, C] @ W^T + bias for a quantized W [OC, C] (its parts fill column ranges). train = 1: the
+ * product training differentiates (kern_matmul_q_train_fwd: no int8 decode path). */
 void gpt_qweight_fwd(kern_backend *be, const gpt_qweight *q, float *out, const float *inp, const float *bias, size_t R,
-                     size_t C, size_t OC);
+                     size_t C, size_t OC, int train);
+/* dinp [R, C] += dout [R, OC] @ W for a frozen quantized W [OC, C] (QLoRA's base): each part from its columns. */
+void gpt_qweight_bwd(kern_backend *be, const gpt_qweight *q, float *dinp, const float *dout, size_t R, size_t C, size_t OC);
 
 /* ---------------------------------------------------------------- the block (block.c)
  * One transformer layer, written once, for the training forward (and its backward) and the KV-cache

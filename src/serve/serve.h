@@ -27,6 +27,7 @@
 /* ---------------------------------------------------------------- the server */
 typedef struct {
     const char *model_dir;      /* checkpoint directory (required) */
+    const char *adapter;        /* a LoRA adapter (PEFT layout) applied unmerged on top of model_dir; NULL = none */
     const char *model_name;     /* the id /v1/models lists and responses carry; NULL = the directory's basename */
     const char *tok_path;       /* tokenizer override; NULL = the one recorded in the checkpoint */
     const char *host;           /* default "127.0.0.1" */

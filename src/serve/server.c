@@ -473,6 +473,7 @@ int serve_run(const serve_opts *o, gk_err *err) {
     pthread_mutex_init(&s->aux_mu, NULL);
     int rc = -1;
     if (eval_model_open(&s->em, o->model_dir, o->tok_path, 1, 1, o->slots, err)) goto out;
+    if (o->adapter && eval_model_add_adapter(&s->em, o->adapter, err)) goto out;   /* unmerged, as sample/chat */
     engine_set_max_queued(s->em.e, o->max_queue);
     s->lim.max_depth = o->max_depth; s->lim.max_messages = o->max_messages;
     s->lim.ctx = engine_max_len(s->em.e); s->lim.max_n = engine_max_seqs(s->em.e);

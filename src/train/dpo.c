@@ -161,7 +161,7 @@ int train_dpo(const dpo_opts *o, dpo_result *res, gk_err *err) {
     char *tok_rec = NULL, *base_dir = NULL;
     const char *mdir = o->resume_dir ? o->resume_dir : o->policy_dir;
     /* a LoRA run's --resume names its adapter directory: the recorded base is opened and the adapter attached */
-    gpt_model *m = train_open_model(mdir, &tok_rec, &base_dir, 0, err);
+    gpt_model *m = train_open_model(mdir, &tok_rec, &base_dir, o->lora.rank > 0, err);   /* LoRA: a .gguf stays quantized */
     if (!m) return -1;
     rlhf_chat chat; memset(&chat, 0, sizeof chat);
     prefs_set ts = {0}, vs = {0};

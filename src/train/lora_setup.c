@@ -60,10 +60,10 @@ int train_lora_setup(gpt_model *m, const train_lora_opts *o, const char *base_di
     return 0;
 }
 
-gpt_model *train_open_model(const char *dir, char **tok_rec, char **base_dir, int infer, gk_err *err) {
+gpt_model *train_open_model(const char *dir, char **tok_rec, char **base_dir, int quant, gk_err *err) {
     if (base_dir) *base_dir = NULL;
     if (!gpt_lora_is_dir(dir)) {
-        gpt_model *m = infer ? gpt_load_infer(dir, tok_rec, err) : gpt_load(dir, tok_rec, err);
+        gpt_model *m = quant ? gpt_load_infer(dir, tok_rec, err) : gpt_load(dir, tok_rec, err);
         if (m && base_dir) *base_dir = gk_strdup(dir);
         return m;
     }
@@ -80,7 +80,7 @@ gpt_model *train_open_model(const char *dir, char **tok_rec, char **base_dir, in
     }
     free(txt); free(cp);
     if (!base) return NULL;
-    probe = gpt_load(base, tok_rec, err);
+    probe = quant ? gpt_load_infer(base, tok_rec, err) : gpt_load(base, tok_rec, err);
     if (!probe) {
         char msg[sizeof err->msg];
         snprintf(msg, sizeof msg, "%s", err->msg);
@@ -108,7 +108,7 @@ int train_policy_open(const char *stage, const char *policy_dir, const char *res
     *policy = *ref = NULL;
     if (!resume_dir && train_refuse_adapter_policy(stage, policy_dir, err)) return -1;
     const char *pdir = resume_dir ? resume_dir : policy_dir;
-    if (!(*policy = train_open_model(pdir, tok_rec, base_dir, 0, err))) return -1;
+    if (!(*policy = train_open_model(pdir, tok_rec, base_dir, lo->rank > 0, err))) return -1;   /* LoRA: a .gguf stays quantized */
     gpt_model *p = *policy;
     if (p->cfg.score_head) return gk_errf(err, "%s: the policy has a score head; pass an LM (SFT) checkpoint", pdir);
     if (train_lora_setup(p, lo, *base_dir, seed, quiet, err)) return -1;
@@ -116,6 +116,6 @@ int train_policy_open(const char *stage, const char *policy_dir, const char *res
     /* the reference is the policy's own base with no adapters: a view, not a copy */
     *ref = gpt_create_view(p);
     gk_log("%s: the reference is the frozen base with the adapters off (no second copy: %.1f MB saved)\n", stage,
-           (double)p->num_params * sizeof(float) / 1e6);
+           (double)gpt_weight_bytes(p) / 1e6);
     return 0;
 }

@@ -88,7 +88,7 @@
 #define OPT_LORA(S, PIPE) \
     OPT_SECTION("LoRA (train low-rank adapters only; the base stays frozen):"), \
     OPT_NUM_(S, TRAIN_OPT_LONG, "--lora-rank", NULL, "lora_rank", NULL, lora.rank, 0, 0, 65536, ST | (PIPE), "R", \
-             "adapter rank (0 = full finetuning)"), \
+             "adapter rank (0 = full finetuning); a .gguf base stays quantized (QLoRA)"), \
     OPT_NUM_(S, TRAIN_OPT_FLOAT, "--lora-alpha", NULL, "lora_alpha", NULL, lora.alpha, 16, 1e-9, BIG, ST | (PIPE), "A", \
              "adapter scaling numerator: updates are scaled by A/R"), \
     OPT_NUM_(S, TRAIN_OPT_FLOAT, "--lora-dropout", NULL, "lora_dropout", NULL, lora.dropout, 0, 0, 0.999, ST | (PIPE), "P", \

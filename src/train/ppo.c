@@ -499,7 +499,7 @@ static int ppo_load_lora_critics(ppo_ctx *c, const char *vdir, char **rm_tok, gk
     if (!c->value->lora->cfg.score) return gk_errf(err, "the value adapter has no score head");
     free(c->value->lora->base);
     c->value->lora->base = c->policy->lora->base ? gk_strdup(c->policy->lora->base) : NULL;
-    double mb = (double)c->policy->num_params * sizeof(float) / 1e6;
+    double mb = (double)gpt_weight_bytes(c->policy) / 1e6;   /* a quantized base: its blocks */
     int copies = 2 + rm_adapter;   /* the reference's and the value model's, and the reward model's when it is an adapter */
     gk_log("ppo: one frozen base (%.1f MB) holds the policy, the reference (adapters off), the value model%s; "
            "%.1f MB of weights not loaded compared with full finetuning (%d copies)\n", mb,

@@ -36,7 +36,7 @@ static gpt_model *make_model(const pretrain_opts *o, const char *dir, char **tok
         /* a checkpoint, or (resuming a LoRA continuation) an adapter directory onto its recorded base; with
          * --lora-* the adapters are attached to it and only they train */
         char *base_dir = NULL;
-        gpt_model *m = train_open_model(dir, tok_rec, &base_dir, 0, err);
+        gpt_model *m = train_open_model(dir, tok_rec, &base_dir, o->lora.rank > 0, err);   /* LoRA: a .gguf stays quantized */
         if (m && train_lora_setup(m, &o->lora, base_dir, o->seed, o->json, err)) { gpt_free(m); m = NULL; }
         free(base_dir);
         return m;

@@ -164,7 +164,7 @@ static gpt_model *rm_open(const rm_opts *o, char **tok_rec, char **base_dir, gk_
         *base_dir = gk_strdup(src);
         return rlhf_load_with_head(src, o->head_init_std, o->seed, tok_rec, err);
     }
-    gpt_model *m = train_open_model(src, tok_rec, base_dir, 0, err);
+    gpt_model *m = train_open_model(src, tok_rec, base_dir, 1, err);   /* LoRA here: a .gguf stays quantized */
     if (!m) return NULL;
     int fresh = !m->lora && !m->cfg.score_head;
     train_lora_opts lo = o->lora;

@@ -156,7 +156,7 @@ int train_sft(const sft_opts *o, sft_result *res, gk_err *err) {
 
     char *tok_rec = NULL, *base_dir = NULL;
     /* --resume of a LoRA run names an adapter directory: its recorded base is opened and the adapter attached */
-    gpt_model *m = train_open_model(src, &tok_rec, &base_dir, 0, err);
+    gpt_model *m = train_open_model(src, &tok_rec, &base_dir, o->lora.rank > 0, err);   /* LoRA: a .gguf stays quantized */
     if (!m) return -1;
     int rc = -1;
     tok_tokenizer *tok = NULL;

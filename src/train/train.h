@@ -118,9 +118,10 @@ int train_policy_open(const char *stage, const char *policy_dir, const char *res
 int train_refuse_adapter_policy(const char *stage, const char *dir, gk_err *err);
 /* Opens what a run continues from: a full checkpoint (gpt_load), or a LoRA adapter directory (its recorded base
  * loaded, the adapter attached, the base frozen). *tok_rec and *base_dir (may be NULL) as gpt_load's tokenizer
- * and the directory the model's tokenizer is found from. infer = 1 (sampling, chat, serving, evaluation): a
- * .gguf model keeps its quantized matrices quantized (gpt_load_infer); training passes 0. */
-gpt_model *train_open_model(const char *dir, char **tok_rec, char **base_dir, int infer, gk_err *err);
+ * and the directory the model's tokenizer is found from. quant = 1 (sampling, chat, serving, evaluation, and LoRA
+ * training: QLoRA): a .gguf model, or an adapter's .gguf base, keeps its quantized matrices quantized
+ * (gpt_load_infer); full training passes 0 (dequantized to fp32 at load). */
+gpt_model *train_open_model(const char *dir, char **tok_rec, char **base_dir, int quant, gk_err *err);
 
 /* ---------------------------------------------------------------- the stage skeleton */
 /* Every training stage (pretrain, sft, rm, dpo, ppo) runs inside this one loop, which owns what they share:

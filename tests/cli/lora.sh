@@ -2,7 +2,9 @@
 # adapter (adapter_config.json + adapter_model.safetensors + the resume state) and never touches the base's
 # bytes; --resume continues exactly; eval --adapter, eval --model ADAPTER and export --adapter (merged) agree;
 # bad input is refused with a message. With the test venv: the safetensors package reads PEFT's names back, and
-# with torch + transformers + peft, peft loads the adapter onto the base with our loss.
+# with torch + transformers + peft, peft loads the adapter onto the base with our loss. QLoRA (5f): adapters over
+# Q8_0 / Q4_0 / Q4_K GGUF bases kept quantized train as over the dequantized base, in less memory; serve --adapter
+# (5g) answers as sample --adapter.
 . "$(dirname "$0")/_lib.sh"
 export OMP_NUM_THREADS=1
 cd "$TMP"
@@ -178,17 +180,84 @@ a=[json.loads(l) for l in open('ptf.log') if '\"step\":0' in l][0]; b=[json.load
 print(a['loss'], b['loss']); sys.exit(0 if a['loss']==b['loss'] else 1)" >pt.chk && [ -f ptl/adapter_model.safetensors ] \
   && [ "$(sum_base)" = "$before" ]; then pass lora_pretrain_step0_is_base; else fail lora_pretrain_step0_is_base "$(cat pt.chk) $(tail -2 ptl.err)"; fi
 
-# 5f. a GGUF base (dequantized at load: QLoRA proper is not done) takes adapters; the adapter names the .gguf
-$GPTKIT pretrain --arch llama --model d2 --n-embd 64 --n-head 4 --n-kv-head 2 --n-inner 128 --vocab-size 280 --n-ctx 48 \
-  --data "shards/train_*.bin" --tokenizer tok -b 4 -t 16 --steps 3 --out lbase --json >/dev/null 2>&1 \
-  && $GPTKIT export --model lbase --format gguf --type q8_0 --out lbase.gguf >/dev/null 2>&1 \
-  && $GPTKIT sft --init lbase.gguf --tokenizer tok --data sft.jsonl -b 6 --steps 6 --lr 1e-2 --lora-rank 2 --out lg --json \
-       >lg.log 2>lg.err
-g1=$($GPTKIT eval --model lbase.gguf --adapter lg --data "$SHARD" -b 2 -t 16 --json 2>/dev/null)
-g0=$($GPTKIT eval --model lbase.gguf --data "$SHARD" -b 2 -t 16 --json 2>/dev/null)
-if grep -q 'lbase.gguf"' lg/adapter_config.json 2>/dev/null && python3 -c "
-import json,sys; a,b=(json.loads(x)['loss'] for x in sys.argv[1:3]); print(a,b); sys.exit(0 if abs(a-b)>1e-4 else 1)" "$g1" "$g0" >lg.chk 2>&1; then
-  pass lora_gguf_base; else fail lora_gguf_base "$(cat lg.chk) $(tail -2 lg.err)"; fi
+# 5f. QLoRA: adapters over a quantized GGUF base (Q8_0, Q4_0, Q4_K) kept in its blocks. A LLaMA base 256 wide (Q4_K's
+# super-block) written in each type; sft --lora-rank on the .gguf gives, step for step, the losses of the same run on
+# that file dequantized to an fp32 checkpoint (the same function: float summation order only, 1e-4), the adapter
+# names the .gguf, loads onto the dequantized base (the base checksum is the dequantized values'), and changes eval.
+$GPTKIT pretrain --arch llama --model d2 --n-embd 256 --n-head 4 --n-kv-head 2 --n-inner 256 --vocab-size 280 --n-ctx 48 \
+  --data "shards/train_*.bin" --tokenizer tok -b 4 -t 16 --steps 3 --out lbase --json >/dev/null 2>lbase.err \
+  || fail qlora_base "$(tail -2 lbase.err)"
+Q="--tokenizer tok --data sft.jsonl -b 6 --steps 6 --lr 1e-2 --warmup 1 --lora-rank 2 --lora-targets all-linear --json"
+for ty in q8_0 q4_0 q4_k; do
+  $GPTKIT export --model lbase --format gguf --type $ty --out lb_$ty.gguf >/dev/null 2>ex_$ty.err \
+    && $GPTKIT export --model lb_$ty.gguf --format hf --out lbd_$ty >/dev/null 2>>ex_$ty.err \
+    && $GPTKIT sft --init lb_$ty.gguf $Q --out lq_$ty >lq_$ty.log 2>lq_$ty.err \
+    && $GPTKIT sft --init lbd_$ty $Q --out ld_$ty >ld_$ty.log 2>ld_$ty.err
+  rc=$?
+  g1=$($GPTKIT eval --model lb_$ty.gguf --adapter lq_$ty --data "$SHARD" -b 2 -t 16 --json 2>g1_$ty.err)
+  g2=$($GPTKIT eval --model lbd_$ty --adapter lq_$ty --data "$SHARD" -b 2 -t 16 --json 2>g2_$ty.err)
+  g0=$($GPTKIT eval --model lb_$ty.gguf --data "$SHARD" -b 2 -t 16 --json 2>/dev/null)
+  if [ $rc -eq 0 ] && grep -q "lb_$ty.gguf\"" lq_$ty/adapter_config.json && python3 -c "
+import json,sys
+a=[json.loads(l)['loss'] for l in open('lq_$ty.log') if '\"step\"' in l and 'loss' in l]
+b=[json.loads(l)['loss'] for l in open('ld_$ty.log') if '\"step\"' in l and 'loss' in l]
+e1,e2,e0=(json.loads(x)['loss'] for x in sys.argv[1:4])
+print(a, b, e1, e2, e0)
+sys.exit(0 if len(a)==6 and len(b)==6 and all(abs(x-y)<1e-4 for x,y in zip(a,b)) and a[-1]<a[0] and abs(e1-e2)<1e-4 and abs(e1-e0)>1e-4 else 1)" \
+    "$g1" "$g2" "$g0" >lq_$ty.chk 2>&1; then pass qlora_sft_$ty; else fail qlora_sft_$ty "rc=$rc $(cat lq_$ty.chk) $(tail -2 ex_$ty.err lq_$ty.err ld_$ty.err g1_$ty.err g2_$ty.err)"; fi
+done
+# DPO over a quantized base: the reference is the same blocks with the adapters off (z = 0 at step 0)
+$GPTKIT dpo --policy lb_q4_0.gguf --tokenizer tok --data prefs.jsonl --batch 6 --steps 3 --lr 1e-2 --warmup 1 --lora-rank 2 \
+  --out lqd --json >lqd.log 2>lqd.err
+if python3 -c "
+import json,math,sys
+s=[json.loads(l) for l in open('lqd.log') if '\"step\"' in l and 'loss' in l]
+print(s[0]['loss']); sys.exit(0 if len(s)==3 and abs(s[0]['loss']-math.log(2))<1e-5 else 1)" >lqd.chk 2>&1 && [ -f lqd/adapter_model.safetensors ]; then
+  pass qlora_dpo; else fail qlora_dpo "$(cat lqd.chk) $(tail -2 lqd.err)"; fi
+# merge onto the quantized base: a full fp32 checkpoint computing base + adapter
+$GPTKIT lora merge --model lb_q4_k.gguf --adapter lq_q4_k --out lqm >/dev/null 2>lqm.err
+g3=$($GPTKIT eval --model lqm --data "$SHARD" -b 2 -t 16 --json 2>/dev/null)
+g1=$($GPTKIT eval --model lb_q4_k.gguf --adapter lq_q4_k --data "$SHARD" -b 2 -t 16 --json 2>/dev/null)
+if [ -f lqm/model.safetensors ] && python3 -c "
+import json,sys; a,b=(json.loads(x)['loss'] for x in sys.argv[1:3]); print(a,b); sys.exit(0 if abs(a-b)<1e-5 else 1)" "$g1" "$g3" >lqm.chk 2>&1; then
+  pass qlora_merge_fp32; else fail qlora_merge_fp32 "$(cat lqm.chk lqm.err)"; fi
+# memory: a wider base (12.6M parameters) — the QLoRA run's peak RSS (metrics.jsonl) below the fp32-base LoRA run's
+$GPTKIT pretrain --arch llama --model d4 --n-embd 512 --n-head 8 --n-kv-head 4 --n-inner 1536 --vocab-size 280 --n-ctx 48 \
+  --data "shards/train_*.bin" --tokenizer tok -b 2 -t 16 --steps 1 --out wbase --json >/dev/null 2>&1 \
+  && $GPTKIT export --model wbase --format gguf --type q4_k --out wb.gguf >/dev/null 2>&1 \
+  && $GPTKIT export --model wb.gguf --format hf --out wbd >/dev/null 2>&1
+W="--tokenizer tok --data sft.jsonl -b 6 --steps 2 --lora-rank 4 --lora-targets all-linear"
+$GPTKIT sft --init wb.gguf $W --out wq >/dev/null 2>wq.err; $GPTKIT sft --init wbd $W --out wd >/dev/null 2>wd.err
+if python3 -c "
+import json,sys
+r=[[json.loads(l)['peak_rss_mb'] for l in open(f+'/metrics.jsonl') if '\"resources\"' in l][0] for f in ('wq','wd')]
+print('qlora q4_k %.1f MB, fp32-base lora %.1f MB' % tuple(r)); sys.exit(0 if r[0] < r[1] - 20 else 1)" >wq.chk 2>&1; then
+  pass "qlora_peak_rss_lower ($(cat wq.chk))"; else fail qlora_peak_rss_lower "$(cat wq.chk) $(tail -2 wq.err wd.err)"; fi
+
+# 5g. serve --adapter: the server loads the base and the adapter unmerged; its greedy completion equals gptkit
+# sample --adapter's, over an fp32 base and over a quantized one
+SERVE_OK=1
+$GPTKIT serve --model x --port 0 2>&1 | grep -q "built without an HTTP server" && SERVE_OK=0
+[ $SERVE_OK = 0 ] && skip serve_adapter_matches_sample "this gptkit was built without libmicrohttpd"
+for pair in "base lo" "lb_q8_0.gguf lq_q8_0"; do
+  [ $SERVE_OK = 1 ] || break
+  set -- $pair
+  want=$($GPTKIT sample --model $1 --tokenizer tok --adapter $2 --prompt "Tell me about the" --max-new 8 --temperature 0 2>sv.err)
+  start_ready "listening on http://" sv.out sv.err2 $GPTKIT serve --model $1 --tokenizer tok --adapter $2 --port 0
+  SPID=$READY_PID; SFD=$READY_FD
+  URL=$(grep -o 'http://[0-9.]*:[0-9]*' sv.out | head -1)
+  got=$(python3 -c "
+import json,sys,urllib.request
+r=urllib.request.Request(sys.argv[1]+'/v1/completions', data=json.dumps({'prompt':'Tell me about the','max_tokens':8,'temperature':0}).encode(),
+                         headers={'Content-Type':'application/json'})
+print(json.load(urllib.request.urlopen(r, timeout=60))['choices'][0]['text'])" "$URL" 2>&1)
+  kill -TERM "$SPID" 2>/dev/null; cat <&"$SFD" >/dev/null; exec {SFD}<&-; wait "$SPID"
+  [ "$READY" = 1 ] && [ -n "$want" ] && [ "$got" = "$want" ] && pass "serve_adapter_matches_sample_$2" \
+    || fail "serve_adapter_matches_sample_$2" "[$got] vs [$want] $(cat sv.err sv.err2 | tail -3)"
+done
+$GPTKIT sample --model base --tokenizer tok --prompt "Tell me about the" --max-new 8 --temperature 0 >sv0.out 2>/dev/null
+[ "$(cat sv0.out)" != "$($GPTKIT sample --model base --tokenizer tok --adapter lo --prompt "Tell me about the" --max-new 8 --temperature 0 2>/dev/null)" ] \
+  && pass serve_adapter_changes_output || fail serve_adapter_changes_output "the adapter does not change the greedy output"
 
 # 6. the ecosystem's readers
 if need_py lora_safetensors_names safetensors numpy; then

@@ -95,9 +95,11 @@ void kern_fast_adamw(kern_backend *be, float *p, const float *g, float *m, float
 
 /* ---------------------------------------------------------------- quantized weights (cpu/quant.c) */
 void kern_ref_matmul_q_fwd(kern_backend *be, float *out, size_t ldo, const float *inp, const kern_qmat *w,
-                           const float *bias, size_t N);
+                           const float *bias, size_t N, int train);
 void kern_fast_matmul_q_fwd(kern_backend *be, float *out, size_t ldo, const float *inp, const kern_qmat *w,
-                            const float *bias, size_t N);
+                            const float *bias, size_t N, int train);
+void kern_ref_matmul_q_bwd(kern_backend *be, float *dinp, const float *dout, size_t ldd, const kern_qmat *w, size_t N);
+void kern_fast_matmul_q_bwd(kern_backend *be, float *dinp, const float *dout, size_t ldd, const kern_qmat *w, size_t N);
 void kern_ref_embed_q_fwd(kern_backend *be, float *out, const int32_t *tok, const kern_qmat *wte, const float *wpe,
                           size_t B, size_t T, size_t pos0);
 

@@ -19,6 +19,8 @@
  *    multiplied by the backend's GEMM; the dequantization is amortised over the N rows, and the GEMM is the
  *    tuned one training uses (measured within noise of the fp32 GEMM at 512 x 576 x 1536; an int8 path tiled over
  *    rows, as llama.cpp's, was not tried: it would need its own register-blocked kernel).
+ *  - Training (QLoRA: kern_matmul_q_train_fwd and kern_matmul_q_bwd): the prefill's panels for every row count, and
+ *    the input gradient dX += dY W from the same panels through the GEMM (no dW: the base is frozen).
  *  The instruction set is picked at run time (AVX-512 VNNI+VL+BW, else AVX2+FMA+F16C, else portable C), capped by
  *  be->q_isa for the tests that hold every path to the reference. OpenMP over output rows, each thread one
  *  contiguous range (one stream through W).
@@ -72,7 +74,8 @@ static void *q_scratch(kern_backend *be, size_t bytes) {
 /* ---------------------------------------------------------------- reference */
 
 void kern_ref_matmul_q_fwd(kern_backend *be, float *out, size_t ldo, const float *inp, const kern_qmat *w,
-                           const float *bias, size_t N) {
+                           const float *bias, size_t N, int train) {
+    (void)train;   /* the reference has one path, fp32 dot products, for every row count */
     size_t C = w->cols, rb = kern_qtype_row_bytes(w->type, C);
     GK_OMP(omp parallel)
     {
@@ -89,6 +92,29 @@ void kern_ref_matmul_q_fwd(kern_backend *be, float *out, size_t ldo, const float
         }
         free(row);
     }
+}
+
+/* dinp [N, C] += dout [N, rows] (stride ldd) @ W: W decoded a panel of rows at a time (a whole copy of W would be
+ * what QLoRA avoids); each thread owns rows n of dinp, so the sums need no atomics. */
+#define Q_REF_PANEL 64
+void kern_ref_matmul_q_bwd(kern_backend *be, float *dinp, const float *dout, size_t ldd, const kern_qmat *w, size_t N) {
+    (void)be;
+    size_t C = w->cols, rb = kern_qtype_row_bytes(w->type, C);
+    float *panel = gk_malloc(Q_REF_PANEL * (C ? C : 1) * sizeof(float));
+    for (size_t j0 = 0; j0 < w->rows; j0 += Q_REF_PANEL) {
+        size_t p = w->rows - j0 < Q_REF_PANEL ? w->rows - j0 : Q_REF_PANEL;
+        for (size_t r = 0; r < p; r++) kern_q_dequantize(w->type, w->data + (j0 + r) * rb, C, panel + r * C);
+        GK_OMP(omp parallel for schedule(static))
+        for (size_t n = 0; n < N; n++) {
+            float *dx = dinp + n * C;
+            for (size_t r = 0; r < p; r++) {
+                float g = dout[n * ldd + j0 + r];
+                const float *row = panel + r * C;
+                for (size_t c = 0; c < C; c++) dx[c] += g * row[c];
+            }
+        }
+    }
+    free(panel);
 }
 
 void kern_ref_embed_q_fwd(kern_backend *be, float *out, const int32_t *tok, const kern_qmat *wte, const float *wpe,
@@ -471,8 +497,38 @@ static void q_prefill(kern_backend *be, float *out, size_t ldo, const float *inp
 }
 
 void kern_fast_matmul_q_fwd(kern_backend *be, float *out, size_t ldo, const float *inp, const kern_qmat *w,
-                            const float *bias, size_t N) {
+                            const float *bias, size_t N, int train) {
     if (N == 0 || w->rows == 0) return;
-    if (N <= KERN_Q_DECODE_MAX_N) q_decode(be, out, ldo, inp, w, bias, N);
+    if (N <= KERN_Q_DECODE_MAX_N && !train) q_decode(be, out, ldo, inp, w, bias, N);
     else q_prefill(be, out, ldo, inp, w, bias, N);
+}
+
+/* ---------------------------------------------------------------- backward: dX = dY W through the same panels
+ * The frozen base of QLoRA needs only the input gradient. A panel of p rows of W is dequantized (as the prefill
+ * does) and dinp [N, C] += dout[:, j0 .. j0+p) [N, p] @ panel [p, C] accumulates through the GEMM (A = dout's
+ * columns with row stride ldd, B = the panel as stored, no transposes). */
+void kern_fast_matmul_q_bwd(kern_backend *be, float *dinp, const float *dout, size_t ldd, const kern_qmat *w, size_t N) {
+    if (N == 0 || w->rows == 0) return;
+    size_t C = w->cols, rb = kern_qtype_row_bytes(w->type, C);
+    size_t P = Q_PANEL_BYTES / (C * sizeof(float));
+    if (P < 16) P = 16;
+    if (P > w->rows) P = w->rows;
+    float *panel = q_scratch(be, P * C * sizeof(float));
+    int bf16 = be->prec == KERN_PREC_BF16;
+    for (size_t j0 = 0; j0 < w->rows; j0 += P) {
+        size_t p = j0 + P < w->rows ? P : w->rows - j0;
+        GK_OMP(omp parallel for schedule(static))
+        for (size_t r = 0; r < p; r++) q_row_f32(w->type, w->data + (j0 + r) * rb, C, panel + r * C);
+        if (kern_cpu_gemm_lib(bf16 ? KERN_GEMM_ONEDNN : be->gemm, bf16, NULL, 0, 0, N, C, p, dout + j0, ldd, panel, C,
+                              NULL, 1, dinp, C))
+            continue;
+        GK_OMP(omp parallel for schedule(static))
+        for (size_t n = 0; n < N; n++)
+            for (size_t r = 0; r < p; r++) {
+                float g = dout[n * ldd + j0 + r];
+                const float *row = panel + r * C;
+                float *dx = dinp + n * C;
+                for (size_t c = 0; c < C; c++) dx[c] += g * row[c];
+            }
+    }
 }
