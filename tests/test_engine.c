@@ -249,6 +249,39 @@ static void test_sampler_statistics(void) {
 
 /* The engine end to end at temperature 1: the first generated token's frequencies match the softmax of the
  * prompt's logits. */
+/* infer_draw skips whole blocks of 1024 probabilities: on a large vocabulary with zeros, tiny and large
+ * masses spread over several blocks it picks what a plain inverse CDF in double picks from the same uniform
+ * (a rounding tie at a block edge may differ: at most a handful in 20000), and never a zero-probability id. */
+static void test_draw_blocks(void) {
+    size_t V = 5000;
+    float *p = malloc(V * sizeof *p);
+    gk_rng g;
+    gk_rng_seed(&g, 99);
+    double t = 0;
+    for (size_t v = 0; v < V; v++) {
+        float u = (float)gk_rng_uniform(&g);
+        p[v] = v % 7 == 3 ? 0.0f : v > 4000 ? u * 50 : u * u * u;
+        t += p[v];
+    }
+    for (size_t v = 0; v < V; v++) p[v] = (float)(p[v] / t);
+    gk_rng a, b;
+    gk_rng_seed(&a, 5); gk_rng_seed(&b, 5);
+    size_t diff = 0, zero = 0;
+    for (int i = 0; i < 20000; i++) {
+        int32_t got = infer_draw(p, V, &a);
+        double tot = 0;
+        for (size_t v = 0; v < V; v++) tot += p[v];
+        double u = gk_rng_uniform(&b) * tot, acc = 0;
+        int32_t want = -1;
+        for (size_t v = 0; v < V && want < 0; v++) { acc += p[v]; if (p[v] > 0 && u < acc) want = (int32_t)v; }
+        diff += got != want;
+        zero += p[got] == 0;
+    }
+    CHECK(zero == 0, "%zu draws of zero-probability ids", zero);
+    CHECK(diff <= 5, "%zu of 20000 draws differ from the plain inverse CDF", diff);
+    free(p);
+}
+
 static void test_engine_statistics(void) {
     gpt_model *m = tiny_model(9, 16, 8);
     int32_t prompt[2] = { 3, 7 };
@@ -854,6 +887,7 @@ int main(void) {
     TL_RUN(test_batched_sampling_equals_single);
     TL_RUN(test_generate_multi);
     TL_RUN(test_sampler_statistics);
+    TL_RUN(test_draw_blocks);
     TL_RUN(test_engine_statistics);
     TL_RUN(test_engine_truncation_never_excluded);
     TL_RUN(test_stops_and_streaming);

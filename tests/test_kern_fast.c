@@ -54,6 +54,44 @@ static void test_vexpf_accuracy(void) {
     CHECK(isnan(kern_vexpf(NAN)), "exp(NaN) must be NaN (and convert no NaN to an integer: UBSan)");
 }
 
+/* The host-row helpers (the sampler's softmax, log-probability and draw) against double-precision loops, at
+ * sizes around the vector width and the 1024-element block. */
+static void test_host_rows(void) {
+    static const size_t sizes[] = {1, 7, 16, 17, 1023, 1024, 1025, 3000, 50257};
+    for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
+        size_t n = sizes[si];
+        float *x = rnd(n, 4), *e = malloc(n * sizeof *e);
+        double mx = -INFINITY, want_sum = 0, want_exp = 0;
+        for (size_t i = 0; i < n; i++) { if (x[i] > mx) mx = x[i]; want_sum += x[i]; }
+        float got_mx = kern_row_max(x, n);
+        CHECK(got_mx == (float)mx, "n %zu: max %.9g want %.9g", n, got_mx, mx);
+        for (size_t i = 0; i < n; i++) want_exp += exp(((double)x[i] - mx) * 0.7);
+        double z = kern_row_exp(e, x, n, got_mx, 0.7f), worst = 0;
+        CHECK(fabs(z - want_exp) <= 1e-6 * want_exp, "n %zu: sum of exp %.9g want %.9g", n, z, want_exp);
+        for (size_t i = 0; i < n; i++) {
+            double w = exp(((double)x[i] - mx) * 0.7), d = fabs(e[i] - w) / w;
+            if (d > worst) worst = d;
+        }
+        /* the float argument (x - mx) * scale carries ~1e-7 relative rounding of values up to ~20 */
+        CHECK(worst < 5e-6, "n %zu: exp relative error %.3g", n, worst);
+        double want1 = 0;
+        for (size_t i = 0; i < n; i++) want1 += exp((double)x[i] - mx);
+        double z1 = kern_row_expsum(x, n, got_mx), sm = kern_row_sum(x, n);
+        CHECK(fabs(z1 - want1) <= 1e-6 * want1, "n %zu: expsum %.9g want %.9g", n, z1, want1);
+        CHECK(fabs(sm - want_sum) <= 1e-4 + 1e-6 * fabs(want_sum), "n %zu: sum %.9g want %.9g", n, sm, want_sum);
+        float last = e[n - 1];
+        kern_row_scale(e, n, 0.5f);
+        CHECK(e[n - 1] == 0.5f * last, "n %zu: scale", n);
+        kern_free(g_ref, x); free(e);
+    }
+    float nanrow[20];
+    for (int i = 0; i < 20; i++) nanrow[i] = (float)i;
+    nanrow[13] = NAN;
+    CHECK(kern_row_max(nanrow, 20) == 19.0f, "max skips NaN");
+    CHECK(isnan(kern_row_expsum(nanrow, 20, 19.0f)), "a NaN makes the exp sum NaN");
+    CHECK(kern_row_max(nanrow, 0) == -INFINITY, "max of nothing is -inf");
+}
+
 static void matmul_case(size_t N, size_t C, size_t OC, int layout, int with_bias) {
     float *inp = rnd(N * C, 1), *w = rnd(C * OC, 1), *bias = with_bias ? rnd(OC, 1) : NULL, *g = rnd(N * OC, 1);
     float *o1 = rnd(N * OC, 1), *o2 = rnd(N * OC, 1);   /* garbage: the forward overwrites */
@@ -432,6 +470,7 @@ int main(void) {
     kern_backend_opts ro = {KERN_KIND_REF, KERN_GEMM_BUILTIN, KERN_PREC_FP32};
     g_ref = kern_backend_create(&ro, NULL);
     TL_RUN(test_vexpf_accuracy);
+    TL_RUN(test_host_rows);
     for (size_t i = 0; i < sizeof g_cases / sizeof g_cases[0]; i++) run_backend(&g_cases[i]);
     TL_RUN(test_peak_probe);
     TL_RUN(test_backend_api);

@@ -95,18 +95,24 @@ void infer_sampling_probs(const infer_sampling *s, const float *logits, size_t V
     }
 }
 
+/* Inverse CDF in id order. Blocks of 1024 probabilities are summed vectorised and skipped whole while the
+ * uniform lies beyond them; the block holding it is walked id by id. */
 int32_t infer_draw(const float *probs, size_t V, gk_rng *rng) {
-    double tot = 0;
-    for (size_t v = 0; v < V; v++) tot += probs[v];
+    enum { BLK = 1024 };
+    double tot = kern_row_sum(probs, V);
     double u = gk_rng_uniform(rng) * tot, acc = 0;
-    int32_t last = -1;
-    for (size_t v = 0; v < V; v++) {
-        if (probs[v] <= 0) continue;
-        acc += probs[v];
-        last = (int32_t)v;
-        if (u < acc) return last;
+    for (size_t b = 0; b < V; b += BLK) {
+        size_t e = V - b < BLK ? V : b + BLK;
+        double bs = kern_row_sum(probs + b, e - b);
+        if (u >= acc + bs) { acc += bs; continue; }
+        for (size_t v = b; v < e; v++) {
+            if (probs[v] <= 0) continue;
+            acc += probs[v];
+            if (u < acc) return (int32_t)v;
+        }
     }
-    return last >= 0 ? last : 0;   /* rounding at the very end */
+    for (size_t v = V; v-- > 0;) if (probs[v] > 0) return (int32_t)v;   /* rounding at the very end */
+    return 0;
 }
 
 float infer_logprob(const float *logits, size_t V, int32_t id) {

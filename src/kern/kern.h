@@ -200,6 +200,7 @@ float  kern_row_max(const float *x, size_t n);                                  
 double kern_row_exp(float *out, const float *x, size_t n, float mx, float scale);
 double kern_row_expsum(const float *x, size_t n, float mx);                    /* sum exp(x[i] - mx) */
 void   kern_row_scale(float *x, size_t n, float s);                            /* x *= s */
+double kern_row_sum(const float *x, size_t n);                                 /* sum x[i] */
 
 /* ---------------------------------------------------------------- memory */
 void *kern_alloc(kern_backend *be, size_t bytes);                 /* zero-filled; aborts on OOM */

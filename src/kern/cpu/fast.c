@@ -365,6 +365,12 @@ GK_HOT static float row_exp_block(float *out, const float *x, size_t n, float mx
     }
     return sum;
 }
+GK_HOT static float row_sum_block(const float *x, size_t n) {
+    float sum = 0;
+    GK_OMP(omp simd reduction(+:sum))
+    for (size_t i = 0; i < n; i++) sum += x[i];
+    return sum;
+}
 GK_HOT static void row_scale(float *x, size_t n, float s) {
     GK_OMP(omp simd)
     for (size_t i = 0; i < n; i++) x[i] *= s;
@@ -378,6 +384,11 @@ double kern_row_exp(float *out, const float *x, size_t n, float mx, float scale)
 }
 double kern_row_expsum(const float *x, size_t n, float mx) { return kern_row_exp(NULL, x, n, mx, 1.0f); }
 void kern_row_scale(float *x, size_t n, float s) { row_scale(x, n, s); }
+double kern_row_sum(const float *x, size_t n) {
+    double z = 0;
+    for (size_t i = 0; i < n; i += ROW_BLOCK) z += row_sum_block(x + i, n - i < ROW_BLOCK ? n - i : ROW_BLOCK);
+    return z;
+}
 
 /* ---------------------------------------------------------------- cross-entropy
  * One row: mx = max; e_v = exp(l_v - mx) (written into dlogits when wanted); lse = mx + log sum e;
