@@ -49,6 +49,22 @@ void dist_gather_f32(const float *slice, float *full, size_t n);
 /* Concatenation in rank order of every rank's mine[nbytes] (sizes may differ), on every rank: a malloc'd
  * buffer of *total bytes (a copy of mine with one rank). For variable-length data (PPO's rollouts). */
 void *dist_allgatherv(const void *mine, size_t nbytes, size_t *total);
+/* A reduce-scatter of the sum, as dist_reduce_scatter_sum_f32 (the same slices: dist_shard of n, so ZeRO-1's
+ * ownership and the checkpoints do not depend on it), done bucket by bucket with non-blocking collectives
+ * while the caller still computes: the backward pass finishes the gradients from the end of the flat buffer
+ * towards its start, so the buckets are cut from the end, `bucket` floats each, and each starts
+ * (MPI_Ireduce_scatter on a communicator of its own) as soon as the part it covers is final.
+ *   dist_rs_begin   plans the buckets of full[n]; no communication yet (every rank calls it, same n, bucket)
+ *   dist_rs_ready   full[from, n) is final: starts every bucket inside it (in order), and drives MPI's progress
+ *                   on those in flight (MPI_Testall): Open MPI moves a non-blocking collective only inside MPI calls
+ *   dist_rs_finish  starts the rest, waits for all, writes this rank's slice of the sum over full's slice; frees
+ * Every rank starts the same buckets in the same order whatever its calls to dist_rs_ready were, so a rank with
+ * no backward this step (fewer micro-batches than ranks) just calls dist_rs_finish. One rank: no-ops (begin
+ * returns NULL, the others accept it). */
+typedef struct dist_rs dist_rs;
+dist_rs *dist_rs_begin(float *full, size_t n, size_t bucket);
+void dist_rs_ready(dist_rs *r, size_t from);
+void dist_rs_finish(dist_rs *r);
 /* Blocks until every rank arrives. */
 void dist_barrier(void);
 /* Ends every rank of the job (MPI_Abort) with code; exit(code) without MPI. */

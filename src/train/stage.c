@@ -205,13 +205,16 @@ void train_stage_share(const train_stage *s, size_t n, size_t *lo, size_t *hi) {
  *   norm = sqrt(sum over ranks of the slice's sum of squares)      (the global norm clipping needs)
  *   AdamW on the slice with the slice's moments; all-gather of the parameters
  * The hooks' gradients are already divided by the whole step's count (or rescaled by micro_step), so the sum
- * over ranks is the single process's gradient up to the order of the additions. */
+ * over ranks is the single process's gradient up to the order of the additions. When micro_step overlapped the
+ * reduce-scatter with the backward (s->rs), the same sums over the same slices arrive bucket by bucket: only
+ * the wait for the last buckets is left here. */
 double train_stage_update(train_stage *s, size_t k, float lr) {
     const train_stage_model *sm = &s->cfg.models[k];
     gpt_model *m = train_opt_model(sm->m);
     if (s->nranks < 2) return adamw_step(sm->opt, m, lr);
     double t0 = gk_now();
-    dist_reduce_scatter_sum_f32(m->grads, m->num_params);
+    if (k == 0 && s->rs) { dist_rs_finish(s->rs); s->rs = NULL; }   /* the buckets the backward started */
+    else dist_reduce_scatter_sum_f32(m->grads, m->num_params);
     double ss = adamw_grad_sumsq(sm->opt, m);
     dist_allreduce_sum_f64(&ss, 1);
     double norm = sqrt(ss), t1 = gk_now();
@@ -329,6 +332,16 @@ static double split_combine(train_stage *s, train_step_out *o) {
     return loss;
 }
 
+/* --dist-bucket-mb: model 0's backward reports each finished tail of its gradients (gpt_model.bwd_ready) and the
+ * buckets inside it start their reduce-scatter; the time spent here (starting them, driving MPI's progress) is
+ * the step's communication time too. */
+static void grads_ready(void *ctx, size_t from) {
+    train_stage *s = ctx;
+    double t = gk_now();
+    dist_rs_ready(s->rs, from);
+    s->comm_s += gk_now() - t;
+}
+
 /* The micro-batch path: zero, accum micro-batches, one update on the schedule; then the step's log record. */
 static int micro_step(train_stage *s, const train_stage_hooks *h, long step, gk_err *err) {
     train_step_out o;
@@ -339,11 +352,24 @@ static int micro_step(train_stage *s, const train_stage_hooks *h, long step, gk_
     int dp = s->nranks > 1, split = dp && h->split;
     GK_CHECK(!split || s->cfg.accum == 1, "%s: a split hook under data parallelism needs accum 1", s->cfg.name);
     GK_CHECK(!dp || split || h->skip, "%s: data parallelism needs the stage's skip hook", s->cfg.name);
+    /* Overlap (--dist-bucket-mb): the gradient buckets start during this rank's LAST micro-batch's backward —
+     * an earlier one's gradients are not final (accumulation adds to them). Whole micro-batches only: a split
+     * hook's gradients are rescaled after its backward (train_stage_weigh). Not with LoRA: the adapters'
+     * gradients are another table's. Every rank plans the same buckets, also a rank with no micro-batch this
+     * step (it starts them all in the update), so the collectives match. */
+    gpt_model *m0 = s->cfg.models[0].m;
+    long last = -1;
+    if (dp && !split && s->cfg.dist_bucket_mb > 0 && train_opt_model(m0) == m0) {
+        s->rs = dist_rs_begin(m0->grads, m0->num_params, (size_t)((double)s->cfg.dist_bucket_mb * 1e6 / sizeof(float)));
+        for (long a = s->rank; a < s->cfg.accum; a += s->nranks) last = a;
+    }
     for (long a = 0; a < s->cfg.accum; a++) {
         /* whole micro-batches dealt round-robin: rank r runs a = r, r + N, ...; every rank reads them all */
         if (dp && !split && a % s->nranks != s->rank) { h->skip(h->ctx, s, step, a); continue; }
         train_stage_lora_train(s, 0, step, a, 1);   /* adapter dropout on for this micro-batch's passes */
+        if (a == last && s->rs) { m0->bwd_ready = grads_ready; m0->bwd_ready_ctx = s; }
         int bad = h->micro(h->ctx, s, step, a, &o, err);
+        m0->bwd_ready = NULL; m0->bwd_ready_ctx = NULL;
         train_stage_lora_train(s, 0, step, a, 0);
         if (bad) { cJSON_Delete(o.pre); cJSON_Delete(o.post); return -1; }
         lsum += o.loss;
