@@ -6,6 +6,7 @@
  */
 #include "dist/dist.h"
 #include "core/core.h"
+#include "kern/kern.h"
 
 #include <limits.h>
 #include <stdio.h>
@@ -54,6 +55,7 @@ void dist_init(int *argc, char ***argv) {
 }
 
 void dist_finalize(void) {
+    dist_dev_close();
 #ifdef GK_HAVE_MPI
     if (g_started) {
         if (g_grad_comm != MPI_COMM_NULL) MPI_Comm_free(&g_grad_comm);
@@ -284,6 +286,62 @@ void dist_rs_finish(dist_rs *r) {
 #else
     (void)r;
 #endif
+}
+
+/* ---------------------------------------------------------------- device buffers (NCCL) */
+
+static kern_nccl *g_nccl;          /* the one communicator of this process (all its models share device 0) */
+
+static size_t *shard_bounds(size_t n) {
+    size_t *b = gk_malloc(((size_t)g_size + 1) * sizeof(size_t)), hi;
+    for (int r = 0; r < g_size; r++) dist_shard(n, r, g_size, &b[r], &hi);
+    b[g_size] = n;
+    return b;
+}
+
+int dist_dev_open(kern_backend *be, gk_err *err) {
+    if (g_size < 2 || !kern_on_device(be) || g_nccl) return 0;
+    /* every rank checks it could join before any enters ncclCommInitRank, which waits for all of them */
+    int bad = kern_nccl_version() == 0;
+    if (bad) gk_errf(err, "rank %d: data parallelism on %s needs NCCL, and this build's CUDA plugin has none (install "
+                     "NCCL beside the CUDA toolkit and rebuild)", g_rank, kern_backend_name(be));
+    if (dist_any(bad)) return bad ? -1 : gk_errf(err, "rank %d: another rank has no NCCL", g_rank);
+    /* the id, with rank 0's success in its last byte */
+    unsigned char id[KERN_NCCL_ID_BYTES + 1] = {0};
+    if (g_rank == 0) id[KERN_NCCL_ID_BYTES] = kern_nccl_unique_id(id, err) == 0;
+    dist_bcast(id, sizeof id, 0);
+    if (!id[KERN_NCCL_ID_BYTES]) return g_rank == 0 ? -1 : gk_errf(err, "rank %d: rank 0 could not start NCCL", g_rank);
+    g_nccl = kern_nccl_init(be, id, g_size, g_rank, err);
+    bad = g_nccl == NULL;
+    if (dist_any(bad)) {
+        kern_nccl_free(g_nccl);
+        g_nccl = NULL;
+        return bad ? -1 : gk_errf(err, "rank %d: another rank could not join NCCL's communicator", g_rank);
+    }
+    return 0;
+}
+
+void dist_dev_close(void) { kern_nccl_free(g_nccl); g_nccl = NULL; }
+
+int dist_dev_active(const kern_backend *be) { return g_nccl && g_size > 1 && kern_on_device(be); }
+
+void dist_dev_allreduce_sum_f32(float *buf, size_t n) {
+    GK_CHECK(g_nccl, "dist_dev_allreduce_sum_f32 before dist_dev_open");
+    kern_nccl_allreduce_sum_f32(g_nccl, buf, n);
+}
+
+void dist_dev_reduce_scatter_sum_f32(float *full, size_t n) {
+    GK_CHECK(g_nccl, "dist_dev_reduce_scatter_sum_f32 before dist_dev_open");
+    size_t *b = shard_bounds(n);
+    kern_nccl_reduce_scatter_sum_f32(g_nccl, full, b);
+    free(b);
+}
+
+void dist_dev_allgather_f32(float *buf, size_t n) {
+    GK_CHECK(g_nccl, "dist_dev_allgather_f32 before dist_dev_open");
+    size_t *b = shard_bounds(n);
+    kern_nccl_allgather_f32(g_nccl, buf, b);
+    free(b);
 }
 
 void dist_barrier(void) {

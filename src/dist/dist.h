@@ -14,6 +14,7 @@
 #define GK_DIST_H
 
 #include <stddef.h>
+#include "core/core.h"
 
 #define DIST_BUCKET ((size_t)1 << 22)   /* floats per message of a bucketed collective (16 MiB) */
 
@@ -65,6 +66,22 @@ typedef struct dist_rs dist_rs;
 dist_rs *dist_rs_begin(float *full, size_t n, size_t bucket);
 void dist_rs_ready(dist_rs *r, size_t from);
 void dist_rs_finish(dist_rs *r);
+/* GPU buffers (a backend whose memory is on the device, the cuda kind): the same collectives over NCCL, in the CUDA
+ * plugin (kern.h, "NCCL"; a compile-time option of the build). dist_dev_open joins every rank to one NCCL
+ * communicator on be's device: rank 0 makes the id, MPI broadcasts it (MPI still starts the ranks and carries
+ * every small message). Collective; call it on every rank with the same kind of backend. Returns 0 (nothing done
+ * with one rank, a host backend, or a communicator already open), or -1 with err on every rank (the build has no
+ * NCCL, NCCL could not start here or on another rank). dist_dev_close frees it (dist_finalize does too). */
+struct kern_backend;
+int  dist_dev_open(struct kern_backend *be, gk_err *err);
+void dist_dev_close(void);
+/* 1 when be's buffers take the dist_dev_* calls: several ranks, a device backend, dist_dev_open done. */
+int  dist_dev_active(const struct kern_backend *be);
+/* The contracts of dist_allreduce_sum_f32, dist_reduce_scatter_sum_f32 (the same dist_shard slices) and
+ * dist_allgather_f32, on device buffers; each returns with the result in place. */
+void dist_dev_allreduce_sum_f32(float *buf, size_t n);
+void dist_dev_reduce_scatter_sum_f32(float *full, size_t n);
+void dist_dev_allgather_f32(float *buf, size_t n);
 /* Blocks until every rank arrives. */
 void dist_barrier(void);
 /* Ends every rank of the job (MPI_Abort) with code; exit(code) without MPI. */

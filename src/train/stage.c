@@ -132,6 +132,8 @@ int train_stage_open(train_stage *s, const train_stage_cfg *cfg, gk_err *err) {
         if (cfg->bf16 && m != s->cfg.models[k].m)
             return gk_errf(err, "--precision bf16 with LoRA adapters is not supported yet; use fp32");
         gpt_alloc_grads(m);
+        /* a GPU backend's gradients and parameters go through NCCL (every rank opens it, or every rank fails) */
+        if (s->nranks > 1 && dist_dev_open(m->be, err)) return -1;
         /* ZeRO-1: this rank's moments cover only its slice of the flat parameters */
         size_t lo, hi;
         dist_shard(m->num_params, s->rank, s->nranks, &lo, &hi);
@@ -213,18 +215,32 @@ double train_stage_update(train_stage *s, size_t k, float lr) {
     gpt_model *m = train_opt_model(sm->m);
     if (s->nranks < 2) return adamw_step(sm->opt, m, lr);
     double t0 = gk_now();
+    int dev = dist_dev_active(m->be);   /* device buffers: NCCL (the same slices) */
     if (k == 0 && s->rs) { dist_rs_finish(s->rs); s->rs = NULL; }   /* the buckets the backward started */
+    else if (dev) dist_dev_reduce_scatter_sum_f32(m->grads, m->num_params);
     else dist_reduce_scatter_sum_f32(m->grads, m->num_params);
     double ss = adamw_grad_sumsq(sm->opt, m);
     dist_allreduce_sum_f64(&ss, 1);
     double norm = sqrt(ss), t1 = gk_now();
     adamw_update(sm->opt, m, lr, norm);
     double t2 = gk_now();
-    dist_allgather_f32(m->params, m->num_params);
+    if (dev) dist_dev_allgather_f32(m->params, m->num_params);
+    else dist_allgather_f32(m->params, m->num_params);
     s->comm_s += (t1 - t0) + (gk_now() - t2);
     /* the other ranks' slices changed without this rank's kern_adamw: the bf16 copy must be redone */
     if (k == 0 && s->bf16_on) kern_bf16_shadow(m->be, m->params, m->num_params);
     return norm;
+}
+
+/* One moment's slices slice[hi - lo] (be's memory) gathered into full[n] on rank 0. MPI carries host memory: a
+ * device backend's slices pass through the host (a checkpoint's rare cost). */
+static void gather_moments(kern_backend *be, const float *slice, float *full, size_t lo, size_t hi, size_t n) {
+    if (!kern_on_device(be)) { dist_gather_f32(slice, full, n); return; }
+    float *hs = gk_malloc((hi - lo + 1) * sizeof(float)), *hf = full ? gk_malloc(n * sizeof(float)) : NULL;
+    kern_download(be, hs, slice, (hi - lo) * sizeof(float));
+    dist_gather_f32(hs, hf, n);
+    if (full) kern_upload(be, full, hf, n * sizeof(float));
+    free(hs); free(hf);
 }
 
 /* The whole moments of model k's sharded optimizer, gathered on rank 0 into an unsharded optimizer for the
@@ -235,8 +251,8 @@ static adamw *gather_opt(train_stage *s, size_t k) {
     gpt_model *m = train_opt_model(s->cfg.models[k].m);
     adamw *full = s->rank == 0 ? adamw_create(m, &o->cfg) : NULL;
     if (full) full->t = o->t;
-    dist_gather_f32(o->m, full ? full->m : NULL, o->n);
-    dist_gather_f32(o->v, full ? full->v : NULL, o->n);
+    gather_moments(m->be, o->m, full ? full->m : NULL, o->lo, o->hi, m->num_params);
+    gather_moments(m->be, o->v, full ? full->v : NULL, o->lo, o->hi, m->num_params);
     return full;
 }
 
@@ -355,11 +371,11 @@ static int micro_step(train_stage *s, const train_stage_hooks *h, long step, gk_
     /* Overlap (--dist-bucket-mb): the gradient buckets start during this rank's LAST micro-batch's backward —
      * an earlier one's gradients are not final (accumulation adds to them). Whole micro-batches only: a split
      * hook's gradients are rescaled after its backward (train_stage_weigh). Not with LoRA: the adapters'
-     * gradients are another table's. Every rank plans the same buckets, also a rank with no micro-batch this
+     * gradients are another table's. Not on a GPU (NCCL): MPI carries host memory. Every rank plans the same buckets, also a rank with no micro-batch this
      * step (it starts them all in the update), so the collectives match. */
     gpt_model *m0 = s->cfg.models[0].m;
     long last = -1;
-    if (dp && !split && s->cfg.dist_bucket_mb > 0 && train_opt_model(m0) == m0) {
+    if (dp && !split && s->cfg.dist_bucket_mb > 0 && train_opt_model(m0) == m0 && !kern_on_device(m0->be)) {
         s->rs = dist_rs_begin(m0->grads, m0->num_params, (size_t)((double)s->cfg.dist_bucket_mb * 1e6 / sizeof(float)));
         for (long a = s->rank; a < s->cfg.accum; a += s->nranks) last = a;
     }
