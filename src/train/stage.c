@@ -8,7 +8,8 @@
  *
  * Data parallelism (src/dist, docs/distributed.md): under mpirun every rank runs this same loop on the same
  * options. The micro-batches of a step are dealt out to the ranks (or a hook splits its one batch), the
- * gradients are summed by a reduce-scatter, each rank runs AdamW on its slice of the parameters with its
+ * gradients are summed by a reduce-scatter (for whole micro-batches started bucket by bucket during the rank's
+ * last backward: --dist-bucket-mb; over NCCL for a GPU backend), each rank runs AdamW on its slice of the parameters with its
  * slice of the moments (ZeRO-1), and an all-gather gives every rank the new parameters. Whatever decides
  * whether to go on (Ctrl-C, a failed save, a bad resume) is agreed with dist_any so no rank waits alone in a
  * collective. Only rank 0 takes the directory locks and writes checkpoints, metrics and the progress line.
@@ -371,8 +372,9 @@ static int micro_step(train_stage *s, const train_stage_hooks *h, long step, gk_
     /* Overlap (--dist-bucket-mb): the gradient buckets start during this rank's LAST micro-batch's backward —
      * an earlier one's gradients are not final (accumulation adds to them). Whole micro-batches only: a split
      * hook's gradients are rescaled after its backward (train_stage_weigh). Not with LoRA: the adapters'
-     * gradients are another table's. Not on a GPU (NCCL): MPI carries host memory. Every rank plans the same buckets, also a rank with no micro-batch this
-     * step (it starts them all in the update), so the collectives match. */
+     * gradients are another table's. Not on a GPU (NCCL): MPI carries host memory. Every rank plans the same
+     * buckets, also a rank with no micro-batch this step (it starts them all in the update), so the collectives
+     * match. */
     gpt_model *m0 = s->cfg.models[0].m;
     long last = -1;
     if (dp && !split && s->cfg.dist_bucket_mb > 0 && train_opt_model(m0) == m0 && !kern_on_device(m0->be)) {
