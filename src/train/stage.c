@@ -9,10 +9,10 @@
  * Data parallelism (src/dist, docs/distributed.md): under mpirun every rank runs this same loop on the same
  * options. The micro-batches of a step are dealt out to the ranks (or a hook splits its one batch), the
  * gradients are summed by a reduce-scatter (for whole micro-batches started bucket by bucket during the rank's
- * last backward: --dist-bucket-mb; over NCCL for a GPU backend), each rank runs AdamW on its slice of the parameters with its
- * slice of the moments (ZeRO-1), and an all-gather gives every rank the new parameters. Whatever decides
- * whether to go on (Ctrl-C, a failed save, a bad resume) is agreed with dist_any so no rank waits alone in a
- * collective. Only rank 0 takes the directory locks and writes checkpoints, metrics and the progress line.
+ * last backward: --dist-bucket-mb; over NCCL for a GPU backend), each rank runs AdamW on its slice of the
+ * parameters with its slice of the moments (ZeRO-1), and an all-gather gives every rank the new parameters.
+ * Whatever decides whether to go on (Ctrl-C, a failed save, a bad resume) is agreed with dist_any so no rank
+ * waits alone in a collective. Only rank 0 takes the directory locks and writes checkpoints, metrics and the progress line.
  */
 #include "train/train.h"
 #include "kern/kern.h"
