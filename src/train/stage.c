@@ -12,7 +12,8 @@
  * last backward: --dist-bucket-mb; over NCCL for a GPU backend), each rank runs AdamW on its slice of the
  * parameters with its slice of the moments (ZeRO-1), and an all-gather gives every rank the new parameters.
  * Whatever decides whether to go on (Ctrl-C, a failed save, a bad resume) is agreed with dist_any so no rank
- * waits alone in a collective. Only rank 0 takes the directory locks and writes checkpoints, metrics and the progress line.
+ * waits alone in a collective. Only rank 0 takes the directory locks and writes checkpoints, metrics and the
+ * progress line.
  */
 #include "train/train.h"
 #include "kern/kern.h"
