@@ -2,8 +2,8 @@
  * process was not started by mpirun). Everything above this layer (the stage skeleton, the optimizer shard)
  * calls these functions unconditionally; with one rank they are copies or no-ops.
  *
- * Buffers are host memory (the CPU backend's device memory is host memory; a GPU backend would pass NCCL
- * buffers through the same calls). Counts are size_t; calls split them into buckets of at most
+ * Buffers are host memory (the CPU backend's device memory is host memory); a GPU backend's buffers take the
+ * dist_dev_* calls below, the same collectives over NCCL (a compile-time option, in the CUDA plugin). Counts are size_t; calls split them into buckets of at most
  * DIST_BUCKET floats, so a buffer of any size goes through MPI's int counts, and a big all-reduce is a series
  * of moderate messages rather than one that holds a second copy of the gradients.
  *
