@@ -6,7 +6,8 @@
 #   make asan       test suite under AddressSanitizer + UBSan (+ LeakSanitizer), in build-asan/
 #
 # Opt-outs: NO_OPENMP=1, NO_BLAS=1, NO_DNNL=1, NO_PCRE2=1 (custom tokenizer split regexes), NO_MHD=1 (no `gptkit serve`),
-# NO_GMP=1 (calc tool), NO_MPI=1 (no data-parallel training under mpirun), NO_CUDA=1 (no `--device cuda`).  Sources are picked up by wildcard: adding a .c file
+# NO_GMP=1 (calc tool), NO_MPI=1 (no data-parallel training under mpirun), NO_CUDA=1 (no `--device cuda`),
+# NO_NCCL=1 (no NCCL in the CUDA plugin).  Sources are picked up by wildcard: adding a .c file
 # under src/<module>/ needs no edit here.
 # WERROR=1 turns warnings into errors (CI and scripts/test.sh build so; a plain `make` stays lenient, so a newer
 # compiler's new warning never stops a user's build). Extra flags on the command line add to ours rather than
@@ -102,10 +103,24 @@ ifeq ($(NO_CUDA)$(SAN),)
                         -Wl,--export-dynamic-symbol=gk_calloc
     CUDA_PLUGIN := $(BUILD)/libgptkit-cuda.so
     FEATURES += cuda
+    # NCCL: GPU collectives for data parallelism on the cuda backend (src/kern/cuda/nccl.cu, driven by src/dist),
+    # compiled into the plugin when nccl.h and libnccl.so are found beside the toolkit or in the system's paths.
+    # Opt out with NO_NCCL=1. Only the plugin links libnccl; gptkit asks the plugin at run time.
+    ifeq ($(NO_NCCL),)
+      NCCL_INC := $(firstword $(foreach d,$(CUDA_HOME)/include /usr/local/include /usr/include,$(wildcard $(d)/nccl.h)))
+      NCCL_LIB := $(firstword $(foreach d,$(CUDA_HOME)/lib64 /usr/local/lib /usr/lib/x86_64-linux-gnu /usr/lib64,$(wildcard $(d)/libnccl.so)))
+      ifneq ($(NCCL_INC),)
+        ifneq ($(NCCL_LIB),)
+          NCCL_FLAGS := -DGK_HAVE_NCCL -I$(dir $(NCCL_INC))
+          NCCL_LINK := -L$(dir $(NCCL_LIB)) -Xlinker -rpath,$(dir $(NCCL_LIB)) -lnccl
+          FEATURES += nccl
+        endif
+      endif
+    endif
   endif
 endif
 NVCCFLAGS ?= -O2 -g
-override NVCCFLAGS += -std=c++17 $(CUDA_ARCH) -Isrc -DGK_HAVE_CUDA -MMD -MP -Xcompiler -fPIC,-Wall,-Wextra,-Wno-unused-parameter
+override NVCCFLAGS += -std=c++17 $(CUDA_ARCH) -Isrc -DGK_HAVE_CUDA $(NCCL_FLAGS) -MMD -MP -Xcompiler -fPIC,-Wall,-Wextra,-Wno-unused-parameter
 ifneq ($(WERROR),)
   override NVCCFLAGS += -Werror all-warnings -Xcompiler -Werror
 endif
@@ -138,7 +153,7 @@ print-ldlibs:
 	@echo $(LDLIBS)
 
 summary:
-	@echo "gptkit build: cc=$(CC) features=[$(strip $(FEATURES))] (opt-outs: NO_OPENMP=1 NO_BLAS=1 NO_DNNL=1 NO_PCRE2=1 NO_MHD=1 NO_GMP=1 NO_MPI=1 NO_CUDA=1)"
+	@echo "gptkit build: cc=$(CC) features=[$(strip $(FEATURES))] (opt-outs: NO_OPENMP=1 NO_BLAS=1 NO_DNNL=1 NO_PCRE2=1 NO_MHD=1 NO_GMP=1 NO_MPI=1 NO_CUDA=1 NO_NCCL=1)"
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -149,7 +164,7 @@ $(BUILD)/%.o: %.cu
 	$(NVCC) $(NVCCFLAGS) -c $< -o $@
 
 $(BUILD)/libgptkit-cuda.so: $(CU_OBJ)
-	$(NVCC) -shared $(CUDA_ARCH) -o $@ $^ -L$(CUDA_HOME)/lib64 -Xlinker -rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcudart
+	$(NVCC) -shared $(CUDA_ARCH) -o $@ $^ -L$(CUDA_HOME)/lib64 -Xlinker -rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcudart $(NCCL_LINK)
 
 $(BUILD)/libgptkit.a: $(LIB_OBJ)
 	@rm -f $@

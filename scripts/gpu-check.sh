@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The one prepared GPU run (issue 20; docs/cuda.md): builds gptkit with the CUDA backend, runs the GPU tests
 # (tests/test_cuda: every op against the CPU reference, bf16, a 10-step training run vs the CPU, greedy decode,
-# resume across devices) and the training benchmark -- GPT-2 124M from random init, B 64, T 1024, bf16, gptkit
+# resume across devices, a one-rank NCCL smoke check when the build has NCCL) and the training benchmark -- GPT-2 124M from random init, B 64, T 1024, bf16, gptkit
 # vs PyTorch (torch.compile + SDPA flash + fused AdamW, bench/cuda/torch_gpt2.py) side by side on the same GPU --
 # and writes everything to files under $OUT (default ./gpu-check-out), ending with summary.md.
 # Sized to finish in under 10 minutes on one H100/H200 (16 cores): each stage has its own time limit and a stage
@@ -86,6 +86,12 @@ p=$(grep -c '^PASS ' "$OUT/test_cuda.txt"); f=$(grep -c '^FAIL ' "$OUT/test_cuda
 log "test_cuda: $p passed, $f failed, $s skipped (exit $rc)"
 { echo "- test_cuda: $p passed, $f failed, $s skipped (exit status $rc; test_cuda.txt)"
   grep -E '^(FAIL|SKIP) ' "$OUT/test_cuda.txt" | sed 's/^/    /' | head -30; } >> "$SUM"
+# NCCL (data parallelism on GPUs, docs/distributed.md): one GPU here, so test_cuda's smoke check is one rank
+# (ncclCommInitRank with nranks 1, then the all-reduce, reduce-scatter and all-gather src/dist uses); it skips
+# itself when the build found no NCCL (nccl.h / libnccl beside the toolkit)
+nccl=$(grep -E '^(PASS|FAIL|SKIP) test_nccl_one_rank' "$OUT/test_cuda.txt" | head -1)
+log "NCCL: ${nccl:-no result}"
+echo "- NCCL one-rank smoke check: ${nccl:-no result} ($(grep -o '^# NCCL [0-9.]*' "$OUT/test_cuda.txt" | head -1 | sed 's/^# //'))" >> "$SUM"
 if [ "${SANITIZE:-0}" = 1 ] && command -v compute-sanitizer >/dev/null; then
   log "compute-sanitizer memcheck over test_cuda"
   timeout 240 compute-sanitizer --tool memcheck --error-exitcode 9 ./$B/tests/test_cuda > "$OUT/memcheck.txt" 2>&1

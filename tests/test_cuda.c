@@ -777,6 +777,38 @@ static void test_devsim_checkpoint(void) {
     kern_backend_free(ds);
 }
 
+/* ---------------------------------------------------------------- NCCL */
+
+/* NCCL in the plugin (a compile-time option: kern_nccl_version is 0 without it) on one GPU: a communicator of one
+ * rank (ncclCommInitRank with nranks 1; the lent machine has one GPU) and each collective src/dist uses. With one
+ * rank a sum is the input and a slice is the whole buffer, so every result must equal the input exactly; what this
+ * checks is that NCCL starts, accepts the backend's buffers and stream, and that the uneven-slice groups of
+ * Reduce / Broadcast run. Two ranks need two GPUs (docs/distributed.md). */
+static void test_nccl_one_rank(void) {
+    NEED_GPU();
+    if (g_dry) TL_SKIP("dry run: NCCL needs a real device");
+    int v = kern_nccl_version();
+    if (!v) TL_SKIP("this build's CUDA plugin has no NCCL (nccl.h / libnccl not found at build time, or NO_NCCL=1)");
+    printf("# NCCL %d.%d.%d\n", v / 10000, v / 100 % 100, v % 100);
+    gk_err err;
+    unsigned char id[KERN_NCCL_ID_BYTES];
+    CHECK(kern_nccl_unique_id(id, &err) == 0, "ncclGetUniqueId: %s", err.msg);
+    kern_nccl *c = kern_nccl_init(g_cu, id, 1, 0, &err);
+    CHECK(c != NULL, "ncclCommInitRank(nranks 1): %s", err.msg);
+    if (!c) return;
+    size_t n = 1001, bounds[2] = {0, n};
+    float *h = hrnd(n, 1.0f), *d = dev(h, n);
+    kern_nccl_allreduce_sum_f32(c, d, n);
+    CHECK_DEV("allreduce, 1 rank", d, h, n, 0);
+    kern_nccl_reduce_scatter_sum_f32(c, d, bounds);
+    CHECK_DEV("reduce-scatter, 1 rank", d, h, n, 0);
+    kern_nccl_allgather_f32(c, d, bounds);
+    CHECK_DEV("all-gather, 1 rank", d, h, n, 0);
+    kern_free(g_cu, d);
+    free(h);
+    kern_nccl_free(c);
+}
+
 int main(void) {
     gk_rng_seed(&g_rng, 20);
     kern_backend_opts o;
@@ -820,6 +852,7 @@ int main(void) {
     TL_RUN(test_train_10_steps);
     TL_RUN(test_greedy_decode);
     TL_RUN(test_resume_across_devices);
+    TL_RUN(test_nccl_one_rank);
     TL_RUN(test_devsim_faults);
     TL_RUN(test_devsim_train);
     TL_RUN(test_devsim_decode);

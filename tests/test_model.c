@@ -317,6 +317,54 @@ static double probe_loss(gpt_model *m, const int32_t *tok, size_t B, size_t T, c
     return s;
 }
 
+/* gpt_backward's bwd_ready reports: each `from` no larger than the last, 0 at the end, one report after ln_f and
+ * one per block, and grads[from, n) at each report already equal to the final gradients (the data-parallel
+ * stage sends that tail while the backward goes on: a tail still written afterwards would send a partial sum). */
+typedef struct { size_t n, calls, from[16]; float *tail[16]; const gpt_model *m; } ready_log;
+static void ready_record(void *ctx, size_t from) {
+    ready_log *r = ctx;
+    if (r->calls >= 16) { r->calls++; return; }
+    r->from[r->calls] = from;
+    r->tail[r->calls] = download(r->m->grads, r->n);   /* the whole buffer; only [from, n) is compared */
+    r->calls++;
+}
+static void check_ready_tails(int tied) {
+    gpt_config c;
+    gpt_config_default(&c);
+    c.n_layer = 3; c.n_head = 2; c.n_embd = 8; c.vocab_size = 11; c.n_ctx = 8; c.tied_head = tied;
+    gpt_model *m = gpt_create(&c);
+    gpt_init_random(m, 3);
+    gpt_alloc_grads(m);
+    size_t B = 2, T = 5, N = B * T, V = 11;
+    int32_t tok[10] = {1, 4, 7, 2, 9, 3, 3, 10, 0, 5};
+    float *R = malloc(N * V * sizeof(float)), *dR = kern_alloc(m->be, N * V * sizeof(float));
+    gk_rng rng; gk_rng_seed(&rng, 9);
+    for (size_t i = 0; i < N * V; i++) R[i] = gk_rng_normal(&rng);
+    ready_log r = { .n = m->num_params, .m = m };
+    gpt_zero_grads(m);
+    m->bwd_ready = ready_record; m->bwd_ready_ctx = &r;
+    probe_loss(m, tok, B, T, R, dR);
+    m->bwd_ready = NULL; m->bwd_ready_ctx = NULL;
+    float *final = download(m->grads, m->num_params);
+    CHECK(r.calls == (size_t)c.n_layer + 2, "tied %d: %zu reports for %d layers", tied, r.calls, c.n_layer);
+    size_t h_last = gpt_param_role(m, GPT_ROLE_LN1_W, c.n_layer - 1)->offset;   /* the last block's first tensor */
+    for (size_t k = 0; k < r.calls && k < 16; k++) {
+        CHECK(k == 0 || r.from[k] <= r.from[k - 1], "tied %d: from grew at report %zu", tied, k);
+        size_t bad = r.n;
+        for (size_t i = r.from[k]; i < r.n; i++) if (r.tail[k][i] != final[i]) { bad = i; break; }
+        CHECK(bad == r.n, "tied %d: report %zu (from %zu) had grads[%zu] = %g, final %g", tied, k, r.from[k], bad,
+              bad < r.n ? r.tail[k][bad] : 0.0, bad < r.n ? final[bad] : 0.0);
+        free(r.tail[k]);
+    }
+    CHECK(r.calls >= 2 && r.from[r.calls - 1] == 0, "tied %d: the last report is not 0", tied);
+    /* the tail really grows block by block (a report of n each time would pass the equality trivially) */
+    CHECK(r.calls >= 3 && r.from[1] <= h_last && r.from[r.calls - 2] > 0, "tied %d: from %zu after the last block (its "
+          "first tensor at %zu), %zu after the first", tied, r.from[1], h_last, r.from[r.calls - 2]);
+    free(final); free(R); kern_free(m->be, dR);
+    gpt_free(m);
+}
+static void test_backward_ready_tails(void) { check_ready_tails(1); check_ready_tails(0); }
+
 static void test_untied_wide_ffn(void) {
     /* GPT-2 with n_inner != 4C and an untied head: gradients by finite differences, the KV path against the full
      * forward, and a checkpoint round trip (tie_word_embeddings false, lm_head.weight, n_inner kept). */
@@ -1065,6 +1113,7 @@ int main(void) {
     TL_RUN(test_shapes_and_reuse);
     TL_RUN(test_frozen_groups);
     TL_RUN(test_score_head);
+    TL_RUN(test_backward_ready_tails);
     TL_RUN(test_adamw_step1_with_kern_ops);
     TL_RUN(test_adamw_fixture_with_kern_ops);
     kern_backend_free(g_mem);

@@ -16,6 +16,10 @@ typedef struct { const char *name; int (*fn)(int, char **); const char *help; in
 static int cmd_dist_info(int argc, char **argv) {
     printf("gptkit dist: MPI %s; rank %d of ranks %d\n", dist_available() ? "built in (Open MPI)" : "not built in",
            dist_rank(), dist_size());
+    /* NCCL (GPU buffers, --device cuda) lives in the CUDA plugin: asking loads the plugin, not the GPU */
+    int nv = kern_nccl_version();
+    if (nv) printf("gptkit dist: NCCL %d.%d.%d in the CUDA plugin (--device cuda under mpirun)\n", nv / 10000, nv / 100 % 100, nv % 100);
+    else printf("gptkit dist: NCCL not built in (--device cuda cannot run on several ranks)\n");
     /* --bench MB: the all-reduce (sum of floats) of an MB-megabyte buffer, median of 9 after 2 warm-ups, and its
      * bus bandwidth 2 (N-1)/N bytes / time (what a ring moves per rank; NCCL's convention) */
     if (argc >= 3 && !strcmp(argv[1], "--bench")) {

@@ -185,6 +185,31 @@ int kern_cuda_built(void);
  * err ("no CUDA device: ..." or "this build has no CUDA backend ..."). Cheap; never aborts. */
 int kern_cuda_usable(gk_err *err);
 
+/* ---------------------------------------------------------------- NCCL */
+/* Collectives between processes on the cuda kind's device buffers, through NCCL inside the CUDA plugin (built in
+ * when the Makefile finds nccl.h and libnccl: GK_HAVE_NCCL). src/dist drives them (dist_dev_*): rank 0 makes the
+ * id, MPI broadcasts it, every rank joins. Each collective runs on the backend's stream after the work queued
+ * before it and returns when done. Slices are bounds[0..nranks]: rank r's is [bounds[r], bounds[r+1]).
+ * A failure mid-collective aborts with file:line and NCCL's message; joining returns -1 / NULL with err. */
+#define KERN_NCCL_ID_BYTES 128                /* NCCL_UNIQUE_ID_BYTES (nccl.cu checks they agree) */
+typedef struct kern_nccl kern_nccl;
+/* NCCL's version code (e.g. 22809 for 2.28.9) when the CUDA plugin has NCCL and loads; 0 otherwise. Needs no GPU. */
+int  kern_nccl_version(void);
+int  kern_nccl_unique_id(unsigned char id[KERN_NCCL_ID_BYTES], gk_err *err);
+/* Joins the communicator `id` as rank `rank` of `nranks` on be's device (be: the cuda kind). Collective over the
+ * nranks processes. */
+kern_nccl *kern_nccl_init(kern_backend *be, const unsigned char id[KERN_NCCL_ID_BYTES], int nranks, int rank, gk_err *err);
+void kern_nccl_free(kern_nccl *c);
+/* buf[n] (device) summed over ranks, in place, on every rank. */
+void kern_nccl_allreduce_sum_f32(kern_nccl *c, float *buf, size_t n);
+/* full[bounds[nranks]] (device): this rank's slice of the sum over ranks written over the same slice (the rest
+ * of full unchanged): dist_reduce_scatter_sum_f32's contract. */
+void kern_nccl_reduce_scatter_sum_f32(kern_nccl *c, float *full, const size_t *bounds);
+/* every rank's slice of buf (device) copied into every rank's buf, in place: dist_allgather_f32's contract. */
+void kern_nccl_allgather_f32(kern_nccl *c, float *buf, const size_t *bounds);
+/* 1 if be's buffers are device memory that host code and MPI cannot touch (the cuda kind). */
+int  kern_on_device(const kern_backend *be);
+
 /* Measures this machine with a small probe (~0.5 s) on be's GEMM library: fp32 GEMM GFLOP/s (1024^3
  * products), bf16 GEMM GFLOP/s (0 if unavailable) and memory bandwidth in GB/s (a streaming a = b + s c over
  * 3 x 32 MiB, counting 3 x 4 bytes per element). Any pointer may be NULL. For MFU: achieved FLOP/s over

@@ -641,6 +641,24 @@ void gpt_score_head_bwd(gpt_model *m, float *dh, const float *dr, const float *h
 
 /* ---------------------------------------------------------------- backward */
 
+/* Where the tail of grads that gpt_backward no longer writes begins once the layers >= li are done (li = L:
+ * after ln_f's backward): past the end of every tensor it may still write — a block tensor of a layer below li,
+ * or an embedding (scatter-added last; wte also takes the tied LM head's gradient, before the backward). */
+static size_t grads_final_from(const gpt_model *m, size_t li) {
+    size_t from = 0;
+    for (size_t i = 0; i < m->n_table; i++) {
+        const gpt_param *p = &m->table[i];
+        int pending = p->layer >= 0 ? (size_t)p->layer < li : p->group == GPT_GROUP_EMBED;
+        if (pending && p->offset + p->numel > from) from = p->offset + p->numel;
+    }
+    return from;
+}
+
+/* Tells m->bwd_ready that the layers >= li are done (all = 1: the whole backward is). */
+static void bwd_ready(gpt_model *m, size_t li, int all) {
+    if (m->bwd_ready) m->bwd_ready(m->bwd_ready_ctx, all ? 0 : grads_final_from(m, li));
+}
+
 void gpt_backward(gpt_model *m, float *dh) {
     const gpt_config *c = &m->cfg;
     GK_CHECK(m->acts_cap_bt > 0 && m->B > 0, "gpt_backward without a forward pass");
@@ -669,7 +687,8 @@ void gpt_backward(gpt_model *m, float *dh) {
     gpt_norm_bwd(m->be, c, need_blocks ? d.dres : NULL, gpt_role_ptr(g_final, m, GPT_ROLE_LNF_W, -1),
                  gpt_role_ptr(g_final, m, GPT_ROLE_LNF_B, -1), dh, a->x + L * BT * C,
                  gpt_role_ptr(m->params, m, GPT_ROLE_LNF_W, -1), a->lnf_mean, a->lnf_rstd, BT);
-    if (!need_blocks) return;
+    if (!need_blocks) { bwd_ready(m, 0, 1); return; }
+    bwd_ready(m, L, 0);
 
     for (size_t li = L; li-- > 0;) {
         gpt_layer_ptrs w = gpt_layer(m->params, m, (int)li);
@@ -679,10 +698,12 @@ void gpt_backward(gpt_model *m, float *dh) {
         gpt_attn_mode am;
         gpt_block_acts ba = layer_acts(m, li, &am);
         gpt_block_backward(m->be, c, &w, &g, &ba, &am, &d, need_input);
-        if (!need_input) return;
+        if (!need_input) { bwd_ready(m, 0, 1); return; }
+        bwd_ready(m, li, 0);
     }
     /* x0 = wte[tok] + wpe[pos]:  scatter-add dres into the embedding rows */
     if (g_embed)
         kern_embed_bwd(m->be, gpt_role_ptr(g_embed, m, GPT_ROLE_EMBED_TOK, -1), gpt_role_ptr(g_embed, m, GPT_ROLE_EMBED_POS, -1),
                        d.dres, a->tokens, B, T, C, 0);
+    bwd_ready(m, 0, 1);
 }

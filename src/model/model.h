@@ -194,6 +194,12 @@ typedef struct gpt_model {
      * blocks live in qdata (device, owned). NULL: every tensor is fp32 at its offset (the normal case). */
     gpt_qweight *qw;
     uint8_t *qdata;
+    /* Called by gpt_backward as it goes, when set (NULL: never): grads[from, num_params) will not be written again
+     * by this backward pass (the heads' gradients, written before it, included). The backward walks the blocks
+     * from last to first and the table is layer-major, so `from` only decreases; 0 at the end. The training stage
+     * starts the gradient communication of the finished tail here (docs/distributed.md, --dist-bucket-mb). */
+    void (*bwd_ready)(void *ctx, size_t from);
+    void *bwd_ready_ctx;
 } gpt_model;
 
 /* Builds the table and allocates params (zero) on a new backend with the process defaults (kern_backend_create

@@ -152,6 +152,10 @@ static const train_opt PRETRAIN[] = {
     OPT_LONG(pretrain_opts, "--sample-every", "sample_every", sample_every, 0, 0, ST | PI, "N",
              "print a sample every N steps (0 = off)"),
     OPT_OUTPUT(pretrain_opts, 500),
+    OPT_SECTION("data parallelism (under mpirun):"),
+    OPT_FLOAT(pretrain_opts, "--dist-bucket-mb", "dist_bucket_mb", dist_bucket_mb, 25, 0, 1024, 0, "MB",
+              "reduce the gradients in buckets of MB megabytes, each started as the backward finishes it (overlap; "
+              "0 = one reduce-scatter after the backward)"),
 };
 TABLE(train_opts_pretrain, "pretrain", pretrain_opts, PRETRAIN);
 

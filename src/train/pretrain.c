@@ -206,6 +206,7 @@ int train_pretrain(const pretrain_opts *o, pretrain_result *res, gk_err *err) {
         .n_models = 1, .rng_seed = o->seed ^ 0xA5A5A5A5ULL, .total = o->steps, .accum = accum, TRAIN_STAGE_OPTS(o),
         .eval_last = o->val_every > 0, .sample_every = o->sample_every,
         .flops_per_step = train_flops_per_token(m, T) * (double)BT * (double)accum,
+        .dist_bucket_mb = o->dist_bucket_mb,
     };
     train_stage s;
     int rc = -1;

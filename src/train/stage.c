@@ -8,10 +8,12 @@
  *
  * Data parallelism (src/dist, docs/distributed.md): under mpirun every rank runs this same loop on the same
  * options. The micro-batches of a step are dealt out to the ranks (or a hook splits its one batch), the
- * gradients are summed by a reduce-scatter, each rank runs AdamW on its slice of the parameters with its
- * slice of the moments (ZeRO-1), and an all-gather gives every rank the new parameters. Whatever decides
- * whether to go on (Ctrl-C, a failed save, a bad resume) is agreed with dist_any so no rank waits alone in a
- * collective. Only rank 0 takes the directory locks and writes checkpoints, metrics and the progress line.
+ * gradients are summed by a reduce-scatter (for whole micro-batches started bucket by bucket during the rank's
+ * last backward: --dist-bucket-mb; over NCCL for a GPU backend), each rank runs AdamW on its slice of the
+ * parameters with its slice of the moments (ZeRO-1), and an all-gather gives every rank the new parameters.
+ * Whatever decides whether to go on (Ctrl-C, a failed save, a bad resume) is agreed with dist_any so no rank
+ * waits alone in a collective. Only rank 0 takes the directory locks and writes checkpoints, metrics and the
+ * progress line.
  */
 #include "train/train.h"
 #include "kern/kern.h"
@@ -132,6 +134,8 @@ int train_stage_open(train_stage *s, const train_stage_cfg *cfg, gk_err *err) {
         if (cfg->bf16 && m != s->cfg.models[k].m)
             return gk_errf(err, "--precision bf16 with LoRA adapters is not supported yet; use fp32");
         gpt_alloc_grads(m);
+        /* a GPU backend's gradients and parameters go through NCCL (every rank opens it, or every rank fails) */
+        if (s->nranks > 1 && dist_dev_open(m->be, err)) return -1;
         /* ZeRO-1: this rank's moments cover only its slice of the flat parameters */
         size_t lo, hi;
         dist_shard(m->num_params, s->rank, s->nranks, &lo, &hi);
@@ -205,23 +209,40 @@ void train_stage_share(const train_stage *s, size_t n, size_t *lo, size_t *hi) {
  *   norm = sqrt(sum over ranks of the slice's sum of squares)      (the global norm clipping needs)
  *   AdamW on the slice with the slice's moments; all-gather of the parameters
  * The hooks' gradients are already divided by the whole step's count (or rescaled by micro_step), so the sum
- * over ranks is the single process's gradient up to the order of the additions. */
+ * over ranks is the single process's gradient up to the order of the additions. When micro_step overlapped the
+ * reduce-scatter with the backward (s->rs), the same sums over the same slices arrive bucket by bucket: only
+ * the wait for the last buckets is left here. */
 double train_stage_update(train_stage *s, size_t k, float lr) {
     const train_stage_model *sm = &s->cfg.models[k];
     gpt_model *m = train_opt_model(sm->m);
     if (s->nranks < 2) return adamw_step(sm->opt, m, lr);
     double t0 = gk_now();
-    dist_reduce_scatter_sum_f32(m->grads, m->num_params);
+    int dev = dist_dev_active(m->be);   /* device buffers: NCCL (the same slices) */
+    if (k == 0 && s->rs) { dist_rs_finish(s->rs); s->rs = NULL; }   /* the buckets the backward started */
+    else if (dev) dist_dev_reduce_scatter_sum_f32(m->grads, m->num_params);
+    else dist_reduce_scatter_sum_f32(m->grads, m->num_params);
     double ss = adamw_grad_sumsq(sm->opt, m);
     dist_allreduce_sum_f64(&ss, 1);
     double norm = sqrt(ss), t1 = gk_now();
     adamw_update(sm->opt, m, lr, norm);
     double t2 = gk_now();
-    dist_allgather_f32(m->params, m->num_params);
+    if (dev) dist_dev_allgather_f32(m->params, m->num_params);
+    else dist_allgather_f32(m->params, m->num_params);
     s->comm_s += (t1 - t0) + (gk_now() - t2);
     /* the other ranks' slices changed without this rank's kern_adamw: the bf16 copy must be redone */
     if (k == 0 && s->bf16_on) kern_bf16_shadow(m->be, m->params, m->num_params);
     return norm;
+}
+
+/* One moment's slices slice[hi - lo] (be's memory) gathered into full[n] on rank 0. MPI carries host memory: a
+ * device backend's slices pass through the host (a checkpoint's rare cost). */
+static void gather_moments(kern_backend *be, const float *slice, float *full, size_t lo, size_t hi, size_t n) {
+    if (!kern_on_device(be)) { dist_gather_f32(slice, full, n); return; }
+    float *hs = gk_malloc((hi - lo + 1) * sizeof(float)), *hf = full ? gk_malloc(n * sizeof(float)) : NULL;
+    kern_download(be, hs, slice, (hi - lo) * sizeof(float));
+    dist_gather_f32(hs, hf, n);
+    if (full) kern_upload(be, full, hf, n * sizeof(float));
+    free(hs); free(hf);
 }
 
 /* The whole moments of model k's sharded optimizer, gathered on rank 0 into an unsharded optimizer for the
@@ -232,8 +253,8 @@ static adamw *gather_opt(train_stage *s, size_t k) {
     gpt_model *m = train_opt_model(s->cfg.models[k].m);
     adamw *full = s->rank == 0 ? adamw_create(m, &o->cfg) : NULL;
     if (full) full->t = o->t;
-    dist_gather_f32(o->m, full ? full->m : NULL, o->n);
-    dist_gather_f32(o->v, full ? full->v : NULL, o->n);
+    gather_moments(m->be, o->m, full ? full->m : NULL, o->lo, o->hi, m->num_params);
+    gather_moments(m->be, o->v, full ? full->v : NULL, o->lo, o->hi, m->num_params);
     return full;
 }
 
@@ -329,6 +350,16 @@ static double split_combine(train_stage *s, train_step_out *o) {
     return loss;
 }
 
+/* --dist-bucket-mb: model 0's backward reports each finished tail of its gradients (gpt_model.bwd_ready) and the
+ * buckets inside it start their reduce-scatter; the time spent here (starting them, driving MPI's progress) is
+ * the step's communication time too. */
+static void grads_ready(void *ctx, size_t from) {
+    train_stage *s = ctx;
+    double t = gk_now();
+    dist_rs_ready(s->rs, from);
+    s->comm_s += gk_now() - t;
+}
+
 /* The micro-batch path: zero, accum micro-batches, one update on the schedule; then the step's log record. */
 static int micro_step(train_stage *s, const train_stage_hooks *h, long step, gk_err *err) {
     train_step_out o;
@@ -339,11 +370,25 @@ static int micro_step(train_stage *s, const train_stage_hooks *h, long step, gk_
     int dp = s->nranks > 1, split = dp && h->split;
     GK_CHECK(!split || s->cfg.accum == 1, "%s: a split hook under data parallelism needs accum 1", s->cfg.name);
     GK_CHECK(!dp || split || h->skip, "%s: data parallelism needs the stage's skip hook", s->cfg.name);
+    /* Overlap (--dist-bucket-mb): the gradient buckets start during this rank's LAST micro-batch's backward —
+     * an earlier one's gradients are not final (accumulation adds to them). Whole micro-batches only: a split
+     * hook's gradients are rescaled after its backward (train_stage_weigh). Not with LoRA: the adapters'
+     * gradients are another table's. Not on a GPU (NCCL): MPI carries host memory. Every rank plans the same
+     * buckets, also a rank with no micro-batch this step (it starts them all in the update), so the collectives
+     * match. */
+    gpt_model *m0 = s->cfg.models[0].m;
+    long last = -1;
+    if (dp && !split && s->cfg.dist_bucket_mb > 0 && train_opt_model(m0) == m0 && !kern_on_device(m0->be)) {
+        s->rs = dist_rs_begin(m0->grads, m0->num_params, (size_t)((double)s->cfg.dist_bucket_mb * 1e6 / sizeof(float)));
+        for (long a = s->rank; a < s->cfg.accum; a += s->nranks) last = a;
+    }
     for (long a = 0; a < s->cfg.accum; a++) {
         /* whole micro-batches dealt round-robin: rank r runs a = r, r + N, ...; every rank reads them all */
         if (dp && !split && a % s->nranks != s->rank) { h->skip(h->ctx, s, step, a); continue; }
         train_stage_lora_train(s, 0, step, a, 1);   /* adapter dropout on for this micro-batch's passes */
+        if (a == last && s->rs) { m0->bwd_ready = grads_ready; m0->bwd_ready_ctx = s; }
         int bad = h->micro(h->ctx, s, step, a, &o, err);
+        m0->bwd_ready = NULL; m0->bwd_ready_ctx = NULL;
         train_stage_lora_train(s, 0, step, a, 0);
         if (bad) { cJSON_Delete(o.pre); cJSON_Delete(o.post); return -1; }
         lsum += o.loss;

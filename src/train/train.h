@@ -169,6 +169,9 @@ typedef struct {
     int   bf16;               /* --precision bf16 for model 0 (bf16 matmuls, fp32 master weights) */
     double flops_per_step;    /* > 0: log MFU against the measured peak (pretraining) */
     const char *saved_what;   /* the final log line: "saved <saved_what> at step ..." ("checkpoint") */
+    float dist_bucket_mb;     /* > 0 with several ranks (micro path, whole micro-batches, no LoRA): the gradient
+                                 reduce-scatter in buckets of this many MB, started during the rank's last backward
+                                 of the step (dist_rs_*); 0: one blocking reduce-scatter after it */
 } train_stage_cfg;
 
 /* What one step reports to the log. The skeleton writes "loss", pre's fields, "lr", "grad_norm", post's fields,
@@ -232,6 +235,7 @@ struct train_stage {
     int    rank, nranks;      /* data parallelism (src/dist): only rank 0 writes files and prints */
     double opt_bytes;         /* this rank's optimizer state (AdamW moments, ZeRO-1 sharded), bytes */
     double comm_s;            /* seconds in the update's collectives during the current step ("comm_ms") */
+    struct dist_rs *rs;       /* the step's overlapped gradient reduce-scatter (cfg.dist_bucket_mb), or NULL */
 };
 
 /* This rank's contiguous share [*lo, *hi) of n items of a split micro-batch (all of them with one rank). */
@@ -388,6 +392,7 @@ typedef struct {
     long   stop_at;               /* >0: save and stop once this step is reached (resume later); not stored */
     int    bf16;                  /* matmuls in bf16 with fp32 accumulation and fp32 master weights */
     train_lora_opts lora;         /* --lora-* with --init: continue pretraining through adapters (docs/lora.md) */
+    float  dist_bucket_mb;        /* under mpirun: gradient buckets overlapped with the backward (0 = off); not stored */
 } pretrain_opts;
 void pretrain_opts_default(pretrain_opts *o);
 char *pretrain_opts_to_json(const pretrain_opts *o);

@@ -90,6 +90,20 @@ PL="--arch llama --model d2 --n-embd 32 --n-head 4 --n-kv-head 2 --vocab-size 97
 $GPTKIT pretrain $PL --out l1 > l1.jsonl 2>l1.err
 $MPI $GPTKIT pretrain $PL --out l2 > l2.jsonl 2>l2.err
 same l1.jsonl l2.jsonl l1 l2 5 && pass dist_llama_equal || fail dist_llama_equal "$(cat same.out l2.err | tail -5)"
+# the reduce-scatter overlapped with the backward (--dist-bucket-mb, default 25 MB: one bucket for these tiny
+# models): 0.01 MB buckets (12 of 29088 floats, started block by block during each rank's last backward of the
+# step) and 0 (off: one blocking reduce-scatter after the backward) both give the 1-rank run's losses and weights,
+# and comm_ms is still reported; 3 ranks over 2 micro-batches a step (rank 2 runs no backward: it starts all its
+# buckets in the update, in the same order) too
+$MPI $GPTKIT pretrain $PT --dist-bucket-mb 0.01 --out o2 > o2.jsonl 2>o2.err
+$MPI $GPTKIT pretrain $PT --dist-bucket-mb 0 --out n2 > n2.jsonl 2>n2.err
+if same p1.jsonl o2.jsonl p1 o2 8 && same p1.jsonl n2.jsonl p1 n2 8 && [ "$(grep -c '"comm_ms"' o2.jsonl)" = 8 ]; then
+  pass dist_overlap_equal
+else fail dist_overlap_equal "$(cat same.out o2.err n2.err | tail -5)"; fi
+PU="--model d2 --n-embd 32 --n-head 4 --vocab-size 97 --n-ctx 16 --seed 11 -b 2 -t 12 --total-batch 48 --lr 3e-3 --steps 4 --data d.bin --json"
+$GPTKIT pretrain $PU --out u1 > u1.jsonl 2>u1.err
+timeout 120 mpirun --oversubscribe -np 3 $GPTKIT pretrain $PU --dist-bucket-mb 0.01 --out u3 > u3.jsonl 2>u3.err
+same u1.jsonl u3.jsonl u1 u3 4 && pass dist_overlap_idle_rank || fail dist_overlap_idle_rank "$(cat same.out u3.err | tail -5)"
 # rank 0 alone prints: one JSON line per step, not two
 [ "$(grep -c '"loss"' p2.jsonl)" = 8 ] && pass dist_rank0_prints_once || fail dist_rank0_prints_once "$(grep -c loss p2.jsonl)"
 

@@ -77,6 +77,21 @@ static void rename_backend(kern_backend *be) {
 int kern_cuda_built(void) { return kern_cuda_built_impl(); }
 int kern_cuda_usable(gk_err *err) { return kern_cuda_usable_impl(err); }
 
+/* NCCL: forwarded to the plugin (cuda.h); the communicator is the plugin's pointer behind kern.h's opaque type. */
+int kern_nccl_version(void) { return kern_cuda_nccl_version(); }
+int kern_nccl_unique_id(unsigned char id[KERN_NCCL_ID_BYTES], gk_err *err) { return kern_cuda_nccl_unique_id(id, err); }
+kern_nccl *kern_nccl_init(kern_backend *be, const unsigned char id[KERN_NCCL_ID_BYTES], int nranks, int rank, gk_err *err) {
+    if (be->opts.kind != KERN_KIND_CUDA) { gk_errf(err, "NCCL needs the cuda backend (--device cuda)"); return NULL; }
+    return (kern_nccl *)kern_cuda_nccl_init(be, id, nranks, rank, err);
+}
+void kern_nccl_free(kern_nccl *c) { kern_cuda_nccl_free(c); }
+void kern_nccl_allreduce_sum_f32(kern_nccl *c, float *buf, size_t n) { kern_cuda_nccl_allreduce_sum_f32(c, buf, n); }
+void kern_nccl_reduce_scatter_sum_f32(kern_nccl *c, float *full, const size_t *bounds) {
+    kern_cuda_nccl_reduce_scatter_sum_f32(c, full, bounds);
+}
+void kern_nccl_allgather_f32(kern_nccl *c, float *buf, const size_t *bounds) { kern_cuda_nccl_allgather_f32(c, buf, bounds); }
+int kern_on_device(const kern_backend *be) { return be->opts.kind == KERN_KIND_CUDA; }
+
 /* The cuda kind: its own table and state (src/kern/cuda); bf16 needs nothing of the CPU (any sm_80+ GPU). */
 static kern_backend *create_cuda(const kern_backend_opts *o, gk_err *err) {
     gk_err local;

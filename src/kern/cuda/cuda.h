@@ -25,4 +25,15 @@ const kern_ops *kern_cuda_ops(void);
 int  kern_cuda_built_impl(void);
 int  kern_cuda_usable_impl(gk_err *err);
 
+/* NCCL (nccl.cu, in the plugin only when the build found NCCL: GK_HAVE_NCCL). A communicator is the plugin's
+ * (void *). version: NCCL's version code (e.g. 22809), 0 when the plugin has no NCCL (loader.c answers that for a
+ * plugin without these entries). The collectives abort on failure with file:line (kern.h says what they do). */
+int   kern_cuda_nccl_version(void);
+int   kern_cuda_nccl_unique_id(unsigned char *id, gk_err *err);
+void *kern_cuda_nccl_init(kern_backend *be, const unsigned char *id, int nranks, int rank, gk_err *err);
+void  kern_cuda_nccl_free(void *comm);
+void  kern_cuda_nccl_allreduce_sum_f32(void *comm, float *buf, size_t n);
+void  kern_cuda_nccl_reduce_scatter_sum_f32(void *comm, float *full, const size_t *bounds);
+void  kern_cuda_nccl_allgather_f32(void *comm, float *buf, const size_t *bounds);
+
 #endif

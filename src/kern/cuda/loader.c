@@ -19,6 +19,22 @@ void kern_cuda_name(kern_backend *be) { (void)be; }
 const kern_ops *kern_cuda_ops(void) { return NULL; }
 int kern_cuda_built_impl(void) { return 0; }
 int kern_cuda_usable_impl(gk_err *err) { return gk_errf(err, NO_CUDA_MSG); }
+int kern_cuda_nccl_version(void) { return 0; }
+int kern_cuda_nccl_unique_id(unsigned char *id, gk_err *err) { (void)id; return gk_errf(err, NO_CUDA_MSG); }
+void *kern_cuda_nccl_init(kern_backend *be, const unsigned char *id, int nranks, int rank, gk_err *err) {
+    (void)be; (void)id; (void)nranks; (void)rank;
+    gk_errf(err, NO_CUDA_MSG);
+    return NULL;
+}
+void kern_cuda_nccl_free(void *comm) { (void)comm; }
+/* unreachable without a communicator */
+void kern_cuda_nccl_allreduce_sum_f32(void *comm, float *buf, size_t n) { (void)comm; (void)buf; (void)n; GK_CHECK(0, NO_CUDA_MSG); }
+void kern_cuda_nccl_reduce_scatter_sum_f32(void *comm, float *full, const size_t *bounds) {
+    (void)comm; (void)full; (void)bounds; GK_CHECK(0, NO_CUDA_MSG);
+}
+void kern_cuda_nccl_allgather_f32(void *comm, float *buf, const size_t *bounds) {
+    (void)comm; (void)buf; (void)bounds; GK_CHECK(0, NO_CUDA_MSG);
+}
 #else
 #include <dlfcn.h>
 #include <limits.h>
@@ -38,6 +54,14 @@ static struct {
     void (*name)(kern_backend *);
     const kern_ops *(*ops)(void);
     int (*usable)(gk_err *);
+    /* NCCL's entries: all NULL when the plugin was built without NCCL (then kern_nccl_built says 0) */
+    int (*nc_version)(void);
+    int (*nc_id)(unsigned char *, gk_err *);
+    void *(*nc_init)(kern_backend *, const unsigned char *, int, int, gk_err *);
+    void (*nc_free)(void *);
+    void (*nc_allreduce)(void *, float *, size_t);
+    void (*nc_reduce_scatter)(void *, float *, const size_t *);
+    void (*nc_allgather)(void *, float *, const size_t *);
 } P;
 static pthread_once_t P_once = PTHREAD_ONCE_INIT;
 
@@ -71,6 +95,15 @@ static void plugin_open(void) {
     *(void **)&P.name = dlsym(P.h, "kern_cuda_name");
     *(void **)&P.ops = dlsym(P.h, "kern_cuda_ops");
     *(void **)&P.usable = dlsym(P.h, "kern_cuda_usable_impl");
+    *(void **)&P.nc_version = dlsym(P.h, "kern_cuda_nccl_version");
+    *(void **)&P.nc_id = dlsym(P.h, "kern_cuda_nccl_unique_id");
+    *(void **)&P.nc_init = dlsym(P.h, "kern_cuda_nccl_init");
+    *(void **)&P.nc_free = dlsym(P.h, "kern_cuda_nccl_free");
+    *(void **)&P.nc_allreduce = dlsym(P.h, "kern_cuda_nccl_allreduce_sum_f32");
+    *(void **)&P.nc_reduce_scatter = dlsym(P.h, "kern_cuda_nccl_reduce_scatter_sum_f32");
+    *(void **)&P.nc_allgather = dlsym(P.h, "kern_cuda_nccl_allgather_f32");
+    if (!P.nc_version || !P.nc_id || !P.nc_init || !P.nc_free || !P.nc_allreduce || !P.nc_reduce_scatter || !P.nc_allgather)
+        P.nc_version = NULL;   /* a partial set is as good as none */
     if (!P.init || !P.fini || !P.name || !P.ops || !P.usable) {
         snprintf(P.why, sizeof P.why, "the CUDA backend's plugin lacks an entry point (a plugin from another build?)");
         dlclose(P.h);
@@ -90,4 +123,22 @@ void kern_cuda_name(kern_backend *be) { if (plugin(NULL) == 0) P.name(be); }
 const kern_ops *kern_cuda_ops(void) { return plugin(NULL) ? NULL : P.ops(); }
 int kern_cuda_built_impl(void) { return plugin(NULL) == 0; }
 int kern_cuda_usable_impl(gk_err *err) { return plugin(err) ? -1 : P.usable(err); }
+
+#define NO_NCCL_MSG "this build's CUDA plugin has no NCCL (nccl.h and libnccl were not found beside the CUDA toolkit " \
+                    "when gptkit was built, or NO_NCCL=1)"
+int kern_cuda_nccl_version(void) { return plugin(NULL) == 0 && P.nc_version ? P.nc_version() : 0; }
+int kern_cuda_nccl_unique_id(unsigned char *id, gk_err *err) {
+    if (plugin(err)) return -1;
+    return P.nc_version ? P.nc_id(id, err) : gk_errf(err, NO_NCCL_MSG);
+}
+void *kern_cuda_nccl_init(kern_backend *be, const unsigned char *id, int nranks, int rank, gk_err *err) {
+    if (plugin(err)) return NULL;
+    if (!P.nc_version) { gk_errf(err, NO_NCCL_MSG); return NULL; }
+    return P.nc_init(be, id, nranks, rank, err);
+}
+/* a communicator exists only when the entries do */
+void kern_cuda_nccl_free(void *comm) { if (comm) P.nc_free(comm); }
+void kern_cuda_nccl_allreduce_sum_f32(void *comm, float *buf, size_t n) { P.nc_allreduce(comm, buf, n); }
+void kern_cuda_nccl_reduce_scatter_sum_f32(void *comm, float *full, const size_t *bounds) { P.nc_reduce_scatter(comm, full, bounds); }
+void kern_cuda_nccl_allgather_f32(void *comm, float *buf, const size_t *bounds) { P.nc_allgather(comm, buf, bounds); }
 #endif
