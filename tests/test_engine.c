@@ -443,14 +443,18 @@ static void test_errors(void) {
 
 /* The decode matmul equals the reference matmul on awkward sizes, both layouts, with and without bias, in both
  * its AVX-512 body and its portable loops. */
+/* The decode product on awkward sizes against the reference: the AVX-512 streaming body and the portable loops;
+ * with oneDNN as the GEMM, rows from the crossover on go to it, so the streaming body is checked at every row
+ * count with another library (OpenBLAS, or the builtin GEMM) too. */
 static void test_skinny_matmul(void) {
     size_t sizes[][2] = { {35, 105}, {64, 300}, {97, 1000}, {384, 257}, {203, 1601} };
-    size_t Ns[] = { 1, 3, 8, 16 };
+    size_t Ns[] = { 1, 3, 4, 8, 9, 16 };
     gk_rng r; gk_rng_seed(&r, 5);
     kern_backend_opts ro = {KERN_KIND_REF, KERN_GEMM_BUILTIN, KERN_PREC_FP32};
-    kern_backend *ref = kern_backend_create(&ro, NULL), *fast = kern_backend_create(NULL, NULL);
+    kern_backend_opts so = {KERN_KIND_CPU, kern_gemm_present(KERN_GEMM_OPENBLAS) ? KERN_GEMM_OPENBLAS : KERN_GEMM_BUILTIN, KERN_PREC_FP32};
+    kern_backend *ref = kern_backend_create(&ro, NULL), *fasts[2] = { kern_backend_create(NULL, NULL), kern_backend_create(&so, NULL) };
     for (size_t si = 0; si < 5; si++)
-        for (size_t ni = 0; ni < 4; ni++)
+        for (size_t ni = 0; ni < sizeof Ns / sizeof Ns[0]; ni++)
             for (int lay = 0; lay < 2; lay++) {
                 size_t C = sizes[si][0], OC = sizes[si][1], N = Ns[ni];
                 float *x = malloc(N * C * sizeof(float)), *w = malloc(C * OC * sizeof(float)), *b = malloc(OC * sizeof(float));
@@ -460,18 +464,22 @@ static void test_skinny_matmul(void) {
                 for (size_t i = 0; i < OC; i++) b[i] = gk_rng_normal(&r);
                 const float *bias = (si + ni) % 2 ? b : NULL;
                 kern_matmul_fwd(ref, want, x, w, bias, N, C, OC, lay);
-                for (int portable = 0; portable < 2; portable++) {   /* the AVX-512 body, then the portable loops */
-                    fast->skinny_portable = portable;
-                    kern_matmul_skinny_fwd(fast, got, x, w, bias, N, C, OC, lay);
-                    char what[80];
-                    snprintf(what, sizeof what, "skinny N=%zu C=%zu OC=%zu layout %d%s", N, C, OC, lay, portable ? " portable" : "");
-                    CHECK_ARRAYS(what, got, want, N * OC, 1e-5, 1e-5);
-                }
-                fast->skinny_portable = 0;
+                for (int f = 0; f < 2; f++)
+                    for (int portable = 0; portable < 2; portable++) {   /* the AVX-512 body (or GEMM), then the portable loops */
+                        kern_backend *fast = fasts[f];
+                        fast->skinny_portable = portable;
+                        kern_matmul_skinny_fwd(fast, got, x, w, bias, N, C, OC, lay);
+                        fast->skinny_portable = 0;
+                        char what[96];
+                        snprintf(what, sizeof what, "skinny %s N=%zu C=%zu OC=%zu layout %d%s", kern_gemm_name(fast->gemm), N, C, OC,
+                                 lay, portable ? " portable" : "");
+                        CHECK_ARRAYS(what, got, want, N * OC, 1e-5, 1e-5);
+                    }
                 free(x); free(w); free(b); free(got); free(want);
             }
     kern_backend_free(ref);
-    kern_backend_free(fast);
+    kern_backend_free(fasts[0]);
+    kern_backend_free(fasts[1]);
 }
 
 /* Different prompts decoded together equal each decoded alone (greedy, with penalties in play). */

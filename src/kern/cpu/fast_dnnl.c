@@ -18,7 +18,7 @@
  * kern_cpu_gemm computes, row-major, C[M,N] = op(A)[M,K] op(B)[K,N] (+ bias[N]) (+ C if accumulate), where
  * op(A) = A (stored M x K, leading dim lda) or A^T (stored K x M); likewise B. Transposes are expressed as
  * strides, so nothing is copied. Primitives are created once per distinct problem and cached (a model has
- * a dozen shapes).
+ * a dozen shapes; decode adds each of them per batch row count).
  */
 #ifdef GK_HAVE_DNNL
 #include "kern/cpu/cpu.h"
@@ -35,7 +35,7 @@ typedef struct {
     dnnl_memory_t a, b, c, bi;
 } gemm_entry;
 
-#define CACHE_MAX 64
+#define CACHE_MAX 256   /* a model's dozen shapes, times every decode row count 1..16 a server sees */
 static gemm_entry g_cache[CACHE_MAX];
 static int g_ncache = 0;
 static dnnl_engine_t g_engine;
