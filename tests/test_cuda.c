@@ -326,29 +326,31 @@ static void test_attention(void) {
 
 static void test_attn_cache(void) {
     NEED_GPU();
-    size_t S = 4, NH = 3, hs = 10, C = NH * hs, maxT = 23, B = 2;
+    for (size_t NKV = 3; NKV >= 1; NKV -= 2) {   /* 3 heads each, then multi-query */
+    size_t S = 4, NH = 3, hs = 10, C = NH * hs, W = (NH + 2 * NKV) * hs, maxT = 23, B = 2;
     int32_t slot[2] = { 3, 1 }, pos0[2] = { 0, 0 };
-    float *kc = hrnd(S * NH * maxT * hs, 1), *vc = hdup(kc, S * NH * maxT * hs);
-    float *Dkc = dev(kc, S * NH * maxT * hs), *Dvc = dev(vc, S * NH * maxT * hs);
+    float *kc = hrnd(S * NKV * maxT * hs, 1), *vc = hdup(kc, S * NKV * maxT * hs);
+    float *Dkc = dev(kc, S * NKV * maxT * hs), *Dvc = dev(vc, S * NKV * maxT * hs);
     int32_t *Dslot = devi(slot, B);
     /* prefill 9 rows, then three decode steps of one row */
     size_t steps[] = { 9, 1, 1, 1 };
     for (size_t s = 0; s < 4; s++) {
         size_t n = steps[s];
-        float *qkv = hrnd(B * n * 3 * C, 1), *out = gk_malloc(B * n * C * 4);
-        float *Dqkv = dev(qkv, B * n * 3 * C), *Dout = kern_alloc(g_cu, B * n * C * 4);
+        float *qkv = hrnd(B * n * W, 1), *out = gk_malloc(B * n * C * 4);
+        float *Dqkv = dev(qkv, B * n * W), *Dout = kern_alloc(g_cu, B * n * C * 4);
         int32_t *Dpos = devi(pos0, B);
-        kern_attn_cache_fwd(g_ref, out, kc, vc, qkv, slot, pos0, B, n, C, NH, maxT);
-        kern_attn_cache_fwd(g_cu, Dout, Dkc, Dvc, Dqkv, Dslot, Dpos, B, n, C, NH, maxT);
+        kern_attn_cache_fwd(g_ref, out, kc, vc, qkv, slot, pos0, B, n, C, NH, NKV, maxT);
+        kern_attn_cache_fwd(g_cu, Dout, Dkc, Dvc, Dqkv, Dslot, Dpos, B, n, C, NH, NKV, maxT);
         CHECK_DEV("attn_cache out", Dout, out, B * n * C, 1e-5);
-        CHECK_DEV("attn_cache k cache", Dkc, kc, S * NH * maxT * hs, 0);
-        CHECK_DEV("attn_cache v cache", Dvc, vc, S * NH * maxT * hs, 0);
+        CHECK_DEV("attn_cache k cache", Dkc, kc, S * NKV * maxT * hs, 0);
+        CHECK_DEV("attn_cache v cache", Dvc, vc, S * NKV * maxT * hs, 0);
         for (size_t b = 0; b < B; b++) pos0[b] += (int32_t)n;
         kern_free(g_cu, Dqkv); kern_free(g_cu, Dout); kern_free(g_cu, Dpos);
         free(qkv); free(out);
     }
     kern_free(g_cu, Dkc); kern_free(g_cu, Dvc); kern_free(g_cu, Dslot);
     free(kc); free(vc);
+    }
 }
 
 /* ---------------------------------------------------------------- elementwise and LLaMA ops */
@@ -538,8 +540,8 @@ static void ds_att_bwd(kern_backend *be, float *dqkv, const float *dout, const f
     (void)be; kern_attention_bwd(IN, U(dqkv), U(dout), U(qkv), U(out), U(saved), B, T, C, NH);
 }
 static void ds_att_cache(kern_backend *be, float *out, float *kc, float *vc, const float *qkv, const int32_t *slot,
-                         const int32_t *pos, size_t B, size_t n, size_t C, size_t NH, size_t maxT) {
-    (void)be; kern_attn_cache_fwd(IN, U(out), U(kc), U(vc), U(qkv), U(slot), U(pos), B, n, C, NH, maxT);
+                         const int32_t *pos, size_t B, size_t n, size_t C, size_t NH, size_t NKV, size_t maxT) {
+    (void)be; kern_attn_cache_fwd(IN, U(out), U(kc), U(vc), U(qkv), U(slot), U(pos), B, n, C, NH, NKV, maxT);
 }
 static void ds_gelu_fwd(kern_backend *be, float *out, const float *inp, size_t n) { (void)be; kern_gelu_fwd(IN, U(out), U(inp), n); }
 static void ds_gelu_bwd(kern_backend *be, float *dinp, const float *inp, const float *dout, size_t n) { (void)be; kern_gelu_bwd(IN, U(dinp), U(inp), U(dout), n); }

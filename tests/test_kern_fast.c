@@ -268,30 +268,44 @@ static void test_elementwise_fast(void) {
  * lengths, a prefill of several rows and a one-row decode, head sizes that are no multiple of 16. The cache
  * starts with the same random contents on both sides (earlier tokens); both the outputs and the caches (the
  * appended rows) must agree. */
-static void attn_cache_case(size_t S, size_t B, size_t n, size_t C, size_t NH, size_t maxT, const int32_t *slot,
+static void attn_cache_case(size_t S, size_t B, size_t n, size_t C, size_t NH, size_t NKV, size_t maxT, const int32_t *slot,
                             const int32_t *pos) {
-    size_t ncache = S * NH * maxT * (C / NH);
-    float *qkv = rnd(B * n * 3 * C, 1), *kc1 = rnd(ncache, 1), *vc1 = rnd(ncache, 1);
+    size_t hs = C / NH, W = (NH + 2 * NKV) * hs, ncache = S * NKV * maxT * hs;
+    float *qkv = rnd(B * n * W, 1), *kc1 = rnd(ncache, 1), *vc1 = rnd(ncache, 1);
     float *kc2 = dup(kc1, ncache), *vc2 = dup(vc1, ncache), *o1 = rnd(B * n * C, 1), *o2 = rnd(B * n * C, 1);
     int32_t *dslot = kern_alloc(g_ref, B * sizeof(int32_t)), *dpos = kern_alloc(g_ref, B * sizeof(int32_t));
     kern_upload(g_ref, dslot, slot, B * sizeof(int32_t));
     kern_upload(g_ref, dpos, pos, B * sizeof(int32_t));
-    kern_attn_cache_fwd(g_ref, o1, kc1, vc1, qkv, dslot, dpos, B, n, C, NH, maxT);
-    kern_attn_cache_fwd(g_be, o2, kc2, vc2, qkv, dslot, dpos, B, n, C, NH, maxT);
+    kern_attn_cache_fwd(g_ref, o1, kc1, vc1, qkv, dslot, dpos, B, n, C, NH, NKV, maxT);
+    kern_attn_cache_fwd(g_be, o2, kc2, vc2, qkv, dslot, dpos, B, n, C, NH, NKV, maxT);
     char what[96];
-    snprintf(what, sizeof what, "attn_cache out S%zu B%zu n%zu C%zu NH%zu", S, B, n, C, NH);
+    snprintf(what, sizeof what, "attn_cache out S%zu B%zu n%zu C%zu NH%zu NKV%zu", S, B, n, C, NH, NKV);
     CHECK_ARRAYS(what, o2, o1, B * n * C, 2e-5, 1e-4);
     CHECK(!memcmp(kc1, kc2, ncache * 4) && !memcmp(vc1, vc2, ncache * 4), "%s: caches differ", what);
+    int fresh = 1;
+    for (size_t b = 0; b < B; b++) fresh &= pos[b] == 0;
+    if (NKV != NH && fresh) {   /* grouped-query from an empty cache == full attention over the expanded k, v */
+        float *qkve = kern_alloc(g_ref, B * n * 3 * C * 4), *o3 = kern_alloc(g_ref, B * n * C * 4);
+        float *kc3 = kern_alloc(g_ref, S * NH * maxT * hs * 4), *vc3 = kern_alloc(g_ref, S * NH * maxT * hs * 4);
+        kern_kv_expand_fwd(g_ref, qkve, qkv, B * n, NH, NKV, hs);
+        kern_attn_cache_fwd(g_ref, o3, kc3, vc3, qkve, dslot, dpos, B, n, C, NH, NH, maxT);
+        CHECK_ARRAYS("grouped-query cache == expanded heads", o1, o3, B * n * C, 1e-6, 1e-5);
+        kern_free(g_ref, qkve); kern_free(g_ref, o3); kern_free(g_ref, kc3); kern_free(g_ref, vc3);
+    }
     kern_free(g_ref, qkv); kern_free(g_ref, kc1); kern_free(g_ref, vc1); kern_free(g_ref, kc2); kern_free(g_ref, vc2);
     kern_free(g_ref, o1); kern_free(g_ref, o2); kern_free(g_ref, dslot); kern_free(g_ref, dpos);
 }
 static void test_attn_cache(void) {
     int32_t s1[2] = {2, 0}, p1[2] = {5, 0};
-    attn_cache_case(3, 2, 4, 21, 3, 37, s1, p1);          /* prefill of 4 rows, hs = 7 */
+    attn_cache_case(3, 2, 4, 21, 3, 3, 37, s1, p1);          /* prefill of 4 rows, hs = 7 */
+    attn_cache_case(3, 2, 4, 42, 6, 2, 37, s1, p1);          /* grouped-query 3:1, hs = 7 */
     int32_t s2[3] = {1, 3, 0}, p2[3] = {0, 77, 148};
-    attn_cache_case(4, 3, 1, 40, 2, 149, s2, p2);         /* decode; one slot fills the cache exactly */
+    attn_cache_case(4, 3, 1, 40, 2, 2, 149, s2, p2);         /* decode; one slot fills the cache exactly */
+    attn_cache_case(4, 3, 1, 60, 6, 1, 149, s2, p2);         /* multi-query decode, hs = 10 */
     int32_t s3[1] = {0}, p3[1] = {0};
-    attn_cache_case(1, 1, 70, 24, 4, 70, s3, p3);          /* a whole prompt at once, hs = 6 */
+    attn_cache_case(1, 1, 70, 24, 4, 4, 70, s3, p3);          /* a whole prompt at once, hs = 6 */
+    int32_t s4[2] = {1, 0}, p4[2] = {0, 0};
+    attn_cache_case(2, 2, 33, 54, 9, 3, 40, s4, p4);         /* grouped-query 3:1 prompts from empty slots, hs = 6 */
 }
 
 /* The skinny decode matmul against the reference matmul, both layouts, with and without bias, for every N up

@@ -99,8 +99,8 @@ void kern_attention_bwd(kern_backend *be, float *dqkv, const float *dout, const 
     be->ops->attention_bwd(be, dqkv, dout, qkv, out, saved, B, T, C, NH);
 }
 void kern_attn_cache_fwd(kern_backend *be, float *out, float *kc, float *vc, const float *qkv, const int32_t *slot,
-                         const int32_t *pos, size_t B, size_t n, size_t C, size_t NH, size_t maxT) {
-    be->ops->attn_cache_fwd(be, out, kc, vc, qkv, slot, pos, B, n, C, NH, maxT);
+                         const int32_t *pos, size_t B, size_t n, size_t C, size_t NH, size_t NKV, size_t maxT) {
+    be->ops->attn_cache_fwd(be, out, kc, vc, qkv, slot, pos, B, n, C, NH, NKV, maxT);
 }
 void kern_gelu_fwd(kern_backend *be, float *out, const float *inp, size_t n) { be->ops->gelu_fwd(be, out, inp, n); }
 void kern_gelu_bwd(kern_backend *be, float *dinp, const float *inp, const float *dout, size_t n) {

@@ -95,7 +95,7 @@ typedef struct {
     void  (*attention_bwd)(kern_backend *be, float *dqkv, const float *dout, const float *qkv, const float *out,
                            const float *saved, size_t B, size_t T, size_t C, size_t NH);
     void  (*attn_cache_fwd)(kern_backend *be, float *out, float *kc, float *vc, const float *qkv,
-                            const int32_t *slot, const int32_t *pos, size_t B, size_t n, size_t C, size_t NH,
+                            const int32_t *slot, const int32_t *pos, size_t B, size_t n, size_t C, size_t NH, size_t NKV,
                             size_t maxT);
     void  (*gelu_fwd)(kern_backend *be, float *out, const float *inp, size_t n);
     void  (*gelu_bwd)(kern_backend *be, float *dinp, const float *inp, const float *dout, size_t n);
@@ -355,18 +355,20 @@ void kern_ref64_xent_fwd_bwd(double *loss, double *dlogits, const double *logits
 /* ---------------------------------------------------------------- inference ops */
 
 /* Attention of n new tokens per sequence over a key/value cache, for prefill and one-token decode.
- *  qkv [B, n, 3C]: the new rows' q | k | v (HF c_attn order, as kern_attention_fwd); head h uses channels
- *  [h*hs, (h+1)*hs), hs = C/NH.
- *  kc, vc [S, NH, maxT, hs]: one layer's key and value cache (S slots; each head's rows contiguous so a decode
- *  step streams them). Sequence b uses slot slot[b] and already has pos[b] cached rows; slot and pos are int32
- *  device arrays [B] (so a device backend reads them where it runs).
- * The op first writes the new k and v into rows pos[b] .. pos[b]+n-1 of that slot, then
- *   out[b,i, head h] = sum_{j <= pos[b]+i} softmax_j( q[b,i,h] . k[j] / sqrt(hs) ) v[j]
+ *  qkv [B, n, (NH + 2 NKV) hs]: the new rows' q | k | v, hs = C/NH: NH query heads, then NKV key heads and NKV
+ *  value heads (NKV = NH: HF c_attn order, 3C wide, as kern_attention_fwd; NKV < NH: grouped-query, NKV
+ *  dividing NH, as the LLaMA projections produce it).
+ *  kc, vc [S, NKV, maxT, hs]: one layer's key and value cache (S slots; each key/value head's rows contiguous so
+ *  a decode step streams them; grouped-query models store only their NKV heads). Sequence b uses slot slot[b]
+ *  and already has pos[b] cached rows; slot and pos are int32 device arrays [B] (so a device backend reads them
+ *  where it runs).
+ * The op first writes the new k and v into rows pos[b] .. pos[b]+n-1 of that slot, then, with g = h / (NH/NKV),
+ *   out[b,i, head h] = sum_{j <= pos[b]+i} softmax_j( q[b,i,h] . k[g,j] / sqrt(hs) ) v[g,j]
  * i.e. the new rows attend causally over everything cached before them and to themselves.  out [B, n, C]
  * is overwritten.  Requires pos[b] + n <= maxT and distinct slots (the caller, the model, checks).
  * ref: a plain triple loop (cpu/ref.c); cpu: OpenMP over sequences x heads x new rows (cpu/attn_cache.c). */
 void kern_attn_cache_fwd(kern_backend *be, float *out, float *kc, float *vc, const float *qkv, const int32_t *slot,
-                         const int32_t *pos, size_t B, size_t n, size_t C, size_t NH, size_t maxT);
+                         const int32_t *pos, size_t B, size_t n, size_t C, size_t NH, size_t NKV, size_t maxT);
 /* kern_matmul_fwd for a few rows (decode steps: N = live sequences, at most KERN_SKINNY_MAX_N): the same
  * product, layouts and bias. The cpu backend streams W exactly once (a decode step is bound by reading the
  * weights; a general GEMM packs W first, which costs more than the product at N = 1): OpenMP, each thread one

@@ -10,7 +10,8 @@
  *
  * LLaMA's block (HF LlamaDecoderLayer), the same skeleton with the family's ops (weights [out, in]):
  *   ln1 = RMSNorm(x);  qkv = ln1 @ Wqkv^T (+ bqkv, Qwen2);  rotate q and k in place (RoPE, each row at its position);
- *   qkve = k, v heads repeated for their query groups (grouped-query attention only);  atty = attention(qkve);
+ *   qkve = k, v heads repeated for their query groups (grouped-query training/full attention; the KV cache keeps
+ *   the NKV heads);  atty = attention(qkve);
  *   res2 = x + atty @ Wo^T;  ln2 = RMSNorm(res2);  fch = ln2 @ Wup^T;  gate = ln2 @ Wgate^T;
  *   xo = res2 + (silu(gate) * fch) @ Wdown^T
  * HF's q_proj | k_proj | v_proj are stored fused as one [(NH + 2 NKV) hs, C] matrix (checkpoint I/O splits it).
@@ -97,15 +98,16 @@ void gpt_block_forward(kern_backend *be, const gpt_config *c, const gpt_layer_pt
     gpt_lora_fwd(am->lora, be, am->layer, GPT_ROLE_QKV_W, a->qkv, a->ln1, R);   /* + s (ln1 A^T) B^T (LoRA) */
     /* rotary: q and k heads (contiguous at the start of each row) rotated by each row's position */
     if (c->pos == GPT_POS_ROPE) kern_rope(be, a->qkv, am->rpos, am->inv_freq, R, qkv_width(c), NH + NKV, hs, 0);
-    /* grouped-query: expand k, v to one head per query head */
-    const float *qkv3 = a->qkv;
-    if (NKV != NH) { kern_kv_expand_fwd(be, a->qkve, a->qkv, R, NH, NKV, hs); qkv3 = a->qkve; }
-    /* atty = per head softmax(q k^T / sqrt(hs) + causal mask) v: within the batch, or (cached) after appending
-     * this call's k, v to each sequence's slot, over everything cached for it */
+    /* atty = per head softmax(q k^T / sqrt(hs) + causal mask) v: (cached) after appending this call's k, v to each
+     * sequence's slot, over everything cached for it — the cache keeps the NKV key/value heads as they are; or
+     * within the batch, grouped-query k, v first expanded to one head per query head */
     if (am->cached)
-        kern_attn_cache_fwd(be, a->atty, am->kc, am->vc, qkv3, am->slots, am->pos, am->B, am->T, C, NH, am->max_len);
-    else
+        kern_attn_cache_fwd(be, a->atty, am->kc, am->vc, a->qkv, am->slots, am->pos, am->B, am->T, C, NH, NKV, am->max_len);
+    else {
+        const float *qkv3 = a->qkv;
+        if (NKV != NH) { kern_kv_expand_fwd(be, a->qkve, a->qkv, R, NH, NKV, hs); qkv3 = a->qkve; }
         kern_attention_fwd(be, a->atty, am->att_saved, qkv3, am->B, am->T, C, NH);
+    }
     /* res2 = x + atty @ W_o + b_o */
     mm(be, c, am, a->res2, a->atty, w->proj_w, w->proj_q, w->proj_b, R, C, C);
     gpt_lora_fwd(am->lora, be, am->layer, GPT_ROLE_PROJ_W, a->res2, a->atty, R);

@@ -5,7 +5,8 @@
  * everything cached for their sequence (kern_attn_cache_fwd), and few rows use the skinny decode matmul.
  * Nothing is saved for a backward pass, so the scratch is one layer deep (the block's buffers alias).
  *
- * Cache layout: k, v [L, S, NH, max_len, hs] (S = max_seqs slots): per layer the op's [S, NH, maxT, hs].
+ * Cache layout: k, v [L, S, NKV, max_len, hs] (S = max_seqs slots, NKV key/value heads: a grouped-query model
+ * stores only its own, not one per query head): per layer the op's [S, NKV, maxT, hs].
  */
 #include "model/model_internal.h"
 #include "kern/kern.h"
@@ -24,8 +25,8 @@ gpt_kv *gpt_kv_new(const gpt_model *m, size_t max_seqs, size_t max_len) {
     kv->be = m->be;
     kv->idx = gk_calloc(2 * max_seqs, sizeof(int32_t));
     kv->didx = kern_alloc(m->be, 2 * max_seqs * sizeof(int32_t));
-    size_t n;
-    GK_CHECK(gk_mul_size((size_t)c->n_layer * max_seqs, max_len * (size_t)c->n_embd, &n) == 0 &&
+    size_t n, kvw = (size_t)gpt_config_n_kv_head(c) * ((size_t)c->n_embd / (size_t)c->n_head);   /* NKV hs */
+    GK_CHECK(gk_mul_size((size_t)c->n_layer * max_seqs, max_len * kvw, &n) == 0 &&
              gk_mul_size(n, sizeof(float), &n) == 0, "gpt_kv_new: cache size overflows");
     kv->k = kern_alloc(m->be, n);
     kv->v = kern_alloc(m->be, n);
@@ -62,11 +63,11 @@ void gpt_kv_truncate(gpt_kv *kv, size_t slot, size_t len) {
 void gpt_kv_copy(const gpt_model *m, gpt_kv *kv, size_t dst, size_t src) {
     GK_CHECK(dst < kv->max_seqs && src < kv->max_seqs, "gpt_kv_copy: slots %zu <- %zu of %zu", dst, src, kv->max_seqs);
     if (dst == src) return;
-    size_t L = (size_t)m->cfg.n_layer, NH = (size_t)m->cfg.n_head, hs = (size_t)m->cfg.n_embd / NH;
+    size_t L = (size_t)m->cfg.n_layer, NKV = (size_t)gpt_config_n_kv_head(&m->cfg), hs = (size_t)m->cfg.n_embd / (size_t)m->cfg.n_head;
     size_t S = kv->max_seqs, T = kv->max_len, len = kv->len[src];
     for (size_t l = 0; l < L; l++)
-        for (size_t h = 0; h < NH; h++) {
-            size_t so = ((l * S + src) * NH + h) * T * hs, d = ((l * S + dst) * NH + h) * T * hs;
+        for (size_t h = 0; h < NKV; h++) {
+            size_t so = ((l * S + src) * NKV + h) * T * hs, d = ((l * S + dst) * NKV + h) * T * hs;
             kern_copy(m->be, kv->k + d, kv->k + so, len * hs * sizeof(float));
             kern_copy(m->be, kv->v + d, kv->v + so, len * hs * sizeof(float));
         }
@@ -82,7 +83,6 @@ static void scratch_reserve(gpt_kv *kv, const gpt_config *c, size_t rows) {
     kv->res = FA(rows * C); kv->fch = FA(rows * I); kv->fcg = FA(rows * I);
     kv->mean = FA(rows); kv->rstd = FA(rows); kv->h = FA(rows * C);
     if (c->act == GPT_ACT_SWIGLU) kv->gate = FA(rows * I);
-    if (gpt_config_n_kv_head(c) != c->n_head) kv->qkve = FA(rows * 3 * C);
 #undef FA
     kv->tok = kern_alloc(kv->be, rows * sizeof(int32_t));
     kv->rpos = kern_alloc(kv->be, rows * sizeof(int32_t));
@@ -124,7 +124,7 @@ const float *gpt_forward_kv(gpt_model *m, gpt_kv *kv, const size_t *slots, const
     };
     gpt_attn_mode am = { .cached = 1, .B = B, .T = n, .slots = kv->didx, .pos = kv->didx + S, .max_len = T, .skinny = 1,
                          .rpos = kv->rpos, .inv_freq = m->inv_freq, .lora = m->lora };
-    size_t layer_stride = S * NH * T * (C / NH);
+    size_t layer_stride = S * (size_t)gpt_config_n_kv_head(c) * T * (C / NH);
     for (size_t l = 0; l < L; l++) {
         gpt_layer_ptrs w = gpt_layer(m->params, m, (int)l);
         am.kc = kv->k + l * layer_stride;

@@ -284,20 +284,22 @@ static void test_emu_attention(void) {
 }
 
 static void test_emu_attn_cache(void) {
-    size_t S = 4, NH = 3, hs = 10, C = NH * hs, maxT = 23, B = 2;
+    for (size_t NKV : { (size_t)3, (size_t)1 }) {   /* 3 heads each, then multi-query */
+    size_t S = 4, NH = 3, hs = 10, C = NH * hs, W = (NH + 2 * NKV) * hs, maxT = 23, B = 2;
     std::vector<int32_t> slot = { 3, 1 }, pos = { 0, 0 };
-    auto kc = rnd(S * NH * maxT * hs, 1);
+    auto kc = rnd(S * NKV * maxT * hs, 1);
     auto vc = kc, kc2 = kc, vc2 = kc;
     size_t steps[] = { 9, 1, 1 };
     for (size_t n : steps) {
-        auto qkv = rnd(B * n * 3 * C, 1);
+        auto qkv = rnd(B * n * W, 1);
         std::vector<float> o1(B * n * C), o2(B * n * C);
-        kern_attn_cache_fwd(g_ref, o1.data(), kc.data(), vc.data(), qkv.data(), slot.data(), pos.data(), B, n, C, NH, maxT);
-        kcu_attn_cache_fwd(EB, o2.data(), kc2.data(), vc2.data(), qkv.data(), slot.data(), pos.data(), B, n, C, NH, maxT);
+        kern_attn_cache_fwd(g_ref, o1.data(), kc.data(), vc.data(), qkv.data(), slot.data(), pos.data(), B, n, C, NH, NKV, maxT);
+        kcu_attn_cache_fwd(EB, o2.data(), kc2.data(), vc2.data(), qkv.data(), slot.data(), pos.data(), B, n, C, NH, NKV, maxT);
         CMP("attn_cache out", o2, o1, B * n * C, 1e-5);
-        CMP("attn_cache k", kc2, kc, S * NH * maxT * hs, 0);
-        CMP("attn_cache v", vc2, vc, S * NH * maxT * hs, 0);
+        CMP("attn_cache k", kc2, kc, S * NKV * maxT * hs, 0);
+        CMP("attn_cache v", vc2, vc, S * NKV * maxT * hs, 0);
         for (auto &p : pos) p += (int32_t)n;
+    }
     }
 }
 

@@ -2,8 +2,9 @@
  * op that makes inference incremental: a prefill of n prompt tokens and each one-token decode step attend
  * over the cached keys and values instead of recomputing the whole prefix.
  *
- * Cache layout, one layer: kc, vc [S, NH, maxT, hs]. A decode step for head h of slot s reads
- * kc[s][h][0..pos] — one contiguous block — so the step streams memory linearly.
+ * Cache layout, one layer: kc, vc [S, NKV, maxT, hs] (NKV key/value heads; query head h reads head h/(NH/NKV)).
+ * A decode step for head h of slot s reads kc[s][h/(NH/NKV)][0..pos] — one contiguous block — so the step
+ * streams memory linearly.
  *
  * OpenMP over (sequence, head, new row), dynamic schedule because causal rows differ in length; vectorised dot
  * products and exp (kern_vexpf, ~2 ulp). Tested against the ref backend's plain loops (tests/test_kern_fast.c)
@@ -60,23 +61,25 @@ GK_HOT static void attn_row(float *o, const float *q, const float *K, const floa
 }
 
 void kern_fast_attn_cache_fwd(kern_backend *be, float *out, float *kc, float *vc, const float *qkv, const int32_t *slot,
-                              const int32_t *pos, size_t B, size_t n, size_t C, size_t NH, size_t maxT) {
+                              const int32_t *pos, size_t B, size_t n, size_t C, size_t NH, size_t NKV, size_t maxT) {
     size_t hs = C / NH;
     GK_CHECK(hs * NH == C, "kern_attn_cache_fwd: C=%zu not divisible by NH=%zu", C, NH);
+    GK_CHECK(NKV >= 1 && NH % NKV == 0, "kern_attn_cache_fwd: NKV=%zu does not divide NH=%zu", NKV, NH);
+    size_t W = (NH + 2 * NKV) * hs, grp = NH / NKV;
     for (size_t b = 0; b < B; b++)
         GK_CHECK(slot[b] >= 0 && pos[b] >= 0 && (size_t)pos[b] + n <= maxT,
                  "kern_attn_cache_fwd: %d cached + %zu new rows exceed the cache (%zu)", (int)pos[b], n, maxT);
-    size_t slot_stride = NH * maxT * hs, head_stride = maxT * hs;
+    size_t slot_stride = NKV * maxT * hs, head_stride = maxT * hs;
 
-    /* 1. append the new keys and values: k[b,i] -> kc[slot[b]][h][pos[b]+i] */
+    /* 1. append the new keys and values: k[b,i,g] -> kc[slot[b]][g][pos[b]+i] */
     AC_OMP(omp parallel for collapse(2) schedule(static) if(B * n * C >= 65536))
     for (size_t b = 0; b < B; b++)
         for (size_t i = 0; i < n; i++) {
-            const float *row = qkv + (b * n + i) * 3 * C;
-            for (size_t h = 0; h < NH; h++) {
-                size_t at = (size_t)slot[b] * slot_stride + h * head_stride + ((size_t)pos[b] + i) * hs;
-                memcpy(kc + at, row + C + h * hs, hs * sizeof(float));
-                memcpy(vc + at, row + 2 * C + h * hs, hs * sizeof(float));
+            const float *row = qkv + (b * n + i) * W;
+            for (size_t g = 0; g < NKV; g++) {
+                size_t at = (size_t)slot[b] * slot_stride + g * head_stride + ((size_t)pos[b] + i) * hs;
+                memcpy(kc + at, row + (NH + g) * hs, hs * sizeof(float));
+                memcpy(vc + at, row + (NH + NKV + g) * hs, hs * sizeof(float));
             }
         }
 
@@ -94,9 +97,9 @@ void kern_fast_attn_cache_fwd(kern_backend *be, float *out, float *kc, float *vc
         for (size_t b = 0; b < B; b++)
             for (size_t h = 0; h < NH; h++)
                 for (size_t i = 0; i < n; i++)
-                    attn_row(out + (b * n + i) * C + h * hs, qkv + (b * n + i) * 3 * C + h * hs,
-                             kc + (size_t)slot[b] * slot_stride + h * head_stride,
-                             vc + (size_t)slot[b] * slot_stride + h * head_stride, (size_t)pos[b] + i + 1, hs, scale, att);
+                    attn_row(out + (b * n + i) * C + h * hs, qkv + (b * n + i) * W + h * hs,
+                             kc + (size_t)slot[b] * slot_stride + h / grp * head_stride,
+                             vc + (size_t)slot[b] * slot_stride + h / grp * head_stride, (size_t)pos[b] + i + 1, hs, scale, att);
         free(att);
     }
 }

@@ -61,13 +61,13 @@ void kern_ref_swiglu_bwd(kern_backend *be, float *dgate, float *dup, const float
 
 /* Cached attention (plain triple loop) and the skinny decode matmul (kern_ref_matmul_fwd) of the reference. */
 void kern_ref_attn_cache_fwd(kern_backend *be, float *out, float *kc, float *vc, const float *qkv, const int32_t *slot,
-                             const int32_t *pos, size_t B, size_t n, size_t C, size_t NH, size_t maxT);
+                             const int32_t *pos, size_t B, size_t n, size_t C, size_t NH, size_t NKV, size_t maxT);
 void kern_ref_matmul_skinny_fwd(kern_backend *be, float *out, const float *inp, const float *w, const float *bias,
                                 size_t N, size_t C, size_t OC, int wlayout);
 
 /* ---------------------------------------------------------------- fast paths (fast.c, fast_attn.c, attn_cache.c) */
 void kern_fast_attn_cache_fwd(kern_backend *be, float *out, float *kc, float *vc, const float *qkv, const int32_t *slot,
-                              const int32_t *pos, size_t B, size_t n, size_t C, size_t NH, size_t maxT);
+                              const int32_t *pos, size_t B, size_t n, size_t C, size_t NH, size_t NKV, size_t maxT);
 void kern_fast_matmul_skinny_fwd(kern_backend *be, float *out, const float *inp, const float *w, const float *bias,
                                  size_t N, size_t C, size_t OC, int wlayout);
 void kern_fast_layernorm_fwd(kern_backend *be, float *out, float *mean, float *rstd, const float *inp, const float *w,

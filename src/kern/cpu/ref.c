@@ -76,28 +76,30 @@ void kern_ref_matmul_skinny_fwd(kern_backend *be, float *out, const float *inp, 
 }
 
 /* Attention over the cache, as kern.h states it: append the new keys and values of sequence b at rows
- * pos[b].. of slot slot[b], then for each new row i and head h
- *   att_j = q . k_j / sqrt(hs)  for j <= pos[b] + i;   out = sum_j softmax(att)_j v_j
- * Cache index of (slot s, head h, row j, channel d): ((s NH + h) maxT + j) hs + d. */
+ * pos[b].. of slot slot[b], then for each new row i and head h (key/value head g = h / (NH/NKV))
+ *   att_j = q . k_{g,j} / sqrt(hs)  for j <= pos[b] + i;   out = sum_j softmax(att)_j v_{g,j}
+ * Cache index of (slot s, key/value head g, row j, channel d): ((s NKV + g) maxT + j) hs + d. */
 void kern_ref_attn_cache_fwd(kern_backend *be, float *out, float *kc, float *vc, const float *qkv, const int32_t *slot,
-                             const int32_t *pos, size_t B, size_t n, size_t C, size_t NH, size_t maxT) {
+                             const int32_t *pos, size_t B, size_t n, size_t C, size_t NH, size_t NKV, size_t maxT) {
     size_t hs = C / NH;
     GK_CHECK(hs * NH == C, "kern_attn_cache_fwd: C=%zu not divisible by NH=%zu", C, NH);
+    GK_CHECK(NKV >= 1 && NH % NKV == 0, "kern_attn_cache_fwd: NKV=%zu does not divide NH=%zu", NKV, NH);
+    size_t W = (NH + 2 * NKV) * hs, grp = NH / NKV;
     float scale = 1.0f / sqrtf((float)hs);
     float *att = gk_malloc((maxT ? maxT : 1) * sizeof(float));
     for (size_t b = 0; b < B; b++) {
         size_t s = (size_t)slot[b], p0 = (size_t)pos[b];
         GK_CHECK(slot[b] >= 0 && pos[b] >= 0 && p0 + n <= maxT, "kern_attn_cache_fwd: %zu cached + %zu new rows exceed the cache (%zu)", p0, n, maxT);
         for (size_t i = 0; i < n; i++)
-            for (size_t h = 0; h < NH; h++) {
-                const float *row = qkv + (b * n + i) * 3 * C;
-                float *kd = kc + ((s * NH + h) * maxT + p0 + i) * hs, *vd = vc + ((s * NH + h) * maxT + p0 + i) * hs;
-                for (size_t d = 0; d < hs; d++) { kd[d] = row[C + h * hs + d]; vd[d] = row[2 * C + h * hs + d]; }
+            for (size_t g = 0; g < NKV; g++) {
+                const float *row = qkv + (b * n + i) * W;
+                float *kd = kc + ((s * NKV + g) * maxT + p0 + i) * hs, *vd = vc + ((s * NKV + g) * maxT + p0 + i) * hs;
+                for (size_t d = 0; d < hs; d++) { kd[d] = row[(NH + g) * hs + d]; vd[d] = row[(NH + NKV + g) * hs + d]; }
             }
         for (size_t i = 0; i < n; i++)
             for (size_t h = 0; h < NH; h++) {
-                const float *q = qkv + (b * n + i) * 3 * C + h * hs;
-                const float *K = kc + (s * NH + h) * maxT * hs, *V = vc + (s * NH + h) * maxT * hs;
+                const float *q = qkv + (b * n + i) * W + h * hs;
+                const float *K = kc + (s * NKV + h / grp) * maxT * hs, *V = vc + (s * NKV + h / grp) * maxT * hs;
                 size_t len = p0 + i + 1;
                 float mx = -INFINITY, sum = 0;
                 for (size_t j = 0; j < len; j++) {

@@ -397,25 +397,27 @@ void kcu_attention_bwd(kern_backend *be, float *dqkv, const float *dout, const f
 
 /* ---------------------------------------------------------------- attention over the KV cache */
 
-/* Writes the new keys/values of qkv [B, n, 3C] into rows pos[b] .. pos[b]+n-1 of slot slot[b]:
- * kc, vc [S, NH, maxT, hs]. Rows past maxT are dropped (the model checks pos + n <= maxT before calling). */
+/* Writes the new keys/values of qkv [B, n, (NH + 2 NKV) hs] into rows pos[b] .. pos[b]+n-1 of slot slot[b]:
+ * kc, vc [S, NKV, maxT, hs]. Rows past maxT are dropped (the model checks pos + n <= maxT before calling). */
 static __global__ void k_cache_put(float *kc, float *vc, const float *qkv, const int32_t *slot, const int32_t *pos, size_t B,
-                            size_t n, size_t C, size_t NH, size_t maxT) {
-    size_t hs = C / NH;
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < B * n * C; i += (size_t)gridDim.x * blockDim.x) {
-        size_t c = i % C, bi = i / C, b = bi / n, r = bi % n, h = c / hs, d = c % hs;
+                            size_t n, size_t C, size_t NH, size_t NKV, size_t maxT) {
+    size_t hs = C / NH, KW = NKV * hs, W = C + 2 * KW;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < B * n * KW; i += (size_t)gridDim.x * blockDim.x) {
+        size_t c = i % KW, bi = i / KW, b = bi / n, r = bi % n, g = c / hs, d = c % hs;
         if (slot[b] < 0 || pos[b] < 0) continue;
         size_t s = (size_t)slot[b], p = (size_t)pos[b] + r;
         if (p >= maxT) continue;
-        const float *row = qkv + bi * 3 * C;
-        kc[((s * NH + h) * maxT + p) * hs + d] = row[C + c];
-        vc[((s * NH + h) * maxT + p) * hs + d] = row[2 * C + c];
+        const float *row = qkv + bi * W;
+        kc[((s * NKV + g) * maxT + p) * hs + d] = row[C + c];
+        vc[((s * NKV + g) * maxT + p) * hs + d] = row[C + KW + c];
     }
 }
-/* one warp per (b, new row i, head h): out = softmax(q K[0..pos+i]^T / sqrt(hs)) V over the slot's cache */
+/* one warp per (b, new row i, head h): out = softmax(q K[0..pos+i]^T / sqrt(hs)) V over the slot's cache, K and
+ * V those of key/value head h / (NH/NKV) */
 static __global__ void k_cache_attn(float *out, const float *kc, const float *vc, const float *qkv, const int32_t *slot,
-                             const int32_t *pos, size_t B, size_t n, size_t C, size_t NH, size_t maxT) {
+                             const int32_t *pos, size_t B, size_t n, size_t C, size_t NH, size_t NKV, size_t maxT) {
     int lane = threadIdx.x % 32, hs = (int)(C / NH);
+    size_t W = C + 2 * NKV * (size_t)hs, g0 = NH / NKV;
     float scale = 1.0f / sqrtf((float)hs);
     WARP_ROW_LOOP(row, B * n * NH) {
         size_t h = row % NH, bi = row / NH, b = bi / n, i = bi % n;
@@ -425,9 +427,9 @@ static __global__ void k_cache_attn(float *out, const float *kc, const float *vc
             continue;
         }
         size_t s = (size_t)slot[b], len = (size_t)pos[b] + i + 1;
-        const float *K = kc + (s * NH + h) * maxT * hs, *V = vc + (s * NH + h) * maxT * hs;
+        const float *K = kc + (s * NKV + h / g0) * maxT * hs, *V = vc + (s * NKV + h / g0) * maxT * hs;
         float q[AT_MAXD], acc[AT_MAXD];
-        at_load(q, qkv + bi * 3 * C + h * hs, lane, hs);
+        at_load(q, qkv + bi * W + h * hs, lane, hs);
 #pragma unroll
         for (int k = 0; k < AT_MAXD; k++) acc[k] = 0.0f;
         float m = -INFINITY, l = 0.0f;
@@ -444,12 +446,14 @@ static __global__ void k_cache_attn(float *out, const float *kc, const float *vc
     }
 }
 void kcu_attn_cache_fwd(kern_backend *be, float *out, float *kc, float *vc, const float *qkv, const int32_t *slot,
-                        const int32_t *pos, size_t B, size_t n, size_t C, size_t NH, size_t maxT) {
+                        const int32_t *pos, size_t B, size_t n, size_t C, size_t NH, size_t NKV, size_t maxT) {
     (void)be;
     check_heads(C, NH, "kern_attn_cache_fwd");
+    GK_CHECK(NKV >= 1 && NH % NKV == 0, "kern_attn_cache_fwd: NKV=%zu does not divide NH=%zu", NKV, NH);
     if (!B || !n) return;
-    KCU_LAUNCH(k_cache_put, cu_grid(B * n * C, KCU_THREADS), KCU_THREADS, kc, vc, qkv, slot, pos, B, n, C, NH, maxT);
+    KCU_LAUNCH(k_cache_put, cu_grid(B * n * NKV * (C / NH), KCU_THREADS), KCU_THREADS, kc, vc, qkv, slot, pos, B, n, C, NH,
+               NKV, maxT);
     CU_LAUNCHED();
-    KCU_LAUNCH(k_cache_attn, cu_grid(B * n * NH, AT_WARPS), KCU_THREADS, out, kc, vc, qkv, slot, pos, B, n, C, NH, maxT);
+    KCU_LAUNCH(k_cache_attn, cu_grid(B * n * NH, AT_WARPS), KCU_THREADS, out, kc, vc, qkv, slot, pos, B, n, C, NH, NKV, maxT);
     CU_LAUNCHED();
 }

@@ -147,7 +147,7 @@ void kcu_colsum(kern_backend *be, float *dst, const float *a, const float *x, co
     size_t kcu_attention_saved_floats(kern_backend *be, size_t B, size_t T, size_t C, size_t NH); \
     void kcu_attention_fwd(kern_backend *be, float *out, float *saved, const float *qkv, size_t B, size_t T, size_t C, size_t NH); \
     void kcu_attention_bwd(kern_backend *be, float *dqkv, const float *dout, const float *qkv, const float *out, const float *saved, size_t B, size_t T, size_t C, size_t NH); \
-    void kcu_attn_cache_fwd(kern_backend *be, float *out, float *kc, float *vc, const float *qkv, const int32_t *slot, const int32_t *pos, size_t B, size_t n, size_t C, size_t NH, size_t maxT); \
+    void kcu_attn_cache_fwd(kern_backend *be, float *out, float *kc, float *vc, const float *qkv, const int32_t *slot, const int32_t *pos, size_t B, size_t n, size_t C, size_t NH, size_t NKV, size_t maxT); \
     void kcu_gelu_fwd(kern_backend *be, float *out, const float *inp, size_t n); \
     void kcu_gelu_bwd(kern_backend *be, float *dinp, const float *inp, const float *dout, size_t n); \
     void kcu_add(kern_backend *be, float *out, const float *a, const float *b, size_t n); \
