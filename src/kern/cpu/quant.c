@@ -470,18 +470,28 @@ static void q_decode(kern_backend *be, float *out, size_t ldo, const float *inp,
 
 #define Q_PANEL_BYTES ((size_t)4 << 20)
 
-static void q_prefill(kern_backend *be, float *out, size_t ldo, const float *inp, const kern_qmat *w, const float *bias,
-                      size_t N) {
-    size_t C = w->cols, rb = kern_qtype_row_bytes(w->type, C);
-    size_t P = Q_PANEL_BYTES / (C * sizeof(float));
+/* The panel scratch of p_rows rows of W (about Q_PANEL_BYTES of fp32), and rows [j0, j0+p) of W decoded into it. */
+static float *q_panel_scratch(kern_backend *be, const kern_qmat *w, size_t *p_rows) {
+    size_t P = Q_PANEL_BYTES / (w->cols * sizeof(float));
     if (P < 16) P = 16;
     if (P > w->rows) P = w->rows;
-    float *panel = q_scratch(be, P * C * sizeof(float));
+    *p_rows = P;
+    return q_scratch(be, P * w->cols * sizeof(float));
+}
+static void q_panel_fill(const kern_qmat *w, float *panel, size_t j0, size_t p) {
+    size_t C = w->cols, rb = kern_qtype_row_bytes(w->type, C);
+    GK_OMP(omp parallel for schedule(static))
+    for (size_t r = 0; r < p; r++) q_row_f32(w->type, w->data + (j0 + r) * rb, C, panel + r * C);
+}
+
+static void q_prefill(kern_backend *be, float *out, size_t ldo, const float *inp, const kern_qmat *w, const float *bias,
+                      size_t N) {
+    size_t C = w->cols, P;
+    float *panel = q_panel_scratch(be, w, &P);
     int bf16 = be->prec == KERN_PREC_BF16;
     for (size_t j0 = 0; j0 < w->rows; j0 += P) {
         size_t p = j0 + P < w->rows ? P : w->rows - j0;
-        GK_OMP(omp parallel for schedule(static))
-        for (size_t r = 0; r < p; r++) q_row_f32(w->type, w->data + (j0 + r) * rb, C, panel + r * C);
+        q_panel_fill(w, panel, j0, p);
         /* out[:, j0 .. j0+p) = inp [N, C] @ panel [p, C]^T + bias */
         if (kern_cpu_gemm_lib(bf16 ? KERN_GEMM_ONEDNN : be->gemm, bf16, NULL, 0, 1, N, p, C, inp, C, panel, C,
                               bias ? bias + j0 : NULL, 0, out + j0, ldo))
@@ -509,16 +519,12 @@ void kern_fast_matmul_q_fwd(kern_backend *be, float *out, size_t ldo, const floa
  * columns with row stride ldd, B = the panel as stored, no transposes). */
 void kern_fast_matmul_q_bwd(kern_backend *be, float *dinp, const float *dout, size_t ldd, const kern_qmat *w, size_t N) {
     if (N == 0 || w->rows == 0) return;
-    size_t C = w->cols, rb = kern_qtype_row_bytes(w->type, C);
-    size_t P = Q_PANEL_BYTES / (C * sizeof(float));
-    if (P < 16) P = 16;
-    if (P > w->rows) P = w->rows;
-    float *panel = q_scratch(be, P * C * sizeof(float));
+    size_t C = w->cols, P;
+    float *panel = q_panel_scratch(be, w, &P);
     int bf16 = be->prec == KERN_PREC_BF16;
     for (size_t j0 = 0; j0 < w->rows; j0 += P) {
         size_t p = j0 + P < w->rows ? P : w->rows - j0;
-        GK_OMP(omp parallel for schedule(static))
-        for (size_t r = 0; r < p; r++) q_row_f32(w->type, w->data + (j0 + r) * rb, C, panel + r * C);
+        q_panel_fill(w, panel, j0, p);
         if (kern_cpu_gemm_lib(bf16 ? KERN_GEMM_ONEDNN : be->gemm, bf16, NULL, 0, 0, N, C, p, dout + j0, ldd, panel, C,
                               NULL, 1, dinp, C))
             continue;
