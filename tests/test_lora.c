@@ -66,6 +66,18 @@ static float *logits(gpt_model *m) {
 }
 
 /* A scalar of the logits with a fixed weighting: f = sum_i w_i logits_i, w_i = sin(i) (double on the host). */
+/* Central difference of obj at parameter i of pm (a view of m's adapters or parameters), step h: the parameter
+ * moved up and down in a host copy p uploaded each time, and restored. */
+static double central_diff(gpt_model *m, gpt_model *pm, float *p, size_t i, float h, double (*obj)(gpt_model *, int)) {
+    float save = p[i];
+    p[i] = save + h; kern_upload(m->be, pm->params, p, pm->num_params * sizeof(float));
+    double fp = obj(m, 0);
+    p[i] = save - h; kern_upload(m->be, pm->params, p, pm->num_params * sizeof(float));
+    double fm = obj(m, 0);
+    p[i] = save; kern_upload(m->be, pm->params, p, pm->num_params * sizeof(float));
+    return (fp - fm) / (2 * h);
+}
+
 static double objective(gpt_model *m, int backward) {
     size_t N = B_ * T_, V = (size_t)m->cfg.vocab_size, C = (size_t)m->cfg.n_embd;
     float *lg = logits(m);
@@ -148,13 +160,7 @@ static void test_gradients_finite_differences(void) {
             size_t idx[3] = {0, tp->numel / 2, tp->numel - 1};
             for (int k = 0; k < 3; k++) {
                 size_t i = tp->offset + idx[k];
-                float save = p[i], h = 1e-2f;
-                p[i] = save + h; kern_upload(m->be, pm->params, p, pm->num_params * sizeof(float));
-                double fp = objective(m, 0);
-                p[i] = save - h; kern_upload(m->be, pm->params, p, pm->num_params * sizeof(float));
-                double fm = objective(m, 0);
-                p[i] = save; kern_upload(m->be, pm->params, p, pm->num_params * sizeof(float));
-                double fd = (fp - fm) / (2 * h), err_ = fabs(fd - g[i]) / (fabs(fd) + 1e-1);
+                double fd = central_diff(m, pm, p, i, 1e-2f, objective), err_ = fabs(fd - g[i]) / (fabs(fd) + 1e-1);
                 if (err_ > worst) worst = err_;
                 if (err_ > 2e-2) tl_fail_at(__FILE__, __LINE__, "%s %s[%zu]: analytic %g, central difference %g",
                                             llama ? "llama" : "gpt2", tp->name, idx[k], g[i], fd);
@@ -741,13 +747,7 @@ static void test_qlora_finite_differences(void) {
             size_t idx[2] = {tp->numel / 3, tp->numel - 1};
             for (int k = 0; k < 2; k++) {
                 size_t i = tp->offset + idx[k];
-                float save = p[i], h = 1e-2f;
-                p[i] = save + h; kern_upload(m->be, pm->params, p, pm->num_params * sizeof(float));
-                double fp = qobjective(m, 0);
-                p[i] = save - h; kern_upload(m->be, pm->params, p, pm->num_params * sizeof(float));
-                double fmn = qobjective(m, 0);
-                p[i] = save; kern_upload(m->be, pm->params, p, pm->num_params * sizeof(float));
-                double fd = (fp - fmn) / (2 * h);
+                double fd = central_diff(m, pm, p, i, 1e-2f, qobjective);
                 if (fabs(fd - g[i]) / (fabs(fd) + 1e-1) > 2e-2)
                     tl_fail_at(__FILE__, __LINE__, "%s %s[%zu]: analytic %g, central difference %g", gguf_type_name(QTYPES[ti]),
                                tp->name, idx[k], g[i], fd);
