@@ -141,10 +141,7 @@ static void test_ops_finite_differences(void) {
 
 /* The fp32 ops of both backends equal the double reference. */
 static void test_ops_fp32_vs_double(void) {
-    kern_backend_opts o;
-    kern_backend_opts_default(&o);
-    o.kind = KERN_KIND_CPU;
-    kern_backend *be = kern_backend_create(&o, NULL);
+    kern_backend *be = tl_backend(KERN_KIND_CPU);
     size_t N = 5, C = 13;
     double *xd = drand_arr(N * C), *wd = drand_arr(C), outd[65], rstdd[5];
     float x[65], w[13], out[65], rstd[5], outd_f[65];
@@ -289,12 +286,7 @@ static gpt_model *make_on(const gpt_config *c, kern_backend *be) {
 static void test_fast_vs_ref(void) {
     gpt_config c;
     tiny_llama(&c);
-    kern_backend_opts o;
-    kern_backend_opts_default(&o);
-    o.kind = KERN_KIND_REF;
-    kern_backend *ref = kern_backend_create(&o, NULL);
-    o.kind = KERN_KIND_CPU;
-    kern_backend *fast = kern_backend_create(&o, NULL);
+    kern_backend *ref = tl_backend(KERN_KIND_REF), *fast = tl_backend(KERN_KIND_CPU);
     gpt_model *a = make_on(&c, ref), *b = make_on(&c, fast);
     size_t B = 3, T = 19, BT = B * T, C = (size_t)c.n_embd;
     int32_t tok[57];

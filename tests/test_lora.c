@@ -33,10 +33,7 @@ static void tiny(gpt_config *c, int llama) {
 static gpt_model *make(int llama, uint64_t seed) {
     gpt_config c;
     tiny(&c, llama);
-    kern_backend_opts o;
-    kern_backend_opts_default(&o);
-    o.kind = KERN_KIND_REF;
-    gpt_model *m = gpt_create_on(&c, kern_backend_create(&o, NULL));
+    gpt_model *m = gpt_create_on(&c, tl_backend(KERN_KIND_REF));
     m->own_be = 1;
     gpt_init_random(m, seed);
     return m;

@@ -66,12 +66,7 @@ static void bounds(const float *w, const float *x, size_t C, double *int8_bound,
 }
 
 static void test_matmul_q_vs_dequant(void) {
-    kern_backend_opts o;
-    kern_backend_opts_default(&o);
-    o.kind = KERN_KIND_REF;
-    kern_backend *ref = kern_backend_create(&o, NULL);
-    o.kind = KERN_KIND_CPU;
-    kern_backend *cpu = kern_backend_create(&o, NULL);
+    kern_backend *ref = tl_backend(KERN_KIND_REF), *cpu = tl_backend(KERN_KIND_CPU);
     const int types[] = {KERN_QT_F16, KERN_QT_Q8_0, KERN_QT_Q4_0, KERN_QT_Q4_K, KERN_QT_Q6_K};
     const size_t Ns[] = {1, 2, 3, 7, 33}, OCs[] = {1, 3, 17, 34};
     gk_rng r;
@@ -148,12 +143,7 @@ static void test_matmul_q_vs_dequant(void) {
  * kern_matmul_q_bwd (dinp += dout W, accumulating, dout read with a row stride wider than W's rows), against
  * double products of the dequantized W, on both backends; 2e-6 sum |dout w| + 1e-6 (float sums of OC terms). */
 static void test_matmul_q_train_and_bwd(void) {
-    kern_backend_opts o;
-    kern_backend_opts_default(&o);
-    o.kind = KERN_KIND_REF;
-    kern_backend *ref = kern_backend_create(&o, NULL);
-    o.kind = KERN_KIND_CPU;
-    kern_backend *cpu = kern_backend_create(&o, NULL);
+    kern_backend *ref = tl_backend(KERN_KIND_REF), *cpu = tl_backend(KERN_KIND_CPU);
     kern_backend *bes[2] = {ref, cpu};
     const int types[] = {KERN_QT_F16, KERN_QT_Q8_0, KERN_QT_Q4_0, KERN_QT_Q4_K, KERN_QT_Q6_K};
     const size_t Ns[] = {1, 5, 37}, OCs[] = {3, 41};

@@ -97,3 +97,13 @@ int32_t *st_load_i32(const st_file *f, const char *name, size_t *n) {
     if (n) *n = bytes / 4;
     return d;
 }
+
+kern_backend *tl_backend(kern_kind kind) {
+    kern_backend_opts o;
+    kern_backend_opts_default(&o);
+    o.kind = kind;
+    gk_err err;
+    kern_backend *be = kern_backend_create(&o, &err);
+    GK_CHECK(be != NULL, "test backend: %s", err.msg);
+    return be;
+}

@@ -32,6 +32,9 @@ double tl_check_arrays(const char *file, int line, const char *what, const float
                        size_t n, double atol, double rtol);
 #define CHECK_ARRAYS(what, got, want, n, atol, rtol) tl_check_arrays(__FILE__, __LINE__, what, got, want, n, atol, rtol)
 
+/* A backend of the given kind with default options (aborts if it cannot be created). */
+kern_backend *tl_backend(kern_kind kind);
+
 /* Path of a file under the repository root (tests run from the root; GK_ROOT overrides). Static buffer. */
 const char *tl_path(const char *rel);
 /* A fresh empty temp directory for this test (under $TMPDIR), malloc'd path. */
