@@ -146,7 +146,7 @@ static const train_opt PRETRAIN[] = {
     OPT_LORA(pretrain_opts, 0),
     OPT_SECTION("output:"),
     OPT_STR_(pretrain_opts, "--out", "out", out, "out/pretrain", ST, "OUT", "checkpoint directory (created)"),
-    OPT_STR_(pretrain_opts, "--tokenizer", "tokenizer", tokenizer, NULL, ST, "PATH", "tokenizer to record in the checkpoint"),
+    OPT_STR_(pretrain_opts, "--tokenizer", "tokenizer", tokenizer, NULL, ST, "PATH", "tokenizer the checkpoint carries (tokenizer.json + tokenizer_config.json + generation_config.json)"),
     OPT_VAL_EVERY(pretrain_opts, 250),
     OPT_LONG(pretrain_opts, "--val-batches", "val_batches", val_batches, 20, 0, ST | PI, "K", "batches per validation"),
     OPT_LONG(pretrain_opts, "--sample-every", "sample_every", sample_every, 0, 0, ST | PI, "N",
