@@ -37,7 +37,7 @@
     OPT_STR_(S, "--resume", "resume_dir", resume_dir, NULL, 0, mv, \
              "continue a run exactly; stored settings are reused, flags given here override them")
 #define OPT_TOKENIZER(S) OPT_STR_(S, "--tokenizer", "tokenizer", tokenizer, NULL, ST, "PATH", \
-                                  "override the tokenizer the checkpoint records")
+                                  "use this tokenizer instead of the checkpoint's own (and carry it in the output)")
 
 /* the learning-rate schedule (lr_schedule sched) */
 #define OPT_SCHED(S, d_lr, d_warmup, d_shape, d_frac) \
