@@ -128,10 +128,11 @@ int train_save_model(const gpt_model *m, const char *dir, const char *tokenizer,
             tok_cache.ok = 0;
             tok_tokenizer *t = NULL;
             gk_err e;
-            if (tok_load_recorded(tok_dir, tokenizer, NULL, 0, &t, &e) || !t)
-                gk_log("warning: %s: checkpoint written without its tokenizer files (%s)\n", dir, t ? e.msg : "none found");
+            int rc = tok_load_recorded(tok_dir, tokenizer, NULL, 0, &t, &e);
+            if (rc || !t)
+                gk_warn("checkpoint written without its tokenizer files: %s\n", rc ? e.msg : "no tokenizer found");
             else if (chat_tokenizer_files(t, (size_t)m->cfg.vocab_size, m->cfg.n_ctx, &tok_cache.f, &e))
-                gk_log("warning: %s: checkpoint written without its tokenizer files (%s)\n", dir, e.msg);
+                gk_warn("checkpoint written without its tokenizer files: %s\n", e.msg);
             else tok_cache.ok = 1;
             tok_free(t);
         }
