@@ -269,8 +269,98 @@ static void test_sft_matches_torch(void) {
     tok_free(t);
 }
 
+/* A checkpoint carries its tokenizer (train_save_model): tokenizer.json + tokenizer_config.json (chat template of
+ * gptkit's format, eos <|end|>) + generation_config.json, bos/eos ids in config.json; the directory moved, gpt_load
+ * names its own tokenizer.json and tok_load_recorded reads it, encoding and rendering chats as the original; a
+ * model without room for the chat tokens gets no template; an older checkpoint (recorded path only) still loads. */
+static void test_checkpoint_carries_tokenizer(void) {
+    char *d = tl_tmpdir("selftok");
+    char *ck = gk_path_join(d, "ck"), *moved = gk_path_join(d, "moved"), *small = gk_path_join(d, "small");
+    char *old = gk_path_join(d, "old");
+    const char *kjv = tl_path("tests/fixtures/tok/kjv4k");
+    char kjvp[4096]; snprintf(kjvp, sizeof kjvp, "%s", kjv);
+    gpt_config c;
+    gpt_config_default(&c);
+    c.n_layer = 1; c.n_head = 2; c.n_embd = 8; c.vocab_size = 4096; c.n_ctx = 24;
+    gpt_model *m = gpt_create(&c);
+    gpt_init_random(m, 1);
+    gk_err err;
+    CHECK(train_save_model(m, ck, kjvp, NULL, &err) == 0, "save: %s", err.msg);
+    CHECK(rename(ck, moved) == 0, "rename");
+    const char *names[] = {"tokenizer.json", "tokenizer_config.json", "generation_config.json", "config.json"};
+    cJSON *js[4] = {0};
+    for (int i = 0; i < 4; i++) {
+        char *p = gk_path_join(moved, names[i]), *txt = NULL; size_t n;
+        CHECK(gk_read_file(p, &txt, &n, &err) == 0, "%s", err.msg);
+        js[i] = txt ? cJSON_Parse(txt) : NULL;
+        CHECK(js[i], "%s is not JSON", names[i]);
+        free(p); free(txt);
+    }
+    if (js[1] && js[2] && js[3]) {
+        const cJSON *tpl = cJSON_GetObjectItem(js[1], "chat_template"), *eos = cJSON_GetObjectItem(js[1], "eos_token");
+        CHECK(cJSON_IsString(tpl) && strstr(tpl->valuestring, "<|tool_result|>"), "chat_template");
+        CHECK(cJSON_IsString(eos) && !strcmp(eos->valuestring, "<|end|>"), "eos_token");
+        CHECK(cJSON_GetObjectItem(js[1], "model_max_length")->valueint == 24, "model_max_length");
+        CHECK(cJSON_GetObjectItem(js[3], "bos_token_id")->valueint == 4087 && cJSON_GetObjectItem(js[3], "eos_token_id")->valueint == 4091,
+              "config.json bos/eos ids");
+        const cJSON *ge = cJSON_GetObjectItem(js[2], "eos_token_id");
+        CHECK(cJSON_GetArraySize(ge) == 2 && cJSON_GetArrayItem(ge, 0)->valueint == 4091, "generation_config eos");
+    }
+    for (int i = 0; i < 4; i++) cJSON_Delete(js[i]);
+    char *rec = NULL;
+    gpt_model *m2 = gpt_load(moved, &rec, &err);
+    CHECK(m2 && rec && strstr(rec, "/moved/tokenizer.json"), "gpt_load's tokenizer: %s", rec ? rec : err.msg);
+    tok_tokenizer *a = NULL, *b = NULL;
+    gk_err e2;
+    CHECK(tok_load_recorded(moved, rec, NULL, 1, &b, &err) == 0 && b, "own tokenizer: %s", err.msg);
+    a = tok_load(kjvp, &e2);
+    if (a && b) {
+        const char *txt = "In the beginning, 1234 <|end|> naïve\n\n  x";
+        tok_ids ia = {0}, ib = {0};
+        tok_encode(a, txt, strlen(txt), 1, &ia);
+        tok_encode(b, txt, strlen(txt), 1, &ib);
+        CHECK(ia.n == ib.n && !memcmp(ia.ids, ib.ids, ia.n * sizeof *ia.ids), "moved checkpoint's tokenizer encodes differently");
+        chat_specials sa, sb;
+        chat_conv cv = {0};
+        chat_conv_add(&cv, CHAT_USER, "What is 12*7?");
+        chat_conv_add(&cv, CHAT_ASSISTANT, TOK_TOOL_CALL "calc 12*7" TOK_TOOL_CALL_END);
+        chat_conv_add(&cv, CHAT_TOOL, "84");
+        chat_tokens ra = {0}, rb = {0};
+        CHECK(chat_specials_resolve(a, 4096, &sa, &err) == 0 && chat_specials_resolve(b, 4096, &sb, &err) == 0, "%s", err.msg);
+        chat_render(a, &sa, &cv, 1, &ra);
+        chat_render(b, &sb, &cv, 1, &rb);
+        CHECK(ra.n && ra.n == rb.n && !memcmp(ra.ids, rb.ids, ra.n * sizeof *ra.ids), "chat renders differently");
+        chat_tokens_free(&ra); chat_tokens_free(&rb); chat_conv_free(&cv);
+        tok_ids_free(&ia); tok_ids_free(&ib);
+    }
+    tok_free(a); tok_free(b); gpt_free(m2); free(rec);
+    /* GPT-2's vocabulary on a model of exactly 50257 tokens: no room for the chat tokens, so no template */
+    gpt_free(m);
+    c.vocab_size = 50257;
+    m = gpt_create(&c);
+    gpt_init_random(m, 1);
+    CHECK(train_save_model(m, small, "gpt2", NULL, &err) == 0, "save: %s", err.msg);
+    char *p = gk_path_join(small, "tokenizer_config.json"), *txt = NULL; size_t n;
+    if (gk_read_file(p, &txt, &n, &err) == 0) {
+        CHECK(!strstr(txt, "chat_template") && strstr(txt, "\"eos_token\":\t\"<|endoftext|>\""), "no room: %s", txt);
+        free(txt);
+    } else CHECK(0, "%s", err.msg);
+    free(p);
+    /* an older checkpoint: the recorded path only */
+    CHECK(gpt_save(m, old, kjvp, &err) == 0, "%s", err.msg);
+    rec = NULL;
+    gpt_model *m3 = gpt_load(old, &rec, &err);
+    CHECK(m3 && rec && !strcmp(rec, kjvp), "older checkpoint's recorded tokenizer: %s", rec ? rec : "(null)");
+    b = NULL;
+    CHECK(tok_load_recorded(old, rec, NULL, 1, &b, &err) == 0 && b && tok_special_id(b, TOK_END) == 4091, "older: %s", err.msg);
+    tok_free(b); gpt_free(m3); free(rec);
+    gpt_free(m);
+    free(ck); free(moved); free(small); free(old); free(d);
+}
+
 int main(void) {
     TL_RUN(test_render_all_roles);
+    TL_RUN(test_checkpoint_carries_tokenizer);
     TL_RUN(test_no_injection);
     TL_RUN(test_json_errors);
     TL_RUN(test_data_load);

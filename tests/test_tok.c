@@ -458,6 +458,83 @@ static void test_safe_cut(void) {
     }
 }
 
+/* tok_hf_json (the tokenizer.json every checkpoint carries) read back by tok_load: the same vocabulary, the same
+ * special tokens at the same ids, and the same ids for every input, with special tokens matched or not -- for
+ * GPT-2's vocabulary, a gptkit-trained BPE with chat specials (gptkit's pattern), and HF tokenizer.json files of
+ * the LLaMA 3, Qwen2 and SmolLM families (whose special tokens sit after, between or before the ranks). */
+static void test_hf_json_roundtrip(void) {
+    const char *srcs[] = {"data/vocab/r50k_base.tiktoken", "tests/fixtures/tok/kjv4k", "tests/fixtures/hftok/llama3",
+                          "tests/fixtures/hftok/qwen2", "tests/fixtures/hftok/smollm"};
+    static const char *texts[] = {
+        "In the beginning God created the heaven and the earth.",
+        "Hello, world! It's 3:45pm -- don't panic; we'll see... (maybe) [ok] {x: 1} a/b\\c",
+        "1234567890 3.14159 1,000,000 -42 0x1F 12345abc 7th",
+        "naïve café résumé — “quotes” 日本語のテキスト、中文。한국어 🙂👍🏽",
+        "   leading and trailing   \t\ttabs\n\n\nnewlines\r\n\r\nCRLF    \n  ",
+        "<|endoftext|>special<|im_start|>user\nhi<|im_end|><|end|><|user|><|begin_of_text|><|eot_id|>",
+        "word\nWord\n word.\n\"quoted\"\n'apostrophe's\nYOU'RE I'M THEY'LL",
+    };
+    char *d = tl_tmpdir("hfjson");
+    gk_err err;
+    char *corpus = NULL; size_t clen = 0;
+    gk_read_file(tl_path("tests/fixtures/tok/gptkit_random.jsonl"), &corpus, &clen, &err);
+    for (size_t k = 0; k < sizeof srcs / sizeof srcs[0]; k++) {
+        if (k >= 2 && !tok_regex_available()) { printf("  (no PCRE2: %s skipped)\n", srcs[k]); continue; }
+        tok_tokenizer *a = load(srcs[k]);
+        char *js = tok_hf_json(a, &err);
+        CHECK(js, "%s: tok_hf_json: %s", srcs[k], err.msg);
+        if (!js) { tok_free(a); continue; }
+        char sub[32]; snprintf(sub, sizeof sub, "t%zu", k);
+        char *dir = gk_path_join(d, sub), *path = gk_path_join(dir, "tokenizer.json");
+        gk_mkdir_p(dir, &err);
+        CHECK(gk_write_file_atomic(path, js, strlen(js), &err) == 0, "%s", err.msg);
+        tok_tokenizer *b = tok_load(dir, &err);
+        CHECK(b, "%s: reading back: %s", srcs[k], err.msg);
+        if (b) {
+            CHECK(tok_vocab_size(a) == tok_vocab_size(b) && tok_n_ranks(a) == tok_n_ranks(b) && tok_n_specials(a) == tok_n_specials(b),
+                  "%s: vocab %zu/%zu ranks %zu/%zu specials %zu/%zu", srcs[k], tok_vocab_size(a), tok_vocab_size(b),
+                  tok_n_ranks(a), tok_n_ranks(b), tok_n_specials(a), tok_n_specials(b));
+            CHECK(!strcmp(tok_pattern(a), tok_pattern(b)) || tok_pattern(a)[0] == '\'', "%s: pattern %s", srcs[k], tok_pattern(b));
+            size_t diff = 0;
+            for (int32_t id = 0; (size_t)id < tok_vocab_size(a); id++) {
+                size_t na = 0, nb = 0;
+                const uint8_t *pa = tok_token_bytes(a, id, &na), *pb = tok_token_bytes(b, id, &nb);
+                if (!pa != !pb || na != nb || (pa && memcmp(pa, pb, na)) || tok_text_len(a, id) != tok_text_len(b, id)) diff++;
+            }
+            CHECK(diff == 0, "%s: %zu ids differ", srcs[k], diff);
+            size_t bad = 0;
+            tok_ids ia = {0}, ib = {0};
+            for (int pass = 0; pass < 3; pass++) {
+                size_t nt = pass == 0 ? sizeof texts / sizeof texts[0] : pass == 1 ? 1 : 64;
+                for (size_t i = 0; i < nt; i++) {
+                    uint8_t rnd[200];
+                    const void *txt; size_t len;
+                    if (pass == 0) { txt = texts[i]; len = strlen(texts[i]); }
+                    else if (pass == 1) { txt = corpus; len = corpus ? clen : 0; }
+                    else {   /* random bytes, invalid UTF-8 included */
+                        gk_rng r; gk_rng_seed(&r, 100 + i);
+                        for (size_t j = 0; j < sizeof rnd; j++) rnd[j] = (uint8_t)gk_rng_below(&r, i % 2 ? 256 : 128);
+                        txt = rnd; len = sizeof rnd;
+                    }
+                    for (int allow = 0; allow < 2; allow++) {
+                        ia.n = ib.n = 0;
+                        tok_encode(a, txt, len, allow, &ia);
+                        tok_encode(b, txt, len, allow, &ib);
+                        if (ia.n != ib.n || memcmp(ia.ids, ib.ids, ia.n * sizeof *ia.ids)) {
+                            if (!bad) printf("  %s: input %d/%zu (allow_special %d) encodes differently\n", srcs[k], pass, i, allow);
+                            bad++;
+                        }
+                    }
+                }
+            }
+            CHECK(bad == 0, "%s: %zu inputs encode differently after the round trip", srcs[k], bad);
+            tok_ids_free(&ia); tok_ids_free(&ib);
+        }
+        tok_free(a); tok_free(b); free(js); free(dir); free(path);
+    }
+    free(corpus); free(d);
+}
+
 int main(void) {
     TL_RUN(test_vectors_gpt2_tiktoken);
     TL_RUN(test_vectors_gpt2_encoder_json);
@@ -472,5 +549,6 @@ int main(void) {
     TL_RUN(test_train_save_load);
     TL_RUN(test_malformed_vocab);
     TL_RUN(test_safe_cut);
+    TL_RUN(test_hf_json_roundtrip);
     return tl_summary();
 }

@@ -3,6 +3,7 @@
 #include "cli/cli.h"
 #include "core/core.h"
 #include "model/model.h"
+#include "train/train.h"
 
 #include <limits.h>
 #include <stdio.h>
@@ -13,7 +14,8 @@ static const char *USAGE =
 "usage: gptkit lora merge --model BASE --adapter DIR --out MERGED\n"
 "\n"
 "Folds the LoRA adapter in DIR (adapter_config.json + adapter_model.safetensors, written by gptkit or HF peft)\n"
-"into the base checkpoint BASE and writes MERGED (config.json + model.safetensors, the base's tokenizer recorded).\n"
+"into the base checkpoint BASE and writes MERGED (config.json + model.safetensors + the base's tokenizer as\n"
+"tokenizer.json, tokenizer_config.json and generation_config.json).\n"
 "The adapter must fit the base: target names, shapes, and (gptkit's adapters) the base's checksum.\n"
 "  --model BASE    the base checkpoint directory (gptkit or HF)\n"
 "  --adapter DIR   the adapter directory\n"
@@ -46,7 +48,7 @@ static int do_merge(int argc, char **argv) {
             tok = realpath(p, NULL);
             free(p);
         }
-        rc = gpt_save(m, out, tok ? tok : rec, &err);
+        rc = train_save_model(m, out, tok ? tok : rec, model, &err);
         free(tok);
         if (rc == 0) fprintf(stderr, "gptkit lora merge: %zu adapter parameters on %zu layers merged; wrote %s\n", n, sites, out);
     }

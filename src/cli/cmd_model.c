@@ -4,6 +4,7 @@
 #include "model/model.h"
 #include "tok/tok.h"
 #include "data/data.h"
+#include "train/train.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,27 +69,12 @@ static const char *EXPORT_USAGE =
 "Writes a model in another format.\n"
 "  --model PATH    checkpoint directory (gptkit or HF) or .gguf file\n"
 "  --format gguf   one GGUF v3 file as llama.cpp's converter lays it out (LLaMA family or GPT-2; norms and biases f32,\n"
-"                  matrices in --type, default f16); hf: an HF directory (config.json + model.safetensors, fp32)\n"
+"                  matrices in --type, default f16); hf: an HF directory (config.json + model.safetensors, fp32,\n"
+"                  with the tokenizer as tokenizer.json + tokenizer_config.json + generation_config.json)\n"
 "  --type T        f32 | f16 | q8_0 | q4_0 | q4_k (GGUF only; q4_k: a plain min/max fit, matrices whose rows\n"
 "                  are not a multiple of 256 wide in q8_0)\n"
 "  --adapter DIR   merge this LoRA adapter (PEFT layout) into the weights first: W += (alpha/r) B A\n"
 "  --out PATH      the file (gguf) or directory (hf) to write\n";
-
-/* The chat templates of the formats gptkit speaks, as Jinja (what llama.cpp and transformers read). */
-static const char *chat_template_jinja(int fmt) {
-    switch (fmt) {
-    case CHAT_FMT_CHATML:
-        return "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + "
-               "'\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
-    case CHAT_FMT_LLAMA3:
-        return "{{ bos_token }}{% for message in messages %}{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' + "
-               "message['content'] | trim + '<|eot_id|>' }}{% endfor %}{% if add_generation_prompt %}"
-               "{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{% endif %}";
-    default:
-        return "{% for message in messages %}{{ '<|' + message['role'] + '|>' + message['content'] + '<|end|>' }}{% endfor %}"
-               "{% if add_generation_prompt %}{{ '<|assistant|>' }}{% endif %}";
-    }
-}
 
 /* GGUF metadata for the model's tokenizer (tokenizer.ggml.* and the chat template); 0 entries (with a warning)
  * when it has none or its split pattern has no llama.cpp equivalent. */
@@ -155,7 +141,7 @@ int cmd_export(int argc, char **argv) {
     gguf_extra_kv kv[12];
     size_t nkv = 0;
     if (gg) nkv = tokenizer_kvs(model, rec, kv);
-    int rc = gg ? gpt_export_gguf(m, out, t, kv, nkv, &err) : gpt_save(m, out, rec, &err);
+    int rc = gg ? gpt_export_gguf(m, out, t, kv, nkv, &err) : train_save_model(m, out, rec, model, &err);
     for (size_t i = 0; i < nkv; i++) free(kv[i].bytes);
     gpt_free(m);
     free(rec);

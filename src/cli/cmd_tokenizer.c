@@ -1,9 +1,11 @@
-/* cmd_tokenizer.c: gptkit tokenizer {encode, decode, info, train, bench}.
+/* cmd_tokenizer.c: gptkit tokenizer {encode, decode, info, render, export-hf, train, bench}.
  * encode: stdin bytes -> ids on stdout; decode: ids on stdin -> bytes on stdout; info: vocabulary facts;
- * train: byte-level BPE on the user's files; bench: single-thread encode throughput on a file. */
+ * render: a conversation (JSON) -> the ids of its chat rendering; export-hf: the tokenizer files a checkpoint
+ * carries; train: byte-level BPE on the user's files; bench: single-thread encode throughput on a file. */
 #include "cli/cli.h"
 #include "core/core.h"
 #include "tok/tok.h"
+#include "data/data.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +15,8 @@ static const char *USAGE =
     "  encode --tokenizer T [--ids|--json] [--allow-special]   stdin text -> token ids on stdout\n"
     "  decode --tokenizer T                                    ids (space/comma separated) on stdin -> bytes\n"
     "  info   --tokenizer T                                    vocabulary size, pattern, special tokens\n"
+    "  render --tokenizer T [--no-gen-prompt]                  stdin {\"messages\": [...]} -> ids of its chat rendering\n"
+    "  export-hf --tokenizer T --out DIR [--n-ctx N] [--vocab-size V]   the tokenizer files a checkpoint carries\n"
     "  train  --input FILES... --vocab-size N [--pattern gptkit|gpt2|cl100k|REGEX] [--special TOKENS...] [--name NAME] --out PATH\n"
     "  bench  --tokenizer T --input FILE [--repeat N]          single-thread encode throughput\n\n"
     "T is a .tiktoken rank file, a directory holding GPT-2's encoder.json + vocab.bpe or HF's tokenizer.json, a tokenizer saved by\n"
@@ -22,6 +26,11 @@ static const char *USAGE =
     "--vocab-size N counts everything: 256 bytes + merges + the 9 chat special tokens + --special ones.\n"
     "--pattern: the split regex; default gptkit (cl100k's, with words keeping trailing punctuation and a leading\n"
     "newline); a custom REGEX needs a PCRE2 build. Training writes PATH.tiktoken + PATH.json.\n"
+    "render: the ids chat, sft and the RLHF stages feed the model for the conversation (the tokenizer's own format:\n"
+    "ChatML, LLaMA 3, or gptkit's), ending in the assistant's turn start unless --no-gen-prompt.\n"
+    "export-hf: DIR/tokenizer.json, tokenizer_config.json (chat template, special tokens, model_max_length = N,\n"
+    "default 1024) and generation_config.json, as every checkpoint holds them; V: the model's vocabulary (room for\n"
+    "gptkit's chat tokens; default no limit). HF's AutoTokenizer.from_pretrained(DIR) then encodes as gptkit does.\n"
     "See docs/tokenizer.md.\n";
 
 static int read_stdin(char **data, size_t *len) {
@@ -200,6 +209,64 @@ static int do_bench(int argc, char **argv) {
     return 0;
 }
 
+static int do_render(int argc, char **argv) {
+    cli_args a; cli_args_init(&a, argc, argv, USAGE);
+    const char *tp = NULL, *f; int gen = 1;
+    while ((f = cli_next(&a))) {
+        if (cli_is(f, "--tokenizer", "-t")) tp = cli_str(&a, f);
+        else if (cli_is(f, "--no-gen-prompt")) gen = 0;
+        else cli_unknown(&a, f);
+    }
+    tok_tokenizer *t = load_or_die(tp, "render");
+    char *data; size_t len;
+    if (read_stdin(&data, &len)) { fprintf(stderr, "gptkit tokenizer render: reading stdin failed\n"); tok_free(t); return 1; }
+    data = gk_realloc(data, len + 1); data[len] = 0;
+    gk_err err;
+    chat_conv c = {0};
+    chat_specials sp;
+    chat_tokens r = {0};
+    int rc = 1;
+    if (chat_conv_from_json(&c, data, &err)) fprintf(stderr, "gptkit tokenizer render: stdin: %s\n", err.msg);
+    else if (chat_specials_resolve(t, 0, &sp, &err)) fprintf(stderr, "gptkit tokenizer render: %s\n", err.msg);
+    else {
+        chat_render(t, &sp, &c, gen, &r);
+        for (size_t i = 0; i < r.n; i++) printf("%s%d", i ? " " : "", (int)r.ids[i]);
+        printf("\n");
+        rc = fflush(stdout) == 0 ? 0 : 1;
+    }
+    chat_tokens_free(&r); chat_conv_free(&c); free(data); tok_free(t);
+    return rc;
+}
+
+static int do_export_hf(int argc, char **argv) {
+    cli_args a; cli_args_init(&a, argc, argv, USAGE);
+    const char *tp = NULL, *out = NULL, *f; long n_ctx = 1024, vocab = 0;
+    while ((f = cli_next(&a))) {
+        if (cli_is(f, "--tokenizer", "-t")) tp = cli_str(&a, f);
+        else if (cli_is(f, "--out")) out = cli_str(&a, f);
+        else if (cli_is(f, "--n-ctx")) n_ctx = cli_long(&a, f);
+        else if (cli_is(f, "--vocab-size")) vocab = cli_long(&a, f);
+        else cli_unknown(&a, f);
+    }
+    if (!out) cli_usage_error(&a, "--out is required");
+    if (n_ctx < 1 || n_ctx > (1L << 30) || vocab < 0) cli_usage_error(&a, "--n-ctx must be positive, --vocab-size not negative");
+    tok_tokenizer *t = load_or_die(tp, "export-hf");
+    gk_err err;
+    chat_tok_files fs;
+    int rc = chat_tokenizer_files(t, (size_t)vocab, (int)n_ctx, &fs, &err);
+    if (!rc) rc = gk_mkdir_p(out, &err);
+    const char *names[3] = {"tokenizer.json", "tokenizer_config.json", "generation_config.json"};
+    const char *texts[3] = {fs.tokenizer_json, fs.tokenizer_config_json, fs.generation_config_json};
+    for (int i = 0; i < 3 && !rc; i++) {
+        char *p = gk_path_join(out, names[i]);
+        rc = gk_write_file_atomic(p, texts[i], strlen(texts[i]), &err);
+        free(p);
+    }
+    if (rc) fprintf(stderr, "gptkit tokenizer export-hf: %s\n", err.msg);
+    chat_tok_files_free(&fs); tok_free(t);
+    return rc ? 1 : 0;
+}
+
 int cmd_tokenizer(int argc, char **argv) {
     if (argc < 2) { fputs(USAGE, stderr); return 2; }
     const char *sub = argv[1];
@@ -207,6 +274,8 @@ int cmd_tokenizer(int argc, char **argv) {
     if (!strcmp(sub, "encode")) return do_encode(argc - 1, argv + 1);
     if (!strcmp(sub, "decode")) return do_decode(argc - 1, argv + 1);
     if (!strcmp(sub, "info")) return do_info(argc - 1, argv + 1);
+    if (!strcmp(sub, "render")) return do_render(argc - 1, argv + 1);
+    if (!strcmp(sub, "export-hf")) return do_export_hf(argc - 1, argv + 1);
     if (!strcmp(sub, "train")) return do_train(argc - 1, argv + 1);
     if (!strcmp(sub, "bench")) return do_bench(argc - 1, argv + 1);
     fprintf(stderr, "gptkit tokenizer: unknown subcommand '%s'\n\n%s", sub, USAGE);

@@ -293,6 +293,116 @@ void chat_render(const tok_tokenizer *t, const chat_specials *sp, const chat_con
     tok_ids_free(&tmp);
 }
 
+/* ---------------------------------------------------------------- the formats as Jinja, and a checkpoint's
+ * tokenizer files */
+
+/* gptkit's format as chat_render renders it: a tool result continues the assistant's turn, an assistant message
+ * ending in a tool call leaves the turn open (no <|end|>, no new <|assistant|>), and the generation prompt is
+ * <|assistant|> unless a turn is open. ChatML and LLaMA 3 as render_model_format renders them (LLaMA 3's content
+ * trimmed, its BOS first; neither adds a default system message). */
+const char *chat_template_jinja(int fmt) {
+    switch (fmt) {
+    case CHAT_FMT_CHATML:
+        return "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + "
+               "'\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+    case CHAT_FMT_LLAMA3:
+        return "{{ bos_token }}{% for message in messages %}{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n' + "
+               "message['content'] | trim + '<|eot_id|>' }}{% endfor %}{% if add_generation_prompt %}"
+               "{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}";
+    default:
+        return "{%- set ns = namespace(open=false) -%}"
+               "{%- for message in messages -%}"
+               "{%- if message['role'] == 'tool' -%}"
+               "{{ '<|tool_result|>' + message['content'] + '<|tool_result_end|>' }}{%- set ns.open = true -%}"
+               "{%- elif message['role'] == 'assistant' -%}"
+               "{%- if not ns.open -%}{{ '<|assistant|>' }}{%- endif -%}{{ message['content'] }}"
+               "{%- if message['content'].endswith('<|tool_call_end|>') -%}{%- set ns.open = true -%}"
+               "{%- else -%}{{ '<|end|>' }}{%- set ns.open = false -%}{%- endif -%}"
+               "{%- else -%}"
+               "{{ '<|' + message['role'] + '|>' + message['content'] + '<|end|>' }}{%- set ns.open = false -%}"
+               "{%- endif -%}"
+               "{%- endfor -%}"
+               "{%- if add_generation_prompt and not ns.open -%}{{ '<|assistant|>' }}{%- endif -%}";
+    }
+}
+
+static char *print_json(cJSON *j) {
+    char *s = cJSON_Print(j);
+    cJSON_Delete(j);
+    GK_CHECK(s, "out of memory printing JSON");
+    size_t n = strlen(s);
+    s = gk_realloc(s, n + 2);
+    s[n] = '\n'; s[n + 1] = 0;
+    return s;
+}
+
+static void add_token(cJSON *o, const char *key, const tok_tokenizer *t, int32_t id) {
+    size_t n;
+    const uint8_t *b = id >= 0 ? tok_token_bytes(t, id, &n) : NULL;
+    if (!b) { cJSON_AddNullToObject(o, key); return; }
+    char *s = gk_malloc(n + 1);
+    memcpy(s, b, n); s[n] = 0;
+    cJSON_AddStringToObject(o, key, s);
+    free(s);
+}
+
+int chat_tokenizer_files(tok_tokenizer *t, size_t vocab_size, int n_ctx, chat_tok_files *out, gk_err *err) {
+    memset(out, 0, sizeof *out);
+    out->bos_id = out->eos_id = -1;
+    /* gptkit's format adds its specials after the vocabulary's largest id: only where the model has room for them
+     * (as chat and sft would use them); else the tokenizer goes as it is, without a template */
+    chat_specials sp;
+    int have_fmt;
+    {
+        chat_specials probe; gk_err e; int rc;
+        if (resolve_model_format(t, vocab_size, &probe, &e, &rc)) have_fmt = rc == 0;
+        else {
+            size_t missing = 0;
+            for (int i = 0; i < TOK_N_CHAT_SPECIALS; i++) missing += tok_special_id(t, tok_chat_specials[i]) < 0;
+            have_fmt = !vocab_size || tok_vocab_size(t) + missing <= vocab_size;
+        }
+    }
+    if (have_fmt && chat_specials_resolve(t, vocab_size, &sp, err)) have_fmt = 0;
+    int32_t eot = tok_eot_id(t);
+    if (have_fmt && sp.fmt == CHAT_FMT_LLAMA3) eot = sp.eot;
+    if (!have_fmt && eot < 0) eot = tok_special_id(t, "<|end_of_text|>");
+    int32_t bos = have_fmt && sp.fmt == CHAT_FMT_LLAMA3 ? sp.bos : eot;
+    int32_t eos = have_fmt ? sp.end : eot;
+    out->bos_id = bos; out->eos_id = eos;
+    out->tokenizer_json = tok_hf_json(t, err);
+    if (!out->tokenizer_json) return -1;
+
+    cJSON *c = cJSON_CreateObject();
+    cJSON_AddStringToObject(c, "tokenizer_class", "PreTrainedTokenizerFast");
+    cJSON_AddNumberToObject(c, "model_max_length", n_ctx);
+    add_token(c, "bos_token", t, have_fmt && sp.fmt == CHAT_FMT_CHATML ? -1 : bos);
+    add_token(c, "eos_token", t, eos);
+    add_token(c, "pad_token", t, eot);
+    cJSON_AddBoolToObject(c, "add_bos_token", 0);
+    cJSON_AddBoolToObject(c, "add_eos_token", 0);
+    cJSON_AddBoolToObject(c, "clean_up_tokenization_spaces", 0);
+    if (have_fmt) cJSON_AddStringToObject(c, "chat_template", chat_template_jinja(sp.fmt));
+    out->tokenizer_config_json = print_json(c);
+
+    cJSON *g = cJSON_CreateObject();
+    if (bos >= 0) cJSON_AddNumberToObject(g, "bos_token_id", bos);
+    if (eos >= 0 && eot >= 0 && eot != eos) {   /* a reply ends at the turn's end; a document at its end */
+        cJSON *l = cJSON_AddArrayToObject(g, "eos_token_id");
+        cJSON_AddItemToArray(l, cJSON_CreateNumber(eos));
+        cJSON_AddItemToArray(l, cJSON_CreateNumber(eot));
+    } else if (eos >= 0) cJSON_AddNumberToObject(g, "eos_token_id", eos);
+    if (eot >= 0) cJSON_AddNumberToObject(g, "pad_token_id", eot);
+    out->generation_config_json = print_json(g);
+    return 0;
+}
+
+void chat_tok_files_free(chat_tok_files *f) {
+    if (!f) return;
+    free(f->tokenizer_json); free(f->tokenizer_config_json); free(f->generation_config_json);
+    memset(f, 0, sizeof *f);
+    f->bos_id = f->eos_id = -1;
+}
+
 /* ---------------------------------------------------------------- training set */
 
 static void data_push(chat_data *d, size_t *cap, const chat_tokens *r, size_t n) {

@@ -136,6 +136,24 @@ typedef struct {
  * with --vocab-size >= 50265)". */
 int chat_specials_resolve(tok_tokenizer *t, size_t vocab_size, chat_specials *sp, gk_err *err);
 
+/* The chat format as a Jinja chat template (tokenizer_config.json's chat_template, GGUF's tokenizer.chat_template)
+ * that renders what chat_render renders, so HF's apply_chat_template + encode gives chat_render's ids (for
+ * contents holding no special-token text: HF matches that as special tokens, chat_render does not). */
+const char *chat_template_jinja(int fmt);
+
+/* The tokenizer files of a checkpoint (HF's layout, so AutoTokenizer.from_pretrained(DIR) encodes and renders
+ * chats as gptkit does): tokenizer.json (tok_hf_json), tokenizer_config.json (bos/eos/pad tokens where they
+ * exist, model_max_length = n_ctx, the format's chat_template), generation_config.json (bos/eos/pad ids; eos
+ * [turn end, document end] where both exist), and the bos/eos ids for config.json (-1: none). The format is
+ * chat_specials_resolve's; gptkit's chat specials are added to t (as chat and sft add them) only when the model's
+ * vocabulary (vocab_size; 0 = no limit) has room for them, else there is no chat template. */
+typedef struct {
+    char *tokenizer_json, *tokenizer_config_json, *generation_config_json;
+    int32_t bos_id, eos_id;
+} chat_tok_files;
+int  chat_tokenizer_files(tok_tokenizer *t, size_t vocab_size, int n_ctx, chat_tok_files *out, gk_err *err);
+void chat_tok_files_free(chat_tok_files *f);
+
 /* Token ids with a parallel loss mask (mask[i] = 1: token i is a training target). Zero-initialise. limit,
  * when set, keeps only the first limit tokens: later pushes are counted in n_over and not stored, so rendering
  * a conversation far longer than the context costs no more than the context. */

@@ -90,7 +90,13 @@ static cJSON *llama_config_json(const gpt_config *c) {
 }
 
 int gpt_save(const gpt_model *m, const char *dir, const char *tokenizer, gk_err *err) {
+    gpt_save_opts o = {.tokenizer = tokenizer, .bos_id = -1, .eos_id = -1};
+    return gpt_save_ex(m, dir, &o, err);
+}
+
+int gpt_save_ex(const gpt_model *m, const char *dir, const gpt_save_opts *o, gk_err *err) {
     GK_CHECK(!m->qw, "gpt_save of a model holding quantized weights (gpt_dequantize_weights first)");
+    const char *tokenizer = o->tokenizer;
     const gpt_config *c = &m->cfg;
     if (gk_mkdir_p(dir, err)) return -1;
     cJSON *j = c->arch == GPT_ARCH_LLAMA ? llama_config_json(c) : cJSON_CreateObject();
@@ -120,6 +126,9 @@ int gpt_save(const gpt_model *m, const char *dir, const char *tokenizer, gk_err 
     cJSON_AddBoolToObject(j, "use_cache", 1);
     cJSON_AddStringToObject(j, "dtype", "float32");
 extras:;
+    /* what transformers' generate and pipelines read (absent, it warns and guesses) */
+    if (o->bos_id >= 0) cJSON_AddNumberToObject(j, "bos_token_id", o->bos_id);
+    if (o->eos_id >= 0) cJSON_AddNumberToObject(j, "eos_token_id", o->eos_id);
     cJSON *g = cJSON_AddObjectToObject(j, "gptkit");
     cJSON_AddNumberToObject(g, "format_version", GK_CKPT_VERSION);
     if (tokenizer) cJSON_AddStringToObject(g, "tokenizer", tokenizer);
@@ -152,6 +161,11 @@ extras:;
     int rc = st_writer_write(w, mpath, err);
     st_writer_free(w);
     free(host);
+    for (size_t i = 0; i < o->n_files && !rc; i++) {   /* the tokenizer's files, before the config that completes the directory */
+        char *fp = gk_path_join(dir, o->files[i].name);
+        rc = gk_write_file_atomic(fp, o->files[i].data, o->files[i].len, err);
+        free(fp);
+    }
     if (!rc) rc = gk_write_file_atomic(cpath, txt, tl + 1, err);
     free(txt); free(cpath); free(mpath);
     return rc;
@@ -470,13 +484,18 @@ gpt_model *gpt_load(const char *dir, char **tokenizer, gk_err *err) {
     }
     gpt_config cfg;
     if (gpt_load_config(dir, &cfg, tokenizer, err)) return NULL;
-    if (tokenizer && !*tokenizer) {
-        /* an HF directory's own tokenizer.json (not our rank file's sidecar): recorded by absolute path, so a
-         * checkpoint trained from this one finds it too */
+    if (tokenizer) {
+        /* the directory's own tokenizer.json (an HF directory's, or the one every gptkit checkpoint carries; not our
+         * rank file's sidecar) wins over a recorded path: given by absolute path, so a checkpoint trained from this
+         * one finds it too. The directory is resolved, not the file: in a gptkit checkpoint the file is a symlink
+         * into the current save, which the next save replaces. */
         char *hj = gk_path_join(dir, "tokenizer.json"), *tk = gk_path_join(dir, "tokenizer.tiktoken");
-        char abs[4096];
-        if (gk_file_exists(hj) && !gk_file_exists(tk) && realpath(hj, abs)) *tokenizer = gk_strdup(abs);
-        free(hj); free(tk);
+        char *absdir = realpath(dir, NULL);
+        if (absdir && gk_file_exists(hj) && !gk_file_exists(tk)) {
+            free(*tokenizer);
+            *tokenizer = gk_path_join(absdir, "tokenizer.json");
+        }
+        free(absdir); free(hj); free(tk);
     }
     st_set set;
     if (set_open(&set, dir, err)) {

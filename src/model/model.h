@@ -306,9 +306,20 @@ void st_writer_free(st_writer *w);
  * HF loads it with GPT2LMHeadModel.from_pretrained (GPT2ForSequenceClassification with a score head).
  * Full description: docs/formats.md. */
 int gpt_save(const gpt_model *m, const char *dir, const char *tokenizer, gk_err *err);
+/* gpt_save with what a self-contained checkpoint adds (train_save_model fills it from the tokenizer): config.json's
+ * bos_token_id / eos_token_id (-1: not written) and files written into dir beside the weights (tokenizer.json,
+ * tokenizer_config.json, generation_config.json), each atomically, before config.json. */
+typedef struct { const char *name; const char *data; size_t len; } gpt_save_file;
+typedef struct {
+    const char *tokenizer;          /* recorded in config.json's gptkit.tokenizer (may be NULL) */
+    int32_t bos_id, eos_id;
+    const gpt_save_file *files; size_t n_files;
+} gpt_save_opts;
+int gpt_save_ex(const gpt_model *m, const char *dir, const gpt_save_opts *o, gk_err *err);
 /* Loads config.json + model.safetensors (names with or without "transformer."). Shapes are checked
  * against config.json; missing keys, mismatched shapes and lying headers give a message naming the file.
- * *tokenizer (if non-NULL) receives a malloc'd copy of the recorded tokenizer path or NULL. */
+ * *tokenizer (if non-NULL) receives a malloc'd path of the tokenizer: DIR's own tokenizer.json (absolute) where DIR
+ * has one (every checkpoint gptkit writes does; HF directories too), else the recorded path, else NULL. */
 gpt_model *gpt_load(const char *dir, char **tokenizer, gk_err *err);
 /* gpt_load for inference: a .gguf file keeps its F16 / Q8_0 / Q4_0 / Q4_K / Q6_K matrices in their block format
  * (gpt_load_gguf_quant); anything else loads as gpt_load does. */

@@ -80,7 +80,14 @@ typedef struct {
 } tok_bpe_export;
 int  tok_export_bpe(const tok_tokenizer *t, tok_bpe_export *x, gk_err *err);
 void tok_bpe_export_free(tok_bpe_export *x);
-/* The tokenizer of a checkpoint: `override` if non-NULL (--tokenizer), else the path recorded in its
+/* The tokenizer as HF's tokenizer.json (byte-level BPE: vocabulary, merges in rank order, every special token an
+ * added token with special = true, the pre-tokenizer HF writes for its split pattern, ByteLevel decoder, no
+ * normalizer or post-processor), which tok_load reads back to a tokenizer encoding as t does and HF's tokenizers
+ * encode alike (docs/tokenizer.md). Returns a malloc'd, newline-terminated string, or NULL with err when a token
+ * is not made by a merge. */
+char *tok_hf_json(const tok_tokenizer *t, gk_err *err);
+/* The tokenizer of a checkpoint: `override` if non-NULL (--tokenizer), else model_dir's own tokenizer.json (every
+ * checkpoint gptkit writes carries one, so a moved directory keeps its tokenizer), else the path recorded in its
  * config.json (`recorded`, from gpt_load), tried as written and then relative to model_dir. *tok = NULL if
  * there is none; that is an error only when `required` ("... records no tokenizer; pass --tokenizer PATH"). */
 int tok_load_recorded(const char *model_dir, const char *recorded, const char *override, int required,

@@ -467,13 +467,9 @@ static int merge_of(const tok_tokenizer *t, const uint8_t *p, size_t n, int32_t 
     return ok ? 0 : -1;
 }
 
-int tok_export_bpe(const tok_tokenizer *t, tok_bpe_export *x, gk_err *err) {
+/* The byte-level lists (tokens, types, merges) of tok_export_bpe, whatever the split pattern. */
+static int export_lists(const tok_tokenizer *t, tok_bpe_export *x, gk_err *err) {
     memset(x, 0, sizeof *x);
-    if (t->pat == TOK_PAT_CL100K || !strcmp(t->pattern, hf_llama3_pattern)) x->pre = "llama-bpe";
-    else if (!strcmp(t->pattern, hf_qwen2_pattern)) x->pre = "qwen2";
-    else if (!strcmp(t->pattern, hf_digits_gpt2_pattern)) x->pre = "smollm";
-    else if (t->pat == TOK_PAT_GPT2) x->pre = "gpt-2";
-    else return gk_errf(err, "tokenizer %s: its split pattern has no llama.cpp pre-tokenizer", t->name);
     int32_t b2c[256]; int16_t c2b[324];
     gpt2_byte_map(b2c, c2b);
     size_t n = t->vocab_size;
@@ -527,6 +523,125 @@ int tok_export_bpe(const tok_tokenizer *t, tok_bpe_export *x, gk_err *err) {
     }
     free(tmp);
     return 0;
+}
+
+int tok_export_bpe(const tok_tokenizer *t, tok_bpe_export *x, gk_err *err) {
+    memset(x, 0, sizeof *x);
+    const char *pre;
+    if (t->pat == TOK_PAT_CL100K || !strcmp(t->pattern, hf_llama3_pattern)) pre = "llama-bpe";
+    else if (!strcmp(t->pattern, hf_qwen2_pattern)) pre = "qwen2";
+    else if (!strcmp(t->pattern, hf_digits_gpt2_pattern)) pre = "smollm";
+    else if (t->pat == TOK_PAT_GPT2) pre = "gpt-2";
+    else return gk_errf(err, "tokenizer %s: its split pattern has no llama.cpp pre-tokenizer", t->name);
+    if (export_lists(t, x, err)) return -1;
+    x->pre = pre;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- HF tokenizer.json out
+ * The inverse of load_hf_json: model BPE with the byte-mapped vocabulary and the merges in rank order (the
+ * lists tok_export_bpe makes), every special token an added token with special = true, and the pre-tokenizer
+ * HF writes for the split pattern -- ByteLevel(use_regex) for GPT-2's, Digits + ByteLevel for SmolLM's, and
+ * Split(Regex, Isolated) + ByteLevel(no regex) for the others (cl100k as LLaMA 3's spelling of it, which HF's
+ * regex engine and ours split alike; gptkit's own and Qwen2's as they are). No normalizer and no post-processor:
+ * encode adds nothing (no BOS), as gptkit's does. Read back by tok_load it encodes as t does. */
+static cJSON *byte_level(int use_regex) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "type", "ByteLevel");
+    cJSON_AddBoolToObject(o, "add_prefix_space", 0);
+    cJSON_AddBoolToObject(o, "trim_offsets", 1);
+    cJSON_AddBoolToObject(o, "use_regex", use_regex);
+    return o;
+}
+
+static cJSON *hf_pre_tokenizer(const tok_tokenizer *t) {
+    if (t->pat == TOK_PAT_GPT2) return byte_level(1);
+    cJSON *seq = cJSON_CreateObject(), *list;
+    cJSON_AddStringToObject(seq, "type", "Sequence");
+    list = cJSON_AddArrayToObject(seq, "pretokenizers");
+    if (!strcmp(t->pattern, hf_digits_gpt2_pattern)) {
+        cJSON *d = cJSON_CreateObject();
+        cJSON_AddStringToObject(d, "type", "Digits");
+        cJSON_AddBoolToObject(d, "individual_digits", 1);
+        cJSON_AddItemToArray(list, d);
+        cJSON_AddItemToArray(list, byte_level(1));
+        return seq;
+    }
+    cJSON *sp = cJSON_CreateObject(), *pat = cJSON_CreateObject();
+    cJSON_AddStringToObject(sp, "type", "Split");
+    cJSON_AddStringToObject(pat, "Regex", t->pat == TOK_PAT_CL100K ? hf_llama3_pattern : t->pattern);
+    cJSON_AddItemToObject(sp, "pattern", pat);
+    cJSON_AddStringToObject(sp, "behavior", "Isolated");
+    cJSON_AddBoolToObject(sp, "invert", 0);
+    cJSON_AddItemToArray(list, sp);
+    cJSON_AddItemToArray(list, byte_level(0));
+    return seq;
+}
+
+char *tok_hf_json(const tok_tokenizer *t, gk_err *err) {
+    tok_bpe_export x;
+    if (export_lists(t, &x, err)) return NULL;
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "version", "1.0");
+    cJSON_AddNullToObject(root, "truncation");
+    cJSON_AddNullToObject(root, "padding");
+    cJSON *added = cJSON_AddArrayToObject(root, "added_tokens");
+    /* in id order, as HF writes them */
+    for (size_t id = 0; id < x.n; id++) {
+        if (x.types[id] != 3) continue;
+        cJSON *a = cJSON_CreateObject();
+        cJSON_AddNumberToObject(a, "id", (double)id);
+        cJSON_AddStringToObject(a, "content", x.tokens[id]);
+        cJSON_AddBoolToObject(a, "single_word", 0);
+        cJSON_AddBoolToObject(a, "lstrip", 0);
+        cJSON_AddBoolToObject(a, "rstrip", 0);
+        cJSON_AddBoolToObject(a, "normalized", 0);
+        cJSON_AddBoolToObject(a, "special", 1);
+        cJSON_AddItemToArray(added, a);
+    }
+    cJSON_AddNullToObject(root, "normalizer");
+    cJSON_AddItemToObject(root, "pre_tokenizer", hf_pre_tokenizer(t));
+    cJSON_AddNullToObject(root, "post_processor");
+    cJSON *dec = byte_level(1);
+    cJSON_ReplaceItemInObject(dec, "add_prefix_space", cJSON_CreateTrue());   /* HF's ByteLevel decoder default */
+    cJSON_AddItemToObject(root, "decoder", dec);
+    cJSON *model = cJSON_CreateObject();
+    cJSON_AddStringToObject(model, "type", "BPE");
+    cJSON_AddNullToObject(model, "dropout");
+    cJSON_AddNullToObject(model, "unk_token");
+    cJSON_AddNullToObject(model, "continuing_subword_prefix");
+    cJSON_AddNullToObject(model, "end_of_word_suffix");
+    cJSON_AddBoolToObject(model, "fuse_unk", 0);
+    cJSON_AddBoolToObject(model, "byte_fallback", 0);
+    cJSON_AddBoolToObject(model, "ignore_merges", 0);   /* gptkit's BPE always merges, even a whole-word token */
+    cJSON *vocab = cJSON_AddObjectToObject(model, "vocab");
+    for (size_t id = 0; id < x.n; id++)
+        if (x.types[id] == 1) cJSON_AddItemToObject(vocab, x.tokens[id], cJSON_CreateNumber((double)id));
+    /* the special tokens in the vocabulary too (as GPT-2's and SmolLM's files have them): HF gives an added token
+     * its vocabulary id, and one missing there the next free id after the vocabulary, which is not its id when
+     * it sits before or between ordinary tokens (SmolLM's specials are 0..2) */
+    for (size_t id = 0; id < x.n; id++)
+        if (x.types[id] == 3 && !cJSON_GetObjectItemCaseSensitive(vocab, x.tokens[id]))
+            cJSON_AddItemToObject(vocab, x.tokens[id], cJSON_CreateNumber((double)id));
+    cJSON *merges = cJSON_AddArrayToObject(model, "merges");
+    for (size_t i = 0; i < x.nm; i++) {   /* ["a", "b"]: byte-mapped strings never hold a space */
+        char *m = x.merges[i], *sp = strchr(m, ' ');
+        *sp = 0;
+        cJSON *pair = cJSON_CreateArray();
+        cJSON_AddItemToArray(pair, cJSON_CreateString(m));
+        cJSON_AddItemToArray(pair, cJSON_CreateString(sp + 1));
+        cJSON_AddItemToArray(merges, pair);
+        *sp = ' ';
+    }
+    cJSON_AddItemToObject(root, "model", model);
+    char *s = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    tok_bpe_export_free(&x);
+    GK_CHECK(s, "out of memory printing tokenizer.json");
+    size_t n = strlen(s);
+    s = gk_realloc(s, n + 2);
+    s[n] = '\n'; s[n + 1] = 0;
+    return s;
 }
 
 void tok_bpe_export_free(tok_bpe_export *x) {
@@ -731,11 +846,19 @@ int tok_load_recorded(const char *model_dir, const char *recorded, const char *o
         if (*tok || !required) return 0;
         return gk_errf(err, "%s", e.msg);
     }
-    if (!path && model_dir) {   /* an HF model directory carries its tokenizer.json */
+    gk_err own_err = {0};
+    if (!override && model_dir && gk_is_dir(model_dir)) {
+        /* the directory's own tokenizer.json first (an HF model's, or the one every gptkit checkpoint carries):
+         * it moves with the directory, where a recorded path may not */
         char *hj = gk_path_join(model_dir, "tokenizer.json");
         int hf = gk_file_exists(hj) && is_hf_json(hj);
         free(hj);
-        if (hf) { *tok = tok_load(model_dir, err); return *tok ? 0 : -1; }
+        if (hf) {
+            *tok = tok_load(model_dir, &own_err);
+            if (*tok) return 0;
+            if (!path) return gk_errf(err, "%s", own_err.msg);
+            /* a tokenizer.json this build cannot read: the recorded path is tried next */
+        }
     }
     if (!path) {
         if (!required) return 0;

@@ -110,12 +110,50 @@ uint64_t train_params_checksum(const gpt_model *m) {
 
 /* ---------------------------------------------------------------- checkpoint + state */
 
+/* The tokenizer files of the last save, kept for the next: a stage saves the same tokenizer every checkpoint, and
+ * building tokenizer.json (the merges of a 50k vocabulary) costs more than a small model's weights. Saves run on
+ * one thread (rank 0's stage loop, or a command). */
+static struct { char *key; chat_tok_files f; int ok; } tok_cache;
+
+int train_save_model(const gpt_model *m, const char *dir, const char *tokenizer, const char *tok_dir, gk_err *err) {
+    gpt_save_opts o = {.tokenizer = tokenizer, .bos_id = -1, .eos_id = -1};
+    gpt_save_file files[3];
+    if (tokenizer || tok_dir) {
+        char key[8192];
+        snprintf(key, sizeof key, "%s\n%s\n%d %d", tokenizer ? tokenizer : "", tok_dir ? tok_dir : "", m->cfg.vocab_size, m->cfg.n_ctx);
+        if (!tok_cache.key || strcmp(tok_cache.key, key)) {
+            free(tok_cache.key);
+            chat_tok_files_free(&tok_cache.f);
+            tok_cache.key = gk_strdup(key);
+            tok_cache.ok = 0;
+            tok_tokenizer *t = NULL;
+            gk_err e;
+            int rc = tok_load_recorded(tok_dir, tokenizer, NULL, 0, &t, &e);
+            if (rc || !t)
+                gk_warn("checkpoint written without its tokenizer files: %s\n", rc ? e.msg : "no tokenizer found");
+            else if (chat_tokenizer_files(t, (size_t)m->cfg.vocab_size, m->cfg.n_ctx, &tok_cache.f, &e))
+                gk_warn("checkpoint written without its tokenizer files: %s\n", e.msg);
+            else tok_cache.ok = 1;
+            tok_free(t);
+        }
+        if (tok_cache.ok) {
+            const chat_tok_files *f = &tok_cache.f;
+            files[0] = (gpt_save_file){"tokenizer.json", f->tokenizer_json, strlen(f->tokenizer_json)};
+            files[1] = (gpt_save_file){"tokenizer_config.json", f->tokenizer_config_json, strlen(f->tokenizer_config_json)};
+            files[2] = (gpt_save_file){"generation_config.json", f->generation_config_json, strlen(f->generation_config_json)};
+            o.files = files; o.n_files = 3;
+            o.bos_id = f->bos_id; o.eos_id = f->eos_id;
+        }
+    }
+    return gpt_save_ex(m, dir, &o, err);
+}
+
 int train_save(const char *dir, const gpt_model *m, const adamw *opt, const train_state *st,
                const char *tokenizer, gk_err *err) {
     if (gk_mkdir_p(dir, err)) return -1;
     /* Model first, then the state that names the model's checksum: a crash between the two leaves a
      * state that refuses to pair with the new model (and says so) rather than a silent mismatch. */
-    if (m->lora ? gpt_lora_save(m, dir, m->lora->base, err) : gpt_save(m, dir, tokenizer, err)) return -1;
+    if (m->lora ? gpt_lora_save(m, dir, m->lora->base, err) : train_save_model(m, dir, tokenizer, NULL, err)) return -1;
     if (!opt || !st) return 0;
     const gpt_model *om = m->lora ? m->lora->pm : m;   /* a LoRA run's optimizer covers its adapters only */
     gk_crash_point("save:model");

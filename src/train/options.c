@@ -37,7 +37,7 @@
     OPT_STR_(S, "--resume", "resume_dir", resume_dir, NULL, 0, mv, \
              "continue a run exactly; stored settings are reused, flags given here override them")
 #define OPT_TOKENIZER(S) OPT_STR_(S, "--tokenizer", "tokenizer", tokenizer, NULL, ST, "PATH", \
-                                  "override the tokenizer the checkpoint records")
+                                  "use this tokenizer instead of the checkpoint's own (and carry it in the output)")
 
 /* the learning-rate schedule (lr_schedule sched) */
 #define OPT_SCHED(S, d_lr, d_warmup, d_shape, d_frac) \
@@ -146,7 +146,7 @@ static const train_opt PRETRAIN[] = {
     OPT_LORA(pretrain_opts, 0),
     OPT_SECTION("output:"),
     OPT_STR_(pretrain_opts, "--out", "out", out, "out/pretrain", ST, "OUT", "checkpoint directory (created)"),
-    OPT_STR_(pretrain_opts, "--tokenizer", "tokenizer", tokenizer, NULL, ST, "PATH", "tokenizer to record in the checkpoint"),
+    OPT_STR_(pretrain_opts, "--tokenizer", "tokenizer", tokenizer, NULL, ST, "PATH", "tokenizer the checkpoint carries (tokenizer.json + tokenizer_config.json + generation_config.json)"),
     OPT_VAL_EVERY(pretrain_opts, 250),
     OPT_LONG(pretrain_opts, "--val-batches", "val_batches", val_batches, 20, 0, ST | PI, "K", "batches per validation"),
     OPT_LONG(pretrain_opts, "--sample-every", "sample_every", sample_every, 0, 0, ST | PI, "N",

@@ -81,6 +81,12 @@ typedef struct {
 } train_state;
 int  train_save(const char *dir, const gpt_model *m, const adamw *opt, const train_state *st,
                 const char *tokenizer, gk_err *err);
+/* The one way a full checkpoint is written (stages, lora merge, export --format hf): gpt_save_ex with the
+ * tokenizer inside -- tokenizer.json, tokenizer_config.json, generation_config.json (chat_tokenizer_files) and
+ * config.json's bos/eos ids -- so the directory can be moved or uploaded. The tokenizer is the one
+ * tok_load_recorded(tok_dir, tokenizer) finds (tok_dir: the model directory it was recorded in, or NULL);
+ * `tokenizer` is also recorded as before. With none found the checkpoint is written without (a warning). */
+int  train_save_model(const gpt_model *m, const char *dir, const char *tokenizer, const char *tok_dir, gk_err *err);
 /* Loads moments into opt (created for m) and fills st. m must already hold the checkpoint's params. */
 int  train_load_state(const char *dir, const gpt_model *m, adamw *opt, train_state *st, gk_err *err);
 /* Reads only the options JSON of a saved state (malloc'd), for resuming with the stored settings. */

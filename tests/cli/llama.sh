@@ -107,6 +107,39 @@ import json,sys; w=json.load(open('$F/chat/expected.json'))['reply_text']; g=sys
 print(repr(g), repr(w)) if g!=w else None; sys.exit(0 if g==w else 1)" "$got"; then pass chat_own_template_matches_transformers
 else fail chat_own_template_matches_transformers "$(cat "$TMP/c.err")"; fi
 
+# 8b. self-contained checkpoints: export --format hf writes the tokenizer inside (ChatML template, <|im_end|> as
+#     eos in config.json); the directory moved elsewhere still chats the same reply, and transformers'
+#     AutoTokenizer on it renders a chat to the ids gptkit renders
+$GPTKIT export --model "$M" --format hf --out "$TMP/chatx" 2>"$TMP/x.err"
+mkdir -p "$TMP/far" && mv "$TMP/chatx" "$TMP/far/chat"
+if [ -f "$TMP/far/chat/tokenizer.json" ] && [ -f "$TMP/far/chat/generation_config.json" ] && python3 -c "
+import json,sys
+c=json.load(open('$TMP/far/chat/config.json')); t=json.load(open('$TMP/far/chat/tokenizer.json'))
+im_end=[a['id'] for a in t['added_tokens'] if a['content']=='<|im_end|>'][0]
+tc=json.load(open('$TMP/far/chat/tokenizer_config.json'))
+sys.exit(0 if c['eos_token_id']==im_end and '<|im_start|>' in tc['chat_template'] else 1)"; then pass export_hf_carries_tokenizer
+else fail export_hf_carries_tokenizer "$(cat "$TMP/x.err")"; fi
+got=$(cd "$TMP" && $GPTKIT chat --model far/chat --system "Be brief." -p "In the beginning, what was made?" --max-new 10 -q 2>"$TMP/c2.err")
+if python3 -c "
+import json,sys; w=json.load(open('$F/chat/expected.json'))['reply_text']; g=sys.argv[1]
+print(repr(g), repr(w)) if g!=w else None; sys.exit(0 if g==w else 1)" "$got"; then pass moved_export_chats_alike
+else fail moved_export_chats_alike "$(cat "$TMP/c2.err")"; fi
+if need_py autotokenizer_on_gptkit_checkpoint transformers; then
+  MSG='{"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is 2+2? naïve 日本 "}]}'
+  want=$(printf '%s' "$MSG" | $GPTKIT tokenizer render --tokenizer "$TMP/far/chat")
+  if "$PYT" - "$TMP/far/chat" "$MSG" "$want" <<'EOF'
+import json, sys
+from transformers import AutoTokenizer
+d, msg, want = sys.argv[1], json.loads(sys.argv[2]), [int(x) for x in sys.argv[3].split()]
+tok = AutoTokenizer.from_pretrained(d)
+got = list(tok.apply_chat_template(msg["messages"], tokenize=True, add_generation_prompt=True, return_dict=False))
+enc = list(tok("In the beginning 123 <|im_end|> x")["input_ids"])
+print("transformers", got, "gptkit", want) if got != want else None
+sys.exit(0 if got == want and want and tok.convert_tokens_to_ids("<|im_end|>") in enc else 1)
+EOF
+  then pass autotokenizer_on_gptkit_checkpoint; else fail autotokenizer_on_gptkit_checkpoint; fi
+fi
+
 # 9. GGUF: a .gguf file is a --model everywhere (greedy ids equal transformers' on the stored weights), gptkit info
 #    lists it, gptkit export writes one that reloads with the same greedy ids, and bad files fail clearly
 G=$GK_ROOT/tests/fixtures/gguf

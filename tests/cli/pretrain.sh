@@ -101,3 +101,28 @@ expect_fail flag_out_of_range "--final-lr-frac: expected a number in \[0, 1\], g
 expect_fail flag_not_a_number "--lr: expected a number" $GPTKIT sft --lr fast
 $GPTKIT sft --help | grep -qE -- "--lr LR +peak learning rate \(default 0.0001\)" && pass help_shows_defaults \
   || fail help_shows_defaults "$($GPTKIT sft --help | grep -- --lr)"
+
+# 6. self-contained checkpoints: the tokenizer travels inside (tokenizer.json, tokenizer_config.json,
+#    generation_config.json; bos/eos ids in config.json), so a moved directory keeps it; older ones still load
+K=$GK_ROOT/tests/fixtures/tok/kjv4k
+$GPTKIT pretrain --model d2 --n-embd 32 --n-head 4 --vocab-size 4096 --n-ctx 16 -b 2 -t 11 --steps 2 --data "$F/data.bin" \
+  --tokenizer tests/fixtures/tok/kjv4k --out "$TMP/self" --json >/dev/null 2>"$TMP/self.err"
+if [ -f "$TMP/self/tokenizer.json" ] && [ -f "$TMP/self/tokenizer_config.json" ] && [ -f "$TMP/self/generation_config.json" ] \
+  && py "
+import json,sys
+c=json.load(open('$TMP/self/config.json')); t=json.load(open('$TMP/self/tokenizer_config.json'))
+g=json.load(open('$TMP/self/generation_config.json'))
+ok = c['bos_token_id']==4087 and c['eos_token_id']==4091 and g['eos_token_id']==[4091,4087] and t['model_max_length']==16 \
+  and t['eos_token']=='<|end|>' and 'chat_template' in t
+sys.exit(0 if ok else 1)"; then pass checkpoint_carries_tokenizer; else fail checkpoint_carries_tokenizer "$(ls "$TMP/self") $(cat "$TMP/self.err")"; fi
+mkdir -p "$TMP/elsewhere" && mv "$TMP/self" "$TMP/elsewhere/moved"
+T0="In the beginning, 1234 <|end|> naïve"
+want=$(printf '%s' "$T0" | $GPTKIT tokenizer encode --tokenizer "$K" --allow-special --ids)
+got=$(cd "$TMP" && printf '%s' "$T0" | $GPTKIT tokenizer encode --tokenizer elsewhere/moved --ids)
+[ -n "$want" ] && [ "$want" = "$got" ] && pass moved_checkpoint_tokenizer_encodes_alike || fail moved_checkpoint_tokenizer_encodes_alike "$want / $got"
+if (cd "$TMP" && $GPTKIT sample --model elsewhere/moved --prompt "In the" --max-new 3 --temperature 0 >/dev/null 2>"$TMP/mv.err"); then
+  pass moved_checkpoint_samples; else fail moved_checkpoint_samples "$(cat "$TMP/mv.err")"; fi
+# an older checkpoint (recorded path only) still loads: its recorded path, relative to where it was trained
+cp -rL "$TMP/elsewhere/moved" "$TMP/old" && rm -rf "$TMP/old/.ckpt" "$TMP/old/tokenizer.json" "$TMP/old/tokenizer_config.json" "$TMP/old/generation_config.json"
+if $GPTKIT sample --model "$TMP/old" --prompt "In the" --max-new 3 --temperature 0 >/dev/null 2>"$TMP/old.err"; then
+  pass older_checkpoint_recorded_path_loads; else fail older_checkpoint_recorded_path_loads "$(cat "$TMP/old.err")"; fi

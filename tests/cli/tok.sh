@@ -86,3 +86,41 @@ else fail tokenize_shards "$(cat "$TMP/tok.log")"; fi
   pass tokenize_wide_v2 || fail tokenize_wide_v2 "$(hdr "$TMP/wide/train_000000.bin")"
 printf '{"text": "ok"}\n{"txt": "no"}\n' > "$TMP/bad.jsonl"
 expect_fail tokenize_bad_jsonl "bad.jsonl:2:" "$GPTKIT" tokenize --tokenizer $G2 --input "$TMP/bad.jsonl" --out-dir "$TMP/s2"
+
+# ---- self-contained checkpoints: the tokenizer files every checkpoint carries (gptkit tokenizer export-hf writes
+#      the same ones) give, through gptkit, the ids transformers' AutoTokenizer gives for them (committed fixture:
+#      tests/ref/gen_selftok_fixtures.py), for texts and for apply_chat_template's chat rendering
+if python3 - "$GPTKIT" "$GK_ROOT" "$TMP/selftok" <<'EOF2'
+import json, os, subprocess, sys
+gk, root, tmp = sys.argv[1:4]
+fx = json.load(open(os.path.join(root, "tests/fixtures/selftok/expected.json"), encoding="utf-8"))
+bad = 0
+for name, k in fx["kinds"].items():
+    d = os.path.join(tmp, name)
+    subprocess.run([gk, "tokenizer", "export-hf", "--tokenizer", k["source"], "--out", d, "--vocab-size",
+                    str(k["vocab_size"]), "--n-ctx", "512"], check=True, cwd=root)
+    cfg = json.load(open(os.path.join(d, "tokenizer_config.json"), encoding="utf-8"))
+    if cfg.get("bos_token") != k["bos_token"] or cfg["eos_token"] != k["eos_token"] or cfg["model_max_length"] != 512:
+        bad += 1; print(f"  {name}: tokenizer_config {cfg.get('bos_token')} {cfg['eos_token']} {cfg['model_max_length']}")
+    for c in k["texts"]:
+        r = subprocess.run([gk, "tokenizer", "encode", "--tokenizer", d, "--ids"], input=c["text"].encode(), capture_output=True)
+        got = [int(x) for x in r.stdout.split()]
+        if got != c["ids"]:
+            bad += 1; print(f"  {name}: {c['text']!r}: gptkit {got} transformers {c['ids']}")
+    for c in k["chats"]:
+        r = subprocess.run([gk, "tokenizer", "render", "--tokenizer", d], input=json.dumps({"messages": c["messages"]}).encode(),
+                           capture_output=True)
+        got = [int(x) for x in r.stdout.split()]
+        if got != c["ids"]:
+            bad += 1; print(f"  {name}: chat {c['messages']!r}: gptkit {got} transformers {c['ids']}")
+sys.exit(1 if bad else 0)
+EOF2
+then pass hf_tokenizer_files_match_transformers_fixture; else fail hf_tokenizer_files_match_transformers_fixture; fi
+# the same, live, where transformers is installed
+if need_py hf_tokenizer_files_transformers_live transformers; then
+  out=$(cd "$GK_ROOT" && GPTKIT="$GPTKIT" "$PYT" tests/ref/gen_selftok_fixtures.py --check 2>&1)
+  [ $? -eq 0 ] && pass hf_tokenizer_files_transformers_live || fail hf_tokenizer_files_transformers_live "$out"
+fi
+expect_fail export_hf_needs_out "--out is required" "$GPTKIT" tokenizer export-hf --tokenizer $G2
+printf '{"messages": [{"role": "bot", "content": "x"}]}' > "$TMP/badchat.json"
+expect_fail render_bad_role "messages\[0\]\.role" sh -c "\"$GPTKIT\" tokenizer render --tokenizer $G2 < \"$TMP/badchat.json\""
