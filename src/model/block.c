@@ -181,10 +181,12 @@ void gpt_block_backward(kern_backend *be, const gpt_config *c, const gpt_layer_p
     }
     /* rotary: the gradient of the unrotated q, k is the inverse rotation of the rotated ones' */
     if (c->pos == GPT_POS_ROPE) kern_rope(be, dqkv, am->rpos, am->inv_freq, R, QKV, NH + NKV, hs, 1);
-    /* qkv = ln1 @ Wqkv + bqkv:  d ln1 = d qkv @ Wqkv^T */
-    kern_zero(be, dsmall, R * C * sizeof(float));
-    mm_bwd(be, c, dsmall, g->qkv_w, g->qkv_b, dqkv, a->ln1, w->qkv_w, w->qkv_q, R, C, QKV);
-    gpt_lora_bwd(am->lora, be, am->layer, GPT_ROLE_QKV_W, dsmall, dqkv, a->ln1, R);
+    /* qkv = ln1 @ Wqkv + bqkv:  d ln1 = d qkv @ Wqkv^T — only if ln1 trains or something below wants d x (not the
+     * bottom block of a frozen base under LoRA: there only the adapters' dA, dB are left to compute) */
+    float *dln1 = need_input || g->ln1_w || g->ln1_b ? dsmall : NULL;
+    if (dln1) kern_zero(be, dln1, R * C * sizeof(float));
+    mm_bwd(be, c, dln1, g->qkv_w, g->qkv_b, dqkv, a->ln1, w->qkv_w, w->qkv_q, R, C, QKV);
+    gpt_lora_bwd(am->lora, be, am->layer, GPT_ROLE_QKV_W, dln1, dqkv, a->ln1, R);
     /* ln1 = norm(x):  d x += norm_bwd(d ln1)  (only if something below wants it) */
-    gpt_norm_bwd(be, c, need_input ? dres : NULL, g->ln1_w, g->ln1_b, dsmall, a->x, w->ln1_w, a->ln1_mean, a->ln1_rstd, R);
+    if (dln1) gpt_norm_bwd(be, c, need_input ? dres : NULL, g->ln1_w, g->ln1_b, dln1, a->x, w->ln1_w, a->ln1_mean, a->ln1_rstd, R);
 }

@@ -311,7 +311,7 @@ void gpt_lora_bwd(gpt_lora *L, kern_backend *be, int layer, int role, float *din
         kern_scale(be, L->du, L->scale, R * r);
         if (dB && pad) kern_axpy(be, G + s->b_off, 1.0f, L->dbpad + s->col0 * r, s->out * r);
         /* dA += du^T x;  dinp += du A (times the mask with dropout) */
-        if (!drop) {
+        if (!drop || !dinp) {   /* dinp NULL: no input gradient wanted (the bottom block of a frozen base) */
             kern_matmul_bwd(be, dinp, G ? G + s->a_off : NULL, NULL, L->du, x, P + s->a_off, R, s->in, r, KERN_W_OUT_IN);
             continue;
         }

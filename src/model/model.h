@@ -453,7 +453,7 @@ int  gpt_lora_is_dir(const char *dir);
 uint64_t gpt_params_checksum(const gpt_model *m);
 /* Internal to the block (model/block.c): apply / differentiate the adapters of (layer, role).
  * fwd: out [R, ldo] += s * (inp A^T) B^T in the site's columns. bwd: given dout [R, ldo] at the product's
- * output and its input inp [R, in]: grads of A and B (pm->grads, if allocated) += ..., dinp [R, in] += ... */
+ * output and its input inp [R, in]: grads of A and B (pm->grads, if allocated) += ..., dinp [R, in] += ... (dinp may be NULL: no input gradient wanted) */
 void gpt_lora_fwd(gpt_lora *L, kern_backend *be, int layer, int role, float *out, const float *inp, size_t R);
 void gpt_lora_bwd(gpt_lora *L, kern_backend *be, int layer, int role, float *dinp, const float *dout, const float *inp,
                   size_t R);
