@@ -9,6 +9,7 @@
  *   layernorm       atol 2e-5, rtol 1e-4 (dw/db: reductions over N rows in another order)
  *   attention       atol 2e-5, rtol 1e-4 (online softmax, exps from kern_vexpf)
  *   gelu            vs the f64 reference atol 1e-6, rtol 1e-6; vs the f32 one atol 3e-6 (its tanh form cancels)
+ *   swiglu          atol 1e-6, rtol 1e-5 (the same formula, exps from kern_vexpf)
  *   cross-entropy   loss atol 1e-5 rtol 1e-5; dlogits atol 1e-7 rtol 1e-5
  *   adamw, add, axpy, scale: exact (same float operations in the same order per element)
  *   sumsq           rtol 1e-12 (double accumulation in another order)
@@ -218,6 +219,25 @@ static void test_gelu_fast(void) {
     CHECK_ARRAYS("gelu bwd vs f64 ref", d2, d3, n, 1e-6, 1e-6);
     free(x64); free(g64); free(o64); free(d64); kern_free(g_ref, o3); kern_free(g_ref, d3);
     kern_free(g_ref, x); kern_free(g_ref, g); kern_free(g_ref, o1); kern_free(g_ref, o2); kern_free(g_ref, d0); kern_free(g_ref, d1); kern_free(g_ref, d2);
+}
+
+/* SwiGLU, forward and both input gradients (each may be NULL), against the reference's scalar expf. */
+static void test_swiglu_fast(void) {
+    size_t n = 100003;
+    float *g = rnd(n, 3), *u = rnd(n, 1), *go = rnd(n, 1), *o1 = kern_alloc(g_ref, n * 4), *o2 = kern_alloc(g_ref, n * 4);
+    g[0] = 0; g[1] = -100; g[2] = 100; g[3] = -30; g[4] = 1e-6f;
+    float *dg1 = rnd(n, 1), *dg2 = dup(dg1, n), *du1 = rnd(n, 1), *du2 = dup(du1, n);
+    kern_swiglu_fwd(g_ref, o1, g, u, n); kern_swiglu_fwd(g_be, o2, g, u, n);
+    CHECK_ARRAYS("swiglu fwd", o2, o1, n, 1e-6, 1e-5);
+    kern_swiglu_bwd(g_ref, dg1, du1, go, g, u, n); kern_swiglu_bwd(g_be, dg2, du2, go, g, u, n);
+    CHECK_ARRAYS("swiglu bwd dgate", dg2, dg1, n, 1e-6, 1e-5);
+    CHECK_ARRAYS("swiglu bwd dup", du2, du1, n, 1e-6, 1e-5);
+    kern_swiglu_bwd(g_ref, NULL, du1, go, g, u, n); kern_swiglu_bwd(g_be, NULL, du2, go, g, u, n);
+    CHECK_ARRAYS("swiglu bwd dup (dgate NULL)", du2, du1, n, 1e-6, 1e-5);
+    kern_swiglu_bwd(g_ref, dg1, NULL, go, g, u, n); kern_swiglu_bwd(g_be, dg2, NULL, go, g, u, n);
+    CHECK_ARRAYS("swiglu bwd dgate (dup NULL)", dg2, dg1, n, 1e-6, 1e-5);
+    kern_free(g_ref, g); kern_free(g_ref, u); kern_free(g_ref, go); kern_free(g_ref, o1); kern_free(g_ref, o2);
+    kern_free(g_ref, dg1); kern_free(g_ref, dg2); kern_free(g_ref, du1); kern_free(g_ref, du2);
 }
 
 static void test_xent_fast(void) {
@@ -453,7 +473,7 @@ static const be_case g_cases[] = {
 typedef struct { const char *name; void (*fn)(void); } be_test;
 static const be_test g_fp32_tests[] = {
     {"matmul", test_matmul_fast}, {"layernorm", test_layernorm_fast}, {"attention", test_attention_fast},
-    {"gelu", test_gelu_fast}, {"xent", test_xent_fast}, {"elementwise", test_elementwise_fast},
+    {"gelu", test_gelu_fast}, {"swiglu", test_swiglu_fast}, {"xent", test_xent_fast}, {"elementwise", test_elementwise_fast},
     {"attn_cache", test_attn_cache}, {"matmul_skinny", test_matmul_skinny},
 };
 static const be_test g_bf16_tests[] = {{"matmul_bf16", test_matmul_bf16}, {"bf16_shadow", test_bf16_shadow}};

@@ -188,11 +188,125 @@ static void test_train_put(void) {
     cJSON_Delete(o);
 }
 
+/* ---------------------------------------------------------------- the LM head on masked rows */
+
+/* The head runs only on rows with a target (and, in train_lm_backward, a nonzero gradient), gathered past the
+ * masked ones (lm.c). Reference: every row through the head at once, masked rows with dloss 0 — what lm.c did
+ * before. Loss, per-token log-probs, entropies and every parameter gradient must agree to float rounding. The
+ * batch (6 x 100, tied head) spans three 256-row chunks and masks rows in runs (a prompt, right padding) and
+ * singly, so chunks both gather and run in place. */
+static void lm_reference(gpt_model *m, const int32_t *in, const int32_t *tg, const float *dloss_rows, size_t B, size_t T,
+                         float temp, float *loss, float *ent) {
+    size_t BT = B * T, C = (size_t)m->cfg.n_embd, V = (size_t)m->cfg.vocab_size;
+    kern_backend *be = m->be;
+    float *logits = kern_alloc(be, BT * V * sizeof(float)), *dh = kern_alloc(be, BT * C * sizeof(float));
+    float *dl = kern_alloc(be, BT * sizeof(float)), *dloss = kern_alloc(be, BT * sizeof(float));
+    int32_t *dt = kern_alloc(be, BT * sizeof(int32_t));
+    gpt_forward(m, in, B, T);
+    const float *h = gpt_hidden(m);
+    gpt_lm_head_fwd(m, logits, h, BT);
+    kern_scale(be, logits, 1.0f / temp, BT * V);
+    if (ent) {
+        float *hl = malloc(BT * V * sizeof(float));
+        kern_download(be, hl, logits, BT * V * sizeof(float));
+        for (size_t i = 0; i < BT; i++) ent[i] = tg[i] >= 0 ? (float)rlhf_entropy_row(hl + i * V, V, 1.0f) : 0.0f;
+        free(hl);
+    }
+    kern_upload(be, dt, tg, BT * sizeof(int32_t));
+    if (dloss_rows) kern_upload(be, dloss, dloss_rows, BT * sizeof(float));
+    kern_xent_fwd_bwd(be, dl, dloss_rows ? logits : NULL, logits, dt, dloss_rows ? dloss : NULL, BT, V);
+    kern_download(be, loss, dl, BT * sizeof(float));
+    if (dloss_rows) {
+        kern_scale(be, logits, 1.0f / temp, BT * V);
+        kern_zero(be, dh, BT * C * sizeof(float));
+        gpt_lm_head_bwd(m, dh, logits, h, BT);
+        gpt_backward(m, dh);
+    }
+    kern_free(be, logits); kern_free(be, dh); kern_free(be, dl); kern_free(be, dloss); kern_free(be, dt);
+}
+
+static void test_lm_head_masked_rows(void) {
+    enum { B = 6, T = 100, BT = B * T };
+    gpt_config c;
+    gpt_config_default(&c);
+    c.n_layer = 2; c.n_head = 2; c.n_embd = 16; c.vocab_size = 40; c.n_ctx = T;
+    gpt_model *m = gpt_create(&c);
+    gpt_init_random(m, 11);
+    gpt_alloc_grads(m);
+    size_t np = m->num_params;
+    static int32_t in[BT], tg[BT];
+    static float dlr[BT], lref[BT], eref[BT], logp[BT], ent[BT], dlogp[BT];
+    float *gref = malloc(np * sizeof(float)), *got = malloc(np * sizeof(float));
+    gk_rng r;
+    gk_rng_seed(&r, 3);
+    size_t count = 0;
+    for (size_t b = 0; b < B; b++) {
+        size_t prompt = 3 + 17 * b % 40, len = T - 9 * b;   /* masked prompt, right padding from len */
+        for (size_t t = 0; t < T; t++) {
+            size_t i = b * T + t;
+            in[i] = (int32_t)(gk_rng_uniform(&r) * 40) % 40;
+            tg[i] = (int32_t)(gk_rng_uniform(&r) * 40) % 40;
+            if (t < prompt || t >= len || gk_rng_uniform(&r) < 0.1) tg[i] = -1;
+            count += tg[i] >= 0;
+        }
+    }
+    CHECK(count > 256 && count < BT - 100, "the batch masks some rows and keeps more than one chunk (%zu)", count);
+    /* SFT's / pretraining's mean cross-entropy with its backward */
+    for (size_t i = 0; i < BT; i++) dlr[i] = tg[i] >= 0 ? 1.0f / (float)count : 0.0f;
+    gpt_zero_grads(m);
+    lm_reference(m, in, tg, dlr, B, T, 1.0f, lref, NULL);
+    kern_download(m->be, gref, m->grads, np * sizeof(float));
+    double want = 0;
+    for (size_t i = 0; i < BT; i++) if (tg[i] >= 0) want += lref[i];
+    want /= (double)count;
+    train_lm *l = train_lm_new(m);
+    gpt_zero_grads(m);
+    size_t n = 0;
+    double loss = train_lm_loss(l, in, tg, B, T, (double)count, &n);
+    CHECK(n == count, "counted %zu of %zu", n, count);
+    CHECK_CLOSE(loss, want, 1e-6, 1e-6, "masked mean loss");
+    kern_download(m->be, got, m->grads, np * sizeof(float));
+    CHECK_ARRAYS("grads of the masked mean loss", got, gref, np, 1e-7, 1e-4);
+    /* the same without a backward (evaluation) leaves the grads alone */
+    loss = train_lm_loss(l, in, tg, B, T, 0, NULL);
+    CHECK_CLOSE(loss, want, 1e-6, 1e-6, "masked mean loss, no backward");
+    /* PPO's / DPO's log-probs (tempered, with entropies) and a backward where some counted rows get no gradient */
+    float temp = 0.7f;
+    for (size_t i = 0; i < BT; i++) {
+        dlogp[i] = tg[i] >= 0 && i % 7 != 3 ? (float)(gk_rng_uniform(&r) - 0.5) : 0.0f;
+        dlr[i] = tg[i] >= 0 ? -dlogp[i] : 0.0f;
+    }
+    gpt_zero_grads(m);
+    lm_reference(m, in, tg, dlr, B, T, temp, lref, eref);
+    kern_download(m->be, gref, m->grads, np * sizeof(float));
+    for (size_t i = 0; i < BT; i++) lref[i] = tg[i] >= 0 ? -lref[i] : 0.0f;
+    gpt_zero_grads(m);
+    for (size_t i = 0; i < BT; i++) ent[i] = NAN;
+    train_lm_logprobs(l, in, tg, B, T, temp, logp, ent);
+    CHECK_ARRAYS("tempered log-probs", logp, lref, BT, 1e-6, 1e-5);
+    CHECK_ARRAYS("entropies", ent, eref, BT, 1e-6, 1e-5);
+    train_lm_backward(l, dlogp);
+    kern_download(m->be, got, m->grads, np * sizeof(float));
+    CHECK_ARRAYS("grads through train_lm_backward", got, gref, np, 1e-7, 1e-4);
+    /* a batch with no target at all: NaN, and a backward of nothing */
+    for (size_t i = 0; i < BT; i++) tg[i] = -1;
+    gpt_zero_grads(m);
+    loss = train_lm_loss(l, in, tg, B, T, 1.0, &n);
+    kern_download(m->be, got, m->grads, np * sizeof(float));
+    double sq = 0;
+    for (size_t i = 0; i < np; i++) sq += (double)got[i] * got[i];
+    CHECK(isnan(loss) && n == 0 && sq == 0, "no targets: loss %g, %zu counted, |grad|^2 %g", loss, n, sq);
+    train_lm_free(l);
+    free(gref); free(got);
+    gpt_free(m);
+}
+
 int main(void) {
     gk_verbose = 0;
     TL_RUN(test_cadence_and_record);
     TL_RUN(test_stop_and_resume_exact);
     TL_RUN(test_nonfinite_loss_stops);
     TL_RUN(test_train_put);
+    TL_RUN(test_lm_head_masked_rows);
     return tl_summary();
 }

@@ -82,6 +82,20 @@ static void mm_bwd(kern_backend *be, const gpt_config *c, float *dinp, float *dw
     kern_matmul_bwd(be, dinp, dw, db, dout, inp, w, R, C, OC, gpt_wlayout(c));
 }
 
+/* mm_bwd with dinp overwritten instead of accumulated (no zeroing pass before it): dinp = dout W^T is a forward
+ * product with W read in the other layout, and the weight gradients (if any) follow from kern_matmul_bwd. */
+static void mm_bwd_set(kern_backend *be, const gpt_config *c, float *dinp, float *dw, float *db, const float *dout,
+                       const float *inp, const float *w, const gpt_qweight *q, size_t R, size_t C, size_t OC) {
+    if (q || !dinp) {
+        if (dinp) kern_zero(be, dinp, R * C * sizeof(float));
+        mm_bwd(be, c, dinp, dw, db, dout, inp, w, q, R, C, OC);
+        return;
+    }
+    int wl = gpt_wlayout(c);
+    kern_matmul_fwd(be, dinp, dout, w, NULL, R, OC, C, wl == KERN_W_IN_OUT ? KERN_W_OUT_IN : KERN_W_IN_OUT);
+    if (dw || db) kern_matmul_bwd(be, NULL, dw, db, dout, inp, w, R, C, OC, wl);
+}
+
 /* q | k | v width of c_attn's output: (NH + 2 NKV) hs (3C for multi-head attention). */
 static size_t qkv_width(const gpt_config *c) {
     size_t hs = (size_t)c->n_embd / (size_t)c->n_head;
@@ -140,18 +154,16 @@ void gpt_block_backward(kern_backend *be, const gpt_config *c, const gpt_layer_p
 
     /* xo = res2 + fch_gelu @ Wp + bp:  d res2 = dres (residual, kept in dres);
      * d fch_gelu = dres @ Wp^T;  dWp += fch_gelu^T dres;  dbp += sum dres */
-    kern_zero(be, dbig1, R * I * sizeof(float));
-    mm_bwd(be, c, dbig1, g->fcproj_w, g->fcproj_b, dres, a->fch_gelu, w->fcproj_w, w->fcproj_q, R, I, C);
+    mm_bwd_set(be, c, dbig1, g->fcproj_w, g->fcproj_b, dres, a->fch_gelu, w->fcproj_w, w->fcproj_q, R, I, C);
     /* LoRA beside each product: its A, B gradients and its share of the input gradient (lora.c) */
     gpt_lora_bwd(am->lora, be, am->layer, GPT_ROLE_FCPROJ_W, dbig1, dres, a->fch_gelu, R);
-    kern_zero(be, dsmall, R * C * sizeof(float));
     if (c->act == GPT_ACT_SWIGLU) {
         /* fch_gelu = silu(gate) * fch:  d gate (dbig2), d fch (dbig3) */
         kern_zero(be, dbig2, R * I * sizeof(float));
         kern_zero(be, dbig3, R * I * sizeof(float));
         kern_swiglu_bwd(be, dbig2, dbig3, dbig1, a->gate, a->fch, R * I);
         /* gate = ln2 @ Wgate, fch = ln2 @ Wfc:  d ln2 = d gate @ Wgate^T + d fch @ Wfc^T */
-        mm_bwd(be, c, dsmall, g->gate_w, NULL, dbig2, a->ln2, w->gate_w, w->gate_q, R, C, I);
+        mm_bwd_set(be, c, dsmall, g->gate_w, NULL, dbig2, a->ln2, w->gate_w, w->gate_q, R, C, I);
         mm_bwd(be, c, dsmall, g->fc_w, g->fc_b, dbig3, a->ln2, w->fc_w, w->fc_q, R, C, I);
         gpt_lora_bwd(am->lora, be, am->layer, GPT_ROLE_GATE_W, dsmall, dbig2, a->ln2, R);
         gpt_lora_bwd(am->lora, be, am->layer, GPT_ROLE_FC_W, dsmall, dbig3, a->ln2, R);
@@ -160,14 +172,13 @@ void gpt_block_backward(kern_backend *be, const gpt_config *c, const gpt_layer_p
         kern_zero(be, dbig2, R * I * sizeof(float));
         kern_gelu_bwd(be, dbig2, a->fch, dbig1, R * I);
         /* fch = ln2 @ Wfc + bfc:  d ln2 = d fch @ Wfc^T;  dWfc += ln2^T d fch */
-        mm_bwd(be, c, dsmall, g->fc_w, g->fc_b, dbig2, a->ln2, w->fc_w, w->fc_q, R, C, I);
+        mm_bwd_set(be, c, dsmall, g->fc_w, g->fc_b, dbig2, a->ln2, w->fc_w, w->fc_q, R, C, I);
         gpt_lora_bwd(am->lora, be, am->layer, GPT_ROLE_FC_W, dsmall, dbig2, a->ln2, R);
     }
     /* ln2 = norm(res2):  d res2 += norm_bwd(d ln2) */
     gpt_norm_bwd(be, c, dres, g->ln2_w, g->ln2_b, dsmall, a->res2, w->ln2_w, a->ln2_mean, a->ln2_rstd, R);
     /* res2 = x + atty @ Wo + bo:  d x = d res2 (residual, stays in dres);  d atty = d res2 @ Wo^T */
-    kern_zero(be, dsmall, R * C * sizeof(float));
-    mm_bwd(be, c, dsmall, g->proj_w, g->proj_b, dres, a->atty, w->proj_w, w->proj_q, R, C, C);
+    mm_bwd_set(be, c, dsmall, g->proj_w, g->proj_b, dres, a->atty, w->proj_w, w->proj_q, R, C, C);
     gpt_lora_bwd(am->lora, be, am->layer, GPT_ROLE_PROJ_W, dsmall, dres, a->atty, R);
     /* atty = attention(qkv):  d qkv (dbig1 reused as [R,3C]) */
     kern_zero(be, dbig1, R * 3 * C * sizeof(float));
@@ -183,10 +194,11 @@ void gpt_block_backward(kern_backend *be, const gpt_config *c, const gpt_layer_p
     }
     /* rotary: the gradient of the unrotated q, k is the inverse rotation of the rotated ones' */
     if (c->pos == GPT_POS_ROPE) kern_rope(be, dqkv, am->rpos, am->inv_freq, R, QKV, NH + NKV, hs, 1);
-    /* qkv = ln1 @ Wqkv + bqkv:  d ln1 = d qkv @ Wqkv^T */
-    kern_zero(be, dsmall, R * C * sizeof(float));
-    mm_bwd(be, c, dsmall, g->qkv_w, g->qkv_b, dqkv, a->ln1, w->qkv_w, w->qkv_q, R, C, QKV);
-    gpt_lora_bwd(am->lora, be, am->layer, GPT_ROLE_QKV_W, dsmall, dqkv, a->ln1, R);
+    /* qkv = ln1 @ Wqkv + bqkv:  d ln1 = d qkv @ Wqkv^T — only if ln1 trains or something below wants d x (not the
+     * bottom block of a frozen base under LoRA: there only the adapters' dA, dB are left to compute) */
+    float *dln1 = need_input || g->ln1_w || g->ln1_b ? dsmall : NULL;
+    mm_bwd_set(be, c, dln1, g->qkv_w, g->qkv_b, dqkv, a->ln1, w->qkv_w, w->qkv_q, R, C, QKV);
+    gpt_lora_bwd(am->lora, be, am->layer, GPT_ROLE_QKV_W, dln1, dqkv, a->ln1, R);
     /* ln1 = norm(x):  d x += norm_bwd(d ln1)  (only if something below wants it) */
-    gpt_norm_bwd(be, c, need_input ? dres : NULL, g->ln1_w, g->ln1_b, dsmall, a->x, w->ln1_w, a->ln1_mean, a->ln1_rstd, R);
+    if (dln1) gpt_norm_bwd(be, c, need_input ? dres : NULL, g->ln1_w, g->ln1_b, dln1, a->x, w->ln1_w, a->ln1_mean, a->ln1_rstd, R);
 }

@@ -10,9 +10,12 @@
  * optimizer, the gradient norm, clipping, ZeRO slices and resume state work on them unchanged: the base has no
  * gradient buffer and no moments at all.
  *
+ * Forward of one site: u = s x A^T [R, r], then out += u B^T straight into the product's output (one GEMM that
+ * accumulates, kern_matmul_bwd's input-gradient form), so no [R, out] temporary exists.
  * Backward of one site, with g = dout[:, cols] (the product's output gradient), u = x A^T recomputed:
- *   dB += s g^T u          du = s g B          dA += du^T x          dx += du A
- * (u is recomputed rather than saved: [R, r] for r ~ 8 is cheaper to redo than to keep for every layer.)
+ *   dB += g^T (s u)        du = s (g B)        dA += du^T x          dx += du A
+ * s is applied to the [R, r] factors, never to the [R, out] gradient. (u is recomputed rather than saved:
+ * [R, r] for r ~ 8 is cheaper to redo than to keep for every layer.)
  * A site that covers only some columns of its product (q, k or v of the fused q|k|v) uses B zero-padded to the
  * product's width, so every op is on whole contiguous rows (no per-row strided adds).
  */
@@ -181,9 +184,9 @@ int gpt_lora_attach(gpt_model *m, const gpt_lora_config *cfg, uint64_t seed, gk_
 void gpt_lora_detach(gpt_model *m) {
     gpt_lora *L = m ? m->lora : NULL;
     if (!L) return;
-    kern_free(m->be, L->u); kern_free(m->be, L->du); kern_free(m->be, L->tmp);
+    kern_free(m->be, L->u); kern_free(m->be, L->du);
     kern_free(m->be, L->bpad); kern_free(m->be, L->dbpad);
-    kern_free(m->be, L->xd); kern_free(m->be, L->dxd); free(L->hmask);
+    kern_free(m->be, L->xd); kern_free(m->be, L->dxd); free(L->hmask); free(L->hx);
     kern_free(m->be, L->pm->params); kern_free(m->be, L->pm->grads);
     free(L->pm->table); free(L->pm);
     free(L->sites); free(L->site_at); free(L->base);
@@ -199,10 +202,9 @@ static void reserve(gpt_lora *L, kern_backend *be, size_t R) {
     if (R <= L->cap_rows) return;
     size_t wide = 0, r = (size_t)L->cfg.rank;
     for (size_t i = 0; i < L->n_sites; i++) if (L->sites[i].ldo > wide) wide = L->sites[i].ldo;
-    kern_free(be, L->u); kern_free(be, L->du); kern_free(be, L->tmp); kern_free(be, L->bpad); kern_free(be, L->dbpad);
+    kern_free(be, L->u); kern_free(be, L->du); kern_free(be, L->bpad); kern_free(be, L->dbpad);
     L->u = kern_alloc(be, R * r * sizeof(float));
     L->du = kern_alloc(be, R * r * sizeof(float));
-    L->tmp = kern_alloc(be, R * wide * sizeof(float));
     L->bpad = kern_alloc(be, wide * r * sizeof(float));
     L->dbpad = kern_alloc(be, wide * r * sizeof(float));
     L->cap_rows = R;
@@ -244,15 +246,16 @@ static uint64_t mix64(uint64_t z) {
 static void drop_input(gpt_lora *L, kern_backend *be, size_t site, const float *inp, size_t R, size_t in) {
     size_t n = R * in;
     if (n > L->cap_in) {   /* grows only */
-        kern_free(be, L->xd); kern_free(be, L->dxd); free(L->hmask);
+        kern_free(be, L->xd); kern_free(be, L->dxd); free(L->hmask); free(L->hx);
         L->xd = kern_alloc(be, n * sizeof(float));
         L->dxd = kern_alloc(be, n * sizeof(float));
         L->hmask = gk_malloc(n * sizeof(float));
+        L->hx = gk_malloc(n * sizeof(float));
         L->cap_in = n;
     }
     float p = L->cfg.dropout, keep = 1.0f / (1.0f - p);
     uint64_t key = mix64(L->drop_seed ^ mix64(L->drop_pass * 0x9E3779B97F4A7C15ULL + site));
-    float *x = gk_malloc(n * sizeof(float));
+    float *x = L->hx;
     kern_download(be, x, inp, n * sizeof(float));
     for (size_t k = 0; k < n; k++) {
         double u = (double)(mix64(key + k) >> 11) * 0x1.0p-53;   /* uniform in [0, 1) */
@@ -260,7 +263,6 @@ static void drop_input(gpt_lora *L, kern_backend *be, size_t site, const float *
         x[k] *= L->hmask[k];
     }
     kern_upload(be, L->xd, x, n * sizeof(float));
-    free(x);
 }
 
 void gpt_lora_fwd(gpt_lora *L, kern_backend *be, int layer, int role, float *out, const float *inp, size_t R) {
@@ -275,10 +277,11 @@ void gpt_lora_fwd(gpt_lora *L, kern_backend *be, int layer, int role, float *out
         /* x = inp, or dropout(inp) while training */
         const float *x = inp;
         if (dropping(L)) { drop_input(L, be, i, inp, R, s->in); x = L->xd; }
-        /* u [R, r] = x A^T;  tmp [R, ldo] = u Bfull^T (zero outside the site's columns);  out += s * tmp */
+        /* u [R, r] = s x A^T;  out [R, ldo] += u Bfull^T (zero outside the site's columns): Bfull [ldo, r] read as
+         * the [C, OC] weight of kern_matmul_bwd's dinp += dout W^T, which accumulates */
         kern_matmul_fwd(be, L->u, x, P + s->a_off, NULL, R, s->in, r, KERN_W_OUT_IN);
-        kern_matmul_fwd(be, L->tmp, L->u, b_full(L, be, s), NULL, R, r, s->ldo, KERN_W_OUT_IN);
-        kern_axpy(be, out, L->scale, L->tmp, R * s->ldo);
+        kern_scale(be, L->u, L->scale, R * r);
+        kern_matmul_bwd(be, out, NULL, NULL, L->u, NULL, b_full(L, be, s), R, s->ldo, r, KERN_W_IN_OUT);
     }
 }
 
@@ -297,29 +300,28 @@ void gpt_lora_bwd(gpt_lora *L, kern_backend *be, int layer, int role, float *din
         /* with dropout, x = inp * mask (the forward's mask, regenerated) and dinp gets (du A) * mask */
         const float *x = inp;
         if (drop) { drop_input(L, be, i, inp, R, s->in); x = L->xd; }
-        /* g = s * dout [R, ldo] (tmp);  u = x A^T (recomputed) */
-        kern_zero(be, L->tmp, R * s->ldo * sizeof(float));
-        kern_axpy(be, L->tmp, L->scale, dout, R * s->ldo);
+        /* g = dout [R, ldo], unscaled;  u = s x A^T (recomputed, scaled: [R, r] is the small factor) */
         kern_matmul_fwd(be, L->u, x, P + s->a_off, NULL, R, s->in, r, KERN_W_OUT_IN);
-        /* dBfull += g^T u (its rows at col0 are dB);  du = g Bfull (rows outside the site are zero: no effect) */
+        kern_scale(be, L->u, L->scale, R * r);
+        /* dBfull += g^T u (its rows at col0 are dB);  du = s (g Bfull) (rows outside the site are zero: no effect) */
         float *dB = G ? (pad ? L->dbpad : G + s->b_off) : NULL;
         if (dB && pad) kern_zero(be, L->dbpad, s->ldo * r * sizeof(float));
         kern_zero(be, L->du, R * r * sizeof(float));
-        kern_matmul_bwd(be, L->du, dB, NULL, L->tmp, L->u, b_full(L, be, s), R, r, s->ldo, KERN_W_OUT_IN);
+        kern_matmul_bwd(be, L->du, dB, NULL, dout, L->u, b_full(L, be, s), R, r, s->ldo, KERN_W_OUT_IN);
+        kern_scale(be, L->du, L->scale, R * r);
         if (dB && pad) kern_axpy(be, G + s->b_off, 1.0f, L->dbpad + s->col0 * r, s->out * r);
         /* dA += du^T x;  dinp += du A (times the mask with dropout) */
-        if (!drop) {
+        if (!drop || !dinp) {   /* dinp NULL: no input gradient wanted (the bottom block of a frozen base) */
             kern_matmul_bwd(be, dinp, G ? G + s->a_off : NULL, NULL, L->du, x, P + s->a_off, R, s->in, r, KERN_W_OUT_IN);
             continue;
         }
         size_t n = R * s->in;
         kern_zero(be, L->dxd, n * sizeof(float));
         kern_matmul_bwd(be, L->dxd, G ? G + s->a_off : NULL, NULL, L->du, x, P + s->a_off, R, s->in, r, KERN_W_OUT_IN);
-        float *h = gk_malloc(n * sizeof(float));
+        float *h = L->hx;
         kern_download(be, h, L->dxd, n * sizeof(float));
         for (size_t k = 0; k < n; k++) h[k] *= L->hmask[k];
         kern_upload(be, L->dxd, h, n * sizeof(float));
-        free(h);
         kern_axpy(be, dinp, 1.0f, L->dxd, n);
     }
 }
@@ -422,6 +424,15 @@ uint64_t gpt_params_checksum(const gpt_model *m) {
     return h;
 }
 
+/* The base's checksum, hashed once per attachment: the base is frozen while adapters are attached (training
+ * writes only the adapter table; merging detaches), and hashing a 124M-parameter base byte by byte costs about
+ * a second, which every checkpoint of a LoRA run used to pay. */
+static uint64_t base_checksum(const gpt_model *m) {
+    gpt_lora *L = m->lora;
+    if (!L->base_ck_ok) { L->base_ck = gpt_params_checksum(m); L->base_ck_ok = 1; }
+    return L->base_ck;
+}
+
 /* PEFT's key of a reward / value adapter's scalar head (a module saved whole: modules_to_save = ["score"]) */
 #define SCORE_KEY "base_model.model.score.weight"
 
@@ -464,7 +475,7 @@ int gpt_lora_save(const gpt_model *m, const char *dir, const char *base, gk_err 
     size_t shead[2] = {1, (size_t)m->cfg.n_embd};
     if (L->cfg.score) st_writer_add_f32(w, SCORE_KEY, 2, shead, P + L->score_off);   /* as PEFT saves modules_to_save */
     char ck[32];
-    snprintf(ck, sizeof ck, "%016llx", (unsigned long long)gpt_params_checksum(m));
+    snprintf(ck, sizeof ck, "%016llx", (unsigned long long)base_checksum(m));
     st_writer_add_meta(w, "format", "pt");
     st_writer_add_meta(w, "gptkit_base_checksum", ck);
     char *mpath = gk_path_join(dir, "adapter_model.safetensors"), *cpath = gk_path_join(dir, "adapter_config.json");
@@ -579,7 +590,7 @@ int gpt_lora_load(gpt_model *m, const char *dir, char **base, gk_err *err) {
     const char *ck = st_meta(&f, "gptkit_base_checksum");
     if (ck) {
         char mine[32];
-        snprintf(mine, sizeof mine, "%016llx", (unsigned long long)gpt_params_checksum(m));
+        snprintf(mine, sizeof mine, "%016llx", (unsigned long long)base_checksum(m));
         if (strcmp(ck, mine)) { gk_errf(err, "%s: adapter was trained on another base (base checksum %s, this model %s)", mpath, ck, mine); goto done; }
     }
     gpt_lora *L = m->lora;

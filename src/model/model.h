@@ -415,7 +415,7 @@ typedef struct gpt_lora {
     gpt_model *pm;                 /* the adapter parameters as a table (optimizer, checkpoints) */
     gpt_lora_site *sites; size_t n_sites;
     size_t *site_at;               /* [L * nroles]: first site index + 1 of (layer, role), 0 none */
-    float *u, *du, *tmp;           /* device scratch: [R, r], [R, r], [R, max ldo] */
+    float *u, *du;                 /* device scratch: [R, r] each */
     float *bpad, *dbpad;           /* device scratch [max ldo, r]: B (and dB) zero-padded to the product's width */
     size_t cap_rows;
     size_t score_off;              /* cfg.score: offset of score.weight [1, C] in pm */
@@ -425,8 +425,12 @@ typedef struct gpt_lora {
     uint64_t drop_seed, drop_pass; /* the current pass (gpt_forward starts a new one while training) */
     float *xd, *dxd;               /* device scratch [R, in]: the dropped input, its gradient */
     float *hmask;                  /* host scratch [R, in]: the mask */
+    float *hx;                     /* host scratch [R, in]: the input or its gradient on its way through the mask */
     size_t cap_in;                 /* floats each of them holds */
     char  *base;                   /* the base model's directory, recorded in adapter_config.json (owned; may be NULL) */
+    uint64_t base_ck;              /* gpt_params_checksum of the base, once computed (base_ck_ok): the base is frozen
+                                      while adapters are attached; code that writes it anyway clears base_ck_ok */
+    int    base_ck_ok;
 } gpt_lora;
 /* Parses "q,v", "all-linear", ... for m's family into cfg->targets; unknown names (or the other family's) are
  * an error naming them and listing the valid ones. */
@@ -450,7 +454,8 @@ void gpt_lora_new_pass(gpt_lora *L);
 void gpt_lora_merge(gpt_model *m);
 /* Writes dir/adapter_config.json and dir/adapter_model.safetensors exactly as PEFT's save_pretrained names
  * them; base (may be NULL) is recorded as base_model_name_or_path, and the base parameters' checksum as
- * gptkit_base_checksum in the safetensors metadata. */
+ * gptkit_base_checksum in the safetensors metadata (hashed at the first save or load of this attachment and
+ * kept: see base_ck). */
 int  gpt_lora_save(const gpt_model *m, const char *dir, const char *base, gk_err *err);
 /* Reads a PEFT adapter directory written by gpt_lora_save or by peft onto m (which has none yet): config,
  * every tensor's name and shape checked against m's architecture; a different recorded base checksum is an
@@ -465,7 +470,7 @@ int  gpt_lora_is_dir(const char *dir);
 uint64_t gpt_params_checksum(const gpt_model *m);
 /* Internal to the block (model/block.c): apply / differentiate the adapters of (layer, role).
  * fwd: out [R, ldo] += s * (inp A^T) B^T in the site's columns. bwd: given dout [R, ldo] at the product's
- * output and its input inp [R, in]: grads of A and B (pm->grads, if allocated) += ..., dinp [R, in] += ... */
+ * output and its input inp [R, in]: grads of A and B (pm->grads, if allocated) += ..., dinp [R, in] += ... (dinp may be NULL: no input gradient wanted) */
 void gpt_lora_fwd(gpt_lora *L, kern_backend *be, int layer, int role, float *out, const float *inp, size_t R);
 void gpt_lora_bwd(gpt_lora *L, kern_backend *be, int layer, int role, float *dinp, const float *dout, const float *inp,
                   size_t R);

@@ -11,7 +11,15 @@
  * Only a [R, V] logits buffer exists at a time (R = LM_CHUNK_ROWS), so a 50k vocabulary costs R*V*4 bytes
  * instead of B*T*V*4. train_lm_loss knows its dloss up front (1/grad_div per counted row) and runs forward
  * and backward in one pass; train_lm_logprobs does not (PPO's and DPO's losses need every log-prob first),
- * so train_lm_backward recomputes each chunk's logits, skipping chunks without a gradient.
+ * so train_lm_backward recomputes each chunk's logits.
+ *
+ * Only rows that matter go through the head: rows with a target (SFT's prompt and padding rows have none,
+ * target -1), and in train_lm_backward only rows with a nonzero gradient. Their indices are packed (rows[]) and
+ * the chunks run over the packed list: a chunk whose rows are consecutive in h reads h (and writes dh) in
+ * place; otherwise its rows are gathered into [R, C] scratch and its dh scattered back (row runs, one copy
+ * each). A skipped row's loss is 0 and its dh row stays 0 — what the full computation gives it (dloss 0), so
+ * the loss and every gradient are those of running every row, up to float summation order in the head's
+ * weight gradient. The head is ~30% of a small model's FLOPs, so this matters wherever masks are dense.
  */
 #include "train/train.h"
 #include "kern/kern.h"
@@ -28,13 +36,17 @@ struct train_lm {
     float temperature;    /* of the last train_lm_logprobs */
     float *logits;        /* device [LM_CHUNK_ROWS, V] (also dlogits, in place) */
     float *hlogits;       /* host [LM_CHUNK_ROWS, V] for the entropy (only when asked) */
-    float *loss;          /* device [BT] */
-    float *dloss;         /* device [BT] */
+    float *loss;          /* device [BT]: per packed row */
+    float *dloss;         /* device [BT]: per packed row */
     float *dh;            /* device [BT, C] */
-    int32_t *tgt;         /* device [BT] */
+    int32_t *tgt;         /* device [BT]: per packed row */
     int32_t *htgt;        /* host [BT] */
     float *host_loss;     /* host [BT] */
     float *host_dloss;    /* host [BT] */
+    size_t *rows;         /* host [BT]: the rows that go through the head, ascending (packed row k is rows[k]) */
+    int32_t *ptgt;        /* host [BT]: targets per packed row */
+    float *pdloss;        /* host [BT]: dloss per packed row; also the packed losses coming back */
+    float *hpack, *dhpack;/* device [LM_CHUNK_ROWS, C]: a chunk's gathered h and its dh (allocated on first use) */
 };
 
 train_lm *train_lm_new(gpt_model *m) {
@@ -47,7 +59,9 @@ train_lm *train_lm_new(gpt_model *m) {
 void train_lm_free(train_lm *l) {
     if (!l) return;
     kern_free(l->m->be, l->logits); kern_free(l->m->be, l->loss); kern_free(l->m->be, l->dloss); kern_free(l->m->be, l->dh); kern_free(l->m->be, l->tgt);
+    kern_free(l->m->be, l->hpack); kern_free(l->m->be, l->dhpack);
     free(l->hlogits); free(l->htgt); free(l->host_loss); free(l->host_dloss);
+    free(l->rows); free(l->ptgt); free(l->pdloss);
     free(l);
 }
 
@@ -56,6 +70,7 @@ static void ensure(train_lm *l, size_t bt) {
     size_t C = (size_t)l->m->cfg.n_embd;
     kern_free(l->m->be, l->loss); kern_free(l->m->be, l->dloss); kern_free(l->m->be, l->dh); kern_free(l->m->be, l->tgt);
     free(l->htgt); free(l->host_loss); free(l->host_dloss);
+    free(l->rows); free(l->ptgt); free(l->pdloss);
     l->loss = kern_alloc(l->m->be, bt * sizeof(float));
     l->dloss = kern_alloc(l->m->be, bt * sizeof(float));
     l->dh = kern_alloc(l->m->be, bt * C * sizeof(float));
@@ -63,50 +78,90 @@ static void ensure(train_lm *l, size_t bt) {
     l->htgt = gk_malloc(bt * sizeof(int32_t));
     l->host_loss = gk_malloc(bt * sizeof(float));
     l->host_dloss = gk_malloc(bt * sizeof(float));
+    l->rows = gk_malloc(bt * sizeof(size_t));
+    l->ptgt = gk_malloc(bt * sizeof(int32_t));
+    l->pdloss = gk_malloc(bt * sizeof(float));
     l->cap_bt = bt;
 }
 
-/* Stores the targets (host and device) of a [B, T] batch. */
+/* Stores the targets of a [B, T] batch (host; lm_chunks uploads the packed ones). */
 static void set_targets(train_lm *l, const int32_t *targets, size_t B, size_t T) {
     size_t BT = B * T;
     ensure(l, BT);
     l->B = B; l->T = T;
     memcpy(l->htgt, targets, BT * sizeof(int32_t));
-    kern_upload(l->m->be, l->tgt, targets, BT * sizeof(int32_t));
 }
 
-/* How one pass over the row chunks runs: skip chunks whose rows all have mask 0 (the logits are not needed),
- * run the backward with the device dloss (l->dloss), write the tempered entropy of rows with a target. */
-typedef struct { const float *skip_mask; const int32_t *skip_tgt; int backward; float *entropy; } lm_pass;
+/* How one pass over the row chunks runs: the rows with a target go through the head, and with by_dloss only
+ * those with a nonzero host_dloss (the others' gradient is 0: their logits are not needed); with a backward,
+ * dloss = host_dloss; entropy (host [BT], may be NULL): the tempered entropy of rows with a target, else 0. */
+typedef struct { int by_dloss; int backward; float *entropy; } lm_pass;
 
-/* The chunk loop every entry point shares (h = the trunk's hidden states of the last forward). */
+/* Copies the n packed rows k0.. between packed scratch and their places rows[k0..] in a [BT, C] buffer, one
+ * kern_copy per run of consecutive rows: from_pack 0 gathers src (full) into dst (packed), 1 scatters src
+ * (packed) into dst (full). */
+static void move_rows(const train_lm *l, float *dst, const float *src, size_t k0, size_t n, size_t C, int from_pack) {
+    const size_t *rows = l->rows;
+    for (size_t a = 0; a < n;) {
+        size_t b = a + 1;
+        while (b < n && rows[k0 + b] == rows[k0 + b - 1] + 1) b++;
+        size_t pk = a * C, full = rows[k0 + a] * C;
+        kern_copy(l->m->be, dst + (from_pack ? full : pk), src + (from_pack ? pk : full), (b - a) * C * sizeof(float));
+        a = b;
+    }
+}
+
+/* The chunk loop every entry point shares (h = the trunk's hidden states of the last forward). Leaves every
+ * row's loss in host_loss (0 for rows skipped). */
 static void lm_chunks(train_lm *l, const lm_pass *p) {
     gpt_model *m = l->m;
+    kern_backend *be = m->be;
     size_t BT = l->B * l->T, C = (size_t)m->cfg.n_embd, V = (size_t)m->cfg.vocab_size;
     float inv = 1.0f / l->temperature;
     const float *h = gpt_hidden(m);
-    if (p->backward) kern_zero(l->m->be, l->dh, BT * C * sizeof(float));
-    for (size_t r0 = 0; r0 < BT; r0 += LM_CHUNK_ROWS) {
-        size_t R = BT - r0 < LM_CHUNK_ROWS ? BT - r0 : LM_CHUNK_ROWS;
-        if (p->skip_mask || p->skip_tgt) {
-            int any = 0;
-            for (size_t i = 0; i < R; i++) any |= p->skip_mask ? p->skip_mask[r0 + i] != 0.0f : p->skip_tgt[r0 + i] >= 0;
-            if (!any) { if (!p->backward) kern_zero(l->m->be, l->loss + r0, R * sizeof(float)); continue; }
+    /* pack the rows that matter */
+    size_t n = 0;
+    for (size_t i = 0; i < BT; i++)
+        if (l->htgt[i] >= 0 && (!p->by_dloss || l->host_dloss[i] != 0.0f)) {
+            l->rows[n] = i; l->ptgt[n] = l->htgt[i]; l->pdloss[n] = l->host_dloss[i]; n++;
         }
-        gpt_lm_head_fwd(m, l->logits, h + r0 * C, R);
-        if (inv != 1.0f) kern_scale(l->m->be, l->logits, inv, R * V);
+    if (n) kern_upload(be, l->tgt, l->ptgt, n * sizeof(int32_t));
+    if (n && p->backward) kern_upload(be, l->dloss, l->pdloss, n * sizeof(float));
+    if (p->entropy) memset(p->entropy, 0, BT * sizeof(float));
+    if (p->backward) kern_zero(be, l->dh, BT * C * sizeof(float));
+    for (size_t k0 = 0; k0 < n; k0 += LM_CHUNK_ROWS) {
+        size_t R = n - k0 < LM_CHUNK_ROWS ? n - k0 : LM_CHUNK_ROWS;
+        /* consecutive rows: h and dh in place; else gathered into hpack, dh into dhpack and scattered after */
+        int inplace = l->rows[k0 + R - 1] - l->rows[k0] == R - 1;
+        const float *hr = h + l->rows[k0] * C;
+        float *dhr = l->dh + l->rows[k0] * C;
+        if (!inplace) {
+            if (!l->hpack) {
+                l->hpack = kern_alloc(be, (size_t)LM_CHUNK_ROWS * C * sizeof(float));
+                l->dhpack = kern_alloc(be, (size_t)LM_CHUNK_ROWS * C * sizeof(float));
+            }
+            move_rows(l, l->hpack, h, k0, R, C, 0);
+            hr = l->hpack; dhr = l->dhpack;
+            if (p->backward) kern_zero(be, l->dhpack, R * C * sizeof(float));
+        }
+        gpt_lm_head_fwd(m, l->logits, hr, R);
+        if (inv != 1.0f) kern_scale(be, l->logits, inv, R * V);
         if (p->entropy) {
-            kern_download(l->m->be, l->hlogits, l->logits, R * V * sizeof(float));
-            for (size_t i = 0; i < R; i++)
-                p->entropy[r0 + i] = l->htgt[r0 + i] >= 0 ? (float)rlhf_entropy_row(l->hlogits + i * V, V, 1.0f) : 0.0f;
+            kern_download(be, l->hlogits, l->logits, R * V * sizeof(float));
+            for (size_t i = 0; i < R; i++) p->entropy[l->rows[k0 + i]] = (float)rlhf_entropy_row(l->hlogits + i * V, V, 1.0f);
         }
         /* with a backward, overwrites logits with dloss * (softmax - onehot): the gradient of the tempered logits */
-        kern_xent_fwd_bwd(l->m->be, l->loss + r0, p->backward ? l->logits : NULL, l->logits, l->tgt + r0,
-                          p->backward ? l->dloss + r0 : NULL, R, V);
+        kern_xent_fwd_bwd(be, l->loss + k0, p->backward ? l->logits : NULL, l->logits, l->tgt + k0,
+                          p->backward ? l->dloss + k0 : NULL, R, V);
         if (!p->backward) continue;
-        if (inv != 1.0f) kern_scale(l->m->be, l->logits, inv, R * V);
-        gpt_lm_head_bwd(m, l->dh + r0 * C, l->logits, h + r0 * C, R);
+        if (inv != 1.0f) kern_scale(be, l->logits, inv, R * V);
+        gpt_lm_head_bwd(m, dhr, l->logits, hr, R);
+        if (!inplace) move_rows(l, l->dh, l->dhpack, k0, R, C, 1);
     }
+    /* the packed losses back to their rows */
+    if (n) kern_download(be, l->pdloss, l->loss, n * sizeof(float));
+    memset(l->host_loss, 0, BT * sizeof(float));
+    for (size_t k = 0; k < n; k++) l->host_loss[l->rows[k]] = l->pdloss[k];
     if (p->backward) gpt_backward(m, l->dh);
 }
 
@@ -121,10 +176,8 @@ double train_lm_loss(train_lm *l, const int32_t *inputs, const int32_t *targets,
     int backward = grad_div > 0;
     float g = backward ? (float)(1.0 / grad_div) : 0.0f;
     for (size_t i = 0; i < BT; i++) l->host_dloss[i] = targets[i] >= 0 ? g : 0.0f;
-    kern_upload(l->m->be, l->dloss, l->host_dloss, BT * sizeof(float));
     gpt_forward(l->m, inputs, B, T);
-    lm_chunks(l, &(lm_pass){ NULL, NULL, backward, NULL });
-    kern_download(l->m->be, l->host_loss, l->loss, BT * sizeof(float));
+    lm_chunks(l, &(lm_pass){ 0, backward, NULL });
     double sum = 0;
     for (size_t i = 0; i < BT; i++) if (targets[i] >= 0) sum += l->host_loss[i];
     return count ? sum / (double)count : NAN;
@@ -137,16 +190,14 @@ void train_lm_logprobs(train_lm *l, const int32_t *inputs, const int32_t *target
     l->temperature = temperature > 0 ? temperature : 1.0f;
     if (entropy && !l->hlogits) l->hlogits = gk_malloc((size_t)LM_CHUNK_ROWS * (size_t)l->m->cfg.vocab_size * sizeof(float));
     gpt_forward(l->m, inputs, B, T);
-    lm_chunks(l, &(lm_pass){ NULL, targets, 0, entropy });
-    kern_download(l->m->be, l->host_loss, l->loss, BT * sizeof(float));
+    lm_chunks(l, &(lm_pass){ 0, 0, entropy });
     for (size_t i = 0; i < BT; i++) logp[i] = targets[i] >= 0 ? -l->host_loss[i] : 0.0f;
 }
 
 void train_lm_backward(train_lm *l, const float *dlogp) {
     size_t BT = l->B * l->T;
     for (size_t i = 0; i < BT; i++) l->host_dloss[i] = l->htgt[i] >= 0 ? -dlogp[i] : 0.0f;
-    kern_upload(l->m->be, l->dloss, l->host_dloss, BT * sizeof(float));
-    lm_chunks(l, &(lm_pass){ l->host_dloss, NULL, 1, NULL });
+    lm_chunks(l, &(lm_pass){ 1, 1, NULL });
 }
 
 size_t train_sample(gpt_model *m, const int32_t *prompt, size_t n_prompt, size_t max_new, float temperature,

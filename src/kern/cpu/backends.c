@@ -19,8 +19,7 @@
 /* The LLaMA family's ops: row-wise or elementwise and memory-bound, the OpenMP reference serves both kinds. */
 #define LLAMA_OPS \
     .rmsnorm_fwd = kern_ref_rmsnorm_fwd, .rmsnorm_bwd = kern_ref_rmsnorm_bwd, .rope = kern_ref_rope, \
-    .kv_expand_fwd = kern_ref_kv_expand_fwd, .kv_expand_bwd = kern_ref_kv_expand_bwd, \
-    .swiglu_fwd = kern_ref_swiglu_fwd, .swiglu_bwd = kern_ref_swiglu_bwd, .embed_q_fwd = kern_ref_embed_q_fwd,
+    .kv_expand_fwd = kern_ref_kv_expand_fwd, .kv_expand_bwd = kern_ref_kv_expand_bwd, .embed_q_fwd = kern_ref_embed_q_fwd,
 
 static void ref_bf16_shadow(kern_backend *be, const float *base, size_t n) { (void)be; (void)base; (void)n; }
 
@@ -40,6 +39,7 @@ static const kern_ops kern_ref_ops = {
     .xent_fwd_bwd = kern_ref_xent_fwd_bwd, .sumsq = kern_ref_sumsq, .adamw = kern_ref_adamw,
     .bf16_shadow = ref_bf16_shadow,
     LLAMA_OPS
+    .swiglu_fwd = kern_ref_swiglu_fwd, .swiglu_bwd = kern_ref_swiglu_bwd,
 };
 
 static void cpu_bf16_shadow(kern_backend *be, const float *base, size_t n) {
@@ -66,6 +66,7 @@ static const kern_ops kern_cpu_ops = {
     .xent_fwd_bwd = kern_fast_xent_fwd_bwd, .sumsq = kern_fast_sumsq, .adamw = kern_fast_adamw,
     .bf16_shadow = cpu_bf16_shadow,
     LLAMA_OPS
+    .swiglu_fwd = kern_fast_swiglu_fwd, .swiglu_bwd = kern_fast_swiglu_bwd,
 };
 
 static void rename_backend(kern_backend *be) {

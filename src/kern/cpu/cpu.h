@@ -84,6 +84,9 @@ void kern_fast_attention_bwd(kern_backend *be, float *dqkv, const float *dout, c
                              const float *saved, size_t B, size_t T, size_t C, size_t NH);
 void kern_fast_gelu_fwd(kern_backend *be, float *out, const float *inp, size_t n);
 void kern_fast_gelu_bwd(kern_backend *be, float *dinp, const float *inp, const float *dout, size_t n);
+void kern_fast_swiglu_fwd(kern_backend *be, float *out, const float *gate, const float *up, size_t n);
+void kern_fast_swiglu_bwd(kern_backend *be, float *dgate, float *dup, const float *dout, const float *gate, const float *up,
+                          size_t n);
 void kern_fast_add(kern_backend *be, float *out, const float *a, const float *b, size_t n);
 void kern_fast_axpy(kern_backend *be, float *y, float alpha, const float *x, size_t n);
 void kern_fast_scale(kern_backend *be, float *x, float s, size_t n);
