@@ -239,16 +239,17 @@ static void sk_rows(float *part, const float *inp, const float *w, size_t N, siz
 }
 
 /* From this many rows oneDNN's GEMM (its primitive for the shape cached after the first call) beats the streaming
- * kernels, whose loads per FMA grow with the rows they keep apart (bench: /tmp-style A/B of the two on the d6 and
- * d12 shapes, 1 and 2 threads): the out-in layout (the LM head) from 8 rows, in-out from 4. */
-#define SK_GEMM_FROM_OUT_IN 8
-#define SK_GEMM_FROM_IN_OUT 4
+ * kernels, whose loads per FMA grow with the rows they keep apart. Measured end to end (`gptkit sample
+ * --num-samples N`, 64 tokens, 2 threads, quiet 2-core EPYC; streaming everywhere vs GEMM from 8 rows):
+ * d6 at 8 / 16 sequences 528-575 -> 632-648 and 782-800 -> 883-898 tok/s, GPT-2 124M 177 -> 194-197 and
+ * 217-219 -> 298-302 tok/s; at 4 sequences streaming was ahead (d12 118-119 vs 107-116 with the GEMM from 4 in
+ * the in-out layout), and at 1 the GEMM lost 10-17%. */
+#define SK_GEMM_FROM 8
 
 void kern_fast_matmul_skinny_fwd(kern_backend *be, float *out, const float *inp, const float *w, const float *bias,
                                  size_t N, size_t C, size_t OC, int wlayout) {
     GK_CHECK(N >= 1 && N <= KERN_SKINNY_MAX_N, "kern_matmul_skinny_fwd: N=%zu (max %d)", N, KERN_SKINNY_MAX_N);
-    if (be->gemm == KERN_GEMM_ONEDNN && !be->skinny_portable &&
-        N >= (wlayout == KERN_W_OUT_IN ? SK_GEMM_FROM_OUT_IN : SK_GEMM_FROM_IN_OUT)) {
+    if (be->gemm == KERN_GEMM_ONEDNN && !be->skinny_portable && N >= SK_GEMM_FROM) {
         kern_matmul_fwd(be, out, inp, w, bias, N, C, OC, wlayout);
         return;
     }
