@@ -330,15 +330,15 @@ int pipe_report(const pipe_cfg *c, gk_err *err) {
                             "puts it. The names are invented, so without the source a model can only guess; the SFT data's reading "
                             "exercises (`data.sft_rag`) are about other invented people, so with it the model has to read. "
                             "Accuracy with its 95%% Wilson interval.\n\n"
-                            "| model | without retrieval | 95%% interval | with retrieval (BM25) | 95%% interval | questions | seconds |\n"
-                            "|---|---|---|---|---|---|---|\n", num(an, "questions"), num(an, "top_k"));
+                            "| model | without retrieval | 95%% interval | with retrieval (BM25) | 95%% interval | questions | prompts with a source | seconds |\n"
+                            "|---|---|---|---|---|---|---|---|\n", num(an, "questions"), num(an, "top_k"));
             const char *rn[2] = { "sft", "ppo" };
             for (int k = 0; k < 2; k++) {
                 cJSON *o = obj(an, rn[k]), *wo = obj(o, "without_retrieval"), *wi = obj(o, "with_retrieval");
                 if (!wo || !wi) continue;
-                gk_afile_printf(f, "| %s | **%.1f%%** | [%.1f%%, %.1f%%] | **%.1f%%** | [%.1f%%, %.1f%%] | %.0f | %.1f |\n", rn[k],
+                gk_afile_printf(f, "| %s | **%.1f%%** | [%.1f%%, %.1f%%] | **%.1f%%** | [%.1f%%, %.1f%%] | %.0f | %.0f | %.1f |\n", rn[k],
                                 100 * num(wo, "accuracy"), 100 * num(wo, "ci_lo"), 100 * num(wo, "ci_hi"), 100 * num(wi, "accuracy"),
-                                100 * num(wi, "ci_lo"), 100 * num(wi, "ci_hi"), num(wi, "n"), num(o, "seconds"));
+                                100 * num(wi, "ci_lo"), 100 * num(wi, "ci_hi"), num(wi, "n"), num(wi, "prompts_with_source"), num(o, "seconds"));
             }
             cJSON *ss = obj(obj(obj(an, "sft"), "with_retrieval"), "samples"), *it;
             if (ss && cJSON_GetArraySize(ss)) gk_afile_printf(f, "\nThe SFT model with retrieval:\n\n");

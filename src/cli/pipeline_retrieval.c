@@ -37,12 +37,13 @@ static char *rag_user_turn(index_db *ix, const eval_model *em, const char *q, si
     return index_augment_question(ix, em->tok, q, 1, budget, err);
 }
 
-/* One model's accuracy on questions qs[0..n) (answers as) with ix (retrieval) or without (ix NULL): greedy
+/* One model's accuracy on questions q[0..n) (answers a) with ix (retrieval) or without (ix NULL): greedy
  * replies of up to max_new tokens, correct when they contain the answer as whole words (the demo's "contains"
- * check). Up to two replies go into samples. */
+ * check). *with_source: the prompts that held a source (a model whose context cannot hold one gets the bare
+ * question). Up to two replies go into samples. */
 static int rag_answer(eval_model *em, index_db *ix, char q[][128], char a[][80], size_t n, size_t max_new,
-                      size_t *right, cJSON *samples, gk_err *err) {
-    *right = 0;
+                      size_t *right, size_t *with_source, cJSON *samples, gk_err *err) {
+    *right = *with_source = 0;
     int rc = 0;
     for (size_t b0 = 0; rc == 0 && b0 < n; b0 += RAG_BATCH) {
         size_t nb = n - b0 < RAG_BATCH ? n - b0 : RAG_BATCH;
@@ -52,6 +53,7 @@ static int rag_answer(eval_model *em, index_db *ix, char q[][128], char a[][80],
         for (size_t i = 0; rc == 0 && i < nb; i++) {
             users[i] = rag_user_turn(ix, em, q[b0 + i], max_new, err);
             if (!users[i]) { rc = -1; break; }
+            *with_source += ix && !strncmp(users[i], "Sources:", 8);   /* else no source fitted the budget */
             chat_conv cv = {0};
             chat_conv_add(&cv, CHAT_USER, users[i]);
             chat_tokens ct = {0};
@@ -114,9 +116,9 @@ static int rag_answering(const pipe_cfg *c, index_db *ix, const char *const *nam
         cJSON *o = cJSON_AddObjectToObject(ans, names[mi]);
         double acc[2];
         for (int w = 0; rc == 0 && w < 2; w++) {
-            size_t right = 0;
+            size_t right = 0, with_source = 0;
             cJSON *o2 = cJSON_AddObjectToObject(o, w ? "with_retrieval" : "without_retrieval");
-            rc = rag_answer(&em, w ? ix : NULL, q, a, n, max_new, &right, cJSON_AddArrayToObject(o2, "samples"), err);
+            rc = rag_answer(&em, w ? ix : NULL, q, a, n, max_new, &right, &with_source, cJSON_AddArrayToObject(o2, "samples"), err);
             if (rc) break;
             double lo, hi;
             strategy_wilson((long)right, (long)n, STRATEGY_Z95, &lo, &hi);
@@ -124,6 +126,7 @@ static int rag_answering(const pipe_cfg *c, index_db *ix, const char *const *nam
             cJSON_AddNumberToObject(o2, "accuracy", acc[w]);
             cJSON_AddNumberToObject(o2, "ci_lo", lo); cJSON_AddNumberToObject(o2, "ci_hi", hi);
             cJSON_AddNumberToObject(o2, "correct", (double)right); cJSON_AddNumberToObject(o2, "n", (double)n);
+            if (w) cJSON_AddNumberToObject(o2, "prompts_with_source", (double)with_source);
         }
         eval_model_close(&em);
         if (rc == 0) {
