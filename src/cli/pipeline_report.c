@@ -326,8 +326,8 @@ int pipe_report(const pipe_cfg *c, gk_err *err) {
         cJSON *an = obj(rt, "answering");
         if (bm && an) {
             gk_afile_printf(f, "\nAnswering the first %.0f of those questions (greedy, the answer must appear in the reply): without "
-                            "retrieval, and with the top %.0f BM25 chunk and its source before the question, as `gptkit chat --retrieve` "
-                            "puts it. The names are invented, so without the source a model can only guess; the SFT data's reading "
+                            "retrieval, and with the best BM25 chunk (top %.0f) and its source before the question, as `gptkit chat --retrieve` "
+                            "puts it where the model's context holds it (the prompts with a source). The names are invented, so without the source a model can only guess; the SFT data's reading "
                             "exercises (`data.sft_rag`) are about other invented people, so with it the model has to read. "
                             "Accuracy with its 95%% Wilson interval.\n\n"
                             "| model | without retrieval | 95%% interval | with retrieval (BM25) | 95%% interval | questions | prompts with a source | seconds |\n"
