@@ -105,7 +105,7 @@ void pipe_cfg_default(pipe_cfg *c) {
     c->best_of = 4;
     c->eval_tasks = 200; c->fewshot_k = 3; c->div_prompts = 16; c->div_samples = 8; c->compare_n = 100; c->max_new = 24;
     c->strategy_tasks = 100;
-    c->sft_rag = 0.15; c->rag_questions = 100;
+    c->sft_rag = 0.2; c->rag_questions = 100;
 }
 
 static char *trim(char *s) {

@@ -20,6 +20,7 @@
 
 #define RAG_PEOPLE 200   /* documents of the evaluation set (4 questions each) */
 #define RAG_BATCH 16     /* questions decoded together */
+#define RAG_MAX_NEW 40   /* reply tokens: the demo's replies quote a sentence of the source (up to ~32 tokens) */
 
 char *pipe_rag_docs_path(const char *data_dir) {
     char *dir = gk_path_join(data_dir, "rag"), *p = gk_path_join(dir, "docs.jsonl");
@@ -30,10 +31,10 @@ char *pipe_rag_docs_path(const char *data_dir) {
 /* The user turn of question q: the question alone, or with the top BM25 chunk before it as chat --retrieve
  * puts it (index_augment_question). k = 1: BM25 finds the right document first for these questions (recall@1
  * in the table), and the demo's 256-token context holds one source with the question and the answer; the
- * budget leaves max_new tokens for the answer and 48 for the question and the chat markers. */
+ * budget leaves max_new tokens for the answer and 32 for the question and the chat markers. */
 static char *rag_user_turn(index_db *ix, const eval_model *em, const char *q, size_t max_new, gk_err *err) {
     if (!ix) return gk_strdup(q);
-    size_t n_ctx = (size_t)em->m->cfg.n_ctx, budget = n_ctx > max_new + 48 ? n_ctx - max_new - 48 : 1;
+    size_t n_ctx = (size_t)em->m->cfg.n_ctx, budget = n_ctx > max_new + 32 ? n_ctx - max_new - 32 : 1;
     return index_augment_question(ix, em->tok, q, 1, budget, err);
 }
 
@@ -104,7 +105,7 @@ static int rag_answering(const pipe_cfg *c, index_db *ix, const char *const *nam
         rag_doc_draw(&r, (long)(i / 4), &d);
         for (size_t k = 0; k < 4 && i + k < n; k++) { strcpy(q[i + k], d.question[k]); strcpy(a[i + k], d.answer[k]); }
     }
-    size_t max_new = (size_t)(c->max_new > 0 ? c->max_new : 24);
+    size_t max_new = RAG_MAX_NEW;
     cJSON *ans = cJSON_AddObjectToObject(j, "answering");
     cJSON_AddNumberToObject(ans, "questions", (double)n);
     cJSON_AddNumberToObject(ans, "top_k", 1);

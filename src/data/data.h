@@ -402,7 +402,7 @@ int rag_docs_write(const char *dir, long n_people, uint64_t seed, size_t *n_docs
 /* One generated person (rag_docs_write writes person i of the set drawn from r): the document text (two
  * paragraphs, ending in a newline), its id "person-<i>", and four questions (birthplace, birth year, trade,
  * spouse; each in one of three phrasings) with their answers (verbatim in text) and the demo's reply for each
- * (the answer in one sentence: "Briwyn was born in Voromwick."). */
+ * (the answer in a span of the document's own words: "Briwyn Quabrita was born in Voromwick."). */
 typedef struct { char id[32]; char text[512]; char question[4][128]; char answer[4][80]; char reply[4][160]; } rag_doc;
 void rag_doc_draw(gk_rng *r, long i, rag_doc *d);
 /* Question k of d as chat --retrieve puts it to the model when retrieval finds d (index_augment_question with

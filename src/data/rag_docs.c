@@ -49,12 +49,13 @@ void rag_doc_draw(gk_rng *r, long i, rag_doc *d) {
     snprintf(d->answer[1], sizeof d->answer[1], "%d", p.year);
     snprintf(d->answer[2], sizeof d->answer[2], "%s", p.trade);
     snprintf(d->answer[3], sizeof d->answer[3], "%s", p.spouse);
-    /* replies name the person by first name, as the document's second sentence does: short enough for the
-     * demo's 24-token answers */
-    snprintf(d->reply[0], sizeof d->reply[0], "%s was born in %s.", p.first, p.town);
-    snprintf(d->reply[1], sizeof d->reply[1], "%s was born in %d.", p.first, p.year);
-    snprintf(d->reply[2], sizeof d->reply[2], "%s worked as %s %s.", p.first, strchr("aeiou", p.trade[0]) ? "an" : "a", p.trade);
-    snprintf(d->reply[3], sizeof d->reply[3], "%s married %s.", p.first, p.spouse);
+    /* replies quote the source: each is a span of the document's words that holds the answer (plus a full
+     * stop), so a model can learn to answer by finding the sentence and copying from it, which a small
+     * transformer learns (an induction-style copy) far more readily than rewording */
+    snprintf(d->reply[0], sizeof d->reply[0], "%s %s was born in %s.", p.first, p.last, p.town);
+    snprintf(d->reply[1], sizeof d->reply[1], "%s %s was born in %s in the year %d.", p.first, p.last, p.town, p.year);
+    snprintf(d->reply[2], sizeof d->reply[2], "%s worked as a %s.", p.first, p.trade);
+    snprintf(d->reply[3], sizeof d->reply[3], "%s wrote %d books and married %s.", p.last, p.books, p.spouse);
 }
 
 static void rag_add_q(cJSON *qs, const char *q, const char *answer, const char *doc) {
