@@ -41,7 +41,7 @@ static char *rag_user_turn(index_db *ix, const eval_model *em, const char *q, si
 /* One model's accuracy on questions q[0..n) (answers a) with ix (retrieval) or without (ix NULL): greedy
  * replies of up to max_new tokens, correct when they contain the answer as whole words (the demo's "contains"
  * check). *with_source: the prompts that held a source (a model whose context cannot hold one gets the bare
- * question). Up to two replies go into samples. */
+ * question). One right and one wrong reply (where there are) go into samples. */
 static int rag_answer(eval_model *em, index_db *ix, char q[][128], char a[][80], size_t n, size_t max_new,
                       size_t *right, size_t *with_source, cJSON *samples, gk_err *err) {
     *right = *with_source = 0;
@@ -78,7 +78,10 @@ static int rag_answer(eval_model *em, index_db *ix, char q[][128], char a[][80],
             while (*text == ' ') text++;
             int ok = demo_check_answer("contains", a[b0 + i], text) == 1;
             *right += (size_t)ok;
-            if (samples && cJSON_GetArraySize(samples) < 2) {
+            int shown = 0;   /* one right and one wrong reply, where there are */
+            const cJSON *sm;
+            cJSON_ArrayForEach(sm, samples) shown += cJSON_IsTrue(cJSON_GetObjectItem(sm, "correct")) == ok;
+            if (samples && !shown) {
                 cJSON *o = cJSON_CreateObject();
                 cJSON_AddStringToObject(o, "user", users[i]); cJSON_AddStringToObject(o, "reply", text);
                 cJSON_AddStringToObject(o, "expected", a[b0 + i]); cJSON_AddBoolToObject(o, "correct", ok);
