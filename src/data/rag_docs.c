@@ -24,7 +24,7 @@ static void rag_name(gk_rng *r, char *out, size_t cap, int syllables, int cap_fi
 typedef struct { char first[32], last[32], town[48], spouse[72], trade[24], animal[12]; int year, count, books; } rag_person;
 
 /* one person: the document and four questions (birthplace, year, trade, spouse), each in one of three
- * phrasings, with the answer and the demo's reply (the answer in a sentence, as the demo's fact replies) */
+ * phrasings, with the answer and the demo's reply (a sentence that states it, quoting the document) */
 void rag_doc_draw(gk_rng *r, long i, rag_doc *d) {
     rag_person p;
     char tmp[24], t2[24];   /* two syllables: at most 7 bytes */
@@ -50,8 +50,8 @@ void rag_doc_draw(gk_rng *r, long i, rag_doc *d) {
     snprintf(d->answer[2], sizeof d->answer[2], "%s", p.trade);
     snprintf(d->answer[3], sizeof d->answer[3], "%s", p.spouse);
     /* replies quote the source: each is a span of the document's words that holds the answer (plus a full
-     * stop), so a model can learn to answer by finding the sentence and copying from it, which a small
-     * transformer learns (an induction-style copy) far more readily than rewording */
+     * stop), so a model can answer by finding the sentence and copying from it: the easiest reading to learn
+     * (rewording replies taught the demo's small models nothing; bench/RESULTS.md) */
     snprintf(d->reply[0], sizeof d->reply[0], "%s %s was born in %s.", p.first, p.last, p.town);
     snprintf(d->reply[1], sizeof d->reply[1], "%s %s was born in %s in the year %d.", p.first, p.last, p.town, p.year);
     snprintf(d->reply[2], sizeof d->reply[2], "%s worked as a %s.", p.first, p.trade);
