@@ -562,6 +562,74 @@ static void test_corpus_extract(void) {
     free(gz); free(plain); free(trunc); free(o2); free(out); free(dir);
 }
 
+
+/* ---------------------------------------------------------------- reading sources (retrieval) */
+
+/* The documents' facts and the SFT reading exercises: every answer is in its document and in its reply; the
+ * exercises take the share asked for, each a user turn "Sources:\n[1] (FILE#person-N) DOC\n\nQuestion: Q"
+ * whose reply quotes the source; the people are never the evaluation set's. */
+typedef struct { long lines, rag; size_t bad; char eval_names[200][48]; } rag_ctx;
+static void rag_line(const cJSON *obj, const char *where, void *vctx) {
+    rag_ctx *c = vctx;
+    c->lines++;
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(obj, "messages");
+    const cJSON *u = cJSON_GetArrayItem(m, 0), *a = cJSON_GetArrayItem(m, 1);
+    const char *ut = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(u, "content"));
+    if (!ut || strncmp(ut, "Sources:", 8)) return;
+    c->rag++;
+    const char *at = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(a, "content"));
+    const char *ur = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(u, "role"));
+    const char *ar = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(a, "role"));
+    const char *q = strstr(ut, "\n\nQuestion: ");
+    int ok = cJSON_GetArraySize(m) == 2 && ur && !strcmp(ur, "user") && ar && !strcmp(ar, "assistant") && at && q &&
+             !strncmp(ut, "Sources:\n[1] (d/docs.jsonl#person-", 34) && !strstr(ut, "[2] (");
+    /* the reply quotes the source: its words (without the final '.') are a span of the document */
+    char quote[256] = "", src[1024] = "";
+    if (at && at[0]) snprintf(quote, sizeof quote, "%.*s", (int)strlen(at) - 1, at);
+    if (q) snprintf(src, sizeof src, "%.*s", (int)(q - ut), ut);
+    ok = ok && quote[0] && at[strlen(at) - 1] == '.' && strstr(src, quote) && strlen(quote) > 10;
+    /* the question's person is not one of the evaluation set's */
+    for (int i = 0; ok && i < 200; i++) ok = !strstr(q, c->eval_names[i]);
+    if (!ok && c->bad++ < 3) tl_fail_at(__FILE__, __LINE__, "%s: bad reading exercise: %s -> %s", where, ut, at ? at : "(none)");
+}
+
+static void test_rag_docs_and_sft(void) {
+    gk_rng r; gk_rng_seed(&r, 11);
+    for (long i = 0; i < 300; i++) {
+        rag_doc d;
+        rag_doc_draw(&r, i, &d);
+        char want_id[32]; snprintf(want_id, sizeof want_id, "person-%ld", i);
+        CHECK(!strcmp(d.id, want_id), "id %s", d.id);
+        for (int k = 0; k < 4; k++) {
+            CHECK(demo_check_answer("contains", d.answer[k], d.text) == 1, "answer '%s' not in: %s", d.answer[k], d.text);
+            CHECK(demo_check_answer("contains", d.answer[k], d.reply[k]) == 1, "answer '%s' not in reply '%s'", d.answer[k], d.reply[k]);
+            char quote[160]; snprintf(quote, sizeof quote, "%.*s", (int)strlen(d.reply[k]) - 1, d.reply[k]);
+            CHECK(strstr(d.text, quote) && d.reply[k][strlen(d.reply[k]) - 1] == '.', "reply '%s' does not quote: %s", d.reply[k], d.text);
+            CHECK(demo_check_answer("contains", d.answer[k], d.question[k]) == 0, "question '%s' gives away '%s'", d.question[k], d.answer[k]);
+            char aug[2048];
+            size_t n = rag_augmented_question(&d, "x.jsonl", k, aug, sizeof aug);
+            CHECK(n < sizeof aug && strstr(aug, d.question[k]) && strstr(aug, "(x.jsonl#person-") && aug[n - 1] == '?', "augmented: %s", aug);
+        }
+    }
+    /* the SFT file: 30% reading exercises here (default 0: the golden checksums above) */
+    rag_ctx *c = calloc(1, sizeof *c);
+    gk_rng_seed(&r, 1337);   /* the pipeline's evaluation documents with its default seed */
+    for (int i = 0; i < 200; i++) {
+        rag_doc d; rag_doc_draw(&r, i, &d);
+        const char *name = strstr(d.text, " was born");
+        snprintf(c->eval_names[i], sizeof c->eval_names[i], "%.*s?", (int)(name - d.text), d.text);
+    }
+    char *dir = tl_tmpdir("demo_rag"), *p = gk_path_join(dir, "sft.jsonl");
+    demo_opts o; demo_opts_default(&o);
+    o.sft_rag = 0.3; o.sft_tools = 0.2; o.rag_source = "d/docs.jsonl";
+    gk_err err;
+    CHECK(demo_gen_sft(p, 2000, 9, &o, &err) == 2000, "%s", err.msg);
+    for_lines(p, rag_line, c);
+    CHECK(c->lines == 2000 && c->rag > 520 && c->rag < 680, "%ld reading exercises in %ld lines, want about 600", c->rag, c->lines);
+    CHECK(c->bad == 0, "%zu bad reading exercises", c->bad);
+    free(c); free(p); free(dir);
+}
+
 int main(void) {
     TL_RUN(test_same_seed_same_bytes);
     TL_RUN(test_golden_checksums);
@@ -574,5 +642,6 @@ int main(void) {
     TL_RUN(test_eval_read_back);
     TL_RUN(test_bad_arguments);
     TL_RUN(test_corpus_extract);
+    TL_RUN(test_rag_docs_and_sft);
     return tl_summary();
 }

@@ -4,6 +4,7 @@
  * rebuild embeds nothing, a changed document is replaced, a bad input or another embedder changes nothing,
  * int8 vectors rank like fp32. The SIGKILL-mid-build check is in tests/cli/rag.sh. */
 #include "core/core.h"
+#include "data/data.h"
 #include "embed/embed.h"
 #include "index/index.h"
 #include "tools/tools.h"
@@ -190,9 +191,48 @@ static void test_build_query(void) {
     embed_free(m);
 }
 
+
+/* The demo's SFT reading exercises (rag_augmented_question) put a source before the question exactly as
+ * index_augment_question does when BM25 finds the document: checked on the demo document set itself. */
+static void test_demo_augmentation(void) {
+    gk_err err;
+    char *dir = tl_tmpdir("index_rag"), *docs = gk_path_join(dir, "docs.jsonl"), *db = gk_path_join(dir, "ix.db");
+    size_t nd = 0, nq = 0;
+    CHECK(rag_docs_write(dir, 30, 5, &nd, &nq, &err) == 0 && nd == 30 && nq == 120, "%s", err.msg);
+    index_build_opts o; index_build_opts_default(&o);
+    const char *paths[1] = {docs};
+    CHECK(index_build(db, NULL, paths, 1, &o, NULL, &err) == 0, "%s", err.msg);
+    index_db *ix = index_open(db, NULL, &err);
+    tok_tokenizer *tk = tok_load(tl_path("tests/fixtures/tok/kjv4k.tiktoken"), &err);
+    CHECK(ix && tk, "%s", err.msg);
+    if (ix && tk) {
+        CHECK(index_n_chunks(ix) == 30, "one chunk per document, got %zu chunks", index_n_chunks(ix));
+        gk_rng r; gk_rng_seed(&r, 5);
+        size_t same = 0;
+        for (long i = 0; i < 30; i++) {
+            rag_doc d;
+            rag_doc_draw(&r, i, &d);
+            for (int k = 0; k < 4; k++) {
+                char want[2048];
+                rag_augmented_question(&d, docs, k, want, sizeof want);
+                char *got = index_augment_question(ix, tk, d.question[k], 1, 1000, &err);
+                CHECK(got, "%s", err.msg);
+                if (got && !strcmp(got, want)) same++;
+                else if (got && same + 1 == (size_t)(i * 4 + k + 1)) printf("  first difference:\n%s\n---\n%s\n", got, want);
+                free(got);
+            }
+        }
+        CHECK(same == 120, "%zu of 120 augmented questions match the SFT data's", same);
+    }
+    tok_free(tk);
+    index_close(ix);
+    free(dir); free(docs); free(db);
+}
+
 int main(void) {
     TL_RUN(test_chunking);
     TL_RUN(test_parse_refusals);
     TL_RUN(test_build_query);
+    TL_RUN(test_demo_augmentation);
     return tl_summary();
 }

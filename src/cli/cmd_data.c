@@ -72,7 +72,10 @@ static const gen_kind KINDS[] = {
      "  --ramble F   fraction of plain replies with a filler sentence (default 0.15)\n"
      "  --slip F     fraction of format-mode replies that ignore the format (default 0)\n"
      "  --multi F    fraction of two-exchange conversations (default 0.15)\n"
-     "  --tools F    fraction of big-number arithmetic conversations that call the calc tool (default 0)\n", 3000, demo_gen_sft},
+     "  --tools F    fraction of big-number arithmetic conversations that call the calc tool (default 0)\n"
+     "  --rag F      fraction of conversations answering from a source placed before the question, as\n"
+     "               `chat --retrieve` places it (generated documents, never the evaluation set's; default 0)\n"
+     "  --rag-source FILE  the document file those sources name (default docs.jsonl)\n", 3000, demo_gen_sft},
     {"prefs", "Preferences labelled by the hidden rule: correct beats wrong, follows the format beats ignores\n"
               "it, concise beats rambling. A mix of pairs and rankings (best first).",
      "  --rank F     fraction of lines that are rankings rather than pairs (default 0.4)\n"
@@ -89,7 +92,7 @@ static double frac_arg(cli_args *a, const char *flag) {
 }
 
 static int run_gen(const gen_kind *k, int argc, char **argv) {
-    char usage[2048];
+    char usage[4096];
     snprintf(usage, sizeof usage, USAGE_GEN, k->name, k->what, k->default_n, k->extra);
     cli_args a; cli_args_init(&a, argc, argv, usage);
     char cmd[32]; snprintf(cmd, sizeof cmd, "data %s", k->name); a.cmd = cmd;
@@ -105,6 +108,8 @@ static int run_gen(const gen_kind *k, int argc, char **argv) {
         else if (k->fn == demo_gen_sft && cli_is(f, "--slip")) o.sft_slip = frac_arg(&a, f);
         else if (k->fn == demo_gen_sft && cli_is(f, "--multi")) o.sft_multi = frac_arg(&a, f);
         else if (k->fn == demo_gen_sft && cli_is(f, "--tools")) o.sft_tools = frac_arg(&a, f);
+        else if (k->fn == demo_gen_sft && cli_is(f, "--rag")) o.sft_rag = frac_arg(&a, f);
+        else if (k->fn == demo_gen_sft && cli_is(f, "--rag-source")) o.rag_source = cli_str(&a, f);
         else if (k->fn == demo_gen_prefs && cli_is(f, "--rank")) o.pref_rank = frac_arg(&a, f);
         else if (k->fn == demo_gen_prefs && cli_is(f, "--arith")) o.pref_arith = frac_arg(&a, f);
         else cli_unknown(&a, f);

@@ -48,6 +48,7 @@ static const kspec KEYS[] = {
     D("data.sft_slip", sft_slip, "share of format-mode SFT replies that ignore the format (imperfect demonstrations)"),
     D("data.sft_tools", sft_tools, "share of SFT conversations that call the calc tool (big-number arithmetic)"),
     L("data.tool_eval", n_tool_eval, "held-out big-number arithmetic tasks for the tools"),
+    D("data.sft_rag", sft_rag, "share of SFT conversations that answer from a source placed before the question (retrieval)"),
 };
 static const kspec EVAL_KEYS[] = {
     L("eval.tasks", eval_tasks, "held-out tasks per model"), L("eval.fewshot_k", fewshot_k, "examples in the base model's prompt"),
@@ -57,6 +58,7 @@ static const kspec EVAL_KEYS[] = {
     L("eval.max_new", max_new, "answer token limit"),
     L("eval.strategy_tasks", strategy_tasks, "tasks per row of the strategies table (0 = none)"),
     L("eval.best_of", best_of, "N of the best-of-N baseline in the win rates (samples from SFT, the RM's favourite; 0 = none)"),
+    L("eval.rag_questions", rag_questions, "document questions answered without and with retrieval (SFT and PPO; 0 = none)"),
 };
 #undef L
 #undef D
@@ -103,6 +105,7 @@ void pipe_cfg_default(pipe_cfg *c) {
     c->best_of = 4;
     c->eval_tasks = 200; c->fewshot_k = 3; c->div_prompts = 16; c->div_samples = 8; c->compare_n = 100; c->max_new = 24;
     c->strategy_tasks = 100;
+    c->sft_rag = 0; c->rag_questions = 100;
 }
 
 static char *trim(char *s) {
@@ -335,6 +338,9 @@ static int st_data(ctx *x, cJSON *j, gk_err *err) {
     dop.sft_tools = c->sft_tools;
     dop.sft_ramble = c->sft_ramble;
     dop.sft_slip = c->sft_slip;
+    dop.sft_rag = c->sft_rag;
+    char *rag_docs = pipe_rag_docs_path(x->p_data);   /* the file the eval stage indexes: its sources' name */
+    dop.rag_source = rag_docs;
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         char *p = gk_path_join(x->p_data, files[i].name);
         uint64_t seed = (uint64_t)c->seed * 1000 + files[i].seed;
@@ -344,9 +350,10 @@ static int st_data(ctx *x, cJSON *j, gk_err *err) {
                : files[i].kind == 3 ? demo_gen_eval(p, files[i].n, seed, NULL, err)
                : demo_gen_tool_eval(p, files[i].n, seed, NULL, err);
         free(p);
-        if (n < 0) return -1;
+        if (n < 0) { free(rag_docs); return -1; }
         cJSON_AddNumberToObject(j, files[i].name, (double)n);
     }
+    free(rag_docs);
     return 0;
 }
 
@@ -736,7 +743,9 @@ static int st_eval(ctx *x, cJSON *j, gk_err *err) {
     }
     if (rc == 0) rc = eval_strategies(x, j, err);
     /* retrieval (issue 16): recall@k of the demo document set, BM25 */
-    if (rc == 0) rc = pipe_retrieval(c, x->p_data, cJSON_AddObjectToObject(j, "retrieval"), err);
+    /* and the SFT model's and PPO's answers about the documents without and with retrieval */
+    const char *rag_names[2] = { "sft", "ppo" }, *rag_dirs[2] = { x->p_sft_model, x->p_ppo };
+    if (rc == 0) rc = pipe_retrieval(c, x->p_data, rag_names, rag_dirs, 2, cJSON_AddObjectToObject(j, "retrieval"), err);
     free(tasks);
     free(ev);
     return rc;
@@ -794,6 +803,7 @@ static void fast_config(pipe_cfg *c) {
     c->best_of = 2;
     c->eval_tasks = 20; c->div_prompts = 4; c->div_samples = 4; c->compare_n = 10; c->max_new = 12;
     c->n_tool_eval = 10; c->strategy_tasks = 4;
+    c->rag_questions = 8;
 }
 
 int cmd_pipeline(int argc, char **argv) {

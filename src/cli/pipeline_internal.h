@@ -23,6 +23,7 @@ typedef struct {
     double sft_tools;         /* share of SFT conversations that teach the calc tool (issue 15) */
     double sft_ramble, sft_slip;   /* imperfect demonstrations: rambling plain replies, format slips (issue 21) */
     long   n_tool_eval;       /* held-out big-number arithmetic tasks (tool_eval.jsonl) */
+    double sft_rag;           /* share of SFT conversations that read a source before the question (issue 16) */
     /* the training stages: every option of their tables (train.h) marked TRAIN_OPT_PIPE is a key,
      * "<stage>.<name>" or "model.<name>"; paths, the seed and the precision are set by the pipeline */
     pretrain_opts pt;
@@ -35,6 +36,7 @@ typedef struct {
     long   eval_tasks, fewshot_k, div_prompts, div_samples, compare_n, max_new;
     long   strategy_tasks;    /* tasks per row of the strategies table (0 = no table) */
     long   best_of;           /* N of the best-of-N row of the win rates (0 or 1 = no row) */
+    long   rag_questions;     /* questions about the demo documents answered without and with retrieval (0 = none) */
 } pipe_cfg;
 
 void pipe_cfg_default(pipe_cfg *c);
@@ -60,9 +62,15 @@ typedef struct { const char *name; const double *x, *y; size_t n; } svg_series;
 int svg_line_chart(const char *path, const char *title, const char *xlabel, const char *ylabel,
                    const svg_series *s, size_t ns, gk_err *err);
 
-/* Retrieval recall of the demo document set, BM25 (pipeline_retrieval.c; the eval stage records it as
- * "retrieval" in stages/eval.json). data_dir: the run's data directory. */
-int pipe_retrieval(const pipe_cfg *c, const char *data_dir, cJSON *j, gk_err *err);
+/* The retrieval check of the eval stage (pipeline_retrieval.c; recorded as "retrieval" in stages/eval.json):
+ * retrieval recall of the demo document set, BM25, and the accuracy of each of the n_models chat models
+ * (model_dirs, reported under model_names) on c->rag_questions questions about it, without and with the top
+ * source in the prompt. data_dir: the run's data directory. */
+int pipe_retrieval(const pipe_cfg *c, const char *data_dir, const char *const *model_names, const char *const *model_dirs,
+                   size_t n_models, cJSON *j, gk_err *err);
+/* The document file of the retrieval check, DATA_DIR/rag/docs.jsonl (malloc'd): the sources the SFT data's
+ * reading exercises name, so that they look like the prompts of the check. */
+char *pipe_rag_docs_path(const char *data_dir);
 
 /* Loads RUN/stages/<stage>.json (NULL if the stage has not completed). */
 cJSON *pipe_stage_result(const pipe_cfg *c, const char *stage);

@@ -320,11 +320,42 @@ int pipe_report(const pipe_cfg *c, gk_err *err) {
                                 "questions, %.0f chunks): the share of questions whose top-k chunks hold the answer, from its document.\n\n"
                                 "| mode | recall@1 | recall@5 | recall@10 |\n|---|---|---|---|\n| BM25 | %.1f%% | %.1f%% | %.1f%% |\n\n"
                                 "Vector and hybrid rows need a sentence-embedding model, which the offline demo does not have: "
-                                "`gptkit index build --embedder DIR` and `gptkit index eval` give them (docs/retrieval.md). "
-                                "Answering accuracy with and without retrieval is not reported: the demo's chat model was not "
-                                "trained to read sources in its prompt.\n",
+                                "`gptkit index build --embedder DIR` and `gptkit index eval` give them (docs/retrieval.md).\n",
                                 num(rt, "documents"), num(rt, "questions"), num(rt, "chunks"), 100 * num(bm, "recall@1"),
                                 100 * num(bm, "recall@5"), 100 * num(bm, "recall@10"));
+        cJSON *an = obj(rt, "answering");
+        if (bm && an) {
+            gk_afile_printf(f, "\nAnswering the first %.0f of those questions (greedy, the answer must appear in the reply): without "
+                            "retrieval, and with the best BM25 chunk (top %.0f) and its source before the question, as `gptkit chat --retrieve` "
+                            "puts it where the model's context holds it (the prompts with a source). The names are invented, so without the source a model can only guess; "
+                            "with it the model has to read. %s "
+                            "Accuracy with its 95%% Wilson interval.\n\n"
+                            "| model | without retrieval | 95%% interval | with retrieval (BM25) | 95%% interval | questions | prompts with a source | seconds |\n"
+                            "|---|---|---|---|---|---|---|---|\n", num(an, "questions"), num(an, "top_k"),
+                            c->sft_rag > 0 ? "The SFT data's reading exercises (`data.sft_rag`) are about other invented people."
+                                           : "This run's SFT data has no reading exercises (`data.sft_rag = 0`, the default: they cost the "
+                                             "other skills; bench/RESULTS.md has a run with 0.2), so expect little either way.");
+            const char *rn[2] = { "sft", "ppo" };
+            for (int k = 0; k < 2; k++) {
+                cJSON *o = obj(an, rn[k]), *wo = obj(o, "without_retrieval"), *wi = obj(o, "with_retrieval");
+                if (!wo || !wi) continue;
+                gk_afile_printf(f, "| %s | **%.1f%%** | [%.1f%%, %.1f%%] | **%.1f%%** | [%.1f%%, %.1f%%] | %.0f | %.0f | %.1f |\n", rn[k],
+                                100 * num(wo, "accuracy"), 100 * num(wo, "ci_lo"), 100 * num(wo, "ci_hi"), 100 * num(wi, "accuracy"),
+                                100 * num(wi, "ci_lo"), 100 * num(wi, "ci_hi"), num(wi, "n"), num(wi, "prompts_with_source"), num(o, "seconds"));
+            }
+            cJSON *ss = obj(obj(obj(an, "sft"), "with_retrieval"), "samples"), *it;
+            if (ss && cJSON_GetArraySize(ss)) gk_afile_printf(f, "\nThe SFT model with retrieval:\n\n");
+            cJSON_ArrayForEach(it, ss) {
+                /* the user turn spans lines (sources, then the question): each line quoted */
+                gk_afile_printf(f, "> *user:* ");
+                for (const char *u = cJSON_GetStringValue(obj(it, "user")); u && *u; u++) {
+                    if (*u == '\n') gk_afile_printf(f, "<br>\n> ");
+                    else gk_afile_printf(f, "%c", *u);
+                }
+                gk_afile_printf(f, "<br>\n> *sft:* %s  %s (expected %s)\n\n", cJSON_GetStringValue(obj(it, "reply")),
+                                cJSON_IsTrue(obj(it, "correct")) ? "✓" : "✗", cJSON_GetStringValue(obj(it, "expected")));
+            }
+        }
         gk_afile_printf(f, "\n## Sample conversations\n\n");
         for (int k = 0; k < 5; k++) {
             cJSON *o = obj(ms, mn[k]);

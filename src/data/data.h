@@ -369,6 +369,12 @@ typedef struct {
     double sft_tools;    /* fraction of SFT conversations that are big-number arithmetic solved with the calc
                             tool (demo_tool_conversation; drawn from their own RNG stream); default 0, which
                             leaves the file as it was before tools existed */
+    double sft_rag;      /* fraction of SFT conversations that answer a question about a generated document from
+                            the document placed before it, as `chat --retrieve` places retrieved sources
+                            (rag_sft_conversation; people drawn from their own RNG stream, never those of the
+                            evaluation set); default 0, which leaves the file as it was */
+    const char *rag_source;   /* the document file named in those sources (NULL: "docs.jsonl"); the pipeline
+                            names the file its evaluation index is built from, so the prompts look alike */
 } demo_opts;
 void demo_opts_default(demo_opts *o);
 
@@ -410,6 +416,20 @@ long demo_read_eval(const char *path, demo_task **out, gk_err *err);
  * DIR/docs.jsonl ({"text", "id"}) and DIR/questions.jsonl ({"question", "answer", "doc"}: the answer is
  * verbatim in document doc) atomically. Deterministic in (n_people, seed). Returns 0 or -1. */
 int rag_docs_write(const char *dir, long n_people, uint64_t seed, size_t *n_docs, size_t *n_questions, gk_err *err);
+
+/* One generated person (rag_docs_write writes person i of the set drawn from r): the document text (two
+ * paragraphs, ending in a newline), its id "person-<i>", and four questions (birthplace, birth year, trade,
+ * spouse; each in one of three phrasings) with their answers (verbatim in text) and the demo's reply for each
+ * (the answer in a span of the document's own words: "Briwyn Quabrita was born in Voromwick."). */
+typedef struct { char id[32]; char text[512]; char question[4][128]; char answer[4][80]; char reply[4][160]; } rag_doc;
+void rag_doc_draw(gk_rng *r, long i, rag_doc *d);
+/* Question k of d as chat --retrieve puts it to the model when retrieval finds d (index_augment_question with
+ * k = 1 over an index of source_file): "Sources:\n[1] (SOURCE_FILE#id) text\n\nQuestion: question". Writes at
+ * most cap bytes (snprintf's contract) and returns the length it needed. */
+size_t rag_augmented_question(const rag_doc *d, const char *source_file, int k, char *out, size_t cap);
+/* Appends one SFT exchange that reads a source to msgs (a cJSON array): a fresh person from r, one of its
+ * questions augmented as above (source_file NULL or "": "docs.jsonl"), and the reply taken from the source. */
+void rag_sft_conversation(gk_rng *r, const char *source_file, struct cJSON *msgs);
 
 
 

@@ -340,7 +340,14 @@ long demo_gen_sft(const char *path, long n, uint64_t seed, const demo_opts *o, g
     gk_rng r; seed_for(&r, seed, 1);
     gk_rng rt; seed_for(&rt, seed, 6);   /* tool conversations: their own stream, so sft_tools = 0 changes nothing */
     gk_rng rs; seed_for(&rs, seed, 7);   /* format slips: their own stream, so sft_slip = 0 changes nothing */
+    gk_rng rq; seed_for(&rq, seed, 8);   /* reading sources: their own stream, so sft_rag = 0 changes nothing */
     for (long i = 0; i < n; i++) {
+        if (op.sft_rag > 0 && gk_rng_uniform(&rq) < op.sft_rag) {
+            cJSON *obj = cJSON_CreateObject();
+            rag_sft_conversation(&rq, op.rag_source, cJSON_AddArrayToObject(obj, "messages"));
+            sink_line(&s, obj);
+            continue;
+        }
         if (op.sft_tools > 0 && gk_rng_uniform(&rt) < op.sft_tools) {
             cJSON *obj = cJSON_CreateObject();
             demo_tool_conversation(&rt, cJSON_AddArrayToObject(obj, "messages"));

@@ -23,14 +23,9 @@ static void rag_name(gk_rng *r, char *out, size_t cap, int syllables, int cap_fi
 
 typedef struct { char first[32], last[32], town[48], spouse[72], trade[24], animal[12]; int year, count, books; } rag_person;
 
-static void rag_add_q(cJSON *qs, const char *q, const char *answer, const char *doc) {
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "question", q); cJSON_AddStringToObject(o, "answer", answer); cJSON_AddStringToObject(o, "doc", doc);
-    cJSON_AddItemToArray(qs, o);
-}
-
-/* one person: the document and four questions, each in one of three phrasings */
-static void rag_person_doc(gk_rng *r, long i, cJSON *docs, cJSON *qs) {
+/* one person: the document and four questions (birthplace, year, trade, spouse), each in one of three
+ * phrasings, with the answer and the demo's reply (a sentence that states it, quoting the document) */
+void rag_doc_draw(gk_rng *r, long i, rag_doc *d) {
     rag_person p;
     char tmp[24], t2[24];   /* two syllables: at most 7 bytes */
     rag_name(r, p.first, sizeof p.first, 2, 1); rag_name(r, p.last, sizeof p.last, 2 + (int)gk_rng_below(r, 2), 1);
@@ -39,24 +34,68 @@ static void rag_person_doc(gk_rng *r, long i, cJSON *docs, cJSON *qs) {
     snprintf(p.trade, sizeof p.trade, "%s", TRADE[gk_rng_below(r, 12)]);
     snprintf(p.animal, sizeof p.animal, "%s", ANIMAL[gk_rng_below(r, 6)]);
     p.year = 1700 + (int)gk_rng_below(r, 300); p.count = 3 + (int)gk_rng_below(r, 90); p.books = 2 + (int)gk_rng_below(r, 20);
-    char text[1024], id[32], q[256], a[96];
-    snprintf(id, sizeof id, "person-%ld", i);
-    snprintf(text, sizeof text,
+    snprintf(d->id, sizeof d->id, "person-%ld", i);
+    snprintf(d->text, sizeof d->text,
              "%s %s was born in %s in the year %d. %s worked as a %s and kept %d %s on a small farm.\n\n"
              "Later in life %s wrote %d books and married %s.\n",
              p.first, p.last, p.town, p.year, p.first, p.trade, p.count, p.animal, p.last, p.books, p.spouse);
-    cJSON *d = cJSON_CreateObject();
-    cJSON_AddStringToObject(d, "text", text); cJSON_AddStringToObject(d, "id", id);
-    cJSON_AddItemToArray(docs, d);
     static const char *const BORN[3] = {"Where was %s %s born?", "Which town is the birthplace of %s %s?", "%s %s came into the world in which place?"};
     static const char *const YEAR[3] = {"In what year was %s %s born?", "When was %s %s born?", "What is the birth year of %s %s?"};
     static const char *const TRADEQ[3] = {"What was the occupation of %s %s?", "What did %s %s do for a living?", "Which craft did %s %s practise?"};
     static const char *const SPOUSE[3] = {"Whom did %s %s marry?", "Who was the spouse of %s %s?", "Who became the wife or husband of %s %s?"};
-    snprintf(q, sizeof q, BORN[gk_rng_below(r, 3)], p.first, p.last); rag_add_q(qs, q, p.town, id);
-    snprintf(q, sizeof q, YEAR[gk_rng_below(r, 3)], p.first, p.last); snprintf(a, sizeof a, "%d", p.year); rag_add_q(qs, q, a, id);
-    snprintf(q, sizeof q, TRADEQ[gk_rng_below(r, 3)], p.first, p.last); rag_add_q(qs, q, p.trade, id);
-    snprintf(q, sizeof q, SPOUSE[gk_rng_below(r, 3)], p.first, p.last); rag_add_q(qs, q, p.spouse, id);
-    (void)p.books;
+    const char *const *phr[4] = {BORN, YEAR, TRADEQ, SPOUSE};
+    for (int k = 0; k < 4; k++) snprintf(d->question[k], sizeof d->question[k], phr[k][gk_rng_below(r, 3)], p.first, p.last);
+    snprintf(d->answer[0], sizeof d->answer[0], "%s", p.town);
+    snprintf(d->answer[1], sizeof d->answer[1], "%d", p.year);
+    snprintf(d->answer[2], sizeof d->answer[2], "%s", p.trade);
+    snprintf(d->answer[3], sizeof d->answer[3], "%s", p.spouse);
+    /* replies quote the source: each is a span of the document's words that holds the answer (plus a full
+     * stop), so a model can answer by finding the sentence and copying from it: the easiest reading to learn
+     * (rewording replies taught the demo's small models nothing; bench/RESULTS.md) */
+    snprintf(d->reply[0], sizeof d->reply[0], "%s %s was born in %s.", p.first, p.last, p.town);
+    snprintf(d->reply[1], sizeof d->reply[1], "%s %s was born in %s in the year %d.", p.first, p.last, p.town, p.year);
+    snprintf(d->reply[2], sizeof d->reply[2], "%s worked as a %s.", p.first, p.trade);
+    snprintf(d->reply[3], sizeof d->reply[3], "%s wrote %d books and married %s.", p.last, p.books, p.spouse);
+}
+
+static void rag_add_q(cJSON *qs, const char *q, const char *answer, const char *doc) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "question", q); cJSON_AddStringToObject(o, "answer", answer); cJSON_AddStringToObject(o, "doc", doc);
+    cJSON_AddItemToArray(qs, o);
+}
+
+static void rag_person_doc(gk_rng *r, long i, cJSON *docs, cJSON *qs) {
+    rag_doc d;
+    rag_doc_draw(r, i, &d);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "text", d.text); cJSON_AddStringToObject(o, "id", d.id);
+    cJSON_AddItemToArray(docs, o);
+    for (int k = 0; k < 4; k++) rag_add_q(qs, d.question[k], d.answer[k], d.id);
+}
+
+/* The user turn index_augment_question makes when retrieval finds the document (src/index/search.c): the
+ * chunk is the whole document, its trailing newline trimmed (a document is one chunk at the default chunk
+ * size), after its source "FILE#id". */
+size_t rag_augmented_question(const rag_doc *d, const char *source_file, int k, char *out, size_t cap) {
+    size_t len = strlen(d->text);
+    while (len && d->text[len - 1] == '\n') len--;
+    return (size_t)snprintf(out, cap, "Sources:\n[1] (%s#%s) %.*s\n\nQuestion: %s", source_file, d->id, (int)len, d->text,
+                            d->question[k]);
+}
+
+void rag_sft_conversation(gk_rng *r, const char *source_file, cJSON *msgs) {
+    rag_doc d;
+    /* a fresh person each time (ids as the evaluation set numbers its documents): nothing to memorise, so the
+     * model learns to read the source */
+    long id = (long)gk_rng_below(r, 1000);
+    rag_doc_draw(r, id, &d);
+    int k = (int)gk_rng_below(r, 4);
+    char user[2048];
+    rag_augmented_question(&d, source_file && source_file[0] ? source_file : "docs.jsonl", k, user, sizeof user);
+    cJSON *u = cJSON_CreateObject(), *a = cJSON_CreateObject();
+    cJSON_AddStringToObject(u, "role", "user"); cJSON_AddStringToObject(u, "content", user);
+    cJSON_AddStringToObject(a, "role", "assistant"); cJSON_AddStringToObject(a, "content", d.reply[k]);
+    cJSON_AddItemToArray(msgs, u); cJSON_AddItemToArray(msgs, a);
 }
 
 static int rag_write_lines(const char *path, cJSON *arr, gk_err *err) {

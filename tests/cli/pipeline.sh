@@ -31,7 +31,24 @@ for m in ("ppo", "dpo", "grpo"):                   # accuracy gains over SFT wit
     o = r["eval"]["models"][m]; assert o["gain_ci_lo"] <= o["gain_vs_sft"] <= o["gain_ci_hi"]
     assert abs(o["gain_vs_sft"] - (o["accuracy"] - r["eval"]["models"]["sft"]["accuracy"])) < 1e-9
 assert len(r["grpo"]["accuracy"]) == len(r["grpo"]["kl"]) == 2
+rt = r["eval"]["retrieval"]                      # issue 16: recall, and answering without and with retrieval
+assert rt["bm25"]["recall@1"] > 0.9, rt["bm25"]
+a = rt["answering"]; assert a["questions"] == 8 and a["top_k"] == 1
+for m in ("sft", "ppo"):
+    for w in ("without_retrieval", "with_retrieval"):
+        o = a[m][w]; assert o["n"] == 8 and o["ci_lo"] <= o["accuracy"] <= o["ci_hi"] and o["accuracy"] == o["correct"] / 8, (m, w, o)
+# (the fast model's 128-token context holds no source: the demo's 256 do, and test_index checks the prompt's form)
+assert a["sft"]["with_retrieval"]["prompts_with_source"] in range(9)
+assert a["sft"]["without_retrieval"]["samples"][0]["user"].endswith("?")
 PY
+grep -q "| sft | \*\*[0-9.]*%\*\* | \[" "$RUN/report.md" && grep -q "with retrieval (BM25)" "$RUN/report.md" \
+  && ! grep -q "is not reported" "$RUN/report.md" && pass report_retrieval_answering || fail report_retrieval_answering
+# the SFT data's reading exercises name the file the eval stage indexes (data.sft_rag)
+n=$(grep -cF "Sources:\\n[1] ($RUN/data/rag/docs.jsonl#person-" "$RUN/data/sft_train.jsonl")
+[ "$n" -gt 30 ] && pass sft_reading_exercises || fail sft_reading_exercises "$n lines"
+# configs/demo.conf is the built-in defaults written out
+tail -n +2 "$GK_ROOT/configs/demo.conf" | diff -q - <($GPTKIT pipeline --print-config) > /dev/null \
+  && pass demo_conf_is_print_config || fail demo_conf_is_print_config "regenerate: (head -1 configs/demo.conf; gptkit pipeline --print-config)"
 grep -q "gold win rate" "$RUN/report.md" && grep -qE "the target .* is \*\*(met|not met)\*\*" "$RUN/report.md" \
   && pass report_gold_win_rates || fail report_gold_win_rates
 missing=""
