@@ -68,7 +68,9 @@ static void test_host_rows(void) {
         CHECK(got_mx == (float)mx, "n %zu: max %.9g want %.9g", n, got_mx, mx);
         for (size_t i = 0; i < n; i++) want_exp += exp(((double)x[i] - mx) * 0.7);
         double z = kern_row_exp(e, x, n, got_mx, 0.7f), worst = 0;
-        CHECK(fabs(z - want_exp) <= 1e-6 * want_exp, "n %zu: sum of exp %.9g want %.9g", n, z, want_exp);
+        /* a float sum over each block of <= 1024 terms (vectorised lanes, or in order in a build without the
+         * clones): its rounding is up to ~1e-5 relative; the blocks are added in double */
+        CHECK(fabs(z - want_exp) <= 2e-5 * want_exp, "n %zu: sum of exp %.9g want %.9g", n, z, want_exp);
         for (size_t i = 0; i < n; i++) {
             double w = exp(((double)x[i] - mx) * 0.7), d = fabs(e[i] - w) / w;
             if (d > worst) worst = d;
@@ -78,8 +80,10 @@ static void test_host_rows(void) {
         double want1 = 0;
         for (size_t i = 0; i < n; i++) want1 += exp((double)x[i] - mx);
         double z1 = kern_row_expsum(x, n, got_mx), sm = kern_row_sum(x, n);
-        CHECK(fabs(z1 - want1) <= 1e-6 * want1, "n %zu: expsum %.9g want %.9g", n, z1, want1);
-        CHECK(fabs(sm - want_sum) <= 1e-4 + 1e-6 * fabs(want_sum), "n %zu: sum %.9g want %.9g", n, sm, want_sum);
+        CHECK(fabs(z1 - want1) <= 2e-5 * want1, "n %zu: expsum %.9g want %.9g", n, z1, want1);
+        double abs_sum = 0;
+        for (size_t i = 0; i < n; i++) abs_sum += fabs(x[i]);
+        CHECK(fabs(sm - want_sum) <= 2e-5 * abs_sum, "n %zu: sum %.9g want %.9g", n, sm, want_sum);
         float last = e[n - 1];
         kern_row_scale(e, n, 0.5f);
         CHECK(e[n - 1] == 0.5f * last, "n %zu: scale", n);
