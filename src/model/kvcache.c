@@ -35,7 +35,7 @@ gpt_kv *gpt_kv_new(const gpt_model *m, size_t max_seqs, size_t max_len) {
 
 static void scratch_free(gpt_kv *kv) {
     float **fs[] = { &kv->x, &kv->ln, &kv->qkv, &kv->atty, &kv->res, &kv->fch, &kv->fcg, &kv->mean, &kv->rstd, &kv->h,
-                     &kv->gate, &kv->qkve };
+                     &kv->gate };
     for (size_t i = 0; i < sizeof fs / sizeof fs[0]; i++) { kern_free(kv->be, *fs[i]); *fs[i] = NULL; }
     kern_free(kv->be, kv->tok); kv->tok = NULL;
     kern_free(kv->be, kv->rpos); kv->rpos = NULL;
@@ -120,7 +120,7 @@ const float *gpt_forward_kv(gpt_model *m, gpt_kv *kv, const size_t *slots, const
     gpt_block_acts ba = {
         .x = kv->x, .ln1 = kv->ln, .ln1_mean = kv->mean, .ln1_rstd = kv->rstd, .qkv = kv->qkv, .atty = kv->atty,
         .res2 = kv->res, .ln2 = kv->ln, .ln2_mean = kv->mean, .ln2_rstd = kv->rstd, .fch = kv->fch,
-        .fch_gelu = kv->fcg, .gate = kv->gate, .qkve = kv->qkve, .xo = kv->x,
+        .fch_gelu = kv->fcg, .gate = kv->gate, .xo = kv->x,
     };
     gpt_attn_mode am = { .cached = 1, .B = B, .T = n, .slots = kv->didx, .pos = kv->didx + S, .max_len = T, .skinny = 1,
                          .rpos = kv->rpos, .inv_freq = m->inv_freq, .lora = m->lora };

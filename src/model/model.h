@@ -483,11 +483,11 @@ void gpt_lora_bwd(gpt_lora *L, kern_backend *be, int layer, int role, float *din
 typedef struct gpt_kv {
     size_t max_seqs, max_len;   /* slots; tokens per slot (<= n_ctx) */
     size_t *len;                /* host [max_seqs]: tokens cached in each slot */
-    float *k, *v;               /* device [L, max_seqs, NH, max_len, hs] */
+    float *k, *v;               /* device [L, max_seqs, NKV, max_len, hs]: the key/value heads only */
     /* scratch for one call of up to cap_rows new rows (device unless noted) */
     size_t cap_rows;
     float *x, *ln, *qkv, *atty, *res, *fch, *fcg, *mean, *rstd, *h;
-    float *gate, *qkve;         /* SwiGLU gate; expanded k/v (grouped-query attention) */
+    float *gate;                /* SwiGLU gate */
     int32_t *tok, *rpos;        /* rpos: each new row's position (rotary models) */
     size_t *pos;                /* host [max_seqs] */
     int32_t *idx, *didx;        /* host, device [2, max_seqs]: one call's slot | pos per sequence, as int32 */
