@@ -6,7 +6,8 @@
  * streaming; log-probs; clear errors. The scheduler (admit / step / cancel / take): requests joining a running
  * batch generate what they generate alone (greedy and seeded sampling, with text, stop strings and streaming),
  * a cancelled or finished sequence frees its slot at once and the queue's head takes it, FIFO order and the
- * busy limit, many short requests through few slots. */
+ * busy limit, many short requests through few slots; prefix reuse runs only a prompt's rest and changes nothing
+ * but rounding. */
 #include "infer/infer.h"
 #include "kern/kern.h"
 #include "train/train.h"
@@ -887,6 +888,67 @@ static void test_sched_many_short_requests(void) {
     gpt_free(m);
 }
 
+/* Prefix reuse (engine_set_prefix_reuse): a request placed on a slot whose cache holds part of its prompt runs
+ * only the rest and generates what it generates alone (ids; log-probs within 1e-5), and says how much it
+ * reused; its n samples fork from that slot; requests placed together run their rests as one padded batch. */
+static size_t run_reuse(engine *e, gpt_model *m, const int32_t *prompt, size_t n, const engine_req_opts *o, const char *what) {
+    gk_err err;
+    engine_req_id id = engine_admit(e, prompt, n, o, &err);
+    CHECK(id > 0, "%s: admit: %s", what, err.msg);
+    while (engine_step(e)) {}
+    size_t cached = engine_req_cached(e, id);
+    engine_seq got[2], want[2];
+    CHECK(engine_take_result(e, id, got, &err) == 0, "%s: take: %s", what, err.msg);
+    run_alone(m, NULL, prompt, n, o, want);
+    for (size_t k = 0; k < o->n; k++) { check_same_seq(what, &got[k], &want[k]); engine_seq_free(&got[k]); engine_seq_free(&want[k]); }
+    return cached;
+}
+
+static void test_prefix_reuse(void) {
+    gpt_model *m = tiny_model(97, 64, 43);
+    engine *e = engine_new(m, NULL, 3, 0);
+    engine_set_prefix_reuse(e, 1);
+    int32_t p[12], q[10], r[3] = { 40, 41, 42 };
+    for (int i = 0; i < 12; i++) p[i] = (int32_t)((i * 29 + 3) % 97);
+    memcpy(q, p, 7 * sizeof(int32_t));
+    q[7] = 11; q[8] = 12; q[9] = 13;
+    engine_req_opts o;
+    engine_req_opts_default(&o);
+    o.gen.samp.temperature = 0; o.gen.max_new = 8;
+    size_t c = run_reuse(e, m, p, 12, &o, "first prompt");
+    CHECK(c == 0, "an idle engine reused %zu tokens", c);
+    c = run_reuse(e, m, p, 12, &o, "the same prompt again");
+    CHECK(c == 11, "reused %zu (all but the last prompt token: 11)", c);
+    c = run_reuse(e, m, q, 10, &o, "shares 7 tokens");
+    CHECK(c == 7, "reused %zu of the 7 shared tokens", c);
+    engine_req_opts o2 = o;
+    o2.n = 2; o2.gen.samp.temperature = 0.9f; o2.gen.samp.seed = 5;
+    c = run_reuse(e, m, p, 12, &o2, "two samples from a reused slot");
+    CHECK(c == 7, "two samples reused %zu of 7", c);
+    /* three placed together, rests 3, 3 and 1 in one prefill: r (shares nothing) takes the empty slot 2, q the
+     * first sample's slot (7 shared), p the second's (11) */
+    const int32_t *ps[3] = { r, q, p };
+    size_t ns[3] = { 3, 10, 12 }, cached[3];
+    engine_req_id ids[3];
+    gk_err err;
+    for (int k = 0; k < 3; k++) ids[k] = engine_admit(e, ps[k], ns[k], &o, &err);
+    while (engine_step(e)) {}
+    for (int k = 0; k < 3; k++) {
+        engine_seq got, want;
+        cached[k] = engine_req_cached(e, ids[k]);
+        CHECK(engine_take_result(e, ids[k], &got, &err) == 0, "take %d: %s", k, err.msg);
+        run_alone(m, NULL, ps[k], ns[k], &o, &want);
+        check_same_seq("placed together", &got, &want);
+        engine_seq_free(&got); engine_seq_free(&want);
+    }
+    CHECK(cached[0] == 0 && cached[1] == 7 && cached[2] == 11, "reused %zu, %zu, %zu together (0, 7, 11)", cached[0], cached[1], cached[2]);
+    engine_set_prefix_reuse(e, 0);
+    c = run_reuse(e, m, p, 12, &o, "reuse off");
+    CHECK(c == 0, "reuse off reused %zu", c);
+    engine_free(e);
+    gpt_free(m);
+}
+
 int main(void) {
     TL_RUN(test_skinny_matmul);
     TL_RUN(test_kv_matches_full_ref);
@@ -905,5 +967,6 @@ int main(void) {
     TL_RUN(test_sched_cancel_frees_slot);
     TL_RUN(test_sched_queue_and_busy);
     TL_RUN(test_sched_many_short_requests);
+    TL_RUN(test_prefix_reuse);
     return tl_summary();
 }

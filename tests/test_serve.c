@@ -189,7 +189,7 @@ static void test_response_shapes(void) {
     int32_t ids[3] = { 'B', 'e', g_sp.end };
     float lp[3] = { -0.5f, -0.25f, -0.1f };
     engine_seq s = { .ids = ids, .n = 3, .logprob = lp, .text = "Be", .text_len = 2, .finish = ENGINE_FINISH_STOP_TOKEN };
-    cJSON *o = serve_response(&r, &s, "chatcmpl-1", 7, "m", g_tok);
+    cJSON *o = serve_response(&r, &s, "chatcmpl-1", 7, "m", g_tok, 0);
     const cJSON *ch = cJSON_GetArrayItem(cJSON_GetObjectItem(o, "choices"), 0);
     CHECK(!strcmp(cJSON_GetObjectItem(o, "object")->valuestring, "chat.completion"), "object");
     CHECK(!strcmp(cJSON_GetObjectItem(cJSON_GetObjectItem(ch, "message"), "content")->valuestring, "Be"), "content");

@@ -45,6 +45,9 @@ static const char *USAGE =
 "                        also read from $GPTKIT_API_KEY\n"
 "  --slots N             sequences decoded together (default 8); n > 1 takes n slots\n"
 "  --queue N             requests waiting for a slot before 429 (default 64)\n"
+"  --no-prefix-cache     prefill every prompt whole; by default a request takes the free slot whose cache holds\n"
+"                        the longest prefix of its prompt (a shared system prompt, the conversation so far) and\n"
+"                        runs only the rest (usage.prompt_tokens_details.cached_tokens says how many it reused)\n"
 "  --max-body BYTES      largest request body (default 1048576) -> 413\n"
 "  --max-header BYTES    memory for a request's headers (default 32768); larger headers are refused\n"
 "  --max-depth N         deepest JSON nesting in a body (default 32) -> 400\n"
@@ -103,6 +106,7 @@ int cmd_serve(int argc, char **argv) {
         else if (cli_is(f, "--api-key")) o.api_key = cli_str(&a, f);
         else if (cli_is(f, "--slots")) o.slots = pos_size(&a, f, 1);
         else if (cli_is(f, "--queue")) o.max_queue = pos_size(&a, f, 1);
+        else if (cli_is(f, "--no-prefix-cache")) o.no_prefix_cache = 1;
         else if (cli_is(f, "--max-body")) o.max_body = pos_size(&a, f, 64);
         else if (cli_is(f, "--max-header")) o.max_header = pos_size(&a, f, 4096);
         else if (cli_is(f, "--max-depth")) o.max_depth = pos_size(&a, f, 2);

@@ -23,6 +23,7 @@
 #include <string.h>
 
 #define PREFILL_CHUNK 256   /* rows per prefill call: bounds the scratch for long prompts */
+#define PREFILL_ROWS 1024   /* rows of one batched prefill (several prompts, each padded to the longest) */
 
 struct engine {
     gpt_model *m;
@@ -30,6 +31,7 @@ struct engine {
     gpt_kv *kv;
     size_t max_seqs, max_len, V, C;
     float *dlogits;     /* device [max_seqs, V] */
+    float *dlast;       /* device [max_seqs, C]: the last prompt row of each prompt of a batched prefill */
     float *hlogits;     /* host [max_seqs, V]: row b = logits of the b-th sequence of the last decode batch */
     int32_t end_id, eot_id;
     /* scheduler */
@@ -37,6 +39,8 @@ struct engine {
     size_t n_reqs, cap_reqs;
     engine_req_id next_id;
     size_t max_queued;          /* 0 = unbounded */
+    int prefix_reuse;           /* engine_set_prefix_reuse */
+    int32_t *hist;              /* [max_seqs, max_len]: the tokens each slot's cache holds (its first len) */
     uint8_t *slot_used;         /* [max_seqs] */
     size_t n_free;
     int in_step;                /* inside engine_step or a retire: callbacks may not step or cancel */
@@ -60,6 +64,7 @@ engine *engine_new(gpt_model *m, const tok_tokenizer *tok, size_t max_seqs, size
     e->max_len = e->kv->max_len;
     e->V = (size_t)m->cfg.vocab_size; e->C = (size_t)m->cfg.n_embd;
     e->dlogits = kern_alloc(e->m->be, e->max_seqs * e->V * sizeof(float));
+    e->dlast = kern_alloc(e->m->be, e->max_seqs * e->C * sizeof(float));
     e->hlogits = gk_malloc(e->max_seqs * e->V * sizeof(float));
     /* default stops: the end of a turn and of a document, in whichever chat format the tokenizer speaks */
     e->end_id = tok ? tok_special_id(tok, TOK_END) : -1;
@@ -69,6 +74,7 @@ engine *engine_new(gpt_model *m, const tok_tokenizer *tok, size_t max_seqs, size
     if (tok && e->eot_id < 0) e->eot_id = tok_special_id(tok, "<|end_of_text|>");
     e->next_id = 1;
     e->slot_used = gk_calloc(e->max_seqs, 1);
+    e->hist = gk_malloc(e->max_seqs * e->max_len * sizeof(int32_t));
     e->n_free = e->max_seqs;
     e->b_slots = gk_malloc(e->max_seqs * sizeof(size_t));
     e->b_ids = gk_malloc(e->max_seqs * sizeof(int32_t));
@@ -98,8 +104,9 @@ void engine_free(engine *e) {
     free(e->reqs);
     gpt_kv_free(e->kv);
     kern_free(e->m->be, e->dlogits);
+    kern_free(e->m->be, e->dlast);
     free(e->hlogits);
-    free(e->slot_used); free(e->b_slots); free(e->b_ids); free(e->b_seq); free(e->probs); free(e->masked); free(e->mask_words);
+    free(e->slot_used); free(e->hist); free(e->b_slots); free(e->b_ids); free(e->b_seq); free(e->probs); free(e->masked); free(e->mask_words);
     free(e);
 }
 
@@ -111,10 +118,15 @@ void engine_reset(engine *e, size_t slot) {
     GK_CHECK(slot < e->max_seqs && !e->slot_used[slot], "engine_reset: slot %zu is held by a running request (or out of range)", slot);
     gpt_kv_reset(e->kv, slot);
 }
+static void slot_copy(engine *e, size_t dst, size_t src) {
+    gpt_kv_copy(e->m, e->kv, dst, src);
+    memcpy(e->hist + dst * e->max_len, e->hist + src * e->max_len, e->kv->len[src] * sizeof(int32_t));
+}
 void engine_fork(engine *e, size_t dst, size_t src) {
     GK_CHECK(dst < e->max_seqs && src < e->max_seqs && !e->slot_used[dst], "engine_fork: slot %zu is held by a running request (or out of range)", dst);
-    gpt_kv_copy(e->m, e->kv, dst, src);
+    slot_copy(e, dst, src);
 }
+void engine_set_prefix_reuse(engine *e, int on) { e->prefix_reuse = on; }
 
 const char *engine_finish_name(engine_finish f) {
     static const char *n[] = { "stop", "stop_string", "length", "context", "cancelled", "grammar" };
@@ -135,6 +147,11 @@ void engine_seq_free(engine_seq *s) {
 
 /* ---------------------------------------------------------------- low level */
 
+/* Records the n tokens about to be appended to slot's cache (the cache's own write comes after). */
+static void hist_put(engine *e, size_t slot, const int32_t *ids, size_t n) {
+    memcpy(e->hist + slot * e->max_len + e->kv->len[slot], ids, n * sizeof(int32_t));
+}
+
 /* Prefill rows: chunks of PREFILL_CHUNK; logits [V] (host) of the last token if non-NULL. The caller has
  * validated ids and lengths. */
 static void feed_slot(engine *e, size_t slot, const int32_t *ids, size_t n, float *logits) {
@@ -142,6 +159,7 @@ static void feed_slot(engine *e, size_t slot, const int32_t *ids, size_t n, floa
     size_t last = 0;
     for (size_t i = 0; i < n; i += PREFILL_CHUNK) {
         size_t k = n - i < PREFILL_CHUNK ? n - i : PREFILL_CHUNK;
+        hist_put(e, slot, ids + i, k);
         h = gpt_forward_kv(e->m, e->kv, &slot, ids + i, 1, k);
         last = k - 1;
     }
@@ -154,6 +172,7 @@ static void feed_slot(engine *e, size_t slot, const int32_t *ids, size_t n, floa
 /* logits [B, V] (host) after appending ids[b] to slots[b]: one batched forward of one token per sequence */
 static void decode_rows(engine *e, const size_t *slots, const int32_t *ids, size_t B, float *logits) {
     GK_CHECK(B >= 1 && B <= e->max_seqs, "decode of B=%zu sequences (max %zu)", B, e->max_seqs);
+    for (size_t b = 0; b < B; b++) hist_put(e, slots[b], ids + b, 1);
     const float *h = gpt_forward_kv(e->m, e->kv, slots, ids, B, 1);
     lm_head(e, e->dlogits, h, B);
     kern_download(e->m->be, logits, e->dlogits, B * e->V * sizeof(float));
@@ -221,6 +240,7 @@ typedef struct request {
     seq_state *st;          /* [n] */
     engine_seq *out;        /* [n] */
     float *first;           /* host [V]: logits after the prompt, shared by the n samples' first draw */
+    size_t cached;          /* prompt tokens the first sample's slot already held when placed (prefix reuse) */
     int32_t stops[10];
     size_t nstops, maxstop, hold, max_new;
     /* pause and resume (keep): finished sequences hold their slots until engine_release */
@@ -307,6 +327,24 @@ static void seq_retire(engine *e, request *r, size_t k, engine_finish f) {
     if (done && r->on_done) r->on_done(r->o.ctx, r->id);
 }
 
+/* The free slot whose cache shares the longest prefix with prompt (at most n - 1 tokens: the last prompt
+ * token is always run, for its logits); among equals the one holding least (the longer caches stay for the
+ * prompts that continue them), then the lowest; *cached = that length. */
+static size_t best_prefix_slot(const engine *e, const int32_t *prompt, size_t n, size_t *cached) {
+    size_t best = e->max_seqs, best_len = 0;
+    for (size_t s = 0; s < e->max_seqs; s++) {
+        if (e->slot_used[s]) continue;
+        const int32_t *h = e->hist + s * e->max_len;
+        size_t L = e->kv->len[s] < n - 1 ? e->kv->len[s] : n - 1, j = 0;
+        while (j < L && h[j] == prompt[j]) j++;
+        if (best == e->max_seqs || j > best_len || (j == best_len && e->kv->len[s] < e->kv->len[best])) {
+            best = s; best_len = j;
+        }
+    }
+    *cached = best_len;
+    return best;
+}
+
 /* Gives queued requests their slots: FIFO, and a request needs all n of its slots at once (its samples are
  * forked from one prefill), so the head waits for room and nothing behind it overtakes it. */
 static void place_queued(engine *e) {
@@ -315,13 +353,20 @@ static void place_queued(engine *e) {
         if (!r || r->state != ENGINE_REQ_QUEUED) continue;
         if (r->n > e->n_free) return;
         size_t slot = 0;
+        r->cached = 0;
+        if (e->prefix_reuse) r->st[0].slot = best_prefix_slot(e, r->prompt, r->n_prompt, &r->cached);
         for (size_t k = 0; k < r->n; k++) {
-            while (e->slot_used[slot]) slot++;   /* lowest free first: an idle engine uses slots 0 .. n-1 */
+            if (k == 0 && e->prefix_reuse) slot = r->st[0].slot;
+            else {
+                while (e->slot_used[slot]) slot++;   /* lowest free first: an idle engine uses slots 0 .. n-1 */
+                r->st[k].slot = slot;
+            }
             e->slot_used[slot] = 1;
             e->n_free--;
-            r->st[k].slot = slot;
             r->st[k].held = 1;
-            gpt_kv_reset(e->kv, slot);
+            if (k == 0 && r->cached) gpt_kv_truncate(e->kv, slot, r->cached);
+            else gpt_kv_reset(e->kv, slot);
+            if (k == 0) slot = 0;
         }
         r->state = ENGINE_REQ_RUNNING;
     }
@@ -457,14 +502,81 @@ static void req_prefill_extension(engine *e, request *r) {
     r->prefilled = 1;
 }
 
+/* The prompt has run in the first sample's slot and r->first holds its logits: the other samples get a copy of
+ * that cache and share the logits for their first draw. */
+static void req_fork_prefilled(engine *e, request *r) {
+    for (size_t k = 1; k < r->n; k++) slot_copy(e, r->st[k].slot, r->st[0].slot);
+    for (size_t k = 0; k < r->n; k++) r->st[k].logits = r->first;
+    r->prefilled = 1;
+}
+
 /* Runs the prompt once in the first sample's slot and copies its cache to the others. */
 static void req_prefill(engine *e, request *r) {
     if (r->pend) { req_prefill_extension(e, r); return; }
     r->first = gk_malloc(e->V * sizeof(float));
-    feed_slot(e, r->st[0].slot, r->prompt, r->n_prompt, r->first);
-    for (size_t k = 1; k < r->n; k++) gpt_kv_copy(e->m, e->kv, r->st[k].slot, r->st[0].slot);
-    for (size_t k = 0; k < r->n; k++) r->st[k].logits = r->first;
-    r->prefilled = 1;
+    feed_slot(e, r->st[0].slot, r->prompt + r->cached, r->n_prompt - r->cached, r->first);
+    req_fork_prefilled(e, r);
+}
+
+static size_t rest(const request *r) { return r->n_prompt - r->cached; }   /* prompt tokens still to run */
+
+/* Prefills g[0 .. ng) (placed requests, at most PREFILL_CHUNK tokens each still to run) in one forward: each
+ * prompt's rest right-padded to the longest with token 0 — causal attention keeps every real token blind to the
+ * padding after it — then the logits of each prompt's last real row, and each slot cut back to its prompt. One
+ * forward of ng x n rows instead of ng forwards of a few rows each: the products run as GEMMs, and every prompt's
+ * first token comes after one prefill, not after all of them in turn. */
+static void prefill_group(engine *e, request **g, size_t ng) {
+    if (ng == 1) { req_prefill(e, g[0]); return; }
+    size_t n = 0;
+    for (size_t i = 0; i < ng; i++) if (rest(g[i]) > n) n = rest(g[i]);
+    int32_t *ids = gk_calloc(ng * n, sizeof(int32_t));
+    size_t *slots = gk_malloc(ng * sizeof(size_t));
+    for (size_t i = 0; i < ng; i++) {
+        slots[i] = g[i]->st[0].slot;
+        memcpy(ids + i * n, g[i]->prompt + g[i]->cached, rest(g[i]) * sizeof(int32_t));
+        hist_put(e, slots[i], ids + i * n, rest(g[i]));
+    }
+    const float *h = gpt_forward_kv(e->m, e->kv, slots, ids, ng, n);
+    for (size_t i = 0; i < ng; i++)
+        kern_copy(e->m->be, e->dlast + i * e->C, h + (i * n + rest(g[i]) - 1) * e->C, e->C * sizeof(float));
+    lm_head(e, e->dlogits, e->dlast, ng);
+    for (size_t i = 0; i < ng; i++) {
+        request *r = g[i];
+        gpt_kv_truncate(e->kv, slots[i], r->n_prompt);
+        r->first = gk_malloc(e->V * sizeof(float));
+        kern_download(e->m->be, r->first, e->dlogits + i * e->V, e->V * sizeof(float));
+        req_fork_prefilled(e, r);
+    }
+    free(ids); free(slots);
+}
+
+static int by_rest(const void *a, const void *b) {
+    const request *x = *(request *const *)a, *y = *(request *const *)b;
+    if (rest(x) != rest(y)) return (rest(x) > rest(y)) - (rest(x) < rest(y));
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+/* Prefills the requests placed since the last step: an extension or a long rest on its own, the others in
+ * groups of similar length (sorted by tokens to run; a group grows while its padding stays under a quarter of
+ * its real rows plus 16, it fits PREFILL_ROWS, and every member's cache has room for the padded rest). The
+ * grouping depends only on the set of requests, so the same set always runs the same forwards. */
+static void prefill_placed(engine *e, request **p, size_t np) {
+    size_t nb = 0;
+    for (size_t i = 0; i < np; i++) {
+        if (p[i]->pend || rest(p[i]) > PREFILL_CHUNK) req_prefill(e, p[i]);
+        else p[nb++] = p[i];
+    }
+    qsort(p, nb, sizeof *p, by_rest);
+    for (size_t a = 0; a < nb;) {
+        size_t b = a + 1, real = rest(p[a]), cached = p[a]->cached;
+        while (b < nb) {
+            size_t L = rest(p[b]), rows = (b - a + 1) * L, c = p[b]->cached > cached ? p[b]->cached : cached;
+            if (rows > PREFILL_ROWS || rows - (real + L) > (real + L) / 4 + 16 || c + L > e->max_len) break;
+            real += L; cached = c; b++;
+        }
+        prefill_group(e, p + a, b - a);
+        a = b;
+    }
 }
 
 /* A constrained sequence must be able to finish within what it may still generate (max_new, the context):
@@ -605,14 +717,18 @@ size_t engine_step(engine *e) {
     GK_CHECK(!e->in_step, "engine_step called from an engine callback (on_token / on_done); step from the caller's loop");
     e->in_step = 1;
     place_queued(e);
-    /* 1. prefill the requests placed since the last step, in admission order (a cancelled one is retired
-     *    without it; its slots go to the queue, whose newly placed requests come later in this loop) */
+    /* 1. prefill the requests placed since the last step, batched (prefill_placed); a cancelled one is retired
+     *    without it, its slots go to the queue, whose newly placed requests come later in this loop */
+    request **placed = gk_malloc((e->n_reqs + 1) * sizeof *placed);
+    size_t np = 0;
     for (size_t i = 0; i < e->n_reqs; i++) {
         request *r = e->reqs[i];
         if (!r || r->state != ENGINE_REQ_RUNNING || r->prefilled) continue;
         if (req_cancelled(r)) req_cancel(e, r);
-        else req_prefill(e, r);
+        else placed[np++] = r;
     }
+    prefill_placed(e, placed, np);
+    free(placed);
     /* 2. one token for every live sequence, in admission order: the rows of the decode batch */
     size_t nb = 0;
     for (size_t i = 0; i < e->n_reqs; i++) {
@@ -667,6 +783,11 @@ int engine_cancel(engine *e, engine_req_id id, gk_err *err) {
 engine_req_state engine_req_status(const engine *e, engine_req_id id) {
     const request *r = find_req(e, id);
     return r ? r->state : ENGINE_REQ_UNKNOWN;
+}
+
+size_t engine_req_cached(const engine *e, engine_req_id id) {
+    const request *r = find_req(e, id);
+    return r && r->state != ENGINE_REQ_QUEUED ? r->cached : 0;
 }
 
 int engine_take_result(engine *e, engine_req_id id, engine_seq *out, gk_err *err) {

@@ -151,12 +151,18 @@ size_t engine_step(engine *e);
  * the queue before this returns. A DONE request is left as it is. -1 (message) for an unknown id. */
 int engine_cancel(engine *e, engine_req_id id, gk_err *err);
 engine_req_state engine_req_status(const engine *e, engine_req_id id);
+/* prompt tokens the request found in its slot's cache (prefix reuse; 0 while queued or without reuse) */
+size_t engine_req_cached(const engine *e, engine_req_id id);
 /* Moves a DONE request's n results into out[n] (free each with engine_seq_free) and forgets the id.
  * -1 (message) if the id is unknown or the request is not DONE yet. */
 int engine_take_result(engine *e, engine_req_id id, engine_seq *out, gk_err *err);
 size_t engine_in_flight(const engine *e);          /* requests queued or running */
 size_t engine_free_slots(const engine *e);
 void engine_set_max_queued(engine *e, size_t n);   /* 0 (default) = unbounded queue */
+/* Prefix reuse (off by default): a placed request takes the free slot whose cache already holds the longest
+ * prefix of its prompt and runs only the rest — a server's requests that share a system prompt or repeat a
+ * conversation skip most of their prefill. Its samples then match a fresh prefill's to rounding, not bitwise. */
+void engine_set_prefix_reuse(engine *e, int on);
 /* Callbacks (on_token, on_done) may call engine_admit, engine_req_status and engine_take_result; calling
  * engine_step or engine_cancel from them aborts (programmer error). */
 

@@ -6,11 +6,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-cJSON *serve_usage(size_t prompt_tokens, size_t completion_tokens) {
+cJSON *serve_usage(size_t prompt_tokens, size_t completion_tokens, size_t cached_tokens) {
     cJSON *u = cJSON_CreateObject();
     cJSON_AddNumberToObject(u, "prompt_tokens", (double)prompt_tokens);
     cJSON_AddNumberToObject(u, "completion_tokens", (double)completion_tokens);
     cJSON_AddNumberToObject(u, "total_tokens", (double)(prompt_tokens + completion_tokens));
+    cJSON *d = cJSON_AddObjectToObject(u, "prompt_tokens_details");
+    cJSON_AddNumberToObject(d, "cached_tokens", (double)cached_tokens);
     return u;
 }
 
@@ -155,7 +157,7 @@ static cJSON *chat_choice(const serve_req *r, const engine_seq *s, size_t k, con
 }
 
 cJSON *serve_response(const serve_req *r, const engine_seq *out, const char *id, long created, const char *model,
-                      const tok_tokenizer *tok) {
+                      const tok_tokenizer *tok, size_t cached) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "id", id);
     cJSON_AddStringToObject(o, "object", r->chat ? "chat.completion" : "text_completion");
@@ -181,7 +183,7 @@ cJSON *serve_response(const serve_req *r, const engine_seq *out, const char *id,
         cJSON_AddStringToObject(c, "finish_reason", serve_finish_reason(r, s));
         cJSON_AddItemToArray(ch, c);
     }
-    cJSON_AddItemToObject(o, "usage", serve_usage(r->n_prompt, gen));
+    cJSON_AddItemToObject(o, "usage", serve_usage(r->n_prompt, gen, cached));
     cJSON_AddStringToObject(o, "system_fingerprint", "gptkit");
     return o;
 }

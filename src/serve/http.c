@@ -133,7 +133,7 @@ static void stream_finish(req_ctx *rc, job *j) {
     }
     if (j->req.include_usage) {
         cJSON *o = serve_chunk(&j->req, rc->id, s->created, s->model_name, (size_t)-1, 0, NULL, 0, NULL, NULL);
-        cJSON_ReplaceItemInObject(o, "usage", serve_usage(j->req.n_prompt, gen));
+        cJSON_ReplaceItemInObject(o, "usage", serve_usage(j->req.n_prompt, gen, j->cached));
         emit(rc, o);
     }
     tok_bytes_append(&rc->out, "data: [DONE]\n\n", 14);
@@ -212,7 +212,7 @@ static enum MHD_Result finish_plain(req_ctx *rc, job *j) {
     enum MHD_Result ok = MHD_NO;
     if (!gone) {
         server *s = rc->s;
-        ok = respond_json(rc, 200, serve_response(&j->req, j->out, rc->id, s->created, s->model_name, s->em.tok));
+        ok = respond_json(rc, 200, serve_response(&j->req, j->out, rc->id, s->created, s->model_name, s->em.tok, j->cached));
     }
     job_unref(j);
     return ok;

@@ -35,6 +35,8 @@ typedef struct {
     const char *api_key;        /* NULL = no authentication; else "Authorization: Bearer KEY" on /v1 and /metrics */
     size_t slots;               /* KV slots: sequences decoded together (default 8) */
     size_t max_queue;           /* requests waiting beyond the slots before 429 (default 64) */
+    int no_prefix_cache;        /* 1: every request prefills its whole prompt (default 0: a request reuses the
+                                   longest prefix of its prompt that a free slot's cache holds) */
     size_t ctx;                 /* tokens per sequence (0 = the model's n_ctx) */
     size_t max_body;            /* bytes of a request body (default 1 MiB) -> 413 */
     size_t max_header;          /* bytes of a request's headers (libmicrohttpd's per-connection memory; 32 KiB) */
@@ -139,10 +141,10 @@ void serve_error_set(serve_error *e, int status, const char *type, const char *p
     __attribute__((format(printf, 5, 6)));
 
 /* The whole answer to a non-streaming request: "chat.completion" or "text_completion" with choices[n] made from
- * out[n] (tool calls split out when r->tools), usage, and log-probs when asked. Returns a cJSON the caller
- * deletes. */
+ * out[n] (tool calls split out when r->tools), usage (`cached` of the prompt's tokens reused from a slot's
+ * cache), and log-probs when asked. Returns a cJSON the caller deletes. */
 cJSON *serve_response(const serve_req *r, const engine_seq *out, const char *id, long created, const char *model,
-                      const tok_tokenizer *tok);
+                      const tok_tokenizer *tok, size_t cached);
 /* OpenAI's finish_reason for a sequence: "stop", "length" or "tool_calls". */
 const char *serve_finish_reason(const serve_req *r, const engine_seq *s);
 /* Splits an assistant text at <|tool_call|>: *content gets the text before it (malloc'd; NULL if empty) and
@@ -155,7 +157,7 @@ cJSON *serve_tool_calls(const char *text, const char *id, char **content);
  * separately), or with usage_only the final usage chunk (choices []). */
 cJSON *serve_chunk(const serve_req *r, const char *id, long created, const char *model, size_t index, int first,
                    const char *text, size_t len, const char *finish, cJSON *tool_calls);
-cJSON *serve_usage(size_t prompt_tokens, size_t completion_tokens);
+cJSON *serve_usage(size_t prompt_tokens, size_t completion_tokens, size_t cached_tokens);
 
 /* The compiled-in web page (src/serve/page.html, turned into a C array at build time). */
 extern const unsigned char serve_page_html[];

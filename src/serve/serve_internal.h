@@ -30,6 +30,7 @@ typedef struct job {
     double t0, t_first;          /* submitted; first token */
     engine_req_id eid;
     int e_done;
+    size_t cached;               /* prompt tokens reused from a slot's cache (set when DONE) */
     constrain *cons;             /* response_format's grammar on the vocabulary (engine thread), or NULL */
     int gslot1;                  /* 1 + the grammar cache entry it uses (engine thread), 0 = none */
     struct job *next;            /* in server.incoming */

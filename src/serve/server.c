@@ -141,6 +141,7 @@ static int on_token(void *ctx, size_t seq, int32_t id, const char *text, size_t 
 static void on_done(void *ctx, engine_req_id id) {
     job *j = ctx;
     gk_err err;
+    j->cached = engine_req_cached(j->srv->em.e, id);
     GK_CHECK(engine_take_result(j->srv->em.e, id, j->out, &err) == 0, "serve: %s", err.msg);
     if (j->req.force_call)   /* the prompt ended in <|tool_call|>: the call's text starts with it */
         for (size_t k = 0; k < j->req.n; k++) {
@@ -475,6 +476,7 @@ int serve_run(const serve_opts *o, gk_err *err) {
     if (eval_model_open(&s->em, o->model_dir, o->tok_path, 1, 1, o->slots, err)) goto out;
     if (o->adapter && eval_model_add_adapter(&s->em, o->adapter, err)) goto out;   /* unmerged, as sample/chat */
     engine_set_max_queued(s->em.e, o->max_queue);
+    engine_set_prefix_reuse(s->em.e, !o->no_prefix_cache);
     s->lim.max_depth = o->max_depth; s->lim.max_messages = o->max_messages;
     s->lim.ctx = engine_max_len(s->em.e); s->lim.max_n = engine_max_seqs(s->em.e);
     if (open_aux(s, err)) goto out;

@@ -4,6 +4,7 @@
 #                                   stop, log-probs, completions, metrics, 64 concurrent streaming clients
 #   tests/serve/openai_test.py      the official openai client (SKIP without it: tests/requirements.txt)
 #   tests/serve/raw_test.py limits  --api-key, a full queue (429), a disconnect freeing its slot, a slow client
+#   prefix reuse                    a repeated request reuses all but its last prompt token, replies unchanged
 #   graceful SIGTERM                a stream in flight finishes, the server exits 0
 #   tests/serve/page_test.py        the web page in headless Chromium (SKIP without chromium/selenium)
 # Under the ASan build (make asan) every server here runs under ASan + LeakSanitizer: a leak or error found
@@ -65,6 +66,59 @@ if start_server main; then
   need_py serve_openai_client openai && "$PYT" "$S/openai_test.py" "$URL"
   stop_server main
 fi
+
+# prefix reuse: a repeated request runs only its last prompt token (usage.prompt_tokens_details.cached_tokens),
+# one sharing the system prompt reuses that much (and takes that slot: the streamed repeat after it finds the
+# system prompt there); the greedy replies equal those of a server without reuse
+cache_run() {   # URL -> one line per request: cached prompt content (JSON)
+  python3 - "$1" <<'PY'
+import json, sys, urllib.request
+def ask(q, stream=False):
+    body = {"messages": [{"role": "system", "content": "You answer in one short sentence."}, {"role": "user", "content": q}],
+            "max_tokens": 12, "temperature": 0}
+    if stream: body.update(stream=True, stream_options={"include_usage": True})
+    r = urllib.request.urlopen(urllib.request.Request(sys.argv[1] + "/v1/chat/completions", json.dumps(body).encode(),
+                               {"Content-Type": "application/json"}), timeout=60)
+    if not stream:
+        o = json.load(r)
+        return o["usage"], o["choices"][0]["message"]["content"]
+    usage, text = None, ""
+    for line in r:
+        line = line.strip()
+        if line.startswith(b"data: {"):
+            o = json.loads(line[6:])
+            usage = o.get("usage") or usage
+            for c in o["choices"]: text += c["delta"].get("content") or ""
+    return usage, text
+for q, st in (("What do bees make?", False), ("What do bees make?", False), ("Where do fish live?", False), ("What do bees make?", True)):
+    u, text = ask(q, st)
+    print(json.dumps([u["prompt_tokens_details"]["cached_tokens"], u["prompt_tokens"], text]))
+PY
+}
+if start_server cache --slots 2; then
+  cache_run "$URL" > "$TMP/cache_on.txt" 2>&1
+  stop_server cache
+fi
+if start_server nocache --slots 2 --no-prefix-cache; then
+  cache_run "$URL" > "$TMP/cache_off.txt" 2>&1
+  stop_server nocache
+fi
+r=$(python3 - "$TMP/cache_on.txt" "$TMP/cache_off.txt" <<'PY' 2>&1
+import json, sys
+on = [json.loads(l) for l in open(sys.argv[1])]
+off = [json.loads(l) for l in open(sys.argv[2])]
+(c0, n0, t0), (c1, n1, t1), (c2, n2, t2), (c3, n3, t3) = on
+problems = []
+if c0 != 0: problems.append(f"first request reused {c0}")
+if c1 != n1 - 1: problems.append(f"repeat reused {c1} of {n1} (want {n1 - 1})")
+if not 0 < c2 < n2 - 1: problems.append(f"shared system prompt: reused {c2} of {n2}")
+if c3 < c2: problems.append(f"streamed, after the other question took the slot: reused {c3} of {n3} (want >= {c2})")
+if any(c for c, _, _ in off): problems.append(f"--no-prefix-cache reused {[c for c, _, _ in off]}")
+if [t for _, _, t in on] != [t for _, _, t in off]: problems.append(f"replies differ: {[t for _, _, t in on]} vs {[t for _, _, t in off]}")
+print("; ".join(problems) or f"ok: reused {c1}/{n1}, {c2}/{n2}")
+PY
+)
+case $r in ok*) pass "serve_prefix_reuse ($r)" ;; *) fail serve_prefix_reuse "$r $(cat "$TMP/cache_on.txt" "$TMP/cache_off.txt" 2>/dev/null | head -8)" ;; esac
 
 # the barely trained base model rambles under greedy decoding (no <|end|> within the context), so a request
 # holds its slot for as long as these checks need

@@ -57,7 +57,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n) {
         out[k].text_len = strlen(out[k].text);
         out[k].finish = (engine_finish)(k % 5);
     }
-    cJSON_Delete(serve_response(&r, out, "fuzz", 0, "m", g_tok));
+    cJSON_Delete(serve_response(&r, out, "fuzz", 0, "m", g_tok, 0));
     cJSON_Delete(serve_chunk(&r, "fuzz", 0, "m", 0, 1, out[0].text, out[0].text_len, serve_finish_reason(&r, &out[0]), NULL));
     for (size_t k = 0; k < r.n; k++) { free(out[k].ids); free(out[k].logprob); free(out[k].text); }
     free(out);
