@@ -949,6 +949,28 @@ static void test_prefix_reuse(void) {
     gpt_free(m);
 }
 
+/* no_logprob: the same tokens, the raw log-probs left out (NAN) */
+static void test_no_logprob(void) {
+    gpt_model *m = tiny_model(97, 64, 47);
+    int32_t p[5] = { 7, 8, 9, 10, 11 };
+    engine_req_opts o;
+    engine_req_opts_default(&o);
+    o.n = 2; o.gen.samp.temperature = 0.8f; o.gen.samp.seed = 3; o.gen.max_new = 10;
+    engine_seq a[2], b[2];
+    run_alone(m, NULL, p, 5, &o, a);
+    o.gen.no_logprob = 1;
+    run_alone(m, NULL, p, 5, &o, b);
+    for (int k = 0; k < 2; k++) {
+        CHECK(a[k].n == b[k].n, "sample %d: %zu vs %zu tokens", k, a[k].n, b[k].n);
+        for (size_t i = 0; i < a[k].n && i < b[k].n; i++) {
+            CHECK(a[k].ids[i] == b[k].ids[i] && a[k].sample_logprob[i] == b[k].sample_logprob[i], "sample %d token %zu", k, i);
+            CHECK(isnan(b[k].logprob[i]) && !isnan(a[k].logprob[i]), "sample %d token %zu: logprob %g / %g", k, i, a[k].logprob[i], b[k].logprob[i]);
+        }
+        engine_seq_free(&a[k]); engine_seq_free(&b[k]);
+    }
+    gpt_free(m);
+}
+
 int main(void) {
     TL_RUN(test_skinny_matmul);
     TL_RUN(test_kv_matches_full_ref);
@@ -968,5 +990,6 @@ int main(void) {
     TL_RUN(test_sched_queue_and_busy);
     TL_RUN(test_sched_many_short_requests);
     TL_RUN(test_prefix_reuse);
+    TL_RUN(test_no_logprob);
     return tl_summary();
 }

@@ -646,7 +646,7 @@ static int32_t seq_advance(engine *e, request *r, size_t k) {
     int32_t id = infer_draw(e->probs, e->V, &s->rng);
     if (s->cst) id = budget_draw(e, r, s, id);
     float slp = sp->temperature == 0 ? 0.0f : logf(e->probs[id]);
-    seq_push(s, id, infer_logprob(lg, e->V, id), slp);
+    seq_push(s, id, o->no_logprob ? NAN : infer_logprob(lg, e->V, id), slp);
     if (s->cst) {
         int is_stop = 0;
         for (size_t j = 0; j < r->nstops; j++) is_stop |= id == r->stops[j];

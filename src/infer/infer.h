@@ -87,6 +87,8 @@ typedef struct {
                                        probability 0 before sampling; stop tokens only where the grammar may end.
                                        The raw logprob stays the unmasked model's. An extended (keep) sequence
                                        starts the grammar afresh for its new segment. */
+    int    no_logprob;              /* 1: the raw log-probs are not wanted (engine_seq.logprob holds NAN): saves a
+                                       pass over the vocabulary per token — all of a greedy token's sampling cost */
 } engine_gen_opts;
 void engine_gen_opts_default(engine_gen_opts *o);
 

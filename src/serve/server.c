@@ -194,6 +194,7 @@ static void job_admit(server *s, job *j, int stopping) {
     if (j->req.tools) ro.gen.stop_ids[ro.gen.n_stop_ids++] = s->em.sp.tool_call_end;
     ro.gen.on_token = on_token;
     ro.gen.ctx = j;
+    ro.gen.no_logprob = !j->req.logprobs;
     ro.on_done = on_done;
     int slot = -1;
     if (j->req.grammar) {   /* response_format: the cached constraint of this grammar, else a new one */
