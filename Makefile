@@ -15,8 +15,11 @@
 
 CC      ?= gcc
 OPT     ?= -O2
-# -fno-math-errno: sqrtf and friends never set errno (nothing reads it), so loops using them vectorise
-override CFLAGS  += -std=c11 -D_GNU_SOURCE $(OPT) -fno-math-errno -g -Wall -Wextra -Wno-unused-parameter -Isrc -MMD -MP
+# -fno-math-errno: sqrtf and friends never set errno (nothing reads it), so loops using them vectorise;
+# -fno-trapping-math: nothing reads the floating-point exception flags, so a loop with a select (kern_vexpf's
+# clamps) may compute both sides — without it GCC vectorises such loops only where AVX-512 masks them (the AVX2
+# and baseline clones stayed scalar). Values are unchanged: only spurious exception flags become possible.
+override CFLAGS  += -std=c11 -D_GNU_SOURCE $(OPT) -fno-math-errno -fno-trapping-math -g -Wall -Wextra -Wno-unused-parameter -Isrc -MMD -MP
 override LDLIBS  += -lm -lpthread
 BUILD   ?= build
 SAN     ?=
@@ -196,7 +199,7 @@ $(BUILD)/tests/test_cuda_emu: $(EMU_SRC) tests/cuda_emu/emu.h src/kern/cuda/cuda
                               $(BUILD)/tests/testlib.o $(BUILD)/libgptkit.a
 	@mkdir -p $(dir $@)
 	$(CXX) -std=c++17 $(OPT) -g -Wall -Wextra -Wno-unused-parameter -Wno-unknown-pragmas $(if $(WERROR),-Werror) $(SAN) \
-	  -fno-math-errno $(filter -fopenmp,$(CFLAGS)) -DKCU_EMULATE -Isrc -Itests -Itests/cuda_emu $(CJSON_CFLAGS) \
+	  -fno-math-errno -fno-trapping-math $(filter -fopenmp,$(CFLAGS)) -DKCU_EMULATE -Isrc -Itests -Itests/cuda_emu $(CJSON_CFLAGS) \
 	  -x c++ $(EMU_SRC) -x none $(BUILD)/tests/testlib.o $(BUILD)/libgptkit.a -o $@ $(LDFLAGS) $(LDLIBS)
 endif
 

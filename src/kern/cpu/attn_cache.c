@@ -49,13 +49,16 @@ GK_HOT static void attn_row(float *o, const float *q, const float *K, const floa
         att[j] = s;
         if (s > mx) mx = s;
     }
+    /* omp simd: -O2 alone vectorises neither the exp nor the sums (a float reduction, a possible alias) */
     float sum = 0.0f;
+    AC_OMP(omp simd reduction(+:sum))
     for (size_t j = 0; j < len; j++) { att[j] = kern_vexpf(att[j] - mx); sum += att[j]; }
     float inv = 1.0f / sum;
     for (size_t d = 0; d < hs; d++) o[d] = 0.0f;
     for (size_t j = 0; j < len; j++) {
         const float *v = V + j * hs;
         float pj = att[j] * inv;
+        AC_OMP(omp simd)
         for (size_t d = 0; d < hs; d++) o[d] += pj * v[d];
     }
 }
