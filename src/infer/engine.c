@@ -149,6 +149,7 @@ void engine_seq_free(engine_seq *s) {
 
 /* Records the n tokens about to be appended to slot's cache (the cache's own write comes after). */
 static void hist_put(engine *e, size_t slot, const int32_t *ids, size_t n) {
+    GK_CHECK(e->kv->len[slot] + n <= e->max_len, "slot %zu: %zu + %zu tokens exceed the cache (%zu)", slot, e->kv->len[slot], n, e->max_len);
     memcpy(e->hist + slot * e->max_len + e->kv->len[slot], ids, n * sizeof(int32_t));
 }
 
