@@ -133,20 +133,22 @@ static size_t sk_block_cols(size_t N, size_t OC) {
     return b < OC ? b : OC;
 }
 
-/* part[n][j] (row stride OC) = sum_{c in [c0,c1)} inp[n][c] w[c][j] for j in [j0, j1) */
-static void sk_rows_plain(float *part, const float *inp, const float *w, size_t N, size_t C, size_t OC,
-                          size_t c0, size_t c1, size_t j0, size_t j1) {
+/* part[n][j] (row stride OC) = sum_{c in [c0,c1)} inp[n][c] w[c][j] for j in [j0, j1). GK_HOT and omp simd: an
+ * AVX2 machine's decode runs here, and without them the loop stayed scalar (part and w might alias). */
+GK_HOT static void sk_rows_plain(float *part, const float *inp, const float *w, size_t N, size_t C, size_t OC,
+                                 size_t c0, size_t c1, size_t j0, size_t j1) {
     for (size_t n = 0; n < N; n++) memset(part + n * OC + j0, 0, (j1 - j0) * sizeof(float));
     for (size_t c = c0; c < c1; c++) {
         const float *wr = w + c * OC;
         for (size_t n = 0; n < N; n++) {
             float a = inp[n * C + c], *r = part + n * OC;
+            AC_OMP(omp simd)
             for (size_t j = j0; j < j1; j++) r[j] += a * wr[j];
         }
     }
 }
 
-static void sk_dots_plain(float *out, const float *inp, const float *w, const float *bias, size_t N, size_t C,
+GK_HOT static void sk_dots_plain(float *out, const float *inp, const float *w, const float *bias, size_t N, size_t C,
                           size_t OC, size_t o0, size_t o1) {
     for (size_t o = o0; o < o1; o++)
         for (size_t n = 0; n < N; n++) out[n * OC + o] = dot16(inp + n * C, w + o * C, C) + (bias ? bias[o] : 0.0f);
