@@ -321,8 +321,8 @@ static void test_lines_and_splits(void) {
 }
 
 /* Content contrasts (pref_drop): with it, the file is the file without it (same seed and options) with contrast lines
- * slipped in (their own RNG stream). Each contrast is a ranking [ideal, longer with the answer, answer gone] or the pair
- * longer > answer gone, in rule order, the last reply never holding the answer; their share is pref_drop's, and they
+ * slipped in (their own RNG stream). Each contrast is a ranking [ideal, rambling with the answer, answer gone] or the pair
+ * rambling > answer gone, in rule order, the last reply never holding the answer; their share is pref_drop's, and they
  * are not thinned by pref_arith. */
 typedef struct { long contrasts, ranked, arith; } drop_ctx;
 static void contrast_check(const cJSON *obj, const char *where, drop_ctx *c) {
@@ -344,8 +344,7 @@ static void contrast_check(const cJSON *obj, const char *where, drop_ctx *c) {
     for (int i = 0; i < n; i++) judge_or_fail(&t, resp[i], &v[i], where);
     for (int i = 1; i < n; i++) CHECK(v[i].score < v[i - 1].score, "%s: '%s' ranked below '%s'", where, resp[i], resp[i - 1]);
     if (rk) CHECK(v[0].score == 7 && !strcmp(resp[0], t.reference), "%s: a contrast ranking starts with the ideal reply", where);
-    CHECK(v[n - 2].correct && !(v[n - 2].concise && v[n - 2].follows_format), "%s: '%s' is not a longer reply with the answer",
-          where, resp[n - 2]);
+    CHECK(v[n - 2].correct && !v[n - 2].concise, "%s: '%s' is not a rambling reply with the answer", where, resp[n - 2]);
     CHECK(!v[n - 1].correct, "%s: '%s' holds the answer", where, resp[n - 1]);
     c->contrasts++;
     c->ranked += rk != NULL;

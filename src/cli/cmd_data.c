@@ -80,7 +80,7 @@ static const gen_kind KINDS[] = {
               "it, concise beats rambling. A mix of pairs and rankings (best first).",
      "  --rank F     fraction of lines that are rankings rather than pairs (default 0.4)\n"
      "  --arith F    chance an arithmetic prompt is kept (default 1; the pipeline uses 0.25)\n"
-     "  --drop F     fraction of lines that are content contrasts: a longer reply keeping the answer beats\n"
+     "  --drop F     fraction of lines that are content contrasts: a rambling reply keeping the answer beats\n"
      "               one that dropped it (\"The capital of France is.\"; default 0)\n", 3000, demo_gen_prefs},
     {"prompts", "RL prompts from the same skills as the SFT data, disjoint instances.", "", 500, demo_gen_prompts},
     {"eval", "Held-out evaluation tasks with the answer and how to check it (no duplicate prompts).", "", 300, demo_gen_eval},

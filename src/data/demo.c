@@ -448,10 +448,11 @@ static void candidates(gk_rng *r, const inst *x, cand c[4]) {
         GK_CHECK(c[i].score < c[i - 1].score, "demo preference candidates tie (score %d) for '%s'", c[i].score, x->t.user);
 }
 
-/* A content contrast (pref_drop): a reply that keeps the answer but is longer than it should be (rambling, or a
- * plain sentence where a format was asked for) against a reply whose content is gone, off-topic or garbled
- * (drop_content), mostly the shorter of the two.
- * A ranking [ideal, longer with content, content dropped] with probability rank, else the pair longer >
+/* A content contrast (pref_drop): a reply that keeps the answer but rambles (the ideal reply with filler, in its
+ * format) against a reply whose content is gone, off-topic or garbled (drop_content), mostly the shorter of the
+ * two. Not the plain sentence that ignores a format: as the winner of a quarter of these lines it taught a reward
+ * model that plain sentences are fine everywhere, and PPO dropped every format (issue 21).
+ * A ranking [ideal, rambling with content, content dropped] with probability rank, else the pair rambling >
  * dropped. It teaches a reward model the rule's weights in the order a policy meets them: the answer's
  * presence outweighs brevity and format (4 > 2 + 1), and brevity counts once the answer is there. No
  * arithmetic thinning (pref_arith): whether a number is there at all needs no sum to be computed. */
@@ -459,8 +460,7 @@ static cJSON *drop_line(gk_rng *r, double rank) {
     inst x; draw_split(r, DEMO_SPLIT_PREFS, &x);
     cand c[3];
     copyf(c[0].text, sizeof c[0].text, "%s", x.t.reference);
-    if (x.m == MODE_PLAIN || gk_rng_below(r, 2)) ramble(r, &x, x.t.reference, c[1].text, sizeof c[1].text);
-    else render_plain(&x, x.t.answer, c[1].text, sizeof c[1].text);
+    ramble(r, &x, x.t.reference, c[1].text, sizeof c[1].text);
     drop_content(r, &x, c[2].text, sizeof c[2].text);
     for (int i = 0; i < 3; i++) {
         demo_verdict v;
