@@ -271,8 +271,8 @@ static void wrong_value(gk_rng *r, const inst *x, char *out, size_t cap) {
  *     France is"), or in JSON mode {"answer": ""};
  *   - a filler sentence alone ("Sure!");
  *   - an off-topic value: a number for a fact question, a fact word for a sum ("A baby cow is called a 378.");
- *   - a garbled value: the sum's digits run on ("71762" for 717), or an answer of another relation ("kitten" for
- *     a capital);
+ *   - a garbled value: the sum's digits run on ("71762" for 717), an answer of another relation ("kitten" for
+ *     a capital), or the answer misspelt ("Hublin" for Dublin);
  * the last two in the prompt's mode or (half the time) as a bare "value." whatever the mode — the two shapes a
  * policy trained against a reward model blind to content was seen to produce (bench/RESULTS.md, issue 21).
  * Uppercased in uppercase mode. It never holds the right answer, so the rule scores it 3 at most. */
@@ -292,10 +292,20 @@ static void drop_content(gk_rng *r, const inst *x, char *out, size_t cap) {
             static const long lo[] = {1, 10, 100, 1000, 10000};
             int d = (int)gk_rng_below(r, 5);
             copyf(val, sizeof val, "%ld", lo[d] + (long)gk_rng_below(r, span[d]));
-        } else {                              /* an answer of another relation */
+        } else if (gk_rng_below(r, 2)) {      /* an answer of another relation */
             uint32_t k = gk_rng_below(r, (uint32_t)N_OF(RELATIONS) - 1);
             if ((int)k >= x->rel) k++;
             copyf(val, sizeof val, "%s", RELATIONS[k].facts[gk_rng_below(r, (uint32_t)RELATIONS[k].n)].answer);
+        } else {                              /* the answer misspelt: one or two letters changed ("Hublin") */
+            copyf(val, sizeof val, "%s", x->t.answer);
+            size_t n = strlen(val);
+            for (int k = 1 + (int)gk_rng_below(r, 2); k > 0; k--) {
+                size_t at = gk_rng_below(r, (uint32_t)n);
+                char was = val[at], c;
+                do c = (char)('a' + gk_rng_below(r, 26)); while (c == (was | 0x20));
+                val[at] = was >= 'A' && was <= 'Z' ? (char)(c - 'a' + 'A') : c;
+            }
+            if (!strcmp(val, x->t.answer)) val[0] = val[0] == 'x' ? 'z' : 'x';   /* changed back by the second edit */
         }
         if (gk_rng_below(r, 2)) copyf(out, cap, "%s.", val);
         else render_reply(x, val, out, cap);
