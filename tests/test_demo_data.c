@@ -320,6 +320,73 @@ static void test_lines_and_splits(void) {
     free(sft); free(prefs); free(prompts); free(eval); free(dir);
 }
 
+/* Content contrasts (pref_drop): with it, the file is the file without it (same seed and options) with contrast lines
+ * slipped in (their own RNG stream). Each contrast is a ranking [ideal, rambling with the answer, answer gone] or the pair
+ * rambling > answer gone, in rule order, the last reply never holding the answer; their share is pref_drop's, and they
+ * are not thinned by pref_arith. */
+typedef struct { long contrasts, ranked, arith; } drop_ctx;
+static void contrast_check(const cJSON *obj, const char *where, drop_ctx *c) {
+    prompt p;
+    if (!get_prompt(cJSON_GetObjectItemCaseSensitive(obj, "prompt"), &p, where)) return;
+    demo_task t;
+    CHECK(demo_task_from_prompt(p.system, p.user, &t) == 0, "%s: prompt not parseable", where);
+    const cJSON *rk = cJSON_GetObjectItemCaseSensitive(obj, "ranked");
+    const char *resp[3]; int n = 0;
+    if (rk) for (const cJSON *e = rk->child; e && n < 3; e = e->next) resp[n++] = e->valuestring;
+    else {
+        const cJSON *ch = cJSON_GetObjectItemCaseSensitive(obj, "chosen"), *rj = cJSON_GetObjectItemCaseSensitive(obj, "rejected");
+        CHECK(cJSON_IsString(ch) && cJSON_IsString(rj), "%s: pair shape", where);
+        if (!cJSON_IsString(ch) || !cJSON_IsString(rj)) return;
+        resp[n++] = ch->valuestring; resp[n++] = rj->valuestring;
+    }
+    CHECK(n == (rk ? 3 : 2) && (!rk || cJSON_GetArraySize(rk) == 3), "%s: a contrast ranks 3 replies or pairs 2", where);
+    demo_verdict v[3];
+    for (int i = 0; i < n; i++) judge_or_fail(&t, resp[i], &v[i], where);
+    for (int i = 1; i < n; i++) CHECK(v[i].score < v[i - 1].score, "%s: '%s' ranked below '%s'", where, resp[i], resp[i - 1]);
+    if (rk) CHECK(v[0].score == 7 && !strcmp(resp[0], t.reference), "%s: a contrast ranking starts with the ideal reply", where);
+    CHECK(v[n - 2].correct && !v[n - 2].concise, "%s: '%s' is not a rambling reply with the answer", where, resp[n - 2]);
+    CHECK(!v[n - 1].correct, "%s: '%s' holds the answer", where, resp[n - 1]);
+    c->contrasts++;
+    c->ranked += rk != NULL;
+    c->arith += !strcmp(t.check, "number") || !strcmp(t.skill, "arith") || (t.answer[0] >= '0' && t.answer[0] <= '9');
+}
+
+static void test_prefs_content_contrasts(void) {
+    char *dir = tl_tmpdir("demo_drop");
+    char *p0 = gk_path_join(dir, "p0.jsonl"), *p1 = gk_path_join(dir, "p1.jsonl");
+    demo_opts o; demo_opts_default(&o);
+    o.pref_arith = 0.1;
+    gk_err err;
+    CHECK(demo_gen_prefs(p0, 3000, 5, &o, &err) == 3000, "%s", err.msg);
+    o.pref_drop = 0.3;
+    CHECK(demo_gen_prefs(p1, 3000, 5, &o, &err) == 3000, "%s", err.msg);
+    gk_lines l0, l1;
+    CHECK(gk_lines_open(&l0, p0, &err) == 0 && gk_lines_open(&l1, p1, &err) == 0, "%s", err.msg);
+    char *a = NULL, *b; size_t ln0 = 0, ln1;
+    int have_a = gk_lines_next(&l0, &a, &ln0);
+    drop_ctx c = {0};
+    long lines = 0, matched = 0;
+    while (gk_lines_next(&l1, &b, &ln1)) {
+        lines++;
+        if (have_a && !strcmp(a, b)) { matched++; have_a = gk_lines_next(&l0, &a, &ln0); continue; }
+        char where[512]; snprintf(where, sizeof where, "%s:%zu", p1, ln1);
+        cJSON *obj = cJSON_Parse(b);
+        CHECK(cJSON_IsObject(obj), "%s: not a JSON object", where);
+        if (cJSON_IsObject(obj)) contrast_check(obj, where, &c);
+        cJSON_Delete(obj);
+    }
+    gk_lines_close(&l0); gk_lines_close(&l1);
+    CHECK(lines == 3000, "%ld lines", lines);
+    CHECK(c.contrasts + matched == 3000, "the other lines are not the file without contrasts (%ld contrasts, %ld lines matched)",
+          c.contrasts, matched);
+    CHECK(c.contrasts > 3000 * 0.25 && c.contrasts < 3000 * 0.35, "pref_drop 0.3: %ld contrasts of 3000", c.contrasts);
+    CHECK(c.ranked > c.contrasts * 0.3 && c.ranked < c.contrasts * 0.5, "%ld of %ld contrasts ranked (pref_rank 0.4)",
+          c.ranked, c.contrasts);
+    CHECK(c.arith > c.contrasts * 0.35, "%ld arithmetic contrasts of %ld: thinned by pref_arith", c.arith, c.contrasts);
+    printf("  %ld content contrasts in 3000 lines (%ld rankings, %ld arithmetic)\n", c.contrasts, c.ranked, c.arith);
+    free(p0); free(p1); free(dir);
+}
+
 static void test_skill_mix(void) {
     demo_task *ts = NULL; gk_err err;
     long n = demo_eval_tasks(600, 3, NULL, &ts, &err);
@@ -634,6 +701,7 @@ int main(void) {
     TL_RUN(test_same_seed_same_bytes);
     TL_RUN(test_golden_checksums);
     TL_RUN(test_lines_and_splits);
+    TL_RUN(test_prefs_content_contrasts);
     TL_RUN(test_skill_mix);
     TL_RUN(test_checker_hand_cases);
     TL_RUN(test_judge_hand_cases);

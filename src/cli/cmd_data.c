@@ -79,7 +79,9 @@ static const gen_kind KINDS[] = {
     {"prefs", "Preferences labelled by the hidden rule: correct beats wrong, follows the format beats ignores\n"
               "it, concise beats rambling. A mix of pairs and rankings (best first).",
      "  --rank F     fraction of lines that are rankings rather than pairs (default 0.4)\n"
-     "  --arith F    chance an arithmetic prompt is kept (default 1; the pipeline uses 0.25)\n", 3000, demo_gen_prefs},
+     "  --arith F    chance an arithmetic prompt is kept (default 1; the pipeline uses 0.25)\n"
+     "  --drop F     fraction of lines that are content contrasts: a rambling reply keeping the answer beats\n"
+     "               one that dropped it (\"The capital of France is.\"; default 0)\n", 3000, demo_gen_prefs},
     {"prompts", "RL prompts from the same skills as the SFT data, disjoint instances.", "", 500, demo_gen_prompts},
     {"eval", "Held-out evaluation tasks with the answer and how to check it (no duplicate prompts).", "", 300, demo_gen_eval},
     {"tool-eval", "Held-out big-number arithmetic (operands of 4-12 digits) for the tools (docs/strategies.md).", "", 200, demo_gen_tool_eval},
@@ -112,6 +114,7 @@ static int run_gen(const gen_kind *k, int argc, char **argv) {
         else if (k->fn == demo_gen_sft && cli_is(f, "--rag-source")) o.rag_source = cli_str(&a, f);
         else if (k->fn == demo_gen_prefs && cli_is(f, "--rank")) o.pref_rank = frac_arg(&a, f);
         else if (k->fn == demo_gen_prefs && cli_is(f, "--arith")) o.pref_arith = frac_arg(&a, f);
+        else if (k->fn == demo_gen_prefs && cli_is(f, "--drop")) o.pref_drop = frac_arg(&a, f);
         else cli_unknown(&a, f);
     }
     if (!out) cli_usage_error(&a, "--out FILE is required ('-' for stdout)");

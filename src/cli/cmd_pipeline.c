@@ -43,6 +43,7 @@ static const kspec KEYS[] = {
     L("data.sft", n_sft, "SFT conversations"), L("data.sft_val", n_sft_val, "held-out SFT conversations"),
     L("data.prefs", n_prefs, "preference lines (pairs and rankings)"), L("data.prefs_val", n_prefs_val, "held-out preference lines"),
     D("data.pref_arith", pref_arith, "share of arithmetic prompts kept in the preference data"),
+    D("data.pref_drop", pref_drop, "share of preference lines where a rambling reply keeping the answer beats one that dropped it"),
     L("data.prompts", n_prompts, "RL prompts"), L("data.eval", n_eval, "evaluation tasks (held out)"),
     D("data.sft_ramble", sft_ramble, "share of plain SFT replies that add a filler sentence (imperfect demonstrations)"),
     D("data.sft_slip", sft_slip, "share of format-mode SFT replies that ignore the format (imperfect demonstrations)"),
@@ -335,6 +336,7 @@ static int st_data(ctx *x, cJSON *j, gk_err *err) {
     demo_opts dop;
     demo_opts_default(&dop);
     dop.pref_arith = c->pref_arith;
+    dop.pref_drop = c->pref_drop;
     dop.sft_tools = c->sft_tools;
     dop.sft_ramble = c->sft_ramble;
     dop.sft_slip = c->sft_slip;

@@ -20,6 +20,7 @@ typedef struct {
     /* demo data */
     long   n_sft, n_sft_val, n_prefs, n_prefs_val, n_prompts, n_eval;
     double pref_arith;
+    double pref_drop;              /* content contrasts in the preference data (issue 21) */
     double sft_tools;         /* share of SFT conversations that teach the calc tool (issue 15) */
     double sft_ramble, sft_slip;   /* imperfect demonstrations: rambling plain replies, format slips (issue 21) */
     long   n_tool_eval;       /* held-out big-number arithmetic tasks (tool_eval.jsonl) */

@@ -366,6 +366,13 @@ typedef struct {
                             another prefs-split instance is drawn); default 1. Below 1 it thins the comparisons
                             that hinge on whether a sum is right, which a small reward model cannot compute;
                             the rule itself is unchanged (the demo pipeline uses 0.25). */
+    double pref_drop;    /* fraction of preference lines that are content contrasts: a reply that keeps the answer
+                            but rambles beats one whose answer is gone ("The capital of France is.", a
+                            filler alone, {"answer": ""}, an off-topic or garbled value); as a
+                            ranking [ideal, rambling, dropped] (with probability pref_rank) or the pair rambling >
+                            dropped. A reward model that never saw a reply without its content rewards a policy
+                            for dropping it to be brief (bench/RESULTS.md, issue 21). Drawn from their own RNG
+                            stream, without the pref_arith thinning; default 0, which leaves the file as it was */
     double sft_tools;    /* fraction of SFT conversations that are big-number arithmetic solved with the calc
                             tool (demo_tool_conversation; drawn from their own RNG stream); default 0, which
                             leaves the file as it was before tools existed */

@@ -266,6 +266,64 @@ static void wrong_value(gk_rng *r, const inst *x, char *out, size_t cap) {
     }
 }
 
+/* The reply with its content gone, as a policy that learned "short is good" from a reward model writes it:
+ *   - the sentence cut where the value should be ("The capital of France is." or, cut mid-way, "The capital of
+ *     France is"), or in JSON mode {"answer": ""};
+ *   - a filler sentence alone ("Sure!");
+ *   - an off-topic value: a number for a fact question, a fact word for a sum ("A baby cow is called a 378.");
+ *   - a garbled value: the sum's digits run on ("71762" for 717), an answer of another relation ("kitten" for
+ *     a capital), or the answer misspelt ("Hublin" for Dublin);
+ * the last two in the prompt's mode or (half the time) as a bare "value." whatever the mode — the two shapes a
+ * policy trained against a reward model blind to content was seen to produce (bench/RESULTS.md, issue 21).
+ * Uppercased in uppercase mode. It never holds the right answer, so the rule scores it 3 at most. */
+static void drop_content(gk_rng *r, const inst *x, char *out, size_t cap) {
+    uint32_t form = gk_rng_below(r, 5);
+    if (form >= 3) {
+        char val[64];
+        if (x->is_arith && form == 3) {        /* a fact word for a sum */
+            const relation *rel = &RELATIONS[gk_rng_below(r, (uint32_t)N_OF(RELATIONS))];
+            copyf(val, sizeof val, "%s", rel->facts[gk_rng_below(r, (uint32_t)rel->n)].answer);
+        } else if (x->is_arith) {             /* the answer's digits, then 2-5 more */
+            int n = snprintf(val, sizeof val, "%s", x->t.answer);
+            for (int k = 2 + (int)gk_rng_below(r, 4); k > 0; k--) val[n++] = (char)('0' + gk_rng_below(r, 10));
+            val[n] = 0;
+        } else if (form == 3) {               /* a number of 1-5 digits for a fact */
+            static const uint32_t span[] = {9, 90, 900, 9000, 90000};
+            static const long lo[] = {1, 10, 100, 1000, 10000};
+            int d = (int)gk_rng_below(r, 5);
+            copyf(val, sizeof val, "%ld", lo[d] + (long)gk_rng_below(r, span[d]));
+        } else if (gk_rng_below(r, 2)) {      /* an answer of another relation */
+            uint32_t k = gk_rng_below(r, (uint32_t)N_OF(RELATIONS) - 1);
+            if ((int)k >= x->rel) k++;
+            copyf(val, sizeof val, "%s", RELATIONS[k].facts[gk_rng_below(r, (uint32_t)RELATIONS[k].n)].answer);
+        } else {                              /* the answer misspelt: one or two letters changed ("Hublin") */
+            copyf(val, sizeof val, "%s", x->t.answer);
+            size_t n = strlen(val);
+            for (int k = 1 + (int)gk_rng_below(r, 2); k > 0; k--) {
+                size_t at = gk_rng_below(r, (uint32_t)n);
+                char was = val[at], c;
+                do c = (char)('a' + gk_rng_below(r, 26)); while (c == (was | 0x20));
+                val[at] = was >= 'A' && was <= 'Z' ? (char)(c - 'a' + 'A') : c;
+            }
+            if (!strcmp(val, x->t.answer)) val[0] = val[0] == 'x' ? 'z' : 'x';   /* changed back by the second edit */
+        }
+        if (gk_rng_below(r, 2)) copyf(out, cap, "%s.", val);
+        else render_reply(x, val, out, cap);
+    } else if (form == 2) {   /* filler alone */
+        uint32_t k = gk_rng_below(r, (uint32_t)(N_OF(FILL_PRE) + N_OF(FILL_POST)));
+        copyf(out, cap, "%s", k < N_OF(FILL_PRE) ? FILL_PRE[k] : FILL_POST[k - N_OF(FILL_PRE)]);
+    } else if (x->m == MODE_JSON) {
+        copyf(out, cap, "{\"answer\": \"\"}");
+    } else {           /* the sentence without its value: the word modes get the plain sentence */
+        render_plain(x, "", out, cap);
+        size_t n = strlen(out);
+        GK_CHECK(n >= 2 && out[n - 1] == '.' && out[n - 2] == ' ', "demo sentence does not end in its value: '%s'", out);
+        if (form == 0) { out[n - 2] = '.'; out[n - 1] = 0; }   /* "... is ." -> "... is." */
+        else out[n - 2] = 0;                                   /* cut off: "... is" */
+    }
+    if (x->m == MODE_UPPER) upcase(out);
+}
+
 /* ---------------------------------------------------------------- JSONL output */
 
 typedef struct { gk_afile *af; FILE *fp; } sink;
@@ -321,6 +379,7 @@ void demo_opts_default(demo_opts *o) {
     o->sft_multi = 0.15;
     o->pref_rank = 0.4;
     o->pref_arith = 1.0;
+    o->pref_drop = 0;
     o->sft_tools = 0;
 }
 
@@ -399,13 +458,51 @@ static void candidates(gk_rng *r, const inst *x, cand c[4]) {
         GK_CHECK(c[i].score < c[i - 1].score, "demo preference candidates tie (score %d) for '%s'", c[i].score, x->t.user);
 }
 
+/* A content contrast (pref_drop): a reply that keeps the answer but rambles (the ideal reply with filler, in its
+ * format) against a reply whose content is gone, off-topic or garbled (drop_content), mostly the shorter of the
+ * two. Not the plain sentence that ignores a format: as the winner of a quarter of these lines it taught a reward
+ * model that plain sentences are fine everywhere, and PPO dropped every format (issue 21).
+ * A ranking [ideal, rambling with content, content dropped] with probability rank, else the pair rambling >
+ * dropped. It teaches a reward model the rule's weights in the order a policy meets them: the answer's
+ * presence outweighs brevity and format (4 > 2 + 1), and brevity counts once the answer is there. No
+ * arithmetic thinning (pref_arith): whether a number is there at all needs no sum to be computed. */
+static cJSON *drop_line(gk_rng *r, double rank) {
+    inst x; draw_split(r, DEMO_SPLIT_PREFS, &x);
+    cand c[3];
+    copyf(c[0].text, sizeof c[0].text, "%s", x.t.reference);
+    ramble(r, &x, x.t.reference, c[1].text, sizeof c[1].text);
+    drop_content(r, &x, c[2].text, sizeof c[2].text);
+    for (int i = 0; i < 3; i++) {
+        demo_verdict v;
+        GK_CHECK(demo_judge(x.t.check, x.t.answer, c[i].text, &v) == 0, "bad check '%s'", x.t.check);
+        c[i].score = v.score;
+    }
+    GK_CHECK(c[0].score > c[1].score && c[1].score > c[2].score, "demo content contrast out of order (%d, %d, %d) for '%s'",
+             c[0].score, c[1].score, c[2].score, x.t.user);
+    cJSON *obj = cJSON_CreateObject();
+    cJSON_AddItemToObject(obj, "prompt", prompt_json(&x.t));
+    if (gk_rng_uniform(r) < rank) {
+        cJSON *ranked = cJSON_AddArrayToObject(obj, "ranked");
+        for (int k = 0; k < 3; k++) cJSON_AddItemToArray(ranked, cJSON_CreateString(c[k].text));
+    } else {
+        cJSON_AddStringToObject(obj, "chosen", c[1].text);
+        cJSON_AddStringToObject(obj, "rejected", c[2].text);
+    }
+    return obj;
+}
+
 long demo_gen_prefs(const char *path, long n, uint64_t seed, const demo_opts *o, gk_err *err) {
     if (check_n(n, err)) return -1;
     demo_opts op = opts_or_default(o);
     sink s;
     if (sink_open(&s, path, err)) return -1;
     gk_rng r; seed_for(&r, seed, 2);
+    gk_rng rd; seed_for(&rd, seed, 9);   /* content contrasts: their own stream, so pref_drop = 0 changes nothing */
     for (long i = 0; i < n; i++) {
+        if (op.pref_drop > 0 && gk_rng_uniform(&rd) < op.pref_drop) {
+            sink_line(&s, drop_line(&rd, op.pref_rank));
+            continue;
+        }
         inst x; draw_split(&r, DEMO_SPLIT_PREFS, &x);
         while (op.pref_arith < 1.0 && x.is_arith && gk_rng_uniform(&r) >= op.pref_arith) draw_split(&r, DEMO_SPLIT_PREFS, &x);
         cand c[4];

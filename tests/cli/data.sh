@@ -39,6 +39,17 @@ $G data prefs --n 200 --out p.jsonl 2>/dev/null
 if grep -q '"rejected"' p.jsonl && grep -q '"ranked"' p.jsonl; then pass data_prefs_mix; else fail data_prefs_mix; fi
 $G data prefs --n 200 --rank 0 --out p0.jsonl 2>/dev/null
 if ! grep -q '"ranked"' p0.jsonl; then pass data_prefs_rank0; else fail data_prefs_rank0 "--rank 0 still wrote rankings"; fi
+# prefs --drop: content contrasts ("The capital of France is." / {"answer": ""} / a filler alone lose to a reply with
+# the answer); --drop 0 is the default file byte for byte
+$G data prefs --n 300 --drop 1 --rank 0 --out pd.jsonl 2>/dev/null
+$G data prefs --n 300 --drop 0 --out pd0.jsonl 2>/dev/null
+$G data prefs --n 300 --out pdd.jsonl 2>/dev/null
+if [ "$(grep -c '"rejected":"\(The answer is\.\?\|THE ANSWER IS\.\?\|{\\"answer\\": \\"\\"}\)"}$' pd.jsonl)" -gt 20 ] \
+   && ! grep -q '"rejected":"The answer is\.\?"' p.jsonl && cmp -s pd0.jsonl pdd.jsonl; then
+  pass data_prefs_drop_option
+else fail data_prefs_drop_option "$(head -n 2 pd.jsonl)"; fi
+if ! $G data prefs --n 5 --drop 1.5 --out - >/dev/null 2>err.txt && grep -q -- '--drop' err.txt; then pass data_prefs_drop_range
+else fail data_prefs_drop_range "$(cat err.txt)"; fi
 $G data sft --n 300 --ramble 0 --multi 0 --out s0.jsonl 2>/dev/null
 $G data sft --n 300 --out s1.jsonl 2>/dev/null
 if ! grep -q 'I hope this helps\|Let me know if\|Thank you for asking\|Feel free to ask\|always happy to help\|fun one to work out' s0.jsonl \
