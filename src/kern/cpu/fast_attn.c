@@ -14,8 +14,8 @@
  * its own channel slices, so (b,h) pairs run in parallel without races.
  *
  * Every tile product (S = Q K^T, O += P V, dP = dO V^T, dV += P^T dO, dK += dS^T Q, dQ += dS K) is one call
- * of tile_gemm, a register-blocked 4 x 32 micro-kernel written with GCC vector extensions (compiled for
- * AVX-512, AVX2 and baseline by GK_HOT). Operands are packed into zero-padded tiles (rows to BQ/BK, head
+ * of tile_gemm, a register-blocked 4 x 32 (AVX-512) or 4 x 16 micro-kernel written with GCC vector extensions
+ * (compiled for AVX-512, AVX2 and baseline by GK_HOT). Operands are packed into zero-padded tiles (rows to BQ/BK, head
  * size to a multiple of 32), so any T and head size work and the padding contributes exact zeros.
  * Memory per thread: a dozen 64 x hs tiles, independent of T.
  */
@@ -42,33 +42,49 @@ size_t kern_fast_attention_saved_floats(kern_backend *be, size_t B, size_t T, si
 }
 
 /* ---------------------------------------------------------------- the tile product
- * C[M,N] += A[M,K] B[K,N], all row-major with leading dims; M % 4 == 0, N % 32 == 0. */
-typedef float v16 __attribute__((vector_size(64)));
-#define VLD(v, p) memcpy(&(v), (p), sizeof(v16))
-#define VST(p, v) memcpy((p), &(v), sizeof(v16))
+ * C[M,N] += A[M,K] B[K,N], all row-major with leading dims; M % 4 == 0, N % 32 == 0. One body, two widths: 4 rows
+ * x 2 vectors of accumulators — 16-float vectors (4 x 32) where AVX-512 gives 32 registers, 8-float ones (4 x 16,
+ * eight AVX2 registers plus the two B loads) elsewhere: the 16-float body compiled for AVX2 splits every vector in
+ * two and spills (stop 26: a quarter of a GPT-2 LoRA step on a Zen 3). */
+#define VLD(v, p) memcpy(&(v), (p), sizeof(v))
+#define VST(p, v) memcpy((p), &(v), sizeof(v))
+#define TILE_GEMM(NAME, VW)                                                                                     \
+    typedef float NAME##_v __attribute__((vector_size(VW * sizeof(float))));                                        \
+    GK_HOT static void NAME(size_t M, size_t N, size_t K, const float *A, size_t lda, const float *B, size_t ldb,    \
+                            float *C, size_t ldc) {                                                                 \
+        for (size_t i = 0; i < M; i += 4)                                                                           \
+            for (size_t j = 0; j < N; j += 2 * VW) {                                                                \
+                NAME##_v c00, c01, c10, c11, c20, c21, c30, c31;                                                    \
+                float *c0 = C + i * ldc + j, *c1 = c0 + ldc, *c2 = c1 + ldc, *c3 = c2 + ldc;                        \
+                VLD(c00, c0); VLD(c01, c0 + VW); VLD(c10, c1); VLD(c11, c1 + VW);                                   \
+                VLD(c20, c2); VLD(c21, c2 + VW); VLD(c30, c3); VLD(c31, c3 + VW);                                   \
+                const float *a0 = A + i * lda, *a1 = a0 + lda, *a2 = a1 + lda, *a3 = a2 + lda;                      \
+                for (size_t k = 0; k < K; k++) {                                                                    \
+                    NAME##_v b0, b1;                                                                                \
+                    VLD(b0, B + k * ldb + j);                                                                       \
+                    VLD(b1, B + k * ldb + j + VW);                                                                  \
+                    float x0 = a0[k], x1 = a1[k], x2 = a2[k], x3 = a3[k];                                           \
+                    c00 += x0 * b0; c01 += x0 * b1;                                                                 \
+                    c10 += x1 * b0; c11 += x1 * b1;                                                                 \
+                    c20 += x2 * b0; c21 += x2 * b1;                                                                 \
+                    c30 += x3 * b0; c31 += x3 * b1;                                                                 \
+                }                                                                                                   \
+                VST(c0, c00); VST(c0 + VW, c01); VST(c1, c10); VST(c1 + VW, c11);                                   \
+                VST(c2, c20); VST(c2 + VW, c21); VST(c3, c30); VST(c3 + VW, c31);                                   \
+            }                                                                                                       \
+    }
+TILE_GEMM(tile_gemm16, 16)
+TILE_GEMM(tile_gemm8, 8)
 
-GK_HOT static void tile_gemm(size_t M, size_t N, size_t K, const float *A, size_t lda, const float *B, size_t ldb,
-                             float *C, size_t ldc) {
-    for (size_t i = 0; i < M; i += 4)
-        for (size_t j = 0; j < N; j += 32) {
-            v16 c00, c01, c10, c11, c20, c21, c30, c31;
-            float *c0 = C + i * ldc + j, *c1 = c0 + ldc, *c2 = c1 + ldc, *c3 = c2 + ldc;
-            VLD(c00, c0); VLD(c01, c0 + 16); VLD(c10, c1); VLD(c11, c1 + 16);
-            VLD(c20, c2); VLD(c21, c2 + 16); VLD(c30, c3); VLD(c31, c3 + 16);
-            const float *a0 = A + i * lda, *a1 = a0 + lda, *a2 = a1 + lda, *a3 = a2 + lda;
-            for (size_t k = 0; k < K; k++) {
-                v16 b0, b1;
-                VLD(b0, B + k * ldb + j);
-                VLD(b1, B + k * ldb + j + 16);
-                float x0 = a0[k], x1 = a1[k], x2 = a2[k], x3 = a3[k];
-                c00 += x0 * b0; c01 += x0 * b1;
-                c10 += x1 * b0; c11 += x1 * b1;
-                c20 += x2 * b0; c21 += x2 * b1;
-                c30 += x3 * b0; c31 += x3 * b1;
-            }
-            VST(c0, c00); VST(c0 + 16, c01); VST(c1, c10); VST(c1 + 16, c11);
-            VST(c2, c20); VST(c2 + 16, c21); VST(c3, c30); VST(c3 + 16, c31);
-        }
+static void tile_gemm(size_t M, size_t N, size_t K, const float *A, size_t lda, const float *B, size_t ldb, float *C,
+                      size_t ldc) {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    int wide = __builtin_cpu_supports("avx512f");   /* a load and a test of libgcc's CPU model */
+#else
+    int wide = 0;
+#endif
+    if (wide) tile_gemm16(M, N, K, A, lda, B, ldb, C, ldc);
+    else tile_gemm8(M, N, K, A, lda, B, ldb, C, ldc);
 }
 
 /* dst[c][r] = src[r][c] for r < rows, c < cols (dst leading dim ldd, src lds). */
