@@ -353,21 +353,21 @@ static void place_queued(engine *e) {
         request *r = e->reqs[i];
         if (!r || r->state != ENGINE_REQ_QUEUED) continue;
         if (r->n > e->n_free) return;
-        size_t slot = 0;
+        size_t next = 0;   /* lowest free first: an idle engine uses slots 0 .. n-1 */
         r->cached = 0;
-        if (e->prefix_reuse) r->st[0].slot = best_prefix_slot(e, r->prompt, r->n_prompt, &r->cached);
         for (size_t k = 0; k < r->n; k++) {
-            if (k == 0 && e->prefix_reuse) slot = r->st[0].slot;
+            size_t slot;
+            if (k == 0 && e->prefix_reuse) slot = best_prefix_slot(e, r->prompt, r->n_prompt, &r->cached);
             else {
-                while (e->slot_used[slot]) slot++;   /* lowest free first: an idle engine uses slots 0 .. n-1 */
-                r->st[k].slot = slot;
+                while (e->slot_used[next]) next++;
+                slot = next;
             }
             e->slot_used[slot] = 1;
             e->n_free--;
+            r->st[k].slot = slot;
             r->st[k].held = 1;
             if (k == 0 && r->cached) gpt_kv_truncate(e->kv, slot, r->cached);
             else gpt_kv_reset(e->kv, slot);
-            if (k == 0) slot = 0;
         }
         r->state = ENGINE_REQ_RUNNING;
     }
@@ -788,7 +788,7 @@ engine_req_state engine_req_status(const engine *e, engine_req_id id) {
 
 size_t engine_req_cached(const engine *e, engine_req_id id) {
     const request *r = find_req(e, id);
-    return r && r->state != ENGINE_REQ_QUEUED ? r->cached : 0;
+    return r ? r->cached : 0;   /* set when placed; 0 before */
 }
 
 int engine_take_result(engine *e, engine_req_id id, engine_seq *out, gk_err *err) {
