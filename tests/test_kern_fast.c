@@ -333,24 +333,29 @@ static void test_attn_cache(void) {
 }
 
 /* The skinny decode matmul against the reference matmul, both layouts, with and without bias, for every N up
- * to KERN_SKINNY_MAX_N at awkward widths; on the cpu backend both its AVX-512 body and its portable loops. */
+ * to KERN_SKINNY_MAX_N at awkward widths (C = 517 spans three of the AVX2 kernel's 256-row blocks of W, with a
+ * partial 8 at the end; OC = 301 ends in a partial 16-column strip and a partial group of 4 rows); on the cpu
+ * backend both its vector bodies (AVX-512 or AVX2, whichever the CPU has) and its portable loops. */
 static void test_matmul_skinny(void) {
-    size_t C = 67, OC = 301;
-    float *w = rnd(C * OC, 1), *bias = rnd(OC, 1), *x = rnd(KERN_SKINNY_MAX_N * C, 1);
-    float *want = kern_alloc(g_ref, KERN_SKINNY_MAX_N * OC * 4), *got = kern_alloc(g_ref, KERN_SKINNY_MAX_N * OC * 4);
-    for (int portable = 0; portable < 2; portable++)
-        for (int lay = 0; lay < 2; lay++)
-            for (size_t N = 1; N <= KERN_SKINNY_MAX_N; N += 3) {
-                const float *b = N % 2 ? bias : NULL;
-                kern_matmul_fwd(g_ref, want, x, w, b, N, C, OC, lay);
-                g_be->skinny_portable = portable;
-                kern_matmul_skinny_fwd(g_be, got, x, w, b, N, C, OC, lay);
-                g_be->skinny_portable = 0;
-                char what[96];
-                snprintf(what, sizeof what, "skinny N%zu layout %d portable %d", N, lay, portable);
-                CHECK_ARRAYS(what, got, want, N * OC, 1e-5 * sqrt((double)C), 1e-5);
-            }
-    kern_free(g_ref, w); kern_free(g_ref, bias); kern_free(g_ref, x); kern_free(g_ref, want); kern_free(g_ref, got);
+    const size_t Cs[2] = {67, 517}, OC = 301;
+    for (int ci = 0; ci < 2; ci++) {
+        size_t C = Cs[ci];
+        float *w = rnd(C * OC, 1), *bias = rnd(OC, 1), *x = rnd(KERN_SKINNY_MAX_N * C, 1);
+        float *want = kern_alloc(g_ref, KERN_SKINNY_MAX_N * OC * 4), *got = kern_alloc(g_ref, KERN_SKINNY_MAX_N * OC * 4);
+        for (int portable = 0; portable < 2; portable++)
+            for (int lay = 0; lay < 2; lay++)
+                for (size_t N = 1; N <= KERN_SKINNY_MAX_N; N++) {
+                    const float *b = N % 2 ? bias : NULL;
+                    kern_matmul_fwd(g_ref, want, x, w, b, N, C, OC, lay);
+                    g_be->skinny_portable = portable;
+                    kern_matmul_skinny_fwd(g_be, got, x, w, b, N, C, OC, lay);
+                    g_be->skinny_portable = 0;
+                    char what[96];
+                    snprintf(what, sizeof what, "skinny C%zu N%zu layout %d portable %d", C, N, lay, portable);
+                    CHECK_ARRAYS(what, got, want, N * OC, 1e-5 * sqrt((double)C), 1e-5);
+                }
+        kern_free(g_ref, w); kern_free(g_ref, bias); kern_free(g_ref, x); kern_free(g_ref, want); kern_free(g_ref, got);
+    }
 }
 
 /* bf16 matmuls: inputs rounded to bfloat16 (relative error <= 2^-9 each), fp32 accumulation. With N(0,1)

@@ -373,7 +373,8 @@ void kern_attn_cache_fwd(kern_backend *be, float *out, float *kc, float *vc, con
  * product, layouts and bias. The cpu backend streams W exactly once (a decode step is bound by reading the
  * weights; a general GEMM packs W first, which costs more than the product at N = 1): OpenMP, each thread one
  * contiguous block of W (input rows for KERN_W_IN_OUT, output rows for KERN_W_OUT_IN); AVX-512 where the CPU
- * has it, portable loops elsewhere (or when be->skinny_portable is set, for tests). The ref backend runs
+ * has it; on AVX2 + FMA without AVX-512, register-tiled products (several rows of W times several input rows);
+ * portable loops elsewhere (or when be->skinny_portable is set, for tests). The ref backend runs
  * kern_matmul_fwd's reference. Equals kern_matmul_fwd up to float summation order. */
 #define KERN_SKINNY_MAX_N 16
 void kern_matmul_skinny_fwd(kern_backend *be, float *out, const float *inp, const float *w, const float *bias,

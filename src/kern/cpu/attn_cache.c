@@ -220,6 +220,141 @@ static void sk_dots_avx512(float *out, const float *inp, const float *w, const f
     if (o < o1) sk_dots_plain(out, inp, w, bias, N, C, OC, o, o1);
 }
 
+/* KERN_W_OUT_IN on AVX2 + FMA (a CPU without AVX-512): register tiles of 4 rows of W x 3 input rows, 12
+ * accumulators of 8 lanes, so each W load feeds 3 FMAs and each input load 4 (the one-row-at-a-time dots above
+ * load twice per FMA). W is still read once, as one stream per thread (rows o..o+3 are adjacent); the input rows
+ * stay in cache. On such a CPU this is also the path from SK_GEMM_FROM rows on, where oneDNN would first copy
+ * all of W into its packed layout: the tied LM head of a d6 model (50257 x 384) at 16 rows took 9.2 ms a call
+ * through oneDNN, 7.1 ms here; at 4 rows 7.2 ms with the one-row dots, 4.0 ms here; at 1 row 4.1 -> 2.7 ms (2
+ * threads, the 2-core Zen 3; docs/kernels.md says how it was measured). */
+#define SK_TR 3   /* input rows per tile (2 and 4 measured slower) */
+__attribute__((target("avx2,fma")))
+static inline __m128 sk_hsum4(__m256 a, __m256 b, __m256 c, __m256 d) {   /* {sum a, sum b, sum c, sum d} */
+    __m256 s = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, d));
+    return _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+}
+
+/* out[n .. n+R)[o .. o+4) = inp rows . W rows (+ bias), R <= SK_TR; tail: the lanes of the last partial 8.
+ * Written out by hand (SK_FMA4): GCC at -O2 kept a loop-indexed accumulator array in memory. */
+#define SK_FMA4(a, xv) do { a[0] = _mm256_fmadd_ps(xv, w0v, a[0]); a[1] = _mm256_fmadd_ps(xv, w1v, a[1]); \
+                            a[2] = _mm256_fmadd_ps(xv, w2v, a[2]); a[3] = _mm256_fmadd_ps(xv, w3v, a[3]); } while (0)
+#define SK_STEP(LOAD, c) do { \
+        __m256 w0v = LOAD(w0 + (c)), w1v = LOAD(w0 + C + (c)), w2v = LOAD(w0 + 2 * C + (c)), w3v = LOAD(w0 + 3 * C + (c)); \
+        SK_FMA4(a0, LOAD(x0 + (c))); \
+        if (R > 1) SK_FMA4(a1, LOAD(x0 + C + (c))); \
+        if (R > 2) SK_FMA4(a2, LOAD(x0 + 2 * C + (c))); } while (0)
+__attribute__((target("avx2,fma"), always_inline))
+static inline void sk_tile_avx2(float *out, const float *inp, const float *w, const float *bias, size_t C, size_t OC,
+                                size_t o, size_t n, const int R, __m256i tail) {
+    __m256 z = _mm256_setzero_ps(), a0[4] = {z, z, z, z}, a1[4] = {z, z, z, z}, a2[4] = {z, z, z, z};
+    const float *w0 = w + o * C, *x0 = inp + n * C;
+    size_t full = C & ~(size_t)7, c = 0;
+#define SK_LOADU(p) _mm256_loadu_ps(p)
+#define SK_LOADM(p) _mm256_maskload_ps(p, tail)
+    for (; c < full; c += 8) SK_STEP(SK_LOADU, c);
+    if (c < C) SK_STEP(SK_LOADM, c);
+#undef SK_LOADU
+#undef SK_LOADM
+    __m128 b = bias ? _mm_loadu_ps(bias + o) : _mm_setzero_ps();
+    _mm_storeu_ps(out + n * OC + o, _mm_add_ps(sk_hsum4(a0[0], a0[1], a0[2], a0[3]), b));
+    if (R > 1) _mm_storeu_ps(out + (n + 1) * OC + o, _mm_add_ps(sk_hsum4(a1[0], a1[1], a1[2], a1[3]), b));
+    if (R > 2) _mm_storeu_ps(out + (n + 2) * OC + o, _mm_add_ps(sk_hsum4(a2[0], a2[1], a2[2], a2[3]), b));
+}
+#undef SK_STEP
+#undef SK_FMA4
+
+__attribute__((target("avx2,fma")))
+static void sk_dots_avx2(float *out, const float *inp, const float *w, const float *bias, size_t N, size_t C,
+                         size_t OC, size_t o0, size_t o1) {
+    int rem = (int)(C & 7);
+    __m256i tail = _mm256_cmpgt_epi32(_mm256_set1_epi32(rem), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    size_t o = o0;
+    for (; o + 4 <= o1; o += 4) {
+        size_t n = 0;
+        for (; n + SK_TR <= N; n += SK_TR) sk_tile_avx2(out, inp, w, bias, C, OC, o, n, SK_TR, tail);
+        switch (N - n) {
+        case 2: sk_tile_avx2(out, inp, w, bias, C, OC, o, n, 2, tail); break;
+        case 1: sk_tile_avx2(out, inp, w, bias, C, OC, o, n, 1, tail); break;
+        default: break;
+        }
+    }
+    if (o < o1) sk_dots_plain(out, inp, w, bias, N, C, OC, o, o1);
+}
+
+/* KERN_W_IN_OUT on AVX2 + FMA, from 2 rows: register tiles of up to 6 input rows x 16 output columns (12
+ * accumulators); each thread a contiguous range of 16-column strips, each strip walked down all C rows of W (64
+ * bytes a row) once per group of 6 input rows, which finds it in cache after the first group. No partial sums to
+ * add across threads. cols: 16, or the last strip's width (masked loads and stores). Against what ran before on the
+ * 2-core Zen 3 (2 threads): d6's four block products at 4 rows 0.39 -> 0.17 ms (the row-streaming loops), at 16
+ * rows 0.48 -> 0.41 ms (oneDNN); GPT-2 124M's at 16 rows 2.74 -> 1.77 ms. One row stays on the streaming loops
+ * (bound by reading W, which they do as one linear stream per thread). */
+#define SKI_R 6
+#define SKI_FMA2(r) do { if (R > r) { __m256 xb = _mm256_broadcast_ss(x0 + (r) * C + c); \
+        a[2 * (r)] = _mm256_fmadd_ps(xb, w0v, a[2 * (r)]); a[2 * (r) + 1] = _mm256_fmadd_ps(xb, w1v, a[2 * (r) + 1]); } } while (0)
+#define SKI_LOOP(L0, L1) for (size_t c = c0; c < c1; c++) { \
+        __m256 w0v = L0(w + c * OC + j), w1v = L1(w + c * OC + j + 8); \
+        SKI_FMA2(0); SKI_FMA2(1); SKI_FMA2(2); SKI_FMA2(3); SKI_FMA2(4); SKI_FMA2(5); }
+__attribute__((target("avx2,fma"), always_inline))
+static inline void ski_tile_avx2(float *out, const float *inp, const float *w, const float *bias, size_t C, size_t OC,
+                                 size_t n, size_t j, const int R, int masked, __m256i m0, __m256i m1, size_t c0, size_t c1) {
+    __m256 z = _mm256_setzero_ps(), a[2 * SKI_R] = {z, z, z, z, z, z, z, z, z, z, z, z};
+    const float *x0 = inp + n * C;
+#define SKI_U(p) _mm256_loadu_ps(p)
+#define SKI_M0(p) _mm256_maskload_ps(p, m0)
+#define SKI_M1(p) _mm256_maskload_ps(p, m1)
+#define SKI_LD(r) do { if (R > r) { const float *y = out + (n + (r)) * OC + j; \
+        a[2 * (r)] = masked ? SKI_M0(y) : SKI_U(y); a[2 * (r) + 1] = masked ? SKI_M1(y + 8) : SKI_U(y + 8); } } while (0)
+    if (c0 > 0) { SKI_LD(0); SKI_LD(1); SKI_LD(2); SKI_LD(3); SKI_LD(4); SKI_LD(5); }   /* a later block of rows */
+#undef SKI_LD
+    if (!masked) SKI_LOOP(SKI_U, SKI_U)
+    else SKI_LOOP(SKI_M0, SKI_M1)
+    __m256 b0 = _mm256_setzero_ps(), b1 = b0;
+    if (bias && c1 == C) { b0 = masked ? SKI_M0(bias + j) : SKI_U(bias + j); b1 = masked ? SKI_M1(bias + j + 8) : SKI_U(bias + j + 8); }
+#undef SKI_U
+#undef SKI_M0
+#undef SKI_M1
+#define SKI_ST(r) do { if (R > r) { float *y = out + (n + (r)) * OC + j; \
+        __m256 v0 = _mm256_add_ps(a[2 * (r)], b0), v1 = _mm256_add_ps(a[2 * (r) + 1], b1); \
+        if (!masked) { _mm256_storeu_ps(y, v0); _mm256_storeu_ps(y + 8, v1); } \
+        else { _mm256_maskstore_ps(y, m0, v0); _mm256_maskstore_ps(y + 8, m1, v1); } } } while (0)
+    SKI_ST(0); SKI_ST(1); SKI_ST(2); SKI_ST(3); SKI_ST(4); SKI_ST(5);
+#undef SKI_ST
+}
+#undef SKI_LOOP
+#undef SKI_FMA2
+
+/* columns [j0, j1) of out, j0 a multiple of 16; W's rows in blocks of SKI_KB, so that the block's input columns
+ * (N x SKI_KB floats) and a strip of it (SKI_KB x 64 bytes) stay in L1 (a later block adds to what out holds) */
+#define SKI_KB 256
+__attribute__((target("avx2,fma")))
+static void sk_cols_avx2(float *out, const float *inp, const float *w, const float *bias, size_t N, size_t C, size_t OC,
+                         size_t j0, size_t j1) {
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    for (size_t c0 = 0; c0 < C; c0 += SKI_KB) {
+        size_t c1 = c0 + SKI_KB < C ? c0 + SKI_KB : C;
+        for (size_t j = j0; j < j1; j += 16) {
+            int cols = j1 - j < 16 ? (int)(j1 - j) : 16, masked = cols < 16;
+            __m256i m0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(cols), lane), m1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(cols - 8), lane);
+            size_t n = 0;
+            for (; n + SKI_R <= N; n += SKI_R) ski_tile_avx2(out, inp, w, bias, C, OC, n, j, SKI_R, masked, m0, m1, c0, c1);
+            switch (N - n) {
+            case 5: ski_tile_avx2(out, inp, w, bias, C, OC, n, j, 5, masked, m0, m1, c0, c1); break;
+            case 4: ski_tile_avx2(out, inp, w, bias, C, OC, n, j, 4, masked, m0, m1, c0, c1); break;
+            case 3: ski_tile_avx2(out, inp, w, bias, C, OC, n, j, 3, masked, m0, m1, c0, c1); break;
+            case 2: ski_tile_avx2(out, inp, w, bias, C, OC, n, j, 2, masked, m0, m1, c0, c1); break;
+            case 1: ski_tile_avx2(out, inp, w, bias, C, OC, n, j, 1, masked, m0, m1, c0, c1); break;
+            default: break;
+            }
+        }
+    }
+}
+
+static int sk_avx2(const kern_backend *be) {
+    static int have = -1;
+    if (have < 0) have = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? 1 : 0;
+    return have && !be->skinny_portable;
+}
+
 /* be->skinny_portable (tests): the portable loops even on AVX-512 */
 static int sk_avx512(const kern_backend *be) {
     static int have = -1;
@@ -228,8 +363,12 @@ static int sk_avx512(const kern_backend *be) {
 }
 #else
 static int sk_avx512(const kern_backend *be) { (void)be; return 0; }
+static int sk_avx2(const kern_backend *be) { (void)be; return 0; }
 #define sk_rows_avx512 sk_rows_plain
 #define sk_dots_avx512 sk_dots_plain
+#define sk_dots_avx2 sk_dots_plain
+static void sk_cols_avx2(float *out, const float *inp, const float *w, const float *bias, size_t N, size_t C, size_t OC,
+                         size_t j0, size_t j1) { (void)out; (void)inp; (void)w; (void)bias; (void)N; (void)C; (void)OC; (void)j0; (void)j1; }
 #endif
 
 /* One thread's share of the row split: partial sums over rows [c0, c1), block by block of columns. */
@@ -243,8 +382,8 @@ static void sk_rows(float *part, const float *inp, const float *w, size_t N, siz
     }
 }
 
-/* From this many rows oneDNN's GEMM (its primitive for the shape cached after the first call) beats the streaming
- * kernels, whose loads per FMA grow with the rows they keep apart. Measured end to end (`gptkit sample
+/* On AVX-512 CPUs (and with the portable loops), from this many rows oneDNN's GEMM (its primitive for the shape
+ * cached after the first call) beats the streaming kernels, whose loads per FMA grow with the rows they keep apart. Measured end to end (`gptkit sample
  * --num-samples N`, 64 tokens, 2 threads, quiet 2-core EPYC; streaming everywhere vs GEMM from 8 rows):
  * d6 at 8 / 16 sequences 528-575 -> 632-648 and 782-800 -> 883-898 tok/s, GPT-2 124M 177 -> 194-197 and
  * 217-219 -> 298-302 tok/s; at 4 sequences streaming was ahead (d12 118-119 vs 107-116 with the GEMM from 4 in
@@ -254,11 +393,12 @@ static void sk_rows(float *part, const float *inp, const float *w, size_t N, siz
 void kern_fast_matmul_skinny_fwd(kern_backend *be, float *out, const float *inp, const float *w, const float *bias,
                                  size_t N, size_t C, size_t OC, int wlayout) {
     GK_CHECK(N >= 1 && N <= KERN_SKINNY_MAX_N, "kern_matmul_skinny_fwd: N=%zu (max %d)", N, KERN_SKINNY_MAX_N);
-    if (be->gemm == KERN_GEMM_ONEDNN && !be->skinny_portable && N >= SK_GEMM_FROM) {
+    int wide = sk_avx512(be), tiled = !wide && sk_avx2(be) && (wlayout == KERN_W_OUT_IN || N >= 2);
+    if (be->gemm == KERN_GEMM_ONEDNN && !be->skinny_portable && !tiled && N >= SK_GEMM_FROM) {
         kern_matmul_fwd(be, out, inp, w, bias, N, C, OC, wlayout);
         return;
     }
-    int par = C * OC >= 65536, wide = sk_avx512(be);
+    int par = C * OC >= 65536;
     size_t maxt = 1;
 #ifdef _OPENMP
     if (par) maxt = (size_t)omp_get_max_threads();
@@ -276,8 +416,23 @@ void kern_fast_matmul_skinny_fwd(kern_backend *be, float *out, const float *inp,
             size_t o0 = t * per < OC ? t * per : OC, o1 = o0 + per < OC ? o0 + per : OC;
             if (o0 < o1) {
                 if (wide) sk_dots_avx512(out, inp, w, bias, N, C, OC, o0, o1);
+                else if (tiled) sk_dots_avx2(out, inp, w, bias, N, C, OC, o0, o1);
                 else sk_dots_plain(out, inp, w, bias, N, C, OC, o0, o1);
             }
+        }
+        return;
+    }
+    if (tiled) {   /* KERN_W_IN_OUT, 2+ rows: whole 16-column strips per thread */
+        size_t strips = (OC + 15) / 16;
+        AC_OMP(omp parallel if(par))
+        {
+            size_t nt = 1, t = 0;
+#ifdef _OPENMP
+            nt = (size_t)omp_get_num_threads(); t = (size_t)omp_get_thread_num();
+#endif
+            size_t j0 = strips * t / nt * 16, j1 = strips * (t + 1) / nt * 16;
+            if (j1 > OC) j1 = OC;
+            if (j0 < j1) sk_cols_avx2(out, inp, w, bias, N, C, OC, j0, j1);
         }
         return;
     }
