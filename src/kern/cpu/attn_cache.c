@@ -36,8 +36,11 @@ static inline float dot16(const float *a, const float *b, size_t n) {
     for (size_t d = 0; d < n16; d += 16)
         for (size_t u = 0; u < 16; u++) p[u] += a[d + u] * b[d + u];
     for (size_t d = n16; d < n; d++) s += a[d] * b[d];
-    for (size_t u = 0; u < 16; u++) s += p[u];
-    return s;
+    /* the 16 partial sums pairwise (vector adds), not one after another: a decode step's scores are dots of a
+     * head's width, where a chain of 16 dependent adds took longer than the products */
+    for (size_t u = 0; u < 8; u++) p[u] += p[u + 8];
+    for (size_t u = 0; u < 4; u++) p[u] += p[u + 4];
+    return s + ((p[0] + p[2]) + (p[1] + p[3]));
 }
 
 /* One query row of one head over len cached keys/values: o = sum_j softmax_j(q . k_j * scale) v_j. */
@@ -55,7 +58,21 @@ GK_HOT static void attn_row(float *o, const float *q, const float *K, const floa
     for (size_t j = 0; j < len; j++) { att[j] = kern_vexpf(att[j] - mx); sum += att[j]; }
     float inv = 1.0f / sum;
     for (size_t d = 0; d < hs; d++) o[d] = 0.0f;
-    for (size_t j = 0; j < len; j++) {
+    size_t j = 0;
+    for (; j + 4 <= len; j += 4) {   /* four rows of V per pass over o: the same additions, in the same order */
+        const float *v0 = V + j * hs, *v1 = v0 + hs, *v2 = v1 + hs, *v3 = v2 + hs;
+        float p0 = att[j] * inv, p1 = att[j + 1] * inv, p2 = att[j + 2] * inv, p3 = att[j + 3] * inv;
+        AC_OMP(omp simd)
+        for (size_t d = 0; d < hs; d++) {
+            float a = o[d];
+            a += p0 * v0[d];
+            a += p1 * v1[d];
+            a += p2 * v2[d];
+            a += p3 * v3[d];
+            o[d] = a;
+        }
+    }
+    for (; j < len; j++) {
         const float *v = V + j * hs;
         float pj = att[j] * inv;
         AC_OMP(omp simd)
