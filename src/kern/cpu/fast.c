@@ -273,7 +273,7 @@ GK_HOT static void gelu_bwd_chunk(float *dinp, const float *inp, const float *do
 }
 #define CHUNK ((size_t)8192)
 void kern_fast_gelu_fwd(kern_backend *be, float *out, const float *inp, size_t n) {
-    GK_OMP(omp parallel for schedule(static))
+    GK_OMP(omp parallel for schedule(static) if (n > CHUNK))   /* one chunk (a decode step's rows): no thread team */
     for (size_t i = 0; i < n; i += CHUNK) gelu_fwd_chunk(out + i, inp + i, i + CHUNK < n ? CHUNK : n - i);
 }
 void kern_fast_gelu_bwd(kern_backend *be, float *dinp, const float *inp, const float *dout, size_t n) {
@@ -316,7 +316,7 @@ GK_HOT static void swiglu_bwd_chunk(float *dgate, float *dup, const float *dout,
     }
 }
 void kern_fast_swiglu_fwd(kern_backend *be, float *out, const float *gate, const float *up, size_t n) {
-    GK_OMP(omp parallel for schedule(static))
+    GK_OMP(omp parallel for schedule(static) if (n > CHUNK))   /* a decode step's row or two: no thread team */
     for (size_t i = 0; i < n; i += CHUNK) swiglu_fwd_chunk(out + i, gate + i, up + i, i + CHUNK < n ? CHUNK : n - i);
 }
 void kern_fast_swiglu_bwd(kern_backend *be, float *dgate, float *dup, const float *dout, const float *gate, const float *up,
