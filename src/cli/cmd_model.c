@@ -76,9 +76,28 @@ static const char *EXPORT_USAGE =
 "  --adapter DIR   merge this LoRA adapter (PEFT layout) into the weights first: W += (alpha/r) B A\n"
 "  --out PATH      the file (gguf) or directory (hf) to write\n";
 
-/* GGUF metadata for the model's tokenizer (tokenizer.ggml.* and the chat template); 0 entries (with a warning)
- * when it has none or its split pattern has no llama.cpp equivalent. */
-static size_t tokenizer_kvs(const char *model, const char *rec, gguf_extra_kv *kv) {
+/* The token list as long as the model's vocabulary (its embedding rows): llama.cpp requires the two to agree,
+ * and gptkit pads the vocabulary (50257 GPT-2 tokens + the chat specials in 50304 rows). The padding rows are never
+ * produced by the tokenizer; they go in as "[PAD<id>]", GGUF type 5 (unused), as HF's converter writes them. */
+static int pad_tokens(tok_bpe_export *x, size_t rows, gk_err *err) {
+    if (x->n > rows) return gk_errf(err, "the tokenizer has %zu tokens, more than the model's %zu vocabulary rows", x->n, rows);
+    x->tokens = gk_realloc(x->tokens, rows * sizeof *x->tokens);
+    x->lens = gk_realloc(x->lens, rows * sizeof *x->lens);
+    x->types = gk_realloc(x->types, rows * sizeof *x->types);
+    for (size_t i = x->n; i < rows; i++) {
+        char b[32];
+        int k = snprintf(b, sizeof b, "[PAD%zu]", i);
+        x->tokens[i] = gk_strdup(b);
+        x->lens[i] = (size_t)k;
+        x->types[i] = 5;
+    }
+    x->n = rows;
+    return 0;
+}
+
+/* GGUF metadata for the model's tokenizer (tokenizer.ggml.* and the chat template), its token list padded to
+ * vocab_rows; 0 entries (with a warning) when it has none or its split pattern has no llama.cpp equivalent. */
+static size_t tokenizer_kvs(const char *model, const char *rec, size_t vocab_rows, gguf_extra_kv *kv) {
     gk_err err;
     tok_tokenizer *tok = NULL;
     if (tok_load_recorded(model, rec, NULL, 0, &tok, &err) || !tok) {
@@ -86,8 +105,9 @@ static size_t tokenizer_kvs(const char *model, const char *rec, gguf_extra_kv *k
         return 0;
     }
     tok_bpe_export x;
-    if (tok_export_bpe(tok, &x, &err)) {
+    if (tok_export_bpe(tok, &x, &err) || pad_tokens(&x, vocab_rows, &err)) {
         fprintf(stderr, "gptkit export: no tokenizer written: %s\n", err.msg);
+        tok_bpe_export_free(&x);
         tok_free(tok);
         return 0;
     }
@@ -140,7 +160,7 @@ int cmd_export(int argc, char **argv) {
     }
     gguf_extra_kv kv[12];
     size_t nkv = 0;
-    if (gg) nkv = tokenizer_kvs(model, rec, kv);
+    if (gg) nkv = tokenizer_kvs(model, rec, (size_t)m->cfg.vocab_size, kv);
     int rc = gg ? gpt_export_gguf(m, out, t, kv, nkv, &err) : train_save_model(m, out, rec, model, &err);
     for (size_t i = 0; i < nkv; i++) free(kv[i].bytes);
     gpt_free(m);

@@ -945,7 +945,11 @@ int gguf_print_info(const char *path, FILE *out, gk_err *err) {
     if (!gguf_get_str(&g, "tokenizer.ggml.model", &s)) {
         gguf_str pre = {"", 0};
         gguf_get_str(&g, "tokenizer.ggml.pre", &pre);
-        fprintf(out, "tokenizer     %.*s%s%.*s\n", (int)s.n, s.p, pre.n ? " / " : "", (int)pre.n, pre.p);
+        const gguf_kv *tk = gguf_find_kv(&g, "tokenizer.ggml.tokens");
+        uint64_t ntok = 0;
+        if (tk && tk->type == 9) memcpy(&ntok, g.data + tk->at + 4, 8);   /* array: element type u32, count u64 */
+        fprintf(out, "tokenizer     %.*s%s%.*s, %llu tokens\n", (int)s.n, s.p, pre.n ? " / " : "", (int)pre.n, pre.p,
+                (unsigned long long)ntok);
     }
     if (!gguf_get_str(&g, "tokenizer.chat_template", &s)) fprintf(out, "chat template %zu bytes\n", s.n);
     size_t counts[32] = {0};

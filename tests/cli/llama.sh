@@ -205,6 +205,19 @@ a=$(printf 'In the beginning God created 12345 things.<|im_end|>' | $GPTKIT toke
 b=$(printf 'In the beginning God created 12345 things.<|im_end|>' | $GPTKIT tokenizer encode --tokenizer "$F/chat/model" --ids)
 [ -n "$a" ] && [ "$a" = "$b" ] && pass gguf_export_tokenizes_like_hf || fail gguf_export_tokenizes_like_hf "$a vs $b"
 
+# 11b. A GPT-2 checkpoint whose vocabulary is padded past its tokenizer (GPT-2's 50257 tokens + 8 chat specials in
+#      50304 rows, as the demo and `pretrain --vocab-size 50304` make them): the exported token list is as long as
+#      the embedding (llama.cpp refuses the file otherwise), and the padding never enters tokenization
+printf 'In the beginning God created the heaven and the earth. And the earth was without form.\n%.0s' $(seq 40) > "$TMP/g2.txt"
+$GPTKIT tokenize --tokenizer gpt2 --input "$TMP/g2.txt" --out-dir "$TMP/g2sh" --val-fraction 0 >/dev/null 2>&1 \
+  && $GPTKIT pretrain --model d1 --n-embd 16 --n-head 2 --vocab-size 50304 --n-ctx 32 --tokenizer gpt2 \
+       --data "$TMP/g2sh/train_*.bin" -b 1 -t 16 --steps 1 --warmup 1 --out "$TMP/g2" -q >/dev/null 2>"$TMP/g2.err" \
+  && $GPTKIT export --model "$TMP/g2" --format gguf --type f32 --out "$TMP/g2.gguf" 2>>"$TMP/g2.err"
+if $GPTKIT info --model "$TMP/g2.gguf" 2>/dev/null | grep -q "tokenizer     gpt2 / gpt-2, 50304 tokens" \
+   && [ "$(printf 'the [PAD50300] earth<|endoftext|>' | $GPTKIT tokenizer encode --tokenizer "$TMP/g2.gguf" --ids --allow-special)" = \
+        "$(printf 'the [PAD50300] earth<|endoftext|>' | $GPTKIT tokenizer encode --tokenizer gpt2 --ids --allow-special)" ]
+then pass gguf_export_pads_gpt2_vocab; else fail gguf_export_pads_gpt2_vocab "$(tail -3 "$TMP/g2.err")"; fi
+
 # 12. llama.cpp itself (llama-cpp-python; LCP_PYTHON names a python that has it): gptkit's GGUF exports load and
 #     give gptkit's greedy ids in every written type, and llama.cpp tokenizes the GGUF vocabularies (the fixtures
 #     and gptkit's export) as gptkit does
@@ -217,6 +230,10 @@ if "$LPY" -c "import llama_cpp" 2>/dev/null; then
     b=$($GPTKIT sample --model "$TMP/lc-$t.gguf" --prompt-ids "5 17 33 2 60" --max-new 10 --temperature 0 -q 2>/dev/null)
     [ -n "$a" ] && [ "$a" = "$b" ] || { ok=0; echo "  $t: llama.cpp [$a] gptkit [$b]"; }
   done
+  a=$("$LPY" "$GK_ROOT/tests/ref/check_llama_cpp.py" greedy "$TMP/g2.gguf" "5 17 33 2 60" 10 2>/dev/null)
+  b=$($GPTKIT sample --model "$TMP/g2.gguf" --prompt-ids "5 17 33 2 60" --max-new 10 --temperature 0 --json -q 2>/dev/null \
+      | python3 -c "import json,sys; print(' '.join(map(str, json.load(sys.stdin)['ids'])))")
+  [ -n "$a" ] && [ "$a" = "$b" ] || { ok=0; echo "  gpt2 padded: llama.cpp [$a] gptkit [$b]"; }
   [ $ok = 1 ] && pass llama_cpp_greedy_equals_gptkit || fail llama_cpp_greedy_equals_gptkit
   ok=1
   TXT='In the beginning God created 12345 things. <|im_start|>user
