@@ -330,6 +330,13 @@ static void test_attn_cache(void) {
     attn_cache_case(1, 1, 70, 24, 4, 4, 70, s3, p3);          /* a whole prompt at once, hs = 6 */
     int32_t s4[2] = {1, 0}, p4[2] = {0, 0};
     attn_cache_case(2, 2, 33, 54, 9, 3, 40, s4, p4);         /* grouped-query 3:1 prompts from empty slots, hs = 6 */
+    /* the cpu backend's chunks of 128 positions: a batch-1 decode over three chunks (each chunk its own work item),
+     * a group wider than it takes together (9:1, one head at a time), and a prefill whose rows cross a chunk end */
+    int32_t s5[1] = {1}, p5[1] = {300};
+    attn_cache_case(2, 1, 1, 63, 9, 3, 320, s5, p5);         /* grouped-query 3:1 decode, hs = 7 */
+    attn_cache_case(2, 1, 1, 90, 18, 2, 320, s5, p5);        /* grouped-query 9:1 decode, hs = 5 */
+    int32_t s6[1] = {0}, p6[1] = {100};
+    attn_cache_case(1, 1, 40, 63, 9, 3, 150, s6, p6);        /* 40 rows after 100 cached: lengths 101..140 */
 }
 
 /* The skinny decode matmul against the reference matmul, both layouts, with and without bias, for every N up

@@ -4,7 +4,12 @@
 # `gptkit export --format gguf` in f32, f16, q8_0 and q4_0, and runs bench/llama/lbench.c and
 # bench/llama/llama_cpp_bench.py on each, at OMP_NUM_THREADS (default 2) threads, one process per figure.
 #   bash bench/llama/run.sh            (LLAMA_BENCH_DIR: where the model files go, default /tmp/gptkit-llama-bench)
-#   LCP_PYTHON: the python that has llama_cpp (default /tmp/lcpvenv/bin/python if present, else python3);
+#   LCP_PYTHON: the python that has llama_cpp (default /tmp/lcpvenv/bin/python if present, else python3). Without
+#     compiling llama.cpp twice: llama-cpp-python's sdist (pip download --no-binary :all: llama-cpp-python==0.3.36)
+#     built once with cmake (the llama-server build of bench/serve), and a wrapper script as LCP_PYTHON that runs a
+#     python having numpy, diskcache and jinja2 with PYTHONPATH=<the sdist> LLAMA_CPP_LIB_PATH=<its build/bin>;
+#   another model: LLAMA_BENCH_DIR=DIR with DIR/hf any checkpoint gptkit exports (e.g. a link to a GPT-2 one:
+#     the GPT-2 124M rows of bench/RESULTS.md ran the checkpoint bench/serve/run.sh d12 makes);
 #   BENCH_ARGS: e.g. "--reps 1 --new 32" for a quick run. Each figure is the median of 3 repetitions (--reps 3).
 # Ends with the markdown table of bench/RESULTS.md (bench/llama/table.py); the raw lines go to $OUT/llama-raw.txt.
 set -eu

@@ -43,40 +43,79 @@ static inline float dot16(const float *a, const float *b, size_t n) {
     return s + ((p[0] + p[2]) + (p[1] + p[3]));
 }
 
-/* One query row of one head over len cached keys/values: o = sum_j softmax_j(q . k_j * scale) v_j. */
-GK_HOT static void attn_row(float *o, const float *q, const float *K, const float *V, size_t len, size_t hs,
-                            float scale, float *att) {
-    float mx = -INFINITY;
-    for (size_t j = 0; j < len; j++) {
-        float s = dot16(q, K + j * hs, hs) * scale;
-        att[j] = s;
-        if (s > mx) mx = s;
+/* One query row of the G heads that read one key/value head (grouped-query attention; G = 1 otherwise), over
+ * the cached positions in chunks of AC_CHUNK: each chunk gives, per head, its own running maximum m, sum of
+ * exponentials l and unnormalised output o (ac_part); the chunks are then merged in order (ac_merge):
+ *   M = max_c m_c,  out = sum_c e^(m_c - M) o_c / sum_c e^(m_c - M) l_c.
+ * Why: a decode step has one row per sequence, so per (sequence, head) work items left one of two threads idle
+ * for a third of the time at batch 1 (9 heads), and each of a group's heads read the group's keys and values
+ * again; chunks spread one row over the threads, and a group reads them once. The arithmetic of a row depends
+ * only on its length, not on how the chunks are spread (one thread or many), so a prefill and a decode of the
+ * same position agree exactly. */
+#define AC_CHUNK 128
+#define AC_GMAX 8   /* query heads per key/value head taken together; a larger group goes one head at a time */
+
+typedef struct { float m[AC_GMAX], l[AC_GMAX]; } ac_stats;   /* per chunk; its o (G x hs floats) kept beside */
+
+GK_HOT static void ac_part(float *o, ac_stats *st, const float *q, size_t G, const float *K, const float *V,
+                           size_t j0, size_t j1, size_t hs, float scale, float *att) {
+    size_t n = j1 - j0;
+    for (size_t j = 0; j < n; j++) {
+        const float *k = K + (j0 + j) * hs;
+        for (size_t g = 0; g < G; g++) att[g * n + j] = dot16(q + g * hs, k, hs) * scale;
     }
-    /* omp simd: -O2 alone vectorises neither the exp nor the sums (a float reduction, a possible alias) */
-    float sum = 0.0f;
-    AC_OMP(omp simd reduction(+:sum))
-    for (size_t j = 0; j < len; j++) { att[j] = kern_vexpf(att[j] - mx); sum += att[j]; }
-    float inv = 1.0f / sum;
-    for (size_t d = 0; d < hs; d++) o[d] = 0.0f;
+    for (size_t g = 0; g < G; g++) {
+        float *a = att + g * n, mx = -INFINITY;
+        for (size_t j = 0; j < n; j++) if (a[j] > mx) mx = a[j];
+        /* omp simd: -O2 alone vectorises neither the exp nor the sums (a float reduction, a possible alias) */
+        float sum = 0.0f;
+        AC_OMP(omp simd reduction(+:sum))
+        for (size_t j = 0; j < n; j++) { a[j] = kern_vexpf(a[j] - mx); sum += a[j]; }
+        st->m[g] = mx;
+        st->l[g] = sum;
+        for (size_t d = 0; d < hs; d++) o[g * hs + d] = 0.0f;
+    }
     size_t j = 0;
-    for (; j + 4 <= len; j += 4) {   /* four rows of V per pass over o: the same additions, in the same order */
-        const float *v0 = V + j * hs, *v1 = v0 + hs, *v2 = v1 + hs, *v3 = v2 + hs;
-        float p0 = att[j] * inv, p1 = att[j + 1] * inv, p2 = att[j + 2] * inv, p3 = att[j + 3] * inv;
-        AC_OMP(omp simd)
-        for (size_t d = 0; d < hs; d++) {
-            float a = o[d];
-            a += p0 * v0[d];
-            a += p1 * v1[d];
-            a += p2 * v2[d];
-            a += p3 * v3[d];
-            o[d] = a;
+    for (; j + 4 <= n; j += 4) {   /* four rows of V per pass over o */
+        const float *v0 = V + (j0 + j) * hs, *v1 = v0 + hs, *v2 = v1 + hs, *v3 = v2 + hs;
+        for (size_t g = 0; g < G; g++) {
+            const float *a = att + g * n;
+            float *og = o + g * hs, p0 = a[j], p1 = a[j + 1], p2 = a[j + 2], p3 = a[j + 3];
+            AC_OMP(omp simd)
+            for (size_t d = 0; d < hs; d++) {
+                float x = og[d];
+                x += p0 * v0[d];
+                x += p1 * v1[d];
+                x += p2 * v2[d];
+                x += p3 * v3[d];
+                og[d] = x;
+            }
         }
     }
-    for (; j < len; j++) {
-        const float *v = V + j * hs;
-        float pj = att[j] * inv;
-        AC_OMP(omp simd)
-        for (size_t d = 0; d < hs; d++) o[d] += pj * v[d];
+    for (; j < n; j++) {
+        const float *v = V + (j0 + j) * hs;
+        for (size_t g = 0; g < G; g++) {
+            float *og = o + g * hs, pj = att[g * n + j];
+            AC_OMP(omp simd)
+            for (size_t d = 0; d < hs; d++) og[d] += pj * v[d];
+        }
+    }
+}
+
+/* out (G heads, adjacent) from the nc chunks' (o, stats), o of chunk c at po + c * ostride */
+static void ac_merge(float *out, const float *po, size_t ostride, const ac_stats *st, size_t nc, size_t G, size_t hs) {
+    for (size_t g = 0; g < G; g++) {
+        float M = -INFINITY, L = 0.0f, *y = out + g * hs;
+        for (size_t c = 0; c < nc; c++) M = st[c].m[g] > M ? st[c].m[g] : M;
+        for (size_t d = 0; d < hs; d++) y[d] = 0.0f;
+        for (size_t c = 0; c < nc; c++) {
+            float w = expf(st[c].m[g] - M);
+            const float *o = po + c * ostride + g * hs;
+            L += w * st[c].l[g];
+            for (size_t d = 0; d < hs; d++) y[d] += w * o[d];
+        }
+        float inv = 1.0f / L;
+        for (size_t d = 0; d < hs; d++) y[d] *= inv;
     }
 }
 
@@ -103,25 +142,64 @@ void kern_fast_attn_cache_fwd(kern_backend *be, float *out, float *kc, float *vc
             }
         }
 
-    /* 2. each new row of each head: softmax(q . k_j / sqrt(hs)) over j <= pos+i, then the weighted sum of v_j */
+    /* 2. each new row of each group of heads: the chunks of its positions j <= pos+i, merged */
     float scale = 1.0f / sqrtf((float)hs);
+    size_t G = grp <= AC_GMAX ? grp : 1, units = NH / G, rows = B * units * n;
+    size_t maxc = (maxT + AC_CHUNK - 1) / AC_CHUNK, ow = G * hs;   /* chunks of the longest row; o floats per chunk */
     /* threads only pay off with enough work (fork/join costs microseconds; a tiny model's step is less) */
     size_t work = B * NH * n * ((size_t)pos[0] + n) * hs;
-    int par = work >= 65536;
+    int par = work >= 65536, nth = 1;
+#ifdef _OPENMP
+    if (par) nth = omp_get_max_threads();
+#endif
     (void)par;
-    AC_OMP(omp parallel if(par))
-    {
-        float *att = malloc(maxT * sizeof(float));
-        GK_CHECK(att != NULL, "out of memory");
-        AC_OMP(omp for collapse(3) schedule(dynamic, 1))
-        for (size_t b = 0; b < B; b++)
-            for (size_t h = 0; h < NH; h++)
-                for (size_t i = 0; i < n; i++)
-                    attn_row(out + (b * n + i) * C + h * hs, qkv + (b * n + i) * W + h * hs,
-                             kc + (size_t)slot[b] * slot_stride + h / grp * head_stride,
-                             vc + (size_t)slot[b] * slot_stride + h / grp * head_stride, (size_t)pos[b] + i + 1, hs, scale, att);
-        free(att);
+#define AC_ROW(r, b, h, i) size_t b = (r) / (units * n), h = (r) / n % units * G, i = (r) % n; \
+    const float *q = qkv + (b * n + i) * W + h * hs, *K = kc + (size_t)slot[b] * slot_stride + h / grp * head_stride, \
+                *V = vc + (size_t)slot[b] * slot_stride + h / grp * head_stride; \
+    size_t len = (size_t)pos[b] + i + 1, nc = (len + AC_CHUNK - 1) / AC_CHUNK
+    if (rows >= 2 * (size_t)nth) {   /* enough rows: each a work item, its chunks one after another */
+        AC_OMP(omp parallel if(par))
+        {
+            float *att = malloc(G * AC_CHUNK * sizeof(float)), *po = malloc(maxc * ow * sizeof(float));
+            ac_stats *st = malloc(maxc * sizeof(ac_stats));
+            GK_CHECK(att && po && st, "out of memory");
+            AC_OMP(omp for schedule(dynamic, 1))
+            for (size_t r = 0; r < rows; r++) {
+                AC_ROW(r, b, h, i);
+                for (size_t c = 0; c < nc; c++)
+                    ac_part(po + c * ow, st + c, q, G, K, V, c * AC_CHUNK, c + 1 < nc ? (c + 1) * AC_CHUNK : len, hs, scale, att);
+                ac_merge(out + (b * n + i) * C + h * hs, po, ow, st, nc, G, hs);
+            }
+            free(att); free(po); free(st);
+        }
+    } else {   /* few rows (a decode step of few sequences): every chunk of every row a work item, then the merges */
+        float *po = malloc(rows * maxc * ow * sizeof(float));
+        ac_stats *st = malloc(rows * maxc * sizeof(ac_stats));
+        GK_CHECK(po && st, "out of memory");
+        AC_OMP(omp parallel if(par))
+        {
+            float *att = malloc(G * AC_CHUNK * sizeof(float));
+            GK_CHECK(att != NULL, "out of memory");
+            AC_OMP(omp for collapse(2) schedule(dynamic, 1))
+            for (size_t r = 0; r < rows; r++)
+                for (size_t c = 0; c < maxc; c++) {
+                    AC_ROW(r, b, h, i);
+                    (void)b; (void)i;
+                    if (c < nc)
+                        ac_part(po + (r * maxc + c) * ow, st + r * maxc + c, q, G, K, V, c * AC_CHUNK,
+                                c + 1 < nc ? (c + 1) * AC_CHUNK : len, hs, scale, att);
+                }
+            free(att);
+            AC_OMP(omp for schedule(static))
+            for (size_t r = 0; r < rows; r++) {
+                AC_ROW(r, b, h, i);
+                (void)q; (void)K; (void)V;
+                ac_merge(out + (b * n + i) * C + h * hs, po + r * maxc * ow, ow, st + r * maxc, nc, G, hs);
+            }
+        }
+        free(po); free(st);
     }
+#undef AC_ROW
 }
 
 /* ---------------------------------------------------------------- skinny matmul (decode)
