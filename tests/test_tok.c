@@ -458,6 +458,41 @@ static void test_safe_cut(void) {
     }
 }
 
+/* tok_encode of an input of 4 MB or more splits it at tok_safe_cut boundaries for the OpenMP threads: the ids
+ * must equal one encoder's over the whole text, with special tokens matched and not, on a text of short lines,
+ * long runs without a boundary, digits and special-token text (so some segments end where no cut was found). */
+static void test_encode_threads(void) {
+    const char *files[] = {"data/vocab/r50k_base.tiktoken", "data/vocab/cl100k_base.tiktoken"};
+    const char *parts[] = {"And God said, Let there be light: and there was light.\n", "<|endoftext|>",
+                           "It's 12345 o'clock!\n\n", "  indented (paren) word\r\n", "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"};
+    size_t cap = (size_t)5 << 20, n = 0;
+    char *text = gk_malloc(cap + 256);
+    gk_rng r; gk_rng_seed(&r, 5);
+    while (n < cap) {
+        uint32_t k = gk_rng_below(&r, 100);
+        const char *p = parts[k < 60 ? 0 : k < 63 ? 1 : k < 80 ? 2 : k < 95 ? 3 : 4];
+        size_t l = strlen(p);
+        memcpy(text + n, p, l);
+        n += l;
+    }
+    for (int f = 0; f < 2; f++) {
+        tok_tokenizer *t = load(files[f]);
+        if (tok_special_id(t, "<|endoftext|>") < 0) tok_add_special(t, "<|endoftext|>", -1, NULL);
+        for (int sp = 0; sp < 2; sp++) {
+            tok_ids a = {0}, b = {0};
+            tok_encode(t, text, n, sp, &a);
+            tok_encoder *e = tok_encoder_new(t);
+            tok_encoder_encode(e, text, n, sp, &b);
+            tok_encoder_free(e);
+            CHECK(a.n == b.n && !memcmp(a.ids, b.ids, a.n * 4), "%s special %d: threaded encode differs (%zu vs %zu ids)",
+                  files[f], sp, a.n, b.n);
+            tok_ids_free(&a); tok_ids_free(&b);
+        }
+        tok_free(t);
+    }
+    free(text);
+}
+
 /* tok_hf_json (the tokenizer.json every checkpoint carries) read back by tok_load: the same vocabulary, the same
  * special tokens at the same ids, and the same ids for every input, with special tokens matched or not -- for
  * GPT-2's vocabulary, a gptkit-trained BPE with chat specials (gptkit's pattern), and HF tokenizer.json files of
@@ -549,6 +584,7 @@ int main(void) {
     TL_RUN(test_train_save_load);
     TL_RUN(test_malformed_vocab);
     TL_RUN(test_safe_cut);
+    TL_RUN(test_encode_threads);
     TL_RUN(test_hf_json_roundtrip);
     return tl_summary();
 }

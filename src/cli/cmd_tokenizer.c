@@ -69,24 +69,39 @@ static int do_encode(int argc, char **argv) {
     char *data; size_t len;
     if (read_stdin(&data, &len)) { fprintf(stderr, "gptkit tokenizer encode: reading stdin failed\n"); tok_free(t); return 1; }
     tok_ids ids = {0};
-    tok_encoder *e = tok_encoder_new(t);
-    tok_encoder_encode(e, data, len, allow || tok_specials_in_text(t), &ids);
-    tok_encoder_free(e);
-    size_t cap = ids.n * 12 + 16, o = 0;
-    char *out = gk_malloc(cap);
-    if (json) out[o++] = '[';
-    for (size_t i = 0; i < ids.n; i++) {   /* digits by hand: snprintf per id cost more than the encoding */
-        if (i) { if (json) out[o++] = ','; out[o++] = ' '; }
-        char d[12];
-        int k = 0;
-        uint32_t v = (uint32_t)ids.ids[i];   /* ids are never negative */
-        do { d[k++] = (char)('0' + v % 10); v /= 10; } while (v);
-        while (k) out[o++] = d[--k];
+    tok_encode(t, data, len, allow || tok_specials_in_text(t), &ids);
+    /* the ids as text, in blocks formatted by the OpenMP threads (digits by hand: snprintf per id cost more than
+     * the encoding), written in order */
+    const char *sep = json ? ", " : " ";
+    size_t seplen = strlen(sep), nblk = ids.n / 65536 + 1;
+    char **blk = gk_calloc(nblk, sizeof *blk);
+    size_t *blen = gk_calloc(nblk, sizeof *blen);
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static)
+#endif
+    for (long bi = 0; bi < (long)nblk; bi++) {
+        size_t i0 = (size_t)bi * 65536, i1 = i0 + 65536 < ids.n ? i0 + 65536 : ids.n, o = 0;
+        char *b = blk[bi] = gk_malloc((i1 - i0) * 12 + 1);
+        for (size_t i = i0; i < i1; i++) {
+            if (i) { memcpy(b + o, sep, seplen); o += seplen; }
+            char d[12];
+            int k = 0;
+            uint32_t v = (uint32_t)ids.ids[i];   /* ids are never negative */
+            do { d[k++] = (char)('0' + v % 10); v /= 10; } while (v);
+            while (k) b[o++] = d[--k];
+        }
+        blen[bi] = o;
     }
-    if (json) out[o++] = ']';
-    out[o++] = '\n';
-    int rc = fwrite(out, 1, o, stdout) == o && fflush(stdout) == 0 ? 0 : 1;
-    free(out); free(data); tok_ids_free(&ids); tok_free(t);
+    int rc = 0;
+    if (json && fputc('[', stdout) == EOF) rc = 1;
+    for (size_t bi = 0; bi < nblk; bi++) {
+        if (!rc && fwrite(blk[bi], 1, blen[bi], stdout) != blen[bi]) rc = 1;
+        free(blk[bi]);
+    }
+    if (!rc && (json && fputc(']', stdout) == EOF)) rc = 1;
+    if (!rc && (fputc('\n', stdout) == EOF || fflush(stdout) != 0)) rc = 1;
+    free(blk); free(blen);
+    free(data); tok_ids_free(&ids); tok_free(t);
     return rc;
 }
 

@@ -127,8 +127,9 @@ int tok_add_chat_specials(tok_tokenizer *t);
 /* ---------------------------------------------------------------- encode / decode */
 /* Encodes len bytes (any bytes) and appends the ids to out. allow_special: 0 = special-token text is
  * ordinary text (tiktoken's encode_ordinary); 1 = every special token of t is matched (tiktoken's
- * encode(allowed_special="all")). Never fails. Uses a temporary piece cache for long inputs; for many
- * calls on one thread, a tok_encoder is faster. */
+ * encode(allowed_special="all")). Never fails. Uses a temporary piece cache for long inputs, and from 4 MB
+ * the OpenMP threads (segments cut at tok_safe_cut boundaries: the same ids); for many calls on one thread, a
+ * tok_encoder is faster. */
 void tok_encode(const tok_tokenizer *t, const void *text, size_t len, int allow_special, tok_ids *out);
 
 /* A per-thread encoder: the tokenizer plus a cache of recently seen pieces (~4 MB). Not thread-safe itself;
