@@ -453,15 +453,16 @@ __attribute__((target(Q_AVX2))) static void f16_row_f16c(const uint8_t *src, siz
 /* A row of W -> fp32: the vectorising decoders above for the K formats, Q8_0, Q4_0 and (with F16C) F16, the
  * reference for the rest. Prefill decodes every weight once per call this way: with the reference's
  * value-by-value F16 conversion a 512-token F16 prefill of a 135M model ran at 0.71x of the F32 file's. */
-static void q_row_f32(int type, const uint8_t *src, size_t C, float *dst) {
+static void q_row_f32(int type, const uint8_t *src, size_t C, float *dst, int isa) {
     if (type == KERN_QT_Q4_K) q4k_row(src, C / 256, dst);
     else if (type == KERN_QT_Q6_K) q6k_row(src, C / 256, dst);
     else if (type == KERN_QT_Q8_0) q8_0_row(src, C / 32, dst);
     else if (type == KERN_QT_Q4_0) q4_0_row(src, C / 32, dst);
 #ifdef Q_X86
-    else if (type == KERN_QT_F16 && __builtin_cpu_supports("f16c")) f16_row_f16c(src, C, dst);
+    else if (type == KERN_QT_F16 && isa >= KERN_ISA_AVX2) f16_row_f16c(src, C, dst);   /* q_isa: F16C included */
 #endif
     else kern_q_dequantize(type, src, C, dst);
+    (void)isa;
 }
 GK_HOT static float dot_f32(const float *x, const float *y, size_t C) {
     float acc = 0;
@@ -472,10 +473,10 @@ GK_HOT static float dot_f32(const float *x, const float *y, size_t C) {
 
 /* Rows [j0, j1) of any type, each decoded into row [C] and dotted in fp32. */
 static void q_rows_dequant(float *out, size_t ldo, const kern_qmat *w, const float *bias, const float *inp, size_t N,
-                           size_t j0, size_t j1, float *row) {
+                           size_t j0, size_t j1, float *row, int isa) {
     size_t C = w->cols, rb = kern_qtype_row_bytes(w->type, C);
     for (size_t j = j0; j < j1; j++) {
-        q_row_f32(w->type, w->data + j * rb, C, row);
+        q_row_f32(w->type, w->data + j * rb, C, row, isa);
         for (size_t n = 0; n < N; n++) out[n * ldo + j] = dot_f32(inp + n * C, row, C) + (bias ? bias[j] : 0.0f);
     }
 }
@@ -507,7 +508,7 @@ static void q_decode(kern_backend *be, float *out, size_t ldo, const float *inp,
         size_t j0 = t * Q_ROWS_PER_TASK, j1 = j0 + Q_ROWS_PER_TASK < w->rows ? j0 + Q_ROWS_PER_TASK : w->rows;
         if (int8) q_rows_int8(out, ldo, w, bias, N, qx, dx, corr, j0, j1, isa);
         else if (w->type == KERN_QT_F16) q_rows_f16(out, ldo, w, bias, inp, N, j0, j1, isa);
-        else q_rows_dequant(out, ldo, w, bias, inp, N, j0, j1, rows + (size_t)q_thread() * C);
+        else q_rows_dequant(out, ldo, w, bias, inp, N, j0, j1, rows + (size_t)q_thread() * C, isa);
     }
 }
 
@@ -523,10 +524,10 @@ static float *q_panel_scratch(kern_backend *be, const kern_qmat *w, size_t *p_ro
     *p_rows = P;
     return q_scratch(be, P * w->cols * sizeof(float));
 }
-static void q_panel_fill(const kern_qmat *w, float *panel, size_t j0, size_t p) {
+static void q_panel_fill(const kern_qmat *w, float *panel, size_t j0, size_t p, int isa) {
     size_t C = w->cols, rb = kern_qtype_row_bytes(w->type, C);
     GK_OMP(omp parallel for schedule(static))
-    for (size_t r = 0; r < p; r++) q_row_f32(w->type, w->data + (j0 + r) * rb, C, panel + r * C);
+    for (size_t r = 0; r < p; r++) q_row_f32(w->type, w->data + (j0 + r) * rb, C, panel + r * C, isa);
 }
 
 static void q_prefill(kern_backend *be, float *out, size_t ldo, const float *inp, const kern_qmat *w, const float *bias,
@@ -536,7 +537,7 @@ static void q_prefill(kern_backend *be, float *out, size_t ldo, const float *inp
     int bf16 = be->prec == KERN_PREC_BF16;
     for (size_t j0 = 0; j0 < w->rows; j0 += P) {
         size_t p = j0 + P < w->rows ? P : w->rows - j0;
-        q_panel_fill(w, panel, j0, p);
+        q_panel_fill(w, panel, j0, p, q_isa(be));
         /* out[:, j0 .. j0+p) = inp [N, C] @ panel [p, C]^T + bias */
         if (kern_cpu_gemm_lib(bf16 ? KERN_GEMM_ONEDNN : be->gemm, bf16, NULL, 0, 1, N, p, C, inp, C, panel, C,
                               bias ? bias + j0 : NULL, 0, out + j0, ldo))
@@ -569,7 +570,7 @@ void kern_fast_matmul_q_bwd(kern_backend *be, float *dinp, const float *dout, si
     int bf16 = be->prec == KERN_PREC_BF16;
     for (size_t j0 = 0; j0 < w->rows; j0 += P) {
         size_t p = j0 + P < w->rows ? P : w->rows - j0;
-        q_panel_fill(w, panel, j0, p);
+        q_panel_fill(w, panel, j0, p, q_isa(be));
         if (kern_cpu_gemm_lib(bf16 ? KERN_GEMM_ONEDNN : be->gemm, bf16, NULL, 0, 0, N, C, p, dout + j0, ldd, panel, C,
                               NULL, 1, dinp, C))
             continue;
