@@ -145,7 +145,10 @@ void kern_fast_attn_cache_fwd(kern_backend *be, float *out, float *kc, float *vc
     /* 2. each new row of each group of heads: the chunks of its positions j <= pos+i, merged */
     float scale = 1.0f / sqrtf((float)hs);
     size_t G = grp <= AC_GMAX ? grp : 1, units = NH / G, rows = B * units * n;
-    size_t maxc = (maxT + AC_CHUNK - 1) / AC_CHUNK, ow = G * hs;   /* chunks of the longest row; o floats per chunk */
+    size_t maxlen = 0;   /* the longest row's positions: its chunks bound every row's (not maxT: a long context's
+                          * cache would size the scratch for positions no row has yet) */
+    for (size_t b = 0; b < B; b++) maxlen = (size_t)pos[b] + n > maxlen ? (size_t)pos[b] + n : maxlen;
+    size_t maxc = (maxlen + AC_CHUNK - 1) / AC_CHUNK, ow = G * hs;   /* chunks of the longest row; o floats per chunk */
     /* threads only pay off with enough work (fork/join costs microseconds; a tiny model's step is less) */
     size_t work = B * NH * n * ((size_t)pos[0] + n) * hs;
     int par = work >= 65536, nth = 1;
