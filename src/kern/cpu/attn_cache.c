@@ -57,9 +57,27 @@ static inline float dot16(const float *a, const float *b, size_t n) {
 
 typedef struct { float m[AC_GMAX], l[AC_GMAX]; } ac_stats;   /* per chunk; its o (G x hs floats) kept beside */
 
-GK_HOT static void ac_part(float *o, ac_stats *st, const float *q, size_t G, const float *K, const float *V,
-                           size_t j0, size_t j1, size_t hs, float scale, float *att) {
-    size_t n = j1 - j0;
+/* A step's rows: row r is (sequence b, group of heads u, new row i) in that order. */
+typedef struct {
+    const float *qkv, *kc, *vc;
+    const int32_t *slot, *pos;
+    size_t n, units, G, grp, W, C, hs, slot_stride, head_stride;
+} ac_job;
+typedef struct {
+    const float *q, *K, *V;   /* the group's first query head; its key/value head's cache */
+    size_t G, out, len, nc;   /* heads in the group; offset of its output; positions attended; chunks */
+} ac_row;
+static ac_row ac_row_at(const ac_job *j, size_t r) {
+    size_t b = r / (j->units * j->n), h = r / j->n % j->units * j->G, i = r % j->n;
+    size_t kv = (size_t)j->slot[b] * j->slot_stride + h / j->grp * j->head_stride, len = (size_t)j->pos[b] + i + 1;
+    return (ac_row){j->qkv + (b * j->n + i) * j->W + h * j->hs, j->kc + kv, j->vc + kv, j->G,
+                    (b * j->n + i) * j->C + h * j->hs, len, (len + AC_CHUNK - 1) / AC_CHUNK};
+}
+
+/* chunk c of row w: positions [c AC_CHUNK, min((c+1) AC_CHUNK, len)) */
+GK_HOT static void ac_part(float *o, ac_stats *st, const ac_row *w, size_t c, size_t hs, float scale, float *att) {
+    const float *q = w->q, *K = w->K, *V = w->V;
+    size_t G = w->G, j0 = c * AC_CHUNK, j1 = j0 + AC_CHUNK < w->len ? j0 + AC_CHUNK : w->len, n = j1 - j0;
     for (size_t j = 0; j < n; j++) {
         const float *k = K + (j0 + j) * hs;
         for (size_t g = 0; g < G; g++) att[g * n + j] = dot16(q + g * hs, k, hs) * scale;
@@ -156,10 +174,7 @@ void kern_fast_attn_cache_fwd(kern_backend *be, float *out, float *kc, float *vc
     if (par) nth = omp_get_max_threads();
 #endif
     (void)par;
-#define AC_ROW(r, b, h, i) size_t b = (r) / (units * n), h = (r) / n % units * G, i = (r) % n; \
-    const float *q = qkv + (b * n + i) * W + h * hs, *K = kc + (size_t)slot[b] * slot_stride + h / grp * head_stride, \
-                *V = vc + (size_t)slot[b] * slot_stride + h / grp * head_stride; \
-    size_t len = (size_t)pos[b] + i + 1, nc = (len + AC_CHUNK - 1) / AC_CHUNK
+    ac_job job = {qkv, kc, vc, slot, pos, n, units, G, grp, W, C, hs, slot_stride, head_stride};
     if (rows >= 2 * (size_t)nth) {   /* enough rows: each a work item, its chunks one after another */
         AC_OMP(omp parallel if(par))
         {
@@ -168,10 +183,9 @@ void kern_fast_attn_cache_fwd(kern_backend *be, float *out, float *kc, float *vc
             GK_CHECK(att && po && st, "out of memory");
             AC_OMP(omp for schedule(dynamic, 1))
             for (size_t r = 0; r < rows; r++) {
-                AC_ROW(r, b, h, i);
-                for (size_t c = 0; c < nc; c++)
-                    ac_part(po + c * ow, st + c, q, G, K, V, c * AC_CHUNK, c + 1 < nc ? (c + 1) * AC_CHUNK : len, hs, scale, att);
-                ac_merge(out + (b * n + i) * C + h * hs, po, ow, st, nc, G, hs);
+                ac_row w = ac_row_at(&job, r);
+                for (size_t c = 0; c < w.nc; c++) ac_part(po + c * ow, st + c, &w, c, hs, scale, att);
+                ac_merge(out + w.out, po, ow, st, w.nc, G, hs);
             }
             free(att); free(po); free(st);
         }
@@ -186,23 +200,18 @@ void kern_fast_attn_cache_fwd(kern_backend *be, float *out, float *kc, float *vc
             AC_OMP(omp for collapse(2) schedule(dynamic, 1))
             for (size_t r = 0; r < rows; r++)
                 for (size_t c = 0; c < maxc; c++) {
-                    AC_ROW(r, b, h, i);
-                    (void)b; (void)i;
-                    if (c < nc)
-                        ac_part(po + (r * maxc + c) * ow, st + r * maxc + c, q, G, K, V, c * AC_CHUNK,
-                                c + 1 < nc ? (c + 1) * AC_CHUNK : len, hs, scale, att);
+                    ac_row w = ac_row_at(&job, r);
+                    if (c < w.nc) ac_part(po + (r * maxc + c) * ow, st + r * maxc + c, &w, c, hs, scale, att);
                 }
             free(att);
             AC_OMP(omp for schedule(static))
             for (size_t r = 0; r < rows; r++) {
-                AC_ROW(r, b, h, i);
-                (void)q; (void)K; (void)V;
-                ac_merge(out + (b * n + i) * C + h * hs, po + r * maxc * ow, ow, st + r * maxc, nc, G, hs);
+                ac_row w = ac_row_at(&job, r);
+                ac_merge(out + w.out, po + r * maxc * ow, ow, st + r * maxc, w.nc, G, hs);
             }
         }
         free(po); free(st);
     }
-#undef AC_ROW
 }
 
 /* ---------------------------------------------------------------- skinny matmul (decode)
