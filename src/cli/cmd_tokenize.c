@@ -58,11 +58,7 @@ typedef struct {
 /* cut s[0..len) into segments of about SEG bytes at piece boundaries */
 static void add_segments(const tok_tokenizer *t, segment **segs, size_t *ns, size_t *cap, const uint8_t *p, size_t n, int doc_start) {
     do {
-        size_t take = n;
-        if (n > SEG + SEG / 2) {
-            take = tok_safe_cut(t, p, SEG);
-            if (take == 0 || take >= SEG) take = n;   /* no safe cut: keep whole (exactness first) */
-        }
+        size_t take = tok_segment(t, p, n, SEG);
         if (*ns == *cap) { *cap = *cap ? 2 * *cap : 256; *segs = gk_realloc(*segs, *cap * sizeof **segs); }
         (*segs)[(*ns)++] = (segment){p, take, doc_start};
         doc_start = 0; p += take; n -= take;

@@ -370,11 +370,12 @@ void kern_ref64_xent_fwd_bwd(double *loss, double *dlogits, const double *logits
 void kern_attn_cache_fwd(kern_backend *be, float *out, float *kc, float *vc, const float *qkv, const int32_t *slot,
                          const int32_t *pos, size_t B, size_t n, size_t C, size_t NH, size_t NKV, size_t maxT);
 /* kern_matmul_fwd for a few rows (decode steps: N = live sequences, at most KERN_SKINNY_MAX_N): the same
- * product, layouts and bias. The cpu backend streams W exactly once (a decode step is bound by reading the
+ * product, layouts and bias. The cpu backend reads W from memory once (a decode step is bound by reading the
  * weights; a general GEMM packs W first, which costs more than the product at N = 1): OpenMP, each thread one
  * contiguous block of W (input rows for KERN_W_IN_OUT, output rows for KERN_W_OUT_IN); AVX-512 where the CPU
- * has it; on AVX2 + FMA without AVX-512, register-tiled products (several rows of W times several input rows);
- * portable loops elsewhere (or when be->skinny_portable is set, for tests). The ref backend runs
+ * has it. On AVX2 + FMA without AVX-512: register-tiled products (several rows of W times several input rows),
+ * for KERN_W_IN_OUT from 2 rows each thread a range of output columns walked in cache-sized blocks of W's rows.
+ * Portable loops elsewhere (or when be->skinny_portable is set, for tests). The ref backend runs
  * kern_matmul_fwd's reference. Equals kern_matmul_fwd up to float summation order. */
 #define KERN_SKINNY_MAX_N 16
 void kern_matmul_skinny_fwd(kern_backend *be, float *out, const float *inp, const float *w, const float *bias,

@@ -397,22 +397,16 @@ void tok_encoder_encode(tok_encoder *e, const void *text, size_t len, int allow_
     encode_impl(e->t, e->cache, text, len, allow_special, out);
 }
 
-/* tok_encode of a big input: segments of about ENC_SEG bytes cut where tok_safe_cut finds a piece boundary (so
- * the ids are those of the whole; special tokens hold no such boundary), encoded by the OpenMP threads, each with
- * its own encoder, and joined in order. */
+/* tok_encode of a big input: segments of about ENC_SEG bytes (tok_segment: the ids are those of the whole; special
+ * tokens hold no such boundary), encoded by the OpenMP threads, each with its own encoder, and joined in order. */
 #define ENC_SEG ((size_t)1 << 20)
 static void encode_threads(const tok_tokenizer *t, const uint8_t *p, size_t len, int allow_special, tok_ids *out) {
     size_t ns = 0, cap = len / ENC_SEG + 2;
     size_t *at = gk_malloc((cap + 1) * sizeof *at);
     at[0] = 0;
     while (at[ns] < len) {
-        size_t rest = len - at[ns], take = rest;
-        if (rest > ENC_SEG + ENC_SEG / 2) {
-            take = tok_safe_cut(t, p + at[ns], ENC_SEG);
-            if (take == 0 || take >= ENC_SEG) take = rest;   /* no boundary: the rest in one piece */
-        }
         if (ns + 1 == cap) { cap *= 2; at = gk_realloc(at, (cap + 1) * sizeof *at); }
-        at[ns + 1] = at[ns] + take;
+        at[ns + 1] = at[ns] + tok_segment(t, p + at[ns], len - at[ns], ENC_SEG);
         ns++;
     }
     tok_ids *part = gk_calloc(ns, sizeof *part);

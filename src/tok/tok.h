@@ -190,5 +190,9 @@ void tok_split(const tok_tokenizer *t, const void *text, size_t len,
  * split big inputs for threads. Cuts at "letter| letter" or just after a newline between printable ASCII
  * characters. Returns len if there is none (cutting there may then change ids at the seam). */
 size_t tok_safe_cut(const tok_tokenizer *t, const uint8_t *s, size_t len);
+/* The length of the next segment of s[0..len) for encoding pieces apart (threads): about seg bytes, ending at a
+ * tok_safe_cut boundary; the whole of s when it is under 1.5 seg or no boundary is found (the ids stay those of
+ * the whole text either way). */
+size_t tok_segment(const tok_tokenizer *t, const uint8_t *s, size_t len, size_t seg);
 
 #endif

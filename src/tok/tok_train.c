@@ -339,6 +339,11 @@ size_t tok_safe_cut_pat(int pat, const uint8_t *s, size_t len) {
     return len;
 }
 size_t tok_safe_cut(const tok_tokenizer *t, const uint8_t *s, size_t len) { return tok_safe_cut_pat(t->pat, s, len); }
+size_t tok_segment(const tok_tokenizer *t, const uint8_t *s, size_t len, size_t seg) {
+    if (len <= seg + seg / 2) return len;
+    size_t take = tok_safe_cut(t, s, seg);
+    return take == 0 || take >= seg ? len : take;   /* no boundary: the rest whole (exactness first) */
+}
 
 tok_tokenizer *tok_train_files(const char *const *files, size_t nfiles, const tok_train_opts *o, gk_err *err) {
     tok_trainer *tr = tok_trainer_new(o, err);
