@@ -256,6 +256,8 @@ def main():
         logging_strategy="no",
         disable_tqdm=True,
         use_cpu=True,
+        bf16=False, fp16=False,                          # fp32 products, as gptkit's run (TRL's config may default
+                                                         # to bf16 autocast, which a CPU without bf16 emulates slowly)
         seed=a.seed,
         dataloader_num_workers=0,
     )

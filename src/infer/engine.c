@@ -906,27 +906,41 @@ int engine_generate(engine *e, const int32_t *prompt, size_t n_prompt, size_t n_
     return run_requests(e, &id, 1, out, err);
 }
 
-int engine_generate_multi(engine *e, const int32_t *const *prompts, const size_t *n_prompts, size_t n_seqs,
-                          const engine_gen_opts *o, engine_seq *out, gk_err *err) {
-    if (check_idle(e, "engine_generate_multi", err) || check_common(e, n_seqs, o, err)) return -1;
-    /* validate every prompt before admitting any, so a bad one leaves nothing behind */
-    for (size_t i = 0; i < n_seqs; i++) {
+/* n_req requests of n_per samples each: request i continues prompts[i]; with seeds, its sampling seed is
+ * seeds[i] and its sequences are 0..n_per-1 (what engine_generate with that seed draws), else every request
+ * keeps o's seed and request i is sequence i. Every prompt is checked before any is admitted, so a bad one
+ * leaves nothing behind; requests beyond the free slots wait in the queue. */
+static int generate_reqs(engine *e, const char *fn, const int32_t *const *prompts, const size_t *n_prompts, size_t n_req,
+                         size_t n_per, const engine_gen_opts *o, const uint64_t *seeds, engine_seq *out, gk_err *err) {
+    if (check_idle(e, fn, err) || check_common(e, seeds ? n_per : n_req, o, err)) return -1;
+    for (size_t i = 0; i < n_req; i++) {
         char which[48];
         snprintf(which, sizeof which, " %zu", i);
         if (check_prompt(e, n_prompts[i], which, err)) return -1;
     }
-    for (size_t i = 0; i < n_seqs; i++)
+    for (size_t i = 0; i < n_req; i++)
         if (check_ids(e, prompts[i], n_prompts[i], err)) return gk_err_prefix(err, "prompt %zu", i);
-    engine_req_id *ids = gk_malloc(n_seqs * sizeof *ids);
+    engine_req_id *ids = gk_malloc((n_req ? n_req : 1) * sizeof *ids);
     engine_req_opts ro;
     engine_req_opts_default(&ro);
     ro.gen = *o;
-    for (size_t i = 0; i < n_seqs; i++) {
-        ro.seq_base = i;
+    ro.n = n_per;
+    for (size_t i = 0; i < n_req; i++) {
+        if (seeds) ro.gen.samp.seed = seeds[i]; else ro.seq_base = i;
         ids[i] = engine_admit(e, prompts[i], n_prompts[i], &ro, err);
-        GK_CHECK(ids[i] > 0, "engine_generate_multi: admit of a validated prompt failed: %s", err->msg);
+        GK_CHECK(ids[i] > 0, "%s: admit of a validated prompt failed: %s", fn, err->msg);
     }
-    int rc = run_requests(e, ids, n_seqs, out, err);
+    int rc = run_requests(e, ids, n_req, out, err);
     free(ids);
     return rc;
+}
+
+int engine_generate_multi(engine *e, const int32_t *const *prompts, const size_t *n_prompts, size_t n_seqs,
+                          const engine_gen_opts *o, engine_seq *out, gk_err *err) {
+    return generate_reqs(e, "engine_generate_multi", prompts, n_prompts, n_seqs, 1, o, NULL, out, err);
+}
+
+int engine_generate_groups(engine *e, const int32_t *const *prompts, const size_t *n_prompts, size_t n_groups,
+                           size_t n_per, const engine_gen_opts *o, const uint64_t *seeds, engine_seq *out, gk_err *err) {
+    return generate_reqs(e, "engine_generate_groups", prompts, n_prompts, n_groups, n_per, o, seeds, out, err);
 }

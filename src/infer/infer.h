@@ -199,6 +199,13 @@ int engine_generate(engine *e, const int32_t *prompt, size_t n_prompt, size_t n_
 int engine_generate_multi(engine *e, const int32_t *const *prompts, const size_t *n_prompts, size_t n_seqs,
                           const engine_gen_opts *o, engine_seq *out, gk_err *err);
 
+/* n_groups prompts, each prefilled once and sampled n_per times, all decoded together (RL rollouts: a batch
+ * of prompts x a group each). Group i samples with seed seeds[i], so it draws what engine_generate of prompt i
+ * with that seed draws (up to the float rounding of batched products). out[n_groups * n_per], group by group.
+ * Groups beyond the engine's free slots wait for earlier ones to finish. Errors as engine_generate_multi. */
+int engine_generate_groups(engine *e, const int32_t *const *prompts, const size_t *n_prompts, size_t n_groups,
+                           size_t n_per, const engine_gen_opts *o, const uint64_t *seeds, engine_seq *out, gk_err *err);
+
 /* ---------------------------------------------------------------- low level (benchmarks, tests, scoring)
  * Direct use of slots, for callers that drive the cache themselves. Only on slots no request holds: with
  * requests in flight use the scheduler (engine_feed reports a held slot as an error; the others abort). */

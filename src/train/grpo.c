@@ -35,7 +35,8 @@ typedef struct {
     const grpo_opts *o;
     gpt_model *policy, *ref;
     train_lm *lp_pol, *lp_ref;
-    struct engine *eng;
+    struct engine *eng;        /* held-out accuracy and samples */
+    struct engine *reng;       /* rollouts: the whole batch at once */
     tok_tokenizer *tok;
     chat_specials sp;
     grpo_set set, val;
@@ -70,6 +71,7 @@ static void ctx_free(grpo_ctx *c) {
     rollouts_free(c);
     train_lm_free(c->lp_pol); train_lm_free(c->lp_ref);
     if (c->eng) engine_free(c->eng);
+    if (c->reng) engine_free(c->reng);
     gpt_free(c->ref);   /* first: with LoRA it is a view of the policy's base */
     gpt_free(c->policy);
     for (size_t i = 0; i < c->n_pids; i++) tok_ids_free(&c->pids[i]);
@@ -144,19 +146,21 @@ static int grpo_rollouts(grpo_ctx *c, train_stage *s, grpo_step_log *L, gk_err *
     /* this rank's prompts [plo, phi); the prompt order and the seeds advance over all P on every rank */
     size_t plo, phi;
     train_stage_share(s, c->P, &plo, &phi);
-    int stop = 0;
+    tok_ids *pr = gk_malloc(c->P * sizeof *pr);
+    uint64_t *seed = gk_malloc(c->P * sizeof *seed);
     for (size_t p = 0; p < c->P; p++) {
         uint32_t k = train_order_next(&c->ord, 1, 1, NULL)[0];
-        const tok_ids *pi = &c->pids[k];
+        pr[p] = c->pids[k];
         for (size_t g = 0; g < c->G; g++) task[p * c->G + g] = &c->set.tasks[c->pitem[k]];
-        uint64_t seed = gk_rng_u64(&s->st.rng);
-        if (p < plo || p >= phi || stop) continue;
-        if (rlhf_generate(c->eng, pi->ids, pi->n, c->G, (size_t)c->o->max_new, c->o->temperature, seed,
-                          c->seqs + p * c->G, c->ended + p * c->G, NULL, err)) { free(task); return -1; }
-        stop = gk_sigint_pending();
+        seed[p] = gk_rng_u64(&s->st.rng);
     }
+    /* this rank's prompts, decoded together */
+    int rc = rlhf_generate_groups(c->reng, pr + plo, phi - plo, c->G, (size_t)c->o->max_new, c->o->temperature,
+                                  seed + plo, c->seqs + plo * c->G, c->ended + plo * c->G, NULL, err);
+    free(pr); free(seed);
+    if (rc) { free(task); return -1; }
     /* every rank stops when any rank saw Ctrl-C */
-    if (dist_any(stop)) {
+    if (dist_any(gk_sigint_pending())) {
         s->st.rng = rng_save; c->ord.epoch = epoch_save; c->ord.pos = pos_save;
         free(task);
         return 1;
@@ -165,7 +169,7 @@ static int grpo_rollouts(grpo_ctx *c, train_stage *s, grpo_step_log *L, gk_err *
     c->reward = gk_malloc(N * sizeof(float)); c->adv = gk_malloc(N * sizeof(float));
     c->off = gk_malloc((N + 1) * sizeof(size_t));
     c->off[0] = 0;
-    double rs = 0, cs = 0, fs = 0, ls = 0, es = 0;
+    double rs = 0, cs = 0, fs = 0, ls = 0, es = 0, tr = gk_now();
     for (size_t i = 0; i < N; i++) {
         tok_bytes t = {0};
         rlhf_response_text(c->tok, c->sp.end, &c->seqs[i], &t);
@@ -180,6 +184,7 @@ static int grpo_rollouts(grpo_ctx *c, train_stage *s, grpo_step_log *L, gk_err *
         tok_bytes_free(&t);
     }
     free(task);
+    L->t_reward = gk_now() - tr;
     L->reward = rs / (double)N; L->accuracy = cs / (double)N; L->format = fs / (double)N;
     L->resp_len = ls / (double)N; L->ended = es / (double)N;
     /* 3. group-relative advantages, and how much signal the groups carry */
@@ -285,7 +290,7 @@ static int grpo_iterate(void *ctx, train_stage *s, long it, train_step_out *out,
     double ts = gk_now();
     int r = grpo_rollouts(c, s, &L, err);
     if (r) return r;
-    L.t_rollout = gk_now() - ts;
+    L.t_rollout = gk_now() - ts - L.t_reward;
     ts = gk_now();
     grpo_old_ref(c, s, &L);
     float lr = o->warmup > 0 && it < o->warmup ? o->lr * (float)(it + 1) / (float)o->warmup : o->lr;
@@ -314,15 +319,15 @@ static int grpo_iterate(void *ctx, train_stage *s, long it, train_step_out *out,
     c->res->iters_done = it + 1 - s->step0;
     out->loss = L.loss;
     out->tokens = (double)c->off[c->N];
-    const char *keys[17] = { "reward", "accuracy", "format", "reward_std", "zero_std", "kl", "kl_k3", "loss", "clip_frac",
-                             "approx_kl", "resp_len", "ended", "updated", "lr", "t_rollout", "t_ref", "t_update" };
-    double vals[17] = { L.reward, L.accuracy, L.format, L.reward_std, L.zero_std, L.kl, L.kl_k3, L.loss, L.clip_frac,
-                        L.approx_kl, L.resp_len, L.ended, L.updated, lr, L.t_rollout, L.t_ref, L.t_update };
-    for (int i = 0; i < 17; i++) train_put(out->post, keys[i], i >= 14 ? "%.4f" : "%.6g", vals[i]);
+    const char *keys[18] = { "reward", "accuracy", "format", "reward_std", "zero_std", "kl", "kl_k3", "loss", "clip_frac",
+                             "approx_kl", "resp_len", "ended", "updated", "lr", "t_rollout", "t_reward", "t_ref", "t_update" };
+    double vals[18] = { L.reward, L.accuracy, L.format, L.reward_std, L.zero_std, L.kl, L.kl_k3, L.loss, L.clip_frac,
+                        L.approx_kl, L.resp_len, L.ended, L.updated, lr, L.t_rollout, L.t_reward, L.t_ref, L.t_update };
+    for (int i = 0; i < 18; i++) train_put(out->post, keys[i], i >= 14 ? "%.4f" : "%.6g", vals[i]);
     snprintf(out->hpost, sizeof out->hpost,
              "reward %.3f | acc %.3f | fmt %.2f | kl %.3f | k3 %.4f | loss %+.4f | clip %.3f | no-signal %.2f | len %.1f | %.1fs",
              L.reward, L.accuracy, L.format, L.kl, L.kl_k3, L.loss, L.clip_frac, L.zero_std, L.resp_len,
-             L.t_rollout + L.t_ref + L.t_update);
+             L.t_rollout + L.t_reward + L.t_ref + L.t_update);
     return 0;
 }
 
@@ -421,6 +426,9 @@ int train_grpo(const grpo_opts *o, grpo_result *res, gk_err *err) {
     res->log = gk_calloc((size_t)(o->iters - s.step0 > 0 ? o->iters - s.step0 : 1), sizeof *res->log);
     c.P = (size_t)o->batch_prompts < c.n_pids ? (size_t)o->batch_prompts : c.n_pids;
     c.G = (size_t)o->group; c.N = c.P * c.G; c.MB = (size_t)o->minibatch < c.N ? (size_t)o->minibatch : c.N;
+    size_t plo, phi;
+    train_stage_share(&s, c.P, &plo, &phi);
+    c.reng = rlhf_rollout_engine(c.policy, c.tok, phi - plo, c.G, c.pids, c.n_pids, (size_t)o->max_new);
     c.order = gk_malloc(c.N * sizeof(uint32_t));
     train_order_init(&c.ord, c.n_pids, o->seed * 7919ULL + 21, s.st.pos.epoch, s.st.pos.pos);
     if (c.val.n) res->val_n = (long)(o->val_n > 0 && (size_t)o->val_n < c.val.n ? (size_t)o->val_n : c.val.n);

@@ -42,29 +42,53 @@
 
 /* ---------------------------------------------------------------- rollouts */
 
-int rlhf_generate(struct engine *e, const int32_t *prompt, size_t n_prompt, size_t n, size_t max_new,
-                  float temperature, uint64_t seed, rlhf_seq *out, int *ended, struct constrain *grammar, gk_err *err) {
+int rlhf_generate_groups(struct engine *e, const tok_ids *prompts, size_t P, size_t n, size_t max_new, float temperature,
+                         const uint64_t *seeds, rlhf_seq *out, int *ended, struct constrain *grammar, gk_err *err) {
     engine_gen_opts go;
     engine_gen_opts_default(&go);
     go.max_new = max_new;
     infer_sampling_default(&go.samp);
     go.samp.temperature = temperature;   /* pure sampling: no top-k / top-p / min-p / penalties */
-    go.samp.seed = seed;
     go.default_stops = 1;
     go.grammar = grammar;
-    engine_seq *gs = gk_calloc(n, sizeof *gs);
-    if (engine_generate(e, prompt, n_prompt, n, &go, gs, err)) { free(gs); return -1; }
-    for (size_t i = 0; i < n; i++) {
-        out[i].n = n_prompt + gs[i].n;
-        out[i].prompt_len = n_prompt;
+    const int32_t **pp = gk_malloc((P ? P : 1) * sizeof *pp);
+    size_t *pn = gk_malloc((P ? P : 1) * sizeof *pn);
+    for (size_t p = 0; p < P; p++) { pp[p] = prompts[p].ids; pn[p] = prompts[p].n; }
+    engine_seq *gs = gk_calloc(P * n > 0 ? P * n : 1, sizeof *gs);
+    int rc = engine_generate_groups(e, pp, pn, P, n, &go, seeds, gs, err);
+    for (size_t i = 0; rc == 0 && i < P * n; i++) {
+        const tok_ids *pr = &prompts[i / n];
+        out[i].n = pr->n + gs[i].n;
+        out[i].prompt_len = pr->n;
         out[i].ids = gk_malloc((out[i].n ? out[i].n : 1) * sizeof(int32_t));
-        memcpy(out[i].ids, prompt, n_prompt * sizeof(int32_t));
-        memcpy(out[i].ids + n_prompt, gs[i].ids, gs[i].n * sizeof(int32_t));
+        memcpy(out[i].ids, pr->ids, pr->n * sizeof(int32_t));
+        memcpy(out[i].ids + pr->n, gs[i].ids, gs[i].n * sizeof(int32_t));
         ended[i] = gs[i].finish == ENGINE_FINISH_STOP_TOKEN;
-        engine_seq_free(&gs[i]);
     }
-    free(gs);
-    return 0;
+    for (size_t i = 0; rc == 0 && i < P * n; i++) engine_seq_free(&gs[i]);
+    free(gs); free(pp); free(pn);
+    return rc;
+}
+
+int rlhf_generate(struct engine *e, const int32_t *prompt, size_t n_prompt, size_t n, size_t max_new,
+                  float temperature, uint64_t seed, rlhf_seq *out, int *ended, struct constrain *grammar, gk_err *err) {
+    tok_ids one = { .ids = (int32_t *)prompt, .n = n_prompt };
+    return rlhf_generate_groups(e, &one, 1, n, max_new, temperature, &seed, out, ended, grammar, err);
+}
+
+struct engine *rlhf_rollout_engine(gpt_model *m, const tok_tokenizer *tok, size_t P, size_t n, const tok_ids *prompts,
+                                   size_t n_prompts, size_t max_new) {
+    size_t len = 0;
+    for (size_t i = 0; i < n_prompts; i++) if (prompts[i].n > len) len = prompts[i].n;
+    len += max_new;
+    if (len > (size_t)m->cfg.n_ctx) len = (size_t)m->cfg.n_ctx;
+    /* every rollout of the batch in flight at once, unless their cache would pass 1 GiB: then as many whole
+     * groups as fit (the rest wait in the engine's queue), and never fewer than one */
+    const gpt_config *c = &m->cfg;
+    double per_seq = 2.0 * c->n_layer * gpt_config_n_kv_head(c) * (c->n_embd / c->n_head) * sizeof(float) * (double)len;
+    size_t groups = P ? P : 1, fit = (size_t)((double)(1u << 30) / (per_seq * (double)n));
+    if (groups > fit) groups = fit ? fit : 1;
+    return engine_new(m, tok, groups * n, len);
 }
 
 void rlhf_score_rollouts(gpt_model *rm, const rlhf_seq *seqs, const int *ended, size_t n, int32_t end_id, float *out) {
@@ -191,17 +215,19 @@ static int ppo_rollouts(ppo_ctx *c, train_stage *s, gk_err *err) {
     b->n = (phi - plo) * c->S;
     b->seqs = gk_calloc(b->n ? b->n : 1, sizeof *b->seqs);
     b->ended = gk_calloc(b->n ? b->n : 1, sizeof(int));
-    int stop = 0;
+    tok_ids *pr = gk_malloc(c->P * sizeof *pr);
+    uint64_t *seed = gk_malloc(c->P * sizeof *seed);
     for (size_t p = 0; p < c->P; p++) {
-        const tok_ids *pi = &c->pids[train_order_next(&c->ord, 1, 1, NULL)[0]];
-        uint64_t seed = gk_rng_u64(&s->st.rng);
-        if (p < plo || p >= phi || stop) continue;
-        if (rlhf_generate(c->eng, pi->ids, pi->n, c->S, (size_t)c->o->max_new, c->o->temperature, seed,
-                          b->seqs + (p - plo) * c->S, b->ended + (p - plo) * c->S, c->cons, err)) return -1;
-        stop = gk_sigint_pending();
+        pr[p] = c->pids[train_order_next(&c->ord, 1, 1, NULL)[0]];
+        seed[p] = gk_rng_u64(&s->st.rng);
     }
+    /* this rank's prompts, decoded together */
+    int rc = rlhf_generate_groups(c->eng, pr + plo, phi - plo, c->S, (size_t)c->o->max_new, c->o->temperature,
+                                  seed + plo, b->seqs, b->ended, c->cons, err);
+    free(pr); free(seed);
+    if (rc) return -1;
     /* every rank stops when any rank saw Ctrl-C */
-    if (dist_any(stop)) {
+    if (dist_any(gk_sigint_pending())) {
         s->st.rng = rng_save; c->ord.epoch = epoch_save; c->ord.pos = pos_save;
         return 1;
     }
@@ -584,7 +610,6 @@ int train_ppo(const ppo_opts *o, ppo_result *res, gk_err *err) {
     c.lp_pol = train_lm_new(c.policy);
     c.lp_ref = train_lm_new(c.ref);
     c.vh = rlhf_vh_new(c.value);
-    c.eng = engine_new(c.policy, c.tok, (size_t)o->samples, 0);
     c.ctl = (rlhf_kl_ctl){o->beta, o->kl_target, o->kl_horizon};
     if (s.resumed_opts) {
         cJSON *j = cJSON_Parse(s.resumed_opts);
@@ -595,6 +620,9 @@ int train_ppo(const ppo_opts *o, ppo_result *res, gk_err *err) {
     res->log = gk_calloc((size_t)(o->iters - s.step0 > 0 ? o->iters - s.step0 : 1), sizeof *res->log);
     c.P = (size_t)o->batch_prompts < c.n_pids ? (size_t)o->batch_prompts : c.n_pids;
     c.S = (size_t)o->samples; c.N = c.P * c.S; c.MB = (size_t)o->minibatch < c.N ? (size_t)o->minibatch : c.N;
+    size_t plo, phi;
+    train_stage_share(&s, c.P, &plo, &phi);
+    c.eng = rlhf_rollout_engine(c.policy, c.tok, phi - plo, c.S, c.pids, c.n_pids, (size_t)o->max_new);
     if (!o->json)
         gk_log("ppo: policy %d layers x %d wide (%.2fM params), value model from %s; %zu prompts; %zu prompts x %zu samples "
                "per iteration, %ld epochs of minibatch %zu; beta %.4g%s\n", c.policy->cfg.n_layer, c.policy->cfg.n_embd,

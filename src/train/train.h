@@ -763,6 +763,15 @@ struct engine;
 struct constrain;
 int rlhf_generate(struct engine *e, const int32_t *prompt, size_t n_prompt, size_t n, size_t max_new,
                   float temperature, uint64_t seed, rlhf_seq *out, int *ended, struct constrain *grammar, gk_err *err);
+/* The same for P prompts at once, all decoded together: prompt p draws with seeds[p] (what rlhf_generate of
+ * it with that seed draws, up to batched rounding); out and ended [P * n], prompt by prompt. The engine needs
+ * n slots at least (more slots, more prompts in flight). */
+int rlhf_generate_groups(struct engine *e, const tok_ids *prompts, size_t P, size_t n, size_t max_new, float temperature,
+                         const uint64_t *seeds, rlhf_seq *out, int *ended, struct constrain *grammar, gk_err *err);
+/* An engine for rlhf_generate_groups over batches of P of these prompts x n samples: a cache as long as the
+ * longest prompt + max_new, with slots for the whole batch (or as many groups as fit in 1 GiB). */
+struct engine *rlhf_rollout_engine(gpt_model *m, const tok_tokenizer *tok, size_t P, size_t n, const tok_ids *prompts,
+                                   size_t n_prompts, size_t max_new);
 
 /* ================================================================ DPO (dpo.c) */
 typedef struct {
@@ -917,7 +926,7 @@ typedef struct {
     double loss, clip_frac, approx_kl;
     double resp_len, ended;
     double updated;                    /* share of the responses that entered the update (skip_no_signal) */
-    double t_rollout, t_ref, t_update;
+    double t_rollout, t_reward, t_ref, t_update;   /* seconds: generation, answer checks, reference, the rest */
 } grpo_step_log;
 typedef struct {
     long   iters_done;
