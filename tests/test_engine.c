@@ -514,6 +514,40 @@ static void test_generate_multi(void) {
     gpt_free(m);
 }
 
+/* Groups of samples of different prompts decoded together (RL rollouts) draw what each group draws alone
+ * with its seed; with fewer slots than samples the later groups wait in the queue and still draw the same. */
+static void test_generate_groups(void) {
+    gpt_model *m = tiny_model(97, 64, 13);
+    int32_t p0[2] = { 5, 9 }, p1[7] = { 1, 2, 3, 4, 5, 6, 7 }, p2[4] = { 90, 80, 70, 60 };
+    const int32_t *ps[3] = { p0, p1, p2 };
+    size_t ns[3] = { 2, 7, 4 };
+    uint64_t seeds[3] = { 11, 22, 33 };
+    engine_gen_opts o;
+    engine_gen_opts_default(&o);
+    o.samp.temperature = 1.0f; o.max_new = 12;
+    gk_err err;
+    for (size_t slots = 4; slots <= 12; slots += 8) {   /* 4: one group at a time; 12: all three at once */
+        engine *e = engine_new(m, NULL, slots, 0);
+        engine_seq got[12], one[4];
+        CHECK(engine_generate_groups(e, ps, ns, 3, 4, &o, seeds, got, &err) == 0, "groups: %s", err.msg);
+        for (int g = 0; g < 3; g++) {
+            engine_gen_opts og = o;
+            og.samp.seed = seeds[g];
+            CHECK(engine_generate(e, ps[g], ns[g], 4, &og, one, &err) == 0, "single: %s", err.msg);
+            for (int k = 0; k < 4; k++) {
+                const engine_seq *a = &one[k], *b = &got[g * 4 + k];
+                CHECK(a->n == b->n, "slots %zu group %d sample %d: lengths %zu %zu", slots, g, k, a->n, b->n);
+                for (size_t i = 0; i < a->n && i < b->n; i++) CHECK(a->ids[i] == b->ids[i], "group %d sample %d id %zu", g, k, i);
+                engine_seq_free(&one[k]);
+                engine_seq_free(&got[g * 4 + k]);
+            }
+        }
+        CHECK(engine_generate_groups(e, ps, ns, 3, slots + 1, &o, seeds, got, &err) == -1, "a group larger than the slots is refused");
+        engine_free(e);
+    }
+    gpt_free(m);
+}
+
 /* End to end: every token generated with top-k / top-p is inside the set those rules allow at its position,
  * judged from a full recomputation of the logits. */
 static void test_engine_truncation_never_excluded(void) {
@@ -978,6 +1012,7 @@ int main(void) {
     TL_RUN(test_greedy_equals_full_recompute);
     TL_RUN(test_batched_sampling_equals_single);
     TL_RUN(test_generate_multi);
+    TL_RUN(test_generate_groups);
     TL_RUN(test_sampler_statistics);
     TL_RUN(test_draw_blocks);
     TL_RUN(test_engine_statistics);
