@@ -7,6 +7,8 @@
  *   values / losses 1e-5 + 1e-4 relative; grads |d| <= 1e-4 |ref| + 1e-4 * max|ref of that tensor|.
  */
 #include "train/train.h"
+#include "eval/eval.h"
+#include "data/data.h"
 #include "kern/kern.h"
 #include "testlib.h"
 
@@ -540,6 +542,46 @@ static void test_gold_and_paired(void) {
     CHECK(m == 0 && lo == 0 && hi == 0, "identical models: a zero-width interval at 0");
 }
 
+/* Expected calibration error against a hand computation: bins 9 (0.95, 0.95, 1.0 clamped in: 2 of 3 right),
+ * 3 (0.35, 0.31: 1 of 2) and 6 (0.62: right): 3/6 x |2/3 - 0.96667| + 2/6 x |0.5 - 0.33| + 1/6 x |1 - 0.62| = 0.27. */
+static void test_calibration_stats(void) {
+    const double conf[6] = { 0.95, 0.95, 0.35, 0.31, 0.62, 1.0 };
+    const unsigned char right[6] = { 1, 0, 0, 1, 1, 1 };
+    eval_calib cs;
+    eval_calib_stats(conf, right, 6, &cs);
+    CHECK_CLOSE(cs.ece, 0.27, 1e-12, 0, "ece");
+    CHECK_CLOSE(cs.acc, 4.0 / 6.0, 1e-12, 0, "accuracy");
+    CHECK_CLOSE(cs.conf, 4.18 / 6.0, 1e-12, 0, "mean confidence");
+    CHECK(cs.bin_n[9] == 3 && cs.bin_n[3] == 2 && cs.bin_n[6] == 1 && cs.bin_n[0] == 0, "bin counts");
+    CHECK_CLOSE(cs.bin_conf[3], 0.33, 1e-12, 0, "bin 3 confidence");
+    CHECK_CLOSE(cs.bin_acc[9], 2.0 / 3.0, 1e-12, 0, "bin 9 accuracy");
+    eval_calib_stats(conf, right, 0, &cs);
+    CHECK(cs.n == 0 && cs.ece == 0, "no items");
+}
+
+/* The multiple-choice items: held-out plain-mode tasks, one right reply (the reference) among distinct wrong ones
+ * that fail the task's own check; the same seed gives the same items. */
+static void test_mc_items(void) {
+    demo_mc *a = NULL, *b = NULL;
+    gk_err err;
+    long n = demo_mc_items(60, 7, &a, &err), m = demo_mc_items(60, 7, &b, &err);
+    CHECK(n == 60 && m == 60, "items: %ld %ld", n, m);
+    int arith = 0;
+    for (long i = 0; i < n; i++) {
+        const demo_mc *x = &a[i];
+        CHECK(demo_prompt_split(x->t.system, x->t.user) == DEMO_SPLIT_EVAL, "item %ld is held out", i);
+        CHECK(x->right >= 0 && x->right < DEMO_MC_K && !strcmp(x->choice[x->right], x->t.reference), "item %ld right reply", i);
+        arith += !strcmp(x->t.skill, "arith");
+        for (int c = 0; c < DEMO_MC_K; c++) {
+            CHECK(demo_check_answer(x->t.check, x->t.answer, x->choice[c]) == (c == x->right), "item %ld choice %d: %s", i, c, x->choice[c]);
+            for (int d = 0; d < c; d++) CHECK(strcmp(x->choice[c], x->choice[d]), "item %ld: choices %d and %d repeat", i, c, d);
+        }
+        CHECK(!memcmp(x, &b[i], sizeof *x), "item %ld differs between two runs of one seed", i);
+    }
+    CHECK(arith > 5 && arith < n - 5, "both kinds: %d arithmetic of %ld", arith, n);
+    free(a); free(b);
+}
+
 int main(void) {
     TL_RUN(test_rm_loss_pairs);
     TL_RUN(test_rm_loss_ranking);
@@ -559,5 +601,7 @@ int main(void) {
     TL_RUN(test_grpo_loss_token);
     TL_RUN(test_grpo_reward);
     TL_RUN(test_gold_and_paired);
+    TL_RUN(test_calibration_stats);
+    TL_RUN(test_mc_items);
     return tl_summary();
 }

@@ -60,6 +60,7 @@ static const kspec EVAL_KEYS[] = {
     L("eval.strategy_tasks", strategy_tasks, "tasks per row of the strategies table (0 = none)"),
     L("eval.best_of", best_of, "N of the best-of-N baseline in the win rates (samples from SFT, the RM's favourite; 0 = none)"),
     L("eval.rag_questions", rag_questions, "document questions answered without and with retrieval (SFT and PPO; 0 = none)"),
+    L("eval.calib_items", calib_items, "multiple-choice questions for each model's calibration (0 = none)"),
 };
 #undef L
 #undef D
@@ -105,6 +106,7 @@ void pipe_cfg_default(pipe_cfg *c) {
     go->lr = (float)1e-4; go->beta = (float)0.04; go->sample_every = 10; go->save_every = 10;
     c->best_of = 4;
     c->eval_tasks = 200; c->fewshot_k = 3; c->div_prompts = 16; c->div_samples = 8; c->compare_n = 100; c->max_new = 24;
+    c->calib_items = 200;
     c->strategy_tasks = 100;
     c->sft_rag = 0; c->rag_questions = 100;
 }
@@ -560,9 +562,31 @@ static int st_grpo(ctx *x, cJSON *j, gk_err *err) {
 
 /* ---------------------------------------------------------------- evaluation */
 
-/* One model's task accuracy (and, for a chat model, the diversity of its samples) into o. */
-static int eval_one(const pipe_cfg *c, const char *dir, int base, const demo_task *tasks, long nt, cJSON *o,
-                    unsigned char *correct, gk_err *err) {
+/* One model's calibration on the multiple-choice items into o: "calibration": {n, accuracy, confidence, ece,
+ * bins: [{n, accuracy, confidence}]}. */
+static int calib_one(const pipe_cfg *c, eval_model *em, int base, const demo_mc *items, long n, cJSON *o, gk_err *err) {
+    eval_calib cs;
+    if (eval_calibration(em, base, items, n, (int)c->fewshot_k, (uint64_t)c->seed, &cs, err)) return -1;
+    cJSON *k = cJSON_AddObjectToObject(o, "calibration");
+    cJSON_AddNumberToObject(k, "n", (double)cs.n);
+    cJSON_AddNumberToObject(k, "accuracy", cs.acc);
+    cJSON_AddNumberToObject(k, "confidence", cs.conf);
+    cJSON_AddNumberToObject(k, "ece", cs.ece);
+    cJSON *bins = cJSON_AddArrayToObject(k, "bins");
+    for (int b = 0; b < EVAL_CALIB_BINS; b++) {
+        cJSON *x = cJSON_CreateObject();
+        cJSON_AddNumberToObject(x, "n", (double)cs.bin_n[b]);
+        cJSON_AddNumberToObject(x, "accuracy", cs.bin_acc[b]);
+        cJSON_AddNumberToObject(x, "confidence", cs.bin_conf[b]);
+        cJSON_AddItemToArray(bins, x);
+    }
+    return 0;
+}
+
+/* One model's task accuracy (and, for a chat model, the diversity of its samples; with items, its calibration)
+ * into o. */
+static int eval_one(const pipe_cfg *c, const char *dir, int base, const demo_task *tasks, long nt,
+                    const demo_mc *items, long ni, cJSON *o, unsigned char *correct, gk_err *err) {
     eval_model em;
     size_t S = (size_t)(c->div_samples > 1 ? c->div_samples : 1);
     if (eval_model_open(&em, dir, NULL, 1, 1, S, err)) return -1;
@@ -587,6 +611,7 @@ static int eval_one(const pipe_cfg *c, const char *dir, int base, const demo_tas
         cJSON_AddNumberToObject(o, "distinct2", ds.distinct2);
         cJSON_AddNumberToObject(o, "entropy", ds.entropy);
     }
+    if (rc == 0 && ni > 0) rc = calib_one(c, &em, base, items, ni, o, err);
     eval_model_close(&em);
     return rc;
 }
@@ -718,12 +743,15 @@ static int st_eval(ctx *x, cJSON *j, gk_err *err) {
     size_t nmodels = has_grpo ? 5 : 4;
     cJSON *acc = cJSON_AddObjectToObject(j, "models");
     unsigned char *right = gk_calloc((size_t)(nt > 0 ? nt : 1) * nmodels, 1);   /* [model][task]: for paired differences */
-    int rc = 0;
+    demo_mc *items = NULL;
+    long ni = c->calib_items > 0 ? demo_mc_items(c->calib_items, (uint64_t)c->seed, &items, err) : 0;
+    int rc = ni < 0 ? -1 : 0;
     for (size_t mi = 0; rc == 0 && mi < nmodels; mi++) {
         gk_log("pipeline: evaluating %s on %ld held-out tasks\n", models[mi].name, nt);
-        rc = eval_one(c, models[mi].dir, models[mi].base, tasks, nt, cJSON_AddObjectToObject(acc, models[mi].name),
+        rc = eval_one(c, models[mi].dir, models[mi].base, tasks, nt, items, ni, cJSON_AddObjectToObject(acc, models[mi].name),
                       right + mi * (size_t)nt, err);
     }
+    free(items);
     /* each RL model's accuracy minus the SFT model's on the same tasks, with a paired 95% interval */
     for (size_t mi = 2; rc == 0 && mi < nmodels && nt > 0; mi++) {
         double d, lo, hi;
@@ -806,6 +834,7 @@ static void fast_config(pipe_cfg *c) {
     c->eval_tasks = 20; c->div_prompts = 4; c->div_samples = 4; c->compare_n = 10; c->max_new = 12;
     c->n_tool_eval = 10; c->strategy_tasks = 4;
     c->rag_questions = 8;
+    c->calib_items = 16;
     c->sft_rag = 0.2;   /* the demo's default is 0; the test config keeps the reading exercises' wiring exercised */
 }
 

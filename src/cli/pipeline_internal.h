@@ -34,7 +34,7 @@ typedef struct {
     dpo_opts      dpo;
     grpo_opts     grpo;       /* grpo.iters = 0 skips the stage */
     /* evaluation */
-    long   eval_tasks, fewshot_k, div_prompts, div_samples, compare_n, max_new;
+    long   eval_tasks, fewshot_k, div_prompts, div_samples, compare_n, max_new, calib_items;
     long   strategy_tasks;    /* tasks per row of the strategies table (0 = no table) */
     long   best_of;           /* N of the best-of-N row of the win rates (0 or 1 = no row) */
     long   rag_questions;     /* questions about the demo documents answered without and with retrieval (0 = none) */

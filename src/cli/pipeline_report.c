@@ -1,6 +1,7 @@
 /* pipeline_report.c: the report card of a pipeline run — report.md (a person reads it: tables, sample
  * conversations, loss curves as SVG images), report.json (a program reads it), plots/<name>.svg. */
 #include "cli/pipeline_internal.h"
+#include "eval/eval.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -141,6 +142,63 @@ static void md_num(gk_afile *f, double v, const char *fmt) {
     if (isfinite(v)) gk_afile_printf(f, fmt, v); else gk_afile_printf(f, "–");
 }
 
+/* Issue 21's price of RLHF, part two: each model's calibration on multiple-choice items (a table, a reliability
+ * diagram in plots/calibration.svg), and whether the talk's claim held: RLHF models peakier (more confident than
+ * the base model on the items, lower token entropy than SFT) and less calibrated (higher ECE) than the base. */
+static void calibration_section(const pipe_cfg *c, gk_afile *f, cJSON *ms, const char *const *mn, int nm) {
+    cJSON *base = obj(obj(ms, "base"), "calibration");
+    if (!base) return;
+    gk_afile_printf(f, "## Calibration\n\n%.0f held-out questions (facts and arithmetic) asked as multiple choice: four replies each, "
+                    "one right; a model's belief in a reply is the likelihood of that reply, normalised over the four (the base model "
+                    "after a few-shot Q/A prompt, the others in the chat format; `gptkit eval --calibration`). Its answer is the most likely "
+                    "reply and its confidence that reply's probability; the expected calibration error (ECE) is the mean gap between "
+                    "confidence and accuracy over ten confidence bins, weighted by the items in each (0 = calibrated).\n\n"
+                    "| model | accuracy | mean confidence | ECE | token entropy |\n|---|---|---|---|---|\n", num(base, "n"));
+    svg_series ss[6];
+    double xs[6][EVAL_CALIB_BINS], ys[6][EVAL_CALIB_BINS], diag[2] = { 0.25, 1.0 };
+    size_t ns = 0;
+    for (int k = 0; k < nm; k++) {
+        cJSON *o = obj(ms, mn[k]), *cal = obj(o, "calibration");
+        if (!cal) continue;
+        gk_afile_printf(f, "| %s | %.1f%% | %.1f%% | **%.3f** | ", mn[k], 100 * num(cal, "accuracy"), 100 * num(cal, "confidence"),
+                        num(cal, "ece"));
+        md_num(f, num(o, "entropy"), "%.3f");
+        gk_afile_printf(f, " |\n");
+        size_t n = 0;
+        cJSON *b;
+        cJSON_ArrayForEach(b, obj(cal, "bins")) {
+            if (num(b, "n") < 1 || n == EVAL_CALIB_BINS) continue;
+            xs[ns][n] = num(b, "confidence"); ys[ns][n] = num(b, "accuracy"); n++;
+        }
+        ss[ns] = (svg_series){ mn[k], xs[ns], ys[ns], n };
+        ns++;
+    }
+    ss[ns++] = (svg_series){ "calibrated", diag, diag, 2 };
+    char *pp = gk_path_join(c->run_dir, "plots/calibration.svg");
+    if (svg_line_chart(pp, "Reliability: accuracy against confidence (non-empty bins)", "confidence", "accuracy", ss, ns, NULL) == 0)
+        gk_afile_printf(f, "\n![reliability diagram](plots/calibration.svg)\n");
+    free(pp);
+    /* the claim, judged on this run's numbers */
+    double e0 = num(base, "ece"), c0 = num(base, "confidence"), hs = num(obj(ms, "sft"), "entropy");
+    int held = 0, tried = 0;
+    gk_afile_printf(f, "\nThe talk's claim is that RLHF models are peakier (less diverse, more confident) and less calibrated than base "
+                    "models. In this run:");
+    for (int k = 2; k < nm; k++) {
+        cJSON *o = obj(ms, mn[k]), *cal = obj(o, "calibration");
+        if (!cal) continue;
+        int less_cal = num(cal, "ece") > e0, surer = num(cal, "confidence") > c0, narrower = num(o, "entropy") < hs;
+        tried++; held += less_cal && surer && narrower;
+        gk_afile_printf(f, " %s's ECE is %.3f against the base model's %.3f (%s calibrated), its mean confidence %.1f%% against %.1f%%, its "
+                        "token entropy %.3f against SFT's %.3f (%s);", mn[k], num(cal, "ece"), e0, less_cal ? "less" : "better",
+                        100 * num(cal, "confidence"), 100 * c0, num(o, "entropy"), hs, narrower ? "narrower" : "not narrower");
+    }
+    gk_afile_printf(f, " so the claim **%s** in this run (for %d of %d RLHF models).%s\n\n",
+                    held == tried && tried ? "held" : held ? "held in part" : "did not hold", held, tried,
+                    e0 > 0.2 ? " The base model here was pretrained on the KJV alone and knows none of these facts: its confident "
+                               "answers come from the surface of the text, which is why it is not the well-calibrated base model of "
+                               "the GPT-4 report." : "");
+}
+
 int pipe_report(const pipe_cfg *c, gk_err *err) {
     static const char *names[] = { "corpus", "tokenizer", "shards", "data", "pretrain", "sft", "rm", "ppo", "dpo", "grpo", "eval" };
     const size_t NS = sizeof names / sizeof names[0];
@@ -259,6 +317,7 @@ int pipe_report(const pipe_cfg *c, gk_err *err) {
                         "averaged over %ld prompts; token entropy is the mean of −log p over sampled tokens (nats), an estimate "
                         "of the per-token entropy of the model's distribution. Lower numbers after RLHF mean narrower outputs.\n\n",
                         c->div_samples, c->div_prompts);
+        calibration_section(c, f, ms, mn, 5);
         cJSON *wr = obj(ev, "win_rate_vs_sft");
         cJSON *sft_o = obj(ms, "sft"), *grpo_o = obj(ms, "grpo");
         if (grpo_o)

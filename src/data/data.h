@@ -349,6 +349,17 @@ int demo_gold(const char *system, const char *user, const char *response, demo_v
  * newline is the answer. Returns a malloc'd string (caller frees). k >= 0. */
 char *demo_fewshot_prompt(const demo_task *t, int k, uint64_t seed);
 
+/* ---------------------------------------------------------------- multiple choice (calibration) */
+
+/* A held-out task asked as multiple choice, for measuring calibration: t is a plain-mode task of the eval split
+ * (a fact or arithmetic; its reference is a sentence), choice[] are DEMO_MC_K replies in that sentence form,
+ * choice[right] with the answer and the others with wrong values of the same kind (other answers of the
+ * relation; for arithmetic the answer +-1 or +-10). A model's belief in each is the likelihood of that reply. */
+#define DEMO_MC_K 4
+typedef struct { demo_task t; char choice[DEMO_MC_K][DEMO_TEXT_MAX]; int right; } demo_mc;
+/* Up to n distinct items from seed (its own stream); *out malloc'd (caller frees). Returns the count, or -1. */
+long demo_mc_items(long n, uint64_t seed, demo_mc **out, gk_err *err);
+
 /* ---------------------------------------------------------------- generators (JSONL files) */
 
 /* Plain options; demo_opts_default() fills the documented defaults. NULL opts means defaults. They shape

@@ -806,6 +806,53 @@ static void add_question(char **buf, size_t *len, size_t *cap, const demo_task *
     sb_add(buf, len, cap, "\nA:");
 }
 
+/* ---------------------------------------------------------------- multiple choice (calibration) */
+
+/* Wrong values of x's kind: other answers of its relation; for arithmetic the answer +-1 and +-10 (never
+ * negative). Fills vals[0..k) with distinct values, none the answer. */
+static void mc_wrong_values(gk_rng *r, const inst *x, char vals[][64], int k) {
+    int got = 0;
+    if (x->is_arith) {
+        long ans = x->op == '+' ? x->a + x->b : x->a - x->b;
+        long off[4] = { 1, -1, 10, -10 };
+        for (int i = 3; i > 0; i--) { uint32_t j = gk_rng_below(r, (uint32_t)i + 1); long t = off[i]; off[i] = off[j]; off[j] = t; }
+        for (int i = 0; i < 4 && got < k; i++)
+            if (ans + off[i] >= 0) copyf(vals[got++], 64, "%ld", ans + off[i]);
+        for (long extra = 2; got < k; extra++) copyf(vals[got++], 64, "%ld", ans + extra);
+        return;
+    }
+    const relation *rel = &RELATIONS[x->rel];
+    while (got < k) {
+        int j = (int)gk_rng_below(r, (uint32_t)rel->n), dup = j == x->idx;
+        for (int i = 0; i < got; i++) dup |= !strcmp(vals[i], rel->facts[j].answer);
+        if (!dup) copyf(vals[got++], 64, "%s", rel->facts[j].answer);
+    }
+}
+
+long demo_mc_items(long n, uint64_t seed, demo_mc **out, gk_err *err) {
+    if (n < 0) return gk_errf(err, "demo_mc_items: negative count");
+    demo_mc *items = gk_calloc(n > 0 ? (size_t)n : 1, sizeof *items);
+    gk_rng r; seed_for(&r, seed, 10);
+    long got = 0;
+    for (long tries = 0; got < n && tries < 1000 * (n + 1); tries++) {
+        inst x;
+        draw_split(&r, DEMO_SPLIT_EVAL, &x);
+        if (x.m != MODE_PLAIN) continue;   /* the sentence reply: every model here was taught it */
+        int dup = 0;
+        for (long i = 0; i < got && !dup; i++) dup = !strcmp(items[i].t.user, x.t.user) && !strcmp(items[i].t.system, x.t.system);
+        if (dup) continue;
+        demo_mc *m = &items[got++];
+        m->t = x.t;
+        char wrong[DEMO_MC_K - 1][64];
+        mc_wrong_values(&r, &x, wrong, DEMO_MC_K - 1);
+        m->right = (int)gk_rng_below(&r, DEMO_MC_K);
+        for (int c = 0, w = 0; c < DEMO_MC_K; c++)
+            render_reply(&x, c == m->right ? x.t.answer : wrong[w++], m->choice[c], sizeof m->choice[c]);
+    }
+    *out = items;
+    return got;
+}
+
 char *demo_fewshot_prompt(const demo_task *t, int k, uint64_t seed) {
     size_t len = 0, cap = 256;
     char *buf = gk_malloc(cap);

@@ -212,3 +212,88 @@ int eval_diversity(eval_model *em, const demo_task *tasks, long nt, long prompts
     ds->entropy = ent_n ? ent_sum / (double)ent_n : NAN;
     return rc;
 }
+
+/* ---------------------------------------------------------------- calibration */
+
+void eval_calib_stats(const double *conf, const unsigned char *right, long n, eval_calib *cs) {
+    memset(cs, 0, sizeof *cs);
+    cs->n = n;
+    for (long i = 0; i < n; i++) {
+        int b = (int)(conf[i] * EVAL_CALIB_BINS);
+        if (b >= EVAL_CALIB_BINS) b = EVAL_CALIB_BINS - 1;
+        if (b < 0) b = 0;
+        cs->bin_n[b]++; cs->bin_acc[b] += right[i]; cs->bin_conf[b] += conf[i];
+        cs->acc += right[i]; cs->conf += conf[i];
+    }
+    if (n == 0) return;
+    cs->acc /= (double)n; cs->conf /= (double)n;
+    for (int b = 0; b < EVAL_CALIB_BINS; b++) {
+        if (!cs->bin_n[b]) continue;
+        cs->bin_acc[b] /= (double)cs->bin_n[b]; cs->bin_conf[b] /= (double)cs->bin_n[b];
+        cs->ece += (double)cs->bin_n[b] / (double)n * fabs(cs->bin_acc[b] - cs->bin_conf[b]);
+    }
+}
+
+/* The DEMO_MC_K sequences of one item: its prompt (cut from the left to fit) followed by each choice. */
+static void mc_seqs(const eval_model *em, int base, const demo_mc *it, int fewshot_k, uint64_t seed, rlhf_seq *out) {
+    tok_ids p = {0};
+    task_prompt(em, base, &it->t, fewshot_k, seed, &p);
+    for (int c = 0; c < DEMO_MC_K; c++) {
+        tok_ids r = {0};
+        if (base) {
+            char line[DEMO_TEXT_MAX + 4];
+            snprintf(line, sizeof line, " %s\n", it->choice[c]);
+            tok_encode(em->tok, line, strlen(line), 0, &r);
+        } else {
+            tok_encode(em->tok, it->choice[c], strlen(it->choice[c]), 0, &r);
+            tok_ids_push(&r, em->sp.end);
+        }
+        size_t room = (size_t)em->m->cfg.n_ctx, pn = p.n;
+        if (pn + r.n > room) pn = room > r.n + 1 ? room - r.n : 1;
+        rlhf_seq *s = &out[c];
+        s->prompt_len = pn;
+        s->n = pn + r.n;
+        s->ids = gk_malloc(s->n * sizeof(int32_t));
+        memcpy(s->ids, p.ids + (p.n - pn), pn * sizeof(int32_t));
+        memcpy(s->ids + pn, r.ids, r.n * sizeof(int32_t));
+        tok_ids_free(&r);
+    }
+    tok_ids_free(&p);
+}
+
+int eval_calibration(eval_model *em, int base, const demo_mc *items, long n, int fewshot_k, uint64_t seed,
+                     eval_calib *cs, gk_err *err) {
+    if (!em->tok) return gk_errf(err, "calibration needs the model's tokenizer");
+    enum { ITEMS = 8 };   /* items scored per forward pass */
+    train_lm *lm = train_lm_new(em->m);
+    double *conf = gk_malloc((n > 0 ? (size_t)n : 1) * sizeof(double));
+    unsigned char *right = gk_malloc(n > 0 ? (size_t)n : 1);
+    rlhf_seq seqs[ITEMS * DEMO_MC_K];
+    for (long i0 = 0; i0 < n; i0 += ITEMS) {
+        size_t k = (size_t)(n - i0 < ITEMS ? n - i0 : ITEMS), ns = k * DEMO_MC_K;
+        for (size_t j = 0; j < k; j++) mc_seqs(em, base, &items[i0 + (long)j], fewshot_k, seed + (uint64_t)(i0 + (long)j), seqs + j * DEMO_MC_K);
+        int32_t *in, *tg;
+        size_t T = rlhf_lm_batch(seqs, ns, &in, &tg);
+        float *lp = gk_malloc(ns * T * sizeof(float));
+        train_lm_logprobs(lm, in, tg, ns, T, 1.0f, lp, NULL);
+        for (size_t j = 0; j < k; j++) {
+            double ll[DEMO_MC_K], top = -INFINITY, z = 0;
+            for (int c = 0; c < DEMO_MC_K; c++) {
+                const float *row = lp + (j * DEMO_MC_K + (size_t)c) * T;
+                ll[c] = 0;
+                for (size_t t = 0; t < T; t++) ll[c] += row[t];   /* 0 where no target */
+                if (ll[c] > top) top = ll[c];
+            }
+            int best = 0;
+            for (int c = 0; c < DEMO_MC_K; c++) { z += exp(ll[c] - top); if (ll[c] > ll[best]) best = c; }
+            conf[i0 + (long)j] = 1.0 / z;   /* exp(ll[best] - top) / z, and ll[best] = top */
+            right[i0 + (long)j] = (unsigned char)(best == items[i0 + (long)j].right);
+        }
+        for (size_t q = 0; q < ns; q++) rlhf_seq_free(&seqs[q]);
+        free(in); free(tg); free(lp);
+    }
+    eval_calib_stats(conf, right, n, cs);
+    free(conf); free(right);
+    train_lm_free(lm);
+    return 0;
+}

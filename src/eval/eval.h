@@ -70,4 +70,24 @@ int eval_tasks_graded(eval_model *em, int base, const demo_task *tasks, long nt,
 typedef struct { double distinct1, distinct2, entropy; } eval_div_stats;
 int eval_diversity(eval_model *em, const demo_task *tasks, long nt, long prompts, size_t samples, size_t max_new,
                    uint64_t seed, eval_div_stats *ds, gk_err *err);
+
+/* ---------------------------------------------------------------- calibration
+ * How well a model's confidence matches its accuracy, on multiple-choice items (demo_mc_items): its belief in
+ * each choice is the likelihood of that reply after the prompt (a chat model: the reply and the end of its turn;
+ * a base model: " reply" and a newline after a few-shot prompt, as eval_tasks prompts it), normalised over the
+ * choices. Its answer is the most likely choice, its confidence that choice's probability. */
+#define EVAL_CALIB_BINS 10
+typedef struct {
+    long   n;
+    double acc;     /* share of items answered right */
+    double conf;    /* mean confidence */
+    double ece;     /* expected calibration error: sum over EVAL_CALIB_BINS equal confidence bins of
+                       (items in the bin / n) x |accuracy in the bin - mean confidence in the bin| */
+    long   bin_n[EVAL_CALIB_BINS];
+    double bin_acc[EVAL_CALIB_BINS], bin_conf[EVAL_CALIB_BINS];   /* 0 for an empty bin */
+} eval_calib;
+int  eval_calibration(eval_model *em, int base, const demo_mc *items, long n, int fewshot_k, uint64_t seed,
+                      eval_calib *cs, gk_err *err);
+/* The statistics from per-item confidences in [0, 1] and right (1) / wrong (0) flags. */
+void eval_calib_stats(const double *conf, const unsigned char *right, long n, eval_calib *cs);
 #endif

@@ -57,6 +57,19 @@ for p in pretrain_loss sft_loss rm_accuracy ppo_reward ppo_kl dpo_loss grpo_rewa
 done
 [ -z "$missing" ] && pass plots_written || fail plots_written "missing or empty:$missing"
 grep -q "plots/pretrain_loss.svg" "$RUN/report.md" && pass report_links_plots || fail report_links_plots
+# calibration per model (issue 21): the table, the reliability diagram, and the sentence on the talk's claim
+if python3 - "$RUN/report.json" <<'PY'
+import json, sys
+ms = json.load(open(sys.argv[1]))["eval"]["models"]
+for name in ("base", "sft", "ppo", "dpo"):
+    c = ms[name]["calibration"]
+    assert c["n"] == 16 and 0 <= c["ece"] <= 1 and 0.25 <= c["confidence"] <= 1, (name, c)
+    assert sum(b["n"] for b in c["bins"]) == c["n"] and len(c["bins"]) == 10, (name, c["bins"])
+PY
+then grep -q "| base | [0-9.]*% | [0-9.]*% | \*\*[0-9.]*\*\* |" "$RUN/report.md" && grep -q "<polyline" "$RUN/plots/calibration.svg" \
+  && grep -qE "so the claim \*\*(held|held in part|did not hold)\*\*" "$RUN/report.md" && pass report_calibration \
+  || fail report_calibration "report.md section or plots/calibration.svg"
+else fail report_calibration "report.json"; fi
 
 # precision = bf16 reaches the training stages (their log lines name the bf16 backend) and still trains
 if $GPTKIT bench peak --json 2>/dev/null | grep -q '"bf16_gflops": [0-9]'; then
