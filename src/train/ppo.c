@@ -65,7 +65,7 @@ int rlhf_generate_groups(struct engine *e, const tok_ids *prompts, size_t P, siz
         memcpy(out[i].ids + pr->n, gs[i].ids, gs[i].n * sizeof(int32_t));
         ended[i] = gs[i].finish == ENGINE_FINISH_STOP_TOKEN;
     }
-    for (size_t i = 0; rc == 0 && i < P * n; i++) engine_seq_free(&gs[i]);
+    for (size_t i = 0; i < P * n; i++) engine_seq_free(&gs[i]);   /* zeroed where nothing was generated */
     free(gs); free(pp); free(pn);
     return rc;
 }
