@@ -447,8 +447,9 @@ static void on_sigint(int sig) {
 void gk_sigint_install(void) {
     /* The handler runs on a stack of its own (the main thread's; SA_ONSTACK). On the interrupted stack, a Ctrl-C
      * landing inside oneDNN's JIT-generated GEMM corrupted the heap: tests/cli/rlhf.sh's ppo_sigint_saves crashed
-     * in 3 runs of 15 and 5 of 20, always in the next GEMM's free, and in none of 45 with this stack. The likely
-     * cause is the handler's frame overwriting data such code keeps below its stack pointer. */
+     * in 3 runs of 15 and 5 of 20, always in the next GEMM's free, and in none of 45 with this stack
+     * (bench/stress/ppo_sigint.sh). The likely cause is the handler's frame overwriting data such code keeps below
+     * its stack pointer. */
     static char *alt;
     if (!alt) {
         size_t n = SIGSTKSZ > 65536 ? (size_t)SIGSTKSZ : 65536;

@@ -277,16 +277,16 @@ int eval_calibration(eval_model *em, int base, const demo_mc *items, long n, int
         float *lp = gk_malloc(ns * T * sizeof(float));
         train_lm_logprobs(lm, in, tg, ns, T, 1.0f, lp, NULL);
         for (size_t j = 0; j < k; j++) {
-            double ll[DEMO_MC_K], top = -INFINITY, z = 0;
+            double ll[DEMO_MC_K], z = 0;
+            int best = 0;
             for (int c = 0; c < DEMO_MC_K; c++) {
                 const float *row = lp + (j * DEMO_MC_K + (size_t)c) * T;
                 ll[c] = 0;
                 for (size_t t = 0; t < T; t++) ll[c] += row[t];   /* 0 where no target */
-                if (ll[c] > top) top = ll[c];
+                if (ll[c] > ll[best]) best = c;
             }
-            int best = 0;
-            for (int c = 0; c < DEMO_MC_K; c++) { z += exp(ll[c] - top); if (ll[c] > ll[best]) best = c; }
-            conf[i0 + (long)j] = 1.0 / z;   /* exp(ll[best] - top) / z, and ll[best] = top */
+            for (int c = 0; c < DEMO_MC_K; c++) z += exp(ll[c] - ll[best]);
+            conf[i0 + (long)j] = 1.0 / z;   /* the best choice's softmax share: exp(0) / z */
             right[i0 + (long)j] = (unsigned char)(best == items[i0 + (long)j].right);
         }
         for (size_t q = 0; q < ns; q++) rlhf_seq_free(&seqs[q]);

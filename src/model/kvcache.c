@@ -14,6 +14,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* floats per layer and position in one of the two caches: the key/value heads times the head size */
+static size_t kv_width(const gpt_config *c) { return (size_t)gpt_config_n_kv_head(c) * ((size_t)c->n_embd / (size_t)c->n_head); }
+
+size_t gpt_kv_bytes_per_pos(const gpt_config *c) { return 2 * (size_t)c->n_layer * kv_width(c) * sizeof(float); }
+
 gpt_kv *gpt_kv_new(const gpt_model *m, size_t max_seqs, size_t max_len) {
     const gpt_config *c = &m->cfg;
     GK_CHECK(max_seqs >= 1, "gpt_kv_new: max_seqs must be >= 1");
@@ -25,7 +30,7 @@ gpt_kv *gpt_kv_new(const gpt_model *m, size_t max_seqs, size_t max_len) {
     kv->be = m->be;
     kv->idx = gk_calloc(2 * max_seqs, sizeof(int32_t));
     kv->didx = kern_alloc(m->be, 2 * max_seqs * sizeof(int32_t));
-    size_t n, kvw = (size_t)gpt_config_n_kv_head(c) * ((size_t)c->n_embd / (size_t)c->n_head);   /* NKV hs */
+    size_t n, kvw = kv_width(c);
     GK_CHECK(gk_mul_size((size_t)c->n_layer * max_seqs, max_len * kvw, &n) == 0 &&
              gk_mul_size(n, sizeof(float), &n) == 0, "gpt_kv_new: cache size overflows");
     kv->k = kern_alloc(m->be, n);

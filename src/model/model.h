@@ -494,8 +494,10 @@ typedef struct gpt_kv {
     kern_backend *be;           /* the model's backend, which owns the buffers above */
 } gpt_kv;
 /* A cache of max_seqs slots of max_len tokens (0 = n_ctx; clamped to n_ctx). All slots start empty.
- * Memory: 2 * L * max_seqs * max_len * C floats. */
+ * Memory: max_seqs * max_len * gpt_kv_bytes_per_pos bytes. */
 gpt_kv *gpt_kv_new(const gpt_model *m, size_t max_seqs, size_t max_len);
+/* Bytes per slot and position: keys and values of every layer, over the key/value heads. */
+size_t gpt_kv_bytes_per_pos(const gpt_config *c);
 void gpt_kv_free(gpt_kv *kv);
 void gpt_kv_reset(gpt_kv *kv, size_t slot);                      /* empties a slot */
 void gpt_kv_truncate(gpt_kv *kv, size_t slot, size_t len);       /* keeps the first len tokens (len <= current) */

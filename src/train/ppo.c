@@ -84,8 +84,7 @@ struct engine *rlhf_rollout_engine(gpt_model *m, const tok_tokenizer *tok, size_
     if (len > (size_t)m->cfg.n_ctx) len = (size_t)m->cfg.n_ctx;
     /* every rollout of the batch in flight at once, unless their cache would pass 1 GiB: then as many whole
      * groups as fit (the rest wait in the engine's queue), and never fewer than one */
-    const gpt_config *c = &m->cfg;
-    double per_seq = 2.0 * c->n_layer * gpt_config_n_kv_head(c) * (c->n_embd / c->n_head) * sizeof(float) * (double)len;
+    double per_seq = (double)gpt_kv_bytes_per_pos(&m->cfg) * (double)len;
     size_t groups = P ? P : 1, fit = (size_t)((double)(1u << 30) / (per_seq * (double)n));
     if (groups > fit) groups = fit ? fit : 1;
     return engine_new(m, tok, groups * n, len);
